@@ -1,0 +1,36 @@
+# Thin wrapper over CMake + Ninja. `make demo` and `make test` are the entry points the README names.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+FUZZ_BUILD ?= build-fuzz
+
+.PHONY: all deps build asan fuzz demo test bench clean
+
+all: build
+
+deps:
+	@bash scripts/install-deps.sh
+
+build: deps
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@ninja -C $(BUILD)
+
+asan: deps
+	@cmake -S . -B $(ASAN_BUILD) -G Ninja -DCMAKE_BUILD_TYPE=Asan >/dev/null
+	@ninja -C $(ASAN_BUILD)
+
+fuzz: deps
+	@cmake -S . -B $(FUZZ_BUILD) -G Ninja -DCMAKE_C_COMPILER=clang -DCK_FUZZ=ON \
+	    -DCMAKE_BUILD_TYPE=Debug >/dev/null
+	@ninja -C $(FUZZ_BUILD)
+
+demo: build
+	@bash scripts/demo.sh $(BUILD)
+
+test:
+	@bash tests/run.sh
+
+bench: build
+	@bash bench/run.sh $(BUILD)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -1,0 +1,64 @@
+/* Small utilities shared by all modules: secret memory, constant-time compare, bounded byte
+ * reader/writer for non-ASN.1 formats, time. */
+#ifndef CABLEKEY_UTIL_H
+#define CABLEKEY_UTIL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+/* Wipes memory in a way the compiler cannot elide. */
+void ck_memzero(void *p, size_t len);
+/* Wipes then frees; accepts NULL. */
+void ck_free_secret(void *p, size_t len);
+/* Constant-time equality of two equal-length buffers. */
+bool ck_ct_equal(const void *a, const void *b, size_t len);
+/* Duplicates a buffer (NULL on allocation failure; returns a 1-byte allocation for len 0). */
+void *ck_memdup(const void *p, size_t len);
+/* Bounded string copy: copies at most dstsize-1 bytes, always NUL-terminates; returns the
+ * length of src (truncated if >= dstsize). */
+size_t ck_strlcpy(char *dst, const char *src, size_t dstsize);
+/* Parses a decimal integer within [min, max]; 0 on success, CK_ERR_INVAL otherwise. */
+int ck_parse_int64(const char *s, int64_t min, int64_t max, int64_t *out);
+
+/* Bounded reader: every getter checks the remaining length and returns CK_ERR_DECODE on overrun. */
+typedef struct ck_reader {
+    const uint8_t *data;
+    size_t len;
+    size_t pos;
+} ck_reader;
+
+void ck_reader_init(ck_reader *r, const uint8_t *data, size_t len);
+size_t ck_reader_remaining(const ck_reader *r);
+int ck_reader_u8(ck_reader *r, uint8_t *v);
+int ck_reader_u16be(ck_reader *r, uint16_t *v);
+int ck_reader_u32be(ck_reader *r, uint32_t *v);
+/* Points *p at the next n bytes without copying. */
+int ck_reader_bytes(ck_reader *r, size_t n, const uint8_t **p);
+int ck_reader_copy(ck_reader *r, void *dst, size_t n);
+
+/* Growable writer with an explicit maximum size (CK_ERR_LIMIT beyond it). */
+typedef struct ck_writer {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+    size_t max;
+    bool secret; /* wipe on growth and on free */
+} ck_writer;
+
+void ck_writer_init(ck_writer *w, size_t max, bool secret);
+int ck_writer_u8(ck_writer *w, uint8_t v);
+int ck_writer_u16be(ck_writer *w, uint16_t v);
+int ck_writer_u32be(ck_writer *w, uint32_t v);
+int ck_writer_bytes(ck_writer *w, const void *p, size_t n);
+/* Hands the buffer to the caller (who frees it) and resets the writer. */
+uint8_t *ck_writer_take(ck_writer *w, size_t *len);
+void ck_writer_free(ck_writer *w);
+
+/* Wall clock seconds and microseconds. */
+void ck_now(int64_t *sec, int32_t *usec);
+/* Monotonic milliseconds. */
+int64_t ck_monotonic_ms(void);
+
+#endif

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The whole test suite (`make test`): installs dependencies, builds the release, ASan+UBSan and
+# libFuzzer configurations, runs every unit test in both builds, every interop/negative script
+# against the release daemons and again under ASan, and a short smoke run of every fuzz target.
+# Every case prints one TAP line ("ok"/"not ok"); the last line is "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+TOP=$(pwd)
+LOG_DIR="$TOP/.test-tmp"
+rm -rf "$LOG_DIR"; mkdir -p "$LOG_DIR"
+FUZZ_SECONDS="${CK_FUZZ_SECONDS:-10}"
+passed=0; failed=0; failed_names=()
+
+record() { # record STATUS NAME
+    if [ "$1" = ok ]; then passed=$((passed + 1)); echo "ok - $2"
+    else failed=$((failed + 1)); failed_names+=("$2"); echo "not ok - $2"; fi
+}
+
+# Counts the TAP lines a test program printed; a program that crashed or exited non-zero without
+# printing a failing line still counts as one failure.
+run_tap() { # run_tap NAME LOGFILE cmd...
+    local name=$1 log=$2; shift 2
+    "$@" >"$log" 2>&1; local rc=$?
+    local p f
+    p=$(grep -cE '^ok ' "$log"); f=$(grep -cE '^not ok ' "$log")
+    grep -E '^(not )?ok ' "$log" | sed "s/^/  [$name] /"
+    passed=$((passed + p)); failed=$((failed + f))
+    if [ "$f" -gt 0 ]; then failed_names+=("$name"); fi
+    if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then
+        record fail "$name exited $rc (see $log)"; tail -n 20 "$log" | sed 's/^/    /'
+    elif [ "$f" -gt 0 ]; then
+        grep -vE '^(not )?ok ' "$log" | tail -n 30 | sed 's/^/    /'
+    fi
+    if [ "$p" -eq 0 ] && [ "$f" -eq 0 ] && [ $rc -eq 0 ]; then
+        record fail "$name ran no test case"
+    fi
+}
+
+echo "== dependencies"
+bash scripts/install-deps.sh || { echo "0 passed, 1 failed"; exit 1; }
+
+echo "== build (release, asan, fuzz)"
+build_ok=1
+for cfg in "build RelWithDebInfo" "build-asan Asan"; do
+    set -- $cfg
+    if cmake -S . -B "$1" -G Ninja -DCMAKE_BUILD_TYPE="$2" >"$LOG_DIR/cmake-$1.log" 2>&1 &&
+       ninja -C "$1" >"$LOG_DIR/ninja-$1.log" 2>&1; then
+        record ok "build $2"
+    else
+        record fail "build $2"; tail -n 40 "$LOG_DIR/ninja-$1.log"; build_ok=0
+    fi
+done
+if cmake -S . -B build-fuzz -G Ninja -DCMAKE_C_COMPILER=clang -DCK_FUZZ=ON -DCMAKE_BUILD_TYPE=Debug \
+        >"$LOG_DIR/cmake-fuzz.log" 2>&1 && ninja -C build-fuzz >"$LOG_DIR/ninja-fuzz.log" 2>&1; then
+    record ok "build libFuzzer targets"
+else
+    record fail "build libFuzzer targets"; tail -n 40 "$LOG_DIR/ninja-fuzz.log"
+fi
+if [ $build_ok -ne 1 ]; then
+    echo "$passed passed, $failed failed"; exit 1
+fi
+
+echo "== unit tests"
+for dir in build build-asan; do
+    for t in "$dir"/test_*; do
+        [ -x "$t" ] || continue
+        n=$(basename "$t")
+        run_tap "$dir/$n" "$LOG_DIR/$dir-$n.log" env -C tests "$TOP/$t"
+    done
+done
+
+echo "== interop and negative tests"
+for t in tests/interop/t_*.sh; do
+    [ -f "$t" ] || continue
+    n=$(basename "$t" .sh)
+    for dir in build build-asan; do
+        run_tap "$n ($dir)" "$LOG_DIR/$n-$dir.log" env CK_BUILD="$TOP/$dir" bash "$t"
+    done
+done
+
+echo "== fuzz smoke (${FUZZ_SECONDS}s each)"
+for f in build-fuzz/fuzz_*; do
+    [ -x "$f" ] || continue
+    n=$(basename "$f")
+    corpus="tests/fuzz/corpus/${n#fuzz_}"
+    work="$LOG_DIR/corpus-$n"; mkdir -p "$work"
+    [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null
+    if "$f" -max_total_time="$FUZZ_SECONDS" -max_len=8192 -rss_limit_mb=2048 -timeout=10 \
+            "$work" >"$LOG_DIR/$n.log" 2>&1; then
+        record ok "fuzz $n: $(grep -oE '#[0-9]+ +DONE.*' "$LOG_DIR/$n.log" | head -n1)"
+    else
+        record fail "fuzz $n (see $LOG_DIR/$n.log)"; tail -n 30 "$LOG_DIR/$n.log"
+    fi
+done
+
+if [ "${#failed_names[@]}" -gt 0 ]; then
+    echo "failed: ${failed_names[*]}"
+fi
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
