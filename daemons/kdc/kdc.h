@@ -1,0 +1,53 @@
+/* The KDC's protocol core, as seen by the daemon shell (main.c) and the fuzz targets: a pure
+ * function from request bytes to reply bytes, with per-worker state. It knows nothing of sockets. */
+#ifndef CABLEKEY_KDC_H
+#define CABLEKEY_KDC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define KDC_MAX_ENCTYPES 8
+#define KDC_DEFAULT_MAX_DGRAM_REPLY 4096   /* kdc_max_dgram_reply_size */
+#define KDC_DEFAULT_MAX_REQUEST 65536      /* largest request accepted on any transport */
+#define KDC_DEFAULT_CLOCKSKEW 300          /* seconds */
+#define KDC_DEFAULT_MAX_LIFE (10 * 3600)
+#define KDC_DEFAULT_MAX_RENEW (7 * 86400)
+
+/* Settings from the config file and command line, read-only after start. */
+struct kdc_config {
+    char *realm;                       /* NULL: the realm stored in the database */
+    char *db_path;                     /* SQLite database file */
+    char *stash_path;                  /* master key stash (default: db_path + ".stash") */
+    int64_t max_life;                  /* realm-wide ticket lifetime cap, seconds */
+    int64_t max_renewable_life;        /* realm-wide renewable lifetime cap, seconds */
+    int64_t clockskew;                 /* allowed clock skew, seconds */
+    size_t max_dgram_reply;            /* larger UDP replies get KRB_ERR_RESPONSE_TOO_BIG */
+    size_t max_request;                /* larger requests are refused */
+    int32_t enctypes[KDC_MAX_ENCTYPES];/* permitted session/ticket enctypes, in preference order */
+    size_t n_enctypes;
+    bool lookaside;                    /* answer UDP retransmits from the lookaside cache */
+};
+
+enum kdc_transport { KDC_TRANSPORT_UDP, KDC_TRANSPORT_TCP };
+
+struct kdc_worker;
+
+/* Per-worker state (own database connection, principal cache, lookaside cache). */
+int kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out);
+void kdc_worker_free(struct kdc_worker *worker);
+
+/* Handles one request. On return 0, *reply_len bytes of reply are in reply (capacity reply_cap);
+ * *reply_len == 0 means "send nothing" (e.g. garbage over UDP). peer may be NULL (fuzzing).
+ * Logs exactly one summary line per request. Never fails on hostile input: errors become
+ * KRB-ERROR replies or silence. */
+int kdc_handle_request(struct kdc_worker *worker, const uint8_t *req, size_t req_len,
+                       enum kdc_transport transport, const struct sockaddr *peer,
+                       uint8_t *reply, size_t reply_cap, size_t *reply_len);
+
+/* Fills cfg with defaults (all four AES enctypes, caps above). */
+void kdc_config_defaults(struct kdc_config *cfg);
+void kdc_config_free_contents(struct kdc_config *cfg);
+
+#endif
