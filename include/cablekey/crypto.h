@@ -79,4 +79,8 @@ int ck_verify_checksum(const ck_key *key, int32_t cksumtype, int32_t usage, cons
 int ck_prf(const ck_key *key, const uint8_t *in, size_t in_len, uint8_t *out, size_t out_size,
            size_t *out_len);
 
+/* Wipes and frees the calling thread's cached derived keys and OpenSSL contexts. Threads that
+ * exit get this automatically; long-lived threads may call it when they stop doing crypto. */
+void ck_crypto_thread_cleanup(void);
+
 #endif
