@@ -1,0 +1,56 @@
+/* The daemon's settings: struct kdc_config for the protocol core plus what only the shell uses
+ * (sockets, workers, logging), read from a profile (kdc.conf syntax). See docs/cablekey-kdc.md. */
+#ifndef CABLEKEY_KDC_CONFIG_H
+#define CABLEKEY_KDC_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cablekey/log.h"
+#include "cablekey/profile.h"
+#include "kdc.h"
+
+#define KDC_DEFAULT_CONFIG "/etc/cablekey/kdc.conf"
+#define KDC_DEFAULT_DB "/var/lib/cablekey/kdc.db"
+#define KDC_DEFAULT_PORT 88
+#define KDC_DEFAULT_TCP_MAX_CONNECTIONS 512   /* whole process */
+#define KDC_DEFAULT_TCP_IDLE 30               /* seconds */
+#define KDC_MAX_LISTEN 32
+
+struct kdc_daemon_config {
+    struct kdc_config kdc;
+    char *listen[KDC_MAX_LISTEN];    /* "addr[:port]" entries, port 88 when absent */
+    size_t n_listen;
+    int workers;                     /* 0: one per online CPU */
+    int tcp_max_connections;         /* whole process; split evenly over workers */
+    int64_t tcp_idle_timeout;        /* seconds */
+    enum ck_log_dest log_dest;
+    char *log_path;                  /* CK_LOG_FILE only */
+    int log_level;
+};
+
+/* Defaults everywhere (kdc_config_defaults for the core part). */
+void kdc_daemon_config_init(struct kdc_daemon_config *dc);
+void kdc_daemon_config_free(struct kdc_daemon_config *dc);
+
+/* Applies [kdcdefaults], [realms] and [logging] from prof over the current values. realm selects
+ * the [realms] entry (NULL: the only one, if there is exactly one). Unknown keys are logged as
+ * warnings. Errors are CK_ERR_CONFIG with the key in the context. */
+int kdc_daemon_config_load(struct kdc_daemon_config *dc, const struct ck_profile *prof,
+                           const char *realm);
+
+/* Replaces the listen list with the entries of value (separated by blanks or commas) when
+ * replace is set, else appends them. Each entry's syntax is checked. */
+int kdc_config_set_listen(struct kdc_daemon_config *dc, const char *value, bool replace);
+/* "aes256-cts-hmac-sha1-96:normal aes128-cts ..." (salt types ignored, unknown names skipped
+ * with a warning, at least one must remain). */
+int kdc_config_parse_enctypes(const char *value, int32_t *enctypes, size_t *n);
+/* STDERR | SYSLOG[:LEVEL[:FACILITY]] | FILE:/path, plus the bare words syslog, stderr and a path
+ * (as the --log flag takes them). level is left alone unless the spec names one. */
+int kdc_config_set_log(struct kdc_daemon_config *dc, const char *spec);
+/* Fills in paths that default from others (database, stash = database + ".stash"), the default
+ * listen address, and checks cross-field limits. */
+int kdc_daemon_config_finish(struct kdc_daemon_config *dc);
+
+#endif

@@ -1,0 +1,107 @@
+/* Datagram and stream server core: one epoll loop per worker thread, each with its own
+ * SO_REUSEPORT UDP socket and TCP listener per address, so the kernel spreads load over workers.
+ * UDP is read and answered in batches (recvmmsg/sendmmsg) and replies leave from the address the
+ * request arrived on. TCP uses the RFC 4120 section 7.2.2 framing: a 4-byte big-endian length
+ * (high bit reserved) before every message, several messages per connection.
+ *
+ * The core knows nothing of the protocol it carries: a handler turns request bytes into reply
+ * bytes. Handlers run on worker threads; each worker has its own state made by worker_init. */
+#ifndef CABLEKEY_NET_H
+#define CABLEKEY_NET_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#define CK_NET_DEFAULT_MAX_REQUEST 65536
+#define CK_NET_DEFAULT_MAX_DGRAM 65535
+#define CK_NET_DEFAULT_MAX_REPLY 65536
+#define CK_NET_DEFAULT_TCP_MAX_CONNS 256
+#define CK_NET_DEFAULT_TCP_IDLE_MS 30000
+#define CK_NET_DEFAULT_TCP_BACKLOG 128
+#define CK_NET_MAX_WORKERS 256
+#define CK_NET_MAX_ADDRS 64           /* resolved listen addresses per server */
+#define CK_NET_MAX_REQUEST_LIMIT (16u << 20) /* ceiling for max_request and max_reply */
+#define CK_NET_ADDRSTRLEN 64          /* "[v6addr%scope]:port" */
+
+enum ck_net_transport { CK_NET_UDP, CK_NET_TCP };
+
+/* The TCP length prefix had its reserved high bit set or exceeded max_request: data is NULL and
+ * len is the declared length. A reply, if any, is sent and then the connection is closed. */
+#define CK_NET_REQ_OVERSIZED 0x1u
+
+struct ck_net_request {
+    const uint8_t *data;
+    size_t len;
+    enum ck_net_transport transport;
+    unsigned flags;                 /* CK_NET_REQ_* */
+    const struct sockaddr *peer;
+    socklen_t peer_len;
+    const struct sockaddr *local;   /* address the request arrived on */
+    socklen_t local_len;
+};
+
+/* Produces the reply for one request into reply (capacity reply_cap). *reply_len == 0, or a
+ * negative return, means "send nothing"; over TCP that also closes the connection. */
+typedef int (*ck_net_handler_fn)(void *worker_state, const struct ck_net_request *req,
+                                 uint8_t *reply, size_t reply_cap, size_t *reply_len);
+
+/* Makes the state of worker index (0-based) before it starts; returns 0 or a CK_ERR_* code. Both
+ * init and fini run on the thread calling ck_net_server_start / ck_net_server_stop, never
+ * concurrently; the state is then used by that worker's thread only. */
+typedef int (*ck_net_worker_init_fn)(int index, void *arg, void **state);
+typedef void (*ck_net_worker_fini_fn)(int index, void *arg, void *state);
+
+struct ck_net_callbacks {
+    ck_net_handler_fn handler;         /* required */
+    ck_net_worker_init_fn worker_init; /* optional: state is NULL without it */
+    ck_net_worker_fini_fn worker_fini; /* optional */
+    void *arg;
+};
+
+/* Zero fields take the defaults above. Strings are copied by ck_net_server_new. */
+struct ck_net_config {
+    const char *const *listen;  /* "127.0.0.1:88", "[::1]:88", "host", "::1", "88" (all addresses),
+                                   "*:88"; port 0 = a kernel-chosen port shared by all workers */
+    size_t n_listen;
+    uint16_t default_port;      /* for entries without a port (0 is allowed) */
+    int workers;                /* 0: number of online CPUs */
+    size_t max_request;         /* largest TCP message accepted */
+    size_t max_dgram;           /* largest datagram received; longer ones are dropped */
+    size_t max_reply;           /* reply buffer handed to the handler */
+    int tcp_max_conns;          /* per worker; when full the least recently active is closed */
+    int tcp_idle_timeout_ms;    /* connections quiet this long are closed */
+    int tcp_backlog;
+    bool no_udp;                /* listen on TCP only */
+    bool no_tcp;                /* listen on UDP only */
+};
+
+struct ck_net_server;
+
+/* Validates the configuration and allocates the server; no socket is opened yet. */
+int ck_net_server_new(const struct ck_net_config *cfg, const struct ck_net_callbacks *cb,
+                      struct ck_net_server **out);
+/* Resolves and binds every address for every worker, runs worker_init for each, then starts the
+ * worker threads. Bind and init errors are returned here with the address in the context; on
+ * error nothing is left open. */
+int ck_net_server_start(struct ck_net_server *srv);
+/* Tells the workers to stop, joins them, runs worker_fini, closes every socket. Idempotent. */
+void ck_net_server_stop(struct ck_net_server *srv);
+/* Stops if running, then frees. Accepts NULL. */
+void ck_net_server_free(struct ck_net_server *srv);
+
+/* After start: number of bound addresses and the i-th one (with the actual port). */
+size_t ck_net_server_n_addrs(const struct ck_net_server *srv);
+int ck_net_server_addr(const struct ck_net_server *srv, size_t i, struct sockaddr_storage *ss,
+                       socklen_t *len);
+/* Workers in use (after the default is applied). */
+int ck_net_server_workers(const struct ck_net_server *srv);
+
+/* Parses one listen entry into host (without brackets; "" = any) and port. */
+int ck_net_parse_listen(const char *spec, uint16_t default_port, char *host, size_t host_size,
+                        uint16_t *port);
+/* "192.0.2.1:88" or "[2001:db8::1]:88" into buf (CK_NET_ADDRSTRLEN is enough). */
+const char *ck_net_addr_format(const struct sockaddr *sa, char *buf, size_t size);
+
+#endif
