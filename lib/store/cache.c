@@ -1,0 +1,371 @@
+/* Per-connection principal cache for the KDC hot path.
+ *
+ * A chained hash table keyed by SipHash-2-4 of the name under a random key (names come from the
+ * network, so an attacker must not be able to aim them all at one bucket), bounded entries with
+ * FIFO eviction, negative entries for absent principals, and invalidation driven by the store's
+ * change log. Records handed out stay valid until the next ck_store_cache_begin: flushed and
+ * evicted entries go to a "retired" list first, so a KDC request can hold the client and server
+ * records while a concurrent change is noticed. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "cablekey/error.h"
+#include "cablekey/principal.h"
+#include "cablekey/util.h"
+#include "store/store_int.h"
+
+#define CACHE_INITIAL_BUCKETS 1024
+
+struct ck_cache_entry {
+    struct ck_cache_entry *hnext;          /* bucket chain */
+    struct ck_cache_entry *older, *newer;  /* FIFO list; `older` links the retired list */
+    uint64_t hash;
+    size_t name_len;
+    char *name;
+    ck_db_principal *rec;                  /* NULL: the principal does not exist */
+};
+
+/* ---- SipHash-2-4 (Aumasson & Bernstein), written from the paper's description ---- */
+
+#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
+
+static void
+sip_round(uint64_t v[4])
+{
+    v[0] += v[1];
+    v[1] = ROTL64(v[1], 13);
+    v[1] ^= v[0];
+    v[0] = ROTL64(v[0], 32);
+    v[2] += v[3];
+    v[3] = ROTL64(v[3], 16);
+    v[3] ^= v[2];
+    v[0] += v[3];
+    v[3] = ROTL64(v[3], 21);
+    v[3] ^= v[0];
+    v[2] += v[1];
+    v[1] = ROTL64(v[1], 17);
+    v[1] ^= v[2];
+    v[2] = ROTL64(v[2], 32);
+}
+
+static uint64_t
+load_le64(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 7; i >= 0; i--)
+        v = (v << 8) | p[i];
+    return v;
+}
+
+static uint64_t
+siphash24(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
+{
+    uint64_t v[4] = {k0 ^ 0x736f6d6570736575ULL, k1 ^ 0x646f72616e646f6dULL,
+                     k0 ^ 0x6c7967656e657261ULL, k1 ^ 0x7465646279746573ULL};
+    uint64_t m, b = (uint64_t)len << 56;
+    size_t i, tail = len & 7;
+
+    for (i = 0; i + 8 <= len; i += 8) {
+        m = load_le64(in + i);
+        v[3] ^= m;
+        sip_round(v);
+        sip_round(v);
+        v[0] ^= m;
+    }
+    for (size_t j = 0; j < tail; j++)
+        b |= (uint64_t)in[i + j] << (8 * j);
+    v[3] ^= b;
+    sip_round(v);
+    sip_round(v);
+    v[0] ^= b;
+    v[2] ^= 0xff;
+    for (int r = 0; r < 4; r++)
+        sip_round(v);
+    return v[0] ^ v[1] ^ v[2] ^ v[3];
+}
+
+/* ---- table ---- */
+
+static void
+entry_free(struct ck_cache_entry *e)
+{
+    if (e == NULL)
+        return;
+    ck_db_principal_free(e->rec);
+    free(e->name);
+    free(e);
+}
+
+static void
+free_retired(struct ck_store_cache *c)
+{
+    while (c->retired != NULL) {
+        struct ck_cache_entry *e = c->retired;
+        c->retired = e->older;
+        entry_free(e);
+    }
+}
+
+int
+ck_store_cache_init(struct ck_store_cache *c)
+{
+    uint64_t k[2];
+
+    memset(c, 0, sizeof(*c));
+    c->buckets = calloc(CACHE_INITIAL_BUCKETS, sizeof(*c->buckets));
+    if (c->buckets == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "principal cache");
+    c->n_buckets = CACHE_INITIAL_BUCKETS;
+    c->max_entries = CK_STORE_CACHE_MAX_ENTRIES;
+    c->check_ms = CK_STORE_CACHE_CHECK_MS;
+    if (ck_random_bytes(k, sizeof(k)) != 0) {
+        free(c->buckets);
+        c->buckets = NULL;
+        return ck_error_set(CK_ERR_CRYPTO, "principal cache: no random hash key");
+    }
+    c->sip_k0 = k[0];
+    c->sip_k1 = k[1];
+    return 0;
+}
+
+/* Unlinks e from its bucket and the FIFO list and retires it. */
+static void
+entry_retire(struct ck_store_cache *c, struct ck_cache_entry *e)
+{
+    struct ck_cache_entry **pp = &c->buckets[e->hash & (c->n_buckets - 1)];
+
+    while (*pp != NULL && *pp != e)
+        pp = &(*pp)->hnext;
+    if (*pp == e)
+        *pp = e->hnext;
+    if (e->older != NULL)
+        e->older->newer = e->newer;
+    else
+        c->oldest = e->newer;
+    if (e->newer != NULL)
+        e->newer->older = e->older;
+    else
+        c->newest = e->older;
+    e->hnext = e->newer = NULL;
+    e->older = c->retired;
+    c->retired = e;
+    c->count--;
+}
+
+static void
+cache_flush_all(struct ck_store_cache *c)
+{
+    /* Splice the whole FIFO list onto the retired list in one go. */
+    if (c->oldest != NULL) {
+        struct ck_cache_entry *e;
+        for (e = c->oldest; e != NULL; e = e->newer)
+            e->hnext = NULL;
+        /* Re-link by `older`, which is what the retired list follows. */
+        c->oldest->older = c->retired;
+        c->retired = c->newest;
+        c->oldest = c->newest = NULL;
+    }
+    if (c->buckets != NULL)
+        memset(c->buckets, 0, c->n_buckets * sizeof(*c->buckets));
+    if (c->count > 0)
+        c->stats.flushes++;
+    c->count = 0;
+}
+
+void
+ck_store_cache_destroy(struct ck_store_cache *c)
+{
+    cache_flush_all(c);
+    free_retired(c);
+    free(c->buckets);
+    c->buckets = NULL;
+}
+
+static struct ck_cache_entry *
+cache_find(const struct ck_store_cache *c, const char *name, size_t len, uint64_t h)
+{
+    struct ck_cache_entry *e;
+
+    for (e = c->buckets[h & (c->n_buckets - 1)]; e != NULL; e = e->hnext) {
+        if (e->hash == h && e->name_len == len && memcmp(e->name, name, len) == 0)
+            return e;
+    }
+    return NULL;
+}
+
+void
+ck_store_cache_invalidate(struct ck_store_cache *c, const char *name)
+{
+    size_t len;
+    uint64_t h;
+    struct ck_cache_entry *e;
+
+    if (c->buckets == NULL || name == NULL)
+        return;
+    len = strlen(name);
+    h = siphash24(c->sip_k0, c->sip_k1, (const uint8_t *)name, len);
+    e = cache_find(c, name, len, h);
+    if (e != NULL)
+        entry_retire(c, e);
+}
+
+static void
+grow(struct ck_store_cache *c)
+{
+    size_t nb = c->n_buckets * 2;
+    struct ck_cache_entry **b;
+
+    b = calloc(nb, sizeof(*b));
+    if (b == NULL)
+        return; /* longer chains, still correct */
+    for (struct ck_cache_entry *e = c->oldest; e != NULL; e = e->newer) {
+        size_t i = e->hash & (nb - 1);
+        e->hnext = b[i];
+        b[i] = e;
+    }
+    free(c->buckets);
+    c->buckets = b;
+    c->n_buckets = nb;
+}
+
+static void
+change_cb(const char *name, void *arg)
+{
+    struct ck_store_cache *c = arg;
+
+    if (name == NULL)
+        cache_flush_all(c);
+    else
+        ck_store_cache_invalidate(c, name);
+}
+
+/* Checks the change counter if the interval has passed. */
+static void
+cache_check(ck_store *store)
+{
+    struct ck_store_cache *c = &store->cache;
+    int64_t now = ck_monotonic_ms();
+    uint64_t cur = 0;
+
+    if (c->generation_known && now - c->last_check_ms < c->check_ms)
+        return;
+    c->last_check_ms = now;
+    if (!c->generation_known) {
+        /* Everything cached so far predates a generation we never read: start clean. */
+        if (store->ops->generation(store->be, &cur) == 0) {
+            cache_flush_all(c);
+            c->generation = cur;
+            c->generation_known = true;
+        }
+        return;
+    }
+    if (store->ops->changes_since(store->be, c->generation, &cur, change_cb, c) != 0) {
+        /* Database trouble: serve nothing stale; read through until it recovers. */
+        cache_flush_all(c);
+        c->generation_known = false;
+        return;
+    }
+    c->generation = cur;
+}
+
+void
+ck_store_cache_begin(ck_store *store)
+{
+    free_retired(&store->cache);
+    cache_check(store);
+}
+
+void
+ck_store_cache_flush(ck_store *store)
+{
+    cache_flush_all(&store->cache);
+}
+
+void
+ck_store_cache_configure(ck_store *store, size_t max_entries, int64_t check_ms)
+{
+    store->cache.max_entries = max_entries > 0 ? max_entries : 1;
+    store->cache.check_ms = check_ms < 0 ? 0 : check_ms;
+}
+
+void
+ck_store_cache_get_stats(const ck_store *store, ck_store_cache_stats *out)
+{
+    *out = store->cache.stats;
+    out->entries = store->cache.count;
+}
+
+static void
+cache_insert(struct ck_store_cache *c, struct ck_cache_entry *e)
+{
+    uint64_t h = e->hash;
+
+    while (c->count >= c->max_entries && c->oldest != NULL) {
+        entry_retire(c, c->oldest);
+        c->stats.evictions++;
+    }
+    if (c->count >= c->n_buckets)
+        grow(c);
+    e->hnext = c->buckets[h & (c->n_buckets - 1)];
+    c->buckets[h & (c->n_buckets - 1)] = e;
+    e->older = c->newest;
+    if (c->newest != NULL)
+        c->newest->newer = e;
+    else
+        c->oldest = e;
+    c->newest = e;
+    c->count++;
+}
+
+int
+ck_store_get_principal_cached(ck_store *store, const char *name, const ck_db_principal **out)
+{
+    struct ck_store_cache *c = &store->cache;
+    struct ck_cache_entry *e;
+    ck_db_principal *rec = NULL;
+    size_t len;
+    uint64_t h;
+    int ret;
+
+    *out = NULL;
+    if (name == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no principal name");
+    len = strlen(name);
+    if (len >= CK_PRINCIPAL_MAX_TEXT)
+        return ck_error_set(CK_ERR_NOTFOUND, "principal name too long");
+    cache_check(store);
+    h = siphash24(c->sip_k0, c->sip_k1, (const uint8_t *)name, len);
+    e = c->generation_known ? cache_find(c, name, len, h) : NULL;
+    if (e != NULL) {
+        c->stats.hits++;
+        if (e->rec == NULL)
+            return ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
+        *out = e->rec;
+        return 0;
+    }
+    c->stats.misses++;
+    ret = ck_store_load_principal(store, name, &rec);
+    if (ret != 0 && ret != CK_ERR_NOTFOUND)
+        return ret;
+    e = calloc(1, sizeof(*e));
+    if (e == NULL || (e->name = ck_memdup(name, len + 1)) == NULL) {
+        free(e);
+        ck_db_principal_free(rec);
+        return ck_error_set(CK_ERR_NOMEM, "principal cache");
+    }
+    e->name_len = len;
+    e->hash = h;
+    e->rec = rec;
+    if (!c->generation_known) {
+        /* Cannot tell when it goes stale: hand it out for this request only. */
+        e->older = c->retired;
+        c->retired = e;
+    } else {
+        cache_insert(c, e);
+    }
+    if (rec == NULL)
+        return ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
+    *out = rec;
+    return 0;
+}

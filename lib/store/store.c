@@ -1,0 +1,1063 @@
+/* Generic store layer: stash file, master-key encryption of long-term keys, record validation,
+ * and dispatch to the backend. No SQL here.
+ *
+ * Key encryption: each key is stored as ck_encrypt(master key, CK_USAGE_DB_KEY, plaintext) with
+ *   plaintext = "CKK1" | u16 name length | name | u32 kvno | u32 enctype | u16 key length | key
+ * (big-endian). Binding the principal name, kvno and enctype inside the authenticated plaintext
+ * means a key row copied onto another principal or kvno fails to load (CK_ERR_INTEGRITY) instead
+ * of silently giving one principal another's key.
+ *
+ * Stash file (mode 0600): "CKMK" | u16 version (1) | u32 mkvno | u32 enctype | u16 key length |
+ * key. The database keeps only the master kvno and a check value: the master key encrypting
+ * "cablekey master key check:" + realm, so a stash of another realm or a damaged one is refused. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cablekey/error.h"
+#include "cablekey/principal.h"
+#include "cablekey/store.h"
+#include "cablekey/util.h"
+#include "store/store_int.h"
+
+#define STASH_MAGIC "CKMK"
+#define STASH_VERSION 1
+#define STASH_MAX_SIZE 128
+#define KEY_PLAIN_MAGIC "CKK1"
+#define MKEY_CHECK_PREFIX "cablekey master key check:"
+#define KEY_PLAIN_MAX (4 + 2 + CK_PRINCIPAL_MAX_TEXT + 4 + 4 + 2 + CK_KEY_MAX)
+#define DEFAULT_MAX_LIFE (10 * 3600)
+#define DEFAULT_MAX_RENEW (7 * 86400)
+
+static int64_t
+now_sec(void)
+{
+    int64_t s = 0;
+
+    ck_now(&s, NULL);
+    return s;
+}
+
+void
+ck_store_princ_row_clear(struct ck_store_princ_row *row)
+{
+    if (row == NULL)
+        return;
+    for (size_t i = 0; i < row->n_keys; i++) {
+        free(row->keys[i].salt);
+        free(row->keys[i].key_enc);
+    }
+    free(row->keys);
+    free(row->name);
+    memset(row, 0, sizeof(*row));
+}
+
+void
+ck_store_mkey_row_clear(struct ck_store_mkey_row *row)
+{
+    if (row == NULL)
+        return;
+    free(row->check);
+    memset(row, 0, sizeof(*row));
+}
+
+/* ---- records ---- */
+
+void
+ck_db_keys_free(ck_db_key *keys, size_t n_keys)
+{
+    if (keys == NULL)
+        return;
+    for (size_t i = 0; i < n_keys; i++) {
+        ck_key_clear(&keys[i].key);
+        free(keys[i].salt);
+    }
+    ck_free_secret(keys, n_keys * sizeof(*keys));
+}
+
+void
+ck_db_principal_free(ck_db_principal *p)
+{
+    if (p == NULL)
+        return;
+    ck_db_keys_free(p->keys, p->n_keys);
+    free(p->name);
+    free(p);
+}
+
+int
+ck_db_principal_new(const char *name, ck_db_principal **out)
+{
+    ck_db_principal *p;
+
+    *out = NULL;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL || (p->name = strdup(name)) == NULL) {
+        free(p);
+        return ck_error_set(CK_ERR_NOMEM, "principal record");
+    }
+    *out = p;
+    return 0;
+}
+
+static int
+copy_keys(const ck_db_key *src, size_t n, ck_db_key **out)
+{
+    ck_db_key *keys;
+
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    keys = calloc(n, sizeof(*keys));
+    if (keys == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "keys");
+    for (size_t i = 0; i < n; i++) {
+        keys[i] = src[i];
+        keys[i].salt = NULL;
+        if (src[i].salt_len > 0) {
+            keys[i].salt = ck_memdup(src[i].salt, src[i].salt_len);
+            if (keys[i].salt == NULL) {
+                ck_db_keys_free(keys, n);
+                return ck_error_set(CK_ERR_NOMEM, "keys");
+            }
+        }
+    }
+    *out = keys;
+    return 0;
+}
+
+int
+ck_db_principal_copy(const ck_db_principal *src, ck_db_principal **out)
+{
+    ck_db_principal *p = NULL;
+    int ret;
+
+    *out = NULL;
+    if ((ret = ck_db_principal_new(src->name, &p)) != 0)
+        return ret;
+    p->attributes = src->attributes;
+    p->max_life = src->max_life;
+    p->max_renew = src->max_renew;
+    p->expires = src->expires;
+    p->pw_expires = src->pw_expires;
+    p->kvno = src->kvno;
+    p->created = src->created;
+    p->modified = src->modified;
+    if ((ret = copy_keys(src->keys, src->n_keys, &p->keys)) != 0) {
+        ck_db_principal_free(p);
+        return ret;
+    }
+    p->n_keys = src->n_keys;
+    *out = p;
+    return 0;
+}
+
+const ck_db_key *
+ck_db_principal_find_key(const ck_db_principal *p, uint32_t kvno, int32_t enctype)
+{
+    if (p == NULL)
+        return NULL;
+    if (kvno == 0)
+        kvno = p->kvno;
+    for (size_t i = 0; i < p->n_keys; i++) {
+        if (p->keys[i].kvno == kvno && p->keys[i].enctype == enctype)
+            return &p->keys[i];
+    }
+    return NULL;
+}
+
+int
+ck_db_keys_make(const char *name, const char *password, size_t password_len,
+                const int32_t *enctypes, size_t n_enctypes, uint32_t kvno, ck_db_key **keys_out,
+                size_t *n_out)
+{
+    ck_principal *pr = NULL;
+    ck_db_key *keys = NULL;
+    uint8_t *salt = NULL;
+    size_t salt_len = 0;
+    int ret;
+
+    *keys_out = NULL;
+    *n_out = 0;
+    if (n_enctypes == 0 || n_enctypes > CK_STORE_MAX_ENCTYPES)
+        return ck_error_set(CK_ERR_INVAL, "%zu enctypes (1..%d allowed)", n_enctypes,
+                            CK_STORE_MAX_ENCTYPES);
+    if ((ret = ck_principal_parse(name, NULL, CK_PRINCIPAL_PARSE_REQUIRE_REALM, &pr)) != 0)
+        goto out;
+    if ((ret = ck_principal_default_salt(pr, &salt, &salt_len)) != 0)
+        goto out;
+    keys = calloc(n_enctypes, sizeof(*keys));
+    if (keys == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "keys");
+        goto out;
+    }
+    for (size_t i = 0; i < n_enctypes; i++) {
+        for (size_t j = 0; j < i; j++) {
+            if (enctypes[j] == enctypes[i]) {
+                ret = ck_error_set(CK_ERR_INVAL, "enctype %s listed twice",
+                                   ck_enctype_name(enctypes[i]));
+                goto out;
+            }
+        }
+        keys[i].kvno = kvno;
+        keys[i].enctype = enctypes[i];
+        keys[i].salt_type = CK_SALTTYPE_NORMAL;
+        keys[i].salt = ck_memdup(salt, salt_len);
+        keys[i].salt_len = salt_len;
+        if (keys[i].salt == NULL) {
+            ret = ck_error_set(CK_ERR_NOMEM, "keys");
+            goto out;
+        }
+        if (password != NULL)
+            ret = ck_string_to_key(enctypes[i], password, password_len, salt, salt_len, NULL, 0,
+                                   &keys[i].key);
+        else
+            ret = ck_random_key(enctypes[i], &keys[i].key);
+        if (ret != 0)
+            goto out;
+    }
+    *keys_out = keys;
+    *n_out = n_enctypes;
+    keys = NULL;
+out:
+    ck_db_keys_free(keys, n_enctypes);
+    free(salt);
+    ck_principal_free(pr);
+    return ret;
+}
+
+/* ---- stash ---- */
+
+static int
+stash_write(const char *path, uint32_t mkvno, const ck_key *mkey)
+{
+    ck_writer w;
+    uint8_t *buf = NULL;
+    size_t len = 0, off = 0;
+    int fd = -1, ret;
+
+    ck_writer_init(&w, STASH_MAX_SIZE, true);
+    if ((ret = ck_writer_bytes(&w, STASH_MAGIC, 4)) != 0 ||
+        (ret = ck_writer_u16be(&w, STASH_VERSION)) != 0 ||
+        (ret = ck_writer_u32be(&w, mkvno)) != 0 ||
+        (ret = ck_writer_u32be(&w, (uint32_t)mkey->enctype)) != 0 ||
+        (ret = ck_writer_u16be(&w, (uint16_t)mkey->length)) != 0 ||
+        (ret = ck_writer_bytes(&w, mkey->contents, mkey->length)) != 0)
+        goto out;
+    buf = ck_writer_take(&w, &len);
+    if (buf == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "stash");
+        goto out;
+    }
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        ret = ck_error_set(errno == EEXIST ? CK_ERR_EXISTS : CK_ERR_IO, "stash %s: %s", path,
+                           strerror(errno));
+        goto out;
+    }
+    /* The umask can only remove bits, but be explicit about what the file must be. */
+    if (fchmod(fd, 0600) != 0) {
+        ret = ck_error_set(CK_ERR_IO, "stash %s: chmod: %s", path, strerror(errno));
+        goto out;
+    }
+    while (off < len) {
+        ssize_t n = write(fd, buf + off, len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            ret = ck_error_set(CK_ERR_IO, "stash %s: write: %s", path, strerror(errno));
+            goto out;
+        }
+        off += (size_t)n;
+    }
+    if (fsync(fd) != 0) {
+        ret = ck_error_set(CK_ERR_IO, "stash %s: fsync: %s", path, strerror(errno));
+        goto out;
+    }
+out:
+    if (fd >= 0 && close(fd) != 0 && ret == 0)
+        ret = ck_error_set(CK_ERR_IO, "stash %s: close: %s", path, strerror(errno));
+    ck_free_secret(buf, len);
+    ck_writer_free(&w);
+    return ret;
+}
+
+static int
+stash_read(const char *path, uint32_t *mkvno, ck_key *mkey)
+{
+    uint8_t buf[STASH_MAX_SIZE + 1];
+    const uint8_t *p = NULL;
+    size_t len = 0;
+    struct stat st;
+    ck_reader r;
+    uint32_t kvno = 0, enctype = 0;
+    uint16_t version = 0, klen = 0;
+    int fd, ret = 0;
+
+    fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
+    if (fd < 0)
+        return ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND : CK_ERR_IO, "stash %s: %s", path,
+                            strerror(errno));
+    if (fstat(fd, &st) != 0) {
+        ret = ck_error_set(CK_ERR_IO, "stash %s: %s", path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ret = ck_error_set(CK_ERR_PERM, "stash %s is not a regular file", path);
+        goto out;
+    }
+    if (st.st_uid != geteuid()) {
+        ret = ck_error_set(CK_ERR_PERM, "stash %s is owned by uid %u, not by uid %u", path,
+                           (unsigned)st.st_uid, (unsigned)geteuid());
+        goto out;
+    }
+    if ((st.st_mode & 077) != 0) {
+        ret = ck_error_set(CK_ERR_PERM, "stash %s has mode %04o; it must be 0600 or stricter",
+                           path, (unsigned)(st.st_mode & 07777));
+        goto out;
+    }
+    while (len < sizeof(buf)) {
+        ssize_t n = read(fd, buf + len, sizeof(buf) - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            ret = ck_error_set(CK_ERR_IO, "stash %s: read: %s", path, strerror(errno));
+            goto out;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    if (len > STASH_MAX_SIZE) {
+        ret = ck_error_set(CK_ERR_DECODE, "stash %s: too large", path);
+        goto out;
+    }
+    ck_reader_init(&r, buf, len);
+    if (ck_reader_bytes(&r, 4, &p) != 0 || memcmp(p, STASH_MAGIC, 4) != 0 ||
+        ck_reader_u16be(&r, &version) != 0 || ck_reader_u32be(&r, &kvno) != 0 ||
+        ck_reader_u32be(&r, &enctype) != 0 || ck_reader_u16be(&r, &klen) != 0 ||
+        ck_reader_bytes(&r, klen, &p) != 0 || ck_reader_remaining(&r) != 0) {
+        ret = ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
+        goto out;
+    }
+    if (version != STASH_VERSION) {
+        ret = ck_error_set(CK_ERR_UNSUPPORTED, "stash %s: version %u", path, version);
+        goto out;
+    }
+    if ((ret = ck_key_init(mkey, (int32_t)enctype, p, klen)) != 0)
+        goto out;
+    *mkvno = kvno;
+out:
+    ck_memzero(buf, sizeof(buf));
+    close(fd);
+    return ret;
+}
+
+static int
+mkey_check_plain(const char *realm, uint8_t *buf, size_t size, size_t *len)
+{
+    size_t a = strlen(MKEY_CHECK_PREFIX), b = strlen(realm);
+
+    if (a + b > size)
+        return ck_error_set(CK_ERR_LIMIT, "realm name too long");
+    memcpy(buf, MKEY_CHECK_PREFIX, a);
+    memcpy(buf + a, realm, b);
+    *len = a + b;
+    return 0;
+}
+
+static int
+mkey_make_check(const ck_key *mkey, const char *realm, uint8_t **out, size_t *out_len)
+{
+    uint8_t plain[64 + CK_REALM_MAX_LEN];
+    size_t plen = 0, clen;
+    uint8_t *c;
+    int ret;
+
+    *out = NULL;
+    if ((ret = mkey_check_plain(realm, plain, sizeof(plain), &plen)) != 0)
+        return ret;
+    clen = ck_encrypt_length(mkey->enctype, plen);
+    c = malloc(clen);
+    if (c == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "master key check");
+    if ((ret = ck_encrypt(mkey, CK_USAGE_MASTER_KEY_CHECK, plain, plen, c, clen, out_len)) != 0) {
+        free(c);
+        return ret;
+    }
+    *out = c;
+    return 0;
+}
+
+static int
+mkey_verify(const ck_key *mkey, uint32_t mkvno, const ck_realm_info *realm,
+            const struct ck_store_mkey_row *row, const char *stash_path)
+{
+    uint8_t expect[64 + CK_REALM_MAX_LEN];
+    uint8_t *plain = NULL;
+    size_t elen = 0, plen = 0;
+    int ret;
+
+    if (mkvno != row->kvno || mkey->enctype != row->enctype)
+        return ck_error_set(CK_ERR_INTEGRITY,
+                            "stash %s holds master key kvno %u enctype %d; the database uses "
+                            "kvno %u enctype %d", stash_path, mkvno, (int)mkey->enctype,
+                            row->kvno, (int)row->enctype);
+    if ((ret = mkey_check_plain(realm->name, expect, sizeof(expect), &elen)) != 0)
+        return ret;
+    plain = malloc(row->check_len);
+    if (plain == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "master key check");
+    ret = ck_decrypt(mkey, CK_USAGE_MASTER_KEY_CHECK, row->check, row->check_len, plain,
+                     row->check_len, &plen);
+    if (ret == 0 && (plen != elen || memcmp(plain, expect, elen) != 0))
+        ret = CK_ERR_INTEGRITY;
+    if (ret != 0)
+        ret = ck_error_set(CK_ERR_INTEGRITY,
+                           "stash %s does not hold the master key of realm %s (wrong stash?)",
+                           stash_path, realm->name);
+    free(plain);
+    return ret;
+}
+
+/* ---- key encryption ---- */
+
+static int
+key_plain(const char *name, uint32_t kvno, const ck_key *key, ck_writer *w)
+{
+    size_t nlen = strlen(name);
+    int ret;
+
+    if (nlen > UINT16_MAX)
+        return ck_error_set(CK_ERR_LIMIT, "principal name too long");
+    if ((ret = ck_writer_bytes(w, KEY_PLAIN_MAGIC, 4)) != 0 ||
+        (ret = ck_writer_u16be(w, (uint16_t)nlen)) != 0 ||
+        (ret = ck_writer_bytes(w, name, nlen)) != 0 || (ret = ck_writer_u32be(w, kvno)) != 0 ||
+        (ret = ck_writer_u32be(w, (uint32_t)key->enctype)) != 0 ||
+        (ret = ck_writer_u16be(w, (uint16_t)key->length)) != 0 ||
+        (ret = ck_writer_bytes(w, key->contents, key->length)) != 0)
+        return ret;
+    return 0;
+}
+
+static int
+encrypt_key(const ck_store *store, const char *name, const ck_db_key *k,
+            struct ck_store_key_row *row)
+{
+    ck_writer w;
+    uint8_t *plain = NULL, *c = NULL;
+    size_t plen = 0, clen, outlen = 0;
+    int ret;
+
+    memset(row, 0, sizeof(*row));
+    ck_writer_init(&w, KEY_PLAIN_MAX, true);
+    if ((ret = key_plain(name, k->kvno, &k->key, &w)) != 0)
+        goto out;
+    plain = ck_writer_take(&w, &plen);
+    if (plain == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "key encryption");
+        goto out;
+    }
+    clen = ck_encrypt_length(store->mkey.enctype, plen);
+    c = malloc(clen);
+    if (c == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "key encryption");
+        goto out;
+    }
+    if ((ret = ck_encrypt(&store->mkey, CK_USAGE_DB_KEY, plain, plen, c, clen, &outlen)) != 0)
+        goto out;
+    if (k->salt_len > 0) {
+        row->salt = ck_memdup(k->salt, k->salt_len);
+        if (row->salt == NULL) {
+            ret = ck_error_set(CK_ERR_NOMEM, "key encryption");
+            goto out;
+        }
+    }
+    row->salt_len = k->salt_len;
+    row->kvno = k->kvno;
+    row->enctype = k->enctype;
+    row->salt_type = k->salt_type;
+    row->mkvno = store->mkvno;
+    row->key_enc = c;
+    row->key_enc_len = outlen;
+    c = NULL;
+out:
+    free(c);
+    ck_free_secret(plain, plen);
+    ck_writer_free(&w);
+    return ret;
+}
+
+static int
+decrypt_key(const ck_store *store, const char *name, const struct ck_store_key_row *row,
+            ck_db_key *k)
+{
+    uint8_t *plain = NULL;
+    const uint8_t *p = NULL;
+    size_t plen = 0;
+    ck_reader r;
+    uint16_t nlen = 0, klen = 0;
+    uint32_t kvno = 0, enctype = 0;
+    int ret;
+
+    memset(k, 0, sizeof(*k));
+    if (row->mkvno != store->mkvno)
+        return ck_error_set(CK_ERR_UNSUPPORTED,
+                            "principal %s: key under master kvno %u, stash has kvno %u", name,
+                            row->mkvno, store->mkvno);
+    plain = malloc(row->key_enc_len);
+    if (plain == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "key decryption");
+    ret = ck_decrypt(&store->mkey, CK_USAGE_DB_KEY, row->key_enc, row->key_enc_len, plain,
+                     row->key_enc_len, &plen);
+    if (ret != 0) {
+        ret = ck_error_set(ret == CK_ERR_INTEGRITY ? CK_ERR_INTEGRITY : ret,
+                           "principal %s kvno %u enctype %d: key does not decrypt under the "
+                           "master key", name, row->kvno, (int)row->enctype);
+        goto out;
+    }
+    ck_reader_init(&r, plain, plen);
+    if (ck_reader_bytes(&r, 4, &p) != 0 || memcmp(p, KEY_PLAIN_MAGIC, 4) != 0 ||
+        ck_reader_u16be(&r, &nlen) != 0 || ck_reader_bytes(&r, nlen, &p) != 0 ||
+        nlen != strlen(name) || memcmp(p, name, nlen) != 0 || ck_reader_u32be(&r, &kvno) != 0 ||
+        ck_reader_u32be(&r, &enctype) != 0 || ck_reader_u16be(&r, &klen) != 0 ||
+        kvno != row->kvno || (int32_t)enctype != row->enctype ||
+        ck_reader_bytes(&r, klen, &p) != 0 || ck_reader_remaining(&r) != 0) {
+        ret = ck_error_set(CK_ERR_INTEGRITY,
+                           "principal %s kvno %u enctype %d: key row does not belong here", name,
+                           row->kvno, (int)row->enctype);
+        goto out;
+    }
+    if ((ret = ck_key_init(&k->key, (int32_t)enctype, p, klen)) != 0)
+        goto out;
+    if (row->salt_len > 0) {
+        k->salt = ck_memdup(row->salt, row->salt_len);
+        if (k->salt == NULL) {
+            ret = ck_error_set(CK_ERR_NOMEM, "key decryption");
+            goto out;
+        }
+    }
+    k->salt_len = row->salt_len;
+    k->kvno = row->kvno;
+    k->enctype = row->enctype;
+    k->salt_type = row->salt_type;
+out:
+    if (ret != 0)
+        ck_key_clear(&k->key);
+    ck_free_secret(plain, row->key_enc_len);
+    return ret;
+}
+
+/* ---- open / init ---- */
+
+void
+ck_store_close(ck_store *store)
+{
+    if (store == NULL)
+        return;
+    ck_store_cache_destroy(&store->cache);
+    if (store->ops != NULL)
+        store->ops->close(store->be);
+    ck_key_clear(&store->mkey);
+    ck_free_secret(store, sizeof(*store));
+}
+
+static char *
+default_stash(const char *db_path)
+{
+    size_t n = strlen(db_path);
+    char *s = malloc(n + sizeof(".stash"));
+
+    if (s != NULL) {
+        memcpy(s, db_path, n);
+        memcpy(s + n, ".stash", sizeof(".stash"));
+    }
+    return s;
+}
+
+/* Finishes opening: loads the realm, checks the stash against it, primes the cache. */
+static int
+store_attach(ck_store *store, const char *stash_path)
+{
+    struct ck_store_mkey_row mrow;
+    int ret;
+
+    memset(&mrow, 0, sizeof(mrow));
+    if ((ret = store->ops->load_realm(store->be, &store->realm, &mrow)) != 0)
+        goto out;
+    if ((ret = stash_read(stash_path, &store->mkvno, &store->mkey)) != 0)
+        goto out;
+    if ((ret = mkey_verify(&store->mkey, store->mkvno, &store->realm, &mrow, stash_path)) != 0)
+        goto out;
+    ret = ck_store_cache_init(&store->cache);
+out:
+    ck_store_mkey_row_clear(&mrow);
+    return ret;
+}
+
+int
+ck_store_open(const char *db_path, const char *stash_path, unsigned flags, ck_store **out)
+{
+    ck_store *store = NULL;
+    char *stash_alloc = NULL;
+    int ret;
+
+    *out = NULL;
+    if (db_path == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no database path");
+    if (stash_path == NULL) {
+        stash_path = stash_alloc = default_stash(db_path);
+        if (stash_alloc == NULL)
+            return ck_error_set(CK_ERR_NOMEM, "stash path");
+    }
+    store = calloc(1, sizeof(*store));
+    if (store == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "store");
+        goto out;
+    }
+    store->readonly = (flags & CK_STORE_READONLY) != 0;
+    if ((ret = ck_store_sqlite_ops.open(db_path, flags, false, &store->be)) != 0)
+        goto out;
+    store->ops = &ck_store_sqlite_ops;
+    if ((ret = store_attach(store, stash_path)) != 0)
+        goto out;
+    *out = store;
+    store = NULL;
+out:
+    ck_store_close(store);
+    free(stash_alloc);
+    return ret;
+}
+
+const ck_realm_info *
+ck_store_realm(const ck_store *store)
+{
+    return &store->realm;
+}
+
+int
+ck_store_generation(ck_store *store, uint64_t *out)
+{
+    return store->ops->generation(store->be, out);
+}
+
+static void
+unlink_db_files(const char *db_path)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    size_t n = strlen(db_path);
+    char *p = malloc(n + 16);
+
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        memcpy(p, db_path, n);
+        memcpy(p + n, suffix[i], strlen(suffix[i]) + 1);
+        unlink(p);
+    }
+    free(p);
+}
+
+int
+ck_store_init_realm(const char *db_path, const char *stash_path, const char *realm,
+                    const int32_t *enctypes, size_t n_enctypes, int64_t max_life,
+                    int64_t max_renew)
+{
+    const int32_t mk_enctype = CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96;
+    struct ck_store_mkey_row mrow;
+    ck_store *store = NULL;
+    ck_principal *tgs = NULL;
+    ck_db_principal *rec = NULL;
+    char *stash_alloc = NULL;
+    bool created_db = false, created_stash = false;
+    struct stat st;
+    ck_realm_info info;
+    int fd, ret;
+
+    memset(&mrow, 0, sizeof(mrow));
+    memset(&info, 0, sizeof(info));
+    if (db_path == NULL || realm == NULL)
+        return ck_error_set(CK_ERR_INVAL, "database path and realm are required");
+    if (stash_path == NULL) {
+        stash_path = stash_alloc = default_stash(db_path);
+        if (stash_alloc == NULL)
+            return ck_error_set(CK_ERR_NOMEM, "stash path");
+    }
+    /* Validates the realm name with the principal rules (length, no NUL, non-empty). */
+    {
+        const char *comps[] = {CK_TGS_NAME, realm};
+        if ((ret = ck_principal_build(realm, CK_NT_SRV_INST, comps, 2, &tgs)) != 0)
+            goto out;
+    }
+    if (n_enctypes == 0 || n_enctypes > CK_STORE_MAX_ENCTYPES) {
+        ret = ck_error_set(CK_ERR_INVAL, "%zu enctypes (1..%d allowed)", n_enctypes,
+                           CK_STORE_MAX_ENCTYPES);
+        goto out;
+    }
+    for (size_t i = 0; i < n_enctypes; i++) {
+        if (!ck_enctype_is_supported(enctypes[i])) {
+            ret = ck_error_set(CK_ERR_UNSUPPORTED, "enctype %d not supported", (int)enctypes[i]);
+            goto out;
+        }
+        info.enctypes[i] = enctypes[i];
+    }
+    if (max_life < 0 || max_renew < 0) {
+        ret = ck_error_set(CK_ERR_INVAL, "negative lifetime");
+        goto out;
+    }
+    info.n_enctypes = n_enctypes;
+    info.max_life = max_life ? max_life : DEFAULT_MAX_LIFE;
+    info.max_renew = max_renew ? max_renew : DEFAULT_MAX_RENEW;
+    info.master_kvno = 1;
+    ck_strlcpy(info.name, realm, sizeof(info.name));
+    if (lstat(db_path, &st) == 0) {
+        ret = ck_error_set(CK_ERR_EXISTS, "database %s already exists", db_path);
+        goto out;
+    }
+    if (lstat(stash_path, &st) == 0) {
+        ret = ck_error_set(CK_ERR_EXISTS, "stash %s already exists", stash_path);
+        goto out;
+    }
+
+    store = calloc(1, sizeof(*store));
+    if (store == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "store");
+        goto out;
+    }
+    store->mkvno = 1;
+    if ((ret = ck_random_key(mk_enctype, &store->mkey)) != 0)
+        goto out;
+    if ((ret = stash_write(stash_path, store->mkvno, &store->mkey)) != 0)
+        goto out;
+    created_stash = true;
+    mrow.kvno = store->mkvno;
+    mrow.enctype = mk_enctype;
+    if ((ret = mkey_make_check(&store->mkey, realm, &mrow.check, &mrow.check_len)) != 0)
+        goto out;
+
+    /* Create the file ourselves: O_EXCL closes the race with a concurrent init, and the mode
+     * keeps even the encrypted keys away from other users. */
+    fd = open(db_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        ret = ck_error_set(errno == EEXIST ? CK_ERR_EXISTS : CK_ERR_IO, "database %s: %s",
+                           db_path, strerror(errno));
+        goto out;
+    }
+    close(fd);
+    created_db = true;
+    if ((ret = ck_store_sqlite_ops.open(db_path, 0, true, &store->be)) != 0)
+        goto out;
+    store->ops = &ck_store_sqlite_ops;
+    if ((ret = store->ops->init_schema(store->be, &info, &mrow, now_sec())) != 0)
+        goto out;
+    if ((ret = store_attach(store, stash_path)) != 0)
+        goto out;
+
+    /* krbtgt/REALM@REALM with random keys for every realm enctype. */
+    {
+        char *name = NULL;
+        if ((ret = ck_principal_unparse(tgs, 0, &name)) != 0)
+            goto out;
+        ret = ck_db_principal_new(name, &rec);
+        if (ret == 0)
+            ret = ck_db_keys_make(name, NULL, 0, enctypes, n_enctypes, 1, &rec->keys,
+                                  &rec->n_keys);
+        free(name);
+        if (ret != 0)
+            goto out;
+    }
+    rec->kvno = 1;
+    rec->attributes = 0;
+    ret = ck_store_create_principal(store, rec);
+out:
+    ck_db_principal_free(rec);
+    ck_store_close(store);
+    if (ret != 0) {
+        if (created_db)
+            unlink_db_files(db_path);
+        if (created_stash)
+            unlink(stash_path);
+    }
+    ck_store_mkey_row_clear(&mrow);
+    ck_principal_free(tgs);
+    free(stash_alloc);
+    return ret;
+}
+
+/* ---- principal operations ---- */
+
+/* Checks that name is a canonical unparsed principal of the store's realm. */
+static int
+check_name(const ck_store *store, const char *name)
+{
+    ck_principal *p = NULL;
+    char *canon = NULL;
+    int ret;
+
+    if (name == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no principal name");
+    if ((ret = ck_principal_parse(name, NULL, CK_PRINCIPAL_PARSE_REQUIRE_REALM, &p)) != 0)
+        return ret;
+    if ((ret = ck_principal_unparse(p, 0, &canon)) != 0)
+        goto out;
+    if (strcmp(canon, name) != 0) {
+        ret = ck_error_set(CK_ERR_INVAL, "principal %s is not in canonical form (%s)", name,
+                           canon);
+        goto out;
+    }
+    if (strcmp(p->realm, store->realm.name) != 0) {
+        ret = ck_error_set(CK_ERR_INVAL, "principal %s is not in realm %s", name,
+                           store->realm.name);
+        goto out;
+    }
+out:
+    free(canon);
+    ck_principal_free(p);
+    return ret;
+}
+
+static int
+check_keys(const char *name, const ck_db_key *keys, size_t n, uint32_t max_kvno)
+{
+    if (n > CK_STORE_MAX_KEYS)
+        return ck_error_set(CK_ERR_LIMIT, "principal %s: more than %d keys", name,
+                            CK_STORE_MAX_KEYS);
+    for (size_t i = 0; i < n; i++) {
+        if (keys[i].enctype != keys[i].key.enctype || !ck_enctype_is_supported(keys[i].enctype) ||
+            keys[i].key.length != ck_enctype_key_length(keys[i].enctype))
+            return ck_error_set(CK_ERR_INVAL, "principal %s: bad key for enctype %d", name,
+                                (int)keys[i].enctype);
+        /* max_kvno 0: rotation, where the store assigns the kvno. */
+        if (max_kvno != 0 && (keys[i].kvno == 0 || keys[i].kvno > max_kvno))
+            return ck_error_set(CK_ERR_INVAL, "principal %s: key kvno %u out of range", name,
+                                keys[i].kvno);
+        if (keys[i].salt_len > CK_STORE_MAX_SALT)
+            return ck_error_set(CK_ERR_LIMIT, "principal %s: salt too long", name);
+        for (size_t j = 0; j < i; j++) {
+            if (max_kvno != 0 && keys[j].kvno == keys[i].kvno &&
+                keys[j].enctype == keys[i].enctype)
+                return ck_error_set(CK_ERR_INVAL, "principal %s: duplicate key kvno %u enctype "
+                                    "%d", name, keys[i].kvno, (int)keys[i].enctype);
+            if (max_kvno == 0 && keys[j].enctype == keys[i].enctype)
+                return ck_error_set(CK_ERR_INVAL, "principal %s: enctype %d listed twice", name,
+                                    (int)keys[i].enctype);
+        }
+    }
+    return 0;
+}
+
+static void
+free_key_rows(struct ck_store_key_row *rows, size_t n)
+{
+    if (rows == NULL)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        free(rows[i].salt);
+        free(rows[i].key_enc);
+    }
+    free(rows);
+}
+
+/* Encrypts keys into backend rows; kvno_override != 0 replaces each key's kvno. */
+static int
+encrypt_keys(const ck_store *store, const char *name, const ck_db_key *keys, size_t n,
+             uint32_t kvno_override, struct ck_store_key_row **out)
+{
+    struct ck_store_key_row *rows;
+    int ret = 0;
+
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    rows = calloc(n, sizeof(*rows));
+    if (rows == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "key rows");
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        ck_db_key k = keys[i];
+        if (kvno_override != 0)
+            k.kvno = kvno_override;
+        ret = encrypt_key(store, name, &k, &rows[i]);
+        ck_memzero(&k, sizeof(k));
+    }
+    if (ret != 0) {
+        free_key_rows(rows, n);
+        return ret;
+    }
+    *out = rows;
+    return 0;
+}
+
+static int
+check_fields(const ck_db_principal *p)
+{
+    if (p->max_life < 0 || p->max_renew < 0 || p->expires < 0 || p->pw_expires < 0)
+        return ck_error_set(CK_ERR_INVAL, "principal %s: negative time value", p->name);
+    return 0;
+}
+
+static int
+store_put(ck_store *store, const ck_db_principal *p, enum ck_store_put_mode mode)
+{
+    struct ck_store_princ_row row;
+    int ret;
+
+    memset(&row, 0, sizeof(row));
+    if (store->readonly)
+        return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    if ((ret = check_name(store, p->name)) != 0 || (ret = check_fields(p)) != 0)
+        return ret;
+    if (mode != CK_PUT_UPDATE_FIELDS) {
+        if (p->kvno == 0)
+            return ck_error_set(CK_ERR_INVAL, "principal %s: kvno 0", p->name);
+        if ((ret = check_keys(p->name, p->keys, p->n_keys, p->kvno)) != 0)
+            return ret;
+        if ((ret = encrypt_keys(store, p->name, p->keys, p->n_keys, 0, &row.keys)) != 0)
+            return ret;
+        row.n_keys = p->n_keys;
+    }
+    row.name = p->name;
+    row.attributes = p->attributes;
+    row.max_life = p->max_life;
+    row.max_renew = p->max_renew;
+    row.expires = p->expires;
+    row.pw_expires = p->pw_expires;
+    row.kvno = p->kvno;
+    ret = store->ops->put(store->be, &row, mode, now_sec());
+    if (ret == 0)
+        ck_store_cache_invalidate(&store->cache, p->name);
+    free_key_rows(row.keys, row.n_keys);
+    return ret;
+}
+
+int
+ck_store_create_principal(ck_store *store, const ck_db_principal *p)
+{
+    return store_put(store, p, CK_PUT_CREATE);
+}
+
+int
+ck_store_put_principal(ck_store *store, const ck_db_principal *p)
+{
+    return store_put(store, p, CK_PUT_REPLACE);
+}
+
+int
+ck_store_update_principal(ck_store *store, const ck_db_principal *p)
+{
+    return store_put(store, p, CK_PUT_UPDATE_FIELDS);
+}
+
+int
+ck_store_delete_principal(ck_store *store, const char *name)
+{
+    int ret;
+
+    if (store->readonly)
+        return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    if (name == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no principal name");
+    ret = store->ops->del(store->be, name);
+    if (ret == 0)
+        ck_store_cache_invalidate(&store->cache, name);
+    return ret;
+}
+
+int
+ck_store_list_principals(ck_store *store, ck_store_list_cb cb, void *arg)
+{
+    return store->ops->list(store->be, cb, arg);
+}
+
+int
+ck_store_load_principal(ck_store *store, const char *name, ck_db_principal **out)
+{
+    struct ck_store_princ_row row;
+    ck_db_principal *p = NULL;
+    int ret;
+
+    *out = NULL;
+    if ((ret = store->ops->get(store->be, name, &row)) != 0)
+        return ret;
+    p = calloc(1, sizeof(*p));
+    if (p == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "principal record");
+        goto out;
+    }
+    p->name = row.name;
+    row.name = NULL;
+    p->attributes = row.attributes;
+    p->max_life = row.max_life;
+    p->max_renew = row.max_renew;
+    p->expires = row.expires;
+    p->pw_expires = row.pw_expires;
+    p->kvno = row.kvno;
+    p->created = row.created;
+    p->modified = row.modified;
+    if (row.n_keys > 0) {
+        p->keys = calloc(row.n_keys, sizeof(*p->keys));
+        if (p->keys == NULL) {
+            ret = ck_error_set(CK_ERR_NOMEM, "principal record");
+            goto out;
+        }
+    }
+    for (size_t i = 0; i < row.n_keys; i++) {
+        if ((ret = decrypt_key(store, p->name, &row.keys[i], &p->keys[i])) != 0)
+            goto out;
+        p->n_keys++;
+    }
+    *out = p;
+    p = NULL;
+out:
+    ck_db_principal_free(p);
+    ck_store_princ_row_clear(&row);
+    return ret;
+}
+
+int
+ck_store_get_principal(ck_store *store, const char *name, ck_db_principal **out)
+{
+    *out = NULL;
+    if (name == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no principal name");
+    return ck_store_load_principal(store, name, out);
+}
+
+int
+ck_store_rotate_keys(ck_store *store, const char *name, const ck_db_key *keys, size_t n_keys,
+                     unsigned keep, uint32_t *new_kvno)
+{
+    struct ck_store_key_row *rows = NULL;
+    ck_db_principal *cur = NULL;
+    uint32_t next;
+    int ret;
+
+    if (store->readonly)
+        return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    if (n_keys == 0)
+        return ck_error_set(CK_ERR_INVAL, "principal %s: no keys", name);
+    if (keep == 0)
+        keep = CK_STORE_KEEP_KVNOS;
+    if ((ret = check_keys(name, keys, n_keys, 0)) != 0)
+        return ret;
+    if ((ret = ck_store_get_principal(store, name, &cur)) != 0)
+        return ret;
+    next = cur->kvno + 1;
+    /* kvno 0 is "no kvno" on the wire; a wrapped counter restarts at 1. */
+    if (next == 0)
+        next = 1;
+    if ((ret = encrypt_keys(store, name, keys, n_keys, next, &rows)) != 0)
+        goto out;
+    ret = store->ops->rotate(store->be, name, cur->kvno, next, rows, n_keys, keep, now_sec());
+    if (ret != 0)
+        goto out;
+    ck_store_cache_invalidate(&store->cache, name);
+    if (new_kvno != NULL)
+        *new_kvno = next;
+out:
+    free_key_rows(rows, n_keys);
+    ck_db_principal_free(cur);
+    return ret;
+}

@@ -1,0 +1,116 @@
+/* Internal interface between the generic store layer (store.c: validation, master-key
+ * encryption, stash, cache) and database backends (sqlite.c). Backends see only encrypted key
+ * blobs and never the master key. Only the files in lib/store include this header. */
+#ifndef CK_STORE_INT_H
+#define CK_STORE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cablekey/store.h"
+
+/* One stored key as the backend sees it. */
+struct ck_store_key_row {
+    uint32_t kvno;
+    int32_t enctype;
+    int32_t salt_type;
+    uint8_t *salt;
+    size_t salt_len;
+    uint32_t mkvno;       /* master key version that encrypted key_enc */
+    uint8_t *key_enc;
+    size_t key_enc_len;
+};
+
+struct ck_store_princ_row {
+    char *name;
+    uint32_t attributes;
+    int64_t max_life, max_renew, expires, pw_expires;
+    uint32_t kvno;
+    int64_t created, modified;
+    size_t n_keys;
+    struct ck_store_key_row *keys; /* newest kvno first, then insertion order */
+};
+
+/* What a backend stores about the master key: never the key, only its kvno, enctype and a check
+ * value (a constant encrypted under it). */
+struct ck_store_mkey_row {
+    uint32_t kvno;
+    int32_t enctype;
+    uint8_t *check;
+    size_t check_len;
+};
+
+enum ck_store_put_mode {
+    CK_PUT_CREATE,        /* fail with CK_ERR_EXISTS if present */
+    CK_PUT_REPLACE,       /* create or replace everything, keys included */
+    CK_PUT_UPDATE_FIELDS, /* existing principal: non-key fields only (CK_ERR_NOTFOUND if absent) */
+};
+
+/* Change callback: name NULL means "anything may have changed". */
+typedef void (*ck_store_change_cb)(const char *name, void *arg);
+
+struct ck_store_ops {
+    const char *name;
+    /* create: make the schema in a new, empty database. */
+    int (*open)(const char *path, unsigned flags, bool create, void **be);
+    void (*close)(void *be);
+    int (*init_schema)(void *be, const ck_realm_info *realm, const struct ck_store_mkey_row *mkey,
+                       int64_t now);
+    /* Fills realm (name, enctypes, lifetimes, master_kvno) and the active master key row. */
+    int (*load_realm)(void *be, ck_realm_info *realm, struct ck_store_mkey_row *mkey);
+    int (*get)(void *be, const char *name, struct ck_store_princ_row *row);
+    int (*put)(void *be, const struct ck_store_princ_row *row, enum ck_store_put_mode mode,
+               int64_t now);
+    int (*del)(void *be, const char *name);
+    int (*list)(void *be, ck_store_list_cb cb, void *arg);
+    /* Adds keys as new_kvno if the current kvno is still old_kvno (else CK_ERR_POLICY), sets the
+     * current kvno and purges all but the newest `keep` kvnos, in one transaction. */
+    int (*rotate)(void *be, const char *name, uint32_t old_kvno, uint32_t new_kvno,
+                  const struct ck_store_key_row *keys, size_t n_keys, unsigned keep, int64_t now);
+    int (*generation)(void *be, uint64_t *gen);
+    /* Reports changes with generation in (since, current] and sets *current. */
+    int (*changes_since)(void *be, uint64_t since, uint64_t *current, ck_store_change_cb cb,
+                         void *arg);
+};
+
+extern const struct ck_store_ops ck_store_sqlite_ops;
+
+void ck_store_princ_row_clear(struct ck_store_princ_row *row);
+void ck_store_mkey_row_clear(struct ck_store_mkey_row *row);
+
+/* The principal cache (cache.c). */
+struct ck_cache_entry;
+struct ck_store_cache {
+    struct ck_cache_entry **buckets;
+    size_t n_buckets;             /* power of two */
+    size_t count, max_entries;
+    struct ck_cache_entry *oldest, *newest; /* FIFO eviction order */
+    struct ck_cache_entry *retired;         /* freed at the next ck_store_cache_begin */
+    uint64_t generation;
+    bool generation_known;
+    int64_t last_check_ms;
+    int64_t check_ms;
+    uint64_t sip_k0, sip_k1;      /* random hash key: principal names are attacker-chosen */
+    ck_store_cache_stats stats;
+};
+
+struct ck_store {
+    const struct ck_store_ops *ops;
+    void *be;
+    bool readonly;
+    ck_key mkey;
+    uint32_t mkvno;
+    ck_realm_info realm;
+    struct ck_store_cache cache;
+};
+
+int ck_store_cache_init(struct ck_store_cache *c);
+void ck_store_cache_destroy(struct ck_store_cache *c);
+/* Drops one name (after a write through this store). */
+void ck_store_cache_invalidate(struct ck_store_cache *c, const char *name);
+
+/* Reads a record through the backend and decrypts its keys (store.c). */
+int ck_store_load_principal(ck_store *store, const char *name, ck_db_principal **out);
+
+#endif

@@ -1,0 +1,48 @@
+/* Shared helpers of the cablekey operator CLI. Every subcommand returns the process exit code:
+ * 0 success, 1 failure (one line on stderr), 2 usage error. */
+#ifndef CABLEKEY_CLI_H
+#define CABLEKEY_CLI_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cablekey/store.h"
+
+#define CLI_OK 0
+#define CLI_FAIL 1
+#define CLI_USAGE 2
+#define CLI_PASSWORD_MAX 1024
+
+/* Subcommand entry points: argv[0] is the subcommand's own name. */
+int cli_init(int argc, char **argv);
+int cli_principal(int argc, char **argv);
+int cli_keytab(int argc, char **argv);
+
+/* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */
+int cli_fail(const char *what, int err);
+/* Prints "cablekey: <what>: <message>" and the hint to use --help; returns CLI_USAGE. */
+int cli_usage_error(const char *what, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* Durations: seconds, or krb5 style "10h", "7d", "1d12h", "30m", "90s". */
+int cli_parse_duration(const char *s, int64_t *out);
+/* Absolute times: epoch seconds, "YYYY-MM-DD", "YYYY-MM-DD HH:MM[:SS]" or with 'T' (UTC). */
+int cli_parse_time(const char *s, int64_t *out);
+/* Comma- or space-separated enctype names/numbers. */
+int cli_parse_enctypes(const char *s, int32_t *out, size_t max, size_t *n);
+/* Reads one line from stdin as the password (newline stripped); *pw wiped by the caller with
+ * cli_password_free. Never echoes. */
+int cli_read_password_stdin(char **pw, size_t *len);
+void cli_password_free(char *pw, size_t len);
+
+/* Opens the store; stash NULL = db + ".stash". */
+int cli_open_store(const char *what, const char *db, const char *stash, bool readonly,
+                   ck_store **out);
+/* Canonical "name@REALM" for a user-given name (the store's realm if none); malloc'd. */
+int cli_canonical_name(const char *what, const ck_store *store, const char *name, char **out);
+
+/* Human-readable formatting helpers for `principal show`. */
+void cli_format_duration(int64_t secs, char *buf, size_t size);
+void cli_format_time(int64_t t, char *buf, size_t size);
+
+#endif
