@@ -5,7 +5,7 @@ set -euo pipefail
 
 PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libssl-dev libsqlite3-dev sqlite3 python3
-      krb5-user krb5-kdc krb5-gss-samples
+      krb5-user krb5-kdc krb5-admin-server krb5-gss-samples
       libkrb5-26-heimdal libasn1-8-heimdal libhx509-5-heimdal libroken19-heimdal
       libwind0-heimdal libheimbase1-heimdal libhcrypto5-heimdal libgssapi3-heimdal
       libheimntlm0-heimdal libkafs0-heimdal libsl0-heimdal libhdb9-heimdal libotp0-heimdal
