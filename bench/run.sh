@@ -1,0 +1,270 @@
+#!/usr/bin/env bash
+# bench/run.sh BUILD_DIR — side-by-side KDC benchmark: cablekey-kdc and MIT krb5kdc, same machine,
+# same run, same realm and principals, same load generator (BUILD_DIR/kdc_loadgen) and parameters.
+#
+# For each KDC: AS exchanges (PA-ENC-TIMESTAMP, aes256-cts-hmac-sha1-96) and TGS exchanges, over
+# UDP on loopback, both KDCs with 2 workers. Prints one table (exchanges/s, p50/p99 latency, KDC
+# CPU per exchange from /proc) and the ratios. Bounded: every generator run stops after
+# BENCH_DURATION seconds or BENCH_REQUESTS requests; the whole script takes about a minute.
+#
+# Environment:
+#   BENCH_REQUESTS   requests prepared per run (default 100000)
+#   BENCH_DURATION   seconds per run, at most (default 4)
+#   BENCH_INFLIGHT   requests kept in flight (default 64)
+#   BENCH_WORKERS    KDC workers for both implementations (default 2)
+#   BENCH_KEEP_TMP=1 keep the temp dir (KDC logs, configs, generator output)
+#   BENCH_SKIP_MIT=1 / BENCH_SKIP_CK=1  measure only one implementation
+set -uo pipefail
+export LC_ALL=C TZ=UTC
+
+BUILD=${1:-build}
+BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || { echo "bench: no build dir '${1:-build}'" >&2; exit 2; }
+LOADGEN=$BUILD/kdc_loadgen
+CK_KDC=$BUILD/cablekey-kdc
+CK_CLI=$BUILD/cablekey
+REQUESTS=${BENCH_REQUESTS:-100000}
+DURATION=${BENCH_DURATION:-4}
+INFLIGHT=${BENCH_INFLIGHT:-64}
+WORKERS=${BENCH_WORKERS:-2}
+
+REALM=BENCH.TEST
+CLIENT=bench
+PASSWORD=bench-password-1
+SERVICE=host/bench.test
+ENCTYPE=aes256-cts-hmac-sha1-96
+
+[ -x "$LOADGEN" ] || { echo "bench: $LOADGEN not built" >&2; exit 2; }
+
+tmp=$(mktemp -d /tmp/ck-bench.XXXXXX)
+MIT_PID=""
+CK_PID=""
+cleanup() {
+    if [ -n "$MIT_PID" ]; then kill -TERM "$MIT_PID" 2>/dev/null; wait "$MIT_PID" 2>/dev/null; fi
+    if [ -n "$CK_PID" ]; then kill -TERM "$CK_PID" 2>/dev/null; wait "$CK_PID" 2>/dev/null; fi
+    if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then echo "bench: kept $tmp"; else rm -rf "$tmp"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# A loopback port free for UDP and TCP (other benchmarks and tests may run in parallel).
+free_port() {
+    python3 - <<'EOF'
+import random, socket
+for _ in range(200):
+    p = random.randint(20000, 60000)
+    try:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            s = socket.socket(socket.AF_INET, kind)
+            s.bind(("127.0.0.1", p))
+            s.close()
+        print(p)
+        raise SystemExit(0)
+    except OSError:
+        pass
+raise SystemExit("no free port")
+EOF
+}
+
+# Waits until something listens on UDP 127.0.0.1:PORT (at most 10 s).
+wait_udp() {
+    local i
+    for i in $(seq 1 100); do
+        ss -Hlun "sport = :$1" 2>/dev/null | grep -q . && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# MIT krb5kdc realm. The db2 "lockout" module would write last-success/failure data to the
+# database on every preauthenticated AS exchange; disable_last_success and disable_lockout keep
+# the hot path free of disk writes, as cablekey's KDC is.
+setup_mit() {
+    local d=$tmp/mit
+    mkdir -p "$d"
+    MIT_PORT=$(free_port) || return 1
+    cat >"$d/krb5.conf" <<EOF
+[libdefaults]
+    default_realm = $REALM
+    dns_lookup_kdc = false
+    dns_lookup_realm = false
+[realms]
+    $REALM = {
+        kdc = 127.0.0.1:$MIT_PORT
+    }
+EOF
+    cat >"$d/kdc.conf" <<EOF
+[realms]
+    $REALM = {
+        database_name = $d/principal
+        key_stash_file = $d/stash
+        acl_file = $d/kadm5.acl
+        kdc_listen = 127.0.0.1:$MIT_PORT
+        kdc_tcp_listen = 127.0.0.1:$MIT_PORT
+        master_key_type = $ENCTYPE
+        supported_enctypes = $ENCTYPE:normal
+        max_life = 10h
+        max_renewable_life = 7d
+        default_principal_flags = +preauth
+    }
+[dbmodules]
+    $REALM = {
+        disable_last_success = true
+        disable_lockout = true
+    }
+[logging]
+    kdc = FILE:$d/kdc.log
+EOF
+    : >"$d/kadm5.acl"
+    export KRB5_CONFIG=$d/krb5.conf KRB5_KDC_PROFILE=$d/kdc.conf
+    kdb5_util -r "$REALM" create -s -P bench-master-pw >"$d/setup.log" 2>&1 || return 1
+    kadmin.local -r "$REALM" -q "addprinc -pw $PASSWORD -e $ENCTYPE:normal +requires_preauth $CLIENT" \
+        >>"$d/setup.log" 2>&1 || return 1
+    kadmin.local -r "$REALM" -q "addprinc -randkey -e $ENCTYPE:normal $SERVICE" \
+        >>"$d/setup.log" 2>&1 || return 1
+    # -n: stay in the foreground (its pid is ours); -w: worker processes, one per core.
+    krb5kdc -n -w "$WORKERS" -r "$REALM" >"$d/stdout.log" 2>&1 &
+    MIT_PID=$!
+    wait_udp "$MIT_PORT" || return 1
+    # The workers are forked after startup; wait for all of them.
+    local i
+    for i in $(seq 1 50); do
+        [ "$(pgrep -P "$MIT_PID" | wc -l)" -ge "$WORKERS" ] && break
+        sleep 0.1
+    done
+    unset KRB5_CONFIG KRB5_KDC_PROFILE
+}
+
+mit_pid_args() {
+    local p
+    printf -- '--kdc-pid %s ' "$MIT_PID"
+    for p in $(pgrep -P "$MIT_PID"); do printf -- '--kdc-pid %s ' "$p"; done
+}
+
+# ---------------------------------------------------------------------------------------------
+# cablekey realm: the same realm name, principals, password, enctype and lifetime.
+setup_ck() {
+    local d=$tmp/ck
+    mkdir -p "$d"
+    CK_PORT=$(free_port) || return 1
+    "$CK_CLI" init --db "$d/kdc.db" --realm "$REALM" --enctypes "$ENCTYPE" --max-life 10h \
+        >"$d/setup.log" 2>&1 || return 1
+    "$CK_CLI" principal add --db "$d/kdc.db" "$CLIENT" --password "$PASSWORD" \
+        --enctypes "$ENCTYPE" >>"$d/setup.log" 2>&1 || return 1
+    "$CK_CLI" principal add --db "$d/kdc.db" "$SERVICE" --random --enctypes "$ENCTYPE" \
+        >>"$d/setup.log" 2>&1 || return 1
+}
+
+# start_ck LOG_LEVEL
+start_ck() {
+    local d=$tmp/ck
+    "$CK_KDC" --listen "127.0.0.1:$CK_PORT" --db "$d/kdc.db" --log "$d/kdc-$1.log" \
+        --log-level "$1" --workers "$WORKERS" >"$d/stdout-$1.log" 2>&1 &
+    CK_PID=$!
+    wait_udp "$CK_PORT"
+}
+
+stop_ck() {
+    [ -n "$CK_PID" ] || return 0
+    kill -TERM "$CK_PID" 2>/dev/null
+    wait "$CK_PID" 2>/dev/null
+    CK_PID=""
+}
+
+# run_gen LABEL MODE PORT PID-ARGS...
+run_gen() {
+    local label=$1 mode=$2 port=$3 out
+    shift 3
+    out=$tmp/gen-$label-$mode.out
+    echo "bench: $label $mode ..." >&2
+    # shellcheck disable=SC2068
+    timeout -k 5 $((DURATION + 60)) "$LOADGEN" --kdc "127.0.0.1:$port" --realm "$REALM" \
+        --client "$CLIENT" --password "$PASSWORD" --service "$SERVICE" --mode "$mode" \
+        --requests "$REQUESTS" --inflight "$INFLIGHT" --duration-max "$DURATION" \
+        --label "$label" $@ >"$out" 2>&1
+    sed 's/^/    /' "$out" >&2
+    grep '^RESULT ' "$out" >>"$tmp/results" || echo "RESULT impl=$label mode=$mode failed=1" >>"$tmp/results"
+}
+
+: >"$tmp/results"
+echo "bench: $(nproc) CPUs, $REQUESTS requests max, ${DURATION}s max, $INFLIGHT in flight, $WORKERS KDC workers" >&2
+
+if [ "${BENCH_SKIP_MIT:-0}" != 1 ]; then
+    if setup_mit; then
+        # shellcheck disable=SC2046
+        run_gen mit as "$MIT_PORT" $(mit_pid_args)
+        # shellcheck disable=SC2046
+        run_gen mit tgs "$MIT_PORT" $(mit_pid_args)
+    else
+        echo "bench: MIT realm setup failed:" >&2
+        tail -n 20 "$tmp/mit/setup.log" "$tmp/mit/stdout.log" 2>/dev/null >&2
+    fi
+    kill -TERM "$MIT_PID" 2>/dev/null
+    wait "$MIT_PID" 2>/dev/null
+    MIT_PID=""
+fi
+
+if [ "${BENCH_SKIP_CK:-0}" != 1 ]; then
+    if [ ! -x "$CK_KDC" ] || [ ! -x "$CK_CLI" ]; then
+        echo "bench: $CK_KDC or $CK_CLI not built: cablekey rows skipped" >&2
+    elif ! setup_ck; then
+        echo "bench: cablekey realm setup failed:" >&2
+        tail -n 20 "$tmp/ck/setup.log" >&2
+    else
+        # warning: the benchmark setting (per-request logging off); info: the operator default.
+        for level in warning info; do
+            label=cablekey
+            [ "$level" = info ] && label=cablekey-info
+            if start_ck "$level"; then
+                run_gen "$label" as "$CK_PORT" --kdc-pid "$CK_PID"
+                run_gen "$label" tgs "$CK_PORT" --kdc-pid "$CK_PID"
+            else
+                echo "bench: cablekey-kdc did not start:" >&2
+                tail -n 20 "$tmp/ck/stdout-$level.log" "$tmp/ck/kdc-$level.log" 2>/dev/null >&2
+            fi
+            stop_ck
+        done
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Table and ratios.
+awk '
+function field(line, key,    n, i, kv) {
+    n = split(line, kv, " ")
+    for (i = 1; i <= n; i++)
+        if (index(kv[i], key "=") == 1)
+            return substr(kv[i], length(key) + 2)
+    return ""
+}
+/^RESULT / {
+    impl = field($0, "impl"); mode = field($0, "mode")
+    key = impl "/" mode
+    order[++n] = key
+    if (field($0, "failed") != "") { failed[key] = 1; next }
+    rps[key] = field($0, "rps"); p50[key] = field($0, "p50_us"); p99[key] = field($0, "p99_us")
+    cpu[key] = field($0, "cpu_us_per_req"); ok[key] = field($0, "ok")
+    err[key] = field($0, "errors") + field($0, "lost")
+    gen[key] = field($0, "gen_cpu_us_per_req"); oth[key] = field($0, "other_cores")
+}
+END {
+    printf "\n| impl | mode | exchanges/s | p50 µs | p99 µs | KDC CPU µs/exchange | ok | errors+lost | generator CPU µs/exchange | other processes (cores) |\n"
+    printf "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    for (i = 1; i <= n; i++) {
+        k = order[i]; split(k, parts, "/")
+        if (failed[k]) { printf "| %s | %s | FAILED | | | | | | | |\n", parts[1], parts[2]; continue }
+        printf "| %s | %s | %.0f | %.0f | %.0f | %.1f | %d | %d | %.1f | %.2f |\n", parts[1], parts[2],
+               rps[k], p50[k], p99[k], cpu[k], ok[k], err[k], gen[k], oth[k]
+    }
+    printf "\n"
+    split("as tgs", modes, " ")
+    for (m = 1; m <= 2; m++) {
+        mk = "mit/" modes[m]
+        for (j = 1; j <= 2; j++) {
+            ours = (j == 1 ? "cablekey" : "cablekey-info") "/" modes[m]
+            if (!(mk in rps) || !(ours in rps) || cpu[ours] <= 0 || rps[mk] <= 0) continue
+            printf "%-18s %-4s MIT CPU / ours = %5.2fx (goal >= 5)   ours rps / MIT rps = %5.2fx (goal >= 5)\n",
+                   ours, modes[m], cpu[mk] / cpu[ours], rps[ours] / rps[mk]
+        }
+    }
+}' "$tmp/results"

@@ -1,0 +1,450 @@
+/* The KDC protocol core: worker state, dispatch by message type, the UDP lookaside cache, reply
+ * size rules, KRB-ERROR construction and the one log line per request (MIT's format, see
+ * LIBRARIES.md §7).
+ *
+ * Decisions (documented for operators in the log tokens):
+ *   - A message that is neither AS-REQ nor TGS-REQ (including bytes that are not an APPLICATION
+ *     tag at all) gets KRB_AP_ERR_MSG_TYPE over TCP and no answer over UDP (RFC 4120 §5.1.4 /
+ *     §7.2.1: a UDP server cannot tell garbage from a stray datagram).
+ *   - An AS-REQ/TGS-REQ tag whose contents do not decode gets KRB_ERR_GENERIC with e-text
+ *     "DECODE_ERROR" on both transports (a real, if broken, client is waiting).
+ *   - A request longer than max_request gets KRB_ERR_FIELD_TOOLONG over TCP, silence over UDP.
+ *   - A UDP reply longer than max_dgram_reply is replaced by KRB_ERR_RESPONSE_TOO_BIG, so MIT and
+ *     Heimdal clients retry over TCP; a reply longer than the caller's buffer by KRB_ERR_GENERIC.
+ *   - The lookaside cache is used for UDP only: a client that got RESPONSE_TOO_BIG over UDP sends
+ *     the same bytes over TCP and must get the real reply there. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+
+#include "cablekey/error.h"
+#include "cablekey/log.h"
+#include "cablekey/util.h"
+#include "kdc_int.h"
+
+int
+kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
+{
+    struct kdc_worker *w = NULL;
+    int rc;
+
+    *out = NULL;
+    if (cfg == NULL || cfg->db_path == NULL)
+        return ck_error_set(CK_ERR_CONFIG, "kdc: no database path");
+    if ((w = calloc(1, sizeof(*w))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "kdc worker");
+    if ((rc = ck_store_open(cfg->db_path, cfg->stash_path, 0, &w->store)) != 0)
+        goto out;
+    w->realm = ck_store_realm(w->store);
+    if (cfg->realm != NULL && strcmp(cfg->realm, w->realm->name) != 0) {
+        rc = ck_error_set(CK_ERR_CONFIG, "kdc: realm %s configured, the database holds %s",
+                          cfg->realm, w->realm->name);
+        goto out;
+    }
+    ck_strlcpy(w->realm_name, w->realm->name, sizeof(w->realm_name));
+    if ((size_t)snprintf(w->tgs_name, sizeof(w->tgs_name), "krbtgt/%s@%s", w->realm_name,
+                         w->realm_name) >= sizeof(w->tgs_name)) {
+        rc = ck_error_set(CK_ERR_CONFIG, "kdc: realm name too long");
+        goto out;
+    }
+    /* Effective realm-wide caps: the stricter of the config file and the database's realm. */
+    w->max_life = cfg->max_life > 0 ? cfg->max_life : KDC_DEFAULT_MAX_LIFE;
+    if (w->realm->max_life > 0 && w->realm->max_life < w->max_life)
+        w->max_life = w->realm->max_life;
+    w->max_renew = cfg->max_renewable_life > 0 ? cfg->max_renewable_life : KDC_DEFAULT_MAX_RENEW;
+    if (w->realm->max_renew > 0 && w->realm->max_renew < w->max_renew)
+        w->max_renew = w->realm->max_renew;
+    w->clockskew = cfg->clockskew > 0 ? cfg->clockskew : KDC_DEFAULT_CLOCKSKEW;
+    w->max_dgram_reply = cfg->max_dgram_reply > 0 ? cfg->max_dgram_reply
+                                                  : KDC_DEFAULT_MAX_DGRAM_REPLY;
+    w->max_request = cfg->max_request > 0 ? cfg->max_request : KDC_DEFAULT_MAX_REQUEST;
+    for (size_t i = 0; i < cfg->n_enctypes && i < KDC_MAX_ENCTYPES; i++)
+        if (ck_enctype_is_supported(cfg->enctypes[i]))
+            w->enctypes[w->n_enctypes++] = cfg->enctypes[i];
+    if (w->n_enctypes == 0) {
+        rc = ck_error_set(CK_ERR_CONFIG, "kdc: no supported enctype configured");
+        goto out;
+    }
+    if (cfg->lookaside &&
+        (rc = kdc_lookaside_new(KDC_LOOKASIDE_MAX_ENTRIES, KDC_LOOKASIDE_MAX_BYTES,
+                                KDC_LOOKASIDE_LIFETIME_MS, &w->lookaside)) != 0)
+        goto out;
+    *out = w;
+    w = NULL;
+out:
+    kdc_worker_free(w);
+    return rc;
+}
+
+void
+kdc_worker_free(struct kdc_worker *w)
+{
+    if (w == NULL)
+        return;
+    kdc_lookaside_free(w->lookaside);
+    ck_store_close(w->store);
+    free(w);
+}
+
+void
+kdc_fail(struct kdc_request *r, int32_t code, const char *status, const char *fmt, ...)
+{
+    r->error_code = code;
+    r->status = status;
+    if (fmt != NULL) {
+        va_list ap;
+
+        va_start(ap, fmt);
+        vsnprintf(r->detail, sizeof(r->detail), fmt, ap);
+        va_end(ap);
+    }
+}
+
+bool
+kdc_enctype_permitted(const struct kdc_worker *w, int32_t etype)
+{
+    for (size_t i = 0; i < w->n_enctypes; i++)
+        if (w->enctypes[i] == etype)
+            return true;
+    return false;
+}
+
+const ck_db_key *
+kdc_first_key(const struct kdc_worker *w, const ck_db_principal *p)
+{
+    /* Keys are stored newest kvno first, then in realm enctype order: the first permitted key at
+     * the current kvno is the strongest current one. */
+    for (size_t i = 0; i < p->n_keys; i++)
+        if (p->keys[i].kvno == p->kvno && kdc_enctype_permitted(w, p->keys[i].enctype))
+            return &p->keys[i];
+    return NULL;
+}
+
+int32_t
+kdc_session_etype(const struct kdc_worker *w, const struct kdc_request *r,
+                  const ck_db_principal *server)
+{
+    for (size_t i = 0; i < r->n_etypes; i++) {
+        int32_t e = r->etypes[i];
+
+        if (kdc_enctype_permitted(w, e) && ck_db_principal_find_key(server, 0, e) != NULL)
+            return e;
+    }
+    return 0;
+}
+
+int64_t
+kdc_life_cap(const struct kdc_worker *w, const ck_db_principal *p)
+{
+    return (p->max_life > 0 && p->max_life < w->max_life) ? p->max_life : w->max_life;
+}
+
+int64_t
+kdc_renew_cap(const struct kdc_worker *w, const ck_db_principal *p)
+{
+    return (p->max_renew > 0 && p->max_renew < w->max_renew) ? p->max_renew : w->max_renew;
+}
+
+bool
+kdc_unparse(const CK_PRINCIPAL_NAME *name, const ASN1_GENERALSTRING *realm, char *buf,
+            size_t size)
+{
+    if (name == NULL || ck_asn1_principal_unparse(name, realm, buf, size) != 0) {
+        buf[0] = '\0';
+        return false;
+    }
+    return true;
+}
+
+int
+kdc_last_req(CK_LAST_REQ *lr, int64_t authtime)
+{
+    CK_LAST_REQ_ENTRY *e;
+    int rc;
+
+    if ((e = CK_LAST_REQ_ENTRY_new()) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "LastReq");
+    e->lr_type = CK_LR_NONE;
+    if ((rc = ck_asn1_time_set(&e->lr_value, authtime)) != 0 ||
+        sk_CK_LAST_REQ_ENTRY_push(lr, e) <= 0) {
+        CK_LAST_REQ_ENTRY_free(e);
+        return rc != 0 ? rc : ck_error_set(CK_ERR_NOMEM, "LastReq");
+    }
+    return 0;
+}
+
+/* MIT's messages for the codes we send (what klist/kinit users see via com_err). */
+static const char *
+error_message(int32_t code)
+{
+    switch (code) {
+    case CK_KDC_ERR_NAME_EXP: return "Client's entry in database has expired";
+    case CK_KDC_ERR_SERVICE_EXP: return "Server's entry in database has expired";
+    case CK_KDC_ERR_C_PRINCIPAL_UNKNOWN: return "Client not found in Kerberos database";
+    case CK_KDC_ERR_S_PRINCIPAL_UNKNOWN: return "Server not found in Kerberos database";
+    case CK_KDC_ERR_CANNOT_POSTDATE: return "Ticket cannot be postdated";
+    case CK_KDC_ERR_NEVER_VALID: return "Requested effective lifetime is negative or too short";
+    case CK_KDC_ERR_POLICY: return "KDC policy rejects request";
+    case CK_KDC_ERR_BADOPTION: return "KDC can't fulfill requested option";
+    case CK_KDC_ERR_ETYPE_NOSUPP: return "KDC has no support for encryption type";
+    case CK_KDC_ERR_PADATA_TYPE_NOSUPP: return "KDC has no support for padata type";
+    case CK_KDC_ERR_CLIENT_REVOKED: return "Client's credentials have been revoked";
+    case CK_KDC_ERR_KEY_EXPIRED: return "Password has expired";
+    case CK_KDC_ERR_PREAUTH_FAILED: return "Preauthentication failed";
+    case CK_KDC_ERR_PREAUTH_REQUIRED: return "Additional pre-authentication required";
+    case CK_KDC_ERR_SERVER_NOMATCH: return "Requested server and ticket don't match";
+    case CK_KRB_AP_ERR_BAD_INTEGRITY: return "Decrypt integrity check failed";
+    case CK_KRB_AP_ERR_TKT_EXPIRED: return "Ticket expired";
+    case CK_KRB_AP_ERR_TKT_NYV: return "Ticket not yet valid";
+    case CK_KRB_AP_ERR_REPEAT: return "Request is a replay";
+    case CK_KRB_AP_ERR_NOT_US: return "The ticket isn't for us";
+    case CK_KRB_AP_ERR_BADMATCH: return "Ticket/authenticator don't match";
+    case CK_KRB_AP_ERR_SKEW: return "Clock skew too great";
+    case CK_KRB_AP_ERR_MSG_TYPE: return "Invalid message type";
+    case CK_KRB_AP_ERR_MODIFIED: return "Message stream modified";
+    case CK_KRB_AP_ERR_BADKEYVER: return "Key version number for principal in key table is "
+                                         "incorrect";
+    case CK_KRB_AP_ERR_NOKEY: return "Service key not available";
+    case CK_KRB_AP_ERR_INAPP_CKSUM: return "Inappropriate type of checksum in message";
+    case CK_KRB_ERR_RESPONSE_TOO_BIG: return "Response too big for UDP, retry with TCP";
+    case CK_KRB_ERR_FIELD_TOOLONG: return "Field is too long for this implementation";
+    default: return "Generic error (see e-text)";
+    }
+}
+
+/* Encodes a KRB-ERROR for code into *der (OPENSSL_malloc'd). Uses the request's names when it
+ * decoded, else krbtgt/OUR-REALM. */
+static int
+encode_error(struct kdc_request *r, int32_t code, const char *e_text, const uint8_t *e_data,
+             size_t e_data_len, uint8_t **der, size_t *der_len)
+{
+    CK_KRB_ERROR_MSG *err = NULL;
+    CK_KDC_REQ_BODY *b = r->req != NULL ? r->req->req_body : NULL;
+    CK_PRINCIPAL_NAME *borrowed_sname = NULL, *borrowed_cname = NULL;
+    int rc;
+
+    *der = NULL;
+    *der_len = 0;
+    if ((err = CK_KRB_ERROR_MSG_new()) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "KRB-ERROR");
+    err->pvno = CK_KRB5_PVNO;
+    err->msg_type = CK_KRB_ERROR;
+    err->error_code = code;
+    err->susec = r->now_usec;
+    if ((rc = ck_asn1_time_set(&err->stime, r->now)) != 0)
+        goto out;
+    if (b != NULL && b->sname != NULL && b->realm != NULL) {
+        if ((rc = ck_asn1_kstring_set(&err->realm, ck_asn1_kstring_get(b->realm))) != 0)
+            goto out;
+        /* Borrow the request's name instead of copying it (given back below). */
+        CK_PRINCIPAL_NAME_free(err->sname);
+        err->sname = borrowed_sname = b->sname;
+    } else {
+        const char *comps[2] = {"krbtgt", r->w->realm_name};
+
+        if ((rc = ck_asn1_kstring_set(&err->realm, r->w->realm_name)) != 0 ||
+            (rc = ck_asn1_principal_set(err->sname, CK_NT_SRV_INST, comps, 2)) != 0)
+            goto out;
+    }
+    if (r->error_with_client && b != NULL && b->cname != NULL && b->realm != NULL) {
+        if ((rc = ck_asn1_kstring_set(&err->crealm, ck_asn1_kstring_get(b->realm))) != 0)
+            goto out;
+        err->cname = borrowed_cname = b->cname;
+    }
+    if (e_text != NULL && e_text[0] != '\0' &&
+        (rc = ck_asn1_kstring_set(&err->e_text, e_text)) != 0)
+        goto out;
+    if (e_data != NULL && (rc = ck_asn1_octets_set(&err->e_data, e_data, e_data_len)) != 0)
+        goto out;
+    rc = ck_asn1_krb_error_encode(err, der, der_len);
+out:
+    if (err != NULL) {
+        if (borrowed_sname != NULL)
+            err->sname = NULL;
+        if (borrowed_cname != NULL)
+            err->cname = NULL;
+        CK_KRB_ERROR_MSG_free(err);
+    }
+    return rc;
+}
+
+static const char *
+format_peer(const struct sockaddr *peer, char *buf, size_t size)
+{
+    if (peer == NULL)
+        return "-";
+    if (peer->sa_family == AF_INET &&
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, buf,
+                  (socklen_t)size) != NULL)
+        return buf;
+    if (peer->sa_family == AF_INET6 &&
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr, buf,
+                  (socklen_t)size) != NULL)
+        return buf;
+    return "unknown";
+}
+
+static void
+log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
+{
+    char ets[CK_ASN1_MAX_ETYPES * 12 + 32], addr[INET6_ADDRSTRLEN + 1];
+    size_t off = 0;
+    int n;
+
+    if (level > ck_log_level())
+        return;
+    ets[0] = '\0';
+    if (r->n_etypes > 0) {
+        n = snprintf(ets, sizeof(ets), " (%zu etypes {", r->n_etypes);
+        off = n > 0 ? (size_t)n : 0;
+        for (size_t i = 0; i < r->n_etypes && off < sizeof(ets); i++) {
+            n = snprintf(ets + off, sizeof(ets) - off, "%s%d", i ? " " : "", (int)r->etypes[i]);
+            off += n > 0 ? (size_t)n : 0;
+        }
+        if (off < sizeof(ets))
+            snprintf(ets + off, sizeof(ets) - off, "})");
+    }
+    if (r->error_code == 0 && r->reply != NULL) {
+        ck_log(level,
+                 "%s%s %s: ISSUE: authtime %lld, etypes {rep=%d, tkt=%d, ses=%d}, %s for %s",
+                 r->kind, ets, format_peer(peer, addr, sizeof(addr)), (long long)r->authtime,
+                 (int)r->rep_etype, (int)r->tkt_etype, (int)r->ses_etype, r->cname, r->sname);
+    } else if (r->cname[0] != '\0' || r->sname[0] != '\0') {
+        ck_log(level, "%s%s %s: %s: %s for %s, %s%s%s", r->kind, ets,
+                 format_peer(peer, addr, sizeof(addr)), r->status ? r->status : "ERROR",
+                 r->cname[0] ? r->cname : "<unknown client>",
+                 r->sname[0] ? r->sname : "<unknown server>",
+                 r->error_code ? error_message(r->error_code) : "no reply",
+                 r->detail[0] ? ": " : "", r->detail);
+    } else {
+        ck_log(level, "%s%s %s: %s: %s%s%s", r->kind, ets,
+                 format_peer(peer, addr, sizeof(addr)), r->status ? r->status : "ERROR",
+                 r->error_code ? error_message(r->error_code) : "no reply",
+                 r->detail[0] ? ": " : "", r->detail);
+    }
+}
+
+int
+kdc_handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len,
+                   enum kdc_transport transport, const struct sockaddr *peer, uint8_t *reply,
+                   size_t reply_cap, size_t *reply_len)
+{
+    struct kdc_request *r;
+    const uint8_t *out = NULL, *cached;
+    uint8_t *err_der = NULL;
+    size_t out_len = 0, err_len = 0, cached_len;
+    int64_t now_ms = 0;
+    int mt, level = LOG_INFO;
+
+    *reply_len = 0;
+    if (w == NULL || (req == NULL && req_len != 0))
+        return ck_error_set(CK_ERR_INVAL, "kdc: bad arguments");
+    /* The request state holds two name buffers: keep it off the (worker) stack. */
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "kdc request");
+    r->w = w;
+    r->transport = transport;
+    r->kind = "KDC_REQ";
+    ck_now(&r->now, &r->now_usec);
+    ck_store_cache_begin(w->store);
+
+    if (transport == KDC_TRANSPORT_UDP && w->lookaside != NULL) {
+        now_ms = ck_monotonic_ms();
+        if (kdc_lookaside_find(w->lookaside, req, req_len, now_ms, &cached, &cached_len)) {
+            if (cached_len <= reply_cap) {
+                memcpy(reply, cached, cached_len);
+                *reply_len = cached_len;
+            }
+            r->status = "LOOKASIDE";
+            snprintf(r->detail, sizeof(r->detail), "retransmitted request answered from cache");
+            level = LOG_DEBUG;
+            goto log;
+        }
+    }
+
+    mt = req_len > 0 ? ck_asn1_msg_type(req, req_len) : CK_ERR_DECODE;
+    if (mt == CK_KRB_AS_REQ)
+        r->kind = "AS_REQ";
+    else if (mt == CK_KRB_TGS_REQ)
+        r->kind = "TGS_REQ";
+    if (req_len > w->max_request) {
+        kdc_fail(r, CK_KRB_ERR_FIELD_TOOLONG, "REQUEST_TOO_BIG", "%zu bytes", req_len);
+        r->silent = transport == KDC_TRANSPORT_UDP;
+    } else if (mt == CK_KRB_AS_REQ) {
+        kdc_process_as(r, req, req_len);
+    } else if (mt == CK_KRB_TGS_REQ) {
+        kdc_process_tgs(r, req, req_len);
+    } else {
+        kdc_fail(r, CK_KRB_AP_ERR_MSG_TYPE, "UNKNOWN_MSG_TYPE",
+                 mt < 0 ? "not a Kerberos message" : "message type %d", mt);
+        r->silent = transport == KDC_TRANSPORT_UDP;
+    }
+
+    if (r->reply != NULL) {
+        out = r->reply;
+        out_len = r->reply_len;
+    } else if (!r->silent) {
+        if (r->error_code == 0)
+            kdc_fail(r, CK_KRB_ERR_GENERIC, r->status ? r->status : "INTERNAL_ERROR", NULL);
+        if (encode_error(r, r->error_code, r->e_text ? r->e_text : r->status, r->e_data,
+                         r->e_data_len, &err_der, &err_len) == 0) {
+            out = err_der;
+            out_len = err_len;
+        } else {
+            snprintf(r->detail, sizeof(r->detail), "cannot encode KRB-ERROR: %s",
+                     ck_error_context());
+        }
+    }
+
+    if (out != NULL && transport == KDC_TRANSPORT_UDP && out_len > w->max_dgram_reply) {
+        ck_asn1_free_der(err_der, err_len);
+        err_der = NULL;
+        r->status = "RESPONSE_TOO_BIG";
+        snprintf(r->detail, sizeof(r->detail), "%zu-byte reply, max %zu over UDP", out_len,
+                 w->max_dgram_reply);
+        r->error_code = CK_KRB_ERR_RESPONSE_TOO_BIG;
+        out = NULL;
+        if (encode_error(r, CK_KRB_ERR_RESPONSE_TOO_BIG, NULL, NULL, 0, &err_der, &err_len) == 0) {
+            out = err_der;
+            out_len = err_len;
+        }
+    }
+    if (out != NULL && out_len > reply_cap) {
+        ck_asn1_free_der(err_der, err_len);
+        err_der = NULL;
+        r->status = "REPLY_TOO_BIG";
+        snprintf(r->detail, sizeof(r->detail), "%zu-byte reply, buffer %zu", out_len, reply_cap);
+        r->error_code = CK_KRB_ERR_GENERIC;
+        out = NULL;
+        if (encode_error(r, CK_KRB_ERR_GENERIC, "REPLY_TOO_BIG", NULL, 0, &err_der, &err_len) ==
+                0 &&
+            err_len <= reply_cap) {
+            out = err_der;
+            out_len = err_len;
+        }
+    }
+    if (out != NULL) {
+        memcpy(reply, out, out_len);
+        *reply_len = out_len;
+        if (transport == KDC_TRANSPORT_UDP && w->lookaside != NULL)
+            kdc_lookaside_store(w->lookaside, req, req_len, out, out_len, now_ms);
+    }
+    if (r->reply != NULL && out != r->reply) {
+        /* The reply was replaced by an error: log the error, not ISSUE. */
+        ck_asn1_free_der(r->reply, r->reply_len);
+        r->reply = NULL;
+    }
+log:
+    log_request(r, peer, level);
+    ck_asn1_free_der(err_der, err_len);
+    ck_asn1_free_der(r->reply, r->reply_len);
+    OPENSSL_free(r->e_data);
+    CK_KDC_REQ_free(r->req);
+    free(r);
+    return 0;
+}

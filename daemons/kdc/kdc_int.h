@@ -1,0 +1,109 @@
+/* Internals of the KDC protocol core: per-worker state, per-request state, and the helpers shared
+ * by kdc.c (dispatch, errors, logging), as.c, tgs.c and lookaside.c. */
+#ifndef CABLEKEY_KDC_INT_H
+#define CABLEKEY_KDC_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cablekey/ap.h"
+#include "cablekey/crypto.h"
+#include "cablekey/krb5_asn1.h"
+#include "cablekey/store.h"
+#include "kdc.h"
+
+#define KDC_NAME_MAX 2048            /* unparsed principal names in logs and lookups */
+#define KDC_LOOKASIDE_MAX_ENTRIES 8192
+#define KDC_LOOKASIDE_MAX_BYTES (16u << 20)
+#define KDC_LOOKASIDE_LIFETIME_MS (120 * 1000)
+
+/* UDP retransmit cache: same request bytes -> same reply bytes (lookaside.c). */
+struct kdc_lookaside;
+int kdc_lookaside_new(size_t max_entries, size_t max_bytes, int64_t lifetime_ms,
+                      struct kdc_lookaside **out);
+void kdc_lookaside_free(struct kdc_lookaside *la);
+/* Returns true and points *reply at the cached reply (valid until the next call on la) when the
+ * same request was answered within the lifetime. */
+bool kdc_lookaside_find(struct kdc_lookaside *la, const uint8_t *req, size_t req_len,
+                        int64_t now_ms, const uint8_t **reply, size_t *reply_len);
+/* Remembers the reply (copies both buffers); silently does nothing when over the limits. */
+void kdc_lookaside_store(struct kdc_lookaside *la, const uint8_t *req, size_t req_len,
+                         const uint8_t *reply, size_t reply_len, int64_t now_ms);
+size_t kdc_lookaside_count(const struct kdc_lookaside *la);
+
+struct kdc_worker {
+    int64_t max_life, max_renew, clockskew; /* effective realm-wide caps */
+    size_t max_dgram_reply, max_request;
+    int32_t enctypes[KDC_MAX_ENCTYPES];
+    size_t n_enctypes;
+    ck_store *store;
+    const ck_realm_info *realm;
+    char realm_name[256];
+    char tgs_name[600];                  /* "krbtgt/REALM@REALM" */
+    struct kdc_lookaside *lookaside;     /* NULL when disabled */
+};
+
+/* One request in flight. The as/tgs handlers fill either `reply` (an encoded AS-REP/TGS-REP) or
+ * the error fields; kdc.c turns errors into KRB-ERRORs and writes the log line. */
+struct kdc_request {
+    struct kdc_worker *w;
+    enum kdc_transport transport;
+    int64_t now;
+    int32_t now_usec;
+    CK_KDC_REQ *req;                 /* decoded request (NULL if undecodable) */
+
+    /* for the log line */
+    const char *kind;                /* "AS_REQ", "TGS_REQ" */
+    const char *status;              /* "ISSUE" or a failure token */
+    char cname[KDC_NAME_MAX];        /* client name with realm ("" if unknown) */
+    char sname[KDC_NAME_MAX];        /* server name with realm ("" if unknown) */
+    int32_t etypes[CK_ASN1_MAX_ETYPES];
+    size_t n_etypes;
+    int64_t authtime;
+    int32_t rep_etype, tkt_etype, ses_etype;
+    char detail[256];                /* extra text for the log (not secret) */
+
+    /* outcome */
+    uint8_t *reply;                  /* OPENSSL_malloc'd DER of the reply */
+    size_t reply_len;
+    int32_t error_code;              /* Kerberos error code when reply == NULL */
+    const char *e_text;              /* NULL: the standard message for error_code */
+    uint8_t *e_data;                 /* OPENSSL_malloc'd METHOD-DATA or NULL */
+    size_t e_data_len;
+    bool error_with_client;          /* put the request's cname/crealm into the KRB-ERROR */
+    bool silent;                     /* send nothing (UDP garbage) */
+};
+
+/* Sets the outcome to a Kerberos error with a log status token (also the KRB-ERROR e-text unless
+ * r->e_text is set). detail (printf format, may be NULL) goes to the log line only. */
+void kdc_fail(struct kdc_request *r, int32_t code, const char *status, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* AS-REQ and TGS-REQ processing (the request is decoded by these functions). */
+void kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len);
+void kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len);
+
+/* Shared helpers (kdc.c). */
+bool kdc_enctype_permitted(const struct kdc_worker *w, int32_t etype);
+/* First key of p at its current kvno whose enctype is permitted, or NULL. */
+const ck_db_key *kdc_first_key(const struct kdc_worker *w, const ck_db_principal *p);
+/* Session key enctype: first requested enctype that is permitted and the server has a key for. */
+int32_t kdc_session_etype(const struct kdc_worker *w, const struct kdc_request *r,
+                          const ck_db_principal *server);
+/* Lifetime caps (0 in the database = realm default). */
+int64_t kdc_life_cap(const struct kdc_worker *w, const ck_db_principal *p);
+int64_t kdc_renew_cap(const struct kdc_worker *w, const ck_db_principal *p);
+/* Unparses name@realm into buf; false if it does not fit or is invalid. */
+bool kdc_unparse(const CK_PRINCIPAL_NAME *name, const ASN1_GENERALSTRING *realm, char *buf,
+                 size_t size);
+static inline int64_t
+kdc_min64(int64_t a, int64_t b)
+{
+    return a < b ? a : b;
+}
+
+/* Appends the single LastReq entry {0, authtime} we send. */
+int kdc_last_req(CK_LAST_REQ *lr, int64_t authtime);
+
+#endif

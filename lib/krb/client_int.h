@@ -1,0 +1,39 @@
+/* Internals shared by client_as.c and client_tgs.c (not part of the public API). */
+#ifndef CABLEKEY_CLIENT_INT_H
+#define CABLEKEY_CLIENT_INT_H
+
+#include "cablekey/client.h"
+#include "cablekey/krb5_asn1.h"
+
+/* 31-bit random nonce (MIT refuses 5-byte positive UInt32 encodings). */
+int ck_client_nonce(uint32_t *nonce);
+
+/* ck_principal -> PrincipalName (its name type and components). */
+int ck_client_pname(const ck_principal *p, CK_PRINCIPAL_NAME **out);
+/* PrincipalName + realm -> ck_principal. */
+int ck_client_principal(const CK_PRINCIPAL_NAME *pn, const ASN1_GENERALSTRING *realm,
+                        ck_principal **out);
+
+/* Fills a KDC-REQ-BODY: options, cname (may be NULL), realm, sname, till, rtime (0 = absent),
+ * nonce, etypes. */
+int ck_client_fill_body(CK_KDC_REQ_BODY *b, uint32_t options, const ck_principal *cname,
+                        const ck_principal *sname, int64_t till, int64_t rtime, uint32_t nonce,
+                        const int32_t *etypes, size_t n_etypes);
+
+/* Turns a KRB-ERROR reply into CK_ERR_KRB with the code set and e-text in the context; *err (may
+ * be NULL) receives the decoded message for further inspection (caller frees). A reply that is not
+ * a decodable KRB-ERROR is CK_ERR_PROTO/CK_ERR_DECODE. */
+int ck_client_krb_error(const uint8_t *msg, size_t len, CK_KRB_ERROR_MSG **err);
+
+/* Checks a decrypted KDC reply against the request and builds the credentials: nonce, cname and
+ * crealm (KDC-REP) == client, sname and srealm (EncKDCRepPart and Ticket) == server, session key
+ * enctype in etypes. */
+int ck_client_make_creds(const CK_KDC_REP *rep, const CK_ENC_KDC_REP_PART *enc, uint32_t nonce,
+                         const ck_principal *client, const ck_principal *server,
+                         const int32_t *etypes, size_t n_etypes, ck_creds **out);
+
+bool ck_client_etype_in(int32_t e, const int32_t *list, size_t n);
+
+extern const int32_t ck_client_default_etypes[4];
+
+#endif
