@@ -99,7 +99,7 @@ typedef struct ck_as_params {
     const char *realm;           /* required */
     const char *client;          /* "alice" or "alice@REALM" (must then equal realm) */
     const char *service;         /* NULL: krbtgt/REALM; "name/inst" in the client's realm */
-    const int32_t *enctypes;     /* NULL: 18 17 20 19 (for the key variant: the key's enctype) */
+    const int32_t *enctypes;     /* NULL: 18 17 20 19 (key variant: the key's enctype first) */
     size_t n_enctypes;
     int64_t lifetime;            /* seconds from now; 0: CK_CLIENT_DEFAULT_LIFETIME */
     int64_t renew_life;          /* > 0: RENEWABLE with rtime = now + renew_life */

@@ -60,7 +60,8 @@ typedef struct ck_krb_msg_check {
     bool require_timestamp;             /* refuse messages without a timestamp */
     int64_t clockskew;                  /* 0: CK_KRB_MSG_DEFAULT_SKEW */
     int64_t now;                        /* 0: the wall clock */
-    bool check_seq;                     /* the message must carry seq-number == seq */
+    bool check_seq;                     /* the message's seq-number must equal seq (absent
+                                         * counts as 0: MIT omits a zero seq-number) */
     uint32_t seq;
     ck_rcache *rcache;                  /* if set, timestamped messages are checked for replay */
     const char *rcache_tag;             /* names this conversation in the cache (NULL: "") */

@@ -596,9 +596,17 @@ as_ctx_init(struct as_ctx *c, const ck_as_params *p, const struct key_source *ks
         }
         return 0;
     }
+    /* A prebuilt key: its enctype first (it decides the reply key), then the others, which
+     * the KDC may still pick for the session key. */
+    if (ks->kind == KEY_FIXED) {
+        if (!ck_enctype_is_supported(ks->key->enctype))
+            return ck_error_set(CK_ERR_UNSUPPORTED, "AS: key enctype %d not supported",
+                                (int)ks->key->enctype);
+        c->etypes[c->n_etypes++] = ks->key->enctype;
+    }
     for (size_t i = 0; i < 4; i++) {
         int32_t e = ck_client_default_etypes[i];
-        if (ks->kind == KEY_FIXED && ks->key->enctype != e)
+        if (ks->kind == KEY_FIXED && ks->key->enctype == e)
             continue;
         if (ks->kind == KEY_KEYTAB && ck_keytab_find(ks->kt, c->client, 0, e) == NULL)
             continue;
@@ -696,6 +704,9 @@ as_exchange(const ck_as_params *p, const struct key_source *ks_in, ck_creds **ou
             rc = ck_error_set(CK_ERR_PROTO, "AS: KRB-ERROR %d with undecodable METHOD-DATA", code);
             goto out;
         }
+        /* A failed guess with no hint from the KDC: trying the same key again is pointless. */
+        if (md == NULL && code == CK_KDC_ERR_PREAUTH_FAILED)
+            goto out;
         if (md != NULL && ck_asn1_padata_find(md, CK_PA_ENC_TIMESTAMP) == NULL) {
             ck_error_set_krb_code(code);
             rc = ck_error_set(CK_ERR_KRB, "AS: KDC requires preauthentication but does not offer "

@@ -226,9 +226,9 @@ is_too_big(const uint8_t *msg, size_t len)
 }
 
 static int
-send_tcp_rounds(const ck_kdc_transport *t, struct kdc_slot *slots, size_t n, const uint8_t *req,
-                size_t req_len, int nominal, int maxt, int tries, uint8_t **reply,
-                size_t *reply_len, ck_kdc_send_info *info)
+send_tcp_rounds(struct kdc_slot *slots, size_t n, const uint8_t *req, size_t req_len,
+                int nominal, int maxt, int tries, uint8_t **reply, size_t *reply_len,
+                ck_kdc_send_info *info)
 {
     int rc = CK_ERR_TIMEOUT;
 
@@ -244,7 +244,6 @@ send_tcp_rounds(const ck_kdc_transport *t, struct kdc_slot *slots, size_t n, con
             }
         }
     }
-    (void)t;
     if (rc == CK_ERR_TIMEOUT)
         return ck_error_set(CK_ERR_TIMEOUT, "no KDC answered over TCP after %d rounds", tries);
     return rc;
@@ -289,7 +288,7 @@ ck_kdc_send(const ck_kdc_transport *t, const uint8_t *req, size_t req_len, uint8
     }
 
     if (t->tcp_only || req_len > udp_limit) {
-        rc = send_tcp_rounds(t, slots, n, req, req_len, nominal, maxt, tries, reply, reply_len,
+        rc = send_tcp_rounds(slots, n, req, req_len, nominal, maxt, tries, reply, reply_len,
                              &info);
         goto out;
     }
