@@ -2,6 +2,7 @@
  * where the meaning is the same, so existing configurations mostly carry over. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <stdbool.h>
 #include <string.h>
 #include <strings.h>
 
@@ -143,6 +144,18 @@ struct enctype_list {
     size_t n;
 };
 
+static bool
+is_legacy_enctype_name(const char *name)
+{
+    static const char *const prefixes[] = {"des", "rc4", "arcfour", "camellia", "aes128-cts-hmac-md5",
+                                           "16", "23", "25", "26"};
+
+    for (size_t i = 0; i < sizeof(prefixes) / sizeof(prefixes[0]); i++)
+        if (strncasecmp(name, prefixes[i], strlen(prefixes[i])) == 0)
+            return true;
+    return false;
+}
+
 static int
 add_enctype(const char *tok, void *arg)
 {
@@ -156,8 +169,13 @@ add_enctype(const char *tok, void *arg)
     if ((colon = strchr(name, ':')) != NULL)
         *colon = '\0';
     if (ck_enctype_from_name(name, &e) != 0 || !ck_enctype_is_supported(e)) {
-        ck_log_warn("supported_enctypes: ignoring unsupported enctype \"%s\"", name);
-        return 0;
+        /* Legacy enctypes MIT configs still list are skipped; anything else is a typo that
+         * would silently change what the KDC issues, so it is an error. */
+        if (is_legacy_enctype_name(name)) {
+            ck_log_warn("supported_enctypes: ignoring disabled legacy enctype \"%s\"", name);
+            return 0;
+        }
+        return ck_error_set(CK_ERR_CONFIG, "supported_enctypes: unknown enctype \"%s\"", name);
     }
     for (size_t i = 0; i < l->n; i++)
         if (l->out[i] == e)
@@ -304,7 +322,7 @@ load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
         ck_log_warn("[kdcdefaults]: kdc_ports/kdc_tcp_listen/kdc_tcp_ports are ignored; "
                     "kdc_listen sets UDP and TCP together");
     if ((v = ck_profile_get(prof, "kdcdefaults", "kdc_max_dgram_reply_size", NULL)) != NULL) {
-        if ((rc = get_int("kdc_max_dgram_reply_size", v, 512, 65507, &n)) != 0)
+        if ((rc = get_int("kdc_max_dgram_reply_size", v, 128, 65507, &n)) != 0)
             return rc;
         dc->kdc.max_dgram_reply = (size_t)n;
     }

@@ -456,16 +456,18 @@ main(int argc, char **argv)
     ncfg.workers = workers;
     /* kdc_tcp_max_connections is for the whole process; each worker gets its share. */
     ncfg.tcp_max_conns = (dc.tcp_max_connections + workers - 1) / workers;
-    if (ck_net_server_new(&ncfg, &cb, &srv) != 0 || ck_net_server_start(srv) != 0) {
-        ck_log_err("%s", ck_error_context());
-        goto out;
-    }
+    /* The pid file is written before the sockets answer, so whoever sees the KDC answering
+     * can also find its pid; it is removed again if startup fails. */
     if (opts.pid_file != NULL) {
         if (write_pid_file(opts.pid_file) != 0) {
             ck_log_err("%s", ck_error_context());
             goto out;
         }
         pid_written = true;
+    }
+    if (ck_net_server_new(&ncfg, &cb, &srv) != 0 || ck_net_server_start(srv) != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
     }
     describe_listeners(srv, listeners, sizeof(listeners));
     ck_log_notice("started: realm %s, listening on %s (udp+tcp), %d workers",

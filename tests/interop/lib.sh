@@ -141,7 +141,7 @@ $(ck_last_output)"; return 1
     if [ $rc -ge 124 ] && [ $rc -le 137 ]; then
         not_ok "$desc" "command: $* timed out or was killed (exit $rc)"; return 1
     fi
-    if ! cat "$tmp/last.err" "$tmp/last.out" | grep -Eq -- "$pat"; then
+    if ! grep -Eq -- "$pat" "$tmp/last.err" "$tmp/last.out" 2>/dev/null; then
         not_ok "$desc" "command: $* failed (exit $rc) but output does not match /$pat/:
 $(ck_last_output)"; return 1
     fi
@@ -155,7 +155,7 @@ expect_output() { # expect_output DESC PATTERN cmd...  (exit 0 and stdout/stderr
         not_ok "$desc" "command: $* exit $rc; output:
 $(ck_last_output)"; return 1
     fi
-    if ! cat "$tmp/last.out" "$tmp/last.err" | grep -Eq -- "$pat"; then
+    if ! grep -Eq -- "$pat" "$tmp/last.out" "$tmp/last.err" 2>/dev/null; then
         not_ok "$desc" "command: $* output does not match /$pat/:
 $(ck_last_output)"; return 1
     fi
@@ -397,6 +397,10 @@ mit_princ_opts() {
 }
 
 # realm_addprinc NAME PW|--random [options]
+# The KDC's per-worker principal caches poll the database's change counter every 200 ms
+# (CK_STORE_CACHE_CHECK_MS), so a change made with the CLI reaches a running KDC within that time.
+ck_settle() { is_mit || sleep 0.3; }
+
 realm_addprinc() {
     local name=$1 pw=$2; shift 2
     if is_mit; then
@@ -410,6 +414,7 @@ realm_addprinc() {
         timeout 30 "$CK_CLI" principal add --db "$DB" "$name" "${pwargs[@]}" "$@" \
             >"$tmp/addprinc.log" 2>&1 </dev/null ||
             bail "cablekey principal add $name $*" "$(cat "$tmp/addprinc.log")"
+        ck_settle
     fi
 }
 
@@ -420,6 +425,7 @@ realm_modprinc() { # realm_modprinc NAME OPTS...
         kadmin_mit "modprinc $o $name"
     else
         timeout 30 "$CK_CLI" principal modify --db "$DB" "$name" "$@" </dev/null
+        local rc=$?; ck_settle; return $rc
     fi
 }
 
@@ -430,6 +436,7 @@ realm_rotate() { # realm_rotate NAME [--random|--password PW] : new kvno, old ke
         else kadmin_mit "cpw -keepold -randkey $name"; fi
     else
         timeout 30 "$CK_CLI" principal rotate --db "$DB" "$name" "${@:---random}" </dev/null
+        local rc=$?; ck_settle; return $rc
     fi
 }
 
