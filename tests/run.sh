@@ -87,7 +87,7 @@ for f in build-fuzz/fuzz_*; do
     [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null
     if "$f" -max_total_time="$FUZZ_SECONDS" -max_len=8192 -rss_limit_mb=2048 -timeout=10 \
             "$work" >"$LOG_DIR/$n.log" 2>&1; then
-        record ok "fuzz $n: $(grep -oE '#[0-9]+ +DONE.*' "$LOG_DIR/$n.log" | head -n1)"
+        record ok "fuzz $n: $(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$LOG_DIR/$n.log" | head -n1)s"
     else
         record fail "fuzz $n (see $LOG_DIR/$n.log)"; tail -n 30 "$LOG_DIR/$n.log"
     fi
