@@ -70,6 +70,8 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
         rc = ck_error_set(CK_ERR_CONFIG, "kdc: no supported enctype configured");
         goto out;
     }
+    w->cache_max = CK_STORE_CACHE_MAX_ENTRIES;
+    w->cache_check_ms = CK_STORE_CACHE_CHECK_MS;
     if (cfg->lookaside &&
         (rc = kdc_lookaside_new(KDC_LOOKASIDE_MAX_ENTRIES, KDC_LOOKASIDE_MAX_BYTES,
                                 KDC_LOOKASIDE_LIFETIME_MS, &w->lookaside)) != 0)
@@ -329,6 +331,63 @@ log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
     }
 }
 
+/* Refusals that may come from a stale cache entry: the principal cache sees other processes'
+ * changes only every CK_STORE_CACHE_CHECK_MS, so an operator who just unlocked a principal,
+ * extended its expiry, changed its password or rotated the krbtgt key (tickets issued by another
+ * worker that already sees the new key) would otherwise be refused for a moment. */
+static bool
+stale_refusal(const char *status)
+{
+    static const char *const tokens[] = {
+        "CLIENT_NOT_FOUND",   "SERVER_NOT_FOUND", "CLIENT_EXPIRED",   "CLIENT_KEY_EXPIRED",
+        "CLIENT_LOCKED_OUT",  "SERVICE_EXPIRED",  "SERVICE_DISALLOWED", "PREAUTH_FAILED",
+        "BAD_ENCRYPTION_TYPE", "BADKEYVER",       "NOKEY",            "BAD_INTEGRITY",
+        "TGT_SERVER_NOT_FOUND"};
+
+    if (status == NULL)
+        return false;
+    for (size_t i = 0; i < sizeof(tokens) / sizeof(tokens[0]); i++)
+        if (strcmp(status, tokens[i]) == 0)
+            return true;
+    return false;
+}
+
+/* Forces the principal cache to look at the change log now (rate-limited: an attacker sending
+ * unknown names must not turn every request into a database query). Invalidates every record
+ * pointer obtained earlier in this request. */
+static bool
+refresh_cache(struct kdc_worker *w)
+{
+    int64_t now = ck_monotonic_ms();
+
+    if (now - w->last_refresh_ms < KDC_REFRESH_MIN_MS)
+        return false;
+    w->last_refresh_ms = now;
+    ck_store_cache_configure(w->store, w->cache_max, 0);
+    ck_store_cache_begin(w->store);
+    ck_store_cache_configure(w->store, w->cache_max, w->cache_check_ms);
+    return true;
+}
+
+/* Clears the outcome of a processed request so it can be processed again. */
+static void
+request_reset(struct kdc_request *r)
+{
+    struct kdc_worker *w = r->w;
+    enum kdc_transport t = r->transport;
+    int64_t now = r->now;
+    int32_t usec = r->now_usec;
+
+    CK_KDC_REQ_free(r->req);
+    OPENSSL_free(r->e_data);
+    ck_asn1_free_der(r->reply, r->reply_len);
+    memset(r, 0, sizeof(*r));
+    r->w = w;
+    r->transport = t;
+    r->now = now;
+    r->now_usec = usec;
+}
+
 int
 kdc_handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len,
                    enum kdc_transport transport, const struct sockaddr *peer, uint8_t *reply,
@@ -375,10 +434,15 @@ kdc_handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len,
     if (req_len > w->max_request) {
         kdc_fail(r, CK_KRB_ERR_FIELD_TOOLONG, "REQUEST_TOO_BIG", "%zu bytes", req_len);
         r->silent = transport == KDC_TRANSPORT_UDP;
-    } else if (mt == CK_KRB_AS_REQ) {
-        kdc_process_as(r, req, req_len);
-    } else if (mt == CK_KRB_TGS_REQ) {
-        kdc_process_tgs(r, req, req_len);
+    } else if (mt == CK_KRB_AS_REQ || mt == CK_KRB_TGS_REQ) {
+        void (*process)(struct kdc_request *, const uint8_t *, size_t) =
+            mt == CK_KRB_AS_REQ ? kdc_process_as : kdc_process_tgs;
+
+        process(r, req, req_len);
+        if (r->reply == NULL && stale_refusal(r->status) && refresh_cache(w)) {
+            request_reset(r);
+            process(r, req, req_len);
+        }
     } else {
         kdc_fail(r, CK_KRB_AP_ERR_MSG_TYPE, "UNKNOWN_MSG_TYPE",
                  mt < 0 ? "not a Kerberos message" : "message type %d", mt);

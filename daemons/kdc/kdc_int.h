@@ -17,6 +17,9 @@
 #define KDC_LOOKASIDE_MAX_ENTRIES 8192
 #define KDC_LOOKASIDE_MAX_BYTES (16u << 20)
 #define KDC_LOOKASIDE_LIFETIME_MS (120 * 1000)
+/* A refusal based on cached principal data is re-checked against the database (see
+ * kdc_handle_request), at most once per this many milliseconds per worker. */
+#define KDC_REFRESH_MIN_MS 10
 
 /* UDP retransmit cache: same request bytes -> same reply bytes (lookaside.c). */
 struct kdc_lookaside;
@@ -42,6 +45,9 @@ struct kdc_worker {
     char realm_name[256];
     char tgs_name[600];                  /* "krbtgt/REALM@REALM" */
     struct kdc_lookaside *lookaside;     /* NULL when disabled */
+    size_t cache_max;                    /* principal cache settings (restored after a */
+    int64_t cache_check_ms;              /* forced change check) */
+    int64_t last_refresh_ms;             /* last forced change check (monotonic) */
 };
 
 /* One request in flight. The as/tgs handlers fill either `reply` (an encoded AS-REP/TGS-REP) or

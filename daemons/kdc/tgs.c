@@ -258,9 +258,7 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
             kdc_fail(r, CK_KDC_ERR_CANNOT_POSTDATE, "POSTDATE_NOT_SUPPORTED", NULL);
             goto out;
         }
-        if ((opts & (CK_KDC_OPT_FORWARDED | CK_KDC_OPT_FORWARDABLE)) ==
-                CK_KDC_OPT_FORWARDED ||
-            (opts & CK_KDC_OPT_FORWARDED)) {
+        if (opts & CK_KDC_OPT_FORWARDED) {
             if (!(ap.tkt_flags & CK_TKT_FLG_FORWARDABLE) ||
                 (server->attributes & CK_ATTR_DISALLOW_FORWARDABLE)) {
                 kdc_fail(r, CK_KDC_ERR_BADOPTION, "BAD_OPTION", "TGT not forwardable");
@@ -270,8 +268,8 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
             caddr = b->addresses;
         }
         if (opts & CK_KDC_OPT_PROXY) {
-            if (!(ap.tkt_flags & CK_TKT_FLG_PROXIABLE) || lookup.is_tgt == false ||
-                strcmp(r->sname, w->tgs_name) == 0 ||
+            /* RFC 4120 §2.5: proxy tickets are never TGTs. */
+            if (!(ap.tkt_flags & CK_TKT_FLG_PROXIABLE) || strcmp(r->sname, w->tgs_name) == 0 ||
                 (server->attributes & CK_ATTR_DISALLOW_PROXIABLE)) {
                 kdc_fail(r, CK_KDC_ERR_BADOPTION, "BAD_OPTION", "proxy not allowed");
                 goto out;

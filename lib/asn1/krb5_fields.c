@@ -97,12 +97,22 @@ ck_asn1_time_get_opt(const ASN1_GENERALIZEDTIME *t, int64_t dflt, int64_t *secs)
     return ck_asn1_time_get(t, secs);
 }
 
+/* Writes v (0 <= v < 10^n, checked by the caller's range) as n decimal digits. */
+static void
+put_digits(char *out, int n, int v)
+{
+    for (int i = n - 1; i >= 0; i--) {
+        out[i] = (char)('0' + v % 10);
+        v /= 10;
+    }
+}
+
 int
 ck_asn1_time_set(ASN1_GENERALIZEDTIME **t, int64_t secs)
 {
     /* 0000-01-01T00:00:00Z .. 9999-12-31T23:59:59Z */
     const int64_t min = -62167219200LL, max = 253402300799LL;
-    char buf[32];
+    char buf[15];
     int64_t days, rem, y;
     int m, d;
     ASN1_GENERALIZEDTIME *nt = NULL;
@@ -116,8 +126,14 @@ ck_asn1_time_set(ASN1_GENERALIZEDTIME **t, int64_t secs)
         days--;
     }
     civil_from_days(days, &y, &m, &d);
-    snprintf(buf, sizeof(buf), "%04d%02d%02d%02d%02d%02dZ", (int)y, m, d, (int)(rem / 3600),
-             (int)(rem / 60 % 60), (int)(rem % 60));
+    /* Digits written directly: snprintf was ~5% of the KDC's CPU (several times per reply). */
+    put_digits(buf, 4, (int)y);
+    put_digits(buf + 4, 2, m);
+    put_digits(buf + 6, 2, d);
+    put_digits(buf + 8, 2, (int)(rem / 3600));
+    put_digits(buf + 10, 2, (int)(rem / 60 % 60));
+    put_digits(buf + 12, 2, (int)(rem % 60));
+    buf[14] = 'Z';
     if (*t == NULL) {
         nt = ASN1_GENERALIZEDTIME_new();
         if (nt == NULL)

@@ -28,6 +28,13 @@
  * usages 1 and 3, krbtgt usage 2), so 32 entries keep a handful of hot principals per thread. */
 #define CK_DK_CACHE_SIZE 32
 
+/* Keyed AES and HMAC contexts kept per thread (see struct keyed_ctx). An exchange uses ~3
+ * long-term keys (client, krbtgt, service) in a few usages plus one fresh session key; fresh
+ * keys always miss and re-key the least recently used entry, as every call did before. */
+#define CK_KEYED_CACHE_SIZE 8
+/* Longest key cached; HMAC keys in use are Ki/Kc (16..32 bytes). Longer ones are not cached. */
+#define CK_KEYED_MAX 32
+
 /* Size of each per-thread random buffer: one RAND_bytes call costs ~1.7 us for 16 bytes and
  * ~2.5 us for 4 KB, so refilling 512 bytes at a time makes a confounder nearly free. */
 #define CK_RAND_POOL 512
@@ -60,12 +67,27 @@ struct dk_entry {
     uint8_t derived[CK_KEY_MAX];
 };
 
+/* A context already keyed with `key`: the krbtgt and service keys (and their Ke/Ki) come back
+ * on every request, so re-using the key schedule (AES) or the ipad/opad state (HMAC) saves the
+ * re-keying that was most of the remaining per-operation crypto cost. AES entries are keyed by
+ * direction too: the decryption key schedule differs from the encryption one. */
+struct keyed_ctx {
+    bool used;
+    uint8_t kind;    /* AES: key size index (0/1) | encrypt << 1; HMAC: digest index */
+    uint8_t key_len;
+    uint8_t ctx_kind; /* what ctx is bound to: AES key size index, or HMAC digest index */
+    uint64_t last_use;
+    uint8_t key[CK_KEYED_MAX];
+    void *ctx;       /* EVP_CIPHER_CTX * or EVP_MAC_CTX * */
+};
+
 struct tls_state {
-    /* One context per AES key size, each bound to its CTS cipher for good: re-initialising with
-     * a NULL cipher only re-keys, while passing the cipher again re-creates the provider context
-     * (an allocation) on every call. */
-    EVP_CIPHER_CTX *cipher[2];
-    EVP_MAC_CTX *mac[CK_MD_COUNT];
+    /* AES-CTS contexts, each bound to its CTS cipher for good: re-initialising with a NULL
+     * cipher only re-keys, while passing the cipher again re-creates the provider context (an
+     * allocation) on every call. */
+    struct keyed_ctx aes[CK_KEYED_CACHE_SIZE];
+    struct keyed_ctx hmac[CK_KEYED_CACHE_SIZE];
+    uint64_t keyed_tick;
     uint64_t tick, hits, misses;
     struct dk_entry cache[CK_DK_CACHE_SIZE];
     /* DRBG output not yet handed out: pool[0] from the public DRBG (confounders, nonces),
@@ -87,10 +109,10 @@ tls_state_free(void *p)
     if (tls == st)
         tls = NULL;
     /* The EVP frees cleanse the key schedules; the wipe covers cached keys and random bytes. */
-    EVP_CIPHER_CTX_free(st->cipher[0]);
-    EVP_CIPHER_CTX_free(st->cipher[1]);
-    for (int i = 0; i < CK_MD_COUNT; i++)
-        EVP_MAC_CTX_free(st->mac[i]);
+    for (int i = 0; i < CK_KEYED_CACHE_SIZE; i++) {
+        EVP_CIPHER_CTX_free(st->aes[i].ctx);
+        EVP_MAC_CTX_free(st->hmac[i].ctx);
+    }
     ck_free_secret(st, sizeof(*st));
 }
 
@@ -184,14 +206,68 @@ ck_crypto_cache_stats(uint64_t *hits, uint64_t *misses, size_t *entries)
     *entries = n;
 }
 
+/* Finds the entry of `cache` keyed with (kind, key); on a miss returns the least recently used
+ * entry, with *hit false. The key compare is constant-time: the entries hold secrets. */
+static struct keyed_ctx *
+keyed_find(struct tls_state *st, struct keyed_ctx *cache, uint8_t kind, const uint8_t *key,
+           size_t key_len, bool *hit)
+{
+    struct keyed_ctx *victim = &cache[0];
+
+    *hit = false;
+    st->keyed_tick++;
+    for (int i = 0; i < CK_KEYED_CACHE_SIZE; i++) {
+        struct keyed_ctx *e = &cache[i];
+
+        if (e->used && e->kind == kind && e->key_len == key_len &&
+            CRYPTO_memcmp(e->key, key, key_len) == 0) {
+            e->last_use = st->keyed_tick;
+            *hit = true;
+            return e;
+        }
+        if (!e->used || (victim->used && e->last_use < victim->last_use))
+            victim = e;
+    }
+    return victim;
+}
+
+/* Records that `e` now holds a context keyed with (kind, key). */
+static void
+keyed_fill(struct tls_state *st, struct keyed_ctx *e, uint8_t kind, const uint8_t *key,
+           size_t key_len)
+{
+    e->used = true;
+    e->kind = kind;
+    e->key_len = (uint8_t)key_len;
+    ck_memzero(e->key, sizeof(e->key));
+    memcpy(e->key, key, key_len);
+    e->last_use = st->keyed_tick;
+}
+
+/* Forgets an entry whose context failed: it is re-created from scratch next time. */
+static void
+keyed_drop(struct keyed_ctx *e, bool cipher)
+{
+    if (cipher)
+        EVP_CIPHER_CTX_free(e->ctx);
+    else
+        EVP_MAC_CTX_free(e->ctx);
+    e->ctx = NULL;
+    e->used = false;
+    ck_memzero(e->key, sizeof(e->key));
+}
+
 int
 ck_crypto_aes_cts(const uint8_t *key, size_t key_len, bool encrypt, const uint8_t *in,
                   size_t len, uint8_t *out)
 {
     static const uint8_t zero_iv[CK_AES_BLOCK];
     struct tls_state *st = NULL;
+    struct keyed_ctx *e;
     OSSL_PARAM params[2];
     EVP_CIPHER *cipher = NULL;
+    uint8_t kind;
+    bool hit = false;
     int ret, outl = 0, i = key_len == 16 ? 0 : 1;
 
     if (key_len != 16 && key_len != 32)
@@ -202,23 +278,32 @@ ck_crypto_aes_cts(const uint8_t *key, size_t key_len, bool encrypt, const uint8_
         return ck_error_set(CK_ERR_INVAL, "AES-CTS: bad length %zu", len);
     if ((ret = get_tls(&st)) != 0)
         return ret;
-    if (st->cipher[i] == NULL) {
-        if ((st->cipher[i] = EVP_CIPHER_CTX_new()) == NULL)
+    kind = (uint8_t)(i | (encrypt ? 2 : 0));
+    e = keyed_find(st, st->aes, kind, key, key_len, &hit);
+    if (e->ctx != NULL && !hit && e->ctx_kind != (uint8_t)i)
+        keyed_drop(e, true); /* bound to the other AES size: re-create it for this one */
+    if (e->ctx == NULL) {
+        hit = false;
+        if ((e->ctx = EVP_CIPHER_CTX_new()) == NULL)
             return ck_error_set_ssl(CK_ERR_NOMEM, "AES-CTS: context");
+        e->ctx_kind = (uint8_t)i;
         cipher = cts_cipher[i];
     }
-    /* RFC 3962 swaps the last two blocks always, which is NIST CS3 (OpenSSL defaults to CS1). */
+    /* RFC 3962 swaps the last two blocks always, which is NIST CS3 (OpenSSL defaults to CS1).
+     * On a hit only the IV is reset: the key schedule and the CTS mode stay in the context. */
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_CIPHER_PARAM_CTS_MODE, (char *)"CS3", 0);
     params[1] = OSSL_PARAM_construct_end();
     /* One update per message: the CTS provider processes the whole message in one call. */
-    if (EVP_CipherInit_ex2(st->cipher[i], cipher, key, zero_iv, encrypt ? 1 : 0, params) != 1 ||
-        EVP_CipherUpdate(st->cipher[i], out, &outl, in, (int)len) != 1 || (size_t)outl != len) {
+    if (EVP_CipherInit_ex2(e->ctx, cipher, hit ? NULL : key, zero_iv, encrypt ? 1 : 0,
+                           hit ? NULL : params) != 1 ||
+        EVP_CipherUpdate(e->ctx, out, &outl, in, (int)len) != 1 || (size_t)outl != len) {
         /* Start from a fresh context next time rather than trusting a half-set one. */
-        EVP_CIPHER_CTX_free(st->cipher[i]);
-        st->cipher[i] = NULL;
+        keyed_drop(e, true);
         return ck_error_set_ssl(CK_ERR_CRYPTO, "AES-CTS: %s of %zu bytes failed",
                                 encrypt ? "encryption" : "decryption", len);
     }
+    if (!hit)
+        keyed_fill(st, e, kind, key, key_len);
     return 0;
 }
 
@@ -227,34 +312,57 @@ ck_crypto_hmac_v(int md, const uint8_t *key, size_t key_len, const struct ck_iov
                  size_t n_parts, uint8_t *out, size_t *out_len)
 {
     struct tls_state *st = NULL;
+    struct keyed_ctx *e;
     size_t outl = 0;
+    bool hit = false, cacheable = key_len > 0 && key_len <= CK_KEYED_MAX;
     int ret;
 
     if (md < 0 || md >= CK_MD_COUNT)
         return ck_error_set(CK_ERR_INVAL, "HMAC: bad digest %d", md);
     if ((ret = get_tls(&st)) != 0)
         return ret;
-    if (st->mac[md] == NULL) {
+    /* Uncacheable keys share the least recently used entry and leave it unkeyed. */
+    e = keyed_find(st, st->hmac, (uint8_t)md, key, cacheable ? key_len : 0, &hit);
+    hit = hit && cacheable;
+    if (e->ctx != NULL && !hit && e->ctx_kind != (uint8_t)md)
+        keyed_drop(e, false); /* bound to another digest */
+    if (e->ctx == NULL) {
         OSSL_PARAM params[2];
 
+        hit = false;
         params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST,
                                                      (char *)md_names[md], 0);
         params[1] = OSSL_PARAM_construct_end();
-        st->mac[md] = EVP_MAC_CTX_new(hmac_mac);
-        if (st->mac[md] == NULL || EVP_MAC_CTX_set_params(st->mac[md], params) != 1) {
-            EVP_MAC_CTX_free(st->mac[md]);
-            st->mac[md] = NULL;
+        e->ctx = EVP_MAC_CTX_new(hmac_mac);
+        if (e->ctx == NULL || EVP_MAC_CTX_set_params(e->ctx, params) != 1) {
+            keyed_drop(e, false);
             return ck_error_set_ssl(CK_ERR_CRYPTO, "HMAC-%s: context", md_names[md]);
         }
+        e->ctx_kind = (uint8_t)md;
     }
-    /* Re-keying the preset context costs two compression blocks, no fetch or allocation. */
-    if (EVP_MAC_init(st->mac[md], key, key_len, NULL) != 1)
+    /* A NULL key restarts from the saved ipad/opad state of the same key: no compression
+     * blocks. A new key costs two. */
+    if (EVP_MAC_init(e->ctx, hit ? NULL : key, hit ? 0 : key_len, NULL) != 1) {
+        keyed_drop(e, false);
         return ck_error_set_ssl(CK_ERR_CRYPTO, "HMAC-%s: init", md_names[md]);
+    }
+    if (cacheable) {
+        if (!hit)
+            keyed_fill(st, e, (uint8_t)md, key, key_len);
+    } else {
+        /* Keyed with something we do not remember: it must not match a later lookup. */
+        e->used = false;
+        ck_memzero(e->key, sizeof(e->key));
+    }
     for (size_t i = 0; i < n_parts; i++)
-        if (parts[i].len > 0 && EVP_MAC_update(st->mac[md], parts[i].data, parts[i].len) != 1)
+        if (parts[i].len > 0 && EVP_MAC_update(e->ctx, parts[i].data, parts[i].len) != 1) {
+            keyed_drop(e, false);
             return ck_error_set_ssl(CK_ERR_CRYPTO, "HMAC-%s: update", md_names[md]);
-    if (EVP_MAC_final(st->mac[md], out, &outl, EVP_MAX_MD_SIZE) != 1)
+        }
+    if (EVP_MAC_final(e->ctx, out, &outl, EVP_MAX_MD_SIZE) != 1) {
+        keyed_drop(e, false);
         return ck_error_set_ssl(CK_ERR_CRYPTO, "HMAC-%s: final", md_names[md]);
+    }
     *out_len = outl;
     return 0;
 }

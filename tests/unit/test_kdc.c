@@ -1,0 +1,1131 @@
+/* The KDC protocol core in-process (no sockets): AS and TGS exchanges against a realm in a
+ * temporary directory, error paths, lookaside, size rules, hostile input, and the real MIT
+ * captures in tests/vectors/mit/.
+ *
+ * The unit-test build links only libcablekey, so the KDC core's sources are compiled into this
+ * test directly (they have no main and no clashing static names). */
+#include "../../daemons/kdc/as.c"
+#include "../../daemons/kdc/kdc.c"
+#include "../../daemons/kdc/lookaside.c"
+#include "../../daemons/kdc/tgs.c"
+
+#include <time.h>
+
+#include "ck_test.h"
+#include "cablekey/log.h"
+
+#define REALM "TEST.REALM"
+#define TGS_NAME "krbtgt/TEST.REALM@TEST.REALM"
+#define ALICE_PW "alicepw"
+
+static const int32_t all_enctypes[] = {
+    CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96,
+    CK_ENCTYPE_AES256_CTS_HMAC_SHA384_192, CK_ENCTYPE_AES128_CTS_HMAC_SHA256_128};
+#define N_ENCTYPES (sizeof(all_enctypes) / sizeof(all_enctypes[0]))
+
+static char dir[64], db[128];
+static ck_store *tstore;  /* the test's own connection (reads keys, changes principals) */
+static uint8_t reply[65536];
+
+/* ---- realm fixture --------------------------------------------------------------------- */
+
+static void
+put_princ(const char *name, const char *pw, uint32_t kvno, uint32_t attrs, int64_t expires,
+          int64_t max_life)
+{
+    ck_db_principal *p = NULL;
+
+    CHECK_OK(ck_db_principal_new(name, &p));
+    if (p == NULL)
+        abort();
+    p->kvno = kvno;
+    p->attributes = attrs;
+    p->expires = expires;
+    p->max_life = max_life;
+    CHECK_OK(ck_db_keys_make(name, pw, pw ? strlen(pw) : 0, all_enctypes, N_ENCTYPES, kvno,
+                             &p->keys, &p->n_keys));
+    CHECK_OK(ck_store_put_principal(tstore, p));
+    ck_db_principal_free(p);
+}
+
+static void
+realm_up(void)
+{
+    int64_t now;
+    int32_t usec;
+
+    if (tstore != NULL)
+        return;
+    ck_log_set_level(LOG_WARNING);
+    ck_strlcpy(dir, "/tmp/ck-kdc-XXXXXX", sizeof(dir));
+    if (mkdtemp(dir) == NULL)
+        abort();
+    snprintf(db, sizeof(db), "%s/kdc.db", dir);
+    CHECK_OK(ck_store_init_realm(db, NULL, REALM, all_enctypes, N_ENCTYPES, 0, 0));
+    CHECK_OK(ck_store_open(db, NULL, 0, &tstore));
+    if (tstore == NULL)
+        abort();
+    ck_now(&now, &usec);
+    /* The same names, passwords and kvnos as the MIT captures (tests/vectors/mit/README.md). */
+    put_princ(TGS_NAME, "tgtpw", 2, 0, 0, 0);
+    put_princ("alice@" REALM, ALICE_PW, 1, CK_ATTR_REQUIRES_PREAUTH, 0, 0);
+    put_princ("host/server.test.realm@" REALM, "servicepw", 1, 0, 0, 0);
+    put_princ("host/svc@" REALM, "svcpw", 1, 0, 0, 3600);
+    put_princ("nopre@" REALM, "noprepw", 1, 0, 0, 0);
+    put_princ("old@" REALM, "oldpw", 1, 0, now - 10, 0);
+    put_princ("locked@" REALM, "lockedpw", 1, CK_ATTR_DISALLOW_ALL_TIX, 0, 0);
+    put_princ("nofwd@" REALM, "nofwdpw", 1, CK_ATTR_DISALLOW_FORWARDABLE, 0, 0);
+}
+
+static void
+realm_down(void)
+{
+    char cmd[128];
+
+    ck_store_close(tstore);
+    tstore = NULL;
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "  could not remove %s\n", dir);
+}
+
+/* What kdc_config_defaults sets (config.c is the daemon shell's and is not linked here). */
+static void
+config_defaults(struct kdc_config *cfg)
+{
+    memset(cfg, 0, sizeof(*cfg));
+    cfg->max_life = KDC_DEFAULT_MAX_LIFE;
+    cfg->max_renewable_life = KDC_DEFAULT_MAX_RENEW;
+    cfg->clockskew = KDC_DEFAULT_CLOCKSKEW;
+    cfg->max_dgram_reply = KDC_DEFAULT_MAX_DGRAM_REPLY;
+    cfg->max_request = KDC_DEFAULT_MAX_REQUEST;
+    memcpy(cfg->enctypes, all_enctypes, sizeof(all_enctypes));
+    cfg->n_enctypes = N_ENCTYPES;
+    cfg->lookaside = true;
+    cfg->db_path = db;
+}
+
+static struct kdc_worker *
+worker_with(const struct kdc_config *cfg)
+{
+    struct kdc_worker *w = NULL;
+
+    CHECK_OK(kdc_worker_new(cfg, &w));
+    if (w == NULL)
+        abort();
+    /* See other connections' changes at once (key rotation test). */
+    w->cache_check_ms = 0;
+    ck_store_cache_configure(w->store, w->cache_max, 0);
+    return w;
+}
+
+static struct kdc_worker *
+worker(void)
+{
+    struct kdc_config cfg;
+
+    config_defaults(&cfg);
+    return worker_with(&cfg);
+}
+
+static size_t
+ask(struct kdc_worker *w, const uint8_t *req, size_t len, enum kdc_transport t)
+{
+    struct sockaddr_in sin;
+    size_t n = 0;
+
+    memset(&sin, 0, sizeof(sin));
+    sin.sin_family = AF_INET;
+    sin.sin_addr.s_addr = htonl(0x7f000001);
+    CHECK_OK(kdc_handle_request(w, req, len, t, (struct sockaddr *)&sin, reply, sizeof(reply),
+                                &n));
+    return n;
+}
+
+/* KRB-ERROR code of the reply, or -1 if it is not a KRB-ERROR. */
+static int
+error_code(const uint8_t *r, size_t len, CK_KRB_ERROR_MSG **keep)
+{
+    CK_KRB_ERROR_MSG *e = NULL;
+    int code;
+
+    if (ck_asn1_krb_error_decode(r, len, &e) != 0)
+        return -1;
+    code = e->error_code;
+    if (keep != NULL)
+        *keep = e;
+    else
+        CK_KRB_ERROR_MSG_free(e);
+    return code;
+}
+
+static void
+password_key(const char *salt, const char *pw, int32_t etype, ck_key *key)
+{
+    CHECK_OK(ck_string_to_key(etype, pw, strlen(pw), (const uint8_t *)salt, strlen(salt), NULL,
+                              0, key));
+}
+
+/* ---- client-side builders -------------------------------------------------------------- */
+
+struct as_opts {
+    const char *cname, *sname;
+    uint32_t kdc_options;
+    int64_t till, rtime;        /* absolute; 0 = till "infinite" / rtime absent */
+    const ck_key *ts_key;       /* PA-ENC-TIMESTAMP key, NULL = none */
+    int64_t ts_offset;          /* added to now in the timestamp */
+    uint32_t nonce;
+    const int32_t *etypes;
+    size_t n_etypes;
+};
+
+static void
+build_as_req(const struct as_opts *o, uint8_t **der, size_t *len)
+{
+    CK_AS_REQ *req = CK_AS_REQ_new();
+    CK_KDC_REQ_BODY *b = req->req_body;
+    ASN1_GENERALSTRING *realm = NULL;
+    int64_t now;
+    int32_t usec;
+
+    ck_now(&now, &usec);
+    req->pvno = 5;
+    req->msg_type = CK_KRB_AS_REQ;
+    CHECK_OK(ck_asn1_flags_set(&b->kdc_options, o->kdc_options));
+    CHECK_OK(ck_asn1_principal_parse(o->cname, CK_NT_PRINCIPAL, &b->cname, &realm));
+    ASN1_STRING_free(realm);
+    realm = NULL;
+    CHECK_OK(ck_asn1_principal_parse(o->sname, CK_NT_SRV_INST, &b->sname, &realm));
+    ASN1_STRING_free(realm);
+    CHECK_OK(ck_asn1_kstring_set(&b->realm, REALM));
+    CHECK_OK(ck_asn1_time_set(&b->till, o->till));
+    if (o->rtime != 0)
+        CHECK_OK(ck_asn1_time_set(&b->rtime, o->rtime));
+    CHECK_OK(ck_asn1_nonce_set(&b->nonce, o->nonce ? o->nonce : 0x12345678u));
+    if (o->etypes != NULL)
+        CHECK_OK(ck_asn1_etypes_set(b, o->etypes, o->n_etypes));
+    else
+        CHECK_OK(ck_asn1_etypes_set(b, all_enctypes, N_ENCTYPES));
+    if (o->ts_key != NULL) {
+        CK_PA_ENC_TS_ENC *ts = CK_PA_ENC_TS_ENC_new();
+        CK_ENCRYPTED_DATA *ed = CK_ENCRYPTED_DATA_new();
+        uint8_t *plain = NULL, *edder = NULL;
+        size_t plain_len = 0, edlen = 0;
+
+        CHECK_OK(ck_asn1_time_set(&ts->patimestamp, now + o->ts_offset));
+        CHECK_OK(ck_asn1_int32_set(&ts->pausec, usec));
+        CHECK_OK(ck_asn1_pa_enc_ts_enc_encode(ts, &plain, &plain_len));
+        CHECK_OK(ck_enc_data_seal(ed, o->ts_key, CK_KU_PA_ENC_TS, NULL, plain, plain_len));
+        CHECK_OK(ck_asn1_encrypted_data_encode(ed, &edder, &edlen));
+        CHECK_OK(ck_asn1_padata_add(&req->padata, CK_PA_ENC_TIMESTAMP, edder, edlen));
+        ck_asn1_free_der(plain, plain_len);
+        ck_asn1_free_der(edder, edlen);
+        CK_PA_ENC_TS_ENC_free(ts);
+        CK_ENCRYPTED_DATA_free(ed);
+    }
+    CHECK_OK(ck_asn1_as_req_encode(req, der, len));
+    CK_AS_REQ_free(req);
+}
+
+/* A decrypted KDC reply. */
+struct creds {
+    CK_KDC_REP *rep;
+    CK_ENC_KDC_REP_PART *part;
+    ck_key session;
+    uint32_t flags;
+    int64_t authtime, endtime, renew_till;
+};
+
+static void
+creds_free(struct creds *c)
+{
+    CK_KDC_REP_free(c->rep);
+    CK_ENC_KDC_REP_PART_free(c->part);
+    memset(c, 0, sizeof(*c));
+}
+
+/* Decodes and decrypts a KDC-REP; returns false (and checks) on failure. */
+static bool
+open_rep(const uint8_t *r, size_t len, const ck_key *key, int32_t usage, int want_tag,
+         struct creds *c)
+{
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    int tag = 0, app = 0;
+
+    memset(c, 0, sizeof(*c));
+    if (ck_asn1_kdc_rep_decode(r, len, &c->rep, &app) != 0) {
+        fprintf(stderr, "  reply is not a KDC-REP (error %d)\n", error_code(r, len, NULL));
+        CHECK(0);
+        return false;
+    }
+    CHECK_INT_EQ(app, want_tag == CK_KRB_ENC_AS_REP_PART ? CK_KRB_AS_REP : CK_KRB_TGS_REP);
+    CHECK_OK(ck_enc_data_open(c->rep->enc_part, key, usage, &plain, &plain_len));
+    if (plain == NULL)
+        return false;
+    CHECK_OK(ck_asn1_enc_kdc_rep_part_decode(plain, plain_len, &c->part, &tag));
+    ck_free_secret(plain, plain_len);
+    if (c->part == NULL)
+        return false;
+    CHECK_INT_EQ(tag, want_tag);
+    CHECK_OK(ck_key_from_asn1(&c->session, c->part->key));
+    CHECK_OK(ck_asn1_flags_get(c->part->flags, &c->flags));
+    CHECK_OK(ck_asn1_time_get(c->part->authtime, &c->authtime));
+    CHECK_OK(ck_asn1_time_get(c->part->endtime, &c->endtime));
+    CHECK_OK(ck_asn1_time_get_opt(c->part->renew_till, 0, &c->renew_till));
+    return true;
+}
+
+/* Decrypts a ticket with the stored key of its server. */
+static CK_ENC_TICKET_PART *
+open_ticket(const CK_TICKET *t, const char *server)
+{
+    ck_db_principal *p = NULL;
+    const ck_db_key *k;
+    CK_ENC_TICKET_PART *etp = NULL;
+
+    CHECK_OK(ck_store_get_principal(tstore, server, &p));
+    if (p == NULL)
+        return NULL;
+    k = ck_db_principal_find_key(p, ck_asn1_uint32_get(t->enc_part->kvno, 0),
+                                 t->enc_part->etype);
+    CHECK(k != NULL);
+    if (k != NULL)
+        CHECK_OK(ck_ticket_open(t, &k->key, &etp));
+    ck_db_principal_free(p);
+    return etp;
+}
+
+/* AS exchange for alice with her password; fills c. */
+static bool
+get_tgt(struct kdc_worker *w, uint32_t options, int64_t rtime, struct creds *c)
+{
+    ck_key k;
+    struct as_opts o = {.cname = "alice", .sname = "krbtgt/" REALM, .kdc_options = options,
+                        .ts_key = &k, .rtime = rtime};
+    uint8_t *der = NULL;
+    size_t len = 0, n;
+    bool ok;
+
+    password_key("TEST.REALMalice", ALICE_PW, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &k);
+    build_as_req(&o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    ok = open_rep(reply, n, &k, CK_KU_AS_REP_ENCPART, CK_KRB_ENC_AS_REP_PART, c);
+    ck_asn1_free_der(der, len);
+    return ok;
+}
+
+struct tgs_opts {
+    const char *sname;
+    uint32_t kdc_options;
+    int64_t till;
+    const ck_key *subkey;
+    bool no_checksum, tamper;
+    const CK_TICKET *ticket;    /* NULL = the TGT in creds */
+};
+
+static void
+build_tgs_req(const struct creds *tgt, const struct tgs_opts *o, uint8_t **der, size_t *len)
+{
+    CK_TGS_REQ *req = CK_TGS_REQ_new();
+    CK_KDC_REQ_BODY *b = req->req_body;
+    ASN1_GENERALSTRING *realm = NULL;
+    CK_CHECKSUM *ck = NULL;
+    const uint8_t *bder;
+    size_t blen;
+    uint8_t *ap = NULL;
+    size_t aplen = 0;
+
+    req->pvno = 5;
+    req->msg_type = CK_KRB_TGS_REQ;
+    CHECK_OK(ck_asn1_flags_set(&b->kdc_options, o->kdc_options));
+    CHECK_OK(ck_asn1_principal_parse(o->sname, CK_NT_SRV_HST, &b->sname, &realm));
+    ASN1_STRING_free(realm);
+    CHECK_OK(ck_asn1_kstring_set(&b->realm, REALM));
+    CHECK_OK(ck_asn1_time_set(&b->till, o->till));
+    CHECK_OK(ck_asn1_nonce_set(&b->nonce, 0x2468aceu));
+    CHECK_OK(ck_asn1_etypes_set(b, all_enctypes, N_ENCTYPES));
+    CHECK_OK(ck_asn1_kdc_req_body_der(req, &bder, &blen));
+    if (!o->no_checksum)
+        CHECK_OK(ck_checksum_new(&tgt->session, 0, CK_KU_TGS_REQ_AUTH_CKSUM, bder, blen, &ck));
+    CHECK_OK(ck_ap_req_build(o->ticket ? o->ticket : tgt->rep->ticket, &tgt->session, REALM,
+                             tgt->rep->cname, 0, ck, CK_KU_TGS_REQ_AUTH, o->subkey, NULL, NULL,
+                             NULL, &ap, &aplen));
+    CHECK_OK(ck_asn1_padata_add(&req->padata, CK_PA_TGS_REQ, ap, aplen));
+    if (o->tamper) {
+        CHECK_OK(ck_asn1_nonce_set(&b->nonce, 0x1111u));
+        ck_asn1_kdc_req_body_modified(b);
+    }
+    CHECK_OK(ck_asn1_tgs_req_encode(req, der, len));
+    ck_asn1_free_der(ap, aplen);
+    CK_CHECKSUM_free(ck);
+    CK_TGS_REQ_free(req);
+}
+
+/* ---- AS tests ---------------------------------------------------------------------------- */
+
+static void
+test_as_preauth_required(void)
+{
+    struct kdc_worker *w;
+    struct as_opts o = {.cname = "alice", .sname = "krbtgt/" REALM};
+    CK_KRB_ERROR_MSG *e = NULL;
+    CK_METHOD_DATA *md = NULL;
+    CK_ETYPE_INFO2 *info = NULL;
+    const CK_PA_DATA *pa;
+    uint8_t *der = NULL;
+    size_t len = 0, n;
+
+    realm_up();
+    w = worker();
+    build_as_req(&o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_UDP);
+    CHECK_INT_EQ(error_code(reply, n, &e), CK_KDC_ERR_PREAUTH_REQUIRED);
+    if (e != NULL) {
+        CHECK(ck_asn1_kstring_eq(e->e_text, "NEEDED_PREAUTH"));
+        CHECK(e->e_data != NULL);
+        if (e->e_data != NULL)
+            CHECK_OK(ck_asn1_method_data_decode(e->e_data->data, (size_t)e->e_data->length,
+                                                &md));
+        CHECK(ck_asn1_padata_find(md, CK_PA_ENC_TIMESTAMP) != NULL);
+        pa = ck_asn1_padata_find(md, CK_PA_ETYPE_INFO2);
+        CHECK(pa != NULL);
+        if (pa != NULL) {
+            CHECK_OK(ck_asn1_etype_info2_decode(pa->padata_value->data,
+                                                (size_t)pa->padata_value->length, &info));
+            CHECK_INT_EQ(sk_CK_ETYPE_INFO2_ENTRY_num(info), 1);
+            if (info != NULL) {
+                CK_ETYPE_INFO2_ENTRY *ent = sk_CK_ETYPE_INFO2_ENTRY_value(info, 0);
+                CHECK_INT_EQ(ent->etype, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96);
+                CHECK(ck_asn1_kstring_eq(ent->salt, "TEST.REALMalice"));
+                CHECK(ent->s2kparams == NULL);
+            }
+        }
+        CHECK(ck_asn1_kstring_eq(e->realm, REALM));
+    }
+    CK_ETYPE_INFO2_free(info);
+    CK_METHOD_DATA_free(md);
+    CK_KRB_ERROR_MSG_free(e);
+    ck_asn1_free_der(der, len);
+    kdc_worker_free(w);
+}
+
+static void
+test_as_issue(void)
+{
+    struct kdc_worker *w = worker();
+    struct creds c;
+    CK_ENC_TICKET_PART *etp;
+    int64_t now, st;
+    int32_t usec;
+    uint32_t nonce = 0, tflags = 0;
+
+    ck_now(&now, &usec);
+    if (get_tgt(w, 0, 0, &c)) {
+        CHECK_OK(ck_asn1_nonce_get(c.part->nonce, &nonce));
+        CHECK_INT_EQ(nonce, 0x12345678u);
+        CHECK_INT_EQ(c.flags, CK_TKT_FLG_INITIAL | CK_TKT_FLG_PRE_AUTHENT);
+        CHECK(c.authtime >= now && c.authtime <= now + 2);
+        /* till was "infinite": clamped to the realm default of 10 hours. */
+        CHECK_INT_EQ(c.endtime - c.authtime, KDC_DEFAULT_MAX_LIFE);
+        CHECK_INT_EQ(c.renew_till, 0);
+        CHECK_INT_EQ(c.session.enctype, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96);
+        CHECK(ck_asn1_padata_find(c.rep->padata, CK_PA_ETYPE_INFO2) != NULL);
+        CHECK(ck_asn1_kstring_eq(c.rep->crealm, REALM));
+        CHECK(ck_asn1_kstring_eq(c.part->srealm, REALM));
+        CHECK_INT_EQ(sk_CK_LAST_REQ_ENTRY_num(c.part->last_req), 1);
+        etp = open_ticket(c.rep->ticket, TGS_NAME);
+        CHECK(etp != NULL);
+        if (etp != NULL) {
+            ck_key k;
+            CHECK_OK(ck_key_from_asn1(&k, etp->key));
+            CHECK_MEM_EQ(k.contents, k.length, c.session.contents, c.session.length);
+            CHECK_OK(ck_asn1_flags_get(etp->flags, &tflags));
+            CHECK_INT_EQ(tflags, c.flags);
+            CHECK_OK(ck_asn1_time_get(etp->starttime, &st));
+            CHECK_INT_EQ(st, c.authtime);
+            CHECK(ck_asn1_kstring_eq(etp->crealm, REALM));
+            CHECK_INT_EQ(etp->transited->tr_type, 1);
+            CHECK_INT_EQ(ck_asn1_uint32_get(c.rep->ticket->enc_part->kvno, 0), 2);
+        }
+        CK_ENC_TICKET_PART_free(etp);
+    }
+    creds_free(&c);
+
+    /* Renewable + forwardable, with rtime beyond the cap. */
+    if (get_tgt(w, CK_KDC_OPT_RENEWABLE | CK_KDC_OPT_FORWARDABLE, now + 30 * 86400, &c)) {
+        CHECK_INT_EQ(c.flags, CK_TKT_FLG_INITIAL | CK_TKT_FLG_PRE_AUTHENT |
+                                  CK_TKT_FLG_RENEWABLE | CK_TKT_FLG_FORWARDABLE);
+        CHECK_INT_EQ(c.renew_till - c.authtime, KDC_DEFAULT_MAX_RENEW);
+    }
+    creds_free(&c);
+    kdc_worker_free(w);
+}
+
+static void
+test_as_lifetimes(void)
+{
+    struct kdc_worker *w = worker();
+    struct creds c;
+    ck_key k;
+    int64_t now;
+    int32_t usec;
+    uint8_t *der = NULL;
+    size_t len = 0, n;
+    struct as_opts o = {.cname = "nopre", .sname = "host/svc"};
+
+    ck_now(&now, &usec);
+    password_key("TEST.REALMnopre", "noprepw", CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &k);
+    /* AS for a service with max_life 1h; no preauth needed or given. RENEWABLE-OK with a
+     * till past the cap becomes renewable. */
+    o.till = now + 7200;
+    o.kdc_options = CK_KDC_OPT_RENEWABLE_OK;
+    build_as_req(&o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    if (open_rep(reply, n, &k, CK_KU_AS_REP_ENCPART, CK_KRB_ENC_AS_REP_PART, &c)) {
+        CHECK_INT_EQ(c.endtime - c.authtime, 3600);
+        CHECK_INT_EQ(c.flags, CK_TKT_FLG_INITIAL | CK_TKT_FLG_RENEWABLE);
+        CHECK_INT_EQ(c.renew_till, now + 7200);
+        CHECK(ck_asn1_kstring_eq(sk_ASN1_GENERALSTRING_value(c.part->sname->name_string, 0),
+                                 "host"));
+    }
+    creds_free(&c);
+    ck_asn1_free_der(der, len);
+    /* A short till wins. */
+    o.till = now + 600;
+    o.kdc_options = 0;
+    build_as_req(&o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    if (open_rep(reply, n, &k, CK_KU_AS_REP_ENCPART, CK_KRB_ENC_AS_REP_PART, &c))
+        CHECK_INT_EQ(c.endtime, now + 600);
+    creds_free(&c);
+    ck_asn1_free_der(der, len);
+    /* till in the past. */
+    o.till = now - 600;
+    build_as_req(&o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_NEVER_VALID);
+    ck_asn1_free_der(der, len);
+    /* Forwardable refused by attribute: silently not granted. */
+    password_key("TEST.REALMnofwd", "nofwdpw", CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &k);
+    o.cname = "nofwd";
+    o.till = 0;
+    o.kdc_options = CK_KDC_OPT_FORWARDABLE;
+    build_as_req(&o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    if (open_rep(reply, n, &k, CK_KU_AS_REP_ENCPART, CK_KRB_ENC_AS_REP_PART, &c))
+        CHECK_INT_EQ(c.flags, CK_TKT_FLG_INITIAL);
+    creds_free(&c);
+    ck_asn1_free_der(der, len);
+    /* TGS-only option. */
+    o.kdc_options = CK_KDC_OPT_RENEW;
+    build_as_req(&o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_BADOPTION);
+    ck_asn1_free_der(der, len);
+    kdc_worker_free(w);
+}
+
+/* KRB-ERROR code for an AS-REQ over TCP (no lookaside), -1 for an AS-REP. */
+static int
+as_error(struct kdc_worker *w, const struct as_opts *o)
+{
+    uint8_t *der = NULL;
+    size_t len = 0, n;
+    int code;
+
+    build_as_req(o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    code = error_code(reply, n, NULL);
+    ck_asn1_free_der(der, len);
+    return code;
+}
+
+static void
+test_as_errors(void)
+{
+    struct kdc_worker *w = worker();
+    ck_key good, bad, k;
+    const int32_t only_des[] = {16, 23};
+    struct as_opts o = {.cname = "alice", .sname = "krbtgt/" REALM, .ts_key = &bad};
+    CK_KRB_ERROR_MSG *e = NULL;
+    uint8_t *der = NULL;
+    size_t len = 0, n;
+
+    password_key("TEST.REALMalice", ALICE_PW, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &good);
+    password_key("TEST.REALMalice", "wrong", CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &bad);
+    /* Wrong password: PREAUTH_FAILED with METHOD-DATA. */
+    build_as_req(&o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_UDP);
+    CHECK_INT_EQ(error_code(reply, n, &e), CK_KDC_ERR_PREAUTH_FAILED);
+    CHECK(e != NULL && e->e_data != NULL);
+    CK_KRB_ERROR_MSG_free(e);
+    ck_asn1_free_der(der, len);
+    /* Skewed timestamp. */
+    o.ts_key = &good;
+    o.ts_offset = -1000;
+    CHECK_INT_EQ(as_error(w, &o), CK_KRB_AP_ERR_SKEW);
+    o.ts_offset = 1000;
+    CHECK_INT_EQ(as_error(w, &o), CK_KRB_AP_ERR_SKEW);
+    o.ts_offset = 0;
+    /* A timestamp with another of alice's keys (aes128) is fine. */
+    password_key("TEST.REALMalice", ALICE_PW, CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96, &k);
+    o.ts_key = &k;
+    CHECK_INT_EQ(as_error(w, &o), -1);
+    o.ts_key = &good;
+    /* Unknown client / server, expired client, locked client. */
+    o.cname = "nobody";
+    CHECK_INT_EQ(as_error(w, &o), CK_KDC_ERR_C_PRINCIPAL_UNKNOWN);
+    o.cname = "alice";
+    o.sname = "host/nowhere";
+    CHECK_INT_EQ(as_error(w, &o), CK_KDC_ERR_S_PRINCIPAL_UNKNOWN);
+    o.sname = "krbtgt/" REALM;
+    o.cname = "old";
+    CHECK_INT_EQ(as_error(w, &o), CK_KDC_ERR_NAME_EXP);
+    o.cname = "locked";
+    CHECK_INT_EQ(as_error(w, &o), CK_KDC_ERR_CLIENT_REVOKED);
+    /* No common enctype. */
+    o.cname = "alice";
+    o.etypes = only_des;
+    o.n_etypes = 2;
+    CHECK_INT_EQ(as_error(w, &o), CK_KDC_ERR_ETYPE_NOSUPP);
+    o.etypes = NULL;
+    o.n_etypes = 0;
+    /* Postdating. */
+    o.kdc_options = CK_KDC_OPT_POSTDATED;
+    CHECK_INT_EQ(as_error(w, &o), CK_KDC_ERR_CANNOT_POSTDATE);
+    kdc_worker_free(w);
+}
+
+/* ---- TGS tests --------------------------------------------------------------------------- */
+
+static size_t
+tgs(struct kdc_worker *w, const struct creds *tgt, const struct tgs_opts *o)
+{
+    uint8_t *der = NULL;
+    size_t len = 0, n;
+
+    build_tgs_req(tgt, o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    ck_asn1_free_der(der, len);
+    return n;
+}
+
+static void
+test_tgs_issue(void)
+{
+    struct kdc_worker *w = worker();
+    struct creds tgt, c;
+    CK_ENC_TICKET_PART *etp;
+    struct tgs_opts o = {.sname = "host/server.test.realm"};
+    ck_key subkey;
+    size_t n;
+
+    if (!get_tgt(w, CK_KDC_OPT_FORWARDABLE | CK_KDC_OPT_RENEWABLE, 0, &tgt))
+        goto out;
+    n = tgs(w, &tgt, &o);
+    if (open_rep(reply, n, &tgt.session, CK_KU_TGS_REP_ENCPART_SESSKEY, CK_KRB_ENC_TGS_REP_PART,
+                 &c)) {
+        CHECK_INT_EQ(c.authtime, tgt.authtime);
+        /* FORWARDABLE was not requested; PRE_AUTHENT carries over; never INITIAL. */
+        CHECK_INT_EQ(c.flags, CK_TKT_FLG_PRE_AUTHENT);
+        CHECK(c.endtime <= tgt.endtime);
+        CHECK(ck_asn1_principal_equal(c.rep->cname, tgt.rep->cname));
+        etp = open_ticket(c.rep->ticket, "host/server.test.realm@" REALM);
+        CHECK(etp != NULL);
+        if (etp != NULL) {
+            ck_key k;
+            CHECK_OK(ck_key_from_asn1(&k, etp->key));
+            CHECK_MEM_EQ(k.contents, k.length, c.session.contents, c.session.length);
+            CHECK(ck_asn1_principal_equal(etp->cname, tgt.rep->cname));
+        }
+        CK_ENC_TICKET_PART_free(etp);
+    }
+    creds_free(&c);
+    /* With a subkey the reply is under the subkey, usage 9; FORWARDABLE granted. */
+    CHECK_OK(ck_random_key(CK_ENCTYPE_AES128_CTS_HMAC_SHA256_128, &subkey));
+    o.subkey = &subkey;
+    o.kdc_options = CK_KDC_OPT_FORWARDABLE;
+    n = tgs(w, &tgt, &o);
+    if (open_rep(reply, n, &subkey, CK_KU_TGS_REP_ENCPART_SUBKEY, CK_KRB_ENC_TGS_REP_PART, &c))
+        CHECK_INT_EQ(c.flags, CK_TKT_FLG_PRE_AUTHENT | CK_TKT_FLG_FORWARDABLE);
+    creds_free(&c);
+    /* Service lifetime cap (host/svc: 1 hour). */
+    o.subkey = NULL;
+    o.kdc_options = 0;
+    o.sname = "host/svc";
+    n = tgs(w, &tgt, &o);
+    if (open_rep(reply, n, &tgt.session, CK_KU_TGS_REP_ENCPART_SESSKEY, CK_KRB_ENC_TGS_REP_PART,
+                 &c))
+        CHECK(c.endtime - (int64_t)time(NULL) <= 3600 && c.endtime - (int64_t)time(NULL) > 3500);
+    creds_free(&c);
+out:
+    creds_free(&tgt);
+    kdc_worker_free(w);
+}
+
+static void
+test_tgs_errors(void)
+{
+    struct kdc_worker *w = worker();
+    struct creds tgt, fwd;
+    struct tgs_opts o = {.sname = "host/server.test.realm"};
+    size_t n;
+
+    if (!get_tgt(w, 0, 0, &tgt))
+        goto out;
+    o.tamper = true;
+    n = tgs(w, &tgt, &o);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_AP_ERR_MODIFIED);
+    o.tamper = false;
+    o.no_checksum = true;
+    n = tgs(w, &tgt, &o);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_AP_ERR_INAPP_CKSUM);
+    o.no_checksum = false;
+    o.sname = "host/nowhere";
+    n = tgs(w, &tgt, &o);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_S_PRINCIPAL_UNKNOWN);
+    o.sname = "host/server.test.realm";
+    /* FORWARDED from a non-forwardable TGT. */
+    o.kdc_options = CK_KDC_OPT_FORWARDED;
+    n = tgs(w, &tgt, &o);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_BADOPTION);
+    /* FORWARDABLE from a non-forwardable TGT: silently not granted. */
+    o.kdc_options = CK_KDC_OPT_FORWARDABLE;
+    n = tgs(w, &tgt, &o);
+    {
+        struct creds c;
+        if (open_rep(reply, n, &tgt.session, CK_KU_TGS_REP_ENCPART_SESSKEY,
+                     CK_KRB_ENC_TGS_REP_PART, &c))
+            CHECK(!(c.flags & CK_TKT_FLG_FORWARDABLE));
+        creds_free(&c);
+    }
+    /* Renewing a non-renewable TGT; unsupported options. */
+    o.kdc_options = CK_KDC_OPT_RENEW;
+    o.sname = "krbtgt/" REALM;
+    n = tgs(w, &tgt, &o);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_BADOPTION);
+    o.kdc_options = CK_KDC_OPT_VALIDATE;
+    n = tgs(w, &tgt, &o);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_BADOPTION);
+    o.kdc_options = CK_KDC_OPT_ENC_TKT_IN_SKEY;
+    n = tgs(w, &tgt, &o);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_BADOPTION);
+    o.kdc_options = 0;
+
+    /* FORWARDED from a forwardable TGT works and is marked. */
+    if (get_tgt(w, CK_KDC_OPT_FORWARDABLE, 0, &fwd)) {
+        struct creds c;
+        o.kdc_options = CK_KDC_OPT_FORWARDED | CK_KDC_OPT_FORWARDABLE;
+        n = tgs(w, &fwd, &o);
+        if (open_rep(reply, n, &fwd.session, CK_KU_TGS_REP_ENCPART_SESSKEY,
+                     CK_KRB_ENC_TGS_REP_PART, &c))
+            CHECK_INT_EQ(c.flags, CK_TKT_FLG_PRE_AUTHENT | CK_TKT_FLG_FORWARDED |
+                                      CK_TKT_FLG_FORWARDABLE);
+        creds_free(&c);
+        o.kdc_options = 0;
+    }
+    creds_free(&fwd);
+
+    /* An expired TGT (sealed with the real krbtgt key). */
+    {
+        CK_ENC_TICKET_PART *etp = open_ticket(tgt.rep->ticket, TGS_NAME);
+        ck_db_principal *p = NULL;
+        CK_TICKET *t = CK_TICKET_dup(tgt.rep->ticket);
+        int64_t now = (int64_t)time(NULL);
+
+        CHECK_OK(ck_store_get_principal(tstore, TGS_NAME, &p));
+        if (etp != NULL && p != NULL && t != NULL) {
+            const ck_db_key *k = ck_db_principal_find_key(p, 0, t->enc_part->etype);
+            CHECK_OK(ck_asn1_time_set(&etp->authtime, now - 7200));
+            CHECK_OK(ck_asn1_time_set(&etp->starttime, now - 7200));
+            CHECK_OK(ck_asn1_time_set(&etp->endtime, now - 3600));
+            CHECK_OK(ck_ticket_seal(t, etp, &k->key, k->kvno));
+            o.ticket = t;
+            n = tgs(w, &tgt, &o);
+            CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_AP_ERR_TKT_EXPIRED);
+            /* A TGT sealed with a key the KDC does not have. */
+            {
+                ck_key other;
+                CHECK_OK(ck_random_key(k->enctype, &other));
+                CHECK_OK(ck_asn1_time_set(&etp->endtime, now + 3600));
+                CHECK_OK(ck_ticket_seal(t, etp, &other, k->kvno));
+                n = tgs(w, &tgt, &o);
+                CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_AP_ERR_BAD_INTEGRITY);
+                CHECK_OK(ck_ticket_seal(t, etp, &other, 77));
+                n = tgs(w, &tgt, &o);
+                CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_AP_ERR_BADKEYVER);
+            }
+            o.ticket = NULL;
+        }
+        CK_TICKET_free(t);
+        ck_db_principal_free(p);
+        CK_ENC_TICKET_PART_free(etp);
+    }
+    /* A service ticket presented as a TGT. */
+    {
+        struct creds c;
+        o.sname = "host/server.test.realm";
+        n = tgs(w, &tgt, &o);
+        if (open_rep(reply, n, &tgt.session, CK_KU_TGS_REP_ENCPART_SESSKEY,
+                     CK_KRB_ENC_TGS_REP_PART, &c)) {
+            /* Session key of the service ticket, used in an AP-REQ to the KDC. */
+            struct creds fake = {.rep = c.rep, .session = c.session};
+            n = tgs(w, &fake, &o);
+            CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_POLICY);
+        }
+        creds_free(&c);
+    }
+out:
+    creds_free(&tgt);
+    kdc_worker_free(w);
+}
+
+static void
+test_tgs_renew_and_rotation(void)
+{
+    struct kdc_worker *w = worker();
+    struct creds tgt, c, c2;
+    struct tgs_opts o = {.sname = "krbtgt/" REALM, .kdc_options = CK_KDC_OPT_RENEW};
+    ck_db_key *keys = NULL;
+    size_t n_keys = 0, n;
+    uint32_t kvno = 0;
+
+    if (!get_tgt(w, CK_KDC_OPT_RENEWABLE, time(NULL) + 86400, &tgt))
+        goto out;
+    CHECK(tgt.flags & CK_TKT_FLG_RENEWABLE);
+    n = tgs(w, &tgt, &o);
+    if (open_rep(reply, n, &tgt.session, CK_KU_TGS_REP_ENCPART_SESSKEY, CK_KRB_ENC_TGS_REP_PART,
+                 &c)) {
+        CHECK_INT_EQ(c.authtime, tgt.authtime);
+        CHECK_INT_EQ(c.renew_till, tgt.renew_till);
+        CHECK_INT_EQ(c.flags, tgt.flags);
+        CHECK(c.endtime <= c.renew_till);
+        CHECK(!ck_ct_equal(c.session.contents, tgt.session.contents, c.session.length));
+    }
+    /* Rotate the krbtgt keys: the old TGT (kvno 2) keeps working, new tickets get kvno 3. */
+    CHECK_OK(ck_db_keys_make(TGS_NAME, NULL, 0, all_enctypes, N_ENCTYPES, 0, &keys, &n_keys));
+    CHECK_OK(ck_store_rotate_keys(tstore, TGS_NAME, keys, n_keys, 0, &kvno));
+    CHECK_INT_EQ(kvno, 3);
+    ck_db_keys_free(keys, n_keys);
+    n = tgs(w, &tgt, &o);
+    if (open_rep(reply, n, &tgt.session, CK_KU_TGS_REP_ENCPART_SESSKEY, CK_KRB_ENC_TGS_REP_PART,
+                 &c2)) {
+        CK_ENC_TICKET_PART *etp;
+        CHECK_INT_EQ(ck_asn1_uint32_get(c2.rep->ticket->enc_part->kvno, 0), 3);
+        etp = open_ticket(c2.rep->ticket, TGS_NAME);
+        CHECK(etp != NULL);
+        CK_ENC_TICKET_PART_free(etp);
+    }
+    /* The renewed ticket works as a TGT too. */
+    if (c.rep != NULL) {
+        struct creds c3;
+        struct tgs_opts o2 = {.sname = "host/svc"};
+        n = tgs(w, &c, &o2);
+        if (open_rep(reply, n, &c.session, CK_KU_TGS_REP_ENCPART_SESSKEY, CK_KRB_ENC_TGS_REP_PART,
+                     &c3))
+            CHECK_INT_EQ(c3.authtime, tgt.authtime);
+        creds_free(&c3);
+    }
+    creds_free(&c);
+    creds_free(&c2);
+out:
+    creds_free(&tgt);
+    kdc_worker_free(w);
+}
+
+/* ---- dispatch, transport rules, hostile input ----------------------------------------- */
+
+static void
+test_transport_rules(void)
+{
+    struct kdc_config cfg;
+    struct kdc_worker *w;
+    ck_key k;
+    struct as_opts o = {.cname = "alice", .sname = "krbtgt/" REALM, .ts_key = &k};
+    uint8_t *der = NULL, first[4096];
+    size_t len = 0, n, n1;
+    static const uint8_t garbage[] = {0x01, 0x02, 0x03, 0x04, 0x05};
+    static const uint8_t bad_as[] = {0x6a, 0x03, 0x02, 0x01, 0x05};
+    static const uint8_t ap_req[] = {0x6e, 0x03, 0x02, 0x01, 0x05};
+
+    password_key("TEST.REALMalice", ALICE_PW, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &k);
+    build_as_req(&o, &der, &len);
+
+    /* Lookaside: the same UDP request twice gives identical bytes (fresh keys otherwise). */
+    w = worker();
+    n1 = ask(w, der, len, KDC_TRANSPORT_UDP);
+    CHECK(n1 > 0 && n1 <= sizeof(first));
+    memcpy(first, reply, n1);
+    n = ask(w, der, len, KDC_TRANSPORT_UDP);
+    CHECK_MEM_EQ(reply, n, first, n1);
+    CHECK_INT_EQ(kdc_lookaside_count(w->lookaside), 1);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK(n > 0 && (n != n1 || memcmp(reply, first, n) != 0));
+    /* Garbage: silence over UDP, KRB_AP_ERR_MSG_TYPE over TCP. */
+    CHECK_INT_EQ(ask(w, garbage, sizeof(garbage), KDC_TRANSPORT_UDP), 0);
+    n = ask(w, garbage, sizeof(garbage), KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_AP_ERR_MSG_TYPE);
+    CHECK_INT_EQ(ask(w, ap_req, sizeof(ap_req), KDC_TRANSPORT_UDP), 0);
+    n = ask(w, ap_req, sizeof(ap_req), KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_AP_ERR_MSG_TYPE);
+    CHECK_INT_EQ(ask(w, NULL, 0, KDC_TRANSPORT_UDP), 0);
+    /* An AS-REQ tag with broken contents: KRB_ERR_GENERIC on both. */
+    n = ask(w, bad_as, sizeof(bad_as), KDC_TRANSPORT_UDP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_ERR_GENERIC);
+    n = ask(w, bad_as, sizeof(bad_as), KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_ERR_GENERIC);
+    /* Every truncation of a valid AS-REQ: a KRB-ERROR or silence, never a crash. */
+    for (size_t i = 0; i < len; i++) {
+        n = ask(w, der, i, KDC_TRANSPORT_UDP);
+        CHECK(n == 0 || error_code(reply, n, NULL) > 0);
+        n = ask(w, der, i, KDC_TRANSPORT_TCP);
+        CHECK(n > 0 && error_code(reply, n, NULL) > 0);
+    }
+    /* A reply buffer too small for the AS-REP. */
+    {
+        size_t small = 0;
+        CHECK_OK(kdc_handle_request(w, der, len, KDC_TRANSPORT_TCP, NULL, reply, 300, &small));
+        CHECK(small > 0 && small <= 300);
+        CHECK_INT_EQ(error_code(reply, small, NULL), CK_KRB_ERR_GENERIC);
+    }
+    kdc_worker_free(w);
+
+    /* Tiny max_dgram_reply: RESPONSE_TOO_BIG over UDP, the real reply over TCP. Tiny
+     * max_request: FIELD_TOOLONG over TCP, silence over UDP. */
+    config_defaults(&cfg);
+    cfg.max_dgram_reply = 200;
+    w = worker_with(&cfg);
+    n = ask(w, der, len, KDC_TRANSPORT_UDP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_ERR_RESPONSE_TOO_BIG);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK(n > 200 && error_code(reply, n, NULL) == -1);
+    kdc_worker_free(w);
+    config_defaults(&cfg);
+    cfg.max_request = 50;
+    cfg.lookaside = false;
+    w = worker_with(&cfg);
+    CHECK(w->lookaside == NULL);
+    CHECK_INT_EQ(ask(w, der, len, KDC_TRANSPORT_UDP), 0);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_ERR_FIELD_TOOLONG);
+    kdc_worker_free(w);
+    ck_asn1_free_der(der, len);
+
+    /* Realm mismatch between the config and the database. */
+    config_defaults(&cfg);
+    cfg.realm = (char *)"OTHER.REALM";
+    w = NULL;
+    CHECK_INT_EQ(kdc_worker_new(&cfg, &w), CK_ERR_CONFIG);
+    CHECK(w == NULL);
+    kdc_worker_free(NULL);
+}
+
+static void
+test_lookaside_limits(void)
+{
+    struct kdc_lookaside *la = NULL;
+    const uint8_t *r;
+    size_t rl;
+    uint8_t req[8] = {0}, rep[4] = {9, 9, 9, 9};
+
+    CHECK_OK(kdc_lookaside_new(4, 1000, 1000, &la));
+    for (uint8_t i = 0; i < 10; i++) {
+        req[0] = i;
+        kdc_lookaside_store(la, req, sizeof(req), rep, sizeof(rep), 100);
+    }
+    CHECK_INT_EQ(kdc_lookaside_count(la), 4);
+    req[0] = 9;
+    CHECK(kdc_lookaside_find(la, req, sizeof(req), 200, &r, &rl));
+    CHECK_MEM_EQ(r, rl, rep, sizeof(rep));
+    req[0] = 0;
+    CHECK(!kdc_lookaside_find(la, req, sizeof(req), 200, &r, &rl));
+    /* Expiry. */
+    req[0] = 9;
+    CHECK(!kdc_lookaside_find(la, req, sizeof(req), 1100, &r, &rl));
+    CHECK_INT_EQ(kdc_lookaside_count(la), 0);
+    /* Byte bound. */
+    {
+        static uint8_t big[600];
+        kdc_lookaside_store(la, req, sizeof(req), big, sizeof(big), 2000);
+        req[0] = 10;
+        kdc_lookaside_store(la, req, sizeof(req), big, sizeof(big), 2000);
+        CHECK_INT_EQ(kdc_lookaside_count(la), 1);
+        kdc_lookaside_store(la, req, sizeof(req), big, 0, 2000);
+    }
+    kdc_lookaside_free(la);
+}
+
+/* A refusal from a stale cache entry is re-checked against the database. */
+static void
+test_stale_refusal_rechecked(void)
+{
+    struct kdc_worker *w = worker();
+    struct timespec ms20 = {0, 20 * 1000 * 1000};
+    ck_key k;
+    struct as_opts o = {.cname = "late", .sname = "krbtgt/" REALM};
+    ck_db_principal *p = NULL;
+
+    /* The cache never looks at the change log by itself here. */
+    w->cache_check_ms = 3600 * 1000;
+    ck_store_cache_configure(w->store, w->cache_max, w->cache_check_ms);
+    CHECK_INT_EQ(as_error(w, &o), CK_KDC_ERR_C_PRINCIPAL_UNKNOWN);
+    put_princ("late@" REALM, "latepw", 1, 0, 0, 0);
+    nanosleep(&ms20, NULL);
+    CHECK_INT_EQ(as_error(w, &o), -1);
+
+    /* Unlocked while cached as locked. */
+    o.cname = "locked";
+    CHECK_INT_EQ(as_error(w, &o), CK_KDC_ERR_CLIENT_REVOKED);
+    CHECK_OK(ck_store_get_principal(tstore, "locked@" REALM, &p));
+    if (p != NULL) {
+        p->attributes = 0;
+        CHECK_OK(ck_store_update_principal(tstore, p));
+        nanosleep(&ms20, NULL);
+        CHECK_INT_EQ(as_error(w, &o), -1);
+        p->attributes = CK_ATTR_DISALLOW_ALL_TIX;
+        CHECK_OK(ck_store_update_principal(tstore, p));
+    }
+    ck_db_principal_free(p);
+
+    /* A new password while the old keys are cached: PREAUTH_FAILED is re-checked. */
+    o.cname = "late";
+    password_key("TEST.REALMlate", "latepw2", CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &k);
+    o.ts_key = &k;
+    put_princ("late@" REALM, "latepw2", 2, 0, 0, 0);
+    nanosleep(&ms20, NULL);
+    CHECK_INT_EQ(as_error(w, &o), -1);
+    kdc_worker_free(w);
+}
+
+/* ---- real MIT captures -------------------------------------------------------------------- */
+
+static uint8_t *
+read_vector(const char *name, size_t *len)
+{
+    char path[256];
+    FILE *f;
+    uint8_t *buf = malloc(65536);
+
+    snprintf(path, sizeof(path), "vectors/mit/%s", name);
+    *len = 0;
+    if (buf == NULL || (f = fopen(path, "rb")) == NULL) {
+        free(buf);
+        return NULL;
+    }
+    *len = fread(buf, 1, 65536, f);
+    fclose(f);
+    return buf;
+}
+
+static void
+test_mit_vectors(void)
+{
+    struct kdc_config cfg;
+    struct kdc_worker *w, *wn;
+    uint8_t *v;
+    size_t len, n;
+    ck_key alice;
+    struct creds c;
+    CK_KRB_ERROR_MSG *e = NULL;
+
+    /* The captures are old: a 10-year skew lets their timestamps and tickets pass. */
+    config_defaults(&cfg);
+    cfg.clockskew = 10LL * 365 * 86400;
+    w = worker_with(&cfg);
+    wn = worker();
+    password_key("TEST.REALMalice", ALICE_PW, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &alice);
+
+    if ((v = read_vector("as_req_nopreauth.der", &len)) == NULL) {
+        fprintf(stderr, "  (MIT vectors not found, skipped)\n");
+        goto out;
+    }
+    n = ask(wn, v, len, KDC_TRANSPORT_UDP);
+    CHECK_INT_EQ(error_code(reply, n, &e), CK_KDC_ERR_PREAUTH_REQUIRED);
+    CK_KRB_ERROR_MSG_free(e);
+    free(v);
+
+    if ((v = read_vector("as_req_enc_ts.der", &len)) != NULL) {
+        n = ask(wn, v, len, KDC_TRANSPORT_UDP);
+        CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_AP_ERR_SKEW);
+        n = ask(w, v, len, KDC_TRANSPORT_UDP);
+        if (open_rep(reply, n, &alice, CK_KU_AS_REP_ENCPART, CK_KRB_ENC_AS_REP_PART, &c)) {
+            uint32_t nonce = 0;
+            CHECK_OK(ck_asn1_nonce_get(c.part->nonce, &nonce));
+            CHECK(nonce != 0);
+            CHECK(c.flags & CK_TKT_FLG_PRE_AUTHENT);
+        }
+        creds_free(&c);
+        free(v);
+    }
+    /* MIT's TGS-REQ (TGT under krbtgt kvno 2 = "tgtpw", with PA-FX-FAST that we ignore). */
+    if ((v = read_vector("tgs_req.der", &len)) != NULL) {
+        n = ask(w, v, len, KDC_TRANSPORT_UDP);
+        CHECK(n > 0 && ck_asn1_msg_type(reply, n) == CK_KRB_TGS_REP);
+        if (ck_asn1_msg_type(reply, n) != CK_KRB_TGS_REP)
+            fprintf(stderr, "  TGS error %d\n", error_code(reply, n, NULL));
+        free(v);
+    }
+    /* Other captured messages are not requests: silence over UDP. */
+    if ((v = read_vector("as_rep.der", &len)) != NULL) {
+        CHECK_INT_EQ(ask(w, v, len, KDC_TRANSPORT_UDP), 0);
+        free(v);
+    }
+out:
+    kdc_worker_free(w);
+    kdc_worker_free(wn);
+}
+
+/* Informational timing (prints µs per exchange; the ASan build is several times slower). */
+static void
+test_timing(void)
+{
+    struct kdc_worker *w = worker();
+    struct creds tgt;
+    ck_key k;
+    struct as_opts o = {.cname = "alice", .sname = "krbtgt/" REALM, .ts_key = &k};
+
+    /* Production cache settings (worker() checks the change counter on every request). */
+    w->cache_check_ms = CK_STORE_CACHE_CHECK_MS;
+    ck_store_cache_configure(w->store, w->cache_max, w->cache_check_ms);
+    struct tgs_opts to = {.sname = "host/server.test.realm"};
+    uint8_t *as = NULL, *tg = NULL;
+    size_t as_len = 0, tg_len = 0, n;
+    struct timespec t0, t1;
+    const int iters = 2000;
+
+    password_key("TEST.REALMalice", ALICE_PW, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &k);
+    build_as_req(&o, &as, &as_len);
+    if (!get_tgt(w, 0, 0, &tgt))
+        goto out;
+    build_tgs_req(&tgt, &to, &tg, &tg_len);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < iters; i++)
+        kdc_handle_request(w, as, as_len, KDC_TRANSPORT_TCP, NULL, reply, sizeof(reply), &n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(stderr, "  AS exchange (PA-ENC-TIMESTAMP, aes256): %.1f us\n",
+            ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / 1e3 /
+                iters);
+    CHECK(ck_asn1_msg_type(reply, n) == CK_KRB_AS_REP);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    for (int i = 0; i < iters; i++)
+        kdc_handle_request(w, tg, tg_len, KDC_TRANSPORT_TCP, NULL, reply, sizeof(reply), &n);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    fprintf(stderr, "  TGS exchange: %.1f us\n",
+            ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / 1e3 /
+                iters);
+    CHECK(ck_asn1_msg_type(reply, n) == CK_KRB_TGS_REP);
+out:
+    ck_asn1_free_der(as, as_len);
+    ck_asn1_free_der(tg, tg_len);
+    creds_free(&tgt);
+    kdc_worker_free(w);
+    realm_down();
+}
+
+CK_TEST_MAIN("kdc", CK_TEST_CASE(test_as_preauth_required), CK_TEST_CASE(test_as_issue),
+             CK_TEST_CASE(test_as_lifetimes), CK_TEST_CASE(test_as_errors),
+             CK_TEST_CASE(test_tgs_issue), CK_TEST_CASE(test_tgs_errors),
+             CK_TEST_CASE(test_transport_rules), CK_TEST_CASE(test_lookaside_limits), CK_TEST_CASE(test_stale_refusal_rechecked),
+             CK_TEST_CASE(test_mit_vectors), CK_TEST_CASE(test_tgs_renew_and_rotation),
+             CK_TEST_CASE(test_timing))
