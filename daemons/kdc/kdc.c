@@ -180,6 +180,33 @@ kdc_last_req(CK_LAST_REQ *lr, int64_t authtime)
     return 0;
 }
 
+void
+kdc_share_fields(CK_ENC_KDC_REP_PART *part, CK_ENC_TICKET_PART *etp)
+{
+    CK_ENCRYPTION_KEY_free(part->key);
+    ASN1_BIT_STRING_free(part->flags);
+    ASN1_GENERALIZEDTIME_free(part->authtime);
+    ASN1_GENERALIZEDTIME_free(part->starttime);
+    ASN1_GENERALIZEDTIME_free(part->endtime);
+    ASN1_GENERALIZEDTIME_free(part->renew_till);
+    part->key = etp->key;
+    part->flags = etp->flags;
+    part->authtime = etp->authtime;
+    part->starttime = etp->starttime;
+    part->endtime = etp->endtime;
+    part->renew_till = etp->renew_till;
+    part->caddr = etp->caddr;
+}
+
+void
+kdc_unshare_fields(CK_ENC_KDC_REP_PART *part)
+{
+    part->key = NULL;
+    part->flags = NULL;
+    part->authtime = part->starttime = part->endtime = part->renew_till = NULL;
+    part->caddr = NULL;
+}
+
 /* MIT's messages for the codes we send (what klist/kinit users see via com_err). */
 static const char *
 error_message(int32_t code)
@@ -388,10 +415,12 @@ request_reset(struct kdc_request *r)
     r->now_usec = usec;
 }
 
-int
-kdc_handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len,
-                   enum kdc_transport transport, const struct sockaddr *peer, uint8_t *reply,
-                   size_t reply_cap, size_t *reply_len)
+/* oversized: the transport saw only a length prefix (over the limit or with the reserved bit
+ * set, RFC 4120 §7.2.2); req is NULL and req_len is the declared length. */
+static int
+handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool oversized,
+               enum kdc_transport transport, const struct sockaddr *peer, uint8_t *reply,
+               size_t reply_cap, size_t *reply_len)
 {
     struct kdc_request *r;
     const uint8_t *out = NULL, *cached;
@@ -401,7 +430,7 @@ kdc_handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len,
     int mt, level = LOG_INFO;
 
     *reply_len = 0;
-    if (w == NULL || (req == NULL && req_len != 0))
+    if (w == NULL || (req == NULL && req_len != 0 && !oversized))
         return ck_error_set(CK_ERR_INVAL, "kdc: bad arguments");
     /* The request state holds two name buffers: keep it off the (worker) stack. */
     if ((r = calloc(1, sizeof(*r))) == NULL)
@@ -412,7 +441,7 @@ kdc_handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len,
     ck_now(&r->now, &r->now_usec);
     ck_store_cache_begin(w->store);
 
-    if (transport == KDC_TRANSPORT_UDP && w->lookaside != NULL) {
+    if (transport == KDC_TRANSPORT_UDP && w->lookaside != NULL && !oversized) {
         now_ms = ck_monotonic_ms();
         if (kdc_lookaside_find(w->lookaside, req, req_len, now_ms, &cached, &cached_len)) {
             if (cached_len <= reply_cap) {
@@ -426,12 +455,12 @@ kdc_handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len,
         }
     }
 
-    mt = req_len > 0 ? ck_asn1_msg_type(req, req_len) : CK_ERR_DECODE;
+    mt = req_len > 0 && !oversized ? ck_asn1_msg_type(req, req_len) : CK_ERR_DECODE;
     if (mt == CK_KRB_AS_REQ)
         r->kind = "AS_REQ";
     else if (mt == CK_KRB_TGS_REQ)
         r->kind = "TGS_REQ";
-    if (req_len > w->max_request) {
+    if (oversized || req_len > w->max_request) {
         kdc_fail(r, CK_KRB_ERR_FIELD_TOOLONG, "REQUEST_TOO_BIG", "%zu bytes", req_len);
         r->silent = transport == KDC_TRANSPORT_UDP;
     } else if (mt == CK_KRB_AS_REQ || mt == CK_KRB_TGS_REQ) {
@@ -511,4 +540,20 @@ log:
     CK_KDC_REQ_free(r->req);
     free(r);
     return 0;
+}
+
+int
+kdc_handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len,
+                   enum kdc_transport transport, const struct sockaddr *peer, uint8_t *reply,
+                   size_t reply_cap, size_t *reply_len)
+{
+    return handle_request(w, req, req_len, false, transport, peer, reply, reply_cap, reply_len);
+}
+
+int
+kdc_handle_oversized(struct kdc_worker *w, size_t declared_len, const struct sockaddr *peer,
+                     uint8_t *reply, size_t reply_cap, size_t *reply_len)
+{
+    return handle_request(w, NULL, declared_len, true, KDC_TRANSPORT_TCP, peer, reply, reply_cap,
+                          reply_len);
 }

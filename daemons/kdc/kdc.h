@@ -46,6 +46,13 @@ int kdc_handle_request(struct kdc_worker *worker, const uint8_t *req, size_t req
                        enum kdc_transport transport, const struct sockaddr *peer,
                        uint8_t *reply, size_t reply_cap, size_t *reply_len);
 
+/* Answers a TCP request whose length prefix was over the limit or had the reserved high bit set
+ * (RFC 4120 §7.2.2): a KRB-ERROR KRB_ERR_FIELD_TOOLONG, logged like any request. The caller closes
+ * the connection after sending it. */
+int kdc_handle_oversized(struct kdc_worker *worker, size_t declared_len,
+                         const struct sockaddr *peer, uint8_t *reply, size_t reply_cap,
+                         size_t *reply_len);
+
 /* Fills cfg with defaults (all four AES enctypes, caps above). */
 void kdc_config_defaults(struct kdc_config *cfg);
 void kdc_config_free_contents(struct kdc_config *cfg);

@@ -109,6 +109,12 @@ kdc_min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+/* Points the reply part's key, flags, times and caddr at the ticket's objects (the values are the
+ * same, RFC 4120 §5.4.2), so each is built once. kdc_unshare_fields must run before part is
+ * freed. */
+void kdc_share_fields(CK_ENC_KDC_REP_PART *part, CK_ENC_TICKET_PART *etp);
+void kdc_unshare_fields(CK_ENC_KDC_REP_PART *part);
+
 /* Appends the single LastReq entry {0, authtime} we send. */
 int kdc_last_req(CK_LAST_REQ *lr, int64_t authtime);
 

@@ -286,13 +286,8 @@ handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t rep
        size_t *reply_len)
 {
     *reply_len = 0;
-    if (req->flags & CK_NET_REQ_OVERSIZED) {
-        char peer[CK_NET_ADDRSTRLEN];
-        /* No KRB-ERROR is built for these: the connection is simply closed. */
-        ck_log_info("TCP request from %s: length %zu over the limit (or reserved bit set), "
-                    "closing", ck_net_addr_format(req->peer, peer, sizeof(peer)), req->len);
-        return 0;
-    }
+    if (req->flags & CK_NET_REQ_OVERSIZED)
+        return kdc_handle_oversized(state, req->len, req->peer, reply, reply_cap, reply_len);
     return kdc_handle_request(state, req->data, req->len,
                               req->transport == CK_NET_TCP ? KDC_TRANSPORT_TCP
                                                            : KDC_TRANSPORT_UDP,

@@ -337,17 +337,12 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
         (rc = ck_ticket_seal(rep->ticket, etp, &tkt_key->key, tkt_key->kvno)) != 0)
         goto fail;
 
+    /* EncTGSRepPart: the ticket's key, flags and times, built once. */
     CK_PRINCIPAL_NAME_free(part->sname);
     part->sname = b->sname;
-    part->caddr = caddr;
-    if ((rc = ck_key_to_asn1(&session, &part->key)) != 0 ||
-        (rc = kdc_last_req(part->last_req, ap.authtime)) != 0 ||
+    kdc_share_fields(part, etp);
+    if ((rc = kdc_last_req(part->last_req, ap.authtime)) != 0 ||
         (rc = ck_asn1_nonce_copy(&part->nonce, b->nonce)) != 0 ||
-        (rc = ck_asn1_flags_set(&part->flags, flags)) != 0 ||
-        (rc = ck_asn1_time_set(&part->authtime, ap.authtime)) != 0 ||
-        (rc = ck_asn1_time_set(&part->starttime, starttime)) != 0 ||
-        (rc = ck_asn1_time_set(&part->endtime, endtime)) != 0 ||
-        (renew_till != 0 && (rc = ck_asn1_time_set(&part->renew_till, renew_till)) != 0) ||
         (rc = ck_asn1_kstring_set(&part->srealm, w->realm_name)) != 0)
         goto fail;
     if ((rc = ck_asn1_enc_tgs_rep_part_encode(part, &plain, &plain_len)) != 0)
@@ -381,7 +376,7 @@ out:
     }
     if (part != NULL) {
         part->sname = NULL;
-        part->caddr = NULL;
+        kdc_unshare_fields(part);
         CK_ENC_KDC_REP_PART_free(part);
     }
     if (rep != NULL) {
