@@ -1,13 +1,14 @@
 /* The KDC protocol core in-process (no sockets): AS and TGS exchanges against a realm in a
  * temporary directory, error paths, lookaside, size rules, hostile input, and the real MIT
  * captures in tests/vectors/mit/.
- *
- * The unit-test build links only libcablekey, so the KDC core's sources are compiled into this
- * test directly (they have no main and no clashing static names). */
-#include "../../daemons/kdc/as.c"
-#include "../../daemons/kdc/kdc.c"
-#include "../../daemons/kdc/lookaside.c"
-#include "../../daemons/kdc/tgs.c"
+ * Unit tests link cablekey_kdc_core (daemons/kdc without main.c). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cablekey/util.h"
+#include "kdc_int.h"
 
 #include <time.h>
 
