@@ -90,19 +90,11 @@ realm_down(void)
         fprintf(stderr, "  could not remove %s\n", dir);
 }
 
-/* What kdc_config_defaults sets (config.c is the daemon shell's and is not linked here). */
+/* The daemon's defaults, pointed at the test realm's database. */
 static void
 config_defaults(struct kdc_config *cfg)
 {
-    memset(cfg, 0, sizeof(*cfg));
-    cfg->max_life = KDC_DEFAULT_MAX_LIFE;
-    cfg->max_renewable_life = KDC_DEFAULT_MAX_RENEW;
-    cfg->clockskew = KDC_DEFAULT_CLOCKSKEW;
-    cfg->max_dgram_reply = KDC_DEFAULT_MAX_DGRAM_REPLY;
-    cfg->max_request = KDC_DEFAULT_MAX_REQUEST;
-    memcpy(cfg->enctypes, all_enctypes, sizeof(all_enctypes));
-    cfg->n_enctypes = N_ENCTYPES;
-    cfg->lookaside = true;
+    kdc_config_defaults(cfg);
     cfg->db_path = db;
 }
 
