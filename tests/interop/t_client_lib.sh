@@ -57,6 +57,16 @@ run_suite() { # run_suite LABEL
     expect_output "$L: TGS with an authenticator subkey (reply under usage 9)" \
         "OK: TGS: got ticket for host/svc\.test@TEST\.REALM" \
         ckc_pw secret kvno alice host/svc.test --subkey
+    realm_ktexport "$tmp/svc.keytab" host/svc.test >/dev/null || bail "$L: export the service keytab"
+    expect_output "$L: AP-REQ with the service ticket verifies against the service keytab" \
+        "OK: AP-REQ verified with the service keytab" \
+        ckc_pw secret kvno alice host/svc.test --verify-keytab "$tmp/svc.keytab"
+    expect_output "$L: replayed AP-REQ refused with KRB_AP_ERR_REPEAT (34)" \
+        "OK: replayed AP-REQ refused with krb error 34" \
+        ckc_pw secret kvno alice host/svc.test --verify-keytab "$tmp/svc.keytab"
+    expect_output "$L: modified authenticator refused with KRB_AP_ERR_MODIFIED (41)" \
+        "OK: modified authenticator refused with krb error 41" \
+        ckc_pw secret kvno alice host/svc.test --verify-keytab "$tmp/svc.keytab"
     expect_output "$L: TGS over TCP with a keytab TGT" "OK: TGS: got ticket for host/svc\.test" \
         ckc kvno --keytab "$tmp/client.keytab" ktclient host/svc.test --tcp
     expect_output "$L: renewable TGT renewed through the TGS" \

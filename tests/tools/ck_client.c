@@ -4,6 +4,9 @@
  *   ck_client kvno   OPTIONS NAME SERVICE   AS, then TGS for SERVICE
  *   ck_client renew  OPTIONS NAME           renewable AS, then a renewal through the TGS
  *   ck_client safe-priv-selftest            KRB-SAFE/KRB-PRIV round trips for every enctype
+ *   kvno --verify-keytab KT: also builds an AP-REQ with the service ticket, verifies it with the
+ *   service's keytab and a replay cache, then checks that a replay (KRB_AP_ERR_REPEAT) and a
+ *   modified authenticator (KRB_AP_ERR_MODIFIED) are refused.
  * OPTIONS: --kdc HOST:PORT (repeatable) --realm R (--password-stdin | --keytab FILE)
  *          [--enctype N]... [--tcp] [--ccache FILE] [--lifetime S] [--renewable S]
  *          [--forwardable] [--preauth-first] [--subkey] [--timeout MS] [--tries N]
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cablekey/ap.h"
 #include "cablekey/client.h"
 #include "cablekey/crypto.h"
 #include "cablekey/error.h"
@@ -32,6 +36,7 @@ struct opts {
     size_t n_enctypes;
     bool tcp;
     const char *ccache;
+    const char *verify_keytab;
     int64_t lifetime;
     int64_t renewable;
     bool forwardable;
@@ -81,6 +86,8 @@ parse_opts(int argc, char **argv, struct opts *o)
             o->realm = val;
         } else if (strcmp(a, "--keytab") == 0 && val != NULL) {
             o->keytab = val;
+        } else if (strcmp(a, "--verify-keytab") == 0 && val != NULL) {
+            o->verify_keytab = val;
         } else if (strcmp(a, "--ccache") == 0 && val != NULL) {
             o->ccache = val;
         } else if (strcmp(a, "--enctype") == 0 && val != NULL &&
@@ -160,6 +167,81 @@ read_password(char *buf, size_t size)
     return 0;
 }
 
+/* Expects ck_ap_req_verify to refuse der with krb_error want. */
+static int
+expect_ap_refusal(const char *what, const uint8_t *der, size_t len, ck_keytab *kt,
+                  ck_rcache *rc, int32_t want)
+{
+    ck_ap_req_result res;
+    int r = ck_ap_req_verify(der, len, ck_ap_keytab_key_fn, kt, NULL, rc, 300, CK_KU_AP_REQ_AUTH,
+                             &res);
+    int32_t got = res.krb_error;
+
+    ck_ap_req_result_clear(&res);
+    if (r == 0 || got != want) {
+        printf("ERROR: %s: expected krb error %d, got rc %d krb error %d\n", what, (int)want, r,
+               (int)got);
+        return 1;
+    }
+    printf("OK: %s refused with krb error %d\n", what, (int)got);
+    return 0;
+}
+
+/* AP-REQ with a real service ticket, verified against the service keytab exported from the KDC. */
+static int
+verify_ap_req(const ck_creds *svc, const char *keytab_path)
+{
+    ck_keytab *kt = NULL;
+    ck_rcache *rc = NULL;
+    CK_TICKET *ticket = NULL;
+    CK_PRINCIPAL_NAME *cname = NULL;
+    ck_ap_req_result res;
+    uint8_t *der = NULL, *tampered = NULL;
+    size_t der_len = 0;
+    int r, ret = 1;
+
+    memset(&res, 0, sizeof(res));
+    if ((r = ck_keytab_read(keytab_path, &kt)) != 0 || (r = ck_rcache_new(1000, 600, &rc)) != 0 ||
+        (r = ck_asn1_ticket_decode(svc->ticket, svc->ticket_len, &ticket)) != 0 ||
+        (r = ck_asn1_principal_new(svc->client->name_type,
+                                   (const char *const *)svc->client->components,
+                                   svc->client->n_components, &cname)) != 0 ||
+        (r = ck_ap_req_build(ticket, &svc->session_key, svc->client->realm, cname,
+                             CK_AP_OPT_MUTUAL_REQUIRED, NULL, CK_KU_AP_REQ_AUTH, NULL, NULL, NULL,
+                             NULL, &der, &der_len)) != 0) {
+        ret = fail("AP-REQ setup", r);
+        goto out;
+    }
+    r = ck_ap_req_verify(der, der_len, ck_ap_keytab_key_fn, kt, NULL, rc, 300, CK_KU_AP_REQ_AUTH,
+                         &res);
+    if (r != 0) {
+        printf("ERROR: AP-REQ verify: krb error %d (%s)\n", (int)res.krb_error,
+               ck_error_context());
+        goto out;
+    }
+    printf("OK: AP-REQ verified with the service keytab (ticket etype %d, kvno %u)\n",
+           (int)res.ticket_etype, res.ticket_kvno);
+    if (expect_ap_refusal("replayed AP-REQ", der, der_len, kt, rc, CK_KRB_AP_ERR_REPEAT) != 0)
+        goto out;
+    /* Flip the last byte: it lies in the authenticator's ciphertext (the AP-REQ's last field). */
+    if ((tampered = ck_memdup(der, der_len)) == NULL)
+        goto out;
+    tampered[der_len - 1] ^= 0x01;
+    if (expect_ap_refusal("modified authenticator", tampered, der_len, kt, NULL,
+                          CK_KRB_AP_ERR_MODIFIED) != 0)
+        goto out;
+    ret = 0;
+out:
+    ck_ap_req_result_clear(&res);
+    free(tampered);
+    ck_asn1_free_der(der, der_len);
+    CK_PRINCIPAL_NAME_free(cname);
+    CK_TICKET_free(ticket);
+    ck_rcache_free(rc);
+    ck_keytab_free(kt);
+    return ret;
+}
+
 static int
 cmd_krb(const char *cmd, int argc, char **argv)
 {
@@ -227,6 +309,8 @@ cmd_krb(const char *cmd, int argc, char **argv)
             goto out;
         }
         print_creds("TGS", svc);
+        if (o.verify_keytab != NULL && verify_ap_req(svc, o.verify_keytab) != 0)
+            goto out;
     } else if (renew) {
         if ((rc = ck_client_renew(tgt, &t, &svc)) != 0) {
             ret = fail("renewal", rc);
