@@ -20,9 +20,10 @@
 #include "cablekey/util.h"
 #include "kdc_int.h"
 
-/* Appends a PA-ETYPE-INFO2 with one entry for key k to *md. */
+/* Appends a PA-ETYPE-INFO2 with one entry for key k to *md. The encoding depends only on the
+ * key's enctype and salt, so the worker keeps the last one and reuses it for the same pair. */
 static int
-add_etype_info2(CK_METHOD_DATA **md, const ck_db_key *k)
+add_etype_info2(struct kdc_worker *w, CK_METHOD_DATA **md, const ck_db_key *k)
 {
     CK_ETYPE_INFO2 *info = NULL;
     char salt[CK_STORE_MAX_SALT + 1];
@@ -32,6 +33,9 @@ add_etype_info2(CK_METHOD_DATA **md, const ck_db_key *k)
 
     if (k->salt_len > CK_STORE_MAX_SALT)
         return ck_error_set(CK_ERR_LIMIT, "salt too long");
+    if (w->ei2_der != NULL && w->ei2_etype == k->enctype && w->ei2_salt_len == k->salt_len &&
+        (k->salt_len == 0 || memcmp(w->ei2_salt, k->salt, k->salt_len) == 0))
+        return ck_asn1_padata_add(md, CK_PA_ETYPE_INFO2, w->ei2_der, w->ei2_len);
     if (k->salt_len > 0)
         memcpy(salt, k->salt, k->salt_len);
     salt[k->salt_len] = '\0';
@@ -41,9 +45,19 @@ add_etype_info2(CK_METHOD_DATA **md, const ck_db_key *k)
         goto out;
     if ((rc = ck_asn1_etype_info2_encode(info, &der, &len)) != 0)
         goto out;
-    rc = ck_asn1_padata_add(md, CK_PA_ETYPE_INFO2, der, len);
+    if ((rc = ck_asn1_padata_add(md, CK_PA_ETYPE_INFO2, der, len)) != 0)
+        goto out;
+    /* Keep it (it is public: the enctype and salt every client is told). */
+    OPENSSL_free(w->ei2_der);
+    w->ei2_der = der;
+    w->ei2_len = len;
+    w->ei2_etype = k->enctype;
+    w->ei2_salt_len = k->salt_len;
+    if (k->salt_len > 0)
+        memcpy(w->ei2_salt, k->salt, k->salt_len);
+    der = NULL;
 out:
-    ck_asn1_free_der(der, len);
+    OPENSSL_free(der);
     CK_ETYPE_INFO2_free(info);
     return rc;
 }
@@ -55,7 +69,7 @@ set_preauth_edata(struct kdc_request *r, const ck_db_key *reply_key)
 {
     CK_METHOD_DATA *md = NULL;
 
-    if (add_etype_info2(&md, reply_key) == 0 &&
+    if (add_etype_info2(r->w, &md, reply_key) == 0 &&
         ck_asn1_padata_add(&md, CK_PA_ENC_TIMESTAMP, NULL, 0) == 0)
         ck_asn1_method_data_encode(md, &r->e_data, &r->e_data_len);
     CK_METHOD_DATA_free(md);
@@ -274,7 +288,11 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     if ((rc = ck_random_key(r->ses_etype, &session)) != 0)
         goto fail;
 
-    /* The ticket. Names and addresses are borrowed from the request (given back at out:). */
+    /* The ticket. Names and addresses are borrowed from the request (given back at out:).
+     * Each name goes into two messages (cname: EncTicketPart and AS-REP; sname: Ticket and
+     * EncASRepPart): encode it once so the enclosing encoders replay its bytes. */
+    if ((rc = kdc_freeze_name(b->cname)) != 0 || (rc = kdc_freeze_name(b->sname)) != 0)
+        goto fail;
     if ((etp = CK_ENC_TICKET_PART_new()) == NULL || (part = CK_ENC_KDC_REP_PART_new()) == NULL ||
         (rep = CK_KDC_REP_new()) == NULL) {
         rc = CK_ERR_NOMEM;
@@ -319,7 +337,7 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     if ((rc = ck_enc_data_seal(rep->enc_part, &reply_key->key, CK_KU_AS_REP_ENCPART,
                                &reply_key->kvno, plain, plain_len)) != 0 ||
         (rc = ck_asn1_kstring_set(&rep->crealm, w->realm_name)) != 0 ||
-        (rc = add_etype_info2(&rep->padata, reply_key)) != 0 ||
+        (rc = add_etype_info2(w, &rep->padata, reply_key)) != 0 ||
         (rc = ck_asn1_as_rep_encode(rep, &r->reply, &r->reply_len)) != 0)
         goto fail;
     r->status = "ISSUE";

@@ -38,6 +38,10 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
         return ck_error_set(CK_ERR_CONFIG, "kdc: no database path");
     if ((w = calloc(1, sizeof(*w))) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "kdc worker");
+    if ((w->scratch = malloc(sizeof(*w->scratch))) == NULL) {
+        rc = ck_error_set(CK_ERR_NOMEM, "kdc worker");
+        goto out;
+    }
     if ((rc = ck_store_open(cfg->db_path, cfg->stash_path, 0, &w->store)) != 0)
         goto out;
     w->realm = ck_store_realm(w->store);
@@ -90,7 +94,19 @@ kdc_worker_free(struct kdc_worker *w)
         return;
     kdc_lookaside_free(w->lookaside);
     ck_store_close(w->store);
+    free(w->scratch);
+    OPENSSL_free(w->ei2_der);
     free(w);
+}
+
+int
+kdc_freeze_name(CK_PRINCIPAL_NAME *name)
+{
+    const uint8_t *der;
+    size_t len;
+
+    /* A missing name is for the encoder's validation to refuse, not for this cache. */
+    return name == NULL ? 0 : ck_asn1_principal_der(name, &der, &len);
 }
 
 void
@@ -427,14 +443,22 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
     uint8_t *err_der = NULL;
     size_t out_len = 0, err_len = 0, cached_len;
     int64_t now_ms = 0;
+    uint64_t la_hash = 0;
+    bool la_hashed = false;
     int mt, level = LOG_INFO;
 
     *reply_len = 0;
     if (w == NULL || (req == NULL && req_len != 0 && !oversized))
         return ck_error_set(CK_ERR_INVAL, "kdc: bad arguments");
-    /* The request state holds two name buffers: keep it off the (worker) stack. */
-    if ((r = calloc(1, sizeof(*r))) == NULL)
+    /* The request state holds two name buffers: keep it off the (worker) stack, in the
+     * worker's reusable block unless that is in use (never, today: no nested calls). */
+    if (w->scratch != NULL && !w->scratch_busy) {
+        r = w->scratch;
+        memset(r, 0, sizeof(*r));
+        w->scratch_busy = true;
+    } else if ((r = calloc(1, sizeof(*r))) == NULL) {
         return ck_error_set(CK_ERR_NOMEM, "kdc request");
+    }
     r->w = w;
     r->transport = transport;
     r->kind = "KDC_REQ";
@@ -443,7 +467,10 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
 
     if (transport == KDC_TRANSPORT_UDP && w->lookaside != NULL && !oversized) {
         now_ms = ck_monotonic_ms();
-        if (kdc_lookaside_find(w->lookaside, req, req_len, now_ms, &cached, &cached_len)) {
+        la_hash = kdc_lookaside_hash(w->lookaside, req, req_len);
+        la_hashed = true;
+        if (kdc_lookaside_find_h(w->lookaside, la_hash, req, req_len, now_ms, &cached,
+                                 &cached_len)) {
             if (cached_len <= reply_cap) {
                 memcpy(reply, cached, cached_len);
                 *reply_len = cached_len;
@@ -524,7 +551,9 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
     if (out != NULL) {
         memcpy(reply, out, out_len);
         *reply_len = out_len;
-        if (transport == KDC_TRANSPORT_UDP && w->lookaside != NULL)
+        if (transport == KDC_TRANSPORT_UDP && w->lookaside != NULL && la_hashed)
+            kdc_lookaside_store_h(w->lookaside, la_hash, req, req_len, out, out_len, now_ms);
+        else if (transport == KDC_TRANSPORT_UDP && w->lookaside != NULL)
             kdc_lookaside_store(w->lookaside, req, req_len, out, out_len, now_ms);
     }
     if (r->reply != NULL && out != r->reply) {
@@ -534,11 +563,15 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
     }
 log:
     log_request(r, peer, level);
-    ck_asn1_free_der(err_der, err_len);
-    ck_asn1_free_der(r->reply, r->reply_len);
+    /* Wire messages (the reply, a KRB-ERROR) are public: no need to wipe them. */
+    OPENSSL_free(err_der);
+    OPENSSL_free(r->reply);
     OPENSSL_free(r->e_data);
     CK_KDC_REQ_free(r->req);
-    free(r);
+    if (r == w->scratch)
+        w->scratch_busy = false;
+    else
+        free(r);
     return 0;
 }
 

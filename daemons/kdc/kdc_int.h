@@ -33,6 +33,15 @@ bool kdc_lookaside_find(struct kdc_lookaside *la, const uint8_t *req, size_t req
 /* Remembers the reply (copies both buffers); silently does nothing when over the limits. */
 void kdc_lookaside_store(struct kdc_lookaside *la, const uint8_t *req, size_t req_len,
                          const uint8_t *reply, size_t reply_len, int64_t now_ms);
+/* The same, with the request's hash computed once by the caller (kdc_lookaside_hash) and
+ * shared by the find and the store of one request. */
+uint64_t kdc_lookaside_hash(const struct kdc_lookaside *la, const uint8_t *req, size_t req_len);
+bool kdc_lookaside_find_h(struct kdc_lookaside *la, uint64_t h, const uint8_t *req,
+                          size_t req_len, int64_t now_ms, const uint8_t **reply,
+                          size_t *reply_len);
+void kdc_lookaside_store_h(struct kdc_lookaside *la, uint64_t h, const uint8_t *req,
+                           size_t req_len, const uint8_t *reply, size_t reply_len,
+                           int64_t now_ms);
 size_t kdc_lookaside_count(const struct kdc_lookaside *la);
 
 struct kdc_worker {
@@ -48,6 +57,17 @@ struct kdc_worker {
     size_t cache_max;                    /* principal cache settings (restored after a */
     int64_t cache_check_ms;              /* forced change check) */
     int64_t last_refresh_ms;             /* last forced change check (monotonic) */
+    struct kdc_request *scratch;         /* request state reused by every request of this
+                                          * worker: ~4.5 KB, whose calloc/free per request
+                                          * made glibc consolidate its fast bins each time */
+    bool scratch_busy;
+    /* The last PA-ETYPE-INFO2 encoded for an AS-REP: a function of (enctype, salt) only, and
+     * the same for every AS exchange of one client key. */
+    uint8_t *ei2_der;                    /* OPENSSL_malloc'd, NULL when empty */
+    size_t ei2_len;
+    int32_t ei2_etype;
+    size_t ei2_salt_len;
+    uint8_t ei2_salt[CK_STORE_MAX_SALT];
 };
 
 /* One request in flight. The as/tgs handlers fill either `reply` (an encoded AS-REP/TGS-REP) or
@@ -91,6 +111,8 @@ void kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len);
 void kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len);
 
 /* Shared helpers (kdc.c). */
+/* Fills the name's encoding cache (see ck_asn1_principal_der); the name must not change after. */
+int kdc_freeze_name(CK_PRINCIPAL_NAME *name);
 bool kdc_enctype_permitted(const struct kdc_worker *w, int32_t etype);
 /* First key of p at its current kvno whose enctype is permitted, or NULL. */
 const ck_db_key *kdc_first_key(const struct kdc_worker *w, const ck_db_principal *p);

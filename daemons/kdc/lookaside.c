@@ -11,12 +11,16 @@
 #include "cablekey/error.h"
 #include "kdc_int.h"
 
+#define LA_SPARES 8
+#define LA_ROUND 512                 /* capacity granule, so blocks fit the next requests */
+
 struct la_entry {
     struct la_entry *next_bucket;
     struct la_entry *older, *newer;  /* age list */
     uint64_t hash;
     int64_t created_ms;
     size_t req_len, reply_len;
+    size_t cap;                      /* bytes available in data[] */
     uint8_t data[];                  /* request bytes then reply bytes */
 };
 
@@ -27,6 +31,11 @@ struct kdc_lookaside {
     size_t n_buckets;                /* power of two */
     struct la_entry **buckets;
     struct la_entry *oldest, *newest;
+    /* Blocks of evicted entries, reused by the next stores: under load every store evicts
+     * one, and a fresh ~1 KB malloc/free pair per request made glibc consolidate its fast
+     * bins each time. */
+    struct la_entry *spare[LA_SPARES];
+    size_t n_spare;
 };
 
 #define ROTL(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
@@ -48,9 +57,11 @@ siphash(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
     size_t i, end = len - (len % 8);
 
     for (i = 0; i < end; i += 8) {
-        m = 0;
-        for (int j = 0; j < 8; j++)
-            m |= (uint64_t)in[i + (size_t)j] << (8 * j);
+        /* One 8-byte load per word (SipHash reads words little-endian). */
+        memcpy(&m, in + i, 8);
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+        m = __builtin_bswap64(m);
+#endif
         v3 ^= m;
         SIPROUND;
         SIPROUND;
@@ -119,7 +130,10 @@ la_remove(struct kdc_lookaside *la, struct la_entry *e)
         la->newest = e->older;
     la->count--;
     la->bytes -= e->req_len + e->reply_len;
-    free(e);
+    if (la->n_spare < LA_SPARES)
+        la->spare[la->n_spare++] = e;
+    else
+        free(e);
 }
 
 void
@@ -129,6 +143,8 @@ kdc_lookaside_free(struct kdc_lookaside *la)
         return;
     while (la->oldest != NULL)
         la_remove(la, la->oldest);
+    while (la->n_spare > 0)
+        free(la->spare[--la->n_spare]);
     free(la->buckets);
     free(la);
 }
@@ -140,18 +156,29 @@ la_expire(struct kdc_lookaside *la, int64_t now_ms)
         la_remove(la, la->oldest);
 }
 
+uint64_t
+kdc_lookaside_hash(const struct kdc_lookaside *la, const uint8_t *req, size_t req_len)
+{
+    return la == NULL ? 0 : siphash(la->k0, la->k1, req, req_len);
+}
+
 bool
 kdc_lookaside_find(struct kdc_lookaside *la, const uint8_t *req, size_t req_len, int64_t now_ms,
                    const uint8_t **reply, size_t *reply_len)
 {
-    uint64_t h;
+    return kdc_lookaside_find_h(la, kdc_lookaside_hash(la, req, req_len), req, req_len, now_ms,
+                                reply, reply_len);
+}
 
+bool
+kdc_lookaside_find_h(struct kdc_lookaside *la, uint64_t h, const uint8_t *req, size_t req_len,
+                     int64_t now_ms, const uint8_t **reply, size_t *reply_len)
+{
     if (la == NULL)
         return false;
     la_expire(la, now_ms);
     if (la->count == 0)
         return false;
-    h = siphash(la->k0, la->k1, req, req_len);
     for (struct la_entry *e = la->buckets[h & (la->n_buckets - 1)]; e; e = e->next_bucket) {
         if (e->hash == h && e->req_len == req_len && memcmp(e->data, req, req_len) == 0) {
             *reply = e->data + e->req_len;
@@ -166,6 +193,14 @@ void
 kdc_lookaside_store(struct kdc_lookaside *la, const uint8_t *req, size_t req_len,
                     const uint8_t *reply, size_t reply_len, int64_t now_ms)
 {
+    kdc_lookaside_store_h(la, kdc_lookaside_hash(la, req, req_len), req, req_len, reply,
+                          reply_len, now_ms);
+}
+
+void
+kdc_lookaside_store_h(struct kdc_lookaside *la, uint64_t h, const uint8_t *req, size_t req_len,
+                      const uint8_t *reply, size_t reply_len, int64_t now_ms)
+{
     struct la_entry *e;
     size_t b, need = req_len + reply_len;
 
@@ -174,9 +209,22 @@ kdc_lookaside_store(struct kdc_lookaside *la, const uint8_t *req, size_t req_len
     la_expire(la, now_ms);
     while (la->oldest != NULL && (la->count >= la->max_entries || la->bytes + need > la->max_bytes))
         la_remove(la, la->oldest);
-    if ((e = malloc(sizeof(*e) + need)) == NULL)
-        return;
-    e->hash = siphash(la->k0, la->k1, req, req_len);
+    e = NULL;
+    for (size_t i = la->n_spare; i-- > 0;) {
+        if (la->spare[i]->cap >= need) {
+            e = la->spare[i];
+            la->spare[i] = la->spare[--la->n_spare];
+            break;
+        }
+    }
+    if (e == NULL) {
+        size_t cap = (need + LA_ROUND - 1) / LA_ROUND * LA_ROUND;
+
+        if ((e = malloc(sizeof(*e) + cap)) == NULL)
+            return;
+        e->cap = cap;
+    }
+    e->hash = h;
     e->created_ms = now_ms;
     e->req_len = req_len;
     e->reply_len = reply_len;

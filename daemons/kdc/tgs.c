@@ -316,7 +316,11 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
         rc = CK_ERR_NOMEM;
         goto fail;
     }
-    /* Borrowed from the TGT and the request (given back at out:). */
+    /* Borrowed from the TGT and the request (given back at out:). Each name goes into two
+     * messages (cname: EncTicketPart and TGS-REP; sname: Ticket and EncTGSRepPart): encode it
+     * once so the enclosing encoders replay its bytes. */
+    if ((rc = kdc_freeze_name(tgt->cname)) != 0 || (rc = kdc_freeze_name(b->sname)) != 0)
+        goto fail;
     CK_PRINCIPAL_NAME_free(etp->cname);
     etp->cname = tgt->cname;
     CK_TRANSITED_ENCODING_free(etp->transited);

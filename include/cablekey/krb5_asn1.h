@@ -320,6 +320,9 @@
 typedef struct CK_PRINCIPAL_NAME_st {
     int32_t name_type;                          /* [0] */
     STACK_OF(ASN1_GENERALSTRING) *name_string;  /* [1] 1..CK_ASN1_MAX_COMPONENTS entries */
+    ASN1_ENCODING enc;  /* encode cache (not a field): empty unless ck_asn1_principal_der()
+                         * filled it; ck_asn1_principal_set() drops it. After changing the
+                         * fields by hand, call ck_asn1_principal_modified(). */
 } CK_PRINCIPAL_NAME;
 
 /* HostAddress ::= SEQUENCE { addr-type [0] Int32, address [1] OCTET STRING } */
@@ -406,6 +409,9 @@ typedef struct CK_TICKET_st {
     ASN1_GENERALSTRING *realm;       /* [1] */
     CK_PRINCIPAL_NAME *sname;        /* [2] */
     CK_ENCRYPTED_DATA *enc_part;     /* [3] key usage CK_KU_KDC_REP_TICKET */
+    ASN1_ENCODING enc;               /* cached encoding (not a field): the received bytes, or
+                                      * the one ck_ticket_seal() made. After changing a ticket's
+                                      * fields, call ck_asn1_ticket_modified(). */
 } CK_TICKET;
 DEFINE_STACK_OF(CK_TICKET)
 
@@ -708,6 +714,14 @@ int ck_asn1_kdc_rep_decode(const uint8_t *der, size_t len, CK_KDC_REP **out, int
 int ck_asn1_kdc_req_body_der(const CK_KDC_REQ *req, const uint8_t **der, size_t *len);
 /* Drops the cached encoding after a change to a decoded/encoded body. */
 void ck_asn1_kdc_req_body_modified(CK_KDC_REQ_BODY *body);
+/* The Ticket's cached encoding (filled by encoding it now if empty or stale), and its
+ * invalidation after a field change. */
+int ck_asn1_ticket_der(CK_TICKET *ticket, const uint8_t **der, size_t *len);
+void ck_asn1_ticket_modified(CK_TICKET *ticket);
+/* The same pair for PrincipalName. A KDC that embeds one (decoded) name in several messages
+ * fills the cache once, so every enclosing encoder replays its bytes. Decoding never fills it. */
+int ck_asn1_principal_der(CK_PRINCIPAL_NAME *name, const uint8_t **der, size_t *len);
+void ck_asn1_principal_modified(CK_PRINCIPAL_NAME *name);
 /* Same pair for KRB-SAFE-BODY (the KRB-SAFE checksum covers these bytes). */
 int ck_asn1_krb_safe_body_der(const CK_KRB_SAFE_MSG *safe, const uint8_t **der, size_t *len);
 void ck_asn1_krb_safe_body_modified(CK_KRB_SAFE_BODY *body);

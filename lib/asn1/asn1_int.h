@@ -14,4 +14,7 @@ int ck_asn1_der_scan(const uint8_t *der, size_t len, const char *what);
 /* Strict KerberosTime parse (exactly YYYYMMDDHHMMSSZ, valid ranges); 0 or CK_ERR_DECODE. */
 int ck_asn1_time_parse(const unsigned char *s, size_t len, int64_t *secs);
 
+/* Ticket's untagged SEQUENCE item: its ASN1_ENCODING cache holds this item's encoding. */
+DECLARE_ASN1_ITEM(CK_TICKET_SEQ)
+
 #endif

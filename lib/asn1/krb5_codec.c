@@ -903,6 +903,39 @@ ck_asn1_kdc_req_body_modified(CK_KDC_REQ_BODY *body)
 }
 
 int
+ck_asn1_ticket_der(CK_TICKET *ticket, const uint8_t **der, size_t *len)
+{
+    if (ticket == NULL || der == NULL || len == NULL)
+        return ck_error_set(CK_ERR_INVAL, "Ticket: missing");
+    /* The cache holds the inner SEQUENCE; the [APPLICATION 1] header is added by the item. */
+    return cached_der((ASN1_VALUE *)ticket, &ticket->enc, ASN1_ITEM_rptr(CK_TICKET_SEQ),
+                      "Ticket", der, len);
+}
+
+void
+ck_asn1_ticket_modified(CK_TICKET *ticket)
+{
+    if (ticket != NULL)
+        ticket->enc.modified = 1;
+}
+
+int
+ck_asn1_principal_der(CK_PRINCIPAL_NAME *name, const uint8_t **der, size_t *len)
+{
+    if (name == NULL || der == NULL || len == NULL)
+        return ck_error_set(CK_ERR_INVAL, "PrincipalName: missing");
+    return cached_der((ASN1_VALUE *)name, &name->enc, ASN1_ITEM_rptr(CK_PRINCIPAL_NAME),
+                      "PrincipalName", der, len);
+}
+
+void
+ck_asn1_principal_modified(CK_PRINCIPAL_NAME *name)
+{
+    if (name != NULL)
+        name->enc.modified = 1;
+}
+
+int
 ck_asn1_krb_safe_body_der(const CK_KRB_SAFE_MSG *safe, const uint8_t **der, size_t *len)
 {
     CK_KRB_SAFE_BODY *b;

@@ -433,6 +433,7 @@ ck_asn1_principal_set(CK_PRINCIPAL_NAME *p, int32_t name_type, const char *const
     sk_ASN1_GENERALSTRING_pop_free(p->name_string, ASN1_GENERALSTRING_free);
     p->name_string = sk;
     p->name_type = name_type;
+    p->enc.modified = 1;
     sk = NULL;
     rc = 0;
 out:

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "cablekey/krb5_asn1.h"
+#include "asn1/asn1_int.h"
 
 #define CK_APP_TAG(tname, num, inner)                                                         \
     ASN1_ITEM_TEMPLATE(tname) = ASN1_EX_TEMPLATE_TYPE(ASN1_TFLG_EXPTAG | ASN1_TFLG_APPLICATION, \
@@ -112,10 +113,30 @@ typedef CK_KRB_PRIV_MSG CK_KRB_PRIV_MSG_SEQ;
 typedef CK_ENC_KRB_PRIV_PART CK_ENC_KRB_PRIV_PART_SEQ;
 typedef CK_KRB_ERROR_MSG CK_KRB_ERROR_MSG_SEQ;
 
-ASN1_SEQUENCE(CK_PRINCIPAL_NAME) = {
+/* Items declared with ASN1_SEQUENCE_enc(..., encode_cache_only) keep an encoding cache that
+ * only our *_der() functions fill: the copy OpenSSL saves when decoding is dropped, so a decoded
+ * value whose fields are then changed is still encoded from its fields. */
+static int
+encode_cache_only(int op, ASN1_VALUE **pval, const ASN1_ITEM *it, void *exarg)
+{
+    const ASN1_AUX *aux = it->funcs;
+    ASN1_ENCODING *enc;
+
+    (void)exarg;
+    if (op == ASN1_OP_D2I_POST && pval != NULL && *pval != NULL && aux != NULL) {
+        enc = (ASN1_ENCODING *)((char *)*pval + aux->enc_offset);
+        OPENSSL_free(enc->enc);
+        enc->enc = NULL;
+        enc->len = 0;
+        enc->modified = 1;
+    }
+    return 1;
+}
+
+ASN1_SEQUENCE_enc(CK_PRINCIPAL_NAME, enc, encode_cache_only) = {
     ASN1_EXP_EMBED(CK_PRINCIPAL_NAME, name_type, INT32, 0),
     ASN1_EXP_SEQUENCE_OF(CK_PRINCIPAL_NAME, name_string, ASN1_GENERALSTRING, 1),
-} ASN1_SEQUENCE_END(CK_PRINCIPAL_NAME)
+} ASN1_SEQUENCE_END_enc(CK_PRINCIPAL_NAME, CK_PRINCIPAL_NAME)
 IMPLEMENT_ASN1_FUNCTIONS(CK_PRINCIPAL_NAME)
 IMPLEMENT_ASN1_DUP_FUNCTION(CK_PRINCIPAL_NAME)
 
@@ -225,12 +246,15 @@ ASN1_ITEM_TEMPLATE(CK_LAST_REQ) =
 ASN1_ITEM_TEMPLATE_END(CK_LAST_REQ)
 IMPLEMENT_ASN1_FUNCTIONS(CK_LAST_REQ)
 
-ASN1_SEQUENCE(CK_TICKET_SEQ) = {
+/* The encoding is cached so that a KDC-REP replays the sealed ticket's bytes instead of
+ * re-walking it once per enclosing tag (OpenSSL measures every SEQUENCE and EXPLICIT tag with a
+ * separate length-only pass). ck_ticket_seal() fills the cache. */
+ASN1_SEQUENCE_enc(CK_TICKET_SEQ, enc, encode_cache_only) = {
     ASN1_EXP_EMBED(CK_TICKET_SEQ, tkt_vno, INT32, 0),
     ASN1_EXP(CK_TICKET_SEQ, realm, ASN1_GENERALSTRING, 1),
     ASN1_EXP(CK_TICKET_SEQ, sname, CK_PRINCIPAL_NAME, 2),
     ASN1_EXP(CK_TICKET_SEQ, enc_part, CK_ENCRYPTED_DATA, 3),
-} static_ASN1_SEQUENCE_END(CK_TICKET_SEQ)
+} ASN1_SEQUENCE_END_ref(CK_TICKET_SEQ, CK_TICKET_SEQ)
 CK_APP_TAG(CK_TICKET, 1, CK_TICKET_SEQ)
 IMPLEMENT_ASN1_FUNCTIONS(CK_TICKET)
 IMPLEMENT_ASN1_DUP_FUNCTION(CK_TICKET)

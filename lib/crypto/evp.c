@@ -63,6 +63,7 @@ struct dk_entry {
     int32_t enctype;
     int32_t usage;
     uint64_t last_use;
+    uint64_t tag;    /* key_tag(base): pre-filter before the constant-time compare */
     uint8_t base[CK_KEY_MAX];
     uint8_t derived[CK_KEY_MAX];
 };
@@ -77,6 +78,8 @@ struct keyed_ctx {
     uint8_t key_len;
     uint8_t ctx_kind; /* what ctx is bound to: AES key size index, or HMAC digest index */
     uint64_t last_use;
+    uint64_t tag;    /* first bytes of key: a one-instruction pre-filter before the full
+                      * constant-time compare (a 64-bit == has no byte-wise early exit) */
     uint8_t key[CK_KEYED_MAX];
     void *ctx;       /* EVP_CIPHER_CTX * or EVP_MAC_CTX * */
 };
@@ -208,18 +211,28 @@ ck_crypto_cache_stats(uint64_t *hits, uint64_t *misses, size_t *entries)
 
 /* Finds the entry of `cache` keyed with (kind, key); on a miss returns the least recently used
  * entry, with *hit false. The key compare is constant-time: the entries hold secrets. */
+static uint64_t
+key_tag(const uint8_t *key, size_t key_len)
+{
+    uint64_t t = 0;
+
+    memcpy(&t, key, key_len < sizeof(t) ? key_len : sizeof(t));
+    return t;
+}
+
 static struct keyed_ctx *
 keyed_find(struct tls_state *st, struct keyed_ctx *cache, uint8_t kind, const uint8_t *key,
            size_t key_len, bool *hit)
 {
     struct keyed_ctx *victim = &cache[0];
+    uint64_t tag = key_tag(key, key_len);
 
     *hit = false;
     st->keyed_tick++;
     for (int i = 0; i < CK_KEYED_CACHE_SIZE; i++) {
         struct keyed_ctx *e = &cache[i];
 
-        if (e->used && e->kind == kind && e->key_len == key_len &&
+        if (e->used && e->tag == tag && e->kind == kind && e->key_len == key_len &&
             CRYPTO_memcmp(e->key, key, key_len) == 0) {
             e->last_use = st->keyed_tick;
             *hit = true;
@@ -237,6 +250,7 @@ keyed_fill(struct tls_state *st, struct keyed_ctx *e, uint8_t kind, const uint8_
            size_t key_len)
 {
     e->used = true;
+    e->tag = key_tag(key, key_len);
     e->kind = kind;
     e->key_len = (uint8_t)key_len;
     ck_memzero(e->key, sizeof(e->key));
@@ -694,6 +708,7 @@ ck_crypto_derive_key(const ck_key *base, int32_t usage, uint8_t kind, uint8_t *o
     const ck_enctype_info *info = ck_crypto_enctype_info(base->enctype);
     struct tls_state *st = NULL;
     struct dk_entry *e, *victim = NULL;
+    uint64_t tag;
     size_t len = 0;
     int ret;
 
@@ -704,6 +719,7 @@ ck_crypto_derive_key(const ck_key *base, int32_t usage, uint8_t kind, uint8_t *o
                             (int)base->enctype);
     if ((ret = get_tls(&st)) != 0)
         return ret;
+    tag = key_tag(base->contents, base->length);
     st->tick++;
     for (size_t i = 0; i < CK_DK_CACHE_SIZE; i++) {
         e = &st->cache[i];
@@ -712,7 +728,7 @@ ck_crypto_derive_key(const ck_key *base, int32_t usage, uint8_t kind, uint8_t *o
                 victim = e;
             continue;
         }
-        if (e->enctype == base->enctype && e->usage == usage && e->kind == kind &&
+        if (e->tag == tag && e->enctype == base->enctype && e->usage == usage && e->kind == kind &&
             e->base_len == base->length &&
             CRYPTO_memcmp(e->base, base->contents, base->length) == 0) {
             e->last_use = st->tick;
@@ -736,6 +752,7 @@ ck_crypto_derive_key(const ck_key *base, int32_t usage, uint8_t kind, uint8_t *o
     victim->base_len = (uint8_t)base->length;
     victim->derived_len = (uint8_t)len;
     victim->last_use = st->tick;
+    victim->tag = tag;
     memcpy(victim->base, base->contents, base->length);
     memcpy(victim->derived, out, len);
     *out_len = len;

@@ -126,7 +126,17 @@ ck_ticket_seal(CK_TICKET *ticket, const CK_ENC_TICKET_PART *etp, const ck_key *k
         goto out;
     }
     ticket->tkt_vno = CK_KRB5_PVNO;
-    rc = ck_enc_data_seal(ticket->enc_part, key, CK_KU_KDC_REP_TICKET, &kvno, der, len);
+    ck_asn1_ticket_modified(ticket);
+    if ((rc = ck_enc_data_seal(ticket->enc_part, key, CK_KU_KDC_REP_TICKET, &kvno, der, len)) != 0)
+        goto out;
+    {
+        /* Encode the sealed ticket once into its cache: the KDC-REP encoder then replays these
+         * bytes at each enclosing level instead of walking the ticket again. */
+        const uint8_t *tder;
+        size_t tlen;
+
+        rc = ck_asn1_ticket_der(ticket, &tder, &tlen);
+    }
 out:
     ck_asn1_free_der(der, len);
     return rc;
