@@ -86,17 +86,7 @@
 #define CK_KRB_ENC_KRB_CRED_PART 29
 #define CK_KRB_ERROR 30
 
-/* Name types (RFC 4120 §6.2, RFC 6111). */
-#define CK_NT_UNKNOWN 0
-#define CK_NT_PRINCIPAL 1
-#define CK_NT_SRV_INST 2
-#define CK_NT_SRV_HST 3
-#define CK_NT_SRV_XHST 4
-#define CK_NT_UID 5
-#define CK_NT_X500_PRINCIPAL 6
-#define CK_NT_SMTP_NAME 7
-#define CK_NT_ENTERPRISE 10
-#define CK_NT_WELLKNOWN 11
+#include "cablekey/nametypes.h"
 
 /* Host address types (RFC 4120 §7.5.3). */
 #define CK_ADDRTYPE_IPV4 2
