@@ -293,11 +293,8 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
      * EncASRepPart): encode it once so the enclosing encoders replay its bytes. */
     if ((rc = kdc_freeze_name(b->cname)) != 0 || (rc = kdc_freeze_name(b->sname)) != 0)
         goto fail;
-    if ((etp = CK_ENC_TICKET_PART_new()) == NULL || (part = CK_ENC_KDC_REP_PART_new()) == NULL ||
-        (rep = CK_KDC_REP_new()) == NULL) {
-        rc = CK_ERR_NOMEM;
+    if ((rc = kdc_reply_objects(w, &etp, &part, &rep)) != 0)
         goto fail;
-    }
     CK_PRINCIPAL_NAME_free(etp->cname);
     etp->cname = b->cname;
     etp->caddr = b->addresses;
@@ -349,19 +346,17 @@ out:
     if (etp != NULL) {
         etp->cname = NULL;
         etp->caddr = NULL;
-        CK_ENC_TICKET_PART_free(etp);
     }
     if (part != NULL) {
         part->sname = NULL;
         kdc_unshare_fields(part);
-        CK_ENC_KDC_REP_PART_free(part);
     }
     if (rep != NULL) {
         rep->cname = NULL;
         if (rep->ticket != NULL)
             rep->ticket->sname = NULL;
-        CK_KDC_REP_free(rep);
     }
+    kdc_reply_objects_done(w, etp, part, rep);
     ck_asn1_free_der(plain, plain_len);
     ck_key_clear(&session);
 }

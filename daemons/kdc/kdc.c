@@ -96,6 +96,9 @@ kdc_worker_free(struct kdc_worker *w)
     ck_store_close(w->store);
     free(w->scratch);
     OPENSSL_free(w->ei2_der);
+    CK_ENC_TICKET_PART_free(w->rep_etp); /* the key's free callback wipes it */
+    CK_ENC_KDC_REP_PART_free(w->rep_part);
+    CK_KDC_REP_free(w->rep_rep);
     free(w);
 }
 
@@ -185,6 +188,14 @@ kdc_last_req(CK_LAST_REQ *lr, int64_t authtime)
     CK_LAST_REQ_ENTRY *e;
     int rc;
 
+    /* A reused reply object keeps its one entry (kdc_reply_objects_done()): overwrite it. */
+    if (sk_CK_LAST_REQ_ENTRY_num(lr) == 1) {
+        e = sk_CK_LAST_REQ_ENTRY_value(lr, 0);
+        e->lr_type = CK_LR_NONE;
+        return ck_asn1_time_set(&e->lr_value, authtime);
+    }
+    while (sk_CK_LAST_REQ_ENTRY_num(lr) > 0)
+        CK_LAST_REQ_ENTRY_free(sk_CK_LAST_REQ_ENTRY_pop(lr));
     if ((e = CK_LAST_REQ_ENTRY_new()) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "LastReq");
     e->lr_type = CK_LR_NONE;
@@ -221,6 +232,79 @@ kdc_unshare_fields(CK_ENC_KDC_REP_PART *part)
     part->flags = NULL;
     part->authtime = part->starttime = part->endtime = part->renew_till = NULL;
     part->caddr = NULL;
+}
+
+int
+kdc_reply_objects(struct kdc_worker *w, CK_ENC_TICKET_PART **etp, CK_ENC_KDC_REP_PART **part,
+                  CK_KDC_REP **rep)
+{
+    *etp = NULL;
+    *part = NULL;
+    *rep = NULL;
+    if (!w->rep_busy) {
+        if (w->rep_etp == NULL)
+            w->rep_etp = CK_ENC_TICKET_PART_new();
+        if (w->rep_part == NULL)
+            w->rep_part = CK_ENC_KDC_REP_PART_new();
+        if (w->rep_rep == NULL)
+            w->rep_rep = CK_KDC_REP_new();
+        if (w->rep_etp == NULL || w->rep_part == NULL || w->rep_rep == NULL)
+            return ck_error_set(CK_ERR_NOMEM, "reply");
+        w->rep_busy = true;
+        *etp = w->rep_etp;
+        *part = w->rep_part;
+        *rep = w->rep_rep;
+        return 0;
+    }
+    if ((*etp = CK_ENC_TICKET_PART_new()) == NULL || (*part = CK_ENC_KDC_REP_PART_new()) == NULL ||
+        (*rep = CK_KDC_REP_new()) == NULL) {
+        CK_ENC_TICKET_PART_free(*etp);
+        CK_ENC_KDC_REP_PART_free(*part);
+        *etp = NULL;
+        *part = NULL;
+        return ck_error_set(CK_ERR_NOMEM, "reply");
+    }
+    return 0;
+}
+
+void
+kdc_reply_objects_done(struct kdc_worker *w, CK_ENC_TICKET_PART *etp, CK_ENC_KDC_REP_PART *part,
+                       CK_KDC_REP *rep)
+{
+    if (etp == NULL || etp != w->rep_etp) {
+        CK_ENC_TICKET_PART_free(etp);
+        CK_ENC_KDC_REP_PART_free(part);
+        CK_KDC_REP_free(rep);
+        return;
+    }
+    /* The session key: freed (its callback wipes it) rather than overwritten in place, since
+     * ASN1_STRING_set may realloc and leave a copy behind. */
+    CK_ENCRYPTION_KEY_free(etp->key);
+    etp->key = NULL;
+    /* Optional fields an exchange sets only sometimes. Mandatory ones are set every time. */
+    ASN1_GENERALIZEDTIME_free(etp->starttime);
+    etp->starttime = NULL;
+    ASN1_GENERALIZEDTIME_free(etp->renew_till);
+    etp->renew_till = NULL;
+    CK_HOST_ADDRESSES_free(etp->caddr);
+    etp->caddr = NULL;
+    CK_AUTHORIZATION_DATA_free(etp->authorization_data);
+    etp->authorization_data = NULL;
+
+    while (sk_CK_LAST_REQ_ENTRY_num(part->last_req) > 1) /* kdc_last_req() reuses one */
+        CK_LAST_REQ_ENTRY_free(sk_CK_LAST_REQ_ENTRY_pop(part->last_req));
+    ASN1_GENERALIZEDTIME_free(part->key_expiration);
+    part->key_expiration = NULL;
+    CK_HOST_ADDRESSES_free(part->caddr);
+    part->caddr = NULL;
+    CK_METHOD_DATA_free(part->encrypted_pa_data);
+    part->encrypted_pa_data = NULL;
+
+    CK_METHOD_DATA_free(rep->padata);
+    rep->padata = NULL;
+    if (rep->ticket != NULL)
+        ck_asn1_ticket_modified(rep->ticket);
+    w->rep_busy = false;
 }
 
 /* MIT's messages for the codes we send (what klist/kinit users see via com_err). */

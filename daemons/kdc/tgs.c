@@ -126,7 +126,8 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
     ck_ap_req_result ap;
     CK_KDC_REQ_BODY *b;
     const CK_PA_DATA *pa;
-    const CK_ENC_TICKET_PART *tgt;
+    const CK_ENC_TICKET_PART *tgt = NULL;
+    CK_TRANSITED_ENCODING *own_transited = NULL;
     const ck_db_principal *server = NULL, *client = NULL;
     const ck_db_key *tkt_key;
     const ck_key *reply_key;
@@ -311,11 +312,8 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
 
     if ((rc = ck_random_key(r->ses_etype, &session)) != 0)
         goto fail;
-    if ((etp = CK_ENC_TICKET_PART_new()) == NULL || (part = CK_ENC_KDC_REP_PART_new()) == NULL ||
-        (rep = CK_KDC_REP_new()) == NULL) {
-        rc = CK_ERR_NOMEM;
+    if ((rc = kdc_reply_objects(w, &etp, &part, &rep)) != 0)
         goto fail;
-    }
     /* Borrowed from the TGT and the request (given back at out:). Each name goes into two
      * messages (cname: EncTicketPart and TGS-REP; sname: Ticket and EncTGSRepPart): encode it
      * once so the enclosing encoders replay its bytes. */
@@ -323,7 +321,7 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
         goto fail;
     CK_PRINCIPAL_NAME_free(etp->cname);
     etp->cname = tgt->cname;
-    CK_TRANSITED_ENCODING_free(etp->transited);
+    own_transited = etp->transited; /* the reply object's own: put back at out: */
     etp->transited = tgt->transited;
     etp->caddr = caddr;
     etp->authorization_data = tgt->authorization_data;
@@ -373,22 +371,21 @@ fail:
 out:
     if (etp != NULL) {
         etp->cname = NULL;
-        etp->transited = NULL;
+        if (tgt != NULL && etp->transited == tgt->transited)
+            etp->transited = own_transited;
         etp->caddr = NULL;
         etp->authorization_data = NULL;
-        CK_ENC_TICKET_PART_free(etp);
     }
     if (part != NULL) {
         part->sname = NULL;
         kdc_unshare_fields(part);
-        CK_ENC_KDC_REP_PART_free(part);
     }
     if (rep != NULL) {
         rep->cname = NULL;
         if (rep->ticket != NULL)
             rep->ticket->sname = NULL;
-        CK_KDC_REP_free(rep);
     }
+    kdc_reply_objects_done(w, etp, part, rep);
     ck_asn1_free_der(plain, plain_len);
     ck_key_clear(&session);
     ck_ap_req_result_clear(&ap);
