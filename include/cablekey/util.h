@@ -56,6 +56,13 @@ int ck_writer_bytes(ck_writer *w, const void *p, size_t n);
 uint8_t *ck_writer_take(ck_writer *w, size_t *len);
 void ck_writer_free(ck_writer *w);
 
+/* Writes all len bytes to fd, retrying on EINTR and short writes. CK_ERR_IO ("write: <errno>")
+ * on failure; callers add what the file is. */
+int ck_fd_write_all(int fd, const void *buf, size_t len);
+/* Reads from fd until end of file or until cap bytes are read (*len tells how many; a caller that
+ * passes one byte more than it accepts detects oversized files). CK_ERR_IO on failure. */
+int ck_fd_read_all(int fd, void *buf, size_t cap, size_t *len);
+
 /* Wall clock seconds and microseconds. */
 void ck_now(int64_t *sec, int32_t *usec);
 /* Monotonic milliseconds. */

@@ -85,7 +85,6 @@ ck_ccache_write(const char *path, const ck_creds *const *creds, size_t n)
     ck_writer w;
     char tmp[4096];
     int fd = -1, rc;
-    size_t off = 0;
     bool created = false;
 
     ck_writer_init(&w, CCACHE_MAX, true);
@@ -111,15 +110,9 @@ ck_ccache_write(const char *path, const ck_creds *const *creds, size_t n)
         goto out;
     }
     created = true;
-    while (off < w.len) {
-        ssize_t r = write(fd, w.data + off, w.len - off);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0) {
-            rc = ck_error_set(CK_ERR_IO, "ccache %s: write: %s", path, strerror(errno));
-            goto out;
-        }
-        off += (size_t)r;
+    if ((rc = ck_fd_write_all(fd, w.data, w.len)) != 0) {
+        rc = ck_error_set(rc, "ccache %s: %s", path, ck_error_context());
+        goto out;
     }
     if (fsync(fd) != 0 || close(fd) != 0) {
         fd = -1;

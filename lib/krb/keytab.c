@@ -351,17 +351,9 @@ ck_keytab_read(const char *path, ck_keytab **out)
         ret = ck_error_set(CK_ERR_NOMEM, "keytab %s", path);
         goto out;
     }
-    while (len < cap) {
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0) {
-            ret = ck_error_set(CK_ERR_IO, "keytab %s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (n == 0)
-            break;
-        len += (size_t)n;
+    if ((ret = ck_fd_read_all(fd, buf, cap, &len)) != 0) {
+        ret = ck_error_set(ret, "keytab %s: %s", path, ck_error_context());
+        goto out;
     }
     if (len == cap) {
         ret = ck_error_set(CK_ERR_IO, "keytab %s: changed while reading", path);
@@ -380,7 +372,7 @@ int
 ck_keytab_write(const char *path, const ck_keytab *kt)
 {
     uint8_t *buf = NULL;
-    size_t len = 0, off = 0, plen = strlen(path);
+    size_t len = 0, plen = strlen(path);
     char *tmp = NULL, *dircopy = NULL;
     int fd = -1, dfd, ret;
 
@@ -406,15 +398,9 @@ ck_keytab_write(const char *path, const ck_keytab *kt)
         ret = ck_error_set(CK_ERR_IO, "keytab %s: chmod: %s", path, strerror(errno));
         goto out;
     }
-    while (off < len) {
-        ssize_t n = write(fd, buf + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            ret = ck_error_set(CK_ERR_IO, "keytab %s: write: %s", path, strerror(errno));
-            goto out;
-        }
-        off += (size_t)n;
+    if ((ret = ck_fd_write_all(fd, buf, len)) != 0) {
+        ret = ck_error_set(ret, "keytab %s: %s", path, ck_error_context());
+        goto out;
     }
     if (fsync(fd) != 0) {
         ret = ck_error_set(CK_ERR_IO, "keytab %s: fsync: %s", path, strerror(errno));

@@ -236,7 +236,7 @@ stash_write(const char *path, uint32_t mkvno, const ck_key *mkey)
 {
     ck_writer w;
     uint8_t *buf = NULL;
-    size_t len = 0, off = 0;
+    size_t len = 0;
     int fd = -1, ret;
 
     ck_writer_init(&w, STASH_MAX_SIZE, true);
@@ -263,15 +263,9 @@ stash_write(const char *path, uint32_t mkvno, const ck_key *mkey)
         ret = ck_error_set(CK_ERR_IO, "stash %s: chmod: %s", path, strerror(errno));
         goto out;
     }
-    while (off < len) {
-        ssize_t n = write(fd, buf + off, len - off);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            ret = ck_error_set(CK_ERR_IO, "stash %s: write: %s", path, strerror(errno));
-            goto out;
-        }
-        off += (size_t)n;
+    if ((ret = ck_fd_write_all(fd, buf, len)) != 0) {
+        ret = ck_error_set(ret, "stash %s: %s", path, ck_error_context());
+        goto out;
     }
     if (fsync(fd) != 0) {
         ret = ck_error_set(CK_ERR_IO, "stash %s: fsync: %s", path, strerror(errno));

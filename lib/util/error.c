@@ -41,14 +41,19 @@ ck_strerror(int err)
     }
 }
 
+/* Formats through a local buffer: callers may pass ck_error_context() itself as an argument to
+ * add context to an inner error ("keytab %s: %s", path, ck_error_context()). */
 static void
 set_context(const char *fmt, va_list ap)
 {
+    char buf[CK_ERROR_CONTEXT_MAX];
+
     if (fmt == NULL) {
         error_context[0] = '\0';
         return;
     }
-    vsnprintf(error_context, sizeof(error_context), fmt, ap);
+    vsnprintf(buf, sizeof(buf), fmt, ap);
+    memcpy(error_context, buf, sizeof(buf));
 }
 
 int

@@ -452,22 +452,13 @@ read_file(const char *path, char **out, size_t *out_len)
         rc = ck_error_set(CK_ERR_NOMEM, "profile");
         goto out;
     }
-    for (;;) {
-        ssize_t r = read(fd, buf + len, CK_PROFILE_MAX_FILE + 1 - len);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = ck_error_set(CK_ERR_IO, "%s: %s", path, strerror(errno));
-            goto out;
-        }
-        if (r == 0)
-            break;
-        len += (size_t)r;
-        if (len > CK_PROFILE_MAX_FILE) {
-            rc = ck_error_set(CK_ERR_LIMIT, "%s: larger than %d bytes", path,
-                              CK_PROFILE_MAX_FILE);
-            goto out;
-        }
+    if ((rc = ck_fd_read_all(fd, buf, CK_PROFILE_MAX_FILE + 1, &len)) != 0) {
+        rc = ck_error_set(rc, "%s: %s", path, ck_error_context());
+        goto out;
+    }
+    if (len > CK_PROFILE_MAX_FILE) {
+        rc = ck_error_set(CK_ERR_LIMIT, "%s: larger than %d bytes", path, CK_PROFILE_MAX_FILE);
+        goto out;
     }
     buf[len] = '\0';
     *out = buf;
