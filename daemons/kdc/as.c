@@ -343,19 +343,7 @@ fail:
     kdc_fail(r, CK_KRB_ERR_GENERIC, "INTERNAL_ERROR", "%s (%s)", ck_strerror(rc),
              ck_error_context());
 out:
-    if (etp != NULL) {
-        etp->cname = NULL;
-        etp->caddr = NULL;
-    }
-    if (part != NULL) {
-        part->sname = NULL;
-        kdc_unshare_fields(part);
-    }
-    if (rep != NULL) {
-        rep->cname = NULL;
-        if (rep->ticket != NULL)
-            rep->ticket->sname = NULL;
-    }
+    kdc_reply_return_lent(etp, part, rep);
     kdc_reply_objects_done(w, etp, part, rep);
     ck_asn1_free_der(plain, plain_len);
     ck_key_clear(&session);

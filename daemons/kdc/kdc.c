@@ -268,6 +268,24 @@ kdc_reply_objects(struct kdc_worker *w, CK_ENC_TICKET_PART **etp, CK_ENC_KDC_REP
 }
 
 void
+kdc_reply_return_lent(CK_ENC_TICKET_PART *etp, CK_ENC_KDC_REP_PART *part, CK_KDC_REP *rep)
+{
+    if (etp != NULL) {
+        etp->cname = NULL;
+        etp->caddr = NULL;
+    }
+    if (part != NULL) {
+        part->sname = NULL;
+        kdc_unshare_fields(part);
+    }
+    if (rep != NULL) {
+        rep->cname = NULL;
+        if (rep->ticket != NULL)
+            rep->ticket->sname = NULL;
+    }
+}
+
+void
 kdc_reply_objects_done(struct kdc_worker *w, CK_ENC_TICKET_PART *etp, CK_ENC_KDC_REP_PART *part,
                        CK_KDC_REP *rep)
 {

@@ -128,6 +128,10 @@ int kdc_freeze_name(CK_PRINCIPAL_NAME *name);
  * which clears the optional and secret fields for the next exchange (or frees fresh ones). */
 int kdc_reply_objects(struct kdc_worker *w, CK_ENC_TICKET_PART **etp, CK_ENC_KDC_REP_PART **part,
                       CK_KDC_REP **rep);
+/* Takes back what AS and TGS lend the reply objects from the request (cname, sname, caddr and
+ * the fields kdc_unshare_fields() shares), so that kdc_reply_objects_done() frees only what the
+ * reply owns. */
+void kdc_reply_return_lent(CK_ENC_TICKET_PART *etp, CK_ENC_KDC_REP_PART *part, CK_KDC_REP *rep);
 void kdc_reply_objects_done(struct kdc_worker *w, CK_ENC_TICKET_PART *etp,
                             CK_ENC_KDC_REP_PART *part, CK_KDC_REP *rep);
 bool kdc_enctype_permitted(const struct kdc_worker *w, int32_t etype);

@@ -370,21 +370,12 @@ fail:
              ck_error_context());
 out:
     if (etp != NULL) {
-        etp->cname = NULL;
+        /* TGS also lends the TGT's transited encoding and authorization data. */
         if (tgt != NULL && etp->transited == tgt->transited)
             etp->transited = own_transited;
-        etp->caddr = NULL;
         etp->authorization_data = NULL;
     }
-    if (part != NULL) {
-        part->sname = NULL;
-        kdc_unshare_fields(part);
-    }
-    if (rep != NULL) {
-        rep->cname = NULL;
-        if (rep->ticket != NULL)
-            rep->ticket->sname = NULL;
-    }
+    kdc_reply_return_lent(etp, part, rep);
     kdc_reply_objects_done(w, etp, part, rep);
     ck_asn1_free_der(plain, plain_len);
     ck_key_clear(&session);
