@@ -127,6 +127,7 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     CK_KDC_REQ_BODY *b;
     const ck_db_principal *client = NULL, *server = NULL;
     const ck_db_key *reply_key = NULL, *tkt_key;
+    struct kdc_ticket_times times;
     const CK_PA_DATA *pa;
     CK_ENC_TICKET_PART *etp = NULL;
     CK_ENC_KDC_REP_PART *part = NULL;
@@ -299,18 +300,9 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     etp->cname = b->cname;
     etp->caddr = b->addresses;
     etp->transited->tr_type = CK_TR_DOMAIN_X500_COMPRESS;
-    if ((rc = ck_asn1_flags_set(&etp->flags, flags)) != 0 ||
-        (rc = ck_key_to_asn1(&session, &etp->key)) != 0 ||
-        (rc = ck_asn1_kstring_set(&etp->crealm, w->realm_name)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->authtime, r->now)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->starttime, r->now)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->endtime, endtime)) != 0 ||
-        (renew_till != 0 && (rc = ck_asn1_time_set(&etp->renew_till, renew_till)) != 0))
-        goto fail;
-    CK_PRINCIPAL_NAME_free(rep->ticket->sname);
-    rep->ticket->sname = b->sname;
-    if ((rc = ck_asn1_kstring_set(&rep->ticket->realm, w->realm_name)) != 0 ||
-        (rc = ck_ticket_seal(rep->ticket, etp, &tkt_key->key, tkt_key->kvno)) != 0)
+    times = (struct kdc_ticket_times){r->now, r->now, endtime, renew_till};
+    if ((rc = kdc_seal_ticket(w, rep, etp, b->sname, &times, flags, &session, w->realm_name,
+                              tkt_key)) != 0)
         goto fail;
 
     /* EncASRepPart: the ticket's key, flags and times, built once. */

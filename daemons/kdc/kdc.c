@@ -207,6 +207,28 @@ kdc_last_req(CK_LAST_REQ *lr, int64_t authtime)
     return 0;
 }
 
+int
+kdc_seal_ticket(struct kdc_worker *w, CK_KDC_REP *rep, CK_ENC_TICKET_PART *etp,
+                CK_PRINCIPAL_NAME *sname, const struct kdc_ticket_times *t, uint32_t flags,
+                const ck_key *session, const char *crealm, const ck_db_key *tkt_key)
+{
+    int rc;
+
+    if ((rc = ck_asn1_flags_set(&etp->flags, flags)) != 0 ||
+        (rc = ck_key_to_asn1(session, &etp->key)) != 0 ||
+        (rc = ck_asn1_kstring_set(&etp->crealm, crealm)) != 0 ||
+        (rc = ck_asn1_time_set(&etp->authtime, t->authtime)) != 0 ||
+        (rc = ck_asn1_time_set(&etp->starttime, t->starttime)) != 0 ||
+        (rc = ck_asn1_time_set(&etp->endtime, t->endtime)) != 0 ||
+        (t->renew_till != 0 && (rc = ck_asn1_time_set(&etp->renew_till, t->renew_till)) != 0))
+        return rc;
+    CK_PRINCIPAL_NAME_free(rep->ticket->sname);
+    rep->ticket->sname = sname;
+    if ((rc = ck_asn1_kstring_set(&rep->ticket->realm, w->realm_name)) != 0)
+        return rc;
+    return ck_ticket_seal(rep->ticket, etp, &tkt_key->key, tkt_key->kvno);
+}
+
 void
 kdc_share_fields(CK_ENC_KDC_REP_PART *part, CK_ENC_TICKET_PART *etp)
 {

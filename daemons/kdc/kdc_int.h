@@ -152,6 +152,18 @@ kdc_min64(int64_t a, int64_t b)
     return a < b ? a : b;
 }
 
+struct kdc_ticket_times {
+    int64_t authtime, starttime, endtime;
+    int64_t renew_till; /* 0: not renewable */
+};
+
+/* Fills the EncTicketPart's flags, session key, client realm and times, lends sname to the
+ * reply's Ticket (kdc_reply_return_lent takes it back), and seals the Ticket with the service key.
+ * Shared by AS and TGS, which differ only in where these values come from. */
+int kdc_seal_ticket(struct kdc_worker *w, CK_KDC_REP *rep, CK_ENC_TICKET_PART *etp,
+                    CK_PRINCIPAL_NAME *sname, const struct kdc_ticket_times *t, uint32_t flags,
+                    const ck_key *session, const char *crealm, const ck_db_key *tkt_key);
+
 /* Points the reply part's key, flags, times and caddr at the ticket's objects (the values are the
  * same, RFC 4120 §5.4.2), so each is built once. kdc_unshare_fields must run before part is
  * freed. */

@@ -130,6 +130,7 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
     CK_TRANSITED_ENCODING *own_transited = NULL;
     const ck_db_principal *server = NULL, *client = NULL;
     const ck_db_key *tkt_key;
+    struct kdc_ticket_times times;
     const ck_key *reply_key;
     CK_ENC_TICKET_PART *etp = NULL;
     CK_ENC_KDC_REP_PART *part = NULL;
@@ -325,18 +326,9 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
     etp->transited = tgt->transited;
     etp->caddr = caddr;
     etp->authorization_data = tgt->authorization_data;
-    if ((rc = ck_asn1_flags_set(&etp->flags, flags)) != 0 ||
-        (rc = ck_key_to_asn1(&session, &etp->key)) != 0 ||
-        (rc = ck_asn1_kstring_set(&etp->crealm, ck_asn1_kstring_get(tgt->crealm))) != 0 ||
-        (rc = ck_asn1_time_set(&etp->authtime, ap.authtime)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->starttime, starttime)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->endtime, endtime)) != 0 ||
-        (renew_till != 0 && (rc = ck_asn1_time_set(&etp->renew_till, renew_till)) != 0))
-        goto fail;
-    CK_PRINCIPAL_NAME_free(rep->ticket->sname);
-    rep->ticket->sname = b->sname;
-    if ((rc = ck_asn1_kstring_set(&rep->ticket->realm, w->realm_name)) != 0 ||
-        (rc = ck_ticket_seal(rep->ticket, etp, &tkt_key->key, tkt_key->kvno)) != 0)
+    times = (struct kdc_ticket_times){ap.authtime, starttime, endtime, renew_till};
+    if ((rc = kdc_seal_ticket(w, rep, etp, b->sname, &times, flags, &session,
+                              ck_asn1_kstring_get(tgt->crealm), tkt_key)) != 0)
         goto fail;
 
     /* EncTGSRepPart: the ticket's key, flags and times, built once. */
