@@ -23,7 +23,7 @@ run_tap() { # run_tap NAME LOGFILE cmd...
     "$@" >"$log" 2>&1; local rc=$?
     local p f
     p=$(grep -cE '^ok ' "$log"); f=$(grep -cE '^not ok ' "$log")
-    grep -E '^(not )?ok ' "$log" | sed "s/^/  [$name] /"
+    grep -E '^(not )?ok ' "$log" | awk -v prefix="  [$name] " '{ print prefix $0 }'
     passed=$((passed + p)); failed=$((failed + f))
     if [ "$f" -gt 0 ]; then failed_names+=("$name"); fi
     if [ $rc -ne 0 ] && [ "$f" -eq 0 ]; then

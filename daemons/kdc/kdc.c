@@ -74,6 +74,8 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
         rc = ck_error_set(CK_ERR_CONFIG, "kdc: no supported enctype configured");
         goto out;
     }
+    w->clock = cfg->clock;
+    w->clock_ctx = cfg->clock_ctx;
     w->cache_max = CK_STORE_CACHE_MAX_ENTRIES;
     w->cache_check_ms = CK_STORE_CACHE_CHECK_MS;
     if (cfg->lookaside &&
@@ -586,7 +588,10 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
     r->w = w;
     r->transport = transport;
     r->kind = "KDC_REQ";
-    ck_now(&r->now, &r->now_usec);
+    if (w->clock != NULL)
+        w->clock(w->clock_ctx, &r->now, &r->now_usec);
+    else
+        ck_now(&r->now, &r->now_usec);
     ck_store_cache_begin(w->store);
 
     if (transport == KDC_TRANSPORT_UDP && w->lookaside != NULL && !oversized) {

@@ -28,6 +28,10 @@ struct kdc_config {
     int32_t enctypes[KDC_MAX_ENCTYPES];/* permitted session/ticket enctypes, in preference order */
     size_t n_enctypes;
     bool lookaside;                    /* answer UDP retransmits from the lookaside cache */
+    /* The KDC's wall clock: NULL means the system clock (ck_now). Tests inject a fixed time so
+     * that no result depends on the calendar. */
+    void (*clock)(void *ctx, int64_t *sec, int32_t *usec);
+    void *clock_ctx;
 };
 
 enum kdc_transport { KDC_TRANSPORT_UDP, KDC_TRANSPORT_TCP };

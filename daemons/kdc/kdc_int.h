@@ -54,6 +54,8 @@ struct kdc_worker {
     char realm_name[256];
     char tgs_name[600];                  /* "krbtgt/REALM@REALM" */
     struct kdc_lookaside *lookaside;     /* NULL when disabled */
+    void (*clock)(void *ctx, int64_t *sec, int32_t *usec); /* NULL: ck_now */
+    void *clock_ctx;
     size_t cache_max;                    /* principal cache settings (restored after a */
     int64_t cache_check_ms;              /* forced change check) */
     int64_t last_refresh_ms;             /* last forced change check (monotonic) */

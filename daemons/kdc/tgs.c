@@ -161,9 +161,9 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
         kdc_fail(r, CK_KDC_ERR_PADATA_TYPE_NOSUPP, "NO_PA_TGS_REQ", NULL);
         return;
     }
-    rc = ck_ap_req_verify(ASN1_STRING_get0_data(pa->padata_value),
-                          (size_t)ASN1_STRING_length(pa->padata_value), tgs_key_fn, &lookup, NULL,
-                          NULL, w->clockskew, CK_KU_TGS_REQ_AUTH, &ap);
+    rc = ck_ap_req_verify_at(ASN1_STRING_get0_data(pa->padata_value),
+                             (size_t)ASN1_STRING_length(pa->padata_value), tgs_key_fn, &lookup,
+                             NULL, NULL, w->clockskew, CK_KU_TGS_REQ_AUTH, r->now, &ap);
     if (ap.enc_ticket != NULL)
         kdc_unparse(ap.enc_ticket->cname, ap.enc_ticket->crealm, r->cname, sizeof(r->cname));
     if (rc != 0) {

@@ -138,6 +138,11 @@ typedef struct ck_ap_req_result {
 int ck_ap_req_verify(const uint8_t *der, size_t len, ck_ap_key_fn key_fn, void *key_arg,
                      const char *expected_server, ck_rcache *rc, int64_t clockskew,
                      int32_t key_usage, ck_ap_req_result *out);
+/* The same, judged at the given wall-clock time (seconds since the epoch) instead of the system
+ * clock: the KDC passes its own (injectable) clock. */
+int ck_ap_req_verify_at(const uint8_t *der, size_t len, ck_ap_key_fn key_fn, void *key_arg,
+                        const char *expected_server, ck_rcache *rc, int64_t clockskew,
+                        int32_t key_usage, int64_t now, ck_ap_req_result *out);
 /* Frees and wipes everything in r (and zeroes it); accepts an all-zero struct. */
 void ck_ap_req_result_clear(ck_ap_req_result *r);
 

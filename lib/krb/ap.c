@@ -180,14 +180,26 @@ ck_ap_req_verify(const uint8_t *der, size_t len, ck_ap_key_fn key_fn, void *key_
                  const char *expected_server, ck_rcache *rc, int64_t clockskew, int32_t key_usage,
                  ck_ap_req_result *out)
 {
+    int64_t now;
+    int32_t usec;
+
+    ck_now(&now, &usec);
+    return ck_ap_req_verify_at(der, len, key_fn, key_arg, expected_server, rc, clockskew,
+                               key_usage, now, out);
+}
+
+int
+ck_ap_req_verify_at(const uint8_t *der, size_t len, ck_ap_key_fn key_fn, void *key_arg,
+                    const char *expected_server, ck_rcache *rc, int64_t clockskew,
+                    int32_t key_usage, int64_t now, ck_ap_req_result *out)
+{
     CK_AP_REQ *req = NULL;
     CK_ENC_TICKET_PART *etp;
     CK_AUTHENTICATOR *auth;
     uint8_t *plain = NULL;
     size_t plain_len = 0;
     ck_key skey;
-    int32_t krb_error = CK_KRB_AP_ERR_NOKEY, usec;
-    int64_t now;
+    int32_t krb_error = CK_KRB_AP_ERR_NOKEY;
     uint32_t kvno;
     int ret;
 
@@ -262,7 +274,6 @@ ck_ap_req_verify(const uint8_t *der, size_t len, ck_ap_key_fn key_fn, void *key_
         goto out;
     }
     out->cusec = auth->cusec;
-    ck_now(&now, &usec);
     if (out->ctime - now > clockskew || now - out->ctime > clockskew) {
         ret = ap_fail(out, CK_KRB_AP_ERR_SKEW,
                       ck_error_set(CK_ERR_SKEW, "AP-REQ: authenticator time off by %lld s",
