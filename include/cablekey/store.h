@@ -122,6 +122,7 @@ int ck_store_put_principal(ck_store *store, const ck_db_principal *p);
 /* Updates the non-key fields (attributes, max_life, max_renew, expires, pw_expires) of an
  * existing principal; keys and kvno are untouched. */
 int ck_store_update_principal(ck_store *store, const ck_db_principal *p);
+/* CK_ERR_POLICY while a device (revoked or not) maps to the principal: delete those first. */
 int ck_store_delete_principal(ck_store *store, const char *name);
 
 /* Calls cb for every principal name in name order; a non-zero return from cb stops the walk and
@@ -175,5 +176,150 @@ typedef struct ck_store_cache_stats {
     size_t entries;
 } ck_store_cache_stats;
 void ck_store_cache_get_stats(const ck_store *store, ck_store_cache_stats *out);
+/* The same counters for the device cache (ck_store_get_device_cached). */
+void ck_store_device_cache_get_stats(const ck_store *store, ck_store_cache_stats *out);
+
+/* ===================================================================================== devices
+ *
+ * The device table maps a PacketCable device (an MTA, identified by the MAC address its
+ * manufacturer certificate carries) to the principal it logs in as, and pins the device's key.
+ * It is the "customer database" devices are checked against instead of CRLs: a device the table
+ * does not know, or marks revoked, is refused.
+ *
+ * Record:
+ *   mac        canonical "aa:bb:cc:dd:ee:ff" (primary key; see ck_device_mac_parse)
+ *   principal  canonical "name@REALM" of the store's realm; must exist when the device is added,
+ *              and a principal some device maps to cannot be deleted (CK_ERR_POLICY)
+ *   state      CK_DEVICE_ACTIVE or CK_DEVICE_REVOKED (revocation keeps the record)
+ *   pin        SHA-256 of the DER SubjectPublicKeyInfo of the device certificate, exactly the bytes
+ *              i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert)) writes (the same as
+ *              `openssl x509 -pubkey -noout | openssl pkey -pubin -outform DER | sha256sum`).
+ *              Optional: an unpinned device is pinned by its first successful PKINIT login (trust
+ *              on first use). The key, not the certificate, is pinned: the operator certificate
+ *              issued at provisioning certifies the same key, so the pin survives it.
+ *   created, modified, revoked   epoch seconds set by the store (revoked 0: not revoked)
+ *   generation the store's change counter (ck_store_generation) at the record's last change. The
+ *              counter only grows, so a generation is never reused, not even by a device deleted
+ *              and added again: a cache entry that remembers it can tell the record changed.
+ *   comment    free text for the operator, at most CK_DEVICE_COMMENT_MAX bytes, no control chars
+ *
+ * Every device write (add, revoke, reinstate, delete, pin, unpin, the login-time pin) commits in
+ * one transaction that also bumps the change counter and logs the MAC in the change log, so other
+ * connections (KDC workers, other processes) see it at their next read.
+ *
+ * ---- What the KDC does per PKINIT login with a device certificate ----
+ *
+ *  1. mac = the MAC address from the certificate subject, through ck_device_mac_parse.
+ *  2. ck_store_get_device_cached(store, mac, &dev). This reads the change counter on EVERY call
+ *     (one SELECT of a one-row table; there is no poll interval for devices), so a revocation
+ *     committed before the call is always seen. Nothing changed: the cached record is returned
+ *     with no further query. Something changed: the change log says which MACs (a second small
+ *     query), those entries are dropped, and a miss costs one SELECT by primary key.
+ *       CK_ERR_NOTFOUND  unknown device: refuse and log "unknown device". HOOK for the
+ *                        provisioning issue: this is where a manufacturer-certified device the
+ *                        table does not know may later be admitted in a restricted
+ *                        "unprovisioned" state; today the answer is always no.
+ *       other error      refuse (fail closed); the database is unavailable.
+ *     dev->state != CK_DEVICE_ACTIVE: refuse and log "device revoked". Treat any state the KDC
+ *     does not know the same way (future states, e.g. CK_DEVICE_UNPROVISIONED, are refusals until
+ *     the KDC is taught them).
+ *  3. spki = SHA-256 of the certificate's SubjectPublicKeyInfo (as above). If dev->has_pin and
+ *     !ck_ct_equal(spki, dev->spki_sha256, 32): another key presents this MAC: refuse and log a
+ *     possible clone (MAC, principal, both hashes) before any expensive verification.
+ *  4. Thumbprint cache (the KDC's): an entry keyed by the certificate's hash may skip chain
+ *     verification only while entry.device_generation == dev->generation and the certificate is
+ *     within its validity. Any change to the device record (revoke, reinstate, pin, unpin,
+ *     delete and re-add) changes dev->generation, so the entry is dead. The AuthPack signature is
+ *     verified on every login regardless.
+ *  5. If !dev->has_pin, and only after the chain and the signature verified (or an unverified
+ *     certificate could pin its key first): ck_store_device_pin_check(store, mac, spki, &res,
+ *     &gen). CK_DEVICE_PIN_MISMATCH: another key won the race to pin: refuse as a clone.
+ *     CK_ERR_NOTFOUND / CK_ERR_POLICY (deleted / revoked meanwhile): refuse. Remember `gen`,
+ *     not dev->generation, in the thumbprint cache entry: pinning changed the record.
+ *  6. The client principal is dev->principal (looked up through ck_store_get_principal_cached as
+ *     any client).
+ *
+ * Liveness: `cablekey device revoke` returns only after its transaction committed; the next
+ * ck_store_get_device_cached call on any connection reads the new counter, drops the MAC and
+ * re-reads the row, so the next login of that device is refused without a restart and without
+ * waiting for an interval. This holds because the store never keeps a read transaction open
+ * between calls (each statement is reset after use); do not wrap these calls in your own
+ * transaction. Records returned by ck_store_get_device_cached stay valid until the next
+ * ck_store_cache_begin (or ck_store_close), like cached principals. */
+
+#define CK_DEVICE_MAC_LEN 17          /* "aa:bb:cc:dd:ee:ff" without the NUL */
+#define CK_DEVICE_SPKI_HASH_LEN 32    /* SHA-256 */
+#define CK_DEVICE_COMMENT_MAX 256     /* bytes */
+#define CK_DEVICE_LIST_MAX 10000      /* rows per ck_store_list_devices call */
+#define CK_STORE_DEVICE_CACHE_MAX_ENTRIES 100000
+
+/* Stored as these integers; never renumber. */
+enum ck_device_state {
+    CK_DEVICE_ACTIVE = 1,  /* may log in */
+    CK_DEVICE_REVOKED = 2, /* refused; the record (and its pin) is kept for the audit trail */
+    /* 3 is reserved for CK_DEVICE_UNPROVISIONED (the provisioning issue): a device known only
+     * from its manufacturer certificate, admitted with restricted tickets. No operation of this
+     * version writes it; a record holding a state this version does not know loads as
+     * CK_ERR_UNSUPPORTED, which the KDC refuses. */
+};
+
+typedef struct ck_db_device {
+    char mac[CK_DEVICE_MAC_LEN + 1];
+    char *principal;
+    enum ck_device_state state;
+    bool has_pin;
+    uint8_t spki_sha256[CK_DEVICE_SPKI_HASH_LEN]; /* valid if has_pin */
+    int64_t created, modified, revoked;
+    uint64_t generation;
+    char *comment;                                /* never NULL in records the store returns */
+} ck_db_device;
+
+enum ck_device_pin_result {
+    CK_DEVICE_PIN_MATCH = 0,    /* already pinned to this key */
+    CK_DEVICE_PIN_SET = 1,      /* was unpinned; pinned to this key now (trust on first use) */
+    CK_DEVICE_PIN_MISMATCH = 2, /* pinned to another key: a possible clone; nothing changed */
+};
+
+/* Normalises a MAC address to "aa:bb:cc:dd:ee:ff". Accepts exactly six two-digit hex groups
+ * separated all by ':' or all by '-', or 12 hex digits with no separator, in either case.
+ * Anything else (other separators, spaces, short groups, extra characters): CK_ERR_INVAL. */
+int ck_device_mac_parse(const char *in, char out[CK_DEVICE_MAC_LEN + 1]);
+const char *ck_device_state_name(enum ck_device_state state); /* "active", "revoked", "unknown" */
+
+/* Adds a device: mac (any form ck_device_mac_parse accepts), principal (canonical, of the
+ * store's realm, must exist: else CK_ERR_NOTFOUND), comment (NULL = none), has_pin/spki_sha256.
+ * state must be CK_DEVICE_ACTIVE; the timestamps and generation of dev are ignored.
+ * CK_ERR_EXISTS if the MAC is already in the table (revoked or not). */
+int ck_store_add_device(ck_store *store, const ck_db_device *dev);
+/* A copy of one record (uncached; for the CLI); free with ck_db_device_free. */
+int ck_store_get_device(ck_store *store, const char *mac, ck_db_device **out);
+/* Calls cb for the devices with MAC > after (NULL: from the first), in MAC order, at most
+ * limit of them (1..CK_DEVICE_LIST_MAX), only those of `principal` if not NULL. The record is
+ * valid during the call only. *n_out (may be NULL) is the number of records passed to cb; a
+ * caller pages on with after = the last MAC it saw. A non-zero return from cb stops the walk
+ * and is returned. */
+typedef int (*ck_store_device_cb)(const ck_db_device *dev, void *arg);
+int ck_store_list_devices(ck_store *store, const char *principal, const char *after,
+                          size_t limit, ck_store_device_cb cb, void *arg, size_t *n_out);
+/* Sets the state: CK_DEVICE_REVOKED (revoke: the record and its pin stay, revoked = now) or
+ * CK_DEVICE_ACTIVE (reinstate: revoked = 0). *changed (may be NULL) is false if the device was
+ * already in that state, in which case nothing is written. CK_ERR_NOTFOUND if absent. */
+int ck_store_set_device_state(ck_store *store, const char *mac, enum ck_device_state state,
+                              bool *changed);
+int ck_store_delete_device(ck_store *store, const char *mac);
+/* Sets (spki_sha256 != NULL) or clears (NULL: the next successful login pins again) the pin,
+ * whatever it was. For the operator; the KDC uses ck_store_device_pin_check. */
+int ck_store_set_device_pin(ck_store *store, const char *mac, const uint8_t *spki_sha256);
+/* The KDC's atomic trust-on-first-use step, in one write transaction: an active device with no
+ * pin is pinned to spki_sha256 (CK_DEVICE_PIN_SET), one pinned to the same key gives
+ * CK_DEVICE_PIN_MATCH, one pinned to another CK_DEVICE_PIN_MISMATCH (the hashes are compared in
+ * constant time; nothing is written). CK_ERR_NOTFOUND if the device is absent, CK_ERR_POLICY if
+ * it is not active. *generation (may be NULL) receives the record's generation afterwards. */
+int ck_store_device_pin_check(ck_store *store, const char *mac, const uint8_t *spki_sha256,
+                              enum ck_device_pin_result *result, uint64_t *generation);
+/* The KDC's per-login lookup (see above): read-only record owned by the cache, valid until the
+ * next ck_store_cache_begin. Absent devices are cached too (CK_ERR_NOTFOUND). */
+int ck_store_get_device_cached(ck_store *store, const char *mac, const ck_db_device **out);
+void ck_db_device_free(ck_db_device *dev);
 
 #endif

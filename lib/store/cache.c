@@ -1,11 +1,16 @@
-/* Per-connection principal cache for the KDC hot path.
+/* Per-connection record caches for the KDC hot path: principals and devices.
  *
- * A chained hash table keyed by SipHash-2-4 of the name under a random key (names come from the
+ * Each is a chained hash table keyed by SipHash-2-4 of the name under a random key (names come from the
  * network, so an attacker must not be able to aim them all at one bucket), bounded entries with
  * FIFO eviction, negative entries for absent principals, and invalidation driven by the store's
  * change log. Records handed out stay valid until the next ck_store_cache_begin: flushed and
  * evicted entries go to a "retired" list first, so a KDC request can hold the client and server
- * records while a concurrent change is noticed. */
+ * records while a concurrent change is noticed.
+ *
+ * The two caches differ only in when they look at the change counter: the principal cache at most
+ * every check_ms (a few hundred milliseconds of staleness is the documented price of a KDC that
+ * does no query per request), the device cache on every lookup, because a revoked device must be
+ * refused at its very next login. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +27,7 @@ struct ck_cache_entry {
     uint64_t hash;
     size_t name_len;
     char *name;
-    ck_db_principal *rec;                  /* NULL: the principal does not exist */
+    void *rec;                             /* NULL: the record does not exist */
 };
 
 /* ---- SipHash-2-4 (Aumasson & Bernstein), written from the paper's description ---- */
@@ -88,11 +93,12 @@ siphash24(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
 /* ---- table ---- */
 
 static void
-entry_free(struct ck_cache_entry *e)
+entry_free(const struct ck_store_cache *c, struct ck_cache_entry *e)
 {
     if (e == NULL)
         return;
-    ck_db_principal_free(e->rec);
+    if (e->rec != NULL)
+        c->free_rec(e->rec);
     free(e->name);
     free(e);
 }
@@ -103,26 +109,29 @@ free_retired(struct ck_store_cache *c)
     while (c->retired != NULL) {
         struct ck_cache_entry *e = c->retired;
         c->retired = e->older;
-        entry_free(e);
+        entry_free(c, e);
     }
 }
 
 int
-ck_store_cache_init(struct ck_store_cache *c)
+ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind,
+                    void (*free_rec)(void *rec), size_t max_entries)
 {
     uint64_t k[2];
 
     memset(c, 0, sizeof(*c));
+    c->kind = kind;
+    c->free_rec = free_rec;
     c->buckets = calloc(CACHE_INITIAL_BUCKETS, sizeof(*c->buckets));
     if (c->buckets == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "principal cache");
+        return ck_error_set(CK_ERR_NOMEM, "record cache");
     c->n_buckets = CACHE_INITIAL_BUCKETS;
-    c->max_entries = CK_STORE_CACHE_MAX_ENTRIES;
+    c->max_entries = max_entries;
     c->check_ms = CK_STORE_CACHE_CHECK_MS;
     if (ck_random_bytes(k, sizeof(k)) != 0) {
         free(c->buckets);
         c->buckets = NULL;
-        return ck_error_set(CK_ERR_CRYPTO, "principal cache: no random hash key");
+        return ck_error_set(CK_ERR_CRYPTO, "record cache: no random hash key");
     }
     c->sip_k0 = k[0];
     c->sip_k1 = k[1];
@@ -230,27 +239,22 @@ grow(struct ck_store_cache *c)
 }
 
 static void
-change_cb(const char *name, void *arg)
+change_cb(enum ck_store_change_kind kind, const char *key, void *arg)
 {
     struct ck_store_cache *c = arg;
 
-    if (name == NULL)
+    if (kind == CK_CHANGE_ALL || key == NULL)
         cache_flush_all(c);
-    else
-        ck_store_cache_invalidate(c, name);
+    else if (kind == c->kind)
+        ck_store_cache_invalidate(c, key);
 }
 
-/* Checks the change counter if the interval has passed. */
+/* Brings c up to date with the change log. */
 static void
-cache_check(ck_store *store)
+cache_sync(ck_store *store, struct ck_store_cache *c)
 {
-    struct ck_store_cache *c = &store->cache;
-    int64_t now = ck_monotonic_ms();
     uint64_t cur = 0;
 
-    if (c->generation_known && now - c->last_check_ms < c->check_ms)
-        return;
-    c->last_check_ms = now;
     if (!c->generation_known) {
         /* Everything cached so far predates a generation we never read: start clean. */
         if (store->ops->generation(store->be, &cur) == 0) {
@@ -269,10 +273,24 @@ cache_check(ck_store *store)
     c->generation = cur;
 }
 
+/* Checks the principal cache against the change counter if the interval has passed. */
+static void
+cache_check(ck_store *store)
+{
+    struct ck_store_cache *c = &store->cache;
+    int64_t now = ck_monotonic_ms();
+
+    if (c->generation_known && now - c->last_check_ms < c->check_ms)
+        return;
+    c->last_check_ms = now;
+    cache_sync(store, c);
+}
+
 void
 ck_store_cache_begin(ck_store *store)
 {
     free_retired(&store->cache);
+    free_retired(&store->dev_cache);
     cache_check(store);
 }
 
@@ -280,6 +298,7 @@ void
 ck_store_cache_flush(ck_store *store)
 {
     cache_flush_all(&store->cache);
+    cache_flush_all(&store->dev_cache);
 }
 
 void
@@ -294,6 +313,13 @@ ck_store_cache_get_stats(const ck_store *store, ck_store_cache_stats *out)
 {
     *out = store->cache.stats;
     out->entries = store->cache.count;
+}
+
+void
+ck_store_device_cache_get_stats(const ck_store *store, ck_store_cache_stats *out)
+{
+    *out = store->dev_cache.stats;
+    out->entries = store->dev_cache.count;
 }
 
 static void
@@ -316,6 +342,33 @@ cache_insert(struct ck_store_cache *c, struct ck_cache_entry *e)
         c->oldest = e;
     c->newest = e;
     c->count++;
+}
+
+/* Stores rec (NULL: absent) under key; when the counter is unknown the entry serves this
+ * request only. */
+static int
+cache_add(struct ck_store_cache *c, const char *key, size_t len, uint64_t h, void *rec)
+{
+    struct ck_cache_entry *e;
+
+    e = calloc(1, sizeof(*e));
+    if (e == NULL || (e->name = ck_memdup(key, len + 1)) == NULL) {
+        free(e);
+        if (rec != NULL)
+            c->free_rec(rec);
+        return ck_error_set(CK_ERR_NOMEM, "record cache");
+    }
+    e->name_len = len;
+    e->hash = h;
+    e->rec = rec;
+    if (!c->generation_known) {
+        /* Cannot tell when it goes stale: hand it out for this request only. */
+        e->older = c->retired;
+        c->retired = e;
+    } else {
+        cache_insert(c, e);
+    }
+    return 0;
 }
 
 int
@@ -348,24 +401,48 @@ ck_store_get_principal_cached(ck_store *store, const char *name, const ck_db_pri
     ret = ck_store_load_principal(store, name, &rec);
     if (ret != 0 && ret != CK_ERR_NOTFOUND)
         return ret;
-    e = calloc(1, sizeof(*e));
-    if (e == NULL || (e->name = ck_memdup(name, len + 1)) == NULL) {
-        free(e);
-        ck_db_principal_free(rec);
-        return ck_error_set(CK_ERR_NOMEM, "principal cache");
-    }
-    e->name_len = len;
-    e->hash = h;
-    e->rec = rec;
-    if (!c->generation_known) {
-        /* Cannot tell when it goes stale: hand it out for this request only. */
-        e->older = c->retired;
-        c->retired = e;
-    } else {
-        cache_insert(c, e);
-    }
+    if ((ret = cache_add(c, name, len, h, rec)) != 0)
+        return ret;
     if (rec == NULL)
         return ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
+    *out = rec;
+    return 0;
+}
+
+int
+ck_store_get_device_cached(ck_store *store, const char *mac, const ck_db_device **out)
+{
+    struct ck_store_cache *c = &store->dev_cache;
+    struct ck_cache_entry *e;
+    ck_db_device *rec = NULL;
+    char canon[CK_DEVICE_MAC_LEN + 1];
+    uint64_t h;
+    int ret;
+
+    *out = NULL;
+    if (mac == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no MAC address");
+    if ((ret = ck_device_mac_parse(mac, canon)) != 0)
+        return ret;
+    /* Every lookup, no interval: this is what makes a revocation take effect at once. */
+    cache_sync(store, c);
+    h = siphash24(c->sip_k0, c->sip_k1, (const uint8_t *)canon, CK_DEVICE_MAC_LEN);
+    e = c->generation_known ? cache_find(c, canon, CK_DEVICE_MAC_LEN, h) : NULL;
+    if (e != NULL) {
+        c->stats.hits++;
+        if (e->rec == NULL)
+            return ck_error_set(CK_ERR_NOTFOUND, "device %s not found", canon);
+        *out = e->rec;
+        return 0;
+    }
+    c->stats.misses++;
+    ret = ck_store_load_device(store, canon, &rec);
+    if (ret != 0 && ret != CK_ERR_NOTFOUND)
+        return ret;
+    if ((ret = cache_add(c, canon, CK_DEVICE_MAC_LEN, h, rec)) != 0)
+        return ret;
+    if (rec == NULL)
+        return ck_error_set(CK_ERR_NOTFOUND, "device %s not found", canon);
     *out = rec;
     return 0;
 }

@@ -11,7 +11,7 @@
 #include "cablekey/util.h"
 #include "store/store_int.h"
 
-#define SQLITE_SCHEMA_VERSION 1
+#define SQLITE_SCHEMA_VERSION 2
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 /* Change log rows kept; a cache further behind than this flushes everything. */
 #define SQLITE_CHANGELOG_KEEP 10000
@@ -24,9 +24,13 @@ struct sqlite_be {
     sqlite3_stmt *get_princ;
     sqlite3_stmt *get_keys;
     sqlite3_stmt *get_gen;
+    sqlite3_stmt *get_dev;
 };
 
-static const char *const schema_sql[] = {
+/* Schema history. New databases are created at version 1 and migrated in the same transaction,
+ * so a fresh database and an upgraded one are the same by construction. Never edit a released
+ * step: add one. */
+static const char *const schema_v1[] = {
     "CREATE TABLE schema_version(version INTEGER NOT NULL)",
     "CREATE TABLE realm("
     " id INTEGER PRIMARY KEY CHECK (id = 1),"
@@ -64,7 +68,33 @@ static const char *const schema_sql[] = {
     " key_enc BLOB NOT NULL,"
     " PRIMARY KEY (principal_id, kvno, enctype))",
     "INSERT INTO generation(id, value) VALUES (1, 0)",
+    "INSERT INTO schema_version(version) VALUES (1)",
+    NULL,
 };
+
+/* 1 -> 2: the device table. The change log learns what an entry names; rows written before
+ * (and by a version-1 binary still running against the upgraded file) name principals, hence
+ * the default. */
+static const char *const schema_1_to_2[] = {
+    "ALTER TABLE changelog ADD COLUMN kind INTEGER NOT NULL DEFAULT 1",
+    "CREATE TABLE device("
+    " mac TEXT NOT NULL PRIMARY KEY CHECK (length(mac) = 17),"
+    " principal TEXT NOT NULL REFERENCES principal(name),"
+    " state INTEGER NOT NULL,"
+    " spki_sha256 BLOB CHECK (spki_sha256 IS NULL OR length(spki_sha256) = 32),"
+    " created INTEGER NOT NULL,"
+    " modified INTEGER NOT NULL,"
+    " revoked INTEGER NOT NULL DEFAULT 0,"
+    " generation INTEGER NOT NULL,"     /* the change counter at the row's last change */
+    " comment TEXT NOT NULL DEFAULT '') WITHOUT ROWID",
+    "CREATE INDEX device_principal ON device(principal, mac)",
+    NULL,
+};
+
+/* migrations[v - 1] takes a database from version v to v + 1. */
+static const char *const *const migrations[] = {schema_1_to_2};
+_Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
+               "one migration per schema version");
 
 static int
 db_error(struct sqlite_be *be, const char *what)
@@ -99,6 +129,120 @@ prepare(struct sqlite_be *be, const char *sql, sqlite3_stmt **st)
     return 0;
 }
 
+/* ---- typed, checked parameter binding ----
+ *
+ * Every statement parameter goes through bind_args, which checks each sqlite3_bind_* result; the
+ * write path's "prepare, bind, step to the end, finalize" is sql_run. */
+
+enum sql_type { SQL_INT, SQL_TEXT, SQL_BLOB, SQL_NULL };
+
+struct sql_arg {
+    enum sql_type type;
+    int64_t i;
+    const char *s;  /* SQL_TEXT: NUL-terminated; NULL binds SQL NULL */
+    const void *p;  /* SQL_BLOB */
+    size_t len;
+};
+
+#define A_INT(v) ((struct sql_arg){.type = SQL_INT, .i = (int64_t)(v)})
+#define A_TEXT(v) ((struct sql_arg){.type = SQL_TEXT, .s = (v)})
+#define A_BLOB(v, n) ((struct sql_arg){.type = SQL_BLOB, .p = (v), .len = (n)})
+#define A_NULL ((struct sql_arg){.type = SQL_NULL})
+/* An argument list: pointer and count of a compound literal. */
+#define ARGS(...)                                                                               \
+    (const struct sql_arg[]){__VA_ARGS__},                                                      \
+        sizeof((const struct sql_arg[]){__VA_ARGS__}) / sizeof(struct sql_arg)
+
+static int
+bind_args(struct sqlite_be *be, sqlite3_stmt *st, const char *what, const struct sql_arg *a,
+          size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        int idx = (int)i + 1, rc;
+
+        switch (a[i].type) {
+        case SQL_INT:
+            rc = sqlite3_bind_int64(st, idx, a[i].i);
+            break;
+        case SQL_TEXT:
+            rc = a[i].s != NULL ? sqlite3_bind_text(st, idx, a[i].s, -1, SQLITE_STATIC)
+                                : sqlite3_bind_null(st, idx);
+            break;
+        case SQL_BLOB:
+            /* SQLite lengths are ints; nothing cablekey stores comes close. */
+            if (a[i].len > (size_t)INT32_MAX)
+                return ck_error_set(CK_ERR_LIMIT, "%s: parameter %d too large", what, idx);
+            rc = sqlite3_bind_blob(st, idx, a[i].p, (int)a[i].len, SQLITE_STATIC);
+            break;
+        case SQL_NULL:
+        default:
+            rc = sqlite3_bind_null(st, idx);
+            break;
+        }
+        if (rc != SQLITE_OK)
+            return ck_error_set(rc == SQLITE_NOMEM ? CK_ERR_NOMEM : CK_ERR_DB,
+                                "%s: bind parameter %d: %s", what, idx, sqlite3_errstr(rc));
+    }
+    return 0;
+}
+
+/* Resets a statement prepared once and kept, and binds its parameters. */
+static int
+reuse_stmt(struct sqlite_be *be, sqlite3_stmt *st, const char *what, const struct sql_arg *a,
+           size_t n)
+{
+    int ret;
+
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+    if ((ret = bind_args(be, st, what, a, n)) != 0)
+        sqlite3_clear_bindings(st);
+    return ret;
+}
+
+/* Ends a use of a kept statement: no read transaction may outlive the call (another
+ * connection's commit must be visible to the next one). */
+static void
+release_stmt(sqlite3_stmt *st)
+{
+    sqlite3_reset(st);
+    sqlite3_clear_bindings(st);
+}
+
+/* Prepares sql, binds the arguments, steps it to completion (rows are not expected) and
+ * finalizes it. */
+static int
+sql_run(struct sqlite_be *be, const char *what, const char *sql, const struct sql_arg *a,
+        size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    int ret;
+
+    if ((ret = prepare(be, sql, &st)) != 0)
+        return ret;
+    if ((ret = bind_args(be, st, what, a, n)) == 0 && sqlite3_step(st) != SQLITE_DONE)
+        ret = db_error(be, what);
+    sqlite3_finalize(st);
+    return ret;
+}
+
+/* Prepares sql and binds the arguments; the caller steps and finalizes. */
+static int
+sql_query(struct sqlite_be *be, const char *what, const char *sql, const struct sql_arg *a,
+          size_t n, sqlite3_stmt **out)
+{
+    int ret;
+
+    *out = NULL;
+    if ((ret = prepare(be, sql, out)) != 0)
+        return ret;
+    if ((ret = bind_args(be, *out, what, a, n)) != 0) {
+        sqlite3_finalize(*out);
+        *out = NULL;
+    }
+    return ret;
+}
+
 static int
 begin_write(struct sqlite_be *be)
 {
@@ -117,35 +261,27 @@ end_write(struct sqlite_be *be, int ret)
     return ret;
 }
 
-/* Bumps the generation and logs the change, inside the caller's transaction. */
-static int
-bump_generation(struct sqlite_be *be, const char *name)
-{
-    sqlite3_stmt *st = NULL;
-    int ret = 0;
+static int sqlite_generation(void *arg, uint64_t *gen);
 
-    if ((ret = exec_sql(be, "UPDATE generation SET value = value + 1 WHERE id = 1")) != 0)
+/* Bumps the generation and logs what changed, inside the caller's transaction; *gen (may be
+ * NULL) receives the new value. key NULL: anything may have changed. */
+static int
+bump_generation(struct sqlite_be *be, enum ck_store_change_kind kind, const char *key,
+                uint64_t *gen)
+{
+    int ret;
+
+    if ((ret = exec_sql(be, "UPDATE generation SET value = value + 1 WHERE id = 1")) != 0 ||
+        (ret = sql_run(be, "changelog",
+                       "INSERT INTO changelog(generation, name, kind) "
+                       "SELECT value, ?, ? FROM generation WHERE id = 1",
+                       ARGS(A_TEXT(key), A_INT(key != NULL ? kind : CK_CHANGE_ALL)))) != 0 ||
+        (ret = sql_run(be, "trim changelog",
+                       "DELETE FROM changelog WHERE generation <= "
+                       "(SELECT value FROM generation WHERE id = 1) - ?",
+                       ARGS(A_INT(SQLITE_CHANGELOG_KEEP)))) != 0)
         return ret;
-    if ((ret = prepare(be, "INSERT INTO changelog(generation, name) "
-                           "SELECT value, ? FROM generation WHERE id = 1", &st)) != 0)
-        return ret;
-    if (name != NULL)
-        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(st, 1);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        ret = db_error(be, "changelog");
-    sqlite3_finalize(st);
-    if (ret != 0)
-        return ret;
-    if ((ret = prepare(be, "DELETE FROM changelog WHERE generation <= "
-                           "(SELECT value FROM generation WHERE id = 1) - ?", &st)) != 0)
-        return ret;
-    sqlite3_bind_int(st, 1, SQLITE_CHANGELOG_KEEP);
-    if (sqlite3_step(st) != SQLITE_DONE)
-        ret = db_error(be, "trim changelog");
-    sqlite3_finalize(st);
-    return ret;
+    return gen != NULL ? sqlite_generation(be, gen) : 0;
 }
 
 static void
@@ -158,12 +294,13 @@ sqlite_close(void *arg)
     sqlite3_finalize(be->get_princ);
     sqlite3_finalize(be->get_keys);
     sqlite3_finalize(be->get_gen);
+    sqlite3_finalize(be->get_dev);
     sqlite3_close(be->db);
     free(be);
 }
 
 static int
-check_schema_version(struct sqlite_be *be)
+read_schema_version(struct sqlite_be *be, int *version)
 {
     sqlite3_stmt *st = NULL;
     int ret = 0;
@@ -177,12 +314,79 @@ check_schema_version(struct sqlite_be *be)
         ret = ck_error_set(CK_ERR_DB, "schema_version missing");
         goto out;
     }
-    if (sqlite3_column_int(st, 0) != SQLITE_SCHEMA_VERSION)
-        ret = ck_error_set(CK_ERR_UNSUPPORTED, "database schema version %d, expected %d",
-                           sqlite3_column_int(st, 0), SQLITE_SCHEMA_VERSION);
+    *version = sqlite3_column_int(st, 0);
 out:
     sqlite3_finalize(st);
     return ret;
+}
+
+/* Runs the migrations from `from` to the current version inside the caller's transaction. */
+static int
+apply_migrations(struct sqlite_be *be, int from)
+{
+    int ret;
+
+    for (int v = from; v < SQLITE_SCHEMA_VERSION; v++) {
+        for (const char *const *sql = migrations[v - 1]; *sql != NULL; sql++) {
+            if ((ret = exec_sql(be, *sql)) != 0)
+                return ret;
+        }
+    }
+    return sql_run(be, "schema_version", "UPDATE schema_version SET version = ?",
+                   ARGS(A_INT(SQLITE_SCHEMA_VERSION)));
+}
+
+/* Brings an older database to the current schema, in one transaction; refuses newer ones. */
+static int
+upgrade_schema(struct sqlite_be *be)
+{
+    int version = 0, ret;
+
+    if ((ret = read_schema_version(be, &version)) != 0)
+        return ret;
+    if (version == SQLITE_SCHEMA_VERSION)
+        return 0;
+    if (version < 1 || version > SQLITE_SCHEMA_VERSION)
+        return ck_error_set(CK_ERR_UNSUPPORTED,
+                            "database schema version %d, this cablekey knows 1 to %d", version,
+                            SQLITE_SCHEMA_VERSION);
+    if (be->readonly)
+        return ck_error_set(CK_ERR_UNSUPPORTED,
+                            "database schema version %d needs an upgrade to %d, which a "
+                            "read-only open cannot do: run a cablekey command that writes, or "
+                            "start cablekey-kdc, once", version, SQLITE_SCHEMA_VERSION);
+    if ((ret = begin_write(be)) != 0)
+        return ret;
+    /* Another process may have upgraded it while we waited for the lock. */
+    if ((ret = read_schema_version(be, &version)) == 0 && version != SQLITE_SCHEMA_VERSION)
+        ret = apply_migrations(be, version);
+    if (ret != 0)
+        ret = ck_error_set(ret, "upgrading the database schema from version %d to %d: %s",
+                           version, SQLITE_SCHEMA_VERSION, ck_error_context());
+    return end_write(be, ret);
+}
+
+/* The statements every lookup uses, prepared once per connection. */
+static int
+prepare_hot(struct sqlite_be *be)
+{
+    int ret;
+
+    if ((ret = prepare(be,
+                       "SELECT id, name, attributes, max_life, max_renew, expires, pw_expires,"
+                       " kvno, created, modified FROM principal WHERE name = ?",
+                       &be->get_princ)) != 0 ||
+        (ret = prepare(be,
+                       "SELECT kvno, enctype, salt_type, salt, mkvno, key_enc FROM key"
+                       " WHERE principal_id = ? ORDER BY kvno DESC, ord ASC",
+                       &be->get_keys)) != 0 ||
+        (ret = prepare(be, "SELECT value FROM generation WHERE id = 1", &be->get_gen)) != 0 ||
+        (ret = prepare(be,
+                       "SELECT mac, principal, state, spki_sha256, created, modified, revoked,"
+                       " generation, comment FROM device WHERE mac = ?",
+                       &be->get_dev)) != 0)
+        return ret;
+    return 0;
 }
 
 static int
@@ -216,17 +420,7 @@ sqlite_open(const char *path, unsigned flags, bool create, void **out)
     if ((ret = exec_sql(be, "PRAGMA synchronous = NORMAL")) != 0)
         goto out;
     if (!create) {
-        if ((ret = check_schema_version(be)) != 0)
-            goto out;
-        if ((ret = prepare(be,
-                           "SELECT id, name, attributes, max_life, max_renew, expires, pw_expires,"
-                           " kvno, created, modified FROM principal WHERE name = ?",
-                           &be->get_princ)) != 0 ||
-            (ret = prepare(be,
-                           "SELECT kvno, enctype, salt_type, salt, mkvno, key_enc FROM key"
-                           " WHERE principal_id = ? ORDER BY kvno DESC, ord ASC",
-                           &be->get_keys)) != 0 ||
-            (ret = prepare(be, "SELECT value FROM generation WHERE id = 1", &be->get_gen)) != 0)
+        if ((ret = upgrade_schema(be)) != 0 || (ret = prepare_hot(be)) != 0)
             goto out;
     }
     *out = be;
@@ -241,7 +435,6 @@ sqlite_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_
                    int64_t now)
 {
     struct sqlite_be *be = arg;
-    sqlite3_stmt *st = NULL;
     char enctypes[CK_STORE_MAX_ENCTYPES * 12 + 1];
     size_t pos = 0;
     int ret;
@@ -256,62 +449,29 @@ sqlite_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_
     }
     if ((ret = begin_write(be)) != 0)
         return ret;
-    for (size_t i = 0; i < sizeof(schema_sql) / sizeof(schema_sql[0]); i++) {
-        if ((ret = exec_sql(be, schema_sql[i])) != 0)
+    for (const char *const *sql = schema_v1; *sql != NULL; sql++) {
+        if ((ret = exec_sql(be, *sql)) != 0)
             goto out;
     }
-    if ((ret = prepare(be, "INSERT INTO schema_version(version) VALUES (?)", &st)) != 0)
+    if ((ret = apply_migrations(be, 1)) != 0 ||
+        (ret = sql_run(be, "realm",
+                       "INSERT INTO realm(id, name, enctypes, max_life, max_renew, master_kvno)"
+                       " VALUES (1, ?, ?, ?, ?, ?)",
+                       ARGS(A_TEXT(realm->name), A_TEXT(enctypes), A_INT(realm->max_life),
+                            A_INT(realm->max_renew), A_INT(mkey->kvno)))) != 0 ||
+        (ret = sql_run(be, "master_key",
+                       "INSERT INTO master_key(kvno, enctype, check_value, created)"
+                       " VALUES (?, ?, ?, ?)",
+                       ARGS(A_INT(mkey->kvno), A_INT(mkey->enctype),
+                            A_BLOB(mkey->check, mkey->check_len), A_INT(now)))) != 0)
         goto out;
-    sqlite3_bind_int(st, 1, SQLITE_SCHEMA_VERSION);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        ret = db_error(be, "schema_version");
-        goto out;
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if ((ret = prepare(be, "INSERT INTO realm(id, name, enctypes, max_life, max_renew,"
-                           " master_kvno) VALUES (1, ?, ?, ?, ?, ?)", &st)) != 0)
-        goto out;
-    sqlite3_bind_text(st, 1, realm->name, -1, SQLITE_STATIC);
-    sqlite3_bind_text(st, 2, enctypes, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 3, realm->max_life);
-    sqlite3_bind_int64(st, 4, realm->max_renew);
-    sqlite3_bind_int64(st, 5, mkey->kvno);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        ret = db_error(be, "realm");
-        goto out;
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if ((ret = prepare(be, "INSERT INTO master_key(kvno, enctype, check_value, created)"
-                           " VALUES (?, ?, ?, ?)", &st)) != 0)
-        goto out;
-    sqlite3_bind_int64(st, 1, mkey->kvno);
-    sqlite3_bind_int(st, 2, mkey->enctype);
-    sqlite3_bind_blob(st, 3, mkey->check, (int)mkey->check_len, SQLITE_STATIC);
-    sqlite3_bind_int64(st, 4, now);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        ret = db_error(be, "master_key");
-        goto out;
-    }
-    ret = bump_generation(be, NULL);
+    ret = bump_generation(be, CK_CHANGE_ALL, NULL, NULL);
 out:
-    sqlite3_finalize(st);
     ret = end_write(be, ret);
     if (ret != 0)
         return ret;
     /* Now that the tables exist, prepare the hot-path statements as a normal open does. */
-    if ((ret = prepare(be,
-                       "SELECT id, name, attributes, max_life, max_renew, expires, pw_expires,"
-                       " kvno, created, modified FROM principal WHERE name = ?",
-                       &be->get_princ)) != 0 ||
-        (ret = prepare(be,
-                       "SELECT kvno, enctype, salt_type, salt, mkvno, key_enc FROM key"
-                       " WHERE principal_id = ? ORDER BY kvno DESC, ord ASC",
-                       &be->get_keys)) != 0 ||
-        (ret = prepare(be, "SELECT value FROM generation WHERE id = 1", &be->get_gen)) != 0)
-        return ret;
-    return 0;
+    return prepare_hot(be);
 }
 
 static int
@@ -368,10 +528,9 @@ sqlite_load_realm(void *arg, ck_realm_info *realm, struct ck_store_mkey_row *mke
     sqlite3_finalize(st);
     st = NULL;
 
-    if ((ret = prepare(be, "SELECT kvno, enctype, check_value FROM master_key WHERE kvno = ?",
-                       &st)) != 0)
+    if ((ret = sql_query(be, "master key", "SELECT kvno, enctype, check_value FROM master_key"
+                         " WHERE kvno = ?", ARGS(A_INT(realm->master_kvno)), &st)) != 0)
         goto out;
-    sqlite3_bind_int64(st, 1, realm->master_kvno);
     if (sqlite3_step(st) != SQLITE_ROW) {
         ret = ck_error_set(CK_ERR_DB, "master key kvno %u missing", realm->master_kvno);
         goto out;
@@ -399,10 +558,10 @@ static int
 read_keys(struct sqlite_be *be, int64_t id, struct ck_store_princ_row *row)
 {
     sqlite3_stmt *st = be->get_keys;
-    int rc, ret = 0;
+    int rc, ret;
 
-    sqlite3_reset(st);
-    sqlite3_bind_int64(st, 1, id);
+    if ((ret = reuse_stmt(be, st, "read keys", ARGS(A_INT(id)))) != 0)
+        return ret;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct ck_store_key_row *k, *nk;
         const void *salt = sqlite3_column_blob(st, 3);
@@ -446,8 +605,7 @@ read_keys(struct sqlite_be *be, int64_t id, struct ck_store_princ_row *row)
     if (rc != SQLITE_DONE)
         ret = db_error(be, "read keys");
 out:
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    release_stmt(st);
     return ret;
 }
 
@@ -460,8 +618,8 @@ sqlite_get(void *arg, const char *name, struct ck_store_princ_row *row)
     int rc, ret = 0;
 
     memset(row, 0, sizeof(*row));
-    sqlite3_reset(st);
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+    if ((ret = reuse_stmt(be, st, "get principal", ARGS(A_TEXT(name)))) != 0)
+        return ret;
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
         ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
@@ -486,11 +644,10 @@ sqlite_get(void *arg, const char *name, struct ck_store_princ_row *row)
     row->kvno = (uint32_t)sqlite3_column_int64(st, 7);
     row->created = sqlite3_column_int64(st, 8);
     row->modified = sqlite3_column_int64(st, 9);
-    sqlite3_reset(st);
+    release_stmt(st);
     ret = read_keys(be, id, row);
 out:
-    sqlite3_reset(st);
-    sqlite3_clear_bindings(st);
+    release_stmt(st);
     if (ret != 0)
         ck_store_princ_row_clear(row);
     return ret;
@@ -505,23 +662,16 @@ insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *key
     if ((ret = prepare(be, "INSERT INTO key(principal_id, kvno, enctype, ord, salt_type, salt,"
                            " mkvno, key_enc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &st)) != 0)
         return ret;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; i < n && ret == 0; i++) {
         sqlite3_reset(st);
-        sqlite3_bind_int64(st, 1, id);
-        sqlite3_bind_int64(st, 2, keys[i].kvno);
-        sqlite3_bind_int(st, 3, keys[i].enctype);
-        sqlite3_bind_int64(st, 4, (int64_t)i);
-        sqlite3_bind_int(st, 5, keys[i].salt_type);
-        if (keys[i].salt_len > 0)
-            sqlite3_bind_blob(st, 6, keys[i].salt, (int)keys[i].salt_len, SQLITE_STATIC);
-        else
-            sqlite3_bind_null(st, 6);
-        sqlite3_bind_int64(st, 7, keys[i].mkvno);
-        sqlite3_bind_blob(st, 8, keys[i].key_enc, (int)keys[i].key_enc_len, SQLITE_STATIC);
-        if (sqlite3_step(st) != SQLITE_DONE) {
+        ret = bind_args(be, st, "insert key",
+                        ARGS(A_INT(id), A_INT(keys[i].kvno), A_INT(keys[i].enctype), A_INT(i),
+                             A_INT(keys[i].salt_type),
+                             keys[i].salt_len > 0 ? A_BLOB(keys[i].salt, keys[i].salt_len)
+                                                  : A_NULL,
+                             A_INT(keys[i].mkvno), A_BLOB(keys[i].key_enc, keys[i].key_enc_len)));
+        if (ret == 0 && sqlite3_step(st) != SQLITE_DONE)
             ret = db_error(be, "insert key");
-            break;
-        }
     }
     sqlite3_finalize(st);
     return ret;
@@ -535,9 +685,9 @@ lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
     int rc, ret;
 
     *id = 0;
-    if ((ret = prepare(be, "SELECT id, kvno FROM principal WHERE name = ?", &st)) != 0)
+    if ((ret = sql_query(be, "lookup principal", "SELECT id, kvno FROM principal WHERE name = ?",
+                         ARGS(A_TEXT(name)), &st)) != 0)
         return ret;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW) {
         *id = sqlite3_column_int64(st, 0);
@@ -555,7 +705,6 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
            int64_t now)
 {
     struct sqlite_be *be = arg;
-    sqlite3_stmt *st = NULL;
     int64_t id = 0;
     int ret;
 
@@ -572,66 +721,44 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
             ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", row->name);
             goto out;
         }
-        if ((ret = prepare(be, "UPDATE principal SET attributes = ?, max_life = ?,"
-                               " max_renew = ?, expires = ?, pw_expires = ?, modified = ?"
-                               " WHERE id = ?", &st)) != 0)
+        if ((ret = sql_run(be, "update principal",
+                           "UPDATE principal SET attributes = ?, max_life = ?, max_renew = ?,"
+                           " expires = ?, pw_expires = ?, modified = ? WHERE id = ?",
+                           ARGS(A_INT(row->attributes), A_INT(row->max_life),
+                                A_INT(row->max_renew), A_INT(row->expires),
+                                A_INT(row->pw_expires), A_INT(now), A_INT(id)))) != 0)
             goto out;
-        sqlite3_bind_int64(st, 1, row->attributes);
-        sqlite3_bind_int64(st, 2, row->max_life);
-        sqlite3_bind_int64(st, 3, row->max_renew);
-        sqlite3_bind_int64(st, 4, row->expires);
-        sqlite3_bind_int64(st, 5, row->pw_expires);
-        sqlite3_bind_int64(st, 6, now);
-        sqlite3_bind_int64(st, 7, id);
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            ret = db_error(be, "update principal");
-            goto out;
-        }
-        ret = bump_generation(be, row->name);
+        ret = bump_generation(be, CK_CHANGE_PRINCIPAL, row->name, NULL);
         goto out;
     }
     if (id != 0) {
         /* Replace: drop the old keys, keep the row id and creation time. */
-        if ((ret = prepare(be, "DELETE FROM key WHERE principal_id = ?", &st)) != 0)
+        if ((ret = sql_run(be, "replace keys", "DELETE FROM key WHERE principal_id = ?",
+                           ARGS(A_INT(id)))) != 0 ||
+            (ret = sql_run(be, "store principal",
+                           "UPDATE principal SET attributes = ?, max_life = ?, max_renew = ?,"
+                           " expires = ?, pw_expires = ?, kvno = ?, modified = ? WHERE id = ?",
+                           ARGS(A_INT(row->attributes), A_INT(row->max_life),
+                                A_INT(row->max_renew), A_INT(row->expires),
+                                A_INT(row->pw_expires), A_INT(row->kvno), A_INT(now),
+                                A_INT(id)))) != 0)
             goto out;
-        sqlite3_bind_int64(st, 1, id);
-        if (sqlite3_step(st) != SQLITE_DONE) {
-            ret = db_error(be, "replace keys");
-            goto out;
-        }
-        sqlite3_finalize(st);
-        st = NULL;
-        if ((ret = prepare(be, "UPDATE principal SET attributes = ?, max_life = ?,"
-                               " max_renew = ?, expires = ?, pw_expires = ?, kvno = ?,"
-                               " modified = ? WHERE id = ?", &st)) != 0)
-            goto out;
-        sqlite3_bind_int64(st, 8, id);
     } else {
-        if ((ret = prepare(be, "INSERT INTO principal(attributes, max_life, max_renew, expires,"
-                               " pw_expires, kvno, modified, name, created)"
-                               " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", &st)) != 0)
+        if ((ret = sql_run(be, "store principal",
+                           "INSERT INTO principal(attributes, max_life, max_renew, expires,"
+                           " pw_expires, kvno, modified, name, created)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           ARGS(A_INT(row->attributes), A_INT(row->max_life),
+                                A_INT(row->max_renew), A_INT(row->expires),
+                                A_INT(row->pw_expires), A_INT(row->kvno), A_INT(now),
+                                A_TEXT(row->name), A_INT(now)))) != 0)
             goto out;
-        sqlite3_bind_text(st, 8, row->name, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(st, 9, now);
-    }
-    sqlite3_bind_int64(st, 1, row->attributes);
-    sqlite3_bind_int64(st, 2, row->max_life);
-    sqlite3_bind_int64(st, 3, row->max_renew);
-    sqlite3_bind_int64(st, 4, row->expires);
-    sqlite3_bind_int64(st, 5, row->pw_expires);
-    sqlite3_bind_int64(st, 6, row->kvno);
-    sqlite3_bind_int64(st, 7, now);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        ret = db_error(be, "store principal");
-        goto out;
-    }
-    if (id == 0)
         id = sqlite3_last_insert_rowid(be->db);
+    }
     if ((ret = insert_keys(be, id, row->keys, row->n_keys)) != 0)
         goto out;
-    ret = bump_generation(be, row->name);
+    ret = bump_generation(be, CK_CHANGE_PRINCIPAL, row->name, NULL);
 out:
-    sqlite3_finalize(st);
     return end_write(be, ret);
 }
 
@@ -640,22 +767,35 @@ sqlite_del(void *arg, const char *name)
 {
     struct sqlite_be *be = arg;
     sqlite3_stmt *st = NULL;
-    int ret;
+    int rc, ret;
 
     if ((ret = begin_write(be)) != 0)
         return ret;
-    if ((ret = prepare(be, "DELETE FROM principal WHERE name = ?", &st)) != 0)
+    /* The foreign key would refuse it too, with a message that does not say why. */
+    if ((ret = sql_query(be, "delete principal",
+                         "SELECT count(*), min(mac) FROM device WHERE principal = ?",
+                         ARGS(A_TEXT(name)), &st)) != 0)
         goto out;
-    sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
-    if (sqlite3_step(st) != SQLITE_DONE) {
+    rc = sqlite3_step(st);
+    if (rc != SQLITE_ROW) {
         ret = db_error(be, "delete principal");
         goto out;
     }
+    if (sqlite3_column_int64(st, 0) > 0) {
+        ret = ck_error_set(CK_ERR_POLICY,
+                           "principal %s: %lld device(s) map to it (first %s); delete them first",
+                           name, (long long)sqlite3_column_int64(st, 0),
+                           (const char *)sqlite3_column_text(st, 1));
+        goto out;
+    }
+    if ((ret = sql_run(be, "delete principal", "DELETE FROM principal WHERE name = ?",
+                       ARGS(A_TEXT(name)))) != 0)
+        goto out;
     if (sqlite3_changes(be->db) == 0) {
         ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
         goto out;
     }
-    ret = bump_generation(be, name);
+    ret = bump_generation(be, CK_CHANGE_PRINCIPAL, name, NULL);
 out:
     sqlite3_finalize(st);
     return end_write(be, ret);
@@ -685,7 +825,6 @@ sqlite_rotate(void *arg, const char *name, uint32_t old_kvno, uint32_t new_kvno,
               const struct ck_store_key_row *keys, size_t n_keys, unsigned keep, int64_t now)
 {
     struct sqlite_be *be = arg;
-    sqlite3_stmt *st = NULL;
     uint32_t cur = 0;
     int64_t id = 0;
     int ret;
@@ -704,42 +843,19 @@ sqlite_rotate(void *arg, const char *name, uint32_t old_kvno, uint32_t new_kvno,
         goto out;
     }
     /* Keys of the new kvno left from an earlier life of the counter would collide. */
-    if ((ret = prepare(be, "DELETE FROM key WHERE principal_id = ? AND kvno = ?", &st)) != 0)
+    if ((ret = sql_run(be, "rotate", "DELETE FROM key WHERE principal_id = ? AND kvno = ?",
+                       ARGS(A_INT(id), A_INT(new_kvno)))) != 0 ||
+        (ret = insert_keys(be, id, keys, n_keys)) != 0 ||
+        (ret = sql_run(be, "rotate", "UPDATE principal SET kvno = ?, modified = ? WHERE id = ?",
+                       ARGS(A_INT(new_kvno), A_INT(now), A_INT(id)))) != 0 ||
+        (ret = sql_run(be, "purge old kvnos",
+                       "DELETE FROM key WHERE principal_id = ?1 AND kvno NOT IN"
+                       " (SELECT DISTINCT kvno FROM key WHERE principal_id = ?1"
+                       "  ORDER BY kvno DESC LIMIT ?2)",
+                       ARGS(A_INT(id), A_INT(keep)))) != 0)
         goto out;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, new_kvno);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        ret = db_error(be, "rotate");
-        goto out;
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if ((ret = insert_keys(be, id, keys, n_keys)) != 0)
-        goto out;
-    if ((ret = prepare(be, "UPDATE principal SET kvno = ?, modified = ? WHERE id = ?", &st)) != 0)
-        goto out;
-    sqlite3_bind_int64(st, 1, new_kvno);
-    sqlite3_bind_int64(st, 2, now);
-    sqlite3_bind_int64(st, 3, id);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        ret = db_error(be, "rotate");
-        goto out;
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if ((ret = prepare(be, "DELETE FROM key WHERE principal_id = ?1 AND kvno NOT IN"
-                           " (SELECT DISTINCT kvno FROM key WHERE principal_id = ?1"
-                           "  ORDER BY kvno DESC LIMIT ?2)", &st)) != 0)
-        goto out;
-    sqlite3_bind_int64(st, 1, id);
-    sqlite3_bind_int64(st, 2, keep);
-    if (sqlite3_step(st) != SQLITE_DONE) {
-        ret = db_error(be, "purge old kvnos");
-        goto out;
-    }
-    ret = bump_generation(be, name);
+    ret = bump_generation(be, CK_CHANGE_PRINCIPAL, name, NULL);
 out:
-    sqlite3_finalize(st);
     return end_write(be, ret);
 }
 
@@ -755,7 +871,7 @@ sqlite_generation(void *arg, uint64_t *gen)
         *gen = (uint64_t)sqlite3_column_int64(st, 0);
     else
         ret = db_error(be, "generation");
-    sqlite3_reset(st);
+    release_stmt(st);
     return ret;
 }
 
@@ -776,32 +892,316 @@ sqlite_changes_since(void *arg, uint64_t since, uint64_t *current, ck_store_chan
     if (cur == since)
         return 0;
     if (cur < since || cur - since > SQLITE_CHANGES_MAX) {
-        cb(NULL, cb_arg);
+        cb(CK_CHANGE_ALL, NULL, cb_arg);
         return 0;
     }
-    if ((ret = prepare(be, "SELECT generation, name FROM changelog WHERE generation > ? AND"
-                           " generation <= ? ORDER BY generation", &st)) != 0)
+    if ((ret = sql_query(be, "changelog",
+                         "SELECT generation, name, kind FROM changelog WHERE generation > ? AND"
+                         " generation <= ? ORDER BY generation",
+                         ARGS(A_INT(since), A_INT(cur)), &st)) != 0)
         return ret;
-    sqlite3_bind_int64(st, 1, (int64_t)since);
-    sqlite3_bind_int64(st, 2, (int64_t)cur);
     expect = since + 1;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        /* A gap means the log was trimmed past us: we cannot know what changed. */
+        int kind = sqlite3_column_int(st, 2);
+
+        /* A gap means the log was trimmed past us: we cannot know what changed. An entry that
+         * names nothing, or a kind this version does not know, may be anything. */
         if ((uint64_t)sqlite3_column_int64(st, 0) != expect ||
-            sqlite3_column_type(st, 1) == SQLITE_NULL) {
-            cb(NULL, cb_arg);
+            sqlite3_column_type(st, 1) == SQLITE_NULL ||
+            (kind != CK_CHANGE_PRINCIPAL && kind != CK_CHANGE_DEVICE)) {
+            cb(CK_CHANGE_ALL, NULL, cb_arg);
             goto out;
         }
-        cb((const char *)sqlite3_column_text(st, 1), cb_arg);
+        cb((enum ck_store_change_kind)kind, (const char *)sqlite3_column_text(st, 1), cb_arg);
         expect++;
         n++;
     }
     if (rc != SQLITE_DONE)
         ret = db_error(be, "changelog");
     else if (n != cur - since)
-        cb(NULL, cb_arg);
+        cb(CK_CHANGE_ALL, NULL, cb_arg);
 out:
     sqlite3_finalize(st);
+    return ret;
+}
+
+/* ---- devices ---- */
+
+#define DEVICE_COLUMNS                                                                         \
+    "mac, principal, state, spki_sha256, created, modified, revoked, generation, comment"
+
+static char *
+column_strdup(sqlite3_stmt *st, int col)
+{
+    const unsigned char *t = sqlite3_column_text(st, col);
+
+    return t != NULL ? strdup((const char *)t) : NULL;
+}
+
+/* Reads the DEVICE_COLUMNS of the current row; *row is cleared on failure. */
+static int
+read_device_row(sqlite3_stmt *st, struct ck_store_device_row *row)
+{
+    const void *pin = sqlite3_column_blob(st, 3);
+    int pin_len = sqlite3_column_bytes(st, 3);
+
+    memset(row, 0, sizeof(*row));
+    row->mac = column_strdup(st, 0);
+    row->principal = column_strdup(st, 1);
+    row->comment = column_strdup(st, 8);
+    if (row->mac == NULL || row->principal == NULL || row->comment == NULL) {
+        ck_store_device_row_clear(row);
+        return ck_error_set(CK_ERR_NOMEM, "device row");
+    }
+    if (pin != NULL) {
+        if (pin_len != CK_DEVICE_SPKI_HASH_LEN) {
+            ck_store_device_row_clear(row);
+            return ck_error_set(CK_ERR_DB, "device row: malformed key pin");
+        }
+        memcpy(row->spki_sha256, pin, CK_DEVICE_SPKI_HASH_LEN);
+        row->has_pin = true;
+    }
+    row->state = sqlite3_column_int(st, 2);
+    row->created = sqlite3_column_int64(st, 4);
+    row->modified = sqlite3_column_int64(st, 5);
+    row->revoked = sqlite3_column_int64(st, 6);
+    row->generation = (uint64_t)sqlite3_column_int64(st, 7);
+    return 0;
+}
+
+static int
+sqlite_device_get(void *arg, const char *mac, struct ck_store_device_row *row)
+{
+    struct sqlite_be *be = arg;
+    sqlite3_stmt *st = be->get_dev;
+    int rc, ret;
+
+    memset(row, 0, sizeof(*row));
+    if ((ret = reuse_stmt(be, st, "get device", ARGS(A_TEXT(mac)))) != 0)
+        return ret;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_ROW)
+        ret = read_device_row(st, row);
+    else if (rc == SQLITE_DONE)
+        ret = ck_error_set(CK_ERR_NOTFOUND, "device %s not found", mac);
+    else
+        ret = db_error(be, "get device");
+    release_stmt(st);
+    return ret;
+}
+
+/* Inside a write transaction: the state, pin and generation of a device (CK_ERR_NOTFOUND). */
+static int
+device_lock_row(struct sqlite_be *be, const char *mac, int *state, bool *has_pin,
+                uint8_t pin[CK_DEVICE_SPKI_HASH_LEN], uint64_t *generation)
+{
+    sqlite3_stmt *st = NULL;
+    int rc, ret;
+
+    if ((ret = sql_query(be, "device", "SELECT state, spki_sha256, generation FROM device"
+                         " WHERE mac = ?", ARGS(A_TEXT(mac)), &st)) != 0)
+        return ret;
+    rc = sqlite3_step(st);
+    if (rc == SQLITE_DONE) {
+        ret = ck_error_set(CK_ERR_NOTFOUND, "device %s not found", mac);
+    } else if (rc != SQLITE_ROW) {
+        ret = db_error(be, "device");
+    } else {
+        const void *p = sqlite3_column_blob(st, 1);
+        *state = sqlite3_column_int(st, 0);
+        *has_pin = p != NULL;
+        if (p != NULL && sqlite3_column_bytes(st, 1) != CK_DEVICE_SPKI_HASH_LEN)
+            ret = ck_error_set(CK_ERR_DB, "device %s: malformed key pin", mac);
+        else if (p != NULL)
+            memcpy(pin, p, CK_DEVICE_SPKI_HASH_LEN);
+        *generation = (uint64_t)sqlite3_column_int64(st, 2);
+    }
+    sqlite3_finalize(st);
+    return ret;
+}
+
+static int
+sqlite_device_add(void *arg, const struct ck_store_device_row *row, int64_t now)
+{
+    struct sqlite_be *be = arg;
+    uint8_t pin[CK_DEVICE_SPKI_HASH_LEN];
+    uint64_t gen = 0;
+    int64_t pid = 0;
+    bool has_pin = false;
+    int state = 0, ret;
+
+    if ((ret = begin_write(be)) != 0)
+        return ret;
+    ret = device_lock_row(be, row->mac, &state, &has_pin, pin, &gen);
+    if (ret == 0) {
+        ret = ck_error_set(CK_ERR_EXISTS, "device %s already exists", row->mac);
+        goto out;
+    }
+    if (ret != CK_ERR_NOTFOUND)
+        goto out;
+    if ((ret = lookup_id(be, row->principal, &pid, NULL)) != 0)
+        goto out;
+    if (pid == 0) {
+        ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", row->principal);
+        goto out;
+    }
+    if ((ret = bump_generation(be, CK_CHANGE_DEVICE, row->mac, &gen)) != 0 ||
+        (ret = sql_run(be, "add device",
+                       "INSERT INTO device(" DEVICE_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                       ARGS(A_TEXT(row->mac), A_TEXT(row->principal), A_INT(row->state),
+                            row->has_pin ? A_BLOB(row->spki_sha256, CK_DEVICE_SPKI_HASH_LEN)
+                                         : A_NULL,
+                            A_INT(now), A_INT(now), A_INT(gen), A_TEXT(row->comment)))) != 0)
+        goto out;
+out:
+    return end_write(be, ret);
+}
+
+static int
+sqlite_device_update(void *arg, const char *mac, enum ck_store_device_update what, int state,
+                     const uint8_t *hash, int64_t now, bool *changed)
+{
+    struct sqlite_be *be = arg;
+    uint8_t pin[CK_DEVICE_SPKI_HASH_LEN];
+    uint64_t gen = 0;
+    bool has_pin = false;
+    int cur = 0, ret;
+
+    *changed = false;
+    if ((ret = begin_write(be)) != 0)
+        return ret;
+    if ((ret = device_lock_row(be, mac, &cur, &has_pin, pin, &gen)) != 0)
+        goto out;
+    if (what == CK_DEV_SET_STATE) {
+        if (cur == state)
+            goto out;
+        if ((ret = bump_generation(be, CK_CHANGE_DEVICE, mac, &gen)) != 0 ||
+            (ret = sql_run(be, "device state",
+                           "UPDATE device SET state = ?, revoked = ?, modified = ?,"
+                           " generation = ? WHERE mac = ?",
+                           ARGS(A_INT(state), A_INT(state == CK_DEVICE_REVOKED ? now : 0),
+                                A_INT(now), A_INT(gen), A_TEXT(mac)))) != 0)
+            goto out;
+    } else {
+        if (hash == NULL ? !has_pin
+                         : (has_pin && memcmp(pin, hash, CK_DEVICE_SPKI_HASH_LEN) == 0))
+            goto out;
+        if ((ret = bump_generation(be, CK_CHANGE_DEVICE, mac, &gen)) != 0 ||
+            (ret = sql_run(be, "device pin",
+                           "UPDATE device SET spki_sha256 = ?, modified = ?, generation = ?"
+                           " WHERE mac = ?",
+                           ARGS(hash != NULL ? A_BLOB(hash, CK_DEVICE_SPKI_HASH_LEN) : A_NULL,
+                                A_INT(now), A_INT(gen), A_TEXT(mac)))) != 0)
+            goto out;
+    }
+    *changed = true;
+out:
+    ret = end_write(be, ret);
+    if (ret != 0)
+        *changed = false;
+    return ret;
+}
+
+static int
+sqlite_device_del(void *arg, const char *mac)
+{
+    struct sqlite_be *be = arg;
+    int ret;
+
+    if ((ret = begin_write(be)) != 0)
+        return ret;
+    if ((ret = sql_run(be, "delete device", "DELETE FROM device WHERE mac = ?",
+                       ARGS(A_TEXT(mac)))) != 0)
+        goto out;
+    if (sqlite3_changes(be->db) == 0) {
+        ret = ck_error_set(CK_ERR_NOTFOUND, "device %s not found", mac);
+        goto out;
+    }
+    ret = bump_generation(be, CK_CHANGE_DEVICE, mac, NULL);
+out:
+    return end_write(be, ret);
+}
+
+static int
+sqlite_device_list(void *arg, const char *principal, const char *after, size_t limit,
+                   int (*cb)(const struct ck_store_device_row *row, void *cb_arg), void *cb_arg,
+                   size_t *n_out)
+{
+    struct sqlite_be *be = arg;
+    struct ck_store_device_row row;
+    sqlite3_stmt *st = NULL;
+    size_t n = 0;
+    int rc, ret;
+
+    *n_out = 0;
+    /* Two statements rather than "? IS NULL OR ...", so each uses its index. */
+    if (principal != NULL)
+        ret = sql_query(be, "list devices",
+                        "SELECT " DEVICE_COLUMNS " FROM device WHERE principal = ? AND mac > ?"
+                        " ORDER BY mac LIMIT ?",
+                        ARGS(A_TEXT(principal), A_TEXT(after != NULL ? after : ""),
+                             A_INT(limit)), &st);
+    else
+        ret = sql_query(be, "list devices",
+                        "SELECT " DEVICE_COLUMNS " FROM device WHERE mac > ? ORDER BY mac"
+                        " LIMIT ?",
+                        ARGS(A_TEXT(after != NULL ? after : ""), A_INT(limit)), &st);
+    if (ret != 0)
+        return ret;
+    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+        if ((ret = read_device_row(st, &row)) != 0)
+            break;
+        ret = cb(&row, cb_arg);
+        ck_store_device_row_clear(&row);
+        if (ret != 0)
+            break;
+        n++;
+    }
+    if (ret == 0 && rc != SQLITE_DONE)
+        ret = db_error(be, "list devices");
+    sqlite3_finalize(st);
+    *n_out = n;
+    return ret;
+}
+
+static int
+sqlite_device_pin_check(void *arg, const char *mac, const uint8_t *hash,
+                        enum ck_device_pin_result *result, uint64_t *generation, int64_t now)
+{
+    struct sqlite_be *be = arg;
+    uint8_t pin[CK_DEVICE_SPKI_HASH_LEN];
+    uint64_t gen = 0;
+    bool has_pin = false;
+    int state = 0, ret;
+
+    *result = CK_DEVICE_PIN_MISMATCH;
+    if ((ret = begin_write(be)) != 0)
+        return ret;
+    if ((ret = device_lock_row(be, mac, &state, &has_pin, pin, &gen)) != 0)
+        goto out;
+    if (state != CK_DEVICE_ACTIVE) {
+        ret = ck_error_set(CK_ERR_POLICY, "device %s is not active (state %d)", mac, state);
+        goto out;
+    }
+    if (has_pin) {
+        *result = ck_ct_equal(pin, hash, CK_DEVICE_SPKI_HASH_LEN) ? CK_DEVICE_PIN_MATCH
+                                                                  : CK_DEVICE_PIN_MISMATCH;
+        goto out;
+    }
+    if ((ret = bump_generation(be, CK_CHANGE_DEVICE, mac, &gen)) != 0 ||
+        (ret = sql_run(be, "pin device",
+                       "UPDATE device SET spki_sha256 = ?, modified = ?, generation = ?"
+                       " WHERE mac = ?",
+                       ARGS(A_BLOB(hash, CK_DEVICE_SPKI_HASH_LEN), A_INT(now), A_INT(gen),
+                            A_TEXT(mac)))) != 0)
+        goto out;
+    *result = CK_DEVICE_PIN_SET;
+out:
+    ret = end_write(be, ret);
+    if (ret != 0)
+        *result = CK_DEVICE_PIN_MISMATCH;
+    else if (generation != NULL)
+        *generation = gen;
     return ret;
 }
 
@@ -818,4 +1218,10 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .rotate = sqlite_rotate,
     .generation = sqlite_generation,
     .changes_since = sqlite_changes_since,
+    .device_get = sqlite_device_get,
+    .device_add = sqlite_device_add,
+    .device_update = sqlite_device_update,
+    .device_del = sqlite_device_del,
+    .device_list = sqlite_device_list,
+    .device_pin_check = sqlite_device_pin_check,
 };

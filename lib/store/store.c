@@ -64,6 +64,17 @@ ck_store_mkey_row_clear(struct ck_store_mkey_row *row)
     memset(row, 0, sizeof(*row));
 }
 
+void
+ck_store_device_row_clear(struct ck_store_device_row *row)
+{
+    if (row == NULL)
+        return;
+    free(row->mac);
+    free(row->principal);
+    free(row->comment);
+    memset(row, 0, sizeof(*row));
+}
+
 /* ---- records ---- */
 
 void
@@ -553,6 +564,7 @@ ck_store_close(ck_store *store)
     if (store == NULL)
         return;
     ck_store_cache_destroy(&store->cache);
+    ck_store_cache_destroy(&store->dev_cache);
     if (store->ops != NULL)
         store->ops->close(store->be);
     ck_key_clear(&store->mkey);
@@ -572,7 +584,19 @@ default_stash(const char *db_path)
     return s;
 }
 
-/* Finishes opening: loads the realm, checks the stash against it, primes the cache. */
+static void
+principal_free_rec(void *rec)
+{
+    ck_db_principal_free(rec);
+}
+
+static void
+device_free_rec(void *rec)
+{
+    ck_db_device_free(rec);
+}
+
+/* Finishes opening: loads the realm, checks the stash against it, primes the caches. */
 static int
 store_attach(ck_store *store, const char *stash_path)
 {
@@ -586,7 +610,11 @@ store_attach(ck_store *store, const char *stash_path)
         goto out;
     if ((ret = mkey_verify(&store->mkey, store->mkvno, &store->realm, &mrow, stash_path)) != 0)
         goto out;
-    ret = ck_store_cache_init(&store->cache);
+    if ((ret = ck_store_cache_init(&store->cache, CK_CHANGE_PRINCIPAL, principal_free_rec,
+                                   CK_STORE_CACHE_MAX_ENTRIES)) != 0)
+        goto out;
+    ret = ck_store_cache_init(&store->dev_cache, CK_CHANGE_DEVICE, device_free_rec,
+                              CK_STORE_DEVICE_CACHE_MAX_ENTRIES);
 out:
     ck_store_mkey_row_clear(&mrow);
     return ret;
@@ -1053,5 +1081,348 @@ ck_store_rotate_keys(ck_store *store, const char *name, const ck_db_key *keys, s
 out:
     free_key_rows(rows, n_keys);
     ck_db_principal_free(cur);
+    return ret;
+}
+
+/* ---- devices ---- */
+
+static int
+hex_digit(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+int
+ck_device_mac_parse(const char *in, char out[CK_DEVICE_MAC_LEN + 1])
+{
+    static const char hexchars[] = "0123456789abcdef";
+    size_t n, step;
+    char sep = '\0';
+
+    out[0] = '\0';
+    if (in == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no MAC address");
+    /* The input is not echoed: it may come from a certificate and end up in a log line. */
+    n = strnlen(in, CK_DEVICE_MAC_LEN + 1);
+    if (n == 12) {
+        step = 2;
+    } else if (n == CK_DEVICE_MAC_LEN && (in[2] == ':' || in[2] == '-')) {
+        sep = in[2];
+        step = 3;
+    } else {
+        return ck_error_set(CK_ERR_INVAL, "malformed MAC address (use aa:bb:cc:dd:ee:ff, "
+                                          "aa-bb-cc-dd-ee-ff or aabbccddeeff)");
+    }
+    for (size_t i = 0; i < 6; i++) {
+        const char *g = in + i * step;
+        int hi = hex_digit(g[0]), lo = hex_digit(g[1]);
+
+        if (hi < 0 || lo < 0 || (sep != '\0' && i < 5 && g[2] != sep)) {
+            out[0] = '\0';
+            return ck_error_set(CK_ERR_INVAL, "malformed MAC address (use aa:bb:cc:dd:ee:ff, "
+                                              "aa-bb-cc-dd-ee-ff or aabbccddeeff)");
+        }
+        out[i * 3] = hexchars[hi];
+        out[i * 3 + 1] = hexchars[lo];
+        out[i * 3 + 2] = i < 5 ? ':' : '\0';
+    }
+    return 0;
+}
+
+const char *
+ck_device_state_name(enum ck_device_state state)
+{
+    switch (state) {
+    case CK_DEVICE_ACTIVE: return "active";
+    case CK_DEVICE_REVOKED: return "revoked";
+    }
+    return "unknown";
+}
+
+void
+ck_db_device_free(ck_db_device *dev)
+{
+    if (dev == NULL)
+        return;
+    free(dev->principal);
+    free(dev->comment);
+    free(dev);
+}
+
+/* Comments are shown by the CLI and may reach logs: valid UTF-8 without control characters
+ * (C0, DEL, C1), so they cannot move a terminal's cursor or forge a line. */
+static int
+check_comment(const char *c)
+{
+    const unsigned char *p = (const unsigned char *)c;
+    size_t len;
+
+    if (c == NULL)
+        return 0;
+    len = strnlen(c, CK_DEVICE_COMMENT_MAX + 1);
+    if (len > CK_DEVICE_COMMENT_MAX)
+        return ck_error_set(CK_ERR_LIMIT, "device comment longer than %d bytes",
+                            CK_DEVICE_COMMENT_MAX);
+    while (*p != '\0') {
+        uint32_t cp;
+        size_t extra;
+
+        if (*p < 0x80) {
+            cp = *p;
+            extra = 0;
+        } else if ((*p & 0xe0) == 0xc0) {
+            cp = *p & 0x1f;
+            extra = 1;
+        } else if ((*p & 0xf0) == 0xe0) {
+            cp = *p & 0x0f;
+            extra = 2;
+        } else if ((*p & 0xf8) == 0xf0) {
+            cp = *p & 0x07;
+            extra = 3;
+        } else {
+            return ck_error_set(CK_ERR_INVAL, "device comment is not valid UTF-8");
+        }
+        for (size_t i = 1; i <= extra; i++) {
+            if ((p[i] & 0xc0) != 0x80)
+                return ck_error_set(CK_ERR_INVAL, "device comment is not valid UTF-8");
+            cp = (cp << 6) | (p[i] & 0x3f);
+        }
+        /* Overlong forms, surrogates and values past U+10FFFF are not UTF-8 either. */
+        if ((extra == 1 && cp < 0x80) || (extra == 2 && cp < 0x800) ||
+            (extra == 3 && cp < 0x10000) || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+            return ck_error_set(CK_ERR_INVAL, "device comment is not valid UTF-8");
+        if (cp < 0x20 || (cp >= 0x7f && cp <= 0x9f))
+            return ck_error_set(CK_ERR_INVAL, "device comment holds a control character");
+        p += extra + 1;
+    }
+    return 0;
+}
+
+/* Checks what the backend returned, so a hand-edited database cannot hand the KDC a record
+ * it would misread. borrow: dev points into row (valid while row is). */
+static int
+device_from_row(struct ck_store_device_row *row, bool borrow, ck_db_device *dev)
+{
+    char canon[CK_DEVICE_MAC_LEN + 1];
+
+    memset(dev, 0, sizeof(*dev));
+    if (row->mac == NULL || ck_device_mac_parse(row->mac, canon) != 0 ||
+        strcmp(canon, row->mac) != 0 || row->principal == NULL || row->comment == NULL)
+        return ck_error_set(CK_ERR_DB, "device row malformed");
+    if (row->state != CK_DEVICE_ACTIVE && row->state != CK_DEVICE_REVOKED)
+        return ck_error_set(CK_ERR_UNSUPPORTED, "device %s: state %d unknown to this version",
+                            row->mac, row->state);
+    memcpy(dev->mac, canon, sizeof(dev->mac));
+    dev->state = (enum ck_device_state)row->state;
+    dev->has_pin = row->has_pin;
+    memcpy(dev->spki_sha256, row->spki_sha256, sizeof(dev->spki_sha256));
+    dev->created = row->created;
+    dev->modified = row->modified;
+    dev->revoked = row->revoked;
+    dev->generation = row->generation;
+    dev->principal = row->principal;
+    dev->comment = row->comment;
+    if (!borrow) {
+        row->principal = NULL;
+        row->comment = NULL;
+    }
+    return 0;
+}
+
+int
+ck_store_load_device(ck_store *store, const char *mac, ck_db_device **out)
+{
+    struct ck_store_device_row row;
+    ck_db_device *dev = NULL;
+    int ret;
+
+    *out = NULL;
+    if ((ret = store->ops->device_get(store->be, mac, &row)) != 0)
+        return ret;
+    dev = calloc(1, sizeof(*dev));
+    if (dev == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "device record");
+        goto out;
+    }
+    if ((ret = device_from_row(&row, false, dev)) != 0)
+        goto out;
+    *out = dev;
+    dev = NULL;
+out:
+    ck_db_device_free(dev);
+    ck_store_device_row_clear(&row);
+    return ret;
+}
+
+static int
+device_write_check(const ck_store *store)
+{
+    if (store->readonly)
+        return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    return 0;
+}
+
+int
+ck_store_add_device(ck_store *store, const ck_db_device *dev)
+{
+    struct ck_store_device_row row;
+    char mac[CK_DEVICE_MAC_LEN + 1];
+    int ret;
+
+    memset(&row, 0, sizeof(row));
+    if (dev == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no device");
+    if ((ret = device_write_check(store)) != 0 || (ret = ck_device_mac_parse(dev->mac, mac)) != 0)
+        return ret;
+    if (dev->state != CK_DEVICE_ACTIVE)
+        return ck_error_set(CK_ERR_INVAL, "device %s: a new device must be active", mac);
+    if ((ret = check_name(store, dev->principal)) != 0 ||
+        (ret = check_comment(dev->comment)) != 0)
+        return ret;
+    row.mac = mac;
+    row.principal = dev->principal;
+    row.state = CK_DEVICE_ACTIVE;
+    row.has_pin = dev->has_pin;
+    if (dev->has_pin)
+        memcpy(row.spki_sha256, dev->spki_sha256, sizeof(row.spki_sha256));
+    row.comment = (char *)(dev->comment != NULL ? dev->comment : "");
+    ret = store->ops->device_add(store->be, &row, now_sec());
+    if (ret == 0)
+        ck_store_cache_invalidate(&store->dev_cache, mac);
+    return ret;
+}
+
+int
+ck_store_get_device(ck_store *store, const char *mac, ck_db_device **out)
+{
+    char canon[CK_DEVICE_MAC_LEN + 1];
+    int ret;
+
+    *out = NULL;
+    if ((ret = ck_device_mac_parse(mac, canon)) != 0)
+        return ret;
+    return ck_store_load_device(store, canon, out);
+}
+
+struct device_list_ctx {
+    ck_store_device_cb cb;
+    void *arg;
+};
+
+static int
+device_list_row(const struct ck_store_device_row *row, void *arg)
+{
+    struct device_list_ctx *ctx = arg;
+    struct ck_store_device_row copy = *row;
+    ck_db_device dev;
+    int ret;
+
+    if ((ret = device_from_row(&copy, true, &dev)) != 0)
+        return ret;
+    return ctx->cb(&dev, ctx->arg);
+}
+
+int
+ck_store_list_devices(ck_store *store, const char *principal, const char *after,
+                      size_t limit, ck_store_device_cb cb, void *arg, size_t *n_out)
+{
+    struct device_list_ctx ctx = {cb, arg};
+    char canon[CK_DEVICE_MAC_LEN + 1];
+    size_t n = 0;
+    int ret;
+
+    if (n_out != NULL)
+        *n_out = 0;
+    if (cb == NULL || limit == 0 || limit > CK_DEVICE_LIST_MAX)
+        return ck_error_set(CK_ERR_INVAL, "device list: limit must be 1..%d",
+                            CK_DEVICE_LIST_MAX);
+    if (principal != NULL && (ret = check_name(store, principal)) != 0)
+        return ret;
+    if (after != NULL) {
+        if ((ret = ck_device_mac_parse(after, canon)) != 0)
+            return ret;
+        after = canon;
+    }
+    ret = store->ops->device_list(store->be, principal, after, limit, device_list_row, &ctx, &n);
+    if (n_out != NULL)
+        *n_out = n;
+    return ret;
+}
+
+int
+ck_store_set_device_state(ck_store *store, const char *mac, enum ck_device_state state,
+                          bool *changed)
+{
+    char canon[CK_DEVICE_MAC_LEN + 1];
+    bool ch = false;
+    int ret;
+
+    if (changed != NULL)
+        *changed = false;
+    if ((ret = device_write_check(store)) != 0 || (ret = ck_device_mac_parse(mac, canon)) != 0)
+        return ret;
+    if (state != CK_DEVICE_ACTIVE && state != CK_DEVICE_REVOKED)
+        return ck_error_set(CK_ERR_INVAL, "device %s: cannot set state %d", canon, (int)state);
+    ret = store->ops->device_update(store->be, canon, CK_DEV_SET_STATE, (int)state, NULL,
+                                    now_sec(), &ch);
+    if (ret == 0 && ch)
+        ck_store_cache_invalidate(&store->dev_cache, canon);
+    if (changed != NULL)
+        *changed = ch;
+    return ret;
+}
+
+int
+ck_store_delete_device(ck_store *store, const char *mac)
+{
+    char canon[CK_DEVICE_MAC_LEN + 1];
+    int ret;
+
+    if ((ret = device_write_check(store)) != 0 || (ret = ck_device_mac_parse(mac, canon)) != 0)
+        return ret;
+    ret = store->ops->device_del(store->be, canon);
+    if (ret == 0)
+        ck_store_cache_invalidate(&store->dev_cache, canon);
+    return ret;
+}
+
+int
+ck_store_set_device_pin(ck_store *store, const char *mac, const uint8_t *spki_sha256)
+{
+    char canon[CK_DEVICE_MAC_LEN + 1];
+    bool changed = false;
+    int ret;
+
+    if ((ret = device_write_check(store)) != 0 || (ret = ck_device_mac_parse(mac, canon)) != 0)
+        return ret;
+    ret = store->ops->device_update(store->be, canon, CK_DEV_SET_PIN, 0, spki_sha256, now_sec(),
+                                    &changed);
+    if (ret == 0 && changed)
+        ck_store_cache_invalidate(&store->dev_cache, canon);
+    return ret;
+}
+
+int
+ck_store_device_pin_check(ck_store *store, const char *mac, const uint8_t *spki_sha256,
+                          enum ck_device_pin_result *result, uint64_t *generation)
+{
+    char canon[CK_DEVICE_MAC_LEN + 1];
+    int ret;
+
+    *result = CK_DEVICE_PIN_MISMATCH;
+    if (spki_sha256 == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no key hash");
+    if ((ret = device_write_check(store)) != 0 || (ret = ck_device_mac_parse(mac, canon)) != 0)
+        return ret;
+    ret = store->ops->device_pin_check(store->be, canon, spki_sha256, result, generation,
+                                       now_sec());
+    if (ret == 0 && *result == CK_DEVICE_PIN_SET)
+        ck_store_cache_invalidate(&store->dev_cache, canon);
     return ret;
 }

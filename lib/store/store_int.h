@@ -47,8 +47,33 @@ enum ck_store_put_mode {
     CK_PUT_UPDATE_FIELDS, /* existing principal: non-key fields only (CK_ERR_NOTFOUND if absent) */
 };
 
-/* Change callback: name NULL means "anything may have changed". */
-typedef void (*ck_store_change_cb)(const char *name, void *arg);
+/* What a change-log entry names. */
+enum ck_store_change_kind {
+    CK_CHANGE_ALL = 0,       /* anything may have changed (key is NULL) */
+    CK_CHANGE_PRINCIPAL = 1, /* key: canonical principal name */
+    CK_CHANGE_DEVICE = 2,    /* key: canonical MAC */
+};
+
+/* Change callback. */
+typedef void (*ck_store_change_cb)(enum ck_store_change_kind kind, const char *key, void *arg);
+
+/* One device as the backend stores it (store.c validates before and after). */
+struct ck_store_device_row {
+    char *mac;
+    char *principal;
+    int state;                 /* enum ck_device_state, unchecked */
+    bool has_pin;
+    uint8_t spki_sha256[CK_DEVICE_SPKI_HASH_LEN];
+    int64_t created, modified, revoked;
+    uint64_t generation;
+    char *comment;
+};
+
+/* Device updates a backend applies in one transaction (with the generation bump). */
+enum ck_store_device_update {
+    CK_DEV_SET_STATE, /* state = arg state; revoked = now if REVOKED, 0 if ACTIVE */
+    CK_DEV_SET_PIN,   /* pin = hash, or cleared if hash is NULL */
+};
 
 struct ck_store_ops {
     const char *name;
@@ -69,19 +94,40 @@ struct ck_store_ops {
     int (*rotate)(void *be, const char *name, uint32_t old_kvno, uint32_t new_kvno,
                   const struct ck_store_key_row *keys, size_t n_keys, unsigned keep, int64_t now);
     int (*generation)(void *be, uint64_t *gen);
-    /* Reports changes with generation in (since, current] and sets *current. */
+    /* Reports changes with generation in (since, current] and sets *current. Reads the counter
+     * first and returns at once if it did not move. */
     int (*changes_since)(void *be, uint64_t since, uint64_t *current, ck_store_change_cb cb,
                          void *arg);
+
+    /* Devices. mac and principal arrive canonical and validated. */
+    int (*device_get)(void *be, const char *mac, struct ck_store_device_row *row);
+    /* Inserts (CK_ERR_EXISTS if the MAC is present, CK_ERR_NOTFOUND if the principal is not). */
+    int (*device_add)(void *be, const struct ck_store_device_row *row, int64_t now);
+    /* *changed false: the record already was so and nothing was written. */
+    int (*device_update)(void *be, const char *mac, enum ck_store_device_update what, int state,
+                         const uint8_t *hash, int64_t now, bool *changed);
+    int (*device_del)(void *be, const char *mac);
+    /* Rows with mac > after (after NULL: all), principal filter if not NULL, MAC order, at most
+     * limit; the row is valid during the callback only. */
+    int (*device_list)(void *be, const char *principal, const char *after, size_t limit,
+                       int (*cb)(const struct ck_store_device_row *row, void *arg), void *arg,
+                       size_t *n_out);
+    /* The login-time trust on first use (see ck_store_device_pin_check). */
+    int (*device_pin_check)(void *be, const char *mac, const uint8_t *hash,
+                            enum ck_device_pin_result *result, uint64_t *generation, int64_t now);
 };
 
 extern const struct ck_store_ops ck_store_sqlite_ops;
 
 void ck_store_princ_row_clear(struct ck_store_princ_row *row);
 void ck_store_mkey_row_clear(struct ck_store_mkey_row *row);
+void ck_store_device_row_clear(struct ck_store_device_row *row);
 
-/* The principal cache (cache.c). */
+/* The record caches (cache.c): one for principals, one for devices, same structure. */
 struct ck_cache_entry;
 struct ck_store_cache {
+    enum ck_store_change_kind kind;  /* which change-log entries concern this cache */
+    void (*free_rec)(void *rec);
     struct ck_cache_entry **buckets;
     size_t n_buckets;             /* power of two */
     size_t count, max_entries;
@@ -102,15 +148,19 @@ struct ck_store {
     ck_key mkey;
     uint32_t mkvno;
     ck_realm_info realm;
-    struct ck_store_cache cache;
+    struct ck_store_cache cache;     /* principals, checked at most every check_ms */
+    struct ck_store_cache dev_cache; /* devices, checked on every lookup */
 };
 
-int ck_store_cache_init(struct ck_store_cache *c);
+int ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind,
+                        void (*free_rec)(void *rec), size_t max_entries);
 void ck_store_cache_destroy(struct ck_store_cache *c);
-/* Drops one name (after a write through this store). */
-void ck_store_cache_invalidate(struct ck_store_cache *c, const char *name);
+/* Drops one key (after a write through this store). */
+void ck_store_cache_invalidate(struct ck_store_cache *c, const char *key);
 
 /* Reads a record through the backend and decrypts its keys (store.c). */
 int ck_store_load_principal(ck_store *store, const char *name, ck_db_principal **out);
+/* Reads a device through the backend into a validated record (store.c). */
+int ck_store_load_device(ck_store *store, const char *mac, ck_db_device **out);
 
 #endif
