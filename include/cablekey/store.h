@@ -285,6 +285,12 @@ enum ck_device_pin_result {
  * Anything else (other separators, spaces, short groups, extra characters): CK_ERR_INVAL. */
 int ck_device_mac_parse(const char *in, char out[CK_DEVICE_MAC_LEN + 1]);
 const char *ck_device_state_name(enum ck_device_state state); /* "active", "revoked", "unknown" */
+/* A key pin as text: exactly 64 hex digits, or 32 two-digit groups separated by ':' (openssl's
+ * fingerprint style), either case. Anything else: CK_ERR_INVAL. */
+int ck_device_pin_parse_hex(const char *hex, uint8_t out[CK_DEVICE_SPKI_HASH_LEN]);
+/* 64 lower-case hex digits and a NUL. */
+void ck_device_pin_format_hex(const uint8_t pin[CK_DEVICE_SPKI_HASH_LEN],
+                              char out[2 * CK_DEVICE_SPKI_HASH_LEN + 1]);
 
 /* Adds a device: mac (any form ck_device_mac_parse accepts), principal (canonical, of the
  * store's realm, must exist: else CK_ERR_NOTFOUND), comment (NULL = none), has_pin/spki_sha256.

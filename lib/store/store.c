@@ -1145,6 +1145,49 @@ ck_device_state_name(enum ck_device_state state)
     return "unknown";
 }
 
+int
+ck_device_pin_parse_hex(const char *hex, uint8_t out[CK_DEVICE_SPKI_HASH_LEN])
+{
+    const size_t plain = 2 * CK_DEVICE_SPKI_HASH_LEN, grouped = 3 * CK_DEVICE_SPKI_HASH_LEN - 1;
+    size_t n, step;
+
+    if (hex == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no key hash");
+    n = strnlen(hex, grouped + 1);
+    if (n == plain)
+        step = 2;
+    else if (n == grouped)
+        step = 3;
+    else
+        return ck_error_set(CK_ERR_INVAL, "a SHA-256 key hash is 64 hex digits (got %zu%s "
+                                          "characters)", n, n > grouped ? " or more" : "");
+    for (size_t i = 0; i < CK_DEVICE_SPKI_HASH_LEN; i++) {
+        const char *g = hex + i * step;
+        int hi = hex_digit(g[0]), lo = hex_digit(g[1]);
+
+        if (hi < 0 || lo < 0 || (step == 3 && i + 1 < CK_DEVICE_SPKI_HASH_LEN && g[2] != ':')) {
+            ck_memzero(out, CK_DEVICE_SPKI_HASH_LEN);
+            return ck_error_set(CK_ERR_INVAL, "a SHA-256 key hash is 64 hex digits "
+                                              "(optionally in ':'-separated pairs)");
+        }
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return 0;
+}
+
+void
+ck_device_pin_format_hex(const uint8_t pin[CK_DEVICE_SPKI_HASH_LEN],
+                         char out[2 * CK_DEVICE_SPKI_HASH_LEN + 1])
+{
+    static const char hexchars[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < CK_DEVICE_SPKI_HASH_LEN; i++) {
+        out[2 * i] = hexchars[pin[i] >> 4];
+        out[2 * i + 1] = hexchars[pin[i] & 0xf];
+    }
+    out[2 * CK_DEVICE_SPKI_HASH_LEN] = '\0';
+}
+
 void
 ck_db_device_free(ck_db_device *dev)
 {
