@@ -22,6 +22,7 @@ static const struct {
     {"init", cli_init, "create a realm database and master key stash"},
     {"principal", cli_principal, "add, list, show, modify, rotate, delete principals"},
     {"keytab", cli_keytab, "export keys to MIT-format keytab files"},
+    {"device", cli_device, "map device MAC addresses to principals, pin and revoke them"},
 };
 
 static void
