@@ -157,18 +157,21 @@ void ck_db_keys_free(ck_db_key *keys, size_t n_keys);
 
 /* --- per-connection principal cache (the KDC hot path) ---
  *
- * Call ck_store_cache_begin once at the start of each request: it releases records retired by
- * earlier flushes and, at most every CK_STORE_CACHE_CHECK_MS, checks the change counter and drops
- * entries for principals changed elsewhere (all entries if the change log is not conclusive).
+ * Call ck_store_cache_begin once at the start of each request: it releases records (principals
+ * and devices) retired by earlier flushes and, at most every CK_STORE_CACHE_CHECK_MS, checks the
+ * change counter and drops entries for principals changed elsewhere (all entries if the change
+ * log is not conclusive).
  * ck_store_get_principal_cached then returns a read-only record owned by the cache, valid until
  * the next ck_store_cache_begin (or ck_store_close): no copies and no key decryption per hit.
  * Absent principals are cached too (CK_ERR_NOTFOUND). */
 void ck_store_cache_begin(ck_store *store);
 int ck_store_get_principal_cached(ck_store *store, const char *name,
                                   const ck_db_principal **out);
-/* Drops every cache entry (they stay valid until the next ck_store_cache_begin). */
+/* Drops every cache entry, principals and devices (they stay valid until the next
+ * ck_store_cache_begin). */
 void ck_store_cache_flush(ck_store *store);
-/* Tuning (tests): entry limit and check interval (0 = check on every begin). */
+/* Tuning (tests) of the principal cache: entry limit and check interval (0 = check on every
+ * begin). The device cache has no interval: it checks on every lookup. */
 void ck_store_cache_configure(ck_store *store, size_t max_entries, int64_t check_ms);
 
 typedef struct ck_store_cache_stats {
@@ -288,6 +291,9 @@ const char *ck_device_state_name(enum ck_device_state state); /* "active", "revo
 /* A key pin as text: exactly 64 hex digits, or 32 two-digit groups separated by ':' (openssl's
  * fingerprint style), either case. Anything else: CK_ERR_INVAL. */
 int ck_device_pin_parse_hex(const char *hex, uint8_t out[CK_DEVICE_SPKI_HASH_LEN]);
+/* A device comment: NULL, or at most CK_DEVICE_COMMENT_MAX bytes of UTF-8 without control
+ * characters (C0, DEL, C1); else CK_ERR_LIMIT / CK_ERR_INVAL. ck_store_add_device applies it. */
+int ck_device_comment_check(const char *comment);
 /* 64 lower-case hex digits and a NUL. */
 void ck_device_pin_format_hex(const uint8_t pin[CK_DEVICE_SPKI_HASH_LEN],
                               char out[2 * CK_DEVICE_SPKI_HASH_LEN + 1]);

@@ -1,9 +1,9 @@
 /* Per-connection record caches for the KDC hot path: principals and devices.
  *
- * Each is a chained hash table keyed by SipHash-2-4 of the name under a random key (names come from the
- * network, so an attacker must not be able to aim them all at one bucket), bounded entries with
- * FIFO eviction, negative entries for absent principals, and invalidation driven by the store's
- * change log. Records handed out stay valid until the next ck_store_cache_begin: flushed and
+ * Each is a chained hash table keyed by SipHash-2-4 of the name under a random key (names come
+ * from the network, so an attacker must not be able to aim them all at one bucket), bounded
+ * entries with FIFO eviction, negative entries for absent records, and invalidation driven by the
+ * store's change log. Records handed out stay valid until the next ck_store_cache_begin: flushed and
  * evicted entries go to a "retired" list first, so a KDC request can hold the client and server
  * records while a concurrent change is noticed.
  *

@@ -1153,9 +1153,9 @@ sqlite_device_list(void *arg, const char *principal, const char *after, size_t l
             break;
         ret = cb(&row, cb_arg);
         ck_store_device_row_clear(&row);
+        n++;
         if (ret != 0)
             break;
-        n++;
     }
     if (ret == 0 && rc != SQLITE_DONE)
         ret = db_error(be, "list devices");

@@ -1200,8 +1200,8 @@ ck_db_device_free(ck_db_device *dev)
 
 /* Comments are shown by the CLI and may reach logs: valid UTF-8 without control characters
  * (C0, DEL, C1), so they cannot move a terminal's cursor or forge a line. */
-static int
-check_comment(const char *c)
+int
+ck_device_comment_check(const char *c)
 {
     const unsigned char *p = (const unsigned char *)c;
     size_t len;
@@ -1326,7 +1326,7 @@ ck_store_add_device(ck_store *store, const ck_db_device *dev)
     if (dev->state != CK_DEVICE_ACTIVE)
         return ck_error_set(CK_ERR_INVAL, "device %s: a new device must be active", mac);
     if ((ret = check_name(store, dev->principal)) != 0 ||
-        (ret = check_comment(dev->comment)) != 0)
+        (ret = ck_device_comment_check(dev->comment)) != 0)
         return ret;
     row.mac = mac;
     row.principal = dev->principal;

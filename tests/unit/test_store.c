@@ -597,7 +597,8 @@ mac_parse(void)
         CHECK_INT_EQ(ret, CK_ERR_INVAL);
         CHECK(out[0] == '\0');
         /* The error never echoes the input (it may be attacker-chosen and end up in logs). */
-        CHECK(strstr(ck_error_context(), "aa") == NULL || strstr(ck_error_context(), "use") != NULL);
+        if (strlen(bad[i]) >= 5)
+            CHECK(strstr(ck_error_context(), bad[i]) == NULL);
     }
     CHECK_INT_EQ(ck_device_mac_parse(NULL, out), CK_ERR_INVAL);
     CHECK(strcmp(ck_device_state_name(CK_DEVICE_ACTIVE), "active") == 0);
@@ -616,8 +617,10 @@ pin_hex(void)
         "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f2g",
         "0102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f 20",
         " 102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20",
-        "01:02:03:04:05:06:07:08:09:0a:0b:0c:0d:0e:0f:10:11:12:13:14:15:16:17:18:19:1a:1b:1c:1d:1e:1f-20",
-        "01:02:03:04:05:06:07:08:09:0a:0b:0c:0d:0e:0f:10:11:12:13:14:15:16:17:18:19:1a:1b:1c:1d:1e:1f:2",
+        "01:02:03:04:05:06:07:08:09:0a:0b:0c:0d:0e:0f:10:"
+        "11:12:13:14:15:16:17:18:19:1a:1b:1c:1d:1e:1f-20",
+        "01:02:03:04:05:06:07:08:09:0a:0b:0c:0d:0e:0f:10:"
+        "11:12:13:14:15:16:17:18:19:1a:1b:1c:1d:1e:1f:2",
         "0x02030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f20",
     };
 
@@ -1299,7 +1302,8 @@ schema_migration(void)
     CHECK(strcmp(fresh, migrated) == 0);
     if (strcmp(fresh, migrated) != 0)
         fprintf(stderr, "  fresh:\n%s  migrated:\n%s", fresh, migrated);
-    CHECK(strstr(migrated, "index device_principal CREATE INDEX device_principal ON device(principal, mac)") != NULL);
+    CHECK(strstr(migrated, "index device_principal CREATE INDEX device_principal ON "
+                           "device(principal, mac)") != NULL);
 
     /* A database from a newer cablekey is refused, read-write too, and left alone. */
     CHECK(sqlite3_open(db, &raw) == SQLITE_OK);

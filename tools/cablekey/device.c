@@ -22,6 +22,7 @@
 
 #define CERT_FILE_MAX (1 << 20)  /* a certificate or a device PKCS#12 is a few KiB */
 #define PASSWORD_FILE_MAX 1023
+#define PASSWORD_FILE_READ_MAX 65536 /* only the first line is used */
 #define LIST_PAGE 1000
 
 enum {
@@ -215,7 +216,7 @@ read_password_file(const char *path, char **out)
     int ret;
 
     *out = NULL;
-    if ((ret = read_file(path, PASSWORD_FILE_MAX + 2, &buf, &len)) != 0)
+    if ((ret = read_file(path, PASSWORD_FILE_READ_MAX, &buf, &len)) != 0)
         return ret;
     while (n < len && buf[n] != '\n' && buf[n] != '\0')
         n++;
