@@ -95,12 +95,14 @@
  * these types have their own input and OCTET STRING caps (the Kerberos types keep
  * CK_ASN1_MAX_MSG / CK_ASN1_MAX_OCTETS; see krb5_asn1.h for the AS-REQ/AS-REP caps).
  */
-#define CK_PKINIT_MAX_MSG (256 * 1024)    /* PA-PK-AS-REQ / PA-PK-AS-REP input (all forms) */
+#define CK_PKINIT_MAX_MSG CK_ASN1_MAX_PKINIT_PADATA /* 256 KiB: PA-PK-AS-REQ / PA-PK-AS-REP
+                                                  * input (all forms) = AS padata-value cap */
 #define CK_PKINIT_MAX_CMS CK_PKINIT_MAX_MSG /* signedAuthPack, dhSignedData, encKeyPack bytes */
 #define CK_PKINIT_MAX_SMALL_MSG 65536     /* AuthPack, KDCDHKeyInfo, ReplyKeyPack, TD-*, ... */
 #define CK_PKINIT_MAX_BLOB 8192           /* other OCTET STRINGs: ids, DH nonces, checksums,
                                            * freshness tokens, KDF info parts */
-#define CK_PKINIT_MAX_SUPP_PUB (CK_PKINIT_MAX_MSG + 64 * 1024) /* PkinitSuppPubInfo as-REQ */
+/* PkinitSuppPubInfo: a whole AS-REQ plus a whole PA-PK-AS-REP. */
+#define CK_PKINIT_MAX_SUPP_PUB (CK_ASN1_MAX_AS_MSG + CK_PKINIT_MAX_MSG + 1024)
 #define CK_PKINIT_MAX_IDS 16              /* trustedCertifiers / TD-* principal identifiers */
 #define CK_PKINIT_MAX_CMS_TYPES 32        /* supportedCMSTypes, TD-DH-PARAMETERS entries */
 #define CK_PKINIT_MAX_KDFS 16             /* supportedKDFs entries */
@@ -387,7 +389,7 @@ CK_ASN1_CODEC_DECL(pa_pk_as_rep, CK_PA_PK_AS_REP_MSG)          /* <= CK_PKINIT_M
 CK_ASN1_CODEC_DECL(kdc_dh_key_info, CK_KDC_DH_KEY_INFO)    /* <= CK_PKINIT_MAX_SMALL_MSG */
 CK_ASN1_CODEC_DECL(reply_key_pack, CK_REPLY_KEY_PACK)      /* <= CK_PKINIT_MAX_SMALL_MSG */
 CK_ASN1_CODEC_DECL(krb5_principal_name, CK_KRB5_PRINCIPAL_NAME) /* id-pkinit-san value */
-CK_ASN1_CODEC_DECL(pkinit_supp_pub_info, CK_PKINIT_SUPP_PUB_INFO) /* <= CK_PKINIT_MAX_SUPP_PUB+ */
+CK_ASN1_CODEC_DECL(pkinit_supp_pub_info, CK_PKINIT_SUPP_PUB_INFO) /* <= CK_PKINIT_MAX_SUPP_PUB */
 CK_ASN1_CODEC_DECL(pkinit_other_info, CK_PKINIT_OTHER_INFO)
 CK_ASN1_CODEC_DECL(typed_data, CK_TYPED_DATA)              /* KRB-ERROR e-data, >= 1 entry */
 CK_ASN1_CODEC_DECL(td_principal_ids, CK_EXTERNAL_PRINCIPAL_IDENTIFIERS) /* TD 104 / 105 */
@@ -426,6 +428,10 @@ int ck_pkinit_pa_pk_as_rep_set_enc_key_pack(CK_PA_PK_AS_REP_MSG *rep, const uint
                                             size_t len);
 int ck_pkinit_pa_pk_as_rep_draft9_set(CK_PA_PK_AS_REP_DRAFT9 *rep, int type, int form,
                                       const uint8_t *der, size_t len);
+
+/* BIT STRING holding whole octets (KDCDHKeyInfo.subjectPublicKey): 0 unused bits, and trailing
+ * zero octets kept (OpenSSL would otherwise trim them and change the public value). */
+int ck_pkinit_bit_string_set(ASN1_BIT_STRING **bs, const uint8_t *data, size_t len);
 
 /* TYPED-DATA append (allocating *td if NULL; value may be NULL = absent data-value). */
 int ck_pkinit_typed_data_add(CK_TYPED_DATA **td, int32_t type, const uint8_t *value, size_t len);

@@ -41,9 +41,9 @@ int ck_pkinit_kdf_bytes(int kdf, const uint8_t *z, size_t z_len,
                         const uint8_t *as_req, size_t as_req_len, const uint8_t *pk_as_rep,
                         size_t pk_as_rep_len, uint8_t *out, size_t out_len);
 
-/* RFC 4556 §3.2.3.1 octetstring2key(Z || clientDHNonce || serverDHNonce): K-truncate of
- * SHA1(0x00 || x) || SHA1(0x01 || x) || ..., then random-to-key. Nonces may be NULL/0 (absent:
- * both must then be absent, as RFC 4556 uses them only together). */
+/* RFC 4556 §3.2.3.1 octetstring2key(x), x = Z || clientDHNonce || serverDHNonce: K-truncate
+ * of SHA1(0x00 || x) || SHA1(0x01 || x) || ..., then random-to-key. A nonce that was not sent
+ * is passed as NULL/0 and contributes nothing to x. */
 int ck_pkinit_octetstring2key(const uint8_t *z, size_t z_len, const uint8_t *client_dh_nonce,
                               size_t n1, const uint8_t *server_dh_nonce, size_t n2,
                               int32_t enctype, ck_key *out);

@@ -139,6 +139,28 @@ IMPLEMENT_ASN1_FUNCTIONS(CK_TYPED_DATA)
 typedef CK_PA_PK_AS_REQ_DRAFT9 CK_PA_PK_AS_REQ_DRAFT9_EXP;
 typedef CK_PA_PK_AS_REP_DRAFT9 CK_PA_PK_AS_REP_DRAFT9_EXP;
 
+/* The EXPLICIT items record their form when they decode (zalloc leaves IMPLICIT = 0 for the
+ * others), so the struct always says which item encodes it back. */
+static int
+req_draft9_exp_cb(int op, ASN1_VALUE **pval, const ASN1_ITEM *it, void *exarg)
+{
+    (void)it;
+    (void)exarg;
+    if (op == ASN1_OP_D2I_POST && pval != NULL && *pval != NULL)
+        ((CK_PA_PK_AS_REQ_DRAFT9 *)*pval)->form = CK_PKINIT_FORM_EXPLICIT;
+    return 1;
+}
+
+static int
+rep_draft9_exp_cb(int op, ASN1_VALUE **pval, const ASN1_ITEM *it, void *exarg)
+{
+    (void)it;
+    (void)exarg;
+    if (op == ASN1_OP_D2I_POST && pval != NULL && *pval != NULL)
+        ((CK_PA_PK_AS_REP_DRAFT9 *)*pval)->form = CK_PKINIT_FORM_EXPLICIT;
+    return 1;
+}
+
 ASN1_SEQUENCE(CK_PA_PK_AS_REQ_DRAFT9) = {
     ASN1_IMP(CK_PA_PK_AS_REQ_DRAFT9, signed_auth_pack, ASN1_OCTET_STRING, 0),
     ASN1_EXP_SEQUENCE_OF_OPT(CK_PA_PK_AS_REQ_DRAFT9, trusted_certifiers, ASN1_ANY, 1),
@@ -147,12 +169,12 @@ ASN1_SEQUENCE(CK_PA_PK_AS_REQ_DRAFT9) = {
 } ASN1_SEQUENCE_END(CK_PA_PK_AS_REQ_DRAFT9)
 IMPLEMENT_ASN1_FUNCTIONS(CK_PA_PK_AS_REQ_DRAFT9)
 
-ASN1_SEQUENCE(CK_PA_PK_AS_REQ_DRAFT9_EXP) = {
+ASN1_SEQUENCE_cb(CK_PA_PK_AS_REQ_DRAFT9_EXP, req_draft9_exp_cb) = {
     ASN1_EXP(CK_PA_PK_AS_REQ_DRAFT9_EXP, signed_auth_pack, CK_RAW_SEQ, 0),
     ASN1_EXP_SEQUENCE_OF_OPT(CK_PA_PK_AS_REQ_DRAFT9_EXP, trusted_certifiers, ASN1_ANY, 1),
     ASN1_EXP_OPT(CK_PA_PK_AS_REQ_DRAFT9_EXP, kdc_cert, CK_RAW_SEQ, 2),
     ASN1_EXP_OPT(CK_PA_PK_AS_REQ_DRAFT9_EXP, encryption_cert, CK_RAW_SEQ, 3),
-} ASN1_SEQUENCE_END(CK_PA_PK_AS_REQ_DRAFT9_EXP)
+} ASN1_SEQUENCE_END_cb(CK_PA_PK_AS_REQ_DRAFT9_EXP, CK_PA_PK_AS_REQ_DRAFT9_EXP)
 
 ASN1_SEQUENCE(CK_PK_AUTHENTICATOR_DRAFT9) = {
     ASN1_EXP(CK_PK_AUTHENTICATOR_DRAFT9, kdc_name, CK_PRINCIPAL_NAME, 0),
@@ -191,10 +213,10 @@ ASN1_CHOICE(CK_PA_PK_AS_REP_DRAFT9) = {
 } ASN1_CHOICE_END(CK_PA_PK_AS_REP_DRAFT9)
 IMPLEMENT_ASN1_FUNCTIONS(CK_PA_PK_AS_REP_DRAFT9)
 
-ASN1_CHOICE(CK_PA_PK_AS_REP_DRAFT9_EXP) = {
+ASN1_CHOICE_cb(CK_PA_PK_AS_REP_DRAFT9_EXP, rep_draft9_exp_cb) = {
     ASN1_EXP(CK_PA_PK_AS_REP_DRAFT9_EXP, value.dh_signed_data, CK_RAW_SEQ, 0),
     ASN1_EXP(CK_PA_PK_AS_REP_DRAFT9_EXP, value.enc_key_pack, CK_RAW_SEQ, 1),
-} ASN1_CHOICE_END(CK_PA_PK_AS_REP_DRAFT9_EXP)
+} ASN1_CHOICE_END_cb(CK_PA_PK_AS_REP_DRAFT9_EXP, CK_PA_PK_AS_REP_DRAFT9_EXP, type)
 
 ASN1_SEQUENCE(CK_REPLY_KEY_PACK_DRAFT9) = {
     ASN1_EXP(CK_REPLY_KEY_PACK_DRAFT9, reply_key, CK_ENCRYPTION_KEY, 0),
