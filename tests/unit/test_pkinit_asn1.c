@@ -560,6 +560,7 @@ build_request_types(void)
     REENCODE(pa_pk_as_req, CK_PA_PK_AS_REQ_MSG, r);
 
     /* AuthPack with every field. */
+    CK_PK_AUTHENTICATOR_free(ap->pk_authenticator); /* _new() pre-allocated it */
     ap->pk_authenticator = make_pk_authenticator();
     CHECK(ap->pk_authenticator != NULL);
     CHECK_OK(ck_asn1_octets_set(&ap->pk_authenticator->freshness_token, ski, sizeof(ski)));
@@ -1120,6 +1121,7 @@ negative_values(void)
 
     if (ap == NULL)
         return;
+    CK_PK_AUTHENTICATOR_free(ap->pk_authenticator); /* _new() pre-allocated it */
     ap->pk_authenticator = make_pk_authenticator();
     CHECK_OK(ck_asn1_auth_pack_encode(ap, &der, &len));
     ck_asn1_free_der(der, len);
