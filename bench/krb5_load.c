@@ -1,0 +1,2 @@
+#include <krb5.h>
+int main(void) { return 2; }
