@@ -286,10 +286,41 @@ format_peer(const struct sockaddr *peer, char *buf, size_t size)
     return "unknown";
 }
 
+/* Copies in to out (size bytes, NUL-terminated) with every byte outside printable ASCII written
+ * as \xHH. Client-chosen names and e-text reach the log line: a \r, \n or a terminal escape
+ * sequence in them must not forge or hide log lines or drive the terminal that displays them.
+ * unparse has already turned '\\' into "\\\\", so "\x" in the output is always an escape. A
+ * truncated line never ends in half an escape. */
+void
+kdc_log_escape(const char *in, char *out, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (size == 0)
+        return;
+    for (const unsigned char *p = (const unsigned char *)in; *p != '\0'; p++) {
+        if (*p >= 0x20 && *p < 0x7f) {
+            if (o + 1 >= size)
+                break;
+            out[o++] = (char)*p;
+        } else {
+            if (o + 4 >= size)
+                break;
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 0xf];
+        }
+    }
+    out[o] = '\0';
+}
+
 static void
 log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
 {
     char ets[CK_ASN1_MAX_ETYPES * 12 + 32], addr[INET6_ADDRSTRLEN + 1];
+    char line[1024], esc[1024];
     size_t off = 0;
     int n;
 
@@ -307,23 +338,28 @@ log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
             snprintf(ets + off, sizeof(ets) - off, "})");
     }
     if (r->error_code == 0 && r->reply != NULL) {
-        ck_log(level,
+        n = snprintf(line, sizeof(line),
                  "%s%s %s: ISSUE: authtime %lld, etypes {rep=%d, tkt=%d, ses=%d}, %s for %s",
                  r->kind, ets, format_peer(peer, addr, sizeof(addr)), (long long)r->authtime,
                  (int)r->rep_etype, (int)r->tkt_etype, (int)r->ses_etype, r->cname, r->sname);
     } else if (r->cname[0] != '\0' || r->sname[0] != '\0') {
-        ck_log(level, "%s%s %s: %s: %s for %s, %s%s%s", r->kind, ets,
+        n = snprintf(line, sizeof(line), "%s%s %s: %s: %s for %s, %s%s%s", r->kind, ets,
                  format_peer(peer, addr, sizeof(addr)), r->status ? r->status : "ERROR",
                  r->cname[0] ? r->cname : "<unknown client>",
                  r->sname[0] ? r->sname : "<unknown server>",
                  r->error_code ? error_message(r->error_code) : "no reply",
                  r->detail[0] ? ": " : "", r->detail);
     } else {
-        ck_log(level, "%s%s %s: %s: %s%s%s", r->kind, ets,
+        n = snprintf(line, sizeof(line), "%s%s %s: %s: %s%s%s", r->kind, ets,
                  format_peer(peer, addr, sizeof(addr)), r->status ? r->status : "ERROR",
                  r->error_code ? error_message(r->error_code) : "no reply",
                  r->detail[0] ? ": " : "", r->detail);
     }
+    /* Truncation is fine (ck_log truncates at the same size anyway). */
+    if (n < 0)
+        return;
+    kdc_log_escape(line, esc, sizeof(esc));
+    ck_log(level, "%s", esc);
 }
 
 /* Refusals that may come from a stale cache entry: the principal cache sees other processes'

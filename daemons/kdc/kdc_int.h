@@ -138,6 +138,8 @@ int64_t kdc_renew_cap(const struct kdc_worker *w, const ck_db_principal *p);
 /* Unparses name@realm into buf; false if it does not fit or is invalid. */
 bool kdc_unparse(const CK_PRINCIPAL_NAME *name, const ASN1_GENERALSTRING *realm, char *buf,
                  size_t size);
+/* The log line's escaping: bytes outside printable ASCII become \xHH (see kdc.c). */
+void kdc_log_escape(const char *in, char *out, size_t size);
 static inline int64_t
 kdc_min64(int64_t a, int64_t b)
 {
