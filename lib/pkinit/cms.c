@@ -1,0 +1,501 @@
+/* CMS for PKINIT on OpenSSL's CMS API (LIBRARIES.md §3): SignedData in the RFC 4556 form and in
+ * the PacketCable draft form, and EnvelopedData for RSA key transport replies.
+ *
+ * Verification checks the signature only (CMS_NO_SIGNER_CERT_VERIFY): chain validation is
+ * ck_pkinit_verify_chain, which the KDC caches per thumbprint, so a repeat login costs one
+ * signature verification and no path building. Everything the peer controls is bounded before
+ * OpenSSL works on it: input size, certificate count, signer count, content size, signer key
+ * size. */
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <openssl/bio.h>
+#include <openssl/cms.h>
+#include <openssl/err.h>
+#include <openssl/objects.h>
+#include <openssl/x509.h>
+
+#include "cablekey/error.h"
+#include "cablekey/pkinit.h"
+#include "cablekey/util.h"
+
+/* Most RecipientInfos a client accepts in the KDC's EnvelopedData (the KDC sends one). */
+#define CK_PKINIT_MAX_RECIPIENTS 4
+
+static pthread_once_t oid_once = PTHREAD_ONCE_INIT;
+static ASN1_OBJECT *ctype_oid[4]; /* indexed by ck_pkinit_ctype */
+
+static void
+oid_init(void)
+{
+    ctype_oid[CK_PKINIT_CT_AUTH_DATA] = OBJ_txt2obj("1.3.6.1.5.2.3.1", 1);
+    ctype_oid[CK_PKINIT_CT_DHKEY_DATA] = OBJ_txt2obj("1.3.6.1.5.2.3.2", 1);
+    ctype_oid[CK_PKINIT_CT_RKEY_DATA] = OBJ_txt2obj("1.3.6.1.5.2.3.3", 1);
+}
+
+static const ASN1_OBJECT *
+ctype_obj(ck_pkinit_ctype ctype)
+{
+    if (ctype < CK_PKINIT_CT_AUTH_DATA || ctype > CK_PKINIT_CT_RKEY_DATA)
+        return NULL;
+    if (pthread_once(&oid_once, oid_init) != 0)
+        return NULL;
+    return ctype_oid[ctype];
+}
+
+/* Wipes the eContent held by a SignedData before it is freed: the content may be a
+ * ReplyKeyPack (KDC signing it, client verifying it). */
+static void
+cms_wipe_content(CMS_ContentInfo *cms)
+{
+    ASN1_OCTET_STRING **pos;
+
+    if (cms == NULL || OBJ_obj2nid(CMS_get0_type(cms)) != NID_pkcs7_signed)
+        return;
+    pos = CMS_get0_content(cms);
+    if (pos != NULL && *pos != NULL && ASN1_STRING_length(*pos) > 0)
+        OPENSSL_cleanse((unsigned char *)ASN1_STRING_get0_data(*pos),
+                        (size_t)ASN1_STRING_length(*pos));
+}
+
+/* Serializes a ContentInfo within CK_PKINIT_CMS_MAX. The encoding may hold a secret content,
+ * so OpenSSL's copy is wiped. */
+static int
+cms_to_der(CMS_ContentInfo *cms, uint8_t **out, size_t *out_len)
+{
+    unsigned char *der = NULL;
+    int n = i2d_CMS_ContentInfo(cms, &der);
+
+    if (n <= 0)
+        return ck_error_set_ssl(CK_ERR_ENCODE, "CMS: encoding failed");
+    if ((size_t)n > CK_PKINIT_CMS_MAX) {
+        OPENSSL_clear_free(der, (size_t)n);
+        return ck_error_set(CK_ERR_LIMIT, "CMS: %d bytes exceed %d", n, CK_PKINIT_CMS_MAX);
+    }
+    *out = ck_memdup(der, (size_t)n);
+    OPENSSL_clear_free(der, (size_t)n);
+    if (*out == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "CMS: out of memory");
+    *out_len = (size_t)n;
+    return 0;
+}
+
+/* Parses exactly len bytes of DER/BER ContentInfo of the given outer type. */
+static int
+cms_from_der(const uint8_t *der, size_t len, int type_nid, const char *what,
+             CMS_ContentInfo **out)
+{
+    const unsigned char *p = der;
+    CMS_ContentInfo *cms;
+
+    *out = NULL;
+    if (der == NULL || len == 0)
+        return ck_error_set(CK_ERR_DECODE, "%s: empty", what);
+    if (len > CK_PKINIT_CMS_MAX)
+        return ck_error_set(CK_ERR_LIMIT, "%s: %zu bytes exceed %d", what, len,
+                            CK_PKINIT_CMS_MAX);
+    cms = d2i_CMS_ContentInfo(NULL, &p, (long)len);
+    if (cms == NULL)
+        return ck_error_set_ssl(CK_ERR_DECODE, "%s: not a CMS ContentInfo", what);
+    if (p != der + len) {
+        CMS_ContentInfo_free(cms);
+        return ck_error_set(CK_ERR_DECODE, "%s: %zu trailing bytes", what,
+                            (size_t)(der + len - p));
+    }
+    if (OBJ_obj2nid(CMS_get0_type(cms)) != type_nid) {
+        CMS_ContentInfo_free(cms);
+        return ck_error_set(CK_ERR_DECODE, "%s: ContentInfo is not %s", what,
+                            OBJ_nid2sn(type_nid));
+    }
+    *out = cms;
+    return 0;
+}
+
+/* Copies a memory BIO's contents into a malloc'd buffer. */
+static int
+bio_take(BIO *b, size_t max, const char *what, uint8_t **out, size_t *out_len)
+{
+    char *data = NULL;
+    long n = BIO_get_mem_data(b, &data);
+
+    if (n < 0)
+        return ck_error_set(CK_ERR_CRYPTO, "%s: no output", what);
+    if ((size_t)n > max)
+        return ck_error_set(CK_ERR_LIMIT, "%s: content of %ld bytes exceeds %zu", what, n, max);
+    *out = ck_memdup(data, (size_t)n);
+    if (*out == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "%s: out of memory", what);
+    *out_len = (size_t)n;
+    return 0;
+}
+
+/* Digest for the RFC form: SHA-256, or SHA-384 with a key stronger than 128 bits (P-384),
+ * following the usual pairing of ECDSA curves with hashes of matching strength. */
+static const EVP_MD *
+rfc_digest(EVP_PKEY *key)
+{
+    if (EVP_PKEY_is_a(key, "EC") && EVP_PKEY_get_security_bits(key) > 128)
+        return EVP_sha384();
+    return EVP_sha256();
+}
+
+int
+ck_pkinit_cms_sign(const ck_pki_identity *id, ck_pkinit_ctype ctype, const uint8_t *content,
+                   size_t content_len, unsigned flags, uint8_t **out, size_t *out_len)
+{
+    CMS_ContentInfo *cms = NULL;
+    BIO *in = NULL;
+    const ASN1_OBJECT *oid = ctype_obj(ctype);
+    const EVP_MD *md;
+    unsigned si_flags = CMS_BINARY | CMS_NOSMIMECAP;
+    int ret;
+
+    if (out == NULL || out_len == NULL)
+        return ck_error_set(CK_ERR_INVAL, "CMS sign: no output");
+    *out = NULL;
+    *out_len = 0;
+    if (id == NULL || id->key == NULL || id->cert == NULL || oid == NULL ||
+        (content == NULL && content_len > 0) || (flags & ~CK_PKINIT_SIGN_PACKETCABLE) != 0)
+        return ck_error_set(CK_ERR_INVAL, "CMS sign: bad arguments");
+    if (content_len > CK_PKINIT_CONTENT_MAX)
+        return ck_error_set(CK_ERR_LIMIT, "CMS sign: content of %zu bytes exceeds %d",
+                            content_len, CK_PKINIT_CONTENT_MAX);
+    if (X509_check_private_key(id->cert, id->key) != 1)
+        return ck_error_set_ssl(CK_ERR_INVAL, "CMS sign: key does not match certificate");
+    if (flags & CK_PKINIT_SIGN_PACKETCABLE) {
+        /* PROTOCOL-NOTES §3.2: id-sha1, rsaEncryption, no signed attributes. OpenSSL writes
+         * rsaEncryption as the signatureAlgorithm of PKCS#1 v1.5 RSA signers and version 1
+         * with issuerAndSerialNumber unless CMS_USE_KEYID is given. */
+        if (!EVP_PKEY_is_a(id->key, "RSA"))
+            return ck_error_set(CK_ERR_UNSUPPORTED, "CMS sign: the PacketCable form needs RSA");
+        md = EVP_sha1();
+        si_flags |= CMS_NOATTR;
+    } else {
+        md = rfc_digest(id->key);
+    }
+
+    cms = CMS_sign(NULL, NULL, NULL, NULL, CMS_PARTIAL | CMS_BINARY);
+    if (cms == NULL) {
+        ret = ck_error_set_ssl(CK_ERR_CRYPTO, "CMS sign: cannot create SignedData");
+        goto out;
+    }
+    if (!CMS_set1_eContentType(cms, oid) ||
+        CMS_add1_signer(cms, id->cert, id->key, md, si_flags) == NULL) {
+        ret = ck_error_set_ssl(CK_ERR_CRYPTO, "CMS sign: cannot add the signer");
+        goto out;
+    }
+    for (int i = 0; id->chain != NULL && i < sk_X509_num(id->chain); i++) {
+        X509 *c = sk_X509_value(id->chain, i);
+        if (X509_cmp(c, id->cert) == 0)
+            continue;
+        if (!CMS_add1_cert(cms, c)) {
+            ret = ck_error_set_ssl(CK_ERR_CRYPTO, "CMS sign: cannot add chain certificate %d",
+                                   i);
+            goto out;
+        }
+    }
+    in = BIO_new_mem_buf(content_len > 0 ? content : (const uint8_t *)"", (int)content_len);
+    if (in == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "CMS sign: out of memory");
+        goto out;
+    }
+    if (!CMS_final(cms, in, NULL, CMS_BINARY)) {
+        ret = ck_error_set_ssl(CK_ERR_CRYPTO, "CMS sign: signing failed");
+        goto out;
+    }
+    ret = cms_to_der(cms, out, out_len);
+out:
+    BIO_free(in);
+    cms_wipe_content(cms);
+    CMS_ContentInfo_free(cms);
+    return ret;
+}
+
+/* Digests a verifier accepts: the SHA-2 family always, SHA-1 on request (PacketCable), nothing
+ * older or unknown. */
+static bool
+digest_allowed(int nid, unsigned flags)
+{
+    switch (nid) {
+    case NID_sha224:
+    case NID_sha256:
+    case NID_sha384:
+    case NID_sha512:
+        return true;
+    case NID_sha1:
+        return (flags & CK_PKINIT_VERIFY_ALLOW_SHA1) != 0;
+    default:
+        return false;
+    }
+}
+
+void
+ck_pkinit_signed_free(ck_pkinit_signed *s)
+{
+    if (s == NULL)
+        return;
+    /* The content may be a ReplyKeyPack (the client verifying an rkeyData reply). */
+    ck_free_secret(s->content, s->content_len);
+    X509_free(s->signer);
+    sk_X509_pop_free(s->certs, X509_free);
+    free(s);
+}
+
+bool
+ck_pkinit_signed_is_packetcable(const ck_pkinit_signed *s)
+{
+    return s != NULL && (!s->signed_attrs || s->digest_nid == NID_sha1);
+}
+
+/* RFC 5652 §5.3: with signed attributes, the content-type attribute must be present and equal
+ * the eContentType; the signature covers it, so this binds the signature to the PKINIT type. */
+static int
+check_content_type_attr(CMS_SignerInfo *si, const ASN1_OBJECT *want)
+{
+    const ASN1_OBJECT *got;
+    int idx = CMS_signed_get_attr_by_NID(si, NID_pkcs9_contentType, -1);
+
+    if (idx < 0 || CMS_signed_get_attr_by_NID(si, NID_pkcs9_contentType, idx) >= 0)
+        return ck_error_set(CK_ERR_PROTO, "SignedData: need one content-type attribute");
+    got = CMS_signed_get0_data_by_OBJ(si, OBJ_nid2obj(NID_pkcs9_contentType), -3,
+                                      V_ASN1_OBJECT);
+    if (got == NULL || OBJ_cmp(got, want) != 0)
+        return ck_error_set(CK_ERR_PROTO, "SignedData: content-type attribute differs from "
+                                          "eContentType");
+    return 0;
+}
+
+int
+ck_pkinit_cms_verify(const uint8_t *der, size_t len, ck_pkinit_ctype ctype, unsigned flags,
+                     ck_pkinit_signed **out)
+{
+    CMS_ContentInfo *cms = NULL;
+    STACK_OF(CMS_SignerInfo) *sis;
+    CMS_SignerInfo *si;
+    ASN1_OCTET_STRING **pos;
+    X509_ALGOR *dig = NULL, *sig = NULL;
+    EVP_PKEY *spk = NULL;
+    X509 *signer = NULL;
+    BIO *bout = NULL;
+    ck_pkinit_signed *s = NULL;
+    const ASN1_OBJECT *oid = ctype_obj(ctype);
+    int ret, ncerts;
+
+    if (out == NULL)
+        return ck_error_set(CK_ERR_INVAL, "CMS verify: no output");
+    *out = NULL;
+    if (oid == NULL || (flags & ~CK_PKINIT_VERIFY_ALLOW_SHA1) != 0)
+        return ck_error_set(CK_ERR_INVAL, "CMS verify: bad arguments");
+    if ((ret = cms_from_der(der, len, NID_pkcs7_signed, "SignedData", &cms)) != 0)
+        return ret;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "SignedData: out of memory");
+        goto out;
+    }
+    if (OBJ_cmp(CMS_get0_eContentType(cms), oid) != 0) {
+        ret = ck_error_set(CK_ERR_PROTO, "SignedData: eContentType is not %s",
+                           ctype == CK_PKINIT_CT_AUTH_DATA    ? "id-pkinit-authData"
+                           : ctype == CK_PKINIT_CT_DHKEY_DATA ? "id-pkinit-DHKeyData"
+                                                              : "id-pkinit-rkeyData");
+        goto out;
+    }
+    pos = CMS_get0_content(cms);
+    if (pos == NULL || *pos == NULL) {
+        ret = ck_error_set(CK_ERR_DECODE, "SignedData: no embedded content");
+        goto out;
+    }
+    if (ASN1_STRING_length(*pos) > CK_PKINIT_CONTENT_MAX) {
+        ret = ck_error_set(CK_ERR_LIMIT, "SignedData: content of %d bytes exceeds %d",
+                           ASN1_STRING_length(*pos), CK_PKINIT_CONTENT_MAX);
+        goto out;
+    }
+    s->certs = CMS_get1_certs(cms);
+    if (s->certs == NULL && (s->certs = sk_X509_new_null()) == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "SignedData: out of memory");
+        goto out;
+    }
+    ncerts = sk_X509_num(s->certs);
+    if (ncerts > CK_PKINIT_MAX_CERTS) {
+        ret = ck_error_set(CK_ERR_LIMIT, "SignedData: %d certificates, at most %d", ncerts,
+                           CK_PKINIT_MAX_CERTS);
+        goto out;
+    }
+    sis = CMS_get0_SignerInfos(cms);
+    if (sk_CMS_SignerInfo_num(sis) != 1) {
+        ret = ck_error_set(CK_ERR_PROTO, "SignedData: %d signers, need exactly 1",
+                           sk_CMS_SignerInfo_num(sis));
+        goto out;
+    }
+    si = sk_CMS_SignerInfo_value(sis, 0);
+    CMS_SignerInfo_get0_algs(si, NULL, NULL, &dig, &sig);
+    s->digest_nid = dig != NULL ? OBJ_obj2nid(dig->algorithm) : NID_undef;
+    if (!digest_allowed(s->digest_nid, flags)) {
+        ret = ck_error_set(CK_ERR_POLICY, "SignedData: digest %s not accepted",
+                           s->digest_nid == NID_undef ? "(unknown)" : OBJ_nid2sn(s->digest_nid));
+        goto out;
+    }
+    /* Matches the SignerInfo's sid against the carried certificates only. */
+    if (CMS_set1_signers_certs(cms, NULL, 0) < 0) {
+        ret = ck_error_set_ssl(CK_ERR_PROTO, "SignedData: signer certificate lookup failed");
+        goto out;
+    }
+    CMS_SignerInfo_get0_algs(si, &spk, &signer, NULL, NULL);
+    if (signer == NULL || spk == NULL) {
+        ret = ck_error_set(CK_ERR_PROTO, "SignedData: signer certificate not carried");
+        goto out;
+    }
+    if (EVP_PKEY_get_bits(spk) > CK_PKINIT_MAX_KEY_BITS) {
+        ret = ck_error_set(CK_ERR_PROTO, "SignedData: signer key of %d bits exceeds %d",
+                           EVP_PKEY_get_bits(spk), CK_PKINIT_MAX_KEY_BITS);
+        goto out;
+    }
+    s->signed_attrs = CMS_signed_get_attr_count(si) > 0;
+    if (s->signed_attrs && (ret = check_content_type_attr(si, oid)) != 0)
+        goto out;
+    bout = BIO_new(BIO_s_secmem()); /* wiped on free, see cms_wipe_content */
+    if (bout == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "SignedData: out of memory");
+        goto out;
+    }
+    if (CMS_verify(cms, NULL, NULL, NULL, bout, CMS_BINARY | CMS_NO_SIGNER_CERT_VERIFY) != 1) {
+        ret = ck_error_set_ssl(CK_ERR_INTEGRITY, "SignedData: signature does not verify");
+        goto out;
+    }
+    if ((ret = bio_take(bout, CK_PKINIT_CONTENT_MAX, "SignedData", &s->content,
+                        &s->content_len)) != 0)
+        goto out;
+    if (!X509_up_ref(signer)) {
+        ret = ck_error_set(CK_ERR_CRYPTO, "SignedData: cannot reference the signer");
+        goto out;
+    }
+    s->signer = signer;
+    *out = s;
+    s = NULL;
+    ret = 0;
+out:
+    BIO_free(bout);
+    cms_wipe_content(cms);
+    CMS_ContentInfo_free(cms);
+    ck_pkinit_signed_free(s);
+    return ret;
+}
+
+int
+ck_pkinit_cms_pick_cipher(const ASN1_OBJECT *const *algs, size_t n)
+{
+    bool aes = false, des3 = false;
+
+    for (size_t i = 0; algs != NULL && i < n; i++) {
+        switch (OBJ_obj2nid(algs[i])) {
+        case NID_aes_128_cbc:
+        case NID_aes_192_cbc:
+        case NID_aes_256_cbc:
+            aes = true;
+            break;
+        case NID_des_ede3_cbc:
+            des3 = true;
+            break;
+        default:
+            break;
+        }
+    }
+    return des3 && !aes ? NID_des_ede3_cbc : NID_aes_256_cbc;
+}
+
+int
+ck_pkinit_cms_envelope(X509 *recipient, const uint8_t *inner, size_t inner_len, int cipher_nid,
+                       uint8_t **out, size_t *out_len)
+{
+    STACK_OF(X509) *recips = NULL;
+    CMS_ContentInfo *cms = NULL;
+    const EVP_CIPHER *cipher;
+    EVP_PKEY *rk;
+    BIO *in = NULL;
+    int ret;
+
+    if (out == NULL || out_len == NULL)
+        return ck_error_set(CK_ERR_INVAL, "CMS envelope: no output");
+    *out = NULL;
+    *out_len = 0;
+    if (recipient == NULL || inner == NULL || inner_len == 0)
+        return ck_error_set(CK_ERR_INVAL, "CMS envelope: bad arguments");
+    if (inner_len > CK_PKINIT_CMS_MAX)
+        return ck_error_set(CK_ERR_LIMIT, "CMS envelope: %zu bytes exceed %d", inner_len,
+                            CK_PKINIT_CMS_MAX);
+    if (cipher_nid != NID_aes_256_cbc && cipher_nid != NID_aes_128_cbc &&
+        cipher_nid != NID_des_ede3_cbc)
+        return ck_error_set(CK_ERR_UNSUPPORTED, "CMS envelope: cipher %d not supported",
+                            cipher_nid);
+    rk = X509_get0_pubkey(recipient);
+    if (rk == NULL || !EVP_PKEY_is_a(rk, "RSA"))
+        return ck_error_set(CK_ERR_UNSUPPORTED, "CMS envelope: key transport needs an RSA "
+                                                "recipient");
+    if (EVP_PKEY_get_bits(rk) > CK_PKINIT_MAX_KEY_BITS)
+        return ck_error_set(CK_ERR_LIMIT, "CMS envelope: recipient key too large");
+    cipher = EVP_get_cipherbynid(cipher_nid);
+    recips = sk_X509_new_null();
+    in = BIO_new_mem_buf(inner, (int)inner_len);
+    if (cipher == NULL || recips == NULL || in == NULL || !sk_X509_push(recips, recipient)) {
+        ret = ck_error_set(CK_ERR_NOMEM, "CMS envelope: out of memory");
+        goto out;
+    }
+    cms = CMS_encrypt(recips, NULL, cipher, CMS_BINARY | CMS_PARTIAL);
+    if (cms == NULL || !CMS_set1_eContentType(cms, OBJ_nid2obj(NID_pkcs7_signed)) ||
+        !CMS_final(cms, in, NULL, CMS_BINARY)) {
+        ret = ck_error_set_ssl(CK_ERR_CRYPTO, "CMS envelope: encryption failed");
+        goto out;
+    }
+    ret = cms_to_der(cms, out, out_len);
+out:
+    BIO_free(in);
+    sk_X509_free(recips); /* recipient is borrowed */
+    CMS_ContentInfo_free(cms);
+    return ret;
+}
+
+int
+ck_pkinit_cms_decrypt(const ck_pki_identity *id, const uint8_t *der, size_t len, uint8_t **out,
+                      size_t *out_len)
+{
+    CMS_ContentInfo *cms = NULL;
+    STACK_OF(CMS_RecipientInfo) *ris;
+    BIO *bout = NULL;
+    int ret, n;
+
+    if (out == NULL || out_len == NULL)
+        return ck_error_set(CK_ERR_INVAL, "CMS decrypt: no output");
+    *out = NULL;
+    *out_len = 0;
+    if (id == NULL || id->key == NULL || id->cert == NULL)
+        return ck_error_set(CK_ERR_INVAL, "CMS decrypt: bad arguments");
+    if ((ret = cms_from_der(der, len, NID_pkcs7_enveloped, "EnvelopedData", &cms)) != 0)
+        return ret;
+    ris = CMS_get0_RecipientInfos(cms);
+    n = sk_CMS_RecipientInfo_num(ris);
+    if (n < 1 || n > CK_PKINIT_MAX_RECIPIENTS) {
+        ret = ck_error_set(n < 1 ? CK_ERR_PROTO : CK_ERR_LIMIT,
+                           "EnvelopedData: %d recipients, need 1..%d", n,
+                           CK_PKINIT_MAX_RECIPIENTS);
+        goto out;
+    }
+    if (OBJ_obj2nid(CMS_get0_eContentType(cms)) != NID_pkcs7_signed) {
+        ret = ck_error_set(CK_ERR_PROTO, "EnvelopedData: content is not id-signedData");
+        goto out;
+    }
+    bout = BIO_new(BIO_s_secmem()); /* the plaintext holds the ReplyKeyPack */
+    if (bout == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "EnvelopedData: out of memory");
+        goto out;
+    }
+    if (CMS_decrypt(cms, id->key, id->cert, NULL, bout, CMS_BINARY) != 1) {
+        ret = ck_error_set_ssl(CK_ERR_INTEGRITY, "EnvelopedData: cannot decrypt");
+        goto out;
+    }
+    ret = bio_take(bout, CK_PKINIT_CMS_MAX, "EnvelopedData", out, out_len);
+out:
+    BIO_free(bout);
+    CMS_ContentInfo_free(cms);
+    return ret;
+}
