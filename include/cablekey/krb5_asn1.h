@@ -21,8 +21,9 @@
  *     because CK_KRB_SAFE/CK_KRB_PRIV/CK_KRB_ERROR are the message-type constants (20, 21, 30).
  *
  * Decoding: use ck_asn1_<type>_decode(), never the raw d2i_* functions. The decoders pre-scan the
- * TLV structure (definite lengths only, depth <= CK_ASN1_MAX_DEPTH, no trailing bytes, input
- * <= CK_ASN1_MAX_MSG), run the template decoder, then validate every field against the limits
+ * TLV structure (DER only: definite and minimal lengths, no constructed encoding of a universal
+ * string/primitive type, low-form tags; depth <= CK_ASN1_MAX_DEPTH, no trailing bytes, input
+ * within the type's cap), run the template decoder, then validate every field against the limits
  * below (times, string contents, counts, nonce range, pvno/msg-type). Any problem returns
  * CK_ERR_DECODE with a context naming the field. Oversized input returns CK_ERR_DECODE as well.
  *
@@ -46,10 +47,19 @@
 /* ---------------------------------------------------------------------------------------------
  * Limits enforced by the validated decoders (and encoders).
  */
-#define CK_ASN1_MAX_MSG 65536 /* whole input to any *_decode */
+#define CK_ASN1_MAX_MSG 65536 /* whole input to a *_decode, unless the type says otherwise */
 #define CK_ASN1_MAX_DEPTH 24          /* nesting of constructed TLVs (Kerberos needs ~14) */
 #define CK_ASN1_MAX_STRING 1024       /* KerberosString / Realm bytes */
-#define CK_ASN1_MAX_OCTETS 32768   /* any OCTET STRING bytes */
+#define CK_ASN1_MAX_OCTETS 32768   /* OCTET STRING bytes, unless the type says otherwise */
+/* AS-REQ and AS-REP carry PKINIT padata (PA-PK-AS-REQ/-REP with certificate chains), so they
+ * have their own caps: a padata-value up to CK_ASN1_MAX_PKINIT_PADATA and the whole message up
+ * to CK_ASN1_MAX_AS_MSG. Their other OCTET STRINGs keep CK_ASN1_MAX_OCTETS; every other type
+ * (TGS-REQ/REP, AP-REQ, KRB-ERROR, METHOD-DATA, ...) keeps CK_ASN1_MAX_MSG/CK_ASN1_MAX_OCTETS.
+ * The PKINIT types have their own limits in pkinit_asn1.h. */
+#define CK_ASN1_MAX_PKINIT_PADATA (256 * 1024)
+#define CK_ASN1_MAX_AS_MSG (CK_ASN1_MAX_PKINIT_PADATA + 65536)
+/* Hard cap of the OCTET STRING setters (the largest value any encoder accepts). */
+#define CK_ASN1_MAX_ANY_OCTETS CK_ASN1_MAX_AS_MSG
 #define CK_ASN1_MAX_COMPONENTS 16     /* PrincipalName name-string entries */
 #define CK_ASN1_MAX_ETYPES 64         /* KDC-REQ-BODY etype entries */
 #define CK_ASN1_MAX_PADATA 32         /* METHOD-DATA / padata entries */

@@ -38,10 +38,28 @@ read_header(const uint8_t *p, size_t len, const char *what, size_t *hdr, size_t 
             return ck_error_set(CK_ERR_DECODE, "%s: %zu length octets", what, n);
         if (len - 2 < n)
             return ck_error_set(CK_ERR_DECODE, "%s: truncated length", what);
+        /* DER (X.690 §10.1): the fewest length octets. A leading zero octet, or the long form
+         * for a length below 128, gives one value several encodings, which breaks every
+         * "same bytes" comparison (checksums over received encodings, replay caches). */
+        if (p[2] == 0)
+            return ck_error_set(CK_ERR_DECODE, "%s: non-minimal length (leading zero octet)",
+                                what);
         for (size_t i = 0; i < n; i++)
             v = (v << 8) | p[2 + i];
+        if (v < 0x80)
+            return ck_error_set(CK_ERR_DECODE, "%s: non-minimal length (long form for %zu)", what,
+                                v);
         *hdr = 2 + n;
         *clen = v;
+    }
+    /* DER: universal types other than SEQUENCE/SET are primitive (no BER constructed strings,
+     * which OpenSSL would otherwise reassemble), and SEQUENCE/SET are always constructed. */
+    if ((p[0] & 0xc0) == 0x00) {
+        unsigned tag = p[0] & 0x1f;
+        bool cons = (p[0] & 0x20) != 0;
+        if (cons != (tag == V_ASN1_SEQUENCE || tag == V_ASN1_SET))
+            return ck_error_set(CK_ERR_DECODE, "%s: %s encoding of universal tag %u", what,
+                                cons ? "constructed" : "primitive", tag);
     }
     if (*clen > len - *hdr)
         return ck_error_set(CK_ERR_DECODE, "%s: length %zu exceeds the %zu bytes left", what,
@@ -74,13 +92,19 @@ scan_contents(const uint8_t *p, size_t len, int depth, const char *what)
 int
 ck_asn1_der_scan(const uint8_t *der, size_t len, const char *what)
 {
+    return ck_asn1_der_scan_max(der, len, what, CK_ASN1_MAX_MSG);
+}
+
+int
+ck_asn1_der_scan_max(const uint8_t *der, size_t len, const char *what, size_t max)
+{
     size_t hdr, clen;
     int rc;
 
     if (der == NULL || len == 0)
         return ck_error_set(CK_ERR_DECODE, "%s: empty input", what);
-    if (len > CK_ASN1_MAX_MSG)
-        return ck_error_set(CK_ERR_DECODE, "%s: %zu bytes exceeds %d", what, len, CK_ASN1_MAX_MSG);
+    if (len > max)
+        return ck_error_set(CK_ERR_DECODE, "%s: %zu bytes exceeds %zu", what, len, max);
     if ((rc = read_header(der, len, what, &hdr, &clen)) != 0)
         return rc;
     if (hdr + clen != len)
@@ -111,160 +135,166 @@ ck_asn1_free_der(uint8_t *der, size_t len)
 
 /* ---- field validation ---------------------------------------------------------------------- */
 
-struct vctx {
-    const char *type; /* message name for error context */
-    bool encoding;    /* validating before encode (stricter about BIT STRING form) */
-};
-
 #define CK_STR_(x) #x
 #define CK_STR(x) CK_STR_(x)
 #define MAND false
 #define OPT true
 
-static int
-fail(const struct vctx *c, const char *field, const char *why)
+int
+ck_asn1_fail(const ck_vctx *c, const char *field, const char *why)
 {
     return ck_error_set(CK_ERR_DECODE, "%s: %s %s", c->type, field, why);
 }
 
-static int
-v_int32_range(const struct vctx *c, const char *field, int64_t v, int64_t min, int64_t max)
+int
+ck_asn1_v_int32_range(const ck_vctx *c, const char *field, int64_t v, int64_t min, int64_t max)
 {
     if (v < min || v > max)
-        return fail(c, field, "out of range");
+        return ck_asn1_fail(c, field, "out of range");
     return 0;
 }
 
 static int
-v_usec_opt(const struct vctx *c, const char *field, const int32_t *p)
+v_usec_opt(const ck_vctx *c, const char *field, const int32_t *p)
 {
-    return p == NULL ? 0 : v_int32_range(c, field, *p, 0, 999999);
+    return p == NULL ? 0 : ck_asn1_v_int32_range(c, field, *p, 0, 999999);
 }
 
-static int
-v_time(const struct vctx *c, const char *field, const ASN1_GENERALIZEDTIME *t, bool opt)
+int
+ck_asn1_v_time(const ck_vctx *c, const char *field, const ASN1_GENERALIZEDTIME *t, bool opt)
 {
     int64_t secs;
 
     if (t == NULL)
-        return opt ? 0 : fail(c, field, "missing");
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
     if (t->type != V_ASN1_GENERALIZEDTIME ||
         ck_asn1_time_parse(t->data, (size_t)t->length, &secs) != 0)
-        return fail(c, field, "is not a KerberosTime YYYYMMDDHHMMSSZ");
+        return ck_asn1_fail(c, field, "is not a KerberosTime YYYYMMDDHHMMSSZ");
     return 0;
 }
 
-static int
-v_kstring(const struct vctx *c, const char *field, const ASN1_GENERALSTRING *s, bool opt)
+int
+ck_asn1_v_kstring(const ck_vctx *c, const char *field, const ASN1_GENERALSTRING *s, bool opt)
 {
     if (s == NULL)
-        return opt ? 0 : fail(c, field, "missing");
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
     if (s->type != V_ASN1_GENERALSTRING || s->length < 0)
-        return fail(c, field, "is not a GeneralString");
+        return ck_asn1_fail(c, field, "is not a GeneralString");
     if (s->length > CK_ASN1_MAX_STRING)
-        return fail(c, field, "longer than " CK_STR(CK_ASN1_MAX_STRING) " bytes");
+        return ck_asn1_fail(c, field, "longer than " CK_STR(CK_ASN1_MAX_STRING) " bytes");
     /* Names and realms are compared and logged as C strings: an embedded NUL would let
      * "a\0b" pass for "a". */
     if (s->length > 0 && memchr(s->data, 0, (size_t)s->length) != NULL)
-        return fail(c, field, "contains a NUL byte");
+        return ck_asn1_fail(c, field, "contains a NUL byte");
     return 0;
 }
 
-static int
-v_octets(const struct vctx *c, const char *field, const ASN1_OCTET_STRING *o, bool opt)
+int
+ck_asn1_v_octets(const ck_vctx *c, const char *field, const ASN1_OCTET_STRING *o, bool opt)
 {
     if (o == NULL)
-        return opt ? 0 : fail(c, field, "missing");
-    if (o->length < 0 || o->length > CK_ASN1_MAX_OCTETS)
-        return fail(c, field, "longer than " CK_STR(CK_ASN1_MAX_OCTETS) " bytes");
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
+    return ck_asn1_v_octets_max(c, field, o, opt, c->max_octets);
+}
+
+int
+ck_asn1_v_octets_max(const ck_vctx *c, const char *field, const ASN1_OCTET_STRING *o,
+                     bool opt, size_t max)
+{
+    if (o == NULL)
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
+    if (o->length < 0 || (size_t)o->length > max)
+        return ck_error_set(CK_ERR_DECODE, "%s: %s longer than %zu bytes", c->type, field, max);
     return 0;
 }
 
-static int
-v_flags(const struct vctx *c, const char *field, const ASN1_BIT_STRING *b)
+int
+ck_asn1_v_flags(const ck_vctx *c, const char *field, const ASN1_BIT_STRING *b)
 {
     if (b == NULL)
-        return fail(c, field, "missing");
+        return ck_asn1_fail(c, field, "missing");
     if (b->length < 0 || b->length > CK_ASN1_MAX_FLAG_BYTES)
-        return fail(c, field, "BIT STRING too long");
+        return ck_asn1_fail(c, field, "BIT STRING too long");
     /* Without BITS_LEFT, OpenSSL would trim trailing zero bits: MIT wants 32 bits. */
     if (c->encoding && !(b->flags & ASN1_STRING_FLAG_BITS_LEFT))
-        return fail(c, field, "not set with ck_asn1_flags_set");
+        return ck_asn1_fail(c, field, "not set with ck_asn1_flags_set");
     return 0;
 }
 
-static int
-v_uint32ish(const struct vctx *c, const char *field, const ASN1_INTEGER *n, bool opt)
+int
+ck_asn1_v_uint32ish(const ck_vctx *c, const char *field, const ASN1_INTEGER *n, bool opt)
 {
     int64_t v;
 
     if (n == NULL)
-        return opt ? 0 : fail(c, field, "missing");
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
     /* UInt32 on the wire, but MIT sends the signed 32-bit form: accept both. */
     if (!ASN1_INTEGER_get_int64(&v, n)) {
         ERR_clear_error();
-        return fail(c, field, "is not a 32-bit integer");
+        return ck_asn1_fail(c, field, "is not a 32-bit integer");
     }
-    return v_int32_range(c, field, v, INT32_MIN, UINT32_MAX);
+    return ck_asn1_v_int32_range(c, field, v, INT32_MIN, UINT32_MAX);
 }
 
-static int
-v_principal(const struct vctx *c, const char *field, const CK_PRINCIPAL_NAME *p, bool opt)
+int
+ck_asn1_v_principal(const ck_vctx *c, const char *field, const CK_PRINCIPAL_NAME *p, bool opt)
 {
     int n, rc;
 
     if (p == NULL)
-        return opt ? 0 : fail(c, field, "missing");
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
     n = p->name_string != NULL ? sk_ASN1_GENERALSTRING_num(p->name_string) : 0;
     if (n < 1 || n > CK_ASN1_MAX_COMPONENTS)
-        return fail(c, field, "has no or more than " CK_STR(CK_ASN1_MAX_COMPONENTS) " components");
+        return ck_asn1_fail(c, field,
+                            "has no or more than " CK_STR(CK_ASN1_MAX_COMPONENTS) " components");
     for (int i = 0; i < n; i++)
-        if ((rc = v_kstring(c, field, sk_ASN1_GENERALSTRING_value(p->name_string, i), MAND)) != 0)
+        if ((rc = ck_asn1_v_kstring(c, field, sk_ASN1_GENERALSTRING_value(p->name_string, i),
+                                    MAND)) != 0)
             return rc;
     return 0;
 }
 
 static int
-v_enc_data(const struct vctx *c, const char *field, const CK_ENCRYPTED_DATA *e, bool opt)
+v_enc_data(const ck_vctx *c, const char *field, const CK_ENCRYPTED_DATA *e, bool opt)
 {
     if (e == NULL)
-        return opt ? 0 : fail(c, field, "missing");
-    return v_octets(c, field, e->cipher, MAND);
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
+    return ck_asn1_v_octets(c, field, e->cipher, MAND);
 }
 
-static int
-v_key(const struct vctx *c, const char *field, const CK_ENCRYPTION_KEY *k, bool opt)
+int
+ck_asn1_v_key(const ck_vctx *c, const char *field, const CK_ENCRYPTION_KEY *k, bool opt)
 {
     if (k == NULL)
-        return opt ? 0 : fail(c, field, "missing");
-    return v_octets(c, field, k->keyvalue, MAND);
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
+    return ck_asn1_v_octets(c, field, k->keyvalue, MAND);
 }
 
-static int
-v_checksum(const struct vctx *c, const char *field, const CK_CHECKSUM *k, bool opt)
+int
+ck_asn1_v_checksum(const ck_vctx *c, const char *field, const CK_CHECKSUM *k, bool opt)
 {
     if (k == NULL)
-        return opt ? 0 : fail(c, field, "missing");
-    return v_octets(c, field, k->checksum, MAND);
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
+    return ck_asn1_v_octets(c, field, k->checksum, MAND);
 }
 
 static int
-v_address(const struct vctx *c, const char *field, const CK_HOST_ADDRESS *a, bool opt)
+v_address(const ck_vctx *c, const char *field, const CK_HOST_ADDRESS *a, bool opt)
 {
     if (a == NULL)
-        return opt ? 0 : fail(c, field, "missing");
-    return v_octets(c, field, a->address, MAND);
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
+    return ck_asn1_v_octets(c, field, a->address, MAND);
 }
 
 static int
-v_addresses(const struct vctx *c, const char *field, const CK_HOST_ADDRESSES *a, bool opt)
+v_addresses(const ck_vctx *c, const char *field, const CK_HOST_ADDRESSES *a, bool opt)
 {
     int rc;
 
     if (a == NULL)
-        return opt ? 0 : fail(c, field, "missing");
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
     if (sk_CK_HOST_ADDRESS_num(a) > CK_ASN1_MAX_ADDRESSES)
-        return fail(c, field, "has more than " CK_STR(CK_ASN1_MAX_ADDRESSES) " entries");
+        return ck_asn1_fail(c, field, "has more than " CK_STR(CK_ASN1_MAX_ADDRESSES) " entries");
     for (int i = 0; i < sk_CK_HOST_ADDRESS_num(a); i++)
         if ((rc = v_address(c, field, sk_CK_HOST_ADDRESS_value(a, i), MAND)) != 0)
             return rc;
@@ -272,119 +302,120 @@ v_addresses(const struct vctx *c, const char *field, const CK_HOST_ADDRESSES *a,
 }
 
 static int
-v_authdata(const struct vctx *c, const char *field, const CK_AUTHORIZATION_DATA *a, bool opt)
+v_authdata(const ck_vctx *c, const char *field, const CK_AUTHORIZATION_DATA *a, bool opt)
 {
     int rc;
 
     if (a == NULL)
-        return opt ? 0 : fail(c, field, "missing");
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
     if (sk_CK_AD_ENTRY_num(a) > CK_ASN1_MAX_AD)
-        return fail(c, field, "has more than " CK_STR(CK_ASN1_MAX_AD) " entries");
+        return ck_asn1_fail(c, field, "has more than " CK_STR(CK_ASN1_MAX_AD) " entries");
     for (int i = 0; i < sk_CK_AD_ENTRY_num(a); i++) {
         const CK_AD_ENTRY *e = sk_CK_AD_ENTRY_value(a, i);
         if (e == NULL)
-            return fail(c, field, "has a NULL entry");
-        if ((rc = v_octets(c, field, e->ad_data, MAND)) != 0)
+            return ck_asn1_fail(c, field, "has a NULL entry");
+        if ((rc = ck_asn1_v_octets(c, field, e->ad_data, MAND)) != 0)
             return rc;
     }
     return 0;
 }
 
-static int
-v_padata(const struct vctx *c, const char *field, const CK_METHOD_DATA *m, bool opt)
+int
+ck_asn1_v_padata(const ck_vctx *c, const char *field, const CK_METHOD_DATA *m, bool opt)
 {
     int rc;
 
     if (m == NULL)
-        return opt ? 0 : fail(c, field, "missing");
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
     if (sk_CK_PA_DATA_num(m) > CK_ASN1_MAX_PADATA)
-        return fail(c, field, "has more than " CK_STR(CK_ASN1_MAX_PADATA) " entries");
+        return ck_asn1_fail(c, field, "has more than " CK_STR(CK_ASN1_MAX_PADATA) " entries");
     for (int i = 0; i < sk_CK_PA_DATA_num(m); i++) {
         const CK_PA_DATA *pa = sk_CK_PA_DATA_value(m, i);
         if (pa == NULL)
-            return fail(c, field, "has a NULL entry");
-        if ((rc = v_octets(c, field, pa->padata_value, MAND)) != 0)
+            return ck_asn1_fail(c, field, "has a NULL entry");
+        if ((rc = ck_asn1_v_octets_max(c, field, pa->padata_value, MAND, c->max_padata)) != 0)
             return rc;
     }
     return 0;
 }
 
 static int
-v_vno(const struct vctx *c, const char *field, int32_t v)
+v_vno(const ck_vctx *c, const char *field, int32_t v)
 {
-    return v == CK_KRB5_PVNO ? 0 : fail(c, field, "is not 5");
+    return v == CK_KRB5_PVNO ? 0 : ck_asn1_fail(c, field, "is not 5");
 }
 
 static int
-v_ticket(const struct vctx *c, const char *field, const CK_TICKET *t, bool opt)
+v_ticket(const ck_vctx *c, const char *field, const CK_TICKET *t, bool opt)
 {
     int rc;
 
     if (t == NULL)
-        return opt ? 0 : fail(c, field, "missing");
+        return opt ? 0 : ck_asn1_fail(c, field, "missing");
     if ((rc = v_vno(c, "ticket.tkt-vno", t->tkt_vno)) != 0 ||
-        (rc = v_kstring(c, "ticket.realm", t->realm, MAND)) != 0 ||
-        (rc = v_principal(c, "ticket.sname", t->sname, MAND)) != 0 ||
+        (rc = ck_asn1_v_kstring(c, "ticket.realm", t->realm, MAND)) != 0 ||
+        (rc = ck_asn1_v_principal(c, "ticket.sname", t->sname, MAND)) != 0 ||
         (rc = v_enc_data(c, "ticket.enc-part", t->enc_part, MAND)) != 0)
         return rc;
     return 0;
 }
 
 static int
-v_etype_info2(const struct vctx *c, const CK_ETYPE_INFO2 *e)
+v_etype_info2(const ck_vctx *c, const CK_ETYPE_INFO2 *e)
 {
     int n, rc;
 
     if (e == NULL)
-        return fail(c, "entries", "missing");
+        return ck_asn1_fail(c, "entries", "missing");
     n = sk_CK_ETYPE_INFO2_ENTRY_num(e);
     if (n < 1 || n > CK_ASN1_MAX_ETYPE_INFO)
-        return fail(c, "entries", "count out of range (1.." CK_STR(CK_ASN1_MAX_ETYPE_INFO) ")");
+        return ck_asn1_fail(c, "entries",
+                            "count out of range (1.." CK_STR(CK_ASN1_MAX_ETYPE_INFO) ")");
     for (int i = 0; i < n; i++) {
         const CK_ETYPE_INFO2_ENTRY *x = sk_CK_ETYPE_INFO2_ENTRY_value(e, i);
         if (x == NULL)
-            return fail(c, "entry", "NULL");
-        if ((rc = v_kstring(c, "salt", x->salt, OPT)) != 0 ||
-            (rc = v_octets(c, "s2kparams", x->s2kparams, OPT)) != 0)
+            return ck_asn1_fail(c, "entry", "NULL");
+        if ((rc = ck_asn1_v_kstring(c, "salt", x->salt, OPT)) != 0 ||
+            (rc = ck_asn1_v_octets(c, "s2kparams", x->s2kparams, OPT)) != 0)
             return rc;
     }
     return 0;
 }
 
 static int
-v_kdc_req_body(const struct vctx *c, const CK_KDC_REQ_BODY *b)
+v_kdc_req_body(const ck_vctx *c, const CK_KDC_REQ_BODY *b)
 {
     int n, rc;
 
     if (b == NULL)
-        return fail(c, "req-body", "missing");
-    if ((rc = v_flags(c, "kdc-options", b->kdc_options)) != 0 ||
-        (rc = v_principal(c, "cname", b->cname, OPT)) != 0 ||
-        (rc = v_kstring(c, "realm", b->realm, MAND)) != 0 ||
-        (rc = v_principal(c, "sname", b->sname, OPT)) != 0 ||
-        (rc = v_time(c, "from", b->from, OPT)) != 0 ||
-        (rc = v_time(c, "till", b->till, MAND)) != 0 ||
-        (rc = v_time(c, "rtime", b->rtime, OPT)) != 0 ||
-        (rc = v_uint32ish(c, "nonce", b->nonce, MAND)) != 0 ||
+        return ck_asn1_fail(c, "req-body", "missing");
+    if ((rc = ck_asn1_v_flags(c, "kdc-options", b->kdc_options)) != 0 ||
+        (rc = ck_asn1_v_principal(c, "cname", b->cname, OPT)) != 0 ||
+        (rc = ck_asn1_v_kstring(c, "realm", b->realm, MAND)) != 0 ||
+        (rc = ck_asn1_v_principal(c, "sname", b->sname, OPT)) != 0 ||
+        (rc = ck_asn1_v_time(c, "from", b->from, OPT)) != 0 ||
+        (rc = ck_asn1_v_time(c, "till", b->till, MAND)) != 0 ||
+        (rc = ck_asn1_v_time(c, "rtime", b->rtime, OPT)) != 0 ||
+        (rc = ck_asn1_v_uint32ish(c, "nonce", b->nonce, MAND)) != 0 ||
         (rc = v_addresses(c, "addresses", b->addresses, OPT)) != 0 ||
         (rc = v_enc_data(c, "enc-authorization-data", b->enc_authorization_data, OPT)) != 0)
         return rc;
     n = b->etype != NULL ? sk_ASN1_INTEGER_num(b->etype) : 0;
     if (n < 1 || n > CK_ASN1_MAX_ETYPES)
-        return fail(c, "etype", "count out of range (1.." CK_STR(CK_ASN1_MAX_ETYPES) ")");
+        return ck_asn1_fail(c, "etype", "count out of range (1.." CK_STR(CK_ASN1_MAX_ETYPES) ")");
     for (int i = 0; i < n; i++) {
         int64_t v;
         if (!ASN1_INTEGER_get_int64(&v, sk_ASN1_INTEGER_value(b->etype, i))) {
             ERR_clear_error();
-            return fail(c, "etype", "entry is not an Int32");
+            return ck_asn1_fail(c, "etype", "entry is not an Int32");
         }
-        if ((rc = v_int32_range(c, "etype", v, INT32_MIN, INT32_MAX)) != 0)
+        if ((rc = ck_asn1_v_int32_range(c, "etype", v, INT32_MIN, INT32_MAX)) != 0)
             return rc;
     }
     if (b->additional_tickets != NULL) {
         n = sk_CK_TICKET_num(b->additional_tickets);
         if (n > CK_ASN1_MAX_TICKETS)
-            return fail(c, "additional-tickets", "more than " CK_STR(CK_ASN1_MAX_TICKETS));
+            return ck_asn1_fail(c, "additional-tickets", "more than " CK_STR(CK_ASN1_MAX_TICKETS));
         for (int i = 0; i < n; i++)
             if ((rc = v_ticket(c, "additional-tickets",
                                sk_CK_TICKET_value(b->additional_tickets, i), MAND)) != 0)
@@ -394,31 +425,31 @@ v_kdc_req_body(const struct vctx *c, const CK_KDC_REQ_BODY *b)
 }
 
 static int
-v_kdc_req(const struct vctx *c, const CK_KDC_REQ *r, int tag)
+v_kdc_req(const ck_vctx *c, const CK_KDC_REQ *r, int tag)
 {
     int rc;
 
     if ((rc = v_vno(c, "pvno", r->pvno)) != 0)
         return rc;
     if (r->msg_type != tag)
-        return fail(c, "msg-type", "does not match the APPLICATION tag");
-    if ((rc = v_padata(c, "padata", r->padata, OPT)) != 0)
+        return ck_asn1_fail(c, "msg-type", "does not match the APPLICATION tag");
+    if ((rc = ck_asn1_v_padata(c, "padata", r->padata, OPT)) != 0)
         return rc;
     return v_kdc_req_body(c, r->req_body);
 }
 
 static int
-v_kdc_rep(const struct vctx *c, const CK_KDC_REP *r, int tag)
+v_kdc_rep(const ck_vctx *c, const CK_KDC_REP *r, int tag)
 {
     int rc;
 
     if ((rc = v_vno(c, "pvno", r->pvno)) != 0)
         return rc;
     if (r->msg_type != tag)
-        return fail(c, "msg-type", "does not match the APPLICATION tag");
-    if ((rc = v_padata(c, "padata", r->padata, OPT)) != 0 ||
-        (rc = v_kstring(c, "crealm", r->crealm, MAND)) != 0 ||
-        (rc = v_principal(c, "cname", r->cname, MAND)) != 0 ||
+        return ck_asn1_fail(c, "msg-type", "does not match the APPLICATION tag");
+    if ((rc = ck_asn1_v_padata(c, "padata", r->padata, OPT)) != 0 ||
+        (rc = ck_asn1_v_kstring(c, "crealm", r->crealm, MAND)) != 0 ||
+        (rc = ck_asn1_v_principal(c, "cname", r->cname, MAND)) != 0 ||
         (rc = v_ticket(c, "ticket", r->ticket, MAND)) != 0 ||
         (rc = v_enc_data(c, "enc-part", r->enc_part, MAND)) != 0)
         return rc;
@@ -426,56 +457,57 @@ v_kdc_rep(const struct vctx *c, const CK_KDC_REP *r, int tag)
 }
 
 static int
-v_enc_kdc_rep_part(const struct vctx *c, const CK_ENC_KDC_REP_PART *e)
+v_enc_kdc_rep_part(const ck_vctx *c, const CK_ENC_KDC_REP_PART *e)
 {
     int n, rc;
 
-    if ((rc = v_key(c, "key", e->key, MAND)) != 0)
+    if ((rc = ck_asn1_v_key(c, "key", e->key, MAND)) != 0)
         return rc;
     if (e->last_req == NULL)
-        return fail(c, "last-req", "missing");
+        return ck_asn1_fail(c, "last-req", "missing");
     n = sk_CK_LAST_REQ_ENTRY_num(e->last_req);
     if (n > CK_ASN1_MAX_LAST_REQ)
-        return fail(c, "last-req", "has more than " CK_STR(CK_ASN1_MAX_LAST_REQ) " entries");
+        return ck_asn1_fail(c, "last-req",
+                            "has more than " CK_STR(CK_ASN1_MAX_LAST_REQ) " entries");
     for (int i = 0; i < n; i++) {
         const CK_LAST_REQ_ENTRY *lr = sk_CK_LAST_REQ_ENTRY_value(e->last_req, i);
         if (lr == NULL)
-            return fail(c, "last-req", "has a NULL entry");
-        if ((rc = v_time(c, "last-req.lr-value", lr->lr_value, MAND)) != 0)
+            return ck_asn1_fail(c, "last-req", "has a NULL entry");
+        if ((rc = ck_asn1_v_time(c, "last-req.lr-value", lr->lr_value, MAND)) != 0)
             return rc;
     }
-    if ((rc = v_uint32ish(c, "nonce", e->nonce, MAND)) != 0 ||
-        (rc = v_time(c, "key-expiration", e->key_expiration, OPT)) != 0 ||
-        (rc = v_flags(c, "flags", e->flags)) != 0 ||
-        (rc = v_time(c, "authtime", e->authtime, MAND)) != 0 ||
-        (rc = v_time(c, "starttime", e->starttime, OPT)) != 0 ||
-        (rc = v_time(c, "endtime", e->endtime, MAND)) != 0 ||
-        (rc = v_time(c, "renew-till", e->renew_till, OPT)) != 0 ||
-        (rc = v_kstring(c, "srealm", e->srealm, MAND)) != 0 ||
-        (rc = v_principal(c, "sname", e->sname, MAND)) != 0 ||
+    if ((rc = ck_asn1_v_uint32ish(c, "nonce", e->nonce, MAND)) != 0 ||
+        (rc = ck_asn1_v_time(c, "key-expiration", e->key_expiration, OPT)) != 0 ||
+        (rc = ck_asn1_v_flags(c, "flags", e->flags)) != 0 ||
+        (rc = ck_asn1_v_time(c, "authtime", e->authtime, MAND)) != 0 ||
+        (rc = ck_asn1_v_time(c, "starttime", e->starttime, OPT)) != 0 ||
+        (rc = ck_asn1_v_time(c, "endtime", e->endtime, MAND)) != 0 ||
+        (rc = ck_asn1_v_time(c, "renew-till", e->renew_till, OPT)) != 0 ||
+        (rc = ck_asn1_v_kstring(c, "srealm", e->srealm, MAND)) != 0 ||
+        (rc = ck_asn1_v_principal(c, "sname", e->sname, MAND)) != 0 ||
         (rc = v_addresses(c, "caddr", e->caddr, OPT)) != 0 ||
-        (rc = v_padata(c, "encrypted-pa-data", e->encrypted_pa_data, OPT)) != 0)
+        (rc = ck_asn1_v_padata(c, "encrypted-pa-data", e->encrypted_pa_data, OPT)) != 0)
         return rc;
     return 0;
 }
 
 static int
-v_enc_ticket_part(const struct vctx *c, const CK_ENC_TICKET_PART *e)
+v_enc_ticket_part(const ck_vctx *c, const CK_ENC_TICKET_PART *e)
 {
     int rc;
 
-    if ((rc = v_flags(c, "flags", e->flags)) != 0 ||
-        (rc = v_key(c, "key", e->key, MAND)) != 0 ||
-        (rc = v_kstring(c, "crealm", e->crealm, MAND)) != 0 ||
-        (rc = v_principal(c, "cname", e->cname, MAND)) != 0)
+    if ((rc = ck_asn1_v_flags(c, "flags", e->flags)) != 0 ||
+        (rc = ck_asn1_v_key(c, "key", e->key, MAND)) != 0 ||
+        (rc = ck_asn1_v_kstring(c, "crealm", e->crealm, MAND)) != 0 ||
+        (rc = ck_asn1_v_principal(c, "cname", e->cname, MAND)) != 0)
         return rc;
     if (e->transited == NULL)
-        return fail(c, "transited", "missing");
-    if ((rc = v_octets(c, "transited.contents", e->transited->contents, MAND)) != 0 ||
-        (rc = v_time(c, "authtime", e->authtime, MAND)) != 0 ||
-        (rc = v_time(c, "starttime", e->starttime, OPT)) != 0 ||
-        (rc = v_time(c, "endtime", e->endtime, MAND)) != 0 ||
-        (rc = v_time(c, "renew-till", e->renew_till, OPT)) != 0 ||
+        return ck_asn1_fail(c, "transited", "missing");
+    if ((rc = ck_asn1_v_octets(c, "transited.contents", e->transited->contents, MAND)) != 0 ||
+        (rc = ck_asn1_v_time(c, "authtime", e->authtime, MAND)) != 0 ||
+        (rc = ck_asn1_v_time(c, "starttime", e->starttime, OPT)) != 0 ||
+        (rc = ck_asn1_v_time(c, "endtime", e->endtime, MAND)) != 0 ||
+        (rc = ck_asn1_v_time(c, "renew-till", e->renew_till, OPT)) != 0 ||
         (rc = v_addresses(c, "caddr", e->caddr, OPT)) != 0 ||
         (rc = v_authdata(c, "authorization-data", e->authorization_data, OPT)) != 0)
         return rc;
@@ -483,33 +515,33 @@ v_enc_ticket_part(const struct vctx *c, const CK_ENC_TICKET_PART *e)
 }
 
 static int
-v_authenticator(const struct vctx *c, const CK_AUTHENTICATOR *a)
+v_authenticator(const ck_vctx *c, const CK_AUTHENTICATOR *a)
 {
     int rc;
 
     if ((rc = v_vno(c, "authenticator-vno", a->authenticator_vno)) != 0 ||
-        (rc = v_kstring(c, "crealm", a->crealm, MAND)) != 0 ||
-        (rc = v_principal(c, "cname", a->cname, MAND)) != 0 ||
-        (rc = v_checksum(c, "cksum", a->cksum, OPT)) != 0 ||
-        (rc = v_int32_range(c, "cusec", a->cusec, 0, 999999)) != 0 ||
-        (rc = v_time(c, "ctime", a->ctime, MAND)) != 0 ||
-        (rc = v_key(c, "subkey", a->subkey, OPT)) != 0 ||
-        (rc = v_uint32ish(c, "seq-number", a->seq_number, OPT)) != 0 ||
+        (rc = ck_asn1_v_kstring(c, "crealm", a->crealm, MAND)) != 0 ||
+        (rc = ck_asn1_v_principal(c, "cname", a->cname, MAND)) != 0 ||
+        (rc = ck_asn1_v_checksum(c, "cksum", a->cksum, OPT)) != 0 ||
+        (rc = ck_asn1_v_int32_range(c, "cusec", a->cusec, 0, 999999)) != 0 ||
+        (rc = ck_asn1_v_time(c, "ctime", a->ctime, MAND)) != 0 ||
+        (rc = ck_asn1_v_key(c, "subkey", a->subkey, OPT)) != 0 ||
+        (rc = ck_asn1_v_uint32ish(c, "seq-number", a->seq_number, OPT)) != 0 ||
         (rc = v_authdata(c, "authorization-data", a->authorization_data, OPT)) != 0)
         return rc;
     return 0;
 }
 
 static int
-v_ap_req(const struct vctx *c, const CK_AP_REQ *a)
+v_ap_req(const ck_vctx *c, const CK_AP_REQ *a)
 {
     int rc;
 
     if ((rc = v_vno(c, "pvno", a->pvno)) != 0)
         return rc;
     if (a->msg_type != CK_KRB_AP_REQ)
-        return fail(c, "msg-type", "is not 14");
-    if ((rc = v_flags(c, "ap-options", a->ap_options)) != 0 ||
+        return ck_asn1_fail(c, "msg-type", "is not 14");
+    if ((rc = ck_asn1_v_flags(c, "ap-options", a->ap_options)) != 0 ||
         (rc = v_ticket(c, "ticket", a->ticket, MAND)) != 0 ||
         (rc = v_enc_data(c, "authenticator", a->authenticator, MAND)) != 0)
         return rc;
@@ -517,42 +549,42 @@ v_ap_req(const struct vctx *c, const CK_AP_REQ *a)
 }
 
 static int
-v_ap_rep(const struct vctx *c, const CK_AP_REP *a)
+v_ap_rep(const ck_vctx *c, const CK_AP_REP *a)
 {
     int rc;
 
     if ((rc = v_vno(c, "pvno", a->pvno)) != 0)
         return rc;
     if (a->msg_type != CK_KRB_AP_REP)
-        return fail(c, "msg-type", "is not 15");
+        return ck_asn1_fail(c, "msg-type", "is not 15");
     return v_enc_data(c, "enc-part", a->enc_part, MAND);
 }
 
 static int
-v_enc_ap_rep_part(const struct vctx *c, const CK_ENC_AP_REP_PART *a)
+v_enc_ap_rep_part(const ck_vctx *c, const CK_ENC_AP_REP_PART *a)
 {
     int rc;
 
-    if ((rc = v_time(c, "ctime", a->ctime, MAND)) != 0 ||
-        (rc = v_int32_range(c, "cusec", a->cusec, 0, 999999)) != 0 ||
-        (rc = v_key(c, "subkey", a->subkey, OPT)) != 0 ||
-        (rc = v_uint32ish(c, "seq-number", a->seq_number, OPT)) != 0)
+    if ((rc = ck_asn1_v_time(c, "ctime", a->ctime, MAND)) != 0 ||
+        (rc = ck_asn1_v_int32_range(c, "cusec", a->cusec, 0, 999999)) != 0 ||
+        (rc = ck_asn1_v_key(c, "subkey", a->subkey, OPT)) != 0 ||
+        (rc = ck_asn1_v_uint32ish(c, "seq-number", a->seq_number, OPT)) != 0)
         return rc;
     return 0;
 }
 
 /* KRB-SAFE-BODY and EncKrbPrivPart share their field list. */
 static int
-v_safe_fields(const struct vctx *c, const ASN1_OCTET_STRING *user_data,
+v_safe_fields(const ck_vctx *c, const ASN1_OCTET_STRING *user_data,
               const ASN1_GENERALIZEDTIME *timestamp, const int32_t *usec,
               const ASN1_INTEGER *seq, const CK_HOST_ADDRESS *s, const CK_HOST_ADDRESS *r)
 {
     int rc;
 
-    if ((rc = v_octets(c, "user-data", user_data, MAND)) != 0 ||
-        (rc = v_time(c, "timestamp", timestamp, OPT)) != 0 ||
+    if ((rc = ck_asn1_v_octets(c, "user-data", user_data, MAND)) != 0 ||
+        (rc = ck_asn1_v_time(c, "timestamp", timestamp, OPT)) != 0 ||
         (rc = v_usec_opt(c, "usec", usec)) != 0 ||
-        (rc = v_uint32ish(c, "seq-number", seq, OPT)) != 0 ||
+        (rc = ck_asn1_v_uint32ish(c, "seq-number", seq, OPT)) != 0 ||
         (rc = v_address(c, "s-address", s, MAND)) != 0 ||
         (rc = v_address(c, "r-address", r, OPT)) != 0)
         return rc;
@@ -560,79 +592,86 @@ v_safe_fields(const struct vctx *c, const ASN1_OCTET_STRING *user_data,
 }
 
 static int
-v_krb_safe_body(const struct vctx *c, const CK_KRB_SAFE_BODY *b)
+v_krb_safe_body(const ck_vctx *c, const CK_KRB_SAFE_BODY *b)
 {
     if (b == NULL)
-        return fail(c, "safe-body", "missing");
+        return ck_asn1_fail(c, "safe-body", "missing");
     return v_safe_fields(c, b->user_data, b->timestamp, b->usec, b->seq_number, b->s_address,
                          b->r_address);
 }
 
 static int
-v_krb_safe(const struct vctx *c, const CK_KRB_SAFE_MSG *s)
+v_krb_safe(const ck_vctx *c, const CK_KRB_SAFE_MSG *s)
 {
     int rc;
 
     if ((rc = v_vno(c, "pvno", s->pvno)) != 0)
         return rc;
     if (s->msg_type != CK_KRB_SAFE)
-        return fail(c, "msg-type", "is not 20");
+        return ck_asn1_fail(c, "msg-type", "is not 20");
     if ((rc = v_krb_safe_body(c, s->safe_body)) != 0)
         return rc;
-    return v_checksum(c, "cksum", s->cksum, MAND);
+    return ck_asn1_v_checksum(c, "cksum", s->cksum, MAND);
 }
 
 static int
-v_krb_priv(const struct vctx *c, const CK_KRB_PRIV_MSG *p)
+v_krb_priv(const ck_vctx *c, const CK_KRB_PRIV_MSG *p)
 {
     int rc;
 
     if ((rc = v_vno(c, "pvno", p->pvno)) != 0)
         return rc;
     if (p->msg_type != CK_KRB_PRIV)
-        return fail(c, "msg-type", "is not 21");
+        return ck_asn1_fail(c, "msg-type", "is not 21");
     return v_enc_data(c, "enc-part", p->enc_part, MAND);
 }
 
 static int
-v_enc_krb_priv_part(const struct vctx *c, const CK_ENC_KRB_PRIV_PART *p)
+v_enc_krb_priv_part(const ck_vctx *c, const CK_ENC_KRB_PRIV_PART *p)
 {
     return v_safe_fields(c, p->user_data, p->timestamp, p->usec, p->seq_number, p->s_address,
                          p->r_address);
 }
 
 static int
-v_krb_error(const struct vctx *c, const CK_KRB_ERROR_MSG *e)
+v_krb_error(const ck_vctx *c, const CK_KRB_ERROR_MSG *e)
 {
     int rc;
 
     if ((rc = v_vno(c, "pvno", e->pvno)) != 0)
         return rc;
     if (e->msg_type != CK_KRB_ERROR)
-        return fail(c, "msg-type", "is not 30");
-    if ((rc = v_time(c, "ctime", e->ctime, OPT)) != 0 ||
+        return ck_asn1_fail(c, "msg-type", "is not 30");
+    if ((rc = ck_asn1_v_time(c, "ctime", e->ctime, OPT)) != 0 ||
         (rc = v_usec_opt(c, "cusec", e->cusec)) != 0 ||
-        (rc = v_time(c, "stime", e->stime, MAND)) != 0 ||
-        (rc = v_int32_range(c, "susec", e->susec, 0, 999999)) != 0 ||
-        (rc = v_kstring(c, "crealm", e->crealm, OPT)) != 0 ||
-        (rc = v_principal(c, "cname", e->cname, OPT)) != 0 ||
-        (rc = v_kstring(c, "realm", e->realm, MAND)) != 0 ||
-        (rc = v_principal(c, "sname", e->sname, MAND)) != 0 ||
-        (rc = v_kstring(c, "e-text", e->e_text, OPT)) != 0 ||
-        (rc = v_octets(c, "e-data", e->e_data, OPT)) != 0)
+        (rc = ck_asn1_v_time(c, "stime", e->stime, MAND)) != 0 ||
+        (rc = ck_asn1_v_int32_range(c, "susec", e->susec, 0, 999999)) != 0 ||
+        (rc = ck_asn1_v_kstring(c, "crealm", e->crealm, OPT)) != 0 ||
+        (rc = ck_asn1_v_principal(c, "cname", e->cname, OPT)) != 0 ||
+        (rc = ck_asn1_v_kstring(c, "realm", e->realm, MAND)) != 0 ||
+        (rc = ck_asn1_v_principal(c, "sname", e->sname, MAND)) != 0 ||
+        (rc = ck_asn1_v_kstring(c, "e-text", e->e_text, OPT)) != 0 ||
+        (rc = ck_asn1_v_octets(c, "e-data", e->e_data, OPT)) != 0)
         return rc;
     return 0;
 }
 
 /* ---- generic decode / encode --------------------------------------------------------------- */
 
-typedef int (*validate_fn)(const struct vctx *c, const void *v, int tag);
+const struct ck_asn1_limits ck_asn1_limits_default = {
+    CK_ASN1_MAX_MSG, CK_ASN1_MAX_OCTETS, CK_ASN1_MAX_OCTETS,
+};
+/* AS-REQ / AS-REP: PKINIT padata (certificate chains) in padata-value only. */
+static const struct ck_asn1_limits limits_as = {
+    CK_ASN1_MAX_AS_MSG, CK_ASN1_MAX_OCTETS, CK_ASN1_MAX_PKINIT_PADATA,
+};
 
-static int
-decode_item(const uint8_t *der, size_t len, const ASN1_ITEM *it, const char *name,
-            validate_fn check, int tag, void **out)
+int
+ck_asn1_decode_item(const uint8_t *der, size_t len, const ASN1_ITEM *it, const char *name,
+                    const struct ck_asn1_limits *lim, ck_asn1_validate_fn check, int tag,
+                    void **out)
 {
-    struct vctx c = {name, false};
+    ck_vctx c = {name, false, lim->max_octets, lim->max_padata};
     const unsigned char *p = der;
     ASN1_VALUE *v = NULL;
     int rc;
@@ -640,7 +679,7 @@ decode_item(const uint8_t *der, size_t len, const ASN1_ITEM *it, const char *nam
     if (out == NULL)
         return ck_error_set(CK_ERR_INVAL, "%s: no output", name);
     *out = NULL;
-    if ((rc = ck_asn1_der_scan(der, len, name)) != 0)
+    if ((rc = ck_asn1_der_scan_max(der, len, name, lim->max_msg)) != 0)
         return rc;
     if ((v = ASN1_item_d2i(NULL, &p, (long)len, it)) == NULL)
         return ck_error_set_ssl(CK_ERR_DECODE, "%s: malformed", name);
@@ -657,11 +696,12 @@ out:
     return rc;
 }
 
-static int
-encode_item(const void *v, const ASN1_ITEM *it, const char *name, validate_fn check, int tag,
-            uint8_t **der, size_t *len)
+int
+ck_asn1_encode_item(const void *v, const ASN1_ITEM *it, const char *name,
+                    const struct ck_asn1_limits *lim, ck_asn1_validate_fn check, int tag,
+                    uint8_t **der, size_t *len)
 {
-    struct vctx c = {name, true};
+    ck_vctx c = {name, true, lim->max_octets, lim->max_padata};
     unsigned char *out = NULL;
     int n, rc;
 
@@ -679,9 +719,9 @@ encode_item(const void *v, const ASN1_ITEM *it, const char *name, validate_fn ch
     n = ASN1_item_i2d((const ASN1_VALUE *)v, &out, it);
     if (n <= 0 || out == NULL)
         return ck_error_set_ssl(CK_ERR_ENCODE, "%s: i2d failed", name);
-    if ((size_t)n > CK_ASN1_MAX_MSG) {
+    if ((size_t)n > lim->max_msg) {
         OPENSSL_clear_free(out, (size_t)n);
-        return ck_error_set(CK_ERR_ENCODE, "%s: %d bytes exceeds %d", name, n, CK_ASN1_MAX_MSG);
+        return ck_error_set(CK_ERR_ENCODE, "%s: %d bytes exceeds %zu", name, n, lim->max_msg);
     }
     *der = out;
     *len = (size_t)n;
@@ -690,16 +730,22 @@ encode_item(const void *v, const ASN1_ITEM *it, const char *name, validate_fn ch
 
 /* Adapters from the typed validators to validate_fn. */
 #define CK_VWRAP(fn, T)                                                                     \
-    static int w_##fn(const struct vctx *c, const void *v, int tag)                         \
+    static int w_##fn(const ck_vctx *c, const void *v, int tag)                         \
     {                                                                                       \
         (void)tag;                                                                          \
         return v_##fn(c, (const T *)v);                                                     \
     }
 #define CK_VWRAP_FIELD(fn, T, label)                                                        \
-    static int w_##fn(const struct vctx *c, const void *v, int tag)                         \
+    static int w_##fn(const ck_vctx *c, const void *v, int tag)                         \
     {                                                                                       \
         (void)tag;                                                                          \
         return v_##fn(c, label, (const T *)v, MAND);                                        \
+    }
+#define CK_VWRAP_FIELD_X(fn, T, label)                                                      \
+    static int w_##fn(const ck_vctx *c, const void *v, int tag)                 \
+    {                                                                                       \
+        (void)tag;                                                                          \
+        return ck_asn1_v_##fn(c, label, (const T *)v, MAND);                                \
     }
 
 CK_VWRAP(enc_kdc_rep_part, CK_ENC_KDC_REP_PART)
@@ -716,57 +762,59 @@ CK_VWRAP(kdc_req_body, CK_KDC_REQ_BODY)
 CK_VWRAP(krb_safe_body, CK_KRB_SAFE_BODY)
 CK_VWRAP(etype_info2, CK_ETYPE_INFO2)
 CK_VWRAP_FIELD(ticket, CK_TICKET, "Ticket")
-CK_VWRAP_FIELD(padata, CK_METHOD_DATA, "entries")
+CK_VWRAP_FIELD_X(padata, CK_METHOD_DATA, "entries")
 CK_VWRAP_FIELD(authdata, CK_AUTHORIZATION_DATA, "entries")
-CK_VWRAP_FIELD(principal, CK_PRINCIPAL_NAME, "name-string")
-CK_VWRAP_FIELD(key, CK_ENCRYPTION_KEY, "keyvalue")
-CK_VWRAP_FIELD(checksum, CK_CHECKSUM, "checksum")
+CK_VWRAP_FIELD_X(principal, CK_PRINCIPAL_NAME, "name-string")
+CK_VWRAP_FIELD_X(key, CK_ENCRYPTION_KEY, "keyvalue")
+CK_VWRAP_FIELD_X(checksum, CK_CHECKSUM, "checksum")
 CK_VWRAP_FIELD(addresses, CK_HOST_ADDRESSES, "entries")
 CK_VWRAP_FIELD(enc_data, CK_ENCRYPTED_DATA, "cipher")
 
 static int
-w_kdc_req(const struct vctx *c, const void *v, int tag)
+w_kdc_req(const ck_vctx *c, const void *v, int tag)
 {
     return v_kdc_req(c, (const CK_KDC_REQ *)v, tag);
 }
 
 static int
-w_kdc_rep(const struct vctx *c, const void *v, int tag)
+w_kdc_rep(const ck_vctx *c, const void *v, int tag)
 {
     return v_kdc_rep(c, (const CK_KDC_REP *)v, tag);
 }
 
 static int
-w_pa_enc_ts_enc(const struct vctx *c, const void *v, int tag)
+w_pa_enc_ts_enc(const ck_vctx *c, const void *v, int tag)
 {
     const CK_PA_ENC_TS_ENC *ts = v;
     int rc;
 
     (void)tag;
-    if ((rc = v_time(c, "patimestamp", ts->patimestamp, MAND)) != 0)
+    if ((rc = ck_asn1_v_time(c, "patimestamp", ts->patimestamp, MAND)) != 0)
         return rc;
     return v_usec_opt(c, "pausec", ts->pausec);
 }
 
-#define CK_CODEC(name, T, item, label, wfn, tag)                                            \
+#define CK_CODEC_LIM(name, T, item, label, wfn, tag, lim)                                   \
     int ck_asn1_##name##_decode(const uint8_t *der, size_t len, T **out)                    \
     {                                                                                       \
         void *v = NULL;                                                                     \
         int rc;                                                                             \
         if (out == NULL)                                                                    \
             return ck_error_set(CK_ERR_INVAL, "%s: no output", label);                      \
-        rc = decode_item(der, len, ASN1_ITEM_rptr(item), label, wfn, tag, &v);              \
+        rc = ck_asn1_decode_item(der, len, ASN1_ITEM_rptr(item), label, lim, wfn, tag, &v); \
         *out = v;                                                                           \
         return rc;                                                                          \
     }                                                                                       \
     int ck_asn1_##name##_encode(const T *v, uint8_t **der, size_t *len)                     \
     {                                                                                       \
-        return encode_item(v, ASN1_ITEM_rptr(item), label, wfn, tag, der, len);             \
+        return ck_asn1_encode_item(v, ASN1_ITEM_rptr(item), label, lim, wfn, tag, der, len); \
     }
+#define CK_CODEC(name, T, item, label, wfn, tag)                                            \
+    CK_CODEC_LIM(name, T, item, label, wfn, tag, &ck_asn1_limits_default)
 
-CK_CODEC(as_req, CK_AS_REQ, CK_AS_REQ, "AS-REQ", w_kdc_req, CK_KRB_AS_REQ)
+CK_CODEC_LIM(as_req, CK_AS_REQ, CK_AS_REQ, "AS-REQ", w_kdc_req, CK_KRB_AS_REQ, &limits_as)
 CK_CODEC(tgs_req, CK_TGS_REQ, CK_TGS_REQ, "TGS-REQ", w_kdc_req, CK_KRB_TGS_REQ)
-CK_CODEC(as_rep, CK_AS_REP, CK_AS_REP, "AS-REP", w_kdc_rep, CK_KRB_AS_REP)
+CK_CODEC_LIM(as_rep, CK_AS_REP, CK_AS_REP, "AS-REP", w_kdc_rep, CK_KRB_AS_REP, &limits_as)
 CK_CODEC(tgs_rep, CK_TGS_REP, CK_TGS_REP, "TGS-REP", w_kdc_rep, CK_KRB_TGS_REP)
 CK_CODEC(enc_as_rep_part, CK_ENC_AS_REP_PART, CK_ENC_AS_REP_PART, "EncASRepPart",
          w_enc_kdc_rep_part, 0)

@@ -392,7 +392,7 @@ ck_asn1_octets_set(ASN1_OCTET_STRING **o, const uint8_t *data, size_t len)
 
     if (o == NULL || (data == NULL && len > 0))
         return ck_error_set(CK_ERR_INVAL, "OCTET STRING: NULL");
-    if (len > CK_ASN1_MAX_OCTETS)
+    if (len > CK_ASN1_MAX_ANY_OCTETS) /* each type's encoder applies its own, lower cap */
         return ck_error_set(CK_ERR_LIMIT, "OCTET STRING: %zu bytes", len);
     if (*o == NULL && (n = ASN1_OCTET_STRING_new()) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "OCTET STRING");
