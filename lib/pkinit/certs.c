@@ -40,11 +40,13 @@
 
 #include "cablekey/error.h"
 #include "cablekey/pkinit.h"
+#include "cablekey/pkinit_asn1.h"
 #include "cablekey/util.h"
 
 #define ANCHOR_FILE_MAX (1024 * 1024)
 #define CRL_FILE_MAX (16 * 1024 * 1024)
 #define CRLS_PER_SET_MAX 256
+#define SAN_PRINCIPALS_MAX 16
 
 /* Strength floors (bits of security) of certificates below the anchor, see the top comment. */
 #define STRONG_SIG_BITS 112
@@ -616,6 +618,154 @@ ck_pkinit_verify_chain(const ck_pkinit_anchors *a, X509 *leaf, STACK_OF(X509) *u
     ret = 0;
 out:
     X509_STORE_CTX_free(ctx);
+    return ret;
+}
+
+/* ---- Principal names (id-pkinit-san) ---- */
+
+/* A KRB5PrincipalName as a ck_principal; names the library cannot represent (NUL bytes, too
+ * many components) are CK_ERR_DECODE. */
+static int
+principal_from_kpn(const CK_KRB5_PRINCIPAL_NAME *kpn, ck_principal **out)
+{
+    const char *realm = ck_asn1_kstring_get(kpn->realm);
+    ck_principal *p = NULL;
+    size_t n = ck_asn1_principal_count(kpn->principal_name);
+    int ret;
+
+    *out = NULL;
+    if ((size_t)ASN1_STRING_length(kpn->realm) != strlen(realm) || realm[0] == '\0')
+        return ck_error_set(CK_ERR_DECODE, "id-pkinit-san: bad realm");
+    if ((ret = ck_principal_new(realm, strlen(realm), kpn->principal_name->name_type, &p)) != 0)
+        return ck_error_set(CK_ERR_DECODE, "id-pkinit-san: %s", ck_error_context());
+    for (size_t i = 0; i < n; i++) {
+        const char *c;
+        size_t len;
+        if (ck_asn1_principal_component(kpn->principal_name, i, &c, &len) != 0 ||
+            ck_principal_add_component(p, c, len) != 0) {
+            ck_principal_free(p);
+            return ck_error_set(CK_ERR_DECODE, "id-pkinit-san: unusable name component");
+        }
+    }
+    *out = p;
+    return 0;
+}
+
+void
+ck_pkinit_principals_free(ck_principal **p, size_t n)
+{
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        ck_principal_free(p[i]);
+    free(p);
+}
+
+int
+ck_pkinit_cert_san_principals(X509 *cert, ck_principal ***out, size_t *n)
+{
+    GENERAL_NAMES *gens;
+    ck_principal **list = NULL;
+    size_t count = 0;
+    int crit = 0, ret = 0;
+
+    if (cert == NULL || out == NULL || n == NULL)
+        return ck_error_set(CK_ERR_INVAL, "id-pkinit-san: bad arguments");
+    *out = NULL;
+    *n = 0;
+    gens = X509_get_ext_d2i(cert, NID_subject_alt_name, &crit, NULL);
+    if (gens == NULL) {
+        ERR_clear_error();
+        return crit == -1 ? 0 : ck_error_set(CK_ERR_DECODE, "subjectAltName: malformed or "
+                                                            "repeated");
+    }
+    for (int i = 0; i < sk_GENERAL_NAME_num(gens); i++) {
+        const GENERAL_NAME *gn = sk_GENERAL_NAME_value(gens, i);
+        const ASN1_TYPE *v;
+        CK_KRB5_PRINCIPAL_NAME *kpn = NULL;
+        ck_principal **grown;
+
+        if (gn->type != GEN_OTHERNAME ||
+            !ck_pkinit_oid_eq(gn->d.otherName->type_id, CK_OID_PKINIT_SAN))
+            continue;
+        v = gn->d.otherName->value;
+        if (v == NULL || v->type != V_ASN1_SEQUENCE) {
+            ret = ck_error_set(CK_ERR_DECODE, "id-pkinit-san: value is not a SEQUENCE");
+            goto out;
+        }
+        if (count >= SAN_PRINCIPALS_MAX) {
+            ret = ck_error_set(CK_ERR_LIMIT, "id-pkinit-san: more than %d names",
+                               SAN_PRINCIPALS_MAX);
+            goto out;
+        }
+        if ((ret = ck_asn1_krb5_principal_name_decode(
+                 ASN1_STRING_get0_data(v->value.sequence),
+                 (size_t)ASN1_STRING_length(v->value.sequence), &kpn)) != 0) {
+            ret = ck_error_set(CK_ERR_DECODE, "id-pkinit-san: %s", ck_error_context());
+            goto out;
+        }
+        grown = realloc(list, (count + 1) * sizeof(*list));
+        if (grown == NULL) {
+            CK_KRB5_PRINCIPAL_NAME_free(kpn);
+            ret = ck_error_set(CK_ERR_NOMEM, "id-pkinit-san: out of memory");
+            goto out;
+        }
+        list = grown;
+        ret = principal_from_kpn(kpn, &list[count]);
+        CK_KRB5_PRINCIPAL_NAME_free(kpn);
+        if (ret != 0)
+            goto out;
+        count++;
+    }
+    *out = list;
+    *n = count;
+    list = NULL;
+    count = 0;
+out:
+    GENERAL_NAMES_free(gens);
+    ck_pkinit_principals_free(list, count);
+    return ret;
+}
+
+int
+ck_pkinit_cert_match_principal(X509 *cert, const ck_principal *p)
+{
+    ck_principal **names = NULL;
+    size_t n = 0;
+    int ret;
+
+    if (cert == NULL || p == NULL)
+        return ck_error_set(CK_ERR_INVAL, "id-pkinit-san: bad arguments");
+    if ((ret = ck_pkinit_cert_san_principals(cert, &names, &n)) != 0)
+        return ret;
+    ret = ck_error_set(CK_ERR_NOTFOUND, "id-pkinit-san: no name matches");
+    for (size_t i = 0; i < n; i++) {
+        if (ck_principal_equal(names[i], p)) {
+            ck_error_clear();
+            ret = 0;
+            break;
+        }
+    }
+    ck_pkinit_principals_free(names, n);
+    return ret;
+}
+
+int
+ck_pkinit_kdc_cert_match_realm(X509 *cert, const char *realm)
+{
+    const char *comps[2] = {CK_TGS_NAME, realm};
+    ck_principal *tgs = NULL;
+    int ret;
+
+    if (cert == NULL || realm == NULL || realm[0] == '\0')
+        return ck_error_set(CK_ERR_INVAL, "KDC certificate: bad arguments");
+    if ((ret = ck_principal_build(realm, CK_NT_SRV_INST, comps, 2, &tgs)) != 0)
+        return ret;
+    ret = ck_pkinit_cert_match_principal(cert, tgs);
+    if (ret == CK_ERR_NOTFOUND)
+        ret = ck_error_set(CK_ERR_NOTFOUND, "KDC certificate does not name krbtgt/%s@%s", realm,
+                           realm);
+    ck_principal_free(tgs);
     return ret;
 }
 

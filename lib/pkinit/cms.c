@@ -18,6 +18,7 @@
 
 #include "cablekey/error.h"
 #include "cablekey/pkinit.h"
+#include "cablekey/pkinit_asn1.h"
 #include "cablekey/util.h"
 
 /* Most RecipientInfos a client accepts in the KDC's EnvelopedData (the KDC sends one). */
@@ -29,9 +30,9 @@ static ASN1_OBJECT *ctype_oid[4]; /* indexed by ck_pkinit_ctype */
 static void
 oid_init(void)
 {
-    ctype_oid[CK_PKINIT_CT_AUTH_DATA] = OBJ_txt2obj("1.3.6.1.5.2.3.1", 1);
-    ctype_oid[CK_PKINIT_CT_DHKEY_DATA] = OBJ_txt2obj("1.3.6.1.5.2.3.2", 1);
-    ctype_oid[CK_PKINIT_CT_RKEY_DATA] = OBJ_txt2obj("1.3.6.1.5.2.3.3", 1);
+    ctype_oid[CK_PKINIT_CT_AUTH_DATA] = ck_pkinit_oid_new(CK_OID_PKINIT_AUTH_DATA);
+    ctype_oid[CK_PKINIT_CT_DHKEY_DATA] = ck_pkinit_oid_new(CK_OID_PKINIT_DHKEY_DATA);
+    ctype_oid[CK_PKINIT_CT_RKEY_DATA] = ck_pkinit_oid_new(CK_OID_PKINIT_RKEY_DATA);
 }
 
 static const ASN1_OBJECT *

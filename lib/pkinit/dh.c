@@ -184,7 +184,7 @@ ck_pkinit_group_algorithm(ck_pkinit_group g, X509_ALGOR **out)
     } else {
         /* DomainParameters ::= SEQUENCE { p, g, q } as OpenSSL encodes X9.42 parameters. */
         n = i2d_KeyParams(params[g], &der);
-        seq = ASN1_STRING_new();
+        seq = ASN1_STRING_type_new(V_ASN1_SEQUENCE);
         if (n <= 0 || seq == NULL || !ASN1_STRING_set(seq, der, n)) {
             ret = ck_error_set_ssl(CK_ERR_ENCODE, "DH: cannot encode the domain parameters");
             goto out;
