@@ -66,30 +66,54 @@ int ck_pkinit_cms_sign(const ck_pki_identity *id, ck_pkinit_ctype ctype, const u
  * MD5 and anything else is always refused. */
 #define CK_PKINIT_VERIFY_ALLOW_SHA1 0x1
 
+/* Decoded-certificate cache for ck_pkinit_cms_verify: X509 objects keyed by the SHA-256 of their
+ * DER, so the certificates a device presents at every login (its own, its manufacturer CA) are
+ * decoded once. OpenSSL 3.0 spends ~150-200 us decoding one certificate's public key, more than
+ * the signature check (lib/pkinit/certcache.c). One instance per worker thread (no locks),
+ * fixed capacity (rounded up to a power of two, 16 .. 1M), 4-way sets with LRU. */
+typedef struct ck_pkinit_certcache ck_pkinit_certcache;
+
+typedef struct ck_pkinit_cache_stats {
+    uint64_t hits, misses, stores, evictions;
+    size_t capacity, used;
+} ck_pkinit_cache_stats;
+
+int ck_pkinit_certcache_new(size_t capacity, ck_pkinit_certcache **out);
+void ck_pkinit_certcache_free(ck_pkinit_certcache *c);
+void ck_pkinit_certcache_get_stats(const ck_pkinit_certcache *c, ck_pkinit_cache_stats *st);
+
+/* Length of a thumbprint and of the certificate hashes it is made of (SHA-256). */
+#define CK_PKINIT_TP_LEN 32
+
 /* What a verified SignedData carried. */
 typedef struct ck_pkinit_signed {
     uint8_t *content;       /* eContent bytes (malloc'd; wiped by ck_pkinit_signed_free) */
     size_t content_len;
-    X509 *signer;           /* the signer's certificate (found among certs) */
-    STACK_OF(X509) *certs;  /* every certificate carried, signer included; never NULL */
+    X509 *signer;           /* the signer's certificate, = certs[signer_index] */
+    STACK_OF(X509) *certs;  /* every certificate carried, in order, signer included */
+    uint8_t (*cert_hash)[CK_PKINIT_TP_LEN]; /* SHA-256 of each certificate's DER, as certs */
+    size_t signer_index;
     int digest_nid;         /* digestAlgorithm, e.g. NID_sha256, NID_sha1 */
     bool signed_attrs;      /* false: the PacketCable form without signed attributes */
 } ck_pkinit_signed;
 
 /* Parses a DER ContentInfo, checks it is a SignedData with eContentType ctype, embedded content,
- * exactly one SignerInfo whose certificate is carried, at most CK_PKINIT_MAX_CERTS certificates,
- * an accepted digest; then verifies the signature (and the signed attributes when present). The
- * signer's certificate chain is NOT validated here (ck_pkinit_verify_chain, which can be cached).
+ * exactly one SignerInfo whose certificate is carried, at most CK_PKINIT_MAX_CERTS certificates
+ * (X.509 only; CRLs carried are ignored), an accepted digest; then verifies the signature (and
+ * the signed attributes when present). Limits are checked before any certificate is decoded;
+ * certificates come from cache (may be NULL). The signer's certificate chain is NOT validated
+ * here (ck_pkinit_verify_chain, which can be cached: ck_pkinit_signed_thumbprint).
  * Errors, with the KRB-ERROR a KDC answers:
  *   CK_ERR_LIMIT (input/content size, certificate count) and CK_ERR_DECODE (not a DER/BER
- *     ContentInfo, not SignedData, detached content): KDC_ERR_PREAUTH_FAILED (24)
+ *     ContentInfo, not SignedData, detached content, undecodable certificate):
+ *     KDC_ERR_PREAUTH_FAILED (24)
  *   CK_ERR_PROTO (wrong eContentType, signer count != 1, signer certificate not carried, signer
- *     key too large): KDC_ERR_PREAUTH_FAILED (24)
+ *     key too large, a non-X.509 certificate choice): KDC_ERR_PREAUTH_FAILED (24)
  *   CK_ERR_POLICY (digest refused): KDC_ERR_DIGEST_IN_SIGNED_DATA_NOT_ACCEPTED (80)
  *   CK_ERR_INTEGRITY (signature or messageDigest does not verify): KDC_ERR_INVALID_SIG (64)
  * *out is freed with ck_pkinit_signed_free. */
 int ck_pkinit_cms_verify(const uint8_t *der, size_t len, ck_pkinit_ctype ctype, unsigned flags,
-                         ck_pkinit_signed **out);
+                         ck_pkinit_certcache *cache, ck_pkinit_signed **out);
 void ck_pkinit_signed_free(ck_pkinit_signed *s);
 /* True for the PacketCable draft form: SHA-1 digest or no signed attributes. */
 bool ck_pkinit_signed_is_packetcable(const ck_pkinit_signed *s);
@@ -176,6 +200,9 @@ void ck_pkinit_dh_free(ck_pkinit_dh *dh);
  *     [2, p-2], point not on the curve): KDC_ERR_PREAUTH_FAILED (24). */
 int ck_pkinit_peer_parse(const uint8_t *spki, size_t len, unsigned min_bits,
                          ck_pkinit_peer **out);
+/* The same from an already decoded SubjectPublicKeyInfo (AuthPack.clientPublicValue as the
+ * ASN.1 layer holds it). Only its algorithm and raw key bits are read. */
+int ck_pkinit_peer_from_pubkey(const X509_PUBKEY *pub, unsigned min_bits, ck_pkinit_peer **out);
 ck_pkinit_group ck_pkinit_peer_group(const ck_pkinit_peer *peer);
 void ck_pkinit_peer_free(ck_pkinit_peer *peer);
 
@@ -308,14 +335,16 @@ int ck_pkinit_cert_spki_sha256(X509 *cert, uint8_t out[CK_PKINIT_PIN_LEN]);
  * must not be used by two threads at once). Fixed capacity, 4-way set associative with LRU
  * replacement inside a set; only successful verifications are stored.
  */
-#define CK_PKINIT_TP_LEN 32
-
 typedef struct ck_pkinit_tpcache ck_pkinit_tpcache;
 
-/* The thumbprint: SHA-256 over the anchor-set generation and the DER of leaf followed by every
- * certificate of chain (may be NULL) in order. */
+/* The thumbprint: SHA-256 over the anchor-set generation (8 bytes, big-endian), then the
+ * SHA-256 of the DER of leaf, then of every certificate of chain (may be NULL) in order. */
 int ck_pkinit_thumbprint(X509 *leaf, STACK_OF(X509) *chain, uint64_t anchors_generation,
                          uint8_t out[CK_PKINIT_TP_LEN]);
+/* The same for (s->signer, s->certs) from the hashes ck_pkinit_cms_verify computed (no
+ * re-encoding): equals ck_pkinit_thumbprint(s->signer, s->certs, anchors_generation). */
+int ck_pkinit_signed_thumbprint(const ck_pkinit_signed *s, uint64_t anchors_generation,
+                                uint8_t out[CK_PKINIT_TP_LEN]);
 
 /* capacity: entries, rounded up to a power of two, 16 .. 1M. */
 int ck_pkinit_tpcache_new(size_t capacity, ck_pkinit_tpcache **out);
@@ -332,10 +361,6 @@ int ck_pkinit_tpcache_store(ck_pkinit_tpcache *c, const uint8_t tp[CK_PKINIT_TP_
 /* Drops every entry. */
 void ck_pkinit_tpcache_clear(ck_pkinit_tpcache *c);
 
-typedef struct ck_pkinit_tpcache_stats {
-    uint64_t hits, misses, stores, evictions;
-    size_t capacity, used;
-} ck_pkinit_tpcache_stats;
-void ck_pkinit_tpcache_get_stats(const ck_pkinit_tpcache *c, ck_pkinit_tpcache_stats *st);
+void ck_pkinit_tpcache_get_stats(const ck_pkinit_tpcache *c, ck_pkinit_cache_stats *st);
 
 #endif

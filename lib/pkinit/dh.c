@@ -35,13 +35,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/asn1t.h>
 #include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/dh.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/objects.h>
-#include <openssl/param_build.h>
 #include <openssl/x509.h>
 
 #include "cablekey/error.h"
@@ -83,7 +83,22 @@ struct ck_pkinit_peer {
 static pthread_once_t params_once = PTHREAD_ONCE_INIT;
 static bool params_ok;
 static EVP_PKEY *params[CK_PKINIT_GROUP_COUNT + 1];
-static BIGNUM *modp_p[CK_PKINIT_GROUP_COUNT + 1], *modp_q[CK_PKINIT_GROUP_COUNT + 1];
+static unsigned char *modp_der[CK_PKINIT_GROUP_COUNT + 1]; /* DER DomainParameters {p, g, q} */
+static int modp_der_len[CK_PKINIT_GROUP_COUNT + 1];
+
+/* SubjectPublicKeyInfo with the key left undecoded. OpenSSL 3.0 decodes an X509_PUBKEY's key
+ * through its provider decoder framework, ~150 us a key, more than the DH exchange it serves
+ * (bench_pkinit_crypto): this template stops at the algorithm and the raw key bits, and the key
+ * is built from our own group parameters. */
+typedef struct {
+    X509_ALGOR *algorithm;
+    ASN1_BIT_STRING *public_key;
+} RAW_SPKI;
+
+ASN1_SEQUENCE(RAW_SPKI) = {
+    ASN1_SIMPLE(RAW_SPKI, algorithm, X509_ALGOR),
+    ASN1_SIMPLE(RAW_SPKI, public_key, ASN1_BIT_STRING),
+} static_ASN1_SEQUENCE_END(RAW_SPKI)
 
 static bool
 valid_group(ck_pkinit_group g)
@@ -117,8 +132,7 @@ params_init(void)
         params[g] = params_from_name(gi->ec ? "EC" : "DHX", gi->ossl_name);
         if (params[g] == NULL)
             return;
-        if (!gi->ec && (EVP_PKEY_get_bn_param(params[g], OSSL_PKEY_PARAM_FFC_P, &modp_p[g]) != 1 ||
-                        EVP_PKEY_get_bn_param(params[g], OSSL_PKEY_PARAM_FFC_Q, &modp_q[g]) != 1))
+        if (!gi->ec && (modp_der_len[g] = i2d_KeyParams(params[g], &modp_der[g])) <= 0)
             return;
     }
     ERR_clear_error();
@@ -162,8 +176,7 @@ ck_pkinit_group_algorithm(ck_pkinit_group g, X509_ALGOR **out)
 {
     X509_ALGOR *alg = NULL;
     ASN1_STRING *seq = NULL;
-    unsigned char *der = NULL;
-    int ret, n;
+    int ret;
 
     if (out == NULL || !valid_group(g))
         return ck_error_set(CK_ERR_INVAL, "DH: no such group");
@@ -183,10 +196,9 @@ ck_pkinit_group_algorithm(ck_pkinit_group g, X509_ALGOR **out)
         }
     } else {
         /* DomainParameters ::= SEQUENCE { p, g, q } as OpenSSL encodes X9.42 parameters. */
-        n = i2d_KeyParams(params[g], &der);
         seq = ASN1_STRING_type_new(V_ASN1_SEQUENCE);
-        if (n <= 0 || seq == NULL || !ASN1_STRING_set(seq, der, n)) {
-            ret = ck_error_set_ssl(CK_ERR_ENCODE, "DH: cannot encode the domain parameters");
+        if (seq == NULL || !ASN1_STRING_set(seq, modp_der[g], modp_der_len[g])) {
+            ret = ck_error_set(CK_ERR_NOMEM, "DH: out of memory");
             goto out;
         }
         if (!X509_ALGOR_set0(alg, OBJ_nid2obj(NID_dhpublicnumber), V_ASN1_SEQUENCE, seq)) {
@@ -199,7 +211,6 @@ ck_pkinit_group_algorithm(ck_pkinit_group g, X509_ALGOR **out)
     alg = NULL;
     ret = 0;
 out:
-    OPENSSL_free(der);
     ASN1_STRING_free(seq);
     X509_ALGOR_free(alg);
     return ret;
@@ -334,36 +345,36 @@ ck_pkinit_dh_public_value(const ck_pkinit_dh *dh, uint8_t **out, size_t *len)
 /* ---- Peer public values ---- */
 
 /* Builds a public key in group g from a public value alone (y, or EC point octets) and checks
- * it (see the top of the file). CK_ERR_PROTO for an invalid value. */
+ * it (see the top of the file). CK_ERR_PROTO for an invalid value. The key starts as a copy of
+ * our group parameters: building the group from its name costs ~20 us for EC, the copy ~7. */
 static int
 peer_key(ck_pkinit_group g, const BIGNUM *y, const uint8_t *point, size_t point_len,
          EVP_PKEY **out)
 {
-    OSSL_PARAM_BLD *bld = NULL;
-    OSSL_PARAM *p = NULL;
-    EVP_PKEY_CTX *ctx = NULL, *cctx = NULL;
+    uint8_t ybuf[CK_PKINIT_Z_MAX];
+    const uint8_t *enc = point;
+    size_t enc_len = point_len;
+    EVP_PKEY_CTX *cctx = NULL;
     EVP_PKEY *pk = NULL;
     int ret;
 
     *out = NULL;
-    bld = OSSL_PARAM_BLD_new();
-    if (bld == NULL ||
-        !OSSL_PARAM_BLD_push_utf8_string(bld, OSSL_PKEY_PARAM_GROUP_NAME, groups[g].ossl_name,
-                                         0) ||
-        (y != NULL ? !OSSL_PARAM_BLD_push_BN(bld, OSSL_PKEY_PARAM_PUB_KEY, y)
-                   : !OSSL_PARAM_BLD_push_octet_string(bld, OSSL_PKEY_PARAM_PUB_KEY, point,
-                                                       point_len)) ||
-        (p = OSSL_PARAM_BLD_to_param(bld)) == NULL) {
-        ret = ck_error_set(CK_ERR_NOMEM, "DH: out of memory");
+    if (y != NULL) {
+        /* OpenSSL's DH encoded public key: y big-endian, padded to len(p). */
+        enc_len = groups[g].z_len;
+        if (BN_bn2binpad(y, ybuf, (int)enc_len) < 0) {
+            ret = ck_error_set(CK_ERR_PROTO, "%s: invalid public value", groups[g].name);
+            goto out;
+        }
+        enc = ybuf;
+    }
+    pk = EVP_PKEY_dup(params[g]);
+    if (pk == NULL) {
+        ret = ck_error_set_ssl(CK_ERR_CRYPTO, "DH: cannot copy the group");
         goto out;
     }
-    ctx = EVP_PKEY_CTX_new_from_name(NULL, groups[g].ec ? "EC" : "DHX", NULL);
-    if (ctx == NULL || EVP_PKEY_fromdata_init(ctx) <= 0) {
-        ret = ck_error_set_ssl(CK_ERR_CRYPTO, "DH: cannot import the peer key");
-        goto out;
-    }
-    /* For EC this fails for a point that is not on the curve. */
-    if (EVP_PKEY_fromdata(ctx, &pk, EVP_PKEY_PUBLIC_KEY, p) <= 0) {
+    /* EC: refuses a point off the curve or with a coordinate out of range. */
+    if (EVP_PKEY_set1_encoded_public_key(pk, enc, enc_len) != 1) {
         ret = ck_error_set_ssl(CK_ERR_PROTO, "%s: invalid public value", groups[g].name);
         goto out;
     }
@@ -378,45 +389,33 @@ peer_key(ck_pkinit_group g, const BIGNUM *y, const uint8_t *point, size_t point_
     ret = 0;
 out:
     EVP_PKEY_CTX_free(cctx);
-    EVP_PKEY_CTX_free(ctx);
     EVP_PKEY_free(pk);
-    OSSL_PARAM_free(p);
-    OSSL_PARAM_BLD_free(bld);
     return ret;
 }
 
-/* Which MODP group a dhpublicnumber key's parameters are, exactly. */
+/* Which MODP group a dhpublicnumber key's DomainParameters are: byte-for-byte our DER
+ * encoding of p, g = 2, q = (p-1)/2 (DER is canonical, so equal values mean equal bytes; MIT and
+ * Heimdal send exactly these three fields). */
 static int
-match_modp(EVP_PKEY *pk, ck_pkinit_group *g)
+match_modp(int ptype, const void *pval, ck_pkinit_group *g)
 {
-    BIGNUM *p = NULL, *q = NULL, *gen = NULL;
-    int ret = ck_error_set(CK_ERR_UNSUPPORTED, "DH: parameters are not an RFC 3526 group");
+    const ASN1_STRING *seq = pval;
 
     *g = CK_PKINIT_GROUP_NONE;
-    if (EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_FFC_P, &p) != 1 ||
-        EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_FFC_G, &gen) != 1 ||
-        EVP_PKEY_get_bn_param(pk, OSSL_PKEY_PARAM_FFC_Q, &q) != 1) {
-        ERR_clear_error();
-        goto out;
-    }
-    for (int i = 1; i <= CK_PKINIT_GROUP_COUNT; i++) {
-        if (groups[i].ec || BN_cmp(p, modp_p[i]) != 0)
-            continue;
-        if (BN_is_word(gen, 2) && BN_cmp(q, modp_q[i]) == 0) {
-            *g = (ck_pkinit_group)i;
-            ret = 0;
+    if (ptype == V_ASN1_SEQUENCE && seq != NULL) {
+        for (int i = 1; i <= CK_PKINIT_GROUP_COUNT; i++) {
+            if (!groups[i].ec && ASN1_STRING_length(seq) == modp_der_len[i] &&
+                memcmp(ASN1_STRING_get0_data(seq), modp_der[i], (size_t)modp_der_len[i]) == 0) {
+                *g = (ck_pkinit_group)i;
+                return 0;
+            }
         }
-        break;
     }
-out:
-    BN_free(p);
-    BN_free(q);
-    BN_free(gen);
-    return ret;
+    return ck_error_set(CK_ERR_UNSUPPORTED, "DH: parameters are not an RFC 3526 group");
 }
 
 static int
-curve_group(const void *pval, int ptype, ck_pkinit_group *g)
+curve_group(int ptype, const void *pval, ck_pkinit_group *g)
 {
     *g = CK_PKINIT_GROUP_NONE;
     if (ptype != V_ASN1_OBJECT)
@@ -433,20 +432,88 @@ curve_group(const void *pval, int ptype, ck_pkinit_group *g)
     }
 }
 
+/* The DH public value y from the subjectPublicKey bits: a DER INTEGER (RFC 3279 §2.3.3), the
+ * same encoding the KDC's value uses. CK_ERR_DECODE unless it is exactly one positive INTEGER. */
+static int
+dh_y(const uint8_t *bits, size_t len, BIGNUM **y)
+{
+    const unsigned char *p = bits;
+    ASN1_INTEGER *ai;
+    int ret = 0;
+
+    *y = NULL;
+    ai = d2i_ASN1_INTEGER(NULL, &p, (long)len);
+    if (ai == NULL || p != bits + len || ASN1_STRING_type(ai) != V_ASN1_INTEGER)
+        ret = ck_error_set(CK_ERR_DECODE, "DH: public value is not a positive INTEGER");
+    else if ((*y = ASN1_INTEGER_to_BN(ai, NULL)) == NULL)
+        ret = ck_error_set(CK_ERR_NOMEM, "DH: out of memory");
+    ASN1_INTEGER_free(ai);
+    return ret;
+}
+
+/* The common part of both entry points: algorithm, its parameters and the raw key bits. */
+static int
+peer_from_parts(const X509_ALGOR *alg, const uint8_t *bits, size_t bits_len, unsigned min_bits,
+                ck_pkinit_peer **out)
+{
+    const ASN1_OBJECT *aobj = NULL;
+    const void *pval = NULL;
+    int ptype = V_ASN1_UNDEF, ret;
+    BIGNUM *y = NULL;
+    ck_pkinit_group g = CK_PKINIT_GROUP_NONE;
+    ck_pkinit_peer *peer = NULL;
+
+    X509_ALGOR_get0(&aobj, &ptype, &pval, alg);
+    switch (OBJ_obj2nid(aobj)) {
+    case NID_dhpublicnumber:
+        if ((ret = match_modp(ptype, pval, &g)) != 0)
+            goto out;
+        break;
+    case NID_X9_62_id_ecPublicKey:
+        if ((ret = curve_group(ptype, pval, &g)) != 0)
+            goto out;
+        break;
+    default:
+        ret = ck_error_set(CK_ERR_UNSUPPORTED, "DH: key algorithm is neither dhpublicnumber "
+                                               "nor id-ecPublicKey");
+        goto out;
+    }
+    if (groups[g].bits < min_bits) {
+        ret = ck_error_set(CK_ERR_POLICY, "DH: %s is below the minimum of %u bits",
+                           groups[g].name, min_bits);
+        goto out;
+    }
+    if (groups[g].ec) {
+        /* Uncompressed (04) or compressed (02/03) only: RFC 5480 §2.2. */
+        if (bits_len < 1 || (bits[0] != 0x04 && bits[0] != 0x02 && bits[0] != 0x03)) {
+            ret = ck_error_set(CK_ERR_PROTO, "ECDH: bad point encoding");
+            goto out;
+        }
+    } else if ((ret = dh_y(bits, bits_len, &y)) != 0) {
+        goto out;
+    }
+    peer = calloc(1, sizeof(*peer));
+    if (peer == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "DH: out of memory");
+        goto out;
+    }
+    peer->group = g;
+    if ((ret = peer_key(g, y, bits, bits_len, &peer->key)) != 0)
+        goto out;
+    *out = peer;
+    peer = NULL;
+out:
+    ERR_clear_error();
+    BN_free(y);
+    ck_pkinit_peer_free(peer);
+    return ret;
+}
+
 int
 ck_pkinit_peer_parse(const uint8_t *spki, size_t len, unsigned min_bits, ck_pkinit_peer **out)
 {
     const unsigned char *p = spki;
-    X509_PUBKEY *xpk = NULL;
-    const ASN1_OBJECT *alg = NULL;
-    const unsigned char *pk_bytes = NULL;
-    int pk_len = 0, ptype = V_ASN1_UNDEF;
-    const void *pval = NULL;
-    X509_ALGOR *palg = NULL;
-    EVP_PKEY *decoded;
-    BIGNUM *y = NULL;
-    ck_pkinit_group g = CK_PKINIT_GROUP_NONE;
-    ck_pkinit_peer *peer = NULL;
+    RAW_SPKI *raw = NULL;
     int ret;
 
     if (out == NULL)
@@ -459,69 +526,45 @@ ck_pkinit_peer_parse(const uint8_t *spki, size_t len, unsigned min_bits, ck_pkin
                             CK_PKINIT_SPKI_MAX);
     if ((ret = params_get()) != 0)
         return ret;
-    xpk = d2i_X509_PUBKEY(NULL, &p, (long)len);
-    if (xpk == NULL) {
-        ret = ck_error_set_ssl(CK_ERR_DECODE, "DH: not a SubjectPublicKeyInfo");
+    raw = (RAW_SPKI *)ASN1_item_d2i(NULL, &p, (long)len, ASN1_ITEM_rptr(RAW_SPKI));
+    if (raw == NULL || p != spki + len) {
+        ERR_clear_error();
+        ret = ck_error_set(CK_ERR_DECODE, "DH: not a SubjectPublicKeyInfo");
         goto out;
     }
-    if (p != spki + len) {
-        ret = ck_error_set(CK_ERR_DECODE, "DH: trailing bytes after the public key");
+    /* Whole octets only (the key is a DER INTEGER or an EC point). */
+    if ((raw->public_key->flags & ASN1_STRING_FLAG_BITS_LEFT) && (raw->public_key->flags & 7)) {
+        ret = ck_error_set(CK_ERR_DECODE, "DH: public key is not a whole number of octets");
         goto out;
     }
-    if (!X509_PUBKEY_get0_param(NULL, &pk_bytes, &pk_len, &palg, xpk) || palg == NULL) {
-        ret = ck_error_set(CK_ERR_DECODE, "DH: bad SubjectPublicKeyInfo");
-        goto out;
-    }
-    X509_ALGOR_get0(&alg, &ptype, &pval, palg);
-    switch (OBJ_obj2nid(alg)) {
-    case NID_dhpublicnumber:
-        decoded = X509_PUBKEY_get0(xpk);
-        if (decoded == NULL) {
-            ret = ck_error_set_ssl(CK_ERR_DECODE, "DH: cannot decode the public key");
-            goto out;
-        }
-        if ((ret = match_modp(decoded, &g)) != 0)
-            goto out;
-        if (EVP_PKEY_get_bn_param(decoded, OSSL_PKEY_PARAM_PUB_KEY, &y) != 1) {
-            ret = ck_error_set_ssl(CK_ERR_DECODE, "DH: no public value");
-            goto out;
-        }
-        break;
-    case NID_X9_62_id_ecPublicKey:
-        if ((ret = curve_group(pval, ptype, &g)) != 0)
-            goto out;
-        /* Uncompressed (04) or compressed (02/03) only: RFC 5480 §2.2. */
-        if (pk_len < 1 || (pk_bytes[0] != 0x04 && pk_bytes[0] != 0x02 && pk_bytes[0] != 0x03)) {
-            ret = ck_error_set(CK_ERR_PROTO, "ECDH: bad point encoding");
-            goto out;
-        }
-        break;
-    default:
-        ret = ck_error_set(CK_ERR_UNSUPPORTED, "DH: key algorithm is neither dhpublicnumber "
-                                               "nor id-ecPublicKey");
-        goto out;
-    }
-    if (groups[g].bits < min_bits) {
-        ret = ck_error_set(CK_ERR_POLICY, "DH: %s is below the minimum of %u bits",
-                           groups[g].name, min_bits);
-        goto out;
-    }
-    peer = calloc(1, sizeof(*peer));
-    if (peer == NULL) {
-        ret = ck_error_set(CK_ERR_NOMEM, "DH: out of memory");
-        goto out;
-    }
-    peer->group = g;
-    if ((ret = peer_key(g, y, pk_bytes, (size_t)pk_len, &peer->key)) != 0)
-        goto out;
-    *out = peer;
-    peer = NULL;
+    ret = peer_from_parts(raw->algorithm, ASN1_STRING_get0_data(raw->public_key),
+                          (size_t)ASN1_STRING_length(raw->public_key), min_bits, out);
 out:
-    ERR_clear_error();
-    BN_free(y);
-    X509_PUBKEY_free(xpk);
-    ck_pkinit_peer_free(peer);
+    ASN1_item_free((ASN1_VALUE *)raw, ASN1_ITEM_rptr(RAW_SPKI));
     return ret;
+}
+
+int
+ck_pkinit_peer_from_pubkey(const X509_PUBKEY *pub, unsigned min_bits, ck_pkinit_peer **out)
+{
+    const unsigned char *bits = NULL;
+    int bits_len = 0;
+    X509_ALGOR *alg = NULL;
+    int ret;
+
+    if (out == NULL)
+        return ck_error_set(CK_ERR_INVAL, "DH: no output");
+    *out = NULL;
+    if (pub == NULL)
+        return ck_error_set(CK_ERR_INVAL, "DH: no public key");
+    if ((ret = params_get()) != 0)
+        return ret;
+    if (!X509_PUBKEY_get0_param(NULL, &bits, &bits_len, &alg, pub) || alg == NULL ||
+        bits_len < 0)
+        return ck_error_set(CK_ERR_DECODE, "DH: bad SubjectPublicKeyInfo");
+    if ((size_t)bits_len > CK_PKINIT_SPKI_MAX)
+        return ck_error_set(CK_ERR_LIMIT, "DH: public key of %d bytes", bits_len);
+    return peer_from_parts(alg, bits, (size_t)bits_len, min_bits, out);
 }
 
 ck_pkinit_group
@@ -607,10 +650,8 @@ int
 ck_pkinit_dh_client_derive(const ck_pkinit_dh *dh, const uint8_t *kdc_pub, size_t len,
                            uint8_t **z, size_t *z_len)
 {
-    ASN1_INTEGER *ai = NULL;
     BIGNUM *y = NULL;
     EVP_PKEY *peer = NULL;
-    const unsigned char *p = kdc_pub;
     ck_pkinit_group g;
     int ret;
 
@@ -624,15 +665,8 @@ ck_pkinit_dh_client_derive(const ck_pkinit_dh *dh, const uint8_t *kdc_pub, size_
     if (len > CK_PKINIT_SPKI_MAX)
         return ck_error_set(CK_ERR_LIMIT, "DH: KDC public value of %zu bytes", len);
     if (!groups[g].ec) {
-        ai = d2i_ASN1_INTEGER(NULL, &p, (long)len);
-        if (ai == NULL || p != kdc_pub + len || ASN1_STRING_type(ai) != V_ASN1_INTEGER) {
-            ret = ck_error_set(CK_ERR_DECODE, "DH: KDC public value is not a positive INTEGER");
+        if ((ret = dh_y(kdc_pub, len, &y)) != 0)
             goto out;
-        }
-        if ((y = ASN1_INTEGER_to_BN(ai, NULL)) == NULL) {
-            ret = ck_error_set(CK_ERR_NOMEM, "DH: out of memory");
-            goto out;
-        }
     } else if (kdc_pub[0] != 0x04 && kdc_pub[0] != 0x02 && kdc_pub[0] != 0x03) {
         ret = ck_error_set(CK_ERR_PROTO, "ECDH: bad point encoding");
         goto out;
@@ -644,6 +678,5 @@ out:
     ERR_clear_error();
     EVP_PKEY_free(peer);
     BN_free(y);
-    ASN1_INTEGER_free(ai);
     return ret;
 }

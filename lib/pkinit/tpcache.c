@@ -7,9 +7,9 @@
  * so uniformly spread; an attacker who wants to crowd one set must get each of its chains
  * verified first, which costs it a full verification per entry and costs honest devices at most
  * a re-verification). LRU inside a set. No locks: one cache per KDC worker thread, which also
- * keeps each lookup on the worker's own cache lines. A lookup is a hash of the chain's DER and
- * at most four 32-byte compares (see bench_pkinit_crypto for the cost next to a verification). */
-#include <pthread.h>
+ * keeps each lookup on the worker's own cache lines. A lookup after ck_pkinit_cms_verify is one
+ * SHA-256 over the certificate hashes that verification already computed, and at most four
+ * 32-byte compares (bench_pkinit_crypto measures it next to a chain verification). */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +19,7 @@
 #include "cablekey/error.h"
 #include "cablekey/pkinit.h"
 #include "cablekey/util.h"
+#include "pkinit/pkinit_int.h"
 
 #define WAYS 4
 #define CAPACITY_MIN 16
@@ -36,75 +37,84 @@ struct ck_pkinit_tpcache {
     struct tp_entry *entries; /* nsets * WAYS */
     size_t nsets;             /* a power of two */
     uint64_t tick;
-    ck_pkinit_tpcache_stats st;
+    ck_pkinit_cache_stats st;
 };
 
-static pthread_once_t md_once = PTHREAD_ONCE_INIT;
-static EVP_MD *sha256_md; /* fetched once: an implicit fetch per digest costs more than the hash */
-
-static void
-md_init(void)
+/* SHA-256(generation || h(leaf) || h(chain[0]) || ...), each h a certificate's SHA-256. */
+static int
+thumbprint_from_hashes(uint64_t generation, const uint8_t *leaf_hash,
+                       const uint8_t (*hashes)[CK_PKINIT_TP_LEN], size_t n,
+                       uint8_t out[CK_PKINIT_TP_LEN])
 {
-    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    const EVP_MD *sha256 = ck_pkinit_sha256_md();
+    EVP_MD_CTX *md;
+    uint8_t gen[8];
+    unsigned int mdlen = 0;
+    int ok;
+
+    if (sha256 == NULL)
+        return ck_error_set(CK_ERR_CRYPTO, "thumbprint: SHA-256 unavailable");
+    for (int i = 0; i < 8; i++)
+        gen[i] = (uint8_t)(generation >> (56 - 8 * i));
+    md = EVP_MD_CTX_new();
+    if (md == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "thumbprint: out of memory");
+    ok = EVP_DigestInit_ex(md, sha256, NULL) && EVP_DigestUpdate(md, gen, sizeof(gen)) &&
+         EVP_DigestUpdate(md, leaf_hash, CK_PKINIT_TP_LEN);
+    for (size_t i = 0; ok && i < n; i++)
+        ok = EVP_DigestUpdate(md, hashes[i], CK_PKINIT_TP_LEN);
+    ok = ok && EVP_DigestFinal_ex(md, out, &mdlen) && mdlen == CK_PKINIT_TP_LEN;
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : ck_error_set_ssl(CK_ERR_CRYPTO, "thumbprint: hashing failed");
 }
 
 static int
-hash_cert(EVP_MD_CTX *md, X509 *x)
+cert_hash(X509 *x, uint8_t out[CK_PKINIT_TP_LEN])
 {
     unsigned char *der = NULL;
-    uint8_t len[4];
-    int n = i2d_X509(x, &der);
-    int ok;
+    int n = i2d_X509(x, &der), ret;
 
     if (n <= 0)
-        return 0;
-    /* Length-prefixed, so no two different certificate lists hash the same input. */
-    len[0] = (uint8_t)(n >> 24);
-    len[1] = (uint8_t)(n >> 16);
-    len[2] = (uint8_t)(n >> 8);
-    len[3] = (uint8_t)n;
-    ok = EVP_DigestUpdate(md, len, sizeof(len)) && EVP_DigestUpdate(md, der, (size_t)n);
+        return ck_error_set_ssl(CK_ERR_ENCODE, "thumbprint: cannot encode a certificate");
+    ret = ck_pkinit_sha256(der, (size_t)n, out);
     OPENSSL_free(der);
-    return ok;
+    return ret;
 }
 
 int
 ck_pkinit_thumbprint(X509 *leaf, STACK_OF(X509) *chain, uint64_t anchors_generation,
                      uint8_t out[CK_PKINIT_TP_LEN])
 {
-    EVP_MD_CTX *md = NULL;
-    uint8_t gen[8];
-    unsigned int mdlen = 0;
-    int ret = 0;
+    uint8_t leaf_hash[CK_PKINIT_TP_LEN], hashes[CK_PKINIT_MAX_CERTS][CK_PKINIT_TP_LEN];
+    int n = chain != NULL ? sk_X509_num(chain) : 0, ret;
 
     if (leaf == NULL || out == NULL)
         return ck_error_set(CK_ERR_INVAL, "thumbprint: bad arguments");
-    if (chain != NULL && sk_X509_num(chain) > CK_PKINIT_MAX_CERTS)
+    if (n > CK_PKINIT_MAX_CERTS)
         return ck_error_set(CK_ERR_LIMIT, "thumbprint: more than %d certificates",
                             CK_PKINIT_MAX_CERTS);
-    if (pthread_once(&md_once, md_init) != 0 || sha256_md == NULL)
-        return ck_error_set(CK_ERR_CRYPTO, "thumbprint: SHA-256 unavailable");
-    for (int i = 0; i < 8; i++)
-        gen[i] = (uint8_t)(anchors_generation >> (56 - 8 * i));
-    md = EVP_MD_CTX_new();
-    if (md == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "thumbprint: out of memory");
-    if (!EVP_DigestInit_ex(md, sha256_md, NULL) || !EVP_DigestUpdate(md, gen, sizeof(gen)) ||
-        !hash_cert(md, leaf)) {
-        ret = ck_error_set_ssl(CK_ERR_CRYPTO, "thumbprint: hashing failed");
-        goto out;
-    }
-    for (int i = 0; chain != NULL && i < sk_X509_num(chain); i++) {
-        if (!hash_cert(md, sk_X509_value(chain, i))) {
-            ret = ck_error_set_ssl(CK_ERR_CRYPTO, "thumbprint: hashing failed");
-            goto out;
-        }
-    }
-    if (!EVP_DigestFinal_ex(md, out, &mdlen) || mdlen != CK_PKINIT_TP_LEN)
-        ret = ck_error_set_ssl(CK_ERR_CRYPTO, "thumbprint: hashing failed");
-out:
-    EVP_MD_CTX_free(md);
-    return ret;
+    if ((ret = cert_hash(leaf, leaf_hash)) != 0)
+        return ret;
+    for (int i = 0; i < n; i++)
+        if ((ret = cert_hash(sk_X509_value(chain, i), hashes[i])) != 0)
+            return ret;
+    return thumbprint_from_hashes(anchors_generation, leaf_hash,
+                                  (const uint8_t(*)[CK_PKINIT_TP_LEN])hashes, (size_t)n, out);
+}
+
+int
+ck_pkinit_signed_thumbprint(const ck_pkinit_signed *s, uint64_t anchors_generation,
+                            uint8_t out[CK_PKINIT_TP_LEN])
+{
+    size_t n;
+
+    if (s == NULL || s->certs == NULL || s->cert_hash == NULL || out == NULL)
+        return ck_error_set(CK_ERR_INVAL, "thumbprint: bad arguments");
+    n = (size_t)sk_X509_num(s->certs);
+    if (s->signer_index >= n)
+        return ck_error_set(CK_ERR_INVAL, "thumbprint: no signer");
+    return thumbprint_from_hashes(anchors_generation, s->cert_hash[s->signer_index],
+                                  (const uint8_t(*)[CK_PKINIT_TP_LEN])s->cert_hash, n, out);
 }
 
 int
@@ -223,7 +233,7 @@ ck_pkinit_tpcache_clear(ck_pkinit_tpcache *c)
 }
 
 void
-ck_pkinit_tpcache_get_stats(const ck_pkinit_tpcache *c, ck_pkinit_tpcache_stats *st)
+ck_pkinit_tpcache_get_stats(const ck_pkinit_tpcache *c, ck_pkinit_cache_stats *st)
 {
     if (st == NULL)
         return;

@@ -352,7 +352,7 @@ test_cms_rfc_roundtrip(void)
     id = identity(P.client_key, P.client);
     CHECK_OK(ck_pkinit_cms_sign(&id, CK_PKINIT_CT_AUTH_DATA, auth_pack, sizeof(auth_pack), 0,
                                 &der, &len));
-    CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, &s));
+    CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s));
     if (s != NULL) {
         CHECK_MEM_EQ(s->content, s->content_len, auth_pack, sizeof(auth_pack));
         CHECK(X509_cmp(s->signer, P.client) == 0);
@@ -377,7 +377,7 @@ test_cms_ecdsa_roundtrip(void)
         return;
     id = identity(P.ec_key, P.ec_client);
     CHECK_OK(ck_pkinit_cms_sign(&id, CK_PKINIT_CT_DHKEY_DATA, auth_pack, 10, 0, &der, &len));
-    CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_DHKEY_DATA, 0, &s));
+    CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_DHKEY_DATA, 0, NULL, &s));
     if (s != NULL)
         CHECK_INT_EQ(s->digest_nid, NID_sha256);
     ck_pkinit_signed_free(s);
@@ -386,7 +386,7 @@ test_cms_ecdsa_roundtrip(void)
     der = NULL;
     id = identity(P.ec384_key, P.ec384_client);
     CHECK_OK(ck_pkinit_cms_sign(&id, CK_PKINIT_CT_DHKEY_DATA, auth_pack, 10, 0, &der, &len));
-    CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_DHKEY_DATA, 0, &s));
+    CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_DHKEY_DATA, 0, NULL, &s));
     if (s != NULL)
         CHECK_INT_EQ(s->digest_nid, NID_sha384);
     ck_pkinit_signed_free(s);
@@ -466,10 +466,11 @@ test_cms_packetcable_form(void)
     free(text);
 
     /* SHA-1 needs the caller's permission. */
-    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, &s), CK_ERR_POLICY);
+    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s),
+                 CK_ERR_POLICY);
     CHECK(s == NULL);
     CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, CK_PKINIT_VERIFY_ALLOW_SHA1,
-                                  &s));
+                                  NULL, &s));
     if (s != NULL) {
         CHECK_MEM_EQ(s->content, s->content_len, auth_pack, sizeof(auth_pack));
         CHECK_INT_EQ(s->digest_nid, NID_sha1);
@@ -510,14 +511,14 @@ test_cms_tampered(void)
                                     &der, &len));
         CHECK(der != NULL && tamper_content(der, len));
         CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA,
-                                          CK_PKINIT_VERIFY_ALLOW_SHA1, &s),
+                                          CK_PKINIT_VERIFY_ALLOW_SHA1, NULL, &s),
                      CK_ERR_INTEGRITY);
         CHECK(s == NULL);
         /* The signature bytes themselves (the last bytes of a SignedData without CRLs). */
         tamper_content(der, len); /* flip back */
         der[len - 3] ^= 0x40;
         CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA,
-                                          CK_PKINIT_VERIFY_ALLOW_SHA1, &s),
+                                          CK_PKINIT_VERIFY_ALLOW_SHA1, NULL, &s),
                      CK_ERR_INTEGRITY);
         free(der);
         der = NULL;
@@ -537,20 +538,22 @@ test_cms_wrong_type_and_malformed(void)
     id = identity(P.client_key, P.client);
     CHECK_OK(ck_pkinit_cms_sign(&id, CK_PKINIT_CT_AUTH_DATA, auth_pack, sizeof(auth_pack), 0,
                                 &der, &len));
-    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_DHKEY_DATA, 0, &s), CK_ERR_PROTO);
-    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_RKEY_DATA, 0, &s), CK_ERR_PROTO);
-    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len - 1, CK_PKINIT_CT_AUTH_DATA, 0, &s),
+    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_DHKEY_DATA, 0, NULL, &s),
+                 CK_ERR_PROTO);
+    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_RKEY_DATA, 0, NULL, &s),
+                 CK_ERR_PROTO);
+    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len - 1, CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s),
                  CK_ERR_DECODE);
-    CHECK_INT_EQ(ck_pkinit_cms_verify(der, 0, CK_PKINIT_CT_AUTH_DATA, 0, &s), CK_ERR_DECODE);
+    CHECK_INT_EQ(ck_pkinit_cms_verify(der, 0, CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s), CK_ERR_DECODE);
     CHECK_INT_EQ(ck_pkinit_cms_verify((const uint8_t *)"\x30\x03\x02\x01\x00", 5,
-                                      CK_PKINIT_CT_AUTH_DATA, 0, &s),
+                                      CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s),
                  CK_ERR_DECODE);
     /* Trailing garbage. */
     big = malloc(len + 1);
     if (big != NULL) {
         memcpy(big, der, len);
         big[len] = 0;
-        CHECK_INT_EQ(ck_pkinit_cms_verify(big, len + 1, CK_PKINIT_CT_AUTH_DATA, 0, &s),
+        CHECK_INT_EQ(ck_pkinit_cms_verify(big, len + 1, CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s),
                      CK_ERR_DECODE);
         free(big);
     }
@@ -559,7 +562,7 @@ test_cms_wrong_type_and_malformed(void)
     if (big != NULL) {
         memcpy(big, der, len);
         CHECK_INT_EQ(ck_pkinit_cms_verify(big, CK_PKINIT_CMS_MAX + 1, CK_PKINIT_CT_AUTH_DATA, 0,
-                                          &s),
+                                          NULL, &s),
                      CK_ERR_LIMIT);
         uint8_t *none = NULL;
         size_t none_len = 0;
@@ -593,7 +596,8 @@ raw_signed(EVP_PKEY *const *keys, X509 *const *certs, size_t nsigners, const EVP
         bool ok = true;
         for (size_t i = 0; ok && i < nsigners; i++)
             ok = CMS_add1_signer(cms, certs[i], keys[i], md, CMS_BINARY | flags) != NULL;
-        if (ok && CMS_final(cms, in, NULL, CMS_BINARY | flags) && (n = i2d_CMS_ContentInfo(cms, &der)) > 0)
+        if (ok && CMS_final(cms, in, NULL, CMS_BINARY | flags) &&
+            (n = i2d_CMS_ContentInfo(cms, &der)) > 0)
             out = ck_memdup(der, (size_t)n);
     }
     ERR_print_errors_fp(stderr);
@@ -624,18 +628,18 @@ test_cms_signer_rules(void)
     /* Two signers. */
     der = raw_signed(keys, certs, 2, EVP_sha256(), 0, NULL, &len);
     CHECK(der != NULL);
-    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, &s), CK_ERR_PROTO);
+    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s), CK_ERR_PROTO);
     free(der);
     /* One signer whose certificate is not carried. */
     der = raw_signed(keys, certs, 1, EVP_sha256(), CMS_NOCERTS, NULL, &len);
     CHECK(der != NULL);
-    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, &s), CK_ERR_PROTO);
+    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s), CK_ERR_PROTO);
     free(der);
     /* MD5 is refused even where SHA-1 is allowed. */
     der = raw_signed(keys, certs, 1, EVP_md5(), 0, NULL, &len);
     CHECK(der != NULL);
     CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA,
-                                      CK_PKINIT_VERIFY_ALLOW_SHA1, &s),
+                                      CK_PKINIT_VERIFY_ALLOW_SHA1, NULL, &s),
                  CK_ERR_POLICY);
     free(der);
     /* Eleven certificates. */
@@ -649,15 +653,87 @@ test_cms_signer_rules(void)
     CHECK(many != NULL && sk_X509_num(many) == CK_PKINIT_MAX_CERTS);
     der = raw_signed(keys, certs, 1, EVP_sha256(), 0, many, &len);
     CHECK(der != NULL);
-    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, &s), CK_ERR_LIMIT);
+    CHECK_INT_EQ(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s), CK_ERR_LIMIT);
     free(der);
     /* Ten are fine. */
     X509_free(sk_X509_pop(many));
     der = raw_signed(keys, certs, 1, EVP_sha256(), 0, many, &len);
-    CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, &s));
+    CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s));
     ck_pkinit_signed_free(s);
     free(der);
     sk_X509_pop_free(many, X509_free);
+}
+
+/* Repeated verifications take the carried certificates from the cache. */
+static void
+test_cms_certcache(void)
+{
+    ck_pki_identity id;
+    ck_pkinit_certcache *cache = NULL;
+    ck_pkinit_signed *s1 = NULL, *s2 = NULL;
+    ck_pkinit_cache_stats st;
+    uint8_t *der = NULL, tp1[CK_PKINIT_TP_LEN], tp2[CK_PKINIT_TP_LEN];
+    size_t len = 0;
+
+    if (!pki())
+        return;
+    CHECK_OK(ck_pkinit_certcache_new(16, &cache));
+    id = identity(P.client_key, P.client);
+    CHECK_OK(ck_pkinit_cms_sign(&id, CK_PKINIT_CT_AUTH_DATA, auth_pack, sizeof(auth_pack), 0,
+                                &der, &len));
+    CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, cache, &s1));
+    ck_pkinit_certcache_get_stats(cache, &st);
+    CHECK_INT_EQ(st.misses, 2);
+    CHECK_INT_EQ(st.hits, 0);
+    CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, cache, &s2));
+    ck_pkinit_certcache_get_stats(cache, &st);
+    CHECK_INT_EQ(st.misses, 2);
+    CHECK_INT_EQ(st.hits, 2);
+    CHECK_INT_EQ(st.used, 2);
+    if (s1 != NULL && s2 != NULL) {
+        CHECK(sk_X509_value(s1->certs, 0) == sk_X509_value(s2->certs, 0)); /* same object */
+        CHECK(s2->signer == sk_X509_value(s2->certs, (int)s2->signer_index));
+        CHECK(X509_cmp(s2->signer, P.client) == 0);
+        CHECK_MEM_EQ(s2->content, s2->content_len, auth_pack, sizeof(auth_pack));
+        /* The thumbprint from the verification's hashes = the one from the certificates. */
+        CHECK_OK(ck_pkinit_signed_thumbprint(s2, 42, tp1));
+        CHECK_OK(ck_pkinit_thumbprint(s2->signer, s2->certs, 42, tp2));
+        CHECK_MEM_EQ(tp1, sizeof(tp1), tp2, sizeof(tp2));
+    }
+    /* Results outlive the cache. */
+    ck_pkinit_certcache_free(cache);
+    cache = NULL;
+    if (s1 != NULL)
+        CHECK(X509_cmp(s1->signer, P.client) == 0);
+    ck_pkinit_signed_free(s1);
+    ck_pkinit_signed_free(s2);
+    free(der);
+
+    /* Bounded: 60 distinct certificates through a 16-entry cache. */
+    CHECK_OK(ck_pkinit_certcache_new(16, &cache));
+    for (int round = 0; round < 6; round++) {
+        STACK_OF(X509) *many = sk_X509_new_null();
+        EVP_PKEY *keys[1] = {P.client_key};
+        X509 *certs[1] = {P.client};
+        ck_pkinit_signed *s = NULL;
+
+        for (int i = 0; many != NULL && i < CK_PKINIT_MAX_CERTS - 1; i++) {
+            struct cert_opts o = {.cn = "filler", .not_before = T0, .not_after = T0 + DAY};
+            X509 *x = make_cert(&o, P.ec_key, NULL, NULL);
+            if (x == NULL || !sk_X509_push(many, x))
+                X509_free(x);
+        }
+        der = raw_signed(keys, certs, 1, EVP_sha256(), 0, many, &len);
+        CHECK_OK(ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, cache, &s));
+        ck_pkinit_signed_free(s);
+        free(der);
+        sk_X509_pop_free(many, X509_free);
+    }
+    ck_pkinit_certcache_get_stats(cache, &st);
+    CHECK(st.used <= 16 && st.evictions > 0);
+    CHECK_INT_EQ(st.hits + st.misses, 6 * CK_PKINIT_MAX_CERTS);
+    CHECK(st.misses >= 6 * (CK_PKINIT_MAX_CERTS - 1)); /* every filler is new */
+    ck_pkinit_certcache_free(cache);
 }
 
 static void
@@ -692,7 +768,7 @@ test_cms_envelope(void)
         free(text);
         CHECK_OK(ck_pkinit_cms_decrypt(&client, env, env_len, &back, &back_len));
         CHECK_MEM_EQ(back, back_len, inner, inner_len);
-        CHECK_OK(ck_pkinit_cms_verify(back, back_len, CK_PKINIT_CT_RKEY_DATA, 0, &s));
+        CHECK_OK(ck_pkinit_cms_verify(back, back_len, CK_PKINIT_CT_RKEY_DATA, 0, NULL, &s));
         if (s != NULL)
             CHECK_MEM_EQ(s->content, s->content_len, auth_pack, sizeof(auth_pack));
         ck_pkinit_signed_free(s);
@@ -1308,7 +1384,7 @@ test_tpcache(void)
     ck_pkinit_anchors *a;
     ck_pkinit_tpcache *c = NULL;
     ck_pkinit_chain_result res, got;
-    ck_pkinit_tpcache_stats st;
+    ck_pkinit_cache_stats st;
     uint8_t tp[CK_PKINIT_TP_LEN], tp2[CK_PKINIT_TP_LEN], tp3[CK_PKINIT_TP_LEN];
     uint64_t gen;
 
@@ -1401,7 +1477,8 @@ test_cleanup(void)
 CK_TEST_MAIN("pkinit_crypto", CK_TEST_CASE(test_cms_rfc_roundtrip),
              CK_TEST_CASE(test_cms_ecdsa_roundtrip), CK_TEST_CASE(test_cms_packetcable_form),
              CK_TEST_CASE(test_cms_tampered), CK_TEST_CASE(test_cms_wrong_type_and_malformed),
-             CK_TEST_CASE(test_cms_signer_rules), CK_TEST_CASE(test_cms_envelope),
+             CK_TEST_CASE(test_cms_signer_rules), CK_TEST_CASE(test_cms_certcache),
+             CK_TEST_CASE(test_cms_envelope),
              CK_TEST_CASE(test_dh_groups), CK_TEST_CASE(test_dh_z_padding),
              CK_TEST_CASE(test_dh_refusals), CK_TEST_CASE(test_ecdh_refusals),
              CK_TEST_CASE(test_chain_good), CK_TEST_CASE(test_chain_refusals),
