@@ -98,9 +98,11 @@
 #define CK_PKINIT_MAX_MSG CK_ASN1_MAX_PKINIT_PADATA /* 256 KiB: PA-PK-AS-REQ / PA-PK-AS-REP
                                                   * input (all forms) = AS padata-value cap */
 #define CK_PKINIT_MAX_CMS CK_PKINIT_MAX_MSG /* signedAuthPack, dhSignedData, encKeyPack bytes */
-#define CK_PKINIT_MAX_SMALL_MSG 65536     /* AuthPack, KDCDHKeyInfo, ReplyKeyPack, TD-*, ... */
-#define CK_PKINIT_MAX_BLOB 8192           /* other OCTET STRINGs: ids, DH nonces, checksums,
-                                           * freshness tokens, KDF info parts */
+#define CK_PKINIT_MAX_SMALL_MSG 65536     /* AuthPack, KDCDHKeyInfo, ReplyKeyPack, TD-*,
+                                           * TYPED-DATA, KRB5PrincipalName, draft AuthPacks */
+#define CK_PKINIT_MAX_BLOB 8192           /* their OCTET STRINGs (ids, checksums, freshness
+                                           * tokens, kdcPkId, kdcCert, ...); TYPED-DATA values
+                                           * and OtherInfo party infos: CK_ASN1_MAX_OCTETS */
 /* PkinitSuppPubInfo: a whole AS-REQ plus a whole PA-PK-AS-REP. */
 #define CK_PKINIT_MAX_SUPP_PUB (CK_ASN1_MAX_AS_MSG + CK_PKINIT_MAX_MSG + 1024)
 #define CK_PKINIT_MAX_IDS 16              /* trustedCertifiers / TD-* principal identifiers */

@@ -871,6 +871,26 @@ negative_structure(void)
     memcpy(m, d, n);
     m[9] = 0x04; /* pvno 4 */
     CHECK_INT_EQ(as_req_rc(m, n), CK_ERR_DECODE);
+    /* DER lengths must be minimal (X.690 §10.1). The outer header 6a 81 b2 re-framed as
+     * 6a 82 00 b2 (leading zero octet) ... */
+    m[0] = 0x6a;
+    m[1] = 0x82;
+    m[2] = 0x00;
+    m[3] = 0xb2;
+    memcpy(m + 4, d + 3, n - 3);
+    CHECK_INT_EQ(as_req_rc(m, n + 1), CK_ERR_DECODE);
+    CHECK(strstr(ck_error_context(), "non-minimal") != NULL);
+    /* ... and pvno's [1] header a1 03 as a1 81 03 (long form below 128), lengths adjusted:
+     * 6a 81 b3 30 81 b0 a1 81 03 02 01 05 ... */
+    {
+        static const uint8_t head[] = {0x6a, 0x81, 0xb3, 0x30, 0x81, 0xb0, 0xa1, 0x81, 0x03};
+        memcpy(m, head, sizeof(head));
+        memcpy(m + sizeof(head), d + 8, n - 8);
+        CHECK_INT_EQ(as_req_rc(m, n + 1), CK_ERR_DECODE);
+        CHECK(strstr(ck_error_context(), "non-minimal") != NULL);
+        memcpy(m, d, n); /* the minimal original is accepted */
+        CHECK_INT_EQ(as_req_rc(m, n), 0);
+    }
     /* Absurd length: 6a 84 ff ff ff ff ... */
     {
         static const uint8_t absurd[] = {0x6a, 0x84, 0xff, 0xff, 0xff, 0xff, 0x30, 0x00};
@@ -889,17 +909,25 @@ negative_structure(void)
         CHECK_INT_EQ(as_req_rc(m, cl + 4), CK_ERR_DECODE);
         CHECK(strstr(ck_error_context(), "indefinite") != NULL);
     }
-    /* Oversized input */
+    /* Oversized input: AS-REQ has its own cap (PKINIT padata), other messages the default. */
     {
-        uint8_t *big = calloc(1, CK_ASN1_MAX_MSG + 10);
+        uint8_t *big = calloc(1, CK_ASN1_MAX_AS_MSG + 10);
+        CK_KDC_REQ *q = NULL;
         CHECK(big != NULL);
         if (big != NULL) {
             big[0] = 0x6a;
             big[1] = 0x83;
+            big[2] = (CK_ASN1_MAX_AS_MSG + 5) >> 16;
+            big[3] = ((CK_ASN1_MAX_AS_MSG + 5) >> 8) & 0xff;
+            big[4] = (CK_ASN1_MAX_AS_MSG + 5) & 0xff;
+            CHECK_INT_EQ(as_req_rc(big, CK_ASN1_MAX_AS_MSG + 10), CK_ERR_DECODE);
+            CHECK(strstr(ck_error_context(), "exceeds") != NULL);
+            big[0] = 0x6c;
             big[2] = (CK_ASN1_MAX_MSG + 5) >> 16;
             big[3] = ((CK_ASN1_MAX_MSG + 5) >> 8) & 0xff;
             big[4] = (CK_ASN1_MAX_MSG + 5) & 0xff;
-            CHECK_INT_EQ(as_req_rc(big, CK_ASN1_MAX_MSG + 10), CK_ERR_DECODE);
+            CHECK_INT_EQ(ck_asn1_tgs_req_decode(big, CK_ASN1_MAX_MSG + 10, &q), CK_ERR_DECODE);
+            CHECK(strstr(ck_error_context(), "exceeds") != NULL);
             free(big);
         }
     }
