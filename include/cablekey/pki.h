@@ -164,7 +164,10 @@ int ck_pki_p12_write(const char *path, const ck_pki_identity *id, const char *pa
 /* PEM certificate file: cert followed by more (may be NULL). */
 int ck_pki_certs_write_pem(const char *path, X509 *cert, STACK_OF(X509) *more, unsigned flags);
 /* PEM private key: PKCS#8, encrypted (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC) unless password
- * is NULL. */
+ * is NULL. With CK_PKI_PEM_TRADITIONAL, the pre-PKCS#8 form ("RSA PRIVATE KEY" with
+ * Proc-Type/DEK-Info, AES-256-CBC): the only encrypted key Heimdal's hx509 reads. Its password
+ * KDF is OpenSSL's EVP_BytesToKey (one MD5 round), far weaker than PBKDF2. */
+#define CK_PKI_PEM_TRADITIONAL 0x4
 int ck_pki_key_write_pem(const char *path, EVP_PKEY *key, const char *password, unsigned flags);
 
 #endif

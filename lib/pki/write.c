@@ -217,6 +217,18 @@ ck_pki_key_write_pem(const char *path, EVP_PKEY *key, const char *password, unsi
     if (bio == NULL)
         return ck_error_set(CK_ERR_NOMEM, "%s", path);
     ERR_clear_error();
+    if (flags & CK_PKI_PEM_TRADITIONAL) {
+        size_t pwlen = password != NULL ? strlen(password) : 0;
+        if (pwlen > INT_MAX ||
+            !PEM_write_bio_PrivateKey_traditional(bio, key, password ? EVP_aes_256_cbc() : NULL,
+                                                  (const unsigned char *)password, (int)pwlen,
+                                                  NULL, NULL)) {
+            ret = ck_error_set_ssl(CK_ERR_ENCODE, "%s: private key", path);
+            goto out;
+        }
+        ret = write_bio(path, bio, flags & CK_PKI_WRITE_REPLACE);
+        goto out;
+    }
     if ((p8 = EVP_PKEY2PKCS8(key)) == NULL) {
         ret = ck_error_set_ssl(CK_ERR_ENCODE, "%s: private key", path);
         goto out;

@@ -115,7 +115,7 @@ static const char pki_help[] =
     "  import --dir DIR --ca FILE.p12 --password-file F [--ca-password-file F] [--kdc FILE.p12]\n"
     "      [--sp-root PEM] [--mfg-ca FILE.p12] [--mfg-root PEM] [--realm REALM] [--org ORG]\n"
     "      [--legacy]\n"
-    "  export FILE.p12 --pem-out PREFIX --password-file F [--pem-nopass] [--force]\n"
+    "  export FILE.p12 --pem-out PREFIX --password-file F [--pem-nopass] [--legacy] [--force]\n"
     "  show FILE [--password-file F]\n"
     "  verify FILE --anchors PEM[,PEM...] [--untrusted PEM] [--password-file F]\n"
     "\n"
@@ -126,9 +126,10 @@ static const char pki_help[] =
     "the --password-file one); PKCS#12 files with the --password-file password. Without\n"
     "--password-file, a terminal prompts (no echo); passwords are never taken from argv.\n"
     "TYPE: rsa (rsa-2048, the default), rsa-3072, ec-p256, ec-p384. --days: end-entity\n"
-    "validity (default 365). --legacy: 3DES and a SHA-1 MAC in PKCS#12 (for Heimdal and old\n"
+    "validity (default 365). --legacy: 3DES and a SHA-1 MAC in PKCS#12 (for old devices)\n"
     "devices) instead of AES-256/PBKDF2 and SHA-256. --pem-out PREFIX also writes\n"
-    "PREFIX-cert.pem and PREFIX-key.pem (key encrypted unless --pem-nopass). An existing\n"
+    "PREFIX-cert.pem and PREFIX-key.pem (key encrypted unless --pem-nopass; with --legacy in\n"
+    "the traditional PEM form Heimdal reads, whose password KDF is weak). An existing\n"
     "output file is kept unless --force. TIME is epoch seconds or 'YYYY-MM-DD[ HH:MM:SS]' UTC.\n";
 
 static int
@@ -587,7 +588,10 @@ write_pem_pair(struct created *cr, const char *prefix, const ck_pki_identity *id
     if ((ret = write_out(cr, OUT_CERTS, cpath, NULL, id->cert, id->chain, NULL, NULL, NULL,
                          flags)) != 0)
         return ret;
-    return write_out(cr, OUT_KEY, kpath, NULL, NULL, NULL, id->key, password, NULL, flags);
+    /* --legacy: the traditional encrypted form, the only one Heimdal's hx509 decrypts. */
+    return write_out(cr, OUT_KEY, kpath, NULL, NULL, NULL, id->key, password, NULL,
+                     (flags & CK_PKI_WRITE_REPLACE) |
+                         ((flags & CK_PKI_P12_LEGACY) ? CK_PKI_PEM_TRADITIONAL : 0));
 }
 
 static void
@@ -1302,7 +1306,7 @@ do_export(const char *what, const struct pki_opts *o)
     bool ok = false;
     int rc, ret;
 
-    if ((rc = only(what, o, " pem-out pem-nopass password-file force ")) != CLI_OK)
+    if ((rc = only(what, o, " pem-out pem-nopass password-file force legacy ")) != CLI_OK)
         return rc;
     if (o->n_args != 1 || o->pem_out == NULL)
         return cli_usage_error(what, "expected FILE.p12 and --pem-out PREFIX");
@@ -1312,7 +1316,8 @@ do_export(const char *what, const struct pki_opts *o)
     if ((rc = load_p12_identity(what, o->args[0], pw, &id)) != CLI_OK)
         goto out;
     if ((ret = write_pem_pair(&cr, o->pem_out, id, o->pem_nopass ? NULL : pw,
-                              o->force ? CK_PKI_WRITE_REPLACE : 0)) != 0) {
+                              (o->force ? CK_PKI_WRITE_REPLACE : 0) |
+                                  (o->legacy ? CK_PKI_P12_LEGACY : 0))) != 0) {
         rc = cli_fail(what, ret);
         goto out;
     }
