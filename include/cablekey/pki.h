@@ -27,8 +27,10 @@ int ck_pki_identity_load(const char *spec, const char *password, ck_pki_identity
 /* Frees everything (the private key is freed by OpenSSL, which wipes it); accepts NULL. */
 void ck_pki_identity_free(ck_pki_identity *id);
 
-/* Reads a password file: the first line without its newline, at most 1023 bytes; the file must
- * be a regular file. *out is freed with ck_pki_password_free (wipes). */
+/* Reads a password file: the first line without its newline (and a CR before it), at most 1023
+ * bytes, not empty, no NUL; the file must be a regular file that others cannot access (mode & 007
+ * == 0: a password anyone can read protects nothing; CK_ERR_PERM). *out is freed with
+ * ck_pki_password_free (wipes). */
 int ck_pki_password_read(const char *path, char **out);
 void ck_pki_password_free(char *password);
 
