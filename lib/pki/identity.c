@@ -29,7 +29,7 @@ ck_pki_read_file(const char *path, size_t max, const char *what, uint8_t **buf, 
 {
     struct stat st;
     uint8_t *data = NULL;
-    size_t n = 0;
+    size_t n = 0, cap = 0;
     int fd, ret;
 
     *buf = NULL;
@@ -52,17 +52,18 @@ ck_pki_read_file(const char *path, size_t max, const char *what, uint8_t **buf, 
         ret = ck_error_set(CK_ERR_LIMIT, "%s %s: larger than %zu bytes", what, path, max);
         goto out;
     }
-    /* One byte more than allowed detects a file that grew after fstat. */
-    if ((data = malloc(max + 1)) == NULL) {
+    /* One byte more than fstat said detects a file that grew meanwhile. */
+    cap = (size_t)st.st_size + 1;
+    if ((data = malloc(cap)) == NULL) {
         ret = ck_error_set(CK_ERR_NOMEM, "%s %s", what, path);
         goto out;
     }
-    if ((ret = ck_fd_read_all(fd, data, max + 1, &n)) != 0) {
+    if ((ret = ck_fd_read_all(fd, data, cap, &n)) != 0) {
         ret = ck_error_set(ret, "%s %s: %s", what, path, ck_error_context());
         goto out;
     }
-    if (n > max) {
-        ret = ck_error_set(CK_ERR_LIMIT, "%s %s: larger than %zu bytes", what, path, max);
+    if (n >= cap) {
+        ret = ck_error_set(CK_ERR_IO, "%s %s changed while being read", what, path);
         goto out;
     }
     *buf = data;
@@ -71,7 +72,7 @@ ck_pki_read_file(const char *path, size_t max, const char *what, uint8_t **buf, 
     ret = 0;
 out:
     if (data != NULL)
-        ck_free_secret(data, max + 1);
+        ck_free_secret(data, cap);
     close(fd);
     return ret;
 }

@@ -1,6 +1,5 @@
 /* Names in certificates: the id-pkinit-san otherName (RFC 4556 §3.2.2), MAC addresses in device
  * certificate subjects (PacketCable), and the SubjectPublicKeyInfo hash devices are pinned by. */
-#include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
 

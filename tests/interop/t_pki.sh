@@ -11,7 +11,8 @@ require_tool "OpenSSL" openssl
 require_tool "MIT client tools and KDC" kinit klist kvno krb5kdc kdb5_util kadmin.local
 require_tool "Heimdal hx509 and kinit" "$CK_HEIMDAL_BIN/hxtool" "$CK_HEIMDAL_BIN/kinit.heimdal"
 [ -x "$CK_CLI" ] || bail "cablekey CLI not built at $CK_CLI"
-[ -f /usr/lib/x86_64-linux-gnu/krb5/plugins/preauth/pkinit.so ] ||
+compgen -G "/usr/lib/*/krb5/plugins/preauth/pkinit.so" >/dev/null ||
+    compgen -G "/usr/lib/krb5/plugins/preauth/pkinit.so" >/dev/null ||
     bail "MIT PKINIT plugin missing (krb5-pkinit; run scripts/install-deps.sh)"
 HXTOOL="$CK_HEIMDAL_BIN/hxtool"
 HKINIT="$CK_HEIMDAL_BIN/kinit.heimdal"

@@ -127,7 +127,7 @@ static const char pki_help[] =
     "--password-file, a terminal prompts (no echo); passwords are never taken from argv.\n"
     "TYPE: rsa (rsa-2048, the default), rsa-3072, ec-p256, ec-p384. --days: end-entity\n"
     "validity (default 365). --legacy: 3DES and a SHA-1 MAC in PKCS#12 (for old devices)\n"
-    "devices) instead of AES-256/PBKDF2 and SHA-256. --pem-out PREFIX also writes\n"
+    "instead of AES-256/PBKDF2 and SHA-256. --pem-out PREFIX also writes\n"
     "PREFIX-cert.pem and PREFIX-key.pem (key encrypted unless --pem-nopass; with --legacy in\n"
     "the traditional PEM form Heimdal reads, whose password KDF is weak). An existing\n"
     "output file is kept unless --force. TIME is epoch seconds or 'YYYY-MM-DD[ HH:MM:SS]' UTC.\n";
@@ -511,16 +511,16 @@ static int
 ca_load(const char *what, const char *dir, const char *name, const char *password,
         struct ca *ca)
 {
-    char cpath[4096], kpath[4096], kname[64];
+    char cpath[4096], kpath[4096], cname[64], kname[64];
     STACK_OF(X509) *certs = NULL;
     int rc, ret;
 
     memset(ca, 0, sizeof(*ca));
+    snprintf(cname, sizeof(cname), "%s.pem", name);
     snprintf(kname, sizeof(kname), "%s-key.pem", name);
-    if ((rc = path_in(what, dir, name, cpath, sizeof(cpath))) != CLI_OK ||
+    if ((rc = path_in(what, dir, cname, cpath, sizeof(cpath))) != CLI_OK ||
         (rc = path_in(what, dir, kname, kpath, sizeof(kpath))) != CLI_OK)
         return rc;
-    memcpy(cpath + strlen(cpath), ".pem", 5);
     if ((ret = check_private(kpath, false)) != 0)
         return cli_fail(what, ret);
     if ((ret = ck_pki_certs_load_pem(cpath, &certs)) != 0)
@@ -842,7 +842,11 @@ do_init(const char *what, const struct pki_opts *o)
 fail:
     rc = cli_fail(what, ret);
 out:
-    /* On failure the files are removed; the directory itself stays (it may have existed). */
+    /* On failure the files are removed (and the log of what was issued, which had no PKI
+     * before); the directory itself stays, it may have existed. */
+    if (!ok && rc != CLI_USAGE && path_in(what, o->dir, "issued.log", path, sizeof(path)) == 0 &&
+        cr.n > 0)
+        unlink(path);
     created_finish(&cr, ok);
     ck_pki_identity_free(kdc);
     ck_pki_identity_free(cms);
@@ -1210,7 +1214,10 @@ do_import(const char *what, const struct pki_opts *o)
         goto out;
     /* The realm: given, or the KDC certificate's krbtgt/REALM@REALM. */
     if (o->realm != NULL) {
-        conf.realm = strdup(o->realm);
+        if ((conf.realm = strdup(o->realm)) == NULL) {
+            rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "import"));
+            goto out;
+        }
     } else if (kdc != NULL) {
         if ((ret = ck_pki_cert_san_principals(kdc->cert, sans, 4, &n_sans)) != 0) {
             rc = cli_fail(what, ret);
