@@ -86,7 +86,6 @@ kdc_pkinit_req_free(struct kdc_pkinit_req *rq)
         return;
     X509_free(rq->client_cert);
     ck_pkinit_peer_free(rq->peer);
-    OPENSSL_free(rq->client_dh_nonce);
     /* The reply padata is public once sent, but an AS-REP that was never sent (a later error)
      * should not linger either: it is small, so wipe it. */
     if (rq->rep_der != NULL)
@@ -437,14 +436,9 @@ check_keyex(struct kdc_pkinit_ctx *c, const struct authpack_view *v, bool draft,
         }
         if (rc != 0)
             return rc;
-        if (rq->kdf == 0 && v->client_dh_nonce != NULL &&
-            ASN1_STRING_length(v->client_dh_nonce) > 0) {
-            rq->client_dh_nonce_len = (size_t)ASN1_STRING_length(v->client_dh_nonce);
-            rq->client_dh_nonce = OPENSSL_memdup(ASN1_STRING_get0_data(v->client_dh_nonce),
-                                                 rq->client_dh_nonce_len);
-            if (rq->client_dh_nonce == NULL)
-                return ck_error_set(CK_ERR_NOMEM, "pkinit");
-        }
+        /* clientDHNonce is not used: the DH nonces enter octetstring2key only when the KDC
+         * reuses its DH key and sends serverDHNonce (RFC 4556 §3.2.3.1), which this KDC never
+         * does; MIT and Heimdal clients derive the key without them then. */
         note_add(note, ", %s %s kdf %s",
                  ck_pkinit_group_is_ec(ck_pkinit_peer_group(rq->peer)) ? "ECDH" : "DH",
                  ck_pkinit_group_name(ck_pkinit_peer_group(rq->peer)), kdf_name(rq->kdf));
