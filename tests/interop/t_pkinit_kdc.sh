@@ -261,12 +261,12 @@ expect_success "the KDC keeps serving: MIT kinit alice" kinit_p12 alice "$tmp/al
 kdc_alive "the KDC survived every refusal"
 realm_stop_kdc
 
-# A second configuration from kdc.conf: CRL for the SP hierarchy, a 3-second skew (to age a
+# A second configuration from kdc.conf: CRL for the SP hierarchy, a 5-second skew (to age a
 # freshness token quickly), DH groups of at least 3072 bits.
 cat >"$tmp/pkinit-kdc.conf" <<EOF
 [realms]
     $R = {
-        clockskew = 3
+        clockskew = 5
         pkinit_identity = PKCS12:$PKI/kdc.p12
         pkinit_password_file = $tmp/pw
         pkinit_anchors = FILE:$PKI/sp-root.pem
@@ -291,7 +291,7 @@ else
     not_ok "logged: MODP-2048 refused, then the retry issued" "$(tail -n 3 "$tmp/kdc.log")"
 fi
 refused "freshness token older than the skew" 90 STALE_FRESHNESS alice "$tmp/alice.p12" \
-    --group modp3072 --freshness-wait 5
+    --group modp3072 --freshness-wait 7
 expect_output "a fresh token passes" "^ISSUE alice" asreq alice "$tmp/alice.p12" \
     --group modp3072 --freshness
 refused "PacketCable form where no anchor is a PacketCable anchor" 80 PACKETCABLE_REFUSED \
