@@ -74,6 +74,13 @@ upper_handler(void *state, const struct ck_net_request *req, uint8_t *reply, siz
     atomic_store(req->transport == CK_NET_UDP ? &last_udp_cap : &last_tcp_cap, cap);
     if (s != NULL)
         atomic_store(&last_worker, s->index);
+    if (req->flags & CK_NET_REQ_OVERSIZED) {
+        atomic_fetch_add(&oversized_seen, 1);
+        atomic_store(&oversized_len, (unsigned)req->len);
+        memcpy(reply, "TOO BIG", 7);
+        *reply_len = 7;
+        return 0;
+    }
     /* "burn": 1 ms of this worker's CPU before answering (a saturated worker). */
     if (req->len >= 4 && memcmp(req->data, "burn", 4) == 0) {
         struct timespec t0, t;
@@ -82,13 +89,6 @@ upper_handler(void *state, const struct ck_net_request *req, uint8_t *reply, siz
         do
             clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t);
         while ((t.tv_sec - t0.tv_sec) * 1000000000L + (t.tv_nsec - t0.tv_nsec) < 1000000L);
-    }
-    if (req->flags & CK_NET_REQ_OVERSIZED) {
-        atomic_fetch_add(&oversized_seen, 1);
-        atomic_store(&oversized_len, (unsigned)req->len);
-        memcpy(reply, "TOO BIG", 7);
-        *reply_len = 7;
-        return 0;
     }
     if (req->len == 4 && memcmp(req->data, "drop", 4) == 0)
         return 0;
