@@ -98,10 +98,12 @@ kdc_worker_free(struct kdc_worker *w)
         return;
     kdc_preauth_fini(w);
     kdc_reply_free(w->reply);
+    kdc_errmsg_free(w->errmsg);
     kdc_lookaside_free(w->lookaside);
     ck_store_close(w->store);
     free(w->scratch);
     OPENSSL_free(w->ei2_der);
+    OPENSSL_free(w->offers_der);
     free(w);
 }
 
@@ -238,59 +240,127 @@ error_message(int32_t code)
     }
 }
 
+/* The KRB-ERROR every error reply of a worker is encoded from, kept from one to the next as the
+ * reply builder is (half of a kinit's requests end in PREAUTH_REQUIRED). It owns every object;
+ * the optional fields a given error may lack are views of the slots below, set right before the
+ * encode and cleared right after. The names are copies of the request's: a client that keeps
+ * asking keeps its names' encodings. */
+struct kdc_errmsg {
+    CK_KRB_ERROR_MSG *msg;
+    CK_PRINCIPAL_NAME *cname;           /* msg->cname when the error names the client */
+    ASN1_GENERALSTRING *crealm;         /* msg->crealm, likewise */
+    ASN1_GENERALSTRING *e_text;         /* msg->e_text when there is one */
+    ASN1_OCTET_STRING *e_data;          /* msg->e_data when there is one */
+};
+
+static void
+errmsg_views_clear(struct kdc_errmsg *em)
+{
+    em->msg->cname = NULL;
+    em->msg->crealm = NULL;
+    em->msg->e_text = NULL;
+    em->msg->e_data = NULL;
+}
+
+void
+kdc_errmsg_free(struct kdc_errmsg *em)
+{
+    if (em == NULL)
+        return;
+    if (em->msg != NULL) {
+        errmsg_views_clear(em);
+        CK_KRB_ERROR_MSG_free(em->msg);
+    }
+    CK_PRINCIPAL_NAME_free(em->cname);
+    ASN1_GENERALSTRING_free(em->crealm);
+    ASN1_GENERALSTRING_free(em->e_text);
+    ASN1_OCTET_STRING_free(em->e_data);
+    free(em);
+}
+
+static int
+errmsg_new(struct kdc_errmsg **out)
+{
+    struct kdc_errmsg *em = calloc(1, sizeof(*em));
+
+    *out = NULL;
+    if (em == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "KRB-ERROR");
+    em->msg = CK_KRB_ERROR_MSG_new();
+    em->cname = CK_PRINCIPAL_NAME_new();
+    em->crealm = ASN1_GENERALSTRING_new();
+    em->e_text = ASN1_GENERALSTRING_new();
+    em->e_data = ASN1_OCTET_STRING_new();
+    if (em->msg == NULL || em->cname == NULL || em->crealm == NULL || em->e_text == NULL ||
+        em->e_data == NULL) {
+        kdc_errmsg_free(em);
+        return ck_error_set(CK_ERR_NOMEM, "KRB-ERROR");
+    }
+    em->msg->pvno = CK_KRB5_PVNO;
+    em->msg->msg_type = CK_KRB_ERROR;
+    *out = em;
+    return 0;
+}
+
+static int
+kstring_update(ASN1_GENERALSTRING **dst, const char *str)
+{
+    return ck_asn1_kstring_eq(*dst, str) ? 0 : ck_asn1_kstring_set(dst, str);
+}
+
 /* Encodes a KRB-ERROR for code into *der (OPENSSL_malloc'd). Uses the request's names when it
  * decoded, else krbtgt/OUR-REALM. */
 static int
 encode_error(struct kdc_request *r, int32_t code, const char *e_text, const uint8_t *e_data,
              size_t e_data_len, uint8_t **der, size_t *der_len)
 {
-    CK_KRB_ERROR_MSG *err = NULL;
+    struct kdc_worker *w = r->w;
+    struct kdc_errmsg *em;
+    CK_KRB_ERROR_MSG *err;
     CK_KDC_REQ_BODY *b = r->req != NULL ? r->req->req_body : NULL;
-    CK_PRINCIPAL_NAME *borrowed_sname = NULL, *borrowed_cname = NULL;
     int rc;
 
     *der = NULL;
     *der_len = 0;
-    if ((err = CK_KRB_ERROR_MSG_new()) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "KRB-ERROR");
-    err->pvno = CK_KRB5_PVNO;
-    err->msg_type = CK_KRB_ERROR;
+    if (w->errmsg == NULL && (rc = errmsg_new(&w->errmsg)) != 0)
+        return rc;
+    em = w->errmsg;
+    err = em->msg;
     err->error_code = code;
     err->susec = r->now_usec;
     if ((rc = ck_asn1_time_set(&err->stime, r->now)) != 0)
         goto out;
     if (b != NULL && b->sname != NULL && b->realm != NULL) {
-        if ((rc = ck_asn1_kstring_set(&err->realm, ck_asn1_kstring_get(b->realm))) != 0)
+        if ((rc = kstring_update(&err->realm, ck_asn1_kstring_get(b->realm))) != 0 ||
+            (rc = kdc_name_copy(err->sname, b->sname)) != 0)
             goto out;
-        /* Borrow the request's name instead of copying it (given back below). */
-        CK_PRINCIPAL_NAME_free(err->sname);
-        err->sname = borrowed_sname = b->sname;
     } else {
-        const char *comps[2] = {"krbtgt", r->w->realm_name};
+        const char *comps[2] = {"krbtgt", w->realm_name};
 
-        if ((rc = ck_asn1_kstring_set(&err->realm, r->w->realm_name)) != 0 ||
+        if ((rc = kstring_update(&err->realm, w->realm_name)) != 0 ||
             (rc = ck_asn1_principal_set(err->sname, CK_NT_SRV_INST, comps, 2)) != 0)
             goto out;
     }
     if (r->error_with_client && b != NULL && b->cname != NULL && b->realm != NULL) {
-        if ((rc = ck_asn1_kstring_set(&err->crealm, ck_asn1_kstring_get(b->realm))) != 0)
+        if ((rc = kstring_update(&em->crealm, ck_asn1_kstring_get(b->realm))) != 0 ||
+            (rc = kdc_name_copy(em->cname, b->cname)) != 0)
             goto out;
-        err->cname = borrowed_cname = b->cname;
+        err->crealm = em->crealm;
+        err->cname = em->cname;
     }
-    if (e_text != NULL && e_text[0] != '\0' &&
-        (rc = ck_asn1_kstring_set(&err->e_text, e_text)) != 0)
-        goto out;
-    if (e_data != NULL && (rc = ck_asn1_octets_set(&err->e_data, e_data, e_data_len)) != 0)
-        goto out;
+    if (e_text != NULL && e_text[0] != '\0') {
+        if ((rc = kstring_update(&em->e_text, e_text)) != 0)
+            goto out;
+        err->e_text = em->e_text;
+    }
+    if (e_data != NULL) {
+        if ((rc = ck_asn1_octets_set(&em->e_data, e_data, e_data_len)) != 0)
+            goto out;
+        err->e_data = em->e_data;
+    }
     rc = ck_asn1_krb_error_encode(err, der, der_len);
 out:
-    if (err != NULL) {
-        if (borrowed_sname != NULL)
-            err->sname = NULL;
-        if (borrowed_cname != NULL)
-            err->cname = NULL;
-        CK_KRB_ERROR_MSG_free(err);
-    }
+    errmsg_views_clear(em);
     return rc;
 }
 
@@ -439,7 +509,7 @@ request_reset(struct kdc_request *r)
     CK_KDC_REQ_free(r->req);
     OPENSSL_free(r->e_data);
     OPENSSL_free(r->reply);
-    memset(r, 0, sizeof(*r));
+    kdc_request_clear(r);
     r->w = w;
     r->transport = t;
     r->now = now;
@@ -471,7 +541,7 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
      * worker's reusable block unless that is in use (never, today: no nested calls). */
     if (w->scratch != NULL && !w->scratch_busy) {
         r = w->scratch;
-        memset(r, 0, sizeof(*r));
+        kdc_request_clear(r);
         w->scratch_busy = true;
     } else if ((r = calloc(1, sizeof(*r))) == NULL) {
         return ck_error_set(CK_ERR_NOMEM, "kdc request");

@@ -492,6 +492,7 @@ main(int argc, char **argv)
     ncfg.max_dgram = dc.kdc.max_request < 65535 ? dc.kdc.max_request : 65535;
     ncfg.max_reply = CK_NET_DEFAULT_MAX_REPLY;
     ncfg.tcp_idle_timeout_ms = (int)(dc.tcp_idle_timeout * 1000);
+    ncfg.cpu_affinity = dc.cpu_affinity;
     memset(&cb, 0, sizeof(cb));
     cb.handler = handle;
     cb.worker_init = worker_init;

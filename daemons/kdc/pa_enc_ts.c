@@ -76,7 +76,7 @@ out:
 const struct kdc_pa_mech kdc_pa_enc_timestamp = {
     .pa_type = CK_PA_ENC_TIMESTAMP,
     .name = "encrypted-timestamp",
-    .flags = 0,
+    .flags = KDC_PA_EDATA_CONSTANT,
     .edata = enc_ts_edata,
     .verify = enc_ts_verify,
 };

@@ -195,16 +195,40 @@ kdc_preauth_verify(struct kdc_worker *w, const struct kdc_pa_call *call, struct 
     return run->err.code != 0 ? -1 : 0;
 }
 
+/* Whether the offers for this call are the ones the worker kept. */
+static bool
+offers_cached(const struct kdc_worker *w, const ck_db_key *k)
+{
+    if (w->offers_der == NULL)
+        return false;
+    if (k == NULL)
+        return w->offers_etype == 0;
+    return w->offers_etype == k->enctype && w->offers_salt_len == k->salt_len &&
+           (k->salt_len == 0 || memcmp(w->offers_salt, k->salt, k->salt_len) == 0);
+}
+
 int
 kdc_preauth_offers(struct kdc_worker *w, const struct kdc_pa_call *call, uint8_t **der,
                    size_t *len)
 {
+    const ck_db_key *k = call->client_key;
     CK_METHOD_DATA *md = NULL;
+    bool constant = k == NULL || k->salt_len <= sizeof(w->offers_salt);
     int rc = 0;
 
     *der = NULL;
     *len = 0;
-    if (call->client_key != NULL && (rc = kdc_add_etype_info2(w, &md, call->client_key)) != 0)
+    for (size_t i = 0; i < w->n_pa; i++)
+        if (w->pa[i].mech->edata != NULL && usable(w, i, call) &&
+            !(w->pa[i].mech->flags & KDC_PA_EDATA_CONSTANT))
+            constant = false;
+    if (constant && offers_cached(w, k)) {
+        if ((*der = OPENSSL_memdup(w->offers_der, w->offers_len)) == NULL)
+            return ck_error_set(CK_ERR_NOMEM, "offers");
+        *len = w->offers_len;
+        return 0;
+    }
+    if (k != NULL && (rc = kdc_add_etype_info2(w, &md, k)) != 0)
         goto out;
     for (size_t i = 0; i < w->n_pa; i++) {
         const struct kdc_pa_mech *m = w->pa[i].mech;
@@ -213,7 +237,9 @@ kdc_preauth_offers(struct kdc_worker *w, const struct kdc_pa_call *call, uint8_t
         if (m->edata == NULL || !usable(w, i, call))
             continue;
         if (m->edata(w->pa[i].ctx, call, &md) != 0) {
-            /* Offer the others: drop whatever this one half-added. */
+            /* Offer the others: drop whatever this one half-added (and keep nothing: the
+             * failure may not happen next time). */
+            constant = false;
             while (md != NULL && sk_CK_PA_DATA_num(md) > n_before)
                 CK_PA_DATA_free(sk_CK_PA_DATA_pop(md));
         }
@@ -222,7 +248,22 @@ kdc_preauth_offers(struct kdc_worker *w, const struct kdc_pa_call *call, uint8_t
         rc = ck_error_set(CK_ERR_NOTFOUND, "no pre-authentication method to offer");
         goto out;
     }
-    rc = ck_asn1_method_data_encode(md, der, len);
+    if ((rc = ck_asn1_method_data_encode(md, der, len)) != 0)
+        goto out;
+    if (constant) {
+        uint8_t *keep = OPENSSL_memdup(*der, *len);
+
+        /* Public data (what every client asking is told); no copy kept if memory is short. */
+        if (keep != NULL) {
+            OPENSSL_free(w->offers_der);
+            w->offers_der = keep;
+            w->offers_len = *len;
+            w->offers_etype = k != NULL ? k->enctype : 0;
+            w->offers_salt_len = k != NULL ? k->salt_len : 0;
+            if (k != NULL && k->salt_len > 0)
+                memcpy(w->offers_salt, k->salt, k->salt_len);
+        }
+    }
 out:
     CK_METHOD_DATA_free(md);
     return rc;

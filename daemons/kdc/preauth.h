@@ -66,6 +66,11 @@
  * (certificate-only principals). It is then offered and verified, and on success its reply_key
  * MUST replace the reply key (the KDC refuses with KDC_ERR_ETYPE_NOSUPP otherwise). */
 #define KDC_PA_KEYLESS 0x1u
+/* The mechanism's edata depends only on its context (the configuration), never on the request,
+ * the client or the time: the KDC may encode the whole list of offers once per client key and
+ * send the same bytes again. Without this flag (e.g. a freshness token in the offer), edata runs
+ * for every PREAUTH_REQUIRED. */
+#define KDC_PA_EDATA_CONSTANT 0x2u
 
 /* What a mechanism sees of one AS-REQ. Every pointer is valid for the whole request and owned by
  * the KDC: read-only for the mechanism. */
@@ -210,7 +215,7 @@ int kdc_preauth_reply(struct kdc_worker *w, const struct kdc_pa_call *call,
 /* Step 6: cleanup of every state, frees the refusal's e-data. Safe on a zeroed run. */
 void kdc_preauth_run_done(struct kdc_worker *w, struct kdc_pa_run *run);
 /* Appends PA-ETYPE-INFO2 for key k (one entry) to *md; the worker keeps the encoding of the
- * last (enctype, salt) pair. */
+ * last (enctype, salt) pair (and of the last list of offers, see KDC_PA_EDATA_CONSTANT). */
 int kdc_add_etype_info2(struct kdc_worker *w, CK_METHOD_DATA **md, const ck_db_key *k);
 
 #endif

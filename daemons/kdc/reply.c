@@ -240,8 +240,8 @@ name_same(const CK_PRINCIPAL_NAME *a, const CK_PRINCIPAL_NAME *b)
  * name goes into two messages: encoded once, replayed by both encoders). An unchanged name keeps
  * its cache. The components are copied as they are: names come from decoded messages, whose
  * validation is the decoder's (ck_asn1_principal_set would refuse bytes a client may use). */
-static int
-name_copy(CK_PRINCIPAL_NAME *dst, const CK_PRINCIPAL_NAME *src)
+int
+kdc_name_copy(CK_PRINCIPAL_NAME *dst, const CK_PRINCIPAL_NAME *src)
 {
     const uint8_t *der;
     size_t len;
@@ -291,7 +291,7 @@ kdc_reply_set_client(struct kdc_reply *b, const CK_PRINCIPAL_NAME *cname, const 
 {
     int rc;
 
-    if ((rc = name_copy(b->cname, cname)) != 0)
+    if ((rc = kdc_name_copy(b->cname, cname)) != 0)
         return rc;
     return realm_set(&b->crealm, crealm);
 }
@@ -301,7 +301,7 @@ kdc_reply_set_server(struct kdc_reply *b, const CK_PRINCIPAL_NAME *sname, const 
 {
     int rc;
 
-    if ((rc = name_copy(b->sname, sname)) != 0)
+    if ((rc = kdc_name_copy(b->sname, sname)) != 0)
         return rc;
     return realm_set(&b->srealm, srealm);
 }

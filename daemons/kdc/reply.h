@@ -67,4 +67,9 @@ CK_METHOD_DATA **kdc_reply_padata(struct kdc_reply *b);
 int kdc_reply_encode(struct kdc_reply *b, int msg_type, const ck_key *reply_key, int32_t usage,
                      const uint32_t *kvno, uint8_t **der, size_t *len);
 
+/* Copies the name src into dst (reusing dst's strings) and fills dst's encoding cache; a name
+ * equal to dst (same name-type and bytes) keeps its cache. For objects a worker keeps from one
+ * exchange to the next (the builder's names, the KRB-ERROR's). */
+int kdc_name_copy(CK_PRINCIPAL_NAME *dst, const CK_PRINCIPAL_NAME *src);
+
 #endif

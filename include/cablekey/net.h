@@ -76,6 +76,12 @@ struct ck_net_config {
     int tcp_backlog;
     bool no_udp;                /* listen on TCP only */
     bool no_tcp;                /* listen on UDP only */
+    /* One worker per CPU: worker i runs on CPU i and the kernel hands a datagram to the worker
+     * of the CPU it arrived on, so a request is received, answered and its sender woken on one
+     * CPU. Used only when the workers are exactly the CPUs the process may run on (0..n-1);
+     * otherwise datagrams are spread by address hash as without it. */
+    bool cpu_affinity;
+    int steer_check_ms;         /* how often cpu_affinity checks that arrivals do spread (0: 1 s) */
 };
 
 struct ck_net_server;
@@ -98,6 +104,10 @@ int ck_net_server_addr(const struct ck_net_server *srv, size_t i, struct sockadd
                        socklen_t *len);
 /* Workers in use (after the default is applied). */
 int ck_net_server_workers(const struct ck_net_server *srv);
+/* Whether cpu_affinity took effect at start, and how many times since then it was suspended
+ * because arrivals did not spread (a worker saturated while another idled). suspensions may be
+ * NULL; it is read without synchronization (a statistic). */
+bool ck_net_server_steering(const struct ck_net_server *srv, uint64_t *suspensions);
 
 /* Parses one listen entry into host (without brackets; "" = any) and port. */
 int ck_net_parse_listen(const char *spec, uint16_t default_port, char *host, size_t host_size,

@@ -947,6 +947,79 @@ test_lookaside_limits(void)
         kdc_lookaside_store(la, req, sizeof(req), big, 0, 2000);
     }
     kdc_lookaside_free(la);
+
+    /* The ring under churn: records of every size wrap around its end many times; whatever a
+     * lookup finds is the reply stored for exactly that request, the newest entry is always
+     * found, and the bounds hold. */
+    CHECK_OK(kdc_lookaside_new(64, 20000, 1000000, &la));
+    {
+        static uint8_t rq[900], rp[1200];
+        uint32_t seed = 12345;
+        int bad = 0, missing_newest = 0;
+
+        for (uint32_t i = 0; i < 5000; i++) {
+            size_t ql, pl;
+
+            seed = seed * 1103515245u + 12345u;
+            ql = 8 + (seed >> 8) % 800;
+            pl = 1 + (seed >> 16) % 1100;
+            memset(rq, 0, ql);
+            memcpy(rq, &i, sizeof(i));
+            memset(rp, (int)(i & 0xff), pl);
+            memcpy(rp, &i, pl < sizeof(i) ? pl : sizeof(i));
+            kdc_lookaside_store(la, rq, ql, rp, pl, 10);
+            if (!kdc_lookaside_find(la, rq, ql, 11, &r, &rl) || rl != pl ||
+                memcmp(r, rp, pl) != 0)
+                missing_newest++;
+            /* An older request: found with its own reply, or not at all. */
+            if (i >= 10) {
+                uint32_t j = i - 1 - (seed >> 4) % 10, seed_j = 12345;
+                size_t qlj = 0, plj = 0;
+
+                for (uint32_t k = 0; k <= j; k++) {
+                    seed_j = seed_j * 1103515245u + 12345u;
+                    qlj = 8 + (seed_j >> 8) % 800;
+                    plj = 1 + (seed_j >> 16) % 1100;
+                }
+                memset(rq, 0, qlj);
+                memcpy(rq, &j, sizeof(j));
+                if (kdc_lookaside_find(la, rq, qlj, 11, &r, &rl)) {
+                    uint8_t want[sizeof(j)];
+
+                    memcpy(want, &j, sizeof(j));
+                    if (rl != plj || memcmp(r, want, plj < sizeof(j) ? plj : sizeof(j)) != 0 ||
+                        (plj > sizeof(j) && r[plj - 1] != (uint8_t)(j & 0xff)))
+                        bad++;
+                }
+            }
+            if (kdc_lookaside_count(la) > 64)
+                bad++;
+        }
+        CHECK_INT_EQ(bad, 0);
+        CHECK_INT_EQ(missing_newest, 0);
+        /* Every live entry is among the last 64 stored, and every one of them can be found
+         * (a broken index deletion would lose some). */
+        {
+            uint32_t seed_j = 12345;
+            size_t found = 0, qls[5000];
+
+            for (uint32_t k = 0; k < 5000; k++) {
+                seed_j = seed_j * 1103515245u + 12345u;
+                qls[k] = 8 + (seed_j >> 8) % 800;
+            }
+            for (uint32_t k = 5000 - 64; k < 5000; k++) {
+                memset(rq, 0, qls[k]);
+                memcpy(rq, &k, sizeof(k));
+                found += kdc_lookaside_find(la, rq, qls[k], 11, &r, &rl);
+            }
+            CHECK_INT_EQ(found, kdc_lookaside_count(la));
+            CHECK(found > 5);
+        }
+        /* Everything expires. */
+        CHECK(!kdc_lookaside_find(la, rq, 8, 2000000, &r, &rl));
+        CHECK_INT_EQ(kdc_lookaside_count(la), 0);
+    }
+    kdc_lookaside_free(la);
 }
 
 /* A refusal from a stale cache entry is re-checked against the database. */
