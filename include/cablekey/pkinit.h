@@ -349,8 +349,10 @@ typedef struct ck_pkinit_tpcache ck_pkinit_tpcache;
  * SHA-256 of the DER of leaf, then of every certificate of chain (may be NULL) in order. */
 int ck_pkinit_thumbprint(X509 *leaf, STACK_OF(X509) *chain, uint64_t anchors_generation,
                          uint8_t out[CK_PKINIT_TP_LEN]);
-/* The same for (s->signer, s->certs) from the hashes ck_pkinit_cms_verify computed (no
- * re-encoding): equals ck_pkinit_thumbprint(s->signer, s->certs, anchors_generation). */
+/* The same for (s->signer, s->certs) from the hashes ck_pkinit_cms_verify computed over the
+ * certificates exactly as received (no re-encoding); equals ck_pkinit_thumbprint(s->signer,
+ * s->certs, anchors_generation) when they were DER, as CAs issue them (OpenSSL also accepts
+ * some non-DER encodings, which re-encode differently). Use this one on the KDC path. */
 int ck_pkinit_signed_thumbprint(const ck_pkinit_signed *s, uint64_t anchors_generation,
                                 uint8_t out[CK_PKINIT_TP_LEN]);
 
