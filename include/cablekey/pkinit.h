@@ -170,8 +170,8 @@ typedef enum ck_pkinit_group {
 /* "modp2048", "P-256", ... ("none" for unknown). */
 const char *ck_pkinit_group_name(ck_pkinit_group g);
 bool ck_pkinit_group_is_ec(ck_pkinit_group g);
-/* Strength in finite-field-equivalent bits, the unit of pkinit_dh_min_bits (as MIT 1.21 does:
- * MODP groups their modulus size, P-256 3072, P-384 7680); 0 for unknown. */
+/* Strength in finite-field-equivalent bits, the unit of pkinit_dh_min_bits: MODP groups their
+ * modulus size, P-256 3072, P-384 7680 (NIST SP 800-57 Part 1 Table 2); 0 for unknown. */
 #define CK_PKINIT_DH_MIN_BITS_DEFAULT 2048 /* MIT's pkinit_dh_min_bits default */
 unsigned ck_pkinit_group_bits(ck_pkinit_group g);
 /* Length of Z for the group: len(p) for MODP, the field size for EC. */
