@@ -57,8 +57,8 @@ struct group_info {
     int curve_nid;         /* EC only */
 };
 
-/* Indexed by ck_pkinit_group. P-256 and P-384 rate as 3072 and 7680 bits (SP 800-57 Part 1
- * Table 2: 128 and 192 bits of security), as MIT 1.21 rates them. */
+/* Indexed by ck_pkinit_group. P-256 and P-384 rate as 3072 and 7680 bits, their
+ * finite-field equivalents in NIST SP 800-57 Part 1 Table 2 (128 and 192 bits of security). */
 static const struct group_info groups[CK_PKINIT_GROUP_COUNT + 1] = {
     [CK_PKINIT_GROUP_NONE] = {"none", NULL, false, 0, 0, NID_undef},
     [CK_PKINIT_GROUP_MODP2048] = {"modp2048", "modp_2048", false, 2048, 256, NID_undef},
@@ -78,8 +78,9 @@ struct ck_pkinit_peer {
     EVP_PKEY *key;
 };
 
-/* Process-wide domain parameters, built once and only read afterwards: keygen templates, and for
- * the MODP groups p, g, q to compare a peer's parameters with. */
+/* Process-wide domain parameters, built once and only read afterwards: keygen templates (and
+ * copies of them hold peer keys), and for the MODP groups the DER DomainParameters a peer's
+ * parameters are compared with. */
 static pthread_once_t params_once = PTHREAD_ONCE_INIT;
 static bool params_ok;
 static EVP_PKEY *params[CK_PKINIT_GROUP_COUNT + 1];
@@ -532,16 +533,33 @@ ck_pkinit_peer_parse(const uint8_t *spki, size_t len, unsigned min_bits, ck_pkin
         ret = ck_error_set(CK_ERR_DECODE, "DH: not a SubjectPublicKeyInfo");
         goto out;
     }
-    /* Whole octets only (the key is a DER INTEGER or an EC point). */
-    if ((raw->public_key->flags & ASN1_STRING_FLAG_BITS_LEFT) && (raw->public_key->flags & 7)) {
-        ret = ck_error_set(CK_ERR_DECODE, "DH: public key is not a whole number of octets");
-        goto out;
-    }
-    ret = peer_from_parts(raw->algorithm, ASN1_STRING_get0_data(raw->public_key),
-                          (size_t)ASN1_STRING_length(raw->public_key), min_bits, out);
+    ret = ck_pkinit_peer_from_raw(raw->algorithm, raw->public_key, min_bits, out);
 out:
     ASN1_item_free((ASN1_VALUE *)raw, ASN1_ITEM_rptr(RAW_SPKI));
     return ret;
+}
+
+int
+ck_pkinit_peer_from_raw(const X509_ALGOR *algorithm, const ASN1_BIT_STRING *public_key,
+                        unsigned min_bits, ck_pkinit_peer **out)
+{
+    int ret;
+
+    if (out == NULL)
+        return ck_error_set(CK_ERR_INVAL, "DH: no output");
+    *out = NULL;
+    if (algorithm == NULL || public_key == NULL)
+        return ck_error_set(CK_ERR_INVAL, "DH: no public key");
+    if ((ret = params_get()) != 0)
+        return ret;
+    /* Whole octets only (the key is a DER INTEGER or an EC point). */
+    if ((public_key->flags & ASN1_STRING_FLAG_BITS_LEFT) && (public_key->flags & 7))
+        return ck_error_set(CK_ERR_DECODE, "DH: public key is not a whole number of octets");
+    if (ASN1_STRING_length(public_key) > CK_PKINIT_SPKI_MAX)
+        return ck_error_set(CK_ERR_LIMIT, "DH: public key of %d bytes",
+                            ASN1_STRING_length(public_key));
+    return peer_from_parts(algorithm, ASN1_STRING_get0_data(public_key),
+                           (size_t)ASN1_STRING_length(public_key), min_bits, out);
 }
 
 int
