@@ -21,7 +21,7 @@
 
 #define KDC_PKINIT_MAX_ANCHOR_FILES 16
 #define KDC_PKINIT_MAX_POOL_FILES 16
-#define KDC_PKINIT_DEFAULT_DH_MIN_BITS 2048
+#define KDC_PKINIT_DEFAULT_DH_MIN_BITS CK_PKINIT_DH_MIN_BITS_DEFAULT
 #define KDC_PKINIT_DEFAULT_CERT_CACHE 4096      /* decoded certificates per worker */
 #define KDC_PKINIT_DEFAULT_TP_CACHE 65536       /* verified chains per worker (~100 B each) */
 
