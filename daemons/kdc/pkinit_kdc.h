@@ -83,8 +83,8 @@ int kdc_pkinit_config_load(struct kdc_pkinit_config **pc, const struct ck_profil
 int kdc_pkinit_config_finish(struct kdc_pkinit_config *pc);
 /* --check: loads the identity (with its password), the anchors, pool and CRLs as a worker will,
  * and prints to out one "pkinit: ..." line per finding. Warnings (the identity lacks the
- * id-pkinit-KPKdc EKU or an id-pkinit-san naming krbtgt/REALM@REALM, PacketCable anchors with a
- * non-RSA identity) do not fail; returns 0 or a negative CK_ERR_* for an error (context set). */
+ * id-pkinit-KPKdc EKU or an id-pkinit-san naming krbtgt/REALM@REALM) do not fail; a load error
+ * or PacketCable anchors with a non-RSA identity return a negative CK_ERR_* (context set). */
 int kdc_pkinit_config_check(const struct kdc_pkinit_config *pc, const char *realm, FILE *out);
 
 /* Loading, shared by the mechanism's init and --check. */
