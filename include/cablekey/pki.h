@@ -4,11 +4,14 @@
 #ifndef CABLEKEY_PKI_H
 #define CABLEKEY_PKI_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <openssl/evp.h>
 #include <openssl/x509.h>
+
+#include "cablekey/principal.h"
 
 typedef struct ck_pki_identity {
     EVP_PKEY *key;          /* the private key */
@@ -24,12 +27,149 @@ int ck_pki_identity_load(const char *spec, const char *password, ck_pki_identity
 /* Frees everything (the private key is freed by OpenSSL, which wipes it); accepts NULL. */
 void ck_pki_identity_free(ck_pki_identity *id);
 
-/* Reads a password file: the first line without its newline, at most 1023 bytes; the file must
- * be a regular file. *out is freed with ck_pki_password_free (wipes). */
+/* Reads a password file: the first line without its newline (and a CR before it), at most 1023
+ * bytes, not empty, no NUL; the file must be a regular file that others cannot access (mode & 007
+ * == 0: a password anyone can read protects nothing; CK_ERR_PERM). *out is freed with
+ * ck_pki_password_free (wipes). */
 int ck_pki_password_read(const char *path, char **out);
 void ck_pki_password_free(char *password);
 
 /* Loads every certificate of a PEM file (trust anchors): at least one, at most 64. */
 int ck_pki_certs_load_pem(const char *path, STACK_OF(X509) **out);
+
+/* ---------------------------------------------------------------------------------------------
+ * Everything below was added for the operator CLI (`cablekey pki`) and the provisioning server,
+ * which issue certificates as a library. */
+
+/* Limits on what is read. A PKCS#12 or PEM file larger than CK_PKI_MAX_FILE is refused; so is a
+ * PKCS#12 whose MAC or encryption asks for more than CK_PKI_MAX_ITER PBKDF iterations (a hostile
+ * file must not keep a KDC busy at startup). */
+#define CK_PKI_MAX_FILE (1024 * 1024)
+#define CK_PKI_PASSWORD_MAX 1023
+#define CK_PKI_MAX_ANCHORS 64
+#define CK_PKI_MAX_CHAIN 16
+#define CK_PKI_MAX_ITER 10000000
+#define CK_PKI_MAX_SAN_DER 4096
+
+/* A PKCS#12 held in memory (as the provisioning server receives it). Checks the iteration counts,
+ * requires and verifies the MAC (PKCS12_verify_mac) before PKCS12_parse; a wrong password is
+ * CK_ERR_INTEGRITY. The chain is ordered nearest issuer first. */
+int ck_pki_identity_from_p12(const uint8_t *der, size_t len, const char *password,
+                             ck_pki_identity **out);
+/* Builds an identity from parts (takes references, the caller keeps its own); checks that key
+ * matches cert. chain may be NULL. */
+int ck_pki_identity_new(EVP_PKEY *key, X509 *cert, STACK_OF(X509) *chain,
+                        ck_pki_identity **out);
+
+/* Loads a private key from a PEM file (PKCS#8, encrypted or not, or a traditional key). password
+ * NULL: an encrypted key is refused (never prompts). */
+int ck_pki_key_load_pem(const char *path, const char *password, EVP_PKEY **out);
+
+/* Key types for new keys. Names: "rsa" / "rsa-2048" (default), "rsa-3072", "ec-p256",
+ * "ec-p384". */
+typedef enum ck_pki_key_type {
+    CK_PKI_KEY_RSA_2048 = 0,
+    CK_PKI_KEY_RSA_3072,
+    CK_PKI_KEY_EC_P256,
+    CK_PKI_KEY_EC_P384,
+} ck_pki_key_type;
+
+int ck_pki_key_type_parse(const char *name, ck_pki_key_type *out);
+const char *ck_pki_key_type_name(ck_pki_key_type type);
+int ck_pki_key_generate(ck_pki_key_type type, EVP_PKEY **out);
+
+/* What a certificate is for; each profile fixes basicConstraints, keyUsage and
+ * extendedKeyUsage (see docs/cablekey.md "pki"):
+ *   ROOT_CA    self-signed, CA:TRUE (critical), keyCertSign+cRLSign
+ *   CA         CA:TRUE with pathlen, keyCertSign+cRLSign
+ *   KDC        id-pkinit-KPKdc, id-pkinit-san (spec->principal: krbtgt/REALM@REALM)
+ *   CLIENT     id-pkinit-KPClientAuth + clientAuth, id-pkinit-san (spec->principal)
+ *   DEVICE     an MTA: CN is the MAC address; id-pkinit-KPClientAuth (PKINIT is how it logs in)
+ *   SERVER     TLS server: serverAuth, SAN dNSName (spec->dns_names)
+ *   SIGNALING  signaling controller (CMS): serverAuth+clientAuth+ipsecIKE, SAN dNSName if any
+ * End-entity keyUsage is digitalSignature, plus keyEncipherment for RSA keys (RSA key transport
+ * and TLS RSA key exchange encrypt to them). */
+typedef enum ck_pki_profile {
+    CK_PKI_PROFILE_ROOT_CA = 0,
+    CK_PKI_PROFILE_CA,
+    CK_PKI_PROFILE_KDC,
+    CK_PKI_PROFILE_CLIENT,
+    CK_PKI_PROFILE_DEVICE,
+    CK_PKI_PROFILE_SERVER,
+    CK_PKI_PROFILE_SIGNALING,
+} ck_pki_profile;
+
+#define CK_PKI_MAX_DNS_NAMES 16
+
+typedef struct ck_pki_cert_spec {
+    ck_pki_profile profile;
+    const char *country;       /* C= (2 letters) or NULL */
+    const char *org;           /* O= (required) */
+    const char *org_unit;      /* OU= or NULL (the CLI uses "PacketCable") */
+    const char *common_name;   /* CN= (required) */
+    const char *principal;     /* id-pkinit-san "name@REALM" (KDC, CLIENT: required) or NULL */
+    const char *const *dns_names; /* SAN dNSName entries (SERVER: at least one) */
+    size_t n_dns_names;
+    int path_len;              /* CAs: pathLenConstraint, -1 for none */
+    int64_t not_before;        /* validity, epoch seconds; not_after is clamped to the issuer's */
+    int64_t not_after;
+} ck_pki_cert_spec;
+
+/* Issues a certificate for subject_key (its public half) signed by issuer_key; issuer NULL makes a
+ * self-signed certificate (ROOT_CA only, issuer_key must be subject_key). Serial: 128 random bits.
+ * Extensions: the profile's, subjectKeyIdentifier, authorityKeyIdentifier (keyid). Signature
+ * sha256WithRSAEncryption / ecdsa-with-SHA256 (SHA-384 for P-384 issuers). */
+int ck_pki_cert_issue(const ck_pki_cert_spec *spec, EVP_PKEY *subject_key, X509 *issuer,
+                      EVP_PKEY *issuer_key, X509 **out);
+
+/* id-pkinit-san (RFC 4556 §3.2.2): KRB5PrincipalName ::= SEQUENCE { realm [0] Realm,
+ * principalName [1] PrincipalName }, the otherName value. encode: *der is OPENSSL_malloc'd.
+ * decode: strict DER (re-encodes and compares), at most CK_PKI_MAX_SAN_DER bytes. */
+int ck_pki_san_principal_encode(const ck_principal *p, uint8_t **der, size_t *len);
+int ck_pki_san_principal_decode(const uint8_t *der, size_t len, ck_principal **out);
+/* The id-pkinit-san principals of a certificate, in order; *n may be 0. Malformed SAN entries are
+ * CK_ERR_DECODE. Free each with ck_principal_free. */
+int ck_pki_cert_san_principals(X509 *cert, ck_principal **out, size_t max, size_t *n);
+
+/* MAC addresses as PacketCable writes them in a device certificate's CN: "xx:xx:xx:xx:xx:xx"
+ * (lower case). parse accepts aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabbccddeeff and
+ * aabb.ccdd.eeff, in either case; it refuses group (multicast) and all-zero addresses. */
+#define CK_PKI_MAC_TEXT 18
+int ck_pki_mac_parse(const char *text, uint8_t mac[6]);
+void ck_pki_mac_format(const uint8_t mac[6], char out[CK_PKI_MAC_TEXT]);
+/* The MAC address in a device certificate's subject CN (exactly one CN, in the form above or
+ * upper case). CK_ERR_NOTFOUND if the CN is not a MAC address. */
+int ck_pki_cert_device_mac(X509 *cert, uint8_t mac[6]);
+
+/* SHA-256 of the DER SubjectPublicKeyInfo (what a device record pins). */
+int ck_pki_spki_sha256(X509 *cert, uint8_t out[32]);
+
+/* Writing. Files are written through a temporary file in the same directory with mode 0600,
+ * fsync'd and renamed into place; without CK_PKI_WRITE_REPLACE an existing file is
+ * CK_ERR_EXISTS (and is left alone). */
+#define CK_PKI_WRITE_REPLACE 0x1
+/* PKCS#12 default: PBES2 (PBKDF2-HMAC-SHA256, AES-256-CBC) for key and certificates, SHA-256
+ * MAC. LEGACY: pbeWithSHAAnd3-KeyTripleDES-CBC and a SHA-1 MAC, the only encryption Heimdal's
+ * hx509 and old devices read. */
+#define CK_PKI_P12_LEGACY 0x2
+#define CK_PKI_P12_ITER 100000
+#define CK_PKI_P12_LEGACY_ITER 2048
+
+int ck_pki_file_write(const char *path, const void *data, size_t len, unsigned flags);
+/* The PKCS#12 of an identity (key, certificate, chain) with friendlyName name (may be NULL).
+ * flags: CK_PKI_P12_LEGACY. *der is OPENSSL_malloc'd; free with OPENSSL_free. */
+int ck_pki_p12_encode(const ck_pki_identity *id, const char *password, const char *name,
+                      unsigned flags, uint8_t **der, size_t *len);
+/* flags: CK_PKI_P12_LEGACY, CK_PKI_WRITE_REPLACE. */
+int ck_pki_p12_write(const char *path, const ck_pki_identity *id, const char *password,
+                     const char *name, unsigned flags);
+/* PEM certificate file: cert followed by more (may be NULL). */
+int ck_pki_certs_write_pem(const char *path, X509 *cert, STACK_OF(X509) *more, unsigned flags);
+/* PEM private key: PKCS#8, encrypted (PBES2, PBKDF2-HMAC-SHA256, AES-256-CBC) unless password
+ * is NULL. With CK_PKI_PEM_TRADITIONAL, the pre-PKCS#8 form ("RSA PRIVATE KEY" with
+ * Proc-Type/DEK-Info, AES-256-CBC): the only encrypted key Heimdal's hx509 reads. Its password
+ * KDF is OpenSSL's EVP_BytesToKey (one MD5 round), far weaker than PBKDF2. */
+#define CK_PKI_PEM_TRADITIONAL 0x4
+int ck_pki_key_write_pem(const char *path, EVP_PKEY *key, const char *password, unsigned flags);
 
 #endif

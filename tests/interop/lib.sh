@@ -28,6 +28,7 @@
 #   realm_stop_kdc                    SIGTERM; one TAP case: exit 0, no sanitizer report
 #   write_krb5_conf FILE KDC_ADDR [libdefaults lines...]
 #   kinit_pw PRINC PW [kinit args]    MIT kinit, password on stdin, bounded by timeout
+#   realm_pkinit PKIDIR PWFILE        PKINIT with a `cablekey pki` directory (see below)
 # TAP: ok, not_ok, skip_case, expect_success, expect_failure, expect_output, assert_log,
 #      assert_file_grep, ck_only, done_testing.
 
@@ -285,6 +286,8 @@ realm_init() {
     PORT=$(free_port) || bail "pick a free port"
     CK_LISTEN=("127.0.0.1:$PORT")
     CK_KDCDEFAULTS_EXTRA=()
+    CK_MIT_REALM_EXTRA=()
+    CK_PKINIT_KDC_ARGS=()
     DB="$tmp/kdc.db"
     STASH="$tmp/kdc.db.stash"
     write_krb5_conf "$KRB5_CONFIG" "127.0.0.1:$PORT"
@@ -348,6 +351,7 @@ write_mit_kdc_conf() {
         echo "        master_key_type = aes256-cts-hmac-sha1-96"
         echo "        supported_enctypes = $(ck_supported_enctypes)"
         echo "        default_principal_flags = +preauth"
+        for l in "${CK_MIT_REALM_EXTRA[@]}"; do echo "        $l"; done
         echo "    }"
         echo "[logging]"
         echo "    kdc = FILE:$tmp/kdc.log"
@@ -454,6 +458,54 @@ realm_ktexport_append() {
     else
         timeout 30 "$CK_CLI" keytab export --db "$DB" --out "$kt" "$@" </dev/null
     fi
+}
+
+# realm_pkinit PKIDIR PWFILE: PKINIT for the current realm with the certificates of a
+# `cablekey pki init` directory (PWFILE protects its PKCS#12 files). Call after realm_init and
+# before realm_start_kdc.
+#   Clients: $KRB5_CONFIG trusts PKIDIR/sp-root.pem and offers PKIDIR/sp-ca.pem as intermediate
+#     (pkinit_pool: MIT ignores the chain inside a PKCS#12 and needs the SP CA to build its own).
+#     Heimdal's kinit: KRB5_CONFIG=$tmp/krb5-heimdal-pkinit.conf, -D FILE:PKIDIR/sp-root.pem and
+#     a FILE:cert.pem,key.pem identity (its hx509 decrypts no OpenSSL 3 PKCS#12).
+#   MIT krb5kdc: pkinit_identity = FILE:$tmp/pkinit-kdc-cert.pem,$tmp/pkinit-kdc-key.pem (the
+#     KDC identity exported with an unencrypted key, 0600: krb5kdc cannot prompt for a PKCS#12
+#     password), anchors sp-root.pem and mfg-root.pem, pool sp-ca.pem and mfg-ca.pem.
+#   cablekey-kdc: CK_PKINIT_KDC_ARGS holds --pkinit-identity PKIDIR/kdc.p12
+#     --pkinit-password-file PWFILE --pkinit-anchors PKIDIR/sp-root.pem,PKIDIR/mfg-root.pem;
+#     start it with realm_start_kdc "${CK_PKINIT_KDC_ARGS[@]}" (empty in mit mode).
+realm_pkinit() {
+    local dir=$1 pw=$2
+    [ -f "$dir/kdc.p12" ] && [ -f "$dir/sp-root.pem" ] || bail "realm_pkinit: $dir is not a cablekey PKI"
+    write_krb5_conf "$KRB5_CONFIG" "127.0.0.1:$PORT" "pkinit_anchors = FILE:$dir/sp-root.pem" \
+        "pkinit_pool = FILE:$dir/sp-ca.pem"
+    # Heimdal's kinit offers the 1024-bit group unless told otherwise, which KDCs refuse ("Key
+    # parameters not accepted"); its moduli table rates the 2048-bit MODP group 14 at 1760 bits
+    # and wants more than the minimum.
+    write_krb5_conf "$tmp/krb5-heimdal-pkinit.conf" "127.0.0.1:$PORT" "pkinit_dh_min_bits = 1700"
+    if is_mit; then
+        rm -f "$tmp/pkinit-kdc-cert.pem" "$tmp/pkinit-kdc-key.pem"
+        timeout 30 "$CK_CLI" pki export "$dir/kdc.p12" --password-file "$pw" \
+            --pem-out "$tmp/pkinit-kdc" --pem-nopass >"$tmp/pkinit.log" 2>&1 </dev/null ||
+            bail "realm_pkinit: export the KDC identity" "$(cat "$tmp/pkinit.log")"
+        CK_MIT_REALM_EXTRA=(
+            "pkinit_identity = FILE:$tmp/pkinit-kdc-cert.pem,$tmp/pkinit-kdc-key.pem"
+            "pkinit_anchors = FILE:$dir/sp-root.pem"
+            "pkinit_anchors = FILE:$dir/mfg-root.pem"
+            "pkinit_pool = FILE:$dir/sp-ca.pem"
+            "pkinit_pool = FILE:$dir/mfg-ca.pem"
+        )
+        CK_PKINIT_KDC_ARGS=()
+    else
+        CK_PKINIT_KDC_ARGS=(--pkinit-identity "$dir/kdc.p12" --pkinit-password-file "$pw"
+                            --pkinit-anchors "$dir/sp-root.pem,$dir/mfg-root.pem")
+    fi
+}
+
+# kinit_pkinit PRINC P12 PWFILE [kinit args]: MIT kinit with a PKCS#12 identity; the PKCS#12
+# password goes to the prompter on stdin, bounded by a timeout.
+kinit_pkinit() {
+    local princ=$1 p12=$2 pw=$3; shift 3
+    timeout -k 5 "$CK_TIMEOUT" kinit -X "X509_user_identity=PKCS12:$p12" "$@" "$princ" <"$pw"
 }
 
 # ---------------------------------------------------------------------------------------------

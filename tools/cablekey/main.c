@@ -23,6 +23,7 @@ static const struct {
     {"principal", cli_principal, "add, list, show, modify, rotate, delete principals"},
     {"keytab", cli_keytab, "export keys to MIT-format keytab files"},
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them"},
+    {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify"},
 };
 
 static void
@@ -32,7 +33,7 @@ usage(FILE *f)
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nRun 'cablekey COMMAND --help' for a command's options.\n"
-               "Every command accepts --db FILE and --stash FILE (default: FILE.stash).\n");
+               "init, principal and keytab accept --db FILE and --stash FILE (default: FILE.stash).\n");
 }
 
 int
