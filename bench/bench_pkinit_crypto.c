@@ -351,7 +351,7 @@ op_cms_envelope(void *p)
     uint8_t *env;
     size_t len;
 
-    if (ck_pkinit_cms_envelope(P.client, c->der, c->len, NID_aes_256_cbc, &env, &len) != 0)
+    if (ck_pkinit_cms_envelope(P.client, c->der, c->len, NID_aes_256_cbc, 0, &env, &len) != 0)
         die("envelope");
     free(env);
 }
@@ -461,7 +461,8 @@ op_exchange(void *p)
     } else {
         if (ck_pkinit_cms_sign(c->kdc, CK_PKINIT_CT_RKEY_DATA, reply_content,
                                sizeof(reply_content), 0, &out, &out_len) != 0 ||
-            ck_pkinit_cms_envelope(s->signer, out, out_len, NID_aes_256_cbc, &env, &env_len) != 0)
+            ck_pkinit_cms_envelope(s->signer, out, out_len, NID_aes_256_cbc, 0, &env,
+                                   &env_len) != 0)
             die("exchange: envelope");
         ck_free_secret(out, out_len);
         free(env);
@@ -576,7 +577,7 @@ main(int argc, char **argv)
             ck_pkinit_certcache_free(all[i]->cache);
             all[i]->cache = NULL;
         }
-        if (ck_pkinit_cms_envelope(P.client, rfc.der, rfc.len, NID_aes_256_cbc, &rfc.env,
+        if (ck_pkinit_cms_envelope(P.client, rfc.der, rfc.len, NID_aes_256_cbc, 0, &rfc.env,
                                    &rfc.env_len) != 0)
             die("envelope setup");
         report("CMS envelope to RSA-2048 (AES-256-CBC)", time_op(op_cms_envelope, &rfc));

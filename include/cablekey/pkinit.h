@@ -122,25 +122,31 @@ bool ck_pkinit_signed_is_packetcable(const ck_pkinit_signed *s);
  * CMS EnvelopedData: RSA key transport replies (RFC 4556 §3.2.3.2).
  */
 
-/* Content-encryption algorithm for the reply given the client's supportedCMSTypes (algorithm
- * OIDs in the client's order; n may be 0 when the field was absent): AES-256-CBC if the list
- * names no content-encryption algorithm or names any AES-CBC one, des-ede3-cbc if that is the
- * only one it names (MIT 1.20 sends only des-ede3-cbc). Returns NID_aes_256_cbc or
- * NID_des_ede3_cbc. */
-int ck_pkinit_cms_pick_cipher(const ASN1_OBJECT *const *algs, size_t n);
+/* Content-encryption algorithm for the reply given the client's supportedCMSTypes (NULL when
+ * the field was absent): AES-256-CBC if the list names no content-encryption algorithm or names
+ * any AES-CBC one, des-ede3-cbc if that is the only one it names (MIT 1.20 sends only
+ * des-ede3-cbc). Returns NID_aes_256_cbc or NID_des_ede3_cbc. */
+int ck_pkinit_cms_pick_cipher(const STACK_OF(X509_ALGOR) *supported_cms_types);
 
-/* Wraps inner (a DER ContentInfo, normally the KDC's SignedData of id-pkinit-rkeyData) in an
- * EnvelopedData to recipient (an RSA certificate; KeyTransRecipientInfo by issuerAndSerialNumber,
- * rsaEncryption) with cipher_nid (NID_aes_256_cbc, NID_aes_128_cbc or NID_des_ede3_cbc). The
- * encryptedContentInfo's type is id-signedData. *out is the DER ContentInfo (free with free()). */
+/* Envelope flag: encrypt the whole ContentInfo instead of the bare SignedData, the form of the
+ * pk-init drafts (Windows 2000 era; whether PacketCable MTAs expect it is not known). */
+#define CK_PKINIT_ENVELOPE_CONTENTINFO 0x1
+
+/* Encrypts inner (the DER ContentInfo of the KDC's SignedData of id-pkinit-rkeyData, from
+ * ck_pkinit_cms_sign) to recipient (an RSA certificate; KeyTransRecipientInfo by
+ * issuerAndSerialNumber, rsaEncryption) with cipher_nid (NID_aes_256_cbc, NID_aes_128_cbc or
+ * NID_des_ede3_cbc), as an EnvelopedData whose encryptedContentInfo type is id-signedData and
+ * whose plaintext is the bare SignedData (RFC 4556 §3.2.3.2, as MIT and Heimdal do) or, with
+ * CK_PKINIT_ENVELOPE_CONTENTINFO, inner itself. *out is the DER ContentInfo (free()). */
 int ck_pkinit_cms_envelope(X509 *recipient, const uint8_t *inner, size_t inner_len,
-                           int cipher_nid, uint8_t **out, size_t *out_len);
+                           int cipher_nid, unsigned flags, uint8_t **out, size_t *out_len);
 
 /* Client side: decrypts a DER EnvelopedData ContentInfo with id (its key and certificate select
- * the recipient; at most 4 recipients accepted) and returns the inner content, which must be of
- * type id-signedData; it carries the reply key: ck_free_secret(*out, *out_len).
- * CK_ERR_DECODE/CK_ERR_LIMIT/CK_ERR_PROTO for malformed or unexpected input, CK_ERR_INTEGRITY
- * when decryption fails. */
+ * the recipient; at most 4 recipients accepted) whose content type is id-signedData, and returns
+ * the SignedData as a DER ContentInfo ready for ck_pkinit_cms_verify (a bare SignedData is
+ * wrapped, a ContentInfo returned as it is). It carries the reply key: ck_free_secret(*out,
+ * *out_len). CK_ERR_DECODE/CK_ERR_LIMIT/CK_ERR_PROTO for malformed or unexpected input,
+ * CK_ERR_INTEGRITY when decryption fails. */
 int ck_pkinit_cms_decrypt(const ck_pki_identity *id, const uint8_t *der, size_t len,
                           uint8_t **out, size_t *out_len);
 
@@ -208,7 +214,8 @@ void ck_pkinit_peer_free(ck_pkinit_peer *peer);
 
 /* KDC: one exchange: a fresh key in the peer's group, its public value (as
  * ck_pkinit_dh_public_value) and the shared secret Z (ck_pkinit_group_z_len bytes: DH Z is
- * left-padded with zeros to len(p), RFC 4556 §3.2.3.1). free() *pub; ck_free_secret(*z, *z_len). */
+ * left-padded with zeros to len(p), RFC 4556 §3.2.3.1). free() *pub;
+ * ck_free_secret(*z, *z_len). */
 int ck_pkinit_dh_kdc_exchange(const ck_pkinit_peer *peer, uint8_t **pub, size_t *pub_len,
                               uint8_t **z, size_t *z_len);
 
@@ -237,7 +244,8 @@ int ck_pkinit_anchors_new(ck_pkinit_anchors **out);
  * set is CK_ERR_EXISTS. */
 int ck_pkinit_anchors_add_file(ck_pkinit_anchors *a, const char *pem_path, unsigned flags,
                                const char *crl_path);
-/* The same from memory (certificates and CRLs are up-referenced, not consumed; crls may be NULL). */
+/* The same from memory (certificates and CRLs are up-referenced, not consumed; crls may be
+ * NULL). */
 int ck_pkinit_anchors_add(ck_pkinit_anchors *a, STACK_OF(X509) *certs, unsigned flags,
                           STACK_OF(X509_CRL) *crls);
 size_t ck_pkinit_anchors_count(const ck_pkinit_anchors *a);

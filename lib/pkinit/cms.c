@@ -65,6 +65,95 @@ ASN1_SEQUENCE(RAW_CONTENT_INFO) = {
     ASN1_EXP(RAW_CONTENT_INFO, content, RAW_SIGNED_DATA, 0),
 } static_ASN1_SEQUENCE_END(RAW_CONTENT_INFO)
 
+/* A ContentInfo whose content stays raw: takes a bare SignedData out of a ContentInfo and puts
+ * one back. RFC 4556 §3.2.3.2's EnvelopedData encrypts the SignedData itself (eContentType
+ * id-signedData); MIT 1.20 and Heimdal do so, and MIT's client refuses a ContentInfo there. */
+typedef struct {
+    ASN1_OBJECT *content_type;
+    ASN1_TYPE *content; /* [0] EXPLICIT */
+} ANY_CONTENT_INFO;
+
+ASN1_SEQUENCE(ANY_CONTENT_INFO) = {
+    ASN1_SIMPLE(ANY_CONTENT_INFO, content_type, ASN1_OBJECT),
+    ASN1_EXP(ANY_CONTENT_INFO, content, ASN1_ANY, 0),
+} static_ASN1_SEQUENCE_END(ANY_CONTENT_INFO)
+
+static void
+any_content_info_free(ANY_CONTENT_INFO *ci)
+{
+    /* The content may be a SignedData of a ReplyKeyPack. */
+    if (ci != NULL && ci->content != NULL && ci->content->type == V_ASN1_SEQUENCE)
+        OPENSSL_cleanse((unsigned char *)ASN1_STRING_get0_data(ci->content->value.sequence),
+                        (size_t)ASN1_STRING_length(ci->content->value.sequence));
+    ASN1_item_free((ASN1_VALUE *)ci, ASN1_ITEM_rptr(ANY_CONTENT_INFO));
+}
+
+/* The SignedData inside a DER ContentInfo of type signedData: *sd points into *ci. */
+static int
+unwrap_signed_data(const uint8_t *der, size_t len, ANY_CONTENT_INFO **ci, const uint8_t **sd,
+                   size_t *sd_len)
+{
+    const unsigned char *p = der;
+
+    *ci = (ANY_CONTENT_INFO *)ASN1_item_d2i(NULL, &p, (long)len,
+                                            ASN1_ITEM_rptr(ANY_CONTENT_INFO));
+    if (*ci == NULL || p != der + len || OBJ_obj2nid((*ci)->content_type) != NID_pkcs7_signed ||
+        (*ci)->content->type != V_ASN1_SEQUENCE) {
+        ERR_clear_error();
+        any_content_info_free(*ci);
+        *ci = NULL;
+        return CK_ERR_DECODE;
+    }
+    *sd = ASN1_STRING_get0_data((*ci)->content->value.sequence);
+    *sd_len = (size_t)ASN1_STRING_length((*ci)->content->value.sequence);
+    return 0;
+}
+
+/* A DER ContentInfo {signedData, sd} around a bare SignedData (checked by the verifier). */
+static int
+wrap_signed_data(const uint8_t *sd, size_t sd_len, uint8_t **out, size_t *out_len)
+{
+    ANY_CONTENT_INFO *ci = (ANY_CONTENT_INFO *)ASN1_item_new(ASN1_ITEM_rptr(ANY_CONTENT_INFO));
+    ASN1_STRING *seq = ASN1_STRING_type_new(V_ASN1_SEQUENCE);
+    unsigned char *der = NULL;
+    int n = 0, ret;
+
+    *out = NULL;
+    *out_len = 0;
+    /* ASN1_item_new allocated the (mandatory) content already. */
+    if (ci == NULL || seq == NULL || sd_len > CK_PKINIT_CMS_MAX ||
+        !ASN1_STRING_set(seq, sd, (int)sd_len) ||
+        (ci->content == NULL && (ci->content = ASN1_TYPE_new()) == NULL)) {
+        ret = ck_error_set(CK_ERR_NOMEM, "EnvelopedData: out of memory");
+        goto out;
+    }
+    ASN1_OBJECT_free(ci->content_type);
+    ci->content_type = OBJ_nid2obj(NID_pkcs7_signed);
+    ASN1_TYPE_set(ci->content, V_ASN1_SEQUENCE, seq);
+    seq = NULL;
+    n = ASN1_item_i2d((ASN1_VALUE *)ci, &der, ASN1_ITEM_rptr(ANY_CONTENT_INFO));
+    if (n <= 0) {
+        ret = ck_error_set_ssl(CK_ERR_ENCODE, "EnvelopedData: cannot wrap the SignedData");
+        goto out;
+    }
+    *out = ck_memdup(der, (size_t)n);
+    if (*out == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "EnvelopedData: out of memory");
+        goto out;
+    }
+    *out_len = (size_t)n;
+    ret = 0;
+out:
+    if (der != NULL)
+        OPENSSL_clear_free(der, (size_t)n);
+    if (seq != NULL)
+        OPENSSL_cleanse((unsigned char *)ASN1_STRING_get0_data(seq),
+                        (size_t)ASN1_STRING_length(seq));
+    ASN1_STRING_free(seq);
+    any_content_info_free(ci);
+    return ret;
+}
+
 static pthread_once_t oid_once = PTHREAD_ONCE_INIT;
 static ASN1_OBJECT *ctype_oid[4]; /* indexed by ck_pkinit_ctype */
 
@@ -516,12 +605,13 @@ out:
 }
 
 int
-ck_pkinit_cms_pick_cipher(const ASN1_OBJECT *const *algs, size_t n)
+ck_pkinit_cms_pick_cipher(const STACK_OF(X509_ALGOR) *supported_cms_types)
 {
     bool aes = false, des3 = false;
 
-    for (size_t i = 0; algs != NULL && i < n; i++) {
-        switch (OBJ_obj2nid(algs[i])) {
+    for (int i = 0; i < sk_X509_ALGOR_num(supported_cms_types); i++) {
+        const X509_ALGOR *alg = sk_X509_ALGOR_value(supported_cms_types, i);
+        switch (OBJ_obj2nid(alg->algorithm)) {
         case NID_aes_128_cbc:
         case NID_aes_192_cbc:
         case NID_aes_256_cbc:
@@ -539,11 +629,14 @@ ck_pkinit_cms_pick_cipher(const ASN1_OBJECT *const *algs, size_t n)
 
 int
 ck_pkinit_cms_envelope(X509 *recipient, const uint8_t *inner, size_t inner_len, int cipher_nid,
-                       uint8_t **out, size_t *out_len)
+                       unsigned flags, uint8_t **out, size_t *out_len)
 {
     STACK_OF(X509) *recips = NULL;
     CMS_ContentInfo *cms = NULL;
+    ANY_CONTENT_INFO *ci = NULL;
     const EVP_CIPHER *cipher;
+    const uint8_t *plain = inner;
+    size_t plain_len = inner_len;
     EVP_PKEY *rk;
     BIO *in = NULL;
     int ret;
@@ -552,7 +645,8 @@ ck_pkinit_cms_envelope(X509 *recipient, const uint8_t *inner, size_t inner_len, 
         return ck_error_set(CK_ERR_INVAL, "CMS envelope: no output");
     *out = NULL;
     *out_len = 0;
-    if (recipient == NULL || inner == NULL || inner_len == 0)
+    if (recipient == NULL || inner == NULL || inner_len == 0 ||
+        (flags & ~CK_PKINIT_ENVELOPE_CONTENTINFO) != 0)
         return ck_error_set(CK_ERR_INVAL, "CMS envelope: bad arguments");
     if (inner_len > CK_PKINIT_CMS_MAX)
         return ck_error_set(CK_ERR_LIMIT, "CMS envelope: %zu bytes exceed %d", inner_len,
@@ -567,9 +661,12 @@ ck_pkinit_cms_envelope(X509 *recipient, const uint8_t *inner, size_t inner_len, 
                                                 "recipient");
     if (EVP_PKEY_get_bits(rk) > CK_PKINIT_MAX_KEY_BITS)
         return ck_error_set(CK_ERR_LIMIT, "CMS envelope: recipient key too large");
+    if (!(flags & CK_PKINIT_ENVELOPE_CONTENTINFO) &&
+        unwrap_signed_data(inner, inner_len, &ci, &plain, &plain_len) != 0)
+        return ck_error_set(CK_ERR_INVAL, "CMS envelope: inner is not a SignedData ContentInfo");
     cipher = EVP_get_cipherbynid(cipher_nid);
     recips = sk_X509_new_null();
-    in = BIO_new_mem_buf(inner, (int)inner_len);
+    in = BIO_new_mem_buf(plain, (int)plain_len);
     if (cipher == NULL || recips == NULL || in == NULL || !sk_X509_push(recips, recipient)) {
         ret = ck_error_set(CK_ERR_NOMEM, "CMS envelope: out of memory");
         goto out;
@@ -585,6 +682,7 @@ out:
     BIO_free(in);
     sk_X509_free(recips); /* recipient is borrowed */
     CMS_ContentInfo_free(cms);
+    any_content_info_free(ci);
     return ret;
 }
 
@@ -594,6 +692,10 @@ ck_pkinit_cms_decrypt(const ck_pki_identity *id, const uint8_t *der, size_t len,
 {
     CMS_ContentInfo *cms = NULL;
     STACK_OF(CMS_RecipientInfo) *ris;
+    ANY_CONTENT_INFO *ci = NULL;
+    uint8_t *plain = NULL;
+    const uint8_t *sd;
+    size_t plain_len = 0, sd_len;
     BIO *bout = NULL;
     int ret, n;
 
@@ -626,8 +728,21 @@ ck_pkinit_cms_decrypt(const ck_pki_identity *id, const uint8_t *der, size_t len,
         ret = ck_error_set_ssl(CK_ERR_INTEGRITY, "EnvelopedData: cannot decrypt");
         goto out;
     }
-    ret = bio_take(bout, CK_PKINIT_CMS_MAX, "EnvelopedData", out, out_len);
+    if ((ret = bio_take(bout, CK_PKINIT_CMS_MAX, "EnvelopedData", &plain, &plain_len)) != 0)
+        goto out;
+    /* A bare SignedData (RFC 4556, MIT, Heimdal) gets its ContentInfo back; a ContentInfo
+     * (pk-init drafts) is returned as it is. */
+    if (unwrap_signed_data(plain, plain_len, &ci, &sd, &sd_len) == 0) {
+        *out = plain;
+        *out_len = plain_len;
+        plain = NULL;
+        ret = 0;
+    } else {
+        ret = wrap_signed_data(plain, plain_len, out, out_len);
+    }
 out:
+    ck_free_secret(plain, plain_len);
+    any_content_info_free(ci);
     BIO_free(bout);
     CMS_ContentInfo_free(cms);
     return ret;

@@ -736,6 +736,24 @@ test_cms_certcache(void)
     ck_pkinit_certcache_free(cache);
 }
 
+/* ck_pkinit_cms_pick_cipher over a 0-terminated list of algorithm NIDs. */
+static int
+pick(const int *nids)
+{
+    STACK_OF(X509_ALGOR) *algs = sk_X509_ALGOR_new_null();
+    int ret;
+
+    for (int i = 0; algs != NULL && nids[i] != 0; i++) {
+        X509_ALGOR *a = X509_ALGOR_new();
+        if (a == NULL || !X509_ALGOR_set0(a, OBJ_nid2obj(nids[i]), V_ASN1_UNDEF, NULL) ||
+            !sk_X509_ALGOR_push(algs, a))
+            X509_ALGOR_free(a);
+    }
+    ret = ck_pkinit_cms_pick_cipher(algs);
+    sk_X509_ALGOR_pop_free(algs, X509_ALGOR_free);
+    return ret;
+}
+
 static void
 test_cms_envelope(void)
 {
@@ -743,29 +761,59 @@ test_cms_envelope(void)
     uint8_t *inner = NULL, *env = NULL, *back = NULL;
     size_t inner_len = 0, env_len = 0, back_len = 0;
     char *text;
-    ASN1_OBJECT *des3 = OBJ_nid2obj(NID_des_ede3_cbc), *aes = OBJ_nid2obj(NID_aes_128_cbc),
-                *sha = OBJ_nid2obj(NID_sha256WithRSAEncryption);
-    const ASN1_OBJECT *only_des3[] = {sha, des3}, *both[] = {des3, aes}, *none[] = {sha};
+    const int only_des3[] = {NID_sha256WithRSAEncryption, NID_des_ede3_cbc, 0},
+              both[] = {NID_des_ede3_cbc, NID_aes_128_cbc, 0},
+              none[] = {NID_sha256WithRSAEncryption, 0}, empty[] = {0};
 
     if (!pki())
         return;
     client = identity(P.client_key, P.client);
     kdc = identity(P.kdc_key, P.kdc);
-    CHECK_INT_EQ(ck_pkinit_cms_pick_cipher(NULL, 0), NID_aes_256_cbc);
-    CHECK_INT_EQ(ck_pkinit_cms_pick_cipher(only_des3, 2), NID_des_ede3_cbc);
-    CHECK_INT_EQ(ck_pkinit_cms_pick_cipher(both, 2), NID_aes_256_cbc);
-    CHECK_INT_EQ(ck_pkinit_cms_pick_cipher(none, 1), NID_aes_256_cbc);
+    CHECK_INT_EQ(ck_pkinit_cms_pick_cipher(NULL), NID_aes_256_cbc);
+    CHECK_INT_EQ(pick(empty), NID_aes_256_cbc);
+    CHECK_INT_EQ(pick(only_des3), NID_des_ede3_cbc);
+    CHECK_INT_EQ(pick(both), NID_aes_256_cbc);
+    CHECK_INT_EQ(pick(none), NID_aes_256_cbc);
 
     CHECK_OK(ck_pkinit_cms_sign(&kdc, CK_PKINIT_CT_RKEY_DATA, auth_pack, sizeof(auth_pack), 0,
                                 &inner, &inner_len));
-    for (int i = 0; i < 2; i++) {
-        int nid = i == 0 ? NID_aes_256_cbc : NID_des_ede3_cbc;
+    for (int i = 0; i < 4; i++) {
+        int nid = i % 2 == 0 ? NID_aes_256_cbc : NID_des_ede3_cbc;
+        unsigned fl = i < 2 ? 0 : CK_PKINIT_ENVELOPE_CONTENTINFO;
         ck_pkinit_signed *s = NULL;
+        const unsigned char *p;
+        CMS_ContentInfo *cms, *plain_ci;
+        BIO *bout;
+        char *data = NULL;
+        long n;
 
-        CHECK_OK(ck_pkinit_cms_envelope(P.client, inner, inner_len, nid, &env, &env_len));
+        CHECK_OK(ck_pkinit_cms_envelope(P.client, inner, inner_len, nid, fl, &env, &env_len));
         text = cms_print(env, env_len);
-        CHECK(text != NULL && strstr(text, i == 0 ? "aes-256-cbc" : "des-ede3-cbc") != NULL);
+        CHECK(text != NULL && strstr(text, nid == NID_aes_256_cbc ? "aes-256-cbc"
+                                                                   : "des-ede3-cbc") != NULL);
         free(text);
+        /* The plaintext: the bare SignedData (RFC 4556, MIT), or the ContentInfo on request. */
+        p = env;
+        cms = d2i_CMS_ContentInfo(NULL, &p, (long)env_len);
+        bout = BIO_new(BIO_s_mem());
+        CHECK(cms != NULL && bout != NULL &&
+              CMS_decrypt(cms, P.client_key, P.client, NULL, bout, CMS_BINARY) == 1);
+        n = BIO_get_mem_data(bout, &data);
+        CHECK(n > 0);
+        p = (const unsigned char *)data;
+        plain_ci = n > 0 ? d2i_CMS_ContentInfo(NULL, &p, n) : NULL;
+        if (fl == 0) {
+            CHECK(plain_ci == NULL);
+            CHECK((size_t)n < inner_len && memcmp(data, inner + inner_len - n, (size_t)n) == 0);
+        } else {
+            CHECK(plain_ci != NULL);
+            CHECK_MEM_EQ(data, (size_t)n, inner, inner_len);
+        }
+        ERR_clear_error();
+        CMS_ContentInfo_free(plain_ci);
+        CMS_ContentInfo_free(cms);
+        BIO_free(bout);
+        /* Our client gets the ContentInfo back either way. */
         CHECK_OK(ck_pkinit_cms_decrypt(&client, env, env_len, &back, &back_len));
         CHECK_MEM_EQ(back, back_len, inner, inner_len);
         CHECK_OK(ck_pkinit_cms_verify(back, back_len, CK_PKINIT_CT_RKEY_DATA, 0, NULL, &s));
@@ -784,11 +832,15 @@ test_cms_envelope(void)
         free(env);
         env = NULL;
     }
+    /* The default form needs a SignedData ContentInfo to take the SignedData from. */
+    CHECK_INT_EQ(ck_pkinit_cms_envelope(P.client, auth_pack, sizeof(auth_pack), NID_aes_256_cbc,
+                                        0, &env, &env_len),
+                 CK_ERR_INVAL);
     /* Key transport needs an RSA recipient. */
-    CHECK_INT_EQ(ck_pkinit_cms_envelope(P.ec_client, inner, inner_len, NID_aes_256_cbc, &env,
+    CHECK_INT_EQ(ck_pkinit_cms_envelope(P.ec_client, inner, inner_len, NID_aes_256_cbc, 0, &env,
                                         &env_len),
                  CK_ERR_UNSUPPORTED);
-    CHECK_INT_EQ(ck_pkinit_cms_envelope(P.client, inner, inner_len, NID_rc4, &env, &env_len),
+    CHECK_INT_EQ(ck_pkinit_cms_envelope(P.client, inner, inner_len, NID_rc4, 0, &env, &env_len),
                  CK_ERR_UNSUPPORTED);
     ck_free_secret(inner, inner_len);
 }
@@ -1448,6 +1500,203 @@ out:
     ck_pkinit_anchors_free(a);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Stock clients and MIT's KDC (tests/vectors/pkinit, captured 2026-12-01, see its README)
+ */
+
+#define CAPTURE_TIME ((int64_t)1796169600) /* 2026-12-02T00:00:00Z, inside the certificates' */
+
+static uint8_t *
+read_vector(const char *name, size_t *len)
+{
+    char path[256];
+    FILE *f;
+    uint8_t *buf = NULL;
+
+    snprintf(path, sizeof(path), "vectors/pkinit/%s", name);
+    f = fopen(path, "rb");
+    CHECK(f != NULL); /* a missing vector fails the case */
+    if (f == NULL)
+        return NULL;
+    buf = malloc(CK_PKINIT_CMS_MAX);
+    *len = buf != NULL ? fread(buf, 1, CK_PKINIT_CMS_MAX, f) : 0;
+    fclose(f);
+    return buf;
+}
+
+static X509 *
+read_pem_cert(const char *name)
+{
+    char path[256];
+    FILE *f;
+    X509 *x = NULL;
+
+    snprintf(path, sizeof(path), "vectors/pkinit/%s", name);
+    f = fopen(path, "r");
+    CHECK(f != NULL);
+    if (f != NULL) {
+        x = PEM_read_X509(f, NULL, NULL, NULL);
+        fclose(f);
+    }
+    CHECK(x != NULL);
+    return x;
+}
+
+/* The signed AuthPack of a captured PA-PK-AS-REQ, verified. */
+static ck_pkinit_signed *
+captured_auth_pack(const char *name, CK_AUTH_PACK **ap)
+{
+    size_t len = 0;
+    uint8_t *der = read_vector(name, &len);
+    CK_PA_PK_AS_REQ_MSG *req = NULL;
+    ck_pkinit_signed *s = NULL;
+
+    *ap = NULL;
+    if (der != NULL && ck_asn1_pa_pk_as_req_decode(der, len, &req) == 0) {
+        CHECK_OK(ck_pkinit_cms_verify(ASN1_STRING_get0_data(req->signed_auth_pack),
+                                      (size_t)ASN1_STRING_length(req->signed_auth_pack),
+                                      CK_PKINIT_CT_AUTH_DATA, 0, NULL, &s));
+        if (s != NULL)
+            CHECK_OK(ck_asn1_auth_pack_decode(s->content, s->content_len, ap));
+    } else {
+        CHECK(0);
+    }
+    CK_PA_PK_AS_REQ_MSG_free(req);
+    free(der);
+    return s;
+}
+
+static void
+test_captures(void)
+{
+    X509 *ca = read_pem_cert("ca.pem"), *client = read_pem_cert("client.pem"),
+         *kdc = read_pem_cert("kdc.pem");
+    STACK_OF(X509) *roots = sk_X509_new_null();
+    ck_pkinit_anchors *a = NULL;
+    ck_pkinit_chain_result res;
+    ck_pkinit_signed *s;
+    CK_AUTH_PACK *ap = NULL;
+    ck_pkinit_peer *peer = NULL;
+    ck_principal *alice = NULL;
+    uint8_t *der, *z = NULL;
+    size_t len = 0, want_len = 0, z_len = 0;
+
+    if (ca == NULL || client == NULL || kdc == NULL || roots == NULL)
+        goto out;
+    sk_X509_push(roots, ca);
+    CHECK_OK(ck_pkinit_anchors_new(&a));
+    CHECK_OK(ck_pkinit_anchors_add(a, roots, 0, NULL));
+    CHECK_OK(ck_principal_parse("alice@EXAMPLE.TEST", NULL, 0, &alice));
+
+    /* MIT kinit, Diffie-Hellman: SHA-256 with signed attributes, one certificate, an X9.42
+     * MODP 2048 clientPublicValue, supportedCMSTypes = des-ede3-cbc only. */
+    s = captured_auth_pack("mit-as-req-dh.pa-pk-as-req.der", &ap);
+    if (s != NULL && ap != NULL) {
+        uint8_t *want = read_vector("mit-as-req-dh.auth-pack.der", &want_len);
+        CHECK_MEM_EQ(s->content, s->content_len, want, want_len);
+        free(want);
+        CHECK_INT_EQ(s->digest_nid, NID_sha256);
+        CHECK(s->signed_attrs && !ck_pkinit_signed_is_packetcable(s));
+        CHECK(X509_cmp(s->signer, client) == 0);
+        CHECK_OK(ck_pkinit_verify_chain(a, s->signer, s->certs, CAPTURE_TIME,
+                                        CK_PKINIT_PURPOSE_CLIENT, &res));
+        CHECK_OK(ck_pkinit_cert_match_principal(s->signer, alice));
+        CHECK_OK(ck_pkinit_peer_from_pubkey(ap->client_public_value, 2048, &peer));
+        CHECK_INT_EQ(ck_pkinit_peer_group(peer), CK_PKINIT_GROUP_MODP2048);
+        ck_pkinit_peer_free(peer);
+        peer = NULL;
+        CHECK_INT_EQ(ck_pkinit_cms_pick_cipher(ap->supported_cms_types), NID_des_ede3_cbc);
+    }
+    CK_AUTH_PACK_free(ap);
+    ck_pkinit_signed_free(s);
+
+    /* MIT kinit, RSA key transport: no clientPublicValue. */
+    s = captured_auth_pack("mit-as-req-rsa.pa-pk-as-req.der", &ap);
+    CHECK(s != NULL && ap != NULL && ap->client_public_value == NULL);
+    CK_AUTH_PACK_free(ap);
+    ck_pkinit_signed_free(s);
+
+    /* Heimdal 7.8: SHA-512 with signed attributes; its 1024-bit Oakley group 2 is not ours. */
+    s = captured_auth_pack("heimdal-as-req.pa-pk-as-req.der", &ap);
+    if (s != NULL && ap != NULL) {
+        CHECK_INT_EQ(s->digest_nid, NID_sha512);
+        CHECK(s->signed_attrs);
+        CHECK_OK(ck_pkinit_verify_chain(a, s->signer, s->certs, CAPTURE_TIME,
+                                        CK_PKINIT_PURPOSE_CLIENT, &res));
+        CHECK_INT_EQ(ck_pkinit_peer_from_pubkey(ap->client_public_value, 0, &peer),
+                     CK_ERR_UNSUPPORTED);
+        CHECK_INT_EQ(ck_pkinit_cms_pick_cipher(ap->supported_cms_types), NID_aes_256_cbc);
+    }
+    CK_AUTH_PACK_free(ap);
+    ck_pkinit_signed_free(s);
+
+    /* MIT's KDC: the dhSignedData verifies, the KDC certificate passes the client's checks,
+     * and its public value is accepted by our client (Z itself cannot be checked: the
+     * capture's private keys were not kept). */
+    der = read_vector("mit-as-rep-dh.pa-pk-as-rep.der", &len);
+    if (der != NULL) {
+        CK_PA_PK_AS_REP_MSG *rep = NULL;
+        CK_KDC_DH_KEY_INFO *info = NULL;
+        ck_pkinit_dh *dh = NULL;
+
+        s = NULL;
+        CHECK_OK(ck_asn1_pa_pk_as_rep_decode(der, len, &rep));
+        if (rep != NULL && rep->type == CK_PA_PK_AS_REP_DH_INFO) {
+            const ASN1_OCTET_STRING *sd = rep->value.dh_info->dh_signed_data;
+            CHECK_OK(ck_pkinit_cms_verify(ASN1_STRING_get0_data(sd),
+                                          (size_t)ASN1_STRING_length(sd),
+                                          CK_PKINIT_CT_DHKEY_DATA, 0, NULL, &s));
+        }
+        if (s != NULL) {
+            CHECK(X509_cmp(s->signer, kdc) == 0);
+            CHECK_OK(ck_pkinit_verify_chain(a, s->signer, s->certs, CAPTURE_TIME,
+                                            CK_PKINIT_PURPOSE_KDC, &res));
+            CHECK_OK(ck_pkinit_kdc_cert_match_realm(s->signer, "EXAMPLE.TEST"));
+            CHECK_OK(ck_asn1_kdc_dh_key_info_decode(s->content, s->content_len, &info));
+        }
+        if (info != NULL) {
+            CHECK_OK(ck_pkinit_dh_generate(CK_PKINIT_GROUP_MODP2048, &dh));
+            const ASN1_BIT_STRING *y = info->subject_public_key;
+            CHECK_OK(ck_pkinit_dh_client_derive(dh, ASN1_STRING_get0_data(y),
+                                                (size_t)ASN1_STRING_length(y), &z, &z_len));
+            CHECK_INT_EQ(z_len, 256);
+            ck_free_secret(z, z_len);
+        }
+        ck_pkinit_dh_free(dh);
+        CK_KDC_DH_KEY_INFO_free(info);
+        CK_PA_PK_AS_REP_MSG_free(rep);
+        ck_pkinit_signed_free(s);
+        free(der);
+    }
+
+    /* Our TD-DH-PARAMETERS entries are byte for byte the ones MIT's KDC sends. */
+    der = read_vector("mit-krb-error-dh-params.td-dh-parameters.der", &len);
+    if (der != NULL) {
+        CK_ALGORITHM_IDENTIFIERS *td = NULL;
+        X509_ALGOR *g2048 = NULL, *g4096 = NULL;
+
+        CHECK_OK(ck_asn1_td_dh_parameters_decode(der, len, &td));
+        CHECK_OK(ck_pkinit_group_algorithm(CK_PKINIT_GROUP_MODP2048, &g2048));
+        CHECK_OK(ck_pkinit_group_algorithm(CK_PKINIT_GROUP_MODP4096, &g4096));
+        CHECK(td != NULL && sk_X509_ALGOR_num(td) == 2);
+        if (td != NULL && sk_X509_ALGOR_num(td) == 2 && g2048 != NULL && g4096 != NULL) {
+            CHECK(X509_ALGOR_cmp(sk_X509_ALGOR_value(td, 0), g2048) == 0);
+            CHECK(X509_ALGOR_cmp(sk_X509_ALGOR_value(td, 1), g4096) == 0);
+        }
+        X509_ALGOR_free(g2048);
+        X509_ALGOR_free(g4096);
+        CK_ALGORITHM_IDENTIFIERS_free(td);
+        free(der);
+    }
+out:
+    ck_principal_free(alice);
+    ck_pkinit_anchors_free(a);
+    sk_X509_free(roots);
+    X509_free(ca);
+    X509_free(client);
+    X509_free(kdc);
+}
+
 /* Last case: releases the test PKI (so ASan's leak check sees only real leaks). */
 static void
 test_cleanup(void)
@@ -1485,4 +1734,5 @@ CK_TEST_MAIN("pkinit_crypto", CK_TEST_CASE(test_cms_rfc_roundtrip),
              CK_TEST_CASE(test_chain_crl), CK_TEST_CASE(test_chain_packetcable),
              CK_TEST_CASE(test_anchors_api), CK_TEST_CASE(test_san_and_kdc_name),
              CK_TEST_CASE(test_device_mac_and_pin), CK_TEST_CASE(test_tpcache),
+             CK_TEST_CASE(test_captures),
              CK_TEST_CASE(test_cleanup))
