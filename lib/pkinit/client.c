@@ -478,10 +478,14 @@ on_error(ck_pkinit_client_ctx *c, const CK_KRB_ERROR_MSG *err)
     const CK_PA_DATA *tok = NULL, *ck = NULL;
     int code = err->error_code, rc;
 
-    if (c->p->packetcable || !c->pk_sent) {
-        if (c->p->packetcable || code != CK_KDC_ERR_PREAUTH_REQUIRED)
-            return prefix_error(CK_ERR_KRB, "PKINIT");
-    }
+    if (c->p->packetcable)
+        return prefix_error(CK_ERR_KRB, code == CK_KDC_ERR_PREAUTH_REQUIRED ||
+                                                code == CK_KDC_ERR_PADATA_TYPE_NOSUPP
+                                            ? "PKINIT: the KDC does not accept the PacketCable "
+                                              "form (PA-PK-AS-REQ-OLD)"
+                                            : "PKINIT refused by the KDC");
+    if (!c->pk_sent && code != CK_KDC_ERR_PREAUTH_REQUIRED)
+        return prefix_error(CK_ERR_KRB, "PKINIT");
     if (err->e_data != NULL &&
         (code == CK_KDC_ERR_PREAUTH_REQUIRED || code == CK_KDC_ERR_PREAUTH_EXPIRED ||
          code == CK_KDC_ERR_PREAUTH_FAILED)) {
