@@ -477,6 +477,9 @@ on_error(ck_pkinit_client_ctx *c, const CK_KRB_ERROR_MSG *err)
     CK_METHOD_DATA *md = NULL;
     const CK_PA_DATA *tok = NULL, *ck = NULL;
     int code = err->error_code, rc;
+    char krb[256]; /* "KRB-ERROR n (name): e-text" as ck_client_krb_error put it */
+
+    ck_strlcpy(krb, ck_error_context(), sizeof(krb));
 
     if (c->p->packetcable)
         return prefix_error(CK_ERR_KRB, code == CK_KDC_ERR_PREAUTH_REQUIRED ||
@@ -535,8 +538,8 @@ on_error(ck_pkinit_client_ctx *c, const CK_KRB_ERROR_MSG *err)
     }
     if (code == CK_KDC_ERR_PREAUTH_REQUIRED)
         return ck_error_set(CK_ERR_KRB, "PKINIT: the KDC did not accept the PKINIT "
-                            "pre-authentication (KRB-ERROR 25 again)");
-    return prefix_error(CK_ERR_KRB, "PKINIT refused by the KDC");
+                            "pre-authentication: %s", krb);
+    return ck_error_set(CK_ERR_KRB, "PKINIT refused by the KDC: %s", krb);
 }
 
 static int
