@@ -25,6 +25,7 @@
 #include "cablekey/pkinit_kdf.h"
 #include "cablekey/util.h"
 #include "ck_test.h"
+#include "pkinit/client_int.h"
 
 #define REALM "EXAMPLE.TEST"
 #define DAY ((int64_t)86400)
@@ -1420,6 +1421,97 @@ out:
     free(rep_der);
 }
 
+/* MIT 1.20's real DH reply, processed by the client as the answer to MIT's captured request
+ * (our own DH key stands in for MIT kinit's, so only the derived key differs): the KDC's
+ * SignedData verifies, its certificate chains to the capture's CA with id-pkinit-KPKdc and names
+ * krbtgt/EXAMPLE.TEST@EXAMPLE.TEST, the nonce matches, the KDF is sha256. One byte changed in
+ * the signed KDCDHKeyInfo is refused; so is the reply at a time the KDC certificate was not yet
+ * valid, and a client whose anchor is not the capture's CA. */
+static void
+mit_dh_reply(int64_t now, bool own_anchor, bool flip, int want_rc)
+{
+    size_t req_len = 0, pa_len = 0;
+    uint8_t *req_der = read_vector("mit-as-req-dh.der", &req_len);
+    uint8_t *pa = read_vector("mit-as-rep-dh.pa-pk-as-rep.der", &pa_len);
+    ck_pkinit_anchors *anchors = NULL;
+    STACK_OF(X509) *certs = NULL;
+    ck_pkinit_client_ctx *c = NULL;
+    CK_AS_REQ *req = NULL, *scratch = NULL;
+    CK_AS_REP *rep = CK_AS_REP_new();
+    ck_kdc_transport t = {0};
+    ck_as_params as = {.realm = "EXAMPLE.TEST", .client = "alice", .preauth_first = true,
+                       .transport = &t};
+    ck_pkinit_client_params p = {.as = &as, .identity = &P.alice_id, .now = now};
+    ck_as_mech mech;
+    ck_key key;
+    int rc;
+
+    memset(&key, 0, sizeof(key));
+    CHECK(req_der != NULL && pa != NULL && rep != NULL);
+    if (req_der == NULL || pa == NULL || rep == NULL)
+        goto out;
+    if (own_anchor) {
+        p.anchors = P.anchors;
+    } else {
+        CHECK_OK(ck_pki_certs_load_pem("vectors/pkinit/ca.pem", &certs));
+        CHECK_OK(ck_pkinit_anchors_new(&anchors));
+        CHECK_OK(ck_pkinit_anchors_add(anchors, certs, 0, NULL));
+        p.anchors = anchors;
+    }
+    CHECK_OK(ck_asn1_as_req_decode(req_der, req_len, &req));
+    CHECK_OK(ck_asn1_as_req_decode(req_der, req_len, &scratch));
+    CHECK_OK(ck_pkinit_client_ctx_new(&p, &c));
+    if (req == NULL || scratch == NULL || c == NULL)
+        goto out;
+    ck_pkinit_client_mech(c, &mech);
+    CHECK_OK(mech.add_padata(c, scratch, 0));
+    if (flip) {
+        /* The last byte of the signed KDCDHKeyInfo (its nonce). */
+        size_t ki_len = 0;
+        uint8_t *ki = read_vector("mit-as-rep-dh.kdc-dh-key-info.der", &ki_len);
+        uint8_t *at = ki != NULL ? memmem(pa, pa_len, ki, ki_len) : NULL;
+        CHECK(at != NULL);
+        if (at != NULL)
+            at[ki_len - 1] ^= 0x01;
+        free(ki);
+    }
+    rep->enc_part->etype = 18;
+    CHECK_OK(ck_asn1_padata_add(&rep->padata, CK_PA_PK_AS_REP, pa, pa_len));
+    rc = mech.reply_key(c, req, req_der, req_len, rep, 1, &key);
+    if (rc != want_rc)
+        fprintf(stderr, "  MIT DH reply: got %d (%s), want %d\n", rc, ck_error_context(), want_rc);
+    CHECK_INT_EQ(rc, want_rc);
+    if (rc == 0) {
+        CHECK_INT_EQ(key.enctype, 18);
+        CHECK_INT_EQ(ck_pkinit_client_ctx_info(c)->kdf, CK_PKINIT_KDF_SHA256);
+    } else {
+        CHECK_INT_EQ(key.length, 0);
+    }
+out:
+    ck_key_clear(&key);
+    ck_pkinit_client_ctx_free(c);
+    CK_AS_REQ_free(req);
+    CK_AS_REQ_free(scratch);
+    CK_AS_REP_free(rep);
+    ck_pkinit_anchors_free(anchors);
+    sk_X509_pop_free(certs, X509_free);
+    free(req_der);
+    free(pa);
+}
+
+static void
+test_mit_dh_capture(void)
+{
+    const int64_t capture = 1796162460; /* 2026-12-01T22:01:00Z */
+
+    if (!pki())
+        return;
+    mit_dh_reply(capture, false, false, 0);
+    mit_dh_reply(capture, false, true, CK_ERR_INTEGRITY);
+    mit_dh_reply(capture - 86400, false, false, CK_ERR_POLICY); /* before notBefore */
+    mit_dh_reply(capture, true, false, CK_ERR_POLICY);
+}
+
 static void
 test_cleanup(void)
 {
@@ -1431,5 +1523,5 @@ CK_TEST_MAIN("pkinit_client", CK_TEST_CASE(test_request_fields_dh),
              CK_TEST_CASE(test_rsa_replies), CK_TEST_CASE(test_refused_replies),
              CK_TEST_CASE(test_kdc_hostname), CK_TEST_CASE(test_kdc_errors),
              CK_TEST_CASE(test_bad_params), CK_TEST_CASE(test_packetcable),
-             CK_TEST_CASE(test_packetcable_replies), CK_TEST_CASE(test_mit_rsa_capture),
+             CK_TEST_CASE(test_packetcable_replies), CK_TEST_CASE(test_mit_rsa_capture), CK_TEST_CASE(test_mit_dh_capture),
              CK_TEST_CASE(test_cleanup))
