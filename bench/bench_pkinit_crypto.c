@@ -398,6 +398,24 @@ op_thumbprint(void *p)
         die("thumbprint");
 }
 
+struct signed_ctx {
+    ck_pkinit_signed *s;
+    ck_pkinit_tpcache *cache;
+};
+
+/* The KDC's repeat-login path: thumbprint from the verification's hashes, then the cache. */
+static void
+op_signed_lookup(void *p)
+{
+    struct signed_ctx *c = p;
+    ck_pkinit_chain_result res;
+    uint8_t tp[CK_PKINIT_TP_LEN];
+
+    if (ck_pkinit_signed_thumbprint(c->s, 1, tp) != 0 ||
+        ck_pkinit_tpcache_lookup(c->cache, tp, (int64_t)time(NULL), 0, &res) != 0)
+        die("signed lookup");
+}
+
 static void
 op_lookup(void *p)
 {
@@ -603,6 +621,23 @@ main(int argc, char **argv)
             ck_pkinit_tpcache_store(c.cache, c.tp, &res, 0) != 0)
             die("cache setup");
         report("thumbprint from X509 objects + cache lookup (hit)", time_op(op_lookup, &c));
+        {
+            struct signed_ctx sc = {.cache = c.cache};
+            uint8_t *der;
+            size_t len;
+            uint8_t tp[CK_PKINIT_TP_LEN];
+
+            if (ck_pkinit_cms_sign(&P.client_id, CK_PKINIT_CT_AUTH_DATA, auth_pack,
+                                   sizeof(auth_pack), 0, &der, &len) != 0 ||
+                ck_pkinit_cms_verify(der, len, CK_PKINIT_CT_AUTH_DATA, 0, NULL, &sc.s) != 0 ||
+                ck_pkinit_signed_thumbprint(sc.s, 1, tp) != 0 ||
+                ck_pkinit_tpcache_store(c.cache, tp, &res, 0) != 0)
+                die("signed lookup setup");
+            report("thumbprint from verified SignedData + cache lookup (hit)",
+                   time_op(op_signed_lookup, &sc));
+            ck_pkinit_signed_free(sc.s);
+            free(der);
+        }
         ck_pkinit_tpcache_free(c.cache);
         sk_X509_free(c.carried);
     }

@@ -172,6 +172,7 @@ const char *ck_pkinit_group_name(ck_pkinit_group g);
 bool ck_pkinit_group_is_ec(ck_pkinit_group g);
 /* Strength in finite-field-equivalent bits, the unit of pkinit_dh_min_bits (as MIT 1.21 does:
  * MODP groups their modulus size, P-256 3072, P-384 7680); 0 for unknown. */
+#define CK_PKINIT_DH_MIN_BITS_DEFAULT 2048 /* MIT's pkinit_dh_min_bits default */
 unsigned ck_pkinit_group_bits(ck_pkinit_group g);
 /* Length of Z for the group: len(p) for MODP, the field size for EC. */
 size_t ck_pkinit_group_z_len(ck_pkinit_group g);
@@ -206,8 +207,13 @@ void ck_pkinit_dh_free(ck_pkinit_dh *dh);
  *     [2, p-2], point not on the curve): KDC_ERR_PREAUTH_FAILED (24). */
 int ck_pkinit_peer_parse(const uint8_t *spki, size_t len, unsigned min_bits,
                          ck_pkinit_peer **out);
-/* The same from an already decoded SubjectPublicKeyInfo (AuthPack.clientPublicValue as the
- * ASN.1 layer holds it). Only its algorithm and raw key bits are read. */
+/* The same from the two fields of a SubjectPublicKeyInfo decoded without its key (the cheap
+ * form: OpenSSL 3.0 spends ~65-150 us decoding the key of an X509_PUBKEY, which these
+ * functions never need). */
+int ck_pkinit_peer_from_raw(const X509_ALGOR *algorithm, const ASN1_BIT_STRING *public_key,
+                            unsigned min_bits, ck_pkinit_peer **out);
+/* The same from an X509_PUBKEY (AuthPack.clientPublicValue as the ASN.1 layer holds it today):
+ * only its algorithm and raw key bits are read. */
 int ck_pkinit_peer_from_pubkey(const X509_PUBKEY *pub, unsigned min_bits, ck_pkinit_peer **out);
 ck_pkinit_group ck_pkinit_peer_group(const ck_pkinit_peer *peer);
 void ck_pkinit_peer_free(ck_pkinit_peer *peer);
@@ -349,8 +355,10 @@ typedef struct ck_pkinit_tpcache ck_pkinit_tpcache;
  * SHA-256 of the DER of leaf, then of every certificate of chain (may be NULL) in order. */
 int ck_pkinit_thumbprint(X509 *leaf, STACK_OF(X509) *chain, uint64_t anchors_generation,
                          uint8_t out[CK_PKINIT_TP_LEN]);
-/* The same for (s->signer, s->certs) from the hashes ck_pkinit_cms_verify computed (no
- * re-encoding): equals ck_pkinit_thumbprint(s->signer, s->certs, anchors_generation). */
+/* The same for (s->signer, s->certs) from the hashes ck_pkinit_cms_verify computed over the
+ * certificates exactly as received (no re-encoding); equals ck_pkinit_thumbprint(s->signer,
+ * s->certs, anchors_generation) when they were DER, as CAs issue them (OpenSSL also accepts
+ * some non-DER encodings, which re-encode differently). Use this one on the KDC path. */
 int ck_pkinit_signed_thumbprint(const ck_pkinit_signed *s, uint64_t anchors_generation,
                                 uint8_t out[CK_PKINIT_TP_LEN]);
 

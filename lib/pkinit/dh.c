@@ -532,16 +532,33 @@ ck_pkinit_peer_parse(const uint8_t *spki, size_t len, unsigned min_bits, ck_pkin
         ret = ck_error_set(CK_ERR_DECODE, "DH: not a SubjectPublicKeyInfo");
         goto out;
     }
-    /* Whole octets only (the key is a DER INTEGER or an EC point). */
-    if ((raw->public_key->flags & ASN1_STRING_FLAG_BITS_LEFT) && (raw->public_key->flags & 7)) {
-        ret = ck_error_set(CK_ERR_DECODE, "DH: public key is not a whole number of octets");
-        goto out;
-    }
-    ret = peer_from_parts(raw->algorithm, ASN1_STRING_get0_data(raw->public_key),
-                          (size_t)ASN1_STRING_length(raw->public_key), min_bits, out);
+    ret = ck_pkinit_peer_from_raw(raw->algorithm, raw->public_key, min_bits, out);
 out:
     ASN1_item_free((ASN1_VALUE *)raw, ASN1_ITEM_rptr(RAW_SPKI));
     return ret;
+}
+
+int
+ck_pkinit_peer_from_raw(const X509_ALGOR *algorithm, const ASN1_BIT_STRING *public_key,
+                        unsigned min_bits, ck_pkinit_peer **out)
+{
+    int ret;
+
+    if (out == NULL)
+        return ck_error_set(CK_ERR_INVAL, "DH: no output");
+    *out = NULL;
+    if (algorithm == NULL || public_key == NULL)
+        return ck_error_set(CK_ERR_INVAL, "DH: no public key");
+    if ((ret = params_get()) != 0)
+        return ret;
+    /* Whole octets only (the key is a DER INTEGER or an EC point). */
+    if ((public_key->flags & ASN1_STRING_FLAG_BITS_LEFT) && (public_key->flags & 7))
+        return ck_error_set(CK_ERR_DECODE, "DH: public key is not a whole number of octets");
+    if (ASN1_STRING_length(public_key) > CK_PKINIT_SPKI_MAX)
+        return ck_error_set(CK_ERR_LIMIT, "DH: public key of %d bytes",
+                            ASN1_STRING_length(public_key));
+    return peer_from_parts(algorithm, ASN1_STRING_get0_data(public_key),
+                           (size_t)ASN1_STRING_length(public_key), min_bits, out);
 }
 
 int

@@ -877,6 +877,30 @@ exchange(ck_pkinit_group g)
         CHECK_INT_EQ(OBJ_obj2nid(theirs->algorithm), ck_pkinit_group_is_ec(g)
                                                          ? NID_X9_62_id_ecPublicKey
                                                          : NID_dhpublicnumber);
+        /* The same peer through the decoded-object entry points. */
+        if (xpk != NULL) {
+            const unsigned char *bits = NULL;
+            int bits_len = 0;
+            ASN1_BIT_STRING *bs = ASN1_BIT_STRING_new();
+            ck_pkinit_peer *p2 = NULL;
+
+            CHECK_OK(ck_pkinit_peer_from_pubkey(xpk, 2048, &p2));
+            CHECK_INT_EQ(ck_pkinit_peer_group(p2), g);
+            ck_pkinit_peer_free(p2);
+            p2 = NULL;
+            CHECK(X509_PUBKEY_get0_param(NULL, &bits, &bits_len, NULL, xpk) == 1);
+            CHECK(bs != NULL && ASN1_BIT_STRING_set(bs, (unsigned char *)bits, bits_len) == 1);
+            if (bs != NULL) {
+                bs->flags = (bs->flags & ~7) | ASN1_STRING_FLAG_BITS_LEFT;
+                CHECK_OK(ck_pkinit_peer_from_raw(ours, bs, 2048, &p2));
+                CHECK_INT_EQ(ck_pkinit_peer_group(p2), g);
+                ck_pkinit_peer_free(p2);
+                p2 = NULL;
+                bs->flags |= 1; /* one unused bit: not a whole number of octets */
+                CHECK_INT_EQ(ck_pkinit_peer_from_raw(ours, bs, 2048, &p2), CK_ERR_DECODE);
+            }
+            ASN1_BIT_STRING_free(bs);
+        }
         X509_PUBKEY_free(xpk);
     }
     /* KDCDHKeyInfo.subjectPublicKey contents: a DER INTEGER (DH) or an uncompressed point. */
