@@ -1,13 +1,16 @@
 /* In-process KDC benchmark: CPU per AS exchange (PA-ENC-TIMESTAMP, aes256-cts-hmac-sha1-96) and
- * per TGS exchange through kdc_handle_request, no sockets. Builds the KDC core's sources in (the
- * bench build links only libcablekey).
+ * per TGS exchange through kdc_handle_request, no sockets. Linked with the KDC core library, as
+ * the daemon is (so callgrind counts the same code the daemon runs).
  *   bench_kdc_inproc [ITERATIONS [CACHE_CHECK_MS]]   (defaults 100000, the worker's own) */
-#include "../daemons/kdc/as.c"
-#include "../daemons/kdc/kdc.c"
-#include "../daemons/kdc/lookaside.c"
-#include "../daemons/kdc/tgs.c"
-
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include "cablekey/error.h"
+#include "cablekey/log.h"
+#include "cablekey/util.h"
+#include "kdc_int.h"
 
 #define REALM "BENCH.TEST"
 

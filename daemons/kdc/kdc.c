@@ -82,6 +82,8 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
         (rc = kdc_lookaside_new(KDC_LOOKASIDE_MAX_ENTRIES, KDC_LOOKASIDE_MAX_BYTES,
                                 KDC_LOOKASIDE_LIFETIME_MS, &w->lookaside)) != 0)
         goto out;
+    if ((rc = kdc_preauth_init(w, cfg)) != 0)
+        goto out;
     *out = w;
     w = NULL;
 out:
@@ -94,24 +96,19 @@ kdc_worker_free(struct kdc_worker *w)
 {
     if (w == NULL)
         return;
+    kdc_preauth_fini(w);
+    kdc_reply_free(w->reply);
     kdc_lookaside_free(w->lookaside);
     ck_store_close(w->store);
     free(w->scratch);
     OPENSSL_free(w->ei2_der);
-    CK_ENC_TICKET_PART_free(w->rep_etp); /* the key's free callback wipes it */
-    CK_ENC_KDC_REP_PART_free(w->rep_part);
-    CK_KDC_REP_free(w->rep_rep);
     free(w);
 }
 
-int
-kdc_freeze_name(CK_PRINCIPAL_NAME *name)
+const char *
+kdc_worker_realm(const struct kdc_worker *w)
 {
-    const uint8_t *der;
-    size_t len;
-
-    /* A missing name is for the encoder's validation to refuse, not for this cache. */
-    return name == NULL ? 0 : ck_asn1_principal_der(name, &der, &len);
+    return w->realm_name;
 }
 
 void
@@ -184,171 +181,6 @@ kdc_unparse(const CK_PRINCIPAL_NAME *name, const ASN1_GENERALSTRING *realm, char
     return true;
 }
 
-int
-kdc_last_req(CK_LAST_REQ *lr, int64_t authtime)
-{
-    CK_LAST_REQ_ENTRY *e;
-    int rc;
-
-    /* A reused reply object keeps its one entry (kdc_reply_objects_done()): overwrite it. */
-    if (sk_CK_LAST_REQ_ENTRY_num(lr) == 1) {
-        e = sk_CK_LAST_REQ_ENTRY_value(lr, 0);
-        e->lr_type = CK_LR_NONE;
-        return ck_asn1_time_set(&e->lr_value, authtime);
-    }
-    while (sk_CK_LAST_REQ_ENTRY_num(lr) > 0)
-        CK_LAST_REQ_ENTRY_free(sk_CK_LAST_REQ_ENTRY_pop(lr));
-    if ((e = CK_LAST_REQ_ENTRY_new()) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "LastReq");
-    e->lr_type = CK_LR_NONE;
-    if ((rc = ck_asn1_time_set(&e->lr_value, authtime)) != 0 ||
-        sk_CK_LAST_REQ_ENTRY_push(lr, e) <= 0) {
-        CK_LAST_REQ_ENTRY_free(e);
-        return rc != 0 ? rc : ck_error_set(CK_ERR_NOMEM, "LastReq");
-    }
-    return 0;
-}
-
-int
-kdc_seal_ticket(struct kdc_worker *w, CK_KDC_REP *rep, CK_ENC_TICKET_PART *etp,
-                CK_PRINCIPAL_NAME *sname, const struct kdc_ticket_times *t, uint32_t flags,
-                const ck_key *session, const char *crealm, const ck_db_key *tkt_key)
-{
-    int rc;
-
-    if ((rc = ck_asn1_flags_set(&etp->flags, flags)) != 0 ||
-        (rc = ck_key_to_asn1(session, &etp->key)) != 0 ||
-        (rc = ck_asn1_kstring_set(&etp->crealm, crealm)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->authtime, t->authtime)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->starttime, t->starttime)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->endtime, t->endtime)) != 0 ||
-        (t->renew_till != 0 && (rc = ck_asn1_time_set(&etp->renew_till, t->renew_till)) != 0))
-        return rc;
-    CK_PRINCIPAL_NAME_free(rep->ticket->sname);
-    rep->ticket->sname = sname;
-    if ((rc = ck_asn1_kstring_set(&rep->ticket->realm, w->realm_name)) != 0)
-        return rc;
-    return ck_ticket_seal(rep->ticket, etp, &tkt_key->key, tkt_key->kvno);
-}
-
-void
-kdc_share_fields(CK_ENC_KDC_REP_PART *part, CK_ENC_TICKET_PART *etp)
-{
-    CK_ENCRYPTION_KEY_free(part->key);
-    ASN1_BIT_STRING_free(part->flags);
-    ASN1_GENERALIZEDTIME_free(part->authtime);
-    ASN1_GENERALIZEDTIME_free(part->starttime);
-    ASN1_GENERALIZEDTIME_free(part->endtime);
-    ASN1_GENERALIZEDTIME_free(part->renew_till);
-    part->key = etp->key;
-    part->flags = etp->flags;
-    part->authtime = etp->authtime;
-    part->starttime = etp->starttime;
-    part->endtime = etp->endtime;
-    part->renew_till = etp->renew_till;
-    part->caddr = etp->caddr;
-}
-
-void
-kdc_unshare_fields(CK_ENC_KDC_REP_PART *part)
-{
-    part->key = NULL;
-    part->flags = NULL;
-    part->authtime = part->starttime = part->endtime = part->renew_till = NULL;
-    part->caddr = NULL;
-}
-
-int
-kdc_reply_objects(struct kdc_worker *w, CK_ENC_TICKET_PART **etp, CK_ENC_KDC_REP_PART **part,
-                  CK_KDC_REP **rep)
-{
-    *etp = NULL;
-    *part = NULL;
-    *rep = NULL;
-    if (!w->rep_busy) {
-        if (w->rep_etp == NULL)
-            w->rep_etp = CK_ENC_TICKET_PART_new();
-        if (w->rep_part == NULL)
-            w->rep_part = CK_ENC_KDC_REP_PART_new();
-        if (w->rep_rep == NULL)
-            w->rep_rep = CK_KDC_REP_new();
-        if (w->rep_etp == NULL || w->rep_part == NULL || w->rep_rep == NULL)
-            return ck_error_set(CK_ERR_NOMEM, "reply");
-        w->rep_busy = true;
-        *etp = w->rep_etp;
-        *part = w->rep_part;
-        *rep = w->rep_rep;
-        return 0;
-    }
-    if ((*etp = CK_ENC_TICKET_PART_new()) == NULL || (*part = CK_ENC_KDC_REP_PART_new()) == NULL ||
-        (*rep = CK_KDC_REP_new()) == NULL) {
-        CK_ENC_TICKET_PART_free(*etp);
-        CK_ENC_KDC_REP_PART_free(*part);
-        *etp = NULL;
-        *part = NULL;
-        return ck_error_set(CK_ERR_NOMEM, "reply");
-    }
-    return 0;
-}
-
-void
-kdc_reply_return_lent(CK_ENC_TICKET_PART *etp, CK_ENC_KDC_REP_PART *part, CK_KDC_REP *rep)
-{
-    if (etp != NULL) {
-        etp->cname = NULL;
-        etp->caddr = NULL;
-    }
-    if (part != NULL) {
-        part->sname = NULL;
-        kdc_unshare_fields(part);
-    }
-    if (rep != NULL) {
-        rep->cname = NULL;
-        if (rep->ticket != NULL)
-            rep->ticket->sname = NULL;
-    }
-}
-
-void
-kdc_reply_objects_done(struct kdc_worker *w, CK_ENC_TICKET_PART *etp, CK_ENC_KDC_REP_PART *part,
-                       CK_KDC_REP *rep)
-{
-    if (etp == NULL || etp != w->rep_etp) {
-        CK_ENC_TICKET_PART_free(etp);
-        CK_ENC_KDC_REP_PART_free(part);
-        CK_KDC_REP_free(rep);
-        return;
-    }
-    /* The session key: freed (its callback wipes it) rather than overwritten in place, since
-     * ASN1_STRING_set may realloc and leave a copy behind. */
-    CK_ENCRYPTION_KEY_free(etp->key);
-    etp->key = NULL;
-    /* Optional fields an exchange sets only sometimes. Mandatory ones are set every time. */
-    ASN1_GENERALIZEDTIME_free(etp->starttime);
-    etp->starttime = NULL;
-    ASN1_GENERALIZEDTIME_free(etp->renew_till);
-    etp->renew_till = NULL;
-    CK_HOST_ADDRESSES_free(etp->caddr);
-    etp->caddr = NULL;
-    CK_AUTHORIZATION_DATA_free(etp->authorization_data);
-    etp->authorization_data = NULL;
-
-    while (sk_CK_LAST_REQ_ENTRY_num(part->last_req) > 1) /* kdc_last_req() reuses one */
-        CK_LAST_REQ_ENTRY_free(sk_CK_LAST_REQ_ENTRY_pop(part->last_req));
-    ASN1_GENERALIZEDTIME_free(part->key_expiration);
-    part->key_expiration = NULL;
-    CK_HOST_ADDRESSES_free(part->caddr);
-    part->caddr = NULL;
-    CK_METHOD_DATA_free(part->encrypted_pa_data);
-    part->encrypted_pa_data = NULL;
-
-    CK_METHOD_DATA_free(rep->padata);
-    rep->padata = NULL;
-    if (rep->ticket != NULL)
-        ck_asn1_ticket_modified(rep->ticket);
-    w->rep_busy = false;
-}
-
 /* MIT's messages for the codes we send (what klist/kinit users see via com_err). */
 static const char *
 error_message(int32_t code)
@@ -384,6 +216,24 @@ error_message(int32_t code)
     case CK_KRB_AP_ERR_INAPP_CKSUM: return "Inappropriate type of checksum in message";
     case CK_KRB_ERR_RESPONSE_TOO_BIG: return "Response too big for UDP, retry with TCP";
     case CK_KRB_ERR_FIELD_TOOLONG: return "Field is too long for this implementation";
+    /* PKINIT (RFC 4556, RFC 8070, RFC 8636) */
+    case CK_KDC_ERR_CLIENT_NOT_TRUSTED: return "Client not trusted";
+    case CK_KDC_ERR_INVALID_SIG: return "Invalid signature";
+    case CK_KDC_ERR_DH_KEY_PARAMETERS_NOT_ACCEPTED: return "Key parameters not accepted";
+    case CK_KDC_ERR_CANT_VERIFY_CERTIFICATE: return "Can't verify certificate";
+    case CK_KDC_ERR_INVALID_CERTIFICATE: return "Invalid certificate";
+    case CK_KDC_ERR_REVOKED_CERTIFICATE: return "Revoked certificate";
+    case CK_KDC_ERR_REVOCATION_STATUS_UNKNOWN: return "Revocation status unknown";
+    case CK_KDC_ERR_CLIENT_NAME_MISMATCH: return "Client name mismatch";
+    case CK_KDC_ERR_INCONSISTENT_KEY_PURPOSE: return "Inconsistent key purpose";
+    case CK_KDC_ERR_DIGEST_IN_CERT_NOT_ACCEPTED: return "Digest in certificate not accepted";
+    case CK_KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED: return "Checksum must be included";
+    case CK_KDC_ERR_DIGEST_IN_SIGNED_DATA_NOT_ACCEPTED:
+        return "Digest in signed-data not accepted";
+    case CK_KDC_ERR_PUBLIC_KEY_ENCRYPTION_NOT_SUPPORTED:
+        return "Public key encryption not supported";
+    case CK_KDC_ERR_PREAUTH_EXPIRED: return "Preauthentication expired";
+    case CK_KDC_ERR_NO_ACCEPTABLE_KDF: return "No acceptable KDF offered";
     default: return "Generic error (see e-text)";
     }
 }
@@ -460,10 +310,41 @@ format_peer(const struct sockaddr *peer, char *buf, size_t size)
     return "unknown";
 }
 
+/* Copies in to out (size bytes, NUL-terminated) with every byte outside printable ASCII written
+ * as \xHH. Client-chosen names and e-text reach the log line: a \r, \n or a terminal escape
+ * sequence in them must not forge or hide log lines or drive the terminal that displays them.
+ * unparse has already turned '\\' into "\\\\", so "\x" in the output is always an escape. A
+ * truncated line never ends in half an escape. */
+void
+kdc_log_escape(const char *in, char *out, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (size == 0)
+        return;
+    for (const unsigned char *p = (const unsigned char *)in; *p != '\0'; p++) {
+        if (*p >= 0x20 && *p < 0x7f) {
+            if (o + 1 >= size)
+                break;
+            out[o++] = (char)*p;
+        } else {
+            if (o + 4 >= size)
+                break;
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 0xf];
+        }
+    }
+    out[o] = '\0';
+}
+
 static void
 log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
 {
     char ets[CK_ASN1_MAX_ETYPES * 12 + 32], addr[INET6_ADDRSTRLEN + 1];
+    char line[1024], esc[1024];
     size_t off = 0;
     int n;
 
@@ -481,23 +362,29 @@ log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
             snprintf(ets + off, sizeof(ets) - off, "})");
     }
     if (r->error_code == 0 && r->reply != NULL) {
-        ck_log(level,
-                 "%s%s %s: ISSUE: authtime %lld, etypes {rep=%d, tkt=%d, ses=%d}, %s for %s",
+        n = snprintf(line, sizeof(line),
+                 "%s%s %s: ISSUE: authtime %lld, etypes {rep=%d, tkt=%d, ses=%d}, %s for %s%s%s",
                  r->kind, ets, format_peer(peer, addr, sizeof(addr)), (long long)r->authtime,
-                 (int)r->rep_etype, (int)r->tkt_etype, (int)r->ses_etype, r->cname, r->sname);
+                 (int)r->rep_etype, (int)r->tkt_etype, (int)r->ses_etype, r->cname, r->sname,
+                 r->detail[0] ? ", " : "", r->detail);
     } else if (r->cname[0] != '\0' || r->sname[0] != '\0') {
-        ck_log(level, "%s%s %s: %s: %s for %s, %s%s%s", r->kind, ets,
+        n = snprintf(line, sizeof(line), "%s%s %s: %s: %s for %s, %s%s%s", r->kind, ets,
                  format_peer(peer, addr, sizeof(addr)), r->status ? r->status : "ERROR",
                  r->cname[0] ? r->cname : "<unknown client>",
                  r->sname[0] ? r->sname : "<unknown server>",
                  r->error_code ? error_message(r->error_code) : "no reply",
                  r->detail[0] ? ": " : "", r->detail);
     } else {
-        ck_log(level, "%s%s %s: %s: %s%s%s", r->kind, ets,
+        n = snprintf(line, sizeof(line), "%s%s %s: %s: %s%s%s", r->kind, ets,
                  format_peer(peer, addr, sizeof(addr)), r->status ? r->status : "ERROR",
                  r->error_code ? error_message(r->error_code) : "no reply",
                  r->detail[0] ? ": " : "", r->detail);
     }
+    /* Truncation is fine (ck_log truncates at the same size anyway). */
+    if (n < 0)
+        return;
+    kdc_log_escape(line, esc, sizeof(esc));
+    ck_log(level, "%s", esc);
 }
 
 /* Refusals that may come from a stale cache entry: the principal cache sees other processes'
@@ -546,15 +433,19 @@ request_reset(struct kdc_request *r)
     enum kdc_transport t = r->transport;
     int64_t now = r->now;
     int32_t usec = r->now_usec;
+    const uint8_t *der = r->req_der;
+    size_t len = r->req_len;
 
     CK_KDC_REQ_free(r->req);
     OPENSSL_free(r->e_data);
-    ck_asn1_free_der(r->reply, r->reply_len);
+    OPENSSL_free(r->reply);
     memset(r, 0, sizeof(*r));
     r->w = w;
     r->transport = t;
     r->now = now;
     r->now_usec = usec;
+    r->req_der = der;
+    r->req_len = len;
 }
 
 /* oversized: the transport saw only a length prefix (over the limit or with the reserved bit
@@ -587,6 +478,8 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
     }
     r->w = w;
     r->transport = transport;
+    r->req_der = oversized ? NULL : req;
+    r->req_len = oversized ? 0 : req_len;
     r->kind = "KDC_REQ";
     if (w->clock != NULL)
         w->clock(w->clock_ctx, &r->now, &r->now_usec);
