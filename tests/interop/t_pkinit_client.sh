@@ -179,4 +179,96 @@ cli_fails "usage: unknown subcommand" 2 "unknown subcommand 'logout'" mta logout
 expect_output "mta login --help exits 0 with the usage" "^usage: cablekey mta login" \
     "$CK_CLI" mta login --help
 realm_stop_kdc
+realm_destroy
+
+# ---------------------------------------------------------------------------------------------
+# Against cablekey-kdc: the same client, plus ECDH (MIT 1.20 has none) and the PacketCable form
+# for a device whose manufacturer anchor is configured as a PacketCable anchor.
+
+CK_KDC_IMPL=cablekey
+realm_init "$R"
+realm_addprinc alice --random
+realm_addprinc mta-001122334455 --random
+realm_addprinc host/svc.pkc.test --random
+expect_success "device table: 00:11:22:33:44:55 -> mta-001122334455" "$CK_CLI" device add \
+    --db "$DB" --mac 00:11:22:33:44:55 --principal mta-001122334455
+realm_pkinit "$PKI" "$tmp/pw"
+CK_KDC_PK=(--pkinit-identity "$PKI/kdc.p12" --pkinit-password-file "$tmp/pw"
+           --pkinit-anchors "$PKI/sp-root.pem")
+realm_start_kdc "${CK_KDC_PK[@]}" --pkinit-packetcable-anchors "$PKI/mfg-root.pem"
+KDC=(--kdc "127.0.0.1:$PORT")
+
+login "cablekey-kdc: DH MODP 2048" \
+    "^alice@$R: krbtgt/$R@$R until .*, reply key aes256-cts-hmac-sha1-96, PKINIT DH modp2048 \(KDF sha256\), ccache $tmp/ck-dh$" \
+    --identity "$tmp/alice.p12" "${COMMON[@]}" "${KDC[@]}" --ccache "$tmp/ck-dh"
+assert_log "AS_REQ .*ISSUE: .*alice@$R for krbtgt/$R@$R" "cablekey-kdc issued alice's TGT"
+klist_has "MIT klist reads the ccache" "$tmp/ck-dh" "Default principal: alice@$R"
+expect_success "MIT kvno gets a service ticket from cablekey-kdc with our TGT" \
+    env KRB5CCNAME="FILE:$tmp/ck-dh" kvno "host/svc.pkc.test@$R"
+login "cablekey-kdc: ECDH P-256" "PKINIT ECDH P-256 \(KDF sha256\)" \
+    --identity "$tmp/alice.p12" "${COMMON[@]}" "${KDC[@]}" --ccache "$tmp/ck-p256" --dh p256
+klist_has "MIT klist reads the P-256 ccache" "$tmp/ck-p256" "krbtgt/$R@$R"
+expect_success "MIT kvno with the ECDH P-256 TGT" \
+    env KRB5CCNAME="FILE:$tmp/ck-p256" kvno "host/svc.pkc.test@$R"
+login "cablekey-kdc: ECDH P-384" "PKINIT ECDH P-384 \(KDF sha256\)" \
+    --identity "$tmp/alice.p12" "${COMMON[@]}" "${KDC[@]}" --ccache "$tmp/ck-p384" --dh p384
+login "cablekey-kdc: ECDH P-256 with an EC P-256 client certificate" "PKINIT ECDH P-256" \
+    --identity "$tmp/alice-ec.p12" "${COMMON[@]}" "${KDC[@]}" --ccache "$tmp/ck-ec" --dh p256
+login "cablekey-kdc: DH MODP 4096" "PKINIT DH modp4096" \
+    --identity "$tmp/alice.p12" "${COMMON[@]}" "${KDC[@]}" --ccache "$tmp/ck-4096" --dh modp4096
+login "cablekey-kdc: RSA key transport" "PKINIT RSA, ccache $tmp/ck-rsa\$" \
+    --identity "$tmp/alice.p12" "${COMMON[@]}" "${KDC[@]}" --ccache "$tmp/ck-rsa" --dh rsa
+expect_success "MIT kvno with the RSA-transport TGT" \
+    env KRB5CCNAME="FILE:$tmp/ck-rsa" kvno "host/svc.pkc.test@$R"
+login "cablekey-kdc: PKINIT in the first request" "PKINIT DH modp2048" \
+    --identity "$tmp/alice.p12" "${COMMON[@]}" "${KDC[@]}" --ccache "$tmp/ck-first" --preauth-first
+
+# A device: the MAC in its certificate maps through the device table.
+login "cablekey-kdc: device certificate, PacketCable form, PacketCable anchor" \
+    "^mta-001122334455@$R: krbtgt/$R@$R until .*, reply key aes256-cts-hmac-sha1-96, PKINIT PacketCable RSA, ccache $tmp/ck-pc$" \
+    --identity "$tmp/mta.p12" "${COMMON[@]}" "${KDC[@]}" --principal mta-001122334455 \
+    --packetcable --prov-server prov.pkc.test --ccache "$tmp/ck-pc"
+assert_log "AS_REQ .*ISSUE: .*mta-001122334455@$R for krbtgt/$R@$R" \
+    "cablekey-kdc issued the device's TGT"
+klist_has "MIT klist reads the device's ccache" "$tmp/ck-pc" "Default principal: mta-001122334455@$R"
+expect_success "MIT kvno with the device's TGT" \
+    env KRB5CCNAME="FILE:$tmp/ck-pc" kvno "host/svc.pkc.test@$R"
+login "cablekey-kdc: the device in the RFC form (ECDH P-256)" "^mta-001122334455@$R: .*PKINIT ECDH P-256" \
+    --identity "$tmp/mta.p12" "${COMMON[@]}" "${KDC[@]}" --principal mta-001122334455 \
+    --dh p256 --ccache "$tmp/ck-dev"
+cli_fails "cablekey-kdc: the PacketCable form from a client anchor is refused" 1 \
+    "^cablekey: mta login: PKINIT refused by the KDC: KRB-ERROR [0-9]+ " \
+    mta login --identity "$tmp/alice.p12" "${COMMON[@]}" "${KDC[@]}" --packetcable \
+    --ccache "$tmp/ck-fail"
+cli_fails "cablekey-kdc: wrong anchor on the client side" 1 "KDC certificate not trusted" \
+    mta login --identity "$tmp/alice.p12" --password-file "$tmp/pw" --realm "$R" \
+    --anchors "$OTHER/sp-root.pem" "${KDC[@]}" --ccache "$tmp/ck-fail"
+cli_fails "cablekey-kdc: bob's certificate for alice" 1 "PKINIT refused by the KDC: KRB-ERROR 75 " \
+    mta login --identity "$tmp/bob.p12" "${COMMON[@]}" "${KDC[@]}" --principal alice \
+    --ccache "$tmp/ck-fail"
+expect_success "cablekey device revoke 00:11:22:33:44:55" "$CK_CLI" device revoke --db "$DB" \
+    --mac 00:11:22:33:44:55
+cli_fails "cablekey-kdc: the revoked device's next login is refused" 1 \
+    "PKINIT refused by the KDC: KRB-ERROR 18 " \
+    mta login --identity "$tmp/mta.p12" "${COMMON[@]}" "${KDC[@]}" --principal mta-001122334455 \
+    --packetcable --ccache "$tmp/ck-fail"
+[ ! -e "$tmp/ck-fail" ] && ok "no ccache was written by the refused logins" ||
+    not_ok "no ccache was written by the refused logins"
+expect_success "cablekey device reinstate 00:11:22:33:44:55" "$CK_CLI" device reinstate \
+    --db "$DB" --mac 00:11:22:33:44:55
+realm_stop_kdc
+
+# The manufacturer root as a plain device anchor (another manufacturer's root is the PacketCable
+# one): the PacketCable form is refused for this device, the RFC form still works.
+realm_start_kdc "${CK_KDC_PK[@]}" --pkinit-device-anchors "$PKI/mfg-root.pem" \
+    --pkinit-packetcable-anchors "$OTHER/mfg-root.pem"
+cli_fails "cablekey-kdc: PacketCable form from a non-PacketCable device anchor is refused" 1 \
+    "^cablekey: mta login: PKINIT refused by the KDC: KRB-ERROR [0-9]+ " \
+    mta login --identity "$tmp/mta.p12" "${COMMON[@]}" "${KDC[@]}" --principal mta-001122334455 \
+    --packetcable --ccache "$tmp/ck-fail"
+assert_log "PACKETCABLE_REFUSED: mta-001122334455@$R" "cablekey-kdc logged the refusal"
+login "cablekey-kdc: the same device in the RFC form" "^mta-001122334455@$R: .*PKINIT DH modp2048" \
+    --identity "$tmp/mta.p12" "${COMMON[@]}" "${KDC[@]}" --principal mta-001122334455 \
+    --ccache "$tmp/ck-dev2"
+realm_stop_kdc
 done_testing
