@@ -517,8 +517,9 @@ on_error(ck_pkinit_client_ctx *c, const CK_KRB_ERROR_MSG *err)
         return rc;
     }
     /* PKINIT was refused. A stale or missing freshness token is worth one more request when the
-     * KDC hands out a new one (RFC 8070 §4); a DH group the KDC refuses, one with its group. */
+     * KDC hands out another one (RFC 8070 §4); a DH group the KDC refuses, one with its group. */
     if (tok != NULL && !c->fresh_retried &&
+        (c->freshness == NULL || ASN1_OCTET_STRING_cmp(c->freshness, tok->padata_value) != 0) &&
         (code == CK_KDC_ERR_PREAUTH_REQUIRED || code == CK_KDC_ERR_PREAUTH_EXPIRED ||
          code == CK_KDC_ERR_PREAUTH_FAILED)) {
         c->fresh_retried = true;

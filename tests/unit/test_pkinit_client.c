@@ -175,6 +175,7 @@ struct pk_kdc {
     bool ticket_without_preauth; /* answer a request without PKINIT with an AS-REP */
     bool refuse_big_groups;   /* DH groups other than MODP 2048 / P-256: error 65 */
     int expire_token;         /* answer this many PKINIT requests with PREAUTH_EXPIRED */
+    bool fail_same_token;     /* answer PKINIT with PREAUTH_FAILED and the same token */
     bool des3;                /* encKeyPack with des-ede3-cbc */
     bool pktc_reply_sha1;     /* PacketCable reply signed in the PacketCable form */
     /* what was seen */
@@ -403,6 +404,10 @@ kdc_rfc(struct pk_kdc *k, const CK_KDC_REQ *r, const uint8_t *req, size_t req_le
         (rc = ck_asn1_auth_pack_decode(s->content, s->content_len, &ap)) ||
         (rc = ck_asn1_nonce_get(ap->pk_authenticator->nonce, &nonce)))
         goto out;
+    if (k->fail_same_token) {
+        rc = kdc_preauth_error(k, CK_KDC_ERR_PREAUTH_FAILED, TOKEN1, reply, reply_len);
+        goto out;
+    }
     if (k->expire_token > 0) {
         k->expire_token--;
         rc = kdc_preauth_error(k, CK_KDC_ERR_PREAUTH_EXPIRED, TOKEN2, reply, reply_len);
@@ -1091,6 +1096,17 @@ test_kdc_errors(void)
     CHECK_INT_EQ(run_go(&r), CK_ERR_KRB);
     CHECK_INT_EQ(r.krb_code, CK_KDC_ERR_PREAUTH_EXPIRED);
     CHECK_INT_EQ(k.pk_calls, 2);
+    run_clear(&r);
+    kdc_clear(&k);
+
+    /* PREAUTH_FAILED with the token we sent: nothing to gain from asking again. */
+    kdc_init(&k);
+    run_init(&r, &k);
+    k.fail_same_token = true;
+    CHECK_INT_EQ(run_go(&r), CK_ERR_KRB);
+    CHECK_INT_EQ(r.krb_code, CK_KDC_ERR_PREAUTH_FAILED);
+    CHECK(strstr(r.error, "PKINIT refused by the KDC: KRB-ERROR 24") != NULL);
+    CHECK_INT_EQ(k.pk_calls, 1);
     run_clear(&r);
     kdc_clear(&k);
 
