@@ -671,6 +671,14 @@ reply_dh(ck_pkinit_client_ctx *c, const CK_KDC_REQ *req, const uint8_t *as_req, 
                               "clientDHNonce");
             goto out;
         }
+        /* RFC 4556 §3.2.3.1: nonce 0 with a reused key; the clientDHNonce in the key
+         * derivation binds the reply to this request. */
+        if (got != 0 && got != want) {
+            ck_error_set_krb_code(CK_KRB_AP_ERR_MODIFIED);
+            rc = ck_error_set(CK_ERR_INTEGRITY, "KDCDHKeyInfo: nonce %u is neither 0 nor the "
+                              "request's %u (KRB_AP_ERR_MODIFIED)", got, want);
+            goto out;
+        }
         if (ki->dh_key_expiration == NULL ||
             ck_asn1_time_get(ki->dh_key_expiration, &exp) != 0 || exp <= now_of(c)) {
             rc = ck_error_set(CK_ERR_PROTO, "KDCDHKeyInfo: reused DH key without a valid "
