@@ -1,10 +1,19 @@
 /* PKINIT cryptographic building blocks (RFC 4556, RFC 5349 and the PacketCable pk-init draft
  * forms), shared by the KDC's PKINIT mechanism and the PKINIT client:
- *   - CMS SignedData sign/verify and EnvelopedData (RSA key transport) envelope/decrypt (cms.c);
+ *   - CMS SignedData sign/verify and EnvelopedData (RSA key transport) envelope/decrypt (cms.c),
+ *     with a per-worker cache of decoded certificates (certcache.c);
  *   - finite-field DH (RFC 3526 MODP 2048/3072/4096) and ECDH (P-256, P-384) (dh.c);
  *   - trust anchors, certificate-chain validation with PKINIT EKUs and per-anchor CRLs, and the
  *     certificate-to-name helpers: id-pkinit-san principals, device MAC, key pin (certs.c);
  *   - a cache of verified chains (thumbprint cache, tpcache.c).
+ *
+ * A KDC's AS exchange, in order: ck_pkinit_cms_verify (signature; certificates from the
+ * worker's ck_pkinit_certcache), ck_pkinit_signed_thumbprint + ck_pkinit_tpcache_lookup, on a
+ * miss ck_pkinit_verify_chain + ck_pkinit_tpcache_store, then the PacketCable-form check
+ * (ck_pkinit_signed_is_packetcable against the anchor's flags), the name mapping
+ * (ck_pkinit_cert_match_principal, or ck_pkinit_cert_device_mac + ck_pkinit_cert_spki_sha256
+ * against the device table), the key exchange (ck_pkinit_peer_parse + ck_pkinit_dh_kdc_exchange,
+ * or ck_pkinit_cms_envelope) and ck_pkinit_cms_sign of the reply.
  * The Kerberos messages around them (AuthPack, KDCDHKeyInfo, ReplyKeyPack) and the KDFs live in
  * include/cablekey/pkinit_asn1.h and lib/pkinit/kdf.c.
  *
@@ -170,8 +179,8 @@ typedef enum ck_pkinit_group {
 /* "modp2048", "P-256", ... ("none" for unknown). */
 const char *ck_pkinit_group_name(ck_pkinit_group g);
 bool ck_pkinit_group_is_ec(ck_pkinit_group g);
-/* Strength in finite-field-equivalent bits, the unit of pkinit_dh_min_bits (as MIT 1.21 does:
- * MODP groups their modulus size, P-256 3072, P-384 7680); 0 for unknown. */
+/* Strength in finite-field-equivalent bits, the unit of pkinit_dh_min_bits: MODP groups their
+ * modulus size, P-256 3072, P-384 7680 (NIST SP 800-57 Part 1 Table 2); 0 for unknown. */
 #define CK_PKINIT_DH_MIN_BITS_DEFAULT 2048 /* MIT's pkinit_dh_min_bits default */
 unsigned ck_pkinit_group_bits(ck_pkinit_group g);
 /* Length of Z for the group: len(p) for MODP, the field size for EC. */

@@ -1,5 +1,7 @@
 /* Trust anchors and certificate-chain validation for PKINIT (RFC 4556 §3.2.2, §3.2.4), plus
- * the helpers that map a certificate to a device: MAC address and key pin.
+ * the helpers that map a certificate to names: id-pkinit-san principals (decoded with the
+ * KRB5PrincipalName codec of lib/asn1), the KDC's krbtgt name, a device's MAC address and key
+ * pin.
  *
  * Validation runs X509_verify_cert with X509_PURPOSE_ANY and our own EKU check (LIBRARIES.md
  * §3: OpenSSL's S/MIME purpose refuses PKINIT-only certificates), at the caller's time. Every

@@ -57,8 +57,8 @@ struct group_info {
     int curve_nid;         /* EC only */
 };
 
-/* Indexed by ck_pkinit_group. P-256 and P-384 rate as 3072 and 7680 bits (SP 800-57 Part 1
- * Table 2: 128 and 192 bits of security), as MIT 1.21 rates them. */
+/* Indexed by ck_pkinit_group. P-256 and P-384 rate as 3072 and 7680 bits, their
+ * finite-field equivalents in NIST SP 800-57 Part 1 Table 2 (128 and 192 bits of security). */
 static const struct group_info groups[CK_PKINIT_GROUP_COUNT + 1] = {
     [CK_PKINIT_GROUP_NONE] = {"none", NULL, false, 0, 0, NID_undef},
     [CK_PKINIT_GROUP_MODP2048] = {"modp2048", "modp_2048", false, 2048, 256, NID_undef},
@@ -78,8 +78,9 @@ struct ck_pkinit_peer {
     EVP_PKEY *key;
 };
 
-/* Process-wide domain parameters, built once and only read afterwards: keygen templates, and for
- * the MODP groups p, g, q to compare a peer's parameters with. */
+/* Process-wide domain parameters, built once and only read afterwards: keygen templates (and
+ * copies of them hold peer keys), and for the MODP groups the DER DomainParameters a peer's
+ * parameters are compared with. */
 static pthread_once_t params_once = PTHREAD_ONCE_INIT;
 static bool params_ok;
 static EVP_PKEY *params[CK_PKINIT_GROUP_COUNT + 1];
