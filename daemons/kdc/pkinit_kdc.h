@@ -150,8 +150,6 @@ struct kdc_pkinit_req {
     X509 *client_cert;                 /* the signer (RSA key transport recipient) */
     ck_pkinit_peer *peer;              /* DH/ECDH public value */
     int kdf;                           /* CK_PKINIT_KDF_*, 0: octetstring2key */
-    uint8_t *client_dh_nonce;
-    size_t client_dh_nonce_len;
     int cipher_nid;                    /* RSA key transport content encryption */
     uint8_t *rep_der;                  /* PA-PK-AS-REP(-OLD) built by reply_key */
     size_t rep_len;

@@ -4,8 +4,9 @@
  *     KDCDHKeyInfo {public value, nonce} signed with the KDC identity (id-pkinit-DHKeyData),
  *     DHRepInfo with the KDF chosen from the client's list; the reply key is the RFC 8636 KDF
  *     over Z, the AS-REQ DER and the PA-PK-AS-REP DER being sent (so the padata is built here,
- *     before the key: preauth.h step 4), or octetstring2key(Z || clientDHNonce) for clients
- *     without supportedKDFs. No serverDHNonce: the KDC key is never reused.
+ *     before the key: preauth.h step 4), or octetstring2key(Z) for clients without
+ *     supportedKDFs. No serverDHNonce: the KDC key is never reused, so neither DH nonce enters
+ *     the key (RFC 4556 §3.2.3.1; what MIT and Heimdal clients compute).
  *   - RSA key transport (RFC 4556 §3.2.3.2): a random reply key, ReplyKeyPack {replyKey,
  *     asChecksum over the AS-REQ DER keyed with it, usage 6} signed (id-pkinit-rkeyData) and
  *     enveloped to the client's certificate.
@@ -61,8 +62,7 @@ dh_reply(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call, struct kdc_pk
                            call->reply_etype, call->req_der, call->req_len, rq->rep_der,
                            rq->rep_len, key);
     else
-        rc = ck_pkinit_octetstring2key(z, z_len, rq->client_dh_nonce, rq->client_dh_nonce_len,
-                                       NULL, 0, call->reply_etype, key);
+        rc = ck_pkinit_octetstring2key(z, z_len, NULL, 0, NULL, 0, call->reply_etype, key);
 out:
     if (z != NULL)
         ck_free_secret(z, z_len);

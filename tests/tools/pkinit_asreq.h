@@ -464,11 +464,14 @@ pk_reply_key(const struct pk_opts *o, const struct pk_state *st, const CK_KDC_RE
             rc = ck_pkinit_kdf(kdf, z, z_len, req->req_body->cname, realm, req->req_body->sname,
                                realm, rep->enc_part->etype, st->req, st->req_len, pv, pl, key);
         } else {
+            /* RFC 4556 §3.2.3.1: the nonces count only when the KDC reused its DH key
+             * (serverDHNonce present). */
+            bool reuse = info->server_dh_nonce != NULL;
             rc = ck_pkinit_octetstring2key(
-                z, z_len, st->has_dh_nonce ? st->dh_nonce : NULL,
-                st->has_dh_nonce ? sizeof(st->dh_nonce) : 0,
-                info->server_dh_nonce ? ASN1_STRING_get0_data(info->server_dh_nonce) : NULL,
-                info->server_dh_nonce ? (size_t)ASN1_STRING_length(info->server_dh_nonce) : 0,
+                z, z_len, reuse && st->has_dh_nonce ? st->dh_nonce : NULL,
+                reuse && st->has_dh_nonce ? sizeof(st->dh_nonce) : 0,
+                reuse ? ASN1_STRING_get0_data(info->server_dh_nonce) : NULL,
+                reuse ? (size_t)ASN1_STRING_length(info->server_dh_nonce) : 0,
                 rep->enc_part->etype, key);
         }
         goto out;
