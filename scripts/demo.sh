@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # `make demo`: a throwaway realm on SQLite, our KDC on a loopback port, stock MIT kinit/klist/kvno
-# against it, the KDC's log lines for those requests, and how to run it for real.
+# against it with a password and with a certificate (PKINIT), a phone adapter (MTA) logging in with
+# its manufacturer certificate through the device table, live revocation, the KDC's log lines for
+# those requests, and how to run it for real.
 #   usage: bash scripts/demo.sh BUILD_DIR
 # Exits 0 when every step worked, non-zero with a clear message naming the step that failed.
 set -uo pipefail
@@ -89,6 +91,25 @@ run "$CLI" keytab export --db "$DB" --out "$WORK/voice.keytab" "$SVC"
 run "$CLI" principal list --db "$DB"
 run klist -k -e "$WORK/voice.keytab"
 
+step "Operator PKI: service-provider and manufacturer hierarchies, a user and a phone adapter"
+PKI="$WORK/pki"
+MAC=00:11:22:33:44:55
+MTA=mta-001122334455
+printf 'demo-pki-password\n' >"$WORK/pki.pw"; chmod 600 "$WORK/pki.pw"
+run "$CLI" pki init --dir "$PKI" --realm "$REALM" --org "Demo Cable" --password-file "$WORK/pki.pw"
+ls -l "$PKI" | sed 's/^/    /'
+run "$CLI" pki issue-client --dir "$PKI" --principal alice --out "$WORK/alice.p12" \
+    --password-file "$WORK/pki.pw"
+run "$CLI" pki issue-device --dir "$PKI" --mac "$MAC" --out "$WORK/mta.p12" \
+    --password-file "$WORK/pki.pw"
+run "$CLI" pki show "$WORK/mta.p12" --password-file "$WORK/pki.pw"
+run "$CLI" pki verify "$WORK/mta.p12" --anchors "$PKI/mfg-root.pem" --password-file "$WORK/pki.pw"
+
+step "The device table: the MTA's MAC maps to its principal (no CRLs for devices)"
+run "$CLI" principal add --db "$DB" "$MTA" --random
+run "$CLI" device add --db "$DB" --mac "$MAC" --principal "$MTA" --comment "demo MTA"
+run "$CLI" device list --db "$DB"
+
 step "Write kdc.conf and start cablekey-kdc"
 cat >"$WORK/kdc.conf" <<EOF
 [kdcdefaults]
@@ -101,6 +122,11 @@ cat >"$WORK/kdc.conf" <<EOF
         max_life = 10h
         max_renewable_life = 7d
         supported_enctypes = aes256-cts-hmac-sha1-96 aes128-cts-hmac-sha1-96 aes256-cts-hmac-sha384-192 aes128-cts-hmac-sha256-128
+        pkinit_identity = PKCS12:$PKI/kdc.p12
+        pkinit_password_file = $WORK/pki.pw
+        pkinit_anchors = FILE:$PKI/sp-root.pem
+        pkinit_packetcable_anchors = FILE:$PKI/mfg-root.pem
+        pkinit_pool = FILE:$PKI/sp-ca.pem, FILE:$PKI/mfg-ca.pem
     }
 EOF
 sed 's/^/    /' "$WORK/kdc.conf"
@@ -128,6 +154,8 @@ cat >"$KRB5_CONFIG" <<EOF
 [realms]
     $REALM = {
         kdc = 127.0.0.1:$PORT
+        pkinit_anchors = FILE:$PKI/sp-root.pem
+        pkinit_pool = FILE:$PKI/sp-ca.pem
     }
 EOF
 sed 's/^/    /' "$KRB5_CONFIG"
@@ -138,6 +166,33 @@ run klist
 run kvno "$SVC"
 run klist -e
 run kvno -k "$WORK/voice.keytab" "$SVC"
+run kdestroy
+
+step "Stock MIT kinit with a certificate (PKINIT, Diffie-Hellman) instead of a password"
+show "kinit -X X509_user_identity=PKCS12:$WORK/alice.p12 alice   (PKCS#12 password from pki.pw)"
+timeout -k 5 30 kinit -X "X509_user_identity=PKCS12:$WORK/alice.p12" alice <"$WORK/pki.pw" \
+    >"$WORK/out" 2>&1 || { sed 's/^/    /' "$WORK/out"; fail "kinit with alice's certificate"; }
+run klist
+run kvno "$SVC"
+
+step "A phone adapter logs in with its manufacturer certificate (PacketCable form, device table)"
+run "$CLI" mta login --identity "$WORK/mta.p12" --password-file "$WORK/pki.pw" \
+    --kdc "127.0.0.1:$PORT" --realm "$REALM" --principal "$MTA" --anchors "$PKI/sp-root.pem" \
+    --packetcable --ccache "$WORK/mta.ccache"
+run klist -c "FILE:$WORK/mta.ccache"
+run env KRB5CCNAME="FILE:$WORK/mta.ccache" kvno "$SVC"
+run "$CLI" device show --db "$DB" --mac "$MAC"
+
+step "Revoke the device: its next login is refused at once, no KDC restart"
+run "$CLI" device revoke --db "$DB" --mac "$MAC"
+show "$CLI mta login ... --principal $MTA --packetcable   (expected to fail)"
+if timeout -k 5 30 "$CLI" mta login --identity "$WORK/mta.p12" --password-file "$WORK/pki.pw" \
+        --kdc "127.0.0.1:$PORT" --realm "$REALM" --principal "$MTA" \
+        --anchors "$PKI/sp-root.pem" --packetcable --ccache "$WORK/mta2.ccache" \
+        </dev/null >"$WORK/out" 2>&1; then
+    sed 's/^/    /' "$WORK/out"; fail "the revoked device still logged in"
+fi
+sed 's/^/    /' "$WORK/out"
 
 step "What the KDC logged for those requests"
 sleep 0.2
@@ -172,6 +227,12 @@ ${B}How to run it for real${N}
   $CLI principal add --db /var/lib/cablekey/kdc.db host/server.example.com --random
   $CLI keytab export --db /var/lib/cablekey/kdc.db --out /etc/krb5.keytab host/server.example.com
 
+  # 1b. certificates: the operator PKI (or 'pki import' an existing one), devices by MAC
+  $CLI pki init --dir /etc/cablekey/pki --realm EXAMPLE.COM --org "Example Cable" --password-file /etc/cablekey/pki.pw
+  $CLI pki issue-device --dir /etc/cablekey/pki --mac 00:11:22:33:44:55 --out mta.p12 --password-file /etc/cablekey/pki.pw
+  $CLI principal add --db /var/lib/cablekey/kdc.db mta-001122334455 --random
+  $CLI device add --db /var/lib/cablekey/kdc.db --mac 00:11:22:33:44:55 --principal mta-001122334455
+
   # 2. /etc/cablekey/kdc.conf (krb5 profile syntax, the names of MIT's kdc.conf)
   [kdcdefaults]
       kdc_listen = 0.0.0.0:88
@@ -181,6 +242,10 @@ ${B}How to run it for real${N}
           key_stash_file = /var/lib/cablekey/kdc.db.stash
           max_life = 10h
           max_renewable_life = 7d
+          pkinit_identity = PKCS12:/etc/cablekey/pki/kdc.p12
+          pkinit_password_file = /etc/cablekey/pki.pw
+          pkinit_anchors = FILE:/etc/cablekey/pki/sp-root.pem
+          pkinit_packetcable_anchors = FILE:/etc/cablekey/pki/mfg-root.pem
       }
 
   # 3. check, then run in the foreground (logs one line per request, SIGTERM to stop)
