@@ -132,8 +132,8 @@ int ck_pki_san_principal_decode(const uint8_t *der, size_t len, ck_principal **o
 int ck_pki_cert_san_principals(X509 *cert, ck_principal **out, size_t max, size_t *n);
 
 /* MAC addresses as PacketCable writes them in a device certificate's CN: "xx:xx:xx:xx:xx:xx"
- * (lower case). parse accepts aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff, aabbccddeeff and
- * aabb.ccdd.eeff, in either case; it refuses group (multicast) and all-zero addresses. */
+ * (lower case). parse accepts the project's one MAC syntax (ck_mac_parse in util.h) and refuses
+ * group (multicast) and all-zero addresses. */
 #define CK_PKI_MAC_TEXT 18
 int ck_pki_mac_parse(const char *text, uint8_t mac[6]);
 void ck_pki_mac_format(const uint8_t mac[6], char out[CK_PKI_MAC_TEXT]);

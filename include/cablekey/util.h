@@ -63,6 +63,18 @@ int ck_fd_write_all(int fd, const void *buf, size_t len);
  * passes one byte more than it accepts detects oversized files). CK_ERR_IO on failure. */
 int ck_fd_read_all(int fd, void *buf, size_t cap, size_t *len);
 
+/* Ethernet MAC addresses (lib/util/mac.c), the one syntax every component accepts:
+ * aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff or aabbccddeeff, either case. The canonical text form is
+ * lower case with colons. Errors never echo the input (it may come from a certificate). */
+#define CK_MAC_LEN 6
+#define CK_MAC_TEXT 18 /* "aa:bb:cc:dd:ee:ff" and its NUL */
+int ck_mac_parse(const char *text, uint8_t mac[CK_MAC_LEN]);
+void ck_mac_format(const uint8_t mac[CK_MAC_LEN], char out[CK_MAC_TEXT]);
+/* Parse, then format: out is "" on error. */
+int ck_mac_canonical(const char *text, char out[CK_MAC_TEXT]);
+/* The value of a hex digit, or -1. */
+int ck_hex_digit(int c);
+
 /* Wall clock seconds and microseconds. */
 void ck_now(int64_t *sec, int32_t *usec);
 /* Monotonic milliseconds. */

@@ -199,75 +199,28 @@ out:
 /* ------------------------------------------------------------------------------------------- */
 /* MAC addresses */
 
-static int
-hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int
 ck_pki_mac_parse(const char *text, uint8_t mac[6])
 {
-    /* Accepted shapes: digit groups of 2 separated by ':' or '-', 4 separated by '.', or 12
-     * digits in a row. sep 0 means no separator. */
-    static const struct {
-        size_t group;
-        char sep;
-    } shapes[] = {{2, ':'}, {2, '-'}, {4, '.'}, {12, 0}};
-    size_t len;
+    uint8_t tmp[CK_MAC_LEN];
+    int ret;
 
-    if (text == NULL)
-        return ck_error_set(CK_ERR_INVAL, "MAC address: missing");
-    len = strlen(text);
-    for (size_t s = 0; s < sizeof(shapes) / sizeof(shapes[0]); s++) {
-        size_t group = shapes[s].group, want = 12 + (shapes[s].sep ? 12 / group - 1 : 0);
-        size_t nd = 0, pos = 0;
-        uint8_t tmp[6] = {0};
-        bool okay = len == want;
-        while (okay && pos < len) {
-            int v = hexval((unsigned char)text[pos]);
-            if (v < 0) {
-                okay = false;
-                break;
-            }
-            tmp[nd / 2] = (uint8_t)(tmp[nd / 2] << 4 | v);
-            nd++;
-            pos++;
-            if (nd < 12 && nd % group == 0 && shapes[s].sep) {
-                if (text[pos] != shapes[s].sep)
-                    okay = false;
-                pos++;
-            }
-        }
-        if (!okay || nd != 12)
-            continue;
-        if (tmp[0] & 0x01)
-            return ck_error_set(CK_ERR_INVAL, "MAC address %s is a group (multicast) address",
-                                text);
-        if ((tmp[0] | tmp[1] | tmp[2] | tmp[3] | tmp[4] | tmp[5]) == 0)
-            return ck_error_set(CK_ERR_INVAL, "MAC address %s is all zeros", text);
-        memcpy(mac, tmp, 6);
-        return 0;
-    }
-    return ck_error_set(CK_ERR_INVAL, "bad MAC address (use e.g. 00:1a:2b:3c:4d:5e)");
+    if ((ret = ck_mac_parse(text, tmp)) != 0)
+        return ret;
+    /* Certificates are issued to one device: a group or all-zero address names none. */
+    if (tmp[0] & 0x01)
+        return ck_error_set(CK_ERR_INVAL, "MAC address %s is a group (multicast) address",
+                            text);
+    if ((tmp[0] | tmp[1] | tmp[2] | tmp[3] | tmp[4] | tmp[5]) == 0)
+        return ck_error_set(CK_ERR_INVAL, "MAC address %s is all zeros", text);
+    memcpy(mac, tmp, CK_MAC_LEN);
+    return 0;
 }
 
 void
 ck_pki_mac_format(const uint8_t mac[6], char out[CK_PKI_MAC_TEXT])
 {
-    static const char hex[] = "0123456789abcdef";
-
-    for (int i = 0; i < 6; i++) {
-        out[3 * i] = hex[mac[i] >> 4];
-        out[3 * i + 1] = hex[mac[i] & 0xf];
-        out[3 * i + 2] = i < 5 ? ':' : '\0';
-    }
+    ck_mac_format(mac, out);
 }
 
 int

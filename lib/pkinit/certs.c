@@ -773,38 +773,10 @@ ck_pkinit_kdc_cert_match_realm(X509 *cert, const char *realm)
 
 /* ---- Device identity ---- */
 
-static int
-hex_val(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int
 ck_pkinit_mac_canonical(const char *text, char out[CK_PKINIT_MAC_TEXT])
 {
-    static const char digits[] = "0123456789abcdef";
-    char sep;
-
-    if (text == NULL || out == NULL || strlen(text) != CK_PKINIT_MAC_TEXT - 1)
-        return ck_error_set(CK_ERR_INVAL, "MAC address: need xx:xx:xx:xx:xx:xx");
-    sep = text[2];
-    if (sep != ':' && sep != '-')
-        return ck_error_set(CK_ERR_INVAL, "MAC address: separator must be ':' or '-'");
-    for (size_t i = 0; i < 6; i++) {
-        int hi = hex_val(text[3 * i]), lo = hex_val(text[3 * i + 1]);
-        if (hi < 0 || lo < 0 || (i < 5 && text[3 * i + 2] != sep))
-            return ck_error_set(CK_ERR_INVAL, "MAC address: need xx:xx:xx:xx:xx:xx");
-        out[3 * i] = digits[hi];
-        out[3 * i + 1] = digits[lo];
-        out[3 * i + 2] = i < 5 ? ':' : '\0';
-    }
-    return 0;
+    return ck_mac_canonical(text, out);
 }
 
 int

@@ -1086,53 +1086,10 @@ out:
 
 /* ---- devices ---- */
 
-static int
-hex_digit(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 int
 ck_device_mac_parse(const char *in, char out[CK_DEVICE_MAC_LEN + 1])
 {
-    static const char hexchars[] = "0123456789abcdef";
-    size_t n, step;
-    char sep = '\0';
-
-    out[0] = '\0';
-    if (in == NULL)
-        return ck_error_set(CK_ERR_INVAL, "no MAC address");
-    /* The input is not echoed: it may come from a certificate and end up in a log line. */
-    n = strnlen(in, CK_DEVICE_MAC_LEN + 1);
-    if (n == 12) {
-        step = 2;
-    } else if (n == CK_DEVICE_MAC_LEN && (in[2] == ':' || in[2] == '-')) {
-        sep = in[2];
-        step = 3;
-    } else {
-        return ck_error_set(CK_ERR_INVAL, "malformed MAC address (use aa:bb:cc:dd:ee:ff, "
-                                          "aa-bb-cc-dd-ee-ff or aabbccddeeff)");
-    }
-    for (size_t i = 0; i < 6; i++) {
-        const char *g = in + i * step;
-        int hi = hex_digit(g[0]), lo = hex_digit(g[1]);
-
-        if (hi < 0 || lo < 0 || (sep != '\0' && i < 5 && g[2] != sep)) {
-            out[0] = '\0';
-            return ck_error_set(CK_ERR_INVAL, "malformed MAC address (use aa:bb:cc:dd:ee:ff, "
-                                              "aa-bb-cc-dd-ee-ff or aabbccddeeff)");
-        }
-        out[i * 3] = hexchars[hi];
-        out[i * 3 + 1] = hexchars[lo];
-        out[i * 3 + 2] = i < 5 ? ':' : '\0';
-    }
-    return 0;
+    return ck_mac_canonical(in, out);
 }
 
 const char *
@@ -1163,7 +1120,7 @@ ck_device_pin_parse_hex(const char *hex, uint8_t out[CK_DEVICE_SPKI_HASH_LEN])
                                           "characters)", n, n > grouped ? " or more" : "");
     for (size_t i = 0; i < CK_DEVICE_SPKI_HASH_LEN; i++) {
         const char *g = hex + i * step;
-        int hi = hex_digit(g[0]), lo = hex_digit(g[1]);
+        int hi = ck_hex_digit((unsigned char)g[0]), lo = ck_hex_digit((unsigned char)g[1]);
 
         if (hi < 0 || lo < 0 || (step == 3 && i + 1 < CK_DEVICE_SPKI_HASH_LEN && g[2] != ':')) {
             ck_memzero(out, CK_DEVICE_SPKI_HASH_LEN);

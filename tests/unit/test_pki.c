@@ -239,11 +239,12 @@ static void
 mac_normalisation(void)
 {
     static const char *const good[] = {"00:1a:2b:3c:4d:5e", "00:1A:2B:3C:4D:5E", "00-1a-2B-3c-4D-5e",
-                                       "001a2b3c4d5e", "001A.2B3C.4D5E"};
+                                       "001a2b3c4d5e"};
     static const char *const bad[] = {
         "", "00:1a:2b:3c:4d", "00:1a:2b:3c:4d:5e:6f", "00:1a-2b:3c:4d:5e", "00:1a:2b:3c:4d:5g",
         "001a2b3c4d5", "001a2b3c4d5e0", "001a.2b3c4d5e", "00:1a:2b:3c:4d:5e ", " 00:1a:2b:3c:4d:5e",
-        "0:1a:2b:3c:4d:5e", "00::1a:2b:3c:4d:5e", "00:1a:2b:3c:4d:+5"};
+        "0:1a:2b:3c:4d:5e", "00::1a:2b:3c:4d:5e", "00:1a:2b:3c:4d:+5",
+        "001A.2B3C.4D5E" /* the dotted form: the device table does not take it either */};
     uint8_t mac[6], want[6] = {0x00, 0x1a, 0x2b, 0x3c, 0x4d, 0x5e};
     char text[CK_PKI_MAC_TEXT];
 
