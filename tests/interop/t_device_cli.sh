@@ -65,6 +65,7 @@ mkcert other 00:10:18:0a:00:99
 openssl x509 -in "$tmp/mta2.pem" -outform DER -out "$tmp/mta2.der" || bail "DER export"
 printf '%s\n' "$P12PW" >"$tmp/p12.pw"
 printf 'wrong-password\n' >"$tmp/wrong.pw"
+chmod 600 "$tmp/p12.pw" "$tmp/wrong.pw" # password files are refused when others may read them
 timeout 60 openssl pkcs12 -export -in "$tmp/mta3.pem" -inkey "$tmp/mta3.key" \
     -passout "file:$tmp/p12.pw" -out "$tmp/mta3.p12" >"$tmp/openssl.log" 2>&1 ||
     bail "openssl pkcs12 -export" "$(cat "$tmp/openssl.log")"

@@ -16,13 +16,12 @@
 #include <openssl/x509.h>
 
 #include "cablekey/error.h"
+#include "cablekey/pki.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "cli.h"
 
 #define CERT_FILE_MAX (1 << 20)  /* a certificate or a device PKCS#12 is a few KiB */
-#define PASSWORD_FILE_MAX 1023
-#define PASSWORD_FILE_READ_MAX 65536 /* only the first line is used */
 #define LIST_PAGE 1000
 
 enum {
@@ -207,32 +206,6 @@ out:
     return ret;
 }
 
-/* The first line of a password file (the convention of every --password-file in cablekey). */
-static int
-read_password_file(const char *path, char **out)
-{
-    uint8_t *buf = NULL;
-    size_t len = 0, n = 0;
-    int ret;
-
-    *out = NULL;
-    if ((ret = read_file(path, PASSWORD_FILE_READ_MAX, &buf, &len)) != 0)
-        return ret;
-    while (n < len && buf[n] != '\n' && buf[n] != '\0')
-        n++;
-    if (n > 0 && buf[n - 1] == '\r')
-        n--;
-    if (n > PASSWORD_FILE_MAX)
-        ret = ck_error_set(CK_ERR_LIMIT, "%s: password longer than %d bytes", path,
-                           PASSWORD_FILE_MAX);
-    else if ((*out = ck_memdup(buf, n + 1)) == NULL)
-        ret = ck_error_set(CK_ERR_NOMEM, "password");
-    else
-        (*out)[n] = '\0';
-    ck_free_secret(buf, len);
-    return ret;
-}
-
 /* Loads the end-entity certificate: PEM (the first certificate), PKCS#12 (needs the password)
  * or DER. */
 static int
@@ -243,8 +216,7 @@ load_certificate(const char *path, const char *password_file, X509 **out)
     const unsigned char *p;
     char *pw = NULL;
     PKCS12 *p12 = NULL;
-    EVP_PKEY *key = NULL;
-    STACK_OF(X509) *ca = NULL;
+    ck_pki_identity *id = NULL;
     BIO *bio = NULL;
     int ret = 0;
 
@@ -264,15 +236,11 @@ load_certificate(const char *path, const char *password_file, X509 **out)
                                path);
             goto out;
         }
-        if ((ret = read_password_file(password_file, &pw)) != 0)
+        if ((ret = ck_pki_password_read(password_file, &pw)) != 0 ||
+            (ret = ck_pki_identity_from_p12(buf, len, pw, &id)) != 0)
             goto out;
-        if (!PKCS12_parse(p12, pw, &key, out, &ca) || *out == NULL) {
-            X509_free(*out);
-            *out = NULL;
-            ret = ck_error_set_ssl(CK_ERR_DECODE, "%s: cannot open the PKCS#12 (wrong "
-                                   "password, or a legacy encryption: give the certificate "
-                                   "as PEM)", path);
-        }
+        *out = id->cert;
+        id->cert = NULL;
         goto out;
     }
     p = buf;
@@ -283,10 +251,8 @@ load_certificate(const char *path, const char *password_file, X509 **out)
     }
 out:
     ERR_clear_error();
-    if (pw != NULL)
-        ck_free_secret(pw, strlen(pw) + 1);
-    EVP_PKEY_free(key);
-    sk_X509_pop_free(ca, X509_free);
+    ck_pki_password_free(pw);
+    ck_pki_identity_free(id);
     PKCS12_free(p12);
     BIO_free(bio);
     free(buf);
@@ -322,9 +288,8 @@ cert_pin(const char *path, const char *password_file, const char *mac,
          uint8_t out[CK_DEVICE_SPKI_HASH_LEN])
 {
     X509 *cert = NULL;
-    unsigned char *der = NULL;
     char cmac[CK_DEVICE_MAC_LEN + 1];
-    int len, ret;
+    int ret;
 
     if ((ret = load_certificate(path, password_file, &cert)) != 0)
         return ret;
@@ -333,11 +298,8 @@ cert_pin(const char *path, const char *password_file, const char *mac,
                            cmac, mac);
         goto out;
     }
-    len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
-    if (len <= 0 || !EVP_Digest(der, (size_t)len, out, NULL, EVP_sha256(), NULL))
-        ret = ck_error_set_ssl(CK_ERR_CRYPTO, "%s: cannot hash the public key", path);
+    ret = ck_pki_spki_sha256(cert, out);
 out:
-    OPENSSL_free(der);
     X509_free(cert);
     return ret;
 }
