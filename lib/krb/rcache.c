@@ -3,7 +3,9 @@
  * Entries live in a ring buffer in insertion order, which is also expiry order (every entry has
  * the same lifetime and `now` does not go backwards by more than the skew), so expiry and the
  * size bound both evict from the tail. A chained hash index over the ring finds duplicates. */
+#include <errno.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -48,7 +50,11 @@ ck_rcache_new(size_t max_entries, int64_t lifetime, ck_rcache **out)
                             max_entries);
     if ((rc = calloc(1, sizeof(*rc))) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "rcache");
-    pthread_mutex_init(&rc->lock, NULL);
+    if ((errno = pthread_mutex_init(&rc->lock, NULL)) != 0) {
+        ret = ck_error_set(CK_ERR_NOMEM, "rcache: mutex: %s", strerror(errno));
+        free(rc);
+        return ret;
+    }
     rc->lifetime = lifetime;
     rc->max = max_entries;
     for (rc->n_buckets = 16; rc->n_buckets < max_entries; rc->n_buckets <<= 1)
@@ -105,15 +111,14 @@ rc_evict_tail(ck_rcache *rc)
     rc->count--;
 }
 
-static void
+static bool
 put_field(EVP_MD_CTX *ctx, const void *p, size_t len)
 {
     uint8_t l[4] = {(uint8_t)(len >> 24), (uint8_t)(len >> 16), (uint8_t)(len >> 8),
                     (uint8_t)len};
 
     /* Length-prefixed so ("ab","c") and ("a","bc") hash differently. */
-    EVP_DigestUpdate(ctx, l, sizeof(l));
-    EVP_DigestUpdate(ctx, p, len);
+    return EVP_DigestUpdate(ctx, l, sizeof(l)) == 1 && EVP_DigestUpdate(ctx, p, len) == 1;
 }
 
 int
@@ -139,11 +144,11 @@ ck_rcache_check_and_store(ck_rcache *rc, const char *client, const char *server,
         EVP_MD_CTX_free(ctx);
         return ck_error_set_ssl(CK_ERR_CRYPTO, "rcache: digest");
     }
-    put_field(ctx, client, strlen(client));
-    put_field(ctx, server, strlen(server));
-    put_field(ctx, tv, sizeof(tv));
-    put_field(ctx, auth_cipher, auth_cipher_len);
-    if (!EVP_DigestFinal_ex(ctx, digest, &dlen) || dlen != RC_DIGEST) {
+    /* A digest that failed must not be compared: an all-zero or partial digest would make
+     * unrelated authenticators collide (refusals) or miss real replays. */
+    if (!put_field(ctx, client, strlen(client)) || !put_field(ctx, server, strlen(server)) ||
+        !put_field(ctx, tv, sizeof(tv)) || !put_field(ctx, auth_cipher, auth_cipher_len) ||
+        !EVP_DigestFinal_ex(ctx, digest, &dlen) || dlen != RC_DIGEST) {
         EVP_MD_CTX_free(ctx);
         return ck_error_set_ssl(CK_ERR_CRYPTO, "rcache: digest");
     }
