@@ -37,8 +37,8 @@
 #include "cablekey/error.h"
 #include "cablekey/krb5_asn1.h"
 #include "cablekey/util.h"
+#include "proc_cpu.h"
 
-#define LG_MAX_PIDS 16
 #define LG_MAX_INFLIGHT 4096
 #define LG_MAX_REQUESTS 5000000
 #define LG_REPLY_MAX 65536
@@ -61,8 +61,7 @@ typedef struct lg_opts {
     int64_t inflight;
     int64_t duration_max_s;
     int64_t timeout_ms;
-    int npids;
-    int pids[LG_MAX_PIDS];
+    struct proc_pids kdc_pids;
 } lg_opts;
 
 /* All prepared requests live in one buffer; req i is data[off[i] .. off[i] + len[i]). */
@@ -100,167 +99,6 @@ static double
 ts_us(const struct timespec *a, const struct timespec *b)
 {
     return (double)(b->tv_sec - a->tv_sec) * 1e6 + (double)(b->tv_nsec - a->tv_nsec) / 1e3;
-}
-
-/* ---------------------------------------------------------------------------------------------
- * KDC CPU accounting from /proc.
- */
-
-/* utime + stime of a process in clock ticks (/proc/PID/stat fields 14 and 15; for a multithreaded
- * process they already include every thread). The command name (field 2) may contain spaces and
- * parentheses, so parsing starts after the last ')'. */
-static int
-proc_cpu_ticks(int pid, unsigned long long *ticks)
-{
-    char path[64], buf[1024];
-    unsigned long long ut = 0, st = 0;
-    FILE *f;
-    size_t n;
-    char *p;
-
-    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    n = fread(buf, 1, sizeof(buf) - 1, f);
-    fclose(f);
-    buf[n] = '\0';
-    if ((p = strrchr(buf, ')')) == NULL)
-        return -1;
-    /* After ") ": state(3) ppid pgrp session tty_nr tpgid flags minflt cminflt majflt cmajflt
-     * utime(14) stime(15). */
-    if (sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-        return -1;
-    *ticks = ut + st;
-    return 0;
-}
-
-/* Adds the direct children of every given pid (MIT's krb5kdc -w N forks its workers, which do
- * all the work), from /proc/PID/task/TID/children, skipping pids already listed. */
-static void
-add_child_pids(lg_opts *o)
-{
-    int nparents = o->npids;
-
-    for (int i = 0; i < nparents; i++) {
-        char path[384], tids[64];
-        struct dirent *de;
-        DIR *d;
-
-        snprintf(tids, sizeof(tids), "/proc/%d/task", o->pids[i]);
-        if ((d = opendir(tids)) == NULL)
-            continue;
-        while ((de = readdir(d)) != NULL) {
-            FILE *f;
-            int child;
-
-            if (de->d_name[0] < '0' || de->d_name[0] > '9')
-                continue;
-            snprintf(path, sizeof(path), "/proc/%d/task/%s/children", o->pids[i], de->d_name);
-            if ((f = fopen(path, "r")) == NULL)
-                continue;
-            while (fscanf(f, "%d", &child) == 1) {
-                int dup = 0;
-
-                for (int j = 0; j < o->npids; j++)
-                    dup |= o->pids[j] == child;
-                if (!dup && o->npids < LG_MAX_PIDS)
-                    o->pids[o->npids++] = child;
-            }
-            fclose(f);
-        }
-        closedir(d);
-    }
-}
-
-static int
-kdc_cpu_ticks(const lg_opts *o, unsigned long long *total)
-{
-    *total = 0;
-    for (int i = 0; i < o->npids; i++) {
-        unsigned long long t;
-
-        if (proc_cpu_ticks(o->pids[i], &t) != 0) {
-            fprintf(stderr, "kdc_loadgen: cannot read /proc/%d/stat\n", o->pids[i]);
-            return -1;
-        }
-        *total += t;
-    }
-    return 0;
-}
-
-/* Nanosecond-resolution on-CPU time of every thread of a process, from
- * /proc/PID/task/TID/schedstat (first field). Clock ticks are 10 ms; this is exact, but only
- * present with CONFIG_SCHEDSTATS, so it is reported beside the /proc/PID/stat figure. */
-static int
-proc_sched_ns(int pid, unsigned long long *ns)
-{
-    char path[384], buf[256];
-    unsigned long long sum = 0;
-    struct dirent *de;
-    DIR *d;
-    int found = 0;
-
-    snprintf(path, sizeof(path), "/proc/%d/task", pid);
-    if ((d = opendir(path)) == NULL)
-        return -1;
-    while ((de = readdir(d)) != NULL) {
-        unsigned long long v;
-        FILE *f;
-
-        if (de->d_name[0] < '0' || de->d_name[0] > '9')
-            continue;
-        snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", pid, de->d_name);
-        if ((f = fopen(path, "r")) == NULL)
-            continue;
-        if (fgets(buf, sizeof(buf), f) != NULL && sscanf(buf, "%llu", &v) == 1) {
-            sum += v;
-            found = 1;
-        }
-        fclose(f);
-    }
-    closedir(d);
-    *ns = sum;
-    return found ? 0 : -1;
-}
-
-static int
-kdc_sched_ns(const lg_opts *o, unsigned long long *total)
-{
-    *total = 0;
-    for (int i = 0; i < o->npids; i++) {
-        unsigned long long v;
-
-        if (proc_sched_ns(o->pids[i], &v) != 0)
-            return -1;
-        *total += v;
-    }
-    return 0;
-}
-
-/* Whole-machine busy and total time in clock ticks (/proc/stat "cpu" line), to tell how much of
- * the CPUs other processes took during the run: throughput is only comparable between runs that
- * had the machine to themselves, CPU per exchange is robust either way. */
-static int
-machine_ticks(unsigned long long *busy, unsigned long long *total)
-{
-    unsigned long long v[8] = {0};
-    char buf[512];
-    FILE *f;
-    int n;
-
-    if ((f = fopen("/proc/stat", "r")) == NULL)
-        return -1;
-    n = fgets(buf, sizeof(buf), f) != NULL
-            ? sscanf(buf, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2],
-                     &v[3], &v[4], &v[5], &v[6], &v[7])
-            : 0;
-    fclose(f);
-    if (n < 8)
-        return -1;
-    /* user nice system idle iowait irq softirq steal */
-    *busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-    *total = *busy + v[3] + v[4];
-    return 0;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -714,13 +552,8 @@ parse_opts(int argc, char **argv, lg_opts *o)
                 return -1;
             break;
         case 'P':
-            if (o->npids >= LG_MAX_PIDS || ck_parse_int64(optarg, 1, 1 << 30, &v) != 0)
+            if (ck_parse_int64(optarg, 1, 1 << 30, &v) != 0 || proc_pids_add(&o->kdc_pids, (int)v) != 0)
                 return -1;
-            for (int j = 0; j < o->npids; j++)
-                if (o->pids[j] == (int)v)
-                    v = 0;
-            if (v != 0)
-                o->pids[o->npids++] = (int)v;
             break;
         default:
             return -1;
@@ -893,16 +726,16 @@ main(int argc, char **argv)
         }
     }
 
-    if (o.npids > 0) {
-        add_child_pids(&o);
-        if (kdc_cpu_ticks(&o, &cpu0) != 0) {
+    if (o.kdc_pids.n > 0) {
+        proc_pids_add_children(&o.kdc_pids);
+        if (proc_pids_ticks(&o.kdc_pids, &cpu0) != 0) {
             ret = 1;
             goto out;
         }
         have_cpu = 1;
-        have_ns = kdc_sched_ns(&o, &ns0) == 0;
+        have_ns = proc_pids_sched_ns(&o.kdc_pids, &ns0) == 0;
     }
-    have_machine = machine_ticks(&mbusy0, &mtot0) == 0;
+    have_machine = proc_machine_ticks(&mbusy0, &mtot0) == 0;
     getrusage(RUSAGE_SELF, &ru0);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     for (size_t i = 0; i < (size_t)o.inflight && next < reqs.n; i++)
@@ -993,12 +826,12 @@ main(int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     getrusage(RUSAGE_SELF, &ru1);
-    if (have_machine && machine_ticks(&mbusy1, &mtot1) != 0)
+    if (have_machine && proc_machine_ticks(&mbusy1, &mtot1) != 0)
         have_machine = 0;
     if (have_cpu) {
-        if (kdc_cpu_ticks(&o, &cpu1) != 0)
+        if (proc_pids_ticks(&o.kdc_pids, &cpu1) != 0)
             have_cpu = 0;
-        if (have_ns && kdc_sched_ns(&o, &ns1) != 0)
+        if (have_ns && proc_pids_sched_ns(&o.kdc_pids, &ns1) != 0)
             have_ns = 0;
     }
 
@@ -1027,7 +860,7 @@ main(int argc, char **argv)
         if (have_cpu)
             printf("  KDC CPU %.0f ms (%d pid%s, /proc stat ticks) = %.1f us/exchange; "
                    "schedstat %.1f us/exchange\n",
-                   cpu_us / 1e3, o.npids, o.npids == 1 ? "" : "s", cpu_per, ns_per);
+                   cpu_us / 1e3, o.kdc_pids.n, o.kdc_pids.n == 1 ? "" : "s", cpu_per, ns_per);
         printf("  generator CPU %.1f us/exchange\n", st.ok > 0 ? gen_us / (double)st.ok : -1);
         if (have_machine && mtot1 > mtot0) {
             long ncpu = sysconf(_SC_NPROCESSORS_ONLN);

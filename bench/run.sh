@@ -1,16 +1,24 @@
 #!/usr/bin/env bash
 # bench/run.sh BUILD_DIR — side-by-side KDC benchmark: cablekey-kdc and MIT krb5kdc, same machine,
-# same run, same realm and principals, same load generator (BUILD_DIR/kdc_loadgen) and parameters.
+# same run, same realm and principals, same loads and parameters.
 #
 # For each KDC: AS exchanges (PA-ENC-TIMESTAMP, aes256-cts-hmac-sha1-96) and TGS exchanges, over
-# UDP on loopback, both KDCs with 2 workers. Prints one table (exchanges/s, p50/p99 latency, KDC
-# CPU per exchange from /proc) and the ratios. Bounded: every generator run stops after
-# BENCH_DURATION seconds or BENCH_REQUESTS requests; the whole script takes about a minute.
+# UDP on loopback, both KDCs with 2 workers, under two load shapes:
+#   raw   BUILD_DIR/kdc_loadgen: prepared requests, BENCH_INFLIGHT (64) in flight, batched;
+#   krb5  BUILD_DIR/krb5_load: MIT's libkrb5 in BENCH_KRB5_PROCS (8) client processes, one
+#         request in flight each (krb5_get_init_creds_keytab: two KDC round trips per AS
+#         exchange; krb5_get_credentials: one per TGS exchange), as real clients arrive.
+# Prints one table (exchanges/s, latency, KDC CPU per exchange from /proc) and the ratios.
+# Bounded: every run stops after its duration; the whole script takes about two minutes.
 #
 # Environment:
-#   BENCH_REQUESTS   requests prepared per run (default 100000)
-#   BENCH_DURATION   seconds per run, at most (default 4)
-#   BENCH_INFLIGHT   requests kept in flight (default 64)
+#   BENCH_REQUESTS   raw: requests prepared per run (default 100000)
+#   BENCH_DURATION   raw: seconds per run, at most (default 4)
+#   BENCH_INFLIGHT   raw: requests kept in flight (default 64)
+#   BENCH_KRB5_PROCS krb5: client processes (default 8)
+#   BENCH_KRB5_DURATION krb5: seconds per run (default 5)
+#   BENCH_SHAPES     shapes to run (default "raw krb5"; krb5 needs BUILD_DIR/krb5_load)
+#   BENCH_LEVELS     cablekey-kdc log levels to run (default "warning info")
 #   BENCH_WORKERS    KDC workers for both implementations (default 2)
 #   BENCH_KEEP_TMP=1 keep the temp dir (KDC logs, configs, generator output)
 #   BENCH_SKIP_MIT=1 / BENCH_SKIP_CK=1  measure only one implementation
@@ -20,12 +28,17 @@ export LC_ALL=C TZ=UTC
 BUILD=${1:-build}
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || { echo "bench: no build dir '${1:-build}'" >&2; exit 2; }
 LOADGEN=$BUILD/kdc_loadgen
+KRB5_LOAD=$BUILD/krb5_load
 CK_KDC=$BUILD/cablekey-kdc
 CK_CLI=$BUILD/cablekey
 REQUESTS=${BENCH_REQUESTS:-100000}
 DURATION=${BENCH_DURATION:-4}
 INFLIGHT=${BENCH_INFLIGHT:-64}
 WORKERS=${BENCH_WORKERS:-2}
+KRB5_PROCS=${BENCH_KRB5_PROCS:-8}
+KRB5_DURATION=${BENCH_KRB5_DURATION:-5}
+SHAPES=${BENCH_SHAPES:-raw krb5}
+LEVELS=${BENCH_LEVELS:-warning info}
 
 REALM=BENCH.TEST
 CLIENT=bench
@@ -34,6 +47,9 @@ SERVICE=host/bench.test
 ENCTYPE=aes256-cts-hmac-sha1-96
 
 [ -x "$LOADGEN" ] || { echo "bench: $LOADGEN not built" >&2; exit 2; }
+case " $SHAPES " in
+*" krb5 "*) [ -x "$KRB5_LOAD" ] || { echo "bench: $KRB5_LOAD not built (libkrb5-dev missing?)" >&2; exit 2; } ;;
+esac
 
 tmp=$(mktemp -d /tmp/ck-bench.XXXXXX)
 MIT_PID=""
@@ -171,30 +187,60 @@ stop_ck() {
     CK_PID=""
 }
 
-# run_gen LABEL MODE PORT PID-ARGS...
+# run_gen LABEL MODE PORT PID-ARGS...: the raw shape.
 run_gen() {
     local label=$1 mode=$2 port=$3 out
     shift 3
     out=$tmp/gen-$label-$mode.out
-    echo "bench: $label $mode ..." >&2
+    echo "bench: $label $mode (raw) ..." >&2
     # shellcheck disable=SC2068
     timeout -k 5 $((DURATION + 60)) "$LOADGEN" --kdc "127.0.0.1:$port" --realm "$REALM" \
         --client "$CLIENT" --password "$PASSWORD" --service "$SERVICE" --mode "$mode" \
         --requests "$REQUESTS" --inflight "$INFLIGHT" --duration-max "$DURATION" \
         --label "$label" $@ >"$out" 2>&1
     sed 's/^/    /' "$out" >&2
-    grep '^RESULT ' "$out" >>"$tmp/results" || echo "RESULT impl=$label mode=$mode failed=1" >>"$tmp/results"
+    grep '^RESULT ' "$out" | sed 's/^RESULT /RESULT shape=raw /' >>"$tmp/results" ||
+        echo "RESULT shape=raw impl=$label mode=$mode failed=1" >>"$tmp/results"
+}
+
+# run_krb5 LABEL MODE PORT PID-ARGS...: the libkrb5 shape.
+run_krb5() {
+    local label=$1 mode=$2 port=$3 out
+    shift 3
+    out=$tmp/krb5-$label-$mode.out
+    echo "bench: $label $mode (krb5, $KRB5_PROCS processes) ..." >&2
+    # shellcheck disable=SC2068
+    timeout -k 5 $((KRB5_DURATION + 60)) "$KRB5_LOAD" --kdc "127.0.0.1:$port" --realm "$REALM" \
+        --client "$CLIENT@$REALM" --password "$PASSWORD" --service "$SERVICE@$REALM" \
+        --mode "$mode" --procs "$KRB5_PROCS" --duration "$KRB5_DURATION" \
+        --label "$label" $@ >"$out" 2>&1
+    sed 's/^/    /' "$out" >&2
+    grep '^RESULT ' "$out" | sed 's/shape=krb5 //; s/^RESULT /RESULT shape=krb5 /' >>"$tmp/results" ||
+        echo "RESULT shape=krb5 impl=$label mode=$mode failed=1" >>"$tmp/results"
+}
+
+# run_shapes LABEL PORT PID-ARGS...: every configured shape, AS then TGS.
+run_shapes() {
+    local label=$1 port=$2 shape mode
+    shift 2
+    for shape in $SHAPES; do
+        for mode in as tgs; do
+            case $shape in
+            raw) run_gen "$label" "$mode" "$port" "$@" ;;
+            krb5) run_krb5 "$label" "$mode" "$port" "$@" ;;
+            *) echo "bench: unknown shape $shape" >&2 ;;
+            esac
+        done
+    done
 }
 
 : >"$tmp/results"
-echo "bench: $(nproc) CPUs, $REQUESTS requests max, ${DURATION}s max, $INFLIGHT in flight, $WORKERS KDC workers" >&2
+echo "bench: $(nproc) CPUs, shapes: $SHAPES; raw: $REQUESTS requests max, ${DURATION}s max, $INFLIGHT in flight; krb5: $KRB5_PROCS processes, ${KRB5_DURATION}s; $WORKERS KDC workers" >&2
 
 if [ "${BENCH_SKIP_MIT:-0}" != 1 ]; then
     if setup_mit; then
         # shellcheck disable=SC2046
-        run_gen mit as "$MIT_PORT" $(mit_pid_args)
-        # shellcheck disable=SC2046
-        run_gen mit tgs "$MIT_PORT" $(mit_pid_args)
+        run_shapes mit "$MIT_PORT" $(mit_pid_args)
     else
         echo "bench: MIT realm setup failed:" >&2
         tail -n 20 "$tmp/mit/setup.log" "$tmp/mit/stdout.log" 2>/dev/null >&2
@@ -212,12 +258,11 @@ if [ "${BENCH_SKIP_CK:-0}" != 1 ]; then
         tail -n 20 "$tmp/ck/setup.log" >&2
     else
         # warning: the benchmark setting (per-request logging off); info: the operator default.
-        for level in warning info; do
+        for level in $LEVELS; do
             label=cablekey
-            [ "$level" = info ] && label=cablekey-info
+            [ "$level" != warning ] && label=cablekey-$level
             if start_ck "$level"; then
-                run_gen "$label" as "$CK_PORT" --kdc-pid "$CK_PID"
-                run_gen "$label" tgs "$CK_PORT" --kdc-pid "$CK_PID"
+                run_shapes "$label" "$CK_PORT" --kdc-pid "$CK_PID"
             else
                 echo "bench: cablekey-kdc did not start:" >&2
                 tail -n 20 "$tmp/ck/stdout-$level.log" "$tmp/ck/kdc-$level.log" 2>/dev/null >&2
@@ -238,9 +283,10 @@ function field(line, key,    n, i, kv) {
     return ""
 }
 /^RESULT / {
-    impl = field($0, "impl"); mode = field($0, "mode")
-    key = impl "/" mode
+    shape = field($0, "shape"); impl = field($0, "impl"); mode = field($0, "mode")
+    key = shape "/" impl "/" mode
     order[++n] = key
+    if (!(impl in seen)) { seen[impl] = 1; impls[++ni] = impl }
     if (field($0, "failed") != "") { failed[key] = 1; next }
     rps[key] = field($0, "rps"); p50[key] = field($0, "p50_us"); p99[key] = field($0, "p99_us")
     cpu[key] = field($0, "cpu_us_per_req"); ok[key] = field($0, "ok")
@@ -248,23 +294,27 @@ function field(line, key,    n, i, kv) {
     gen[key] = field($0, "gen_cpu_us_per_req"); oth[key] = field($0, "other_cores")
 }
 END {
-    printf "\n| impl | mode | exchanges/s | p50 µs | p99 µs | KDC CPU µs/exchange | ok | errors+lost | generator CPU µs/exchange | other processes (cores) |\n"
-    printf "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    printf "\n| shape | impl | mode | exchanges/s | p50 µs | p99 µs | KDC CPU µs/exchange | ok | errors+lost | load CPU µs/exchange | other processes (cores) |\n"
+    printf "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     for (i = 1; i <= n; i++) {
         k = order[i]; split(k, parts, "/")
-        if (failed[k]) { printf "| %s | %s | FAILED | | | | | | | |\n", parts[1], parts[2]; continue }
-        printf "| %s | %s | %.0f | %.0f | %.0f | %.1f | %d | %d | %.1f | %.2f |\n", parts[1], parts[2],
-               rps[k], p50[k], p99[k], cpu[k], ok[k], err[k], gen[k], oth[k]
+        if (failed[k]) { printf "| %s | %s | %s | FAILED | | | | | | | |\n", parts[1], parts[2], parts[3]; continue }
+        p99s = p99[k] > 0 ? sprintf("%.0f", p99[k]) : "-"
+        printf "| %s | %s | %s | %.0f | %.0f | %s | %.1f | %d | %d | %.1f | %.2f |\n", parts[1], parts[2], parts[3],
+               rps[k], p50[k], p99s, cpu[k], ok[k], err[k], gen[k], oth[k]
     }
-    printf "\n"
+    printf "\n(krb5 shape: p50 is the mean latency; an AS exchange is two KDC round trips.)\n\n"
+    split("raw krb5", shapes, " ")
     split("as tgs", modes, " ")
-    for (m = 1; m <= 2; m++) {
-        mk = "mit/" modes[m]
-        for (j = 1; j <= 2; j++) {
-            ours = (j == 1 ? "cablekey" : "cablekey-info") "/" modes[m]
-            if (!(mk in rps) || !(ours in rps) || cpu[ours] <= 0 || rps[mk] <= 0) continue
-            printf "%-18s %-4s MIT CPU / ours = %5.2fx (goal >= 5)   ours rps / MIT rps = %5.2fx (goal >= 5)\n",
-                   ours, modes[m], cpu[mk] / cpu[ours], rps[ours] / rps[mk]
+    for (s = 1; s <= 2; s++)
+        for (m = 1; m <= 2; m++) {
+            mk = shapes[s] "/mit/" modes[m]
+            for (j = 1; j <= ni; j++) {
+                if (impls[j] == "mit") continue
+                ours = shapes[s] "/" impls[j] "/" modes[m]
+                if (!(mk in rps) || !(ours in rps) || cpu[ours] <= 0 || rps[mk] <= 0) continue
+                printf "%-5s %-18s %-4s MIT CPU / ours = %5.2fx (goal >= 5)   ours rps / MIT rps = %5.2fx\n",
+                       shapes[s], impls[j], modes[m], cpu[mk] / cpu[ours], rps[ours] / rps[mk]
+            }
         }
-    }
 }' "$tmp/results"

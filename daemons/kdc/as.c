@@ -1,4 +1,5 @@
-/* AS exchange (RFC 4120 §3.1, §5.4.1-2): password clients with PA-ENC-TIMESTAMP.
+/* AS exchange (RFC 4120 §3.1, §5.4.1-2). Pre-authentication is a table of mechanisms
+ * (preauth.h: PA-ENC-TIMESTAMP today); the reply is built by the reply builder (reply.h).
  *
  * Decisions:
  *   - A client with DISALLOW_ALL_TIX gets KDC_ERR_CLIENT_REVOKED (18), as MIT does ("CLIENT
@@ -8,10 +9,13 @@
  *   - TGS-only options (FORWARDED, PROXY, RENEW, VALIDATE, ENC_TKT_IN_SKEY) are KDC_ERR_BADOPTION.
  *   - FORWARDABLE/PROXIABLE/RENEWABLE that the principals' attributes disallow are silently not
  *     granted (the flags in the reply tell the client).
- *   - The reply key is the client's key for the first requested enctype it has at its current
- *     kvno; PA-ENC-TIMESTAMP may use any of the client's current keys.
+ *   - The reply key is the client's current key for the first requested enctype that the realm
+ *     permits (supported_enctypes) and the client has; a pre-authentication mechanism may replace
+ *     it (PKINIT). Without one, and with no mechanism able to replace it, the request fails with
+ *     KDC_ERR_ETYPE_NOSUPP before pre-authentication.
  *   - Unknown padata types are ignored (MIT clients send PA-REQ-ENC-PA-REP, PA-AS-FRESHNESS...). */
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
@@ -20,104 +24,24 @@
 #include "cablekey/util.h"
 #include "kdc_int.h"
 
-/* Appends a PA-ETYPE-INFO2 with one entry for key k to *md. The encoding depends only on the
- * key's enctype and salt, so the worker keeps the last one and reuses it for the same pair. */
-static int
-add_etype_info2(struct kdc_worker *w, CK_METHOD_DATA **md, const ck_db_key *k)
-{
-    CK_ETYPE_INFO2 *info = NULL;
-    char salt[CK_STORE_MAX_SALT + 1];
-    uint8_t *der = NULL;
-    size_t len = 0;
-    int rc;
-
-    if (k->salt_len > CK_STORE_MAX_SALT)
-        return ck_error_set(CK_ERR_LIMIT, "salt too long");
-    if (w->ei2_der != NULL && w->ei2_etype == k->enctype && w->ei2_salt_len == k->salt_len &&
-        (k->salt_len == 0 || memcmp(w->ei2_salt, k->salt, k->salt_len) == 0))
-        return ck_asn1_padata_add(md, CK_PA_ETYPE_INFO2, w->ei2_der, w->ei2_len);
-    if (k->salt_len > 0)
-        memcpy(salt, k->salt, k->salt_len);
-    salt[k->salt_len] = '\0';
-    /* s2kparams stay absent: keys are made with the default iteration counts. */
-    if ((rc = ck_asn1_etype_info2_add(&info, k->enctype, k->salt_len > 0 ? salt : NULL, NULL,
-                                      0)) != 0)
-        goto out;
-    if ((rc = ck_asn1_etype_info2_encode(info, &der, &len)) != 0)
-        goto out;
-    if ((rc = ck_asn1_padata_add(md, CK_PA_ETYPE_INFO2, der, len)) != 0)
-        goto out;
-    /* Keep it (it is public: the enctype and salt every client is told). */
-    OPENSSL_free(w->ei2_der);
-    w->ei2_der = der;
-    w->ei2_len = len;
-    w->ei2_etype = k->enctype;
-    w->ei2_salt_len = k->salt_len;
-    if (k->salt_len > 0)
-        memcpy(w->ei2_salt, k->salt, k->salt_len);
-    der = NULL;
-out:
-    OPENSSL_free(der);
-    CK_ETYPE_INFO2_free(info);
-    return rc;
-}
-
-/* METHOD-DATA for PREAUTH_REQUIRED / PREAUTH_FAILED: PA-ETYPE-INFO2 then an empty
- * PA-ENC-TIMESTAMP (the methods we offer), as MIT kinit expects. */
+/* The refusal of a pre-authentication mechanism becomes the request's error. */
 static void
-set_preauth_edata(struct kdc_request *r, const ck_db_key *reply_key)
+fail_preauth(struct kdc_request *r, const struct kdc_pa_call *call, struct kdc_pa_run *run)
 {
-    CK_METHOD_DATA *md = NULL;
+    struct kdc_pa_error *err = &run->err;
 
-    if (add_etype_info2(r->w, &md, reply_key) == 0 &&
-        ck_asn1_padata_add(&md, CK_PA_ENC_TIMESTAMP, NULL, 0) == 0)
-        ck_asn1_method_data_encode(md, &r->e_data, &r->e_data_len);
-    CK_METHOD_DATA_free(md);
-}
-
-/* Checks PA-ENC-TIMESTAMP. Returns true if it verified; otherwise sets the error. */
-static bool
-verify_enc_timestamp(struct kdc_request *r, const CK_PA_DATA *pa, const ck_db_principal *client,
-                     const ck_db_key *reply_key)
-{
-    CK_ENCRYPTED_DATA *ed = NULL;
-    CK_PA_ENC_TS_ENC *ts = NULL;
-    const ck_db_key *k;
-    uint8_t *plain = NULL;
-    size_t plain_len = 0;
-    int64_t t;
-    bool ok = false;
-
-    if (ck_asn1_encrypted_data_decode(ASN1_STRING_get0_data(pa->padata_value),
-                                      (size_t)ASN1_STRING_length(pa->padata_value), &ed) != 0) {
-        kdc_fail(r, CK_KDC_ERR_PREAUTH_FAILED, "PREAUTH_FAILED", "undecodable PA-ENC-TIMESTAMP");
-        goto out;
+    kdc_fail(r, err->code, err->status, "%s", err->detail);
+    if (err->e_data != NULL) {
+        r->e_data = err->e_data;
+        r->e_data_len = err->e_data_len;
+        err->e_data = NULL;
+        err->e_data_len = 0;
+    } else if (err->code == CK_KDC_ERR_PREAUTH_FAILED) {
+        /* Tell the client what would work (MIT kinit re-derives its key from ETYPE-INFO2). */
+        if (kdc_preauth_offers(r->w, call, &r->e_data, &r->e_data_len) != 0 &&
+            r->detail[0] == '\0')
+            snprintf(r->detail, sizeof(r->detail), "no offers: %s", ck_error_context());
     }
-    if ((k = ck_db_principal_find_key(client, 0, ed->etype)) == NULL) {
-        kdc_fail(r, CK_KDC_ERR_PREAUTH_FAILED, "PREAUTH_FAILED",
-                 "no client key for PA-ENC-TIMESTAMP enctype %d", (int)ed->etype);
-        goto out;
-    }
-    if (ck_enc_data_open(ed, &k->key, CK_KU_PA_ENC_TS, &plain, &plain_len) != 0 ||
-        ck_asn1_pa_enc_ts_enc_decode(plain, plain_len, &ts) != 0 ||
-        ck_asn1_time_get(ts->patimestamp, &t) != 0) {
-        kdc_fail(r, CK_KDC_ERR_PREAUTH_FAILED, "PREAUTH_FAILED", NULL);
-        goto out;
-    }
-    if (t - r->now > r->w->clockskew || r->now - t > r->w->clockskew) {
-        kdc_fail(r, CK_KRB_AP_ERR_SKEW, "SKEW", "PA-ENC-TIMESTAMP off by %lld s",
-                 (long long)(t - r->now));
-        goto out;
-    }
-    ok = true;
-out:
-    if (!ok && r->error_code == CK_KDC_ERR_PREAUTH_FAILED)
-        set_preauth_edata(r, reply_key);
-    if (plain != NULL)
-        ck_free_secret(plain, plain_len);
-    CK_PA_ENC_TS_ENC_free(ts);
-    CK_ENCRYPTED_DATA_free(ed);
-    return ok;
 }
 
 void
@@ -126,22 +50,21 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     struct kdc_worker *w = r->w;
     CK_KDC_REQ_BODY *b;
     const ck_db_principal *client = NULL, *server = NULL;
-    const ck_db_key *reply_key = NULL, *tkt_key;
+    const ck_db_key *client_key = NULL, *tkt_key;
     struct kdc_ticket_times times;
-    const CK_PA_DATA *pa;
-    CK_ENC_TICKET_PART *etp = NULL;
-    CK_ENC_KDC_REP_PART *part = NULL;
-    CK_KDC_REP *rep = NULL;
-    uint8_t *plain = NULL;
-    size_t plain_len = 0;
+    struct kdc_pa_call call;
+    struct kdc_pa_run run;
+    struct kdc_reply *rb = NULL;
     uint32_t opts = 0, flags = CK_TKT_FLG_INITIAL, attrs;
     int64_t from, till, rtime, endtime, renew_till = 0, life;
-    ck_key session;
-    bool preauth = false;
-    int rc;
+    int32_t reply_etype = 0;
+    ck_key session, replaced;
+    int rc, pa;
 
     r->kind = "AS_REQ";
     ck_key_clear(&session);
+    ck_key_clear(&replaced);
+    memset(&run, 0, sizeof(run));
     if ((rc = ck_asn1_as_req_decode(der, len, &r->req)) != 0) {
         kdc_fail(r, CK_KRB_ERR_GENERIC, "DECODE_ERROR", "%s", ck_error_context());
         return;
@@ -210,35 +133,63 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
         return;
     }
 
-    /* Reply key: the first requested enctype the client has a current key for. */
-    for (size_t i = 0; i < r->n_etypes && reply_key == NULL; i++)
-        if (ck_enctype_is_supported(r->etypes[i]))
-            reply_key = ck_db_principal_find_key(client, 0, r->etypes[i]);
-    if (reply_key == NULL) {
+    /* Reply key: the first requested enctype the realm permits and the client has a current key
+     * for (supported_enctypes restricts it, as it restricts session and ticket keys). */
+    for (size_t i = 0; i < r->n_etypes; i++) {
+        if (!kdc_enctype_permitted(w, r->etypes[i]))
+            continue;
+        if (reply_etype == 0)
+            reply_etype = r->etypes[i];
+        if ((client_key = ck_db_principal_find_key(client, 0, r->etypes[i])) != NULL)
+            break;
+    }
+    if (client_key == NULL && (reply_etype == 0 || !kdc_preauth_keyless(w))) {
         kdc_fail(r, CK_KDC_ERR_ETYPE_NOSUPP, "BAD_ENCRYPTION_TYPE", "no client key");
         return;
     }
-    r->rep_etype = reply_key->enctype;
+    r->rep_etype = client_key != NULL ? client_key->enctype : 0;
 
-    pa = ck_asn1_padata_find(r->req->padata, CK_PA_ENC_TIMESTAMP);
-    if (pa != NULL) {
-        if (!verify_enc_timestamp(r, pa, client, reply_key))
-            return;
-        preauth = true;
-    } else if (client->attributes & (CK_ATTR_REQUIRES_PREAUTH | CK_ATTR_REQUIRES_HW_AUTH)) {
+    call = (struct kdc_pa_call){
+        .req = r->req,
+        .req_der = r->req_der,
+        .req_len = r->req_len,
+        .cname = r->cname,
+        .client = client,
+        .server = server,
+        .client_key = client_key,
+        .etypes = r->etypes,
+        .n_etypes = r->n_etypes,
+        .reply_etype = reply_etype,
+        .permitted = w->enctypes,
+        .n_permitted = w->n_enctypes,
+        .realm = w->realm_name,
+        .now = r->now,
+        .now_usec = r->now_usec,
+        .clockskew = w->clockskew,
+        .transport = r->transport,
+        .store = w->store,
+    };
+    pa = kdc_preauth_verify(w, &call, &run);
+    if (pa < 0) {
+        fail_preauth(r, &call, &run);
+        goto out;
+    }
+    if (pa == 0 && (client_key == NULL ||
+                    (client->attributes & (CK_ATTR_REQUIRES_PREAUTH | CK_ATTR_REQUIRES_HW_AUTH)))) {
         kdc_fail(r, CK_KDC_ERR_PREAUTH_REQUIRED, "NEEDED_PREAUTH", NULL);
         r->e_text = "NEEDED_PREAUTH";
-        set_preauth_edata(r, reply_key);
-        return;
+        if (kdc_preauth_offers(w, &call, &r->e_data, &r->e_data_len) != 0)
+            snprintf(r->detail, sizeof(r->detail), "no offers: %s", ck_error_context());
+        goto out;
     }
 
     if ((r->ses_etype = kdc_session_etype(w, r, server)) == 0) {
         kdc_fail(r, CK_KDC_ERR_ETYPE_NOSUPP, "BAD_ENCRYPTION_TYPE", "no session enctype");
-        return;
+        goto out;
     }
     if ((tkt_key = kdc_first_key(w, server)) == NULL) {
         kdc_fail(r, CK_KDC_ERR_ETYPE_NOSUPP, "BAD_ENCRYPTION_TYPE", "no server key");
-        return;
+        goto out;
     }
     r->tkt_etype = tkt_key->enctype;
 
@@ -247,11 +198,11 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
         ck_asn1_time_get_opt(b->till, 0, &till) != 0 ||
         ck_asn1_time_get_opt(b->rtime, 0, &rtime) != 0) {
         kdc_fail(r, CK_KRB_ERR_GENERIC, "DECODE_ERROR", "bad time field");
-        return;
+        goto out;
     }
     if (from > r->now + w->clockskew) {
         kdc_fail(r, CK_KDC_ERR_CANNOT_POSTDATE, "POSTDATE_NOT_SUPPORTED", NULL);
-        return;
+        goto out;
     }
     if (till == 0)
         till = INT64_MAX;
@@ -259,7 +210,7 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
         rtime = INT64_MAX;
     if (till <= r->now) {
         kdc_fail(r, CK_KDC_ERR_NEVER_VALID, "NEVER_VALID", NULL);
-        return;
+        goto out;
     }
     attrs = client->attributes | server->attributes;
     life = kdc_min64(kdc_life_cap(w, client), kdc_life_cap(w, server));
@@ -280,7 +231,7 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
         flags |= CK_TKT_FLG_FORWARDABLE;
     if ((opts & CK_KDC_OPT_PROXIABLE) && !(attrs & CK_ATTR_DISALLOW_PROXIABLE))
         flags |= CK_TKT_FLG_PROXIABLE;
-    if (preauth)
+    if (pa > 0)
         flags |= CK_TKT_FLG_PRE_AUTHENT;
     if (server->attributes & CK_ATTR_OK_AS_DELEGATE)
         flags |= CK_TKT_FLG_OK_AS_DELEGATE;
@@ -288,46 +239,34 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
 
     if ((rc = ck_random_key(r->ses_etype, &session)) != 0)
         goto fail;
-
-    /* The ticket. Names and addresses are borrowed from the request (given back at out:).
-     * Each name goes into two messages (cname: EncTicketPart and AS-REP; sname: Ticket and
-     * EncASRepPart): encode it once so the enclosing encoders replay its bytes. */
-    if ((rc = kdc_freeze_name(b->cname)) != 0 || (rc = kdc_freeze_name(b->sname)) != 0)
-        goto fail;
-    if ((rc = kdc_reply_objects(w, &etp, &part, &rep)) != 0)
-        goto fail;
-    CK_PRINCIPAL_NAME_free(etp->cname);
-    etp->cname = b->cname;
-    etp->caddr = b->addresses;
-    etp->transited->tr_type = CK_TR_DOMAIN_X500_COMPRESS;
     times = (struct kdc_ticket_times){r->now, r->now, endtime, renew_till};
-    if ((rc = kdc_seal_ticket(w, rep, etp, b->sname, &times, flags, &session, w->realm_name,
-                              tkt_key)) != 0)
+    if ((rc = kdc_reply_acquire(w, &rb)) != 0 ||
+        (rc = kdc_reply_set_client(rb, b->cname, w->realm_name)) != 0 ||
+        (rc = kdc_reply_set_server(rb, b->sname, w->realm_name)) != 0 ||
+        (rc = kdc_reply_set_addresses(rb, b->addresses)) != 0 ||
+        (rc = kdc_reply_set_transited(rb, NULL)) != 0 ||
+        (rc = kdc_reply_seal_ticket(rb, &times, flags, &session, tkt_key)) != 0 ||
+        (rc = kdc_reply_set_part(rb, b->nonce, r->now, client->pw_expires)) != 0)
         goto fail;
 
-    /* EncASRepPart: the ticket's key, flags and times, built once. */
-    CK_PRINCIPAL_NAME_free(part->sname);
-    part->sname = b->sname;
-    kdc_share_fields(part, etp);
-    if ((rc = kdc_last_req(part->last_req, r->now)) != 0 ||
-        (rc = ck_asn1_nonce_copy(&part->nonce, b->nonce)) != 0 ||
-        (client->pw_expires != 0 &&
-         (rc = ck_asn1_time_set(&part->key_expiration, client->pw_expires)) != 0) ||
-        (rc = ck_asn1_kstring_set(&part->srealm, w->realm_name)) != 0)
+    /* The reply key (perhaps replaced by the mechanism) and the AS-REP padata. */
+    rc = kdc_preauth_reply(w, &call, &run, client_key, &replaced, kdc_reply_padata(rb));
+    if (rc == CK_ERR_NOTFOUND && client_key == NULL) {
+        kdc_fail(r, CK_KDC_ERR_ETYPE_NOSUPP, "BAD_ENCRYPTION_TYPE",
+                 "no client key, and the mechanism did not replace it");
+        goto out;
+    }
+    if (rc != 0)
         goto fail;
-    if ((rc = ck_asn1_enc_as_rep_part_encode(part, &plain, &plain_len)) != 0)
-        goto fail;
-
-    /* AS-REP. */
-    rep->pvno = CK_KRB5_PVNO;
-    rep->msg_type = CK_KRB_AS_REP;
-    CK_PRINCIPAL_NAME_free(rep->cname);
-    rep->cname = b->cname;
-    if ((rc = ck_enc_data_seal(rep->enc_part, &reply_key->key, CK_KU_AS_REP_ENCPART,
-                               &reply_key->kvno, plain, plain_len)) != 0 ||
-        (rc = ck_asn1_kstring_set(&rep->crealm, w->realm_name)) != 0 ||
-        (rc = add_etype_info2(w, &rep->padata, reply_key)) != 0 ||
-        (rc = ck_asn1_as_rep_encode(rep, &r->reply, &r->reply_len)) != 0)
+    if (replaced.length > 0) {
+        r->rep_etype = replaced.enctype;
+        rc = kdc_reply_encode(rb, CK_KRB_AS_REP, &replaced, CK_KU_AS_REP_ENCPART, NULL,
+                              &r->reply, &r->reply_len);
+    } else {
+        rc = kdc_reply_encode(rb, CK_KRB_AS_REP, &client_key->key, CK_KU_AS_REP_ENCPART,
+                              &client_key->kvno, &r->reply, &r->reply_len);
+    }
+    if (rc != 0)
         goto fail;
     r->status = "ISSUE";
     goto out;
@@ -335,8 +274,8 @@ fail:
     kdc_fail(r, CK_KRB_ERR_GENERIC, "INTERNAL_ERROR", "%s (%s)", ck_strerror(rc),
              ck_error_context());
 out:
-    kdc_reply_return_lent(etp, part, rep);
-    kdc_reply_objects_done(w, etp, part, rep);
-    ck_asn1_free_der(plain, plain_len);
+    kdc_reply_release(w, rb);
+    kdc_preauth_run_done(w, &run);
     ck_key_clear(&session);
+    ck_key_clear(&replaced);
 }

@@ -82,6 +82,8 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
         (rc = kdc_lookaside_new(KDC_LOOKASIDE_MAX_ENTRIES, KDC_LOOKASIDE_MAX_BYTES,
                                 KDC_LOOKASIDE_LIFETIME_MS, &w->lookaside)) != 0)
         goto out;
+    if ((rc = kdc_preauth_init(w, cfg)) != 0)
+        goto out;
     *out = w;
     w = NULL;
 out:
@@ -94,24 +96,15 @@ kdc_worker_free(struct kdc_worker *w)
 {
     if (w == NULL)
         return;
+    kdc_preauth_fini(w);
+    kdc_reply_free(w->reply);
+    kdc_errmsg_free(w->errmsg);
     kdc_lookaside_free(w->lookaside);
     ck_store_close(w->store);
     free(w->scratch);
     OPENSSL_free(w->ei2_der);
-    CK_ENC_TICKET_PART_free(w->rep_etp); /* the key's free callback wipes it */
-    CK_ENC_KDC_REP_PART_free(w->rep_part);
-    CK_KDC_REP_free(w->rep_rep);
+    OPENSSL_free(w->offers_der);
     free(w);
-}
-
-int
-kdc_freeze_name(CK_PRINCIPAL_NAME *name)
-{
-    const uint8_t *der;
-    size_t len;
-
-    /* A missing name is for the encoder's validation to refuse, not for this cache. */
-    return name == NULL ? 0 : ck_asn1_principal_der(name, &der, &len);
 }
 
 void
@@ -184,171 +177,6 @@ kdc_unparse(const CK_PRINCIPAL_NAME *name, const ASN1_GENERALSTRING *realm, char
     return true;
 }
 
-int
-kdc_last_req(CK_LAST_REQ *lr, int64_t authtime)
-{
-    CK_LAST_REQ_ENTRY *e;
-    int rc;
-
-    /* A reused reply object keeps its one entry (kdc_reply_objects_done()): overwrite it. */
-    if (sk_CK_LAST_REQ_ENTRY_num(lr) == 1) {
-        e = sk_CK_LAST_REQ_ENTRY_value(lr, 0);
-        e->lr_type = CK_LR_NONE;
-        return ck_asn1_time_set(&e->lr_value, authtime);
-    }
-    while (sk_CK_LAST_REQ_ENTRY_num(lr) > 0)
-        CK_LAST_REQ_ENTRY_free(sk_CK_LAST_REQ_ENTRY_pop(lr));
-    if ((e = CK_LAST_REQ_ENTRY_new()) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "LastReq");
-    e->lr_type = CK_LR_NONE;
-    if ((rc = ck_asn1_time_set(&e->lr_value, authtime)) != 0 ||
-        sk_CK_LAST_REQ_ENTRY_push(lr, e) <= 0) {
-        CK_LAST_REQ_ENTRY_free(e);
-        return rc != 0 ? rc : ck_error_set(CK_ERR_NOMEM, "LastReq");
-    }
-    return 0;
-}
-
-int
-kdc_seal_ticket(struct kdc_worker *w, CK_KDC_REP *rep, CK_ENC_TICKET_PART *etp,
-                CK_PRINCIPAL_NAME *sname, const struct kdc_ticket_times *t, uint32_t flags,
-                const ck_key *session, const char *crealm, const ck_db_key *tkt_key)
-{
-    int rc;
-
-    if ((rc = ck_asn1_flags_set(&etp->flags, flags)) != 0 ||
-        (rc = ck_key_to_asn1(session, &etp->key)) != 0 ||
-        (rc = ck_asn1_kstring_set(&etp->crealm, crealm)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->authtime, t->authtime)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->starttime, t->starttime)) != 0 ||
-        (rc = ck_asn1_time_set(&etp->endtime, t->endtime)) != 0 ||
-        (t->renew_till != 0 && (rc = ck_asn1_time_set(&etp->renew_till, t->renew_till)) != 0))
-        return rc;
-    CK_PRINCIPAL_NAME_free(rep->ticket->sname);
-    rep->ticket->sname = sname;
-    if ((rc = ck_asn1_kstring_set(&rep->ticket->realm, w->realm_name)) != 0)
-        return rc;
-    return ck_ticket_seal(rep->ticket, etp, &tkt_key->key, tkt_key->kvno);
-}
-
-void
-kdc_share_fields(CK_ENC_KDC_REP_PART *part, CK_ENC_TICKET_PART *etp)
-{
-    CK_ENCRYPTION_KEY_free(part->key);
-    ASN1_BIT_STRING_free(part->flags);
-    ASN1_GENERALIZEDTIME_free(part->authtime);
-    ASN1_GENERALIZEDTIME_free(part->starttime);
-    ASN1_GENERALIZEDTIME_free(part->endtime);
-    ASN1_GENERALIZEDTIME_free(part->renew_till);
-    part->key = etp->key;
-    part->flags = etp->flags;
-    part->authtime = etp->authtime;
-    part->starttime = etp->starttime;
-    part->endtime = etp->endtime;
-    part->renew_till = etp->renew_till;
-    part->caddr = etp->caddr;
-}
-
-void
-kdc_unshare_fields(CK_ENC_KDC_REP_PART *part)
-{
-    part->key = NULL;
-    part->flags = NULL;
-    part->authtime = part->starttime = part->endtime = part->renew_till = NULL;
-    part->caddr = NULL;
-}
-
-int
-kdc_reply_objects(struct kdc_worker *w, CK_ENC_TICKET_PART **etp, CK_ENC_KDC_REP_PART **part,
-                  CK_KDC_REP **rep)
-{
-    *etp = NULL;
-    *part = NULL;
-    *rep = NULL;
-    if (!w->rep_busy) {
-        if (w->rep_etp == NULL)
-            w->rep_etp = CK_ENC_TICKET_PART_new();
-        if (w->rep_part == NULL)
-            w->rep_part = CK_ENC_KDC_REP_PART_new();
-        if (w->rep_rep == NULL)
-            w->rep_rep = CK_KDC_REP_new();
-        if (w->rep_etp == NULL || w->rep_part == NULL || w->rep_rep == NULL)
-            return ck_error_set(CK_ERR_NOMEM, "reply");
-        w->rep_busy = true;
-        *etp = w->rep_etp;
-        *part = w->rep_part;
-        *rep = w->rep_rep;
-        return 0;
-    }
-    if ((*etp = CK_ENC_TICKET_PART_new()) == NULL || (*part = CK_ENC_KDC_REP_PART_new()) == NULL ||
-        (*rep = CK_KDC_REP_new()) == NULL) {
-        CK_ENC_TICKET_PART_free(*etp);
-        CK_ENC_KDC_REP_PART_free(*part);
-        *etp = NULL;
-        *part = NULL;
-        return ck_error_set(CK_ERR_NOMEM, "reply");
-    }
-    return 0;
-}
-
-void
-kdc_reply_return_lent(CK_ENC_TICKET_PART *etp, CK_ENC_KDC_REP_PART *part, CK_KDC_REP *rep)
-{
-    if (etp != NULL) {
-        etp->cname = NULL;
-        etp->caddr = NULL;
-    }
-    if (part != NULL) {
-        part->sname = NULL;
-        kdc_unshare_fields(part);
-    }
-    if (rep != NULL) {
-        rep->cname = NULL;
-        if (rep->ticket != NULL)
-            rep->ticket->sname = NULL;
-    }
-}
-
-void
-kdc_reply_objects_done(struct kdc_worker *w, CK_ENC_TICKET_PART *etp, CK_ENC_KDC_REP_PART *part,
-                       CK_KDC_REP *rep)
-{
-    if (etp == NULL || etp != w->rep_etp) {
-        CK_ENC_TICKET_PART_free(etp);
-        CK_ENC_KDC_REP_PART_free(part);
-        CK_KDC_REP_free(rep);
-        return;
-    }
-    /* The session key: freed (its callback wipes it) rather than overwritten in place, since
-     * ASN1_STRING_set may realloc and leave a copy behind. */
-    CK_ENCRYPTION_KEY_free(etp->key);
-    etp->key = NULL;
-    /* Optional fields an exchange sets only sometimes. Mandatory ones are set every time. */
-    ASN1_GENERALIZEDTIME_free(etp->starttime);
-    etp->starttime = NULL;
-    ASN1_GENERALIZEDTIME_free(etp->renew_till);
-    etp->renew_till = NULL;
-    CK_HOST_ADDRESSES_free(etp->caddr);
-    etp->caddr = NULL;
-    CK_AUTHORIZATION_DATA_free(etp->authorization_data);
-    etp->authorization_data = NULL;
-
-    while (sk_CK_LAST_REQ_ENTRY_num(part->last_req) > 1) /* kdc_last_req() reuses one */
-        CK_LAST_REQ_ENTRY_free(sk_CK_LAST_REQ_ENTRY_pop(part->last_req));
-    ASN1_GENERALIZEDTIME_free(part->key_expiration);
-    part->key_expiration = NULL;
-    CK_HOST_ADDRESSES_free(part->caddr);
-    part->caddr = NULL;
-    CK_METHOD_DATA_free(part->encrypted_pa_data);
-    part->encrypted_pa_data = NULL;
-
-    CK_METHOD_DATA_free(rep->padata);
-    rep->padata = NULL;
-    if (rep->ticket != NULL)
-        ck_asn1_ticket_modified(rep->ticket);
-    w->rep_busy = false;
-}
-
 /* MIT's messages for the codes we send (what klist/kinit users see via com_err). */
 static const char *
 error_message(int32_t code)
@@ -388,59 +216,127 @@ error_message(int32_t code)
     }
 }
 
+/* The KRB-ERROR every error reply of a worker is encoded from, kept from one to the next as the
+ * reply builder is (half of a kinit's requests end in PREAUTH_REQUIRED). It owns every object;
+ * the optional fields a given error may lack are views of the slots below, set right before the
+ * encode and cleared right after. The names are copies of the request's: a client that keeps
+ * asking keeps its names' encodings. */
+struct kdc_errmsg {
+    CK_KRB_ERROR_MSG *msg;
+    CK_PRINCIPAL_NAME *cname;           /* msg->cname when the error names the client */
+    ASN1_GENERALSTRING *crealm;         /* msg->crealm, likewise */
+    ASN1_GENERALSTRING *e_text;         /* msg->e_text when there is one */
+    ASN1_OCTET_STRING *e_data;          /* msg->e_data when there is one */
+};
+
+static void
+errmsg_views_clear(struct kdc_errmsg *em)
+{
+    em->msg->cname = NULL;
+    em->msg->crealm = NULL;
+    em->msg->e_text = NULL;
+    em->msg->e_data = NULL;
+}
+
+void
+kdc_errmsg_free(struct kdc_errmsg *em)
+{
+    if (em == NULL)
+        return;
+    if (em->msg != NULL) {
+        errmsg_views_clear(em);
+        CK_KRB_ERROR_MSG_free(em->msg);
+    }
+    CK_PRINCIPAL_NAME_free(em->cname);
+    ASN1_GENERALSTRING_free(em->crealm);
+    ASN1_GENERALSTRING_free(em->e_text);
+    ASN1_OCTET_STRING_free(em->e_data);
+    free(em);
+}
+
+static int
+errmsg_new(struct kdc_errmsg **out)
+{
+    struct kdc_errmsg *em = calloc(1, sizeof(*em));
+
+    *out = NULL;
+    if (em == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "KRB-ERROR");
+    em->msg = CK_KRB_ERROR_MSG_new();
+    em->cname = CK_PRINCIPAL_NAME_new();
+    em->crealm = ASN1_GENERALSTRING_new();
+    em->e_text = ASN1_GENERALSTRING_new();
+    em->e_data = ASN1_OCTET_STRING_new();
+    if (em->msg == NULL || em->cname == NULL || em->crealm == NULL || em->e_text == NULL ||
+        em->e_data == NULL) {
+        kdc_errmsg_free(em);
+        return ck_error_set(CK_ERR_NOMEM, "KRB-ERROR");
+    }
+    em->msg->pvno = CK_KRB5_PVNO;
+    em->msg->msg_type = CK_KRB_ERROR;
+    *out = em;
+    return 0;
+}
+
+static int
+kstring_update(ASN1_GENERALSTRING **dst, const char *str)
+{
+    return ck_asn1_kstring_eq(*dst, str) ? 0 : ck_asn1_kstring_set(dst, str);
+}
+
 /* Encodes a KRB-ERROR for code into *der (OPENSSL_malloc'd). Uses the request's names when it
  * decoded, else krbtgt/OUR-REALM. */
 static int
 encode_error(struct kdc_request *r, int32_t code, const char *e_text, const uint8_t *e_data,
              size_t e_data_len, uint8_t **der, size_t *der_len)
 {
-    CK_KRB_ERROR_MSG *err = NULL;
+    struct kdc_worker *w = r->w;
+    struct kdc_errmsg *em;
+    CK_KRB_ERROR_MSG *err;
     CK_KDC_REQ_BODY *b = r->req != NULL ? r->req->req_body : NULL;
-    CK_PRINCIPAL_NAME *borrowed_sname = NULL, *borrowed_cname = NULL;
     int rc;
 
     *der = NULL;
     *der_len = 0;
-    if ((err = CK_KRB_ERROR_MSG_new()) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "KRB-ERROR");
-    err->pvno = CK_KRB5_PVNO;
-    err->msg_type = CK_KRB_ERROR;
+    if (w->errmsg == NULL && (rc = errmsg_new(&w->errmsg)) != 0)
+        return rc;
+    em = w->errmsg;
+    err = em->msg;
     err->error_code = code;
     err->susec = r->now_usec;
     if ((rc = ck_asn1_time_set(&err->stime, r->now)) != 0)
         goto out;
     if (b != NULL && b->sname != NULL && b->realm != NULL) {
-        if ((rc = ck_asn1_kstring_set(&err->realm, ck_asn1_kstring_get(b->realm))) != 0)
+        if ((rc = kstring_update(&err->realm, ck_asn1_kstring_get(b->realm))) != 0 ||
+            (rc = kdc_name_copy(err->sname, b->sname)) != 0)
             goto out;
-        /* Borrow the request's name instead of copying it (given back below). */
-        CK_PRINCIPAL_NAME_free(err->sname);
-        err->sname = borrowed_sname = b->sname;
     } else {
-        const char *comps[2] = {"krbtgt", r->w->realm_name};
+        const char *comps[2] = {"krbtgt", w->realm_name};
 
-        if ((rc = ck_asn1_kstring_set(&err->realm, r->w->realm_name)) != 0 ||
+        if ((rc = kstring_update(&err->realm, w->realm_name)) != 0 ||
             (rc = ck_asn1_principal_set(err->sname, CK_NT_SRV_INST, comps, 2)) != 0)
             goto out;
     }
     if (r->error_with_client && b != NULL && b->cname != NULL && b->realm != NULL) {
-        if ((rc = ck_asn1_kstring_set(&err->crealm, ck_asn1_kstring_get(b->realm))) != 0)
+        if ((rc = kstring_update(&em->crealm, ck_asn1_kstring_get(b->realm))) != 0 ||
+            (rc = kdc_name_copy(em->cname, b->cname)) != 0)
             goto out;
-        err->cname = borrowed_cname = b->cname;
+        err->crealm = em->crealm;
+        err->cname = em->cname;
     }
-    if (e_text != NULL && e_text[0] != '\0' &&
-        (rc = ck_asn1_kstring_set(&err->e_text, e_text)) != 0)
-        goto out;
-    if (e_data != NULL && (rc = ck_asn1_octets_set(&err->e_data, e_data, e_data_len)) != 0)
-        goto out;
+    if (e_text != NULL && e_text[0] != '\0') {
+        if ((rc = kstring_update(&em->e_text, e_text)) != 0)
+            goto out;
+        err->e_text = em->e_text;
+    }
+    if (e_data != NULL) {
+        if ((rc = ck_asn1_octets_set(&em->e_data, e_data, e_data_len)) != 0)
+            goto out;
+        err->e_data = em->e_data;
+    }
     rc = ck_asn1_krb_error_encode(err, der, der_len);
 out:
-    if (err != NULL) {
-        if (borrowed_sname != NULL)
-            err->sname = NULL;
-        if (borrowed_cname != NULL)
-            err->cname = NULL;
-        CK_KRB_ERROR_MSG_free(err);
-    }
+    errmsg_views_clear(em);
     return rc;
 }
 
@@ -460,10 +356,41 @@ format_peer(const struct sockaddr *peer, char *buf, size_t size)
     return "unknown";
 }
 
+/* Copies in to out (size bytes, NUL-terminated) with every byte outside printable ASCII written
+ * as \xHH. Client-chosen names and e-text reach the log line: a \r, \n or a terminal escape
+ * sequence in them must not forge or hide log lines or drive the terminal that displays them.
+ * unparse has already turned '\\' into "\\\\", so "\x" in the output is always an escape. A
+ * truncated line never ends in half an escape. */
+void
+kdc_log_escape(const char *in, char *out, size_t size)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+
+    if (size == 0)
+        return;
+    for (const unsigned char *p = (const unsigned char *)in; *p != '\0'; p++) {
+        if (*p >= 0x20 && *p < 0x7f) {
+            if (o + 1 >= size)
+                break;
+            out[o++] = (char)*p;
+        } else {
+            if (o + 4 >= size)
+                break;
+            out[o++] = '\\';
+            out[o++] = 'x';
+            out[o++] = hex[*p >> 4];
+            out[o++] = hex[*p & 0xf];
+        }
+    }
+    out[o] = '\0';
+}
+
 static void
 log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
 {
     char ets[CK_ASN1_MAX_ETYPES * 12 + 32], addr[INET6_ADDRSTRLEN + 1];
+    char line[1024], esc[1024];
     size_t off = 0;
     int n;
 
@@ -481,23 +408,28 @@ log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
             snprintf(ets + off, sizeof(ets) - off, "})");
     }
     if (r->error_code == 0 && r->reply != NULL) {
-        ck_log(level,
+        n = snprintf(line, sizeof(line),
                  "%s%s %s: ISSUE: authtime %lld, etypes {rep=%d, tkt=%d, ses=%d}, %s for %s",
                  r->kind, ets, format_peer(peer, addr, sizeof(addr)), (long long)r->authtime,
                  (int)r->rep_etype, (int)r->tkt_etype, (int)r->ses_etype, r->cname, r->sname);
     } else if (r->cname[0] != '\0' || r->sname[0] != '\0') {
-        ck_log(level, "%s%s %s: %s: %s for %s, %s%s%s", r->kind, ets,
+        n = snprintf(line, sizeof(line), "%s%s %s: %s: %s for %s, %s%s%s", r->kind, ets,
                  format_peer(peer, addr, sizeof(addr)), r->status ? r->status : "ERROR",
                  r->cname[0] ? r->cname : "<unknown client>",
                  r->sname[0] ? r->sname : "<unknown server>",
                  r->error_code ? error_message(r->error_code) : "no reply",
                  r->detail[0] ? ": " : "", r->detail);
     } else {
-        ck_log(level, "%s%s %s: %s: %s%s%s", r->kind, ets,
+        n = snprintf(line, sizeof(line), "%s%s %s: %s: %s%s%s", r->kind, ets,
                  format_peer(peer, addr, sizeof(addr)), r->status ? r->status : "ERROR",
                  r->error_code ? error_message(r->error_code) : "no reply",
                  r->detail[0] ? ": " : "", r->detail);
     }
+    /* Truncation is fine (ck_log truncates at the same size anyway). */
+    if (n < 0)
+        return;
+    kdc_log_escape(line, esc, sizeof(esc));
+    ck_log(level, "%s", esc);
 }
 
 /* Refusals that may come from a stale cache entry: the principal cache sees other processes'
@@ -546,15 +478,19 @@ request_reset(struct kdc_request *r)
     enum kdc_transport t = r->transport;
     int64_t now = r->now;
     int32_t usec = r->now_usec;
+    const uint8_t *der = r->req_der;
+    size_t len = r->req_len;
 
     CK_KDC_REQ_free(r->req);
     OPENSSL_free(r->e_data);
-    ck_asn1_free_der(r->reply, r->reply_len);
-    memset(r, 0, sizeof(*r));
+    OPENSSL_free(r->reply);
+    kdc_request_clear(r);
     r->w = w;
     r->transport = t;
     r->now = now;
     r->now_usec = usec;
+    r->req_der = der;
+    r->req_len = len;
 }
 
 /* oversized: the transport saw only a length prefix (over the limit or with the reserved bit
@@ -580,13 +516,15 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
      * worker's reusable block unless that is in use (never, today: no nested calls). */
     if (w->scratch != NULL && !w->scratch_busy) {
         r = w->scratch;
-        memset(r, 0, sizeof(*r));
+        kdc_request_clear(r);
         w->scratch_busy = true;
     } else if ((r = calloc(1, sizeof(*r))) == NULL) {
         return ck_error_set(CK_ERR_NOMEM, "kdc request");
     }
     r->w = w;
     r->transport = transport;
+    r->req_der = oversized ? NULL : req;
+    r->req_len = oversized ? 0 : req_len;
     r->kind = "KDC_REQ";
     if (w->clock != NULL)
         w->clock(w->clock_ctx, &r->now, &r->now_usec);

@@ -6,12 +6,15 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "cablekey/ap.h"
 #include "cablekey/crypto.h"
 #include "cablekey/krb5_asn1.h"
 #include "cablekey/store.h"
 #include "kdc.h"
+#include "preauth.h"
+#include "reply.h"
 
 #define KDC_NAME_MAX 2048            /* unparsed principal names in logs and lookups */
 #define KDC_LOOKASIDE_MAX_ENTRIES 8192
@@ -63,21 +66,32 @@ struct kdc_worker {
                                           * worker: ~4.5 KB, whose calloc/free per request
                                           * made glibc consolidate its fast bins each time */
     bool scratch_busy;
-    /* The last PA-ETYPE-INFO2 encoded for an AS-REP: a function of (enctype, salt) only, and
-     * the same for every AS exchange of one client key. */
+    /* The last PA-ETYPE-INFO2 encoded (preauth.c): a function of (enctype, salt) only, and the
+     * same for every AS exchange of one client key. */
     uint8_t *ei2_der;                    /* OPENSSL_malloc'd, NULL when empty */
     size_t ei2_len;
     int32_t ei2_etype;
     size_t ei2_salt_len;
     uint8_t ei2_salt[CK_STORE_MAX_SALT];
-    /* The EncTicketPart, EncKDCRepPart and KDC-REP of a reply, reused by every AS/TGS exchange
-     * of this worker (see kdc_reply_objects()): building them from ASN1_item_new and freeing
-     * them per exchange was ~10 % of the instructions. Held between exchanges with every
-     * borrowed, optional and secret field cleared. */
-    CK_ENC_TICKET_PART *rep_etp;
-    CK_ENC_KDC_REP_PART *rep_part;
-    CK_KDC_REP *rep_rep;
-    bool rep_busy;
+    /* The last list of offers (METHOD-DATA) encoded, when every mechanism's part of it is
+     * constant: a function of the client key's (enctype, salt) then, offers_etype 0 for a
+     * client with none. */
+    uint8_t *offers_der;                 /* OPENSSL_malloc'd, NULL when empty */
+    size_t offers_len;
+    int32_t offers_etype;
+    size_t offers_salt_len;
+    uint8_t offers_salt[CK_STORE_MAX_SALT];
+    /* The reply builder reused by every AS/TGS exchange of this worker (reply.c), and the
+     * KRB-ERROR reused by every error reply (kdc.c). */
+    struct kdc_reply *reply;
+    bool reply_busy;
+    struct kdc_errmsg *errmsg;
+    /* Enabled pre-authentication mechanisms, in offer order (preauth.c). */
+    struct {
+        const struct kdc_pa_mech *mech;
+        void *ctx;
+    } pa[KDC_PA_MAX];
+    size_t n_pa;
 };
 
 /* One request in flight. The as/tgs handlers fill either `reply` (an encoded AS-REP/TGS-REP) or
@@ -88,17 +102,15 @@ struct kdc_request {
     int64_t now;
     int32_t now_usec;
     CK_KDC_REQ *req;                 /* decoded request (NULL if undecodable) */
+    const uint8_t *req_der;          /* the request's bytes as received (NULL: oversized) */
+    size_t req_len;
 
     /* for the log line */
     const char *kind;                /* "AS_REQ", "TGS_REQ" */
     const char *status;              /* "ISSUE" or a failure token */
-    char cname[KDC_NAME_MAX];        /* client name with realm ("" if unknown) */
-    char sname[KDC_NAME_MAX];        /* server name with realm ("" if unknown) */
-    int32_t etypes[CK_ASN1_MAX_ETYPES];
-    size_t n_etypes;
+    size_t n_etypes;                 /* entries of etypes[] below */
     int64_t authtime;
     int32_t rep_etype, tkt_etype, ses_etype;
-    char detail[256];                /* extra text for the log (not secret) */
 
     /* outcome */
     uint8_t *reply;                  /* OPENSSL_malloc'd DER of the reply */
@@ -109,7 +121,22 @@ struct kdc_request {
     size_t e_data_len;
     bool error_with_client;          /* put the request's cname/crealm into the KRB-ERROR */
     bool silent;                     /* send nothing (UDP garbage) */
+
+    /* Buffers, last: request_clear() zeroes everything above and only the first byte of
+     * each string here (clearing ~4.5 KB per request showed in the cache-cold profile). */
+    char cname[KDC_NAME_MAX];        /* client name with realm ("" if unknown) */
+    char sname[KDC_NAME_MAX];        /* server name with realm ("" if unknown) */
+    char detail[256];                /* extra text for the log (not secret) */
+    int32_t etypes[CK_ASN1_MAX_ETYPES];
 };
+
+/* Empties a request state for the next request (see the buffers' comment). */
+static inline void
+kdc_request_clear(struct kdc_request *r)
+{
+    memset(r, 0, offsetof(struct kdc_request, cname));
+    r->cname[0] = r->sname[0] = r->detail[0] = '\0';
+}
 
 /* Sets the outcome to a Kerberos error with a log status token (also the KRB-ERROR e-text unless
  * r->e_text is set). detail (printf format, may be NULL) goes to the log line only. */
@@ -121,21 +148,6 @@ void kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len);
 void kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len);
 
 /* Shared helpers (kdc.c). */
-/* Fills the name's encoding cache (see ck_asn1_principal_der); the name must not change after. */
-int kdc_freeze_name(CK_PRINCIPAL_NAME *name);
-
-/* Lends the worker's reply objects (or fresh ones if they are in use). The caller sets every
- * mandatory field, may borrow names/addresses/transited into them, and must set those borrowed
- * pointers back to NULL (transited: back to the object's own) before kdc_reply_objects_done(),
- * which clears the optional and secret fields for the next exchange (or frees fresh ones). */
-int kdc_reply_objects(struct kdc_worker *w, CK_ENC_TICKET_PART **etp, CK_ENC_KDC_REP_PART **part,
-                      CK_KDC_REP **rep);
-/* Takes back what AS and TGS lend the reply objects from the request (cname, sname, caddr and
- * the fields kdc_unshare_fields() shares), so that kdc_reply_objects_done() frees only what the
- * reply owns. */
-void kdc_reply_return_lent(CK_ENC_TICKET_PART *etp, CK_ENC_KDC_REP_PART *part, CK_KDC_REP *rep);
-void kdc_reply_objects_done(struct kdc_worker *w, CK_ENC_TICKET_PART *etp,
-                            CK_ENC_KDC_REP_PART *part, CK_KDC_REP *rep);
 bool kdc_enctype_permitted(const struct kdc_worker *w, int32_t etype);
 /* First key of p at its current kvno whose enctype is permitted, or NULL. */
 const ck_db_key *kdc_first_key(const struct kdc_worker *w, const ck_db_principal *p);
@@ -148,31 +160,14 @@ int64_t kdc_renew_cap(const struct kdc_worker *w, const ck_db_principal *p);
 /* Unparses name@realm into buf; false if it does not fit or is invalid. */
 bool kdc_unparse(const CK_PRINCIPAL_NAME *name, const ASN1_GENERALSTRING *realm, char *buf,
                  size_t size);
+struct kdc_errmsg;
+void kdc_errmsg_free(struct kdc_errmsg *em);
+/* The log line's escaping: bytes outside printable ASCII become \xHH (see kdc.c). */
+void kdc_log_escape(const char *in, char *out, size_t size);
 static inline int64_t
 kdc_min64(int64_t a, int64_t b)
 {
     return a < b ? a : b;
 }
-
-struct kdc_ticket_times {
-    int64_t authtime, starttime, endtime;
-    int64_t renew_till; /* 0: not renewable */
-};
-
-/* Fills the EncTicketPart's flags, session key, client realm and times, lends sname to the
- * reply's Ticket (kdc_reply_return_lent takes it back), and seals the Ticket with the service key.
- * Shared by AS and TGS, which differ only in where these values come from. */
-int kdc_seal_ticket(struct kdc_worker *w, CK_KDC_REP *rep, CK_ENC_TICKET_PART *etp,
-                    CK_PRINCIPAL_NAME *sname, const struct kdc_ticket_times *t, uint32_t flags,
-                    const ck_key *session, const char *crealm, const ck_db_key *tkt_key);
-
-/* Points the reply part's key, flags, times and caddr at the ticket's objects (the values are the
- * same, RFC 4120 §5.4.2), so each is built once. kdc_unshare_fields must run before part is
- * freed. */
-void kdc_share_fields(CK_ENC_KDC_REP_PART *part, CK_ENC_TICKET_PART *etp);
-void kdc_unshare_fields(CK_ENC_KDC_REP_PART *part);
-
-/* Makes `lr` the single LastReq entry {0, authtime} we send (reusing an entry already there). */
-int kdc_last_req(CK_LAST_REQ *lr, int64_t authtime);
 
 #endif

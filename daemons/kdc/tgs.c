@@ -127,17 +127,12 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
     CK_KDC_REQ_BODY *b;
     const CK_PA_DATA *pa;
     const CK_ENC_TICKET_PART *tgt = NULL;
-    CK_TRANSITED_ENCODING *own_transited = NULL;
     const ck_db_principal *server = NULL, *client = NULL;
     const ck_db_key *tkt_key;
     struct kdc_ticket_times times;
     const ck_key *reply_key;
-    CK_ENC_TICKET_PART *etp = NULL;
-    CK_ENC_KDC_REP_PART *part = NULL;
-    CK_KDC_REP *rep = NULL;
-    CK_HOST_ADDRESSES *caddr;
-    uint8_t *plain = NULL;
-    size_t plain_len = 0;
+    struct kdc_reply *rb = NULL;
+    const CK_HOST_ADDRESSES *caddr;
     uint32_t opts = 0, flags = 0;
     int64_t from, till, rtime, starttime, endtime, renew_till = 0;
     ck_key session;
@@ -313,47 +308,21 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
 
     if ((rc = ck_random_key(r->ses_etype, &session)) != 0)
         goto fail;
-    if ((rc = kdc_reply_objects(w, &etp, &part, &rep)) != 0)
-        goto fail;
-    /* Borrowed from the TGT and the request (given back at out:). Each name goes into two
-     * messages (cname: EncTicketPart and TGS-REP; sname: Ticket and EncTGSRepPart): encode it
-     * once so the enclosing encoders replay its bytes. */
-    if ((rc = kdc_freeze_name(tgt->cname)) != 0 || (rc = kdc_freeze_name(b->sname)) != 0)
-        goto fail;
-    CK_PRINCIPAL_NAME_free(etp->cname);
-    etp->cname = tgt->cname;
-    own_transited = etp->transited; /* the reply object's own: put back at out: */
-    etp->transited = tgt->transited;
-    etp->caddr = caddr;
-    etp->authorization_data = tgt->authorization_data;
     times = (struct kdc_ticket_times){ap.authtime, starttime, endtime, renew_till};
-    if ((rc = kdc_seal_ticket(w, rep, etp, b->sname, &times, flags, &session,
-                              ck_asn1_kstring_get(tgt->crealm), tkt_key)) != 0)
-        goto fail;
-
-    /* EncTGSRepPart: the ticket's key, flags and times, built once. */
-    CK_PRINCIPAL_NAME_free(part->sname);
-    part->sname = b->sname;
-    kdc_share_fields(part, etp);
-    if ((rc = kdc_last_req(part->last_req, ap.authtime)) != 0 ||
-        (rc = ck_asn1_nonce_copy(&part->nonce, b->nonce)) != 0 ||
-        (rc = ck_asn1_kstring_set(&part->srealm, w->realm_name)) != 0)
-        goto fail;
-    if ((rc = ck_asn1_enc_tgs_rep_part_encode(part, &plain, &plain_len)) != 0)
-        goto fail;
-
-    rep->pvno = CK_KRB5_PVNO;
-    rep->msg_type = CK_KRB_TGS_REP;
-    CK_PRINCIPAL_NAME_free(rep->cname);
-    rep->cname = tgt->cname;
     reply_key = ap.has_subkey ? &ap.subkey : &ap.session_key;
     r->rep_etype = reply_key->enctype;
-    if ((rc = ck_enc_data_seal(rep->enc_part, reply_key,
+    if ((rc = kdc_reply_acquire(w, &rb)) != 0 ||
+        (rc = kdc_reply_set_client(rb, tgt->cname, ck_asn1_kstring_get(tgt->crealm))) != 0 ||
+        (rc = kdc_reply_set_server(rb, b->sname, w->realm_name)) != 0 ||
+        (rc = kdc_reply_set_addresses(rb, caddr)) != 0 ||
+        (rc = kdc_reply_set_transited(rb, tgt->transited)) != 0 ||
+        (rc = kdc_reply_set_authz(rb, tgt->authorization_data)) != 0 ||
+        (rc = kdc_reply_seal_ticket(rb, &times, flags, &session, tkt_key)) != 0 ||
+        (rc = kdc_reply_set_part(rb, b->nonce, ap.authtime, 0)) != 0 ||
+        (rc = kdc_reply_encode(rb, CK_KRB_TGS_REP, reply_key,
                                ap.has_subkey ? CK_KU_TGS_REP_ENCPART_SUBKEY
                                              : CK_KU_TGS_REP_ENCPART_SESSKEY,
-                               NULL, plain, plain_len)) != 0 ||
-        (rc = ck_asn1_kstring_set(&rep->crealm, ck_asn1_kstring_get(tgt->crealm))) != 0 ||
-        (rc = ck_asn1_tgs_rep_encode(rep, &r->reply, &r->reply_len)) != 0)
+                               NULL, &r->reply, &r->reply_len)) != 0)
         goto fail;
     r->status = "ISSUE";
     goto out;
@@ -361,15 +330,7 @@ fail:
     kdc_fail(r, CK_KRB_ERR_GENERIC, "INTERNAL_ERROR", "%s (%s)", ck_strerror(rc),
              ck_error_context());
 out:
-    if (etp != NULL) {
-        /* TGS also lends the TGT's transited encoding and authorization data. */
-        if (tgt != NULL && etp->transited == tgt->transited)
-            etp->transited = own_transited;
-        etp->authorization_data = NULL;
-    }
-    kdc_reply_return_lent(etp, part, rep);
-    kdc_reply_objects_done(w, etp, part, rep);
-    ck_asn1_free_der(plain, plain_len);
+    kdc_reply_release(w, rb);
     ck_key_clear(&session);
     ck_ap_req_result_clear(&ap);
 }

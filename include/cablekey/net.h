@@ -42,8 +42,9 @@ struct ck_net_request {
     socklen_t local_len;
 };
 
-/* Produces the reply for one request into reply (capacity reply_cap). *reply_len == 0, or a
- * negative return, means "send nothing"; over TCP that also closes the connection. */
+/* Produces the reply for one request into reply (capacity reply_cap: max_reply over TCP, at most
+ * 65527 bytes over UDP, which no datagram can exceed). *reply_len == 0, or a negative return,
+ * means "send nothing"; over TCP that also closes the connection. */
 typedef int (*ck_net_handler_fn)(void *worker_state, const struct ck_net_request *req,
                                  uint8_t *reply, size_t reply_cap, size_t *reply_len);
 

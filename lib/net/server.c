@@ -10,6 +10,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +25,9 @@
 #include "cablekey/util.h"
 
 #define UDP_BATCH 32
+/* The largest UDP payload (IPv6 without jumbograms; IPv4's is 65507): no UDP reply can be longer,
+ * whatever max_reply says, so the batch's reply slots are never larger. */
+#define UDP_MAX_PAYLOAD 65527
 #define UDP_BATCHES_PER_WAKEUP 8   /* then let the other sockets of this worker have a turn */
 #define MAX_EVENTS 64
 #define ACCEPTS_PER_WAKEUP 32
@@ -94,10 +98,13 @@ struct worker {
     struct sock *udp, *tcp;      /* one per address (fd -1 when that transport is off) */
     size_t n_socks;
     uint8_t *rbufs;              /* UDP_BATCH * max_dgram */
-    uint8_t *sbufs;              /* UDP_BATCH * max_reply */
+    uint8_t *sbufs;              /* UDP_BATCH * udp_reply_cap */
+    size_t udp_reply_cap;        /* min(max_reply, UDP_MAX_PAYLOAD) */
     uint8_t *tcp_reply;          /* TCP_HDR + max_reply */
     struct udp_slot *slots;
     struct mmsghdr *rmsg, *smsg;
+    const struct sock *rmsg_for;  /* socket the receive headers are set up for (NULL: none) */
+    int rmsg_dirty;               /* leading headers the last recvmmsg may have written */
     struct conn *lru_head, *lru_tail;
     struct conn *graveyard;      /* closed during this event batch, freed after it */
     int n_conns;
@@ -720,12 +727,15 @@ udp_set_source(struct msghdr *mh, union ctrl_buf *cb, const struct sockaddr_stor
 static void
 udp_ready(struct worker *w, struct sock *s)
 {
-    const struct ck_net_config *cfg = &w->srv->cfg;
-
     for (int batch = 0; batch < UDP_BATCHES_PER_WAKEUP; batch++) {
-        int n, nsend = 0, off = 0;
+        int n, nsend = 0, off = 0, prep;
 
-        for (int i = 0; i < UDP_BATCH; i++) {
+        /* The headers point at fixed slots: only what recvmmsg wrote (name and control
+         * lengths, flags) needs resetting, and only in the entries it used. One request per
+         * wake-up is the common case at low load, and rewriting all UDP_BATCH headers each time
+         * cost a few cache lines per request. */
+        prep = w->rmsg_for == s ? w->rmsg_dirty : UDP_BATCH;
+        for (int i = 0; i < prep; i++) {
             struct msghdr *mh = &w->rmsg[i].msg_hdr;
 
             mh->msg_name = &w->slots[i].peer;
@@ -737,7 +747,11 @@ udp_ready(struct worker *w, struct sock *s)
             mh->msg_flags = 0;
             w->rmsg[i].msg_len = 0;
         }
+        w->rmsg_for = s;
         n = recvmmsg(s->ev.fd, w->rmsg, UDP_BATCH, MSG_DONTWAIT, NULL);
+        /* The entry after the last one received may have been written before the kernel
+         * found the queue empty. */
+        w->rmsg_dirty = n <= 0 ? 1 : n < UDP_BATCH ? n + 1 : UDP_BATCH;
         if (n <= 0)
             return;
         for (int i = 0; i < n; i++) {
@@ -746,7 +760,7 @@ udp_ready(struct worker *w, struct sock *s)
             struct sockaddr_storage local;
             socklen_t local_len = s->local_len;
             struct ck_net_request req;
-            uint8_t *reply = w->sbufs + (size_t)nsend * cfg->max_reply;
+            uint8_t *reply = w->sbufs + (size_t)nsend * w->udp_reply_cap;
             size_t reply_len = 0;
             unsigned ifindex = 0;
             bool have_src = false;
@@ -768,8 +782,8 @@ udp_ready(struct worker *w, struct sock *s)
             req.peer_len = mh->msg_namelen;
             req.local = (const struct sockaddr *)&local;
             req.local_len = local_len;
-            if (w->srv->cb.handler(w->state, &req, reply, cfg->max_reply, &reply_len) < 0 ||
-                reply_len == 0 || reply_len > cfg->max_reply)
+            if (w->srv->cb.handler(w->state, &req, reply, w->udp_reply_cap, &reply_len) < 0 ||
+                reply_len == 0 || reply_len > w->udp_reply_cap)
                 continue;
             memset(sh, 0, sizeof(*sh));
             sh->msg_name = &w->slots[i].peer;
@@ -969,8 +983,15 @@ worker_setup(struct ck_net_server *srv, struct worker *w)
         if (CMSG_SPACE(sizeof(struct in6_pktinfo)) > CTRL_SIZE ||
             CMSG_SPACE(sizeof(struct in_pktinfo)) > CTRL_SIZE)
             return ck_error_set(CK_ERR_UNSUPPORTED, "pktinfo control message too large");
+        w->udp_reply_cap = cfg->max_reply < UDP_MAX_PAYLOAD ? cfg->max_reply : UDP_MAX_PAYLOAD;
+        /* Both limits are checked in ck_net_server_new; the products are checked again here
+         * because an overflow would make every slot after the first point past the buffer. */
+        if (cfg->max_dgram == 0 || cfg->max_dgram > SIZE_MAX / UDP_BATCH ||
+            w->udp_reply_cap == 0 || w->udp_reply_cap > SIZE_MAX / UDP_BATCH)
+            return ck_error_set(CK_ERR_LIMIT, "UDP batch buffers: %zu-byte datagrams, "
+                                "%zu-byte replies", cfg->max_dgram, w->udp_reply_cap);
         w->rbufs = malloc(UDP_BATCH * cfg->max_dgram);
-        w->sbufs = malloc(UDP_BATCH * cfg->max_reply);
+        w->sbufs = malloc(UDP_BATCH * w->udp_reply_cap);
         w->slots = calloc(UDP_BATCH, sizeof(*w->slots));
         w->rmsg = calloc(UDP_BATCH, sizeof(*w->rmsg));
         w->smsg = calloc(UDP_BATCH, sizeof(*w->smsg));

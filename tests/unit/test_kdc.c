@@ -947,6 +947,79 @@ test_lookaside_limits(void)
         kdc_lookaside_store(la, req, sizeof(req), big, 0, 2000);
     }
     kdc_lookaside_free(la);
+
+    /* The ring under churn: records of every size wrap around its end many times; whatever a
+     * lookup finds is the reply stored for exactly that request, the newest entry is always
+     * found, and the bounds hold. */
+    CHECK_OK(kdc_lookaside_new(64, 20000, 1000000, &la));
+    {
+        static uint8_t rq[900], rp[1200];
+        uint32_t seed = 12345;
+        int bad = 0, missing_newest = 0;
+
+        for (uint32_t i = 0; i < 5000; i++) {
+            size_t ql, pl;
+
+            seed = seed * 1103515245u + 12345u;
+            ql = 8 + (seed >> 8) % 800;
+            pl = 1 + (seed >> 16) % 1100;
+            memset(rq, 0, ql);
+            memcpy(rq, &i, sizeof(i));
+            memset(rp, (int)(i & 0xff), pl);
+            memcpy(rp, &i, pl < sizeof(i) ? pl : sizeof(i));
+            kdc_lookaside_store(la, rq, ql, rp, pl, 10);
+            if (!kdc_lookaside_find(la, rq, ql, 11, &r, &rl) || rl != pl ||
+                memcmp(r, rp, pl) != 0)
+                missing_newest++;
+            /* An older request: found with its own reply, or not at all. */
+            if (i >= 10) {
+                uint32_t j = i - 1 - (seed >> 4) % 10, seed_j = 12345;
+                size_t qlj = 0, plj = 0;
+
+                for (uint32_t k = 0; k <= j; k++) {
+                    seed_j = seed_j * 1103515245u + 12345u;
+                    qlj = 8 + (seed_j >> 8) % 800;
+                    plj = 1 + (seed_j >> 16) % 1100;
+                }
+                memset(rq, 0, qlj);
+                memcpy(rq, &j, sizeof(j));
+                if (kdc_lookaside_find(la, rq, qlj, 11, &r, &rl)) {
+                    uint8_t want[sizeof(j)];
+
+                    memcpy(want, &j, sizeof(j));
+                    if (rl != plj || memcmp(r, want, plj < sizeof(j) ? plj : sizeof(j)) != 0 ||
+                        (plj > sizeof(j) && r[plj - 1] != (uint8_t)(j & 0xff)))
+                        bad++;
+                }
+            }
+            if (kdc_lookaside_count(la) > 64)
+                bad++;
+        }
+        CHECK_INT_EQ(bad, 0);
+        CHECK_INT_EQ(missing_newest, 0);
+        /* Every live entry is among the last 64 stored, and every one of them can be found
+         * (a broken index deletion would lose some). */
+        {
+            uint32_t seed_j = 12345;
+            size_t found = 0, qls[5000];
+
+            for (uint32_t k = 0; k < 5000; k++) {
+                seed_j = seed_j * 1103515245u + 12345u;
+                qls[k] = 8 + (seed_j >> 8) % 800;
+            }
+            for (uint32_t k = 5000 - 64; k < 5000; k++) {
+                memset(rq, 0, qls[k]);
+                memcpy(rq, &k, sizeof(k));
+                found += kdc_lookaside_find(la, rq, qls[k], 11, &r, &rl);
+            }
+            CHECK_INT_EQ(found, kdc_lookaside_count(la));
+            CHECK(found > 5);
+        }
+        /* Everything expires. */
+        CHECK(!kdc_lookaside_find(la, rq, 8, 2000000, &r, &rl));
+        CHECK_INT_EQ(kdc_lookaside_count(la), 0);
+    }
+    kdc_lookaside_free(la);
 }
 
 /* A refusal from a stale cache entry is re-checked against the database. */
@@ -989,6 +1062,487 @@ test_stale_refusal_rechecked(void)
     nanosleep(&ms20, NULL);
     CHECK_INT_EQ(as_error(w, &o), -1);
     kdc_worker_free(w);
+}
+
+/* ---- review findings: log escaping, supported_enctypes ------------------------------------ */
+
+/* Replaces the first occurrence of `from` in der with `to` (same length): request bytes the
+ * encoder would refuse (control characters in a name), as a hostile client sends them. */
+static bool
+patch_bytes(uint8_t *der, size_t len, const char *from, const char *to)
+{
+    size_t n = strlen(from);
+
+    for (size_t i = 0; i + n <= len; i++)
+        if (memcmp(der + i, from, n) == 0) {
+            memcpy(der + i, to, n);
+            return true;
+        }
+    return false;
+}
+
+static char *
+slurp(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    char *buf = malloc(65536);
+
+    *len = 0;
+    if (f == NULL || buf == NULL) {
+        if (f != NULL)
+            fclose(f);
+        free(buf);
+        return NULL;
+    }
+    *len = fread(buf, 1, 65535, f);
+    buf[*len] = '\0';
+    fclose(f);
+    return buf;
+}
+
+/* A client name with \r and an ESC sequence reaches the log line only escaped. */
+static void
+test_log_escapes_names(void)
+{
+    struct kdc_worker *w = worker();
+    struct as_opts o = {.cname = "evilQQQQQname", .sname = "krbtgt/" REALM};
+    char path[160], *log, esc[64];
+    uint8_t *der = NULL;
+    size_t len = 0, n, loglen = 0;
+
+    kdc_log_escape("a\rb\x1b[2J\x7f\xc3\xa9\\x", esc, sizeof(esc));
+    CHECK(strcmp(esc, "a\\x0db\\x1b[2J\\x7f\\xc3\\xa9\\x") == 0);
+    /* Truncation never leaves half an escape. */
+    kdc_log_escape("ab\r", esc, 5);
+    CHECK(strcmp(esc, "ab") == 0);
+
+    snprintf(path, sizeof(path), "%s/escape.log", dir);
+    CHECK_OK(ck_log_open("test_kdc", CK_LOG_FILE, path, LOG_INFO));
+    build_as_req(&o, &der, &len);
+    CHECK(patch_bytes(der, len, "QQQQQ", "\r\x1b[2J"));
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_C_PRINCIPAL_UNKNOWN);
+    ck_log_close();
+    ck_log_open("test_kdc", CK_LOG_STDERR, NULL, LOG_WARNING);
+    log = slurp(path, &loglen);
+    CHECK(log != NULL);
+    if (log != NULL) {
+        CHECK(strstr(log, "CLIENT_NOT_FOUND: evil\\x0d\\x1b[2Jname@TEST.REALM for") != NULL);
+        CHECK(memchr(log, '\r', loglen) == NULL);
+        CHECK(memchr(log, 0x1b, loglen) == NULL);
+        /* One line for the one request. */
+        CHECK(strchr(log, '\n') == log + loglen - 1);
+    }
+    free(log);
+    ck_asn1_free_der(der, len);
+    kdc_worker_free(w);
+}
+
+/* supported_enctypes restricts the AS reply key and the keys PA-ENC-TIMESTAMP may use, as it
+ * restricts session and ticket keys. */
+static void
+test_as_supported_enctypes(void)
+{
+    struct kdc_config cfg;
+    struct kdc_worker *w;
+    ck_key k256, k128;
+    const int32_t want[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96};
+    const int32_t only256[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96};
+    struct as_opts o = {.cname = "alice", .sname = "krbtgt/" REALM, .etypes = want,
+                        .n_etypes = 2};
+    struct creds c;
+    uint8_t *der = NULL;
+    size_t len = 0, n;
+
+    config_defaults(&cfg);
+    cfg.enctypes[0] = CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96;
+    cfg.n_enctypes = 1;
+    w = worker_with(&cfg);
+    password_key("TEST.REALMalice", ALICE_PW, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &k256);
+    password_key("TEST.REALMalice", ALICE_PW, CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96, &k128);
+
+    /* alice has an aes256 key and asks for it first: the realm permits only aes128. */
+    o.ts_key = &k128;
+    build_as_req(&o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    if (open_rep(reply, n, &k128, CK_KU_AS_REP_ENCPART, CK_KRB_ENC_AS_REP_PART, &c)) {
+        CHECK_INT_EQ(c.rep->enc_part->etype, CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96);
+        CHECK_INT_EQ(c.session.enctype, CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96);
+        CHECK(c.flags & CK_TKT_FLG_PRE_AUTHENT);
+    }
+    creds_free(&c);
+    ck_asn1_free_der(der, len);
+
+    /* A timestamp under her aes256 key is refused, with the offers (ETYPE-INFO2 for aes128). */
+    o.ts_key = &k256;
+    build_as_req(&o, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    {
+        CK_KRB_ERROR_MSG *e = NULL;
+        CK_METHOD_DATA *md = NULL;
+        CK_ETYPE_INFO2 *info = NULL;
+        const CK_PA_DATA *pa;
+
+        CHECK_INT_EQ(error_code(reply, n, &e), CK_KDC_ERR_PREAUTH_FAILED);
+        if (e != NULL && e->e_data != NULL &&
+            ck_asn1_method_data_decode(e->e_data->data, (size_t)e->e_data->length, &md) == 0 &&
+            (pa = ck_asn1_padata_find(md, CK_PA_ETYPE_INFO2)) != NULL &&
+            ck_asn1_etype_info2_decode(pa->padata_value->data,
+                                       (size_t)pa->padata_value->length, &info) == 0)
+            CHECK_INT_EQ(sk_CK_ETYPE_INFO2_ENTRY_value(info, 0)->etype,
+                         CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96);
+        else
+            CHECK(0);
+        CK_ETYPE_INFO2_free(info);
+        CK_METHOD_DATA_free(md);
+        CK_KRB_ERROR_MSG_free(e);
+    }
+    ck_asn1_free_der(der, len);
+
+    /* Asking only for a key the realm does not permit: no reply key. */
+    o.ts_key = &k256;
+    o.etypes = only256;
+    o.n_etypes = 1;
+    CHECK_INT_EQ(as_error(w, &o), CK_KDC_ERR_ETYPE_NOSUPP);
+    kdc_worker_free(w);
+}
+
+/* ---- the pre-authentication table --------------------------------------------------------- */
+
+/* A test mechanism standing in for PKINIT: padata type PA-PK-AS-REQ, may authenticate clients
+ * without a long-term key, replaces the reply key with a random one and returns it in a
+ * PA-PK-AS-REP (in the clear: only a test would). "ok" accepts, "bad" refuses with typed e-data,
+ * "badkey" accepts and then offers a reply key of an enctype nobody asked for. */
+struct fake_state {
+    ck_key key;
+    bool bad_enctype;
+};
+
+static int fake_inits, fake_finis, fake_cleanups, fake_verifies;
+
+static int
+fake_init(const struct kdc_pa_env *env, void **ctx)
+{
+    fake_inits++;
+    *ctx = &fake_inits;
+    return env->realm != NULL && strcmp(env->realm, REALM) == 0 ? 0 : CK_ERR_CONFIG;
+}
+
+static void
+fake_fini(void *ctx)
+{
+    fake_finis += ctx == &fake_inits;
+}
+
+static int
+fake_edata(void *ctx, const struct kdc_pa_call *call, CK_METHOD_DATA **md)
+{
+    return ck_asn1_padata_add(md, CK_PA_PK_AS_REQ, NULL, 0);
+}
+
+static int
+fake_verify(void *ctx, const struct kdc_pa_call *call, const CK_PA_DATA *pa, void **state,
+            struct kdc_pa_error *err)
+{
+    struct fake_state *st;
+    const uint8_t *v = ASN1_STRING_get0_data(pa->padata_value);
+    size_t len = (size_t)ASN1_STRING_length(pa->padata_value);
+
+    fake_verifies++;
+    /* The whole request is there for the RFC 8636 KDF. */
+    if (call->req_der == NULL || call->req_len < 10 || call->req_der[0] != 0x6a)
+        return CK_ERR_INVAL;
+    if ((st = calloc(1, sizeof(*st))) == NULL)
+        return CK_ERR_NOMEM;
+    *state = st;
+    if (len == 3 && memcmp(v, "bad", 3) == 0) {
+        uint8_t *td = OPENSSL_malloc(4);
+
+        kdc_pa_fail(err, CK_KDC_ERR_CLIENT_NOT_TRUSTED, "CLIENT_NOT_TRUSTED", "untrusted %d",
+                    42);
+        if (td != NULL) {
+            memcpy(td, "TD!!", 4);
+            kdc_pa_set_edata(err, td, 4);
+        }
+        return KDC_PA_REFUSED;
+    }
+    st->bad_enctype = len == 6 && memcmp(v, "badkey", 6) == 0;
+    return (len == 2 && memcmp(v, "ok", 2) == 0) || st->bad_enctype ? 0 : KDC_PA_REFUSED;
+}
+
+static int
+fake_reply_key(void *ctx, const struct kdc_pa_call *call, void *state, ck_key *key)
+{
+    struct fake_state *st = state;
+    int32_t et = st->bad_enctype ? CK_ENCTYPE_AES128_CTS_HMAC_SHA256_128 : call->reply_etype;
+    int rc = ck_random_key(et, &st->key);
+
+    if (rc == 0)
+        *key = st->key;
+    return rc;
+}
+
+static int
+fake_reply_padata(void *ctx, const struct kdc_pa_call *call, void *state, CK_METHOD_DATA **pd)
+{
+    struct fake_state *st = state;
+    uint8_t buf[4 + CK_KEY_MAX];
+
+    buf[0] = (uint8_t)(st->key.enctype >> 24);
+    buf[1] = (uint8_t)(st->key.enctype >> 16);
+    buf[2] = (uint8_t)(st->key.enctype >> 8);
+    buf[3] = (uint8_t)st->key.enctype;
+    memcpy(buf + 4, st->key.contents, st->key.length);
+    return ck_asn1_padata_add(pd, CK_PA_PK_AS_REP, buf, 4 + st->key.length);
+}
+
+static void
+fake_cleanup(void *ctx, void *state)
+{
+    struct fake_state *st = state;
+
+    ck_key_clear(&st->key);
+    free(st);
+    fake_cleanups++;
+}
+
+static const struct kdc_pa_mech fake_mech = {
+    .pa_type = CK_PA_PK_AS_REQ,
+    .name = "fake-pkinit",
+    .flags = KDC_PA_KEYLESS,
+    .init = fake_init,
+    .fini = fake_fini,
+    .edata = fake_edata,
+    .verify = fake_verify,
+    .reply_key = fake_reply_key,
+    .reply_padata = fake_reply_padata,
+    .cleanup = fake_cleanup,
+};
+
+static int
+disabled_init(const struct kdc_pa_env *env, void **ctx)
+{
+    return KDC_PA_DISABLED;
+}
+
+static const struct kdc_pa_mech disabled_mech = {
+    .pa_type = 1000,
+    .name = "disabled",
+    .init = disabled_init,
+    .verify = fake_verify,
+};
+
+/* An AS-REQ for cname with the fake padata (value, NULL: none) and optionally a timestamp. */
+static void
+build_fake_as_req(const char *cname, const char *value, const ck_key *ts_key, uint8_t **der,
+                  size_t *len)
+{
+    struct as_opts o = {.cname = cname, .sname = "krbtgt/" REALM, .ts_key = ts_key};
+    CK_AS_REQ *req = NULL;
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+
+    build_as_req(&o, &plain, &plain_len);
+    CHECK_OK(ck_asn1_as_req_decode(plain, plain_len, &req));
+    ck_asn1_free_der(plain, plain_len);
+    if (req == NULL)
+        return;
+    if (value != NULL)
+        CHECK_OK(ck_asn1_padata_add(&req->padata, CK_PA_PK_AS_REQ, (const uint8_t *)value,
+                                    strlen(value)));
+    ck_asn1_kdc_req_body_modified(req->req_body);
+    CHECK_OK(ck_asn1_as_req_encode(req, der, len));
+    CK_AS_REQ_free(req);
+}
+
+/* The padata types of a METHOD-DATA, in order, as a string of numbers. */
+static void
+md_types(const ASN1_OCTET_STRING *e_data, char *out, size_t size)
+{
+    CK_METHOD_DATA *md = NULL;
+    size_t off = 0;
+
+    out[0] = '\0';
+    if (e_data == NULL ||
+        ck_asn1_method_data_decode(e_data->data, (size_t)e_data->length, &md) != 0)
+        return;
+    for (int i = 0; i < sk_CK_PA_DATA_num(md) && off < size; i++) {
+        int k = snprintf(out + off, size - off, "%s%d", i ? "," : "",
+                         (int)sk_CK_PA_DATA_value(md, i)->padata_type);
+        off += k > 0 ? (size_t)k : 0;
+    }
+    CK_METHOD_DATA_free(md);
+}
+
+/* Opens an AS-REP whose key came back in the fake PA-PK-AS-REP. */
+static bool
+open_fake_rep(size_t n, struct creds *c)
+{
+    CK_KDC_REP *rep = NULL;
+    const CK_PA_DATA *pa;
+    ck_key k;
+    bool ok = false;
+
+    if (ck_asn1_kdc_rep_decode(reply, n, &rep, NULL) != 0) {
+        fprintf(stderr, "  not an AS-REP (error %d)\n", error_code(reply, n, NULL));
+        CHECK(0);
+        return false;
+    }
+    pa = ck_asn1_padata_find(rep->padata, CK_PA_PK_AS_REP);
+    CHECK(pa != NULL);
+    /* A replaced key comes with no ETYPE-INFO2 and no kvno. */
+    CHECK(ck_asn1_padata_find(rep->padata, CK_PA_ETYPE_INFO2) == NULL);
+    CHECK(rep->enc_part->kvno == NULL);
+    if (pa != NULL && pa->padata_value->length > 4) {
+        const uint8_t *v = pa->padata_value->data;
+
+        ck_key_clear(&k);
+        k.enctype = (int32_t)((uint32_t)v[0] << 24 | (uint32_t)v[1] << 16 | (uint32_t)v[2] << 8 |
+                              v[3]);
+        k.length = (size_t)pa->padata_value->length - 4;
+        memcpy(k.contents, v + 4, k.length);
+        ok = open_rep(reply, n, &k, CK_KU_AS_REP_ENCPART, CK_KRB_ENC_AS_REP_PART, c);
+        ck_key_clear(&k);
+    }
+    CK_KDC_REP_free(rep);
+    return ok;
+}
+
+static void
+test_preauth_table(void)
+{
+    struct kdc_config cfg;
+    struct kdc_worker *w, *plain;
+    ck_key good, bad;
+    struct creds c;
+    CK_KRB_ERROR_MSG *e = NULL;
+    ck_db_principal *p = NULL;
+    char types[64];
+    uint8_t *der = NULL;
+    size_t len = 0, n;
+    int before;
+
+    config_defaults(&cfg);
+    plain = worker_with(&cfg);
+    w = worker_with(&cfg);
+    CHECK_OK(kdc_preauth_add(w, &cfg, &fake_mech));
+    CHECK_INT_EQ(fake_inits, 1);
+    CHECK(kdc_preauth_keyless(w));
+    CHECK(!kdc_preauth_keyless(plain));
+    /* The same padata type twice is a configuration error; a disabled one is left out. */
+    CHECK_INT_EQ(kdc_preauth_add(w, &cfg, &fake_mech), CK_ERR_INVAL);
+    CHECK_INT_EQ(fake_inits, 1); /* refused before its init runs */
+    CHECK_OK(kdc_preauth_add(w, &cfg, &disabled_mech));
+    CHECK_INT_EQ((int)w->n_pa, 2);
+    password_key("TEST.REALMalice", ALICE_PW, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &good);
+    password_key("TEST.REALMalice", "wrong", CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &bad);
+
+    /* Offers: ETYPE-INFO2 first, then the mechanisms in table order. */
+    build_fake_as_req("alice", NULL, NULL, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, &e), CK_KDC_ERR_PREAUTH_REQUIRED);
+    md_types(e != NULL ? e->e_data : NULL, types, sizeof(types));
+    CHECK(strcmp(types, "19,2,16") == 0);
+    CK_KRB_ERROR_MSG_free(e);
+    e = NULL;
+    ck_asn1_free_der(der, len);
+
+    /* Accepted: the mechanism's key protects the reply, its padata is in it. */
+    before = fake_cleanups;
+    build_fake_as_req("alice", "ok", NULL, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    if (open_fake_rep(n, &c))
+        CHECK_INT_EQ(c.flags, CK_TKT_FLG_INITIAL | CK_TKT_FLG_PRE_AUTHENT);
+    creds_free(&c);
+    CHECK_INT_EQ(fake_cleanups, before + 1);
+    ck_asn1_free_der(der, len);
+
+    /* Refused: its code and typed e-data, one cleanup. */
+    before = fake_cleanups;
+    build_fake_as_req("alice", "bad", NULL, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, &e), CK_KDC_ERR_CLIENT_NOT_TRUSTED);
+    CHECK(e != NULL && e->e_data != NULL);
+    if (e != NULL && e->e_data != NULL)
+        CHECK_MEM_EQ(e->e_data->data, (size_t)e->e_data->length, "TD!!", 4);
+    CK_KRB_ERROR_MSG_free(e);
+    e = NULL;
+    CHECK_INT_EQ(fake_cleanups, before + 1);
+    ck_asn1_free_der(der, len);
+
+    /* A wrong timestamp and a good fake method: one good method is enough. The other order: the
+     * first refusal is the answer when nothing succeeds. */
+    build_fake_as_req("alice", "ok", &bad, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    if (open_fake_rep(n, &c))
+        CHECK(c.flags & CK_TKT_FLG_PRE_AUTHENT);
+    creds_free(&c);
+    ck_asn1_free_der(der, len);
+    build_fake_as_req("alice", "bad", &bad, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_PREAUTH_FAILED);
+    ck_asn1_free_der(der, len);
+    /* A good timestamp still works, with the long-term key and ETYPE-INFO2. */
+    build_fake_as_req("alice", NULL, &good, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    if (open_rep(reply, n, &good, CK_KU_AS_REP_ENCPART, CK_KRB_ENC_AS_REP_PART, &c))
+        CHECK(ck_asn1_padata_find(c.rep->padata, CK_PA_ETYPE_INFO2) != NULL);
+    creds_free(&c);
+    ck_asn1_free_der(der, len);
+
+    /* A replacement key of an enctype the client did not ask for is never used. */
+    build_fake_as_req("alice", "badkey", NULL, &der, &len);
+    {
+        CK_AS_REQ *req = NULL;
+        const int32_t et[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96};
+
+        /* Ask for aes256 only (the fake key is aes128-sha256). */
+        CHECK_OK(ck_asn1_as_req_decode(der, len, &req));
+        ck_asn1_free_der(der, len);
+        der = NULL;
+        if (req != NULL) {
+            CHECK_OK(ck_asn1_etypes_set(req->req_body, et, 1));
+            ck_asn1_kdc_req_body_modified(req->req_body);
+            CHECK_OK(ck_asn1_as_req_encode(req, &der, &len));
+            CK_AS_REQ_free(req);
+        }
+    }
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KRB_ERR_GENERIC);
+    ck_asn1_free_der(der, len);
+
+    /* A certificate-only principal (no long-term key). */
+    CHECK_OK(ck_db_principal_new("certonly@" REALM, &p));
+    if (p != NULL) {
+        p->kvno = 1;
+        p->attributes = CK_ATTR_REQUIRES_PREAUTH;
+        CHECK_OK(ck_store_put_principal(tstore, p));
+        ck_db_principal_free(p);
+    }
+    /* Without a keyless mechanism: no reply key, as before. */
+    build_fake_as_req("certonly", NULL, NULL, &der, &len);
+    n = ask(plain, der, len, KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, NULL), CK_KDC_ERR_ETYPE_NOSUPP);
+    /* With one: only it is offered (no ETYPE-INFO2, no PA-ENC-TIMESTAMP) ... */
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    CHECK_INT_EQ(error_code(reply, n, &e), CK_KDC_ERR_PREAUTH_REQUIRED);
+    md_types(e != NULL ? e->e_data : NULL, types, sizeof(types));
+    CHECK(strcmp(types, "16") == 0);
+    CK_KRB_ERROR_MSG_free(e);
+    e = NULL;
+    ck_asn1_free_der(der, len);
+    /* ... and it gets the ticket. */
+    build_fake_as_req("certonly", "ok", NULL, &der, &len);
+    n = ask(w, der, len, KDC_TRANSPORT_TCP);
+    if (open_fake_rep(n, &c))
+        CHECK(c.flags & CK_TKT_FLG_PRE_AUTHENT);
+    creds_free(&c);
+    ck_asn1_free_der(der, len);
+
+    kdc_worker_free(plain);
+    before = fake_finis;
+    kdc_worker_free(w);
+    CHECK_INT_EQ(fake_finis, before + 1);
 }
 
 /* ---- real MIT captures -------------------------------------------------------------------- */
@@ -1139,4 +1693,6 @@ CK_TEST_MAIN("kdc", CK_TEST_CASE(test_as_preauth_required), CK_TEST_CASE(test_as
              CK_TEST_CASE(test_tgs_issue), CK_TEST_CASE(test_tgs_errors),
              CK_TEST_CASE(test_transport_rules), CK_TEST_CASE(test_lookaside_limits), CK_TEST_CASE(test_stale_refusal_rechecked),
              CK_TEST_CASE(test_mit_vectors), CK_TEST_CASE(test_tgs_renew_and_rotation),
+             CK_TEST_CASE(test_log_escapes_names), CK_TEST_CASE(test_as_supported_enctypes),
+             CK_TEST_CASE(test_preauth_table),
              CK_TEST_CASE(test_timing))

@@ -22,6 +22,7 @@
 static atomic_int oversized_seen;
 static atomic_uint oversized_len;
 static atomic_int init_calls, fini_calls, state_mismatch;
+static atomic_size_t last_udp_cap, last_tcp_cap;
 static char last_local[CK_NET_ADDRSTRLEN];
 static pthread_mutex_t last_local_lock = PTHREAD_MUTEX_INITIALIZER;
 
@@ -68,6 +69,7 @@ upper_handler(void *state, const struct ck_net_request *req, uint8_t *reply, siz
     pthread_mutex_lock(&last_local_lock);
     ck_net_addr_format(req->local, last_local, sizeof(last_local));
     pthread_mutex_unlock(&last_local_lock);
+    atomic_store(req->transport == CK_NET_UDP ? &last_udp_cap : &last_tcp_cap, cap);
     if (req->flags & CK_NET_REQ_OVERSIZED) {
         atomic_fetch_add(&oversized_seen, 1);
         atomic_store(&oversized_len, (unsigned)req->len);
@@ -243,6 +245,57 @@ test_udp_no_reply(void)
     CHECK_MEM_EQ(buf, r < 0 ? 0 : (size_t)r, "OK", 2);
     close(fd);
     ck_net_server_free(srv);
+}
+
+static int tcp_connect(const struct sockaddr_storage *ss, socklen_t len);
+
+/* The largest max_reply: TCP handlers get all of it, UDP handlers no more than a datagram can
+ * carry (the UDP batch is UDP_BATCH reply slots: 32 x 16 MiB would be half a gigabyte). */
+static void
+test_udp_reply_cap(void)
+{
+    const char *listen[] = {"127.0.0.1:0"};
+    struct ck_net_config cfg;
+    struct ck_net_callbacks cb = {upper_handler, test_init, test_fini, NULL};
+    struct ck_net_server *srv = NULL;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    uint8_t frame[4 + 4] = {0, 0, 0, 4, 'p', 'i', 'n', 'g'};
+    char buf[64];
+    ssize_t r = -1;
+    int fd;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.listen = listen;
+    cfg.n_listen = 1;
+    cfg.workers = 1;
+    cfg.max_reply = CK_NET_MAX_REQUEST_LIMIT;
+    CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
+    if (srv == NULL)
+        return;
+    CHECK_OK(ck_net_server_start(srv));
+    server_addr(srv, 0, &ss, &len);
+    fd = udp_client(&ss, len);
+    CHECK_INT_EQ(send(fd, "ping", 4, 0), 4);
+    CHECK(wait_readable(fd, WAIT_MS));
+    r = recv(fd, buf, sizeof(buf), MSG_DONTWAIT);
+    CHECK_MEM_EQ(buf, r < 0 ? 0 : (size_t)r, "PING", 4);
+    close(fd);
+    CHECK(atomic_load(&last_udp_cap) > 0 && atomic_load(&last_udp_cap) <= 65527);
+    fd = tcp_connect(&ss, len);
+    CHECK_INT_EQ(send(fd, frame, sizeof(frame), 0), (ssize_t)sizeof(frame));
+    CHECK(wait_readable(fd, WAIT_MS));
+    r = recv(fd, buf, sizeof(buf), 0);
+    CHECK_INT_EQ(r, 8);
+    CHECK_INT_EQ(atomic_load(&last_tcp_cap), CK_NET_MAX_REQUEST_LIMIT);
+    close(fd);
+    ck_net_server_free(srv);
+
+    /* Over the ceiling: refused before anything is allocated. */
+    cfg.max_reply = (size_t)CK_NET_MAX_REQUEST_LIMIT + 1;
+    srv = NULL;
+    CHECK_INT_EQ(ck_net_server_new(&cfg, &cb, &srv), CK_ERR_CONFIG);
+    CHECK(srv == NULL);
 }
 
 static int
@@ -607,6 +660,7 @@ test_parse_listen(void)
 
 CK_TEST_MAIN("net", CK_TEST_CASE(test_parse_listen), CK_TEST_CASE(test_udp_v4_v6),
              CK_TEST_CASE(test_udp_wildcard_source), CK_TEST_CASE(test_udp_no_reply),
+             CK_TEST_CASE(test_udp_reply_cap),
              CK_TEST_CASE(test_tcp_framing), CK_TEST_CASE(test_tcp_oversized),
              CK_TEST_CASE(test_tcp_conn_cap), CK_TEST_CASE(test_tcp_idle_timeout),
              CK_TEST_CASE(test_bind_conflict), CK_TEST_CASE(test_lifecycle))
