@@ -36,7 +36,8 @@ fail_preauth(struct kdc_request *r, const struct kdc_pa_call *call, struct kdc_p
         r->e_data_len = err->e_data_len;
         err->e_data = NULL;
         err->e_data_len = 0;
-    } else if (err->code == CK_KDC_ERR_PREAUTH_FAILED) {
+    } else if (err->code == CK_KDC_ERR_PREAUTH_FAILED ||
+               err->code == CK_KDC_ERR_PREAUTH_EXPIRED) {
         /* Tell the client what would work (MIT kinit re-derives its key from ETYPE-INFO2). */
         if (kdc_preauth_offers(r->w, call, &r->e_data, &r->e_data_len) != 0 &&
             r->detail[0] == '\0')
@@ -269,6 +270,7 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     if (rc != 0)
         goto fail;
     r->status = "ISSUE";
+    ck_strlcpy(r->detail, run.detail, sizeof(r->detail));
     goto out;
 fail:
     kdc_fail(r, CK_KRB_ERR_GENERIC, "INTERNAL_ERROR", "%s (%s)", ck_strerror(rc),

@@ -13,6 +13,7 @@
 #include "cablekey/profile.h"
 #include "cablekey/util.h"
 #include "config.h"
+#include "pkinit_kdc.h"
 
 #define MAX_NAMES 64
 
@@ -43,6 +44,8 @@ kdc_config_free_contents(struct kdc_config *cfg)
     free(cfg->db_path);
     free(cfg->stash_path);
     cfg->realm = cfg->db_path = cfg->stash_path = NULL;
+    kdc_pkinit_config_free(cfg->pkinit);
+    cfg->pkinit = NULL;
 }
 
 void
@@ -355,7 +358,7 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
         "supported_enctypes", "clockskew", "lookaside", "kdc_listen",
         /* MIT keys that are accepted without effect, so MIT configs load quietly. */
         "acl_file", "admin_keytab", "dict_file", "kadmind_port", "kpasswd_port",
-        "master_key_type", "default_principal_flags", NULL};
+        "master_key_type", "default_principal_flags", KDC_PKINIT_CONFIG_KEYS, NULL};
     char where[300];
     const char *v;
     int rc;
@@ -386,6 +389,8 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
     if ((v = ck_profile_get(prof, "realms", r, "lookaside", NULL)) != NULL &&
         ck_parse_bool(v, &dc->kdc.lookaside) != 0)
         return ck_error_set(CK_ERR_CONFIG, "lookaside = \"%s\": expected yes or no", v);
+    if ((rc = kdc_pkinit_config_load(&dc->kdc.pkinit, prof, r)) != 0)
+        return rc;
     /* As in MIT, a realm's own kdc_listen wins over [kdcdefaults]. */
     if ((v = ck_profile_get(prof, "realms", r, "kdc_listen", NULL)) != NULL &&
         (rc = kdc_config_set_listen(dc, v, true)) != 0)
@@ -478,5 +483,5 @@ kdc_daemon_config_finish(struct kdc_daemon_config *dc)
         return ck_error_set(CK_ERR_CONFIG, "workers must be 1..%d", CK_NET_MAX_WORKERS);
     if (dc->tcp_idle_timeout > 86400)
         return ck_error_set(CK_ERR_CONFIG, "kdc_tcp_idle_timeout: more than a day");
-    return 0;
+    return kdc_pkinit_config_finish(dc->kdc.pkinit);
 }

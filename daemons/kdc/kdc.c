@@ -107,6 +107,12 @@ kdc_worker_free(struct kdc_worker *w)
     free(w);
 }
 
+const char *
+kdc_worker_realm(const struct kdc_worker *w)
+{
+    return w->realm_name;
+}
+
 void
 kdc_fail(struct kdc_request *r, int32_t code, const char *status, const char *fmt, ...)
 {
@@ -212,6 +218,24 @@ error_message(int32_t code)
     case CK_KRB_AP_ERR_INAPP_CKSUM: return "Inappropriate type of checksum in message";
     case CK_KRB_ERR_RESPONSE_TOO_BIG: return "Response too big for UDP, retry with TCP";
     case CK_KRB_ERR_FIELD_TOOLONG: return "Field is too long for this implementation";
+    /* PKINIT (RFC 4556, RFC 8070, RFC 8636) */
+    case CK_KDC_ERR_CLIENT_NOT_TRUSTED: return "Client not trusted";
+    case CK_KDC_ERR_INVALID_SIG: return "Invalid signature";
+    case CK_KDC_ERR_DH_KEY_PARAMETERS_NOT_ACCEPTED: return "Key parameters not accepted";
+    case CK_KDC_ERR_CANT_VERIFY_CERTIFICATE: return "Can't verify certificate";
+    case CK_KDC_ERR_INVALID_CERTIFICATE: return "Invalid certificate";
+    case CK_KDC_ERR_REVOKED_CERTIFICATE: return "Revoked certificate";
+    case CK_KDC_ERR_REVOCATION_STATUS_UNKNOWN: return "Revocation status unknown";
+    case CK_KDC_ERR_CLIENT_NAME_MISMATCH: return "Client name mismatch";
+    case CK_KDC_ERR_INCONSISTENT_KEY_PURPOSE: return "Inconsistent key purpose";
+    case CK_KDC_ERR_DIGEST_IN_CERT_NOT_ACCEPTED: return "Digest in certificate not accepted";
+    case CK_KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED: return "Checksum must be included";
+    case CK_KDC_ERR_DIGEST_IN_SIGNED_DATA_NOT_ACCEPTED:
+        return "Digest in signed-data not accepted";
+    case CK_KDC_ERR_PUBLIC_KEY_ENCRYPTION_NOT_SUPPORTED:
+        return "Public key encryption not supported";
+    case CK_KDC_ERR_PREAUTH_EXPIRED: return "Preauthentication expired";
+    case CK_KDC_ERR_NO_ACCEPTABLE_KDF: return "No acceptable KDF offered";
     default: return "Generic error (see e-text)";
     }
 }
@@ -409,9 +433,10 @@ log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
     }
     if (r->error_code == 0 && r->reply != NULL) {
         n = snprintf(line, sizeof(line),
-                 "%s%s %s: ISSUE: authtime %lld, etypes {rep=%d, tkt=%d, ses=%d}, %s for %s",
+                 "%s%s %s: ISSUE: authtime %lld, etypes {rep=%d, tkt=%d, ses=%d}, %s for %s%s%s",
                  r->kind, ets, format_peer(peer, addr, sizeof(addr)), (long long)r->authtime,
-                 (int)r->rep_etype, (int)r->tkt_etype, (int)r->ses_etype, r->cname, r->sname);
+                 (int)r->rep_etype, (int)r->tkt_etype, (int)r->ses_etype, r->cname, r->sname,
+                 r->detail[0] ? ", " : "", r->detail);
     } else if (r->cname[0] != '\0' || r->sname[0] != '\0') {
         n = snprintf(line, sizeof(line), "%s%s %s: %s: %s for %s, %s%s%s", r->kind, ets,
                  format_peer(peer, addr, sizeof(addr)), r->status ? r->status : "ERROR",

@@ -10,7 +10,10 @@
 
 #define KDC_MAX_ENCTYPES 8
 #define KDC_DEFAULT_MAX_DGRAM_REPLY 4096   /* kdc_max_dgram_reply_size */
-#define KDC_DEFAULT_MAX_REQUEST 65536      /* largest request accepted on any transport */
+/* Largest request accepted on any transport: a PKINIT AS-REQ carries certificate chains, and the
+ * ASN.1 layer takes AS-REQs up to CK_ASN1_MAX_AS_MSG (320 KiB); UDP datagrams stay bounded by
+ * the datagram size. */
+#define KDC_DEFAULT_MAX_REQUEST 327680
 #define KDC_DEFAULT_CLOCKSKEW 300          /* seconds */
 #define KDC_DEFAULT_MAX_LIFE (10 * 3600)
 #define KDC_DEFAULT_MAX_RENEW (7 * 86400)
@@ -32,15 +35,21 @@ struct kdc_config {
      * that no result depends on the calendar. */
     void (*clock)(void *ctx, int64_t *sec, int32_t *usec);
     void *clock_ctx;
+    /* PKINIT settings (pkinit_kdc.h); NULL: PKINIT is off. Owned: kdc_config_free_contents
+     * frees it. */
+    struct kdc_pkinit_config *pkinit;
 };
 
 enum kdc_transport { KDC_TRANSPORT_UDP, KDC_TRANSPORT_TCP };
 
 struct kdc_worker;
+struct kdc_pkinit_config;
 
 /* Per-worker state (own database connection, principal cache, lookaside cache). */
 int kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out);
 void kdc_worker_free(struct kdc_worker *worker);
+/* The realm the worker serves (from its database). */
+const char *kdc_worker_realm(const struct kdc_worker *worker);
 
 /* Handles one request. On return 0, *reply_len bytes of reply are in reply (capacity reply_cap);
  * *reply_len == 0 means "send nothing" (e.g. garbage over UDP). peer may be NULL (fuzzing).

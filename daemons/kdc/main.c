@@ -23,6 +23,7 @@
 #include "cablekey/util.h"
 #include "config.h"
 #include "kdc.h"
+#include "pkinit_kdc.h"
 
 #define PROG "cablekey-kdc"
 #define LISTEN_LOG_MAX 1024
@@ -39,11 +40,17 @@ struct options {
     const char *listen[KDC_MAX_LISTEN];
     size_t n_listen;
     bool check;
+    /* PKINIT flags: kdc.conf key and value, applied over the file's settings. */
+    struct {
+        const char *key, *value;
+    } pkinit[8];
+    size_t n_pkinit;
 };
 
 enum {
     OPT_CHECK = 256, OPT_LISTEN, OPT_DB, OPT_STASH, OPT_LOG_LEVEL, OPT_LOG, OPT_WORKERS,
-    OPT_PID_FILE, OPT_VERSION, OPT_HELP
+    OPT_PID_FILE, OPT_VERSION, OPT_HELP, OPT_PKINIT_IDENTITY, OPT_PKINIT_PASSWORD_FILE,
+    OPT_PKINIT_ANCHORS, OPT_PKINIT_DEVICE_ANCHORS, OPT_PKINIT_PACKETCABLE_ANCHORS, OPT_PKINIT_POOL
 };
 
 static void
@@ -61,6 +68,13 @@ usage(FILE *out)
             "      --log-level LEVEL   err, warning, notice, info or debug\n"
             "      --workers N         worker threads (default: one per CPU)\n"
             "      --pid-file FILE     write the process id here\n"
+            "      --pkinit-identity FILE.p12      KDC certificate and key (or FILE:cert,key)\n"
+            "      --pkinit-password-file FILE     password of the PKINIT identity\n"
+            "      --pkinit-anchors PEM[,PEM...]   client trust anchors (id-pkinit-san)\n"
+            "      --pkinit-device-anchors PEM[,PEM...]      device anchors (device table)\n"
+            "      --pkinit-packetcable-anchors PEM[,PEM...] device anchors that may use\n"
+            "                                      the PacketCable draft forms\n"
+            "      --pkinit-pool PEM[,PEM...]      intermediate CA certificates\n"
             "      --version           print the version\n"
             "  -h, --help              this text\n");
 }
@@ -91,6 +105,12 @@ parse_args(int argc, char **argv, struct options *o)
         {"log", required_argument, NULL, OPT_LOG},
         {"workers", required_argument, NULL, OPT_WORKERS},
         {"pid-file", required_argument, NULL, OPT_PID_FILE},
+        {"pkinit-identity", required_argument, NULL, OPT_PKINIT_IDENTITY},
+        {"pkinit-password-file", required_argument, NULL, OPT_PKINIT_PASSWORD_FILE},
+        {"pkinit-anchors", required_argument, NULL, OPT_PKINIT_ANCHORS},
+        {"pkinit-device-anchors", required_argument, NULL, OPT_PKINIT_DEVICE_ANCHORS},
+        {"pkinit-packetcable-anchors", required_argument, NULL, OPT_PKINIT_PACKETCABLE_ANCHORS},
+        {"pkinit-pool", required_argument, NULL, OPT_PKINIT_POOL},
         {"version", no_argument, NULL, OPT_VERSION},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
@@ -116,6 +136,24 @@ parse_args(int argc, char **argv, struct options *o)
         case OPT_LOG: o->log = optarg; break;
         case OPT_WORKERS: o->workers = optarg; break;
         case OPT_PID_FILE: o->pid_file = optarg; break;
+        case OPT_PKINIT_IDENTITY:
+        case OPT_PKINIT_PASSWORD_FILE:
+        case OPT_PKINIT_ANCHORS:
+        case OPT_PKINIT_DEVICE_ANCHORS:
+        case OPT_PKINIT_PACKETCABLE_ANCHORS:
+        case OPT_PKINIT_POOL: {
+            static const char *const keys[] = {
+                "pkinit_identity", "pkinit_password_file", "pkinit_anchors",
+                "pkinit_device_anchors", "pkinit_packetcable_anchors", "pkinit_pool"};
+            if (o->n_pkinit >= sizeof(o->pkinit) / sizeof(o->pkinit[0])) {
+                fprintf(stderr, PROG ": too many --pkinit options\n");
+                return 2;
+            }
+            o->pkinit[o->n_pkinit].key = keys[c - OPT_PKINIT_IDENTITY];
+            o->pkinit[o->n_pkinit].value = optarg;
+            o->n_pkinit++;
+            break;
+        }
         case OPT_VERSION:
             printf(PROG " 0.1.0\n");
             return 0;
@@ -173,6 +211,15 @@ build_config(const struct options *o, struct kdc_daemon_config *dc)
     }
     if (o->log != NULL && (rc = kdc_config_set_log(dc, o->log)) != 0)
         goto out;
+    /* A flag replaces the file's list of the same kind (as --listen does). */
+    for (size_t i = 0; i < o->n_pkinit; i++) {
+        bool first = true;
+        for (size_t j = 0; j < i; j++)
+            first = first && strcmp(o->pkinit[j].key, o->pkinit[i].key) != 0;
+        if ((rc = kdc_pkinit_config_set(&dc->kdc.pkinit, o->pkinit[i].key, o->pkinit[i].value,
+                                        first)) != 0)
+            goto out;
+    }
     if (o->log_level != NULL) {
         int l = ck_log_level_from_name(o->log_level);
         if (l < 0) {
@@ -319,11 +366,17 @@ check_config(const struct kdc_daemon_config *dc)
     struct kdc_worker *w = NULL;
     int rc;
 
-    /* A worker opens the database and the stash exactly as the running daemon will. */
+    /* A worker opens the database and the stash, and loads the PKINIT identity and anchors,
+     * exactly as the running daemon will. */
     rc = kdc_worker_new(&dc->kdc, &w);
+    if (rc != 0) {
+        print_error(dc->kdc.pkinit != NULL ? "database or PKINIT" : "database");
+        return 1;
+    }
+    rc = kdc_pkinit_config_check(dc->kdc.pkinit, kdc_worker_realm(w), stdout);
     kdc_worker_free(w);
     if (rc != 0) {
-        print_error("database");
+        print_error("PKINIT");
         return 1;
     }
     printf("configuration OK\n");

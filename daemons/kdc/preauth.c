@@ -16,11 +16,19 @@
 
 #include "cablekey/error.h"
 #include "kdc_int.h"
+#include "pkinit_kdc.h"
 
 /* Built-in mechanisms, in the order they are offered. PKINIT goes after PA-ENC-TIMESTAMP. */
 static const struct kdc_pa_mech *const builtin[] = {
     &kdc_pa_enc_timestamp,
+    &kdc_pa_pkinit,
 };
+
+static bool
+takes_type(const struct kdc_pa_mech *m, int32_t type)
+{
+    return m->pa_type == type || (m->alt_pa_type != 0 && m->alt_pa_type == type);
+}
 
 void
 kdc_pa_fail(struct kdc_pa_error *err, int32_t code, const char *status, const char *fmt, ...)
@@ -63,7 +71,8 @@ enable(struct kdc_worker *w, const struct kdc_pa_mech *m, const struct kdc_pa_en
     if (m->verify == NULL)
         return ck_error_set(CK_ERR_INVAL, "preauth %s: no verify", m->name);
     for (size_t i = 0; i < w->n_pa; i++)
-        if (w->pa[i].mech->pa_type == m->pa_type)
+        if (takes_type(w->pa[i].mech, m->pa_type) ||
+            (m->alt_pa_type != 0 && takes_type(w->pa[i].mech, m->alt_pa_type)))
             return ck_error_set(CK_ERR_INVAL, "preauth %s: padata type %d taken by %s", m->name,
                                 (int)m->pa_type, w->pa[i].mech->name);
     if (w->n_pa >= KDC_PA_MAX)
@@ -156,7 +165,7 @@ kdc_preauth_verify(struct kdc_worker *w, const struct kdc_pa_call *call, struct 
         int rc;
 
         for (i = 0; i < w->n_pa; i++)
-            if (w->pa[i].mech->pa_type == pa->padata_type)
+            if (takes_type(w->pa[i].mech, pa->padata_type))
                 break;
         if (i == w->n_pa || (tried & (1u << i)) || !usable(w, i, call))
             continue;
@@ -165,6 +174,8 @@ kdc_preauth_verify(struct kdc_worker *w, const struct kdc_pa_call *call, struct 
         rc = w->pa[i].mech->verify(w->pa[i].ctx, call, pa, &run->state[i], &err);
         if (rc == 0) {
             OPENSSL_free(err.e_data);
+            memcpy(run->detail, err.detail, sizeof(run->detail));
+            run->detail[sizeof(run->detail) - 1] = '\0';
             run->accepted = (int)i;
             return 1;
         }

@@ -13,19 +13,20 @@
  *      and if no enabled mechanism has that flag the request fails with KDC_ERR_ETYPE_NOSUPP
  *      before any pre-authentication.
  *   2. walks the request's padata in order. An entry whose padata-type belongs to an enabled
- *      mechanism is given to that mechanism's `verify` (once per mechanism: a repeated type is
- *      ignored). The first mechanism that accepts wins; a refusal is remembered and the walk
+ *      mechanism (its pa_type or alt_pa_type) is given to that mechanism's `verify` (once per
+ *      mechanism: a repeated type, or its other type, is ignored). The first mechanism that accepts wins; a refusal is remembered and the walk
  *      goes on, so one good method is enough. Unknown padata types are ignored (MIT clients send
  *      PA-REQ-ENC-PA-REP, PA-FX-COOKIE, ... that we do not act on).
  *   3. no mechanism accepted:
  *        - if one refused, the first refusal is the answer (its error code, log token and
- *          e-data; for KDC_ERR_PREAUTH_FAILED without e-data of its own the KDC adds the list
- *          of offers, see 5);
+ *          e-data; for KDC_ERR_PREAUTH_FAILED and KDC_ERR_PREAUTH_EXPIRED without e-data of
+ *          its own the KDC adds the list of offers, see 5);
  *        - else, if the client requires pre-authentication (REQUIRES_PREAUTH or REQUIRES_HW_AUTH)
  *          or has no long-term reply key, KDC_ERR_PREAUTH_REQUIRED with the list of offers;
  *        - else the ticket is issued without pre-authentication (the client's long-term key
  *          protects the reply; the ticket lacks the PRE-AUTHENT flag).
- *   4. a mechanism accepted: the ticket gets PRE-AUTHENT, then, in this order,
+ *   4. a mechanism accepted: the ticket gets PRE-AUTHENT (and the detail its verify left in
+ *      err->detail, if any, goes on the ISSUE log line), then, in this order,
  *        - its `reply_key` may replace the reply key (PKINIT: from the DH exchange through the
  *          RFC 8636 KDF, or a random key it encrypts to the client's certificate);
  *        - the KDC puts PA-ETYPE-INFO2 first in the AS-REP padata when the reply key is still
@@ -114,6 +115,9 @@ struct kdc_pa_env {
 
 struct kdc_pa_mech {
     int32_t pa_type;                    /* CK_PA_*: the padata-type it verifies */
+    int32_t alt_pa_type;                /* a second padata-type it verifies (a pre-RFC number
+                                         * of the same method: PKINIT's 14), 0 = none; never
+                                         * offered */
     const char *name;                   /* for logs ("encrypted-timestamp", "pkinit") */
     unsigned flags;                     /* KDC_PA_* */
 
@@ -131,10 +135,11 @@ struct kdc_pa_mech {
      * May be NULL (offers nothing). */
     int (*edata)(void *ctx, const struct kdc_pa_call *call, CK_METHOD_DATA **md);
 
-    /* Verifies the padata entry pa (pa->padata_type == pa_type). Returns 0 to accept the client
-     * as call->client. Any other return refuses: say why with kdc_pa_fail(err, ...) (a refusal
-     * without it becomes KDC_ERR_PREAUTH_FAILED, or KRB_ERR_GENERIC for a negative CK_ERR_*
-     * return). *state starts NULL; whatever the mechanism stores there (on success or failure)
+    /* Verifies the padata entry pa (pa->padata_type == pa_type or alt_pa_type). Returns 0 to
+     * accept the client as call->client; err->detail may then hold text for the ISSUE log line
+     * (err->code stays 0). Any other return refuses: say why with kdc_pa_fail(err, ...) (a
+     * refusal without it becomes KDC_ERR_PREAUTH_FAILED, or KRB_ERR_GENERIC for a negative
+     * CK_ERR_* return). *state starts NULL; whatever the mechanism stores there (on success or failure)
      * is passed to the reply hooks and released by cleanup. Required. */
     int (*verify)(void *ctx, const struct kdc_pa_call *call, const CK_PA_DATA *pa, void **state,
                   struct kdc_pa_error *err);
@@ -158,6 +163,7 @@ struct kdc_pa_mech {
 
 /* The built-in mechanisms, in offer order. */
 extern const struct kdc_pa_mech kdc_pa_enc_timestamp;   /* pa_enc_ts.c */
+/* kdc_pa_pkinit: pa_pkinit.c (pkinit_kdc.h) */
 
 /* Fills err (the first refusal wins within one mechanism call: later calls overwrite). fmt may be
  * NULL. status must be a static string. */
@@ -189,6 +195,7 @@ struct kdc_pa_run {
     void *state[KDC_PA_MAX];
     int accepted;                       /* index of the accepting mechanism, -1 if none */
     struct kdc_pa_error err;            /* first refusal (code 0: none) */
+    char detail[256];                   /* the accepting mechanism's log text ("" if none) */
 };
 
 /* Step 2: returns 1 (accepted: run->accepted), 0 (no padata for any usable mechanism) or -1
