@@ -120,6 +120,23 @@ krb_error_name(int code)
     case CK_KRB_AP_ERR_MODIFIED: return "message stream modified";
     case CK_KRB_ERR_RESPONSE_TOO_BIG: return "response too big for UDP";
     case CK_KRB_ERR_GENERIC: return "generic error";
+    /* PKINIT (RFC 4556 §3.1.3, RFC 8636, RFC 8070) */
+    case CK_KDC_ERR_CLIENT_NOT_TRUSTED: return "client not trusted";
+    case CK_KDC_ERR_KDC_NOT_TRUSTED: return "KDC not trusted";
+    case CK_KDC_ERR_INVALID_SIG: return "invalid signature";
+    case CK_KDC_ERR_DH_KEY_PARAMETERS_NOT_ACCEPTED: return "DH key parameters not accepted";
+    case CK_KDC_ERR_CANT_VERIFY_CERTIFICATE: return "client certificate cannot be verified";
+    case CK_KDC_ERR_INVALID_CERTIFICATE: return "invalid client certificate";
+    case CK_KDC_ERR_REVOKED_CERTIFICATE: return "client certificate revoked";
+    case CK_KDC_ERR_REVOCATION_STATUS_UNKNOWN: return "revocation status unknown";
+    case CK_KDC_ERR_CLIENT_NAME_MISMATCH: return "client name does not match the certificate";
+    case CK_KDC_ERR_INCONSISTENT_KEY_PURPOSE: return "certificate key purpose (EKU) refused";
+    case CK_KDC_ERR_DIGEST_IN_CERT_NOT_ACCEPTED: return "digest in certificate not accepted";
+    case CK_KDC_ERR_PA_CHECKSUM_MUST_BE_INCLUDED: return "paChecksum must be included";
+    case CK_KDC_ERR_DIGEST_IN_SIGNED_DATA_NOT_ACCEPTED: return "digest in signed data not accepted";
+    case CK_KDC_ERR_PUBLIC_KEY_ENCRYPTION_NOT_SUPPORTED: return "public key encryption not supported";
+    case CK_KDC_ERR_PREAUTH_EXPIRED: return "pre-authentication expired";
+    case CK_KDC_ERR_NO_ACCEPTABLE_KDF: return "no acceptable KDF";
     default: return "KDC error";
     }
 }
@@ -265,7 +282,7 @@ fail:
 /* ---------------------------------------------------------------------------------------------
  * Where the client's long-term key comes from.
  */
-enum key_kind { KEY_PASSWORD, KEY_KEYTAB, KEY_FIXED };
+enum key_kind { KEY_PASSWORD, KEY_KEYTAB, KEY_FIXED, KEY_MECH };
 
 struct key_source {
     enum key_kind kind;
@@ -309,6 +326,8 @@ get_key(const struct key_source *ks, int32_t etype, const uint8_t *salt, size_t 
         if (ks->key->enctype != etype)
             return ck_error_set(CK_ERR_NOTFOUND, "key is not of enctype %d", (int)etype);
         return ck_key_copy(out, ks->key);
+    case KEY_MECH:
+        break; /* the mechanism supplies the reply key; there is no long-term key */
     }
     return ck_error_set(CK_ERR_INVAL, "key source");
 }
@@ -427,20 +446,17 @@ struct as_ctx {
     ck_kdc_transport transport;   /* copy: switched to tcp_only after a TCP answer */
 };
 
-/* Builds one AS-REQ. preauth_key may be NULL; cookie (may be NULL) is echoed. */
+/* A new AS-REQ with its final req-body and no padata. */
 static int
-build_as_req(const struct as_ctx *c, uint32_t nonce, const ck_key *preauth_key,
-             const ASN1_OCTET_STRING *cookie, uint8_t **der, size_t *der_len)
+new_as_req(const struct as_ctx *c, uint32_t nonce, CK_AS_REQ **out)
 {
     CK_AS_REQ *req = NULL;
-    uint8_t *ts = NULL;
-    size_t ts_len = 0;
     int64_t now, till, rtime = 0;
     int32_t usec;
     uint32_t opts = c->p->kdc_options;
     int rc;
 
-    *der = NULL;
+    *out = NULL;
     ck_now(&now, &usec);
     till = now + (c->p->lifetime > 0 ? c->p->lifetime : CK_CLIENT_DEFAULT_LIFETIME);
     if (c->p->renew_life > 0) {
@@ -452,8 +468,27 @@ build_as_req(const struct as_ctx *c, uint32_t nonce, const ck_key *preauth_key,
     req->pvno = CK_KRB5_PVNO;
     req->msg_type = CK_KRB_AS_REQ;
     if ((rc = ck_client_fill_body(req->req_body, opts, c->client, c->server, till, rtime, nonce,
-                                  c->etypes, c->n_etypes)) != 0)
-        goto out;
+                                  c->etypes, c->n_etypes)) != 0) {
+        CK_AS_REQ_free(req);
+        return rc;
+    }
+    *out = req;
+    return 0;
+}
+
+/* Builds one AS-REQ. preauth_key may be NULL; cookie (may be NULL) is echoed. */
+static int
+build_as_req(const struct as_ctx *c, uint32_t nonce, const ck_key *preauth_key,
+             const ASN1_OCTET_STRING *cookie, uint8_t **der, size_t *der_len)
+{
+    CK_AS_REQ *req = NULL;
+    uint8_t *ts = NULL;
+    size_t ts_len = 0;
+    int rc;
+
+    *der = NULL;
+    if ((rc = new_as_req(c, nonce, &req)) != 0)
+        return rc;
     if (cookie != NULL &&
         (rc = ck_asn1_padata_add(&req->padata, CK_PA_FX_COOKIE, ASN1_STRING_get0_data(cookie),
                                  (size_t)ASN1_STRING_length(cookie))) != 0)
@@ -509,16 +544,40 @@ rep_hint(const CK_AS_REP *rep, int32_t etype, struct salt_hint *h)
     return found;
 }
 
+/* Decrypts the AS-REP's enc-part with the reply key (usage 3) and checks it against the
+ * request. */
+static int
+open_as_rep(const struct as_ctx *c, const CK_AS_REP *rep, const ck_key *key, uint32_t nonce,
+            ck_creds **out)
+{
+    CK_ENC_KDC_REP_PART *enc = NULL;
+    uint8_t *plain = NULL;
+    size_t plain_len = 0;
+    int rc;
+
+    if ((rc = ck_enc_data_open(rep->enc_part, key, CK_KU_AS_REP_ENCPART, &plain, &plain_len)) != 0) {
+        if (rc == CK_ERR_INTEGRITY)
+            rc = ck_error_set(CK_ERR_INTEGRITY, "AS-REP: cannot decrypt the reply (wrong password "
+                              "or key?)");
+        goto out;
+    }
+    if ((rc = ck_asn1_enc_kdc_rep_part_decode(plain, plain_len, &enc, NULL)) != 0)
+        goto out;
+    rc = ck_client_make_creds(rep, enc, nonce, c->client, c->server, c->etypes, c->n_etypes, out);
+out:
+    if (plain != NULL)
+        ck_free_secret(plain, plain_len);
+    CK_ENC_KDC_REP_PART_free(enc);
+    return rc;
+}
+
 static int
 process_as_rep(const struct as_ctx *c, const uint8_t *msg, size_t len, uint32_t nonce,
                const struct salt_hint *hint, const ck_key *preauth_key, ck_creds **out)
 {
     CK_AS_REP *rep = NULL;
-    CK_ENC_KDC_REP_PART *enc = NULL;
     struct salt_hint rh;
     ck_key key;
-    uint8_t *plain = NULL;
-    size_t plain_len = 0;
     int32_t etype;
     int rc;
 
@@ -543,20 +602,9 @@ process_as_rep(const struct as_ctx *c, const uint8_t *msg, size_t len, uint32_t 
         rc = get_key(c->ks, etype, NULL, 0, NULL, 0, &key);
     if (rc != 0)
         goto out;
-    if ((rc = ck_enc_data_open(rep->enc_part, &key, CK_KU_AS_REP_ENCPART, &plain, &plain_len)) != 0) {
-        if (rc == CK_ERR_INTEGRITY)
-            rc = ck_error_set(CK_ERR_INTEGRITY, "AS-REP: cannot decrypt the reply (wrong password "
-                              "or key?)");
-        goto out;
-    }
-    if ((rc = ck_asn1_enc_kdc_rep_part_decode(plain, plain_len, &enc, NULL)) != 0)
-        goto out;
-    rc = ck_client_make_creds(rep, enc, nonce, c->client, c->server, c->etypes, c->n_etypes, out);
+    rc = open_as_rep(c, rep, &key, nonce, out);
 out:
     ck_key_clear(&key);
-    if (plain != NULL)
-        ck_free_secret(plain, plain_len);
-    CK_ENC_KDC_REP_PART_free(enc);
     CK_AS_REP_free(rep);
     return rc;
 }
@@ -747,6 +795,93 @@ out:
     CK_METHOD_DATA_free(md);
     CK_KRB_ERROR_MSG_free(err);
     ASN1_OCTET_STRING_free(cookie);
+    as_ctx_clear(&c);
+    return rc;
+}
+
+int
+ck_client_as_mech(const ck_as_params *p, const ck_as_mech *mech, ck_creds **out)
+{
+    struct key_source ks = { .kind = KEY_MECH };
+    struct as_ctx c;
+    CK_AS_REQ *req = NULL;
+    CK_AS_REP *rep = NULL;
+    CK_KRB_ERROR_MSG *err = NULL;
+    ck_key key;
+    uint8_t *der = NULL, *reply = NULL;
+    size_t der_len = 0, reply_len = 0;
+    int rc, rounds;
+
+    memset(&key, 0, sizeof(key));
+    memset(&c, 0, sizeof(c));
+    if (out == NULL)
+        return ck_error_set(CK_ERR_INVAL, "AS: out is NULL");
+    *out = NULL;
+    if (mech == NULL || mech->add_padata == NULL || mech->on_error == NULL ||
+        mech->reply_key == NULL || mech->max_rounds < 1 ||
+        mech->max_rounds > CK_AS_MECH_MAX_ROUNDS)
+        return ck_error_set(CK_ERR_INVAL, "AS: bad pre-authentication mechanism");
+    rounds = mech->max_rounds;
+    if ((rc = as_ctx_init(&c, p, &ks)) != 0)
+        goto out;
+    for (int round = 0; round < rounds; round++) {
+        uint32_t nonce;
+        ck_kdc_send_info info;
+
+        if ((rc = ck_client_nonce(&nonce)) != 0 || (rc = new_as_req(&c, nonce, &req)) != 0 ||
+            (rc = mech->add_padata(mech->ctx, req, round)) != 0 ||
+            (rc = ck_asn1_as_req_encode(req, &der, &der_len)) != 0)
+            goto out;
+        if ((rc = ck_kdc_send(&c.transport, der, der_len, &reply, &reply_len, &info)) != 0)
+            goto out;
+        if (info.tcp)
+            c.transport.tcp_only = true;
+        switch (ck_asn1_msg_type(reply, reply_len)) {
+        case CK_KRB_AS_REP:
+            if ((rc = ck_asn1_as_rep_decode(reply, reply_len, &rep)) != 0)
+                goto out;
+            if (!ck_client_etype_in(rep->enc_part->etype, c.etypes, c.n_etypes)) {
+                rc = ck_error_set(CK_ERR_PROTO, "AS-REP encrypted with enctype %d, not requested",
+                                  (int)rep->enc_part->etype);
+                goto out;
+            }
+            rc = mech->reply_key(mech->ctx, req, der, der_len, rep, round, &key);
+            if (rc == 0)
+                rc = open_as_rep(&c, rep, &key, nonce, out);
+            if (rc != CK_AS_MECH_RETRY)
+                goto out;
+            break;
+        case CK_KRB_ERROR:
+            CK_KRB_ERROR_MSG_free(err);
+            err = NULL;
+            rc = ck_client_krb_error(reply, reply_len, &err);
+            if (err == NULL || (rc = mech->on_error(mech->ctx, err, round)) != 0)
+                goto out;
+            ck_error_clear();
+            ck_error_set_krb_code(0);
+            break;
+        default:
+            rc = ck_error_set(CK_ERR_PROTO, "AS: unexpected reply message type");
+            goto out;
+        }
+        ck_key_clear(&key);
+        CK_AS_REP_free(rep);
+        rep = NULL;
+        CK_AS_REQ_free(req);
+        req = NULL;
+        ck_asn1_free_der(der, der_len);
+        der = NULL;
+        free(reply);
+        reply = NULL;
+    }
+    rc = ck_error_set(CK_ERR_PROTO, "AS: no ticket after %d requests", rounds);
+out:
+    ck_key_clear(&key);
+    CK_AS_REP_free(rep);
+    CK_AS_REQ_free(req);
+    ck_asn1_free_der(der, der_len);
+    free(reply);
+    CK_KRB_ERROR_MSG_free(err);
     as_ctx_clear(&c);
     return rc;
 }

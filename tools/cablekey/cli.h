@@ -20,6 +20,7 @@ int cli_principal(int argc, char **argv);
 int cli_keytab(int argc, char **argv);
 int cli_device(int argc, char **argv);
 int cli_pki(int argc, char **argv);
+int cli_mta(int argc, char **argv);
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */
 int cli_fail(const char *what, int err);

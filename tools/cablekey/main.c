@@ -24,6 +24,7 @@ static const struct {
     {"keytab", cli_keytab, "export keys to MIT-format keytab files"},
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them"},
     {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify"},
+    {"mta", cli_mta, "log in with a certificate (PKINIT) and write the TGT to a ccache"},
 };
 
 static void
