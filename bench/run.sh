@@ -8,8 +8,12 @@
 #   krb5  BUILD_DIR/krb5_load: MIT's libkrb5 in BENCH_KRB5_PROCS (8) client processes, one
 #         request in flight each (krb5_get_init_creds_keytab: two KDC round trips per AS
 #         exchange; krb5_get_credentials: one per TGS exchange), as real clients arrive.
-# Prints one table (exchanges/s, latency, KDC CPU per exchange from /proc) and the ratios.
-# Bounded: every run stops after its duration; the whole script takes about two minutes.
+# All KDCs run for the whole script, idle while another is measured; after a warm-up (which also
+# fills every lookaside cache), BENCH_ROUNDS rounds measure each (shape, mode) for each KDC back
+# to back, so a ratio compares runs made seconds apart: on a shared machine other work comes and
+# goes, and per-round ratios with their median are what the noise leaves comparable. Prints every
+# run, then medians and ratios. Bounded: every run stops after its duration; with the defaults the
+# script takes about five minutes.
 #
 # Environment:
 #   BENCH_REQUESTS   raw: requests prepared per run (default 100000)
@@ -19,6 +23,7 @@
 #   BENCH_KRB5_DURATION krb5: seconds per run (default 5)
 #   BENCH_SHAPES     shapes to run (default "raw krb5"; krb5 needs BUILD_DIR/krb5_load)
 #   BENCH_LEVELS     cablekey-kdc log levels to run (default "warning info")
+#   BENCH_ROUNDS     rounds (default 3)
 #   BENCH_WORKERS    KDC workers for both implementations (default 2)
 #   BENCH_KEEP_TMP=1 keep the temp dir (KDC logs, configs, generator output)
 #   BENCH_SKIP_MIT=1 / BENCH_SKIP_CK=1  measure only one implementation
@@ -39,6 +44,7 @@ KRB5_PROCS=${BENCH_KRB5_PROCS:-8}
 KRB5_DURATION=${BENCH_KRB5_DURATION:-5}
 SHAPES=${BENCH_SHAPES:-raw krb5}
 LEVELS=${BENCH_LEVELS:-warning info}
+ROUNDS=${BENCH_ROUNDS:-3}
 
 REALM=BENCH.TEST
 CLIENT=bench
@@ -53,10 +59,11 @@ esac
 
 tmp=$(mktemp -d /tmp/ck-bench.XXXXXX)
 MIT_PID=""
-CK_PID=""
+CK_PIDS=""
 cleanup() {
+    local p
     if [ -n "$MIT_PID" ]; then kill -TERM "$MIT_PID" 2>/dev/null; wait "$MIT_PID" 2>/dev/null; fi
-    if [ -n "$CK_PID" ]; then kill -TERM "$CK_PID" 2>/dev/null; wait "$CK_PID" 2>/dev/null; fi
+    for p in $CK_PIDS; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     if [ "${BENCH_KEEP_TMP:-0}" = 1 ]; then echo "bench: kept $tmp"; else rm -rf "$tmp"; fi
 }
 trap cleanup EXIT
@@ -171,85 +178,83 @@ setup_ck() {
         >>"$d/setup.log" 2>&1 || return 1
 }
 
-# start_ck LOG_LEVEL
+# start_ck LOG_LEVEL: one cablekey-kdc per level, each on its own port, sharing the database.
+# Sets CK_PORT and CK_PID.
 start_ck() {
     local d=$tmp/ck
+    CK_PORT=$(free_port) || return 1
     "$CK_KDC" --listen "127.0.0.1:$CK_PORT" --db "$d/kdc.db" --log "$d/kdc-$1.log" \
         --log-level "$1" --workers "$WORKERS" >"$d/stdout-$1.log" 2>&1 &
     CK_PID=$!
+    CK_PIDS="$CK_PIDS $CK_PID"
     wait_udp "$CK_PORT"
 }
 
-stop_ck() {
-    [ -n "$CK_PID" ] || return 0
-    kill -TERM "$CK_PID" 2>/dev/null
-    wait "$CK_PID" 2>/dev/null
-    CK_PID=""
-}
-
-# run_gen LABEL MODE PORT PID-ARGS...: the raw shape.
+# run_gen TAG LABEL MODE PORT PID-ARGS...: the raw shape.
 run_gen() {
-    local label=$1 mode=$2 port=$3 out
-    shift 3
-    out=$tmp/gen-$label-$mode.out
-    echo "bench: $label $mode (raw) ..." >&2
+    local tag=$1 label=$2 mode=$3 port=$4 out
+    shift 4
+    out=$tmp/gen-$tag-$label-$mode.out
+    echo "bench: [$tag] $label $mode (raw) ..." >&2
     # shellcheck disable=SC2068
     timeout -k 5 $((DURATION + 60)) "$LOADGEN" --kdc "127.0.0.1:$port" --realm "$REALM" \
         --client "$CLIENT" --password "$PASSWORD" --service "$SERVICE" --mode "$mode" \
         --requests "$REQUESTS" --inflight "$INFLIGHT" --duration-max "$DURATION" \
         --label "$label" $@ >"$out" 2>&1
     sed 's/^/    /' "$out" >&2
-    grep '^RESULT ' "$out" | sed 's/^RESULT /RESULT shape=raw /' >>"$tmp/results" ||
-        echo "RESULT shape=raw impl=$label mode=$mode failed=1" >>"$tmp/results"
+    [ "$tag" = warm ] && return 0
+    grep '^RESULT ' "$out" | sed "s/^RESULT /RESULT round=$tag shape=raw /" >>"$tmp/results" ||
+        echo "RESULT round=$tag shape=raw impl=$label mode=$mode failed=1" >>"$tmp/results"
 }
 
-# run_krb5 LABEL MODE PORT PID-ARGS...: the libkrb5 shape.
+# run_krb5 TAG LABEL MODE PORT PID-ARGS...: the libkrb5 shape.
 run_krb5() {
-    local label=$1 mode=$2 port=$3 out
-    shift 3
-    out=$tmp/krb5-$label-$mode.out
-    echo "bench: $label $mode (krb5, $KRB5_PROCS processes) ..." >&2
+    local tag=$1 label=$2 mode=$3 port=$4 out
+    shift 4
+    out=$tmp/krb5-$tag-$label-$mode.out
+    echo "bench: [$tag] $label $mode (krb5, $KRB5_PROCS processes) ..." >&2
     # shellcheck disable=SC2068
     timeout -k 5 $((KRB5_DURATION + 60)) "$KRB5_LOAD" --kdc "127.0.0.1:$port" --realm "$REALM" \
         --client "$CLIENT@$REALM" --password "$PASSWORD" --service "$SERVICE@$REALM" \
         --mode "$mode" --procs "$KRB5_PROCS" --duration "$KRB5_DURATION" \
         --label "$label" $@ >"$out" 2>&1
     sed 's/^/    /' "$out" >&2
-    grep '^RESULT ' "$out" | sed 's/shape=krb5 //; s/^RESULT /RESULT shape=krb5 /' >>"$tmp/results" ||
-        echo "RESULT shape=krb5 impl=$label mode=$mode failed=1" >>"$tmp/results"
+    [ "$tag" = warm ] && return 0
+    grep '^RESULT ' "$out" | sed "s/shape=krb5 //; s/^RESULT /RESULT round=$tag shape=krb5 /" >>"$tmp/results" ||
+        echo "RESULT round=$tag shape=krb5 impl=$label mode=$mode failed=1" >>"$tmp/results"
 }
 
-# run_shapes LABEL PORT PID-ARGS...: every configured shape, AS then TGS.
-run_shapes() {
-    local label=$1 port=$2 shape mode
-    shift 2
-    for shape in $SHAPES; do
-        for mode in as tgs; do
-            case $shape in
-            raw) run_gen "$label" "$mode" "$port" "$@" ;;
-            krb5) run_krb5 "$label" "$mode" "$port" "$@" ;;
-            *) echo "bench: unknown shape $shape" >&2 ;;
-            esac
-        done
-    done
+# run_one TAG SHAPE MODE IMPL: one measurement of one KDC.
+run_one() {
+    local tag=$1 shape=$2 mode=$3 impl=$4 port pidargs
+    if [ "$impl" = mit ]; then
+        port=$MIT_PORT
+        pidargs=$(mit_pid_args)
+    else
+        port=${IMPL_PORT[$impl]}
+        pidargs="--kdc-pid ${IMPL_PID[$impl]}"
+    fi
+    # shellcheck disable=SC2086
+    case $shape in
+    raw) run_gen "$tag" "$impl" "$mode" "$port" $pidargs ;;
+    krb5) run_krb5 "$tag" "$impl" "$mode" "$port" $pidargs ;;
+    *) echo "bench: unknown shape $shape" >&2 ;;
+    esac
 }
 
 : >"$tmp/results"
-echo "bench: $(nproc) CPUs, shapes: $SHAPES; raw: $REQUESTS requests max, ${DURATION}s max, $INFLIGHT in flight; krb5: $KRB5_PROCS processes, ${KRB5_DURATION}s; $WORKERS KDC workers" >&2
+echo "bench: $(nproc) CPUs, $ROUNDS rounds, shapes: $SHAPES; raw: $REQUESTS requests max, ${DURATION}s max, $INFLIGHT in flight; krb5: $KRB5_PROCS processes, ${KRB5_DURATION}s; $WORKERS KDC workers" >&2
 
+IMPLS=""
+declare -A IMPL_PORT IMPL_PID
 if [ "${BENCH_SKIP_MIT:-0}" != 1 ]; then
     if setup_mit; then
-        # shellcheck disable=SC2046
-        run_shapes mit "$MIT_PORT" $(mit_pid_args)
+        IMPLS="mit"
     else
         echo "bench: MIT realm setup failed:" >&2
         tail -n 20 "$tmp/mit/setup.log" "$tmp/mit/stdout.log" 2>/dev/null >&2
     fi
-    kill -TERM "$MIT_PID" 2>/dev/null
-    wait "$MIT_PID" 2>/dev/null
-    MIT_PID=""
 fi
-
 if [ "${BENCH_SKIP_CK:-0}" != 1 ]; then
     if [ ! -x "$CK_KDC" ] || [ ! -x "$CK_CLI" ]; then
         echo "bench: $CK_KDC or $CK_CLI not built: cablekey rows skipped" >&2
@@ -262,18 +267,36 @@ if [ "${BENCH_SKIP_CK:-0}" != 1 ]; then
             label=cablekey
             [ "$level" != warning ] && label=cablekey-$level
             if start_ck "$level"; then
-                run_shapes "$label" "$CK_PORT" --kdc-pid "$CK_PID"
+                IMPLS="$IMPLS $label"
+                IMPL_PORT[$label]=$CK_PORT
+                IMPL_PID[$label]=$CK_PID
             else
-                echo "bench: cablekey-kdc did not start:" >&2
+                echo "bench: cablekey-kdc ($level) did not start:" >&2
                 tail -n 20 "$tmp/ck/stdout-$level.log" "$tmp/ck/kdc-$level.log" 2>/dev/null >&2
             fi
-            stop_ck
         done
     fi
 fi
 
+# Warm-up, not recorded: code paths, principal caches, lookaside caches full (as they are on a
+# KDC that has been up for a while).
+for impl in $IMPLS; do
+    for mode in as tgs; do
+        run_one warm raw "$mode" "$impl"
+    done
+done
+for round in $(seq 1 "$ROUNDS"); do
+    for shape in $SHAPES; do
+        for mode in as tgs; do
+            for impl in $IMPLS; do
+                run_one "$round" "$shape" "$mode" "$impl"
+            done
+        done
+    done
+done
+
 # ---------------------------------------------------------------------------------------------
-# Table and ratios.
+# Tables and ratios.
 awk '
 function field(line, key,    n, i, kv) {
     n = split(line, kv, " ")
@@ -282,39 +305,63 @@ function field(line, key,    n, i, kv) {
             return substr(kv[i], length(key) + 2)
     return ""
 }
+function median(list,    n, v, i, j, t) {
+    n = split(list, v, " ")
+    for (i = 2; i <= n; i++)
+        for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
+    if (n == 0) return 0
+    return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
+}
 /^RESULT / {
-    shape = field($0, "shape"); impl = field($0, "impl"); mode = field($0, "mode")
+    round = field($0, "round"); shape = field($0, "shape"); impl = field($0, "impl"); mode = field($0, "mode")
     key = shape "/" impl "/" mode
-    order[++n] = key
+    rk = round "/" key
+    rows[++n] = rk
+    if (!(key in seenkey)) { seenkey[key] = 1; keys[++nk] = key }
     if (!(impl in seen)) { seen[impl] = 1; impls[++ni] = impl }
-    if (field($0, "failed") != "") { failed[key] = 1; next }
-    rps[key] = field($0, "rps"); p50[key] = field($0, "p50_us"); p99[key] = field($0, "p99_us")
-    cpu[key] = field($0, "cpu_us_per_req"); ok[key] = field($0, "ok")
-    err[key] = field($0, "errors") + field($0, "lost")
-    gen[key] = field($0, "gen_cpu_us_per_req"); oth[key] = field($0, "other_cores")
+    if (field($0, "failed") != "") { failed[rk] = 1; next }
+    rps[rk] = field($0, "rps"); p50[rk] = field($0, "p50_us"); p99[rk] = field($0, "p99_us")
+    cpu[rk] = field($0, "cpu_us_per_req"); ok[rk] = field($0, "ok")
+    err[rk] = field($0, "errors") + field($0, "lost")
+    gen[rk] = field($0, "gen_cpu_us_per_req"); oth[rk] = field($0, "other_cores")
+    cpus[key] = cpus[key] " " cpu[rk]; rpss[key] = rpss[key] " " rps[rk]
+    byround[rk] = 1
+    if (round > maxround) maxround = round
 }
 END {
-    printf "\n| shape | impl | mode | exchanges/s | p50 µs | p99 µs | KDC CPU µs/exchange | ok | errors+lost | load CPU µs/exchange | other processes (cores) |\n"
-    printf "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
+    printf "\nEvery run:\n\n| round | shape | impl | mode | exchanges/s | p50 µs | p99 µs | KDC CPU µs/exchange | ok | errors+lost | load CPU µs/exchange | other processes (cores) |\n"
+    printf "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n"
     for (i = 1; i <= n; i++) {
-        k = order[i]; split(k, parts, "/")
-        if (failed[k]) { printf "| %s | %s | %s | FAILED | | | | | | | |\n", parts[1], parts[2], parts[3]; continue }
+        k = rows[i]; split(k, parts, "/")
+        if (failed[k]) { printf "| %s | %s | %s | %s | FAILED | | | | | | | |\n", parts[1], parts[2], parts[3], parts[4]; continue }
         p99s = p99[k] > 0 ? sprintf("%.0f", p99[k]) : "-"
-        printf "| %s | %s | %s | %.0f | %.0f | %s | %.1f | %d | %d | %.1f | %.2f |\n", parts[1], parts[2], parts[3],
+        printf "| %s | %s | %s | %s | %.0f | %.0f | %s | %.1f | %d | %d | %.1f | %.2f |\n", parts[1], parts[2], parts[3], parts[4],
                rps[k], p50[k], p99s, cpu[k], ok[k], err[k], gen[k], oth[k]
     }
-    printf "\n(krb5 shape: p50 is the mean latency; an AS exchange is two KDC round trips.)\n\n"
+    printf "\n(krb5 shape: p50 is the mean latency; an AS exchange is two KDC round trips.)\n"
+    printf "\nMedians over the rounds:\n\n| shape | impl | mode | exchanges/s | KDC CPU µs/exchange |\n|---|---|---|---:|---:|\n"
+    for (i = 1; i <= nk; i++) {
+        split(keys[i], parts, "/")
+        printf "| %s | %s | %s | %.0f | %.1f |\n", parts[1], parts[2], parts[3], median(rpss[keys[i]]), median(cpus[keys[i]])
+    }
+    printf "\nMIT CPU / ours per round (goal >= 5), median first:\n\n"
     split("raw krb5", shapes, " ")
     split("as tgs", modes, " ")
     for (s = 1; s <= 2; s++)
-        for (m = 1; m <= 2; m++) {
-            mk = shapes[s] "/mit/" modes[m]
+        for (m = 1; m <= 2; m++)
             for (j = 1; j <= ni; j++) {
                 if (impls[j] == "mit") continue
-                ours = shapes[s] "/" impls[j] "/" modes[m]
-                if (!(mk in rps) || !(ours in rps) || cpu[ours] <= 0 || rps[mk] <= 0) continue
-                printf "%-5s %-18s %-4s MIT CPU / ours = %5.2fx (goal >= 5)   ours rps / MIT rps = %5.2fx\n",
-                       shapes[s], impls[j], modes[m], cpu[mk] / cpu[ours], rps[ours] / rps[mk]
+                list = ""; rlist = ""; shown = ""
+                for (r = 1; r <= maxround; r++) {
+                    mk = r "/" shapes[s] "/mit/" modes[m]
+                    ok_ = r "/" shapes[s] "/" impls[j] "/" modes[m]
+                    if (!(mk in cpu) || !(ok_ in cpu) || cpu[ok_] <= 0 || rps[mk] <= 0) continue
+                    x = cpu[mk] / cpu[ok_]
+                    list = list " " x; rlist = rlist " " rps[ok_] / rps[mk]
+                    shown = shown sprintf(" %.2f", x)
+                }
+                if (list == "") continue
+                printf "%-5s %-18s %-4s MIT CPU / ours = %5.2fx  (rounds:%s)   ours rps / MIT rps = %5.2fx\n",
+                       shapes[s], impls[j], modes[m], median(list), shown, median(rlist)
             }
-        }
 }' "$tmp/results"

@@ -55,6 +55,7 @@ kdc_daemon_config_init(struct kdc_daemon_config *dc)
     kdc_config_defaults(&dc->kdc);
     dc->tcp_max_connections = KDC_DEFAULT_TCP_MAX_CONNECTIONS;
     dc->tcp_idle_timeout = KDC_DEFAULT_TCP_IDLE;
+    dc->cpu_affinity = true;
     dc->log_dest = CK_LOG_STDERR;
     dc->log_level = LOG_INFO;
 }
@@ -309,7 +310,7 @@ load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
     static const char *const known[] = {
         "kdc_listen", "kdc_ports", "kdc_tcp_listen", "kdc_tcp_ports", "kdc_max_dgram_reply_size",
         "kdc_max_request_size", "kdc_tcp_max_connections", "kdc_tcp_idle_timeout", "kdc_workers",
-        NULL};
+        "kdc_cpu_affinity", NULL};
     const char *v;
     int64_t n;
     int rc;
@@ -347,6 +348,9 @@ load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
             return rc;
         dc->workers = (int)n;
     }
+    if ((v = ck_profile_get(prof, "kdcdefaults", "kdc_cpu_affinity", NULL)) != NULL &&
+        ck_parse_bool(v, &dc->cpu_affinity) != 0)
+        return ck_error_set(CK_ERR_CONFIG, "kdc_cpu_affinity = \"%s\": expected yes or no", v);
     return 0;
 }
 

@@ -25,6 +25,7 @@ struct kdc_daemon_config {
     int workers;                     /* 0: one per online CPU */
     int tcp_max_connections;         /* whole process; split evenly over workers */
     int64_t tcp_idle_timeout;        /* seconds */
+    bool cpu_affinity;               /* one worker per CPU: steer datagrams to their CPU's */
     enum ck_log_dest log_dest;
     char *log_path;                  /* CK_LOG_FILE only */
     int log_level;

@@ -61,6 +61,11 @@ struct ck_net_callbacks {
     void *arg;
 };
 
+/* Called on the worker's thread when it has handled everything that was ready and is about to
+ * wait for more: the place for deferred work (writing batched log lines). Returns how long the
+ * worker may then sleep before calling it again, in milliseconds (-1: until the next event). */
+typedef int (*ck_net_idle_fn)(void *worker_state);
+
 /* Zero fields take the defaults above. Strings are copied by ck_net_server_new. */
 struct ck_net_config {
     const char *const *listen;  /* "127.0.0.1:88", "[::1]:88", "host", "::1", "88" (all addresses),
@@ -76,6 +81,12 @@ struct ck_net_config {
     int tcp_backlog;
     bool no_udp;                /* listen on TCP only */
     bool no_tcp;                /* listen on UDP only */
+    /* One worker per CPU: worker i runs on CPU i and the kernel hands a datagram to the worker
+     * of the CPU it arrived on, so a request is received, answered and its sender woken on one
+     * CPU. Used only when the workers are exactly the CPUs the process may run on (0..n-1);
+     * otherwise datagrams are spread by address hash as without it. */
+    bool cpu_affinity;
+    int steer_check_ms;         /* how often cpu_affinity checks that arrivals do spread (0: 1 s) */
 };
 
 struct ck_net_server;
@@ -83,6 +94,8 @@ struct ck_net_server;
 /* Validates the configuration and allocates the server; no socket is opened yet. */
 int ck_net_server_new(const struct ck_net_config *cfg, const struct ck_net_callbacks *cb,
                       struct ck_net_server **out);
+/* Sets the idle callback (before ck_net_server_start; NULL: none). */
+void ck_net_server_set_idle(struct ck_net_server *srv, ck_net_idle_fn idle);
 /* Resolves and binds every address for every worker, runs worker_init for each, then starts the
  * worker threads. Bind and init errors are returned here with the address in the context; on
  * error nothing is left open. */
@@ -98,6 +111,10 @@ int ck_net_server_addr(const struct ck_net_server *srv, size_t i, struct sockadd
                        socklen_t *len);
 /* Workers in use (after the default is applied). */
 int ck_net_server_workers(const struct ck_net_server *srv);
+/* Whether cpu_affinity took effect at start, and how many times since then it was suspended
+ * because arrivals did not spread (a worker saturated while another idled). suspensions may be
+ * NULL; it is read without synchronization (a statistic). */
+bool ck_net_server_steering(const struct ck_net_server *srv, uint64_t *suspensions);
 
 /* Parses one listen entry into host (without brackets; "" = any) and port. */
 int ck_net_parse_listen(const char *spec, uint16_t default_port, char *host, size_t host_size,

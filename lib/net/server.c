@@ -6,10 +6,13 @@
  * every worker's level-triggered epoll sees it. */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/filter.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <pthread.h>
+#include <sched.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,7 +37,7 @@
 #define TCP_REQS_PER_WAKEUP 16
 #define TCP_HDR 4
 
-enum ev_kind { EV_UDP, EV_LISTEN, EV_CONN, EV_TIMER, EV_STOP };
+enum ev_kind { EV_UDP, EV_LISTEN, EV_CONN, EV_TIMER, EV_STOP, EV_STEER };
 
 /* First member of everything registered with epoll, so data.ptr can be dispatched on kind. */
 struct ev_src {
@@ -104,6 +107,7 @@ struct worker {
     struct udp_slot *slots;
     struct mmsghdr *rmsg, *smsg;
     const struct sock *rmsg_for;  /* socket the receive headers are set up for (NULL: none) */
+    _Atomic uint64_t udp_requests; /* datagrams received (read by worker 0's steering check) */
     int rmsg_dirty;               /* leading headers the last recvmmsg may have written */
     struct conn *lru_head, *lru_tail;
     struct conn *graveyard;      /* closed during this event batch, freed after it */
@@ -114,13 +118,28 @@ struct ck_net_server {
     struct ck_net_config cfg;
     char **listen;
     struct ck_net_callbacks cb;
+    ck_net_idle_fn idle;
     int n_workers;
     struct worker *workers;
     struct sockaddr_storage addrs[CK_NET_MAX_ADDRS];
     socklen_t addr_lens[CK_NET_MAX_ADDRS];
     size_t n_addrs;
+    bool any_port0;              /* some listen entry asked for a kernel-chosen port */
     int stop_fd;
     bool running;
+    /* CPU steering (see "CPU steering" below). steer: in effect when the workers started (worker
+     * i pinned to CPU i). steer_on: the BPF program is attached now. Both are touched only by
+     * worker 0 after start. */
+    bool steer, steer_on;
+    cpu_set_t cpus;              /* the process's CPUs, restored when steering is suspended */
+    struct ev_src steer_timer;   /* worker 0's check timer */
+    int64_t steer_check_ms;
+    int steer_strikes;           /* consecutive checks that found the load concentrated */
+    int64_t steer_resume_ms;     /* when suspended: monotonic time to try again */
+    int64_t steer_backoff_ms;
+    uint64_t steer_cpu_ns[CK_NET_MAX_WORKERS]; /* each worker's CPU time at the last check */
+    uint64_t steer_reqs[CK_NET_MAX_WORKERS];   /* and its datagram count */
+    uint64_t steer_suspensions;
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -160,6 +179,10 @@ set_int_opt(int fd, int level, int name, int value, const char *what, const char
     return 0;
 }
 
+/* errno of the last failed bind on this thread (ck_net_server_start retries EADDRINUSE on
+ * kernel-chosen ports). */
+static _Thread_local int bind_errno;
+
 /* Makes a non-blocking socket bound to ss. reuseport: join the workers' SO_REUSEPORT group. */
 static int
 open_bound(const struct sockaddr_storage *ss, socklen_t len, int type, bool reuseport,
@@ -194,6 +217,7 @@ open_bound(const struct sockaddr_storage *ss, socklen_t len, int type, bool reus
             goto fail;
     }
     if (bind(fd, (const struct sockaddr *)ss, len) != 0) {
+        bind_errno = errno;
         rc = ck_error_set(CK_ERR_IO, "bind %s/%s: %s", proto, a, strerror(errno));
         goto fail;
     }
@@ -267,6 +291,7 @@ static int
 resolve_addrs(struct ck_net_server *srv)
 {
     srv->n_addrs = 0;
+    srv->any_port0 = false;
     for (size_t i = 0; i < srv->cfg.n_listen; i++) {
         const char *spec = srv->listen[i];
         char host[256], port_str[8];
@@ -277,6 +302,7 @@ resolve_addrs(struct ck_net_server *srv)
         rc = ck_net_parse_listen(spec, srv->cfg.default_port, host, sizeof(host), &port);
         if (rc != 0)
             return rc;
+        srv->any_port0 |= port == 0;
         snprintf(port_str, sizeof(port_str), "%u", port);
         memset(&hints, 0, sizeof(hints));
         hints.ai_family = AF_UNSPEC;
@@ -754,6 +780,7 @@ udp_ready(struct worker *w, struct sock *s)
         w->rmsg_dirty = n <= 0 ? 1 : n < UDP_BATCH ? n + 1 : UDP_BATCH;
         if (n <= 0)
             return;
+        atomic_fetch_add_explicit(&w->udp_requests, (uint64_t)n, memory_order_relaxed);
         for (int i = 0; i < n; i++) {
             struct msghdr *mh = &w->rmsg[i].msg_hdr;
             struct msghdr *sh = &w->smsg[nsend].msg_hdr;
@@ -813,6 +840,165 @@ udp_ready(struct worker *w, struct sock *s)
     }
 }
 
+/* ---- CPU steering ------------------------------------------------------------------------ */
+
+/* With one worker per CPU, worker i runs on CPU i and a BPF program attached to each address's
+ * SO_REUSEPORT group hands a datagram to the socket of the CPU it arrived on. A request is then
+ * received, answered, and its sender woken on one CPU: no cross-CPU wake-up (an inter-processor
+ * interrupt, dear in a VM) and warm caches. Under one-request-in-flight load (libkrb5 clients)
+ * this cut the KDC CPU per exchange by ~20-35 % on the 2-vCPU VM of docs/PERFORMANCE.md.
+ *
+ * It assumes arrivals spread over the CPUs (NIC receive queues, RPS, or local clients on several
+ * CPUs). Where they do not (one receive queue without RPS), one worker would get everything while
+ * the others idle. Worker 0 therefore checks every steer_check_ms: when for STEER_STRIKES checks
+ * in a row (each with at least STEER_MIN_REQS datagrams) a worker was busy at least STEER_BUSY of
+ * the time while another got at most STEER_STARVED of the datagrams, steering is suspended (BPF
+ * detached, workers unpinned: the address hash spreads the datagrams again) and retried after a
+ * backoff that doubles up to STEER_BACKOFF_MAX. Busy is CPU time over wall time, which a machine
+ * shared with other work keeps well below 1 even for a saturated worker: hence the low bar. */
+#define STEER_CHECK_MS 1000
+#define STEER_STRIKES 3
+#define STEER_MIN_REQS 50
+#define STEER_BUSY 0.4
+#define STEER_STARVED 0.05
+#define STEER_BACKOFF_MIN_MS (30 * 1000)
+#define STEER_BACKOFF_MAX_MS (3600 * 1000)
+
+/* Whether the workers are exactly the CPUs this process may run on, numbered 0..n-1 (the
+ * classic BPF program below can only compute "CPU number modulo n"). */
+static bool
+steering_possible(const struct ck_net_server *srv)
+{
+    cpu_set_t set;
+
+    if (sched_getaffinity(0, sizeof(set), &set) != 0 || CPU_COUNT(&set) != srv->n_workers)
+        return false;
+    for (int i = 0; i < srv->n_workers; i++)
+        if (!CPU_ISSET(i, &set))
+            return false;
+    return true;
+}
+
+/* Makes the kernel pick, in each address's SO_REUSEPORT group of UDP sockets, the socket of the
+ * worker whose index is the number of the CPU the datagram arrived on. Workers bind in index
+ * order, so a socket's place in its group is its worker's index. */
+static int
+attach_steering(struct ck_net_server *srv, bool attach)
+{
+    struct sock_filter code[] = {
+        {BPF_LD | BPF_W | BPF_ABS, 0, 0, (uint32_t)(SKF_AD_OFF + SKF_AD_CPU)},
+        {BPF_ALU | BPF_MOD | BPF_K, 0, 0, (uint32_t)srv->n_workers},
+        {BPF_RET | BPF_A, 0, 0, 0},
+    };
+    struct sock_fprog prog = {(unsigned short)(sizeof(code) / sizeof(code[0])), code};
+
+    for (size_t i = 0; i < srv->n_addrs; i++) {
+        int fd = srv->workers[0].udp[i].ev.fd, rc;
+
+        if (fd < 0)
+            continue;
+        if (attach)
+            rc = setsockopt(fd, SOL_SOCKET, SO_ATTACH_REUSEPORT_CBPF, &prog, sizeof(prog));
+        else /* the value is ignored, but the kernel wants an int's worth */
+            rc = setsockopt(fd, SOL_SOCKET, SO_DETACH_REUSEPORT_BPF, &(int){0}, sizeof(int));
+        if (rc != 0)
+            return ck_error_set(CK_ERR_IO, "%s: %s",
+                                attach ? "SO_ATTACH_REUSEPORT_CBPF" : "SO_DETACH_REUSEPORT_BPF",
+                                strerror(errno));
+    }
+    srv->steer_on = attach;
+    return 0;
+}
+
+static void
+pin_workers(struct ck_net_server *srv, bool pin)
+{
+    for (int i = 0; i < srv->n_workers; i++) {
+        cpu_set_t one;
+
+        CPU_ZERO(&one);
+        CPU_SET(i, &one);
+        /* Best effort: unpinned, a worker still gets its CPU's datagrams, only from afar. */
+        (void)pthread_setaffinity_np(srv->workers[i].thread, sizeof(cpu_set_t),
+                                     pin ? &one : &srv->cpus);
+    }
+}
+
+static uint64_t
+thread_cpu_ns(pthread_t t)
+{
+    struct timespec ts;
+    clockid_t c;
+
+    if (pthread_getcpuclockid(t, &c) != 0 || clock_gettime(c, &ts) != 0)
+        return 0;
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void
+steer_timer_arm(struct ck_net_server *srv)
+{
+    struct itimerspec its;
+
+    memset(&its, 0, sizeof(its));
+    its.it_value.tv_sec = srv->steer_check_ms / 1000;
+    its.it_value.tv_nsec = (long)(srv->steer_check_ms % 1000) * 1000000L;
+    its.it_interval = its.it_value;
+    (void)timerfd_settime(srv->steer_timer.fd, 0, &its, NULL);
+}
+
+/* Worker 0, every steer_check_ms while steering is configured. */
+static void
+steer_check(struct worker *w)
+{
+    struct ck_net_server *srv = w->srv;
+    double busy_max = 0, interval = (double)srv->steer_check_ms * 1e6;
+    uint64_t ticks, total = 0, d_reqs[CK_NET_MAX_WORKERS];
+    bool starved = false;
+    int64_t now = ck_monotonic_ms();
+
+    if (read(srv->steer_timer.fd, &ticks, sizeof(ticks)) < 0) {
+        /* Spurious wake-up: the check below is still correct. */
+    }
+    for (int i = 0; i < srv->n_workers; i++) {
+        uint64_t ns = thread_cpu_ns(srv->workers[i].thread);
+        uint64_t reqs = atomic_load_explicit(&srv->workers[i].udp_requests, memory_order_relaxed);
+        double busy = (double)(ns - srv->steer_cpu_ns[i]) / interval;
+
+        d_reqs[i] = reqs - srv->steer_reqs[i];
+        total += d_reqs[i];
+        srv->steer_cpu_ns[i] = ns;
+        srv->steer_reqs[i] = reqs;
+        busy_max = busy > busy_max ? busy : busy_max;
+    }
+    for (int i = 0; i < srv->n_workers; i++)
+        starved |= (double)d_reqs[i] <= STEER_STARVED * (double)total;
+    if (!srv->steer_on) {
+        if (now < srv->steer_resume_ms)
+            return;
+        if (attach_steering(srv, true) == 0)
+            pin_workers(srv, true);
+        srv->steer_strikes = 0;
+        return;
+    }
+    if (total >= STEER_MIN_REQS && busy_max >= STEER_BUSY && starved)
+        srv->steer_strikes++;
+    else
+        srv->steer_strikes = 0;
+    if (srv->steer_strikes < STEER_STRIKES)
+        return;
+    if (attach_steering(srv, false) != 0)
+        return;
+    pin_workers(srv, false);
+    srv->steer_strikes = 0;
+    srv->steer_suspensions++;
+    srv->steer_backoff_ms = srv->steer_backoff_ms == 0 ? STEER_BACKOFF_MIN_MS
+                            : srv->steer_backoff_ms >= STEER_BACKOFF_MAX_MS / 2
+                                ? STEER_BACKOFF_MAX_MS
+                                : srv->steer_backoff_ms * 2;
+    srv->steer_resume_ms = now + srv->steer_backoff_ms;
+}
+
 /* ---- worker ----------------------------------------------------------------------------- */
 
 static void *
@@ -821,8 +1007,10 @@ worker_main(void *arg)
     struct worker *w = arg;
     struct epoll_event evs[MAX_EVENTS];
 
+
     for (;;) {
-        int n = epoll_wait(w->epfd, evs, MAX_EVENTS, -1);
+        int timeout = w->srv->idle != NULL ? w->srv->idle(w->state) : -1;
+        int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
         bool stop = false;
 
         if (n < 0) {
@@ -845,6 +1033,9 @@ worker_main(void *arg)
                 break;
             case EV_TIMER:
                 timer_ready(w);
+                break;
+            case EV_STEER:
+                steer_check(w);
                 break;
             case EV_CONN: {
                 struct conn *c = (struct conn *)src;
@@ -1047,6 +1238,7 @@ ck_net_server_new(const struct ck_net_config *cfg, const struct ck_net_callbacks
     if (srv == NULL)
         return ck_error_set(CK_ERR_NOMEM, "net server");
     srv->stop_fd = -1;
+    srv->steer_timer.fd = -1;
     srv->cfg = *cfg;
     srv->cb = *cb;
     srv->listen = calloc(cfg->n_listen, sizeof(char *));
@@ -1109,9 +1301,7 @@ stop_and_join(struct ck_net_server *srv)
 static void
 teardown(struct ck_net_server *srv)
 {
-    if (srv->workers == NULL)
-        return;
-    for (int i = 0; i < srv->n_workers; i++) {
+    for (int i = 0; srv->workers != NULL && i < srv->n_workers; i++) {
         struct worker *w = &srv->workers[i];
         if (w->state_ready && srv->cb.worker_fini != NULL)
             srv->cb.worker_fini(i, srv->cb.arg, w->state);
@@ -1124,15 +1314,22 @@ teardown(struct ck_net_server *srv)
     if (srv->stop_fd >= 0)
         close(srv->stop_fd);
     srv->stop_fd = -1;
+    if (srv->steer_timer.fd >= 0)
+        close(srv->steer_timer.fd);
+    srv->steer_timer.fd = -1;
+    srv->steer = srv->steer_on = false;
+    srv->steer_strikes = 0;
+    srv->steer_backoff_ms = 0;
+    memset(srv->steer_cpu_ns, 0, sizeof(srv->steer_cpu_ns));
+    memset(srv->steer_reqs, 0, sizeof(srv->steer_reqs));
 }
 
-int
-ck_net_server_start(struct ck_net_server *srv)
+/* Resolves, probes and binds every worker's sockets (no thread, no worker state yet). */
+static int
+bind_all(struct ck_net_server *srv)
 {
-    int rc = 0;
+    int rc;
 
-    if (srv == NULL || srv->running || srv->workers != NULL)
-        return ck_error_set(CK_ERR_INVAL, "net server already started");
     if ((rc = resolve_addrs(srv)) != 0)
         return rc;
     for (size_t i = 0; i < srv->n_addrs; i++)
@@ -1142,10 +1339,8 @@ ck_net_server_start(struct ck_net_server *srv)
     if (srv->stop_fd < 0)
         return ck_error_set(CK_ERR_IO, "eventfd: %s", strerror(errno));
     srv->workers = calloc((size_t)srv->n_workers, sizeof(*srv->workers));
-    if (srv->workers == NULL) {
-        rc = ck_error_set(CK_ERR_NOMEM, "workers");
-        goto out;
-    }
+    if (srv->workers == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "workers");
     for (int i = 0; i < srv->n_workers; i++) {
         struct worker *w = &srv->workers[i];
         w->srv = srv;
@@ -1154,7 +1349,45 @@ ck_net_server_start(struct ck_net_server *srv)
     }
     for (int i = 0; i < srv->n_workers; i++)
         if ((rc = worker_setup(srv, &srv->workers[i])) != 0)
+            return rc;
+    return 0;
+}
+
+#define PORT0_ATTEMPTS 8
+
+int
+ck_net_server_start(struct ck_net_server *srv)
+{
+    int rc = 0;
+
+    if (srv == NULL || srv->running || srv->workers != NULL)
+        return ck_error_set(CK_ERR_INVAL, "net server already started");
+    /* A kernel-chosen port is free for UDP and TCP when probed, but between the probe and the
+     * workers' binds any other socket on the machine may take it (outgoing TCP connections get
+     * their ports from the same range): then choose again. */
+    for (int attempt = 1;; attempt++) {
+        bind_errno = 0;
+        if ((rc = bind_all(srv)) == 0)
+            break;
+        teardown(srv);
+        if (!(srv->any_port0 && bind_errno == EADDRINUSE && attempt < PORT0_ATTEMPTS))
+            return rc;
+    }
+    srv->steer = srv->cfg.cpu_affinity && !srv->cfg.no_udp && srv->n_workers > 1 &&
+                 sched_getaffinity(0, sizeof(srv->cpus), &srv->cpus) == 0 &&
+                 steering_possible(srv);
+    if (srv->steer && attach_steering(srv, true) != 0)
+        srv->steer = false; /* hashing still works: run without */
+    if (srv->steer) {
+        srv->steer_check_ms = srv->cfg.steer_check_ms > 0 ? srv->cfg.steer_check_ms
+                                                          : STEER_CHECK_MS;
+        srv->steer_timer.kind = EV_STEER;
+        srv->steer_timer.fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+        if (srv->steer_timer.fd < 0 || epoll_add(&srv->workers[0], &srv->steer_timer) != 0) {
+            rc = ck_error_set(CK_ERR_IO, "steering timer: %s", strerror(errno));
             goto out;
+        }
+    }
     for (int i = 0; i < srv->n_workers; i++) {
         struct worker *w = &srv->workers[i];
         if (srv->cb.worker_init != NULL) {
@@ -1171,6 +1404,10 @@ ck_net_server_start(struct ck_net_server *srv)
             goto out;
         }
         w->thread_started = true;
+    }
+    if (srv->steer) {
+        pin_workers(srv, true);
+        steer_timer_arm(srv);
     }
     srv->running = true;
 out:
@@ -1222,8 +1459,23 @@ ck_net_server_addr(const struct ck_net_server *srv, size_t i, struct sockaddr_st
     return 0;
 }
 
+void
+ck_net_server_set_idle(struct ck_net_server *srv, ck_net_idle_fn idle)
+{
+    if (srv != NULL && !srv->running)
+        srv->idle = idle;
+}
+
 int
 ck_net_server_workers(const struct ck_net_server *srv)
 {
     return srv->n_workers;
+}
+
+bool
+ck_net_server_steering(const struct ck_net_server *srv, uint64_t *suspensions)
+{
+    if (suspensions != NULL)
+        *suspensions = srv->steer_suspensions;
+    return srv->steer;
 }
