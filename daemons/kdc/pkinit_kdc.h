@@ -21,7 +21,7 @@
 
 #define KDC_PKINIT_MAX_ANCHOR_FILES 16
 #define KDC_PKINIT_MAX_POOL_FILES 16
-#define KDC_PKINIT_DEFAULT_DH_MIN_BITS 2048
+#define KDC_PKINIT_DEFAULT_DH_MIN_BITS CK_PKINIT_DH_MIN_BITS_DEFAULT
 #define KDC_PKINIT_DEFAULT_CERT_CACHE 4096      /* decoded certificates per worker */
 #define KDC_PKINIT_DEFAULT_TP_CACHE 65536       /* verified chains per worker (~100 B each) */
 
@@ -83,8 +83,8 @@ int kdc_pkinit_config_load(struct kdc_pkinit_config **pc, const struct ck_profil
 int kdc_pkinit_config_finish(struct kdc_pkinit_config *pc);
 /* --check: loads the identity (with its password), the anchors, pool and CRLs as a worker will,
  * and prints to out one "pkinit: ..." line per finding. Warnings (the identity lacks the
- * id-pkinit-KPKdc EKU or an id-pkinit-san naming krbtgt/REALM@REALM, PacketCable anchors with a
- * non-RSA identity) do not fail; returns 0 or a negative CK_ERR_* for an error (context set). */
+ * id-pkinit-KPKdc EKU or an id-pkinit-san naming krbtgt/REALM@REALM) do not fail; a load error
+ * or PacketCable anchors with a non-RSA identity return a negative CK_ERR_* (context set). */
 int kdc_pkinit_config_check(const struct kdc_pkinit_config *pc, const char *realm, FILE *out);
 
 /* Loading, shared by the mechanism's init and --check. */

@@ -43,6 +43,7 @@ pki init --dir "$PKI" --realm "$R" --org "Cable Test Co" --ca-password-file "$tm
 issue issue-client --dir "$PKI" --principal alice --out "$tmp/alice.p12" \
     --pem-out "$tmp/alice" --pem-nopass
 issue issue-client --dir "$PKI" --principal bob --out "$tmp/bob.p12"
+issue issue-client --dir "$PKI" --principal alice --out "$tmp/alice-ec.p12" --key ec-p256
 issue issue-client --dir "$PKI" --principal carol --out "$tmp/carol.p12" --pem-out "$tmp/carol" \
     --pem-nopass
 issue issue-client --dir "$PKI" --principal alice --out "$tmp/alice-expired.p12" \
@@ -160,6 +161,11 @@ expect_success "Heimdal kinit -C FILE:cert,key -D sp-root.pem (pkinit_dh_min_bit
     timeout -k 5 "$CK_TIMEOUT" "$HKINIT" -C "FILE:$tmp/alice-cert.pem,$tmp/alice-key.pem" \
     -D "FILE:$PKI/sp-root.pem" "alice@$R"
 last_log "logged: Heimdal's DH login" "ISSUE: .*alice@$R .*pkinit, .*DH modp2048"
+expect_success "Heimdal kinit --pk-use-enckey (RSA key transport)" \
+    env KRB5CCNAME="FILE:$tmp/hccache" KRB5_CONFIG="$tmp/krb5-heimdal.conf" \
+    timeout -k 5 "$CK_TIMEOUT" "$HKINIT" --pk-use-enckey \
+    -C "FILE:$tmp/alice-cert.pem,$tmp/alice-key.pem" -D "FILE:$PKI/sp-root.pem" "alice@$R"
+last_log "logged: Heimdal's RSA login" "ISSUE: .*alice@$R .*pkinit, .*RSA [A-Z0-9-]+-CBC, san"
 # Heimdal's default offer is the 1024-bit Oakley group 2: refused with TD-DH-PARAMETERS.
 ck_run env KRB5CCNAME="FILE:$tmp/hccache2" KRB5_CONFIG="$tmp/krb5-heimdal-1024.conf" \
     timeout -k 5 "$CK_TIMEOUT" "$HKINIT" -C "FILE:$tmp/alice-cert.pem,$tmp/alice-key.pem" \
@@ -178,6 +184,13 @@ else
     assert_file_grep "Heimdal reports the refusal (no retry): key parameters not accepted" \
         "[Kk]ey parameters|DH|Diffie" "$tmp/heimdal-1024.err"
 fi
+
+# ECDH (RFC 5349), which no stock client here speaks: the test client over the network.
+expect_output "ECDH P-256 with an EC certificate (pkinit_asreq)" "^ISSUE alice" \
+    asreq alice "$tmp/alice-ec.p12" --group P-256 --freshness
+last_log "logged: ECDH P-256" "ISSUE: .*alice@$R .*pkinit, fresh, ECDH P-256 kdf sha256, san"
+expect_output "ECDH P-384" "^ISSUE alice" asreq alice "$tmp/alice-ec.p12" --group P-384
+expect_output "MODP-4096 DH" "^ISSUE alice" asreq alice "$tmp/alice.p12" --group modp4096
 
 # ---------------------------------------------------------------------------------------------
 # Devices (MAC in the certificate subject, through the device table)
@@ -261,12 +274,12 @@ expect_success "the KDC keeps serving: MIT kinit alice" kinit_p12 alice "$tmp/al
 kdc_alive "the KDC survived every refusal"
 realm_stop_kdc
 
-# A second configuration from kdc.conf: CRL for the SP hierarchy, a 3-second skew (to age a
+# A second configuration from kdc.conf: CRL for the SP hierarchy, a 5-second skew (to age a
 # freshness token quickly), DH groups of at least 3072 bits.
 cat >"$tmp/pkinit-kdc.conf" <<EOF
 [realms]
     $R = {
-        clockskew = 3
+        clockskew = 5
         pkinit_identity = PKCS12:$PKI/kdc.p12
         pkinit_password_file = $tmp/pw
         pkinit_anchors = FILE:$PKI/sp-root.pem
@@ -291,7 +304,7 @@ else
     not_ok "logged: MODP-2048 refused, then the retry issued" "$(tail -n 3 "$tmp/kdc.log")"
 fi
 refused "freshness token older than the skew" 90 STALE_FRESHNESS alice "$tmp/alice.p12" \
-    --group modp3072 --freshness-wait 5
+    --group modp3072 --freshness-wait 7
 expect_output "a fresh token passes" "^ISSUE alice" asreq alice "$tmp/alice.p12" \
     --group modp3072 --freshness
 refused "PacketCable form where no anchor is a PacketCable anchor" 80 PACKETCABLE_REFUSED \

@@ -1,0 +1,30 @@
+/* Written by tests/fuzz/pkinit/make_seeds.c: the trust anchors of the PKINIT seeds in
+ * tests/fuzz/corpus/kdc_request/pkinit-*.der. */
+static const char fuzz_sp_root_pem[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBwjCCAWegAwIBAgIQT4Uy5ht1aEOs2GhMNezqDTAKBggqhkjOPQQDAjAvMRYw\n"
+    "FAYDVQQKDA1jYWJsZWtleSBmdXp6MRUwEwYDVQQDDAxGdXp6IFNQIFJvb3QwIBcN\n"
+    "MjUxMjMxMDAwMDAwWhgPMjA1NTEyMjUwMDAwMDBaMC8xFjAUBgNVBAoMDWNhYmxl\n"
+    "a2V5IGZ1enoxFTATBgNVBAMMDEZ1enogU1AgUm9vdDBZMBMGByqGSM49AgEGCCqG\n"
+    "SM49AwEHA0IABFV14tIqbCWJBp/jP1KdMnQlQRnV5sf7UrQ1QBWugcIcd6vHer/L\n"
+    "yjg3roW/MW1ChJP/TGAQNbSrQavBwEFEUHGjYzBhMA8GA1UdEwEB/wQFMAMBAf8w\n"
+    "DgYDVR0PAQH/BAQDAgGGMB0GA1UdDgQWBBS5yprSQzVW0yASoJe4o4H1WDZRCzAf\n"
+    "BgNVHSMEGDAWgBS5yprSQzVW0yASoJe4o4H1WDZRCzAKBggqhkjOPQQDAgNJADBG\n"
+    "AiEA6hotvf7D6f4SLnDf3jc+EgOK+jYr12/JfwFL+9MMYiwCIQDpvXQsPq0i3SWt\n"
+    "4Ej6YhYWP2NKvKO9/Fv16Q3dKJpHWA==\n"
+    "-----END CERTIFICATE-----\n"
+    ;
+static const char fuzz_mta_root_pem[] =
+    "-----BEGIN CERTIFICATE-----\n"
+    "MIIBwjCCAWmgAwIBAgIQT246n6JOhQ5EQJMGRf5+rjAKBggqhkjOPQQDAjAwMRYw\n"
+    "FAYDVQQKDA1jYWJsZWtleSBmdXp6MRYwFAYDVQQDDA1GdXp6IE1UQSBSb290MCAX\n"
+    "DTI1MTIzMTAwMDAwMFoYDzIwNTUxMjI1MDAwMDAwWjAwMRYwFAYDVQQKDA1jYWJs\n"
+    "ZWtleSBmdXp6MRYwFAYDVQQDDA1GdXp6IE1UQSBSb290MFkwEwYHKoZIzj0CAQYI\n"
+    "KoZIzj0DAQcDQgAEFt1cWtgZg3Kh2eS/9hZXygTHZgYIk5YsJIp6LSrZ6x38T7Lv\n"
+    "lpxkqEj1CuS8fikZMHisqUU4GqOSASXy3/npz6NjMGEwDwYDVR0TAQH/BAUwAwEB\n"
+    "/zAOBgNVHQ8BAf8EBAMCAYYwHQYDVR0OBBYEFOLxjPUz9S/CGaz+/y9hGrNHgC9J\n"
+    "MB8GA1UdIwQYMBaAFOLxjPUz9S/CGaz+/y9hGrNHgC9JMAoGCCqGSM49BAMCA0cA\n"
+    "MEQCIAS2hkLLemnL4mchQoU2R6zCWO1rfAC8T8Oeqxn4KUd/AiBbqJloM/a5lJx7\n"
+    "gfrPJbW9MNrXZq/xa2/NANps8fixdQ==\n"
+    "-----END CERTIFICATE-----\n"
+    ;
