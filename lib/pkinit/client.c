@@ -517,8 +517,9 @@ on_error(ck_pkinit_client_ctx *c, const CK_KRB_ERROR_MSG *err)
         return rc;
     }
     /* PKINIT was refused. A stale or missing freshness token is worth one more request when the
-     * KDC hands out a new one (RFC 8070 §4); a DH group the KDC refuses, one with its group. */
+     * KDC hands out another one (RFC 8070 §4); a DH group the KDC refuses, one with its group. */
     if (tok != NULL && !c->fresh_retried &&
+        (c->freshness == NULL || ASN1_OCTET_STRING_cmp(c->freshness, tok->padata_value) != 0) &&
         (code == CK_KDC_ERR_PREAUTH_REQUIRED || code == CK_KDC_ERR_PREAUTH_EXPIRED ||
          code == CK_KDC_ERR_PREAUTH_FAILED)) {
         c->fresh_retried = true;
@@ -668,6 +669,14 @@ reply_dh(ck_pkinit_client_ctx *c, const CK_KDC_REQ *req, const uint8_t *as_req, 
         if (!c->p->client_dh_nonce) {
             rc = ck_error_set(CK_ERR_PROTO, "PA-PK-AS-REP: serverDHNonce without our "
                               "clientDHNonce");
+            goto out;
+        }
+        /* RFC 4556 §3.2.3.1: nonce 0 with a reused key; the clientDHNonce in the key
+         * derivation binds the reply to this request. */
+        if (got != 0 && got != want) {
+            ck_error_set_krb_code(CK_KRB_AP_ERR_MODIFIED);
+            rc = ck_error_set(CK_ERR_INTEGRITY, "KDCDHKeyInfo: nonce %u is neither 0 nor the "
+                              "request's %u (KRB_AP_ERR_MODIFIED)", got, want);
             goto out;
         }
         if (ki->dh_key_expiration == NULL ||

@@ -1,10 +1,16 @@
 #!/usr/bin/env bash
-# Our PKINIT client (`cablekey mta login`, lib/pkinit/client.c) against MIT's krb5kdc configured
-# for PKINIT on `cablekey pki` certificates: Diffie-Hellman (MODP 2048, and the KDC's group after
-# it refuses MODP 4096... no: MIT accepts 2048-4096) and RSA key transport; MIT's klist reads the
-# ccache we write and MIT's kvno gets a service ticket with the TGT in it. Then the failure paths
-# of `mta login` (wrong password, wrong anchor, missing file, device certificate without
-# --principal, usage errors), each one line on stderr with its exit code.
+# Our PKINIT client (`cablekey mta login`, lib/pkinit/client.c) on `cablekey pki` certificates:
+#  - against MIT's krb5kdc configured for PKINIT: Diffie-Hellman (MODP 2048 and 4096; MODP 3072,
+#    which MIT refuses, retried in the group MIT names), RSA key transport, an EC client
+#    certificate; MIT's klist reads the ccache we write and MIT's kvno gets a service ticket with
+#    the TGT in it;
+#  - the failure paths of `mta login` (wrong password, wrong anchor, missing files, device
+#    certificate without --principal, a certificate for someone else, usage errors), each one
+#    line on stderr with its exit code and no ccache written;
+#  - against cablekey-kdc: DH, ECDH P-256 and P-384 (MIT 1.20 has no ECDH), RSA, and the
+#    PacketCable form with a device certificate mapped through the device table, accepted under a
+#    PacketCable anchor and refused from a client anchor, from a non-PacketCable device anchor and
+#    after `cablekey device revoke`.
 . "$(dirname "$0")/lib.sh"
 
 require_tool "OpenSSL" openssl

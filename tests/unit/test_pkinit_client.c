@@ -175,6 +175,8 @@ struct pk_kdc {
     bool ticket_without_preauth; /* answer a request without PKINIT with an AS-REP */
     bool refuse_big_groups;   /* DH groups other than MODP 2048 / P-256: error 65 */
     int expire_token;         /* answer this many PKINIT requests with PREAUTH_EXPIRED */
+    bool fail_same_token;     /* answer PKINIT with PREAUTH_FAILED and the same token */
+    bool reuse;               /* serverDHNonce, nonce 0, dhKeyExpiration, octetstring2key */
     bool des3;                /* encKeyPack with des-ede3-cbc */
     bool pktc_reply_sha1;     /* PacketCable reply signed in the PacketCable form */
     /* what was seen */
@@ -384,7 +386,7 @@ kdc_rfc(struct pk_kdc *k, const CK_KDC_REQ *r, const uint8_t *req, size_t req_le
     ck_pkinit_peer *peer = NULL;
     uint8_t *pub = NULL, *z = NULL, *v = NULL, *ci = NULL, *ekp = NULL, *pad = NULL;
     size_t pub_len = 0, z_len = 0, vl = 0, ci_len = 0, ekp_len = 0, pad_len = 0;
-    uint8_t cks[CK_CHECKSUM_MAX];
+    uint8_t cks[CK_CHECKSUM_MAX], server_nonce[32];
     size_t cks_len = 0;
     uint32_t nonce;
     bool dh_mode;
@@ -403,6 +405,10 @@ kdc_rfc(struct pk_kdc *k, const CK_KDC_REQ *r, const uint8_t *req, size_t req_le
         (rc = ck_asn1_auth_pack_decode(s->content, s->content_len, &ap)) ||
         (rc = ck_asn1_nonce_get(ap->pk_authenticator->nonce, &nonce)))
         goto out;
+    if (k->fail_same_token) {
+        rc = kdc_preauth_error(k, CK_KDC_ERR_PREAUTH_FAILED, TOKEN1, reply, reply_len);
+        goto out;
+    }
     if (k->expire_token > 0) {
         k->expire_token--;
         rc = kdc_preauth_error(k, CK_KDC_ERR_PREAUTH_EXPIRED, TOKEN2, reply, reply_len);
@@ -433,8 +439,19 @@ kdc_rfc(struct pk_kdc *k, const CK_KDC_REQ *r, const uint8_t *req, size_t req_le
         }
         ki = CK_KDC_DH_KEY_INFO_new();
         dh = CK_DH_REP_INFO_new();
+        if (k->reuse) {
+            /* RFC 4556 §3.2.3.1 key reuse, as a KDC that caches its DH key would answer. */
+            if ((rc = ck_random_bytes(server_nonce, sizeof(server_nonce))) ||
+                (rc = ck_asn1_octets_set(&dh->server_dh_nonce, server_nonce,
+                                         sizeof(server_nonce))) ||
+                (rc = ck_asn1_time_set(&ki->dh_key_expiration, (int64_t)time(NULL) + 3600)))
+                goto out;
+            nonce = k->fault == F_WRONG_NONCE ? nonce + 1 : 0;
+        } else {
+            nonce += k->fault == F_WRONG_NONCE;
+        }
         if ((rc = ck_pkinit_bit_string_set(&ki->subject_public_key, pub, pub_len)) ||
-            (rc = ck_asn1_nonce_set(&ki->nonce, nonce + (k->fault == F_WRONG_NONCE))) ||
+            (rc = ck_asn1_nonce_set(&ki->nonce, nonce)) ||
             (rc = ck_asn1_kdc_dh_key_info_encode(ki, &v, &vl)) ||
             (rc = kdc_sign(k, CK_PKINIT_CT_DHKEY_DATA, v, vl, 0, &ci, &ci_len)) ||
             (rc = ck_asn1_octets_set(&dh->dh_signed_data, ci, ci_len)))
@@ -449,6 +466,11 @@ kdc_rfc(struct pk_kdc *k, const CK_KDC_REQ *r, const uint8_t *req, size_t req_le
         if (k->kdf != 0)
             rc = ck_pkinit_kdf(k->kdf, z, z_len, r->req_body->cname, REALM, r->req_body->sname,
                                REALM, 18, req, req_len, pad, pad_len, &k->reply_key);
+        else if (k->reuse && ap->client_dh_nonce != NULL)
+            rc = ck_pkinit_octetstring2key(z, z_len, ASN1_STRING_get0_data(ap->client_dh_nonce),
+                                           (size_t)ASN1_STRING_length(ap->client_dh_nonce),
+                                           server_nonce, sizeof(server_nonce), 18,
+                                           &k->reply_key);
         else
             rc = ck_pkinit_octetstring2key(z, z_len, NULL, 0, NULL, 0, 18, &k->reply_key);
         if (rc != 0)
@@ -925,6 +947,36 @@ test_dh_groups_and_kdfs(void)
         run_clear(&r);
         kdc_clear(&k);
     }
+    /* A KDC reusing its DH key (serverDHNonce, nonce 0, octetstring2key over both nonces):
+     * accepted after our clientDHNonce, refused without it or with a nonce neither 0 nor ours. */
+    kdc_init(&k);
+    run_init(&r, &k);
+    k.kdf = 0;
+    k.reuse = true;
+    r.p.client_dh_nonce = true;
+    CHECK_OK(run_go(&r));
+    check_creds(&r, &k);
+    run_clear(&r);
+    kdc_clear(&k);
+    kdc_init(&k);
+    run_init(&r, &k);
+    k.kdf = 0;
+    k.reuse = true;
+    CHECK_INT_EQ(run_go(&r), CK_ERR_PROTO);
+    CHECK(strstr(r.error, "serverDHNonce without our clientDHNonce") != NULL);
+    run_clear(&r);
+    kdc_clear(&k);
+    kdc_init(&k);
+    run_init(&r, &k);
+    k.kdf = 0;
+    k.reuse = true;
+    k.fault = F_WRONG_NONCE;
+    r.p.client_dh_nonce = true;
+    CHECK_INT_EQ(run_go(&r), CK_ERR_INTEGRITY);
+    CHECK_INT_EQ(r.krb_code, CK_KRB_AP_ERR_MODIFIED);
+    run_clear(&r);
+    kdc_clear(&k);
+
     /* A KDF we did not offer is refused. */
     kdc_init(&k);
     run_init(&r, &k);
@@ -1091,6 +1143,17 @@ test_kdc_errors(void)
     CHECK_INT_EQ(run_go(&r), CK_ERR_KRB);
     CHECK_INT_EQ(r.krb_code, CK_KDC_ERR_PREAUTH_EXPIRED);
     CHECK_INT_EQ(k.pk_calls, 2);
+    run_clear(&r);
+    kdc_clear(&k);
+
+    /* PREAUTH_FAILED with the token we sent: nothing to gain from asking again. */
+    kdc_init(&k);
+    run_init(&r, &k);
+    k.fail_same_token = true;
+    CHECK_INT_EQ(run_go(&r), CK_ERR_KRB);
+    CHECK_INT_EQ(r.krb_code, CK_KDC_ERR_PREAUTH_FAILED);
+    CHECK(strstr(r.error, "PKINIT refused by the KDC: KRB-ERROR 24") != NULL);
+    CHECK_INT_EQ(k.pk_calls, 1);
     run_clear(&r);
     kdc_clear(&k);
 

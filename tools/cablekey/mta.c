@@ -282,6 +282,9 @@ mta_login(int argc, char **argv)
     ck_pkinit_anchors *anchors = NULL;
     ck_creds *creds = NULL;
     ck_pkinit_client_info info;
+    ck_kdc_transport t;
+    ck_as_params as;
+    ck_pkinit_client_params p;
     char *password = NULL, *client = NULL, *server = NULL;
     char ccache[CCACHE_PATH_MAX], until[64], detail[64] = "";
     const char *kdf;
@@ -312,8 +315,8 @@ mta_login(int argc, char **argv)
         }
     }
 
-    ck_kdc_transport t = {.kdcs = o.kdcs, .n_kdcs = o.n_kdcs, .tcp_only = o.tcp};
-    ck_as_params as = {
+    t = (ck_kdc_transport){.kdcs = o.kdcs, .n_kdcs = o.n_kdcs, .tcp_only = o.tcp};
+    as = (ck_as_params){
         .realm = o.realm,
         .client = o.principal,
         .enctypes = o.n_enctypes > 0 ? o.enctypes : NULL,
@@ -322,7 +325,7 @@ mta_login(int argc, char **argv)
         .preauth_first = o.preauth_first,
         .transport = &t,
     };
-    ck_pkinit_client_params p = {
+    p = (ck_pkinit_client_params){
         .as = &as,
         .identity = id,
         .anchors = anchors,
