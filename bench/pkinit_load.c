@@ -13,9 +13,14 @@
  * PKCS#12 with --password-file). --chain PEM adds intermediate CA certificates to every
  * identity's chain, so the request carries them as a PKCS#12 identity's would.
  *
+ * --packetcable: the PacketCable draft form an MTA uses (one AS-REQ with PA-PK-AS-REQ-OLD, RSA
+ * key transport; pkinit_client.h), for device certificates mapped through the KDC's device table
+ * (give the device's principal with --client).
+ *
  * Usage: pkinit_load --kdc 127.0.0.1:PORT --realm R [--client NAME] --anchors PEM
  *                    [--kx modp2048|modp3072|modp4096|p256|p384|rsa] [--chain PEM]
- *                    [--password-file F] [--preauth-first] [--tcp] <harness options> */
+ *                    [--password-file F] [--preauth-first] [--tcp] [--packetcable]
+ *                    <harness options> */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,7 +40,7 @@ struct pl_opts {
     const char *kdc, *realm, *client, *anchors, *chain, *password_file;
     ck_pkinit_kx kx;
     ck_pkinit_group group;
-    bool preauth_first, tcp;
+    bool preauth_first, tcp, packetcable;
 };
 
 static struct pl_opts g_opts;
@@ -151,6 +156,7 @@ pl_one(void *arg, int idx, char *err, size_t errlen)
         .anchors = s->anchors,
         .kx = g_opts.kx,
         .group = g_opts.group,
+        .packetcable = g_opts.packetcable,
     };
     int ret = ck_client_as_pkinit(&p, &creds, NULL);
 
@@ -193,7 +199,8 @@ usage(void)
     fprintf(stderr, "usage: pkinit_load --kdc HOST:PORT --realm R [--client NAME] --anchors PEM\n"
                     "                   [--kx modp2048|modp3072|modp4096|p256|p384|rsa] "
                     "[--chain PEM]\n"
-                    "                   [--password-file F] [--preauth-first] [--tcp]\n%s",
+                    "                   [--password-file F] [--preauth-first] [--tcp] "
+                    "[--packetcable]\n%s",
             PKH_USAGE);
 }
 
@@ -210,6 +217,7 @@ main(int argc, char **argv)
         {"kx", required_argument, NULL, 'x'},
         {"preauth-first", no_argument, NULL, 'F'},
         {"tcp", no_argument, NULL, 'T'},
+        {"packetcable", no_argument, NULL, 'K'},
         PKH_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
@@ -235,6 +243,7 @@ main(int argc, char **argv)
         case 'w': g_opts.password_file = optarg; break;
         case 'F': g_opts.preauth_first = true; break;
         case 'T': g_opts.tcp = true; break;
+        case 'K': g_opts.packetcable = true; break;
         case 'x':
             if (parse_kx(optarg) != 0) {
                 usage();

@@ -14,11 +14,17 @@
 #   ec-ecdh       ECDSA P-256 + ECDH P-256 (an `pki init --key ec-p256` hierarchy), one
 #                 certificate: cablekey-kdc only (MIT 1.20 has no ECDH)
 #   ec-ecdh-cold  the same with BENCH_PK_COLD_CERTS distinct certificates
+#   device-pktc   an MTA: a device certificate from the manufacturer hierarchy (MAC in the
+#                 subject) mapped through the device table, the PacketCable draft form (one
+#                 AS-REQ with PA-PK-AS-REQ-OLD, RSA key transport), the manufacturer root as
+#                 pkinit_packetcable_anchors; repeat logins of one device: cablekey-kdc only
+#                 (MIT has neither the device table nor the PacketCable form)
 # RSA shapes run against both KDCs with MIT's libkrb5 as the client (build/krb5_pkinit_load,
-# what kinit -X X509_user_identity=... does); EC shapes with our lib/pkinit client
+# what kinit -X X509_user_identity=... does); EC and device shapes with our lib/pkinit client
 # (build/pkinit_load). "SHAPE:ck" in BENCH_PK_SHAPES runs an RSA shape with our client instead.
 # An exchange is what kinit does: AS-REQ, KDC_ERR_PREAUTH_REQUIRED, AS-REQ with PA-PK-AS-REQ
-# (over TCP), AS-REP: two KDC requests, both in the KDC CPU.
+# (over TCP), AS-REP: two KDC requests, both in the KDC CPU (device-pktc: one request, as an MTA
+# sends it).
 #
 # Measured: KDC CPU per exchange (utime+stime of the KDC's processes from /proc/PID/stat, and
 # the nanosecond schedstat as a cross-check), exchanges/s, the clients' CPU, the CPU other
@@ -34,7 +40,7 @@
 #   BENCH_PK_WORKERS     KDC workers, both implementations (default 2: krb5kdc -w 2,
 #                        cablekey-kdc --workers 2)
 #   BENCH_PK_COLD_CERTS  distinct client certificates of the cold shapes (default 128)
-#   BENCH_PK_SHAPES      default "rsa-dh rsa-kt rsa-dh-cold ec-ecdh ec-ecdh-cold"
+#   BENCH_PK_SHAPES      default "rsa-dh rsa-kt rsa-dh-cold ec-ecdh ec-ecdh-cold device-pktc"
 #   BENCH_PK_CRYPTO_MS   ms of CPU per operation for bench_pkinit_crypto (default 50; 0 skips it)
 #   BENCH_PK_BUDGET      seconds the whole script may take (default 175)
 #   BENCH_PK_PROFILE=1   also `perf record -g` cablekey-kdc during its rsa-dh run and print the
@@ -56,7 +62,7 @@ PROCS=${BENCH_PK_PROCS:-8}
 DURATION=${BENCH_PK_DURATION:-8}
 WORKERS=${BENCH_PK_WORKERS:-2}
 COLD=${BENCH_PK_COLD_CERTS:-128}
-SHAPES=${BENCH_PK_SHAPES:-rsa-dh rsa-kt rsa-dh-cold ec-ecdh ec-ecdh-cold}
+SHAPES=${BENCH_PK_SHAPES:-rsa-dh rsa-kt rsa-dh-cold ec-ecdh ec-ecdh-cold device-pktc}
 CRYPTO_MS=${BENCH_PK_CRYPTO_MS:-50}
 BUDGET=${BENCH_PK_BUDGET:-175}
 PROFILE=${BENCH_PK_PROFILE:-0}
@@ -64,6 +70,8 @@ PROFILE_SHAPE=${BENCH_PK_PROFILE_SHAPE:-rsa-dh}
 
 REALM=BENCH.TEST
 CLIENT=bench
+DEV_MAC=00:11:22:33:44:55
+DEV_PRINC=mta-001122334455
 ENCTYPE=aes256-cts-hmac-sha1-96
 SECONDS=0
 
@@ -172,6 +180,8 @@ pki issue-client --dir "$tmp/pki-rsa" --principal "$CLIENT" --out "$tmp/rsa-clie
     --pem-out "$tmp/rsa-client" --pem-nopass || die "pki issue-client (RSA)" "$tmp/pki.log"
 pki issue-client --dir "$tmp/pki-ec" --principal "$CLIENT" --key ec-p256 --out "$tmp/ec-client.p12" \
     --pem-out "$tmp/ec-client" --pem-nopass || die "pki issue-client (EC)" "$tmp/pki.log"
+pki issue-device --dir "$tmp/pki-rsa" --mac "$DEV_MAC" --out "$tmp/device.p12" \
+    --pem-out "$tmp/device" --pem-nopass || die "pki issue-device" "$tmp/pki.log"
 # MIT's krb5kdc cannot prompt for the PKCS#12 password: the same identity as PEM, key in clear.
 pki export "$tmp/pki-rsa/kdc.p12" --pem-out "$tmp/mit-kdc" --pem-nopass || die "pki export" "$tmp/pki.log"
 
@@ -285,6 +295,10 @@ setup_ck_db() {
     "$CK_CLI" init --db "$d/kdc.db" --realm "$REALM" --enctypes "$ENCTYPE" --max-life 10h \
         >"$d/setup.log" 2>&1 </dev/null &&
         "$CK_CLI" principal add --db "$d/kdc.db" "$CLIENT" --random --enctypes "$ENCTYPE" \
+            >>"$d/setup.log" 2>&1 </dev/null &&
+        "$CK_CLI" principal add --db "$d/kdc.db" "$DEV_PRINC" --random --enctypes "$ENCTYPE" \
+            >>"$d/setup.log" 2>&1 </dev/null &&
+        "$CK_CLI" device add --db "$d/kdc.db" --mac "$DEV_MAC" --principal "$DEV_PRINC" \
             >>"$d/setup.log" 2>&1 </dev/null
 }
 
@@ -293,8 +307,10 @@ setup_ck_db() {
 # hits either way). Log level info: one line per request, as MIT logs, and the line says whether
 # the chain was verified or cached.
 start_ck() {
-    local kind=$1 d=$tmp/ck port pid
+    local kind=$1 d=$tmp/ck port pid pc=""
     port=$(free_port) || return 1
+    # PacketCable devices have RSA certificates (and the draft form needs an RSA KDC identity).
+    [ "$kind" = rsa ] && pc="pkinit_packetcable_anchors = $tmp/pki-$kind/mfg-root.pem"
     cat >"$d/kdc-$kind.conf" <<EOF
 [realms]
     $REALM = {
@@ -306,7 +322,8 @@ start_ck() {
         pkinit_identity = $tmp/pki-$kind/kdc.p12
         pkinit_password_file = $tmp/pw
         pkinit_anchors = $tmp/pki-$kind/sp-root.pem
-        pkinit_pool = $tmp/pki-$kind/sp-ca.pem
+        $pc
+        pkinit_pool = $tmp/pki-$kind/sp-ca.pem $tmp/pki-$kind/mfg-ca.pem
         pkinit_thumbprint_cache_size = 16
         pkinit_cert_cache_size = 16
     }
@@ -347,7 +364,9 @@ inproc() { # inproc SHAPE
 }
 if [ "${BENCH_SKIP_CK:-0}" != 1 ]; then
     say "KDC core in-process (pkinit_inproc) ..."
-    for spec in $SHAPES; do inproc "${spec%%:*}"; done
+    for spec in $SHAPES; do
+        case $spec in device-*) ;; *) inproc "${spec%%:*}" ;; esac
+    done
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -366,7 +385,7 @@ run_load() {
         echo "RESULT impl=$impl shape=$shape client=$client skipped=1" >>"$tmp/results"
         return 0
     fi
-    case $base in rsa-*) kind=rsa ;; *) kind=ec ;; esac
+    case $base in rsa-* | device-*) kind=rsa ;; *) kind=ec ;; esac
     case $impl in
     mit) port=$MIT_PORT; read -ra args <<<"$(mit_pid_args)" ;;
     *)
@@ -378,6 +397,8 @@ run_load() {
     esac
     if [ "$shape" != "$base" ]; then
         ids=(--identity-list "$tmp/cold-$kind.ids")
+    elif [ "$base" = device-pktc ]; then
+        ids=(--identity "FILE:$tmp/device-cert.pem,$tmp/device-key.pem")
     else
         ids=(--identity "FILE:$tmp/$kind-client-cert.pem,$tmp/$kind-client-key.pem")
     fi
@@ -395,7 +416,12 @@ run_load() {
             --anchors "FILE:$tmp/pki-$kind/sp-root.pem" --pool "FILE:$tmp/pki-$kind/sp-ca.pem" \
             >"$out" 2>&1
     else
-        case $base in rsa-kt) args+=(--kx rsa) ;; ec-*) args+=(--kx p256) ;; *) args+=(--kx modp2048) ;; esac
+        case $base in
+        rsa-kt) args+=(--kx rsa) ;;
+        ec-*) args+=(--kx p256) ;;
+        device-pktc) args+=(--kx rsa --packetcable --client "$DEV_PRINC") ;;
+        *) args+=(--kx modp2048) ;;
+        esac
         timeout -k 5 "$RUN_MAX" "$CK_LOAD" "${args[@]}" --anchors "$tmp/pki-$kind/sp-root.pem" \
             --chain "$tmp/pki-$kind/sp-ca.pem" >"$out" 2>&1
     fi
@@ -415,14 +441,14 @@ run_load() {
 for spec in $SHAPES; do
     shape=${spec%%:*}
     client=krb5
-    case $shape in ec-*) client=ck ;; esac
+    case $shape in ec-* | device-*) client=ck ;; esac
     [ "$spec" != "$shape" ] && client=${spec#*:}
     case $shape in
     rsa-dh | rsa-kt | rsa-dh-cold)
         [ "${BENCH_SKIP_MIT:-0}" != 1 ] && run_load mit "$shape" "$client"
         [ "${BENCH_SKIP_CK:-0}" != 1 ] && run_load cablekey "$shape" "$client"
         ;;
-    ec-ecdh | ec-ecdh-cold)
+    ec-ecdh | ec-ecdh-cold | device-pktc)
         [ "${BENCH_SKIP_CK:-0}" != 1 ] && run_load cablekey "$shape" "$client"
         ;;
     *) say "unknown shape $shape (skipped)" ;;
@@ -436,7 +462,7 @@ floor_of() { # floor_of SHAPE -> µs
         -v ec="$ECDH" -v dh="$FFDH" 'BEGIN {
         if (s == "rsa-dh") f = rs + rv + 2 * dh
         else if (s == "rsa-dh-cold") f = rs + rv + 2 * dh + 2 * rv
-        else if (s == "rsa-kt") f = rs + 2 * rv
+        else if (s == "rsa-kt" || s == "device-pktc") f = rs + 2 * rv
         else if (s == "ec-ecdh") f = es + ev + 2 * ec
         else if (s == "ec-ecdh-cold") f = es + ev + 2 * ec + 2 * ev
         printf "%.0f", f }'
@@ -445,13 +471,13 @@ lib_of() { # lib_of SHAPE -> µs from bench_pkinit_crypto, or empty
     case $1 in
     rsa-dh) lib_us "KDC exchange RSA-2048 + DH MODP-2048, repeat login" ;;
     rsa-dh-cold) lib_us "KDC exchange RSA-2048 + DH MODP-2048, nothing cached" ;;
-    rsa-kt) lib_us "KDC exchange RSA-2048 key transport, repeat login" ;;
+    rsa-kt | device-pktc) lib_us "KDC exchange RSA-2048 key transport, repeat login" ;;
     ec-ecdh) lib_us "KDC exchange ECDSA P-256 + ECDH P-256, repeat login" ;;
     ec-ecdh-cold) lib_us "KDC exchange ECDSA P-256 + ECDH P-256, nothing cached" ;;
     esac
 }
 : >"$tmp/floors"
-for s in rsa-dh rsa-kt rsa-dh-cold ec-ecdh ec-ecdh-cold; do
+for s in rsa-dh rsa-kt rsa-dh-cold ec-ecdh ec-ecdh-cold device-pktc; do
     echo "$s $(floor_of "$s") $(lib_of "$s")" >>"$tmp/floors"
 done
 
@@ -474,7 +500,7 @@ BEGIN {
     }
     while ((getline l < inprocf) > 0)
         if (field(l, "failed") == "0") inp[field(l, "shape")] = field(l, "exchange_us")
-    goal["rsa-dh"] = 2000; goal["rsa-dh-cold"] = 2000; goal["rsa-kt"] = 1000
+    goal["rsa-dh"] = 2000; goal["rsa-dh-cold"] = 2000; goal["rsa-kt"] = 1000; goal["device-pktc"] = 1000
     goal["ec-ecdh"] = 350; goal["ec-ecdh-cold"] = 350
 }
 /^RESULT / {
@@ -513,14 +539,16 @@ END {
             s, impl[i], cl, ok[i], status[i] != "" ? " (" err[i] " errors)" : "", rps[i], cpu[i],
             sch[i], ratio, g, ip, lib[s], flo[s], vc, gen[i], oth[i], load[i]
     }
-    printf "\nAn exchange: AS-REQ, PREAUTH_REQUIRED, AS-REQ with PA-PK-AS-REQ, AS-REP (two KDC requests).\n"
+    printf "\nAn exchange: AS-REQ, PREAUTH_REQUIRED, AS-REQ with PA-PK-AS-REQ, AS-REP (two KDC requests); device-pktc:\n"
+    printf "one AS-REQ with PA-PK-AS-REQ-OLD and its AS-REP (the PacketCable form has no PREAUTH_REQUIRED round).\n"
     printf "In-process: the KDC core alone (pkinit_inproc: PREAUTH_REQUIRED + PKINIT AS-REQ through kdc_handle_request,\n"
     printf "no sockets, same configuration). Our lib: bench_pkinit_crypto, the crypto of the KDC side composed from\n"
     printf "lib/pkinit calls. Crypto floor: what one exchange must compute at openssl speed rates (DH/ECDH keygen\n"
     printf "counted as one more key-agreement operation; cold: + the 2 signature verifications of leaf and CA).\n"
     printf "Chains verified/cached: from the cablekey-kdc log lines of the run, including its %d warm-up exchanges\n", procs
     printf "(the first per worker may verify).\n"
-    printf "MIT 1.20 has no ECDH: the ec-ecdh shapes run against cablekey-kdc only.\n"
+    printf "MIT 1.20 has no ECDH, no device table and no PacketCable form: ec-ecdh and device shapes run against\n"
+    printf "cablekey-kdc only.\n"
 }' "$tmp/results"
 
 if [ "$PROFILE" = 1 ] && [ -s "$tmp/perf.data" ]; then
