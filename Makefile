@@ -31,6 +31,7 @@ test:
 
 bench: build
 	@bash bench/run.sh $(BUILD)
+	@bash bench/pkinit_run.sh $(BUILD)
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -84,6 +84,14 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
         goto out;
     if ((rc = kdc_preauth_init(w, cfg)) != 0)
         goto out;
+    if (cfg->log_flush_ms > 0) {
+        if ((w->logb = malloc(sizeof(*w->logb))) == NULL) {
+            rc = ck_error_set(CK_ERR_NOMEM, "kdc worker: log batch");
+            goto out;
+        }
+        w->logb->len = 0;
+        w->log_flush_ms = cfg->log_flush_ms;
+    }
     *out = w;
     w = NULL;
 out:
@@ -96,6 +104,10 @@ kdc_worker_free(struct kdc_worker *w)
 {
     if (w == NULL)
         return;
+    if (w->logb != NULL) {
+        ck_log_batch_flush(w->logb);
+        free(w->logb);
+    }
     kdc_preauth_fini(w);
     kdc_reply_free(w->reply);
     kdc_errmsg_free(w->errmsg);
@@ -454,7 +466,28 @@ log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
     if (n < 0)
         return;
     kdc_log_escape(line, esc, sizeof(esc));
-    ck_log(level, "%s", esc);
+    if (r->w->logb != NULL) {
+        if (r->w->logb->len == 0)
+            r->w->log_first_ms = ck_monotonic_ms();
+        ck_log_batch_add(r->w->logb, level, "%s", esc);
+    } else {
+        ck_log(level, "%s", esc);
+    }
+}
+
+int
+kdc_worker_idle(struct kdc_worker *w)
+{
+    int64_t wait;
+
+    if (w == NULL || w->logb == NULL || w->logb->len == 0)
+        return -1;
+    wait = w->log_first_ms + w->log_flush_ms - ck_monotonic_ms();
+    if (wait <= 0) {
+        ck_log_batch_flush(w->logb);
+        return -1;
+    }
+    return wait > INT32_MAX ? INT32_MAX : (int)wait;
 }
 
 /* Refusals that may come from a stale cache entry: the principal cache sees other processes'

@@ -38,6 +38,9 @@ struct kdc_config {
     /* PKINIT settings (pkinit_kdc.h); NULL: PKINIT is off. Owned: kdc_config_free_contents
      * frees it. */
     struct kdc_pkinit_config *pkinit;
+    /* Request log lines are written in batches, at most this many milliseconds after the first
+     * line of a batch (kdc_worker_idle); 0 writes each line at once (tests, tools). */
+    int64_t log_flush_ms;
 };
 
 enum kdc_transport { KDC_TRANSPORT_UDP, KDC_TRANSPORT_TCP };
@@ -65,6 +68,10 @@ int kdc_handle_request(struct kdc_worker *worker, const uint8_t *req, size_t req
 int kdc_handle_oversized(struct kdc_worker *worker, size_t declared_len,
                          const struct sockaddr *peer, uint8_t *reply, size_t reply_cap,
                          size_t *reply_len);
+
+/* For the network layer's idle callback: writes the batched log lines when they are due.
+ * Returns how long the worker may sleep before the next call (ms, -1: no deadline). */
+int kdc_worker_idle(struct kdc_worker *worker);
 
 /* Fills cfg with defaults (all four AES enctypes, caps above). */
 void kdc_config_defaults(struct kdc_config *cfg);

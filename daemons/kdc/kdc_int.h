@@ -11,6 +11,7 @@
 #include "cablekey/ap.h"
 #include "cablekey/crypto.h"
 #include "cablekey/krb5_asn1.h"
+#include "cablekey/log.h"
 #include "cablekey/store.h"
 #include "kdc.h"
 #include "preauth.h"
@@ -86,6 +87,10 @@ struct kdc_worker {
     struct kdc_reply *reply;
     bool reply_busy;
     struct kdc_errmsg *errmsg;
+    /* Request log lines waiting to be written (NULL: written at once), see log_flush_ms. */
+    struct ck_log_batch *logb;
+    int64_t log_flush_ms;
+    int64_t log_first_ms;                /* monotonic time of the oldest waiting line */
     /* Enabled pre-authentication mechanisms, in offer order (preauth.c). */
     struct {
         const struct kdc_pa_mech *mech;

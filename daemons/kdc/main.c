@@ -27,6 +27,7 @@
 
 #define PROG "cablekey-kdc"
 #define LISTEN_LOG_MAX 1024
+#define KDC_LOG_FLUSH_MS 100     /* request log lines are at most this late */
 
 struct options {
     const char *config;
@@ -342,6 +343,12 @@ handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t rep
 }
 
 static int
+idle(void *state)
+{
+    return kdc_worker_idle(state);
+}
+
+static int
 write_pid_file(const char *path)
 {
     char buf[32];
@@ -493,6 +500,8 @@ main(int argc, char **argv)
     ncfg.max_reply = CK_NET_DEFAULT_MAX_REPLY;
     ncfg.tcp_idle_timeout_ms = (int)(dc.tcp_idle_timeout * 1000);
     ncfg.cpu_affinity = dc.cpu_affinity;
+    /* Request lines are written in batches: one write per batch instead of one per request. */
+    dc.kdc.log_flush_ms = KDC_LOG_FLUSH_MS;
     memset(&cb, 0, sizeof(cb));
     cb.handler = handle;
     cb.worker_init = worker_init;
@@ -514,7 +523,9 @@ main(int argc, char **argv)
         }
         pid_written = true;
     }
-    if (ck_net_server_new(&ncfg, &cb, &srv) != 0 || ck_net_server_start(srv) != 0) {
+    if (ck_net_server_new(&ncfg, &cb, &srv) == 0)
+        ck_net_server_set_idle(srv, idle);
+    if (srv == NULL || ck_net_server_start(srv) != 0) {
         ck_log_err("%s", ck_error_context());
         goto out;
     }

@@ -87,6 +87,9 @@ enable(struct kdc_worker *w, const struct kdc_pa_mech *m, const struct kdc_pa_en
     w->pa[w->n_pa].mech = m;
     w->pa[w->n_pa].ctx = ctx;
     w->n_pa++;
+    /* The kept list of offers no longer lists every mechanism. */
+    OPENSSL_free(w->offers_der);
+    w->offers_der = NULL;
     return 0;
 }
 

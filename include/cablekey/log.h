@@ -16,6 +16,19 @@ int ck_log_level_from_name(const char *name);
 void ck_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ck_log_close(void);
 
+/* Batched lines, for a thread that logs one line per request: the lines are formatted as
+ * ck_log() formats them and kept in the batch, then written together by ck_log_batch_flush()
+ * (one write for a file or stderr; syslog gets each line at once, unbatched). A full batch
+ * flushes itself first. One batch per thread; not thread-safe. */
+#define CK_LOG_BATCH_SIZE 32768
+struct ck_log_batch {
+    size_t len;
+    char buf[CK_LOG_BATCH_SIZE];
+};
+void ck_log_batch_add(struct ck_log_batch *b, int level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void ck_log_batch_flush(struct ck_log_batch *b);
+
 #define ck_log_err(...) ck_log(LOG_ERR, __VA_ARGS__)
 #define ck_log_warn(...) ck_log(LOG_WARNING, __VA_ARGS__)
 #define ck_log_notice(...) ck_log(LOG_NOTICE, __VA_ARGS__)

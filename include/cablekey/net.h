@@ -61,6 +61,11 @@ struct ck_net_callbacks {
     void *arg;
 };
 
+/* Called on the worker's thread when it has handled everything that was ready and is about to
+ * wait for more: the place for deferred work (writing batched log lines). Returns how long the
+ * worker may then sleep before calling it again, in milliseconds (-1: until the next event). */
+typedef int (*ck_net_idle_fn)(void *worker_state);
+
 /* Zero fields take the defaults above. Strings are copied by ck_net_server_new. */
 struct ck_net_config {
     const char *const *listen;  /* "127.0.0.1:88", "[::1]:88", "host", "::1", "88" (all addresses),
@@ -89,6 +94,8 @@ struct ck_net_server;
 /* Validates the configuration and allocates the server; no socket is opened yet. */
 int ck_net_server_new(const struct ck_net_config *cfg, const struct ck_net_callbacks *cb,
                       struct ck_net_server **out);
+/* Sets the idle callback (before ck_net_server_start; NULL: none). */
+void ck_net_server_set_idle(struct ck_net_server *srv, ck_net_idle_fn idle);
 /* Resolves and binds every address for every worker, runs worker_init for each, then starts the
  * worker threads. Bind and init errors are returned here with the address in the context; on
  * error nothing is left open. */

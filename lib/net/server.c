@@ -118,11 +118,13 @@ struct ck_net_server {
     struct ck_net_config cfg;
     char **listen;
     struct ck_net_callbacks cb;
+    ck_net_idle_fn idle;
     int n_workers;
     struct worker *workers;
     struct sockaddr_storage addrs[CK_NET_MAX_ADDRS];
     socklen_t addr_lens[CK_NET_MAX_ADDRS];
     size_t n_addrs;
+    bool any_port0;              /* some listen entry asked for a kernel-chosen port */
     int stop_fd;
     bool running;
     /* CPU steering (see "CPU steering" below). steer: in effect when the workers started (worker
@@ -177,6 +179,10 @@ set_int_opt(int fd, int level, int name, int value, const char *what, const char
     return 0;
 }
 
+/* errno of the last failed bind on this thread (ck_net_server_start retries EADDRINUSE on
+ * kernel-chosen ports). */
+static _Thread_local int bind_errno;
+
 /* Makes a non-blocking socket bound to ss. reuseport: join the workers' SO_REUSEPORT group. */
 static int
 open_bound(const struct sockaddr_storage *ss, socklen_t len, int type, bool reuseport,
@@ -211,6 +217,7 @@ open_bound(const struct sockaddr_storage *ss, socklen_t len, int type, bool reus
             goto fail;
     }
     if (bind(fd, (const struct sockaddr *)ss, len) != 0) {
+        bind_errno = errno;
         rc = ck_error_set(CK_ERR_IO, "bind %s/%s: %s", proto, a, strerror(errno));
         goto fail;
     }
@@ -284,6 +291,7 @@ static int
 resolve_addrs(struct ck_net_server *srv)
 {
     srv->n_addrs = 0;
+    srv->any_port0 = false;
     for (size_t i = 0; i < srv->cfg.n_listen; i++) {
         const char *spec = srv->listen[i];
         char host[256], port_str[8];
@@ -294,6 +302,7 @@ resolve_addrs(struct ck_net_server *srv)
         rc = ck_net_parse_listen(spec, srv->cfg.default_port, host, sizeof(host), &port);
         if (rc != 0)
             return rc;
+        srv->any_port0 |= port == 0;
         snprintf(port_str, sizeof(port_str), "%u", port);
         memset(&hints, 0, sizeof(hints));
         hints.ai_family = AF_UNSPEC;
@@ -1000,7 +1009,8 @@ worker_main(void *arg)
 
 
     for (;;) {
-        int n = epoll_wait(w->epfd, evs, MAX_EVENTS, -1);
+        int timeout = w->srv->idle != NULL ? w->srv->idle(w->state) : -1;
+        int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
         bool stop = false;
 
         if (n < 0) {
@@ -1291,9 +1301,7 @@ stop_and_join(struct ck_net_server *srv)
 static void
 teardown(struct ck_net_server *srv)
 {
-    if (srv->workers == NULL)
-        return;
-    for (int i = 0; i < srv->n_workers; i++) {
+    for (int i = 0; srv->workers != NULL && i < srv->n_workers; i++) {
         struct worker *w = &srv->workers[i];
         if (w->state_ready && srv->cb.worker_fini != NULL)
             srv->cb.worker_fini(i, srv->cb.arg, w->state);
@@ -1316,13 +1324,12 @@ teardown(struct ck_net_server *srv)
     memset(srv->steer_reqs, 0, sizeof(srv->steer_reqs));
 }
 
-int
-ck_net_server_start(struct ck_net_server *srv)
+/* Resolves, probes and binds every worker's sockets (no thread, no worker state yet). */
+static int
+bind_all(struct ck_net_server *srv)
 {
-    int rc = 0;
+    int rc;
 
-    if (srv == NULL || srv->running || srv->workers != NULL)
-        return ck_error_set(CK_ERR_INVAL, "net server already started");
     if ((rc = resolve_addrs(srv)) != 0)
         return rc;
     for (size_t i = 0; i < srv->n_addrs; i++)
@@ -1332,10 +1339,8 @@ ck_net_server_start(struct ck_net_server *srv)
     if (srv->stop_fd < 0)
         return ck_error_set(CK_ERR_IO, "eventfd: %s", strerror(errno));
     srv->workers = calloc((size_t)srv->n_workers, sizeof(*srv->workers));
-    if (srv->workers == NULL) {
-        rc = ck_error_set(CK_ERR_NOMEM, "workers");
-        goto out;
-    }
+    if (srv->workers == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "workers");
     for (int i = 0; i < srv->n_workers; i++) {
         struct worker *w = &srv->workers[i];
         w->srv = srv;
@@ -1344,7 +1349,30 @@ ck_net_server_start(struct ck_net_server *srv)
     }
     for (int i = 0; i < srv->n_workers; i++)
         if ((rc = worker_setup(srv, &srv->workers[i])) != 0)
-            goto out;
+            return rc;
+    return 0;
+}
+
+#define PORT0_ATTEMPTS 8
+
+int
+ck_net_server_start(struct ck_net_server *srv)
+{
+    int rc = 0;
+
+    if (srv == NULL || srv->running || srv->workers != NULL)
+        return ck_error_set(CK_ERR_INVAL, "net server already started");
+    /* A kernel-chosen port is free for UDP and TCP when probed, but between the probe and the
+     * workers' binds any other socket on the machine may take it (outgoing TCP connections get
+     * their ports from the same range): then choose again. */
+    for (int attempt = 1;; attempt++) {
+        bind_errno = 0;
+        if ((rc = bind_all(srv)) == 0)
+            break;
+        teardown(srv);
+        if (!(srv->any_port0 && bind_errno == EADDRINUSE && attempt < PORT0_ATTEMPTS))
+            return rc;
+    }
     srv->steer = srv->cfg.cpu_affinity && !srv->cfg.no_udp && srv->n_workers > 1 &&
                  sched_getaffinity(0, sizeof(srv->cpus), &srv->cpus) == 0 &&
                  steering_possible(srv);
@@ -1429,6 +1457,13 @@ ck_net_server_addr(const struct ck_net_server *srv, size_t i, struct sockaddr_st
     *ss = srv->addrs[i];
     *len = srv->addr_lens[i];
     return 0;
+}
+
+void
+ck_net_server_set_idle(struct ck_net_server *srv, ck_net_idle_fn idle)
+{
+    if (srv != NULL && !srv->running)
+        srv->idle = idle;
 }
 
 int

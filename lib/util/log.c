@@ -80,14 +80,22 @@ level_name(int level)
     return (level >= 0 && level <= 7) ? n[level] : "?";
 }
 
+static void
+format_ts(char *ts, size_t size)
+{
+    struct tm tm;
+    time_t now = time(NULL);
+
+    gmtime_r(&now, &tm);
+    strftime(ts, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
 void
 ck_log(int level, const char *fmt, ...)
 {
     va_list ap;
     char msg[1024];
     char ts[32];
-    struct tm tm;
-    time_t now;
     FILE *out;
 
     if (level > log_level)
@@ -99,13 +107,55 @@ ck_log(int level, const char *fmt, ...)
         syslog(level, "%s", msg);
         return;
     }
-    now = time(NULL);
-    gmtime_r(&now, &tm);
-    strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    format_ts(ts, sizeof(ts));
     out = log_dest == CK_LOG_FILE ? log_file : stderr;
     pthread_mutex_lock(&log_lock);
     fprintf(out, "%s %s[%s]: %s\n", ts, log_ident, level_name(level), msg);
     pthread_mutex_unlock(&log_lock);
+}
+
+void
+ck_log_batch_add(struct ck_log_batch *b, int level, const char *fmt, ...)
+{
+    va_list ap;
+    char msg[1024];
+    char ts[32];
+    int n;
+
+    if (level > log_level)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    if (log_dest == CK_LOG_SYSLOG) {
+        syslog(level, "%s", msg);
+        return;
+    }
+    format_ts(ts, sizeof(ts));
+    /* A line is at most ~1.1 KB (msg is bounded): flush first unless it surely fits. */
+    if (b->len + sizeof(msg) + 128 > sizeof(b->buf))
+        ck_log_batch_flush(b);
+    n = snprintf(b->buf + b->len, sizeof(b->buf) - b->len, "%s %s[%s]: %s\n", ts, log_ident,
+                 level_name(level), msg);
+    if (n > 0)
+        b->len += (size_t)n < sizeof(b->buf) - b->len ? (size_t)n : sizeof(b->buf) - b->len - 1;
+}
+
+void
+ck_log_batch_flush(struct ck_log_batch *b)
+{
+    FILE *out;
+
+    if (b->len == 0)
+        return;
+    out = log_dest == CK_LOG_FILE ? log_file : stderr;
+    pthread_mutex_lock(&log_lock);
+    /* Whole lines in one write for an unbuffered stderr; a short write on a full disk loses
+     * the rest, as fprintf would. */
+    (void)fwrite(b->buf, 1, b->len, out);
+    fflush(out);
+    pthread_mutex_unlock(&log_lock);
+    b->len = 0;
 }
 
 void

@@ -189,8 +189,9 @@ $(tail -n 10 "$tmp/kdc.log" 2>/dev/null)"
 # et_re N: a regex for enctype N as logged by either implementation ("18" or "name(18)").
 et_re() { printf '([a-z0-9-]+\\()?%s\\)?' "$1"; }
 
-# Counts KDC log lines matching PATTERN.
-log_count() { grep -Ec -- "$1" "$tmp/kdc.log" 2>/dev/null || true; }
+# Counts KDC log lines matching PATTERN, once the lines of requests just answered are written
+# (cablekey-kdc writes request lines in batches, at most 100 ms after the request).
+log_count() { sleep 0.3; grep -Ec -- "$1" "$tmp/kdc.log" 2>/dev/null || true; }
 
 done_testing() {
     echo "$T_PASS passed, $T_FAIL failed"

@@ -1218,7 +1218,7 @@ struct fake_state {
     bool bad_enctype;
 };
 
-static int fake_inits, fake_finis, fake_cleanups, fake_verifies;
+static int fake_inits, fake_finis, fake_cleanups, fake_verifies, fake_edatas;
 
 static int
 fake_init(const struct kdc_pa_env *env, void **ctx)
@@ -1237,6 +1237,7 @@ fake_fini(void *ctx)
 static int
 fake_edata(void *ctx, const struct kdc_pa_call *call, CK_METHOD_DATA **md)
 {
+    fake_edatas++;
     return ck_asn1_padata_add(md, CK_PA_PK_AS_REQ, NULL, 0);
 }
 
@@ -1437,14 +1438,41 @@ test_preauth_table(void)
     password_key("TEST.REALMalice", ALICE_PW, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &good);
     password_key("TEST.REALMalice", "wrong", CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &bad);
 
-    /* Offers: ETYPE-INFO2 first, then the mechanisms in table order. */
+    /* Offers: ETYPE-INFO2 first, then the mechanisms in table order. A mechanism whose offer
+     * is not constant (no KDC_PA_EDATA_CONSTANT) is asked every time; a worker whose offers are
+     * all constant sends the same bytes from its cache. */
     build_fake_as_req("alice", NULL, NULL, &der, &len);
-    n = ask(w, der, len, KDC_TRANSPORT_TCP);
-    CHECK_INT_EQ(error_code(reply, n, &e), CK_KDC_ERR_PREAUTH_REQUIRED);
-    md_types(e != NULL ? e->e_data : NULL, types, sizeof(types));
-    CHECK(strcmp(types, "19,2,16") == 0);
-    CK_KRB_ERROR_MSG_free(e);
-    e = NULL;
+    for (int round = 0; round < 2; round++) {
+        before = fake_edatas;
+        n = ask(w, der, len, KDC_TRANSPORT_TCP);
+        CHECK_INT_EQ(error_code(reply, n, &e), CK_KDC_ERR_PREAUTH_REQUIRED);
+        md_types(e != NULL ? e->e_data : NULL, types, sizeof(types));
+        CHECK(strcmp(types, "19,2,16") == 0);
+        CHECK_INT_EQ(fake_edatas, before + 1);
+        CK_KRB_ERROR_MSG_free(e);
+        e = NULL;
+    }
+    {
+        uint8_t first[4096];
+        size_t first_len;
+        CK_KRB_ERROR_MSG *e2 = NULL;
+
+        n = ask(plain, der, len, KDC_TRANSPORT_TCP);
+        CHECK_INT_EQ(error_code(reply, n, &e), CK_KDC_ERR_PREAUTH_REQUIRED);
+        CHECK(plain->offers_der != NULL);
+        n = ask(plain, der, len, KDC_TRANSPORT_TCP);
+        CHECK_INT_EQ(error_code(reply, n, &e2), CK_KDC_ERR_PREAUTH_REQUIRED);
+        md_types(e2 != NULL ? e2->e_data : NULL, types, sizeof(types));
+        CHECK(strcmp(types, "19,2") == 0);
+        if (e != NULL && e2 != NULL && e->e_data != NULL && e2->e_data != NULL) {
+            first_len = (size_t)e->e_data->length;
+            memcpy(first, e->e_data->data, first_len < sizeof(first) ? first_len : 0);
+            CHECK_MEM_EQ(e2->e_data->data, (size_t)e2->e_data->length, first, first_len);
+        }
+        CK_KRB_ERROR_MSG_free(e);
+        CK_KRB_ERROR_MSG_free(e2);
+        e = NULL;
+    }
     ck_asn1_free_der(der, len);
 
     /* Accepted: the mechanism's key protects the reply, its padata is in it. */
