@@ -89,7 +89,7 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
             rc = ck_error_set(CK_ERR_NOMEM, "kdc worker: log batch");
             goto out;
         }
-        w->logb->len = 0;
+        ck_log_batch_init(w->logb);
         w->log_flush_ms = cfg->log_flush_ms;
     }
     *out = w;
@@ -397,14 +397,14 @@ format_peer(const struct sockaddr *peer, char *buf, size_t size)
  * sequence in them must not forge or hide log lines or drive the terminal that displays them.
  * unparse has already turned '\\' into "\\\\", so "\x" in the output is always an escape. A
  * truncated line never ends in half an escape. */
-void
+size_t
 kdc_log_escape(const char *in, char *out, size_t size)
 {
     static const char hex[] = "0123456789abcdef";
     size_t o = 0;
 
     if (size == 0)
-        return;
+        return 0;
     for (const unsigned char *p = (const unsigned char *)in; *p != '\0'; p++) {
         if (*p >= 0x20 && *p < 0x7f) {
             if (o + 1 >= size)
@@ -420,6 +420,7 @@ kdc_log_escape(const char *in, char *out, size_t size)
         }
     }
     out[o] = '\0';
+    return o;
 }
 
 static void
@@ -427,7 +428,7 @@ log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
 {
     char ets[CK_ASN1_MAX_ETYPES * 12 + 32], addr[INET6_ADDRSTRLEN + 1];
     char line[1024], esc[1024];
-    size_t off = 0;
+    size_t off = 0, elen;
     int n;
 
     if (level > ck_log_level())
@@ -436,12 +437,27 @@ log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
     if (r->n_etypes > 0) {
         n = snprintf(ets, sizeof(ets), " (%zu etypes {", r->n_etypes);
         off = n > 0 ? (size_t)n : 0;
-        for (size_t i = 0; i < r->n_etypes && off < sizeof(ets); i++) {
-            n = snprintf(ets + off, sizeof(ets) - off, "%s%d", i ? " " : "", (int)r->etypes[i]);
-            off += n > 0 ? (size_t)n : 0;
+        /* One snprintf per enctype was a fifth of the line's cost. */
+        for (size_t i = 0; i < r->n_etypes && off + 14 < sizeof(ets); i++) {
+            char digits[12];
+            uint32_t v = (uint32_t)(r->etypes[i] < 0 ? -(int64_t)r->etypes[i] : r->etypes[i]);
+            size_t nd = 0;
+
+            if (i > 0)
+                ets[off++] = ' ';
+            if (r->etypes[i] < 0)
+                ets[off++] = '-';
+            do
+                digits[nd++] = (char)('0' + v % 10);
+            while ((v /= 10) != 0);
+            while (nd > 0)
+                ets[off++] = digits[--nd];
         }
-        if (off < sizeof(ets))
-            snprintf(ets + off, sizeof(ets) - off, "})");
+        if (off + 3 <= sizeof(ets)) {
+            memcpy(ets + off, "})", 3);
+        } else {
+            ets[sizeof(ets) - 1] = '\0';
+        }
     }
     if (r->error_code == 0 && r->reply != NULL) {
         n = snprintf(line, sizeof(line),
@@ -465,11 +481,11 @@ log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
     /* Truncation is fine (ck_log truncates at the same size anyway). */
     if (n < 0)
         return;
-    kdc_log_escape(line, esc, sizeof(esc));
+    elen = kdc_log_escape(line, esc, sizeof(esc));
     if (r->w->logb != NULL) {
         if (r->w->logb->len == 0)
             r->w->log_first_ms = ck_monotonic_ms();
-        ck_log_batch_add(r->w->logb, level, "%s", esc);
+        ck_log_batch_add_str(r->w->logb, level, esc, elen);
     } else {
         ck_log(level, "%s", esc);
     }

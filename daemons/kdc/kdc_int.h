@@ -167,8 +167,9 @@ bool kdc_unparse(const CK_PRINCIPAL_NAME *name, const ASN1_GENERALSTRING *realm,
                  size_t size);
 struct kdc_errmsg;
 void kdc_errmsg_free(struct kdc_errmsg *em);
-/* The log line's escaping: bytes outside printable ASCII become \xHH (see kdc.c). */
-void kdc_log_escape(const char *in, char *out, size_t size);
+/* The log line's escaping: bytes outside printable ASCII become \xHH (see kdc.c). Returns the
+ * length written. */
+size_t kdc_log_escape(const char *in, char *out, size_t size);
 static inline int64_t
 kdc_min64(int64_t a, int64_t b)
 {

@@ -23,10 +23,16 @@ void ck_log_close(void);
 #define CK_LOG_BATCH_SIZE 32768
 struct ck_log_batch {
     size_t len;
+    long long ts_sec;        /* the second ts[] shows (formatted once per second) */
+    char ts[32];
     char buf[CK_LOG_BATCH_SIZE];
 };
+/* Initializes an empty batch. */
+void ck_log_batch_init(struct ck_log_batch *b);
 void ck_log_batch_add(struct ck_log_batch *b, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* The same for a ready message (len bytes, no newline; longer than 1023 bytes is cut). */
+void ck_log_batch_add_str(struct ck_log_batch *b, int level, const char *msg, size_t len);
 void ck_log_batch_flush(struct ck_log_batch *b);
 
 #define ck_log_err(...) ck_log(LOG_ERR, __VA_ARGS__)

@@ -115,30 +115,74 @@ ck_log(int level, const char *fmt, ...)
 }
 
 void
+ck_log_batch_init(struct ck_log_batch *b)
+{
+    b->len = 0;
+    b->ts_sec = -1;
+    b->ts[0] = '\0';
+}
+
+void
+ck_log_batch_add_str(struct ck_log_batch *b, int level, const char *msg, size_t len)
+{
+    const char *lv = level_name(level);
+    size_t ts_len, id_len = strlen(log_ident), lv_len = strlen(lv), need;
+    time_t now;
+    char *p;
+
+    if (level > log_level)
+        return;
+    if (len > 1023)
+        len = 1023;
+    if (log_dest == CK_LOG_SYSLOG) {
+        syslog(level, "%.*s", (int)len, msg);
+        return;
+    }
+    /* The same line as ck_log() writes; the timestamp is formatted once per second. */
+    now = time(NULL);
+    if ((long long)now != b->ts_sec) {
+        format_ts(b->ts, sizeof(b->ts));
+        b->ts_sec = (long long)now;
+    }
+    ts_len = strlen(b->ts);
+    need = ts_len + 1 + id_len + 1 + lv_len + 3 + len + 1;
+    if (b->len + need > sizeof(b->buf))
+        ck_log_batch_flush(b);
+    if (need > sizeof(b->buf))
+        return;
+    p = b->buf + b->len;
+    memcpy(p, b->ts, ts_len);
+    p += ts_len;
+    *p++ = ' ';
+    memcpy(p, log_ident, id_len);
+    p += id_len;
+    *p++ = '[';
+    memcpy(p, lv, lv_len);
+    p += lv_len;
+    *p++ = ']';
+    *p++ = ':';
+    *p++ = ' ';
+    memcpy(p, msg, len);
+    p += len;
+    *p++ = '\n';
+    b->len = (size_t)(p - b->buf);
+}
+
+void
 ck_log_batch_add(struct ck_log_batch *b, int level, const char *fmt, ...)
 {
     va_list ap;
     char msg[1024];
-    char ts[32];
     int n;
 
     if (level > log_level)
         return;
     va_start(ap, fmt);
-    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (log_dest == CK_LOG_SYSLOG) {
-        syslog(level, "%s", msg);
+    if (n < 0)
         return;
-    }
-    format_ts(ts, sizeof(ts));
-    /* A line is at most ~1.1 KB (msg is bounded): flush first unless it surely fits. */
-    if (b->len + sizeof(msg) + 128 > sizeof(b->buf))
-        ck_log_batch_flush(b);
-    n = snprintf(b->buf + b->len, sizeof(b->buf) - b->len, "%s %s[%s]: %s\n", ts, log_ident,
-                 level_name(level), msg);
-    if (n > 0)
-        b->len += (size_t)n < sizeof(b->buf) - b->len ? (size_t)n : sizeof(b->buf) - b->len - 1;
+    ck_log_batch_add_str(b, level, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
 }
 
 void

@@ -1138,6 +1138,71 @@ test_log_escapes_names(void)
     kdc_worker_free(w);
 }
 
+/* With log_flush_ms, request lines wait in the worker's batch until kdc_worker_idle finds them
+ * due, then appear in one piece, formatted exactly as ck_log formats a line; freeing the worker
+ * writes what is left. */
+static void
+test_log_batched(void)
+{
+    struct kdc_config cfg;
+    struct kdc_worker *w;
+    struct as_opts o = {.cname = "nobody", .sname = "krbtgt/" REALM};
+    struct timespec ms60 = {0, 60 * 1000 * 1000};
+    char path[160], *log;
+    uint8_t *der = NULL;
+    size_t len = 0, loglen = 0;
+    int wait;
+
+    snprintf(path, sizeof(path), "%s/batch.log", dir);
+    CHECK_OK(ck_log_open("test_kdc", CK_LOG_FILE, path, LOG_INFO));
+    config_defaults(&cfg);
+    cfg.log_flush_ms = 50;
+    w = worker_with(&cfg);
+    CHECK_INT_EQ(kdc_worker_idle(w), -1); /* nothing waiting: no deadline */
+    build_as_req(&o, &der, &len);
+    ask(w, der, len, KDC_TRANSPORT_TCP);
+    ask(w, der, len, KDC_TRANSPORT_TCP);
+    log = slurp(path, &loglen);
+    CHECK(log != NULL && loglen == 0);
+    free(log);
+    wait = kdc_worker_idle(w);
+    CHECK(wait > 0 && wait <= 50);
+    nanosleep(&ms60, NULL);
+    CHECK_INT_EQ(kdc_worker_idle(w), -1);
+    log = slurp(path, &loglen);
+    CHECK(log != NULL);
+    if (log != NULL) {
+        const char *l2 = strchr(log, '\n');
+        int yy, mo, dd, hh, mi, ss;
+        char tail[8] = "";
+
+        /* Two lines, each "YYYY-MM-DDTHH:MM:SSZ test_kdc[info]: AS_REQ ... CLIENT_NOT_FOUND". */
+        CHECK(sscanf(log, "%4d-%2d-%2dT%2d:%2d:%2dZ %7s", &yy, &mo, &dd, &hh, &mi, &ss, tail) ==
+              7);
+        CHECK(strncmp(log + 21, "test_kdc[info]: AS_REQ ", 23) == 0);
+        CHECK(l2 != NULL && strncmp(l2 + 1 + 21, "test_kdc[info]: AS_REQ ", 23) == 0);
+        CHECK(strstr(log, "CLIENT_NOT_FOUND: nobody@TEST.REALM for krbtgt/TEST.REALM@TEST.REALM")
+              != NULL);
+        CHECK(l2 != NULL && strchr(l2 + 1, '\n') == log + loglen - 1);
+    }
+    free(log);
+    /* A line still waiting is written when the worker goes. */
+    ask(w, der, len, KDC_TRANSPORT_TCP);
+    kdc_worker_free(w);
+    log = slurp(path, &loglen);
+    if (log != NULL) {
+        size_t lines = 0;
+
+        for (size_t i = 0; i < loglen; i++)
+            lines += log[i] == '\n';
+        CHECK_INT_EQ(lines, 3);
+    }
+    free(log);
+    ck_log_close();
+    ck_log_open("test_kdc", CK_LOG_STDERR, NULL, LOG_WARNING);
+    ck_asn1_free_der(der, len);
+}
+
 /* supported_enctypes restricts the AS reply key and the keys PA-ENC-TIMESTAMP may use, as it
  * restricts session and ticket keys. */
 static void
@@ -1721,6 +1786,7 @@ CK_TEST_MAIN("kdc", CK_TEST_CASE(test_as_preauth_required), CK_TEST_CASE(test_as
              CK_TEST_CASE(test_tgs_issue), CK_TEST_CASE(test_tgs_errors),
              CK_TEST_CASE(test_transport_rules), CK_TEST_CASE(test_lookaside_limits), CK_TEST_CASE(test_stale_refusal_rechecked),
              CK_TEST_CASE(test_mit_vectors), CK_TEST_CASE(test_tgs_renew_and_rotation),
-             CK_TEST_CASE(test_log_escapes_names), CK_TEST_CASE(test_as_supported_enctypes),
+             CK_TEST_CASE(test_log_escapes_names), CK_TEST_CASE(test_log_batched),
+             CK_TEST_CASE(test_as_supported_enctypes),
              CK_TEST_CASE(test_preauth_table),
              CK_TEST_CASE(test_timing))
