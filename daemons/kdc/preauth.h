@@ -10,8 +10,9 @@
  *      client's long-term reply key: its current key for the first requested enctype that the
  *      realm permits (`supported_enctypes`). That key may be absent (a certificate-only
  *      principal, or no common enctype): then only mechanisms flagged KDC_PA_KEYLESS take part,
- *      and if no enabled mechanism has that flag the request fails with KDC_ERR_ETYPE_NOSUPP
- *      before any pre-authentication.
+ *      and if no enabled mechanism has that flag (or the request names no enctype the realm
+ *      permits at all) the request fails with KDC_ERR_ETYPE_NOSUPP before any
+ *      pre-authentication.
  *   2. walks the request's padata in order. An entry whose padata-type belongs to an enabled
  *      mechanism (its pa_type or alt_pa_type) is given to that mechanism's `verify` (once per
  *      mechanism: a repeated type, or its other type, is ignored). The first mechanism that accepts wins; a refusal is remembered and the walk
@@ -41,6 +42,12 @@
  *      without KDC_PA_KEYLESS offer nothing for a client with no long-term reply key.
  *   6. at the end of the request, success or not, every mechanism that made per-request state
  *      gets `cleanup` exactly once.
+ *
+ * A refusal logged as PREAUTH_FAILED (like CLIENT_NOT_FOUND and the other tokens kdc.c's
+ * stale_refusal() lists) may come from a cached client record that another process has just
+ * changed: the KDC then re-reads the database and processes the request once more, so `verify`
+ * can run twice for one request (with a cleanup in between). Use other status tokens for
+ * refusals a database change cannot cure (an untrusted certificate chain).
  *
  * Threads: everything runs on one worker thread; a mechanism context belongs to one worker
  * (init runs once per worker), so it needs no locking unless it shares data across workers.
