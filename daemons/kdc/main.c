@@ -37,6 +37,7 @@ struct options {
     const char *log;
     const char *log_level;
     const char *workers;
+    const char *log_flush_ms;
     const char *pid_file;
     const char *listen[KDC_MAX_LISTEN];
     size_t n_listen;
@@ -51,7 +52,8 @@ struct options {
 enum {
     OPT_CHECK = 256, OPT_LISTEN, OPT_DB, OPT_STASH, OPT_LOG_LEVEL, OPT_LOG, OPT_WORKERS,
     OPT_PID_FILE, OPT_VERSION, OPT_HELP, OPT_PKINIT_IDENTITY, OPT_PKINIT_PASSWORD_FILE,
-    OPT_PKINIT_ANCHORS, OPT_PKINIT_DEVICE_ANCHORS, OPT_PKINIT_PACKETCABLE_ANCHORS, OPT_PKINIT_POOL
+    OPT_PKINIT_ANCHORS, OPT_PKINIT_DEVICE_ANCHORS, OPT_PKINIT_PACKETCABLE_ANCHORS, OPT_PKINIT_POOL,
+    OPT_LOG_FLUSH_MS
 };
 
 static void
@@ -68,6 +70,8 @@ usage(FILE *out)
             "      --log DEST          stderr, syslog or a file name\n"
             "      --log-level LEVEL   err, warning, notice, info or debug\n"
             "      --workers N         worker threads (default: one per CPU)\n"
+            "      --log-flush-ms MS   request lines are written in batches at most MS late\n"
+            "                          (default 100; 0 writes each line at once, in order)\n"
             "      --pid-file FILE     write the process id here\n"
             "      --pkinit-identity FILE.p12      KDC certificate and key (or FILE:cert,key)\n"
             "      --pkinit-password-file FILE     password of the PKINIT identity\n"
@@ -105,6 +109,7 @@ parse_args(int argc, char **argv, struct options *o)
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
         {"log", required_argument, NULL, OPT_LOG},
         {"workers", required_argument, NULL, OPT_WORKERS},
+        {"log-flush-ms", required_argument, NULL, OPT_LOG_FLUSH_MS},
         {"pid-file", required_argument, NULL, OPT_PID_FILE},
         {"pkinit-identity", required_argument, NULL, OPT_PKINIT_IDENTITY},
         {"pkinit-password-file", required_argument, NULL, OPT_PKINIT_PASSWORD_FILE},
@@ -136,6 +141,7 @@ parse_args(int argc, char **argv, struct options *o)
         case OPT_LOG_LEVEL: o->log_level = optarg; break;
         case OPT_LOG: o->log = optarg; break;
         case OPT_WORKERS: o->workers = optarg; break;
+        case OPT_LOG_FLUSH_MS: o->log_flush_ms = optarg; break;
         case OPT_PID_FILE: o->pid_file = optarg; break;
         case OPT_PKINIT_IDENTITY:
         case OPT_PKINIT_PASSWORD_FILE:
@@ -237,6 +243,17 @@ build_config(const struct options *o, struct kdc_daemon_config *dc)
             goto out;
         }
         dc->workers = (int)n;
+    }
+    /* Request lines are written in batches: one write per batch instead of one per request. */
+    dc->kdc.log_flush_ms = KDC_LOG_FLUSH_MS;
+    if (o->log_flush_ms != NULL) {
+        int64_t n;
+        if (ck_parse_int64(o->log_flush_ms, 0, 1000, &n) != 0) {
+            rc = ck_error_set(CK_ERR_CONFIG, "--log-flush-ms %s: expected 0..1000",
+                              o->log_flush_ms);
+            goto out;
+        }
+        dc->kdc.log_flush_ms = n;
     }
     rc = kdc_daemon_config_finish(dc);
 out:
@@ -500,8 +517,6 @@ main(int argc, char **argv)
     ncfg.max_reply = CK_NET_DEFAULT_MAX_REPLY;
     ncfg.tcp_idle_timeout_ms = (int)(dc.tcp_idle_timeout * 1000);
     ncfg.cpu_affinity = dc.cpu_affinity;
-    /* Request lines are written in batches: one write per batch instead of one per request. */
-    dc.kdc.log_flush_ms = KDC_LOG_FLUSH_MS;
     memset(&cb, 0, sizeof(cb));
     cb.handler = handle;
     cb.worker_init = worker_init;

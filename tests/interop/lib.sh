@@ -556,7 +556,7 @@ realm_start_kdc() {
         [ -x "$CK_KDC" ] || bail "cablekey-kdc not built at $CK_KDC"
         local args=() l
         for l in "${CK_LISTEN[@]}"; do args+=(--listen "$l"); done
-        KRB5_CONFIG="$tmp/krb5-kdc-side.conf" "$CK_KDC" "${args[@]}" --db "$DB" --stash "$STASH" --log "$tmp/kdc.log" --log-level debug "$@" \
+        KRB5_CONFIG="$tmp/krb5-kdc-side.conf" "$CK_KDC" "${args[@]}" --db "$DB" --stash "$STASH" --log "$tmp/kdc.log" --log-level debug --log-flush-ms 0 "$@" \
             >"$tmp/kdc.stderr" 2>&1 </dev/null &
         KDC_PID=$!
     fi
@@ -572,7 +572,7 @@ realm_start_kdc_conf() {
     : >"$tmp/kdc.log"
     write_kdc_conf "$tmp/kdc.conf"
     write_krb5_conf "$tmp/krb5-kdc-side.conf" "127.0.0.1:$PORT"
-    KRB5_CONFIG="$tmp/krb5-kdc-side.conf" "$CK_KDC" -c "$tmp/kdc.conf" --log "$tmp/kdc.log" --log-level debug "$@" \
+    KRB5_CONFIG="$tmp/krb5-kdc-side.conf" "$CK_KDC" -c "$tmp/kdc.conf" --log "$tmp/kdc.log" --log-level debug --log-flush-ms 0 "$@" \
         >"$tmp/kdc.stderr" 2>&1 </dev/null &
     KDC_PID=$!
     ck_wait_kdc_ready
