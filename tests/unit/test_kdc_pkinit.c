@@ -1336,9 +1336,12 @@ test_timing(void)
     kdc_config_free_contents(&cfg);
     if (w != NULL) {
         const char *n = getenv("CK_PKINIT_TIMING_N"); /* profiling runs */
+        int64_t iters = 50;
+        if (n != NULL && ck_parse_int64(n, 1, 1000000, &iters) != 0)
+            iters = 50;
         o = opts("alice", P.id_alice_ec, CK_PKINIT_GROUP_P256);
         fprintf(stderr, "  KDC CPU, ECDSA P-256 KDC, ECDH P-256: %.0f us\n",
-                kdc_cpu_us(w, &o, n != NULL ? atoi(n) : 50));
+                kdc_cpu_us(w, &o, (int)iters));
         kdc_worker_free(w);
     }
 }
