@@ -1,5 +1,6 @@
-/* SQLite backend: the only file that speaks SQL. WAL journal, synchronous=NORMAL, a busy timeout,
- * one connection per backend object (SQLITE_OPEN_NOMUTEX: the caller serializes). The hot-path
+/* SQLite backend: the schema, its migrations, principals, keys and devices. SQL lives only in the
+ * lib/store/sqlite*.c files (helpers in sqlite_int.h). WAL journal, synchronous=NORMAL, a busy
+ * timeout, one connection per backend object (SQLITE_OPEN_NOMUTEX: the caller serializes). The hot-path
  * statements (principal and key lookup, generation) are prepared once at open. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,7 +10,7 @@
 
 #include "cablekey/error.h"
 #include "cablekey/util.h"
-#include "store/store_int.h"
+#include "store/sqlite_int.h"
 
 #define SQLITE_SCHEMA_VERSION 2
 #define SQLITE_BUSY_TIMEOUT_MS 5000
@@ -18,14 +19,7 @@
 /* A cache that sees more changes than this at once flushes everything instead. */
 #define SQLITE_CHANGES_MAX 1000
 
-struct sqlite_be {
-    sqlite3 *db;
-    bool readonly;
-    sqlite3_stmt *get_princ;
-    sqlite3_stmt *get_keys;
-    sqlite3_stmt *get_gen;
-    sqlite3_stmt *get_dev;
-};
+
 
 /* Schema history. New databases are created at version 1 and migrated in the same transaction,
  * so a fresh database and an upgraded one are the same by construction. Never edit a released
@@ -96,8 +90,8 @@ static const char *const *const migrations[] = {schema_1_to_2};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
-static int
-db_error(struct sqlite_be *be, const char *what)
+int
+sq_error(struct sqlite_be *be, const char *what)
 {
     int code = sqlite3_errcode(be->db);
 
@@ -106,8 +100,8 @@ db_error(struct sqlite_be *be, const char *what)
     return ck_error_set(CK_ERR_DB, "%s: %s", what, sqlite3_errmsg(be->db));
 }
 
-static int
-exec_sql(struct sqlite_be *be, const char *sql)
+int
+sq_exec(struct sqlite_be *be, const char *sql)
 {
     char *msg = NULL;
     int rc = sqlite3_exec(be->db, sql, NULL, NULL, &msg);
@@ -121,41 +115,17 @@ exec_sql(struct sqlite_be *be, const char *sql)
     return 0;
 }
 
-static int
-prepare(struct sqlite_be *be, const char *sql, sqlite3_stmt **st)
+int
+sq_prepare(struct sqlite_be *be, const char *sql, sqlite3_stmt **st)
 {
     if (sqlite3_prepare_v2(be->db, sql, -1, st, NULL) != SQLITE_OK)
-        return db_error(be, "prepare");
+        return sq_error(be, "prepare");
     return 0;
 }
 
-/* ---- typed, checked parameter binding ----
- *
- * Every statement parameter goes through bind_args, which checks each sqlite3_bind_* result; the
- * write path's "prepare, bind, step to the end, finalize" is sql_run. */
-
-enum sql_type { SQL_INT, SQL_TEXT, SQL_BLOB, SQL_NULL };
-
-struct sql_arg {
-    enum sql_type type;
-    int64_t i;
-    const char *s;  /* SQL_TEXT: NUL-terminated; NULL binds SQL NULL */
-    const void *p;  /* SQL_BLOB */
-    size_t len;
-};
-
-#define A_INT(v) ((struct sql_arg){.type = SQL_INT, .i = (int64_t)(v)})
-#define A_TEXT(v) ((struct sql_arg){.type = SQL_TEXT, .s = (v)})
-#define A_BLOB(v, n) ((struct sql_arg){.type = SQL_BLOB, .p = (v), .len = (n)})
-#define A_NULL ((struct sql_arg){.type = SQL_NULL})
-/* An argument list: pointer and count of a compound literal. */
-#define ARGS(...)                                                                               \
-    (const struct sql_arg[]){__VA_ARGS__},                                                      \
-        sizeof((const struct sql_arg[]){__VA_ARGS__}) / sizeof(struct sql_arg)
-
-static int
-bind_args(struct sqlite_be *be, sqlite3_stmt *st, const char *what, const struct sql_arg *a,
-          size_t n)
+int
+sq_bind(struct sqlite_be *be, sqlite3_stmt *st, const char *what, const struct sql_arg *a,
+        size_t n)
 {
     for (size_t i = 0; i < n; i++) {
         int idx = (int)i + 1, rc;
@@ -186,97 +156,88 @@ bind_args(struct sqlite_be *be, sqlite3_stmt *st, const char *what, const struct
     return 0;
 }
 
-/* Resets a statement prepared once and kept, and binds its parameters. */
-static int
-reuse_stmt(struct sqlite_be *be, sqlite3_stmt *st, const char *what, const struct sql_arg *a,
-           size_t n)
+int
+sq_reuse(struct sqlite_be *be, sqlite3_stmt *st, const char *what, const struct sql_arg *a,
+         size_t n)
 {
     int ret;
 
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
-    if ((ret = bind_args(be, st, what, a, n)) != 0)
+    if ((ret = sq_bind(be, st, what, a, n)) != 0)
         sqlite3_clear_bindings(st);
     return ret;
 }
 
-/* Ends a use of a kept statement: no read transaction may outlive the call (another
- * connection's commit must be visible to the next one). */
-static void
-release_stmt(sqlite3_stmt *st)
+void
+sq_release(sqlite3_stmt *st)
 {
     sqlite3_reset(st);
     sqlite3_clear_bindings(st);
 }
 
-/* Prepares sql, binds the arguments, steps it to completion (rows are not expected) and
- * finalizes it. */
-static int
-sql_run(struct sqlite_be *be, const char *what, const char *sql, const struct sql_arg *a,
-        size_t n)
+int
+sq_run(struct sqlite_be *be, const char *what, const char *sql, const struct sql_arg *a,
+       size_t n)
 {
     sqlite3_stmt *st = NULL;
     int ret;
 
-    if ((ret = prepare(be, sql, &st)) != 0)
+    if ((ret = sq_prepare(be, sql, &st)) != 0)
         return ret;
-    if ((ret = bind_args(be, st, what, a, n)) == 0 && sqlite3_step(st) != SQLITE_DONE)
-        ret = db_error(be, what);
+    if ((ret = sq_bind(be, st, what, a, n)) == 0 && sqlite3_step(st) != SQLITE_DONE)
+        ret = sq_error(be, what);
     sqlite3_finalize(st);
     return ret;
 }
 
-/* Prepares sql and binds the arguments; the caller steps and finalizes. */
-static int
-sql_query(struct sqlite_be *be, const char *what, const char *sql, const struct sql_arg *a,
-          size_t n, sqlite3_stmt **out)
+int
+sq_query(struct sqlite_be *be, const char *what, const char *sql, const struct sql_arg *a,
+         size_t n, sqlite3_stmt **out)
 {
     int ret;
 
     *out = NULL;
-    if ((ret = prepare(be, sql, out)) != 0)
+    if ((ret = sq_prepare(be, sql, out)) != 0)
         return ret;
-    if ((ret = bind_args(be, *out, what, a, n)) != 0) {
+    if ((ret = sq_bind(be, *out, what, a, n)) != 0) {
         sqlite3_finalize(*out);
         *out = NULL;
     }
     return ret;
 }
 
-static int
-begin_write(struct sqlite_be *be)
+int
+sq_begin_write(struct sqlite_be *be)
 {
     if (be->readonly)
         return ck_error_set(CK_ERR_PERM, "database opened read-only");
     /* IMMEDIATE takes the write lock now, so read-then-write sequences cannot deadlock. */
-    return exec_sql(be, "BEGIN IMMEDIATE");
+    return sq_exec(be, "BEGIN IMMEDIATE");
 }
 
-static int
-end_write(struct sqlite_be *be, int ret)
+int
+sq_end_write(struct sqlite_be *be, int ret)
 {
     if (ret == 0)
-        return exec_sql(be, "COMMIT");
+        return sq_exec(be, "COMMIT");
     sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
     return ret;
 }
 
-static int sqlite_generation(void *arg, uint64_t *gen);
 
-/* Bumps the generation and logs what changed, inside the caller's transaction; *gen (may be
- * NULL) receives the new value. key NULL: anything may have changed. */
-static int
-bump_generation(struct sqlite_be *be, enum ck_store_change_kind kind, const char *key,
-                uint64_t *gen)
+int
+sq_bump_generation(struct sqlite_be *be, enum ck_store_change_kind kind, const char *key,
+                   uint64_t *gen)
 {
     int ret;
 
-    if ((ret = exec_sql(be, "UPDATE generation SET value = value + 1 WHERE id = 1")) != 0 ||
-        (ret = sql_run(be, "changelog",
+    if ((ret = sq_exec(be, "UPDATE generation SET value = value + 1 WHERE id = 1")) != 0 ||
+        (ret = sq_run(be, "changelog",
                        "INSERT INTO changelog(generation, name, kind) "
                        "SELECT value, ?, ? FROM generation WHERE id = 1",
                        ARGS(A_TEXT(key), A_INT(key != NULL ? kind : CK_CHANGE_ALL)))) != 0 ||
-        (ret = sql_run(be, "trim changelog",
+        (ret = sq_run(be, "trim changelog",
                        "DELETE FROM changelog WHERE generation <= "
                        "(SELECT value FROM generation WHERE id = 1) - ?",
                        ARGS(A_INT(SQLITE_CHANGELOG_KEEP)))) != 0)
@@ -328,11 +289,11 @@ apply_migrations(struct sqlite_be *be, int from)
 
     for (int v = from; v < SQLITE_SCHEMA_VERSION; v++) {
         for (const char *const *sql = migrations[v - 1]; *sql != NULL; sql++) {
-            if ((ret = exec_sql(be, *sql)) != 0)
+            if ((ret = sq_exec(be, *sql)) != 0)
                 return ret;
         }
     }
-    return sql_run(be, "schema_version", "UPDATE schema_version SET version = ?",
+    return sq_run(be, "schema_version", "UPDATE schema_version SET version = ?",
                    ARGS(A_INT(SQLITE_SCHEMA_VERSION)));
 }
 
@@ -355,7 +316,7 @@ upgrade_schema(struct sqlite_be *be)
                             "database schema version %d needs an upgrade to %d, which a "
                             "read-only open cannot do: run a cablekey command that writes, or "
                             "start cablekey-kdc, once", version, SQLITE_SCHEMA_VERSION);
-    if ((ret = begin_write(be)) != 0)
+    if ((ret = sq_begin_write(be)) != 0)
         return ret;
     /* Another process may have upgraded it while we waited for the lock. */
     if ((ret = read_schema_version(be, &version)) == 0 && version != SQLITE_SCHEMA_VERSION)
@@ -363,7 +324,7 @@ upgrade_schema(struct sqlite_be *be)
     if (ret != 0)
         ret = ck_error_set(ret, "upgrading the database schema from version %d to %d: %s",
                            version, SQLITE_SCHEMA_VERSION, ck_error_context());
-    return end_write(be, ret);
+    return sq_end_write(be, ret);
 }
 
 /* The statements every lookup uses, prepared once per connection. */
@@ -372,16 +333,16 @@ prepare_hot(struct sqlite_be *be)
 {
     int ret;
 
-    if ((ret = prepare(be,
+    if ((ret = sq_prepare(be,
                        "SELECT id, name, attributes, max_life, max_renew, expires, pw_expires,"
                        " kvno, created, modified FROM principal WHERE name = ?",
                        &be->get_princ)) != 0 ||
-        (ret = prepare(be,
+        (ret = sq_prepare(be,
                        "SELECT kvno, enctype, salt_type, salt, mkvno, key_enc FROM key"
                        " WHERE principal_id = ? ORDER BY kvno DESC, ord ASC",
                        &be->get_keys)) != 0 ||
-        (ret = prepare(be, "SELECT value FROM generation WHERE id = 1", &be->get_gen)) != 0 ||
-        (ret = prepare(be,
+        (ret = sq_prepare(be, "SELECT value FROM generation WHERE id = 1", &be->get_gen)) != 0 ||
+        (ret = sq_prepare(be,
                        "SELECT mac, principal, state, spki_sha256, created, modified, revoked,"
                        " generation, comment FROM device WHERE mac = ?",
                        &be->get_dev)) != 0)
@@ -413,11 +374,11 @@ sqlite_open(const char *path, unsigned flags, bool create, void **out)
     }
     sqlite3_extended_result_codes(be->db, 0);
     sqlite3_busy_timeout(be->db, SQLITE_BUSY_TIMEOUT_MS);
-    if ((ret = exec_sql(be, "PRAGMA foreign_keys = ON")) != 0)
+    if ((ret = sq_exec(be, "PRAGMA foreign_keys = ON")) != 0)
         goto out;
-    if (create && (ret = exec_sql(be, "PRAGMA journal_mode = WAL")) != 0)
+    if (create && (ret = sq_exec(be, "PRAGMA journal_mode = WAL")) != 0)
         goto out;
-    if ((ret = exec_sql(be, "PRAGMA synchronous = NORMAL")) != 0)
+    if ((ret = sq_exec(be, "PRAGMA synchronous = NORMAL")) != 0)
         goto out;
     if (!create) {
         if ((ret = upgrade_schema(be)) != 0 || (ret = prepare_hot(be)) != 0)
@@ -447,27 +408,27 @@ sqlite_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_
             return ck_error_set(CK_ERR_LIMIT, "enctype list");
         pos += (size_t)n;
     }
-    if ((ret = begin_write(be)) != 0)
+    if ((ret = sq_begin_write(be)) != 0)
         return ret;
     for (const char *const *sql = schema_v1; *sql != NULL; sql++) {
-        if ((ret = exec_sql(be, *sql)) != 0)
+        if ((ret = sq_exec(be, *sql)) != 0)
             goto out;
     }
     if ((ret = apply_migrations(be, 1)) != 0 ||
-        (ret = sql_run(be, "realm",
+        (ret = sq_run(be, "realm",
                        "INSERT INTO realm(id, name, enctypes, max_life, max_renew, master_kvno)"
                        " VALUES (1, ?, ?, ?, ?, ?)",
                        ARGS(A_TEXT(realm->name), A_TEXT(enctypes), A_INT(realm->max_life),
                             A_INT(realm->max_renew), A_INT(mkey->kvno)))) != 0 ||
-        (ret = sql_run(be, "master_key",
+        (ret = sq_run(be, "master_key",
                        "INSERT INTO master_key(kvno, enctype, check_value, created)"
                        " VALUES (?, ?, ?, ?)",
                        ARGS(A_INT(mkey->kvno), A_INT(mkey->enctype),
                             A_BLOB(mkey->check, mkey->check_len), A_INT(now)))) != 0)
         goto out;
-    ret = bump_generation(be, CK_CHANGE_ALL, NULL, NULL);
+    ret = sq_bump_generation(be, CK_CHANGE_ALL, NULL, NULL);
 out:
-    ret = end_write(be, ret);
+    ret = sq_end_write(be, ret);
     if (ret != 0)
         return ret;
     /* Now that the tables exist, prepare the hot-path statements as a normal open does. */
@@ -506,7 +467,7 @@ sqlite_load_realm(void *arg, ck_realm_info *realm, struct ck_store_mkey_row *mke
     int ret = 0, n;
 
     memset(mkey, 0, sizeof(*mkey));
-    if ((ret = prepare(be, "SELECT name, enctypes, max_life, max_renew, master_kvno FROM realm"
+    if ((ret = sq_prepare(be, "SELECT name, enctypes, max_life, max_renew, master_kvno FROM realm"
                            " WHERE id = 1", &st)) != 0)
         return ret;
     if (sqlite3_step(st) != SQLITE_ROW) {
@@ -528,7 +489,7 @@ sqlite_load_realm(void *arg, ck_realm_info *realm, struct ck_store_mkey_row *mke
     sqlite3_finalize(st);
     st = NULL;
 
-    if ((ret = sql_query(be, "master key", "SELECT kvno, enctype, check_value FROM master_key"
+    if ((ret = sq_query(be, "master key", "SELECT kvno, enctype, check_value FROM master_key"
                          " WHERE kvno = ?", ARGS(A_INT(realm->master_kvno)), &st)) != 0)
         goto out;
     if (sqlite3_step(st) != SQLITE_ROW) {
@@ -560,7 +521,7 @@ read_keys(struct sqlite_be *be, int64_t id, struct ck_store_princ_row *row)
     sqlite3_stmt *st = be->get_keys;
     int rc, ret;
 
-    if ((ret = reuse_stmt(be, st, "read keys", ARGS(A_INT(id)))) != 0)
+    if ((ret = sq_reuse(be, st, "read keys", ARGS(A_INT(id)))) != 0)
         return ret;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         struct ck_store_key_row *k, *nk;
@@ -603,9 +564,9 @@ read_keys(struct sqlite_be *be, int64_t id, struct ck_store_princ_row *row)
         }
     }
     if (rc != SQLITE_DONE)
-        ret = db_error(be, "read keys");
+        ret = sq_error(be, "read keys");
 out:
-    release_stmt(st);
+    sq_release(st);
     return ret;
 }
 
@@ -618,7 +579,7 @@ sqlite_get(void *arg, const char *name, struct ck_store_princ_row *row)
     int rc, ret = 0;
 
     memset(row, 0, sizeof(*row));
-    if ((ret = reuse_stmt(be, st, "get principal", ARGS(A_TEXT(name)))) != 0)
+    if ((ret = sq_reuse(be, st, "get principal", ARGS(A_TEXT(name)))) != 0)
         return ret;
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
@@ -626,7 +587,7 @@ sqlite_get(void *arg, const char *name, struct ck_store_princ_row *row)
         goto out;
     }
     if (rc != SQLITE_ROW) {
-        ret = db_error(be, "get principal");
+        ret = sq_error(be, "get principal");
         goto out;
     }
     id = sqlite3_column_int64(st, 0);
@@ -644,10 +605,10 @@ sqlite_get(void *arg, const char *name, struct ck_store_princ_row *row)
     row->kvno = (uint32_t)sqlite3_column_int64(st, 7);
     row->created = sqlite3_column_int64(st, 8);
     row->modified = sqlite3_column_int64(st, 9);
-    release_stmt(st);
+    sq_release(st);
     ret = read_keys(be, id, row);
 out:
-    release_stmt(st);
+    sq_release(st);
     if (ret != 0)
         ck_store_princ_row_clear(row);
     return ret;
@@ -659,19 +620,19 @@ insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *key
     sqlite3_stmt *st = NULL;
     int ret;
 
-    if ((ret = prepare(be, "INSERT INTO key(principal_id, kvno, enctype, ord, salt_type, salt,"
+    if ((ret = sq_prepare(be, "INSERT INTO key(principal_id, kvno, enctype, ord, salt_type, salt,"
                            " mkvno, key_enc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &st)) != 0)
         return ret;
     for (size_t i = 0; i < n && ret == 0; i++) {
         sqlite3_reset(st);
-        ret = bind_args(be, st, "insert key",
+        ret = sq_bind(be, st, "insert key",
                         ARGS(A_INT(id), A_INT(keys[i].kvno), A_INT(keys[i].enctype), A_INT(i),
                              A_INT(keys[i].salt_type),
                              keys[i].salt_len > 0 ? A_BLOB(keys[i].salt, keys[i].salt_len)
                                                   : A_NULL,
                              A_INT(keys[i].mkvno), A_BLOB(keys[i].key_enc, keys[i].key_enc_len)));
         if (ret == 0 && sqlite3_step(st) != SQLITE_DONE)
-            ret = db_error(be, "insert key");
+            ret = sq_error(be, "insert key");
     }
     sqlite3_finalize(st);
     return ret;
@@ -685,7 +646,7 @@ lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
     int rc, ret;
 
     *id = 0;
-    if ((ret = sql_query(be, "lookup principal", "SELECT id, kvno FROM principal WHERE name = ?",
+    if ((ret = sq_query(be, "lookup principal", "SELECT id, kvno FROM principal WHERE name = ?",
                          ARGS(A_TEXT(name)), &st)) != 0)
         return ret;
     rc = sqlite3_step(st);
@@ -694,7 +655,7 @@ lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
         if (kvno != NULL)
             *kvno = (uint32_t)sqlite3_column_int64(st, 1);
     } else if (rc != SQLITE_DONE) {
-        ret = db_error(be, "lookup principal");
+        ret = sq_error(be, "lookup principal");
     }
     sqlite3_finalize(st);
     return ret;
@@ -708,7 +669,7 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
     int64_t id = 0;
     int ret;
 
-    if ((ret = begin_write(be)) != 0)
+    if ((ret = sq_begin_write(be)) != 0)
         return ret;
     if ((ret = lookup_id(be, row->name, &id, NULL)) != 0)
         goto out;
@@ -721,21 +682,21 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
             ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", row->name);
             goto out;
         }
-        if ((ret = sql_run(be, "update principal",
+        if ((ret = sq_run(be, "update principal",
                            "UPDATE principal SET attributes = ?, max_life = ?, max_renew = ?,"
                            " expires = ?, pw_expires = ?, modified = ? WHERE id = ?",
                            ARGS(A_INT(row->attributes), A_INT(row->max_life),
                                 A_INT(row->max_renew), A_INT(row->expires),
                                 A_INT(row->pw_expires), A_INT(now), A_INT(id)))) != 0)
             goto out;
-        ret = bump_generation(be, CK_CHANGE_PRINCIPAL, row->name, NULL);
+        ret = sq_bump_generation(be, CK_CHANGE_PRINCIPAL, row->name, NULL);
         goto out;
     }
     if (id != 0) {
         /* Replace: drop the old keys, keep the row id and creation time. */
-        if ((ret = sql_run(be, "replace keys", "DELETE FROM key WHERE principal_id = ?",
+        if ((ret = sq_run(be, "replace keys", "DELETE FROM key WHERE principal_id = ?",
                            ARGS(A_INT(id)))) != 0 ||
-            (ret = sql_run(be, "store principal",
+            (ret = sq_run(be, "store principal",
                            "UPDATE principal SET attributes = ?, max_life = ?, max_renew = ?,"
                            " expires = ?, pw_expires = ?, kvno = ?, modified = ? WHERE id = ?",
                            ARGS(A_INT(row->attributes), A_INT(row->max_life),
@@ -744,7 +705,7 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
                                 A_INT(id)))) != 0)
             goto out;
     } else {
-        if ((ret = sql_run(be, "store principal",
+        if ((ret = sq_run(be, "store principal",
                            "INSERT INTO principal(attributes, max_life, max_renew, expires,"
                            " pw_expires, kvno, modified, name, created)"
                            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -757,9 +718,9 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
     }
     if ((ret = insert_keys(be, id, row->keys, row->n_keys)) != 0)
         goto out;
-    ret = bump_generation(be, CK_CHANGE_PRINCIPAL, row->name, NULL);
+    ret = sq_bump_generation(be, CK_CHANGE_PRINCIPAL, row->name, NULL);
 out:
-    return end_write(be, ret);
+    return sq_end_write(be, ret);
 }
 
 static int
@@ -769,16 +730,16 @@ sqlite_del(void *arg, const char *name)
     sqlite3_stmt *st = NULL;
     int rc, ret;
 
-    if ((ret = begin_write(be)) != 0)
+    if ((ret = sq_begin_write(be)) != 0)
         return ret;
     /* The foreign key would refuse it too, with a message that does not say why. */
-    if ((ret = sql_query(be, "delete principal",
+    if ((ret = sq_query(be, "delete principal",
                          "SELECT count(*), min(mac) FROM device WHERE principal = ?",
                          ARGS(A_TEXT(name)), &st)) != 0)
         goto out;
     rc = sqlite3_step(st);
     if (rc != SQLITE_ROW) {
-        ret = db_error(be, "delete principal");
+        ret = sq_error(be, "delete principal");
         goto out;
     }
     if (sqlite3_column_int64(st, 0) > 0) {
@@ -788,17 +749,17 @@ sqlite_del(void *arg, const char *name)
                            (const char *)sqlite3_column_text(st, 1));
         goto out;
     }
-    if ((ret = sql_run(be, "delete principal", "DELETE FROM principal WHERE name = ?",
+    if ((ret = sq_run(be, "delete principal", "DELETE FROM principal WHERE name = ?",
                        ARGS(A_TEXT(name)))) != 0)
         goto out;
     if (sqlite3_changes(be->db) == 0) {
         ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
         goto out;
     }
-    ret = bump_generation(be, CK_CHANGE_PRINCIPAL, name, NULL);
+    ret = sq_bump_generation(be, CK_CHANGE_PRINCIPAL, name, NULL);
 out:
     sqlite3_finalize(st);
-    return end_write(be, ret);
+    return sq_end_write(be, ret);
 }
 
 static int
@@ -808,14 +769,14 @@ sqlite_list(void *arg, ck_store_list_cb cb, void *cb_arg)
     sqlite3_stmt *st = NULL;
     int rc, ret;
 
-    if ((ret = prepare(be, "SELECT name FROM principal ORDER BY name", &st)) != 0)
+    if ((ret = sq_prepare(be, "SELECT name FROM principal ORDER BY name", &st)) != 0)
         return ret;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
         if ((ret = cb((const char *)sqlite3_column_text(st, 0), cb_arg)) != 0)
             break;
     }
     if (ret == 0 && rc != SQLITE_DONE)
-        ret = db_error(be, "list principals");
+        ret = sq_error(be, "list principals");
     sqlite3_finalize(st);
     return ret;
 }
@@ -829,7 +790,7 @@ sqlite_rotate(void *arg, const char *name, uint32_t old_kvno, uint32_t new_kvno,
     int64_t id = 0;
     int ret;
 
-    if ((ret = begin_write(be)) != 0)
+    if ((ret = sq_begin_write(be)) != 0)
         return ret;
     if ((ret = lookup_id(be, name, &id, &cur)) != 0)
         goto out;
@@ -843,23 +804,23 @@ sqlite_rotate(void *arg, const char *name, uint32_t old_kvno, uint32_t new_kvno,
         goto out;
     }
     /* Keys of the new kvno left from an earlier life of the counter would collide. */
-    if ((ret = sql_run(be, "rotate", "DELETE FROM key WHERE principal_id = ? AND kvno = ?",
+    if ((ret = sq_run(be, "rotate", "DELETE FROM key WHERE principal_id = ? AND kvno = ?",
                        ARGS(A_INT(id), A_INT(new_kvno)))) != 0 ||
         (ret = insert_keys(be, id, keys, n_keys)) != 0 ||
-        (ret = sql_run(be, "rotate", "UPDATE principal SET kvno = ?, modified = ? WHERE id = ?",
+        (ret = sq_run(be, "rotate", "UPDATE principal SET kvno = ?, modified = ? WHERE id = ?",
                        ARGS(A_INT(new_kvno), A_INT(now), A_INT(id)))) != 0 ||
-        (ret = sql_run(be, "purge old kvnos",
+        (ret = sq_run(be, "purge old kvnos",
                        "DELETE FROM key WHERE principal_id = ?1 AND kvno NOT IN"
                        " (SELECT DISTINCT kvno FROM key WHERE principal_id = ?1"
                        "  ORDER BY kvno DESC LIMIT ?2)",
                        ARGS(A_INT(id), A_INT(keep)))) != 0)
         goto out;
-    ret = bump_generation(be, CK_CHANGE_PRINCIPAL, name, NULL);
+    ret = sq_bump_generation(be, CK_CHANGE_PRINCIPAL, name, NULL);
 out:
-    return end_write(be, ret);
+    return sq_end_write(be, ret);
 }
 
-static int
+int
 sqlite_generation(void *arg, uint64_t *gen)
 {
     struct sqlite_be *be = arg;
@@ -870,8 +831,8 @@ sqlite_generation(void *arg, uint64_t *gen)
     if (sqlite3_step(st) == SQLITE_ROW)
         *gen = (uint64_t)sqlite3_column_int64(st, 0);
     else
-        ret = db_error(be, "generation");
-    release_stmt(st);
+        ret = sq_error(be, "generation");
+    sq_release(st);
     return ret;
 }
 
@@ -895,7 +856,7 @@ sqlite_changes_since(void *arg, uint64_t since, uint64_t *current, ck_store_chan
         cb(CK_CHANGE_ALL, NULL, cb_arg);
         return 0;
     }
-    if ((ret = sql_query(be, "changelog",
+    if ((ret = sq_query(be, "changelog",
                          "SELECT generation, name, kind FROM changelog WHERE generation > ? AND"
                          " generation <= ? ORDER BY generation",
                          ARGS(A_INT(since), A_INT(cur)), &st)) != 0)
@@ -917,7 +878,7 @@ sqlite_changes_since(void *arg, uint64_t since, uint64_t *current, ck_store_chan
         n++;
     }
     if (rc != SQLITE_DONE)
-        ret = db_error(be, "changelog");
+        ret = sq_error(be, "changelog");
     else if (n != cur - since)
         cb(CK_CHANGE_ALL, NULL, cb_arg);
 out:
@@ -930,8 +891,8 @@ out:
 #define DEVICE_COLUMNS                                                                         \
     "mac, principal, state, spki_sha256, created, modified, revoked, generation, comment"
 
-static char *
-column_strdup(sqlite3_stmt *st, int col)
+char *
+sq_column_strdup(sqlite3_stmt *st, int col)
 {
     const unsigned char *t = sqlite3_column_text(st, col);
 
@@ -946,9 +907,9 @@ read_device_row(sqlite3_stmt *st, struct ck_store_device_row *row)
     int pin_len = sqlite3_column_bytes(st, 3);
 
     memset(row, 0, sizeof(*row));
-    row->mac = column_strdup(st, 0);
-    row->principal = column_strdup(st, 1);
-    row->comment = column_strdup(st, 8);
+    row->mac = sq_column_strdup(st, 0);
+    row->principal = sq_column_strdup(st, 1);
+    row->comment = sq_column_strdup(st, 8);
     if (row->mac == NULL || row->principal == NULL || row->comment == NULL) {
         ck_store_device_row_clear(row);
         return ck_error_set(CK_ERR_NOMEM, "device row");
@@ -977,7 +938,7 @@ sqlite_device_get(void *arg, const char *mac, struct ck_store_device_row *row)
     int rc, ret;
 
     memset(row, 0, sizeof(*row));
-    if ((ret = reuse_stmt(be, st, "get device", ARGS(A_TEXT(mac)))) != 0)
+    if ((ret = sq_reuse(be, st, "get device", ARGS(A_TEXT(mac)))) != 0)
         return ret;
     rc = sqlite3_step(st);
     if (rc == SQLITE_ROW)
@@ -985,8 +946,8 @@ sqlite_device_get(void *arg, const char *mac, struct ck_store_device_row *row)
     else if (rc == SQLITE_DONE)
         ret = ck_error_set(CK_ERR_NOTFOUND, "device %s not found", mac);
     else
-        ret = db_error(be, "get device");
-    release_stmt(st);
+        ret = sq_error(be, "get device");
+    sq_release(st);
     return ret;
 }
 
@@ -998,14 +959,14 @@ device_lock_row(struct sqlite_be *be, const char *mac, int *state, bool *has_pin
     sqlite3_stmt *st = NULL;
     int rc, ret;
 
-    if ((ret = sql_query(be, "device", "SELECT state, spki_sha256, generation FROM device"
+    if ((ret = sq_query(be, "device", "SELECT state, spki_sha256, generation FROM device"
                          " WHERE mac = ?", ARGS(A_TEXT(mac)), &st)) != 0)
         return ret;
     rc = sqlite3_step(st);
     if (rc == SQLITE_DONE) {
         ret = ck_error_set(CK_ERR_NOTFOUND, "device %s not found", mac);
     } else if (rc != SQLITE_ROW) {
-        ret = db_error(be, "device");
+        ret = sq_error(be, "device");
     } else {
         const void *p = sqlite3_column_blob(st, 1);
         *state = sqlite3_column_int(st, 0);
@@ -1030,7 +991,7 @@ sqlite_device_add(void *arg, const struct ck_store_device_row *row, int64_t now)
     bool has_pin = false;
     int state = 0, ret;
 
-    if ((ret = begin_write(be)) != 0)
+    if ((ret = sq_begin_write(be)) != 0)
         return ret;
     ret = device_lock_row(be, row->mac, &state, &has_pin, pin, &gen);
     if (ret == 0) {
@@ -1045,8 +1006,8 @@ sqlite_device_add(void *arg, const struct ck_store_device_row *row, int64_t now)
         ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", row->principal);
         goto out;
     }
-    if ((ret = bump_generation(be, CK_CHANGE_DEVICE, row->mac, &gen)) != 0 ||
-        (ret = sql_run(be, "add device",
+    if ((ret = sq_bump_generation(be, CK_CHANGE_DEVICE, row->mac, &gen)) != 0 ||
+        (ret = sq_run(be, "add device",
                        "INSERT INTO device(" DEVICE_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
                        ARGS(A_TEXT(row->mac), A_TEXT(row->principal), A_INT(row->state),
                             row->has_pin ? A_BLOB(row->spki_sha256, CK_DEVICE_SPKI_HASH_LEN)
@@ -1054,7 +1015,7 @@ sqlite_device_add(void *arg, const struct ck_store_device_row *row, int64_t now)
                             A_INT(now), A_INT(now), A_INT(gen), A_TEXT(row->comment)))) != 0)
         goto out;
 out:
-    return end_write(be, ret);
+    return sq_end_write(be, ret);
 }
 
 static int
@@ -1068,15 +1029,15 @@ sqlite_device_update(void *arg, const char *mac, enum ck_store_device_update wha
     int cur = 0, ret;
 
     *changed = false;
-    if ((ret = begin_write(be)) != 0)
+    if ((ret = sq_begin_write(be)) != 0)
         return ret;
     if ((ret = device_lock_row(be, mac, &cur, &has_pin, pin, &gen)) != 0)
         goto out;
     if (what == CK_DEV_SET_STATE) {
         if (cur == state)
             goto out;
-        if ((ret = bump_generation(be, CK_CHANGE_DEVICE, mac, &gen)) != 0 ||
-            (ret = sql_run(be, "device state",
+        if ((ret = sq_bump_generation(be, CK_CHANGE_DEVICE, mac, &gen)) != 0 ||
+            (ret = sq_run(be, "device state",
                            "UPDATE device SET state = ?, revoked = ?, modified = ?,"
                            " generation = ? WHERE mac = ?",
                            ARGS(A_INT(state), A_INT(state == CK_DEVICE_REVOKED ? now : 0),
@@ -1086,8 +1047,8 @@ sqlite_device_update(void *arg, const char *mac, enum ck_store_device_update wha
         if (hash == NULL ? !has_pin
                          : (has_pin && memcmp(pin, hash, CK_DEVICE_SPKI_HASH_LEN) == 0))
             goto out;
-        if ((ret = bump_generation(be, CK_CHANGE_DEVICE, mac, &gen)) != 0 ||
-            (ret = sql_run(be, "device pin",
+        if ((ret = sq_bump_generation(be, CK_CHANGE_DEVICE, mac, &gen)) != 0 ||
+            (ret = sq_run(be, "device pin",
                            "UPDATE device SET spki_sha256 = ?, modified = ?, generation = ?"
                            " WHERE mac = ?",
                            ARGS(hash != NULL ? A_BLOB(hash, CK_DEVICE_SPKI_HASH_LEN) : A_NULL,
@@ -1096,7 +1057,7 @@ sqlite_device_update(void *arg, const char *mac, enum ck_store_device_update wha
     }
     *changed = true;
 out:
-    ret = end_write(be, ret);
+    ret = sq_end_write(be, ret);
     if (ret != 0)
         *changed = false;
     return ret;
@@ -1108,18 +1069,18 @@ sqlite_device_del(void *arg, const char *mac)
     struct sqlite_be *be = arg;
     int ret;
 
-    if ((ret = begin_write(be)) != 0)
+    if ((ret = sq_begin_write(be)) != 0)
         return ret;
-    if ((ret = sql_run(be, "delete device", "DELETE FROM device WHERE mac = ?",
+    if ((ret = sq_run(be, "delete device", "DELETE FROM device WHERE mac = ?",
                        ARGS(A_TEXT(mac)))) != 0)
         goto out;
     if (sqlite3_changes(be->db) == 0) {
         ret = ck_error_set(CK_ERR_NOTFOUND, "device %s not found", mac);
         goto out;
     }
-    ret = bump_generation(be, CK_CHANGE_DEVICE, mac, NULL);
+    ret = sq_bump_generation(be, CK_CHANGE_DEVICE, mac, NULL);
 out:
-    return end_write(be, ret);
+    return sq_end_write(be, ret);
 }
 
 static int
@@ -1136,13 +1097,13 @@ sqlite_device_list(void *arg, const char *principal, const char *after, size_t l
     *n_out = 0;
     /* Two statements rather than "? IS NULL OR ...", so each uses its index. */
     if (principal != NULL)
-        ret = sql_query(be, "list devices",
+        ret = sq_query(be, "list devices",
                         "SELECT " DEVICE_COLUMNS " FROM device WHERE principal = ? AND mac > ?"
                         " ORDER BY mac LIMIT ?",
                         ARGS(A_TEXT(principal), A_TEXT(after != NULL ? after : ""),
                              A_INT(limit)), &st);
     else
-        ret = sql_query(be, "list devices",
+        ret = sq_query(be, "list devices",
                         "SELECT " DEVICE_COLUMNS " FROM device WHERE mac > ? ORDER BY mac"
                         " LIMIT ?",
                         ARGS(A_TEXT(after != NULL ? after : ""), A_INT(limit)), &st);
@@ -1158,7 +1119,7 @@ sqlite_device_list(void *arg, const char *principal, const char *after, size_t l
             break;
     }
     if (ret == 0 && rc != SQLITE_DONE)
-        ret = db_error(be, "list devices");
+        ret = sq_error(be, "list devices");
     sqlite3_finalize(st);
     *n_out = n;
     return ret;
@@ -1175,7 +1136,7 @@ sqlite_device_pin_check(void *arg, const char *mac, const uint8_t *hash,
     int state = 0, ret;
 
     *result = CK_DEVICE_PIN_MISMATCH;
-    if ((ret = begin_write(be)) != 0)
+    if ((ret = sq_begin_write(be)) != 0)
         return ret;
     if ((ret = device_lock_row(be, mac, &state, &has_pin, pin, &gen)) != 0)
         goto out;
@@ -1188,8 +1149,8 @@ sqlite_device_pin_check(void *arg, const char *mac, const uint8_t *hash,
                                                                   : CK_DEVICE_PIN_MISMATCH;
         goto out;
     }
-    if ((ret = bump_generation(be, CK_CHANGE_DEVICE, mac, &gen)) != 0 ||
-        (ret = sql_run(be, "pin device",
+    if ((ret = sq_bump_generation(be, CK_CHANGE_DEVICE, mac, &gen)) != 0 ||
+        (ret = sq_run(be, "pin device",
                        "UPDATE device SET spki_sha256 = ?, modified = ?, generation = ?"
                        " WHERE mac = ?",
                        ARGS(A_BLOB(hash, CK_DEVICE_SPKI_HASH_LEN), A_INT(now), A_INT(gen),
@@ -1197,7 +1158,7 @@ sqlite_device_pin_check(void *arg, const char *mac, const uint8_t *hash,
         goto out;
     *result = CK_DEVICE_PIN_SET;
 out:
-    ret = end_write(be, ret);
+    ret = sq_end_write(be, ret);
     if (ret != 0)
         *result = CK_DEVICE_PIN_MISMATCH;
     else if (generation != NULL)

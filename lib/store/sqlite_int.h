@@ -1,0 +1,80 @@
+/* Internal interface of the SQLite backend: the connection object and the checked statement
+ * helpers that every lib/store/sqlite*.c file uses. All SQL lives in those files; a concern with
+ * several statements of its own (policies, audit, maintenance) gets its own file, and its
+ * operations are listed in ck_store_sqlite_ops (sqlite.c). */
+#ifndef CK_SQLITE_INT_H
+#define CK_SQLITE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <sqlite3.h>
+
+#include "store/store_int.h"
+
+struct sqlite_be {
+    sqlite3 *db;
+    bool readonly;
+    sqlite3_stmt *get_princ;
+    sqlite3_stmt *get_keys;
+    sqlite3_stmt *get_gen;
+    sqlite3_stmt *get_dev;
+};
+
+/* ---- typed, checked parameter binding ----
+ *
+ * Every statement parameter goes through sq_bind, which checks each sqlite3_bind_* result; the
+ * write path's "prepare, bind, step to the end, finalize" is sq_run. */
+
+enum sql_type { SQL_INT, SQL_TEXT, SQL_BLOB, SQL_NULL };
+
+struct sql_arg {
+    enum sql_type type;
+    int64_t i;
+    const char *s;  /* SQL_TEXT: NUL-terminated; NULL binds SQL NULL */
+    const void *p;  /* SQL_BLOB */
+    size_t len;
+};
+
+#define A_INT(v) ((struct sql_arg){.type = SQL_INT, .i = (int64_t)(v)})
+#define A_TEXT(v) ((struct sql_arg){.type = SQL_TEXT, .s = (v)})
+#define A_BLOB(v, n) ((struct sql_arg){.type = SQL_BLOB, .p = (v), .len = (n)})
+#define A_NULL ((struct sql_arg){.type = SQL_NULL})
+/* An argument list: pointer and count of a compound literal. */
+#define ARGS(...)                                                                               \
+    (const struct sql_arg[]){__VA_ARGS__},                                                      \
+        sizeof((const struct sql_arg[]){__VA_ARGS__}) / sizeof(struct sql_arg)
+
+/* The connection's last error as CK_ERR_DB (CK_ERR_PERM when read-only), "what: message". */
+int sq_error(struct sqlite_be *be, const char *what);
+/* Runs statements without parameters (schema steps, transaction control). */
+int sq_exec(struct sqlite_be *be, const char *sql);
+int sq_prepare(struct sqlite_be *be, const char *sql, sqlite3_stmt **st);
+int sq_bind(struct sqlite_be *be, sqlite3_stmt *st, const char *what, const struct sql_arg *a,
+            size_t n);
+/* Resets a statement prepared once and kept, and binds its parameters. */
+int sq_reuse(struct sqlite_be *be, sqlite3_stmt *st, const char *what, const struct sql_arg *a,
+             size_t n);
+/* Ends a use of a kept statement: no read transaction may outlive the call. */
+void sq_release(sqlite3_stmt *st);
+/* Prepares sql, binds the arguments, steps it to completion (no rows expected), finalizes. */
+int sq_run(struct sqlite_be *be, const char *what, const char *sql, const struct sql_arg *a,
+           size_t n);
+/* Prepares sql and binds the arguments; the caller steps and finalizes. */
+int sq_query(struct sqlite_be *be, const char *what, const char *sql, const struct sql_arg *a,
+             size_t n, sqlite3_stmt **out);
+/* BEGIN IMMEDIATE (refused on a read-only connection) ... COMMIT if ret == 0, else ROLLBACK;
+ * sq_end_write returns ret or the commit error. */
+int sq_begin_write(struct sqlite_be *be);
+int sq_end_write(struct sqlite_be *be, int ret);
+/* Bumps the generation and logs what changed, inside the caller's write transaction; *gen (may
+ * be NULL) receives the new value. key NULL: anything may have changed. Every administrative
+ * write calls it in its transaction. */
+int sq_bump_generation(struct sqlite_be *be, enum ck_store_change_kind kind, const char *key,
+                       uint64_t *gen);
+/* Text column as a malloc'd string (NULL for SQL NULL or out of memory). */
+char *sq_column_strdup(sqlite3_stmt *st, int col);
+int sqlite_generation(void *arg, uint64_t *gen);
+
+#endif
