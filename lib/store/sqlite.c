@@ -1,7 +1,7 @@
 /* SQLite backend: the schema, its migrations, principals, keys and devices. SQL lives only in the
  * lib/store/sqlite*.c files (helpers in sqlite_int.h). WAL journal, synchronous=NORMAL, a busy
- * timeout, one connection per backend object (SQLITE_OPEN_NOMUTEX: the caller serializes). The hot-path
- * statements (principal and key lookup, generation) are prepared once at open. */
+ * timeout, one connection per backend object (SQLITE_OPEN_NOMUTEX: the caller serializes). The
+ * hot-path statements (principal and key lookup, generation) are prepared once at open. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
