@@ -25,7 +25,9 @@
  *     not match) gets no answer at all: over UDP an answer would make the service a reflector.
  *   - The request KRB-PRIV's s-address is not checked (NAT rewrites it; the subkey already ties
  *     the message to this AP-REQ), its timestamp must be within the clock skew if present, and
- *     its sequence number must be the authenticator's if both carry one. */
+ *     its sequence number must be the authenticator's if both carry one. MIT's client sends
+ *     neither timestamp nor sequence number, relying on its fresh subkey; a KRB-PRIV under the
+ *     session key (no subkey) must carry one or the other. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -445,9 +447,13 @@ read_password(struct kpasswd_worker *w, struct kpasswd_req_state *st, const ck_k
         rc = CK_ERR_PROTO;
         goto out;
     }
-    if (!info.has_timestamp && !info.has_seq && !(ap->has_seq_number && ap->seq_number == 0)) {
+    /* MIT's client sends neither a timestamp nor a (zero, hence omitted) sequence number: the
+     * fresh subkey of a replay-checked AP-REQ is what binds its KRB-PRIV to this exchange.
+     * Without a subkey, the session key is shared by every request made with the ticket, so
+     * the message itself must then say when or where in the conversation it belongs. */
+    if (!info.has_timestamp && !info.has_seq && !ap->has_subkey) {
         set_result(st, CK_KPASSWD_HARDERROR, "Failed decrypting request",
-                   "KRB-PRIV with neither timestamp nor sequence number");
+                   "KRB-PRIV with neither timestamp nor sequence number under the session key");
         rc = CK_ERR_PROTO;
         goto out;
     }
