@@ -490,7 +490,7 @@ out:
 }
 
 static void
-log_request(const struct kpasswd_req_state *st, const struct sockaddr *peer)
+log_request(const struct kpasswd_req_state *st, bool tcp, const struct sockaddr *peer)
 {
     char addr[CK_NET_ADDRSTRLEN] = "-";
     char client[256], target[256], detail[256];
@@ -501,13 +501,13 @@ log_request(const struct kpasswd_req_state *st, const struct sockaddr *peer)
     kdc_log_escape(st->client[0] != '\0' ? st->client : "-", client, sizeof(client));
     kdc_log_escape(st->target[0] != '\0' ? st->target : "-", target, sizeof(target));
     kdc_log_escape(st->detail, detail, sizeof(detail));
-    ck_log_notice("KPASSWD %s v=0x%04x client=%s target=%s result=%d (%s)%s%s", addr,
-                  (unsigned)st->version, client, target, st->result,
+    ck_log_notice("KPASSWD %s %s v=0x%04x client=%s target=%s result=%d (%s)%s%s",
+                  tcp ? "tcp" : "udp", addr, (unsigned)st->version, client, target, st->result,
                   ck_kpasswd_result_name(st->result), detail[0] != '\0' ? ": " : "", detail);
 }
 
 int
-kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_len,
+kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_len, bool tcp,
                        const struct sockaddr *peer, const struct sockaddr *local,
                        uint8_t *reply, size_t reply_cap, size_t *reply_len)
 {
@@ -535,7 +535,7 @@ kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_
         /* Answer only what looks like a kpasswd message: its length field matches. */
         if (req_len < CK_KPASSWD_HEADER_LEN || ((size_t)req[0] << 8 | req[1]) != req_len) {
             set_result(st, CK_KPASSWD_MALFORMED, "", "no kpasswd header; not answered");
-            log_request(st, peer);
+            log_request(st, tcp, peer);
             goto out;
         }
         st->krb_error = CK_KRB_AP_ERR_MODIFIED;
@@ -562,7 +562,7 @@ kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_
         goto reply;
     change_password(w, st, (ap.tkt_flags & CK_TKT_FLG_INITIAL) != 0, pw, pw_len);
 reply:
-    log_request(st, peer);
+    log_request(st, tcp, peer);
     if (verified)
         rc = build_priv_reply(w, st, &ap, local, reply, reply_cap, reply_len);
     else
@@ -609,8 +609,8 @@ net_handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t
     /* An oversized TCP length prefix: nothing of the message was read; close. */
     if (req->flags & CK_NET_REQ_OVERSIZED)
         return 0;
-    return kpasswd_handle_request(state, req->data, req->len, req->peer, req->local, reply,
-                                  reply_cap, reply_len);
+    return kpasswd_handle_request(state, req->data, req->len, req->transport == CK_NET_TCP,
+                                  req->peer, req->local, reply, reply_cap, reply_len);
 }
 
 int

@@ -5,6 +5,7 @@
 #ifndef CABLEKEY_KDC_KPASSWD_H
 #define CABLEKEY_KDC_KPASSWD_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
@@ -31,12 +32,12 @@ int kpasswd_server_new(const struct kdc_config *kdc, const char *admins,
 int kpasswd_worker_new(struct kpasswd_server *srv, struct kpasswd_worker **out);
 void kpasswd_worker_free(struct kpasswd_worker *w);
 
-/* Handles one kpasswd message. local is the address the request arrived on (the reply's
+/* Handles one kpasswd message (tcp: it came over TCP; for the log line). local is the address the request arrived on (the reply's
  * KRB-PRIV s-address; NULL: a directional address). peer and local may be NULL. *reply_len 0
  * means "send nothing" (a message without a plausible kpasswd header). Never fails on hostile
  * input; logs one line per request, never the password. */
 int kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_len,
-                           const struct sockaddr *peer, const struct sockaddr *local,
+                           bool tcp, const struct sockaddr *peer, const struct sockaddr *local,
                            uint8_t *reply, size_t reply_cap, size_t *reply_len);
 
 /* Starts the service on listen (ADDR[:PORT] entries, default port 464) with workers threads.

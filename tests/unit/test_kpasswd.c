@@ -551,7 +551,7 @@ exchange(struct kpasswd_worker *w, struct client *c, const uint8_t *msg, size_t 
     local.sin_family = AF_INET;
     local.sin_addr.s_addr = htonl(0x7f000001);
     *krb_error = 0;
-    CHECK_OK(kpasswd_handle_request(w, msg, len, NULL, (struct sockaddr *)&local, reply,
+    CHECK_OK(kpasswd_handle_request(w, msg, len, false, NULL, (struct sockaddr *)&local, reply,
                                     sizeof(reply), &reply_len));
     if (reply_len == 0)
         return -1;
