@@ -534,8 +534,9 @@ kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_
     if (rc != 0) {
         /* Answer only what looks like a kpasswd message: its length field matches. */
         if (req_len < CK_KPASSWD_HEADER_LEN || ((size_t)req[0] << 8 | req[1]) != req_len) {
-            set_result(st, CK_KPASSWD_MALFORMED, "", "no kpasswd header; not answered");
-            log_request(st, tcp, peer);
+            /* At info: unanswered noise must not flood the log at the default level. */
+            ck_log_info("KPASSWD %s: %zu bytes without a kpasswd header; not answered",
+                        tcp ? "tcp" : "udp", req_len);
             goto out;
         }
         st->krb_error = CK_KRB_AP_ERR_MODIFIED;

@@ -503,9 +503,12 @@ client_down(struct client *c)
 /* A request with a subkey in the authenticator and the KRB-PRIV under the subkey: version 1
  * with the authenticator's sequence number (MIT's form, except that MIT's omitted zero cannot be
  * built here; tests/interop/t_kpasswd.sh runs MIT's), 0xff80 with a timestamp (Heimdal's). */
+/* How a request departs from the well-formed one. */
+enum req_flaw { FLAW_NONE, FLAW_SEQ, FLAW_OLD_TIMESTAMP };
+
 static void
-make_request(struct client *c, uint16_t version, const char *pw, const char *target,
-             uint8_t **msg, size_t *len)
+make_request_flawed(struct client *c, uint16_t version, const char *pw, const char *target,
+                    enum req_flaw flaw, uint8_t **msg, size_t *len)
 {
     ck_krb_address a;
     ck_krb_msg_params p;
@@ -526,13 +529,27 @@ make_request(struct client *c, uint16_t version, const char *pw, const char *tar
     memset(&p, 0, sizeof(p));
     p.use_timestamp = version == CK_KPASSWD_VERSION_SETPW;
     p.use_seq = !p.use_timestamp;
-    p.seq = seq;
+    p.seq = flaw == FLAW_SEQ ? seq + 1 : seq;
+    if (flaw == FLAW_OLD_TIMESTAMP) {
+        int32_t us;
+        ck_now(&p.timestamp, &us);
+        p.timestamp -= 3600;
+        p.use_timestamp = true;
+        p.use_seq = false;
+    }
     p.s_address = &a;
     CHECK_OK(ck_krb_priv_build(&c->subkey, data, data_len, &p, &priv, &priv_len));
     CHECK_OK(ck_kpasswd_req_build(version, apreq, apreq_len, priv, priv_len, msg, len));
     ck_asn1_free_der(apreq, apreq_len);
     ck_free_secret(data, data_len);
     free(priv);
+}
+
+static void
+make_request(struct client *c, uint16_t version, const char *pw, const char *target,
+             uint8_t **msg, size_t *len)
+{
+    make_request_flawed(c, version, pw, target, FLAW_NONE, msg, len);
 }
 
 /* Runs the request and returns the result code from the reply (KRB-PRIV or KRB-ERROR e-data);
@@ -673,6 +690,20 @@ test_service_refusals(void)
                  CK_KPASSWD_INITIAL_FLAG_NEEDED);
     free(msg);
     client_down(&c);
+    /* A KRB-PRIV whose sequence number is not the authenticator's, one an hour old. */
+    client_up(&c, &r, "bob", true);
+    make_request_flawed(&c, CK_KPASSWD_VERSION_CHANGEPW, "bob-new", NULL, FLAW_SEQ, &msg, &len);
+    CHECK_INT_EQ(exchange(w, &c, msg, len, &kerr, text, sizeof(text)), CK_KPASSWD_HARDERROR);
+    free(msg);
+    make_request_flawed(&c, CK_KPASSWD_VERSION_CHANGEPW, "bob-new", NULL, FLAW_OLD_TIMESTAMP,
+                        &msg, &len);
+    CHECK_INT_EQ(exchange(w, &c, msg, len, &kerr, text, sizeof(text)), CK_KPASSWD_HARDERROR);
+    free(msg);
+    client_down(&c);
+    CHECK_OK(ck_store_get_principal(r.store, "bob@" REALM, &p));
+    CHECK(p != NULL && p->kvno == 1);
+    ck_db_principal_free(p);
+    p = NULL;
     /* bob may not set alice's password. */
     client_up(&c, &r, "bob", true);
     make_request(&c, CK_KPASSWD_VERSION_SETPW, "x", "alice@" REALM, &msg, &len);
