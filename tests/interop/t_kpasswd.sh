@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Password changes with stock clients against cablekey-kdc's kpasswd service: MIT kpasswd over TCP
-# and UDP (version 0x0001), Heimdal kpasswd (RFC 3244, 0xff80), MIT kinit's expired-password
-# flow, and refusals (wrong old password, replay, malformed packets, no ticket from the TGS).
+# and UDP (version 0x0001), Heimdal kpasswd (RFC 3244, 0xff80, for oneself and, as an
+# administrator in kpasswd_admins, for another principal), MIT kinit's expired-password flow, and
+# refusals (wrong old password, not an administrator, replay, malformed packets, no ticket from
+# the TGS). Tickets without the INITIAL flag cannot be had from stock clients (the TGS never
+# issues kadmin/changepw tickets): tests/unit/test_kpasswd.c covers that refusal.
 # Clients find the service through krb5.conf kpasswd_server. MIT 1.20's kpasswd tries TCP first
 # and UDP when TCP is refused: the UDP case goes through a UDP-only recording relay
 # (krbpkt.py relay), which also captures the request replayed below.
@@ -43,7 +46,10 @@ expect_success "cablekey init --add-changepw adds it to an existing realm" \
 expect_output "--check with kpasswd passes then" "configuration OK" \
     "$CK_KDC" --check --db "$OLD" --listen 127.0.0.1:1 --kpasswd-listen 127.0.0.1:1
 
-realm_start_kdc --kpasswd-listen "127.0.0.1:$KPORT"
+# carol may set other principals' passwords (kpasswd_admins, a [realms] key).
+printf '[realms]\n    TEST.REALM = {\n        kpasswd_admins = carol@TEST.REALM\n    }\n' \
+    >"$tmp/kpasswd-admins.conf"
+realm_start_kdc -c "$tmp/kpasswd-admins.conf" --kpasswd-listen "127.0.0.1:$KPORT"
 assert_log "kpasswd: listening on 127\.0\.0\.1:$KPORT" "KDC log: the kpasswd service listens"
 
 mit_kpasswd() { # mit_kpasswd PRINC OLD NEW [conf]
@@ -210,6 +216,26 @@ expect_output "the replay over TCP is refused too" "^krb-error 34 3$" kpw_send "
 kdc_alive "the KDC is still running after the malformed packets"
 expect_output "and still changes passwords" "Password changed" mit_kpasswd alice alice-5 alice-6
 expect_success "kinit with that password works" kinit_pw alice alice-6
+
+# ---- setting another principal's password (RFC 3244 targname), Heimdal --admin-principal ----
+h_setpw() { # h_setpw ADMIN ADMIN_PW TARGET NEW
+    printf '%s\n%s\n%s\n' "$2" "$4" "$4" |
+        setsid timeout -k 5 "$CK_TIMEOUT" "$HKPASSWD" --admin-principal="$1" "$3"
+}
+expect_failure "alice (not in kpasswd_admins) cannot set carol's password" "." \
+    h_setpw alice alice-6 carol carol-by-alice
+assert_log "KPASSWD (udp|tcp) .*client=alice@TEST\.REALM target=carol@TEST\.REALM result=5 \(access denied\)" \
+    "KDC log: ACCESSDENIED for a non-administrator"
+ck_settle
+expect_success "carol's password is unchanged" kinit_pw carol carol-2
+expect_output "carol (in kpasswd_admins) sets alice's password" "Success|Password changed" \
+    h_setpw carol carol-2 alice alice-by-carol
+assert_log "KPASSWD (udp|tcp) .*client=carol@TEST\.REALM target=alice@TEST\.REALM result=0" \
+    "KDC log: an administrator set another principal's password"
+ck_settle
+expect_failure "alice's previous password fails" "Password incorrect|Preauthentication failed" \
+    kinit_pw alice alice-6
+expect_success "the password carol set works" kinit_pw alice alice-by-carol
 
 realm_stop_kdc
 done_testing
