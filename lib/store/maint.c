@@ -137,8 +137,11 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
     ret = ck_store_open(db_path, stash, CK_STORE_READONLY, &store);
     if (ret != 0) {
         char line[700];
-        snprintf(line, sizeof(line), "keys not checked: %s (a database without its stash is "
-                 "useless: restore the stash from its own backup)", ck_error_context());
+        struct stat st;
+        bool no_stash = stat(stash, &st) != 0;
+        snprintf(line, sizeof(line), "keys not checked: %s%s", ck_error_context(),
+                 no_stash ? " (a database without its stash is useless: restore the stash "
+                            "from its own backup)" : "");
         res->problems++;
         if (cb != NULL)
             cb(line, arg);
@@ -291,10 +294,11 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
                               &keys)) != 0)
         goto out;
     if (problems > 0) {
-        ret = ck_error_set(CK_ERR_INTEGRITY, "backup %s: %zu stored key%s do not decrypt under "
+        ret = ck_error_set(CK_ERR_INTEGRITY, "backup %s: %zu stored key%s under "
                            "the master key in %s: not restoring (run 'cablekey db check --db "
                            "%s --stash %s' on the backup for the list)", in_path, problems,
-                           problems == 1 ? "" : "s", stash, in_path, stash);
+                           problems == 1 ? " does not decrypt" : "s do not decrypt", stash,
+                           in_path, stash);
         goto out;
     }
     if ((ret = ck_store_generation(store, &backup_gen)) != 0)
@@ -315,9 +319,13 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
     audit.pending = true;
     ck_strlcpy(audit.action, "db.restore", sizeof(audit.action));
     ck_strlcpy(audit.object, info->realm, sizeof(audit.object));
-    snprintf(audit.detail, sizeof(audit.detail), "from %s (schema %d, generation %llu, %lld "
-             "principals)", in_path, version, (unsigned long long)backup_gen,
-             (long long)principals);
+    {
+        char *abs = realpath(in_path, NULL);
+        snprintf(audit.detail, sizeof(audit.detail), "from %s (schema %d, generation %llu, "
+                 "%lld principals)", abs != NULL ? abs : in_path, version,
+                 (unsigned long long)backup_gen, (long long)principals);
+        free(abs);
+    }
     for (char *p = audit.detail; *p != '\0'; p++) {
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *p = '?';

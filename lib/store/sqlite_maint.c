@@ -551,7 +551,7 @@ sqlite_check_db(const char *db_path, ck_store_check_cb cb, void *arg, ck_store_c
     /* A damaged header or page 1 fails every statement: say it once. */
     if ((ret = raw_schema_version(db, db_path, &version)) != 0) {
         report(cb, arg, res, "%s", ck_error_context());
-        if (ret == CK_ERR_INTEGRITY || ret == CK_ERR_DB)
+        if (ret == CK_ERR_DB)
             res->problems += integrity_problems(db, db_path, CHECK_INTEGRITY_ROWS, cb, arg);
         goto out;
     }
