@@ -73,6 +73,8 @@ raw_open(const char *path, bool readonly, sqlite3 **db)
     }
     sqlite3_extended_result_codes(*db, 0);
     sqlite3_busy_timeout(*db, MAINT_BUSY_TIMEOUT_MS);
+    /* Files checked or restored here may come from anywhere: their schema gets no trust. */
+    sqlite3_exec(*db, "PRAGMA trusted_schema = OFF", NULL, NULL, NULL);
     return 0;
 }
 
@@ -601,6 +603,20 @@ sqlite_restore_prepare(const char *in_path, const char *tmp_path, int *schema_ve
     }
     if ((ret = raw_schema_version(dst, in_path, &version)) != 0)
         goto out;
+    /* cablekey creates no triggers or views: a backup that has some was not made by it, and
+     * would run its own SQL on every later write of the restored database. */
+    {
+        int64_t n_code = 0;
+        if ((ret = raw_int64(dst, in_path, "SELECT count(*) FROM sqlite_master WHERE type IN"
+                                           " ('trigger', 'view')", &n_code)) != 0)
+            goto out;
+        if (n_code != 0) {
+            ret = ck_error_set(CK_ERR_INTEGRITY, "backup %s holds %lld trigger(s) or view(s), "
+                               "which no cablekey database has: not restoring", in_path,
+                               (long long)n_code);
+            goto out;
+        }
+    }
     if (version > sqlite_schema_version()) {
         ret = ck_error_set(CK_ERR_UNSUPPORTED, "backup %s has schema version %d, newer than "
                            "this cablekey's %d: restore it with the cablekey that made it",

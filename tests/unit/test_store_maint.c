@@ -475,6 +475,13 @@ restore_validation(void)
     expect_refused(path, NULL, CK_ERR_INTEGRITY, "inconsistent");
     unlink(path);
 
+    /* A trigger smuggled into a backup. */
+    snprintf(path, sizeof(path), "%s/trigger.db", dir);
+    copy_file(bak, path);
+    sql(path, "CREATE TRIGGER t AFTER UPDATE ON principal BEGIN DELETE FROM key; END");
+    expect_refused(path, NULL, CK_ERR_INTEGRITY, "trigger");
+    unlink(path);
+
     /* Nothing refused above changed the database. */
     CHECK_OK(ck_store_check(db, NULL, NULL, NULL, NULL));
     fixture_down();
