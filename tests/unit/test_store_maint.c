@@ -293,6 +293,24 @@ backup_restore_identical(void)
     /* The restored file is a normal, checked database. */
     CHECK_OK(ck_store_check(restored, NULL, NULL, NULL, NULL));
 
+    /* A backup from the previous schema version is upgraded on the way in. */
+    {
+        char old[160];
+        snprintf(old, sizeof(old), "%s/v2.db", dir);
+        copy_file(bak, old);
+        sql(old, "DROP TABLE audit; DROP TABLE audit_retention;"
+                 " UPDATE schema_version SET version = 2");
+        CHECK_OK(ck_store_restore(db, NULL, old, 0, "tester", &ri));
+        CHECK_INT_EQ(ri.backup_schema_version, 2);
+        a = open_db(db, NULL);
+        b = open_db(restored, NULL);
+        check_same_realm(a, b);
+        ck_store_close(a);
+        ck_store_close(b);
+        CHECK_OK(ck_store_check(db, NULL, NULL, NULL, NULL));
+        unlink(old);
+    }
+
     /* Refusals: an existing output, the database itself; --overwrite replaces. */
     CHECK_INT_EQ(ck_store_backup(db, bak, false, NULL), CK_ERR_EXISTS);
     CHECK_INT_EQ(ck_store_backup(db, db, true, NULL), CK_ERR_INVAL);
