@@ -970,8 +970,6 @@ store_put(ck_store *store, const ck_db_principal *p, enum ck_store_put_mode mode
         return ck_error_set(CK_ERR_PERM, "database opened read-only");
     if ((ret = check_name(store, p->name)) != 0 || (ret = check_fields(p)) != 0)
         return ret;
-    if ((ret = audit_put(store, p, mode, detail, sizeof(detail))) != 0)
-        return ret;
     if (mode != CK_PUT_UPDATE_FIELDS) {
         if (p->kvno == 0)
             return ck_error_set(CK_ERR_INVAL, "principal %s: kvno 0", p->name);
@@ -988,7 +986,8 @@ store_put(ck_store *store, const ck_db_principal *p, enum ck_store_put_mode mode
     row.expires = p->expires;
     row.pw_expires = p->pw_expires;
     row.kvno = p->kvno;
-    ret = store->ops->put(store->be, &row, mode, now_sec());
+    if ((ret = audit_put(store, p, mode, detail, sizeof(detail))) == 0)
+        ret = store->ops->put(store->be, &row, mode, now_sec());
     store_audit_end(store);
     if (ret == 0)
         ck_store_cache_invalidate(&store->cache, p->name);
