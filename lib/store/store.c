@@ -248,7 +248,7 @@ stash_write(const char *path, uint32_t mkvno, const ck_key *mkey)
     ck_writer w;
     uint8_t *buf = NULL;
     size_t len = 0;
-    int fd = -1, ret;
+    int ret;
 
     ck_writer_init(&w, STASH_MAX_SIZE, true);
     if ((ret = ck_writer_bytes(&w, STASH_MAGIC, 4)) != 0 ||
@@ -263,28 +263,10 @@ stash_write(const char *path, uint32_t mkvno, const ck_key *mkey)
         ret = ck_error_set(CK_ERR_NOMEM, "stash");
         goto out;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        ret = ck_error_set(errno == EEXIST ? CK_ERR_EXISTS : CK_ERR_IO, "stash %s: %s", path,
-                           strerror(errno));
-        goto out;
-    }
-    /* The umask can only remove bits, but be explicit about what the file must be. */
-    if (fchmod(fd, 0600) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "stash %s: chmod: %s", path, strerror(errno));
-        goto out;
-    }
-    if ((ret = ck_fd_write_all(fd, buf, len)) != 0) {
-        ret = ck_error_set(ret, "stash %s: %s", path, ck_error_context());
-        goto out;
-    }
-    if (fsync(fd) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "stash %s: fsync: %s", path, strerror(errno));
-        goto out;
-    }
+    /* Never replaces an existing stash (or a symlink planted at its name). */
+    if ((ret = ck_file_write_atomic(path, buf, len, 0)) != 0)
+        ret = ck_error_set(ret, "stash %s", ck_error_context());
 out:
-    if (fd >= 0 && close(fd) != 0 && ret == 0)
-        ret = ck_error_set(CK_ERR_IO, "stash %s: close: %s", path, strerror(errno));
     ck_free_secret(buf, len);
     ck_writer_free(&w);
     return ret;
