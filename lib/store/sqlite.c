@@ -2,8 +2,11 @@
  * lib/store/sqlite*.c files (helpers in sqlite_int.h). WAL journal, synchronous=NORMAL, a busy
  * timeout, one connection per backend object (SQLITE_OPEN_NOMUTEX: the caller serializes). The
  * hot-path statements (principal and key lookup, generation) are prepared once at open. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <sqlite3.h>
@@ -90,14 +93,59 @@ static const char *const *const migrations[] = {schema_1_to_2};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
+/* What the operator should know about a failed statement, in their terms: the database file
+ * and what to do, never SQL or SQLite's internal wording. code is the primary result code. */
+static int
+sq_describe(struct sqlite_be *be, int code, const char *what, const char *detail)
+{
+    const char *path = be->db != NULL ? sqlite3_db_filename(be->db, "main") : NULL;
+    int sys = be->db != NULL ? sqlite3_system_errno(be->db) : 0;
+
+    if (path == NULL || *path == '\0')
+        path = "(unnamed)";
+    switch (code) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return ck_error_set(CK_ERR_DB,
+                            "database %s is busy: another writer holds it; retry, or stop the "
+                            "other writer", path);
+    case SQLITE_NOTADB:
+        return ck_error_set(CK_ERR_DB, "%s is not a cablekey database (not an SQLite file)",
+                            path);
+    case SQLITE_CORRUPT:
+        return ck_error_set(CK_ERR_DB, "database %s is damaged: restore it from a backup", path);
+    case SQLITE_READONLY:
+        return ck_error_set(CK_ERR_PERM,
+                            "%s: database %s is read-only (opened read-only, or no write "
+                            "permission on the file or its directory)", what, path);
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return ck_error_set(CK_ERR_PERM, "database %s: permission denied", path);
+    case SQLITE_CANTOPEN:
+        return ck_error_set(sys == EACCES || sys == EPERM ? CK_ERR_PERM : CK_ERR_IO,
+                            "database %s: cannot open: %s", path,
+                            sys != 0 ? strerror(sys) : "no reason given");
+    case SQLITE_FULL:
+        return ck_error_set(CK_ERR_IO, "database %s: the disk is full", path);
+    case SQLITE_IOERR:
+        if (sys == EACCES || sys == EPERM)
+            return ck_error_set(CK_ERR_PERM,
+                                "database %s: permission denied (%s; the database needs read "
+                                "and write access to the file and its directory)", path,
+                                strerror(sys));
+        return ck_error_set(CK_ERR_IO, "database %s: I/O error%s%s", path, sys ? ": " : "",
+                            sys ? strerror(sys) : "");
+    case SQLITE_CONSTRAINT:
+        return ck_error_set(CK_ERR_DB, "%s: refused by the database (%s)", what, detail);
+    default:
+        return ck_error_set(CK_ERR_DB, "%s: database error in %s: %s", what, path, detail);
+    }
+}
+
 int
 sq_error(struct sqlite_be *be, const char *what)
 {
-    int code = sqlite3_errcode(be->db);
-
-    if (code == SQLITE_READONLY)
-        return ck_error_set(CK_ERR_PERM, "%s: database is read-only", what);
-    return ck_error_set(CK_ERR_DB, "%s: %s", what, sqlite3_errmsg(be->db));
+    return sq_describe(be, sqlite3_errcode(be->db), what, sqlite3_errmsg(be->db));
 }
 
 int
@@ -107,8 +155,14 @@ sq_exec(struct sqlite_be *be, const char *sql)
     int rc = sqlite3_exec(be->db, sql, NULL, NULL, &msg);
 
     if (rc != SQLITE_OK) {
-        int ret = ck_error_set(rc == SQLITE_READONLY ? CK_ERR_PERM : CK_ERR_DB, "%s: %s", sql,
-                               msg != NULL ? msg : sqlite3_errstr(rc));
+        /* The statement text is internal: only the unexpected cases (a bug, a schema that is
+         * not ours) keep it, after the message, for whoever debugs it. */
+        char detail[512];
+        int ret;
+
+        snprintf(detail, sizeof(detail), "%s [%s]", msg != NULL ? msg : sqlite3_errstr(rc),
+                 sql);
+        ret = sq_describe(be, rc & 0xff, "database", detail);
         sqlite3_free(msg);
         return ret;
     }
@@ -264,15 +318,24 @@ static int
 read_schema_version(struct sqlite_be *be, int *version)
 {
     sqlite3_stmt *st = NULL;
-    int ret = 0;
+    int rc, ret = 0;
 
     if (sqlite3_prepare_v2(be->db, "SELECT version FROM schema_version", -1, &st, NULL) !=
         SQLITE_OK) {
-        ret = ck_error_set(CK_ERR_DB, "not a cablekey database (%s)", sqlite3_errmsg(be->db));
+        /* SQLITE_ERROR here is "no such table": an SQLite file, but not ours. */
+        if (sqlite3_errcode(be->db) == SQLITE_ERROR)
+            ret = ck_error_set(CK_ERR_DB, "%s is not a cablekey database (no cablekey schema)",
+                               sqlite3_db_filename(be->db, "main"));
+        else
+            ret = sq_error(be, "schema version");
         goto out;
     }
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        ret = ck_error_set(CK_ERR_DB, "schema_version missing");
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+        if (rc == SQLITE_DONE)
+            ret = ck_error_set(CK_ERR_DB, "%s is not a cablekey database (no schema version)",
+                               sqlite3_db_filename(be->db, "main"));
+        else
+            ret = sq_error(be, "schema version");
         goto out;
     }
     *version = sqlite3_column_int(st, 0);
@@ -351,6 +414,25 @@ prepare_hot(struct sqlite_be *be)
 }
 
 static int
+check_db_file(const char *path, bool readonly)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND
+                            : errno == EACCES ? CK_ERR_PERM : CK_ERR_IO,
+                            "database %s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ck_error_set(CK_ERR_IO, "database %s: cannot open: not a regular file", path);
+    if (access(path, readonly ? R_OK : R_OK | W_OK) != 0)
+        return ck_error_set(errno == EACCES || errno == EPERM ? CK_ERR_PERM : CK_ERR_IO,
+                            "database %s: cannot open%s: %s (uid %u)", path,
+                            readonly ? "" : " for writing", strerror(errno),
+                            (unsigned)geteuid());
+    return 0;
+}
+
+static int
 sqlite_open(const char *path, unsigned flags, bool create, void **out)
 {
     struct sqlite_be *be = NULL;
@@ -363,13 +445,17 @@ sqlite_open(const char *path, unsigned flags, bool create, void **out)
         return ck_error_set(CK_ERR_NOMEM, "sqlite backend");
     be->readonly = (flags & CK_STORE_READONLY) != 0 && !create;
     oflags |= be->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    /* SQLite opens lazily and says only "unable to open database file": ask the system first,
+     * so the operator reads the reason (missing, permission, a directory...). */
+    if (!create && (ret = check_db_file(path, be->readonly)) != 0)
+        goto out;
     rc = sqlite3_open_v2(path, &be->db, oflags, NULL);
     if (rc != SQLITE_OK) {
-        if (rc == SQLITE_CANTOPEN)
-            ret = ck_error_set(CK_ERR_NOTFOUND, "database %s: cannot open", path);
-        else
-            ret = ck_error_set(CK_ERR_DB, "database %s: %s", path,
-                               be->db ? sqlite3_errmsg(be->db) : sqlite3_errstr(rc));
+        int sys = be->db != NULL ? sqlite3_system_errno(be->db) : 0;
+        ret = ck_error_set(sys == ENOENT ? CK_ERR_NOTFOUND
+                           : (sys == EACCES || sys == EPERM) ? CK_ERR_PERM : CK_ERR_DB,
+                           "database %s: cannot open: %s", path,
+                           sys != 0 ? strerror(sys) : sqlite3_errstr(rc));
         goto out;
     }
     sqlite3_extended_result_codes(be->db, 0);
