@@ -15,7 +15,7 @@
 #include "cablekey/util.h"
 #include "store/sqlite_int.h"
 
-#define SQLITE_SCHEMA_VERSION 2
+#define SQLITE_SCHEMA_VERSION 3
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 /* Change log rows kept; a cache further behind than this flushes everything. */
 #define SQLITE_CHANGELOG_KEEP 10000
@@ -88,8 +88,15 @@ static const char *const schema_1_to_2[] = {
     NULL,
 };
 
+/* Realm defaults for new principals (`cablekey realm modify`). 128 is CK_ATTR_REQUIRES_PREAUTH,
+ * what `principal add` always gave before. Self-contained: renumber freely when merging. */
+static const char *const schema_realm_defaults[] = {
+    "ALTER TABLE realm ADD COLUMN default_attributes INTEGER NOT NULL DEFAULT 128",
+    NULL,
+};
+
 /* migrations[v - 1] takes a database from version v to v + 1. */
-static const char *const *const migrations[] = {schema_1_to_2};
+static const char *const *const migrations[] = {schema_1_to_2, schema_realm_defaults};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -477,23 +484,34 @@ out:
     return ret;
 }
 
+int
+sq_format_enctypes(const int32_t *enctypes, size_t n_enctypes, char *buf, size_t size)
+{
+    size_t pos = 0;
+
+    if (size == 0)
+        return ck_error_set(CK_ERR_LIMIT, "enctype list");
+    buf[0] = '\0';
+    for (size_t i = 0; i < n_enctypes && i < CK_STORE_MAX_ENCTYPES; i++) {
+        int n = snprintf(buf + pos, size - pos, "%s%d", i ? "," : "", (int)enctypes[i]);
+        if (n < 0 || (size_t)n >= size - pos)
+            return ck_error_set(CK_ERR_LIMIT, "enctype list");
+        pos += (size_t)n;
+    }
+    return 0;
+}
+
 static int
 sqlite_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey_row *mkey,
                    int64_t now)
 {
     struct sqlite_be *be = arg;
-    char enctypes[CK_STORE_MAX_ENCTYPES * 12 + 1];
-    size_t pos = 0;
+    char enctypes[SQ_ENCTYPE_LIST_SIZE];
     int ret;
 
-    enctypes[0] = '\0';
-    for (size_t i = 0; i < realm->n_enctypes && i < CK_STORE_MAX_ENCTYPES; i++) {
-        int n = snprintf(enctypes + pos, sizeof(enctypes) - pos, "%s%d", i ? "," : "",
-                         (int)realm->enctypes[i]);
-        if (n < 0 || (size_t)n >= sizeof(enctypes) - pos)
-            return ck_error_set(CK_ERR_LIMIT, "enctype list");
-        pos += (size_t)n;
-    }
+    if ((ret = sq_format_enctypes(realm->enctypes, realm->n_enctypes, enctypes,
+                                  sizeof(enctypes))) != 0)
+        return ret;
     if ((ret = sq_begin_write(be)) != 0)
         return ret;
     for (const char *const *sql = schema_v1; *sql != NULL; sql++) {
@@ -553,8 +571,8 @@ sqlite_load_realm(void *arg, ck_realm_info *realm, struct ck_store_mkey_row *mke
     int ret = 0, n;
 
     memset(mkey, 0, sizeof(*mkey));
-    if ((ret = sq_prepare(be, "SELECT name, enctypes, max_life, max_renew, master_kvno FROM realm"
-                           " WHERE id = 1", &st)) != 0)
+    if ((ret = sq_prepare(be, "SELECT name, enctypes, max_life, max_renew, master_kvno,"
+                           " default_attributes FROM realm WHERE id = 1", &st)) != 0)
         return ret;
     if (sqlite3_step(st) != SQLITE_ROW) {
         ret = ck_error_set(CK_ERR_DB, "realm row missing");
@@ -572,6 +590,7 @@ sqlite_load_realm(void *arg, ck_realm_info *realm, struct ck_store_mkey_row *mke
     realm->max_life = sqlite3_column_int64(st, 2);
     realm->max_renew = sqlite3_column_int64(st, 3);
     realm->master_kvno = (uint32_t)sqlite3_column_int64(st, 4);
+    realm->default_attributes = (uint32_t)sqlite3_column_int64(st, 5);
     sqlite3_finalize(st);
     st = NULL;
 
@@ -1263,6 +1282,8 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .del = sqlite_del,
     .list = sqlite_list,
     .rotate = sqlite_rotate,
+    .realm_modify = sqlite_realm_modify,
+    .rename = sqlite_rename,
     .generation = sqlite_generation,
     .changes_since = sqlite_changes_since,
     .device_get = sqlite_device_get,

@@ -76,5 +76,12 @@ int sq_bump_generation(struct sqlite_be *be, enum ck_store_change_kind kind, con
 /* Text column as a malloc'd string (NULL for SQL NULL or out of memory). */
 char *sq_column_strdup(sqlite3_stmt *st, int col);
 int sqlite_generation(void *arg, uint64_t *gen);
+/* "17,18" for a realm enctype list; buf holds CK_STORE_MAX_ENCTYPES * 12 + 1 bytes. */
+#define SQ_ENCTYPE_LIST_SIZE (CK_STORE_MAX_ENCTYPES * 12 + 1)
+int sq_format_enctypes(const int32_t *enctypes, size_t n, char *buf, size_t size);
+
+/* sqlite_admin.c: realm settings and renames (ck_store_ops.realm_modify, .rename). */
+int sqlite_realm_modify(void *arg, const ck_realm_info *realm);
+int sqlite_rename(void *arg, const char *old_name, const char *new_name, int64_t now);
 
 #endif

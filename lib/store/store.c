@@ -716,6 +716,7 @@ ck_store_init_realm(const char *db_path, const char *stash_path, const char *rea
     info.max_life = max_life ? max_life : DEFAULT_MAX_LIFE;
     info.max_renew = max_renew ? max_renew : DEFAULT_MAX_RENEW;
     info.master_kvno = 1;
+    info.default_attributes = CK_REALM_DEFAULT_ATTRIBUTES;
     ck_strlcpy(info.name, realm, sizeof(info.name));
     if (lstat(db_path, &st) == 0) {
         ret = ck_error_set(CK_ERR_EXISTS, "database %s already exists", db_path);
@@ -967,6 +968,83 @@ ck_store_delete_principal(ck_store *store, const char *name)
     if (ret == 0)
         ck_store_cache_invalidate(&store->cache, name);
     return ret;
+}
+
+int
+ck_store_rename_principal(ck_store *store, const char *old_name, const char *new_name)
+{
+    int ret;
+
+    if (store->readonly)
+        return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    if ((ret = check_name(store, old_name)) != 0 || (ret = check_name(store, new_name)) != 0)
+        return ret;
+    if (strcmp(old_name, new_name) == 0)
+        return ck_error_set(CK_ERR_INVAL, "principal %s: the new name is the same", old_name);
+    /* The realm's TGS key is found by its name; renaming it (or to it) breaks the realm. */
+    for (int i = 0; i < 2; i++) {
+        const char *n = i == 0 ? old_name : new_name;
+        ck_principal *p = NULL;
+        bool tgs = ck_principal_parse(n, NULL, 0, &p) == 0 &&
+                   ck_principal_is_tgs(p, store->realm.name);
+        ck_principal_free(p);
+        if (tgs)
+            return ck_error_set(CK_ERR_POLICY, "%s is the realm's ticket-granting service; it "
+                                "cannot be renamed", n);
+    }
+    ret = store->ops->rename(store->be, old_name, new_name, now_sec());
+    if (ret == 0) {
+        ck_store_cache_invalidate(&store->cache, old_name);
+        ck_store_cache_invalidate(&store->cache, new_name);
+    }
+    return ret;
+}
+
+int
+ck_store_realm_modify(ck_store *store, const ck_realm_mod *mod)
+{
+    ck_realm_info next = store->realm;
+    int ret;
+
+    if (store->readonly)
+        return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    if (mod->mask == 0)
+        return ck_error_set(CK_ERR_INVAL, "realm modify: nothing to change");
+    if (mod->mask & CK_REALM_MOD_MAX_LIFE) {
+        if (mod->max_life < 1 || mod->max_life > CK_REALM_LIFE_MAX)
+            return ck_error_set(CK_ERR_INVAL, "maximum ticket life %lld out of range",
+                                (long long)mod->max_life);
+        next.max_life = mod->max_life;
+    }
+    if (mod->mask & CK_REALM_MOD_MAX_RENEW) {
+        if (mod->max_renew < 1 || mod->max_renew > CK_REALM_LIFE_MAX)
+            return ck_error_set(CK_ERR_INVAL, "maximum renewable life %lld out of range",
+                                (long long)mod->max_renew);
+        next.max_renew = mod->max_renew;
+    }
+    if (mod->mask & CK_REALM_MOD_ENCTYPES) {
+        if (mod->n_enctypes == 0 || mod->n_enctypes > CK_STORE_MAX_ENCTYPES)
+            return ck_error_set(CK_ERR_INVAL, "%zu enctypes (1..%d allowed)", mod->n_enctypes,
+                                CK_STORE_MAX_ENCTYPES);
+        for (size_t i = 0; i < mod->n_enctypes; i++) {
+            if (!ck_enctype_is_supported(mod->enctypes[i]))
+                return ck_error_set(CK_ERR_UNSUPPORTED, "enctype %d not supported",
+                                    (int)mod->enctypes[i]);
+            for (size_t j = 0; j < i; j++) {
+                if (mod->enctypes[j] == mod->enctypes[i])
+                    return ck_error_set(CK_ERR_INVAL, "enctype %d listed twice",
+                                        (int)mod->enctypes[i]);
+            }
+            next.enctypes[i] = mod->enctypes[i];
+        }
+        next.n_enctypes = mod->n_enctypes;
+    }
+    if (mod->mask & CK_REALM_MOD_DEFAULT_ATTRIBUTES)
+        next.default_attributes = mod->default_attributes;
+    if ((ret = store->ops->realm_modify(store->be, &next)) != 0)
+        return ret;
+    store->realm = next;
+    return 0;
 }
 
 int
