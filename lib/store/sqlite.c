@@ -1271,6 +1271,18 @@ out:
     return ret;
 }
 
+int
+sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
+{
+    return lookup_id(be, name, id, kvno);
+}
+
+int
+sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys, size_t n)
+{
+    return insert_keys(be, id, keys, n);
+}
+
 const struct ck_store_ops ck_store_sqlite_ops = {
     .name = "sqlite",
     .open = sqlite_open,

@@ -38,38 +38,43 @@ out:
 }
 
 int
-sqlite_rename(void *arg, const char *old_name, const char *new_name, int64_t now)
+sqlite_rename(void *arg, const char *old_name, const char *new_name, uint32_t kvno,
+              const struct ck_store_key_row *keys, size_t n_keys, int64_t now)
 {
     struct sqlite_be *be = arg;
-    sqlite3_stmt *st = NULL;
+    int64_t id = 0, other = 0;
+    uint32_t cur_kvno = 0;
     uint64_t gen = 0;
-    int rc, ret;
+    int ret;
 
     if ((ret = sq_begin_write(be)) != 0)
         return ret;
-    if ((ret = sq_query(be, "rename principal", "SELECT count(*) FROM principal WHERE name = ?",
-                        ARGS(A_TEXT(new_name)), &st)) != 0)
+    if ((ret = sq_lookup_id(be, old_name, &id, &cur_kvno)) != 0 ||
+        (ret = sq_lookup_id(be, new_name, &other, NULL)) != 0)
         goto out;
-    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
-        ret = sq_error(be, "rename principal");
+    if (id == 0) {
+        ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", old_name);
         goto out;
     }
-    if (sqlite3_column_int64(st, 0) != 0) {
+    if (other != 0) {
         ret = ck_error_set(CK_ERR_EXISTS, "principal %s already exists", new_name);
+        goto out;
+    }
+    if (cur_kvno != kvno) {
+        ret = ck_error_set(CK_ERR_POLICY, "principal %s changed while it was renamed; retry",
+                           old_name);
         goto out;
     }
     /* The device rows point at the name: the foreign key is checked at commit, once both the
      * principal and its devices carry the new name. */
-    if ((ret = sq_exec(be, "PRAGMA defer_foreign_keys = ON")) != 0)
+    if ((ret = sq_exec(be, "PRAGMA defer_foreign_keys = ON")) != 0 ||
+        (ret = sq_run(be, "rename principal",
+                      "UPDATE principal SET name = ?, modified = ? WHERE id = ?",
+                      ARGS(A_TEXT(new_name), A_INT(now), A_INT(id)))) != 0 ||
+        (ret = sq_run(be, "rename principal", "DELETE FROM key WHERE principal_id = ?",
+                      ARGS(A_INT(id)))) != 0 ||
+        (ret = sq_insert_keys(be, id, keys, n_keys)) != 0)
         goto out;
-    if ((ret = sq_run(be, "rename principal",
-                      "UPDATE principal SET name = ?, modified = ? WHERE name = ?",
-                      ARGS(A_TEXT(new_name), A_INT(now), A_TEXT(old_name)))) != 0)
-        goto out;
-    if (sqlite3_changes(be->db) == 0) {
-        ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", old_name);
-        goto out;
-    }
     /* Two names and any number of devices changed: every cache starts over. */
     if ((ret = sq_bump_generation(be, CK_CHANGE_ALL, NULL, &gen)) != 0)
         goto out;
@@ -79,6 +84,5 @@ sqlite_rename(void *arg, const char *old_name, const char *new_name, int64_t now
                  " WHERE principal = ?",
                  ARGS(A_TEXT(new_name), A_INT(now), A_INT(gen), A_TEXT(old_name)));
 out:
-    sqlite3_finalize(st);
     return sq_end_write(be, ret);
 }

@@ -82,6 +82,12 @@ int sq_format_enctypes(const int32_t *enctypes, size_t n, char *buf, size_t size
 
 /* sqlite_admin.c: realm settings and renames (ck_store_ops.realm_modify, .rename). */
 int sqlite_realm_modify(void *arg, const ck_realm_info *realm);
-int sqlite_rename(void *arg, const char *old_name, const char *new_name, int64_t now);
+int sqlite_rename(void *arg, const char *old_name, const char *new_name, uint32_t kvno,
+                  const struct ck_store_key_row *keys, size_t n_keys, int64_t now);
+/* Inside a write transaction: a principal's row id (0 if absent) and current kvno (may be
+ * NULL); inserts key rows for a principal id, in order. */
+int sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno);
+int sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys,
+                   size_t n);
 
 #endif

@@ -973,6 +973,8 @@ ck_store_delete_principal(ck_store *store, const char *name)
 int
 ck_store_rename_principal(ck_store *store, const char *old_name, const char *new_name)
 {
+    struct ck_store_key_row *rows = NULL;
+    ck_db_principal *p = NULL;
     int ret;
 
     if (store->readonly)
@@ -984,19 +986,27 @@ ck_store_rename_principal(ck_store *store, const char *old_name, const char *new
     /* The realm's TGS key is found by its name; renaming it (or to it) breaks the realm. */
     for (int i = 0; i < 2; i++) {
         const char *n = i == 0 ? old_name : new_name;
-        ck_principal *p = NULL;
-        bool tgs = ck_principal_parse(n, NULL, 0, &p) == 0 &&
-                   ck_principal_is_tgs(p, store->realm.name);
-        ck_principal_free(p);
+        ck_principal *pn = NULL;
+        bool tgs = ck_principal_parse(n, NULL, 0, &pn) == 0 &&
+                   ck_principal_is_tgs(pn, store->realm.name);
+        ck_principal_free(pn);
         if (tgs)
             return ck_error_set(CK_ERR_POLICY, "%s is the realm's ticket-granting service; it "
                                 "cannot be renamed", n);
     }
-    ret = store->ops->rename(store->be, old_name, new_name, now_sec());
+    /* Key rows are bound to the principal's name (encrypt_key): decrypt, encrypt for the new
+     * name. The salts stay as stored, so the old password still derives these keys. */
+    if ((ret = ck_store_load_principal(store, old_name, &p)) != 0)
+        return ret;
+    if ((ret = encrypt_keys(store, new_name, p->keys, p->n_keys, 0, &rows)) == 0)
+        ret = store->ops->rename(store->be, old_name, new_name, p->kvno, rows, p->n_keys,
+                                 now_sec());
     if (ret == 0) {
         ck_store_cache_invalidate(&store->cache, old_name);
         ck_store_cache_invalidate(&store->cache, new_name);
     }
+    free_key_rows(rows, p->n_keys);
+    ck_db_principal_free(p);
     return ret;
 }
 
