@@ -129,7 +129,9 @@ cli_verb_help(FILE *f, const char *family, const char *help, const char *verb)
     }
     if (!found)
         return false;
-    fprintf(f, "\nEvery verb takes --db FILE [--stash FILE].\n");
+    /* Families whose verbs all open the database say so on their first line. */
+    if (strstr(help, "--db FILE") != NULL && strstr(help, "--db FILE") < strchr(help, '\n'))
+        fprintf(f, "\nEvery verb takes --db FILE [--stash FILE].\n");
     if (notes != NULL && *notes != '\0')
         fprintf(f, "\n%s", notes);
     return true;

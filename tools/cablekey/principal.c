@@ -501,7 +501,19 @@ do_delete(const struct verb_ctx *v)
 
     if ((rc = canonical(v, v->o->names[0], &name)) != CLI_OK)
         return rc;
-    /* Ask about a principal that exists: a typo fails before the question. */
+    /* Refusals and typos fail before the question. */
+    if (strncmp(name, "krbtgt/", 7) == 0) {
+        ck_principal *pn = NULL;
+        bool tgs = ck_principal_parse(name, NULL, 0, &pn) == 0 &&
+                   ck_principal_is_tgs(pn, v->realm.name);
+        ck_principal_free(pn);
+        if (tgs) {
+            fprintf(stderr, "cablekey: %s: refusing to delete the realm's own %s\n", v->what,
+                    name);
+            rc = CLI_FAIL;
+            goto out;
+        }
+    }
     if (!v->o->yes && (ret = v->ops->princ_get(v->ctx, name, &p)) != 0) {
         rc = cli_fail(v->what, ret);
         goto out;
