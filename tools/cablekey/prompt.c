@@ -70,13 +70,14 @@ read_noecho(const char *prompt, char *buf, size_t *len)
     sigaction(SIGTSTP, &sa, &old_tstp);
     tio = saved_tio;
     tio.c_lflag &= ~(tcflag_t)(ECHO | ECHOE | ECHOK | ECHONL);
-    fputs(prompt, stderr);
-    fflush(stderr);
+    /* Echo goes off before the prompt appears: what is typed after the prompt is never shown. */
     echo_off = 1;
     if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &tio) != 0) {
         echo_off = 0;
         ret = ck_error_set(CK_ERR_IO, "terminal: cannot turn echo off");
     } else {
+        fputs(prompt, stderr);
+        fflush(stderr);
         ret = read_line(buf, len);
         tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved_tio);
         echo_off = 0;
