@@ -74,6 +74,22 @@ ln -s real/new.keytab "$tmp/dangling.keytab"
 cli_ok "keytab export through a dangling symlink" keytab export --db "$DB" --out "$tmp/dangling.keytab" alice
 check "the dangling link's target is created, mode 0600, link kept" \
     bash -c "[ -L '$tmp/dangling.keytab' ] && [ \"\$(stat -c %a '$tmp/real/new.keytab')\" = 600 ]"
+# Not root and not the owner: the owner cannot be kept, so nothing is written at all.
+mkdir -m 0755 "$tmp/nb"
+cp "$DB" "$tmp/nb/kdc.db"; cp "$STASH" "$tmp/nb/kdc.db.stash"
+chown -R 65534:65534 "$tmp/nb"
+cli_ok "a root-owned keytab in that directory" keytab export --db "$DB" --out "$tmp/nb/root.keytab" host/svc.cliadm.test
+chmod 0644 "$tmp/nb/root.keytab"
+sum=$(sha256sum <"$tmp/nb/root.keytab")
+if timeout 30 setpriv --reuid=65534 --regid=65534 --clear-groups "$CK_CLI" keytab export \
+        --db "$tmp/nb/kdc.db" --out "$tmp/nb/root.keytab" alice </dev/null >"$tmp/cli.out" 2>"$tmp/cli.err"; then
+    not_ok "a keytab whose owner cannot be kept is refused" "it succeeded"
+elif grep -q 'cannot keep its owner 0:0' "$tmp/cli.err" && [ "$(sha256sum <"$tmp/nb/root.keytab")" = "$sum" ] &&
+     [ "$(stat -c '%u %a' "$tmp/nb/root.keytab")" = '0 644' ] && [ -z "$(ls "$tmp/nb" | grep tmp)" ]; then
+    ok "a keytab whose owner cannot be kept is refused and left as it was ($(cat "$tmp/cli.err"))"
+else
+    not_ok "a keytab whose owner cannot be kept is refused and left as it was" "$(cat "$tmp/cli.err"; ls -l "$tmp/nb")"
+fi
 mkdir "$tmp/notafile.keytab"
 cli_fails "keytab export onto a directory is refused" 1 "not a regular file" \
     keytab export --db "$DB" --out "$tmp/notafile.keytab" alice
