@@ -1187,8 +1187,8 @@ make_v1_database(void)
     CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
     CHECK(sqlite3_exec(raw,
                        "INSERT INTO schema_version VALUES (1);"
-                       "INSERT INTO realm SELECT id, name, enctypes, max_life, max_renew, master_kvno"
-                       " FROM cur.realm;"
+                       "INSERT INTO realm SELECT id, name, enctypes, max_life, max_renew,"
+                       " master_kvno FROM cur.realm;"
                        "INSERT INTO master_key SELECT * FROM cur.master_key;"
                        "INSERT INTO generation SELECT * FROM cur.generation;"
                        "INSERT INTO changelog SELECT generation, name FROM cur.changelog;"
