@@ -1,17 +1,15 @@
 /* cablekey: the operator CLI. main() dispatches to one file per subcommand family; this file
- * also holds the small parsers and formatters they share. */
-#include <ctype.h>
+ * also holds the error printers, the store opener and per-verb help they share (parsers and
+ * formatters: parse.c; prompts: prompt.c; admin verbs: admin_ops.h). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
-#include "cablekey/crypto.h"
 #include "cablekey/error.h"
 #include "cablekey/principal.h"
-#include "cablekey/util.h"
 #include "cli.h"
 
 static const struct {
@@ -71,6 +69,12 @@ cli_open_store(const char *what, const char *db, const char *stash, bool readonl
     if (db == NULL)
         return cli_usage_error(what, "--db FILE is required");
     ret = ck_store_open(db, stash, readonly ? CK_STORE_READONLY : 0, out);
+    if (ret != 0 && access(db, F_OK) != 0 && errno == ENOENT) {
+        /* The likely cause on a first day: no realm yet, or a wrong path. */
+        fprintf(stderr, "cablekey: %s: %s (create a realm with 'cablekey init --db %s --realm "
+                        "REALM')\n", what, ck_error_context(), db);
+        return CLI_FAIL;
+    }
     if (ret != 0)
         return cli_fail(what, ret);
     return CLI_OK;
