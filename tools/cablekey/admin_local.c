@@ -1,6 +1,8 @@
 /* The local executor of the admin verbs (admin_ops.h): runs each request on an open ck_store.
  * A remote executor (the admin API client) implements the same table. */
 #include <fnmatch.h>
+#include <getopt.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -8,6 +10,7 @@
 #include "cablekey/principal.h"
 #include "cablekey/store.h"
 #include "admin_ops.h"
+#include "cli.h"
 
 const struct cli_flag cli_flags[] = {
     {"requires-preauth", "no-preauth", CK_ATTR_REQUIRES_PREAUTH, false},
@@ -21,6 +24,45 @@ const struct cli_flag cli_flags[] = {
     {"needchange", "no-needchange", CK_ATTR_REQUIRES_PWCHANGE, false},
 };
 const size_t cli_n_flags = sizeof(cli_flags) / sizeof(cli_flags[0]);
+
+size_t
+cli_flag_options(struct option *opts, size_t room, int base)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < cli_n_flags && n + 2 <= room; i++) {
+        opts[n++] = (struct option){cli_flags[i].on, no_argument, NULL, base + 2 * (int)i};
+        opts[n++] = (struct option){cli_flags[i].off, no_argument, NULL, base + 2 * (int)i + 1};
+    }
+    return n;
+}
+
+int
+cli_flag_apply(const char *what, int c, int base, uint32_t *set_bits, uint32_t *clear_bits,
+               const char **first)
+{
+    size_t i;
+    bool on, set;
+    uint32_t bit;
+
+    if (c < base || (size_t)(c - base) / 2 >= cli_n_flags)
+        return cli_usage_error(what, "unknown option");
+    i = (size_t)(c - base) / 2;
+    on = (c - base) % 2 == 0;
+    /* "on" of a DISALLOW_* flag clears its bit. */
+    set = on != cli_flags[i].on_means_clear;
+    bit = cli_flags[i].bit;
+    if ((set ? *clear_bits : *set_bits) & bit)
+        return cli_usage_error(what, "--%s and --%s exclude each other", cli_flags[i].on,
+                               cli_flags[i].off);
+    if (set)
+        *set_bits |= bit;
+    else
+        *clear_bits |= bit;
+    if (first != NULL && *first == NULL)
+        *first = on ? cli_flags[i].on : cli_flags[i].off;
+    return CLI_OK;
+}
 
 static int
 local_realm_get(void *ctx, ck_realm_info *out)

@@ -72,11 +72,7 @@ parse_opts(const char *what, const char *verb, int argc, char **argv, struct rop
     int c;
 
     memcpy(opts, fixed_opts, sizeof(fixed_opts));
-    for (size_t i = 0; i < cli_n_flags && i < MAX_FLAGS; i++) {
-        opts[n++] = (struct option){cli_flags[i].on, no_argument, NULL, OPT_FLAG + 2 * (int)i};
-        opts[n++] = (struct option){cli_flags[i].off, no_argument, NULL,
-                                    OPT_FLAG + 2 * (int)i + 1};
-    }
+    n += cli_flag_options(opts + n, 2 * MAX_FLAGS, OPT_FLAG);
     opts[n] = (struct option){NULL, 0, NULL, 0};
     memset(o, 0, sizeof(*o));
     optind = 1;
@@ -114,23 +110,10 @@ parse_opts(const char *what, const char *verb, int argc, char **argv, struct rop
             return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
         case '?':
             return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
-        default: {
-            size_t i = (size_t)(c - OPT_FLAG) / 2;
-            bool on = (c - OPT_FLAG) % 2 == 0;
-            bool set = on != cli_flags[i].on_means_clear;
-            uint32_t bit = cli_flags[i].bit;
-
-            if (c < OPT_FLAG || i >= cli_n_flags)
-                return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
-            if ((set ? o->attr_clear : o->attr_set) & bit)
-                return cli_usage_error(what, "--%s and --%s exclude each other",
-                                       cli_flags[i].on, cli_flags[i].off);
-            if (set)
-                o->attr_set |= bit;
-            else
-                o->attr_clear |= bit;
+        default:
+            if (cli_flag_apply(what, c, OPT_FLAG, &o->attr_set, &o->attr_clear, NULL) != CLI_OK)
+                return CLI_USAGE;
             break;
-        }
         }
     }
     if (optind < argc)
