@@ -255,6 +255,13 @@ ck_settle
 kdestroy >/dev/null 2>&1
 expect_success "kinit alice2 with alice's old password" kinit_pw alice2 "$PW"
 expect_failure "alice is gone" "not found" kinit_pw alice "$PW"
+HKINIT="$CK_HEIMDAL_BIN/kinit.heimdal"
+require_tool "Heimdal kinit" "$HKINIT"
+heimdal_kinit_renamed() {
+    printf '%s\n' "$PW" | KRB5CCNAME="FILE:$tmp/heimdal.cc" timeout -k 5 "$CK_TIMEOUT" \
+        "$HKINIT" --password-file=STDIN alice2
+}
+expect_success "Heimdal kinit alice2 with the old password (salt from ETYPE-INFO2)" heimdal_kinit_renamed
 cli_fails "rename onto an existing principal" 1 "already exists" principal rename --db "$DB" alice2 ttyuser
 cli_fails "rename of the realm's krbtgt" 1 "ticket-granting" principal rename --db "$DB" krbtgt/CLIADM.TEST x
 cli_fails "rename of an unknown principal" 1 "not found" principal rename --db "$DB" nosuch x
