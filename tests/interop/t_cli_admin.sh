@@ -14,6 +14,8 @@ require_tool "MIT client tools" kinit klist kvno kdestroy
 require_tool "python3 (pty, sqlite3)" "$CK_PY"
 require_tool "setpriv (util-linux)" setpriv
 PTY=("$CK_PY" "$CK_INTEROP_DIR/pty_run.py")
+# Files owned by another user, and commands run as another user (setpriv), need root.
+[ "$(id -u)" = 0 ] || bail "t_cli_admin.sh runs as root (chown to uid 65534, setpriv)"
 
 realm_init CLIADM.TEST
 PW='Alice-Pass-77'
