@@ -83,6 +83,19 @@ int sq_audit_write(struct sqlite_be *be, enum ck_store_change_kind kind, const c
 /* Text column as a malloc'd string (NULL for SQL NULL or out of memory). */
 char *sq_column_strdup(sqlite3_stmt *st, int col);
 int sqlite_generation(void *arg, uint64_t *gen);
+/* "17,18" for a realm enctype list; buf holds CK_STORE_MAX_ENCTYPES * 12 + 1 bytes. */
+#define SQ_ENCTYPE_LIST_SIZE (CK_STORE_MAX_ENCTYPES * 12 + 1)
+int sq_format_enctypes(const int32_t *enctypes, size_t n, char *buf, size_t size);
+
+/* sqlite_admin.c: realm settings and renames (ck_store_ops.realm_modify, .rename). */
+int sqlite_realm_modify(void *arg, const ck_realm_info *realm);
+int sqlite_rename(void *arg, const char *old_name, const char *new_name, uint32_t kvno,
+                  const struct ck_store_key_row *keys, size_t n_keys, int64_t now);
+/* Inside a write transaction: a principal's row id (0 if absent) and current kvno (may be
+ * NULL); inserts key rows for a principal id, in order. */
+int sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno);
+int sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys,
+                   size_t n);
 
 /* Backend ops defined outside sqlite.c. */
 void sqlite_audit_attach(void *arg, struct ck_store_audit *audit);
