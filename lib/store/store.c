@@ -1041,9 +1041,12 @@ ck_store_rename_principal(ck_store *store, const char *old_name, const char *new
      * name. The salts stay as stored, so the old password still derives these keys. */
     if ((ret = ck_store_load_principal(store, old_name, &p)) != 0)
         return ret;
-    if ((ret = encrypt_keys(store, new_name, p->keys, p->n_keys, 0, &rows)) == 0)
+    if ((ret = encrypt_keys(store, new_name, p->keys, p->n_keys, 0, &rows)) == 0) {
+        store_audit_begin(store, "principal.rename", old_name, "to %s", new_name);
         ret = store->ops->rename(store->be, old_name, new_name, p->kvno, rows, p->n_keys,
                                  now_sec());
+        store_audit_end(store);
+    }
     if (ret == 0) {
         ck_store_cache_invalidate(&store->cache, old_name);
         ck_store_cache_invalidate(&store->cache, new_name);
@@ -1094,7 +1097,16 @@ ck_store_realm_modify(ck_store *store, const ck_realm_mod *mod)
     }
     if (mod->mask & CK_REALM_MOD_DEFAULT_ATTRIBUTES)
         next.default_attributes = mod->default_attributes;
-    if ((ret = store->ops->realm_modify(store->be, &next)) != 0)
+    store_audit_begin(store, "realm.modify", store->realm.name,
+                      "max_life %lld -> %lld, max_renew %lld -> %lld, default attributes "
+                      "0x%x -> 0x%x, %zu -> %zu enctypes",
+                      (long long)store->realm.max_life, (long long)next.max_life,
+                      (long long)store->realm.max_renew, (long long)next.max_renew,
+                      store->realm.default_attributes, next.default_attributes,
+                      store->realm.n_enctypes, next.n_enctypes);
+    ret = store->ops->realm_modify(store->be, &next);
+    store_audit_end(store);
+    if (ret != 0)
         return ret;
     store->realm = next;
     return 0;
