@@ -81,6 +81,8 @@ void admind_back_main(const struct admind_config *cfg, int fd) __attribute__((no
 /* Runs the front: HTTP, authentication, ACL; back_fd talks to the back process (back_pid).
  * Returns the process exit status. */
 int admind_front_run(const struct admind_config *cfg, int back_fd, int back_pid);
+/* The listen addresses: numeric, and loopback unless TLS is configured (nothing is bound). */
+int admind_listen_validate(const struct admind_config *cfg);
 /* --check: what the front needs (ACL, keytab, listen addresses, TLS files). */
 int admind_front_check(const struct admind_config *cfg);
 

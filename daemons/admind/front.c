@@ -750,6 +750,8 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         goto done;
     }
     if ((status = route(f, method, url, &rt, why, sizeof(why))) != 0) {
+        if (status == 405)
+            snprintf(why, sizeof(why), "method not allowed (allowed: %s)", rt.allow);
         log_request(c, who, method, url, status == 400 ? &rt : NULL, status, why);
         out = status == 405 ? error_body("method_not_allowed", "allowed: %s", rt.allow)
               : status == 404 ? error_body("not_found", "no such resource")
@@ -960,6 +962,14 @@ write_pid_file(const char *path)
     rc = ck_fd_write_all(fd, buf, strlen(buf));
     close(fd);
     return rc;
+}
+
+int
+admind_listen_validate(const struct admind_config *cfg)
+{
+    struct front f = {.cfg = cfg};
+
+    return setup_listen(&f, false);
 }
 
 int

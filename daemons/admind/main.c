@@ -173,6 +173,13 @@ main(int argc, char **argv)
         admind_config_free(&cfg);
         return 1;
     }
+    /* Refused here, on stderr, before anything starts: a listen address that would expose the
+     * API to the network without TLS. */
+    if (!o.check && admind_listen_validate(&cfg) != 0) {
+        print_error("configuration");
+        admind_config_free(&cfg);
+        return 1;
+    }
     if (o.check) {
         rc = run_check(&cfg);
         admind_config_free(&cfg);
