@@ -69,9 +69,9 @@ expect_failure "start refuses [::] without TLS" 'not a loopback address' \
 
 # --- start -------------------------------------------------------------------------------
 ADMIND_PID=""
-start_admind() {
+start_admind() { # start_admind [CONF]
     rm -f "$tmp/admind.pid"
-    "$CK_ADMIND" -c "$tmp/admind.conf" >"$tmp/admind.out" 2>&1 </dev/null &
+    "$CK_ADMIND" -c "${1:-$tmp/admind.conf}" >"$tmp/admind.out" 2>&1 </dev/null &
     ADMIND_PID=$!
     CK_BG_PIDS+=("$ADMIND_PID")
     local i
@@ -248,6 +248,40 @@ if grep -qE 'ERROR: AddressSanitizer|runtime error:' "$tmp/admind.out" "$tmp/adm
     not_ok "no sanitizer report" "$(grep -E 'Sanitizer|runtime error' "$tmp/admind.out" | head)"
 else
     ok "no sanitizer report"
+fi
+
+# --- TLS: any address may be used with a certificate; curl verifies it -----------------------
+require_tool "openssl" openssl
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/tls.key" -out "$tmp/tls.crt" -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" >/dev/null 2>&1 ||
+    bail "openssl: make a TLS certificate"
+TPORT=$(free_port) || bail "pick a port for the TLS daemon"
+write_admind_conf "$tmp/tls-open.conf" "listen = 0.0.0.0:$TPORT" "tls_certificate = $tmp/tls.crt" \
+    "tls_key = $tmp/tls.key"
+expect_output "--check: a non-loopback address is accepted with TLS" 'listen: 0\.0\.0\.0:[0-9]+ \(TLS\)' \
+    "$CK_ADMIND" --check -c "$tmp/tls-open.conf"
+write_admind_conf "$tmp/tls-half.conf" "listen = 0.0.0.0:$TPORT" "tls_certificate = $tmp/tls.crt"
+expect_failure "--check: a certificate without its key is an error" 'go together' \
+    "$CK_ADMIND" --check -c "$tmp/tls-half.conf"
+write_admind_conf "$tmp/tls.conf" "listen = 127.0.0.1:$TPORT" "tls_certificate = $tmp/tls.crt" \
+    "tls_key = $tmp/tls.key"
+kinit_pw joe/admin joepw >/dev/null 2>&1
+if start_admind "$tmp/tls.conf"; then
+    ok "cablekey-admind started with TLS"
+    CODE=$(timeout -k 5 "$CK_TIMEOUT" curl -sS --negotiate -u : --cacert "$tmp/tls.crt" \
+        --resolve "localhost:$TPORT:127.0.0.1" -o "$tmp/api.body" -w '%{http_code}' \
+        "https://localhost:$TPORT/v1/realm" 2>"$tmp/api.err")
+    [ "$CODE" = 200 ] && grep -q '"name":"TEST.REALM"' "$tmp/api.body" &&
+        ok "HTTPS + Negotiate: GET /v1/realm, certificate verified by curl" ||
+        not_ok "HTTPS + Negotiate: GET /v1/realm" "HTTP $CODE $(cat "$tmp/api.body" "$tmp/api.err")"
+    CODE=$(timeout -k 5 "$CK_TIMEOUT" curl -sS --negotiate -u : -o /dev/null -w '%{http_code}' \
+        "http://127.0.0.1:$TPORT/v1/realm" 2>"$tmp/api.err")
+    [ "$CODE" != 200 ] && ok "plain HTTP to the TLS port gets no answer (HTTP $CODE)" ||
+        not_ok "plain HTTP to the TLS port gets no answer"
+    kill -TERM "$(cat "$tmp/admind.pid")"; wait "$ADMIND_PID"; st=$?
+    [ $st -eq 0 ] && ok "TLS daemon: SIGTERM, exit 0" || not_ok "TLS daemon: SIGTERM, exit 0" "status $st"
+else
+    not_ok "cablekey-admind started with TLS" "$(tail -n 5 "$tmp/admind.log" "$tmp/admind.out")"
 fi
 
 realm_stop_kdc
