@@ -1081,6 +1081,8 @@ admind_front_run(const struct admind_config *cfg, int back_fd, int back_pid)
     goto stop;
 fail:
     ck_log_err("cannot start: %s", ck_error_context());
+    if (cfg->log_dest != CK_LOG_STDERR) /* whoever started us is looking at the terminal */
+        fprintf(stderr, ADMIND_PROG ": cannot start: %s\n", ck_error_context());
 stop:
     for (size_t i = 0; i < ADMIND_MAX_LISTEN; i++) {
         if (f.mhd[i] != NULL)

@@ -233,6 +233,7 @@ echo "garbage line here x y" >>"$tmp/admind.acl"
 kill -HUP "$FRONT"; sleep 0.3
 expect_api "SIGHUP with a broken ACL: the previous ACL stays" 200 '"principals"' GET /v1/principals
 assert_file_grep "log: the broken ACL is reported with file:line" 'admind\.acl:5: ' "$tmp/admind.log"
+sed -i '$d' "$tmp/admind.acl"
 
 # --- stop ----------------------------------------------------------------------------------
 kill -TERM "$FRONT"
