@@ -456,8 +456,10 @@ send_reply(int fd, struct reply *r)
     if (r->code != NULL)
         o = json_pack("{s:i,s:{s:s,s:s}}", "status", r->status, "error", "code", r->code,
                       "message", r->message);
+    else if (r->body != NULL)
+        o = json_pack("{s:i,s:O}", "status", r->status, "body", r->body);
     else
-        o = json_pack("{s:i,s:O?}", "status", r->status, "body", r->body);
+        o = json_pack("{s:i}", "status", r->status);
     rc = ck_admin_json_dump(o, &text, &len);
     json_decref(o);
     if (rc == 0)
