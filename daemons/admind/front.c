@@ -28,6 +28,7 @@
 #include <gssapi/gssapi.h>
 #include <gssapi/gssapi_ext.h>
 #include <gssapi/gssapi_krb5.h>
+#include <krb5.h>
 #include <microhttpd.h>
 #include <openssl/evp.h>
 
@@ -41,9 +42,19 @@
 #define MAX_TOKEN (48 * 1024) /* base64 Negotiate token; a ticket with a large PAC fits */
 #define MAX_SEGMENTS 6
 
+/* The service keys, copied from the keytab file into a MEMORY keytab of this process, so that the
+ * front needs no file access for them after start (it may have switched to front_user, who
+ * cannot read the keytab file). The handle stays open for the process's lifetime: MIT frees a
+ * memory keytab with its last handle. */
+struct acceptor {
+    krb5_context kctx;
+    krb5_keytab mem;
+    gss_cred_id_t cred;
+};
+
 struct front {
     const struct admind_config *cfg;
-    gss_cred_id_t cred;
+    struct acceptor acc;
     pthread_mutex_t lock;        /* the back channel and the ACL pointer */
     struct ck_admin_acl *acl;
     int back_fd;
@@ -192,22 +203,101 @@ gss_error(const char *what, OM_uint32 major, OM_uint32 minor, char *out, size_t 
 }
 
 static int
-acquire_cred(const char *keytab, gss_cred_id_t *cred)
+krb5_fail(krb5_context kctx, krb5_error_code ret, const char *what, const char *keytab)
 {
-    gss_key_value_element_desc el = {.key = "keytab", .value = keytab};
-    gss_key_value_set_desc store = {.count = 1, .elements = &el};
-    OM_uint32 major, minor;
-    char why[256];
+    const char *msg = kctx != NULL ? krb5_get_error_message(kctx, ret) : NULL;
+    int rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: %s: %s", keytab, what,
+                          msg != NULL ? msg : "krb5 error");
 
+    if (msg != NULL)
+        krb5_free_error_message(kctx, msg);
+    return rc;
+}
+
+static void
+acceptor_free(struct acceptor *a)
+{
+    OM_uint32 minor;
+
+    if (a->cred != GSS_C_NO_CREDENTIAL)
+        gss_release_cred(&minor, &a->cred);
+    if (a->mem != NULL)
+        krb5_kt_close(a->kctx, a->mem);
+    if (a->kctx != NULL)
+        krb5_free_context(a->kctx);
+    memset(a, 0, sizeof(*a));
+}
+
+static int
+acceptor_init(const char *keytab, struct acceptor *a)
+{
+    char memname[64], why[256];
+    krb5_keytab file = NULL;
+    krb5_kt_cursor cur;
+    krb5_keytab_entry ent;
+    krb5_error_code ret;
+    size_t n = 0;
+    OM_uint32 major, minor;
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    a->cred = GSS_C_NO_CREDENTIAL;
     if (access(keytab, R_OK) != 0)
         return ck_error_set(CK_ERR_IO, "keytab %s: %s", keytab, strerror(errno));
-    major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                                  GSS_C_ACCEPT, &store, cred, NULL, NULL);
+    snprintf(memname, sizeof(memname), "MEMORY:cablekey-admind-%ld", (long)getpid());
+    if ((ret = krb5_init_context(&a->kctx)) != 0) {
+        a->kctx = NULL;
+        return krb5_fail(NULL, ret, "krb5_init_context", keytab);
+    }
+    if ((ret = krb5_kt_resolve(a->kctx, keytab, &file)) != 0) {
+        rc = krb5_fail(a->kctx, ret, "open", keytab);
+        goto fail;
+    }
+    if ((ret = krb5_kt_resolve(a->kctx, memname, &a->mem)) != 0) {
+        rc = krb5_fail(a->kctx, ret, "memory keytab", keytab);
+        goto fail;
+    }
+    if ((ret = krb5_kt_start_seq_get(a->kctx, file, &cur)) != 0) {
+        rc = krb5_fail(a->kctx, ret, "read", keytab);
+        goto fail;
+    }
+    while ((ret = krb5_kt_next_entry(a->kctx, file, &ent, &cur)) == 0) {
+        krb5_error_code r2 = krb5_kt_add_entry(a->kctx, a->mem, &ent);
+        krb5_free_keytab_entry_contents(a->kctx, &ent);
+        if (r2 != 0) {
+            ret = r2;
+            break;
+        }
+        n++;
+    }
+    krb5_kt_end_seq_get(a->kctx, file, &cur);
+    if (ret != KRB5_KT_END) {
+        rc = krb5_fail(a->kctx, ret, "read", keytab);
+        goto fail;
+    }
+    if (n == 0) {
+        rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: holds no keys", keytab);
+        goto fail;
+    }
+    {
+        gss_key_value_element_desc el = {.key = "keytab", .value = memname};
+        gss_key_value_set_desc store = {.count = 1, .elements = &el};
+
+        major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
+                                      GSS_C_ACCEPT, &store, &a->cred, NULL, NULL);
+    }
     if (GSS_ERROR(major)) {
         gss_error("acquiring acceptor credentials", major, minor, why, sizeof(why));
-        return ck_error_set(CK_ERR_CONFIG, "keytab %s: %s", keytab, why);
+        rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: %s", keytab, why);
+        goto fail;
     }
+    krb5_kt_close(a->kctx, file);
     return 0;
+fail:
+    if (file != NULL)
+        krb5_kt_close(a->kctx, file);
+    acceptor_free(a);
+    return rc;
 }
 
 static int
@@ -272,7 +362,7 @@ negotiate(struct front *f, struct MHD_Connection *c, char **who, char **mutual, 
     }
     in.value = tok;
     in.length = tok_len;
-    major = gss_accept_sec_context(&minor, &ctx, f->cred, &in, GSS_C_NO_CHANNEL_BINDINGS, &src,
+    major = gss_accept_sec_context(&minor, &ctx, f->acc.cred, &in, GSS_C_NO_CHANNEL_BINDINGS, &src,
                                    NULL, &out, &flags, NULL, NULL);
     if (major == GSS_S_CONTINUE_NEEDED) {
         /* Kerberos finishes in one round; a mechanism that needs more (NTLM) is not offered. */
@@ -977,17 +1067,16 @@ admind_front_check(const struct admind_config *cfg)
 {
     struct front f = {.cfg = cfg};
     struct ck_admin_acl *acl = NULL;
-    gss_cred_id_t cred = GSS_C_NO_CREDENTIAL;
-    OM_uint32 minor;
+    struct acceptor acc;
     int rc;
 
     if ((rc = ck_admin_acl_load(cfg->acl_file, cfg->realm, &acl)) != 0)
         return rc;
     printf("acl: %s (%zu entries)\n", cfg->acl_file, ck_admin_acl_entries(acl));
     ck_admin_acl_free(acl);
-    if ((rc = acquire_cred(cfg->keytab, &cred)) != 0)
+    if ((rc = acceptor_init(cfg->keytab, &acc)) != 0)
         return rc;
-    gss_release_cred(&minor, &cred);
+    acceptor_free(&acc);
     printf("keytab: %s\n", cfg->keytab);
     if ((rc = setup_listen(&f, false)) != 0)
         return rc;
@@ -1047,10 +1136,9 @@ main_loop(struct front *f, int sfd)
 int
 admind_front_run(const struct admind_config *cfg, int back_fd, int back_pid)
 {
-    struct front f = {.cfg = cfg, .cred = GSS_C_NO_CREDENTIAL, .back_fd = back_fd,
+    struct front f = {.cfg = cfg, .back_fd = back_fd,
                       .back_pid = back_pid};
     sigset_t set;
-    OM_uint32 minor;
     int sfd = -1, status = 1, rc;
     bool pid_written = false;
 
@@ -1069,12 +1157,13 @@ admind_front_run(const struct admind_config *cfg, int back_fd, int back_pid)
         rc = ck_error_set(CK_ERR_IO, "signalfd: %s", strerror(errno));
         goto fail;
     }
-    if ((rc = load_acl(&f)) != 0 || (rc = acquire_cred(cfg->keytab, &f.cred)) != 0 ||
+    if ((rc = load_acl(&f)) != 0 || (rc = acceptor_init(cfg->keytab, &f.acc)) != 0 ||
         (rc = setup_tls(&f)) != 0 || (rc = setup_listen(&f, true)) != 0 ||
-        (rc = drop_privileges(&f)) != 0 || (rc = start_http(&f)) != 0 ||
         (rc = write_pid_file(cfg->pid_file)) != 0)
         goto fail;
     pid_written = cfg->pid_file != NULL;
+    if ((rc = drop_privileges(&f)) != 0 || (rc = start_http(&f)) != 0)
+        goto fail;
     ck_log_notice("serving realm %s (ACL %s, %zu entries; back process %d)", cfg->realm,
                   cfg->acl_file, ck_admin_acl_entries(f.acl), back_pid);
     status = main_loop(&f, sfd);
@@ -1096,8 +1185,7 @@ stop:
         ck_log_warn("waiting for the back process: %s", strerror(errno));
     if (pid_written)
         unlink(cfg->pid_file);
-    if (f.cred != GSS_C_NO_CREDENTIAL)
-        gss_release_cred(&minor, &f.cred);
+    acceptor_free(&f.acc);
     ck_admin_acl_free(f.acl);
     free(f.tls_cert);
     if (f.tls_key != NULL)

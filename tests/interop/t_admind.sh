@@ -285,5 +285,35 @@ else
     not_ok "cablekey-admind started with TLS" "$(tail -n 5 "$tmp/admind.log" "$tmp/admind.out")"
 fi
 
+# --- front_user: the front gives up the starting user; the back keeps it ---------------------
+UPORT=$(free_port) || bail "pick a port for the front_user daemon"
+write_admind_conf "$tmp/user.conf" "listen = 127.0.0.1:$UPORT" "front_user = nobody"
+if [ "$(id -u)" = 0 ]; then
+    # The front (nobody) keeps its replay cache where it may write; the keytab stays root 0600:
+    # the front copied its keys into memory before switching.
+    mkdir -p "$tmp/rc-nobody" && chmod 1777 "$tmp/rc-nobody"
+    if KRB5RCACHEDIR="$tmp/rc-nobody" start_admind "$tmp/user.conf"; then
+        FRONT=$(cat "$tmp/admind.pid")
+        BACK=$(awk '{print $1}' "/proc/$FRONT/task/$FRONT/children" 2>/dev/null)
+        fuid=$(awk '/^Uid:/{print $2 "/" $3 "/" $4}' "/proc/$FRONT/status")
+        buid=$(awk '/^Uid:/{print $2}' "/proc/$BACK/status" 2>/dev/null)
+        [ "$fuid" = "65534/65534/65534" ] && [ "$buid" = 0 ] &&
+            ok "front_user: the front runs as nobody ($fuid), the back as root" ||
+            not_ok "front_user: the front runs as nobody, the back as root" "front $fuid back $buid"
+        CODE=$(timeout -k 5 "$CK_TIMEOUT" curl -sS --negotiate -u : \
+            --resolve "localhost:$UPORT:127.0.0.1" -o "$tmp/api.body" -w '%{http_code}' \
+            "http://localhost:$UPORT/v1/principals/joe%2Fadmin" 2>"$tmp/api.err")
+        [ "$CODE" = 200 ] && ok "front_user: Negotiate with the in-memory keys, store reached (200)" ||
+            not_ok "front_user: Negotiate with the in-memory keys" "HTTP $CODE $(cat "$tmp/api.body" "$tmp/api.err"; tail -n 3 "$tmp/admind.log")"
+        kill -TERM "$FRONT"; wait "$ADMIND_PID"; st=$?
+        [ $st -eq 0 ] && ok "front_user: SIGTERM, exit 0" || not_ok "front_user: SIGTERM, exit 0" "status $st"
+    else
+        not_ok "cablekey-admind started with front_user" "$(tail -n 5 "$tmp/admind.out" "$tmp/admind.log")"
+    fi
+else
+    expect_failure "front_user without root is refused at start" 'front_user is set but the daemon is not root' \
+        "$CK_ADMIND" -c "$tmp/user.conf"
+fi
+
 realm_stop_kdc
 done_testing
