@@ -32,6 +32,8 @@
 #define ADMIND_DEFAULT_TIMEOUT 30           /* seconds a connection may stay idle */
 #define ADMIND_HEADER_MEMORY (64 * 1024)    /* per connection: request line and headers */
 #define ADMIND_LIST_MAX 10000               /* names per list page */
+#define ADMIND_LIST_MAX_BYTES (2 * 1024 * 1024) /* a page ends early past this many name bytes */
+#define ADMIND_DEVICE_LIST_MAX 1000         /* devices per page (a record is up to ~2 KiB) */
 
 /* ----------------------------------------------------------------------- config.c */
 

@@ -289,12 +289,11 @@ op_delete(struct back *b, const json_t *msg, struct reply *r)
 }
 
 static size_t
-get_limit(const json_t *msg)
+get_limit(const json_t *msg, size_t max)
 {
     const json_t *v = json_object_get(msg, "limit");
 
-    if (!json_is_integer(v) || json_integer_value(v) < 1 ||
-        json_integer_value(v) > ADMIND_LIST_MAX)
+    if (!json_is_integer(v) || json_integer_value(v) < 1 || (size_t)json_integer_value(v) > max)
         protocol_violation("bad limit");
     return (size_t)json_integer_value(v);
 }
@@ -302,6 +301,7 @@ get_limit(const json_t *msg)
 struct list_state {
     const char *pattern, *after;
     size_t limit;
+    size_t bytes;         /* name bytes in the page: keeps a reply far below the frame limit */
     json_t *names;
     const char *next;     /* set when the page is full and more names follow */
     char last[1100];
@@ -316,7 +316,8 @@ list_cb(const char *name, void *arg)
         return 0;
     if (fnmatch(ls->pattern, name, 0) != 0)
         return 0;
-    if (json_array_size(ls->names) == ls->limit) {
+    if (json_array_size(ls->names) == ls->limit ||
+        (ls->bytes += strlen(name) + 4) > ADMIND_LIST_MAX_BYTES) {
         ls->next = ls->last;
         return 1;
     }
@@ -334,7 +335,7 @@ op_list(struct back *b, const json_t *msg, struct reply *r)
     check_members(msg, members);
     ls.pattern = get_str(msg, "pattern", true);
     ls.after = get_str(msg, "after", false);
-    ls.limit = get_limit(msg);
+    ls.limit = get_limit(msg, ADMIND_LIST_MAX);
     if ((ls.names = json_array()) == NULL) {
         fail(r, 500, "internal", "out of memory");
         return;
@@ -379,7 +380,7 @@ op_device_list(struct back *b, const json_t *msg, struct reply *r)
     int rc;
 
     check_members(msg, members);
-    limit = get_limit(msg);
+    limit = get_limit(msg, ADMIND_DEVICE_LIST_MAX);
     if ((arr = json_array()) == NULL) {
         fail(r, 500, "internal", "out of memory");
         return;

@@ -714,12 +714,12 @@ add_list_query(const struct front *f, struct MHD_Connection *c, const struct rou
                json_t *msg, char *why, size_t why_size)
 {
     char pattern[1024], after[1024], limit_s[16], principal[1024], canon[CK_PRINCIPAL_MAX_TEXT];
-    bool bad = false;
+    bool bad = false, devices = strcmp(rt->op, "device.list") == 0;
     const char *v;
-    int64_t limit = ADMIND_LIST_MAX;
+    int64_t max = devices ? ADMIND_DEVICE_LIST_MAX : ADMIND_LIST_MAX, limit = max;
 
     if ((v = query(c, "limit", limit_s, sizeof(limit_s), &bad)) != NULL &&
-        ck_parse_int64(v, 1, ADMIND_LIST_MAX, &limit) != 0)
+        ck_parse_int64(v, 1, max, &limit) != 0)
         bad = true;
     json_object_set_new(msg, "limit", json_integer(limit));
     if ((v = query(c, "after", after, sizeof(after), &bad)) != NULL)
@@ -741,8 +741,8 @@ add_list_query(const struct front *f, struct MHD_Connection *c, const struct rou
         json_object_set_new(msg, "principal", json_string(canon));
     }
     if (bad) {
-        snprintf(why, why_size, "bad query parameter (limit is 1..%d; no control characters)",
-                 ADMIND_LIST_MAX);
+        snprintf(why, why_size, "bad query parameter (limit is 1..%lld; no control characters)",
+                 (long long)max);
         return 400;
     }
     return 0;
