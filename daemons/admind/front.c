@@ -306,7 +306,9 @@ b64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
     unsigned char *buf;
     int n;
 
-    if (len == 0 || len % 4 != 0 || len > MAX_TOKEN)
+    /* Padding only at the end: "x=y=" is not base64. */
+    if (len == 0 || len % 4 != 0 || len > MAX_TOKEN || strcspn(in, "=") < len - 2 ||
+        (in[len - 2] == '=' && in[len - 1] != '='))
         return -1;
     if ((buf = malloc(len / 4 * 3 + 1)) == NULL)
         return -1;
@@ -564,7 +566,10 @@ query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *valu
     struct query_check *qc = cls;
 
     (void)kind;
-    (void)value;
+    if (value == NULL) { /* "?pattern" alone must not mean "no pattern" */
+        qc->unknown = key;
+        return MHD_NO;
+    }
     for (size_t i = 0; qc->allowed[i] != NULL; i++)
         if (strcmp(key, qc->allowed[i]) == 0)
             return MHD_YES;
@@ -853,7 +858,8 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         struct query_check qc = {.allowed = rt.query};
         MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_iter, &qc);
         if (qc.unknown != NULL) {
-            snprintf(why, sizeof(why), "unknown query parameter \"%.64s\"", qc.unknown);
+            snprintf(why, sizeof(why), "unknown query parameter or one without a value "
+                     "\"%.64s\"", qc.unknown);
             status = 400;
             goto refuse;
         }

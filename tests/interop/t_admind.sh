@@ -165,6 +165,9 @@ expect_api "both password and random_key: 400" 400 'exactly one' \
     POST /v1/principals/carol '{"password":"x","random_key":true}'
 expect_api "empty modify: 400" 400 'nothing to modify' PATCH /v1/principals/joe%2Fadmin '{}'
 expect_api "unknown query parameter: 400" 400 'unknown query parameter' GET '/v1/principals?patern=x'
+expect_api "query parameter without a value: 400" 400 'without a value' GET '/v1/principals?pattern'
+expect_api "a body where none is taken: 400" 400 'takes no body' DELETE /v1/principals/joe%2Fadmin '{}'
+expect_api "a bad percent escape in the path: 404" 404 'not_found' GET '/v1/principals/a%zz'
 head -c 6000 /dev/zero | tr '\0' 'a' | sed 's/^/{"password":"/; s/$/"}/' >"$tmp/big.json"
 expect_api "oversize body: 413" 413 '"code":"too_large"' POST /v1/principals/carol "@$tmp/big.json"
 # The same without Content-Length: the body is counted as it streams in and refused at the end.
