@@ -8,19 +8,21 @@
  *
  * PRINCIPAL and TARGET are principal names in which a component, or the realm, may be the
  * wildcard "*" (one whole component, as in MIT; "*" alone matches every principal of every
- * realm). A name without "@REALM" is in the daemon's realm. In TARGET, a component "*N"
- * (N = 1..9) is the text the N-th wildcard of PRINCIPAL matched (components left to right,
- * then the realm): the line  "*" + "/admin@R  c  " + "*1@R"  (written without the quotes and
- * pluses) lets every NAME/admin change the keys of NAME@R.
+ * realm; a TARGET of "*" alone is no restriction). A name without "@REALM" is in the daemon's
+ * realm. In TARGET, a component "*N" (N = 1..9) is the text the N-th component wildcard of
+ * PRINCIPAL matched, left to right (a realm wildcard is not counted, as in MIT).
+ * docs/cablekey-admind.md has the example that lets every NAME/admin change the keys of NAME@R
+ * (a C comment cannot hold it: its pattern starts with a star and a slash).
  *
  * PERMISSIONS letters (MIT meanings): a add, d delete, m modify, c change keys/password,
  * i inquire, l list, p propagate, s set explicit keys, e extract keys; the upper-case letter
- * denies the same operation; x and * mean "admcilsp" (not e, as in MIT).
+ * denies the same operation (wherever it stands in the field); x and * mean "admcilsp" (not e,
+ * as in MIT).
  *
  * The FIRST entry whose PRINCIPAL matches the caller and whose TARGET (if any) matches the
  * target decides: the operation is allowed if that entry grants every requested letter and
- * denies none. No matching entry: refused. For operations without a target (list), an entry's
- * TARGET is ignored, as MIT does.
+ * denies none. No matching entry: refused. An entry with a TARGET does not apply to operations
+ * without a target (list), as in MIT.
  *
  * Fail closed: an unknown letter, a malformed name, a backreference to a wildcard that does not
  * exist, a fourth field (MIT's restrictions, not supported) or a line over the limits makes the

@@ -80,7 +80,7 @@ count_wildcards(const ck_principal *p)
         return 0;
     for (size_t i = 0; i < p->n_components; i++)
         n += is_wild(p->components[i]);
-    return n + is_wild(p->realm);
+    return n;
 }
 
 static int
@@ -158,7 +158,8 @@ parse_line(struct ck_admin_acl *acl, char *line, const char *name, unsigned line
         return acl_err(name, lineno, "bad principal pattern \"%.64s\": %s", f[0],
                        ck_error_context());
     wild = count_wildcards(e.principal);
-    if (n == 3) {
+    /* A target of "*" is no restriction at all (MIT), not "any one-component name". */
+    if (n == 3 && !is_wild(f[2])) {
         if ((rc = ck_principal_parse(f[2], realm, 0, &e.target)) != 0) {
             rc = acl_err(name, lineno, "bad target pattern \"%.64s\": %s", f[2],
                          ck_error_context());
@@ -174,6 +175,11 @@ parse_line(struct ck_admin_acl *acl, char *line, const char *name, unsigned line
             }
             if (c[0] == '*' && !is_wild(c) && b == 0) {
                 rc = acl_err(name, lineno, "bad wildcard \"%.16s\" in target", c);
+                goto fail;
+            }
+            if (b > 0 && i == e.target->n_components) {
+                rc = acl_err(name, lineno, "backreferences refer to name components, not to "
+                             "the realm");
                 goto fail;
             }
         }
@@ -299,8 +305,8 @@ ck_admin_acl_entries(const struct ck_admin_acl *acl)
     return acl != NULL ? acl->n : 0;
 }
 
-/* Matches name against pattern; records what each wildcard matched in wild[] (components left
- * to right, then the realm). */
+/* Matches name against pattern; records what each component wildcard matched in wild[], left to
+ * right (a realm wildcard matches but is not recorded, as in MIT). */
 static bool
 match_principal(const ck_principal *pat, const ck_principal *name, const char **wild,
                 size_t *n_wild)
@@ -316,13 +322,7 @@ match_principal(const ck_principal *pat, const ck_principal *name, const char **
             return false;
         }
     }
-    if (is_wild(pat->realm)) {
-        if (*n_wild < MAX_WILDCARDS)
-            wild[(*n_wild)++] = name->realm;
-    } else if (strcmp(pat->realm, name->realm) != 0) {
-        return false;
-    }
-    return true;
+    return is_wild(pat->realm) || strcmp(pat->realm, name->realm) == 0;
 }
 
 static bool
@@ -346,7 +346,7 @@ match_target(const ck_principal *pat, const ck_principal *name, const char *cons
     for (size_t i = 0; i < pat->n_components; i++)
         if (!match_one(pat->components[i], name->components[i], wild, n_wild))
             return false;
-    return match_one(pat->realm, name->realm, wild, n_wild);
+    return is_wild(pat->realm) || strcmp(pat->realm, name->realm) == 0;
 }
 
 bool
@@ -372,7 +372,8 @@ ck_admin_acl_check(const struct ck_admin_acl *acl, const char *caller, const cha
 
         if (e->principal != NULL && !match_principal(e->principal, c, wild, &n_wild))
             continue;
-        if (e->target != NULL && t != NULL && !match_target(e->target, t, wild, n_wild))
+        /* An entry restricted to targets does not apply to an operation without one (MIT). */
+        if (e->target != NULL && (t == NULL || !match_target(e->target, t, wild, n_wild)))
             continue;
         if (line != NULL)
             *line = e->line;

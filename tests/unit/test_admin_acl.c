@@ -61,6 +61,8 @@ test_parse_errors(void)
     expect_bad("alice il\nbob ail x@R -maxlife 1h\n", "t.acl:2: restrictions");
     expect_bad("alice il\n\nbob ai *3@R\n", "t.acl:3: target refers to wildcard 3");
     expect_bad("*/admin a *2@R\n", "wildcard 2");
+    expect_bad("x@* a *1/y@R\n", "wildcard 1");        /* the realm wildcard is not counted */
+    expect_bad("*/*@R a x@*1\n", "not to the realm");
     expect_bad("* a *1\n", "wildcard 1");
     expect_bad("a/b il *x@R\n", "bad wildcard");
     expect_bad("al\\ ice i\n", "t.acl:1:");           /* trailing escape in a pattern */
@@ -117,9 +119,9 @@ test_match_basic(void)
     CHECK(!ck_admin_acl_check(acl, "carol@" R, "svc/web/x@" R, CK_ADMIN_PERM_ADD, NULL));
     CHECK(!ck_admin_acl_check(acl, "carol@" R, "alice@" R, CK_ADMIN_PERM_INQUIRE, &line));
     CHECK_INT_EQ(line, 0);
-    /* No target (list): the target restriction is ignored, as in MIT. */
-    CHECK(!ck_admin_acl_check(acl, "carol@" R, NULL, CK_ADMIN_PERM_LIST, NULL));
-    CHECK(ck_admin_acl_check(acl, "carol@" R, NULL, CK_ADMIN_PERM_INQUIRE, NULL));
+    /* No target (list): an entry restricted to targets does not apply, as in MIT. */
+    CHECK(!ck_admin_acl_check(acl, "carol@" R, NULL, CK_ADMIN_PERM_INQUIRE, &line));
+    CHECK_INT_EQ(line, 0);
     /* Realm wildcard and other realms. */
     CHECK(ck_admin_acl_check(acl, "x@OTHER.REALM", NULL, CK_ADMIN_PERM_LIST, NULL));
     CHECK(!ck_admin_acl_check(acl, "x/y@OTHER.REALM", NULL, CK_ADMIN_PERM_LIST, NULL));
@@ -162,15 +164,24 @@ static void
 test_backreference(void)
 {
     struct ck_admin_acl *acl = acl_of("*/admin@TEST.REALM c *1@TEST.REALM\n"
-                                      "*/*@* i *2/*1@*3\n");
+                                      "*/*@* i *2/*1@*\n");
 
     CHECK(acl != NULL);
     CHECK(ck_admin_acl_check(acl, "joe/admin@" R, "joe@" R, CK_ADMIN_PERM_CHANGEPW, NULL));
     CHECK(!ck_admin_acl_check(acl, "joe/admin@" R, "ann@" R, CK_ADMIN_PERM_CHANGEPW, NULL));
     CHECK(!ck_admin_acl_check(acl, "joe/admin@" R, "joe/x@" R, CK_ADMIN_PERM_CHANGEPW, NULL));
     CHECK(ck_admin_acl_check(acl, "a/b@X", "b/a@X", CK_ADMIN_PERM_INQUIRE, NULL));
-    CHECK(!ck_admin_acl_check(acl, "a/b@X", "b/a@Y", CK_ADMIN_PERM_INQUIRE, NULL));
+    CHECK(ck_admin_acl_check(acl, "a/b@X", "b/a@Y", CK_ADMIN_PERM_INQUIRE, NULL));
     CHECK(!ck_admin_acl_check(acl, "a/b@X", "a/b@X", CK_ADMIN_PERM_INQUIRE, NULL));
+    /* An entry with a target does not serve an operation without one. */
+    CHECK(!ck_admin_acl_check(acl, "joe/admin@" R, NULL, CK_ADMIN_PERM_CHANGEPW, NULL));
+    ck_admin_acl_free(acl);
+    /* A target of "*" is no restriction: it serves operations without a target too. */
+    acl = acl_of("*/admin@TEST.REALM il *\n");
+    CHECK(acl != NULL);
+    CHECK(ck_admin_acl_check(acl, "joe/admin@" R, NULL, CK_ADMIN_PERM_LIST, NULL));
+    CHECK(ck_admin_acl_check(acl, "joe/admin@" R, "a/b/c@ELSEWHERE", CK_ADMIN_PERM_INQUIRE,
+                             NULL));
     ck_admin_acl_free(acl);
 }
 
