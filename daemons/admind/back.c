@@ -273,6 +273,18 @@ op_get(struct back *b, const json_t *msg, struct reply *r)
     reply_principal(b, r, get_name(b, msg), 200);
 }
 
+/* Deleting krbtgt/REALM@REALM would end every session in the realm: no remote verb does it. */
+static bool
+is_local_tgs(const struct back *b, const char *name)
+{
+    ck_principal *p = NULL;
+    bool tgs = ck_principal_parse(name, NULL, CK_PRINCIPAL_PARSE_REQUIRE_REALM, &p) == 0 &&
+               ck_principal_is_tgs(p, b->realm->name);
+
+    ck_principal_free(p);
+    return tgs;
+}
+
 static void
 op_delete(struct back *b, const json_t *msg, struct reply *r)
 {
@@ -282,6 +294,11 @@ op_delete(struct back *b, const json_t *msg, struct reply *r)
 
     check_members(msg, members);
     name = get_name(b, msg);
+    if (is_local_tgs(b, name)) {
+        fail(r, 409, "conflict", "%s is the realm's ticket-granting service: it cannot be "
+             "deleted", name);
+        return;
+    }
     if ((rc = ck_store_delete_principal(b->store, name)) != 0)
         fail_store(r, rc, name);
     else

@@ -755,6 +755,19 @@ add_list_query(const struct front *f, struct MHD_Connection *c, const struct rou
 
 /* ===================================================================== the request handler */
 
+/* A copy for the log: cut, control characters replaced. Principal names may hold any byte but
+ * NUL (MIT escapes only some), and JSON member names quoted in error texts come from the client:
+ * neither may forge a log line. */
+static const char *
+log_safe(char *dst, size_t size, const char *src)
+{
+    ck_strlcpy(dst, src, size);
+    for (char *p = dst; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return dst;
+}
+
 static void
 log_request(struct MHD_Connection *c, const char *who, const char *method, const char *url,
             const struct route *rt, int status, const char *detail)
@@ -762,23 +775,21 @@ log_request(struct MHD_Connection *c, const char *who, const char *method, const
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
                                                                  MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     char addr[CK_NET_ADDRSTRLEN] = "?";
-    const char *target = rt != NULL && rt->target[0] != '\0' ? rt->target
-                         : rt != NULL && rt->mac[0] != '\0' ? rt->mac : "-";
-    char path[128];
+    bool routed = rt != NULL && rt->op != NULL;
+    const char *target = !routed ? url /* what was asked, when nothing matched */
+                         : rt->target[0] != '\0' ? rt->target
+                         : rt->mac[0] != '\0' ? rt->mac : "-";
+    char who_s[256], op_s[32], target_s[256], detail_s[320];
 
     if (ci != NULL && ci->client_addr != NULL)
         ck_net_addr_format(ci->client_addr, addr, sizeof(addr));
-    /* The path only when no route was found (then it says what was asked); cut, no query. */
-    snprintf(path, sizeof(path), "%.100s", url);
-    for (char *p = path; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f || *p == '"')
-            *p = '?';
     ck_log(status >= 400 || (rt != NULL && rt->perm != CK_ADMIN_PERM_INQUIRE &&
                              rt->perm != CK_ADMIN_PERM_LIST) ? LOG_NOTICE : LOG_INFO,
            "request client=%s principal=%s op=%s target=%s status=%d%s%s", addr,
-           who != NULL ? who : "-", rt != NULL && rt->op != NULL ? rt->op : method,
-           rt != NULL && rt->op != NULL ? target : path, status, detail[0] != '\0' ? ": " : "",
-           detail);
+           log_safe(who_s, sizeof(who_s), who != NULL ? who : "-"),
+           log_safe(op_s, sizeof(op_s), routed ? rt->op : method),
+           log_safe(target_s, sizeof(target_s), target), status, detail[0] != '\0' ? ": " : "",
+           log_safe(detail_s, sizeof(detail_s), detail));
 }
 
 static enum MHD_Result

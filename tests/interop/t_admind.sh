@@ -152,6 +152,8 @@ expect_api "add a service principal with random keys (name with %2F)" 201 \
 expect_api "rotate the service principal's keys (random)" 200 '"kvno":2' \
     POST '/v1/principals/host%2Fsvc.test@TEST.REALM/keys' '{"random_key":true,"keep":2}'
 expect_api "delete bob (204, no body)" 204 '' DELETE /v1/principals/bob
+expect_api "the realm's krbtgt cannot be deleted: 409" 409 'ticket-granting service' \
+    DELETE /v1/principals/krbtgt%2FTEST.REALM
 expect_api "bob is gone" 404 '"code":"not_found"' GET /v1/principals/bob
 expect_api "a principal of another realm: 400" 400 'not in realm' GET /v1/principals/x@OTHER.REALM
 expect_api "devices list (empty)" 200 '^\{"devices":\[\],"next":null\}' GET /v1/devices
