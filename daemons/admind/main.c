@@ -2,6 +2,7 @@
  * function, so that they can move onto the shared daemon layer (lib/daemon) as it lands:
  * options -> configuration -> (--check) -> logging -> back process -> front process.
  * The process split is described in admind.h and docs/cablekey-admind.md. */
+#include <errno.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -104,6 +105,24 @@ run_check(const struct admind_config *cfg)
         return 1;
     }
     ck_log_close();
+    if (cfg->pid_file != NULL) {
+        char dir[4096], *slash;
+
+        ck_strlcpy(dir, cfg->pid_file, sizeof(dir));
+        slash = strrchr(dir, '/');
+        if (slash == dir)
+            slash[1] = '\0';
+        else if (slash != NULL)
+            *slash = '\0';
+        else
+            ck_strlcpy(dir, ".", sizeof(dir));
+        if (access(dir, W_OK) != 0) {
+            fprintf(stderr, ADMIND_PROG ": check failed: pid file directory %s: %s\n", dir,
+                    strerror(errno));
+            return 1;
+        }
+        printf("pid file: %s\n", cfg->pid_file);
+    }
     printf("configuration OK\n");
     return 0;
 }

@@ -60,6 +60,10 @@ write_admind_conf "$tmp/badacl.conf" "listen = 127.0.0.1:$APORT"
 sed -i "s|acl_file = .*|acl_file = $tmp/bad.acl|" "$tmp/badacl.conf"
 expect_failure "--check: a garbled ACL line is an error with file:line" 'bad\.acl:4: unknown permission' \
     "$CK_ADMIND" --check -c "$tmp/badacl.conf"
+write_admind_conf "$tmp/nopid.conf" "listen = 127.0.0.1:$APORT"
+sed -i "s|pid_file = .*|pid_file = $tmp/no/such/dir/admind.pid|" "$tmp/nopid.conf"
+expect_failure "--check: a pid file directory that does not exist is an error" 'pid file directory' \
+    "$CK_ADMIND" --check -c "$tmp/nopid.conf"
 write_admind_conf "$tmp/open.conf" "listen = 0.0.0.0:$APORT"
 expect_failure "start refuses a non-loopback listen address without TLS" \
     'not a loopback address and TLS is not configured' "$CK_ADMIND" -c "$tmp/open.conf"
