@@ -484,6 +484,7 @@ back_call(struct front *f, json_t *msg, json_t **body)
     status = (int)json_integer_value(json_object_get(r, "status"));
     if (status < 200 || status > 599) {
         status = 500;
+        *body = error_body("internal", "internal error (see the daemon's log)");
         goto out;
     }
     if ((*body = json_object_get(r, "error")) != NULL) {
@@ -493,7 +494,8 @@ back_call(struct front *f, json_t *msg, json_t **body)
     } else if ((*body = json_object_get(r, "body")) != NULL && !json_is_null(*body)) {
         json_incref(*body);
     } else {
-        *body = NULL;
+        *body = status >= 400 ? error_body("internal", "internal error (see the daemon's log)")
+                              : NULL;
     }
 out:
     pthread_mutex_unlock(&f->lock);
@@ -1010,6 +1012,25 @@ load_acl(struct front *f)
     return 0;
 }
 
+/* libmicrohttpd's own messages (TLS handshake failures, connection limits, oversized headers)
+ * go to our log at info level, not to stderr. */
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    for (char *p = msg; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    ck_log_info("http: %s", msg);
+}
+
 static int
 start_http(struct front *f)
 {
@@ -1019,7 +1040,8 @@ start_http(struct front *f)
         flags |= MHD_USE_TLS;
     for (size_t i = 0; i < f->n_lfd; i++) {
         f->mhd[i] = MHD_start_daemon(
-            flags, 0, NULL, NULL, handle, f, MHD_OPTION_LISTEN_SOCKET, f->lfd[i],
+            flags, 0, NULL, NULL, handle, f, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+            MHD_OPTION_LISTEN_SOCKET, f->lfd[i],
             MHD_OPTION_CONNECTION_LIMIT, f->cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, f->cfg->timeout,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIND_HEADER_MEMORY,
