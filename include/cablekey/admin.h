@@ -62,7 +62,7 @@
 struct ck_admin_acl;
 
 /* Parses an ACL file. default_realm completes names without "@REALM". The file must be a
- * regular file of at most CK_ADMIN_ACL_MAX_FILE bytes. */
+ * regular file of at most CK_ADMIN_ACL_MAX_FILE bytes, not writable by others (CK_ERR_PERM). */
 int ck_admin_acl_load(const char *path, const char *default_realm, struct ck_admin_acl **out);
 /* The same from memory; name labels the error messages (NULL: "<acl>"). */
 int ck_admin_acl_parse(const char *text, size_t len, const char *name, const char *default_realm,

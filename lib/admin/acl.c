@@ -271,6 +271,11 @@ ck_admin_acl_load(const char *path, const char *default_realm, struct ck_admin_a
         rc = ck_error_set(CK_ERR_IO, "%s: not a regular file", path);
         goto out;
     }
+    /* Whoever can write the ACL is an administrator of the realm. */
+    if (st.st_mode & S_IWOTH) {
+        rc = ck_error_set(CK_ERR_PERM, "%s: writable by every user (chmod o-w)", path);
+        goto out;
+    }
     if ((buf = malloc(CK_ADMIN_ACL_MAX_FILE + 1)) == NULL) {
         rc = CK_ERR_NOMEM;
         goto out;

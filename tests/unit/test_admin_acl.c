@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cablekey/admin.h"
@@ -196,6 +197,10 @@ test_load_file(void)
     CHECK(fd >= 0);
     CHECK(write(fd, text, sizeof(text) - 1) == (ssize_t)(sizeof(text) - 1));
     close(fd);
+    CHECK(chmod(path, 0646) == 0);
+    CHECK(ck_admin_acl_load(path, R, &acl) == CK_ERR_PERM);
+    CHECK(strstr(ck_error_context(), "writable by every user") != NULL);
+    CHECK(chmod(path, 0644) == 0);
     CHECK(ck_admin_acl_load(path, R, &acl) == CK_ERR_CONFIG);
     CHECK(strstr(ck_error_context(), ":2: unknown permission") != NULL);
     unlink(path);
