@@ -78,8 +78,8 @@ start_admind() { # start_admind [CONF]
     "$CK_ADMIND" -c "${1:-$tmp/admind.conf}" >"$tmp/admind.out" 2>&1 </dev/null &
     ADMIND_PID=$!
     CK_BG_PIDS+=("$ADMIND_PID")
-    local i
-    for i in $(seq 1 100); do
+    local _
+    for _ in $(seq 1 100); do
         [ -s "$tmp/admind.pid" ] && return 0
         kill -0 "$ADMIND_PID" 2>/dev/null || return 1
         sleep 0.1
