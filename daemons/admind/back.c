@@ -452,7 +452,8 @@ dispatch(struct back *b, const json_t *msg, struct reply *r)
     const char *op = get_str(msg, "op", true);
 
     b->actor = get_str(msg, "actor", true);
-    /* AUDIT HOOK: ck_store_set_actor(b->store, b->actor) once the store has it. */
+    /* The audit log names the authenticated principal, not the daemon's OS user. */
+    ck_store_set_actor(b->store, b->actor);
     for (size_t i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
         if (strcmp(op, ops[i].op) == 0) {
             ops[i].fn(b, msg, r);

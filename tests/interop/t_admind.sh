@@ -131,6 +131,9 @@ expect_api "list principals" 200 '"joe/admin@TEST\.REALM"' GET /v1/principals
 expect_api "add bob with a password" 201 '"name":"bob@TEST\.REALM".*"kvno":1' \
     POST /v1/principals/bob '{"password":"Bob-pw-1","max_life":7200}'
 expect_success "kinit bob with the password set through the API" kinit_pw bob Bob-pw-1 -c "$tmp/bob.cc"
+expect_output "the audit log names the ticket's principal as the actor of the remote add" \
+    "joe/admin@TEST\.REALM[[:space:]]+principal\.add[[:space:]]+bob@TEST\.REALM" \
+    "$CK_CLI" audit list --db "$DB" --principal bob
 expect_api "show bob" 200 '"flags":\["requires_preauth"\].*"max_life":7200' GET /v1/principals/bob
 if grep -Eq '"(key|contents|password)"' "$tmp/api.body"; then
     not_ok "a principal record carries no key material" "$(cat "$tmp/api.body")"
