@@ -190,9 +190,9 @@ op_create(struct back *b, const json_t *msg, struct reply *r)
     if ((rc = ck_db_principal_new(name, &p)) != 0)
         goto store_fail;
     p->kvno = 1;
-    /* Pre-authentication on unless the request clears it, as the CLI and MIT's
-     * default_principal_flags = +preauth. */
-    p->attributes = CK_ATTR_REQUIRES_PREAUTH;
+    /* The realm's default flags (pre-authentication unless the operator changed them), then
+     * the request's changes: as `cablekey principal add` and MIT's default_principal_flags. */
+    p->attributes = b->realm->default_attributes;
     apply_attributes(p, &req);
     rc = ck_db_keys_make(name, req.password, req.password_len,
                          enc ? req.enctypes : b->realm->enctypes,
@@ -369,6 +369,49 @@ op_list(struct back *b, const json_t *msg, struct reply *r)
 }
 
 static void
+op_rename(struct back *b, const json_t *msg, struct reply *r)
+{
+    static const char *const members[] = {"op", "actor", "name", "new_name", NULL};
+    json_t *shifted;
+    const char *from, *to;
+    int rc;
+
+    check_members(msg, members);
+    from = get_name(b, msg);
+    /* The new name passes the same check as the old (canonical, in this realm). */
+    if ((shifted = json_pack("{s:O}", "name", json_object_get(msg, "new_name"))) == NULL) {
+        fail(r, 500, "internal", "out of memory");
+        return;
+    }
+    to = get_name(b, shifted);
+    if ((rc = ck_store_rename_principal(b->store, from, to)) != 0)
+        fail_store(r, rc, from);
+    else
+        reply_principal(b, r, to, 200);
+    json_decref(shifted);
+}
+
+static void
+op_realm_modify(struct back *b, const json_t *msg, struct reply *r)
+{
+    static const char *const members[] = {"op", "actor", "req", NULL};
+    ck_realm_mod mod;
+    int rc;
+
+    check_members(msg, members);
+    if (ck_admin_realm_mod_from_json(json_object_get(msg, "req"), &mod) != 0)
+        protocol_violation("realm change the front should have refused");
+    /* The store checks the ranges and enctypes again; its copy of the realm (b->realm) follows,
+     * so later creates use the new enctypes and default flags at once. */
+    if ((rc = ck_store_realm_modify(b->store, &mod)) != 0) {
+        fail_store(r, rc, b->realm->name);
+        return;
+    }
+    r->body = ck_admin_realm_to_json(b->realm);
+    r->status = r->body != NULL ? 200 : 500;
+}
+
+static void
 op_realm(struct back *b, const json_t *msg, struct reply *r)
 {
     static const char *const members[] = {"op", "actor", NULL};
@@ -440,7 +483,8 @@ static const struct {
     {"principal.get", op_get},         {"principal.create", op_create},
     {"principal.modify", op_modify},   {"principal.delete", op_delete},
     {"principal.keys", op_keys},       {"device.list", op_device_list},
-    {"device.get", op_device_get},
+    {"device.get", op_device_get},     {"principal.rename", op_rename},
+    {"realm.modify", op_realm_modify},
 };
 
 /* One operation. This is the one place where the authenticated caller of each store operation

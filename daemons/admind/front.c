@@ -583,7 +583,9 @@ query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *valu
 struct route {
     const char *op;          /* back operation */
     unsigned perm;           /* ACL permission */
-    enum ck_admin_req_kind body_kind; /* 0: no body allowed */
+    enum ck_admin_req_kind body_kind; /* a principal request body; 0: see below */
+    bool realm_body;         /* PATCH /v1/realm: a realm change */
+    bool rename_body;        /* .../rename: {"new_name": ...} */
     char target[CK_PRINCIPAL_MAX_TEXT]; /* canonical principal, or "" */
     char mac[CK_MAC_TEXT];
     const char *allow;       /* for 405 */
@@ -644,7 +646,15 @@ route(const struct front *f, const char *method, const char *url, struct route *
     if (n < 2 || strcmp(seg[0], "v1") != 0)
         return 404;
     if (n == 2 && strcmp(seg[1], "realm") == 0) {
-        rt->allow = "GET";
+        rt->allow = "GET, PATCH";
+        if (patch) {
+            /* MIT's kadmind has no realm change (kdc.conf holds those settings); 'm' without
+             * a target is the closest: an ACL entry with a TARGET never grants it. */
+            rt->op = "realm.modify";
+            rt->perm = CK_ADMIN_PERM_MODIFY;
+            rt->realm_body = true;
+            return 0;
+        }
         if (!get)
             return 405;
         rt->op = "realm.get";
@@ -661,10 +671,21 @@ route(const struct front *f, const char *method, const char *url, struct route *
             rt->query = list_query;
             return 0;
         }
-        if (n > 4 || (n == 4 && strcmp(seg[3], "keys") != 0))
+        if (n > 4 || (n == 4 && strcmp(seg[3], "keys") != 0 && strcmp(seg[3], "rename") != 0))
             return 404;
         if (canonical_name(f, seg[2], rt->target, sizeof(rt->target), why, why_size) != 0)
             return 400;
+        if (n == 4 && strcmp(seg[3], "rename") == 0) {
+            /* As MIT's rename_principal: delete on the old name (here), add on the new one
+             * (checked once the body names it). */
+            rt->allow = "POST";
+            if (!post)
+                return 405;
+            rt->op = "principal.rename";
+            rt->perm = CK_ADMIN_PERM_DELETE;
+            rt->rename_body = true;
+            return 0;
+        }
         if (n == 4) {
             rt->allow = "POST";
             if (!post)
@@ -794,6 +815,57 @@ log_request(struct MHD_Connection *c, const char *who, const char *method, const
            log_safe(detail_s, sizeof(detail_s), detail));
 }
 
+/* The bodies of the realm change and the rename, decoded and added to msg for the back process.
+ * Returns 0 or the HTTP status to refuse with (why says why). */
+static int
+add_other_body(struct front *f, const struct route *rt, const struct request *req,
+               const char *who, json_t *msg, char *why, size_t why_size)
+{
+    const char *text = req->body != NULL ? req->body : "";
+    char canon[CK_PRINCIPAL_MAX_TEXT], *new_name = NULL;
+    ck_realm_mod mod;
+    json_t *b;
+    unsigned line = 0;
+    bool allowed;
+    int rc;
+
+    if (rt->realm_body) {
+        if ((rc = ck_admin_json_decode_realm_mod(text, req->len, &mod)) != 0) {
+            snprintf(why, why_size, "%s", req->len == 0 ? "a JSON body is required"
+                                                        : ck_error_context());
+            return rc == CK_ERR_LIMIT ? 413 : 400;
+        }
+        if ((b = ck_admin_realm_mod_to_json(&mod)) == NULL ||
+            json_object_set_new(msg, "req", b) != 0) {
+            snprintf(why, why_size, "out of memory");
+            return 500;
+        }
+        return 0;
+    }
+    if ((rc = ck_admin_json_decode_rename(text, req->len, &new_name)) != 0) {
+        snprintf(why, why_size, "%s", req->len == 0 ? "a JSON body is required"
+                                                    : ck_error_context());
+        return rc == CK_ERR_LIMIT ? 413 : 400;
+    }
+    rc = canonical_name(f, new_name, canon, sizeof(canon), why, why_size);
+    free(new_name);
+    if (rc != 0)
+        return 400;
+    pthread_mutex_lock(&f->lock);
+    allowed = ck_admin_acl_check(f->acl, who, canon, CK_ADMIN_PERM_ADD, &line);
+    pthread_mutex_unlock(&f->lock);
+    if (!allowed) {
+        snprintf(why, why_size, "not permitted by the ACL (rename needs 'a' on the new name "
+                 "%.300s%s)", canon, line != 0 ? ", refused by an entry" : ", no matching entry");
+        return 403;
+    }
+    if (json_object_set_new(msg, "new_name", json_string(canon)) != 0) {
+        snprintf(why, why_size, "out of memory");
+        return 500;
+    }
+    return 0;
+}
+
 static enum MHD_Result
 handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
        const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
@@ -908,6 +980,9 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         if ((b = ck_admin_request_to_json(&body)) == NULL ||
             json_object_set_new(msg, "req", b) != 0)
             goto oom;
+    } else if (rt.realm_body || rt.rename_body) {
+        if ((status = add_other_body(f, &rt, req, who, msg, why, sizeof(why))) != 0)
+            goto refuse;
     } else if (req->len > 0) {
         snprintf(why, sizeof(why), "this request takes no body");
         status = 400;

@@ -137,6 +137,34 @@ int ck_admin_json_encode_request(const struct ck_admin_principal_req *req, char 
 /* Wipes the password and zeroes the request. Accepts NULL. */
 void ck_admin_principal_req_clear(struct ck_admin_principal_req *req);
 
+/* Realm changes: the body of PATCH /v1/realm. Members max_life, max_renew (seconds,
+ * 1..CK_REALM_LIFE_MAX), enctypes (names), default_flags (the whole set, as in the realm record,
+ * with unknown_default_flags for bits without a name); at least one. */
+int ck_admin_json_encode_realm_mod(const ck_realm_mod *mod, char **out);
+int ck_admin_json_decode_realm_mod(const char *text, size_t len, ck_realm_mod *out);
+
+/* Rename: the body of POST /v1/principals/NAME/rename, {"new_name": "..."}. *new_name is
+ * malloc'd and still to be canonicalised in the daemon's realm. */
+int ck_admin_json_encode_rename(const char *new_name, char **out);
+int ck_admin_json_decode_rename(const char *text, size_t len, char **new_name);
+
+/* An error answer {"error": {"code": "...", "message": "..."}}: both copied (cut to size)
+ * with control characters replaced by '?', since clients print them on a terminal. */
+int ck_admin_json_decode_error(const char *text, size_t len, char *code, size_t code_size,
+                               char *message, size_t message_size);
+
+/* One page of a principal listing, {"principals": [NAME, ...], "next": NAME|null}. Pages are
+ * larger than other records (up to 10000 names), hence their own bound. */
+#define CK_ADMIN_JSON_PAGE_MAX (4 * 1024 * 1024)
+#define CK_ADMIN_PAGE_MAX_NAMES 10000
+struct ck_admin_name_page {
+    char **names;
+    size_t n;
+    char *next; /* NULL: the listing is complete */
+};
+int ck_admin_json_decode_name_page(const char *text, size_t len, struct ck_admin_name_page *out);
+void ck_admin_name_page_clear(struct ck_admin_name_page *pg);
+
 /* A device record (encode only: clients print it as received). */
 int ck_admin_json_encode_device(const ck_db_device *dev, char **out);
 

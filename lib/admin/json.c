@@ -12,6 +12,7 @@
 #include "admin/admin_int.h"
 #include "cablekey/crypto.h"
 #include "cablekey/error.h"
+#include "cablekey/principal.h"
 #include "cablekey/profile.h"
 #include "cablekey/util.h"
 
@@ -208,6 +209,54 @@ enctypes_to_json(const int32_t *e, size_t n)
     return arr;
 }
 
+/* Salts: lower-case hex (they may hold any byte; JSON strings must be UTF-8). */
+#define MAX_SALT 1024
+
+static json_t *
+hex_json(const uint8_t *b, size_t n)
+{
+    static const char digits[] = "0123456789abcdef";
+    char *s;
+    json_t *v;
+
+    if (n > MAX_SALT || (s = malloc(2 * n + 1)) == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        s[2 * i] = digits[b[i] >> 4];
+        s[2 * i + 1] = digits[b[i] & 0xf];
+    }
+    s[2 * n] = '\0';
+    v = json_stringn(s, 2 * n);
+    free(s);
+    return v;
+}
+
+static int
+hex_from_json(const json_t *v, const char *member, uint8_t **out, size_t *n_out)
+{
+    const char *s = json_string_value(v);
+    size_t len = json_string_length(v);
+    uint8_t *b;
+
+    if (!json_is_string(v) || len == 0 || len % 2 != 0 || len > 2 * MAX_SALT)
+        return dec_err(member, "must be an even number of hex digits (at most 2048)");
+    if ((b = malloc(len / 2)) == NULL)
+        return CK_ERR_NOMEM;
+    for (size_t i = 0; i < len / 2; i++) {
+        int hi = ck_hex_digit((unsigned char)s[2 * i]), lo = ck_hex_digit((unsigned char)s[2 * i + 1]);
+        /* Lower case only, so that one salt has one spelling. */
+        if (hi < 0 || lo < 0 || (s[2 * i] >= 'A' && s[2 * i] <= 'F') ||
+            (s[2 * i + 1] >= 'A' && s[2 * i + 1] <= 'F')) {
+            free(b);
+            return dec_err(member, "must be lower-case hex digits");
+        }
+        b[i] = (uint8_t)(hi << 4 | lo);
+    }
+    *out = b;
+    *n_out = len / 2;
+    return 0;
+}
+
 /* ------------------------------------------------------------------ principals */
 
 json_t *
@@ -233,6 +282,10 @@ ck_admin_principal_to_json(const ck_db_principal *p)
                                ck_enctype_name(k->enctype), "salt_type", (int)k->salt_type);
         if (ko == NULL || json_array_append_new(keys, ko) != 0)
             goto fail;
+        /* The salt is public (any client gets it in ETYPE-INFO2) and `principal show` prints
+         * it, so a remote show can print what a local one does. */
+        if (k->salt_len > 0 && !set(ko, "salt", hex_json(k->salt, k->salt_len)))
+            goto fail;
     }
     if (!set(o, "name", json_string(p->name)) || !set(o, "kvno", json_integer(p->kvno)) ||
         (unknown != 0 && !set(o, "unknown_flags", json_integer(unknown))) ||
@@ -250,7 +303,7 @@ fail:
 }
 
 static int
-flags_list_from_json(const json_t *arr, uint32_t *out)
+flags_list_from_json(const json_t *arr, const char *member, uint32_t *out)
 {
     size_t i;
     json_t *v;
@@ -259,10 +312,10 @@ flags_list_from_json(const json_t *arr, uint32_t *out)
 
     *out = 0;
     if (!json_is_array(arr))
-        return dec_err("flags", "must be an array of flag names");
+        return dec_err(member, "must be an array of flag names");
     json_array_foreach(arr, i, v) {
         if (!json_is_string(v))
-            return dec_err("flags", "must be an array of flag names");
+            return dec_err(member, "must be an array of flag names");
         if ((rc = ck_admin_flag_from_name(json_string_value(v), &bit)) != 0)
             return rc;
         *out |= bit;
@@ -273,7 +326,7 @@ flags_list_from_json(const json_t *arr, uint32_t *out)
 static int
 key_from_json(const json_t *ko, ck_db_key *k)
 {
-    static const char *const members[] = {"kvno", "enctype", "salt_type", NULL};
+    static const char *const members[] = {"kvno", "enctype", "salt_type", "salt", NULL};
     const json_t *et = json_object_get(ko, "enctype");
     int64_t v;
     int rc;
@@ -291,6 +344,8 @@ key_from_json(const json_t *ko, ck_db_key *k)
     if ((rc = get_int(ko, "salt_type", 0, INT32_MAX, &v)) != 0)
         return rc;
     k->salt_type = (int32_t)v;
+    if (json_object_get(ko, "salt") != NULL)
+        return hex_from_json(json_object_get(ko, "salt"), "salt", &k->salt, &k->salt_len);
     return 0;
 }
 
@@ -319,7 +374,7 @@ ck_admin_principal_from_json(const json_t *o, ck_db_principal **out)
     if ((rc = get_int(o, "kvno", 0, UINT32_MAX, &v)) != 0)
         goto out;
     p->kvno = (uint32_t)v;
-    if ((rc = flags_list_from_json(json_object_get(o, "flags"), &flags)) != 0)
+    if ((rc = flags_list_from_json(json_object_get(o, "flags"), "flags", &flags)) != 0)
         goto out;
     p->attributes = flags;
     if (json_object_get(o, "unknown_flags") != NULL) {
@@ -363,13 +418,58 @@ out:
 
 /* ------------------------------------------------------------------ realm and devices */
 
+/* The names of the set bits in flags; the bits without a name are left to the caller. */
+static json_t *
+flags_list_to_json(uint32_t flags)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr != NULL && i < N_FLAGS; i++) {
+        if ((flags & flag_names[i].bit) &&
+            json_array_append_new(arr, json_string(flag_names[i].name)) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
 json_t *
 ck_admin_realm_to_json(const ck_realm_info *r)
 {
-    return json_pack("{s:s,s:o,s:I,s:I,s:I}", "name", r->name, "enctypes",
-                     enctypes_to_json(r->enctypes, r->n_enctypes), "max_life",
-                     (json_int_t)r->max_life, "max_renew", (json_int_t)r->max_renew,
-                     "master_kvno", (json_int_t)r->master_kvno);
+    uint32_t unknown = r->default_attributes & ~known_flags();
+    json_t *o = json_pack("{s:s,s:o,s:I,s:I,s:I,s:o}", "name", r->name, "enctypes",
+                          enctypes_to_json(r->enctypes, r->n_enctypes), "max_life",
+                          (json_int_t)r->max_life, "max_renew", (json_int_t)r->max_renew,
+                          "master_kvno", (json_int_t)r->master_kvno, "default_flags",
+                          flags_list_to_json(r->default_attributes));
+
+    if (o != NULL && unknown != 0 && !set(o, "unknown_default_flags", json_integer(unknown))) {
+        json_decref(o);
+        o = NULL;
+    }
+    return o;
+}
+
+/* "flags" (a list of names) and the optional bits without a name, as in a principal record. */
+static int
+attributes_from_json(const json_t *o, const char *list_member, const char *unknown_member,
+                     uint32_t *out)
+{
+    const json_t *u = json_object_get(o, unknown_member);
+    int64_t v;
+    int rc;
+
+    if ((rc = flags_list_from_json(json_object_get(o, list_member), list_member, out)) != 0)
+        return rc;
+    if (u == NULL)
+        return 0;
+    if ((rc = get_int(o, unknown_member, 1, UINT32_MAX, &v)) != 0)
+        return rc;
+    if ((uint32_t)v & known_flags())
+        return dec_err(unknown_member, "holds a named flag");
+    *out |= (uint32_t)v;
+    return 0;
 }
 
 json_t *
@@ -564,17 +664,113 @@ fail:
     return NULL;
 }
 
-/* ------------------------------------------------------------------ text API */
+/* ------------------------------------------------------------------ realm changes, rename */
+
+json_t *
+ck_admin_realm_mod_to_json(const ck_realm_mod *mod)
+{
+    json_t *o = json_object();
+    uint32_t unknown = mod->default_attributes & ~known_flags();
+
+    if (o == NULL)
+        return NULL;
+    if (((mod->mask & CK_REALM_MOD_MAX_LIFE) && !set(o, "max_life", json_integer(mod->max_life))) ||
+        ((mod->mask & CK_REALM_MOD_MAX_RENEW) &&
+         !set(o, "max_renew", json_integer(mod->max_renew))) ||
+        ((mod->mask & CK_REALM_MOD_ENCTYPES) &&
+         !set(o, "enctypes", enctypes_to_json(mod->enctypes, mod->n_enctypes))) ||
+        ((mod->mask & CK_REALM_MOD_DEFAULT_ATTRIBUTES) &&
+         (!set(o, "default_flags", flags_list_to_json(mod->default_attributes)) ||
+          (unknown != 0 && !set(o, "unknown_default_flags", json_integer(unknown)))))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
 
 int
-ck_admin_json_parse_object(const char *text, size_t len, json_t **out)
+ck_admin_realm_mod_from_json(const json_t *o, ck_realm_mod *out)
+{
+    static const char *const members[] = {"max_life", "max_renew", "enctypes", "default_flags",
+                                          "unknown_default_flags", NULL};
+    const json_t *v;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if (!json_is_object(o))
+        return ck_error_set(CK_ERR_DECODE, "realm change: not a JSON object");
+    if ((rc = check_members(o, members)) != 0)
+        goto fail;
+    if (json_object_get(o, "max_life") != NULL) {
+        if ((rc = get_int(o, "max_life", 1, CK_REALM_LIFE_MAX, &out->max_life)) != 0)
+            goto fail;
+        out->mask |= CK_REALM_MOD_MAX_LIFE;
+    }
+    if (json_object_get(o, "max_renew") != NULL) {
+        if ((rc = get_int(o, "max_renew", 1, CK_REALM_LIFE_MAX, &out->max_renew)) != 0)
+            goto fail;
+        out->mask |= CK_REALM_MOD_MAX_RENEW;
+    }
+    if ((v = json_object_get(o, "enctypes")) != NULL) {
+        if ((rc = enctypes_from_json(v, out->enctypes, &out->n_enctypes)) != 0)
+            goto fail;
+        out->mask |= CK_REALM_MOD_ENCTYPES;
+    }
+    if (json_object_get(o, "unknown_default_flags") != NULL &&
+        json_object_get(o, "default_flags") == NULL) {
+        rc = dec_err("unknown_default_flags", "only with \"default_flags\"");
+        goto fail;
+    }
+    /* The whole set, not a change: what `realm show` printed, edited. */
+    if (json_object_get(o, "default_flags") != NULL) {
+        if ((rc = attributes_from_json(o, "default_flags", "unknown_default_flags",
+                                       &out->default_attributes)) != 0)
+            goto fail;
+        out->mask |= CK_REALM_MOD_DEFAULT_ATTRIBUTES;
+    }
+    if (out->mask == 0) {
+        rc = ck_error_set(CK_ERR_DECODE, "nothing to modify");
+        goto fail;
+    }
+    return 0;
+fail:
+    memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+int
+ck_admin_rename_from_json(const json_t *o, char **new_name)
+{
+    static const char *const members[] = {"new_name", NULL};
+    const json_t *v;
+    int rc;
+
+    *new_name = NULL;
+    if (!json_is_object(o))
+        return ck_error_set(CK_ERR_DECODE, "rename: not a JSON object");
+    if ((rc = check_members(o, members)) != 0)
+        return rc;
+    v = json_object_get(o, "new_name");
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        json_string_length(v) >= CK_PRINCIPAL_MAX_TEXT ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return dec_err("new_name", "must be a principal name");
+    if ((*new_name = strdup(json_string_value(v))) == NULL)
+        return CK_ERR_NOMEM;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ text API */
+
+static int
+parse_bounded(const char *text, size_t len, size_t max, json_t **out)
 {
     json_error_t jerr;
     json_t *o;
 
     *out = NULL;
-    if (len > CK_ADMIN_JSON_MAX)
-        return ck_error_set(CK_ERR_LIMIT, "JSON larger than %d bytes", CK_ADMIN_JSON_MAX);
+    if (len > max)
+        return ck_error_set(CK_ERR_LIMIT, "JSON larger than %zu bytes", max);
     o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
     if (o == NULL)
         return ck_error_set(CK_ERR_DECODE, "malformed JSON at line %d column %d: %.80s",
@@ -585,6 +781,12 @@ ck_admin_json_parse_object(const char *text, size_t len, json_t **out)
     }
     *out = o;
     return 0;
+}
+
+int
+ck_admin_json_parse_object(const char *text, size_t len, json_t **out)
+{
+    return parse_bounded(text, len, CK_ADMIN_JSON_MAX, out);
 }
 
 int
@@ -650,7 +852,8 @@ int
 ck_admin_json_decode_realm(const char *text, size_t len, ck_realm_info *out)
 {
     static const char *const members[] = {"name", "enctypes", "max_life", "max_renew",
-                                          "master_kvno", NULL};
+                                          "master_kvno", "default_flags",
+                                          "unknown_default_flags", NULL};
     json_t *o;
     const json_t *name;
     int64_t v;
@@ -673,7 +876,9 @@ ck_admin_json_decode_realm(const char *text, size_t len, ck_realm_info *out)
                                  &out->n_enctypes)) != 0 ||
         (rc = get_int(o, "max_life", 0, CK_PROFILE_MAX_DURATION, &out->max_life)) != 0 ||
         (rc = get_int(o, "max_renew", 0, CK_PROFILE_MAX_DURATION, &out->max_renew)) != 0 ||
-        (rc = get_int(o, "master_kvno", 0, UINT32_MAX, &v)) != 0)
+        (rc = get_int(o, "master_kvno", 0, UINT32_MAX, &v)) != 0 ||
+        (rc = attributes_from_json(o, "default_flags", "unknown_default_flags",
+                                   &out->default_attributes)) != 0)
         goto out;
     out->master_kvno = (uint32_t)v;
 out:
@@ -711,4 +916,159 @@ int
 ck_admin_json_encode_device(const ck_db_device *dev, char **out)
 {
     return dump_new(ck_admin_device_to_json(dev), out);
+}
+
+int
+ck_admin_json_encode_realm_mod(const ck_realm_mod *mod, char **out)
+{
+    return dump_new(ck_admin_realm_mod_to_json(mod), out);
+}
+
+int
+ck_admin_json_decode_realm_mod(const char *text, size_t len, ck_realm_mod *out)
+{
+    json_t *o;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = ck_admin_json_parse_object(text, len, &o)) != 0)
+        return rc;
+    rc = ck_admin_realm_mod_from_json(o, out);
+    json_decref(o);
+    return rc;
+}
+
+int
+ck_admin_json_encode_rename(const char *new_name, char **out)
+{
+    return dump_new(json_pack("{s:s}", "new_name", new_name), out);
+}
+
+int
+ck_admin_json_decode_rename(const char *text, size_t len, char **new_name)
+{
+    json_t *o;
+    int rc;
+
+    *new_name = NULL;
+    if ((rc = ck_admin_json_parse_object(text, len, &o)) != 0)
+        return rc;
+    rc = ck_admin_rename_from_json(o, new_name);
+    json_decref(o);
+    return rc;
+}
+
+/* Copies a server-supplied text for a terminal: cut to size, control characters replaced (an
+ * error message must not move the cursor or recolour the operator's screen). */
+static void
+copy_printable(char *dst, size_t size, const char *src)
+{
+    ck_strlcpy(dst, src, size);
+    for (char *p = dst; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+}
+
+int
+ck_admin_json_decode_error(const char *text, size_t len, char *code, size_t code_size,
+                           char *message, size_t message_size)
+{
+    static const char *const outer[] = {"error", NULL};
+    static const char *const inner[] = {"code", "message", NULL};
+    const json_t *e, *c, *m;
+    json_t *o;
+    int rc;
+
+    if (code_size > 0)
+        code[0] = '\0';
+    if (message_size > 0)
+        message[0] = '\0';
+    if ((rc = ck_admin_json_parse_object(text, len, &o)) != 0)
+        return rc;
+    e = json_object_get(o, "error");
+    if ((rc = check_members(o, outer)) != 0)
+        goto out;
+    if (!json_is_object(e)) {
+        rc = dec_err("error", "must be an object");
+        goto out;
+    }
+    if ((rc = check_members(e, inner)) != 0)
+        goto out;
+    c = json_object_get(e, "code");
+    m = json_object_get(e, "message");
+    if (!json_is_string(c) || !json_is_string(m)) {
+        rc = dec_err("error", "\"code\" and \"message\" must be strings");
+        goto out;
+    }
+    copy_printable(code, code_size, json_string_value(c));
+    copy_printable(message, message_size, json_string_value(m));
+out:
+    json_decref(o);
+    return rc;
+}
+
+void
+ck_admin_name_page_clear(struct ck_admin_name_page *pg)
+{
+    if (pg == NULL)
+        return;
+    for (size_t i = 0; i < pg->n; i++)
+        free(pg->names[i]);
+    free(pg->names);
+    free(pg->next);
+    memset(pg, 0, sizeof(*pg));
+}
+
+static int
+page_name(const json_t *v, const char *member, char **out)
+{
+    if (!json_is_string(v) || json_string_length(v) == 0 ||
+        json_string_length(v) >= CK_PRINCIPAL_MAX_TEXT ||
+        strlen(json_string_value(v)) != json_string_length(v))
+        return dec_err(member, "must hold principal names");
+    if ((*out = strdup(json_string_value(v))) == NULL)
+        return CK_ERR_NOMEM;
+    return 0;
+}
+
+int
+ck_admin_json_decode_name_page(const char *text, size_t len, struct ck_admin_name_page *out)
+{
+    static const char *const members[] = {"principals", "next", NULL};
+    const json_t *arr, *next;
+    json_t *o;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = parse_bounded(text, len, CK_ADMIN_JSON_PAGE_MAX, &o)) != 0)
+        return rc;
+    if ((rc = check_members(o, members)) != 0)
+        goto out;
+    arr = json_object_get(o, "principals");
+    next = json_object_get(o, "next");
+    if (!json_is_array(arr) || json_array_size(arr) > CK_ADMIN_PAGE_MAX_NAMES) {
+        rc = dec_err("principals", "must be an array of at most 10000 names");
+        goto out;
+    }
+    if (next == NULL || (!json_is_null(next) && !json_is_string(next))) {
+        rc = dec_err("next", "must be a name or null");
+        goto out;
+    }
+    if (json_array_size(arr) > 0 &&
+        (out->names = calloc(json_array_size(arr), sizeof(*out->names))) == NULL) {
+        rc = CK_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        if ((rc = page_name(json_array_get(arr, i), "principals", &out->names[i])) != 0)
+            goto out;
+        out->n++;
+    }
+    if (json_is_string(next) && (rc = page_name(next, "next", &out->next)) != 0)
+        goto out;
+out:
+    json_decref(o);
+    if (rc != 0)
+        ck_admin_name_page_clear(out);
+    return rc;
 }
