@@ -79,6 +79,29 @@ struct cli_admin_ops {
 
 extern const struct cli_admin_ops cli_admin_local; /* ctx: an open ck_store * */
 
+/* The admin API client (admin_remote.c): ctx is a struct cli_remote *. url is the server's
+ * base URL, https://HOST[:PORT] (port 8749 if none), or http:// to a loopback address only;
+ * ca_file (NULL: the system store) verifies the server's certificate. CK_ERR_INVAL for a URL
+ * that is refused (a usage error). */
+extern const struct cli_admin_ops cli_admin_remote;
+struct cli_remote;
+int cli_remote_open(const char *url, const char *ca_file, struct cli_remote **out);
+void cli_remote_close(struct cli_remote *r);
+
+/* The executor a verb runs on: cli_admin_remote if a server is given (server, or --server
+ * before the command: cli_global_server), else cli_admin_local on the store db. Usage errors
+ * (--server with --db or --stash, --ca without --server, a refused URL) and failures are
+ * printed; returns CLI_OK, CLI_FAIL or CLI_USAGE. */
+struct cli_executor {
+    const struct cli_admin_ops *ops;
+    void *ctx;
+    ck_store *store;            /* local */
+    struct cli_remote *remote;  /* remote */
+};
+int cli_executor_open(const char *what, const char *db, const char *stash, const char *server,
+                      const char *ca, bool readonly, struct cli_executor *out);
+void cli_executor_close(struct cli_executor *e);
+
 /* Printers, on standard output: what `principal show` and `realm show` print, from the record
  * alone (never key bytes). ri supplies the realm defaults a principal's 0 lifetimes stand for. */
 void cli_print_principal(const ck_db_principal *p, const ck_realm_info *ri);

@@ -15,6 +15,10 @@
 #define CLI_USAGE 2
 #define CLI_PASSWORD_MAX 1024
 
+/* Options given before the command (`cablekey --server URL [--ca FILE] principal ...`), for
+ * the families with a remote executor (admin_ops.h); NULL if not given. */
+extern const char *cli_global_server, *cli_global_ca;
+
 /* Subcommand entry points: argv[0] is the subcommand's own name. */
 int cli_init(int argc, char **argv);
 int cli_principal(int argc, char **argv);

@@ -12,20 +12,32 @@
 #include "cablekey/principal.h"
 #include "cli.h"
 
+/* local_only: why the family has no remote counterpart (refused with --server); NULL for the
+ * families that run on cablekey-admind too. */
 static const struct {
     const char *name;
     int (*fn)(int argc, char **argv);
     const char *help;
+    const char *local_only;
 } commands[] = {
-    {"init", cli_init, "create a realm database and master key stash"},
-    {"realm", cli_realm, "show and modify the realm's settings (lifetimes, enctypes, flags)"},
-    {"principal", cli_principal, "add, list, show, modify, rotate, rename, delete principals"},
-    {"keytab", cli_keytab, "export keys to MIT-format keytab files, remove entries"},
-    {"device", cli_device, "map device MAC addresses to principals, pin and revoke them"},
-    {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify"},
-    {"mta", cli_mta, "log in with a certificate (PKINIT) and write the TGT to a ccache"},
-    {"db", cli_db, "back up, restore and check the database"},
-    {"audit", cli_audit, "list the audit log of administrative changes; its retention"},
+    {"init", cli_init, "create a realm database and master key stash",
+     "it creates the database file: run it on the KDC host"},
+    {"realm", cli_realm, "show and modify the realm's settings (lifetimes, enctypes, flags)",
+     NULL},
+    {"principal", cli_principal, "add, list, show, modify, rotate, rename, delete principals",
+     NULL},
+    {"keytab", cli_keytab, "export keys to MIT-format keytab files, remove entries",
+     "the admin API never hands out key material: run it on the KDC host with --db"},
+    {"device", cli_device, "map device MAC addresses to principals, pin and revoke them",
+     "the admin API does not change devices: run it on the KDC host with --db"},
+    {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify",
+     "it works on local CA files, not on a realm"},
+    {"mta", cli_mta, "log in with a certificate (PKINIT) and write the TGT to a ccache",
+     "it logs in to a KDC; it does not administer a realm"},
+    {"db", cli_db, "back up, restore and check the database",
+     "it works on the database file: run it on the KDC host"},
+    {"audit", cli_audit, "list the audit log of administrative changes; its retention",
+     "the audit log is not in the admin API: run it on the KDC host with --db"},
 };
 
 static void
@@ -36,7 +48,12 @@ usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nRun 'cablekey COMMAND --help' or 'cablekey help COMMAND [VERB]' for a command's\n"
                "options, 'cablekey --version' for the version. Commands that open a realm\n"
-               "database take --db FILE and --stash FILE (default: FILE.stash).\n");
+               "database take --db FILE and --stash FILE (default: FILE.stash).\n"
+               "\nRemote administration: 'cablekey --server URL [--ca FILE] principal|realm ...'\n"
+               "(or --server URL after the verb) runs the verb on cablekey-admind with your\n"
+               "Kerberos ticket (kinit first). URL is https://HOST[:PORT] (port 8749 if none;\n"
+               "--ca FILE: the CA of its certificate, else the system store) or http:// to a\n"
+               "loopback address only.\n");
 }
 
 int
@@ -141,7 +158,10 @@ cli_verb_help(FILE *f, const char *family, const char *help, const char *verb)
     if (!found)
         return false;
     /* Families whose verbs all open the database say so on their first line. */
-    if (strstr(help, "--db FILE") != NULL && strstr(help, "--db FILE") < strchr(help, '\n'))
+    if (strstr(help, "--server URL") != NULL && strstr(help, "--server URL") < strchr(help, '\n'))
+        fprintf(f, "\nEvery verb takes --db FILE [--stash FILE], or --server URL [--ca FILE] to "
+                   "run on cablekey-admind.\n");
+    else if (strstr(help, "--db FILE") != NULL && strstr(help, "--db FILE") < strchr(help, '\n'))
         fprintf(f, "\nEvery verb takes --db FILE [--stash FILE].\n");
     if (notes != NULL && *notes != '\0')
         fprintf(f, "\n%s", notes);
@@ -174,9 +194,78 @@ help_command(int argc, char **argv)
     return CLI_USAGE;
 }
 
+/* Options before the command: --server URL, --ca FILE (also as --opt=VALUE). Returns how many
+ * arguments they took, or -1 after a usage error. */
+static int
+global_options(int argc, char **argv)
+{
+    int i = 1;
+
+    while (i < argc && strncmp(argv[i], "--", 2) == 0) {
+        const char **dst;
+        const char *name, *eq = strchr(argv[i], '=');
+        size_t n = eq != NULL ? (size_t)(eq - argv[i]) : strlen(argv[i]);
+
+        if (n == 8 && strncmp(argv[i], "--server", n) == 0) {
+            dst = &cli_global_server;
+            name = "--server";
+        } else if (n == 4 && strncmp(argv[i], "--ca", n) == 0) {
+            dst = &cli_global_ca;
+            name = "--ca";
+        } else {
+            break; /* --help, --version, or an unknown option: main() decides */
+        }
+        if (*dst != NULL) {
+            fprintf(stderr, "cablekey: %s given twice\n", name);
+            return -1;
+        }
+        if (eq != NULL) {
+            *dst = eq + 1;
+            i++;
+        } else if (i + 1 < argc) {
+            *dst = argv[i + 1];
+            i += 2;
+        } else {
+            fprintf(stderr, "cablekey: option '%s' needs a value (see 'cablekey --help')\n",
+                    name);
+            return -1;
+        }
+        if (**dst == '\0') {
+            fprintf(stderr, "cablekey: %s: empty value\n", name);
+            return -1;
+        }
+    }
+    return i - 1;
+}
+
+/* A family without a remote counterpart refuses --server, before or after its verb, with the
+ * reason, rather than running locally or failing on an unknown option. */
+static bool
+refuses_server(size_t cmd, int argc, char **argv)
+{
+    const char *opt = cli_global_server != NULL ? "--server" : cli_global_ca != NULL ? "--ca" : NULL;
+
+    if (commands[cmd].local_only == NULL)
+        return false;
+    for (int i = 1; opt == NULL && i < argc && strcmp(argv[i], "--") != 0; i++)
+        if (strcmp(argv[i], "--server") == 0 || strncmp(argv[i], "--server=", 9) == 0)
+            opt = "--server";
+    if (opt == NULL)
+        return false;
+    fprintf(stderr, "cablekey: %s: %s: no remote counterpart: %s\n", commands[cmd].name, opt,
+            commands[cmd].local_only);
+    return true;
+}
+
 int
 main(int argc, char **argv)
 {
+    int skip;
+
+    if ((skip = global_options(argc, argv)) < 0)
+        return CLI_USAGE;
+    argc -= skip;
+    argv += skip;
     if (argc < 2) {
         usage(stderr);
         return CLI_USAGE;
@@ -192,8 +281,11 @@ main(int argc, char **argv)
         return CLI_OK;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
-        if (strcmp(argv[1], commands[i].name) == 0)
-            return commands[i].fn(argc - 1, argv + 1);
+        if (strcmp(argv[1], commands[i].name) != 0)
+            continue;
+        if (refuses_server(i, argc - 1, argv + 1))
+            return CLI_USAGE;
+        return commands[i].fn(argc - 1, argv + 1);
     }
     fprintf(stderr, "cablekey: unknown command '%s' (see 'cablekey --help')\n", argv[1]);
     return CLI_USAGE;

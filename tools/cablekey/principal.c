@@ -21,7 +21,7 @@
 enum {
     OPT_DB = 256, OPT_STASH, OPT_PASSWORD, OPT_PASSWORD_STDIN, OPT_RANDOM, OPT_ENCTYPES,
     OPT_MAX_LIFE, OPT_MAX_RENEW, OPT_EXPIRES, OPT_NEVER_EXPIRES, OPT_PW_EXPIRES, OPT_KEEP,
-    OPT_YES, OPT_HELP,
+    OPT_YES, OPT_HELP, OPT_SERVER, OPT_CA,
     OPT_FLAG = 1024,
 };
 
@@ -40,6 +40,8 @@ static const struct option all_opts[] = {
     {"keep", required_argument, NULL, OPT_KEEP},
     {"yes", no_argument, NULL, OPT_YES},
     {"help", no_argument, NULL, OPT_HELP},
+    {"server", required_argument, NULL, OPT_SERVER},
+    {"ca", required_argument, NULL, OPT_CA},
     {NULL, 0, NULL, 0},
 };
 #define N_FIXED_OPTS (sizeof(all_opts) / sizeof(all_opts[0]) - 1)
@@ -47,6 +49,7 @@ static const struct option all_opts[] = {
 
 struct popts {
     const char *db, *stash;
+    const char *server, *ca;  /* a remote executor (cli_executor_open) */
     const char *password;     /* from --password (argv: visible to ps; prefer --password-stdin) */
     bool password_stdin, random, yes;
     uint32_t attr_set, attr_clear; /* from the flag options */
@@ -61,7 +64,7 @@ struct popts {
 };
 
 static const char principal_help[] =
-    "usage: cablekey principal SUBCOMMAND --db FILE [--stash FILE] ...\n"
+    "usage: cablekey principal SUBCOMMAND (--db FILE [--stash FILE] | --server URL [--ca FILE]) ...\n"
     "\n"
     "  add NAME (--password PW | --password-stdin | --random) [FLAGS] [--enctypes LIST]\n"
     "      [--max-life D] [--max-renew D] [--expires TIME] [--pw-expires TIME]\n"
@@ -105,6 +108,8 @@ parse_opts(const char *what, const char *verb, int argc, char **argv, struct pop
         switch (c) {
         case OPT_DB: o->db = optarg; break;
         case OPT_STASH: o->stash = optarg; break;
+        case OPT_SERVER: o->server = optarg; break;
+        case OPT_CA: o->ca = optarg; break;
         case OPT_PASSWORD: o->password = optarg; break;
         case OPT_PASSWORD_STDIN: o->password_stdin = true; break;
         case OPT_RANDOM: o->random = true; break;
@@ -627,7 +632,7 @@ cli_principal(int argc, char **argv)
     struct verb_ctx v;
     char what[64];
     struct popts o;
-    ck_store *store = NULL;
+    struct cli_executor ex;
     int rc, ret;
 
     if (argc < 2) {
@@ -660,18 +665,19 @@ cli_principal(int argc, char **argv)
             !o.has_max_life && !o.has_max_renew && !o.has_expires && !o.never_expires &&
             !o.has_pw_expires)
             return cli_usage_error(what, "nothing to change: give at least one option");
-        if ((rc = cli_open_store(what, o.db, o.stash, subs[i].readonly, &store)) != CLI_OK)
+        if ((rc = cli_executor_open(what, o.db, o.stash, o.server, o.ca, subs[i].readonly,
+                                    &ex)) != CLI_OK)
             return rc;
         memset(&v, 0, sizeof(v));
         v.what = what;
         v.o = &o;
-        v.ops = &cli_admin_local;
-        v.ctx = store;
+        v.ops = ex.ops;
+        v.ctx = ex.ctx;
         if ((ret = v.ops->realm_get(v.ctx, &v.realm)) != 0)
             rc = cli_fail(what, ret);
         else
             rc = subs[i].fn(&v);
-        ck_store_close(store);
+        cli_executor_close(&ex);
         return rc;
     }
     fprintf(stderr, "cablekey: principal: unknown subcommand '%s' (see 'cablekey principal "

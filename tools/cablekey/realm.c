@@ -12,7 +12,8 @@
 #include "cli.h"
 
 enum {
-    OPT_DB = 256, OPT_STASH, OPT_MAX_LIFE, OPT_MAX_RENEW, OPT_ENCTYPES, OPT_HELP,
+    OPT_DB = 256, OPT_STASH, OPT_MAX_LIFE, OPT_MAX_RENEW, OPT_ENCTYPES, OPT_HELP, OPT_SERVER,
+    OPT_CA,
     OPT_FLAG = 1024,
 };
 
@@ -23,12 +24,14 @@ static const struct option fixed_opts[] = {
     {"max-renew", required_argument, NULL, OPT_MAX_RENEW},
     {"enctypes", required_argument, NULL, OPT_ENCTYPES},
     {"help", no_argument, NULL, OPT_HELP},
+    {"server", required_argument, NULL, OPT_SERVER},
+    {"ca", required_argument, NULL, OPT_CA},
 };
 #define N_FIXED (sizeof(fixed_opts) / sizeof(fixed_opts[0]))
 #define MAX_FLAGS 16
 
 static const char realm_help[] =
-    "usage: cablekey realm SUBCOMMAND --db FILE [--stash FILE] ...\n"
+    "usage: cablekey realm SUBCOMMAND (--db FILE [--stash FILE] | --server URL [--ca FILE]) ...\n"
     "\n"
     "  show\n"
     "  modify [--max-life D] [--max-renew D] [--enctypes LIST] [FLAGS]\n"
@@ -42,6 +45,7 @@ static const char realm_help[] =
 
 struct ropts {
     const char *db, *stash;
+    const char *server, *ca;  /* a remote executor (cli_executor_open) */
     ck_realm_mod mod;
     uint32_t attr_set, attr_clear;
 };
@@ -81,6 +85,8 @@ parse_opts(const char *what, const char *verb, int argc, char **argv, struct rop
         switch (c) {
         case OPT_DB: o->db = optarg; break;
         case OPT_STASH: o->stash = optarg; break;
+        case OPT_SERVER: o->server = optarg; break;
+        case OPT_CA: o->ca = optarg; break;
         case OPT_MAX_LIFE:
             if (cli_parse_duration(optarg, &o->mod.max_life) != 0 || o->mod.max_life == 0)
                 return cli_usage_error(what, "--max-life: %s",
@@ -168,7 +174,7 @@ cli_realm(int argc, char **argv)
     };
     char what[64];
     struct ropts o;
-    ck_store *store = NULL;
+    struct cli_executor ex;
     int rc;
 
     if (argc < 2) {
@@ -192,10 +198,11 @@ cli_realm(int argc, char **argv)
             return cli_usage_error(what, "show takes no settings (did you mean modify?)");
         if (subs[i].fn == do_modify && o.mod.mask == 0 && o.attr_set == 0 && o.attr_clear == 0)
             return cli_usage_error(what, "nothing to change: give at least one option");
-        if ((rc = cli_open_store(what, o.db, o.stash, subs[i].readonly, &store)) != CLI_OK)
+        if ((rc = cli_executor_open(what, o.db, o.stash, o.server, o.ca, subs[i].readonly,
+                                    &ex)) != CLI_OK)
             return rc;
-        rc = subs[i].fn(what, &o, &cli_admin_local, store);
-        ck_store_close(store);
+        rc = subs[i].fn(what, &o, ex.ops, ex.ctx);
+        cli_executor_close(&ex);
         return rc;
     }
     fprintf(stderr, "cablekey: realm: unknown subcommand '%s' (see 'cablekey realm --help')\n",

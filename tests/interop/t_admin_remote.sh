@@ -1,0 +1,284 @@
+#!/usr/bin/env bash
+# `cablekey --server URL`: the CLI's principal and realm verbs run on cablekey-admind with a
+# Kerberos ticket from MIT kinit. A realm on loopback (cablekey-kdc + cablekey-admind); every
+# verb checked against what the local CLI (--db) sees: passwords set remotely work with kinit,
+# `show` prints exactly what the local `show` prints, realm changes are visible locally, the audit
+# log names the ticket's principal. Refusals: no ticket (401), outside the ACL (403), http to a
+# non-loopback address, --server with --db, --server on a family without a remote counterpart.
+# HTTPS with a certificate from `cablekey pki`, verified with --ca.
+. "$(dirname "$0")/lib.sh"
+
+require_tool "MIT client tools" kinit kdestroy
+CK_ADMIND="$CK_BUILD/cablekey-admind"
+[ -x "$CK_ADMIND" ] || bail "cablekey-admind not built at $CK_ADMIND"
+
+realm_init TEST.REALM
+realm_addprinc joe/admin joepw
+realm_addprinc eve evepw
+realm_addprinc mallory mallorypw
+# The service names clients ask for: HTTP@127.0.0.1 and HTTP@localhost.
+realm_addprinc HTTP/127.0.0.1 --random
+realm_addprinc HTTP/localhost --random
+realm_start_kdc
+printf '    localhost = %s\n    127.0.0.1 = %s\n' "$REALM" "$REALM" >>"$KRB5_CONFIG"
+realm_ktexport "$tmp/http.keytab" HTTP/127.0.0.1@TEST.REALM HTTP/localhost@TEST.REALM ||
+    bail "export the HTTP keys"
+
+APORT=$(free_port) || bail "pick a port for cablekey-admind"
+cat >"$tmp/admind.acl" <<'EOF'
+joe/admin@TEST.REALM   *
+eve@TEST.REALM         il
+EOF
+write_admind_conf() { # write_admind_conf FILE [extra lines]
+    local f=$1 l; shift
+    {
+        echo "[admind]"
+        echo "    realm = $REALM"
+        echo "    database = $DB"
+        echo "    stash = $STASH"
+        echo "    keytab = $tmp/http.keytab"
+        echo "    acl_file = $tmp/admind.acl"
+        echo "    log = FILE:$tmp/admind.log"
+        echo "    pid_file = $tmp/admind.pid"
+        for l in "$@"; do echo "    $l"; done
+    } >"$f"
+}
+ADMIND_PID=""
+start_admind() { # start_admind CONF
+    rm -f "$tmp/admind.pid"
+    "$CK_ADMIND" -c "$1" >"$tmp/admind.out" 2>&1 </dev/null &
+    ADMIND_PID=$!
+    CK_BG_PIDS+=("$ADMIND_PID")
+    local _
+    for _ in $(seq 1 100); do
+        [ -s "$tmp/admind.pid" ] && return 0
+        kill -0 "$ADMIND_PID" 2>/dev/null || return 1
+        sleep 0.1
+    done
+    return 1
+}
+stop_admind() {
+    kill -TERM "$ADMIND_PID" 2>/dev/null
+    wait "$ADMIND_PID" 2>/dev/null
+}
+write_admind_conf "$tmp/admind.conf" "listen = 127.0.0.1:$APORT"
+start_admind "$tmp/admind.conf" ||
+    bail "cablekey-admind did not start" "$(cat "$tmp/admind.out" "$tmp/admind.log" 2>/dev/null)"
+ok "cablekey-admind started on 127.0.0.1:$APORT"
+
+S="http://127.0.0.1:$APORT"
+# remote ARGS...: the CLI against the daemon (global --server before the command).
+remote() { timeout -k 5 "$CK_TIMEOUT" "$CK_CLI" --server "$S" "$@"; }
+# remote_pw PW ARGS...: the same with a password on standard input (--password-stdin).
+remote_pw() {
+    local pw=$1; shift
+    printf '%s\n' "$pw" | timeout -k 5 "$CK_TIMEOUT" "$CK_CLI" --server "$S" "$@"
+}
+local_cli() { timeout -k 5 "$CK_TIMEOUT" "$CK_CLI" "$@"; }
+
+# expect_exit DESC CODE PATTERN cmd...: exit status CODE, output (stderr+stdout) matches PATTERN.
+expect_exit() {
+    local desc=$1 want=$2 pat=$3 rc; shift 3
+    ck_run "$@"; rc=$?
+    if [ $rc -eq "$want" ] && grep -Eq -- "$pat" "$tmp/last.err" "$tmp/last.out" 2>/dev/null; then
+        ok "$desc"
+    else
+        not_ok "$desc" "command: $* -> exit $rc (want $want, /$pat/):
+$(ck_last_output)"
+    fi
+}
+
+# same_output DESC FILE1 FILE2
+same_output() {
+    if cmp -s "$2" "$3"; then ok "$1"; else not_ok "$1" "$(diff -u "$2" "$3" | head -40)"; fi
+}
+
+# --- a ticket of an administrator ----------------------------------------------------------
+kinit_pw joe/admin joepw >/dev/null 2>&1 || bail "kinit joe/admin"
+
+# --- realm ---------------------------------------------------------------------------------
+expect_output "realm show (remote)" '^Realm: TEST\.REALM' remote realm show
+cp "$tmp/last.out" "$tmp/realm.remote"
+local_cli realm show --db "$DB" >"$tmp/realm.local" 2>&1
+same_output "realm show: remote output equals local output" "$tmp/realm.local" "$tmp/realm.remote"
+
+# --- principal add / show / list -----------------------------------------------------------
+expect_output "principal add with --password-stdin (remote)" \
+    '^Principal alice@TEST\.REALM created\.$' remote_pw Alice-pw-1 principal add alice \
+    --password-stdin --max-life 2h --pw-expires 2099-01-01
+ck_settle
+expect_success "kinit alice with the password set remotely" kinit_pw alice Alice-pw-1 -c "$tmp/alice.cc"
+expect_output "principal show (remote)" '^Principal: alice@TEST\.REALM$' remote principal show alice
+cp "$tmp/last.out" "$tmp/show.remote"
+local_cli principal show --db "$DB" alice >"$tmp/show.local" 2>&1
+same_output "principal show: remote output equals local --db output" "$tmp/show.local" "$tmp/show.remote"
+grep -q 'Key: vno 1, aes256-cts-hmac-sha1-96, normal "TEST.REALMalice"' "$tmp/show.remote" &&
+    ok "show: keys with their salts, no key bytes" ||
+    not_ok "show: keys with their salts, no key bytes" "$(cat "$tmp/show.remote")"
+expect_output "principal show with --server after the verb" '^Principal: alice@TEST\.REALM$' \
+    local_cli principal show alice --server "$S"
+expect_output "principal add a service with random keys" '^Principal host/svc\.test@TEST\.REALM created' \
+    remote principal add host/svc.test --random --ok-as-delegate
+expect_output "principal list PATTERN (remote)" '^alice@TEST\.REALM$' remote principal list 'a*'
+[ "$(wc -l <"$tmp/last.out")" -eq 1 ] && ok "list 'a*': one name" ||
+    not_ok "list 'a*': one name" "$(cat "$tmp/last.out")"
+remote principal list >"$tmp/list.remote" 2>&1
+local_cli principal list --db "$DB" >"$tmp/list.local" 2>&1
+same_output "principal list: remote output equals local output" "$tmp/list.local" "$tmp/list.remote"
+
+# --- modify / rotate -----------------------------------------------------------------------
+expect_output "principal modify --disallow-all-tix (remote)" 'Principal alice@TEST\.REALM modified' \
+    remote principal modify alice --disallow-all-tix
+ck_settle
+expect_failure "kinit alice refused after the remote modify" '.' kinit_pw alice Alice-pw-1 -c "$tmp/alice.cc"
+expect_success "principal modify --allow-tix --expires (remote)" \
+    remote principal modify alice --allow-tix --expires 2098-06-30
+expect_output "the change is visible locally" '^Expiration date: 2098-06-30' \
+    local_cli principal show --db "$DB" alice
+expect_output "principal rotate --password-stdin (remote)" 'new password keys with kvno 2' \
+    remote_pw Alice-pw-2 principal rotate alice --password-stdin --keep 1
+ck_settle
+expect_success "kinit alice with the password rotated remotely" kinit_pw alice Alice-pw-2 -c "$tmp/alice.cc"
+expect_failure "kinit alice with the old password fails" '.' kinit_pw alice Alice-pw-1 -c "$tmp/alice.cc"
+expect_output "principal rotate of a service (random keys)" 'new random keys with kvno 2' \
+    remote principal rotate host/svc.test
+expect_exit "rotate of a user principal without a key source: usage error" 2 'user principal' \
+    remote principal rotate alice
+expect_exit "modify with nothing to change: usage error" 2 'nothing to change' \
+    remote principal modify alice
+expect_exit "add an existing principal: exit 1" 1 'already exists' \
+    remote principal add alice --random
+
+# --- rename / delete -----------------------------------------------------------------------
+expect_output "principal rename (remote)" 'Principal alice@TEST\.REALM renamed to alice2@TEST\.REALM' \
+    remote principal rename alice alice2
+ck_settle
+expect_success "kinit alice2 with alice's password (salts kept)" kinit_pw alice2 Alice-pw-2 -c "$tmp/alice.cc"
+expect_exit "show the old name: not found, exit 1" 1 'not found' remote principal show alice
+expect_exit "rename onto an existing name: exit 1" 1 'already exists' \
+    remote principal rename alice2 joe/admin
+expect_exit "rename the realm's krbtgt: refused" 1 'ticket-granting' \
+    remote principal rename krbtgt/TEST.REALM krbtgt/OTHER
+expect_exit "delete without --yes from a script: usage error" 2 '--yes' \
+    remote principal delete alice2
+expect_output "principal delete --yes (remote)" 'Principal alice2@TEST\.REALM deleted' \
+    remote principal delete alice2 --yes
+expect_exit "the deleted principal is gone (local show)" 1 'not found' \
+    local_cli principal show --db "$DB" alice2
+
+# --- realm modify ----------------------------------------------------------------------------
+expect_output "realm modify --max-life --no-preauth (remote)" 'Maximum ticket life: 20:00:00' \
+    remote realm modify --max-life 20h --max-renew 3d --no-preauth
+expect_output "realm changes visible locally (max life)" '^Maximum ticket life: 20:00:00' \
+    local_cli realm show --db "$DB"
+grep -q '^Maximum renewable life: 3 days 00:00:00' "$tmp/last.out" &&
+    grep -q '^Default principal flags:$' "$tmp/last.out" &&
+    ok "realm changes visible locally (max renew, default flags)" ||
+    not_ok "realm changes visible locally (max renew, default flags)" "$(cat "$tmp/last.out")"
+expect_success "add after the change (remote)" remote principal add carol --random
+expect_output "a remote add starts from the realm's default flags, as a local one" '^Attributes:$' \
+    local_cli principal show --db "$DB" carol
+expect_success "realm modify back (remote)" remote realm modify --max-life 10h --max-renew 7d --requires-preauth
+expect_exit "realm modify with a bad value: usage error" 2 'max-life' remote realm modify --max-life 0
+expect_exit "realm show takes no settings" 2 'no settings' remote realm show --max-life 1h
+
+# --- audit ---------------------------------------------------------------------------------
+expect_output "audit: the ticket's principal is the actor of a remote add" \
+    'joe/admin@TEST\.REALM[[:space:]]+principal\.add[[:space:]]+carol@TEST\.REALM' \
+    local_cli audit list --db "$DB" --principal carol
+expect_output "audit: ... and of a remote realm change" \
+    'joe/admin@TEST\.REALM[[:space:]]+realm\.modify' local_cli audit list --db "$DB"
+
+# --- refusals --------------------------------------------------------------------------------
+kdestroy >/dev/null 2>&1
+expect_exit "no ticket: exit 1, told to run kinit" 1 'no valid Kerberos ticket: run kinit' \
+    remote principal show joe/admin
+expect_exit "no ticket: a write is refused too" 1 'no valid Kerberos ticket' \
+    remote principal add intruder --random
+kinit_pw mallory mallorypw >/dev/null 2>&1 || bail "kinit mallory"
+expect_exit "outside the ACL: exit 1 with the 403 message" 1 'not allowed by the ACL.*not permitted by the ACL' \
+    remote principal list
+kinit_pw eve evepw >/dev/null 2>&1 || bail "kinit eve"
+expect_output "eve (il) may show" '^Principal: joe/admin@TEST\.REALM' remote principal show joe/admin
+expect_exit "eve (il) may not add: exit 1, 403" 1 "not allowed by the ACL.*needs 'a'" \
+    remote principal add eve2 --random
+expect_exit "eve (il) may not change the realm" 1 "not allowed by the ACL.*needs 'm'" \
+    remote realm modify --max-life 1h
+expect_exit "intruder was never created" 1 'not found' local_cli principal show --db "$DB" intruder
+kinit_pw joe/admin joepw >/dev/null 2>&1
+
+expect_exit "http to a non-loopback address is refused" 2 'plain http only to a loopback address' \
+    local_cli --server "http://192.0.2.1:$APORT" principal show joe/admin
+expect_exit "http to a name that is not localhost is refused" 2 'use https://' \
+    local_cli principal show joe/admin --server "http://kdc.example.org:$APORT"
+expect_exit "--server with --db: usage error" 2 '--server and --db exclude each other' \
+    local_cli --server "$S" principal show joe/admin --db "$DB"
+expect_exit "--server with --db (both after the verb): usage error" 2 'exclude each other' \
+    local_cli realm show --db "$DB" --server "$S"
+expect_exit "--ca with http: usage error" 2 'https' \
+    local_cli principal show joe/admin --server "$S" --ca /etc/hostname
+expect_exit "a URL with a path: usage error" 2 'without a path' \
+    local_cli --server "$S/v1" realm show
+expect_exit "--server on keytab: no remote counterpart" 2 'keytab: --server: no remote counterpart' \
+    local_cli --server "$S" keytab export --out "$tmp/x.keytab" joe/admin
+expect_exit "--server after a keytab verb: refused too" 2 'no remote counterpart' \
+    local_cli keytab export --out "$tmp/x.keytab" --server "$S" joe/admin
+expect_exit "--server on db backup: refused" 2 'db: --server: no remote counterpart' \
+    local_cli --server "$S" db backup --db "$DB" --out "$tmp/b.db"
+[ ! -e "$tmp/x.keytab" ] && ok "nothing was exported" || not_ok "nothing was exported"
+DEAD=$(free_port)
+expect_exit "no daemon at the URL: exit 1, cannot connect" 1 'cannot connect' \
+    local_cli --server "http://127.0.0.1:$DEAD" realm show
+
+stop_admind
+
+# --- HTTPS with a certificate from the operator PKI -------------------------------------------
+require_tool "openssl" openssl
+PKI="$tmp/pki"
+printf 'pki-pw\n' >"$tmp/pki.pw"; chmod 600 "$tmp/pki.pw"
+timeout 120 "$CK_CLI" pki init --dir "$PKI" --realm "$REALM" --org "Test Org" \
+    --password-file "$tmp/pki.pw" >"$tmp/pki.log" 2>&1 </dev/null ||
+    bail "cablekey pki init" "$(tail -n 5 "$tmp/pki.log")"
+timeout 60 "$CK_CLI" pki issue-server --dir "$PKI" --dns localhost --out "$tmp/admind.p12" \
+    --password-file "$tmp/pki.pw" --pem-out "$tmp/admind" --pem-nopass >>"$tmp/pki.log" 2>&1 </dev/null ||
+    bail "cablekey pki issue-server" "$(tail -n 5 "$tmp/pki.log")"
+# The daemon sends its certificate with the issuing CA, so that a client holding only the
+# operator's root (sp-root.pem) can build the path.
+cat "$tmp/admind-cert.pem" "$PKI/sp-ca.pem" >"$tmp/admind-chain.pem"
+TPORT=$(free_port) || bail "pick a port for the TLS daemon"
+write_admind_conf "$tmp/tls.conf" "listen = 127.0.0.1:$TPORT" \
+    "tls_certificate = $tmp/admind-chain.pem" "tls_key = $tmp/admind-key.pem"
+if start_admind "$tmp/tls.conf"; then
+    ok "cablekey-admind started with a cablekey pki certificate"
+    T="https://localhost:$TPORT"
+    expect_output "HTTPS: realm show with --ca (the operator's root CA)" '^Realm: TEST\.REALM' \
+        local_cli --server "$T" --ca "$PKI/sp-root.pem" realm show
+    expect_output "HTTPS: principal show, options after the verb" '^Principal: joe/admin@TEST\.REALM' \
+        local_cli principal show joe/admin --server "$T" --ca "$PKI/sp-root.pem"
+    expect_output "HTTPS: principal add with a password" 'Principal dave@TEST\.REALM created' \
+        bash -c 'printf "Dave-pw-1\n" | "$0" --server "$1" --ca "$2" principal add dave --password-stdin' \
+        "$CK_CLI" "$T" "$PKI/sp-root.pem"
+    ck_settle
+    expect_success "kinit dave with the password set over HTTPS" kinit_pw dave Dave-pw-1 -c "$tmp/dave.cc"
+    expect_exit "HTTPS without --ca: the certificate is not trusted (system store)" 1 'not trusted' \
+        local_cli --server "$T" realm show
+    openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/other.key" -out "$tmp/other.crt" \
+        -days 2 -subj /CN=other >/dev/null 2>&1 || bail "openssl: make an unrelated CA"
+    expect_exit "HTTPS with an unrelated --ca: not trusted" 1 'not trusted' \
+        local_cli --server "$T" --ca "$tmp/other.crt" realm show
+    expect_exit "HTTPS to a name the certificate does not hold" 1 'not trusted|certificate' \
+        local_cli --server "https://127.0.0.1:$TPORT" --ca "$PKI/sp-root.pem" realm show
+    stop_admind
+else
+    not_ok "cablekey-admind started with a cablekey pki certificate" \
+        "$(tail -n 5 "$tmp/admind.out" "$tmp/admind.log")"
+fi
+
+if grep -qE 'Alice-pw|Dave-pw' "$tmp/admind.log"; then
+    not_ok "the daemon's log holds no password" "$(grep -E 'Alice-pw|Dave-pw' "$tmp/admind.log" | head -3)"
+else
+    ok "the daemon's log holds no password"
+fi
+
+realm_stop_kdc
+done_testing

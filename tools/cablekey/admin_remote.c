@@ -1,0 +1,796 @@
+/* The remote executor of the admin verbs (admin_ops.h): the same table as cli_admin_local,
+ * carried out by cablekey-admind over its JSON API (docs/cablekey-admind.md) with libcurl.
+ *
+ * Authentication is the user's Kerberos ticket through HTTP Negotiate, as `curl --negotiate -u :`
+ * does; the records come back through the same codec the daemon encodes with
+ * (lib/admin/json.c) into ck_db_principal / ck_realm_info, so the CLI's printers show a remote
+ * principal exactly as a local one.
+ *
+ * Transport rules, which mirror the daemon's: https with the server certificate verified (the
+ * system store or --ca FILE, e.g. the operator PKI's CA), or plain http to a loopback address
+ * only — requests carry passwords and Kerberos authenticators. The loopback rule is checked on
+ * the URL and again on every address libcurl is about to connect to (a name such as
+ * "localhost" must not resolve elsewhere), and no proxy is ever used. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+
+#include "cablekey/admin.h"
+#include "cablekey/error.h"
+#include "cablekey/store.h"
+#include "cablekey/util.h"
+#include "admin_ops.h"
+#include "cli.h"
+
+#ifndef CK_VERSION
+#define CK_VERSION "unknown"
+#endif
+
+#define REMOTE_DEFAULT_PORT "8749"   /* cablekey-admind's default */
+#define REMOTE_CONNECT_TIMEOUT 10L   /* seconds */
+#define REMOTE_TIMEOUT 60L           /* seconds for a whole request */
+#define REMOTE_MAX_ANSWER CK_ADMIN_JSON_PAGE_MAX /* the largest answer: a page of names */
+#define REMOTE_PAGE_LIMIT 1000       /* names asked per list page */
+#define REMOTE_MAX_PAGES 100000      /* a listing that never ends is the server's fault */
+
+struct cli_remote {
+    char *base;          /* "https://host:port", no trailing slash */
+    char *ca_file;       /* NULL: the system store */
+    bool tls;
+    bool refused_addr;   /* the socket callback refused a non-loopback address */
+};
+
+/* One answer: status and body (NUL-terminated). */
+struct answer {
+    long status;
+    char *body;
+    size_t len;
+    bool too_large;
+};
+
+static int curl_users;
+
+/* ===================================================================== URL */
+
+static bool
+literal_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    char buf[64];
+    size_t n = strlen(host);
+
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    /* curl gives IPv6 hosts in brackets. */
+    if (n > 2 && n < sizeof(buf) && host[0] == '[' && host[n - 1] == ']') {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        if (inet_pton(AF_INET6, buf, &a6) == 1)
+            return IN6_IS_ADDR_LOOPBACK(&a6) ||
+                   (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
+    }
+    return false;
+}
+
+static bool
+sockaddr_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* A part of the URL that must be absent. */
+static bool
+url_has(CURLU *u, CURLUPart part)
+{
+    char *v = NULL;
+    bool has = curl_url_get(u, part, &v, 0) == CURLUE_OK && v != NULL && *v != '\0';
+
+    curl_free(v);
+    return has;
+}
+
+/* Checks the server URL and reduces it to scheme://host:port. CK_ERR_INVAL (a usage error) for
+ * anything but a plain base URL, and for http to a host that is not loopback. */
+static int
+parse_url(const char *url, struct cli_remote *r)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *path = NULL, *port = NULL, *base = NULL;
+    int rc;
+
+    if (u == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "URL");
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || *host == '\0') {
+        rc = ck_error_set(CK_ERR_INVAL, "--server %s: not a URL (https://HOST[:PORT])", url);
+        goto out;
+    }
+    if (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0) {
+        rc = ck_error_set(CK_ERR_INVAL, "--server %s: the scheme must be https (or http to a "
+                          "loopback address)", url);
+        goto out;
+    }
+    r->tls = strcmp(scheme, "https") == 0;
+    if (url_has(u, CURLUPART_USER) || url_has(u, CURLUPART_PASSWORD)) {
+        rc = ck_error_set(CK_ERR_INVAL, "--server %s: no user or password in the URL: the "
+                          "admin API authenticates with your Kerberos ticket", url);
+        goto out;
+    }
+    if (url_has(u, CURLUPART_QUERY) || url_has(u, CURLUPART_FRAGMENT) ||
+        (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path != NULL &&
+         strcmp(path, "/") != 0 && *path != '\0')) {
+        rc = ck_error_set(CK_ERR_INVAL, "--server %s: give the server's base URL "
+                          "(https://HOST[:PORT]), without a path", url);
+        goto out;
+    }
+    if (!r->tls && !literal_loopback(host)) {
+        rc = ck_error_set(CK_ERR_INVAL,
+                          "--server %s: plain http only to a loopback address (127.0.0.1, "
+                          "[::1], localhost): cablekey-admind serves without TLS only on "
+                          "loopback, because requests carry passwords and Kerberos "
+                          "authenticators; use https://", url);
+        goto out;
+    }
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK &&
+        curl_url_set(u, CURLUPART_PORT, REMOTE_DEFAULT_PORT, 0) != CURLUE_OK) {
+        rc = ck_error_set(CK_ERR_NOMEM, "URL");
+        goto out;
+    }
+    if (curl_url_set(u, CURLUPART_PATH, NULL, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_URL, &base, 0) != CURLUE_OK) {
+        rc = ck_error_set(CK_ERR_INVAL, "--server %s: not a URL", url);
+        goto out;
+    }
+    /* curl writes the empty path as "/": the API paths bring their own. */
+    if (strlen(base) > 0 && base[strlen(base) - 1] == '/')
+        base[strlen(base) - 1] = '\0';
+    if ((r->base = strdup(base)) == NULL) {
+        rc = ck_error_set(CK_ERR_NOMEM, "URL");
+        goto out;
+    }
+    rc = 0;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(path);
+    curl_free(port);
+    curl_free(base);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+int
+cli_remote_open(const char *url, const char *ca_file, struct cli_remote **out)
+{
+    struct cli_remote *r;
+    int rc;
+
+    *out = NULL;
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "remote");
+    if (curl_users++ == 0 && curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        curl_users--;
+        free(r);
+        return ck_error_set(CK_ERR_IO, "libcurl: initialisation failed");
+    }
+    /* Request bodies hold passwords: every buffer jansson frees is wiped. Nothing in a remote
+     * run has used JSON before this point. */
+    ck_admin_json_secure_alloc();
+    if ((rc = parse_url(url, r)) != 0)
+        goto fail;
+    if (ca_file != NULL) {
+        if (!r->tls) {
+            rc = ck_error_set(CK_ERR_INVAL, "--ca applies to https:// servers only");
+            goto fail;
+        }
+        if (access(ca_file, R_OK) != 0) {
+            rc = ck_error_set(CK_ERR_IO, "--ca %s: %s", ca_file, strerror(errno));
+            goto fail;
+        }
+        if ((r->ca_file = strdup(ca_file)) == NULL) {
+            rc = ck_error_set(CK_ERR_NOMEM, "remote");
+            goto fail;
+        }
+    }
+    *out = r;
+    return 0;
+fail:
+    cli_remote_close(r);
+    return rc;
+}
+
+void
+cli_remote_close(struct cli_remote *r)
+{
+    if (r == NULL)
+        return;
+    free(r->base);
+    free(r->ca_file);
+    free(r);
+    if (curl_users > 0 && --curl_users == 0)
+        curl_global_cleanup();
+}
+
+/* ===================================================================== HTTP */
+
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct answer *a = arg;
+    size_t n = size * nmemb;
+    char *nb;
+
+    if (n > REMOTE_MAX_ANSWER - a->len) {
+        a->too_large = true;
+        return 0; /* libcurl stops with CURLE_WRITE_ERROR */
+    }
+    if ((nb = realloc(a->body, a->len + n + 1)) == NULL)
+        return 0;
+    a->body = nb;
+    memcpy(a->body + a->len, data, n);
+    a->len += n;
+    a->body[a->len] = '\0';
+    return n;
+}
+
+/* Plain http: every address libcurl connects to must be loopback, whatever the name resolved
+ * to (the URL check saw only the name). */
+static curl_socket_t
+open_socket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct cli_remote *r = arg;
+
+    (void)purpose;
+    if (!r->tls && !sockaddr_loopback(&addr->addr)) {
+        r->refused_addr = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
+static void
+answer_clear(struct answer *a)
+{
+    free(a->body);
+    memset(a, 0, sizeof(*a));
+}
+
+/* Maps a failed transfer to a one-line error. */
+static int
+transfer_error(const struct cli_remote *r, CURLcode cc, const char *errbuf,
+               const struct answer *a)
+{
+    const char *detail = errbuf[0] != '\0' ? errbuf : curl_easy_strerror(cc);
+
+    if (r->refused_addr)
+        return ck_error_set(CK_ERR_PERM, "%s: resolves to an address that is not loopback; "
+                            "plain http is allowed only to loopback (use https://)", r->base);
+    if (a->too_large || cc == CURLE_FILESIZE_EXCEEDED)
+        return ck_error_set(CK_ERR_LIMIT, "%s: answer larger than %d bytes", r->base,
+                            REMOTE_MAX_ANSWER);
+    switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+        return ck_error_set(CK_ERR_TIMEOUT, "%s: no answer in time (%s)", r->base, detail);
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_CONNECT:
+        return ck_error_set(CK_ERR_IO, "cannot connect to %s: %s (is cablekey-admind "
+                            "running there?)", r->base, detail);
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+        return ck_error_set(CK_ERR_INTEGRITY, "%s: the server's TLS certificate is not "
+                            "trusted: %s (give the CA that issued it with --ca FILE)", r->base,
+                            detail);
+    default:
+        return ck_error_set(CK_ERR_IO, "%s: %s", r->base, detail);
+    }
+}
+
+static bool
+add_header(struct curl_slist **list, const char *h)
+{
+    struct curl_slist *n = curl_slist_append(*list, h);
+
+    if (n == NULL)
+        return false;
+    *list = n;
+    return true;
+}
+
+/* One request: method on base + path (already escaped), with an optional JSON body. 0 with
+ * the answer (any HTTP status), or an error for a transfer that did not complete. */
+static int
+perform(struct cli_remote *r, const char *method, const char *path, const char *body,
+        size_t body_len, struct answer *a)
+{
+    char errbuf[CURL_ERROR_SIZE] = "", *url = NULL;
+    struct curl_slist *hdrs = NULL;
+    CURL *c = NULL;
+    CURLcode cc;
+    size_t n = strlen(r->base) + strlen(path) + 1;
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    r->refused_addr = false;
+    if ((url = malloc(n)) == NULL || (c = curl_easy_init()) == NULL) {
+        rc = ck_error_set(CK_ERR_NOMEM, "request");
+        goto out;
+    }
+    snprintf(url, n, "%s%s", r->base, path);
+    /* No Expect: 100-continue (one round trip), JSON both ways. */
+    if (!add_header(&hdrs, "Accept: application/json") || !add_header(&hdrs, "Expect:") ||
+        (body != NULL && !add_header(&hdrs, "Content-Type: application/json"))) {
+        rc = ck_error_set(CK_ERR_NOMEM, "request");
+        goto out;
+    }
+    /* A fresh handle per request: the daemon authenticates every request, while libcurl would
+     * treat a Negotiate connection as authenticated once and send no token on reuse. */
+    if (curl_easy_setopt(c, CURLOPT_URL, url) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, r->tls ? "https" : "http") != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+        /* Never a proxy (not even from http_proxy): it would see the traffic, and the
+         * loopback rule is about where the bytes go. */
+        curl_easy_setopt(c, CURLOPT_PROXY, "") != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_NOPROXY, "*") != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_HTTPAUTH, (long)CURLAUTH_NEGOTIATE) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_USERPWD, ":") != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, REMOTE_CONNECT_TIMEOUT) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_TIMEOUT, REMOTE_TIMEOUT) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)REMOTE_MAX_ANSWER) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
+        (r->ca_file != NULL && curl_easy_setopt(c, CURLOPT_CAINFO, r->ca_file) != CURLE_OK) ||
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, r) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_WRITEDATA, a) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_USERAGENT, "cablekey/" CK_VERSION) != CURLE_OK ||
+        curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK ||
+        (body != NULL &&
+         (curl_easy_setopt(c, CURLOPT_POSTFIELDS, body) != CURLE_OK ||
+          curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body_len) != CURLE_OK))) {
+        rc = ck_error_set(CK_ERR_UNSUPPORTED, "libcurl: an option this client needs is not "
+                          "supported (%s)", errbuf);
+        goto out;
+    }
+    if ((cc = curl_easy_perform(c)) != CURLE_OK) {
+        rc = transfer_error(r, cc, errbuf, a);
+        answer_clear(a);
+        goto out;
+    }
+    (void)curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &a->status);
+    rc = 0;
+out:
+    curl_easy_cleanup(c);
+    curl_slist_free_all(hdrs);
+    free(url);
+    return rc;
+}
+
+/* An answer that is not 2xx, as an error: the daemon's {"error": {code, message}} mapped to the
+ * CK_ERR_* a local store would have returned, with what the operator can do about it. */
+static int
+status_error(const struct cli_remote *r, const struct answer *a)
+{
+    char code[64], msg[512];
+    bool decoded = a->body != NULL &&
+                   ck_admin_json_decode_error(a->body, a->len, code, sizeof(code), msg,
+                                              sizeof(msg)) == 0;
+
+    if (!decoded) {
+        code[0] = '\0';
+        snprintf(msg, sizeof(msg), "HTTP status %ld", a->status);
+    }
+    switch (a->status) {
+    case 401:
+        return ck_error_set(CK_ERR_PERM, "no valid Kerberos ticket: run kinit (%s: %s)",
+                            r->base, msg);
+    case 403:
+        return ck_error_set(CK_ERR_PERM, "not allowed by the ACL of %s: %s", r->base, msg);
+    case 404:
+        if (strcmp(code, "not_found") == 0 && strcmp(msg, "no such resource") != 0)
+            return ck_error_set(CK_ERR_NOTFOUND, "%s", msg);
+        return ck_error_set(CK_ERR_UNSUPPORTED, "%s does not offer this operation (%s): is it "
+                            "a cablekey-admind of this version?", r->base, msg);
+    case 405:
+        return ck_error_set(CK_ERR_UNSUPPORTED, "%s does not offer this operation (%s): is it "
+                            "a cablekey-admind of this version?", r->base, msg);
+    case 409:
+        return ck_error_set(strcmp(code, "exists") == 0 ? CK_ERR_EXISTS : CK_ERR_POLICY, "%s",
+                            msg);
+    case 400:
+        return ck_error_set(CK_ERR_INVAL, "%s", msg);
+    case 413:
+        return ck_error_set(CK_ERR_LIMIT, "%s", msg);
+    default:
+        return ck_error_set(CK_ERR_IO, "%s: HTTP %ld: %s", r->base, a->status, msg);
+    }
+}
+
+/* perform() and, unless the status is want, the error it stands for. */
+static int
+call(struct cli_remote *r, const char *method, const char *path, const char *body,
+     size_t body_len, long want, struct answer *a)
+{
+    int rc = perform(r, method, path, body, body_len, a);
+
+    if (rc == 0 && a->status != want) {
+        rc = status_error(r, a);
+        answer_clear(a);
+    }
+    return rc;
+}
+
+/* "/v1/principals/<name escaped>[suffix]"; malloc'd. */
+static int
+principal_path(const char *name, const char *suffix, char **out)
+{
+    char *esc = curl_easy_escape(NULL, name, 0);
+    size_t n;
+
+    *out = NULL;
+    if (esc == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "URL");
+    n = strlen("/v1/principals/") + strlen(esc) + strlen(suffix) + 1;
+    if ((*out = malloc(n)) != NULL)
+        snprintf(*out, n, "/v1/principals/%s%s", esc, suffix);
+    curl_free(esc);
+    return *out != NULL ? 0 : ck_error_set(CK_ERR_NOMEM, "URL");
+}
+
+/* A principal record answered with status want; NULL out when not wanted. */
+static int
+principal_call(struct cli_remote *r, const char *method, const char *name, const char *suffix,
+               const char *body, size_t body_len, long want, ck_db_principal **out)
+{
+    struct answer a;
+    char *path = NULL;
+    ck_db_principal *p = NULL;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if ((rc = principal_path(name, suffix, &path)) != 0)
+        return rc;
+    if ((rc = call(r, method, path, body, body_len, want, &a)) != 0)
+        goto out;
+    if ((rc = ck_admin_json_decode_principal(a.body != NULL ? a.body : "", a.len, &p)) != 0) {
+        rc = ck_error_set(CK_ERR_PROTO, "%s: unexpected answer: %s", r->base,
+                          ck_error_context());
+        goto out;
+    }
+    if (out != NULL) {
+        *out = p;
+        p = NULL;
+    }
+out:
+    ck_db_principal_free(p);
+    answer_clear(&a);
+    free(path);
+    return rc;
+}
+
+/* ===================================================================== the executor */
+
+static int
+remote_realm_answer(struct cli_remote *r, const struct answer *a, ck_realm_info *out)
+{
+    if (ck_admin_json_decode_realm(a->body != NULL ? a->body : "", a->len, out) != 0)
+        return ck_error_set(CK_ERR_PROTO, "%s: unexpected answer: %s", r->base,
+                            ck_error_context());
+    return 0;
+}
+
+static int
+remote_realm_get(void *ctx, ck_realm_info *out)
+{
+    struct answer a;
+    int rc;
+
+    if ((rc = call(ctx, "GET", "/v1/realm", NULL, 0, 200, &a)) == 0)
+        rc = remote_realm_answer(ctx, &a, out);
+    answer_clear(&a);
+    return rc;
+}
+
+static int
+remote_realm_modify(void *ctx, const ck_realm_mod *mod, ck_realm_info *out)
+{
+    struct answer a = {0};
+    ck_realm_info ri;
+    char *body = NULL;
+    int rc;
+
+    if (mod->mask == 0)
+        return ck_error_set(CK_ERR_INVAL, "realm modify: nothing to change");
+    if ((rc = ck_admin_json_encode_realm_mod(mod, &body)) != 0)
+        return ck_error_set(rc, "realm modify: cannot encode the request");
+    if ((rc = call(ctx, "PATCH", "/v1/realm", body, strlen(body), 200, &a)) == 0 &&
+        (rc = remote_realm_answer(ctx, &a, &ri)) == 0 && out != NULL)
+        *out = ri;
+    answer_clear(&a);
+    free(body);
+    return rc;
+}
+
+static int
+remote_princ_get(void *ctx, const char *name, ck_db_principal **out)
+{
+    return principal_call(ctx, "GET", name, "", NULL, 0, 200, out);
+}
+
+static int
+remote_princ_list(void *ctx, const char *pattern, cli_name_cb cb, void *arg)
+{
+    struct cli_remote *r = ctx;
+    struct ck_admin_name_page pg = {0};
+    struct answer a = {0};
+    char *pat = curl_easy_escape(NULL, pattern != NULL ? pattern : "*", 0);
+    char *after = NULL, *path = NULL, *prev = NULL;
+    size_t n;
+    int rc = 0;
+
+    if (pat == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "URL");
+    for (unsigned page = 0; rc == 0; page++) {
+        if (page == REMOTE_MAX_PAGES) {
+            rc = ck_error_set(CK_ERR_LIMIT, "%s: listing longer than %d pages", r->base,
+                              REMOTE_MAX_PAGES);
+            break;
+        }
+        n = strlen(pat) + (after != NULL ? strlen(after) : 0) + 64;
+        free(path);
+        if ((path = malloc(n)) == NULL) {
+            rc = ck_error_set(CK_ERR_NOMEM, "URL");
+            break;
+        }
+        snprintf(path, n, "/v1/principals?pattern=%s&limit=%d%s%s", pat, REMOTE_PAGE_LIMIT,
+                 after != NULL ? "&after=" : "", after != NULL ? after : "");
+        if ((rc = call(r, "GET", path, NULL, 0, 200, &a)) != 0)
+            break;
+        if ((rc = ck_admin_json_decode_name_page(a.body != NULL ? a.body : "", a.len, &pg)) != 0) {
+            rc = ck_error_set(CK_ERR_PROTO, "%s: unexpected answer: %s", r->base,
+                              ck_error_context());
+            break;
+        }
+        answer_clear(&a);
+        for (size_t i = 0; i < pg.n && rc == 0; i++)
+            rc = cb(pg.names[i], arg);
+        if (rc != 0 || pg.next == NULL)
+            break;
+        /* Each page must end past the previous one, or the listing could go round for ever. */
+        if (pg.n == 0 || strcmp(pg.next, pg.names[pg.n - 1]) < 0 ||
+            (prev != NULL && strcmp(pg.next, prev) <= 0)) {
+            rc = ck_error_set(CK_ERR_PROTO, "%s: the listing does not advance", r->base);
+            break;
+        }
+        curl_free(after);
+        free(prev);
+        prev = pg.next;
+        pg.next = NULL;
+        if ((after = curl_easy_escape(NULL, prev, 0)) == NULL)
+            rc = ck_error_set(CK_ERR_NOMEM, "URL");
+        ck_admin_name_page_clear(&pg);
+    }
+    ck_admin_name_page_clear(&pg);
+    answer_clear(&a);
+    curl_free(after);
+    curl_free(pat);
+    free(prev);
+    free(path);
+    return rc;
+}
+
+/* The request body of add/modify/rotate; *body holds the password when the request does:
+ * freed by the caller with ck_free_secret(*body, *len + 1). */
+static int
+encode_req(const struct cli_princ_req *req, enum ck_admin_req_kind kind, char **body,
+           size_t *len)
+{
+    struct ck_admin_principal_req r = {0};
+    int rc;
+
+    r.kind = kind;
+    if (kind != CK_ADMIN_REQ_KEYS) {
+        if (req->mask & CLI_PRINC_MAX_LIFE) {
+            r.present |= CK_ADMIN_REQ_MAX_LIFE;
+            r.max_life = req->max_life;
+        }
+        if (req->mask & CLI_PRINC_MAX_RENEW) {
+            r.present |= CK_ADMIN_REQ_MAX_RENEW;
+            r.max_renew = req->max_renew;
+        }
+        if (req->mask & CLI_PRINC_EXPIRES) {
+            r.present |= CK_ADMIN_REQ_EXPIRES;
+            r.expires = req->expires;
+        }
+        if (req->mask & CLI_PRINC_PW_EXPIRES) {
+            r.present |= CK_ADMIN_REQ_PW_EXPIRES;
+            r.pw_expires = req->pw_expires;
+        }
+        if (req->attr_set != 0 || req->attr_clear != 0) {
+            r.present |= CK_ADMIN_REQ_FLAGS;
+            r.flags_set = req->attr_set;
+            r.flags_clear = req->attr_clear;
+        }
+    }
+    if (kind != CK_ADMIN_REQ_MODIFY) {
+        if (req->keys == CLI_KEYS_RANDOM) {
+            r.random_key = true;
+        } else if (req->keys == CLI_KEYS_PASSWORD && req->password != NULL &&
+                   req->password_len > 0) {
+            /* Only read by the encoder; the caller owns (and wipes) it. */
+            r.password = (char *)req->password;
+            r.password_len = req->password_len;
+        } else {
+            return ck_error_set(CK_ERR_INVAL, "principal %s: no key source", req->name);
+        }
+        if (req->n_enctypes > 0) {
+            r.present |= CK_ADMIN_REQ_ENCTYPES;
+            r.n_enctypes = req->n_enctypes;
+            memcpy(r.enctypes, req->enctypes, req->n_enctypes * sizeof(r.enctypes[0]));
+        }
+    }
+    if (kind == CK_ADMIN_REQ_KEYS && req->keep != 0) {
+        r.present |= CK_ADMIN_REQ_KEEP;
+        r.keep = req->keep;
+    }
+    if (kind == CK_ADMIN_REQ_MODIFY && r.present == 0)
+        return ck_error_set(CK_ERR_INVAL, "principal %s: nothing to change", req->name);
+    rc = ck_admin_json_encode_request(&r, body, len);
+    if (rc != 0)
+        rc = ck_error_set(rc, "principal %s: cannot encode the request", req->name);
+    return rc;
+}
+
+static int
+req_call(void *ctx, const struct cli_princ_req *req, enum ck_admin_req_kind kind,
+         const char *method, const char *suffix, long want, ck_db_principal **out)
+{
+    char *body = NULL;
+    size_t len = 0;
+    int rc;
+
+    if ((rc = encode_req(req, kind, &body, &len)) != 0)
+        return rc;
+    rc = principal_call(ctx, method, req->name, suffix, body, len, want, out);
+    ck_free_secret(body, len + 1);
+    return rc;
+}
+
+static int
+remote_princ_add(void *ctx, const struct cli_princ_req *req)
+{
+    return req_call(ctx, req, CK_ADMIN_REQ_CREATE, "POST", "", 201, NULL);
+}
+
+static int
+remote_princ_modify(void *ctx, const struct cli_princ_req *req)
+{
+    return req_call(ctx, req, CK_ADMIN_REQ_MODIFY, "PATCH", "", 200, NULL);
+}
+
+static int
+remote_princ_rotate(void *ctx, const struct cli_princ_req *req, uint32_t *new_kvno)
+{
+    ck_db_principal *p = NULL;
+    int rc = req_call(ctx, req, CK_ADMIN_REQ_KEYS, "POST", "/keys", 200, &p);
+
+    if (rc == 0 && new_kvno != NULL)
+        *new_kvno = p->kvno;
+    ck_db_principal_free(p);
+    return rc;
+}
+
+static int
+remote_princ_delete(void *ctx, const char *name)
+{
+    struct answer a;
+    char *path = NULL;
+    int rc;
+
+    if ((rc = principal_path(name, "", &path)) != 0)
+        return rc;
+    rc = call(ctx, "DELETE", path, NULL, 0, 204, &a);
+    answer_clear(&a);
+    free(path);
+    return rc;
+}
+
+static int
+remote_princ_rename(void *ctx, const char *old_name, const char *new_name)
+{
+    char *body = NULL;
+    int rc;
+
+    if ((rc = ck_admin_json_encode_rename(new_name, &body)) != 0)
+        return ck_error_set(rc, "principal %s: cannot encode the request", old_name);
+    rc = principal_call(ctx, "POST", old_name, "/rename", body, strlen(body), 200, NULL);
+    free(body);
+    return rc;
+}
+
+const struct cli_admin_ops cli_admin_remote = {
+    .realm_get = remote_realm_get,
+    .realm_modify = remote_realm_modify,
+    .princ_get = remote_princ_get,
+    .princ_list = remote_princ_list,
+    .princ_add = remote_princ_add,
+    .princ_modify = remote_princ_modify,
+    .princ_rotate = remote_princ_rotate,
+    .princ_delete = remote_princ_delete,
+    .princ_rename = remote_princ_rename,
+};
+
+/* ===================================================================== choosing the executor */
+
+const char *cli_global_server, *cli_global_ca;
+
+int
+cli_executor_open(const char *what, const char *db, const char *stash, const char *server,
+                  const char *ca, bool readonly, struct cli_executor *out)
+{
+    int ret, rc;
+
+    memset(out, 0, sizeof(*out));
+    if (server != NULL && cli_global_server != NULL)
+        return cli_usage_error(what, "--server given twice (before the command and after it)");
+    if (ca != NULL && cli_global_ca != NULL)
+        return cli_usage_error(what, "--ca given twice (before the command and after it)");
+    if (server == NULL)
+        server = cli_global_server;
+    if (ca == NULL)
+        ca = cli_global_ca;
+    if (server != NULL && db != NULL)
+        return cli_usage_error(what, "--server and --db exclude each other: --db FILE runs the "
+                               "verb on a local database, --server URL on cablekey-admind");
+    if (server != NULL && stash != NULL)
+        return cli_usage_error(what, "--stash applies to a local database (--db) only");
+    if (ca != NULL && server == NULL)
+        return cli_usage_error(what, "--ca applies to --server https://... only");
+    if (server == NULL) {
+        if ((rc = cli_open_store(what, db, stash, readonly, &out->store)) != CLI_OK)
+            return rc;
+        out->ops = &cli_admin_local;
+        out->ctx = out->store;
+        return CLI_OK;
+    }
+    if ((ret = cli_remote_open(server, ca, &out->remote)) != 0) {
+        if (ret == CK_ERR_INVAL)
+            return cli_usage_error(what, "%s", ck_error_context());
+        return cli_fail(what, ret);
+    }
+    out->ops = &cli_admin_remote;
+    out->ctx = out->remote;
+    return CLI_OK;
+}
+
+void
+cli_executor_close(struct cli_executor *e)
+{
+    if (e == NULL)
+        return;
+    ck_store_close(e->store);
+    cli_remote_close(e->remote);
+    memset(e, 0, sizeof(*e));
+}
