@@ -378,7 +378,8 @@ op_rename(struct back *b, const json_t *msg, struct reply *r)
 
     check_members(msg, members);
     from = get_name(b, msg);
-    /* The new name passes the same check as the old (canonical, in this realm). */
+    /* The new name passes the same checks as the old (a string, canonical, in this realm). */
+    (void)get_str(msg, "new_name", true);
     if ((shifted = json_pack("{s:O}", "name", json_object_get(msg, "new_name"))) == NULL) {
         fail(r, 500, "internal", "out of memory");
         return;

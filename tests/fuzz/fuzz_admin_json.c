@@ -1,6 +1,7 @@
 /* Fuzzes the admin API's JSON decoders: the three request kinds (what HTTP clients send, and
- * what the daemon's back process receives), principal and realm records; a decoded request is
- * re-encoded and must decode again to the same fields. */
+ * what the daemon's back process receives), realm changes and renames, principal and realm
+ * records, error answers and list pages (what `cablekey --server` receives); a decoded request
+ * or realm change is re-encoded and must decode again to the same fields. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,5 +41,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     ck_db_principal_free(p);
     (void)ck_admin_json_decode_realm(text, size, &realm);
+    {
+        ck_realm_mod mod, mod2;
+        struct ck_admin_name_page pg;
+        char *name = NULL, code[64], msg[512];
+
+        if (ck_admin_json_decode_realm_mod(text, size, &mod) == 0) {
+            if (ck_admin_json_encode_realm_mod(&mod, &out) != 0 ||
+                ck_admin_json_decode_realm_mod(out, strlen(out), &mod2) != 0 ||
+                mod2.mask != mod.mask || mod2.default_attributes != mod.default_attributes ||
+                mod2.max_life != mod.max_life || mod2.n_enctypes != mod.n_enctypes)
+                abort();
+            free(out);
+        }
+        if (ck_admin_json_decode_rename(text, size, &name) == 0 && (name == NULL || *name == '\0'))
+            abort();
+        free(name);
+        (void)ck_admin_json_decode_error(text, size, code, sizeof(code), msg, sizeof(msg));
+        if (ck_admin_json_decode_name_page(text, size, &pg) == 0 &&
+            pg.n > CK_ADMIN_PAGE_MAX_NAMES)
+            abort();
+        ck_admin_name_page_clear(&pg);
+    }
     return 0;
 }

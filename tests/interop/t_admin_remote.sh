@@ -196,7 +196,7 @@ expect_exit "no ticket: exit 1, told to run kinit" 1 'no valid Kerberos ticket: 
 expect_exit "no ticket: a write is refused too" 1 'no valid Kerberos ticket' \
     remote principal add intruder --random
 kinit_pw mallory mallorypw >/dev/null 2>&1 || bail "kinit mallory"
-expect_exit "outside the ACL: exit 1 with the 403 message" 1 'not allowed by the ACL.*not permitted by the ACL' \
+expect_exit "outside the ACL: exit 1 with the 403 message" 1 'not allowed by the ACL of http:[^ ]+ \(needs .i., no matching entry\)' \
     remote principal list
 kinit_pw eve evepw >/dev/null 2>&1 || bail "kinit eve"
 expect_output "eve (il) may show" '^Principal: joe/admin@TEST\.REALM' remote principal show joe/admin

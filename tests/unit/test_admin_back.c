@@ -183,9 +183,50 @@ test_operations(void)
     ck_db_keys_free(keys, n_keys);
     ck_db_principal_free(p);
     ck_store_close(s);
-    expect_reply(&b, "{\"op\":\"principal.delete\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\"}",
+    /* Rename: the record answers under its new name and keeps its keys (salts included). */
+    expect_reply(&b, "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"bob@TEST.REALM\",\"new_name\":\"bob2@TEST.REALM\"}",
+                 "{\"status\":200,\"body\":{");
+    expect_reply(&b, "{\"op\":\"principal.get\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob2@TEST.REALM\"}",
+                 "\"kvno\":2");
+    expect_reply(&b, "{\"op\":\"principal.get\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\"}",
+                 "\"status\":404");
+    expect_reply(&b, "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"nobody@TEST.REALM\",\"new_name\":\"x@TEST.REALM\"}",
+                 "{\"status\":404,\"error\":{\"code\":\"not_found\"");
+    expect_reply(&b, "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"krbtgt/TEST.REALM@TEST.REALM\",\"new_name\":\"x@TEST.REALM\"}",
+                 "{\"status\":409,\"error\":{\"code\":\"conflict\"");
+    expect_reply(&b, "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"bob2@TEST.REALM\",\"new_name\":\"krbtgt/TEST.REALM@TEST.REALM\"}",
+                 "\"status\":409");
+    /* Realm changes: applied, answered with the new record, and used by the next create. */
+    expect_reply(&b, "{\"op\":\"realm.modify\",\"actor\":\"a@TEST.REALM\",\"req\":"
+                     "{\"max_life\":7200,\"default_flags\":[\"disallow_svr\"],"
+                     "\"enctypes\":[\"aes128-cts-hmac-sha1-96\"]}}",
+                 "\"max_life\":7200,\"max_renew\":604800,\"master_kvno\":1,"
+                 "\"default_flags\":[\"disallow_svr\"]}");
+    expect_reply(&b, "{\"op\":\"principal.create\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"carol@TEST.REALM\",\"req\":{\"random_key\":true}}",
+                 "\"flags\":[\"disallow_svr\"],\"keys\":[{\"kvno\":1,\"enctype\":"
+                 "\"aes128-cts-hmac-sha1-96\"");
+    expect_reply(&b, "{\"op\":\"realm.get\",\"actor\":\"a@TEST.REALM\"}", "\"max_life\":7200");
+    /* A value the decoder passes but the store refuses (max_renew is fine, enctype range is
+     * the store's): still an answer, not an exit. */
+    expect_reply(&b, "{\"op\":\"realm.modify\",\"actor\":\"a@TEST.REALM\",\"req\":"
+                     "{\"max_renew\":2147483647}}", "\"status\":200");
+    expect_reply(&b, "{\"op\":\"principal.delete\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob2@TEST.REALM\"}",
                  "{\"status\":204}");
     CHECK_INT_EQ(stop_back(&b), 0); /* closing the channel: a clean exit */
+    /* What the back process wrote is in the database for everyone else. */
+    CHECK_OK(ck_store_open(db, stash, CK_STORE_READONLY, &s));
+    if (s != NULL) {
+        CHECK_INT_EQ(ck_store_realm(s)->max_life, 7200);
+        CHECK_INT_EQ(ck_store_realm(s)->default_attributes, CK_ATTR_DISALLOW_SVR);
+        CHECK_INT_EQ(ck_store_realm(s)->n_enctypes, 1);
+        CHECK(ck_store_get_principal(s, "bob2@TEST.REALM", &p) == CK_ERR_NOTFOUND);
+    }
+    ck_store_close(s);
     fixture_down();
 }
 
@@ -205,6 +246,19 @@ test_protocol_violations(void)
         "{\"op\":\"principal.modify\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\"}",
         "{\"op\":\"principal.list\",\"actor\":\"a@TEST.REALM\",\"pattern\":\"*\",\"limit\":0}",
         "{\"op\":\"realm.get\",\"actor\":\"\"}",
+        /* The two changes added with `cablekey --server`: the same rules. */
+        "{\"op\":\"realm.modify\",\"actor\":\"a@TEST.REALM\",\"req\":{}}",
+        "{\"op\":\"realm.modify\",\"actor\":\"a@TEST.REALM\"}",
+        "{\"op\":\"realm.modify\",\"actor\":\"a@TEST.REALM\",\"req\":{\"max_life\":0}}",
+        "{\"op\":\"realm.modify\",\"actor\":\"a@TEST.REALM\",\"req\":{\"max_life\":60},"
+        "\"name\":\"bob@TEST.REALM\"}",
+        "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\"}",
+        "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","
+        "\"new_name\":\"carol\"}",
+        "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","
+        "\"new_name\":\"carol@OTHER.REALM\"}",
+        "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","
+        "\"new_name\":[\"carol@TEST.REALM\"]}",
         "{\"op\":\"realm.get\"",
         "[\"realm.get\"]",
     };

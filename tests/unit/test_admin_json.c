@@ -34,6 +34,9 @@ sample_principal(void)
     p->keys[1].kvno = 2;
     p->keys[1].enctype = 17;
     p->keys[1].salt_type = CK_SALTTYPE_SPECIAL;
+    p->keys[1].salt = malloc(3);
+    memcpy(p->keys[1].salt, "\x00\xffZ", 3);
+    p->keys[1].salt_len = 3;
     return p;
 }
 
@@ -67,7 +70,11 @@ test_principal_roundtrip(void)
         CHECK_INT_EQ(q->keys[1].kvno, 2);
         CHECK_INT_EQ(q->keys[1].salt_type, CK_SALTTYPE_SPECIAL);
         CHECK_INT_EQ(q->keys[0].key.length, 0);
+        /* Salts are public (ETYPE-INFO2) and printed by `principal show`: they travel. */
+        CHECK_INT_EQ(q->keys[0].salt_len, 0);
+        CHECK_MEM_EQ(q->keys[1].salt, q->keys[1].salt_len, "\x00\xffZ", 3);
     }
+    CHECK(strstr(text, "\"salt\":\"00ff5a\"") != NULL);
     ck_db_principal_free(q);
     free(text);
     ck_db_principal_free(p);
@@ -105,6 +112,14 @@ test_principal_decode_strict(void)
                        "enctype");
     expect_decode_fail("{" PBASE ",\"keys\":[{\"kvno\":1,\"enctype\":\"aes256-cts-hmac-sha1-96\","
                        "\"salt_type\":0,\"key\":\"AAAA\"}]}", "unknown member \"key\"");
+    expect_decode_fail("{" PBASE ",\"keys\":[{\"kvno\":1,\"enctype\":\"aes256-cts-hmac-sha1-96\","
+                       "\"salt_type\":0,\"salt\":\"abc\"}]}", "\"salt\"");
+    expect_decode_fail("{" PBASE ",\"keys\":[{\"kvno\":1,\"enctype\":\"aes256-cts-hmac-sha1-96\","
+                       "\"salt_type\":0,\"salt\":\"AB\"}]}", "lower-case");
+    expect_decode_fail("{" PBASE ",\"keys\":[{\"kvno\":1,\"enctype\":\"aes256-cts-hmac-sha1-96\","
+                       "\"salt_type\":0,\"salt\":\"zz\"}]}", "\"salt\"");
+    expect_decode_fail("{" PBASE ",\"keys\":[{\"kvno\":1,\"enctype\":\"aes256-cts-hmac-sha1-96\","
+                       "\"salt_type\":0,\"salt\":\"\"}]}", "\"salt\"");
     expect_decode_fail("{\"name\":\"a@R\",\"kvno\":1.5}", "kvno");
     expect_decode_fail("{\"name\":\"a\\u0000b@R\"}", "u0000");
     expect_decode_fail("[1,2]", "object");
@@ -116,19 +131,183 @@ static void
 test_realm_roundtrip(void)
 {
     ck_realm_info r = {.n_enctypes = 2, .enctypes = {18, 17}, .max_life = 36000,
-                       .max_renew = 604800, .master_kvno = 1};
+                       .max_renew = 604800, .master_kvno = 1,
+                       .default_attributes = CK_ATTR_REQUIRES_PREAUTH | 0x40000000u};
     ck_realm_info s;
     char *text = NULL;
 
     ck_strlcpy(r.name, "TEST.REALM", sizeof(r.name));
     CHECK_OK(ck_admin_json_encode_realm(&r, &text));
+    CHECK(text != NULL && strstr(text, "\"default_flags\":[\"requires_preauth\"]") != NULL);
+    CHECK(text != NULL && strstr(text, "\"unknown_default_flags\":1073741824") != NULL);
     CHECK_OK(ck_admin_json_decode_realm(text, strlen(text), &s));
     CHECK(strcmp(s.name, "TEST.REALM") == 0);
     CHECK_INT_EQ(s.n_enctypes, 2);
     CHECK_INT_EQ(s.enctypes[1], 17);
     CHECK_INT_EQ(s.max_renew, 604800);
     CHECK_INT_EQ(s.master_kvno, 1);
+    CHECK_INT_EQ(s.default_attributes, r.default_attributes);
     free(text);
+
+#define RBASE "\"name\":\"R\",\"enctypes\":[\"aes256-cts-hmac-sha1-96\"],\"max_life\":1," \
+              "\"max_renew\":1,\"master_kvno\":1"
+    {
+        static const char *const bad[] = {
+            "{" RBASE "}",                                         /* default_flags missing */
+            "{" RBASE ",\"default_flags\":[\"nope\"]}",
+            "{" RBASE ",\"default_flags\":\"requires_preauth\"}",
+            "{" RBASE ",\"default_flags\":[],\"unknown_default_flags\":128}", /* a named bit */
+            "{" RBASE ",\"default_flags\":[],\"extra\":1}",
+        };
+        const char ok[] = "{" RBASE ",\"default_flags\":[]}";
+
+        CHECK_OK(ck_admin_json_decode_realm(ok, strlen(ok), &s));
+        CHECK_INT_EQ(s.default_attributes, 0);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+            CHECK(ck_admin_json_decode_realm(bad[i], strlen(bad[i]), &s) == CK_ERR_DECODE);
+    }
+}
+
+static int
+realm_mod(const char *text, ck_realm_mod *m)
+{
+    return ck_admin_json_decode_realm_mod(text, strlen(text), m);
+}
+
+static void
+test_realm_mod_and_rename(void)
+{
+    ck_realm_mod m = {.mask = CK_REALM_MOD_MAX_LIFE | CK_REALM_MOD_ENCTYPES |
+                              CK_REALM_MOD_DEFAULT_ATTRIBUTES,
+                      .max_life = 72000, .n_enctypes = 1, .enctypes = {17},
+                      .default_attributes = CK_ATTR_DISALLOW_SVR | 0x40000000u};
+    ck_realm_mod m2;
+    char *text = NULL, *name = NULL;
+
+    CHECK_OK(ck_admin_json_encode_realm_mod(&m, &text));
+    CHECK(text != NULL && strstr(text, "max_renew") == NULL);
+    CHECK_OK(ck_admin_json_decode_realm_mod(text, strlen(text), &m2));
+    CHECK_INT_EQ(m2.mask, m.mask);
+    CHECK_INT_EQ(m2.max_life, 72000);
+    CHECK_INT_EQ(m2.n_enctypes, 1);
+    CHECK_INT_EQ(m2.enctypes[0], 17);
+    CHECK_INT_EQ(m2.default_attributes, m.default_attributes);
+    free(text);
+    /* The whole set of default flags: an empty list clears them all. */
+    CHECK_OK(realm_mod("{\"default_flags\":[]}", &m2));
+    CHECK_INT_EQ(m2.mask, CK_REALM_MOD_DEFAULT_ATTRIBUTES);
+    CHECK_INT_EQ(m2.default_attributes, 0);
+    CHECK_OK(realm_mod("{\"max_renew\":2147483647}", &m2));
+    CHECK_INT_EQ(m2.max_renew, 2147483647);
+    /* Refusals, with the member named. */
+    CHECK(realm_mod("{}", &m2) == CK_ERR_DECODE);
+    CHECK(strstr(ck_error_context(), "nothing to modify") != NULL);
+    CHECK(m2.mask == 0);
+    CHECK(realm_mod("{\"max_life\":0}", &m2) == CK_ERR_DECODE);
+    CHECK(strstr(ck_error_context(), "max_life") != NULL);
+    CHECK(realm_mod("{\"max_life\":2147483648}", &m2) == CK_ERR_DECODE);
+    CHECK(realm_mod("{\"max_life\":\"10h\"}", &m2) == CK_ERR_DECODE);
+    CHECK(realm_mod("{\"name\":\"OTHER\"}", &m2) == CK_ERR_DECODE);
+    CHECK(strstr(ck_error_context(), "unknown member \"name\"") != NULL);
+    CHECK(realm_mod("{\"master_kvno\":2}", &m2) == CK_ERR_DECODE);
+    CHECK(realm_mod("{\"enctypes\":[]}", &m2) == CK_ERR_DECODE);
+    CHECK(realm_mod("{\"enctypes\":[\"des-cbc-crc\"]}", &m2) == CK_ERR_DECODE);
+    CHECK(realm_mod("{\"default_flags\":{\"requires_preauth\":true}}", &m2) == CK_ERR_DECODE);
+    CHECK(realm_mod("{\"unknown_default_flags\":1073741824}", &m2) == CK_ERR_DECODE);
+    CHECK(realm_mod("{\"max_life\":1,\"max_life\":2}", &m2) == CK_ERR_DECODE);
+    CHECK(realm_mod("[]", &m2) == CK_ERR_DECODE);
+
+    CHECK_OK(ck_admin_json_encode_rename("bob/x@R", &text));
+    CHECK(text != NULL && strcmp(text, "{\"new_name\":\"bob/x@R\"}") == 0);
+    CHECK_OK(ck_admin_json_decode_rename(text, strlen(text), &name));
+    CHECK(name != NULL && strcmp(name, "bob/x@R") == 0);
+    free(name);
+    free(text);
+    {
+        static const char *const bad[] = {
+            "{}", "{\"new_name\":\"\"}", "{\"new_name\":1}", "{\"new_name\":\"a\\u0000b\"}",
+            "{\"new_name\":\"a\",\"old_name\":\"b\"}", "[\"a\"]",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            CHECK(ck_admin_json_decode_rename(bad[i], strlen(bad[i]), &name) == CK_ERR_DECODE);
+            CHECK(name == NULL);
+        }
+    }
+}
+
+static void
+test_error_and_page(void)
+{
+    struct ck_admin_name_page pg;
+    char code[16], msg[32];
+    const char err[] = "{\"error\":{\"code\":\"forbidden\",\"message\":\"no\\u001b[31m way\"}}";
+    const char page[] = "{\"principals\":[\"a@R\",\"b@R\"],\"next\":\"b@R\"}";
+    const char last[] = "{\"principals\":[],\"next\":null}";
+
+    CHECK_OK(ck_admin_json_decode_error(err, strlen(err), code, sizeof(code), msg, sizeof(msg)));
+    CHECK(strcmp(code, "forbidden") == 0);
+    /* A terminal escape from the server is defused. */
+    CHECK(strcmp(msg, "no?[31m way") == 0);
+    {
+        const char longer[] = "{\"error\":{\"code\":\"x\",\"message\":"
+                              "\"0123456789012345678901234567890123456789\"}}";
+        CHECK_OK(ck_admin_json_decode_error(longer, strlen(longer), code, sizeof(code), msg,
+                                            sizeof(msg)));
+        CHECK_INT_EQ(strlen(msg), sizeof(msg) - 1);
+    }
+    {
+        static const char *const bad[] = {
+            "{\"error\":\"x\"}",
+            "{\"error\":{\"code\":1,\"message\":\"m\"}}",
+            "{\"error\":{\"code\":\"c\"}}",
+            "{\"error\":{\"code\":\"c\",\"message\":\"m\",\"x\":1}}",
+            "<html>",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+            CHECK(ck_admin_json_decode_error(bad[i], strlen(bad[i]), code, sizeof(code), msg,
+                                             sizeof(msg)) == CK_ERR_DECODE);
+    }
+
+    CHECK_OK(ck_admin_json_decode_name_page(page, strlen(page), &pg));
+    CHECK_INT_EQ(pg.n, 2);
+    CHECK(pg.n == 2 && strcmp(pg.names[1], "b@R") == 0);
+    CHECK(pg.next != NULL && strcmp(pg.next, "b@R") == 0);
+    ck_admin_name_page_clear(&pg);
+    CHECK(pg.names == NULL && pg.next == NULL && pg.n == 0);
+    CHECK_OK(ck_admin_json_decode_name_page(last, strlen(last), &pg));
+    CHECK(pg.n == 0 && pg.next == NULL);
+    ck_admin_name_page_clear(&pg);
+    ck_admin_name_page_clear(NULL);
+    {
+        static const char *const bad[] = {
+            "{\"principals\":[\"a@R\"]}",                     /* next missing */
+            "{\"principals\":[\"a@R\",1],\"next\":null}",
+            "{\"principals\":[\"\"],\"next\":null}",
+            "{\"principals\":[\"a\\u0000@R\"],\"next\":null}",
+            "{\"principals\":[],\"next\":5}",
+            "{\"principals\":{},\"next\":null}",
+            "{\"principals\":[],\"next\":null,\"more\":true}",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            CHECK(ck_admin_json_decode_name_page(bad[i], strlen(bad[i]), &pg) == CK_ERR_DECODE);
+            CHECK(pg.names == NULL && pg.n == 0 && pg.next == NULL);
+        }
+    }
+    /* Pages have their own bound, larger than a record's, and still a bound. */
+    CHECK(ck_admin_json_decode_name_page(last, CK_ADMIN_JSON_PAGE_MAX + 1, &pg) == CK_ERR_LIMIT);
+    {
+        /* 10001 names: one more than a page may hold. */
+        size_t n = 10001, cap = 32 + n * 8, len;
+        char *big = malloc(cap);
+        if (big != NULL) {
+            len = (size_t)snprintf(big, cap, "{\"principals\":[");
+            for (size_t i = 0; i < n; i++)
+                len += (size_t)snprintf(big + len, cap - len, "%s\"a@R\"", i ? "," : "");
+            len += (size_t)snprintf(big + len, cap - len, "],\"next\":null}");
+            CHECK(ck_admin_json_decode_name_page(big, len, &pg) == CK_ERR_DECODE);
+            free(big);
+        }
+    }
 }
 
 static int
@@ -252,4 +431,5 @@ test_secure_alloc(void)
 CK_TEST_MAIN("admin_json", CK_TEST_CASE(test_principal_roundtrip),
              CK_TEST_CASE(test_principal_decode_strict), CK_TEST_CASE(test_realm_roundtrip),
              CK_TEST_CASE(test_requests), CK_TEST_CASE(test_flags_and_device),
+             CK_TEST_CASE(test_realm_mod_and_rename), CK_TEST_CASE(test_error_and_page),
              CK_TEST_CASE(test_secure_alloc))

@@ -403,10 +403,19 @@ status_error(const struct cli_remote *r, const struct answer *a)
     }
     switch (a->status) {
     case 401:
+        /* The daemon's hint for a request without a token is meant for curl users. */
+        if (strstr(msg, "curl --negotiate") != NULL)
+            return ck_error_set(CK_ERR_PERM, "no valid Kerberos ticket: run kinit (%s asks for "
+                                "Kerberos authentication)", r->base);
         return ck_error_set(CK_ERR_PERM, "no valid Kerberos ticket: run kinit (%s: %s)",
                             r->base, msg);
-    case 403:
-        return ck_error_set(CK_ERR_PERM, "not allowed by the ACL of %s: %s", r->base, msg);
+    case 403: {
+        static const char prefix[] = "not permitted by the ACL ";
+        const char *why = strncmp(msg, prefix, sizeof(prefix) - 1) == 0
+                              ? msg + sizeof(prefix) - 1 : msg;
+        return ck_error_set(CK_ERR_PERM, "not allowed by the ACL of %s %s%s%s", r->base,
+                            why == msg ? "(" : "", why, why == msg ? ")" : "");
+    }
     case 404:
         if (strcmp(code, "not_found") == 0 && strcmp(msg, "no such resource") != 0)
             return ck_error_set(CK_ERR_NOTFOUND, "%s", msg);
