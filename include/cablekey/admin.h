@@ -31,7 +31,7 @@
  * ---- JSON codec ----
  *
  * Records never carry key material: a principal's keys appear as metadata (kvno, enctype, salt
- * type) only. The shapes are documented in docs/cablekey-admind.md. Decoders are strict: unknown
+ * type, salt; the salt is public, sent to any client in ETYPE-INFO2) only. The shapes are documented in docs/cablekey-admind.md. Decoders are strict: unknown
  * members, wrong types, out-of-range values and duplicate keys are CK_ERR_DECODE with the member
  * named in the error context; input is bounded by CK_ADMIN_JSON_MAX. */
 #ifndef CABLEKEY_ADMIN_H
@@ -89,9 +89,10 @@ int ck_admin_flag_from_name(const char *name, uint32_t *bit);
 
 /* A principal record: name, kvno, flags, limits, times, key metadata. *out is malloc'd. */
 int ck_admin_json_encode_principal(const ck_db_principal *p, char **out);
-/* The inverse; keys come back with kvno, enctype and salt type only (key.length 0, no salt
- * bytes). Free with ck_db_principal_free. */
+/* The inverse; keys come back with kvno, enctype, salt type and salt only (key.length 0).
+ * Free with ck_db_principal_free. */
 int ck_admin_json_decode_principal(const char *text, size_t len, ck_db_principal **out);
+/* Realm record: name, enctypes, lifetimes, master kvno, default_flags. */
 int ck_admin_json_encode_realm(const ck_realm_info *r, char **out);
 int ck_admin_json_decode_realm(const char *text, size_t len, ck_realm_info *out);
 
