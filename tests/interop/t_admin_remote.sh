@@ -16,6 +16,8 @@ realm_init TEST.REALM
 realm_addprinc joe/admin joepw
 realm_addprinc eve evepw
 realm_addprinc mallory mallorypw
+realm_addprinc renamer renamerpw
+realm_addprinc victim --random
 # The service names clients ask for: HTTP@127.0.0.1 and HTTP@localhost.
 realm_addprinc HTTP/127.0.0.1 --random
 realm_addprinc HTTP/localhost --random
@@ -28,6 +30,8 @@ APORT=$(free_port) || bail "pick a port for cablekey-admind"
 cat >"$tmp/admind.acl" <<'EOF'
 joe/admin@TEST.REALM   *
 eve@TEST.REALM         il
+renamer@TEST.REALM     d       victim@TEST.REALM
+renamer@TEST.REALM     il
 EOF
 write_admind_conf() { # write_admind_conf FILE [extra lines]
     local f=$1 l; shift
@@ -188,6 +192,10 @@ expect_output "audit: the ticket's principal is the actor of a remote add" \
     local_cli audit list --db "$DB" --principal carol
 expect_output "audit: ... and of a remote realm change" \
     'joe/admin@TEST\.REALM[[:space:]]+realm\.modify' local_cli audit list --db "$DB"
+for op in principal.modify principal.rotate principal.rename principal.delete; do
+    assert_file_grep "audit: ... and of the remote $op" \
+        "joe/admin@TEST\\.REALM[[:space:]]+${op/./\\.}[[:space:]]+alice2?@TEST\\.REALM" "$tmp/last.out"
+done
 
 # --- refusals --------------------------------------------------------------------------------
 kdestroy >/dev/null 2>&1
@@ -205,6 +213,15 @@ expect_exit "eve (il) may not add: exit 1, 403" 1 "not allowed by the ACL.*needs
 expect_exit "eve (il) may not change the realm" 1 "not allowed by the ACL.*needs 'm'" \
     remote realm modify --max-life 1h
 expect_exit "intruder was never created" 1 'not found' local_cli principal show --db "$DB" intruder
+# A rename needs 'd' on the old name and 'a' on the new one (MIT's rule): renamer has the first.
+kinit_pw renamer renamerpw >/dev/null 2>&1 || bail "kinit renamer"
+expect_exit "rename with 'd' on the old name but no 'a' on the new: 403" 1 \
+    "not allowed by the ACL.*needs 'a' on the new name newname@TEST\.REALM" \
+    remote principal rename victim newname
+expect_exit "rename without 'd' on the old name: 403" 1 "not allowed by the ACL.*needs 'd'" \
+    remote principal rename eve newname
+expect_output "the refused rename changed nothing" '^Principal: victim@TEST\.REALM' \
+    local_cli principal show --db "$DB" victim
 kinit_pw joe/admin joepw >/dev/null 2>&1
 
 expect_exit "http to a non-loopback address is refused" 2 'plain http only to a loopback address' \

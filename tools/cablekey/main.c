@@ -159,8 +159,8 @@ cli_verb_help(FILE *f, const char *family, const char *help, const char *verb)
         return false;
     /* Families whose verbs all open the database say so on their first line. */
     if (strstr(help, "--server URL") != NULL && strstr(help, "--server URL") < strchr(help, '\n'))
-        fprintf(f, "\nEvery verb takes --db FILE [--stash FILE], or --server URL [--ca FILE] to "
-                   "run on cablekey-admind.\n");
+        fprintf(f, "\nEvery verb takes --db FILE [--stash FILE], or --server URL [--ca FILE]\n"
+                   "to run on cablekey-admind (see 'cablekey --help').\n");
     else if (strstr(help, "--db FILE") != NULL && strstr(help, "--db FILE") < strchr(help, '\n'))
         fprintf(f, "\nEvery verb takes --db FILE [--stash FILE].\n");
     if (notes != NULL && *notes != '\0')
