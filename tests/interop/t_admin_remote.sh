@@ -126,6 +126,8 @@ expect_output "principal add a service with random keys" '^Principal host/svc\.t
 expect_output "principal list PATTERN (remote)" '^alice@TEST\.REALM$' remote principal list 'a*'
 [ "$(wc -l <"$tmp/last.out")" -eq 1 ] && ok "list 'a*': one name" ||
     not_ok "list 'a*': one name" "$(cat "$tmp/last.out")"
+expect_output "principal list with a '/' in the pattern" '^host/svc\.test@TEST\.REALM$' \
+    remote principal list 'host/*' 
 remote principal list >"$tmp/list.remote" 2>&1
 local_cli principal list --db "$DB" >"$tmp/list.local" 2>&1
 same_output "principal list: remote output equals local output" "$tmp/list.local" "$tmp/list.remote"
@@ -248,6 +250,97 @@ expect_exit "no daemon at the URL: exit 1, cannot connect" 1 'cannot connect' \
     local_cli --server "http://127.0.0.1:$DEAD" realm show
 
 stop_admind
+
+# --- a broken or hostile server: what the client accepts is bounded ---------------------------
+# A stand-in for the daemon (no authentication) whose answers the real one never gives: a long
+# listing in pages, a listing that never advances, an oversize answer, terminal escapes in an
+# error message, an HTML error page, a redirect, malformed JSON.
+cat >"$tmp/fake_admind.py" <<'PYEOF'
+import json, sys, urllib.parse
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+REALM = {"name": "TEST.REALM", "enctypes": ["aes256-cts-hmac-sha1-96"], "max_life": 36000,
+         "max_renew": 604800, "master_kvno": 1, "default_flags": []}
+NAMES = ["p%04d@TEST.REALM" % i for i in range(2500)]
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def send(self, status, body, ctype="application/json", extra=()):
+        data = body if isinstance(body, bytes) else (json.dumps(body) + "\n").encode()
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def do_GET(self):
+        u = urllib.parse.urlsplit(self.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        if u.path == "/v1/realm":
+            return self.send(200, REALM)
+        if u.path == "/v1/principals":
+            limit = int(q.get("limit", "10000"))
+            if q.get("pattern", "").startswith("loop"):
+                return self.send(200, {"principals": ["a@TEST.REALM"], "next": "a@TEST.REALM"})
+            rest = [n for n in NAMES if n > q.get("after", "")]
+            page = rest[:limit]
+            return self.send(200, {"principals": page,
+                                   "next": page[-1] if len(rest) > limit else None})
+        name = urllib.parse.unquote(u.path.rsplit("/", 1)[-1])
+        if name == "big@TEST.REALM":
+            return self.send(200, b"{" + b" " * (5 * 1024 * 1024) + b"}")
+        if name == "stream@TEST.REALM":  # no Content-Length: counted as it arrives
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b"{")
+            for _ in range(6 * 16):
+                self.wfile.write(b" " * 65536)
+            return
+        if name == "esc@TEST.REALM":
+            return self.send(403, {"error": {"code": "forbidden",
+                                             "message": "no \u001b[2J\u001b[31mway"}})
+        if name == "html@TEST.REALM":
+            return self.send(500, b"<html>oops</html>", "text/html")
+        if name == "redir@TEST.REALM":
+            return self.send(302, b"", "text/plain", [("Location", "http://192.0.2.1/x")])
+        return self.send(200, b"{\"name\":", "application/json")
+
+srv = HTTPServer(("127.0.0.1", 0), H)
+with open(sys.argv[1], "w") as f:
+    f.write(str(srv.server_address[1]))
+srv.serve_forever()
+PYEOF
+"$CK_PY" "$tmp/fake_admind.py" "$tmp/fake.port" 2>"$tmp/fake.err" &
+CK_BG_PIDS+=("$!")
+for _ in $(seq 1 50); do [ -s "$tmp/fake.port" ] && break; sleep 0.1; done
+F="http://127.0.0.1:$(cat "$tmp/fake.port")"
+timeout -k 5 "$CK_TIMEOUT" "$CK_CLI" --server "$F" principal list 'page*' >"$tmp/pages.out" 2>&1
+if [ "$(wc -l <"$tmp/pages.out")" -eq 2500 ] && [ "$(head -n1 "$tmp/pages.out")" = p0000@TEST.REALM ] &&
+   [ "$(tail -n1 "$tmp/pages.out")" = p2499@TEST.REALM ] && sort -c "$tmp/pages.out"; then
+    ok "list: 2500 names over three pages, in order"
+else
+    not_ok "list: 2500 names over three pages, in order" "$(wc -l <"$tmp/pages.out") lines; $(tail -n 3 "$tmp/pages.out")"
+fi
+expect_exit "list: a listing that does not advance is refused" 1 'does not advance' \
+    local_cli --server "$F" principal list 'loop*'
+expect_exit "an answer over 4 MiB is refused (Content-Length)" 1 'answer larger than' \
+    local_cli --server "$F" principal show big
+expect_exit "an answer over 4 MiB is refused (streamed)" 1 'answer larger than' \
+    local_cli --server "$F" principal show stream
+expect_exit "terminal escapes in an error message are defused" 1 'no \?\[2J\?\[31mway' \
+    local_cli --server "$F" principal show esc
+if grep -q $'\033' "$tmp/last.err"; then not_ok "no escape character reaches the terminal"
+else ok "no escape character reaches the terminal"; fi
+expect_exit "an HTML error page: the HTTP status" 1 'HTTP 500: not an answer of the admin API' \
+    local_cli --server "$F" principal show html
+expect_exit "a redirect is not followed" 1 'HTTP 302' local_cli --server "$F" principal show redir
+expect_exit "malformed JSON in a 200 answer" 1 'unexpected answer: malformed JSON' \
+    local_cli --server "$F" principal show garbage
 
 # --- HTTPS with a certificate from the operator PKI -------------------------------------------
 require_tool "openssl" openssl

@@ -399,7 +399,7 @@ status_error(const struct cli_remote *r, const struct answer *a)
 
     if (!decoded) {
         code[0] = '\0';
-        snprintf(msg, sizeof(msg), "HTTP status %ld", a->status);
+        snprintf(msg, sizeof(msg), "not an answer of the admin API (a proxy, or another server?)");
     }
     switch (a->status) {
     case 401:
