@@ -1,6 +1,6 @@
-/* The administrative verbs of the cablekey CLI, in three steps so that the same verbs can later
- * run against a remote admin server (`cablekey --server URL ...`) without reparsing or
- * reprinting anything:
+/* The administrative verbs of the cablekey CLI, in three steps so that the same verbs run
+ * against a local store (--db) or a remote admin server (`cablekey --server URL ...`) without
+ * reparsing or reprinting anything:
  *
  *   (a) the CLI parses options into a request (struct cli_princ_req, ck_realm_mod);
  *   (b) an executor (struct cli_admin_ops) carries it out and returns records;
@@ -9,8 +9,8 @@
  * Executors never print and never prompt; they return 0 or a negative CK_ERR_* with the
  * context set (ck_error_set), which the CLI prints with cli_fail. Every name they take is
  * canonical ("name@REALM" in the executor's realm; see cli_canonical_name). cli_admin_local
- * runs them on an open ck_store (ctx = the ck_store *); a remote executor implements the same
- * table over the admin API, with ctx its connection. */
+ * runs them on an open ck_store (ctx = the ck_store *); cli_admin_remote implements the same
+ * table over the admin API of cablekey-admind (ctx = its struct cli_remote *). */
 #ifndef CABLEKEY_ADMIN_OPS_H
 #define CABLEKEY_ADMIN_OPS_H
 

@@ -1,6 +1,7 @@
 /* cablekey principal add|list|show|delete|modify|rotate|rename. Each verb parses its options
- * into a request (admin_ops.h), runs it through an executor (cli_admin_local on the store
- * today, a remote one later) and prints the result with the printers below. */
+ * into a request (admin_ops.h), runs it through an executor (cli_admin_local on the store with
+ * --db, cli_admin_remote on cablekey-admind with --server) and prints the result with the
+ * printers below. */
 #include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
