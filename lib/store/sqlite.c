@@ -12,7 +12,7 @@
 #include "cablekey/util.h"
 #include "store/sqlite_int.h"
 
-#define SQLITE_SCHEMA_VERSION 2
+#define SQLITE_SCHEMA_VERSION 3
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 /* Change log rows kept; a cache further behind than this flushes everything. */
 #define SQLITE_CHANGELOG_KEEP 10000
@@ -86,7 +86,7 @@ static const char *const schema_1_to_2[] = {
 };
 
 /* migrations[v - 1] takes a database from version v to v + 1. */
-static const char *const *const migrations[] = {schema_1_to_2};
+static const char *const *const migrations[] = {schema_1_to_2, sq_schema_2_to_3};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -334,8 +334,9 @@ prepare_hot(struct sqlite_be *be)
     int ret;
 
     if ((ret = sq_prepare(be,
-                       "SELECT id, name, attributes, max_life, max_renew, expires, pw_expires,"
-                       " kvno, created, modified FROM principal WHERE name = ?",
+                       "SELECT p.id, p.name, p.attributes, p.max_life, p.max_renew, p.expires,"
+                       " p.pw_expires, p.kvno, p.created, p.modified, " SQ_PRINCIPAL_POLICY_COLUMNS
+                       " FROM principal p " SQ_PRINCIPAL_POLICY_JOIN " WHERE p.name = ?",
                        &be->get_princ)) != 0 ||
         (ret = sq_prepare(be,
                        "SELECT kvno, enctype, salt_type, salt, mkvno, key_enc FROM key"
@@ -605,6 +606,8 @@ sqlite_get(void *arg, const char *name, struct ck_store_princ_row *row)
     row->kvno = (uint32_t)sqlite3_column_int64(st, 7);
     row->created = sqlite3_column_int64(st, 8);
     row->modified = sqlite3_column_int64(st, 9);
+    if ((ret = sq_read_principal_policy(st, 10, row)) != 0)
+        goto out;
     sq_release(st);
     ret = read_keys(be, id, row);
 out:
@@ -614,8 +617,8 @@ out:
     return ret;
 }
 
-static int
-insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys, size_t n)
+int
+sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys, size_t n)
 {
     sqlite3_stmt *st = NULL;
     int ret;
@@ -638,9 +641,8 @@ insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *key
     return ret;
 }
 
-/* Looks up a principal's row id and kvno inside a write transaction; 0 id if absent. */
-static int
-lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
+int
+sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
 {
     sqlite3_stmt *st = NULL;
     int rc, ret;
@@ -671,12 +673,15 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
 
     if ((ret = sq_begin_write(be)) != 0)
         return ret;
-    if ((ret = lookup_id(be, row->name, &id, NULL)) != 0)
+    if ((ret = sq_lookup_id(be, row->name, &id, NULL)) != 0)
         goto out;
     if (mode == CK_PUT_CREATE && id != 0) {
         ret = ck_error_set(CK_ERR_EXISTS, "%s already exists", row->name);
         goto out;
     }
+    if (mode == CK_PUT_CREATE && row->policy != NULL &&
+        (ret = sq_policy_exists(be, row->policy)) != 0)
+        goto out;
     if (mode == CK_PUT_UPDATE_FIELDS) {
         if (id == 0) {
             ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", row->name);
@@ -707,16 +712,17 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
     } else {
         if ((ret = sq_run(be, "store principal",
                            "INSERT INTO principal(attributes, max_life, max_renew, expires,"
-                           " pw_expires, kvno, modified, name, created)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " pw_expires, kvno, modified, name, created, policy)"
+                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            ARGS(A_INT(row->attributes), A_INT(row->max_life),
                                 A_INT(row->max_renew), A_INT(row->expires),
                                 A_INT(row->pw_expires), A_INT(row->kvno), A_INT(now),
-                                A_TEXT(row->name), A_INT(now)))) != 0)
+                                A_TEXT(row->name), A_INT(now),
+                                A_TEXT(mode == CK_PUT_CREATE ? row->policy : NULL)))) != 0)
             goto out;
         id = sqlite3_last_insert_rowid(be->db);
     }
-    if ((ret = insert_keys(be, id, row->keys, row->n_keys)) != 0)
+    if ((ret = sq_insert_keys(be, id, row->keys, row->n_keys)) != 0)
         goto out;
     ret = sq_bump_generation(be, CK_CHANGE_PRINCIPAL, row->name, NULL);
 out:
@@ -792,7 +798,7 @@ sqlite_rotate(void *arg, const char *name, uint32_t old_kvno, uint32_t new_kvno,
 
     if ((ret = sq_begin_write(be)) != 0)
         return ret;
-    if ((ret = lookup_id(be, name, &id, &cur)) != 0)
+    if ((ret = sq_lookup_id(be, name, &id, &cur)) != 0)
         goto out;
     if (id == 0) {
         ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
@@ -806,7 +812,7 @@ sqlite_rotate(void *arg, const char *name, uint32_t old_kvno, uint32_t new_kvno,
     /* Keys of the new kvno left from an earlier life of the counter would collide. */
     if ((ret = sq_run(be, "rotate", "DELETE FROM key WHERE principal_id = ? AND kvno = ?",
                        ARGS(A_INT(id), A_INT(new_kvno)))) != 0 ||
-        (ret = insert_keys(be, id, keys, n_keys)) != 0 ||
+        (ret = sq_insert_keys(be, id, keys, n_keys)) != 0 ||
         (ret = sq_run(be, "rotate", "UPDATE principal SET kvno = ?, modified = ? WHERE id = ?",
                        ARGS(A_INT(new_kvno), A_INT(now), A_INT(id)))) != 0 ||
         (ret = sq_run(be, "purge old kvnos",
@@ -1000,7 +1006,7 @@ sqlite_device_add(void *arg, const struct ck_store_device_row *row, int64_t now)
     }
     if (ret != CK_ERR_NOTFOUND)
         goto out;
-    if ((ret = lookup_id(be, row->principal, &pid, NULL)) != 0)
+    if ((ret = sq_lookup_id(be, row->principal, &pid, NULL)) != 0)
         goto out;
     if (pid == 0) {
         ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", row->principal);
@@ -1185,4 +1191,13 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .device_del = sqlite_device_del,
     .device_list = sqlite_device_list,
     .device_pin_check = sqlite_device_pin_check,
+    .policy_put = sq_policy_put,
+    .policy_get = sq_policy_get,
+    .policy_del = sq_policy_del,
+    .policy_list = sq_policy_list,
+    .set_policy = sq_set_policy,
+    .pw_history = sq_pw_history,
+    .change_password = sq_change_password,
+    .record_auth = sq_record_auth,
+    .unlock = sq_unlock,
 };
