@@ -359,7 +359,8 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
 {
     static const char *const known[] = {
         "database_name", "key_stash_file", "max_life", "max_renewable_life",
-        "supported_enctypes", "clockskew", "lookaside", "kdc_listen",
+        "supported_enctypes", "clockskew", "lookaside", "kdc_listen", "disable_lockout",
+        "disable_last_success",
         /* MIT keys that are accepted without effect, so MIT configs load quietly. */
         "acl_file", "admin_keytab", "dict_file", "kadmind_port", "kpasswd_port",
         "master_key_type", "default_principal_flags", KDC_PKINIT_CONFIG_KEYS, NULL};
@@ -393,6 +394,14 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
     if ((v = ck_profile_get(prof, "realms", r, "lookaside", NULL)) != NULL &&
         ck_parse_bool(v, &dc->kdc.lookaside) != 0)
         return ck_error_set(CK_ERR_CONFIG, "lookaside = \"%s\": expected yes or no", v);
+    /* MIT has these two in [dbmodules]; here they belong to the realm's KDC. */
+    if ((v = ck_profile_get(prof, "realms", r, "disable_lockout", NULL)) != NULL &&
+        ck_parse_bool(v, &dc->kdc.disable_lockout) != 0)
+        return ck_error_set(CK_ERR_CONFIG, "disable_lockout = \"%s\": expected yes or no", v);
+    if ((v = ck_profile_get(prof, "realms", r, "disable_last_success", NULL)) != NULL &&
+        ck_parse_bool(v, &dc->kdc.disable_last_success) != 0)
+        return ck_error_set(CK_ERR_CONFIG, "disable_last_success = \"%s\": expected yes or no",
+                            v);
     if ((rc = kdc_pkinit_config_load(&dc->kdc.pkinit, prof, r)) != 0)
         return rc;
     /* As in MIT, a realm's own kdc_listen wins over [kdcdefaults]. */
