@@ -401,7 +401,8 @@ out:
  * record was read (epoch moved) or a principal re-created (created differs) voids them. */
 static const char RECORD_AUTH_SQL[] =
     "INSERT INTO lockout(principal_id, fail_count, last_failed, last_success, epoch)"
-    " SELECT id, ?4, ?6, ?7, 0 FROM principal WHERE name = ?1 AND created = ?2 AND ?3 = 0"
+    " SELECT id, ?4, ?6, ?7, 0 FROM principal WHERE name = ?1 AND created = ?2"
+    "  AND ?3 = coalesce((SELECT epoch FROM lockout WHERE principal_id = principal.id), 0)"
     " ON CONFLICT(principal_id) DO UPDATE SET"
     "  fail_count = CASE"
     "   WHEN ?8 THEN ?4"
