@@ -93,7 +93,8 @@ typedef struct ck_db_principal {
     char *policy;       /* password policy name, NULL = none. ck_store_create_principal applies
                          * it; put/update leave the stored one alone: change it with
                          * ck_store_set_principal_policy */
-    int64_t last_pwd_change; /* epoch seconds of the last ck_store_change_password; 0 = never */
+    int64_t last_pwd_change; /* epoch seconds of the last password change (set by
+                              * ck_store_change_password, or given to create); 0 = never */
     ck_db_lockout lockout;   /* read-only: stored lockout state and the policy's lockout
                               * parameters, as they were when the record was read */
 } ck_db_principal;
@@ -186,7 +187,9 @@ typedef struct ck_policy {
     int64_t created, modified;
 } ck_policy;
 
-/* Name rules (CK_ERR_INVAL) and field ranges (CK_ERR_INVAL with the field named). */
+/* A policy name: 1..CK_POLICY_NAME_MAX bytes of printable ASCII without spaces (CK_ERR_INVAL). */
+int ck_policy_name_check(const char *name);
+/* Name rules and field ranges (CK_ERR_INVAL with the field named). */
 int ck_policy_check(const ck_policy *pol);
 /* CK_ERR_EXISTS if the name is taken. */
 int ck_store_create_policy(ck_store *store, const ck_policy *pol);

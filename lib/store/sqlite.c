@@ -86,7 +86,7 @@ static const char *const schema_1_to_2[] = {
 };
 
 /* migrations[v - 1] takes a database from version v to v + 1. */
-static const char *const *const migrations[] = {schema_1_to_2, sq_schema_2_to_3};
+static const char *const *const migrations[] = {schema_1_to_2, sq_schema_policy};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -712,13 +712,14 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
     } else {
         if ((ret = sq_run(be, "store principal",
                            "INSERT INTO principal(attributes, max_life, max_renew, expires,"
-                           " pw_expires, kvno, modified, name, created, policy)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " pw_expires, kvno, modified, name, created, policy,"
+                           " last_pwd_change) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            ARGS(A_INT(row->attributes), A_INT(row->max_life),
                                 A_INT(row->max_renew), A_INT(row->expires),
                                 A_INT(row->pw_expires), A_INT(row->kvno), A_INT(now),
                                 A_TEXT(row->name), A_INT(now),
-                                A_TEXT(mode == CK_PUT_CREATE ? row->policy : NULL)))) != 0)
+                                A_TEXT(mode == CK_PUT_CREATE ? row->policy : NULL),
+                                A_INT(mode == CK_PUT_CREATE ? row->last_pwd_change : 0)))) != 0)
             goto out;
         id = sqlite3_last_insert_rowid(be->db);
     }

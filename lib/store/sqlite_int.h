@@ -85,9 +85,9 @@ int sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_r
 
 /* ---- policies and lockout (sqlite_policy.c) ---- */
 
-/* Schema step 2 -> 3: policy table, principal.policy and last_pwd_change, lockout and password
- * history side tables. */
-extern const char *const sq_schema_2_to_3[];
+/* Schema step (3 on this branch; self-contained, renumber freely when merging): the policy
+ * table, principal.policy and last_pwd_change, the lockout and password history side tables. */
+extern const char *const sq_schema_policy[];
 /* What a principal lookup (table alias p) adds for ck_store_princ_row's schema-3 fields: the
  * columns, read by sq_read_principal_policy from column `first` on, and the joins. */
 #define SQ_PRINCIPAL_POLICY_COLUMNS                                                            \

@@ -1,6 +1,6 @@
 /* SQLite backend: password policies, password history and lockout state (schema 3).
  *
- * Tables (sq_schema_2_to_3):
+ * Tables (sq_schema_policy):
  *   policy      one row per named policy (MIT kadm5 policy fields)
  *   principal   gains `policy` (REFERENCES policy) and `last_pwd_change`
  *   lockout     one row per principal that ever had an authentication event recorded: a side
@@ -19,7 +19,7 @@
 #include "cablekey/util.h"
 #include "store/sqlite_int.h"
 
-const char *const sq_schema_2_to_3[] = {
+const char *const sq_schema_policy[] = {
     "CREATE TABLE policy("
     " name TEXT NOT NULL PRIMARY KEY,"
     " min_length INTEGER NOT NULL,"

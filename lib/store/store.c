@@ -956,10 +956,11 @@ store_put(ck_store *store, const ck_db_principal *p, enum ck_store_put_mode mode
     row.pw_expires = p->pw_expires;
     row.kvno = p->kvno;
     if (mode == CK_PUT_CREATE && p->policy != NULL) {
-        if ((ret = ck_store_policy_name_check(p->policy)) != 0)
+        if ((ret = ck_policy_name_check(p->policy)) != 0)
             goto out;
         row.policy = p->policy;
     }
+    row.last_pwd_change = p->last_pwd_change;
     ret = store->ops->put(store->be, &row, mode, now_sec());
     if (ret == 0)
         ck_store_cache_invalidate(&store->cache, p->name);

@@ -31,7 +31,7 @@ struct ck_store_princ_row {
     size_t n_keys;
     struct ck_store_key_row *keys; /* newest kvno first, then insertion order */
     char *policy;                  /* written by CK_PUT_CREATE only */
-    int64_t last_pwd_change;       /* read only */
+    int64_t last_pwd_change;       /* written by CK_PUT_CREATE only */
     ck_db_lockout lockout;         /* read only */
 };
 
@@ -192,8 +192,6 @@ void ck_store_free_key_rows_int(struct ck_store_key_row *rows, size_t n);
 int ck_store_decrypt_key_int(const ck_store *store, const char *name,
                              const struct ck_store_key_row *row, ck_db_key *k);
 int64_t ck_store_now_int(void);
-/* A policy name: 1..CK_POLICY_NAME_MAX bytes of printable ASCII, no space (store_policy.c). */
-int ck_store_policy_name_check(const char *name);
 
 /* Reads a record through the backend and decrypts its keys (store.c). */
 int ck_store_load_principal(ck_store *store, const char *name, ck_db_principal **out);

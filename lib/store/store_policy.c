@@ -15,7 +15,7 @@
 #define POLICY_MAX_SECONDS (100LL * 366 * 86400)
 
 int
-ck_store_policy_name_check(const char *name)
+ck_policy_name_check(const char *name)
 {
     size_t len;
 
@@ -49,7 +49,7 @@ ck_policy_check(const ck_policy *pol)
         return ck_error_set(CK_ERR_INVAL, "no policy");
     if (memchr(pol->name, '\0', sizeof(pol->name)) == NULL)
         return ck_error_set(CK_ERR_INVAL, "policy name not terminated");
-    if ((ret = ck_store_policy_name_check(pol->name)) != 0)
+    if ((ret = ck_policy_name_check(pol->name)) != 0)
         return ret;
     if (pol->min_length > 1024)
         return ck_error_set(CK_ERR_INVAL, "policy min-length: %u is out of range (0..1024)",
@@ -107,7 +107,7 @@ ck_store_get_policy(ck_store *store, const char *name, ck_policy *out)
     int ret;
 
     memset(out, 0, sizeof(*out));
-    if ((ret = ck_store_policy_name_check(name)) != 0)
+    if ((ret = ck_policy_name_check(name)) != 0)
         return ret;
     return store->ops->policy_get(store->be, name, out);
 }
@@ -119,7 +119,7 @@ ck_store_delete_policy(ck_store *store, const char *name)
 
     if (store->readonly)
         return ck_error_set(CK_ERR_PERM, "database opened read-only");
-    if ((ret = ck_store_policy_name_check(name)) != 0)
+    if ((ret = ck_policy_name_check(name)) != 0)
         return ret;
     if ((ret = store->ops->policy_del(store->be, name)) != 0)
         return ret;
@@ -144,7 +144,7 @@ ck_store_set_principal_policy(ck_store *store, const char *name, const char *pol
         return ck_error_set(CK_ERR_PERM, "database opened read-only");
     if ((ret = ck_store_check_name_int(store, name)) != 0)
         return ret;
-    if (policy != NULL && (ret = ck_store_policy_name_check(policy)) != 0)
+    if (policy != NULL && (ret = ck_policy_name_check(policy)) != 0)
         return ret;
     ret = store->ops->set_policy(store->be, name, policy, ck_store_now_int());
     if (ret == 0)

@@ -21,6 +21,24 @@ int cli_keytab(int argc, char **argv);
 int cli_device(int argc, char **argv);
 int cli_pki(int argc, char **argv);
 int cli_mta(int argc, char **argv);
+int cli_policy(int argc, char **argv);
+
+/* The policy parts of `cablekey principal` (policy.c). For a new record p: attaches policy (or
+ * MIT's "default" policy if one exists, unless clear), checks password (may be NULL) against it
+ * and sets last_pwd_change and pw_expires (max life, unless explicit_pw_expires). */
+int cli_principal_new_policy(const char *what, ck_store *store, const char *policy, bool clear,
+                             ck_db_principal *p, const char *password, size_t password_len,
+                             bool explicit_pw_expires);
+/* --policy NAME / --clear-policy on an existing principal (nothing if neither). */
+int cli_principal_set_policy(const char *what, ck_store *store, const char *name,
+                             const char *policy, bool clear);
+/* An administrator's password set through ck_store_change_password (policy checked). */
+int cli_principal_change_password(const char *what, ck_store *store, const char *name,
+                                  const char *password, size_t password_len, uint32_t *kvno);
+/* The `principal show` lines: policy, last password change, last success/failure, failure
+ * count, locked state. */
+void cli_principal_show_policy(ck_store *store, const ck_db_principal *p);
+int cli_principal_unlock(const char *what, ck_store *store, const char *name);
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */
 int cli_fail(const char *what, int err);

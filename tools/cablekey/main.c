@@ -25,6 +25,7 @@ static const struct {
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them"},
     {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify"},
     {"mta", cli_mta, "log in with a certificate (PKINIT) and write the TGT to a ccache"},
+    {"policy", cli_policy, "password policies and lockout rules: add, modify, show, list, delete"},
 };
 
 static void

@@ -17,6 +17,7 @@ enum {
     OPT_DB = 256, OPT_STASH, OPT_PASSWORD, OPT_PASSWORD_STDIN, OPT_RANDOM, OPT_NO_PREAUTH,
     OPT_REQUIRES_PREAUTH, OPT_ENCTYPES, OPT_MAX_LIFE, OPT_MAX_RENEW, OPT_EXPIRES,
     OPT_NEVER_EXPIRES, OPT_PW_EXPIRES, OPT_DISALLOW_ALL_TIX, OPT_ALLOW_TIX, OPT_KEEP, OPT_HELP,
+    OPT_POLICY, OPT_CLEAR_POLICY,
 };
 
 static const struct option all_opts[] = {
@@ -37,6 +38,8 @@ static const struct option all_opts[] = {
     {"allow-tix", no_argument, NULL, OPT_ALLOW_TIX},
     {"keep", required_argument, NULL, OPT_KEEP},
     {"help", no_argument, NULL, OPT_HELP},
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"clear-policy", no_argument, NULL, OPT_CLEAR_POLICY},
     {NULL, 0, NULL, 0},
 };
 
@@ -53,6 +56,8 @@ struct popts {
     int64_t keep;
     const char **names;
     size_t n_names;
+    const char *policy;       /* --policy NAME (policy.c) */
+    bool clear_policy;
 };
 
 static const char principal_help[] =
@@ -67,6 +72,8 @@ static const char principal_help[] =
     "  modify NAME [--expires TIME | --never-expires] [--requires-preauth | --no-preauth]\n"
     "      [--disallow-all-tix | --allow-tix] [--max-life D] [--max-renew D] [--pw-expires TIME]\n"
     "  rotate NAME [--password PW | --password-stdin | --random] [--enctypes LIST] [--keep N]\n"
+    "  unlock NAME\n"
+    "  add and modify also take --policy POLICY or --clear-policy (see 'cablekey policy').\n"
     "\n"
     "NAME without @REALM is in the database's realm. Principals require pre-authentication\n"
     "unless --no-preauth is given. Durations are seconds or 10h, 7d, 1d12h...; TIME is epoch\n"
@@ -126,6 +133,8 @@ parse_opts(const char *what, int argc, char **argv, struct popts *o)
             if (ck_parse_int64(optarg, 1, 100, &o->keep) != 0)
                 return cli_usage_error(what, "--keep: %s", ck_error_context());
             break;
+        case OPT_POLICY: o->policy = optarg; break;
+        case OPT_CLEAR_POLICY: o->clear_policy = true; break;
         case 'h':
         case OPT_HELP:
             fputs(principal_help, stdout);
@@ -157,6 +166,7 @@ only(const char *what, const struct popts *o, const char *allowed)
         {o->has_expires && o->expires != 0, "expires"},
         {o->has_expires && o->expires == 0, "never-expires"},
         {o->has_pw_expires, "pw-expires"},      {o->keep != 0, "keep"},
+        {o->policy != NULL, "policy"},          {o->clear_policy, "clear-policy"},
     };
 
     for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
@@ -219,7 +229,7 @@ do_add(const char *what, const struct popts *o, ck_store *store)
 
     if ((rc = only(what, o, " password password-stdin random no-preauth requires-preauth enctypes"
                             " max-life max-renew expires never-expires pw-expires"
-                            " disallow-all-tix allow-tix ")) != CLI_OK ||
+                            " disallow-all-tix allow-tix policy clear-policy ")) != CLI_OK ||
         (rc = one_name(what, o)) != CLI_OK ||
         (rc = get_password(what, o, false, &pw, &pwlen)) != CLI_OK)
         return rc;
@@ -238,6 +248,9 @@ do_add(const char *what, const struct popts *o, ck_store *store)
     p->max_renew = o->max_renew;
     p->expires = o->expires;
     p->pw_expires = o->pw_expires;
+    if ((rc = cli_principal_new_policy(what, store, o->policy, o->clear_policy, p, pw, pwlen,
+                                       o->has_pw_expires)) != CLI_OK)
+        goto out;
     ret = ck_db_keys_make(name, pw, pwlen, o->n_enctypes ? o->enctypes : ri->enctypes,
                           o->n_enctypes ? o->n_enctypes : ri->n_enctypes, 1, &p->keys,
                           &p->n_keys);
@@ -389,6 +402,7 @@ do_show(const char *what, const struct popts *o, ck_store *store)
     print_when("Created", p->created, "[unknown]");
     print_when("Last modified", p->modified, "[unknown]");
     print_attributes(p->attributes);
+    cli_principal_show_policy(store, p);
     printf("Current kvno: %u\n", p->kvno);
     printf("Number of keys: %zu\n", p->n_keys);
     /* Key bytes are never shown, only what identifies each key. */
@@ -443,7 +457,8 @@ do_modify(const char *what, const struct popts *o, ck_store *store)
     int rc, ret;
 
     if ((rc = only(what, o, " no-preauth requires-preauth max-life max-renew expires"
-                            " never-expires pw-expires disallow-all-tix allow-tix ")) != CLI_OK ||
+                            " never-expires pw-expires disallow-all-tix allow-tix policy"
+                            " clear-policy ")) != CLI_OK ||
         (rc = one_name(what, o)) != CLI_OK)
         return rc;
     if ((rc = cli_canonical_name(what, store, o->names[0], &name)) != CLI_OK)
@@ -472,10 +487,44 @@ do_modify(const char *what, const struct popts *o, ck_store *store)
         rc = cli_fail(what, ret);
         goto out;
     }
+    if ((rc = cli_principal_set_policy(what, store, name, o->policy, o->clear_policy)) != CLI_OK)
+        goto out;
     printf("Principal %s modified.\n", name);
     rc = CLI_OK;
 out:
     ck_db_principal_free(p);
+    free(name);
+    return rc;
+}
+
+/* A password is a password change: the policy applies (policy.c). */
+static int
+rotate_password(const char *what, const struct popts *o, ck_store *store, const char *name,
+                const char *pw, size_t pwlen)
+{
+    uint32_t kvno = 0;
+    int rc;
+
+    if (o->n_enctypes > 0 || o->keep != 0)
+        return cli_usage_error(what, "--enctypes and --keep do not apply with a password (the "
+                                     "realm's enctypes are used)");
+    if ((rc = cli_principal_change_password(what, store, name, pw, pwlen, &kvno)) != CLI_OK)
+        return rc;
+    printf("Principal %s: new keys with kvno %u.\n", name, kvno);
+    return CLI_OK;
+}
+
+static int
+do_unlock(const char *what, const struct popts *o, ck_store *store)
+{
+    char *name = NULL;
+    int rc;
+
+    if ((rc = only(what, o, " ")) != CLI_OK || (rc = one_name(what, o)) != CLI_OK)
+        return rc;
+    if ((rc = cli_canonical_name(what, store, o->names[0], &name)) != CLI_OK)
+        return rc;
+    rc = cli_principal_unlock(what, store, name);
     free(name);
     return rc;
 }
@@ -496,6 +545,10 @@ do_rotate(const char *what, const struct popts *o, ck_store *store)
         return rc;
     if ((rc = cli_canonical_name(what, store, o->names[0], &name)) != CLI_OK)
         goto out;
+    if (pw != NULL) {
+        rc = rotate_password(what, o, store, name, pw, pwlen);
+        goto out;
+    }
     ret = ck_db_keys_make(name, pw, pwlen, o->n_enctypes ? o->enctypes : ri->enctypes,
                           o->n_enctypes ? o->n_enctypes : ri->n_enctypes, 0, &keys, &n_keys);
     if (ret == 0)
@@ -524,6 +577,7 @@ cli_principal(int argc, char **argv)
         {"add", do_add, false},       {"list", do_list, true},
         {"show", do_show, true},      {"delete", do_delete, false},
         {"modify", do_modify, false}, {"rotate", do_rotate, false},
+        {"unlock", do_unlock, false},
     };
     char what[64];
     struct popts o;
