@@ -413,6 +413,11 @@ static const char RECORD_AUTH_SQL[] =
     "  last_success = max(last_success, ?7)"
     " WHERE epoch = ?3";
 
+/* The KDC writes from a worker thread: waiting the usual busy timeout for another writer would
+ * stall its requests, so it waits briefly and keeps the events for the next attempt instead. */
+#define RECORD_AUTH_BUSY_MS 100
+#define NORMAL_BUSY_MS 5000 /* sqlite.c's SQLITE_BUSY_TIMEOUT_MS */
+
 int
 sq_record_auth(void *arg, const ck_lockout_update *u, size_t n)
 {
@@ -422,7 +427,10 @@ sq_record_auth(void *arg, const ck_lockout_update *u, size_t n)
 
     if (n == 0)
         return 0;
-    if ((ret = sq_begin_write(be)) != 0)
+    sqlite3_busy_timeout(be->db, RECORD_AUTH_BUSY_MS);
+    ret = sq_begin_write(be);
+    sqlite3_busy_timeout(be->db, NORMAL_BUSY_MS);
+    if (ret != 0)
         return ret;
     if ((ret = sq_prepare(be, RECORD_AUTH_SQL, &st)) != 0)
         goto out;

@@ -746,6 +746,36 @@ batching_bound(void)
     fixture_down();
 }
 
+/* Another writer holds the database: the write gives up quickly, the events are kept (the
+ * worker still refuses from its view) and written at the next attempt. */
+static void
+busy_database(void)
+{
+    ck_store *s = lockout_realm(2, 0, 0);
+    struct kdc_worker *w = lockout_worker();
+    sqlite3 *raw = NULL;
+    int64_t t0, t1;
+
+    CHECK_INT_EQ(outcome(w, WRONG), CK_KDC_ERR_PREAUTH_FAILED);
+    CHECK_INT_EQ(outcome(w, WRONG), CK_KDC_ERR_PREAUTH_FAILED);
+    CHECK(sqlite3_open(db, &raw) == SQLITE_OK);
+    CHECK(sqlite3_exec(raw, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK);
+    t0 = ck_monotonic_ms();
+    CHECK(kdc_lockout_flush(w) != 0);
+    t1 = ck_monotonic_ms();
+    CHECK(t1 - t0 < 2000); /* not the 5 s busy timeout of administrative writes */
+    CHECK_INT_EQ(kdc_lockout_pending(w), 1);
+    CHECK_INT_EQ(outcome(w, ALICE_PW), CK_KDC_ERR_CLIENT_REVOKED);
+    CHECK(sqlite3_exec(raw, "ROLLBACK", NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(raw);
+    CHECK_OK(kdc_lockout_flush(w));
+    CHECK_INT_EQ(kdc_lockout_pending(w), 0);
+    CHECK_INT_EQ(stored_lockout(s).fail_count, 2);
+    kdc_worker_free(w);
+    ck_store_close(s);
+    fixture_down();
+}
+
 /* disable_lockout: no counting, no locking, nothing written. */
 static void
 lockout_disabled(void)
@@ -775,4 +805,5 @@ lockout_disabled(void)
 CK_TEST_MAIN("policy", CK_TEST_CASE(policy_crud), CK_TEST_CASE(password_change),
              CK_TEST_CASE(migration_2_to_3), CK_TEST_CASE(lockout_and_duration),
              CK_TEST_CASE(interval_reset), CK_TEST_CASE(admin_unlock),
-             CK_TEST_CASE(batching_bound), CK_TEST_CASE(lockout_disabled))
+             CK_TEST_CASE(batching_bound), CK_TEST_CASE(busy_database),
+             CK_TEST_CASE(lockout_disabled))
