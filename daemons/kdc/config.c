@@ -13,6 +13,7 @@
 #include "cablekey/profile.h"
 #include "cablekey/util.h"
 #include "config.h"
+#include "kpasswd.h"
 #include "pkinit_kdc.h"
 
 #define MAX_NAMES 64
@@ -75,6 +76,11 @@ kdc_daemon_config_free(struct kdc_daemon_config *dc)
         return;
     kdc_config_free_contents(&dc->kdc);
     clear_listen(dc);
+    for (size_t i = 0; i < dc->n_kpasswd_listen; i++)
+        free(dc->kpasswd_listen[i]);
+    dc->n_kpasswd_listen = 0;
+    free(dc->kpasswd_admins);
+    dc->kpasswd_admins = NULL;
     free(dc->log_path);
     dc->log_path = NULL;
 }
@@ -141,6 +147,36 @@ kdc_config_set_listen(struct kdc_daemon_config *dc, const char *value, bool repl
     if (replace)
         clear_listen(dc);
     return for_each_token(value, add_listen, dc);
+}
+
+static int
+add_kpasswd_listen(const char *tok, void *arg)
+{
+    struct kdc_daemon_config *dc = arg;
+    char host[256];
+    uint16_t port;
+    int rc;
+
+    if ((rc = ck_net_parse_listen(tok, KPASSWD_DEFAULT_PORT, host, sizeof(host), &port)) != 0)
+        return rc;
+    if (dc->n_kpasswd_listen >= KDC_MAX_LISTEN)
+        return ck_error_set(CK_ERR_LIMIT, "more than %d kpasswd listen addresses",
+                            KDC_MAX_LISTEN);
+    if ((dc->kpasswd_listen[dc->n_kpasswd_listen] = strdup(tok)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "config");
+    dc->n_kpasswd_listen++;
+    return 0;
+}
+
+int
+kdc_config_set_kpasswd_listen(struct kdc_daemon_config *dc, const char *value, bool replace)
+{
+    if (replace) {
+        for (size_t i = 0; i < dc->n_kpasswd_listen; i++)
+            free(dc->kpasswd_listen[i]);
+        dc->n_kpasswd_listen = 0;
+    }
+    return for_each_token(value, add_kpasswd_listen, dc);
 }
 
 struct enctype_list {
@@ -310,12 +346,15 @@ load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
     static const char *const known[] = {
         "kdc_listen", "kdc_ports", "kdc_tcp_listen", "kdc_tcp_ports", "kdc_max_dgram_reply_size",
         "kdc_max_request_size", "kdc_tcp_max_connections", "kdc_tcp_idle_timeout", "kdc_workers",
-        "kdc_cpu_affinity", NULL};
+        "kdc_cpu_affinity", "kpasswd_listen", NULL};
     const char *v;
     int64_t n;
     int rc;
 
     warn_unknown(prof, "[kdcdefaults]", known, "kdcdefaults", NULL);
+    if ((v = ck_profile_get(prof, "kdcdefaults", "kpasswd_listen", NULL)) != NULL &&
+        (rc = kdc_config_set_kpasswd_listen(dc, v, true)) != 0)
+        return rc;
     if ((v = ck_profile_get(prof, "kdcdefaults", "kdc_listen", NULL)) != NULL &&
         (rc = kdc_config_set_listen(dc, v, true)) != 0)
         return rc;
@@ -359,8 +398,8 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
 {
     static const char *const known[] = {
         "database_name", "key_stash_file", "max_life", "max_renewable_life",
-        "supported_enctypes", "clockskew", "lookaside", "kdc_listen", "disable_lockout",
-        "disable_last_success",
+        "supported_enctypes", "clockskew", "lookaside", "kdc_listen", "kpasswd_listen",
+        "kpasswd_admins", "disable_lockout", "disable_last_success",
         /* MIT keys that are accepted without effect, so MIT configs load quietly. */
         "acl_file", "admin_keytab", "dict_file", "kadmind_port", "kpasswd_port",
         "master_key_type", "default_principal_flags", KDC_PKINIT_CONFIG_KEYS, NULL};
@@ -407,6 +446,12 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
     /* As in MIT, a realm's own kdc_listen wins over [kdcdefaults]. */
     if ((v = ck_profile_get(prof, "realms", r, "kdc_listen", NULL)) != NULL &&
         (rc = kdc_config_set_listen(dc, v, true)) != 0)
+        return rc;
+    if ((v = ck_profile_get(prof, "realms", r, "kpasswd_listen", NULL)) != NULL &&
+        (rc = kdc_config_set_kpasswd_listen(dc, v, true)) != 0)
+        return rc;
+    if ((v = ck_profile_get(prof, "realms", r, "kpasswd_admins", NULL)) != NULL &&
+        (rc = set_string(&dc->kpasswd_admins, v)) != 0)
         return rc;
     return 0;
 }

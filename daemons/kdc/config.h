@@ -29,6 +29,10 @@ struct kdc_daemon_config {
     enum ck_log_dest log_dest;
     char *log_path;                  /* CK_LOG_FILE only */
     int log_level;
+    /* kpasswd service (kpasswd.c): off while kpasswd_listen is empty; port 464 by default. */
+    char *kpasswd_listen[KDC_MAX_LISTEN];
+    size_t n_kpasswd_listen;
+    char *kpasswd_admins;            /* who may set others' passwords (NULL: nobody) */
 };
 
 /* Defaults everywhere (kdc_config_defaults for the core part). */
@@ -44,6 +48,8 @@ int kdc_daemon_config_load(struct kdc_daemon_config *dc, const struct ck_profile
 /* Replaces the listen list with the entries of value (separated by blanks or commas) when
  * replace is set, else appends them. Each entry's syntax is checked. */
 int kdc_config_set_listen(struct kdc_daemon_config *dc, const char *value, bool replace);
+/* The same for the kpasswd service's list (kpasswd_listen, --kpasswd-listen). */
+int kdc_config_set_kpasswd_listen(struct kdc_daemon_config *dc, const char *value, bool replace);
 /* "aes256-cts-hmac-sha1-96:normal aes128-cts ..." (salt types ignored, unknown names skipped
  * with a warning, at least one must remain). */
 int kdc_config_parse_enctypes(const char *value, int32_t *enctypes, size_t *n);

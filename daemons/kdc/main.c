@@ -23,6 +23,7 @@
 #include "cablekey/util.h"
 #include "config.h"
 #include "kdc.h"
+#include "kpasswd.h"
 #include "pkinit_kdc.h"
 
 #define PROG "cablekey-kdc"
@@ -41,6 +42,8 @@ struct options {
     const char *pid_file;
     const char *listen[KDC_MAX_LISTEN];
     size_t n_listen;
+    const char *kpasswd_listen[KDC_MAX_LISTEN];
+    size_t n_kpasswd_listen;
     bool check;
     /* PKINIT flags: kdc.conf key and value, applied over the file's settings. */
     struct {
@@ -53,7 +56,7 @@ enum {
     OPT_CHECK = 256, OPT_LISTEN, OPT_DB, OPT_STASH, OPT_LOG_LEVEL, OPT_LOG, OPT_WORKERS,
     OPT_PID_FILE, OPT_VERSION, OPT_HELP, OPT_PKINIT_IDENTITY, OPT_PKINIT_PASSWORD_FILE,
     OPT_PKINIT_ANCHORS, OPT_PKINIT_DEVICE_ANCHORS, OPT_PKINIT_PACKETCABLE_ANCHORS, OPT_PKINIT_POOL,
-    OPT_LOG_FLUSH_MS
+    OPT_LOG_FLUSH_MS, OPT_KPASSWD_LISTEN
 };
 
 static void
@@ -65,6 +68,8 @@ usage(FILE *out)
             "  -r, --realm REALM       realm to serve when [realms] lists several\n"
             "      --check             validate the configuration and database, then exit\n"
             "      --listen ADDR[:PORT] listen address (repeatable; default port 88)\n"
+            "      --kpasswd-listen ADDR[:PORT] serve kpasswd here (repeatable; default port\n"
+            "                          464; default: kpasswd off)\n"
             "      --db FILE           principal database\n"
             "      --stash FILE        master key stash (default: database + .stash)\n"
             "      --log DEST          stderr, syslog or a file name\n"
@@ -104,6 +109,7 @@ parse_args(int argc, char **argv, struct options *o)
         {"realm", required_argument, NULL, 'r'},
         {"check", no_argument, NULL, OPT_CHECK},
         {"listen", required_argument, NULL, OPT_LISTEN},
+        {"kpasswd-listen", required_argument, NULL, OPT_KPASSWD_LISTEN},
         {"db", required_argument, NULL, OPT_DB},
         {"stash", required_argument, NULL, OPT_STASH},
         {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -135,6 +141,13 @@ parse_args(int argc, char **argv, struct options *o)
                 return 2;
             }
             o->listen[o->n_listen++] = optarg;
+            break;
+        case OPT_KPASSWD_LISTEN:
+            if (o->n_kpasswd_listen >= KDC_MAX_LISTEN) {
+                fprintf(stderr, PROG ": more than %d --kpasswd-listen options\n", KDC_MAX_LISTEN);
+                return 2;
+            }
+            o->kpasswd_listen[o->n_kpasswd_listen++] = optarg;
             break;
         case OPT_DB: o->db = optarg; break;
         case OPT_STASH: o->stash = optarg; break;
@@ -200,6 +213,8 @@ build_config(const struct options *o, struct kdc_daemon_config *dc)
         rc = kdc_daemon_config_load(dc, NULL, o->realm);
     for (size_t i = 0; rc == 0 && i < o->n_listen; i++)
         rc = kdc_config_set_listen(dc, o->listen[i], i == 0);
+    for (size_t i = 0; rc == 0 && i < o->n_kpasswd_listen; i++)
+        rc = kdc_config_set_kpasswd_listen(dc, o->kpasswd_listen[i], i == 0);
     if (rc != 0)
         goto out;
     if (o->db != NULL) {
@@ -403,6 +418,20 @@ check_config(const struct kdc_daemon_config *dc)
         print_error("PKINIT");
         return 1;
     }
+    if (dc->n_kpasswd_listen > 0) {
+        struct kpasswd_server *ks = NULL;
+        struct kpasswd_worker *kw = NULL;
+
+        rc = kpasswd_server_new(&dc->kdc, dc->kpasswd_admins, &ks);
+        if (rc == 0)
+            rc = kpasswd_worker_new(ks, &kw);
+        kpasswd_worker_free(kw);
+        kpasswd_server_free(ks);
+        if (rc != 0) {
+            print_error("kpasswd");
+            return 1;
+        }
+    }
     printf("configuration OK\n");
     return 0;
 }
@@ -467,6 +496,7 @@ main(int argc, char **argv)
     struct ck_net_config ncfg;
     struct ck_net_callbacks cb;
     struct ck_net_server *srv = NULL;
+    struct kpasswd_server *kpw = NULL;
     sigset_t sigs;
     char listeners[LISTEN_LOG_MAX];
     bool pid_written = false, served = false;
@@ -547,6 +577,15 @@ main(int argc, char **argv)
     describe_listeners(srv, listeners, sizeof(listeners));
     ck_log_notice("started: realm %s, listening on %s (udp+tcp), %d workers",
                   dc.kdc.realm != NULL ? dc.kdc.realm : "(from database)", listeners, workers);
+    if (dc.n_kpasswd_listen > 0) {
+        if (kpasswd_server_start(&dc.kdc, (const char *const *)dc.kpasswd_listen,
+                                 dc.n_kpasswd_listen, dc.kpasswd_admins, &kpw) != 0) {
+            ck_log_err("%s", ck_error_context());
+            goto out;
+        }
+        kpasswd_server_describe(kpw, listeners, sizeof(listeners));
+        ck_log_notice("kpasswd: listening on %s (udp+tcp)", listeners);
+    }
     notify("READY=1");
 
     wait_for_signals(sfd, &dc);
@@ -554,6 +593,7 @@ main(int argc, char **argv)
     served = true;
     status = 0;
 out:
+    kpasswd_server_free(kpw);
     ck_net_server_free(srv);
     if (pid_written)
         unlink(opts.pid_file);

@@ -324,6 +324,130 @@ void ck_store_cache_get_stats(const ck_store *store, ck_store_cache_stats *out);
 /* The same counters for the device cache (ck_store_get_device_cached). */
 void ck_store_device_cache_get_stats(const ck_store *store, ck_store_cache_stats *out);
 
+/* ===================================================================================== audit log
+ *
+ * Every administrative change (principals: add, modify, delete, rotate, password change,
+ * rename, unlock; devices; realm settings; policies; restores) writes one row to the audit
+ * table IN THE SAME TRANSACTION as the change: a change and its row commit together, a rolled
+ * back change leaves no row, and a backup carries both. A row says who (the store's actor),
+ * what (an action such as "principal.modify", the object it changed and a short detail such as
+ * "attributes +REQUIRES_PREAUTH" or "kvno 3 -> 4"), when (epoch seconds) and the change counter
+ * value of the change. Rows never hold a secret: no password, key, or hash of either.
+ * The KDC's own bookkeeping (lockout counters) is not administrative and writes no rows.
+ *
+ * Retention: the table keeps at most keep_rows rows (default CK_AUDIT_KEEP_ROWS) and, if
+ * keep_days > 0, drops rows older than keep_days (default CK_AUDIT_KEEP_DAYS); the oldest rows
+ * go first, at each new row. The table is never unbounded. */
+
+#define CK_AUDIT_KEEP_ROWS 100000
+#define CK_AUDIT_KEEP_ROWS_MAX 10000000
+#define CK_AUDIT_KEEP_DAYS 365
+#define CK_AUDIT_KEEP_DAYS_MAX 36500
+#define CK_AUDIT_LIST_MAX 100000     /* rows per ck_store_audit_list call */
+
+/* Who makes the changes of this store from now on, as the audit log shows it: the CLI passes
+ * the OS user ("uid 0 (root) via sudo alice"), the admin daemon the authenticated principal.
+ * Control characters are replaced by '?'; longer than 255 bytes is truncated. Default:
+ * "uid N" of the process. */
+void ck_store_set_actor(ck_store *store, const char *actor);
+
+typedef struct ck_audit_entry {
+    int64_t id;            /* increasing */
+    int64_t time;          /* epoch seconds */
+    uint64_t generation;   /* the change counter value of the change */
+    const char *actor;
+    const char *action;
+    const char *object;    /* "" when the change concerns the realm as a whole */
+    const char *detail;
+} ck_audit_entry;
+
+typedef struct ck_audit_filter {
+    int64_t since;         /* rows with time >= since (0: all) */
+    const char *object;    /* NULL: all objects */
+    const char *action;    /* NULL: all; "principal." (trailing dot) matches a family */
+    size_t limit;          /* the newest `limit` matching rows (1..CK_AUDIT_LIST_MAX) */
+} ck_audit_filter;
+
+/* Calls cb for the matching rows, oldest first; the entry is valid during the call only. */
+typedef int (*ck_store_audit_cb)(const ck_audit_entry *e, void *arg);
+int ck_store_audit_list(ck_store *store, const ck_audit_filter *filter, ck_store_audit_cb cb,
+                        void *arg);
+
+typedef struct ck_audit_retention {
+    int64_t keep_rows;     /* 1..CK_AUDIT_KEEP_ROWS_MAX */
+    int64_t keep_days;     /* 0 (no age limit) .. CK_AUDIT_KEEP_DAYS_MAX */
+} ck_audit_retention;
+int ck_store_audit_get_retention(ck_store *store, ck_audit_retention *r);
+/* Changes the retention (itself an audited change); trims at the next row. */
+int ck_store_audit_set_retention(ck_store *store, const ck_audit_retention *r);
+
+/* ============================================================= backup, restore, integrity check
+ *
+ * A backup is a single SQLite file holding everything of the realm EXCEPT the master key:
+ * principal keys in it are encrypted under the master key, which lives only in the stash file.
+ * A backup without its stash is useless; the stash must be backed up separately (it changes
+ * only when the master key does) and protected like the key it is: not next to the backups. */
+
+typedef struct ck_store_backup_info {
+    char realm[256];
+    int schema_version;
+    uint64_t generation;   /* the change counter of the copied state */
+    int64_t principals, devices, audit_rows;
+} ck_store_backup_info;
+
+/* Copies the database at db_path into out_path through SQLite's online backup: one consistent
+ * snapshot, taken while KDCs and the CLI keep reading and writing. The copy is written to a
+ * temporary file in out_path's directory (mode 0600), checked (PRAGMA integrity_check), synced,
+ * and renamed into place, so out_path is either absent or complete. CK_ERR_EXISTS if out_path
+ * exists and overwrite is false; out_path may never be the database itself. info may be NULL. */
+int ck_store_backup(const char *db_path, const char *out_path, bool overwrite,
+                    ck_store_backup_info *info);
+
+#define CK_RESTORE_FORCE 0x1  /* restore even while other processes have the database open */
+
+typedef struct ck_store_restore_info {
+    char realm[256];
+    int backup_schema_version;  /* as found in the backup (it is upgraded on restore) */
+    uint64_t backup_generation; /* the change counter in the backup */
+    uint64_t old_generation;    /* the replaced database's (0 if there was none) */
+    uint64_t generation;        /* after the restore: greater than both */
+    int64_t principals, devices, keys_checked;
+    bool created;               /* db_path did not exist */
+} ck_store_restore_info;
+
+/* Replaces the realm at db_path by the backup in_path. The backup is validated first, on a
+ * private copy (the backup file is only read): SQLite integrity and foreign keys, a schema
+ * version not newer than this binary (older ones are upgraded), the master key check value
+ * against the stash (stash_path NULL: db_path + ".stash"), and that every key decrypts.
+ * Refused (CK_ERR_POLICY, naming the process) while another process has db_path open, unless
+ * flags has CK_RESTORE_FORCE. The replacement is one write transaction on the live database
+ * (its file, owner and mode are kept), so a running KDC sees either the old or the restored
+ * realm: the change counter moves past both the old and the restored value with a "flush
+ * everything" change-log entry, so no KDC serves a cached record of the replaced realm. The
+ * live audit log is kept (it records what really happened, including what the restore undoes)
+ * and gains a "db.restore" row by actor; when db_path does not exist, it is created from the
+ * backup (the backup's audit rows included). info may be NULL. */
+int ck_store_restore(const char *db_path, const char *stash_path, const char *in_path,
+                     unsigned flags, const char *actor, ck_store_restore_info *info);
+
+typedef struct ck_store_check_result {
+    size_t problems;
+    int schema_version;
+    uint64_t generation;
+    int64_t principals, keys, devices;
+    bool keys_checked;     /* the stash opened and every key was decrypted */
+} ck_store_check_result;
+
+/* Each problem as one line of text. */
+typedef void (*ck_store_check_cb)(const char *problem, void *arg);
+/* Checks a database without changing it: PRAGMA integrity_check and foreign_key_check, the
+ * schema version, the realm and master key rows, and, with the stash (stash_path NULL: db_path
+ * + ".stash"), that the master key decrypts every stored key and each belongs to its row.
+ * Every problem is passed to cb (may be NULL). Returns 0 if none, CK_ERR_INTEGRITY if any
+ * (context: how many), another error if the check could not run (no such file). */
+int ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb, void *arg,
+                   ck_store_check_result *res);
+
 /* ===================================================================================== devices
  *
  * The device table maps a PacketCable device (an MTA, identified by the MAC address its

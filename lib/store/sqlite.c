@@ -12,7 +12,7 @@
 #include "cablekey/util.h"
 #include "store/sqlite_int.h"
 
-#define SQLITE_SCHEMA_VERSION 3
+#define SQLITE_SCHEMA_VERSION 4
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 /* Change log rows kept; a cache further behind than this flushes everything. */
 #define SQLITE_CHANGELOG_KEEP 10000
@@ -85,8 +85,30 @@ static const char *const schema_1_to_2[] = {
     NULL,
 };
 
+/* 2 -> 3: the audit log (sqlite_audit.c), bounded by audit_retention (defaults as in store.h:
+ * CK_AUDIT_KEEP_ROWS rows, CK_AUDIT_KEEP_DAYS days). */
+static const char *const schema_2_to_3[] = {
+    "CREATE TABLE audit("
+    " id INTEGER PRIMARY KEY,"
+    " time INTEGER NOT NULL,"
+    " actor TEXT NOT NULL,"
+    " action TEXT NOT NULL,"
+    " object TEXT NOT NULL DEFAULT '',"
+    " detail TEXT NOT NULL DEFAULT '',"
+    " generation INTEGER NOT NULL)",
+    "CREATE INDEX audit_time ON audit(time)",
+    "CREATE INDEX audit_object ON audit(object, id)",
+    "CREATE TABLE audit_retention("
+    " id INTEGER PRIMARY KEY CHECK (id = 1),"
+    " keep_rows INTEGER NOT NULL CHECK (keep_rows BETWEEN 1 AND 10000000),"
+    " keep_days INTEGER NOT NULL CHECK (keep_days BETWEEN 0 AND 36500))",
+    "INSERT INTO audit_retention(id, keep_rows, keep_days) VALUES (1, 100000, 365)",
+    NULL,
+};
+
 /* migrations[v - 1] takes a database from version v to v + 1. */
-static const char *const *const migrations[] = {schema_1_to_2, sq_schema_policy};
+static const char *const *const migrations[] = {schema_1_to_2, schema_2_to_3,
+                                                sq_schema_policy};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -212,6 +234,7 @@ sq_begin_write(struct sqlite_be *be)
 {
     if (be->readonly)
         return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    be->audit_written = false;
     /* IMMEDIATE takes the write lock now, so read-then-write sequences cannot deadlock. */
     return sq_exec(be, "BEGIN IMMEDIATE");
 }
@@ -219,6 +242,9 @@ sq_begin_write(struct sqlite_be *be)
 int
 sq_end_write(struct sqlite_be *be, int ret)
 {
+    /* The pending audit action named this transaction only. */
+    if (be->audit != NULL)
+        be->audit->pending = false;
     if (ret == 0)
         return sq_exec(be, "COMMIT");
     sqlite3_exec(be->db, "ROLLBACK", NULL, NULL, NULL);
@@ -226,10 +252,30 @@ sq_end_write(struct sqlite_be *be, int ret)
 }
 
 
+/* The counter after the bump; init_schema bumps before the kept statements exist. */
+static int
+bumped_value(struct sqlite_be *be, uint64_t *value)
+{
+    sqlite3_stmt *st = NULL;
+    int ret = 0;
+
+    if (be->get_gen != NULL)
+        return sqlite_generation(be, value);
+    if ((ret = sq_prepare(be, "SELECT value FROM generation WHERE id = 1", &st)) != 0)
+        return ret;
+    if (sqlite3_step(st) == SQLITE_ROW)
+        *value = (uint64_t)sqlite3_column_int64(st, 0);
+    else
+        ret = sq_error(be, "generation");
+    sqlite3_finalize(st);
+    return ret;
+}
+
 int
 sq_bump_generation(struct sqlite_be *be, enum ck_store_change_kind kind, const char *key,
                    uint64_t *gen)
 {
+    uint64_t value = 0;
     int ret;
 
     if ((ret = sq_exec(be, "UPDATE generation SET value = value + 1 WHERE id = 1")) != 0 ||
@@ -240,9 +286,13 @@ sq_bump_generation(struct sqlite_be *be, enum ck_store_change_kind kind, const c
         (ret = sq_run(be, "trim changelog",
                        "DELETE FROM changelog WHERE generation <= "
                        "(SELECT value FROM generation WHERE id = 1) - ?",
-                       ARGS(A_INT(SQLITE_CHANGELOG_KEEP)))) != 0)
+                       ARGS(A_INT(SQLITE_CHANGELOG_KEEP)))) != 0 ||
+        (ret = bumped_value(be, &value)) != 0 ||
+        (ret = sq_audit_write(be, kind, key, value)) != 0)
         return ret;
-    return gen != NULL ? sqlite_generation(be, gen) : 0;
+    if (gen != NULL)
+        *gen = value;
+    return 0;
 }
 
 static void
@@ -1192,6 +1242,15 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .device_del = sqlite_device_del,
     .device_list = sqlite_device_list,
     .device_pin_check = sqlite_device_pin_check,
+    .audit_attach = sqlite_audit_attach,
+    .audit_list = sqlite_audit_list,
+    .audit_get_retention = sqlite_audit_get_retention,
+    .audit_set_retention = sqlite_audit_set_retention,
+    .backup = sqlite_backup,
+    .holder = sqlite_holder,
+    .check_db = sqlite_check_db,
+    .restore_prepare = sqlite_restore_prepare,
+    .restore_commit = sqlite_restore_commit,
     .policy_put = sq_policy_put,
     .policy_get = sq_policy_get,
     .policy_del = sq_policy_del,
@@ -1202,3 +1261,23 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .record_auth = sq_record_auth,
     .unlock = sq_unlock,
 };
+
+/* For sqlite_maint.c: an ordinary open (schema upgraded unless read-only), and the schema
+ * version this binary writes. */
+int
+sqlite_open_path(const char *path, unsigned flags, struct sqlite_be **out)
+{
+    return sqlite_open(path, flags, false, (void **)out);
+}
+
+void
+sqlite_close_be(struct sqlite_be *be)
+{
+    sqlite_close(be);
+}
+
+int
+sqlite_schema_version(void)
+{
+    return SQLITE_SCHEMA_VERSION;
+}

@@ -20,6 +20,8 @@ struct sqlite_be {
     sqlite3_stmt *get_keys;
     sqlite3_stmt *get_gen;
     sqlite3_stmt *get_dev;
+    struct ck_store_audit *audit;   /* the store's actor and pending action (NULL: none) */
+    bool audit_written;             /* the current write transaction has its audit row */
 };
 
 /* ---- typed, checked parameter binding ----
@@ -73,6 +75,11 @@ int sq_end_write(struct sqlite_be *be, int ret);
  * write calls it in its transaction. */
 int sq_bump_generation(struct sqlite_be *be, enum ck_store_change_kind kind, const char *key,
                        uint64_t *gen);
+/* The audit row of the current write transaction (sqlite_audit.c), called by
+ * sq_bump_generation: at most one row per transaction, from the pending action or, if no caller
+ * named one, a generic one for kind; none if the action is marked not administrative. */
+int sq_audit_write(struct sqlite_be *be, enum ck_store_change_kind kind, const char *key,
+                   uint64_t gen);
 /* Text column as a malloc'd string (NULL for SQL NULL or out of memory). */
 char *sq_column_strdup(sqlite3_stmt *st, int col);
 int sqlite_generation(void *arg, uint64_t *gen);
@@ -111,5 +118,23 @@ int sq_change_password(void *be, const char *name, uint32_t old_kvno, uint32_t n
                        unsigned hist_keep, int64_t pw_expires, uint32_t clear_attrs, int64_t now);
 int sq_record_auth(void *be, const ck_lockout_update *u, size_t n);
 int sq_unlock(void *be, const char *name, int64_t now);
+
+/* Backend ops defined outside sqlite.c. */
+void sqlite_audit_attach(void *arg, struct ck_store_audit *audit);
+int sqlite_audit_list(void *arg, const ck_audit_filter *f, ck_store_audit_cb cb, void *cb_arg);
+int sqlite_audit_get_retention(void *arg, ck_audit_retention *r);
+int sqlite_audit_set_retention(void *arg, const ck_audit_retention *r);
+int sqlite_backup(const char *db_path, const char *out_path, bool overwrite,
+                  ck_store_backup_info *info);
+int sqlite_holder(const char *db_path, long *pid);
+int sqlite_check_db(const char *db_path, ck_store_check_cb cb, void *arg,
+                    ck_store_check_result *res);
+int sqlite_restore_prepare(const char *in_path, const char *tmp_path, int *schema_version);
+int sqlite_restore_commit(const char *db_path, const char *tmp_path,
+                          struct ck_store_audit *audit, ck_store_restore_info *info);
+/* sqlite.c's open and close, for the maintenance code. */
+int sqlite_open_path(const char *path, unsigned flags, struct sqlite_be **out);
+void sqlite_close_be(struct sqlite_be *be);
+int sqlite_schema_version(void);
 
 #endif

@@ -504,9 +504,9 @@ out:
     return ret;
 }
 
-static int
-decrypt_key(const ck_store *store, const char *name, const struct ck_store_key_row *row,
-            ck_db_key *k)
+int
+ck_store_decrypt_key_row(const ck_store *store, const char *name,
+                         const struct ck_store_key_row *row, ck_db_key *k)
 {
     uint8_t *plain = NULL;
     const uint8_t *p = NULL;
@@ -604,6 +604,15 @@ device_free_rec(void *rec)
     ck_db_device_free(rec);
 }
 
+/* Every write transaction of the backend reads the store's actor and pending action. */
+static void
+store_audit_attach(ck_store *store)
+{
+    if (store->audit.actor[0] == '\0')
+        ck_store_set_actor(store, NULL);
+    store->ops->audit_attach(store->be, &store->audit);
+}
+
 /* Finishes opening: loads the realm, checks the stash against it, primes the caches. */
 static int
 store_attach(ck_store *store, const char *stash_path)
@@ -612,6 +621,7 @@ store_attach(ck_store *store, const char *stash_path)
     int ret;
 
     memset(&mrow, 0, sizeof(mrow));
+    store_audit_attach(store);
     if ((ret = store->ops->load_realm(store->be, &store->realm, &mrow)) != 0)
         goto out;
     if ((ret = stash_read(stash_path, &store->mkvno, &store->mkey)) != 0)
@@ -781,6 +791,9 @@ ck_store_init_realm(const char *db_path, const char *stash_path, const char *rea
     if ((ret = ck_store_sqlite_ops.open(db_path, 0, true, &store->be)) != 0)
         goto out;
     store->ops = &ck_store_sqlite_ops;
+    store_audit_attach(store);
+    store_audit_begin(store, "realm.create", realm, "%zu enctype%s, master key kvno %u",
+                      n_enctypes, n_enctypes == 1 ? "" : "s", store->mkvno);
     if ((ret = store->ops->init_schema(store->be, &info, &mrow, now_sec())) != 0)
         goto out;
     if ((ret = store_attach(store, stash_path)) != 0)
@@ -928,10 +941,36 @@ check_fields(const ck_db_principal *p)
     return 0;
 }
 
+/* Names the audit action of a put. A field update describes what it changes against the
+ * record as read just before (an admin path: the extra read is cheap). */
+static int
+audit_put(ck_store *store, const ck_db_principal *p, enum ck_store_put_mode mode, char *detail,
+          size_t size)
+{
+    struct ck_store_princ_row old;
+    char attrs[CK_AUDIT_DETAIL_MAX];
+    int ret;
+
+    if (mode == CK_PUT_UPDATE_FIELDS) {
+        if ((ret = store->ops->get(store->be, p->name, &old)) != 0)
+            return ret;
+        store_audit_describe_fields(detail, size, &old, p);
+        ck_store_princ_row_clear(&old);
+        store_audit_begin(store, "principal.modify", p->name, "%s", detail);
+        return 0;
+    }
+    store_audit_describe_keys(detail, size, p->keys, p->n_keys);
+    store_audit_describe_attributes(attrs, sizeof(attrs), 0, p->attributes);
+    store_audit_begin(store, mode == CK_PUT_CREATE ? "principal.add" : "principal.put", p->name,
+                      "kvno %u, %s%s%s", p->kvno, detail, attrs[0] ? ", attributes" : "", attrs);
+    return 0;
+}
+
 static int
 store_put(ck_store *store, const ck_db_principal *p, enum ck_store_put_mode mode)
 {
     struct ck_store_princ_row row;
+    char detail[CK_AUDIT_DETAIL_MAX];
     int ret;
 
     memset(&row, 0, sizeof(row));
@@ -961,7 +1000,9 @@ store_put(ck_store *store, const ck_db_principal *p, enum ck_store_put_mode mode
         row.policy = p->policy;
     }
     row.last_pwd_change = p->last_pwd_change;
-    ret = store->ops->put(store->be, &row, mode, now_sec());
+    if ((ret = audit_put(store, p, mode, detail, sizeof(detail))) == 0)
+        ret = store->ops->put(store->be, &row, mode, now_sec());
+    store_audit_end(store);
     if (ret == 0)
         ck_store_cache_invalidate(&store->cache, p->name);
 out:
@@ -996,7 +1037,9 @@ ck_store_delete_principal(ck_store *store, const char *name)
         return ck_error_set(CK_ERR_PERM, "database opened read-only");
     if (name == NULL)
         return ck_error_set(CK_ERR_INVAL, "no principal name");
+    store_audit_begin(store, "principal.delete", name, NULL);
     ret = store->ops->del(store->be, name);
+    store_audit_end(store);
     if (ret == 0)
         ck_store_cache_invalidate(&store->cache, name);
     return ret;
@@ -1045,7 +1088,7 @@ ck_store_load_principal(ck_store *store, const char *name, ck_db_principal **out
         }
     }
     for (size_t i = 0; i < row.n_keys; i++) {
-        if ((ret = decrypt_key(store, p->name, &row.keys[i], &p->keys[i])) != 0)
+        if ((ret = ck_store_decrypt_key_row(store, p->name, &row.keys[i], &p->keys[i])) != 0)
             goto out;
         p->n_keys++;
     }
@@ -1091,7 +1134,14 @@ ck_store_rotate_keys(ck_store *store, const char *name, const ck_db_key *keys, s
         next = 1;
     if ((ret = encrypt_keys(store, name, keys, n_keys, next, &rows)) != 0)
         goto out;
+    {
+        char detail[CK_AUDIT_DETAIL_MAX];
+        store_audit_describe_keys(detail, sizeof(detail), keys, n_keys);
+        store_audit_begin(store, "principal.rotate", name, "kvno %u -> %u, %s, keep %u kvnos",
+                          cur->kvno, next, detail, keep);
+    }
     ret = store->ops->rotate(store->be, name, cur->kvno, next, rows, n_keys, keep, now_sec());
+    store_audit_end(store);
     if (ret != 0)
         goto out;
     ck_store_cache_invalidate(&store->cache, name);
@@ -1311,7 +1361,17 @@ ck_store_add_device(ck_store *store, const ck_db_device *dev)
     if (dev->has_pin)
         memcpy(row.spki_sha256, dev->spki_sha256, sizeof(row.spki_sha256));
     row.comment = (char *)(dev->comment != NULL ? dev->comment : "");
+    {
+        char hex[2 * CK_DEVICE_SPKI_HASH_LEN + 1] = "";
+        if (dev->has_pin)
+            ck_device_pin_format_hex(dev->spki_sha256, hex);
+        /* The pin is a public key's hash, not a secret: the log says which key was pinned. */
+        store_audit_begin(store, "device.add", mac, "principal %s, %s%s%s%s", dev->principal,
+                          dev->has_pin ? "key pinned, SPKI SHA-256 " : "not pinned", hex,
+                          row.comment[0] ? ", comment " : "", row.comment);
+    }
     ret = store->ops->device_add(store->be, &row, now_sec());
+    store_audit_end(store);
     if (ret == 0)
         ck_store_cache_invalidate(&store->dev_cache, mac);
     return ret;
@@ -1388,8 +1448,11 @@ ck_store_set_device_state(ck_store *store, const char *mac, enum ck_device_state
         return ret;
     if (state != CK_DEVICE_ACTIVE && state != CK_DEVICE_REVOKED)
         return ck_error_set(CK_ERR_INVAL, "device %s: cannot set state %d", canon, (int)state);
+    store_audit_begin(store, state == CK_DEVICE_REVOKED ? "device.revoke" : "device.reinstate",
+                      canon, NULL);
     ret = store->ops->device_update(store->be, canon, CK_DEV_SET_STATE, (int)state, NULL,
                                     now_sec(), &ch);
+    store_audit_end(store);
     if (ret == 0 && ch)
         ck_store_cache_invalidate(&store->dev_cache, canon);
     if (changed != NULL)
@@ -1405,7 +1468,9 @@ ck_store_delete_device(ck_store *store, const char *mac)
 
     if ((ret = device_write_check(store)) != 0 || (ret = ck_device_mac_parse(mac, canon)) != 0)
         return ret;
+    store_audit_begin(store, "device.delete", canon, NULL);
     ret = store->ops->device_del(store->be, canon);
+    store_audit_end(store);
     if (ret == 0)
         ck_store_cache_invalidate(&store->dev_cache, canon);
     return ret;
@@ -1420,8 +1485,16 @@ ck_store_set_device_pin(ck_store *store, const char *mac, const uint8_t *spki_sh
 
     if ((ret = device_write_check(store)) != 0 || (ret = ck_device_mac_parse(mac, canon)) != 0)
         return ret;
+    if (spki_sha256 != NULL) {
+        char hex[2 * CK_DEVICE_SPKI_HASH_LEN + 1];
+        ck_device_pin_format_hex(spki_sha256, hex);
+        store_audit_begin(store, "device.pin", canon, "SPKI SHA-256 %s", hex);
+    } else {
+        store_audit_begin(store, "device.unpin", canon, NULL);
+    }
     ret = store->ops->device_update(store->be, canon, CK_DEV_SET_PIN, 0, spki_sha256, now_sec(),
                                     &changed);
+    store_audit_end(store);
     if (ret == 0 && changed)
         ck_store_cache_invalidate(&store->dev_cache, canon);
     return ret;
@@ -1439,8 +1512,15 @@ ck_store_device_pin_check(ck_store *store, const char *mac, const uint8_t *spki_
         return ck_error_set(CK_ERR_INVAL, "no key hash");
     if ((ret = device_write_check(store)) != 0 || (ret = ck_device_mac_parse(mac, canon)) != 0)
         return ret;
+    {
+        char hex[2 * CK_DEVICE_SPKI_HASH_LEN + 1];
+        ck_device_pin_format_hex(spki_sha256, hex);
+        store_audit_begin(store, "device.pin", canon,
+                          "first login (trust on first use), SPKI SHA-256 %s", hex);
+    }
     ret = store->ops->device_pin_check(store->be, canon, spki_sha256, result, generation,
                                        now_sec());
+    store_audit_end(store);
     if (ret == 0 && *result == CK_DEVICE_PIN_SET)
         ck_store_cache_invalidate(&store->dev_cache, canon);
     return ret;
@@ -1465,13 +1545,6 @@ void
 ck_store_free_key_rows_int(struct ck_store_key_row *rows, size_t n)
 {
     free_key_rows(rows, n);
-}
-
-int
-ck_store_decrypt_key_int(const ck_store *store, const char *name,
-                         const struct ck_store_key_row *row, ck_db_key *k)
-{
-    return decrypt_key(store, name, row, k);
 }
 
 int64_t

@@ -59,6 +59,45 @@ enum ck_store_change_kind {
                               * principals carry their policy's lockout parameters) */
 };
 
+/* The audit log (audit.c, sqlite_audit.c). The generic layer names each administrative change
+ * before it calls the backend op (store_audit_begin); the backend writes the row from
+ * sq_bump_generation, inside the change's own transaction, so that a change and its audit row
+ * commit or roll back together. A write no caller named is still recorded, under a generic
+ * action ("principal.change"); a write that is not administrative says so (store_audit_skip). */
+#define CK_AUDIT_ACTOR_MAX 256
+#define CK_AUDIT_ACTION_MAX 64
+#define CK_AUDIT_OBJECT_MAX 512
+#define CK_AUDIT_DETAIL_MAX 512
+
+struct ck_store_audit {
+    char actor[CK_AUDIT_ACTOR_MAX];   /* ck_store_set_actor; default "uid N" */
+    bool pending;                     /* action/object/detail name the next write transaction */
+    bool skip;                        /* ... which is not administrative: no row */
+    char action[CK_AUDIT_ACTION_MAX];
+    char object[CK_AUDIT_OBJECT_MAX];
+    char detail[CK_AUDIT_DETAIL_MAX];
+};
+
+/* Names the administrative change the next backend write transaction makes: action is
+ * "object.verb" ("principal.rename"), object the canonical name or MAC it changes (NULL: the
+ * realm), detail a short printf-style description that NEVER holds a secret (no password, no
+ * key, no hash of either): "kvno 3 -> 4", "attributes +REQUIRES_PREAUTH". The backend forgets
+ * it when that transaction ends, committed or not. */
+void store_audit_begin(ck_store *store, const char *action, const char *object,
+                       const char *detail_fmt, ...) __attribute__((format(printf, 4, 5)));
+/* The next write transaction is not administrative (the KDC's lockout counters): no row. */
+void store_audit_skip(ck_store *store);
+/* Forgets a pending action the op did not consume (it failed before its transaction). */
+void store_audit_end(ck_store *store);
+
+/* Detail texts (audit.c): what changed, never a secret. */
+void store_audit_describe_attributes(char *buf, size_t size, uint32_t old_attrs,
+                                     uint32_t new_attrs);
+struct ck_store_princ_row;
+void store_audit_describe_fields(char *buf, size_t size, const struct ck_store_princ_row *old,
+                                 const ck_db_principal *p);
+void store_audit_describe_keys(char *buf, size_t size, const ck_db_key *keys, size_t n);
+
 /* Change callback. */
 typedef void (*ck_store_change_cb)(enum ck_store_change_kind kind, const char *key, void *arg);
 
@@ -141,6 +180,32 @@ struct ck_store_ops {
     /* Lockout state: batched KDC events (no generation bump) and the administrative unlock. */
     int (*record_auth)(void *be, const ck_lockout_update *u, size_t n);
     int (*unlock)(void *be, const char *name, int64_t now);
+    /* Audit log. audit_attach: the store's audit state, which every write transaction reads
+     * (and whose pending action it clears when it ends). */
+    void (*audit_attach)(void *be, struct ck_store_audit *audit);
+    int (*audit_list)(void *be, const ck_audit_filter *filter, ck_store_audit_cb cb, void *arg);
+    int (*audit_get_retention)(void *be, ck_audit_retention *r);
+    int (*audit_set_retention)(void *be, const ck_audit_retention *r);
+
+    /* Maintenance (sqlite_maint.c); these work on paths, not on an open backend. */
+    /* A consistent copy of db_path into out_path, mode 0600, atomic (see ck_store_backup). */
+    int (*backup)(const char *db_path, const char *out_path, bool overwrite,
+                  ck_store_backup_info *info);
+    /* *pid: a process other than this one that has db_path open (0: none seen). Must be called
+     * before this process opens db_path. */
+    int (*holder)(const char *db_path, long *pid);
+    /* The database-level checks of ck_store_check; every problem goes to cb. */
+    int (*check_db)(const char *db_path, ck_store_check_cb cb, void *arg,
+                    ck_store_check_result *res);
+    /* Makes a private, validated copy of a backup at tmp_path (created 0600) and upgrades it
+     * to the current schema; refuses a damaged file or a newer schema. */
+    int (*restore_prepare)(const char *in_path, const char *tmp_path, int *schema_version);
+    /* Replaces the content of db_path by that of the prepared copy in one write transaction
+     * (or moves the copy into place when db_path does not exist); moves the generation past
+     * both the old and the restored value with a full-flush change-log entry and the audit
+     * row `audit`. */
+    int (*restore_commit)(const char *db_path, const char *tmp_path, struct ck_store_audit *audit,
+                          ck_store_restore_info *info);
 };
 
 extern const struct ck_store_ops ck_store_sqlite_ops;
@@ -176,6 +241,7 @@ struct ck_store {
     ck_realm_info realm;
     struct ck_store_cache cache;     /* principals, checked at most every check_ms */
     struct ck_store_cache dev_cache; /* devices, checked on every lookup */
+    struct ck_store_audit audit;     /* the actor and the pending audit action */
 };
 
 int ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind,
@@ -184,17 +250,19 @@ void ck_store_cache_destroy(struct ck_store_cache *c);
 /* Drops one key (after a write through this store). */
 void ck_store_cache_invalidate(struct ck_store_cache *c, const char *key);
 
-/* store.c's helpers for store_policy.c: name check, key (de)cryption under the master key. */
+/* store.c's helpers for store_policy.c: name check, key encryption under the master key. */
 int ck_store_check_name_int(const ck_store *store, const char *name);
 int ck_store_encrypt_keys_int(const ck_store *store, const char *name, const ck_db_key *keys,
                               size_t n, uint32_t kvno_override, struct ck_store_key_row **out);
 void ck_store_free_key_rows_int(struct ck_store_key_row *rows, size_t n);
-int ck_store_decrypt_key_int(const ck_store *store, const char *name,
-                             const struct ck_store_key_row *row, ck_db_key *k);
 int64_t ck_store_now_int(void);
 
 /* Reads a record through the backend and decrypts its keys (store.c). */
 int ck_store_load_principal(ck_store *store, const char *name, ck_db_principal **out);
+/* Decrypts one stored key of principal name (store.c); CK_ERR_INTEGRITY if it does not decrypt
+ * under the master key or does not belong to that principal, kvno and enctype. */
+int ck_store_decrypt_key_row(const ck_store *store, const char *name,
+                             const struct ck_store_key_row *row, ck_db_key *k);
 /* Reads a device through the backend into a validated record (store.c). */
 int ck_store_load_device(ck_store *store, const char *mac, ck_db_device **out);
 

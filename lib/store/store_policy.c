@@ -82,7 +82,15 @@ policy_write(ck_store *store, const ck_policy *pol, bool create)
         return ck_error_set(CK_ERR_PERM, "database opened read-only");
     if ((ret = ck_policy_check(pol)) != 0)
         return ret;
-    if ((ret = store->ops->policy_put(store->be, pol, create, ck_store_now_int())) != 0)
+    store_audit_begin(store, create ? "policy.add" : "policy.modify", pol->name,
+                      "min-length %u, min-classes %u, history %u, min-life %llds, max-life %llds, "
+                      "max-failure %u, failure-interval %llds, lockout-duration %llds",
+                      pol->min_length, pol->min_classes, pol->history, (long long)pol->min_life,
+                      (long long)pol->max_life, pol->max_failure,
+                      (long long)pol->failure_interval, (long long)pol->lockout_duration);
+    ret = store->ops->policy_put(store->be, pol, create, ck_store_now_int());
+    store_audit_end(store);
+    if (ret != 0)
         return ret;
     /* Cached principals carry their policy's lockout parameters. */
     ck_store_cache_flush(store);
@@ -121,7 +129,10 @@ ck_store_delete_policy(ck_store *store, const char *name)
         return ck_error_set(CK_ERR_PERM, "database opened read-only");
     if ((ret = ck_policy_name_check(name)) != 0)
         return ret;
-    if ((ret = store->ops->policy_del(store->be, name)) != 0)
+    store_audit_begin(store, "policy.delete", name, NULL);
+    ret = store->ops->policy_del(store->be, name);
+    store_audit_end(store);
+    if (ret != 0)
         return ret;
     ck_store_cache_flush(store);
     return 0;
@@ -146,7 +157,10 @@ ck_store_set_principal_policy(ck_store *store, const char *name, const char *pol
         return ret;
     if (policy != NULL && (ret = ck_policy_name_check(policy)) != 0)
         return ret;
+    store_audit_begin(store, "principal.policy", name, policy != NULL ? "policy %s" : "no policy",
+                      policy);
     ret = store->ops->set_policy(store->be, name, policy, ck_store_now_int());
+    store_audit_end(store);
     if (ret == 0)
         ck_store_cache_invalidate(&store->cache, name);
     return ret;
@@ -227,7 +241,7 @@ check_history(ck_store *store, const ck_db_principal *cur, const ck_policy *pol,
             ck_db_key k;
 
             /* A row under an older master key cannot be compared; it ages out. */
-            if (ck_store_decrypt_key_int(store, cur->name, &rows[i], &k) != 0) {
+            if (ck_store_decrypt_key_row(store, cur->name, &rows[i], &k) != 0) {
                 ck_error_clear();
                 continue;
             }
@@ -346,10 +360,14 @@ ck_store_change_password(ck_store *store, const char *name, const char *password
                                store->realm.n_enctypes, next, &keys, &n_keys)) != 0 ||
         (ret = ck_store_encrypt_keys_int(store, name, keys, n_keys, 0, &rows)) != 0)
         goto out;
+    store_audit_begin(store, "principal.password", name, "kvno %u -> %u, set by %s%s%s", cur->kvno,
+                      next, (flags & CK_PW_ADMIN) ? "an administrator" : "the user",
+                      has_policy ? ", policy " : "", has_policy ? pol.name : "");
     ret = store->ops->change_password(store->be, name, cur->kvno, next, rows, n_keys,
                                       CK_STORE_KEEP_KVNOS,
                                       has_policy && pol.history > 1 ? pol.history - 1 : 0,
                                       pw_expires, CK_ATTR_REQUIRES_PWCHANGE, now);
+    store_audit_end(store);
     if (ret != 0)
         goto out;
     ck_store_cache_invalidate(&store->cache, name);
@@ -396,7 +414,11 @@ ck_store_record_auth(ck_store *store, const ck_lockout_update *u, size_t n)
     for (size_t i = 0; i < n; i++)
         if (u[i].name == NULL)
             return ck_error_set(CK_ERR_INVAL, "lockout update without a name");
-    if ((ret = store->ops->record_auth(store->be, u, n)) != 0)
+    /* The KDC's counters: not an administrative change (and no generation bump). */
+    store_audit_skip(store);
+    ret = store->ops->record_auth(store->be, u, n);
+    store_audit_end(store);
+    if (ret != 0)
         return ret;
     /* Our next lookup must see the merged count, not the record read before. */
     for (size_t i = 0; i < n; i++)
@@ -414,7 +436,9 @@ ck_store_unlock_principal(ck_store *store, const char *name)
         return ck_error_set(CK_ERR_PERM, "database opened read-only");
     if ((ret = ck_store_check_name_int(store, name)) != 0)
         return ret;
+    store_audit_begin(store, "principal.unlock", name, NULL);
     ret = store->ops->unlock(store->be, name, ck_store_now_int());
+    store_audit_end(store);
     if (ret == 0)
         ck_store_cache_invalidate(&store->cache, name);
     return ret;

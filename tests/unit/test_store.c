@@ -125,7 +125,7 @@ init_realm(void)
     CHECK(sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     CHECK(sqlite3_prepare_v2(raw, "SELECT version FROM schema_version", -1, &q, NULL) ==
           SQLITE_OK);
-    CHECK(q != NULL && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 3);
+    CHECK(q != NULL && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 4);
     sqlite3_finalize(q);
     sqlite3_close(raw);
 
@@ -1275,7 +1275,7 @@ schema_migration(void)
 
     /* A read-write open upgrades, keeping every row; then a second connection opens normally. */
     CHECK_OK(ck_store_open(db, NULL, 0, &s));
-    CHECK_INT_EQ(schema_version_of(db), 3);
+    CHECK_INT_EQ(schema_version_of(db), 4);
     CHECK_OK(ck_store_open(db, NULL, 0, &s2));
     if (s != NULL && s2 != NULL) {
         CHECK_OK(ck_store_generation(s, &gen));
@@ -1308,13 +1308,13 @@ schema_migration(void)
 
     /* A database from a newer cablekey is refused, read-write too, and left alone. */
     CHECK(sqlite3_open(db, &raw) == SQLITE_OK);
-    CHECK(sqlite3_exec(raw, "UPDATE schema_version SET version = 4", NULL, NULL, NULL) ==
+    CHECK(sqlite3_exec(raw, "UPDATE schema_version SET version = 99", NULL, NULL, NULL) ==
           SQLITE_OK);
     sqlite3_close(raw);
     s = NULL;
     CHECK_INT_EQ(ck_store_open(db, NULL, 0, &s), CK_ERR_UNSUPPORTED);
-    CHECK(s == NULL && strstr(ck_error_context(), "version 4") != NULL);
-    CHECK_INT_EQ(schema_version_of(db), 4);
+    CHECK(s == NULL && strstr(ck_error_context(), "version 99") != NULL);
+    CHECK_INT_EQ(schema_version_of(db), 99);
     free(fresh);
     free(migrated);
     fixture_down();

@@ -21,6 +21,8 @@ int cli_keytab(int argc, char **argv);
 int cli_device(int argc, char **argv);
 int cli_pki(int argc, char **argv);
 int cli_mta(int argc, char **argv);
+int cli_db(int argc, char **argv);
+int cli_audit(int argc, char **argv);
 int cli_policy(int argc, char **argv);
 
 /* The policy parts of `cablekey principal` (policy.c). For a new record p: attaches policy (or
@@ -56,7 +58,9 @@ int cli_parse_enctypes(const char *s, int32_t *out, size_t max, size_t *n);
 int cli_read_password_stdin(char **pw, size_t *len);
 void cli_password_free(char *pw, size_t len);
 
-/* Opens the store; stash NULL = db + ".stash". */
+/* The audit actor of this process (db.c): "uid 1000 (alice)", "uid 0 (root) via sudo alice". */
+void cli_actor(char *buf, size_t size);
+/* Opens the store, with cli_actor as the audit actor; stash NULL = db + ".stash". */
 int cli_open_store(const char *what, const char *db, const char *stash, bool readonly,
                    ck_store **out);
 /* Canonical "name@REALM" for a user-given name (the store's realm if none); malloc'd. */

@@ -1,4 +1,6 @@
-/* cablekey init: creates the realm database, the master key stash and krbtgt/REALM@REALM. */
+/* cablekey init: creates the realm database, the master key stash, krbtgt/REALM@REALM and
+ * kadmin/changepw@REALM (the kpasswd service); --add-changepw adds the latter to a realm made
+ * before it existed. */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -6,6 +8,7 @@
 
 #include "cablekey/crypto.h"
 #include "cablekey/error.h"
+#include "cablekey/store.h"
 #include "cli.h"
 
 static const int32_t default_enctypes[] = {
@@ -18,14 +21,50 @@ init_usage(FILE *f)
     fprintf(f,
             "usage: cablekey init --db FILE --realm REALM [--stash FILE] [--enctypes LIST]\n"
             "                     [--max-life DURATION] [--max-renew DURATION]\n"
+            "       cablekey init --db FILE [--stash FILE] --add-changepw\n"
             "\n"
             "Creates a new realm database and a random master key in the stash file (mode\n"
-            "0600; default FILE.stash), plus krbtgt/REALM@REALM with random keys. Refuses to\n"
-            "overwrite an existing database or stash.\n"
+            "0600; default FILE.stash), plus krbtgt/REALM@REALM and kadmin/changepw@REALM\n"
+            "(the password-change service) with random keys. Refuses to overwrite an existing\n"
+            "database or stash. --add-changepw adds kadmin/changepw to an existing realm.\n"
             "  --enctypes LIST     default: aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96,\n"
             "                      aes256-cts-hmac-sha384-192,aes128-cts-hmac-sha256-128\n"
             "  --max-life D        realm ticket lifetime cap (seconds or 10h, 1d...; default 10h)\n"
             "  --max-renew D       realm renewable lifetime cap (default 7d)\n");
+}
+
+/* kadmin/changepw with MIT's attributes (kdb5_util create): PWCHANGE_SERVICE, so a user whose
+ * password expired still gets a ticket for it; DISALLOW_TGT_BASED, so only an AS exchange (a
+ * proof of the password) yields one; NO_AUTH_DATA_REQUIRED; 5-minute tickets. */
+static int
+add_changepw(const char *db, const char *stash)
+{
+    ck_store *store = NULL;
+    ck_db_principal *p = NULL;
+    const ck_realm_info *ri;
+    char name[300];
+    int ret;
+
+    if ((ret = ck_store_open(db, stash, 0, &store)) != 0)
+        goto out;
+    ri = ck_store_realm(store);
+    if ((size_t)snprintf(name, sizeof(name), "kadmin/changepw@%s", ri->name) >= sizeof(name)) {
+        ret = ck_error_set(CK_ERR_LIMIT, "realm name too long");
+        goto out;
+    }
+    if ((ret = ck_db_principal_new(name, &p)) != 0 ||
+        (ret = ck_db_keys_make(name, NULL, 0, ri->enctypes, ri->n_enctypes, 1, &p->keys,
+                               &p->n_keys)) != 0)
+        goto out;
+    p->kvno = 1;
+    p->attributes = CK_ATTR_PWCHANGE_SERVICE | CK_ATTR_DISALLOW_TGT_BASED |
+                    CK_ATTR_NO_AUTH_DATA_REQUIRED;
+    p->max_life = 300;
+    ret = ck_store_create_principal(store, p);
+out:
+    ck_db_principal_free(p);
+    ck_store_close(store);
+    return ret;
 }
 
 int
@@ -35,12 +74,14 @@ cli_init(int argc, char **argv)
         {"db", required_argument, NULL, 'd'},       {"stash", required_argument, NULL, 's'},
         {"realm", required_argument, NULL, 'r'},    {"enctypes", required_argument, NULL, 'e'},
         {"max-life", required_argument, NULL, 'l'}, {"max-renew", required_argument, NULL, 'R'},
+        {"add-changepw", no_argument, NULL, 'A'},
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     const char *db = NULL, *stash = NULL, *realm = NULL;
     int32_t enctypes[CK_STORE_MAX_ENCTYPES];
     size_t n_enctypes = sizeof(default_enctypes) / sizeof(default_enctypes[0]);
     int64_t max_life = 0, max_renew = 0;
+    bool changepw_only = false;
     int c, ret;
 
     memcpy(enctypes, default_enctypes, sizeof(default_enctypes));
@@ -63,6 +104,7 @@ cli_init(int argc, char **argv)
             if (cli_parse_duration(optarg, &max_renew) != 0)
                 return cli_usage_error("init", "--max-renew: %s", ck_error_context());
             break;
+        case 'A': changepw_only = true; break;
         case 'h': init_usage(stdout); return CLI_OK;
         default: return cli_usage_error("init", "unknown or incomplete option '%s'",
                                         argv[optind - 1]);
@@ -70,9 +112,19 @@ cli_init(int argc, char **argv)
     }
     if (optind < argc)
         return cli_usage_error("init", "unexpected argument '%s'", argv[optind]);
+    if (changepw_only) {
+        if (db == NULL)
+            return cli_usage_error("init", "--add-changepw needs --db FILE");
+        if ((ret = add_changepw(db, stash)) != 0)
+            return cli_fail("init", ret);
+        printf("Added kadmin/changepw to %s\n", db);
+        return CLI_OK;
+    }
     if (db == NULL || realm == NULL)
         return cli_usage_error("init", "--db FILE and --realm REALM are required");
     ret = ck_store_init_realm(db, stash, realm, enctypes, n_enctypes, max_life, max_renew);
+    if (ret == 0)
+        ret = add_changepw(db, stash);
     if (ret != 0)
         return cli_fail("init", ret);
     printf("Initialized realm %s in %s (stash %s%s)\n", realm, db, stash ? stash : db,

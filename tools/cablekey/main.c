@@ -25,6 +25,8 @@ static const struct {
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them"},
     {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify"},
     {"mta", cli_mta, "log in with a certificate (PKINIT) and write the TGT to a ccache"},
+    {"db", cli_db, "back up, restore and check the database"},
+    {"audit", cli_audit, "list the audit log of administrative changes; its retention"},
     {"policy", cli_policy, "password policies and lockout rules: add, modify, show, list, delete"},
 };
 
@@ -217,6 +219,11 @@ cli_open_store(const char *what, const char *db, const char *stash, bool readonl
     ret = ck_store_open(db, stash, readonly ? CK_STORE_READONLY : 0, out);
     if (ret != 0)
         return cli_fail(what, ret);
+    {
+        char actor[256];
+        cli_actor(actor, sizeof(actor));
+        ck_store_set_actor(*out, actor);
+    }
     return CLI_OK;
 }
 
