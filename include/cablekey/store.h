@@ -228,7 +228,8 @@ int ck_store_set_principal_policy(ck_store *store, const char *name, const char 
  *     first enctype's) per former password, encrypted under the master key as any key; no
  *     plaintext password is ever stored.
  * Then, in one transaction with a change-counter bump: keys derived from the password for the
- * realm's enctypes become kvno current+1 (CK_STORE_KEEP_KVNOS kvnos kept, as rotation), the
+ * enctypes of the principal's current keys (the realm's if it has none) become kvno current+1
+ * (CK_STORE_KEEP_KVNOS kvnos kept, as rotation), the
  * former current key joins the history (trimmed to history-1), last_pwd_change = now,
  * pw_expires = now + max_life (0 without policy or max_life: MIT), CK_ATTR_REQUIRES_PWCHANGE
  * cleared. CK_ERR_NOTFOUND if the principal is absent, CK_ERR_INVAL for an empty password or

@@ -316,7 +316,8 @@ ck_store_change_password(ck_store *store, const char *name, const char *password
     ck_policy pol;
     ck_db_key *keys = NULL;
     struct ck_store_key_row *rows = NULL;
-    size_t n_keys = 0;
+    int32_t enctypes[CK_STORE_MAX_ENCTYPES];
+    size_t n_keys = 0, n_enc = 0;
     bool has_policy = false;
     int64_t pw_expires = 0;
     uint32_t next;
@@ -356,8 +357,17 @@ ck_store_change_password(ck_store *store, const char *name, const char *password
     next = cur->kvno + 1;
     if (next == 0) /* kvno 0 is "no kvno" on the wire */
         next = 1;
-    if ((ret = ck_db_keys_make(name, password, password_len, store->realm.enctypes,
-                               store->realm.n_enctypes, next, &keys, &n_keys)) != 0 ||
+    /* The enctypes the principal has now (an operator may have narrowed them), else the
+     * realm's. */
+    for (size_t i = 0; i < cur->n_keys && n_enc < CK_STORE_MAX_ENCTYPES; i++)
+        if (cur->keys[i].kvno == cur->kvno && ck_enctype_is_supported(cur->keys[i].enctype))
+            enctypes[n_enc++] = cur->keys[i].enctype;
+    if (n_enc == 0) {
+        n_enc = store->realm.n_enctypes;
+        memcpy(enctypes, store->realm.enctypes, n_enc * sizeof(enctypes[0]));
+    }
+    if ((ret = ck_db_keys_make(name, password, password_len, enctypes, n_enc, next, &keys,
+                               &n_keys)) != 0 ||
         (ret = ck_store_encrypt_keys_int(store, name, keys, n_keys, 0, &rows)) != 0)
         goto out;
     store_audit_begin(store, "principal.password", name, "kvno %u -> %u, set by %s%s%s", cur->kvno,

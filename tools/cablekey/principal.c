@@ -507,7 +507,7 @@ rotate_password(const char *what, const struct popts *o, ck_store *store, const 
 
     if (o->n_enctypes > 0 || o->keep != 0)
         return cli_usage_error(what, "--enctypes and --keep do not apply with a password (the "
-                                     "realm's enctypes are used)");
+                                     "principal's enctypes are kept)");
     if ((rc = cli_principal_change_password(what, store, name, pw, pwlen, &kvno)) != CLI_OK)
         return rc;
     printf("Principal %s: new keys with kvno %u.\n", name, kvno);
