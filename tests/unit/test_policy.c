@@ -322,6 +322,30 @@ password_change(void)
     ck_db_principal_free(p);
     CHECK_INT_EQ(ck_store_change_password(s, "nobody@" REALM, "x", 1, 0, t, NULL),
                  CK_ERR_NOTFOUND);
+    /* A principal narrowed to some enctypes keeps them. */
+    {
+        static const int32_t one[] = {CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96};
+        ck_db_principal *q = NULL;
+        size_t n_new = 0;
+
+        CHECK_OK(ck_db_principal_new("carol@" REALM, &q));
+        if (q == NULL)
+            abort();
+        q->kvno = 1;
+        CHECK_OK(ck_db_keys_make("carol@" REALM, "c", 1, one, 1, 1, &q->keys, &q->n_keys));
+        CHECK_OK(ck_store_create_principal(s, q));
+        ck_db_principal_free(q);
+        q = NULL;
+        CHECK_OK(ck_store_change_password(s, "carol@" REALM, "c2", 2, 0, t, NULL));
+        CHECK_OK(ck_store_get_principal(s, "carol@" REALM, &q));
+        for (size_t i = 0; q != NULL && i < q->n_keys; i++)
+            if (q->keys[i].kvno == 2) {
+                n_new++;
+                CHECK_INT_EQ(q->keys[i].enctype, CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96);
+            }
+        CHECK_INT_EQ(n_new, 1);
+        ck_db_principal_free(q);
+    }
     ck_store_close(s);
     fixture_down();
 }
