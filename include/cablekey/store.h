@@ -220,8 +220,9 @@ int ck_store_set_principal_policy(ck_store *store, const char *name, const char 
  *   - "password has N character classes, the policy asks for M (lower case, upper case,
  *      digits, punctuation, other)"
  *   - "password changed too recently: it may be changed again after <UTC time>": unless
- *     CK_PW_ADMIN, or the principal has CK_ATTR_REQUIRES_PWCHANGE (MIT), now <
- *     last_pwd_change + min_life
+ *     CK_PW_ADMIN, or the principal has CK_ATTR_REQUIRES_PWCHANGE (MIT) or an expired password
+ *     (pw_expires <= now: its owner must be able to change it), now < last_pwd_change +
+ *     min_life
  *   - "password was used before (the policy remembers N passwords)": the keys the new password
  *     derives, with each remembered key's own enctype and salt, equal (constant-time compare)
  *     the current key or one of the history-1 remembered ones. History keeps one key (the

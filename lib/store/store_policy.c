@@ -339,8 +339,13 @@ ck_store_change_password(ck_store *store, const char *name, const char *password
         has_policy = true;
         if ((ret = check_rules(&pol, password, password_len)) != 0)
             goto out;
-        if (!(flags & CK_PW_ADMIN) && !(cur->attributes & CK_ATTR_REQUIRES_PWCHANGE) &&
-            pol.min_life > 0 && now < cur->last_pwd_change + pol.min_life) {
+        /* MIT exempts a required change; an expired password is one too (else its owner could
+         * not log in again before min_life passes). */
+        bool must_change = (cur->attributes & CK_ATTR_REQUIRES_PWCHANGE) ||
+                           (cur->pw_expires != 0 && cur->pw_expires <= now);
+
+        if (!(flags & CK_PW_ADMIN) && !must_change && pol.min_life > 0 &&
+            now < cur->last_pwd_change + pol.min_life) {
             char when[64];
 
             format_utc(cur->last_pwd_change + pol.min_life, when, sizeof(when));

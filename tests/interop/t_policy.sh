@@ -5,7 +5,7 @@
 # both kinit and the KDC (no real waiting), and the fields of `principal show`.
 . "$(dirname "$0")/lib.sh"
 
-require_tool "MIT client tools" kinit klist
+require_tool "MIT client tools" kinit klist kpasswd
 require_tool "faketime (package faketime)" faketime
 FT_LIB=""
 for f in /usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1 \
@@ -16,6 +16,10 @@ done
 is_mit && bail "t_policy.sh" "cablekey-specific (policy CLI, principal show): run it against cablekey-kdc"
 
 realm_init TEST.REALM
+KPORT=$(free_port) || bail "pick a free port for kpasswd"
+write_krb5_conf "$KRB5_CONFIG" "127.0.0.1:$PORT"
+sed -i "s|^\( *\)kdc = .*|&\n\1kpasswd_server = 127.0.0.1:$KPORT|" "$KRB5_CONFIG"
+grep -q "kpasswd_server = 127.0.0.1:$KPORT" "$KRB5_CONFIG" || bail "krb5.conf with kpasswd_server"
 ck() { timeout 30 "$CK_CLI" "$@" --db "$DB"; }
 
 # ---- policies through the CLI -------------------------------------------------------------
@@ -56,6 +60,9 @@ expect_failure "policy modify with nothing to change: refused" "nothing to modif
 expect_success "policy add lock (3 failures in 10 min lock for 30 min)" \
     ck policy add lock --max-failure 3 --failure-interval 10m --lockout-duration 30m
 realm_addprinc alice alicepw --policy lock
+expect_success "policy add users (users change their own passwords)" \
+    ck policy add users --min-length 10 --min-classes 3 --history 2 --min-life 1h --max-life 30d
+realm_addprinc dave 'Dave-pass-01' --policy users --pw-expires 2020-01-01
 
 # The KDC runs on a clock the test moves through a libfaketime control file (read on every
 # call); the monotonic clock, which paces the batched writes, stays real. One worker: the count
@@ -67,7 +74,8 @@ ft_asan=${ASAN_OPTIONS:-}
 LD_PRELOAD="$FT_LIB" FAKETIME_TIMESTAMP_FILE="$tmp/faketime.rc" FAKETIME_NO_CACHE=1 \
     FAKETIME_DONT_FAKE_MONOTONIC=1 ASAN_OPTIONS="$ft_asan" true || bail "libfaketime preload works"
 LD_PRELOAD="$FT_LIB" FAKETIME_TIMESTAMP_FILE="$tmp/faketime.rc" FAKETIME_NO_CACHE=1 \
-    FAKETIME_DONT_FAKE_MONOTONIC=1 ASAN_OPTIONS="$ft_asan" realm_start_kdc --workers 1
+    FAKETIME_DONT_FAKE_MONOTONIC=1 ASAN_OPTIONS="$ft_asan" realm_start_kdc --workers 1 \
+    --kpasswd-listen "127.0.0.1:$KPORT"
 
 # show_until PATTERN: `principal show alice` until it matches (the KDC writes its counts in
 # batches, within a second).
@@ -81,6 +89,35 @@ show_until() {
     cat "$tmp/show.out"
     return 1
 }
+
+# ---- the policy through the kpasswd service (MIT kpasswd, a user changing their password) ----
+mit_kpasswd() { # mit_kpasswd PRINC OLD NEW
+    printf '%s\n%s\n%s\n' "$2" "$3" "$3" | timeout -k 5 "$CK_TIMEOUT" kpasswd "$1"
+}
+kinit_expired() { # MIT kinit's expired-password flow: old password, then the new one twice
+    printf '%s\n%s\n%s\n' "$2" "$3" "$3" | timeout -k 5 "$CK_TIMEOUT" kinit "$1"
+}
+expect_failure "kinit's expired-password flow with a short new password: the policy's reason" \
+    "too short" kinit_expired dave 'Dave-pass-01' 'Sh0rt-1'
+expect_success "kinit's expired-password flow with a good new password (no minimum age: the change was required)" \
+    kinit_expired dave 'Dave-pass-01' 'Dave-pass-02'
+expect_failure "MIT kpasswd right after: too soon (minimum life 1 h)" "changed too recently" \
+    mit_kpasswd dave 'Dave-pass-02' 'Dave-pass-03'
+echo "+2h" >"$tmp/faketime.rc"
+kpasswd_at() { printf '%s\n%s\n%s\n' "$2" "$3" "$3" | timeout -k 5 "$CK_TIMEOUT" faketime -f +2h kpasswd "$1"; }
+expect_failure "two hours later (faketime): the previous password is refused (history 2)" "used before" \
+    kpasswd_at dave 'Dave-pass-02' 'Dave-pass-01'
+expect_failure "two hours later: too few character classes" "character classes" \
+    kpasswd_at dave 'Dave-pass-02' 'onlylowercaseletters'
+expect_success "two hours later: a good new password" kpasswd_at dave 'Dave-pass-02' 'Dave-pass-03'
+echo "+0" >"$tmp/faketime.rc"
+expect_output "principal show dave: password expiry from the policy's max life" \
+    "^Password expiration date: 20[0-9-]+ " ck principal show dave
+expect_output "audit: the user's own change is logged, without the password" \
+    "principal\.password.*dave@TEST\.REALM.*set by the user" ck audit list --principal dave
+if grep -q "Dave-pass" "$tmp/last.out" "$tmp/last.err"; then
+    not_ok "the audit log holds no password" "$(cat "$tmp/last.out")"
+else ok "the audit log holds no password"; fi
 
 expect_success "kinit alice with the right password" kinit_pw alice alicepw
 for n in 1 2 3; do

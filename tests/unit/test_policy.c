@@ -307,6 +307,23 @@ password_change(void)
     CHECK_INT_EQ(kvno, 5);
     CHECK(has_password(s, ALICE, ALICE_PW));
 
+    /* An expired password may be changed before min-life (its owner could not log in
+     * otherwise); once changed, min-life applies again. */
+    add_user(s, "erin@" REALM, "Erin-pw-001", 0, "strict");
+    CHECK_OK(ck_store_change_password(s, "erin@" REALM, "Erin-pw-002", 11, CK_PW_ADMIN, t, NULL));
+    CHECK_OK(ck_store_get_principal(s, "erin@" REALM, &p));
+    if (p != NULL) {
+        p->pw_expires = t + 10;
+        CHECK_OK(ck_store_update_principal(s, p));
+    }
+    ck_db_principal_free(p);
+    p = NULL;
+    CHECK_INT_EQ(ck_store_change_password(s, "erin@" REALM, "Erin-pw-003", 11, 0, t + 5, NULL),
+                 CK_ERR_POLICY);
+    CHECK_OK(ck_store_change_password(s, "erin@" REALM, "Erin-pw-003", 11, 0, t + 10, NULL));
+    CHECK_INT_EQ(ck_store_change_password(s, "erin@" REALM, "Erin-pw-004", 11, 0, t + 20, NULL),
+                 CK_ERR_POLICY);
+
     /* ck_store_check_password alone. */
     CHECK_OK(ck_store_get_policy(s, "strict", &pol));
     CHECK_INT_EQ(ck_store_check_password(s, NULL, &pol, "short", 5), CK_ERR_POLICY);
