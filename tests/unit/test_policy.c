@@ -212,6 +212,38 @@ policy_crud(void)
     fixture_down();
 }
 
+/* A policy change reaches other connections' cached records (they carry its lockout rules). */
+static void
+policy_change_reaches_caches(void)
+{
+    ck_store *s, *s2;
+    ck_policy pol = make_policy("lock");
+    const ck_db_principal *cp = NULL;
+
+    fixture_up();
+    s = open_store();
+    s2 = open_store();
+    pol.max_failure = 3;
+    CHECK_OK(ck_store_create_policy(s, &pol));
+    add_user(s, ALICE, ALICE_PW, CK_ATTR_REQUIRES_PREAUTH, "lock");
+    ck_store_cache_configure(s2, 100, 0);
+    ck_store_cache_begin(s2);
+    CHECK_OK(ck_store_get_principal_cached(s2, ALICE, &cp));
+    CHECK(cp != NULL && cp->lockout.max_failure == 3);
+    pol.max_failure = 7;
+    CHECK_OK(ck_store_modify_policy(s, &pol));
+    ck_store_cache_begin(s2);
+    CHECK_OK(ck_store_get_principal_cached(s2, ALICE, &cp));
+    CHECK(cp != NULL && cp->lockout.max_failure == 7);
+    CHECK_OK(ck_store_set_principal_policy(s, ALICE, NULL));
+    ck_store_cache_begin(s2);
+    CHECK_OK(ck_store_get_principal_cached(s2, ALICE, &cp));
+    CHECK(cp != NULL && cp->lockout.max_failure == 0 && cp->policy == NULL);
+    ck_store_close(s2);
+    ck_store_close(s);
+    fixture_down();
+}
+
 /* True if the principal's current aes256 key derives from pw. */
 static bool
 has_password(ck_store *s, const char *name, const char *pw)
@@ -843,7 +875,8 @@ lockout_disabled(void)
     fixture_down();
 }
 
-CK_TEST_MAIN("policy", CK_TEST_CASE(policy_crud), CK_TEST_CASE(password_change),
+CK_TEST_MAIN("policy", CK_TEST_CASE(policy_crud), CK_TEST_CASE(policy_change_reaches_caches),
+             CK_TEST_CASE(password_change),
              CK_TEST_CASE(migration_2_to_3), CK_TEST_CASE(lockout_and_duration),
              CK_TEST_CASE(interval_reset), CK_TEST_CASE(admin_unlock),
              CK_TEST_CASE(batching_bound), CK_TEST_CASE(busy_database),
