@@ -52,8 +52,10 @@ int ck_keytab_encode(const ck_keytab *kt, uint8_t **out, size_t *out_len);
 
 /* Reads a keytab file (CK_ERR_NOTFOUND if absent). */
 int ck_keytab_read(const char *path, ck_keytab **out);
-/* Writes a keytab file with mode 0600, atomically (temporary file in the same directory, fsync,
- * rename): readers see the old or the new file, never half of one. */
+/* Writes a keytab file atomically (temporary file in the same directory, fsync, rename):
+ * readers see the old or the new file, never half of one. A new file is 0600; an existing one
+ * keeps its owner, group and mode, and a symlink is followed (ck_file_write_atomic with
+ * CK_WRITE_PRESERVE): a service that reads its keytab through a group keeps reading it. */
 int ck_keytab_write(const char *path, const ck_keytab *kt);
 
 #endif

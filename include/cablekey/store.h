@@ -106,7 +106,24 @@ typedef struct ck_realm_info {
     int64_t max_life;
     int64_t max_renew;
     uint32_t master_kvno;
+    uint32_t default_attributes; /* CK_ATTR_* that `principal add` starts from */
 } ck_realm_info;
+
+/* The realm settings an operator changes (ck_store_realm_modify); mask says which. */
+#define CK_REALM_MOD_MAX_LIFE 0x1
+#define CK_REALM_MOD_MAX_RENEW 0x2
+#define CK_REALM_MOD_ENCTYPES 0x4
+#define CK_REALM_MOD_DEFAULT_ATTRIBUTES 0x8
+#define CK_REALM_DEFAULT_ATTRIBUTES CK_ATTR_REQUIRES_PREAUTH /* a new realm's default */
+#define CK_REALM_LIFE_MAX INT64_C(0x7fffffff) /* seconds (about 68 years) */
+
+typedef struct ck_realm_mod {
+    unsigned mask;                           /* CK_REALM_MOD_* */
+    int64_t max_life, max_renew;             /* seconds, 1..CK_REALM_LIFE_MAX */
+    size_t n_enctypes;                       /* 1..CK_STORE_MAX_ENCTYPES, all supported */
+    int32_t enctypes[CK_STORE_MAX_ENCTYPES];
+    uint32_t default_attributes;
+} ck_realm_mod;
 
 typedef struct ck_store ck_store;
 
@@ -127,6 +144,12 @@ void ck_store_close(ck_store *store);
 /* Realm parameters, read at open (the pointer lives as long as the store). */
 const ck_realm_info *ck_store_realm(const ck_store *store);
 
+/* Changes the realm settings mod->mask names, in one transaction that bumps the change counter,
+ * and updates this store's ck_store_realm copy. Other connections (a running KDC) read realm
+ * settings when they open the store: the KDC applies them at its next start. The name and the
+ * master key are not settings. CK_ERR_INVAL for values out of range. */
+int ck_store_realm_modify(ck_store *store, const ck_realm_mod *mod);
+
 /* Current value of the change counter (from the database, not the cache). */
 int ck_store_generation(ck_store *store, uint64_t *out);
 
@@ -145,6 +168,12 @@ int ck_store_put_principal(ck_store *store, const ck_db_principal *p);
 int ck_store_update_principal(ck_store *store, const ck_db_principal *p);
 /* CK_ERR_POLICY while a device (revoked or not) maps to the principal: delete those first. */
 int ck_store_delete_principal(ck_store *store, const char *name);
+
+/* Renames a principal: the record, its keys (which keep their stored salts, so a password
+ * still gives the same keys) and the devices that map to it, in one transaction. Both names
+ * canonical, in the store's realm. CK_ERR_NOTFOUND if old_name is absent, CK_ERR_EXISTS if
+ * new_name is present, CK_ERR_POLICY for the realm's own krbtgt on either side. */
+int ck_store_rename_principal(ck_store *store, const char *old_name, const char *new_name);
 
 /* Calls cb for every principal name in name order; a non-zero return from cb stops the walk and
  * is returned. */

@@ -63,6 +63,19 @@ int ck_fd_write_all(int fd, const void *buf, size_t len);
  * passes one byte more than it accepts detects oversized files). CK_ERR_IO on failure. */
 int ck_fd_read_all(int fd, void *buf, size_t cap, size_t *len);
 
+/* ck_file_write_atomic flags. */
+#define CK_WRITE_REPLACE 0x1  /* replace an existing file (without it: CK_ERR_EXISTS) */
+#define CK_WRITE_PRESERVE 0x2 /* implies REPLACE: a symlink is followed and its target written;
+                               * an existing target keeps its owner, group and mode */
+/* Writes a whole file so that a reader sees the old content or the new one, never a mix: a
+ * temporary file in the target's directory (mode 0600 whatever the umask), fsync, then rename
+ * (CK_WRITE_REPLACE) or link (no replace: refuses an existing name atomically, a dangling symlink
+ * included), and an fsync of the directory. New files are 0600. With CK_WRITE_PRESERVE the
+ * temporary file gets the old file's owner, group and mode (fchown/fchmod) before it is renamed;
+ * if that is impossible (not root and not the owner) the write is refused and nothing changes.
+ * A target that exists but is not a regular file is refused. Errors name path. */
+int ck_file_write_atomic(const char *path, const void *data, size_t len, unsigned flags);
+
 /* Ethernet MAC addresses (lib/util/mac.c), the one syntax every component accepts:
  * aa:bb:cc:dd:ee:ff, aa-bb-cc-dd-ee-ff or aabbccddeeff, either case. The canonical text form is
  * lower case with colons. Errors never echo the input (it may come from a certificate). */

@@ -372,66 +372,14 @@ int
 ck_keytab_write(const char *path, const ck_keytab *kt)
 {
     uint8_t *buf = NULL;
-    size_t len = 0, plen = strlen(path);
-    char *tmp = NULL, *dircopy = NULL;
-    int fd = -1, dfd, ret;
+    size_t len = 0;
+    int ret;
 
     if ((ret = ck_keytab_encode(kt, &buf, &len)) != 0)
         return ret;
-    tmp = malloc(plen + sizeof(".tmp.XXXXXX"));
-    dircopy = strdup(path);
-    if (tmp == NULL || dircopy == NULL) {
-        ret = ck_error_set(CK_ERR_NOMEM, "keytab %s", path);
-        goto out;
-    }
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, ".tmp.XXXXXX", sizeof(".tmp.XXXXXX"));
-    /* mkstemp creates the file with mode 0600. */
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        ret = ck_error_set(CK_ERR_IO, "keytab %s: %s", path, strerror(errno));
-        free(tmp);
-        tmp = NULL;
-        goto out;
-    }
-    if (fchmod(fd, 0600) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "keytab %s: chmod: %s", path, strerror(errno));
-        goto out;
-    }
-    if ((ret = ck_fd_write_all(fd, buf, len)) != 0) {
-        ret = ck_error_set(ret, "keytab %s: %s", path, ck_error_context());
-        goto out;
-    }
-    if (fsync(fd) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "keytab %s: fsync: %s", path, strerror(errno));
-        goto out;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        ret = ck_error_set(CK_ERR_IO, "keytab %s: close: %s", path, strerror(errno));
-        goto out;
-    }
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "keytab %s: rename: %s", path, strerror(errno));
-        goto out;
-    }
-    free(tmp);
-    tmp = NULL;
-    /* Make the rename itself durable. */
-    dfd = open(dirname(dircopy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-out:
-    if (fd >= 0)
-        close(fd);
-    if (tmp != NULL) {
-        unlink(tmp);
-        free(tmp);
-    }
-    free(dircopy);
+    /* A keytab a service reads through its group (0640 root:svc) or a symlink must stay so. */
+    if ((ret = ck_file_write_atomic(path, buf, len, CK_WRITE_PRESERVE)) != 0)
+        ret = ck_error_set(ret, "keytab %s", ck_error_context());
     ck_free_secret(buf, len);
     return ret;
 }

@@ -20,92 +20,11 @@
 #include "cablekey/util.h"
 #include "pki/pki_int.h"
 
-static void
-sync_parent_dir(const char *path)
-{
-    char *copy = strdup(path);
-    int dfd;
-
-    if (copy == NULL)
-        return;
-    dfd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (dfd >= 0) {
-        (void)fsync(dfd);
-        close(dfd);
-    }
-    free(copy);
-}
-
 int
 ck_pki_file_write(const char *path, const void *data, size_t len, unsigned flags)
 {
-    static const char suffix[] = ".tmp.XXXXXX";
-    size_t plen;
-    char *tmp = NULL;
-    int fd = -1, ret;
-
-    if (path == NULL || *path == '\0')
-        return ck_error_set(CK_ERR_INVAL, "output file: no name");
-    plen = strlen(path);
-    if ((tmp = malloc(plen + sizeof(suffix))) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "%s", path);
-    memcpy(tmp, path, plen);
-    memcpy(tmp + plen, suffix, sizeof(suffix));
-    /* Fail early, before the work of writing, when the target exists and must be kept. */
-    if (!(flags & CK_PKI_WRITE_REPLACE) && access(path, F_OK) == 0) {
-        free(tmp);
-        return ck_error_set(CK_ERR_EXISTS, "%s already exists", path);
-    }
-    /* mkstemp creates the file 0600 whatever the umask. */
-    if ((fd = mkstemp(tmp)) < 0) {
-        ret = ck_error_set(CK_ERR_IO, "%s: %s", path, strerror(errno));
-        free(tmp);
-        return ret;
-    }
-    if (fchmod(fd, 0600) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "%s: chmod: %s", path, strerror(errno));
-        goto out;
-    }
-    if ((ret = ck_fd_write_all(fd, data, len)) != 0) {
-        ret = ck_error_set(ret, "%s: %s", path, ck_error_context());
-        goto out;
-    }
-    if (fsync(fd) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "%s: fsync: %s", path, strerror(errno));
-        goto out;
-    }
-    if (close(fd) != 0) {
-        fd = -1;
-        ret = ck_error_set(CK_ERR_IO, "%s: close: %s", path, strerror(errno));
-        goto out;
-    }
-    fd = -1;
-    if (flags & CK_PKI_WRITE_REPLACE) {
-        if (rename(tmp, path) != 0) {
-            ret = ck_error_set(CK_ERR_IO, "%s: rename: %s", path, strerror(errno));
-            goto out;
-        }
-    } else {
-        /* link() refuses an existing target atomically, where rename would replace it. */
-        if (link(tmp, path) != 0) {
-            ret = ck_error_set(errno == EEXIST ? CK_ERR_EXISTS : CK_ERR_IO, "%s: %s", path,
-                               errno == EEXIST ? "already exists" : strerror(errno));
-            goto out;
-        }
-        unlink(tmp);
-    }
-    free(tmp);
-    tmp = NULL;
-    sync_parent_dir(path);
-    ret = 0;
-out:
-    if (fd >= 0)
-        close(fd);
-    if (tmp != NULL) {
-        unlink(tmp);
-        free(tmp);
-    }
-    return ret;
+    return ck_file_write_atomic(path, data, len,
+                                (flags & CK_PKI_WRITE_REPLACE) ? CK_WRITE_REPLACE : 0);
 }
 
 /* Drains a memory BIO into a file; the BIO's buffer is wiped as it may hold a key. */

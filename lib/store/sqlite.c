@@ -2,8 +2,11 @@
  * lib/store/sqlite*.c files (helpers in sqlite_int.h). WAL journal, synchronous=NORMAL, a busy
  * timeout, one connection per backend object (SQLITE_OPEN_NOMUTEX: the caller serializes). The
  * hot-path statements (principal and key lookup, generation) are prepared once at open. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <string.h>
 
 #include <sqlite3.h>
@@ -12,7 +15,7 @@
 #include "cablekey/util.h"
 #include "store/sqlite_int.h"
 
-#define SQLITE_SCHEMA_VERSION 4
+#define SQLITE_SCHEMA_VERSION 5
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 /* Change log rows kept; a cache further behind than this flushes everything. */
 #define SQLITE_CHANGELOG_KEEP 10000
@@ -106,20 +109,72 @@ static const char *const schema_2_to_3[] = {
     NULL,
 };
 
+/* 3 -> 4: realm defaults for new principals (`cablekey realm modify`). 128 is
+ * CK_ATTR_REQUIRES_PREAUTH, what `principal add` always gave before. */
+static const char *const schema_3_to_4[] = {
+    "ALTER TABLE realm ADD COLUMN default_attributes INTEGER NOT NULL DEFAULT 128",
+    NULL,
+};
+
 /* migrations[v - 1] takes a database from version v to v + 1. */
-static const char *const *const migrations[] = {schema_1_to_2, schema_2_to_3,
+static const char *const *const migrations[] = {schema_1_to_2, schema_2_to_3, schema_3_to_4,
                                                 sq_schema_policy};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
+/* What the operator should know about a failed statement, in their terms: the database file
+ * and what to do, never SQL or SQLite's internal wording. code is the primary result code. */
+static int
+sq_describe(struct sqlite_be *be, int code, const char *what, const char *detail)
+{
+    const char *path = be->db != NULL ? sqlite3_db_filename(be->db, "main") : NULL;
+    int sys = be->db != NULL ? sqlite3_system_errno(be->db) : 0;
+
+    if (path == NULL || *path == '\0')
+        path = "(unnamed)";
+    switch (code) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return ck_error_set(CK_ERR_DB,
+                            "database %s is busy: another writer holds it; retry, or stop the "
+                            "other writer", path);
+    case SQLITE_NOTADB:
+        return ck_error_set(CK_ERR_DB, "%s is not a cablekey database (not an SQLite file)",
+                            path);
+    case SQLITE_CORRUPT:
+        return ck_error_set(CK_ERR_DB, "database %s is damaged: restore it from a backup", path);
+    case SQLITE_READONLY:
+        return ck_error_set(CK_ERR_PERM,
+                            "%s: database %s is read-only (opened read-only, or no write "
+                            "permission on the file or its directory)", what, path);
+    case SQLITE_PERM:
+    case SQLITE_AUTH:
+        return ck_error_set(CK_ERR_PERM, "database %s: permission denied", path);
+    case SQLITE_CANTOPEN:
+        return ck_error_set(sys == EACCES || sys == EPERM ? CK_ERR_PERM : CK_ERR_IO,
+                            "database %s: cannot open: %s", path,
+                            sys != 0 ? strerror(sys) : "no reason given");
+    case SQLITE_FULL:
+        return ck_error_set(CK_ERR_IO, "database %s: the disk is full", path);
+    case SQLITE_IOERR:
+        if (sys == EACCES || sys == EPERM)
+            return ck_error_set(CK_ERR_PERM,
+                                "database %s: permission denied (%s; the database needs read "
+                                "and write access to the file and its directory)", path,
+                                strerror(sys));
+        return ck_error_set(CK_ERR_IO, "database %s: I/O error%s%s", path, sys ? ": " : "",
+                            sys ? strerror(sys) : "");
+    case SQLITE_CONSTRAINT:
+        return ck_error_set(CK_ERR_DB, "%s: refused by the database (%s)", what, detail);
+    default:
+        return ck_error_set(CK_ERR_DB, "%s: database error in %s: %s", what, path, detail);
+    }
+}
+
 int
 sq_error(struct sqlite_be *be, const char *what)
 {
-    int code = sqlite3_errcode(be->db);
-
-    if (code == SQLITE_READONLY)
-        return ck_error_set(CK_ERR_PERM, "%s: database is read-only", what);
-    return ck_error_set(CK_ERR_DB, "%s: %s", what, sqlite3_errmsg(be->db));
+    return sq_describe(be, sqlite3_errcode(be->db), what, sqlite3_errmsg(be->db));
 }
 
 int
@@ -129,8 +184,14 @@ sq_exec(struct sqlite_be *be, const char *sql)
     int rc = sqlite3_exec(be->db, sql, NULL, NULL, &msg);
 
     if (rc != SQLITE_OK) {
-        int ret = ck_error_set(rc == SQLITE_READONLY ? CK_ERR_PERM : CK_ERR_DB, "%s: %s", sql,
-                               msg != NULL ? msg : sqlite3_errstr(rc));
+        /* The statement text is internal: only the unexpected cases (a bug, a schema that is
+         * not ours) keep it, after the message, for whoever debugs it. */
+        char detail[512];
+        int ret;
+
+        snprintf(detail, sizeof(detail), "%s [%s]", msg != NULL ? msg : sqlite3_errstr(rc),
+                 sql);
+        ret = sq_describe(be, rc & 0xff, "database", detail);
         sqlite3_free(msg);
         return ret;
     }
@@ -314,15 +375,24 @@ static int
 read_schema_version(struct sqlite_be *be, int *version)
 {
     sqlite3_stmt *st = NULL;
-    int ret = 0;
+    int rc, ret = 0;
 
     if (sqlite3_prepare_v2(be->db, "SELECT version FROM schema_version", -1, &st, NULL) !=
         SQLITE_OK) {
-        ret = ck_error_set(CK_ERR_DB, "not a cablekey database (%s)", sqlite3_errmsg(be->db));
+        /* SQLITE_ERROR here is "no such table": an SQLite file, but not ours. */
+        if (sqlite3_errcode(be->db) == SQLITE_ERROR)
+            ret = ck_error_set(CK_ERR_DB, "%s is not a cablekey database (no cablekey schema)",
+                               sqlite3_db_filename(be->db, "main"));
+        else
+            ret = sq_error(be, "schema version");
         goto out;
     }
-    if (sqlite3_step(st) != SQLITE_ROW) {
-        ret = ck_error_set(CK_ERR_DB, "schema_version missing");
+    if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+        if (rc == SQLITE_DONE)
+            ret = ck_error_set(CK_ERR_DB, "%s is not a cablekey database (no schema version)",
+                               sqlite3_db_filename(be->db, "main"));
+        else
+            ret = sq_error(be, "schema version");
         goto out;
     }
     *version = sqlite3_column_int(st, 0);
@@ -402,6 +472,25 @@ prepare_hot(struct sqlite_be *be)
 }
 
 static int
+check_db_file(const char *path, bool readonly)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0)
+        return ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND
+                            : errno == EACCES ? CK_ERR_PERM : CK_ERR_IO,
+                            "database %s: cannot open: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode))
+        return ck_error_set(CK_ERR_IO, "database %s: cannot open: not a regular file", path);
+    if (access(path, readonly ? R_OK : R_OK | W_OK) != 0)
+        return ck_error_set(errno == EACCES || errno == EPERM ? CK_ERR_PERM : CK_ERR_IO,
+                            "database %s: cannot open%s: %s (uid %u)", path,
+                            readonly ? "" : " for writing", strerror(errno),
+                            (unsigned)geteuid());
+    return 0;
+}
+
+static int
 sqlite_open(const char *path, unsigned flags, bool create, void **out)
 {
     struct sqlite_be *be = NULL;
@@ -414,13 +503,17 @@ sqlite_open(const char *path, unsigned flags, bool create, void **out)
         return ck_error_set(CK_ERR_NOMEM, "sqlite backend");
     be->readonly = (flags & CK_STORE_READONLY) != 0 && !create;
     oflags |= be->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
+    /* SQLite opens lazily and says only "unable to open database file": ask the system first,
+     * so the operator reads the reason (missing, permission, a directory...). */
+    if (!create && (ret = check_db_file(path, be->readonly)) != 0)
+        goto out;
     rc = sqlite3_open_v2(path, &be->db, oflags, NULL);
     if (rc != SQLITE_OK) {
-        if (rc == SQLITE_CANTOPEN)
-            ret = ck_error_set(CK_ERR_NOTFOUND, "database %s: cannot open", path);
-        else
-            ret = ck_error_set(CK_ERR_DB, "database %s: %s", path,
-                               be->db ? sqlite3_errmsg(be->db) : sqlite3_errstr(rc));
+        int sys = be->db != NULL ? sqlite3_system_errno(be->db) : 0;
+        ret = ck_error_set(sys == ENOENT ? CK_ERR_NOTFOUND
+                           : (sys == EACCES || sys == EPERM) ? CK_ERR_PERM : CK_ERR_DB,
+                           "database %s: cannot open: %s", path,
+                           sys != 0 ? strerror(sys) : sqlite3_errstr(rc));
         goto out;
     }
     sqlite3_extended_result_codes(be->db, 0);
@@ -442,23 +535,34 @@ out:
     return ret;
 }
 
+int
+sq_format_enctypes(const int32_t *enctypes, size_t n_enctypes, char *buf, size_t size)
+{
+    size_t pos = 0;
+
+    if (size == 0)
+        return ck_error_set(CK_ERR_LIMIT, "enctype list");
+    buf[0] = '\0';
+    for (size_t i = 0; i < n_enctypes && i < CK_STORE_MAX_ENCTYPES; i++) {
+        int n = snprintf(buf + pos, size - pos, "%s%d", i ? "," : "", (int)enctypes[i]);
+        if (n < 0 || (size_t)n >= size - pos)
+            return ck_error_set(CK_ERR_LIMIT, "enctype list");
+        pos += (size_t)n;
+    }
+    return 0;
+}
+
 static int
 sqlite_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey_row *mkey,
                    int64_t now)
 {
     struct sqlite_be *be = arg;
-    char enctypes[CK_STORE_MAX_ENCTYPES * 12 + 1];
-    size_t pos = 0;
+    char enctypes[SQ_ENCTYPE_LIST_SIZE];
     int ret;
 
-    enctypes[0] = '\0';
-    for (size_t i = 0; i < realm->n_enctypes && i < CK_STORE_MAX_ENCTYPES; i++) {
-        int n = snprintf(enctypes + pos, sizeof(enctypes) - pos, "%s%d", i ? "," : "",
-                         (int)realm->enctypes[i]);
-        if (n < 0 || (size_t)n >= sizeof(enctypes) - pos)
-            return ck_error_set(CK_ERR_LIMIT, "enctype list");
-        pos += (size_t)n;
-    }
+    if ((ret = sq_format_enctypes(realm->enctypes, realm->n_enctypes, enctypes,
+                                  sizeof(enctypes))) != 0)
+        return ret;
     if ((ret = sq_begin_write(be)) != 0)
         return ret;
     for (const char *const *sql = schema_v1; *sql != NULL; sql++) {
@@ -518,8 +622,8 @@ sqlite_load_realm(void *arg, ck_realm_info *realm, struct ck_store_mkey_row *mke
     int ret = 0, n;
 
     memset(mkey, 0, sizeof(*mkey));
-    if ((ret = sq_prepare(be, "SELECT name, enctypes, max_life, max_renew, master_kvno FROM realm"
-                           " WHERE id = 1", &st)) != 0)
+    if ((ret = sq_prepare(be, "SELECT name, enctypes, max_life, max_renew, master_kvno,"
+                           " default_attributes FROM realm WHERE id = 1", &st)) != 0)
         return ret;
     if (sqlite3_step(st) != SQLITE_ROW) {
         ret = ck_error_set(CK_ERR_DB, "realm row missing");
@@ -537,6 +641,7 @@ sqlite_load_realm(void *arg, ck_realm_info *realm, struct ck_store_mkey_row *mke
     realm->max_life = sqlite3_column_int64(st, 2);
     realm->max_renew = sqlite3_column_int64(st, 3);
     realm->master_kvno = (uint32_t)sqlite3_column_int64(st, 4);
+    realm->default_attributes = (uint32_t)sqlite3_column_int64(st, 5);
     sqlite3_finalize(st);
     st = NULL;
 
@@ -667,8 +772,8 @@ out:
     return ret;
 }
 
-int
-sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys, size_t n)
+static int
+insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys, size_t n)
 {
     sqlite3_stmt *st = NULL;
     int ret;
@@ -691,8 +796,9 @@ sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *
     return ret;
 }
 
-int
-sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
+/* Looks up a principal's row id and kvno inside a write transaction; 0 id if absent. */
+static int
+lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
 {
     sqlite3_stmt *st = NULL;
     int rc, ret;
@@ -723,7 +829,7 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
 
     if ((ret = sq_begin_write(be)) != 0)
         return ret;
-    if ((ret = sq_lookup_id(be, row->name, &id, NULL)) != 0)
+    if ((ret = lookup_id(be, row->name, &id, NULL)) != 0)
         goto out;
     if (mode == CK_PUT_CREATE && id != 0) {
         ret = ck_error_set(CK_ERR_EXISTS, "%s already exists", row->name);
@@ -773,7 +879,7 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
             goto out;
         id = sqlite3_last_insert_rowid(be->db);
     }
-    if ((ret = sq_insert_keys(be, id, row->keys, row->n_keys)) != 0)
+    if ((ret = insert_keys(be, id, row->keys, row->n_keys)) != 0)
         goto out;
     ret = sq_bump_generation(be, CK_CHANGE_PRINCIPAL, row->name, NULL);
 out:
@@ -849,7 +955,7 @@ sqlite_rotate(void *arg, const char *name, uint32_t old_kvno, uint32_t new_kvno,
 
     if ((ret = sq_begin_write(be)) != 0)
         return ret;
-    if ((ret = sq_lookup_id(be, name, &id, &cur)) != 0)
+    if ((ret = lookup_id(be, name, &id, &cur)) != 0)
         goto out;
     if (id == 0) {
         ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
@@ -863,7 +969,7 @@ sqlite_rotate(void *arg, const char *name, uint32_t old_kvno, uint32_t new_kvno,
     /* Keys of the new kvno left from an earlier life of the counter would collide. */
     if ((ret = sq_run(be, "rotate", "DELETE FROM key WHERE principal_id = ? AND kvno = ?",
                        ARGS(A_INT(id), A_INT(new_kvno)))) != 0 ||
-        (ret = sq_insert_keys(be, id, keys, n_keys)) != 0 ||
+        (ret = insert_keys(be, id, keys, n_keys)) != 0 ||
         (ret = sq_run(be, "rotate", "UPDATE principal SET kvno = ?, modified = ? WHERE id = ?",
                        ARGS(A_INT(new_kvno), A_INT(now), A_INT(id)))) != 0 ||
         (ret = sq_run(be, "purge old kvnos",
@@ -1057,7 +1163,7 @@ sqlite_device_add(void *arg, const struct ck_store_device_row *row, int64_t now)
     }
     if (ret != CK_ERR_NOTFOUND)
         goto out;
-    if ((ret = sq_lookup_id(be, row->principal, &pid, NULL)) != 0)
+    if ((ret = lookup_id(be, row->principal, &pid, NULL)) != 0)
         goto out;
     if (pid == 0) {
         ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", row->principal);
@@ -1223,6 +1329,18 @@ out:
     return ret;
 }
 
+int
+sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
+{
+    return lookup_id(be, name, id, kvno);
+}
+
+int
+sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys, size_t n)
+{
+    return insert_keys(be, id, keys, n);
+}
+
 const struct ck_store_ops ck_store_sqlite_ops = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -1234,6 +1352,8 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .del = sqlite_del,
     .list = sqlite_list,
     .rotate = sqlite_rotate,
+    .realm_modify = sqlite_realm_modify,
+    .rename = sqlite_rename,
     .generation = sqlite_generation,
     .changes_since = sqlite_changes_since,
     .device_get = sqlite_device_get,

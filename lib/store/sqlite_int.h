@@ -83,16 +83,23 @@ int sq_audit_write(struct sqlite_be *be, enum ck_store_change_kind kind, const c
 /* Text column as a malloc'd string (NULL for SQL NULL or out of memory). */
 char *sq_column_strdup(sqlite3_stmt *st, int col);
 int sqlite_generation(void *arg, uint64_t *gen);
-/* Inside a write transaction: a principal's row id and kvno (kvno may be NULL); *id 0 if
- * absent. */
+/* "17,18" for a realm enctype list; buf holds CK_STORE_MAX_ENCTYPES * 12 + 1 bytes. */
+#define SQ_ENCTYPE_LIST_SIZE (CK_STORE_MAX_ENCTYPES * 12 + 1)
+int sq_format_enctypes(const int32_t *enctypes, size_t n, char *buf, size_t size);
+
+/* sqlite_admin.c: realm settings and renames (ck_store_ops.realm_modify, .rename). */
+int sqlite_realm_modify(void *arg, const ck_realm_info *realm);
+int sqlite_rename(void *arg, const char *old_name, const char *new_name, uint32_t kvno,
+                  const struct ck_store_key_row *keys, size_t n_keys, int64_t now);
+/* Inside a write transaction: a principal's row id (0 if absent) and current kvno (may be
+ * NULL); inserts key rows for a principal id, in order. */
 int sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno);
-/* Inserts key rows for principal row id, in order (ord = index). */
 int sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys,
                    size_t n);
 
 /* ---- policies and lockout (sqlite_policy.c) ---- */
 
-/* Schema step (3 on this branch; self-contained, renumber freely when merging): the policy
+/* Schema step 4 -> 5 (self-contained, renumber freely when merging): the policy
  * table, principal.policy and last_pwd_change, the lockout and password history side tables. */
 extern const char *const sq_schema_policy[];
 /* What a principal lookup (table alias p) adds for ck_store_princ_row's schema-3 fields: the

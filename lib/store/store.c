@@ -256,7 +256,7 @@ stash_write(const char *path, uint32_t mkvno, const ck_key *mkey)
     ck_writer w;
     uint8_t *buf = NULL;
     size_t len = 0;
-    int fd = -1, ret;
+    int ret;
 
     ck_writer_init(&w, STASH_MAX_SIZE, true);
     if ((ret = ck_writer_bytes(&w, STASH_MAGIC, 4)) != 0 ||
@@ -271,28 +271,10 @@ stash_write(const char *path, uint32_t mkvno, const ck_key *mkey)
         ret = ck_error_set(CK_ERR_NOMEM, "stash");
         goto out;
     }
-    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        ret = ck_error_set(errno == EEXIST ? CK_ERR_EXISTS : CK_ERR_IO, "stash %s: %s", path,
-                           strerror(errno));
-        goto out;
-    }
-    /* The umask can only remove bits, but be explicit about what the file must be. */
-    if (fchmod(fd, 0600) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "stash %s: chmod: %s", path, strerror(errno));
-        goto out;
-    }
-    if ((ret = ck_fd_write_all(fd, buf, len)) != 0) {
-        ret = ck_error_set(ret, "stash %s: %s", path, ck_error_context());
-        goto out;
-    }
-    if (fsync(fd) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "stash %s: fsync: %s", path, strerror(errno));
-        goto out;
-    }
+    /* Never replaces an existing stash (or a symlink planted at its name). */
+    if ((ret = ck_file_write_atomic(path, buf, len, 0)) != 0)
+        ret = ck_error_set(ret, "stash %s", ck_error_context());
 out:
-    if (fd >= 0 && close(fd) != 0 && ret == 0)
-        ret = ck_error_set(CK_ERR_IO, "stash %s: close: %s", path, strerror(errno));
     ck_free_secret(buf, len);
     ck_writer_free(&w);
     return ret;
@@ -752,6 +734,7 @@ ck_store_init_realm(const char *db_path, const char *stash_path, const char *rea
     info.max_life = max_life ? max_life : DEFAULT_MAX_LIFE;
     info.max_renew = max_renew ? max_renew : DEFAULT_MAX_RENEW;
     info.master_kvno = 1;
+    info.default_attributes = CK_REALM_DEFAULT_ATTRIBUTES;
     ck_strlcpy(info.name, realm, sizeof(info.name));
     if (lstat(db_path, &st) == 0) {
         ret = ck_error_set(CK_ERR_EXISTS, "database %s already exists", db_path);
@@ -1043,6 +1026,105 @@ ck_store_delete_principal(ck_store *store, const char *name)
     if (ret == 0)
         ck_store_cache_invalidate(&store->cache, name);
     return ret;
+}
+
+int
+ck_store_rename_principal(ck_store *store, const char *old_name, const char *new_name)
+{
+    struct ck_store_key_row *rows = NULL;
+    ck_db_principal *p = NULL;
+    int ret;
+
+    if (store->readonly)
+        return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    if ((ret = check_name(store, old_name)) != 0 || (ret = check_name(store, new_name)) != 0)
+        return ret;
+    if (strcmp(old_name, new_name) == 0)
+        return ck_error_set(CK_ERR_INVAL, "principal %s: the new name is the same", old_name);
+    /* The realm's TGS key is found by its name; renaming it (or to it) breaks the realm. */
+    for (int i = 0; i < 2; i++) {
+        const char *n = i == 0 ? old_name : new_name;
+        ck_principal *pn = NULL;
+        bool tgs = ck_principal_parse(n, NULL, 0, &pn) == 0 &&
+                   ck_principal_is_tgs(pn, store->realm.name);
+        ck_principal_free(pn);
+        if (tgs)
+            return ck_error_set(CK_ERR_POLICY, "%s is the realm's ticket-granting service; it "
+                                "cannot be renamed", n);
+    }
+    /* Key rows are bound to the principal's name (encrypt_key): decrypt, encrypt for the new
+     * name. The salts stay as stored, so the old password still derives these keys. */
+    if ((ret = ck_store_load_principal(store, old_name, &p)) != 0)
+        return ret;
+    if ((ret = encrypt_keys(store, new_name, p->keys, p->n_keys, 0, &rows)) == 0) {
+        store_audit_begin(store, "principal.rename", old_name, "to %s", new_name);
+        ret = store->ops->rename(store->be, old_name, new_name, p->kvno, rows, p->n_keys,
+                                 now_sec());
+        store_audit_end(store);
+    }
+    if (ret == 0) {
+        ck_store_cache_invalidate(&store->cache, old_name);
+        ck_store_cache_invalidate(&store->cache, new_name);
+    }
+    free_key_rows(rows, p->n_keys);
+    ck_db_principal_free(p);
+    return ret;
+}
+
+int
+ck_store_realm_modify(ck_store *store, const ck_realm_mod *mod)
+{
+    ck_realm_info next = store->realm;
+    int ret;
+
+    if (store->readonly)
+        return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    if (mod->mask == 0)
+        return ck_error_set(CK_ERR_INVAL, "realm modify: nothing to change");
+    if (mod->mask & CK_REALM_MOD_MAX_LIFE) {
+        if (mod->max_life < 1 || mod->max_life > CK_REALM_LIFE_MAX)
+            return ck_error_set(CK_ERR_INVAL, "maximum ticket life %lld out of range",
+                                (long long)mod->max_life);
+        next.max_life = mod->max_life;
+    }
+    if (mod->mask & CK_REALM_MOD_MAX_RENEW) {
+        if (mod->max_renew < 1 || mod->max_renew > CK_REALM_LIFE_MAX)
+            return ck_error_set(CK_ERR_INVAL, "maximum renewable life %lld out of range",
+                                (long long)mod->max_renew);
+        next.max_renew = mod->max_renew;
+    }
+    if (mod->mask & CK_REALM_MOD_ENCTYPES) {
+        if (mod->n_enctypes == 0 || mod->n_enctypes > CK_STORE_MAX_ENCTYPES)
+            return ck_error_set(CK_ERR_INVAL, "%zu enctypes (1..%d allowed)", mod->n_enctypes,
+                                CK_STORE_MAX_ENCTYPES);
+        for (size_t i = 0; i < mod->n_enctypes; i++) {
+            if (!ck_enctype_is_supported(mod->enctypes[i]))
+                return ck_error_set(CK_ERR_UNSUPPORTED, "enctype %d not supported",
+                                    (int)mod->enctypes[i]);
+            for (size_t j = 0; j < i; j++) {
+                if (mod->enctypes[j] == mod->enctypes[i])
+                    return ck_error_set(CK_ERR_INVAL, "enctype %d listed twice",
+                                        (int)mod->enctypes[i]);
+            }
+            next.enctypes[i] = mod->enctypes[i];
+        }
+        next.n_enctypes = mod->n_enctypes;
+    }
+    if (mod->mask & CK_REALM_MOD_DEFAULT_ATTRIBUTES)
+        next.default_attributes = mod->default_attributes;
+    store_audit_begin(store, "realm.modify", store->realm.name,
+                      "max_life %lld -> %lld, max_renew %lld -> %lld, default attributes "
+                      "0x%x -> 0x%x, %zu -> %zu enctypes",
+                      (long long)store->realm.max_life, (long long)next.max_life,
+                      (long long)store->realm.max_renew, (long long)next.max_renew,
+                      store->realm.default_attributes, next.default_attributes,
+                      store->realm.n_enctypes, next.n_enctypes);
+    ret = store->ops->realm_modify(store->be, &next);
+    store_audit_end(store);
+    if (ret != 0)
+        return ret;
+    store->realm = next;
+    return 0;
 }
 
 int

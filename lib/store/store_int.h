@@ -137,6 +137,14 @@ struct ck_store_ops {
      * current kvno and purges all but the newest `keep` kvnos, in one transaction. */
     int (*rotate)(void *be, const char *name, uint32_t old_kvno, uint32_t new_kvno,
                   const struct ck_store_key_row *keys, size_t n_keys, unsigned keep, int64_t now);
+    /* Writes the realm's settings (enctypes, lifetimes, default attributes; not the name or
+     * master kvno) with a generation bump, in one transaction. */
+    int (*realm_modify)(void *be, const ck_realm_info *realm);
+    /* Renames a principal whose current kvno is still kvno (else CK_ERR_POLICY), replaces its
+     * key rows by keys (the same keys, encrypted for the new name) and repoints its devices, in
+     * one transaction (CK_ERR_NOTFOUND, CK_ERR_EXISTS). */
+    int (*rename)(void *be, const char *old_name, const char *new_name, uint32_t kvno,
+                  const struct ck_store_key_row *keys, size_t n_keys, int64_t now);
     int (*generation)(void *be, uint64_t *gen);
     /* Reports changes with generation in (since, current] and sets *current. Reads the counter
      * first and returns at once if it did not move. */

@@ -69,7 +69,7 @@ if grep -q 'alice@CLI.TEST' "$tmp/cli.out" && grep -q 'krbtgt/CLI.TEST@CLI.TEST'
 else
     not_ok "list shows alice and krbtgt" "$(cat "$tmp/cli.out")"
 fi
-cli_ok "rotate alice" principal rotate --db "$DB" alice
+cli_ok "rotate alice" principal rotate --db "$DB" alice --random
 cli_ok "show after rotate" principal show --db "$DB" alice
 if grep -Eq 'kvno[ :=]+2|^ *2 ' "$tmp/cli.out"; then ok "rotation made kvno 2"
 else not_ok "rotation made kvno 2" "$(cat "$tmp/cli.out")"; fi

@@ -109,7 +109,7 @@ CK_BG_PIDS+=("$LOAD_KINIT")
         if timeout 30 "$CK_CLI" principal add --db "$DB" "load$i" --random >/dev/null 2>&1 &&
             timeout 30 "$CK_CLI" principal modify --db "$DB" "load$i" --max-life 2h \
                 >/dev/null 2>&1 &&
-            timeout 30 "$CK_CLI" principal rotate --db "$DB" "user$((i % 20 + 1))" \
+            timeout 30 "$CK_CLI" principal rotate --db "$DB" "user$((i % 20 + 1))" --random \
                 >/dev/null 2>&1; then
             echo >>"$tmp/cli.ok"
         else

@@ -231,11 +231,11 @@ cli_fails "unpin an unknown device" 1 "not found" device unpin --db "$DB" --mac 
 
 # --- delete, and the principal it maps to ----------------------------------------------------------
 cli_fails "a principal with devices cannot be deleted" 1 "device\(s\) map to it" \
-    principal delete --db "$DB" mta2
-cli_ok "delete" device delete --db "$DB" --mac 00:10:18:0a:00:02
-cli_fails "delete again" 1 "not found" device delete --db "$DB" --mac 00:10:18:0a:00:02
+    principal delete --db "$DB" --yes mta2
+cli_ok "delete" device delete --db "$DB" --yes --mac 00:10:18:0a:00:02
+cli_fails "delete again" 1 "not found" device delete --db "$DB" --yes --mac 00:10:18:0a:00:02
 cli_fails "show a deleted device" 1 "not found" device show --db "$DB" --mac 00:10:18:0a:00:02
-cli_ok "then the principal can be deleted" principal delete --db "$DB" mta2
+cli_ok "then the principal can be deleted" principal delete --db "$DB" --yes mta2
 cli_ok "a deleted MAC can be added again" device add --db "$DB" --mac 00:10:18:0a:00:02 \
     --principal mta3 --cert "$tmp/mta2.pem"
 

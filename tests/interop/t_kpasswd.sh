@@ -37,7 +37,6 @@ expect_output "cablekey init created kadmin/changepw with PWCHANGE_SERVICE and D
 OLD="$tmp/old.db"
 "$CK_CLI" init --db "$OLD" --realm OLD.REALM >/dev/null 2>&1 </dev/null || bail "second realm"
 "$CK_CLI" principal delete --db "$OLD" kadmin/changepw@OLD.REALM --yes >/dev/null 2>&1 </dev/null ||
-    "$CK_CLI" principal delete --db "$OLD" kadmin/changepw@OLD.REALM >/dev/null 2>&1 </dev/null ||
     bail "delete kadmin/changepw from the second realm"
 expect_failure "--check with kpasswd and no kadmin/changepw names the fix" "--add-changepw" \
     "$CK_KDC" --check --db "$OLD" --listen 127.0.0.1:1 --kpasswd-listen 127.0.0.1:1

@@ -467,5 +467,38 @@ list_filters(void)
     fixture_down();
 }
 
+/* The verbs added with the CLI's realm and rename commands name their actions. */
+static void
+rename_and_realm_modify(void)
+{
+    ck_audit_filter f;
+    ck_realm_mod mod;
+    struct rows rows;
+    ck_store *s;
+
+    fixture_up();
+    s = open_store("tester");
+    add_princ(s, "old@" REALM, NULL);
+    CHECK_OK(ck_store_rename_principal(s, "old@" REALM, "new@" REALM));
+    memset(&mod, 0, sizeof(mod));
+    mod.mask = CK_REALM_MOD_MAX_LIFE;
+    mod.max_life = 7200;
+    CHECK_OK(ck_store_realm_modify(s, &mod));
+
+    memset(&f, 0, sizeof(f));
+    f.limit = 100;
+    f.action = "principal.rename";
+    list(s, &f, &rows);
+    CHECK_INT_EQ(rows.n, 1);
+    CHECK(strcmp(rows.text, "tester|principal.rename|old@" REALM "|to new@" REALM "\n") == 0);
+    f.action = "realm.modify";
+    list(s, &f, &rows);
+    CHECK_INT_EQ(rows.n, 1);
+    CHECK(strstr(rows.text, "tester|realm.modify|" REALM "|max_life 36000 -> 7200") != NULL);
+    ck_store_close(s);
+    fixture_down();
+}
+
 CK_TEST_MAIN("audit", CK_TEST_CASE(every_kind_of_change), CK_TEST_CASE(rollback_leaves_no_row),
-             CK_TEST_CASE(skip_and_unnamed), CK_TEST_CASE(retention), CK_TEST_CASE(list_filters))
+             CK_TEST_CASE(skip_and_unnamed), CK_TEST_CASE(retention), CK_TEST_CASE(list_filters),
+             CK_TEST_CASE(rename_and_realm_modify))

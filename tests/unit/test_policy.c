@@ -1,7 +1,8 @@
-/* Password policies (store), the policy-checked password change, the schema 2 -> 3 migration, and
- * the KDC's lockout counting driven in-process with an injected clock: lockout after N failures,
- * automatic unlock after the duration, failure_interval expiry, administrative unlock, and the
- * batching bound with two workers on one database. */
+/* Password policies (store), the policy-checked password change, the migration of a schema-2
+ * database (every later step, the policy one included), and the KDC's lockout counting driven
+ * in-process with an injected clock: lockout after N failures, automatic unlock after the
+ * duration, failure_interval expiry, administrative unlock, and the batching bound with two
+ * workers on one database. */
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -442,7 +443,8 @@ make_v2_database(void)
     CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
     CHECK(sqlite3_exec(raw,
                        "INSERT INTO schema_version VALUES (2);"
-                       "INSERT INTO realm SELECT * FROM cur.realm;"
+                       "INSERT INTO realm SELECT id, name, enctypes, max_life, max_renew,"
+                       " master_kvno FROM cur.realm;"
                        "INSERT INTO master_key SELECT * FROM cur.master_key;"
                        "INSERT INTO generation SELECT * FROM cur.generation;"
                        "INSERT INTO changelog SELECT generation, name, kind FROM cur.changelog;"

@@ -125,7 +125,7 @@ init_realm(void)
     CHECK(sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     CHECK(sqlite3_prepare_v2(raw, "SELECT version FROM schema_version", -1, &q, NULL) ==
           SQLITE_OK);
-    CHECK(q != NULL && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 4);
+    CHECK(q != NULL && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 5);
     sqlite3_finalize(q);
     sqlite3_close(raw);
 
@@ -1187,7 +1187,8 @@ make_v1_database(void)
     CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
     CHECK(sqlite3_exec(raw,
                        "INSERT INTO schema_version VALUES (1);"
-                       "INSERT INTO realm SELECT * FROM cur.realm;"
+                       "INSERT INTO realm SELECT id, name, enctypes, max_life, max_renew,"
+                       " master_kvno FROM cur.realm;"
                        "INSERT INTO master_key SELECT * FROM cur.master_key;"
                        "INSERT INTO generation SELECT * FROM cur.generation;"
                        "INSERT INTO changelog SELECT generation, name FROM cur.changelog;"
@@ -1275,7 +1276,7 @@ schema_migration(void)
 
     /* A read-write open upgrades, keeping every row; then a second connection opens normally. */
     CHECK_OK(ck_store_open(db, NULL, 0, &s));
-    CHECK_INT_EQ(schema_version_of(db), 4);
+    CHECK_INT_EQ(schema_version_of(db), 5);
     CHECK_OK(ck_store_open(db, NULL, 0, &s2));
     if (s != NULL && s2 != NULL) {
         CHECK_OK(ck_store_generation(s, &gen));
@@ -1320,10 +1321,81 @@ schema_migration(void)
     fixture_down();
 }
 
+/* Renames keep keys and salts, repoint devices, bump their generation, and refuse the TGS,
+ * clashes and absent names; realm settings round-trip through a new connection. */
+static void
+rename_and_realm(void)
+{
+    ck_store *s, *s2;
+    ck_db_principal *p = NULL;
+    ck_db_device *d = NULL;
+    ck_realm_mod mod;
+    uint64_t gen_before = 0;
+
+    fixture_up();
+    s = open_store();
+    CHECK_INT_EQ(ck_store_realm(s)->default_attributes, CK_REALM_DEFAULT_ATTRIBUTES);
+    add_user(s, "old@" REALM, "pw-old", CK_ATTR_REQUIRES_PREAUTH);
+    add_user(s, "other@" REALM, "pw-other", 0);
+    CHECK_OK(add_device(s, MAC1, "old@" REALM, pin_a, NULL));
+    CHECK_OK(ck_store_get_device(s, MAC1, &d));
+    if (d != NULL)
+        gen_before = d->generation;
+    ck_db_device_free(d);
+    d = NULL;
+    CHECK_INT_EQ(ck_store_rename_principal(s, "old@" REALM, "other@" REALM), CK_ERR_EXISTS);
+    CHECK_INT_EQ(ck_store_rename_principal(s, "nosuch@" REALM, "x@" REALM), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(ck_store_rename_principal(s, TGS, "x@" REALM), CK_ERR_POLICY);
+    CHECK_INT_EQ(ck_store_rename_principal(s, "old@" REALM, TGS), CK_ERR_POLICY);
+    CHECK_INT_EQ(ck_store_rename_principal(s, "old@" REALM, "x@OTHER.REALM"), CK_ERR_INVAL);
+    CHECK_OK(ck_store_rename_principal(s, "old@" REALM, "new@" REALM));
+    CHECK_INT_EQ(ck_store_get_principal(s, "old@" REALM, &p), CK_ERR_NOTFOUND);
+    CHECK_OK(ck_store_get_principal(s, "new@" REALM, &p));
+    /* The stored salt is still the old name's: the same password gives the same key. */
+    if (p != NULL && p->n_keys > 0)
+        CHECK(p->keys[0].salt_len == strlen(REALM "old") &&
+              memcmp(p->keys[0].salt, REALM "old", p->keys[0].salt_len) == 0);
+    ck_db_principal_free(p);
+    CHECK_OK(ck_store_get_device(s, MAC1, &d));
+    CHECK(d != NULL && strcmp(d->principal, "new@" REALM) == 0 && d->generation > gen_before);
+    ck_db_device_free(d);
+
+    memset(&mod, 0, sizeof(mod));
+    CHECK_INT_EQ(ck_store_realm_modify(s, &mod), CK_ERR_INVAL);
+    mod.mask = CK_REALM_MOD_MAX_LIFE;
+    mod.max_life = 0;
+    CHECK_INT_EQ(ck_store_realm_modify(s, &mod), CK_ERR_INVAL);
+    mod.mask = CK_REALM_MOD_ENCTYPES;
+    mod.n_enctypes = 2;
+    mod.enctypes[0] = mod.enctypes[1] = CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96;
+    CHECK_INT_EQ(ck_store_realm_modify(s, &mod), CK_ERR_INVAL);
+    mod.mask = CK_REALM_MOD_MAX_LIFE | CK_REALM_MOD_MAX_RENEW | CK_REALM_MOD_ENCTYPES |
+               CK_REALM_MOD_DEFAULT_ATTRIBUTES;
+    mod.max_life = 30 * 3600;
+    mod.max_renew = 14 * 86400;
+    mod.n_enctypes = 1;
+    mod.default_attributes = CK_ATTR_REQUIRES_PREAUTH | CK_ATTR_DISALLOW_PROXIABLE;
+    CHECK_OK(ck_store_realm_modify(s, &mod));
+    CHECK_INT_EQ(ck_store_realm(s)->max_life, 30 * 3600);
+    CHECK_OK(ck_store_open(db, NULL, CK_STORE_READONLY, &s2));
+    if (s2 != NULL) {
+        const ck_realm_info *ri = ck_store_realm(s2);
+        CHECK_INT_EQ(ri->max_life, 30 * 3600);
+        CHECK_INT_EQ(ri->max_renew, 14 * 86400);
+        CHECK(ri->n_enctypes == 1 && ri->enctypes[0] == CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96);
+        CHECK_INT_EQ(ri->default_attributes,
+                     CK_ATTR_REQUIRES_PREAUTH | CK_ATTR_DISALLOW_PROXIABLE);
+        CHECK_INT_EQ(ck_store_realm_modify(s2, &mod), CK_ERR_PERM);
+    }
+    ck_store_close(s2);
+    ck_store_close(s);
+    fixture_down();
+}
+
 CK_TEST_MAIN("store", CK_TEST_CASE(init_realm), CK_TEST_CASE(stash_checks),
              CK_TEST_CASE(principal_crud), CK_TEST_CASE(rotation),
              CK_TEST_CASE(no_plaintext_keys), CK_TEST_CASE(key_binding), CK_TEST_CASE(cache),
              CK_TEST_CASE(mac_parse), CK_TEST_CASE(pin_hex), CK_TEST_CASE(device_crud),
              CK_TEST_CASE(device_pin_tofu), CK_TEST_CASE(device_pin_race),
              CK_TEST_CASE(device_revocation_live), CK_TEST_CASE(device_hostile),
-             CK_TEST_CASE(schema_migration))
+             CK_TEST_CASE(schema_migration), CK_TEST_CASE(rename_and_realm))

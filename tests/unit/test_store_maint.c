@@ -300,6 +300,7 @@ backup_restore_identical(void)
         copy_file(bak, old);
         /* Back to version 2: no audit tables, no policy tables or principal columns. */
         sql(old, "DROP TABLE audit; DROP TABLE audit_retention;"
+                 " ALTER TABLE realm DROP COLUMN default_attributes;"
                  " DROP TABLE pw_history; DROP TABLE lockout; DROP INDEX principal_policy;"
                  " CREATE TABLE principal_v2 AS SELECT id, name, attributes, max_life,"
                  " max_renew, expires, pw_expires, kvno, created, modified FROM principal;"
@@ -547,7 +548,7 @@ integrity_check(void)
     CHECK_INT_EQ(res.principals, 5);
     CHECK_INT_EQ(res.keys, 14);
     CHECK_INT_EQ(res.devices, 3);
-    CHECK_INT_EQ(res.schema_version, 4);
+    CHECK_INT_EQ(res.schema_version, 5);
 
     /* Missing stash: reported, with the reminder. */
     snprintf(path, sizeof(path), "%s/missing.stash", dir);

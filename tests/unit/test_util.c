@@ -1,6 +1,9 @@
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "cablekey/error.h"
 #include "cablekey/util.h"
@@ -70,5 +73,84 @@ error_context(void)
     CHECK(!ck_ct_equal("abc", "abd", 3));
 }
 
+static bool
+file_is(const char *path, const char *content)
+{
+    char buf[64];
+    FILE *f = fopen(path, "rb");
+    size_t n;
+
+    if (f == NULL)
+        return false;
+    n = fread(buf, 1, sizeof(buf), f);
+    fclose(f);
+    return n == strlen(content) && memcmp(buf, content, n) == 0;
+}
+
+/* ck_file_write_atomic: 0600 for new files, no replace without the flag (dangling symlinks
+ * included), PRESERVE keeps owner/group/mode and writes through symlinks, plain REPLACE puts a
+ * file where a symlink was. */
+static void
+atomic_write(void)
+{
+    char dir[] = "/tmp/ck-io-XXXXXX", a[64], b[64], l1[64], l2[64], d[64], cmd[96];
+    struct stat st;
+    mode_t old_umask = umask(0);
+
+    if (mkdtemp(dir) == NULL)
+        abort();
+    snprintf(a, sizeof(a), "%s/a", dir);
+    snprintf(b, sizeof(b), "%s/sub/b", dir);
+    snprintf(l1, sizeof(l1), "%s/l1", dir);
+    snprintf(l2, sizeof(l2), "%s/l2", dir);
+    snprintf(d, sizeof(d), "%s/d", dir);
+
+    CHECK_OK(ck_file_write_atomic(a, "one", 3, 0));
+    CHECK(stat(a, &st) == 0 && (st.st_mode & 07777) == 0600 && file_is(a, "one"));
+    CHECK_INT_EQ(ck_file_write_atomic(a, "two", 3, 0), CK_ERR_EXISTS);
+    CHECK(file_is(a, "one"));
+
+    /* PRESERVE over a 0640 file of another owner and group. */
+    CHECK(chmod(a, 0640) == 0);
+    if (geteuid() == 0)
+        CHECK(chown(a, 65534, 65534) == 0);
+    CHECK_OK(ck_file_write_atomic(a, "two", 3, CK_WRITE_PRESERVE));
+    CHECK(stat(a, &st) == 0 && (st.st_mode & 07777) == 0640 && file_is(a, "two"));
+    if (geteuid() == 0)
+        CHECK(st.st_uid == 65534 && st.st_gid == 65534);
+
+    /* Symlink chain l2 -> l1 -> sub/b (relative), b in a subdirectory. */
+    CHECK(mkdir(d, 0700) == 0);
+    snprintf(cmd, sizeof(cmd), "%s/sub", dir);
+    CHECK(mkdir(cmd, 0700) == 0);
+    CHECK(symlink("sub/b", l1) == 0);
+    CHECK(symlink("l1", l2) == 0);
+    /* No replace: even a dangling symlink's name is taken. */
+    CHECK_INT_EQ(ck_file_write_atomic(l2, "x", 1, 0), CK_ERR_EXISTS);
+    CHECK_OK(ck_file_write_atomic(l2, "three", 5, CK_WRITE_PRESERVE));
+    CHECK(lstat(l2, &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK(lstat(l1, &st) == 0 && S_ISLNK(st.st_mode));
+    CHECK(stat(b, &st) == 0 && (st.st_mode & 07777) == 0600 && file_is(b, "three"));
+    CHECK(chmod(b, 0644) == 0);
+    CHECK_OK(ck_file_write_atomic(l2, "four", 4, CK_WRITE_PRESERVE));
+    CHECK(stat(b, &st) == 0 && (st.st_mode & 07777) == 0644 && file_is(b, "four"));
+    /* Plain REPLACE replaces the link itself by a 0600 file. */
+    CHECK_OK(ck_file_write_atomic(l2, "five", 4, CK_WRITE_REPLACE));
+    CHECK(lstat(l2, &st) == 0 && S_ISREG(st.st_mode) && (st.st_mode & 07777) == 0600);
+    CHECK(file_is(b, "four"));
+    /* A directory is never replaced. */
+    CHECK_INT_EQ(ck_file_write_atomic(d, "x", 1, CK_WRITE_PRESERVE), CK_ERR_IO);
+    CHECK(stat(d, &st) == 0 && S_ISDIR(st.st_mode));
+    /* A loop of links is an error, not a hang. */
+    snprintf(a, sizeof(a), "%s/loop", dir);
+    CHECK(symlink("loop", a) == 0);
+    CHECK_INT_EQ(ck_file_write_atomic(a, "x", 1, CK_WRITE_PRESERVE), CK_ERR_IO);
+
+    umask(old_umask);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "  could not remove %s\n", dir);
+}
+
 CK_TEST_MAIN("util", CK_TEST_CASE(reader_bounds), CK_TEST_CASE(writer_limit),
-             CK_TEST_CASE(parse_int), CK_TEST_CASE(error_context))
+             CK_TEST_CASE(parse_int), CK_TEST_CASE(error_context), CK_TEST_CASE(atomic_write))

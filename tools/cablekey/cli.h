@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cablekey/store.h"
 
@@ -21,26 +22,11 @@ int cli_keytab(int argc, char **argv);
 int cli_device(int argc, char **argv);
 int cli_pki(int argc, char **argv);
 int cli_mta(int argc, char **argv);
+int cli_realm(int argc, char **argv);
 int cli_db(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_policy(int argc, char **argv);
 
-/* The policy parts of `cablekey principal` (policy.c). For a new record p: attaches policy (or
- * MIT's "default" policy if one exists, unless clear), checks password (may be NULL) against it
- * and sets last_pwd_change and pw_expires (max life, unless explicit_pw_expires). */
-int cli_principal_new_policy(const char *what, ck_store *store, const char *policy, bool clear,
-                             ck_db_principal *p, const char *password, size_t password_len,
-                             bool explicit_pw_expires);
-/* --policy NAME / --clear-policy on an existing principal (nothing if neither). */
-int cli_principal_set_policy(const char *what, ck_store *store, const char *name,
-                             const char *policy, bool clear);
-/* An administrator's password set through ck_store_change_password (policy checked). */
-int cli_principal_change_password(const char *what, ck_store *store, const char *name,
-                                  const char *password, size_t password_len, uint32_t *kvno);
-/* The `principal show` lines: policy, last password change, last success/failure, failure
- * count, locked state. */
-void cli_principal_show_policy(ck_store *store, const ck_db_principal *p);
-int cli_principal_unlock(const char *what, ck_store *store, const char *name);
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */
 int cli_fail(const char *what, int err);
@@ -49,14 +35,26 @@ int cli_usage_error(const char *what, const char *fmt, ...) __attribute__((forma
 
 /* Durations: seconds, or krb5 style "10h", "7d", "1d12h", "30m", "90s". */
 int cli_parse_duration(const char *s, int64_t *out);
-/* Absolute times: epoch seconds, "YYYY-MM-DD", "YYYY-MM-DD HH:MM[:SS]" or with 'T' (UTC). */
+/* Absolute times: epoch seconds, "YYYY-MM-DD", "YYYY-MM-DD HH:MM[:SS]" or with 'T' (UTC), up
+ * to CLI_TIME_MAX. Strict: fixed field widths, nothing before or after, and a date that does
+ * not exist (2027-02-30, 24:00) is refused rather than normalised. */
+#define CLI_TIME_MAX INT64_C(253402300799) /* 9999-12-31 23:59:59 */
 int cli_parse_time(const char *s, int64_t *out);
 /* Comma- or space-separated enctype names/numbers. */
 int cli_parse_enctypes(const char *s, int32_t *out, size_t max, size_t *n);
-/* Reads one line from stdin as the password (newline stripped); *pw wiped by the caller with
- * cli_password_free. Never echoes. */
-int cli_read_password_stdin(char **pw, size_t *len);
+/* The password for principal `name` from standard input: on a terminal, asked twice with echo
+ * off (a mismatch is CK_ERR_INVAL and nothing is returned); otherwise one line (newline
+ * stripped). Empty passwords are refused. *pw is freed (and wiped) with cli_password_free. */
+int cli_read_password(const char *name, char **pw, size_t *len);
 void cli_password_free(char *pw, size_t len);
+/* Confirmation of a destructive verb: CLI_OK with yes (--yes); else on a terminal asks question
+ * and accepts only "yes" (CLI_FAIL otherwise); from a non-terminal it is a usage error. */
+int cli_confirm(const char *what, bool yes, const char *question);
+
+/* Per-verb help. A family's help text lists each verb on a line "  VERB ..." (continuations
+ * indented further), then a blank line and notes. Prints "usage: cablekey FAMILY" with the
+ * verb's lines and the notes; false if the text has no such verb. */
+bool cli_verb_help(FILE *f, const char *family, const char *help, const char *verb);
 
 /* The audit actor of this process (db.c): "uid 1000 (alice)", "uid 0 (root) via sudo alice". */
 void cli_actor(char *buf, size_t size);

@@ -26,7 +26,7 @@
 
 enum {
     OPT_DB = 256, OPT_STASH, OPT_MAC, OPT_PRINCIPAL, OPT_COMMENT, OPT_CERT, OPT_PASSWORD_FILE,
-    OPT_SPKI, OPT_AFTER, OPT_LIMIT, OPT_HELP,
+    OPT_SPKI, OPT_AFTER, OPT_LIMIT, OPT_YES, OPT_HELP,
 };
 
 static const struct option all_opts[] = {
@@ -40,13 +40,14 @@ static const struct option all_opts[] = {
     {"spki-sha256", required_argument, NULL, OPT_SPKI},
     {"after", required_argument, NULL, OPT_AFTER},
     {"limit", required_argument, NULL, OPT_LIMIT},
+    {"yes", no_argument, NULL, OPT_YES},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
 
 struct dopts {
     const char *db, *stash;
-    bool has_mac, has_after, has_spki;
+    bool has_mac, has_after, has_spki, yes;
     char mac[CK_DEVICE_MAC_LEN + 1];
     char after[CK_DEVICE_MAC_LEN + 1];
     uint8_t spki[CK_DEVICE_SPKI_HASH_LEN];
@@ -63,7 +64,7 @@ static const char device_help[] =
     "  show --mac MAC\n"
     "  revoke --mac MAC         refuse the device from its next login on (record kept)\n"
     "  reinstate --mac MAC      undo a revocation\n"
-    "  delete --mac MAC\n"
+    "  delete --mac MAC [--yes]  asks on a terminal; --yes is required otherwise\n"
     "  pin --mac MAC (--cert FILE [--password-file F] | --spki-sha256 HEX)\n"
     "  unpin --mac MAC          forget the key: the next successful login pins it again\n"
     "\n"
@@ -90,6 +91,7 @@ parse_opts(const char *what, int argc, char **argv, struct dopts *o)
         case OPT_STASH: o->stash = optarg; break;
         case OPT_PRINCIPAL: o->principal = optarg; break;
         case OPT_COMMENT: o->comment = optarg; break;
+        case OPT_YES: o->yes = true; break;
         case OPT_CERT: o->cert = optarg; break;
         case OPT_PASSWORD_FILE: o->password_file = optarg; break;
         case OPT_MAC:
@@ -139,6 +141,7 @@ only(const char *what, const struct dopts *o, const char *allowed)
         {o->comment != NULL, "comment"}, {o->cert != NULL, "cert"},
         {o->password_file != NULL, "password-file"}, {o->has_spki, "spki-sha256"},
         {o->has_after, "after"},       {o->limit != 0, "limit"},
+        {o->yes, "yes"},
     };
 
     for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
@@ -471,8 +474,20 @@ do_reinstate(const char *what, const struct dopts *o, ck_store *store)
 static int
 do_delete(const char *what, const struct dopts *o, ck_store *store)
 {
-    int ret;
+    ck_db_device *d = NULL;
+    char question[128] = "";
+    int rc, ret;
 
+    /* Ask about a device that exists: a typo fails before the question. */
+    if (!o->yes) {
+        if ((ret = ck_store_get_device(store, o->mac, &d)) != 0)
+            return cli_fail(what, ret);
+        snprintf(question, sizeof(question), "Delete device %s (principal %s) and its pin?",
+                 o->mac, d->principal);
+        ck_db_device_free(d);
+    }
+    if ((rc = cli_confirm(what, o->yes, question)) != CLI_OK)
+        return rc;
     if ((ret = ck_store_delete_device(store, o->mac)) != 0)
         return cli_fail(what, ret);
     printf("Device %s deleted.\n", o->mac);
@@ -523,7 +538,7 @@ cli_device(int argc, char **argv)
         {"show", do_show, true, " mac ", -1},
         {"revoke", do_revoke, false, " mac ", -1},
         {"reinstate", do_reinstate, false, " mac ", -1},
-        {"delete", do_delete, false, " mac ", -1},
+        {"delete", do_delete, false, " mac yes ", -1},
         {"pin", do_pin, false, " mac cert password-file spki-sha256 ", 1},
         {"unpin", do_unpin, false, " mac ", -1},
     };
@@ -544,6 +559,13 @@ cli_device(int argc, char **argv)
         if (strcmp(argv[1], subs[i].name) != 0)
             continue;
         snprintf(what, sizeof(what), "device %s", subs[i].name);
+        for (int a = 2; a < argc; a++) {
+            if (strcmp(argv[a], "--help") == 0 || strcmp(argv[a], "-h") == 0) {
+                if (!cli_verb_help(stdout, "device", device_help, subs[i].name))
+                    fputs(device_help, stdout);
+                return CLI_OK;
+            }
+        }
         rc = parse_opts(what, argc - 1, argv + 1, &o);
         if (rc < 0)
             return CLI_OK; /* --help */

@@ -1,23 +1,32 @@
-/* cablekey keytab export: writes principals' keys to an MIT-format keytab (like kadmin ktadd,
- * but without changing the keys). */
+/* cablekey keytab export|remove: writes principals' keys to an MIT-format keytab (like kadmin
+ * ktadd, but without changing the keys) and removes entries from one (like ktremove). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cablekey/crypto.h"
 #include "cablekey/error.h"
 #include "cablekey/keytab.h"
 #include "cablekey/principal.h"
 #include "cablekey/store.h"
+#include "cablekey/util.h"
 #include "cli.h"
 
 static const char keytab_help[] =
-    "usage: cablekey keytab export --db FILE [--stash FILE] --out FILE [--all-kvnos] NAME...\n"
+    "usage: cablekey keytab SUBCOMMAND ...\n"
     "\n"
-    "Writes the keys of each NAME (current kvno only, or every stored kvno with --all-kvnos)\n"
-    "to the keytab FILE (MIT format 0x0502, mode 0600). Entries already in FILE are kept,\n"
-    "except those replaced by the same principal, kvno and enctype. The keys in the database\n"
-    "are not changed.\n";
+    "  export --db FILE [--stash FILE] --out KEYTAB [--all-kvnos] NAME...\n"
+    "      writes the keys of each NAME (current kvno, or every stored kvno with --all-kvnos)\n"
+    "  remove KEYTAB NAME (--kvno N | --old | --all) [--enctype E]\n"
+    "      removes NAME's entries: of kvno N, all but the newest kvno (--old), or all;\n"
+    "      --enctype E only those of that enctype\n"
+    "\n"
+    "Keytabs are MIT format 0x0502. export keeps the entries already in KEYTAB except those\n"
+    "it replaces (same principal, kvno and enctype); the keys in the database are not changed.\n"
+    "Both write atomically: a new keytab is mode 0600, an existing one keeps its owner, group\n"
+    "and mode, and a symlink is followed. NAME without @REALM (remove) is in the realm of the\n"
+    "keytab's entries when they all share one.\n";
 
 /* Drops entries of kt that match (principal, kvno, enctype), wiping their keys. */
 static void
@@ -102,7 +111,10 @@ do_export(int argc, char **argv)
         case 's': stash = optarg; break;
         case 'o': out = optarg; break;
         case 'a': all_kvnos = true; break;
-        case 'h': fputs(keytab_help, stdout); return CLI_OK;
+        case 'h':
+            if (!cli_verb_help(stdout, "keytab", keytab_help, "export"))
+                fputs(keytab_help, stdout);
+            return CLI_OK;
         case ':': return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
         default: return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
         }
@@ -136,6 +148,129 @@ done:
     return rc;
 }
 
+/* The principal a remove names: with its realm, or in the one realm every entry shares. */
+static int
+remove_target(const char *what, const ck_keytab *kt, const char *name, ck_principal **out)
+{
+    const char *realm = NULL;
+    int ret;
+
+    *out = NULL;
+    if (strchr(name, '@') == NULL) {
+        for (size_t i = 0; i < kt->n_entries; i++) {
+            const char *r = kt->entries[i].principal->realm;
+            if (realm != NULL && strcmp(realm, r) != 0)
+                return cli_usage_error(what, "the keytab holds several realms: give %s@REALM",
+                                       name);
+            realm = r;
+        }
+        if (realm == NULL)
+            realm = "";
+    }
+    if ((ret = ck_principal_parse(name, realm != NULL && *realm ? realm : NULL,
+                                  realm != NULL && *realm ? 0
+                                                          : CK_PRINCIPAL_PARSE_REQUIRE_REALM,
+                                  out)) != 0)
+        return cli_fail(what, ret);
+    return CLI_OK;
+}
+
+static int
+do_remove(int argc, char **argv)
+{
+    enum { R_NONE, R_KVNO, R_OLD, R_ALL };
+    static const struct option opts[] = {
+        {"kvno", required_argument, NULL, 'k'}, {"old", no_argument, NULL, 'o'},
+        {"all", no_argument, NULL, 'a'},        {"enctype", required_argument, NULL, 'e'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
+    };
+    const char *what = "keytab remove";
+    ck_keytab *kt = NULL;
+    ck_principal *p = NULL;
+    int32_t enctype = 0;
+    int64_t kvno = 0;
+    uint32_t newest = 0;
+    int mode = R_NONE, modes = 0, c, rc, ret;
+    size_t w = 0, removed = 0;
+    char *pname = NULL;
+
+    optind = 1;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'k':
+            if (ck_parse_int64(optarg, 1, UINT32_MAX, &kvno) != 0)
+                return cli_usage_error(what, "--kvno: %s", ck_error_context());
+            mode = R_KVNO;
+            modes++;
+            break;
+        case 'o': mode = R_OLD; modes++; break;
+        case 'a': mode = R_ALL; modes++; break;
+        case 'e':
+            if (ck_enctype_from_name(optarg, &enctype) != 0 || enctype == 0)
+                return cli_usage_error(what, "--enctype: unknown enctype '%s'", optarg);
+            break;
+        case 'h':
+            if (!cli_verb_help(stdout, "keytab", keytab_help, "remove"))
+                fputs(keytab_help, stdout);
+            return CLI_OK;
+        case ':': return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
+        default: return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+        }
+    }
+    if (argc - optind != 2)
+        return cli_usage_error(what, "expected KEYTAB and one principal name");
+    /* No default: removing keys a service still needs must be asked for precisely. */
+    if (modes != 1)
+        return cli_usage_error(what, "give exactly one of --kvno N, --old or --all");
+    if ((ret = ck_keytab_read(argv[optind], &kt)) != 0)
+        return cli_fail(what, ret);
+    if ((rc = remove_target(what, kt, argv[optind + 1], &p)) != CLI_OK)
+        goto out;
+    for (size_t i = 0; i < kt->n_entries; i++) {
+        if (ck_principal_equal(kt->entries[i].principal, p) && kt->entries[i].kvno > newest)
+            newest = kt->entries[i].kvno;
+    }
+    for (size_t i = 0; i < kt->n_entries; i++) {
+        ck_keytab_entry *e = &kt->entries[i];
+        bool drop = ck_principal_equal(e->principal, p) &&
+                    (enctype == 0 || e->key.enctype == enctype) &&
+                    (mode == R_ALL || (mode == R_KVNO && e->kvno == (uint32_t)kvno) ||
+                     (mode == R_OLD && e->kvno != newest));
+        if (drop) {
+            ck_principal_free(e->principal);
+            ck_key_clear(&e->key);
+            removed++;
+            continue;
+        }
+        if (w != i)
+            kt->entries[w] = *e;
+        w++;
+    }
+    for (size_t i = w; i < kt->n_entries; i++)
+        memset(&kt->entries[i], 0, sizeof(kt->entries[i]));
+    kt->n_entries = w;
+    (void)ck_principal_unparse(p, 0, &pname);
+    if (removed == 0) {
+        fprintf(stderr, "cablekey: %s: no entry of %s in %s matches; nothing changed\n", what,
+                pname != NULL ? pname : argv[optind + 1], argv[optind]);
+        rc = CLI_FAIL;
+        goto out;
+    }
+    if ((ret = ck_keytab_write(argv[optind], kt)) != 0) {
+        rc = cli_fail(what, ret);
+        goto out;
+    }
+    printf("Removed %zu entr%s of %s from %s.\n", removed, removed == 1 ? "y" : "ies",
+           pname != NULL ? pname : argv[optind + 1], argv[optind]);
+    rc = CLI_OK;
+out:
+    free(pname);
+    ck_principal_free(p);
+    ck_keytab_free(kt);
+    return rc;
+}
+
 int
 cli_keytab(int argc, char **argv)
 {
@@ -149,6 +284,8 @@ cli_keytab(int argc, char **argv)
     }
     if (strcmp(argv[1], "export") == 0)
         return do_export(argc - 1, argv + 1);
+    if (strcmp(argv[1], "remove") == 0)
+        return do_remove(argc - 1, argv + 1);
     fprintf(stderr, "cablekey: keytab: unknown subcommand '%s' (see 'cablekey keytab --help')\n",
             argv[1]);
     return CLI_USAGE;

@@ -1,17 +1,15 @@
 /* cablekey: the operator CLI. main() dispatches to one file per subcommand family; this file
- * also holds the small parsers and formatters they share. */
-#include <ctype.h>
+ * also holds the error printers, the store opener and per-verb help they share (parsers and
+ * formatters: parse.c; prompts: prompt.c; admin verbs: admin_ops.h). */
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <unistd.h>
 
-#include "cablekey/crypto.h"
 #include "cablekey/error.h"
 #include "cablekey/principal.h"
-#include "cablekey/util.h"
 #include "cli.h"
 
 static const struct {
@@ -20,8 +18,9 @@ static const struct {
     const char *help;
 } commands[] = {
     {"init", cli_init, "create a realm database and master key stash"},
-    {"principal", cli_principal, "add, list, show, modify, rotate, delete principals"},
-    {"keytab", cli_keytab, "export keys to MIT-format keytab files"},
+    {"realm", cli_realm, "show and modify the realm's settings (lifetimes, enctypes, flags)"},
+    {"principal", cli_principal, "add, list, show, modify, rotate, rename, delete principals"},
+    {"keytab", cli_keytab, "export keys to MIT-format keytab files, remove entries"},
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them"},
     {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify"},
     {"mta", cli_mta, "log in with a certificate (PKINIT) and write the TGT to a ccache"},
@@ -36,8 +35,9 @@ usage(FILE *f)
     fprintf(f, "usage: cablekey COMMAND [options]\n\ncommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
-    fprintf(f, "\nRun 'cablekey COMMAND --help' for a command's options.\n"
-               "init, principal and keytab accept --db FILE and --stash FILE (default: FILE.stash).\n");
+    fprintf(f, "\nRun 'cablekey COMMAND --help' or 'cablekey help COMMAND [VERB]' for a command's\n"
+               "options, 'cablekey --version' for the version. Commands that open a realm\n"
+               "database take --db FILE and --stash FILE (default: FILE.stash).\n");
 }
 
 int
@@ -63,151 +63,6 @@ cli_usage_error(const char *what, const char *fmt, ...)
 }
 
 int
-cli_parse_duration(const char *s, int64_t *out)
-{
-    int64_t total = 0;
-    const char *p = s;
-
-    if (s == NULL || *s == '\0')
-        return ck_error_set(CK_ERR_INVAL, "empty duration");
-    /* A bare number is seconds. */
-    if (ck_parse_int64(s, 0, INT32_MAX, out) == 0)
-        return 0;
-    while (*p != '\0') {
-        int64_t v = 0, mult;
-        int digits = 0;
-
-        while (isdigit((unsigned char)*p)) {
-            v = v * 10 + (*p - '0');
-            if (v > INT32_MAX || ++digits > 10)
-                return ck_error_set(CK_ERR_INVAL, "duration '%s' too large", s);
-            p++;
-        }
-        if (digits == 0)
-            return ck_error_set(CK_ERR_INVAL, "bad duration '%s' (use e.g. 36000, 10h, 7d)", s);
-        switch (*p) {
-        case 'd': mult = 86400; break;
-        case 'h': mult = 3600; break;
-        case 'm': mult = 60; break;
-        case 's': mult = 1; break;
-        default:
-            return ck_error_set(CK_ERR_INVAL, "bad duration '%s' (use e.g. 36000, 10h, 7d)", s);
-        }
-        p++;
-        total += v * mult;
-        if (total > INT32_MAX)
-            return ck_error_set(CK_ERR_INVAL, "duration '%s' too large", s);
-    }
-    *out = total;
-    return 0;
-}
-
-int
-cli_parse_time(const char *s, int64_t *out)
-{
-    static const char *const formats[] = {"%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S",
-                                          "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M", "%Y-%m-%d"};
-    struct tm tm;
-
-    if (s == NULL || *s == '\0')
-        return ck_error_set(CK_ERR_INVAL, "empty time");
-    if (ck_parse_int64(s, 0, INT64_C(253402300799), out) == 0)
-        return 0;
-    for (size_t i = 0; i < sizeof(formats) / sizeof(formats[0]); i++) {
-        const char *end;
-        memset(&tm, 0, sizeof(tm));
-        end = strptime(s, formats[i], &tm);
-        if (end != NULL && *end == '\0') {
-            time_t t = timegm(&tm);
-            if (t < 0)
-                break;
-            *out = (int64_t)t;
-            return 0;
-        }
-    }
-    return ck_error_set(CK_ERR_INVAL,
-                        "bad time '%s' (use epoch seconds, YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS', "
-                        "UTC)", s);
-}
-
-int
-cli_parse_enctypes(const char *s, int32_t *out, size_t max, size_t *n)
-{
-    char buf[512], *save = NULL, *tok;
-    int ret;
-
-    *n = 0;
-    if (ck_strlcpy(buf, s, sizeof(buf)) >= sizeof(buf))
-        return ck_error_set(CK_ERR_INVAL, "enctype list too long");
-    for (tok = strtok_r(buf, ", ", &save); tok != NULL; tok = strtok_r(NULL, ", ", &save)) {
-        int32_t e = 0;
-        /* Accept MIT's "enctype:salttype" form for the normal salt only. */
-        char *colon = strchr(tok, ':');
-        if (colon != NULL) {
-            if (strcmp(colon + 1, "normal") != 0)
-                return ck_error_set(CK_ERR_UNSUPPORTED, "salt type '%s' (only normal)",
-                                    colon + 1);
-            *colon = '\0';
-        }
-        if ((ret = ck_enctype_from_name(tok, &e)) != 0 || !ck_enctype_is_supported(e))
-            return ck_error_set(CK_ERR_UNSUPPORTED, "unknown or unsupported enctype '%s'", tok);
-        for (size_t i = 0; i < *n; i++) {
-            if (out[i] == e)
-                return ck_error_set(CK_ERR_INVAL, "enctype '%s' listed twice", tok);
-        }
-        if (*n >= max)
-            return ck_error_set(CK_ERR_LIMIT, "more than %zu enctypes", max);
-        out[(*n)++] = e;
-    }
-    if (*n == 0)
-        return ck_error_set(CK_ERR_INVAL, "empty enctype list");
-    return 0;
-}
-
-void
-cli_password_free(char *pw, size_t len)
-{
-    if (pw != NULL)
-        ck_free_secret(pw, len + 1);
-}
-
-int
-cli_read_password_stdin(char **pw, size_t *len)
-{
-    char *buf = malloc(CLI_PASSWORD_MAX + 2);
-    size_t n;
-
-    *pw = NULL;
-    *len = 0;
-    if (buf == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "password");
-    if (fgets(buf, CLI_PASSWORD_MAX + 2, stdin) == NULL) {
-        ck_free_secret(buf, CLI_PASSWORD_MAX + 2);
-        return ck_error_set(CK_ERR_INVAL, "no password on standard input");
-    }
-    n = strlen(buf);
-    if (n > 0 && buf[n - 1] == '\n')
-        buf[--n] = '\0';
-    else if (n > CLI_PASSWORD_MAX) {
-        ck_free_secret(buf, CLI_PASSWORD_MAX + 2);
-        return ck_error_set(CK_ERR_LIMIT, "password longer than %d bytes", CLI_PASSWORD_MAX);
-    }
-    if (n > 0 && buf[n - 1] == '\r')
-        buf[--n] = '\0';
-    if (n == 0) {
-        ck_free_secret(buf, CLI_PASSWORD_MAX + 2);
-        return ck_error_set(CK_ERR_INVAL, "empty password");
-    }
-    /* Shrink to the exact size so cli_password_free knows what to wipe. */
-    *pw = ck_memdup(buf, n + 1);
-    ck_free_secret(buf, CLI_PASSWORD_MAX + 2);
-    if (*pw == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "password");
-    *len = n;
-    return 0;
-}
-
-int
 cli_open_store(const char *what, const char *db, const char *stash, bool readonly,
                ck_store **out)
 {
@@ -217,6 +72,12 @@ cli_open_store(const char *what, const char *db, const char *stash, bool readonl
     if (db == NULL)
         return cli_usage_error(what, "--db FILE is required");
     ret = ck_store_open(db, stash, readonly ? CK_STORE_READONLY : 0, out);
+    if (ret != 0 && access(db, F_OK) != 0 && errno == ENOENT) {
+        /* The likely cause on a first day: no realm yet, or a wrong path. */
+        fprintf(stderr, "cablekey: %s: %s (create a realm with 'cablekey init --db %s --realm "
+                        "REALM')\n", what, ck_error_context(), db);
+        return CLI_FAIL;
+    }
     if (ret != 0)
         return cli_fail(what, ret);
     {
@@ -243,26 +104,75 @@ cli_canonical_name(const char *what, const ck_store *store, const char *name, ch
     return CLI_OK;
 }
 
-void
-cli_format_duration(int64_t secs, char *buf, size_t size)
-{
-    int64_t d = secs / 86400, h = secs % 86400 / 3600, m = secs % 3600 / 60, s = secs % 60;
+#ifndef CK_VERSION
+#define CK_VERSION "unknown"
+#endif
 
-    if (d > 0)
-        snprintf(buf, size, "%lld days %02lld:%02lld:%02lld", (long long)d, (long long)h,
-                 (long long)m, (long long)s);
-    else
-        snprintf(buf, size, "%02lld:%02lld:%02lld", (long long)h, (long long)m, (long long)s);
+bool
+cli_verb_help(FILE *f, const char *family, const char *help, const char *verb)
+{
+    size_t vlen = strlen(verb);
+    const char *p = help, *notes = NULL, *line, *end;
+    bool found = false, in_verb = false;
+
+    /* The verb list starts after the first blank line; the notes after the second. */
+    if ((p = strstr(help, "\n\n")) == NULL)
+        return false;
+    p += 2;
+    for (line = p; *line != '\0' && notes == NULL; line = end + (*end != '\0')) {
+        end = strchr(line, '\n');
+        if (end == NULL)
+            end = line + strlen(line);
+        if (end == line) {
+            notes = end + 1;
+            break;
+        }
+        if (strncmp(line, "  ", 2) == 0 && line[2] != ' ') {
+            in_verb = strncmp(line + 2, verb, vlen) == 0 &&
+                      (line[2 + vlen] == ' ' || line + 2 + vlen == end);
+            if (in_verb) {
+                fprintf(f, "usage: cablekey %s %.*s\n", family, (int)(end - line - 2),
+                        line + 2);
+                found = true;
+            }
+        } else if (in_verb) {
+            fprintf(f, "%.*s\n", (int)(end - line), line);
+        }
+    }
+    if (!found)
+        return false;
+    /* Families whose verbs all open the database say so on their first line. */
+    if (strstr(help, "--db FILE") != NULL && strstr(help, "--db FILE") < strchr(help, '\n'))
+        fprintf(f, "\nEvery verb takes --db FILE [--stash FILE].\n");
+    if (notes != NULL && *notes != '\0')
+        fprintf(f, "\n%s", notes);
+    return true;
 }
 
-void
-cli_format_time(int64_t t, char *buf, size_t size)
+/* `cablekey help COMMAND [VERB]`: the same text as `cablekey COMMAND [VERB] --help`. */
+static int
+help_command(int argc, char **argv)
 {
-    struct tm tm;
-    time_t tt = (time_t)t;
+    char *args[3];
 
-    if (gmtime_r(&tt, &tm) == NULL || strftime(buf, size, "%Y-%m-%d %H:%M:%S UTC", &tm) == 0)
-        snprintf(buf, size, "%lld", (long long)t);
+    if (argc < 1) {
+        usage(stdout);
+        return CLI_OK;
+    }
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
+        if (strcmp(argv[0], commands[i].name) != 0)
+            continue;
+        args[0] = argv[0];
+        if (argc >= 2) {
+            args[1] = argv[1];
+            args[2] = (char *)"--help";
+            return commands[i].fn(3, args);
+        }
+        args[1] = (char *)"--help";
+        return commands[i].fn(2, args);
+    }
+    fprintf(stderr, "cablekey: help: unknown command '%s' (see 'cablekey --help')\n", argv[0]);
+    return CLI_USAGE;
 }
 
 int
@@ -272,9 +182,14 @@ main(int argc, char **argv)
         usage(stderr);
         return CLI_USAGE;
     }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0 ||
-        strcmp(argv[1], "help") == 0) {
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         usage(stdout);
+        return CLI_OK;
+    }
+    if (strcmp(argv[1], "help") == 0)
+        return help_command(argc - 2, argv + 2);
+    if (strcmp(argv[1], "--version") == 0 || strcmp(argv[1], "version") == 0) {
+        printf("cablekey %s\n", CK_VERSION);
         return CLI_OK;
     }
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {

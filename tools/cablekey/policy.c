@@ -9,6 +9,7 @@
 #include "cablekey/error.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "admin_ops.h"
 #include "cli.h"
 
 enum {
@@ -340,89 +341,53 @@ cli_policy(int argc, char **argv)
     return CLI_USAGE;
 }
 
-/* ---- the policy parts of `cablekey principal` ---- */
+/* ---- the policy parts of `cablekey principal` (admin_ops.h) ---- */
 
 int
-cli_principal_new_policy(const char *what, ck_store *store, const char *policy, bool clear,
-                         ck_db_principal *p, const char *password, size_t password_len,
-                         bool explicit_pw_expires)
+cli_policy_new_principal(ck_store *store, const struct cli_princ_req *req, ck_db_principal *p)
 {
+    const char *name = NULL;
     ck_policy pol;
-    bool fallback = false;
     int ret;
 
-    if (policy != NULL && clear)
-        return cli_usage_error(what, "--policy and --clear-policy exclude each other");
-    /* MIT addprinc: a policy named "default", if there is one, unless told otherwise. */
-    if (policy == NULL && !clear) {
-        policy = "default";
-        fallback = true;
+    if (req->mask & CLI_PRINC_POLICY) {
+        name = req->policy;
+        if (name == NULL)
+            return 0; /* --clear-policy: not even "default" */
+        if ((ret = ck_store_get_policy(store, name, &pol)) != 0)
+            return ret;
+    } else {
+        /* MIT addprinc: a policy named "default", if there is one, unless told otherwise. */
+        ret = ck_store_get_policy(store, "default", &pol);
+        if (ret == CK_ERR_NOTFOUND) {
+            ck_error_clear();
+            return 0;
+        }
+        if (ret != 0)
+            return ret;
     }
-    if (policy == NULL)
-        return CLI_OK;
-    ret = ck_store_get_policy(store, policy, &pol);
-    if (ret == CK_ERR_NOTFOUND && fallback) {
-        ck_error_clear();
-        return CLI_OK;
-    }
-    if (ret != 0)
-        return cli_fail(what, ret);
-    if (password != NULL && (ret = ck_store_check_password(store, NULL, &pol, password,
-                                                            password_len)) != 0)
-        return cli_fail(what, ret);
+    if (req->keys == CLI_KEYS_PASSWORD &&
+        (ret = ck_store_check_password(store, NULL, &pol, req->password, req->password_len)) != 0)
+        return ret;
     if ((p->policy = strdup(pol.name)) == NULL)
-        return cli_fail(what, ck_error_set(CK_ERR_NOMEM, "policy name"));
-    if (fallback)
-        fprintf(stderr, "cablekey: %s: no policy given for %s, using \"default\"\n", what,
-                p->name);
-    if (password != NULL) {
+        return ck_error_set(CK_ERR_NOMEM, "policy name");
+    if (req->keys == CLI_KEYS_PASSWORD) {
         int64_t now = 0;
 
         ck_now(&now, NULL);
         p->last_pwd_change = now;
-        if (pol.max_life > 0 && !explicit_pw_expires)
+        if (pol.max_life > 0 && !(req->mask & CLI_PRINC_PW_EXPIRES))
             p->pw_expires = now + pol.max_life;
     }
-    return CLI_OK;
-}
-
-int
-cli_principal_set_policy(const char *what, ck_store *store, const char *name, const char *policy,
-                         bool clear)
-{
-    int ret;
-
-    if (policy != NULL && clear)
-        return cli_usage_error(what, "--policy and --clear-policy exclude each other");
-    if (policy == NULL && !clear)
-        return CLI_OK;
-    if ((ret = ck_store_set_principal_policy(store, name, clear ? NULL : policy)) != 0)
-        return cli_fail(what, ret);
-    return CLI_OK;
-}
-
-int
-cli_principal_change_password(const char *what, ck_store *store, const char *name,
-                              const char *password, size_t password_len, uint32_t *kvno)
-{
-    int64_t now = 0;
-    int ret;
-
-    ck_now(&now, NULL);
-    /* The operator sets it: no minimum age, but length, classes and history apply (MIT). */
-    if ((ret = ck_store_change_password(store, name, password, password_len, CK_PW_ADMIN, now,
-                                        kvno)) != 0)
-        return cli_fail(what, ret);
-    return CLI_OK;
+    return 0;
 }
 
 void
-cli_principal_show_policy(ck_store *store, const ck_db_principal *p)
+cli_print_principal_policy(const ck_db_principal *p)
 {
     char buf[64];
     int64_t now = 0;
 
-    (void)store;
     ck_now(&now, NULL);
     printf("Policy: %s\n", p->policy != NULL ? p->policy : "[none]");
     if (p->last_pwd_change != 0) {
@@ -452,15 +417,4 @@ cli_principal_show_policy(ck_store *store, const ck_db_principal *p)
         cli_format_time(p->lockout.last_failed + p->lockout.lockout_duration, buf, sizeof(buf));
         printf("Locked: yes, until %s\n", buf);
     }
-}
-
-int
-cli_principal_unlock(const char *what, ck_store *store, const char *name)
-{
-    int ret;
-
-    if ((ret = ck_store_unlock_principal(store, name)) != 0)
-        return cli_fail(what, ret);
-    printf("Principal %s unlocked.\n", name);
-    return CLI_OK;
 }

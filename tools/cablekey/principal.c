@@ -1,4 +1,6 @@
-/* cablekey principal add|list|show|delete|modify|rotate. */
+/* cablekey principal add|list|show|delete|modify|rotate|rename. Each verb parses its options
+ * into a request (admin_ops.h), runs it through an executor (cli_admin_local on the store
+ * today, a remote one later) and prints the result with the printers below. */
 #include <ctype.h>
 #include <getopt.h>
 #include <stdio.h>
@@ -10,14 +12,17 @@
 #include "cablekey/principal.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "admin_ops.h"
 #include "cli.h"
 
-/* Long-only options share one table; each subcommand accepts the subset it documents. */
+/* Long-only options share one table; each subcommand accepts the subset it documents. The
+ * principal flags (cli_flags) are appended at run time with codes OPT_FLAG + 2i (on) and
+ * OPT_FLAG + 2i + 1 (off). */
 enum {
-    OPT_DB = 256, OPT_STASH, OPT_PASSWORD, OPT_PASSWORD_STDIN, OPT_RANDOM, OPT_NO_PREAUTH,
-    OPT_REQUIRES_PREAUTH, OPT_ENCTYPES, OPT_MAX_LIFE, OPT_MAX_RENEW, OPT_EXPIRES,
-    OPT_NEVER_EXPIRES, OPT_PW_EXPIRES, OPT_DISALLOW_ALL_TIX, OPT_ALLOW_TIX, OPT_KEEP, OPT_HELP,
-    OPT_POLICY, OPT_CLEAR_POLICY,
+    OPT_DB = 256, OPT_STASH, OPT_PASSWORD, OPT_PASSWORD_STDIN, OPT_RANDOM, OPT_ENCTYPES,
+    OPT_MAX_LIFE, OPT_MAX_RENEW, OPT_EXPIRES, OPT_NEVER_EXPIRES, OPT_PW_EXPIRES, OPT_KEEP,
+    OPT_YES, OPT_HELP, OPT_POLICY, OPT_CLEAR_POLICY,
+    OPT_FLAG = 1024,
 };
 
 static const struct option all_opts[] = {
@@ -26,85 +31,95 @@ static const struct option all_opts[] = {
     {"password", required_argument, NULL, OPT_PASSWORD},
     {"password-stdin", no_argument, NULL, OPT_PASSWORD_STDIN},
     {"random", no_argument, NULL, OPT_RANDOM},
-    {"no-preauth", no_argument, NULL, OPT_NO_PREAUTH},
-    {"requires-preauth", no_argument, NULL, OPT_REQUIRES_PREAUTH},
     {"enctypes", required_argument, NULL, OPT_ENCTYPES},
     {"max-life", required_argument, NULL, OPT_MAX_LIFE},
     {"max-renew", required_argument, NULL, OPT_MAX_RENEW},
     {"expires", required_argument, NULL, OPT_EXPIRES},
     {"never-expires", no_argument, NULL, OPT_NEVER_EXPIRES},
     {"pw-expires", required_argument, NULL, OPT_PW_EXPIRES},
-    {"disallow-all-tix", no_argument, NULL, OPT_DISALLOW_ALL_TIX},
-    {"allow-tix", no_argument, NULL, OPT_ALLOW_TIX},
     {"keep", required_argument, NULL, OPT_KEEP},
+    {"yes", no_argument, NULL, OPT_YES},
     {"help", no_argument, NULL, OPT_HELP},
     {"policy", required_argument, NULL, OPT_POLICY},
     {"clear-policy", no_argument, NULL, OPT_CLEAR_POLICY},
     {NULL, 0, NULL, 0},
 };
+#define N_FIXED_OPTS (sizeof(all_opts) / sizeof(all_opts[0]) - 1)
+#define MAX_FLAGS 16
 
 struct popts {
     const char *db, *stash;
     const char *password;     /* from --password (argv: visible to ps; prefer --password-stdin) */
-    bool password_stdin, random;
-    int preauth;              /* -1 unchanged, 0 off, 1 on */
-    int allow_tix;            /* -1 unchanged, 0 disallow, 1 allow */
+    bool password_stdin, random, yes;
+    uint32_t attr_set, attr_clear; /* from the flag options */
+    const char *flag_name;    /* the first flag option given (for `only`) */
     int32_t enctypes[CK_STORE_MAX_ENCTYPES];
     size_t n_enctypes;
-    bool has_max_life, has_max_renew, has_expires, has_pw_expires;
+    bool has_max_life, has_max_renew, has_expires, never_expires, has_pw_expires;
     int64_t max_life, max_renew, expires, pw_expires;
     int64_t keep;
     const char **names;
     size_t n_names;
-    const char *policy;       /* --policy NAME (policy.c) */
+    const char *policy;       /* --policy NAME */
     bool clear_policy;
 };
 
 static const char principal_help[] =
     "usage: cablekey principal SUBCOMMAND --db FILE [--stash FILE] ...\n"
     "\n"
-    "  add NAME (--password PW | --password-stdin | --random) [--no-preauth]\n"
-    "      [--enctypes LIST] [--max-life D] [--max-renew D] [--expires TIME]\n"
-    "      [--pw-expires TIME] [--disallow-all-tix]\n"
-    "  list\n"
+    "  add NAME (--password PW | --password-stdin | --random) [FLAGS] [--enctypes LIST]\n"
+    "      [--max-life D] [--max-renew D] [--expires TIME] [--pw-expires TIME]\n"
+    "  list [PATTERN]\n"
+    "      names matching the glob PATTERN (default '*'; @REALM is added if absent)\n"
     "  show NAME\n"
-    "  delete NAME\n"
-    "  modify NAME [--expires TIME | --never-expires] [--requires-preauth | --no-preauth]\n"
-    "      [--disallow-all-tix | --allow-tix] [--max-life D] [--max-renew D] [--pw-expires TIME]\n"
-    "  rotate NAME [--password PW | --password-stdin | --random] [--enctypes LIST] [--keep N]\n"
+    "  delete NAME [--yes]\n"
+    "      asks for confirmation on a terminal; --yes is required otherwise\n"
+    "  modify NAME [FLAGS] [--expires TIME | --never-expires] [--max-life D] [--max-renew D]\n"
+    "      [--pw-expires TIME]\n"
+    "  rotate NAME [--random | --password PW | --password-stdin] [--enctypes LIST] [--keep N]\n"
+    "      a user principal (one name component) needs --random or a password option\n"
+    "  rename OLD NEW\n"
+    "      keys keep their salts, so the old password still works under the new name\n"
     "  unlock NAME\n"
-    "  add and modify also take --policy POLICY or --clear-policy (see 'cablekey policy').\n"
+    "      clears the failed-authentication count (lockout: see 'cablekey policy')\n"
+    "add and modify also take --policy POLICY or --clear-policy; a password set by add or\n"
+    "rotate must satisfy the principal's policy.\n"
     "\n"
-    "NAME without @REALM is in the database's realm. Principals require pre-authentication\n"
-    "unless --no-preauth is given. Durations are seconds or 10h, 7d, 1d12h...; TIME is epoch\n"
-    "seconds, YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS' (UTC). rotate makes a new kvno (random keys\n"
-    "by default), keeping the newest 3 kvnos unless --keep N. --password-stdin reads one line.\n";
+    "FLAGS (MIT kadmin's names as option pairs; the realm's default flags apply at add):\n"
+    "  --requires-preauth | --no-preauth       --forwardable | --no-forwardable\n"
+    "  --renewable | --no-renewable            --proxiable | --no-proxiable\n"
+    "  --postdateable | --no-postdateable      --ok-as-delegate | --no-ok-as-delegate\n"
+    "  --allow-svr | --disallow-svr            --needchange | --no-needchange\n"
+    "  --allow-tix | --disallow-all-tix\n"
+    "NAME without @REALM is in the database's realm. Durations are seconds or 10h, 7d,\n"
+    "1d12h...; TIME is epoch seconds, YYYY-MM-DD or 'YYYY-MM-DD HH:MM:SS' (UTC). rotate makes\n"
+    "a new kvno, keeping the newest 3 kvnos unless --keep N. --password-stdin asks twice with\n"
+    "no echo on a terminal and reads one line from a pipe.\n";
 
 static int
-parse_opts(const char *what, int argc, char **argv, struct popts *o)
+parse_opts(const char *what, const char *verb, int argc, char **argv, struct popts *o)
 {
+    struct option opts[N_FIXED_OPTS + 2 * MAX_FLAGS + 1];
+    size_t n = N_FIXED_OPTS;
     int c;
 
+    memcpy(opts, all_opts, N_FIXED_OPTS * sizeof(opts[0]));
+    n += cli_flag_options(opts + n, 2 * MAX_FLAGS, OPT_FLAG);
+    opts[n] = (struct option){NULL, 0, NULL, 0};
     memset(o, 0, sizeof(*o));
-    o->preauth = -1;
-    o->allow_tix = -1;
     optind = 1;
     opterr = 0;
-    while ((c = getopt_long(argc, argv, ":h", all_opts, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
         switch (c) {
         case OPT_DB: o->db = optarg; break;
         case OPT_STASH: o->stash = optarg; break;
         case OPT_PASSWORD: o->password = optarg; break;
         case OPT_PASSWORD_STDIN: o->password_stdin = true; break;
         case OPT_RANDOM: o->random = true; break;
-        case OPT_NO_PREAUTH: o->preauth = 0; break;
-        case OPT_REQUIRES_PREAUTH: o->preauth = 1; break;
-        case OPT_DISALLOW_ALL_TIX: o->allow_tix = 0; break;
-        case OPT_ALLOW_TIX: o->allow_tix = 1; break;
-        case OPT_NEVER_EXPIRES:
-            o->has_expires = true;
-            o->expires = 0;
-            break;
+        case OPT_YES: o->yes = true; break;
+        case OPT_POLICY: o->policy = optarg; break;
+        case OPT_CLEAR_POLICY: o->clear_policy = true; break;
+        case OPT_NEVER_EXPIRES: o->never_expires = true; break;
         case OPT_ENCTYPES:
             if (cli_parse_enctypes(optarg, o->enctypes, CK_STORE_MAX_ENCTYPES, &o->n_enctypes))
                 return cli_usage_error(what, "--enctypes: %s", ck_error_context());
@@ -133,138 +148,182 @@ parse_opts(const char *what, int argc, char **argv, struct popts *o)
             if (ck_parse_int64(optarg, 1, 100, &o->keep) != 0)
                 return cli_usage_error(what, "--keep: %s", ck_error_context());
             break;
-        case OPT_POLICY: o->policy = optarg; break;
-        case OPT_CLEAR_POLICY: o->clear_policy = true; break;
         case 'h':
         case OPT_HELP:
-            fputs(principal_help, stdout);
+            if (!cli_verb_help(stdout, "principal", principal_help, verb))
+                fputs(principal_help, stdout);
             return -1;
         case ':':
             return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
-        default:
+        case '?':
             return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+        default:
+            if (cli_flag_apply(what, c, OPT_FLAG, &o->attr_set, &o->attr_clear,
+                               &o->flag_name) != CLI_OK)
+                return CLI_USAGE;
+            break;
         }
     }
+    if (o->has_expires && o->never_expires)
+        return cli_usage_error(what, "--expires and --never-expires exclude each other");
+    if (o->policy != NULL && o->clear_policy)
+        return cli_usage_error(what, "--policy and --clear-policy exclude each other");
+    if ((o->password != NULL) + o->password_stdin + o->random > 1)
+        return cli_usage_error(what, "--password, --password-stdin and --random exclude each "
+                                     "other");
     o->names = (const char **)(argv + optind);
     o->n_names = (size_t)(argc - optind);
     return CLI_OK;
 }
 
-/* Accepts only the options a subcommand documents, so typos do not silently do nothing. */
+/* Accepts only the options a subcommand documents, so typos do not silently do nothing.
+ * " flags " in allowed stands for every principal flag. */
 static int
 only(const char *what, const struct popts *o, const char *allowed)
 {
     struct {
         bool set;
         const char *name;
+        const char *key;
     } used[] = {
-        {o->password != NULL, "password"},      {o->password_stdin, "password-stdin"},
-        {o->random, "random"},                  {o->preauth == 0, "no-preauth"},
-        {o->preauth == 1, "requires-preauth"},  {o->allow_tix == 0, "disallow-all-tix"},
-        {o->allow_tix == 1, "allow-tix"},       {o->n_enctypes > 0, "enctypes"},
-        {o->has_max_life, "max-life"},          {o->has_max_renew, "max-renew"},
-        {o->has_expires && o->expires != 0, "expires"},
-        {o->has_expires && o->expires == 0, "never-expires"},
-        {o->has_pw_expires, "pw-expires"},      {o->keep != 0, "keep"},
-        {o->policy != NULL, "policy"},          {o->clear_policy, "clear-policy"},
+        {o->password != NULL, "password", "password"},
+        {o->password_stdin, "password-stdin", "password-stdin"},
+        {o->random, "random", "random"},
+        {o->flag_name != NULL, o->flag_name, "flags"},
+        {o->n_enctypes > 0, "enctypes", "enctypes"},
+        {o->has_max_life, "max-life", "max-life"},
+        {o->has_max_renew, "max-renew", "max-renew"},
+        {o->has_expires, "expires", "expires"},
+        {o->never_expires, "never-expires", "never-expires"},
+        {o->has_pw_expires, "pw-expires", "pw-expires"},
+        {o->keep != 0, "keep", "keep"},
+        {o->yes, "yes", "yes"},
+        {o->policy != NULL, "policy", "policy"},
+        {o->clear_policy, "clear-policy", "clear-policy"},
     };
 
     for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
         char key[40];
-        snprintf(key, sizeof(key), " %s ", used[i].name);
+        snprintf(key, sizeof(key), " %s ", used[i].key);
         if (used[i].set && strstr(allowed, key) == NULL)
             return cli_usage_error(what, "option --%s does not apply here", used[i].name);
     }
     return CLI_OK;
 }
 
-static int
-one_name(const char *what, const struct popts *o)
+/* The request fields every verb shares: lifetimes, expiry, flags, enctypes, keep. */
+static void
+fill_req(const struct popts *o, struct cli_princ_req *req)
 {
-    if (o->n_names != 1)
-        return cli_usage_error(what, "expected exactly one principal name, got %zu", o->n_names);
-    return CLI_OK;
+    memset(req, 0, sizeof(*req));
+    if (o->has_max_life) {
+        req->mask |= CLI_PRINC_MAX_LIFE;
+        req->max_life = o->max_life;
+    }
+    if (o->has_max_renew) {
+        req->mask |= CLI_PRINC_MAX_RENEW;
+        req->max_renew = o->max_renew;
+    }
+    if (o->has_expires || o->never_expires) {
+        req->mask |= CLI_PRINC_EXPIRES;
+        req->expires = o->never_expires ? 0 : o->expires;
+    }
+    if (o->has_pw_expires) {
+        req->mask |= CLI_PRINC_PW_EXPIRES;
+        req->pw_expires = o->pw_expires;
+    }
+    req->attr_set = o->attr_set;
+    req->attr_clear = o->attr_clear;
+    req->n_enctypes = o->n_enctypes;
+    memcpy(req->enctypes, o->enctypes, sizeof(req->enctypes));
+    req->keep = (unsigned)o->keep;
+    if (o->policy != NULL || o->clear_policy) {
+        req->mask |= CLI_PRINC_POLICY;
+        req->policy = o->policy;
+    }
 }
 
-/* Gets the password the options ask for: *pw NULL means random keys. */
+/* Fills the key source of req from the options: *pw (freed by the caller with
+ * cli_password_free) holds a password read or copied. */
 static int
-get_password(const char *what, const struct popts *o, bool random_default, char **pw,
-             size_t *len)
+get_keys(const char *what, const struct popts *o, const char *name, struct cli_princ_req *req,
+         char **pw, size_t *len)
 {
-    int n = (o->password != NULL) + o->password_stdin + o->random;
     int ret;
 
     *pw = NULL;
     *len = 0;
-    if (n > 1)
-        return cli_usage_error(what, "--password, --password-stdin and --random exclude each "
-                                     "other");
-    if (n == 0 && !random_default)
-        return cli_usage_error(what, "one of --password, --password-stdin or --random is "
-                                     "required");
+    if (o->random) {
+        req->keys = CLI_KEYS_RANDOM;
+        return CLI_OK;
+    }
     if (o->password != NULL) {
         if (*o->password == '\0')
             return cli_usage_error(what, "empty password");
         *len = strlen(o->password);
-        *pw = ck_memdup(o->password, *len + 1);
-        if (*pw == NULL)
+        if ((*pw = ck_memdup(o->password, *len + 1)) == NULL)
             return cli_fail(what, ck_error_set(CK_ERR_NOMEM, "password"));
+    } else if (o->password_stdin) {
+        if ((ret = cli_read_password(name, pw, len)) != 0)
+            return cli_fail(what, ret);
+    } else {
+        req->keys = CLI_KEYS_NONE;
         return CLI_OK;
     }
-    if (o->password_stdin) {
-        if ((ret = cli_read_password_stdin(pw, len)) != 0)
-            return cli_fail(what, ret);
-    }
+    req->keys = CLI_KEYS_PASSWORD;
+    req->password = *pw;
+    req->password_len = *len;
+    return CLI_OK;
+}
+
+/* Everything a verb needs: the executor, its context and the realm it serves. */
+struct verb_ctx {
+    const char *what;
+    const struct popts *o;
+    const struct cli_admin_ops *ops;
+    void *ctx;
+    ck_realm_info realm;
+};
+
+/* "name" -> "name@REALM" in the executor's realm; malloc'd. */
+static int
+canonical(const struct verb_ctx *v, const char *name, char **out)
+{
+    ck_principal *p = NULL;
+    int ret;
+
+    *out = NULL;
+    ret = ck_principal_parse(name, v->realm.name, 0, &p);
+    if (ret == 0)
+        ret = ck_principal_unparse(p, 0, out);
+    ck_principal_free(p);
+    if (ret != 0)
+        return cli_fail(v->what, ret);
     return CLI_OK;
 }
 
 static int
-do_add(const char *what, const struct popts *o, ck_store *store)
+do_add(const struct verb_ctx *v)
 {
-    const ck_realm_info *ri = ck_store_realm(store);
-    ck_db_principal *p = NULL;
+    struct cli_princ_req req;
     char *name = NULL, *pw = NULL;
     size_t pwlen = 0;
     int rc, ret;
 
-    if ((rc = only(what, o, " password password-stdin random no-preauth requires-preauth enctypes"
-                            " max-life max-renew expires never-expires pw-expires"
-                            " disallow-all-tix allow-tix policy clear-policy ")) != CLI_OK ||
-        (rc = one_name(what, o)) != CLI_OK ||
-        (rc = get_password(what, o, false, &pw, &pwlen)) != CLI_OK)
+    if ((rc = canonical(v, v->o->names[0], &name)) != CLI_OK)
         return rc;
-    if ((rc = cli_canonical_name(what, store, o->names[0], &name)) != CLI_OK)
+    fill_req(v->o, &req);
+    req.name = name;
+    if ((rc = get_keys(v->what, v->o, name, &req, &pw, &pwlen)) != CLI_OK)
         goto out;
-    if ((ret = ck_db_principal_new(name, &p)) != 0) {
-        rc = cli_fail(what, ret);
-        goto out;
-    }
-    p->kvno = 1;
-    /* Pre-authentication is on unless refused, as with MIT default_principal_flags=+preauth. */
-    p->attributes = o->preauth == 0 ? 0 : CK_ATTR_REQUIRES_PREAUTH;
-    if (o->allow_tix == 0)
-        p->attributes |= CK_ATTR_DISALLOW_ALL_TIX;
-    p->max_life = o->max_life;
-    p->max_renew = o->max_renew;
-    p->expires = o->expires;
-    p->pw_expires = o->pw_expires;
-    if ((rc = cli_principal_new_policy(what, store, o->policy, o->clear_policy, p, pw, pwlen,
-                                       o->has_pw_expires)) != CLI_OK)
-        goto out;
-    ret = ck_db_keys_make(name, pw, pwlen, o->n_enctypes ? o->enctypes : ri->enctypes,
-                          o->n_enctypes ? o->n_enctypes : ri->n_enctypes, 1, &p->keys,
-                          &p->n_keys);
-    if (ret == 0)
-        ret = ck_store_create_principal(store, p);
-    if (ret != 0) {
-        rc = cli_fail(what, ret);
+    if ((ret = v->ops->princ_add(v->ctx, &req)) != 0) {
+        rc = cli_fail(v->what, ret);
         goto out;
     }
     printf("Principal %s created.\n", name);
     rc = CLI_OK;
 out:
     cli_password_free(pw, pwlen);
-    ck_db_principal_free(p);
     free(name);
     return rc;
 }
@@ -278,21 +337,32 @@ print_name(const char *name, void *arg)
 }
 
 static int
-do_list(const char *what, const struct popts *o, ck_store *store)
+do_list(const struct verb_ctx *v)
 {
-    int rc, ret;
+    char *pattern = NULL;
+    int ret;
 
-    if ((rc = only(what, o, " ")) != CLI_OK)
-        return rc;
-    if (o->n_names != 0)
-        return cli_usage_error(what, "unexpected argument '%s'", o->names[0]);
-    if ((ret = ck_store_list_principals(store, print_name, NULL)) != 0)
-        return cli_fail(what, ret);
+    /* As MIT's list_principals: a pattern without a realm is in the database's realm. */
+    if (v->o->n_names == 1) {
+        const char *pat = v->o->names[0];
+        size_t n = strlen(pat) + 1 + strlen(v->realm.name) + 1;
+
+        if ((pattern = malloc(n)) == NULL)
+            return cli_fail(v->what, ck_error_set(CK_ERR_NOMEM, "pattern"));
+        if (strchr(pat, '@') != NULL)
+            snprintf(pattern, n, "%s", pat);
+        else
+            snprintf(pattern, n, "%s@%s", pat, v->realm.name);
+    }
+    ret = v->ops->princ_list(v->ctx, pattern, print_name, NULL);
+    free(pattern);
+    if (ret != 0)
+        return cli_fail(v->what, ret);
     return CLI_OK;
 }
 
-static void
-print_attributes(uint32_t a)
+void
+cli_print_attributes(const char *label, uint32_t a)
 {
     static const struct {
         uint32_t bit;
@@ -317,7 +387,7 @@ print_attributes(uint32_t a)
     };
     uint32_t rest = a;
 
-    printf("Attributes:");
+    printf("%s:", label);
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
         if (a & names[i].bit) {
             printf(" %s", names[i].name);
@@ -378,22 +448,9 @@ print_when(const char *label, int64_t t, const char *zero)
     printf("%s: %s\n", label, buf);
 }
 
-static int
-do_show(const char *what, const struct popts *o, ck_store *store)
+void
+cli_print_principal(const ck_db_principal *p, const ck_realm_info *ri)
 {
-    const ck_realm_info *ri = ck_store_realm(store);
-    ck_db_principal *p = NULL;
-    char *name = NULL;
-    int rc, ret;
-
-    if ((rc = only(what, o, " ")) != CLI_OK || (rc = one_name(what, o)) != CLI_OK)
-        return rc;
-    if ((rc = cli_canonical_name(what, store, o->names[0], &name)) != CLI_OK)
-        return rc;
-    if ((ret = ck_store_get_principal(store, name, &p)) != 0) {
-        rc = cli_fail(what, ret);
-        goto out;
-    }
     printf("Principal: %s\n", p->name);
     print_when("Expiration date", p->expires, "[never]");
     print_when("Password expiration date", p->pw_expires, "[never]");
@@ -401,8 +458,8 @@ do_show(const char *what, const struct popts *o, ck_store *store)
     print_life("Maximum renewable life", p->max_renew, ri->max_renew);
     print_when("Created", p->created, "[unknown]");
     print_when("Last modified", p->modified, "[unknown]");
-    print_attributes(p->attributes);
-    cli_principal_show_policy(store, p);
+    cli_print_attributes("Attributes", p->attributes);
+    cli_print_principal_policy(p);
     printf("Current kvno: %u\n", p->kvno);
     printf("Number of keys: %zu\n", p->n_keys);
     /* Key bytes are never shown, only what identifies each key. */
@@ -411,85 +468,22 @@ do_show(const char *what, const struct popts *o, ck_store *store)
         print_salt(&p->keys[i]);
         printf("\n");
     }
-    rc = CLI_OK;
-out:
-    ck_db_principal_free(p);
-    free(name);
-    return rc;
 }
 
 static int
-do_delete(const char *what, const struct popts *o, ck_store *store)
-{
-    char *name = NULL;
-    int rc, ret;
-
-    if ((rc = only(what, o, " ")) != CLI_OK || (rc = one_name(what, o)) != CLI_OK)
-        return rc;
-    if ((rc = cli_canonical_name(what, store, o->names[0], &name)) != CLI_OK)
-        return rc;
-    /* Without its own krbtgt the realm issues no tickets; rotate it instead. */
-    if (strncmp(name, "krbtgt/", 7) == 0) {
-        ck_principal *p = NULL;
-        bool local = ck_principal_parse(name, NULL, 0, &p) == 0 &&
-                     ck_principal_is_tgs(p, ck_store_realm(store)->name);
-        ck_principal_free(p);
-        if (local) {
-            fprintf(stderr, "cablekey: %s: refusing to delete the realm's own %s\n", what, name);
-            free(name);
-            return CLI_FAIL;
-        }
-    }
-    ret = ck_store_delete_principal(store, name);
-    if (ret != 0)
-        rc = cli_fail(what, ret);
-    else
-        printf("Principal %s deleted.\n", name);
-    free(name);
-    return rc;
-}
-
-static int
-do_modify(const char *what, const struct popts *o, ck_store *store)
+do_show(const struct verb_ctx *v)
 {
     ck_db_principal *p = NULL;
     char *name = NULL;
     int rc, ret;
 
-    if ((rc = only(what, o, " no-preauth requires-preauth max-life max-renew expires"
-                            " never-expires pw-expires disallow-all-tix allow-tix policy"
-                            " clear-policy ")) != CLI_OK ||
-        (rc = one_name(what, o)) != CLI_OK)
+    if ((rc = canonical(v, v->o->names[0], &name)) != CLI_OK)
         return rc;
-    if ((rc = cli_canonical_name(what, store, o->names[0], &name)) != CLI_OK)
-        return rc;
-    if ((ret = ck_store_get_principal(store, name, &p)) != 0) {
-        rc = cli_fail(what, ret);
+    if ((ret = v->ops->princ_get(v->ctx, name, &p)) != 0) {
+        rc = cli_fail(v->what, ret);
         goto out;
     }
-    if (o->preauth == 1)
-        p->attributes |= CK_ATTR_REQUIRES_PREAUTH;
-    else if (o->preauth == 0)
-        p->attributes &= ~CK_ATTR_REQUIRES_PREAUTH;
-    if (o->allow_tix == 0)
-        p->attributes |= CK_ATTR_DISALLOW_ALL_TIX;
-    else if (o->allow_tix == 1)
-        p->attributes &= ~CK_ATTR_DISALLOW_ALL_TIX;
-    if (o->has_max_life)
-        p->max_life = o->max_life;
-    if (o->has_max_renew)
-        p->max_renew = o->max_renew;
-    if (o->has_expires)
-        p->expires = o->expires;
-    if (o->has_pw_expires)
-        p->pw_expires = o->pw_expires;
-    if ((ret = ck_store_update_principal(store, p)) != 0) {
-        rc = cli_fail(what, ret);
-        goto out;
-    }
-    if ((rc = cli_principal_set_policy(what, store, name, o->policy, o->clear_policy)) != CLI_OK)
-        goto out;
-    printf("Principal %s modified.\n", name);
+    cli_print_principal(p, &v->realm);
     rc = CLI_OK;
 out:
     ck_db_principal_free(p);
@@ -497,92 +491,185 @@ out:
     return rc;
 }
 
-/* A password is a password change: the policy applies (policy.c). */
 static int
-rotate_password(const char *what, const struct popts *o, ck_store *store, const char *name,
-                const char *pw, size_t pwlen)
+do_delete(const struct verb_ctx *v)
 {
-    uint32_t kvno = 0;
-    int rc;
+    ck_db_principal *p = NULL;
+    char *name = NULL, question[600];
+    int rc, ret;
 
-    if (o->n_enctypes > 0 || o->keep != 0)
-        return cli_usage_error(what, "--enctypes and --keep do not apply with a password (the "
-                                     "principal's enctypes are kept)");
-    if ((rc = cli_principal_change_password(what, store, name, pw, pwlen, &kvno)) != CLI_OK)
+    if ((rc = canonical(v, v->o->names[0], &name)) != CLI_OK)
         return rc;
-    printf("Principal %s: new keys with kvno %u.\n", name, kvno);
-    return CLI_OK;
-}
-
-static int
-do_unlock(const char *what, const struct popts *o, ck_store *store)
-{
-    char *name = NULL;
-    int rc;
-
-    if ((rc = only(what, o, " ")) != CLI_OK || (rc = one_name(what, o)) != CLI_OK)
-        return rc;
-    if ((rc = cli_canonical_name(what, store, o->names[0], &name)) != CLI_OK)
-        return rc;
-    rc = cli_principal_unlock(what, store, name);
+    /* Refusals and typos fail before the question. */
+    if (strncmp(name, "krbtgt/", 7) == 0) {
+        ck_principal *pn = NULL;
+        bool tgs = ck_principal_parse(name, NULL, 0, &pn) == 0 &&
+                   ck_principal_is_tgs(pn, v->realm.name);
+        ck_principal_free(pn);
+        if (tgs) {
+            fprintf(stderr, "cablekey: %s: refusing to delete the realm's own %s\n", v->what,
+                    name);
+            rc = CLI_FAIL;
+            goto out;
+        }
+    }
+    if (!v->o->yes && (ret = v->ops->princ_get(v->ctx, name, &p)) != 0) {
+        rc = cli_fail(v->what, ret);
+        goto out;
+    }
+    snprintf(question, sizeof(question), "Delete principal %s and all its keys?", name);
+    if ((rc = cli_confirm(v->what, v->o->yes, question)) != CLI_OK)
+        goto out;
+    if ((ret = v->ops->princ_delete(v->ctx, name)) != 0) {
+        rc = cli_fail(v->what, ret);
+        goto out;
+    }
+    printf("Principal %s deleted.\n", name);
+    rc = CLI_OK;
+out:
+    ck_db_principal_free(p);
     free(name);
     return rc;
 }
 
 static int
-do_rotate(const char *what, const struct popts *o, ck_store *store)
+do_modify(const struct verb_ctx *v)
 {
-    const ck_realm_info *ri = ck_store_realm(store);
-    ck_db_key *keys = NULL;
-    size_t n_keys = 0, pwlen = 0;
+    struct cli_princ_req req;
+    char *name = NULL;
+    int rc, ret;
+
+    if ((rc = canonical(v, v->o->names[0], &name)) != CLI_OK)
+        return rc;
+    fill_req(v->o, &req);
+    req.name = name;
+    if ((ret = v->ops->princ_modify(v->ctx, &req)) != 0) {
+        rc = cli_fail(v->what, ret);
+        goto out;
+    }
+    printf("Principal %s modified.\n", name);
+    rc = CLI_OK;
+out:
+    free(name);
+    return rc;
+}
+
+static int
+do_rotate(const struct verb_ctx *v)
+{
+    struct cli_princ_req req;
+    ck_principal *parsed = NULL;
     char *name = NULL, *pw = NULL;
+    size_t pwlen = 0;
     uint32_t kvno = 0;
     int rc, ret;
 
-    if ((rc = only(what, o, " password password-stdin random enctypes keep ")) != CLI_OK ||
-        (rc = one_name(what, o)) != CLI_OK ||
-        (rc = get_password(what, o, true, &pw, &pwlen)) != CLI_OK)
+    if ((rc = canonical(v, v->o->names[0], &name)) != CLI_OK)
         return rc;
-    if ((rc = cli_canonical_name(what, store, o->names[0], &name)) != CLI_OK)
+    fill_req(v->o, &req);
+    req.name = name;
+    if ((rc = get_keys(v->what, v->o, name, &req, &pw, &pwlen)) != CLI_OK)
         goto out;
-    if (pw != NULL) {
-        rc = rotate_password(what, o, store, name, pw, pwlen);
+    if (req.keys == CLI_KEYS_NONE) {
+        /* Service keys (host/..., krbtgt/...) are random anyway; a one-component name is a
+         * user whose keys likely come from a password, which must not vanish unannounced. */
+        if ((ret = ck_principal_parse(name, NULL, 0, &parsed)) != 0) {
+            rc = cli_fail(v->what, ret);
+            goto out;
+        }
+        if (parsed->n_components < 2) {
+            rc = cli_usage_error(v->what,
+                                 "%s is a user principal whose keys may come from a password: "
+                                 "give --random to replace them with random keys, or "
+                                 "--password-stdin to set a new password", name);
+            goto out;
+        }
+        req.keys = CLI_KEYS_RANDOM;
+    }
+    if ((ret = v->ops->princ_rotate(v->ctx, &req, &kvno)) != 0) {
+        rc = cli_fail(v->what, ret);
         goto out;
     }
-    ret = ck_db_keys_make(name, pw, pwlen, o->n_enctypes ? o->enctypes : ri->enctypes,
-                          o->n_enctypes ? o->n_enctypes : ri->n_enctypes, 0, &keys, &n_keys);
-    if (ret == 0)
-        ret = ck_store_rotate_keys(store, name, keys, n_keys, (unsigned)o->keep, &kvno);
-    if (ret != 0) {
-        rc = cli_fail(what, ret);
-        goto out;
-    }
-    printf("Principal %s: new keys with kvno %u.\n", name, kvno);
+    printf("Principal %s: new %s keys with kvno %u.\n", name,
+           req.keys == CLI_KEYS_RANDOM ? "random" : "password", kvno);
     rc = CLI_OK;
 out:
-    ck_db_keys_free(keys, n_keys);
+    ck_principal_free(parsed);
     cli_password_free(pw, pwlen);
     free(name);
+    return rc;
+}
+
+static int
+do_unlock(const struct verb_ctx *v)
+{
+    char *name = NULL;
+    int rc, ret;
+
+    if ((rc = canonical(v, v->o->names[0], &name)) != CLI_OK)
+        return rc;
+    if (v->ops->princ_unlock == NULL)
+        ret = ck_error_set(CK_ERR_UNSUPPORTED, "unlock is not available here");
+    else
+        ret = v->ops->princ_unlock(v->ctx, name);
+    if (ret != 0)
+        rc = cli_fail(v->what, ret);
+    else
+        printf("Principal %s unlocked.\n", name);
+    free(name);
+    return rc;
+}
+
+static int
+do_rename(const struct verb_ctx *v)
+{
+    char *from = NULL, *to = NULL;
+    int rc, ret;
+
+    if ((rc = canonical(v, v->o->names[0], &from)) != CLI_OK ||
+        (rc = canonical(v, v->o->names[1], &to)) != CLI_OK)
+        goto out;
+    if ((ret = v->ops->princ_rename(v->ctx, from, to)) != 0) {
+        rc = cli_fail(v->what, ret);
+        goto out;
+    }
+    printf("Principal %s renamed to %s.\n", from, to);
+    rc = CLI_OK;
+out:
+    free(from);
+    free(to);
     return rc;
 }
 
 int
 cli_principal(int argc, char **argv)
 {
+    /* names: how many positional arguments (-1: 0 or 1). */
     static const struct {
         const char *name;
-        int (*fn)(const char *what, const struct popts *o, ck_store *store);
+        int (*fn)(const struct verb_ctx *v);
         bool readonly;
+        const char *allowed;
+        int names;
     } subs[] = {
-        {"add", do_add, false},       {"list", do_list, true},
-        {"show", do_show, true},      {"delete", do_delete, false},
-        {"modify", do_modify, false}, {"rotate", do_rotate, false},
-        {"unlock", do_unlock, false},
+        {"add", do_add, false,
+         " password password-stdin random flags enctypes max-life max-renew expires pw-expires"
+         " policy clear-policy ",
+         1},
+        {"list", do_list, true, " ", -1},
+        {"show", do_show, true, " ", 1},
+        {"delete", do_delete, false, " yes ", 1},
+        {"modify", do_modify, false,
+         " flags max-life max-renew expires never-expires pw-expires policy clear-policy ", 1},
+        {"rotate", do_rotate, false, " password password-stdin random enctypes keep ", 1},
+        {"rename", do_rename, false, " ", 2},
+        {"unlock", do_unlock, false, " ", 1},
     };
+    struct verb_ctx v;
     char what[64];
     struct popts o;
     ck_store *store = NULL;
-    int rc;
+    int rc, ret;
 
     if (argc < 2) {
         fputs(principal_help, stderr);
@@ -596,14 +683,35 @@ cli_principal(int argc, char **argv)
         if (strcmp(argv[1], subs[i].name) != 0)
             continue;
         snprintf(what, sizeof(what), "principal %s", subs[i].name);
-        rc = parse_opts(what, argc - 1, argv + 1, &o);
+        rc = parse_opts(what, subs[i].name, argc - 1, argv + 1, &o);
         if (rc < 0)
             return CLI_OK; /* --help */
-        if (rc != CLI_OK)
+        if (rc != CLI_OK || (rc = only(what, &o, subs[i].allowed)) != CLI_OK)
             return rc;
+        /* Every usage error is found before the database is opened. */
+        if (subs[i].names >= 0 && o.n_names != (size_t)subs[i].names)
+            return cli_usage_error(what, "expected %d principal name%s, got %zu",
+                                   subs[i].names, subs[i].names == 1 ? "" : "s", o.n_names);
+        if (subs[i].names < 0 && o.n_names > 1)
+            return cli_usage_error(what, "unexpected argument '%s'", o.names[1]);
+        if (subs[i].fn == do_add && !o.random && !o.password_stdin && o.password == NULL)
+            return cli_usage_error(what, "one of --password, --password-stdin or --random is "
+                                         "required");
+        if (subs[i].fn == do_modify && o.attr_set == 0 && o.attr_clear == 0 &&
+            !o.has_max_life && !o.has_max_renew && !o.has_expires && !o.never_expires &&
+            !o.has_pw_expires && o.policy == NULL && !o.clear_policy)
+            return cli_usage_error(what, "nothing to change: give at least one option");
         if ((rc = cli_open_store(what, o.db, o.stash, subs[i].readonly, &store)) != CLI_OK)
             return rc;
-        rc = subs[i].fn(what, &o, store);
+        memset(&v, 0, sizeof(v));
+        v.what = what;
+        v.o = &o;
+        v.ops = &cli_admin_local;
+        v.ctx = store;
+        if ((ret = v.ops->realm_get(v.ctx, &v.realm)) != 0)
+            rc = cli_fail(what, ret);
+        else
+            rc = subs[i].fn(&v);
         ck_store_close(store);
         return rc;
     }

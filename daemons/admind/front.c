@@ -1,0 +1,1236 @@
+/* The front process of cablekey-admind: HTTP (libmicrohttpd), SPNEGO (MIT GSSAPI), the ACL and
+ * JSON decoding. It never opens the database or the stash (see admind.h for the split); every
+ * store operation is a message to the back process.
+ *
+ * Request path: size limits (libmicrohttpd bounds the request line and headers; the body is
+ * bounded here) -> Negotiate authentication -> routing -> ACL -> body decoding -> back process ->
+ * response, and exactly one summary log line per request. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <gssapi/gssapi.h>
+#include <gssapi/gssapi_ext.h>
+#include <gssapi/gssapi_krb5.h>
+#include <krb5.h>
+#include <microhttpd.h>
+#include <openssl/evp.h>
+
+#include "admin/admin_int.h"
+#include "admind.h"
+#include "cablekey/error.h"
+#include "cablekey/net.h"
+#include "cablekey/principal.h"
+#include "cablekey/util.h"
+
+#define MAX_TOKEN (48 * 1024) /* base64 Negotiate token; a ticket with a large PAC fits */
+#define MAX_SEGMENTS 6
+
+/* The service keys, copied from the keytab file into a MEMORY keytab of this process, so that the
+ * front needs no file access for them after start (it may have switched to front_user, who
+ * cannot read the keytab file). The handle stays open for the process's lifetime: MIT frees a
+ * memory keytab with its last handle. */
+struct acceptor {
+    krb5_context kctx;
+    krb5_keytab mem;
+    gss_cred_id_t cred;
+};
+
+struct front {
+    const struct admind_config *cfg;
+    struct acceptor acc;
+    pthread_mutex_t lock;        /* the back channel and the ACL pointer */
+    struct ck_admin_acl *acl;
+    int back_fd;
+    int back_pid;
+    bool back_broken;
+    int lfd[ADMIND_MAX_LISTEN];
+    size_t n_lfd;
+    struct MHD_Daemon *mhd[ADMIND_MAX_LISTEN];
+    char *tls_cert, *tls_key;
+    size_t tls_key_len;
+};
+
+/* Per-request state, from the first callback to the completion notice. */
+struct request {
+    char *body;
+    size_t len;
+    bool too_large;
+};
+
+/* ===================================================================== listen addresses */
+
+static bool
+is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET)
+        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
+    if (sa->sa_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
+    }
+    return false;
+}
+
+/* Resolves one listen entry (numeric addresses only: a name could resolve to something else at
+ * the next start). Refuses a non-loopback address without TLS. */
+static int
+resolve_listen(const struct admind_config *cfg, const char *spec, struct sockaddr_storage *ss,
+               socklen_t *sslen)
+{
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
+                             .ai_socktype = SOCK_STREAM};
+    struct addrinfo *ai = NULL;
+    char host[256], port_s[8];
+    uint16_t port;
+    int rc;
+
+    if ((rc = ck_net_parse_listen(spec, ADMIND_DEFAULT_PORT, host, sizeof(host), &port)) != 0)
+        return ck_error_set(CK_ERR_CONFIG, "listen \"%s\": %s", spec, ck_error_context());
+    snprintf(port_s, sizeof(port_s), "%u", port);
+    if (host[0] == '\0' || getaddrinfo(host, port_s, &hints, &ai) != 0 || ai == NULL)
+        return ck_error_set(CK_ERR_CONFIG, "listen \"%s\": give a numeric address "
+                            "(127.0.0.1, [::1], or a local address with TLS)", spec);
+    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+    *sslen = ai->ai_addrlen;
+    freeaddrinfo(ai);
+    if (cfg->tls_certificate == NULL && !is_loopback((struct sockaddr *)ss))
+        return ck_error_set(CK_ERR_CONFIG,
+                            "listen \"%s\": not a loopback address and TLS is not configured. "
+                            "Admin requests carry passwords and Kerberos authenticators, which "
+                            "must not cross a network in clear text: set tls_certificate and "
+                            "tls_key, or listen on 127.0.0.1 / [::1]", spec);
+    return 0;
+}
+
+static int
+bind_one(const struct sockaddr_storage *ss, socklen_t sslen, int *fd_out)
+{
+    char buf[CK_NET_ADDRSTRLEN];
+    int fd, one = 1;
+
+    fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return ck_error_set(CK_ERR_IO, "socket: %s", strerror(errno));
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (ss->ss_family == AF_INET6)
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    if (bind(fd, (const struct sockaddr *)ss, sslen) != 0 || listen(fd, 64) != 0) {
+        int e = errno;
+        close(fd);
+        errno = e;
+        return ck_error_set(CK_ERR_IO, "listen on %s: %s",
+                            ck_net_addr_format((const struct sockaddr *)ss, buf, sizeof(buf)),
+                            strerror(e));
+    }
+    *fd_out = fd;
+    return 0;
+}
+
+/* Binds every listen address; with none configured, 127.0.0.1 and ::1 (the latter skipped if the
+ * host has no IPv6 loopback). */
+static int
+setup_listen(struct front *f, bool bind_them)
+{
+    const struct admind_config *cfg = f->cfg;
+    static const char *const defaults[] = {"127.0.0.1", "[::1]"};
+    const char *const *specs = cfg->n_listen > 0 ? (const char *const *)cfg->listen : defaults;
+    size_t n = cfg->n_listen > 0 ? cfg->n_listen : 2;
+    char buf[CK_NET_ADDRSTRLEN];
+
+    for (size_t i = 0; i < n; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sslen = 0;
+        int rc, fd = -1;
+
+        if ((rc = resolve_listen(cfg, specs[i], &ss, &sslen)) != 0)
+            return rc;
+        if (!bind_them)
+            continue;
+        rc = bind_one(&ss, sslen, &fd);
+        if (rc != 0 && cfg->n_listen == 0 && ss.ss_family == AF_INET6) {
+            ck_log_notice("no IPv6 loopback (%s); listening on IPv4 only", ck_error_context());
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        f->lfd[f->n_lfd++] = fd;
+        ck_log_info("listening on %s%s",
+                    ck_net_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)),
+                    cfg->tls_certificate != NULL ? " (TLS)" : "");
+    }
+    return 0;
+}
+
+/* ===================================================================== GSSAPI */
+
+static void
+gss_error(const char *what, OM_uint32 major, OM_uint32 minor, char *out, size_t size)
+{
+    OM_uint32 min, ctx = 0;
+    gss_buffer_desc msg = GSS_C_EMPTY_BUFFER;
+    size_t n;
+
+    n = (size_t)snprintf(out, size, "%s", what);
+    /* The minor (mechanism) status says why: wrong key, skew, replay... */
+    if (minor != 0 && gss_display_status(&min, minor, GSS_C_MECH_CODE, GSS_C_NO_OID, &ctx,
+                                         &msg) == GSS_S_COMPLETE) {
+        if (n < size)
+            snprintf(out + n, size - n, ": %.*s", (int)msg.length, (const char *)msg.value);
+        gss_release_buffer(&min, &msg);
+    } else if (gss_display_status(&min, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &ctx, &msg) ==
+               GSS_S_COMPLETE) {
+        if (n < size)
+            snprintf(out + n, size - n, ": %.*s", (int)msg.length, (const char *)msg.value);
+        gss_release_buffer(&min, &msg);
+    }
+}
+
+static int
+krb5_fail(krb5_context kctx, krb5_error_code ret, const char *what, const char *keytab)
+{
+    const char *msg = kctx != NULL ? krb5_get_error_message(kctx, ret) : NULL;
+    int rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: %s: %s", keytab, what,
+                          msg != NULL ? msg : "krb5 error");
+
+    if (msg != NULL)
+        krb5_free_error_message(kctx, msg);
+    return rc;
+}
+
+static void
+acceptor_free(struct acceptor *a)
+{
+    OM_uint32 minor;
+
+    if (a->cred != GSS_C_NO_CREDENTIAL)
+        gss_release_cred(&minor, &a->cred);
+    if (a->mem != NULL)
+        krb5_kt_close(a->kctx, a->mem);
+    if (a->kctx != NULL)
+        krb5_free_context(a->kctx);
+    memset(a, 0, sizeof(*a));
+}
+
+static int
+acceptor_init(const char *keytab, struct acceptor *a)
+{
+    char memname[64], why[256];
+    krb5_keytab file = NULL;
+    krb5_kt_cursor cur;
+    krb5_keytab_entry ent;
+    krb5_error_code ret;
+    size_t n = 0;
+    OM_uint32 major, minor;
+    int rc;
+
+    memset(a, 0, sizeof(*a));
+    a->cred = GSS_C_NO_CREDENTIAL;
+    if (access(keytab, R_OK) != 0)
+        return ck_error_set(CK_ERR_IO, "keytab %s: %s", keytab, strerror(errno));
+    snprintf(memname, sizeof(memname), "MEMORY:cablekey-admind-%ld", (long)getpid());
+    if ((ret = krb5_init_context(&a->kctx)) != 0) {
+        a->kctx = NULL;
+        return krb5_fail(NULL, ret, "krb5_init_context", keytab);
+    }
+    if ((ret = krb5_kt_resolve(a->kctx, keytab, &file)) != 0) {
+        rc = krb5_fail(a->kctx, ret, "open", keytab);
+        goto fail;
+    }
+    if ((ret = krb5_kt_resolve(a->kctx, memname, &a->mem)) != 0) {
+        rc = krb5_fail(a->kctx, ret, "memory keytab", keytab);
+        goto fail;
+    }
+    if ((ret = krb5_kt_start_seq_get(a->kctx, file, &cur)) != 0) {
+        rc = krb5_fail(a->kctx, ret, "read", keytab);
+        goto fail;
+    }
+    while ((ret = krb5_kt_next_entry(a->kctx, file, &ent, &cur)) == 0) {
+        krb5_error_code r2 = krb5_kt_add_entry(a->kctx, a->mem, &ent);
+        krb5_free_keytab_entry_contents(a->kctx, &ent);
+        if (r2 != 0) {
+            ret = r2;
+            break;
+        }
+        n++;
+    }
+    krb5_kt_end_seq_get(a->kctx, file, &cur);
+    if (ret != KRB5_KT_END) {
+        rc = krb5_fail(a->kctx, ret, "read", keytab);
+        goto fail;
+    }
+    if (n == 0) {
+        rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: holds no keys", keytab);
+        goto fail;
+    }
+    {
+        gss_key_value_element_desc el = {.key = "keytab", .value = memname};
+        gss_key_value_set_desc store = {.count = 1, .elements = &el};
+
+        major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
+                                      GSS_C_ACCEPT, &store, &a->cred, NULL, NULL);
+    }
+    if (GSS_ERROR(major)) {
+        gss_error("acquiring acceptor credentials", major, minor, why, sizeof(why));
+        rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: %s", keytab, why);
+        goto fail;
+    }
+    krb5_kt_close(a->kctx, file);
+    return 0;
+fail:
+    if (file != NULL)
+        krb5_kt_close(a->kctx, file);
+    acceptor_free(a);
+    return rc;
+}
+
+static int
+b64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
+{
+    unsigned char *buf;
+    int n;
+
+    /* Padding only at the end: "x=y=" is not base64. */
+    if (len == 0 || len % 4 != 0 || len > MAX_TOKEN || strcspn(in, "=") < len - 2 ||
+        (in[len - 2] == '=' && in[len - 1] != '='))
+        return -1;
+    if ((buf = malloc(len / 4 * 3 + 1)) == NULL)
+        return -1;
+    if ((n = EVP_DecodeBlock(buf, (const unsigned char *)in, (int)len)) < 0) {
+        free(buf);
+        return -1;
+    }
+    /* EVP_DecodeBlock counts the padding as data. */
+    if (in[len - 1] == '=')
+        n--;
+    if (in[len - 2] == '=')
+        n--;
+    *out = buf;
+    *out_len = (size_t)n;
+    return 0;
+}
+
+static char *
+b64_encode(const void *in, size_t len)
+{
+    char *out = malloc(4 * ((len + 2) / 3) + 1);
+
+    if (out != NULL)
+        EVP_EncodeBlock((unsigned char *)out, in, (int)len);
+    return out;
+}
+
+/* Accepts a Negotiate token. 1: no (usable) Authorization header; 0: *who is the authenticated
+ * principal and *mutual the reply token in base64 (may be NULL); -1: the token was refused
+ * (why says what GSSAPI said). */
+static int
+negotiate(struct front *f, struct MHD_Connection *c, char **who, char **mutual, char *why,
+          size_t why_size)
+{
+    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    gss_ctx_id_t ctx = GSS_C_NO_CONTEXT;
+    gss_buffer_desc in = GSS_C_EMPTY_BUFFER, out = GSS_C_EMPTY_BUFFER, dn = GSS_C_EMPTY_BUFFER;
+    gss_name_t src = GSS_C_NO_NAME;
+    OM_uint32 major, minor, flags = 0;
+    unsigned char *tok = NULL;
+    size_t tok_len;
+    int rc = -1;
+
+    *who = *mutual = NULL;
+    if (h == NULL || strncasecmp(h, "Negotiate ", 10) != 0)
+        return 1;
+    h += 10;
+    while (*h == ' ')
+        h++;
+    if (b64_decode(h, strlen(h), &tok, &tok_len) != 0) {
+        snprintf(why, why_size, "malformed Negotiate token");
+        return -1;
+    }
+    in.value = tok;
+    in.length = tok_len;
+    major = gss_accept_sec_context(&minor, &ctx, f->acc.cred, &in, GSS_C_NO_CHANNEL_BINDINGS, &src,
+                                   NULL, &out, &flags, NULL, NULL);
+    if (major == GSS_S_CONTINUE_NEEDED) {
+        /* Kerberos finishes in one round; a mechanism that needs more (NTLM) is not offered. */
+        snprintf(why, why_size, "multi-round negotiation is not supported");
+        goto out;
+    }
+    if (GSS_ERROR(major)) {
+        gss_error("Negotiate", major, minor, why, why_size);
+        goto out;
+    }
+    if (flags & GSS_C_ANON_FLAG) {
+        snprintf(why, why_size, "anonymous principals are not accepted");
+        goto out;
+    }
+    if (GSS_ERROR(gss_display_name(&minor, src, &dn, NULL)) || dn.length == 0 ||
+        dn.length > CK_PRINCIPAL_MAX_TEXT || memchr(dn.value, '\0', dn.length) != NULL) {
+        snprintf(why, why_size, "cannot name the client principal");
+        goto out;
+    }
+    if ((*who = strndup(dn.value, dn.length)) == NULL)
+        goto out;
+    if (out.length > 0 && (*mutual = b64_encode(out.value, out.length)) == NULL) {
+        free(*who);
+        *who = NULL;
+        goto out;
+    }
+    rc = 0;
+out:
+    gss_release_buffer(&minor, &out);
+    gss_release_buffer(&minor, &dn);
+    gss_release_name(&minor, &src);
+    if (ctx != GSS_C_NO_CONTEXT)
+        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
+    free(tok);
+    return rc;
+}
+
+/* ===================================================================== responses */
+
+static enum MHD_Result
+respond(struct MHD_Connection *c, int status, json_t *body, const char *mutual,
+        const char *allow)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    char *text = NULL, hdr[MAX_TOKEN + 16];
+    size_t len = 0;
+
+    if (body != NULL && ck_admin_json_dump(body, &text, &len) == 0) {
+        text[len] = '\n'; /* the NUL's place: curl output ends with a newline */
+        resp = MHD_create_response_from_buffer(len + 1, text, MHD_RESPMEM_MUST_FREE);
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        free(text);
+    }
+    json_decref(body);
+    if (resp == NULL)
+        return MHD_NO;
+    if (status != 204)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (status == 401) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Negotiate");
+    } else if (mutual != NULL) {
+        snprintf(hdr, sizeof(hdr), "Negotiate %s", mutual);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, hdr);
+    }
+    if (allow != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
+    ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static json_t *
+error_body(const char *code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static json_t *
+error_body(const char *code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    return json_pack("{s:{s:s,s:s}}", "error", "code", code, "message", msg);
+}
+
+/* ===================================================================== back channel */
+
+/* Sends msg to the back process and returns its status and body or error (new references).
+ * A broken channel is fatal for the daemon: the back process is killed, SIGCHLD stops the main
+ * loop, and this request gets 503. */
+static int
+back_call(struct front *f, json_t *msg, json_t **body)
+{
+    char *text = NULL, *reply = NULL;
+    size_t len = 0, rlen = 0;
+    json_t *r = NULL;
+    int status = 503, rc;
+
+    *body = NULL;
+    pthread_mutex_lock(&f->lock);
+    if (f->back_broken)
+        goto out;
+    if ((rc = ck_admin_json_dump(msg, &text, &len)) != 0 ||
+        (rc = admind_ipc_send(f->back_fd, text, len)) != 0 ||
+        (rc = admind_ipc_recv(f->back_fd, ADMIND_IPC_MAX_REPLY, &reply, &rlen)) != 0 ||
+        (rc = ck_admin_json_parse_object(reply, rlen, &r)) != 0) {
+        ck_log_err("back process channel: %s; stopping", rc == CK_ERR_NOTFOUND
+                   ? "closed by the back process" : ck_error_context());
+        f->back_broken = true;
+        kill(f->back_pid, SIGKILL);
+        goto out;
+    }
+    status = (int)json_integer_value(json_object_get(r, "status"));
+    if (status < 200 || status > 599) {
+        status = 500;
+        *body = error_body("internal", "internal error (see the daemon's log)");
+        goto out;
+    }
+    if ((*body = json_object_get(r, "error")) != NULL) {
+        json_incref(*body);
+        json_t *wrap = json_pack("{s:o}", "error", *body);
+        *body = wrap;
+    } else if ((*body = json_object_get(r, "body")) != NULL && !json_is_null(*body)) {
+        json_incref(*body);
+    } else {
+        *body = status >= 400 ? error_body("internal", "internal error (see the daemon's log)")
+                              : NULL;
+    }
+out:
+    pthread_mutex_unlock(&f->lock);
+    if (text != NULL)
+        ck_free_secret(text, len + 1); /* may hold a password */
+    free(reply);
+    json_decref(r);
+    if (status == 503 && *body == NULL)
+        *body = error_body("unavailable", "the store process is not available");
+    return status;
+}
+
+/* ===================================================================== routing */
+
+/* Decodes %XX in place; refuses bad escapes and NUL. */
+static int
+pct_decode(char *s)
+{
+    char *o = s;
+
+    for (char *p = s; *p != '\0'; p++) {
+        if (*p == '%') {
+            int hi = ck_hex_digit((unsigned char)p[1]), lo = hi < 0 ? -1 : ck_hex_digit((unsigned char)p[2]);
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
+                return -1;
+            *o++ = (char)(hi << 4 | lo);
+            p += 2;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return 0;
+}
+
+static size_t
+no_unescape(void *cls, struct MHD_Connection *c, char *s)
+{
+    (void)cls;
+    (void)c;
+    return strlen(s);
+}
+
+/* A query parameter, percent-decoded into buf; NULL if absent. *bad on a bad escape. */
+static const char *
+query(struct MHD_Connection *c, const char *key, char *buf, size_t size, bool *bad)
+{
+    const char *v = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, key);
+
+    if (v == NULL)
+        return NULL;
+    if (ck_strlcpy(buf, v, size) >= size || pct_decode(buf) != 0 || buf[0] == '\0') {
+        *bad = true;
+        return NULL;
+    }
+    for (const char *p = buf; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *bad = true;
+    return buf;
+}
+
+struct query_check {
+    const char *const *allowed;
+    const char *unknown;
+};
+
+static enum MHD_Result
+query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
+{
+    struct query_check *qc = cls;
+
+    (void)kind;
+    if (value == NULL) { /* "?pattern" alone must not mean "no pattern" */
+        qc->unknown = key;
+        return MHD_NO;
+    }
+    for (size_t i = 0; qc->allowed[i] != NULL; i++)
+        if (strcmp(key, qc->allowed[i]) == 0)
+            return MHD_YES;
+    qc->unknown = key;
+    return MHD_NO;
+}
+
+/* One request, resolved: what the log line says and what the back process gets. */
+struct route {
+    const char *op;          /* back operation */
+    unsigned perm;           /* ACL permission */
+    enum ck_admin_req_kind body_kind; /* 0: no body allowed */
+    char target[CK_PRINCIPAL_MAX_TEXT]; /* canonical principal, or "" */
+    char mac[CK_MAC_TEXT];
+    const char *allow;       /* for 405 */
+    const char *const *query;
+};
+
+static const char *const no_query[] = {NULL};
+static const char *const list_query[] = {"pattern", "after", "limit", NULL};
+static const char *const device_query[] = {"principal", "after", "limit", NULL};
+
+static int
+canonical_name(const struct front *f, const char *in, char *out, size_t size, char *why,
+               size_t why_size)
+{
+    ck_principal *p = NULL;
+    size_t n;
+    int rc = -1;
+
+    if (ck_principal_parse(in, f->cfg->realm, 0, &p) != 0) {
+        snprintf(why, why_size, "bad principal name: %s", ck_error_context());
+        goto out;
+    }
+    if (strcmp(p->realm, f->cfg->realm) != 0) {
+        snprintf(why, why_size, "principal is not in realm %s", f->cfg->realm);
+        goto out;
+    }
+    if (ck_principal_unparse_buf(p, 0, out, size, &n) != 0) {
+        snprintf(why, why_size, "principal name too long");
+        goto out;
+    }
+    rc = 0;
+out:
+    ck_principal_free(p);
+    return rc;
+}
+
+/* Maps method + path to a route. Returns the HTTP status to answer with on error (404, 405,
+ * 400), 0 on success. */
+static int
+route(const struct front *f, const char *method, const char *url, struct route *rt, char *why,
+      size_t why_size)
+{
+    char path[2048], *seg[MAX_SEGMENTS], *save = NULL, *s;
+    size_t n = 0;
+    bool get = strcmp(method, "GET") == 0, post = strcmp(method, "POST") == 0;
+    bool patch = strcmp(method, "PATCH") == 0, del = strcmp(method, "DELETE") == 0;
+
+    memset(rt, 0, sizeof(*rt));
+    rt->query = no_query;
+    snprintf(why, why_size, "no such resource");
+    if (ck_strlcpy(path, url, sizeof(path)) >= sizeof(path) || path[0] != '/')
+        return 404;
+    for (s = strtok_r(path, "/", &save); s != NULL; s = strtok_r(NULL, "/", &save)) {
+        if (n == MAX_SEGMENTS || pct_decode(s) != 0)
+            return 404;
+        seg[n++] = s;
+    }
+    if (n < 2 || strcmp(seg[0], "v1") != 0)
+        return 404;
+    if (n == 2 && strcmp(seg[1], "realm") == 0) {
+        rt->allow = "GET";
+        if (!get)
+            return 405;
+        rt->op = "realm.get";
+        rt->perm = CK_ADMIN_PERM_INQUIRE;
+        return 0;
+    }
+    if (strcmp(seg[1], "principals") == 0) {
+        if (n == 2) {
+            rt->allow = "GET";
+            if (!get)
+                return 405;
+            rt->op = "principal.list";
+            rt->perm = CK_ADMIN_PERM_LIST;
+            rt->query = list_query;
+            return 0;
+        }
+        if (n > 4 || (n == 4 && strcmp(seg[3], "keys") != 0))
+            return 404;
+        if (canonical_name(f, seg[2], rt->target, sizeof(rt->target), why, why_size) != 0)
+            return 400;
+        if (n == 4) {
+            rt->allow = "POST";
+            if (!post)
+                return 405;
+            rt->op = "principal.keys";
+            rt->perm = CK_ADMIN_PERM_CHANGEPW;
+            rt->body_kind = CK_ADMIN_REQ_KEYS;
+            return 0;
+        }
+        rt->allow = "GET, POST, PATCH, DELETE";
+        if (get) {
+            rt->op = "principal.get";
+            rt->perm = CK_ADMIN_PERM_INQUIRE;
+        } else if (post) {
+            rt->op = "principal.create";
+            rt->perm = CK_ADMIN_PERM_ADD;
+            rt->body_kind = CK_ADMIN_REQ_CREATE;
+        } else if (patch) {
+            rt->op = "principal.modify";
+            rt->perm = CK_ADMIN_PERM_MODIFY;
+            rt->body_kind = CK_ADMIN_REQ_MODIFY;
+        } else if (del) {
+            rt->op = "principal.delete";
+            rt->perm = CK_ADMIN_PERM_DELETE;
+        } else {
+            return 405;
+        }
+        return 0;
+    }
+    if (strcmp(seg[1], "devices") == 0 && n <= 3) {
+        rt->allow = "GET";
+        if (!get)
+            return 405;
+        if (n == 2) {
+            rt->op = "device.list";
+            rt->perm = CK_ADMIN_PERM_LIST;
+            rt->query = device_query;
+            return 0;
+        }
+        if (ck_mac_canonical(seg[2], rt->mac) != 0) {
+            snprintf(why, why_size, "bad MAC address");
+            return 400;
+        }
+        rt->op = "device.get";
+        rt->perm = CK_ADMIN_PERM_INQUIRE;
+        return 0;
+    }
+    return 404;
+}
+
+/* Adds the list parameters (pattern, principal, after, limit) to msg. Returns 0 or 400. */
+static int
+add_list_query(const struct front *f, struct MHD_Connection *c, const struct route *rt,
+               json_t *msg, char *why, size_t why_size)
+{
+    char pattern[1024], after[1024], limit_s[16], principal[1024], canon[CK_PRINCIPAL_MAX_TEXT];
+    bool bad = false, devices = strcmp(rt->op, "device.list") == 0;
+    const char *v;
+    int64_t max = devices ? ADMIND_DEVICE_LIST_MAX : ADMIND_LIST_MAX, limit = max;
+
+    if ((v = query(c, "limit", limit_s, sizeof(limit_s), &bad)) != NULL &&
+        ck_parse_int64(v, 1, max, &limit) != 0)
+        bad = true;
+    json_object_set_new(msg, "limit", json_integer(limit));
+    if ((v = query(c, "after", after, sizeof(after), &bad)) != NULL)
+        json_object_set_new(msg, "after", json_string(v));
+    if (strcmp(rt->op, "principal.list") == 0) {
+        /* As MIT's listprincs: a pattern without a realm is in the daemon's realm. */
+        char in[768];
+        if ((v = query(c, "pattern", in, sizeof(in), &bad)) == NULL)
+            v = "*";
+        if (strchr(v, '@') == NULL)
+            snprintf(pattern, sizeof(pattern), "%s@%s", v, f->cfg->realm);
+        else
+            ck_strlcpy(pattern, v, sizeof(pattern));
+        v = pattern;
+        json_object_set_new(msg, "pattern", json_string(v));
+    } else if ((v = query(c, "principal", principal, sizeof(principal), &bad)) != NULL) {
+        if (canonical_name(f, v, canon, sizeof(canon), why, why_size) != 0)
+            return 400;
+        json_object_set_new(msg, "principal", json_string(canon));
+    }
+    if (bad) {
+        snprintf(why, why_size, "bad query parameter (limit is 1..%lld; no control characters)",
+                 (long long)max);
+        return 400;
+    }
+    return 0;
+}
+
+/* ===================================================================== the request handler */
+
+/* A copy for the log: cut, control characters replaced. Principal names may hold any byte but
+ * NUL (MIT escapes only some), and JSON member names quoted in error texts come from the client:
+ * neither may forge a log line. */
+static const char *
+log_safe(char *dst, size_t size, const char *src)
+{
+    ck_strlcpy(dst, src, size);
+    for (char *p = dst; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    return dst;
+}
+
+static void
+log_request(struct MHD_Connection *c, const char *who, const char *method, const char *url,
+            const struct route *rt, int status, const char *detail)
+{
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c,
+                                                                 MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    char addr[CK_NET_ADDRSTRLEN] = "?";
+    bool routed = rt != NULL && rt->op != NULL;
+    const char *target = !routed ? url /* what was asked, when nothing matched */
+                         : rt->target[0] != '\0' ? rt->target
+                         : rt->mac[0] != '\0' ? rt->mac : "-";
+    char who_s[256], op_s[32], target_s[256], detail_s[320];
+
+    if (ci != NULL && ci->client_addr != NULL)
+        ck_net_addr_format(ci->client_addr, addr, sizeof(addr));
+    ck_log(status >= 400 || (rt != NULL && rt->perm != CK_ADMIN_PERM_INQUIRE &&
+                             rt->perm != CK_ADMIN_PERM_LIST) ? LOG_NOTICE : LOG_INFO,
+           "request client=%s principal=%s op=%s target=%s status=%d%s%s", addr,
+           log_safe(who_s, sizeof(who_s), who != NULL ? who : "-"),
+           log_safe(op_s, sizeof(op_s), routed ? rt->op : method),
+           log_safe(target_s, sizeof(target_s), target), status, detail[0] != '\0' ? ": " : "",
+           log_safe(detail_s, sizeof(detail_s), detail));
+}
+
+static enum MHD_Result
+handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
+       const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
+{
+    struct front *f = cls;
+    struct request *req = *con_cls;
+    struct route rt;
+    struct ck_admin_principal_req body = {0};
+    char why[512] = "", *who = NULL, *mutual = NULL;
+    json_t *msg = NULL, *out = NULL;
+    enum MHD_Result ret;
+    int status, rc;
+    unsigned line = 0;
+
+    (void)version;
+    if (req == NULL) {
+        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
+        int64_t n;
+
+        if ((req = calloc(1, sizeof(*req))) == NULL)
+            return MHD_NO;
+        *con_cls = req;
+        /* Refuse a declared oversize body before reading it (and before 100-continue). */
+        if (cl != NULL && (ck_parse_int64(cl, 0, INT64_MAX, &n) != 0 ||
+                           (uint64_t)n > f->cfg->max_body)) {
+            req->too_large = true;
+            log_request(c, NULL, method, url, NULL, 413, "declared body too large");
+            return respond(c, 413, error_body("too_large", "request body larger than %zu bytes",
+                                              f->cfg->max_body), NULL, NULL);
+        }
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!req->too_large && req->len + *upload_data_size <= f->cfg->max_body) {
+            char *nb = realloc(req->body, req->len + *upload_data_size + 1);
+            if (nb == NULL)
+                return MHD_NO;
+            req->body = nb;
+            memcpy(req->body + req->len, upload_data, *upload_data_size);
+            req->len += *upload_data_size;
+        } else {
+            req->too_large = true;
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (req->too_large) {
+        log_request(c, NULL, method, url, NULL, 413, "body too large");
+        return respond(c, 413, error_body("too_large", "request body larger than %zu bytes",
+                                          f->cfg->max_body), NULL, NULL);
+    }
+
+    /* Authentication first: nothing about the API is told to an unauthenticated client. */
+    rc = negotiate(f, c, &who, &mutual, why, sizeof(why));
+    if (rc != 0) {
+        status = 401;
+        log_request(c, NULL, method, url, NULL, 401, rc > 0 ? "no Negotiate credentials" : why);
+        out = error_body("unauthorized", "%s", rc > 0 ? "authenticate with HTTP Negotiate "
+                         "(Kerberos): curl --negotiate -u :" : "Negotiate authentication failed");
+        ret = respond(c, status, out, NULL, NULL);
+        goto done;
+    }
+    if ((status = route(f, method, url, &rt, why, sizeof(why))) != 0) {
+        if (status == 405)
+            snprintf(why, sizeof(why), "method not allowed (allowed: %s)", rt.allow);
+        log_request(c, who, method, url, status == 400 ? &rt : NULL, status, why);
+        out = status == 405 ? error_body("method_not_allowed", "allowed: %s", rt.allow)
+              : status == 404 ? error_body("not_found", "no such resource")
+                              : error_body("bad_request", "%s", why);
+        ret = respond(c, status, out, mutual, status == 405 ? rt.allow : NULL);
+        goto done;
+    }
+    {
+        struct query_check qc = {.allowed = rt.query};
+        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_iter, &qc);
+        if (qc.unknown != NULL) {
+            snprintf(why, sizeof(why), "unknown query parameter or one without a value "
+                     "\"%.64s\"", qc.unknown);
+            status = 400;
+            goto refuse;
+        }
+    }
+    pthread_mutex_lock(&f->lock);
+    rc = ck_admin_acl_check(f->acl, who, rt.target[0] != '\0' ? rt.target : NULL, rt.perm, &line);
+    pthread_mutex_unlock(&f->lock);
+    if (!rc) {
+        char letters[16];
+        snprintf(why, sizeof(why), "not permitted by the ACL (needs '%s'%s)",
+                 ck_admin_perm_letters(rt.perm, letters, sizeof(letters)),
+                 line != 0 ? ", refused by an entry" : ", no matching entry");
+        status = 403;
+        goto refuse;
+    }
+    if ((msg = json_pack("{s:s,s:s}", "op", rt.op, "actor", who)) == NULL)
+        goto oom;
+    if (rt.target[0] != '\0')
+        json_object_set_new(msg, "name", json_string(rt.target));
+    if (rt.mac[0] != '\0')
+        json_object_set_new(msg, "mac", json_string(rt.mac));
+    if (rt.query != no_query && (status = add_list_query(f, c, &rt, msg, why, sizeof(why))) != 0)
+        goto refuse;
+    if (rt.body_kind != 0) {
+        json_t *b;
+        if ((rc = ck_admin_json_decode_request(rt.body_kind, req->body != NULL ? req->body : "",
+                                               req->len, &body)) != 0) {
+            snprintf(why, sizeof(why), "%s", req->len == 0 ? "a JSON body is required"
+                                                            : ck_error_context());
+            status = rc == CK_ERR_LIMIT ? 413 : 400;
+            goto refuse;
+        }
+        if ((b = ck_admin_request_to_json(&body)) == NULL ||
+            json_object_set_new(msg, "req", b) != 0)
+            goto oom;
+    } else if (req->len > 0) {
+        snprintf(why, sizeof(why), "this request takes no body");
+        status = 400;
+        goto refuse;
+    }
+    status = back_call(f, msg, &out);
+    {
+        const char *m = json_string_value(json_object_get(json_object_get(out, "error"),
+                                                          "message"));
+        log_request(c, who, method, url, &rt, status, m != NULL ? m : "");
+    }
+    ret = respond(c, status, out, mutual, NULL);
+    goto done;
+oom:
+    snprintf(why, sizeof(why), "out of memory");
+    status = 500;
+refuse:
+    log_request(c, who, method, url, &rt, status, why);
+    ret = respond(c, status,
+                  error_body(status == 403 ? "forbidden" : status == 413 ? "too_large"
+                             : status == 500 ? "internal" : "bad_request", "%s", why),
+                  mutual, NULL);
+done:
+    ck_admin_principal_req_clear(&body);
+    json_decref(msg); /* the jansson allocator wipes the password copy */
+    free(who);
+    free(mutual);
+    return ret;
+}
+
+static void
+completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
+{
+    struct request *req = *con_cls;
+
+    (void)cls;
+    (void)c;
+    (void)t;
+    if (req == NULL)
+        return;
+    if (req->body != NULL)
+        ck_free_secret(req->body, req->len + 1); /* may hold a password */
+    free(req);
+    *con_cls = NULL;
+}
+
+/* ===================================================================== setup and main loop */
+
+static int
+read_pem(const char *path, char **out, size_t *len_out)
+{
+    char *buf = NULL;
+    size_t len = 0;
+    int fd, rc;
+
+    if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
+        return ck_error_set(CK_ERR_IO, "%s: %s", path, strerror(errno));
+    if ((buf = malloc(1024 * 1024 + 1)) == NULL) {
+        close(fd);
+        return CK_ERR_NOMEM;
+    }
+    rc = ck_fd_read_all(fd, buf, 1024 * 1024, &len);
+    close(fd);
+    if (rc != 0 || len == 0 || len >= 1024 * 1024) {
+        ck_free_secret(buf, 1024 * 1024 + 1);
+        return ck_error_set(CK_ERR_IO, "%s: unreadable, empty or too large", path);
+    }
+    buf[len] = '\0';
+    *out = buf;
+    *len_out = len;
+    return 0;
+}
+
+static int
+setup_tls(struct front *f)
+{
+    size_t n;
+    int rc;
+
+    if (f->cfg->tls_certificate == NULL)
+        return 0;
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+        return ck_error_set(CK_ERR_UNSUPPORTED, "this libmicrohttpd has no TLS support");
+    if ((rc = read_pem(f->cfg->tls_certificate, &f->tls_cert, &n)) != 0 ||
+        (rc = read_pem(f->cfg->tls_key, &f->tls_key, &f->tls_key_len)) != 0)
+        return rc;
+    return 0;
+}
+
+static int
+load_acl(struct front *f)
+{
+    struct ck_admin_acl *acl = NULL;
+    int rc = ck_admin_acl_load(f->cfg->acl_file, f->cfg->realm, &acl);
+
+    if (rc != 0)
+        return rc;
+    pthread_mutex_lock(&f->lock);
+    ck_admin_acl_free(f->acl);
+    f->acl = acl;
+    pthread_mutex_unlock(&f->lock);
+    return 0;
+}
+
+/* libmicrohttpd's own messages (TLS handshake failures, connection limits, oversized headers)
+ * go to our log at info level, not to stderr. */
+static void
+mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+    size_t n;
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    n = strlen(msg);
+    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    for (char *p = msg; *p != '\0'; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f)
+            *p = '?';
+    ck_log_info("http: %s", msg);
+}
+
+static int
+start_http(struct front *f)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+
+    if (f->tls_cert != NULL)
+        flags |= MHD_USE_TLS;
+    for (size_t i = 0; i < f->n_lfd; i++) {
+        f->mhd[i] = MHD_start_daemon(
+            flags, 0, NULL, NULL, handle, f, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+            MHD_OPTION_LISTEN_SOCKET, f->lfd[i],
+            MHD_OPTION_CONNECTION_LIMIT, f->cfg->max_connections,
+            MHD_OPTION_CONNECTION_TIMEOUT, f->cfg->timeout,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIND_HEADER_MEMORY,
+            MHD_OPTION_NOTIFY_COMPLETED, completed, f,
+            MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+            f->tls_cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, f->tls_cert,
+            MHD_OPTION_HTTPS_MEM_KEY, f->tls_key, MHD_OPTION_END);
+        if (f->mhd[i] == NULL)
+            return ck_error_set(CK_ERR_IO, "cannot start the HTTP server (libmicrohttpd)%s",
+                                f->tls_cert != NULL ? "; check the TLS certificate and key" : "");
+        f->lfd[i] = -1; /* libmicrohttpd owns it now */
+    }
+    return 0;
+}
+
+/* Switches the front to front_user when started as root: then even code execution in the front
+ * cannot read the stash from disk, which stays readable only by the back's user. */
+static int
+drop_privileges(const struct front *f)
+{
+    const struct passwd *pw;
+
+    (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (f->cfg->front_user == NULL)
+        return 0;
+    if (geteuid() != 0)
+        return ck_error_set(CK_ERR_CONFIG, "front_user is set but the daemon is not root");
+    if ((pw = getpwnam(f->cfg->front_user)) == NULL)
+        return ck_error_set(CK_ERR_CONFIG, "front_user %s: no such user", f->cfg->front_user);
+    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
+        return ck_error_set(CK_ERR_IO, "switching to %s: %s", f->cfg->front_user,
+                            strerror(errno));
+    return 0;
+}
+
+static int
+write_pid_file(const char *path)
+{
+    char buf[32];
+    int fd, rc;
+
+    if (path == NULL)
+        return 0;
+    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0)
+        return ck_error_set(CK_ERR_IO, "pid file %s: %s", path, strerror(errno));
+    snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
+    rc = ck_fd_write_all(fd, buf, strlen(buf));
+    close(fd);
+    return rc;
+}
+
+int
+admind_listen_validate(const struct admind_config *cfg)
+{
+    struct front f = {.cfg = cfg};
+
+    return setup_listen(&f, false);
+}
+
+int
+admind_front_check(const struct admind_config *cfg)
+{
+    struct front f = {.cfg = cfg};
+    struct ck_admin_acl *acl = NULL;
+    struct acceptor acc;
+    int rc;
+
+    if ((rc = ck_admin_acl_load(cfg->acl_file, cfg->realm, &acl)) != 0)
+        return rc;
+    printf("acl: %s (%zu entries)\n", cfg->acl_file, ck_admin_acl_entries(acl));
+    ck_admin_acl_free(acl);
+    if ((rc = acceptor_init(cfg->keytab, &acc)) != 0)
+        return rc;
+    acceptor_free(&acc);
+    printf("keytab: %s\n", cfg->keytab);
+    if ((rc = setup_listen(&f, false)) != 0)
+        return rc;
+    for (size_t i = 0; i < (cfg->n_listen > 0 ? cfg->n_listen : 2); i++)
+        printf("listen: %s%s\n", cfg->n_listen > 0 ? cfg->listen[i] : i == 0 ? "127.0.0.1" : "[::1]",
+               cfg->tls_certificate != NULL ? " (TLS)" : " (loopback, no TLS)");
+    if ((rc = setup_tls(&f)) != 0)
+        goto out;
+out:
+    free(f.tls_cert);
+    if (f.tls_key != NULL)
+        ck_free_secret(f.tls_key, f.tls_key_len + 1);
+    return rc;
+}
+
+/* Waits for SIGTERM/SIGINT (stop), SIGHUP (re-read the ACL) and SIGCHLD (the back process died:
+ * stop with an error). */
+static int
+main_loop(struct front *f, int sfd)
+{
+    for (;;) {
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof(si));
+
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n != (ssize_t)sizeof(si))
+            return 1;
+        switch (si.ssi_signo) {
+        case SIGTERM:
+        case SIGINT:
+            ck_log_notice("signal %d: stopping", (int)si.ssi_signo);
+            return 0;
+        case SIGHUP:
+            if (load_acl(f) != 0)
+                ck_log_err("SIGHUP: ACL not reloaded, the previous one stays in force: %s",
+                           ck_error_context());
+            else
+                ck_log_notice("SIGHUP: ACL %s reloaded (%zu entries)", f->cfg->acl_file,
+                              ck_admin_acl_entries(f->acl));
+            break;
+        case SIGCHLD: {
+            int st;
+            if (waitpid(f->back_pid, &st, WNOHANG) == f->back_pid) {
+                ck_log_err("the back (store) process exited (status %d); stopping", st);
+                f->back_pid = -1;
+                return 1;
+            }
+            break;
+        }
+        default:
+            break;
+        }
+    }
+}
+
+int
+admind_front_run(const struct admind_config *cfg, int back_fd, int back_pid)
+{
+    struct front f = {.cfg = cfg, .back_fd = back_fd,
+                      .back_pid = back_pid};
+    sigset_t set;
+    int sfd = -1, status = 1, rc;
+    bool pid_written = false;
+
+    pthread_mutex_init(&f.lock, NULL);
+    for (size_t i = 0; i < ADMIND_MAX_LISTEN; i++)
+        f.lfd[i] = -1;
+    /* Signals go to the signalfd; libmicrohttpd's threads inherit the mask. */
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGCHLD);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    if ((sfd = signalfd(-1, &set, SFD_CLOEXEC)) < 0) {
+        rc = ck_error_set(CK_ERR_IO, "signalfd: %s", strerror(errno));
+        goto fail;
+    }
+    if ((rc = load_acl(&f)) != 0 || (rc = acceptor_init(cfg->keytab, &f.acc)) != 0 ||
+        (rc = setup_tls(&f)) != 0 || (rc = setup_listen(&f, true)) != 0 ||
+        (rc = write_pid_file(cfg->pid_file)) != 0)
+        goto fail;
+    pid_written = cfg->pid_file != NULL;
+    if ((rc = drop_privileges(&f)) != 0 || (rc = start_http(&f)) != 0)
+        goto fail;
+    ck_log_notice("serving realm %s (ACL %s, %zu entries; back process %d)", cfg->realm,
+                  cfg->acl_file, ck_admin_acl_entries(f.acl), back_pid);
+    status = main_loop(&f, sfd);
+    goto stop;
+fail:
+    ck_log_err("cannot start: %s", ck_error_context());
+    if (cfg->log_dest != CK_LOG_STDERR) /* whoever started us is looking at the terminal */
+        fprintf(stderr, ADMIND_PROG ": cannot start: %s\n", ck_error_context());
+stop:
+    for (size_t i = 0; i < ADMIND_MAX_LISTEN; i++) {
+        if (f.mhd[i] != NULL)
+            MHD_stop_daemon(f.mhd[i]);
+        if (f.lfd[i] >= 0)
+            close(f.lfd[i]);
+    }
+    /* Closing the channel tells the back process to close the store and exit. */
+    close(back_fd);
+    if (f.back_pid > 0 && waitpid(f.back_pid, NULL, 0) < 0)
+        ck_log_warn("waiting for the back process: %s", strerror(errno));
+    if (pid_written)
+        unlink(cfg->pid_file);
+    acceptor_free(&f.acc);
+    ck_admin_acl_free(f.acl);
+    free(f.tls_cert);
+    if (f.tls_key != NULL)
+        ck_free_secret(f.tls_key, f.tls_key_len + 1);
+    if (sfd >= 0)
+        close(sfd);
+    pthread_mutex_destroy(&f.lock);
+    return status;
+}

@@ -1,0 +1,27 @@
+/* jansson-level entry points of the admin JSON codec, for cablekey-admind, which composes
+ * responses and its internal channel from the same objects. Clients use the text API in
+ * include/cablekey/admin.h. */
+#ifndef CABLEKEY_ADMIN_INT_H
+#define CABLEKEY_ADMIN_INT_H
+
+#include <jansson.h>
+
+#include "cablekey/admin.h"
+
+/* New references; NULL on allocation failure. */
+json_t *ck_admin_principal_to_json(const ck_db_principal *p);
+json_t *ck_admin_realm_to_json(const ck_realm_info *r);
+json_t *ck_admin_device_to_json(const ck_db_device *dev);
+json_t *ck_admin_request_to_json(const struct ck_admin_principal_req *req);
+
+/* Strict decoders (see admin.h); obj is only borrowed. */
+int ck_admin_principal_from_json(const json_t *obj, ck_db_principal **out);
+int ck_admin_request_from_json(enum ck_admin_req_kind kind, const json_t *obj,
+                               struct ck_admin_principal_req *out);
+
+/* Parses text of at most CK_ADMIN_JSON_MAX bytes into an object (duplicate keys refused). */
+int ck_admin_json_parse_object(const char *text, size_t len, json_t **out);
+/* Compact serialisation; *out is malloc'd. */
+int ck_admin_json_dump(const json_t *obj, char **out, size_t *out_len);
+
+#endif

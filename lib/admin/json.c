@@ -1,0 +1,714 @@
+/* JSON codec of the admin API (shapes in docs/cablekey-admind.md).
+ *
+ * Decoders are strict on purpose: the same functions check what an HTTP client sent and what the
+ * daemon's back process receives from the front, so anything they let through reaches the
+ * store. Unknown members are errors rather than ignored, so that a client misspelling "expires"
+ * learns it instead of silently changing nothing. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin/admin_int.h"
+#include "cablekey/crypto.h"
+#include "cablekey/error.h"
+#include "cablekey/profile.h"
+#include "cablekey/util.h"
+
+#define MAX_TIME 253402300799LL /* 9999-12-31T23:59:59Z */
+
+static const struct {
+    uint32_t bit;
+    const char *name;
+} flag_names[] = {
+    {CK_ATTR_DISALLOW_POSTDATED, "disallow_postdated"},
+    {CK_ATTR_DISALLOW_FORWARDABLE, "disallow_forwardable"},
+    {CK_ATTR_DISALLOW_TGT_BASED, "disallow_tgt_based"},
+    {CK_ATTR_DISALLOW_RENEWABLE, "disallow_renewable"},
+    {CK_ATTR_DISALLOW_PROXIABLE, "disallow_proxiable"},
+    {CK_ATTR_DISALLOW_DUP_SKEY, "disallow_dup_skey"},
+    {CK_ATTR_DISALLOW_ALL_TIX, "disallow_all_tix"},
+    {CK_ATTR_REQUIRES_PREAUTH, "requires_preauth"},
+    {CK_ATTR_REQUIRES_HW_AUTH, "requires_hwauth"},
+    {CK_ATTR_REQUIRES_PWCHANGE, "requires_pwchange"},
+    {CK_ATTR_DISALLOW_SVR, "disallow_svr"},
+    {CK_ATTR_PWCHANGE_SERVICE, "pwchange_service"},
+    {CK_ATTR_OK_AS_DELEGATE, "ok_as_delegate"},
+    {CK_ATTR_OK_TO_AUTH_AS_DELEGATE, "ok_to_auth_as_delegate"},
+    {CK_ATTR_NO_AUTH_DATA_REQUIRED, "no_auth_data_required"},
+    {CK_ATTR_LOCKDOWN_KEYS, "lockdown_keys"},
+};
+#define N_FLAGS (sizeof(flag_names) / sizeof(flag_names[0]))
+
+const char *
+ck_admin_flag_name(uint32_t bit)
+{
+    for (size_t i = 0; i < N_FLAGS; i++)
+        if (flag_names[i].bit == bit)
+            return flag_names[i].name;
+    return NULL;
+}
+
+int
+ck_admin_flag_from_name(const char *name, uint32_t *bit)
+{
+    for (size_t i = 0; i < N_FLAGS; i++) {
+        if (strcmp(flag_names[i].name, name) == 0) {
+            *bit = flag_names[i].bit;
+            return 0;
+        }
+    }
+    return ck_error_set(CK_ERR_DECODE, "unknown flag \"%.64s\"", name);
+}
+
+static uint32_t
+known_flags(void)
+{
+    uint32_t m = 0;
+
+    for (size_t i = 0; i < N_FLAGS; i++)
+        m |= flag_names[i].bit;
+    return m;
+}
+
+/* ------------------------------------------------------------------ secure allocation */
+
+/* jansson frees without a size, so each block carries its size in a header that keeps the
+ * payload aligned for any type. */
+#define HDR 16
+
+static void *
+secure_malloc(size_t n)
+{
+    unsigned char *p;
+
+    if (n > SIZE_MAX - HDR || (p = malloc(n + HDR)) == NULL)
+        return NULL;
+    memcpy(p, &n, sizeof(n));
+    return p + HDR;
+}
+
+static void
+secure_free(void *ptr)
+{
+    unsigned char *p;
+    size_t n;
+
+    if (ptr == NULL)
+        return;
+    p = (unsigned char *)ptr - HDR;
+    memcpy(&n, p, sizeof(n));
+    ck_free_secret(p, n + HDR);
+}
+
+void
+ck_admin_json_secure_alloc(void)
+{
+    json_set_alloc_funcs(secure_malloc, secure_free);
+}
+
+/* ------------------------------------------------------------------ helpers */
+
+static int
+dec_err(const char *member, const char *what)
+{
+    return ck_error_set(CK_ERR_DECODE, "\"%s\": %s", member, what);
+}
+
+/* Every member of obj must be named in allowed (NULL-terminated). */
+static int
+check_members(const json_t *obj, const char *const *allowed)
+{
+    const char *key;
+    json_t *v;
+
+    json_object_foreach((json_t *)obj, key, v) {
+        bool ok = false;
+        (void)v;
+        for (size_t i = 0; allowed[i] != NULL && !ok; i++)
+            ok = strcmp(key, allowed[i]) == 0;
+        if (!ok)
+            return ck_error_set(CK_ERR_DECODE, "unknown member \"%.64s\"", key);
+    }
+    return 0;
+}
+
+static int
+get_int(const json_t *obj, const char *member, int64_t min, int64_t max, int64_t *out)
+{
+    const json_t *v = json_object_get(obj, member);
+    json_int_t i;
+
+    if (!json_is_integer(v))
+        return dec_err(member, "must be an integer");
+    i = json_integer_value(v);
+    if (i < min || i > max)
+        return dec_err(member, "out of range");
+    *out = i;
+    return 0;
+}
+
+/* A time: null (never: 0) or epoch seconds. */
+static int
+get_time(const json_t *obj, const char *member, int64_t *out)
+{
+    if (json_is_null(json_object_get(obj, member))) {
+        *out = 0;
+        return 0;
+    }
+    return get_int(obj, member, 1, MAX_TIME, out);
+}
+
+static json_t *
+time_json(int64_t t)
+{
+    return t == 0 ? json_null() : json_integer(t);
+}
+
+/* Sets member to a new reference; false on allocation failure (v is consumed either way). */
+static bool
+set(json_t *obj, const char *member, json_t *v)
+{
+    return v != NULL && json_object_set_new(obj, member, v) == 0;
+}
+
+static int
+enctypes_from_json(const json_t *arr, int32_t *out, size_t *n_out)
+{
+    size_t i;
+    json_t *v;
+
+    if (!json_is_array(arr))
+        return dec_err("enctypes", "must be an array of enctype names");
+    if (json_array_size(arr) == 0 || json_array_size(arr) > CK_STORE_MAX_ENCTYPES)
+        return dec_err("enctypes", "must name 1 to 8 enctypes");
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(v) || ck_enctype_from_name(json_string_value(v), &out[i]) != 0 ||
+            !ck_enctype_is_supported(out[i]))
+            return dec_err("enctypes", "unknown or unsupported enctype");
+        for (size_t j = 0; j < i; j++)
+            if (out[j] == out[i])
+                return dec_err("enctypes", "duplicate enctype");
+    }
+    *n_out = json_array_size(arr);
+    return 0;
+}
+
+static json_t *
+enctypes_to_json(const int32_t *e, size_t n)
+{
+    json_t *arr = json_array();
+
+    for (size_t i = 0; arr != NULL && i < n; i++) {
+        if (json_array_append_new(arr, json_string(ck_enctype_name(e[i]))) != 0) {
+            json_decref(arr);
+            arr = NULL;
+        }
+    }
+    return arr;
+}
+
+/* ------------------------------------------------------------------ principals */
+
+json_t *
+ck_admin_principal_to_json(const ck_db_principal *p)
+{
+    json_t *o = json_object(), *flags = json_array(), *keys = json_array();
+    uint32_t unknown = p->attributes & ~known_flags();
+
+    /* flags and keys are owned by o from here on (set consumes them even on failure). */
+    if (!set(o, "flags", flags)) {
+        json_decref(keys);
+        goto fail;
+    }
+    if (!set(o, "keys", keys))
+        goto fail;
+    for (size_t i = 0; i < N_FLAGS; i++)
+        if ((p->attributes & flag_names[i].bit) &&
+            json_array_append_new(flags, json_string(flag_names[i].name)) != 0)
+            goto fail;
+    for (size_t i = 0; i < p->n_keys; i++) {
+        const ck_db_key *k = &p->keys[i];
+        json_t *ko = json_pack("{s:I,s:s,s:i}", "kvno", (json_int_t)k->kvno, "enctype",
+                               ck_enctype_name(k->enctype), "salt_type", (int)k->salt_type);
+        if (ko == NULL || json_array_append_new(keys, ko) != 0)
+            goto fail;
+    }
+    if (!set(o, "name", json_string(p->name)) || !set(o, "kvno", json_integer(p->kvno)) ||
+        (unknown != 0 && !set(o, "unknown_flags", json_integer(unknown))) ||
+        !set(o, "max_life", json_integer(p->max_life)) ||
+        !set(o, "max_renew", json_integer(p->max_renew)) ||
+        !set(o, "expires", time_json(p->expires)) ||
+        !set(o, "pw_expires", time_json(p->pw_expires)) ||
+        !set(o, "created", json_integer(p->created)) ||
+        !set(o, "modified", json_integer(p->modified)))
+        goto fail;
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
+}
+
+static int
+flags_list_from_json(const json_t *arr, uint32_t *out)
+{
+    size_t i;
+    json_t *v;
+    uint32_t bit;
+    int rc;
+
+    *out = 0;
+    if (!json_is_array(arr))
+        return dec_err("flags", "must be an array of flag names");
+    json_array_foreach(arr, i, v) {
+        if (!json_is_string(v))
+            return dec_err("flags", "must be an array of flag names");
+        if ((rc = ck_admin_flag_from_name(json_string_value(v), &bit)) != 0)
+            return rc;
+        *out |= bit;
+    }
+    return 0;
+}
+
+static int
+key_from_json(const json_t *ko, ck_db_key *k)
+{
+    static const char *const members[] = {"kvno", "enctype", "salt_type", NULL};
+    const json_t *et = json_object_get(ko, "enctype");
+    int64_t v;
+    int rc;
+
+    if (!json_is_object(ko))
+        return dec_err("keys", "must be an array of objects");
+    if ((rc = check_members(ko, members)) != 0)
+        return rc;
+    if ((rc = get_int(ko, "kvno", 1, UINT32_MAX, &v)) != 0)
+        return rc;
+    k->kvno = (uint32_t)v;
+    if (!json_is_string(et) || ck_enctype_from_name(json_string_value(et), &k->enctype) != 0)
+        return dec_err("enctype", "unknown enctype");
+    k->key.enctype = k->enctype;
+    if ((rc = get_int(ko, "salt_type", 0, INT32_MAX, &v)) != 0)
+        return rc;
+    k->salt_type = (int32_t)v;
+    return 0;
+}
+
+int
+ck_admin_principal_from_json(const json_t *o, ck_db_principal **out)
+{
+    static const char *const members[] = {"name", "kvno", "flags", "unknown_flags", "max_life",
+                                          "max_renew", "expires", "pw_expires", "created",
+                                          "modified", "keys", NULL};
+    ck_db_principal *p = NULL;
+    const json_t *name = json_object_get(o, "name"), *keys;
+    int64_t v;
+    uint32_t flags;
+    int rc;
+
+    *out = NULL;
+    if (!json_is_object(o))
+        return ck_error_set(CK_ERR_DECODE, "principal: not a JSON object");
+    if ((rc = check_members(o, members)) != 0)
+        return rc;
+    if (!json_is_string(name) || json_string_length(name) == 0 ||
+        strlen(json_string_value(name)) != json_string_length(name))
+        return dec_err("name", "must be a non-empty string");
+    if ((rc = ck_db_principal_new(json_string_value(name), &p)) != 0)
+        return rc;
+    if ((rc = get_int(o, "kvno", 0, UINT32_MAX, &v)) != 0)
+        goto out;
+    p->kvno = (uint32_t)v;
+    if ((rc = flags_list_from_json(json_object_get(o, "flags"), &flags)) != 0)
+        goto out;
+    p->attributes = flags;
+    if (json_object_get(o, "unknown_flags") != NULL) {
+        if ((rc = get_int(o, "unknown_flags", 1, UINT32_MAX, &v)) != 0)
+            goto out;
+        if ((uint32_t)v & known_flags()) {
+            rc = dec_err("unknown_flags", "holds a named flag");
+            goto out;
+        }
+        p->attributes |= (uint32_t)v;
+    }
+    if ((rc = get_int(o, "max_life", 0, CK_PROFILE_MAX_DURATION, &p->max_life)) != 0 ||
+        (rc = get_int(o, "max_renew", 0, CK_PROFILE_MAX_DURATION, &p->max_renew)) != 0 ||
+        (rc = get_time(o, "expires", &p->expires)) != 0 ||
+        (rc = get_time(o, "pw_expires", &p->pw_expires)) != 0 ||
+        (rc = get_int(o, "created", 0, MAX_TIME, &p->created)) != 0 ||
+        (rc = get_int(o, "modified", 0, MAX_TIME, &p->modified)) != 0)
+        goto out;
+    keys = json_object_get(o, "keys");
+    if (!json_is_array(keys) || json_array_size(keys) > CK_STORE_MAX_KEYS) {
+        rc = dec_err("keys", "must be an array of at most 64 key descriptions");
+        goto out;
+    }
+    if (json_array_size(keys) > 0) {
+        if ((p->keys = calloc(json_array_size(keys), sizeof(*p->keys))) == NULL) {
+            rc = CK_ERR_NOMEM;
+            goto out;
+        }
+        for (size_t i = 0; i < json_array_size(keys); i++) {
+            if ((rc = key_from_json(json_array_get(keys, i), &p->keys[i])) != 0)
+                goto out;
+            p->n_keys++;
+        }
+    }
+    *out = p;
+    p = NULL;
+out:
+    ck_db_principal_free(p);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ realm and devices */
+
+json_t *
+ck_admin_realm_to_json(const ck_realm_info *r)
+{
+    return json_pack("{s:s,s:o,s:I,s:I,s:I}", "name", r->name, "enctypes",
+                     enctypes_to_json(r->enctypes, r->n_enctypes), "max_life",
+                     (json_int_t)r->max_life, "max_renew", (json_int_t)r->max_renew,
+                     "master_kvno", (json_int_t)r->master_kvno);
+}
+
+json_t *
+ck_admin_device_to_json(const ck_db_device *dev)
+{
+    char pin[2 * CK_DEVICE_SPKI_HASH_LEN + 1];
+
+    if (dev->has_pin)
+        ck_device_pin_format_hex(dev->spki_sha256, pin);
+    return json_pack("{s:s,s:s,s:s,s:o,s:I,s:I,s:o,s:s}", "mac", dev->mac, "principal",
+                     dev->principal != NULL ? dev->principal : "", "state",
+                     ck_device_state_name(dev->state), "pin",
+                     dev->has_pin ? json_string(pin) : json_null(), "created",
+                     (json_int_t)dev->created, "modified", (json_int_t)dev->modified, "revoked",
+                     time_json(dev->revoked), "comment",
+                     dev->comment != NULL ? dev->comment : "");
+}
+
+/* ------------------------------------------------------------------ requests */
+
+void
+ck_admin_principal_req_clear(struct ck_admin_principal_req *req)
+{
+    if (req == NULL)
+        return;
+    if (req->password != NULL)
+        ck_free_secret(req->password, req->password_len + 1);
+    ck_memzero(req, sizeof(*req));
+}
+
+static int
+flags_obj_from_json(const json_t *obj, uint32_t *set_out, uint32_t *clear_out)
+{
+    const char *key;
+    json_t *v;
+    uint32_t bit;
+    int rc;
+
+    if (!json_is_object(obj))
+        return dec_err("flags", "must be an object of flag names to true/false");
+    json_object_foreach((json_t *)obj, key, v) {
+        if ((rc = ck_admin_flag_from_name(key, &bit)) != 0)
+            return rc;
+        if (!json_is_boolean(v))
+            return dec_err("flags", "values must be true or false");
+        if (json_is_true(v))
+            *set_out |= bit;
+        else
+            *clear_out |= bit;
+    }
+    if (*set_out == 0 && *clear_out == 0)
+        return dec_err("flags", "is empty");
+    return 0;
+}
+
+int
+ck_admin_request_from_json(enum ck_admin_req_kind kind, const json_t *o,
+                           struct ck_admin_principal_req *req)
+{
+    static const char *const create_m[] = {"password", "random_key", "max_life", "max_renew",
+                                           "expires", "pw_expires", "flags", "enctypes", NULL};
+    static const char *const modify_m[] = {"max_life", "max_renew", "expires", "pw_expires",
+                                           "flags", NULL};
+    static const char *const keys_m[] = {"password", "random_key", "enctypes", "keep", NULL};
+    const json_t *v;
+    int64_t i;
+    int rc;
+
+    ck_admin_principal_req_clear(req);
+    req->kind = kind;
+    if (!json_is_object(o))
+        return ck_error_set(CK_ERR_DECODE, "request: not a JSON object");
+    switch (kind) {
+    case CK_ADMIN_REQ_CREATE: rc = check_members(o, create_m); break;
+    case CK_ADMIN_REQ_MODIFY: rc = check_members(o, modify_m); break;
+    case CK_ADMIN_REQ_KEYS: rc = check_members(o, keys_m); break;
+    default: return ck_error_set(CK_ERR_INVAL, "request: unknown kind");
+    }
+    if (rc != 0)
+        return rc;
+    if (json_object_get(o, "max_life") != NULL) {
+        if ((rc = get_int(o, "max_life", 0, CK_PROFILE_MAX_DURATION, &req->max_life)) != 0)
+            goto out;
+        req->present |= CK_ADMIN_REQ_MAX_LIFE;
+    }
+    if (json_object_get(o, "max_renew") != NULL) {
+        if ((rc = get_int(o, "max_renew", 0, CK_PROFILE_MAX_DURATION, &req->max_renew)) != 0)
+            goto out;
+        req->present |= CK_ADMIN_REQ_MAX_RENEW;
+    }
+    if (json_object_get(o, "expires") != NULL) {
+        if ((rc = get_time(o, "expires", &req->expires)) != 0)
+            goto out;
+        req->present |= CK_ADMIN_REQ_EXPIRES;
+    }
+    if (json_object_get(o, "pw_expires") != NULL) {
+        if ((rc = get_time(o, "pw_expires", &req->pw_expires)) != 0)
+            goto out;
+        req->present |= CK_ADMIN_REQ_PW_EXPIRES;
+    }
+    if ((v = json_object_get(o, "flags")) != NULL) {
+        if ((rc = flags_obj_from_json(v, &req->flags_set, &req->flags_clear)) != 0)
+            goto out;
+        req->present |= CK_ADMIN_REQ_FLAGS;
+    }
+    if ((v = json_object_get(o, "enctypes")) != NULL) {
+        if ((rc = enctypes_from_json(v, req->enctypes, &req->n_enctypes)) != 0)
+            goto out;
+        req->present |= CK_ADMIN_REQ_ENCTYPES;
+    }
+    if (json_object_get(o, "keep") != NULL) {
+        if ((rc = get_int(o, "keep", 1, CK_STORE_MAX_KEYS, &i)) != 0)
+            goto out;
+        req->keep = (uint32_t)i;
+        req->present |= CK_ADMIN_REQ_KEEP;
+    }
+    if ((v = json_object_get(o, "random_key")) != NULL) {
+        if (!json_is_true(v)) {
+            rc = dec_err("random_key", "must be true when present");
+            goto out;
+        }
+        req->random_key = true;
+    }
+    if ((v = json_object_get(o, "password")) != NULL) {
+        size_t len = json_string_length(v);
+        if (!json_is_string(v) || len == 0 || len > CK_ADMIN_PASSWORD_MAX ||
+            strlen(json_string_value(v)) != len) {
+            rc = dec_err("password", "must be a string of 1 to 1024 bytes without NUL");
+            goto out;
+        }
+        if ((req->password = ck_memdup(json_string_value(v), len + 1)) == NULL) {
+            rc = CK_ERR_NOMEM;
+            goto out;
+        }
+        req->password_len = len;
+    }
+    if (kind != CK_ADMIN_REQ_MODIFY && req->random_key == (req->password != NULL)) {
+        rc = ck_error_set(CK_ERR_DECODE, "give exactly one of \"password\" and \"random_key\"");
+        goto out;
+    }
+    if (kind == CK_ADMIN_REQ_MODIFY && req->present == 0) {
+        rc = ck_error_set(CK_ERR_DECODE, "nothing to modify");
+        goto out;
+    }
+    if ((req->flags_set & req->flags_clear) != 0) {
+        rc = dec_err("flags", "a flag is both set and cleared");
+        goto out;
+    }
+    return 0;
+out:
+    ck_admin_principal_req_clear(req);
+    return rc;
+}
+
+json_t *
+ck_admin_request_to_json(const struct ck_admin_principal_req *req)
+{
+    json_t *o = json_object();
+
+    if (o == NULL)
+        return NULL;
+    if (((req->present & CK_ADMIN_REQ_MAX_LIFE) &&
+         !set(o, "max_life", json_integer(req->max_life))) ||
+        ((req->present & CK_ADMIN_REQ_MAX_RENEW) &&
+         !set(o, "max_renew", json_integer(req->max_renew))) ||
+        ((req->present & CK_ADMIN_REQ_EXPIRES) && !set(o, "expires", time_json(req->expires))) ||
+        ((req->present & CK_ADMIN_REQ_PW_EXPIRES) &&
+         !set(o, "pw_expires", time_json(req->pw_expires))) ||
+        ((req->present & CK_ADMIN_REQ_ENCTYPES) &&
+         !set(o, "enctypes", enctypes_to_json(req->enctypes, req->n_enctypes))) ||
+        ((req->present & CK_ADMIN_REQ_KEEP) && !set(o, "keep", json_integer(req->keep))) ||
+        (req->random_key && !set(o, "random_key", json_true())) ||
+        (req->password != NULL &&
+         !set(o, "password", json_stringn(req->password, req->password_len))))
+        goto fail;
+    if (req->present & CK_ADMIN_REQ_FLAGS) {
+        json_t *f = json_object();
+        if (!set(o, "flags", f))
+            goto fail;
+        for (size_t i = 0; i < N_FLAGS; i++) {
+            if ((req->flags_set & flag_names[i].bit) &&
+                !set(f, flag_names[i].name, json_true()))
+                goto fail;
+            if ((req->flags_clear & flag_names[i].bit) &&
+                !set(f, flag_names[i].name, json_false()))
+                goto fail;
+        }
+    }
+    return o;
+fail:
+    json_decref(o);
+    return NULL;
+}
+
+/* ------------------------------------------------------------------ text API */
+
+int
+ck_admin_json_parse_object(const char *text, size_t len, json_t **out)
+{
+    json_error_t jerr;
+    json_t *o;
+
+    *out = NULL;
+    if (len > CK_ADMIN_JSON_MAX)
+        return ck_error_set(CK_ERR_LIMIT, "JSON larger than %d bytes", CK_ADMIN_JSON_MAX);
+    o = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (o == NULL)
+        return ck_error_set(CK_ERR_DECODE, "malformed JSON at line %d column %d: %.80s",
+                            jerr.line, jerr.column, jerr.text);
+    if (!json_is_object(o)) {
+        json_decref(o);
+        return ck_error_set(CK_ERR_DECODE, "JSON: expected an object");
+    }
+    *out = o;
+    return 0;
+}
+
+int
+ck_admin_json_dump(const json_t *obj, char **out, size_t *out_len)
+{
+    const size_t flags = JSON_COMPACT | JSON_ENSURE_ASCII;
+    size_t n;
+
+    *out = NULL;
+    *out_len = 0;
+    if (obj == NULL)
+        return CK_ERR_NOMEM;
+    /* Into our own buffer rather than json_dumps', so callers free it as any other. */
+    if ((n = json_dumpb(obj, NULL, 0, flags)) == 0 || (*out = malloc(n + 1)) == NULL)
+        return CK_ERR_NOMEM;
+    if (json_dumpb(obj, *out, n, flags) != n) {
+        ck_free_secret(*out, n + 1);
+        *out = NULL;
+        return CK_ERR_ENCODE;
+    }
+    (*out)[n] = '\0';
+    *out_len = n;
+    return 0;
+}
+
+static int
+dump_new(json_t *o, char **out)
+{
+    size_t len;
+    int rc = ck_admin_json_dump(o, out, &len);
+
+    json_decref(o);
+    return rc;
+}
+
+int
+ck_admin_json_encode_principal(const ck_db_principal *p, char **out)
+{
+    return dump_new(ck_admin_principal_to_json(p), out);
+}
+
+int
+ck_admin_json_decode_principal(const char *text, size_t len, ck_db_principal **out)
+{
+    json_t *o;
+    int rc;
+
+    *out = NULL;
+    if ((rc = ck_admin_json_parse_object(text, len, &o)) != 0)
+        return rc;
+    rc = ck_admin_principal_from_json(o, out);
+    json_decref(o);
+    return rc;
+}
+
+int
+ck_admin_json_encode_realm(const ck_realm_info *r, char **out)
+{
+    return dump_new(ck_admin_realm_to_json(r), out);
+}
+
+int
+ck_admin_json_decode_realm(const char *text, size_t len, ck_realm_info *out)
+{
+    static const char *const members[] = {"name", "enctypes", "max_life", "max_renew",
+                                          "master_kvno", NULL};
+    json_t *o;
+    const json_t *name;
+    int64_t v;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = ck_admin_json_parse_object(text, len, &o)) != 0)
+        return rc;
+    if ((rc = check_members(o, members)) != 0)
+        goto out;
+    name = json_object_get(o, "name");
+    if (!json_is_string(name) || json_string_length(name) == 0 ||
+        json_string_length(name) >= sizeof(out->name) ||
+        strlen(json_string_value(name)) != json_string_length(name)) {
+        rc = dec_err("name", "must be a realm name");
+        goto out;
+    }
+    ck_strlcpy(out->name, json_string_value(name), sizeof(out->name));
+    if ((rc = enctypes_from_json(json_object_get(o, "enctypes"), out->enctypes,
+                                 &out->n_enctypes)) != 0 ||
+        (rc = get_int(o, "max_life", 0, CK_PROFILE_MAX_DURATION, &out->max_life)) != 0 ||
+        (rc = get_int(o, "max_renew", 0, CK_PROFILE_MAX_DURATION, &out->max_renew)) != 0 ||
+        (rc = get_int(o, "master_kvno", 0, UINT32_MAX, &v)) != 0)
+        goto out;
+    out->master_kvno = (uint32_t)v;
+out:
+    json_decref(o);
+    return rc;
+}
+
+int
+ck_admin_json_decode_request(enum ck_admin_req_kind kind, const char *text, size_t len,
+                             struct ck_admin_principal_req *out)
+{
+    json_t *o;
+    int rc;
+
+    ck_admin_principal_req_clear(out);
+    if ((rc = ck_admin_json_parse_object(text, len, &o)) != 0)
+        return rc;
+    rc = ck_admin_request_from_json(kind, o, out);
+    json_decref(o);
+    return rc;
+}
+
+int
+ck_admin_json_encode_request(const struct ck_admin_principal_req *req, char **out,
+                             size_t *out_len)
+{
+    json_t *o = ck_admin_request_to_json(req);
+    int rc = ck_admin_json_dump(o, out, out_len);
+
+    json_decref(o);
+    return rc;
+}
+
+int
+ck_admin_json_encode_device(const ck_db_device *dev, char **out)
+{
+    return dump_new(ck_admin_device_to_json(dev), out);
+}

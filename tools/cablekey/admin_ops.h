@@ -1,0 +1,124 @@
+/* The administrative verbs of the cablekey CLI, in three steps so that the same verbs can later
+ * run against a remote admin server (`cablekey --server URL ...`) without reparsing or
+ * reprinting anything:
+ *
+ *   (a) the CLI parses options into a request (struct cli_princ_req, ck_realm_mod);
+ *   (b) an executor (struct cli_admin_ops) carries it out and returns records;
+ *   (c) a printer shows a record (cli_print_principal, cli_print_realm).
+ *
+ * Executors never print and never prompt; they return 0 or a negative CK_ERR_* with the
+ * context set (ck_error_set), which the CLI prints with cli_fail. Every name they take is
+ * canonical ("name@REALM" in the executor's realm; see cli_canonical_name). cli_admin_local
+ * runs them on an open ck_store (ctx = the ck_store *); a remote executor implements the same
+ * table over the admin API, with ctx its connection. */
+#ifndef CABLEKEY_ADMIN_OPS_H
+#define CABLEKEY_ADMIN_OPS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cablekey/store.h"
+
+/* Where new keys come from (add, rotate). */
+enum cli_key_source {
+    CLI_KEYS_NONE = 0,   /* no keys requested (modify) */
+    CLI_KEYS_RANDOM,     /* random keys */
+    CLI_KEYS_PASSWORD,   /* keys derived from password with the default salt */
+};
+
+/* Which non-key fields a request sets (cli_princ_req.mask). */
+#define CLI_PRINC_MAX_LIFE 0x01
+#define CLI_PRINC_MAX_RENEW 0x02
+#define CLI_PRINC_EXPIRES 0x04
+#define CLI_PRINC_PW_EXPIRES 0x08
+#define CLI_PRINC_POLICY 0x10     /* policy (NULL: detach) */
+
+/* One request about one principal. The strings belong to the caller (the password is wiped by
+ * it after the call). */
+struct cli_princ_req {
+    const char *name;           /* canonical */
+    unsigned mask;              /* CLI_PRINC_* */
+    int64_t max_life, max_renew;/* seconds; 0 = realm default */
+    int64_t expires, pw_expires;/* epoch seconds; 0 = never */
+    uint32_t attr_set;          /* CK_ATTR_* bits to set ... */
+    uint32_t attr_clear;        /* ... and to clear; disjoint (the parser refuses conflicts) */
+    enum cli_key_source keys;
+    const char *password;       /* CLI_KEYS_PASSWORD */
+    size_t password_len;
+    size_t n_enctypes;          /* 0: the realm's enctypes */
+    int32_t enctypes[CK_STORE_MAX_ENCTYPES];
+    unsigned keep;              /* rotate: kvnos kept, 0 = CK_STORE_KEEP_KVNOS */
+    const char *policy;         /* CLI_PRINC_POLICY: password policy name, NULL = none. add
+                                 * without it: the policy named "default" if there is one (MIT) */
+};
+
+/* Called for each name a listing returns, in name order; non-zero stops and is returned. */
+typedef int (*cli_name_cb)(const char *name, void *arg);
+
+struct cli_admin_ops {
+    /* The realm's settings (name, enctypes, lifetimes, default attributes). */
+    int (*realm_get)(void *ctx, ck_realm_info *out);
+    /* Changes what mod->mask names (CK_ERR_INVAL if nothing); *out: the settings afterwards. */
+    int (*realm_modify)(void *ctx, const ck_realm_mod *mod, ck_realm_info *out);
+    /* A copy of one record; the printers never show key bytes, so a remote executor may return
+     * records without key contents (enctype, kvno and salt only). */
+    int (*princ_get)(void *ctx, const char *name, ck_db_principal **out);
+    /* Names matching the glob pattern (fnmatch, '*' crosses '/'; NULL = all), name order. */
+    int (*princ_list)(void *ctx, const char *pattern, cli_name_cb cb, void *arg);
+    /* Creates a principal: attributes = the realm's default_attributes, then attr_set, then
+     * attr_clear; fields in mask; keys per req->keys (CLI_KEYS_NONE is CK_ERR_INVAL) at kvno 1.
+     * CK_ERR_EXISTS if present. */
+    int (*princ_add)(void *ctx, const struct cli_princ_req *req);
+    /* Applies mask and attribute changes to an existing principal; keys untouched. */
+    int (*princ_modify)(void *ctx, const struct cli_princ_req *req);
+    /* New keys per req->keys (not NONE) as the next kvno, keeping req->keep kvnos. A password
+     * is a password change (ck_store_change_password, as an administrator): the principal's
+     * policy applies, and enctypes/keep must be left 0. */
+    int (*princ_rotate)(void *ctx, const struct cli_princ_req *req, uint32_t *new_kvno);
+    /* Clears the failed-authentication count (ck_store_unlock_principal). */
+    int (*princ_unlock)(void *ctx, const char *name);
+    /* CK_ERR_POLICY for the realm's own krbtgt or a principal devices map to. */
+    int (*princ_delete)(void *ctx, const char *name);
+    /* Keys keep their salts (passwords keep working); see ck_store_rename_principal. */
+    int (*princ_rename)(void *ctx, const char *old_name, const char *new_name);
+};
+
+extern const struct cli_admin_ops cli_admin_local; /* ctx: an open ck_store * */
+
+/* Printers, on standard output: what `principal show` and `realm show` print, from the record
+ * alone (never key bytes). ri supplies the realm defaults a principal's 0 lifetimes stand for. */
+void cli_print_principal(const ck_db_principal *p, const ck_realm_info *ri);
+void cli_print_realm(const ck_realm_info *ri);
+/* "<label>: NAME NAME ..." with MIT's names for the attribute bits (REQUIRES_PRE_AUTH,
+ * DISALLOW_FORWARDABLE...), unknown bits in hex, nothing after the colon for 0. */
+void cli_print_attributes(const char *label, uint32_t attributes);
+/* The policy and lockout lines of `principal show` (policy.c): policy, last password change,
+ * last successful and failed authentication, failed attempts, locked state. */
+void cli_print_principal_policy(const ck_db_principal *p);
+/* For an executor creating p from req (policy.c): attaches req's policy (or "default" if it
+ * exists and req names none), checks a password against its rules, and sets last_pwd_change
+ * and, unless req sets it, pw_expires from the policy's max life. */
+int cli_policy_new_principal(ck_store *store, const struct cli_princ_req *req,
+                             ck_db_principal *p);
+
+/* The principal flags an operator sets with --FLAG / --no-FLAG style pairs (principal add and
+ * modify, realm modify for the default). on_means_clear: the bit is a DISALLOW_* one. */
+struct cli_flag {
+    const char *on, *off;
+    uint32_t bit;
+    bool on_means_clear;
+};
+extern const struct cli_flag cli_flags[];
+extern const size_t cli_n_flags;
+
+/* getopt_long support for the flags: writes the --on/--off options (at most room entries) with
+ * codes base + 2i and base + 2i + 1 and returns how many. */
+struct option;
+size_t cli_flag_options(struct option *opts, size_t room, int base);
+/* Records flag option code c in *set_bits / *clear_bits (a pair given both ways is a usage
+ * error: CLI_USAGE, message printed) and the first flag's option name in *first (may be NULL). */
+int cli_flag_apply(const char *what, int c, int base, uint32_t *set_bits, uint32_t *clear_bits,
+                   const char **first);
+
+#endif
