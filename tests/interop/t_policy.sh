@@ -55,6 +55,17 @@ expect_success "policy delete once unused" ck policy delete strict
 ck policy add x --min-classes 9 >/dev/null 2>&1 </dev/null; rc=$?
 if [ $rc -eq 2 ]; then ok "policy add --min-classes 9: usage error (exit 2)"; else not_ok "policy add --min-classes 9: usage error (exit 2)" "exit $rc"; fi
 expect_failure "policy modify with nothing to change: refused" "nothing to modify" ck policy modify x
+expect_success "policy add default" ck policy add default --min-length 6
+expect_failure "principal add without --policy: the default policy's rules apply" "too short" \
+    ck principal add frank --password 'abc'
+expect_success "principal add without --policy (MIT: the policy named default)" \
+    ck principal add frank --password 'abcdefgh'
+expect_output "principal show: policy default" "^Policy: default$" ck principal show frank
+expect_success "principal add --clear-policy: no policy at all" \
+    ck principal add gina --password 'abc' --clear-policy
+expect_output "principal show: no policy" "^Policy: \[none\]$" ck principal show gina
+expect_success "principal delete frank" ck principal delete frank --yes
+expect_success "policy delete default" ck policy delete default
 
 # ---- lockout with MIT kinit -----------------------------------------------------------------
 expect_success "policy add lock (3 failures in 10 min lock for 30 min)" \
