@@ -17,7 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cablekey/daemon.h"
@@ -763,20 +762,19 @@ out:
 
 /* ---- start ------------------------------------------------------------------------------ */
 
-/* Opens the log as configured; a file the daemon creates for a service user is given to it, so
- * that the reopens after the drop (and on SIGHUP) work. */
+/* With a service user the log file is opened once privileges are dropped, as that user, so
+ * that the start and every reopen (SIGHUP, rotation) are made by the same identity and need no
+ * root-only capability (the hardened unit has no CAP_DAC_OVERRIDE or CAP_CHOWN); until then
+ * messages go to stderr, which a service manager collects. */
 static int
-open_log(struct daemon *d)
+open_log(struct daemon *d, bool dropped)
 {
-    struct stat st;
-    bool existed = d->dc.log.dest == CK_LOG_FILE && stat(d->dc.log.path, &st) == 0;
-    int rc;
-
-    if ((rc = ck_log_open(PROG, d->dc.log.dest, d->dc.log.path, d->dc.log_level)) != 0)
-        return rc;
-    if (d->dc.log.dest == CK_LOG_FILE && d->have_user && !existed && geteuid() == 0)
-        return ck_log_chown(d->user.uid, d->user.gid);
-    return 0;
+    if (d->have_user && !dropped)
+        return ck_log_open(PROG, d->dc.log.dest == CK_LOG_FILE ? CK_LOG_STDERR : d->dc.log.dest,
+                           NULL, d->dc.log_level);
+    if (!d->have_user)
+        return ck_log_open(PROG, d->dc.log.dest, d->dc.log.path, d->dc.log_level);
+    return ck_log_reconfigure(d->dc.log.dest, d->dc.log.path, d->dc.log_level);
 }
 
 int
@@ -809,7 +807,7 @@ main(int argc, char **argv)
         }
         d->have_user = true;
     }
-    if (open_log(d) != 0) {
+    if (open_log(d, false) != 0) {
         print_error("log");
         goto out;
     }
@@ -850,7 +848,7 @@ main(int argc, char **argv)
             ck_log_err("%s", ck_error_context());
             goto out;
         }
-        if (ck_log_reopen() != 0) {
+        if (open_log(d, true) != 0) {
             ck_log_err("%s (as user %s)", ck_error_context(), d->user.name);
             goto out;
         }

@@ -17,8 +17,6 @@ int ck_log_reconfigure(enum ck_log_dest dest, const char *path, int level);
 /* Opens the log file again by name (after rotation) and swaps it in; no-op for stderr and
  * syslog. On error the old file stays in use. Safe while other threads log. */
 int ck_log_reopen(void);
-/* Gives the open log file to uid/gid (a daemon about to drop privileges). */
-int ck_log_chown(uid_t uid, gid_t gid);
 void ck_log_set_level(int level);
 int ck_log_level(void);
 /* Parses "err", "warning", "notice", "info", "debug" (also "error", "warn"); -1 if unknown. */

@@ -106,18 +106,6 @@ ck_log_reopen(void)
     return set_dest(CK_LOG_FILE, path);
 }
 
-int
-ck_log_chown(uid_t uid, gid_t gid)
-{
-    int rc = 0;
-
-    pthread_mutex_lock(&log_lock);
-    if (log_fd >= 0 && fchown(log_fd, uid, gid) != 0)
-        rc = ck_error_set(CK_ERR_IO, "log file %s: chown: %s", log_path, strerror(errno));
-    pthread_mutex_unlock(&log_lock);
-    return rc;
-}
-
 void
 ck_log_set_level(int level)
 {
