@@ -875,9 +875,8 @@ main(int argc, char **argv)
     if (ck_daemon_notify("READY=1\nSTATUS=serving on %s", listeners) != 0)
         ck_log_warn("%s", ck_error_context());
 
-    ck_daemon_loop(sfd, reload, d);
     served = true;
-    status = 0;
+    status = ck_daemon_loop(sfd, reload, d) < 0 ? 1 : 0;
 out:
     ck_net_server_free(d->srv);
     free(d->slots);
