@@ -438,9 +438,9 @@ load_listen(struct kdc_daemon_config *dc, const struct ck_profile *prof, const c
         return bad(prof, section, sub, ports != NULL ? "kdc_ports" : "kdc_tcp_ports",
                    "no port");
     snprintf(dc->listen_note, sizeof(dc->listen_note),
-             "%s = %s without kdc_listen: every address, port%s %s (MIT's meaning)",
+             "%s = %s without kdc_listen: every address, on %s (MIT's meaning)",
              ports != NULL ? "kdc_ports" : "kdc_tcp_ports", pl.text,
-             strchr(pl.text, ' ') != NULL ? "s" : "", pl.text);
+             strchr(pl.text, ' ') != NULL ? "each of these ports" : "this port");
     return 0;
 }
 
