@@ -249,7 +249,7 @@ static void
 test_notify(void)
 {
     struct sockaddr_un sun;
-    char path[64], name[64], buf[256];
+    char path[80], name[64], buf[256];
     int fd;
 
     /* No socket: nothing to do, no error. */
