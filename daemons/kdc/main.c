@@ -646,12 +646,14 @@ report_restart_only(const struct daemon *d, const struct kdc_daemon_config *nd)
     return n;
 }
 
-/* Logs the settings a reload applies (the worker-held ones are all applied; these are named). */
+/* Logs the settings a reload applies (the worker-held ones are all applied; these are named).
+ * nc: the new protocol core configuration (already moved out of nd). */
 static int
-report_applied(const struct daemon *d, const struct kdc_daemon_config *nd)
+report_applied(const struct daemon *d, const struct kdc_daemon_config *nd,
+               const struct kdc_config *nc)
 {
     const struct kdc_daemon_config *od = &d->dc;
-    const struct kdc_config *oc = &d->gen->cfg, *nc = &nd->kdc;
+    const struct kdc_config *oc = &d->gen->cfg;
     char a[4200], b[4200];
     int n = 0;
 
@@ -715,7 +717,6 @@ reload(void *arg, char *status, size_t status_size)
     if (d->gen->cfg.realm != NULL && (rc = set_path(&nd.kdc.realm, d->gen->cfg.realm)) != 0)
         goto refused;
     nd.kdc.max_request = d->gen->cfg.max_request;
-    applied = report_applied(d, &nd);
     /* Every step that can fail comes before anything is swapped in: new workers (database,
      * PKINIT identity and anchors as the service user), then the log destination. */
     if ((units = calloc((size_t)d->workers, sizeof(*units))) == NULL) {
@@ -727,6 +728,8 @@ reload(void *arg, char *status, size_t status_size)
     for (int i = 0; i < d->workers; i++)
         if ((rc = unit_new(g, i, &units[i])) != 0)
             goto refused;
+    /* Said at the old log level, before a new level may hide these notices. */
+    applied = report_applied(d, &nd, &g->cfg);
     if ((rc = ck_log_reconfigure(nd.log.dest, nd.log.path, nd.log_level)) != 0)
         goto refused;
     for (int i = 0; i < d->workers; i++) {

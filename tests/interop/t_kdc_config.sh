@@ -146,6 +146,23 @@ fails "--check --user nobody: a log file nobody may write is an error" \
 fails "--check --user nobody: database/stash the service user cannot use is an error" \
     "database: .*as user nobody" --check -c "$tmp/good.conf" --user nobody --log stderr
 fails "--check: unknown user" "user: .*no-such-user" --check -c "$tmp/good.conf" --user no-such-user-ck
+# kdc.conf asking for more than the database's caps (10h/7d from init): said, not silent.
+conf "$tmp/caps.conf" "kdc_listen = 127.0.0.1:$PORT" -- "max_life = 30h" "max_renewable_life = 7d" -- "kdc = FILE:$tmp/kdc.log"
+expect_output "--check: max_life above the database's cap is a warning" \
+    "^warning: max_life = 30h in kdc.conf is more than the database allows \(10h\)" "$CK_KDC" --check -c "$tmp/caps.conf"
+caps_at_start() {
+    : >"$tmp/kdc.log"
+    "$CK_KDC" -c "$tmp/caps.conf" --log-flush-ms 0 >"$tmp/kdc.stderr" 2>&1 </dev/null &
+    KDC_PID=$!
+    ck_wait_kdc_ready
+    assert_log "max_life = 30h in kdc.conf is more than the database allows \(10h\): tickets get at most 10h" \
+        "start-up warns that max_life = 30h exceeds the database's 10h"
+    if grep -q "max_renewable_life = .* more than" "$tmp/kdc.log"; then
+        not_ok "no warning for max_renewable_life within the cap" "$(grep warning "$tmp/kdc.log")"
+    else ok "no warning for max_renewable_life within the cap"; fi
+    realm_stop_kdc
+}
+caps_at_start
 # Checking while the KDC runs: its port is in use, which is not an error for --check.
 realm_start_kdc
 expect_output "--check while the KDC runs: OK, port marked in use" "port in use now" \
