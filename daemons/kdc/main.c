@@ -526,7 +526,10 @@ check_config(const struct options *o, struct kdc_daemon_config *dc)
     char listen[LISTEN_LOG_MAX], logd[4200];
     int rc;
 
-    printf("config: %s\n", o->common.config != NULL ? o->common.config : KDC_DEFAULT_CONFIG);
+    if (o->common.config == NULL && access(KDC_DEFAULT_CONFIG, F_OK) != 0)
+        printf("config: none (" KDC_DEFAULT_CONFIG " absent: defaults and flags)\n");
+    else
+        printf("config: %s\n", o->common.config != NULL ? o->common.config : KDC_DEFAULT_CONFIG);
     printf("database: %s\n", dc->kdc.db_path);
     printf("stash: %s\n", dc->kdc.stash_path);
     net_config(dc, worker_count(dc), &ncfg);
