@@ -256,9 +256,12 @@ timeout 30 "$CK_CLI" init --db "$tmp/svc/kdc.db" --realm TEST.REALM >"$tmp/svc-i
     bail "init the service realm" "$(cat "$tmp/svc-init.log")"
 timeout 30 "$CK_CLI" principal add --db "$tmp/svc/kdc.db" alice --password alicepw >/dev/null 2>&1 </dev/null ||
     bail "add alice to the service realm"
-PRIV=$("$CK_PY" - <<'EOF'
-import random, socket
+free_priv_port() {
+    "$CK_PY" - "$@" <<'EOF'
+import random, socket, sys
 for p in random.sample(range(600, 1000), 400):
+    if str(p) in sys.argv[1:]:
+        continue
     try:
         a = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); a.bind(("127.0.0.1", p))
         b = socket.socket(socket.AF_INET, socket.SOCK_STREAM); b.bind(("127.0.0.1", p))
@@ -266,11 +269,16 @@ for p in random.sample(range(600, 1000), 400):
     except OSError:
         continue
 EOF
-)
+}
+PRIV=$(free_priv_port)
 [ -n "$PRIV" ] || bail "no free privileged port"
+# kpasswd on a second privileged port: it binds with the KDC, before the drop.
+KPRIV=$(free_priv_port "$PRIV")
+[ -n "$KPRIV" ] || bail "no second free privileged port"
 cat >"$tmp/svc/kdc.conf" <<EOF
 [kdcdefaults]
     kdc_listen = 127.0.0.1:$PRIV
+    kpasswd_listen = 127.0.0.1:$KPRIV
     kdc_user = $SVC
     kdc_workers = 2
 [realms]
@@ -298,13 +306,16 @@ privdrop() {
     ck_wait_kdc_ready
     write_krb5_conf "$KRB5_CONFIG" "127.0.0.1:$PRIV"
     expect_success "privileged port $PRIV, service user $SVC: kinit works" kinit_pw alice alicepw
+    sed -i "s|^\( *\)kdc = .*|&\n\1kpasswd_server = 127.0.0.1:$KPRIV|" "$KRB5_CONFIG"
+    expect_output "privileged kpasswd port $KPRIV, service user $SVC: MIT kpasswd works" \
+        "Password changed" bash -c "printf 'alicepw\nalice-2\nalice-2\n' | timeout -k 5 $CK_TIMEOUT kpasswd alice"
     uids=""
     for t in /proc/"$KDC_PID"/task/*/status; do
         uids="$uids $(awk '/^Uid:/ { print $2 "," $3 "," $4 "," $5 }' "$t")"
         awk -v u="$SVC_UID" '/^Uid:/ { exit !($2 == u && $3 == u && $4 == u && $5 == u) }' "$t" || bad=1
     done
-    if [ $bad -eq 0 ] && [ "$(ls /proc/"$KDC_PID"/task | wc -l)" -ge 3 ]; then
-        ok "every thread (main + 2 workers) runs as uid $SVC_UID (real, effective, saved, fs)"
+    if [ $bad -eq 0 ] && [ "$(ls /proc/"$KDC_PID"/task | wc -l)" -ge 5 ]; then
+        ok "every thread (main, 2 KDC and 2 kpasswd workers) runs as uid $SVC_UID (real, effective, saved, fs)"
     else not_ok "every thread runs as the service user" "uids:$uids"; fi
     if grep -q "^CapEff:[[:space:]]*0*$" /proc/"$KDC_PID"/status; then ok "no effective capability left"
     else not_ok "no effective capability left" "$(grep Cap /proc/"$KDC_PID"/status)"; fi
