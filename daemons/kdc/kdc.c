@@ -44,6 +44,8 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
     }
     if ((rc = ck_store_open(cfg->db_path, cfg->stash_path, 0, &w->store)) != 0)
         goto out;
+    /* The KDC's own writes (a device's first-login pin) are audited under its name. */
+    ck_store_set_actor(w->store, "cablekey-kdc");
     w->realm = ck_store_realm(w->store);
     if (cfg->realm != NULL && strcmp(cfg->realm, w->realm->name) != 0) {
         rc = ck_error_set(CK_ERR_CONFIG, "kdc: realm %s configured, the database holds %s",

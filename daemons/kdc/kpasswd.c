@@ -128,6 +128,22 @@ parse_admins(struct kpasswd_server *srv, const char *list)
     return 0;
 }
 
+/* Settings and the replay cache; srv may already hold its bound network server. */
+static int
+server_configure(struct kpasswd_server *srv, const struct kdc_config *kdc, const char *admins)
+{
+    int rc;
+
+    if (kdc == NULL || kdc->db_path == NULL)
+        return ck_error_set(CK_ERR_CONFIG, "kpasswd: no database path");
+    srv->kdc = kdc;
+    srv->clockskew = kdc->clockskew > 0 ? kdc->clockskew : KDC_DEFAULT_CLOCKSKEW;
+    if ((rc = parse_admins(srv, admins)) != 0 ||
+        (rc = ck_rcache_new(0, 2 * srv->clockskew, &srv->rcache)) != 0)
+        return rc;
+    return 0;
+}
+
 int
 kpasswd_server_new(const struct kdc_config *kdc, const char *admins, struct kpasswd_server **out)
 {
@@ -135,14 +151,9 @@ kpasswd_server_new(const struct kdc_config *kdc, const char *admins, struct kpas
     int rc;
 
     *out = NULL;
-    if (kdc == NULL || kdc->db_path == NULL)
-        return ck_error_set(CK_ERR_CONFIG, "kpasswd: no database path");
     if ((srv = calloc(1, sizeof(*srv))) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "kpasswd");
-    srv->kdc = kdc;
-    srv->clockskew = kdc->clockskew > 0 ? kdc->clockskew : KDC_DEFAULT_CLOCKSKEW;
-    if ((rc = parse_admins(srv, admins)) != 0 ||
-        (rc = ck_rcache_new(0, 2 * srv->clockskew, &srv->rcache)) != 0) {
+    if ((rc = server_configure(srv, kdc, admins)) != 0) {
         kpasswd_server_free(srv);
         return rc;
     }
@@ -588,17 +599,16 @@ net_handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t
 }
 
 int
-kpasswd_server_start(const struct kdc_config *kdc, const char *const *listen, size_t n_listen,
-                     const char *admins, struct kpasswd_server **out)
+kpasswd_server_bind(const char *const *listen, size_t n_listen, struct kpasswd_server **out)
 {
-    struct kpasswd_server *srv = NULL;
+    struct kpasswd_server *srv;
     struct ck_net_config ncfg;
     struct ck_net_callbacks cb;
     int rc;
 
     *out = NULL;
-    if ((rc = kpasswd_server_new(kdc, admins, &srv)) != 0)
-        return rc;
+    if ((srv = calloc(1, sizeof(*srv))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "kpasswd");
     memset(&ncfg, 0, sizeof(ncfg));
     ncfg.listen = listen;
     ncfg.n_listen = n_listen;
@@ -613,7 +623,7 @@ kpasswd_server_start(const struct kdc_config *kdc, const char *const *listen, si
     cb.worker_fini = net_worker_fini;
     cb.arg = srv;
     if ((rc = ck_net_server_new(&ncfg, &cb, &srv->net)) != 0 ||
-        (rc = ck_net_server_start(srv->net)) != 0) {
+        (rc = ck_net_server_bind(srv->net)) != 0) {
         char msg[512];
 
         ck_strlcpy(msg, ck_error_context(), sizeof(msg));
@@ -621,6 +631,22 @@ kpasswd_server_start(const struct kdc_config *kdc, const char *const *listen, si
         return ck_error_set(rc, "kpasswd: %s", msg);
     }
     *out = srv;
+    return 0;
+}
+
+int
+kpasswd_server_run(struct kpasswd_server *srv, const struct kdc_config *kdc, const char *admins)
+{
+    int rc;
+
+    if ((rc = server_configure(srv, kdc, admins)) != 0)
+        return rc;
+    if ((rc = ck_net_server_run(srv->net)) != 0) {
+        char msg[512];
+
+        ck_strlcpy(msg, ck_error_context(), sizeof(msg));
+        return ck_error_set(rc, "kpasswd: %s", msg);
+    }
     return 0;
 }
 
