@@ -2,8 +2,10 @@
 BUILD      ?= build
 ASAN_BUILD ?= build-asan
 FUZZ_BUILD ?= build-fuzz
+PREFIX     ?= /usr/local
+DESTDIR    ?=
 
-.PHONY: all deps build asan fuzz demo test bench clean
+.PHONY: all deps build asan fuzz demo test bench install clean
 
 all: build
 
@@ -32,6 +34,14 @@ test:
 bench: build
 	@bash bench/run.sh $(BUILD)
 	@bash bench/pkinit_run.sh $(BUILD)
+
+# Installs cablekey-kdc (sbin), cablekey (bin), the docs and the systemd unit under
+# $(DESTDIR)$(PREFIX). Builds $(BUILD) first if it was never configured; an existing build
+# directory keeps its build type.
+install:
+	@[ -f $(BUILD)/build.ninja ] || $(MAKE) --no-print-directory build BUILD=$(BUILD)
+	@ninja -C $(BUILD) cablekey-kdc cablekey-cli >/dev/null
+	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
 	rm -rf $(BUILD) $(ASAN_BUILD) $(FUZZ_BUILD)

@@ -4,7 +4,10 @@
  * daemon is (so callgrind counts the same code the daemon runs).
  *   bench_kdc_inproc [ITERATIONS [CACHE_CHECK_MS [as|tgs|as0|as0udp|all]]]
  *   (defaults 100000, the worker's own, all; CACHE_CHECK_MS -1: the worker's own; BENCH_LOG=info
- *   logs a line per request as the daemon does at its default level). as0udp sends
+ *   logs a line per request as the daemon does at its default level; BENCH_LOCKOUT=on gives the
+ *   client a lockout policy (max failures 5) with the KDC's counting on, =off turns counting and
+ *   last-success recording off; unset: the defaults, no policy). The AS loop calls the worker's
+ *   idle step after each request, as the daemon's event loop does. as0udp sends
  *   the PREAUTH_REQUIRED request over "UDP" with a different nonce each time, so every one
  *   misses the lookaside cache and is stored in it, as under load. */
 #include <stdio.h>
@@ -69,7 +72,7 @@ main(int argc, char **argv)
     CK_PRINCIPAL_NAME *cname = NULL;
     uint8_t *as = NULL, *tg = NULL, *as0 = NULL, *plain = NULL;
     size_t as_len = 0, tg_len = 0, as0_len = 0, n = 0, plain_len = 0;
-    const char *which = argc > 3 ? argv[3] : "all";
+    const char *which = argc > 3 ? argv[3] : "all", *lockout;
     long iters = argc > 1 ? strtol(argv[1], NULL, 10) : 100000;
     int64_t t;
     int32_t usec;
@@ -85,8 +88,23 @@ main(int argc, char **argv)
         die("realm", rc);
     add(s, "bench@" REALM, "benchpw", CK_ATTR_REQUIRES_PREAUTH);
     add(s, "host/bench.test@" REALM, NULL, 0);
+    lockout = getenv("BENCH_LOCKOUT");
+    if (lockout != NULL && strcmp(lockout, "on") == 0) {
+        ck_policy pol;
+
+        memset(&pol, 0, sizeof(pol));
+        ck_strlcpy(pol.name, "benchlock", sizeof(pol.name));
+        pol.max_failure = 5;
+        pol.failure_interval = 600;
+        pol.lockout_duration = 1800;
+        if ((rc = ck_store_create_policy(s, &pol)) ||
+            (rc = ck_store_set_principal_policy(s, "bench@" REALM, "benchlock")))
+            die("policy", rc);
+    }
     ck_store_close(s);
     memset(&cfg, 0, sizeof(cfg));
+    if (lockout != NULL && strcmp(lockout, "off") == 0)
+        cfg.disable_lockout = cfg.disable_last_success = true;
     cfg.db_path = db;
     cfg.enctypes[0] = et[0];
     cfg.n_enctypes = 1;
@@ -183,8 +201,10 @@ main(int argc, char **argv)
 
     if (strcmp(which, "all") == 0 || strcmp(which, "as") == 0) {
         t0 = now_us();
-        for (long i = 0; i < iters; i++)
+        for (long i = 0; i < iters; i++) {
             kdc_handle_request(w, as, as_len, KDC_TRANSPORT_TCP, NULL, reply, sizeof(reply), &n);
+            kdc_worker_idle(w);
+        }
         printf("AS  (PA-ENC-TIMESTAMP, aes256-sha1): %.2f us CPU per exchange\n",
                (now_us() - t0) / (double)iters);
     }

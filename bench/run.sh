@@ -27,6 +27,13 @@
 #   BENCH_WORKERS    KDC workers for both implementations (default 2)
 #   BENCH_KEEP_TMP=1 keep the temp dir (KDC logs, configs, generator output)
 #   BENCH_SKIP_MIT=1 / BENCH_SKIP_CK=1  measure only one implementation
+#   BENCH_LOCKOUT=1  lockout mode (docs/PERFORMANCE.md "Lockout"): the client principal gets a
+#                    lockout policy (max failures 5) on both KDCs; MIT runs with its lockout and
+#                    last-success recording on (its defaults); cablekey-kdc runs twice, with
+#                    counting off (disable_lockout, disable_last_success: label "cablekey") and
+#                    on (its defaults: label "cablekey-lockout"). AS only, warning level; prints
+#                    the lockout / no-lockout CPU ratio per round.
+#   BENCH_MODES      exchanges to run (default "as tgs"; "as" in lockout mode)
 set -uo pipefail
 export LC_ALL=C TZ=UTC
 
@@ -45,6 +52,13 @@ KRB5_DURATION=${BENCH_KRB5_DURATION:-5}
 SHAPES=${BENCH_SHAPES:-raw krb5}
 LEVELS=${BENCH_LEVELS:-warning info}
 ROUNDS=${BENCH_ROUNDS:-3}
+LOCKOUT=${BENCH_LOCKOUT:-0}
+if [ "$LOCKOUT" = 1 ]; then
+    MODES=${BENCH_MODES:-as}
+    LEVELS=warning
+else
+    MODES=${BENCH_MODES:-as tgs}
+fi
 
 REALM=BENCH.TEST
 CLIENT=bench
@@ -101,9 +115,11 @@ wait_udp() {
 # ---------------------------------------------------------------------------------------------
 # MIT krb5kdc realm. The db2 "lockout" module would write last-success/failure data to the
 # database on every preauthenticated AS exchange; disable_last_success and disable_lockout keep
-# the hot path free of disk writes, as cablekey's KDC is.
+# the hot path free of disk writes, as cablekey's KDC is. In lockout mode both are on (MIT's
+# defaults) and the client has a policy with -maxfailure.
 setup_mit() {
-    local d=$tmp/mit
+    local d=$tmp/mit mit_lockout=true
+    [ "$LOCKOUT" = 1 ] && mit_lockout=false
     mkdir -p "$d"
     MIT_PORT=$(free_port) || return 1
     cat >"$d/krb5.conf" <<EOF
@@ -132,8 +148,8 @@ EOF
     }
 [dbmodules]
     $REALM = {
-        disable_last_success = true
-        disable_lockout = true
+        disable_last_success = $mit_lockout
+        disable_lockout = $mit_lockout
     }
 [logging]
     kdc = FILE:$d/kdc.log
@@ -145,6 +161,12 @@ EOF
         >>"$d/setup.log" 2>&1 || return 1
     kadmin.local -r "$REALM" -q "addprinc -randkey -e $ENCTYPE:normal $SERVICE" \
         >>"$d/setup.log" 2>&1 || return 1
+    if [ "$LOCKOUT" = 1 ]; then
+        kadmin.local -r "$REALM" -q "addpol -maxfailure 5 -failurecountinterval 600 -lockoutduration 1800 benchlock" \
+            >>"$d/setup.log" 2>&1 || return 1
+        kadmin.local -r "$REALM" -q "modprinc -policy benchlock $CLIENT" \
+            >>"$d/setup.log" 2>&1 || return 1
+    fi
     # -n: stay in the foreground (its pid is ours); -w: worker processes, one per core.
     krb5kdc -n -w "$WORKERS" -r "$REALM" >"$d/stdout.log" 2>&1 &
     MIT_PID=$!
@@ -172,19 +194,31 @@ setup_ck() {
     CK_PORT=$(free_port) || return 1
     "$CK_CLI" init --db "$d/kdc.db" --realm "$REALM" --enctypes "$ENCTYPE" --max-life 10h \
         >"$d/setup.log" 2>&1 || return 1
+    local pol=()
+    if [ "$LOCKOUT" = 1 ]; then
+        "$CK_CLI" policy add --db "$d/kdc.db" benchlock --max-failure 5 --failure-interval 600 \
+            --lockout-duration 1800 >>"$d/setup.log" 2>&1 || return 1
+        pol=(--policy benchlock)
+    fi
     "$CK_CLI" principal add --db "$d/kdc.db" "$CLIENT" --password "$PASSWORD" \
-        --enctypes "$ENCTYPE" >>"$d/setup.log" 2>&1 || return 1
+        --enctypes "$ENCTYPE" "${pol[@]}" >>"$d/setup.log" 2>&1 || return 1
     "$CK_CLI" principal add --db "$d/kdc.db" "$SERVICE" --random --enctypes "$ENCTYPE" \
         >>"$d/setup.log" 2>&1 || return 1
 }
 
-# start_ck LOG_LEVEL: one cablekey-kdc per level, each on its own port, sharing the database.
+# start_ck LOG_LEVEL [LOCKOUT]: one cablekey-kdc per level, each on its own port, sharing the
+# database; LOCKOUT "off" writes a kdc.conf with disable_lockout and disable_last_success.
 # Sets CK_PORT and CK_PID.
 start_ck() {
-    local d=$tmp/ck
+    local d=$tmp/ck conf=()
     CK_PORT=$(free_port) || return 1
-    "$CK_KDC" --listen "127.0.0.1:$CK_PORT" --db "$d/kdc.db" --log "$d/kdc-$1.log" \
-        --log-level "$1" --workers "$WORKERS" >"$d/stdout-$1.log" 2>&1 &
+    if [ "${2:-}" = off ]; then
+        printf '[realms]\n    %s = {\n        database_name = %s\n        disable_lockout = true\n        disable_last_success = true\n    }\n' \
+            "$REALM" "$d/kdc.db" >"$d/kdc-nolockout.conf"
+        conf=(-c "$d/kdc-nolockout.conf")
+    fi
+    "$CK_KDC" "${conf[@]}" --listen "127.0.0.1:$CK_PORT" --db "$d/kdc.db" --log "$d/kdc-$1-${2:-on}.log" \
+        --log-level "$1" --workers "$WORKERS" >"$d/stdout-$1-${2:-on}.log" 2>&1 &
     CK_PID=$!
     CK_PIDS="$CK_PIDS $CK_PID"
     wait_udp "$CK_PORT"
@@ -263,16 +297,26 @@ if [ "${BENCH_SKIP_CK:-0}" != 1 ]; then
         tail -n 20 "$tmp/ck/setup.log" >&2
     else
         # warning: the benchmark setting (per-request logging off); info: the operator default.
+        # Lockout mode: counting off ("cablekey", the baseline) and on ("cablekey-lockout").
+        ck_runs=""
         for level in $LEVELS; do
             label=cablekey
             [ "$level" != warning ] && label=cablekey-$level
-            if start_ck "$level"; then
+            if [ "$LOCKOUT" = 1 ]; then
+                ck_runs="$ck_runs $label:$level:off $label-lockout:$level:on"
+            else
+                ck_runs="$ck_runs $label:$level:on"
+            fi
+        done
+        for run in $ck_runs; do
+            IFS=: read -r label level lk <<<"$run"
+            if start_ck "$level" "$lk"; then
                 IMPLS="$IMPLS $label"
                 IMPL_PORT[$label]=$CK_PORT
                 IMPL_PID[$label]=$CK_PID
             else
-                echo "bench: cablekey-kdc ($level) did not start:" >&2
-                tail -n 20 "$tmp/ck/stdout-$level.log" "$tmp/ck/kdc-$level.log" 2>/dev/null >&2
+                echo "bench: cablekey-kdc ($level, lockout $lk) did not start:" >&2
+                tail -n 20 "$tmp/ck/stdout-$level-$lk.log" "$tmp/ck/kdc-$level-$lk.log" 2>/dev/null >&2
             fi
         done
     fi
@@ -281,13 +325,13 @@ fi
 # Warm-up, not recorded: code paths, principal caches, lookaside caches full (as they are on a
 # KDC that has been up for a while).
 for impl in $IMPLS; do
-    for mode in as tgs; do
+    for mode in $MODES; do
         run_one warm raw "$mode" "$impl"
     done
 done
 for round in $(seq 1 "$ROUNDS"); do
     for shape in $SHAPES; do
-        for mode in as tgs; do
+        for mode in $MODES; do
             for impl in $IMPLS; do
                 run_one "$round" "$shape" "$mode" "$impl"
             done
@@ -364,4 +408,19 @@ END {
                 printf "%-5s %-18s %-4s MIT CPU / ours = %5.2fx  (rounds:%s)   ours rps / MIT rps = %5.2fx\n",
                        shapes[s], impls[j], modes[m], median(list), shown, median(rlist)
             }
+    # Lockout mode: what counting costs cablekey-kdc (goal: at most 1.10).
+    for (s = 1; s <= 2; s++)
+        for (m = 1; m <= 2; m++) {
+            list = ""; shown = ""
+            for (r = 1; r <= maxround; r++) {
+                bk = r "/" shapes[s] "/cablekey/" modes[m]
+                lk = r "/" shapes[s] "/cablekey-lockout/" modes[m]
+                if (!(bk in cpu) || !(lk in cpu) || cpu[bk] <= 0) continue
+                x = cpu[lk] / cpu[bk]
+                list = list " " x; shown = shown sprintf(" %.3f", x)
+            }
+            if (list == "") continue
+            if (!hdr++) printf "\nLockout on / off, cablekey-kdc CPU per exchange (goal <= 1.10), median first:\n\n"
+            printf "%-5s %-4s lockout / no lockout = %5.3fx  (rounds:%s)\n", shapes[s], modes[m], median(list), shown
+        }
 }' "$tmp/results"

@@ -60,10 +60,13 @@ done
 [ -x "$CLI" ] || fail "$CLI not built (run: make build)"
 [ -x "$KDC" ] || fail "$KDC not built (run: make build)"
 
-PORT=$(python3 - <<'EOF'
-import random, socket
+free_port() {
+    python3 - "$@" <<'EOF'
+import random, socket, sys
 for _ in range(200):
     p = random.randint(20000, 60999)
+    if str(p) in sys.argv[1:]:
+        continue
     try:
         t = socket.socket(); t.bind(("127.0.0.1", p))
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("127.0.0.1", p))
@@ -71,8 +74,11 @@ for _ in range(200):
     except OSError:
         continue
 EOF
-) || fail "no free port"
+}
+PORT=$(free_port) || fail "no free port"
 [ -n "$PORT" ] || fail "no free port"
+KPORT=$(free_port "$PORT") || fail "no free port for kpasswd"
+[ -n "$KPORT" ] || fail "no free port for kpasswd"
 
 printf '%scablekey demo%s: realm %s, SQLite database in %s, KDC on 127.0.0.1:%s\n' "$B" "$N" "$REALM" "$WORK" "$PORT"
 
@@ -114,6 +120,7 @@ step "Write kdc.conf and start cablekey-kdc"
 cat >"$WORK/kdc.conf" <<EOF
 [kdcdefaults]
     kdc_listen = 127.0.0.1:$PORT
+    kpasswd_listen = 127.0.0.1:$KPORT
 
 [realms]
     $REALM = {
@@ -154,6 +161,7 @@ cat >"$KRB5_CONFIG" <<EOF
 [realms]
     $REALM = {
         kdc = 127.0.0.1:$PORT
+        kpasswd_server = 127.0.0.1:$KPORT
         pkinit_anchors = FILE:$PKI/sp-root.pem
         pkinit_pool = FILE:$PKI/sp-ca.pem
     }
@@ -175,6 +183,18 @@ timeout -k 5 30 kinit -X "X509_user_identity=PKCS12:$WORK/alice.p12" alice <"$WO
 run klist
 run kvno "$SVC"
 
+step "alice changes her password with stock MIT kpasswd (RFC 3244 service in cablekey-kdc)"
+show "kpasswd alice   (old: demo-password, new: demo-password-2)"
+printf 'demo-password\ndemo-password-2\ndemo-password-2\n' | timeout -k 5 30 kpasswd alice \
+    >"$WORK/out" 2>&1 || { sed 's/^/    /' "$WORK/out"; fail "kpasswd alice"; }
+sed 's/^/    /' "$WORK/out"
+sleep 0.3   # the KDC workers see a changed principal within 200 ms (their cache's change check)
+show "echo demo-password-2 | kinit alice"
+printf 'demo-password-2\n' | timeout -k 5 30 kinit alice >"$WORK/out" 2>&1 || {
+    sed 's/^/    /' "$WORK/out"; fail "kinit alice with the new password"; }
+run klist
+run kdestroy
+
 step "A phone adapter logs in with its manufacturer certificate (PacketCable form, device table)"
 run "$CLI" mta login --identity "$WORK/mta.p12" --password-file "$WORK/pki.pw" \
     --kdc "127.0.0.1:$PORT" --realm "$REALM" --principal "$MTA" --anchors "$PKI/sp-root.pem" \
@@ -194,9 +214,14 @@ if timeout -k 5 30 "$CLI" mta login --identity "$WORK/mta.p12" --password-file "
 fi
 sed 's/^/    /' "$WORK/out"
 
+step "Administration: the audit log of every change, an online backup and an integrity check"
+run "$CLI" audit list --db "$DB" --limit 6
+run "$CLI" db backup --db "$DB" "$WORK/kdc-backup.db"
+run "$CLI" db check --db "$WORK/kdc-backup.db" --stash "$DB.stash"
+
 step "What the KDC logged for those requests"
 sleep 0.2
-if grep -E "AS_REQ|TGS_REQ" "$WORK/kdc.log" >"$WORK/req.log"; then
+if grep -E "AS_REQ|TGS_REQ|KPASSWD" "$WORK/kdc.log" >"$WORK/req.log"; then
     sed 's/^/    /' "$WORK/req.log"
 else
     fail "no AS_REQ/TGS_REQ lines in the KDC log"
@@ -220,52 +245,15 @@ timeout 10 kdestroy >/dev/null 2>&1
 cat <<EOF
 
 ${B}How to run it for real${N}
-  # 1. realm database and stash (root only; the stash must stay mode 0600)
-  install -d -m 0700 /var/lib/cablekey /etc/cablekey
-  $CLI init --db /var/lib/cablekey/kdc.db --realm EXAMPLE.COM
-  $CLI principal add --db /var/lib/cablekey/kdc.db alice --password-stdin
-  $CLI principal add --db /var/lib/cablekey/kdc.db host/server.example.com --random
-  $CLI keytab export --db /var/lib/cablekey/kdc.db --out /etc/krb5.keytab host/server.example.com
-
-  # 1b. certificates: the operator PKI (or 'pki import' an existing one), devices by MAC
-  $CLI pki init --dir /etc/cablekey/pki --realm EXAMPLE.COM --org "Example Cable" --password-file /etc/cablekey/pki.pw
-  $CLI pki issue-device --dir /etc/cablekey/pki --mac 00:11:22:33:44:55 --out mta.p12 --password-file /etc/cablekey/pki.pw
-  $CLI principal add --db /var/lib/cablekey/kdc.db mta-001122334455 --random
-  $CLI device add --db /var/lib/cablekey/kdc.db --mac 00:11:22:33:44:55 --principal mta-001122334455
-
-  # 2. /etc/cablekey/kdc.conf (krb5 profile syntax, the names of MIT's kdc.conf)
-  [kdcdefaults]
-      kdc_listen = 0.0.0.0:88
-  [realms]
-      EXAMPLE.COM = {
-          database_name = /var/lib/cablekey/kdc.db
-          key_stash_file = /var/lib/cablekey/kdc.db.stash
-          max_life = 10h
-          max_renewable_life = 7d
-          pkinit_identity = PKCS12:/etc/cablekey/pki/kdc.p12
-          pkinit_password_file = /etc/cablekey/pki.pw
-          pkinit_anchors = FILE:/etc/cablekey/pki/sp-root.pem
-          pkinit_packetcable_anchors = FILE:/etc/cablekey/pki/mfg-root.pem
-      }
-
-  # 3. check, then run in the foreground (logs one line per request, SIGTERM to stop)
-  $KDC -c /etc/cablekey/kdc.conf --check
-  $KDC -c /etc/cablekey/kdc.conf --log /var/log/cablekey-kdc.log
-
-  # 4. under systemd: /etc/systemd/system/cablekey-kdc.service
-  [Service]
-  Type=notify
-  ExecStart=$KDC -c /etc/cablekey/kdc.conf --log stderr
-  Restart=on-abnormal
-  NoNewPrivileges=yes
-  PrivateDevices=yes
-  ProtectSystem=strict
-  ReadWritePaths=/var/lib/cablekey
-  CapabilityBoundingSet=CAP_NET_BIND_SERVICE
-  AmbientCapabilities=CAP_NET_BIND_SERVICE
-  # then: systemctl daemon-reload && systemctl enable --now cablekey-kdc
-
-  # clients: krb5.conf [realms] EXAMPLE.COM = { kdc = your-kdc-host:88 }, then kinit alice
+  README.md, "Running a realm for real": make install, the service user _cablekey who owns the
+  database and stash, /etc/cablekey/kdc.conf checked with --check, the hardened systemd unit
+  (Type=notify; binds port 88 as root, then drops to _cablekey; systemctl reload re-reads the
+  configuration), a client krb5.conf. A test (tests/interop/t_service.sh) runs that section.
+  Then, as in this demo:
+    cablekey pki init ... / pki issue-device ...       the operator PKI and device certificates
+    cablekey device add --db ... --mac ... --principal the device table (no CRLs for devices)
+    kpasswd_listen = ADDR:464 in kdc.conf              password changes with stock kpasswd
+    cablekey db backup --db ... OUT                    online backups (keep the stash apart)
 EOF
 printf '\n%sdemo OK%s\n' "$G" "$N"
 exit 0

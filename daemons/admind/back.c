@@ -173,6 +173,57 @@ apply_attributes(ck_db_principal *p, const struct ck_admin_principal_req *req)
     p->attributes = (p->attributes | req->flags_set) & ~req->flags_clear;
 }
 
+/* A password refused by a policy, or a policy that does not exist, is the request's fault
+ * (400); other store errors map as usual. */
+static void
+fail_policy(struct reply *r, int rc, const char *what)
+{
+    if (rc == CK_ERR_POLICY)
+        fail(r, 400, "bad_request", "%s: %s", what, ck_error_context());
+    else
+        fail_store(r, rc, what);
+}
+
+/* The policy of a new principal, as `cablekey principal add` (MIT addprinc): the one the request
+ * names, none if it says null, else the policy named "default" if there is one. A password must
+ * satisfy it; it then sets the last password change and, unless the request sets pw_expires,
+ * the password expiry. */
+static int
+create_policy(struct back *b, const struct ck_admin_principal_req *req, ck_db_principal *p)
+{
+    const char *name = "default";
+    ck_policy pol;
+    int64_t now = 0;
+    int rc;
+
+    if (req->present & CK_ADMIN_REQ_POLICY) {
+        if (req->policy[0] == '\0')
+            return 0;
+        name = req->policy;
+    }
+    if ((rc = ck_store_get_policy(b->store, name, &pol)) == CK_ERR_NOTFOUND) {
+        if (!(req->present & CK_ADMIN_REQ_POLICY)) {
+            ck_error_clear();
+            return 0;
+        }
+        return ck_error_set(CK_ERR_POLICY, "no policy named %s", name);
+    }
+    if (rc != 0)
+        return rc;
+    if (req->password != NULL &&
+        (rc = ck_store_check_password(b->store, NULL, &pol, req->password, req->password_len)) != 0)
+        return rc;
+    if ((p->policy = strdup(pol.name)) == NULL)
+        return CK_ERR_NOMEM;
+    if (req->password != NULL) {
+        ck_now(&now, NULL);
+        p->last_pwd_change = now;
+        if (pol.max_life > 0 && !(req->present & CK_ADMIN_REQ_PW_EXPIRES))
+            p->pw_expires = now + pol.max_life;
+    }
+    return 0;
+}
+
 static void
 op_create(struct back *b, const json_t *msg, struct reply *r)
 {
@@ -194,6 +245,10 @@ op_create(struct back *b, const json_t *msg, struct reply *r)
      * the request's changes: as `cablekey principal add` and MIT's default_principal_flags. */
     p->attributes = b->realm->default_attributes;
     apply_attributes(p, &req);
+    if ((rc = create_policy(b, &req, p)) != 0) {
+        fail_policy(r, rc, name);
+        goto out;
+    }
     rc = ck_db_keys_make(name, req.password, req.password_len,
                          enc ? req.enctypes : b->realm->enctypes,
                          enc ? req.n_enctypes : b->realm->n_enctypes, 1, &p->keys, &p->n_keys);
@@ -222,12 +277,21 @@ op_modify(struct back *b, const json_t *msg, struct reply *r)
     check_members(msg, members);
     name = get_name(b, msg);
     get_request(msg, CK_ADMIN_REQ_MODIFY, &req);
-    if ((rc = ck_store_get_principal(b->store, name, &p)) == 0) {
+    rc = 0;
+    if ((req.present & ~CK_ADMIN_REQ_POLICY) != 0 &&
+        (rc = ck_store_get_principal(b->store, name, &p)) == 0) {
         apply_attributes(p, &req);
         rc = ck_store_update_principal(b->store, p);
     }
+    if (rc == 0 && (req.present & CK_ADMIN_REQ_POLICY)) {
+        rc = ck_store_set_principal_policy(b->store, name,
+                                           req.policy[0] != '\0' ? req.policy : NULL);
+        /* The principal exists (or the update above failed first): a missing policy. */
+        if (rc == CK_ERR_NOTFOUND && (p != NULL || ck_store_get_principal(b->store, name, &p) == 0))
+            rc = ck_error_set(CK_ERR_POLICY, "no policy named %s", req.policy);
+    }
     if (rc != 0)
-        fail_store(r, rc, name);
+        fail_policy(r, rc, name);
     else
         reply_principal(b, r, name, 200);
     ck_db_principal_free(p);
@@ -250,16 +314,32 @@ op_keys(struct back *b, const json_t *msg, struct reply *r)
     name = get_name(b, msg);
     get_request(msg, CK_ADMIN_REQ_KEYS, &req);
     enc = (req.present & CK_ADMIN_REQ_ENCTYPES) != 0;
-    /* The kvno passed here is ignored by the rotation, which numbers the keys itself. */
-    rc = ck_db_keys_make(name, req.password, req.password_len,
-                         enc ? req.enctypes : b->realm->enctypes,
-                         enc ? req.n_enctypes : b->realm->n_enctypes, 1, &keys, &n_keys);
-    if (rc == 0)
-        rc = ck_store_rotate_keys(b->store, name, keys, n_keys, req.keep, &kvno);
+    if (req.password != NULL) {
+        int64_t now = 0;
+
+        /* A password change, as `cablekey principal rotate --password` and MIT's cpw: the
+         * principal's policy applies (an administrator skips only the minimum age), and the
+         * principal keeps its enctypes. */
+        if (req.present & (CK_ADMIN_REQ_ENCTYPES | CK_ADMIN_REQ_KEEP)) {
+            fail(r, 400, "bad_request", "%s: \"enctypes\" and \"keep\" do not apply with a "
+                 "password (the principal's enctypes are kept)", name);
+            goto out;
+        }
+        ck_now(&now, NULL);
+        rc = ck_store_change_password(b->store, name, req.password, req.password_len,
+                                      CK_PW_ADMIN, now, &kvno);
+    } else {
+        /* The kvno passed here is ignored by the rotation, which numbers the keys itself. */
+        rc = ck_db_keys_make(name, NULL, 0, enc ? req.enctypes : b->realm->enctypes,
+                             enc ? req.n_enctypes : b->realm->n_enctypes, 1, &keys, &n_keys);
+        if (rc == 0)
+            rc = ck_store_rotate_keys(b->store, name, keys, n_keys, req.keep, &kvno);
+    }
     if (rc != 0)
-        fail_store(r, rc, name);
+        fail_policy(r, rc, name);
     else
         reply_principal(b, r, name, 200);
+out:
     ck_db_keys_free(keys, n_keys);
     ck_admin_principal_req_clear(&req);
 }
@@ -393,6 +473,21 @@ op_rename(struct back *b, const json_t *msg, struct reply *r)
 }
 
 static void
+op_unlock(struct back *b, const json_t *msg, struct reply *r)
+{
+    static const char *const members[] = {"op", "actor", "name", NULL};
+    const char *name;
+    int rc;
+
+    check_members(msg, members);
+    name = get_name(b, msg);
+    if ((rc = ck_store_unlock_principal(b->store, name)) != 0)
+        fail_store(r, rc, name);
+    else
+        reply_principal(b, r, name, 200);
+}
+
+static void
 op_realm_modify(struct back *b, const json_t *msg, struct reply *r)
 {
     static const char *const members[] = {"op", "actor", "req", NULL};
@@ -485,7 +580,7 @@ static const struct {
     {"principal.modify", op_modify},   {"principal.delete", op_delete},
     {"principal.keys", op_keys},       {"device.list", op_device_list},
     {"device.get", op_device_get},     {"principal.rename", op_rename},
-    {"realm.modify", op_realm_modify},
+    {"realm.modify", op_realm_modify}, {"principal.unlock", op_unlock},
 };
 
 /* One operation. This is the one place where the authenticated caller of each store operation

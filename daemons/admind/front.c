@@ -671,7 +671,8 @@ route(const struct front *f, const char *method, const char *url, struct route *
             rt->query = list_query;
             return 0;
         }
-        if (n > 4 || (n == 4 && strcmp(seg[3], "keys") != 0 && strcmp(seg[3], "rename") != 0))
+        if (n > 4 || (n == 4 && strcmp(seg[3], "keys") != 0 && strcmp(seg[3], "rename") != 0 &&
+                      strcmp(seg[3], "unlock") != 0))
             return 404;
         if (canonical_name(f, seg[2], rt->target, sizeof(rt->target), why, why_size) != 0)
             return 400;
@@ -684,6 +685,15 @@ route(const struct front *f, const char *method, const char *url, struct route *
             rt->op = "principal.rename";
             rt->perm = CK_ADMIN_PERM_DELETE;
             rt->rename_body = true;
+            return 0;
+        }
+        if (n == 4 && strcmp(seg[3], "unlock") == 0) {
+            /* MIT: modprinc -unlock, so 'm'. */
+            rt->allow = "POST";
+            if (!post)
+                return 405;
+            rt->op = "principal.unlock";
+            rt->perm = CK_ADMIN_PERM_MODIFY;
             return 0;
         }
         if (n == 4) {

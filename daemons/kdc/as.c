@@ -125,6 +125,11 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
         kdc_fail(r, CK_KDC_ERR_CLIENT_REVOKED, "CLIENT_LOCKED_OUT", NULL);
         return;
     }
+    if (kdc_lockout_locked(w, client, r->now)) {
+        kdc_fail(r, CK_KDC_ERR_CLIENT_REVOKED, "CLIENT_LOCKED_OUT",
+                 "too many failed pre-authentications");
+        return;
+    }
     if (server->attributes & (CK_ATTR_DISALLOW_ALL_TIX | CK_ATTR_DISALLOW_SVR)) {
         kdc_fail(r, CK_KDC_ERR_POLICY, "SERVICE_DISALLOWED", NULL);
         return;
@@ -172,6 +177,12 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     };
     pa = kdc_preauth_verify(w, &call, &run);
     if (pa < 0) {
+        /* Counted as MIT counts: a wrong key, not a skewed clock or a malformed request. */
+        if (run.err.code == CK_KDC_ERR_PREAUTH_FAILED ||
+            run.err.code == CK_KRB_AP_ERR_BAD_INTEGRITY) {
+            r->auth_client = client;
+            r->auth_event = KDC_AUTH_FAILED;
+        }
         fail_preauth(r, &call, &run);
         goto out;
     }
@@ -270,6 +281,10 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     if (rc != 0)
         goto fail;
     r->status = "ISSUE";
+    if (pa > 0) {
+        r->auth_client = client;
+        r->auth_event = KDC_AUTH_OK;
+    }
     ck_strlcpy(r->detail, run.detail, sizeof(r->detail));
     goto out;
 fail:

@@ -57,7 +57,8 @@ kdc_daemon_config_init(struct kdc_daemon_config *dc)
     dc->tcp_max_connections = KDC_DEFAULT_TCP_MAX_CONNECTIONS;
     dc->tcp_idle_timeout = KDC_DEFAULT_TCP_IDLE;
     dc->cpu_affinity = true;
-    dc->log_dest = CK_LOG_STDERR;
+    dc->log.dest = CK_LOG_STDERR;
+    dc->log.level = -1;
     dc->log_level = LOG_INFO;
 }
 
@@ -81,8 +82,8 @@ kdc_daemon_config_free(struct kdc_daemon_config *dc)
     dc->n_kpasswd_listen = 0;
     free(dc->kpasswd_admins);
     dc->kpasswd_admins = NULL;
-    free(dc->log_path);
-    dc->log_path = NULL;
+    free(dc->user);
+    dc->user = NULL;
 }
 
 static int
@@ -244,231 +245,359 @@ kdc_config_parse_enctypes(const char *value, int32_t *enctypes, size_t *n)
     return 0;
 }
 
-/* Facility names are validated for MIT compatibility; the log module always uses LOG_DAEMON. */
-static bool
-known_facility(const char *name)
-{
-    static const char *const names[] = {"DAEMON", "AUTH", "AUTHPRIV", "USER", "LOCAL0",
-                                        "LOCAL1", "LOCAL2", "LOCAL3", "LOCAL4", "LOCAL5",
-                                        "LOCAL6", "LOCAL7"};
-
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcasecmp(name, names[i]) == 0)
-            return true;
-    return false;
-}
-
 int
 kdc_config_set_log(struct kdc_daemon_config *dc, const char *spec)
 {
-    if (strcasecmp(spec, "STDERR") == 0) {
-        dc->log_dest = CK_LOG_STDERR;
-        return 0;
-    }
-    if (strncasecmp(spec, "SYSLOG", 6) == 0 && (spec[6] == '\0' || spec[6] == ':')) {
-        char buf[64];
-        char *level, *facility;
+    struct ck_log_target t;
+    int rc;
 
-        ck_strlcpy(buf, spec, sizeof(buf));
-        level = buf[6] == ':' ? buf + 7 : NULL;
-        facility = level != NULL ? strchr(level, ':') : NULL;
-        if (facility != NULL)
-            *facility++ = '\0';
-        if (level != NULL && *level != '\0') {
-            int l = ck_log_level_from_name(level);
-            if (l < 0)
-                return ck_error_set(CK_ERR_CONFIG, "log \"%s\": unknown level \"%s\"", spec,
-                                    level);
-            dc->log_level = l;
-        }
-        if (facility != NULL && !known_facility(facility))
-            return ck_error_set(CK_ERR_CONFIG, "log \"%s\": unknown facility \"%s\"", spec,
-                                facility);
-        dc->log_dest = CK_LOG_SYSLOG;
-        return 0;
-    }
-    if (strncasecmp(spec, "FILE:", 5) == 0 || strncasecmp(spec, "FILE=", 5) == 0)
-        spec += 5;
-    if (*spec == '\0')
-        return ck_error_set(CK_ERR_CONFIG, "log: empty file name");
-    if (set_string(&dc->log_path, spec) != 0)
-        return CK_ERR_NOMEM;
-    dc->log_dest = CK_LOG_FILE;
+    if ((rc = ck_log_target_parse(spec, true, &t)) != 0)
+        return rc;
+    if (t.level >= 0)
+        dc->log_level = t.level;
+    dc->log = t;
     return 0;
 }
+
+/* ---- the schema ------------------------------------------------------------------------- */
+
+#define DEFAULTS(name) {"kdcdefaults", name, CK_CONF_TOP}
+#define REALM(name) {"realms", name, CK_CONF_SUB}
+#define LOGGING(name) {"logging", name, CK_CONF_TOP}
+
+const struct ck_conf_key kdc_conf_keys[] = {
+    DEFAULTS("kdc_listen"),
+    DEFAULTS("kdc_ports"),                 /* MIT: without kdc_listen, these ports everywhere */
+    DEFAULTS("kdc_tcp_listen"),            /* MIT: accepted when equal to kdc_listen */
+    DEFAULTS("kdc_tcp_ports"),
+    DEFAULTS("kpasswd_listen"),            /* the kpasswd service */
+    DEFAULTS("kdc_max_dgram_reply_size"),
+    DEFAULTS("kdc_max_request_size"),
+    DEFAULTS("kdc_tcp_max_connections"),
+    DEFAULTS("kdc_tcp_idle_timeout"),
+    DEFAULTS("kdc_workers"),
+    DEFAULTS("kdc_cpu_affinity"),
+    DEFAULTS("kdc_user"),
+    REALM("database_name"),
+    REALM("key_stash_file"),
+    REALM("max_life"),
+    REALM("max_renewable_life"),
+    REALM("supported_enctypes"),
+    REALM("clockskew"),
+    REALM("lookaside"),
+    REALM("kdc_listen"),
+    REALM("kdc_ports"),
+    REALM("kdc_tcp_listen"),
+    REALM("kdc_tcp_ports"),
+    REALM("kpasswd_listen"),
+    REALM("kpasswd_admins"),               /* who may set others' passwords (kpasswd.c) */
+    REALM("disable_lockout"),              /* lockout.c; MIT has it in [dbmodules] */
+    REALM("disable_last_success"),
+    /* MIT keys accepted without effect, so an MIT realm's kdc.conf loads: they concern kadmind
+     * and kdb5_util, not the KDC. */
+    REALM("acl_file"),
+    REALM("admin_keytab"),
+    REALM("dict_file"),
+    REALM("kadmind_port"),
+    REALM("kpasswd_port"),
+    REALM("master_key_type"),
+    REALM("default_principal_flags"),
+    /* PKINIT (pkinit_config.c reads them: KDC_PKINIT_CONFIG_KEYS, checked by test_daemon). */
+    REALM("pkinit_identity"),
+    REALM("pkinit_password_file"),
+    REALM("pkinit_anchors"),
+    REALM("pkinit_device_anchors"),
+    REALM("pkinit_packetcable_anchors"),
+    REALM("pkinit_pool"),
+    REALM("pkinit_revoke"),
+    REALM("pkinit_dh_min_bits"),
+    REALM("pkinit_require_freshness"),
+    REALM("pkinit_allow_rsa_key_transport"),
+    REALM("pkinit_eku_checking"),
+    REALM("pkinit_cert_cache_size"),
+    REALM("pkinit_thumbprint_cache_size"),
+    LOGGING("kdc"),
+    LOGGING("default"),
+    LOGGING("admin_server"),               /* kadmind's; accepted without effect */
+    LOGGING("level"),
+};
+const size_t kdc_conf_n_keys = sizeof(kdc_conf_keys) / sizeof(kdc_conf_keys[0]);
 
 /* ---- typed readers ---------------------------------------------------------------------- */
 
-static int
-get_int(const char *key, const char *value, int64_t min, int64_t max, int64_t *out)
+/* The value of section[/sub]/key, or NULL. */
+static const char *
+get(const struct ck_profile *prof, const char *section, const char *sub, const char *key)
 {
-    if (ck_parse_int64(value, min, max, out) != 0)
-        return ck_error_set(CK_ERR_CONFIG, "%s = \"%s\": expected a number from %lld to %lld",
-                            key, value, (long long)min, (long long)max);
+    return sub != NULL ? ck_profile_get(prof, section, sub, key, NULL)
+                       : ck_profile_get(prof, section, key, NULL);
+}
+
+/* msg may be ck_error_context() itself: it is copied before the context is rewritten. */
+static int
+bad(const struct ck_profile *prof, const char *section, const char *sub, const char *key,
+    const char *msg)
+{
+    char copy[512];
+
+    ck_strlcpy(copy, msg, sizeof(copy));
+    return sub != NULL ? ck_conf_error(prof, CK_ERR_CONFIG, copy, section, sub, key, NULL)
+                       : ck_conf_error(prof, CK_ERR_CONFIG, copy, section, key, NULL);
+}
+
+/* Reads an integer in [min, max]; *out is untouched when the key is absent. */
+static int
+get_int(const struct ck_profile *prof, const char *section, const char *sub, const char *key,
+        int64_t min, int64_t max, int64_t *out)
+{
+    const char *v = get(prof, section, sub, key);
+    char msg[96];
+
+    if (v == NULL)
+        return 0;
+    if (ck_parse_int64(v, min, max, out) != 0) {
+        snprintf(msg, sizeof(msg), "expected a number from %lld to %lld", (long long)min,
+                 (long long)max);
+        return bad(prof, section, sub, key, msg);
+    }
     return 0;
 }
 
 static int
-get_duration(const char *key, const char *value, int64_t min, int64_t *out)
+get_duration(const struct ck_profile *prof, const char *section, const char *sub,
+             const char *key, int64_t min, int64_t max, int64_t *out)
 {
-    int64_t v;
+    const char *v = get(prof, section, sub, key);
+    int64_t d;
 
-    if (ck_parse_duration(value, &v) != 0 || v < min)
-        return ck_error_set(CK_ERR_CONFIG, "%s = \"%s\": expected a duration such as 10h",
-                            key, value);
-    *out = v;
+    if (v == NULL)
+        return 0;
+    if (ck_parse_duration(v, &d) != 0 || d < min)
+        return bad(prof, section, sub, key, "expected a duration such as 10h");
+    if (d > max)
+        return bad(prof, section, sub, key, "more than a day");
+    *out = d;
     return 0;
 }
 
-/* Warns about relations under the path that are not in known (a NULL-terminated list). */
-static void
-warn_unknown(const struct ck_profile *prof, const char *where, const char *const *known,
-             const char *section, const char *sub)
+static int
+get_bool(const struct ck_profile *prof, const char *section, const char *sub, const char *key,
+         bool *out)
 {
-    const char *names[MAX_NAMES];
-    size_t n = sub != NULL ? ck_profile_relations(prof, names, MAX_NAMES, section, sub, NULL)
-                           : ck_profile_relations(prof, names, MAX_NAMES, section, NULL);
+    const char *v = get(prof, section, sub, key);
 
-    if (n > MAX_NAMES)
-        n = MAX_NAMES;
-    for (size_t i = 0; i < n; i++) {
-        bool ok = false;
-        for (size_t k = 0; known[k] != NULL && !ok; k++)
-            ok = strcmp(names[i], known[k]) == 0;
-        if (!ok)
-            ck_log_warn("%s: ignoring unknown setting \"%s\"", where, names[i]);
+    if (v != NULL && ck_parse_bool(v, out) != 0)
+        return bad(prof, section, sub, key, "expected yes or no");
+    return 0;
+}
+
+/* ---- listen addresses ------------------------------------------------------------------- */
+
+/* The tokens of a and b, in order (MIT configs repeat kdc_listen as kdc_tcp_listen). */
+static bool
+same_list(const char *a, const char *b)
+{
+    for (;;) {
+        size_t na, nb;
+
+        a += strspn(a, " \t,");
+        b += strspn(b, " \t,");
+        na = strcspn(a, " \t,");
+        nb = strcspn(b, " \t,");
+        if (na != nb || strncmp(a, b, na) != 0)
+            return false;
+        if (na == 0)
+            return true;
+        a += na;
+        b += nb;
     }
 }
+
+struct port_list {
+    struct kdc_daemon_config *dc;
+    char text[96];
+};
+
+static int
+add_port(const char *tok, void *arg)
+{
+    struct port_list *pl = arg;
+    int64_t port;
+    size_t used = strlen(pl->text);
+
+    if (ck_parse_int64(tok, 1, 65535, &port) != 0)
+        return ck_error_set(CK_ERR_CONFIG, "\"%s\" is not a port number", tok);
+    if (used + strlen(tok) + 2 > sizeof(pl->text))
+        return ck_error_set(CK_ERR_LIMIT, "too many ports");
+    snprintf(pl->text + used, sizeof(pl->text) - used, "%s%.*s", used > 0 ? " " : "",
+             (int)(sizeof(pl->text) - used - 2), tok);
+    return add_listen(tok, pl->dc);
+}
+
+/* kdc_listen, or MIT's kdc_ports/kdc_tcp_ports, in [kdcdefaults] (sub NULL) or a realm's entry.
+ * cablekey-kdc serves UDP and TCP on the same addresses, so the TCP forms are accepted only when
+ * they say the same as the UDP ones; anything else is refused, never narrowed or widened. */
+static int
+load_listen(struct kdc_daemon_config *dc, const struct ck_profile *prof, const char *section,
+            const char *sub)
+{
+    const char *listen = get(prof, section, sub, "kdc_listen");
+    const char *tcp_listen = get(prof, section, sub, "kdc_tcp_listen");
+    const char *ports = get(prof, section, sub, "kdc_ports");
+    const char *tcp_ports = get(prof, section, sub, "kdc_tcp_ports");
+    struct port_list pl;
+    int rc;
+
+    if (tcp_listen != NULL && (listen == NULL || !same_list(listen, tcp_listen)))
+        return bad(prof, section, sub, "kdc_tcp_listen",
+                   "cablekey-kdc serves UDP and TCP on the same addresses: set kdc_listen "
+                   "(and kdc_tcp_listen only to the same list)");
+    if (listen != NULL) {
+        if ((rc = kdc_config_set_listen(dc, listen, true)) != 0)
+            return bad(prof, section, sub, "kdc_listen", ck_error_context());
+        dc->listen_note[0] = '\0';
+        if (ports != NULL || tcp_ports != NULL)
+            ck_log_notice("kdc_listen is set: kdc_ports/kdc_tcp_ports are not used (as in MIT)");
+        return 0;
+    }
+    if (ports == NULL && tcp_ports == NULL)
+        return 0;
+    if (ports != NULL && tcp_ports != NULL && !same_list(ports, tcp_ports))
+        return bad(prof, section, sub, "kdc_tcp_ports",
+                   "differs from kdc_ports; cablekey-kdc serves UDP and TCP on the same "
+                   "ports: use kdc_listen");
+    /* MIT's meaning of kdc_ports without kdc_listen: those ports on every address. */
+    memset(&pl, 0, sizeof(pl));
+    pl.dc = dc;
+    clear_listen(dc);
+    if ((rc = for_each_token(ports != NULL ? ports : tcp_ports, add_port, &pl)) != 0)
+        return bad(prof, section, sub, ports != NULL ? "kdc_ports" : "kdc_tcp_ports",
+                   ck_error_context());
+    if (dc->n_listen == 0)
+        return bad(prof, section, sub, ports != NULL ? "kdc_ports" : "kdc_tcp_ports",
+                   "no port");
+    snprintf(dc->listen_note, sizeof(dc->listen_note),
+             "%s = %s without kdc_listen: every address, on %s (MIT's meaning)",
+             ports != NULL ? "kdc_ports" : "kdc_tcp_ports", pl.text,
+             strchr(pl.text, ' ') != NULL ? "each of these ports" : "this port");
+    return 0;
+}
+
+/* ---- sections --------------------------------------------------------------------------- */
 
 static int
 load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
 {
-    static const char *const known[] = {
-        "kdc_listen", "kdc_ports", "kdc_tcp_listen", "kdc_tcp_ports", "kdc_max_dgram_reply_size",
-        "kdc_max_request_size", "kdc_tcp_max_connections", "kdc_tcp_idle_timeout", "kdc_workers",
-        "kdc_cpu_affinity", "kpasswd_listen", NULL};
-    const char *v;
-    int64_t n;
+    const char *S = "kdcdefaults", *v;
+    int64_t n = -1;
     int rc;
 
-    warn_unknown(prof, "[kdcdefaults]", known, "kdcdefaults", NULL);
-    if ((v = ck_profile_get(prof, "kdcdefaults", "kpasswd_listen", NULL)) != NULL &&
+    if ((v = get(prof, S, NULL, "kpasswd_listen")) != NULL &&
         (rc = kdc_config_set_kpasswd_listen(dc, v, true)) != 0)
+        return bad(prof, S, NULL, "kpasswd_listen", ck_error_context());
+    if ((rc = load_listen(dc, prof, S, NULL)) != 0)
         return rc;
-    if ((v = ck_profile_get(prof, "kdcdefaults", "kdc_listen", NULL)) != NULL &&
-        (rc = kdc_config_set_listen(dc, v, true)) != 0)
+    n = (int64_t)dc->kdc.max_dgram_reply;
+    if ((rc = get_int(prof, S, NULL, "kdc_max_dgram_reply_size", 128, 65507, &n)) != 0)
         return rc;
-    /* Both transports always share the addresses, so these MIT keys add nothing. */
-    if (ck_profile_get(prof, "kdcdefaults", "kdc_tcp_listen", NULL) != NULL ||
-        ck_profile_get(prof, "kdcdefaults", "kdc_ports", NULL) != NULL ||
-        ck_profile_get(prof, "kdcdefaults", "kdc_tcp_ports", NULL) != NULL)
-        ck_log_warn("[kdcdefaults]: kdc_ports/kdc_tcp_listen/kdc_tcp_ports are ignored; "
-                    "kdc_listen sets UDP and TCP together");
-    if ((v = ck_profile_get(prof, "kdcdefaults", "kdc_max_dgram_reply_size", NULL)) != NULL) {
-        if ((rc = get_int("kdc_max_dgram_reply_size", v, 128, 65507, &n)) != 0)
-            return rc;
-        dc->kdc.max_dgram_reply = (size_t)n;
-    }
-    if ((v = ck_profile_get(prof, "kdcdefaults", "kdc_max_request_size", NULL)) != NULL) {
-        if ((rc = get_int("kdc_max_request_size", v, 1024, CK_NET_MAX_REQUEST_LIMIT, &n)) != 0)
-            return rc;
-        dc->kdc.max_request = (size_t)n;
-    }
-    if ((v = ck_profile_get(prof, "kdcdefaults", "kdc_tcp_max_connections", NULL)) != NULL) {
-        if ((rc = get_int("kdc_tcp_max_connections", v, 1, 1000000, &n)) != 0)
-            return rc;
-        dc->tcp_max_connections = (int)n;
-    }
-    if ((v = ck_profile_get(prof, "kdcdefaults", "kdc_tcp_idle_timeout", NULL)) != NULL &&
-        (rc = get_duration("kdc_tcp_idle_timeout", v, 1, &dc->tcp_idle_timeout)) != 0)
+    dc->kdc.max_dgram_reply = (size_t)n;
+    n = (int64_t)dc->kdc.max_request;
+    if ((rc = get_int(prof, S, NULL, "kdc_max_request_size", 1024, CK_NET_MAX_REQUEST_LIMIT,
+                      &n)) != 0)
         return rc;
-    if ((v = ck_profile_get(prof, "kdcdefaults", "kdc_workers", NULL)) != NULL) {
-        if ((rc = get_int("kdc_workers", v, 1, CK_NET_MAX_WORKERS, &n)) != 0)
+    dc->kdc.max_request = (size_t)n;
+    n = dc->tcp_max_connections;
+    if ((rc = get_int(prof, S, NULL, "kdc_tcp_max_connections", 1, 1000000, &n)) != 0)
+        return rc;
+    dc->tcp_max_connections = (int)n;
+    if ((rc = get_duration(prof, S, NULL, "kdc_tcp_idle_timeout", 1, 86400,
+                           &dc->tcp_idle_timeout)) != 0)
+        return rc;
+    n = dc->workers;
+    if ((rc = get_int(prof, S, NULL, "kdc_workers", 1, CK_NET_MAX_WORKERS, &n)) != 0)
+        return rc;
+    dc->workers = (int)n;
+    if ((rc = get_bool(prof, S, NULL, "kdc_cpu_affinity", &dc->cpu_affinity)) != 0)
+        return rc;
+    if ((v = get(prof, S, NULL, "kdc_user")) != NULL) {
+        if (v[0] == '\0')
+            return bad(prof, S, NULL, "kdc_user", "empty user name");
+        if ((rc = set_string(&dc->user, v)) != 0)
             return rc;
-        dc->workers = (int)n;
     }
-    if ((v = ck_profile_get(prof, "kdcdefaults", "kdc_cpu_affinity", NULL)) != NULL &&
-        ck_parse_bool(v, &dc->cpu_affinity) != 0)
-        return ck_error_set(CK_ERR_CONFIG, "kdc_cpu_affinity = \"%s\": expected yes or no", v);
     return 0;
 }
 
 static int
 load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const char *r)
 {
-    static const char *const known[] = {
-        "database_name", "key_stash_file", "max_life", "max_renewable_life",
-        "supported_enctypes", "clockskew", "lookaside", "kdc_listen", "kpasswd_listen",
-        "kpasswd_admins",
-        /* MIT keys that are accepted without effect, so MIT configs load quietly. */
-        "acl_file", "admin_keytab", "dict_file", "kadmind_port", "kpasswd_port",
-        "master_key_type", "default_principal_flags", KDC_PKINIT_CONFIG_KEYS, NULL};
-    char where[300];
-    const char *v;
+    const char *S = "realms", *v;
     int rc;
 
-    snprintf(where, sizeof(where), "[realms] %s", r);
-    warn_unknown(prof, where, known, "realms", r);
-    if ((v = ck_profile_get(prof, "realms", r, "database_name", NULL)) != NULL &&
+    if ((v = get(prof, S, r, "database_name")) != NULL &&
         (rc = set_string(&dc->kdc.db_path, v)) != 0)
         return rc;
-    if ((v = ck_profile_get(prof, "realms", r, "key_stash_file", NULL)) != NULL &&
+    if ((v = get(prof, S, r, "key_stash_file")) != NULL &&
         (rc = set_string(&dc->kdc.stash_path, v)) != 0)
         return rc;
-    if ((v = ck_profile_get(prof, "realms", r, "max_life", NULL)) != NULL &&
-        (rc = get_duration("max_life", v, 60, &dc->kdc.max_life)) != 0)
+    if ((rc = get_duration(prof, S, r, "max_life", 60, CK_PROFILE_MAX_DURATION,
+                           &dc->kdc.max_life)) != 0 ||
+        (rc = get_duration(prof, S, r, "max_renewable_life", 0, CK_PROFILE_MAX_DURATION,
+                           &dc->kdc.max_renewable_life)) != 0 ||
+        (rc = get_duration(prof, S, r, "clockskew", 0, 86400, &dc->kdc.clockskew)) != 0)
         return rc;
-    if ((v = ck_profile_get(prof, "realms", r, "max_renewable_life", NULL)) != NULL &&
-        (rc = get_duration("max_renewable_life", v, 0, &dc->kdc.max_renewable_life)) != 0)
-        return rc;
-    if ((v = ck_profile_get(prof, "realms", r, "clockskew", NULL)) != NULL) {
-        if ((rc = get_duration("clockskew", v, 0, &dc->kdc.clockskew)) != 0)
-            return rc;
-        if (dc->kdc.clockskew > 86400)
-            return ck_error_set(CK_ERR_CONFIG, "clockskew = \"%s\": more than a day", v);
-    }
-    if ((v = ck_profile_get(prof, "realms", r, "supported_enctypes", NULL)) != NULL &&
+    dc->max_life_set = get(prof, S, r, "max_life") != NULL;
+    dc->max_renew_set = get(prof, S, r, "max_renewable_life") != NULL;
+    if ((v = get(prof, S, r, "supported_enctypes")) != NULL &&
         (rc = kdc_config_parse_enctypes(v, dc->kdc.enctypes, &dc->kdc.n_enctypes)) != 0)
+        return bad(prof, S, r, "supported_enctypes", ck_error_context());
+    if ((rc = get_bool(prof, S, r, "lookaside", &dc->kdc.lookaside)) != 0)
         return rc;
-    if ((v = ck_profile_get(prof, "realms", r, "lookaside", NULL)) != NULL &&
-        ck_parse_bool(v, &dc->kdc.lookaside) != 0)
-        return ck_error_set(CK_ERR_CONFIG, "lookaside = \"%s\": expected yes or no", v);
+    /* MIT has these two in [dbmodules]; here they belong to the realm's KDC (Lockout). */
+    if ((rc = get_bool(prof, S, r, "disable_lockout", &dc->kdc.disable_lockout)) != 0 ||
+        (rc = get_bool(prof, S, r, "disable_last_success", &dc->kdc.disable_last_success)) != 0)
+        return rc;
     if ((rc = kdc_pkinit_config_load(&dc->kdc.pkinit, prof, r)) != 0)
         return rc;
-    /* As in MIT, a realm's own kdc_listen wins over [kdcdefaults]. */
-    if ((v = ck_profile_get(prof, "realms", r, "kdc_listen", NULL)) != NULL &&
-        (rc = kdc_config_set_listen(dc, v, true)) != 0)
-        return rc;
-    if ((v = ck_profile_get(prof, "realms", r, "kpasswd_listen", NULL)) != NULL &&
+    if ((v = get(prof, S, r, "kpasswd_listen")) != NULL &&
         (rc = kdc_config_set_kpasswd_listen(dc, v, true)) != 0)
-        return rc;
-    if ((v = ck_profile_get(prof, "realms", r, "kpasswd_admins", NULL)) != NULL &&
+        return bad(prof, S, r, "kpasswd_listen", ck_error_context());
+    if ((v = get(prof, S, r, "kpasswd_admins")) != NULL &&
         (rc = set_string(&dc->kpasswd_admins, v)) != 0)
         return rc;
-    return 0;
+    /* As in MIT, a realm's own listen settings win over [kdcdefaults]. */
+    return load_listen(dc, prof, S, r);
 }
 
 static int
 load_logging(struct kdc_daemon_config *dc, const struct ck_profile *prof)
 {
-    static const char *const known[] = {"kdc", "default", "level", "admin_server", NULL};
     const char *vals[4];
-    const char *v;
+    const char *key = "kdc", *v;
+    struct ck_log_target t;
     size_t n;
-    int rc;
+    int l;
 
-    warn_unknown(prof, "[logging]", known, "logging", NULL);
     n = ck_profile_get_all(prof, vals, 4, "logging", "kdc", NULL);
-    if (n == 0)
+    if (n == 0) {
+        key = "default";
         n = ck_profile_get_all(prof, vals, 4, "logging", "default", NULL);
+    }
+    /* One destination: refusing the others is clearer than logging to some of them. */
     if (n > 1)
-        ck_log_warn("[logging]: only the first kdc destination (%s) is used", vals[0]);
-    if (n > 0 && (rc = kdc_config_set_log(dc, vals[0])) != 0)
-        return rc;
+        return bad(prof, "logging", NULL, key,
+                   "several destinations; cablekey-kdc logs to one (use syslog to fan out)");
+    if (n == 1) {
+        if (ck_log_target_parse(vals[0], false, &t) != 0)
+            return bad(prof, "logging", NULL, key, ck_error_context());
+        if (t.level >= 0)
+            dc->log_level = t.level;
+        dc->log = t;
+    }
     if ((v = ck_profile_get(prof, "logging", "level", NULL)) != NULL) {
-        int l = ck_log_level_from_name(v);
-        if (l < 0)
-            return ck_error_set(CK_ERR_CONFIG, "[logging] level = \"%s\": unknown level", v);
+        if ((l = ck_log_level_from_name(v)) < 0)
+            return bad(prof, "logging", NULL, "level",
+                       "unknown level (err, warning, notice, info, debug)");
         dc->log_level = l;
     }
     return 0;
@@ -487,6 +616,8 @@ kdc_daemon_config_load(struct kdc_daemon_config *dc, const struct ck_profile *pr
             return set_string(&dc->kdc.realm, realm);
         return 0;
     }
+    if ((rc = ck_conf_validate(prof, kdc_conf_keys, kdc_conf_n_keys)) != 0)
+        return rc;
     if ((rc = load_kdcdefaults(dc, prof)) != 0 || (rc = load_logging(dc, prof)) != 0)
         return rc;
     n = ck_profile_subsections(prof, names, MAX_NAMES, "realms", NULL);
@@ -503,7 +634,8 @@ kdc_daemon_config_load(struct kdc_daemon_config *dc, const struct ck_profile *pr
         for (size_t i = 0; i < n && i < MAX_NAMES && !found; i++)
             found = strcmp(names[i], realm) == 0;
         if (!found && n > 0)
-            ck_log_warn("realm %s has no [realms] entry; using defaults", realm);
+            return ck_error_set(CK_ERR_CONFIG, "realm %s has no [realms] entry (the file "
+                                "lists %s%s)", realm, names[0], n > 1 ? ", ..." : "");
     }
     if ((rc = set_string(&dc->kdc.realm, realm)) != 0)
         return rc;
@@ -515,8 +647,13 @@ kdc_daemon_config_finish(struct kdc_daemon_config *dc)
 {
     int rc;
 
-    if (dc->n_listen == 0 && (rc = kdc_config_set_listen(dc, "88", true)) != 0)
-        return rc;
+    if (dc->n_listen == 0) {
+        /* Said out loud (start-up log, --check), never silently: every address. */
+        if ((rc = kdc_config_set_listen(dc, "88", true)) != 0)
+            return rc;
+        snprintf(dc->listen_note, sizeof(dc->listen_note),
+                 "no kdc_listen or --listen: every address, port 88 (the default)");
+    }
     if (dc->kdc.db_path == NULL && (rc = set_string(&dc->kdc.db_path, KDC_DEFAULT_DB)) != 0)
         return rc;
     if (dc->kdc.stash_path == NULL) {

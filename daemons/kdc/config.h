@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cablekey/daemon.h"
 #include "cablekey/log.h"
 #include "cablekey/profile.h"
 #include "kdc.h"
@@ -26,22 +27,32 @@ struct kdc_daemon_config {
     int tcp_max_connections;         /* whole process; split evenly over workers */
     int64_t tcp_idle_timeout;        /* seconds */
     bool cpu_affinity;               /* one worker per CPU: steer datagrams to their CPU's */
-    enum ck_log_dest log_dest;
-    char *log_path;                  /* CK_LOG_FILE only */
+    /* How the listen list came about, when not from kdc_listen or --listen (MIT's kdc_ports,
+     * or the all-addresses default): logged at start and printed by --check. */
+    char listen_note[256];
+    struct ck_log_target log;
     int log_level;
     /* kpasswd service (kpasswd.c): off while kpasswd_listen is empty; port 464 by default. */
     char *kpasswd_listen[KDC_MAX_LISTEN];
     size_t n_kpasswd_listen;
     char *kpasswd_admins;            /* who may set others' passwords (NULL: nobody) */
+    char *user;                      /* kdc_user / --user: run as this user after binding */
+    bool max_life_set, max_renew_set; /* kdc.conf named them (compared with the database's caps) */
 };
+
+/* Every key cablekey-kdc reads from kdc.conf, one line each: anything else is an error with its
+ * file and line (ck_conf_validate). */
+extern const struct ck_conf_key kdc_conf_keys[];
+extern const size_t kdc_conf_n_keys;
 
 /* Defaults everywhere (kdc_config_defaults for the core part). */
 void kdc_daemon_config_init(struct kdc_daemon_config *dc);
 void kdc_daemon_config_free(struct kdc_daemon_config *dc);
 
 /* Applies [kdcdefaults], [realms] and [logging] from prof over the current values. realm selects
- * the [realms] entry (NULL: the only one, if there is exactly one). Unknown keys are logged as
- * warnings. Errors are CK_ERR_CONFIG with the key in the context. */
+ * the [realms] entry (NULL: the only one, if there is exactly one; a realm [realms] does not list
+ * is an error when [realms] lists any). Unknown sections and keys are errors. Errors are
+ * CK_ERR_CONFIG with "file:line: key = value: why" in the context. */
 int kdc_daemon_config_load(struct kdc_daemon_config *dc, const struct ck_profile *prof,
                            const char *realm);
 
@@ -53,8 +64,8 @@ int kdc_config_set_kpasswd_listen(struct kdc_daemon_config *dc, const char *valu
 /* "aes256-cts-hmac-sha1-96:normal aes128-cts ..." (salt types ignored, unknown names skipped
  * with a warning, at least one must remain). */
 int kdc_config_parse_enctypes(const char *value, int32_t *enctypes, size_t *n);
-/* STDERR | SYSLOG[:LEVEL[:FACILITY]] | FILE:/path, plus the bare words syslog, stderr and a path
- * (as the --log flag takes them). level is left alone unless the spec names one. */
+/* The --log flag: ck_log_target_parse's flag syntax. level is left alone unless the spec names
+ * one. */
 int kdc_config_set_log(struct kdc_daemon_config *dc, const char *spec);
 /* Fills in paths that default from others (database, stash = database + ".stash"), the default
  * listen address, and checks cross-field limits. */

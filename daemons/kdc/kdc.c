@@ -44,6 +44,8 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
     }
     if ((rc = ck_store_open(cfg->db_path, cfg->stash_path, 0, &w->store)) != 0)
         goto out;
+    /* The KDC's own writes (a device's first-login pin) are audited under its name. */
+    ck_store_set_actor(w->store, "cablekey-kdc");
     w->realm = ck_store_realm(w->store);
     if (cfg->realm != NULL && strcmp(cfg->realm, w->realm->name) != 0) {
         rc = ck_error_set(CK_ERR_CONFIG, "kdc: realm %s configured, the database holds %s",
@@ -84,6 +86,12 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
         goto out;
     if ((rc = kdc_preauth_init(w, cfg)) != 0)
         goto out;
+    if (!cfg->disable_lockout &&
+        (rc = kdc_lockout_new(KDC_LOCKOUT_MAX_PENDING,
+                              cfg->lockout_flush_ms > 0 ? cfg->lockout_flush_ms
+                                                        : KDC_DEFAULT_LOCKOUT_FLUSH_MS,
+                              !cfg->disable_last_success, &w->lockout)) != 0)
+        goto out;
     if (cfg->log_flush_ms > 0) {
         if ((w->logb = malloc(sizeof(*w->logb))) == NULL) {
             rc = ck_error_set(CK_ERR_NOMEM, "kdc worker: log batch");
@@ -108,6 +116,9 @@ kdc_worker_free(struct kdc_worker *w)
         ck_log_batch_flush(w->logb);
         free(w->logb);
     }
+    if (w->lockout != NULL && w->store != NULL)
+        kdc_lockout_flush(w);
+    kdc_lockout_free(w->lockout);
     kdc_preauth_fini(w);
     kdc_reply_free(w->reply);
     kdc_errmsg_free(w->errmsg);
@@ -491,12 +502,12 @@ log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
     }
 }
 
-int
-kdc_worker_idle(struct kdc_worker *w)
+static int
+log_idle(struct kdc_worker *w)
 {
     int64_t wait;
 
-    if (w == NULL || w->logb == NULL || w->logb->len == 0)
+    if (w->logb == NULL || w->logb->len == 0)
         return -1;
     wait = w->log_first_ms + w->log_flush_ms - ck_monotonic_ms();
     if (wait <= 0) {
@@ -504,6 +515,20 @@ kdc_worker_idle(struct kdc_worker *w)
         return -1;
     }
     return wait > INT32_MAX ? INT32_MAX : (int)wait;
+}
+
+int
+kdc_worker_idle(struct kdc_worker *w)
+{
+    int a, b;
+
+    if (w == NULL)
+        return -1;
+    a = log_idle(w);
+    b = kdc_lockout_idle(w);
+    if (a < 0)
+        return b;
+    return b < 0 || a < b ? a : b;
 }
 
 /* Refusals that may come from a stale cache entry: the principal cache sees other processes'
@@ -640,6 +665,8 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
             request_reset(r);
             process(r, req, req_len);
         }
+        if (r->auth_event != KDC_AUTH_NONE)
+            kdc_lockout_event(w, r->auth_client, r->auth_event == KDC_AUTH_OK, r->now);
     } else {
         kdc_fail(r, CK_KRB_AP_ERR_MSG_TYPE, "UNKNOWN_MSG_TYPE",
                  mt < 0 ? "not a Kerberos message" : "message type %d", mt);

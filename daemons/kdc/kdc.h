@@ -17,6 +17,8 @@
 #define KDC_DEFAULT_CLOCKSKEW 300          /* seconds */
 #define KDC_DEFAULT_MAX_LIFE (10 * 3600)
 #define KDC_DEFAULT_MAX_RENEW (7 * 86400)
+#define KDC_DEFAULT_LOCKOUT_FLUSH_MS 1000
+#define KDC_LOCKOUT_MAX_PENDING 4096       /* principals with unwritten events, per worker */
 
 /* Settings from the config file and command line, read-only after start. */
 struct kdc_config {
@@ -41,6 +43,13 @@ struct kdc_config {
     /* Request log lines are written in batches, at most this many milliseconds after the first
      * line of a batch (kdc_worker_idle); 0 writes each line at once (tests, tools). */
     int64_t log_flush_ms;
+    /* Lockout (lockout.c, docs/cablekey-kdc.md "Lockout"). MIT's names: disable_lockout stops
+     * counting failed pre-authentications (and so locking), disable_last_success stops
+     * recording successes. Events are written at most lockout_flush_ms after the first of a
+     * batch (0: KDC_DEFAULT_LOCKOUT_FLUSH_MS). */
+    bool disable_lockout;
+    bool disable_last_success;
+    int64_t lockout_flush_ms;
 };
 
 enum kdc_transport { KDC_TRANSPORT_UDP, KDC_TRANSPORT_TCP };

@@ -97,6 +97,8 @@ struct kdc_worker {
         void *ctx;
     } pa[KDC_PA_MAX];
     size_t n_pa;
+    /* Failed pre-authentication counting (lockout.c); NULL when disabled. */
+    struct kdc_lockout *lockout;
 };
 
 /* One request in flight. The as/tgs handlers fill either `reply` (an encoded AS-REP/TGS-REP) or
@@ -125,6 +127,10 @@ struct kdc_request {
     uint8_t *e_data;                 /* OPENSSL_malloc'd METHOD-DATA or NULL */
     size_t e_data_len;
     bool error_with_client;          /* put the request's cname/crealm into the KRB-ERROR */
+    /* An authentication event for lockout counting, applied once the request's final outcome
+     * is known (a stale-cache retry processes it twice). */
+    const ck_db_principal *auth_client;
+    enum { KDC_AUTH_NONE, KDC_AUTH_FAILED, KDC_AUTH_OK } auth_event;
     bool silent;                     /* send nothing (UDP garbage) */
 
     /* Buffers, last: request_clear() zeroes everything above and only the first byte of
@@ -151,6 +157,23 @@ void kdc_fail(struct kdc_request *r, int32_t code, const char *status, const cha
 /* AS-REQ and TGS-REQ processing (the request is decoded by these functions). */
 void kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len);
 void kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len);
+
+/* Lockout (lockout.c). */
+struct kdc_lockout;
+int kdc_lockout_new(size_t max_entries, int64_t flush_ms, bool last_success,
+                    struct kdc_lockout **out);
+void kdc_lockout_free(struct kdc_lockout *lo);
+/* True if p is locked out in this worker's view. */
+bool kdc_lockout_locked(struct kdc_worker *w, const ck_db_principal *p, int64_t now);
+/* Counts a failed (success false) or successful pre-authentication of p, in memory. */
+void kdc_lockout_event(struct kdc_worker *w, const ck_db_principal *p, bool success,
+                       int64_t now);
+/* Writes the events now; they are kept for a retry if the write fails. */
+int kdc_lockout_flush(struct kdc_worker *w);
+/* The idle step: writes when due; returns the ms until the next write is due (-1: none). */
+int kdc_lockout_idle(struct kdc_worker *w);
+/* Principals with unwritten events (tests). */
+size_t kdc_lockout_pending(const struct kdc_worker *w);
 
 /* Shared helpers (kdc.c). */
 bool kdc_enctype_permitted(const struct kdc_worker *w, int32_t etype);

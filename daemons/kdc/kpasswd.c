@@ -128,6 +128,22 @@ parse_admins(struct kpasswd_server *srv, const char *list)
     return 0;
 }
 
+/* Settings and the replay cache; srv may already hold its bound network server. */
+static int
+server_configure(struct kpasswd_server *srv, const struct kdc_config *kdc, const char *admins)
+{
+    int rc;
+
+    if (kdc == NULL || kdc->db_path == NULL)
+        return ck_error_set(CK_ERR_CONFIG, "kpasswd: no database path");
+    srv->kdc = kdc;
+    srv->clockskew = kdc->clockskew > 0 ? kdc->clockskew : KDC_DEFAULT_CLOCKSKEW;
+    if ((rc = parse_admins(srv, admins)) != 0 ||
+        (rc = ck_rcache_new(0, 2 * srv->clockskew, &srv->rcache)) != 0)
+        return rc;
+    return 0;
+}
+
 int
 kpasswd_server_new(const struct kdc_config *kdc, const char *admins, struct kpasswd_server **out)
 {
@@ -135,14 +151,9 @@ kpasswd_server_new(const struct kdc_config *kdc, const char *admins, struct kpas
     int rc;
 
     *out = NULL;
-    if (kdc == NULL || kdc->db_path == NULL)
-        return ck_error_set(CK_ERR_CONFIG, "kpasswd: no database path");
     if ((srv = calloc(1, sizeof(*srv))) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "kpasswd");
-    srv->kdc = kdc;
-    srv->clockskew = kdc->clockskew > 0 ? kdc->clockskew : KDC_DEFAULT_CLOCKSKEW;
-    if ((rc = parse_admins(srv, admins)) != 0 ||
-        (rc = ck_rcache_new(0, 2 * srv->clockskew, &srv->rcache)) != 0) {
+    if ((rc = server_configure(srv, kdc, admins)) != 0) {
         kpasswd_server_free(srv);
         return rc;
     }
@@ -246,46 +257,19 @@ is_admin(const struct kpasswd_server *srv, const char *client)
 
 /* Gives principal `name` keys derived from password and clears the need to change it.
  *
- * THIS IS THE SINGLE PLACE WHERE A PASSWORD CHANGE IS APPLIED, and where the password policy
- * check (length, character classes, history, minimum age; branch h/policy) attaches: a policy
- * refusal must come back as CK_ERR_POLICY with the reason in the error context, which the
- * caller turns into KRB5_KPASSWD_SOFTERROR with that reason as the result string.
- *
- * Today, without policies, it does what MIT does for a principal without a policy: new keys
- * (the enctypes of the principal's current keys, the realm's if it has none) as the next kvno,
- * REQUIRES_PWCHANGE cleared and no password expiry. The two store calls are two transactions;
- * a failure between them leaves new keys with the old expiry, which the next change repairs. */
+ * THIS IS THE SINGLE PLACE WHERE A PASSWORD CHANGE IS APPLIED: ck_store_change_password checks
+ * the principal's password policy (length, character classes, history; the minimum age for a
+ * user changing their own password, not for an administrator setting another's: MIT) and
+ * refuses with CK_ERR_POLICY and the reason in the error context, which the caller turns into
+ * KRB5_KPASSWD_SOFTERROR with that reason as the result string. It then stores the new keys as
+ * the next kvno, records the change, sets the password expiry from the policy's max life (none
+ * without one, as MIT) and clears REQUIRES_PWCHANGE, in one transaction. */
 static int
-kpasswd_apply_password(ck_store *store, const char *name, const char *password,
-                       size_t password_len)
+kpasswd_apply_password(struct kpasswd_worker *w, const char *name, const char *password,
+                       size_t password_len, bool self)
 {
-    ck_db_principal *p = NULL;
-    ck_db_key *keys = NULL;
-    size_t n_keys = 0, n_enc = 0;
-    int32_t enctypes[CK_STORE_MAX_ENCTYPES];
-    const ck_realm_info *ri = ck_store_realm(store);
-    int rc;
-
-    if ((rc = ck_store_get_principal(store, name, &p)) != 0)
-        goto out;
-    for (size_t i = 0; i < p->n_keys && n_enc < CK_STORE_MAX_ENCTYPES; i++)
-        if (p->keys[i].kvno == p->kvno)
-            enctypes[n_enc++] = p->keys[i].enctype;
-    if (n_enc == 0) {
-        n_enc = ri->n_enctypes;
-        memcpy(enctypes, ri->enctypes, n_enc * sizeof(enctypes[0]));
-    }
-    if ((rc = ck_db_keys_make(name, password, password_len, enctypes, n_enc, 0, &keys,
-                              &n_keys)) != 0 ||
-        (rc = ck_store_rotate_keys(store, name, keys, n_keys, 0, NULL)) != 0)
-        goto out;
-    p->attributes &= ~CK_ATTR_REQUIRES_PWCHANGE;
-    p->pw_expires = 0;
-    rc = ck_store_update_principal(store, p);
-out:
-    ck_db_keys_free(keys, n_keys);
-    ck_db_principal_free(p);
-    return rc;
+    return ck_store_change_password(w->store, name, password, password_len,
+                                    self ? 0 : CK_PW_ADMIN, now_sec(w->srv, NULL), NULL);
 }
 
 /* Authorises and applies one change; fills st's result. */
@@ -318,7 +302,7 @@ change_password(struct kpasswd_worker *w, struct kpasswd_req_state *st, bool ini
                    "The keys of this principal cannot be changed with kpasswd", "protected target");
         return;
     }
-    rc = kpasswd_apply_password(w->store, target, password, password_len);
+    rc = kpasswd_apply_password(w, target, password, password_len, self);
     if (rc == 0) {
         set_result(st, CK_KPASSWD_SUCCESS, "Password changed", NULL);
     } else if (rc == CK_ERR_POLICY) {
@@ -615,17 +599,16 @@ net_handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t
 }
 
 int
-kpasswd_server_start(const struct kdc_config *kdc, const char *const *listen, size_t n_listen,
-                     const char *admins, struct kpasswd_server **out)
+kpasswd_server_bind(const char *const *listen, size_t n_listen, struct kpasswd_server **out)
 {
-    struct kpasswd_server *srv = NULL;
+    struct kpasswd_server *srv;
     struct ck_net_config ncfg;
     struct ck_net_callbacks cb;
     int rc;
 
     *out = NULL;
-    if ((rc = kpasswd_server_new(kdc, admins, &srv)) != 0)
-        return rc;
+    if ((srv = calloc(1, sizeof(*srv))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "kpasswd");
     memset(&ncfg, 0, sizeof(ncfg));
     ncfg.listen = listen;
     ncfg.n_listen = n_listen;
@@ -640,7 +623,7 @@ kpasswd_server_start(const struct kdc_config *kdc, const char *const *listen, si
     cb.worker_fini = net_worker_fini;
     cb.arg = srv;
     if ((rc = ck_net_server_new(&ncfg, &cb, &srv->net)) != 0 ||
-        (rc = ck_net_server_start(srv->net)) != 0) {
+        (rc = ck_net_server_bind(srv->net)) != 0) {
         char msg[512];
 
         ck_strlcpy(msg, ck_error_context(), sizeof(msg));
@@ -648,6 +631,22 @@ kpasswd_server_start(const struct kdc_config *kdc, const char *const *listen, si
         return ck_error_set(rc, "kpasswd: %s", msg);
     }
     *out = srv;
+    return 0;
+}
+
+int
+kpasswd_server_run(struct kpasswd_server *srv, const struct kdc_config *kdc, const char *admins)
+{
+    int rc;
+
+    if ((rc = server_configure(srv, kdc, admins)) != 0)
+        return rc;
+    if ((rc = ck_net_server_run(srv->net)) != 0) {
+        char msg[512];
+
+        ck_strlcpy(msg, ck_error_context(), sizeof(msg));
+        return ck_error_set(rc, "kpasswd: %s", msg);
+    }
     return 0;
 }
 

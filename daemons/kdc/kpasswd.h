@@ -22,8 +22,8 @@ struct kpasswd_server;
 /* Per-worker state: one database connection. */
 struct kpasswd_worker;
 
-/* Makes the service state without a network server (tests, fuzzing; kpasswd_server_start
- * calls it). kdc must outlive the service. admins: principals (canonical "name@REALM") allowed
+/* Makes the service state without a network server (tests, fuzzing). kdc must outlive the
+ * service. admins: principals (canonical "name@REALM") allowed
  * to set another principal's password, separated by blanks or commas; NULL or "" = nobody. */
 int kpasswd_server_new(const struct kdc_config *kdc, const char *admins,
                        struct kpasswd_server **out);
@@ -40,11 +40,14 @@ int kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t 
                            bool tcp, const struct sockaddr *peer, const struct sockaddr *local,
                            uint8_t *reply, size_t reply_cap, size_t *reply_len);
 
-/* Starts the service on listen (ADDR[:PORT] entries, default port 464) with workers threads.
- * On error nothing is left running and the context names the address or the missing
- * principal. */
-int kpasswd_server_start(const struct kdc_config *kdc, const char *const *listen,
-                         size_t n_listen, const char *admins, struct kpasswd_server **out);
+/* The service starts in the daemon's two steps. kpasswd_server_bind binds listen (ADDR[:PORT]
+ * entries, default port 464; may need privileges) and nothing else; kpasswd_server_run, after
+ * privileges are dropped, takes the settings (kdc must outlive the service), opens each
+ * worker's database connection and starts the workers. On error the context names the
+ * address or the missing principal; kpasswd_server_free cleans up either step. */
+int kpasswd_server_bind(const char *const *listen, size_t n_listen, struct kpasswd_server **out);
+int kpasswd_server_run(struct kpasswd_server *srv, const struct kdc_config *kdc,
+                       const char *admins);
 /* "a:464 b:464" of the bound addresses, for the start-up log line. */
 void kpasswd_server_describe(const struct kpasswd_server *srv, char *buf, size_t size);
 /* Stops the network server if any, then frees. Accepts NULL. */

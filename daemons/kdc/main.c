@@ -1,25 +1,30 @@
-/* cablekey-kdc: the daemon shell around the KDC protocol core. It reads the configuration, binds
- * the sockets, runs one kdc_worker per network worker thread, and handles signals: SIGTERM and
- * SIGINT stop, SIGHUP reopens the log file. It stays in the foreground and speaks the systemd
- * notify protocol when $NOTIFY_SOCKET is set. Operator documentation: docs/cablekey-kdc.md. */
+/* cablekey-kdc: the daemon shell around the KDC protocol core, on the shared daemon layer
+ * (include/cablekey/daemon.h). It reads and validates the configuration, binds the sockets, drops
+ * to the service user, opens the database through one kdc_worker per network worker thread, and
+ * handles signals: SIGTERM and SIGINT stop, SIGHUP re-reads the configuration and reopens the log.
+ * It stays in the foreground and speaks the systemd notify protocol when $NOTIFY_SOCKET is set.
+ * Operator documentation: docs/cablekey-kdc.md.
+ *
+ * Reload: what a worker holds (ticket lifetimes, enctypes, clock skew, lookaside, PKINIT identity
+ * and anchors) is applied by building a fresh kdc_worker per network worker on the main thread
+ * and handing it over through the worker's slot; the worker thread takes it before its next
+ * request (or when it goes idle) and frees the old one. Sockets, worker count, database and user
+ * stay as started: a change to them is logged as needing a restart, never half-applied. */
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
-#include <pthread.h>
-#include <signal.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/signalfd.h>
-#include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
+#include "cablekey/daemon.h"
 #include "cablekey/error.h"
 #include "cablekey/log.h"
 #include "cablekey/net.h"
 #include "cablekey/profile.h"
+#include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "config.h"
 #include "kdc.h"
@@ -31,20 +36,16 @@
 #define KDC_LOG_FLUSH_MS 100     /* request log lines are at most this late */
 
 struct options {
-    const char *config;
+    struct ck_daemon_opts common;
     const char *realm;
     const char *db;
     const char *stash;
-    const char *log;
-    const char *log_level;
     const char *workers;
     const char *log_flush_ms;
-    const char *pid_file;
     const char *listen[KDC_MAX_LISTEN];
     size_t n_listen;
     const char *kpasswd_listen[KDC_MAX_LISTEN];
     size_t n_kpasswd_listen;
-    bool check;
     /* PKINIT flags: kdc.conf key and value, applied over the file's settings. */
     struct {
         const char *key, *value;
@@ -53,31 +54,26 @@ struct options {
 };
 
 enum {
-    OPT_CHECK = 256, OPT_LISTEN, OPT_DB, OPT_STASH, OPT_LOG_LEVEL, OPT_LOG, OPT_WORKERS,
-    OPT_PID_FILE, OPT_VERSION, OPT_HELP, OPT_PKINIT_IDENTITY, OPT_PKINIT_PASSWORD_FILE,
-    OPT_PKINIT_ANCHORS, OPT_PKINIT_DEVICE_ANCHORS, OPT_PKINIT_PACKETCABLE_ANCHORS, OPT_PKINIT_POOL,
-    OPT_LOG_FLUSH_MS, OPT_KPASSWD_LISTEN
+    OPT_LISTEN = 256, OPT_DB, OPT_STASH, OPT_WORKERS, OPT_PKINIT_IDENTITY,
+    OPT_PKINIT_PASSWORD_FILE, OPT_PKINIT_ANCHORS, OPT_PKINIT_DEVICE_ANCHORS,
+    OPT_PKINIT_PACKETCABLE_ANCHORS, OPT_PKINIT_POOL, OPT_LOG_FLUSH_MS, OPT_KPASSWD_LISTEN
 };
 
 static void
 usage(FILE *out)
 {
+    fprintf(out, "usage: " PROG " [options]\n");
+    ck_daemon_usage_common(out, KDC_DEFAULT_CONFIG);
     fprintf(out,
-            "usage: " PROG " [options]\n"
-            "  -c, --config FILE       configuration (default " KDC_DEFAULT_CONFIG ")\n"
             "  -r, --realm REALM       realm to serve when [realms] lists several\n"
-            "      --check             validate the configuration and database, then exit\n"
             "      --listen ADDR[:PORT] listen address (repeatable; default port 88)\n"
             "      --kpasswd-listen ADDR[:PORT] serve kpasswd here (repeatable; default port\n"
             "                          464; default: kpasswd off)\n"
             "      --db FILE           principal database\n"
             "      --stash FILE        master key stash (default: database + .stash)\n"
-            "      --log DEST          stderr, syslog or a file name\n"
-            "      --log-level LEVEL   err, warning, notice, info or debug\n"
             "      --workers N         worker threads (default: one per CPU)\n"
             "      --log-flush-ms MS   request lines are written in batches at most MS late\n"
             "                          (default 100; 0 writes each line at once, in order)\n"
-            "      --pid-file FILE     write the process id here\n"
             "      --pkinit-identity FILE.p12      KDC certificate and key (or FILE:cert,key)\n"
             "      --pkinit-password-file FILE     password of the PKINIT identity\n"
             "      --pkinit-anchors PEM[,PEM...]   client trust anchors (id-pkinit-san)\n"
@@ -85,8 +81,7 @@ usage(FILE *out)
             "      --pkinit-packetcable-anchors PEM[,PEM...] device anchors that may use\n"
             "                                      the PacketCable draft forms\n"
             "      --pkinit-pool PEM[,PEM...]      intermediate CA certificates\n"
-            "      --version           print the version\n"
-            "  -h, --help              this text\n");
+            "SIGHUP re-reads the configuration and reopens the log; SIGTERM stops.\n");
 }
 
 /* Errors before logging is set up (and in --check mode): one line on stderr. */
@@ -105,36 +100,30 @@ static int
 parse_args(int argc, char **argv, struct options *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'},
+        CK_DAEMON_LONGOPTS,
         {"realm", required_argument, NULL, 'r'},
-        {"check", no_argument, NULL, OPT_CHECK},
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"kpasswd-listen", required_argument, NULL, OPT_KPASSWD_LISTEN},
         {"db", required_argument, NULL, OPT_DB},
         {"stash", required_argument, NULL, OPT_STASH},
-        {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-        {"log", required_argument, NULL, OPT_LOG},
         {"workers", required_argument, NULL, OPT_WORKERS},
         {"log-flush-ms", required_argument, NULL, OPT_LOG_FLUSH_MS},
-        {"pid-file", required_argument, NULL, OPT_PID_FILE},
         {"pkinit-identity", required_argument, NULL, OPT_PKINIT_IDENTITY},
         {"pkinit-password-file", required_argument, NULL, OPT_PKINIT_PASSWORD_FILE},
         {"pkinit-anchors", required_argument, NULL, OPT_PKINIT_ANCHORS},
         {"pkinit-device-anchors", required_argument, NULL, OPT_PKINIT_DEVICE_ANCHORS},
         {"pkinit-packetcable-anchors", required_argument, NULL, OPT_PKINIT_PACKETCABLE_ANCHORS},
         {"pkinit-pool", required_argument, NULL, OPT_PKINIT_POOL},
-        {"version", no_argument, NULL, OPT_VERSION},
-        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
 
     memset(o, 0, sizeof(*o));
     while ((c = getopt_long(argc, argv, "c:r:h", longopts, NULL)) != -1) {
+        if (ck_daemon_opt(&o->common, c, optarg))
+            continue;
         switch (c) {
-        case 'c': o->config = optarg; break;
         case 'r': o->realm = optarg; break;
-        case OPT_CHECK: o->check = true; break;
         case OPT_LISTEN:
             if (o->n_listen >= KDC_MAX_LISTEN) {
                 fprintf(stderr, PROG ": more than %d --listen options\n", KDC_MAX_LISTEN);
@@ -151,11 +140,8 @@ parse_args(int argc, char **argv, struct options *o)
             break;
         case OPT_DB: o->db = optarg; break;
         case OPT_STASH: o->stash = optarg; break;
-        case OPT_LOG_LEVEL: o->log_level = optarg; break;
-        case OPT_LOG: o->log = optarg; break;
         case OPT_WORKERS: o->workers = optarg; break;
         case OPT_LOG_FLUSH_MS: o->log_flush_ms = optarg; break;
-        case OPT_PID_FILE: o->pid_file = optarg; break;
         case OPT_PKINIT_IDENTITY:
         case OPT_PKINIT_PASSWORD_FILE:
         case OPT_PKINIT_ANCHORS:
@@ -174,16 +160,18 @@ parse_args(int argc, char **argv, struct options *o)
             o->n_pkinit++;
             break;
         }
-        case OPT_VERSION:
-            printf(PROG " 0.1.0\n");
-            return 0;
-        case 'h':
-            usage(stdout);
-            return 0;
         default:
             usage(stderr);
             return 2;
         }
+    }
+    if (o->common.version) {
+        printf(PROG " 0.1.0\n");
+        return 0;
+    }
+    if (o->common.help) {
+        usage(stdout);
+        return 0;
     }
     if (optind < argc) {
         fprintf(stderr, PROG ": unexpected argument \"%s\"\n", argv[optind]);
@@ -192,18 +180,31 @@ parse_args(int argc, char **argv, struct options *o)
     return -1;
 }
 
-/* Builds the configuration: defaults, then the file, then the flags. */
+static int
+set_path(char **dst, const char *value)
+{
+    char *copy = strdup(value);
+
+    if (copy == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "config");
+    free(*dst);
+    *dst = copy;
+    return 0;
+}
+
+/* Builds the configuration: defaults, then the file, then the flags. Used at start and again on
+ * every SIGHUP, with the same flags. */
 static int
 build_config(const struct options *o, struct kdc_daemon_config *dc)
 {
     struct ck_profile *prof = NULL;
-    const char *path = o->config != NULL ? o->config : KDC_DEFAULT_CONFIG;
+    const char *path = o->common.config != NULL ? o->common.config : KDC_DEFAULT_CONFIG;
     int rc;
 
     kdc_daemon_config_init(dc);
     rc = ck_profile_load(path, &prof);
     /* Without -c a missing default file is fine: flags and defaults suffice. */
-    if (rc == CK_ERR_NOTFOUND && o->config == NULL)
+    if (rc == CK_ERR_NOTFOUND && o->common.config == NULL)
         rc = 0;
     if (rc != 0)
         goto out;
@@ -217,22 +218,16 @@ build_config(const struct options *o, struct kdc_daemon_config *dc)
         rc = kdc_config_set_kpasswd_listen(dc, o->kpasswd_listen[i], i == 0);
     if (rc != 0)
         goto out;
-    if (o->db != NULL) {
-        free(dc->kdc.db_path);
-        if ((dc->kdc.db_path = strdup(o->db)) == NULL) {
-            rc = ck_error_set(CK_ERR_NOMEM, "config");
-            goto out;
-        }
-    }
-    if (o->stash != NULL) {
-        free(dc->kdc.stash_path);
-        if ((dc->kdc.stash_path = strdup(o->stash)) == NULL) {
-            rc = ck_error_set(CK_ERR_NOMEM, "config");
-            goto out;
-        }
-    }
-    if (o->log != NULL && (rc = kdc_config_set_log(dc, o->log)) != 0)
+    if (o->n_listen > 0)
+        dc->listen_note[0] = '\0';
+    if ((o->db != NULL && (rc = set_path(&dc->kdc.db_path, o->db)) != 0) ||
+        (o->stash != NULL && (rc = set_path(&dc->kdc.stash_path, o->stash)) != 0) ||
+        (o->common.user != NULL && (rc = set_path(&dc->user, o->common.user)) != 0))
         goto out;
+    if (o->common.log != NULL && (rc = kdc_config_set_log(dc, o->common.log)) != 0) {
+        rc = ck_error_set(rc, "--log %s", ck_error_context());
+        goto out;
+    }
     /* A flag replaces the file's list of the same kind (as --listen does). */
     for (size_t i = 0; i < o->n_pkinit; i++) {
         bool first = true;
@@ -242,10 +237,11 @@ build_config(const struct options *o, struct kdc_daemon_config *dc)
                                         first)) != 0)
             goto out;
     }
-    if (o->log_level != NULL) {
-        int l = ck_log_level_from_name(o->log_level);
+    if (o->common.log_level != NULL) {
+        int l = ck_log_level_from_name(o->common.log_level);
         if (l < 0) {
-            rc = ck_error_set(CK_ERR_CONFIG, "--log-level %s: unknown level", o->log_level);
+            rc = ck_error_set(CK_ERR_CONFIG, "--log-level %s: unknown level",
+                              o->common.log_level);
             goto out;
         }
         dc->log_level = l;
@@ -276,68 +272,110 @@ out:
     return rc;
 }
 
-/* ---- logging ---------------------------------------------------------------------------- */
+/* ---- worker generations ----------------------------------------------------------------- */
 
-/* A log file is reached through stderr: the file is opened and dup2'ed over fd 2, so SIGHUP can
- * swap in a new file atomically while worker threads keep logging (the log module's own FILE
- * handle could not be replaced safely under them). */
-static int
-open_log_file(const char *path)
+/* One configuration of the protocol core, shared by the workers built from it (kdc_worker keeps
+ * pointers into it), freed when the last of them is. */
+struct kdc_gen {
+    struct kdc_config cfg;
+    atomic_int refs;
+};
+
+/* A worker and the generation it was built from. */
+struct kdc_unit {
+    struct kdc_worker *w;
+    struct kdc_gen *gen;
+};
+
+/* Per network worker: the unit in use (touched by that worker's thread only) and the one a
+ * reload prepared for it. Aligned so that workers do not share cache lines. */
+struct kdc_slot {
+    _Alignas(64) struct kdc_unit *cur;
+    _Atomic(struct kdc_unit *) next;
+};
+
+struct daemon {
+    struct options opts;
+    struct kdc_daemon_config dc;  /* as started; dc.kdc is moved into the first generation */
+    struct kdc_gen *gen;          /* the current generation (one reference held here) */
+    struct ck_daemon_user user;
+    bool have_user;
+    struct ck_net_server *srv;
+    struct kdc_slot *slots;
+    int workers;
+    /* kpasswd (kpasswd.c): its own network server, and the generation it started with, held
+     * for its lifetime (its settings change only with a restart). */
+    struct kpasswd_server *kpw;
+    struct kdc_gen *kpw_gen;
+};
+
+static void
+gen_unref(struct kdc_gen *g)
 {
-    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
-
-    if (fd < 0)
-        return ck_error_set(CK_ERR_IO, "log file %s: %s", path, strerror(errno));
-    if (fd != STDERR_FILENO) {
-        if (dup2(fd, STDERR_FILENO) < 0) {
-            int e = errno;
-            close(fd);
-            return ck_error_set(CK_ERR_IO, "log file %s: %s", path, strerror(e));
-        }
-        close(fd);
+    if (g != NULL && atomic_fetch_sub(&g->refs, 1) == 1) {
+        kdc_config_free_contents(&g->cfg);
+        free(g);
     }
+}
+
+/* Takes the contents of cfg (left empty). */
+static int
+gen_new(struct kdc_config *cfg, struct kdc_gen **out)
+{
+    struct kdc_gen *g = calloc(1, sizeof(*g));
+
+    *out = NULL;
+    if (g == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "config");
+    g->cfg = *cfg;
+    memset(cfg, 0, sizeof(*cfg));
+    atomic_init(&g->refs, 1);
+    *out = g;
     return 0;
 }
 
-static int
-setup_logging(const struct kdc_daemon_config *dc)
+static void
+unit_free(struct kdc_unit *u)
 {
-    int rc;
-
-    if (dc->log_dest == CK_LOG_FILE && (rc = open_log_file(dc->log_path)) != 0)
-        return rc;
-    return ck_log_open(PROG, dc->log_dest == CK_LOG_SYSLOG ? CK_LOG_SYSLOG : CK_LOG_STDERR,
-                       NULL, dc->log_level);
+    if (u == NULL)
+        return;
+    kdc_worker_free(u->w);
+    gen_unref(u->gen);
+    free(u);
 }
 
-/* ---- systemd notify --------------------------------------------------------------------- */
-
-/* sd_notify(3) without libsystemd: one datagram to $NOTIFY_SOCKET ('@' = abstract socket). */
-static void
-notify(const char *msg)
+static int
+unit_new(struct kdc_gen *g, int index, struct kdc_unit **out)
 {
-    const char *path = getenv("NOTIFY_SOCKET");
-    struct sockaddr_un sun;
-    size_t len;
-    int fd;
+    struct kdc_unit *u = calloc(1, sizeof(*u));
+    int rc;
 
-    if (path == NULL || (path[0] != '/' && path[0] != '@'))
-        return;
-    len = strlen(path);
-    if (len < 2 || len >= sizeof(sun.sun_path))
-        return;
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    memcpy(sun.sun_path, path, len);
-    if (sun.sun_path[0] == '@')
-        sun.sun_path[0] = '\0';
-    fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return;
-    if (sendto(fd, msg, strlen(msg), MSG_NOSIGNAL, (struct sockaddr *)&sun,
-               (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len)) < 0)
-        ck_log_warn("NOTIFY_SOCKET %s: %s", path, strerror(errno));
-    close(fd);
+    *out = NULL;
+    if (u == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "kdc worker");
+    if ((rc = kdc_worker_new(&g->cfg, &u->w)) != 0) {
+        free(u);
+        return ck_error_set(rc, "worker %d: %s", index, ck_error_context());
+    }
+    atomic_fetch_add(&g->refs, 1);
+    u->gen = g;
+    *out = u;
+    return 0;
+}
+
+/* On the worker's thread: switches to the unit a reload prepared, if any. The relaxed load keeps
+ * the common case to one plain read. */
+static struct kdc_worker *
+slot_worker(struct kdc_slot *s)
+{
+    if (atomic_load_explicit(&s->next, memory_order_relaxed) != NULL) {
+        struct kdc_unit *n = atomic_exchange_explicit(&s->next, NULL, memory_order_acquire);
+        if (n != NULL) {
+            unit_free(s->cur);
+            s->cur = n;
+        }
+    }
+    return s->cur->w;
 }
 
 /* ---- network glue ----------------------------------------------------------------------- */
@@ -345,30 +383,39 @@ notify(const char *msg)
 static int
 worker_init(int index, void *arg, void **state)
 {
-    const struct kdc_config *cfg = arg;
-    struct kdc_worker *w = NULL;
-    int rc = kdc_worker_new(cfg, &w);
+    struct daemon *d = arg;
+    struct kdc_slot *s = &d->slots[index];
+    int rc;
 
-    *state = w;
-    if (rc != 0)
-        return ck_error_set(rc, "worker %d: %s", index, ck_error_context());
+    *state = NULL;
+    if ((rc = unit_new(d->gen, index, &s->cur)) != 0)
+        return rc;
+    *state = s;
     return 0;
 }
 
 static void
 worker_fini(int index, void *arg, void *state)
 {
-    kdc_worker_free(state);
+    struct kdc_slot *s = state;
+
+    if (s == NULL)
+        return;
+    unit_free(atomic_exchange(&s->next, NULL));
+    unit_free(s->cur);
+    s->cur = NULL;
 }
 
 static int
 handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t reply_cap,
        size_t *reply_len)
 {
+    struct kdc_worker *w = slot_worker(state);
+
     *reply_len = 0;
     if (req->flags & CK_NET_REQ_OVERSIZED)
-        return kdc_handle_oversized(state, req->len, req->peer, reply, reply_cap, reply_len);
-    return kdc_handle_request(state, req->data, req->len,
+        return kdc_handle_oversized(w, req->len, req->peer, reply, reply_cap, reply_len);
+    return kdc_handle_request(w, req->data, req->len,
                               req->transport == CK_NET_TCP ? KDC_TRANSPORT_TCP
                                                            : KDC_TRANSPORT_UDP,
                               req->peer, reply, reply_cap, reply_len);
@@ -377,93 +424,35 @@ handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t rep
 static int
 idle(void *state)
 {
-    return kdc_worker_idle(state);
+    return kdc_worker_idle(slot_worker(state));
 }
 
-static int
-write_pid_file(const char *path)
-{
-    char buf[32];
-    int fd, n;
-
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0)
-        return ck_error_set(CK_ERR_IO, "pid file %s: %s", path, strerror(errno));
-    n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-    if (write(fd, buf, (size_t)n) != n) {
-        int e = errno;
-        close(fd);
-        return ck_error_set(CK_ERR_IO, "pid file %s: %s", path, strerror(e));
-    }
-    close(fd);
-    return 0;
-}
-
-static int
-check_config(const struct kdc_daemon_config *dc)
-{
-    struct kdc_worker *w = NULL;
-    int rc;
-
-    /* A worker opens the database and the stash, and loads the PKINIT identity and anchors,
-     * exactly as the running daemon will. */
-    rc = kdc_worker_new(&dc->kdc, &w);
-    if (rc != 0) {
-        print_error(dc->kdc.pkinit != NULL ? "database or PKINIT" : "database");
-        return 1;
-    }
-    rc = kdc_pkinit_config_check(dc->kdc.pkinit, kdc_worker_realm(w), stdout);
-    kdc_worker_free(w);
-    if (rc != 0) {
-        print_error("PKINIT");
-        return 1;
-    }
-    if (dc->n_kpasswd_listen > 0) {
-        struct kpasswd_server *ks = NULL;
-        struct kpasswd_worker *kw = NULL;
-
-        rc = kpasswd_server_new(&dc->kdc, dc->kpasswd_admins, &ks);
-        if (rc == 0)
-            rc = kpasswd_worker_new(ks, &kw);
-        kpasswd_worker_free(kw);
-        kpasswd_server_free(ks);
-        if (rc != 0) {
-            print_error("kpasswd");
-            return 1;
-        }
-    }
-    printf("configuration OK\n");
-    return 0;
-}
-
-/* Blocks until SIGTERM or SIGINT; SIGHUP reopens the log file. */
 static void
-wait_for_signals(int sfd, const struct kdc_daemon_config *dc)
+net_config(const struct kdc_daemon_config *dc, int workers, struct ck_net_config *ncfg)
 {
-    for (;;) {
-        struct signalfd_siginfo si;
-        ssize_t r = read(sfd, &si, sizeof(si));
+    memset(ncfg, 0, sizeof(*ncfg));
+    ncfg->listen = (const char *const *)dc->listen;
+    ncfg->n_listen = dc->n_listen;
+    ncfg->default_port = KDC_DEFAULT_PORT;
+    ncfg->workers = workers;
+    ncfg->max_request = dc->kdc.max_request;
+    ncfg->max_dgram = dc->kdc.max_request < 65535 ? dc->kdc.max_request : 65535;
+    ncfg->max_reply = CK_NET_DEFAULT_MAX_REPLY;
+    ncfg->tcp_idle_timeout_ms = (int)(dc->tcp_idle_timeout * 1000);
+    ncfg->cpu_affinity = dc->cpu_affinity;
+    /* kdc_tcp_max_connections is for the whole process; each worker gets its share. */
+    ncfg->tcp_max_conns = (dc->tcp_max_connections + workers - 1) / workers;
+}
 
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r != (ssize_t)sizeof(si)) {
-            ck_log_err("signalfd: %s", r < 0 ? strerror(errno) : "short read");
-            return;
-        }
-        if (si.ssi_signo == SIGHUP) {
-            if (dc->log_dest == CK_LOG_FILE) {
-                if (open_log_file(dc->log_path) != 0)
-                    ck_log_err("%s", ck_error_context());
-                else
-                    ck_log_notice("SIGHUP: reopened log file %s", dc->log_path);
-            } else {
-                ck_log_notice("SIGHUP: nothing to reopen");
-            }
-            continue;
-        }
-        ck_log_notice("%s: shutting down", si.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
-        return;
-    }
+static int
+worker_count(const struct kdc_daemon_config *dc)
+{
+    long n;
+
+    if (dc->workers > 0)
+        return dc->workers;
+    n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > CK_NET_MAX_WORKERS ? CK_NET_MAX_WORKERS : (int)n;
 }
 
 static void
@@ -488,118 +477,498 @@ describe_listeners(struct ck_net_server *srv, char *buf, size_t size)
     }
 }
 
+/* ---- the database's caps ------------------------------------------------------------------ */
+
+static const char *
+fmt_duration(int64_t s, char *buf, size_t size)
+{
+    if (s % 86400 == 0)
+        snprintf(buf, size, "%lldd", (long long)(s / 86400));
+    else if (s % 3600 == 0)
+        snprintf(buf, size, "%lldh", (long long)(s / 3600));
+    else if (s % 60 == 0)
+        snprintf(buf, size, "%lldm", (long long)(s / 60));
+    else
+        snprintf(buf, size, "%llds", (long long)s);
+    return buf;
+}
+
+/* kdc.conf may lower the realm's caps but not raise them (the stricter wins in the worker):
+ * says so when kdc.conf asks for more, since the setting then has no effect. out: where to say
+ * it (stdout for --check) or NULL for the log. */
+static void
+say_cap(FILE *out, const char *key, int64_t asked, int64_t cap)
+{
+    char a[32], b[32];
+
+    fmt_duration(asked, a, sizeof(a));
+    fmt_duration(cap, b, sizeof(b));
+    if (out != NULL)
+        fprintf(out, "warning: %s = %s in kdc.conf is more than the database allows (%s): "
+                "tickets get at most %s; raise the realm's cap with `cablekey realm modify` "
+                "or lower %s\n", key, a, b, b, key);
+    else
+        ck_log_warn("%s = %s in kdc.conf is more than the database allows (%s): tickets get "
+                    "at most %s; raise the realm's cap with `cablekey realm modify` or lower %s",
+                    key, a, b, b, key);
+}
+
+/* kdc.conf may lower the realm's caps but not raise them (the stricter wins in the worker):
+ * says so when kdc.conf asks for more, since the setting then has no effect. out: where to say
+ * it (stdout for --check) or NULL for the log. */
+static void
+warn_caps(const struct kdc_daemon_config *dc, const struct kdc_config *cfg, FILE *out)
+{
+    const ck_realm_info *ri;
+    ck_store *st = NULL;
+
+    if (ck_store_open(cfg->db_path, cfg->stash_path, 0, &st) != 0)
+        return;
+    ri = ck_store_realm(st);
+    if (dc->max_life_set && ri->max_life > 0 && cfg->max_life > ri->max_life)
+        say_cap(out, "max_life", cfg->max_life, ri->max_life);
+    if (dc->max_renew_set && ri->max_renew > 0 && cfg->max_renewable_life > ri->max_renew)
+        say_cap(out, "max_renewable_life", cfg->max_renewable_life, ri->max_renew);
+    ck_store_close(st);
+}
+
+/* ---- --check ---------------------------------------------------------------------------- */
+
+/* Tests, in start-up order, what a start needs, printing what it will use; stops at the first
+ * failure with one line on stderr. */
+static int
+check_config(const struct options *o, struct kdc_daemon_config *dc)
+{
+    struct ck_net_config ncfg;
+    struct ck_daemon_user u;
+    struct kdc_worker *w = NULL;
+    char listen[LISTEN_LOG_MAX], logd[4200];
+    int rc;
+
+    if (o->common.config == NULL && access(KDC_DEFAULT_CONFIG, F_OK) != 0)
+        printf("config: none (" KDC_DEFAULT_CONFIG " absent: defaults and flags)\n");
+    else
+        printf("config: %s\n", o->common.config != NULL ? o->common.config : KDC_DEFAULT_CONFIG);
+    printf("database: %s\n", dc->kdc.db_path);
+    printf("stash: %s\n", dc->kdc.stash_path);
+    net_config(dc, worker_count(dc), &ncfg);
+    if (ck_net_check_listen(&ncfg, listen, sizeof(listen)) != 0) {
+        print_error("listen");
+        return 1;
+    }
+    printf("listen: %s (udp+tcp)\n", listen);
+    if (dc->listen_note[0] != '\0')
+        printf("note: %s\n", dc->listen_note);
+    if (dc->n_kpasswd_listen > 0) {
+        memset(&ncfg, 0, sizeof(ncfg));
+        ncfg.listen = (const char *const *)dc->kpasswd_listen;
+        ncfg.n_listen = dc->n_kpasswd_listen;
+        ncfg.default_port = KPASSWD_DEFAULT_PORT;
+        if (ck_net_check_listen(&ncfg, listen, sizeof(listen)) != 0) {
+            print_error("kpasswd listen");
+            return 1;
+        }
+        printf("kpasswd listen: %s (udp+tcp)\n", listen);
+    } else {
+        printf("kpasswd: off (no kpasswd_listen)\n");
+    }
+    printf("log: %s, level %s\n", ck_log_target_describe(&dc->log, logd, sizeof(logd)),
+           ck_log_level_name(dc->log_level));
+    if (ck_log_target_check(&dc->log) != 0) {
+        print_error("log");
+        return 1;
+    }
+    if (o->common.pid_file != NULL) {
+        printf("pid file: %s\n", o->common.pid_file);
+        if (ck_daemon_pidfile_check(o->common.pid_file) != 0) {
+            print_error("pid file");
+            return 1;
+        }
+    }
+    /* From here on as the service user, as the daemon will be once the sockets are bound. */
+    if (dc->user != NULL) {
+        if (ck_daemon_user_lookup(dc->user, &u) != 0) {
+            print_error("user");
+            return 1;
+        }
+        printf("user: %s (uid %u, gid %u)\n", u.name, (unsigned)u.uid, (unsigned)u.gid);
+        if (ck_daemon_drop_privileges(&u) != 0) {
+            print_error("user");
+            return 1;
+        }
+        if (ck_log_target_check(&dc->log) != 0) {
+            rc = ck_error_set(CK_ERR_PERM, "%s (as user %s)", ck_error_context(), u.name);
+            print_error("log");
+            return 1;
+        }
+    }
+    /* A worker opens the database and the stash, and loads the PKINIT identity and anchors,
+     * exactly as the running daemon will. */
+    if (kdc_worker_new(&dc->kdc, &w) != 0) {
+        if (dc->user != NULL)
+            ck_error_set(CK_ERR_PERM, "%s (as user %s)", ck_error_context(), dc->user);
+        print_error(dc->kdc.pkinit != NULL ? "database or PKINIT" : "database");
+        return 1;
+    }
+    printf("realm: %s\n", kdc_worker_realm(w));
+    warn_caps(dc, &dc->kdc, stdout);
+    rc = kdc_pkinit_config_check(dc->kdc.pkinit, kdc_worker_realm(w), stdout);
+    kdc_worker_free(w);
+    if (rc != 0) {
+        print_error("PKINIT");
+        return 1;
+    }
+    if (dc->n_kpasswd_listen > 0) {
+        struct kpasswd_server *ks = NULL;
+        struct kpasswd_worker *kw = NULL;
+
+        /* kadmin/changepw must exist; the check names the command that creates it. */
+        rc = kpasswd_server_new(&dc->kdc, dc->kpasswd_admins, &ks);
+        if (rc == 0)
+            rc = kpasswd_worker_new(ks, &kw);
+        kpasswd_worker_free(kw);
+        kpasswd_server_free(ks);
+        if (rc != 0) {
+            print_error("kpasswd");
+            return 1;
+        }
+    }
+    printf("configuration OK\n");
+    return 0;
+}
+
+/* ---- SIGHUP ----------------------------------------------------------------------------- */
+
+static bool
+same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+static void
+join_listen(char *const *listen, size_t n_listen, char *buf, size_t size)
+{
+    size_t used = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < n_listen; i++) {
+        int n = snprintf(buf + used, size - used, "%s%s", i > 0 ? " " : "", listen[i]);
+        if (n < 0 || (size_t)n >= size - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
+/* Logs each setting that differs but cannot change without a restart; returns how many. */
+static int
+report_restart_only(const struct daemon *d, const struct kdc_daemon_config *nd)
+{
+    const struct kdc_daemon_config *od = &d->dc;
+    const struct kdc_config *oc = &d->gen->cfg, *nc = &nd->kdc;
+    char a[LISTEN_LOG_MAX], b[LISTEN_LOG_MAX];
+    int n = 0;
+
+#define RESTART(what, olds, news)                                                            \
+    do {                                                                                     \
+        ck_log_warn("SIGHUP: %s changed (%s -> %s): needs a restart, not applied", what,      \
+                    olds, news);                                                             \
+        n++;                                                                                 \
+    } while (0)
+    join_listen(od->listen, od->n_listen, a, sizeof(a));
+    join_listen(nd->listen, nd->n_listen, b, sizeof(b));
+    if (strcmp(a, b) != 0)
+        RESTART("listen addresses", a, b);
+    join_listen(od->kpasswd_listen, od->n_kpasswd_listen, a, sizeof(a));
+    join_listen(nd->kpasswd_listen, nd->n_kpasswd_listen, b, sizeof(b));
+    if (strcmp(a, b) != 0)
+        RESTART("kpasswd listen addresses", a[0] != '\0' ? a : "(off)", b[0] != '\0' ? b : "(off)");
+    if (!same_str(od->kpasswd_admins, nd->kpasswd_admins))
+        RESTART("kpasswd_admins", od->kpasswd_admins != NULL ? od->kpasswd_admins : "(none)",
+                nd->kpasswd_admins != NULL ? nd->kpasswd_admins : "(none)");
+    if (!same_str(oc->db_path, nc->db_path))
+        RESTART("database", oc->db_path, nc->db_path);
+    if (!same_str(oc->stash_path, nc->stash_path))
+        RESTART("stash", oc->stash_path, nc->stash_path);
+    if (!same_str(oc->realm, nc->realm))
+        RESTART("realm", oc->realm != NULL ? oc->realm : "(database)",
+                nc->realm != NULL ? nc->realm : "(database)");
+    if (!same_str(od->user, nd->user))
+        RESTART("user", od->user != NULL ? od->user : "(none)",
+                nd->user != NULL ? nd->user : "(none)");
+    if (worker_count(od) != worker_count(nd) || od->tcp_max_connections != nd->tcp_max_connections ||
+        od->tcp_idle_timeout != nd->tcp_idle_timeout || od->cpu_affinity != nd->cpu_affinity ||
+        oc->max_request != nc->max_request)
+        RESTART("workers or TCP/request limits", "...", "...");
+#undef RESTART
+    return n;
+}
+
+/* Logs the settings a reload applies (the worker-held ones are all applied; these are named).
+ * nc: the new protocol core configuration (already moved out of nd). */
+static int
+report_applied(const struct daemon *d, const struct kdc_daemon_config *nd,
+               const struct kdc_config *nc)
+{
+    const struct kdc_daemon_config *od = &d->dc;
+    const struct kdc_config *oc = &d->gen->cfg;
+    char a[4200], b[4200];
+    int n = 0;
+
+    if (od->log.dest != nd->log.dest || strcmp(od->log.path, nd->log.path) != 0) {
+        ck_log_notice("SIGHUP: log %s -> %s", ck_log_target_describe(&od->log, a, sizeof(a)),
+                      ck_log_target_describe(&nd->log, b, sizeof(b)));
+        n++;
+    }
+    if (od->log_level != nd->log_level) {
+        ck_log_notice("SIGHUP: log level %s -> %s", ck_log_level_name(od->log_level),
+                      ck_log_level_name(nd->log_level));
+        n++;
+    }
+    if (oc->max_life != nc->max_life) {
+        ck_log_notice("SIGHUP: max_life %s -> %s", fmt_duration(oc->max_life, a, 32),
+                      fmt_duration(nc->max_life, b, 32));
+        n++;
+    }
+    if (oc->max_renewable_life != nc->max_renewable_life) {
+        ck_log_notice("SIGHUP: max_renewable_life %s -> %s",
+                      fmt_duration(oc->max_renewable_life, a, 32),
+                      fmt_duration(nc->max_renewable_life, b, 32));
+        n++;
+    }
+    if (oc->clockskew != nc->clockskew) {
+        ck_log_notice("SIGHUP: clockskew %s -> %s", fmt_duration(oc->clockskew, a, 32),
+                      fmt_duration(nc->clockskew, b, 32));
+        n++;
+    }
+    if (oc->n_enctypes != nc->n_enctypes ||
+        memcmp(oc->enctypes, nc->enctypes, nc->n_enctypes * sizeof(nc->enctypes[0])) != 0) {
+        ck_log_notice("SIGHUP: supported_enctypes changed");
+        n++;
+    }
+    if (oc->lookaside != nc->lookaside) {
+        ck_log_notice("SIGHUP: lookaside %s", nc->lookaside ? "on" : "off");
+        n++;
+    }
+    return n;
+}
+
+static int
+reload(void *arg, char *status, size_t status_size)
+{
+    struct daemon *d = arg;
+    struct kdc_daemon_config nd;
+    struct kdc_gen *g = NULL;
+    struct kdc_unit **units = NULL;
+    int rc, restart = 0, applied = 0;
+
+    ck_log_notice("SIGHUP: re-reading the configuration");
+    if ((rc = build_config(&d->opts, &nd)) != 0)
+        goto refused;
+    restart = report_restart_only(d, &nd);
+    /* What only a restart can change stays as started, in the new generation too. */
+    if ((rc = set_path(&nd.kdc.db_path, d->gen->cfg.db_path)) != 0 ||
+        (rc = set_path(&nd.kdc.stash_path, d->gen->cfg.stash_path)) != 0)
+        goto refused;
+    free(nd.kdc.realm);
+    nd.kdc.realm = NULL;
+    if (d->gen->cfg.realm != NULL && (rc = set_path(&nd.kdc.realm, d->gen->cfg.realm)) != 0)
+        goto refused;
+    nd.kdc.max_request = d->gen->cfg.max_request;
+    /* Every step that can fail comes before anything is swapped in: new workers (database,
+     * PKINIT identity and anchors as the service user), then the log destination. */
+    if ((units = calloc((size_t)d->workers, sizeof(*units))) == NULL) {
+        rc = ck_error_set(CK_ERR_NOMEM, "reload");
+        goto refused;
+    }
+    if ((rc = gen_new(&nd.kdc, &g)) != 0)
+        goto refused;
+    for (int i = 0; i < d->workers; i++)
+        if ((rc = unit_new(g, i, &units[i])) != 0)
+            goto refused;
+    /* Said at the old log level, before a new level may hide these notices. */
+    applied = report_applied(d, &nd, &g->cfg);
+    if ((rc = ck_log_reconfigure(nd.log.dest, nd.log.path, nd.log_level)) != 0)
+        goto refused;
+    for (int i = 0; i < d->workers; i++) {
+        unit_free(atomic_exchange_explicit(&d->slots[i].next, units[i], memory_order_release));
+        units[i] = NULL;
+    }
+    gen_unref(d->gen);
+    d->gen = g;
+    g = NULL;
+    d->dc.log = nd.log;
+    d->dc.log_level = nd.log_level;
+    d->dc.max_life_set = nd.max_life_set;
+    d->dc.max_renew_set = nd.max_renew_set;
+    warn_caps(&d->dc, &d->gen->cfg, NULL);
+    ck_log_notice("SIGHUP: configuration reloaded and log reopened (%d change%s applied, %d "
+                  "needing a restart)", applied, applied == 1 ? "" : "s", restart);
+    snprintf(status, status_size, "serving; reloaded (%d applied, %d need a restart)", applied,
+             restart);
+    goto out;
+refused:
+    ck_log_err("SIGHUP: configuration refused, the running one is kept: %s", ck_error_context());
+    snprintf(status, status_size, "reload refused: %s", ck_error_context());
+out:
+    if (units != NULL) {
+        for (int i = 0; i < d->workers; i++)
+            unit_free(units[i]);
+        free(units);
+    }
+    gen_unref(g);
+    kdc_daemon_config_free(&nd);
+    return rc;
+}
+
+/* ---- start ------------------------------------------------------------------------------ */
+
+/* With a service user the log file is opened once privileges are dropped, as that user, so
+ * that the start and every reopen (SIGHUP, rotation) are made by the same identity and need no
+ * root-only capability (the hardened unit has no CAP_DAC_OVERRIDE or CAP_CHOWN); until then
+ * messages go to stderr, which a service manager collects. */
+static int
+open_log(struct daemon *d, bool dropped)
+{
+    if (d->have_user && !dropped)
+        return ck_log_open(PROG, d->dc.log.dest == CK_LOG_FILE ? CK_LOG_STDERR : d->dc.log.dest,
+                           NULL, d->dc.log_level);
+    if (!d->have_user)
+        return ck_log_open(PROG, d->dc.log.dest, d->dc.log.path, d->dc.log_level);
+    return ck_log_reconfigure(d->dc.log.dest, d->dc.log.path, d->dc.log_level);
+}
+
 int
 main(int argc, char **argv)
 {
-    struct options opts;
-    struct kdc_daemon_config dc;
+    static struct daemon dm;
+    struct daemon *d = &dm;
     struct ck_net_config ncfg;
     struct ck_net_callbacks cb;
-    struct ck_net_server *srv = NULL;
-    struct kpasswd_server *kpw = NULL;
-    sigset_t sigs;
     char listeners[LISTEN_LOG_MAX];
     bool pid_written = false, served = false;
-    int sfd = -1, rc, status = 1, workers;
+    int sfd = -1, rc, status = 1;
 
-    rc = parse_args(argc, argv, &opts);
+    rc = parse_args(argc, argv, &d->opts);
     if (rc >= 0)
         return rc;
     ck_log_open(PROG, CK_LOG_STDERR, NULL, LOG_INFO);
-    if (build_config(&opts, &dc) != 0) {
+    if (build_config(&d->opts, &d->dc) != 0) {
         print_error("configuration");
         goto out;
     }
-    if (opts.check) {
-        status = check_config(&dc);
+    if (d->opts.common.check) {
+        status = check_config(&d->opts, &d->dc);
         goto out;
     }
-    if (setup_logging(&dc) != 0) {
-        print_error("logging");
+    if (d->dc.user != NULL) {
+        if (ck_daemon_user_lookup(d->dc.user, &d->user) != 0) {
+            print_error("user");
+            goto out;
+        }
+        d->have_user = true;
+    }
+    if (open_log(d, false) != 0) {
+        print_error("log");
         goto out;
     }
-
-    /* Block the signals before any thread exists so every worker inherits the mask and only
-     * the signalfd below ever sees them. SIGPIPE stays blocked for good: sockets report EPIPE. */
-    sigemptyset(&sigs);
-    sigaddset(&sigs, SIGTERM);
-    sigaddset(&sigs, SIGINT);
-    sigaddset(&sigs, SIGHUP);
-    sigaddset(&sigs, SIGPIPE);
-    if ((rc = pthread_sigmask(SIG_BLOCK, &sigs, NULL)) != 0) {
-        ck_log_err("pthread_sigmask: %s", strerror(rc));
+    if (ck_daemon_signals_init(&sfd) != 0) {
+        ck_log_err("%s", ck_error_context());
         goto out;
     }
-    sigdelset(&sigs, SIGPIPE);
-    sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-    if (sfd < 0) {
-        ck_log_err("signalfd: %s", strerror(errno));
-        goto out;
-    }
-
-    memset(&ncfg, 0, sizeof(ncfg));
-    ncfg.listen = (const char *const *)dc.listen;
-    ncfg.n_listen = dc.n_listen;
-    ncfg.default_port = KDC_DEFAULT_PORT;
-    ncfg.workers = dc.workers;
-    ncfg.max_request = dc.kdc.max_request;
-    ncfg.max_dgram = dc.kdc.max_request < 65535 ? dc.kdc.max_request : 65535;
-    ncfg.max_reply = CK_NET_DEFAULT_MAX_REPLY;
-    ncfg.tcp_idle_timeout_ms = (int)(dc.tcp_idle_timeout * 1000);
-    ncfg.cpu_affinity = dc.cpu_affinity;
-    memset(&cb, 0, sizeof(cb));
-    cb.handler = handle;
-    cb.worker_init = worker_init;
-    cb.worker_fini = worker_fini;
-    cb.arg = &dc.kdc;
-    if ((workers = dc.workers) == 0) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        workers = n < 1 ? 1 : n > CK_NET_MAX_WORKERS ? CK_NET_MAX_WORKERS : (int)n;
-    }
-    ncfg.workers = workers;
-    /* kdc_tcp_max_connections is for the whole process; each worker gets its share. */
-    ncfg.tcp_max_conns = (dc.tcp_max_connections + workers - 1) / workers;
-    /* The pid file is written before the sockets answer, so whoever sees the KDC answering
-     * can also find its pid; it is removed again if startup fails. */
-    if (opts.pid_file != NULL) {
-        if (write_pid_file(opts.pid_file) != 0) {
+    /* The pid file is written before the sockets answer, so whoever sees the KDC answering can
+     * also find its pid; it is removed again if startup fails. */
+    if (d->opts.common.pid_file != NULL) {
+        if (ck_daemon_pidfile_write(d->opts.common.pid_file) != 0) {
             ck_log_err("%s", ck_error_context());
             goto out;
         }
         pid_written = true;
     }
-    if (ck_net_server_new(&ncfg, &cb, &srv) == 0)
-        ck_net_server_set_idle(srv, idle);
-    if (srv == NULL || ck_net_server_start(srv) != 0) {
+    if (d->dc.listen_note[0] != '\0')
+        ck_log_notice("listen: %s", d->dc.listen_note);
+
+    /* 1. Bind (may need privileges: port 88, 464). kpasswd has its own ck_net_server and
+     *    listen list. */
+    d->workers = worker_count(&d->dc);
+    net_config(&d->dc, d->workers, &ncfg);
+    memset(&cb, 0, sizeof(cb));
+    cb.handler = handle;
+    cb.worker_init = worker_init;
+    cb.worker_fini = worker_fini;
+    cb.arg = d;
+    if (ck_net_server_new(&ncfg, &cb, &d->srv) != 0 || ck_net_server_bind(d->srv) != 0) {
         ck_log_err("%s", ck_error_context());
         goto out;
     }
-    describe_listeners(srv, listeners, sizeof(listeners));
-    ck_log_notice("started: realm %s, listening on %s (udp+tcp), %d workers",
-                  dc.kdc.realm != NULL ? dc.kdc.realm : "(from database)", listeners, workers);
-    if (dc.n_kpasswd_listen > 0) {
-        if (kpasswd_server_start(&dc.kdc, (const char *const *)dc.kpasswd_listen,
-                                 dc.n_kpasswd_listen, dc.kpasswd_admins, &kpw) != 0) {
+    ck_net_server_set_idle(d->srv, idle);
+    if (d->dc.n_kpasswd_listen > 0 &&
+        kpasswd_server_bind((const char *const *)d->dc.kpasswd_listen, d->dc.n_kpasswd_listen,
+                            &d->kpw) != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
+    }
+
+    /* 2. Drop privileges, before the database, the stash and any key is opened. */
+    if (d->have_user) {
+        if (ck_daemon_drop_privileges(&d->user) != 0) {
             ck_log_err("%s", ck_error_context());
             goto out;
         }
-        kpasswd_server_describe(kpw, listeners, sizeof(listeners));
-        ck_log_notice("kpasswd: listening on %s (udp+tcp)", listeners);
+        if (open_log(d, true) != 0) {
+            ck_log_err("%s (as user %s)", ck_error_context(), d->user.name);
+            goto out;
+        }
+        ck_log_notice("running as user %s (uid %u, gid %u)", d->user.name,
+                      (unsigned)d->user.uid, (unsigned)d->user.gid);
     }
-    notify("READY=1");
 
-    wait_for_signals(sfd, &dc);
-    notify("STOPPING=1");
+    /* 3. Open the database through the workers and start them. */
+    /* The slots' alignment keeps workers off each other's cache lines: calloc does not give it. */
+    if ((d->slots = aligned_alloc(_Alignof(struct kdc_slot),
+                                  (size_t)d->workers * sizeof(*d->slots))) == NULL ||
+        gen_new(&d->dc.kdc, &d->gen) != 0) {
+        ck_log_err("out of memory");
+        goto out;
+    }
+    memset(d->slots, 0, (size_t)d->workers * sizeof(*d->slots));
+    warn_caps(&d->dc, &d->gen->cfg, NULL);
+    if (ck_net_server_run(d->srv) != 0) {
+        ck_log_err("%s%s%s", ck_error_context(), d->have_user ? " as user " : "",
+                   d->have_user ? d->user.name : "");
+        goto out;
+    }
+    describe_listeners(d->srv, listeners, sizeof(listeners));
+    ck_log_notice("started: realm %s, listening on %s (udp+tcp), %d workers",
+                  d->gen->cfg.realm != NULL ? d->gen->cfg.realm : "(from database)", listeners,
+                  d->workers);
+    if (d->kpw != NULL) {
+        char kl[LISTEN_LOG_MAX];
+
+        d->kpw_gen = d->gen;
+        atomic_fetch_add(&d->kpw_gen->refs, 1);
+        if (kpasswd_server_run(d->kpw, &d->kpw_gen->cfg, d->dc.kpasswd_admins) != 0) {
+            ck_log_err("%s", ck_error_context());
+            goto out;
+        }
+        kpasswd_server_describe(d->kpw, kl, sizeof(kl));
+        ck_log_notice("kpasswd: listening on %s (udp+tcp)", kl);
+    }
+    if (ck_daemon_notify("READY=1\nSTATUS=serving on %s", listeners) != 0)
+        ck_log_warn("%s", ck_error_context());
+
     served = true;
-    status = 0;
+    status = ck_daemon_loop(sfd, reload, d) < 0 ? 1 : 0;
 out:
-    kpasswd_server_free(kpw);
-    ck_net_server_free(srv);
+    kpasswd_server_free(d->kpw);
+    gen_unref(d->kpw_gen);
+    ck_net_server_free(d->srv);
+    free(d->slots);
+    gen_unref(d->gen);
     if (pid_written)
-        unlink(opts.pid_file);
+        ck_daemon_pidfile_remove(d->opts.common.pid_file);
     if (sfd >= 0)
         close(sfd);
-    kdc_daemon_config_free(&dc);
+    kdc_daemon_config_free(&d->dc);
     if (served)
         ck_log_notice("stopped");
     ck_log_close();

@@ -112,6 +112,7 @@ enum ck_admin_req_kind {
 #define CK_ADMIN_REQ_FLAGS 0x10u
 #define CK_ADMIN_REQ_ENCTYPES 0x20u
 #define CK_ADMIN_REQ_KEEP 0x40u
+#define CK_ADMIN_REQ_POLICY 0x80u /* create, modify: policy ("" = none) */
 
 struct ck_admin_principal_req {
     enum ck_admin_req_kind kind;
@@ -122,6 +123,7 @@ struct ck_admin_principal_req {
     size_t n_enctypes;
     int32_t enctypes[CK_STORE_MAX_ENCTYPES];
     uint32_t keep;               /* kvnos to keep on a key change, 1..CK_STORE_MAX_KEYS */
+    char policy[CK_POLICY_NAME_MAX + 1]; /* CK_ADMIN_REQ_POLICY: a name, or "" to detach */
     bool random_key;
     char *password;              /* NUL-terminated, wiped by ck_admin_principal_req_clear */
     size_t password_len;

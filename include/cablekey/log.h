@@ -3,16 +3,25 @@
 #ifndef CABLEKEY_LOG_H
 #define CABLEKEY_LOG_H
 
+#include <sys/types.h>
 #include <syslog.h>
 
 enum ck_log_dest { CK_LOG_STDERR, CK_LOG_SYSLOG, CK_LOG_FILE };
 
-/* ident: program name; level: LOG_ERR..LOG_DEBUG; path only for CK_LOG_FILE. */
+/* ident: program name; level: LOG_ERR..LOG_DEBUG; path only for CK_LOG_FILE (opened for append,
+ * created 0640). On error the destination is stderr. */
 int ck_log_open(const char *ident, enum ck_log_dest dest, const char *path, int level);
+/* While other threads log: switches destination and level (a file is opened before anything
+ * changes, so on error the old destination stays in use). */
+int ck_log_reconfigure(enum ck_log_dest dest, const char *path, int level);
+/* Opens the log file again by name (after rotation) and swaps it in; no-op for stderr and
+ * syslog. On error the old file stays in use. Safe while other threads log. */
+int ck_log_reopen(void);
 void ck_log_set_level(int level);
 int ck_log_level(void);
 /* Parses "err", "warning", "notice", "info", "debug" (also "error", "warn"); -1 if unknown. */
 int ck_log_level_from_name(const char *name);
+const char *ck_log_level_name(int level);
 void ck_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 void ck_log_close(void);
 

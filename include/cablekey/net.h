@@ -96,10 +96,22 @@ int ck_net_server_new(const struct ck_net_config *cfg, const struct ck_net_callb
                       struct ck_net_server **out);
 /* Sets the idle callback (before ck_net_server_start; NULL: none). */
 void ck_net_server_set_idle(struct ck_net_server *srv, ck_net_idle_fn idle);
-/* Resolves and binds every address for every worker, runs worker_init for each, then starts the
- * worker threads. Bind and init errors are returned here with the address in the context; on
- * error nothing is left open. */
+/* Starting is two steps, so that a daemon can bind privileged ports and then drop privileges
+ * before any worker state (database, keys) exists:
+ *   ck_net_server_bind: resolves and binds every address for every worker (no thread, no
+ *     worker_init yet); afterwards ck_net_server_addr reports the bound addresses.
+ *   ck_net_server_run: runs worker_init for each worker, then starts the worker threads.
+ * Errors are returned with the address in the context; on error nothing is left open (a failed
+ * run closes the sockets bind made). ck_net_server_start does both. */
+int ck_net_server_bind(struct ck_net_server *srv);
+int ck_net_server_run(struct ck_net_server *srv);
 int ck_net_server_start(struct ck_net_server *srv);
+/* What a start would find, without taking the addresses: every entry of cfg->listen resolves,
+ * each resolved address is one of this host's (bindable), and a privileged port may be bound by
+ * this process. A port already in use (by the running daemon, say) is not an error: the address
+ * is then checked on a kernel-chosen port and marked "(port in use now)" in desc, which gets the
+ * resolved addresses, blank-separated. */
+int ck_net_check_listen(const struct ck_net_config *cfg, char *desc, size_t desc_size);
 /* Tells the workers to stop, joins them, runs worker_fini, closes every socket. Idempotent. */
 void ck_net_server_stop(struct ck_net_server *srv);
 /* Stops if running, then frees. Accepts NULL. */

@@ -55,6 +55,19 @@ size_t ck_profile_subsections(const struct ck_profile *prof, const char **names,
 size_t ck_profile_relations(const struct ck_profile *prof, const char **names, size_t max, ...)
     __attribute__((sentinel));
 
+/* The first value of the relation, like ck_profile_get, and where it was read (file and line;
+ * NULL and 0 when absent), for error messages that point at the line. */
+const char *ck_profile_get_loc(const struct ck_profile *prof, const char **file, int *line, ...)
+    __attribute__((sentinel));
+
+/* Calls fn for every node in file order: sections (depth 0), subsections and relations. path
+ * holds the depth names above the node; value is NULL for sections and subsections; file and
+ * line say where the node was read (a merged section: its first header). A non-zero return
+ * stops the walk and is returned. Used to refuse unknown sections and keys. */
+typedef int (*ck_profile_walk_fn)(const char *const *path, size_t depth, const char *name,
+                                  const char *value, const char *file, int line, void *arg);
+int ck_profile_walk(const struct ck_profile *prof, ck_profile_walk_fn fn, void *arg);
+
 /* "36000", "10h", "7d", "1d2h30m", "1d 2h 30m 10s", "10:00" (h:mm), "10:00:00" (h:mm:ss), up to
  * CK_PROFILE_MAX_DURATION seconds. */
 int ck_parse_duration(const char *s, int64_t *secs);

@@ -64,6 +64,19 @@ typedef struct ck_db_key {
     ck_key key;         /* decrypted; key.enctype == enctype */
 } ck_db_key;
 
+/* A principal's failed-authentication state (MIT's fail_auth_count, last_failed, last_success)
+ * and the lockout parameters of its policy, as read with the record. */
+typedef struct ck_db_lockout {
+    uint32_t fail_count;      /* failed pre-authentications counted (see ck_lockout_*) */
+    int64_t last_failed;      /* epoch seconds; 0 = never */
+    int64_t last_success;     /* epoch seconds; 0 = never (or not recorded) */
+    uint64_t epoch;           /* bumped by every ck_store_unlock_principal: failures counted
+                               * before an unlock are void (MIT's last admin unlock) */
+    uint32_t max_failure;     /* from the policy (0: no policy, or lockout off) */
+    int64_t failure_interval; /* seconds; 0: failures never expire */
+    int64_t lockout_duration; /* seconds; 0: locked until an administrator unlocks */
+} ck_db_lockout;
+
 typedef struct ck_db_principal {
     char *name;         /* unparsed, canonical ("alice@TEST.REALM") */
     uint32_t attributes;/* CK_ATTR_* */
@@ -76,6 +89,14 @@ typedef struct ck_db_principal {
     int64_t modified;   /* set by the store */
     size_t n_keys;
     ck_db_key *keys;    /* all stored keys, newest kvno first, then in realm enctype order */
+    /* Since schema 3 (policies and lockout). */
+    char *policy;       /* password policy name, NULL = none. ck_store_create_principal applies
+                         * it; put/update leave the stored one alone: change it with
+                         * ck_store_set_principal_policy */
+    int64_t last_pwd_change; /* epoch seconds of the last password change (set by
+                              * ck_store_change_password, or given to create); 0 = never */
+    ck_db_lockout lockout;   /* read-only: stored lockout state and the policy's lockout
+                              * parameters, as they were when the record was read */
 } ck_db_principal;
 
 typedef struct ck_realm_info {
@@ -164,6 +185,129 @@ int ck_store_list_principals(ck_store *store, ck_store_list_cb cb, void *arg);
  * CK_ERR_POLICY if someone else changed the kvno concurrently. *new_kvno may be NULL. */
 int ck_store_rotate_keys(ck_store *store, const char *name, const ck_db_key *keys, size_t n_keys,
                          unsigned keep, uint32_t *new_kvno);
+
+/* ============================================================================ password policies
+ *
+ * MIT kadm5 policies: a named set of password rules and lockout parameters, attached to
+ * principals (ck_db_principal.policy). Every administrative write below commits in one
+ * transaction with a change-counter bump (the audit hook); a policy change makes every
+ * connection's caches reload (the lockout parameters are part of cached principal records). */
+
+#define CK_POLICY_NAME_MAX 128       /* bytes; printable ASCII without spaces */
+#define CK_POLICY_MAX_CLASSES 5      /* lower, upper, digit, punctuation, other */
+#define CK_POLICY_MAX_HISTORY 100    /* MIT's limit too */
+#define CK_POLICY_LIST_MAX 10000
+
+typedef struct ck_policy {
+    char name[CK_POLICY_NAME_MAX + 1];
+    uint32_t min_length;       /* password characters (bytes); 0 = no minimum */
+    uint32_t min_classes;      /* 0..5 character classes; 0 and 1 = no rule */
+    uint32_t history;          /* passwords remembered, the current one included (MIT's
+                                * pw_history_num): a new password must differ from the current
+                                * and the history-1 before it; 0 and 1 = no rule */
+    int64_t min_life;          /* seconds between password changes by the user; 0 = none */
+    int64_t max_life;          /* password lifetime: each change sets pw_expires = now + max_life;
+                                * 0 = passwords do not expire (pw_expires = 0) */
+    uint32_t max_failure;      /* failed pre-authentications that lock; 0 = lockout off */
+    int64_t failure_interval;  /* failures older than this do not count; 0 = never reset */
+    int64_t lockout_duration;  /* lock time; 0 = until ck_store_unlock_principal */
+    /* Read-only (filled by get/list). */
+    uint64_t ref_count;        /* principals using the policy */
+    int64_t created, modified;
+} ck_policy;
+
+/* A policy name: 1..CK_POLICY_NAME_MAX bytes of printable ASCII without spaces (CK_ERR_INVAL). */
+int ck_policy_name_check(const char *name);
+/* Name rules and field ranges (CK_ERR_INVAL with the field named). */
+int ck_policy_check(const ck_policy *pol);
+/* CK_ERR_EXISTS if the name is taken. */
+int ck_store_create_policy(ck_store *store, const ck_policy *pol);
+/* CK_ERR_NOTFOUND if absent. */
+int ck_store_get_policy(ck_store *store, const char *name, ck_policy *out);
+/* Replaces every rule of an existing policy (get, change, modify). */
+int ck_store_modify_policy(ck_store *store, const ck_policy *pol);
+/* CK_ERR_POLICY while a principal uses it (MIT refuses too): clear it from them first. */
+int ck_store_delete_policy(ck_store *store, const char *name);
+/* Calls cb for every policy in name order (the record is valid during the call only); a
+ * non-zero return stops the walk and is returned. */
+typedef int (*ck_store_policy_cb)(const ck_policy *pol, void *arg);
+int ck_store_list_policies(ck_store *store, ck_store_policy_cb cb, void *arg);
+/* Attaches policy (must exist: CK_ERR_NOTFOUND) to a principal, or detaches with NULL. Does
+ * not touch the password or its expiry (MIT: the rules apply from the next change). */
+int ck_store_set_principal_policy(ck_store *store, const char *name, const char *policy);
+
+/* ck_store_change_password flags. */
+#define CK_PW_ADMIN 0x1  /* an administrator sets it: the minimum password age does not apply
+                          * (MIT: kadmin cpw / addprinc -pw, the set-password protocol); length,
+                          * classes and history still do */
+
+/* THE password-change step (CLI `principal add/rotate --password`, the kpasswd service).
+ *
+ * Checks the password against the principal's policy, if any, in this order, each rejection
+ * being CK_ERR_POLICY with an operator/user-readable context (no password material):
+ *   - "password is too short (N characters, the policy asks for at least M)"
+ *   - "password has N character classes, the policy asks for M (lower case, upper case,
+ *      digits, punctuation, other)"
+ *   - "password changed too recently: it may be changed again after <UTC time>": unless
+ *     CK_PW_ADMIN, or the principal has CK_ATTR_REQUIRES_PWCHANGE (MIT) or an expired password
+ *     (pw_expires <= now: its owner must be able to change it), now < last_pwd_change +
+ *     min_life
+ *   - "password was used before (the policy remembers N passwords)": the keys the new password
+ *     derives, with each remembered key's own enctype and salt, equal (constant-time compare)
+ *     the current key or one of the history-1 remembered ones. History keeps one key (the
+ *     first enctype's) per former password, encrypted under the master key as any key; no
+ *     plaintext password is ever stored.
+ * Then, in one transaction with a change-counter bump: keys derived from the password for the
+ * enctypes of the principal's current keys (the realm's if it has none) become kvno current+1
+ * (CK_STORE_KEEP_KVNOS kvnos kept, as rotation), the
+ * former current key joins the history (trimmed to history-1), last_pwd_change = now,
+ * pw_expires = now + max_life (0 without policy or max_life: MIT), CK_ATTR_REQUIRES_PWCHANGE
+ * cleared. CK_ERR_NOTFOUND if the principal is absent, CK_ERR_INVAL for an empty password or
+ * unknown flags, CK_ERR_DB ("changed concurrently, retry") if another writer changed the keys
+ * meanwhile. now: epoch seconds (the caller's clock; tests inject one). *new_kvno may be NULL. */
+int ck_store_change_password(ck_store *store, const char *name, const char *password,
+                             size_t password_len, unsigned flags, int64_t now,
+                             uint32_t *new_kvno);
+/* The policy checks alone (length, classes; history when name is not NULL), for a caller that
+ * wants to test a password before asking for confirmation. Same errors. */
+int ck_store_check_password(ck_store *store, const char *name, const ck_policy *pol,
+                            const char *password, size_t password_len);
+
+/* ============================================================================ lockout
+ *
+ * MIT's semantics, as pure functions on a ck_db_lockout (the KDC applies them to its in-memory
+ * view, `principal show` to the stored state):
+ *   locked  <=> max_failure > 0 && fail_count >= max_failure &&
+ *               (lockout_duration == 0 || now < last_failed + lockout_duration)
+ *   failure:  if failure_interval > 0 && now > last_failed + failure_interval: fail_count = 0;
+ *             fail_count++, last_failed = now (also for principals without a policy: counted,
+ *             never locked)
+ *   success (pre-authenticated, REQUIRES_PREAUTH principals only, as MIT): fail_count = 0,
+ *             last_success = now */
+bool ck_lockout_is_locked(const ck_db_lockout *l, int64_t now);
+void ck_lockout_failure(ck_db_lockout *l, int64_t now);
+
+/* One principal's authentication events not yet written (the KDC batches them). */
+typedef struct ck_lockout_update {
+    const char *name;
+    int64_t created;         /* the record's `created`: a principal deleted and re-added since
+                              * is another principal, and is left alone */
+    uint64_t epoch;          /* the record's lockout epoch: after an unlock the events are void */
+    bool success;            /* a pre-authenticated success came after the stored count: the
+                              * stored count is replaced by `fails` (else fails are added) */
+    uint32_t fails;          /* failures after that success (or since the record was read) */
+    int64_t first_failed, last_failed; /* times of the first and last of those failures */
+    int64_t last_success;    /* 0: nothing to record */
+    int64_t failure_interval;/* the policy's, to expire the stored count as MIT would */
+} ck_lockout_update;
+/* Writes a batch of events in one transaction WITHOUT bumping the change counter (not an
+ * administrative change: no audit entry, and other connections' caches keep their records, see
+ * docs/cablekey-kdc.md "Lockout"); this connection's cache drops the names written, so its next
+ * lookup reads the merged count. */
+int ck_store_record_auth(ck_store *store, const ck_lockout_update *u, size_t n);
+/* `principal unlock`: fail_count = 0 and a new lockout epoch, with a change-counter bump so that
+ * every KDC worker reloads the record at its next change check. */
+int ck_store_unlock_principal(ck_store *store, const char *name);
 
 /* --- helpers --- */
 

@@ -294,12 +294,53 @@ ck_admin_principal_to_json(const ck_db_principal *p)
         !set(o, "expires", time_json(p->expires)) ||
         !set(o, "pw_expires", time_json(p->pw_expires)) ||
         !set(o, "created", json_integer(p->created)) ||
-        !set(o, "modified", json_integer(p->modified)))
+        !set(o, "modified", json_integer(p->modified)) ||
+        !set(o, "policy", p->policy != NULL ? json_string(p->policy) : json_null()) ||
+        !set(o, "last_password_change", time_json(p->last_pwd_change)) ||
+        !set(o, "lockout", json_pack("{s:I,s:o,s:o,s:I,s:I,s:I}", "failed_attempts",
+                                     (json_int_t)p->lockout.fail_count, "last_failed",
+                                     time_json(p->lockout.last_failed), "last_success",
+                                     time_json(p->lockout.last_success), "max_failure",
+                                     (json_int_t)p->lockout.max_failure, "failure_interval",
+                                     (json_int_t)p->lockout.failure_interval,
+                                     "lockout_duration",
+                                     (json_int_t)p->lockout.lockout_duration)))
         goto fail;
     return o;
 fail:
     json_decref(o);
     return NULL;
+}
+
+/* The lockout state as read with the record (what `principal show` prints); the epoch stays
+ * inside the store. */
+static int
+lockout_from_json(const json_t *lo, ck_db_lockout *l)
+{
+    static const char *const members[] = {"failed_attempts", "last_failed", "last_success",
+                                          "max_failure", "failure_interval",
+                                          "lockout_duration", NULL};
+    int64_t v;
+    int rc;
+
+    if (!json_is_object(lo))
+        return dec_err("lockout", "must be an object");
+    if ((rc = check_members(lo, members)) != 0)
+        return rc;
+    if ((rc = get_int(lo, "failed_attempts", 0, UINT32_MAX, &v)) != 0)
+        return rc;
+    l->fail_count = (uint32_t)v;
+    if ((rc = get_time(lo, "last_failed", &l->last_failed)) != 0 ||
+        (rc = get_time(lo, "last_success", &l->last_success)) != 0 ||
+        (rc = get_int(lo, "max_failure", 0, UINT32_MAX, &v)) != 0)
+        return rc;
+    l->max_failure = (uint32_t)v;
+    if ((rc = get_int(lo, "failure_interval", 0, CK_PROFILE_MAX_DURATION,
+                      &l->failure_interval)) != 0 ||
+        (rc = get_int(lo, "lockout_duration", 0, CK_PROFILE_MAX_DURATION,
+                      &l->lockout_duration)) != 0)
+        return rc;
+    return 0;
 }
 
 static int
@@ -354,9 +395,10 @@ ck_admin_principal_from_json(const json_t *o, ck_db_principal **out)
 {
     static const char *const members[] = {"name", "kvno", "flags", "unknown_flags", "max_life",
                                           "max_renew", "expires", "pw_expires", "created",
-                                          "modified", "keys", NULL};
+                                          "modified", "keys", "policy", "last_password_change",
+                                          "lockout", NULL};
     ck_db_principal *p = NULL;
-    const json_t *name = json_object_get(o, "name"), *keys;
+    const json_t *name = json_object_get(o, "name"), *keys, *pol;
     int64_t v;
     uint32_t flags;
     int rc;
@@ -392,6 +434,24 @@ ck_admin_principal_from_json(const json_t *o, ck_db_principal **out)
         (rc = get_time(o, "pw_expires", &p->pw_expires)) != 0 ||
         (rc = get_int(o, "created", 0, MAX_TIME, &p->created)) != 0 ||
         (rc = get_int(o, "modified", 0, MAX_TIME, &p->modified)) != 0)
+        goto out;
+    /* Policy and lockout (since the password policies): absent from older daemons. */
+    if ((pol = json_object_get(o, "policy")) != NULL && !json_is_null(pol)) {
+        if (!json_is_string(pol) || strlen(json_string_value(pol)) != json_string_length(pol) ||
+            ck_policy_name_check(json_string_value(pol)) != 0) {
+            rc = dec_err("policy", "must be a policy name or null");
+            goto out;
+        }
+        if ((p->policy = strdup(json_string_value(pol))) == NULL) {
+            rc = CK_ERR_NOMEM;
+            goto out;
+        }
+    }
+    if (json_object_get(o, "last_password_change") != NULL &&
+        (rc = get_time(o, "last_password_change", &p->last_pwd_change)) != 0)
+        goto out;
+    if (json_object_get(o, "lockout") != NULL &&
+        (rc = lockout_from_json(json_object_get(o, "lockout"), &p->lockout)) != 0)
         goto out;
     keys = json_object_get(o, "keys");
     if (!json_is_array(keys) || json_array_size(keys) > CK_STORE_MAX_KEYS) {
@@ -530,9 +590,10 @@ ck_admin_request_from_json(enum ck_admin_req_kind kind, const json_t *o,
                            struct ck_admin_principal_req *req)
 {
     static const char *const create_m[] = {"password", "random_key", "max_life", "max_renew",
-                                           "expires", "pw_expires", "flags", "enctypes", NULL};
+                                           "expires", "pw_expires", "flags", "enctypes",
+                                           "policy", NULL};
     static const char *const modify_m[] = {"max_life", "max_renew", "expires", "pw_expires",
-                                           "flags", NULL};
+                                           "flags", "policy", NULL};
     static const char *const keys_m[] = {"password", "random_key", "enctypes", "keep", NULL};
     const json_t *v;
     int64_t i;
@@ -585,6 +646,18 @@ ck_admin_request_from_json(enum ck_admin_req_kind kind, const json_t *o,
             goto out;
         req->keep = (uint32_t)i;
         req->present |= CK_ADMIN_REQ_KEEP;
+    }
+    if ((v = json_object_get(o, "policy")) != NULL) {
+        /* A name attaches that policy, null detaches (create: not even "default"). */
+        if (!json_is_null(v)) {
+            if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+                ck_policy_name_check(json_string_value(v)) != 0) {
+                rc = dec_err("policy", "must be a policy name or null");
+                goto out;
+            }
+            ck_strlcpy(req->policy, json_string_value(v), sizeof(req->policy));
+        }
+        req->present |= CK_ADMIN_REQ_POLICY;
     }
     if ((v = json_object_get(o, "random_key")) != NULL) {
         if (!json_is_true(v)) {
@@ -641,6 +714,8 @@ ck_admin_request_to_json(const struct ck_admin_principal_req *req)
         ((req->present & CK_ADMIN_REQ_ENCTYPES) &&
          !set(o, "enctypes", enctypes_to_json(req->enctypes, req->n_enctypes))) ||
         ((req->present & CK_ADMIN_REQ_KEEP) && !set(o, "keep", json_integer(req->keep))) ||
+        ((req->present & CK_ADMIN_REQ_POLICY) &&
+         !set(o, "policy", req->policy[0] != '\0' ? json_string(req->policy) : json_null())) ||
         (req->random_key && !set(o, "random_key", json_true())) ||
         (req->password != NULL &&
          !set(o, "password", json_stringn(req->password, req->password_len))))

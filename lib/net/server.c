@@ -1355,24 +1355,41 @@ bind_all(struct ck_net_server *srv)
 
 #define PORT0_ATTEMPTS 8
 
+static int
+check_handler(void *state, const struct ck_net_request *req, uint8_t *reply, size_t reply_cap,
+              size_t *reply_len)
+{
+    *reply_len = 0;
+    return 0;
+}
+
 int
-ck_net_server_start(struct ck_net_server *srv)
+ck_net_server_bind(struct ck_net_server *srv)
 {
     int rc = 0;
 
     if (srv == NULL || srv->running || srv->workers != NULL)
-        return ck_error_set(CK_ERR_INVAL, "net server already started");
+        return ck_error_set(CK_ERR_INVAL, "net server already bound");
     /* A kernel-chosen port is free for UDP and TCP when probed, but between the probe and the
      * workers' binds any other socket on the machine may take it (outgoing TCP connections get
      * their ports from the same range): then choose again. */
     for (int attempt = 1;; attempt++) {
         bind_errno = 0;
         if ((rc = bind_all(srv)) == 0)
-            break;
+            return 0;
         teardown(srv);
         if (!(srv->any_port0 && bind_errno == EADDRINUSE && attempt < PORT0_ATTEMPTS))
             return rc;
     }
+}
+
+int
+ck_net_server_run(struct ck_net_server *srv)
+{
+    int rc = 0;
+
+    if (srv == NULL || srv->running || srv->workers == NULL)
+        return ck_error_set(CK_ERR_INVAL, "net server not bound, or already running");
     srv->steer = srv->cfg.cpu_affinity && !srv->cfg.no_udp && srv->n_workers > 1 &&
                  sched_getaffinity(0, sizeof(srv->cpus), &srv->cpus) == 0 &&
                  steering_possible(srv);
@@ -1415,6 +1432,113 @@ out:
         stop_and_join(srv);
         teardown(srv);
     }
+    return rc;
+}
+
+int
+ck_net_server_start(struct ck_net_server *srv)
+{
+    int rc;
+
+    if ((rc = ck_net_server_bind(srv)) != 0)
+        return rc;
+    return ck_net_server_run(srv);
+}
+
+/* Reads whether the process may bind ports below ip_unprivileged_port_start: root's effective
+ * capability set, or CAP_NET_BIND_SERVICE (bit 10) alone. */
+static bool
+may_bind_privileged(uint16_t port)
+{
+    char line[256];
+    long start = 1024;
+    bool ok = false;
+    FILE *f;
+
+    if ((f = fopen("/proc/sys/net/ipv4/ip_unprivileged_port_start", "re")) != NULL) {
+        if (fgets(line, sizeof(line), f) != NULL) {
+            int64_t v;
+            line[strcspn(line, "\n")] = '\0';
+            if (ck_parse_int64(line, 0, 65536, &v) == 0)
+                start = (long)v;
+        }
+        fclose(f);
+    }
+    if (port == 0 || port >= start)
+        return true;
+    if ((f = fopen("/proc/self/status", "re")) == NULL)
+        return geteuid() == 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        if (strncmp(line, "CapEff:", 7) == 0) {
+            unsigned long long caps = strtoull(line + 7, NULL, 16);
+            ok = (caps >> 10) & 1;
+            break;
+        }
+    }
+    fclose(f);
+    return ok;
+}
+
+int
+ck_net_check_listen(const struct ck_net_config *cfg, char *desc, size_t desc_size)
+{
+    struct ck_net_server *srv = NULL;
+    struct ck_net_callbacks cb;
+    size_t used = 0;
+    int rc;
+
+    if (desc_size > 0)
+        desc[0] = '\0';
+    memset(&cb, 0, sizeof(cb));
+    cb.handler = check_handler;
+    if ((rc = ck_net_server_new(cfg, &cb, &srv)) != 0)
+        return rc;
+    if ((rc = resolve_addrs(srv)) != 0)
+        goto out;
+    for (size_t i = 0; i < srv->n_addrs; i++) {
+        struct sockaddr_storage ss = srv->addrs[i];
+        uint16_t port = addr_port(&ss);
+        char a[CK_NET_ADDRSTRLEN];
+        const char *note = "";
+        int fd = -1, n;
+
+        ck_net_addr_format((struct sockaddr *)&ss, a, sizeof(a));
+        if (!may_bind_privileged(port)) {
+            rc = ck_error_set(CK_ERR_PERM, "listen %s: port %u needs root or "
+                              "CAP_NET_BIND_SERVICE", a, port);
+            goto out;
+        }
+        /* The real port first; when it is taken (by the running daemon, typically) a
+         * kernel-chosen port on the same address still proves the address is local. */
+        for (int type = 0; type < 2; type++) {
+            int t = type == 0 ? SOCK_DGRAM : SOCK_STREAM;
+            if ((type == 0 && srv->cfg.no_udp) || (type == 1 && srv->cfg.no_tcp))
+                continue;
+            bind_errno = 0;
+            if (open_bound(&ss, srv->addr_lens[i], t, false, &fd) == 0) {
+                close(fd);
+                continue;
+            }
+            if (bind_errno != EADDRINUSE) {
+                rc = ck_error_set(CK_ERR_CONFIG, "listen %s: %s%s", a, ck_error_context(),
+                                  bind_errno == EADDRNOTAVAIL ? " (not an address of this host)"
+                                                              : "");
+                goto out;
+            }
+            note = " (port in use now)";
+            addr_set_port(&ss, 0);
+            if ((rc = open_bound(&ss, srv->addr_lens[i], t, false, &fd)) != 0)
+                goto out;
+            close(fd);
+            addr_set_port(&ss, port);
+        }
+        n = snprintf(desc + used, desc_size > used ? desc_size - used : 0, "%s%s%s",
+                     i > 0 ? " " : "", a, note);
+        if (n > 0 && used + (size_t)n < desc_size)
+            used += (size_t)n;
+    }
+out:
+    ck_net_server_free(srv);
     return rc;
 }
 

@@ -15,7 +15,7 @@
 #include "cablekey/util.h"
 #include "store/sqlite_int.h"
 
-#define SQLITE_SCHEMA_VERSION 4
+#define SQLITE_SCHEMA_VERSION 5
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 /* Change log rows kept; a cache further behind than this flushes everything. */
 #define SQLITE_CHANGELOG_KEEP 10000
@@ -117,7 +117,8 @@ static const char *const schema_3_to_4[] = {
 };
 
 /* migrations[v - 1] takes a database from version v to v + 1. */
-static const char *const *const migrations[] = {schema_1_to_2, schema_2_to_3, schema_3_to_4};
+static const char *const *const migrations[] = {schema_1_to_2, schema_2_to_3, schema_3_to_4,
+                                                sq_schema_policy};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -453,8 +454,9 @@ prepare_hot(struct sqlite_be *be)
     int ret;
 
     if ((ret = sq_prepare(be,
-                       "SELECT id, name, attributes, max_life, max_renew, expires, pw_expires,"
-                       " kvno, created, modified FROM principal WHERE name = ?",
+                       "SELECT p.id, p.name, p.attributes, p.max_life, p.max_renew, p.expires,"
+                       " p.pw_expires, p.kvno, p.created, p.modified, " SQ_PRINCIPAL_POLICY_COLUMNS
+                       " FROM principal p " SQ_PRINCIPAL_POLICY_JOIN " WHERE p.name = ?",
                        &be->get_princ)) != 0 ||
         (ret = sq_prepare(be,
                        "SELECT kvno, enctype, salt_type, salt, mkvno, key_enc FROM key"
@@ -759,6 +761,8 @@ sqlite_get(void *arg, const char *name, struct ck_store_princ_row *row)
     row->kvno = (uint32_t)sqlite3_column_int64(st, 7);
     row->created = sqlite3_column_int64(st, 8);
     row->modified = sqlite3_column_int64(st, 9);
+    if ((ret = sq_read_principal_policy(st, 10, row)) != 0)
+        goto out;
     sq_release(st);
     ret = read_keys(be, id, row);
 out:
@@ -831,6 +835,9 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
         ret = ck_error_set(CK_ERR_EXISTS, "%s already exists", row->name);
         goto out;
     }
+    if (mode == CK_PUT_CREATE && row->policy != NULL &&
+        (ret = sq_policy_exists(be, row->policy)) != 0)
+        goto out;
     if (mode == CK_PUT_UPDATE_FIELDS) {
         if (id == 0) {
             ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", row->name);
@@ -861,12 +868,14 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
     } else {
         if ((ret = sq_run(be, "store principal",
                            "INSERT INTO principal(attributes, max_life, max_renew, expires,"
-                           " pw_expires, kvno, modified, name, created)"
-                           " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                           " pw_expires, kvno, modified, name, created, policy,"
+                           " last_pwd_change) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                            ARGS(A_INT(row->attributes), A_INT(row->max_life),
                                 A_INT(row->max_renew), A_INT(row->expires),
                                 A_INT(row->pw_expires), A_INT(row->kvno), A_INT(now),
-                                A_TEXT(row->name), A_INT(now)))) != 0)
+                                A_TEXT(row->name), A_INT(now),
+                                A_TEXT(mode == CK_PUT_CREATE ? row->policy : NULL),
+                                A_INT(mode == CK_PUT_CREATE ? row->last_pwd_change : 0)))) != 0)
             goto out;
         id = sqlite3_last_insert_rowid(be->db);
     }
@@ -1362,6 +1371,15 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .check_db = sqlite_check_db,
     .restore_prepare = sqlite_restore_prepare,
     .restore_commit = sqlite_restore_commit,
+    .policy_put = sq_policy_put,
+    .policy_get = sq_policy_get,
+    .policy_del = sq_policy_del,
+    .policy_list = sq_policy_list,
+    .set_policy = sq_set_policy,
+    .pw_history = sq_pw_history,
+    .change_password = sq_change_password,
+    .record_auth = sq_record_auth,
+    .unlock = sq_unlock,
 };
 
 /* For sqlite_maint.c: an ordinary open (schema upgraded unless read-only), and the schema

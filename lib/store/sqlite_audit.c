@@ -19,6 +19,7 @@ generic_action(enum ck_store_change_kind kind)
     switch (kind) {
     case CK_CHANGE_PRINCIPAL: return "principal.change";
     case CK_CHANGE_DEVICE: return "device.change";
+    case CK_CHANGE_POLICY: return "policy.change";
     case CK_CHANGE_ALL: break;
     }
     return "realm.change";

@@ -97,6 +97,35 @@ int sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *
 int sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys,
                    size_t n);
 
+/* ---- policies and lockout (sqlite_policy.c) ---- */
+
+/* Schema step 4 -> 5 (self-contained, renumber freely when merging): the policy
+ * table, principal.policy and last_pwd_change, the lockout and password history side tables. */
+extern const char *const sq_schema_policy[];
+/* What a principal lookup (table alias p) adds for ck_store_princ_row's schema-3 fields: the
+ * columns, read by sq_read_principal_policy from column `first` on, and the joins. */
+#define SQ_PRINCIPAL_POLICY_COLUMNS                                                            \
+    "p.policy, p.last_pwd_change, coalesce(l.fail_count, 0), coalesce(l.last_failed, 0),"     \
+    " coalesce(l.last_success, 0), coalesce(l.epoch, 0), coalesce(pol.max_failure, 0),"        \
+    " coalesce(pol.failure_interval, 0), coalesce(pol.lockout_duration, 0)"
+#define SQ_PRINCIPAL_POLICY_JOIN                                                               \
+    "LEFT JOIN lockout l ON l.principal_id = p.id LEFT JOIN policy pol ON pol.name = p.policy"
+int sq_read_principal_policy(sqlite3_stmt *st, int first, struct ck_store_princ_row *row);
+/* CK_ERR_NOTFOUND unless the policy exists. */
+int sq_policy_exists(struct sqlite_be *be, const char *name);
+int sq_policy_put(void *be, const ck_policy *pol, bool create, int64_t now);
+int sq_policy_get(void *be, const char *name, ck_policy *out);
+int sq_policy_del(void *be, const char *name);
+int sq_policy_list(void *be, ck_store_policy_cb cb, void *arg);
+int sq_set_policy(void *be, const char *name, const char *policy, int64_t now);
+int sq_pw_history(void *be, const char *name, size_t max, struct ck_store_key_row **rows,
+                  size_t *n);
+int sq_change_password(void *be, const char *name, uint32_t old_kvno, uint32_t new_kvno,
+                       const struct ck_store_key_row *keys, size_t n_keys, unsigned keep,
+                       unsigned hist_keep, int64_t pw_expires, uint32_t clear_attrs, int64_t now);
+int sq_record_auth(void *be, const ck_lockout_update *u, size_t n);
+int sq_unlock(void *be, const char *name, int64_t now);
+
 /* Backend ops defined outside sqlite.c. */
 void sqlite_audit_attach(void *arg, struct ck_store_audit *audit);
 int sqlite_audit_list(void *arg, const ck_audit_filter *f, ck_store_audit_cb cb, void *cb_arg);

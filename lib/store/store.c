@@ -52,6 +52,7 @@ ck_store_princ_row_clear(struct ck_store_princ_row *row)
     }
     free(row->keys);
     free(row->name);
+    free(row->policy);
     memset(row, 0, sizeof(*row));
 }
 
@@ -96,6 +97,7 @@ ck_db_principal_free(ck_db_principal *p)
         return;
     ck_db_keys_free(p->keys, p->n_keys);
     free(p->name);
+    free(p->policy);
     free(p);
 }
 
@@ -157,6 +159,12 @@ ck_db_principal_copy(const ck_db_principal *src, ck_db_principal **out)
     p->kvno = src->kvno;
     p->created = src->created;
     p->modified = src->modified;
+    p->last_pwd_change = src->last_pwd_change;
+    p->lockout = src->lockout;
+    if (src->policy != NULL && (p->policy = strdup(src->policy)) == NULL) {
+        ck_db_principal_free(p);
+        return ck_error_set(CK_ERR_NOMEM, "principal record");
+    }
     if ((ret = copy_keys(src->keys, src->n_keys, &p->keys)) != 0) {
         ck_db_principal_free(p);
         return ret;
@@ -969,11 +977,18 @@ store_put(ck_store *store, const ck_db_principal *p, enum ck_store_put_mode mode
     row.expires = p->expires;
     row.pw_expires = p->pw_expires;
     row.kvno = p->kvno;
+    if (mode == CK_PUT_CREATE && p->policy != NULL) {
+        if ((ret = ck_policy_name_check(p->policy)) != 0)
+            goto out;
+        row.policy = p->policy;
+    }
+    row.last_pwd_change = p->last_pwd_change;
     if ((ret = audit_put(store, p, mode, detail, sizeof(detail))) == 0)
         ret = store->ops->put(store->be, &row, mode, now_sec());
     store_audit_end(store);
     if (ret == 0)
         ck_store_cache_invalidate(&store->cache, p->name);
+out:
     free_key_rows(row.keys, row.n_keys);
     return ret;
 }
@@ -1143,6 +1158,10 @@ ck_store_load_principal(ck_store *store, const char *name, ck_db_principal **out
     p->kvno = row.kvno;
     p->created = row.created;
     p->modified = row.modified;
+    p->policy = row.policy;
+    row.policy = NULL;
+    p->last_pwd_change = row.last_pwd_change;
+    p->lockout = row.lockout;
     if (row.n_keys > 0) {
         p->keys = calloc(row.n_keys, sizeof(*p->keys));
         if (p->keys == NULL) {
@@ -1587,4 +1606,31 @@ ck_store_device_pin_check(ck_store *store, const char *mac, const uint8_t *spki_
     if (ret == 0 && *result == CK_DEVICE_PIN_SET)
         ck_store_cache_invalidate(&store->dev_cache, canon);
     return ret;
+}
+
+/* ---- for the other lib/store files (store_int.h) ---- */
+
+int
+ck_store_check_name_int(const ck_store *store, const char *name)
+{
+    return check_name(store, name);
+}
+
+int
+ck_store_encrypt_keys_int(const ck_store *store, const char *name, const ck_db_key *keys,
+                          size_t n, uint32_t kvno_override, struct ck_store_key_row **out)
+{
+    return encrypt_keys(store, name, keys, n, kvno_override, out);
+}
+
+void
+ck_store_free_key_rows_int(struct ck_store_key_row *rows, size_t n)
+{
+    free_key_rows(rows, n);
+}
+
+int64_t
+ck_store_now_int(void)
+{
+    return now_sec();
 }

@@ -30,6 +30,9 @@ struct ck_store_princ_row {
     int64_t created, modified;
     size_t n_keys;
     struct ck_store_key_row *keys; /* newest kvno first, then insertion order */
+    char *policy;                  /* written by CK_PUT_CREATE only */
+    int64_t last_pwd_change;       /* written by CK_PUT_CREATE only */
+    ck_db_lockout lockout;         /* read only */
 };
 
 /* What a backend stores about the master key: never the key, only its kvno, enctype and a check
@@ -52,6 +55,8 @@ enum ck_store_change_kind {
     CK_CHANGE_ALL = 0,       /* anything may have changed (key is NULL) */
     CK_CHANGE_PRINCIPAL = 1, /* key: canonical principal name */
     CK_CHANGE_DEVICE = 2,    /* key: canonical MAC */
+    CK_CHANGE_POLICY = 3,    /* key: policy name. Caches treat it as CK_CHANGE_ALL (cached
+                              * principals carry their policy's lockout parameters) */
 };
 
 /* The audit log (audit.c, sqlite_audit.c). The generic layer names each administrative change
@@ -163,6 +168,26 @@ struct ck_store_ops {
     int (*device_pin_check)(void *be, const char *mac, const uint8_t *hash,
                             enum ck_device_pin_result *result, uint64_t *generation, int64_t now);
 
+    /* Policies (sqlite_policy.c); pol arrives checked. create: CK_ERR_EXISTS if present, else
+     * CK_ERR_NOTFOUND if absent. */
+    int (*policy_put)(void *be, const ck_policy *pol, bool create, int64_t now);
+    int (*policy_get)(void *be, const char *name, ck_policy *out);
+    int (*policy_del)(void *be, const char *name);
+    int (*policy_list)(void *be, ck_store_policy_cb cb, void *arg);
+    int (*set_policy)(void *be, const char *name, const char *policy, int64_t now);
+    /* The remembered keys of former passwords, newest first, at most max. */
+    int (*pw_history)(void *be, const char *name, size_t max, struct ck_store_key_row **rows,
+                      size_t *n);
+    /* One transaction: if the kvno is still old_kvno, the old kvno's first key joins the history
+     * (then trimmed to hist_keep rows), keys become new_kvno (keep kvnos kept), and the
+     * principal gets last_pwd_change = now, pw_expires, attributes &= ~clear_attrs. */
+    int (*change_password)(void *be, const char *name, uint32_t old_kvno, uint32_t new_kvno,
+                           const struct ck_store_key_row *keys, size_t n_keys, unsigned keep,
+                           unsigned hist_keep, int64_t pw_expires, uint32_t clear_attrs,
+                           int64_t now);
+    /* Lockout state: batched KDC events (no generation bump) and the administrative unlock. */
+    int (*record_auth)(void *be, const ck_lockout_update *u, size_t n);
+    int (*unlock)(void *be, const char *name, int64_t now);
     /* Audit log. audit_attach: the store's audit state, which every write transaction reads
      * (and whose pending action it clears when it ends). */
     void (*audit_attach)(void *be, struct ck_store_audit *audit);
@@ -232,6 +257,13 @@ int ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind
 void ck_store_cache_destroy(struct ck_store_cache *c);
 /* Drops one key (after a write through this store). */
 void ck_store_cache_invalidate(struct ck_store_cache *c, const char *key);
+
+/* store.c's helpers for store_policy.c: name check, key encryption under the master key. */
+int ck_store_check_name_int(const ck_store *store, const char *name);
+int ck_store_encrypt_keys_int(const ck_store *store, const char *name, const ck_db_key *keys,
+                              size_t n, uint32_t kvno_override, struct ck_store_key_row **out);
+void ck_store_free_key_rows_int(struct ck_store_key_row *rows, size_t n);
+int64_t ck_store_now_int(void);
 
 /* Reads a record through the backend and decrypts its keys (store.c). */
 int ck_store_load_principal(ck_store *store, const char *name, ck_db_principal **out);

@@ -1,55 +1,121 @@
+/* Logging. Worker threads log while the main thread may change the destination (SIGHUP: a new
+ * log file after rotation, another level or destination from a reloaded configuration), so:
+ *   - the level and the destination are atomics, read without a lock on every call;
+ *   - file output goes through one descriptor written with write(2) under log_lock, and a reopen
+ *     opens the new file first, then swaps the descriptor under the lock: no line is lost or
+ *     written to a closed descriptor, and a failed reopen leaves the old file in use. */
+#include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "cablekey/error.h"
 #include "cablekey/log.h"
+#include "cablekey/util.h"
 
-static enum ck_log_dest log_dest = CK_LOG_STDERR;
-static int log_level = LOG_INFO;
-static FILE *log_file;
+static _Atomic int log_dest = CK_LOG_STDERR;
+static _Atomic int log_level = LOG_INFO;
+static int log_fd = -1;                  /* CK_LOG_FILE: under log_lock */
+static char log_path[4096];              /* CK_LOG_FILE: under log_lock */
 static char log_ident[32] = "cablekey";
+static bool syslog_open;
 static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static int
+open_file(const char *path, int *fd_out)
+{
+    int fd;
+
+    if (path == NULL || path[0] == '\0')
+        return ck_error_set(CK_ERR_CONFIG, "log file: empty name");
+    if (strlen(path) >= sizeof(log_path))
+        return ck_error_set(CK_ERR_LIMIT, "log file name too long");
+    fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+    if (fd < 0)
+        return ck_error_set(CK_ERR_IO, "log file %s: %s", path, strerror(errno));
+    *fd_out = fd;
+    return 0;
+}
+
+/* Switches to dest (opening path first for a file); on error nothing changes. */
+static int
+set_dest(enum ck_log_dest dest, const char *path)
+{
+    int fd = -1, old_fd, rc;
+
+    if (dest == CK_LOG_FILE && (rc = open_file(path, &fd)) != 0)
+        return rc;
+    if (dest == CK_LOG_SYSLOG && !syslog_open) {
+        openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
+        syslog_open = true;
+    }
+    pthread_mutex_lock(&log_lock);
+    old_fd = log_fd;
+    log_fd = fd;
+    if (dest == CK_LOG_FILE)
+        ck_strlcpy(log_path, path, sizeof(log_path));
+    else
+        log_path[0] = '\0';
+    atomic_store(&log_dest, (int)dest);
+    pthread_mutex_unlock(&log_lock);
+    if (old_fd >= 0)
+        close(old_fd);
+    return 0;
+}
 
 int
 ck_log_open(const char *ident, enum ck_log_dest dest, const char *path, int level)
 {
     ck_log_close();
-    if (ident != NULL) {
-        size_t n = strlen(ident);
-        if (n >= sizeof(log_ident))
-            n = sizeof(log_ident) - 1;
-        memcpy(log_ident, ident, n);
-        log_ident[n] = '\0';
-    }
-    log_dest = dest;
-    log_level = level;
-    if (dest == CK_LOG_SYSLOG) {
-        openlog(log_ident, LOG_PID | LOG_NDELAY, LOG_DAEMON);
-    } else if (dest == CK_LOG_FILE) {
-        log_file = fopen(path, "a");
-        if (log_file == NULL) {
-            log_dest = CK_LOG_STDERR;
-            return ck_error_set(CK_ERR_IO, "cannot open log file %s", path);
-        }
-        setvbuf(log_file, NULL, _IOLBF, 0);
-    }
-    return 0;
+    if (ident != NULL)
+        ck_strlcpy(log_ident, ident, sizeof(log_ident));
+    atomic_store(&log_level, level);
+    return set_dest(dest, path);
+}
+
+int
+ck_log_reconfigure(enum ck_log_dest dest, const char *path, int level)
+{
+    int rc = 0;
+
+    if (dest == CK_LOG_FILE || (enum ck_log_dest)atomic_load(&log_dest) != dest)
+        rc = set_dest(dest, path);
+    if (rc == 0)
+        atomic_store(&log_level, level);
+    return rc;
+}
+
+int
+ck_log_reopen(void)
+{
+    char path[sizeof(log_path)];
+
+    if ((enum ck_log_dest)atomic_load(&log_dest) != CK_LOG_FILE)
+        return 0;
+    pthread_mutex_lock(&log_lock);
+    ck_strlcpy(path, log_path, sizeof(path));
+    pthread_mutex_unlock(&log_lock);
+    return set_dest(CK_LOG_FILE, path);
 }
 
 void
 ck_log_set_level(int level)
 {
-    log_level = level;
+    atomic_store(&log_level, level);
 }
 
 int
 ck_log_level(void)
 {
-    return log_level;
+    return atomic_load_explicit(&log_level, memory_order_relaxed);
 }
 
 int
@@ -71,8 +137,8 @@ ck_log_level_from_name(const char *name)
     return -1;
 }
 
-static const char *
-level_name(int level)
+const char *
+ck_log_level_name(int level)
 {
     static const char *const n[] = {"emerg", "alert", "crit", "err", "warning", "notice", "info",
                                      "debug"};
@@ -90,27 +156,45 @@ format_ts(char *ts, size_t size)
     strftime(ts, size, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
+/* Writes whole lines to the current file or stderr; the caller holds log_lock. A short write on
+ * a full disk loses the rest, as fprintf would. */
+static void
+write_locked(const char *buf, size_t len)
+{
+    int fd = atomic_load(&log_dest) == CK_LOG_FILE && log_fd >= 0 ? log_fd : STDERR_FILENO;
+
+    (void)ck_fd_write_all(fd, buf, len);
+}
+
 void
 ck_log(int level, const char *fmt, ...)
 {
     va_list ap;
     char msg[1024];
+    char line[1200];
     char ts[32];
-    FILE *out;
+    int n;
 
-    if (level > log_level)
+    if (level > atomic_load_explicit(&log_level, memory_order_relaxed))
         return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    if (log_dest == CK_LOG_SYSLOG) {
+    if (atomic_load(&log_dest) == CK_LOG_SYSLOG) {
         syslog(level, "%s", msg);
         return;
     }
     format_ts(ts, sizeof(ts));
-    out = log_dest == CK_LOG_FILE ? log_file : stderr;
+    n = snprintf(line, sizeof(line), "%s %s[%s]: %s\n", ts, log_ident, ck_log_level_name(level),
+                 msg);
+    if (n < 0)
+        return;
+    if ((size_t)n >= sizeof(line)) {
+        n = sizeof(line) - 1;
+        line[n - 1] = '\n';
+    }
     pthread_mutex_lock(&log_lock);
-    fprintf(out, "%s %s[%s]: %s\n", ts, log_ident, level_name(level), msg);
+    write_locked(line, (size_t)n);
     pthread_mutex_unlock(&log_lock);
 }
 
@@ -125,16 +209,16 @@ ck_log_batch_init(struct ck_log_batch *b)
 void
 ck_log_batch_add_str(struct ck_log_batch *b, int level, const char *msg, size_t len)
 {
-    const char *lv = level_name(level);
+    const char *lv = ck_log_level_name(level);
     size_t ts_len, id_len = strlen(log_ident), lv_len = strlen(lv), need;
     time_t now;
     char *p;
 
-    if (level > log_level)
+    if (level > atomic_load_explicit(&log_level, memory_order_relaxed))
         return;
     if (len > 1023)
         len = 1023;
-    if (log_dest == CK_LOG_SYSLOG) {
+    if (atomic_load(&log_dest) == CK_LOG_SYSLOG) {
         syslog(level, "%.*s", (int)len, msg);
         return;
     }
@@ -175,7 +259,7 @@ ck_log_batch_add(struct ck_log_batch *b, int level, const char *fmt, ...)
     char msg[1024];
     int n;
 
-    if (level > log_level)
+    if (level > atomic_load_explicit(&log_level, memory_order_relaxed))
         return;
     va_start(ap, fmt);
     n = vsnprintf(msg, sizeof(msg), fmt, ap);
@@ -188,16 +272,12 @@ ck_log_batch_add(struct ck_log_batch *b, int level, const char *fmt, ...)
 void
 ck_log_batch_flush(struct ck_log_batch *b)
 {
-    FILE *out;
-
     if (b->len == 0)
         return;
-    out = log_dest == CK_LOG_FILE ? log_file : stderr;
+    /* Lines batched while the destination was a file or stderr go where the log goes now;
+     * after a switch to syslog they go to stderr rather than being lost. */
     pthread_mutex_lock(&log_lock);
-    /* Whole lines in one write for an unbuffered stderr; a short write on a full disk loses
-     * the rest, as fprintf would. */
-    (void)fwrite(b->buf, 1, b->len, out);
-    fflush(out);
+    write_locked(b->buf, b->len);
     pthread_mutex_unlock(&log_lock);
     b->len = 0;
 }
@@ -205,10 +285,17 @@ ck_log_batch_flush(struct ck_log_batch *b)
 void
 ck_log_close(void)
 {
-    if (log_dest == CK_LOG_SYSLOG)
+    int fd;
+
+    pthread_mutex_lock(&log_lock);
+    fd = log_fd;
+    log_fd = -1;
+    log_path[0] = '\0';
+    atomic_store(&log_dest, CK_LOG_STDERR);
+    pthread_mutex_unlock(&log_lock);
+    if (fd >= 0)
+        close(fd);
+    if (syslog_open)
         closelog();
-    if (log_file != NULL)
-        fclose(log_file);
-    log_file = NULL;
-    log_dest = CK_LOG_STDERR;
+    syslog_open = false;
 }

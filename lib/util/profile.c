@@ -27,11 +27,14 @@ struct node {
     struct node *parent;
     struct node *child, *last_child;
     struct node *next;
+    const char *file;            /* where the node was read (for messages); owned by the profile */
+    int line;
 };
 
 struct ck_profile {
     struct node root;
     int n_files;
+    char *files[CK_PROFILE_MAX_FILES]; /* names of the files read, for node locations */
 };
 
 struct parse_state {
@@ -84,13 +87,15 @@ node_free_children(struct node *n)
 }
 
 static struct node *
-node_add(struct node *parent, const char *name, size_t name_len, const char *value,
-         size_t value_len)
+node_add(const struct parse_state *st, struct node *parent, const char *name, size_t name_len,
+         const char *value, size_t value_len)
 {
     struct node *n = calloc(1, sizeof(*n));
 
     if (n == NULL)
         return NULL;
+    n->file = st->file;
+    n->line = st->line;
     n->name = strndup(name, name_len);
     if (value != NULL)
         n->value = strndup(value, value_len);
@@ -301,7 +306,7 @@ parse_line(struct parse_state *st, char *line)
         for (s = st->prof->root.child; s != NULL; s = s->next)
             if (strlen(s->name) == name_len && memcmp(s->name, p + 1, name_len) == 0)
                 break;
-        if (s == NULL && (s = node_add(&st->prof->root, p + 1, name_len, NULL, 0)) == NULL)
+        if (s == NULL && (s = node_add(st, &st->prof->root, p + 1, name_len, NULL, 0)) == NULL)
             return ck_error_set(CK_ERR_NOMEM, "profile");
         st->cur = s;
         return 0;
@@ -380,14 +385,14 @@ parse_line(struct parse_state *st, char *line)
     if (subsection) {
         if (st->depth + 1 > CK_PROFILE_MAX_DEPTH)
             return perr(st, CK_ERR_LIMIT, "'{' nested deeper than %d", CK_PROFILE_MAX_DEPTH);
-        if ((n = node_add(st->cur, tag, (size_t)(tag_end - tag), NULL, 0)) == NULL)
+        if ((n = node_add(st, st->cur, tag, (size_t)(tag_end - tag), NULL, 0)) == NULL)
             return ck_error_set(CK_ERR_NOMEM, "profile");
         st->depth++;
         st->open_line[st->depth] = st->line;
         st->cur = n;
         return 0;
     }
-    if (node_add(st->cur, tag, (size_t)(tag_end - tag), value, value_len) == NULL)
+    if (node_add(st, st->cur, tag, (size_t)(tag_end - tag), value, value_len) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "profile");
     return 0;
 }
@@ -484,7 +489,9 @@ parse_file(struct ck_profile *prof, const char *path, int include_depth, const c
                                 from_line, CK_PROFILE_MAX_FILES);
         return ck_error_set(CK_ERR_LIMIT, "more than %d profile files", CK_PROFILE_MAX_FILES);
     }
-    prof->n_files++;
+    if ((prof->files[prof->n_files] = strdup(path)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "profile");
+    path = prof->files[prof->n_files++];
     rc = read_file(path, &text, &len);
     if (rc != 0) {
         if (from_file != NULL)
@@ -551,8 +558,12 @@ ck_profile_parse_string(const char *text, const char *name, struct ck_profile **
         goto out;
     }
     memcpy(copy, text, len + 1);
+    if ((prof->files[0] = strdup(name != NULL ? name : "<string>")) == NULL) {
+        rc = ck_error_set(CK_ERR_NOMEM, "profile");
+        goto out;
+    }
     prof->n_files = 1;
-    rc = parse_text(prof, copy, len, name != NULL ? name : "<string>", "", 0);
+    rc = parse_text(prof, copy, len, prof->files[0], "", 0);
     if (rc == 0) {
         *out = prof;
         prof = NULL;
@@ -569,6 +580,8 @@ ck_profile_free(struct ck_profile *prof)
     if (prof == NULL)
         return;
     node_free_children(&prof->root);
+    for (int i = 0; i < prof->n_files; i++)
+        free(prof->files[i]);
     free(prof);
 }
 
@@ -712,6 +725,77 @@ ck_profile_relations(const struct ck_profile *prof, const char **names, size_t m
         return 0;
     visit(&prof->root, path, npath, &c);
     return c.count;
+}
+
+static int
+walk_node(const struct node *container, const char **path, size_t depth, ck_profile_walk_fn fn,
+          void *arg)
+{
+    for (const struct node *n = container->child; n != NULL; n = n->next) {
+        int rc = fn(path, depth, n->name, n->value, n->file, n->line, arg);
+
+        if (rc != 0)
+            return rc;
+        if (n->value == NULL && n->child != NULL) {
+            if (depth >= MAX_PATH_NAMES)
+                return ck_error_set(CK_ERR_LIMIT, "%s:%d: nested too deep", n->file, n->line);
+            path[depth] = n->name;
+            if ((rc = walk_node(n, path, depth + 1, fn, arg)) != 0)
+                return rc;
+        }
+    }
+    return 0;
+}
+
+int
+ck_profile_walk(const struct ck_profile *prof, ck_profile_walk_fn fn, void *arg)
+{
+    const char *path[MAX_PATH_NAMES + 1];
+
+    if (prof == NULL)
+        return 0;
+    return walk_node(&prof->root, path, 0, fn, arg);
+}
+
+/* The node of the first value of a relation (same walk as ck_profile_get). */
+static const struct node *
+find_relation(const struct node *n, const char *const *path, size_t npath)
+{
+    if (npath == 1) {
+        for (const struct node *k = n->child; k != NULL; k = k->next)
+            if (k->value != NULL && strcmp(k->name, path[0]) == 0)
+                return k;
+        return NULL;
+    }
+    for (const struct node *k = n->child; k != NULL; k = k->next) {
+        if (k->value == NULL && strcmp(k->name, path[0]) == 0) {
+            const struct node *r = find_relation(k, path + 1, npath - 1);
+            if (r != NULL)
+                return r;
+        }
+    }
+    return NULL;
+}
+
+const char *
+ck_profile_get_loc(const struct ck_profile *prof, const char **file, int *line, ...)
+{
+    va_list ap;
+    const char *path[MAX_PATH_NAMES];
+    const struct node *n = NULL;
+    size_t npath;
+    bool ok;
+
+    va_start(ap, line);
+    ok = read_path(ap, path, &npath);
+    va_end(ap);
+    if (prof != NULL && ok && npath >= 2)
+        n = find_relation(&prof->root, path, npath);
+    if (file != NULL)
+        *file = n != NULL ? n->file : NULL;
+    if (line != NULL)
+        *line = n != NULL ? n->line : 0;
+    return n != NULL ? n->value : NULL;
 }
 
 /* ---- value parsers ---------------------------------------------------------------------- */

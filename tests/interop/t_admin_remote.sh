@@ -142,7 +142,7 @@ expect_success "principal modify --allow-tix --expires (remote)" \
 expect_output "the change is visible locally" '^Expiration date: 2098-06-30' \
     local_cli principal show --db "$DB" alice
 expect_output "principal rotate --password-stdin (remote)" 'new password keys with kvno 2' \
-    remote_pw Alice-pw-2 principal rotate alice --password-stdin --keep 1
+    remote_pw Alice-pw-2 principal rotate alice --password-stdin
 ck_settle
 expect_success "kinit alice with the password rotated remotely" kinit_pw alice Alice-pw-2 -c "$tmp/alice.cc"
 expect_failure "kinit alice with the old password fails" '.' kinit_pw alice Alice-pw-1 -c "$tmp/alice.cc"
@@ -172,6 +172,30 @@ expect_output "principal delete --yes (remote)" 'Principal alice2@TEST\.REALM de
 expect_exit "the deleted principal is gone (local show)" 1 'not found' \
     local_cli principal show --db "$DB" alice2
 
+# --- password policies and unlock ------------------------------------------------------------
+local_cli policy add --db "$DB" strict --min-length 12 --max-failure 3 >/dev/null 2>&1 ||
+    bail "cablekey policy add strict"
+expect_exit "add with a password the policy refuses: exit 1 with the reason" 1 'password is too short' \
+    remote_pw Short-1 principal add pol --password-stdin --policy strict
+expect_output "add with --policy and a password it accepts" 'Principal pol@TEST\.REALM created' \
+    remote_pw Long-enough-pw-1 principal add pol --password-stdin --policy strict
+remote principal show pol >"$tmp/pol.remote" 2>&1
+local_cli principal show --db "$DB" pol >"$tmp/pol.local" 2>&1
+same_output "show with policy and lockout lines: remote equals local" "$tmp/pol.local" "$tmp/pol.remote"
+grep -q '^Policy: strict$' "$tmp/pol.remote" && ok "show: Policy: strict" ||
+    not_ok "show: Policy: strict" "$(cat "$tmp/pol.remote")"
+expect_exit "rotate to a password the policy refuses: exit 1" 1 'password is too short' \
+    remote_pw Short-2 principal rotate pol --password-stdin
+expect_output "rotate to a password the policy accepts" 'new password keys with kvno 2' \
+    remote_pw Long-enough-pw-2 principal rotate pol --password-stdin
+ck_settle
+expect_success "kinit pol with the new password" kinit_pw pol Long-enough-pw-2 -c "$tmp/pol.cc"
+expect_output "principal unlock (remote)" 'Principal pol@TEST\.REALM unlocked' remote principal unlock pol
+expect_output "modify --clear-policy (remote)" 'modified' remote principal modify pol --clear-policy
+expect_output "the policy is gone, seen locally" '^Policy: \[none\]' local_cli principal show --db "$DB" pol
+expect_exit "modify --policy with a policy that does not exist: exit 1" 1 'no policy named nope' \
+    remote principal modify pol --policy nope
+
 # --- realm modify ----------------------------------------------------------------------------
 expect_output "realm modify --max-life --no-preauth (remote)" 'Maximum ticket life: 20:00:00' \
     remote realm modify --max-life 20h --max-renew 3d --no-preauth
@@ -194,7 +218,7 @@ expect_output "audit: the ticket's principal is the actor of a remote add" \
     local_cli audit list --db "$DB" --principal carol
 expect_output "audit: ... and of a remote realm change" \
     'joe/admin@TEST\.REALM[[:space:]]+realm\.modify' local_cli audit list --db "$DB"
-for op in principal.modify principal.rotate principal.rename principal.delete; do
+for op in principal.modify principal.password principal.rename principal.delete; do
     assert_file_grep "audit: ... and of the remote $op" \
         "joe/admin@TEST\\.REALM[[:space:]]+${op/./\\.}[[:space:]]+alice2?@TEST\\.REALM" "$tmp/last.out"
 done

@@ -256,7 +256,8 @@ cli_fails "restore of a truncated backup is refused" 1 "damaged|malformed|not a 
 
 # --- audit ------------------------------------------------------------------------------------
 cli_ok "audit list for alice" audit list --db "$DB" --principal alice
-if grep -F "$ME" "$tmp/cli.out" | grep -q "principal.rotate	alice@$REALM	kvno" &&
+# rotate --password is a password change (ck_store_change_password): "principal.password".
+if grep -F "$ME" "$tmp/cli.out" | grep -Eq "principal\.(rotate|password)	alice@$REALM	kvno" &&
     grep -F "$ME" "$tmp/cli.out" | grep -q "principal.add	alice@$REALM"; then
     ok "audit shows the CLI's changes to alice with the OS user as actor"
 else not_ok "audit shows the CLI's changes with the OS user as actor" "$(cat "$tmp/cli.out")"; fi

@@ -145,8 +145,12 @@ test_operations(void)
                  "{\"principals\":[\"krbtgt/TEST.REALM@TEST.REALM\"],\"next\":null}");
     expect_reply(&b, "{\"op\":\"principal.modify\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","
                      "\"req\":{\"max_life\":60}}", "\"max_life\":60");
+    /* A password is a password change (the policy applies; the enctypes stay): no keep. */
     expect_reply(&b, "{\"op\":\"principal.keys\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","
-                     "\"req\":{\"password\":\"Bob-pw-2\",\"keep\":1}}", "\"kvno\":2");
+                     "\"req\":{\"password\":\"Bob-pw-2\",\"keep\":1}}",
+                 "{\"status\":400,\"error\":{\"code\":\"bad_request\"");
+    expect_reply(&b, "{\"op\":\"principal.keys\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","
+                     "\"req\":{\"password\":\"Bob-pw-2\"}}", "\"kvno\":2");
     expect_reply(&b, "{\"op\":\"principal.get\",\"actor\":\"a@TEST.REALM\",\"name\":\"nobody@TEST.REALM\"}",
                  "{\"status\":404,\"error\":{\"code\":\"not_found\"");
     expect_reply(&b, "{\"op\":\"device.list\",\"actor\":\"a@TEST.REALM\",\"limit\":5}",
@@ -155,13 +159,14 @@ test_operations(void)
                  "\"status\":404");
 
     /* What the back process wrote is what the request asked: keys from the new password,
-     * attributes, and the old kvno dropped (keep 1). */
+     * attributes, and the old kvno kept beside them. */
     CHECK_OK(ck_store_open(db, stash, CK_STORE_READONLY, &s));
     if (s != NULL && ck_store_get_principal(s, "bob@TEST.REALM", &p) == 0) {
         CHECK_INT_EQ(p->kvno, 2);
         CHECK_INT_EQ(p->max_life, 60);
         CHECK_INT_EQ(p->attributes, CK_ATTR_REQUIRES_PREAUTH | CK_ATTR_DISALLOW_SVR);
-        CHECK_INT_EQ(p->n_keys, 2);
+        CHECK_INT_EQ(p->n_keys, 4);
+        CHECK(p->last_pwd_change != 0);
         CHECK_OK(ck_db_keys_make("bob@TEST.REALM", "Bob-pw-2", 8, ck_store_realm(s)->enctypes,
                                  ck_store_realm(s)->n_enctypes, 2, &keys, &n_keys));
         for (size_t i = 0; i < n_keys && i < p->n_keys; i++) {
@@ -183,6 +188,51 @@ test_operations(void)
     ck_db_keys_free(keys, n_keys);
     ck_db_principal_free(p);
     ck_store_close(s);
+    /* Policies: a named one must exist; a password must satisfy it; "default" applies when the
+     * request names none; null means none at all. Unlock answers with the record. */
+    {
+        ck_store *w = NULL;
+        ck_policy pol = {.name = "default", .min_length = 10};
+        ck_policy strict = {.name = "strict", .min_length = 20};
+
+        CHECK_OK(ck_store_open(db, stash, 0, &w));
+        CHECK_OK(ck_store_create_policy(w, &pol));
+        CHECK_OK(ck_store_create_policy(w, &strict));
+        ck_store_close(w);
+    }
+    expect_reply(&b, "{\"op\":\"principal.create\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"pol1@TEST.REALM\",\"req\":{\"password\":\"short\"}}",
+                 "{\"status\":400,\"error\":{\"code\":\"bad_request\",\"message\":"
+                 "\"pol1@TEST.REALM: password is too short");
+    expect_reply(&b, "{\"op\":\"principal.create\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"pol1@TEST.REALM\",\"req\":{\"password\":\"long-enough-1\"}}",
+                 "\"policy\":\"default\"");
+    expect_reply(&b, "{\"op\":\"principal.create\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"pol2@TEST.REALM\",\"req\":{\"random_key\":true,\"policy\":null}}",
+                 "\"policy\":null");
+    expect_reply(&b, "{\"op\":\"principal.create\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"pol3@TEST.REALM\",\"req\":{\"random_key\":true,\"policy\":\"nope\"}}",
+                 "\"status\":400");
+    expect_reply(&b, "{\"op\":\"principal.modify\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"pol1@TEST.REALM\",\"req\":{\"policy\":\"strict\"}}",
+                 "\"policy\":\"strict\"");
+    expect_reply(&b, "{\"op\":\"principal.keys\",\"actor\":\"a@TEST.REALM\",\"name\":\"pol1@TEST.REALM\","
+                     "\"req\":{\"password\":\"long-enough-2\"}}",
+                 "{\"status\":400,\"error\":{\"code\":\"bad_request\"");
+    expect_reply(&b, "{\"op\":\"principal.modify\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"pol1@TEST.REALM\",\"req\":{\"policy\":\"nope\"}}",
+                 "{\"status\":400,\"error\":{\"code\":\"bad_request\",\"message\":"
+                 "\"pol1@TEST.REALM: no policy named nope\"");
+    expect_reply(&b, "{\"op\":\"principal.modify\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"nobody@TEST.REALM\",\"req\":{\"policy\":\"strict\"}}",
+                 "\"status\":404");
+    expect_reply(&b, "{\"op\":\"principal.modify\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"pol1@TEST.REALM\",\"req\":{\"policy\":null}}",
+                 "\"policy\":null");
+    expect_reply(&b, "{\"op\":\"principal.unlock\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"pol1@TEST.REALM\"}", "\"failed_attempts\":0");
+    expect_reply(&b, "{\"op\":\"principal.unlock\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"nobody@TEST.REALM\"}", "\"status\":404");
     /* Rename: the record answers under its new name and keeps its keys (salts included). */
     expect_reply(&b, "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\","
                      "\"name\":\"bob@TEST.REALM\",\"new_name\":\"bob2@TEST.REALM\"}",
@@ -253,6 +303,10 @@ test_protocol_violations(void)
         "{\"op\":\"realm.modify\",\"actor\":\"a@TEST.REALM\",\"req\":{\"max_life\":60},"
         "\"name\":\"bob@TEST.REALM\"}",
         "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\"}",
+        "{\"op\":\"principal.unlock\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","
+        "\"req\":{}}",
+        "{\"op\":\"principal.create\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","
+        "\"req\":{\"random_key\":true,\"policy\":\"has space\"}}",
         "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","
         "\"new_name\":\"carol\"}",
         "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","

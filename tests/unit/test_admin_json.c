@@ -37,6 +37,13 @@ sample_principal(void)
     p->keys[1].salt = malloc(3);
     memcpy(p->keys[1].salt, "\x00\xffZ", 3);
     p->keys[1].salt_len = 3;
+    p->policy = strdup("default");
+    p->last_pwd_change = 1700000002;
+    p->lockout.fail_count = 4;
+    p->lockout.last_failed = 1700000003;
+    p->lockout.max_failure = 5;
+    p->lockout.failure_interval = 600;
+    p->lockout.lockout_duration = 0;
     return p;
 }
 
@@ -75,6 +82,19 @@ test_principal_roundtrip(void)
         CHECK_MEM_EQ(q->keys[1].salt, q->keys[1].salt_len, "\x00\xffZ", 3);
     }
     CHECK(strstr(text, "\"salt\":\"00ff5a\"") != NULL);
+    /* Policy and lockout state travel too (`principal show` prints them). */
+    CHECK(strstr(text, "\"lockout\":{\"failed_attempts\":4,\"last_failed\":1700000003,"
+                       "\"last_success\":null,\"max_failure\":5,\"failure_interval\":600,"
+                       "\"lockout_duration\":0}") != NULL);
+    if (q != NULL) {
+        CHECK(q->policy != NULL && strcmp(q->policy, "default") == 0);
+        CHECK_INT_EQ(q->last_pwd_change, 1700000002);
+        CHECK_INT_EQ(q->lockout.fail_count, 4);
+        CHECK_INT_EQ(q->lockout.last_failed, 1700000003);
+        CHECK_INT_EQ(q->lockout.last_success, 0);
+        CHECK_INT_EQ(q->lockout.max_failure, 5);
+        CHECK_INT_EQ(q->lockout.failure_interval, 600);
+    }
     ck_db_principal_free(q);
     free(text);
     ck_db_principal_free(p);
@@ -120,6 +140,12 @@ test_principal_decode_strict(void)
                        "\"salt_type\":0,\"salt\":\"zz\"}]}", "\"salt\"");
     expect_decode_fail("{" PBASE ",\"keys\":[{\"kvno\":1,\"enctype\":\"aes256-cts-hmac-sha1-96\","
                        "\"salt_type\":0,\"salt\":\"\"}]}", "\"salt\"");
+    expect_decode_fail("{" PBASE ",\"keys\":[],\"policy\":\"a b\"}", "\"policy\"");
+    expect_decode_fail("{" PBASE ",\"keys\":[],\"lockout\":{\"failed_attempts\":1}}", "\"last_failed\"");
+    expect_decode_fail("{" PBASE ",\"keys\":[],\"lockout\":{\"failed_attempts\":1,\"last_failed\":null,"
+                       "\"last_success\":null,\"max_failure\":0,\"failure_interval\":0,"
+                       "\"lockout_duration\":0,\"epoch\":1}}", "unknown member \"epoch\"");
+    expect_decode_fail("{" PBASE ",\"keys\":[],\"last_password_change\":-1}", "last_password_change");
     expect_decode_fail("{\"name\":\"a@R\",\"kvno\":1.5}", "kvno");
     expect_decode_fail("{\"name\":\"a\\u0000b@R\"}", "u0000");
     expect_decode_fail("[1,2]", "object");
@@ -349,6 +375,21 @@ test_requests(void)
     ck_admin_principal_req_clear(&r2);
     ck_admin_principal_req_clear(NULL);
 
+    /* policy: a name attaches, null detaches ("" in the request); keys take none. */
+    CHECK_OK(req(CK_ADMIN_REQ_MODIFY, "{\"policy\":\"strict\"}", &r));
+    CHECK(r.present == CK_ADMIN_REQ_POLICY && strcmp(r.policy, "strict") == 0);
+    CHECK_OK(ck_admin_json_encode_request(&r, &text, &len));
+    CHECK(text != NULL && strcmp(text, "{\"policy\":\"strict\"}") == 0);
+    ck_free_secret(text, len + 1);
+    CHECK_OK(req(CK_ADMIN_REQ_CREATE, "{\"random_key\":true,\"policy\":null}", &r));
+    CHECK(r.present == CK_ADMIN_REQ_POLICY && r.policy[0] == '\0');
+    CHECK_OK(ck_admin_json_encode_request(&r, &text, &len));
+    CHECK(text != NULL && strstr(text, "\"policy\":null") != NULL);
+    ck_free_secret(text, len + 1);
+    CHECK(req(CK_ADMIN_REQ_MODIFY, "{\"policy\":\"has space\"}", &r) == CK_ERR_DECODE);
+    CHECK(req(CK_ADMIN_REQ_MODIFY, "{\"policy\":\"\"}", &r) == CK_ERR_DECODE);
+    CHECK(req(CK_ADMIN_REQ_MODIFY, "{\"policy\":5}", &r) == CK_ERR_DECODE);
+    CHECK(req(CK_ADMIN_REQ_KEYS, "{\"random_key\":true,\"policy\":\"x\"}", &r) == CK_ERR_DECODE);
     CHECK_OK(req(CK_ADMIN_REQ_KEYS, "{\"random_key\":true,\"keep\":2}", &r));
     CHECK(r.random_key && r.keep == 2 && r.password == NULL);
     CHECK_OK(req(CK_ADMIN_REQ_MODIFY, "{\"expires\":1900000000}", &r));

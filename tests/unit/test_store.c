@@ -125,7 +125,7 @@ init_realm(void)
     CHECK(sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     CHECK(sqlite3_prepare_v2(raw, "SELECT version FROM schema_version", -1, &q, NULL) ==
           SQLITE_OK);
-    CHECK(q != NULL && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 4);
+    CHECK(q != NULL && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 5);
     sqlite3_finalize(q);
     sqlite3_close(raw);
 
@@ -1192,7 +1192,8 @@ make_v1_database(void)
                        "INSERT INTO master_key SELECT * FROM cur.master_key;"
                        "INSERT INTO generation SELECT * FROM cur.generation;"
                        "INSERT INTO changelog SELECT generation, name FROM cur.changelog;"
-                       "INSERT INTO principal SELECT * FROM cur.principal;"
+                       "INSERT INTO principal SELECT id, name, attributes, max_life, max_renew,"
+                       " expires, pw_expires, kvno, created, modified FROM cur.principal;"
                        "INSERT INTO key SELECT * FROM cur.key;"
                        "DETACH cur; PRAGMA journal_mode = WAL;",
                        NULL, NULL, NULL) == SQLITE_OK);
@@ -1275,7 +1276,7 @@ schema_migration(void)
 
     /* A read-write open upgrades, keeping every row; then a second connection opens normally. */
     CHECK_OK(ck_store_open(db, NULL, 0, &s));
-    CHECK_INT_EQ(schema_version_of(db), 4);
+    CHECK_INT_EQ(schema_version_of(db), 5);
     CHECK_OK(ck_store_open(db, NULL, 0, &s2));
     if (s != NULL && s2 != NULL) {
         CHECK_OK(ck_store_generation(s, &gen));

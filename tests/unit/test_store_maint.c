@@ -298,8 +298,19 @@ backup_restore_identical(void)
         char old[160];
         snprintf(old, sizeof(old), "%s/v2.db", dir);
         copy_file(bak, old);
+        /* Back to version 2: no audit tables, no policy tables or principal columns. */
         sql(old, "DROP TABLE audit; DROP TABLE audit_retention;"
                  " ALTER TABLE realm DROP COLUMN default_attributes;"
+                 " DROP TABLE pw_history; DROP TABLE lockout; DROP INDEX principal_policy;"
+                 " CREATE TABLE principal_v2 AS SELECT id, name, attributes, max_life,"
+                 " max_renew, expires, pw_expires, kvno, created, modified FROM principal;"
+                 " DROP TABLE principal;"
+                 " CREATE TABLE principal( id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE,"
+                 " attributes INTEGER NOT NULL, max_life INTEGER NOT NULL, max_renew INTEGER NOT"
+                 " NULL, expires INTEGER NOT NULL, pw_expires INTEGER NOT NULL, kvno INTEGER NOT"
+                 " NULL, created INTEGER NOT NULL, modified INTEGER NOT NULL);"
+                 " INSERT INTO principal SELECT * FROM principal_v2; DROP TABLE principal_v2;"
+                 " DROP TABLE policy;"
                  " UPDATE schema_version SET version = 2");
         CHECK_OK(ck_store_restore(db, NULL, old, 0, "tester", &ri));
         CHECK_INT_EQ(ri.backup_schema_version, 2);
@@ -537,7 +548,7 @@ integrity_check(void)
     CHECK_INT_EQ(res.principals, 5);
     CHECK_INT_EQ(res.keys, 14);
     CHECK_INT_EQ(res.devices, 3);
-    CHECK_INT_EQ(res.schema_version, 4);
+    CHECK_INT_EQ(res.schema_version, 5);
 
     /* Missing stash: reported, with the reminder. */
     snprintf(path, sizeof(path), "%s/missing.stash", dir);

@@ -9,6 +9,7 @@
 #include "cablekey/error.h"
 #include "cablekey/principal.h"
 #include "cablekey/store.h"
+#include "cablekey/util.h"
 #include "admin_ops.h"
 #include "cli.h"
 
@@ -154,7 +155,8 @@ local_princ_add(void *ctx, const struct cli_princ_req *req)
     p->kvno = 1;
     p->attributes = ck_store_realm(store)->default_attributes;
     apply_fields(p, req);
-    if ((ret = make_keys(store, req, 1, &p->keys, &p->n_keys)) == 0)
+    if ((ret = cli_policy_new_principal(store, req, p)) == 0 &&
+        (ret = make_keys(store, req, 1, &p->keys, &p->n_keys)) == 0)
         ret = ck_store_create_principal(store, p);
     ck_db_principal_free(p);
     return ret;
@@ -168,12 +170,19 @@ local_princ_modify(void *ctx, const struct cli_princ_req *req)
 
     if (req->mask == 0 && req->attr_set == 0 && req->attr_clear == 0)
         return ck_error_set(CK_ERR_INVAL, "principal %s: nothing to change", req->name);
-    if ((ret = ck_store_get_principal(ctx, req->name, &p)) != 0)
-        return ret;
-    apply_fields(p, req);
-    ret = ck_store_update_principal(ctx, p);
-    ck_db_principal_free(p);
-    return ret;
+    if ((req->mask & ~(unsigned)CLI_PRINC_POLICY) != 0 || req->attr_set != 0 ||
+        req->attr_clear != 0) {
+        if ((ret = ck_store_get_principal(ctx, req->name, &p)) != 0)
+            return ret;
+        apply_fields(p, req);
+        ret = ck_store_update_principal(ctx, p);
+        ck_db_principal_free(p);
+        if (ret != 0)
+            return ret;
+    }
+    if (req->mask & CLI_PRINC_POLICY)
+        return ck_store_set_principal_policy(ctx, req->name, req->policy);
+    return 0;
 }
 
 static int
@@ -181,8 +190,19 @@ local_princ_rotate(void *ctx, const struct cli_princ_req *req, uint32_t *new_kvn
 {
     ck_db_key *keys = NULL;
     size_t n_keys = 0;
+    int64_t now = 0;
     int ret;
 
+    if (req->keys == CLI_KEYS_PASSWORD) {
+        /* A password change: the policy applies (the operator skips only the minimum age). */
+        if (req->n_enctypes != 0 || req->keep != 0)
+            return ck_error_set(CK_ERR_INVAL, "principal %s: --enctypes and --keep do not "
+                                "apply with a password (the principal's enctypes are kept)",
+                                req->name);
+        ck_now(&now, NULL);
+        return ck_store_change_password(ctx, req->name, req->password, req->password_len,
+                                        CK_PW_ADMIN, now, new_kvno);
+    }
     if ((ret = make_keys(ctx, req, 0, &keys, &n_keys)) == 0)
         ret = ck_store_rotate_keys(ctx, req->name, keys, n_keys, req->keep, new_kvno);
     ck_db_keys_free(keys, n_keys);
@@ -211,6 +231,12 @@ local_princ_rename(void *ctx, const char *old_name, const char *new_name)
     return ck_store_rename_principal(ctx, old_name, new_name);
 }
 
+static int
+local_princ_unlock(void *ctx, const char *name)
+{
+    return ck_store_unlock_principal(ctx, name);
+}
+
 const struct cli_admin_ops cli_admin_local = {
     .realm_get = local_realm_get,
     .realm_modify = local_realm_modify,
@@ -221,4 +247,5 @@ const struct cli_admin_ops cli_admin_local = {
     .princ_rotate = local_princ_rotate,
     .princ_delete = local_princ_delete,
     .princ_rename = local_princ_rename,
+    .princ_unlock = local_princ_unlock,
 };

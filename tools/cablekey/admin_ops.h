@@ -32,6 +32,7 @@ enum cli_key_source {
 #define CLI_PRINC_MAX_RENEW 0x02
 #define CLI_PRINC_EXPIRES 0x04
 #define CLI_PRINC_PW_EXPIRES 0x08
+#define CLI_PRINC_POLICY 0x10     /* policy (NULL: detach) */
 
 /* One request about one principal. The strings belong to the caller (the password is wiped by
  * it after the call). */
@@ -48,6 +49,8 @@ struct cli_princ_req {
     size_t n_enctypes;          /* 0: the realm's enctypes */
     int32_t enctypes[CK_STORE_MAX_ENCTYPES];
     unsigned keep;              /* rotate: kvnos kept, 0 = CK_STORE_KEEP_KVNOS */
+    const char *policy;         /* CLI_PRINC_POLICY: password policy name, NULL = none. add
+                                 * without it: the policy named "default" if there is one (MIT) */
 };
 
 /* Called for each name a listing returns, in name order; non-zero stops and is returned. */
@@ -69,8 +72,12 @@ struct cli_admin_ops {
     int (*princ_add)(void *ctx, const struct cli_princ_req *req);
     /* Applies mask and attribute changes to an existing principal; keys untouched. */
     int (*princ_modify)(void *ctx, const struct cli_princ_req *req);
-    /* New keys per req->keys (not NONE) as the next kvno, keeping req->keep kvnos. */
+    /* New keys per req->keys (not NONE) as the next kvno, keeping req->keep kvnos. A password
+     * is a password change (ck_store_change_password, as an administrator): the principal's
+     * policy applies, and enctypes/keep must be left 0. */
     int (*princ_rotate)(void *ctx, const struct cli_princ_req *req, uint32_t *new_kvno);
+    /* Clears the failed-authentication count (ck_store_unlock_principal). */
+    int (*princ_unlock)(void *ctx, const char *name);
     /* CK_ERR_POLICY for the realm's own krbtgt or a principal devices map to. */
     int (*princ_delete)(void *ctx, const char *name);
     /* Keys keep their salts (passwords keep working); see ck_store_rename_principal. */
@@ -109,6 +116,14 @@ void cli_print_realm(const ck_realm_info *ri);
 /* "<label>: NAME NAME ..." with MIT's names for the attribute bits (REQUIRES_PRE_AUTH,
  * DISALLOW_FORWARDABLE...), unknown bits in hex, nothing after the colon for 0. */
 void cli_print_attributes(const char *label, uint32_t attributes);
+/* The policy and lockout lines of `principal show` (policy.c): policy, last password change,
+ * last successful and failed authentication, failed attempts, locked state. */
+void cli_print_principal_policy(const ck_db_principal *p);
+/* For an executor creating p from req (policy.c): attaches req's policy (or "default" if it
+ * exists and req names none), checks a password against its rules, and sets last_pwd_change
+ * and, unless req sets it, pw_expires from the policy's max life. */
+int cli_policy_new_principal(ck_store *store, const struct cli_princ_req *req,
+                             ck_db_principal *p);
 
 /* The principal flags an operator sets with --FLAG / --no-FLAG style pairs (principal add and
  * modify, realm modify for the default). on_means_clear: the bit is a DISALLOW_* one. */

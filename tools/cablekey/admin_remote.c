@@ -642,6 +642,12 @@ encode_req(const struct cli_princ_req *req, enum ck_admin_req_kind kind, char **
             r.flags_set = req->attr_set;
             r.flags_clear = req->attr_clear;
         }
+        if (req->mask & CLI_PRINC_POLICY) {
+            if (req->policy != NULL && (rc = ck_policy_name_check(req->policy)) != 0)
+                return rc;
+            r.present |= CK_ADMIN_REQ_POLICY;
+            ck_strlcpy(r.policy, req->policy != NULL ? req->policy : "", sizeof(r.policy));
+        }
     }
     if (kind != CK_ADMIN_REQ_MODIFY) {
         if (req->keys == CLI_KEYS_RANDOM) {
@@ -712,6 +718,12 @@ remote_princ_rotate(void *ctx, const struct cli_princ_req *req, uint32_t *new_kv
 }
 
 static int
+remote_princ_unlock(void *ctx, const char *name)
+{
+    return principal_call(ctx, "POST", name, "/unlock", "", 0, 200, NULL);
+}
+
+static int
 remote_princ_delete(void *ctx, const char *name)
 {
     struct answer a;
@@ -749,6 +761,7 @@ const struct cli_admin_ops cli_admin_remote = {
     .princ_rotate = remote_princ_rotate,
     .princ_delete = remote_princ_delete,
     .princ_rename = remote_princ_rename,
+    .princ_unlock = remote_princ_unlock,
 };
 
 /* ===================================================================== choosing the executor */

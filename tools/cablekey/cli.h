@@ -29,6 +29,8 @@ int cli_mta(int argc, char **argv);
 int cli_realm(int argc, char **argv);
 int cli_db(int argc, char **argv);
 int cli_audit(int argc, char **argv);
+int cli_policy(int argc, char **argv);
+
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */
 int cli_fail(const char *what, int err);

@@ -38,6 +38,8 @@ static const struct {
      "it works on the database file: run it on the KDC host"},
     {"audit", cli_audit, "list the audit log of administrative changes; its retention",
      "the audit log is not in the admin API: run it on the KDC host with --db"},
+    {"policy", cli_policy, "password policies and lockout rules: add, modify, show, list, delete",
+     "password policies are not in the admin API: run it on the KDC host with --db"},
 };
 
 static void

@@ -22,7 +22,7 @@
 enum {
     OPT_DB = 256, OPT_STASH, OPT_PASSWORD, OPT_PASSWORD_STDIN, OPT_RANDOM, OPT_ENCTYPES,
     OPT_MAX_LIFE, OPT_MAX_RENEW, OPT_EXPIRES, OPT_NEVER_EXPIRES, OPT_PW_EXPIRES, OPT_KEEP,
-    OPT_YES, OPT_HELP, OPT_SERVER, OPT_CA,
+    OPT_YES, OPT_HELP, OPT_POLICY, OPT_CLEAR_POLICY, OPT_SERVER, OPT_CA,
     OPT_FLAG = 1024,
 };
 
@@ -41,6 +41,8 @@ static const struct option all_opts[] = {
     {"keep", required_argument, NULL, OPT_KEEP},
     {"yes", no_argument, NULL, OPT_YES},
     {"help", no_argument, NULL, OPT_HELP},
+    {"policy", required_argument, NULL, OPT_POLICY},
+    {"clear-policy", no_argument, NULL, OPT_CLEAR_POLICY},
     {"server", required_argument, NULL, OPT_SERVER},
     {"ca", required_argument, NULL, OPT_CA},
     {NULL, 0, NULL, 0},
@@ -62,6 +64,8 @@ struct popts {
     int64_t keep;
     const char **names;
     size_t n_names;
+    const char *policy;       /* --policy NAME */
+    bool clear_policy;
 };
 
 static const char principal_help[] =
@@ -80,6 +84,10 @@ static const char principal_help[] =
     "      a user principal (one name component) needs --random or a password option\n"
     "  rename OLD NEW\n"
     "      keys keep their salts, so the old password still works under the new name\n"
+    "  unlock NAME\n"
+    "      clears the failed-authentication count (lockout: see 'cablekey policy')\n"
+    "add and modify also take --policy POLICY or --clear-policy; a password set by add or\n"
+    "rotate must satisfy the principal's policy.\n"
     "\n"
     "FLAGS (MIT kadmin's names as option pairs; the realm's default flags apply at add):\n"
     "  --requires-preauth | --no-preauth       --forwardable | --no-forwardable\n"
@@ -115,6 +123,8 @@ parse_opts(const char *what, const char *verb, int argc, char **argv, struct pop
         case OPT_PASSWORD_STDIN: o->password_stdin = true; break;
         case OPT_RANDOM: o->random = true; break;
         case OPT_YES: o->yes = true; break;
+        case OPT_POLICY: o->policy = optarg; break;
+        case OPT_CLEAR_POLICY: o->clear_policy = true; break;
         case OPT_NEVER_EXPIRES: o->never_expires = true; break;
         case OPT_ENCTYPES:
             if (cli_parse_enctypes(optarg, o->enctypes, CK_STORE_MAX_ENCTYPES, &o->n_enctypes))
@@ -162,6 +172,8 @@ parse_opts(const char *what, const char *verb, int argc, char **argv, struct pop
     }
     if (o->has_expires && o->never_expires)
         return cli_usage_error(what, "--expires and --never-expires exclude each other");
+    if (o->policy != NULL && o->clear_policy)
+        return cli_usage_error(what, "--policy and --clear-policy exclude each other");
     if ((o->password != NULL) + o->password_stdin + o->random > 1)
         return cli_usage_error(what, "--password, --password-stdin and --random exclude each "
                                      "other");
@@ -192,6 +204,8 @@ only(const char *what, const struct popts *o, const char *allowed)
         {o->has_pw_expires, "pw-expires", "pw-expires"},
         {o->keep != 0, "keep", "keep"},
         {o->yes, "yes", "yes"},
+        {o->policy != NULL, "policy", "policy"},
+        {o->clear_policy, "clear-policy", "clear-policy"},
     };
 
     for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
@@ -229,6 +243,10 @@ fill_req(const struct popts *o, struct cli_princ_req *req)
     req->n_enctypes = o->n_enctypes;
     memcpy(req->enctypes, o->enctypes, sizeof(req->enctypes));
     req->keep = (unsigned)o->keep;
+    if (o->policy != NULL || o->clear_policy) {
+        req->mask |= CLI_PRINC_POLICY;
+        req->policy = o->policy;
+    }
 }
 
 /* Fills the key source of req from the options: *pw (freed by the caller with
@@ -447,6 +465,7 @@ cli_print_principal(const ck_db_principal *p, const ck_realm_info *ri)
     print_when("Created", p->created, "[unknown]");
     print_when("Last modified", p->modified, "[unknown]");
     cli_print_attributes("Attributes", p->attributes);
+    cli_print_principal_policy(p);
     printf("Current kvno: %u\n", p->kvno);
     printf("Number of keys: %zu\n", p->n_keys);
     /* Key bytes are never shown, only what identifies each key. */
@@ -588,6 +607,26 @@ out:
 }
 
 static int
+do_unlock(const struct verb_ctx *v)
+{
+    char *name = NULL;
+    int rc, ret;
+
+    if ((rc = canonical(v, v->o->names[0], &name)) != CLI_OK)
+        return rc;
+    if (v->ops->princ_unlock == NULL)
+        ret = ck_error_set(CK_ERR_UNSUPPORTED, "unlock is not available here");
+    else
+        ret = v->ops->princ_unlock(v->ctx, name);
+    if (ret != 0)
+        rc = cli_fail(v->what, ret);
+    else
+        printf("Principal %s unlocked.\n", name);
+    free(name);
+    return rc;
+}
+
+static int
 do_rename(const struct verb_ctx *v)
 {
     char *from = NULL, *to = NULL;
@@ -620,15 +659,17 @@ cli_principal(int argc, char **argv)
         int names;
     } subs[] = {
         {"add", do_add, false,
-         " password password-stdin random flags enctypes max-life max-renew expires pw-expires ",
+         " password password-stdin random flags enctypes max-life max-renew expires pw-expires"
+         " policy clear-policy ",
          1},
         {"list", do_list, true, " ", -1},
         {"show", do_show, true, " ", 1},
         {"delete", do_delete, false, " yes ", 1},
         {"modify", do_modify, false,
-         " flags max-life max-renew expires never-expires pw-expires ", 1},
+         " flags max-life max-renew expires never-expires pw-expires policy clear-policy ", 1},
         {"rotate", do_rotate, false, " password password-stdin random enctypes keep ", 1},
         {"rename", do_rename, false, " ", 2},
+        {"unlock", do_unlock, false, " ", 1},
     };
     struct verb_ctx v;
     char what[64];
@@ -664,7 +705,7 @@ cli_principal(int argc, char **argv)
                                          "required");
         if (subs[i].fn == do_modify && o.attr_set == 0 && o.attr_clear == 0 &&
             !o.has_max_life && !o.has_max_renew && !o.has_expires && !o.never_expires &&
-            !o.has_pw_expires)
+            !o.has_pw_expires && o.policy == NULL && !o.clear_policy)
             return cli_usage_error(what, "nothing to change: give at least one option");
         if ((rc = cli_executor_open(what, o.db, o.stash, o.server, o.ca, subs[i].readonly,
                                     &ex)) != CLI_OK)

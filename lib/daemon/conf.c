@@ -1,0 +1,203 @@
+/* Common daemon flags and configuration that fails closed (see include/cablekey/daemon.h).
+ *
+ * Why a table and a validation pass rather than warnings from each reader: a typo in a section
+ * name ([kdcdefault]) or a key (kdc_listem) used to leave the daemon on its defaults, which for a
+ * KDC means every address. One table of known keys, checked before anything is read, makes every
+ * such mistake an error that names the file and line. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cablekey/daemon.h"
+#include "cablekey/error.h"
+#include "cablekey/util.h"
+
+bool
+ck_daemon_opt(struct ck_daemon_opts *o, int c, const char *arg)
+{
+    switch (c) {
+    case 'c': o->config = arg; return true;
+    case CK_DAEMON_OPT_CHECK: o->check = true; return true;
+    case CK_DAEMON_OPT_LOG: o->log = arg; return true;
+    case CK_DAEMON_OPT_LOG_LEVEL: o->log_level = arg; return true;
+    case CK_DAEMON_OPT_PID_FILE: o->pid_file = arg; return true;
+    case CK_DAEMON_OPT_USER: o->user = arg; return true;
+    case CK_DAEMON_OPT_VERSION: o->version = true; return true;
+    case 'h': o->help = true; return true;
+    default: return false;
+    }
+}
+
+void
+ck_daemon_usage_common(FILE *out, const char *default_config)
+{
+    fprintf(out,
+            "  -c, --config FILE       configuration (default %s)\n"
+            "      --check             check what a start needs (configuration, log, listen\n"
+            "                          addresses, pid file, database), print it, then exit\n"
+            "      --log DEST          stderr, syslog, console (= stderr) or a file path\n"
+            "      --log-level LEVEL   err, warning, notice, info or debug\n"
+            "      --pid-file FILE     write the process id here\n"
+            "      --user NAME         after binding the sockets, run as this user (who owns\n"
+            "                          the database and the stash)\n"
+            "      --version           print the version\n"
+            "  -h, --help              this text\n",
+            default_config);
+}
+
+/* ---- schema ----------------------------------------------------------------------------- */
+
+/* Levenshtein distance, capped: only "close enough to suggest" matters. */
+static size_t
+distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b), prev[65], cur[65];
+
+    if (la > 64 || lb > 64)
+        return 99;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+            size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+            cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+        }
+        memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+    }
+    return prev[lb];
+}
+
+struct validate {
+    const struct ck_conf_key *keys;
+    size_t n;
+};
+
+static bool
+section_known(const struct validate *v, const char *section, unsigned *where)
+{
+    bool known = false;
+
+    *where = 0;
+    for (size_t i = 0; i < v->n; i++) {
+        if (strcmp(v->keys[i].section, section) == 0) {
+            known = true;
+            *where |= v->keys[i].where;
+        }
+    }
+    return known;
+}
+
+static bool
+key_known(const struct validate *v, const char *section, const char *name, unsigned where)
+{
+    for (size_t i = 0; i < v->n; i++)
+        if ((v->keys[i].where & where) && strcmp(v->keys[i].section, section) == 0 &&
+            strcmp(v->keys[i].name, name) == 0)
+            return true;
+    return false;
+}
+
+/* " (did you mean X?)" for the nearest name within distance 2, or "". */
+static void
+suggest(const struct validate *v, const char *section, const char *name, unsigned where,
+        char *buf, size_t size)
+{
+    const char *best = NULL;
+    size_t best_d = 3;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < v->n; i++) {
+        const char *cand = section == NULL ? v->keys[i].section : v->keys[i].name;
+        size_t d;
+
+        if (section != NULL &&
+            (strcmp(v->keys[i].section, section) != 0 || !(v->keys[i].where & where)))
+            continue;
+        d = distance(name, cand);
+        if (d < best_d) {
+            best_d = d;
+            best = cand;
+        }
+    }
+    if (best != NULL)
+        snprintf(buf, size, section == NULL ? " (did you mean [%s]?)" : " (did you mean %s?)",
+                 best);
+}
+
+static int
+validate_node(const char *const *path, size_t depth, const char *name, const char *value,
+              const char *file, int line, void *arg)
+{
+    const struct validate *v = arg;
+    char hint[128];
+    unsigned where;
+
+    if (depth == 0) {
+        if (!section_known(v, name, &where)) {
+            suggest(v, NULL, name, 0, hint, sizeof(hint));
+            return ck_error_set(CK_ERR_CONFIG, "%s:%d: unknown section [%s]%s", file, line,
+                                name, hint);
+        }
+        return 0;
+    }
+    section_known(v, path[0], &where);
+    if (depth == 1 && value == NULL) {
+        if (!(where & CK_CONF_SUB))
+            return ck_error_set(CK_ERR_CONFIG, "%s:%d: [%s] takes no subsection (\"%s = {\")",
+                                file, line, path[0], name);
+        return 0;
+    }
+    if (depth == 1) {
+        if (!key_known(v, path[0], name, CK_CONF_TOP)) {
+            suggest(v, path[0], name, CK_CONF_TOP, hint, sizeof(hint));
+            return ck_error_set(CK_ERR_CONFIG, "%s:%d: unknown key \"%s\" in [%s]%s", file,
+                                line, name, path[0], hint);
+        }
+        return 0;
+    }
+    if (depth == 2 && value != NULL) {
+        if (!key_known(v, path[0], name, CK_CONF_SUB)) {
+            suggest(v, path[0], name, CK_CONF_SUB, hint, sizeof(hint));
+            return ck_error_set(CK_ERR_CONFIG, "%s:%d: unknown key \"%s\" in [%s] %s%s", file,
+                                line, name, path[0], path[1], hint);
+        }
+        return 0;
+    }
+    return ck_error_set(CK_ERR_CONFIG, "%s:%d: unexpected subsection \"%s\" in [%s] %s", file,
+                        line, name, path[0], path[1]);
+}
+
+int
+ck_conf_validate(const struct ck_profile *prof, const struct ck_conf_key *keys, size_t n)
+{
+    struct validate v = {keys, n};
+
+    return ck_profile_walk(prof, validate_node, &v);
+}
+
+int
+ck_conf_error(const struct ck_profile *prof, int code, const char *msg, ...)
+{
+    const char *path[4] = {NULL, NULL, NULL, NULL}, *file = NULL, *value = NULL, *s;
+    size_t n = 0;
+    int line = 0;
+    va_list ap;
+
+    va_start(ap, msg);
+    while ((s = va_arg(ap, const char *)) != NULL && n < 3)
+        path[n++] = s;
+    va_end(ap);
+    if (n == 2)
+        value = ck_profile_get_loc(prof, &file, &line, path[0], path[1], NULL);
+    else if (n == 3)
+        value = ck_profile_get_loc(prof, &file, &line, path[0], path[1], path[2], NULL);
+    if (n < 2)
+        return ck_error_set(code, "%s", msg);
+    if (file != NULL)
+        return ck_error_set(code, "%s:%d: %s = \"%s\": %s", file, line, path[n - 1],
+                            value != NULL ? value : "", msg);
+    return ck_error_set(code, "%s: %s", path[n - 1], msg);
+}
