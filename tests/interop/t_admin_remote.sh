@@ -268,6 +268,8 @@ expect_exit "--server after a keytab verb: refused too" 2 'no remote counterpart
     local_cli keytab export --out "$tmp/x.keytab" --server "$S" joe/admin
 expect_exit "--server on db backup: refused" 2 'db: --server: no remote counterpart' \
     local_cli --server "$S" db backup --db "$DB" --out "$tmp/b.db"
+expect_exit "--server on policy: refused" 2 'policy: --server: no remote counterpart' \
+    local_cli policy list --server "$S"
 [ ! -e "$tmp/x.keytab" ] && ok "nothing was exported" || not_ok "nothing was exported"
 DEAD=$(free_port)
 expect_exit "no daemon at the URL: exit 1, cannot connect" 1 'cannot connect' \
