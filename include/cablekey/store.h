@@ -466,6 +466,7 @@ typedef struct ck_store_check_result {
     int schema_version;
     uint64_t generation;
     int64_t principals, keys, devices;
+    int64_t history_keys;  /* password history rows decrypted (with keys_checked) */
     bool keys_checked;     /* the stash opened and every key was decrypted */
 } ck_store_check_result;
 
@@ -473,7 +474,8 @@ typedef struct ck_store_check_result {
 typedef void (*ck_store_check_cb)(const char *problem, void *arg);
 /* Checks a database without changing it: PRAGMA integrity_check and foreign_key_check, the
  * schema version, the realm and master key rows, and, with the stash (stash_path NULL: db_path
- * + ".stash"), that the master key decrypts every stored key and each belongs to its row.
+ * + ".stash"), that the master key decrypts every stored key and password history key and each
+ * belongs to its row.
  * Every problem is passed to cb (may be NULL). Returns 0 if none, CK_ERR_INTEGRITY if any
  * (context: how many), another error if the check could not run (no such file). */
 int ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb, void *arg,

@@ -50,8 +50,9 @@ struct key_walk {
     ck_store *store;
     ck_store_check_cb cb;
     void *arg;
+    bool history;            /* the password history rows too */
     size_t problems;
-    int64_t principals, keys;
+    int64_t principals, keys, history_keys;
 };
 
 static void
@@ -69,6 +70,35 @@ key_problem(struct key_walk *w, const char *fmt, ...)
     w->problems++;
     if (w->cb != NULL)
         w->cb(line, w->arg);
+}
+
+/* Each remembered key decrypts and is bound to the principal: one that does not is skipped by
+ * the history check, which would let that former password back. */
+static int
+check_principal_history(struct key_walk *w, const char *name)
+{
+    struct ck_store_key_row *rows = NULL;
+    size_t n = 0;
+    int ret;
+
+    if ((ret = w->store->ops->pw_history(w->store->be, name, CK_POLICY_MAX_HISTORY, &rows,
+                                         &n)) != 0) {
+        if (ret == CK_ERR_NOMEM)
+            return ret;
+        key_problem(w, "principal %s: password history: %s", name, ck_error_context());
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        ck_db_key k;
+
+        w->history_keys++;
+        if (ck_store_decrypt_key_row(w->store, name, &rows[i], &k) != 0)
+            key_problem(w, "password history: %s", ck_error_context());
+        ck_key_clear(&k.key);
+        free(k.salt);
+    }
+    ck_store_free_key_rows_int(rows, n);
+    return 0;
 }
 
 /* Every stored key of one principal decrypts and is bound to its principal, kvno and enctype;
@@ -97,19 +127,22 @@ check_principal_keys(const char *name, void *arg)
         free(k.salt);
     }
     ck_store_princ_row_clear(&row);
-    return 0;
+    return w->history ? check_principal_history(w, name) : 0;
 }
 
+/* history_keys NULL: the stored keys only (what a restore requires). */
 static int
 check_all_keys(ck_store *store, ck_store_check_cb cb, void *arg, size_t *problems,
-               int64_t *principals, int64_t *keys)
+               int64_t *principals, int64_t *keys, int64_t *history_keys)
 {
-    struct key_walk w = {store, cb, arg, 0, 0, 0};
+    struct key_walk w = {store, cb, arg, history_keys != NULL, 0, 0, 0, 0};
     int ret = store->ops->list(store->be, check_principal_keys, &w);
 
     *problems += w.problems;
     *principals = w.principals;
     *keys = w.keys;
+    if (history_keys != NULL)
+        *history_keys = w.history_keys;
     return ret;
 }
 
@@ -120,7 +153,7 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
     ck_store_check_result local;
     ck_store *store = NULL;
     char *stash = NULL;
-    int64_t principals = 0, keys = 0;
+    int64_t principals = 0, keys = 0, history_keys = 0;
     int ret;
 
     if (res == NULL)
@@ -148,7 +181,8 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
         ret = 0;
         goto out;
     }
-    if ((ret = check_all_keys(store, cb, arg, &res->problems, &principals, &keys)) != 0) {
+    if ((ret = check_all_keys(store, cb, arg, &res->problems, &principals, &keys,
+                              &history_keys)) != 0) {
         char line[700];
         snprintf(line, sizeof(line), "key check stopped: %s", ck_error_context());
         res->problems++;
@@ -160,6 +194,7 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
     res->keys_checked = true;
     res->principals = principals;
     res->keys = keys;
+    res->history_keys = history_keys;
 out:
     ck_store_close(store);
     free(stash);
@@ -291,7 +326,7 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
         goto out;
     }
     if ((ret = check_all_keys(store, (ck_store_check_cb)NULL, NULL, &problems, &principals,
-                              &keys)) != 0)
+                              &keys, NULL)) != 0)
         goto out;
     if (problems > 0) {
         ret = ck_error_set(CK_ERR_INTEGRITY, "backup %s: %zu stored key%s under "

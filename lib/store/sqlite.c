@@ -772,8 +772,8 @@ out:
     return ret;
 }
 
-static int
-insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys, size_t n)
+int
+sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys, size_t n)
 {
     sqlite3_stmt *st = NULL;
     int ret;
@@ -796,9 +796,8 @@ insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *key
     return ret;
 }
 
-/* Looks up a principal's row id and kvno inside a write transaction; 0 id if absent. */
-static int
-lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
+int
+sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
 {
     sqlite3_stmt *st = NULL;
     int rc, ret;
@@ -819,6 +818,25 @@ lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
     return ret;
 }
 
+int
+sq_begin_principal_write(struct sqlite_be *be, const char *name, uint32_t kvno, int conflict,
+                         int64_t *id)
+{
+    uint32_t cur = 0;
+    int ret;
+
+    *id = 0;
+    if ((ret = sq_begin_write(be)) != 0)
+        return ret;
+    if ((ret = sq_lookup_id(be, name, id, &cur)) == 0 && *id == 0)
+        ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
+    /* The caller computed its change from the record at kvno: another writer came first. */
+    else if (ret == 0 && cur != kvno)
+        ret = ck_error_set(conflict, "principal %s changed concurrently (kvno %u -> %u); retry",
+                           name, kvno, cur);
+    return ret == 0 ? 0 : sq_end_write(be, ret);
+}
+
 static int
 sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mode mode,
            int64_t now)
@@ -829,7 +847,7 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
 
     if ((ret = sq_begin_write(be)) != 0)
         return ret;
-    if ((ret = lookup_id(be, row->name, &id, NULL)) != 0)
+    if ((ret = sq_lookup_id(be, row->name, &id, NULL)) != 0)
         goto out;
     if (mode == CK_PUT_CREATE && id != 0) {
         ret = ck_error_set(CK_ERR_EXISTS, "%s already exists", row->name);
@@ -879,7 +897,7 @@ sqlite_put(void *arg, const struct ck_store_princ_row *row, enum ck_store_put_mo
             goto out;
         id = sqlite3_last_insert_rowid(be->db);
     }
-    if ((ret = insert_keys(be, id, row->keys, row->n_keys)) != 0)
+    if ((ret = sq_insert_keys(be, id, row->keys, row->n_keys)) != 0)
         goto out;
     ret = sq_bump_generation(be, CK_CHANGE_PRINCIPAL, row->name, NULL);
 out:
@@ -949,27 +967,15 @@ sqlite_rotate(void *arg, const char *name, uint32_t old_kvno, uint32_t new_kvno,
               const struct ck_store_key_row *keys, size_t n_keys, unsigned keep, int64_t now)
 {
     struct sqlite_be *be = arg;
-    uint32_t cur = 0;
     int64_t id = 0;
     int ret;
 
-    if ((ret = sq_begin_write(be)) != 0)
+    if ((ret = sq_begin_principal_write(be, name, old_kvno, CK_ERR_POLICY, &id)) != 0)
         return ret;
-    if ((ret = lookup_id(be, name, &id, &cur)) != 0)
-        goto out;
-    if (id == 0) {
-        ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
-        goto out;
-    }
-    if (cur != old_kvno) {
-        ret = ck_error_set(CK_ERR_POLICY, "principal %s: kvno changed concurrently (%u -> %u)",
-                           name, old_kvno, cur);
-        goto out;
-    }
     /* Keys of the new kvno left from an earlier life of the counter would collide. */
     if ((ret = sq_run(be, "rotate", "DELETE FROM key WHERE principal_id = ? AND kvno = ?",
                        ARGS(A_INT(id), A_INT(new_kvno)))) != 0 ||
-        (ret = insert_keys(be, id, keys, n_keys)) != 0 ||
+        (ret = sq_insert_keys(be, id, keys, n_keys)) != 0 ||
         (ret = sq_run(be, "rotate", "UPDATE principal SET kvno = ?, modified = ? WHERE id = ?",
                        ARGS(A_INT(new_kvno), A_INT(now), A_INT(id)))) != 0 ||
         (ret = sq_run(be, "purge old kvnos",
@@ -1163,7 +1169,7 @@ sqlite_device_add(void *arg, const struct ck_store_device_row *row, int64_t now)
     }
     if (ret != CK_ERR_NOTFOUND)
         goto out;
-    if ((ret = lookup_id(be, row->principal, &pid, NULL)) != 0)
+    if ((ret = sq_lookup_id(be, row->principal, &pid, NULL)) != 0)
         goto out;
     if (pid == 0) {
         ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", row->principal);
@@ -1327,18 +1333,6 @@ out:
     else if (generation != NULL)
         *generation = gen;
     return ret;
-}
-
-int
-sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno)
-{
-    return lookup_id(be, name, id, kvno);
-}
-
-int
-sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys, size_t n)
-{
-    return insert_keys(be, id, keys, n);
 }
 
 const struct ck_store_ops ck_store_sqlite_ops = {

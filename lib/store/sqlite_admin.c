@@ -37,32 +37,50 @@ out:
     return sq_end_write(be, ret);
 }
 
+/* Swaps the blobs of a principal's password history for hist (newest first, the rows
+ * sq_pw_history read, re-encrypted for the new name): kvno and enctype must still match, else the
+ * history changed meanwhile. Rows older than those, never read by the history check, go. */
+static int
+rename_history(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *hist,
+               size_t n_hist)
+{
+    int ret = 0;
+
+    for (size_t i = 0; i < n_hist && ret == 0; i++) {
+        ret = sq_run(be, "rename password history",
+                     "UPDATE pw_history SET mkvno = ?, key_enc = ? WHERE id ="
+                     " (SELECT id FROM pw_history WHERE principal_id = ? ORDER BY id DESC"
+                     "  LIMIT 1 OFFSET ?) AND kvno = ? AND enctype = ?",
+                     ARGS(A_INT(hist[i].mkvno), A_BLOB(hist[i].key_enc, hist[i].key_enc_len),
+                          A_INT(id), A_INT(i), A_INT(hist[i].kvno), A_INT(hist[i].enctype)));
+        if (ret == 0 && sqlite3_changes(be->db) != 1)
+            ret = ck_error_set(CK_ERR_POLICY, "password history changed during the rename; "
+                               "retry");
+    }
+    if (ret == 0)
+        ret = sq_run(be, "rename password history",
+                     "DELETE FROM pw_history WHERE principal_id = ?1 AND id NOT IN"
+                     " (SELECT id FROM pw_history WHERE principal_id = ?1 ORDER BY id DESC"
+                     "  LIMIT ?2)", ARGS(A_INT(id), A_INT(n_hist)));
+    return ret;
+}
+
 int
 sqlite_rename(void *arg, const char *old_name, const char *new_name, uint32_t kvno,
-              const struct ck_store_key_row *keys, size_t n_keys, int64_t now)
+              const struct ck_store_key_row *keys, size_t n_keys,
+              const struct ck_store_key_row *hist, size_t n_hist, int64_t now)
 {
     struct sqlite_be *be = arg;
     int64_t id = 0, other = 0;
-    uint32_t cur_kvno = 0;
     uint64_t gen = 0;
     int ret;
 
-    if ((ret = sq_begin_write(be)) != 0)
+    if ((ret = sq_begin_principal_write(be, old_name, kvno, CK_ERR_POLICY, &id)) != 0)
         return ret;
-    if ((ret = sq_lookup_id(be, old_name, &id, &cur_kvno)) != 0 ||
-        (ret = sq_lookup_id(be, new_name, &other, NULL)) != 0)
+    if ((ret = sq_lookup_id(be, new_name, &other, NULL)) != 0)
         goto out;
-    if (id == 0) {
-        ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", old_name);
-        goto out;
-    }
     if (other != 0) {
         ret = ck_error_set(CK_ERR_EXISTS, "principal %s already exists", new_name);
-        goto out;
-    }
-    if (cur_kvno != kvno) {
-        ret = ck_error_set(CK_ERR_POLICY, "principal %s changed while it was renamed; retry",
-                           old_name);
         goto out;
     }
     /* The device rows point at the name: the foreign key is checked at commit, once both the
@@ -73,7 +91,8 @@ sqlite_rename(void *arg, const char *old_name, const char *new_name, uint32_t kv
                       ARGS(A_TEXT(new_name), A_INT(now), A_INT(id)))) != 0 ||
         (ret = sq_run(be, "rename principal", "DELETE FROM key WHERE principal_id = ?",
                       ARGS(A_INT(id)))) != 0 ||
-        (ret = sq_insert_keys(be, id, keys, n_keys)) != 0)
+        (ret = sq_insert_keys(be, id, keys, n_keys)) != 0 ||
+        (ret = rename_history(be, id, hist, n_hist)) != 0)
         goto out;
     /* Two names and any number of devices changed: every cache starts over. */
     if ((ret = sq_bump_generation(be, CK_CHANGE_ALL, NULL, &gen)) != 0)

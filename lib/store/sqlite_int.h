@@ -90,12 +90,18 @@ int sq_format_enctypes(const int32_t *enctypes, size_t n, char *buf, size_t size
 /* sqlite_admin.c: realm settings and renames (ck_store_ops.realm_modify, .rename). */
 int sqlite_realm_modify(void *arg, const ck_realm_info *realm);
 int sqlite_rename(void *arg, const char *old_name, const char *new_name, uint32_t kvno,
-                  const struct ck_store_key_row *keys, size_t n_keys, int64_t now);
+                  const struct ck_store_key_row *keys, size_t n_keys,
+                  const struct ck_store_key_row *hist, size_t n_hist, int64_t now);
 /* Inside a write transaction: a principal's row id (0 if absent) and current kvno (may be
  * NULL); inserts key rows for a principal id, in order. */
 int sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno);
 int sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys,
                    size_t n);
+/* Begins a write transaction on principal name, whose row id goes to *id, if its kvno is still
+ * kvno. On failure nothing is left open: CK_ERR_NOTFOUND, `conflict` if the kvno moved, or the
+ * database's error. */
+int sq_begin_principal_write(struct sqlite_be *be, const char *name, uint32_t kvno, int conflict,
+                             int64_t *id);
 
 /* ---- policies and lockout (sqlite_policy.c) ---- */
 

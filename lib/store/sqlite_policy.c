@@ -348,23 +348,12 @@ sq_change_password(void *arg, const char *name, uint32_t old_kvno, uint32_t new_
                    unsigned hist_keep, int64_t pw_expires, uint32_t clear_attrs, int64_t now)
 {
     struct sqlite_be *be = arg;
-    uint32_t cur = 0;
     int64_t id = 0;
     int ret;
 
-    if ((ret = sq_begin_write(be)) != 0)
+    /* CK_ERR_DB, not CK_ERR_POLICY: kpasswd reports a policy error as the user's fault. */
+    if ((ret = sq_begin_principal_write(be, name, old_kvno, CK_ERR_DB, &id)) != 0)
         return ret;
-    if ((ret = sq_lookup_id(be, name, &id, &cur)) != 0)
-        goto out;
-    if (id == 0) {
-        ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
-        goto out;
-    }
-    if (cur != old_kvno) {
-        ret = ck_error_set(CK_ERR_DB, "principal %s: keys changed concurrently (kvno %u -> %u), "
-                           "retry", name, old_kvno, cur);
-        goto out;
-    }
     /* The former password's key joins the history before the key table forgets it. */
     if (hist_keep > 0 &&
         (ret = sq_run(be, "password history",

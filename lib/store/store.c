@@ -1028,11 +1028,57 @@ ck_store_delete_principal(ck_store *store, const char *name)
     return ret;
 }
 
+/* The password history of old_name, newest first, encrypted for new_name (encrypt_key binds a
+ * key to its principal's name: left as it was, the history check could not read it after the
+ * rename and would let a remembered password back). A row that does not decrypt now stays as it
+ * is: it was unreadable already, and `db check` reports it. */
+static int
+history_for_rename(ck_store *store, const char *old_name, const char *new_name,
+                   struct ck_store_key_row **out, size_t *n_out)
+{
+    struct ck_store_key_row *rows = NULL;
+    size_t n = 0;
+    int ret;
+
+    *out = NULL;
+    *n_out = 0;
+    if ((ret = store->ops->pw_history(store->be, old_name, CK_POLICY_MAX_HISTORY, &rows, &n)) != 0)
+        return ret;
+    for (size_t i = 0; i < n && ret == 0; i++) {
+        struct ck_store_key_row fresh = {0};
+        ck_db_key k;
+
+        if ((ret = ck_store_decrypt_key_row(store, old_name, &rows[i], &k)) != 0) {
+            if (ret != CK_ERR_NOMEM) {
+                ck_error_clear();
+                ret = 0;
+            }
+            continue;
+        }
+        ret = encrypt_key(store, new_name, &k, &fresh);
+        ck_key_clear(&k.key);
+        free(k.salt);
+        if (ret == 0) {
+            free(rows[i].salt);
+            free(rows[i].key_enc);
+            rows[i] = fresh;
+        }
+    }
+    if (ret != 0) {
+        free_key_rows(rows, n);
+        return ret;
+    }
+    *out = rows;
+    *n_out = n;
+    return 0;
+}
+
 int
 ck_store_rename_principal(ck_store *store, const char *old_name, const char *new_name)
 {
-    struct ck_store_key_row *rows = NULL;
+    struct ck_store_key_row *rows = NULL, *hist = NULL;
     ck_db_principal *p = NULL;
+    size_t n_hist = 0;
     int ret;
 
     if (store->readonly)
@@ -1056,16 +1102,18 @@ ck_store_rename_principal(ck_store *store, const char *old_name, const char *new
      * name. The salts stay as stored, so the old password still derives these keys. */
     if ((ret = ck_store_load_principal(store, old_name, &p)) != 0)
         return ret;
-    if ((ret = encrypt_keys(store, new_name, p->keys, p->n_keys, 0, &rows)) == 0) {
+    if ((ret = encrypt_keys(store, new_name, p->keys, p->n_keys, 0, &rows)) == 0 &&
+        (ret = history_for_rename(store, old_name, new_name, &hist, &n_hist)) == 0) {
         store_audit_begin(store, "principal.rename", old_name, "to %s", new_name);
-        ret = store->ops->rename(store->be, old_name, new_name, p->kvno, rows, p->n_keys,
-                                 now_sec());
+        ret = store->ops->rename(store->be, old_name, new_name, p->kvno, rows, p->n_keys, hist,
+                                 n_hist, now_sec());
         store_audit_end(store);
     }
     if (ret == 0) {
         ck_store_cache_invalidate(&store->cache, old_name);
         ck_store_cache_invalidate(&store->cache, new_name);
     }
+    free_key_rows(hist, n_hist);
     free_key_rows(rows, p->n_keys);
     ck_db_principal_free(p);
     return ret;

@@ -141,10 +141,13 @@ struct ck_store_ops {
      * master kvno) with a generation bump, in one transaction. */
     int (*realm_modify)(void *be, const ck_realm_info *realm);
     /* Renames a principal whose current kvno is still kvno (else CK_ERR_POLICY), replaces its
-     * key rows by keys (the same keys, encrypted for the new name) and repoints its devices, in
-     * one transaction (CK_ERR_NOTFOUND, CK_ERR_EXISTS). */
+     * key rows by keys (the same keys, encrypted for the new name), the blobs of its password
+     * history by hist (pw_history's rows, newest first, encrypted for the new name; older rows
+     * are dropped) and repoints its devices, in one transaction (CK_ERR_NOTFOUND,
+     * CK_ERR_EXISTS). */
     int (*rename)(void *be, const char *old_name, const char *new_name, uint32_t kvno,
-                  const struct ck_store_key_row *keys, size_t n_keys, int64_t now);
+                  const struct ck_store_key_row *keys, size_t n_keys,
+                  const struct ck_store_key_row *hist, size_t n_hist, int64_t now);
     int (*generation)(void *be, uint64_t *gen);
     /* Reports changes with generation in (since, current] and sets *current. Reads the counter
      * first and returns at once if it did not move. */

@@ -484,6 +484,40 @@ schema_dump(const char *path)
     return out;
 }
 
+/* A rename re-encrypts the password history for the new name: the history check still reads it,
+ * so a remembered password stays refused under the new name. */
+static void
+rename_keeps_history(void)
+{
+    ck_store *s;
+    ck_policy pol = make_policy("remember");
+    const char *bob = "bob@" REALM;
+
+    fixture_up();
+    s = open_store();
+    pol.history = 3;
+    CHECK_OK(ck_store_create_policy(s, &pol));
+    add_user(s, ALICE, ALICE_PW, 0, "remember");
+    CHECK_OK(ck_store_change_password(s, ALICE, "Second-pw-2", 11, 0, T0, NULL));
+    CHECK_OK(ck_store_change_password(s, ALICE, "Third-pw-33", 11, 0, T0, NULL));
+    CHECK_OK(ck_store_rename_principal(s, ALICE, bob));
+    CHECK(has_password(s, bob, "Third-pw-33"));
+    /* Both remembered passwords (history rows) and the current one (key rows). */
+    CHECK_INT_EQ(ck_store_change_password(s, bob, ALICE_PW, strlen(ALICE_PW), 0, T0, NULL),
+                 CK_ERR_POLICY);
+    CHECK(strstr(ck_error_context(), "used before") != NULL);
+    CHECK_INT_EQ(ck_store_change_password(s, bob, "Second-pw-2", 11, 0, T0, NULL),
+                 CK_ERR_POLICY);
+    CHECK_INT_EQ(ck_store_change_password(s, bob, "Third-pw-33", 11, 0, T0, NULL),
+                 CK_ERR_POLICY);
+    CHECK(has_password(s, bob, "Third-pw-33"));
+    CHECK_OK(ck_store_change_password(s, bob, "Fourth-pw-4", 11, 0, T0, NULL));
+    ck_store_close(s);
+    /* Every history row decrypts under its new name. */
+    CHECK_OK(ck_store_check(db, NULL, NULL, NULL, NULL));
+    fixture_down();
+}
+
 static void
 migration_2_to_3(void)
 {
@@ -878,7 +912,7 @@ lockout_disabled(void)
 }
 
 CK_TEST_MAIN("policy", CK_TEST_CASE(policy_crud), CK_TEST_CASE(policy_change_reaches_caches),
-             CK_TEST_CASE(password_change),
+             CK_TEST_CASE(password_change), CK_TEST_CASE(rename_keeps_history),
              CK_TEST_CASE(migration_2_to_3), CK_TEST_CASE(lockout_and_duration),
              CK_TEST_CASE(interval_reset), CK_TEST_CASE(admin_unlock),
              CK_TEST_CASE(batching_bound), CK_TEST_CASE(busy_database),

@@ -603,6 +603,54 @@ integrity_check(void)
     fixture_down();
 }
 
+/* Password history rows are checked like keys: each decrypts and belongs to its principal. */
+static void
+history_check(void)
+{
+    ck_store_check_result res;
+    struct problems ps;
+    ck_policy pol;
+    ck_store *s;
+
+    fixture_up();
+    s = open_db(db, NULL);
+    memset(&pol, 0, sizeof(pol));
+    ck_strlcpy(pol.name, "remember", sizeof(pol.name));
+    pol.history = 3;
+    CHECK_OK(ck_store_create_policy(s, &pol));
+    add_princ(s, "alice@" REALM, "alice pw", 0, 0);
+    CHECK_OK(ck_store_set_principal_policy(s, "alice@" REALM, "remember"));
+    CHECK_OK(ck_store_change_password(s, "alice@" REALM, "second pw", 9, CK_PW_ADMIN, 0, NULL));
+    CHECK_OK(ck_store_change_password(s, "alice@" REALM, "third pw", 8, CK_PW_ADMIN, 0, NULL));
+    ck_store_close(s);
+    memset(&ps, 0, sizeof(ps));
+    CHECK_OK(ck_store_check(db, NULL, collect_problem, &ps, &res));
+    CHECK_INT_EQ(ps.n, 0);
+    CHECK_INT_EQ(res.history_keys, 2);
+
+    /* One flipped byte in the newest history row: exactly that row is reported. */
+    sql(db, "UPDATE pw_history SET key_enc = substr(key_enc, 1, 30) || "
+            "(CASE WHEN substr(key_enc, 31, 1) = X'41' THEN X'42' ELSE X'41' END) || "
+            "substr(key_enc, 32) WHERE id = (SELECT max(id) FROM pw_history)");
+    memset(&ps, 0, sizeof(ps));
+    CHECK_INT_EQ(ck_store_check(db, NULL, collect_problem, &ps, &res), CK_ERR_INTEGRITY);
+    CHECK_INT_EQ(ps.n, 1);
+    CHECK(strstr(ps.text, "password history: principal alice@" REALM " kvno 2") != NULL);
+    CHECK(strstr(ps.text, "does not decrypt") != NULL);
+
+    /* A history row moved onto another principal decrypts but does not belong there. */
+    s = open_db(db, NULL);
+    add_princ(s, "bob@" REALM, "bob pw", 0, 0);
+    ck_store_close(s);
+    sql(db, "UPDATE pw_history SET principal_id = (SELECT id FROM principal WHERE"
+            " name = 'bob@" REALM "') WHERE id = (SELECT min(id) FROM pw_history)");
+    memset(&ps, 0, sizeof(ps));
+    CHECK_INT_EQ(ck_store_check(db, NULL, collect_problem, &ps, &res), CK_ERR_INTEGRITY);
+    CHECK_INT_EQ(ps.n, 2);
+    CHECK(strstr(ps.text, "password history: principal bob@" REALM " kvno 1") != NULL);
+    fixture_down();
+}
+
 CK_TEST_MAIN("store_maint", CK_TEST_CASE(backup_restore_identical),
              CK_TEST_CASE(restore_live_flushes_cache), CK_TEST_CASE(restore_validation),
-             CK_TEST_CASE(integrity_check))
+             CK_TEST_CASE(integrity_check), CK_TEST_CASE(history_check))

@@ -259,10 +259,10 @@ do_check(const char *what, const struct dbopts *o)
     ret = ck_store_check(o->db, o->stash, print_problem, NULL, &res);
     if (ret != 0)
         return cli_fail(what, ret);
-    printf("Database %s: schema %d, generation %llu, %lld principals, %lld keys (all decrypt "
-           "with the stash), %lld devices: OK\n", o->db, res.schema_version,
-           (unsigned long long)res.generation, (long long)res.principals, (long long)res.keys,
-           (long long)res.devices);
+    printf("Database %s: schema %d, generation %llu, %lld principals, %lld keys and %lld "
+           "password history keys (all decrypt with the stash), %lld devices: OK\n", o->db,
+           res.schema_version, (unsigned long long)res.generation, (long long)res.principals,
+           (long long)res.keys, (long long)res.history_keys, (long long)res.devices);
     return CLI_OK;
 }
 
