@@ -653,26 +653,7 @@ kpasswd_server_run(struct kpasswd_server *srv, const struct kdc_config *kdc, con
 void
 kpasswd_server_describe(const struct kpasswd_server *srv, char *buf, size_t size)
 {
-    size_t used = 0;
-
-    if (size == 0)
-        return;
-    buf[0] = '\0';
-    for (size_t i = 0; srv != NULL && srv->net != NULL && i < ck_net_server_n_addrs(srv->net);
-         i++) {
-        struct sockaddr_storage ss;
-        socklen_t len;
-        char a[CK_NET_ADDRSTRLEN];
-        int n;
-
-        if (ck_net_server_addr(srv->net, i, &ss, &len) != 0)
-            break;
-        ck_net_addr_format((struct sockaddr *)&ss, a, sizeof(a));
-        n = snprintf(buf + used, size - used, "%s%s", i > 0 ? " " : "", a);
-        if (n < 0 || (size_t)n >= size - used)
-            break;
-        used += (size_t)n;
-    }
+    ck_net_server_describe(srv != NULL ? srv->net : NULL, buf, size);
 }
 
 void

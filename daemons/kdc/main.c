@@ -455,28 +455,6 @@ worker_count(const struct kdc_daemon_config *dc)
     return n < 1 ? 1 : n > CK_NET_MAX_WORKERS ? CK_NET_MAX_WORKERS : (int)n;
 }
 
-static void
-describe_listeners(struct ck_net_server *srv, char *buf, size_t size)
-{
-    size_t used = 0;
-
-    buf[0] = '\0';
-    for (size_t i = 0; i < ck_net_server_n_addrs(srv); i++) {
-        struct sockaddr_storage ss;
-        socklen_t len;
-        char a[CK_NET_ADDRSTRLEN];
-        int n;
-
-        if (ck_net_server_addr(srv, i, &ss, &len) != 0)
-            break;
-        ck_net_addr_format((struct sockaddr *)&ss, a, sizeof(a));
-        n = snprintf(buf + used, size - used, "%s%s", i > 0 ? " " : "", a);
-        if (n < 0 || (size_t)n >= size - used)
-            break;
-        used += (size_t)n;
-    }
-}
-
 /* ---- the database's caps ------------------------------------------------------------------ */
 
 static const char *
@@ -937,7 +915,7 @@ main(int argc, char **argv)
                    d->have_user ? d->user.name : "");
         goto out;
     }
-    describe_listeners(d->srv, listeners, sizeof(listeners));
+    ck_net_server_describe(d->srv, listeners, sizeof(listeners));
     ck_log_notice("started: realm %s, listening on %s (udp+tcp), %d workers",
                   d->gen->cfg.realm != NULL ? d->gen->cfg.realm : "(from database)", listeners,
                   d->workers);

@@ -123,6 +123,9 @@ int ck_net_server_addr(const struct ck_net_server *srv, size_t i, struct sockadd
                        socklen_t *len);
 /* Workers in use (after the default is applied). */
 int ck_net_server_workers(const struct ck_net_server *srv);
+/* "a:88 [b]:88": the bound addresses, space-separated, for a start-up log line (truncated to
+ * size). srv NULL or nothing bound: "". */
+void ck_net_server_describe(const struct ck_net_server *srv, char *buf, size_t size);
 /* Whether cpu_affinity took effect at start, and how many times since then it was suspended
  * because arrivals did not spread (a worker saturated while another idled). suspensions may be
  * NULL; it is read without synchronization (a statistic). */

@@ -1584,6 +1584,26 @@ ck_net_server_addr(const struct ck_net_server *srv, size_t i, struct sockaddr_st
 }
 
 void
+ck_net_server_describe(const struct ck_net_server *srv, char *buf, size_t size)
+{
+    size_t used = 0;
+
+    if (size == 0)
+        return;
+    buf[0] = '\0';
+    for (size_t i = 0; srv != NULL && i < srv->n_addrs; i++) {
+        char a[CK_NET_ADDRSTRLEN];
+        int n;
+
+        ck_net_addr_format((const struct sockaddr *)&srv->addrs[i], a, sizeof(a));
+        n = snprintf(buf + used, size - used, "%s%s", i > 0 ? " " : "", a);
+        if (n < 0 || (size_t)n >= size - used)
+            break;
+        used += (size_t)n;
+    }
+}
+
+void
 ck_net_server_set_idle(struct ck_net_server *srv, ck_net_idle_fn idle)
 {
     if (srv != NULL && !srv->running)
