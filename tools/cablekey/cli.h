@@ -55,6 +55,16 @@ void cli_password_free(char *pw, size_t len);
  * and accepts only "yes" (CLI_FAIL otherwise); from a non-terminal it is a usage error. */
 int cli_confirm(const char *what, bool yes, const char *question);
 
+/* The getopt_long results every verb's option loop (opterr = 0, optstring ":h") treats alike:
+ * 'h' or help_opt (--help) prints help (only the verb's lines when verb is not NULL and help
+ * lists it) and returns CLI_HELP_SHOWN, which the family turns into success; ':' is an option
+ * missing its value, anything else an unknown option (CLI_USAGE). Uses optind. */
+#define CLI_HELP_SHOWN (-1)
+int cli_getopt_other(const char *what, int c, int help_opt, char **argv, const char *family,
+                     const char *help, const char *verb);
+/* CLI_OK if arg (the first argument left over, NULL if none) is NULL, else a usage error. */
+int cli_no_more_args(const char *what, const char *arg);
+
 /* Per-verb help. A family's help text lists each verb on a line "  VERB ..." (continuations
  * indented further), then a blank line and notes. Prints "usage: cablekey FAMILY" with the
  * verb's lines and the notes; false if the text has no such verb. */

@@ -149,21 +149,12 @@ parse_opts(const char *what, const char *help, int argc, char **argv, struct dbo
                 return cli_usage_error(what, "--keep-days: a number from 0 to %d",
                                        CK_AUDIT_KEEP_DAYS_MAX);
             break;
-        case 'h':
-        case OPT_HELP:
-            fputs(help, stdout);
-            return -1;
-        case ':':
-            return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
-        default:
-            return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+        default: return cli_getopt_other(what, c, OPT_HELP, argv, NULL, help, NULL);
         }
     }
     if (optind < argc)
         o->file = argv[optind++];
-    if (optind < argc)
-        return cli_usage_error(what, "unexpected argument '%s'", argv[optind]);
-    return CLI_OK;
+    return cli_no_more_args(what, optind < argc ? argv[optind] : NULL);
 }
 
 /* Accepts only the options a subcommand documents, so typos do not silently do nothing. */
@@ -191,9 +182,7 @@ only(const char *what, const struct dbopts *o, const char *allowed, const char *
         return cli_usage_error(what, "--db FILE is required");
     if (file != NULL && o->file == NULL)
         return cli_usage_error(what, "%s is required", file);
-    if (file == NULL && o->file != NULL)
-        return cli_usage_error(what, "unexpected argument '%s'", o->file);
-    return CLI_OK;
+    return file == NULL ? cli_no_more_args(what, o->file) : CLI_OK;
 }
 
 static int

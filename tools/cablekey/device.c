@@ -114,19 +114,10 @@ parse_opts(const char *what, int argc, char **argv, struct dopts *o)
                 return cli_usage_error(what, "--limit: a number from 1 to %d",
                                        CK_DEVICE_LIST_MAX);
             break;
-        case 'h':
-        case OPT_HELP:
-            fputs(device_help, stdout);
-            return -1;
-        case ':':
-            return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
-        default:
-            return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+        default: return cli_getopt_other(what, c, OPT_HELP, argv, NULL, device_help, NULL);
         }
     }
-    if (optind < argc)
-        return cli_usage_error(what, "unexpected argument '%s'", argv[optind]);
-    return CLI_OK;
+    return cli_no_more_args(what, optind < argc ? argv[optind] : NULL);
 }
 
 /* Accepts only the options a subcommand documents, so typos do not silently do nothing. */

@@ -110,8 +110,8 @@ cli_init(int argc, char **argv)
                                         argv[optind - 1]);
         }
     }
-    if (optind < argc)
-        return cli_usage_error("init", "unexpected argument '%s'", argv[optind]);
+    if ((ret = cli_no_more_args("init", optind < argc ? argv[optind] : NULL)) != CLI_OK)
+        return ret;
     if (changepw_only) {
         if (db == NULL)
             return cli_usage_error("init", "--add-changepw needs --db FILE");

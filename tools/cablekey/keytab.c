@@ -111,12 +111,9 @@ do_export(int argc, char **argv)
         case 's': stash = optarg; break;
         case 'o': out = optarg; break;
         case 'a': all_kvnos = true; break;
-        case 'h':
-            if (!cli_verb_help(stdout, "keytab", keytab_help, "export"))
-                fputs(keytab_help, stdout);
-            return CLI_OK;
-        case ':': return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
-        default: return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+        default:
+            rc = cli_getopt_other(what, c, 'h', argv, "keytab", keytab_help, "export");
+            return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
         }
     }
     if (out == NULL)
@@ -210,12 +207,9 @@ do_remove(int argc, char **argv)
             if (ck_enctype_from_name(optarg, &enctype) != 0 || enctype == 0)
                 return cli_usage_error(what, "--enctype: unknown enctype '%s'", optarg);
             break;
-        case 'h':
-            if (!cli_verb_help(stdout, "keytab", keytab_help, "remove"))
-                fputs(keytab_help, stdout);
-            return CLI_OK;
-        case ':': return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
-        default: return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+        default:
+            rc = cli_getopt_other(what, c, 'h', argv, "keytab", keytab_help, "remove");
+            return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
         }
     }
     if (argc - optind != 2)

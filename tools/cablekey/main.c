@@ -81,6 +81,28 @@ cli_usage_error(const char *what, const char *fmt, ...)
 }
 
 int
+cli_getopt_other(const char *what, int c, int help_opt, char **argv, const char *family,
+                 const char *help, const char *verb)
+{
+    if (c == 'h' || c == help_opt) {
+        if (verb == NULL || !cli_verb_help(stdout, family, help, verb))
+            fputs(help, stdout);
+        return CLI_HELP_SHOWN;
+    }
+    if (c == ':')
+        return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
+    return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+}
+
+int
+cli_no_more_args(const char *what, const char *arg)
+{
+    if (arg != NULL)
+        return cli_usage_error(what, "unexpected argument '%s'", arg);
+    return CLI_OK;
+}
+
+int
 cli_open_store(const char *what, const char *db, const char *stash, bool readonly,
                ck_store **out)
 {

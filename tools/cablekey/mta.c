@@ -188,18 +188,11 @@ parse_opts(const char *what, int argc, char **argv, struct mopts *o)
             if (cli_parse_enctypes(optarg, o->enctypes, CK_CLIENT_MAX_ETYPES, &o->n_enctypes))
                 return cli_usage_error(what, "--enctypes: %s", ck_error_context());
             break;
-        case 'h':
-        case OPT_HELP:
-            fputs(mta_help, stdout);
-            return -1;
-        case ':':
-            return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
-        default:
-            return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+        default: return cli_getopt_other(what, c, OPT_HELP, argv, NULL, mta_help, NULL);
         }
     }
     if (optind != argc)
-        return cli_usage_error(what, "unexpected argument '%s'", argv[optind]);
+        return cli_no_more_args(what, argv[optind]);
     if (o->identity == NULL)
         return cli_usage_error(what, "--identity FILE is required");
     if (o->n_kdcs == 0)

@@ -190,10 +190,7 @@ parse_opts(const char *what, int argc, char **argv, struct pki_opts *o)
         case OPT_SP_ROOT: o->sp_root = optarg; break;
         case OPT_CMS_DNS: o->cms_dns = optarg; break;
         case OPT_PROV_DNS: o->prov_dns = optarg; break;
-        case 'h':
-        case OPT_HELP: fputs(pki_help, stdout); return -1;
-        case ':': return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
-        default: return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+        default: return cli_getopt_other(what, c, OPT_HELP, argv, NULL, pki_help, NULL);
         }
     }
     o->args = (const char **)(argv + optind);
@@ -238,9 +235,7 @@ only(const char *what, const struct pki_opts *o, const char *allowed)
 static int
 no_args(const char *what, const struct pki_opts *o)
 {
-    if (o->n_args != 0)
-        return cli_usage_error(what, "unexpected argument '%s'", o->args[0]);
-    return CLI_OK;
+    return cli_no_more_args(what, o->n_args != 0 ? o->args[0] : NULL);
 }
 
 /* ------------------------------------------------------------------------------------------- */

@@ -138,14 +138,7 @@ parse_policy_opts(const char *what, int argc, char **argv, struct polopts *o)
             rc = parse_secs(what, "lockout-duration", optarg, &o->rules.lockout_duration);
             o->set |= R_LOCKOUT_DURATION;
             break;
-        case 'h':
-        case OPT_HELP:
-            fputs(policy_help, stdout);
-            return -1;
-        case ':':
-            return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
-        default:
-            return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+        default: return cli_getopt_other(what, c, OPT_HELP, argv, NULL, policy_help, NULL);
         }
     }
     if (rc != CLI_OK)
@@ -274,8 +267,8 @@ pol_list(const char *what, const struct polopts *o, ck_store *store)
 {
     int ret;
 
-    if (o->n_names != 0)
-        return cli_usage_error(what, "unexpected argument '%s'", o->names[0]);
+    if ((ret = cli_no_more_args(what, o->n_names != 0 ? o->names[0] : NULL)) != CLI_OK)
+        return ret;
     if ((ret = ck_store_list_policies(store, print_policy_name, NULL)) != 0)
         return cli_fail(what, ret);
     return CLI_OK;

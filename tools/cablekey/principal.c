@@ -156,13 +156,9 @@ parse_opts(const char *what, const char *verb, int argc, char **argv, struct pop
             break;
         case 'h':
         case OPT_HELP:
-            if (!cli_verb_help(stdout, "principal", principal_help, verb))
-                fputs(principal_help, stdout);
-            return -1;
         case ':':
-            return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
         case '?':
-            return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+            return cli_getopt_other(what, c, OPT_HELP, argv, "principal", principal_help, verb);
         default:
             if (cli_flag_apply(what, c, OPT_FLAG, &o->attr_set, &o->attr_clear,
                                &o->flag_name) != CLI_OK)
@@ -699,7 +695,7 @@ cli_principal(int argc, char **argv)
             return cli_usage_error(what, "expected %d principal name%s, got %zu",
                                    subs[i].names, subs[i].names == 1 ? "" : "s", o.n_names);
         if (subs[i].names < 0 && o.n_names > 1)
-            return cli_usage_error(what, "unexpected argument '%s'", o.names[1]);
+            return cli_no_more_args(what, o.names[1]);
         if (subs[i].fn == do_add && !o.random && !o.password_stdin && o.password == NULL)
             return cli_usage_error(what, "one of --password, --password-stdin or --random is "
                                          "required");

@@ -109,22 +109,16 @@ parse_opts(const char *what, const char *verb, int argc, char **argv, struct rop
             break;
         case 'h':
         case OPT_HELP:
-            if (verb == NULL || !cli_verb_help(stdout, "realm", realm_help, verb))
-                fputs(realm_help, stdout);
-            return -1;
         case ':':
-            return cli_usage_error(what, "option '%s' needs a value", argv[optind - 1]);
         case '?':
-            return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
+            return cli_getopt_other(what, c, OPT_HELP, argv, "realm", realm_help, verb);
         default:
             if (cli_flag_apply(what, c, OPT_FLAG, &o->attr_set, &o->attr_clear, NULL) != CLI_OK)
                 return CLI_USAGE;
             break;
         }
     }
-    if (optind < argc)
-        return cli_usage_error(what, "unexpected argument '%s'", argv[optind]);
-    return CLI_OK;
+    return cli_no_more_args(what, optind < argc ? argv[optind] : NULL);
 }
 
 static int
