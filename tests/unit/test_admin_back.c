@@ -15,10 +15,10 @@
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "ck_test.h"
+#include "store_fixture.h"
 
 #define REALM "TEST.REALM"
 
-static char dir[64], db[128], stash[128];
 static struct admind_config cfg;
 
 static void
@@ -27,26 +27,11 @@ fixture_up(void)
     static const int32_t enctypes[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96,
                                        CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96};
 
-    ck_strlcpy(dir, "/tmp/ck-admind-XXXXXX", sizeof(dir));
-    if (mkdtemp(dir) == NULL)
-        abort();
-    snprintf(db, sizeof(db), "%s/principal.db", dir);
-    snprintf(stash, sizeof(stash), "%s/principal.db.stash", dir);
-    CHECK_OK(ck_store_init_realm(db, stash, REALM, enctypes, 2, 0, 0));
+    store_fixture_up("admind", REALM, enctypes, 2);
     memset(&cfg, 0, sizeof(cfg));
     cfg.realm = REALM;
     cfg.database = db;
     cfg.stash = stash;
-}
-
-static void
-fixture_down(void)
-{
-    char cmd[128];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "  could not remove %s\n", dir);
 }
 
 struct back {

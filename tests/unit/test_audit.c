@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "ck_test.h"
+#include "store_fixture.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "store/store_int.h"
@@ -21,36 +22,17 @@ static const int32_t enctypes[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96,
                                    CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96};
 #define N_ENCTYPES (sizeof(enctypes) / sizeof(enctypes[0]))
 
-static char dir[64], db[128];
-
 static void
 fixture_up(void)
 {
-    ck_strlcpy(dir, "/tmp/ck-audit-XXXXXX", sizeof(dir));
-    if (mkdtemp(dir) == NULL)
-        abort();
-    snprintf(db, sizeof(db), "%s/kdc.db", dir);
-    CHECK_OK(ck_store_init_realm(db, NULL, REALM, enctypes, N_ENCTYPES, 0, 0));
-}
-
-static void
-fixture_down(void)
-{
-    char cmd[128];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "  could not remove %s\n", dir);
+    store_fixture_up("audit", REALM, enctypes, N_ENCTYPES);
 }
 
 static ck_store *
 open_store(const char *actor)
 {
-    ck_store *s = NULL;
+    ck_store *s = fixture_open(db);
 
-    CHECK_OK(ck_store_open(db, NULL, 0, &s));
-    if (s == NULL)
-        abort();
     if (actor != NULL)
         ck_store_set_actor(s, actor);
     return s;

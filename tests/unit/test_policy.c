@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 #include "ck_test.h"
+#include "store_fixture.h"
 #include "cablekey/log.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
@@ -28,39 +29,13 @@ static const int32_t all_enctypes[] = {
 #define N_ENCTYPES (sizeof(all_enctypes) / sizeof(all_enctypes[0]))
 #define T0 1800000000LL /* 2027-01-15: the injected "now" */
 
-static char dir[64], db[128];
 static uint8_t reply[65536];
 
 static void
 fixture_up(void)
 {
     ck_log_set_level(LOG_ERR);
-    ck_strlcpy(dir, "/tmp/ck-policy-XXXXXX", sizeof(dir));
-    if (mkdtemp(dir) == NULL)
-        abort();
-    snprintf(db, sizeof(db), "%s/principal.db", dir);
-    CHECK_OK(ck_store_init_realm(db, NULL, REALM, all_enctypes, N_ENCTYPES, 0, 0));
-}
-
-static void
-fixture_down(void)
-{
-    char cmd[128];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "  could not remove %s\n", dir);
-}
-
-static ck_store *
-open_store(void)
-{
-    ck_store *s = NULL;
-
-    CHECK_OK(ck_store_open(db, NULL, 0, &s));
-    if (s == NULL)
-        abort();
-    return s;
+    store_fixture_up("policy", REALM, all_enctypes, N_ENCTYPES);
 }
 
 static void
@@ -110,7 +85,7 @@ policy_crud(void)
     int n = 0;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     pol.min_length = 8;
     pol.min_classes = 3;
     pol.history = 4;
@@ -222,8 +197,8 @@ policy_change_reaches_caches(void)
     const ck_db_principal *cp = NULL;
 
     fixture_up();
-    s = open_store();
-    s2 = open_store();
+    s = fixture_open(db);
+    s2 = fixture_open(db);
     pol.max_failure = 3;
     CHECK_OK(ck_store_create_policy(s, &pol));
     add_user(s, ALICE, ALICE_PW, CK_ATTR_REQUIRES_PREAUTH, "lock");
@@ -277,7 +252,7 @@ password_change(void)
     int64_t t = T0;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     pol.min_length = 10;
     pol.min_classes = 3;
     pol.history = 3;
@@ -494,7 +469,7 @@ rename_keeps_history(void)
     const char *bob = "bob@" REALM;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     pol.history = 3;
     CHECK_OK(ck_store_create_policy(s, &pol));
     add_user(s, ALICE, ALICE_PW, 0, "remember");
@@ -530,7 +505,7 @@ migration_2_to_3(void)
     snprintf(fresh_db, sizeof(fresh_db), "%s/fresh.db", dir);
     CHECK_OK(ck_store_init_realm(fresh_db, NULL, REALM, all_enctypes, N_ENCTYPES, 0, 0));
     fresh = schema_dump(fresh_db);
-    s = open_store();
+    s = fixture_open(db);
     add_user(s, ALICE, ALICE_PW, CK_ATTR_REQUIRES_PREAUTH, NULL);
     ck_store_close(s);
     make_v2_database();
@@ -538,7 +513,7 @@ migration_2_to_3(void)
     s = NULL;
     CHECK_INT_EQ(ck_store_open(db, NULL, CK_STORE_READONLY, &s), CK_ERR_UNSUPPORTED);
     CHECK(strstr(ck_error_context(), "version 2") != NULL);
-    s = open_store();
+    s = fixture_open(db);
     CHECK_OK(ck_store_get_principal(s, ALICE, &p));
     CHECK(p != NULL && p->policy == NULL && p->last_pwd_change == 0 &&
           p->lockout.fail_count == 0 && p->attributes == CK_ATTR_REQUIRES_PREAUTH);
@@ -679,7 +654,7 @@ lockout_realm(uint32_t max_failure, int64_t interval, int64_t duration)
     ck_store *s;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     pol.max_failure = max_failure;
     pol.failure_interval = interval;
     pol.lockout_duration = duration;

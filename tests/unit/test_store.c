@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "ck_test.h"
+#include "store_fixture.h"
 #include "cablekey/principal.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
@@ -21,38 +22,10 @@ static const int32_t all_enctypes[] = {
     CK_ENCTYPE_AES256_CTS_HMAC_SHA384_192, CK_ENCTYPE_AES128_CTS_HMAC_SHA256_128};
 #define N_ENCTYPES (sizeof(all_enctypes) / sizeof(all_enctypes[0]))
 
-static char dir[64], db[128], stash[128];
-
 static void
 fixture_up(void)
 {
-    ck_strlcpy(dir, "/tmp/ck-store-XXXXXX", sizeof(dir));
-    if (mkdtemp(dir) == NULL)
-        abort();
-    snprintf(db, sizeof(db), "%s/principal.db", dir);
-    snprintf(stash, sizeof(stash), "%s/principal.db.stash", dir);
-    CHECK_OK(ck_store_init_realm(db, stash, REALM, all_enctypes, N_ENCTYPES, 0, 0));
-}
-
-static void
-fixture_down(void)
-{
-    char cmd[128];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "  could not remove %s\n", dir);
-}
-
-static ck_store *
-open_store(void)
-{
-    ck_store *s = NULL;
-
-    CHECK_OK(ck_store_open(db, NULL, 0, &s));
-    if (s == NULL)
-        abort();
-    return s;
+    store_fixture_up("store", REALM, all_enctypes, N_ENCTYPES);
 }
 
 /* Creates name with password-derived keys for all enctypes. */
@@ -89,7 +62,7 @@ init_realm(void)
     /* Refuses to overwrite. */
     CHECK_INT_EQ(ck_store_init_realm(db, stash, REALM, all_enctypes, N_ENCTYPES, 0, 0),
                  CK_ERR_EXISTS);
-    s = open_store();
+    s = fixture_open(db);
     ri = ck_store_realm(s);
     CHECK(strcmp(ri->name, REALM) == 0);
     CHECK_INT_EQ(ri->n_enctypes, N_ENCTYPES);
@@ -207,7 +180,7 @@ principal_crud(void)
     ck_key k;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     add_user(s, "alice@" REALM, "pw-alice", CK_ATTR_REQUIRES_PREAUTH);
     CHECK_OK(ck_db_principal_new("alice@" REALM, &p));
     p->kvno = 1;
@@ -259,7 +232,7 @@ principal_crud(void)
         CHECK_OK(ck_store_update_principal(s, p));
     }
     ck_store_close(s);
-    s = open_store();
+    s = fixture_open(db);
     CHECK_OK(ck_store_get_principal(s, "alice@" REALM, &q));
     if (q != NULL) {
         CHECK_INT_EQ(q->attributes, CK_ATTR_DISALLOW_ALL_TIX | CK_ATTR_DISALLOW_FORWARDABLE);
@@ -320,7 +293,7 @@ rotation(void)
     uint32_t kvno = 0;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     add_user(s, "svc@" REALM, "pw", 0);
     CHECK_OK(ck_store_get_principal(s, "svc@" REALM, &orig));
     for (int i = 0; i < 4; i++) {
@@ -403,7 +376,7 @@ no_plaintext_keys(void)
     int checked = 0;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     add_user(s, "alice@" REALM, "pw-alice", 0);
     CHECK_OK(ck_store_get_principal(s, "alice@" REALM, &p));
     CHECK_OK(ck_store_get_principal(s, TGS, &t));
@@ -437,7 +410,7 @@ key_binding(void)
     sqlite3 *raw = NULL;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     add_user(s, "alice@" REALM, "pw-alice", 0);
     add_user(s, "mallory@" REALM, "pw-mallory", 0);
     ck_store_close(s);
@@ -449,7 +422,7 @@ key_binding(void)
                        " principal WHERE name = 'mallory@TEST.REALM')",
                        NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(raw);
-    s = open_store();
+    s = fixture_open(db);
     CHECK_INT_EQ(ck_store_get_principal(s, "mallory@" REALM, &p), CK_ERR_INTEGRITY);
     CHECK(p == NULL);
     CHECK_OK(ck_store_get_principal(s, "alice@" REALM, &p));
@@ -476,8 +449,8 @@ cache(void)
     ck_store_cache_stats st;
 
     fixture_up();
-    a = open_store();
-    b = open_store();
+    a = fixture_open(db);
+    b = fixture_open(db);
     /* A long interval first, so slow key derivation under ASan cannot trigger a check. */
     ck_store_cache_configure(a, 1000, 60000);
     add_user(b, "alice@" REALM, "pw", 0);
@@ -671,7 +644,7 @@ device_crud(void)
     bool changed = false;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     add_user(s, "mta1@" REALM, NULL, 0);
     add_user(s, "mta2@" REALM, NULL, 0);
     CHECK_OK(ck_store_generation(s, &gen0));
@@ -849,7 +822,7 @@ device_pin_tofu(void)
     uint64_t gen = 0, gen2 = 0;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     add_user(s, "mta@" REALM, NULL, 0);
     CHECK_OK(add_device(s, MAC1, "mta@" REALM, NULL, NULL));
 
@@ -948,7 +921,7 @@ device_pin_race(void)
     int a_won = 0;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     add_user(s, "mta@" REALM, NULL, 0);
     for (int i = 0; i < RACE_DEVICES; i++) {
         snprintf(mac, sizeof(mac), "00:10:18:00:01:%02x", i);
@@ -987,8 +960,8 @@ device_revocation_live(void)
     ck_db_device *d = NULL;
 
     fixture_up();
-    a = open_store();
-    b = open_store();
+    a = fixture_open(db);
+    b = fixture_open(db);
     /* The principal cache would not look for a minute: devices must not depend on it. */
     ck_store_cache_configure(a, 1000, 60000);
     add_user(b, "mta@" REALM, NULL, 0);
@@ -1096,7 +1069,7 @@ device_hostile(void)
     };
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     add_user(s, "mta@" REALM, NULL, 0);
 
     /* An overlong principal name is refused before any SQL. */
@@ -1138,7 +1111,7 @@ device_hostile(void)
     CHECK(sqlite3_exec(raw, "UPDATE device SET spki_sha256 = x'0102' WHERE mac = '" MAC2 "'",
                        NULL, NULL, NULL) != SQLITE_OK);
     sqlite3_close(raw);
-    s = open_store();
+    s = fixture_open(db);
     CHECK_INT_EQ(ck_store_get_device(s, MAC1, &d), CK_ERR_UNSUPPORTED);
     CHECK(d == NULL);
     ck_store_cache_begin(s);
@@ -1261,7 +1234,7 @@ schema_migration(void)
     CHECK_OK(ck_store_init_realm(fresh_db, NULL, REALM, all_enctypes, N_ENCTYPES, 0, 0));
     fresh = schema_dump(fresh_db);
 
-    s = open_store();
+    s = fixture_open(db);
     add_user(s, "alice@" REALM, "pw-alice", CK_ATTR_REQUIRES_PREAUTH);
     CHECK_OK(ck_store_generation(s, &gen_v1));
     ck_store_close(s);
@@ -1333,7 +1306,7 @@ rename_and_realm(void)
     uint64_t gen_before = 0;
 
     fixture_up();
-    s = open_store();
+    s = fixture_open(db);
     CHECK_INT_EQ(ck_store_realm(s)->default_attributes, CK_REALM_DEFAULT_ATTRIBUTES);
     add_user(s, "old@" REALM, "pw-old", CK_ATTR_REQUIRES_PREAUTH);
     add_user(s, "other@" REALM, "pw-other", 0);

@@ -13,6 +13,7 @@
 #include <sqlite3.h>
 
 #include "ck_test.h"
+#include "store_fixture.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 
@@ -24,39 +25,13 @@ static const int32_t enctypes[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96,
 
 static const uint8_t pin_a[CK_DEVICE_SPKI_HASH_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10};
 
-static char dir[64], db[128], stash[128], bak[128];
+static char bak[128];
 
 static void
 fixture_up(void)
 {
-    ck_strlcpy(dir, "/tmp/ck-maint-XXXXXX", sizeof(dir));
-    if (mkdtemp(dir) == NULL)
-        abort();
-    snprintf(db, sizeof(db), "%s/kdc.db", dir);
-    snprintf(stash, sizeof(stash), "%s/kdc.db.stash", dir);
+    store_fixture_up("maint", REALM, enctypes, N_ENCTYPES);
     snprintf(bak, sizeof(bak), "%s/backup.db", dir);
-    CHECK_OK(ck_store_init_realm(db, stash, REALM, enctypes, N_ENCTYPES, 0, 0));
-}
-
-static void
-fixture_down(void)
-{
-    char cmd[128];
-
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    if (system(cmd) != 0)
-        fprintf(stderr, "  could not remove %s\n", dir);
-}
-
-static ck_store *
-open_db(const char *path, const char *st)
-{
-    ck_store *s = NULL;
-
-    CHECK_OK(ck_store_open(path, st, 0, &s));
-    if (s == NULL)
-        abort();
-    return s;
 }
 
 static void
@@ -111,7 +86,7 @@ add_dev(ck_store *s, const char *mac, const char *principal, const uint8_t *pin,
 static void
 populate(void)
 {
-    ck_store *s = open_db(db, NULL);
+    ck_store *s = fixture_open(db);
 
     add_princ(s, "alice@" REALM, "alice pw", CK_ATTR_REQUIRES_PREAUTH, 3600);
     add_princ(s, "bob@" REALM, "bob pw", CK_ATTR_DISALLOW_ALL_TIX, 0);
@@ -283,8 +258,8 @@ backup_restore_identical(void)
     CHECK_INT_EQ(ri.backup_generation, bi.generation);
     CHECK(ri.generation > bi.generation);
     CHECK(stat(restored, &st) == 0 && (st.st_mode & 0777) == 0600);
-    a = open_db(db, NULL);
-    b = open_db(restored, NULL);
+    a = fixture_open(db);
+    b = fixture_open(restored);
     check_same_realm(a, b);
     CHECK_OK(ck_store_generation(b, &gen));
     CHECK_INT_EQ(gen, ri.generation);
@@ -314,8 +289,8 @@ backup_restore_identical(void)
                  " UPDATE schema_version SET version = 2");
         CHECK_OK(ck_store_restore(db, NULL, old, 0, "tester", &ri));
         CHECK_INT_EQ(ri.backup_schema_version, 2);
-        a = open_db(db, NULL);
-        b = open_db(restored, NULL);
+        a = fixture_open(db);
+        b = fixture_open(restored);
         check_same_realm(a, b);
         ck_store_close(a);
         ck_store_close(b);
@@ -369,10 +344,10 @@ restore_live_flushes_cache(void)
     fixture_up();
     populate();
     CHECK_OK(ck_store_backup(db, bak, false, NULL));
-    live = open_db(db, NULL);
+    live = fixture_open(db);
     ck_store_cache_configure(live, 100, 0);
     /* Changes after the backup, seen and cached by `live`. */
-    w = open_db(db, NULL);
+    w = fixture_open(db);
     ck_store_set_actor(w, "after-backup");
     rotate(w, "alice@" REALM);
     add_princ(w, "carol@" REALM, "carol pw", 0, 0);
@@ -416,7 +391,7 @@ static void
 expect_refused(const char *in, const char *st, int want, const char *ctx_part)
 {
     uint64_t before = 0, after = 0;
-    ck_store *s = open_db(db, NULL);
+    ck_store *s = fixture_open(db);
     int n_files = count_dir_entries(dir), ret;
 
     CHECK_OK(ck_store_generation(s, &before));
@@ -613,7 +588,7 @@ history_check(void)
     ck_store *s;
 
     fixture_up();
-    s = open_db(db, NULL);
+    s = fixture_open(db);
     memset(&pol, 0, sizeof(pol));
     ck_strlcpy(pol.name, "remember", sizeof(pol.name));
     pol.history = 3;
@@ -639,7 +614,7 @@ history_check(void)
     CHECK(strstr(ps.text, "does not decrypt") != NULL);
 
     /* A history row moved onto another principal decrypts but does not belong there. */
-    s = open_db(db, NULL);
+    s = fixture_open(db);
     add_princ(s, "bob@" REALM, "bob pw", 0, 0);
     ck_store_close(s);
     sql(db, "UPDATE pw_history SET principal_id = (SELECT id FROM principal WHERE"
