@@ -62,6 +62,12 @@ int cli_confirm(const char *what, bool yes, const char *question);
 #define CLI_HELP_SHOWN (-1)
 int cli_getopt_other(const char *what, int c, int help_opt, char **argv, const char *family,
                      const char *help, const char *verb);
+/* The start of every verb family's entry point: without a verb, the help on stderr and
+ * *rc = CLI_USAGE; with -h or --help, the help and notes (may be NULL) on stdout and *rc =
+ * CLI_OK; true if it did either (the family returns *rc). */
+bool cli_family_help(int argc, char **argv, const char *help, const char *notes, int *rc);
+/* "cablekey FAMILY: unknown subcommand 'VERB'" on stderr; returns CLI_USAGE. */
+int cli_unknown_verb(const char *family, const char *verb);
 /* CLI_OK if arg (the first argument left over, NULL if none) is NULL, else a usage error. */
 int cli_no_more_args(const char *what, const char *arg);
 

@@ -271,15 +271,8 @@ cli_db(int argc, char **argv)
     struct dbopts o;
     int rc;
 
-    if (argc < 2) {
-        fputs(db_help, stderr);
-        return CLI_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(db_help, stdout);
-        fputs(stash_reminder, stdout);
-        return CLI_OK;
-    }
+    if (cli_family_help(argc, argv, db_help, stash_reminder, &rc))
+        return rc;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) != 0)
             continue;
@@ -291,9 +284,7 @@ cli_db(int argc, char **argv)
             return rc;
         return subs[i].fn(what, &o);
     }
-    fprintf(stderr, "cablekey: db: unknown subcommand '%s' (see 'cablekey db --help')\n",
-            argv[1]);
-    return CLI_USAGE;
+    return cli_unknown_verb("db", argv[1]);
 }
 
 /* ---- audit ---- */
@@ -373,14 +364,8 @@ cli_audit(int argc, char **argv)
     ck_store *store = NULL;
     int rc;
 
-    if (argc < 2) {
-        fputs(audit_help, stderr);
-        return CLI_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(audit_help, stdout);
-        return CLI_OK;
-    }
+    if (cli_family_help(argc, argv, audit_help, NULL, &rc))
+        return rc;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         bool readonly;
 
@@ -399,7 +384,5 @@ cli_audit(int argc, char **argv)
         ck_store_close(store);
         return rc;
     }
-    fprintf(stderr, "cablekey: audit: unknown subcommand '%s' (see 'cablekey audit --help')\n",
-            argv[1]);
-    return CLI_USAGE;
+    return cli_unknown_verb("audit", argv[1]);
 }

@@ -538,14 +538,8 @@ cli_device(int argc, char **argv)
     ck_store *store = NULL;
     int rc;
 
-    if (argc < 2) {
-        fputs(device_help, stderr);
-        return CLI_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(device_help, stdout);
-        return CLI_OK;
-    }
+    if (cli_family_help(argc, argv, device_help, NULL, &rc))
+        return rc;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) != 0)
             continue;
@@ -574,7 +568,5 @@ cli_device(int argc, char **argv)
         ck_store_close(store);
         return rc;
     }
-    fprintf(stderr, "cablekey: device: unknown subcommand '%s' (see 'cablekey device --help')\n",
-            argv[1]);
-    return CLI_USAGE;
+    return cli_unknown_verb("device", argv[1]);
 }

@@ -268,19 +268,13 @@ out:
 int
 cli_keytab(int argc, char **argv)
 {
-    if (argc < 2) {
-        fputs(keytab_help, stderr);
-        return CLI_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(keytab_help, stdout);
-        return CLI_OK;
-    }
+    int rc;
+
+    if (cli_family_help(argc, argv, keytab_help, NULL, &rc))
+        return rc;
     if (strcmp(argv[1], "export") == 0)
         return do_export(argc - 1, argv + 1);
     if (strcmp(argv[1], "remove") == 0)
         return do_remove(argc - 1, argv + 1);
-    fprintf(stderr, "cablekey: keytab: unknown subcommand '%s' (see 'cablekey keytab --help')\n",
-            argv[1]);
-    return CLI_USAGE;
+    return cli_unknown_verb("keytab", argv[1]);
 }

@@ -94,6 +94,32 @@ cli_getopt_other(const char *what, int c, int help_opt, char **argv, const char 
     return cli_usage_error(what, "unknown option '%s'", argv[optind - 1]);
 }
 
+bool
+cli_family_help(int argc, char **argv, const char *help, const char *notes, int *rc)
+{
+    if (argc < 2) {
+        fputs(help, stderr);
+        *rc = CLI_USAGE;
+        return true;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(help, stdout);
+        if (notes != NULL)
+            fputs(notes, stdout);
+        *rc = CLI_OK;
+        return true;
+    }
+    return false;
+}
+
+int
+cli_unknown_verb(const char *family, const char *verb)
+{
+    fprintf(stderr, "cablekey: %s: unknown subcommand '%s' (see 'cablekey %s --help')\n", family,
+            verb, family);
+    return CLI_USAGE;
+}
+
 int
 cli_no_more_args(const char *what, const char *arg)
 {

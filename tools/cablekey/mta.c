@@ -379,7 +379,5 @@ cli_mta(int argc, char **argv)
     }
     if (strcmp(argv[1], "login") == 0)
         return mta_login(argc - 1, argv + 1);
-    fprintf(stderr, "cablekey: mta: unknown subcommand '%s' (see 'cablekey mta --help')\n",
-            argv[1]);
-    return CLI_USAGE;
+    return cli_unknown_verb("mta", argv[1]);
 }

@@ -1662,14 +1662,8 @@ cli_pki(int argc, char **argv)
     struct pki_opts o;
     int rc;
 
-    if (argc < 2) {
-        fputs(pki_help, stderr);
-        return CLI_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(pki_help, stdout);
-        return CLI_OK;
-    }
+    if (cli_family_help(argc, argv, pki_help, NULL, &rc))
+        return rc;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) != 0)
             continue;
@@ -1681,7 +1675,5 @@ cli_pki(int argc, char **argv)
             return rc;
         return subs[i].fn(what, &o);
     }
-    fprintf(stderr, "cablekey: pki: unknown subcommand '%s' (see 'cablekey pki --help')\n",
-            argv[1]);
-    return CLI_USAGE;
+    return cli_unknown_verb("pki", argv[1]);
 }

@@ -304,14 +304,8 @@ cli_policy(int argc, char **argv)
     ck_store *store = NULL;
     int rc;
 
-    if (argc < 2) {
-        fputs(policy_help, stderr);
-        return CLI_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(policy_help, stdout);
-        return CLI_OK;
-    }
+    if (cli_family_help(argc, argv, policy_help, NULL, &rc))
+        return rc;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) != 0)
             continue;
@@ -329,9 +323,7 @@ cli_policy(int argc, char **argv)
         ck_store_close(store);
         return rc;
     }
-    fprintf(stderr, "cablekey: policy: unknown subcommand '%s' (see 'cablekey policy --help')\n",
-            argv[1]);
-    return CLI_USAGE;
+    return cli_unknown_verb("policy", argv[1]);
 }
 
 /* ---- the policy parts of `cablekey principal` (admin_ops.h) ---- */

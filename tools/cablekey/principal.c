@@ -673,14 +673,8 @@ cli_principal(int argc, char **argv)
     struct cli_executor ex;
     int rc, ret;
 
-    if (argc < 2) {
-        fputs(principal_help, stderr);
-        return CLI_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(principal_help, stdout);
-        return CLI_OK;
-    }
+    if (cli_family_help(argc, argv, principal_help, NULL, &rc))
+        return rc;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) != 0)
             continue;
@@ -718,7 +712,5 @@ cli_principal(int argc, char **argv)
         cli_executor_close(&ex);
         return rc;
     }
-    fprintf(stderr, "cablekey: principal: unknown subcommand '%s' (see 'cablekey principal "
-                    "--help')\n", argv[1]);
-    return CLI_USAGE;
+    return cli_unknown_verb("principal", argv[1]);
 }

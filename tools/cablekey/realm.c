@@ -171,14 +171,8 @@ cli_realm(int argc, char **argv)
     struct cli_executor ex;
     int rc;
 
-    if (argc < 2) {
-        fputs(realm_help, stderr);
-        return CLI_USAGE;
-    }
-    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
-        fputs(realm_help, stdout);
-        return CLI_OK;
-    }
+    if (cli_family_help(argc, argv, realm_help, NULL, &rc))
+        return rc;
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) != 0)
             continue;
@@ -199,7 +193,5 @@ cli_realm(int argc, char **argv)
         cli_executor_close(&ex);
         return rc;
     }
-    fprintf(stderr, "cablekey: realm: unknown subcommand '%s' (see 'cablekey realm --help')\n",
-            argv[1]);
-    return CLI_USAGE;
+    return cli_unknown_verb("realm", argv[1]);
 }
