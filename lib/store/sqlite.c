@@ -671,6 +671,33 @@ out:
     return ret;
 }
 
+int
+sq_column_key_row(sqlite3_stmt *st, const char *name, const char *what,
+                  struct ck_store_key_row *k)
+{
+    const void *salt = sqlite3_column_blob(st, 3);
+    int salt_len = sqlite3_column_bytes(st, 3);
+    const void *enc = sqlite3_column_blob(st, 5);
+    int enc_len = sqlite3_column_bytes(st, 5);
+
+    memset(k, 0, sizeof(*k));
+    if (enc == NULL || enc_len <= 0 || salt_len < 0 || salt_len > CK_STORE_MAX_SALT)
+        return ck_error_set(CK_ERR_DB, "principal %s: malformed %s", name, what);
+    k->kvno = (uint32_t)sqlite3_column_int64(st, 0);
+    k->enctype = sqlite3_column_int(st, 1);
+    k->salt_type = sqlite3_column_int(st, 2);
+    k->mkvno = (uint32_t)sqlite3_column_int64(st, 4);
+    if (salt != NULL && salt_len > 0) {
+        k->salt = ck_memdup(salt, (size_t)salt_len);
+        k->salt_len = (size_t)salt_len;
+    }
+    k->key_enc = ck_memdup(enc, (size_t)enc_len);
+    k->key_enc_len = (size_t)enc_len;
+    if (k->key_enc == NULL || (salt_len > 0 && k->salt == NULL))
+        return ck_error_set(CK_ERR_NOMEM, "principal %s: %s", name, what);
+    return 0;
+}
+
 static int
 read_keys(struct sqlite_be *be, int64_t id, struct ck_store_princ_row *row)
 {
@@ -680,19 +707,11 @@ read_keys(struct sqlite_be *be, int64_t id, struct ck_store_princ_row *row)
     if ((ret = sq_reuse(be, st, "read keys", ARGS(A_INT(id)))) != 0)
         return ret;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct ck_store_key_row *k, *nk;
-        const void *salt = sqlite3_column_blob(st, 3);
-        int salt_len = sqlite3_column_bytes(st, 3);
-        const void *enc = sqlite3_column_blob(st, 5);
-        int enc_len = sqlite3_column_bytes(st, 5);
+        struct ck_store_key_row *nk;
 
         if (row->n_keys >= CK_STORE_MAX_KEYS) {
             ret = ck_error_set(CK_ERR_LIMIT, "principal %s: more than %d keys", row->name,
                                CK_STORE_MAX_KEYS);
-            goto out;
-        }
-        if (enc == NULL || enc_len <= 0 || salt_len < 0 || salt_len > CK_STORE_MAX_SALT) {
-            ret = ck_error_set(CK_ERR_DB, "principal %s: malformed key row", row->name);
             goto out;
         }
         nk = realloc(row->keys, (row->n_keys + 1) * sizeof(*nk));
@@ -701,23 +720,9 @@ read_keys(struct sqlite_be *be, int64_t id, struct ck_store_princ_row *row)
             goto out;
         }
         row->keys = nk;
-        k = &row->keys[row->n_keys];
-        memset(k, 0, sizeof(*k));
-        row->n_keys++;
-        k->kvno = (uint32_t)sqlite3_column_int64(st, 0);
-        k->enctype = sqlite3_column_int(st, 1);
-        k->salt_type = sqlite3_column_int(st, 2);
-        k->mkvno = (uint32_t)sqlite3_column_int64(st, 4);
-        if (salt != NULL && salt_len > 0) {
-            k->salt = ck_memdup(salt, (size_t)salt_len);
-            k->salt_len = (size_t)salt_len;
-        }
-        k->key_enc = ck_memdup(enc, (size_t)enc_len);
-        k->key_enc_len = (size_t)enc_len;
-        if (k->key_enc == NULL || (salt_len > 0 && k->salt == NULL)) {
-            ret = ck_error_set(CK_ERR_NOMEM, "key rows");
+        /* Counted before it is filled: on error, the row's clear frees what it took. */
+        if ((ret = sq_column_key_row(st, row->name, "key row", &row->keys[row->n_keys++])) != 0)
             goto out;
-        }
     }
     if (rc != SQLITE_DONE)
         ret = sq_error(be, "read keys");
@@ -831,7 +836,7 @@ sq_begin_principal_write(struct sqlite_be *be, const char *name, uint32_t kvno, 
     if ((ret = sq_lookup_id(be, name, id, &cur)) == 0 && *id == 0)
         ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
     /* The caller computed its change from the record at kvno: another writer came first. */
-    else if (ret == 0 && cur != kvno)
+    else if (ret == 0 && conflict != 0 && cur != kvno)
         ret = ck_error_set(conflict, "principal %s changed concurrently (kvno %u -> %u); retry",
                            name, kvno, cur);
     return ret == 0 ? 0 : sq_end_write(be, ret);

@@ -95,11 +95,16 @@ int sqlite_rename(void *arg, const char *old_name, const char *new_name, uint32_
 /* Inside a write transaction: a principal's row id (0 if absent) and current kvno (may be
  * NULL); inserts key rows for a principal id, in order. */
 int sq_lookup_id(struct sqlite_be *be, const char *name, int64_t *id, uint32_t *kvno);
+/* Reads a stored key of principal name from the current row of st, whose columns are kvno,
+ * enctype, salt_type, salt, mkvno, key_enc: CK_ERR_DB (malformed `what`) or CK_ERR_NOMEM, and
+ * then k holds what was copied so far, to free as a row. */
+int sq_column_key_row(sqlite3_stmt *st, const char *name, const char *what,
+                      struct ck_store_key_row *k);
 int sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *keys,
                    size_t n);
 /* Begins a write transaction on principal name, whose row id goes to *id, if its kvno is still
- * kvno. On failure nothing is left open: CK_ERR_NOTFOUND, `conflict` if the kvno moved, or the
- * database's error. */
+ * kvno (conflict 0: whatever its kvno). On failure nothing is left open: CK_ERR_NOTFOUND,
+ * `conflict` if the kvno moved, or the database's error. */
 int sq_begin_principal_write(struct sqlite_be *be, const char *name, uint32_t kvno, int conflict,
                              int64_t *id);
 

@@ -256,14 +256,8 @@ sq_set_policy(void *arg, const char *name, const char *policy, int64_t now)
     int64_t id = 0;
     int ret;
 
-    if ((ret = sq_begin_write(be)) != 0)
+    if ((ret = sq_begin_principal_write(be, name, 0, 0, &id)) != 0)
         return ret;
-    if ((ret = sq_lookup_id(be, name, &id, NULL)) != 0)
-        goto out;
-    if (id == 0) {
-        ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
-        goto out;
-    }
     if (policy != NULL && (ret = sq_policy_exists(be, policy)) != 0)
         goto out;
     if ((ret = sq_run(be, "set policy", "UPDATE principal SET policy = ?, modified = ?"
@@ -299,31 +293,8 @@ sq_pw_history(void *arg, const char *name, size_t max, struct ck_store_key_row *
                         ARGS(A_TEXT(name), A_INT(max)), &st)) != 0)
         goto out;
     while (n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct ck_store_key_row *k = &rows[n];
-        const void *salt = sqlite3_column_blob(st, 3);
-        int salt_len = sqlite3_column_bytes(st, 3);
-        const void *enc = sqlite3_column_blob(st, 5);
-        int enc_len = sqlite3_column_bytes(st, 5);
-
-        if (enc == NULL || enc_len <= 0 || salt_len < 0 || salt_len > CK_STORE_MAX_SALT) {
-            ret = ck_error_set(CK_ERR_DB, "principal %s: malformed password history row", name);
+        if ((ret = sq_column_key_row(st, name, "password history row", &rows[n++])) != 0)
             goto out;
-        }
-        n++;
-        k->kvno = (uint32_t)sqlite3_column_int64(st, 0);
-        k->enctype = sqlite3_column_int(st, 1);
-        k->salt_type = sqlite3_column_int(st, 2);
-        k->mkvno = (uint32_t)sqlite3_column_int64(st, 4);
-        if (salt != NULL && salt_len > 0) {
-            k->salt = ck_memdup(salt, (size_t)salt_len);
-            k->salt_len = (size_t)salt_len;
-        }
-        k->key_enc = ck_memdup(enc, (size_t)enc_len);
-        k->key_enc_len = (size_t)enc_len;
-        if (k->key_enc == NULL || (salt_len > 0 && k->salt == NULL)) {
-            ret = ck_error_set(CK_ERR_NOMEM, "password history");
-            goto out;
-        }
     }
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         ret = sq_error(be, "password history");
@@ -445,14 +416,8 @@ sq_unlock(void *arg, const char *name, int64_t now)
     int64_t id = 0;
     int ret;
 
-    if ((ret = sq_begin_write(be)) != 0)
+    if ((ret = sq_begin_principal_write(be, name, 0, 0, &id)) != 0)
         return ret;
-    if ((ret = sq_lookup_id(be, name, &id, NULL)) != 0)
-        goto out;
-    if (id == 0) {
-        ret = ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
-        goto out;
-    }
     if ((ret = sq_run(be, "unlock",
                       "INSERT INTO lockout(principal_id, epoch) VALUES (?1, 1)"
                       " ON CONFLICT(principal_id) DO UPDATE SET fail_count = 0, epoch = epoch + 1",
