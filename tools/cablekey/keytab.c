@@ -28,18 +28,31 @@ static const char keytab_help[] =
     "and mode, and a symlink is followed. NAME without @REALM (remove) is in the realm of the\n"
     "keytab's entries when they all share one.\n";
 
-/* Drops entries of kt that match (principal, kvno, enctype), wiping their keys. */
-static void
-drop_same(ck_keytab *kt, const ck_principal *p, uint32_t kvno, int32_t enctype)
+/* Which entries a drop removes: principal p's, of kvno (0: any) and enctype (0: any), or with
+ * all_but_newest every kvno of p's except `newest`. */
+struct entry_match {
+    const ck_principal *p;
+    uint32_t kvno;
+    int32_t enctype;
+    bool all_but_newest;
+    uint32_t newest;
+};
+
+/* Drops the entries of kt that m matches, wiping their keys and keeping the others' order;
+ * returns how many went. */
+static size_t
+drop_entries(ck_keytab *kt, const struct entry_match *m)
 {
-    size_t w = 0;
+    size_t w = 0, removed = 0;
 
     for (size_t i = 0; i < kt->n_entries; i++) {
         ck_keytab_entry *e = &kt->entries[i];
-        if (ck_principal_equal(e->principal, p) && e->kvno == kvno &&
-            e->key.enctype == enctype) {
+        if (ck_principal_equal(e->principal, m->p) &&
+            (m->enctype == 0 || e->key.enctype == m->enctype) &&
+            (m->all_but_newest ? e->kvno != m->newest : m->kvno == 0 || e->kvno == m->kvno)) {
             ck_principal_free(e->principal);
             ck_key_clear(&e->key);
+            removed++;
             continue;
         }
         if (w != i)
@@ -49,6 +62,7 @@ drop_same(ck_keytab *kt, const ck_principal *p, uint32_t kvno, int32_t enctype)
     for (size_t i = w; i < kt->n_entries; i++)
         memset(&kt->entries[i], 0, sizeof(kt->entries[i]));
     kt->n_entries = w;
+    return removed;
 }
 
 static int
@@ -72,7 +86,7 @@ export_one(const char *what, ck_store *store, const char *user_name, bool all_kv
         const ck_db_key *k = &rec->keys[i];
         if (!all_kvnos && k->kvno != rec->kvno)
             continue;
-        drop_same(kt, p, k->kvno, k->enctype);
+        drop_entries(kt, &(struct entry_match){.p = p, .kvno = k->kvno, .enctype = k->enctype});
         if ((ret = ck_keytab_add(kt, p, k->kvno, 0, &k->key)) != 0) {
             rc = cli_fail(what, ret);
             goto out;
@@ -188,7 +202,7 @@ do_remove(int argc, char **argv)
     int64_t kvno = 0;
     uint32_t newest = 0;
     int mode = R_NONE, modes = 0, c, rc, ret;
-    size_t w = 0, removed = 0;
+    size_t removed = 0;
     char *pname = NULL;
 
     optind = 1;
@@ -225,25 +239,10 @@ do_remove(int argc, char **argv)
         if (ck_principal_equal(kt->entries[i].principal, p) && kt->entries[i].kvno > newest)
             newest = kt->entries[i].kvno;
     }
-    for (size_t i = 0; i < kt->n_entries; i++) {
-        ck_keytab_entry *e = &kt->entries[i];
-        bool drop = ck_principal_equal(e->principal, p) &&
-                    (enctype == 0 || e->key.enctype == enctype) &&
-                    (mode == R_ALL || (mode == R_KVNO && e->kvno == (uint32_t)kvno) ||
-                     (mode == R_OLD && e->kvno != newest));
-        if (drop) {
-            ck_principal_free(e->principal);
-            ck_key_clear(&e->key);
-            removed++;
-            continue;
-        }
-        if (w != i)
-            kt->entries[w] = *e;
-        w++;
-    }
-    for (size_t i = w; i < kt->n_entries; i++)
-        memset(&kt->entries[i], 0, sizeof(kt->entries[i]));
-    kt->n_entries = w;
+    removed = drop_entries(kt, &(struct entry_match){
+                                   .p = p, .enctype = enctype, .all_but_newest = mode == R_OLD,
+                                   .newest = newest,
+                                   .kvno = mode == R_KVNO ? (uint32_t)kvno : 0});
     (void)ck_principal_unparse(p, 0, &pname);
     if (removed == 0) {
         fprintf(stderr, "cablekey: %s: no entry of %s in %s matches; nothing changed\n", what,
