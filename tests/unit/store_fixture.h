@@ -7,6 +7,9 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
 
 #include "cablekey/store.h"
 #include "cablekey/util.h"
@@ -45,6 +48,45 @@ fixture_open(const char *path)
     if (s == NULL)
         abort();
     return s;
+}
+
+/* Puts the database file `from` (a hand-made older schema) in place of db, with no -wal or
+ * -shm of the old one left to be replayed onto it. */
+static inline void
+fixture_replace_db(const char *from)
+{
+    char path[sizeof(db) + 8];
+
+    snprintf(path, sizeof(path), "%s-wal", db);
+    unlink(path);
+    snprintf(path, sizeof(path), "%s-shm", db);
+    unlink(path);
+    CHECK(rename(from, db) == 0);
+}
+
+/* sqlite_master of a database, one line per object, for comparing schemas; free() it. */
+static inline char *
+schema_dump(const char *path)
+{
+    enum { DUMP_SIZE = 32768 };
+    sqlite3 *raw = NULL;
+    sqlite3_stmt *q = NULL;
+    char *out = calloc(1, DUMP_SIZE);
+    size_t n = 0;
+
+    if (out == NULL)
+        abort();
+    CHECK(sqlite3_open_v2(path, &raw, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(raw, "SELECT type, name, sql FROM sqlite_master ORDER BY name", -1,
+                             &q, NULL) == SQLITE_OK);
+    while (q != NULL && sqlite3_step(q) == SQLITE_ROW && n < DUMP_SIZE - 768)
+        n += (size_t)snprintf(out + n, DUMP_SIZE - n, "%s %s %s\n", sqlite3_column_text(q, 0),
+                              sqlite3_column_text(q, 1),
+                              sqlite3_column_text(q, 2) ? (const char *)sqlite3_column_text(q, 2)
+                                                        : "-");
+    sqlite3_finalize(q);
+    sqlite3_close(raw);
+    return out;
 }
 
 #endif

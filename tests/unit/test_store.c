@@ -1171,35 +1171,7 @@ make_v1_database(void)
                        "DETACH cur; PRAGMA journal_mode = WAL;",
                        NULL, NULL, NULL) == SQLITE_OK);
     sqlite3_close(raw);
-    snprintf(sql, sizeof(sql), "%s-wal", db);
-    unlink(sql);
-    snprintf(sql, sizeof(sql), "%s-shm", db);
-    unlink(sql);
-    CHECK(rename(v1, db) == 0);
-}
-
-/* sqlite_master of a database, one line per object, for comparing schemas. */
-static char *
-schema_dump(const char *path)
-{
-    sqlite3 *raw = NULL;
-    sqlite3_stmt *q = NULL;
-    char *out = calloc(1, 16384);
-    size_t n = 0;
-
-    if (out == NULL)
-        abort();
-    CHECK(sqlite3_open_v2(path, &raw, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    CHECK(sqlite3_prepare_v2(raw, "SELECT type, name, sql FROM sqlite_master ORDER BY name", -1,
-                             &q, NULL) == SQLITE_OK);
-    while (q != NULL && sqlite3_step(q) == SQLITE_ROW && n < 16000)
-        n += (size_t)snprintf(out + n, 16384 - n, "%s %s %s\n", sqlite3_column_text(q, 0),
-                              sqlite3_column_text(q, 1),
-                              sqlite3_column_text(q, 2) ? (const char *)sqlite3_column_text(q, 2)
-                                                        : "-");
-    sqlite3_finalize(q);
-    sqlite3_close(raw);
-    return out;
+    fixture_replace_db(v1);
 }
 
 static int

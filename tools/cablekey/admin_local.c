@@ -26,16 +26,21 @@ const struct cli_flag cli_flags[] = {
 };
 const size_t cli_n_flags = sizeof(cli_flags) / sizeof(cli_flags[0]);
 
-size_t
-cli_flag_options(struct option *opts, size_t room, int base)
+void
+cli_flag_options(struct option *opts, size_t room, const struct option *fixed, size_t n_fixed,
+                 int base)
 {
     size_t n = 0;
 
-    for (size_t i = 0; i < cli_n_flags && n + 2 <= room; i++) {
+    if (room == 0)
+        return;
+    for (; n < n_fixed && n + 1 < room; n++)
+        opts[n] = fixed[n];
+    for (size_t i = 0; i < cli_n_flags && n + 3 <= room; i++) {
         opts[n++] = (struct option){cli_flags[i].on, no_argument, NULL, base + 2 * (int)i};
         opts[n++] = (struct option){cli_flags[i].off, no_argument, NULL, base + 2 * (int)i + 1};
     }
-    return n;
+    opts[n] = (struct option){NULL, 0, NULL, 0};
 }
 
 int

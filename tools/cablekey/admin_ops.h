@@ -135,10 +135,12 @@ struct cli_flag {
 extern const struct cli_flag cli_flags[];
 extern const size_t cli_n_flags;
 
-/* getopt_long support for the flags: writes the --on/--off options (at most room entries) with
- * codes base + 2i and base + 2i + 1 and returns how many. */
+/* getopt_long's table for a verb family with flags: the n_fixed options of fixed, then the
+ * flags' --on/--off options with codes base + 2i and base + 2i + 1, then the terminating entry,
+ * all within room entries. */
 struct option;
-size_t cli_flag_options(struct option *opts, size_t room, int base);
+void cli_flag_options(struct option *opts, size_t room, const struct option *fixed,
+                      size_t n_fixed, int base);
 /* Records flag option code c in *set_bits / *clear_bits (a pair given both ways is a usage
  * error: CLI_USAGE, message printed) and the first flag's option name in *first (may be NULL). */
 int cli_flag_apply(const char *what, int c, int base, uint32_t *set_bits, uint32_t *clear_bits,

@@ -104,12 +104,9 @@ static int
 parse_opts(const char *what, const char *verb, int argc, char **argv, struct popts *o)
 {
     struct option opts[N_FIXED_OPTS + 2 * MAX_FLAGS + 1];
-    size_t n = N_FIXED_OPTS;
     int c;
 
-    memcpy(opts, all_opts, N_FIXED_OPTS * sizeof(opts[0]));
-    n += cli_flag_options(opts + n, 2 * MAX_FLAGS, OPT_FLAG);
-    opts[n] = (struct option){NULL, 0, NULL, 0};
+    cli_flag_options(opts, sizeof(opts) / sizeof(opts[0]), all_opts, N_FIXED_OPTS, OPT_FLAG);
     memset(o, 0, sizeof(*o));
     optind = 1;
     opterr = 0;

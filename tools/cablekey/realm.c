@@ -72,12 +72,9 @@ static int
 parse_opts(const char *what, const char *verb, int argc, char **argv, struct ropts *o)
 {
     struct option opts[N_FIXED + 2 * MAX_FLAGS + 1];
-    size_t n = N_FIXED;
     int c;
 
-    memcpy(opts, fixed_opts, sizeof(fixed_opts));
-    n += cli_flag_options(opts + n, 2 * MAX_FLAGS, OPT_FLAG);
-    opts[n] = (struct option){NULL, 0, NULL, 0};
+    cli_flag_options(opts, sizeof(opts) / sizeof(opts[0]), fixed_opts, N_FIXED, OPT_FLAG);
     memset(o, 0, sizeof(*o));
     optind = 1;
     opterr = 0;
