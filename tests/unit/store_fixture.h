@@ -7,6 +7,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -48,6 +49,43 @@ fixture_open(const char *path)
     if (s == NULL)
         abort();
     return s;
+}
+
+/* A new record for name: kvno 1, attrs, keys derived from pw (random keys if pw is NULL) for
+ * each enctype. The caller sets what else it needs, creates it and frees it. */
+static inline ck_db_principal *
+fixture_principal(const char *name, const char *pw, uint32_t attrs, const int32_t *enctypes,
+                  size_t n)
+{
+    ck_db_principal *p = NULL;
+
+    CHECK_OK(ck_db_principal_new(name, &p));
+    if (p == NULL)
+        abort();
+    p->kvno = 1;
+    p->attributes = attrs;
+    CHECK_OK(ck_db_keys_make(name, pw, pw ? strlen(pw) : 0, enctypes, n, 1, &p->keys,
+                             &p->n_keys));
+    return p;
+}
+
+/* Adds an active device of principal; pin NULL = unpinned. Returns the store's result. */
+static inline int
+fixture_add_device(ck_store *s, const char *mac, const char *principal, const uint8_t *pin,
+                   const char *comment)
+{
+    ck_db_device d;
+
+    memset(&d, 0, sizeof(d));
+    ck_strlcpy(d.mac, mac, sizeof(d.mac));
+    d.principal = (char *)principal;
+    d.comment = (char *)comment;
+    d.state = CK_DEVICE_ACTIVE;
+    if (pin != NULL) {
+        d.has_pin = true;
+        memcpy(d.spki_sha256, pin, sizeof(d.spki_sha256));
+    }
+    return ck_store_add_device(s, &d);
 }
 
 /* Puts the database file `from` (a hand-made older schema) in place of db, with no -wal or

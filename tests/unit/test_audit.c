@@ -110,15 +110,9 @@ row_count(void)
 static void
 add_princ(ck_store *s, const char *name, const char *pw)
 {
-    ck_db_principal *p = NULL;
+    ck_db_principal *p = fixture_principal(name, pw, CK_ATTR_REQUIRES_PREAUTH, enctypes,
+                                           N_ENCTYPES);
 
-    CHECK_OK(ck_db_principal_new(name, &p));
-    if (p == NULL)
-        return;
-    p->kvno = 1;
-    p->attributes = CK_ATTR_REQUIRES_PREAUTH;
-    CHECK_OK(ck_db_keys_make(name, pw, pw ? strlen(pw) : 0, enctypes, N_ENCTYPES, 1, &p->keys,
-                             &p->n_keys));
     CHECK_OK(ck_store_create_principal(s, p));
     ck_db_principal_free(p);
 }

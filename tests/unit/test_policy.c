@@ -41,17 +41,10 @@ fixture_up(void)
 static void
 add_user(ck_store *s, const char *name, const char *pw, uint32_t attrs, const char *policy)
 {
-    ck_db_principal *p = NULL;
+    ck_db_principal *p = fixture_principal(name, pw, attrs, all_enctypes, N_ENCTYPES);
 
-    CHECK_OK(ck_db_principal_new(name, &p));
-    if (p == NULL)
-        abort();
-    p->kvno = 1;
-    p->attributes = attrs;
     if (policy != NULL)
         p->policy = strdup(policy);
-    CHECK_OK(ck_db_keys_make(name, pw, pw ? strlen(pw) : 0, all_enctypes, N_ENCTYPES, 1,
-                             &p->keys, &p->n_keys));
     CHECK_OK(ck_store_create_principal(s, p));
     ck_db_principal_free(p);
 }

@@ -32,15 +32,8 @@ fixture_up(void)
 static void
 add_user(ck_store *s, const char *name, const char *pw, uint32_t attrs)
 {
-    ck_db_principal *p = NULL;
+    ck_db_principal *p = fixture_principal(name, pw, attrs, all_enctypes, N_ENCTYPES);
 
-    CHECK_OK(ck_db_principal_new(name, &p));
-    if (p == NULL)
-        return;
-    p->kvno = 1;
-    p->attributes = attrs;
-    CHECK_OK(ck_db_keys_make(name, pw, pw ? strlen(pw) : 0, all_enctypes, N_ENCTYPES, 1,
-                             &p->keys, &p->n_keys));
     CHECK_OK(ck_store_create_principal(s, p));
     ck_db_principal_free(p);
 }
@@ -523,25 +516,6 @@ static const uint8_t pin_b[CK_DEVICE_SPKI_HASH_LEN] = {
     0xf1, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f, 0x10,
     0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e, 0x1f, 0x21};
 
-/* Adds a device; pin NULL = unpinned. Returns the store's result. */
-static int
-add_device(ck_store *s, const char *mac, const char *principal, const uint8_t *pin,
-           const char *comment)
-{
-    ck_db_device d;
-
-    memset(&d, 0, sizeof(d));
-    ck_strlcpy(d.mac, mac, sizeof(d.mac));
-    d.principal = (char *)principal;
-    d.comment = (char *)comment;
-    d.state = CK_DEVICE_ACTIVE;
-    if (pin != NULL) {
-        d.has_pin = true;
-        memcpy(d.spki_sha256, pin, sizeof(d.spki_sha256));
-    }
-    return ck_store_add_device(s, &d);
-}
-
 static void
 mac_parse(void)
 {
@@ -650,7 +624,7 @@ device_crud(void)
     CHECK_OK(ck_store_generation(s, &gen0));
 
     /* Add with a pin and a comment, given in another accepted form. */
-    CHECK_OK(add_device(s, "00-10-18-AA-BB-02", "mta1@" REALM, pin_a, "rack 7, port 3"));
+    CHECK_OK(fixture_add_device(s, "00-10-18-AA-BB-02", "mta1@" REALM, pin_a, "rack 7, port 3"));
     CHECK_OK(ck_store_get_device(s, "001018aabb02", &d));
     if (d != NULL) {
         CHECK(strcmp(d->mac, MAC2) == 0);
@@ -669,7 +643,7 @@ device_crud(void)
     CHECK_INT_EQ(gen0, gen1); /* the record's generation is the counter of its change */
 
     /* Without pin or comment. */
-    CHECK_OK(add_device(s, MAC1, "mta2@" REALM, NULL, NULL));
+    CHECK_OK(fixture_add_device(s, MAC1, "mta2@" REALM, NULL, NULL));
     CHECK_OK(ck_store_get_device(s, MAC1, &d));
     CHECK(d != NULL && !d->has_pin && strcmp(d->comment, "") == 0 && d->generation > gen1);
     ck_db_device_free(d);
@@ -677,14 +651,14 @@ device_crud(void)
 
     /* Refusals: duplicate MAC (any spelling), unknown / foreign / non-canonical principal,
      * a state other than active, a bad MAC, NULL. */
-    CHECK_INT_EQ(add_device(s, "00:10:18:AA:BB:02", "mta2@" REALM, NULL, NULL), CK_ERR_EXISTS);
+    CHECK_INT_EQ(fixture_add_device(s, "00:10:18:AA:BB:02", "mta2@" REALM, NULL, NULL), CK_ERR_EXISTS);
     CHECK(strstr(ck_error_context(), MAC2) != NULL);
-    CHECK_INT_EQ(add_device(s, MAC3, "nobody@" REALM, NULL, NULL), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(fixture_add_device(s, MAC3, "nobody@" REALM, NULL, NULL), CK_ERR_NOTFOUND);
     CHECK(strstr(ck_error_context(), "nobody@" REALM) != NULL);
-    CHECK_INT_EQ(add_device(s, MAC3, "mta1@OTHER.REALM", NULL, NULL), CK_ERR_INVAL);
-    CHECK_INT_EQ(add_device(s, MAC3, "mta1", NULL, NULL), CK_ERR_INVAL);
-    CHECK(add_device(s, MAC3, NULL, NULL, NULL) != 0);
-    CHECK_INT_EQ(add_device(s, "00:10:18:aa:bb", "mta1@" REALM, NULL, NULL), CK_ERR_INVAL);
+    CHECK_INT_EQ(fixture_add_device(s, MAC3, "mta1@OTHER.REALM", NULL, NULL), CK_ERR_INVAL);
+    CHECK_INT_EQ(fixture_add_device(s, MAC3, "mta1", NULL, NULL), CK_ERR_INVAL);
+    CHECK(fixture_add_device(s, MAC3, NULL, NULL, NULL) != 0);
+    CHECK_INT_EQ(fixture_add_device(s, "00:10:18:aa:bb", "mta1@" REALM, NULL, NULL), CK_ERR_INVAL);
     {
         ck_db_device r;
         memset(&r, 0, sizeof(r));
@@ -698,7 +672,7 @@ device_crud(void)
     CHECK(d == NULL);
 
     /* List: MAC order, bounded, paged, filtered by principal; cb can stop the walk. */
-    CHECK_OK(add_device(s, MAC3, "mta1@" REALM, NULL, NULL));
+    CHECK_OK(fixture_add_device(s, MAC3, "mta1@" REALM, NULL, NULL));
     memset(&l, 0, sizeof(l));
     CHECK_OK(ck_store_list_devices(s, NULL, NULL, 100, collect_dev, &l, &n));
     CHECK_INT_EQ(n, 3);
@@ -786,7 +760,7 @@ device_crud(void)
     CHECK_INT_EQ(ck_store_get_device(s, MAC2, &d), CK_ERR_NOTFOUND);
     CHECK_OK(ck_store_delete_principal(s, "mta1@" REALM));
     /* Re-adding a deleted MAC works and gets a new generation. */
-    CHECK_OK(add_device(s, MAC2, "mta2@" REALM, NULL, NULL));
+    CHECK_OK(fixture_add_device(s, MAC2, "mta2@" REALM, NULL, NULL));
     CHECK_OK(ck_store_get_device(s, MAC2, &d));
     CHECK(d != NULL && d->generation > gen1 && !d->has_pin);
     ck_db_device_free(d);
@@ -803,7 +777,7 @@ device_crud(void)
         ck_db_device_free(d);
         d = NULL;
         memset(h, 1, sizeof(h));
-        CHECK_INT_EQ(add_device(ro, MAC3, "mta2@" REALM, NULL, NULL), CK_ERR_PERM);
+        CHECK_INT_EQ(fixture_add_device(ro, MAC3, "mta2@" REALM, NULL, NULL), CK_ERR_PERM);
         CHECK_INT_EQ(ck_store_set_device_state(ro, MAC1, CK_DEVICE_REVOKED, NULL), CK_ERR_PERM);
         CHECK_INT_EQ(ck_store_set_device_pin(ro, MAC1, h), CK_ERR_PERM);
         CHECK_INT_EQ(ck_store_delete_device(ro, MAC1), CK_ERR_PERM);
@@ -824,7 +798,7 @@ device_pin_tofu(void)
     fixture_up();
     s = fixture_open(db);
     add_user(s, "mta@" REALM, NULL, 0);
-    CHECK_OK(add_device(s, MAC1, "mta@" REALM, NULL, NULL));
+    CHECK_OK(fixture_add_device(s, MAC1, "mta@" REALM, NULL, NULL));
 
     /* First login pins; the returned generation is the record's new one. */
     CHECK_OK(ck_store_device_pin_check(s, MAC1, pin_a, &res, &gen));
@@ -847,7 +821,7 @@ device_pin_tofu(void)
     ck_db_device_free(d);
     d = NULL;
     /* A pin given up front is compared the same way. */
-    CHECK_OK(add_device(s, MAC2, "mta@" REALM, pin_b, NULL));
+    CHECK_OK(fixture_add_device(s, MAC2, "mta@" REALM, pin_b, NULL));
     CHECK_OK(ck_store_device_pin_check(s, MAC2, pin_a, &res, NULL));
     CHECK_INT_EQ(res, CK_DEVICE_PIN_MISMATCH);
     CHECK_OK(ck_store_device_pin_check(s, MAC2, pin_b, &res, NULL));
@@ -925,7 +899,7 @@ device_pin_race(void)
     add_user(s, "mta@" REALM, NULL, 0);
     for (int i = 0; i < RACE_DEVICES; i++) {
         snprintf(mac, sizeof(mac), "00:10:18:00:01:%02x", i);
-        CHECK_OK(add_device(s, mac, "mta@" REALM, NULL, NULL));
+        CHECK_OK(fixture_add_device(s, mac, "mta@" REALM, NULL, NULL));
     }
     CHECK(pthread_create(&ta, NULL, race_pin, &ra) == 0);
     CHECK(pthread_create(&tb, NULL, race_pin, &rb) == 0);
@@ -965,7 +939,7 @@ device_revocation_live(void)
     /* The principal cache would not look for a minute: devices must not depend on it. */
     ck_store_cache_configure(a, 1000, 60000);
     add_user(b, "mta@" REALM, NULL, 0);
-    CHECK_OK(add_device(b, MAC1, "mta@" REALM, pin_a, NULL));
+    CHECK_OK(fixture_add_device(b, MAC1, "mta@" REALM, pin_a, NULL));
 
     ck_store_cache_begin(a);
     CHECK_OK(ck_store_get_device_cached(a, MAC1, &r));
@@ -1005,7 +979,7 @@ device_revocation_live(void)
     CHECK_OK(ck_store_set_device_state(b, MAC1, CK_DEVICE_ACTIVE, NULL));
     CHECK_OK(ck_store_get_device_cached(a, MAC1, &r));
     CHECK(r != NULL && r->state == CK_DEVICE_ACTIVE);
-    CHECK_OK(add_device(b, MAC2, "mta@" REALM, NULL, NULL));
+    CHECK_OK(fixture_add_device(b, MAC2, "mta@" REALM, NULL, NULL));
     CHECK_OK(ck_store_get_device_cached(a, MAC2, &r2));
     CHECK(r2 != NULL && !r2->has_pin);
     {
@@ -1019,7 +993,7 @@ device_revocation_live(void)
     CHECK_OK(ck_store_delete_device(b, MAC1));
     CHECK_INT_EQ(ck_store_get_device_cached(a, MAC1, &r), CK_ERR_NOTFOUND);
     /* Deleted and added again: the generation never repeats. */
-    CHECK_OK(add_device(b, MAC1, "mta@" REALM, pin_a, NULL));
+    CHECK_OK(fixture_add_device(b, MAC1, "mta@" REALM, pin_a, NULL));
     CHECK_OK(ck_store_get_device_cached(a, MAC1, &r));
     CHECK(r != NULL && r->generation > gen_before);
     ck_store_cache_begin(a);
@@ -1076,23 +1050,23 @@ device_hostile(void)
     longname = malloc(70016);
     memset(longname, 'a', 69990);
     memcpy(longname + 69990, "@" REALM, sizeof("@" REALM));
-    CHECK(add_device(s, MAC1, longname, NULL, NULL) < 0);
+    CHECK(fixture_add_device(s, MAC1, longname, NULL, NULL) < 0);
     CHECK(ck_store_list_devices(s, longname, NULL, 10, collect_dev, NULL, NULL) < 0);
     free(longname);
 
     /* Comments: at most CK_DEVICE_COMMENT_MAX bytes of printable UTF-8. */
     memset(comment, 'x', sizeof(comment));
     comment[CK_DEVICE_COMMENT_MAX + 1] = '\0';
-    CHECK_INT_EQ(add_device(s, MAC1, "mta@" REALM, NULL, comment), CK_ERR_LIMIT);
+    CHECK_INT_EQ(fixture_add_device(s, MAC1, "mta@" REALM, NULL, comment), CK_ERR_LIMIT);
     comment[CK_DEVICE_COMMENT_MAX] = '\0';
-    CHECK_OK(add_device(s, MAC1, "mta@" REALM, NULL, comment));
+    CHECK_OK(fixture_add_device(s, MAC1, "mta@" REALM, NULL, comment));
     for (size_t i = 0; i < sizeof(bad_comments) / sizeof(bad_comments[0]); i++) {
-        int ret = add_device(s, MAC2, "mta@" REALM, NULL, bad_comments[i]);
+        int ret = fixture_add_device(s, MAC2, "mta@" REALM, NULL, bad_comments[i]);
         if (ret != CK_ERR_INVAL)
             fprintf(stderr, "  accepted bad comment #%zu\n", i);
         CHECK_INT_EQ(ret, CK_ERR_INVAL);
     }
-    CHECK_OK(add_device(s, MAC2, "mta@" REALM, NULL, "B\xc3\xbcro \xe2\x80\x93 \xf0\x9f\x93\x9e"));
+    CHECK_OK(fixture_add_device(s, MAC2, "mta@" REALM, NULL, "B\xc3\xbcro \xe2\x80\x93 \xf0\x9f\x93\x9e"));
     CHECK_OK(ck_store_get_device(s, MAC2, &d));
     CHECK(d != NULL && strcmp(d->comment, "B\xc3\xbcro \xe2\x80\x93 \xf0\x9f\x93\x9e") == 0);
     ck_db_device_free(d);
@@ -1237,7 +1211,7 @@ schema_migration(void)
         ck_store_cache_begin(s2);
         CHECK_INT_EQ(ck_store_get_principal_cached(s2, "alice@" REALM, &cp), CK_ERR_NOTFOUND);
         add_user(s, "mta@" REALM, NULL, 0);
-        CHECK_OK(add_device(s, MAC1, "mta@" REALM, pin_a, "migrated"));
+        CHECK_OK(fixture_add_device(s, MAC1, "mta@" REALM, pin_a, "migrated"));
         CHECK_OK(ck_store_get_device(s2, MAC1, &d));
         CHECK(d != NULL && d->generation > gen_v1);
         ck_db_device_free(d);
@@ -1282,7 +1256,7 @@ rename_and_realm(void)
     CHECK_INT_EQ(ck_store_realm(s)->default_attributes, CK_REALM_DEFAULT_ATTRIBUTES);
     add_user(s, "old@" REALM, "pw-old", CK_ATTR_REQUIRES_PREAUTH);
     add_user(s, "other@" REALM, "pw-other", 0);
-    CHECK_OK(add_device(s, MAC1, "old@" REALM, pin_a, NULL));
+    CHECK_OK(fixture_add_device(s, MAC1, "old@" REALM, pin_a, NULL));
     CHECK_OK(ck_store_get_device(s, MAC1, &d));
     if (d != NULL)
         gen_before = d->generation;

@@ -37,17 +37,10 @@ fixture_up(void)
 static void
 add_princ(ck_store *s, const char *name, const char *pw, uint32_t attrs, int64_t max_life)
 {
-    ck_db_principal *p = NULL;
+    ck_db_principal *p = fixture_principal(name, pw, attrs, enctypes, N_ENCTYPES);
 
-    CHECK_OK(ck_db_principal_new(name, &p));
-    if (p == NULL)
-        return;
-    p->kvno = 1;
-    p->attributes = attrs;
     p->max_life = max_life;
     p->expires = 2000000000;
-    CHECK_OK(ck_db_keys_make(name, pw, pw ? strlen(pw) : 0, enctypes, N_ENCTYPES, 1, &p->keys,
-                             &p->n_keys));
     CHECK_OK(ck_store_create_principal(s, p));
     ck_db_principal_free(p);
 }
@@ -63,24 +56,6 @@ rotate(ck_store *s, const char *name)
     ck_db_keys_free(keys, n);
 }
 
-static void
-add_dev(ck_store *s, const char *mac, const char *principal, const uint8_t *pin,
-        const char *comment)
-{
-    ck_db_device d;
-
-    memset(&d, 0, sizeof(d));
-    ck_strlcpy(d.mac, mac, sizeof(d.mac));
-    d.principal = (char *)principal;
-    d.comment = (char *)comment;
-    d.state = CK_DEVICE_ACTIVE;
-    if (pin != NULL) {
-        d.has_pin = true;
-        memcpy(d.spki_sha256, pin, sizeof(d.spki_sha256));
-    }
-    CHECK_OK(ck_store_add_device(s, &d));
-}
-
 /* A realm with a bit of everything: several kvnos, attributes, lifetimes, devices in every
  * state. */
 static void
@@ -94,9 +69,9 @@ populate(void)
     add_princ(s, "mta1@" REALM, NULL, 0, 0);
     rotate(s, "alice@" REALM);
     rotate(s, "host/a.example@" REALM);
-    add_dev(s, "00:11:22:33:44:01", "mta1@" REALM, pin_a, "pinned");
-    add_dev(s, "00:11:22:33:44:02", "mta1@" REALM, NULL, "");
-    add_dev(s, "00:11:22:33:44:03", "mta1@" REALM, NULL, "revoked one");
+    CHECK_OK(fixture_add_device(s, "00:11:22:33:44:01", "mta1@" REALM, pin_a, "pinned"));
+    CHECK_OK(fixture_add_device(s, "00:11:22:33:44:02", "mta1@" REALM, NULL, ""));
+    CHECK_OK(fixture_add_device(s, "00:11:22:33:44:03", "mta1@" REALM, NULL, "revoked one"));
     CHECK_OK(ck_store_set_device_state(s, "00:11:22:33:44:03", CK_DEVICE_REVOKED, NULL));
     ck_store_close(s);
 }
