@@ -76,18 +76,6 @@ struct request {
 
 /* ===================================================================== listen addresses */
 
-static bool
-is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-    return false;
-}
-
 /* Resolves one listen entry (numeric addresses only: a name could resolve to something else at
  * the next start). Refuses a non-loopback address without TLS. */
 static int
@@ -110,7 +98,7 @@ resolve_listen(const struct admind_config *cfg, const char *spec, struct sockadd
     memcpy(ss, ai->ai_addr, ai->ai_addrlen);
     *sslen = ai->ai_addrlen;
     freeaddrinfo(ai);
-    if (cfg->tls_certificate == NULL && !is_loopback((struct sockaddr *)ss))
+    if (cfg->tls_certificate == NULL && !ck_net_addr_is_loopback((struct sockaddr *)ss))
         return ck_error_set(CK_ERR_CONFIG,
                             "listen \"%s\": not a loopback address and TLS is not configured. "
                             "Admin requests carry passwords and Kerberos authenticators, which "
