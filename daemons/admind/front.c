@@ -8,14 +8,13 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1337,7 +1336,7 @@ struct watcher {
     int stop[2];                 /* a byte on stop[1] ends the watch */
     pthread_t thread;
     bool running;
-    volatile bool fired;
+    atomic_bool fired;           /* read by the main thread once the loop ends */
 };
 
 static void *
@@ -1356,7 +1355,7 @@ watch_back(void *arg)
             return NULL;
         if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
             ck_log_err("the back (store) process is gone; stopping");
-            w->fired = true;
+            atomic_store(&w->fired, true);
             kill(getpid(), SIGTERM);
             return NULL;
         }
@@ -1419,7 +1418,7 @@ admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
                   cfg->acl_file, ck_admin_acl_entries(f.acl), back_pid);
     if (ck_daemon_notify("READY=1\nSTATUS=serving realm %s", cfg->realm) != 0)
         ck_log_warn("%s", ck_error_context());
-    status = ck_daemon_loop(sfd, reload, &f) < 0 || w.fired ? 1 : 0;
+    status = ck_daemon_loop(sfd, reload, &f) < 0 || atomic_load(&w.fired) ? 1 : 0;
     goto stop;
 fail:
     ck_log_err("cannot start: %s", ck_error_context());

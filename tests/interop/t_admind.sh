@@ -105,9 +105,12 @@ start_admind() { # start_admind [CONF]
     "$CK_ADMIND" -c "${1:-$tmp/admind.conf}" >"$tmp/admind.out" 2>&1 </dev/null &
     ADMIND_PID=$!
     CK_BG_PIDS+=("$ADMIND_PID")
-    local _
+    # The pid file is written before the sockets are bound (the daemon layer's order): ready
+    # is when the (first) listen address accepts a connection.
+    local _ addr
+    addr=$(sed -n 's/^ *listen = //p' "${1:-$tmp/admind.conf}" | head -n 1)
     for _ in $(seq 1 100); do
-        [ -s "$tmp/admind.pid" ] && return 0
+        [ -s "$tmp/admind.pid" ] && ck_tcp_probe "$addr" && return 0
         kill -0 "$ADMIND_PID" 2>/dev/null || return 1
         sleep 0.1
     done
@@ -430,6 +433,20 @@ if KRB5RCACHEDIR="$tmp/rc-nobody" start_admind "$tmp/user.conf" &&
     [ $st -eq 0 ] && ok "front_user: SIGTERM, exit 0" || not_ok "front_user: SIGTERM, exit 0" "status $st"
 else
     not_ok "cablekey-admind started with front_user" "$(tail -n 5 "$tmp/admind.out")"
+fi
+
+# --- the back process dies: the front stops with status 1 -----------------------------------
+if start_admind "$tmp/admind.conf"; then
+    FRONT=$(cat "$tmp/admind.pid")
+    BACK=$(awk '{print $1}' "/proc/$FRONT/task/$FRONT/children" 2>/dev/null)
+    kill -KILL "$BACK"
+    rc=0; timeout 10 tail --pid="$FRONT" -f /dev/null || rc=$?
+    wait "$ADMIND_PID"; st=$?
+    if [ $rc -eq 0 ] && [ $st -eq 1 ] && grep -q 'the back (store) process is gone; stopping' "$tmp/admind.log"; then
+        ok "the back process killed: the front stops with status 1 and says why"
+    else not_ok "the back process killed: the front stops with status 1" "rc=$rc status=$st $(tail -n 4 "$tmp/admind.log")"; fi
+else
+    not_ok "cablekey-admind restarted" "$(tail -n 5 "$tmp/admind.out" "$tmp/admind.log")"
 fi
 
 # --- the service user: both processes drop to it after binding; the back owns the store -----
