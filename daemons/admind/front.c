@@ -1397,6 +1397,7 @@ admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
     struct front f = {.cfg = cfg, .live = cfg, .back_fd = back_fd, .back_pid = back_pid};
     struct watcher w = {0};
     int status = 1, rc, st;
+    bool log_moved = false;      /* the log left stderr (until then errors are on stderr) */
 
     pthread_mutex_init(&f.lock, NULL);
     for (size_t i = 0; i < ADMIND_MAX_LISTEN; i++)
@@ -1412,6 +1413,7 @@ admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
         rc = ck_error_set(rc, "log: %s", ck_error_context());
         goto fail;
     }
+    log_moved = cfg->log.dest != CK_LOG_STDERR;
     if ((rc = start_http(&f)) != 0 || (rc = watcher_start(&w, &f)) != 0)
         goto fail;
     ck_log_notice("serving realm %s (ACL %s, %zu entries; back process %d)", cfg->realm,
@@ -1422,7 +1424,7 @@ admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
     goto stop;
 fail:
     ck_log_err("cannot start: %s", ck_error_context());
-    if (cfg->log.dest != CK_LOG_STDERR) /* whoever started us is looking at the terminal */
+    if (log_moved) /* whoever started us is looking at the terminal */
         fprintf(stderr, ADMIND_PROG ": cannot start: %s\n", ck_error_context());
 stop:
     for (size_t i = 0; i < ADMIND_MAX_LISTEN; i++) {
