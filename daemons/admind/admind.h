@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cablekey/daemon.h"
 #include "cablekey/log.h"
 
 #define ADMIND_PROG "cablekey-admind"
@@ -38,6 +39,7 @@
 /* ----------------------------------------------------------------------- config.c */
 
 struct admind_config {
+    const struct ck_daemon_opts *opts; /* the flags it was loaded with (NULL: built by a test) */
     char *config_path;
     char *realm;
     char *database;
@@ -48,18 +50,20 @@ struct admind_config {
     size_t n_listen;             /* 0: the loopback defaults */
     char *tls_certificate;       /* PEM; both or neither */
     char *tls_key;
-    char *pid_file;
+    char *pid_file;              /* pid_file, or --pid-file */
+    char *user;                  /* service user (user, or --user): the back runs as it, and the
+                                    front too unless front_user names another */
     char *front_user;            /* user the front switches to when started as root */
-    enum ck_log_dest log_dest;
-    char *log_path;
-    int log_level;
+    struct ck_log_target log;    /* log (MIT [logging] syntax), or --log */
+    int log_level;              /* log_level, or --log-level */
     size_t max_body;
     unsigned max_connections;
     unsigned timeout;
 };
 
-/* Reads the [admind] section; unknown sections and keys are errors. */
-int admind_config_load(const char *path, struct admind_config *cfg);
+/* Reads the [admind] section (path: o->config, else the default) and applies the flags of o
+ * over it; unknown sections and keys are errors with file:line. Used at start and on SIGHUP. */
+int admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg);
 void admind_config_free(struct admind_config *cfg);
 
 /* ----------------------------------------------------------------------- ipc.c */
@@ -74,15 +78,18 @@ int admind_ipc_recv(int fd, size_t max, char **out, size_t *out_len);
 
 /* ----------------------------------------------------------------------- back.c */
 
-/* Runs the back process: opens the store, reports readiness ("ok" or an error) on fd, then serves
- * requests until the front closes the channel. Never returns. */
+/* Runs the back process: becomes the service user (cfg->user, if any), opens its log and the
+ * store, reports readiness ("ok" or an error) on fd, then serves requests until the front closes
+ * the channel. On op "reload" it re-reads the configuration (cfg->opts) and applies its log
+ * settings, nothing else: the front cannot name a file for it to open. Never returns. */
 void admind_back_main(const struct admind_config *cfg, int fd) __attribute__((noreturn));
 
 /* ----------------------------------------------------------------------- front.c */
 
 /* Runs the front: HTTP, authentication, ACL; back_fd talks to the back process (back_pid).
- * Returns the process exit status. */
-int admind_front_run(const struct admind_config *cfg, int back_fd, int back_pid);
+ * sfd: the daemon layer's signalfd (SIGHUP re-reads the configuration, cfg->opts). Sends
+ * READY=1 once serving. Returns the process exit status. */
+int admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid);
 /* The listen addresses: numeric, and loopback unless TLS is configured (nothing is bound). */
 int admind_listen_validate(const struct admind_config *cfg);
 /* --check: what the front needs (ACL, keytab, listen addresses, TLS files). */

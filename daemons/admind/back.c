@@ -627,6 +627,48 @@ send_reply(int fd, struct reply *r)
     return rc;
 }
 
+/* Op "reload" (SIGHUP in the front): the back re-reads the configuration itself and applies the
+ * log destination and level, the only settings it can take without a restart. The message
+ * carries no argument, so a compromised front can make the back re-read its own file, nothing
+ * more. */
+static void
+reload(const struct admind_config *cfg, struct reply *r)
+{
+    struct admind_config nc;
+
+    if (cfg->opts == NULL) {
+        fail(r, 400, "bad_request", "reload: no configuration file");
+        return;
+    }
+    if (admind_config_load(cfg->opts, &nc) != 0 ||
+        ck_log_reconfigure(nc.log.dest, nc.log.path, nc.log_level) != 0)
+        fail(r, 500, "internal", "%s", ck_error_context());
+    else
+        r->status = 200;
+    admind_config_free(&nc);
+}
+
+/* The back's own start: the service user, then its log as that user, before the store. */
+static int
+back_setup(const struct admind_config *cfg)
+{
+    struct ck_daemon_user u;
+    int rc;
+
+    memset(&u, 0, sizeof(u));
+    if (cfg->user != NULL) {
+        if ((rc = ck_daemon_user_lookup(cfg->user, &u)) != 0 ||
+            (rc = ck_daemon_drop_privileges(&u)) != 0)
+            return rc;
+    }
+    if (cfg->opts != NULL &&
+        (rc = ck_log_reconfigure(cfg->log.dest, cfg->log.path, cfg->log_level)) != 0)
+        return ck_error_set(rc, "log: %s", ck_error_context());
+    if (cfg->user != NULL)
+        ck_log_info("[back] running as user %s (uid %u)", u.name, (unsigned)u.uid);
+    return 0;
+}
+
 void
 admind_back_main(const struct admind_config *cfg, int fd)
 {
@@ -635,25 +677,33 @@ admind_back_main(const struct admind_config *cfg, int fd)
     size_t len;
     int rc;
 
-    /* Stop the front (same uid) from reading this process's memory through ptrace or
-     * /proc/PID/mem; die with the front rather than outlive it. */
-    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-    (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     /* The front decides when to stop: it closes the channel, and the loop below ends. */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     signal(SIGHUP, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
-
-    rc = ck_store_open(cfg->database, cfg->stash, 0, &b.store);
+    rc = back_setup(cfg);
+    /* After the drop (a change of credentials clears the parent-death signal): stop the front
+     * (which may run as the same user) from reading this process's memory through ptrace or
+     * /proc/PID/mem; die with the front rather than outlive it. */
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+    (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
+    if (getppid() == 1) /* the front died before the parent-death signal was set */
+        _exit(1);
+    if (rc == 0)
+        rc = ck_store_open(cfg->database, cfg->stash, 0, &b.store);
+    else
+        rc = ck_error_set(rc, "%s", ck_error_context());
     if (rc == 0 && strcmp(ck_store_realm(b.store)->name, cfg->realm) != 0)
         rc = ck_error_set(CK_ERR_CONFIG, "the database holds realm %s, not %s",
                           ck_store_realm(b.store)->name, cfg->realm);
     if (rc != 0) {
-        char msg[512];
-        snprintf(msg, sizeof(msg), "%s: %s: %s", cfg->database, ck_strerror(rc),
-                 ck_error_context());
+        char msg[512], as[96] = "";
+        if (cfg->user != NULL)
+            snprintf(as, sizeof(as), " (as user %s)", cfg->user);
+        snprintf(msg, sizeof(msg), "%s: %s: %s%s", cfg->database, ck_strerror(rc),
+                 ck_error_context(), as);
         (void)admind_ipc_send(fd, msg, strlen(msg));
         _exit(1);
     }
@@ -673,7 +723,14 @@ admind_back_main(const struct admind_config *cfg, int fd)
             protocol_violation("malformed frame");
         ck_free_secret(buf, len + 1); /* may hold a password */
         buf = NULL;
-        dispatch(&b, msg, &r);
+        if (json_is_string(json_object_get(msg, "op")) &&
+            strcmp(json_string_value(json_object_get(msg, "op")), "reload") == 0) {
+            if (json_object_size(msg) != 1)
+                protocol_violation("reload takes no argument");
+            reload(cfg, &r);
+        } else {
+            dispatch(&b, msg, &r);
+        }
         json_decref(msg);
         rc = send_reply(fd, &r);
         json_decref(r.body);

@@ -1,140 +1,169 @@
-/* cablekey-admind configuration: one [admind] section in krb5 profile syntax. Unknown sections
- * and keys are errors, never warnings: a misspelt "listen" must not leave the daemon on a
- * default the operator did not choose. */
+/* cablekey-admind configuration: one [admind] section in krb5 profile syntax, validated against
+ * the key table below by the daemon layer (lib/daemon): an unknown section or key is an error with
+ * its file and line, never a warning, because a misspelt "listen" must not leave the daemon on a
+ * default the operator did not choose. The common flags (--log, --log-level, --pid-file, --user)
+ * override their keys. */
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "admind.h"
 #include "cablekey/error.h"
 #include "cablekey/profile.h"
 #include "cablekey/util.h"
 
-static const char *const known_keys[] = {
-    "realm", "database", "stash", "keytab", "acl_file", "listen", "tls_certificate", "tls_key",
-    "pid_file", "front_user", "log", "log_level", "max_body", "max_connections", "timeout", NULL,
+#define S "admind"
+
+static const struct ck_conf_key schema[] = {
+    {S, "realm", CK_CONF_TOP},           {S, "database", CK_CONF_TOP},
+    {S, "stash", CK_CONF_TOP},           {S, "keytab", CK_CONF_TOP},
+    {S, "acl_file", CK_CONF_TOP},        {S, "listen", CK_CONF_TOP},
+    {S, "tls_certificate", CK_CONF_TOP}, {S, "tls_key", CK_CONF_TOP},
+    {S, "pid_file", CK_CONF_TOP},        {S, "user", CK_CONF_TOP},
+    {S, "front_user", CK_CONF_TOP},      {S, "log", CK_CONF_TOP},
+    {S, "log_level", CK_CONF_TOP},       {S, "max_body", CK_CONF_TOP},
+    {S, "max_connections", CK_CONF_TOP}, {S, "timeout", CK_CONF_TOP},
 };
 
+/* The single value of key, or NULL; a repeated or empty key is an error. */
 static int
-dup_opt(const struct ck_profile *prof, const char *key, char **out)
+get_one(const struct ck_profile *prof, const char *key, const char **out)
 {
     const char *vals[2];
-    size_t n = ck_profile_get_all(prof, vals, 2, "admind", key, NULL);
+    size_t n = ck_profile_get_all(prof, vals, 2, S, key, NULL);
 
+    *out = NULL;
     if (n == 0)
         return 0;
     if (n > 1)
-        return ck_error_set(CK_ERR_CONFIG, "[admind] %s is given %zu times", key, n);
+        return ck_conf_error(prof, CK_ERR_CONFIG, "given more than once", S, key, NULL);
     if (vals[0][0] == '\0')
-        return ck_error_set(CK_ERR_CONFIG, "[admind] %s is empty", key);
-    if ((*out = strdup(vals[0])) == NULL)
-        return CK_ERR_NOMEM;
+        return ck_conf_error(prof, CK_ERR_CONFIG, "empty", S, key, NULL);
+    *out = vals[0];
     return 0;
 }
 
+/* Copies the flag if given, else the key's value (if any) into *out. */
 static int
-set_log(struct admind_config *cfg, const char *spec)
+dup_opt(const struct ck_profile *prof, const char *key, const char *flag, char **out)
 {
-    if (strcasecmp(spec, "STDERR") == 0) {
-        cfg->log_dest = CK_LOG_STDERR;
-        return 0;
-    }
-    if (strcasecmp(spec, "SYSLOG") == 0) {
-        cfg->log_dest = CK_LOG_SYSLOG;
-        return 0;
-    }
-    if (strncasecmp(spec, "FILE:", 5) == 0)
-        spec += 5;
-    if (spec[0] != '/')
-        return ck_error_set(CK_ERR_CONFIG, "[admind] log = \"%s\": use STDERR, SYSLOG or "
-                            "FILE:/absolute/path", spec);
-    if ((cfg->log_path = strdup(spec)) == NULL)
-        return CK_ERR_NOMEM;
-    cfg->log_dest = CK_LOG_FILE;
+    const char *v = NULL;
+    int rc;
+
+    if ((rc = get_one(prof, key, &v)) != 0)
+        return rc;
+    if (flag != NULL)
+        v = flag;
+    if (v != NULL && (*out = strdup(v)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "configuration");
     return 0;
 }
 
 static int
 get_uint(const struct ck_profile *prof, const char *key, int64_t min, int64_t max, int64_t *out)
 {
-    const char *v = ck_profile_get(prof, "admind", key, NULL);
+    const char *v = NULL;
+    char msg[64];
+    int rc;
 
+    if ((rc = get_one(prof, key, &v)) != 0)
+        return rc;
     if (v == NULL)
         return 1;
-    if (ck_parse_int64(v, min, max, out) != 0)
-        return ck_error_set(CK_ERR_CONFIG, "[admind] %s = \"%s\": expected %lld..%lld", key, v,
-                            (long long)min, (long long)max);
+    if (ck_parse_int64(v, min, max, out) != 0) {
+        snprintf(msg, sizeof(msg), "expected %lld..%lld", (long long)min, (long long)max);
+        return ck_conf_error(prof, CK_ERR_CONFIG, msg, S, key, NULL);
+    }
+    return 0;
+}
+
+/* log: MIT's [logging] syntax (FILE:/path, FILE=/path, SYSLOG[:LEVEL[:FACILITY]], STDERR,
+ * CONSOLE); a bare absolute path, accepted by earlier versions, is still a file. */
+static int
+get_log(const struct ck_profile *prof, const struct ck_daemon_opts *o, struct admind_config *cfg)
+{
+    const char *v = NULL;
+    int rc;
+
+    if (o->log != NULL) {
+        if (ck_log_target_parse(o->log, true, &cfg->log) != 0)
+            return ck_error_set(CK_ERR_CONFIG, "--log: %s", ck_error_context());
+    } else {
+        if ((rc = get_one(prof, "log", &v)) != 0)
+            return rc;
+        if (v != NULL && ck_log_target_parse(v, v[0] == '/', &cfg->log) != 0) {
+            char why[512];
+            ck_strlcpy(why, ck_error_context(), sizeof(why));
+            return ck_conf_error(prof, CK_ERR_CONFIG, why, S, "log", NULL);
+        }
+    }
+    if (o->log_level != NULL) {
+        if ((cfg->log_level = ck_log_level_from_name(o->log_level)) < 0)
+            return ck_error_set(CK_ERR_CONFIG, "--log-level %s: expected err, warning, notice, "
+                                "info or debug", o->log_level);
+    } else {
+        if ((rc = get_one(prof, "log_level", &v)) != 0)
+            return rc;
+        if (v != NULL && (cfg->log_level = ck_log_level_from_name(v)) < 0)
+            return ck_conf_error(prof, CK_ERR_CONFIG,
+                                 "expected err, warning, notice, info or debug", S, "log_level",
+                                 NULL);
+        /* SYSLOG:LEVEL names the level when log_level does not. */
+        if (v == NULL && cfg->log.level >= 0)
+            cfg->log_level = cfg->log.level;
+    }
     return 0;
 }
 
 int
-admind_config_load(const char *path, struct admind_config *cfg)
+admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg)
 {
+    const char *path = o->config != NULL ? o->config : ADMIND_DEFAULT_CONFIG;
     struct ck_profile *prof = NULL;
-    const char *names[64];
+    const char *names[ADMIND_MAX_LISTEN + 1];
     const char *v;
     size_t n;
     int64_t i;
     int rc;
 
     memset(cfg, 0, sizeof(*cfg));
-    cfg->log_dest = CK_LOG_STDERR;
+    cfg->opts = o;
+    cfg->log.dest = CK_LOG_STDERR;
+    cfg->log.level = -1;
     cfg->log_level = LOG_INFO;
     cfg->max_body = ADMIND_DEFAULT_MAX_BODY;
     cfg->max_connections = ADMIND_DEFAULT_MAX_CONNECTIONS;
     cfg->timeout = ADMIND_DEFAULT_TIMEOUT;
     if ((cfg->config_path = strdup(path)) == NULL)
-        return CK_ERR_NOMEM;
+        return ck_error_set(CK_ERR_NOMEM, "configuration");
     if ((rc = ck_profile_load(path, &prof)) != 0)
         return ck_error_set(rc, "%s", ck_error_context());
-    n = ck_profile_subsections(prof, names, 64, NULL);
-    for (size_t k = 0; k < n && k < 64; k++) {
-        if (strcmp(names[k], "admind") != 0) {
-            rc = ck_error_set(CK_ERR_CONFIG, "%s: unknown section [%s] (only [admind])", path,
-                              names[k]);
-            goto out;
-        }
-    }
-    n = ck_profile_subsections(prof, names, 64, "admind", NULL);
-    if (n > 0) {
-        rc = ck_error_set(CK_ERR_CONFIG, "%s: [admind] %s = { ... }: no subsections here",
-                          path, names[0]);
+    if ((rc = ck_conf_validate(prof, schema, sizeof(schema) / sizeof(schema[0]))) != 0)
         goto out;
-    }
-    n = ck_profile_relations(prof, names, 64, "admind", NULL);
-    for (size_t k = 0; k < n && k < 64; k++) {
-        bool known = false;
-        for (size_t j = 0; known_keys[j] != NULL && !known; j++)
-            known = strcmp(names[k], known_keys[j]) == 0;
-        if (!known) {
-            rc = ck_error_set(CK_ERR_CONFIG, "%s: [admind] unknown key \"%s\"", path, names[k]);
-            goto out;
-        }
-    }
-    if ((rc = dup_opt(prof, "realm", &cfg->realm)) != 0 ||
-        (rc = dup_opt(prof, "database", &cfg->database)) != 0 ||
-        (rc = dup_opt(prof, "stash", &cfg->stash)) != 0 ||
-        (rc = dup_opt(prof, "keytab", &cfg->keytab)) != 0 ||
-        (rc = dup_opt(prof, "acl_file", &cfg->acl_file)) != 0 ||
-        (rc = dup_opt(prof, "tls_certificate", &cfg->tls_certificate)) != 0 ||
-        (rc = dup_opt(prof, "tls_key", &cfg->tls_key)) != 0 ||
-        (rc = dup_opt(prof, "pid_file", &cfg->pid_file)) != 0 ||
-        (rc = dup_opt(prof, "front_user", &cfg->front_user)) != 0)
+    if ((rc = dup_opt(prof, "realm", NULL, &cfg->realm)) != 0 ||
+        (rc = dup_opt(prof, "database", NULL, &cfg->database)) != 0 ||
+        (rc = dup_opt(prof, "stash", NULL, &cfg->stash)) != 0 ||
+        (rc = dup_opt(prof, "keytab", NULL, &cfg->keytab)) != 0 ||
+        (rc = dup_opt(prof, "acl_file", NULL, &cfg->acl_file)) != 0 ||
+        (rc = dup_opt(prof, "tls_certificate", NULL, &cfg->tls_certificate)) != 0 ||
+        (rc = dup_opt(prof, "tls_key", NULL, &cfg->tls_key)) != 0 ||
+        (rc = dup_opt(prof, "pid_file", o->pid_file, &cfg->pid_file)) != 0 ||
+        (rc = dup_opt(prof, "user", o->user, &cfg->user)) != 0 ||
+        (rc = dup_opt(prof, "front_user", NULL, &cfg->front_user)) != 0)
         goto out;
     for (const char *const *req = (const char *const[]){"realm", "database", "keytab",
                                                         "acl_file", NULL};
          *req != NULL; req++) {
-        if (ck_profile_get(prof, "admind", *req, NULL) == NULL) {
+        if (ck_profile_get(prof, S, *req, NULL) == NULL) {
             rc = ck_error_set(CK_ERR_CONFIG, "%s: [admind] %s is required", path, *req);
             goto out;
         }
     }
     if ((cfg->tls_certificate == NULL) != (cfg->tls_key == NULL)) {
-        rc = ck_error_set(CK_ERR_CONFIG, "%s: [admind] tls_certificate and tls_key go together",
-                          path);
+        rc = ck_conf_error(prof, CK_ERR_CONFIG, "tls_certificate and tls_key go together", S,
+                           cfg->tls_key == NULL ? "tls_certificate" : "tls_key", NULL);
         goto out;
     }
-    n = ck_profile_get_all(prof, names, ADMIND_MAX_LISTEN + 1, "admind", "listen", NULL);
+    n = ck_profile_get_all(prof, names, ADMIND_MAX_LISTEN + 1, S, "listen", NULL);
     if (n > ADMIND_MAX_LISTEN) {
         rc = ck_error_set(CK_ERR_CONFIG, "%s: more than %d listen addresses", path,
                           ADMIND_MAX_LISTEN);
@@ -142,16 +171,11 @@ admind_config_load(const char *path, struct admind_config *cfg)
     }
     for (size_t k = 0; k < n; k++)
         if ((cfg->listen[cfg->n_listen++] = strdup(names[k])) == NULL) {
-            rc = CK_ERR_NOMEM;
+            rc = ck_error_set(CK_ERR_NOMEM, "configuration");
             goto out;
         }
-    if ((v = ck_profile_get(prof, "admind", "log", NULL)) != NULL && (rc = set_log(cfg, v)) != 0)
+    if ((rc = get_log(prof, o, cfg)) != 0)
         goto out;
-    if ((v = ck_profile_get(prof, "admind", "log_level", NULL)) != NULL &&
-        (cfg->log_level = ck_log_level_from_name(v)) < 0) {
-        rc = ck_error_set(CK_ERR_CONFIG, "%s: [admind] log_level \"%s\": unknown level", path, v);
-        goto out;
-    }
     if ((rc = get_uint(prof, "max_body", 1024, ADMIND_MAX_MAX_BODY, &i)) < 0)
         goto out;
     if (rc == 0)
@@ -160,9 +184,11 @@ admind_config_load(const char *path, struct admind_config *cfg)
         goto out;
     if (rc == 0)
         cfg->max_connections = (unsigned)i;
-    if ((v = ck_profile_get(prof, "admind", "timeout", NULL)) != NULL) {
+    if ((rc = get_one(prof, "timeout", &v)) != 0)
+        goto out;
+    if (v != NULL) {
         if (ck_parse_duration(v, &i) != 0 || i < 1 || i > 3600) {
-            rc = ck_error_set(CK_ERR_CONFIG, "%s: [admind] timeout \"%s\": 1s..1h", path, v);
+            rc = ck_conf_error(prof, CK_ERR_CONFIG, "expected 1s..1h", S, "timeout", NULL);
             goto out;
         }
         cfg->timeout = (unsigned)i;
@@ -189,7 +215,7 @@ admind_config_free(struct admind_config *cfg)
     free(cfg->tls_certificate);
     free(cfg->tls_key);
     free(cfg->pid_file);
+    free(cfg->user);
     free(cfg->front_user);
-    free(cfg->log_path);
     memset(cfg, 0, sizeof(*cfg));
 }

@@ -8,18 +8,17 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
-#include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -54,6 +53,8 @@ struct acceptor {
 
 struct front {
     const struct admind_config *cfg;
+    struct admind_config *live;  /* the same, writable: SIGHUP (main thread) changes acl_file and
+                                    the log settings; NULL in --check */
     struct acceptor acc;
     pthread_mutex_t lock;        /* the back channel and the ACL pointer */
     struct ck_admin_acl *acl;
@@ -75,18 +76,6 @@ struct request {
 };
 
 /* ===================================================================== listen addresses */
-
-static bool
-is_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
-    }
-    return false;
-}
 
 /* Resolves one listen entry (numeric addresses only: a name could resolve to something else at
  * the next start). Refuses a non-loopback address without TLS. */
@@ -110,7 +99,7 @@ resolve_listen(const struct admind_config *cfg, const char *spec, struct sockadd
     memcpy(ss, ai->ai_addr, ai->ai_addrlen);
     *sslen = ai->ai_addrlen;
     freeaddrinfo(ai);
-    if (cfg->tls_certificate == NULL && !is_loopback((struct sockaddr *)ss))
+    if (cfg->tls_certificate == NULL && !ck_net_addr_is_loopback((struct sockaddr *)ss))
         return ck_error_set(CK_ERR_CONFIG,
                             "listen \"%s\": not a loopback address and TLS is not configured. "
                             "Admin requests carry passwords and Kerberos authenticators, which "
@@ -457,8 +446,8 @@ error_body(const char *code, const char *fmt, ...)
 /* ===================================================================== back channel */
 
 /* Sends msg to the back process and returns its status and body or error (new references).
- * A broken channel is fatal for the daemon: the back process is killed, SIGCHLD stops the main
- * loop, and this request gets 503. */
+ * A broken channel is fatal for the daemon: the back process is killed, the watcher thread sees
+ * the channel hang up and stops the main loop, and this request gets 503. */
 static int
 back_call(struct front *f, json_t *msg, json_t **body)
 {
@@ -1082,19 +1071,13 @@ setup_tls(struct front *f)
     return 0;
 }
 
-static int
-load_acl(struct front *f)
+static void
+swap_acl(struct front *f, struct ck_admin_acl *acl)
 {
-    struct ck_admin_acl *acl = NULL;
-    int rc = ck_admin_acl_load(f->cfg->acl_file, f->cfg->realm, &acl);
-
-    if (rc != 0)
-        return rc;
     pthread_mutex_lock(&f->lock);
     ck_admin_acl_free(f->acl);
     f->acl = acl;
     pthread_mutex_unlock(&f->lock);
-    return 0;
 }
 
 /* libmicrohttpd's own messages (TLS handshake failures, connection limits, oversized headers)
@@ -1142,40 +1125,26 @@ start_http(struct front *f)
     return 0;
 }
 
-/* Switches the front to front_user when started as root: then even code execution in the front
- * cannot read the stash from disk, which stays readable only by the back's user. */
+/* After binding: the front becomes front_user when one is set (then even code execution in the
+ * front cannot read the stash from disk, which stays readable only by the service user), else
+ * the service user, so that nothing keeps root once the sockets are bound. */
 static int
 drop_privileges(const struct front *f)
 {
-    const struct passwd *pw;
+    const char *name = f->cfg->front_user != NULL ? f->cfg->front_user : f->cfg->user;
+    struct ck_daemon_user u;
+    int rc;
 
     (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
-    if (f->cfg->front_user == NULL)
+    if (name == NULL)
         return 0;
-    if (geteuid() != 0)
+    if (f->cfg->front_user != NULL && geteuid() != 0)
         return ck_error_set(CK_ERR_CONFIG, "front_user is set but the daemon is not root");
-    if ((pw = getpwnam(f->cfg->front_user)) == NULL)
-        return ck_error_set(CK_ERR_CONFIG, "front_user %s: no such user", f->cfg->front_user);
-    if (setgroups(0, NULL) != 0 || setgid(pw->pw_gid) != 0 || setuid(pw->pw_uid) != 0)
-        return ck_error_set(CK_ERR_IO, "switching to %s: %s", f->cfg->front_user,
-                            strerror(errno));
+    if ((rc = ck_daemon_user_lookup(name, &u)) != 0 || (rc = ck_daemon_drop_privileges(&u)) != 0)
+        return ck_error_set(rc, "%s%s", f->cfg->front_user != NULL ? "front_user: " : "",
+                            ck_error_context());
+    ck_log_info("front running as user %s (uid %u)", u.name, (unsigned)u.uid);
     return 0;
-}
-
-static int
-write_pid_file(const char *path)
-{
-    char buf[32];
-    int fd, rc;
-
-    if (path == NULL)
-        return 0;
-    if ((fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644)) < 0)
-        return ck_error_set(CK_ERR_IO, "pid file %s: %s", path, strerror(errno));
-    snprintf(buf, sizeof(buf), "%d\n", (int)getpid());
-    rc = ck_fd_write_all(fd, buf, strlen(buf));
-    close(fd);
-    return rc;
 }
 
 int
@@ -1216,85 +1185,246 @@ out:
     return rc;
 }
 
-/* Waits for SIGTERM/SIGINT (stop), SIGHUP (re-read the ACL) and SIGCHLD (the back process died:
- * stop with an error). */
-static int
-main_loop(struct front *f, int sfd)
-{
-    for (;;) {
-        struct signalfd_siginfo si;
-        ssize_t n = read(sfd, &si, sizeof(si));
+/* ===================================================================== SIGHUP */
 
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n != (ssize_t)sizeof(si))
-            return 1;
-        switch (si.ssi_signo) {
-        case SIGTERM:
-        case SIGINT:
-            ck_log_notice("signal %d: stopping", (int)si.ssi_signo);
-            return 0;
-        case SIGHUP:
-            if (load_acl(f) != 0)
-                ck_log_err("SIGHUP: ACL not reloaded, the previous one stays in force: %s",
-                           ck_error_context());
-            else
-                ck_log_notice("SIGHUP: ACL %s reloaded (%zu entries)", f->cfg->acl_file,
-                              ck_admin_acl_entries(f->acl));
-            break;
-        case SIGCHLD: {
-            int st;
-            if (waitpid(f->back_pid, &st, WNOHANG) == f->back_pid) {
-                ck_log_err("the back (store) process exited (status %d); stopping", st);
-                f->back_pid = -1;
-                return 1;
-            }
-            break;
+static bool
+same_str(const char *a, const char *b)
+{
+    return (a == NULL && b == NULL) || (a != NULL && b != NULL && strcmp(a, b) == 0);
+}
+
+/* Logs each setting that differs but is fixed until a restart (bound sockets, keys read at
+ * start, the users, libmicrohttpd's limits); returns how many. */
+static int
+report_restart_only(const struct admind_config *oc, const struct admind_config *nc)
+{
+    int n = 0;
+
+#define RESTART_STR(key, a, b)                                                                 \
+    do {                                                                                       \
+        if (!same_str(a, b)) {                                                                 \
+            ck_log_warn("SIGHUP: %s changed (%s -> %s): needs a restart, not applied", key,     \
+                        (a) != NULL ? (a) : "(unset)", (b) != NULL ? (b) : "(unset)");         \
+            n++;                                                                               \
+        }                                                                                      \
+    } while (0)
+    RESTART_STR("realm", oc->realm, nc->realm);
+    RESTART_STR("database", oc->database, nc->database);
+    RESTART_STR("stash", oc->stash, nc->stash);
+    RESTART_STR("keytab", oc->keytab, nc->keytab);
+    RESTART_STR("tls_certificate", oc->tls_certificate, nc->tls_certificate);
+    RESTART_STR("tls_key", oc->tls_key, nc->tls_key);
+    RESTART_STR("pid_file", oc->pid_file, nc->pid_file);
+    RESTART_STR("user", oc->user, nc->user);
+    RESTART_STR("front_user", oc->front_user, nc->front_user);
+#undef RESTART_STR
+    {
+        bool same = oc->n_listen == nc->n_listen;
+        for (size_t i = 0; same && i < oc->n_listen; i++)
+            same = strcmp(oc->listen[i], nc->listen[i]) == 0;
+        if (!same) {
+            ck_log_warn("SIGHUP: listen changed (%s%s -> %s%s): needs a restart, not applied",
+                        oc->n_listen > 0 ? oc->listen[0] : "(loopback defaults)",
+                        oc->n_listen > 1 ? " ..." : "",
+                        nc->n_listen > 0 ? nc->listen[0] : "(loopback defaults)",
+                        nc->n_listen > 1 ? " ..." : "");
+            n++;
         }
-        default:
-            break;
+    }
+    if (oc->max_body != nc->max_body || oc->max_connections != nc->max_connections ||
+        oc->timeout != nc->timeout) {
+        ck_log_warn("SIGHUP: max_body, max_connections or timeout changed: needs a restart, "
+                    "not applied");
+        n++;
+    }
+    return n;
+}
+
+/* The back process re-reads the configuration and reopens its own log. */
+static int
+back_reload(struct front *f)
+{
+    json_t *msg = json_pack("{s:s}", "op", "reload"), *out = NULL;
+    int status;
+
+    if (msg == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "reload");
+    status = back_call(f, msg, &out);
+    json_decref(msg);
+    if (status != 200) {
+        const char *m = json_string_value(json_object_get(json_object_get(out, "error"),
+                                                          "message"));
+        json_decref(out);
+        return ck_error_set(CK_ERR_IO, "the back process: %s", m != NULL ? m : "no answer");
+    }
+    json_decref(out);
+    return 0;
+}
+
+/* SIGHUP (ck_daemon_loop): re-reads the configuration and reopens the logs. Applied: the ACL
+ * (its file may move too), the log destination and level, in both processes; reported as
+ * needing a restart: everything fixed at start. A configuration or ACL that does not load is
+ * refused as a whole and the running one keeps serving. */
+static int
+reload(void *arg, char *status, size_t status_size)
+{
+    struct front *f = arg;
+    struct admind_config nc;
+    struct ck_admin_acl *acl = NULL;
+    char a[4200], b[4200];
+    int rc, applied = 0, restart;
+
+    ck_log_notice("SIGHUP: re-reading the configuration");
+    if ((rc = admind_config_load(f->live->opts, &nc)) != 0)
+        goto refused;
+    /* Same realm as the running daemon: a realm change is reported below, not applied. */
+    if ((rc = ck_admin_acl_load(nc.acl_file, f->live->realm, &acl)) != 0)
+        goto refused;
+    restart = report_restart_only(f->live, &nc);
+    /* Said at the old level, before a new level may hide them. */
+    if (!same_str(f->live->acl_file, nc.acl_file))
+        ck_log_notice("SIGHUP: acl_file %s -> %s", f->live->acl_file, nc.acl_file);
+    if (f->live->log.dest != nc.log.dest || strcmp(f->live->log.path, nc.log.path) != 0) {
+        ck_log_notice("SIGHUP: log %s -> %s", ck_log_target_describe(&f->live->log, a, sizeof(a)),
+                      ck_log_target_describe(&nc.log, b, sizeof(b)));
+        applied++;
+    }
+    if (f->live->log_level != nc.log_level) {
+        ck_log_notice("SIGHUP: log level %s -> %s", ck_log_level_name(f->live->log_level),
+                      ck_log_level_name(nc.log_level));
+        applied++;
+    }
+    /* The last step that can fail: the new log opened (as this process's user) before the
+     * running one is let go. */
+    if ((rc = ck_log_reconfigure(nc.log.dest, nc.log.path, nc.log_level)) != 0) {
+        rc = ck_error_set(rc, "log: %s", ck_error_context());
+        goto refused;
+    }
+    f->live->log = nc.log;
+    f->live->log_level = nc.log_level;
+    {
+        char *t = f->live->acl_file;
+        f->live->acl_file = nc.acl_file;
+        nc.acl_file = t;
+    }
+    swap_acl(f, acl);
+    acl = NULL;
+    applied++; /* the ACL, re-read */
+    if (back_reload(f) != 0)
+        ck_log_err("SIGHUP: %s; the back process keeps its previous log", ck_error_context());
+    ck_log_notice("SIGHUP: configuration reloaded and logs reopened: ACL %s (%zu entries); %d "
+                  "change%s applied, %d needing a restart", f->live->acl_file,
+                  ck_admin_acl_entries(f->acl), applied, applied == 1 ? "" : "s", restart);
+    snprintf(status, status_size, "serving; reloaded (%d applied, %d need a restart)", applied,
+             restart);
+    goto out;
+refused:
+    ck_log_err("SIGHUP: configuration refused, the running one is kept: %s", ck_error_context());
+    snprintf(status, status_size, "reload refused: %s", ck_error_context());
+out:
+    ck_admin_acl_free(acl);
+    admind_config_free(&nc);
+    return rc;
+}
+
+/* ===================================================================== the back process */
+
+/* Watches the channel to the back process: if it hangs up (the back died or was killed after a
+ * protocol error), the daemon stops, with status 1, through the signal loop. */
+struct watcher {
+    struct front *f;
+    int stop[2];                 /* a byte on stop[1] ends the watch */
+    pthread_t thread;
+    bool running;
+    atomic_bool fired;           /* read by the main thread once the loop ends */
+};
+
+static void *
+watch_back(void *arg)
+{
+    struct watcher *w = arg;
+    struct pollfd p[2] = {{.fd = w->f->back_fd, .events = 0}, {.fd = w->stop[0], .events = POLLIN}};
+
+    for (;;) {
+        if (poll(p, 2, -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            return NULL;
+        }
+        if (p[1].revents != 0)
+            return NULL;
+        if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
+            ck_log_err("the back (store) process is gone; stopping");
+            atomic_store(&w->fired, true);
+            kill(getpid(), SIGTERM);
+            return NULL;
         }
     }
 }
 
-int
-admind_front_run(const struct admind_config *cfg, int back_fd, int back_pid)
+static int
+watcher_start(struct watcher *w, struct front *f)
 {
-    struct front f = {.cfg = cfg, .back_fd = back_fd,
-                      .back_pid = back_pid};
-    sigset_t set;
-    int sfd = -1, status = 1, rc;
-    bool pid_written = false;
+    int rc;
+
+    w->f = f;
+    if (pipe2(w->stop, O_CLOEXEC) != 0)
+        return ck_error_set(CK_ERR_IO, "pipe: %s", strerror(errno));
+    if ((rc = pthread_create(&w->thread, NULL, watch_back, w)) != 0) {
+        close(w->stop[0]);
+        close(w->stop[1]);
+        return ck_error_set(CK_ERR_IO, "pthread_create: %s", strerror(rc));
+    }
+    w->running = true;
+    return 0;
+}
+
+static void
+watcher_stop(struct watcher *w)
+{
+    if (!w->running)
+        return;
+    (void)!write(w->stop[1], "x", 1);
+    pthread_join(w->thread, NULL);
+    close(w->stop[0]);
+    close(w->stop[1]);
+    w->running = false;
+}
+
+int
+admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
+{
+    struct front f = {.cfg = cfg, .live = cfg, .back_fd = back_fd, .back_pid = back_pid};
+    struct watcher w = {0};
+    int status = 1, rc, st;
+    bool log_moved = false;      /* the log left stderr (until then errors are on stderr) */
 
     pthread_mutex_init(&f.lock, NULL);
     for (size_t i = 0; i < ADMIND_MAX_LISTEN; i++)
         f.lfd[i] = -1;
-    /* Signals go to the signalfd; libmicrohttpd's threads inherit the mask. */
-    sigemptyset(&set);
-    sigaddset(&set, SIGTERM);
-    sigaddset(&set, SIGINT);
-    sigaddset(&set, SIGHUP);
-    sigaddset(&set, SIGCHLD);
-    pthread_sigmask(SIG_BLOCK, &set, NULL);
-    signal(SIGPIPE, SIG_IGN);
-    if ((sfd = signalfd(-1, &set, SFD_CLOEXEC)) < 0) {
-        rc = ck_error_set(CK_ERR_IO, "signalfd: %s", strerror(errno));
+    /* As the starting user: the ACL, the keytab (copied into memory), the TLS files, the
+     * sockets; then the drop, and the log opened as the final user. libmicrohttpd's threads
+     * start after that, with the signal mask the daemon layer set. */
+    if ((rc = ck_admin_acl_load(cfg->acl_file, cfg->realm, &f.acl)) != 0 ||
+        (rc = acceptor_init(cfg->keytab, &f.acc)) != 0 || (rc = setup_tls(&f)) != 0 ||
+        (rc = setup_listen(&f, true)) != 0 || (rc = drop_privileges(&f)) != 0)
+        goto fail;
+    if ((rc = ck_log_reconfigure(cfg->log.dest, cfg->log.path, cfg->log_level)) != 0) {
+        rc = ck_error_set(rc, "log: %s", ck_error_context());
         goto fail;
     }
-    if ((rc = load_acl(&f)) != 0 || (rc = acceptor_init(cfg->keytab, &f.acc)) != 0 ||
-        (rc = setup_tls(&f)) != 0 || (rc = setup_listen(&f, true)) != 0 ||
-        (rc = write_pid_file(cfg->pid_file)) != 0)
-        goto fail;
-    pid_written = cfg->pid_file != NULL;
-    if ((rc = drop_privileges(&f)) != 0 || (rc = start_http(&f)) != 0)
+    log_moved = cfg->log.dest != CK_LOG_STDERR;
+    if ((rc = start_http(&f)) != 0 || (rc = watcher_start(&w, &f)) != 0)
         goto fail;
     ck_log_notice("serving realm %s (ACL %s, %zu entries; back process %d)", cfg->realm,
                   cfg->acl_file, ck_admin_acl_entries(f.acl), back_pid);
-    status = main_loop(&f, sfd);
+    if (ck_daemon_notify("READY=1\nSTATUS=serving realm %s", cfg->realm) != 0)
+        ck_log_warn("%s", ck_error_context());
+    status = ck_daemon_loop(sfd, reload, &f) < 0 || atomic_load(&w.fired) ? 1 : 0;
     goto stop;
 fail:
     ck_log_err("cannot start: %s", ck_error_context());
-    if (cfg->log_dest != CK_LOG_STDERR) /* whoever started us is looking at the terminal */
+    if (log_moved) /* whoever started us is looking at the terminal */
         fprintf(stderr, ADMIND_PROG ": cannot start: %s\n", ck_error_context());
 stop:
     for (size_t i = 0; i < ADMIND_MAX_LISTEN; i++) {
@@ -1303,19 +1433,16 @@ stop:
         if (f.lfd[i] >= 0)
             close(f.lfd[i]);
     }
+    watcher_stop(&w);
     /* Closing the channel tells the back process to close the store and exit. */
     close(back_fd);
-    if (f.back_pid > 0 && waitpid(f.back_pid, NULL, 0) < 0)
-        ck_log_warn("waiting for the back process: %s", strerror(errno));
-    if (pid_written)
-        unlink(cfg->pid_file);
+    if (f.back_pid > 0 && waitpid(f.back_pid, &st, 0) == f.back_pid && st != 0 && status == 0)
+        ck_log_warn("the back process exited with status %d", st);
     acceptor_free(&f.acc);
     ck_admin_acl_free(f.acl);
     free(f.tls_cert);
     if (f.tls_key != NULL)
         ck_free_secret(f.tls_key, f.tls_key_len + 1);
-    if (sfd >= 0)
-        close(sfd);
     pthread_mutex_destroy(&f.lock);
     return status;
 }

@@ -1,6 +1,9 @@
-/* cablekey-admind: the admin API daemon. main() only sequences the setup steps, each a small
- * function, so that they can move onto the shared daemon layer (lib/daemon) as it lands:
- * options -> configuration -> (--check) -> logging -> back process -> front process.
+/* cablekey-admind: the admin API daemon, on the shared daemon layer (include/cablekey/daemon.h)
+ * and its start-up order:
+ *   flags -> configuration (validated) -> --check? -> log (stderr until each process has its
+ *   user) -> signals -> pid file -> fork the back process (which becomes the service user, opens
+ *   its log and the store) -> the front binds, becomes its user, opens its log, serves ->
+ *   READY=1 -> ck_daemon_loop (SIGHUP: re-read the configuration, reopen the logs) -> STOPPING=1.
  * The process split is described in admind.h and docs/cablekey-admind.md. */
 #include <errno.h>
 #include <getopt.h>
@@ -14,25 +17,20 @@
 
 #include "admind.h"
 #include "cablekey/admin.h"
+#include "cablekey/daemon.h"
 #include "cablekey/error.h"
 #include "cablekey/log.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 
-struct options {
-    const char *config;
-    bool check;
-};
-
 static void
 usage(FILE *out)
 {
-    fprintf(out, "usage: " ADMIND_PROG " [-c FILE] [--check]\n"
-                 "  -c, --config FILE   configuration (default " ADMIND_DEFAULT_CONFIG ")\n"
-                 "      --check         validate configuration, ACL, keytab, listen addresses\n"
-                 "                      and database, print what a start would use, then exit\n"
-                 "      --version       print the version\n"
-                 "  -h, --help          this text\n");
+    fprintf(out, "usage: " ADMIND_PROG " [options]\n");
+    ck_daemon_usage_common(out, ADMIND_DEFAULT_CONFIG);
+    fprintf(out, "The flags override their [admind] keys (log, log_level, pid_file, user).\n"
+                 "SIGHUP re-reads the configuration (ACL, log) and reopens the logs; SIGTERM "
+                 "stops.\n");
 }
 
 static void
@@ -45,25 +43,28 @@ print_error(const char *what)
 
 /* Returns -1 to go on, else the exit status. */
 static int
-parse_args(int argc, char **argv, struct options *o)
+parse_args(int argc, char **argv, struct ck_daemon_opts *o)
 {
     static const struct option longopts[] = {
-        {"config", required_argument, NULL, 'c'}, {"check", no_argument, NULL, 'C'},
-        {"version", no_argument, NULL, 'V'},      {"help", no_argument, NULL, 'h'},
+        CK_DAEMON_LONGOPTS,
         {NULL, 0, NULL, 0},
     };
     int c;
 
     memset(o, 0, sizeof(*o));
-    o->config = ADMIND_DEFAULT_CONFIG;
     while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-        switch (c) {
-        case 'c': o->config = optarg; break;
-        case 'C': o->check = true; break;
-        case 'V': printf(ADMIND_PROG " 0.1.0\n"); return 0;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        if (!ck_daemon_opt(o, c, optarg)) {
+            usage(stderr);
+            return 2;
         }
+    }
+    if (o->help) {
+        usage(stdout);
+        return 0;
+    }
+    if (o->version) {
+        printf(ADMIND_PROG " 0.1.0\n");
+        return 0;
     }
     if (optind < argc) {
         fprintf(stderr, ADMIND_PROG ": unexpected argument \"%s\"\n", argv[optind]);
@@ -72,11 +73,16 @@ parse_args(int argc, char **argv, struct options *o)
     return -1;
 }
 
-/* --check: everything a start needs, in this process (nothing is served). */
+/* --check: everything a start needs, in this process (nothing is served). What the front needs
+ * (ACL, keytab, TLS files, listen addresses, pid file directory) is checked as the starting user;
+ * the database, the stash and the log, which the back process opens after becoming the service
+ * user, are checked as that user. */
 static int
 run_check(const struct admind_config *cfg)
 {
+    struct ck_daemon_user u;
     ck_store *store = NULL;
+    char desc[4200];
     int rc;
 
     printf("config: %s\nrealm: %s\n", cfg->config_path, cfg->realm);
@@ -84,9 +90,32 @@ run_check(const struct admind_config *cfg)
         print_error("check failed");
         return 1;
     }
+    if (cfg->pid_file != NULL) {
+        if (ck_daemon_pidfile_check(cfg->pid_file) != 0) {
+            print_error("check failed");
+            return 1;
+        }
+        printf("pid file: %s\n", cfg->pid_file);
+    }
+    if (cfg->front_user != NULL && ck_daemon_user_lookup(cfg->front_user, &u) != 0) {
+        print_error("check failed: front_user");
+        return 1;
+    }
+    if (cfg->user != NULL) {
+        if (ck_daemon_user_lookup(cfg->user, &u) != 0) {
+            print_error("check failed: user");
+            return 1;
+        }
+        if (ck_daemon_drop_privileges(&u) != 0) {
+            print_error("check failed: user");
+            return 1;
+        }
+        printf("user: %s (uid %u, gid %u)\n", u.name, (unsigned)u.uid, (unsigned)u.gid);
+    }
     if ((rc = ck_store_open(cfg->database, cfg->stash, CK_STORE_READONLY, &store)) != 0) {
-        fprintf(stderr, ADMIND_PROG ": check failed: database %s: %s: %s\n", cfg->database,
-                ck_strerror(rc), ck_error_context());
+        fprintf(stderr, ADMIND_PROG ": check failed: database %s: %s: %s%s%s\n", cfg->database,
+                ck_strerror(rc), ck_error_context(), cfg->user != NULL ? " as user " : "",
+                cfg->user != NULL ? cfg->user : "");
         return 1;
     }
     if (strcmp(ck_store_realm(store)->name, cfg->realm) != 0) {
@@ -96,51 +125,22 @@ run_check(const struct admind_config *cfg)
         return 1;
     }
     ck_store_close(store);
-    printf("database: %s\nlog: %s\n", cfg->database,
-           cfg->log_dest == CK_LOG_FILE ? cfg->log_path
-           : cfg->log_dest == CK_LOG_SYSLOG ? "syslog" : "stderr");
-    if (cfg->log_dest == CK_LOG_FILE && (rc = ck_log_open(ADMIND_PROG, CK_LOG_FILE,
-                                                          cfg->log_path, cfg->log_level)) != 0) {
-        print_error("check failed: log");
+    printf("database: %s\n", cfg->database);
+    if (ck_log_target_check(&cfg->log) != 0) {
+        fprintf(stderr, ADMIND_PROG ": check failed: log: %s%s%s\n", ck_error_context(),
+                cfg->user != NULL ? " as user " : "", cfg->user != NULL ? cfg->user : "");
         return 1;
     }
-    ck_log_close();
-    if (cfg->pid_file != NULL) {
-        char dir[4096], *slash;
-
-        ck_strlcpy(dir, cfg->pid_file, sizeof(dir));
-        slash = strrchr(dir, '/');
-        if (slash == dir)
-            slash[1] = '\0';
-        else if (slash != NULL)
-            *slash = '\0';
-        else
-            ck_strlcpy(dir, ".", sizeof(dir));
-        if (access(dir, W_OK) != 0) {
-            fprintf(stderr, ADMIND_PROG ": check failed: pid file directory %s: %s\n", dir,
-                    strerror(errno));
-            return 1;
-        }
-        printf("pid file: %s\n", cfg->pid_file);
-    }
+    printf("log: %s (level %s)\n", ck_log_target_describe(&cfg->log, desc, sizeof(desc)),
+           ck_log_level_name(cfg->log_level));
     printf("configuration OK\n");
-    return 0;
-}
-
-static int
-setup_logging(const struct admind_config *cfg)
-{
-    if (ck_log_open(ADMIND_PROG, cfg->log_dest, cfg->log_path, cfg->log_level) != 0) {
-        print_error("log");
-        return -1;
-    }
     return 0;
 }
 
 /* Forks the back process first, before the front has a socket, a keytab or a TLS key, and
  * waits until it has opened the store. */
 static int
-start_back(const struct admind_config *cfg, int *fd_out, pid_t *pid_out)
+start_back(const struct admind_config *cfg, int sfd, int *fd_out, pid_t *pid_out)
 {
     int sv[2];
     char *msg = NULL;
@@ -148,17 +148,19 @@ start_back(const struct admind_config *cfg, int *fd_out, pid_t *pid_out)
     pid_t pid;
 
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        ck_log_err("socketpair: %m");
+        ck_log_err("socketpair: %s", strerror(errno));
         return -1;
     }
+    fflush(NULL);
     if ((pid = fork()) < 0) {
-        ck_log_err("fork: %m");
+        ck_log_err("fork: %s", strerror(errno));
         close(sv[0]);
         close(sv[1]);
         return -1;
     }
     if (pid == 0) {
         close(sv[0]);
+        close(sfd);
         admind_back_main(cfg, sv[1]);
     }
     close(sv[1]);
@@ -178,38 +180,59 @@ start_back(const struct admind_config *cfg, int *fd_out, pid_t *pid_out)
 int
 main(int argc, char **argv)
 {
-    struct options o;
+    static struct ck_daemon_opts o;
     struct admind_config cfg;
-    int rc, back_fd = -1;
+    int rc, status = 1, sfd = -1, back_fd = -1;
+    bool pid_written = false;
     pid_t back_pid = -1;
 
+    memset(&cfg, 0, sizeof(cfg));
     if ((rc = parse_args(argc, argv, &o)) >= 0)
         return rc;
     /* Passwords pass through jansson: make it wipe what it frees (both processes). */
     ck_admin_json_secure_alloc();
-    if (admind_config_load(o.config, &cfg) != 0) {
+    ck_log_open(ADMIND_PROG, CK_LOG_STDERR, NULL, LOG_INFO);
+    if (admind_config_load(&o, &cfg) != 0) {
         print_error("configuration");
-        admind_config_free(&cfg);
-        return 1;
+        goto out;
     }
     /* Refused here, on stderr, before anything starts: a listen address that would expose the
      * API to the network without TLS. */
-    if (!o.check && admind_listen_validate(&cfg) != 0) {
+    if (admind_listen_validate(&cfg) != 0) {
         print_error("configuration");
-        admind_config_free(&cfg);
-        return 1;
+        goto out;
     }
     if (o.check) {
-        rc = run_check(&cfg);
-        admind_config_free(&cfg);
-        return rc;
+        status = run_check(&cfg);
+        goto out;
     }
-    if (setup_logging(&cfg) != 0 || start_back(&cfg, &back_fd, &back_pid) != 0) {
-        admind_config_free(&cfg);
-        return 1;
+    /* A file log is opened by each process once it runs as its final user (so that reopening it
+     * after a rotation needs nothing more); until then messages go to stderr. */
+    if (ck_log_open(ADMIND_PROG, cfg.log.dest == CK_LOG_FILE ? CK_LOG_STDERR : cfg.log.dest,
+                    NULL, cfg.log_level) != 0) {
+        print_error("log");
+        goto out;
     }
-    rc = admind_front_run(&cfg, back_fd, back_pid);
+    if (ck_daemon_signals_init(&sfd) != 0) {
+        print_error("signals");
+        goto out;
+    }
+    if (cfg.pid_file != NULL) {
+        if (ck_daemon_pidfile_write(cfg.pid_file) != 0) {
+            print_error("cannot start");
+            goto out;
+        }
+        pid_written = true;
+    }
+    if (start_back(&cfg, sfd, &back_fd, &back_pid) != 0)
+        goto out;
+    status = admind_front_run(&cfg, sfd, back_fd, back_pid);
+out:
+    if (pid_written)
+        ck_daemon_pidfile_remove(cfg.pid_file);
+    if (sfd >= 0)
+        close(sfd);
     ck_log_close();
     admind_config_free(&cfg);
-    return rc;
+    return status;
 }

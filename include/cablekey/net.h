@@ -136,5 +136,8 @@ int ck_net_parse_listen(const char *spec, uint16_t default_port, char *host, siz
                         uint16_t *port);
 /* "192.0.2.1:88" or "[2001:db8::1]:88" into buf (CK_NET_ADDRSTRLEN is enough). */
 const char *ck_net_addr_format(const struct sockaddr *sa, char *buf, size_t size);
+/* 127.0.0.0/8, ::1 or an IPv4-mapped 127.x address: traffic that never leaves the host (what
+ * admin traffic without TLS is restricted to). Any other family: false. */
+bool ck_net_addr_is_loopback(const struct sockaddr *sa);
 
 #endif

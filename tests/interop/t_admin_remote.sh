@@ -53,9 +53,12 @@ start_admind() { # start_admind CONF
     "$CK_ADMIND" -c "$1" >"$tmp/admind.out" 2>&1 </dev/null &
     ADMIND_PID=$!
     CK_BG_PIDS+=("$ADMIND_PID")
-    local _
+    # The pid file is written before the sockets are bound (the daemon layer's order): ready
+    # is when the (first) listen address accepts a connection.
+    local _ addr
+    addr=$(sed -n 's/^ *listen = //p' "$1" | head -n 1)
     for _ in $(seq 1 100); do
-        [ -s "$tmp/admind.pid" ] && return 0
+        [ -s "$tmp/admind.pid" ] && ck_tcp_probe "$addr" && return 0
         kill -0 "$ADMIND_PID" 2>/dev/null || return 1
         sleep 0.1
     done

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# cablekey-kdc as a service: `make install DESTDIR=...`, the installed systemd unit checked with
-# systemd-analyze verify, and README.md's "Running a realm for real" run as written, in a
+# cablekey-kdc as a service: `make install DESTDIR=...`, the installed systemd units (cablekey-kdc
+# and cablekey-admind) checked with systemd-analyze verify, and README.md's "Running a realm for real" run as written, in a
 # temporary root: its three fenced blocks (marked <!-- t_service: run|systemd|client -->) are
 # extracted and run with the system paths moved under $tmp/root, a real service user created
 # with useradd (and removed at exit), and the service manager's part done from the installed
@@ -72,6 +72,36 @@ sed 's/^Type=notify$/Type=notfy/' "$tmp/verify/cablekey-kdc.service" >"$tmp/veri
 timeout 60 systemd-analyze verify "$tmp/verify/bad.service" >"$tmp/verify-bad.out" 2>&1
 if grep -q "notfy" "$tmp/verify-bad.out"; then ok "systemd-analyze verify reports a broken unit (the check can fail)"
 else not_ok "systemd-analyze verify reports a broken unit" "$(cat "$tmp/verify-bad.out")"; fi
+
+# The admin API daemon's unit: installed with the same prefix, checked the same way (a DESTDIR
+# copy, so that verify finds the installed program).
+AUNIT="$root/usr/local/lib/systemd/system/cablekey-admind.service"
+if [ -x "$root/usr/local/sbin/cablekey-admind" ] && [ -f "$AUNIT" ] &&
+        grep -qx "ExecStart=/usr/local/sbin/cablekey-admind --config /etc/cablekey/admind.conf --user _cablekey" "$AUNIT" &&
+        grep -qx "Documentation=file:/usr/local/share/doc/cablekey/cablekey-admind.md" "$AUNIT" &&
+        [ -f "$root/usr/local/share/doc/cablekey/cablekey-admind.md" ]; then
+    ok "make install DESTDIR: cablekey-admind, its unit (installed paths) and its manual"
+else not_ok "make install DESTDIR: cablekey-admind and its unit" "$(ls -l "$root/usr/local/sbin" "$(dirname "$AUNIT")" 2>&1; grep -E 'Exec|Documentation' "$AUNIT" 2>&1)"; fi
+missing=""
+for l in "Type=notify" "NotifyAccess=main" "ExecReload=/bin/kill -HUP \$MAINPID" \
+         "CapabilityBoundingSet=CAP_SETUID CAP_SETGID" "NoNewPrivileges=yes" \
+         "ProtectSystem=strict" "ReadWritePaths=-/var/lib/cablekey -/var/log/cablekey" \
+         "PrivateTmp=yes" "PrivateDevices=yes" "ProtectProc=invisible" "ProtectKernelTunables=yes" \
+         "ProtectHome=yes" "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX" \
+         "SystemCallFilter=@system-service"; do
+    grep -qxF -- "$l" "$AUNIT" || missing="$missing [$l]"
+done
+if [ -z "$missing" ]; then ok "the admind unit is Type=notify, reloads with SIGHUP, and is hardened"
+else not_ok "the admind unit is Type=notify, reloads with SIGHUP, and is hardened" "missing:$missing"; fi
+sed "s|^ExecStart=/usr/local/sbin/|ExecStart=$root/usr/local/sbin/|" "$AUNIT" >"$tmp/verify/cablekey-admind.service"
+if timeout 60 systemd-analyze verify "$tmp/verify/cablekey-admind.service" >"$tmp/verify-admind.out" 2>&1 &&
+        [ ! -s "$tmp/verify-admind.out" ]; then
+    ok "systemd-analyze verify: the installed admind unit is clean"
+else not_ok "systemd-analyze verify: the installed admind unit is clean" "$(cat "$tmp/verify-admind.out")"; fi
+sed 's/^ProtectSystem=strict$/ProtectSystem=strcit/' "$tmp/verify/cablekey-admind.service" >"$tmp/verify/bad-admind.service"
+timeout 60 systemd-analyze verify "$tmp/verify/bad-admind.service" >"$tmp/verify-bad-admind.out" 2>&1
+if grep -q "strcit" "$tmp/verify-bad-admind.out"; then ok "systemd-analyze verify reports a broken admind unit (the check can fail)"
+else not_ok "systemd-analyze verify reports a broken admind unit" "$(cat "$tmp/verify-bad-admind.out")"; fi
 
 # --- README.md: extract the blocks -----------------------------------------------------------
 # block NAME: the fenced block after the "<!-- t_service: NAME -->" marker.

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -776,7 +777,42 @@ test_parse_listen(void)
     }
 }
 
-CK_TEST_MAIN("net", CK_TEST_CASE(test_parse_listen), CK_TEST_CASE(test_udp_v4_v6),
+/* Loopback is 127.0.0.0/8, ::1 and ::ffff:127.x; 0.0.0.0, ::, neighbours of ::1 and other
+ * families are not. */
+static void
+test_addr_is_loopback(void)
+{
+    static const char *const yes[] = {"127.0.0.1", "127.255.0.9", "::1", "::ffff:127.0.0.2"};
+    static const char *const no[] = {"0.0.0.0", "128.0.0.1", "10.0.0.127", "126.255.255.255",
+                                     "::", "::2", "::ffff:10.0.0.1", "fe80::1", "::127.0.0.1"};
+    struct sockaddr_storage ss;
+    struct sockaddr_un un = {.sun_family = AF_UNIX, .sun_path = "x"};
+
+    for (size_t k = 0; k < 2; k++) {
+        const char *const *list = k == 0 ? yes : no;
+        size_t n = k == 0 ? sizeof(yes) / sizeof(yes[0]) : sizeof(no) / sizeof(no[0]);
+
+        for (size_t i = 0; i < n; i++) {
+            memset(&ss, 0, sizeof(ss));
+            if (strchr(list[i], ':') != NULL) {
+                struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+                s6->sin6_family = AF_INET6;
+                CHECK(inet_pton(AF_INET6, list[i], &s6->sin6_addr) == 1);
+            } else {
+                struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+                s4->sin_family = AF_INET;
+                CHECK(inet_pton(AF_INET, list[i], &s4->sin_addr) == 1);
+            }
+            if (ck_net_addr_is_loopback((struct sockaddr *)&ss) != (k == 0)) {
+                fprintf(stderr, "  %s: loopback %s\n", list[i], k == 0 ? "missed" : "claimed");
+                ck_test_case_failed = 1;
+            }
+        }
+    }
+    CHECK(!ck_net_addr_is_loopback((struct sockaddr *)&un));
+}
+
+CK_TEST_MAIN("net", CK_TEST_CASE(test_parse_listen), CK_TEST_CASE(test_addr_is_loopback), CK_TEST_CASE(test_udp_v4_v6),
              CK_TEST_CASE(test_udp_wildcard_source), CK_TEST_CASE(test_udp_no_reply),
              CK_TEST_CASE(test_udp_reply_cap), CK_TEST_CASE(test_udp_steering),
              CK_TEST_CASE(test_tcp_framing), CK_TEST_CASE(test_tcp_oversized),

@@ -24,6 +24,7 @@
 
 #include "cablekey/admin.h"
 #include "cablekey/error.h"
+#include "cablekey/net.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "admin_ops.h"
@@ -78,18 +79,6 @@ literal_loopback(const char *host)
         if (inet_pton(AF_INET6, buf, &a6) == 1)
             return IN6_IS_ADDR_LOOPBACK(&a6) ||
                    (IN6_IS_ADDR_V4MAPPED(&a6) && a6.s6_addr[12] == 127);
-    }
-    return false;
-}
-
-static bool
-sockaddr_loopback(const struct sockaddr *sa)
-{
-    if (sa->sa_family == AF_INET)
-        return (ntohl(((const struct sockaddr_in *)sa)->sin_addr.s_addr) >> 24) == 127;
-    if (sa->sa_family == AF_INET6) {
-        const struct in6_addr *a = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        return IN6_IS_ADDR_LOOPBACK(a) || (IN6_IS_ADDR_V4MAPPED(a) && a->s6_addr[12] == 127);
     }
     return false;
 }
@@ -258,7 +247,7 @@ open_socket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
     struct cli_remote *r = arg;
 
     (void)purpose;
-    if (!r->tls && !sockaddr_loopback(&addr->addr)) {
+    if (!r->tls && !ck_net_addr_is_loopback(&addr->addr)) {
         r->refused_addr = true;
         return CURL_SOCKET_BAD;
     }
