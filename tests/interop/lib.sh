@@ -659,3 +659,32 @@ klist_etypes() {
         $0 ~ re"$" && /^[0-9]/ { hit = 1; next }
         hit && /Etype \(skey, tkt\):/ { sub(/.*tkt\): */, ""); gsub(/,/, ""); sub(/[ \t]+$/, ""); print; exit }'
 }
+
+# wait_file_grep FILE PATTERN: bounded poll (10 s) for a line matching PATTERN (ERE) in FILE.
+wait_file_grep() {
+    local i
+    for i in $(seq 1 100); do grep -Eq -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
+    return 1
+}
+
+# start_notify_receiver SOCK LOG: a stand-in for systemd's notify socket at SOCK that appends
+# each datagram to LOG as one line ('|' for newlines), for daemons run with NOTIFY_SOCKET=SOCK.
+start_notify_receiver() {
+    local i
+    cat >"$tmp/notify-receiver.py" <<'PYEOF'
+import os, socket, sys
+path, out = sys.argv[1], sys.argv[2]
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+os.chmod(path, 0o777)  # as systemd's notify socket: a service that dropped root still reaches it
+open(out + ".ready", "w").close()
+while True:
+    d = s.recv(4096).decode()
+    with open(out, "a") as f:
+        f.write(d.replace("\n", "|") + "\n")
+PYEOF
+    "$CK_PY" "$tmp/notify-receiver.py" "$1" "$2" &
+    CK_BG_PIDS+=($!)
+    for i in $(seq 1 50); do [ -e "$2.ready" ] && return 0; sleep 0.1; done
+    bail "the notify receiver did not start"
+}

@@ -172,28 +172,7 @@ realm_stop_kdc
 # --- SIGHUP: re-read, apply the log level, report a listen change, refuse an invalid file -------
 P3=$(free_port) || bail "free port"
 conf "$tmp/kdc.conf" "kdc_listen = 127.0.0.1:$PORT" -- "max_life = 10h" -- "kdc = FILE:$tmp/kdc.log" "level = info"
-# Notify socket: a datagram receiver that writes each message on one line ('|' for newlines).
-cat >"$tmp/notify.py" <<'EOF'
-import os, socket, sys
-path, out = sys.argv[1], sys.argv[2]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(path)
-os.chmod(path, 0o777)  # as systemd's notify socket: a service that dropped root still reaches it
-open(out + ".ready", "w").close()
-while True:
-    d = s.recv(4096).decode()
-    with open(out, "a") as f:
-        f.write(d.replace("\n", "|") + "\n")
-EOF
-"$CK_PY" "$tmp/notify.py" "$tmp/notify.sock" "$tmp/notify.log" &
-CK_BG_PIDS+=($!)
-for i in $(seq 1 50); do [ -e "$tmp/notify.log.ready" ] && break; sleep 0.1; done
-# wait_file_grep FILE PATTERN: bounded poll for a line (the KDC or the receiver writes it).
-wait_file_grep() {
-    local i
-    for i in $(seq 1 100); do grep -Eq -- "$2" "$1" 2>/dev/null && return 0; sleep 0.1; done
-    return 1
-}
+start_notify_receiver "$tmp/notify.sock" "$tmp/notify.log"
 notify_seen() { # notify_seen DESC PATTERN
     if wait_file_grep "$tmp/notify.log" "$2"; then ok "$1"
     else not_ok "$1" "notify datagrams: $(cat "$tmp/notify.log" 2>/dev/null)"; fi

@@ -156,26 +156,8 @@ else not_ok "the stash is the service user's, mode 0600" "$(ls -l "$root/var/lib
 # Block 2 through a stand-in for systemctl that does what systemd does with the installed unit:
 # runs its ExecStart (relocated like the README) with $NOTIFY_SOCKET, waits for READY=1, and
 # runs its ExecReload with $MAINPID.
-cat >"$tmp/notify.py" <<'PYEOF'
-import os, socket, sys
-path, out = sys.argv[1], sys.argv[2]
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(path)
-os.chmod(path, 0o777)  # as systemd's notify socket: a service that dropped root still reaches it
-open(out + ".ready", "w").close()
-while True:
-    d = s.recv(4096).decode()
-    with open(out, "a") as f:
-        f.write(d.replace("\n", "|") + "\n")
-PYEOF
-"$CK_PY" "$tmp/notify.py" "$tmp/notify.sock" "$tmp/notify.log" &
-CK_BG_PIDS+=($!)
-for i in $(seq 1 50); do [ -e "$tmp/notify.log.ready" ] && break; sleep 0.1; done
-wait_notify() { # wait_notify PATTERN
-    local i
-    for i in $(seq 1 100); do grep -Eq -- "$1" "$tmp/notify.log" 2>/dev/null && return 0; sleep 0.1; done
-    return 1
-}
+start_notify_receiver "$tmp/notify.sock" "$tmp/notify.log"
+wait_notify() { wait_file_grep "$tmp/notify.log" "$1"; } # wait_notify PATTERN
 unit_cmd() { # unit_cmd KEY: the unit's KEY= command line, relocated
     sed -n "s|^$1=||p" "$UNIT" | sed -e "s|^/usr/local/sbin/|$root/usr/local/sbin/|" | relocate
 }
