@@ -206,6 +206,16 @@ realm_start_kdc
 L=$(life_of alice "$PW")
 check "after a restart the KDC uses 5h (got ${L:-none})" \
     bash -c "[ -n '$L' ] && [ '$L' -le 18000 ] && [ '$L' -ge 17800 ]"
+# A reload (SIGHUP, systemctl reload) builds new workers, which read the realm row again.
+cli_ok "realm modify --max-life 3h" realm modify --db "$DB" --max-life 3h
+kill -HUP "$KDC_PID"
+for _ in $(seq 1 50); do
+    L=$(life_of alice "$PW")
+    [ -n "$L" ] && [ "$L" -le 10800 ] && break
+    sleep 0.1
+done
+check "after SIGHUP the running KDC uses 3h (got ${L:-none})" \
+    bash -c "[ -n '$L' ] && [ '$L' -le 10800 ] && [ '$L' -ge 10600 ]"
 
 # --- principal flags in tickets -----------------------------------------------------------------
 cli_ok "add flagged with --no-forwardable --no-renewable" principal add --db "$DB" flagged --password "$PW" --no-forwardable --no-renewable
