@@ -327,6 +327,13 @@ cli_ok "help realm modify" help realm modify
 check "prints the realm modify usage" grep -q '^usage: cablekey realm modify' "$tmp/cli.out"
 cli_ok "keytab remove --help" keytab remove --help
 check "prints the keytab remove usage" grep -q '^usage: cablekey keytab remove KEYTAB NAME' "$tmp/cli.out"
+# Every family's verbs, not only those above: the verb comes from "FAMILY VERB".
+for fv in "pki issue-device" "policy add" "db backup" "audit list" "device show"; do
+    set -- $fv
+    cli_ok "$fv --help" "$1" "$2" --help
+    check "prints the $fv usage only" \
+        bash -c "grep -q '^usage: cablekey $fv ' '$tmp/cli.out' && ! grep -q SUBCOMMAND '$tmp/cli.out'"
+done
 
 realm_stop_kdc
 done_testing

@@ -56,8 +56,8 @@ void cli_password_free(char *pw, size_t len);
 int cli_confirm(const char *what, bool yes, const char *question);
 
 /* The getopt_long results every verb's option loop (opterr = 0, optstring ":h") treats alike:
- * 'h' or help_opt (--help) prints help (only the verb's lines when verb is not NULL and help
- * lists it) and returns CLI_HELP_SHOWN, which the family turns into success; ':' is an option
+ * 'h' or help_opt (--help) prints help (only the verb's lines when help lists the verb: verb,
+ * or else the second word of what, "pki issue-device") and returns CLI_HELP_SHOWN, which the family turns into success; ':' is an option
  * missing its value, anything else an unknown option (CLI_USAGE). Uses optind. */
 #define CLI_HELP_SHOWN (-1)
 int cli_getopt_other(const char *what, int c, int help_opt, char **argv, const char *family,

@@ -85,6 +85,16 @@ cli_getopt_other(const char *what, int c, int help_opt, char **argv, const char 
                  const char *help, const char *verb)
 {
     if (c == 'h' || c == help_opt) {
+        char fam[32];
+        const char *sp = strchr(what, ' ');
+
+        /* Without an explicit verb, `what` ("pki issue-device") names the family and verb. */
+        if (verb == NULL && sp != NULL && (size_t)(sp - what) < sizeof(fam)) {
+            memcpy(fam, what, (size_t)(sp - what));
+            fam[sp - what] = '\0';
+            family = fam;
+            verb = sp + 1;
+        }
         if (verb == NULL || !cli_verb_help(stdout, family, help, verb))
             fputs(help, stdout);
         return CLI_HELP_SHOWN;
