@@ -571,6 +571,166 @@ op_device_get(struct back *b, const json_t *msg, struct reply *r)
     ck_db_device_free(dev);
 }
 
+/* ------------------------------------------------------------ password policies */
+
+/* The policy name of the operation: the front checked it before the ACL; a name that does not
+ * pass here means the front and back disagree. */
+static const char *
+get_policy_name(const json_t *msg)
+{
+    const char *name = get_str(msg, "name", true);
+
+    if (ck_policy_name_check(name) != 0)
+        protocol_violation("bad policy name");
+    return name;
+}
+
+/* "policy NAME", what the error messages name (as the local CLI's do). */
+static const char *
+policy_what(const char *name, char *buf, size_t size)
+{
+    snprintf(buf, size, "policy %s", name);
+    return buf;
+}
+
+static void
+reply_policy(struct back *b, struct reply *r, const char *name, int status)
+{
+    char what[CK_POLICY_NAME_MAX + 16];
+    ck_policy pol;
+    int rc;
+
+    if ((rc = ck_store_get_policy(b->store, name, &pol)) != 0) {
+        fail_store(r, rc, policy_what(name, what, sizeof(what)));
+        return;
+    }
+    r->body = ck_admin_policy_to_json(&pol);
+    if (r->body == NULL)
+        fail(r, 500, "internal", "out of memory");
+    else
+        r->status = status;
+}
+
+static void
+get_policy_rules(const json_t *msg, bool modify, ck_policy *rules, unsigned *present)
+{
+    if (ck_admin_policy_rules_from_json(json_object_get(msg, "req"), modify, rules, present) != 0)
+        protocol_violation("policy rules the front should have refused");
+}
+
+static void
+op_policy_get(struct back *b, const json_t *msg, struct reply *r)
+{
+    static const char *const members[] = {"op", "actor", "name", NULL};
+
+    check_members(msg, members);
+    reply_policy(b, r, get_policy_name(msg), 200);
+}
+
+static int
+policy_name_cb(const ck_policy *pol, void *arg)
+{
+    return json_array_append_new(arg, json_string(pol->name)) == 0 ? 0 : CK_ERR_NOMEM;
+}
+
+static void
+op_policy_list(struct back *b, const json_t *msg, struct reply *r)
+{
+    static const char *const members[] = {"op", "actor", NULL};
+    json_t *names;
+    int rc;
+
+    check_members(msg, members);
+    if ((names = json_array()) == NULL) {
+        fail(r, 500, "internal", "out of memory");
+        return;
+    }
+    /* At most CK_POLICY_LIST_MAX names of at most CK_POLICY_NAME_MAX bytes: one reply. */
+    if ((rc = ck_store_list_policies(b->store, policy_name_cb, names)) != 0) {
+        json_decref(names);
+        fail_store(r, rc, "policies");
+        return;
+    }
+    r->body = json_pack("{s:o}", "policies", names);
+    r->status = r->body != NULL ? 200 : 500;
+}
+
+static void
+op_policy_create(struct back *b, const json_t *msg, struct reply *r)
+{
+    char what[CK_POLICY_NAME_MAX + 16];
+    static const char *const members[] = {"op", "actor", "name", "req", NULL};
+    const char *name;
+    ck_policy pol;
+    unsigned present;
+    int rc;
+
+    check_members(msg, members);
+    name = get_policy_name(msg);
+    get_policy_rules(msg, false, &pol, &present);
+    ck_strlcpy(pol.name, name, sizeof(pol.name));
+    /* The store checks the ranges and min_life < max_life again. */
+    if ((rc = ck_store_create_policy(b->store, &pol)) != 0)
+        fail_store(r, rc, policy_what(name, what, sizeof(what)));
+    else
+        reply_policy(b, r, name, 201);
+}
+
+static void
+op_policy_modify(struct back *b, const json_t *msg, struct reply *r)
+{
+    char what[CK_POLICY_NAME_MAX + 16];
+    static const char *const members[] = {"op", "actor", "name", "req", NULL};
+    const char *name;
+    ck_policy pol, rules;
+    unsigned present;
+    int rc;
+
+    check_members(msg, members);
+    name = get_policy_name(msg);
+    get_policy_rules(msg, true, &rules, &present);
+    if ((rc = ck_store_get_policy(b->store, name, &pol)) != 0) {
+        fail_store(r, rc, policy_what(name, what, sizeof(what)));
+        return;
+    }
+    if (present & CK_ADMIN_POL_MIN_LENGTH)
+        pol.min_length = rules.min_length;
+    if (present & CK_ADMIN_POL_MIN_CLASSES)
+        pol.min_classes = rules.min_classes;
+    if (present & CK_ADMIN_POL_HISTORY)
+        pol.history = rules.history;
+    if (present & CK_ADMIN_POL_MIN_LIFE)
+        pol.min_life = rules.min_life;
+    if (present & CK_ADMIN_POL_MAX_LIFE)
+        pol.max_life = rules.max_life;
+    if (present & CK_ADMIN_POL_MAX_FAILURE)
+        pol.max_failure = rules.max_failure;
+    if (present & CK_ADMIN_POL_FAILURE_INTERVAL)
+        pol.failure_interval = rules.failure_interval;
+    if (present & CK_ADMIN_POL_LOCKOUT_DURATION)
+        pol.lockout_duration = rules.lockout_duration;
+    if ((rc = ck_store_modify_policy(b->store, &pol)) != 0)
+        fail_store(r, rc, policy_what(name, what, sizeof(what)));
+    else
+        reply_policy(b, r, name, 200);
+}
+
+static void
+op_policy_delete(struct back *b, const json_t *msg, struct reply *r)
+{
+    char what[CK_POLICY_NAME_MAX + 16];
+    static const char *const members[] = {"op", "actor", "name", NULL};
+    const char *name;
+    int rc;
+
+    check_members(msg, members);
+    name = get_policy_name(msg);
+    if ((rc = ck_store_delete_policy(b->store, name)) != 0)
+        fail_store(r, rc, policy_what(name, what, sizeof(what)));
+    else
+        r->status = 204;
+}
+
 static const struct {
     const char *op;
     void (*fn)(struct back *, const json_t *, struct reply *);
@@ -581,6 +741,9 @@ static const struct {
     {"principal.keys", op_keys},       {"device.list", op_device_list},
     {"device.get", op_device_get},     {"principal.rename", op_rename},
     {"realm.modify", op_realm_modify}, {"principal.unlock", op_unlock},
+    {"policy.list", op_policy_list},   {"policy.get", op_policy_get},
+    {"policy.create", op_policy_create}, {"policy.modify", op_policy_modify},
+    {"policy.delete", op_policy_delete},
 };
 
 /* One operation. This is the one place where the authenticated caller of each store operation

@@ -575,6 +575,9 @@ struct route {
     enum ck_admin_req_kind body_kind; /* a principal request body; 0: see below */
     bool realm_body;         /* PATCH /v1/realm: a realm change */
     bool rename_body;        /* .../rename: {"new_name": ...} */
+    bool policy_body;        /* POST, PATCH /v1/policies/NAME: policy rules */
+    char policy[CK_POLICY_NAME_MAX + 1]; /* policy name, or "" (no ACL target: MIT's policy
+                                            operations have none) */
     char target[CK_PRINCIPAL_MAX_TEXT]; /* canonical principal, or "" */
     char mac[CK_MAC_TEXT];
     const char *allow;       /* for 405 */
@@ -714,6 +717,43 @@ route(const struct front *f, const char *method, const char *url, struct route *
         }
         return 0;
     }
+    if (strcmp(seg[1], "policies") == 0 && n <= 3) {
+        /* MIT kadmind's letters for policies, always without a target: 'a' add, 'm' modify,
+         * 'd' delete, 'i' get, 'l' list. An ACL entry with a TARGET never grants them. */
+        if (n == 2) {
+            rt->allow = "GET";
+            if (!get)
+                return 405;
+            rt->op = "policy.list";
+            rt->perm = CK_ADMIN_PERM_LIST;
+            return 0;
+        }
+        if (ck_strlcpy(rt->policy, seg[2], sizeof(rt->policy)) >= sizeof(rt->policy) ||
+            ck_policy_name_check(rt->policy) != 0) {
+            rt->policy[0] = '\0';
+            snprintf(why, why_size, "bad policy name");
+            return 400;
+        }
+        rt->allow = "GET, POST, PATCH, DELETE";
+        if (get) {
+            rt->op = "policy.get";
+            rt->perm = CK_ADMIN_PERM_INQUIRE;
+        } else if (post) {
+            rt->op = "policy.create";
+            rt->perm = CK_ADMIN_PERM_ADD;
+            rt->policy_body = true;
+        } else if (patch) {
+            rt->op = "policy.modify";
+            rt->perm = CK_ADMIN_PERM_MODIFY;
+            rt->policy_body = true;
+        } else if (del) {
+            rt->op = "policy.delete";
+            rt->perm = CK_ADMIN_PERM_DELETE;
+        } else {
+            return 405;
+        }
+        return 0;
+    }
     if (strcmp(seg[1], "devices") == 0 && n <= 3) {
         rt->allow = "GET";
         if (!get)
@@ -800,7 +840,8 @@ log_request(struct MHD_Connection *c, const char *who, const char *method, const
     bool routed = rt != NULL && rt->op != NULL;
     const char *target = !routed ? url /* what was asked, when nothing matched */
                          : rt->target[0] != '\0' ? rt->target
-                         : rt->mac[0] != '\0' ? rt->mac : "-";
+                         : rt->mac[0] != '\0' ? rt->mac
+                         : rt->policy[0] != '\0' ? rt->policy : "-";
     char who_s[256], op_s[32], target_s[256], detail_s[320];
 
     if (ci != NULL && ci->client_addr != NULL)
@@ -965,6 +1006,8 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         json_object_set_new(msg, "name", json_string(rt.target));
     if (rt.mac[0] != '\0')
         json_object_set_new(msg, "mac", json_string(rt.mac));
+    if (rt.policy[0] != '\0')
+        json_object_set_new(msg, "name", json_string(rt.policy));
     if (rt.query != no_query && (status = add_list_query(f, c, &rt, msg, why, sizeof(why))) != 0)
         goto refuse;
     if (rt.body_kind != 0) {
@@ -977,6 +1020,22 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
             goto refuse;
         }
         if ((b = ck_admin_request_to_json(&body)) == NULL ||
+            json_object_set_new(msg, "req", b) != 0)
+            goto oom;
+    } else if (rt.policy_body) {
+        ck_policy rules;
+        unsigned present;
+        json_t *b;
+        if ((rc = ck_admin_json_decode_policy_rules(req->body != NULL ? req->body : "",
+                                                    req->len,
+                                                    strcmp(rt.op, "policy.modify") == 0,
+                                                    &rules, &present)) != 0) {
+            snprintf(why, sizeof(why), "%s", req->len == 0 ? "a JSON body is required"
+                                                            : ck_error_context());
+            status = rc == CK_ERR_LIMIT ? 413 : 400;
+            goto refuse;
+        }
+        if ((b = ck_admin_policy_rules_to_json(&rules, present)) == NULL ||
             json_object_set_new(msg, "req", b) != 0)
             goto oom;
     } else if (rt.realm_body || rt.rename_body) {

@@ -171,6 +171,36 @@ void ck_admin_name_page_clear(struct ck_admin_name_page *pg);
 /* A device record (encode only: clients print it as received). */
 int ck_admin_json_encode_device(const ck_db_device *dev, char **out);
 
+/* ---- password policies ---- */
+
+/* A policy record: name, the eight rules (min_length, min_classes, history, min_life, max_life,
+ * max_failure, failure_interval, lockout_duration; durations in seconds), principals (how many
+ * use it), created, modified. Decoding checks the name and every range (CK_ERR_DECODE). */
+int ck_admin_json_encode_policy(const ck_policy *pol, char **out);
+int ck_admin_json_decode_policy(const char *text, size_t len, ck_policy *out);
+
+/* Which rules a policy request carries (bit i = the i-th rule in the order above). */
+#define CK_ADMIN_POL_MIN_LENGTH 0x01u
+#define CK_ADMIN_POL_MIN_CLASSES 0x02u
+#define CK_ADMIN_POL_HISTORY 0x04u
+#define CK_ADMIN_POL_MIN_LIFE 0x08u
+#define CK_ADMIN_POL_MAX_LIFE 0x10u
+#define CK_ADMIN_POL_MAX_FAILURE 0x20u
+#define CK_ADMIN_POL_FAILURE_INTERVAL 0x40u
+#define CK_ADMIN_POL_LOCKOUT_DURATION 0x80u
+
+/* The body of POST /v1/policies/NAME (create: rules not given are 0, "{}" is a policy without
+ * rules) and PATCH (modify: at least one rule): the rule members only, the name is in the path.
+ * rules->name is left empty; *present says which rules were given. */
+int ck_admin_json_encode_policy_rules(const ck_policy *rules, unsigned present, char **out);
+int ck_admin_json_decode_policy_rules(const char *text, size_t len, bool modify, ck_policy *rules,
+                                      unsigned *present);
+
+/* GET /v1/policies: {"policies": [NAME, ...]} in name order (at most CK_POLICY_LIST_MAX; no
+ * paging: next is always NULL). Clear with ck_admin_name_page_clear. */
+int ck_admin_json_decode_policy_names(const char *text, size_t len,
+                                      struct ck_admin_name_page *out);
+
 /* Makes jansson wipe every buffer it frees (it holds passwords while a request is decoded or
  * encoded). Process-wide; call once at start before any other JSON call. */
 void ck_admin_json_secure_alloc(void);

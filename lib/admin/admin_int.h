@@ -14,12 +14,16 @@ json_t *ck_admin_realm_to_json(const ck_realm_info *r);
 json_t *ck_admin_device_to_json(const ck_db_device *dev);
 json_t *ck_admin_request_to_json(const struct ck_admin_principal_req *req);
 json_t *ck_admin_realm_mod_to_json(const ck_realm_mod *mod);
+json_t *ck_admin_policy_to_json(const ck_policy *pol);
+json_t *ck_admin_policy_rules_to_json(const ck_policy *rules, unsigned present);
 
 /* Strict decoders (see admin.h); obj is only borrowed. */
 int ck_admin_principal_from_json(const json_t *obj, ck_db_principal **out);
 int ck_admin_request_from_json(enum ck_admin_req_kind kind, const json_t *obj,
                                struct ck_admin_principal_req *out);
 int ck_admin_realm_mod_from_json(const json_t *obj, ck_realm_mod *out);
+int ck_admin_policy_rules_from_json(const json_t *obj, bool modify, ck_policy *rules,
+                                    unsigned *present);
 /* *new_name is malloc'd (not yet canonicalised: the caller does that in its realm). */
 int ck_admin_rename_from_json(const json_t *obj, char **new_name);
 

@@ -5,6 +5,7 @@
  * store. Unknown members are errors rather than ignored, so that a client misspelling "expires"
  * learns it instead of silently changing nothing. */
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1141,6 +1142,247 @@ ck_admin_json_decode_name_page(const char *text, size_t len, struct ck_admin_nam
     }
     if (json_is_string(next) && (rc = page_name(next, "next", &out->next)) != 0)
         goto out;
+out:
+    json_decref(o);
+    if (rc != 0)
+        ck_admin_name_page_clear(out);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ password policies */
+
+#define POLICY_MAX_SECONDS (100LL * 366 * 86400) /* the store's bound (store_policy.c) */
+
+/* The rules in CK_ADMIN_POL_* bit order: member name, range, and where each lives. */
+static const struct {
+    const char *member;
+    int64_t max;
+    bool secs;          /* int64_t field, else uint32_t */
+    size_t off;
+} policy_rules[] = {
+    {"min_length", 1024, false, offsetof(ck_policy, min_length)},
+    {"min_classes", CK_POLICY_MAX_CLASSES, false, offsetof(ck_policy, min_classes)},
+    {"history", CK_POLICY_MAX_HISTORY, false, offsetof(ck_policy, history)},
+    {"min_life", POLICY_MAX_SECONDS, true, offsetof(ck_policy, min_life)},
+    {"max_life", POLICY_MAX_SECONDS, true, offsetof(ck_policy, max_life)},
+    {"max_failure", 1000000, false, offsetof(ck_policy, max_failure)},
+    {"failure_interval", POLICY_MAX_SECONDS, true, offsetof(ck_policy, failure_interval)},
+    {"lockout_duration", POLICY_MAX_SECONDS, true, offsetof(ck_policy, lockout_duration)},
+};
+#define N_POLICY_RULES (sizeof(policy_rules) / sizeof(policy_rules[0]))
+
+static int64_t
+rule_get(const ck_policy *pol, size_t i)
+{
+    const unsigned char *base = (const unsigned char *)pol + policy_rules[i].off;
+    int64_t v64;
+    uint32_t v32;
+
+    if (policy_rules[i].secs) {
+        memcpy(&v64, base, sizeof(v64));
+        return v64;
+    }
+    memcpy(&v32, base, sizeof(v32));
+    return v32;
+}
+
+static void
+rule_put(ck_policy *pol, size_t i, int64_t v)
+{
+    unsigned char *base = (unsigned char *)pol + policy_rules[i].off;
+    uint32_t v32 = (uint32_t)v;
+
+    if (policy_rules[i].secs)
+        memcpy(base, &v, sizeof(v));
+    else
+        memcpy(base, &v32, sizeof(v32));
+}
+
+json_t *
+ck_admin_policy_rules_to_json(const ck_policy *rules, unsigned present)
+{
+    json_t *o = json_object();
+
+    if (o == NULL)
+        return NULL;
+    for (size_t i = 0; i < N_POLICY_RULES; i++) {
+        if ((present & (1u << i)) && !set(o, policy_rules[i].member,
+                                          json_integer(rule_get(rules, i)))) {
+            json_decref(o);
+            return NULL;
+        }
+    }
+    return o;
+}
+
+json_t *
+ck_admin_policy_to_json(const ck_policy *pol)
+{
+    json_t *o = ck_admin_policy_rules_to_json(pol, (1u << N_POLICY_RULES) - 1);
+
+    if (o == NULL)
+        return NULL;
+    if (!set(o, "name", json_string(pol->name)) ||
+        !set(o, "principals", json_integer((json_int_t)pol->ref_count)) ||
+        !set(o, "created", time_json(pol->created)) ||
+        !set(o, "modified", time_json(pol->modified))) {
+        json_decref(o);
+        return NULL;
+    }
+    return o;
+}
+
+/* Reads the rule members present in o (other members are the caller's business). */
+static int
+policy_rules_read(const json_t *o, ck_policy *rules, unsigned *present)
+{
+    int64_t v;
+    int rc;
+
+    for (size_t i = 0; i < N_POLICY_RULES; i++) {
+        if (json_object_get(o, policy_rules[i].member) == NULL)
+            continue;
+        if ((rc = get_int(o, policy_rules[i].member, 0, policy_rules[i].max, &v)) != 0)
+            return rc;
+        rule_put(rules, i, v);
+        *present |= 1u << i;
+    }
+    return 0;
+}
+
+int
+ck_admin_policy_rules_from_json(const json_t *o, bool modify, ck_policy *rules,
+                                unsigned *present)
+{
+    static const char *const members[] = {"min_length", "min_classes", "history", "min_life",
+                                          "max_life", "max_failure", "failure_interval",
+                                          "lockout_duration", NULL};
+    int rc;
+
+    memset(rules, 0, sizeof(*rules));
+    *present = 0;
+    if (!json_is_object(o))
+        return ck_error_set(CK_ERR_DECODE, "policy rules: not a JSON object");
+    if ((rc = check_members(o, members)) != 0 || (rc = policy_rules_read(o, rules, present)) != 0)
+        goto fail;
+    if (modify && *present == 0) {
+        rc = ck_error_set(CK_ERR_DECODE, "policy change: no rule given");
+        goto fail;
+    }
+    return 0;
+fail:
+    memset(rules, 0, sizeof(*rules));
+    *present = 0;
+    return rc;
+}
+
+int
+ck_admin_json_encode_policy(const ck_policy *pol, char **out)
+{
+    return dump_new(ck_admin_policy_to_json(pol), out);
+}
+
+int
+ck_admin_json_decode_policy(const char *text, size_t len, ck_policy *out)
+{
+    static const char *const members[] = {"name", "min_length", "min_classes", "history",
+                                          "min_life", "max_life", "max_failure",
+                                          "failure_interval", "lockout_duration", "principals",
+                                          "created", "modified", NULL};
+    const json_t *name;
+    unsigned present = 0;
+    int64_t refs;
+    json_t *o;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = ck_admin_json_parse_object(text, len, &o)) != 0)
+        return rc;
+    if ((rc = check_members(o, members)) != 0 ||
+        (rc = policy_rules_read(o, out, &present)) != 0)
+        goto out;
+    if (present != (1u << N_POLICY_RULES) - 1) {
+        rc = ck_error_set(CK_ERR_DECODE, "policy: a rule is missing");
+        goto out;
+    }
+    name = json_object_get(o, "name");
+    if (!json_is_string(name) || json_string_length(name) > CK_POLICY_NAME_MAX ||
+        strlen(json_string_value(name)) != json_string_length(name) ||
+        ck_policy_name_check(json_string_value(name)) != 0) {
+        rc = dec_err("name", "must be a policy name");
+        goto out;
+    }
+    ck_strlcpy(out->name, json_string_value(name), sizeof(out->name));
+    if ((rc = get_int(o, "principals", 0, INT64_MAX, &refs)) != 0 ||
+        (rc = get_time(o, "created", &out->created)) != 0 ||
+        (rc = get_time(o, "modified", &out->modified)) != 0)
+        goto out;
+    out->ref_count = (uint64_t)refs;
+out:
+    json_decref(o);
+    if (rc != 0)
+        memset(out, 0, sizeof(*out));
+    return rc;
+}
+
+int
+ck_admin_json_encode_policy_rules(const ck_policy *rules, unsigned present, char **out)
+{
+    return dump_new(ck_admin_policy_rules_to_json(rules, present), out);
+}
+
+int
+ck_admin_json_decode_policy_rules(const char *text, size_t len, bool modify, ck_policy *rules,
+                                  unsigned *present)
+{
+    json_t *o;
+    int rc;
+
+    memset(rules, 0, sizeof(*rules));
+    *present = 0;
+    if ((rc = ck_admin_json_parse_object(text, len, &o)) != 0)
+        return rc;
+    rc = ck_admin_policy_rules_from_json(o, modify, rules, present);
+    json_decref(o);
+    return rc;
+}
+
+int
+ck_admin_json_decode_policy_names(const char *text, size_t len, struct ck_admin_name_page *out)
+{
+    static const char *const members[] = {"policies", NULL};
+    const json_t *arr, *v;
+    json_t *o;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = parse_bounded(text, len, CK_ADMIN_JSON_PAGE_MAX, &o)) != 0)
+        return rc;
+    if ((rc = check_members(o, members)) != 0)
+        goto out;
+    arr = json_object_get(o, "policies");
+    if (!json_is_array(arr) || json_array_size(arr) > CK_POLICY_LIST_MAX) {
+        rc = dec_err("policies", "must be an array of at most 10000 names");
+        goto out;
+    }
+    if (json_array_size(arr) > 0 &&
+        (out->names = calloc(json_array_size(arr), sizeof(*out->names))) == NULL) {
+        rc = CK_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        v = json_array_get(arr, i);
+        if (!json_is_string(v) || strlen(json_string_value(v)) != json_string_length(v) ||
+            ck_policy_name_check(json_string_value(v)) != 0) {
+            rc = dec_err("policies", "must hold policy names");
+            goto out;
+        }
+        if ((out->names[i] = strdup(json_string_value(v))) == NULL) {
+            rc = CK_ERR_NOMEM;
+            goto out;
+        }
+        out->n++;
+    }
 out:
     json_decref(o);
     if (rc != 0)

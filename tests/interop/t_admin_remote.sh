@@ -3,7 +3,8 @@
 # Kerberos ticket from MIT kinit. A realm on loopback (cablekey-kdc + cablekey-admind); every
 # verb checked against what the local CLI (--db) sees: passwords set remotely work with kinit,
 # `show` prints exactly what the local `show` prints, realm changes are visible locally, the audit
-# log names the ticket's principal. Refusals: no ticket (401), outside the ACL (403), http to a
+# log names the ticket's principal; the policy verbs likewise, and a policy made remotely applies
+# to passwords set remotely. Refusals: no ticket (401), outside the ACL (403), http to a
 # non-loopback address, --server with --db, --server on a family without a remote counterpart.
 # HTTPS with a certificate from `cablekey pki`, verified with --ca.
 . "$(dirname "$0")/lib.sh"
@@ -199,6 +200,61 @@ expect_output "the policy is gone, seen locally" '^Policy: \[none\]' local_cli p
 expect_exit "modify --policy with a policy that does not exist: exit 1" 1 'no policy named nope' \
     remote principal modify pol --policy nope
 
+# --- policy verbs (remote) ------------------------------------------------------------------
+expect_output "policy add with every rule (remote)" '^Policy remote1 created\.$' \
+    remote policy add remote1 --min-length 10 --min-classes 3 --history 2 --min-life 1h \
+    --max-life 90d --max-failure 5 --failure-interval 1h --lockout-duration 30m
+remote policy show remote1 >"$tmp/polshow.remote" 2>&1
+local_cli policy show --db "$DB" remote1 >"$tmp/polshow.local" 2>&1
+same_output "policy show: remote output equals local --db output" "$tmp/polshow.local" \
+    "$tmp/polshow.remote"
+grep -q '^Maximum password failures before lockout: 5$' "$tmp/polshow.remote" &&
+    grep -q '^Minimum number of password character classes: 3$' "$tmp/polshow.remote" &&
+    ok "policy show: the rules set remotely" ||
+    not_ok "policy show: the rules set remotely" "$(cat "$tmp/polshow.remote")"
+expect_output "policy add without rules (remote)" '^Policy empty created\.$' remote policy add empty
+expect_output "policy list (remote)" '^remote1$' remote policy list
+cp "$tmp/last.out" "$tmp/pollist.remote"
+local_cli policy list --db "$DB" >"$tmp/pollist.local" 2>&1
+same_output "policy list: remote output equals local output" "$tmp/pollist.local" "$tmp/pollist.remote"
+[ "$(cat "$tmp/pollist.remote" | tr '\n' ' ')" = "empty remote1 strict " ] && ok "policy list: three names in order" ||
+    not_ok "policy list: three names in order" "$(cat "$tmp/pollist.remote")"
+expect_output "policy modify (remote)" '^Policy remote1 modified\.$' \
+    remote policy modify remote1 --min-length 14 --lockout-duration 0
+expect_output "the change is visible locally" '^Minimum password length: 14$' \
+    local_cli policy show --db "$DB" remote1
+grep -q '^Password lockout duration: 0 (until an administrator unlocks)$' "$tmp/last.out" &&
+    grep -q '^Maximum password failures before lockout: 5$' "$tmp/last.out" &&
+    ok "modify changed the given rules only" || not_ok "modify changed the given rules only" "$(cat "$tmp/last.out")"
+expect_exit "policy modify with no rule: usage error" 2 'nothing to modify' remote policy modify remote1
+expect_exit "policy modify of an unknown policy: exit 1" 1 'not found' \
+    remote policy modify nope --min-length 3
+expect_exit "policy show of an unknown policy: exit 1" 1 'not found' remote policy show nope
+expect_exit "policy add of an existing name: exit 1" 1 'already exists' remote policy add remote1
+expect_exit "policy add with min-life >= max-life: refused by the server" 1 'min-life must be shorter' \
+    remote policy add bad --min-life 2d --max-life 1d
+expect_exit "the refused policy was not created" 1 'does not exist' local_cli policy show --db "$DB" bad
+# A policy made remotely applies to a password set remotely.
+expect_exit "remote policy: a short password is refused" 1 'password is too short.*at least 14' \
+    remote_pw Sh0rt-pw principal add rpol --password-stdin --policy remote1
+expect_exit "remote policy: too few character classes" 1 'character classes' \
+    remote_pw longbutonlylowercase principal add rpol --password-stdin --policy remote1
+expect_output "remote policy: an accepted password" 'Principal rpol@TEST\.REALM created' \
+    remote_pw Long-Enough-pw-14 principal add rpol --password-stdin --policy remote1
+expect_output "the principal counts as a user of the policy" '^Principals using it: 1$' \
+    remote policy show remote1
+expect_exit "remote policy: the current password is refused (history)" 1 'used before' \
+    remote_pw Long-Enough-pw-14 principal rotate rpol --password-stdin
+expect_exit "policy delete while a principal uses it: exit 1" 1 'rpol|use' \
+    remote policy delete remote1
+expect_success "detach the policy (remote)" remote principal modify rpol --clear-policy
+expect_output "policy delete (remote)" '^Policy remote1 deleted\.$' remote policy delete remote1
+expect_exit "the deleted policy is gone (local show)" 1 'does not exist' \
+    local_cli policy show --db "$DB" remote1
+expect_output "policy delete of the empty policy (remote)" 'deleted' remote policy delete empty
+expect_output "audit: the ticket's principal is the actor of a remote policy change" \
+    'joe/admin@TEST\.REALM[[:space:]]+policy\.delete[[:space:]]+remote1' local_cli audit list --db "$DB"
+
 # --- realm modify ----------------------------------------------------------------------------
 expect_output "realm modify --max-life --no-preauth (remote)" 'Maximum ticket life: 20:00:00' \
     remote realm modify --max-life 20h --max-renew 3d --no-preauth
@@ -242,8 +298,21 @@ expect_exit "eve (il) may not add: exit 1, 403" 1 "not allowed by the ACL.*needs
 expect_exit "eve (il) may not change the realm" 1 "not allowed by the ACL.*needs 'm'" \
     remote realm modify --max-life 1h
 expect_exit "intruder was never created" 1 'not found' local_cli principal show --db "$DB" intruder
+expect_output "eve (il) may show a policy" '^Policy: strict$' remote policy show strict
+expect_output "eve (il) may list policies" '^strict$' remote policy list
+expect_exit "eve (il) may not add a policy: 403" 1 "not allowed by the ACL.*needs 'a'" \
+    remote policy add evepol --min-length 1
+expect_exit "eve (il) may not modify a policy: 403" 1 "not allowed by the ACL.*needs 'm'" \
+    remote policy modify strict --min-length 1
+expect_exit "eve (il) may not delete a policy: 403" 1 "not allowed by the ACL.*needs 'd'" \
+    remote policy delete strict
+expect_output "the refused changes changed nothing" '^Minimum password length: 12$' \
+    local_cli policy show --db "$DB" strict
+expect_exit "evepol was never created" 1 'does not exist' local_cli policy show --db "$DB" evepol
 # A rename needs 'd' on the old name and 'a' on the new one (MIT's rule): renamer has the first.
 kinit_pw renamer renamerpw >/dev/null 2>&1 || bail "kinit renamer"
+expect_exit "'d' with a TARGET does not grant a policy delete (no target, as in MIT)" 1 \
+    "not allowed by the ACL.*needs 'd'" remote policy delete strict
 expect_exit "rename with 'd' on the old name but no 'a' on the new: 403" 1 \
     "not allowed by the ACL.*needs 'a' on the new name newname@TEST\.REALM" \
     remote principal rename victim newname
@@ -271,8 +340,8 @@ expect_exit "--server after a keytab verb: refused too" 2 'no remote counterpart
     local_cli keytab export --out "$tmp/x.keytab" --server "$S" joe/admin
 expect_exit "--server on db backup: refused" 2 'db: --server: no remote counterpart' \
     local_cli --server "$S" db backup --db "$DB" --out "$tmp/b.db"
-expect_exit "--server on policy: refused" 2 'policy: --server: no remote counterpart' \
-    local_cli policy list --server "$S"
+expect_exit "--server on audit: refused" 2 'audit: --server: no remote counterpart' \
+    local_cli audit list --server "$S"
 [ ! -e "$tmp/x.keytab" ] && ok "nothing was exported" || not_ok "nothing was exported"
 DEAD=$(free_port)
 expect_exit "no daemon at the URL: exit 1, cannot connect" 1 'cannot connect' \

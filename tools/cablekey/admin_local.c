@@ -242,6 +242,59 @@ local_princ_unlock(void *ctx, const char *name)
     return ck_store_unlock_principal(ctx, name);
 }
 
+static int
+local_policy_get(void *ctx, const char *name, ck_policy *out)
+{
+    return ck_store_get_policy(ctx, name, out);
+}
+
+struct policy_names {
+    cli_name_cb cb;
+    void *arg;
+};
+
+static int
+policy_name_cb(const ck_policy *pol, void *arg)
+{
+    const struct policy_names *pn = arg;
+
+    return pn->cb(pol->name, pn->arg);
+}
+
+static int
+local_policy_list(void *ctx, cli_name_cb cb, void *arg)
+{
+    struct policy_names pn = {cb, arg};
+
+    return ck_store_list_policies(ctx, policy_name_cb, &pn);
+}
+
+static int
+local_policy_add(void *ctx, const ck_policy *pol)
+{
+    return ck_store_create_policy(ctx, pol);
+}
+
+static int
+local_policy_modify(void *ctx, const char *name, const ck_policy *rules, unsigned present)
+{
+    ck_policy pol;
+    int ret;
+
+    if (present == 0)
+        return ck_error_set(CK_ERR_INVAL, "policy %s: nothing to change", name);
+    if ((ret = ck_store_get_policy(ctx, name, &pol)) != 0)
+        return ret;
+    cli_policy_apply_rules(&pol, rules, present);
+    return ck_store_modify_policy(ctx, &pol);
+}
+
+static int
+local_policy_delete(void *ctx, const char *name)
+{
+    return ck_store_delete_policy(ctx, name);
+}
+
 const struct cli_admin_ops cli_admin_local = {
     .realm_get = local_realm_get,
     .realm_modify = local_realm_modify,
@@ -253,4 +306,9 @@ const struct cli_admin_ops cli_admin_local = {
     .princ_delete = local_princ_delete,
     .princ_rename = local_princ_rename,
     .princ_unlock = local_princ_unlock,
+    .policy_get = local_policy_get,
+    .policy_list = local_policy_list,
+    .policy_add = local_policy_add,
+    .policy_modify = local_policy_modify,
+    .policy_delete = local_policy_delete,
 };

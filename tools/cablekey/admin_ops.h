@@ -53,6 +53,18 @@ struct cli_princ_req {
                                  * without it: the policy named "default" if there is one (MIT) */
 };
 
+/* Which rules a policy change sets (policy_modify's present), in the order of ck_policy; the
+ * admin API's CK_ADMIN_POL_* bits are the same. */
+#define CLI_POL_MIN_LENGTH 0x01u
+#define CLI_POL_MIN_CLASSES 0x02u
+#define CLI_POL_HISTORY 0x04u
+#define CLI_POL_MIN_LIFE 0x08u
+#define CLI_POL_MAX_LIFE 0x10u
+#define CLI_POL_MAX_FAILURE 0x20u
+#define CLI_POL_FAILURE_INTERVAL 0x40u
+#define CLI_POL_LOCKOUT_DURATION 0x80u
+#define CLI_POL_ALL 0xffu
+
 /* Called for each name a listing returns, in name order; non-zero stops and is returned. */
 typedef int (*cli_name_cb)(const char *name, void *arg);
 
@@ -82,6 +94,17 @@ struct cli_admin_ops {
     int (*princ_delete)(void *ctx, const char *name);
     /* Keys keep their salts (passwords keep working); see ck_store_rename_principal. */
     int (*princ_rename)(void *ctx, const char *old_name, const char *new_name);
+    /* Password policies (ck_store_*_policy). get: the record with its read-only fields. */
+    int (*policy_get)(void *ctx, const char *name, ck_policy *out);
+    /* Policy names in name order. */
+    int (*policy_list)(void *ctx, cli_name_cb cb, void *arg);
+    /* Creates pol (name and rules); CK_ERR_EXISTS if the name is taken. */
+    int (*policy_add)(void *ctx, const ck_policy *pol);
+    /* Sets the rules of rules named in present (CLI_POL_*, at least one) on an existing policy,
+     * keeping the others. */
+    int (*policy_modify)(void *ctx, const char *name, const ck_policy *rules, unsigned present);
+    /* CK_ERR_POLICY while principals use it. */
+    int (*policy_delete)(void *ctx, const char *name);
 };
 
 extern const struct cli_admin_ops cli_admin_local; /* ctx: an open ck_store * */
@@ -119,6 +142,10 @@ void cli_print_attributes(const char *label, uint32_t attributes);
 /* The policy and lockout lines of `principal show` (policy.c): policy, last password change,
  * last successful and failed authentication, failed attempts, locked state. */
 void cli_print_principal_policy(const ck_db_principal *p);
+/* What `policy show` prints (policy.c). */
+void cli_print_policy(const ck_policy *pol);
+/* Applies the rules of rules named in present (CLI_POL_*) to pol (policy.c). */
+void cli_policy_apply_rules(ck_policy *pol, const ck_policy *rules, unsigned present);
 /* For an executor creating p from req (policy.c): attaches req's policy (or "default" if it
  * exists and req names none), checks a password against its rules, and sets last_pwd_change
  * and, unless req sets it, pw_expires from the policy's max life. */

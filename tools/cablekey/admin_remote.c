@@ -740,6 +740,121 @@ remote_princ_rename(void *ctx, const char *old_name, const char *new_name)
     return rc;
 }
 
+/* ---- password policies ---- */
+
+_Static_assert(CLI_POL_MIN_LENGTH == CK_ADMIN_POL_MIN_LENGTH &&
+               CLI_POL_LOCKOUT_DURATION == CK_ADMIN_POL_LOCKOUT_DURATION,
+               "the CLI's policy rule bits are the admin API's");
+
+/* "/v1/policies/<name escaped>"; malloc'd. */
+static int
+policy_path(const char *name, char **out)
+{
+    char *esc = curl_easy_escape(NULL, name, 0);
+    size_t n;
+
+    *out = NULL;
+    if (esc == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "URL");
+    n = strlen("/v1/policies/") + strlen(esc) + 1;
+    if ((*out = malloc(n)) != NULL)
+        snprintf(*out, n, "/v1/policies/%s", esc);
+    curl_free(esc);
+    return *out != NULL ? 0 : ck_error_set(CK_ERR_NOMEM, "URL");
+}
+
+/* One policy request answered with status want and, unless want is 204, a policy record (in
+ * *out if not NULL). */
+static int
+policy_call(struct cli_remote *r, const char *method, const char *name, const char *body,
+            long want, ck_policy *out)
+{
+    struct answer a = {0};
+    char *path = NULL;
+    ck_policy pol;
+    int rc;
+
+    if ((rc = policy_path(name, &path)) != 0)
+        return rc;
+    if ((rc = call(r, method, path, body, body != NULL ? strlen(body) : 0, want, &a)) != 0)
+        goto out;
+    if (want != 204 &&
+        ck_admin_json_decode_policy(a.body != NULL ? a.body : "", a.len, &pol) != 0) {
+        rc = ck_error_set(CK_ERR_PROTO, "%s: unexpected answer: %s", r->base,
+                          ck_error_context());
+        goto out;
+    }
+    if (want != 204 && out != NULL)
+        *out = pol;
+out:
+    answer_clear(&a);
+    free(path);
+    return rc;
+}
+
+static int
+remote_policy_get(void *ctx, const char *name, ck_policy *out)
+{
+    return policy_call(ctx, "GET", name, NULL, 200, out);
+}
+
+static int
+remote_policy_list(void *ctx, cli_name_cb cb, void *arg)
+{
+    struct cli_remote *r = ctx;
+    struct ck_admin_name_page pg = {0};
+    struct answer a = {0};
+    int rc;
+
+    if ((rc = call(r, "GET", "/v1/policies", NULL, 0, 200, &a)) != 0)
+        goto out;
+    if (ck_admin_json_decode_policy_names(a.body != NULL ? a.body : "", a.len, &pg) != 0) {
+        rc = ck_error_set(CK_ERR_PROTO, "%s: unexpected answer: %s", r->base,
+                          ck_error_context());
+        goto out;
+    }
+    for (size_t i = 0; i < pg.n && rc == 0; i++)
+        rc = cb(pg.names[i], arg);
+out:
+    ck_admin_name_page_clear(&pg);
+    answer_clear(&a);
+    return rc;
+}
+
+static int
+remote_policy_add(void *ctx, const ck_policy *pol)
+{
+    char *body = NULL;
+    int rc;
+
+    if ((rc = ck_admin_json_encode_policy_rules(pol, CLI_POL_ALL, &body)) != 0)
+        return ck_error_set(rc, "policy %s: cannot encode the request", pol->name);
+    rc = policy_call(ctx, "POST", pol->name, body, 201, NULL);
+    free(body);
+    return rc;
+}
+
+static int
+remote_policy_modify(void *ctx, const char *name, const ck_policy *rules, unsigned present)
+{
+    char *body = NULL;
+    int rc;
+
+    if (present == 0)
+        return ck_error_set(CK_ERR_INVAL, "policy %s: nothing to change", name);
+    if ((rc = ck_admin_json_encode_policy_rules(rules, present, &body)) != 0)
+        return ck_error_set(rc, "policy %s: cannot encode the request", name);
+    rc = policy_call(ctx, "PATCH", name, body, 200, NULL);
+    free(body);
+    return rc;
+}
+
+static int
+remote_policy_delete(void *ctx, const char *name)
+{
+    return policy_call(ctx, "DELETE", name, NULL, 204, NULL);
+}
+
 const struct cli_admin_ops cli_admin_remote = {
     .realm_get = remote_realm_get,
     .realm_modify = remote_realm_modify,
@@ -751,6 +866,11 @@ const struct cli_admin_ops cli_admin_remote = {
     .princ_delete = remote_princ_delete,
     .princ_rename = remote_princ_rename,
     .princ_unlock = remote_princ_unlock,
+    .policy_get = remote_policy_get,
+    .policy_list = remote_policy_list,
+    .policy_add = remote_policy_add,
+    .policy_modify = remote_policy_modify,
+    .policy_delete = remote_policy_delete,
 };
 
 /* ===================================================================== choosing the executor */

@@ -39,7 +39,7 @@ static const struct {
     {"audit", cli_audit, "list the audit log of administrative changes; its retention",
      "the audit log is not in the admin API: run it on the KDC host with --db"},
     {"policy", cli_policy, "password policies and lockout rules: add, modify, show, list, delete",
-     "password policies are not in the admin API: run it on the KDC host with --db"},
+     NULL},
 };
 
 static void
@@ -51,7 +51,7 @@ usage(FILE *f)
     fprintf(f, "\nRun 'cablekey COMMAND --help' or 'cablekey help COMMAND [VERB]' for a command's\n"
                "options, 'cablekey --version' for the version. Commands that open a realm\n"
                "database take --db FILE and --stash FILE (default: FILE.stash).\n"
-               "\nRemote administration: 'cablekey --server URL [--ca FILE] principal|realm ...'\n"
+               "\nRemote administration: 'cablekey --server URL [--ca FILE] principal|realm|policy ...'\n"
                "(or --server URL after the verb) runs the verb on cablekey-admind with your\n"
                "Kerberos ticket (kinit first). URL is https://HOST[:PORT] (port 8749 if none;\n"
                "--ca FILE: the CA of its certificate, else the system store) or http:// to a\n"

@@ -1,4 +1,5 @@
-/* cablekey policy add|modify|show|list|delete, and the policy parts of `cablekey principal`
+/* cablekey policy add|modify|show|list|delete (through the executor of admin_ops.h: the store
+ * with --db, cablekey-admind with --server, the same output either way), and the policy parts of `cablekey principal`
  * (--policy/--clear-policy, the policy-checked password, the lockout lines of `show`, unlock),
  * kept here so that principal.c only calls them. */
 #include <getopt.h>
@@ -15,11 +16,14 @@
 enum {
     OPT_DB = 256, OPT_STASH, OPT_MIN_LENGTH, OPT_MIN_CLASSES, OPT_HISTORY, OPT_MIN_LIFE,
     OPT_MAX_LIFE, OPT_MAX_FAILURE, OPT_FAILURE_INTERVAL, OPT_LOCKOUT_DURATION, OPT_HELP,
+    OPT_SERVER, OPT_CA,
 };
 
 static const struct option policy_opts[] = {
     {"db", required_argument, NULL, OPT_DB},
     {"stash", required_argument, NULL, OPT_STASH},
+    {"server", required_argument, NULL, OPT_SERVER},
+    {"ca", required_argument, NULL, OPT_CA},
     {"min-length", required_argument, NULL, OPT_MIN_LENGTH},
     {"min-classes", required_argument, NULL, OPT_MIN_CLASSES},
     {"history", required_argument, NULL, OPT_HISTORY},
@@ -33,7 +37,7 @@ static const struct option policy_opts[] = {
 };
 
 static const char policy_help[] =
-    "usage: cablekey policy SUBCOMMAND --db FILE [--stash FILE] ...\n"
+    "usage: cablekey policy SUBCOMMAND (--db FILE [--stash FILE] | --server URL [--ca FILE]) ...\n"
     "\n"
     "  add NAME [RULES]       create a password policy (rules not given are off)\n"
     "  modify NAME RULES      change the given rules of a policy\n"
@@ -61,6 +65,7 @@ static const char policy_help[] =
 
 struct polopts {
     const char *db, *stash;
+    const char *server, *ca;  /* a remote executor (cli_executor_open) */
     unsigned set;             /* bit per RULE given */
     ck_policy rules;
     const char **names;
@@ -68,9 +73,10 @@ struct polopts {
 };
 
 enum {
-    R_MIN_LENGTH = 1u << 0, R_MIN_CLASSES = 1u << 1, R_HISTORY = 1u << 2, R_MIN_LIFE = 1u << 3,
-    R_MAX_LIFE = 1u << 4, R_MAX_FAILURE = 1u << 5, R_FAILURE_INTERVAL = 1u << 6,
-    R_LOCKOUT_DURATION = 1u << 7,
+    R_MIN_LENGTH = CLI_POL_MIN_LENGTH, R_MIN_CLASSES = CLI_POL_MIN_CLASSES,
+    R_HISTORY = CLI_POL_HISTORY, R_MIN_LIFE = CLI_POL_MIN_LIFE, R_MAX_LIFE = CLI_POL_MAX_LIFE,
+    R_MAX_FAILURE = CLI_POL_MAX_FAILURE, R_FAILURE_INTERVAL = CLI_POL_FAILURE_INTERVAL,
+    R_LOCKOUT_DURATION = CLI_POL_LOCKOUT_DURATION,
 };
 
 static int
@@ -105,6 +111,8 @@ parse_policy_opts(const char *what, int argc, char **argv, struct polopts *o)
         switch (c) {
         case OPT_DB: o->db = optarg; break;
         case OPT_STASH: o->stash = optarg; break;
+        case OPT_SERVER: o->server = optarg; break;
+        case OPT_CA: o->ca = optarg; break;
         case OPT_MIN_LENGTH:
             rc = parse_count(what, "min-length", optarg, 1024, &o->rules.min_length);
             o->set |= R_MIN_LENGTH;
@@ -158,29 +166,29 @@ one_policy_name(const char *what, const struct polopts *o)
     return CLI_OK;
 }
 
-static void
-apply_rules(ck_policy *pol, const struct polopts *o)
+void
+cli_policy_apply_rules(ck_policy *pol, const ck_policy *rules, unsigned present)
 {
-    if (o->set & R_MIN_LENGTH)
-        pol->min_length = o->rules.min_length;
-    if (o->set & R_MIN_CLASSES)
-        pol->min_classes = o->rules.min_classes;
-    if (o->set & R_HISTORY)
-        pol->history = o->rules.history;
-    if (o->set & R_MIN_LIFE)
-        pol->min_life = o->rules.min_life;
-    if (o->set & R_MAX_LIFE)
-        pol->max_life = o->rules.max_life;
-    if (o->set & R_MAX_FAILURE)
-        pol->max_failure = o->rules.max_failure;
-    if (o->set & R_FAILURE_INTERVAL)
-        pol->failure_interval = o->rules.failure_interval;
-    if (o->set & R_LOCKOUT_DURATION)
-        pol->lockout_duration = o->rules.lockout_duration;
+    if (present & R_MIN_LENGTH)
+        pol->min_length = rules->min_length;
+    if (present & R_MIN_CLASSES)
+        pol->min_classes = rules->min_classes;
+    if (present & R_HISTORY)
+        pol->history = rules->history;
+    if (present & R_MIN_LIFE)
+        pol->min_life = rules->min_life;
+    if (present & R_MAX_LIFE)
+        pol->max_life = rules->max_life;
+    if (present & R_MAX_FAILURE)
+        pol->max_failure = rules->max_failure;
+    if (present & R_FAILURE_INTERVAL)
+        pol->failure_interval = rules->failure_interval;
+    if (present & R_LOCKOUT_DURATION)
+        pol->lockout_duration = rules->lockout_duration;
 }
 
 static int
-pol_add(const char *what, const struct polopts *o, ck_store *store)
+pol_add(const char *what, const struct polopts *o, const struct cli_admin_ops *ops, void *ctx)
 {
     ck_policy pol;
     int rc, ret;
@@ -189,29 +197,25 @@ pol_add(const char *what, const struct polopts *o, ck_store *store)
         return rc;
     memset(&pol, 0, sizeof(pol));
     ck_strlcpy(pol.name, o->names[0], sizeof(pol.name));
-    apply_rules(&pol, o);
-    if ((ret = ck_store_create_policy(store, &pol)) != 0)
+    cli_policy_apply_rules(&pol, &o->rules, o->set);
+    if ((ret = ops->policy_add(ctx, &pol)) != 0)
         return cli_fail(what, ret);
     printf("Policy %s created.\n", pol.name);
     return CLI_OK;
 }
 
 static int
-pol_modify(const char *what, const struct polopts *o, ck_store *store)
+pol_modify(const char *what, const struct polopts *o, const struct cli_admin_ops *ops, void *ctx)
 {
-    ck_policy pol;
     int rc, ret;
 
     if ((rc = one_policy_name(what, o)) != CLI_OK)
         return rc;
     if (o->set == 0)
         return cli_usage_error(what, "nothing to modify: give at least one rule (see --help)");
-    if ((ret = ck_store_get_policy(store, o->names[0], &pol)) != 0)
+    if ((ret = ops->policy_modify(ctx, o->names[0], &o->rules, o->set)) != 0)
         return cli_fail(what, ret);
-    apply_rules(&pol, o);
-    if ((ret = ck_store_modify_policy(store, &pol)) != 0)
-        return cli_fail(what, ret);
-    printf("Policy %s modified.\n", pol.name);
+    printf("Policy %s modified.\n", o->names[0]);
     return CLI_OK;
 }
 
@@ -228,60 +232,66 @@ print_secs(const char *label, int64_t v, const char *zero)
     printf("%s: %s\n", label, buf);
 }
 
+void
+cli_print_policy(const ck_policy *pol)
+{
+    /* MIT getpol's labels, so that operators' habits and scripts carry over. */
+    printf("Policy: %s\n", pol->name);
+    print_secs("Maximum password life", pol->max_life, "0 (passwords do not expire)");
+    print_secs("Minimum password life", pol->min_life, "0");
+    printf("Minimum password length: %u\n", pol->min_length);
+    printf("Minimum number of password character classes: %u\n", pol->min_classes);
+    printf("Number of old keys kept: %u\n", pol->history);
+    printf("Maximum password failures before lockout: %u%s\n", pol->max_failure,
+           pol->max_failure == 0 ? " (lockout off)" : "");
+    print_secs("Password failure count reset interval", pol->failure_interval, "0 (never)");
+    print_secs("Password lockout duration", pol->lockout_duration,
+               "0 (until an administrator unlocks)");
+    printf("Principals using it: %llu\n", (unsigned long long)pol->ref_count);
+}
+
 static int
-pol_show(const char *what, const struct polopts *o, ck_store *store)
+pol_show(const char *what, const struct polopts *o, const struct cli_admin_ops *ops, void *ctx)
 {
     ck_policy pol;
     int rc, ret;
 
     if ((rc = one_policy_name(what, o)) != CLI_OK)
         return rc;
-    if ((ret = ck_store_get_policy(store, o->names[0], &pol)) != 0)
+    if ((ret = ops->policy_get(ctx, o->names[0], &pol)) != 0)
         return cli_fail(what, ret);
-    /* MIT getpol's labels, so that operators' habits and scripts carry over. */
-    printf("Policy: %s\n", pol.name);
-    print_secs("Maximum password life", pol.max_life, "0 (passwords do not expire)");
-    print_secs("Minimum password life", pol.min_life, "0");
-    printf("Minimum password length: %u\n", pol.min_length);
-    printf("Minimum number of password character classes: %u\n", pol.min_classes);
-    printf("Number of old keys kept: %u\n", pol.history);
-    printf("Maximum password failures before lockout: %u%s\n", pol.max_failure,
-           pol.max_failure == 0 ? " (lockout off)" : "");
-    print_secs("Password failure count reset interval", pol.failure_interval, "0 (never)");
-    print_secs("Password lockout duration", pol.lockout_duration,
-               "0 (until an administrator unlocks)");
-    printf("Principals using it: %llu\n", (unsigned long long)pol.ref_count);
+    cli_print_policy(&pol);
     return CLI_OK;
 }
 
 static int
-print_policy_name(const ck_policy *pol, void *arg)
+print_policy_name(const char *name, void *arg)
 {
     (void)arg;
-    printf("%s\n", pol->name);
+    printf("%s\n", name);
     return 0;
 }
 
 static int
-pol_list(const char *what, const struct polopts *o, ck_store *store)
+pol_list(const char *what, const struct polopts *o, const struct cli_admin_ops *ops, void *ctx)
 {
     int ret;
 
     if ((ret = cli_no_more_args(what, o->n_names != 0 ? o->names[0] : NULL)) != CLI_OK)
         return ret;
-    if ((ret = ck_store_list_policies(store, print_policy_name, NULL)) != 0)
+    if ((ret = ops->policy_list(ctx, print_policy_name, NULL)) != 0)
         return cli_fail(what, ret);
     return CLI_OK;
 }
 
 static int
-pol_delete(const char *what, const struct polopts *o, ck_store *store)
+pol_delete(const char *what, const struct polopts *o, const struct cli_admin_ops *ops, void *ctx)
 {
     int rc, ret;
 
     if ((rc = one_policy_name(what, o)) != CLI_OK)
         return rc;
-    if ((ret = ck_store_delete_policy(store, o->names[0])) != 0)
+    if ((ret = ops->policy_delete(ctx, o->names[0])) != 0)
         return cli_fail(what, ret);
     printf("Policy %s deleted.\n", o->names[0]);
     return CLI_OK;
@@ -292,7 +302,8 @@ cli_policy(int argc, char **argv)
 {
     static const struct {
         const char *name;
-        int (*fn)(const char *what, const struct polopts *o, ck_store *store);
+        int (*fn)(const char *what, const struct polopts *o, const struct cli_admin_ops *ops,
+                  void *ctx);
         bool readonly, rules;
     } subs[] = {
         {"add", pol_add, false, true},        {"modify", pol_modify, false, true},
@@ -301,7 +312,7 @@ cli_policy(int argc, char **argv)
     };
     char what[64];
     struct polopts o;
-    ck_store *store = NULL;
+    struct cli_executor ex;
     int rc;
 
     if (cli_family_help(argc, argv, policy_help, NULL, &rc))
@@ -317,10 +328,11 @@ cli_policy(int argc, char **argv)
             return rc;
         if (!subs[i].rules && o.set != 0)
             return cli_usage_error(what, "rules do not apply here");
-        if ((rc = cli_open_store(what, o.db, o.stash, subs[i].readonly, &store)) != CLI_OK)
+        if ((rc = cli_executor_open(what, o.db, o.stash, o.server, o.ca, subs[i].readonly,
+                                    &ex)) != CLI_OK)
             return rc;
-        rc = subs[i].fn(what, &o, store);
-        ck_store_close(store);
+        rc = subs[i].fn(what, &o, ex.ops, ex.ctx);
+        cli_executor_close(&ex);
         return rc;
     }
     return cli_unknown_verb("policy", argv[1]);
