@@ -658,8 +658,8 @@ op_policy_list(struct back *b, const json_t *msg, struct reply *r)
 static void
 op_policy_create(struct back *b, const json_t *msg, struct reply *r)
 {
-    char what[CK_POLICY_NAME_MAX + 16];
     static const char *const members[] = {"op", "actor", "name", "req", NULL};
+    char what[CK_POLICY_NAME_MAX + 16];
     const char *name;
     ck_policy pol;
     unsigned present;
@@ -679,8 +679,8 @@ op_policy_create(struct back *b, const json_t *msg, struct reply *r)
 static void
 op_policy_modify(struct back *b, const json_t *msg, struct reply *r)
 {
-    char what[CK_POLICY_NAME_MAX + 16];
     static const char *const members[] = {"op", "actor", "name", "req", NULL};
+    char what[CK_POLICY_NAME_MAX + 16];
     const char *name;
     ck_policy pol, rules;
     unsigned present;
@@ -718,8 +718,8 @@ op_policy_modify(struct back *b, const json_t *msg, struct reply *r)
 static void
 op_policy_delete(struct back *b, const json_t *msg, struct reply *r)
 {
-    char what[CK_POLICY_NAME_MAX + 16];
     static const char *const members[] = {"op", "actor", "name", NULL};
+    char what[CK_POLICY_NAME_MAX + 16];
     const char *name;
     int rc;
 

@@ -265,6 +265,70 @@ test_operations(void)
     fixture_down();
 }
 
+/* The policy operations: create, get, list, modify (the given rules only), delete, with the
+ * store's own checks (min_life < max_life, in use) answered as errors, not served. */
+static void
+test_policies(void)
+{
+    struct back b;
+    ck_store *s = NULL;
+    ck_policy pol;
+
+    fixture_up();
+    b = start_back();
+    expect_reply(&b, "{\"op\":\"policy.create\",\"actor\":\"joe/admin@TEST.REALM\",\"name\":\"strict\","
+                     "\"req\":{\"min_length\":12,\"max_failure\":3,\"lockout_duration\":600}}",
+                 "{\"status\":201,\"body\":{");
+    expect_reply(&b, "{\"op\":\"policy.create\",\"actor\":\"a@TEST.REALM\",\"name\":\"empty\","
+                     "\"req\":{}}", "\"status\":201");
+    expect_reply(&b, "{\"op\":\"policy.create\",\"actor\":\"a@TEST.REALM\",\"name\":\"strict\","
+                     "\"req\":{}}", "{\"status\":409,\"error\":{\"code\":\"exists\"");
+    /* The store's cross-field rule, checked again behind the front. */
+    expect_reply(&b, "{\"op\":\"policy.create\",\"actor\":\"a@TEST.REALM\",\"name\":\"bad\","
+                     "\"req\":{\"min_life\":7200,\"max_life\":3600}}",
+                 "{\"status\":400,\"error\":{\"code\":\"bad_request\",\"message\":\"policy bad: "
+                 "policy min-life must be shorter");
+    expect_reply(&b, "{\"op\":\"policy.get\",\"actor\":\"a@TEST.REALM\",\"name\":\"strict\"}",
+                 "\"min_length\":12,\"min_classes\":0,\"history\":0,\"min_life\":0,\"max_life\":0,"
+                 "\"max_failure\":3,\"failure_interval\":0,\"lockout_duration\":600,\"name\":\"strict\","
+                 "\"principals\":0");
+    expect_reply(&b, "{\"op\":\"policy.get\",\"actor\":\"a@TEST.REALM\",\"name\":\"nope\"}",
+                 "{\"status\":404,\"error\":{\"code\":\"not_found\",\"message\":\"policy nope: "
+                 "not found\"");
+    expect_reply(&b, "{\"op\":\"policy.list\",\"actor\":\"a@TEST.REALM\"}",
+                 "{\"status\":200,\"body\":{\"policies\":[\"empty\",\"strict\"]}}");
+    expect_reply(&b, "{\"op\":\"policy.modify\",\"actor\":\"a@TEST.REALM\",\"name\":\"strict\","
+                     "\"req\":{\"min_length\":14}}", "\"min_length\":14,");
+    expect_reply(&b, "{\"op\":\"policy.modify\",\"actor\":\"a@TEST.REALM\",\"name\":\"nope\","
+                     "\"req\":{\"min_length\":14}}", "{\"status\":404");
+    expect_reply(&b, "{\"op\":\"principal.create\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"bob@TEST.REALM\",\"req\":{\"password\":\"short\",\"policy\":\"strict\"}}",
+                 "password is too short");
+    expect_reply(&b, "{\"op\":\"principal.create\",\"actor\":\"a@TEST.REALM\","
+                     "\"name\":\"bob@TEST.REALM\",\"req\":{\"random_key\":true,\"policy\":\"strict\"}}",
+                 "\"status\":201");
+    expect_reply(&b, "{\"op\":\"policy.delete\",\"actor\":\"a@TEST.REALM\",\"name\":\"strict\"}",
+                 "{\"status\":409,\"error\":{\"code\":\"conflict\"");
+    expect_reply(&b, "{\"op\":\"policy.delete\",\"actor\":\"a@TEST.REALM\",\"name\":\"empty\"}",
+                 "{\"status\":204");
+    expect_reply(&b, "{\"op\":\"policy.delete\",\"actor\":\"a@TEST.REALM\",\"name\":\"empty\"}",
+                 "{\"status\":404");
+    CHECK_INT_EQ(stop_back(&b), 0);
+    /* What the store holds afterwards. */
+    CHECK_OK(ck_store_open(db, stash, CK_STORE_READONLY, &s));
+    if (s != NULL) {
+        CHECK_OK(ck_store_get_policy(s, "strict", &pol));
+        CHECK_INT_EQ(pol.min_length, 14);
+        CHECK_INT_EQ(pol.max_failure, 3);
+        CHECK_INT_EQ(pol.lockout_duration, 600);
+        CHECK_INT_EQ(pol.ref_count, 1);
+        CHECK(ck_store_get_policy(s, "empty", &pol) == CK_ERR_NOTFOUND);
+        CHECK(ck_store_get_policy(s, "bad", &pol) == CK_ERR_NOTFOUND);
+    }
+    ck_store_close(s);
+    fixture_down();
+}
+
 /* Each frame must make the back process exit with status 3 without answering. */
 static void
 test_protocol_violations(void)
@@ -298,6 +362,17 @@ test_protocol_violations(void)
         "\"new_name\":\"carol@OTHER.REALM\"}",
         "{\"op\":\"principal.rename\",\"actor\":\"a@TEST.REALM\",\"name\":\"bob@TEST.REALM\","
         "\"new_name\":[\"carol@TEST.REALM\"]}",
+        /* Policies: names and rules the front checks, checked again. */
+        "{\"op\":\"policy.get\",\"actor\":\"a@TEST.REALM\",\"name\":\"has space\"}",
+        "{\"op\":\"policy.get\",\"actor\":\"a@TEST.REALM\"}",
+        "{\"op\":\"policy.list\",\"actor\":\"a@TEST.REALM\",\"name\":\"p\"}",
+        "{\"op\":\"policy.create\",\"actor\":\"a@TEST.REALM\",\"name\":\"p\"}",
+        "{\"op\":\"policy.create\",\"actor\":\"a@TEST.REALM\",\"name\":\"p\","
+        "\"req\":{\"min_classes\":6}}",
+        "{\"op\":\"policy.create\",\"actor\":\"a@TEST.REALM\",\"name\":\"p\","
+        "\"req\":{\"principals\":0}}",
+        "{\"op\":\"policy.modify\",\"actor\":\"a@TEST.REALM\",\"name\":\"p\",\"req\":{}}",
+        "{\"op\":\"policy.delete\",\"actor\":\"a@TEST.REALM\",\"name\":\"p\",\"req\":{}}",
         "{\"op\":\"realm.get\"",
         "[\"realm.get\"]",
     };
@@ -356,5 +431,6 @@ test_store_refused(void)
     fixture_down();
 }
 
-CK_TEST_MAIN("admin_back", CK_TEST_CASE(test_operations), CK_TEST_CASE(test_protocol_violations),
+CK_TEST_MAIN("admin_back", CK_TEST_CASE(test_operations), CK_TEST_CASE(test_policies),
+             CK_TEST_CASE(test_protocol_violations),
              CK_TEST_CASE(test_store_refused))

@@ -455,6 +455,118 @@ test_flags_and_device(void)
     free(text);
 }
 
+static int
+pol_rules(const char *text, bool modify, ck_policy *rules, unsigned *present)
+{
+    return ck_admin_json_decode_policy_rules(text, strlen(text), modify, rules, present);
+}
+
+static void
+test_policies(void)
+{
+    ck_policy pol = {.name = "strict", .min_length = 12, .min_classes = 3, .history = 5,
+                     .min_life = 3600, .max_life = 7776000, .max_failure = 4,
+                     .failure_interval = 600, .lockout_duration = 0, .ref_count = 7,
+                     .created = 1700000000, .modified = 0};
+    ck_policy q, rules;
+    struct ck_admin_name_page pg;
+    unsigned present;
+    char *text = NULL;
+
+    CHECK_OK(ck_admin_json_encode_policy(&pol, &text));
+    CHECK(text != NULL && strstr(text, "\"modified\":null") != NULL &&
+          strstr(text, "\"principals\":7") != NULL && strstr(text, "\"min_life\":3600") != NULL);
+    CHECK_OK(ck_admin_json_decode_policy(text, strlen(text), &q));
+    CHECK(strcmp(q.name, "strict") == 0);
+    CHECK_INT_EQ(q.min_length, 12);
+    CHECK_INT_EQ(q.min_classes, 3);
+    CHECK_INT_EQ(q.history, 5);
+    CHECK_INT_EQ(q.min_life, 3600);
+    CHECK_INT_EQ(q.max_life, 7776000);
+    CHECK_INT_EQ(q.max_failure, 4);
+    CHECK_INT_EQ(q.failure_interval, 600);
+    CHECK_INT_EQ(q.lockout_duration, 0);
+    CHECK_INT_EQ(q.ref_count, 7);
+    CHECK_INT_EQ(q.created, 1700000000);
+    CHECK_INT_EQ(q.modified, 0);
+    free(text);
+    {
+        /* A record: every member, checked name and ranges, nothing else. */
+        static const char *const bad[] = {
+            "{}",
+            "{\"name\":\"p\",\"min_length\":1,\"min_classes\":1,\"history\":1,\"min_life\":0,"
+            "\"max_life\":0,\"max_failure\":0,\"failure_interval\":0,\"principals\":0,"
+            "\"created\":null,\"modified\":null}", /* lockout_duration missing */
+            "{\"name\":\"a b\",\"min_length\":1,\"min_classes\":1,\"history\":1,\"min_life\":0,"
+            "\"max_life\":0,\"max_failure\":0,\"failure_interval\":0,\"lockout_duration\":0,"
+            "\"principals\":0,\"created\":null,\"modified\":null}",
+            "{\"name\":\"p\",\"min_length\":1025,\"min_classes\":1,\"history\":1,\"min_life\":0,"
+            "\"max_life\":0,\"max_failure\":0,\"failure_interval\":0,\"lockout_duration\":0,"
+            "\"principals\":0,\"created\":null,\"modified\":null}",
+            "{\"name\":\"p\",\"min_length\":1,\"min_classes\":1,\"history\":1,\"min_life\":0,"
+            "\"max_life\":0,\"max_failure\":0,\"failure_interval\":0,\"lockout_duration\":0,"
+            "\"principals\":-1,\"created\":null,\"modified\":null}",
+            "{\"name\":\"p\",\"min_length\":1,\"min_classes\":1,\"history\":1,\"min_life\":0,"
+            "\"max_life\":0,\"max_failure\":0,\"failure_interval\":0,\"lockout_duration\":0,"
+            "\"principals\":0,\"created\":null,\"modified\":null,\"extra\":1}",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            CHECK(ck_admin_json_decode_policy(bad[i], strlen(bad[i]), &q) == CK_ERR_DECODE);
+            CHECK(q.name[0] == '\0' && q.min_length == 0);
+        }
+    }
+
+    /* Rule requests: only the rules given, ranges as the store's. */
+    CHECK_OK(ck_admin_json_encode_policy_rules(&pol, CK_ADMIN_POL_MIN_LENGTH |
+                                               CK_ADMIN_POL_LOCKOUT_DURATION, &text));
+    CHECK(text != NULL && strcmp(text, "{\"min_length\":12,\"lockout_duration\":0}") == 0);
+    CHECK_OK(pol_rules(text, true, &rules, &present));
+    CHECK_INT_EQ(present, CK_ADMIN_POL_MIN_LENGTH | CK_ADMIN_POL_LOCKOUT_DURATION);
+    CHECK_INT_EQ(rules.min_length, 12);
+    CHECK(rules.name[0] == '\0');
+    free(text);
+    CHECK_OK(pol_rules("{}", false, &rules, &present));
+    CHECK_INT_EQ(present, 0);
+    CHECK(pol_rules("{}", true, &rules, &present) == CK_ERR_DECODE);
+    CHECK(strstr(ck_error_context(), "no rule") != NULL);
+    CHECK_OK(pol_rules("{\"max_life\":3162240000,\"history\":100,\"min_classes\":5}", true,
+                       &rules, &present));
+    CHECK_INT_EQ(rules.max_life, 3162240000LL);
+    {
+        static const char *const bad[] = {
+            "{\"name\":\"x\"}", "{\"principals\":1}", "{\"min_length\":-1}",
+            "{\"min_length\":1025}", "{\"min_classes\":6}", "{\"history\":101}",
+            "{\"max_failure\":1000001}", "{\"max_life\":3162240001}", "{\"min_life\":-1}",
+            "{\"lockout_duration\":\"1h\"}", "{\"failure_interval\":1.5}",
+            "{\"min_length\":true}", "{\"min_length\":null}", "{\"min_length\":1,\"min_length\":2}",
+            "[]", "{\"minlength\":8}",
+        };
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            CHECK(pol_rules(bad[i], false, &rules, &present) == CK_ERR_DECODE);
+            CHECK(present == 0 && rules.min_length == 0);
+        }
+    }
+    CHECK(strstr(ck_error_context(), "minlength") != NULL);
+
+    /* The listing. */
+    {
+        const char *ok = "{\"policies\":[\"a\",\"default\"]}";
+        static const char *const bad[] = {
+            "{\"policies\":[\"a b\"]}", "{\"policies\":[\"\"]}", "{\"policies\":[1]}",
+            "{\"policies\":\"a\"}", "{\"policies\":[],\"next\":null}", "{}",
+            "{\"policies\":[\"a\\u0000b\"]}",
+        };
+        CHECK_OK(ck_admin_json_decode_policy_names(ok, strlen(ok), &pg));
+        CHECK_INT_EQ(pg.n, 2);
+        CHECK(pg.n == 2 && strcmp(pg.names[1], "default") == 0 && pg.next == NULL);
+        ck_admin_name_page_clear(&pg);
+        for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+            CHECK(ck_admin_json_decode_policy_names(bad[i], strlen(bad[i]), &pg) == CK_ERR_DECODE);
+            CHECK(pg.n == 0 && pg.names == NULL);
+        }
+    }
+}
+
 static void
 test_secure_alloc(void)
 {
@@ -473,4 +585,4 @@ CK_TEST_MAIN("admin_json", CK_TEST_CASE(test_principal_roundtrip),
              CK_TEST_CASE(test_principal_decode_strict), CK_TEST_CASE(test_realm_roundtrip),
              CK_TEST_CASE(test_requests), CK_TEST_CASE(test_flags_and_device),
              CK_TEST_CASE(test_realm_mod_and_rename), CK_TEST_CASE(test_error_and_page),
-             CK_TEST_CASE(test_secure_alloc))
+             CK_TEST_CASE(test_policies), CK_TEST_CASE(test_secure_alloc))
