@@ -1,7 +1,8 @@
 /* Fuzzes the admin API's JSON decoders: the three request kinds (what HTTP clients send, and
  * what the daemon's back process receives), realm changes and renames, principal and realm
- * records, error answers and list pages (what `cablekey --server` receives); a decoded request
- * or realm change is re-encoded and must decode again to the same fields. */
+ * records, error answers and list pages (what `cablekey --server` receives), policy records,
+ * rule requests and listings; a decoded request, realm change, policy or rule request is
+ * re-encoded and must decode again to the same fields. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,6 +61,34 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         (void)ck_admin_json_decode_error(text, size, code, sizeof(code), msg, sizeof(msg));
         if (ck_admin_json_decode_name_page(text, size, &pg) == 0 &&
             pg.n > CK_ADMIN_PAGE_MAX_NAMES)
+            abort();
+        ck_admin_name_page_clear(&pg);
+    }
+    {
+        ck_policy pol, pol2;
+        struct ck_admin_name_page pg;
+        unsigned present, present2;
+
+        if (ck_admin_json_decode_policy(text, size, &pol) == 0) {
+            if (ck_admin_json_encode_policy(&pol, &out) != 0 ||
+                ck_admin_json_decode_policy(out, strlen(out), &pol2) != 0 ||
+                memcmp(&pol, &pol2, sizeof(pol)) != 0)
+                abort();
+            free(out);
+        }
+        for (int modify = 0; modify <= 1; modify++) {
+            if (ck_admin_json_decode_policy_rules(text, size, modify, &pol, &present) != 0)
+                continue;
+            if ((modify && present == 0) ||
+                ck_admin_json_encode_policy_rules(&pol, present, &out) != 0 ||
+                ck_admin_json_decode_policy_rules(out, strlen(out), modify, &pol2,
+                                                  &present2) != 0 ||
+                present2 != present || memcmp(&pol, &pol2, sizeof(pol)) != 0)
+                abort();
+            free(out);
+        }
+        if (ck_admin_json_decode_policy_names(text, size, &pg) == 0 &&
+            (pg.n > CK_POLICY_LIST_MAX || pg.next != NULL))
             abort();
         ck_admin_name_page_clear(&pg);
     }
