@@ -168,8 +168,22 @@ struct ck_admin_name_page {
 int ck_admin_json_decode_name_page(const char *text, size_t len, struct ck_admin_name_page *out);
 void ck_admin_name_page_clear(struct ck_admin_name_page *pg);
 
-/* A device record (encode only: clients print it as received). */
+/* A device record. The decoder (for `cablekey --server device show|list`) checks the MAC
+ * (canonical), the state ("active" or "revoked"), the pin (64 hex digits or null), the comment
+ * (at most CK_DEVICE_COMMENT_MAX bytes, no control characters) and the times; *out is freed with
+ * ck_db_device_free. */
 int ck_admin_json_encode_device(const ck_db_device *dev, char **out);
+int ck_admin_json_decode_device(const char *text, size_t len, ck_db_device **out);
+/* One page of GET /v1/devices, {"devices": [device, ...], "next": MAC|null}. */
+#define CK_ADMIN_DEVICE_PAGE_MAX 1000
+struct ck_admin_device_page {
+    ck_db_device **devices;
+    size_t n;
+    char next[CK_DEVICE_MAC_LEN + 1]; /* "": the listing is complete */
+};
+int ck_admin_json_decode_device_page(const char *text, size_t len,
+                                     struct ck_admin_device_page *out);
+void ck_admin_device_page_clear(struct ck_admin_device_page *pg);
 
 /* ---- password policies ---- */
 

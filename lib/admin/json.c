@@ -1389,3 +1389,150 @@ out:
         ck_admin_name_page_clear(out);
     return rc;
 }
+
+/* ------------------------------------------------------------------ device records (client) */
+
+static int
+device_from_json(const json_t *o, ck_db_device **out)
+{
+    static const char *const members[] = {"mac", "principal", "state", "pin", "created",
+                                          "modified", "revoked", "comment", NULL};
+    const json_t *mac, *principal, *state, *pin, *comment;
+    ck_db_device *d = NULL;
+    char canon[CK_DEVICE_MAC_LEN + 1];
+    int rc;
+
+    *out = NULL;
+    if (!json_is_object(o))
+        return ck_error_set(CK_ERR_DECODE, "device: not a JSON object");
+    if ((rc = check_members(o, members)) != 0)
+        return rc;
+    mac = json_object_get(o, "mac");
+    principal = json_object_get(o, "principal");
+    state = json_object_get(o, "state");
+    pin = json_object_get(o, "pin");
+    comment = json_object_get(o, "comment");
+    if (!json_is_string(mac) || json_string_length(mac) != CK_DEVICE_MAC_LEN ||
+        ck_device_mac_parse(json_string_value(mac), canon) != 0 ||
+        strcmp(canon, json_string_value(mac)) != 0)
+        return dec_err("mac", "must be a MAC address aa:bb:cc:dd:ee:ff");
+    if (!json_is_string(principal) || json_string_length(principal) == 0 ||
+        json_string_length(principal) >= CK_PRINCIPAL_MAX_TEXT ||
+        strlen(json_string_value(principal)) != json_string_length(principal))
+        return dec_err("principal", "must be a principal name");
+    if (!json_is_string(comment) || json_string_length(comment) > CK_DEVICE_COMMENT_MAX)
+        return dec_err("comment", "must be a string of at most 256 bytes");
+    for (size_t i = 0; i < json_string_length(comment); i++) {
+        unsigned char c = (unsigned char)json_string_value(comment)[i];
+        if (c < 0x20 || c == 0x7f)
+            return dec_err("comment", "must hold no control characters");
+    }
+    if ((d = calloc(1, sizeof(*d))) == NULL)
+        return CK_ERR_NOMEM;
+    memcpy(d->mac, canon, sizeof(d->mac));
+    if (json_is_string(state) && strcmp(json_string_value(state), "active") == 0) {
+        d->state = CK_DEVICE_ACTIVE;
+    } else if (json_is_string(state) && strcmp(json_string_value(state), "revoked") == 0) {
+        d->state = CK_DEVICE_REVOKED;
+    } else {
+        rc = dec_err("state", "must be \"active\" or \"revoked\"");
+        goto fail;
+    }
+    if (json_is_string(pin)) {
+        if (json_string_length(pin) != 2 * CK_DEVICE_SPKI_HASH_LEN ||
+            ck_device_pin_parse_hex(json_string_value(pin), d->spki_sha256) != 0) {
+            rc = dec_err("pin", "must be 64 hex digits or null");
+            goto fail;
+        }
+        d->has_pin = true;
+    } else if (!json_is_null(pin)) {
+        rc = dec_err("pin", "must be 64 hex digits or null");
+        goto fail;
+    }
+    if ((rc = get_int(o, "created", 0, MAX_TIME, &d->created)) != 0 ||
+        (rc = get_int(o, "modified", 0, MAX_TIME, &d->modified)) != 0 ||
+        (rc = get_time(o, "revoked", &d->revoked)) != 0)
+        goto fail;
+    if ((d->principal = strdup(json_string_value(principal))) == NULL ||
+        (d->comment = strdup(json_string_value(comment))) == NULL) {
+        rc = CK_ERR_NOMEM;
+        goto fail;
+    }
+    *out = d;
+    return 0;
+fail:
+    ck_db_device_free(d);
+    return rc;
+}
+
+int
+ck_admin_json_decode_device(const char *text, size_t len, ck_db_device **out)
+{
+    json_t *o;
+    int rc;
+
+    *out = NULL;
+    if ((rc = ck_admin_json_parse_object(text, len, &o)) != 0)
+        return rc;
+    rc = device_from_json(o, out);
+    json_decref(o);
+    return rc;
+}
+
+void
+ck_admin_device_page_clear(struct ck_admin_device_page *pg)
+{
+    if (pg == NULL)
+        return;
+    for (size_t i = 0; i < pg->n; i++)
+        ck_db_device_free(pg->devices[i]);
+    free(pg->devices);
+    memset(pg, 0, sizeof(*pg));
+}
+
+int
+ck_admin_json_decode_device_page(const char *text, size_t len, struct ck_admin_device_page *out)
+{
+    static const char *const members[] = {"devices", "next", NULL};
+    const json_t *arr, *next;
+    json_t *o;
+    int rc;
+
+    memset(out, 0, sizeof(*out));
+    if ((rc = parse_bounded(text, len, CK_ADMIN_JSON_PAGE_MAX, &o)) != 0)
+        return rc;
+    if ((rc = check_members(o, members)) != 0)
+        goto out;
+    arr = json_object_get(o, "devices");
+    next = json_object_get(o, "next");
+    if (!json_is_array(arr) || json_array_size(arr) > CK_ADMIN_DEVICE_PAGE_MAX) {
+        rc = dec_err("devices", "must be an array of at most 1000 devices");
+        goto out;
+    }
+    if (json_is_string(next)) {
+        if (json_string_length(next) != CK_DEVICE_MAC_LEN ||
+            ck_device_mac_parse(json_string_value(next), out->next) != 0 ||
+            strcmp(out->next, json_string_value(next)) != 0) {
+            rc = dec_err("next", "must be a MAC address or null");
+            goto out;
+        }
+    } else if (!json_is_null(next)) {
+        rc = dec_err("next", "must be a MAC address or null");
+        goto out;
+    }
+    if (json_array_size(arr) > 0 &&
+        (out->devices = calloc(json_array_size(arr), sizeof(*out->devices))) == NULL) {
+        rc = CK_ERR_NOMEM;
+        goto out;
+    }
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        if ((rc = device_from_json(json_array_get(arr, i), &out->devices[i])) != 0)
+            goto out;
+        out->n++;
+    }
+out:
+    json_decref(o);
+    if (rc != 0)
+        ck_admin_device_page_clear(out);
+    return rc;
+}

@@ -4,7 +4,7 @@
 # verb checked against what the local CLI (--db) sees: passwords set remotely work with kinit,
 # `show` prints exactly what the local `show` prints, realm changes are visible locally, the audit
 # log names the ticket's principal; the policy verbs likewise, and a policy made remotely applies
-# to passwords set remotely. Refusals: no ticket (401), outside the ACL (403), http to a
+# to passwords set remotely; device list/show print what --db prints. Refusals: no ticket (401), outside the ACL (403), http to a
 # non-loopback address, --server with --db, --server on a family without a remote counterpart.
 # HTTPS with a certificate from `cablekey pki`, verified with --ca.
 . "$(dirname "$0")/lib.sh"
@@ -255,6 +255,47 @@ expect_output "policy delete of the empty policy (remote)" 'deleted' remote poli
 expect_output "audit: the ticket's principal is the actor of a remote policy change" \
     'joe/admin@TEST\.REALM[[:space:]]+policy\.delete[[:space:]]+remote1' local_cli audit list --db "$DB"
 
+# --- device list / show (remote, read only) ---------------------------------------------------
+local_cli device add --db "$DB" --mac 00:11:22:33:44:01 --principal joe/admin --comment "rack 1" \
+    --spki-sha256 "$(printf '%064d' 7)" >/dev/null 2>&1 || bail "cablekey device add"
+local_cli device add --db "$DB" --mac 00:11:22:33:44:02 --principal eve >/dev/null 2>&1 ||
+    bail "cablekey device add"
+local_cli device add --db "$DB" --mac 00:11:22:33:44:03 --principal joe/admin >/dev/null 2>&1 ||
+    bail "cablekey device add"
+local_cli device revoke --db "$DB" --mac 00:11:22:33:44:03 >/dev/null 2>&1 || bail "device revoke"
+expect_output "device show (remote)" '^Device: 00:11:22:33:44:01$' \
+    remote device show --mac 00-11-22-33-44-01
+cp "$tmp/last.out" "$tmp/dev.remote"
+local_cli device show --db "$DB" --mac 00:11:22:33:44:01 >"$tmp/dev.local" 2>&1
+same_output "device show: remote output equals local output" "$tmp/dev.local" "$tmp/dev.remote"
+grep -q '^Comment: rack 1$' "$tmp/dev.remote" && grep -q '^Key pin (SPKI SHA-256): 0\{63\}7$' "$tmp/dev.remote" &&
+    ok "device show: comment and pin" || not_ok "device show: comment and pin" "$(cat "$tmp/dev.remote")"
+remote device show --mac 00:11:22:33:44:03 >"$tmp/dev3.remote" 2>&1
+local_cli device show --db "$DB" --mac 00:11:22:33:44:03 >"$tmp/dev3.local" 2>&1
+same_output "device show of a revoked device: remote equals local" "$tmp/dev3.local" "$tmp/dev3.remote"
+for args in "" "--principal joe/admin" "--principal eve@TEST.REALM" "--limit 1" \
+    "--after 00:11:22:33:44:01" "--after 00:11:22:33:44:01 --limit 1"; do
+    # shellcheck disable=SC2086
+    remote device list $args >"$tmp/devl.remote" 2>&1
+    # shellcheck disable=SC2086
+    local_cli device list --db "$DB" $args >"$tmp/devl.local" 2>&1
+    same_output "device list ${args:-(all)}: remote equals local" "$tmp/devl.local" "$tmp/devl.remote"
+done
+[ "$(wc -l <"$tmp/devl.remote")" -eq 1 ] && grep -q '^00:11:22:33:44:02' "$tmp/devl.remote" &&
+    ok "device list --after --limit 1: the next device only" ||
+    not_ok "device list --after --limit 1: the next device only" "$(cat "$tmp/devl.remote")"
+[ "$(remote device list --principal joe/admin | wc -l)" -eq 2 ] && ok "device list --principal: two devices" ||
+    not_ok "device list --principal: two devices"
+expect_exit "device show of an unknown MAC: exit 1" 1 'not found' remote device show --mac 00:11:22:33:44:99
+expect_exit "device revoke with --server: no remote counterpart" 2 'device: --server: no remote counterpart' \
+    remote device revoke --mac 00:11:22:33:44:01
+expect_exit "device add with --server after the verb: refused" 2 'no remote counterpart' \
+    local_cli device add --mac 00:11:22:33:44:05 --principal eve --server "$S"
+expect_exit "device list with --server and --db: usage error" 2 'exclude each other' \
+    local_cli device list --db "$DB" --server "$S"
+expect_output "the refused revoke changed nothing" '^State: active$' \
+    local_cli device show --db "$DB" --mac 00:11:22:33:44:01
+
 # --- realm modify ----------------------------------------------------------------------------
 expect_output "realm modify --max-life --no-preauth (remote)" 'Maximum ticket life: 20:00:00' \
     remote realm modify --max-life 20h --max-renew 3d --no-preauth
@@ -291,6 +332,10 @@ expect_exit "no ticket: a write is refused too" 1 'no valid Kerberos ticket' \
 kinit_pw mallory mallorypw >/dev/null 2>&1 || bail "kinit mallory"
 expect_exit "outside the ACL: exit 1 with the 403 message" 1 'not allowed by the ACL of http:[^ ]+ \(needs .i., no matching entry\)' \
     remote principal list
+expect_exit "outside the ACL: policy list refused (403)" 1 "not allowed by the ACL.*needs 'l'" \
+    remote policy list
+expect_exit "outside the ACL: device show refused (403)" 1 "not allowed by the ACL.*needs 'i'" \
+    remote device show --mac 00:11:22:33:44:01
 kinit_pw eve evepw >/dev/null 2>&1 || bail "kinit eve"
 expect_output "eve (il) may show" '^Principal: joe/admin@TEST\.REALM' remote principal show joe/admin
 expect_exit "eve (il) may not add: exit 1, 403" 1 "not allowed by the ACL.*needs 'a'" \
@@ -308,6 +353,7 @@ expect_exit "eve (il) may not delete a policy: 403" 1 "not allowed by the ACL.*n
     remote policy delete strict
 expect_output "the refused changes changed nothing" '^Minimum password length: 12$' \
     local_cli policy show --db "$DB" strict
+expect_output "eve (il) may list devices" '^00:11:22:33:44:01' remote device list
 expect_exit "evepol was never created" 1 'does not exist' local_cli policy show --db "$DB" evepol
 # A rename needs 'd' on the old name and 'a' on the new one (MIT's rule): renamer has the first.
 kinit_pw renamer renamerpw >/dev/null 2>&1 || bail "kinit renamer"

@@ -295,6 +295,19 @@ local_policy_delete(void *ctx, const char *name)
     return ck_store_delete_policy(ctx, name);
 }
 
+static int
+local_device_get(void *ctx, const char *mac, ck_db_device **out)
+{
+    return ck_store_get_device(ctx, mac, out);
+}
+
+static int
+local_device_list(void *ctx, const char *principal, const char *after, size_t limit,
+                  ck_store_device_cb cb, void *arg, size_t *n)
+{
+    return ck_store_list_devices(ctx, principal, after, limit, cb, arg, n);
+}
+
 const struct cli_admin_ops cli_admin_local = {
     .realm_get = local_realm_get,
     .realm_modify = local_realm_modify,
@@ -311,4 +324,6 @@ const struct cli_admin_ops cli_admin_local = {
     .policy_add = local_policy_add,
     .policy_modify = local_policy_modify,
     .policy_delete = local_policy_delete,
+    .device_get = local_device_get,
+    .device_list = local_device_list,
 };

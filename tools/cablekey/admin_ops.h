@@ -105,6 +105,13 @@ struct cli_admin_ops {
     int (*policy_modify)(void *ctx, const char *name, const ck_policy *rules, unsigned present);
     /* CK_ERR_POLICY while principals use it. */
     int (*policy_delete)(void *ctx, const char *name);
+    /* Devices, read only (the admin API does not change them). get: CK_ERR_NOTFOUND if absent;
+     * free *out with ck_db_device_free. */
+    int (*device_get)(void *ctx, const char *mac, ck_db_device **out);
+    /* As ck_store_list_devices: up to limit (1..CK_DEVICE_LIST_MAX) devices in MAC order after
+     * after (NULL: from the first), of principal (canonical; NULL: all); *n: how many. */
+    int (*device_list)(void *ctx, const char *principal, const char *after, size_t limit,
+                       ck_store_device_cb cb, void *arg, size_t *n);
 };
 
 extern const struct cli_admin_ops cli_admin_local; /* ctx: an open ck_store * */
@@ -142,6 +149,9 @@ void cli_print_attributes(const char *label, uint32_t attributes);
 /* The policy and lockout lines of `principal show` (policy.c): policy, last password change,
  * last successful and failed authentication, failed attempts, locked state. */
 void cli_print_principal_policy(const ck_db_principal *p);
+/* What `device show` prints, and one line of `device list` (device.c). */
+void cli_print_device(const ck_db_device *d);
+void cli_print_device_line(const ck_db_device *d);
 /* What `policy show` prints (policy.c). */
 void cli_print_policy(const ck_policy *pol);
 /* Applies the rules of rules named in present (CLI_POL_*) to pol (policy.c). */

@@ -855,6 +855,85 @@ remote_policy_delete(void *ctx, const char *name)
     return policy_call(ctx, "DELETE", name, NULL, 204, NULL);
 }
 
+/* ---- devices (read only) ---- */
+
+static int
+remote_device_get(void *ctx, const char *mac, ck_db_device **out)
+{
+    struct cli_remote *r = ctx;
+    struct answer a = {0};
+    char path[64];
+    int rc;
+
+    *out = NULL;
+    /* mac is canonical (aa:bb:...): nothing to escape. */
+    snprintf(path, sizeof(path), "/v1/devices/%s", mac);
+    if ((rc = call(r, "GET", path, NULL, 0, 200, &a)) == 0 &&
+        ck_admin_json_decode_device(a.body != NULL ? a.body : "", a.len, out) != 0)
+        rc = ck_error_set(CK_ERR_PROTO, "%s: unexpected answer: %s", r->base,
+                          ck_error_context());
+    answer_clear(&a);
+    return rc;
+}
+
+/* The server's pages hold at most CK_ADMIN_DEVICE_PAGE_MAX devices: a larger limit takes
+ * several requests, each starting after the last MAC of the one before. */
+static int
+remote_device_list(void *ctx, const char *principal, const char *after, size_t limit,
+                   ck_store_device_cb cb, void *arg, size_t *n)
+{
+    struct cli_remote *r = ctx;
+    struct ck_admin_device_page pg = {0};
+    struct answer a = {0};
+    char cursor[CK_DEVICE_MAC_LEN + 1] = "", *esc = NULL, path[1200];
+    int rc = 0;
+
+    *n = 0;
+    if (after != NULL)
+        ck_strlcpy(cursor, after, sizeof(cursor));
+    if (principal != NULL && (esc = curl_easy_escape(NULL, principal, 0)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "URL");
+    while (rc == 0 && *n < limit) {
+        size_t want = limit - *n < CK_ADMIN_DEVICE_PAGE_MAX ? limit - *n
+                                                             : CK_ADMIN_DEVICE_PAGE_MAX;
+        int len = snprintf(path, sizeof(path), "/v1/devices?limit=%zu%s%s%s%s", want,
+                           cursor[0] != '\0' ? "&after=" : "", cursor,
+                           esc != NULL ? "&principal=" : "", esc != NULL ? esc : "");
+
+        if (len < 0 || (size_t)len >= sizeof(path)) {
+            rc = ck_error_set(CK_ERR_LIMIT, "principal name too long");
+            break;
+        }
+        if ((rc = call(r, "GET", path, NULL, 0, 200, &a)) != 0)
+            break;
+        if (ck_admin_json_decode_device_page(a.body != NULL ? a.body : "", a.len, &pg) != 0 ||
+            pg.n > want) {
+            rc = ck_error_set(CK_ERR_PROTO, "%s: unexpected answer: %s", r->base,
+                              pg.n > want ? "more devices than asked for" : ck_error_context());
+            break;
+        }
+        for (size_t i = 0; i < pg.n && rc == 0; i++) {
+            /* In MAC order after the cursor, or the listing could go round for ever. */
+            if (strcmp(pg.devices[i]->mac, cursor) <= 0) {
+                rc = ck_error_set(CK_ERR_PROTO, "%s: the device listing does not advance",
+                                  r->base);
+                break;
+            }
+            ck_strlcpy(cursor, pg.devices[i]->mac, sizeof(cursor));
+            rc = cb(pg.devices[i], arg);
+            (*n)++;
+        }
+        if (pg.n < want || pg.next[0] == '\0')
+            break;
+        ck_admin_device_page_clear(&pg);
+        answer_clear(&a);
+    }
+    ck_admin_device_page_clear(&pg);
+    answer_clear(&a);
+    curl_free(esc);
+    return rc;
+}
+
 const struct cli_admin_ops cli_admin_remote = {
     .realm_get = remote_realm_get,
     .realm_modify = remote_realm_modify,
@@ -871,6 +950,8 @@ const struct cli_admin_ops cli_admin_remote = {
     .policy_add = remote_policy_add,
     .policy_modify = remote_policy_modify,
     .policy_delete = remote_policy_delete,
+    .device_get = remote_device_get,
+    .device_list = remote_device_list,
 };
 
 /* ===================================================================== choosing the executor */

@@ -18,7 +18,9 @@
 #include "cablekey/error.h"
 #include "cablekey/pki.h"
 #include "cablekey/store.h"
+#include "cablekey/principal.h"
 #include "cablekey/util.h"
+#include "admin_ops.h"
 #include "cli.h"
 
 #define CERT_FILE_MAX (1 << 20)  /* a certificate or a device PKCS#12 is a few KiB */
@@ -26,7 +28,7 @@
 
 enum {
     OPT_DB = 256, OPT_STASH, OPT_MAC, OPT_PRINCIPAL, OPT_COMMENT, OPT_CERT, OPT_PASSWORD_FILE,
-    OPT_SPKI, OPT_AFTER, OPT_LIMIT, OPT_YES, OPT_HELP,
+    OPT_SPKI, OPT_AFTER, OPT_LIMIT, OPT_YES, OPT_HELP, OPT_SERVER, OPT_CA,
 };
 
 static const struct option all_opts[] = {
@@ -41,12 +43,15 @@ static const struct option all_opts[] = {
     {"after", required_argument, NULL, OPT_AFTER},
     {"limit", required_argument, NULL, OPT_LIMIT},
     {"yes", no_argument, NULL, OPT_YES},
+    {"server", required_argument, NULL, OPT_SERVER},
+    {"ca", required_argument, NULL, OPT_CA},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
 
 struct dopts {
     const char *db, *stash;
+    const char *server, *ca;  /* list, show: a remote executor (cli_executor_open) */
     bool has_mac, has_after, has_spki, yes;
     char mac[CK_DEVICE_MAC_LEN + 1];
     char after[CK_DEVICE_MAC_LEN + 1];
@@ -57,6 +62,7 @@ struct dopts {
 
 static const char device_help[] =
     "usage: cablekey device SUBCOMMAND --db FILE [--stash FILE] ...\n"
+    "       cablekey device list|show --server URL [--ca FILE] ...\n"
     "\n"
     "  add --mac MAC --principal NAME [--comment TEXT]\n"
     "      [--cert FILE [--password-file F] | --spki-sha256 HEX]\n"
@@ -89,6 +95,8 @@ parse_opts(const char *what, int argc, char **argv, struct dopts *o)
         switch (c) {
         case OPT_DB: o->db = optarg; break;
         case OPT_STASH: o->stash = optarg; break;
+        case OPT_SERVER: o->server = optarg; break;
+        case OPT_CA: o->ca = optarg; break;
         case OPT_PRINCIPAL: o->principal = optarg; break;
         case OPT_COMMENT: o->comment = optarg; break;
         case OPT_YES: o->yes = true; break;
@@ -132,7 +140,8 @@ only(const char *what, const struct dopts *o, const char *allowed)
         {o->comment != NULL, "comment"}, {o->cert != NULL, "cert"},
         {o->password_file != NULL, "password-file"}, {o->has_spki, "spki-sha256"},
         {o->has_after, "after"},       {o->limit != 0, "limit"},
-        {o->yes, "yes"},
+        {o->yes, "yes"},               {o->server != NULL, "server"},
+        {o->ca != NULL, "ca"},
     };
 
     for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
@@ -352,38 +361,63 @@ struct list_ctx {
     char last[CK_DEVICE_MAC_LEN + 1];
 };
 
-static int
-print_device_line(const ck_db_device *d, void *arg)
+void
+cli_print_device_line(const ck_db_device *d)
 {
-    struct list_ctx *ctx = arg;
     char hex[2 * CK_DEVICE_SPKI_HASH_LEN + 1] = "-";
 
     if (d->has_pin)
         ck_device_pin_format_hex(d->spki_sha256, hex);
     printf("%s\t%s\t%s\t%s\t%s\n", d->mac, ck_device_state_name(d->state), hex, d->principal,
            d->comment);
+}
+
+static int
+print_device_line(const ck_db_device *d, void *arg)
+{
+    struct list_ctx *ctx = arg;
+
+    cli_print_device_line(d);
     memcpy(ctx->last, d->mac, sizeof(ctx->last));
     return 0;
 }
 
+/* --principal NAME in the executor's realm (a remote one's realm record, GET /v1/realm). */
 static int
-do_list(const char *what, const struct dopts *o, ck_store *store)
+device_principal(const char *what, const struct dopts *o, const struct cli_admin_ops *ops,
+                 void *ctx, char **out)
 {
-    struct list_ctx ctx;
+    ck_realm_info ri;
+    ck_principal *p = NULL;
+    int ret;
+
+    *out = NULL;
+    if ((ret = ops->realm_get(ctx, &ri)) != 0)
+        return cli_fail(what, ret);
+    ret = ck_principal_parse(o->principal, ri.name, 0, &p);
+    if (ret == 0)
+        ret = ck_principal_unparse(p, 0, out);
+    ck_principal_free(p);
+    return ret != 0 ? cli_fail(what, ret) : CLI_OK;
+}
+
+static int
+do_list(const char *what, const struct dopts *o, const struct cli_admin_ops *ops, void *ctx)
+{
+    struct list_ctx lc;
     size_t page = o->limit != 0 ? (size_t)o->limit : LIST_PAGE, n = 0;
     char *name = NULL;
     int rc, ret;
 
-    memset(&ctx, 0, sizeof(ctx));
-    if (o->principal != NULL &&
-        (rc = cli_canonical_name(what, store, o->principal, &name)) != CLI_OK)
+    memset(&lc, 0, sizeof(lc));
+    if (o->principal != NULL && (rc = device_principal(what, o, ops, ctx, &name)) != CLI_OK)
         return rc;
     if (o->has_after)
-        memcpy(ctx.last, o->after, sizeof(ctx.last));
+        memcpy(lc.last, o->after, sizeof(lc.last));
     /* --limit: one page; otherwise every device, a bounded page at a time. */
     do {
-        ret = ck_store_list_devices(store, name, ctx.last[0] ? ctx.last : NULL, page,
-                                    print_device_line, &ctx, &n);
+        ret = ops->device_list(ctx, name, lc.last[0] ? lc.last : NULL, page, print_device_line,
+                               &lc, &n);
         if (ret != 0) {
             rc = cli_fail(what, ret);
             goto out;
@@ -408,15 +442,11 @@ print_when(const char *label, int64_t t, const char *zero)
     printf("%s: %s\n", label, buf);
 }
 
-static int
-do_show(const char *what, const struct dopts *o, ck_store *store)
+void
+cli_print_device(const ck_db_device *d)
 {
-    ck_db_device *d = NULL;
     char hex[2 * CK_DEVICE_SPKI_HASH_LEN + 1];
-    int ret;
 
-    if ((ret = ck_store_get_device(store, o->mac, &d)) != 0)
-        return cli_fail(what, ret);
     printf("Device: %s\n", d->mac);
     printf("Principal: %s\n", d->principal);
     printf("State: %s\n", ck_device_state_name(d->state));
@@ -430,6 +460,17 @@ do_show(const char *what, const struct dopts *o, ck_store *store)
     print_when("Last modified", d->modified, "[unknown]");
     print_when("Revoked", d->revoked, "[no]");
     printf("Comment: %s\n", d->comment);
+}
+
+static int
+do_show(const char *what, const struct dopts *o, const struct cli_admin_ops *ops, void *ctx)
+{
+    ck_db_device *d = NULL;
+    int ret;
+
+    if ((ret = ops->device_get(ctx, o->mac, &d)) != 0)
+        return cli_fail(what, ret);
+    cli_print_device(d);
     ck_db_device_free(d);
     return CLI_OK;
 }
@@ -525,8 +566,8 @@ cli_device(int argc, char **argv)
         int pin;
     } subs[] = {
         {"add", do_add, false, " mac principal comment cert password-file spki-sha256 ", 0},
-        {"list", do_list, true, " principal after limit ", -1},
-        {"show", do_show, true, " mac ", -1},
+        {"list", NULL, true, " principal after limit server ca ", -1},
+        {"show", NULL, true, " mac server ca ", -1},
         {"revoke", do_revoke, false, " mac ", -1},
         {"reinstate", do_reinstate, false, " mac ", -1},
         {"delete", do_delete, false, " mac yes ", -1},
@@ -536,6 +577,7 @@ cli_device(int argc, char **argv)
     char what[64];
     struct dopts o;
     ck_store *store = NULL;
+    struct cli_executor ex;
     int rc;
 
     if (cli_family_help(argc, argv, device_help, NULL, &rc))
@@ -562,6 +604,15 @@ cli_device(int argc, char **argv)
             return rc;
         if (subs[i].fn == do_add && o.principal == NULL)
             return cli_usage_error(what, "--principal NAME is required");
+        if (subs[i].fn == NULL) {
+            /* The read verbs: the local store or cablekey-admind. */
+            if ((rc = cli_executor_open(what, o.db, o.stash, o.server, o.ca, true, &ex)) != CLI_OK)
+                return rc;
+            rc = strcmp(subs[i].name, "list") == 0 ? do_list(what, &o, ex.ops, ex.ctx)
+                                                   : do_show(what, &o, ex.ops, ex.ctx);
+            cli_executor_close(&ex);
+            return rc;
+        }
         if ((rc = cli_open_store(what, o.db, o.stash, subs[i].readonly, &store)) != CLI_OK)
             return rc;
         rc = subs[i].fn(what, &o, store);

@@ -29,7 +29,8 @@ static const struct {
     {"keytab", cli_keytab, "export keys to MIT-format keytab files, remove entries",
      "the admin API never hands out key material: run it on the KDC host with --db"},
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them",
-     "the admin API does not change devices: run it on the KDC host with --db"},
+     "the admin API does not change devices (only list and show run remotely): run it on the "
+     "KDC host with --db"},
     {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify",
      "it works on local CA files, not on a realm"},
     {"mta", cli_mta, "log in with a certificate (PKINIT) and write the TGT to a ccache",
@@ -51,11 +52,11 @@ usage(FILE *f)
     fprintf(f, "\nRun 'cablekey COMMAND --help' or 'cablekey help COMMAND [VERB]' for a command's\n"
                "options, 'cablekey --version' for the version. Commands that open a realm\n"
                "database take --db FILE and --stash FILE (default: FILE.stash).\n"
-               "\nRemote administration: 'cablekey --server URL [--ca FILE] principal|realm|policy ...'\n"
-               "(or --server URL after the verb) runs the verb on cablekey-admind with your\n"
-               "Kerberos ticket (kinit first). URL is https://HOST[:PORT] (port 8749 if none;\n"
-               "--ca FILE: the CA of its certificate, else the system store) or http:// to a\n"
-               "loopback address only.\n");
+               "\nRemote administration: 'cablekey --server URL [--ca FILE] principal|realm|policy\n"
+               "...' and 'device list|show' (or --server URL after the verb) run the verb on\n"
+               "cablekey-admind with your Kerberos ticket (kinit first). URL is\n"
+               "https://HOST[:PORT] (port 8749 if none; --ca FILE: the CA of its certificate,\n"
+               "else the system store) or http:// to a loopback address only.\n");
 }
 
 int
@@ -306,6 +307,10 @@ refuses_server(size_t cmd, int argc, char **argv)
     const char *opt = cli_global_server != NULL ? "--server" : cli_global_ca != NULL ? "--ca" : NULL;
 
     if (commands[cmd].local_only == NULL)
+        return false;
+    /* The device family's read verbs run remotely; its changes do not. */
+    if (strcmp(commands[cmd].name, "device") == 0 && argc > 1 &&
+        (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "show") == 0))
         return false;
     for (int i = 1; opt == NULL && i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--server") == 0 || strncmp(argv[i], "--server=", 9) == 0)
