@@ -1,7 +1,7 @@
 /* Fuzzes the admin API's JSON decoders: the three request kinds (what HTTP clients send, and
  * what the daemon's back process receives), realm changes and renames, principal and realm
  * records, error answers and list pages (what `cablekey --server` receives), policy records,
- * rule requests and listings; a decoded request, realm change, policy or rule request is
+ * rule requests and listings, device records and pages; a decoded request, realm change, policy or rule request is
  * re-encoded and must decode again to the same fields. */
 #include <stdint.h>
 #include <stdlib.h>
@@ -91,6 +91,28 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             (pg.n > CK_POLICY_LIST_MAX || pg.next != NULL))
             abort();
         ck_admin_name_page_clear(&pg);
+    }
+    {
+        /* Device records and pages (cablekey --server device show|list): a decoded record
+         * encodes again to a record that decodes to the same fields. */
+        struct ck_admin_device_page dpg;
+        ck_db_device *d = NULL, *d2 = NULL;
+
+        if (ck_admin_json_decode_device(text, size, &d) == 0) {
+            if (ck_admin_json_encode_device(d, &out) != 0 ||
+                ck_admin_json_decode_device(out, strlen(out), &d2) != 0 ||
+                strcmp(d->mac, d2->mac) != 0 || d->state != d2->state ||
+                d->has_pin != d2->has_pin || d->revoked != d2->revoked ||
+                strcmp(d->principal, d2->principal) != 0 || strcmp(d->comment, d2->comment) != 0)
+                abort();
+            free(out);
+        }
+        ck_db_device_free(d);
+        ck_db_device_free(d2);
+        if (ck_admin_json_decode_device_page(text, size, &dpg) == 0 &&
+            dpg.n > CK_ADMIN_DEVICE_PAGE_MAX)
+            abort();
+        ck_admin_device_page_clear(&dpg);
     }
     return 0;
 }

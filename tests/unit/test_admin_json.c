@@ -452,7 +452,77 @@ test_flags_and_device(void)
     CHECK(text != NULL && strstr(text, "\"state\":\"revoked\"") != NULL);
     CHECK(text != NULL && strstr(text, "\"pin\":\"0101") != NULL);
     CHECK(text != NULL && strstr(text, "\"comment\":\"rack \\\"4\\\"\"") != NULL);
+    {
+        /* The client's decoder gives back what the printers need. */
+        ck_db_device *d = NULL;
+
+        CHECK_OK(ck_admin_json_decode_device(text, strlen(text), &d));
+        CHECK(d != NULL && strcmp(d->mac, dev.mac) == 0 && d->state == CK_DEVICE_REVOKED &&
+              d->has_pin && memcmp(d->spki_sha256, dev.spki_sha256, 32) == 0 &&
+              d->created == 5 && d->modified == 0 && d->revoked == 7 &&
+              strcmp(d->principal, "mta1@TEST.REALM") == 0 && strcmp(d->comment, "rack \"4\"") == 0);
+        ck_db_device_free(d);
+    }
     free(text);
+}
+
+static void
+test_device_decode(void)
+{
+#define DEV(mac, state, pin, comment)                                                        \
+    "{\"mac\":" mac ",\"principal\":\"m@R\",\"state\":" state ",\"pin\":" pin            \
+    ",\"created\":1,\"modified\":2,\"revoked\":null,\"comment\":" comment "}"
+    static const char *const bad[] = {
+        DEV("\"00-11-22-33-44-55\"", "\"active\"", "null", "\"\""),   /* not canonical */
+        DEV("\"00:11:22:33:44:5\"", "\"active\"", "null", "\"\""),
+        DEV("\"00:11:22:33:44:55\"", "\"unprovisioned\"", "null", "\"\""),
+        DEV("\"00:11:22:33:44:55\"", "3", "null", "\"\""),
+        DEV("\"00:11:22:33:44:55\"", "\"active\"", "\"0101\"", "\"\""),
+        DEV("\"00:11:22:33:44:55\"", "\"active\"", "false", "\"\""),
+        DEV("\"00:11:22:33:44:55\"", "\"active\"", "null", "\"a\\u001b[2Jb\""),
+        DEV("\"00:11:22:33:44:55\"", "\"active\"", "null", "null"),
+        "{\"mac\":\"00:11:22:33:44:55\",\"principal\":\"m@R\",\"state\":\"active\",\"pin\":null,"
+        "\"created\":1,\"modified\":2,\"revoked\":null,\"comment\":\"\",\"key\":\"00\"}",
+        "{\"mac\":\"00:11:22:33:44:55\",\"principal\":\"\",\"state\":\"active\",\"pin\":null,"
+        "\"created\":1,\"modified\":2,\"revoked\":null,\"comment\":\"\"}",
+        "{\"mac\":\"00:11:22:33:44:55\",\"principal\":\"m@R\",\"state\":\"active\",\"pin\":null,"
+        "\"created\":-1,\"modified\":2,\"revoked\":null,\"comment\":\"\"}",
+    };
+    const char *good = DEV("\"00:11:22:33:44:55\"", "\"active\"", "null", "\"c\"");
+    struct ck_admin_device_page pg;
+    ck_db_device *d = NULL;
+    char page[2048];
+
+    CHECK_OK(ck_admin_json_decode_device(good, strlen(good), &d));
+    CHECK(d != NULL && !d->has_pin && d->state == CK_DEVICE_ACTIVE && d->revoked == 0);
+    ck_db_device_free(d);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        CHECK(ck_admin_json_decode_device(bad[i], strlen(bad[i]), &d) == CK_ERR_DECODE);
+        CHECK(d == NULL);
+    }
+    snprintf(page, sizeof(page), "{\"devices\":[%s,%s],\"next\":\"00:11:22:33:44:55\"}", good, good);
+    CHECK_OK(ck_admin_json_decode_device_page(page, strlen(page), &pg));
+    CHECK(pg.n == 2 && strcmp(pg.next, "00:11:22:33:44:55") == 0);
+    ck_admin_device_page_clear(&pg);
+    snprintf(page, sizeof(page), "{\"devices\":[],\"next\":null}");
+    CHECK_OK(ck_admin_json_decode_device_page(page, strlen(page), &pg));
+    CHECK(pg.n == 0 && pg.next[0] == '\0');
+    {
+        static const char *const bad_pages[] = {
+            "{\"devices\":[],\"next\":\"x\"}", "{\"devices\":[]}", "{\"devices\":{},\"next\":null}",
+            "{\"devices\":[1],\"next\":null}", "{\"devices\":[],\"next\":null,\"more\":1}",
+        };
+        for (size_t i = 0; i < sizeof(bad_pages) / sizeof(bad_pages[0]); i++) {
+            CHECK(ck_admin_json_decode_device_page(bad_pages[i], strlen(bad_pages[i]), &pg) ==
+                  CK_ERR_DECODE);
+            CHECK(pg.n == 0 && pg.devices == NULL);
+        }
+    }
+    /* A bad record anywhere in the page refuses the page, nothing kept. */
+    snprintf(page, sizeof(page), "{\"devices\":[%s,%s],\"next\":null}", good, bad[0]);
+    CHECK(ck_admin_json_decode_device_page(page, strlen(page), &pg) == CK_ERR_DECODE);
+    CHECK(pg.n == 0 && pg.devices == NULL);
+#undef DEV
 }
 
 static int
@@ -585,4 +655,5 @@ CK_TEST_MAIN("admin_json", CK_TEST_CASE(test_principal_roundtrip),
              CK_TEST_CASE(test_principal_decode_strict), CK_TEST_CASE(test_realm_roundtrip),
              CK_TEST_CASE(test_requests), CK_TEST_CASE(test_flags_and_device),
              CK_TEST_CASE(test_realm_mod_and_rename), CK_TEST_CASE(test_error_and_page),
-             CK_TEST_CASE(test_policies), CK_TEST_CASE(test_secure_alloc))
+             CK_TEST_CASE(test_policies), CK_TEST_CASE(test_device_decode),
+             CK_TEST_CASE(test_secure_alloc))
