@@ -300,7 +300,13 @@ test_pidfile_and_user(void)
     f = fopen(path, "r");
     CHECK(f != NULL);
     if (f != NULL) {
-        CHECK(fgets(buf, sizeof(buf), f) != NULL && atol(buf) == (long)getpid());
+        int64_t pid = 0;
+
+        if (fgets(buf, sizeof(buf), f) != NULL)
+            buf[strcspn(buf, "\n")] = '\0';
+        else
+            buf[0] = '\0';
+        CHECK(ck_parse_int64(buf, 1, INT32_MAX, &pid) == 0 && pid == (int64_t)getpid());
         fclose(f);
     }
     ck_daemon_pidfile_remove(path);
