@@ -1095,6 +1095,25 @@ ck_admin_name_page_clear(struct ck_admin_name_page *pg)
     memset(pg, 0, sizeof(*pg));
 }
 
+/* Opens a list page: an object with exactly `members`, whose member `array` is an array of at
+ * most max elements (`what` says so otherwise). *o is the caller's to json_decref, also on
+ * error. */
+static int
+page_open(const char *text, size_t len, const char *const *members, const char *array,
+          size_t max, const char *what, json_t **o, const json_t **arr)
+{
+    int rc;
+
+    *arr = NULL;
+    if ((rc = parse_bounded(text, len, CK_ADMIN_JSON_PAGE_MAX, o)) != 0 ||
+        (rc = check_members(*o, members)) != 0)
+        return rc;
+    *arr = json_object_get(*o, array);
+    if (!json_is_array(*arr) || json_array_size(*arr) > max)
+        return dec_err(array, what);
+    return 0;
+}
+
 static int
 page_name(const json_t *v, const char *member, char **out)
 {
@@ -1116,16 +1135,10 @@ ck_admin_json_decode_name_page(const char *text, size_t len, struct ck_admin_nam
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if ((rc = parse_bounded(text, len, CK_ADMIN_JSON_PAGE_MAX, &o)) != 0)
-        return rc;
-    if ((rc = check_members(o, members)) != 0)
+    if ((rc = page_open(text, len, members, "principals", CK_ADMIN_PAGE_MAX_NAMES,
+                        "must be an array of at most 10000 names", &o, &arr)) != 0)
         goto out;
-    arr = json_object_get(o, "principals");
     next = json_object_get(o, "next");
-    if (!json_is_array(arr) || json_array_size(arr) > CK_ADMIN_PAGE_MAX_NAMES) {
-        rc = dec_err("principals", "must be an array of at most 10000 names");
-        goto out;
-    }
     if (next == NULL || (!json_is_null(next) && !json_is_string(next))) {
         rc = dec_err("next", "must be a name or null");
         goto out;
@@ -1356,15 +1369,9 @@ ck_admin_json_decode_policy_names(const char *text, size_t len, struct ck_admin_
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if ((rc = parse_bounded(text, len, CK_ADMIN_JSON_PAGE_MAX, &o)) != 0)
-        return rc;
-    if ((rc = check_members(o, members)) != 0)
+    if ((rc = page_open(text, len, members, "policies", CK_POLICY_LIST_MAX,
+                        "must be an array of at most 10000 names", &o, &arr)) != 0)
         goto out;
-    arr = json_object_get(o, "policies");
-    if (!json_is_array(arr) || json_array_size(arr) > CK_POLICY_LIST_MAX) {
-        rc = dec_err("policies", "must be an array of at most 10000 names");
-        goto out;
-    }
     if (json_array_size(arr) > 0 &&
         (out->names = calloc(json_array_size(arr), sizeof(*out->names))) == NULL) {
         rc = CK_ERR_NOMEM;
@@ -1499,16 +1506,10 @@ ck_admin_json_decode_device_page(const char *text, size_t len, struct ck_admin_d
     int rc;
 
     memset(out, 0, sizeof(*out));
-    if ((rc = parse_bounded(text, len, CK_ADMIN_JSON_PAGE_MAX, &o)) != 0)
-        return rc;
-    if ((rc = check_members(o, members)) != 0)
+    if ((rc = page_open(text, len, members, "devices", CK_ADMIN_DEVICE_PAGE_MAX,
+                        "must be an array of at most 1000 devices", &o, &arr)) != 0)
         goto out;
-    arr = json_object_get(o, "devices");
     next = json_object_get(o, "next");
-    if (!json_is_array(arr) || json_array_size(arr) > CK_ADMIN_DEVICE_PAGE_MAX) {
-        rc = dec_err("devices", "must be an array of at most 1000 devices");
-        goto out;
-    }
     if (json_is_string(next)) {
         if (json_string_length(next) != CK_DEVICE_MAC_LEN ||
             ck_device_mac_parse(json_string_value(next), out->next) != 0 ||
