@@ -102,6 +102,39 @@ fixture_replace_db(const char *from)
     CHECK(rename(from, db) == 0);
 }
 
+/* Rewrites the fixture database as one of an older schema (the n statements of schema, version
+ * `version`) holding the same realm, principals and keys; changelog_cols: the change-log columns
+ * that version has. */
+static inline void
+fixture_old_schema(const char *file, const char *const *schema, size_t n, int version,
+                   const char *changelog_cols)
+{
+    char path[160], sql[1024];
+    sqlite3 *raw = NULL;
+
+    snprintf(path, sizeof(path), "%s/%s", dir, file);
+    CHECK(sqlite3_open(path, &raw) == SQLITE_OK);
+    for (size_t i = 0; i < n; i++)
+        CHECK(sqlite3_exec(raw, schema[i], NULL, NULL, NULL) == SQLITE_OK);
+    snprintf(sql, sizeof(sql), "ATTACH '%s' AS cur", db);
+    CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO schema_version VALUES (%d);"
+             "INSERT INTO realm SELECT id, name, enctypes, max_life, max_renew,"
+             " master_kvno FROM cur.realm;"
+             "INSERT INTO master_key SELECT * FROM cur.master_key;"
+             "INSERT INTO generation SELECT * FROM cur.generation;"
+             "INSERT INTO changelog SELECT %s FROM cur.changelog;"
+             "INSERT INTO principal SELECT id, name, attributes, max_life, max_renew,"
+             " expires, pw_expires, kvno, created, modified FROM cur.principal;"
+             "INSERT INTO key SELECT * FROM cur.key;"
+             "DETACH cur; PRAGMA journal_mode = WAL;",
+             version, changelog_cols);
+    CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
+    sqlite3_close(raw);
+    fixture_replace_db(path);
+}
+
 /* sqlite_master of a database, one line per object, for comparing schemas; free() it. */
 static inline char *
 schema_dump(const char *path)

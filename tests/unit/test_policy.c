@@ -400,29 +400,8 @@ static const char *const v2_schema[] = {
 static void
 make_v2_database(void)
 {
-    char v2[160], sql[512];
-    sqlite3 *raw = NULL;
-
-    snprintf(v2, sizeof(v2), "%s/v2.db", dir);
-    CHECK(sqlite3_open(v2, &raw) == SQLITE_OK);
-    for (size_t i = 0; i < sizeof(v2_schema) / sizeof(v2_schema[0]); i++)
-        CHECK(sqlite3_exec(raw, v2_schema[i], NULL, NULL, NULL) == SQLITE_OK);
-    snprintf(sql, sizeof(sql), "ATTACH '%s' AS cur", db);
-    CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
-    CHECK(sqlite3_exec(raw,
-                       "INSERT INTO schema_version VALUES (2);"
-                       "INSERT INTO realm SELECT id, name, enctypes, max_life, max_renew,"
-                       " master_kvno FROM cur.realm;"
-                       "INSERT INTO master_key SELECT * FROM cur.master_key;"
-                       "INSERT INTO generation SELECT * FROM cur.generation;"
-                       "INSERT INTO changelog SELECT generation, name, kind FROM cur.changelog;"
-                       "INSERT INTO principal SELECT id, name, attributes, max_life, max_renew,"
-                       " expires, pw_expires, kvno, created, modified FROM cur.principal;"
-                       "INSERT INTO key SELECT * FROM cur.key;"
-                       "DETACH cur; PRAGMA journal_mode = WAL;",
-                       NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_close(raw);
-    fixture_replace_db(v2);
+    fixture_old_schema("v2.db", v2_schema, sizeof(v2_schema) / sizeof(v2_schema[0]), 2,
+                       "generation, name, kind");
 }
 
 /* A rename re-encrypts the password history for the new name: the history check still reads it,

@@ -1123,29 +1123,8 @@ static const char *const v1_schema[] = {
 static void
 make_v1_database(void)
 {
-    char v1[160], sql[512];
-    sqlite3 *raw = NULL;
-
-    snprintf(v1, sizeof(v1), "%s/v1.db", dir);
-    CHECK(sqlite3_open(v1, &raw) == SQLITE_OK);
-    for (size_t i = 0; i < sizeof(v1_schema) / sizeof(v1_schema[0]); i++)
-        CHECK(sqlite3_exec(raw, v1_schema[i], NULL, NULL, NULL) == SQLITE_OK);
-    snprintf(sql, sizeof(sql), "ATTACH '%s' AS cur", db);
-    CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
-    CHECK(sqlite3_exec(raw,
-                       "INSERT INTO schema_version VALUES (1);"
-                       "INSERT INTO realm SELECT id, name, enctypes, max_life, max_renew,"
-                       " master_kvno FROM cur.realm;"
-                       "INSERT INTO master_key SELECT * FROM cur.master_key;"
-                       "INSERT INTO generation SELECT * FROM cur.generation;"
-                       "INSERT INTO changelog SELECT generation, name FROM cur.changelog;"
-                       "INSERT INTO principal SELECT id, name, attributes, max_life, max_renew,"
-                       " expires, pw_expires, kvno, created, modified FROM cur.principal;"
-                       "INSERT INTO key SELECT * FROM cur.key;"
-                       "DETACH cur; PRAGMA journal_mode = WAL;",
-                       NULL, NULL, NULL) == SQLITE_OK);
-    sqlite3_close(raw);
-    fixture_replace_db(v1);
+    fixture_old_schema("v1.db", v1_schema, sizeof(v1_schema) / sizeof(v1_schema[0]), 1,
+                       "generation, name");
 }
 
 static int
