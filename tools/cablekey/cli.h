@@ -56,12 +56,12 @@ void cli_password_free(char *pw, size_t len);
 int cli_confirm(const char *what, bool yes, const char *question);
 
 /* The getopt_long results every verb's option loop (opterr = 0, optstring ":h") treats alike:
- * 'h' or help_opt (--help) prints help (only the verb's lines when help lists the verb: verb,
- * or else the second word of what, "pki issue-device") and returns CLI_HELP_SHOWN, which the family turns into success; ':' is an option
- * missing its value, anything else an unknown option (CLI_USAGE). Uses optind. */
+ * 'h' or help_opt (--help) prints help (only the verb's lines when help lists the verb that
+ * what, "FAMILY VERB", names) and returns CLI_HELP_SHOWN, which the family turns into success;
+ * ':' is an option missing its value, anything else an unknown option (CLI_USAGE). Uses
+ * optind. */
 #define CLI_HELP_SHOWN (-1)
-int cli_getopt_other(const char *what, int c, int help_opt, char **argv, const char *family,
-                     const char *help, const char *verb);
+int cli_getopt_other(const char *what, int c, int help_opt, char **argv, const char *help);
 /* The start of every verb family's entry point: without a verb, the help on stderr and
  * *rc = CLI_USAGE; with -h or --help, the help and notes (may be NULL) on stdout and *rc =
  * CLI_OK; true if it did either (the family returns *rc). */

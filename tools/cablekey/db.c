@@ -149,7 +149,7 @@ parse_opts(const char *what, const char *help, int argc, char **argv, struct dbo
                 return cli_usage_error(what, "--keep-days: a number from 0 to %d",
                                        CK_AUDIT_KEEP_DAYS_MAX);
             break;
-        default: return cli_getopt_other(what, c, OPT_HELP, argv, NULL, help, NULL);
+        default: return cli_getopt_other(what, c, OPT_HELP, argv, help);
         }
     }
     if (optind < argc)

@@ -122,7 +122,7 @@ parse_opts(const char *what, int argc, char **argv, struct dopts *o)
                 return cli_usage_error(what, "--limit: a number from 1 to %d",
                                        CK_DEVICE_LIST_MAX);
             break;
-        default: return cli_getopt_other(what, c, OPT_HELP, argv, NULL, device_help, NULL);
+        default: return cli_getopt_other(what, c, OPT_HELP, argv, device_help);
         }
     }
     return cli_no_more_args(what, optind < argc ? argv[optind] : NULL);

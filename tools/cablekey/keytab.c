@@ -126,7 +126,7 @@ do_export(int argc, char **argv)
         case 'o': out = optarg; break;
         case 'a': all_kvnos = true; break;
         default:
-            rc = cli_getopt_other(what, c, 'h', argv, "keytab", keytab_help, "export");
+            rc = cli_getopt_other(what, c, 'h', argv, keytab_help);
             return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
         }
     }
@@ -222,7 +222,7 @@ do_remove(int argc, char **argv)
                 return cli_usage_error(what, "--enctype: unknown enctype '%s'", optarg);
             break;
         default:
-            rc = cli_getopt_other(what, c, 'h', argv, "keytab", keytab_help, "remove");
+            rc = cli_getopt_other(what, c, 'h', argv, keytab_help);
             return rc == CLI_HELP_SHOWN ? CLI_OK : rc;
         }
     }

@@ -82,21 +82,20 @@ cli_usage_error(const char *what, const char *fmt, ...)
 }
 
 int
-cli_getopt_other(const char *what, int c, int help_opt, char **argv, const char *family,
-                 const char *help, const char *verb)
+cli_getopt_other(const char *what, int c, int help_opt, char **argv, const char *help)
 {
     if (c == 'h' || c == help_opt) {
-        char fam[32];
+        char family[32];
         const char *sp = strchr(what, ' ');
+        bool shown = false;
 
-        /* Without an explicit verb, `what` ("pki issue-device") names the family and verb. */
-        if (verb == NULL && sp != NULL && (size_t)(sp - what) < sizeof(fam)) {
-            memcpy(fam, what, (size_t)(sp - what));
-            fam[sp - what] = '\0';
-            family = fam;
-            verb = sp + 1;
+        /* `what` is "FAMILY VERB": only that verb's lines when the help lists it. */
+        if (sp != NULL && (size_t)(sp - what) < sizeof(family)) {
+            memcpy(family, what, (size_t)(sp - what));
+            family[sp - what] = '\0';
+            shown = cli_verb_help(stdout, family, help, sp + 1);
         }
-        if (verb == NULL || !cli_verb_help(stdout, family, help, verb))
+        if (!shown)
             fputs(help, stdout);
         return CLI_HELP_SHOWN;
     }

@@ -188,7 +188,7 @@ parse_opts(const char *what, int argc, char **argv, struct mopts *o)
             if (cli_parse_enctypes(optarg, o->enctypes, CK_CLIENT_MAX_ETYPES, &o->n_enctypes))
                 return cli_usage_error(what, "--enctypes: %s", ck_error_context());
             break;
-        default: return cli_getopt_other(what, c, OPT_HELP, argv, NULL, mta_help, NULL);
+        default: return cli_getopt_other(what, c, OPT_HELP, argv, mta_help);
         }
     }
     if (optind != argc)

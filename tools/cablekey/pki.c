@@ -190,7 +190,7 @@ parse_opts(const char *what, int argc, char **argv, struct pki_opts *o)
         case OPT_SP_ROOT: o->sp_root = optarg; break;
         case OPT_CMS_DNS: o->cms_dns = optarg; break;
         case OPT_PROV_DNS: o->prov_dns = optarg; break;
-        default: return cli_getopt_other(what, c, OPT_HELP, argv, NULL, pki_help, NULL);
+        default: return cli_getopt_other(what, c, OPT_HELP, argv, pki_help);
         }
     }
     o->args = (const char **)(argv + optind);

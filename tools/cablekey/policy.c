@@ -146,7 +146,7 @@ parse_policy_opts(const char *what, int argc, char **argv, struct polopts *o)
             rc = parse_secs(what, "lockout-duration", optarg, &o->rules.lockout_duration);
             o->set |= R_LOCKOUT_DURATION;
             break;
-        default: return cli_getopt_other(what, c, OPT_HELP, argv, NULL, policy_help, NULL);
+        default: return cli_getopt_other(what, c, OPT_HELP, argv, policy_help);
         }
     }
     if (rc != CLI_OK)

@@ -155,7 +155,7 @@ parse_opts(const char *what, const char *verb, int argc, char **argv, struct pop
         case OPT_HELP:
         case ':':
         case '?':
-            return cli_getopt_other(what, c, OPT_HELP, argv, "principal", principal_help, verb);
+            return cli_getopt_other(what, c, OPT_HELP, argv, principal_help);
         default:
             if (cli_flag_apply(what, c, OPT_FLAG, &o->attr_set, &o->attr_clear,
                                &o->flag_name) != CLI_OK)

@@ -108,7 +108,7 @@ parse_opts(const char *what, const char *verb, int argc, char **argv, struct rop
         case OPT_HELP:
         case ':':
         case '?':
-            return cli_getopt_other(what, c, OPT_HELP, argv, "realm", realm_help, verb);
+            return cli_getopt_other(what, c, OPT_HELP, argv, realm_help);
         default:
             if (cli_flag_apply(what, c, OPT_FLAG, &o->attr_set, &o->attr_clear, NULL) != CLI_OK)
                 return CLI_USAGE;
