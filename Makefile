@@ -34,6 +34,7 @@ test:
 bench: build
 	@bash bench/run.sh $(BUILD)
 	@bash bench/pkinit_run.sh $(BUILD)
+	@bash bench/cms_run.sh $(BUILD)
 
 # Installs cablekey-kdc (sbin), cablekey (bin), the docs and the systemd unit under
 # $(DESTDIR)$(PREFIX). Builds $(BUILD) first if it was never configured; an existing build

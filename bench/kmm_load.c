@@ -545,7 +545,9 @@ responder_start(struct kl_responder *r, struct sockaddr_storage *ss, socklen_t *
     struct sockaddr_in sin;
     struct timeval tv = {0, 100000};
     socklen_t len = sizeof(sin);
-    int rc;
+    /* Room for every request in flight (a few hundred datagrams of ~500 bytes, each charged
+     * with its buffer overhead), so the fixture drops none; capped by net.core.rmem_max. */
+    int rcvbuf = 4 << 20, rc;
 
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
@@ -553,7 +555,8 @@ responder_start(struct kl_responder *r, struct sockaddr_storage *ss, socklen_t *
     if ((r->fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
         bind(r->fd, (struct sockaddr *)&sin, sizeof(sin)) != 0 ||
         getsockname(r->fd, (struct sockaddr *)&sin, &len) != 0 ||
-        setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0) {
+        setsockopt(r->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        setsockopt(r->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)) != 0) {
         perror("kmm_load: responder socket");
         return -1;
     }
