@@ -74,6 +74,7 @@
 #define KL_MAX_ENDPOINTS 1000000
 #define KL_MAX_SOCKETS 4096
 #define KL_TICKET_LIFE (10 * 3600)
+#define KL_NO_ANSWER "no answer after the last retry"
 #define KL_MSG_MAX 4096               /* our AP-REQ / AP-REP messages are well under this */
 
 struct kl_opts {
@@ -365,6 +366,8 @@ show_error(struct kl_stats *st, long ep, const char *what, int32_t krb_code)
     if (krb_code != 0)
         fprintf(stderr, "kmm_load: endpoint %ld: %s (Kerberos error %d)\n", ep, what,
                 (int)krb_code);
+    else if (strcmp(what, KL_NO_ANSWER) == 0)
+        fprintf(stderr, "kmm_load: endpoint %ld: %s\n", ep, what);
     else
         fprintf(stderr, "kmm_load: endpoint %ld: %s: %s\n", ep, what, ck_error_context());
 }
@@ -876,7 +879,7 @@ main(int argc, char **argv)
                         eps[e].done = 2;
                         st.errors++;
                         done++;
-                        show_error(&st, e, "no answer after the last retry", 0);
+                        show_error(&st, e, KL_NO_ANSWER, 0);
                         if (next < o.n)
                             slot_send(sl, eps, next++, &st);
                     }
@@ -973,8 +976,12 @@ main(int argc, char **argv)
                o.self_test ? "127.0.0.1" : o.cms, nslots);
         printf("  SAs %ld/%ld  errors %ld  retries %ld  timeouts %ld  net-errors %ld  wall %.3f s\n",
                st.ok, o.n, st.errors, st.retries, st.lost, st.neterr, wall_s);
-        printf("  AP exchanges/s %.0f  latency p50 %.0f us  p99 %.0f us  all SAs after %.3f s\n",
-               wall_s > 0 ? (double)st.ok / wall_s : 0, p50, p99, all_sa_s);
+        printf("  AP exchanges/s %.0f  latency p50 %.0f us  p99 %.0f us  ",
+               wall_s > 0 ? (double)st.ok / wall_s : 0, p50, p99);
+        if (all_sa_s >= 0)
+            printf("all %ld endpoints hold SAs after %.3f s\n", o.n, all_sa_s);
+        else
+            printf("NOT all endpoints hold SAs\n");
         if (srv_best > 0)
             printf("  server CPU %.3f s (stat ticks %.2f s) = %.1f us per exchange = %.0f "
                    "exchanges per CPU-second\n",
