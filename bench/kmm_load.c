@@ -569,6 +569,7 @@ responder_start(struct kl_responder *r, struct sockaddr_storage *ss, socklen_t *
         fprintf(stderr, "kmm_load: pthread_create: %s\n", strerror(rc));
         return -1;
     }
+    (void)pthread_setname_np(r->thread, "kmm-responder"); /* for perf report --comm */
     if (pthread_getcpuclockid(r->thread, &r->cpu_clock) != 0)
         return -1;
     return 0;
