@@ -11,7 +11,8 @@
 #      sockets with one exchange in flight per socket, every AP Reply verified and its IPsec keys
 #      derived; server CPU from /proc/PID/stat + schedstat, server VmRSS before and after;
 #   3. BUILD_DIR/krb5_rd_req: one pass of MIT krb5_rd_req (keytab, MIT's default replay cache in
-#      an empty KRB5RCACHEDIR) + krb5_mk_rep (fresh sub-key) over the same N AP-REQs, one thread.
+#      an empty KRB5RCACHEDIR) + krb5_mk_rep (fresh sub-key) over the same N AP-REQs, one thread;
+#      then the same pass with MIT's replay cache off (KRB5RCACHENAME=none:), for context only.
 # Then one table: AP exchanges/s, p50/p99, time until all N hold SAs, server CPU per exchange,
 # memory per endpoint, MIT µs per pair, and the ratio per core = cablekey exchanges per
 # server CPU-second ÷ MIT pairs per CPU-second, with the issue's goals.
@@ -196,6 +197,11 @@ for n in $LADDER; do
         --service "$SERVICE@$REALM" >"$mit" 2>&1
     cat "$mit" >&2
     grep -q '^RESULT ' "$mit" || die "krb5_rd_req N=$n gave no RESULT" "$mit"
+    # For context: the same pass with MIT's replay cache off (what the cache costs MIT).
+    KRB5_CONFIG=$tmp/krb5.conf KRB5RCACHENAME=none: KRB5_TRACE=/dev/null \
+        timeout 600 "$RD_REQ" --keytab "$tmp/cms.keytab" --reqs "$tmp/apreq-$id.bin" \
+        --service "$SERVICE@$REALM" --label mit-rd-req-norc >"$tmp/mitnorc-$id.out" 2>&1
+    cat "$tmp/mitnorc-$id.out" >&2
     rm -f "$tmp/apreq-$id.bin" "$tmp/rcache-$id"/*
     rows+=("$id")
   done
@@ -206,8 +212,8 @@ impl=$([ "$SELFTEST" = 1 ] && echo "self-test responder" || echo "cablekey-cms (
 echo
 echo "Key management: $impl vs MIT krb5_rd_req + krb5_mk_rep, same tickets, $(date -u '+%Y-%m-%d %H:%M UTC'), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| N (round) | SAs | AP exch/s | p50 µs | p99 µs | all SAs after s | server CPU s | server µs/exch | exch per CPU-s | bytes/endpoint | MIT µs/pair | MIT pairs/CPU-s | ratio per core |"
-echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+echo "| N (round) | SAs | AP exch/s | p50 µs | p99 µs | all SAs after s | server CPU s | server µs/exch | exch per CPU-s | bytes/endpoint | MIT µs/pair | MIT pairs/CPU-s | ratio per core | MIT µs/pair, no rcache |"
+echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
 goal_ratio="" goal_cpu="not measured (no N = 100000 row)" goal_mem=met
 nrows=0 nratio=0
 for id in "${rows[@]}"; do
@@ -217,10 +223,11 @@ for id in "${rows[@]}"; do
     allsa=$(field all_sa_s "$k") cpu=$(field srv_sched_s "$k") us=$(field srv_us_per_x "$k")
     xpc=$(field x_per_cpu_s "$k") bpe=$(field bytes_per_ep "$k")
     mus=$(field us_per_pair "$m") mpps=$(field pairs_per_s "$m")
+    mnorc=$(field us_per_pair "$tmp/mitnorc-$id.out")
     ratio=$(awk -v a="$xpc" -v b="$mpps" 'BEGIN{if(a>0&&b>0)printf "%.2f", a/b; else print "n/a"}')
     [ "$SELFTEST" = 1 ] && bpe="n/a"
     nrows=$((nrows + 1))
-    echo "| $n ($((${id##*-}))) | $ok | $xps | $p50 | $p99 | $allsa | $cpu | $us | $xpc | $bpe | $mus | $mpps | $ratio× |"
+    echo "| $n ($((${id##*-}))) | $ok | $xps | $p50 | $p99 | $allsa | $cpu | $us | $xpc | $bpe | $mus | $mpps | $ratio× | ${mnorc:-n/a} |"
     awk -v r="$ratio" 'BEGIN{exit !(r != "n/a" && r >= 2)}' && nratio=$((nratio + 1))
     if [ "$n" = 100000 ]; then
         g=$(awk -v c="$cpu" -v ok="$ok" 'BEGIN{if(ok<100000)print "missed (not all SAs)"; else if(c<10)printf "met (%.2f s)", c; else printf "missed (%.2f s)", c}')

@@ -17,7 +17,7 @@
  * Usage: krb5_rd_req --keytab FILE --reqs FILE --service PRINCIPAL [--count N] [--no-subkey]
  *                    [--label NAME]
  * Environment: KRB5_CONFIG (clock skew, default realm), KRB5RCACHEDIR (where the replay cache
- * file goes; the harness points it at an empty temp dir), KRB5RCACHENAME (e.g. "none" to
+ * file goes; the harness points it at an empty temp dir), KRB5RCACHENAME (e.g. "none:" to
  * measure without a replay cache).
  * Output: a summary and one line
  *   RESULT impl=mit-rd-req n=… ok=… errors=… cpu_s=… wall_s=… us_per_pair=… pairs_per_s=…
