@@ -108,8 +108,7 @@ EOF
 
 # Waits until something listens on UDP 127.0.0.1:PORT (at most 10 s).
 wait_udp() {
-    local i
-    for i in $(seq 1 100); do
+    for _ in $(seq 1 100); do
         ss -Hlun "sport = :$1" 2>/dev/null | grep -q . && return 0
         sleep 0.1
     done
