@@ -1,8 +1,11 @@
-/* kmm_pcap OUT.pcap [--hex]: writes a classic pcap (link type 101, raw IPv4) holding every KMM
+/* kmm_pcap OUT.pcap [--hex|--control]: writes a classic pcap (link type 101, raw IPv4) holding every KMM
  * message x DOI the codec defines, built with lib/kmm around real Kerberos messages (an AP-REQ
  * with a sealed ticket, an AP-REP with a sub-key, a KRB-ERROR) and sealed with cablekey's HMACs.
  * tests/interop/t_kmm_tshark.sh reads it back with tshark. --hex also prints each datagram as
  * "<KMMID> <DOI> <hex>" on stdout (docs/PROTOCOL.md's sealed-message vectors came from it).
+ * --control writes only a Rekey whose DOI byte was changed to SNMPv3 afterwards, a pair the
+ * protocol does not define: the negative control that proves the script's tshark checks can
+ * fail.
  *
  * The session key and sub-key are the fixed test keys of docs/PROTOCOL.md's vectors, so the
  * HMACs in the capture can be checked by hand; the service key is random. */
@@ -211,12 +214,13 @@ main(int argc, char **argv)
     static const uint8_t pcap_hdr[24] = {0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0,
                                          0,    0,    0,    0,    0xff, 0xff, 0, 0, 101, 0, 0, 0};
     bool hex = argc == 3 && strcmp(argv[2], "--hex") == 0;
+    bool control = argc == 3 && strcmp(argv[2], "--control") == 0;
     FILE *f = NULL;
     uint32_t seq = 0;
     int rc = 1;
 
-    if (argc < 2 || (argc == 3 && !hex) || argc > 3) {
-        fprintf(stderr, "usage: kmm_pcap OUT.pcap [--hex]\n");
+    if (argc < 2 || (argc == 3 && !hex && !control) || argc > 3) {
+        fprintf(stderr, "usage: kmm_pcap OUT.pcap [--hex|--control]\n");
         return 2;
     }
     fixed_key(&ks, 0x00);
@@ -239,7 +243,8 @@ main(int argc, char **argv)
             bool from_mta = type == CK_KMM_AP_REQ || type == CK_KMM_SP_RECOVERED;
             size_t len = 0;
 
-            if (type == CK_KMM_REKEY && doi == CK_KMM_DOI_SNMPV3)
+            if ((type == CK_KMM_REKEY && doi == CK_KMM_DOI_SNMPV3) ||
+                (control && (type != CK_KMM_REKEY || doi != CK_KMM_DOI_IPSEC)))
                 continue;
             memset(&m, 0, sizeof(m));
             m.type = type;
@@ -295,6 +300,8 @@ main(int argc, char **argv)
                 fprintf(stderr, "kmm_pcap: %s\n", ck_error_context());
                 goto out;
             }
+            if (control)
+                buf[1] = CK_KMM_DOI_SNMPV3;
             if (type == CK_KMM_AP_REP)
                 memcpy(last_rep_hmac, buf + len - CK_KMM_HMAC_LEN, CK_KMM_HMAC_LEN);
             if (write_packet(f, ++seq, from_mta, buf, len) != 0) {
