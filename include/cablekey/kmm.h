@@ -143,7 +143,9 @@ struct ck_kmm_msg {
 /* Parses one datagram. The embedded Kerberos blob's length comes from its DER header (short and
  * long form, at most 4 length octets, never past len); its outer tag must be the one the KMMID
  * implies ([APPLICATION 14/15/30]), but its content is not decoded here. Trailing bytes after
- * the last field are CK_ERR_DECODE. */
+ * the last field are CK_ERR_DECODE. Defined KMMID/DOI pairs (as the pktc dissector reads them):
+ * every message with DOI IPsec; with DOI SNMPv3 every message but Rekey (Wake Up, SP Recovered
+ * and Error Reply carry nothing DOI-specific; there is no SNMPv3 ASD for Rekey). */
 int ck_kmm_decode(const uint8_t *buf, size_t len, struct ck_kmm_msg *out);
 
 /* Serializes m into buf (capacity cap), copying m->hmac as is (use ck_kmm_seal afterwards to

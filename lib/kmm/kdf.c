@@ -53,7 +53,7 @@ ck_kmm_prf(const uint8_t *secret, size_t secret_len, const char *label, const ui
         out_len > KMM_PRF_MAX_OUT || (seed == NULL && seed_len > 0))
         return ck_error_set(CK_ERR_INVAL, "KMM PRF: bad arguments");
     label_len = strlen(label);
-    if (label_len == 0 || seed_len > sizeof(input) - label_len || label_len > sizeof(input))
+    if (label_len == 0 || label_len > sizeof(input) || seed_len > sizeof(input) - label_len)
         return ck_error_set(CK_ERR_INVAL, "KMM PRF: label and seed over %d bytes",
                             KMM_PRF_MAX_INPUT);
     if ((rc = fetch()) != 0)
@@ -236,9 +236,12 @@ ck_kmm_derive_ipsec(const ck_key *subkey, struct ck_kmm_suite suite, uint32_t sp
     out->suite = suite;
     out->enc_len = e;
     out->auth_len = a;
-    memcpy(out->enc_c2s, block + off, e), off += e;
-    memcpy(out->auth_c2s, block + off, a), off += a;
-    memcpy(out->enc_s2c, block + off, e), off += e;
+    memcpy(out->enc_c2s, block + off, e);
+    off += e;
+    memcpy(out->auth_c2s, block + off, a);
+    off += a;
+    memcpy(out->enc_s2c, block + off, e);
+    off += e;
     memcpy(out->auth_s2c, block + off, a);
 out:
     OPENSSL_cleanse(block, sizeof(block));
