@@ -171,6 +171,12 @@ int ck_kmm_suite_rank(uint8_t doi, struct ck_kmm_suite s);
 int ck_kmm_suite_key_lengths(uint8_t doi, struct ck_kmm_suite s, size_t *enc_len,
                              size_t *auth_len);
 
+/* Short suite names for configuration files, command lines and logs, e.g. "sha1-aes128",
+ * "sha1-3des", "sha1-null", "md5-aes128" (IPsec), "sha1-des", "md5-null" (SNMPv3): implemented
+ * suites only. name: "unknown" for anything else. parse: CK_ERR_UNSUPPORTED for an unknown name. */
+const char *ck_kmm_suite_short_name(uint8_t doi, struct ck_kmm_suite s);
+int ck_kmm_suite_from_short_name(uint8_t doi, const char *name, struct ck_kmm_suite *out);
+
 /* "YYMMDDhhmmssZ" <-> seconds since the epoch (RFC 5280 UTCTime windowing: YY < 50 is 20YY).
  * Parse: CK_ERR_DECODE for anything but 13 valid characters naming a real date. */
 int ck_kmm_timestamp_format(int64_t t, char out[CK_KMM_TIMESTAMP_LEN + 1]);

@@ -1,4 +1,6 @@
 /* KMM names, ciphersuite support, rank and key lengths (code points: PROTOCOL-NOTES §1.4). */
+#include <string.h>
+
 #include "cablekey/error.h"
 #include "cablekey/kmm.h"
 
@@ -139,4 +141,44 @@ ck_kmm_suite_key_lengths(uint8_t doi, struct ck_kmm_suite s, size_t *enc_len, si
     if (auth_len != NULL)
         *auth_len = a;
     return 0;
+}
+
+static const struct {
+    uint8_t doi;
+    struct ck_kmm_suite suite;
+    const char *name;
+} short_names[] = {
+    {CK_KMM_DOI_IPSEC, {CK_KMM_AUTH_HMAC_SHA1_96, CK_KMM_ENC_AES128}, "sha1-aes128"},
+    {CK_KMM_DOI_IPSEC, {CK_KMM_AUTH_HMAC_SHA1_96, CK_KMM_ENC_3DES}, "sha1-3des"},
+    {CK_KMM_DOI_IPSEC, {CK_KMM_AUTH_HMAC_SHA1_96, CK_KMM_ENC_NULL}, "sha1-null"},
+    {CK_KMM_DOI_IPSEC, {CK_KMM_AUTH_HMAC_MD5_96, CK_KMM_ENC_AES128}, "md5-aes128"},
+    {CK_KMM_DOI_IPSEC, {CK_KMM_AUTH_HMAC_MD5_96, CK_KMM_ENC_3DES}, "md5-3des"},
+    {CK_KMM_DOI_IPSEC, {CK_KMM_AUTH_HMAC_MD5_96, CK_KMM_ENC_NULL}, "md5-null"},
+    {CK_KMM_DOI_SNMPV3, {CK_KMM_SNMP_AUTH_SHA1, CK_KMM_SNMP_PRIV_DES}, "sha1-des"},
+    {CK_KMM_DOI_SNMPV3, {CK_KMM_SNMP_AUTH_SHA1, CK_KMM_SNMP_PRIV_NULL}, "sha1-null"},
+    {CK_KMM_DOI_SNMPV3, {CK_KMM_SNMP_AUTH_MD5, CK_KMM_SNMP_PRIV_DES}, "md5-des"},
+    {CK_KMM_DOI_SNMPV3, {CK_KMM_SNMP_AUTH_MD5, CK_KMM_SNMP_PRIV_NULL}, "md5-null"},
+};
+
+const char *
+ck_kmm_suite_short_name(uint8_t doi, struct ck_kmm_suite s)
+{
+    for (size_t i = 0; i < sizeof(short_names) / sizeof(short_names[0]); i++)
+        if (short_names[i].doi == doi && short_names[i].suite.auth == s.auth &&
+            short_names[i].suite.enc == s.enc)
+            return short_names[i].name;
+    return "unknown";
+}
+
+int
+ck_kmm_suite_from_short_name(uint8_t doi, const char *name, struct ck_kmm_suite *out)
+{
+    if (name == NULL || out == NULL)
+        return ck_error_set(CK_ERR_INVAL, "KMM suite name: missing argument");
+    for (size_t i = 0; i < sizeof(short_names) / sizeof(short_names[0]); i++)
+        if (short_names[i].doi == doi && strcmp(short_names[i].name, name) == 0) {
+            *out = short_names[i].suite;
+            return 0;
+        }
+    return ck_error_set(CK_ERR_UNSUPPORTED, "KMM: unknown %s ciphersuite name", ck_kmm_doi_name(doi));
 }

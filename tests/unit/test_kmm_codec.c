@@ -535,6 +535,33 @@ test_names_and_suites(void)
     CHECK_OK(ck_kmm_suite_key_lengths(CK_KMM_DOI_SNMPV3, snull, &e, &a));
     CHECK(e == 0 && a == 16);
     CHECK_INT_EQ(ck_kmm_suite_key_lengths(CK_KMM_DOI_IPSEC, rc5, &e, &a), CK_ERR_UNSUPPORTED);
+
+    /* Short names: every implemented suite has one and parses back; nothing else does. */
+    {
+        struct ck_kmm_suite s, back;
+        int named = 0;
+        for (uint8_t doi = CK_KMM_DOI_IPSEC; doi <= CK_KMM_DOI_SNMPV3; doi++)
+            for (int x = 0; x < 256; x++)
+                for (int y = 0; y < 256; y++) {
+                    const char *n;
+                    s.auth = (uint8_t)x;
+                    s.enc = (uint8_t)y;
+                    n = ck_kmm_suite_short_name(doi, s);
+                    if (!ck_kmm_suite_supported(doi, s)) {
+                        CHECK(strcmp(n, "unknown") == 0);
+                        continue;
+                    }
+                    named++;
+                    CHECK_OK(ck_kmm_suite_from_short_name(doi, n, &back));
+                    CHECK(back.auth == s.auth && back.enc == s.enc);
+                }
+        CHECK_INT_EQ(named, 10);
+        CHECK(strcmp(ck_kmm_suite_short_name(CK_KMM_DOI_IPSEC, aes), "sha1-aes128") == 0);
+        CHECK_INT_EQ(ck_kmm_suite_from_short_name(CK_KMM_DOI_SNMPV3, "sha1-aes128", &back),
+                     CK_ERR_UNSUPPORTED);
+        CHECK_INT_EQ(ck_kmm_suite_from_short_name(CK_KMM_DOI_IPSEC, "SHA1-AES128", &back),
+                     CK_ERR_UNSUPPORTED);
+    }
 }
 
 CK_TEST_MAIN("kmm_codec", CK_TEST_CASE(test_round_trip_all), CK_TEST_CASE(test_exact_layout),
