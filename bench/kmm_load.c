@@ -11,8 +11,12 @@
  * endpoint-started, its own random inbound SPI, suites sha1-aes128 sha1-3des sha1-null) and
  * sealed with the AP Request HMAC key from the session key.
  *
- * Load: S connected UDP sockets (default 256), one exchange in flight on each, one epoll loop: a
- * datagram on socket i answers the endpoint in flight on i. Every reply is checked as an endpoint
+ * Load: S exchanges in flight (default 256), each on its own connected UDP socket, one epoll
+ * loop: a datagram on socket i answers the endpoint in flight on i. Against a server on IPv4
+ * loopback each endpoint sends from an address of its own, 127.(1 + i / 65536).(i / 256 % 256).
+ * (i % 256) (a new socket per exchange), as real endpoints do and as the server's SA table
+ * expects (it indexes SAs by endpoint address and supersedes an address's older SA);
+ * --shared-addrs keeps S sockets on one address instead. Every reply is checked as an endpoint
  * would: KMM decode, AP Reply type, ck_ap_rep_verify against the session key and authenticator
  * time, a sub-key present, the AP Reply HMAC under the key from that sub-key, then
  * ck_kmm_derive_ipsec for the chosen suite (an Error Reply counts as an error, with its
@@ -38,7 +42,7 @@
  *
  * Usage: kmm_load --keytab FILE --service PRINCIPAL (--cms ADDR:PORT | --self-test)
  *                 [--endpoints N] [--sockets S] [--timeout-ms MS] [--retries R]
- *                 [--cms-pid PID] [--write-apreq FILE] [--label NAME]
+ *                 [--cms-pid PID] [--write-apreq FILE] [--shared-addrs] [--label NAME]
  * Output: a summary and one line
  *   RESULT impl=… n=… ok=… errors=… retries=… lost=… mint_s=… wall_s=… xps=… p50_us=… p99_us=…
  *          all_sa_s=… srv_cpu_s=… srv_sched_s=… srv_us_per_x=… x_per_cpu_s=… rss0_kb=…
@@ -80,7 +84,7 @@
 struct kl_opts {
     const char *keytab, *service, *cms, *apreq_out, *label;
     long n, sockets, timeout_ms, retries;
-    int self_test, cms_pid;
+    int self_test, cms_pid, shared_addrs;
 };
 
 /* One endpoint: its ticket's session key, the KMM AP Request to send, the authenticator time
@@ -100,6 +104,14 @@ struct kl_slot {
     int fd;
     long ep;                          /* -1 = idle */
     struct timespec sent;
+};
+
+/* Where the load goes. */
+struct kl_net {
+    int epfd;
+    struct sockaddr_storage srv;
+    socklen_t srv_len;
+    int own_addr;                     /* each endpoint sends from its own 127.x.y.z */
 };
 
 struct kl_stats {
@@ -174,13 +186,29 @@ parse_hostport(const char *s, struct sockaddr_storage *ss, socklen_t *sl)
     return 0;
 }
 
+/* A UDP socket connected to the server; with ep >= 0, bound first to that endpoint's own
+ * loopback address 127.(1 + ep / 65536).(ep / 256 % 256).(ep % 256), so that every simulated
+ * endpoint has an address of its own as a real one does (the server indexes its SAs by the
+ * endpoint's address; Linux routes all of 127/8 to lo). */
 static int
-udp_connect(const struct sockaddr_storage *ss, socklen_t sl)
+udp_connect(const struct sockaddr_storage *ss, socklen_t sl, long ep)
 {
     int fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
 
     if (fd < 0)
         return -1;
+    if (ep >= 0) {
+        struct sockaddr_in me;
+
+        memset(&me, 0, sizeof(me));
+        me.sin_family = AF_INET;
+        me.sin_addr.s_addr = htonl(0x7f000000u | (uint32_t)(1 + ep / 65536) << 16 |
+                                   (uint32_t)(ep / 256 % 256) << 8 | (uint32_t)(ep % 256));
+        if (bind(fd, (const struct sockaddr *)&me, sizeof(me)) != 0) {
+            close(fd);
+            return -1;
+        }
+    }
     if (connect(fd, (const struct sockaddr *)ss, sl) != 0) {
         close(fd);
         return -1;
@@ -589,15 +617,37 @@ clock_s(clockid_t c)
  * The load loop.
  */
 
-/* Sends endpoint e on slot sl. A send error counts; the timeout scan retries the endpoint. */
-static void
-slot_send(struct kl_slot *sl, struct kl_ep *eps, long e, struct kl_stats *st)
+/* (Re)opens slot s's socket: from endpoint ep's own address with own_addr (ep >= 0), else from
+ * any. A new socket also makes sure a late answer to an earlier exchange is never taken for the
+ * next one's. */
+static int
+slot_open(const struct kl_net *net, struct kl_slot *sl, long s, long ep)
 {
+    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)s};
+
+    if (sl->fd > 0)
+        close(sl->fd);
+    sl->fd = udp_connect(&net->srv, net->srv_len, net->own_addr ? ep : -1);
+    if (sl->fd < 0 || epoll_ctl(net->epfd, EPOLL_CTL_ADD, sl->fd, &ev) != 0) {
+        perror("kmm_load: socket");
+        return -1;
+    }
+    return 0;
+}
+
+/* Sends endpoint e on slot s. A send error counts; the timeout scan retries the endpoint. */
+static int
+slot_send(const struct kl_net *net, struct kl_slot *sl, long s, struct kl_ep *eps, long e,
+          struct kl_stats *st)
+{
+    if (net->own_addr && slot_open(net, sl, s, e) != 0)
+        return -1;
     sl->ep = e;
     eps[e].tries++;
     clock_gettime(CLOCK_MONOTONIC, &sl->sent);
     if (send(sl->fd, eps[e].msg, eps[e].msg_len, 0) < 0)
         st->neterr++;
+    return 0;
 }
 
 static int
@@ -625,7 +675,7 @@ usage(void)
     fprintf(stderr,
             "usage: kmm_load --keytab FILE --service PRINCIPAL (--cms ADDR:PORT | --self-test)\n"
             "                [--endpoints N] [--sockets S] [--timeout-ms MS] [--retries R]\n"
-            "                [--cms-pid PID] [--write-apreq FILE] [--label NAME]\n");
+            "                [--cms-pid PID] [--write-apreq FILE] [--shared-addrs] [--label NAME]\n");
 }
 
 static int
@@ -637,7 +687,8 @@ parse_opts(int argc, char **argv, struct kl_opts *o)
         {"endpoints", required_argument, NULL, 'n'},   {"sockets", required_argument, NULL, 'S'},
         {"timeout-ms", required_argument, NULL, 't'},  {"retries", required_argument, NULL, 'r'},
         {"cms-pid", required_argument, NULL, 'p'},     {"write-apreq", required_argument, NULL, 'w'},
-        {"label", required_argument, NULL, 'l'},       {"help", no_argument, NULL, 'h'},
+        {"label", required_argument, NULL, 'l'},       {"shared-addrs", no_argument, NULL, 'A'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0}};
     long v;
     int c;
@@ -654,6 +705,7 @@ parse_opts(int argc, char **argv, struct kl_opts *o)
         case 's': o->service = optarg; break;
         case 'c': o->cms = optarg; break;
         case 'T': o->self_test = 1; break;
+        case 'A': o->shared_addrs = 1; break;
         case 'w': o->apreq_out = optarg; break;
         case 'l': o->label = optarg; break;
         case 'n':
@@ -702,15 +754,14 @@ main(int argc, char **argv)
     struct kl_stats st;
     struct kl_ep *eps = NULL;
     struct kl_slot *slots = NULL;
-    struct sockaddr_storage srv;
-    socklen_t srv_len = 0;
+    struct kl_net net;
     ck_keytab *kt = NULL;
     ck_principal *sname = NULL;
     FILE *apreq_f = NULL;
     double *lat = NULL;
     size_t nlat = 0;
     long next = 0, done = 0, nslots;
-    int epfd = -1, ret = 1, resp_started = 0;
+    int ret = 1, resp_started = 0;
     struct timespec tm0, tm1, t0, t1, t_last;
     struct rusage ru0, ru1;
     unsigned long long cpu0 = 0, cpu1 = 0, ns0 = 0, ns1 = 0, mbusy0 = 0, mtot0 = 0, mbusy1 = 0,
@@ -723,6 +774,8 @@ main(int argc, char **argv)
 
     memset(&resp, 0, sizeof(resp));
     memset(&st, 0, sizeof(st));
+    memset(&net, 0, sizeof(net));
+    net.epfd = -1;
     resp.fd = -1;
     if (parse_opts(argc, argv, &o) != 0)
         return 2;
@@ -749,16 +802,19 @@ main(int argc, char **argv)
             ret = fail("replay cache", ret);
             goto out;
         }
-        if (responder_start(&resp, &srv, &srv_len) != 0) {
+        if (responder_start(&resp, &net.srv, &net.srv_len) != 0) {
             ret = 1;
             goto out;
         }
         resp_started = 1;
-    } else if (parse_hostport(o.cms, &srv, &srv_len) != 0) {
+    } else if (parse_hostport(o.cms, &net.srv, &net.srv_len) != 0) {
         fprintf(stderr, "kmm_load: bad --cms '%s' (ADDR:PORT)\n", o.cms);
         ret = 1;
         goto out;
     }
+    /* An address per endpoint needs the server on IPv4 loopback (127/8 is all local). */
+    net.own_addr = !o.shared_addrs && net.srv.ss_family == AF_INET &&
+                   (ntohl(((const struct sockaddr_in *)&net.srv)->sin_addr.s_addr) >> 24) == 127;
 
     eps = calloc((size_t)o.n, sizeof(*eps));
     lat = calloc((size_t)o.n, sizeof(*lat));
@@ -808,18 +864,14 @@ main(int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &tm1);
 
-    if ((epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
+    if ((net.epfd = epoll_create1(EPOLL_CLOEXEC)) < 0) {
         perror("kmm_load: epoll_create1");
         ret = 1;
         goto out;
     }
     for (long s = 0; s < nslots; s++) {
-        struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)s};
-
         slots[s].ep = -1;
-        if ((slots[s].fd = udp_connect(&srv, srv_len)) < 0 ||
-            epoll_ctl(epfd, EPOLL_CTL_ADD, slots[s].fd, &ev) != 0) {
-            perror("kmm_load: socket");
+        if (slot_open(&net, &slots[s], s, -1) != 0) {
             ret = 1;
             goto out;
         }
@@ -842,9 +894,11 @@ main(int argc, char **argv)
         struct epoll_event evs[256];
         struct timespec now, last_scan = t0;
 
-
         for (long s = 0; s < nslots && next < o.n; s++)
-            slot_send(&slots[s], eps, next++, &st);
+            if (slot_send(&net, &slots[s], s, eps, next++, &st) != 0) {
+                ret = 1;
+                goto out;
+            }
         while (done < o.n) {
             int nev;
 
@@ -855,38 +909,39 @@ main(int argc, char **argv)
                 last_scan = now;
                 for (long s = 0; s < nslots; s++) {
                     struct kl_slot *sl = &slots[s];
-                    struct epoll_event ev = {.events = EPOLLIN, .data.u64 = (uint64_t)s};
                     long e = sl->ep;
 
                     if (e < 0 || ts_us(&sl->sent, &now) < (double)o.timeout_ms * 1e3)
                         continue;
                     st.lost++;
-                    close(sl->fd);
-                    if ((sl->fd = udp_connect(&srv, srv_len)) < 0 ||
-                        epoll_ctl(epfd, EPOLL_CTL_ADD, sl->fd, &ev) != 0) {
-                        perror("kmm_load: socket");
+                    sl->ep = -1;
+                    if (slot_open(&net, sl, s, -1) != 0) {
                         ret = 1;
                         goto out;
                     }
-                    sl->ep = -1;
                     if (eps[e].tries <= o.retries) {
                         if ((ret = rebuild_request(&eps[e], sname->realm, e)) != 0) {
                             ret = fail("retry AP Request", ret);
                             goto out;
                         }
                         st.retries++;
-                        slot_send(sl, eps, e, &st);
+                        if (slot_send(&net, sl, s, eps, e, &st) != 0) {
+                            ret = 1;
+                            goto out;
+                        }
                     } else {
                         eps[e].done = 2;
                         st.errors++;
                         done++;
                         show_error(&st, e, KL_NO_ANSWER, 0);
-                        if (next < o.n)
-                            slot_send(sl, eps, next++, &st);
+                        if (next < o.n && slot_send(&net, sl, s, eps, next++, &st) != 0) {
+                            ret = 1;
+                            goto out;
+                        }
                     }
                 }
             }
-            nev = epoll_wait(epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), 50);
+            nev = epoll_wait(net.epfd, evs, (int)(sizeof(evs) / sizeof(evs[0])), 50);
             if (nev < 0) {
                 if (errno == EINTR)
                     continue;
@@ -897,7 +952,8 @@ main(int argc, char **argv)
             if (nev > 0)
                 clock_gettime(CLOCK_MONOTONIC, &now);
             for (int k = 0; k < nev; k++) {
-                struct kl_slot *sl = &slots[evs[k].data.u64];
+                long s = (long)evs[k].data.u64;
+                struct kl_slot *sl = &slots[s];
                 ssize_t n = recv(sl->fd, rbuf, sizeof(rbuf), 0);
                 long e = sl->ep;
 
@@ -919,8 +975,10 @@ main(int argc, char **argv)
                     eps[e].done = 2;
                     st.errors++;
                 }
-                if (next < o.n)
-                    slot_send(sl, eps, next++, &st);
+                if (next < o.n && slot_send(&net, sl, s, eps, next++, &st) != 0) {
+                    ret = 1;
+                    goto out;
+                }
             }
         }
     }
@@ -972,9 +1030,11 @@ main(int argc, char **argv)
                "(kvno %u, %s; no KDC), %.2f s to mint and build every AP Request\n",
                o.label, o.n, o.service, mint.svc->kvno, ck_enctype_name(mint.svc->key.enctype),
                mint_s);
-        printf("  %s %s, %ld sockets, one exchange in flight each\n",
+        printf("  %s %s, %ld exchanges in flight, %s\n",
                o.self_test ? "in-process responder (test fixture, not cablekey-cms) at" : "server",
-               o.self_test ? "127.0.0.1" : o.cms, nslots);
+               o.self_test ? "127.0.0.1" : o.cms, nslots,
+               net.own_addr ? "each endpoint from its own address 127.x.y.z (a socket per exchange)"
+                            : "sockets shared by the endpoints (one source address)");
         printf("  SAs %ld/%ld  errors %ld  retries %ld  timeouts %ld  net-errors %ld  wall %.3f s\n",
                st.ok, o.n, st.errors, st.retries, st.lost, st.neterr, wall_s);
         printf("  AP exchanges/s %.0f  latency p50 %.0f us  p99 %.0f us  ",
@@ -1019,8 +1079,8 @@ out:
         for (long s = 0; s < (o.sockets < o.n ? o.sockets : o.n); s++)
             if (slots[s].fd > 0)
                 close(slots[s].fd);
-    if (epfd >= 0)
-        close(epfd);
+    if (net.epfd >= 0)
+        close(net.epfd);
     if (apreq_f != NULL)
         fclose(apreq_f);
     if (eps != NULL)
