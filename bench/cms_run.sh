@@ -213,7 +213,7 @@ echo "Key management: $impl vs MIT krb5_rd_req + krb5_mk_rep, same tickets, $(da
 echo
 echo "| N (round) | SAs | AP exch/s | p50 µs | p99 µs | all SAs after s | server CPU s | server µs/exch | exch per CPU-s | bytes/endpoint | MIT µs/pair | MIT pairs/CPU-s | ratio per core | MIT µs/pair, no rcache |"
 echo "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
-goal_ratio="" goal_cpu="not measured (no N = 100000 row)" goal_mem=met
+goal_ratio="" goal_cpu="not measured (no N = 100000 row)" goal_mem=""
 nrows=0 nratio=0
 for id in "${rows[@]}"; do
     n=${id%-*}
@@ -232,8 +232,12 @@ for id in "${rows[@]}"; do
         g=$(awk -v c="$cpu" -v ok="$ok" 'BEGIN{if(ok<100000)print "missed (not all SAs)"; else if(c<10)printf "met (%.2f s)", c; else printf "missed (%.2f s)", c}')
         case $goal_cpu in "not measured"*) goal_cpu=$g ;; *) goal_cpu="$goal_cpu; $g" ;; esac
     fi
-    if [ "$bpe" = n/a ]; then goal_mem="not measured (self-test)"; else
-        awk -v b="$bpe" 'BEGIN{exit !(b <= 1024)}' || goal_mem="missed"
+    # Memory per endpoint is judged at the largest N: at small N the start-up allocations the
+    # first requests make (thread arenas, buffers) weigh more than the endpoints do.
+    if [ "$bpe" = n/a ]; then goal_mem="not measured (self-test)"
+    elif [ "$n" = "$max_n" ]; then
+        g=$(awk -v b="$bpe" -v n="$n" 'BEGIN{printf "%s (%.0f bytes at N = %d)", (b <= 1024 ? "met" : "missed"), b, n}')
+        case $goal_mem in "") goal_mem=$g ;; *) goal_mem="$goal_mem; $g" ;; esac
     fi
 done
 goal_ratio="met in $nratio of $nrows rows"

@@ -46,7 +46,7 @@
  * Output: a summary and one line
  *   RESULT impl=… n=… ok=… errors=… retries=… lost=… mint_s=… wall_s=… xps=… p50_us=… p99_us=…
  *          all_sa_s=… srv_cpu_s=… srv_sched_s=… srv_us_per_x=… x_per_cpu_s=… rss0_kb=…
- *          rss1_kb=… bytes_per_ep=… gen_cpu_us_per_x=… other_cores=…
+ *          rss1_kb=… bytes_per_ep=… gen_cpu_us_per_x=… other_cores=… udp_rcvbuf_drops=…
  * Exit 0 only if every endpoint holds an SA. */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -234,6 +234,38 @@ proc_rss_kb(int pid)
         }
     fclose(f);
     return kb;
+}
+
+/* The kernel's UDP receive-buffer drops (machine-wide, /proc/net/snmp "Udp: ... RcvbufErrors"):
+ * a datagram the server never saw because its socket queue was full. -1 if unreadable. */
+static long long
+udp_rcvbuf_errors(void)
+{
+    char names[1024], values[1024];
+    long long v = -1;
+    FILE *f;
+
+    if ((f = fopen("/proc/net/snmp", "r")) == NULL)
+        return -1;
+    while (fgets(names, sizeof(names), f) != NULL) {
+        char *np, *vp, *nsave = NULL, *vsave = NULL;
+
+        if (strncmp(names, "Udp: ", 5) != 0 || fgets(values, sizeof(values), f) == NULL)
+            continue;
+        np = strtok_r(names, " \n", &nsave);
+        vp = strtok_r(values, " \n", &vsave);
+        while (np != NULL && vp != NULL) {
+            if (strcmp(np, "RcvbufErrors") == 0) {
+                v = strtoll(vp, NULL, 10);
+                break;
+            }
+            np = strtok_r(NULL, " \n", &nsave);
+            vp = strtok_r(NULL, " \n", &vsave);
+        }
+        break;
+    }
+    fclose(f);
+    return v;
 }
 
 static uint32_t
@@ -768,6 +800,7 @@ main(int argc, char **argv)
                        mtot1 = 0;
     double rcpu0 = 0, rcpu1 = 0;
     long rss0 = -1, rss1 = -1;
+    long long udp_drops0, udp_drops1;
     int have_cpu = 0, have_ns = 0, have_machine;
     struct proc_pids pids = {0};
     uint8_t rbuf[KL_MSG_MAX];
@@ -886,6 +919,7 @@ main(int argc, char **argv)
     if (o.self_test)
         rcpu0 = clock_s(resp.cpu_clock);
     have_machine = proc_machine_ticks(&mbusy0, &mtot0) == 0;
+    udp_drops0 = udp_rcvbuf_errors();
     getrusage(RUSAGE_SELF, &ru0);
     clock_gettime(CLOCK_MONOTONIC, &t0);
     t_last = t0;
@@ -984,6 +1018,7 @@ main(int argc, char **argv)
     }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     getrusage(RUSAGE_SELF, &ru1);
+    udp_drops1 = udp_rcvbuf_errors();
     if (o.self_test)
         rcpu1 = clock_s(resp.cpu_clock);
     if (have_machine && proc_machine_ticks(&mbusy1, &mtot1) != 0)
@@ -1037,6 +1072,9 @@ main(int argc, char **argv)
                             : "sockets shared by the endpoints (one source address)");
         printf("  SAs %ld/%ld  errors %ld  retries %ld  timeouts %ld  net-errors %ld  wall %.3f s\n",
                st.ok, o.n, st.errors, st.retries, st.lost, st.neterr, wall_s);
+        if (udp_drops0 >= 0 && udp_drops1 >= 0)
+            printf("  UDP datagrams dropped by the kernel for a full receive queue (whole machine): "
+                   "%lld\n", udp_drops1 - udp_drops0);
         printf("  AP exchanges/s %.0f  latency p50 %.0f us  p99 %.0f us  ",
                wall_s > 0 ? (double)st.ok / wall_s : 0, p50, p99);
         if (all_sa_s >= 0)
@@ -1059,12 +1097,13 @@ main(int argc, char **argv)
         printf("RESULT impl=%s n=%ld ok=%ld errors=%ld retries=%ld lost=%ld mint_s=%.3f "
                "wall_s=%.3f xps=%.0f p50_us=%.0f p99_us=%.0f all_sa_s=%.3f srv_cpu_s=%.3f "
                "srv_sched_s=%.3f srv_us_per_x=%.2f x_per_cpu_s=%.0f rss0_kb=%ld rss1_kb=%ld "
-               "bytes_per_ep=%.0f gen_cpu_us_per_x=%.1f other_cores=%.2f\n",
+               "bytes_per_ep=%.0f gen_cpu_us_per_x=%.1f other_cores=%.2f udp_rcvbuf_drops=%lld\n",
                o.label, o.n, st.ok, st.errors, st.retries, st.lost, mint_s, wall_s,
                wall_s > 0 ? (double)st.ok / wall_s : 0, p50, p99, all_sa_s, srv_cpu, srv_sched,
                srv_best > 0 && st.ok > 0 ? srv_best * 1e6 / (double)st.ok : -1,
                srv_best > 0 ? (double)st.ok / srv_best : -1, rss0, rss1, bytes_per_ep,
-               st.ok > 0 ? gen_s * 1e6 / (double)st.ok : -1, other_cores);
+               st.ok > 0 ? gen_s * 1e6 / (double)st.ok : -1, other_cores,
+               udp_drops0 >= 0 && udp_drops1 >= 0 ? udp_drops1 - udp_drops0 : -1);
         ret = st.ok == o.n ? 0 : 1;
     }
 out:
