@@ -31,9 +31,15 @@
 #   BENCH_CMS_LOG_LEVEL  cablekey-cms --log-level (default warning; "info" logs every exchange)
 #   BENCH_CMS_SELFTEST=1 the in-process responder instead of cablekey-cms
 #   BENCH_CMS_ESP=0      skip esp_bench
+#   BENCH_CMS_CALLGRIND=1  also count instructions per exchange under callgrind (user space only,
+#                        so not disturbed by the other tenants of a shared machine): cablekey-cms
+#                        and krb5_rd_req each at N = 300 and N = 1300, the difference / 1000 (so
+#                        start-up and shutdown cancel); about a minute
 #   BENCH_KEEP_TMP=1     keep the temp dir (keytab, configs, daemon logs, AP-REQ files, outputs)
 set -uo pipefail
 export LC_ALL=C TZ=UTC
+# MIT's tracing costs it instructions even to /dev/null: never on for the measurements.
+unset KRB5_TRACE
 
 BUILD=${1:-build}
 BUILD=$(cd "$BUILD" 2>/dev/null && pwd) || { echo "cms bench: no build dir '${1:-build}'" >&2; exit 2; }
@@ -191,13 +197,13 @@ for n in $LADDER; do
     mit=$tmp/mit-$id.out
     mkdir -p "$tmp/rcache-$id"
     say "N=$n round $r: krb5_rd_req over the same $n AP-REQs (MIT replay cache in an empty dir)"
-    KRB5_CONFIG=$tmp/krb5.conf KRB5RCACHEDIR=$tmp/rcache-$id KRB5_TRACE=/dev/null \
+    KRB5_CONFIG=$tmp/krb5.conf KRB5RCACHEDIR=$tmp/rcache-$id \
         timeout 600 "$RD_REQ" --keytab "$tmp/cms.keytab" --reqs "$tmp/apreq-$id.bin" \
         --service "$SERVICE@$REALM" >"$mit" 2>&1
     cat "$mit" >&2
     grep -q '^RESULT ' "$mit" || die "krb5_rd_req N=$n gave no RESULT" "$mit"
     # For context: the same pass with MIT's replay cache off (what the cache costs MIT).
-    KRB5_CONFIG=$tmp/krb5.conf KRB5RCACHENAME=none: KRB5_TRACE=/dev/null \
+    KRB5_CONFIG=$tmp/krb5.conf KRB5RCACHENAME=none: \
         timeout 600 "$RD_REQ" --keytab "$tmp/cms.keytab" --reqs "$tmp/apreq-$id.bin" \
         --service "$SERVICE@$REALM" --label mit-rd-req-norc >"$tmp/mitnorc-$id.out" 2>&1
     cat "$tmp/mitnorc-$id.out" >&2
@@ -244,6 +250,50 @@ goal_ratio="met in $nratio of $nrows rows"
 echo
 echo "Goals (issue 7): ratio per core ≥ 2: $goal_ratio; 100,000 endpoints keyed in < 10 s of server CPU: $goal_cpu; ≤ 1 KiB of server memory per endpoint: $goal_mem."
 [ "$SELFTEST" = 1 ] && echo "The cablekey rows are kmm_load's in-process responder (library parts, one thread), not cablekey-cms."
+
+# ---------------------------------------------------------------------------------------------
+# callgrind_total FILE: the "Collected : N" instruction count valgrind printed.
+callgrind_total() {
+    sed -n 's/^==[0-9]*== Collected : \([0-9]*\)$/\1/p' "$1" | tail -n 1
+}
+
+if [ "${BENCH_CMS_CALLGRIND:-0}" = 1 ] && [ "$SELFTEST" != 1 ]; then
+    command -v valgrind >/dev/null || die "BENCH_CMS_CALLGRIND=1 needs valgrind"
+    declare -A cg_ck cg_mit
+    for n in 300 1300; do
+        port=$(free_port) || die "no free port"
+        sport=$(free_port) || die "no free port"
+        say "callgrind: cablekey-cms, $n exchanges"
+        valgrind --tool=callgrind --callgrind-out-file="$tmp/cg-cms-$n.out" "$CK_CMS" \
+            --keytab "$tmp/cms.keytab" --listen "127.0.0.1:$port" --signaling-listen "127.0.0.1:$sport" \
+            --log "$tmp/cg-cms-$n.log" --log-level "$LOG_LEVEL" >"$tmp/cg-cms-$n.err" 2>&1 &
+        CMS_PID=$!
+        for _ in $(seq 1 600); do
+            ss -Hlun "sport = :$port" 2>/dev/null | grep -q . && break
+            sleep 0.1
+        done
+        timeout 600 "$KMM_LOAD" --keytab "$tmp/cms.keytab" --service "$SERVICE@$REALM" \
+            --cms "127.0.0.1:$port" --endpoints "$n" --sockets 32 --timeout-ms 30000 \
+            --write-apreq "$tmp/cg-$n.bin" >"$tmp/cg-kmm-$n.out" 2>&1 ||
+            die "kmm_load under callgrind" "$tmp/cg-kmm-$n.out"
+        stop_cms
+        cg_ck[$n]=$(callgrind_total "$tmp/cg-cms-$n.err")
+        say "callgrind: krb5_rd_req, $n pairs"
+        mkdir -p "$tmp/cg-rc-$n"
+        KRB5_CONFIG=$tmp/krb5.conf KRB5RCACHEDIR=$tmp/cg-rc-$n \
+            valgrind --tool=callgrind --callgrind-out-file="$tmp/cg-mit-$n.out" "$RD_REQ" \
+            --keytab "$tmp/cms.keytab" --reqs "$tmp/cg-$n.bin" --service "$SERVICE@$REALM" \
+            >"$tmp/cg-mit-$n.err" 2>&1 || die "krb5_rd_req under callgrind" "$tmp/cg-mit-$n.err"
+        cg_mit[$n]=$(callgrind_total "$tmp/cg-mit-$n.err")
+    done
+    [ -n "${cg_ck[300]}" ] && [ -n "${cg_ck[1300]}" ] && [ -n "${cg_mit[300]}" ] && [ -n "${cg_mit[1300]}" ] ||
+        die "callgrind: no instruction totals" "$tmp/cg-cms-1300.err" "$tmp/cg-mit-1300.err"
+    echo
+    awk -v a="${cg_ck[300]}" -v b="${cg_ck[1300]}" -v c="${cg_mit[300]}" -v d="${cg_mit[1300]}" 'BEGIN{
+        ck = (b - a) / 1000; mit = (d - c) / 1000
+        printf "Instructions per exchange (callgrind, user space, (N=1300 - N=300) / 1000): cablekey-cms %.1f k, MIT krb5_rd_req + krb5_mk_rep %.1f k, MIT / cablekey %.2f×\n", ck / 1000, mit / 1000, mit / ck }'
+    echo "(callgrind counts no kernel work: neither cablekey-cms's UDP system calls nor the file I/O of MIT's replay cache.)"
+fi
 
 # ---------------------------------------------------------------------------------------------
 if [ "${BENCH_CMS_ESP:-1}" != 0 ]; then
