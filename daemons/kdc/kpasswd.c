@@ -73,6 +73,7 @@ struct kpasswd_req_state {
     int result;                   /* CK_KPASSWD_* */
     char result_string[RESULT_MAX];
     int32_t krb_error;            /* for a KRB-ERROR reply */
+    const char *e_text;           /* its e-text (static), NULL: none */
     char detail[256];             /* log only */
 };
 
@@ -346,6 +347,7 @@ build_error_reply(struct kpasswd_worker *w, struct kpasswd_req_state *st, uint8_
     if ((rc = ck_asn1_time_set(&err->stime, now)) != 0 ||
         (rc = ck_asn1_kstring_set(&err->realm, w->realm)) != 0 ||
         (rc = ck_asn1_principal_new(CK_NT_SRV_INST, svc, 2, &err->sname)) != 0 ||
+        (st->e_text != NULL && (rc = ck_asn1_kstring_set(&err->e_text, st->e_text)) != 0) ||
         (rc = ck_asn1_octets_set(&err->e_data, result, result_len)) != 0 ||
         (rc = ck_asn1_krb_error_encode(err, &der, &der_len)) != 0)
         goto out;
@@ -531,6 +533,15 @@ kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_
     rc = ck_ap_req_verify_at(kr.ap_req, kr.ap_req_len, service_key_fn, w, w->service,
                              w->srv->rcache, w->srv->clockskew, CK_KU_AP_REQ_AUTH,
                              now_sec(w->srv, NULL), &ap);
+    if (rc == CK_ERR_FULL) {
+        /* Not the client's fault: a busy server, which must still refuse what it cannot check
+         * for replay. */
+        st->krb_error = CK_KRB_ERR_GENERIC;
+        st->e_text = CK_AP_ETEXT_RCACHE_FULL;
+        set_result(st, CK_KPASSWD_HARDERROR, "Server busy: " CK_AP_ETEXT_RCACHE_FULL,
+                   ck_error_context());
+        goto reply;
+    }
     if (rc != 0) {
         st->krb_error = ap.krb_error;
         set_result(st, CK_KPASSWD_AUTHERROR, "Failed reading application request",
