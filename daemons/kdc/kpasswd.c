@@ -35,6 +35,7 @@
 #include <openssl/crypto.h>
 
 #include "cablekey/ap.h"
+#include "cablekey/client.h"
 #include "cablekey/error.h"
 #include "cablekey/kpasswd.h"
 #include "cablekey/log.h"
@@ -628,6 +629,8 @@ kpasswd_server_bind(const char *const *listen, size_t n_listen, struct kpasswd_s
     ncfg.max_request = KPASSWD_MAX_REQUEST;
     ncfg.max_dgram = KPASSWD_MAX_REQUEST;
     ncfg.max_reply = CK_KPASSWD_MAX_MSG;
+    /* RFC 3244 §2: over TCP, kpasswd messages carry Kerberos' 4-byte length prefix. */
+    ncfg.tcp_framing = &ck_krb_tcp_framing;
     memset(&cb, 0, sizeof(cb));
     cb.handler = net_handle;
     cb.worker_init = net_worker_init;

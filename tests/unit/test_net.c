@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cablekey/client.h"
 #include "cablekey/net.h"
 #include "ck_test.h"
 
@@ -116,6 +117,7 @@ start_server(const char *const *listen, size_t n, int workers, int max_conns, in
     cfg.listen = listen;
     cfg.n_listen = n;
     cfg.workers = workers;
+    cfg.tcp_framing = &ck_krb_tcp_framing;
     cfg.tcp_max_conns = max_conns;
     cfg.tcp_idle_timeout_ms = idle_ms;
     cfg.max_request = max_request;
@@ -283,6 +285,7 @@ test_udp_reply_cap(void)
     cfg.listen = listen;
     cfg.n_listen = 1;
     cfg.workers = 1;
+    cfg.tcp_framing = &ck_krb_tcp_framing;
     cfg.max_reply = CK_NET_MAX_REQUEST_LIMIT;
     CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
     if (srv == NULL)
@@ -361,6 +364,7 @@ test_udp_steering(void)
     cfg.listen = listen;
     cfg.n_listen = 1;
     cfg.workers = n;
+    cfg.tcp_framing = &ck_krb_tcp_framing;
     cfg.cpu_affinity = true;
     cfg.steer_check_ms = 100;
     CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
@@ -603,6 +607,103 @@ test_tcp_oversized(void)
     ck_net_server_free(srv);
 }
 
+/* A framing of another shape: 'M', a 1-byte length, then the message; the parser checks the
+ * first byte, then asks for three at once, so the first message byte arrives with the header
+ * (offset 2 < have 3). Replies
+ * are prefixed "R" + length. Anything but 'M' is refused from its first byte. */
+static enum ck_net_frame
+toy_parse(const uint8_t *buf, size_t have, size_t max_len, size_t *need, size_t *off,
+          size_t *len)
+{
+    if (have < 1) {
+        *need = 1;
+        return CK_NET_FRAME_NEED;
+    }
+    if (buf[0] != 'M') {
+        *len = buf[0];
+        return CK_NET_FRAME_REFUSE;
+    }
+    if (have < 3) {
+        *need = 3;
+        return CK_NET_FRAME_NEED;
+    }
+    *len = buf[1];
+    if (*len == 0 || *len > max_len)
+        return CK_NET_FRAME_REFUSE;
+    *off = 2;
+    return CK_NET_FRAME_MESSAGE;
+}
+
+static void
+toy_prefix(uint8_t *p, size_t len)
+{
+    p[0] = 'R';
+    p[1] = (uint8_t)len;
+}
+
+static const struct ck_net_framing toy_framing = {toy_parse, toy_prefix, 2};
+
+static void
+test_tcp_custom_framing(void)
+{
+    const char *listen[] = {"127.0.0.1:0"};
+    struct ck_net_config cfg;
+    struct ck_net_callbacks cb = {upper_handler, test_init, test_fini, NULL};
+    struct ck_net_server *srv = NULL;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    uint8_t buf[64];
+    static const uint8_t two[] = {'M', 1, 'a', 'M', 3, 'x', 'y', 'z'};
+    int fd;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.listen = listen;
+    cfg.n_listen = 1;
+    cfg.workers = 1;
+    cfg.max_request = 200;
+    /* lib/net has no framing of its own: TCP without one is a configuration error, UDP-only
+     * servers need none. */
+    CHECK_INT_EQ(ck_net_server_new(&cfg, &cb, &srv), CK_ERR_CONFIG);
+    CHECK(srv == NULL);
+    cfg.no_tcp = true;
+    CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
+    ck_net_server_free(srv);
+    srv = NULL;
+    cfg.no_tcp = false;
+    cfg.tcp_framing = &toy_framing;
+    CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
+    if (srv == NULL)
+        return;
+    CHECK_OK(ck_net_server_start(srv));
+    server_addr(srv, 0, &ss, &len);
+    fd = tcp_connect(&ss, len);
+    send_all(fd, two, sizeof(two));
+    CHECK_INT_EQ(recv_n(fd, buf, 3), 3);
+    CHECK_MEM_EQ(buf, 3, "R\001A", 3);
+    CHECK_INT_EQ(recv_n(fd, buf, 5), 5);
+    CHECK_MEM_EQ(buf, 5, "R\003XYZ", 5);
+    /* Over max_request (200): refused from the header, answered, closed. */
+    atomic_store(&oversized_seen, 0);
+    buf[0] = 'M';
+    buf[1] = 201;
+    buf[2] = 'q';
+    send_all(fd, buf, 3);
+    CHECK_INT_EQ(recv_n(fd, buf, 9), 9);
+    CHECK_MEM_EQ(buf, 9, "R\007TOO BIG", 9);
+    CHECK(peer_closed(fd));
+    CHECK_INT_EQ(atomic_load(&oversized_seen), 1);
+    CHECK_INT_EQ(atomic_load(&oversized_len), 201);
+    close(fd);
+    /* An invalid first byte. */
+    fd = tcp_connect(&ss, len);
+    send_all(fd, "Z", 1);
+    CHECK_INT_EQ(recv_n(fd, buf, 9), 9);
+    CHECK(peer_closed(fd));
+    CHECK_INT_EQ(atomic_load(&oversized_len), 'Z');
+    close(fd);
+    ck_net_server_free(srv);
+}
+
 static void
 test_tcp_conn_cap(void)
 {
@@ -693,6 +794,7 @@ test_bind_conflict(void)
     cfg.listen = spec_list;
     cfg.n_listen = 1;
     cfg.workers = 1;
+    cfg.tcp_framing = &ck_krb_tcp_framing;
     CHECK_OK(ck_net_server_new(&cfg, &cb, &second));
     /* SO_REUSEPORT alone would let a second server share the port; the probe refuses it. */
     CHECK_INT_EQ(ck_net_server_start(second), CK_ERR_IO);
@@ -816,5 +918,6 @@ CK_TEST_MAIN("net", CK_TEST_CASE(test_parse_listen), CK_TEST_CASE(test_addr_is_l
              CK_TEST_CASE(test_udp_wildcard_source), CK_TEST_CASE(test_udp_no_reply),
              CK_TEST_CASE(test_udp_reply_cap), CK_TEST_CASE(test_udp_steering),
              CK_TEST_CASE(test_tcp_framing), CK_TEST_CASE(test_tcp_oversized),
+             CK_TEST_CASE(test_tcp_custom_framing),
              CK_TEST_CASE(test_tcp_conn_cap), CK_TEST_CASE(test_tcp_idle_timeout),
              CK_TEST_CASE(test_bind_conflict), CK_TEST_CASE(test_lifecycle))
