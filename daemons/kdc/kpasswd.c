@@ -363,7 +363,7 @@ out:
 
 static int
 build_priv_reply(struct kpasswd_worker *w, struct kpasswd_req_state *st,
-                 const ck_ap_req_result *ap, const struct sockaddr *local, uint8_t *reply,
+                 const ck_ap_req_result *ap, const struct ck_peer *local, uint8_t *reply,
                  size_t cap, size_t *reply_len)
 {
     const ck_key *key = ap->has_subkey ? &ap->subkey : &ap->session_key;
@@ -378,7 +378,8 @@ build_priv_reply(struct kpasswd_worker *w, struct kpasswd_req_state *st,
     if ((rc = ck_random_bytes(&seq, sizeof(seq))) != 0)
         return rc;
     seq &= 0x3fffffffu;
-    if (local == NULL || ck_krb_address_from_sockaddr(local, &s_addr) != 0)
+    if (ck_peer_sockaddr(local, NULL) == NULL ||
+        ck_krb_address_from_sockaddr(ck_peer_sockaddr(local, NULL), &s_addr) != 0)
         ck_krb_address_directional(1, &s_addr);
     memset(&params, 0, sizeof(params));
     params.use_timestamp = true;
@@ -477,13 +478,12 @@ out:
 }
 
 static void
-log_request(const struct kpasswd_req_state *st, bool tcp, const struct sockaddr *peer)
+log_request(const struct kpasswd_req_state *st, bool tcp, const struct ck_peer *peer)
 {
-    char addr[CK_NET_ADDRSTRLEN] = "-";
+    char addr[CK_NET_ADDRSTRLEN];
     char client[256], target[256], detail[256];
 
-    if (peer != NULL)
-        ck_net_addr_format(peer, addr, sizeof(addr));
+    ck_peer_format(peer, addr, sizeof(addr));
     /* Client-chosen names and the detail may hold anything: printable ASCII only. */
     kdc_log_escape(st->client[0] != '\0' ? st->client : "-", client, sizeof(client));
     kdc_log_escape(st->target[0] != '\0' ? st->target : "-", target, sizeof(target));
@@ -495,7 +495,7 @@ log_request(const struct kpasswd_req_state *st, bool tcp, const struct sockaddr 
 
 int
 kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_len, bool tcp,
-                       const struct sockaddr *peer, const struct sockaddr *local,
+                       const struct ck_peer *peer, const struct ck_peer *local,
                        uint8_t *reply, size_t reply_cap, size_t *reply_len)
 {
     struct kpasswd_req_state *st = NULL;
@@ -602,12 +602,15 @@ static int
 net_handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t reply_cap,
            size_t *reply_len)
 {
+    struct ck_peer local;
+
     *reply_len = 0;
     /* An oversized TCP length prefix: nothing of the message was read; close. */
     if (req->flags & CK_NET_REQ_OVERSIZED)
         return 0;
+    ck_peer_set(&local, req->local, req->local_len);
     return kpasswd_handle_request(state, req->data, req->len, req->transport == CK_NET_TCP,
-                                  req->peer, req->local, reply, reply_cap, reply_len);
+                                  req->remote, &local, reply, reply_cap, reply_len);
 }
 
 int

@@ -415,11 +415,11 @@ handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t rep
 
     *reply_len = 0;
     if (req->flags & CK_NET_REQ_OVERSIZED)
-        return kdc_handle_oversized(w, req->len, req->peer, reply, reply_cap, reply_len);
+        return kdc_handle_oversized(w, req->len, req->remote, reply, reply_cap, reply_len);
     return kdc_handle_request(w, req->data, req->len,
                               req->transport == CK_NET_TCP ? KDC_TRANSPORT_TCP
                                                            : KDC_TRANSPORT_UDP,
-                              req->peer, reply, reply_cap, reply_len);
+                              req->remote, reply, reply_cap, reply_len);
 }
 
 static int

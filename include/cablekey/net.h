@@ -56,13 +56,34 @@ struct ck_net_framing {
     size_t reply_prefix;           /* <= CK_NET_FRAME_HEADER_MAX */
 };
 
+/* ---- peers -------------------------------------------------------------------------------- */
+
+/* The remote end of a request, as the transport saw it. Protocol cores treat it as opaque: they
+ * format it for their logs (or hand it back to a transport) and never look inside. */
+struct ck_peer {
+    struct sockaddr_storage addr;
+    socklen_t addr_len;            /* 0: unknown */
+};
+
+/* Fills p from a socket address (len 0 or sa NULL: an unknown peer). */
+void ck_peer_set(struct ck_peer *p, const struct sockaddr *sa, socklen_t len);
+/* The address, or NULL for a NULL or unknown peer (*len may be NULL). */
+const struct sockaddr *ck_peer_sockaddr(const struct ck_peer *p, socklen_t *len);
+/* "192.0.2.1:88" / "[2001:db8::1]:88" into buf (CK_NET_ADDRSTRLEN is enough); "-" for a NULL
+ * or unknown peer. Returns buf. */
+const char *ck_peer_format(const struct ck_peer *p, char *buf, size_t size);
+/* The host alone ("192.0.2.1", "2001:db8::1"); "-" for a NULL or unknown peer, "unknown" for a
+ * family other than IPv4/IPv6. Returns buf or one of those constants. */
+const char *ck_peer_format_host(const struct ck_peer *p, char *buf, size_t size);
+
 struct ck_net_request {
     const uint8_t *data;
     size_t len;
     enum ck_net_transport transport;
     unsigned flags;                 /* CK_NET_REQ_* */
-    const struct sockaddr *peer;
+    const struct sockaddr *peer;    /* == ck_peer_sockaddr(remote) */
     socklen_t peer_len;
+    const struct ck_peer *remote;   /* the same peer, for protocol cores (opaque to them) */
     const struct sockaddr *local;   /* address the request arrived on */
     socklen_t local_len;
 };

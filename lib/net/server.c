@@ -57,8 +57,9 @@ struct conn {
     struct ev_src ev;
     struct conn *prev, *next;    /* activity list, head = least recently active */
     int64_t last_ms;
-    struct sockaddr_storage peer, local;
-    socklen_t peer_len, local_len;
+    struct ck_peer peer;
+    struct sockaddr_storage local;
+    socklen_t local_len;
     uint8_t hdr[CK_NET_FRAME_HEADER_MAX];  /* the next message's header as far as read */
     size_t hdr_got, hdr_need;   /* hdr_need 0: ask the framing */
     bool have_len;
@@ -79,7 +80,7 @@ union ctrl_buf {
 };
 
 struct udp_slot {
-    struct sockaddr_storage peer;
+    struct ck_peer peer;         /* msg_name points at peer.addr */
     union ctrl_buf rctrl;
     union ctrl_buf sctrl;
     struct iovec riov, siov;
@@ -504,8 +505,9 @@ conn_dispatch(struct worker *w, struct conn *c, const uint8_t *data, size_t len,
     req.len = len;
     req.transport = CK_NET_TCP;
     req.flags = flags;
-    req.peer = (const struct sockaddr *)&c->peer;
-    req.peer_len = c->peer_len;
+    req.peer = (const struct sockaddr *)&c->peer.addr;
+    req.peer_len = c->peer.addr_len;
+    req.remote = &c->peer;
     req.local = (const struct sockaddr *)&c->local;
     req.local_len = c->local_len;
     rc = w->srv->cb.handler(w->state, &req, w->tcp_reply + w->srv->cfg.tcp_framing->reply_prefix,
@@ -651,8 +653,7 @@ accept_ready(struct worker *w, struct sock *l)
         }
         c->ev.kind = EV_CONN;
         c->ev.fd = fd;
-        memcpy(&c->peer, &peer, plen <= sizeof(peer) ? plen : sizeof(peer));
-        c->peer_len = plen;
+        ck_peer_set(&c->peer, (const struct sockaddr *)&peer, plen);
         c->local_len = sizeof(c->local);
         if (getsockname(fd, (struct sockaddr *)&c->local, &c->local_len) != 0) {
             c->local = l->local;
@@ -784,8 +785,8 @@ udp_ready(struct worker *w, struct sock *s)
         for (int i = 0; i < prep; i++) {
             struct msghdr *mh = &w->rmsg[i].msg_hdr;
 
-            mh->msg_name = &w->slots[i].peer;
-            mh->msg_namelen = sizeof(w->slots[i].peer);
+            mh->msg_name = &w->slots[i].peer.addr;
+            mh->msg_namelen = sizeof(w->slots[i].peer.addr);
             mh->msg_iov = &w->slots[i].riov;
             mh->msg_iovlen = 1;
             mh->msg_control = s->wildcard ? w->slots[i].rctrl.buf : NULL;
@@ -825,15 +826,17 @@ udp_ready(struct worker *w, struct sock *s)
             req.data = w->slots[i].riov.iov_base;
             req.len = w->rmsg[i].msg_len;
             req.transport = CK_NET_UDP;
-            req.peer = (const struct sockaddr *)&w->slots[i].peer;
+            w->slots[i].peer.addr_len = mh->msg_namelen;
+            req.peer = (const struct sockaddr *)&w->slots[i].peer.addr;
             req.peer_len = mh->msg_namelen;
+            req.remote = &w->slots[i].peer;
             req.local = (const struct sockaddr *)&local;
             req.local_len = local_len;
             if (w->srv->cb.handler(w->state, &req, reply, w->udp_reply_cap, &reply_len) < 0 ||
                 reply_len == 0 || reply_len > w->udp_reply_cap)
                 continue;
             memset(sh, 0, sizeof(*sh));
-            sh->msg_name = &w->slots[i].peer;
+            sh->msg_name = &w->slots[i].peer.addr;
             sh->msg_namelen = mh->msg_namelen;
             w->slots[nsend].siov.iov_base = reply;
             w->slots[nsend].siov.iov_len = reply_len;

@@ -24,7 +24,7 @@
 
 static atomic_int oversized_seen;
 static atomic_uint oversized_len;
-static atomic_int init_calls, fini_calls, state_mismatch;
+static atomic_int init_calls, fini_calls, state_mismatch, peer_mismatch;
 static atomic_size_t last_udp_cap, last_tcp_cap;
 static atomic_int last_worker = -1;
 static char last_local[CK_NET_ADDRSTRLEN];
@@ -70,6 +70,14 @@ upper_handler(void *state, const struct ck_net_request *req, uint8_t *reply, siz
     *reply_len = 0;
     if (s != NULL && s->magic != 0x5eed)
         atomic_fetch_add(&state_mismatch, 1);
+    /* The opaque peer is the same address as the socket-level one. */
+    {
+        socklen_t plen = 0;
+        const struct sockaddr *sa = ck_peer_sockaddr(req->remote, &plen);
+
+        if (sa == NULL || plen != req->peer_len || memcmp(sa, req->peer, plen) != 0)
+            atomic_fetch_add(&peer_mismatch, 1);
+    }
     pthread_mutex_lock(&last_local_lock);
     ck_net_addr_format(req->local, last_local, sizeof(last_local));
     pthread_mutex_unlock(&last_local_lock);
@@ -914,10 +922,52 @@ test_addr_is_loopback(void)
     CHECK(!ck_net_addr_is_loopback((struct sockaddr *)&un));
 }
 
+/* struct ck_peer: what the KDC core and kpasswd log, without seeing a sockaddr. */
+static void
+test_peer(void)
+{
+    struct ck_peer p;
+    struct sockaddr_in s4;
+    struct sockaddr_in6 s6;
+    struct sockaddr_un un = {.sun_family = AF_UNIX, .sun_path = "x"};
+    char buf[CK_NET_ADDRSTRLEN];
+    socklen_t len = 99;
+
+    CHECK(strcmp(ck_peer_format(NULL, buf, sizeof(buf)), "-") == 0);
+    CHECK(strcmp(ck_peer_format_host(NULL, buf, sizeof(buf)), "-") == 0);
+    CHECK(ck_peer_sockaddr(NULL, &len) == NULL && len == 0);
+    ck_peer_set(&p, NULL, 0);
+    CHECK(ck_peer_sockaddr(&p, NULL) == NULL);
+    CHECK(strcmp(ck_peer_format_host(&p, buf, sizeof(buf)), "-") == 0);
+
+    memset(&s4, 0, sizeof(s4));
+    s4.sin_family = AF_INET;
+    s4.sin_port = htons(88);
+    s4.sin_addr.s_addr = htonl(0xc0000201);
+    ck_peer_set(&p, (struct sockaddr *)&s4, sizeof(s4));
+    CHECK(strcmp(ck_peer_format(&p, buf, sizeof(buf)), "192.0.2.1:88") == 0);
+    CHECK(strcmp(ck_peer_format_host(&p, buf, sizeof(buf)), "192.0.2.1") == 0);
+    CHECK(ck_peer_sockaddr(&p, &len) != NULL && len == sizeof(s4));
+
+    memset(&s6, 0, sizeof(s6));
+    s6.sin6_family = AF_INET6;
+    s6.sin6_port = htons(464);
+    CHECK(inet_pton(AF_INET6, "2001:db8::1", &s6.sin6_addr) == 1);
+    ck_peer_set(&p, (struct sockaddr *)&s6, sizeof(s6));
+    CHECK(strcmp(ck_peer_format(&p, buf, sizeof(buf)), "[2001:db8::1]:464") == 0);
+    CHECK(strcmp(ck_peer_format_host(&p, buf, sizeof(buf)), "2001:db8::1") == 0);
+
+    ck_peer_set(&p, (struct sockaddr *)&un, sizeof(un));
+    CHECK(strcmp(ck_peer_format_host(&p, buf, sizeof(buf)), "unknown") == 0);
+    /* Every request the server test handlers saw carried its peer both ways. */
+    CHECK_INT_EQ(atomic_load(&peer_mismatch), 0);
+}
+
 CK_TEST_MAIN("net", CK_TEST_CASE(test_parse_listen), CK_TEST_CASE(test_addr_is_loopback), CK_TEST_CASE(test_udp_v4_v6),
              CK_TEST_CASE(test_udp_wildcard_source), CK_TEST_CASE(test_udp_no_reply),
              CK_TEST_CASE(test_udp_reply_cap), CK_TEST_CASE(test_udp_steering),
              CK_TEST_CASE(test_tcp_framing), CK_TEST_CASE(test_tcp_oversized),
              CK_TEST_CASE(test_tcp_custom_framing),
              CK_TEST_CASE(test_tcp_conn_cap), CK_TEST_CASE(test_tcp_idle_timeout),
-             CK_TEST_CASE(test_bind_conflict), CK_TEST_CASE(test_lifecycle))
+             CK_TEST_CASE(test_bind_conflict), CK_TEST_CASE(test_lifecycle),
+             CK_TEST_CASE(test_peer))
