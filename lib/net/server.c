@@ -511,8 +511,7 @@ conn_dispatch(struct worker *w, struct conn *c, const uint8_t *data, size_t len,
     req.local = (const struct sockaddr *)&c->local;
     req.local_len = c->local_len;
     rc = w->srv->cb.handler(w->state, &req, w->tcp_reply + w->srv->cfg.tcp_framing->reply_prefix,
-                            w->srv->cfg.max_reply,
-                            &reply_len);
+                            w->srv->cfg.max_reply, &reply_len);
     if (rc < 0 || reply_len == 0 || reply_len > w->srv->cfg.max_reply) {
         conn_close(w, c);
         return -1;
