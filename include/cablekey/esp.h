@@ -90,7 +90,9 @@ int ck_esp_protect(ck_esp_engine *eng, ck_esp_sa *sa, uint8_t next_header,
 /* Verifies and decrypts pkt (whose SPI must be sa's) into payload. Errors: CK_ERR_DECODE
  * (truncated, bad padding, wrong SPI), CK_ERR_INTEGRITY (ICV), CK_ERR_REPLAY (seen or left of
  * the window), CK_ERR_EXPIRED (SA past its lifetime), CK_ERR_LIMIT (cap too small). Nothing is
- * written to payload and the window does not move unless the ICV verified. */
+ * written to payload and the window does not move unless the packet verified entirely (ICV,
+ * padding, size, lifetime). payload and pkt must not overlap. The caller drops next header 59
+ * (RFC 4303 dummy packets) if it wants to. */
 int ck_esp_unprotect(ck_esp_engine *eng, ck_esp_sa *sa, const uint8_t *pkt, size_t len,
                      int64_t now, uint8_t *payload, size_t cap, size_t *payload_len,
                      uint8_t *next_header);

@@ -421,7 +421,8 @@ ck_esp_protect(ck_esp_engine *eng, ck_esp_sa *sa, uint8_t next_header, const uin
     pad = ct_len - len - 2;
     off = ESP_HDR_LEN + sa->iv_len;
     /* The partial last block of payload, the padding 1, 2, 3... and the trailer. */
-    memcpy(tail, payload + full, rest);
+    if (rest > 0)
+        memcpy(tail, payload + full, rest);
     for (size_t i = 0; i < pad; i++)
         tail[rest + i] = (uint8_t)(i + 1);
     tail[rest + pad] = (uint8_t)pad;
@@ -430,7 +431,8 @@ ck_esp_protect(ck_esp_engine *eng, ck_esp_sa *sa, uint8_t next_header, const uin
     put_be32(pkt, sa->spi);
     put_be32(pkt + 4, sa->seq + 1);
     if (sa->enc == CK_KMM_ENC_NULL) {
-        memmove(pkt + off, payload, len);
+        if (len > 0)
+            memmove(pkt + off, payload, len);
         memcpy(pkt + off + full, tail, ct_len - full);
     } else {
         uint8_t *iv = pkt + ESP_HDR_LEN;
@@ -590,11 +592,13 @@ ck_esp_unprotect(ck_esp_engine *eng, ck_esp_sa *sa, const uint8_t *pkt, size_t l
     head = ct_len - tail_len;
     wrote = true;
     if (sa->enc == CK_KMM_ENC_NULL) {
-        memmove(payload, ct, plen);
+        if (plen > 0)
+            memmove(payload, ct, plen);
     } else {
         if (head > 0 && (ret = cbc(eng, DIR_IN, iv, ct, head, payload)) != 0)
             goto out;
-        memcpy(payload + head, trailer, plen - head);
+        if (plen > head)
+            memcpy(payload + head, trailer, plen - head);
     }
     *next_header = trailer[tail_len - 1];
     *payload_len = plen;
@@ -629,7 +633,8 @@ ck_esp_udp_wrap(uint16_t src_port, uint16_t dst_port, const uint8_t *data, size_
     *out_len = 0;
     if (len > 65535 - 8 || len + 8 > cap)
         return ck_error_set(CK_ERR_LIMIT, "UDP: %zu bytes do not fit", len);
-    memmove(out + 8, data, len);
+    if (len > 0)
+        memmove(out + 8, data, len);
     out[0] = (uint8_t)(src_port >> 8);
     out[1] = (uint8_t)src_port;
     out[2] = (uint8_t)(dst_port >> 8);

@@ -682,6 +682,19 @@ test_protect_limits(void)
     CHECK(len <= CK_ESP_MAX_PACKET);
     CHECK_INT_EQ(ck_esp_protect(eng, o, 17, big, 65455, 0, pkt, sizeof(pkt), &len),
                  CK_ERR_LIMIT);
+    /* An empty payload (e.g. an RFC 4303 dummy packet, next header 59) needs no buffer. */
+    {
+        ck_esp_sa *in = make_sa(CK_KMM_ENC_AES128, CK_KMM_AUTH_HMAC_SHA1_96, 0x900, NULL, 0);
+        size_t out_len = 9;
+        uint8_t nh = 0;
+
+        CHECK_OK(ck_esp_protect(eng, o, 59, NULL, 0, 0, pkt, sizeof(pkt), &len));
+        CHECK_INT_EQ(len, 8 + 16 + 16 + 12);
+        if (in != NULL)
+            CHECK_OK(ck_esp_unprotect(eng, in, pkt, len, 0, big, 0, &out_len, &nh));
+        CHECK(out_len == 0 && nh == 59);
+        ck_esp_sa_free(in);
+    }
 out:
     ck_esp_sa_free(o);
     ck_esp_engine_free(eng);
