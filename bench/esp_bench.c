@@ -54,7 +54,8 @@ struct suite {
     uint8_t enc, auth;
 };
 
-static uint8_t pkts[BATCH][MAX_PAYLOAD + 64];
+static uint8_t *pkts; /* BATCH packets, stride bytes apart */
+static size_t stride;
 static size_t pkt_lens[BATCH];
 
 /* Gbit/s of protect and of unprotect for one suite; returns 0 or an error. */
@@ -79,10 +80,20 @@ bench_suite(ck_esp_engine *eng, const struct suite *s, const uint8_t *payload, s
 
     if ((ret = ck_esp_sa_new(&p, &o)) != 0 || (ret = ck_esp_sa_new(&p, &in)) != 0)
         goto out;
+    /* One untimed round: page faults and the first keying are not what is measured. */
+    for (int i = 0; i < BATCH; i++) {
+        size_t out_len;
+
+        if ((ret = ck_esp_protect(eng, o, 17, payload, len, 0, pkts + i * stride, stride,
+                                  &pkt_lens[i])) != 0 ||
+            (ret = ck_esp_unprotect(eng, in, pkts + i * stride, pkt_lens[i], 0, out, sizeof(out),
+                                    &out_len, &nh)) != 0)
+            goto out;
+    }
     while (tp + tu < seconds) {
         t0 = cpu_seconds();
         for (int i = 0; i < BATCH; i++)
-            if ((ret = ck_esp_protect(eng, o, 17, payload, len, 0, pkts[i], sizeof(pkts[i]),
+            if ((ret = ck_esp_protect(eng, o, 17, payload, len, 0, pkts + i * stride, stride,
                                       &pkt_lens[i])) != 0)
                 goto out;
         tp += cpu_seconds() - t0;
@@ -90,8 +101,8 @@ bench_suite(ck_esp_engine *eng, const struct suite *s, const uint8_t *payload, s
         for (int i = 0; i < BATCH; i++) {
             size_t out_len;
 
-            if ((ret = ck_esp_unprotect(eng, in, pkts[i], pkt_lens[i], 0, out, sizeof(out),
-                                        &out_len, &nh)) != 0)
+            if ((ret = ck_esp_unprotect(eng, in, pkts + i * stride, pkt_lens[i], 0, out,
+                                        sizeof(out), &out_len, &nh)) != 0)
                 goto out;
         }
         tu += cpu_seconds() - t0;
@@ -144,6 +155,9 @@ main(int argc, char **argv)
     for (size_t i = 0; i < sizeof(buf); i++)
         buf[i] = (uint8_t)i;
     ct_len = (len + 2 + 15) / 16 * 16; /* what ESP encrypts: payload + trailer, padded */
+    stride = (len + 64 + 63) / 64 * 64;
+    if ((pkts = malloc(BATCH * stride)) == NULL)
+        return fail("packet buffers", CK_ERR_NOMEM);
     if ((ret = ck_esp_engine_new(&eng)) != 0)
         return fail("engine", ret);
 
@@ -226,5 +240,6 @@ main(int argc, char **argv)
     EVP_CIPHER_CTX_free(c);
     EVP_CIPHER_free(aes);
     ck_esp_engine_free(eng);
+    free(pkts);
     return 0;
 }
