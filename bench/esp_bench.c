@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include <openssl/core_names.h>
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/params.h>
 
@@ -161,8 +162,8 @@ main(int argc, char **argv)
     if ((ret = ck_esp_engine_new(&eng)) != 0)
         return fail("engine", ret);
 
-    printf("ESP per core, %zu-byte payloads, single thread, CPU time (OpenSSL %s)\n", len,
-           OpenSSL_version_num() ? OPENSSL_VERSION_TEXT : "");
+    printf("ESP per core, %zu-byte payloads, single thread, CPU time (%s)\n", len,
+           OpenSSL_version(OPENSSL_VERSION));
     printf("%-40s %10s %10s %10s\n", "operation", "Gbit/s", "us/packet", "MB/s");
     for (size_t i = 0; i < sizeof(suites) / sizeof(suites[0]); i++) {
         double gp = 0, gu = 0;
