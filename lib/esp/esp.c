@@ -77,6 +77,7 @@ struct esp_dir {
 struct ck_esp_engine {
     struct esp_dir dir[2];
     size_t rand_pos;
+    unsigned rand_fork_gen;   /* fork_gen when rand_pool was filled */
     size_t test_iv_len;       /* ck_esp_test_set_next_iv, 0 = none */
     uint8_t test_iv[ESP_MAX_IV];
     uint8_t rand_pool[ESP_RAND_POOL];
@@ -86,10 +87,20 @@ static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 static EVP_CIPHER *aes_cbc, *des3_cbc;
 static EVP_MAC *hmac;
 static _Atomic uint64_t next_sa_id = 1;
+/* Bumped in a forked child, so that an engine inherited across fork() discards its buffered
+ * random bytes instead of handing the child the IVs the parent will also use. */
+static _Atomic unsigned fork_gen;
+
+static void
+forked_child(void)
+{
+    atomic_fetch_add(&fork_gen, 1);
+}
 
 static void
 fetch_algorithms(void)
 {
+    pthread_atfork(NULL, NULL, forked_child);
     aes_cbc = EVP_CIPHER_fetch(NULL, "AES-128-CBC", NULL);
     des3_cbc = EVP_CIPHER_fetch(NULL, "DES-EDE3-CBC", NULL);
     hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
@@ -233,6 +244,7 @@ ck_esp_engine_new(ck_esp_engine **out)
     if (eng == NULL)
         return ck_error_set(CK_ERR_NOMEM, "ESP: engine");
     eng->rand_pos = ESP_RAND_POOL;
+    eng->rand_fork_gen = atomic_load(&fork_gen);
     for (int d = 0; d < 2; d++) {
         if ((eng->dir[d].cipher = EVP_CIPHER_CTX_new()) == NULL) {
             ret = ck_error_set(CK_ERR_NOMEM, "ESP: cipher context");
@@ -351,9 +363,12 @@ next_iv(ck_esp_engine *eng, uint8_t *iv, size_t len)
         memcpy(iv, eng->test_iv, len);
         return 0;
     }
-    if (ESP_RAND_POOL - eng->rand_pos < len) {
-        if (RAND_bytes(eng->rand_pool, ESP_RAND_POOL) != 1)
+    if (ESP_RAND_POOL - eng->rand_pos < len || eng->rand_fork_gen != atomic_load(&fork_gen)) {
+        eng->rand_fork_gen = atomic_load(&fork_gen);
+        if (RAND_bytes(eng->rand_pool, ESP_RAND_POOL) != 1) {
+            eng->rand_pos = ESP_RAND_POOL;
             return ck_error_set_ssl(CK_ERR_CRYPTO, "ESP: RAND_bytes");
+        }
         eng->rand_pos = 0;
     }
     memcpy(iv, eng->rand_pool + eng->rand_pos, len);

@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -661,6 +663,42 @@ test_engine_rekeys_for_new_sa(void)
     ck_esp_engine_free(eng);
 }
 
+/* An engine used on both sides of fork() must not give parent and child the same IVs. */
+static void
+test_fork_fresh_ivs(void)
+{
+    ck_esp_engine *eng = NULL;
+    ck_esp_sa *o = make_sa(CK_KMM_ENC_AES128, CK_KMM_AUTH_HMAC_SHA1_96, 0xa00, NULL, 0);
+    uint8_t pkt[128], child_iv[16];
+    size_t len = 0;
+    int fds[2], status = 0;
+    pid_t pid;
+
+    CHECK_OK(ck_esp_engine_new(&eng));
+    if (eng == NULL || o == NULL || pipe(fds) != 0) {
+        CHECK(0);
+        goto out;
+    }
+    CHECK_OK(ck_esp_protect(eng, o, 17, (const uint8_t *)"x", 1, 0, pkt, sizeof(pkt), &len));
+    pid = fork();
+    if (pid == 0) {
+        int ok = ck_esp_protect(eng, o, 17, (const uint8_t *)"x", 1, 0, pkt, sizeof(pkt),
+                                &len) == 0 && write(fds[1], pkt + 8, 16) == 16;
+        _exit(ok ? 0 : 1);
+    }
+    CHECK(pid > 0);
+    CHECK_OK(ck_esp_protect(eng, o, 17, (const uint8_t *)"x", 1, 0, pkt, sizeof(pkt), &len));
+    CHECK(read(fds[0], child_iv, sizeof(child_iv)) == (ssize_t)sizeof(child_iv));
+    CHECK(pid > 0 && waitpid(pid, &status, 0) == pid && WIFEXITED(status) &&
+          WEXITSTATUS(status) == 0);
+    CHECK(memcmp(child_iv, pkt + 8, 16) != 0);
+    close(fds[0]);
+    close(fds[1]);
+out:
+    ck_esp_sa_free(o);
+    ck_esp_engine_free(eng);
+}
+
 static void
 test_protect_limits(void)
 {
@@ -808,6 +846,7 @@ CK_TEST_MAIN("esp", CK_TEST_CASE(test_rfc3602_packets), CK_TEST_CASE(test_hmac_9
              CK_TEST_CASE(test_replay_window_1024), CK_TEST_CASE(test_sequence_exhaustion),
              CK_TEST_CASE(test_lifetimes), CK_TEST_CASE(test_refusals_leave_state),
              CK_TEST_CASE(test_null_bad_padding), CK_TEST_CASE(test_params_refused),
-             CK_TEST_CASE(test_engine_rekeys_for_new_sa), CK_TEST_CASE(test_protect_limits),
+             CK_TEST_CASE(test_engine_rekeys_for_new_sa), CK_TEST_CASE(test_fork_fresh_ivs),
+             CK_TEST_CASE(test_protect_limits),
              CK_TEST_CASE(test_udp_classify), CK_TEST_CASE(test_udp_wrap),
              CK_TEST_CASE(test_xfrm_format))
