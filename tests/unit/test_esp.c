@@ -457,7 +457,8 @@ forge_aes(ck_esp_engine *eng, const ck_esp_sa *in, const uint8_t key[16], uint32
     pkt[7] = (uint8_t)seq;
     memset(pkt + 8, 0x5c, 16);
     if (c == NULL || !EVP_EncryptInit_ex2(c, EVP_aes_128_cbc(), key, pkt + 8, NULL) ||
-        !EVP_CIPHER_CTX_set_padding(c, 0) || !EVP_EncryptUpdate(c, pkt + 24, &n, plain, (int)plen)) {
+        !EVP_CIPHER_CTX_set_padding(c, 0) ||
+        !EVP_EncryptUpdate(c, pkt + 24, &n, plain, (int)plen)) {
         EVP_CIPHER_CTX_free(c);
         return 0;
     }
