@@ -81,7 +81,9 @@ fi
 expect_output "ck_endpoint_linkcheck runs" "^endpoint linkcheck: ok$" "$CHECK"
 
 # (f) The same ldd check is able to fail: the KDC does load SQLite.
-if ldd "$CK_BUILD/cablekey-kdc" 2>&1 | grep -q 'libsqlite3'; then
+# (captured first: `ldd | grep -q` under pipefail fails when grep exits before ldd has written)
+kdc_libs="$(ldd "$CK_BUILD/cablekey-kdc" 2>&1)"
+if grep -q 'libsqlite3' <<<"$kdc_libs"; then
     ok "control: ldd shows libsqlite3 for cablekey-kdc"
 else
     not_ok "control: ldd shows libsqlite3 for cablekey-kdc"
