@@ -21,7 +21,10 @@ nm_syms() { # every symbol name, defined or undefined, of an archive
 }
 
 # (a) The pattern finds what it looks for: the server library does use SQLite and the store.
-if nm_syms "$SRV" | grep -Eq '^sqlite3_' && nm_syms "$SRV" | grep -Eq '^ck_store_'; then
+# (Outputs are captured before grep -q throughout: under pipefail, grep exiting early would fail
+# the pipeline with the writer's SIGPIPE.)
+srv_syms="$(nm_syms "$SRV")"
+if grep -Eq '^sqlite3_' <<<"$srv_syms" && grep -Eq '^ck_store_' <<<"$srv_syms"; then
     ok "control: the server library references sqlite3_* and defines ck_store_*"
 else
     not_ok "control: the server library references sqlite3_* and defines ck_store_*" \
@@ -81,7 +84,6 @@ fi
 expect_output "ck_endpoint_linkcheck runs" "^endpoint linkcheck: ok$" "$CHECK"
 
 # (f) The same ldd check is able to fail: the KDC does load SQLite.
-# (captured first: `ldd | grep -q` under pipefail fails when grep exits before ldd has written)
 kdc_libs="$(ldd "$CK_BUILD/cablekey-kdc" 2>&1)"
 if grep -q 'libsqlite3' <<<"$kdc_libs"; then
     ok "control: ldd shows libsqlite3 for cablekey-kdc"
