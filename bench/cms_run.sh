@@ -24,7 +24,7 @@
 #
 # Environment:
 #   BENCH_CMS_N          endpoint counts (default "1000 10000 100000"; at most 1000000)
-#   BENCH_CMS_SOCKETS    sockets = exchanges in flight (default 256)
+#   BENCH_CMS_SOCKETS    exchanges in flight, each on its own socket (default 256)
 #   BENCH_CMS_ROUNDS     rounds per N (default 1): each round is a fresh cablekey-cms + kmm_load
 #                        with new tickets, then krb5_rd_req over them with an empty replay cache,
 #                        so every ratio compares runs made seconds apart on the shared machine
@@ -171,7 +171,7 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------------
-say "ladder: $LADDER endpoints, $SOCKETS sockets; $([ "$SELFTEST" = 1 ] && echo "in-process self-test responder" || echo "cablekey-cms --log-level $LOG_LEVEL"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
+say "ladder: $LADDER endpoints, $SOCKETS exchanges in flight; $([ "$SELFTEST" = 1 ] && echo "in-process self-test responder" || echo "cablekey-cms --log-level $LOG_LEVEL"); load average $(cut -d' ' -f1-3 /proc/loadavg)"
 rows=()
 for n in $LADDER; do
   for r in $(seq 1 "$ROUNDS"); do
