@@ -7,8 +7,8 @@
 #   1. a fresh cablekey-cms (its own keytab for cms/bench.test@BENCH.TEST, aes256-cts-hmac-sha1-96,
 #      log level BENCH_CMS_LOG_LEVEL) on a free loopback port;
 #   2. BUILD_DIR/kmm_load: N endpoints, each with its own ticket minted with the service key (no
-#      KDC: see bench/kmm_load.c), one KMM AP Request / AP Reply each from BENCH_CMS_SOCKETS
-#      sockets with one exchange in flight per socket, every AP Reply verified and its IPsec keys
+#      KDC: see bench/kmm_load.c) and its own loopback address, one KMM AP Request / AP Reply
+#      each, BENCH_CMS_SOCKETS exchanges in flight, every AP Reply verified and its IPsec keys
 #      derived; server CPU from /proc/PID/stat + schedstat, server VmRSS before and after;
 #   3. BUILD_DIR/krb5_rd_req: one pass of MIT krb5_rd_req (keytab, MIT's default replay cache in
 #      an empty KRB5RCACHEDIR) + krb5_mk_rep (fresh sub-key) over the same N AP-REQs, one thread;
@@ -19,8 +19,8 @@
 #
 # Without BUILD_DIR/cablekey-cms (or with BENCH_CMS_SELFTEST=1) the cablekey rows come from
 # kmm_load --self-test: an in-process responder made of the library parts a server uses (lib/kmm
-# + ap.h), labelled "self-test" — a lower bound of what the daemon's protocol work costs, not a
-# measurement of cablekey-cms.
+# + ap.h), labelled "self-test": the protocol work alone (no SA table, no ESP SAs, one thread),
+# not a measurement of cablekey-cms.
 #
 # Environment:
 #   BENCH_CMS_N          endpoint counts (default "1000 10000 100000"; at most 1000000)
