@@ -190,10 +190,11 @@ const char *ck_endpoint_failure(const ck_endpoint *ep);
 int ck_endpoint_forget_sa(ck_endpoint *ep, int64_t now);
 
 /* Blocking loop on fd (the socket given in the params): polls, reads datagrams, runs timers with
- * the wall clock, until done(arg) returns true, the endpoint FAILED, or deadline_ms (wall clock
- * ms; 0: none) passes. tick (may be NULL) runs after every event, e.g. to queue commands.
- * Returns 0, CK_ERR_TIMEOUT at the deadline, or the endpoint's error. */
-typedef bool (*ck_endpoint_done_fn)(ck_endpoint *ep, void *arg, int64_t now);
+ * the wall clock, until done() returns true, the endpoint FAILED, or deadline_ms (wall clock ms;
+ * 0: none) passes. done runs after every event (so it may queue commands) and may set *wake_ms
+ * (preset to -1) to the wall-clock time it wants to run again. Returns 0, CK_ERR_TIMEOUT at the
+ * deadline or when the endpoint FAILED (ck_endpoint_failure says why), or a socket error. */
+typedef bool (*ck_endpoint_done_fn)(ck_endpoint *ep, void *arg, int64_t now, int64_t *wake_ms);
 int ck_endpoint_run(ck_endpoint *ep, int fd, int64_t deadline_ms, ck_endpoint_done_fn done,
                     void *arg);
 /* Wall clock in milliseconds since the epoch. */

@@ -28,7 +28,7 @@ ck_endpoint_run(ck_endpoint *ep, int fd, int64_t deadline_ms, ck_endpoint_done_f
     int rc;
 
     for (;;) {
-        int64_t now = ck_endpoint_now_ms(), wait;
+        int64_t now = ck_endpoint_now_ms(), wait, wake = -1;
         struct pollfd pfd = {.fd = fd, .events = POLLIN};
         int n;
 
@@ -36,13 +36,15 @@ ck_endpoint_run(ck_endpoint *ep, int fd, int64_t deadline_ms, ck_endpoint_done_f
             return rc;
         if (ck_endpoint_state(ep) == CK_ENDPOINT_FAILED)
             return ck_error_set(CK_ERR_TIMEOUT, "%s", ck_endpoint_failure(ep));
-        if (done != NULL && done(ep, arg, now))
+        if (done != NULL && done(ep, arg, now, &wake))
             return 0;
         if (deadline_ms > 0 && now >= deadline_ms)
             return ck_error_set(CK_ERR_TIMEOUT, "deadline reached");
         wait = ck_endpoint_next_timeout_ms(ep, now);
         if (wait < 0 || wait > MAX_POLL_MS)
             wait = MAX_POLL_MS;
+        if (wake >= 0 && wake - now < wait)
+            wait = wake > now ? wake - now : 0;
         if (deadline_ms > 0 && now + wait > deadline_ms)
             wait = deadline_ms - now;
         n = poll(&pfd, 1, (int)wait);
