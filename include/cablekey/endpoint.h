@@ -200,6 +200,16 @@ int ck_endpoint_run(ck_endpoint *ep, int fd, int64_t deadline_ms, ck_endpoint_do
 /* Wall clock in milliseconds since the epoch. */
 int64_t ck_endpoint_now_ms(void);
 
+/* The first line of an NCS/MGCP-shaped message: a response "CODE TXID ..." or a command
+ * "VERB TXID ..." (VERB 1..15 capitals, TXID decimal 1..999999999). CK_ERR_DECODE otherwise. */
+struct ck_endpoint_signal {
+    bool is_response;
+    int code;                        /* responses */
+    char verb[16];                   /* commands */
+    uint32_t txid;
+};
+int ck_endpoint_signal_parse(const uint8_t *data, size_t len, struct ck_endpoint_signal *out);
+
 /* Suite names as the CLI and cablekey-cms's config spell them: "sha1-aes128", "sha1-3des",
  * "sha1-null", "md5-aes128", "md5-3des", "md5-null". */
 int ck_endpoint_suite_parse(const char *name, struct ck_kmm_suite *out);
@@ -211,11 +221,14 @@ int ck_endpoint_suites_parse(const char *list, struct ck_kmm_suite *out, size_t 
  * Credentials for the endpoint.
  */
 
-/* Reads an MIT FILE ccache (format 0x0503 or 0x0504) into *creds (n entries, each ck_creds_free;
- * the array with free()). Configuration entries (X-CACHECONF:) are skipped. Limits: 1 MiB file,
- * 64 credentials. *default_client (may be NULL) receives the default principal. */
+/* Reads an MIT FILE ccache (format 0x0503 or 0x0504) into *creds (n entries; free them with
+ * ck_ccache_creds_free). Configuration entries (X-CACHECONF:) are skipped. Limits: 1 MiB file,
+ * 64 credentials. *default_client (may be NULL) receives the default principal. parse: the same
+ * from memory (errors without a file name). */
 #define CK_CCACHE_MAX_CREDS 64
 int ck_ccache_read(const char *path, ck_creds ***creds, size_t *n, ck_principal **default_client);
+int ck_ccache_parse(const uint8_t *data, size_t len, ck_creds ***creds, size_t *n,
+                    ck_principal **default_client);
 void ck_ccache_creds_free(ck_creds **creds, size_t n);
 
 /* The KDCs of realm from the krb5.conf that KRB5_CONFIG names (a colon-separated list, the first

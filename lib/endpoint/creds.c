@@ -181,10 +181,10 @@ read_file(const char *path, uint8_t **data, size_t *len)
 }
 
 int
-ck_ccache_read(const char *path, ck_creds ***creds, size_t *n, ck_principal **default_client)
+ck_ccache_parse(const uint8_t *data, size_t len, ck_creds ***creds, size_t *n,
+                ck_principal **default_client)
 {
-    uint8_t *data = NULL;
-    size_t len = 0, count = 0;
+    size_t count = 0;
     ck_creds **list = NULL;
     ck_principal *def = NULL;
     ck_reader r;
@@ -196,21 +196,21 @@ ck_ccache_read(const char *path, ck_creds ***creds, size_t *n, ck_principal **de
     *n = 0;
     if (default_client != NULL)
         *default_client = NULL;
-    if ((rc = read_file(path, &data, &len)) != 0)
-        return rc;
+    if (len > CCACHE_MAX_FILE)
+        return ck_error_set(CK_ERR_LIMIT, "ccache larger than %u bytes", CCACHE_MAX_FILE);
     ck_reader_init(&r, data, len);
     if ((rc = ck_reader_u16be(&r, &version)) != 0)
-        goto bad;
+        goto out;
     if (version != 0x0504 && version != 0x0503) {
-        rc = ck_error_set(CK_ERR_UNSUPPORTED, "ccache %s: format 0x%04x (0x0503 and 0x0504 "
-                                              "are read)", path, version);
+        rc = ck_error_set(CK_ERR_UNSUPPORTED, "ccache format 0x%04x (0x0503 and 0x0504 are "
+                                              "read)", version);
         goto out;
     }
     if (version == 0x0504 &&
         ((rc = ck_reader_u16be(&r, &hlen)) != 0 || (rc = ck_reader_bytes(&r, hlen, &skip)) != 0))
-        goto bad;
+        goto out;
     if ((rc = get_principal(&r, version, &def)) != 0)
-        goto bad;
+        goto out;
     if ((list = calloc(CK_CCACHE_MAX_CREDS, sizeof(*list))) == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "ccache");
         goto out;
@@ -219,14 +219,14 @@ ck_ccache_read(const char *path, ck_creds ***creds, size_t *n, ck_principal **de
         ck_creds *c;
 
         if ((rc = get_creds(&r, version, &c)) != 0)
-            goto bad;
+            goto out;
         if (strcmp(c->server->realm, CONF_REALM) == 0) {
             ck_creds_free(c);
             continue;
         }
         if (count >= CK_CCACHE_MAX_CREDS) {
             ck_creds_free(c);
-            rc = ck_error_set(CK_ERR_LIMIT, "ccache %s: more than %d credentials", path,
+            rc = ck_error_set(CK_ERR_LIMIT, "ccache: more than %d credentials",
                               CK_CCACHE_MAX_CREDS);
             goto out;
         }
@@ -240,12 +240,27 @@ ck_ccache_read(const char *path, ck_creds ***creds, size_t *n, ck_principal **de
         def = NULL;
     }
     rc = 0;
-    goto out;
-bad:
-    rc = ck_error_set(rc, "ccache %s: %s", path, ck_error_context());
 out:
     ck_ccache_creds_free(list, count);
     ck_principal_free(def);
+    return rc;
+}
+
+int
+ck_ccache_read(const char *path, ck_creds ***creds, size_t *n, ck_principal **default_client)
+{
+    uint8_t *data = NULL;
+    size_t len = 0;
+    int rc;
+
+    *creds = NULL;
+    *n = 0;
+    if (default_client != NULL)
+        *default_client = NULL;
+    if ((rc = read_file(path, &data, &len)) != 0)
+        return rc;
+    if ((rc = ck_ccache_parse(data, len, creds, n, default_client)) != 0)
+        rc = ck_error_set(rc, "ccache %s: %s", path, ck_error_context());
     ck_free_secret(data, CCACHE_MAX_FILE + 1);
     return rc;
 }

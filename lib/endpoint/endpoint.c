@@ -876,91 +876,90 @@ ck_endpoint_send_command(ck_endpoint *ep, const char *verb, const char *params, 
     return 0;
 }
 
-static bool
-parse_txid(const char *s, size_t len, uint32_t *out)
+int
+ck_endpoint_signal_parse(const uint8_t *data, size_t len, struct ck_endpoint_signal *out)
 {
-    uint64_t v = 0;
+    const char *text = (const char *)data, *eol, *sp1, *sp2;
+    size_t line, vlen;
 
-    if (len == 0 || len > 9)
-        return false;
-    for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        v = v * 10 + (uint64_t)(s[i] - '0');
+    memset(out, 0, sizeof(*out));
+    if (len == 0 || len > CK_ENDPOINT_MAX_SIGNAL || memchr(data, '\0', len) != NULL)
+        return ck_error_set(CK_ERR_DECODE, "signaling: empty, too long or binary");
+    eol = memchr(text, '\r', len);
+    line = eol != NULL ? (size_t)(eol - text) : len;
+    if (eol != NULL && (line + 1 >= len || text[line + 1] != '\n'))
+        return ck_error_set(CK_ERR_DECODE, "signaling: bare CR");
+    if ((sp1 = memchr(text, ' ', line)) == NULL)
+        return ck_error_set(CK_ERR_DECODE, "signaling: no transaction id");
+    vlen = (size_t)(sp1 - text);
+    sp2 = memchr(sp1 + 1, ' ', line - vlen - 1);
+    if (sp2 == NULL)
+        sp2 = text + line;
+    {
+        const char *t = sp1 + 1;
+        size_t tl = (size_t)(sp2 - t);
+        uint64_t v = 0;
+
+        if (tl == 0 || tl > 9)
+            return ck_error_set(CK_ERR_DECODE, "signaling: bad transaction id");
+        for (size_t i = 0; i < tl; i++) {
+            if (t[i] < '0' || t[i] > '9')
+                return ck_error_set(CK_ERR_DECODE, "signaling: bad transaction id");
+            v = v * 10 + (uint64_t)(t[i] - '0');
+        }
+        if (v == 0 || v > MAX_TXID)
+            return ck_error_set(CK_ERR_DECODE, "signaling: transaction id out of range");
+        out->txid = (uint32_t)v;
     }
-    if (v == 0 || v > MAX_TXID)
-        return false;
-    *out = (uint32_t)v;
-    return true;
+    if (vlen == 3 && text[0] >= '0' && text[0] <= '9' && text[1] >= '0' && text[1] <= '9' &&
+        text[2] >= '0' && text[2] <= '9') {
+        out->is_response = true;
+        out->code = (text[0] - '0') * 100 + (text[1] - '0') * 10 + (text[2] - '0');
+        return 0;
+    }
+    if (vlen == 0 || vlen >= sizeof(out->verb))
+        return ck_error_set(CK_ERR_DECODE, "signaling: bad verb");
+    for (size_t i = 0; i < vlen; i++)
+        if (text[i] < 'A' || text[i] > 'Z')
+            return ck_error_set(CK_ERR_DECODE, "signaling: bad verb");
+    memcpy(out->verb, text, vlen);
+    out->verb[vlen] = '\0';
+    return 0;
 }
 
 /* A signaling message that arrived under ESP: a response to ours, or a command to answer. */
 static int
 on_signal(ck_endpoint *ep, const uint8_t *data, size_t len, int64_t now)
 {
-    char text[CK_ENDPOINT_MAX_SIGNAL + 1], verb[16], reply[32];
-    const char *sp1, *sp2, *eol;
-    uint32_t txid;
-    size_t vlen;
+    struct ck_endpoint_signal sig;
+    char reply[32];
     int n;
 
-    if (len == 0 || len > CK_ENDPOINT_MAX_SIGNAL || memchr(data, '\0', len) != NULL) {
+    if (ck_endpoint_signal_parse(data, len, &sig) != 0) {
         ep->st.dropped++;
         return 0;
     }
-    memcpy(text, data, len);
-    text[len] = '\0';
-    eol = strstr(text, "\r\n");
-    if (eol == NULL)
-        eol = text + len;
-    sp1 = memchr(text, ' ', (size_t)(eol - text));
-    if (sp1 == NULL) {
-        ep->st.dropped++;
-        return 0;
-    }
-    sp2 = memchr(sp1 + 1, ' ', (size_t)(eol - sp1 - 1));
-    if (sp2 == NULL)
-        sp2 = eol;
-    if (!parse_txid(sp1 + 1, (size_t)(sp2 - sp1 - 1), &txid)) {
-        ep->st.dropped++;
-        return 0;
-    }
-    vlen = (size_t)(sp1 - text);
-    if (vlen == 3 && text[0] >= '0' && text[0] <= '9' && text[1] >= '0' && text[1] <= '9' &&
-        text[2] >= '0' && text[2] <= '9') {
-        int code = (text[0] - '0') * 100 + (text[1] - '0') * 10 + (text[2] - '0');
+    if (sig.is_response) {
         for (size_t i = 0; i < ep->n_cmds; i++) {
-            if (ep->cmds[i].txid != txid || !ep->cmds[i].sent)
+            if (ep->cmds[i].txid != sig.txid || !ep->cmds[i].sent)
                 continue;
-            if (ep->rsip_queued && txid == ep->rsip_txid)
+            if (ep->rsip_queued && sig.txid == ep->rsip_txid)
                 ep->restarted = true;
             command_drop(ep, i);
             ep->st.responses++;
             if (ep->p.on_response != NULL)
-                ep->p.on_response(ep->p.cb_arg, txid, code);
+                ep->p.on_response(ep->p.cb_arg, sig.txid, sig.code);
             return 0;
         }
         return 0; /* a duplicate or late response */
     }
-    if (vlen == 0 || vlen >= sizeof(verb)) {
-        ep->st.dropped++;
-        return 0;
-    }
-    for (size_t i = 0; i < vlen; i++) {
-        if (text[i] < 'A' || text[i] > 'Z') {
-            ep->st.dropped++;
-            return 0;
-        }
-    }
-    memcpy(verb, text, vlen);
-    verb[vlen] = '\0';
     /* A retransmitted command gets the same answer again, as MGCP asks. */
-    n = snprintf(reply, sizeof(reply), "200 %u OK\r\n", txid);
+    n = snprintf(reply, sizeof(reply), "200 %u OK\r\n", sig.txid);
     ep->st.commands_received++;
-    if (strcmp(verb, "RQNT") == 0)
+    if (strcmp(sig.verb, "RQNT") == 0)
         ep->st.rqnt_received++;
     if (ep->p.on_command != NULL)
-        ep->p.on_command(ep->p.cb_arg, verb, txid, text, len);
+        ep->p.on_command(ep->p.cb_arg, sig.verb, sig.txid, (const char *)data, len);
     return esp_send(ep, reply, (size_t)n, now);
 }
 

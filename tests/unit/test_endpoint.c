@@ -910,6 +910,37 @@ test_suites(void)
     CHECK(ck_endpoint_suites_parse("", s, 8, &n) != 0);
 }
 
+static void
+test_signal_parse(void)
+{
+    static const char *const bad[] = {
+        "", "NTFY", "NTFY  aaln", "NTFY 0 x", "NTFY 1000000000 x", "NTFY 12a x", "ntfy 1 x",
+        "NTFYNTFYNTFYNTFYX 1 x", "200", "200 x OK", "NTFY 1\rX", " 1 x",
+    };
+    struct ck_endpoint_signal sig;
+
+    CHECK_OK(ck_endpoint_signal_parse((const uint8_t *)"200 17 OK\r\n", 11, &sig));
+    CHECK(sig.is_response);
+    CHECK_INT_EQ(sig.code, 200);
+    CHECK_INT_EQ(sig.txid, 17);
+    {
+        const char *t = "RQNT 999999999 aaln/1@h MGCP 1.0 NCS 1.0\r\nX: 1\r\n";
+        CHECK_OK(ck_endpoint_signal_parse((const uint8_t *)t, strlen(t), &sig));
+    }
+    CHECK(!sig.is_response);
+    CHECK(strcmp(sig.verb, "RQNT") == 0);
+    CHECK_INT_EQ(sig.txid, 999999999);
+    CHECK_OK(ck_endpoint_signal_parse((const uint8_t *)"500 3", 5, &sig));
+    CHECK_INT_EQ(sig.code, 500);
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        if (ck_endpoint_signal_parse((const uint8_t *)bad[i], strlen(bad[i]), &sig) == 0) {
+            fprintf(stderr, "  accepted \"%s\"\n", bad[i]);
+            CHECK(0);
+        }
+    }
+    CHECK(ck_endpoint_signal_parse((const uint8_t *)"NTFY 1 \0", 8, &sig) != 0);
+}
+
 /* ccache round trip through lib/krb's writer, the ticket lookup, and krb5.conf KDCs. */
 static void
 test_ccache_and_krb5conf(void)
@@ -973,5 +1004,5 @@ CK_TEST_MAIN("endpoint", CK_TEST_CASE(test_backoff_values), CK_TEST_CASE(test_ba
              CK_TEST_CASE(test_establish_and_signal), CK_TEST_CASE(test_rekey_timer),
              CK_TEST_CASE(test_wakeup), CK_TEST_CASE(test_rekey_message),
              CK_TEST_CASE(test_ap_rep_refused), CK_TEST_CASE(test_lost_sa),
-             CK_TEST_CASE(test_ack_required), CK_TEST_CASE(test_suites),
+             CK_TEST_CASE(test_ack_required), CK_TEST_CASE(test_suites), CK_TEST_CASE(test_signal_parse),
              CK_TEST_CASE(test_ccache_and_krb5conf))
