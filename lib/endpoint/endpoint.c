@@ -19,6 +19,9 @@
 
 #define MAX_TRIES 32               /* AP Request transmissions remembered per exchange */
 #define WAKEUP_MIN_INTERVAL_MS 1000
+/* How long a server nonce (Wake Up, Rekey) is worth echoing: the server accepts its nonces for
+ * one or two windows of solicited_key_timeout (30 s by default); later retries start afresh. */
+#define SOLICITED_KEY_TIMEOUT_MS 30000
 #define MAX_TXID 999999999u
 #define KMM_BUF 4096               /* our AP Request: ticket + authenticator + a few bytes */
 #define ESP_BUF (CK_ENDPOINT_MAX_SIGNAL + 128)
@@ -51,6 +54,7 @@ struct exchange {
     bool reestablish;
     enum why why;
     int tries;
+    int64_t started_ms;
     int64_t next_ms;
     /* Each transmission has a fresh authenticator (a retransmitted one would be a replay to the
      * server); an AP Reply may answer any of them. */
@@ -430,6 +434,8 @@ send_ap_req(ck_endpoint *ep, int64_t now)
     char name[CK_NET_ADDRSTRLEN];
     int rc, i = x->tries;
 
+    if (x->nonce != 0 && now - x->started_ms >= SOLICITED_KEY_TIMEOUT_MS)
+        x->nonce = 0;
     if ((rc = ck_ap_req_build(ep->ticket, &ep->creds->session_key, ep->creds->client->realm,
                               ep->cname, CK_AP_OPT_MUTUAL_REQUIRED, NULL, CK_KU_AP_REQ_AUTH, NULL,
                               NULL, &x->ctime[i], &x->cusec[i], &der, &der_len)) != 0)
@@ -476,6 +482,7 @@ exchange_start(ck_endpoint *ep, size_t cms, uint32_t nonce, bool reestablish, en
     x->nonce = nonce;
     x->reestablish = reestablish;
     x->why = why;
+    x->started_ms = now;
     ep->cur_cms = cms;
     if (!ep->sa.live)
         ep->state = CK_ENDPOINT_KEYING;

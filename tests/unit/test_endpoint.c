@@ -752,6 +752,22 @@ test_wakeup(void)
     CHECK_INT_EQ(st.wakeups, 2);
     CHECK(st.kmm_ignored >= 2);
     teardown();
+
+    /* A server nonce is echoed while the server still takes it (30 s); later retries of the
+     * same exchange start afresh with nonce 0. */
+    setup(1, true);
+    cms[0].up = false;
+    vnow += 1000;
+    cms_wakeup(&cms[0], 0x0badcafeu, SERVICE);
+    CHECK_INT_EQ(n_out, 1);
+    pump();
+    advance_to(vnow + 21000);       /* tries at 0, 3, 9, 21 s */
+    cms[0].up = true;
+    advance_to(vnow + 20000);       /* the try at 41 s */
+    CHECK_INT_EQ(cms[0].ap_reqs, 2);
+    CHECK_INT_EQ(cms[0].last_nonce, 0);
+    CHECK_INT_EQ(ck_endpoint_state(ep), CK_ENDPOINT_ESTABLISHED);
+    teardown();
 }
 
 /* Rekey: acted on with its nonce when authentic and fresh; a bad HMAC, a stale timestamp or a
