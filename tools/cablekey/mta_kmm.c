@@ -15,6 +15,7 @@
 #include "cablekey/endpoint.h"
 #include "cablekey/error.h"
 #include "cablekey/net.h"
+#include "cablekey/principal.h"
 #include "cablekey/util.h"
 #include "cli.h"
 
@@ -289,7 +290,7 @@ tick(ck_endpoint *ep, void *arg, int64_t now, int64_t *wake)
 
 static void
 summary(const struct kopts *o, const struct ck_endpoint_cms *cms, ck_endpoint *ep,
-        const struct run *r, const char *failure)
+        const struct run *r, const char *service, const char *failure)
 {
     struct ck_endpoint_stats st;
     struct ck_endpoint_sa_info sa;
@@ -305,7 +306,8 @@ summary(const struct kopts *o, const struct ck_endpoint_cms *cms, ck_endpoint *e
     } else if (cms != NULL) {
         ck_net_addr_format((const struct sockaddr *)&cms[0].kmm, addr, sizeof(addr));
     }
-    printf("kmm: %s cms %s service %s", failure == NULL ? "ok" : "FAILED", addr, o->service);
+    printf("kmm: %s cms %s service %s", failure == NULL ? "ok" : "FAILED", addr,
+           service != NULL ? service : o->service);
     if (have_sa)
         printf(" suite %s spi in 0x%08x out 0x%08x", ck_endpoint_suite_name(sa.suite), sa.spi_in,
                sa.spi_out);
@@ -331,7 +333,7 @@ cli_mta_kmm(int argc, char **argv)
     ck_creds *creds = NULL;
     ck_kdc_transport t;
     struct sockaddr_storage any;
-    char host[256], failure[300];
+    char host[256], failure[300], *service = NULL;
     size_t n_cms = 0;
     bool from_tgs = false;
     int64_t now_s;
@@ -349,8 +351,11 @@ cli_mta_kmm(int argc, char **argv)
         snprintf(failure, sizeof(failure), "ticket: %s", ck_error_context());
         goto failed;
     }
+    /* The summary names the service as the ticket does (with its realm). */
+    if (ck_principal_unparse(creds->server, 0, &service) != 0)
+        service = NULL;
     if (o.verbose)
-        fprintf(stderr, "kmm: ticket for %s %s\n", o.service,
+        fprintf(stderr, "kmm: ticket for %s %s\n", service != NULL ? service : o.service,
                 from_tgs ? "from a TGS exchange" : "from the ccache");
     if ((fd = socket(cms[0].kmm.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) {
         snprintf(failure, sizeof(failure), "socket: %s", strerror(errno));
@@ -394,15 +399,16 @@ cli_mta_kmm(int argc, char **argv)
                  (long long)r.answered, (long long)o.count);
         goto failed;
     }
-    summary(&o, cms, ep, &r, NULL);
+    summary(&o, cms, ep, &r, service, NULL);
     rc = CLI_OK;
     goto out;
 failed:
-    summary(&o, n_cms > 0 ? cms : NULL, ep, &r, failure);
+    summary(&o, n_cms > 0 ? cms : NULL, ep, &r, service, failure);
     rc = CLI_FAIL;
 out:
     ck_endpoint_free(ep);
     ck_creds_free(creds);
+    free(service);
     if (fd >= 0)
         close(fd);
     return rc;
