@@ -23,7 +23,7 @@
  * one or two windows of solicited_key_timeout (30 s by default); later retries start afresh. */
 #define SOLICITED_KEY_TIMEOUT_MS 30000
 #define MAX_TXID 999999999u
-#define KMM_BUF 4096               /* our AP Request: ticket + authenticator + a few bytes */
+#define KMM_BUF 16384              /* AP Request: ticket (authorization data too), authenticator */
 #define ESP_BUF (CK_ENDPOINT_MAX_SIGNAL + 128)
 
 enum why {

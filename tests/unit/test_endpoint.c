@@ -1020,5 +1020,5 @@ CK_TEST_MAIN("endpoint", CK_TEST_CASE(test_backoff_values), CK_TEST_CASE(test_ba
              CK_TEST_CASE(test_establish_and_signal), CK_TEST_CASE(test_rekey_timer),
              CK_TEST_CASE(test_wakeup), CK_TEST_CASE(test_rekey_message),
              CK_TEST_CASE(test_ap_rep_refused), CK_TEST_CASE(test_lost_sa),
-             CK_TEST_CASE(test_ack_required), CK_TEST_CASE(test_suites), CK_TEST_CASE(test_signal_parse),
-             CK_TEST_CASE(test_ccache_and_krb5conf))
+             CK_TEST_CASE(test_ack_required), CK_TEST_CASE(test_suites),
+             CK_TEST_CASE(test_signal_parse), CK_TEST_CASE(test_ccache_and_krb5conf))
