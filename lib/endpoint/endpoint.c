@@ -52,6 +52,7 @@ struct exchange {
     uint32_t nonce;
     uint32_t spi_in;
     bool reestablish;
+    bool drop_old;                 /* a Rekey with Re-establish: keep no other SA afterwards */
     enum why why;
     int tries;
     int64_t started_ms;
@@ -645,7 +646,7 @@ on_ap_rep(ck_endpoint *ep, const uint8_t *buf, const struct ck_kmm_msg *m, size_
      * unless the server asked us to drop every other SA with it. */
     ck_esp_sa_free(ep->prev_in);
     ep->prev_in = NULL;
-    if (ep->sa.live && !m->reestablish && ep->sa.cms == src) {
+    if (ep->sa.live && !m->reestablish && !x->drop_old && ep->sa.cms == src) {
         ep->prev_in = ep->sa.in;
         ep->prev_in_expires_ms = ep->sa.expires_ms;
         ep->sa.in = NULL;
@@ -732,6 +733,7 @@ on_rekey(ck_endpoint *ep, const uint8_t *buf, const struct ck_kmm_msg *m, size_t
          int64_t now)
 {
     int64_t now_s = now / 1000;
+    int rc;
 
     if (!ep->sa.live || src != ep->sa.cms || m->doi != CK_KMM_DOI_IPSEC) {
         refuse(ep, "Rekey without an SA with its sender");
@@ -758,7 +760,11 @@ on_rekey(ck_endpoint *ep, const uint8_t *buf, const struct ck_kmm_msg *m, size_t
     ep->last_rekey_nonce = m->server_nonce;
     ep->last_rekey_ts = m->timestamp;
     ep->st.rekey_msgs++;
-    return exchange_start(ep, src, m->server_nonce, m->reestablish != 0, WHY_REKEY_MSG, now);
+    /* We still hold the SA, so our AP Request is no re-establishment; the Rekey's flag asks us
+     * to keep no other SA with this server once the new one is up. */
+    if ((rc = exchange_start(ep, src, m->server_nonce, false, WHY_REKEY_MSG, now)) == 0)
+        ep->ex.drop_old = m->reestablish != 0;
+    return rc;
 }
 
 static int

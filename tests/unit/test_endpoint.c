@@ -805,6 +805,7 @@ test_rekey_message(void)
     advance_to(vnow + 3000);
     CHECK_INT_EQ(cms[0].ap_reqs, 2);
     CHECK_INT_EQ(cms[0].last_nonce, 0x33333333u);
+    CHECK_INT_EQ(cms[0].last_reestablish, 0);
     ck_endpoint_get_stats(ep, &st);
     CHECK_INT_EQ(st.rekey_msgs, 1);
     CHECK_INT_EQ(st.rekeys, 1);
