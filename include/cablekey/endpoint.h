@@ -37,8 +37,9 @@
  *    2427 -> 2727) and retransmitted every sig_timeout_ms up to sig_tries transmissions; when one
  *    runs out, the SA is presumed lost and the endpoint re-establishes (AP Request with
  *    Re-establish = 1, one round trip) and then resends what is unanswered. Commands from the
- *    server (RQNT, ...) are answered "200 <txid> OK". Three re-establishments in a row without a
- *    protected packet from the server count as the server not answering (fail over).
+ *    server (RQNT, ...) are answered "200 <txid> OK". After CK_ENDPOINT_MAX_REESTABLISH
+ *    re-establishments in a row with no protected packet from the server in between, the next
+ *    loss counts as the server not answering (fail over).
  *
  * Secrets (keys, sub-keys) live only inside the endpoint and are wiped by ck_endpoint_free;
  * nothing here prints or logs. */
