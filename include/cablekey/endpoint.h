@@ -222,7 +222,7 @@ int ck_endpoint_suites_parse(const char *list, struct ck_kmm_suite *out, size_t 
  * Credentials for the endpoint.
  */
 
-/* Reads an MIT FILE ccache (format 0x0503 or 0x0504) into *creds (n entries; free them with
+/* Reads an MIT FILE ccache (format 0x0504, what MIT and Heimdal write) into *creds (n entries; free them with
  * ck_ccache_creds_free). Configuration entries (X-CACHECONF:) are skipped. Limits: 1 MiB file,
  * 64 credentials. *default_client (may be NULL) receives the default principal. parse: the same
  * from memory (errors without a file name). */

@@ -2,8 +2,9 @@
  * writes it) holding either the service ticket itself (PKINIT + kvno, or kinit -S) or a TGT, in
  * which case a TGS exchange runs against the KDCs of --kdc or of krb5.conf.
  *
- * ccache layout (big-endian): u16 version (0x0503 | 0x0504); v4 only: u16 header length and
- * header tags; default principal; then credentials until end of file:
+ * ccache layout (big-endian): u16 version 0x0504 (what MIT and Heimdal write; older formats
+ * differ in the keyblock and are refused), u16 header length and header tags, default principal,
+ * then credentials until end of file:
  *   principal = u32 name type, u32 #components, counted realm, counted components
  *   cred = client, server, keyblock (u16 enctype, counted key), u32 authtime, starttime, endtime,
  *          renew_till, u8 is_skey, u32 flags, u32 #addresses {u16, counted}, u32 #authdata
@@ -40,19 +41,16 @@ get_counted(ck_reader *r, const uint8_t **p, uint32_t *len)
 }
 
 static int
-get_principal(ck_reader *r, uint16_t version, ck_principal **out)
+get_principal(ck_reader *r, ck_principal **out)
 {
     ck_principal *p = NULL;
     const uint8_t *s;
-    uint32_t type = 1, n, len;
+    uint32_t type, n, len;
     int rc;
 
     *out = NULL;
-    if (version == 0x0504 || version == 0x0503) {
-        if ((rc = ck_reader_u32be(r, &type)) != 0)
-            return rc;
-    }
-    if ((rc = ck_reader_u32be(r, &n)) != 0 || (rc = get_counted(r, &s, &len)) != 0)
+    if ((rc = ck_reader_u32be(r, &type)) != 0 || (rc = ck_reader_u32be(r, &n)) != 0 ||
+        (rc = get_counted(r, &s, &len)) != 0)
         return rc;
     if (n > CK_PRINCIPAL_MAX_COMPONENTS)
         return ck_error_set(CK_ERR_LIMIT, "ccache: principal with %u components", n);
@@ -91,7 +89,7 @@ skip_list(ck_reader *r)
 }
 
 static int
-get_creds(ck_reader *r, uint16_t version, ck_creds **out)
+get_creds(ck_reader *r, ck_creds **out)
 {
     ck_creds *c = NULL;
     const uint8_t *s;
@@ -103,8 +101,7 @@ get_creds(ck_reader *r, uint16_t version, ck_creds **out)
     *out = NULL;
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "ccache");
-    if ((rc = get_principal(r, version, &c->client)) != 0 ||
-        (rc = get_principal(r, version, &c->server)) != 0 ||
+    if ((rc = get_principal(r, &c->client)) != 0 || (rc = get_principal(r, &c->server)) != 0 ||
         (rc = ck_reader_u16be(r, &enctype)) != 0 || (rc = get_counted(r, &s, &len)) != 0)
         goto out;
     c->session_key.enctype = enctype;
@@ -201,15 +198,12 @@ ck_ccache_parse(const uint8_t *data, size_t len, ck_creds ***creds, size_t *n,
     ck_reader_init(&r, data, len);
     if ((rc = ck_reader_u16be(&r, &version)) != 0)
         goto out;
-    if (version != 0x0504 && version != 0x0503) {
-        rc = ck_error_set(CK_ERR_UNSUPPORTED, "ccache format 0x%04x (0x0503 and 0x0504 are "
-                                              "read)", version);
+    if (version != 0x0504) {
+        rc = ck_error_set(CK_ERR_UNSUPPORTED, "ccache format 0x%04x (0x0504 is read)", version);
         goto out;
     }
-    if (version == 0x0504 &&
-        ((rc = ck_reader_u16be(&r, &hlen)) != 0 || (rc = ck_reader_bytes(&r, hlen, &skip)) != 0))
-        goto out;
-    if ((rc = get_principal(&r, version, &def)) != 0)
+    if ((rc = ck_reader_u16be(&r, &hlen)) != 0 || (rc = ck_reader_bytes(&r, hlen, &skip)) != 0 ||
+        (rc = get_principal(&r, &def)) != 0)
         goto out;
     if ((list = calloc(CK_CCACHE_MAX_CREDS, sizeof(*list))) == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "ccache");
@@ -218,7 +212,7 @@ ck_ccache_parse(const uint8_t *data, size_t len, ck_creds ***creds, size_t *n,
     while (ck_reader_remaining(&r) > 0) {
         ck_creds *c;
 
-        if ((rc = get_creds(&r, version, &c)) != 0)
+        if ((rc = get_creds(&r, &c)) != 0)
             goto out;
         if (strcmp(c->server->realm, CONF_REALM) == 0) {
             ck_creds_free(c);
