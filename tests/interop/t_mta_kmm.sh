@@ -157,7 +157,9 @@ fi
 n=$(tshark -r "$tmp/kmm.pcap" "${dec[@]}" -Y "_ws.malformed || _ws.expert" 2>/dev/null | wc -l)
 if [ "$n" = 0 ]; then ok "no malformed packet, no expert warning"; else
     not_ok "no malformed packet, no expert warning" "$(tshark -r "$tmp/kmm.pcap" "${dec[@]}" -Y "_ws.malformed || _ws.expert" 2>&1)"; fi
-if tshark -r "$tmp/kmm.pcap" "${dec[@]}" -V 2>/dev/null | grep -q "msg-type: krb-ap-rep (15)"; then
+tshark -r "$tmp/kmm.pcap" "${dec[@]}" -V >"$tmp/pcap-v.txt" 2>&1
+if grep -q "msg-type: krb-ap-req (14)" "$tmp/pcap-v.txt" &&
+   grep -q "msg-type: krb-ap-rep (15)" "$tmp/pcap-v.txt"; then
     ok "the Kerberos blobs inside decode as Kerberos (AP-REQ, AP-REP)"
 else
     not_ok "the Kerberos blobs decode as Kerberos"
@@ -174,4 +176,8 @@ expect_output "cablekey help mta kmm prints the verb's usage" "usage: cablekey m
 
 stop_pid "$PID_A"
 stop_pid "$PID_B"
+rep=$(grep -Eh "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error|SUMMARY: (Address|Undefined|Leak)" \
+    "$tmp"/*.stderr "$tmp"/*.err 2>/dev/null | head -n 5)
+if [ -z "$rep" ]; then ok "no sanitizer report from cablekey-cms or the endpoint"; else
+    not_ok "no sanitizer report from cablekey-cms or the endpoint" "$rep"; fi
 done_testing
