@@ -797,6 +797,10 @@ esp_send(ck_endpoint *ep, const char *text, size_t len, int64_t now)
     struct sockaddr_storage to;
     int rc;
 
+    /* A command that came in on an old SA while no current one exists goes unanswered; the
+     * server retransmits it once keys are up again. */
+    if (!ep->sa.live)
+        return 0;
     if ((rc = ck_esp_udp_wrap(CK_ENDPOINT_MGCP_GW_PORT, CK_ENDPOINT_MGCP_CA_PORT,
                               (const uint8_t *)text, len, inner, sizeof(inner), &inner_len)) != 0)
         return rc;
