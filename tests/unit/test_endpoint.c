@@ -159,6 +159,8 @@ struct fake_cms {
     int rsips, ntfys;
     uint8_t last_esp[PKT_MAX];        /* last ESP packet it sent (replay test) */
     size_t last_esp_len;
+    uint8_t last_rep[PKT_MAX];        /* last AP Reply it sent */
+    size_t last_rep_len;
 };
 
 static struct fake_cms cms[2];
@@ -309,6 +311,8 @@ cms_on_ap_req(struct fake_cms *c, const uint8_t *buf, size_t len)
         CHECK_OK(ck_key_copy(&c->subkey, &subkey));
     }
     c->ap_reps++;
+    memcpy(c->last_rep, out, out_len);
+    c->last_rep_len = out_len;
     to_endpoint(c, c->kmm_port, out, out_len);
     ck_asn1_free_der(der, der_len);
     ck_kmm_keys_clear(&keys);
@@ -478,6 +482,7 @@ static struct ck_endpoint_stats st;
 static int responses_200;
 static uint32_t last_response_txid;
 static int events[16];
+static char last_detail[16][256];
 
 static void
 on_response(void *arg, uint32_t txid, int code)
@@ -493,8 +498,10 @@ on_event(void *arg, enum ck_endpoint_event ev, const char *detail)
 {
     (void)arg;
     (void)detail;
-    if ((int)ev < 16)
+    if ((int)ev < 16) {
         events[ev]++;
+        snprintf(last_detail[ev], sizeof(last_detail[ev]), "%s", detail);
+    }
     if (getenv("CK_TEST_VERBOSE") != NULL)
         fprintf(stderr, "  [%lld] event %d: %s\n", (long long)vnow, (int)ev, detail);
 }
@@ -958,6 +965,97 @@ test_signal_parse(void)
     CHECK(ck_endpoint_signal_parse((const uint8_t *)"NTFY 1 \0", 8, &sig) != 0);
 }
 
+static void
+cms_error_reply(struct fake_cms *c, int32_t code)
+{
+    static const char *const svc[] = {"cms", "cms.test"};
+    CK_KRB_ERROR_MSG *e = CK_KRB_ERROR_MSG_new();
+    struct ck_kmm_msg m;
+    uint8_t *der = NULL, out[1024];
+    size_t der_len = 0, len;
+
+    CHECK(e != NULL);
+    e->pvno = 5;
+    e->msg_type = CK_KRB_ERROR;
+    e->error_code = code;
+    CHECK_OK(ck_asn1_time_set(&e->stime, vnow / 1000));
+    CHECK_OK(ck_asn1_kstring_set(&e->realm, REALM));
+    CHECK_OK(ck_asn1_principal_set(e->sname, CK_NT_SRV_INST, svc, 2));
+    CHECK_OK(ck_asn1_krb_error_encode(e, &der, &der_len));
+    memset(&m, 0, sizeof(m));
+    m.type = CK_KMM_ERROR_REPLY;
+    m.doi = CK_KMM_DOI_IPSEC;
+    m.version = CK_KMM_VERSION;
+    m.krb = der;
+    m.krb_len = der_len;
+    CHECK_OK(ck_kmm_encode(&m, out, sizeof(out), &len));
+    to_endpoint(c, c->kmm_port, out, len);
+    ck_asn1_free_der(der, der_len);
+    CK_KRB_ERROR_MSG_free(e);
+}
+
+/* An Error Reply is advisory: counted, never drops a working SA, never stops the retries. */
+static void
+test_error_reply(void)
+{
+    setup(1, true);
+    cms_error_reply(&cms[0], 41);
+    ck_endpoint_get_stats(ep, &st);
+    CHECK_INT_EQ(st.error_replies, 1);
+    CHECK(strcmp(last_detail[CK_ENDPOINT_EV_ERROR_REPLY], "KRB-ERROR 41") == 0);
+    CHECK_INT_EQ(ck_endpoint_state(ep), CK_ENDPOINT_ESTABLISHED);
+    teardown();
+
+    setup(1, false);
+    cms[0].up = false;
+    CHECK_OK(ck_endpoint_start(ep, vnow));
+    pump();
+    cms_error_reply(&cms[0], 60);
+    CHECK_INT_EQ(ck_endpoint_state(ep), CK_ENDPOINT_KEYING);
+    cms[0].up = true;
+    advance_to(vnow + 3000);
+    CHECK_INT_EQ(ck_endpoint_state(ep), CK_ENDPOINT_ESTABLISHED);
+    teardown();
+}
+
+/* A re-key that gets no answer: the CMS is gone, so after the backoff the endpoint fails over
+ * (dropping the SA it still had) and keys with the second CMS. Stale AP Replies are refused. */
+static void
+test_rekey_failover(void)
+{
+    struct ck_endpoint_sa_info sa;
+    int64_t t0;
+
+    setup(2, true);
+    t0 = vnow;
+    CHECK_INT_EQ(ck_endpoint_cms_index(ep), 0);
+    cms[0].up = false;
+    advance_to(t0 + 3000 * 1000);          /* the re-key AP Request, unanswered */
+    CHECK(ck_endpoint_sa_info(ep, &sa));   /* the SA still works meanwhile */
+    advance_to(t0 + 3060 * 1000);
+    CHECK(ck_endpoint_sa_info(ep, &sa));
+    CHECK_INT_EQ(sa.cms_index, 0);
+    advance_to(t0 + 3061 * 1000);
+    CHECK(ck_endpoint_sa_info(ep, &sa));
+    CHECK_INT_EQ(sa.cms_index, 1);
+    CHECK_INT_EQ(cms[1].ap_reqs, 1);
+    ck_endpoint_get_stats(ep, &st);
+    CHECK_INT_EQ(st.failovers, 1);
+    /* CMS 1's AP Reply from long ago, and CMS 2's last one replayed: neither answers an
+     * outstanding exchange, so both are refused and the SA stays. */
+    {
+        uint64_t before = st.kmm_ignored;
+        to_endpoint(&cms[0], cms[0].kmm_port, cms[0].last_rep, cms[0].last_rep_len);
+        to_endpoint(&cms[1], cms[1].kmm_port, cms[1].last_rep, cms[1].last_rep_len);
+        ck_endpoint_get_stats(ep, &st);
+        CHECK_INT_EQ(st.kmm_ignored, before + 2);
+        CHECK_INT_EQ(st.exchanges, 2);
+        CHECK(ck_endpoint_sa_info(ep, &sa));
+        CHECK_INT_EQ(sa.spi_out, cms[1].spi_s);
+    }
+    teardown();
+}
+
 /* ccache round trip through lib/krb's writer, the ticket lookup, and krb5.conf KDCs. */
 static void
 test_ccache_and_krb5conf(void)
@@ -1020,6 +1118,7 @@ test_ccache_and_krb5conf(void)
 CK_TEST_MAIN("endpoint", CK_TEST_CASE(test_backoff_values), CK_TEST_CASE(test_backoff_failover),
              CK_TEST_CASE(test_establish_and_signal), CK_TEST_CASE(test_rekey_timer),
              CK_TEST_CASE(test_wakeup), CK_TEST_CASE(test_rekey_message),
-             CK_TEST_CASE(test_ap_rep_refused), CK_TEST_CASE(test_lost_sa),
+             CK_TEST_CASE(test_ap_rep_refused), CK_TEST_CASE(test_lost_sa), CK_TEST_CASE(test_rekey_failover),
+             CK_TEST_CASE(test_error_reply),
              CK_TEST_CASE(test_ack_required), CK_TEST_CASE(test_suites),
              CK_TEST_CASE(test_signal_parse), CK_TEST_CASE(test_ccache_and_krb5conf))
