@@ -211,11 +211,8 @@ struct ck_endpoint_signal {
 };
 int ck_endpoint_signal_parse(const uint8_t *data, size_t len, struct ck_endpoint_signal *out);
 
-/* Suite names as the CLI and cablekey-cms's config spell them: "sha1-aes128", "sha1-3des",
- * "sha1-null", "md5-aes128", "md5-3des", "md5-null". */
-int ck_endpoint_suite_parse(const char *name, struct ck_kmm_suite *out);
-const char *ck_endpoint_suite_name(struct ck_kmm_suite s);
-/* A comma- or blank-separated list of those names (at most max). */
+/* A comma- or blank-separated list of IPsec suite short names (ck_kmm_suite_short_name:
+ * "sha1-aes128", "sha1-3des", "sha1-null", "md5-aes128", ...), at most max. */
 int ck_endpoint_suites_parse(const char *list, struct ck_kmm_suite *out, size_t max, size_t *n);
 
 /* ---------------------------------------------------------------------------------------------

@@ -229,40 +229,6 @@ random_spi(const ck_endpoint *ep, uint32_t *spi)
  * Suites.
  */
 
-static const struct {
-    const char *name;
-    struct ck_kmm_suite s;
-} suite_names[] = {
-    {"sha1-aes128", {CK_KMM_AUTH_HMAC_SHA1_96, CK_KMM_ENC_AES128}},
-    {"sha1-3des", {CK_KMM_AUTH_HMAC_SHA1_96, CK_KMM_ENC_3DES}},
-    {"sha1-null", {CK_KMM_AUTH_HMAC_SHA1_96, CK_KMM_ENC_NULL}},
-    {"md5-aes128", {CK_KMM_AUTH_HMAC_MD5_96, CK_KMM_ENC_AES128}},
-    {"md5-3des", {CK_KMM_AUTH_HMAC_MD5_96, CK_KMM_ENC_3DES}},
-    {"md5-null", {CK_KMM_AUTH_HMAC_MD5_96, CK_KMM_ENC_NULL}},
-};
-
-int
-ck_endpoint_suite_parse(const char *name, struct ck_kmm_suite *out)
-{
-    for (size_t i = 0; i < sizeof(suite_names) / sizeof(suite_names[0]); i++) {
-        if (strcmp(name, suite_names[i].name) == 0) {
-            *out = suite_names[i].s;
-            return 0;
-        }
-    }
-    return ck_error_set(CK_ERR_UNSUPPORTED, "unknown suite '%.40s' (sha1-aes128, sha1-3des, "
-                                            "sha1-null, md5-aes128, md5-3des, md5-null)", name);
-}
-
-const char *
-ck_endpoint_suite_name(struct ck_kmm_suite s)
-{
-    for (size_t i = 0; i < sizeof(suite_names) / sizeof(suite_names[0]); i++)
-        if (suite_names[i].s.auth == s.auth && suite_names[i].s.enc == s.enc)
-            return suite_names[i].name;
-    return "unknown";
-}
-
 int
 ck_endpoint_suites_parse(const char *list, struct ck_kmm_suite *out, size_t max, size_t *n)
 {
@@ -283,8 +249,9 @@ ck_endpoint_suites_parse(const char *list, struct ck_kmm_suite *out, size_t max,
         name[l] = '\0';
         if (*n >= max)
             return ck_error_set(CK_ERR_LIMIT, "more than %zu suites", max);
-        if ((rc = ck_endpoint_suite_parse(name, &out[*n])) != 0)
-            return rc;
+        if ((rc = ck_kmm_suite_from_short_name(CK_KMM_DOI_IPSEC, name, &out[*n])) != 0)
+            return ck_error_set(rc, "unknown suite '%s' (sha1-aes128, sha1-3des, sha1-null, "
+                                    "md5-aes128, md5-3des, md5-null)", name);
         (*n)++;
         p += l;
     }
@@ -359,7 +326,7 @@ ck_endpoint_new(const struct ck_endpoint_params *p, ck_endpoint **out)
     for (size_t i = 0; i < ep->p.n_suites; i++) {
         if (!ck_kmm_suite_supported(CK_KMM_DOI_IPSEC, ep->p.suites[i])) {
             rc = ck_error_set(CK_ERR_UNSUPPORTED, "endpoint: suite %s is not implemented",
-                              ck_endpoint_suite_name(ep->p.suites[i]));
+                              ck_kmm_suite_short_name(CK_KMM_DOI_IPSEC, ep->p.suites[i]));
             goto fail;
         }
         ep->suites[i] = ep->p.suites[i];
@@ -663,9 +630,9 @@ on_ap_rep(ck_endpoint *ep, const uint8_t *buf, const struct ck_kmm_msg *m, size_
         ep->st.rekeys++;
     event(ep, CK_ENDPOINT_EV_ESTABLISHED,
           "cms %s suite %s spi in 0x%08x out 0x%08x lifetime %u grace %u%s",
-          cms_name(ep, src, name, sizeof(name)), ck_endpoint_suite_name(ep->sa.suite),
-          ep->sa.spi_in, ep->sa.spi_out, m->lifetime, m->grace,
-          m->ack_required ? " ack-required" : "");
+          cms_name(ep, src, name, sizeof(name)),
+          ck_kmm_suite_short_name(CK_KMM_DOI_IPSEC, ep->sa.suite), ep->sa.spi_in,
+          ep->sa.spi_out, m->lifetime, m->grace, m->ack_required ? " ack-required" : "");
     if (ep->sa.ack_pending &&
         (rc = send_to(ep, &ep->cms[src].kmm, ep->sa.sp_recovered, sizeof(ep->sa.sp_recovered))) !=
             0)

@@ -309,8 +309,8 @@ summary(const struct kopts *o, const struct ck_endpoint_cms *cms, ck_endpoint *e
     printf("kmm: %s cms %s service %s", failure == NULL ? "ok" : "FAILED", addr,
            service != NULL ? service : o->service);
     if (have_sa)
-        printf(" suite %s spi in 0x%08x out 0x%08x", ck_endpoint_suite_name(sa.suite), sa.spi_in,
-               sa.spi_out);
+        printf(" suite %s spi in 0x%08x out 0x%08x",
+               ck_kmm_suite_short_name(CK_KMM_DOI_IPSEC, sa.suite), sa.spi_in, sa.spi_out);
     printf(" sent %lld answered %lld received-rqnt %llu exchanges %llu rekeys %llu failovers %llu",
            (long long)(r != NULL ? r->sent : 0), (long long)(r != NULL ? r->answered : 0),
            (unsigned long long)st.rqnt_received, (unsigned long long)st.exchanges,
