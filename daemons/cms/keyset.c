@@ -25,6 +25,7 @@ struct file_id {
 
 struct cms_keyset {
     pthread_rwlock_t lock;
+    pthread_mutex_t refresh_lock; /* one refresh at a time (poll thread and SIGHUP) */
     ck_keytab *kt;                /* under lock */
     char *path;
     ck_principal *service;
@@ -117,6 +118,7 @@ cms_keyset_new(const char *path, const char *service, struct cms_keyset **out)
         free(ks);
         return ck_error_set(CK_ERR_NOMEM, "keyset lock");
     }
+    pthread_mutex_init(&ks->refresh_lock, NULL);
     if ((ks->path = strdup(path)) == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "keyset");
         goto out;
@@ -149,6 +151,7 @@ cms_keyset_free(struct cms_keyset *ks)
     ck_principal_free(ks->service);
     free(ks->path);
     pthread_rwlock_destroy(&ks->lock);
+    pthread_mutex_destroy(&ks->refresh_lock);
     free(ks);
 }
 
@@ -158,8 +161,8 @@ cms_keyset_service(const struct cms_keyset *ks)
     return ks->service_name;
 }
 
-int
-cms_keyset_refresh(struct cms_keyset *ks, bool force, bool *changed)
+static int
+refresh(struct cms_keyset *ks, bool force, bool *changed)
 {
     struct file_id id;
     ck_keytab *kt = NULL, *old;
@@ -188,6 +191,17 @@ cms_keyset_refresh(struct cms_keyset *ks, bool force, bool *changed)
     ks->have_refused = false;
     *changed = true;
     return 0;
+}
+
+int
+cms_keyset_refresh(struct cms_keyset *ks, bool force, bool *changed)
+{
+    int rc;
+
+    pthread_mutex_lock(&ks->refresh_lock);
+    rc = refresh(ks, force, changed);
+    pthread_mutex_unlock(&ks->refresh_lock);
+    return rc;
 }
 
 int
