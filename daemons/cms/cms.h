@@ -185,8 +185,8 @@ struct cms_sa {
     uint32_t grace;
     uint32_t rqnt_txid;
     int64_t created, expires;
-    uint8_t rekey_key[CK_KMM_HMAC_KEY_LEN];  /* Rekey HMAC key of this SA (wiped on free) */
-    uint8_t spr_key[CK_KMM_HMAC_KEY_LEN];    /* SP Recovered HMAC key (while pending) */
+    ck_key subkey;                     /* K of the AP-REP: the Rekey and SP Recovered HMAC keys
+                                        * are derived from it when needed (wiped on free) */
     uint8_t aprep_hmac[CK_KMM_HMAC_LEN];     /* the AP Reply's HMAC, which SP Recovered covers */
     ck_esp_sa *in, *out;
     char client[];                     /* client principal, NUL-terminated */

@@ -318,8 +318,7 @@ answer_ipsec(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
             sa->flags |= CMS_SA_PENDING;
         if ((rc = ck_kmm_derive_ipsec(&subkey, r->suite, r->msg.spi, r->spi_in, &keys)) != 0 ||
             (rc = esp_pair(&r->p, &keys, r->spi_in, r->msg.spi, sa->expires, sa)) != 0 ||
-            (rc = ck_kmm_hmac_key(CK_KMM_HMAC_REKEY, &subkey, sa->rekey_key)) != 0 ||
-            (rc = ck_kmm_hmac_key(CK_KMM_HMAC_SP_RECOVERED, &subkey, sa->spr_key)) != 0)
+            (rc = ck_key_copy(&sa->subkey, &subkey)) != 0)
             goto internal;
         ck_kmm_keys_clear(&keys);
         /* The AP Reply is sealed before the SA is visible, so its HMAC (which SP Recovered
@@ -476,8 +475,14 @@ static int
 spr_check(struct cms_sa *sa, void *arg)
 {
     struct spr_ctx *c = arg;
+    uint8_t key[CK_KMM_HMAC_KEY_LEN];
+    int rc;
 
-    if (ck_kmm_sp_recovered_verify(c->buf, c->len, sa->aprep_hmac, sa->spr_key) != 0) {
+    rc = ck_kmm_hmac_key(CK_KMM_HMAC_SP_RECOVERED, &sa->subkey, key);
+    if (rc == 0)
+        rc = ck_kmm_sp_recovered_verify(c->buf, c->len, sa->aprep_hmac, key);
+    ck_memzero(key, sizeof(key));
+    if (rc != 0) {
         c->result = -1;
         return 0;
     }
@@ -670,6 +675,7 @@ cms_rekey_build(struct cms_server *s, const struct cms_sa *sa, int64_t now, uint
 {
     struct cms_params p;
     struct ck_kmm_msg m;
+    uint8_t key[CK_KMM_HMAC_KEY_LEN];
     int rc;
 
     get_params(s, &p);
@@ -685,9 +691,12 @@ cms_rekey_build(struct cms_server *s, const struct cms_sa *sa, int64_t now, uint
     memcpy(m.suites, p.suites, p.n_suites * sizeof(p.suites[0]));
     m.lifetime = (uint32_t)p.lifetime;
     m.grace = (uint32_t)p.grace;
-    if ((rc = ck_kmm_encode(&m, buf, cap, len)) != 0)
+    if ((rc = ck_kmm_encode(&m, buf, cap, len)) != 0 ||
+        (rc = ck_kmm_hmac_key(CK_KMM_HMAC_REKEY, &sa->subkey, key)) != 0)
         return rc;
-    return ck_kmm_seal(buf, *len, sa->rekey_key);
+    rc = ck_kmm_seal(buf, *len, key);
+    ck_memzero(key, sizeof(key));
+    return rc;
 }
 
 struct rekey_item {
