@@ -220,7 +220,7 @@ if grep -Eq "unknown SPI, Wake Up sent" "$tmp/b.log" && grep -Eq "KMM AP-REQ .*(
 else
     not_ok "Wake Up / Re-establish seen by the restarted CMS" "$(grep -E "Wake|AP-REQ" "$tmp/b.log" | tail -n 5)"
 fi
-stop_cms b
+stop_cms b "the restarted cablekey-cms stops cleanly (exit 0)"
 
 # ---- 6. ACK-required ----------------------------------------------------------------------------
 cat >"$tmp/cms-ack.conf" <<EOF
@@ -237,7 +237,7 @@ else
 $(tail -n 5 "$tmp/c.log")"
 fi
 assert_file_grep "CMS activated the SA on SP Recovered" "KMM SP-RECOVERED .*: ok, SA active" "$tmp/c.log"
-stop_cms c
+stop_cms c "cablekey-cms with ack_required stops cleanly (exit 0)"
 
 # ---- 7. Failover to a second cablekey-cms on 127.0.0.2 -----------------------------------------
 if "$CK_PY" -c "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('127.0.0.2', 0))" 2>/dev/null; then
@@ -249,7 +249,7 @@ if "$CK_PY" -c "import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM
     else
         not_ok "failover to the second CMS" "$(mta_result)"
     fi
-    stop_cms d
+    stop_cms d "the second cablekey-cms stops cleanly (exit 0)"
 else
     not_ok "failover: 127.0.0.2 is not usable on this host"
 fi
@@ -294,6 +294,9 @@ $(tail -n 3 "$tmp/e.log")"
 fi
 stop_cms e "cablekey-cms stops cleanly after the rotation (exit 0, no sanitizer report)"
 grep -h "stats:" "$tmp"/[abcde].log 2>/dev/null | sed 's/^/# /'
+rep=$(grep -Eh "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error" "$tmp"/[abcde].stderr "$tmp"/[abcde].log "$tmp/mta.err" 2>/dev/null | head -n 3)
+if [ -z "$rep" ]; then ok "no sanitizer report from any cablekey-cms or the last endpoint"; else
+    not_ok "no sanitizer report" "$rep"; fi
 
 realm_stop_kdc
 done_testing
