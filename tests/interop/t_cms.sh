@@ -89,6 +89,46 @@ summary_field() { sed -n "s/.* $1 \([0-9]*\).*/\1/p" "$tmp/mta.out" | head -n 1;
 kinit_pw mta1 mta1-pw -c "$tmp/mta1.cc" >/dev/null 2>&1 || bail "kinit mta1"
 kinit_pw mta2 mta2-pw -c "$tmp/mta2.cc" >/dev/null 2>&1 || bail "kinit mta2"
 
+# ---- 0. --check, fail-closed configuration, systemd notification, SIGHUP ---------------------
+cat >"$tmp/cms-good.conf" <<EOF
+[cms]
+    keytab = $tmp/cms.keytab
+    service = $SVC
+    suites = sha1-aes128 sha1-null
+EOF
+expect_output "--check: keytab, service and addresses verified" \
+    "service: $SVC \(4 keys, newest kvno 1\)" "$CK_CMS" -c "$tmp/cms-good.conf" --listen "127.0.0.1:$KP" --signaling-listen "127.0.0.1:$SP" --check
+printf '[cms]\n    keytab = %s\n    ack_requred = true\n' "$tmp/cms.keytab" >"$tmp/cms-bad.conf"
+expect_failure "--check: an unknown key is an error naming file and line" \
+    "cms-bad.conf:3: .*ack_requred" "$CK_CMS" -c "$tmp/cms-bad.conf" --check
+expect_failure "--check: a keytab without the service is refused" \
+    "no key .* for other/x@$REALM" "$CK_CMS" --keytab "$tmp/cms.keytab" --service "other/x@$REALM" --check
+start_notify_receiver "$tmp/notify.sock" "$tmp/notify.log"
+NOTIFY_SOCKET="$tmp/notify.sock" start_cms z 127.0.0.1 -c "$tmp/cms-good.conf"
+if wait_file_grep "$tmp/notify.log" "^READY=1\|STATUS=kmm 127\.0\.0\.1:$KP signaling 127\.0\.0\.1:$SP"; then
+    ok "sd_notify READY=1 with the addresses"
+else
+    not_ok "sd_notify READY=1" "$(cat "$tmp/notify.log")"
+fi
+cp "$tmp/cms-good.conf" "$tmp/cms-good.conf.orig"
+cp "$tmp/cms-bad.conf" "$tmp/cms-good.conf"
+kill -HUP "$(cms_pid z)"
+if wait_file_grep "$tmp/z.log" "SIGHUP: configuration refused, the running one is kept"; then
+    ok "SIGHUP with a broken configuration: refused, still serving"
+else
+    not_ok "SIGHUP with a broken configuration is refused" "$(tail -n 5 "$tmp/z.log")"
+fi
+cp "$tmp/cms-good.conf.orig" "$tmp/cms-good.conf"
+echo "    grace = 5m" >>"$tmp/cms-good.conf"
+kill -HUP "$(cms_pid z)"
+if wait_file_grep "$tmp/z.log" "SIGHUP: configuration reloaded" && wait_file_grep "$tmp/notify.log" "^RELOADING=1"; then
+    ok "SIGHUP: configuration and keytab re-read (RELOADING=1, then READY=1)"
+else
+    not_ok "SIGHUP reload" "$(tail -n 5 "$tmp/z.log")
+$(cat "$tmp/notify.log")"
+fi
+stop_cms z "cablekey-cms stops cleanly on SIGTERM after reloads (exit 0)"
+
 # ---- 1. AP exchange and protected signaling both ways, captured for tshark -----------------
 start_cms a 127.0.0.1 --export-xfrm "$tmp/xfrm.txt"
 dumpcap -q -i lo -f "udp port $KP or udp port $SP" -w "$tmp/kmm.pcapng" >"$tmp/dumpcap.log" 2>&1 &
@@ -293,8 +333,8 @@ else
 $(tail -n 3 "$tmp/e.log")"
 fi
 stop_cms e "cablekey-cms stops cleanly after the rotation (exit 0, no sanitizer report)"
-grep -h "stats:" "$tmp"/[abcde].log 2>/dev/null | sed 's/^/# /'
-rep=$(grep -Eh "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error" "$tmp"/[abcde].stderr "$tmp"/[abcde].log "$tmp/mta.err" 2>/dev/null | head -n 3)
+grep -h "stats:" "$tmp"/[abcdez].log 2>/dev/null | sed 's/^/# /'
+rep=$(grep -Eh "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error" "$tmp"/[abcdez].stderr "$tmp"/[abcdez].log "$tmp/mta.err" 2>/dev/null | head -n 3)
 if [ -z "$rep" ]; then ok "no sanitizer report from any cablekey-cms or the last endpoint"; else
     not_ok "no sanitizer report" "$rep"; fi
 
