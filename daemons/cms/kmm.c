@@ -132,8 +132,8 @@ krb_error_name(int32_t code)
 
 /* The KRB-ERROR for code as a KMM Error Reply of DOI doi into reply. */
 static int
-error_reply(struct cms_server *s, uint8_t doi, int32_t code, const char *e_text, uint8_t *reply,
-            size_t cap, size_t *reply_len)
+error_reply(struct cms_server *s, size_t limit, uint8_t doi, int32_t code, const char *e_text,
+            uint8_t *reply, size_t cap, size_t *reply_len)
 {
     CK_KRB_ERROR_MSG *err = NULL;
     CK_PRINCIPAL_NAME *sname = NULL;
@@ -184,6 +184,12 @@ error_reply(struct cms_server *s, uint8_t doi, int32_t code, const char *e_text,
         goto out;
     if (odd_doi)
         reply[1] = doi;
+    /* Never more bytes out than in: a spoofed source cannot use the server as an amplifier.
+     * A real AP Request carries a ticket and is always larger than this reply. */
+    if (*reply_len > limit) {
+        rc = ck_error_set(CK_ERR_LIMIT, "Error Reply larger than the request");
+        goto out;
+    }
 out:
     if (rc != 0)
         *reply_len = 0;
@@ -560,8 +566,8 @@ cms_kmm_handle(struct cms_server *s, const uint8_t *buf, size_t len, const struc
         /* A request whose header parsed but whose DOI or version we do not speak: answered so
          * that the endpoint can tell "wrong protocol" from "no server". */
         atomic_fetch_add(&s->stats.kmm_error, 1);
-        (void)error_reply(s, buf[1], CK_KRB_AP_ERR_BADVERSION, "unsupported DOI or version",
-                          reply, cap, reply_len);
+        (void)error_reply(s, len, buf[1], CK_KRB_AP_ERR_BADVERSION,
+                          "unsupported DOI or version", reply, cap, reply_len);
         if (log_line != NULL)
             snprintf(log_line, log_size, "KMM AP-REQ %s DOI 0x%02x version 0x%02x: error "
                      "KRB_AP_ERR_BADVERSION (unsupported DOI or version)",
@@ -601,7 +607,7 @@ cms_kmm_handle(struct cms_server *s, const uint8_t *buf, size_t len, const struc
         goto out;
     }
     atomic_fetch_add(&s->stats.kmm_error, 1);
-    (void)error_reply(s, r->msg.doi, r->krb_error, r->why, reply, cap, reply_len);
+    (void)error_reply(s, len, r->msg.doi, r->krb_error, r->why, reply, cap, reply_len);
     if (log_line != NULL)
         snprintf(log_line, log_size, "KMM AP-REQ %s %s -> %s: error %s (%s)", p, r->client,
                  s->service, krb_error_name(r->krb_error), r->why);

@@ -300,7 +300,9 @@ cms_sig_handle(struct cms_server *s, ck_esp_engine *eng, const uint8_t *pkt, siz
     }
     c.now = cms_now(s);
     if (cms_sa_table_with(s->sas, spi, sig_on_sa, &c) == CK_ERR_NOTFOUND) {
-        int rc = cms_send_wakeup(s, &from, false);
+        /* No more bytes out than in (a spoofed source gains nothing); a real ESP packet, with
+         * its IV and ICV, is always larger than a Wake Up. */
+        int rc = len >= 3 + 4 + strlen(s->service) + 1 ? cms_send_wakeup(s, &from, false) : 1;
 
         atomic_fetch_add(&s->stats.esp_unknown_spi, 1);
         cms_addr_format(&from, p, sizeof(p));

@@ -268,6 +268,9 @@ test_wakeup_and_nonce(void)
     size_t len = 0, rl, el = 0;
 
     CHECK_OK(fx_up(&f, NULL, NOW));
+    /* Shorter than the Wake Up it would cause: no Wake Up. */
+    CHECK_INT_EQ(sig(&f, pkt, 16, "192.0.2.99", 40001, reply, extra, &el), 0);
+    CHECK_INT_EQ(f.n_sent, 0);
     memset(pkt + 8, 0xab, 40);
     CHECK_INT_EQ(sig(&f, pkt, 48, PEER, 40001, reply, extra, &el), 0);
     CHECK_INT_EQ(f.n_sent, 1);
@@ -368,6 +371,9 @@ test_negative(void)
     rl = handle(&f, req, len, PEER, 41006, reply, sizeof(reply));
     CHECK_INT_EQ(error_code(reply, rl, &doi), CK_KRB_AP_ERR_BADVERSION);
     CHECK_INT_EQ(doi, 0x07);
+    /* ... but never a reply larger than the request (no amplification for spoofed sources). */
+    CHECK_INT_EQ(handle(&f, (const uint8_t *)"\x02\x07\x10", 3, PEER, 41006, reply,
+                        sizeof(reply)), 0);
     req[1] = CK_KMM_DOI_IPSEC;
     req[0] = 0x09;
     CHECK_INT_EQ(handle(&f, req, len, PEER, 41006, reply, sizeof(reply)), 0);
