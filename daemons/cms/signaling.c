@@ -65,15 +65,17 @@ cms_xfrm_export(struct cms_server *s, const struct cms_sa *sa)
                                     CMS_MGCP_GW_PORT, sa->spi_out};
     n = (size_t)snprintf(buf, sizeof(buf), "# SA %s %s spi in 0x%08x out 0x%08x\n", sa->client,
                          ep, sa->spi_in, sa->spi_out);
-    if (n >= sizeof(buf))
-        n = 0;
-    if (ck_esp_xfrm_format(sa->in, &in, buf + n, sizeof(buf) - n, &used) != 0)
-        return;
-    n += used;
-    if (ck_esp_xfrm_format(sa->out, &out, buf + n, sizeof(buf) - n, &used) != 0)
-        return;
-    n += used;
-    xfrm_write(s, buf, n);
+    used = n < sizeof(buf) ? n : 0;
+    if (ck_esp_xfrm_format(sa->in, &in, buf, sizeof(buf), &used) != 0)
+        goto out;
+    /* ck_esp_xfrm_format writes the sender's policy (dir out); on this host the endpoint's SA
+     * is inbound. */
+    for (char *p = buf + n; (p = strstr(p, " dir out ")) != NULL; p += 8)
+        memcpy(p, " dir in  ", 9);
+    if (ck_esp_xfrm_format(sa->out, &out, buf, sizeof(buf), &used) != 0)
+        goto out;
+    xfrm_write(s, buf, used);
+out:
     ck_memzero(buf, sizeof(buf));
 }
 

@@ -148,7 +148,12 @@ kill -INT "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
 assert_file_grep "CMS logs the AP Request in the CONTRACT7 form" \
     "KMM AP-REQ 127\.0\.0\.1:[0-9]+ mta1@$REALM -> $SVC suite sha1-aes128 spi in 0x[0-9a-f]{8} out 0x[0-9a-f]{8}: ok" "$tmp/a.log"
 assert_file_grep "CMS logs the RQNT acknowledged" "RQNT acknowledged" "$tmp/a.log"
-assert_file_grep "--export-xfrm wrote ip xfrm state and policy lines" "^ip xfrm (state|policy) add" "$tmp/xfrm.txt"
+assert_file_grep "--export-xfrm wrote ip xfrm state lines" "^ip xfrm state add src 127\.0\.0\.1 dst 127\.0\.0\.1 proto esp spi 0x[0-9a-f]{8} .*encap espinudp" "$tmp/xfrm.txt"
+if grep -q "^ip xfrm policy add .* dir in " "$tmp/xfrm.txt" && grep -q "^ip xfrm policy add .* dir out " "$tmp/xfrm.txt"; then
+    ok "--export-xfrm wrote the inbound and the outbound policy"
+else
+    not_ok "--export-xfrm policies" "$(grep policy "$tmp/xfrm.txt" | head -n 4)"
+fi
 if [ "$(stat -c %a "$tmp/xfrm.txt")" = 600 ]; then ok "--export-xfrm file is 0600"; else
     not_ok "--export-xfrm file is 0600" "$(stat -c %a "$tmp/xfrm.txt")"; fi
 

@@ -479,7 +479,11 @@ test_rekey_and_expiry(void)
     uint8_t req[4096], reply[4096], hk[CK_KMM_HMAC_KEY_LEN];
     size_t len = 0, rl;
 
+    char xfrm[] = "/tmp/ck-cms-xfrm.XXXXXX", text[8192];
+    ssize_t tl;
+
     CHECK_OK(fx_up(&f, &o, NOW));
+    CHECK((f.s.xfrm_fd = mkstemp(xfrm)) >= 0);
     CHECK_OK(fx_apreq(&f, &q, req, sizeof(req), &len));
     rl = handle(&f, req, len, PEER, 44000, reply, sizeof(reply));
     CHECK_OK(accept_ap_reply(&f, &q, reply, rl, &v));
@@ -510,6 +514,24 @@ test_rekey_and_expiry(void)
     CHECK_INT_EQ(cms_sa_table_count(f.s.sas), 1);
     CHECK(!cms_sa_table_has(f.s.sas, v.spi_s));
     CHECK_INT_EQ(f.s.stats.sa_expired, 1);
+    /* --export-xfrm: both SA pairs added (state and policy, each direction), the expired one
+     * deleted. */
+    tl = pread(f.s.xfrm_fd, text, sizeof(text) - 1, 0);
+    CHECK(tl > 0);
+    text[tl > 0 ? tl : 0] = '\0';
+    {
+        char want[128];
+        size_t adds = 0;
+        for (const char *p = text; (p = strstr(p, "ip xfrm state add")) != NULL; p++)
+            adds++;
+        CHECK_INT_EQ(adds, 4);
+        CHECK(strstr(text, "ip xfrm policy add") != NULL);
+        snprintf(want, sizeof(want), "ip xfrm state delete src %s dst 0.0.0.0 proto esp spi 0x%08x",
+                 PEER, v.spi_s);
+        CHECK(strstr(text, want) != NULL);
+        CHECK(strstr(text, "ip xfrm state delete") == strstr(text, want));
+    }
+    unlink(xfrm);
     ck_key_clear(&v.subkey);
     fx_down(&f);
 }
