@@ -300,11 +300,17 @@ int cms_rekey_build(struct cms_server *s, const struct cms_sa *sa, int64_t now, 
 
 /* ---- signaling (signaling.c) ------------------------------------------------------------ */
 
+/* Sends one protected datagram back to the packet's source. */
+typedef void (*cms_sig_send_fn)(void *arg, const uint8_t *pkt, size_t len);
+
 /* One datagram on the signaling port from peer: reply gets the protected answer (or nothing),
- * extra a second protected datagram to the same peer (the RQNT after the first RSIP). */
+ * extra a second protected datagram to the same peer (the RQNT after the first RSIP). With send
+ * (may be NULL), both are also sent through it while the SA is still locked, so that what one
+ * SA protects leaves in sequence-number order even with several signaling threads. */
 int cms_sig_handle(struct cms_server *s, ck_esp_engine *eng, const uint8_t *pkt, size_t len,
                    const struct sockaddr *peer, uint8_t *reply, size_t cap, size_t *reply_len,
-                   uint8_t *extra, size_t extra_cap, size_t *extra_len);
+                   uint8_t *extra, size_t extra_cap, size_t *extra_len, cms_sig_send_fn send,
+                   void *send_arg);
 
 /* xfrm export of one SA pair (both directions) or its deletion (no-op without --export-xfrm). */
 void cms_xfrm_export(struct cms_server *s, const struct cms_sa *sa);

@@ -110,6 +110,8 @@ struct sig_ctx {
     int64_t now;
     uint8_t *reply, *extra;
     size_t cap, extra_cap, *reply_len, *extra_len;
+    cms_sig_send_fn send;
+    void *send_arg;
     char log[256];
 };
 
@@ -269,6 +271,10 @@ sig_on_sa(struct cms_sa *sa, void *arg)
         }
     }
 out:
+    if (c->send != NULL && *c->reply_len > 0)
+        c->send(c->send_arg, c->reply, *c->reply_len);
+    if (c->send != NULL && *c->extra_len > 0)
+        c->send(c->send_arg, c->extra, *c->extra_len);
     ck_memzero(plain, plain_len);
     return 0;
 }
@@ -276,11 +282,13 @@ out:
 int
 cms_sig_handle(struct cms_server *s, ck_esp_engine *eng, const uint8_t *pkt, size_t len,
                const struct sockaddr *peer, uint8_t *reply, size_t cap, size_t *reply_len,
-               uint8_t *extra, size_t extra_cap, size_t *extra_len)
+               uint8_t *extra, size_t extra_cap, size_t *extra_len, cms_sig_send_fn send,
+               void *send_arg)
 {
     struct sig_ctx c = {.s = s, .eng = eng, .pkt = pkt, .len = len, .reply = reply,
                         .cap = cap, .reply_len = reply_len, .extra = extra,
-                        .extra_cap = extra_cap, .extra_len = extra_len};
+                        .extra_cap = extra_cap, .extra_len = extra_len, .send = send,
+                        .send_arg = send_arg};
     struct cms_addr from;
     char p[CMS_ADDRSTRLEN];
     uint32_t spi = 0;
@@ -430,6 +438,20 @@ cms_sig_server_port(const struct cms_sig_server *ss)
     return ss != NULL ? ss->port : 0;
 }
 
+struct sig_dest {
+    int fd;
+    const struct sockaddr *peer;
+    socklen_t peer_len;
+};
+
+static void
+sig_send(void *arg, const uint8_t *pkt, size_t len)
+{
+    const struct sig_dest *d = arg;
+
+    (void)sendto(d->fd, pkt, len, MSG_DONTWAIT, d->peer, d->peer_len);
+}
+
 static void *
 sig_thread(void *arg)
 {
@@ -467,13 +489,11 @@ sig_thread(void *arg)
                                      (struct sockaddr *)&peer, &pl);
                 if (r < 0)
                     break;
+                struct sig_dest dest = {ss->fds[i], (struct sockaddr *)&peer, pl};
+
                 cms_sig_handle(ss->s, eng, in, (size_t)r, (struct sockaddr *)&peer, out,
-                               CK_ESP_MAX_PACKET, &rl, extra, CK_ESP_MAX_PACKET, &el);
-                if (rl > 0)
-                    (void)sendto(ss->fds[i], out, rl, MSG_DONTWAIT, (struct sockaddr *)&peer, pl);
-                if (el > 0)
-                    (void)sendto(ss->fds[i], extra, el, MSG_DONTWAIT, (struct sockaddr *)&peer,
-                                 pl);
+                               CK_ESP_MAX_PACKET, &rl, extra, CK_ESP_MAX_PACKET, &el, sig_send,
+                               &dest);
             }
         }
     }

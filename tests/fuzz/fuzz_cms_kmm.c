@@ -50,7 +50,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fix.n_sent = 0;
     if (data[0] % 3 == 0) {
         (void)cms_sig_handle(&fix.s, eng, data + 1, size - 1, (struct sockaddr *)&sin, reply,
-                             sizeof(reply), &rl, extra, sizeof(extra), &el);
+                             sizeof(reply), &rl, extra, sizeof(extra), &el, NULL, NULL);
     } else if (data[0] % 3 == 1 || size - 1 < 8) {
         (void)cms_kmm_handle(&fix.s, data + 1, size - 1, (struct sockaddr *)&sin, NULL, reply,
                              sizeof(reply), &rl, NULL, 0);

@@ -176,7 +176,7 @@ sig(struct fx *f, const uint8_t *pkt, size_t len, const char *ip, uint16_t port,
         CHECK_OK(ck_esp_engine_new(&eng));
     fx_peer(&sin, ip, port);
     CHECK_OK(cms_sig_handle(&f->s, eng, pkt, len, (struct sockaddr *)&sin, reply, 2048, &rl,
-                            extra, 2048, extra_len));
+                            extra, 2048, extra_len, NULL, NULL));
     return rl;
 }
 
