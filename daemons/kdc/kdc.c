@@ -13,8 +13,6 @@
  *     Heimdal clients retry over TCP; a reply longer than the caller's buffer by KRB_ERR_GENERIC.
  *   - The lookaside cache is used for UDP only: a client that got RESPONSE_TOO_BIG over UDP sends
  *     the same bytes over TCP and must get the real reply there. */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +22,7 @@
 
 #include "cablekey/error.h"
 #include "cablekey/log.h"
+#include "cablekey/net.h"
 #include "cablekey/util.h"
 #include "kdc_int.h"
 
@@ -387,20 +386,11 @@ out:
     return rc;
 }
 
+/* The client's address as MIT logs it: the host alone. */
 static const char *
-format_peer(const struct sockaddr *peer, char *buf, size_t size)
+format_peer(const struct ck_peer *peer, char *buf, size_t size)
 {
-    if (peer == NULL)
-        return "-";
-    if (peer->sa_family == AF_INET &&
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)(const void *)peer)->sin_addr, buf,
-                  (socklen_t)size) != NULL)
-        return buf;
-    if (peer->sa_family == AF_INET6 &&
-        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)(const void *)peer)->sin6_addr, buf,
-                  (socklen_t)size) != NULL)
-        return buf;
-    return "unknown";
+    return ck_peer_format_host(peer, buf, size);
 }
 
 /* Copies in to out (size bytes, NUL-terminated) with every byte outside printable ASCII written
@@ -435,9 +425,9 @@ kdc_log_escape(const char *in, char *out, size_t size)
 }
 
 static void
-log_request(const struct kdc_request *r, const struct sockaddr *peer, int level)
+log_request(const struct kdc_request *r, const struct ck_peer *peer, int level)
 {
-    char ets[CK_ASN1_MAX_ETYPES * 12 + 32], addr[INET6_ADDRSTRLEN + 1];
+    char ets[CK_ASN1_MAX_ETYPES * 12 + 32], addr[CK_NET_ADDRSTRLEN];
     char line[1024], esc[1024];
     size_t off = 0, elen;
     int n;
@@ -596,7 +586,7 @@ request_reset(struct kdc_request *r)
  * set, RFC 4120 §7.2.2); req is NULL and req_len is the declared length. */
 static int
 handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool oversized,
-               enum kdc_transport transport, const struct sockaddr *peer, uint8_t *reply,
+               enum kdc_transport transport, const struct ck_peer *peer, uint8_t *reply,
                size_t reply_cap, size_t *reply_len)
 {
     struct kdc_request *r;
@@ -745,14 +735,14 @@ log:
 
 int
 kdc_handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len,
-                   enum kdc_transport transport, const struct sockaddr *peer, uint8_t *reply,
+                   enum kdc_transport transport, const struct ck_peer *peer, uint8_t *reply,
                    size_t reply_cap, size_t *reply_len)
 {
     return handle_request(w, req, req_len, false, transport, peer, reply, reply_cap, reply_len);
 }
 
 int
-kdc_handle_oversized(struct kdc_worker *w, size_t declared_len, const struct sockaddr *peer,
+kdc_handle_oversized(struct kdc_worker *w, size_t declared_len, const struct ck_peer *peer,
                      uint8_t *reply, size_t reply_cap, size_t *reply_len)
 {
     return handle_request(w, NULL, declared_len, true, KDC_TRANSPORT_TCP, peer, reply, reply_cap,

@@ -1,12 +1,12 @@
 /* The KDC's protocol core, as seen by the daemon shell (main.c) and the fuzz targets: a pure
- * function from request bytes to reply bytes, with per-worker state. It knows nothing of sockets. */
+ * function from request bytes to reply bytes, with per-worker state. It knows nothing of sockets:
+ * the peer is an opaque struct ck_peer (net.h) that it only formats for its log lines. */
 #ifndef CABLEKEY_KDC_H
 #define CABLEKEY_KDC_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <sys/socket.h>
 
 #define KDC_MAX_ENCTYPES 8
 #define KDC_DEFAULT_MAX_DGRAM_REPLY 4096   /* kdc_max_dgram_reply_size */
@@ -56,6 +56,7 @@ enum kdc_transport { KDC_TRANSPORT_UDP, KDC_TRANSPORT_TCP };
 
 struct kdc_worker;
 struct kdc_pkinit_config;
+struct ck_peer;
 
 /* Per-worker state (own database connection, principal cache, lookaside cache). */
 int kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out);
@@ -68,14 +69,14 @@ const char *kdc_worker_realm(const struct kdc_worker *worker);
  * Logs exactly one summary line per request. Never fails on hostile input: errors become
  * KRB-ERROR replies or silence. */
 int kdc_handle_request(struct kdc_worker *worker, const uint8_t *req, size_t req_len,
-                       enum kdc_transport transport, const struct sockaddr *peer,
+                       enum kdc_transport transport, const struct ck_peer *peer,
                        uint8_t *reply, size_t reply_cap, size_t *reply_len);
 
 /* Answers a TCP request whose length prefix was over the limit or had the reserved high bit set
  * (RFC 4120 §7.2.2): a KRB-ERROR KRB_ERR_FIELD_TOOLONG, logged like any request. The caller closes
  * the connection after sending it. */
 int kdc_handle_oversized(struct kdc_worker *worker, size_t declared_len,
-                         const struct sockaddr *peer, uint8_t *reply, size_t reply_cap,
+                         const struct ck_peer *peer, uint8_t *reply, size_t reply_cap,
                          size_t *reply_len);
 
 /* For the network layer's idle callback: writes the batched log lines when they are due.

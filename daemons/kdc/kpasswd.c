@@ -35,6 +35,7 @@
 #include <openssl/crypto.h>
 
 #include "cablekey/ap.h"
+#include "cablekey/client.h"
 #include "cablekey/error.h"
 #include "cablekey/kpasswd.h"
 #include "cablekey/log.h"
@@ -73,6 +74,7 @@ struct kpasswd_req_state {
     int result;                   /* CK_KPASSWD_* */
     char result_string[RESULT_MAX];
     int32_t krb_error;            /* for a KRB-ERROR reply */
+    const char *e_text;           /* its e-text (static), NULL: none */
     char detail[256];             /* log only */
 };
 
@@ -346,6 +348,7 @@ build_error_reply(struct kpasswd_worker *w, struct kpasswd_req_state *st, uint8_
     if ((rc = ck_asn1_time_set(&err->stime, now)) != 0 ||
         (rc = ck_asn1_kstring_set(&err->realm, w->realm)) != 0 ||
         (rc = ck_asn1_principal_new(CK_NT_SRV_INST, svc, 2, &err->sname)) != 0 ||
+        (st->e_text != NULL && (rc = ck_asn1_kstring_set(&err->e_text, st->e_text)) != 0) ||
         (rc = ck_asn1_octets_set(&err->e_data, result, result_len)) != 0 ||
         (rc = ck_asn1_krb_error_encode(err, &der, &der_len)) != 0)
         goto out;
@@ -360,7 +363,7 @@ out:
 
 static int
 build_priv_reply(struct kpasswd_worker *w, struct kpasswd_req_state *st,
-                 const ck_ap_req_result *ap, const struct sockaddr *local, uint8_t *reply,
+                 const ck_ap_req_result *ap, const struct ck_peer *local, uint8_t *reply,
                  size_t cap, size_t *reply_len)
 {
     const ck_key *key = ap->has_subkey ? &ap->subkey : &ap->session_key;
@@ -375,7 +378,8 @@ build_priv_reply(struct kpasswd_worker *w, struct kpasswd_req_state *st,
     if ((rc = ck_random_bytes(&seq, sizeof(seq))) != 0)
         return rc;
     seq &= 0x3fffffffu;
-    if (local == NULL || ck_krb_address_from_sockaddr(local, &s_addr) != 0)
+    if (ck_peer_sockaddr(local, NULL) == NULL ||
+        ck_krb_address_from_sockaddr(ck_peer_sockaddr(local, NULL), &s_addr) != 0)
         ck_krb_address_directional(1, &s_addr);
     memset(&params, 0, sizeof(params));
     params.use_timestamp = true;
@@ -474,13 +478,12 @@ out:
 }
 
 static void
-log_request(const struct kpasswd_req_state *st, bool tcp, const struct sockaddr *peer)
+log_request(const struct kpasswd_req_state *st, bool tcp, const struct ck_peer *peer)
 {
-    char addr[CK_NET_ADDRSTRLEN] = "-";
+    char addr[CK_NET_ADDRSTRLEN];
     char client[256], target[256], detail[256];
 
-    if (peer != NULL)
-        ck_net_addr_format(peer, addr, sizeof(addr));
+    ck_peer_format(peer, addr, sizeof(addr));
     /* Client-chosen names and the detail may hold anything: printable ASCII only. */
     kdc_log_escape(st->client[0] != '\0' ? st->client : "-", client, sizeof(client));
     kdc_log_escape(st->target[0] != '\0' ? st->target : "-", target, sizeof(target));
@@ -492,7 +495,7 @@ log_request(const struct kpasswd_req_state *st, bool tcp, const struct sockaddr 
 
 int
 kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_len, bool tcp,
-                       const struct sockaddr *peer, const struct sockaddr *local,
+                       const struct ck_peer *peer, const struct ck_peer *local,
                        uint8_t *reply, size_t reply_cap, size_t *reply_len)
 {
     struct kpasswd_req_state *st = NULL;
@@ -531,6 +534,15 @@ kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_
     rc = ck_ap_req_verify_at(kr.ap_req, kr.ap_req_len, service_key_fn, w, w->service,
                              w->srv->rcache, w->srv->clockskew, CK_KU_AP_REQ_AUTH,
                              now_sec(w->srv, NULL), &ap);
+    if (rc == CK_ERR_FULL) {
+        /* Not the client's fault: a busy server, which must still refuse what it cannot check
+         * for replay. */
+        st->krb_error = CK_KRB_ERR_GENERIC;
+        st->e_text = CK_AP_ETEXT_RCACHE_FULL;
+        set_result(st, CK_KPASSWD_HARDERROR, "Server busy: " CK_AP_ETEXT_RCACHE_FULL,
+                   ck_error_context());
+        goto reply;
+    }
     if (rc != 0) {
         st->krb_error = ap.krb_error;
         set_result(st, CK_KPASSWD_AUTHERROR, "Failed reading application request",
@@ -590,12 +602,15 @@ static int
 net_handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t reply_cap,
            size_t *reply_len)
 {
+    struct ck_peer local;
+
     *reply_len = 0;
     /* An oversized TCP length prefix: nothing of the message was read; close. */
     if (req->flags & CK_NET_REQ_OVERSIZED)
         return 0;
+    ck_peer_set(&local, req->local, req->local_len);
     return kpasswd_handle_request(state, req->data, req->len, req->transport == CK_NET_TCP,
-                                  req->peer, req->local, reply, reply_cap, reply_len);
+                                  req->remote, &local, reply, reply_cap, reply_len);
 }
 
 int
@@ -617,6 +632,8 @@ kpasswd_server_bind(const char *const *listen, size_t n_listen, struct kpasswd_s
     ncfg.max_request = KPASSWD_MAX_REQUEST;
     ncfg.max_dgram = KPASSWD_MAX_REQUEST;
     ncfg.max_reply = CK_KPASSWD_MAX_MSG;
+    /* RFC 3244 §2: over TCP, kpasswd messages carry Kerberos' 4-byte length prefix. */
+    ncfg.tcp_framing = &ck_krb_tcp_framing;
     memset(&cb, 0, sizeof(cb));
     cb.handler = net_handle;
     cb.worker_init = net_worker_init;

@@ -32,12 +32,13 @@ int kpasswd_server_new(const struct kdc_config *kdc, const char *admins,
 int kpasswd_worker_new(struct kpasswd_server *srv, struct kpasswd_worker **out);
 void kpasswd_worker_free(struct kpasswd_worker *w);
 
-/* Handles one kpasswd message (tcp: it came over TCP; for the log line). local is the address the request arrived on (the reply's
- * KRB-PRIV s-address; NULL: a directional address). peer and local may be NULL. *reply_len 0
+/* Handles one kpasswd message (tcp: it came over TCP; for the log line). peer is the client (for
+ * the log line), local the address the request arrived on (the reply's KRB-PRIV s-address;
+ * NULL: a directional address); both opaque (net.h) and may be NULL. *reply_len 0
  * means "send nothing" (a message without a plausible kpasswd header). Never fails on hostile
  * input; logs one line per request, never the password. */
 int kpasswd_handle_request(struct kpasswd_worker *w, const uint8_t *req, size_t req_len,
-                           bool tcp, const struct sockaddr *peer, const struct sockaddr *local,
+                           bool tcp, const struct ck_peer *peer, const struct ck_peer *local,
                            uint8_t *reply, size_t reply_cap, size_t *reply_len);
 
 /* The service starts in the daemon's two steps. kpasswd_server_bind binds listen (ADDR[:PORT]

@@ -19,6 +19,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "cablekey/client.h"
 #include "cablekey/daemon.h"
 #include "cablekey/error.h"
 #include "cablekey/log.h"
@@ -414,11 +415,11 @@ handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t rep
 
     *reply_len = 0;
     if (req->flags & CK_NET_REQ_OVERSIZED)
-        return kdc_handle_oversized(w, req->len, req->peer, reply, reply_cap, reply_len);
+        return kdc_handle_oversized(w, req->len, req->remote, reply, reply_cap, reply_len);
     return kdc_handle_request(w, req->data, req->len,
                               req->transport == CK_NET_TCP ? KDC_TRANSPORT_TCP
                                                            : KDC_TRANSPORT_UDP,
-                              req->peer, reply, reply_cap, reply_len);
+                              req->remote, reply, reply_cap, reply_len);
 }
 
 static int
@@ -438,6 +439,7 @@ net_config(const struct kdc_daemon_config *dc, int workers, struct ck_net_config
     ncfg->max_request = dc->kdc.max_request;
     ncfg->max_dgram = dc->kdc.max_request < 65535 ? dc->kdc.max_request : 65535;
     ncfg->max_reply = CK_NET_DEFAULT_MAX_REPLY;
+    ncfg->tcp_framing = &ck_krb_tcp_framing;
     ncfg->tcp_idle_timeout_ms = (int)(dc->tcp_idle_timeout * 1000);
     ncfg->cpu_affinity = dc->cpu_affinity;
     /* kdc_tcp_max_connections is for the whole process; each worker gets its share. */
@@ -542,6 +544,7 @@ check_config(const struct options *o, struct kdc_daemon_config *dc)
         ncfg.listen = (const char *const *)dc->kpasswd_listen;
         ncfg.n_listen = dc->n_kpasswd_listen;
         ncfg.default_port = KPASSWD_DEFAULT_PORT;
+        ncfg.tcp_framing = &ck_krb_tcp_framing;
         if (ck_net_check_listen(&ncfg, listen, sizeof(listen)) != 0) {
             print_error("kpasswd listen");
             return 1;

@@ -21,20 +21,26 @@
 
 /* ---------------------------------------------------------------------------------------------
  * Replay cache. In memory, bounded: entries expire after `lifetime` seconds (use 2 x clockskew)
- * and, when max_entries are stored, the oldest entry is evicted to make room. An entry is a
+ * and expired entries are reclaimed; when max_entries unexpired entries are stored the cache
+ * refuses new ones (CK_ERR_FULL) rather than evict one that could then be replayed. An entry is a
  * SHA-256 digest of (client, server, ctime, cusec, authenticator ciphertext), as MIT's rcache
  * keys on the authenticator's ciphertext so two clients never collide.
  * Thread-safe: one internal mutex, so one cache may be shared by all threads of a server.
  */
 typedef struct ck_rcache ck_rcache;
 
+/* The KRB-ERROR e-text a server sends when its replay cache refused (CK_ERR_FULL). */
+#define CK_AP_ETEXT_RCACHE_FULL "replay cache full"
+
 #define CK_RCACHE_DEFAULT_MAX 100000
 
 /* max_entries 0 = CK_RCACHE_DEFAULT_MAX; lifetime in seconds (> 0). */
 int ck_rcache_new(size_t max_entries, int64_t lifetime, ck_rcache **out);
 void ck_rcache_free(ck_rcache *rc);
-/* Returns CK_ERR_REPLAY if the same entry was stored within the lifetime, else stores it and
- * returns 0. now: current time in seconds (callers pass the time they checked the skew with). */
+/* Returns CK_ERR_REPLAY if the same entry was stored within the lifetime; CK_ERR_FULL if it is
+ * new but max_entries unexpired entries are stored (nothing is stored: the caller must refuse
+ * the request, since it can no longer tell a replay); else stores it and returns 0.
+ * now: current time in seconds (callers pass the time they checked the skew with). */
 int ck_rcache_check_and_store(ck_rcache *rc, const char *client, const char *server,
                               int64_t ctime, int32_t cusec, const uint8_t *auth_cipher,
                               size_t auth_cipher_len, int64_t now);
@@ -128,7 +134,8 @@ typedef struct ck_ap_req_result {
  * (CK_KRB_AP_ERR_BADMATCH 36), |ctime - now| <= clockskew (CK_KRB_AP_ERR_SKEW 37), ticket
  * starttime <= now + skew (CK_KRB_AP_ERR_TKT_NYV 33, also for INVALID tickets), endtime >=
  * now - skew (CK_KRB_AP_ERR_TKT_EXPIRED 32), and if rc != NULL the replay cache
- * (CK_KRB_AP_ERR_REPEAT 34). expected_server (may be NULL) is the unparsed "svc/host@REALM" the
+ * (CK_KRB_AP_ERR_REPEAT 34; a full cache returns CK_ERR_FULL with CK_KRB_ERR_GENERIC 60, which
+ * a server answers with e-text CK_AP_ETEXT_RCACHE_FULL). expected_server (may be NULL) is the unparsed "svc/host@REALM" the
  * ticket must be for (else CK_KRB_AP_ERR_NOT_US 35). An undecodable AP-REQ is
  * CK_KRB_AP_ERR_MSG_TYPE 40 (not an AP-REQ) or CK_KRB_ERR_GENERIC 60 (malformed).
  * The authenticator checksum is NOT verified here (its meaning depends on the application: GSS

@@ -68,6 +68,13 @@ int ck_kdc_backoff_ms(int nominal_ms, int max_ms, int attempt);
 int ck_kdc_send(const ck_kdc_transport *t, const uint8_t *req, size_t req_len, uint8_t **reply,
                 size_t *reply_len, ck_kdc_send_info *info);
 
+/* The server side of the same TCP framing, for ck_net_config.tcp_framing (net.h): a 4-byte
+ * big-endian length before every message and reply; a length with the reserved high bit set or
+ * over the server's max_request is refused from the prefix alone (CK_NET_REQ_OVERSIZED). RFC 3244
+ * kpasswd over TCP uses the same prefix. */
+struct ck_net_framing;
+extern const struct ck_net_framing ck_krb_tcp_framing;
+
 /* ---------------------------------------------------------------------------------------------
  * Credentials.
  */

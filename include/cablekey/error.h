@@ -27,6 +27,7 @@ enum ck_error {
     CK_ERR_PROTO = -19,      /* protocol violation by the peer */
     CK_ERR_KRB = -20,        /* the peer answered with a KRB-ERROR (code in ck_error_krb_code) */
     CK_ERR_TIMEOUT = -21,    /* no answer in time */
+    CK_ERR_FULL = -22,       /* a bounded table is full (replay cache): the request is refused */
 };
 
 /* Static name of an error code, e.g. "integrity check failed". */

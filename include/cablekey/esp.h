@@ -82,14 +82,17 @@ void ck_esp_engine_free(ck_esp_engine *eng);
 size_t ck_esp_protected_size(const ck_esp_sa *sa, size_t len);
 /* Protects payload (next_header: the protocol of payload, e.g. 17 = a UDP header and data) into
  * pkt. Errors: CK_ERR_LIMIT (cap too small), CK_ERR_EXPIRED (past expires, life_bytes reached or
- * sequence numbers exhausted: make a new SA). now: seconds since the epoch. */
+ * sequence numbers exhausted: make a new SA). now: seconds since the epoch. payload and pkt must
+ * not overlap. */
 int ck_esp_protect(ck_esp_engine *eng, ck_esp_sa *sa, uint8_t next_header,
                    const uint8_t *payload, size_t len, int64_t now, uint8_t *pkt, size_t cap,
                    size_t *pkt_len);
 /* Verifies and decrypts pkt (whose SPI must be sa's) into payload. Errors: CK_ERR_DECODE
  * (truncated, bad padding, wrong SPI), CK_ERR_INTEGRITY (ICV), CK_ERR_REPLAY (seen or left of
  * the window), CK_ERR_EXPIRED (SA past its lifetime), CK_ERR_LIMIT (cap too small). Nothing is
- * written to payload and the window does not move unless the ICV verified. */
+ * written to payload and the window does not move unless the packet verified entirely (ICV,
+ * padding, size, lifetime). payload and pkt must not overlap. The caller drops next header 59
+ * (RFC 4303 dummy packets) if it wants to. */
 int ck_esp_unprotect(ck_esp_engine *eng, ck_esp_sa *sa, const uint8_t *pkt, size_t len,
                      int64_t now, uint8_t *payload, size_t cap, size_t *payload_len,
                      uint8_t *next_header);
@@ -109,7 +112,10 @@ int ck_esp_udp_unwrap(const uint8_t *buf, size_t len, uint16_t *src_port, uint16
 /* One SA as `ip xfrm state add ...` and `ip xfrm policy add ...` lines (transport mode,
  * encap espinudp with the given ports) appended to buf; src/dst are numeric addresses, the
  * direction is src -> dst. The keys are in the text: callers write it only where the operator
- * asked (a 0600 file or stdout on request). */
+ * asked (a 0600 file or stdout on request). *used is in/out: on entry the length of what buf
+ * already holds (0 for an empty buffer), on return advanced past the new text; buf stays
+ * NUL-terminated. CK_ERR_INVAL for non-numeric or mixed-family addresses, CK_ERR_LIMIT (nothing
+ * appended, the tail of buf wiped) when it does not fit. */
 struct ck_esp_xfrm_desc {
     const char *src, *dst;           /* numeric IPv4/IPv6 */
     uint16_t src_port, dst_port;     /* UDP encapsulation ports */

@@ -143,7 +143,9 @@ struct ck_kmm_msg {
 /* Parses one datagram. The embedded Kerberos blob's length comes from its DER header (short and
  * long form, at most 4 length octets, never past len); its outer tag must be the one the KMMID
  * implies ([APPLICATION 14/15/30]), but its content is not decoded here. Trailing bytes after
- * the last field are CK_ERR_DECODE. */
+ * the last field are CK_ERR_DECODE. Defined KMMID/DOI pairs (as the pktc dissector reads them):
+ * every message with DOI IPsec; with DOI SNMPv3 every message but Rekey (Wake Up, SP Recovered
+ * and Error Reply carry nothing DOI-specific; there is no SNMPv3 ASD for Rekey). */
 int ck_kmm_decode(const uint8_t *buf, size_t len, struct ck_kmm_msg *out);
 
 /* Serializes m into buf (capacity cap), copying m->hmac as is (use ck_kmm_seal afterwards to
@@ -168,6 +170,12 @@ int ck_kmm_suite_rank(uint8_t doi, struct ck_kmm_suite s);
  * 16/0. CK_ERR_UNSUPPORTED when not implemented. */
 int ck_kmm_suite_key_lengths(uint8_t doi, struct ck_kmm_suite s, size_t *enc_len,
                              size_t *auth_len);
+
+/* Short suite names for configuration files, command lines and logs, e.g. "sha1-aes128",
+ * "sha1-3des", "sha1-null", "md5-aes128" (IPsec), "sha1-des", "md5-null" (SNMPv3): implemented
+ * suites only. name: "unknown" for anything else. parse: CK_ERR_UNSUPPORTED for an unknown name. */
+const char *ck_kmm_suite_short_name(uint8_t doi, struct ck_kmm_suite s);
+int ck_kmm_suite_from_short_name(uint8_t doi, const char *name, struct ck_kmm_suite *out);
 
 /* "YYMMDDhhmmssZ" <-> seconds since the epoch (RFC 5280 UTCTime windowing: YY < 50 is 20YY).
  * Parse: CK_ERR_DECODE for anything but 13 valid characters naming a real date. */

@@ -1,8 +1,8 @@
 /* Datagram and stream server core: one epoll loop per worker thread, each with its own
  * SO_REUSEPORT UDP socket and TCP listener per address, so the kernel spreads load over workers.
  * UDP is read and answered in batches (recvmmsg/sendmmsg) and replies leave from the address the
- * request arrived on. TCP uses the RFC 4120 section 7.2.2 framing: a 4-byte big-endian length
- * (high bit reserved) before every message, several messages per connection.
+ * request arrived on. TCP carries several messages per connection, split by the stream framing
+ * the protocol passes in (struct ck_net_framing; Kerberos' is ck_krb_tcp_framing, client.h).
  *
  * The core knows nothing of the protocol it carries: a handler turns request bytes into reply
  * bytes. Handlers run on worker threads; each worker has its own state made by worker_init. */
@@ -27,17 +27,63 @@
 
 enum ck_net_transport { CK_NET_UDP, CK_NET_TCP };
 
-/* The TCP length prefix had its reserved high bit set or exceeded max_request: data is NULL and
- * len is the declared length. A reply, if any, is sent and then the connection is closed. */
+/* The stream framing refused a message from its header alone (declared longer than
+ * max_request, or an invalid header such as RFC 4120's reserved high bit): data is NULL and len
+ * is the declared length. A reply, if any, is sent and then the connection is closed. */
 #define CK_NET_REQ_OVERSIZED 0x1u
+
+/* ---- stream framing ----------------------------------------------------------------------- */
+
+#define CK_NET_FRAME_HEADER_MAX 16    /* longest message header or reply prefix a framing uses */
+
+enum ck_net_frame {
+    CK_NET_FRAME_NEED,     /* need more header bytes: *need (> have) in total */
+    CK_NET_FRAME_MESSAGE,  /* a message of *len bytes starts at offset *off (<= have); bytes
+                              buf[*off..have) are its first bytes */
+    CK_NET_FRAME_REFUSE,   /* oversized or invalid: *len is the declared length (or 0); the
+                              handler sees it with CK_NET_REQ_OVERSIZED */
+};
+
+/* How a byte stream splits into messages. parse sees the first `have` bytes of the next message
+ * (have starts at 0, and the server never reads past the *need it was given, so no byte of a
+ * following message is ever passed); max_len is the server's max_request. write_prefix writes
+ * the reply_prefix bytes that precede a reply of reply_len bytes. Both are pure functions,
+ * called on worker threads. */
+struct ck_net_framing {
+    enum ck_net_frame (*parse)(const uint8_t *buf, size_t have, size_t max_len, size_t *need,
+                               size_t *off, size_t *len);
+    void (*write_prefix)(uint8_t *prefix, size_t reply_len);
+    size_t reply_prefix;           /* <= CK_NET_FRAME_HEADER_MAX */
+};
+
+/* ---- peers -------------------------------------------------------------------------------- */
+
+/* The remote end of a request, as the transport saw it. Protocol cores treat it as opaque: they
+ * format it for their logs (or hand it back to a transport) and never look inside. */
+struct ck_peer {
+    struct sockaddr_storage addr;
+    socklen_t addr_len;            /* 0: unknown */
+};
+
+/* Fills p from a socket address (len 0 or sa NULL: an unknown peer). */
+void ck_peer_set(struct ck_peer *p, const struct sockaddr *sa, socklen_t len);
+/* The address, or NULL for a NULL or unknown peer (*len may be NULL). */
+const struct sockaddr *ck_peer_sockaddr(const struct ck_peer *p, socklen_t *len);
+/* "192.0.2.1:88" / "[2001:db8::1]:88" into buf (CK_NET_ADDRSTRLEN is enough); "-" for a NULL
+ * or unknown peer. Returns buf. */
+const char *ck_peer_format(const struct ck_peer *p, char *buf, size_t size);
+/* The host alone ("192.0.2.1", "2001:db8::1"); "-" for a NULL or unknown peer, "unknown" for a
+ * family other than IPv4/IPv6. Returns buf or one of those constants. */
+const char *ck_peer_format_host(const struct ck_peer *p, char *buf, size_t size);
 
 struct ck_net_request {
     const uint8_t *data;
     size_t len;
     enum ck_net_transport transport;
     unsigned flags;                 /* CK_NET_REQ_* */
-    const struct sockaddr *peer;
+    const struct sockaddr *peer;    /* == ck_peer_sockaddr(remote) */
     socklen_t peer_len;
+    const struct ck_peer *remote;   /* the same peer, for protocol cores (opaque to them) */
     const struct sockaddr *local;   /* address the request arrived on */
     socklen_t local_len;
 };
@@ -81,6 +127,9 @@ struct ck_net_config {
     int tcp_backlog;
     bool no_udp;                /* listen on TCP only */
     bool no_tcp;                /* listen on UDP only */
+    /* How TCP messages are delimited: required unless no_tcp (copied by pointer: must outlive
+     * the server; usually a static const). */
+    const struct ck_net_framing *tcp_framing;
     /* One worker per CPU: worker i runs on CPU i and the kernel hands a datagram to the worker
      * of the CPU it arrived on, so a request is received, answered and its sender woken on one
      * CPU. Used only when the workers are exactly the CPUs the process may run on (0..n-1);

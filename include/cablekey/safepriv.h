@@ -10,7 +10,7 @@
  *
  * Reading verifies integrity first (wrong key or any modification: CK_ERR_INTEGRITY), then the
  * timestamp against the clock skew (CK_ERR_SKEW), the sequence number, the addresses, and the
- * replay cache (CK_ERR_REPLAY). The Kerberos error code a server would answer with is reported in
+ * replay cache (CK_ERR_REPLAY; CK_ERR_FULL when it is full: refuse). The Kerberos error code a server would answer with is reported in
  * ck_krb_msg_info.krb_error. */
 #ifndef CABLEKEY_SAFEPRIV_H
 #define CABLEKEY_SAFEPRIV_H

@@ -318,6 +318,8 @@ ck_ap_req_verify_at(const uint8_t *der, size_t len, ck_ap_key_fn key_fn, void *k
             ASN1_STRING_get0_data(req->authenticator->cipher),
             (size_t)ASN1_STRING_length(req->authenticator->cipher), now);
         if (ret != 0) {
+            /* CK_ERR_FULL keeps its code so the server can say why (CK_AP_ETEXT_RCACHE_FULL):
+             * the authenticator was not checked, and must not be accepted. */
             ret = ap_fail(out, ret == CK_ERR_REPLAY ? CK_KRB_AP_ERR_REPEAT : CK_KRB_ERR_GENERIC,
                           ret);
             goto out;

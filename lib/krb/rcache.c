@@ -1,8 +1,13 @@
 /* In-memory replay cache (RFC 4120 §3.2.3, "the server MUST utilize a replay cache").
  *
  * Entries live in a ring buffer in insertion order, which is also expiry order (every entry has
- * the same lifetime and `now` does not go backwards by more than the skew), so expiry and the
- * size bound both evict from the tail. A chained hash index over the ring finds duplicates. */
+ * the same lifetime, and an expiry never precedes the previous entry's: see last_expires), so
+ * expired entries are reclaimed from the tail. A chained hash index over the ring finds
+ * duplicates.
+ *
+ * When every slot holds an unexpired entry the cache refuses (CK_ERR_FULL) instead of evicting:
+ * an evicted authenticator could be replayed and accepted, and a server must never accept what
+ * it can no longer check. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdbool.h>
@@ -29,6 +34,7 @@ struct ck_rcache {
     pthread_mutex_t lock;
     EVP_MD *sha256;        /* fetched once: no per-call algorithm lookup */
     int64_t lifetime;
+    int64_t last_expires;  /* expiry of the newest entry: later entries never expire earlier */
     size_t max;            /* ring capacity */
     size_t head, count;    /* next slot to write; live entries end at head */
     struct rc_entry *ring;
@@ -165,11 +171,19 @@ ck_rcache_check_and_store(ck_rcache *rc, const char *client, const char *server,
             goto out;
         }
     }
-    if (rc->count == rc->max)
-        rc_evict_tail(rc);
+    if (rc->count == rc->max) {
+        ret = ck_error_set(CK_ERR_FULL, "replay cache full (%zu unexpired entries)", rc->max);
+        goto out;
+    }
     i = (uint32_t)rc->head;
     memcpy(rc->ring[i].digest, digest, RC_DIGEST);
+    /* A clock stepped back must not put a younger entry behind an older one in expiry order
+     * (the tail scan would then stop early): it lives a little longer instead, which only
+     * makes the check stricter. */
     rc->ring[i].expires = now + rc->lifetime;
+    if (rc->ring[i].expires < rc->last_expires)
+        rc->ring[i].expires = rc->last_expires;
+    rc->last_expires = rc->ring[i].expires;
     rc->ring[i].bucket = b;
     rc->ring[i].next = rc->buckets[b];
     rc->buckets[b] = i;

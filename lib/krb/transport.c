@@ -18,6 +18,43 @@
 #include "cablekey/net.h"
 #include "cablekey/util.h"
 
+#define KRB_TCP_PREFIX 4
+
+static enum ck_net_frame
+krb_tcp_parse(const uint8_t *buf, size_t have, size_t max_len, size_t *need, size_t *off,
+              size_t *len)
+{
+    uint32_t v;
+
+    if (have < KRB_TCP_PREFIX) {
+        *need = KRB_TCP_PREFIX;
+        return CK_NET_FRAME_NEED;
+    }
+    v = (uint32_t)buf[0] << 24 | (uint32_t)buf[1] << 16 | (uint32_t)buf[2] << 8 | buf[3];
+    *len = v;
+    /* RFC 4120 7.2.2: the high bit is reserved (a server that does not know the extension
+     * refuses it), and the length is bounded before any of the body is read. */
+    if ((v & 0x80000000u) != 0 || v > max_len)
+        return CK_NET_FRAME_REFUSE;
+    *off = KRB_TCP_PREFIX;
+    return CK_NET_FRAME_MESSAGE;
+}
+
+static void
+krb_tcp_write_prefix(uint8_t *p, size_t len)
+{
+    p[0] = (uint8_t)(len >> 24);
+    p[1] = (uint8_t)(len >> 16);
+    p[2] = (uint8_t)(len >> 8);
+    p[3] = (uint8_t)len;
+}
+
+const struct ck_net_framing ck_krb_tcp_framing = {
+    .parse = krb_tcp_parse,
+    .write_prefix = krb_tcp_write_prefix,
+    .reply_prefix = KRB_TCP_PREFIX,
+};
+
 int
 ck_kdc_backoff_ms(int nominal_ms, int max_ms, int attempt)
 {

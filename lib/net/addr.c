@@ -134,3 +134,50 @@ ck_net_addr_is_loopback(const struct sockaddr *sa)
     }
     return false;
 }
+
+void
+ck_peer_set(struct ck_peer *p, const struct sockaddr *sa, socklen_t len)
+{
+    memset(p, 0, sizeof(*p));
+    if (sa == NULL || len == 0)
+        return;
+    if ((size_t)len > sizeof(p->addr))
+        len = (socklen_t)sizeof(p->addr);
+    memcpy(&p->addr, sa, len);
+    p->addr_len = len;
+}
+
+const struct sockaddr *
+ck_peer_sockaddr(const struct ck_peer *p, socklen_t *len)
+{
+    if (len != NULL)
+        *len = p != NULL ? p->addr_len : 0;
+    if (p == NULL || p->addr_len == 0)
+        return NULL;
+    return (const struct sockaddr *)&p->addr;
+}
+
+const char *
+ck_peer_format(const struct ck_peer *p, char *buf, size_t size)
+{
+    return ck_net_addr_format(ck_peer_sockaddr(p, NULL), buf, size);
+}
+
+const char *
+ck_peer_format_host(const struct ck_peer *p, char *buf, size_t size)
+{
+    const struct sockaddr *sa = ck_peer_sockaddr(p, NULL);
+    const void *a;
+
+    if (sa == NULL)
+        return "-";
+    if (sa->sa_family == AF_INET)
+        a = &((const struct sockaddr_in *)(const void *)sa)->sin_addr;
+    else if (sa->sa_family == AF_INET6)
+        a = &((const struct sockaddr_in6 *)(const void *)sa)->sin6_addr;
+    else
+        return "unknown";
+    if (inet_ntop(sa->sa_family, a, buf, (socklen_t)size) == NULL)
+        return "unknown";
+    return buf;
+}

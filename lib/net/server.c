@@ -1,4 +1,4 @@
-/* epoll server core: per-worker loops, batched UDP, RFC 4120 framed TCP.
+/* epoll server core: per-worker loops, batched UDP, TCP split by the protocol's framing.
  *
  * Ownership: the server owns the workers; each worker owns its epoll fd, its sockets, its
  * connections and its batch buffers, and is touched only by its own thread between start and
@@ -35,7 +35,6 @@
 #define MAX_EVENTS 64
 #define ACCEPTS_PER_WAKEUP 32
 #define TCP_REQS_PER_WAKEUP 16
-#define TCP_HDR 4
 
 enum ev_kind { EV_UDP, EV_LISTEN, EV_CONN, EV_TIMER, EV_STOP, EV_STEER };
 
@@ -58,10 +57,11 @@ struct conn {
     struct ev_src ev;
     struct conn *prev, *next;    /* activity list, head = least recently active */
     int64_t last_ms;
-    struct sockaddr_storage peer, local;
-    socklen_t peer_len, local_len;
-    uint8_t hdr[TCP_HDR];
-    size_t hdr_got;
+    struct ck_peer peer;
+    struct sockaddr_storage local;
+    socklen_t local_len;
+    uint8_t hdr[CK_NET_FRAME_HEADER_MAX];  /* the next message's header as far as read */
+    size_t hdr_got, hdr_need;   /* hdr_need 0: ask the framing */
     bool have_len;
     uint8_t *body;
     size_t body_len, body_got;
@@ -80,7 +80,7 @@ union ctrl_buf {
 };
 
 struct udp_slot {
-    struct sockaddr_storage peer;
+    struct ck_peer peer;         /* msg_name points at peer.addr */
     union ctrl_buf rctrl;
     union ctrl_buf sctrl;
     struct iovec riov, siov;
@@ -103,7 +103,7 @@ struct worker {
     uint8_t *rbufs;              /* UDP_BATCH * max_dgram */
     uint8_t *sbufs;              /* UDP_BATCH * udp_reply_cap */
     size_t udp_reply_cap;        /* min(max_reply, UDP_MAX_PAYLOAD) */
-    uint8_t *tcp_reply;          /* TCP_HDR + max_reply */
+    uint8_t *tcp_reply;          /* framing's reply prefix + max_reply */
     struct udp_slot *slots;
     struct mmsghdr *rmsg, *smsg;
     const struct sock *rmsg_for;  /* socket the receive headers are set up for (NULL: none) */
@@ -425,17 +425,17 @@ conn_set_events(struct worker *w, struct conn *c, uint32_t events)
     return epoll_ctl(w->epfd, EPOLL_CTL_MOD, c->ev.fd, &ev);
 }
 
-/* Sends a framed reply whose payload is in w->tcp_reply + TCP_HDR. Returns -1 if c was closed. */
+/* Sends a framed reply whose payload follows the framing's prefix in w->tcp_reply. Returns -1 if
+ * c was closed. */
 static int
 conn_send_reply(struct worker *w, struct conn *c, size_t len)
 {
+    const struct ck_net_framing *f = w->srv->cfg.tcp_framing;
     uint8_t *p = w->tcp_reply;
-    size_t total = TCP_HDR + len, sent = 0;
+    size_t total = f->reply_prefix + len, sent = 0;
 
-    p[0] = (uint8_t)(len >> 24);
-    p[1] = (uint8_t)(len >> 16);
-    p[2] = (uint8_t)(len >> 8);
-    p[3] = (uint8_t)len;
+    if (f->write_prefix != NULL)
+        f->write_prefix(p, len);
     while (sent < total) {
         ssize_t r = send(c->ev.fd, p + sent, total - sent, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (r < 0) {
@@ -505,12 +505,13 @@ conn_dispatch(struct worker *w, struct conn *c, const uint8_t *data, size_t len,
     req.len = len;
     req.transport = CK_NET_TCP;
     req.flags = flags;
-    req.peer = (const struct sockaddr *)&c->peer;
-    req.peer_len = c->peer_len;
+    req.peer = (const struct sockaddr *)&c->peer.addr;
+    req.peer_len = c->peer.addr_len;
+    req.remote = &c->peer;
     req.local = (const struct sockaddr *)&c->local;
     req.local_len = c->local_len;
-    rc = w->srv->cb.handler(w->state, &req, w->tcp_reply + TCP_HDR, w->srv->cfg.max_reply,
-                            &reply_len);
+    rc = w->srv->cb.handler(w->state, &req, w->tcp_reply + w->srv->cfg.tcp_framing->reply_prefix,
+                            w->srv->cfg.max_reply, &reply_len);
     if (rc < 0 || reply_len == 0 || reply_len > w->srv->cfg.max_reply) {
         conn_close(w, c);
         return -1;
@@ -541,32 +542,52 @@ conn_read_some(struct worker *w, struct conn *c, uint8_t *dst, size_t want, size
 static void
 conn_read(struct worker *w, struct conn *c)
 {
+    const struct ck_net_framing *f = w->srv->cfg.tcp_framing;
+
     for (int nreq = 0; nreq < TCP_REQS_PER_WAKEUP;) {
         int rc;
 
         if (!c->have_len) {
-            uint32_t v;
+            size_t need = 0, off = 0, len = 0;
+            enum ck_net_frame fr;
 
-            rc = conn_read_some(w, c, c->hdr + c->hdr_got, TCP_HDR - c->hdr_got, &c->hdr_got);
-            if (rc <= 0)
-                return;
-            if (c->hdr_got < TCP_HDR)
+            if (c->hdr_need > c->hdr_got) {
+                rc = conn_read_some(w, c, c->hdr + c->hdr_got, c->hdr_need - c->hdr_got,
+                                    &c->hdr_got);
+                if (rc <= 0)
+                    return;
+                if (c->hdr_got < c->hdr_need)
+                    continue;
+            }
+            fr = f->parse(c->hdr, c->hdr_got, w->srv->cfg.max_request, &need, &off, &len);
+            if (fr == CK_NET_FRAME_NEED) {
+                /* A framing asking for nothing more, or for more than the header room, is a
+                 * bug: end the connection rather than spin or overflow. */
+                if (need <= c->hdr_got || need > sizeof(c->hdr)) {
+                    conn_close(w, c);
+                    return;
+                }
+                c->hdr_need = need;
                 continue;
-            v = (uint32_t)c->hdr[0] << 24 | (uint32_t)c->hdr[1] << 16 |
-                (uint32_t)c->hdr[2] << 8 | c->hdr[3];
-            /* RFC 4120 7.2.2: the high bit is reserved; either way the message is refused
-             * without reading its body, and the connection ends after the one reply. */
-            if ((v & 0x80000000u) != 0 || v > w->srv->cfg.max_request) {
+            }
+            /* The message is refused from its header alone (over the limit, or invalid like
+             * RFC 4120's reserved bit) without reading its body, and the connection ends
+             * after the one reply. */
+            if (fr != CK_NET_FRAME_MESSAGE || off > c->hdr_got || len > w->srv->cfg.max_request ||
+                c->hdr_got - off > len) {
                 c->close_after_write = true;
-                conn_dispatch(w, c, NULL, v, CK_NET_REQ_OVERSIZED);
+                conn_dispatch(w, c, NULL, len, CK_NET_REQ_OVERSIZED);
                 return;
             }
             c->have_len = true;
-            c->body_len = v;
-            c->body_got = 0;
-            if (v > 0 && (c->body = malloc(v)) == NULL) {
-                conn_close(w, c);
-                return;
+            c->body_len = len;
+            c->body_got = c->hdr_got - off;
+            if (len > 0) {
+                if ((c->body = malloc(len)) == NULL) {
+                    conn_close(w, c);
+                    return;
+                }
+                memcpy(c->body, c->hdr + off, c->body_got);
             }
         }
         if (c->body_got < c->body_len) {
@@ -583,7 +604,7 @@ conn_read(struct worker *w, struct conn *c)
 
             c->body = NULL;
             c->have_len = false;
-            c->hdr_got = 0;
+            c->hdr_got = c->hdr_need = 0;
             c->body_len = c->body_got = 0;
             rc = conn_dispatch(w, c, body != NULL ? body : c->hdr, len, 0);
             free(body);
@@ -631,8 +652,7 @@ accept_ready(struct worker *w, struct sock *l)
         }
         c->ev.kind = EV_CONN;
         c->ev.fd = fd;
-        memcpy(&c->peer, &peer, plen <= sizeof(peer) ? plen : sizeof(peer));
-        c->peer_len = plen;
+        ck_peer_set(&c->peer, (const struct sockaddr *)&peer, plen);
         c->local_len = sizeof(c->local);
         if (getsockname(fd, (struct sockaddr *)&c->local, &c->local_len) != 0) {
             c->local = l->local;
@@ -764,8 +784,8 @@ udp_ready(struct worker *w, struct sock *s)
         for (int i = 0; i < prep; i++) {
             struct msghdr *mh = &w->rmsg[i].msg_hdr;
 
-            mh->msg_name = &w->slots[i].peer;
-            mh->msg_namelen = sizeof(w->slots[i].peer);
+            mh->msg_name = &w->slots[i].peer.addr;
+            mh->msg_namelen = sizeof(w->slots[i].peer.addr);
             mh->msg_iov = &w->slots[i].riov;
             mh->msg_iovlen = 1;
             mh->msg_control = s->wildcard ? w->slots[i].rctrl.buf : NULL;
@@ -805,15 +825,17 @@ udp_ready(struct worker *w, struct sock *s)
             req.data = w->slots[i].riov.iov_base;
             req.len = w->rmsg[i].msg_len;
             req.transport = CK_NET_UDP;
-            req.peer = (const struct sockaddr *)&w->slots[i].peer;
+            w->slots[i].peer.addr_len = mh->msg_namelen;
+            req.peer = (const struct sockaddr *)&w->slots[i].peer.addr;
             req.peer_len = mh->msg_namelen;
+            req.remote = &w->slots[i].peer;
             req.local = (const struct sockaddr *)&local;
             req.local_len = local_len;
             if (w->srv->cb.handler(w->state, &req, reply, w->udp_reply_cap, &reply_len) < 0 ||
                 reply_len == 0 || reply_len > w->udp_reply_cap)
                 continue;
             memset(sh, 0, sizeof(*sh));
-            sh->msg_name = &w->slots[i].peer;
+            sh->msg_name = &w->slots[i].peer.addr;
             sh->msg_namelen = mh->msg_namelen;
             w->slots[nsend].siov.iov_base = reply;
             w->slots[nsend].siov.iov_len = reply_len;
@@ -1194,7 +1216,8 @@ worker_setup(struct ck_net_server *srv, struct worker *w)
             w->slots[i].riov.iov_len = cfg->max_dgram;
         }
     }
-    if (!cfg->no_tcp && (w->tcp_reply = malloc(TCP_HDR + cfg->max_reply)) == NULL)
+    if (!cfg->no_tcp &&
+        (w->tcp_reply = malloc(cfg->tcp_framing->reply_prefix + cfg->max_reply)) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "TCP reply buffer");
     return 0;
 }
@@ -1225,6 +1248,13 @@ ck_net_server_new(const struct ck_net_config *cfg, const struct ck_net_callbacks
         return ck_error_set(CK_ERR_CONFIG, "no listen address");
     if (cfg->no_udp && cfg->no_tcp)
         return ck_error_set(CK_ERR_CONFIG, "neither UDP nor TCP enabled");
+    /* lib/net knows no protocol's stream framing: TCP needs the one the protocol uses. */
+    if (!cfg->no_tcp && (cfg->tcp_framing == NULL || cfg->tcp_framing->parse == NULL ||
+                         cfg->tcp_framing->reply_prefix > CK_NET_FRAME_HEADER_MAX ||
+                         (cfg->tcp_framing->reply_prefix > 0 &&
+                          cfg->tcp_framing->write_prefix == NULL)))
+        return ck_error_set(CK_ERR_CONFIG, "TCP without a stream framing (set tcp_framing or "
+                            "no_tcp)");
     if (cfg->workers < 0 || cfg->workers > CK_NET_MAX_WORKERS)
         return ck_error_set(CK_ERR_CONFIG, "workers must be 1..%d", CK_NET_MAX_WORKERS);
     if (cfg->max_request > CK_NET_MAX_REQUEST_LIMIT || cfg->max_reply > CK_NET_MAX_REQUEST_LIMIT)

@@ -37,6 +37,7 @@ ck_strerror(int err)
     case CK_ERR_PROTO: return "protocol error";
     case CK_ERR_KRB: return "Kerberos error from peer";
     case CK_ERR_TIMEOUT: return "timed out";
+    case CK_ERR_FULL: return "table full";
     default: return "unknown error";
     }
 }

@@ -16,6 +16,7 @@
 #include "cablekey/error.h"
 #include "cablekey/kpasswd.h"
 #include "cablekey/log.h"
+#include "cablekey/net.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "kdc.h"
@@ -122,6 +123,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     ck_kpasswd_req req;
     ck_kpasswd_rep rep;
     struct sockaddr_in local;
+    struct ck_peer local_peer;
     uint16_t code;
     char text[128];
     size_t reply_len = 0;
@@ -138,9 +140,10 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memset(&local, 0, sizeof(local));
     local.sin_family = AF_INET;
     local.sin_addr.s_addr = htonl(0x7f000001);
+    ck_peer_set(&local_peer, (const struct sockaddr *)&local, sizeof(local));
     for (int tcp = 0; tcp < 2; tcp++) {
-        if (kpasswd_handle_request(worker, data, size, tcp != 0, NULL,
-                                   tcp ? (struct sockaddr *)&local : NULL, reply, sizeof(reply),
+        if (kpasswd_handle_request(worker, data, size, tcp != 0, NULL, tcp ? &local_peer : NULL,
+                                   reply, sizeof(reply),
                                    &reply_len) != 0)
             abort();
         /* Whatever the service answers is a well-formed kpasswd reply. */

@@ -159,6 +159,28 @@ test_roundtrip_all_enctypes(void)
                      CK_ERR_REPLAY);
         CHECK_INT_EQ(res.krb_error, CK_KRB_AP_ERR_REPEAT);
         ck_ap_req_result_clear(&res);
+        /* A full replay cache refuses a fresh AP-REQ it can no longer check: KRB_ERR_GENERIC,
+         * CK_ERR_FULL (the server's e-text: "replay cache full"). */
+        {
+            ck_rcache *small = NULL;
+            uint8_t *der2 = NULL;
+            size_t len2 = 0;
+
+            CHECK_OK(ck_rcache_new(1, 600, &small));
+            CHECK_OK(ck_ap_req_verify(der, len, key_fn, &f.service_key, NULL, small, 300,
+                                      CK_KU_AP_REQ_AUTH, &res));
+            ck_ap_req_result_clear(&res);
+            CHECK_OK(ck_ap_req_build(f.ticket, &f.session_key, REALM, f.client, 0, NULL,
+                                     CK_KU_AP_REQ_AUTH, NULL, NULL, NULL, NULL, &der2, &len2));
+            CHECK_INT_EQ(ck_ap_req_verify(der2, len2, key_fn, &f.service_key, NULL, small, 300,
+                                          CK_KU_AP_REQ_AUTH, &res),
+                         CK_ERR_FULL);
+            CHECK_INT_EQ(res.krb_error, CK_KRB_ERR_GENERIC);
+            ck_ap_req_result_clear(&res);
+            CHECK_INT_EQ(ck_rcache_count(small), 1);
+            ck_asn1_free_der(der2, len2);
+            ck_rcache_free(small);
+        }
         /* Without a replay cache it verifies again. */
         CHECK_OK(ck_ap_req_verify(der, len, key_fn, &f.service_key, NULL, NULL, 300,
                                   CK_KU_AP_REQ_AUTH, &res));
@@ -392,27 +414,55 @@ test_rcache(void)
     CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "s@R", 100, 1, c2, 3, 1001));
     CHECK_OK(ck_rcache_check_and_store(rc, "b@R", "s@R", 100, 1, c1, 3, 1001));
     CHECK_INT_EQ(ck_rcache_count(rc), 3);
-    /* Bound: a fourth entry evicts the oldest (a, c1). */
-    CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "t@R", 100, 1, c1, 3, 1002));
+    /* Bound: with three unexpired entries a fourth is refused, and not stored... */
+    CHECK_INT_EQ(ck_rcache_check_and_store(rc, "a@R", "t@R", 100, 1, c1, 3, 1002), CK_ERR_FULL);
     CHECK_INT_EQ(ck_rcache_count(rc), 3);
-    CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "s@R", 100, 1, c1, 3, 1002));
-    CHECK_INT_EQ(ck_rcache_check_and_store(rc, "a@R", "t@R", 100, 1, c1, 3, 1003), CK_ERR_REPLAY);
-    /* Expiry after the lifetime. */
-    CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "t@R", 100, 1, c1, 3, 1013));
+    /* ...while the stored ones are still caught as replays (never evicted to make room). */
+    CHECK_INT_EQ(ck_rcache_check_and_store(rc, "a@R", "s@R", 100, 1, c1, 3, 1002), CK_ERR_REPLAY);
+    CHECK_INT_EQ(ck_rcache_check_and_store(rc, "b@R", "s@R", 100, 1, c1, 3, 1010), CK_ERR_REPLAY);
+    /* (a, c1) expires at 1010, the other two at 1011: one slot comes free. */
+    CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "t@R", 100, 1, c1, 3, 1010));
+    CHECK_INT_EQ(ck_rcache_count(rc), 3);
+    CHECK_INT_EQ(ck_rcache_check_and_store(rc, "a@R", "u@R", 100, 1, c1, 3, 1010), CK_ERR_FULL);
+    CHECK_INT_EQ(ck_rcache_check_and_store(rc, "a@R", "t@R", 100, 1, c1, 3, 1011), CK_ERR_REPLAY);
+    /* Expiry after the lifetime frees everything: accepted again. */
+    CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "t@R", 100, 1, c1, 3, 1020));
+    CHECK_INT_EQ(ck_rcache_count(rc), 1);
+    CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "s@R", 100, 1, c1, 3, 1020));
+    CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "u@R", 100, 1, c1, 3, 1020));
+    CHECK_INT_EQ(ck_rcache_count(rc), 3);
+    ck_rcache_free(rc);
+
+    /* A clock stepped back: the later entry keeps the expiry order (lives longer, not shorter),
+     * so it is still a replay when the first one has expired. */
+    CHECK_OK(ck_rcache_new(2, 10, &rc));
+    CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "s@R", 100, 1, c1, 3, 1000));
+    CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "s@R", 100, 1, c2, 3, 995));
+    CHECK_INT_EQ(ck_rcache_check_and_store(rc, "a@R", "s@R", 100, 1, c2, 3, 1009), CK_ERR_REPLAY);
+    CHECK_OK(ck_rcache_check_and_store(rc, "b@R", "s@R", 100, 1, c1, 3, 1010));
     CHECK_INT_EQ(ck_rcache_count(rc), 1);
     ck_rcache_free(rc);
 
-    /* A larger cache under load. */
+    /* A larger cache under load: full at 1000, every later new entry refused, none evicted. */
     CHECK_OK(ck_rcache_new(1000, 60, &rc));
     for (uint32_t i = 0; i < 5000; i++) {
         uint8_t c[4] = {(uint8_t)(i >> 24), (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i};
-        CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "s@R", 1, 2, c, 4, 100));
+        CHECK_INT_EQ(ck_rcache_check_and_store(rc, "a@R", "s@R", 1, 2, c, 4, 100),
+                     i < 1000 ? 0 : CK_ERR_FULL);
     }
     CHECK_INT_EQ(ck_rcache_count(rc), 1000);
-    {
-        uint8_t c[4] = {0, 0, 0x13, 0x87}; /* 4999: still stored */
-        CHECK_INT_EQ(ck_rcache_check_and_store(rc, "a@R", "s@R", 1, 2, c, 4, 100),
+    for (uint32_t i = 0; i < 1000; i += 111) {
+        uint8_t c[4] = {(uint8_t)(i >> 24), (uint8_t)(i >> 16), (uint8_t)(i >> 8), (uint8_t)i};
+        CHECK_INT_EQ(ck_rcache_check_and_store(rc, "a@R", "s@R", 1, 2, c, 4, 159),
                      CK_ERR_REPLAY);
+    }
+    {
+        uint8_t c[4] = {0, 0, 0x13, 0x87}; /* 4999: refused above, so still not stored */
+        CHECK_INT_EQ(ck_rcache_check_and_store(rc, "a@R", "s@R", 1, 2, c, 4, 100),
+                     CK_ERR_FULL);
+        /* All 1000 expire at 160: accepted again. */
+        CHECK_OK(ck_rcache_check_and_store(rc, "a@R", "s@R", 1, 2, c, 4, 160));
+        CHECK_INT_EQ(ck_rcache_count(rc), 1);
     }
     ck_rcache_free(rc);
     ck_rcache_free(NULL);

@@ -741,6 +741,7 @@ test_transport_too_big_and_tcp(void)
     cfg.listen = listen;
     cfg.n_listen = 1;
     cfg.workers = 1;
+    cfg.tcp_framing = &ck_krb_tcp_framing;
     CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
     if (srv == NULL)
         return;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "ck_test.h"
+#include "cablekey/client.h"
 #include "cablekey/daemon.h"
 #include "cablekey/log.h"
 #include "cablekey/net.h"
@@ -350,6 +351,7 @@ test_check_listen(void)
     cfg.listen = ok;
     cfg.n_listen = 1;
     cfg.workers = 1;
+    cfg.tcp_framing = &ck_krb_tcp_framing;
     CHECK_OK(ck_net_check_listen(&cfg, desc, sizeof(desc)));
     CHECK(strcmp(desc, "127.0.0.1:0") == 0);
     cfg.listen = foreign;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cablekey/net.h"
 #include "cablekey/util.h"
 #include "kdc_int.h"
 
@@ -125,12 +126,14 @@ static size_t
 ask(struct kdc_worker *w, const uint8_t *req, size_t len, enum kdc_transport t)
 {
     struct sockaddr_in sin;
+    struct ck_peer peer;
     size_t n = 0;
 
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(0x7f000001);
-    CHECK_OK(kdc_handle_request(w, req, len, t, (struct sockaddr *)&sin, reply, sizeof(reply),
+    ck_peer_set(&peer, (const struct sockaddr *)&sin, sizeof(sin));
+    CHECK_OK(kdc_handle_request(w, req, len, t, &peer, reply, sizeof(reply),
                                 &n));
     return n;
 }

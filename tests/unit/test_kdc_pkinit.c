@@ -20,6 +20,7 @@
 #include <openssl/x509v3.h>
 
 #include "cablekey/log.h"
+#include "cablekey/net.h"
 #include "cablekey/pki.h"
 #include "cablekey/util.h"
 #include "ck_test.h"
@@ -405,12 +406,14 @@ static size_t
 ask(struct kdc_worker *w, const uint8_t *req, size_t len)
 {
     struct sockaddr_in sin;
+    struct ck_peer peer;
     size_t n = 0;
 
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(0x7f000001);
-    CHECK_OK(kdc_handle_request(w, req, len, KDC_TRANSPORT_TCP, (struct sockaddr *)&sin, reply,
+    ck_peer_set(&peer, (const struct sockaddr *)&sin, sizeof(sin));
+    CHECK_OK(kdc_handle_request(w, req, len, KDC_TRANSPORT_TCP, &peer, reply,
                                 sizeof(reply), &n));
     return n;
 }

@@ -14,6 +14,7 @@
 #include "cablekey/ap.h"
 #include "cablekey/kpasswd.h"
 #include "cablekey/nametypes.h"
+#include "cablekey/net.h"
 #include "cablekey/safepriv.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
@@ -563,12 +564,14 @@ exchange(struct kpasswd_worker *w, struct client *c, const uint8_t *msg, size_t 
     ck_kpasswd_rep rep;
     uint16_t code = 0xffff;
     struct sockaddr_in local;
+    struct ck_peer local_peer;
 
     memset(&local, 0, sizeof(local));
     local.sin_family = AF_INET;
     local.sin_addr.s_addr = htonl(0x7f000001);
+    ck_peer_set(&local_peer, (const struct sockaddr *)&local, sizeof(local));
     *krb_error = 0;
-    CHECK_OK(kpasswd_handle_request(w, msg, len, false, NULL, (struct sockaddr *)&local, reply,
+    CHECK_OK(kpasswd_handle_request(w, msg, len, false, NULL, &local_peer, reply,
                                     sizeof(reply), &reply_len));
     if (reply_len == 0)
         return -1;

@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cablekey/client.h"
 #include "cablekey/net.h"
 #include "ck_test.h"
 
@@ -23,7 +24,7 @@
 
 static atomic_int oversized_seen;
 static atomic_uint oversized_len;
-static atomic_int init_calls, fini_calls, state_mismatch;
+static atomic_int init_calls, fini_calls, state_mismatch, peer_mismatch;
 static atomic_size_t last_udp_cap, last_tcp_cap;
 static atomic_int last_worker = -1;
 static char last_local[CK_NET_ADDRSTRLEN];
@@ -69,6 +70,14 @@ upper_handler(void *state, const struct ck_net_request *req, uint8_t *reply, siz
     *reply_len = 0;
     if (s != NULL && s->magic != 0x5eed)
         atomic_fetch_add(&state_mismatch, 1);
+    /* The opaque peer is the same address as the socket-level one. */
+    {
+        socklen_t plen = 0;
+        const struct sockaddr *sa = ck_peer_sockaddr(req->remote, &plen);
+
+        if (sa == NULL || plen != req->peer_len || memcmp(sa, req->peer, plen) != 0)
+            atomic_fetch_add(&peer_mismatch, 1);
+    }
     pthread_mutex_lock(&last_local_lock);
     ck_net_addr_format(req->local, last_local, sizeof(last_local));
     pthread_mutex_unlock(&last_local_lock);
@@ -116,6 +125,7 @@ start_server(const char *const *listen, size_t n, int workers, int max_conns, in
     cfg.listen = listen;
     cfg.n_listen = n;
     cfg.workers = workers;
+    cfg.tcp_framing = &ck_krb_tcp_framing;
     cfg.tcp_max_conns = max_conns;
     cfg.tcp_idle_timeout_ms = idle_ms;
     cfg.max_request = max_request;
@@ -283,6 +293,7 @@ test_udp_reply_cap(void)
     cfg.listen = listen;
     cfg.n_listen = 1;
     cfg.workers = 1;
+    cfg.tcp_framing = &ck_krb_tcp_framing;
     cfg.max_reply = CK_NET_MAX_REQUEST_LIMIT;
     CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
     if (srv == NULL)
@@ -361,6 +372,7 @@ test_udp_steering(void)
     cfg.listen = listen;
     cfg.n_listen = 1;
     cfg.workers = n;
+    cfg.tcp_framing = &ck_krb_tcp_framing;
     cfg.cpu_affinity = true;
     cfg.steer_check_ms = 100;
     CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
@@ -603,6 +615,103 @@ test_tcp_oversized(void)
     ck_net_server_free(srv);
 }
 
+/* A framing of another shape: 'M', a 1-byte length, then the message; the parser checks the
+ * first byte, then asks for three at once, so the first message byte arrives with the header
+ * (offset 2 < have 3). Replies
+ * are prefixed "R" + length. Anything but 'M' is refused from its first byte. */
+static enum ck_net_frame
+toy_parse(const uint8_t *buf, size_t have, size_t max_len, size_t *need, size_t *off,
+          size_t *len)
+{
+    if (have < 1) {
+        *need = 1;
+        return CK_NET_FRAME_NEED;
+    }
+    if (buf[0] != 'M') {
+        *len = buf[0];
+        return CK_NET_FRAME_REFUSE;
+    }
+    if (have < 3) {
+        *need = 3;
+        return CK_NET_FRAME_NEED;
+    }
+    *len = buf[1];
+    if (*len == 0 || *len > max_len)
+        return CK_NET_FRAME_REFUSE;
+    *off = 2;
+    return CK_NET_FRAME_MESSAGE;
+}
+
+static void
+toy_prefix(uint8_t *p, size_t len)
+{
+    p[0] = 'R';
+    p[1] = (uint8_t)len;
+}
+
+static const struct ck_net_framing toy_framing = {toy_parse, toy_prefix, 2};
+
+static void
+test_tcp_custom_framing(void)
+{
+    const char *listen[] = {"127.0.0.1:0"};
+    struct ck_net_config cfg;
+    struct ck_net_callbacks cb = {upper_handler, test_init, test_fini, NULL};
+    struct ck_net_server *srv = NULL;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    uint8_t buf[64];
+    static const uint8_t two[] = {'M', 1, 'a', 'M', 3, 'x', 'y', 'z'};
+    int fd;
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.listen = listen;
+    cfg.n_listen = 1;
+    cfg.workers = 1;
+    cfg.max_request = 200;
+    /* lib/net has no framing of its own: TCP without one is a configuration error, UDP-only
+     * servers need none. */
+    CHECK_INT_EQ(ck_net_server_new(&cfg, &cb, &srv), CK_ERR_CONFIG);
+    CHECK(srv == NULL);
+    cfg.no_tcp = true;
+    CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
+    ck_net_server_free(srv);
+    srv = NULL;
+    cfg.no_tcp = false;
+    cfg.tcp_framing = &toy_framing;
+    CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
+    if (srv == NULL)
+        return;
+    CHECK_OK(ck_net_server_start(srv));
+    server_addr(srv, 0, &ss, &len);
+    fd = tcp_connect(&ss, len);
+    send_all(fd, two, sizeof(two));
+    CHECK_INT_EQ(recv_n(fd, buf, 3), 3);
+    CHECK_MEM_EQ(buf, 3, "R\001A", 3);
+    CHECK_INT_EQ(recv_n(fd, buf, 5), 5);
+    CHECK_MEM_EQ(buf, 5, "R\003XYZ", 5);
+    /* Over max_request (200): refused from the header, answered, closed. */
+    atomic_store(&oversized_seen, 0);
+    buf[0] = 'M';
+    buf[1] = 201;
+    buf[2] = 'q';
+    send_all(fd, buf, 3);
+    CHECK_INT_EQ(recv_n(fd, buf, 9), 9);
+    CHECK_MEM_EQ(buf, 9, "R\007TOO BIG", 9);
+    CHECK(peer_closed(fd));
+    CHECK_INT_EQ(atomic_load(&oversized_seen), 1);
+    CHECK_INT_EQ(atomic_load(&oversized_len), 201);
+    close(fd);
+    /* An invalid first byte. */
+    fd = tcp_connect(&ss, len);
+    send_all(fd, "Z", 1);
+    CHECK_INT_EQ(recv_n(fd, buf, 9), 9);
+    CHECK(peer_closed(fd));
+    CHECK_INT_EQ(atomic_load(&oversized_len), 'Z');
+    close(fd);
+    ck_net_server_free(srv);
+}
+
 static void
 test_tcp_conn_cap(void)
 {
@@ -693,6 +802,7 @@ test_bind_conflict(void)
     cfg.listen = spec_list;
     cfg.n_listen = 1;
     cfg.workers = 1;
+    cfg.tcp_framing = &ck_krb_tcp_framing;
     CHECK_OK(ck_net_server_new(&cfg, &cb, &second));
     /* SO_REUSEPORT alone would let a second server share the port; the probe refuses it. */
     CHECK_INT_EQ(ck_net_server_start(second), CK_ERR_IO);
@@ -812,9 +922,52 @@ test_addr_is_loopback(void)
     CHECK(!ck_net_addr_is_loopback((struct sockaddr *)&un));
 }
 
+/* struct ck_peer: what the KDC core and kpasswd log, without seeing a sockaddr. */
+static void
+test_peer(void)
+{
+    struct ck_peer p;
+    struct sockaddr_in s4;
+    struct sockaddr_in6 s6;
+    struct sockaddr_un un = {.sun_family = AF_UNIX, .sun_path = "x"};
+    char buf[CK_NET_ADDRSTRLEN];
+    socklen_t len = 99;
+
+    CHECK(strcmp(ck_peer_format(NULL, buf, sizeof(buf)), "-") == 0);
+    CHECK(strcmp(ck_peer_format_host(NULL, buf, sizeof(buf)), "-") == 0);
+    CHECK(ck_peer_sockaddr(NULL, &len) == NULL && len == 0);
+    ck_peer_set(&p, NULL, 0);
+    CHECK(ck_peer_sockaddr(&p, NULL) == NULL);
+    CHECK(strcmp(ck_peer_format_host(&p, buf, sizeof(buf)), "-") == 0);
+
+    memset(&s4, 0, sizeof(s4));
+    s4.sin_family = AF_INET;
+    s4.sin_port = htons(88);
+    s4.sin_addr.s_addr = htonl(0xc0000201);
+    ck_peer_set(&p, (struct sockaddr *)&s4, sizeof(s4));
+    CHECK(strcmp(ck_peer_format(&p, buf, sizeof(buf)), "192.0.2.1:88") == 0);
+    CHECK(strcmp(ck_peer_format_host(&p, buf, sizeof(buf)), "192.0.2.1") == 0);
+    CHECK(ck_peer_sockaddr(&p, &len) != NULL && len == sizeof(s4));
+
+    memset(&s6, 0, sizeof(s6));
+    s6.sin6_family = AF_INET6;
+    s6.sin6_port = htons(464);
+    CHECK(inet_pton(AF_INET6, "2001:db8::1", &s6.sin6_addr) == 1);
+    ck_peer_set(&p, (struct sockaddr *)&s6, sizeof(s6));
+    CHECK(strcmp(ck_peer_format(&p, buf, sizeof(buf)), "[2001:db8::1]:464") == 0);
+    CHECK(strcmp(ck_peer_format_host(&p, buf, sizeof(buf)), "2001:db8::1") == 0);
+
+    ck_peer_set(&p, (struct sockaddr *)&un, sizeof(un));
+    CHECK(strcmp(ck_peer_format_host(&p, buf, sizeof(buf)), "unknown") == 0);
+    /* Every request the server test handlers saw carried its peer both ways. */
+    CHECK_INT_EQ(atomic_load(&peer_mismatch), 0);
+}
+
 CK_TEST_MAIN("net", CK_TEST_CASE(test_parse_listen), CK_TEST_CASE(test_addr_is_loopback), CK_TEST_CASE(test_udp_v4_v6),
              CK_TEST_CASE(test_udp_wildcard_source), CK_TEST_CASE(test_udp_no_reply),
              CK_TEST_CASE(test_udp_reply_cap), CK_TEST_CASE(test_udp_steering),
              CK_TEST_CASE(test_tcp_framing), CK_TEST_CASE(test_tcp_oversized),
+             CK_TEST_CASE(test_tcp_custom_framing),
              CK_TEST_CASE(test_tcp_conn_cap), CK_TEST_CASE(test_tcp_idle_timeout),
-             CK_TEST_CASE(test_bind_conflict), CK_TEST_CASE(test_lifecycle))
+             CK_TEST_CASE(test_bind_conflict), CK_TEST_CASE(test_lifecycle),
+             CK_TEST_CASE(test_peer))

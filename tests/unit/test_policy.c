@@ -15,6 +15,7 @@
 #include "ck_test.h"
 #include "store_fixture.h"
 #include "cablekey/log.h"
+#include "cablekey/net.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "kdc_int.h"
@@ -523,6 +524,7 @@ as_exchange(struct kdc_worker *w, const char *pw)
     size_t plain_len = 0, edlen = 0, len = 0, n = 0;
     const int32_t et[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96};
     struct sockaddr_in sin;
+    struct ck_peer peer;
     ck_key k;
 
     CHECK_OK(ck_string_to_key(et[0], pw, strlen(pw), (const uint8_t *)"TEST.REALMalice", 15,
@@ -549,7 +551,8 @@ as_exchange(struct kdc_worker *w, const char *pw)
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(0x7f000001);
-    CHECK_OK(kdc_handle_request(w, der, len, KDC_TRANSPORT_TCP, (struct sockaddr *)&sin, reply,
+    ck_peer_set(&peer, (const struct sockaddr *)&sin, sizeof(sin));
+    CHECK_OK(kdc_handle_request(w, der, len, KDC_TRANSPORT_TCP, &peer, reply,
                                 sizeof(reply), &n));
     ck_asn1_free_der(plain, plain_len);
     ck_asn1_free_der(edder, edlen);

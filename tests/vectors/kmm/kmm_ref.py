@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Independent reference for cablekey's KMM key derivation (docs/PROTOCOL.md, "Key management").
+
+Written from RFC 2246 section 5 and RFC 2104 with Python's hmac module only (no OpenSSL TLS1-PRF),
+so that the vectors in docs/PROTOCOL.md and tests/unit/test_kmm_kdf.c do not come from the code
+they test.
+
+  kmm_ref.py vectors          print every vector of docs/PROTOCOL.md as "name hex"
+  kmm_ref.py check-hmacs      read "<kmmid> <doi> <hex>" lines (kmm_pcap --hex) on stdin and
+                              check each HMAC under the fixed test keys; exit 1 on a mismatch
+"""
+import hashlib
+import hmac
+import sys
+
+
+def p_sha1(secret, seed, n):
+    out, a = b"", seed
+    while len(out) < n:
+        a = hmac.new(secret, a, hashlib.sha1).digest()
+        out += hmac.new(secret, a + seed, hashlib.sha1).digest()
+    return out[:n]
+
+
+def prf(secret, label, seed, n):
+    return p_sha1(secret, label.encode("ascii") + seed, n)
+
+
+KS = bytes(range(0x00, 0x20))  # ticket session key (aes256 contents)
+K = bytes(range(0x20, 0x40))   # AP-REP sub-key (aes256 contents)
+SPI_C, SPI_S = 0x00001001, 0x00002002
+ENGINE_ID = bytes.fromhex("8000118b03001122334455")
+
+HMAC_LABELS = {
+    "ap-request": (KS, "cablekey kmm ap-request hmac"),
+    "ap-reply": (K, "cablekey kmm ap-reply hmac"),
+    "sp-recovered": (K, "cablekey kmm sp-recovered hmac"),
+    "rekey": (K, "cablekey kmm rekey hmac"),
+}
+# name: (enc_len, auth_len); IPsec per direction, SNMPv3 privKey/authKey.
+IPSEC = {"sha1-aes128": (16, 20), "sha1-3des": (24, 20), "sha1-null": (0, 20),
+         "md5-aes128": (16, 16), "md5-3des": (24, 16), "md5-null": (0, 16)}
+SNMP = {"sha1-des": (16, 20), "sha1-null": (0, 20), "md5-des": (16, 16), "md5-null": (0, 16)}
+
+
+def hmac_key(use):
+    secret, label = HMAC_LABELS[use]
+    return prf(secret, label, b"", 20)
+
+
+def vectors():
+    print("prf", prf(bytes(range(16)), "cablekey kmm test label", bytes(range(0xa0, 0xb0)), 64).hex())
+    for use in HMAC_LABELS:
+        print("hmac-key-" + use, hmac_key(use).hex())
+    seed = SPI_C.to_bytes(4, "big") + SPI_S.to_bytes(4, "big")
+    for name, (e, a) in IPSEC.items():
+        block = prf(K, "cablekey kmm ipsec keys", seed, 2 * (e + a))
+        parts = [block[0:e], block[e:e + a], block[e + a:2 * e + a], block[2 * e + a:]]
+        for tag, p in zip(("enc_c2s", "auth_c2s", "enc_s2c", "auth_s2c"), parts):
+            print("ipsec-%s-%s" % (name, tag), p.hex() if p else "-")
+    for name, (e, a) in SNMP.items():
+        block = prf(K, "cablekey kmm snmpv3 keys", ENGINE_ID, a + e)
+        print("snmpv3-%s-auth" % name, block[:a].hex())
+        print("snmpv3-%s-priv" % name, block[a:].hex() if e else "-")
+
+
+def check_hmacs():
+    keys = {2: hmac_key("ap-request"), 3: hmac_key("ap-reply"), 5: hmac_key("rekey")}
+    spr_key, last_rep, n, bad = hmac_key("sp-recovered"), None, 0, 0
+    for line in sys.stdin:
+        kmmid, doi, hexmsg = line.split()
+        msg, kmmid = bytes.fromhex(hexmsg), int(kmmid)
+        if kmmid in keys:
+            want = hmac.new(keys[kmmid], msg[:-20], hashlib.sha1).digest()
+        elif kmmid == 4:
+            want = hmac.new(spr_key, msg[:3] + last_rep, hashlib.sha1).digest()
+        else:
+            continue
+        if kmmid == 3:
+            last_rep = msg[-20:]
+        n += 1
+        if not hmac.compare_digest(want, msg[-20:]):
+            bad += 1
+            print("HMAC mismatch: KMMID %d DOI %s" % (kmmid, doi))
+    print("%d HMACs checked, %d bad" % (n, bad))
+    return 0 if n > 0 and bad == 0 else 1
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["vectors"]:
+        vectors()
+    elif sys.argv[1:] == ["check-hmacs"]:
+        sys.exit(check_hmacs())
+    else:
+        sys.exit(__doc__)
