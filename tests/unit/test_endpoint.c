@@ -916,7 +916,17 @@ test_ack_required(void)
     pump();
     CHECK_INT_EQ(cms[0].sp_recovered, 1);
     CHECK_INT_EQ(ck_endpoint_state(ep), CK_ENDPOINT_ESTABLISHED);
+    /* Signaling waits a moment, so that SP Recovered is processed first. */
+    CHECK_INT_EQ(cms[0].rsips, 0);
+    CHECK_INT_EQ(ck_endpoint_next_timeout_ms(ep, vnow), 50);
+    advance_to(vnow + 50);
+    CHECK_INT_EQ(cms[0].rsips, 1);
     CHECK(ck_endpoint_restarted(ep));
+    CHECK_INT_EQ(cms[0].sp_recovered, 1);
+    ck_endpoint_get_stats(ep, &st);
+    CHECK_INT_EQ(st.retransmissions, 0);
+    /* Then the next timer is the re-key, not a busy loop. */
+    CHECK(ck_endpoint_next_timeout_ms(ep, vnow) > 1000);
     teardown();
 }
 
