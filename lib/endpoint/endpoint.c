@@ -1106,6 +1106,7 @@ sa_lost(ck_endpoint *ep, int64_t now)
 int
 ck_endpoint_on_timer(ck_endpoint *ep, int64_t now)
 {
+    bool sp_sent = false;
     int rc;
 
     if (ep->state == CK_ENDPOINT_FAILED || ep->state == CK_ENDPOINT_IDLE)
@@ -1150,11 +1151,13 @@ ck_endpoint_on_timer(ck_endpoint *ep, int64_t now)
             continue;
         if (c->tries >= ep->p.sig_tries)
             return sa_lost(ep, now);
-        /* While the server may be waiting for SP Recovered, repeat it with the command. */
-        if (ep->sa.ack_pending &&
-            (rc = send_to(ep, &ep->cms[ep->sa.cms].kmm, ep->sa.sp_recovered,
-                          sizeof(ep->sa.sp_recovered))) != 0)
-            return rc;
+        /* While the server may be waiting for SP Recovered, repeat it (once per pass). */
+        if (ep->sa.ack_pending && !sp_sent) {
+            if ((rc = send_to(ep, &ep->cms[ep->sa.cms].kmm, ep->sa.sp_recovered,
+                              sizeof(ep->sa.sp_recovered))) != 0)
+                return rc;
+            sp_sent = true;
+        }
         if ((rc = send_command_now(ep, c, now)) != 0)
             return rc;
         if (!ep->sa.live)
