@@ -96,7 +96,7 @@ int cms_config_load(const struct cms_flags *f, struct cms_config *cfg);
 int64_t cms_config_rekey_margin(const struct cms_config *cfg);
 
 /* Suite names: "sha1-aes128", "sha1-3des", "sha1-null", "md5-aes128", "md5-3des", "md5-null";
- * SNMPv3: "snmp-sha1-des", "snmp-sha1-null", "snmp-md5-des", "snmp-md5-null". */
+ * SNMPv3 (as ck_kmm_suite_short_name): "sha1-des", "sha1-null", "md5-des", "md5-null". */
 int cms_suites_parse(const char *value, struct ck_kmm_suite *out, size_t max, size_t *n);
 const char *cms_suite_name(uint8_t doi, struct ck_kmm_suite s, char *buf, size_t size);
 /* The strongest suite (ck_kmm_suite_rank; the allowed list's order breaks ties) that the endpoint

@@ -456,8 +456,10 @@ ap_request(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
                                    r->msg.krb, r->msg.krb_len, r->now);
     if (rc == CK_ERR_REPLAY)
         return fail(r, CK_KRB_AP_ERR_REPEAT, "replayed authenticator");
+    if (rc == CK_ERR_FULL)
+        return fail(r, CK_KRB_ERR_GENERIC, CK_AP_ETEXT_RCACHE_FULL);
     if (rc != 0)
-        return fail(r, CK_KRB_ERR_GENERIC, "replay cache full");
+        return fail(r, CK_KRB_ERR_GENERIC, ck_error_context());
     if (r->msg.server_nonce != 0 &&
         !cms_nonce_check(&s->nonce, &r->peer, r->msg.server_nonce, r->now))
         return fail(r, CK_KRB_AP_ERR_MODIFIED, "server nonce unknown or stale");

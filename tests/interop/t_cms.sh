@@ -67,6 +67,15 @@ cms_alive() { # cms_alive NAME DESC
         not_ok "$2" "$(tail -n 20 "$tmp/$1.stderr" "$tmp/$1.log")"; fi
 }
 
+# assert_log_wait DESC PATTERN FILE: like assert_file_grep, waiting for the line (cablekey-cms
+# writes request lines in batches, at most 100 ms late).
+assert_log_wait() {
+    if wait_file_grep "$3" "$2"; then ok "$1"; return 0; fi
+    not_ok "$1" "no line matches /$2/ in $3; last lines:
+$(tail -n 10 "$3" 2>/dev/null)"
+    return 1
+}
+
 cms_log_count() { sleep 0.2; grep -Ec -- "$2" "$tmp/$1.log" 2>/dev/null || true; }
 
 # mta CCACHE ARGS...: the endpoint against the CMS(es); output in $tmp/mta.out / mta.err.
@@ -145,9 +154,9 @@ $(tail -n 10 "$tmp/a.log")"
 fi
 sleep 0.5
 kill -INT "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
-assert_file_grep "CMS logs the AP Request in the CONTRACT7 form" \
+assert_log_wait "CMS logs the AP Request in the CONTRACT7 form" \
     "KMM AP-REQ 127\.0\.0\.1:[0-9]+ mta1@$REALM -> $SVC suite sha1-aes128 spi in 0x[0-9a-f]{8} out 0x[0-9a-f]{8}: ok" "$tmp/a.log"
-assert_file_grep "CMS logs the RQNT acknowledged" "RQNT acknowledged" "$tmp/a.log"
+assert_log_wait "CMS logs the RQNT acknowledged" "RQNT acknowledged" "$tmp/a.log"
 assert_file_grep "--export-xfrm wrote ip xfrm state lines" "^ip xfrm state add src 127\.0\.0\.1 dst 127\.0\.0\.1 proto esp spi 0x[0-9a-f]{8} .*encap espinudp" "$tmp/xfrm.txt"
 if grep -q "^ip xfrm policy add .* dir in " "$tmp/xfrm.txt" && grep -q "^ip xfrm policy add .* dir out " "$tmp/xfrm.txt"; then
     ok "--export-xfrm wrote the inbound and the outbound policy"
@@ -191,7 +200,7 @@ EOF
     else
         not_ok "replayed AP Request: Error Reply KRB_AP_ERR_REPEAT" "$(cat "$tmp/replay.out")"
     fi
-    assert_file_grep "CMS logs the replay" "error KRB_AP_ERR_REPEAT \(replayed authenticator\)" "$tmp/a.log"
+    assert_log_wait "CMS logs the replay" "error KRB_AP_ERR_REPEAT \(replayed authenticator\)" "$tmp/a.log"
 else
     not_ok "replayed AP Request: the AP Request found in the capture" "$(tshark -r "$tmp/kmm.pcapng" 2>&1 | head)"
 fi
@@ -244,8 +253,8 @@ else
     not_ok "SIGUSR1: Rekey, the endpoint re-keys" "rc $rc $(mta_result)
 $(grep -E "REKEY|SIGUSR1|AP-REQ" "$tmp/a.log" | tail -n 8)"
 fi
-assert_file_grep "CMS logs the SIGUSR1 Rekey" "KMM REKEY 127\.0\.0\.1:[0-9]+ spi in 0x[0-9a-f]{8}: sent \(SIGUSR1\)" "$tmp/a.log"
-assert_file_grep "the Rekey-started AP Request echoes the server nonce" "KMM AP-REQ .* solicited.*: ok" "$tmp/a.log"
+assert_log_wait "CMS logs the SIGUSR1 Rekey" "KMM REKEY 127\.0\.0\.1:[0-9]+ spi in 0x[0-9a-f]{8}: sent \(SIGUSR1\)" "$tmp/a.log"
+assert_log_wait "the Rekey-started AP Request echoes the server nonce" "KMM AP-REQ .* solicited.*: ok" "$tmp/a.log"
 
 # ---- 5. cablekey-cms restarted under a running endpoint: Wake Up, one round trip -------------
 mta_bg "$tmp/mta1.cc" --cms "127.0.0.1:$KP" --count 20 --interval 200
@@ -260,7 +269,7 @@ else
     not_ok "CMS restarted: the endpoint recovers" "rc $rc $(mta_result)
 $(tail -n 8 "$tmp/b.log")"
 fi
-if grep -Eq "unknown SPI, Wake Up sent" "$tmp/b.log" && grep -Eq "KMM AP-REQ .*(solicited|re-establish).*: ok" "$tmp/b.log"; then
+if wait_file_grep "$tmp/b.log" "unknown SPI, Wake Up sent" && wait_file_grep "$tmp/b.log" "KMM AP-REQ .*(solicited|re-establish).*: ok"; then
     ok "the restarted CMS woke the endpoint (Wake Up) or was re-keyed with Re-establish"
 else
     not_ok "Wake Up / Re-establish seen by the restarted CMS" "$(grep -E "Wake|AP-REQ" "$tmp/b.log" | tail -n 5)"
@@ -281,7 +290,7 @@ else
     not_ok "ack_required = true: the endpoint is served" "$(mta_result)
 $(tail -n 5 "$tmp/c.log")"
 fi
-assert_file_grep "CMS activated the SA on SP Recovered" "KMM SP-RECOVERED .*: ok, SA active" "$tmp/c.log"
+assert_log_wait "CMS activated the SA on SP Recovered" "KMM SP-RECOVERED .*: ok, SA active" "$tmp/c.log"
 stop_cms c "cablekey-cms with ack_required stops cleanly (exit 0)"
 
 # ---- 7. Failover to a second cablekey-cms on 127.0.0.2 -----------------------------------------

@@ -413,6 +413,7 @@ test_full_tables(void)
         else
             CHECK_INT_EQ(error_code(reply, rl, NULL), CK_KRB_ERR_GENERIC);
     }
+    CHECK_INT_EQ(ck_rcache_count(f.s.rcache), 2);
     fx_down(&f);
 }
 
