@@ -26,6 +26,7 @@ int cli_keytab(int argc, char **argv);
 int cli_device(int argc, char **argv);
 int cli_pki(int argc, char **argv);
 int cli_mta(int argc, char **argv);
+int cli_mta_kmm(int argc, char **argv); /* mta_kmm.c: `cablekey mta kmm` */
 int cli_realm(int argc, char **argv);
 int cli_db(int argc, char **argv);
 int cli_audit(int argc, char **argv);

@@ -33,7 +33,7 @@ static const struct {
      "KDC host with --db"},
     {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify",
      "it works on local CA files, not on a realm"},
-    {"mta", cli_mta, "log in with a certificate (PKINIT) and write the TGT to a ccache",
+    {"mta", cli_mta, "endpoint: PKINIT login to a ccache (login), IPsec keying with a CMS (kmm)",
      "it logs in to a KDC; it does not administer a realm"},
     {"db", cli_db, "back up, restore and check the database",
      "it works on the database file: run it on the KDC host"},

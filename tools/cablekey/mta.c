@@ -72,7 +72,10 @@ static const char mta_help[] =
     "                  PA-PROV-SRV-LOCATION\n"
     "  --ccache        default: $KRB5CCNAME (FILE: only), else /tmp/krb5cc_UID\n"
     "  --preauth-first send PKINIT in the first request (default: after the KDC asks)\n"
-    "Prints one line on success; errors are one line with exit 1, usage errors exit 2.\n";
+    "Prints one line on success; errors are one line with exit 1, usage errors exit 2.\n"
+    "\n"
+    "cablekey mta kmm --ccache FILE --cms ADDR:PORT --service PRINCIPAL ... keys IPsec with a\n"
+    "CMS and sends protected signaling (see 'cablekey mta kmm --help').\n";
 
 struct mopts {
     const char *identity, *password_file, *realm, *principal, *ccache, *prov_server;
@@ -379,5 +382,7 @@ cli_mta(int argc, char **argv)
     }
     if (strcmp(argv[1], "login") == 0)
         return mta_login(argc - 1, argv + 1);
+    if (strcmp(argv[1], "kmm") == 0)
+        return cli_mta_kmm(argc - 1, argv + 1);
     return cli_unknown_verb("mta", argv[1]);
 }
