@@ -139,7 +139,7 @@ fi
 stop_cms z "cablekey-cms stops cleanly on SIGTERM after reloads (exit 0)"
 
 # ---- 1. AP exchange and protected signaling both ways, captured for tshark -----------------
-start_cms a 127.0.0.1 --export-xfrm "$tmp/xfrm.txt"
+start_cms a 127.0.0.1 --export-xfrm "$tmp/xfrm.txt" --log-flush-ms 50
 dumpcap -q -i lo -f "udp port $KP or udp port $SP" -w "$tmp/kmm.pcapng" >"$tmp/dumpcap.log" 2>&1 &
 CAP_PID=$!
 CK_BG_PIDS+=($CAP_PID)
