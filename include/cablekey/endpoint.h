@@ -24,7 +24,8 @@
  *    and matched to our authenticator (ck_ap_rep_verify), a sub-key present (refused otherwise),
  *    then the KMM HMAC under the sub-key's AP-REP key, exactly one suite that we offered, a
  *    non-zero server SPI and lifetime. Then both ESP SAs; SP Recovered when ACK-required (sent
- *    again with signaling retransmissions until the server's first protected packet arrives).
+ *    again with signaling retransmissions until the server's first protected packet arrives;
+ *    signaling on the new SA waits 50 ms for the server to process it).
  *  - Re-key at lifetime - grace (lifetime / 2 when grace >= lifetime); the old inbound SA keeps
  *    accepting until it expires.
  *  - No AP Reply: retransmit with backoff nominal * 2^i capped at max (ck_kdc_backoff_ms), `tries`

@@ -22,6 +22,10 @@
 /* How long a server nonce (Wake Up, Rekey) is worth echoing: the server accepts its nonces for
  * one or two windows of solicited_key_timeout (30 s by default); later retries start afresh. */
 #define SOLICITED_KEY_TIMEOUT_MS 30000
+/* With ACK-required, signaling on a new SA waits this long after SP Recovered: the server answers
+ * on the SA only once it has processed SP Recovered, which arrives on its other port and may be
+ * handled by another thread after a command sent at the same moment. */
+#define ACK_SETTLE_MS 50
 #define MAX_TXID 999999999u
 #define KMM_BUF 16384              /* AP Request: ticket (authorization data too), authenticator */
 #define ESP_BUF (CK_ENDPOINT_MAX_SIGNAL + 128)
@@ -43,6 +47,7 @@ struct sa_pair {
     uint8_t rekey_key[CK_KMM_HMAC_KEY_LEN];
     int64_t expires_ms, rekey_at_ms;
     bool ack_pending;
+    int64_t hold_until_ms;         /* no signaling before (ACK_SETTLE_MS after SP Recovered) */
     uint8_t sp_recovered[3 + CK_KMM_HMAC_LEN];
 };
 
@@ -608,6 +613,7 @@ on_ap_rep(ck_endpoint *ep, const uint8_t *buf, const struct ck_kmm_msg *m, size_
         if (rc != 0)
             goto out;
         sa.ack_pending = true;
+        sa.hold_until_ms = now + ACK_SETTLE_MS;
     }
     /* The replaced SA's inbound half keeps accepting what the server already sent on it,
      * unless the server asked us to drop every other SA with it. */
@@ -816,8 +822,9 @@ send_pending(ck_endpoint *ep, int64_t now)
 {
     int rc;
 
-    if (!ep->sa.live)
+    if (!ep->sa.live || now < ep->sa.hold_until_ms)
         return 0;
+    ep->sa.hold_until_ms = 0;
     for (size_t i = 0; i < ep->n_cmds; i++) {
         if (!ep->cmds[i].sent && (rc = send_command_now(ep, &ep->cmds[i], now)) != 0)
             return rc;
@@ -854,8 +861,7 @@ ck_endpoint_send_command(ck_endpoint *ep, const char *verb, const char *params, 
     ep->next_txid = ep->next_txid >= MAX_TXID ? 1 : ep->next_txid + 1;
     if (txid != NULL)
         *txid = c->txid;
-    /* With ACK-required pending the server already accepts inbound on the new SA. */
-    if (ep->sa.live)
+    if (ep->sa.live && now >= ep->sa.hold_until_ms)
         return send_command_now(ep, c, now);
     return 0;
 }
@@ -1052,9 +1058,12 @@ next_deadline(const ck_endpoint *ep)
         if (!ep->ex.active)
             t = earliest(t, ep->sa.rekey_at_ms);
         t = earliest(t, ep->sa.expires_ms);
-        for (size_t i = 0; i < ep->n_cmds; i++)
+        for (size_t i = 0; i < ep->n_cmds; i++) {
             if (ep->cmds[i].sent)
                 t = earliest(t, ep->cmds[i].next_ms);
+            else if (ep->sa.hold_until_ms > 0)
+                t = earliest(t, ep->sa.hold_until_ms);
+        }
     }
     if (ep->prev_in != NULL)
         t = earliest(t, ep->prev_in_expires_ms);
@@ -1097,6 +1106,7 @@ sa_lost(ck_endpoint *ep, int64_t now)
 int
 ck_endpoint_on_timer(ck_endpoint *ep, int64_t now)
 {
+    bool sp_sent = false;
     int rc;
 
     if (ep->state == CK_ENDPOINT_FAILED || ep->state == CK_ENDPOINT_IDLE)
@@ -1133,17 +1143,21 @@ ck_endpoint_on_timer(ck_endpoint *ep, int64_t now)
     }
     if (!ep->sa.live)
         return 0;
+    if ((rc = send_pending(ep, now)) != 0 || !ep->sa.live)
+        return rc;
     for (size_t i = 0; i < ep->n_cmds; i++) {
         struct command *c = &ep->cmds[i];
         if (!c->sent || now < c->next_ms)
             continue;
         if (c->tries >= ep->p.sig_tries)
             return sa_lost(ep, now);
-        /* While the server may be waiting for SP Recovered, repeat it with the command. */
-        if (ep->sa.ack_pending &&
-            (rc = send_to(ep, &ep->cms[ep->sa.cms].kmm, ep->sa.sp_recovered,
-                          sizeof(ep->sa.sp_recovered))) != 0)
-            return rc;
+        /* While the server may be waiting for SP Recovered, repeat it (once per pass). */
+        if (ep->sa.ack_pending && !sp_sent) {
+            if ((rc = send_to(ep, &ep->cms[ep->sa.cms].kmm, ep->sa.sp_recovered,
+                              sizeof(ep->sa.sp_recovered))) != 0)
+                return rc;
+            sp_sent = true;
+        }
         if ((rc = send_command_now(ep, c, now)) != 0)
             return rc;
         if (!ep->sa.live)

@@ -141,6 +141,7 @@ struct fake_cms {
     bool wake_on_unknown_spi;
     bool send_rqnt;
     bool ack_required;
+    int drop_sp;                      /* SP Recovered messages to lose */
     enum rep_fault fault;
     uint32_t lifetime, grace;
     /* SA */
@@ -159,6 +160,7 @@ struct fake_cms {
     int rsips, ntfys;
     uint8_t last_esp[PKT_MAX];        /* last ESP packet it sent (replay test) */
     size_t last_esp_len;
+    bool sa_active;                   /* ACK-required: SP Recovered received for the SA */
     uint8_t last_rep[PKT_MAX];        /* last AP Reply it sent */
     size_t last_rep_len;
 };
@@ -306,6 +308,7 @@ cms_on_ap_req(struct fake_cms *c, const uint8_t *buf, size_t len)
         CHECK_OK(ck_esp_sa_new(&in, &c->in));
         CHECK_OK(ck_esp_sa_new(&o, &c->out));
         c->has_sa = true;
+        c->sa_active = false;
         c->spi_s = r.spi;
         c->spi_c = m.spi;
         CHECK_OK(ck_key_copy(&c->subkey, &subkey));
@@ -407,18 +410,23 @@ cms_on_esp(struct fake_cms *c, const uint8_t *buf, size_t len)
     }
     c->commands++;
     CHECK(strstr(text, " aaln/1@mta1.test MGCP 1.0 NCS 1.0\r\n") != NULL);
-    snprintf(reply, sizeof(reply), "200 %u OK\r\n", txid);
-    cms_esp_send(c, c->out, reply);
     if (strcmp(verb, "RSIP") == 0) {
         c->rsips++;
         CHECK(strstr(text, "RM: restart\r\n") != NULL);
+    } else if (strcmp(verb, "NTFY") == 0) {
+        c->ntfys++;
+    }
+    /* ACK-required: the SA stays pending (inbound only) until SP Recovered. */
+    if (c->ack_required && !c->sa_active)
+        return;
+    snprintf(reply, sizeof(reply), "200 %u OK\r\n", txid);
+    cms_esp_send(c, c->out, reply);
+    if (strcmp(verb, "RSIP") == 0) {
         if (c->send_rqnt) {
             snprintf(reply, sizeof(reply), "RQNT %u aaln/1@mta1.test MGCP 1.0 NCS 1.0\r\n"
                                            "X: 1\r\nR: hd\r\n", c->next_rqnt++);
             cms_esp_send(c, c->out, reply);
         }
-    } else if (strcmp(verb, "NTFY") == 0) {
-        c->ntfys++;
     }
 }
 
@@ -429,9 +437,14 @@ cms_on_kmm(struct fake_cms *c, const uint8_t *buf, size_t len)
         cms_on_ap_req(c, buf, len);
     } else if (len > 0 && buf[0] == CK_KMM_SP_RECOVERED) {
         uint8_t key[CK_KMM_HMAC_KEY_LEN];
+        if (c->drop_sp > 0) {
+            c->drop_sp--;
+            return;
+        }
         CHECK_OK(ck_kmm_hmac_key(CK_KMM_HMAC_SP_RECOVERED, &c->subkey, key));
         CHECK_OK(ck_kmm_sp_recovered_verify(buf, len, c->ap_rep_hmac, key));
         c->sp_recovered++;
+        c->sa_active = true;
     } else {
         CHECK(0);
     }
@@ -916,7 +929,38 @@ test_ack_required(void)
     pump();
     CHECK_INT_EQ(cms[0].sp_recovered, 1);
     CHECK_INT_EQ(ck_endpoint_state(ep), CK_ENDPOINT_ESTABLISHED);
+    /* Signaling waits a moment, so that SP Recovered is processed first. */
+    CHECK_INT_EQ(cms[0].rsips, 0);
+    CHECK_INT_EQ(ck_endpoint_next_timeout_ms(ep, vnow), 50);
+    advance_to(vnow + 50);
+    CHECK_INT_EQ(cms[0].rsips, 1);
     CHECK(ck_endpoint_restarted(ep));
+    CHECK_INT_EQ(cms[0].sp_recovered, 1);
+    ck_endpoint_get_stats(ep, &st);
+    CHECK_INT_EQ(st.retransmissions, 0);
+    /* Then the next timer is the re-key, not a busy loop. */
+    CHECK(ck_endpoint_next_timeout_ms(ep, vnow) > 1000);
+    teardown();
+
+    /* SP Recovered lost: the server keeps the SA pending and answers nothing; with the RSIP's
+     * retransmission SP Recovered goes again, and then the RSIP is answered. */
+    setup(1, false);
+    cms[0].ack_required = true;
+    cms[0].drop_sp = 1;
+    CHECK_OK(ck_endpoint_start(ep, vnow));
+    pump();
+    advance_to(vnow + 50);
+    CHECK_INT_EQ(cms[0].rsips, 1);
+    CHECK(!ck_endpoint_restarted(ep));
+    advance_to(vnow + 1000);
+    CHECK_INT_EQ(cms[0].sp_recovered, 1);
+    CHECK_INT_EQ(cms[0].rsips, 2);
+    CHECK(ck_endpoint_restarted(ep));
+    {
+        struct ck_endpoint_sa_info sa;
+        CHECK(ck_endpoint_sa_info(ep, &sa));
+        CHECK(!sa.ack_pending);
+    }
     teardown();
 }
 
