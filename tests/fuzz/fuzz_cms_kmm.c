@@ -22,6 +22,14 @@ static ck_esp_engine *eng;
 static uint8_t valid[4096];
 static size_t valid_len;
 
+/* The keytab's temporary directory goes when libFuzzer exits. */
+static void
+cleanup(void)
+{
+    ck_esp_engine_free(eng);
+    fx_down(&fix);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -36,6 +44,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_cms_kmm: setup: %s\n", ck_error_context());
         abort();
     }
+    atexit(cleanup);
     return 0;
 }
 
