@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # `make demo`: a throwaway realm on SQLite, our KDC on a loopback port, stock MIT kinit/klist/kvno
 # against it with a password and with a certificate (PKINIT), a phone adapter (MTA) logging in with
-# its manufacturer certificate through the device table, live revocation, the KDC's log lines for
-# those requests, and how to run it for real.
+# its manufacturer certificate through the device table and keying its signaling with a signaling
+# controller (cablekey-cms: a Kerberos AP exchange on UDP 1293, then ESP-protected NCS), live
+# revocation, the KDC's log lines for those requests, and how to run it for real.
 #   usage: bash scripts/demo.sh BUILD_DIR
 # Exits 0 when every step worked, non-zero with a clear message naming the step that failed.
 set -uo pipefail
@@ -17,14 +18,18 @@ if ! BUILD="$(cd "$BUILD_ARG" 2>/dev/null && pwd)"; then
 fi
 CLI="$BUILD/cablekey"
 KDC="$BUILD/cablekey-kdc"
+CMS="$BUILD/cablekey-cms"
+CMS_SVC=cms/cms.demo.test
 REALM=DEMO.CABLEKEY.TEST
 SVC=host/voice.demo.test
 if [ -t 1 ]; then B=$'\e[1m'; G=$'\e[32m'; R=$'\e[31m'; D=$'\e[2m'; N=$'\e[0m'; else B= G= R= D= N=; fi
 
 WORK="$(mktemp -d /tmp/cablekey-demo.XXXXXX)"
 KDC_PID=""
+CMS_PID=""
 cleanup() {
     if [ -n "$KDC_PID" ]; then kill -KILL "$KDC_PID" 2>/dev/null; wait "$KDC_PID" 2>/dev/null; fi
+    if [ -n "$CMS_PID" ]; then kill -KILL "$CMS_PID" 2>/dev/null; wait "$CMS_PID" 2>/dev/null; fi
     rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -43,6 +48,10 @@ fail() {
         echo "--- KDC stderr:" >&2
         tail -n 15 "$WORK/kdc.stderr" >&2
     fi
+    if [ -s "$WORK/cms.log" ] || [ -s "$WORK/cms.stderr" ]; then
+        echo "--- last lines of the cablekey-cms log and stderr:" >&2
+        tail -n 15 "$WORK/cms.log" "$WORK/cms.stderr" 2>/dev/null >&2
+    fi
     exit 1
 }
 # run CMD...: shows the command, runs it (bounded to 30 s), indents its output; fails the demo on error.
@@ -59,6 +68,7 @@ for tool in kinit klist kvno kdestroy python3; do
 done
 [ -x "$CLI" ] || fail "$CLI not built (run: make build)"
 [ -x "$KDC" ] || fail "$KDC not built (run: make build)"
+[ -x "$CMS" ] || fail "$CMS not built (run: make build)"
 
 free_port() {
     python3 - "$@" <<'EOF'
@@ -79,6 +89,9 @@ PORT=$(free_port) || fail "no free port"
 [ -n "$PORT" ] || fail "no free port"
 KPORT=$(free_port "$PORT") || fail "no free port for kpasswd"
 [ -n "$KPORT" ] || fail "no free port for kpasswd"
+CMS_PORT=$(free_port "$PORT" "$KPORT") || fail "no free port for cablekey-cms"
+SIG_PORT=$(free_port "$PORT" "$KPORT" "$CMS_PORT") || fail "no free port for the signaling"
+[ -n "$CMS_PORT" ] && [ -n "$SIG_PORT" ] || fail "no free port for cablekey-cms"
 
 printf '%scablekey demo%s: realm %s, SQLite database in %s, KDC on 127.0.0.1:%s\n' "$B" "$N" "$REALM" "$WORK" "$PORT"
 
@@ -203,6 +216,31 @@ run klist -c "FILE:$WORK/mta.ccache"
 run env KRB5CCNAME="FILE:$WORK/mta.ccache" kvno "$SVC"
 run "$CLI" device show --db "$DB" --mac "$MAC"
 
+step "The signaling controller: its service key in a keytab, cablekey-cms started"
+run "$CLI" principal add --db "$DB" "$CMS_SVC" --random
+run "$CLI" keytab export --db "$DB" --out "$WORK/cms.keytab" "$CMS_SVC"
+show "$CMS --keytab $WORK/cms.keytab --listen 127.0.0.1:$CMS_PORT --signaling-listen 127.0.0.1:$SIG_PORT --log $WORK/cms.log --log-level info &"
+"$CMS" --keytab "$WORK/cms.keytab" --listen "127.0.0.1:$CMS_PORT" \
+    --signaling-listen "127.0.0.1:$SIG_PORT" --log "$WORK/cms.log" --log-level info \
+    >"$WORK/cms.stderr" 2>&1 </dev/null &
+CMS_PID=$!
+ready=0
+for _ in $(seq 1 100); do
+    kill -0 "$CMS_PID" 2>/dev/null || { wait "$CMS_PID"; CMS_PID=""; fail "cablekey-cms exited during startup"; }
+    if grep -q "cablekey-cms ready" "$WORK/cms.log" 2>/dev/null; then ready=1; break; fi
+    sleep 0.1
+done
+[ $ready -eq 1 ] || fail "cablekey-cms did not report ready within 10 s"
+grep "cablekey-cms ready" "$WORK/cms.log" | sed 's/^/    /'
+
+step "The MTA keys its signaling: TGS for the controller, AP Request/Reply (KMM), ESP-protected NCS"
+echo "    (its TGT is the one from its certificate login; the sub-key in the AP Reply keys an ESP SA pair)"
+run "$CLI" mta kmm --ccache "$WORK/mta.ccache" --kdc "127.0.0.1:$PORT" \
+    --cms "127.0.0.1:$CMS_PORT" --signaling-port "$SIG_PORT" --service "$CMS_SVC@$REALM" --count 5
+sleep 0.3
+echo "    what cablekey-cms logged:"
+{ grep -E "KMM " "$WORK/cms.log"; grep -E "SIG " "$WORK/cms.log" | head -n 4; } | sed 's/^/    /'
+
 step "Revoke the device: its next login is refused at once, no KDC restart"
 run "$CLI" device revoke --db "$DB" --mac "$MAC"
 show "$CLI mta login ... --principal $MTA --packetcable   (expected to fail)"
@@ -227,7 +265,18 @@ else
     fail "no AS_REQ/TGS_REQ lines in the KDC log"
 fi
 
-step "Stop the KDC (SIGTERM)"
+step "Stop cablekey-cms and the KDC (SIGTERM)"
+show "kill -TERM $CMS_PID"
+kill -TERM "$CMS_PID"
+for _ in $(seq 1 50); do
+    kill -0 "$CMS_PID" 2>/dev/null || break
+    [ "$(ps -o stat= -p "$CMS_PID" 2>/dev/null | cut -c1)" = Z ] && break
+    sleep 0.1
+done
+kill -KILL "$CMS_PID" 2>/dev/null
+wait "$CMS_PID"; rc=$?
+CMS_PID=""
+[ $rc -eq 0 ] || fail "cablekey-cms exited with status $rc on SIGTERM (137: did not stop within 5 s)"
 show "kill -TERM $KDC_PID"
 kill -TERM "$KDC_PID"
 for _ in $(seq 1 50); do

@@ -36,7 +36,7 @@
 
 enum {
     OPT_KEYTAB = 256, OPT_LISTEN, OPT_SIGNALING_LISTEN, OPT_SERVICE, OPT_EXPORT_XFRM,
-    OPT_FOREGROUND
+    OPT_FOREGROUND, OPT_LOG_FLUSH_MS
 };
 
 struct send_sock {
@@ -59,6 +59,7 @@ struct daemon {
     pthread_t maint;
     bool maint_up;
     atomic_bool stopping;
+    int64_t log_flush_ms;
 };
 
 static void
@@ -75,6 +76,8 @@ usage(FILE *out)
             "      --service PRINCIPAL the service (default: the keytab's first principal)\n"
             "      --export-xfrm FILE  append `ip xfrm` commands for every SA (0600)\n"
             "      --foreground        accepted for compatibility (never forks)\n"
+            "      --log-flush-ms MS   write request lines in batches at most MS late\n"
+            "                          (default 0: each line at once)\n"
             "SIGHUP re-reads the configuration and the keytab and reopens the log; SIGUSR1 sends\n"
             "Rekey to every SA; SIGTERM stops.\n");
 }
@@ -88,7 +91,7 @@ print_error(const char *what)
 }
 
 static int
-parse_args(int argc, char **argv, struct cms_flags *f)
+parse_args(int argc, char **argv, struct cms_flags *f, int64_t *log_flush_ms)
 {
     static const struct option longopts[] = {
         CK_DAEMON_LONGOPTS,
@@ -98,6 +101,7 @@ parse_args(int argc, char **argv, struct cms_flags *f)
         {"service", required_argument, NULL, OPT_SERVICE},
         {"export-xfrm", required_argument, NULL, OPT_EXPORT_XFRM},
         {"foreground", no_argument, NULL, OPT_FOREGROUND},
+        {"log-flush-ms", required_argument, NULL, OPT_LOG_FLUSH_MS},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -111,6 +115,12 @@ parse_args(int argc, char **argv, struct cms_flags *f)
         case OPT_SERVICE: f->service = optarg; break;
         case OPT_EXPORT_XFRM: f->export_xfrm = optarg; break;
         case OPT_FOREGROUND: f->foreground = true; break;
+        case OPT_LOG_FLUSH_MS:
+            if (ck_parse_int64(optarg, 0, 1000, log_flush_ms) != 0) {
+                fprintf(stderr, CMS_PROG ": --log-flush-ms %s: expected 0..1000\n", optarg);
+                return 2;
+            }
+            break;
         case OPT_LISTEN:
             if (f->n_listen >= CMS_MAX_LISTEN) {
                 fprintf(stderr, CMS_PROG ": more than %d --listen options\n", CMS_MAX_LISTEN);
@@ -190,12 +200,17 @@ check_config(struct daemon *d)
     printf("listen: %s (udp)\n", listen);
     if (cms_sig_server_bind((const char *const *)cfg->signaling_listen, cfg->n_signaling_listen,
                             &sig) != 0) {
-        print_error("signaling listen");
-        return 1;
+        /* A running daemon holds the port: that is no reason to fail a check (as for listen). */
+        if (strstr(ck_error_context(), "Address already in use") == NULL) {
+            print_error("signaling listen");
+            return 1;
+        }
+        printf("signaling listen: %s (port in use now)\n", ck_error_context());
+    } else {
+        cms_sig_server_describe(sig, listen, sizeof(listen));
+        cms_sig_server_free(sig);
+        printf("signaling listen: %s (udp)\n", listen);
     }
-    cms_sig_server_describe(sig, listen, sizeof(listen));
-    cms_sig_server_free(sig);
-    printf("signaling listen: %s (udp)\n", listen);
     if (cfg->pid_file != NULL) {
         if (ck_daemon_pidfile_check(cfg->pid_file) != 0) {
             print_error("pid file");
@@ -311,11 +326,9 @@ open_send_sockets(struct daemon *d)
 
 /* ---- network glue ----------------------------------------------------------------------- */
 
-/* Per KMM worker: request lines are batched (one write per batch, at most LOG_FLUSH_MS late),
- * as cablekey-kdc does: at 100,000 endpoints keying, a write per line would cost more than the
- * exchange. */
-#define LOG_FLUSH_MS 100
-
+/* Per KMM worker: with --log-flush-ms MS, request lines are batched (one write per batch, at
+ * most MS late), as cablekey-kdc does: at 100,000 endpoints keying, a write per line costs more
+ * than the exchange. The default (0) writes each line at once, in order with the others. */
 struct kmm_worker {
     struct daemon *d;
     int64_t first_ms;          /* when the oldest unflushed line was added (0: none) */
@@ -337,6 +350,10 @@ handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t rep
     level = strstr(line, ": dropped") != NULL ? LOG_DEBUG : LOG_INFO;
     if (level > ck_log_level())
         return 0;
+    if (w->d->log_flush_ms == 0) {
+        ck_log(level, "%s", line);
+        return 0;
+    }
     if (w->first_ms == 0)
         w->first_ms = ck_monotonic_ms();
     ck_log_batch_add_str(&w->batch, level, line, strlen(line));
@@ -351,7 +368,7 @@ idle(void *state)
 
     if (w == NULL || w->first_ms == 0)
         return -1;
-    wait = w->first_ms + LOG_FLUSH_MS - ck_monotonic_ms();
+    wait = w->first_ms + w->d->log_flush_ms - ck_monotonic_ms();
     if (wait > 0)
         return (int)wait;
     ck_log_batch_flush(&w->batch);
@@ -574,7 +591,7 @@ main(int argc, char **argv)
     sigset_t usr1;
     int sfd = -1, rc, status = 1, workers;
 
-    if ((rc = parse_args(argc, argv, &d->flags)) >= 0)
+    if ((rc = parse_args(argc, argv, &d->flags, &d->log_flush_ms)) >= 0)
         return rc;
     ck_log_open(CMS_PROG, CK_LOG_STDERR, NULL, LOG_INFO);
     if (cms_config_load(&d->flags, &d->cfg) != 0) {

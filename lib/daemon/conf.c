@@ -35,12 +35,12 @@ ck_daemon_usage_common(FILE *out, const char *default_config)
     fprintf(out,
             "  -c, --config FILE       configuration (default %s)\n"
             "      --check             check what a start needs (configuration, log, listen\n"
-            "                          addresses, pid file, database), print it, then exit\n"
+            "                          addresses, pid file, keys), print it, then exit\n"
             "      --log DEST          stderr, syslog, console (= stderr) or a file path\n"
             "      --log-level LEVEL   err, warning, notice, info or debug\n"
             "      --pid-file FILE     write the process id here\n"
-            "      --user NAME         after binding the sockets, run as this user (who owns\n"
-            "                          the database and the stash)\n"
+            "      --user NAME         after binding the sockets, run as this user (who must\n"
+            "                          be able to read the daemon's keys and data)\n"
             "      --version           print the version\n"
             "  -h, --help              this text\n",
             default_config);

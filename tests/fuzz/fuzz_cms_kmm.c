@@ -1,9 +1,12 @@
 /* libFuzzer target: datagrams into cablekey-cms's KMM handler (cms_kmm_handle) and its signaling
  * port (cms_sig_handle), against one in-process server made at start (tests/unit/cms_fixture.h:
  * a keytab in a temporary directory, a ticket sealed under its key). The first input byte picks
- * the port; a third of the KMM inputs are made valid-looking by replacing the Kerberos blob with
- * a fresh AP-REQ, so that the fuzzer also reaches the HMAC, nonce, suite and SA paths. The SA
- * table is bounded (max_sas 64) and swept as the fuzzer runs: nothing grows without bound. */
+ * the port (0 mod 3: signaling, 1: KMM); with 2 the rest of the input follows the start of a
+ * valid AP Request (header and AP-REQ, which verify), so that the fuzzer also reaches the HMAC,
+ * nonce, suite and SA paths behind the ticket check. The SA
+ * table is bounded (max_sas 64) and swept as the fuzzer runs: nothing grows without bound.
+ * Seeds: tests/fuzz/corpus/cms_kmm/ (an AP Request, AP Reply and ESP packets captured by t_cms.sh,
+ * each behind its port byte). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,6 +22,14 @@ static ck_esp_engine *eng;
 static uint8_t valid[4096];
 static size_t valid_len;
 
+/* The keytab's temporary directory goes when libFuzzer exits. */
+static void
+cleanup(void)
+{
+    ck_esp_engine_free(eng);
+    fx_down(&fix);
+}
+
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -33,6 +44,7 @@ LLVMFuzzerInitialize(int *argc, char ***argv)
         fprintf(stderr, "fuzz_cms_kmm: setup: %s\n", ck_error_context());
         abort();
     }
+    atexit(cleanup);
     return 0;
 }
 
