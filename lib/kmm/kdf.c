@@ -1,12 +1,12 @@
 /* KMM key derivation and message authentication: cablekey's own definitions (kmm.h header,
- * docs/PROTOCOL.md "Key management"), on OpenSSL's TLS1-PRF and HMAC. */
+ * docs/PROTOCOL.md "Key management"), on OpenSSL's HMAC-SHA-1. */
 #include <pthread.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/kdf.h>
 #include <openssl/params.h>
 
 #include "cablekey/error.h"
@@ -15,71 +15,138 @@
 
 #define KMM_PRF_MAX_OUT 1024
 #define KMM_PRF_MAX_INPUT 1024 /* label || seed */
+#define SHA1_LEN 20
 
-/* Fetched once: both objects are immutable and shared by every thread. */
+/* Fetched once and immutable afterwards: shared by every thread. */
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
-static EVP_KDF *tls1_prf;
+static bool fetch_ok;
 static EVP_MAC *hmac;
+static pthread_key_t thread_key;
+
+/* The thread's HMAC-SHA-1 context, digest bound once, re-keyed by every call. A context per call
+ * (and OpenSSL's TLS1-PRF, which builds its HMAC contexts and fetches SHA-1 by name on every
+ * derive) cost 30 k instructions for a 20-byte PRF output, most of an AP exchange's key work.
+ * Between calls it holds the last key's HMAC state, like lib/crypto's keyed contexts; it is
+ * freed (and so cleansed) when the thread exits, through thread_key. A forked child gets its own
+ * copy of the forking thread's context and nothing else: no state is shared between threads or
+ * processes. */
+static _Thread_local EVP_MAC_CTX *thread_mac;
+
+static void
+thread_mac_free(void *p)
+{
+    if (thread_mac == p)
+        thread_mac = NULL;
+    EVP_MAC_CTX_free(p);
+}
 
 static void
 fetch_init(void)
 {
-    tls1_prf = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL);
     hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    fetch_ok = hmac != NULL && pthread_key_create(&thread_key, thread_mac_free) == 0;
 }
 
+/* This thread's context, created on first use. */
 static int
-fetch(void)
+get_mac(EVP_MAC_CTX **out)
 {
-    if (pthread_once(&fetch_once, fetch_init) != 0 || tls1_prf == NULL || hmac == NULL)
-        return ck_error_set(CK_ERR_CRYPTO, "KMM: OpenSSL has no TLS1-PRF or HMAC");
+    OSSL_PARAM params[2];
+    EVP_MAC_CTX *ctx;
+
+    if (thread_mac != NULL) {
+        *out = thread_mac;
+        return 0;
+    }
+    if (pthread_once(&fetch_once, fetch_init) != 0 || !fetch_ok)
+        return ck_error_set_ssl(CK_ERR_CRYPTO, "KMM: OpenSSL has no HMAC");
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA1", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    if ((ctx = EVP_MAC_CTX_new(hmac)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "KMM HMAC: context");
+    if (EVP_MAC_CTX_set_params(ctx, params) != 1) {
+        EVP_MAC_CTX_free(ctx);
+        return ck_error_set_ssl(CK_ERR_CRYPTO, "KMM: OpenSSL has no HMAC-SHA-1");
+    }
+    if (pthread_setspecific(thread_key, ctx) != 0) {
+        EVP_MAC_CTX_free(ctx);
+        return ck_error_set(CK_ERR_NOMEM, "KMM: thread key");
+    }
+    thread_mac = ctx;
+    *out = ctx;
     return 0;
 }
 
-/* With a digest other than MD5-SHA1, OpenSSL's TLS1-PRF is the single P_<hash> of RFC 2246 §5
- * over the whole secret (the MD5/SHA-1 halves are only used for "MD5-SHA1"), so digest SHA1 gives
- * exactly P_SHA-1(secret, label || seed). */
+/* One HMAC over the concatenation of up to three buffers (NULL/0 for unused ones), under the key
+ * the context holds. restart: begin again from the keyed state (the ipad/opad hashes kept by
+ * EVP_MAC_init(key)), which is cheaper than EVP_MAC_CTX_dup of the keyed context (4 k against
+ * 7.5 k instructions per 20-byte HMAC, bench/kmm_prf_bench.c); a context just keyed needs none. */
+static int
+mac3(EVP_MAC_CTX *ctx, bool restart, const uint8_t *a, size_t alen, const uint8_t *b,
+     size_t blen, const uint8_t *c, size_t clen, uint8_t out[SHA1_LEN])
+{
+    size_t n = 0;
+
+    if ((restart && EVP_MAC_init(ctx, NULL, 0, NULL) != 1) ||
+        (alen > 0 && EVP_MAC_update(ctx, a, alen) != 1) ||
+        (blen > 0 && EVP_MAC_update(ctx, b, blen) != 1) ||
+        (clen > 0 && EVP_MAC_update(ctx, c, clen) != 1) ||
+        EVP_MAC_final(ctx, out, &n, SHA1_LEN) != 1 || n != SHA1_LEN)
+        return ck_error_set_ssl(CK_ERR_CRYPTO, "KMM HMAC-SHA-1");
+    return 0;
+}
+
+/* P_SHA-1(secret, label || seed) of RFC 2246 §5, the same bytes as OpenSSL's TLS1-PRF with digest
+ * SHA1 (tests/unit/test_kmm_kdf.c compares the two over random inputs):
+ *   A(0) = label || seed, A(i) = HMAC(secret, A(i-1)),
+ *   output = HMAC(secret, A(1) || label || seed) || HMAC(secret, A(2) || label || seed) || ...
+ * truncated to out_len. The secret is set once; every HMAC restarts from its keyed state. */
 int
 ck_kmm_prf(const uint8_t *secret, size_t secret_len, const char *label, const uint8_t *seed,
            size_t seed_len, uint8_t *out, size_t out_len)
 {
-    uint8_t input[KMM_PRF_MAX_INPUT];
-    size_t label_len;
-    EVP_KDF_CTX *ctx = NULL;
-    OSSL_PARAM params[4];
+    const uint8_t *lab = (const uint8_t *)label;
+    uint8_t a[SHA1_LEN], block[SHA1_LEN];
+    size_t label_len, done = 0;
+    EVP_MAC_CTX *ctx = NULL;
     int rc;
 
     if (secret == NULL || secret_len == 0 || label == NULL || out == NULL || out_len == 0 ||
         out_len > KMM_PRF_MAX_OUT || (seed == NULL && seed_len > 0))
         return ck_error_set(CK_ERR_INVAL, "KMM PRF: bad arguments");
     label_len = strlen(label);
-    if (label_len == 0 || label_len > sizeof(input) || seed_len > sizeof(input) - label_len)
+    if (label_len == 0 || label_len > KMM_PRF_MAX_INPUT ||
+        seed_len > KMM_PRF_MAX_INPUT - label_len)
         return ck_error_set(CK_ERR_INVAL, "KMM PRF: label and seed over %d bytes",
                             KMM_PRF_MAX_INPUT);
-    if ((rc = fetch()) != 0)
+    if ((rc = get_mac(&ctx)) != 0)
         return rc;
-    memcpy(input, label, label_len);
-    if (seed_len > 0)
-        memcpy(input + label_len, seed, seed_len);
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA1", 0);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, (void *)secret,
-                                                  secret_len);
-    params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, input,
-                                                  label_len + seed_len);
-    params[3] = OSSL_PARAM_construct_end();
-    if ((ctx = EVP_KDF_CTX_new(tls1_prf)) == NULL) {
-        rc = ck_error_set(CK_ERR_NOMEM, "KMM PRF: context");
+    if (EVP_MAC_init(ctx, secret, secret_len, NULL) != 1) {
+        rc = ck_error_set_ssl(CK_ERR_CRYPTO, "KMM PRF: HMAC key");
         goto out;
     }
-    if (EVP_KDF_derive(ctx, out, out_len, params) != 1) {
-        OPENSSL_cleanse(out, out_len);
-        rc = ck_error_set_ssl(CK_ERR_CRYPTO, "KMM PRF");
+    /* A(1); the context was just keyed, so no restart. */
+    if ((rc = mac3(ctx, false, lab, label_len, seed, seed_len, NULL, 0, a)) != 0)
         goto out;
+    /* out_len <= KMM_PRF_MAX_OUT bounds the loop to 52 blocks. */
+    for (;;) {
+        size_t take = out_len - done < SHA1_LEN ? out_len - done : SHA1_LEN;
+
+        if ((rc = mac3(ctx, true, a, SHA1_LEN, lab, label_len, seed, seed_len, block)) != 0)
+            goto out;
+        memcpy(out + done, block, take);
+        done += take;
+        if (done == out_len)
+            break;
+        if ((rc = mac3(ctx, true, a, SHA1_LEN, NULL, 0, NULL, 0, a)) != 0)
+            goto out;
     }
     rc = 0;
 out:
-    EVP_KDF_CTX_free(ctx);
-    OPENSSL_cleanse(input, sizeof(input));
+    if (rc != 0)
+        OPENSSL_cleanse(out, out_len);
+    OPENSSL_cleanse(a, sizeof(a));
+    OPENSSL_cleanse(block, sizeof(block));
     return rc;
 }
 
@@ -105,28 +172,19 @@ ck_kmm_hmac_key(enum ck_kmm_hmac_use use, const ck_key *from, uint8_t out[CK_KMM
     return ck_kmm_prf(from->contents, from->length, label, NULL, 0, out, CK_KMM_HMAC_KEY_LEN);
 }
 
-/* HMAC-SHA-1 of the concatenation of two buffers (b may be empty). */
+/* HMAC-SHA-1 of the concatenation of two buffers (b may be empty), on the thread's context. */
 static int
 hmac_sha1(const uint8_t key[CK_KMM_HMAC_KEY_LEN], const uint8_t *a, size_t alen,
           const uint8_t *b, size_t blen, uint8_t mac[CK_KMM_HMAC_LEN])
 {
     EVP_MAC_CTX *ctx = NULL;
-    OSSL_PARAM params[2];
-    size_t n = 0;
     int rc;
 
-    if ((rc = fetch()) != 0)
+    if ((rc = get_mac(&ctx)) != 0)
         return rc;
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA1", 0);
-    params[1] = OSSL_PARAM_construct_end();
-    if ((ctx = EVP_MAC_CTX_new(hmac)) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "KMM HMAC: context");
-    if (EVP_MAC_init(ctx, key, CK_KMM_HMAC_KEY_LEN, params) != 1 ||
-        EVP_MAC_update(ctx, a, alen) != 1 || (blen > 0 && EVP_MAC_update(ctx, b, blen) != 1) ||
-        EVP_MAC_final(ctx, mac, &n, CK_KMM_HMAC_LEN) != 1 || n != CK_KMM_HMAC_LEN)
-        rc = ck_error_set_ssl(CK_ERR_CRYPTO, "KMM HMAC-SHA-1");
-    EVP_MAC_CTX_free(ctx);
-    return rc;
+    if (EVP_MAC_init(ctx, key, CK_KMM_HMAC_KEY_LEN, NULL) != 1)
+        return ck_error_set_ssl(CK_ERR_CRYPTO, "KMM HMAC-SHA-1: key");
+    return mac3(ctx, false, a, alen, b, blen, NULL, 0, mac);
 }
 
 int
