@@ -1,11 +1,19 @@
 /* KMM key derivation and message authentication: the vectors of docs/PROTOCOL.md ("Key
  * management"), computed independently by tests/vectors/kmm/kmm_ref.py (Python hmac, no
- * OpenSSL), a published TLS 1.0 PRF vector, and the HMAC refusals. */
+ * OpenSSL), a published TLS 1.0 PRF vector, the HMAC refusals, and lib/kmm's own P_SHA-1 against
+ * OpenSSL's TLS1-PRF over random inputs, across threads and a fork. */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
 
 #include "ck_test.h"
 #include "cablekey/ap.h"
@@ -244,6 +252,227 @@ test_snmpv3_keys(void)
     CHECK_INT_EQ(ck_kmm_derive_snmpv3(&k, v[0].suite, &agent, &keys), CK_ERR_INVAL);
 }
 
+/* OpenSSL's TLS1-PRF with digest SHA1: P_SHA-1(secret, label || seed), the reference that
+ * ck_kmm_prf (which computes P_SHA-1 itself, on OpenSSL's HMAC) must equal byte for byte. */
+static int
+openssl_tls1_prf(const uint8_t *secret, size_t secret_len, const char *label,
+                 const uint8_t *seed, size_t seed_len, uint8_t *out, size_t out_len)
+{
+    uint8_t input[1024];
+    size_t label_len = strlen(label);
+    OSSL_PARAM p[4];
+    EVP_KDF *kdf = NULL;
+    EVP_KDF_CTX *ctx = NULL;
+    int ok = 0;
+
+    if (label_len + seed_len > sizeof(input))
+        return 0;
+    memcpy(input, label, label_len);
+    if (seed_len > 0)
+        memcpy(input + label_len, seed, seed_len);
+    p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA1", 0);
+    p[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, (void *)secret, secret_len);
+    p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, input, label_len + seed_len);
+    p[3] = OSSL_PARAM_construct_end();
+    if ((kdf = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL)) != NULL &&
+        (ctx = EVP_KDF_CTX_new(kdf)) != NULL)
+        ok = EVP_KDF_derive(ctx, out, out_len, p) == 1;
+    EVP_KDF_CTX_free(ctx);
+    EVP_KDF_free(kdf);
+    return ok;
+}
+
+/* Deterministic from a seed drawn per run and printed on a mismatch, so that a failure can be
+ * replayed by fixing the seed. */
+static uint64_t
+next_rand(uint64_t *s)
+{
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+
+static void
+rand_fill(uint64_t *s, uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(next_rand(s) >> 32);
+}
+
+/* One random comparison: secret of secret_len, a label of 1..40 printable bytes, a seed of
+ * 0..seed_max bytes, out_len bytes of output. Returns 1 when ck_kmm_prf equals TLS1-PRF. */
+static int
+prf_matches(uint64_t *s, size_t secret_len, size_t seed_max, size_t out_len)
+{
+    uint8_t secret[128], seed[256], got[1024], want[1024];
+    char label[41];
+    size_t label_len = 1 + next_rand(s) % 40, seed_len = next_rand(s) % (seed_max + 1);
+    int rc;
+
+    rand_fill(s, secret, secret_len);
+    rand_fill(s, seed, seed_len);
+    for (size_t i = 0; i < label_len; i++)
+        label[i] = (char)(' ' + next_rand(s) % 95);
+    label[label_len] = '\0';
+    memset(got, 0xee, sizeof(got));
+    rc = ck_kmm_prf(secret, secret_len, label, seed_len > 0 ? seed : NULL, seed_len, got, out_len);
+    if (rc != 0 || !openssl_tls1_prf(secret, secret_len, label, seed, seed_len, want, out_len))
+        return 0;
+    /* And not a byte written past out_len. */
+    return memcmp(got, want, out_len) == 0 && (out_len == sizeof(got) || got[out_len] == 0xee);
+}
+
+static uint64_t
+random_seed(void)
+{
+    uint64_t seed = 0;
+
+    CHECK(RAND_bytes((unsigned char *)&seed, sizeof(seed)) == 1);
+    return seed != 0 ? seed : 0x9e3779b97f4a7c15ULL;
+}
+
+static void
+test_prf_equals_openssl_tls1_prf(void)
+{
+    uint64_t seed = random_seed(), s = seed;
+    int bad = 0;
+
+    /* Every output length 1..1024 (whole blocks, partial last blocks, the maximum). */
+    for (size_t n = 1; n <= 1024; n++)
+        bad += !prf_matches(&s, 1 + next_rand(&s) % 64, 64, n);
+    /* Every secret length 1..64, and longer ones (HMAC hashes a key over 64 bytes first). */
+    for (size_t k = 1; k <= 128; k++)
+        bad += !prf_matches(&s, k, 64, 1 + next_rand(&s) % 200);
+    /* Random everything, with seeds up to 256 bytes. */
+    for (int i = 0; i < 500; i++)
+        bad += !prf_matches(&s, 1 + next_rand(&s) % 64, 256, 1 + next_rand(&s) % 1024);
+    if (bad != 0)
+        fprintf(stderr, "  %d mismatches against TLS1-PRF, seed %#llx\n", bad,
+                (unsigned long long)seed);
+    CHECK_INT_EQ(bad, 0);
+}
+
+/* The KMM HMAC is HMAC-SHA-1, as OpenSSL's one-shot computes it, whatever the thread's context
+ * was last keyed with (a PRF secret, another HMAC key). */
+static void
+test_hmac_equals_openssl(void)
+{
+    uint64_t seed = random_seed(), s = seed;
+    uint8_t msg[600], key[CK_KMM_HMAC_KEY_LEN], other[CK_KMM_HMAC_KEY_LEN], want[20], prf[80];
+    int bad = 0;
+
+    for (int i = 0; i < 300; i++) {
+        size_t len = 3 + CK_KMM_HMAC_LEN + next_rand(&s) % (sizeof(msg) - 3 - CK_KMM_HMAC_LEN);
+
+        rand_fill(&s, msg, len);
+        rand_fill(&s, key, sizeof(key));
+        rand_fill(&s, other, sizeof(other));
+        if (EVP_Q_mac(NULL, "HMAC", NULL, "SHA1", NULL, key, sizeof(key), msg,
+                      len - CK_KMM_HMAC_LEN, want, sizeof(want), NULL) == NULL) {
+            bad++;
+            continue;
+        }
+        /* Leave the thread's context keyed with something else first. */
+        if (i % 2 == 0)
+            CHECK_OK(ck_kmm_prf(other, sizeof(other), "x", NULL, 0, prf, sizeof(prf)));
+        else
+            CHECK_OK(ck_kmm_seal(msg, len, other));
+        CHECK_OK(ck_kmm_seal(msg, len, key));
+        bad += memcmp(msg + len - CK_KMM_HMAC_LEN, want, CK_KMM_HMAC_LEN) != 0;
+    }
+    if (bad != 0)
+        fprintf(stderr, "  %d HMAC mismatches, seed %#llx\n", bad, (unsigned long long)seed);
+    CHECK_INT_EQ(bad, 0);
+}
+
+/* Each thread has its own context: threads deriving and sealing at once get the single-threaded
+ * results, and their contexts are freed as they exit (ASan's leak check covers that). */
+#define THREADS 4
+#define THREAD_ROUNDS 300
+
+struct thread_job {
+    int id;
+    uint8_t want_prf[80], want_mac[20];
+    int mismatches;
+};
+
+static void
+thread_inputs(int id, uint8_t secret[32], uint8_t msg[100])
+{
+    for (int i = 0; i < 32; i++)
+        secret[i] = (uint8_t)(id * 37 + i);
+    for (int i = 0; i < 100; i++)
+        msg[i] = (uint8_t)(id * 11 + i * 3);
+}
+
+static void *
+thread_main(void *arg)
+{
+    struct thread_job *job = arg;
+    uint8_t secret[32], msg[100], prf[80];
+
+    thread_inputs(job->id, secret, msg);
+    for (int r = 0; r < THREAD_ROUNDS; r++) {
+        if (ck_kmm_prf(secret, sizeof(secret), "cablekey kmm ipsec keys", msg, 8, prf,
+                       sizeof(prf)) != 0 ||
+            memcmp(prf, job->want_prf, sizeof(prf)) != 0)
+            job->mismatches++;
+        if (ck_kmm_seal(msg, sizeof(msg), secret) != 0 ||
+            memcmp(msg + sizeof(msg) - 20, job->want_mac, 20) != 0)
+            job->mismatches++;
+    }
+    return NULL;
+}
+
+static void
+test_prf_threads_and_fork(void)
+{
+    struct thread_job jobs[THREADS];
+    pthread_t t[THREADS];
+    uint8_t secret[32], msg[100];
+    int started = 0;
+    pid_t pid;
+
+    memset(jobs, 0, sizeof(jobs));
+    for (int i = 0; i < THREADS; i++) {
+        jobs[i].id = i;
+        thread_inputs(i, secret, msg);
+        CHECK(openssl_tls1_prf(secret, sizeof(secret), "cablekey kmm ipsec keys", msg, 8,
+                               jobs[i].want_prf, sizeof(jobs[i].want_prf)));
+        CHECK(EVP_Q_mac(NULL, "HMAC", NULL, "SHA1", NULL, secret, 20, msg, sizeof(msg) - 20,
+                        jobs[i].want_mac, 20, NULL) != NULL);
+    }
+    for (int i = 0; i < THREADS; i++)
+        if (pthread_create(&t[i], NULL, thread_main, &jobs[i]) == 0)
+            started++;
+    CHECK_INT_EQ(started, THREADS);
+    for (int i = 0; i < started; i++) {
+        pthread_join(t[i], NULL);
+        CHECK_INT_EQ(jobs[i].mismatches, 0);
+    }
+    /* A forked child (holding a copy of this thread's context) derives correctly, and the parent
+     * still does after it. */
+    thread_main(&jobs[0]);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        jobs[1].mismatches = 0;
+        thread_main(&jobs[1]);
+        thread_main(&jobs[0]);
+        _exit(jobs[0].mismatches == 0 && jobs[1].mismatches == 0 ? 0 : 1);
+    }
+    if (pid > 0) {
+        int status = 0;
+
+        CHECK(waitpid(pid, &status, 0) == pid);
+        CHECK(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+        thread_main(&jobs[2]);
+        CHECK_INT_EQ(jobs[0].mismatches, 0);
+        CHECK_INT_EQ(jobs[2].mismatches, 0);
+    }
+}
+
 static unsigned char *
 read_hex_file(const char *path, size_t *len)
 {
@@ -389,4 +618,6 @@ out:
 
 CK_TEST_MAIN("kmm_kdf", CK_TEST_CASE(test_prf_published_tls10), CK_TEST_CASE(test_prf_vector),
              CK_TEST_CASE(test_hmac_keys), CK_TEST_CASE(test_ipsec_keys),
-             CK_TEST_CASE(test_snmpv3_keys), CK_TEST_CASE(test_sealed_messages))
+             CK_TEST_CASE(test_snmpv3_keys), CK_TEST_CASE(test_prf_equals_openssl_tls1_prf),
+             CK_TEST_CASE(test_hmac_equals_openssl), CK_TEST_CASE(test_prf_threads_and_fork),
+             CK_TEST_CASE(test_sealed_messages))
