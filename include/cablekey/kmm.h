@@ -186,8 +186,9 @@ int ck_kmm_timestamp_parse(const char *s, size_t len, int64_t *t);
  * Key derivation and message authentication.
  */
 
-/* F(secret, label, seed) into out (out_len bytes, 1..1024): P_SHA-1 of RFC 2246 §5 through
- * OpenSSL's TLS1-PRF. */
+/* F(secret, label, seed) into out (out_len bytes, 1..1024): P_SHA-1 of RFC 2246 §5, chained
+ * over OpenSSL's HMAC-SHA-1 on a per-thread context (the same bytes as OpenSSL's TLS1-PRF with
+ * SHA1, which test_kmm_kdf checks; that KDF rebuilds its HMAC contexts on every call). */
 int ck_kmm_prf(const uint8_t *secret, size_t secret_len, const char *label, const uint8_t *seed,
                size_t seed_len, uint8_t *out, size_t out_len);
 
