@@ -125,4 +125,17 @@ struct ck_esp_xfrm_desc {
 int ck_esp_xfrm_format(const ck_esp_sa *sa, const struct ck_esp_xfrm_desc *d, char *buf,
                        size_t size, size_t *used);
 
+/* One SA as a record of Wireshark's "ESP SAs" table (the esp_sa UAT file in a Wireshark
+ * profile, or the argument of tshark -o "uat:esp_sa:RECORD" without its newline), so that
+ * Wireshark decrypts and checks the ICV of the SA's packets (with -d udp.port==PORT,udpencap for
+ * our UDP encapsulation):
+ *   "IPv4","SRC","DST","0xSPI","AES-CBC [RFC3602]","0xKEY","HMAC-SHA-1-96 [RFC2404]","0xKEY"\n
+ * (TripleDES-CBC [RFC2451], NULL with an empty key; HMAC-MD5-96 [RFC2403]; IPv6). src/dst are
+ * numeric addresses, the direction is src -> dst. The keys are in the text: callers write it only
+ * where the operator asked (a 0600 file). *used is in/out exactly as for ck_esp_xfrm_format;
+ * CK_ERR_INVAL for non-numeric (names, Wireshark's "*") or mixed-family addresses, CK_ERR_LIMIT
+ * (nothing appended, the tail of buf wiped) when it does not fit. */
+int ck_esp_wireshark_sa_format(const ck_esp_sa *sa, const char *src, const char *dst, char *buf,
+                               size_t size, size_t *used);
+
 #endif

@@ -709,11 +709,26 @@ append_hex(char *buf, size_t size, size_t *used, const uint8_t *p, size_t n)
     return ret;
 }
 
+/* AF_INET or AF_INET6 when src and dst are both numeric addresses of that family, else 0. */
+static int
+numeric_family(const char *src, const char *dst)
+{
+    uint8_t a[16];
+    int fam;
+
+    if (src == NULL || dst == NULL)
+        return 0;
+    fam = inet_pton(AF_INET, src, a) == 1    ? AF_INET
+          : inet_pton(AF_INET6, src, a) == 1 ? AF_INET6 : 0;
+    if (fam == 0 || inet_pton(fam, dst, a) != 1)
+        return 0;
+    return fam;
+}
+
 int
 ck_esp_xfrm_format(const ck_esp_sa *sa, const struct ck_esp_xfrm_desc *d, char *buf, size_t size,
                    size_t *used)
 {
-    uint8_t a[16];
     const char *auth, *enc, *plen;
     size_t start = *used;
     int fam, ret;
@@ -721,11 +736,7 @@ ck_esp_xfrm_format(const ck_esp_sa *sa, const struct ck_esp_xfrm_desc *d, char *
     if (start >= size)
         return ck_error_set(CK_ERR_INVAL, "xfrm: buffer offset %zu of %zu", start, size);
     /* The text is a shell command: only well-formed numeric addresses go into it. */
-    if (d->src == NULL || d->dst == NULL)
-        return ck_error_set(CK_ERR_INVAL, "xfrm: no address");
-    fam = inet_pton(AF_INET, d->src, a) == 1 ? AF_INET
-          : inet_pton(AF_INET6, d->src, a) == 1 ? AF_INET6 : 0;
-    if (fam == 0 || inet_pton(fam, d->dst, a) != 1)
+    if ((fam = numeric_family(d->src, d->dst)) == 0)
         return ck_error_set(CK_ERR_INVAL, "xfrm: addresses are not numeric of one family");
     plen = fam == AF_INET ? "32" : "128";
     auth = sa->auth == CK_KMM_AUTH_HMAC_SHA1_96 ? "hmac(sha1)" : "hmac(md5)";
@@ -762,6 +773,45 @@ ck_esp_xfrm_format(const ck_esp_sa *sa, const struct ck_esp_xfrm_desc *d, char *
         ck_memzero(buf + start, size - start);
         *used = start;
         return ck_error_set(CK_ERR_LIMIT, "xfrm: buffer of %zu bytes too small", size);
+    }
+    return 0;
+}
+
+int
+ck_esp_wireshark_sa_format(const ck_esp_sa *sa, const char *src, const char *dst, char *buf,
+                           size_t size, size_t *used)
+{
+    const char *auth, *enc;
+    size_t start = *used;
+    int fam, ret;
+
+    if (start >= size)
+        return ck_error_set(CK_ERR_INVAL, "esp_sa: buffer offset %zu of %zu", start, size);
+    /* Fields are quoted, and the addresses are SA selectors: a name (or Wireshark's "*"
+     * wildcard) would silently match other traffic, or a '"' break the record. */
+    if ((fam = numeric_family(src, dst)) == 0)
+        return ck_error_set(CK_ERR_INVAL, "esp_sa: addresses are not numeric of one family");
+    /* The exact labels of Wireshark's esp_sa table (packet-ipsec.c): any other spelling makes
+     * the record unreadable. */
+    enc = sa->enc == CK_KMM_ENC_AES128 ? "AES-CBC [RFC3602]"
+          : sa->enc == CK_KMM_ENC_3DES ? "TripleDES-CBC [RFC2451]" : "NULL";
+    auth = sa->auth == CK_KMM_AUTH_HMAC_SHA1_96 ? "HMAC-SHA-1-96 [RFC2404]"
+                                                 : "HMAC-MD5-96 [RFC2403]";
+
+    ret = append(buf, size, used, "\"%s\",\"%s\",\"%s\",\"0x%08x\",\"%s\",\"",
+                 fam == AF_INET ? "IPv4" : "IPv6", src, dst, sa->spi, enc);
+    if (ret == 0 && sa->enc_key_len > 0)
+        ret = append_hex(buf, size, used, sa->enc_key, sa->enc_key_len);
+    if (ret == 0)
+        ret = append(buf, size, used, "\",\"%s\",\"", auth);
+    if (ret == 0)
+        ret = append_hex(buf, size, used, sa->auth_key, sa->auth_key_len);
+    if (ret == 0)
+        ret = append(buf, size, used, "\"\n");
+    if (ret != 0) {
+        ck_memzero(buf + start, size - start);
+        *used = start;
+        return ck_error_set(CK_ERR_LIMIT, "esp_sa: buffer of %zu bytes too small", size);
     }
     return 0;
 }

@@ -20,6 +20,7 @@
 #include "cablekey/krb5_asn1.h"
 #include "cablekey/nametypes.h"
 #include "cablekey/util.h"
+#include "pcap_write.h"
 
 #define REALM "EXAMPLE.NET"
 #define CMS_PRINCIPAL "cms/cms1.example.net@EXAMPLE.NET"
@@ -101,84 +102,13 @@ out:
     return rc;
 }
 
-/* ---------------------------------------------------------------------------------------------
- * pcap writing.
- */
-
-static void
-le32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)v;
-    p[1] = (uint8_t)(v >> 8);
-    p[2] = (uint8_t)(v >> 16);
-    p[3] = (uint8_t)(v >> 24);
-}
-
-static void
-be16(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 8);
-    p[1] = (uint8_t)v;
-}
-
-static uint32_t
-sum16(const uint8_t *p, size_t n, uint32_t acc)
-{
-    for (size_t i = 0; i + 1 < n; i += 2)
-        acc += (uint32_t)(p[i] << 8 | p[i + 1]);
-    if (n & 1)
-        acc += (uint32_t)(p[n - 1] << 8);
-    return acc;
-}
-
-static uint16_t
-fold(uint32_t acc)
-{
-    while (acc >> 16)
-        acc = (acc & 0xffff) + (acc >> 16);
-    return (uint16_t)~acc;
-}
-
 static int
 write_packet(FILE *f, uint32_t seq, bool from_mta, const uint8_t *payload, size_t len)
 {
-    uint8_t rec[16], ip[20], udp[8], pseudo[12];
-    const uint8_t *src = from_mta ? addr_mta : addr_cms, *dst = from_mta ? addr_cms : addr_mta;
-    uint16_t sport = from_mta ? 40000 : CK_KMM_PORT, dport = from_mta ? CK_KMM_PORT : 40000;
-    size_t total = sizeof(ip) + sizeof(udp) + len;
-    uint16_t ck;
+    struct pcap_udp4 a = {from_mta ? addr_mta : addr_cms, from_mta ? addr_cms : addr_mta,
+                          from_mta ? 40000 : CK_KMM_PORT, from_mta ? CK_KMM_PORT : 40000};
 
-    memset(ip, 0, sizeof(ip));
-    ip[0] = 0x45;
-    be16(ip + 2, (uint32_t)total);
-    be16(ip + 4, seq);
-    ip[6] = 0x40; /* DF */
-    ip[8] = 64;
-    ip[9] = 17;
-    memcpy(ip + 12, src, 4);
-    memcpy(ip + 16, dst, 4);
-    be16(ip + 10, fold(sum16(ip, sizeof(ip), 0)));
-
-    be16(udp, sport);
-    be16(udp + 2, dport);
-    be16(udp + 4, (uint32_t)(sizeof(udp) + len));
-    udp[6] = udp[7] = 0;
-    memcpy(pseudo, src, 4);
-    memcpy(pseudo + 4, dst, 4);
-    pseudo[8] = 0;
-    pseudo[9] = 17;
-    be16(pseudo + 10, (uint32_t)(sizeof(udp) + len));
-    ck = fold(sum16(payload, len, sum16(udp, sizeof(udp), sum16(pseudo, sizeof(pseudo), 0))));
-    be16(udp + 6, ck == 0 ? 0xffff : ck);
-
-    le32(rec, 1764633600u + seq);
-    le32(rec + 4, 0);
-    le32(rec + 8, (uint32_t)total);
-    le32(rec + 12, (uint32_t)total);
-    if (fwrite(rec, 1, sizeof(rec), f) != sizeof(rec) || fwrite(ip, 1, sizeof(ip), f) != sizeof(ip) ||
-        fwrite(udp, 1, sizeof(udp), f) != sizeof(udp) || fwrite(payload, 1, len, f) != len)
-        return CK_ERR_IO;
-    return 0;
+    return pcap_write_udp4(f, seq, &a, payload, len);
 }
 
 static void
@@ -211,8 +141,6 @@ main(int argc, char **argv)
     uint8_t key_req[CK_KMM_HMAC_KEY_LEN], key_rep[CK_KMM_HMAC_KEY_LEN],
         key_spr[CK_KMM_HMAC_KEY_LEN], key_rekey[CK_KMM_HMAC_KEY_LEN];
     uint8_t buf[4096], last_rep_hmac[CK_KMM_HMAC_LEN] = {0};
-    static const uint8_t pcap_hdr[24] = {0xd4, 0xc3, 0xb2, 0xa1, 2, 0, 4, 0, 0, 0, 0, 0,
-                                         0,    0,    0,    0,    0xff, 0xff, 0, 0, 101, 0, 0, 0};
     bool hex = argc == 3 && strcmp(argv[2], "--hex") == 0;
     bool control = argc == 3 && strcmp(argv[2], "--control") == 0;
     FILE *f = NULL;
@@ -232,7 +160,7 @@ main(int argc, char **argv)
         fprintf(stderr, "kmm_pcap: %s\n", ck_error_context());
         goto out;
     }
-    if ((f = fopen(argv[1], "wb")) == NULL || fwrite(pcap_hdr, 1, sizeof(pcap_hdr), f) != 24) {
+    if ((f = fopen(argv[1], "wb")) == NULL || pcap_write_header(f) != 0) {
         perror(argv[1]);
         goto out;
     }
