@@ -36,12 +36,12 @@ bench: build
 	@bash bench/pkinit_run.sh $(BUILD)
 	@bash bench/cms_run.sh $(BUILD)
 
-# Installs cablekey-kdc (sbin), cablekey (bin), the docs and the systemd unit under
+# Installs cablekey-kdc, cablekey-admind, cablekey-cms (sbin), cablekey (bin), the docs and the systemd units under
 # $(DESTDIR)$(PREFIX). Builds $(BUILD) first if it was never configured; an existing build
 # directory keeps its build type.
 install:
 	@[ -f $(BUILD)/build.ninja ] || $(MAKE) --no-print-directory build BUILD=$(BUILD)
-	@ninja -C $(BUILD) cablekey-kdc cablekey-cli >/dev/null
+	@ninja -C $(BUILD) cablekey-kdc cablekey-admind cablekey-cms cablekey-cli >/dev/null
 	@DESTDIR="$(DESTDIR)" cmake --install $(BUILD) --prefix "$(PREFIX)"
 
 clean:
