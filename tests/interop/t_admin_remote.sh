@@ -116,6 +116,13 @@ expect_output "principal add with --password-stdin (remote)" \
     --password-stdin --max-life 2h --pw-expires 2099-01-01
 ck_settle
 expect_success "kinit alice with the password set remotely" kinit_pw alice Alice-pw-1 -c "$tmp/alice.cc"
+# The KDC writes "last successful authentication" in batches: wait until that write has landed,
+# or the remote and local views below could straddle it.
+for _ in $(seq 1 50); do
+    shown="$(local_cli principal show --db "$DB" alice 2>/dev/null)"
+    grep -q '^Last successful authentication: [0-9]' <<<"$shown" && break
+    sleep 0.1
+done
 expect_output "principal show (remote)" '^Principal: alice@TEST\.REALM$' remote principal show alice
 cp "$tmp/last.out" "$tmp/show.remote"
 local_cli principal show --db "$DB" alice >"$tmp/show.local" 2>&1
