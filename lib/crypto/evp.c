@@ -41,6 +41,11 @@
 /* Requests up to this size are served from the buffer; larger ones go to the DRBG directly. */
 #define CK_RAND_POOLED_MAX 64
 
+/* n-folded DK constants remembered per thread: a server derives Ke/Ki/Kc of a few usages from
+ * every fresh session key, and n-fold of the same public 5-byte constant cost more than the two
+ * AES blocks of the derivation itself. */
+#define CK_NFOLD_CACHE_SIZE 8
+
 /* Kind used in the cache for the RFC 3962 PRF key DK(key, "prf"); it is not a usage constant. */
 #define CK_KDF_PRF_KIND 0x00
 
@@ -93,6 +98,13 @@ struct tls_state {
     uint64_t keyed_tick;
     uint64_t tick, hits, misses;
     struct dk_entry cache[CK_DK_CACHE_SIZE];
+    /* n-fold(constant) to one AES block; constants are public (usage numbers, "prf"). */
+    struct {
+        uint8_t len; /* 0: unused */
+        uint8_t constant[CK_AES_BLOCK];
+        uint8_t folded[CK_AES_BLOCK];
+    } nfold[CK_NFOLD_CACHE_SIZE];
+    unsigned int nfold_next;
     /* DRBG output not yet handed out: pool[0] from the public DRBG (confounders, nonces),
      * pool[1] from the private one (keys). Consumed bytes are wiped at once. */
     size_t pool_avail[2];
@@ -544,6 +556,29 @@ ck_crypto_nfold(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
     }
 }
 
+/* n-fold(constant) to one AES block, from the thread's memo when it was folded before. */
+static void
+nfold_block(const uint8_t *constant, size_t len, uint8_t block[CK_AES_BLOCK])
+{
+    struct tls_state *st = NULL;
+    unsigned int slot;
+
+    if (get_tls(&st) != 0) {
+        ck_crypto_nfold(constant, len, block, CK_AES_BLOCK);
+        return;
+    }
+    for (int i = 0; i < CK_NFOLD_CACHE_SIZE; i++)
+        if (st->nfold[i].len == len && memcmp(st->nfold[i].constant, constant, len) == 0) {
+            memcpy(block, st->nfold[i].folded, CK_AES_BLOCK);
+            return;
+        }
+    ck_crypto_nfold(constant, len, block, CK_AES_BLOCK);
+    slot = st->nfold_next++ % CK_NFOLD_CACHE_SIZE;
+    st->nfold[slot].len = (uint8_t)len;
+    memcpy(st->nfold[slot].constant, constant, len);
+    memcpy(st->nfold[slot].folded, block, CK_AES_BLOCK);
+}
+
 int
 ck_crypto_dk_aes(const uint8_t *key, size_t key_len, const uint8_t *constant,
                  size_t constant_len, uint8_t *out)
@@ -559,7 +594,7 @@ ck_crypto_dk_aes(const uint8_t *key, size_t key_len, const uint8_t *constant,
     if (key_len != 16 && key_len != 32)
         return ck_error_set(CK_ERR_INVAL, "DK: key of %zu bytes", key_len);
     if (constant_len < CK_AES_BLOCK)
-        ck_crypto_nfold(constant, constant_len, block, sizeof(block));
+        nfold_block(constant, constant_len, block);
     else
         memcpy(block, constant, CK_AES_BLOCK);
     ret = ck_crypto_aes_cts(key, key_len, true, block, CK_AES_BLOCK, out);
