@@ -590,7 +590,8 @@ cms_kmm_handle(struct cms_server *s, const uint8_t *buf, size_t len, const struc
         goto out;
     }
     rc = ap_request(r, reply, cap, reply_len);
-    cms_addr_format(&r->peer, p, sizeof(p));
+    if (log_line != NULL)
+        cms_addr_format(&r->peer, p, sizeof(p));
     if (rc == 0) {
         atomic_fetch_add(&s->stats.kmm_ok, 1);
         if (log_line != NULL) {

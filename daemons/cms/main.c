@@ -342,9 +342,12 @@ handle(void *state, const struct ck_net_request *req, uint8_t *reply, size_t rep
     struct kmm_worker *w = state;
     char line[768];
     int level;
+    /* Every line is info or debug: below info none would be written, so none is formatted. */
+    bool want = ck_log_level() >= LOG_INFO;
 
+    line[0] = '\0';
     cms_kmm_handle(&w->d->srv, req->data, req->len, req->peer, req->local, reply, reply_cap,
-                   reply_len, line, sizeof(line));
+                   reply_len, want ? line : NULL, want ? sizeof(line) : 0);
     if (line[0] == '\0')
         return 0;
     level = strstr(line, ": dropped") != NULL ? LOG_DEBUG : LOG_INFO;
