@@ -452,8 +452,13 @@ ap_request(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
     ck_memzero(hkey, sizeof(hkey));
     if (rc != 0)
         return fail(r, CK_KRB_AP_ERR_MODIFIED, "KMM HMAC does not verify");
+    /* Keyed by the authenticator's ciphertext (fresh confounder per authenticator), as
+     * ck_ap_req_verify's own replay check and MIT's are; hashing the whole AP-REQ hashed the
+     * ticket too (three times the SHA-256 blocks) and let the same authenticator through
+     * again with another ticket. */
     rc = ck_rcache_check_and_store(s->rcache, r->client, s->service, r->ap.ctime, r->ap.cusec,
-                                   r->msg.krb, r->msg.krb_len, r->now);
+                                   ASN1_STRING_get0_data(r->ap.auth_enc->cipher),
+                                   (size_t)ASN1_STRING_length(r->ap.auth_enc->cipher), r->now);
     if (rc == CK_ERR_REPLAY)
         return fail(r, CK_KRB_AP_ERR_REPEAT, "replayed authenticator");
     if (rc == CK_ERR_FULL)

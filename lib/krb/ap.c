@@ -164,6 +164,7 @@ ck_ap_req_result_clear(ck_ap_req_result *r)
     CK_TICKET_free(r->ticket);
     CK_ENC_TICKET_PART_free(r->enc_ticket);
     CK_AUTHENTICATOR_free(r->authenticator);
+    CK_ENCRYPTED_DATA_free(r->auth_enc);
     ck_memzero(r, sizeof(*r));
 }
 
@@ -326,6 +327,8 @@ ck_ap_req_verify_at(const uint8_t *der, size_t len, ck_ap_key_fn key_fn, void *k
         }
     }
     out->krb_error = 0;
+    out->auth_enc = req->authenticator;
+    req->authenticator = NULL;
 out:
     ck_key_clear(&skey);
     if (plain != NULL)
