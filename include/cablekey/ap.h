@@ -126,6 +126,9 @@ typedef struct ck_ap_req_result {
     ck_key subkey;
     bool has_seq_number;
     uint32_t seq_number;
+    /* The authenticator as received (still encrypted): what a replay cache kept by the caller
+     * hashes, as ck_rcache does inside the verification when rc != NULL. */
+    CK_ENCRYPTED_DATA *auth_enc;
 } ck_ap_req_result;
 
 /* Verifies an AP-REQ (RFC 4120 §3.2.3): decodes it, looks up the service key, decrypts the ticket

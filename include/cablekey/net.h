@@ -112,6 +112,9 @@ struct ck_net_callbacks {
  * worker may then sleep before calling it again, in milliseconds (-1: until the next event). */
 typedef int (*ck_net_idle_fn)(void *worker_state);
 
+/* Largest udp_rcvbuf accepted (the kernel doubles the value it is given). */
+#define CK_NET_MAX_RCVBUF (256 * 1024 * 1024)
+
 /* Zero fields take the defaults above. Strings are copied by ck_net_server_new. */
 struct ck_net_config {
     const char *const *listen;  /* "127.0.0.1:88", "[::1]:88", "host", "::1", "88" (all addresses),
@@ -136,6 +139,11 @@ struct ck_net_config {
      * otherwise datagrams are spread by address hash as without it. */
     bool cpu_affinity;
     int steer_check_ms;         /* how often cpu_affinity checks that arrivals do spread (0: 1 s) */
+    /* Receive buffer asked for each UDP socket, in bytes (0: the system default, as before).
+     * SO_RCVBUFFORCE is tried first (root / CAP_NET_ADMIN: not capped by net.core.rmem_max),
+     * then SO_RCVBUF (capped); a smaller buffer than asked is not an error. Datagrams that
+     * arrive while the queue is full are dropped by the kernel. At most CK_NET_MAX_RCVBUF. */
+    int udp_rcvbuf;
 };
 
 struct ck_net_server;

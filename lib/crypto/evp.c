@@ -41,6 +41,11 @@
 /* Requests up to this size are served from the buffer; larger ones go to the DRBG directly. */
 #define CK_RAND_POOLED_MAX 64
 
+/* n-folded DK constants remembered per thread: a server derives Ke/Ki/Kc of a few usages from
+ * every fresh session key, and n-fold of the same public 5-byte constant cost more than the two
+ * AES blocks of the derivation itself. */
+#define CK_NFOLD_CACHE_SIZE 8
+
 /* Kind used in the cache for the RFC 3962 PRF key DK(key, "prf"); it is not a usage constant. */
 #define CK_KDF_PRF_KIND 0x00
 
@@ -50,6 +55,7 @@ static const char *const md_names[CK_MD_COUNT] = {"SHA1", "SHA256", "SHA384"};
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 static bool fetch_ok;
 static EVP_CIPHER *cts_cipher[2]; /* [0] AES-128-CBC-CTS, [1] AES-256-CBC-CTS */
+static EVP_CIPHER *cbc_cipher[2]; /* [0] AES-128-CBC, [1] AES-256-CBC (DK only) */
 static EVP_MAC *hmac_mac;
 static EVP_KDF *krb5kdf_kdf, *kbkdf_kdf, *pbkdf2_kdf;
 static EVP_MD *digest_md[CK_MD_COUNT];
@@ -74,9 +80,9 @@ struct dk_entry {
  * direction too: the decryption key schedule differs from the encryption one. */
 struct keyed_ctx {
     bool used;
-    uint8_t kind;    /* AES: key size index (0/1) | encrypt << 1; HMAC: digest index */
+    uint8_t kind;    /* AES: key size index (0/1) | encrypt << 1 | CBC << 2; HMAC: digest index */
     uint8_t key_len;
-    uint8_t ctx_kind; /* what ctx is bound to: AES key size index, or HMAC digest index */
+    uint8_t ctx_kind; /* what ctx is bound to: AES key size index | CBC << 2, or HMAC digest */
     uint64_t last_use;
     uint64_t tag;    /* first bytes of key: a one-instruction pre-filter before the full
                       * constant-time compare (a 64-bit == has no byte-wise early exit) */
@@ -93,6 +99,13 @@ struct tls_state {
     uint64_t keyed_tick;
     uint64_t tick, hits, misses;
     struct dk_entry cache[CK_DK_CACHE_SIZE];
+    /* n-fold(constant) to one AES block; constants are public (usage numbers, "prf"). */
+    struct {
+        uint8_t len; /* 0: unused */
+        uint8_t constant[CK_AES_BLOCK];
+        uint8_t folded[CK_AES_BLOCK];
+    } nfold[CK_NFOLD_CACHE_SIZE];
+    unsigned int nfold_next;
     /* DRBG output not yet handed out: pool[0] from the public DRBG (confounders, nonces),
      * pool[1] from the private one (keys). Consumed bytes are wiped at once. */
     size_t pool_avail[2];
@@ -138,6 +151,8 @@ fetch_all(void)
 
     cts_cipher[0] = EVP_CIPHER_fetch(NULL, "AES-128-CBC-CTS", NULL);
     cts_cipher[1] = EVP_CIPHER_fetch(NULL, "AES-256-CBC-CTS", NULL);
+    cbc_cipher[0] = EVP_CIPHER_fetch(NULL, "AES-128-CBC", NULL);
+    cbc_cipher[1] = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
     hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     krb5kdf_kdf = EVP_KDF_fetch(NULL, "KRB5KDF", NULL);
     kbkdf_kdf = EVP_KDF_fetch(NULL, "KBKDF", NULL);
@@ -146,7 +161,8 @@ fetch_all(void)
         digest_md[i] = EVP_MD_fetch(NULL, md_names[i], NULL);
         ok = ok && digest_md[i] != NULL;
     }
-    ok = ok && cts_cipher[0] != NULL && cts_cipher[1] != NULL && hmac_mac != NULL &&
+    ok = ok && cts_cipher[0] != NULL && cts_cipher[1] != NULL && cbc_cipher[0] != NULL &&
+         cbc_cipher[1] != NULL && hmac_mac != NULL &&
          krb5kdf_kdf != NULL && kbkdf_kdf != NULL && pbkdf2_kdf != NULL;
     if (pthread_key_create(&tls_key, tls_state_free) != 0 ||
         pthread_atfork(NULL, NULL, atfork_child) != 0)
@@ -271,16 +287,19 @@ keyed_drop(struct keyed_ctx *e, bool cipher)
     ck_memzero(e->key, sizeof(e->key));
 }
 
-int
-ck_crypto_aes_cts(const uint8_t *key, size_t key_len, bool encrypt, const uint8_t *in,
-                  size_t len, uint8_t *out)
+/* AES with a zero IV on a context from the thread's keyed cache: CBC-CTS (RFC 3962 CS3), or
+ * plain CBC without padding (cbc: whole blocks only, used by DK, where K1 | K2 with
+ * K2 = E(K1) is exactly the CBC encryption of n-fold(constant) | zero block). */
+static int
+aes_zero_iv(const uint8_t *key, size_t key_len, bool encrypt, bool cbc, const uint8_t *in,
+            size_t len, uint8_t *out)
 {
     static const uint8_t zero_iv[CK_AES_BLOCK];
     struct tls_state *st = NULL;
     struct keyed_ctx *e;
     OSSL_PARAM params[2];
     EVP_CIPHER *cipher = NULL;
-    uint8_t kind;
+    uint8_t kind, ctx_kind;
     bool hit = false;
     int ret, outl = 0, i = key_len == 16 ? 0 : 1;
 
@@ -288,24 +307,27 @@ ck_crypto_aes_cts(const uint8_t *key, size_t key_len, bool encrypt, const uint8_
         return ck_error_set(CK_ERR_INVAL, "AES-CTS: bad key length %zu", key_len);
     /* OpenSSL refuses < 1 block; Kerberos never produces it (16-byte confounder). The int cast
      * of EVP_CipherUpdate bounds the other end. */
-    if (len < CK_AES_BLOCK || len > (size_t)INT32_MAX)
+    if (len < CK_AES_BLOCK || len > (size_t)INT32_MAX || (cbc && len % CK_AES_BLOCK != 0))
         return ck_error_set(CK_ERR_INVAL, "AES-CTS: bad length %zu", len);
     if ((ret = get_tls(&st)) != 0)
         return ret;
-    kind = (uint8_t)(i | (encrypt ? 2 : 0));
+    ctx_kind = (uint8_t)(i | (cbc ? 4 : 0));
+    kind = (uint8_t)(ctx_kind | (encrypt ? 2 : 0));
     e = keyed_find(st, st->aes, kind, key, key_len, &hit);
-    if (e->ctx != NULL && !hit && e->ctx_kind != (uint8_t)i)
-        keyed_drop(e, true); /* bound to the other AES size: re-create it for this one */
+    if (e->ctx != NULL && !hit && e->ctx_kind != ctx_kind)
+        keyed_drop(e, true); /* bound to another cipher: re-create it for this one */
     if (e->ctx == NULL) {
         hit = false;
         if ((e->ctx = EVP_CIPHER_CTX_new()) == NULL)
             return ck_error_set_ssl(CK_ERR_NOMEM, "AES-CTS: context");
-        e->ctx_kind = (uint8_t)i;
-        cipher = cts_cipher[i];
+        e->ctx_kind = ctx_kind;
+        cipher = cbc ? cbc_cipher[i] : cts_cipher[i];
     }
     /* RFC 3962 swaps the last two blocks always, which is NIST CS3 (OpenSSL defaults to CS1).
      * On a hit only the IV is reset: the key schedule and the CTS mode stay in the context. */
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_CIPHER_PARAM_CTS_MODE, (char *)"CS3", 0);
+    params[0] = cbc ? OSSL_PARAM_construct_uint(OSSL_CIPHER_PARAM_PADDING, &(unsigned int){0})
+                    : OSSL_PARAM_construct_utf8_string(OSSL_CIPHER_PARAM_CTS_MODE,
+                                                       (char *)"CS3", 0);
     params[1] = OSSL_PARAM_construct_end();
     /* One update per message: the CTS provider processes the whole message in one call. */
     if (EVP_CipherInit_ex2(e->ctx, cipher, hit ? NULL : key, zero_iv, encrypt ? 1 : 0,
@@ -313,12 +335,19 @@ ck_crypto_aes_cts(const uint8_t *key, size_t key_len, bool encrypt, const uint8_
         EVP_CipherUpdate(e->ctx, out, &outl, in, (int)len) != 1 || (size_t)outl != len) {
         /* Start from a fresh context next time rather than trusting a half-set one. */
         keyed_drop(e, true);
-        return ck_error_set_ssl(CK_ERR_CRYPTO, "AES-CTS: %s of %zu bytes failed",
-                                encrypt ? "encryption" : "decryption", len);
+        return ck_error_set_ssl(CK_ERR_CRYPTO, "AES-%s: %s of %zu bytes failed",
+                                cbc ? "CBC" : "CTS", encrypt ? "encryption" : "decryption", len);
     }
     if (!hit)
         keyed_fill(st, e, kind, key, key_len);
     return 0;
+}
+
+int
+ck_crypto_aes_cts(const uint8_t *key, size_t key_len, bool encrypt, const uint8_t *in,
+                  size_t len, uint8_t *out)
+{
+    return aes_zero_iv(key, key_len, encrypt, false, in, len, out);
 }
 
 int
@@ -544,11 +573,34 @@ ck_crypto_nfold(const uint8_t *in, size_t in_len, uint8_t *out, size_t out_len)
     }
 }
 
+/* n-fold(constant) to one AES block, from the thread's memo when it was folded before. */
+static void
+nfold_block(const uint8_t *constant, size_t len, uint8_t block[CK_AES_BLOCK])
+{
+    struct tls_state *st = NULL;
+    unsigned int slot;
+
+    if (get_tls(&st) != 0) {
+        ck_crypto_nfold(constant, len, block, CK_AES_BLOCK);
+        return;
+    }
+    for (int i = 0; i < CK_NFOLD_CACHE_SIZE; i++)
+        if (st->nfold[i].len == len && memcmp(st->nfold[i].constant, constant, len) == 0) {
+            memcpy(block, st->nfold[i].folded, CK_AES_BLOCK);
+            return;
+        }
+    ck_crypto_nfold(constant, len, block, CK_AES_BLOCK);
+    slot = st->nfold_next++ % CK_NFOLD_CACHE_SIZE;
+    st->nfold[slot].len = (uint8_t)len;
+    memcpy(st->nfold[slot].constant, constant, len);
+    memcpy(st->nfold[slot].folded, block, CK_AES_BLOCK);
+}
+
 int
 ck_crypto_dk_aes(const uint8_t *key, size_t key_len, const uint8_t *constant,
                  size_t constant_len, uint8_t *out)
 {
-    uint8_t block[CK_AES_BLOCK];
+    uint8_t block[CK_AES_BLOCK], buf[2 * CK_AES_BLOCK];
     int ret;
 
     /* RFC 3961 §5.1: DK = random-to-key(DR), DR = k-truncate(K1 | K2 | ...), K1 = E(key,
@@ -559,13 +611,16 @@ ck_crypto_dk_aes(const uint8_t *key, size_t key_len, const uint8_t *constant,
     if (key_len != 16 && key_len != 32)
         return ck_error_set(CK_ERR_INVAL, "DK: key of %zu bytes", key_len);
     if (constant_len < CK_AES_BLOCK)
-        ck_crypto_nfold(constant, constant_len, block, sizeof(block));
+        nfold_block(constant, constant_len, block);
     else
         memcpy(block, constant, CK_AES_BLOCK);
-    ret = ck_crypto_aes_cts(key, key_len, true, block, CK_AES_BLOCK, out);
-    if (ret == 0 && key_len == 32)
-        ret = ck_crypto_aes_cts(key, key_len, true, out, CK_AES_BLOCK, out + CK_AES_BLOCK);
+    /* One CBC call over n-fold(constant) | 0^16 (zero IV) gives K1 | K2 for a 256-bit key:
+     * the second block's input is K1 xor 0. */
+    memcpy(buf, block, CK_AES_BLOCK);
+    memset(buf + CK_AES_BLOCK, 0, CK_AES_BLOCK);
+    ret = aes_zero_iv(key, key_len, true, true, buf, key_len, out);
     ck_memzero(block, sizeof(block));
+    ck_memzero(buf, sizeof(buf));
     if (ret != 0)
         ck_memzero(out, key_len);
     return ret;

@@ -127,22 +127,56 @@ principal_from_wire(const CK_PRINCIPAL_NAME *name, const ASN1_GENERALSTRING *rea
     return 0;
 }
 
+/* Components of a wire name viewed in place, for the usual short service name. */
+#define AP_VIEW_COMPONENTS 4
+
+/* Views a wire name and realm as a ck_principal without copying (the decoder NUL-terminates
+ * every string); false when the heap path must decide (more components, over-long or
+ * NUL-containing components: principal_from_wire refuses those with its own errors). */
+static bool
+principal_view(const CK_PRINCIPAL_NAME *name, const ASN1_GENERALSTRING *realm, ck_principal *p,
+               char *comps[AP_VIEW_COMPONENTS])
+{
+    size_t n = ck_asn1_principal_count(name), len;
+    const char *s, *r = ck_asn1_kstring_get(realm);
+
+    if (n == 0 || n > AP_VIEW_COMPONENTS || r[0] == '\0' || strlen(r) > CK_REALM_MAX_LEN)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        if (ck_asn1_principal_component(name, i, &s, &len) != 0 ||
+            len > CK_PRINCIPAL_MAX_COMPONENT_LEN || strlen(s) != len)
+            return false;
+        comps[i] = (char *)s;
+    }
+    p->name_type = name->name_type;
+    p->realm = (char *)r;
+    p->n_components = n;
+    p->components = comps;
+    return true;
+}
+
 int
 ck_ap_keytab_key_fn(void *arg, const CK_TICKET *ticket, int32_t etype, uint32_t kvno, ck_key *key,
                     int32_t *krb_error)
 {
     const ck_keytab *kt = arg;
     const ck_keytab_entry *e;
-    ck_principal *p = NULL;
+    ck_principal *p = NULL, view;
+    char *comps[AP_VIEW_COMPONENTS];
+    const ck_principal *pp = &view;
     int rc;
 
-    if ((rc = principal_from_wire(ticket->sname, ticket->realm, &p)) != 0) {
-        *krb_error = CK_KRB_AP_ERR_NOT_US;
-        return rc;
+    /* Per request: the lookup needs no copy of the name (saves five allocations). */
+    if (!principal_view(ticket->sname, ticket->realm, &view, comps)) {
+        if ((rc = principal_from_wire(ticket->sname, ticket->realm, &p)) != 0) {
+            *krb_error = CK_KRB_AP_ERR_NOT_US;
+            return rc;
+        }
+        pp = p;
     }
-    e = ck_keytab_find(kt, p, kvno, etype);
+    e = ck_keytab_find(kt, pp, kvno, etype);
     if (e == NULL) {
-        if (ck_keytab_find(kt, p, 0, etype) != NULL) {
+        if (ck_keytab_find(kt, pp, 0, etype) != NULL) {
             *krb_error = CK_KRB_AP_ERR_BADKEYVER;
             rc = ck_error_set(CK_ERR_NOTFOUND, "keytab: no key version %u", kvno);
         } else {
@@ -164,6 +198,7 @@ ck_ap_req_result_clear(ck_ap_req_result *r)
     CK_TICKET_free(r->ticket);
     CK_ENC_TICKET_PART_free(r->enc_ticket);
     CK_AUTHENTICATOR_free(r->authenticator);
+    CK_ENCRYPTED_DATA_free(r->auth_enc);
     ck_memzero(r, sizeof(*r));
 }
 
@@ -326,6 +361,8 @@ ck_ap_req_verify_at(const uint8_t *der, size_t len, ck_ap_key_fn key_fn, void *k
         }
     }
     out->krb_error = 0;
+    out->auth_enc = req->authenticator;
+    req->authenticator = NULL;
 out:
     ck_key_clear(&skey);
     if (plain != NULL)

@@ -117,6 +117,10 @@ rc_evict_tail(ck_rcache *rc)
     rc->count--;
 }
 
+/* Largest hash input assembled on the stack; longer ones (names near their limits, long
+ * authenticators) are hashed piecewise, with the same bytes. */
+#define RC_INPUT_MAX 2048
+
 static bool
 put_field(EVP_MD_CTX *ctx, const void *p, size_t len)
 {
@@ -127,14 +131,58 @@ put_field(EVP_MD_CTX *ctx, const void *p, size_t len)
     return EVP_DigestUpdate(ctx, l, sizeof(l)) == 1 && EVP_DigestUpdate(ctx, p, len) == 1;
 }
 
+/* Appends the same length-prefixed field as put_field to buf. */
+static size_t
+add_field(uint8_t *buf, size_t off, const void *p, size_t len)
+{
+    buf[off] = (uint8_t)(len >> 24);
+    buf[off + 1] = (uint8_t)(len >> 16);
+    buf[off + 2] = (uint8_t)(len >> 8);
+    buf[off + 3] = (uint8_t)len;
+    if (len > 0)
+        memcpy(buf + off + 4, p, len);
+    return off + 4 + len;
+}
+
+/* SHA-256 over the four length-prefixed fields. The usual input fits one buffer and takes one
+ * EVP_Digest call instead of eight updates. */
+static bool
+rc_digest(const ck_rcache *rc, const char *client, const char *server, const uint8_t tv[12],
+          const uint8_t *auth_cipher, size_t auth_cipher_len, uint8_t digest[RC_DIGEST])
+{
+    size_t clen = strlen(client), slen = strlen(server);
+    unsigned int dlen = 0;
+    EVP_MD_CTX *ctx;
+    bool ok;
+
+    if (clen <= RC_INPUT_MAX && slen <= RC_INPUT_MAX && auth_cipher_len <= RC_INPUT_MAX &&
+        16 + clen + slen + 12 + auth_cipher_len <= RC_INPUT_MAX) {
+        uint8_t buf[RC_INPUT_MAX];
+        size_t n = 0;
+
+        n = add_field(buf, n, client, clen);
+        n = add_field(buf, n, server, slen);
+        n = add_field(buf, n, tv, 12);
+        n = add_field(buf, n, auth_cipher, auth_cipher_len);
+        /* Nothing here is secret: names and ciphertext come off the wire. */
+        return EVP_Digest(buf, n, digest, &dlen, rc->sha256, NULL) == 1 && dlen == RC_DIGEST;
+    }
+    if ((ctx = EVP_MD_CTX_new()) == NULL)
+        return false;
+    ok = EVP_DigestInit_ex(ctx, rc->sha256, NULL) && put_field(ctx, client, clen) &&
+         put_field(ctx, server, slen) && put_field(ctx, tv, 12) &&
+         put_field(ctx, auth_cipher, auth_cipher_len) && EVP_DigestFinal_ex(ctx, digest, &dlen) &&
+         dlen == RC_DIGEST;
+    EVP_MD_CTX_free(ctx);
+    return ok;
+}
+
 int
 ck_rcache_check_and_store(ck_rcache *rc, const char *client, const char *server, int64_t ctime,
                           int32_t cusec, const uint8_t *auth_cipher, size_t auth_cipher_len,
                           int64_t now)
 {
     uint8_t digest[RC_DIGEST], tv[12];
-    unsigned int dlen = 0;
-    EVP_MD_CTX *ctx;
     uint32_t b, i;
     int ret = 0;
 
@@ -144,21 +192,10 @@ ck_rcache_check_and_store(ck_rcache *rc, const char *client, const char *server,
         tv[k] = (uint8_t)((uint64_t)ctime >> (56 - 8 * k));
     for (int k = 0; k < 4; k++)
         tv[8 + k] = (uint8_t)((uint32_t)cusec >> (24 - 8 * k));
-    if ((ctx = EVP_MD_CTX_new()) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "rcache");
-    if (!EVP_DigestInit_ex(ctx, rc->sha256, NULL)) {
-        EVP_MD_CTX_free(ctx);
-        return ck_error_set_ssl(CK_ERR_CRYPTO, "rcache: digest");
-    }
     /* A digest that failed must not be compared: an all-zero or partial digest would make
      * unrelated authenticators collide (refusals) or miss real replays. */
-    if (!put_field(ctx, client, strlen(client)) || !put_field(ctx, server, strlen(server)) ||
-        !put_field(ctx, tv, sizeof(tv)) || !put_field(ctx, auth_cipher, auth_cipher_len) ||
-        !EVP_DigestFinal_ex(ctx, digest, &dlen) || dlen != RC_DIGEST) {
-        EVP_MD_CTX_free(ctx);
+    if (!rc_digest(rc, client, server, tv, auth_cipher, auth_cipher_len, digest))
         return ck_error_set_ssl(CK_ERR_CRYPTO, "rcache: digest");
-    }
-    EVP_MD_CTX_free(ctx);
     b = (uint32_t)(((uint32_t)digest[0] << 24 | (uint32_t)digest[1] << 16 |
                     (uint32_t)digest[2] << 8 | digest[3]) & (rc->n_buckets - 1));
 

@@ -179,6 +179,20 @@ set_int_opt(int fd, int level, int name, int value, const char *what, const char
     return 0;
 }
 
+/* Enlarges a UDP socket's receive queue: a burst of requests larger than the default queue
+ * (~200 KB, a few hundred datagrams) is otherwise dropped by the kernel before a worker sees it.
+ * Best effort: without the privilege for SO_RCVBUFFORCE the kernel caps SO_RCVBUF at
+ * net.core.rmem_max, and a refusal leaves the default, as without the option. */
+static void
+set_rcvbuf(int fd, int bytes)
+{
+    if (bytes <= 0)
+        return;
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &bytes, sizeof(bytes)) == 0)
+        return;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+}
+
 /* errno of the last failed bind on this thread (ck_net_server_start retries EADDRINUSE on
  * kernel-chosen ports). */
 static _Thread_local int bind_errno;
@@ -1175,7 +1189,10 @@ worker_setup(struct ck_net_server *srv, struct worker *w)
         u->wildcard = t->wildcard = addr_is_wildcard(&srv->addrs[i]);
         if (!cfg->no_udp) {
             rc = open_bound(&srv->addrs[i], srv->addr_lens[i], SOCK_DGRAM, true, &u->ev.fd);
-            if (rc != 0 || (rc = epoll_add(w, &u->ev)) != 0)
+            if (rc != 0)
+                return rc;
+            set_rcvbuf(u->ev.fd, cfg->udp_rcvbuf);
+            if ((rc = epoll_add(w, &u->ev)) != 0)
                 return rc;
         }
         if (!cfg->no_tcp) {
@@ -1259,6 +1276,9 @@ ck_net_server_new(const struct ck_net_config *cfg, const struct ck_net_callbacks
         return ck_error_set(CK_ERR_CONFIG, "workers must be 1..%d", CK_NET_MAX_WORKERS);
     if (cfg->max_request > CK_NET_MAX_REQUEST_LIMIT || cfg->max_reply > CK_NET_MAX_REQUEST_LIMIT)
         return ck_error_set(CK_ERR_CONFIG, "message size limit above %u", CK_NET_MAX_REQUEST_LIMIT);
+    if (cfg->udp_rcvbuf < 0 || cfg->udp_rcvbuf > CK_NET_MAX_RCVBUF)
+        return ck_error_set(CK_ERR_CONFIG, "UDP receive buffer of %d bytes (at most %d)",
+                            cfg->udp_rcvbuf, CK_NET_MAX_RCVBUF);
     if (cfg->max_dgram > 65535)
         return ck_error_set(CK_ERR_CONFIG, "max datagram size above 65535");
     if (cfg->tcp_max_conns < 0 || cfg->tcp_idle_timeout_ms < 0 || cfg->tcp_backlog < 0)

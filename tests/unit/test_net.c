@@ -295,6 +295,7 @@ test_udp_reply_cap(void)
     cfg.workers = 1;
     cfg.tcp_framing = &ck_krb_tcp_framing;
     cfg.max_reply = CK_NET_MAX_REQUEST_LIMIT;
+    cfg.udp_rcvbuf = 1 << 20; /* a larger UDP queue changes nothing the handler sees */
     CHECK_OK(ck_net_server_new(&cfg, &cb, &srv));
     if (srv == NULL)
         return;
@@ -319,6 +320,12 @@ test_udp_reply_cap(void)
     /* Over the ceiling: refused before anything is allocated. */
     cfg.max_reply = (size_t)CK_NET_MAX_REQUEST_LIMIT + 1;
     srv = NULL;
+    CHECK_INT_EQ(ck_net_server_new(&cfg, &cb, &srv), CK_ERR_CONFIG);
+    CHECK(srv == NULL);
+    cfg.max_reply = CK_NET_MAX_REQUEST_LIMIT;
+    cfg.udp_rcvbuf = -1;
+    CHECK_INT_EQ(ck_net_server_new(&cfg, &cb, &srv), CK_ERR_CONFIG);
+    cfg.udp_rcvbuf = CK_NET_MAX_RCVBUF + 1;
     CHECK_INT_EQ(ck_net_server_new(&cfg, &cb, &srv), CK_ERR_CONFIG);
     CHECK(srv == NULL);
 }
