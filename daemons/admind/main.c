@@ -58,19 +58,7 @@ parse_args(int argc, char **argv, struct ck_daemon_opts *o)
             return 2;
         }
     }
-    if (o->help) {
-        usage(stdout);
-        return 0;
-    }
-    if (o->version) {
-        printf(ADMIND_PROG " 0.1.0\n");
-        return 0;
-    }
-    if (optind < argc) {
-        fprintf(stderr, ADMIND_PROG ": unexpected argument \"%s\"\n", argv[optind]);
-        return 2;
-    }
-    return -1;
+    return ck_daemon_opts_finish(o, ADMIND_PROG, usage, argc, argv, optind);
 }
 
 /* --check: everything a start needs, in this process (nothing is served). What the front needs

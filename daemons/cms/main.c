@@ -141,19 +141,7 @@ parse_args(int argc, char **argv, struct cms_flags *f, int64_t *log_flush_ms)
             return 2;
         }
     }
-    if (f->common.version) {
-        printf(CMS_PROG " 0.1.0\n");
-        return 0;
-    }
-    if (f->common.help) {
-        usage(stdout);
-        return 0;
-    }
-    if (optind < argc) {
-        fprintf(stderr, CMS_PROG ": unexpected argument \"%s\"\n", argv[optind]);
-        return 2;
-    }
-    return -1;
+    return ck_daemon_opts_finish(&f->common, CMS_PROG, usage, argc, argv, optind);
 }
 
 /* Receive queue asked for each KMM socket (bytes). */

@@ -166,19 +166,7 @@ parse_args(int argc, char **argv, struct options *o)
             return 2;
         }
     }
-    if (o->common.version) {
-        printf(PROG " 0.1.0\n");
-        return 0;
-    }
-    if (o->common.help) {
-        usage(stdout);
-        return 0;
-    }
-    if (optind < argc) {
-        fprintf(stderr, PROG ": unexpected argument \"%s\"\n", argv[optind]);
-        return 2;
-    }
-    return -1;
+    return ck_daemon_opts_finish(&o->common, PROG, usage, argc, argv, optind);
 }
 
 static int

@@ -64,6 +64,11 @@ struct ck_daemon_opts {
 bool ck_daemon_opt(struct ck_daemon_opts *o, int c, const char *arg);
 /* The usage lines of the common flags. */
 void ck_daemon_usage_common(FILE *out, const char *default_config);
+/* After getopt: --version and --help print (usage(stdout)) and end the run; a left-over
+ * argument is a usage error. Returns the exit code to end with, or -1 to go on. first_operand
+ * is getopt's optind. */
+int ck_daemon_opts_finish(const struct ck_daemon_opts *o, const char *prog,
+                          void (*usage)(FILE *out), int argc, char **argv, int first_operand);
 
 /* ---- configuration ----------------------------------------------------------------------- */
 

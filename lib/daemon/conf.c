@@ -46,6 +46,25 @@ ck_daemon_usage_common(FILE *out, const char *default_config)
             default_config);
 }
 
+int
+ck_daemon_opts_finish(const struct ck_daemon_opts *o, const char *prog, void (*usage)(FILE *out),
+                      int argc, char **argv, int first_operand)
+{
+    if (o->version) {
+        printf("%s 0.1.0\n", prog);
+        return 0;
+    }
+    if (o->help) {
+        usage(stdout);
+        return 0;
+    }
+    if (first_operand < argc) {
+        fprintf(stderr, "%s: unexpected argument \"%s\"\n", prog, argv[first_operand]);
+        return 2;
+    }
+    return -1;
+}
+
 /* ---- schema ----------------------------------------------------------------------------- */
 
 /* Levenshtein distance, capped: only "close enough to suggest" matters. */
