@@ -36,9 +36,7 @@ usage(FILE *out)
 static void
 print_error(const char *what)
 {
-    const char *ctx = ck_error_context();
-
-    fprintf(stderr, ADMIND_PROG ": %s%s%s\n", what, ctx[0] != '\0' ? ": " : "", ctx);
+    ck_daemon_print_error(ADMIND_PROG, what);
 }
 
 /* Returns -1 to go on, else the exit status. */

@@ -85,9 +85,7 @@ usage(FILE *out)
 static void
 print_error(const char *what)
 {
-    const char *ctx = ck_error_context();
-
-    fprintf(stderr, CMS_PROG ": %s%s%s\n", what, ctx[0] != '\0' ? ": " : "", ctx);
+    ck_daemon_print_error(CMS_PROG, what);
 }
 
 static int
@@ -206,21 +204,10 @@ check_config(struct daemon *d)
         cms_sig_server_free(sig);
         printf("signaling listen: %s (udp)\n", listen);
     }
-    if (cfg->pid_file != NULL) {
-        if (ck_daemon_pidfile_check(cfg->pid_file) != 0) {
-            print_error("pid file");
-            return 1;
-        }
-        printf("pid file: %s\n", cfg->pid_file);
-    }
-    if (cfg->user != NULL) {
-        struct ck_daemon_user u;
-        if (ck_daemon_user_lookup(cfg->user, &u) != 0 || ck_daemon_drop_privileges(&u) != 0) {
-            print_error("user");
-            return 1;
-        }
-        printf("user: %s (uid %u, gid %u)\n", u.name, (unsigned)u.uid, (unsigned)u.gid);
-    }
+    if (cfg->pid_file != NULL && ck_daemon_check_pidfile(CMS_PROG, cfg->pid_file) != 0)
+        return 1;
+    if (cfg->user != NULL && ck_daemon_check_user(CMS_PROG, cfg->user, true, NULL) != 0)
+        return 1;
     if (cms_keyset_new(cfg->keytab, cfg->service, &ks) != 0) {
         print_error("keytab");
         return 1;

@@ -89,12 +89,7 @@ usage(FILE *out)
 static void
 print_error(const char *what)
 {
-    const char *ctx = ck_error_context();
-
-    if (ctx[0] != '\0')
-        fprintf(stderr, PROG ": %s: %s\n", what, ctx);
-    else
-        fprintf(stderr, PROG ": %s\n", what);
+    ck_daemon_print_error(PROG, what);
 }
 
 static int
@@ -547,24 +542,12 @@ check_config(const struct options *o, struct kdc_daemon_config *dc)
         print_error("log");
         return 1;
     }
-    if (o->common.pid_file != NULL) {
-        printf("pid file: %s\n", o->common.pid_file);
-        if (ck_daemon_pidfile_check(o->common.pid_file) != 0) {
-            print_error("pid file");
-            return 1;
-        }
-    }
+    if (o->common.pid_file != NULL && ck_daemon_check_pidfile(PROG, o->common.pid_file) != 0)
+        return 1;
     /* From here on as the service user, as the daemon will be once the sockets are bound. */
     if (dc->user != NULL) {
-        if (ck_daemon_user_lookup(dc->user, &u) != 0) {
-            print_error("user");
+        if (ck_daemon_check_user(PROG, dc->user, true, &u) != 0)
             return 1;
-        }
-        printf("user: %s (uid %u, gid %u)\n", u.name, (unsigned)u.uid, (unsigned)u.gid);
-        if (ck_daemon_drop_privileges(&u) != 0) {
-            print_error("user");
-            return 1;
-        }
         if (ck_log_target_check(&dc->log) != 0) {
             rc = ck_error_set(CK_ERR_PERM, "%s (as user %s)", ck_error_context(), u.name);
             print_error("log");

@@ -69,6 +69,8 @@ void ck_daemon_usage_common(FILE *out, const char *default_config);
  * is getopt's optind. */
 int ck_daemon_opts_finish(const struct ck_daemon_opts *o, const char *prog,
                           void (*usage)(FILE *out), int argc, char **argv, int first_operand);
+/* "PROG: what: <error context>" on stderr: how every daemon reports a failed start or check. */
+void ck_daemon_print_error(const char *prog, const char *what);
 
 /* ---- configuration ----------------------------------------------------------------------- */
 
@@ -133,6 +135,12 @@ int ck_daemon_user_lookup(const char *name, struct ck_daemon_user *u);
  * be regained. Call after binding, before opening databases and keys, and before any thread
  * exists (the change must hold for every thread started later). Already u: nothing to do. */
 int ck_daemon_drop_privileges(const struct ck_daemon_user *u);
+/* --check steps every daemon shares, each printing its line on stdout ("pid file: PATH",
+ * "user: NAME (uid U, gid G)") or its error through ck_daemon_print_error; 0 or -1.
+ * check_user looks the user up and, with drop, becomes it, so that what follows is checked as
+ * the running daemon will be (*out may be NULL). */
+int ck_daemon_check_pidfile(const char *prog, const char *path);
+int ck_daemon_check_user(const char *prog, const char *name, bool drop, struct ck_daemon_user *out);
 
 /* ---- systemd notify ---------------------------------------------------------------------- */
 

@@ -65,6 +65,14 @@ ck_daemon_opts_finish(const struct ck_daemon_opts *o, const char *prog, void (*u
     return -1;
 }
 
+void
+ck_daemon_print_error(const char *prog, const char *what)
+{
+    const char *ctx = ck_error_context();
+
+    fprintf(stderr, "%s: %s%s%s\n", prog, what, ctx[0] != '\0' ? ": " : "", ctx);
+}
+
 /* ---- schema ----------------------------------------------------------------------------- */
 
 /* Levenshtein distance, capped: only "close enough to suggest" matters. */

@@ -167,6 +167,36 @@ ck_daemon_drop_privileges(const struct ck_daemon_user *u)
     return 0;
 }
 
+int
+ck_daemon_check_pidfile(const char *prog, const char *path)
+{
+    if (ck_daemon_pidfile_check(path) != 0) {
+        ck_daemon_print_error(prog, "pid file");
+        return -1;
+    }
+    printf("pid file: %s\n", path);
+    return 0;
+}
+
+int
+ck_daemon_check_user(const char *prog, const char *name, bool drop, struct ck_daemon_user *out)
+{
+    struct ck_daemon_user u;
+
+    if (ck_daemon_user_lookup(name, &u) != 0) {
+        ck_daemon_print_error(prog, "user");
+        return -1;
+    }
+    printf("user: %s (uid %u, gid %u)\n", u.name, (unsigned)u.uid, (unsigned)u.gid);
+    if (drop && ck_daemon_drop_privileges(&u) != 0) {
+        ck_daemon_print_error(prog, "user");
+        return -1;
+    }
+    if (out != NULL)
+        *out = u;
+    return 0;
+}
+
 /* ---- systemd notify --------------------------------------------------------------------- */
 
 int
