@@ -205,22 +205,11 @@ set_str(char **dst, const char *v)
     return 0;
 }
 
-/* The single value of key, or NULL; a repeated or empty key is an error. */
+/* The single value of key in [S], or NULL; a repeated or empty key is an error. */
 static int
 get_one(const struct ck_profile *prof, const char *key, const char **out)
 {
-    const char *vals[2];
-    size_t n = ck_profile_get_all(prof, vals, 2, S, key, NULL);
-
-    *out = NULL;
-    if (n == 0)
-        return 0;
-    if (n > 1)
-        return ck_conf_error(prof, CK_ERR_CONFIG, "given more than once", S, key, NULL);
-    if (vals[0][0] == '\0')
-        return ck_conf_error(prof, CK_ERR_CONFIG, "empty", S, key, NULL);
-    *out = vals[0];
-    return 0;
+    return ck_conf_get_one(prof, S, key, out);
 }
 
 static int

@@ -93,6 +93,10 @@ int ck_conf_validate(const struct ck_profile *prof, const struct ck_conf_key *ke
  * (section, [subsection,] key, NULL); without a location just "key = ...". Returns the code. */
 int ck_conf_error(const struct ck_profile *prof, int code, const char *msg, ...)
     __attribute__((sentinel));
+/* The single value of section.key in a daemon's flat section, or NULL when absent; a key given
+ * more than once, or empty, is a configuration error naming file:line. */
+int ck_conf_get_one(const struct ck_profile *prof, const char *section, const char *key,
+                    const char **out);
 
 /* ---- logging ----------------------------------------------------------------------------- */
 

@@ -228,3 +228,21 @@ ck_conf_error(const struct ck_profile *prof, int code, const char *msg, ...)
                             value != NULL ? value : "", msg);
     return ck_error_set(code, "%s: %s", path[n - 1], msg);
 }
+
+int
+ck_conf_get_one(const struct ck_profile *prof, const char *section, const char *key,
+                const char **out)
+{
+    const char *vals[2];
+    size_t n = ck_profile_get_all(prof, vals, 2, section, key, NULL);
+
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    if (n > 1)
+        return ck_conf_error(prof, CK_ERR_CONFIG, "given more than once", section, key, NULL);
+    if (vals[0][0] == '\0')
+        return ck_conf_error(prof, CK_ERR_CONFIG, "empty", section, key, NULL);
+    *out = vals[0];
+    return 0;
+}
