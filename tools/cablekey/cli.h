@@ -27,6 +27,9 @@ int cli_device(int argc, char **argv);
 int cli_pki(int argc, char **argv);
 int cli_mta(int argc, char **argv);
 int cli_mta_kmm(int argc, char **argv); /* mta_kmm.c: `cablekey mta kmm` */
+/* One --kdc ADDR of the mta verbs into kdcs (at most CK_KDC_MAX_KDCS, none empty): CLI_OK or
+ * a usage error. */
+int cli_mta_add_kdc(const char *what, const char *addr, const char **kdcs, size_t *n_kdcs);
 int cli_realm(int argc, char **argv);
 int cli_db(int argc, char **argv);
 int cli_audit(int argc, char **argv);

@@ -93,6 +93,17 @@ struct mopts {
     size_t n_enctypes;
 };
 
+int
+cli_mta_add_kdc(const char *what, const char *addr, const char **kdcs, size_t *n_kdcs)
+{
+    if (*n_kdcs >= CK_KDC_MAX_KDCS)
+        return cli_usage_error(what, "more than %d --kdc", CK_KDC_MAX_KDCS);
+    if (*addr == '\0')
+        return cli_usage_error(what, "--kdc: empty address");
+    kdcs[(*n_kdcs)++] = addr;
+    return CLI_OK;
+}
+
 static int
 parse_dh(const char *s, struct mopts *o)
 {
@@ -168,11 +179,8 @@ parse_opts(const char *what, int argc, char **argv, struct mopts *o)
         case OPT_TCP: o->tcp = true; break;
         case OPT_PREAUTH_FIRST: o->preauth_first = true; break;
         case OPT_KDC:
-            if (o->n_kdcs >= CK_KDC_MAX_KDCS)
-                return cli_usage_error(what, "more than %d --kdc", CK_KDC_MAX_KDCS);
-            if (*optarg == '\0')
-                return cli_usage_error(what, "--kdc: empty address");
-            o->kdcs[o->n_kdcs++] = optarg;
+            if ((rc = cli_mta_add_kdc(what, optarg, o->kdcs, &o->n_kdcs)) != CLI_OK)
+                return rc;
             break;
         case OPT_ANCHORS:
             if ((rc = add_anchors(what, optarg, o)) != CLI_OK)

@@ -127,11 +127,8 @@ parse_kmm_opts(const char *what, int argc, char **argv, struct kopts *o)
         case OPT_SERVICE: o->service = optarg; break;
         case OPT_VERBOSE: o->verbose = true; break;
         case OPT_KDC:
-            if (o->n_kdcs >= CK_KDC_MAX_KDCS)
-                return cli_usage_error(what, "more than %d --kdc", CK_KDC_MAX_KDCS);
-            if (*optarg == '\0')
-                return cli_usage_error(what, "--kdc: empty address");
-            o->kdcs[o->n_kdcs++] = optarg;
+            if ((rc = cli_mta_add_kdc(what, optarg, o->kdcs, &o->n_kdcs)) != CLI_OK)
+                return rc;
             break;
         case OPT_COUNT:
             if (ck_parse_int64(optarg, 0, MAX_COUNT, &o->count) != 0)
