@@ -277,12 +277,43 @@ esp_pair(const struct cms_params *p, const struct ck_kmm_keys *k, uint32_t spi_i
 }
 
 /* Builds the SA, the AP-REP and the AP Reply for a verified IPsec request. */
+/* The KMM AP Reply around the AP-REP aprep, sealed with hkey (the AP Reply HMAC key of the
+ * sub-key): DOI IPsec carries our inbound SPI and ACK-required, DOI SNMPv3 the agent's ASD back. */
+static int
+seal_ap_reply(const struct req *r, uint8_t doi, const uint8_t *aprep, size_t aprep_len,
+              const uint8_t hkey[CK_KMM_HMAC_KEY_LEN], uint8_t *reply, size_t cap,
+              size_t *reply_len)
+{
+    struct ck_kmm_msg m;
+    int rc;
+
+    memset(&m, 0, sizeof(m));
+    m.type = CK_KMM_AP_REP;
+    m.doi = doi;
+    m.version = CK_KMM_VERSION;
+    m.krb = aprep;
+    m.krb_len = aprep_len;
+    if (doi == CK_KMM_DOI_IPSEC) {
+        m.spi = r->spi_in;
+        m.ack_required = r->p.ack_required ? 1 : 0;
+    } else {
+        m.snmp = r->msg.snmp;
+    }
+    m.n_suites = 1;
+    m.suites[0] = r->suite;
+    m.lifetime = (uint32_t)r->p.lifetime;
+    m.grace = (uint32_t)r->p.grace;
+    m.reestablish = r->msg.reestablish ? 1 : 0;
+    if ((rc = ck_kmm_encode(&m, reply, cap, reply_len)) != 0)
+        return rc;
+    return ck_kmm_seal(reply, *reply_len, hkey);
+}
+
 static int
 answer_ipsec(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
 {
     struct cms_server *s = r->s;
     struct ck_kmm_keys keys;
-    struct ck_kmm_msg m;
     struct cms_sa *sa = NULL;
     ck_key subkey;
     uint8_t *aprep = NULL, hkey[CK_KMM_HMAC_KEY_LEN];
@@ -301,7 +332,8 @@ answer_ipsec(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
     }
     if ((rc = ck_random_key(r->ap.session_key.enctype, &subkey)) != 0 ||
         (rc = ck_ap_rep_build(&r->ap.session_key, r->ap.ctime, r->ap.cusec, &subkey, NULL,
-                              &aprep, &aprep_len)) != 0)
+                              &aprep, &aprep_len)) != 0 ||
+        (rc = ck_kmm_hmac_key(CK_KMM_HMAC_AP_REP, &subkey, hkey)) != 0)
         goto internal;
     for (tries = 0; tries < SPI_TRIES; tries++) {
         uint32_t prev = 0;
@@ -329,22 +361,8 @@ answer_ipsec(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
         ck_kmm_keys_clear(&keys);
         /* The AP Reply is sealed before the SA is visible, so its HMAC (which SP Recovered
          * covers) is in the entry from the start. */
-        memset(&m, 0, sizeof(m));
-        m.type = CK_KMM_AP_REP;
-        m.doi = CK_KMM_DOI_IPSEC;
-        m.version = CK_KMM_VERSION;
-        m.krb = aprep;
-        m.krb_len = aprep_len;
-        m.spi = r->spi_in;
-        m.n_suites = 1;
-        m.suites[0] = r->suite;
-        m.lifetime = (uint32_t)r->p.lifetime;
-        m.grace = (uint32_t)r->p.grace;
-        m.reestablish = r->msg.reestablish ? 1 : 0;
-        m.ack_required = r->p.ack_required ? 1 : 0;
-        if ((rc = ck_kmm_encode(&m, reply, cap, reply_len)) != 0 ||
-            (rc = ck_kmm_hmac_key(CK_KMM_HMAC_AP_REP, &subkey, hkey)) != 0 ||
-            (rc = ck_kmm_seal(reply, *reply_len, hkey)) != 0)
+        if ((rc = seal_ap_reply(r, CK_KMM_DOI_IPSEC, aprep, aprep_len, hkey, reply, cap,
+                                reply_len)) != 0)
             goto internal;
         memcpy(sa->aprep_hmac, reply + *reply_len - CK_KMM_HMAC_LEN, CK_KMM_HMAC_LEN);
         rc = cms_sa_table_insert(s->sas, sa, &prev);
@@ -389,7 +407,6 @@ static int
 answer_snmpv3(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
 {
     struct ck_kmm_keys keys;
-    struct ck_kmm_msg m;
     ck_key subkey;
     uint8_t *aprep = NULL, hkey[CK_KMM_HMAC_KEY_LEN];
     size_t aprep_len = 0;
@@ -402,21 +419,9 @@ answer_snmpv3(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
                               &aprep, &aprep_len)) != 0 ||
         (rc = ck_kmm_derive_snmpv3(&subkey, r->suite, &r->msg.snmp, &keys)) != 0)
         goto out;
-    memset(&m, 0, sizeof(m));
-    m.type = CK_KMM_AP_REP;
-    m.doi = CK_KMM_DOI_SNMPV3;
-    m.version = CK_KMM_VERSION;
-    m.krb = aprep;
-    m.krb_len = aprep_len;
-    m.snmp = r->msg.snmp;
-    m.n_suites = 1;
-    m.suites[0] = r->suite;
-    m.lifetime = (uint32_t)r->p.lifetime;
-    m.grace = (uint32_t)r->p.grace;
-    m.reestablish = r->msg.reestablish ? 1 : 0;
-    if ((rc = ck_kmm_encode(&m, reply, cap, reply_len)) != 0 ||
-        (rc = ck_kmm_hmac_key(CK_KMM_HMAC_AP_REP, &subkey, hkey)) != 0 ||
-        (rc = ck_kmm_seal(reply, *reply_len, hkey)) != 0)
+    if ((rc = ck_kmm_hmac_key(CK_KMM_HMAC_AP_REP, &subkey, hkey)) != 0 ||
+        (rc = seal_ap_reply(r, CK_KMM_DOI_SNMPV3, aprep, aprep_len, hkey, reply, cap,
+                            reply_len)) != 0)
         goto out;
     atomic_fetch_add(&r->s->stats.snmp_ok, 1);
 out:
