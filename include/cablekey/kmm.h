@@ -251,8 +251,9 @@ void ck_kmm_keys_clear(struct ck_kmm_keys *k);
  *            salt(s->d) || key(d->s) || salt(d->s).
  *   RTP-3DES F(K_call, "cablekey call rtp-3des keys", SPI || mac), mac 0 or 1, cut as
  *            key(s->d) || key(d->s) [|| hmac(s->d) || hmac(d->s)]: compatibility only, weak.
- *   ACK      HMAC-SHA-1(F(K_call, "cablekey call ack", ""), role || SPI || len(call id) || call id),
- *            20 bytes, verified in constant time.
+ *   ACK      HMAC-SHA-1(F(K_call, "cablekey call ack", ""),
+ *                       role || SPI || len(call id) || call id), 20 bytes, verified in constant
+ *            time.
  * SPI and lengths are big-endian / one byte. Every struct below is wiped by ck_call_keys_clear.
  */
 #define CK_CALL_KEY_LEN 32
