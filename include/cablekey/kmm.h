@@ -236,4 +236,86 @@ int ck_kmm_derive_snmpv3(const ck_key *subkey, struct ck_kmm_suite suite,
                          const struct ck_kmm_snmp_asd *agent, struct ck_kmm_keys *out);
 void ck_kmm_keys_clear(struct ck_kmm_keys *k);
 
+/* ---------------------------------------------------------------------------------------------
+ * Call keys: per-call keys from a CTA-to-CTA (or CTA-to-server) sub-key. cablekey's own
+ * definitions (docs/PROTOCOL.md, "Call keys"), on the same PRF F as above; nothing here is claimed
+ * to interoperate with field equipment.
+ *   Inputs   K_call = the call sub-key (CK_CALL_KEY_LEN random bytes from the source controller);
+ *            SPI = the SPI the source controller chose: source->destination uses SPI, the reverse
+ *            SPI+1, so SPI must be in CK_CALL_SPI_MIN..CK_CALL_SPI_MAX (RFC 4303 reserves 0..255).
+ *   ESP      F(K_call, "cablekey call esp keys", SPI || SPI+1), cut as enc(s->d) || auth(s->d) ||
+ *            enc(d->s) || auth(d->s) for the one negotiated IPsec suite; sequence numbers start
+ *            at 1 (RFC 4303); compatibility mode only: F(K_call, "cablekey call compat seq",
+ *            SPI || SPI+1) cut into two 4-byte big-endian words w, start = (w & 0x7fffffff) + 1.
+ *   SRTP     F(K_call, "cablekey call srtp keys", SPI || profile), cut as key(s->d) ||
+ *            salt(s->d) || key(d->s) || salt(d->s).
+ *   RTP-3DES F(K_call, "cablekey call rtp-3des keys", SPI || mac), mac 0 or 1, cut as
+ *            key(s->d) || key(d->s) [|| hmac(s->d) || hmac(d->s)]: compatibility only, weak.
+ *   ACK      HMAC-SHA-1(F(K_call, "cablekey call ack", ""),
+ *                       role || SPI || len(call id) || call id), 20 bytes, verified in constant
+ *            time.
+ * SPI and lengths are big-endian / one byte. Every struct below is wiped by ck_call_keys_clear.
+ */
+#define CK_CALL_KEY_LEN 32
+#define CK_CALL_SPI_MIN 256u
+#define CK_CALL_SPI_MAX 0xfffffffeu
+#define CK_CALL_MAX_ID 64            /* call id bytes (MGCP CallId is at most 32 hex digits) */
+#define CK_CALL_ACK_LEN 20
+#define CK_CALL_3DES_KEY_LEN 24
+#define CK_CALL_3DES_MAC_KEY_LEN 20
+
+enum ck_call_srtp_profile {           /* code points go into the PRF seed */
+    CK_CALL_SRTP_AES_CM_128_HMAC_SHA1_80 = 1, /* master key 16, master salt 14 */
+    CK_CALL_SRTP_AEAD_AES_128_GCM = 2,        /* master key 16, master salt 12 */
+};
+
+enum ck_call_ack_role {               /* who acknowledges: first byte the ACK HMAC covers */
+    CK_CALL_ACK_DESTINATION = 1,      /* the destination endpoint (through its controller) */
+    CK_CALL_ACK_SOURCE = 2,           /* the source endpoint */
+};
+
+/* ESP keys of one call: s->d is the SA with SPI spi_sd, d->s the SA with spi_ds = spi_sd + 1. */
+struct ck_call_esp_keys {
+    struct ck_kmm_suite suite;
+    uint32_t spi_sd, spi_ds;
+    uint32_t seq_sd, seq_ds;          /* first sequence number sent on each SA */
+    size_t enc_len, auth_len;
+    uint8_t enc_sd[CK_KMM_MAX_KEY], auth_sd[CK_KMM_MAX_KEY];
+    uint8_t enc_ds[CK_KMM_MAX_KEY], auth_ds[CK_KMM_MAX_KEY];
+};
+
+struct ck_call_srtp_keys {
+    enum ck_call_srtp_profile profile;
+    size_t key_len, salt_len;
+    uint8_t key_sd[16], salt_sd[14];
+    uint8_t key_ds[16], salt_ds[14];
+};
+
+struct ck_call_3des_keys {
+    bool mac;                         /* the optional HMAC-SHA-1 keys were derived */
+    uint8_t key_sd[CK_CALL_3DES_KEY_LEN], key_ds[CK_CALL_3DES_KEY_LEN];
+    uint8_t mac_sd[CK_CALL_3DES_MAC_KEY_LEN], mac_ds[CK_CALL_3DES_MAC_KEY_LEN];
+};
+
+/* k_call is CK_CALL_KEY_LEN bytes; spi out of CK_CALL_SPI_MIN..MAX is CK_ERR_INVAL. compat_seq
+ * selects the seed's derived starting sequence numbers instead of 1. */
+int ck_call_derive_esp(const uint8_t *k_call, size_t k_len, struct ck_kmm_suite suite,
+                       uint32_t spi, bool compat_seq, struct ck_call_esp_keys *out);
+int ck_call_derive_srtp(const uint8_t *k_call, size_t k_len, enum ck_call_srtp_profile profile,
+                        uint32_t spi, struct ck_call_srtp_keys *out);
+int ck_call_derive_3des(const uint8_t *k_call, size_t k_len, uint32_t spi, bool mac,
+                        struct ck_call_3des_keys *out);
+
+/* The ACK an endpoint returns for (K_call, SPI, call id), and its check by a controller: 0,
+ * CK_ERR_DECODE for an ACK that is not CK_CALL_ACK_LEN bytes, CK_ERR_INTEGRITY on a mismatch. */
+int ck_call_ack_compute(const uint8_t *k_call, size_t k_len, enum ck_call_ack_role role,
+                        uint32_t spi, const uint8_t *call_id, size_t call_id_len,
+                        uint8_t out[CK_CALL_ACK_LEN]);
+int ck_call_ack_verify(const uint8_t *k_call, size_t k_len, enum ck_call_ack_role role,
+                       uint32_t spi, const uint8_t *call_id, size_t call_id_len,
+                       const uint8_t *ack, size_t ack_len);
+
+/* Wipe any of the key structs above (size = sizeof the struct); NULL is fine. */
+void ck_call_keys_clear(void *keys, size_t size);
+
 #endif

@@ -5,7 +5,8 @@ Written from RFC 2246 section 5 and RFC 2104 with Python's hmac module only (no 
 so that the vectors in docs/PROTOCOL.md and tests/unit/test_kmm_kdf.c do not come from the code
 they test.
 
-  kmm_ref.py vectors          print every vector of docs/PROTOCOL.md as "name hex"
+  kmm_ref.py vectors          print every vector of docs/PROTOCOL.md as "name hex" (key
+                              management, then call keys)
   kmm_ref.py check-hmacs      read "<kmmid> <doi> <hex>" lines (kmm_pcap --hex) on stdin and
                               check each HMAC under the fixed test keys; exit 1 on a mismatch
 """
@@ -64,6 +65,47 @@ def vectors():
         print("snmpv3-%s-priv" % name, block[a:].hex() if e else "-")
 
 
+# Call keys (docs/PROTOCOL.md, "Call keys"): K_call, the SPI the source controller chose, the
+# call id of the signaling.
+K_CALL = bytes(range(0x40, 0x60))
+CALL_SPI = 0x0000c0de
+CALL_ID = b"a1b2c3d4e5f6"
+SRTP = {"aes-cm-128-hmac-sha1-80": (1, 16, 14), "aead-aes-128-gcm": (2, 16, 12)}
+
+
+def be32(v):
+    return v.to_bytes(4, "big")
+
+
+def call_vectors():
+    spi_seed = be32(CALL_SPI) + be32(CALL_SPI + 1)
+    for name, (e, a) in IPSEC.items():
+        block = prf(K_CALL, "cablekey call esp keys", spi_seed, 2 * (e + a))
+        parts = [block[0:e], block[e:e + a], block[e + a:2 * e + a], block[2 * e + a:]]
+        for tag, p in zip(("enc_sd", "auth_sd", "enc_ds", "auth_ds"), parts):
+            print("call-esp-%s-%s" % (name, tag), p.hex() if p else "-")
+    seq = prf(K_CALL, "cablekey call compat seq", spi_seed, 8)
+    for tag, raw in (("sd", seq[:4]), ("ds", seq[4:])):
+        print("call-compat-seq-%s" % tag, "%08x" % ((int.from_bytes(raw, "big") & 0x7fffffff) + 1))
+    for name, (code, k, s) in SRTP.items():
+        block = prf(K_CALL, "cablekey call srtp keys", be32(CALL_SPI) + bytes([code]), 2 * (k + s))
+        parts = [block[0:k], block[k:k + s], block[k + s:2 * k + s], block[2 * k + s:]]
+        for tag, p in zip(("key_sd", "salt_sd", "key_ds", "salt_ds"), parts):
+            print("call-srtp-%s-%s" % (name, tag), p.hex())
+    for mac in (0, 1):
+        block = prf(K_CALL, "cablekey call rtp-3des keys", be32(CALL_SPI) + bytes([mac]),
+                    48 + 40 * mac)
+        tags = ("key_sd", "key_ds", "mac_sd", "mac_ds")[:2 + 2 * mac]
+        for i, tag in enumerate(tags):
+            off = 24 * min(i, 2) + 20 * max(i - 2, 0)
+            print("call-3des-mac%d-%s" % (mac, tag), block[off:off + (24 if i < 2 else 20)].hex())
+    ack_key = prf(K_CALL, "cablekey call ack", b"", 20)
+    print("call-ack-key", ack_key.hex())
+    for role, code in (("destination", 1), ("source", 2)):
+        msg = bytes([code]) + be32(CALL_SPI) + bytes([len(CALL_ID)]) + CALL_ID
+        print("call-ack-%s" % role, hmac.new(ack_key, msg, hashlib.sha1).digest().hex())
+
+
 def check_hmacs():
     keys = {2: hmac_key("ap-request"), 3: hmac_key("ap-reply"), 5: hmac_key("rekey")}
     spr_key, last_rep, n, bad = hmac_key("sp-recovered"), None, 0, 0
@@ -89,6 +131,7 @@ def check_hmacs():
 if __name__ == "__main__":
     if sys.argv[1:] == ["vectors"]:
         vectors()
+        call_vectors()
     elif sys.argv[1:] == ["check-hmacs"]:
         sys.exit(check_hmacs())
     else:
