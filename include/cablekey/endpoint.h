@@ -54,6 +54,7 @@
 
 #include "cablekey/client.h"
 #include "cablekey/kmm.h"
+#include "cablekey/util.h"
 
 #define CK_ENDPOINT_MAX_CMS 8
 #define CK_ENDPOINT_MAX_PENDING 64           /* unanswered commands in flight */
@@ -94,6 +95,19 @@ typedef void (*ck_endpoint_response_fn)(void *arg, uint32_t txid, int code);
 typedef void (*ck_endpoint_command_fn)(void *arg, const char *verb, uint32_t txid,
                                        const char *text, size_t len);
 
+/* A response to one of our commands with its whole text (parameters and SDP body), so a caller
+ * can read what came back (a call's media address and ACK). */
+typedef void (*ck_endpoint_response_text_fn)(void *arg, uint32_t txid, int code,
+                                             const char *text, size_t len);
+/* A command from the server. The callback writes the whole response ("200 <txid> OK\r\n" and
+ * whatever follows) into reply; when it writes nothing the endpoint answers "200 <txid> OK".
+ * A retransmission of a command already answered (same txid within the last
+ * CK_ENDPOINT_REPLY_CACHE commands) gets the same response again without a second call, as
+ * RFC 3435 §3.5 requires. text is the whole command. */
+#define CK_ENDPOINT_REPLY_CACHE 32
+typedef void (*ck_endpoint_command_reply_fn)(void *arg, const char *verb, uint32_t txid,
+                                             const char *text, size_t len, ck_writer *reply);
+
 struct ck_endpoint_cms {
     struct sockaddr_storage kmm;     /* the CMS's KMM address (port 1293 by default) */
     socklen_t kmm_len;
@@ -123,6 +137,12 @@ struct ck_endpoint_params {
     ck_endpoint_response_fn on_response;
     ck_endpoint_command_fn on_command;
     void *cb_arg;
+    /* Issue 8 (calls). All optional. */
+    const char *endpoint_name;       /* the whole endpoint name of our commands ("aaln/1@HOST",
+                                      * or "cms@HOST" for a controller's channel to a peer);
+                                      * NULL: "aaln/1@" + host */
+    ck_endpoint_response_text_fn on_response_text; /* also gets the response's whole text */
+    ck_endpoint_command_reply_fn on_command_reply; /* answers server commands itself */
 };
 
 struct ck_endpoint_stats {

@@ -124,4 +124,71 @@ void ck_srtp_get_stats(const ck_srtp *s, struct ck_srtp_stats *out);
  * NULL. */
 void ck_srtp_free(ck_srtp *s);
 
+/* ---- The seed's RTP encryption (compatibility mode only; WEAK) ----
+ * Seed 002's media encryption, kept for interoperability with equipment built to it: the RTP
+ * payload is encrypted with 3-key 3DES-CBC (OpenSSL EVP des-ede3-cbc), each packet on its own
+ * with IV 0 for its first block (the seed's rule: equal payload prefixes under one key give equal
+ * ciphertext, one reason this mode is weak); the header stays in clear. Padding (RFC 3550's P
+ * bit) and the optional MAC (HMAC-SHA-1 truncated to CK_RTP3DES_MAC_LEN bytes over header ||
+ * ciphertext, appended) are laid out byte for byte in docs/PROTOCOL.md "Media" with vectors.
+ * Separate keys per direction. Weak: 64-bit blocks, a fixed IV, no authentication without the
+ * MAC. SRTP is the default. */
+
+#define CK_RTP3DES_KEY_LEN 24
+#define CK_RTP3DES_MAC_KEY_LEN 20
+#define CK_RTP3DES_MAC_LEN 10
+#define CK_RTP3DES_MAX_OVERHEAD 32    /* padding + MAC a protect call may add */
+
+typedef struct ck_rtp3des ck_rtp3des;
+
+/* mac_key NULL: no MAC. Keys are copied (and wiped on free). */
+int ck_rtp3des_new(enum ck_srtp_direction dir, const uint8_t key[CK_RTP3DES_KEY_LEN],
+                   const uint8_t *mac_key, ck_rtp3des **out);
+/* In place, like ck_srtp_protect/unprotect (cap >= *len + CK_RTP3DES_MAX_OVERHEAD).
+ * Unprotect: CK_ERR_INTEGRITY for a bad MAC or bad padding, CK_ERR_DECODE/LIMIT for a packet
+ * that is not RTP, CK_ERR_REPLAY for a sequence number already accepted (a 64-packet window,
+ * as far as an unauthenticated mode can offer). Counters in ck_srtp_stats form. */
+int ck_rtp3des_protect(ck_rtp3des *c, uint8_t *buf, size_t *len, size_t cap);
+int ck_rtp3des_unprotect(ck_rtp3des *c, uint8_t *buf, size_t *len);
+void ck_rtp3des_get_stats(const ck_rtp3des *c, struct ck_srtp_stats *out);
+void ck_rtp3des_free(ck_rtp3des *c);
+
+/* ---- One direction of a call's media, whatever the mode ---- */
+
+enum ck_media_mode {
+    CK_MEDIA_RTP = 1,                 /* no protection (SGCP calls to a network server) */
+    CK_MEDIA_SRTP_AES_CM,
+    CK_MEDIA_SRTP_GCM,
+    CK_MEDIA_RTP_3DES,
+    CK_MEDIA_RTP_3DES_MAC,
+};
+
+typedef struct ck_media_ctx ck_media_ctx;
+
+/* A protect (SEND) or unprotect (RECV) context for one direction of a call, keyed from the call
+ * sub-key: mode SRTP_* uses ck_call_derive_srtp, RTP_3DES* ck_call_derive_3des (kmm.h), with
+ * is_source telling which half of the derived keys is this end's sending direction (the source
+ * sends with s->d keys and receives with d->s). k_call is CK_CALL_KEY_LEN bytes; mode RTP takes
+ * k_call NULL. */
+int ck_media_ctx_new(enum ck_media_mode mode, enum ck_srtp_direction dir, bool is_source,
+                     const uint8_t *k_call, size_t k_len, uint32_t spi, ck_media_ctx **out);
+/* CK_MEDIA_MAX_OVERHEAD: room a protect call needs after the packet. */
+#define CK_MEDIA_MAX_OVERHEAD CK_SRTP_TRAILER_ROOM
+int ck_media_protect(ck_media_ctx *c, uint8_t *buf, size_t *len, size_t cap);
+int ck_media_unprotect(ck_media_ctx *c, uint8_t *buf, size_t *len);
+void ck_media_get_stats(const ck_media_ctx *c, struct ck_srtp_stats *out);
+void ck_media_ctx_free(ck_media_ctx *c);
+const char *ck_media_mode_name(enum ck_media_mode m);  /* "srtp-aes-cm", ... as in mgcp.h */
+int ck_media_mode_parse(const char *name, enum ck_media_mode *out);
+
+/* ---- WAV files (RIFF/WAVE, PCM 16-bit little-endian, mono, 8000 Hz) ---- */
+
+#define CK_WAV_MAX_SAMPLES (8000u * 3600u)   /* one hour */
+
+/* Reads a WAV file; it must be PCM 16-bit mono 8000 Hz (CK_ERR_UNSUPPORTED otherwise, with the
+ * format in the context); chunks other than fmt and data are skipped. *samples is malloc'd. */
+int ck_wav_read(const char *path, int16_t **samples, size_t *n);
+/* Writes n samples (PCM 16-bit mono 8000 Hz) atomically, mode 0644. */
+int ck_wav_write(const char *path, const int16_t *samples, size_t n);
+
 #endif
