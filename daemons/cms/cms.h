@@ -26,6 +26,7 @@
 #include "cablekey/daemon.h"
 #include "cablekey/esp.h"
 #include "cablekey/kmm.h"
+#include "cablekey/mgcp.h"
 #include "cablekey/profile.h"
 
 #define CMS_PROG "cablekey-cms"
@@ -48,6 +49,32 @@
 
 /* ---- configuration (config.c) ----------------------------------------------------------- */
 
+#define CMS_MAX_NUMBER 15                /* a line number or route prefix: 1..15 digits */
+#define CMS_MAX_LINES 4096
+#define CMS_MAX_ROUTES 256
+#define CMS_DEFAULT_CALL_RETRY_MS 500
+#define CMS_DEFAULT_CALL_TRIES 4
+#define CMS_DEFAULT_ESCROW_RETENTION (90 * 86400)
+
+enum cms_call_mode { CMS_CALL_NCS = 0, CMS_CALL_SGCP = 1 };
+
+/* line = NUMBER PRINCIPAL [mac=12HEX] [server] */
+struct cms_line {
+    char number[CMS_MAX_NUMBER + 1];
+    char principal[CMS_MAX_PRINCIPAL];
+    char mac[13];                      /* lower-case hex, "" unknown */
+    bool server;                       /* a network server (media gateway), not a CTA */
+};
+
+/* route = PREFIX PRINCIPAL HOST:PORT [sig=PORT]: numbers starting with PREFIX are on the
+ * controller PRINCIPAL, whose KMM server is HOST:PORT and ESP signaling port PORT. */
+struct cms_route {
+    char prefix[CMS_MAX_NUMBER + 1];
+    char principal[CMS_MAX_PRINCIPAL];
+    char kmm[CMS_ADDRSTRLEN * 4];      /* "host:port" as given */
+    uint16_t sig_port;
+};
+
 struct cms_config {
     char *config_path;                 /* the file read, or NULL when none was */
     char *listen[CMS_MAX_LISTEN];
@@ -69,6 +96,20 @@ struct cms_config {
     char *pid_file;
     char *user;
     char *export_xfrm;                 /* flag only */
+    /* calls (issue 8) */
+    enum cms_call_mode call_mode;
+    enum ck_sdp_media_mode media;
+    struct ck_kmm_suite call_suite;    /* direct ESP between the ends */
+    bool compat_seq;
+    int64_t call_retry_ms, call_tries;
+    char *kdc;                         /* blank-separated "host:port" list, NULL: krb5.conf */
+    struct cms_line *lines;
+    size_t n_lines;
+    struct cms_route *routes;
+    size_t n_routes;
+    char *intercept_db, *escrow_dir;
+    int64_t escrow_retention;          /* seconds */
+    char *export_wireshark;
 };
 
 /* The flags, kept for SIGHUP (they override the file again). */
@@ -78,7 +119,7 @@ struct cms_flags {
     size_t n_listen;
     const char *signaling_listen[CMS_MAX_LISTEN];
     size_t n_signaling_listen;
-    const char *keytab, *service, *export_xfrm;
+    const char *keytab, *service, *export_xfrm, *export_wireshark;
     bool foreground;                   /* accepted; the daemon never forks */
 };
 
@@ -92,6 +133,15 @@ int cms_config_apply_profile(struct cms_config *cfg, const struct ck_profile *pr
 /* Defaults, then the file (-c, or the default path when present), then the flags; checks the
  * result (a keytab is required, grace < sa_lifetime, ...). */
 int cms_config_load(const struct cms_flags *f, struct cms_config *cfg);
+/* Media mode names (mgcp.h's, without linking the codec): "srtp-aes-cm", ... */
+const char *cms_media_name(enum ck_sdp_media_mode m);
+/* The line of a number (exact), or NULL. */
+const struct cms_line *cms_config_line(const struct cms_config *cfg, const char *number);
+/* The line of a client principal, or NULL. */
+const struct cms_line *cms_config_line_by_principal(const struct cms_config *cfg,
+                                                    const char *principal);
+/* The route whose prefix is the longest one starting number, or NULL. */
+const struct cms_route *cms_config_route(const struct cms_config *cfg, const char *number);
 /* Seconds before expiry at which the server sends Rekey (0: never). */
 int64_t cms_config_rekey_margin(const struct cms_config *cfg);
 

@@ -36,7 +36,7 @@
 
 enum {
     OPT_KEYTAB = 256, OPT_LISTEN, OPT_SIGNALING_LISTEN, OPT_SERVICE, OPT_EXPORT_XFRM,
-    OPT_FOREGROUND, OPT_LOG_FLUSH_MS
+    OPT_FOREGROUND, OPT_LOG_FLUSH_MS, OPT_EXPORT_WIRESHARK
 };
 
 struct send_sock {
@@ -75,6 +75,7 @@ usage(FILE *out)
             "                          default port 4500)\n"
             "      --service PRINCIPAL the service (default: the keytab's first principal)\n"
             "      --export-xfrm FILE  append `ip xfrm` commands for every SA (0600)\n"
+            "      --export-wireshark FILE append Wireshark esp_sa records for every SA (0600)\n"
             "      --foreground        accepted for compatibility (never forks)\n"
             "      --log-flush-ms MS   write request lines in batches at most MS late\n"
             "                          (default 0: each line at once)\n"
@@ -98,6 +99,7 @@ parse_args(int argc, char **argv, struct cms_flags *f, int64_t *log_flush_ms)
         {"signaling-listen", required_argument, NULL, OPT_SIGNALING_LISTEN},
         {"service", required_argument, NULL, OPT_SERVICE},
         {"export-xfrm", required_argument, NULL, OPT_EXPORT_XFRM},
+        {"export-wireshark", required_argument, NULL, OPT_EXPORT_WIRESHARK},
         {"foreground", no_argument, NULL, OPT_FOREGROUND},
         {"log-flush-ms", required_argument, NULL, OPT_LOG_FLUSH_MS},
         {NULL, 0, NULL, 0},
@@ -112,6 +114,7 @@ parse_args(int argc, char **argv, struct cms_flags *f, int64_t *log_flush_ms)
         case OPT_KEYTAB: f->keytab = optarg; break;
         case OPT_SERVICE: f->service = optarg; break;
         case OPT_EXPORT_XFRM: f->export_xfrm = optarg; break;
+        case OPT_EXPORT_WIRESHARK: f->export_wireshark = optarg; break;
         case OPT_FOREGROUND: f->foreground = true; break;
         case OPT_LOG_FLUSH_MS:
             if (ck_parse_int64(optarg, 0, 1000, log_flush_ms) != 0) {
@@ -170,6 +173,66 @@ print_suites(const struct cms_config *cfg, FILE *out)
     for (size_t i = 0; i < cfg->n_suites; i++)
         fprintf(out, " %s", cms_suite_name(CK_KMM_DOI_IPSEC, cfg->suites[i], b, sizeof(b)));
     fprintf(out, "\n");
+}
+
+static int
+check_file(const char *what, const char *path)
+{
+    struct ck_log_target t = {.dest = CK_LOG_FILE, .level = -1};
+
+    ck_strlcpy(t.path, path, sizeof(t.path));
+    if (ck_log_target_check(&t) != 0) {
+        print_error(what);
+        return 1;
+    }
+    return 0;
+}
+
+/* The call settings of --check (issue 8). */
+static int
+check_calls(const struct cms_config *cfg)
+{
+    char b[32];
+
+    printf("call_mode: %s, media: %s, call_ipsec_suite: %s%s, compat_seq: %s\n",
+           cfg->call_mode == CMS_CALL_SGCP ? "sgcp" : "ncs", cms_media_name(cfg->media),
+           cms_suite_name(CK_KMM_DOI_IPSEC, cfg->call_suite, b, sizeof(b)),
+           cfg->call_mode == CMS_CALL_SGCP ? " (unused: sgcp)" : "",
+           cfg->compat_seq ? "true" : "false");
+    printf("call_retry_ms: %lld, call_tries: %lld\n", (long long)cfg->call_retry_ms,
+           (long long)cfg->call_tries);
+    printf("kdc: %s\n", cfg->kdc != NULL ? cfg->kdc : "(krb5.conf)");
+    printf("lines: %zu\n", cfg->n_lines);
+    for (size_t i = 0; i < cfg->n_lines; i++)
+        printf("line: %s %s%s%s%s\n", cfg->lines[i].number, cfg->lines[i].principal,
+               cfg->lines[i].mac[0] != '\0' ? " mac=" : "", cfg->lines[i].mac,
+               cfg->lines[i].server ? " server" : "");
+    printf("routes: %zu\n", cfg->n_routes);
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        printf("route: %s %s %s sig=%u\n", cfg->routes[i].prefix, cfg->routes[i].principal,
+               cfg->routes[i].kmm, (unsigned)cfg->routes[i].sig_port);
+    if (cfg->intercept_db != NULL) {
+        if (access(cfg->intercept_db, R_OK | W_OK) != 0) {
+            fprintf(stderr, CMS_PROG ": intercept_db %s: %s\n", cfg->intercept_db,
+                    strerror(errno));
+            return 1;
+        }
+        printf("intercept_db: %s, escrow_retention: %llds, escrow_dir: %s\n", cfg->intercept_db,
+               (long long)cfg->escrow_retention,
+               cfg->escrow_dir != NULL ? cfg->escrow_dir : "(none)");
+        if (cfg->escrow_dir != NULL && access(cfg->escrow_dir, W_OK | X_OK) != 0) {
+            fprintf(stderr, CMS_PROG ": escrow_dir %s: %s\n", cfg->escrow_dir, strerror(errno));
+            return 1;
+        }
+    } else {
+        printf("intercept_db: (none: lawful intercept off)\n");
+    }
+    if (cfg->export_wireshark != NULL) {
+        if (check_file("export_wireshark", cfg->export_wireshark) != 0)
+            return 1;
+        printf("export-wireshark: %s\n", cfg->export_wireshark);
+    }
+    return 0;
 }
 
 /* --check: what a start needs, in start-up order, as the user the daemon would run as. */
@@ -237,6 +300,8 @@ check_config(struct daemon *d)
         }
         printf("export-xfrm: %s\n", cfg->export_xfrm);
     }
+    if (check_calls(cfg) != 0)
+        return 1;
     printf("configuration OK\n");
     return 0;
 }
