@@ -532,7 +532,7 @@ release(struct cms_call_core *c, struct call *x, const char *reason, unsigned sk
 static void
 maybe_retire(struct cms_call_core *c, struct call *x, int64_t now)
 {
-    if (!x->released)
+    if (!x->released || x->tomb)
         return;
     for (int i = 0; i < MAX_PENDING; i++)
         if (x->pend[i].active)
