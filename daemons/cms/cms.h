@@ -300,6 +300,8 @@ typedef int (*cms_send_fn)(void *arg, const struct sockaddr *peer, socklen_t pee
 
 #define CMS_WAKE_SLOTS 4096
 
+struct cms_call_core;
+
 struct cms_server {
     pthread_rwlock_t params_lock;
     struct cms_params params;
@@ -320,6 +322,8 @@ struct cms_server {
     pthread_mutex_t xfrm_lock;
     int xfrm_fd;                       /* -1: off */
     uint16_t signaling_port;           /* for the exported encapsulation */
+    int wireshark_fd;                  /* export_wireshark (under xfrm_lock); -1: off */
+    struct cms_call_core *calls;       /* call control (issue 8); NULL: every command gets 200 */
     int64_t fixed_now;                 /* tests: a fixed clock (0: the wall clock) */
     struct cms_stats stats;
 };
@@ -362,8 +366,10 @@ int cms_sig_handle(struct cms_server *s, ck_esp_engine *eng, const uint8_t *pkt,
                    uint8_t *extra, size_t extra_cap, size_t *extra_len, cms_sig_send_fn send,
                    void *send_arg);
 
-/* xfrm export of one SA pair (both directions) or its deletion (no-op without --export-xfrm). */
+/* xfrm export of one SA pair (both directions) or its deletion (no-op without --export-xfrm);
+ * also the Wireshark esp_sa records of the pair (no-op without export_wireshark). */
 void cms_xfrm_export(struct cms_server *s, const struct cms_sa *sa);
+void cms_wireshark_export(struct cms_server *s, const struct cms_sa *sa);
 void cms_xfrm_delete(struct cms_server *s, const struct cms_sa *sa);
 
 /* The signaling listener: its own UDP sockets and threads (each with its ESP engine). */
@@ -373,5 +379,15 @@ int cms_sig_server_run(struct cms_sig_server *ss, struct cms_server *s, int thre
 void cms_sig_server_describe(const struct cms_sig_server *ss, char *buf, size_t size);
 uint16_t cms_sig_server_port(const struct cms_sig_server *ss);
 void cms_sig_server_free(struct cms_sig_server *ss);
+
+/* Call control's way out (struct cms_call_io.send_sa): text under the outbound SA of the pair
+ * whose inbound SPI is spi, from the signaling socket to the SA's endpoint. Used under the call
+ * core's lock, which serialises the use of the one ESP engine. */
+struct cms_sig_out {
+    struct cms_server *s;
+    struct cms_sig_server *ss;
+    ck_esp_engine *eng;
+};
+int cms_sig_send_text(void *arg, uint32_t spi, const char *text, size_t len);
 
 #endif

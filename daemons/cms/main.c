@@ -27,10 +27,13 @@
 
 #include "cablekey/daemon.h"
 #include "cablekey/error.h"
+#include "cablekey/intercept.h"
 #include "cablekey/log.h"
 #include "cablekey/net.h"
 #include "cablekey/util.h"
+#include "call.h"
 #include "cms.h"
+#include "peer.h"
 
 #define LISTEN_LOG_MAX 1024
 
@@ -42,6 +45,16 @@ enum {
 struct send_sock {
     int fd;
     int family;
+};
+
+/* What call control's callbacks reach: the signaling sockets, the peer channels, the intercept
+ * database. */
+struct call_glue {
+    struct cms_sig_out out;
+    struct cms_peers *peers;
+    ck_li *li;
+    int64_t retention;
+    const char *escrow_dir;
 };
 
 struct daemon {
@@ -60,6 +73,8 @@ struct daemon {
     bool maint_up;
     atomic_bool stopping;
     int64_t log_flush_ms;
+    struct call_glue glue;
+    struct cms_call_core *calls;
 };
 
 static void
@@ -555,6 +570,20 @@ reload(void *arg, char *status, size_t status_size)
     RESTART(d->cfg.max_sas != nc.max_sas, "max_sas");
     RESTART(d->cfg.replay_cache_size != nc.replay_cache_size, "replay_cache_size");
     RESTART(d->cfg.solicited_key_timeout != nc.solicited_key_timeout, "solicited_key_timeout");
+    RESTART(d->cfg.n_lines != nc.n_lines || d->cfg.n_routes != nc.n_routes ||
+            (nc.n_lines > 0 &&
+             memcmp(d->cfg.lines, nc.lines, nc.n_lines * sizeof(*nc.lines)) != 0) ||
+            (nc.n_routes > 0 &&
+             memcmp(d->cfg.routes, nc.routes, nc.n_routes * sizeof(*nc.routes)) != 0) ||
+            d->cfg.call_mode != nc.call_mode || d->cfg.media != nc.media ||
+            d->cfg.call_suite.auth != nc.call_suite.auth ||
+            d->cfg.call_suite.enc != nc.call_suite.enc || d->cfg.compat_seq != nc.compat_seq ||
+            d->cfg.call_retry_ms != nc.call_retry_ms || d->cfg.call_tries != nc.call_tries ||
+            !same_str(d->cfg.kdc, nc.kdc) || !same_str(d->cfg.intercept_db, nc.intercept_db) ||
+            !same_str(d->cfg.escrow_dir, nc.escrow_dir) ||
+            d->cfg.escrow_retention != nc.escrow_retention ||
+            !same_str(d->cfg.export_wireshark, nc.export_wireshark),
+            "call settings (call_mode, media, lines, routes, intercept ...)");
 #undef RESTART
     if ((rc = ck_log_reconfigure(nc.log.dest, nc.log.path, nc.log_level)) != 0) {
         ck_log_err("SIGHUP: log: %s; the running configuration is kept", ck_error_context());
@@ -580,6 +609,99 @@ reload(void *arg, char *status, size_t status_size)
                   restart == 1 ? "" : "s");
     snprintf(status, status_size, "serving; reloaded (%d need a restart)", restart);
     return 0;
+}
+
+/* ---- call control ----------------------------------------------------------------------- */
+
+static int
+glue_send_sa(void *arg, uint32_t spi, const char *text, size_t len)
+{
+    return cms_sig_send_text(&((struct call_glue *)arg)->out, spi, text, len);
+}
+
+static int
+glue_peer_command(void *arg, size_t route, const char *verb, const char *params, uint32_t *txid)
+{
+    struct call_glue *g = arg;
+
+    if (g->peers == NULL)
+        return ck_error_set(CK_ERR_NOTFOUND, "no peer channels");
+    return cms_peers_command(g->peers, route, verb, params, txid);
+}
+
+static int
+glue_escrow(void *arg, const struct ck_li_call *call, int64_t now_s, size_t *n)
+{
+    struct call_glue *g = arg;
+
+    return ck_li_escrow(g->li, call, now_s, g->retention, g->escrow_dir, n);
+}
+
+/* Call control when lines or routes are configured (otherwise every command gets 200, as in
+ * issue 7). The peer thread starts later, with the workers. */
+static int
+calls_init(struct daemon *d)
+{
+    struct cms_call_io io;
+    char self[CK_MGCP_MAX_ENDPOINT];
+    const char *service = cms_keyset_service(d->keys);
+    int rc;
+
+    if (d->cfg.n_lines == 0 && d->cfg.n_routes == 0)
+        return 0;
+    d->glue.out.s = &d->srv;
+    d->glue.out.ss = d->sig;
+    if ((rc = ck_esp_engine_new(&d->glue.out.eng)) != 0)
+        return rc;
+    memset(&io, 0, sizeof(io));
+    io.send_sa = glue_send_sa;
+    io.peer_command = glue_peer_command;
+    io.arg = &d->glue;
+    if (d->cfg.intercept_db != NULL) {
+        if ((rc = ck_li_open(d->cfg.intercept_db, 0, &d->glue.li)) != 0)
+            return ck_error_set(rc, "intercept_db %s: %s", d->cfg.intercept_db,
+                                ck_error_context());
+        d->glue.retention = d->cfg.escrow_retention;
+        d->glue.escrow_dir = d->cfg.escrow_dir;
+        io.escrow = glue_escrow;
+    }
+    cms_peers_self_name(service, self, sizeof(self));
+    if ((rc = cms_call_core_new(&d->cfg, self, &io, &d->calls)) != 0 ||
+        (rc = cms_peers_new(&d->cfg, service, self, d->calls, &d->glue.peers)) != 0)
+        return rc;
+    d->srv.calls = d->calls;
+    ck_log_notice("calls: %zu line%s, %zu route%s, %s, media %s, as %s, lawful intercept %s",
+                  d->cfg.n_lines, d->cfg.n_lines == 1 ? "" : "s", d->cfg.n_routes,
+                  d->cfg.n_routes == 1 ? "" : "s",
+                  d->cfg.call_mode == CMS_CALL_SGCP ? "sgcp" : "ncs", cms_media_name(d->cfg.media),
+                  self, d->glue.li != NULL ? "on" : "off");
+    return 0;
+}
+
+static void
+calls_fini(struct daemon *d)
+{
+    struct cms_call_stats st;
+
+    cms_peers_free(d->glue.peers);
+    d->glue.peers = NULL;
+    if (d->calls != NULL) {
+        cms_call_get_stats(d->calls, &st);
+        ck_log_notice("calls: started %llu connected %llu released %llu failed %llu dropped %llu "
+                      "retransmissions %llu spi-retries %llu ack-mismatch %llu escrowed %llu",
+                      (unsigned long long)st.started, (unsigned long long)st.connected,
+                      (unsigned long long)st.released, (unsigned long long)st.failed,
+                      (unsigned long long)st.dropped, (unsigned long long)st.retransmissions,
+                      (unsigned long long)st.spi_retries, (unsigned long long)st.ack_mismatch,
+                      (unsigned long long)st.escrowed);
+    }
+    d->srv.calls = NULL;
+    cms_call_core_free(d->calls);
+    d->calls = NULL;
+    ck_li_close(d->glue.li);
+    d->glue.li = NULL;
+    ck_esp_engine_free(d->glue.out.eng);
+    d->glue.out.eng = NULL;
 }
 
 /* ---- start ------------------------------------------------------------------------------ */
@@ -726,6 +848,18 @@ main(int argc, char **argv)
             goto out;
         }
     }
+    if (d->cfg.export_wireshark != NULL) {
+        d->srv.wireshark_fd = open(d->cfg.export_wireshark,
+                                   O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (d->srv.wireshark_fd < 0) {
+            ck_log_err("export_wireshark %s: %s", d->cfg.export_wireshark, strerror(errno));
+            goto out;
+        }
+    }
+    if (calls_init(d) != 0) {
+        ck_log_err("calls: %s", ck_error_context());
+        goto out;
+    }
     log_footprint(d);
     if (ck_net_server_run(d->net) != 0) {
         ck_log_err("%s", ck_error_context());
@@ -733,6 +867,10 @@ main(int argc, char **argv)
     }
     workers = ck_net_server_workers(d->net);
     if (cms_sig_server_run(d->sig, &d->srv, workers) != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
+    }
+    if (d->glue.peers != NULL && cms_peers_run(d->glue.peers) != 0) {
         ck_log_err("%s", ck_error_context());
         goto out;
     }
@@ -758,6 +896,7 @@ out:
     }
     ck_net_server_free(d->net);
     cms_sig_server_free(d->sig);
+    calls_fini(d);
     for (size_t i = 0; i < d->n_send; i++)
         close(d->send[i].fd);
     if (d->srv_up) {
