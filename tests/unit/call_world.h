@@ -18,6 +18,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 
 #include "cablekey/error.h"
 #include "cablekey/kmm.h"
@@ -51,6 +57,7 @@ struct w_phone {
     /* state */
     uint32_t next_txid;
     uint32_t last_cmd_txid;
+    char last_callid[CMS_CALL_ID_HEX + 1];
     char last_resp[CK_MGCP_MAX_MSG];
     size_t last_resp_len;
     bool last_keyed_mdcx;
@@ -79,6 +86,8 @@ struct w_escrow {
     int after_both_acks;             /* escrow calls made when both ends held the keys */
     const char *target;              /* number under an order (NULL: none) */
     uint8_t key[CK_CALL_KEY_LEN];
+    ck_li *li;                       /* a real intercept database (then target is unused) */
+    const char *drop_dir;
 };
 
 struct world {
@@ -97,7 +106,17 @@ struct world {
     char last_xset[CK_MGCP_MAX_MSG + 64];
     size_t last_xset_len;
     bool quiet_log;
+    int64_t ca_ns;                   /* time spent inside CA's core (w_pump) */
 };
+
+static int64_t
+w_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 struct w_io_arg {
     struct world *w;
@@ -209,6 +228,8 @@ w_escrow(void *arg, const struct ck_li_call *call, int64_t now_s, size_t *n)
     if (both)
         w->esc.after_both_acks++;
     memcpy(w->esc.key, call->k_call, CK_CALL_KEY_LEN);
+    if (w->esc.li != NULL)
+        return ck_li_escrow(w->esc.li, call, now_s, 86400, w->esc.drop_dir, n);
     if (w->esc.target != NULL && (strcmp(call->caller, w->esc.target) == 0 ||
                                   strcmp(call->callee, w->esc.target) == 0))
         *n = 1;
@@ -304,6 +325,8 @@ w_phone_on_command(struct world *w, int p, const struct ck_mgcp_msg *m)
             w_phone_send(w, p, ph->last_resp, ph->last_resp_len);
         return;
     }
+    if (ck_mgcp_param(m, "C") != NULL)
+        ck_strlcpy(ph->last_callid, ck_mgcp_param(m, "C"), sizeof(ph->last_callid));
     if (m->has_sdp && ck_sdp_parse(m->sdp, m->sdp_len, &in) != 0)
         code = 400;
     out.family = 4;
@@ -340,8 +363,8 @@ w_phone_on_command(struct world *w, int p, const struct ck_mgcp_msg *m)
                 ph->installs++;
                 out.has_ack = true;
                 ck_call_ack_compute(in.key, CK_CALL_KEY_LEN, in.role, in.spi,
-                                    (const uint8_t *)ck_mgcp_param(m, "C"),
-                                    strlen(ck_mgcp_param(m, "C")), out.ack);
+                                    (const uint8_t *)ph->last_callid, strlen(ph->last_callid),
+                                    out.ack);
                 if (ph->forge_ack)
                     out.ack[0] ^= 1;
                 keyed_mdcx = strcmp(m->verb, "MDCX") == 0;
@@ -391,14 +414,22 @@ w_pump(struct world *w)
         struct w_msg cp = *x;
 
         switch (cp.dest) {
-        case W_TO_CORE:
+        case W_TO_CORE: {
+            int64_t t0 = cp.core == 0 ? w_ns() : 0;
             cms_call_on_message(w->core[cp.core], cp.client, cp.spi, (const uint8_t *)cp.text,
                                 cp.len, w->now);
+            if (cp.core == 0)
+                w->ca_ns += w_ns() - t0;
             break;
-        case W_TO_CORE_PEER_RESP:
+        }
+        case W_TO_CORE_PEER_RESP: {
+            int64_t t0 = cp.core == 0 ? w_ns() : 0;
             cms_call_on_peer_response(w->core[cp.core], cp.route, cp.txid,
                                       (const uint8_t *)cp.text, cp.len, w->now);
+            if (cp.core == 0)
+                w->ca_ns += w_ns() - t0;
             break;
+        }
         case W_TO_PHONE:
             if (ck_mgcp_parse((const uint8_t *)cp.text, cp.len, &m) == 0 && !m.is_response)
                 w_phone_on_command(w, cp.phone, &m);
@@ -531,6 +562,48 @@ w_init(struct world *w, bool sgcp, bool escrow, int64_t retry_ms, int tries)
     }
     w_pump(w);
     return 0;
+}
+
+/* A self-signed law-enforcement certificate (EC P-256, no key usage) valid around now_s, its
+ * key written to key_path (0600). Returns the PEM (malloc'd) or NULL. */
+static char *
+w_lea_make(int64_t now_s, const char *key_path)
+{
+    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    X509 *cert = X509_new();
+    X509_NAME *n;
+    BIO *b = BIO_new(BIO_s_mem());
+    char *data, *pem = NULL;
+    long len;
+    FILE *f;
+
+    if (key == NULL || cert == NULL || b == NULL)
+        goto out;
+    X509_set_version(cert, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(cert), 11);
+    X509_time_adj_ex(X509_getm_notBefore(cert), 0, 0, &(time_t){(time_t)(now_s - 86400)});
+    X509_time_adj_ex(X509_getm_notAfter(cert), 30, 0, &(time_t){(time_t)now_s});
+    n = X509_get_subject_name(cert);
+    X509_NAME_add_entry_by_txt(n, "CN", MBSTRING_ASC, (const unsigned char *)"LEA test", -1, -1,
+                               0);
+    X509_set_issuer_name(cert, n);
+    X509_set_pubkey(cert, key);
+    if (!X509_sign(cert, key, EVP_sha256()) || !PEM_write_bio_X509(b, cert))
+        goto out;
+    len = BIO_get_mem_data(b, &data);
+    if ((pem = calloc(1, (size_t)len + 1)) == NULL)
+        goto out;
+    memcpy(pem, data, (size_t)len);
+    if ((f = fopen(key_path, "w")) != NULL) {
+        chmod(key_path, 0600);
+        PEM_write_PrivateKey(f, key, NULL, NULL, 0, NULL, NULL);
+        fclose(f);
+    }
+out:
+    BIO_free(b);
+    X509_free(cert);
+    EVP_PKEY_free(key);
+    return pem;
 }
 
 static void

@@ -1,5 +1,7 @@
 /* cablekey-cms call core (CONTRACT8 call flow) driven without sockets: two controller cores
  * wired together, fake endpoints with real ACKs, an injected clock (call_world.h). */
+#include <unistd.h>
+
 #include "ck_test.h"
 #include "call_world.h"
 
@@ -391,7 +393,68 @@ test_unknown_number_and_junk(void)
     w_fini(&w);
 }
 
-CK_TEST_MAIN("cms_call", CK_TEST_CASE(test_remote_call), CK_TEST_CASE(test_remote_callee_hangs_up),
+/* The real lawful-intercept database: a call with a party under an order is escrowed once,
+ * after both ACKs, and the record opens with the law-enforcement key to this call's K_call; a
+ * call outside every order leaves no record. */
+static void
+test_intercept_real(void)
+{
+    char dir[] = "/tmp/ck-cms-call.XXXXXX", db[128], key[128];
+    char *pem = NULL;
+    uint8_t *der = NULL;
+    size_t der_len = 0;
+    int64_t order = 0;
+    struct ck_li_call rec;
+    char id[40] = "";
+    ck_li *li = NULL;
+
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(db, sizeof(db), "%s/li.db", dir);
+    snprintf(key, sizeof(key), "%s/lea.key", dir);
+    CHECK_OK(w_init(&w, false, true, 500, 4));
+    CHECK((pem = w_lea_make(w.now / 1000, key)) != NULL);
+    CHECK_OK(ck_li_open(db, CK_LI_CREATE, &li));
+    CHECK_OK(ck_li_order_add(li, CK_LI_TARGET_NUMBER, "5552001", w.now / 1000 - 60,
+                             w.now / 1000 + 3600, "court 42", pem, "test", w.now / 1000, &order));
+    w.esc.li = li;
+    /* Outside the order: no record. */
+    CHECK_OK(w_dial(&w, A, "5551002"));
+    w_pump(&w);
+    CHECK_INT_EQ(w.esc.calls, 1);
+    CHECK_OK(w_ntfy(&w, A, "hu"));
+    w_pump(&w);
+    CHECK_INT_EQ(w_log_count(&w, 0, "to 5551002 result released reason=hangup"), 1);
+    CHECK_INT_EQ(w_log_count(&w, 0, "escrow=0"), 1);
+    /* Under the order. */
+    CHECK_OK(w_dial(&w, A, "5552001"));
+    w_pump(&w);
+    CHECK_INT_EQ(w.esc.after_both_acks, 2);
+    CHECK_OK(w_ntfy(&w, B, "hd"));
+    w_pump(&w);
+    CHECK_OK(w_ntfy(&w, A, "hu"));
+    w_pump(&w);
+    CHECK_INT_EQ(w_log_count(&w, 0, "to 5552001 result connected reason=hangup"), 1);
+    CHECK_INT_EQ(w_log_count(&w, 0, "escrow=1"), 1);
+    CHECK(w.n_log[0] == 2 && sscanf(w.log[0][1], "call %32s ", id) == 1);
+    CHECK_OK(ck_li_record_get(li, order, id, "test", w.now / 1000, &der, &der_len));
+    memset(&rec, 0, sizeof(rec));
+    CHECK_OK(ck_li_record_open(der, der_len, key, NULL, &rec));
+    CHECK(strcmp(rec.call_id, id) == 0 && strcmp(rec.callee, "5552001") == 0);
+    CHECK(strcmp(rec.caller_mac, "0011223344aa") == 0);
+    CHECK_MEM_EQ(rec.k_call, CK_CALL_KEY_LEN, w.esc.key, CK_CALL_KEY_LEN);
+    CHECK(rec.spi >= CK_CALL_SPI_MIN);
+    CHECK(strcmp(rec.media, "srtp-aes-cm") == 0 && strcmp(rec.ipsec_suite, "sha1-aes128") == 0);
+    ck_li_call_clear(&rec);
+    free(der);
+    free(pem);
+    w_fini(&w);
+    ck_li_close(li);
+    unlink(db);
+    unlink(key);
+    rmdir(dir);
+}
+
+CK_TEST_MAIN("cms_call", CK_TEST_CASE(test_intercept_real), CK_TEST_CASE(test_remote_call), CK_TEST_CASE(test_remote_callee_hangs_up),
              CK_TEST_CASE(test_local_call), CK_TEST_CASE(test_mg_call), CK_TEST_CASE(test_sgcp),
              CK_TEST_CASE(test_ack_mismatch), CK_TEST_CASE(test_lost_ack_retried),
              CK_TEST_CASE(test_lost_ack_exhausted), CK_TEST_CASE(test_spi_collision),
