@@ -162,6 +162,8 @@ struct ck_endpoint_stats {
     uint64_t retransmissions;        /* of our commands */
     uint64_t responses;              /* responses matched to our commands */
     uint64_t commands_received;      /* server commands answered */
+    uint64_t commands_repeated;      /* retransmitted server commands answered from the reply
+                                      * cache (not counted in commands_received) */
     uint64_t rqnt_received;
 };
 

@@ -54,6 +54,9 @@ struct ck_esp_sa_params {
     int64_t expires;                 /* hard lifetime: seconds since the epoch (0 = none) */
     uint64_t life_bytes;             /* hard byte lifetime (payload bytes; 0 = none) */
     uint32_t replay_window;          /* inbound only; 0 = CK_ESP_DEFAULT_WINDOW */
+    uint32_t first_seq;              /* outbound: the first sequence number sent (0 or 1: 1, as
+                                      * RFC 4303 requires; other values only for the seed's
+                                      * compatibility mode, kmm.h ck_call_esp_keys) */
 };
 
 typedef struct ck_esp_sa ck_esp_sa;

@@ -29,6 +29,7 @@
 #define MAX_TXID 999999999u
 #define KMM_BUF 16384              /* AP Request: ticket (authorization data too), authenticator */
 #define ESP_BUF (CK_ENDPOINT_MAX_SIGNAL + 128)
+#define CK_ENDPOINT_MAX_NAME 255
 
 enum why {
     WHY_START,                     /* first exchange, or after a failover or an expiry */
@@ -78,8 +79,16 @@ struct command {
     int64_t next_ms;
 };
 
+/* The response given to one server command, for its retransmissions (RFC 3435 §3.5). */
+struct reply_entry {
+    uint32_t txid;
+    char *text;
+    size_t len;
+};
+
 struct ck_endpoint {
     struct ck_endpoint_params p;
+    char name[CK_ENDPOINT_MAX_NAME + 1];
     struct ck_endpoint_cms cms[CK_ENDPOINT_MAX_CMS];
     struct ck_kmm_suite suites[CK_KMM_MAX_SUITES];
     char host[256];
@@ -108,6 +117,8 @@ struct ck_endpoint {
     uint32_t next_txid;
     bool rsip_queued, restarted;
     uint32_t rsip_txid;
+    struct reply_entry replies[CK_ENDPOINT_REPLY_CACHE];
+    size_t next_reply;             /* the slot the next answered command overwrites */
     struct ck_endpoint_stats st;
     char failure[256];
 };
@@ -298,6 +309,8 @@ ck_endpoint_free(ck_endpoint *ep)
     CK_PRINCIPAL_NAME_free(ep->cname);
     while (ep->n_cmds > 0)
         command_drop(ep, ep->n_cmds - 1);
+    for (size_t i = 0; i < CK_ENDPOINT_REPLY_CACHE; i++)
+        ck_free_secret(ep->replies[i].text, ep->replies[i].len);
     ck_memzero(ep, sizeof(*ep));
     free(ep);
 }
@@ -369,6 +382,16 @@ ck_endpoint_new(const struct ck_endpoint_params *p, ck_endpoint **out)
         goto fail;
     }
     ep->p.host = ep->host;
+    {
+        int n = p->endpoint_name != NULL
+                    ? snprintf(ep->name, sizeof(ep->name), "%s", p->endpoint_name)
+                    : snprintf(ep->name, sizeof(ep->name), "aaln/1@%s", ep->host);
+        if (n <= 0 || (size_t)n >= sizeof(ep->name) || strpbrk(ep->name, " \t\r\n") != NULL) {
+            rc = ck_error_set(CK_ERR_INVAL, "endpoint: bad endpoint name");
+            goto fail;
+        }
+    }
+    ep->p.endpoint_name = ep->name;
     if ((rc = ck_creds_copy(p->creds, &ep->creds)) != 0)
         goto fail;
     ep->p.creds = ep->creds;
@@ -847,8 +870,8 @@ ck_endpoint_send_command(ck_endpoint *ep, const char *verb, const char *params, 
                             CK_ENDPOINT_MAX_PENDING);
     if (verb == NULL || *verb == '\0' || strpbrk(verb, " \r\n") != NULL)
         return ck_error_set(CK_ERR_INVAL, "bad command verb");
-    n = snprintf(buf, sizeof(buf), "%s %u aaln/1@%s MGCP 1.0 NCS 1.0\r\n%s", verb, ep->next_txid,
-                 ep->host, params != NULL ? params : "");
+    n = snprintf(buf, sizeof(buf), "%s %u %s MGCP 1.0 NCS 1.0\r\n%s", verb, ep->next_txid,
+                 ep->name, params != NULL ? params : "");
     if (n < 0 || (size_t)n >= sizeof(buf))
         return ck_error_set(CK_ERR_LIMIT, "command longer than %d bytes", CK_ENDPOINT_MAX_SIGNAL);
     c = &ep->cmds[ep->n_cmds];
@@ -917,13 +940,77 @@ ck_endpoint_signal_parse(const uint8_t *data, size_t len, struct ck_endpoint_sig
     return 0;
 }
 
+/* The cached response to server command txid, or NULL. */
+static const struct reply_entry *
+reply_find(const ck_endpoint *ep, uint32_t txid)
+{
+    for (size_t i = 0; i < CK_ENDPOINT_REPLY_CACHE; i++)
+        if (ep->replies[i].text != NULL && ep->replies[i].txid == txid)
+            return &ep->replies[i];
+    return NULL;
+}
+
+/* Remembers the response to txid, replacing the oldest one. A failed allocation only costs a
+ * retransmission a second callback. */
+static void
+reply_remember(ck_endpoint *ep, uint32_t txid, const char *text, size_t len)
+{
+    struct reply_entry *r = &ep->replies[ep->next_reply];
+    char *copy = ck_memdup(text, len);
+
+    if (copy == NULL)
+        return;
+    ck_free_secret(r->text, r->len);
+    r->txid = txid;
+    r->text = copy;
+    r->len = len;
+    ep->next_reply = (ep->next_reply + 1) % CK_ENDPOINT_REPLY_CACHE;
+}
+
+/* A command from the server: the callbacks see it once, every retransmission (same txid) gets
+ * the response given the first time. */
+static int
+on_server_command(ck_endpoint *ep, const struct ck_endpoint_signal *sig, const uint8_t *data,
+                  size_t len, int64_t now)
+{
+    const struct reply_entry *cached = reply_find(ep, sig->txid);
+    ck_writer w;
+    char dflt[32];
+    const char *text = dflt;
+    size_t tlen;
+    int n, rc;
+
+    if (cached != NULL) {
+        ep->st.commands_repeated++;
+        return esp_send(ep, cached->text, cached->len, now);
+    }
+    ep->st.commands_received++;
+    if (strcmp(sig->verb, "RQNT") == 0)
+        ep->st.rqnt_received++;
+    if (ep->p.on_command != NULL)
+        ep->p.on_command(ep->p.cb_arg, sig->verb, sig->txid, (const char *)data, len);
+    n = snprintf(dflt, sizeof(dflt), "200 %u OK\r\n", sig->txid);
+    tlen = (size_t)n;
+    /* The reply may carry a call's SDP: not secret, but wiped all the same. */
+    ck_writer_init(&w, CK_ENDPOINT_MAX_SIGNAL, true);
+    if (ep->p.on_command_reply != NULL) {
+        ep->p.on_command_reply(ep->p.cb_arg, sig->verb, sig->txid, (const char *)data, len, &w);
+        if (w.len > 0) {
+            text = (const char *)w.data;
+            tlen = w.len;
+        }
+    }
+    reply_remember(ep, sig->txid, text, tlen);
+    rc = esp_send(ep, text, tlen, now);
+    ck_writer_free(&w);
+    return rc;
+}
+
 /* A signaling message that arrived under ESP: a response to ours, or a command to answer. */
 static int
 on_signal(ck_endpoint *ep, const uint8_t *data, size_t len, int64_t now)
 {
     struct ck_endpoint_signal sig;
-    char reply[32];
-    int n;
 
     if (ck_endpoint_signal_parse(data, len, &sig) != 0) {
         ep->st.dropped++;
@@ -939,18 +1026,14 @@ on_signal(ck_endpoint *ep, const uint8_t *data, size_t len, int64_t now)
             ep->st.responses++;
             if (ep->p.on_response != NULL)
                 ep->p.on_response(ep->p.cb_arg, sig.txid, sig.code);
+            if (ep->p.on_response_text != NULL)
+                ep->p.on_response_text(ep->p.cb_arg, sig.txid, sig.code, (const char *)data,
+                                       len);
             return 0;
         }
         return 0; /* a duplicate or late response */
     }
-    /* A retransmitted command gets the same answer again, as MGCP asks. */
-    n = snprintf(reply, sizeof(reply), "200 %u OK\r\n", sig.txid);
-    ep->st.commands_received++;
-    if (strcmp(sig.verb, "RQNT") == 0)
-        ep->st.rqnt_received++;
-    if (ep->p.on_command != NULL)
-        ep->p.on_command(ep->p.cb_arg, sig.verb, sig.txid, (const char *)data, len);
-    return esp_send(ep, reply, (size_t)n, now);
+    return on_server_command(ep, &sig, data, len, now);
 }
 
 static int

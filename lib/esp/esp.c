@@ -195,6 +195,9 @@ ck_esp_sa_new(const struct ck_esp_sa_params *p, ck_esp_sa **out)
     memcpy(sa->auth_key, p->auth_key, want_auth);
     /* Sequence number 0 is never sent (RFC 4303 §3.3.3): marking it seen makes it a replay. */
     sa->bitmap[0] = 1;
+    /* A call's compatibility mode starts elsewhere: the counter holds the last one "sent". */
+    if (p->first_seq > 1)
+        sa->seq = p->first_seq - 1;
     *out = sa;
     return 0;
 }

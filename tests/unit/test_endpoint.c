@@ -158,6 +158,9 @@ struct fake_cms {
     uint32_t last_nonce;
     int last_reestablish;
     int rsips, ntfys;
+    const char *name;                 /* the endpoint name commands must carry */
+    const char *ntfy_body;            /* appended to its 200s to NTFY (response text test) */
+    char last_response[PKT_MAX];      /* the text of the last response it received */
     uint8_t last_esp[PKT_MAX];        /* last ESP packet it sent (replay test) */
     size_t last_esp_len;
     bool sa_active;                   /* ACK-required: SP Recovered received for the SA */
@@ -377,7 +380,7 @@ cms_on_esp(struct fake_cms *c, const uint8_t *buf, size_t len)
     uint16_t sp, dp;
     uint8_t nh;
     uint32_t spi, txid;
-    char text[PKT_MAX], verb[16], reply[128];
+    char text[PKT_MAX], verb[16], reply[512];
 
     if (ck_esp_udp_classify(buf, len, &spi) != CK_ESP_UDP_ESP) {
         c->esp_bad++;
@@ -404,12 +407,18 @@ cms_on_esp(struct fake_cms *c, const uint8_t *buf, size_t len)
         CHECK(0);
         return;
     }
-    if (strcmp(verb, "200") == 0) {
+    if (verb[0] >= '1' && verb[0] <= '9') {
         c->responses++;
+        snprintf(c->last_response, sizeof(c->last_response), "%s", text);
         return;
     }
     c->commands++;
-    CHECK(strstr(text, " aaln/1@mta1.test MGCP 1.0 NCS 1.0\r\n") != NULL);
+    {
+        char want[128];
+        snprintf(want, sizeof(want), "%s %u %s MGCP 1.0 NCS 1.0\r\n", verb, txid,
+                 c->name != NULL ? c->name : "aaln/1@mta1.test");
+        CHECK(strncmp(text, want, strlen(want)) == 0);
+    }
     if (strcmp(verb, "RSIP") == 0) {
         c->rsips++;
         CHECK(strstr(text, "RM: restart\r\n") != NULL);
@@ -419,7 +428,8 @@ cms_on_esp(struct fake_cms *c, const uint8_t *buf, size_t len)
     /* ACK-required: the SA stays pending (inbound only) until SP Recovered. */
     if (c->ack_required && !c->sa_active)
         return;
-    snprintf(reply, sizeof(reply), "200 %u OK\r\n", txid);
+    snprintf(reply, sizeof(reply), "200 %u OK\r\n%s", txid,
+             strcmp(verb, "NTFY") == 0 && c->ntfy_body != NULL ? c->ntfy_body : "");
     cms_esp_send(c, c->out, reply);
     if (strcmp(verb, "RSIP") == 0) {
         if (c->send_rqnt) {
@@ -519,6 +529,9 @@ on_event(void *arg, enum ck_endpoint_event ev, const char *detail)
         fprintf(stderr, "  [%lld] event %d: %s\n", (long long)vnow, (int)ev, detail);
 }
 
+/* Lets a case set the issue-8 parameters before the endpoint is made. */
+static void (*setup_hook)(struct ck_endpoint_params *p);
+
 static void
 setup(size_t n_cms, bool start)
 {
@@ -547,6 +560,8 @@ setup(size_t n_cms, bool start)
     p.send = ep_send;
     p.on_event = on_event;
     p.on_response = on_response;
+    if (setup_hook != NULL)
+        setup_hook(&p);
     CHECK_OK(ck_endpoint_new(&p, &ep));
     if (start) {
         CHECK_OK(ck_endpoint_start(ep, vnow));
@@ -1159,10 +1174,178 @@ test_ccache_and_krb5conf(void)
     ck_key_clear(&service_key);
 }
 
+/* ---------------------------------------------------------------------------------------------
+ * Issue 8: endpoint_name, on_response_text, on_command_reply and its reply cache.
+ */
+static int replies_made, commands_seen, text_responses;
+static char last_text[PKT_MAX];
+static int last_text_code;
+static bool reply_empty;
+
+static void
+call_on_command(void *arg, const char *verb, uint32_t txid, const char *text, size_t len)
+{
+    (void)arg;
+    (void)verb;
+    (void)txid;
+    (void)text;
+    (void)len;
+    commands_seen++;
+}
+
+static void
+call_on_reply(void *arg, const char *verb, uint32_t txid, const char *text, size_t len,
+              ck_writer *reply)
+{
+    char buf[256];
+    int n;
+
+    (void)arg;
+    CHECK(len > 4 && memcmp(text, verb, strlen(verb)) == 0);
+    replies_made++;
+    if (reply_empty)
+        return;
+    /* A different body every time, so a cached answer is told from a fresh one. */
+    n = snprintf(buf, sizeof(buf), "200 %u OK\r\n\r\nv=0\r\nm=audio %d RTP/AVP 0\r\n", txid,
+                 4000 + replies_made);
+    CHECK_OK(ck_writer_bytes(reply, buf, (size_t)n));
+}
+
+static void
+call_on_response_text(void *arg, uint32_t txid, int code, const char *text, size_t len)
+{
+    (void)arg;
+    (void)txid;
+    text_responses++;
+    last_text_code = code;
+    CHECK(len < sizeof(last_text));
+    memcpy(last_text, text, len);
+    last_text[len] = '\0';
+}
+
+static void
+call_hook(struct ck_endpoint_params *p)
+{
+    p->endpoint_name = "cms@ca.test";
+    p->on_response_text = call_on_response_text;
+    p->on_command_reply = call_on_reply;
+    p->on_command = call_on_command;
+}
+
+static void
+bad_name_hook(struct ck_endpoint_params *p)
+{
+    p->endpoint_name = "cms@ca test";
+}
+
+static void
+test_call_api(void)
+{
+    char cmd[128], first[PKT_MAX];
+    uint32_t txid;
+    int before;
+
+    replies_made = commands_seen = text_responses = 0;
+    reply_empty = false;
+    setup_hook = call_hook;
+    setup(1, false);
+    cms[0].name = "cms@ca.test";
+    cms[0].send_rqnt = false;
+    cms[0].ntfy_body = "\r\nv=0\r\nm=audio 5004 RTP/AVP 0\r\n";
+    CHECK_OK(ck_endpoint_start(ep, vnow));
+    pump();
+    CHECK_INT_EQ(ck_endpoint_state(ep), CK_ENDPOINT_ESTABLISHED);
+    CHECK_INT_EQ(cms[0].rsips, 1); /* under the configured name (the fake checks it) */
+    CHECK_INT_EQ(text_responses, 1);
+
+    /* A response's whole text reaches on_response_text, after on_response. */
+    CHECK_OK(ck_endpoint_send_command(ep, "NTFY", "X: 1\r\nO: hd\r\n", vnow, &txid));
+    pump();
+    CHECK_INT_EQ(last_response_txid, txid);
+    CHECK_INT_EQ(text_responses, 2);
+    CHECK_INT_EQ(last_text_code, 200);
+    CHECK(strstr(last_text, "m=audio 5004 RTP/AVP 0\r\n") != NULL);
+
+    /* A server command is answered with what on_command_reply wrote. */
+    snprintf(cmd, sizeof(cmd), "CRCX 600 cms@ca.test MGCP 1.0\r\nC: 0123abcd\r\n");
+    cms_esp_send(&cms[0], cms[0].out, cmd);
+    pump();
+    CHECK_INT_EQ(replies_made, 1);
+    CHECK_INT_EQ(commands_seen, 1);
+    CHECK(strcmp(cms[0].last_response, "200 600 OK\r\n\r\nv=0\r\nm=audio 4001 RTP/AVP 0\r\n") ==
+          0);
+    snprintf(first, sizeof(first), "%s", cms[0].last_response);
+    /* Its retransmission (a new ESP packet, the same txid) gets the same response again without
+     * a second callback. */
+    before = cms[0].responses;
+    cms_esp_send(&cms[0], cms[0].out, cmd);
+    pump();
+    CHECK_INT_EQ(cms[0].responses, before + 1);
+    CHECK_INT_EQ(replies_made, 1);
+    CHECK_INT_EQ(commands_seen, 1);
+    CHECK(strcmp(cms[0].last_response, first) == 0);
+    ck_endpoint_get_stats(ep, &st);
+    CHECK_INT_EQ(st.commands_repeated, 1);
+    CHECK_INT_EQ(st.commands_received, 1);
+
+    /* A callback that writes nothing: the default "200 <txid> OK". */
+    reply_empty = true;
+    cms_esp_send(&cms[0], cms[0].out, "MDCX 601 cms@ca.test MGCP 1.0\r\n");
+    pump();
+    CHECK(strcmp(cms[0].last_response, "200 601 OK\r\n") == 0);
+    CHECK_INT_EQ(replies_made, 2);
+    reply_empty = false;
+
+    /* The cache is bounded: after CK_ENDPOINT_REPLY_CACHE other commands, txid 600 is
+     * forgotten and a repeat of it is a new command. 601 (one more) went in first. */
+    for (int i = 0; i < CK_ENDPOINT_REPLY_CACHE - 1; i++) {
+        snprintf(cmd, sizeof(cmd), "RQNT %d cms@ca.test MGCP 1.0\r\n", 700 + i);
+        cms_esp_send(&cms[0], cms[0].out, cmd);
+        pump();
+    }
+    CHECK_INT_EQ(replies_made, 2 + CK_ENDPOINT_REPLY_CACHE - 1);
+    /* 600 is gone, 601 still there (the oldest remembered). */
+    cms_esp_send(&cms[0], cms[0].out, "MDCX 601 cms@ca.test MGCP 1.0\r\n");
+    pump();
+    CHECK_INT_EQ(replies_made, 2 + CK_ENDPOINT_REPLY_CACHE - 1);
+    CHECK(strcmp(cms[0].last_response, "200 601 OK\r\n") == 0);
+    cms_esp_send(&cms[0], cms[0].out, "CRCX 600 cms@ca.test MGCP 1.0\r\nC: 0123abcd\r\n");
+    pump();
+    CHECK_INT_EQ(replies_made, 2 + CK_ENDPOINT_REPLY_CACHE);
+    CHECK(strcmp(cms[0].last_response, first) != 0);
+    ck_endpoint_get_stats(ep, &st);
+    CHECK_INT_EQ(st.commands_repeated, 2);
+    CHECK_INT_EQ(st.commands_received, 2 + CK_ENDPOINT_REPLY_CACHE);
+    teardown();
+    setup_hook = NULL;
+
+    /* An endpoint name with a blank would break the first line: refused. */
+    {
+        struct ck_endpoint_cms list[1];
+        struct ck_endpoint_params p;
+        ck_endpoint *bad = NULL;
+        ck_creds *c = make_creds();
+
+        memset(list, 0, sizeof(list));
+        set_addr(&list[0].kmm, 1293);
+        list[0].kmm_len = sizeof(struct sockaddr_in);
+        memset(&p, 0, sizeof(p));
+        p.creds = c;
+        p.cms = list;
+        p.n_cms = 1;
+        bad_name_hook(&p);
+        CHECK(ck_endpoint_new(&p, &bad) == CK_ERR_INVAL);
+        CHECK(bad == NULL);
+        ck_creds_free(c);
+        ck_key_clear(&service_key);
+    }
+}
+
 CK_TEST_MAIN("endpoint", CK_TEST_CASE(test_backoff_values), CK_TEST_CASE(test_backoff_failover),
              CK_TEST_CASE(test_establish_and_signal), CK_TEST_CASE(test_rekey_timer),
              CK_TEST_CASE(test_wakeup), CK_TEST_CASE(test_rekey_message),
              CK_TEST_CASE(test_ap_rep_refused), CK_TEST_CASE(test_lost_sa),
              CK_TEST_CASE(test_rekey_failover), CK_TEST_CASE(test_error_reply),
              CK_TEST_CASE(test_ack_required), CK_TEST_CASE(test_suites),
-             CK_TEST_CASE(test_signal_parse), CK_TEST_CASE(test_ccache_and_krb5conf))
+             CK_TEST_CASE(test_signal_parse), CK_TEST_CASE(test_ccache_and_krb5conf),
+             CK_TEST_CASE(test_call_api))

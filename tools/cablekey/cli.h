@@ -30,6 +30,16 @@ int cli_mta_kmm(int argc, char **argv); /* mta_kmm.c: `cablekey mta kmm` */
 /* One --kdc ADDR of the mta verbs into kdcs (at most CK_KDC_MAX_KDCS, none empty): CLI_OK or
  * a usage error. */
 int cli_mta_add_kdc(const char *what, const char *addr, const char **kdcs, size_t *n_kdcs);
+int cli_mta_phone(int argc, char **argv); /* mta_phone.c: `cablekey mta phone` */
+/* --cms ADDR[:PORT][,ADDR[:PORT]...] (port 1293 if none; one address family) resolved into out
+ * (at most CK_ENDPOINT_MAX_CMS), each with the given ESP port: CLI_OK or a usage error. */
+struct ck_endpoint_cms;
+int cli_mta_parse_cms(const char *what, const char *list, uint16_t sig_port,
+                      struct ck_endpoint_cms *out, size_t *n);
+/* This host's name for "aaln/1@HOST" ("localhost" when it has none usable). */
+void cli_mta_hostname(char *host, size_t size);
+/* Binds fd to the wildcard address of family, an ephemeral port: 0 or -1 (errno). */
+int cli_mta_bind_any(int fd, int family);
 int cli_realm(int argc, char **argv);
 int cli_db(int argc, char **argv);
 int cli_audit(int argc, char **argv);

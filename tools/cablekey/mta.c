@@ -1,9 +1,12 @@
 /* cablekey mta login: an endpoint (a phone adapter, or any PKINIT client) gets a TGT with its
  * certificate and writes it to an MIT FILE ccache (include/cablekey/pkinit_client.h). */
 #include <getopt.h>
+#include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
@@ -12,7 +15,9 @@
 
 #include "cablekey/client.h"
 #include "cablekey/crypto.h"
+#include "cablekey/endpoint.h"
 #include "cablekey/error.h"
+#include "cablekey/net.h"
 #include "cablekey/pki.h"
 #include "cablekey/pkinit.h"
 #include "cablekey/pkinit_client.h"
@@ -75,7 +80,10 @@ static const char mta_help[] =
     "Prints one line on success; errors are one line with exit 1, usage errors exit 2.\n"
     "\n"
     "cablekey mta kmm --ccache FILE --cms ADDR:PORT --service PRINCIPAL ... keys IPsec with a\n"
-    "CMS and sends protected signaling (see 'cablekey mta kmm --help').\n";
+    "CMS and sends protected signaling (see 'cablekey mta kmm --help').\n"
+    "cablekey mta phone --ccache FILE --cms ADDR[:PORT] --media ADDR:PORT --direct-port N ...\n"
+    "places or answers calls with per-call keys and encrypted audio (see\n"
+    "'cablekey mta phone --help').\n";
 
 struct mopts {
     const char *identity, *password_file, *realm, *principal, *ccache, *prov_server;
@@ -102,6 +110,73 @@ cli_mta_add_kdc(const char *what, const char *addr, const char **kdcs, size_t *n
         return cli_usage_error(what, "--kdc: empty address");
     kdcs[(*n_kdcs)++] = addr;
     return CLI_OK;
+}
+
+/* --cms of the mta verbs: "a:1293,[::1]:1293" into resolved addresses (one each; the same family for all, since the
+ * endpoint has one socket). */
+int
+cli_mta_parse_cms(const char *what, const char *list, uint16_t sig_port,
+                  struct ck_endpoint_cms *out, size_t *n)
+{
+    const char *p = list;
+    char spec[300], host[256];
+
+    *n = 0;
+    while (*p != '\0') {
+        size_t l = strcspn(p, ",");
+        struct addrinfo hints, *res = NULL;
+        char port_s[8];
+        uint16_t port;
+        int gai;
+
+        if (l == 0 || l >= sizeof(spec))
+            return cli_usage_error(what, "--cms: bad address list '%s'", list);
+        if (*n >= CK_ENDPOINT_MAX_CMS)
+            return cli_usage_error(what, "--cms: more than %d addresses", CK_ENDPOINT_MAX_CMS);
+        memcpy(spec, p, l);
+        spec[l] = '\0';
+        if (ck_net_parse_listen(spec, CK_KMM_PORT, host, sizeof(host), &port) != 0 ||
+            host[0] == '\0' || port == 0)
+            return cli_usage_error(what, "--cms: bad address '%s'", spec);
+        memset(&hints, 0, sizeof(hints));
+        hints.ai_socktype = SOCK_DGRAM;
+        hints.ai_flags = AI_NUMERICSERV;
+        snprintf(port_s, sizeof(port_s), "%u", port);
+        if ((gai = getaddrinfo(host, port_s, &hints, &res)) != 0 || res == NULL)
+            return cli_usage_error(what, "--cms: cannot resolve '%s': %s", host,
+                                   gai_strerror(gai));
+        memset(&out[*n], 0, sizeof(out[*n]));
+        memcpy(&out[*n].kmm, res->ai_addr, res->ai_addrlen);
+        out[*n].kmm_len = res->ai_addrlen;
+        out[*n].sig_port = sig_port;
+        freeaddrinfo(res);
+        if (*n > 0 && out[*n].kmm.ss_family != out[0].kmm.ss_family)
+            return cli_usage_error(what, "--cms: IPv4 and IPv6 addresses cannot be mixed");
+        (*n)++;
+        p += l + (p[l] == ',');
+    }
+    if (*n == 0)
+        return cli_usage_error(what, "--cms: no address");
+    return CLI_OK;
+}
+
+void
+cli_mta_hostname(char *host, size_t size)
+{
+    if (gethostname(host, size) != 0 || host[0] == '\0' || strpbrk(host, " \t\r\n") != NULL)
+        ck_strlcpy(host, "localhost", size);
+    host[size - 1] = '\0';
+}
+
+int
+cli_mta_bind_any(int fd, int family)
+{
+    struct sockaddr_storage any;
+
+    memset(&any, 0, sizeof(any));
+    any.ss_family = (sa_family_t)family;
+    return bind(fd, (struct sockaddr *)&any,
+                family == AF_INET ? sizeof(struct sockaddr_in) : sizeof(struct sockaddr_in6));
 }
 
 static int
@@ -392,5 +467,7 @@ cli_mta(int argc, char **argv)
         return mta_login(argc - 1, argv + 1);
     if (strcmp(argv[1], "kmm") == 0)
         return cli_mta_kmm(argc - 1, argv + 1);
+    if (strcmp(argv[1], "phone") == 0)
+        return cli_mta_phone(argc - 1, argv + 1);
     return cli_unknown_verb("mta", argv[1]);
 }

@@ -168,53 +168,6 @@ parse_kmm_opts(const char *what, int argc, char **argv, struct kopts *o)
     return CLI_OK;
 }
 
-/* "a:1293,[::1]:1293" into resolved addresses (one each; the same family for all, since the
- * endpoint has one socket). */
-static int
-parse_cms(const char *what, const struct kopts *o, struct ck_endpoint_cms *out, size_t *n)
-{
-    const char *p = o->cms;
-    char spec[300], host[256];
-
-    *n = 0;
-    while (*p != '\0') {
-        size_t l = strcspn(p, ",");
-        struct addrinfo hints, *res = NULL;
-        char port_s[8];
-        uint16_t port;
-        int gai;
-
-        if (l == 0 || l >= sizeof(spec))
-            return cli_usage_error(what, "--cms: bad address list '%s'", o->cms);
-        if (*n >= CK_ENDPOINT_MAX_CMS)
-            return cli_usage_error(what, "--cms: more than %d addresses", CK_ENDPOINT_MAX_CMS);
-        memcpy(spec, p, l);
-        spec[l] = '\0';
-        if (ck_net_parse_listen(spec, CK_KMM_PORT, host, sizeof(host), &port) != 0 ||
-            host[0] == '\0' || port == 0)
-            return cli_usage_error(what, "--cms: bad address '%s'", spec);
-        memset(&hints, 0, sizeof(hints));
-        hints.ai_socktype = SOCK_DGRAM;
-        hints.ai_flags = AI_NUMERICSERV;
-        snprintf(port_s, sizeof(port_s), "%u", port);
-        if ((gai = getaddrinfo(host, port_s, &hints, &res)) != 0 || res == NULL)
-            return cli_usage_error(what, "--cms: cannot resolve '%s': %s", host,
-                                   gai_strerror(gai));
-        memset(&out[*n], 0, sizeof(out[*n]));
-        memcpy(&out[*n].kmm, res->ai_addr, res->ai_addrlen);
-        out[*n].kmm_len = res->ai_addrlen;
-        out[*n].sig_port = (uint16_t)o->sig_port;
-        freeaddrinfo(res);
-        if (*n > 0 && out[*n].kmm.ss_family != out[0].kmm.ss_family)
-            return cli_usage_error(what, "--cms: IPv4 and IPv6 addresses cannot be mixed");
-        (*n)++;
-        p += l + (p[l] == ',');
-    }
-    if (*n == 0)
-        return cli_usage_error(what, "--cms: no address");
-    return CLI_OK;
-}
-
 struct run {
     const struct kopts *o;
     int64_t sent, answered, resolved, next_send, linger_until;
@@ -329,7 +282,6 @@ cli_mta_kmm(int argc, char **argv)
     ck_endpoint *ep = NULL;
     ck_creds *creds = NULL;
     ck_kdc_transport t;
-    struct sockaddr_storage any;
     char host[256], failure[300], *service = NULL;
     size_t n_cms = 0;
     bool from_tgs = false;
@@ -338,7 +290,7 @@ cli_mta_kmm(int argc, char **argv)
 
     if ((rc = parse_kmm_opts(what, argc, argv, &o)) != CLI_OK)
         return rc < 0 ? CLI_OK : rc;
-    if ((rc = parse_cms(what, &o, cms, &n_cms)) != CLI_OK)
+    if ((rc = cli_mta_parse_cms(what, o.cms, (uint16_t)o.sig_port, cms, &n_cms)) != CLI_OK)
         return rc;
     memset(&r, 0, sizeof(r));
     r.o = &o;
@@ -358,18 +310,11 @@ cli_mta_kmm(int argc, char **argv)
         snprintf(failure, sizeof(failure), "socket: %s", strerror(errno));
         goto failed;
     }
-    memset(&any, 0, sizeof(any));
-    any.ss_family = cms[0].kmm.ss_family;
-    if (bind(fd, (struct sockaddr *)&any,
-             any.ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                      : sizeof(struct sockaddr_in6)) != 0) {
+    if (cli_mta_bind_any(fd, cms[0].kmm.ss_family) != 0) {
         snprintf(failure, sizeof(failure), "bind: %s", strerror(errno));
         goto failed;
     }
-    if (gethostname(host, sizeof(host)) != 0 || host[0] == '\0' ||
-        strpbrk(host, " \r\n") != NULL)
-        ck_strlcpy(host, "localhost", sizeof(host));
-    host[sizeof(host) - 1] = '\0';
+    cli_mta_hostname(host, sizeof(host));
     memset(&p, 0, sizeof(p));
     p.creds = creds;
     p.cms = cms;
