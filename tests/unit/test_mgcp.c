@@ -112,8 +112,9 @@ test_rfc3435_mdcx(void)
     CHECK_INT_EQ(s.session_id, 4723891);
 }
 
-/* Notify (off-hook) with its package-qualified event; DeleteConnection and its 250 with the
- * connection parameters (two-letter sub-names live inside the value). */
+/* Notify shaped after RFC 3435's (its observed-event list cut to the package-qualified off-hook
+ * event); DeleteConnection and its 250 with the connection parameters (the two-letter
+ * sub-names live inside the value). */
 static void
 test_rfc3435_ntfy_dlcx(void)
 {
