@@ -31,6 +31,7 @@
 #   BENCH_CMS_LOG_LEVEL  cablekey-cms --log-level (default warning; "info" logs every exchange)
 #   BENCH_CMS_SELFTEST=1 the in-process responder instead of cablekey-cms
 #   BENCH_CMS_ESP=0      skip esp_bench
+#   BENCH_CMS_CALLS=0    skip call_setup_bench (BENCH_CALLS_N calls, default 5000)
 #   BENCH_CMS_CALLGRIND=1  also count instructions per exchange under callgrind (user space only,
 #                        so not disturbed by the other tenants of a shared machine): cablekey-cms
 #                        and krb5_rd_req each at N = 300 and N = 1300, the difference / 1000 (so
@@ -305,5 +306,19 @@ if [ "${BENCH_CMS_ESP:-1}" != 0 ]; then
         timeout 300 "$ESP_BENCH" 2>&1 | sed 's/^/    /'
     else
         echo "ESP: $ESP_BENCH is not built: not measured."
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Calls (issue 8): setups through one source controller core, in process, escrow on and off.
+if [ "${BENCH_CMS_CALLS:-1}" != 0 ]; then
+    echo
+    if [ -x "$BUILD/call_setup_bench" ]; then
+        say "call_setup_bench"
+        echo "Call setup (BUILD_DIR/call_setup_bench ${BENCH_CALLS_N:-5000}; goal: ≥ 5,000 setups/s per controller core with escrow on, key distribution adding < 2 ms p99):"
+        echo
+        timeout 600 "$BUILD/call_setup_bench" "${BENCH_CALLS_N:-5000}" 2>&1 | sed 's/^/    /'
+    else
+        echo "Calls: $BUILD/call_setup_bench is not built: not measured."
     fi
 fi

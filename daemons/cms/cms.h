@@ -26,6 +26,7 @@
 #include "cablekey/daemon.h"
 #include "cablekey/esp.h"
 #include "cablekey/kmm.h"
+#include "cablekey/mgcp.h"
 #include "cablekey/profile.h"
 
 #define CMS_PROG "cablekey-cms"
@@ -48,6 +49,32 @@
 
 /* ---- configuration (config.c) ----------------------------------------------------------- */
 
+#define CMS_MAX_NUMBER 15                /* a line number or route prefix: 1..15 digits */
+#define CMS_MAX_LINES 4096
+#define CMS_MAX_ROUTES 256
+#define CMS_DEFAULT_CALL_RETRY_MS 500
+#define CMS_DEFAULT_CALL_TRIES 4
+#define CMS_DEFAULT_ESCROW_RETENTION (90 * 86400)
+
+enum cms_call_mode { CMS_CALL_NCS = 0, CMS_CALL_SGCP = 1 };
+
+/* line = NUMBER PRINCIPAL [mac=12HEX] [server] */
+struct cms_line {
+    char number[CMS_MAX_NUMBER + 1];
+    char principal[CMS_MAX_PRINCIPAL];
+    char mac[13];                      /* lower-case hex, "" unknown */
+    bool server;                       /* a network server (media gateway), not a CTA */
+};
+
+/* route = PREFIX PRINCIPAL HOST:PORT [sig=PORT]: numbers starting with PREFIX are on the
+ * controller PRINCIPAL, whose KMM server is HOST:PORT and ESP signaling port PORT. */
+struct cms_route {
+    char prefix[CMS_MAX_NUMBER + 1];
+    char principal[CMS_MAX_PRINCIPAL];
+    char kmm[CMS_ADDRSTRLEN * 4];      /* "host:port" as given */
+    uint16_t sig_port;
+};
+
 struct cms_config {
     char *config_path;                 /* the file read, or NULL when none was */
     char *listen[CMS_MAX_LISTEN];
@@ -69,6 +96,20 @@ struct cms_config {
     char *pid_file;
     char *user;
     char *export_xfrm;                 /* flag only */
+    /* calls (issue 8) */
+    enum cms_call_mode call_mode;
+    enum ck_sdp_media_mode media;
+    struct ck_kmm_suite call_suite;    /* direct ESP between the ends */
+    bool compat_seq;
+    int64_t call_retry_ms, call_tries;
+    char *kdc;                         /* blank-separated "host:port" list, NULL: krb5.conf */
+    struct cms_line *lines;
+    size_t n_lines;
+    struct cms_route *routes;
+    size_t n_routes;
+    char *intercept_db, *escrow_dir;
+    int64_t escrow_retention;          /* seconds */
+    char *export_wireshark;
 };
 
 /* The flags, kept for SIGHUP (they override the file again). */
@@ -78,7 +119,7 @@ struct cms_flags {
     size_t n_listen;
     const char *signaling_listen[CMS_MAX_LISTEN];
     size_t n_signaling_listen;
-    const char *keytab, *service, *export_xfrm;
+    const char *keytab, *service, *export_xfrm, *export_wireshark;
     bool foreground;                   /* accepted; the daemon never forks */
 };
 
@@ -92,6 +133,15 @@ int cms_config_apply_profile(struct cms_config *cfg, const struct ck_profile *pr
 /* Defaults, then the file (-c, or the default path when present), then the flags; checks the
  * result (a keytab is required, grace < sa_lifetime, ...). */
 int cms_config_load(const struct cms_flags *f, struct cms_config *cfg);
+/* Media mode names (mgcp.h's, without linking the codec): "srtp-aes-cm", ... */
+const char *cms_media_name(enum ck_sdp_media_mode m);
+/* The line of a number (exact), or NULL. */
+const struct cms_line *cms_config_line(const struct cms_config *cfg, const char *number);
+/* The line of a client principal, or NULL. */
+const struct cms_line *cms_config_line_by_principal(const struct cms_config *cfg,
+                                                    const char *principal);
+/* The route whose prefix is the longest one starting number, or NULL. */
+const struct cms_route *cms_config_route(const struct cms_config *cfg, const char *number);
 /* Seconds before expiry at which the server sends Rekey (0: never). */
 int64_t cms_config_rekey_margin(const struct cms_config *cfg);
 
@@ -250,6 +300,8 @@ typedef int (*cms_send_fn)(void *arg, const struct sockaddr *peer, socklen_t pee
 
 #define CMS_WAKE_SLOTS 4096
 
+struct cms_call_core;
+
 struct cms_server {
     pthread_rwlock_t params_lock;
     struct cms_params params;
@@ -270,6 +322,8 @@ struct cms_server {
     pthread_mutex_t xfrm_lock;
     int xfrm_fd;                       /* -1: off */
     uint16_t signaling_port;           /* for the exported encapsulation */
+    int wireshark_fd;                  /* export_wireshark (under xfrm_lock); -1: off */
+    struct cms_call_core *calls;       /* call control (issue 8); NULL: every command gets 200 */
     int64_t fixed_now;                 /* tests: a fixed clock (0: the wall clock) */
     struct cms_stats stats;
 };
@@ -312,8 +366,10 @@ int cms_sig_handle(struct cms_server *s, ck_esp_engine *eng, const uint8_t *pkt,
                    uint8_t *extra, size_t extra_cap, size_t *extra_len, cms_sig_send_fn send,
                    void *send_arg);
 
-/* xfrm export of one SA pair (both directions) or its deletion (no-op without --export-xfrm). */
+/* xfrm export of one SA pair (both directions) or its deletion (no-op without --export-xfrm);
+ * also the Wireshark esp_sa records of the pair (no-op without export_wireshark). */
 void cms_xfrm_export(struct cms_server *s, const struct cms_sa *sa);
+void cms_wireshark_export(struct cms_server *s, const struct cms_sa *sa);
 void cms_xfrm_delete(struct cms_server *s, const struct cms_sa *sa);
 
 /* The signaling listener: its own UDP sockets and threads (each with its ESP engine). */
@@ -323,5 +379,15 @@ int cms_sig_server_run(struct cms_sig_server *ss, struct cms_server *s, int thre
 void cms_sig_server_describe(const struct cms_sig_server *ss, char *buf, size_t size);
 uint16_t cms_sig_server_port(const struct cms_sig_server *ss);
 void cms_sig_server_free(struct cms_sig_server *ss);
+
+/* Call control's way out (struct cms_call_io.send_sa): text under the outbound SA of the pair
+ * whose inbound SPI is spi, from the signaling socket to the SA's endpoint. Used under the call
+ * core's lock, which serialises the use of the one ESP engine. */
+struct cms_sig_out {
+    struct cms_server *s;
+    struct cms_sig_server *ss;
+    ck_esp_engine *eng;
+};
+int cms_sig_send_text(void *arg, uint32_t spi, const char *text, size_t len);
 
 #endif

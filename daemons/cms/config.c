@@ -33,6 +33,19 @@ const struct ck_conf_key cms_conf_keys[] = {
     {S, "log_level", CK_CONF_TOP},
     {S, "pid_file", CK_CONF_TOP},
     {S, "user", CK_CONF_TOP},
+    {S, "call_mode", CK_CONF_TOP},
+    {S, "media", CK_CONF_TOP},
+    {S, "call_ipsec_suite", CK_CONF_TOP},
+    {S, "compat_seq", CK_CONF_TOP},
+    {S, "call_retry_ms", CK_CONF_TOP},
+    {S, "call_tries", CK_CONF_TOP},
+    {S, "kdc", CK_CONF_TOP},
+    {S, "line", CK_CONF_TOP},
+    {S, "route", CK_CONF_TOP},
+    {S, "intercept_db", CK_CONF_TOP},
+    {S, "escrow_dir", CK_CONF_TOP},
+    {S, "escrow_retention", CK_CONF_TOP},
+    {S, "export_wireshark", CK_CONF_TOP},
 };
 const size_t cms_conf_n_keys = sizeof(cms_conf_keys) / sizeof(cms_conf_keys[0]);
 
@@ -159,6 +172,12 @@ cms_config_init(struct cms_config *cfg)
     cfg->log.dest = CK_LOG_STDERR;
     cfg->log.level = -1;
     cfg->log_level = LOG_INFO;
+    cfg->call_mode = CMS_CALL_NCS;
+    cfg->media = CK_SDP_MEDIA_SRTP_AES_CM;
+    cfg->call_suite = (struct ck_kmm_suite){CK_KMM_AUTH_HMAC_SHA1_96, CK_KMM_ENC_AES128};
+    cfg->call_retry_ms = CMS_DEFAULT_CALL_RETRY_MS;
+    cfg->call_tries = CMS_DEFAULT_CALL_TRIES;
+    cfg->escrow_retention = CMS_DEFAULT_ESCROW_RETENTION;
 }
 
 static void
@@ -184,6 +203,12 @@ cms_config_free(struct cms_config *cfg)
     free(cfg->pid_file);
     free(cfg->user);
     free(cfg->export_xfrm);
+    free(cfg->kdc);
+    free(cfg->lines);
+    free(cfg->routes);
+    free(cfg->intercept_db);
+    free(cfg->escrow_dir);
+    free(cfg->export_wireshark);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -305,6 +330,315 @@ listen_key(const struct ck_profile *prof, const char *key, char **list, size_t *
     return 0;
 }
 
+/* ---- calls: media names, lines, routes -------------------------------------------------- */
+
+static const struct {
+    const char *name;
+    enum ck_sdp_media_mode m;
+} media_names[] = {
+    {"srtp-aes-cm", CK_SDP_MEDIA_SRTP_AES_CM}, {"srtp-gcm", CK_SDP_MEDIA_SRTP_GCM},
+    {"rtp-3des", CK_SDP_MEDIA_RTP_3DES},       {"rtp-3des-mac", CK_SDP_MEDIA_RTP_3DES_MAC},
+    {"rtp", CK_SDP_MEDIA_RTP},
+};
+
+const char *
+cms_media_name(enum ck_sdp_media_mode m)
+{
+    for (size_t i = 0; i < sizeof(media_names) / sizeof(media_names[0]); i++)
+        if (media_names[i].m == m)
+            return media_names[i].name;
+    return "none";
+}
+
+static bool
+is_number(const char *s, size_t len)
+{
+    if (len == 0 || len > CMS_MAX_NUMBER)
+        return false;
+    for (size_t i = 0; i < len; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return true;
+}
+
+/* The next blank-separated word of *p (copied into out), advancing *p. 0 at the end. */
+static size_t
+next_word(const char **p, char *out, size_t size)
+{
+    const char *s = *p;
+    size_t len;
+
+    while (*s == ' ' || *s == '\t')
+        s++;
+    len = strcspn(s, " \t");
+    *p = s + len;
+    if (len == 0 || len >= size) {
+        if (size > 0)
+            out[0] = '\0';
+        return len;
+    }
+    memcpy(out, s, len);
+    out[len] = '\0';
+    return len;
+}
+
+/* A principal as a route or line names it: name@REALM, printable, no blanks. */
+static bool
+principal_ok(const char *s)
+{
+    const char *at = strrchr(s, '@');
+
+    if (at == NULL || at == s || at[1] == '\0')
+        return false;
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s >= 0x7f)
+            return false;
+    return true;
+}
+
+static int
+parse_line(const char *v, struct cms_line *out, const char **why)
+{
+    char w[CMS_MAX_PRINCIPAL];
+    const char *p = v;
+    size_t len;
+
+    memset(out, 0, sizeof(*out));
+    len = next_word(&p, w, sizeof(w));
+    if (!is_number(w, len))
+        return *why = "expected NUMBER (1 to 15 digits) PRINCIPAL [mac=HEX] [server]", -1;
+    memcpy(out->number, w, len + 1);
+    len = next_word(&p, w, sizeof(w));
+    if (len == 0 || len >= sizeof(w) || !principal_ok(w))
+        return *why = "expected a principal (name@REALM) after the number", -1;
+    memcpy(out->principal, w, len + 1);
+    while ((len = next_word(&p, w, sizeof(w))) > 0) {
+        if (len >= sizeof(w))
+            return *why = "word too long", -1;
+        if (strcasecmp(w, "server") == 0) {
+            out->server = true;
+        } else if (strncasecmp(w, "mac=", 4) == 0 && strlen(w + 4) == 12) {
+            for (size_t i = 0; i < 12; i++) {
+                int d = ck_hex_digit(w[4 + i]);
+                if (d < 0)
+                    return *why = "mac= expects 12 hex digits", -1;
+                out->mac[i] = "0123456789abcdef"[d];
+            }
+        } else {
+            return *why = "unknown option (known: mac=12HEX, server)", -1;
+        }
+    }
+    return 0;
+}
+
+static int
+parse_route(const char *v, struct cms_route *out, const char **why)
+{
+    char w[CMS_MAX_PRINCIPAL], host[256];
+    const char *p = v;
+    uint16_t port;
+    size_t len;
+
+    memset(out, 0, sizeof(*out));
+    out->sig_port = CMS_SIGNALING_PORT;
+    len = next_word(&p, w, sizeof(w));
+    if (!is_number(w, len))
+        return *why = "expected PREFIX (1 to 15 digits) PRINCIPAL HOST:PORT [sig=PORT]", -1;
+    memcpy(out->prefix, w, len + 1);
+    len = next_word(&p, w, sizeof(w));
+    if (len == 0 || len >= sizeof(w) || !principal_ok(w))
+        return *why = "expected the peer controller's principal (name@REALM) after the prefix", -1;
+    memcpy(out->principal, w, len + 1);
+    len = next_word(&p, w, sizeof(w));
+    if (len == 0 || len >= sizeof(out->kmm) ||
+        ck_net_parse_listen(w, CK_KMM_PORT, host, sizeof(host), &port) != 0 || host[0] == '\0')
+        return *why = "expected the peer's KMM address HOST[:PORT] after the principal", -1;
+    memcpy(out->kmm, w, len + 1);
+    while ((len = next_word(&p, w, sizeof(w))) > 0) {
+        int64_t n;
+
+        if (len >= sizeof(w) || strncasecmp(w, "sig=", 4) != 0 ||
+            ck_parse_int64(w + 4, 1, 65535, &n) != 0)
+            return *why = "unknown option (known: sig=PORT)", -1;
+        out->sig_port = (uint16_t)n;
+    }
+    return 0;
+}
+
+struct multi_ctx {
+    struct cms_config *cfg;
+    int rc;
+};
+
+/* Every line and route relation in file order, each error naming its own file:line. */
+static int
+multi_walk(const char *const *path, size_t depth, const char *name, const char *value,
+           const char *file, int line, void *arg)
+{
+    struct multi_ctx *m = arg;
+    struct cms_config *cfg = m->cfg;
+    const char *why = NULL;
+
+    if (depth != 1 || value == NULL || strcmp(path[0], S) != 0)
+        return 0;
+    if (strcmp(name, "line") == 0) {
+        struct cms_line l;
+        struct cms_line *n;
+
+        if (parse_line(value, &l, &why) != 0)
+            goto bad;
+        if (cms_config_line(cfg, l.number) != NULL) {
+            why = "number configured twice";
+            goto bad;
+        }
+        if (cfg->n_lines >= CMS_MAX_LINES) {
+            why = "too many lines";
+            goto bad;
+        }
+        if ((n = realloc(cfg->lines, (cfg->n_lines + 1) * sizeof(*n))) == NULL)
+            return m->rc = ck_error_set(CK_ERR_NOMEM, "configuration");
+        cfg->lines = n;
+        cfg->lines[cfg->n_lines++] = l;
+    } else if (strcmp(name, "route") == 0) {
+        struct cms_route r;
+        struct cms_route *n;
+
+        if (parse_route(value, &r, &why) != 0)
+            goto bad;
+        for (size_t i = 0; i < cfg->n_routes; i++)
+            if (strcmp(cfg->routes[i].prefix, r.prefix) == 0) {
+                why = "prefix routed twice";
+                goto bad;
+            }
+        if (cfg->n_routes >= CMS_MAX_ROUTES) {
+            why = "too many routes";
+            goto bad;
+        }
+        if ((n = realloc(cfg->routes, (cfg->n_routes + 1) * sizeof(*n))) == NULL)
+            return m->rc = ck_error_set(CK_ERR_NOMEM, "configuration");
+        cfg->routes = n;
+        cfg->routes[cfg->n_routes++] = r;
+    }
+    return 0;
+bad:
+    return m->rc = ck_error_set(CK_ERR_CONFIG, "%s:%d: %s/%s = \"%.80s\": %s",
+                                file != NULL ? file : "?", line, S, name, value, why);
+}
+
+const struct cms_line *
+cms_config_line(const struct cms_config *cfg, const char *number)
+{
+    for (size_t i = 0; i < cfg->n_lines; i++)
+        if (strcmp(cfg->lines[i].number, number) == 0)
+            return &cfg->lines[i];
+    return NULL;
+}
+
+const struct cms_line *
+cms_config_line_by_principal(const struct cms_config *cfg, const char *principal)
+{
+    for (size_t i = 0; i < cfg->n_lines; i++)
+        if (strcmp(cfg->lines[i].principal, principal) == 0)
+            return &cfg->lines[i];
+    return NULL;
+}
+
+const struct cms_route *
+cms_config_route(const struct cms_config *cfg, const char *number)
+{
+    const struct cms_route *best = NULL;
+    size_t best_len = 0;
+
+    for (size_t i = 0; i < cfg->n_routes; i++) {
+        size_t len = strlen(cfg->routes[i].prefix);
+        if (len > best_len && strncmp(cfg->routes[i].prefix, number, len) == 0) {
+            best = &cfg->routes[i];
+            best_len = len;
+        }
+    }
+    return best;
+}
+
+static int
+call_keys(struct cms_config *cfg, const struct ck_profile *prof)
+{
+    struct multi_ctx m = {cfg, 0};
+    const char *v;
+    char why[512];
+    int rc;
+
+    if ((rc = get_one(prof, "call_mode", &v)) != 0)
+        return rc;
+    if (v != NULL) {
+        if (strcasecmp(v, "ncs") == 0)
+            cfg->call_mode = CMS_CALL_NCS;
+        else if (strcasecmp(v, "sgcp") == 0)
+            cfg->call_mode = CMS_CALL_SGCP;
+        else
+            return ck_conf_error(prof, CK_ERR_CONFIG, "expected ncs or sgcp", S, "call_mode",
+                                 NULL);
+    }
+    if ((rc = get_one(prof, "media", &v)) != 0)
+        return rc;
+    if (v != NULL) {
+        size_t i;
+        for (i = 0; i < sizeof(media_names) / sizeof(media_names[0]); i++)
+            if (strcasecmp(v, media_names[i].name) == 0 && media_names[i].m != CK_SDP_MEDIA_RTP)
+                break;
+        if (i == sizeof(media_names) / sizeof(media_names[0]))
+            return ck_conf_error(prof, CK_ERR_CONFIG, "expected srtp-aes-cm, srtp-gcm, rtp-3des "
+                                 "or rtp-3des-mac", S, "media", NULL);
+        cfg->media = media_names[i].m;
+    }
+    if ((rc = get_one(prof, "call_ipsec_suite", &v)) != 0)
+        return rc;
+    if (v != NULL) {
+        struct ck_kmm_suite one[2];
+        size_t n = 0;
+        if (cms_suites_parse(v, one, 2, &n) != 0 || n != 1) {
+            ck_strlcpy(why, n > 1 ? "exactly one suite" : ck_error_context(), sizeof(why));
+            return ck_conf_error(prof, CK_ERR_CONFIG, why, S, "call_ipsec_suite", NULL);
+        }
+        cfg->call_suite = one[0];
+    }
+    if ((rc = get_one(prof, "compat_seq", &v)) != 0)
+        return rc;
+    if (v != NULL && ck_parse_bool(v, &cfg->compat_seq) != 0)
+        return ck_conf_error(prof, CK_ERR_CONFIG, "expected true or false", S, "compat_seq", NULL);
+    if ((rc = get_int(prof, "call_retry_ms", 10, 60000, &cfg->call_retry_ms)) != 0 ||
+        (rc = get_int(prof, "call_tries", 1, 20, &cfg->call_tries)) != 0 ||
+        (rc = get_duration(prof, "escrow_retention", 1, CK_PROFILE_MAX_DURATION,
+                           &cfg->escrow_retention)) != 0)
+        return rc;
+    if ((rc = get_one(prof, "kdc", &v)) != 0)
+        return rc;
+    if (v != NULL) {
+        const char *p = v;
+        char w[256], host[256];
+        uint16_t port;
+        size_t len;
+        while ((len = next_word(&p, w, sizeof(w))) > 0)
+            if (len >= sizeof(w) || ck_net_parse_listen(w, 88, host, sizeof(host), &port) != 0 ||
+                host[0] == '\0')
+                return ck_conf_error(prof, CK_ERR_CONFIG, "expected HOST[:PORT] ...", S, "kdc",
+                                     NULL);
+        if ((rc = set_str(&cfg->kdc, v)) != 0)
+            return rc;
+    }
+    if ((rc = get_one(prof, "intercept_db", &v)) != 0 ||
+        (v != NULL && (rc = set_str(&cfg->intercept_db, v)) != 0) ||
+        (rc = get_one(prof, "escrow_dir", &v)) != 0 ||
+        (v != NULL && (rc = set_str(&cfg->escrow_dir, v)) != 0) ||
+        (rc = get_one(prof, "export_wireshark", &v)) != 0 ||
+        (v != NULL && (rc = set_str(&cfg->export_wireshark, v)) != 0))
+        return rc;
+    cfg->n_lines = 0;
+    cfg->n_routes = 0;
+    if (ck_profile_walk(prof, multi_walk, &m) != 0 || m.rc != 0)
+        return m.rc != 0 ? m.rc : ck_error_set(CK_ERR_CONFIG, "configuration walk");
+    return 0;
+}
+
 int
 cms_config_apply_profile(struct cms_config *cfg, const struct ck_profile *prof)
 {
@@ -364,7 +698,7 @@ cms_config_apply_profile(struct cms_config *cfg, const struct ck_profile *prof)
     if (v != NULL && (cfg->log_level = ck_log_level_from_name(v)) < 0)
         return ck_conf_error(prof, CK_ERR_CONFIG, "expected err, warning, notice, info or debug",
                              S, "log_level", NULL);
-    return 0;
+    return call_keys(cfg, prof);
 }
 
 static int
@@ -383,6 +717,8 @@ apply_flags(const struct cms_flags *f, struct cms_config *cfg)
     if ((f->keytab != NULL && (rc = set_str(&cfg->keytab, f->keytab)) != 0) ||
         (f->service != NULL && (rc = set_str(&cfg->service, f->service)) != 0) ||
         (f->export_xfrm != NULL && (rc = set_str(&cfg->export_xfrm, f->export_xfrm)) != 0) ||
+        (f->export_wireshark != NULL &&
+         (rc = set_str(&cfg->export_wireshark, f->export_wireshark)) != 0) ||
         (f->common.pid_file != NULL && (rc = set_str(&cfg->pid_file, f->common.pid_file)) != 0) ||
         (f->common.user != NULL && (rc = set_str(&cfg->user, f->common.user)) != 0))
         return rc;

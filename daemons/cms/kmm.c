@@ -50,6 +50,7 @@ cms_server_init(struct cms_server *s, const struct cms_config *cfg, struct cms_k
 
     memset(s, 0, sizeof(*s));
     s->xfrm_fd = -1;
+    s->wireshark_fd = -1;
     s->keys = keys;
     ck_strlcpy(s->service, cms_keyset_service(keys), sizeof(s->service));
     cms_params_from_config(&s->params, cfg);
@@ -78,6 +79,9 @@ cms_server_fini(struct cms_server *s)
     if (s->xfrm_fd >= 0)
         close(s->xfrm_fd);
     s->xfrm_fd = -1;
+    if (s->wireshark_fd >= 0)
+        close(s->wireshark_fd);
+    s->wireshark_fd = -1;
     pthread_rwlock_destroy(&s->params_lock);
     pthread_mutex_destroy(&s->wake_lock);
     pthread_mutex_destroy(&s->xfrm_lock);
@@ -368,6 +372,7 @@ answer_ipsec(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
         rc = cms_sa_table_insert(s->sas, sa, &prev);
         if (rc == 0) {
             cms_xfrm_export(s, sa);
+            cms_wireshark_export(s, sa);
             sa = NULL;
             break;
         }

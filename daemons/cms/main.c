@@ -27,21 +27,34 @@
 
 #include "cablekey/daemon.h"
 #include "cablekey/error.h"
+#include "cablekey/intercept.h"
 #include "cablekey/log.h"
 #include "cablekey/net.h"
 #include "cablekey/util.h"
+#include "call.h"
 #include "cms.h"
+#include "peer.h"
 
 #define LISTEN_LOG_MAX 1024
 
 enum {
     OPT_KEYTAB = 256, OPT_LISTEN, OPT_SIGNALING_LISTEN, OPT_SERVICE, OPT_EXPORT_XFRM,
-    OPT_FOREGROUND, OPT_LOG_FLUSH_MS
+    OPT_FOREGROUND, OPT_LOG_FLUSH_MS, OPT_EXPORT_WIRESHARK
 };
 
 struct send_sock {
     int fd;
     int family;
+};
+
+/* What call control's callbacks reach: the signaling sockets, the peer channels, the intercept
+ * database. */
+struct call_glue {
+    struct cms_sig_out out;
+    struct cms_peers *peers;
+    ck_li *li;
+    int64_t retention;
+    const char *escrow_dir;
 };
 
 struct daemon {
@@ -60,6 +73,8 @@ struct daemon {
     bool maint_up;
     atomic_bool stopping;
     int64_t log_flush_ms;
+    struct call_glue glue;
+    struct cms_call_core *calls;
 };
 
 static void
@@ -75,6 +90,7 @@ usage(FILE *out)
             "                          default port 4500)\n"
             "      --service PRINCIPAL the service (default: the keytab's first principal)\n"
             "      --export-xfrm FILE  append `ip xfrm` commands for every SA (0600)\n"
+            "      --export-wireshark FILE append Wireshark esp_sa records for every SA (0600)\n"
             "      --foreground        accepted for compatibility (never forks)\n"
             "      --log-flush-ms MS   write request lines in batches at most MS late\n"
             "                          (default 0: each line at once)\n"
@@ -98,6 +114,7 @@ parse_args(int argc, char **argv, struct cms_flags *f, int64_t *log_flush_ms)
         {"signaling-listen", required_argument, NULL, OPT_SIGNALING_LISTEN},
         {"service", required_argument, NULL, OPT_SERVICE},
         {"export-xfrm", required_argument, NULL, OPT_EXPORT_XFRM},
+        {"export-wireshark", required_argument, NULL, OPT_EXPORT_WIRESHARK},
         {"foreground", no_argument, NULL, OPT_FOREGROUND},
         {"log-flush-ms", required_argument, NULL, OPT_LOG_FLUSH_MS},
         {NULL, 0, NULL, 0},
@@ -112,6 +129,7 @@ parse_args(int argc, char **argv, struct cms_flags *f, int64_t *log_flush_ms)
         case OPT_KEYTAB: f->keytab = optarg; break;
         case OPT_SERVICE: f->service = optarg; break;
         case OPT_EXPORT_XFRM: f->export_xfrm = optarg; break;
+        case OPT_EXPORT_WIRESHARK: f->export_wireshark = optarg; break;
         case OPT_FOREGROUND: f->foreground = true; break;
         case OPT_LOG_FLUSH_MS:
             if (ck_parse_int64(optarg, 0, 1000, log_flush_ms) != 0) {
@@ -170,6 +188,66 @@ print_suites(const struct cms_config *cfg, FILE *out)
     for (size_t i = 0; i < cfg->n_suites; i++)
         fprintf(out, " %s", cms_suite_name(CK_KMM_DOI_IPSEC, cfg->suites[i], b, sizeof(b)));
     fprintf(out, "\n");
+}
+
+static int
+check_file(const char *what, const char *path)
+{
+    struct ck_log_target t = {.dest = CK_LOG_FILE, .level = -1};
+
+    ck_strlcpy(t.path, path, sizeof(t.path));
+    if (ck_log_target_check(&t) != 0) {
+        print_error(what);
+        return 1;
+    }
+    return 0;
+}
+
+/* The call settings of --check (issue 8). */
+static int
+check_calls(const struct cms_config *cfg)
+{
+    char b[32];
+
+    printf("call_mode: %s, media: %s, call_ipsec_suite: %s%s, compat_seq: %s\n",
+           cfg->call_mode == CMS_CALL_SGCP ? "sgcp" : "ncs", cms_media_name(cfg->media),
+           cms_suite_name(CK_KMM_DOI_IPSEC, cfg->call_suite, b, sizeof(b)),
+           cfg->call_mode == CMS_CALL_SGCP ? " (unused: sgcp)" : "",
+           cfg->compat_seq ? "true" : "false");
+    printf("call_retry_ms: %lld, call_tries: %lld\n", (long long)cfg->call_retry_ms,
+           (long long)cfg->call_tries);
+    printf("kdc: %s\n", cfg->kdc != NULL ? cfg->kdc : "(krb5.conf)");
+    printf("lines: %zu\n", cfg->n_lines);
+    for (size_t i = 0; i < cfg->n_lines; i++)
+        printf("line: %s %s%s%s%s\n", cfg->lines[i].number, cfg->lines[i].principal,
+               cfg->lines[i].mac[0] != '\0' ? " mac=" : "", cfg->lines[i].mac,
+               cfg->lines[i].server ? " server" : "");
+    printf("routes: %zu\n", cfg->n_routes);
+    for (size_t i = 0; i < cfg->n_routes; i++)
+        printf("route: %s %s %s sig=%u\n", cfg->routes[i].prefix, cfg->routes[i].principal,
+               cfg->routes[i].kmm, (unsigned)cfg->routes[i].sig_port);
+    if (cfg->intercept_db != NULL) {
+        if (access(cfg->intercept_db, R_OK | W_OK) != 0) {
+            fprintf(stderr, CMS_PROG ": intercept_db %s: %s\n", cfg->intercept_db,
+                    strerror(errno));
+            return 1;
+        }
+        printf("intercept_db: %s, escrow_retention: %llds, escrow_dir: %s\n", cfg->intercept_db,
+               (long long)cfg->escrow_retention,
+               cfg->escrow_dir != NULL ? cfg->escrow_dir : "(none)");
+        if (cfg->escrow_dir != NULL && access(cfg->escrow_dir, W_OK | X_OK) != 0) {
+            fprintf(stderr, CMS_PROG ": escrow_dir %s: %s\n", cfg->escrow_dir, strerror(errno));
+            return 1;
+        }
+    } else {
+        printf("intercept_db: (none: lawful intercept off)\n");
+    }
+    if (cfg->export_wireshark != NULL) {
+        if (check_file("export_wireshark", cfg->export_wireshark) != 0)
+            return 1;
+        printf("export-wireshark: %s\n", cfg->export_wireshark);
+    }
+    return 0;
 }
 
 /* --check: what a start needs, in start-up order, as the user the daemon would run as. */
@@ -237,6 +315,8 @@ check_config(struct daemon *d)
         }
         printf("export-xfrm: %s\n", cfg->export_xfrm);
     }
+    if (check_calls(cfg) != 0)
+        return 1;
     printf("configuration OK\n");
     return 0;
 }
@@ -490,6 +570,20 @@ reload(void *arg, char *status, size_t status_size)
     RESTART(d->cfg.max_sas != nc.max_sas, "max_sas");
     RESTART(d->cfg.replay_cache_size != nc.replay_cache_size, "replay_cache_size");
     RESTART(d->cfg.solicited_key_timeout != nc.solicited_key_timeout, "solicited_key_timeout");
+    RESTART(d->cfg.n_lines != nc.n_lines || d->cfg.n_routes != nc.n_routes ||
+            (nc.n_lines > 0 &&
+             memcmp(d->cfg.lines, nc.lines, nc.n_lines * sizeof(*nc.lines)) != 0) ||
+            (nc.n_routes > 0 &&
+             memcmp(d->cfg.routes, nc.routes, nc.n_routes * sizeof(*nc.routes)) != 0) ||
+            d->cfg.call_mode != nc.call_mode || d->cfg.media != nc.media ||
+            d->cfg.call_suite.auth != nc.call_suite.auth ||
+            d->cfg.call_suite.enc != nc.call_suite.enc || d->cfg.compat_seq != nc.compat_seq ||
+            d->cfg.call_retry_ms != nc.call_retry_ms || d->cfg.call_tries != nc.call_tries ||
+            !same_str(d->cfg.kdc, nc.kdc) || !same_str(d->cfg.intercept_db, nc.intercept_db) ||
+            !same_str(d->cfg.escrow_dir, nc.escrow_dir) ||
+            d->cfg.escrow_retention != nc.escrow_retention ||
+            !same_str(d->cfg.export_wireshark, nc.export_wireshark),
+            "call settings (call_mode, media, lines, routes, intercept ...)");
 #undef RESTART
     if ((rc = ck_log_reconfigure(nc.log.dest, nc.log.path, nc.log_level)) != 0) {
         ck_log_err("SIGHUP: log: %s; the running configuration is kept", ck_error_context());
@@ -515,6 +609,99 @@ reload(void *arg, char *status, size_t status_size)
                   restart == 1 ? "" : "s");
     snprintf(status, status_size, "serving; reloaded (%d need a restart)", restart);
     return 0;
+}
+
+/* ---- call control ----------------------------------------------------------------------- */
+
+static int
+glue_send_sa(void *arg, uint32_t spi, const char *text, size_t len)
+{
+    return cms_sig_send_text(&((struct call_glue *)arg)->out, spi, text, len);
+}
+
+static int
+glue_peer_command(void *arg, size_t route, const char *verb, const char *params, uint32_t *txid)
+{
+    struct call_glue *g = arg;
+
+    if (g->peers == NULL)
+        return ck_error_set(CK_ERR_NOTFOUND, "no peer channels");
+    return cms_peers_command(g->peers, route, verb, params, txid);
+}
+
+static int
+glue_escrow(void *arg, const struct ck_li_call *call, int64_t now_s, size_t *n)
+{
+    struct call_glue *g = arg;
+
+    return ck_li_escrow(g->li, call, now_s, g->retention, g->escrow_dir, n);
+}
+
+/* Call control when lines or routes are configured (otherwise every command gets 200, as in
+ * issue 7). The peer thread starts later, with the workers. */
+static int
+calls_init(struct daemon *d)
+{
+    struct cms_call_io io;
+    char self[CK_MGCP_MAX_ENDPOINT];
+    const char *service = cms_keyset_service(d->keys);
+    int rc;
+
+    if (d->cfg.n_lines == 0 && d->cfg.n_routes == 0)
+        return 0;
+    d->glue.out.s = &d->srv;
+    d->glue.out.ss = d->sig;
+    if ((rc = ck_esp_engine_new(&d->glue.out.eng)) != 0)
+        return rc;
+    memset(&io, 0, sizeof(io));
+    io.send_sa = glue_send_sa;
+    io.peer_command = glue_peer_command;
+    io.arg = &d->glue;
+    if (d->cfg.intercept_db != NULL) {
+        if ((rc = ck_li_open(d->cfg.intercept_db, 0, &d->glue.li)) != 0)
+            return ck_error_set(rc, "intercept_db %s: %s", d->cfg.intercept_db,
+                                ck_error_context());
+        d->glue.retention = d->cfg.escrow_retention;
+        d->glue.escrow_dir = d->cfg.escrow_dir;
+        io.escrow = glue_escrow;
+    }
+    cms_peers_self_name(service, self, sizeof(self));
+    if ((rc = cms_call_core_new(&d->cfg, self, &io, &d->calls)) != 0 ||
+        (rc = cms_peers_new(&d->cfg, service, self, d->calls, &d->glue.peers)) != 0)
+        return rc;
+    d->srv.calls = d->calls;
+    ck_log_notice("calls: %zu line%s, %zu route%s, %s, media %s, as %s, lawful intercept %s",
+                  d->cfg.n_lines, d->cfg.n_lines == 1 ? "" : "s", d->cfg.n_routes,
+                  d->cfg.n_routes == 1 ? "" : "s",
+                  d->cfg.call_mode == CMS_CALL_SGCP ? "sgcp" : "ncs", cms_media_name(d->cfg.media),
+                  self, d->glue.li != NULL ? "on" : "off");
+    return 0;
+}
+
+static void
+calls_fini(struct daemon *d)
+{
+    struct cms_call_stats st;
+
+    cms_peers_free(d->glue.peers);
+    d->glue.peers = NULL;
+    if (d->calls != NULL) {
+        cms_call_get_stats(d->calls, &st);
+        ck_log_notice("calls: started %llu connected %llu released %llu failed %llu dropped %llu "
+                      "retransmissions %llu spi-retries %llu ack-mismatch %llu escrowed %llu",
+                      (unsigned long long)st.started, (unsigned long long)st.connected,
+                      (unsigned long long)st.released, (unsigned long long)st.failed,
+                      (unsigned long long)st.dropped, (unsigned long long)st.retransmissions,
+                      (unsigned long long)st.spi_retries, (unsigned long long)st.ack_mismatch,
+                      (unsigned long long)st.escrowed);
+    }
+    d->srv.calls = NULL;
+    cms_call_core_free(d->calls);
+    d->calls = NULL;
+    ck_li_close(d->glue.li);
+    d->glue.li = NULL;
+    ck_esp_engine_free(d->glue.out.eng);
+    d->glue.out.eng = NULL;
 }
 
 /* ---- start ------------------------------------------------------------------------------ */
@@ -661,6 +848,18 @@ main(int argc, char **argv)
             goto out;
         }
     }
+    if (d->cfg.export_wireshark != NULL) {
+        d->srv.wireshark_fd = open(d->cfg.export_wireshark,
+                                   O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+        if (d->srv.wireshark_fd < 0) {
+            ck_log_err("export_wireshark %s: %s", d->cfg.export_wireshark, strerror(errno));
+            goto out;
+        }
+    }
+    if (calls_init(d) != 0) {
+        ck_log_err("calls: %s", ck_error_context());
+        goto out;
+    }
     log_footprint(d);
     if (ck_net_server_run(d->net) != 0) {
         ck_log_err("%s", ck_error_context());
@@ -668,6 +867,10 @@ main(int argc, char **argv)
     }
     workers = ck_net_server_workers(d->net);
     if (cms_sig_server_run(d->sig, &d->srv, workers) != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
+    }
+    if (d->glue.peers != NULL && cms_peers_run(d->glue.peers) != 0) {
         ck_log_err("%s", ck_error_context());
         goto out;
     }
@@ -693,6 +896,7 @@ out:
     }
     ck_net_server_free(d->net);
     cms_sig_server_free(d->sig);
+    calls_fini(d);
     for (size_t i = 0; i < d->n_send; i++)
         close(d->send[i].fd);
     if (d->srv_up) {

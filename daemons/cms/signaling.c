@@ -22,10 +22,12 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "cablekey/endpoint.h"
 #include "cablekey/error.h"
 #include "cablekey/log.h"
 #include "cablekey/net.h"
 #include "cablekey/util.h"
+#include "call.h"
 #include "cms.h"
 
 #define SIG_MAX_SOCKS 32
@@ -79,6 +81,32 @@ out:
     ck_memzero(buf, sizeof(buf));
 }
 
+/* Wireshark's esp_sa records for both SAs of the pair, so that a capture of the signaling port
+ * decrypts (tshark -o "uat:esp_sa:..." or the esp_sa file of a profile). */
+void
+cms_wireshark_export(struct cms_server *s, const struct cms_sa *sa)
+{
+    char ep[64], local[64], buf[XFRM_BUF];
+    size_t used = 0;
+
+    if (s->wireshark_fd < 0)
+        return;
+    cms_addr_host(&sa->ep, ep, sizeof(ep));
+    if (sa->local.family != 0)
+        cms_addr_host(&sa->local, local, sizeof(local));
+    else
+        ck_strlcpy(local, sa->ep.family == 6 ? "::1" : "127.0.0.1", sizeof(local));
+    buf[0] = '\0';
+    if (ck_esp_wireshark_sa_format(sa->in, ep, local, buf, sizeof(buf), &used) == 0 &&
+        ck_esp_wireshark_sa_format(sa->out, local, ep, buf, sizeof(buf), &used) == 0) {
+        pthread_mutex_lock(&s->xfrm_lock);
+        if (s->wireshark_fd >= 0 && ck_fd_write_all(s->wireshark_fd, buf, used) != 0)
+            ck_log_warn("export_wireshark: %s", ck_error_context());
+        pthread_mutex_unlock(&s->xfrm_lock);
+    }
+    ck_memzero(buf, sizeof(buf));
+}
+
 void
 cms_xfrm_delete(struct cms_server *s, const struct cms_sa *sa)
 {
@@ -113,6 +141,12 @@ struct sig_ctx {
     cms_sig_send_fn send;
     void *send_arg;
     char log[256];
+    /* For call control, handled once the SA lock is released: */
+    bool to_calls;
+    uint32_t spi;
+    char client[CMS_MAX_PRINCIPAL];
+    char text[SIG_MAX_TEXT];
+    size_t text_len;
 };
 
 /* The first line's verb, transaction id and (for commands) endpoint name. */
@@ -233,6 +267,8 @@ sig_on_sa(struct cms_sa *sa, void *arg)
             atomic_fetch_add(&s->stats.rqnt_acked, 1);
             snprintf(c->log, sizeof(c->log), "SIG %s spi 0x%08x: %s %u (RQNT acknowledged)",
                      sa->client, sa->spi_in, l.verb, l.txid);
+        } else if (s->calls != NULL && cms_call_is_party(s->calls, sa->client)) {
+            goto calls;
         }
         goto out;
     }
@@ -242,6 +278,19 @@ sig_on_sa(struct cms_sa *sa, void *arg)
         snprintf(c->log, sizeof(c->log), "SIG %s spi 0x%08x: %s %u not answered (SA pending "
                  "SP Recovered)", sa->client, sa->spi_in, l.verb, l.txid);
         goto out;
+    }
+    /* A call party's commands go to call control, which answers them itself (after this SA's
+     * lock is released: it may send under other SAs). RSIP keeps its answer and RQNT here,
+     * and call control learns where the line is from it. */
+    if (s->calls != NULL && strcmp(l.verb, "RSIP") != 0 &&
+        cms_call_is_party(s->calls, sa->client))
+        goto calls;
+    if (s->calls != NULL && cms_call_is_party(s->calls, sa->client)) {
+        c->to_calls = true;
+        c->spi = sa->spi_in;
+        ck_strlcpy(c->client, sa->client, sizeof(c->client));
+        memcpy(c->text, text, text_len);
+        c->text_len = text_len;
     }
     n = snprintf(msg, sizeof(msg), "200 %u OK\r\n", l.txid);
     if ((rc = protect_text(c, sa, msg, (size_t)n, c->reply, c->cap, c->reply_len)) != 0) {
@@ -270,6 +319,19 @@ sig_on_sa(struct cms_sa *sa, void *arg)
             *c->extra_len = 0;
         }
     }
+    goto out;
+calls:
+    if (text_len > sizeof(c->text)) {
+        atomic_fetch_add(&s->stats.esp_other, 1);
+        goto out;
+    }
+    c->to_calls = true;
+    c->spi = sa->spi_in;
+    ck_strlcpy(c->client, sa->client, sizeof(c->client));
+    memcpy(c->text, text, text_len);
+    c->text_len = text_len;
+    snprintf(c->log, sizeof(c->log), "SIG %s spi 0x%08x: %s %u (call control)", sa->client,
+             sa->spi_in, l.verb, l.txid);
 out:
     if (c->send != NULL && *c->reply_len > 0)
         c->send(c->send_arg, c->reply, *c->reply_len);
@@ -328,6 +390,11 @@ cms_sig_handle(struct cms_server *s, ck_esp_engine *eng, const uint8_t *pkt, siz
     if (c.log[0] != '\0')
         ck_log(*reply_len > 0 ? LOG_INFO : LOG_DEBUG, "%s from %s", c.log,
                cms_addr_format(&from, p, sizeof(p)));
+    if (c.to_calls) {
+        cms_call_on_message(s->calls, c.client, c.spi, (const uint8_t *)c.text, c.text_len,
+                            s->fixed_now != 0 ? s->fixed_now * 1000 : ck_endpoint_now_ms());
+        ck_memzero(c.text, c.text_len);
+    }
     return 0;
 }
 
@@ -542,4 +609,59 @@ cms_sig_server_free(struct cms_sig_server *ss)
     if (ss->stop_fd >= 0)
         close(ss->stop_fd);
     free(ss);
+}
+
+/* ---- call control's sends --------------------------------------------------------------- */
+
+struct sig_out_ctx {
+    struct cms_sig_out *o;
+    const char *text;
+    size_t len;
+};
+
+static int
+sig_out_on_sa(struct cms_sa *sa, void *arg)
+{
+    static _Thread_local uint8_t pkt[SIG_MAX_TEXT + 256];
+    struct sig_out_ctx *x = arg;
+    struct cms_sig_out *o = x->o;
+    struct sig_ctx c = {.s = o->s, .eng = o->eng, .now = cms_now(o->s)};
+    struct sockaddr_storage to;
+    socklen_t tl;
+    size_t len = 0;
+    int rc, fd = -1;
+
+    if (sa->flags & CMS_SA_PENDING)
+        return ck_error_set(CK_ERR_EXPIRED, "SA 0x%08x pending SP Recovered", sa->spi_in);
+    if ((rc = protect_text(&c, sa, x->text, x->len, pkt, sizeof(pkt), &len)) != 0)
+        return rc;
+    tl = cms_addr_to_sockaddr(&sa->ep, &to);
+    for (size_t i = 0; i < o->ss->n_fds && fd < 0; i++) {
+        struct sockaddr_storage b;
+        socklen_t bl = sizeof(b);
+        if (getsockname(o->ss->fds[i], (struct sockaddr *)&b, &bl) == 0 &&
+            b.ss_family == to.ss_family)
+            fd = o->ss->fds[i];
+    }
+    if (fd < 0)
+        return ck_error_set(CK_ERR_UNSUPPORTED, "no signaling socket of the family");
+    /* Sent under the SA's lock: what one SA protects leaves in sequence-number order. */
+    if (sendto(fd, pkt, len, MSG_DONTWAIT, (struct sockaddr *)&to, tl) < 0)
+        return ck_error_set(CK_ERR_IO, "sendto: %s", strerror(errno));
+    atomic_fetch_add(&o->s->stats.sig_answered, 1);
+    return 0;
+}
+
+int
+cms_sig_send_text(void *arg, uint32_t spi, const char *text, size_t len)
+{
+    struct sig_out_ctx x = {arg, text, len};
+    int rc;
+
+    if (len > SIG_MAX_TEXT)
+        return ck_error_set(CK_ERR_LIMIT, "signaling text of %zu bytes", len);
+    rc = cms_sa_table_with(((struct cms_sig_out *)arg)->s->sas, spi, sig_out_on_sa, &x);
+    if (rc == CK_ERR_NOTFOUND)
+        return ck_error_set(rc, "no SA 0x%08x", spi);
+    return rc;
 }

@@ -265,6 +265,87 @@ test_config(void)
     cms_config_free(&cfg);
 }
 
+/* The call keys of CONTRACT8: defaults, values, repeatable lines and routes with their own
+ * file:line in errors, longest-prefix routing. */
+static void
+test_config_calls(void)
+{
+    struct cms_config cfg;
+    const struct cms_route *r;
+    const struct cms_line *l;
+
+    CHECK_OK(parse("[cms]\n keytab = /k\n", &cfg));
+    CHECK_INT_EQ(cfg.call_mode, CMS_CALL_NCS);
+    CHECK_INT_EQ(cfg.media, CK_SDP_MEDIA_SRTP_AES_CM);
+    CHECK_INT_EQ(cfg.call_suite.enc, CK_KMM_ENC_AES128);
+    CHECK_INT_EQ(cfg.call_retry_ms, 500);
+    CHECK_INT_EQ(cfg.call_tries, 4);
+    CHECK_INT_EQ(cfg.escrow_retention, 90 * 86400);
+    CHECK(!cfg.compat_seq && cfg.intercept_db == NULL && cfg.n_lines == 0);
+    cms_config_free(&cfg);
+    CHECK_OK(parse("[cms]\n call_mode = sgcp\n media = rtp-3des-mac\n"
+                   " call_ipsec_suite = md5-3des\n compat_seq = yes\n call_retry_ms = 50\n"
+                   " call_tries = 2\n kdc = 127.0.0.1:88 [::1]:88\n"
+                   " line = 5551001 mta/a.example.net@EXAMPLE.NET mac=0011223344AA\n"
+                   " line = 5559000 mg/gw.example.net@EXAMPLE.NET server\n"
+                   " route = 555 cms/cb@EXAMPLE.NET 127.0.0.1:11293\n"
+                   " route = 5552 cms/cc@EXAMPLE.NET 127.0.0.1:12293 sig=14500\n"
+                   " intercept_db = /tmp/li.db\n escrow_dir = /tmp\n escrow_retention = 7d\n"
+                   " export_wireshark = /tmp/esp_sa\n", &cfg));
+    CHECK_INT_EQ(cfg.call_mode, CMS_CALL_SGCP);
+    CHECK_INT_EQ(cfg.media, CK_SDP_MEDIA_RTP_3DES_MAC);
+    CHECK_INT_EQ(cfg.call_suite.auth, CK_KMM_AUTH_HMAC_MD5_96);
+    CHECK(cfg.compat_seq);
+    CHECK_INT_EQ(cfg.call_retry_ms, 50);
+    CHECK_INT_EQ(cfg.call_tries, 2);
+    CHECK_INT_EQ(cfg.n_lines, 2);
+    CHECK_INT_EQ(cfg.n_routes, 2);
+    CHECK_INT_EQ(cfg.escrow_retention, 7 * 86400);
+    CHECK((l = cms_config_line(&cfg, "5551001")) != NULL && strcmp(l->mac, "0011223344aa") == 0 &&
+          !l->server);
+    CHECK((l = cms_config_line(&cfg, "5559000")) != NULL && l->server);
+    CHECK(cms_config_line(&cfg, "555100") == NULL);
+    CHECK(cms_config_line_by_principal(&cfg, "mg/gw.example.net@EXAMPLE.NET") == l);
+    CHECK((r = cms_config_route(&cfg, "5552001")) != NULL && r->sig_port == 14500 &&
+          strcmp(r->principal, "cms/cc@EXAMPLE.NET") == 0);
+    CHECK((r = cms_config_route(&cfg, "5553001")) != NULL && r->sig_port == 4500 &&
+          strcmp(r->kmm, "127.0.0.1:11293") == 0);
+    CHECK(cms_config_route(&cfg, "4441234") == NULL);
+    CHECK(strcmp(cms_media_name(cfg.media), "rtp-3des-mac") == 0);
+    cms_config_free(&cfg);
+    /* Each bad repeatable value names its own line. */
+    CHECK_INT_EQ(parse("[cms]\n line = 5551001 mta/a@R\n line = 12ab mta/b@R\n", &cfg),
+                 CK_ERR_CONFIG);
+    CHECK(strstr(ck_error_context(), "cms.conf:3") != NULL);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n line = 5551001 mta/a@R\n line = 5551001 mta/b@R\n", &cfg),
+                 CK_ERR_CONFIG);
+    CHECK(strstr(ck_error_context(), "twice") != NULL);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n line = 1234567890123456 mta/a@R\n", &cfg), CK_ERR_CONFIG);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n line = 5551001 mta/a@R mac=00112233\n", &cfg), CK_ERR_CONFIG);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n line = 5551001 noatsign\n", &cfg), CK_ERR_CONFIG);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n\n route = 555 cms/b@R\n", &cfg), CK_ERR_CONFIG);
+    CHECK(strstr(ck_error_context(), "cms.conf:3") != NULL);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n route = 555 cms/b@R 127.0.0.1:1 sig=0\n", &cfg), CK_ERR_CONFIG);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n call_mode = h323\n", &cfg), CK_ERR_CONFIG);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n media = rtp\n", &cfg), CK_ERR_CONFIG);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n call_ipsec_suite = sha1-aes128 sha1-3des\n", &cfg),
+                 CK_ERR_CONFIG);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n call_tries = 0\n", &cfg), CK_ERR_CONFIG);
+    cms_config_free(&cfg);
+    CHECK_INT_EQ(parse("[cms]\n compat_seq = maybe\n", &cfg), CK_ERR_CONFIG);
+    cms_config_free(&cfg);
+}
+
 /* A keytab replaced by garbage or by one without the service keeps the old keys. */
 static void
 test_keyset_reload(void)
@@ -338,5 +419,5 @@ test_addr(void)
 }
 
 CK_TEST_MAIN("cms_core", CK_TEST_CASE(test_nonce), CK_TEST_CASE(test_sa_table),
-             CK_TEST_CASE(test_suites), CK_TEST_CASE(test_config),
+             CK_TEST_CASE(test_suites), CK_TEST_CASE(test_config), CK_TEST_CASE(test_config_calls),
              CK_TEST_CASE(test_keyset_reload), CK_TEST_CASE(test_addr))

@@ -112,8 +112,9 @@ test_rfc3435_mdcx(void)
     CHECK_INT_EQ(s.session_id, 4723891);
 }
 
-/* Notify (off-hook) with its package-qualified event; DeleteConnection and its 250 with the
- * connection parameters (two-letter sub-names live inside the value). */
+/* Notify shaped after RFC 3435's (its observed-event list cut to the package-qualified off-hook
+ * event); DeleteConnection and its 250 with the connection parameters (the two-letter
+ * sub-names live inside the value). */
 static void
 test_rfc3435_ntfy_dlcx(void)
 {
@@ -528,6 +529,8 @@ test_mgcp_refusals(void)
     }
 }
 
+static int roundtrip(const uint8_t *buf, size_t len);
+
 /* Bare LF, tabs and extra spaces between the first line's fields, values trimmed; names match
  * case-insensitively; an empty line with nothing after it is no body. */
 static void
@@ -552,6 +555,26 @@ test_mgcp_lenient(void)
     CHECK_INT_EQ(m.txid, CK_MGCP_MAX_TXID);
     CHECK_OK(parse_str("CRCX 1 a@b MGCP 1.0\nE:\n", &m));
     CHECK(strcmp(ck_mgcp_param(&m, "E"), "") == 0);
+    /* RFC 3435's two-letter names (EventStates, RestartMethod...). */
+    CHECK_OK(parse_str("RSIP 5 aaln/1@a MGCP 1.0\r\nRM: restart\r\nRD: 0\r\n", &m));
+    CHECK(strcmp(ck_mgcp_param(&m, "rm"), "restart") == 0);
+    CHECK(ck_mgcp_param(&m, "R") == NULL);
+    CHECK(ck_mgcp_param(NULL, "R") == NULL);
+    /* The largest endpoint name and parameter count. */
+    {
+        char buf[512];
+        size_t o = (size_t)snprintf(buf, sizeof(buf), "CRCX 1 a@");
+
+        memset(buf + o, 'h', CK_MGCP_MAX_ENDPOINT - 3);
+        o += CK_MGCP_MAX_ENDPOINT - 3;
+        o += (size_t)snprintf(buf + o, sizeof(buf) - o, " MGCP 1.0\r\n");
+        for (char c = 'A'; c < 'A' + CK_MGCP_MAX_PARAMS; c++)
+            o += (size_t)snprintf(buf + o, sizeof(buf) - o, "%c: 1\r\n", c);
+        CHECK_OK(parse_str(buf, &m));
+        CHECK_INT_EQ(strlen(m.endpoint), CK_MGCP_MAX_ENDPOINT - 1);
+        CHECK_INT_EQ(m.n_params, CK_MGCP_MAX_PARAMS);
+        CHECK_OK(roundtrip((const uint8_t *)buf, strlen(buf)));
+    }
 }
 
 static int

@@ -1,0 +1,90 @@
+/* cablekey-cms call control (CONTRACT8 "Call flow"): the source and destination signaling
+ * controller roles of a call as one state machine with no sockets and no clock of its own.
+ *
+ * The core sees decoded-from-ESP MGCP text from its parties (endpoint lines and peer
+ * controllers, told apart by the SA's client principal), and sends through callbacks:
+ *   send_sa       text under the outbound SA of the server-side SA pair whose inbound SPI the
+ *                 party last used (an endpoint line, or a peer controller's client channel: our
+ *                 answers to its XSET/XANS/XREL);
+ *   peer_command  our own XSET/XANS/XREL to a peer controller over our client channel to it
+ *                 (lib/endpoint there picks the txid and retransmits with it);
+ *   escrow        lawful intercept (ck_li_escrow, or a fake in tests), after both ACKs;
+ *   log           the one summary line per call.
+ * Time is injected: every entry point takes `now` (wall-clock milliseconds since the epoch, so
+ * that now / 1000 dates an escrow record), cms_call_next_timeout says when cms_call_on_timer is
+ * due. Commands to endpoints are retransmitted by the core with the same txid every
+ * call_retry_ms, call_tries transmissions in all; a peer command is given
+ * 2 * call_retry_ms * call_tries (the peer may itself be retrying its endpoint) before the call
+ * is torn down with reason peer-timeout.
+ *
+ * Thread safety: one mutex inside; callbacks run under it (they must not call back in).
+ * Secrets: K_call lives in the call until it is released (then wiped); a command text holding it
+ * is wiped when the command completes. Nothing secret is logged. */
+#ifndef CMS_CALL_H
+#define CMS_CALL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cablekey/intercept.h"
+#include "cablekey/mgcp.h"
+#include "cms.h"
+
+#define CMS_CALL_MAX_LIVE 10000           /* calls in progress */
+#define CMS_CALL_MAX_TOMBSTONES 65536     /* released calls kept to answer retransmissions */
+#define CMS_CALL_LINGER_MS 32000
+#define CMS_CALL_MAX_SPI_RETRIES 3        /* 533 answers after which the call fails ("spi") */
+#define CMS_CALL_ID_HEX 32
+
+struct cms_call_io {
+    int (*send_sa)(void *arg, uint32_t spi, const char *text, size_t len);
+    /* params: the message after its first line (parameter lines, then the SDP body after an
+     * empty line), as ck_endpoint_send_command takes it. */
+    int (*peer_command)(void *arg, size_t route, const char *verb, const char *params,
+                        uint32_t *txid);
+    /* NULL: lawful intercept off. */
+    int (*escrow)(void *arg, const struct ck_li_call *call, int64_t now_s, size_t *n_escrowed);
+    /* NULL: ck_log_info. */
+    void (*log)(void *arg, const char *line);
+    void *arg;
+};
+
+struct cms_call_stats {
+    uint64_t started, connected, released, failed;
+    uint64_t dropped;                 /* messages that fit no call or state */
+    uint64_t retransmissions, spi_retries, escrowed, ack_mismatch;
+};
+
+struct cms_call_core;
+
+/* self_name: our endpoint name towards peers ("cms@host"). cfg is copied where needed (lines,
+ * routes, call settings): it may be freed afterwards. */
+int cms_call_core_new(const struct cms_config *cfg, const char *self_name,
+                      const struct cms_call_io *io, struct cms_call_core **out);
+/* Wipes every key. Accepts NULL. */
+void cms_call_core_free(struct cms_call_core *c);
+
+/* Whether messages from this client principal belong to the core (a line or a route peer). */
+bool cms_call_is_party(const struct cms_call_core *c, const char *client);
+
+/* One decrypted message (command or response) from the server-side SA spi_in, client principal
+ * client. Hostile input is dropped and counted; returns 0 unless memory ran out. */
+int cms_call_on_message(struct cms_call_core *c, const char *client, uint32_t spi_in,
+                        const uint8_t *text, size_t len, int64_t now);
+/* A response to one of our peer commands, on our client channel to route's peer. */
+int cms_call_on_peer_response(struct cms_call_core *c, size_t route, uint32_t txid,
+                              const uint8_t *text, size_t len, int64_t now);
+/* Milliseconds from now until cms_call_on_timer is due (0: now), -1 when nothing is pending. */
+int64_t cms_call_next_timeout(struct cms_call_core *c, int64_t now);
+int cms_call_on_timer(struct cms_call_core *c, int64_t now);
+
+void cms_call_get_stats(struct cms_call_core *c, struct cms_call_stats *out);
+size_t cms_call_live(struct cms_call_core *c);
+
+/* Tests: the K_call storage of a call still known (live or released), and whether it holds a
+ * key. false when the call is unknown. */
+bool cms_call_test_key(struct cms_call_core *c, const char *call_id,
+                       uint8_t out[CK_CALL_KEY_LEN], bool *keyed);
+
+#endif
