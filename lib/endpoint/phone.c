@@ -95,7 +95,8 @@ struct ck_phone {
     struct ck_phone_stats st;
     int64_t now;
     int deferred_rc;
-    int lose_acks;                     /* test hook budget */                   /* a send failure inside an endpoint callback */
+    int lose_acks;                     /* test hook budget */
+    bool registered;                   /* the controller acknowledged the restart */                   /* a send failure inside an endpoint callback */
     struct ck_mgcp_msg msg;            /* scratch (large) */
 };
 
@@ -951,6 +952,10 @@ progress(ck_phone *ph, int64_t now)
 {
     int rc;
 
+    if (!ph->registered && channel_ready(ph)) {
+        ph->registered = true;
+        plog(ph, "registered");
+    }
     if (ph->p.dial != NULL && ph->dial_state == DIAL_NONE && channel_ready(ph)) {
         if ((rc = ntfy(ph, "hd", now, &ph->offhook_txid)) != 0)
             return rc;
