@@ -197,16 +197,16 @@ caller() { # caller NAME NUMBER args...: A dials; rc in CALLER_RC
         --audio "$tmp/ref_a.wav" --record "$tmp/$name.wav" "$@"
     CALLER_RC=$?
 }
-field() { sed -n "s/^call [0-9a-f]* connected .* $2=\([0-9]*\).*/\1/p" "$tmp/$1.out" | head -n 1; }
+field() { sed -n "s/^call [0-9A-Fa-f]* connected .* $2=\([0-9]*\).*/\1/p" "$tmp/$1.out" | head -n 1; }
 
 # check_call DESC A B MEDIA IPSEC DIRECT: both ends connected cleanly, lost=0, sample-exact audio.
 check_call() {
     local desc=$1 a=$2 b=$3 media=$4 ipsec=$5 direct=$6 rcb re
     wait "$CALLEE_PID"; rcb=$?
-    re="^call [0-9a-f]{32} connected media=$media ipsec=$ipsec spi=0x[0-9a-f]{8} sent=[0-9]+ received=[0-9]+ lost=0 replayed=0 dropped=0 direct=$direct$"
+    re="^call [0-9A-F]{32} connected media=$media ipsec=$ipsec spi=0x[0-9a-f]{8} sent=[0-9]+ received=[0-9]+ lost=0 replayed=0 dropped=0 direct=$direct$"
     if [ "$CALLER_RC" -eq 0 ] && [ "$rcb" -eq 0 ] && grep -Eq "$re" "$tmp/$a.out" &&
-        grep -Eq "$re" "$tmp/$b.out" && grep -Eq "^call [0-9a-f]{32} released reason=hangup$" "$tmp/$a.out" &&
-        grep -Eq "^call [0-9a-f]{32} released reason=hangup$" "$tmp/$b.out"; then
+        grep -Eq "$re" "$tmp/$b.out" && grep -Eq "^call [0-9A-F]{32} released reason=hangup$" "$tmp/$a.out" &&
+        grep -Eq "^call [0-9A-F]{32} released reason=hangup$" "$tmp/$b.out"; then
         ok "$desc: both ends connected ($media, ipsec $ipsec, direct $direct), lost=0, released on hang-up"
     else
         not_ok "$desc: both ends connected" "caller exit $CALLER_RC, callee exit $rcb
@@ -250,7 +250,7 @@ check_call "NCS SRTP AES-CM call A -> B" aescm_a aescm_b srtp-aes-cm sha1-aes128
 sleep 0.3
 kill -INT "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
 ca_summary "CA's summary line: connected, released on hang-up, srtp-aes-cm, sha1-aes128" \
-    "call [0-9a-f]{32} from 5551001 to 5552001 result (connected|released) reason=hangup setup_ms=[0-9]+ media=srtp-aes-cm ipsec=sha1-aes128 escrow=0"
+    "call [0-9A-F]{32} from 5551001 to 5552001 result (connected|released) reason=hangup setup_ms=[0-9]+ media=srtp-aes-cm ipsec=sha1-aes128 escrow=0"
 if [ "$(stat -c %a "$PHONE_SA")" = 600 ] && grep -Ec '^"IPv4","127\.0\.0\.1","127\.0\.0\.1","0x[0-9a-f]{8}","AES-CBC \[RFC3602\]","0x[0-9a-f]{32}","HMAC-SHA-1-96 \[RFC2404\]","0x[0-9a-f]{40}"$' "$PHONE_SA" | grep -qx 4; then
     ok "--export-wireshark: 4 esp_sa records (two ends x two SAs), file 0600"
 else
@@ -306,7 +306,7 @@ else
     not_ok "wrong ACK aborts the call" "A exit $CALLER_RC: $(cat "$tmp/badack_a.out"); B exit $rcb: $(cat "$tmp/badack_b.out")"
 fi
 ca_summary "CA's summary: result failed reason=ack-mismatch" \
-    "call [0-9a-f]{32} from 5551001 to 5552001 result failed reason=ack-mismatch"
+    "call [0-9A-F]{32} from 5551001 to 5552001 result failed reason=ack-mismatch"
 
 callee lost1_b --test-lose-acks 1 && caller lost1_a 5552001
 check_call "ACK lost once (CB retransmits, B answers from its reply cache)" lost1_a lost1_b srtp-aes-cm sha1-aes128 ok

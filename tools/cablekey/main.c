@@ -311,6 +311,10 @@ refuses_server(size_t cmd, int argc, char **argv)
     if (strcmp(commands[cmd].name, "device") == 0 && argc > 1 &&
         (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "show") == 0))
         return false;
+    /* `mta phone --server` is that verb's own option (a media gateway), not the global one. */
+    if (opt == NULL && strcmp(commands[cmd].name, "mta") == 0 && argc > 1 &&
+        strcmp(argv[1], "phone") == 0)
+        return false;
     for (int i = 1; opt == NULL && i < argc && strcmp(argv[i], "--") != 0; i++)
         if (strcmp(argv[i], "--server") == 0 || strncmp(argv[i], "--server=", 9) == 0)
             opt = "--server";
