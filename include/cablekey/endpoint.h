@@ -214,9 +214,9 @@ const char *ck_endpoint_failure(const ck_endpoint *ep);
 int ck_endpoint_forget_sa(ck_endpoint *ep, int64_t now);
 
 /* Test hook for the lost-answer paths: called from on_command_reply, the response being
- * written is cached (a retransmission of the command gets it) but this first transmission is
- * not sent, as if the network had lost it. */
-void ck_endpoint_drop_reply(ck_endpoint *ep);
+ * written is cached as usual, but its first `times` transmissions (this one and the next
+ * times - 1 answers to retransmissions) are not sent, as if the network had lost them. */
+void ck_endpoint_drop_reply(ck_endpoint *ep, unsigned times);
 
 /* Blocking loop on fd (the socket given in the params): polls, reads datagrams, runs timers with
  * the wall clock, until done() returns true, the endpoint FAILED, or deadline_ms (wall clock ms;

@@ -82,6 +82,7 @@ struct command {
 /* The response given to one server command, for its retransmissions (RFC 3435 §3.5). */
 struct reply_entry {
     uint32_t txid;
+    unsigned drops;                /* transmissions still to lose (ck_endpoint_drop_reply) */
     char *text;
     size_t len;
 };
@@ -119,7 +120,7 @@ struct ck_endpoint {
     uint32_t rsip_txid;
     struct reply_entry replies[CK_ENDPOINT_REPLY_CACHE];
     size_t next_reply;             /* the slot the next answered command overwrites */
-    bool drop_reply;               /* ck_endpoint_drop_reply during on_command_reply */
+    unsigned drop_reply;           /* ck_endpoint_drop_reply during on_command_reply */
     struct ck_endpoint_stats st;
     char failure[256];
 };
@@ -891,9 +892,9 @@ ck_endpoint_send_command(ck_endpoint *ep, const char *verb, const char *params, 
 }
 
 void
-ck_endpoint_drop_reply(ck_endpoint *ep)
+ck_endpoint_drop_reply(ck_endpoint *ep, unsigned times)
 {
-    ep->drop_reply = true;
+    ep->drop_reply = times;
 }
 
 int
@@ -948,8 +949,8 @@ ck_endpoint_signal_parse(const uint8_t *data, size_t len, struct ck_endpoint_sig
 }
 
 /* The cached response to server command txid, or NULL. */
-static const struct reply_entry *
-reply_find(const ck_endpoint *ep, uint32_t txid)
+static struct reply_entry *
+reply_find(ck_endpoint *ep, uint32_t txid)
 {
     for (size_t i = 0; i < CK_ENDPOINT_REPLY_CACHE; i++)
         if (ep->replies[i].text != NULL && ep->replies[i].txid == txid)
@@ -960,7 +961,7 @@ reply_find(const ck_endpoint *ep, uint32_t txid)
 /* Remembers the response to txid, replacing the oldest one. A failed allocation only costs a
  * retransmission a second callback. */
 static void
-reply_remember(ck_endpoint *ep, uint32_t txid, const char *text, size_t len)
+reply_remember(ck_endpoint *ep, uint32_t txid, const char *text, size_t len, unsigned drops)
 {
     struct reply_entry *r = &ep->replies[ep->next_reply];
     char *copy = ck_memdup(text, len);
@@ -969,6 +970,7 @@ reply_remember(ck_endpoint *ep, uint32_t txid, const char *text, size_t len)
         return;
     ck_free_secret(r->text, r->len);
     r->txid = txid;
+    r->drops = drops;
     r->text = copy;
     r->len = len;
     ep->next_reply = (ep->next_reply + 1) % CK_ENDPOINT_REPLY_CACHE;
@@ -980,7 +982,7 @@ static int
 on_server_command(ck_endpoint *ep, const struct ck_endpoint_signal *sig, const uint8_t *data,
                   size_t len, int64_t now)
 {
-    const struct reply_entry *cached = reply_find(ep, sig->txid);
+    struct reply_entry *cached = reply_find(ep, sig->txid);
     ck_writer w;
     char dflt[32];
     const char *text = dflt;
@@ -989,6 +991,10 @@ on_server_command(ck_endpoint *ep, const struct ck_endpoint_signal *sig, const u
 
     if (cached != NULL) {
         ep->st.commands_repeated++;
+        if (cached->drops > 0) {
+            cached->drops--;
+            return 0;
+        }
         return esp_send(ep, cached->text, cached->len, now);
     }
     ep->st.commands_received++;
@@ -1000,7 +1006,7 @@ on_server_command(ck_endpoint *ep, const struct ck_endpoint_signal *sig, const u
     tlen = (size_t)n;
     /* The reply may carry a call's SDP: not secret, but wiped all the same. */
     ck_writer_init(&w, CK_ENDPOINT_MAX_SIGNAL, true);
-    ep->drop_reply = false;
+    ep->drop_reply = 0;
     if (ep->p.on_command_reply != NULL) {
         ep->p.on_command_reply(ep->p.cb_arg, sig->verb, sig->txid, (const char *)data, len, &w);
         if (w.len > 0) {
@@ -1008,9 +1014,9 @@ on_server_command(ck_endpoint *ep, const struct ck_endpoint_signal *sig, const u
             tlen = w.len;
         }
     }
-    reply_remember(ep, sig->txid, text, tlen);
-    rc = ep->drop_reply ? 0 : esp_send(ep, text, tlen, now);
-    ep->drop_reply = false;
+    reply_remember(ep, sig->txid, text, tlen, ep->drop_reply > 0 ? ep->drop_reply - 1 : 0);
+    rc = ep->drop_reply > 0 ? 0 : esp_send(ep, text, tlen, now);
+    ep->drop_reply = 0;
     ck_writer_free(&w);
     return rc;
 }

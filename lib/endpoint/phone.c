@@ -747,7 +747,7 @@ answer_with_install(ck_phone *ph, struct call *c, const struct ck_mgcp_msg *m, b
     struct ck_sdp s;
     uint8_t ack[CK_CALL_ACK_LEN];
     char sdp[CK_MGCP_MAX_MSG];
-    bool has_ack = false;
+    bool has_ack = false, installed = false;
     int code = 200;
 
     memset(&s, 0, sizeof(s));
@@ -758,6 +758,7 @@ answer_with_install(ck_phone *ph, struct call *c, const struct ck_mgcp_msg *m, b
             code = 501;                     /* keys twice for one call: never reinstalled */
         } else {
             code = call_install(ph, c, &s, ack, &has_ack);
+            installed = code == 200;
             if (has_ack && ph->p.test_bad_ack)
                 ack[0] ^= 0x01;
         }
@@ -775,11 +776,11 @@ answer_with_install(ck_phone *ph, struct call *c, const struct ck_mgcp_msg *m, b
     }
     respond(w, 200, m->txid, "OK", sdp);
     if (has_ack && ph->lose_acks > 0 && ph->ep != NULL) {
-        ph->lose_acks--;
-        ck_endpoint_drop_reply(ph->ep);
-        plog(ph, "test: answer to txid %u lost", m->txid);
+        ck_endpoint_drop_reply(ph->ep, (unsigned)ph->lose_acks);
+        plog(ph, "test: answer to txid %u lost %d times", m->txid, ph->lose_acks);
+        ph->lose_acks = 0;
     }
-    if (c->keyed && c->ipsec && ph->p.on_sas != NULL)
+    if (installed && c->ipsec && ph->p.on_sas != NULL)
         ph->p.on_sas(ph->p.cb_arg, c->callid, c->sa_in, c->sa_out, ph->media_addr, c->peer_addr);
     plog(ph, "call %s: %s%s", c->callid, c->keyed ? "keys installed, media " : "created",
          c->keyed ? media_name(c) : "");

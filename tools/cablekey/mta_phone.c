@@ -9,6 +9,7 @@
 #include <getopt.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,8 +93,8 @@ static const char phone_help[] =
     "  --timeout       give up after S seconds (default 60)\n"
     "  --verbose       progress on stderr (never keys)\n"
     "Test hooks (the ACK paths of tests/interop/t_call.sh): --test-lose-acks N loses the first\n"
-    "N answers that carry an ACK (the controller's retransmission is answered from the cache);\n"
-    "--test-bad-ack returns a wrong ACK.\n"
+    "answer that carries an ACK N times (its first N transmissions; later retransmissions of\n"
+    "the command are answered from the reply cache); --test-bad-ack returns a wrong ACK.\n"
     "Output per call: 'call ID connected media=M ipsec=S|none spi=0xSPI sent=N received=N\n"
     "lost=N replayed=N dropped=N direct=ok|none' and 'call ID released reason=R', or\n"
     "'call failed reason=R'. Exit 0 only when every call connected and ended cleanly.\n";
@@ -487,7 +488,8 @@ cli_mta_phone(int argc, char **argv)
         goto failed;
     }
     if (o.export != NULL &&
-        (r.export_fd = open(o.export, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0) {
+        ((r.export_fd = open(o.export, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600)) < 0 ||
+         fchmod(r.export_fd, 0600) != 0)) {
         snprintf(failure, sizeof(failure), "--export-wireshark %s: %s", o.export,
                  strerror(errno));
         goto failed;
