@@ -405,8 +405,10 @@ run_loop(ck_phone *ph, struct prun *r, int64_t deadline)
 {
     static uint8_t buf[DATAGRAM_MAX];
     struct pollfd pfd[3];
-    static const enum ck_phone_sock socks[3] = {CK_PHONE_SOCK_SIG, CK_PHONE_SOCK_MEDIA,
-                                                CK_PHONE_SOCK_DIRECT};
+    /* Media before signaling: a frame that arrived before the DLCX that ends its call is still
+     * counted and recorded. */
+    static const enum ck_phone_sock socks[3] = {CK_PHONE_SOCK_MEDIA, CK_PHONE_SOCK_DIRECT,
+                                                CK_PHONE_SOCK_SIG};
     int rc;
 
     for (int i = 0; i < 3; i++) {
