@@ -123,10 +123,18 @@ espeak-ng -w "$tmp/speech.wav" "Cable key calls carry encrypted audio between tw
 # ---- controllers -----------------------------------------------------------------------------
 # start_pair MODE MEDIA [extra config lines for both]: (re)starts CA and CB.
 CMS_PIDS=()
+SAN_REPORTS=""
 stop_pair() {
-    local p
-    for p in "${CMS_PIDS[@]}"; do kill -TERM "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
+    local p rc n
+    for p in "${CMS_PIDS[@]}"; do
+        kill -TERM "$p" 2>/dev/null; wait "$p"; rc=$?
+        [ "$rc" -eq 0 ] || SAN_REPORTS="$SAN_REPORTS cablekey-cms exit $rc;"
+    done
     CMS_PIDS=()
+    for n in ca cb; do
+        [ -f "$tmp/$n.stderr" ] || continue
+        SAN_REPORTS="$SAN_REPORTS$(grep -Eh "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error" "$tmp/$n.stderr" | head -n 2)"
+    done
 }
 start_one() { # start_one NAME KEYTAB SVC KP SP CONFIG-LINES...
     local name=$1 kt=$2 svc=$3 kp=$4 sp=$5 i; shift 5
@@ -356,4 +364,9 @@ else
     not_ok "control: plain RTP audio visible" "$pt"
 fi
 stop_pair
+if [ -z "$SAN_REPORTS" ]; then
+    ok "both controllers stopped cleanly after every configuration (exit 0, no sanitizer report)"
+else
+    not_ok "controllers stopped cleanly" "$SAN_REPORTS"
+fi
 done_testing
