@@ -213,6 +213,11 @@ const char *ck_endpoint_failure(const ck_endpoint *ep);
  * CMS (AP Request with Re-establish = 1). */
 int ck_endpoint_forget_sa(ck_endpoint *ep, int64_t now);
 
+/* Test hook for the lost-answer paths: called from on_command_reply, the response being
+ * written is cached (a retransmission of the command gets it) but this first transmission is
+ * not sent, as if the network had lost it. */
+void ck_endpoint_drop_reply(ck_endpoint *ep);
+
 /* Blocking loop on fd (the socket given in the params): polls, reads datagrams, runs timers with
  * the wall clock, until done() returns true, the endpoint FAILED, or deadline_ms (wall clock ms;
  * 0: none) passes. done runs after every event (so it may queue commands) and may set *wake_ms

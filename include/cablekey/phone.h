@@ -118,6 +118,11 @@ struct ck_phone_params {
     bool record;                     /* keep what was decoded (ck_phone_call_info.recorded) */
     const uint32_t *hold_spi;        /* SPIs to treat as in use (--hold-spi) */
     size_t n_hold;
+    /* Test hooks (t_call.sh): the first test_lose_acks answers carrying an ACK are lost on the
+     * wire (cached by the endpoint, so a retransmission is answered); test_bad_ack returns a
+     * wrong ACK (one bit flipped). */
+    int test_lose_acks;
+    bool test_bad_ack;
     ck_phone_call_fn on_call;
     ck_phone_sas_fn on_sas;
     ck_phone_log_fn on_log;

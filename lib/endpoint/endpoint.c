@@ -119,6 +119,7 @@ struct ck_endpoint {
     uint32_t rsip_txid;
     struct reply_entry replies[CK_ENDPOINT_REPLY_CACHE];
     size_t next_reply;             /* the slot the next answered command overwrites */
+    bool drop_reply;               /* ck_endpoint_drop_reply during on_command_reply */
     struct ck_endpoint_stats st;
     char failure[256];
 };
@@ -889,6 +890,12 @@ ck_endpoint_send_command(ck_endpoint *ep, const char *verb, const char *params, 
     return 0;
 }
 
+void
+ck_endpoint_drop_reply(ck_endpoint *ep)
+{
+    ep->drop_reply = true;
+}
+
 int
 ck_endpoint_signal_parse(const uint8_t *data, size_t len, struct ck_endpoint_signal *out)
 {
@@ -993,6 +1000,7 @@ on_server_command(ck_endpoint *ep, const struct ck_endpoint_signal *sig, const u
     tlen = (size_t)n;
     /* The reply may carry a call's SDP: not secret, but wiped all the same. */
     ck_writer_init(&w, CK_ENDPOINT_MAX_SIGNAL, true);
+    ep->drop_reply = false;
     if (ep->p.on_command_reply != NULL) {
         ep->p.on_command_reply(ep->p.cb_arg, sig->verb, sig->txid, (const char *)data, len, &w);
         if (w.len > 0) {
@@ -1001,7 +1009,8 @@ on_server_command(ck_endpoint *ep, const struct ck_endpoint_signal *sig, const u
         }
     }
     reply_remember(ep, sig->txid, text, tlen);
-    rc = esp_send(ep, text, tlen, now);
+    rc = ep->drop_reply ? 0 : esp_send(ep, text, tlen, now);
+    ep->drop_reply = false;
     ck_writer_free(&w);
     return rc;
 }

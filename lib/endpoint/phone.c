@@ -94,7 +94,8 @@ struct ck_phone {
     size_t ended;
     struct ck_phone_stats st;
     int64_t now;
-    int deferred_rc;                   /* a send failure inside an endpoint callback */
+    int deferred_rc;
+    int lose_acks;                     /* test hook budget */                   /* a send failure inside an endpoint callback */
     struct ck_mgcp_msg msg;            /* scratch (large) */
 };
 
@@ -756,6 +757,8 @@ answer_with_install(ck_phone *ph, struct call *c, const struct ck_mgcp_msg *m, b
             code = 501;                     /* keys twice for one call: never reinstalled */
         } else {
             code = call_install(ph, c, &s, ack, &has_ack);
+            if (has_ack && ph->p.test_bad_ack)
+                ack[0] ^= 0x01;
         }
         ck_sdp_clear(&s);
     }
@@ -770,6 +773,11 @@ answer_with_install(ck_phone *ph, struct call *c, const struct ck_mgcp_msg *m, b
         return;
     }
     respond(w, 200, m->txid, "OK", sdp);
+    if (has_ack && ph->lose_acks > 0 && ph->ep != NULL) {
+        ph->lose_acks--;
+        ck_endpoint_drop_reply(ph->ep);
+        plog(ph, "test: answer to txid %u lost", m->txid);
+    }
     if (c->keyed && c->ipsec && ph->p.on_sas != NULL)
         ph->p.on_sas(ph->p.cb_arg, c->callid, c->sa_in, c->sa_out, ph->media_addr, c->peer_addr);
     plog(ph, "call %s: %s%s", c->callid, c->keyed ? "keys installed, media " : "created",
@@ -1142,6 +1150,7 @@ ck_phone_new(const struct ck_phone_params *p, ck_phone **out)
         goto fail;
     }
     ph->p.media_addr = ph->media_addr;
+    ph->lose_acks = p->test_lose_acks;
     ph->family = probe.ss_family == AF_INET ? 4 : 6;
     if (p->n_hold > 0)
         memcpy(ph->hold, p->hold_spi, p->n_hold * sizeof(ph->hold[0]));

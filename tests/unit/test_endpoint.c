@@ -1180,7 +1180,7 @@ test_ccache_and_krb5conf(void)
 static int replies_made, commands_seen, text_responses;
 static char last_text[PKT_MAX];
 static int last_text_code;
-static bool reply_empty;
+static bool reply_empty, reply_drop;
 
 static void
 call_on_command(void *arg, const char *verb, uint32_t txid, const char *text, size_t len)
@@ -1203,6 +1203,8 @@ call_on_reply(void *arg, const char *verb, uint32_t txid, const char *text, size
     (void)arg;
     CHECK(len > 4 && memcmp(text, verb, strlen(verb)) == 0);
     replies_made++;
+    if (reply_drop)
+        ck_endpoint_drop_reply(ep);
     if (reply_empty)
         return;
     /* A different body every time, so a cached answer is told from a fresh one. */
@@ -1288,33 +1290,48 @@ test_call_api(void)
     CHECK_INT_EQ(st.commands_repeated, 1);
     CHECK_INT_EQ(st.commands_received, 1);
 
+    /* A lost answer (test hook): nothing sent, but the retransmission gets the cached one. */
+    reply_drop = true;
+    before = cms[0].responses;
+    cms_esp_send(&cms[0], cms[0].out, "MDCX 650 cms@ca.test MGCP 1.0\r\n");
+    pump();
+    reply_drop = false;
+    CHECK_INT_EQ(cms[0].responses, before);
+    CHECK_INT_EQ(replies_made, 2);
+    cms_esp_send(&cms[0], cms[0].out, "MDCX 650 cms@ca.test MGCP 1.0\r\n");
+    pump();
+    CHECK_INT_EQ(cms[0].responses, before + 1);
+    CHECK_INT_EQ(replies_made, 2);
+    CHECK(strcmp(cms[0].last_response, "200 650 OK\r\n\r\nv=0\r\nm=audio 4002 RTP/AVP 0\r\n") ==
+          0);
+
     /* A callback that writes nothing: the default "200 <txid> OK". */
     reply_empty = true;
     cms_esp_send(&cms[0], cms[0].out, "MDCX 601 cms@ca.test MGCP 1.0\r\n");
     pump();
     CHECK(strcmp(cms[0].last_response, "200 601 OK\r\n") == 0);
-    CHECK_INT_EQ(replies_made, 2);
+    CHECK_INT_EQ(replies_made, 3);
     reply_empty = false;
 
     /* The cache is bounded: after CK_ENDPOINT_REPLY_CACHE other commands, txid 600 is
-     * forgotten and a repeat of it is a new command. 601 (one more) went in first. */
-    for (int i = 0; i < CK_ENDPOINT_REPLY_CACHE - 1; i++) {
+     * forgotten and a repeat of it is a new command. 650 and 601 went in after it. */
+    for (int i = 0; i < CK_ENDPOINT_REPLY_CACHE - 2; i++) {
         snprintf(cmd, sizeof(cmd), "RQNT %d cms@ca.test MGCP 1.0\r\n", 700 + i);
         cms_esp_send(&cms[0], cms[0].out, cmd);
         pump();
     }
-    CHECK_INT_EQ(replies_made, 2 + CK_ENDPOINT_REPLY_CACHE - 1);
+    CHECK_INT_EQ(replies_made, 3 + CK_ENDPOINT_REPLY_CACHE - 2);
     /* 600 is gone, 601 still there (the oldest remembered). */
     cms_esp_send(&cms[0], cms[0].out, "MDCX 601 cms@ca.test MGCP 1.0\r\n");
     pump();
-    CHECK_INT_EQ(replies_made, 2 + CK_ENDPOINT_REPLY_CACHE - 1);
+    CHECK_INT_EQ(replies_made, 3 + CK_ENDPOINT_REPLY_CACHE - 2);
     CHECK(strcmp(cms[0].last_response, "200 601 OK\r\n") == 0);
     cms_esp_send(&cms[0], cms[0].out, "CRCX 600 cms@ca.test MGCP 1.0\r\nC: 0123abcd\r\n");
     pump();
     CHECK_INT_EQ(replies_made, 2 + CK_ENDPOINT_REPLY_CACHE);
     CHECK(strcmp(cms[0].last_response, first) != 0);
     ck_endpoint_get_stats(ep, &st);
-    CHECK_INT_EQ(st.commands_repeated, 2);
+    CHECK_INT_EQ(st.commands_repeated, 3);
     CHECK_INT_EQ(st.commands_received, 2 + CK_ENDPOINT_REPLY_CACHE);
     teardown();
     setup_hook = NULL;

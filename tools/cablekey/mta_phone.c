@@ -32,7 +32,8 @@
 enum {
     OPT_CCACHE = 256, OPT_CMS, OPT_SERVICE, OPT_KDC, OPT_SIG_PORT, OPT_MEDIA, OPT_DIRECT_PORT,
     OPT_DIAL, OPT_TALK, OPT_ANSWER, OPT_ANSWER_AFTER, OPT_CALLS, OPT_AUDIO, OPT_RECORD,
-    OPT_SERVER, OPT_EXPORT, OPT_HOLD, OPT_TIMEOUT, OPT_VERBOSE, OPT_HELP,
+    OPT_SERVER, OPT_EXPORT, OPT_HOLD, OPT_TIMEOUT, OPT_VERBOSE, OPT_TEST_LOSE, OPT_TEST_BAD_ACK,
+    OPT_HELP,
 };
 
 static const struct option phone_opts[] = {
@@ -55,6 +56,8 @@ static const struct option phone_opts[] = {
     {"hold-spi", required_argument, NULL, OPT_HOLD},
     {"timeout", required_argument, NULL, OPT_TIMEOUT},
     {"verbose", no_argument, NULL, OPT_VERBOSE},
+    {"test-lose-acks", required_argument, NULL, OPT_TEST_LOSE},
+    {"test-bad-ack", no_argument, NULL, OPT_TEST_BAD_ACK},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -88,6 +91,9 @@ static const char phone_help[] =
     "  --hold-spi      treat SPI (0x... or decimal) as in use (repeatable)\n"
     "  --timeout       give up after S seconds (default 60)\n"
     "  --verbose       progress on stderr (never keys)\n"
+    "Test hooks (the ACK paths of tests/interop/t_call.sh): --test-lose-acks N loses the first\n"
+    "N answers that carry an ACK (the controller's retransmission is answered from the cache);\n"
+    "--test-bad-ack returns a wrong ACK.\n"
     "Output per call: 'call ID connected media=M ipsec=S|none spi=0xSPI sent=N received=N\n"
     "lost=N replayed=N dropped=N direct=ok|none' and 'call ID released reason=R', or\n"
     "'call failed reason=R'. Exit 0 only when every call connected and ended cleanly.\n";
@@ -97,7 +103,8 @@ struct popts {
     const char *kdcs[CK_KDC_MAX_KDCS];
     size_t n_kdcs;
     int64_t sig_port, direct_port, talk, answer_after, calls, timeout;
-    bool answer, server, verbose;
+    bool answer, server, verbose, bad_ack;
+    int64_t lose_acks;
     uint32_t hold[CK_PHONE_MAX_HOLD];
     size_t n_hold;
     char media_host[256];
@@ -153,6 +160,11 @@ parse_phone_opts(const char *what, int argc, char **argv, struct popts *o)
         case OPT_ANSWER: o->answer = true; break;
         case OPT_SERVER: o->server = true; break;
         case OPT_VERBOSE: o->verbose = true; break;
+        case OPT_TEST_BAD_ACK: o->bad_ack = true; break;
+        case OPT_TEST_LOSE:
+            if (ck_parse_int64(optarg, 0, 100, &o->lose_acks) != 0)
+                return cli_usage_error(what, "--test-lose-acks: 0..100");
+            break;
         case OPT_KDC:
             if ((rc = cli_mta_add_kdc(what, optarg, o->kdcs, &o->n_kdcs)) != CLI_OK)
                 return rc;
@@ -514,6 +526,8 @@ cli_mta_phone(int argc, char **argv)
     p.record = o.record != NULL;
     p.hold_spi = o.hold;
     p.n_hold = o.n_hold;
+    p.test_lose_acks = (int)o.lose_acks;
+    p.test_bad_ack = o.bad_ack;
     p.on_call = on_call;
     p.on_sas = on_sas;
     p.on_log = on_log;
