@@ -95,7 +95,8 @@ run(long n, bool escrow, const char *dir)
     qsort(all, (size_t)n, sizeof(*all), cmp64);
     printf("%-34s %10.0f %10.0f %10.1f %10.1f %12.0f %10.1f %10.1f\n",
            escrow ? "with escrow (real intercept db)" : "without escrow",
-           (double)n / ((double)(w.ca_cpu_ns - cpu0) / 1e9), (double)n / ((double)ca_total / 1e9), (double)ca[n / 2] / 1e3,
+           (double)n / ((double)(w.ca_cpu_ns - cpu0) / 1e9), (double)n / ((double)ca_total / 1e9),
+           (double)ca[n / 2] / 1e3,
            (double)ca[n * 99 / 100] / 1e3, (double)n / ((double)all_total / 1e9),
            (double)all[n / 2] / 1e3, (double)all[n * 99 / 100] / 1e3);
     rc = 0;

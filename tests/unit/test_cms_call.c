@@ -454,7 +454,8 @@ test_intercept_real(void)
     rmdir(dir);
 }
 
-CK_TEST_MAIN("cms_call", CK_TEST_CASE(test_intercept_real), CK_TEST_CASE(test_remote_call), CK_TEST_CASE(test_remote_callee_hangs_up),
+CK_TEST_MAIN("cms_call", CK_TEST_CASE(test_intercept_real), CK_TEST_CASE(test_remote_call),
+             CK_TEST_CASE(test_remote_callee_hangs_up),
              CK_TEST_CASE(test_local_call), CK_TEST_CASE(test_mg_call), CK_TEST_CASE(test_sgcp),
              CK_TEST_CASE(test_ack_mismatch), CK_TEST_CASE(test_lost_ack_retried),
              CK_TEST_CASE(test_lost_ack_exhausted), CK_TEST_CASE(test_spi_collision),

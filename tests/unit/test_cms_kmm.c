@@ -692,7 +692,8 @@ test_call_control_routing(void)
     fx_down(&f);
 }
 
-CK_TEST_MAIN("cms_kmm", CK_TEST_CASE(test_call_control_routing), CK_TEST_CASE(test_happy_path_and_signaling),
+CK_TEST_MAIN("cms_kmm", CK_TEST_CASE(test_call_control_routing),
+             CK_TEST_CASE(test_happy_path_and_signaling),
              CK_TEST_CASE(test_wakeup_and_nonce), CK_TEST_CASE(test_negative),
              CK_TEST_CASE(test_full_tables), CK_TEST_CASE(test_ack_required),
              CK_TEST_CASE(test_rekey_and_expiry), CK_TEST_CASE(test_snmpv3),
