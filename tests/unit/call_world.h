@@ -157,13 +157,14 @@ w_phone_by_spi(struct world *w, int core, uint32_t spi)
 }
 
 static int
-w_send_sa(void *arg, uint32_t spi, const char *text, size_t len)
+w_send_sa(void *arg, const char *client, uint32_t spi, const char *text, size_t len)
 {
     struct w_io_arg *a = arg;
     struct world *w = a->w;
     struct w_msg *m;
     int p = w_phone_by_spi(w, a->core, spi);
 
+    (void)client;
     if (len > CK_MGCP_MAX_MSG || (m = w_push(w)) == NULL)
         return ck_error_set(CK_ERR_LIMIT, "world: queue");
     if (p >= 0) {

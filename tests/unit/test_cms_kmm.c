@@ -603,10 +603,11 @@ struct captured {
 };
 
 static int
-capture_send(void *arg, uint32_t spi, const char *text, size_t len)
+capture_send(void *arg, const char *client, uint32_t spi, const char *text, size_t len)
 {
     struct captured *c = arg;
 
+    (void)client;
     if (c->n < 8 && len < sizeof(c->text[0])) {
         c->spi[c->n] = spi;
         memcpy(c->text[c->n], text, len);
