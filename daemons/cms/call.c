@@ -650,6 +650,11 @@ start_call(struct cms_call_core *c, size_t l, const char *digits, int64_t now)
     ck_strlcpy(x->to, digits, sizeof(x->to));
     x->a_line = (ssize_t)l;
     c->ls[l].call = x;
+    if (strlen(digits) > CMS_MAX_NUMBER || strspn(digits, "0123456789") != strlen(digits)) {
+        /* '*', '#' or too long: no number any line or route can have. */
+        fail(c, x, "unknown-number", 0, now);
+        return;
+    }
     dl = line_of_number(c, digits);
     if (dl >= 0 && (size_t)dl != l) {
         if (c->ls[dl].call != NULL) {
@@ -1008,7 +1013,7 @@ on_ntfy(struct cms_call_core *c, size_t l, const struct ck_mgcp_msg *m, int64_t 
         }
         break;
     case CK_MGCP_EV_DIGITS:
-        if (x != NULL || strlen(digits) > CMS_MAX_NUMBER) {
+        if (x != NULL) {
             c->st.dropped++;
             break;
         }
