@@ -261,14 +261,15 @@ line_endpoint(const struct cms_call_core *c, size_t l)
 
 /* "200 12 OK\r\n" and the like, under the party's SA. */
 static void
-send_text(struct cms_call_core *c, uint32_t spi, const char *text, size_t len)
+send_text(struct cms_call_core *c, const char *client, uint32_t spi, const char *text, size_t len)
 {
-    if (spi != 0 && c->io.send_sa != NULL && c->io.send_sa(c->io.arg, spi, text, len) != 0)
+    if (spi != 0 && c->io.send_sa != NULL &&
+        c->io.send_sa(c->io.arg, client, spi, text, len) != 0)
         ck_log_debug("call: send under SA 0x%08x: %s", spi, ck_error_context());
 }
 
 static void
-send_response(struct cms_call_core *c, uint32_t spi, int code, uint32_t txid, const char *comment,
+send_response(struct cms_call_core *c, const char *client, uint32_t spi, int code, uint32_t txid, const char *comment,
               const char *reason, const char *sdp)
 {
     struct ck_mgcp_param p;
@@ -281,7 +282,7 @@ send_response(struct cms_call_core *c, uint32_t spi, int code, uint32_t txid, co
     }
     if (ck_mgcp_build_response(code, txid, comment, reason != NULL ? &p : NULL,
                                reason != NULL ? 1 : 0, sdp, &w) == 0)
-        send_text(c, spi, (const char *)w.data, w.len);
+        send_text(c, client, spi, (const char *)w.data, w.len);
     ck_writer_free(&w);
 }
 
@@ -330,7 +331,7 @@ line_command(struct cms_call_core *c, struct call *x, size_t l, const char *verb
     p->text = (char *)ck_writer_take(&w, &p->len);
     p->sent = 1;
     p->next = now + c->retry_ms;
-    send_text(c, c->ls[l].spi, p->text, p->len);
+    send_text(c, c->lines[l].principal, c->ls[l].spi, p->text, p->len);
     return 0;
 }
 
@@ -649,6 +650,11 @@ start_call(struct cms_call_core *c, size_t l, const char *digits, int64_t now)
     ck_strlcpy(x->to, digits, sizeof(x->to));
     x->a_line = (ssize_t)l;
     c->ls[l].call = x;
+    if (strlen(digits) > CMS_MAX_NUMBER || strspn(digits, "0123456789") != strlen(digits)) {
+        /* '*', '#' or too long: no number any line or route can have. */
+        fail(c, x, "unknown-number", 0, now);
+        return;
+    }
     dl = line_of_number(c, digits);
     if (dl >= 0 && (size_t)dl != l) {
         if (c->ls[dl].call != NULL) {
@@ -834,7 +840,8 @@ xset_respond(struct cms_call_core *c, struct call *x, int code, const char *comm
         free(x->xset_resp);
         x->xset_resp = (char *)ck_writer_take(&w, &x->xset_resp_len);
         if (x->peer >= 0)
-            send_text(c, c->peer_spi[x->peer], x->xset_resp, x->xset_resp_len);
+            send_text(c, c->routes[x->peer].principal, c->peer_spi[x->peer], x->xset_resp,
+                      x->xset_resp_len);
     }
     ck_writer_free(&w);
 }
@@ -861,7 +868,8 @@ on_xset(struct cms_call_core *c, size_t peer, const struct ck_mgcp_msg *m, int64
         if (!x->src && x->peer == (ssize_t)peer && x->xset_txid == m->txid) {
             /* A retransmission: the same answer again, never a second installation. */
             if (x->xset_resp != NULL)
-                send_text(c, c->peer_spi[peer], x->xset_resp, x->xset_resp_len);
+                send_text(c, c->routes[peer].principal, c->peer_spi[peer], x->xset_resp,
+                          x->xset_resp_len);
             goto out;
         }
         if (x->src || !x->released || x->peer != (ssize_t)peer) {
@@ -976,11 +984,11 @@ on_ntfy(struct cms_call_core *c, size_t l, const struct ck_mgcp_msg *m, int64_t 
     struct call *x;
 
     if (ls->last_ntfy == m->txid) {
-        send_response(c, ls->spi, 200, m->txid, "OK", NULL, NULL);
+        send_response(c, c->lines[l].principal, ls->spi, 200, m->txid, "OK", NULL, NULL);
         return;
     }
     ls->last_ntfy = m->txid;
-    send_response(c, ls->spi, 200, m->txid, "OK", NULL, NULL);
+    send_response(c, c->lines[l].principal, ls->spi, 200, m->txid, "OK", NULL, NULL);
     if (o == NULL || ck_mgcp_parse_observed(o, &ev, digits, sizeof(digits)) != 0) {
         c->st.dropped++;
         return;
@@ -1005,7 +1013,7 @@ on_ntfy(struct cms_call_core *c, size_t l, const struct ck_mgcp_msg *m, int64_t 
         }
         break;
     case CK_MGCP_EV_DIGITS:
-        if (x != NULL || strlen(digits) > CMS_MAX_NUMBER) {
+        if (x != NULL) {
             c->st.dropped++;
             break;
         }
@@ -1108,7 +1116,7 @@ static void
 on_peer_command(struct cms_call_core *c, size_t peer, const struct ck_mgcp_msg *m, int64_t now)
 {
     uint32_t spi = c->peer_spi[peer];
-    const char *id = ck_mgcp_param(m, "C");
+    const char *who = c->routes[peer].principal, *id = ck_mgcp_param(m, "C");
     struct call *x = id != NULL ? find_call(c, id) : NULL;
 
     if (strcmp(m->verb, "XSET") == 0) {
@@ -1116,7 +1124,7 @@ on_peer_command(struct cms_call_core *c, size_t peer, const struct ck_mgcp_msg *
         return;
     }
     if (strcmp(m->verb, "XANS") == 0) {
-        send_response(c, spi, 200, m->txid, "OK", NULL, NULL);
+        send_response(c, who, spi, 200, m->txid, "OK", NULL, NULL);
         if (x != NULL && x->src && x->peer == (ssize_t)peer && !x->released)
             answer_src(c, x, now);
         else if (x == NULL)
@@ -1127,7 +1135,7 @@ on_peer_command(struct cms_call_core *c, size_t peer, const struct ck_mgcp_msg *
         const char *why = ck_mgcp_param(m, "X-CK-Reason");
         char reason[REASON_MAX];
 
-        send_response(c, spi, 200, m->txid, "OK", NULL, NULL);
+        send_response(c, who, spi, 200, m->txid, "OK", NULL, NULL);
         if (x == NULL || x->peer != (ssize_t)peer) {
             c->st.dropped++;
             return;
@@ -1137,7 +1145,7 @@ on_peer_command(struct cms_call_core *c, size_t peer, const struct ck_mgcp_msg *
         maybe_retire(c, x, now);
         return;
     }
-    send_response(c, spi, 504, m->txid, "Unknown command", NULL, NULL);
+    send_response(c, who, spi, 504, m->txid, "Unknown command", NULL, NULL);
     c->st.dropped++;
 }
 
@@ -1164,7 +1172,7 @@ cms_call_on_message(struct cms_call_core *c, const char *client, uint32_t spi_in
             if (strcmp(m->verb, "NTFY") == 0)
                 on_ntfy(c, (size_t)l, m, now);
             else if (strcmp(m->verb, "RSIP") != 0)  /* RSIP: signaling.c answers it */
-                send_response(c, spi_in, 200, m->txid, "OK", NULL, NULL);
+                send_response(c, client, spi_in, 200, m->txid, "OK", NULL, NULL);
         }
     } else if ((peer = peer_of_principal(c, client)) >= 0) {
         c->peer_spi[peer] = spi_in;
@@ -1253,7 +1261,7 @@ cms_call_on_timer(struct cms_call_core *c, int64_t now)
                 p->sent++;
                 p->next = now + c->retry_ms;
                 c->st.retransmissions++;
-                send_text(c, c->ls[p->idx].spi, p->text, p->len);
+                send_text(c, c->lines[p->idx].principal, c->ls[p->idx].spi, p->text, p->len);
                 continue;
             }
             on_timeout(c, x, p, now);

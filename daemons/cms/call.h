@@ -38,7 +38,8 @@
 #define CMS_CALL_ID_HEX 32
 
 struct cms_call_io {
-    int (*send_sa)(void *arg, uint32_t spi, const char *text, size_t len);
+    /* client: the party's principal, for when that SA is gone (the party re-keyed since). */
+    int (*send_sa)(void *arg, const char *client, uint32_t spi, const char *text, size_t len);
     /* params: the message after its first line (parameter lines, then the SDP body after an
      * empty line), as ck_endpoint_send_command takes it. */
     int (*peer_command)(void *arg, size_t route, const char *verb, const char *params,

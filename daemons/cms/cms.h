@@ -381,13 +381,14 @@ uint16_t cms_sig_server_port(const struct cms_sig_server *ss);
 void cms_sig_server_free(struct cms_sig_server *ss);
 
 /* Call control's way out (struct cms_call_io.send_sa): text under the outbound SA of the pair
- * whose inbound SPI is spi, from the signaling socket to the SA's endpoint. Used under the call
- * core's lock, which serialises the use of the one ESP engine. */
+ * whose inbound SPI is spi, from the signaling socket to the SA's endpoint; when that SA is gone
+ * (the party re-keyed and the old pair expired), under the newest live SA of client. Used under
+ * the call core's lock, which serialises the use of the one ESP engine. */
 struct cms_sig_out {
     struct cms_server *s;
     struct cms_sig_server *ss;
     ck_esp_engine *eng;
 };
-int cms_sig_send_text(void *arg, uint32_t spi, const char *text, size_t len);
+int cms_sig_send_text(void *arg, const char *client, uint32_t spi, const char *text, size_t len);
 
 #endif

@@ -614,9 +614,9 @@ reload(void *arg, char *status, size_t status_size)
 /* ---- call control ----------------------------------------------------------------------- */
 
 static int
-glue_send_sa(void *arg, uint32_t spi, const char *text, size_t len)
+glue_send_sa(void *arg, const char *client, uint32_t spi, const char *text, size_t len)
 {
-    return cms_sig_send_text(&((struct call_glue *)arg)->out, spi, text, len);
+    return cms_sig_send_text(&((struct call_glue *)arg)->out, client, spi, text, len);
 }
 
 static int

@@ -37,6 +37,7 @@
 #define PEER_TICK_MS 20               /* the call core's timers are checked at least this often */
 #define PEER_RESP_QUEUE 16
 #define PEER_MAX_KDCS 8
+#define PEER_RENEW_MS (300 * 1000)     /* a new ticket this long before the old one ends */
 
 struct peer_resp {
     uint32_t txid;
@@ -194,7 +195,7 @@ peer_start(struct cms_peers *ps, struct peer *p, int64_t now)
 
     ck_endpoint_free(p->ep);
     p->ep = NULL;
-    if (p->creds == NULL || p->creds->endtime - now / 1000 < 300) {
+    if (p->creds == NULL || p->creds->endtime * 1000 - now < PEER_RENEW_MS) {
         if ((rc = get_ticket(ps, p)) != 0)
             return rc;
     }
@@ -267,6 +268,17 @@ peer_thread(void *arg)
             struct peer *p = &ps->p[i];
 
             pthread_mutex_lock(&p->lock);
+            /* A ticket near its end: a fresh one and a new SA pair, between commands (the
+             * endpoint keeps its ticket for every re-key, so it cannot be swapped in place). */
+            if (p->ep != NULL && p->creds != NULL && now >= p->retry_at &&
+                p->creds->endtime * 1000 - now < PEER_RENEW_MS && ck_endpoint_pending(p->ep) == 0) {
+                ck_log_notice("peer %s: ticket ends in %lld s: renewing", p->principal,
+                              (long long)(p->creds->endtime - now / 1000));
+                ck_creds_free(p->creds);
+                p->creds = NULL;
+                ck_endpoint_free(p->ep);
+                p->ep = NULL;
+            }
             if ((p->ep == NULL || ck_endpoint_state(p->ep) == CK_ENDPOINT_FAILED) &&
                 now >= p->retry_at) {
                 if (peer_start(ps, p, now) != 0) {

@@ -652,16 +652,41 @@ sig_out_on_sa(struct cms_sa *sa, void *arg)
     return 0;
 }
 
-int
-cms_sig_send_text(void *arg, uint32_t spi, const char *text, size_t len)
+struct newest_ctx {
+    const char *client;
+    uint32_t spi;
+    int64_t created;
+};
+
+static int
+newest_of_client(struct cms_sa *sa, void *arg)
 {
+    struct newest_ctx *n = arg;
+
+    if (!(sa->flags & (CMS_SA_SUPERSEDED | CMS_SA_PENDING)) &&
+        strcmp(sa->client, n->client) == 0 && (n->spi == 0 || sa->created > n->created)) {
+        n->spi = sa->spi_in;
+        n->created = sa->created;
+    }
+    return 0;
+}
+
+int
+cms_sig_send_text(void *arg, const char *client, uint32_t spi, const char *text, size_t len)
+{
+    struct cms_sig_out *o = arg;
     struct sig_out_ctx x = {arg, text, len};
+    struct newest_ctx n = {client, 0, 0};
     int rc;
 
     if (len > SIG_MAX_TEXT)
         return ck_error_set(CK_ERR_LIMIT, "signaling text of %zu bytes", len);
-    rc = cms_sa_table_with(((struct cms_sig_out *)arg)->s->sas, spi, sig_out_on_sa, &x);
-    if (rc == CK_ERR_NOTFOUND)
-        return ck_error_set(rc, "no SA 0x%08x", spi);
-    return rc;
+    rc = cms_sa_table_with(o->s->sas, spi, sig_out_on_sa, &x);
+    if (rc != CK_ERR_NOTFOUND || client == NULL)
+        return rc;
+    /* Rare (an idle party whose old SA pair expired after it re-keyed): one walk of the table. */
+    (void)cms_sa_table_scan(o->s->sas, newest_of_client, NULL, &n);
+    if (n.spi == 0)
+        return ck_error_set(CK_ERR_NOTFOUND, "no SA of %s", client);
+    return cms_sa_table_with(o->s->sas, n.spi, sig_out_on_sa, &x);
 }

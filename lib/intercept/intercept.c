@@ -440,8 +440,9 @@ out:
     return ret;
 }
 
-/* The certificate must be usable for the whole window: a record made near the end of the
- * window is still encrypted to a currently valid certificate. */
+/* The certificate must be usable for the rest of the window (records are only ever made from
+ * now on): a record made near the end of the window is still encrypted to a valid
+ * certificate. */
 static int
 cert_covers(X509 *cert, int64_t nb, int64_t na)
 {
@@ -514,7 +515,7 @@ ck_li_order_add(ck_li *li, enum ck_li_target_kind kind, const char *target, int6
     if (cert_pem == NULL)
         return ck_error_set(CK_ERR_INVAL, "intercept order: no certificate");
     if ((ret = load_cert(cert_pem, &cert)) != 0 || (ret = ck_li_cert_check(cert)) != 0 ||
-        (ret = cert_covers(cert, not_before, not_after)) != 0)
+        (ret = cert_covers(cert, not_before > now ? not_before : now, not_after)) != 0)
         goto out;
     cert_describe(cert, subject, sizeof(subject), sha256);
 

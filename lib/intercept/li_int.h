@@ -36,4 +36,31 @@ int ck_li_unenvelope(const uint8_t *der, size_t len, EVP_PKEY *key, X509 *cert, 
  * allowing key transport or agreement. CK_ERR_INVAL with the reason otherwise. */
 int ck_li_cert_check(X509 *cert);
 
+/* ---- classic libpcap captures (the LEA side's `cablekey intercept decrypt`) ----
+ * Both byte orders, microsecond and nanosecond magics; link types NULL/loopback (0), Ethernet
+ * (1, up to two 802.1Q tags), raw IP (12, 101, 228, 229), Linux cooked (113, 276). Only
+ * unfragmented UDP over IPv4 or IPv6 (no extension headers) is reported; everything else is
+ * counted as skipped. A record longer than the file's snap length or CK_LI_PCAP_MAX_SNAP, or a
+ * truncated file, is CK_ERR_DECODE. */
+#define CK_LI_PCAP_MAX_SNAP 262144
+#define CK_LI_PCAP_MAX_FILE (256u * 1024u * 1024u)
+
+struct ck_li_udp {
+    int family;                       /* 4 or 6 */
+    uint8_t src[16], dst[16];         /* 4 or 16 bytes used */
+    uint16_t sport, dport;
+    const uint8_t *payload;           /* points into the capture */
+    size_t len;
+};
+
+struct ck_li_pcap_stats {
+    uint64_t records, udp, skipped;
+};
+
+/* Calls cb for every UDP datagram in capture order; a non-zero return from cb stops the walk
+ * and is returned. */
+typedef int (*ck_li_udp_cb)(void *ctx, const struct ck_li_udp *u);
+int ck_li_pcap_walk(const uint8_t *buf, size_t len, ck_li_udp_cb cb, void *ctx,
+                    struct ck_li_pcap_stats *stats);
+
 #endif

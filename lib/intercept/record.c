@@ -121,10 +121,12 @@ v_record(const ck_vctx *c, const void *v, int tag)
     return 0;
 }
 
+/* ASN1_item_new has already allocated every mandatory field: set it in place. */
 static int
 set_text(ASN1_UTF8STRING **dst, const char *s)
 {
-    if ((*dst = ASN1_UTF8STRING_new()) == NULL || !ASN1_STRING_set(*dst, s, (int)strlen(s)))
+    if ((*dst == NULL && (*dst = ASN1_UTF8STRING_new()) == NULL) ||
+        !ASN1_STRING_set(*dst, s, (int)strlen(s)))
         return ck_error_set(CK_ERR_NOMEM, "intercept record: out of memory");
     return 0;
 }
@@ -155,7 +157,7 @@ ck_li_record_encode(const struct ck_li_call *call, uint8_t **der, size_t *len)
         (ret = set_text(&r->src_media_addr, call->src_media_addr)) != 0 ||
         (ret = set_text(&r->dst_media_addr, call->dst_media_addr)) != 0)
         goto out;
-    if ((r->k_call = ASN1_OCTET_STRING_new()) == NULL ||
+    if ((r->k_call == NULL && (r->k_call = ASN1_OCTET_STRING_new()) == NULL) ||
         !ASN1_OCTET_STRING_set(r->k_call, call->k_call, CK_CALL_KEY_LEN)) {
         ret = ck_error_set(CK_ERR_NOMEM, "intercept record: out of memory");
         goto out;

@@ -107,7 +107,17 @@ struct world {
     size_t last_xset_len;
     bool quiet_log;
     int64_t ca_ns;                   /* time spent inside CA's core (w_pump) */
+    int64_t ca_cpu_ns;               /* CPU time of this thread inside CA's core */
 };
+
+static int64_t
+w_cpu_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
 
 static int64_t
 w_ns(void)
@@ -147,13 +157,14 @@ w_phone_by_spi(struct world *w, int core, uint32_t spi)
 }
 
 static int
-w_send_sa(void *arg, uint32_t spi, const char *text, size_t len)
+w_send_sa(void *arg, const char *client, uint32_t spi, const char *text, size_t len)
 {
     struct w_io_arg *a = arg;
     struct world *w = a->w;
     struct w_msg *m;
     int p = w_phone_by_spi(w, a->core, spi);
 
+    (void)client;
     if (len > CK_MGCP_MAX_MSG || (m = w_push(w)) == NULL)
         return ck_error_set(CK_ERR_LIMIT, "world: queue");
     if (p >= 0) {
@@ -415,19 +426,23 @@ w_pump(struct world *w)
 
         switch (cp.dest) {
         case W_TO_CORE: {
-            int64_t t0 = cp.core == 0 ? w_ns() : 0;
+            int64_t t0 = cp.core == 0 ? w_ns() : 0, c0 = cp.core == 0 ? w_cpu_ns() : 0;
             cms_call_on_message(w->core[cp.core], cp.client, cp.spi, (const uint8_t *)cp.text,
                                 cp.len, w->now);
-            if (cp.core == 0)
+            if (cp.core == 0) {
                 w->ca_ns += w_ns() - t0;
+                w->ca_cpu_ns += w_cpu_ns() - c0;
+            }
             break;
         }
         case W_TO_CORE_PEER_RESP: {
-            int64_t t0 = cp.core == 0 ? w_ns() : 0;
+            int64_t t0 = cp.core == 0 ? w_ns() : 0, c0 = cp.core == 0 ? w_cpu_ns() : 0;
             cms_call_on_peer_response(w->core[cp.core], cp.route, cp.txid,
                                       (const uint8_t *)cp.text, cp.len, w->now);
-            if (cp.core == 0)
+            if (cp.core == 0) {
                 w->ca_ns += w_ns() - t0;
+                w->ca_cpu_ns += w_cpu_ns() - c0;
+            }
             break;
         }
         case W_TO_PHONE:

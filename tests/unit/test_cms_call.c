@@ -376,6 +376,15 @@ test_unknown_number_and_junk(void)
     CHECK_OK(w_dial(&w, A, "5552999"));
     w_pump(&w);
     CHECK_INT_EQ(w_log_count(&w, 0, "to 5552999 result failed reason=unknown-number"), 1);
+    /* '*' and '#', or more than 15 digits: unknown too, never a prefix match. */
+    CHECK_OK(w_ntfy(&w, A, "hu"));
+    CHECK_OK(w_dial(&w, A, "5552*01"));
+    w_pump(&w);
+    CHECK_OK(w_ntfy(&w, A, "hu"));
+    CHECK_OK(w_dial(&w, A, "5552001000000000"));
+    w_pump(&w);
+    CHECK_INT_EQ(w_log_count(&w, 0, "result failed reason=unknown-number"), 4);
+    CHECK_INT_EQ(w.ph[B].crcx, 0);
     for (size_t i = 0; i < sizeof(junk) / sizeof(junk[0]); i++)
         CHECK_OK(cms_call_on_message(w.core[0], "mta/a@R", 0x1001, (const uint8_t *)junk[i],
                                      strlen(junk[i]), w.now));
@@ -454,7 +463,8 @@ test_intercept_real(void)
     rmdir(dir);
 }
 
-CK_TEST_MAIN("cms_call", CK_TEST_CASE(test_intercept_real), CK_TEST_CASE(test_remote_call), CK_TEST_CASE(test_remote_callee_hangs_up),
+CK_TEST_MAIN("cms_call", CK_TEST_CASE(test_intercept_real), CK_TEST_CASE(test_remote_call),
+             CK_TEST_CASE(test_remote_callee_hangs_up),
              CK_TEST_CASE(test_local_call), CK_TEST_CASE(test_mg_call), CK_TEST_CASE(test_sgcp),
              CK_TEST_CASE(test_ack_mismatch), CK_TEST_CASE(test_lost_ack_retried),
              CK_TEST_CASE(test_lost_ack_exhausted), CK_TEST_CASE(test_spi_collision),

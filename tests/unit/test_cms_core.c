@@ -6,6 +6,7 @@
 
 #include "ck_test.h"
 #include "cms_fixture.h"
+#include "peer.h"
 
 static void
 addr(struct cms_addr *a, const char *ip, uint16_t port)
@@ -344,6 +345,14 @@ test_config_calls(void)
     cms_config_free(&cfg);
     CHECK_INT_EQ(parse("[cms]\n compat_seq = maybe\n", &cfg), CK_ERR_CONFIG);
     cms_config_free(&cfg);
+    /* The controller's endpoint name towards its peers. */
+    {
+        char self[64];
+        cms_peers_self_name("cms/ca.example.net@EXAMPLE.NET", self, sizeof(self));
+        CHECK(strcmp(self, "cms@ca.example.net") == 0);
+        cms_peers_self_name("cms@EXAMPLE.NET", self, sizeof(self));
+        CHECK(strcmp(self, "cms@cms") == 0);
+    }
 }
 
 /* A keytab replaced by garbage or by one without the service keeps the old keys. */

@@ -4,6 +4,7 @@
  * done here with the libraries, so that a wrong key, order or HMAC on either side fails. */
 #include "ck_test.h"
 #include "cms_fixture.h"
+#include "call.h"
 
 #include <time.h>
 
@@ -592,7 +593,108 @@ test_key_rotation(void)
     fx_down(&f);
 }
 
-CK_TEST_MAIN("cms_kmm", CK_TEST_CASE(test_happy_path_and_signaling),
+/* With call control on, a configured line's commands go to the call core, which answers them
+ * under the line's SA (here captured), RSIP keeps its synchronous 200 + RQNT, and an endpoint
+ * that is no line is answered 200 as before. */
+struct captured {
+    uint32_t spi[8];
+    char text[8][1024];
+    size_t n;
+};
+
+static int
+capture_send(void *arg, const char *client, uint32_t spi, const char *text, size_t len)
+{
+    struct captured *c = arg;
+
+    (void)client;
+    if (c->n < 8 && len < sizeof(c->text[0])) {
+        c->spi[c->n] = spi;
+        memcpy(c->text[c->n], text, len);
+        c->text[c->n][len] = '\0';
+        c->n++;
+    }
+    return 0;
+}
+
+static void
+test_call_control_routing(void)
+{
+    struct fx f;
+    struct fx_req q = {0};
+    struct ep_view v;
+    struct ep_esp e;
+    struct cms_config cfg;
+    struct cms_call_core *core = NULL;
+    struct cms_call_io io = {.send_sa = capture_send};
+    struct captured cap = {0};
+    struct cms_line line = {.number = "5551001", .principal = FX_CLIENT "@" FX_REALM};
+    uint8_t req[4096], reply[4096], pkt[2048], extra[2048];
+    size_t len = 0, rl, pl, el = 0;
+    char text[1024];
+
+    CHECK_OK(fx_up(&f, NULL, NOW));
+    q.spi = 0x3333;
+    CHECK_OK(fx_apreq(&f, &q, req, sizeof(req), &len));
+    rl = handle(&f, req, len, PEER, 40000, reply, sizeof(reply));
+    CHECK_OK(accept_ap_reply(&f, &q, reply, rl, &v));
+    CHECK_OK(ep_esp_new(&v, 0x3333, &e));
+    cms_config_init(&cfg);
+    cfg.lines = &line;
+    cfg.n_lines = 1;
+    io.arg = &cap;
+    CHECK_OK(cms_call_core_new(&cfg, "cms@cms1.test", &io, &core));
+    f.s.calls = core;
+    /* RSIP: 200 and RQNT here, nothing from call control. */
+    pl = ep_protect(&e, "RSIP 7 aaln/1@mta1.test MGCP 1.0 NCS 1.0\r\nRM: restart\r\n", pkt,
+                    sizeof(pkt));
+    rl = sig(&f, pkt, pl, PEER, 40000, reply, extra, &el);
+    CHECK(rl > 0 && el > 0);
+    CHECK_OK(ep_open(&e, reply, rl, text, sizeof(text)));
+    CHECK(strcmp(text, "200 7 OK\r\n") == 0);
+    CHECK_INT_EQ(cap.n, 0);
+    /* NTFY: no synchronous answer; call control answers under the line's SA. */
+    pl = ep_protect(&e, "NTFY 8 aaln/1@mta1.test MGCP 1.0 NCS 1.0\r\nX: 1\r\nO: hd\r\n", pkt,
+                    sizeof(pkt));
+    CHECK_INT_EQ(sig(&f, pkt, pl, PEER, 40000, reply, extra, &el), 0);
+    CHECK_INT_EQ(el, 0);
+    CHECK_INT_EQ(cap.n, 1);
+    CHECK_INT_EQ(cap.spi[0], v.spi_s);
+    CHECK(strcmp(cap.text[0], "200 8 OK\r\n") == 0);
+    /* Dialling a number nobody serves: 200, then DLCX with the reason, to the line's name. */
+    pl = ep_protect(&e, "NTFY 9 aaln/1@mta1.test MGCP 1.0 NCS 1.0\r\nX: 1\r\nO: 4,4,4\r\n",
+                    pkt, sizeof(pkt));
+    CHECK_INT_EQ(sig(&f, pkt, pl, PEER, 40000, reply, extra, &el), 0);
+    CHECK_INT_EQ(cap.n, 3);
+    CHECK(strcmp(cap.text[1], "200 9 OK\r\n") == 0);
+    CHECK(strncmp(cap.text[2], "DLCX ", 5) == 0 &&
+          strstr(cap.text[2], " aaln/1@mta1.test MGCP 1.0") != NULL &&
+          strstr(cap.text[2], "\r\nX-CK-Reason: unknown-number\r\n") != NULL);
+    /* An endpoint that is no line: answered 200 here, as in issue 7. */
+    f.s.calls = NULL;
+    cms_call_core_free(core);
+    line.principal[0] = 'x';
+    CHECK_OK(cms_call_core_new(&cfg, "cms@cms1.test", &io, &core));
+    f.s.calls = core;
+    pl = ep_protect(&e, "NTFY 10 aaln/1@mta1.test MGCP 1.0 NCS 1.0\r\nX: 1\r\nO: hd\r\n", pkt,
+                    sizeof(pkt));
+    rl = sig(&f, pkt, pl, PEER, 40000, reply, extra, &el);
+    CHECK(rl > 0);
+    CHECK_OK(ep_open(&e, reply, rl, text, sizeof(text)));
+    CHECK(strcmp(text, "200 10 OK\r\n") == 0);
+    CHECK_INT_EQ(cap.n, 3);
+    f.s.calls = NULL;
+    cms_call_core_free(core);
+    cfg.lines = NULL;
+    cfg.n_lines = 0;
+    cms_config_free(&cfg);
+    ep_esp_free(&e);
+    ck_key_clear(&v.subkey);
+    fx_down(&f);
+}
+
+CK_TEST_MAIN("cms_kmm", CK_TEST_CASE(test_call_control_routing),
+             CK_TEST_CASE(test_happy_path_and_signaling),
              CK_TEST_CASE(test_wakeup_and_nonce), CK_TEST_CASE(test_negative),
              CK_TEST_CASE(test_full_tables), CK_TEST_CASE(test_ack_required),
              CK_TEST_CASE(test_rekey_and_expiry), CK_TEST_CASE(test_snmpv3),
