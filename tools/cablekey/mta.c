@@ -75,7 +75,9 @@ static const char mta_help[] =
     "Prints one line on success; errors are one line with exit 1, usage errors exit 2.\n"
     "\n"
     "cablekey mta kmm --ccache FILE --cms ADDR:PORT --service PRINCIPAL ... keys IPsec with a\n"
-    "CMS and sends protected signaling (see 'cablekey mta kmm --help').\n";
+    "CMS and sends protected signaling (see 'cablekey mta kmm --help').\n"
+    "cablekey mta router-auth --ccache FILE --router ADDR:PORT --send N ... keys AH with a\n"
+    "router and sends AH-protected datagrams (see 'cablekey mta router-auth --help').\n";
 
 struct mopts {
     const char *identity, *password_file, *realm, *principal, *ccache, *prov_server;
@@ -392,5 +394,7 @@ cli_mta(int argc, char **argv)
         return mta_login(argc - 1, argv + 1);
     if (strcmp(argv[1], "kmm") == 0)
         return cli_mta_kmm(argc - 1, argv + 1);
+    if (strcmp(argv[1], "router-auth") == 0)
+        return cli_mta_router_auth(argc - 1, argv + 1);
     return cli_unknown_verb("mta", argv[1]);
 }
