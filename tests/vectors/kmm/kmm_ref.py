@@ -6,7 +6,7 @@ so that the vectors in docs/PROTOCOL.md and tests/unit/test_kmm_kdf.c do not com
 they test.
 
   kmm_ref.py vectors          print every vector of docs/PROTOCOL.md as "name hex" (key
-                              management, then call keys)
+                              management, call keys, then router AH keys and packet)
   kmm_ref.py check-hmacs      read "<kmmid> <doi> <hex>" lines (kmm_pcap --hex) on stdin and
                               check each HMAC under the fixed test keys; exit 1 on a mismatch
 """
