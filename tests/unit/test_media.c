@@ -696,8 +696,10 @@ test_rtp3des_padding(void)
     CHECK_INT_EQ(ck_rtp3des_protect(tx, pkt, &len, len + 8), CK_ERR_INVAL);
     CHECK_INT_EQ(ck_rtp3des_protect(rx, pkt, &len, sizeof(pkt)), CK_ERR_INVAL);
     CHECK_INT_EQ(ck_rtp3des_unprotect(tx, pkt, &len), CK_ERR_INVAL);
+    ck_rtp3des_free(rx);
     CHECK_INT_EQ(ck_rtp3des_new((enum ck_srtp_direction)0, des_key, NULL, &rx), CK_ERR_INVAL);
     CHECK(rx == NULL);
+    CHECK_INT_EQ(ck_rtp3des_new(CK_SRTP_SEND, NULL, NULL, &rx), CK_ERR_INVAL);
     ck_rtp3des_free(tx);
     ck_rtp3des_free(NULL);
     {
