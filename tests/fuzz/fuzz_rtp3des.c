@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cablekey/error.h"
 #include "cablekey/media.h"
 #include "cablekey/util.h"
 
