@@ -184,13 +184,10 @@ out:
 }
 
 static void
-row(const char *name, const struct result *r, const struct result *peer)
+row(const char *name, const struct result *r)
 {
-    printf("%-38s %12.0f %9.3f %12.0f %9.3f", name, r->pps_p, 1e6 / r->pps_p, r->pps_u,
+    printf("%-38s %12.0f %9.3f %12.0f %9.3f\n", name, r->pps_p, 1e6 / r->pps_p, r->pps_u,
            1e6 / r->pps_u);
-    if (peer != NULL)
-        printf("   %5.2f %5.2f", r->pps_p / peer->pps_p, r->pps_u / peer->pps_u);
-    printf("\n");
 }
 
 static int
@@ -263,11 +260,11 @@ main(int argc, char **argv)
         }
         mr.pps_p = median(cp);
         mr.pps_u = median(cu);
-        row(modes[i].name, &mr, NULL);
+        row(modes[i].name, &mr);
         if (pi >= 0) {
             mp.pps_p = median(lp);
             mp.pps_u = median(lu);
-            row(pi ? "  libsrtp2 direct, GCM" : "  libsrtp2 direct, AES-CM", &mp, NULL);
+            row(pi ? "  libsrtp2 direct, GCM" : "  libsrtp2 direct, AES-CM", &mp);
             printf("  ratio cablekey / libsrtp2 (median of %d rounds): protect %.2f, "
                    "unprotect %.2f\n", ROUNDS, median(rp), median(ru));
         }
