@@ -188,6 +188,9 @@ int ck_media_mode_parse(const char *name, enum ck_media_mode *out);
 /* Reads a WAV file; it must be PCM 16-bit mono 8000 Hz (CK_ERR_UNSUPPORTED otherwise, with the
  * format in the context); chunks other than fmt and data are skipped. *samples is malloc'd. */
 int ck_wav_read(const char *path, int16_t **samples, size_t *n);
+/* The same from memory (the file's len bytes): CK_ERR_DECODE for a malformed or truncated file,
+ * CK_ERR_UNSUPPORTED for another format, CK_ERR_LIMIT above CK_WAV_MAX_SAMPLES. */
+int ck_wav_parse(const uint8_t *buf, size_t len, int16_t **samples, size_t *n);
 /* Writes n samples (PCM 16-bit mono 8000 Hz) atomically, mode 0644. */
 int ck_wav_write(const char *path, const int16_t *samples, size_t n);
 

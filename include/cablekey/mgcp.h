@@ -4,8 +4,8 @@
  * controller-to-controller channel exchange. The wire contract is docs/PROTOCOL.md "Call
  * signaling"; this header is its code.
  *
- * A message is a first line, parameter lines "X: value" (one-letter or "X-..." names, RFC 3435
- * §3.2.2), CRLF line ends (a bare LF is accepted on input), then, after one empty line, an
+ * A message is a first line, parameter lines "X: value" (one- or two-letter or "X-..." names,
+ * RFC 3435 §3.2.2), CRLF line ends (a bare LF is accepted on input), then, after one empty line, an
  * optional SDP body. Parsers take hostile input: every field is bounded by the limits below, a
  * refusal is CK_ERR_DECODE (malformed) or CK_ERR_LIMIT (too large / too many), and a parsed
  * message never points outside the buffer it came from (strings are copied into the struct).
@@ -58,9 +58,10 @@ struct ck_mgcp_msg {
 };
 
 /* Parses one message of len bytes (at most CK_MGCP_MAX_MSG). Verbs: four capitals; txid decimal
- * 1..999999999 (at most 9 digits); the protocol version must be "MGCP 1.0" (optionally followed by a profile
- * "NCS 1.0"); parameter names are one letter or X-token, values printable ASCII; a duplicate
- * parameter is CK_ERR_DECODE. On error *out is zeroed. */
+ * 1..999999999 (at most 9 digits); the protocol version must be "MGCP 1.0" (optionally followed
+ * by a profile "NCS 1.0"); parameter names are one or two letters (RFC 3435 also has ES, RM, MD,
+ * PL) or X-token, values printable ASCII; a duplicate parameter is CK_ERR_DECODE. On error *out
+ * is zeroed. */
 int ck_mgcp_parse(const uint8_t *buf, size_t len, struct ck_mgcp_msg *out);
 
 /* The value of parameter name (case-insensitive), or NULL. */
