@@ -8,7 +8,7 @@
 #
 # The device gets a TGT (kinit) and the router's ticket (TGS by cablekey) from the KDC behind the
 # router, keys AH with the router and sends AH-protected datagrams over a raw socket: all
-# accepted. The spoofer (a second, legitimate device with its own SA) forges the device's
+# accepted, and each echoed back under the router->device SA (the second key) and verified. The spoofer (a second, legitimate device with its own SA) forges the device's
 # source address under its own SA, under the device's SPI, and sends the device's SPI from its
 # own address; a tampered and a replayed datagram; a second principal keying from an address
 # another device holds: every one refused and counted. tshark decodes the captured AH (ah.spi)
@@ -125,10 +125,11 @@ CK_BG_PIDS+=("$TS")
 for i in $(seq 1 50); do grep -q "Capturing on" "$tmp/tshark.log" 2>/dev/null && break; sleep 0.1; done
 sleep 0.5
 m=$(mark)
-expect_output "device: TGS for the router's principal, AP exchange, 20 AH datagrams sent" \
-    "^router-auth: ok router $RTR:$KP service $SVC spi in 0x[0-9a-f]{8} out 0x[0-9a-f]{8} src $DEV sent 20$" \
+expect_output "device: TGS for the router's principal, AP exchange, 20 AH datagrams sent, 20 AH echoes verified" \
+    "^router-auth: ok router $RTR:$KP service $SVC spi in 0x[0-9a-f]{8} out 0x[0-9a-f]{8} src $DEV sent 20 echoed 20$" \
     auth "$ND" "$tmp/mta1.cc" --send 20
 DEV_SPI=$(sed -nE 's/^router-auth: ok .* out (0x[0-9a-f]{8}) .*/\1/p' "$tmp/last.out")
+DEV_IN=$(sed -nE 's/^router-auth: ok .* spi in (0x[0-9a-f]{8}) .*/\1/p' "$tmp/last.out")
 sleep 1
 kill -INT "$TS" 2>/dev/null; wait "$TS" 2>/dev/null
 assert_file_grep "the router keyed an SA for mta1 bound to the device's address" \
@@ -143,20 +144,23 @@ if [ "$(since "$m" "seq (1|20) proto")" = 2 ]; then ok "sequence numbers 1..20 (
     not_ok "sequence numbers 1..20" "$(tail -n 22 "$tmp/router.out")"; fi
 
 # --- tshark ---------------------------------------------------------------------------------------
-spis=$(tshark -r "$tmp/ah.pcap" -Y ah -T fields -e ah.spi 2>"$tmp/tshark-r.err" | sort | uniq -c)
-if [ "$(tshark -r "$tmp/ah.pcap" -Y ah 2>/dev/null | wc -l)" = 20 ] &&
-   echo "$spis" | grep -Eq "^ *20 $DEV_SPI$"; then
-    ok "tshark decodes the 20 captured packets as AH with ah.spi $DEV_SPI"
+spis=$(tshark -r "$tmp/ah.pcap" -Y ah -T fields -e ip.src -e ah.spi 2>"$tmp/tshark-r.err" | sort | uniq -c)
+if [ "$(tshark -r "$tmp/ah.pcap" -Y ah 2>/dev/null | wc -l)" = 40 ] &&
+   echo "$spis" | grep -Eq "^ *20 $DEV	$DEV_SPI$" && echo "$spis" | grep -Eq "^ *20 $RTR	$DEV_IN$"; then
+    ok "tshark decodes 40 AH packets: 20 device->router with ah.spi $DEV_SPI, 20 echoes with $DEV_IN"
 else
     not_ok "tshark decodes the captured AH" "$spis $(cat "$tmp/tshark-r.err")"
 fi
-seqs=$(tshark -r "$tmp/ah.pcap" -Y ah -T fields -e ah.sequence 2>/dev/null | tr '\n' ' ')
-if [ "$seqs" = "$(seq -s ' ' 1 20) " ]; then ok "tshark: ah.sequence 1..20 in order"; else
-    not_ok "tshark: ah.sequence 1..20" "$seqs"; fi
+for dir in "$DEV_SPI" "$DEV_IN"; do
+    seqs=$(tshark -r "$tmp/ah.pcap" -Y "ah.spi == $dir" -T fields -e ah.sequence 2>/dev/null | tr '\n' ' ')
+    if [ "$seqs" = "$(seq -s ' ' 1 20) " ]; then ok "tshark: SA $dir carries ah.sequence 1..20 in order"; else
+        not_ok "tshark: SA $dir carries ah.sequence 1..20" "$seqs"; fi
+done
 tshark -r "$tmp/ah.pcap" -V >"$tmp/ah-v.txt" 2>&1
 if [ "$(grep -Ec "^User Datagram Protocol, Src Port: [0-9]+, Dst Port: 9$" "$tmp/ah-v.txt")" = 20 ] &&
+   [ "$(grep -Ec "^User Datagram Protocol, Src Port: 9, Dst Port: [0-9]+$" "$tmp/ah-v.txt")" = 20 ] &&
    grep -q "router-auth 20" "$tmp/ah-v.txt"; then
-    ok "tshark decodes the UDP datagram inside AH (next header 17, discard port)"
+    ok "tshark decodes the UDP datagram inside AH both ways (next header 17, to and from port 9)"
 else
     not_ok "tshark decodes the UDP inside AH" "$(head -60 "$tmp/ah-v.txt")"
 fi
@@ -167,7 +171,7 @@ if [ "$n" = 0 ]; then ok "no malformed packet, no expert warning in the AH captu
 # --- spoofing ------------------------------------------------------------------------------------
 m=$(mark)
 expect_output "spoofer keys its own SA and sends 5 datagrams forging the device's source" \
-    "^router-auth: ok .* src $DEV sent 5$" auth "$NS" "$tmp/mta2.cc" --send 5 --source "$DEV"
+    "^router-auth: ok .* src $DEV sent 5 echoed 0$" auth "$NS" "$tmp/mta2.cc" --send 5 --source "$DEV"
 SPF_SPI=$(sed -nE 's/^router-auth: ok .* out (0x[0-9a-f]{8}) .*/\1/p' "$tmp/last.out")
 n=$(since "$m" "^router: drop src $DEV spi $SPF_SPI seq [0-9]+ reason source-mismatch$")
 if [ "$n" = 5 ] && [ "$(since "$m" "^router: accept")" = 0 ]; then
@@ -180,7 +184,7 @@ fi
 # computed (RFC 4302 §3.4.3); 21..25 get as far as the ICV and fail it.
 m=$(mark)
 expect_output "spoofer sends 25 datagrams with the device's SPI and the device's address" \
-    "^router-auth: ok .* out $DEV_SPI src $DEV sent 25$" \
+    "^router-auth: ok .* out $DEV_SPI src $DEV sent 25 echoed 0$" \
     auth "$NS" "$tmp/mta2.cc" --send 25 --source "$DEV" --spi "$DEV_SPI"
 n=$(since "$m" "^router: drop src $DEV spi $DEV_SPI seq (2[1-5]) reason bad-icv$")
 r=$(since "$m" "^router: drop src $DEV spi $DEV_SPI seq ([1-9]|1[0-9]|20) reason replay$")
@@ -192,7 +196,7 @@ fi
 
 m=$(mark)
 expect_output "spoofer sends 5 datagrams with the device's SPI from its own address" \
-    "^router-auth: ok .* out $DEV_SPI src $SPF sent 5$" \
+    "^router-auth: ok .* out $DEV_SPI src $SPF sent 5 echoed 0$" \
     auth "$NS" "$tmp/mta2.cc" --send 5 --spi "$DEV_SPI"
 n=$(since "$m" "^router: drop src $SPF spi $DEV_SPI seq [0-9]+ reason source-mismatch$")
 if [ "$n" = 5 ] && [ "$(since "$m" "^router: accept")" = 0 ]; then
@@ -209,7 +213,7 @@ if [ "$n" = 3 ]; then ok "an SPI the router never gave out: dropped, unknown-spi
 
 m=$(mark)
 expect_output "the spoofer's own traffic from its own address is accepted (control)" \
-    "^router-auth: ok .* src $SPF sent 3$" auth "$NS" "$tmp/mta2.cc" --send 3
+    "^router-auth: ok .* src $SPF sent 3 echoed 3$" auth "$NS" "$tmp/mta2.cc" --send 3
 if [ "$(since "$m" "^router: accept src $SPF .* principal mta2@TEST\.REALM$")" = 3 ]; then
     ok "control: mta2's datagrams under its own SA from its own address: 3 accepted"
 else
@@ -219,7 +223,7 @@ fi
 # --- tamper, replay --------------------------------------------------------------------------------
 m=$(mark)
 expect_output "device sends 4 datagrams, the 2nd tampered with after protection" \
-    "^router-auth: ok .* src $DEV sent 4$" auth "$ND" "$tmp/mta1.cc" --send 4 --tamper 2
+    "^router-auth: ok .* src $DEV sent 4 echoed 3$" auth "$ND" "$tmp/mta1.cc" --send 4 --tamper 2
 if [ "$(since "$m" "^router: accept src $DEV .* principal mta1")" = 3 ] &&
    [ "$(since "$m" "^router: drop src $DEV spi 0x[0-9a-f]+ seq 2 reason bad-icv$")" = 1 ]; then
     ok "tampered datagram dropped (bad-icv), the other 3 accepted"
@@ -228,7 +232,7 @@ else
 fi
 m=$(mark)
 expect_output "device sends 3 datagrams and replays the last" \
-    "^router-auth: ok .* sent 3 replayed 1$" auth "$ND" "$tmp/mta1.cc" --send 3 --replay
+    "^router-auth: ok .* sent 3 echoed 3 replayed 1$" auth "$ND" "$tmp/mta1.cc" --send 3 --replay
 if [ "$(since "$m" "^router: accept src $DEV")" = 3 ] &&
    [ "$(since "$m" "^router: drop src $DEV spi 0x[0-9a-f]+ seq 3 reason replay$")" = 1 ]; then
     ok "replayed datagram dropped (replay), the 3 originals accepted"
@@ -254,9 +258,9 @@ if [ $rc -eq 2 ]; then ok "router serve: --iface is required (exit 2)"; else not
 # --- counters on SIGTERM ---------------------------------------------------------------------------
 kill -TERM "$ROUTER_PID"; wait "$ROUTER_PID"; rc=$?
 # accepted 20 + 3 + 3 + 3; dropped: source-mismatch 5 + 5, replay 20 + 1, bad-icv 5 + 1, unknown 3.
-pat="^router: stopped accepted 29 dropped 40 \(malformed 0, unsupported 0, unknown-spi 3, expired 0, source-mismatch 10, replay 21, bad-icv 6\) exchanges 8 refused 1$"
+pat="^router: stopped accepted 29 echoed 29 dropped 40 \(malformed 0, unsupported 0, unknown-spi 3, expired 0, source-mismatch 10, replay 21, bad-icv 6\) exchanges 8 refused 1$"
 if [ $rc -eq 0 ] && grep -Eq "$pat" "$tmp/router.out"; then
-    ok "router stops on SIGTERM (exit 0) with the counters: 29 accepted, 40 dropped by reason"
+    ok "router stops on SIGTERM (exit 0) with the counters: 29 accepted and echoed, 40 dropped by reason"
 else
     not_ok "router counters on SIGTERM" "exit $rc; $(tail -n 3 "$tmp/router.out"; cat "$tmp/router.err")"
 fi

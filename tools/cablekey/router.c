@@ -26,7 +26,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cablekey/ah.h"
@@ -65,7 +64,7 @@ struct router_sa {
     uint32_t spi_router, spi_device;
     int64_t expires;
     ck_ah_sa *in;                     /* device -> router, SPI spi_router */
-    ck_ah_sa *out;                    /* router -> device (derived; this simulator sends none) */
+    ck_ah_sa *out;                    /* router -> device, SPI spi_device: the echoes */
     uint64_t accepted;
 };
 
@@ -82,9 +81,10 @@ struct router {
     ck_rcache *rc;
     const char *service;              /* NULL: any principal in the keytab */
     int64_t lifetime, clockskew;
-    bool verbose;
+    int out_fd;                       /* raw IPPROTO_RAW socket for the echoes */
+    uint16_t next_id;
     struct router_sa sas[ROUTER_MAX_SAS];
-    uint64_t accepted, dropped[DROP_COUNT], exchanges, refused;
+    uint64_t accepted, echoed, dropped[DROP_COUNT], exchanges, refused;
 };
 
 static volatile sig_atomic_t router_stop;
@@ -378,6 +378,36 @@ drop(struct router *r, enum drop_reason why, const struct ck_ah_info *info, cons
            info != NULL ? info->spi : 0, info != NULL ? info->seq : 0, drop_names[why]);
 }
 
+/* Answers an accepted UDP datagram with the same data, ports swapped, under the router->device
+ * SA: the device checks it with the second key, so both keys of the exchange carry traffic. */
+static void
+echo(struct router *r, struct router_sa *s, const struct ck_ah_info *info, const uint8_t *pkt)
+{
+    static uint8_t udp[CK_AH_MAX_PACKET - CK_AH_IPV4_HDR_LEN - CK_AH_HDR_LEN];
+    static uint8_t out[CK_AH_MAX_PACKET];
+    const uint8_t *in = pkt + info->payload_off;
+    struct sockaddr_in to;
+    size_t len = 0;
+
+    if (r->out_fd < 0 || info->next_header != IPPROTO_UDP || info->payload_len < 8 ||
+        info->payload_len > sizeof(udp))
+        return;
+    memcpy(udp, in, info->payload_len);
+    memcpy(udp, in + 2, 2);
+    memcpy(udp + 2, in, 2);
+    udp[6] = udp[7] = 0;
+    if (++r->next_id == 0)
+        r->next_id = 1;
+    if (ck_ah_protect_ipv4(s->out, info->dst, s->addr, r->next_id, 64, IPPROTO_UDP, udp,
+                           info->payload_len, out, sizeof(out), &len) != 0)
+        return;
+    memset(&to, 0, sizeof(to));
+    to.sin_family = AF_INET;
+    memcpy(&to.sin_addr, s->addr, 4);
+    if (sendto(r->out_fd, out, len, 0, (struct sockaddr *)&to, sizeof(to)) == (ssize_t)len)
+        r->echoed++;
+}
+
 static void
 on_ah(struct router *r, int fd)
 {
@@ -430,6 +460,7 @@ on_ah(struct router *r, int fd)
     printf("router: accept src %s spi 0x%08x seq %u proto %u len %zu principal %s\n",
            ip4(info.src, a, sizeof(a)), info.spi, info.seq, info.next_header, info.payload_len,
            s->principal);
+    echo(r, s, &info, pkt);
 }
 
 static const char router_help[] =
@@ -456,7 +487,7 @@ static const char router_help[] =
 enum {
     OPT_KEYTAB = 256, OPT_SERVICE, OPT_LISTEN, OPT_IFACE, OPT_LIFETIME, OPT_CLOCKSKEW,
     OPT_CCACHE, OPT_ROUTER, OPT_KDC, OPT_SEND, OPT_SOURCE, OPT_SPI, OPT_TAMPER, OPT_REPLAY,
-    OPT_INTERVAL, OPT_TIMEOUT, OPT_HELP,
+    OPT_INTERVAL, OPT_TIMEOUT, OPT_ECHO_WAIT, OPT_HELP,
 };
 
 static int
@@ -484,6 +515,7 @@ router_serve(int argc, char **argv)
     if ((r = calloc(1, sizeof(*r))) == NULL)
         return cli_fail(what, CK_ERR_NOMEM);
     r->lifetime = ROUTER_DEFAULT_LIFETIME;
+    r->out_fd = -1;
     r->clockskew = ROUTER_DEFAULT_CLOCKSKEW;
     optind = 1;
     opterr = 0;
@@ -556,6 +588,12 @@ router_serve(int argc, char **argv)
         fprintf(stderr, "cablekey: %s: raw AH socket on %s: %s\n", what, iface, strerror(errno));
         goto out;
     }
+    if ((r->out_fd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW)) < 0) {
+        fprintf(stderr, "cablekey: %s: raw IP socket: %s\n", what, strerror(errno));
+        goto out;
+    }
+    if (ck_random_bytes(&r->next_id, sizeof(r->next_id)) != 0)
+        r->next_id = 1;
     memset(&sa, 0, sizeof(sa));
     sa.sa_handler = on_signal;
     sigemptyset(&sa.sa_mask);
@@ -580,7 +618,8 @@ router_serve(int argc, char **argv)
     }
     for (int i = 0; i < DROP_COUNT; i++)
         dropped += r->dropped[i];
-    printf("router: stopped accepted %llu dropped %llu (", (unsigned long long)r->accepted,
+    printf("router: stopped accepted %llu echoed %llu dropped %llu (",
+           (unsigned long long)r->accepted, (unsigned long long)r->echoed,
            (unsigned long long)dropped);
     for (int i = 0; i < DROP_COUNT; i++)
         printf("%s%s %llu", i > 0 ? ", " : "", drop_names[i], (unsigned long long)r->dropped[i]);
@@ -595,6 +634,8 @@ out:
     if (afd >= 0)
         close(afd);
     if (r != NULL) {
+        if (r->out_fd >= 0)
+            close(r->out_fd);
         for (size_t i = 0; i < ROUTER_MAX_SAS; i++)
             sa_release(&r->sas[i]);
         ck_keytab_free(r->kt);
@@ -627,11 +668,12 @@ cli_router(int argc, char **argv)
 static const char auth_help[] =
     "usage: cablekey mta router-auth --ccache FILE --router ADDR:PORT [--service PRINCIPAL]\n"
     "           [--kdc HOST:PORT] --send N [--interval MS] [--timeout MS]\n"
-    "           [--source ADDR] [--spi SPI] [--tamper K] [--replay]\n"
+    "           [--echo-wait MS] [--source ADDR] [--spi SPI] [--tamper K] [--replay]\n"
     "\n"
     "Keys AH with a router (seed 002, FIG. 12) in one Kerberized KMM AP Request / AP Reply\n"
     "exchange (suite sha1-null) and sends N AH-protected UDP datagrams (to the discard port)\n"
-    "on a raw IP socket. Needs CAP_NET_RAW.\n"
+    "on a raw IP socket; the router echoes each one it accepts under the router->device SA,\n"
+    "and the echoes that verify are counted. Needs CAP_NET_RAW.\n"
     "  --ccache     MIT FILE ccache with the router's ticket or a TGT\n"
     "  --router     the router's KMM address (port 1293 if none)\n"
     "  --service    the router's principal (default router/HOST with the --router host)\n"
@@ -639,20 +681,23 @@ static const char auth_help[] =
     "  --send       datagrams to send (0..1000000)\n"
     "  --interval   milliseconds between datagrams (default 10)\n"
     "  --timeout    milliseconds to wait for the AP Reply, per try (default 2000, 3 tries)\n"
+    "  --echo-wait  milliseconds to wait for the last echoes after the last datagram\n"
+    "               (default 1000)\n"
     "Test options (what an attacker does; the router must drop these):\n"
     "  --source     the IPv4 source address written into every packet (default: this\n"
     "               device's address towards the router)\n"
     "  --spi        the SPI written into every packet instead of the router's\n"
     "  --tamper K   flip one payload bit of datagram K after it was protected\n"
     "  --replay     send the last datagram a second time\n"
-    "Output: 'router-auth: ok router ADDR service S spi in X out Y src A sent N', or\n"
-    "'router-auth: FAILED ...: reason'. Exit 0 when every datagram was sent; 1 otherwise.\n";
+    "Output: 'router-auth: ok router ADDR service S spi in X out Y src A sent N echoed M', or\n"
+    "'router-auth: FAILED ...: reason'. Exit 0 when every datagram was sent (the router, not\n"
+    "the device, decides what is accepted: echoed says what came back); 1 otherwise.\n";
 
 struct aopts {
     const char *ccache, *router, *service, *source;
     const char *kdcs[CK_KDC_MAX_KDCS];
     size_t n_kdcs;
-    int64_t send, interval, timeout, tamper, spi;
+    int64_t send, interval, timeout, tamper, spi, echo_wait;
     bool replay;
 };
 
@@ -671,6 +716,7 @@ parse_auth_opts(const char *what, int argc, char **argv, struct aopts *o)
         {"spi", required_argument, NULL, OPT_SPI},
         {"tamper", required_argument, NULL, OPT_TAMPER},
         {"replay", no_argument, NULL, OPT_REPLAY},
+        {"echo-wait", required_argument, NULL, OPT_ECHO_WAIT},
         {"help", no_argument, NULL, OPT_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -680,6 +726,7 @@ parse_auth_opts(const char *what, int argc, char **argv, struct aopts *o)
     o->send = -1;
     o->interval = 10;
     o->timeout = AUTH_WAIT_MS;
+    o->echo_wait = 1000;
     optind = 1;
     opterr = 0;
     while ((c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
@@ -704,6 +751,10 @@ parse_auth_opts(const char *what, int argc, char **argv, struct aopts *o)
         case OPT_TIMEOUT:
             if (ck_parse_int64(optarg, 1, 600000, &o->timeout) != 0)
                 return cli_usage_error(what, "--timeout: milliseconds, 1..600000");
+            break;
+        case OPT_ECHO_WAIT:
+            if (ck_parse_int64(optarg, 0, 60000, &o->echo_wait) != 0)
+                return cli_usage_error(what, "--echo-wait: milliseconds, 0..60000");
             break;
         case OPT_TAMPER:
             if (ck_parse_int64(optarg, 1, MAX_SEND, &o->tamper) != 0)
@@ -856,13 +907,28 @@ out:
     return rc;
 }
 
+/* Reads the router's echoes from the raw AH socket until deadline (monotonic ms) or until
+ * want of them verified: counted only if they verify under the router->device SA and come from
+ * the router's address. */
 static void
-sleep_ms(int64_t ms)
+read_echoes(int fd, ck_ah_sa *in, const uint8_t router_addr[4], int64_t deadline, int64_t want,
+            int64_t *echoed)
 {
-    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    static uint8_t pkt[CK_AH_MAX_PACKET];
 
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
+    while (*echoed < want) {
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        struct ck_ah_info info;
+        int64_t left = deadline - now_ms();
+        ssize_t n;
+
+        if (poll(&p, 1, left > 0 ? (int)left : 0) <= 0)
+            return;
+        n = recv(fd, pkt, sizeof(pkt), 0);
+        if (n > 0 && ck_ah_verify_ipv4(in, pkt, (size_t)n, &info) == 0 &&
+            memcmp(info.src, router_addr, 4) == 0)
+            (*echoed)++;
+    }
 }
 
 int
@@ -871,7 +937,7 @@ cli_mta_router_auth(int argc, char **argv)
     const char *what = "mta router-auth";
     struct aopts o;
     struct ck_ah_keys keys;
-    ck_ah_sa *sa = NULL;
+    ck_ah_sa *sa = NULL, *in = NULL;
     ck_creds *creds = NULL;
     ck_kdc_transport t;
     struct sockaddr_in router, local;
@@ -882,8 +948,8 @@ cli_mta_router_auth(int argc, char **argv)
     size_t last_len = 0;
     uint16_t port = 0, id;
     bool from_tgs = false;
-    int64_t now_s, sent = 0;
-    int rc, ufd = -1, rfd = -1;
+    int64_t now_s, sent = 0, echoed = 0;
+    int rc, ufd = -1, rfd = -1, efd = -1;
 
     memset(&keys, 0, sizeof(keys));
     if ((rc = parse_auth_opts(what, argc, argv, &o)) != CLI_OK)
@@ -920,7 +986,8 @@ cli_mta_router_auth(int argc, char **argv)
     }
     if (o.source == NULL)
         memcpy(src, &local.sin_addr, 4);
-    if ((rfd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW)) < 0) {
+    if ((rfd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW)) < 0 ||
+        (efd = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, CK_AH_PROTO)) < 0) {
         snprintf(failure, sizeof(failure), "raw socket: %s (CAP_NET_RAW needed)",
                  strerror(errno));
         goto failed;
@@ -932,7 +999,10 @@ cli_mta_router_auth(int argc, char **argv)
     if (ck_ah_sa_new(&(struct ck_ah_sa_params){.spi = o.spi != 0 ? (uint32_t)o.spi
                                                                  : keys.spi_router,
                                                .key = keys.key_d2r, .key_len = CK_AH_KEY_LEN},
-                     &sa) != 0) {
+                     &sa) != 0 ||
+        ck_ah_sa_new(&(struct ck_ah_sa_params){.spi = keys.spi_device, .key = keys.key_r2d,
+                                               .key_len = CK_AH_KEY_LEN},
+                     &in) != 0) {
         snprintf(failure, sizeof(failure), "%s", ck_error_context());
         goto failed;
     }
@@ -969,18 +1039,23 @@ cli_mta_router_auth(int argc, char **argv)
         memcpy(last, pkt, len);
         last_len = len;
         sent++;
-        if (o.interval > 0 && sent < o.send)
-            sleep_ms(o.interval);
+        /* The interval is spent collecting echoes (want is never reached: it is a wait). */
+        if (sent < o.send)
+            read_echoes(efd, in, (const uint8_t *)&router.sin_addr, now_ms() + o.interval,
+                        INT64_MAX, &echoed);
     }
     if (o.replay && last_len > 0 &&
         sendto(rfd, last, last_len, 0, (struct sockaddr *)&router, sizeof(router)) < 0) {
         snprintf(failure, sizeof(failure), "send: %s", strerror(errno));
         goto failed;
     }
-    printf("router-auth: ok router %s service %s spi in 0x%08x out 0x%08x src %s sent %lld%s\n",
+    read_echoes(efd, in, (const uint8_t *)&router.sin_addr, now_ms() + o.echo_wait, sent,
+                &echoed);
+    printf("router-auth: ok router %s service %s spi in 0x%08x out 0x%08x src %s sent %lld "
+           "echoed %lld%s\n",
            o.router, service != NULL ? service : svc, keys.spi_device,
            o.spi != 0 ? (uint32_t)o.spi : keys.spi_router, ip4(src, a, sizeof(a)),
-           (long long)sent, o.replay ? " replayed 1" : "");
+           (long long)sent, (long long)echoed, o.replay ? " replayed 1" : "");
     rc = CLI_OK;
     goto out;
 failed:
@@ -989,6 +1064,7 @@ failed:
     rc = CLI_FAIL;
 out:
     ck_ah_sa_free(sa);
+    ck_ah_sa_free(in);
     ck_ah_keys_clear(&keys);
     ck_creds_free(creds);
     free(service);
@@ -996,5 +1072,7 @@ out:
         close(ufd);
     if (rfd >= 0)
         close(rfd);
+    if (efd >= 0)
+        close(efd);
     return rc;
 }
