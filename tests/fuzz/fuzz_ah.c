@@ -1,9 +1,10 @@
-/* Fuzzes AH verification (ck_ah_parse_ipv4, ck_ah_verify_ipv4) with one SA per input and a
+/* Fuzzes AH verification (ck_ah_parse, ck_ah_verify; IPv4 and IPv6) with one SA per input and a
  * series of packets, so the replay window sees arbitrary sequence-number orders. Input: records
  * of flags (1) | length (2, big-endian) | packet. Flag bit 0 makes the harness re-sign the packet
  * (SPI set to the SA's, total length fixed, ICV recomputed): a fuzzer cannot forge an HMAC, and
  * the window and accept path sit behind it. Anything accepted must parse to a payload inside the
  * packet and must be refused as a replay when offered again. */
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,23 +44,27 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         memcpy(pkt, data + off, len);
         off += len;
         if ((flags & 1) && len >= CK_AH_IPV4_HDR_LEN + CK_AH_HDR_LEN) {
+            bool v6 = (pkt[0] >> 4) == 6 && len >= CK_AH_IPV6_HDR_LEN + CK_AH_HDR_LEN;
+            size_t h = v6 ? CK_AH_IPV6_HDR_LEN : CK_AH_IPV4_HDR_LEN;
+            size_t field = v6 ? len - CK_AH_IPV6_HDR_LEN : len;
             uint8_t icv[CK_AH_ICV_LEN];
-            pkt[2] = (uint8_t)(len >> 8);
-            pkt[3] = (uint8_t)len;
-            pkt[20 + 4] = (uint8_t)(FUZZ_SPI >> 24);
-            pkt[20 + 5] = (uint8_t)(FUZZ_SPI >> 16);
-            pkt[20 + 6] = (uint8_t)(FUZZ_SPI >> 8);
-            pkt[20 + 7] = (uint8_t)FUZZ_SPI;
-            if (ck_ah_icv_ipv4(key, pkt, len, icv) == 0)
-                memcpy(pkt + 32, icv, sizeof(icv));
+            pkt[v6 ? 4 : 2] = (uint8_t)(field >> 8);
+            pkt[v6 ? 5 : 3] = (uint8_t)field;
+            pkt[h + 4] = (uint8_t)(FUZZ_SPI >> 24);
+            pkt[h + 5] = (uint8_t)(FUZZ_SPI >> 16);
+            pkt[h + 6] = (uint8_t)(FUZZ_SPI >> 8);
+            pkt[h + 7] = (uint8_t)FUZZ_SPI;
+            if (ck_ah_icv(key, pkt, len, icv) == 0)
+                memcpy(pkt + h + 12, icv, sizeof(icv));
         }
-        if (ck_ah_parse_ipv4(pkt, len, &info) == 0 &&
-            (info.payload_off + info.payload_len != len || info.payload_off > len))
+        if (ck_ah_parse(pkt, len, &info) == 0 &&
+            (info.payload_off + info.payload_len != len || info.payload_off > len ||
+             (info.ip_version == 4) != (info.addr_len == 4)))
             abort();
-        if (ck_ah_verify_ipv4(sa, pkt, len, &info) == 0) {
+        if (ck_ah_verify(sa, pkt, len, &info) == 0) {
             if (info.spi != FUZZ_SPI || info.seq == 0 || info.payload_off + info.payload_len != len)
                 abort();
-            if (ck_ah_verify_ipv4(sa, pkt, len, NULL) != CK_ERR_REPLAY)
+            if (ck_ah_verify(sa, pkt, len, NULL) != CK_ERR_REPLAY)
                 abort();
         }
     }

@@ -1,8 +1,8 @@
-/* AH (RFC 4302) over IPv4 with HMAC-SHA-1-96 (cablekey/ah.h): the key derivation and one whole
- * packet checked byte for byte against tests/vectors/kmm/kmm_ref.py (Python hmac, the packet built
- * there from RFC 791 / RFC 4302, not from this code); mutable fields outside the ICV; tampering
- * with every immutable part; replay and the window's edges; wrong SPI; truncation at every
- * length and malformed headers. */
+/* AH (RFC 4302) over IPv4 and IPv6 with HMAC-SHA-1-96 (cablekey/ah.h): the key derivation and
+ * whole packets checked byte for byte against tests/vectors/kmm/kmm_ref.py (Python hmac, the
+ * packets built there from RFC 791, RFC 8200 and RFC 4302, not from this code); mutable fields
+ * outside the ICV; tampering with every immutable part; replay and the window's edges; wrong SPI;
+ * truncation at every length and malformed headers. */
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
@@ -20,9 +20,15 @@
     "4500003812340000403351c30a4d01020a4d0101110400000000200200000001a7b13444e83d1c01d179a228" \
     "d4310009000c000070696e67"
 #define ICV "a7b13444e83d1c01d179a228"
+/* kmm_ref.py vectors: ah6-packet, ah6-icv (2001:db8::2 -> 2001:db8::1, hop limit 64). */
+#define PACKET6                                                                                  \
+    "600000000024334020010db800000000000000000000000220010db80000000000000000000000011104000000" \
+    "00200200000001e43904e97fa06f8ddd6e8d64d4310009000c000070696e67"
+#define ICV6 "e43904e97fa06f8ddd6e8d64"
 
 static const uint8_t src[4] = {10, 77, 1, 2}, dst[4] = {10, 77, 1, 1};
-static const uint8_t payload[] = {0xd4, 0x31, 0x00, 0x09, 0x00, 0x0c, 0x00, 0x00, 'p', 'i', 'n', 'g'};
+static const uint8_t payload[] = {0xd4, 0x31, 0x00, 0x09, 0x00, 0x0c,
+                                  0x00, 0x00, 'p',  'i',  'n',  'g'};
 
 static void
 subkey(ck_key *k)
@@ -104,7 +110,7 @@ test_layout(void)
     CHECK_INT_EQ(out[20], 17);             /* AH next header: UDP */
     CHECK_INT_EQ(out[21], 4);              /* (24 / 4) - 2 */
     CHECK_INT_EQ(out[22] | out[23], 0);    /* reserved */
-    CHECK_OK(ck_ah_parse_ipv4(out, len, &info));
+    CHECK_OK(ck_ah_parse(out, len, &info));
     CHECK_INT_EQ(info.spi, SPI_ROUTER);
     CHECK_INT_EQ(info.seq, 1);             /* RFC 4302 §3.3.2: the first packet is 1 */
     CHECK_INT_EQ(info.next_header, 17);
@@ -113,12 +119,12 @@ test_layout(void)
     CHECK_MEM_EQ(out + info.payload_off, info.payload_len, payload, sizeof(payload));
     CHECK_MEM_EQ(info.src, 4, src, 4);
     CHECK_MEM_EQ(info.dst, 4, dst, 4);
-    CHECK_OK(ck_ah_icv_ipv4(key, out, len, icv));
+    CHECK_OK(ck_ah_icv(key, out, len, icv));
     check_hex(icv, sizeof(icv), ICV);
     /* The second packet carries 2 and a different ICV. */
     CHECK_OK(ck_ah_protect_ipv4(tx, src, dst, 0x1234, 64, 17, payload, sizeof(payload), out,
                                 sizeof(out), &len));
-    CHECK_OK(ck_ah_parse_ipv4(out, len, &info));
+    CHECK_OK(ck_ah_parse(out, len, &info));
     CHECK_INT_EQ(info.seq, 2);
     CHECK(memcmp(out + 32, icv, CK_AH_ICV_LEN) != 0);
     /* Too small a buffer. */
@@ -157,10 +163,10 @@ test_verify(void)
     bad[6] = 0x40;
     bad[8] = 1;
     bad[10] ^= 0x55;
-    CHECK_OK(ck_ah_verify_ipv4(rx, bad, len, &info));
+    CHECK_OK(ck_ah_verify(rx, bad, len, &info));
     CHECK_INT_EQ(info.seq, 1);
     /* The same packet again is a replay. */
-    CHECK_INT_EQ(ck_ah_verify_ipv4(rx, pkt, len, NULL), CK_ERR_REPLAY);
+    CHECK_INT_EQ(ck_ah_verify(rx, pkt, len, NULL), CK_ERR_REPLAY);
     ck_ah_sa_free(rx);
 
     /* Every immutable byte flipped: refused (total length flips fail the parse first). */
@@ -169,28 +175,28 @@ test_verify(void)
         rx = sa_with(KEY_D2R, SPI_ROUTER, 0);
         memcpy(bad, pkt, len);
         bad[immutable[i]] ^= 0x01;
-        rc = ck_ah_verify_ipv4(rx, bad, len, NULL);
+        rc = ck_ah_verify(rx, bad, len, NULL);
         if (rc == 0)
             fprintf(stderr, "  byte %zu flipped and still accepted\n", immutable[i]);
         CHECK(rc != 0);
         if (immutable[i] >= 12 && immutable[i] != 24 && immutable[i] != 31 && immutable[i] != 28)
             CHECK_INT_EQ(rc, CK_ERR_INTEGRITY);
         /* A failed ICV does not move the window: the genuine packet is still accepted. */
-        CHECK_OK(ck_ah_verify_ipv4(rx, pkt, len, NULL));
+        CHECK_OK(ck_ah_verify(rx, pkt, len, NULL));
         ck_ah_sa_free(rx);
     }
     /* A forged source address with the right SPI: ICV fails. */
     rx = sa_with(KEY_D2R, SPI_ROUTER, 0);
     memcpy(bad, pkt, len);
     bad[15] = 99;
-    CHECK_INT_EQ(ck_ah_verify_ipv4(rx, bad, len, NULL), CK_ERR_INTEGRITY);
+    CHECK_INT_EQ(ck_ah_verify(rx, bad, len, NULL), CK_ERR_INTEGRITY);
     /* The wrong key (the other direction's) fails too. */
     other = sa_with(KEY_R2D, SPI_ROUTER, 0);
-    CHECK_INT_EQ(ck_ah_verify_ipv4(other, pkt, len, NULL), CK_ERR_INTEGRITY);
+    CHECK_INT_EQ(ck_ah_verify(other, pkt, len, NULL), CK_ERR_INTEGRITY);
     ck_ah_sa_free(other);
     /* Wrong SPI: this SA is not the packet's. */
     other = sa_with(KEY_D2R, SPI_DEVICE, 0);
-    CHECK_INT_EQ(ck_ah_verify_ipv4(other, pkt, len, NULL), CK_ERR_INVAL);
+    CHECK_INT_EQ(ck_ah_verify(other, pkt, len, NULL), CK_ERR_INVAL);
     ck_ah_sa_free(other);
     {
         struct ck_ah_sa_stats st;
@@ -212,27 +218,27 @@ test_malformed(void)
     /* Truncated at every length (total length no longer matches, or shorter than a header). */
     for (size_t l = 0; l < len; l++) {
         memcpy(bad, pkt, l);
-        CHECK(ck_ah_verify_ipv4(rx, bad, l, &info) != 0);
+        CHECK(ck_ah_verify(rx, bad, l, &info) != 0);
         /* Even with the total length patched to fit, a short AH is refused. */
         if (l >= 4) {
             bad[2] = (uint8_t)(l >> 8);
             bad[3] = (uint8_t)l;
             if (l < 44)
-                CHECK_INT_EQ(ck_ah_parse_ipv4(bad, l, &info), CK_ERR_DECODE);
+                CHECK_INT_EQ(ck_ah_parse(bad, l, &info), CK_ERR_DECODE);
         }
     }
-    CHECK_INT_EQ(ck_ah_parse_ipv4(NULL, 0, &info), CK_ERR_DECODE);
+    CHECK_INT_EQ(ck_ah_parse(NULL, 0, &info), CK_ERR_DECODE);
     /* One byte too many. */
     memcpy(bad, pkt, len);
     bad[len] = 0;
-    CHECK_INT_EQ(ck_ah_verify_ipv4(rx, bad, len + 1, NULL), CK_ERR_DECODE);
+    CHECK_INT_EQ(ck_ah_verify(rx, bad, len + 1, NULL), CK_ERR_DECODE);
 #define MUTATE(off, val, want)                                                                 \
     do {                                                                                       \
         memcpy(bad, pkt, len);                                                                 \
         bad[off] = (val);                                                                      \
-        CHECK_INT_EQ(ck_ah_verify_ipv4(rx, bad, len, NULL), want);                             \
+        CHECK_INT_EQ(ck_ah_verify(rx, bad, len, NULL), want);                             \
     } while (0)
-    MUTATE(0, 0x65, CK_ERR_UNSUPPORTED);     /* IPv6 */
+    MUTATE(0, 0x65, CK_ERR_DECODE);          /* version 6: its payload length does not fit */
     MUTATE(0, 0x55, CK_ERR_DECODE);          /* version 5 */
     MUTATE(0, 0x44, CK_ERR_DECODE);          /* IHL 4 */
     MUTATE(0, 0x46, CK_ERR_UNSUPPORTED);     /* options */
@@ -245,9 +251,9 @@ test_malformed(void)
     /* Sequence number 0 is never sent (RFC 4302 §3.3.2): refused before the ICV. */
     memcpy(bad, pkt, len);
     memset(bad + 28, 0, 4);
-    CHECK_INT_EQ(ck_ah_verify_ipv4(rx, bad, len, NULL), CK_ERR_REPLAY);
+    CHECK_INT_EQ(ck_ah_verify(rx, bad, len, NULL), CK_ERR_REPLAY);
     /* Nothing above moved the window. */
-    CHECK_OK(ck_ah_verify_ipv4(rx, pkt, len, NULL));
+    CHECK_OK(ck_ah_verify(rx, pkt, len, NULL));
     ck_ah_sa_free(rx);
 #undef MUTATE
 }
@@ -264,7 +270,7 @@ test_replay_window(void)
     for (int i = 1; i < 1100; i++)
         CHECK_OK(ck_ah_protect_ipv4(tx, src, dst, (uint16_t)i, 64, 17, payload, sizeof(payload),
                                     pkts[i], sizeof(pkts[i]), &lens[i]));
-#define RX(seq) ck_ah_verify_ipv4(rx, pkts[seq], lens[seq], NULL)
+#define RX(seq) ck_ah_verify(rx, pkts[seq], lens[seq], NULL)
     rx = sa_with(KEY_D2R, SPI_ROUTER, 64);
     CHECK_OK(RX(200));
     CHECK_OK(RX(137));                       /* 200 - 137 = 63: the window's left edge */
@@ -364,11 +370,11 @@ test_round_trip(void)
     for (int i = 0; i < 5; i++) {
         CHECK_OK(ck_ah_protect_ipv4(dev_out, src, dst, (uint16_t)(i + 1), 64, 17, payload,
                                     sizeof(payload), pkt, sizeof(pkt), &len));
-        CHECK_OK(ck_ah_verify_ipv4(rtr_in, pkt, len, NULL));
-        CHECK_INT_EQ(ck_ah_verify_ipv4(dev_in, pkt, len, NULL), CK_ERR_INVAL);
+        CHECK_OK(ck_ah_verify(rtr_in, pkt, len, NULL));
+        CHECK_INT_EQ(ck_ah_verify(dev_in, pkt, len, NULL), CK_ERR_INVAL);
         CHECK_OK(ck_ah_protect_ipv4(rtr_out, dst, src, (uint16_t)(i + 1), 64, 17, NULL, 0, pkt,
                                     sizeof(pkt), &len));
-        CHECK_OK(ck_ah_verify_ipv4(dev_in, pkt, len, NULL));
+        CHECK_OK(ck_ah_verify(dev_in, pkt, len, NULL));
     }
     ck_ah_sa_free(dev_out);
     ck_ah_sa_free(dev_in);
@@ -378,6 +384,74 @@ test_round_trip(void)
     ck_key_clear(&sk);
 }
 
+/* IPv6: the Python-built packet byte for byte, mutable fields outside the ICV, immutable ones
+ * inside, and the IPv6-specific refusals. */
+static void
+test_ipv6(void)
+{
+    static const uint8_t src6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 2};
+    static const uint8_t dst6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+    /* version/traffic class, payload length, next header, source, destination, AH, payload */
+    static const size_t immutable[] = {0, 5, 6, 8, 23, 24, 39, 40, 44, 52, 63, 64, 75};
+    ck_ah_sa *tx = sa_with(KEY_D2R, SPI_ROUTER, 0), *rx;
+    uint8_t pkt[128], bad[128], icv[CK_AH_ICV_LEN];
+    size_t len = 0, n = 0;
+    struct ck_ah_info info;
+    unsigned char *key = ck_test_hex(KEY_D2R, &n);
+
+    CHECK_OK(ck_ah_protect_ipv6(tx, src6, dst6, 64, 17, payload, sizeof(payload), pkt,
+                                sizeof(pkt), &len));
+    check_hex(pkt, len, PACKET6);
+    CHECK_OK(ck_ah_icv(key, pkt, len, icv));
+    check_hex(icv, sizeof(icv), ICV6);
+    CHECK_OK(ck_ah_parse(pkt, len, &info));
+    CHECK_INT_EQ(info.ip_version, 6);
+    CHECK_INT_EQ(info.addr_len, 16);
+    CHECK_INT_EQ(info.ip_hdr_len, 40);
+    CHECK_INT_EQ(info.payload_off, 64);
+    CHECK_INT_EQ(info.seq, 1);
+    CHECK_MEM_EQ(info.src, 16, src6, 16);
+    CHECK_MEM_EQ(info.dst, 16, dst6, 16);
+    /* Traffic class, flow label and hop limit change in flight: still verifies. */
+    rx = sa_with(KEY_D2R, SPI_ROUTER, 0);
+    memcpy(bad, pkt, len);
+    bad[0] = 0x6b;
+    bad[1] = 0x8f;
+    bad[2] = 0x12;
+    bad[3] = 0x34;
+    bad[7] = 1;
+    CHECK_OK(ck_ah_verify(rx, bad, len, NULL));
+    CHECK_INT_EQ(ck_ah_verify(rx, pkt, len, NULL), CK_ERR_REPLAY);
+    ck_ah_sa_free(rx);
+    for (size_t i = 0; i < sizeof(immutable) / sizeof(immutable[0]); i++) {
+        rx = sa_with(KEY_D2R, SPI_ROUTER, 0);
+        memcpy(bad, pkt, len);
+        bad[immutable[i]] ^= immutable[i] == 0 ? 0x20 : 0x01;
+        if (ck_ah_verify(rx, bad, len, NULL) == 0)
+            fprintf(stderr, "  IPv6 byte %zu flipped and still accepted\n", immutable[i]);
+        CHECK(ck_ah_verify(rx, bad, len, NULL) != 0);
+        CHECK_OK(ck_ah_verify(rx, pkt, len, NULL));
+        ck_ah_sa_free(rx);
+    }
+    rx = sa_with(KEY_D2R, SPI_ROUTER, 0);
+    for (size_t l = 0; l < len; l++)
+        CHECK(ck_ah_verify(rx, pkt, l, NULL) != 0);
+    memcpy(bad, pkt, len);
+    bad[6] = 0;                              /* a hop-by-hop header before AH */
+    CHECK_INT_EQ(ck_ah_verify(rx, bad, len, NULL), CK_ERR_UNSUPPORTED);
+    bad[6] = 44;                             /* a fragment header */
+    CHECK_INT_EQ(ck_ah_verify(rx, bad, len, NULL), CK_ERR_UNSUPPORTED);
+    bad[6] = 17;                             /* not AH at all */
+    CHECK_INT_EQ(ck_ah_verify(rx, bad, len, NULL), CK_ERR_DECODE);
+    memcpy(bad, pkt, len);
+    bad[4] = bad[5] = 0;                     /* jumbogram payload length */
+    CHECK_INT_EQ(ck_ah_verify(rx, bad, len, NULL), CK_ERR_DECODE);
+    CHECK_OK(ck_ah_verify(rx, pkt, len, NULL));
+    ck_ah_sa_free(rx);
+    free(key);
+    ck_ah_sa_free(tx);
+}
+
 CK_TEST_MAIN("ah", CK_TEST_CASE(test_keys), CK_TEST_CASE(test_layout), CK_TEST_CASE(test_verify),
              CK_TEST_CASE(test_malformed), CK_TEST_CASE(test_replay_window),
-             CK_TEST_CASE(test_params), CK_TEST_CASE(test_round_trip))
+             CK_TEST_CASE(test_params), CK_TEST_CASE(test_round_trip), CK_TEST_CASE(test_ipv6))

@@ -425,8 +425,12 @@ on_ah(struct router *r, int fd)
         return;
     if (n >= 16)
         memcpy(src, pkt + 12, 4);
-    if ((rc = ck_ah_parse_ipv4(pkt, (size_t)n, &info)) != 0) {
+    if ((rc = ck_ah_parse(pkt, (size_t)n, &info)) != 0) {
         drop(r, rc == CK_ERR_UNSUPPORTED ? DROP_UNSUPPORTED : DROP_MALFORMED, NULL, src);
+        return;
+    }
+    if (info.ip_version != 4) {               /* an AF_INET socket: never, but be sure */
+        drop(r, DROP_UNSUPPORTED, &info, src);
         return;
     }
     if ((s = sa_by_spi(r, info.spi)) == NULL) {
@@ -446,7 +450,7 @@ on_ah(struct router *r, int fd)
         drop(r, DROP_SOURCE, &info, src);
         return;
     }
-    rc = ck_ah_verify_ipv4(s->in, pkt, (size_t)n, &info);
+    rc = ck_ah_verify(s->in, pkt, (size_t)n, &info);
     if (rc == CK_ERR_REPLAY) {
         drop(r, DROP_REPLAY, &info, src);
         return;
@@ -925,7 +929,7 @@ read_echoes(int fd, ck_ah_sa *in, const uint8_t router_addr[4], int64_t deadline
         if (poll(&p, 1, left > 0 ? (int)left : 0) <= 0)
             return;
         n = recv(fd, pkt, sizeof(pkt), 0);
-        if (n > 0 && ck_ah_verify_ipv4(in, pkt, (size_t)n, &info) == 0 &&
+        if (n > 0 && ck_ah_verify(in, pkt, (size_t)n, &info) == 0 && info.ip_version == 4 &&
             memcmp(info.src, router_addr, 4) == 0)
             (*echoed)++;
     }

@@ -132,6 +132,15 @@ def ah_packet(key, spi, seq, src, dst, ident, ttl, tos):
     return ip + ah + icv + AH_PAYLOAD
 
 
+def ah6_packet(key, spi, seq, src, dst, hop):
+    plen = 24 + len(AH_PAYLOAD)
+    ip = bytes([0x60, 0, 0, 0]) + plen.to_bytes(2, "big") + bytes([51, hop]) + src + dst
+    ah = bytes([17, 4, 0, 0]) + be32(spi) + be32(seq)
+    mutable_zeroed = bytes([0x60, 0, 0, 0]) + ip[4:7] + b"\x00" + ip[8:]
+    icv = hmac.new(key, mutable_zeroed + ah + bytes(12) + AH_PAYLOAD, hashlib.sha1).digest()[:12]
+    return ip + ah + icv + AH_PAYLOAD
+
+
 def ah_vectors():
     d2r, r2d = ah_keys()
     print("ah-key-d2r", d2r.hex())
@@ -139,6 +148,10 @@ def ah_vectors():
     pkt = ah_packet(d2r, AH_SPI_ROUTER, 1, (10, 77, 1, 2), (10, 77, 1, 1), 0x1234, 64, 0)
     print("ah-packet", pkt.hex())
     print("ah-icv", pkt[32:44].hex())
+    pkt6 = ah6_packet(d2r, AH_SPI_ROUTER, 1, bytes.fromhex("20010db8000000000000000000000002"),
+                      bytes.fromhex("20010db8000000000000000000000001"), 64)
+    print("ah6-packet", pkt6.hex())
+    print("ah6-icv", pkt6[52:64].hex())
 
 
 def check_hmacs():
