@@ -226,9 +226,10 @@ ap_request(struct router *r, const uint8_t *buf, const struct ck_kmm_msg *m,
     if (ck_ap_req_verify(m->krb, m->krb_len, ck_ap_keytab_key_fn, r->kt, r->service, NULL,
                          r->clockskew, CK_KU_AP_REQ_AUTH, &ap) != 0)
         REFUSE(ap.krb_error != 0 ? ap.krb_error : CK_KRB_ERR_GENERIC, "%s", ck_error_context());
+    /* The principal is what the address binding compares: never a placeholder. */
     if (ck_asn1_principal_unparse(ap.enc_ticket->cname, ap.enc_ticket->crealm, sa.principal,
                                   sizeof(sa.principal)) != 0)
-        ck_strlcpy(sa.principal, "?", sizeof(sa.principal));
+        REFUSE(CK_KRB_ERR_GENERIC, "client principal name too long");
     rc = ck_kmm_hmac_key(CK_KMM_HMAC_AP_REQ, &ap.session_key, hkey);
     if (rc == 0)
         rc = ck_kmm_verify(buf, m, hkey);
