@@ -204,6 +204,209 @@ test_record_roundtrip(void)
     CHECK(c.k_call[0] == 0 && c.k_call[31] == 0);
 }
 
+
+/* The record plaintext against an encoding made by another encoder: `openssl asn1parse
+ * -genconf` with the field list of docs/PROTOCOL.md (EXP:0,INTEGER:1 ... EXP:13,OCTETSTRING). */
+static void
+test_record_vector(void)
+{
+    static const char want_hex[] =
+        "3081e1a003020101a1220c20303132333435363738396162636465663031323334353637383961626364"
+        "6566a2090c0735353531303031a3090c0735353532303031a40e0c0c303031313232333334346161a513"
+        "0c1130303a31313a32323a33333a34343a4242a60602046b49d20aa706020412345678a80d0c0b737274"
+        "702d6165732d636da90d0c0b736861312d616573313238aa030101ffab110c0f3132372e302e302e3120"
+        "3136303030ac110c0f3132372e302e302e31203136303032ad220420a0a1a2a3a4a5a6a7a8a9aaabacad"
+        "aeafb0b1b2b3b4b5b6b7b8b9babbbcbdbebf";
+    struct ck_li_call c, d;
+    uint8_t *der = NULL, *want;
+    size_t len = 0, want_len;
+
+    call_make(&c, "0123456789abcdef0123456789abcdef", "5551001", "5552001");
+    want = ck_test_hex(want_hex, &want_len);
+    CHECK_OK(ck_li_record_encode(&c, &der, &len));
+    CHECK_MEM_EQ(der, len, want, want_len);
+    CHECK_OK(ck_li_record_decode(want, want_len, &d));
+    CHECK(memcmp(&c, &d, sizeof(c)) == 0);
+    /* version 2 is refused, not guessed at */
+    want[6] = 2;
+    CHECK_INT_EQ(ck_li_record_decode(want, want_len, &d), CK_ERR_DECODE);
+    /* BOOLEAN TRUE must be DER's 0xff */
+    want[6] = 1;
+    want[want_len - 34 - 17 - 17 - 1 - 1] = 0x01;
+    CHECK(ck_li_record_decode(want, want_len, &d) != 0);
+    OPENSSL_clear_free(der, len);
+    free(want);
+}
+
+/* ---- the pcap reader ---- */
+
+struct cap {
+    uint8_t b[4096];
+    size_t n;
+    bool be;
+};
+
+static void
+cap_put(struct cap *c, const void *p, size_t n)
+{
+    if (c->n + n > sizeof(c->b))
+        abort();
+    memcpy(c->b + c->n, p, n);
+    c->n += n;
+}
+
+static void
+cap_u32(struct cap *c, uint32_t v)
+{
+    uint8_t b[4];
+    for (int i = 0; i < 4; i++)
+        b[i] = (uint8_t)(c->be ? v >> (24 - 8 * i) : v >> (8 * i));
+    cap_put(c, b, 4);
+}
+
+static void
+cap_header(struct cap *c, bool be, uint32_t magic, uint32_t link)
+{
+    memset(c, 0, sizeof(*c));
+    c->be = be;
+    cap_u32(c, magic);
+    cap_put(c, be ? (const uint8_t[]){0, 2, 0, 4} : (const uint8_t[]){2, 0, 4, 0}, 4);
+    cap_u32(c, 0);
+    cap_u32(c, 0);
+    cap_u32(c, 65535);
+    cap_u32(c, link);
+}
+
+static void
+cap_record(struct cap *c, const uint8_t *frame, size_t n)
+{
+    cap_u32(c, 1);
+    cap_u32(c, 0);
+    cap_u32(c, (uint32_t)n);
+    cap_u32(c, (uint32_t)n);
+    cap_put(c, frame, n);
+}
+
+/* An IPv4/UDP packet 10.0.0.1:1000 -> 10.0.0.2:2000 with payload "hi!" (flags: IP flag byte). */
+static size_t
+ip4_udp(uint8_t *p, uint8_t flags, uint8_t proto)
+{
+    static const uint8_t h[28] = {0x45, 0, 0, 31, 0, 1, 0, 0, 64, 17, 0, 0, 10, 0, 0, 1,
+                                  10, 0, 0, 2, 0x03, 0xe8, 0x07, 0xd0, 0, 11, 0, 0};
+    memcpy(p, h, sizeof(h));
+    p[6] = flags;
+    p[9] = proto;
+    memcpy(p + 28, "hi!", 3);
+    return 31;
+}
+
+static size_t
+ip6_udp(uint8_t *p)
+{
+    memset(p, 0, 48);
+    p[0] = 0x60;
+    p[5] = 11; /* payload length */
+    p[6] = 17;
+    p[7] = 64;
+    p[23] = 1; /* ::1 */
+    p[39] = 1;
+    p[40] = 0x03, p[41] = 0xe8, p[42] = 0x07, p[43] = 0xd0, p[45] = 11;
+    memcpy(p + 48, "hi!", 3);
+    return 51;
+}
+
+struct seen {
+    int n, v6;
+};
+
+static int
+seen_cb(void *arg, const struct ck_li_udp *u)
+{
+    struct seen *s = arg;
+
+    if (u->sport == 1000 && u->dport == 2000 && u->len == 3 && memcmp(u->payload, "hi!", 3) == 0)
+        s->n++;
+    if (u->family == 6)
+        s->v6++;
+    return 0;
+}
+
+static void
+test_pcap_reader(void)
+{
+    struct cap c;
+    uint8_t f[256];
+    size_t n;
+    struct seen s = {0, 0};
+    struct ck_li_pcap_stats st;
+
+    /* Ethernet: plain, one VLAN tag, IPv6; skipped: a fragment, TCP, ARP. */
+    cap_header(&c, false, 0xa1b2c3d4u, 1);
+    memset(f, 0, 14);
+    f[12] = 0x08;
+    n = ip4_udp(f + 14, 0x40, 17);
+    cap_record(&c, f, 14 + n);
+    memset(f, 0, 18);
+    f[12] = 0x81, f[16] = 0x08;
+    n = ip4_udp(f + 18, 0, 17);
+    cap_record(&c, f, 18 + n);
+    memset(f, 0, 14);
+    f[12] = 0x86, f[13] = 0xdd;
+    n = ip6_udp(f + 14);
+    cap_record(&c, f, 14 + n);
+    memset(f, 0, 14);
+    f[12] = 0x08;
+    n = ip4_udp(f + 14, 0x20, 17); /* MF */
+    cap_record(&c, f, 14 + n);
+    n = ip4_udp(f + 14, 0, 6); /* TCP */
+    cap_record(&c, f, 14 + n);
+    f[12] = 0x08, f[13] = 0x06; /* ARP */
+    cap_record(&c, f, 14 + 28);
+    CHECK_OK(ck_li_pcap_walk(c.b, c.n, seen_cb, &s, &st));
+    CHECK(s.n == 3 && s.v6 == 1 && st.records == 6 && st.udp == 3 && st.skipped == 3);
+
+    /* Big-endian nanosecond file, raw IP; loopback (NULL); Linux cooked. */
+    s.n = 0;
+    cap_header(&c, true, 0xa1b23c4du, 101);
+    n = ip4_udp(f, 0, 17);
+    cap_record(&c, f, n);
+    CHECK_OK(ck_li_pcap_walk(c.b, c.n, seen_cb, &s, &st));
+    CHECK(s.n == 1);
+    cap_header(&c, false, 0xa1b2c3d4u, 0);
+    memset(f, 0, 4);
+    f[0] = 2;
+    n = ip4_udp(f + 4, 0, 17);
+    cap_record(&c, f, 4 + n);
+    CHECK_OK(ck_li_pcap_walk(c.b, c.n, seen_cb, &s, &st));
+    CHECK(s.n == 2);
+    cap_header(&c, false, 0xa1b2c3d4u, 113);
+    memset(f, 0, 16);
+    f[14] = 0x08;
+    n = ip4_udp(f + 16, 0, 17);
+    cap_record(&c, f, 16 + n);
+    CHECK_OK(ck_li_pcap_walk(c.b, c.n, seen_cb, &s, &st));
+    CHECK(s.n == 3);
+
+    /* Refusals: truncated record, record above the snap length, pcapng, short header. */
+    CHECK_INT_EQ(ck_li_pcap_walk(c.b, c.n - 1, seen_cb, &s, &st), CK_ERR_DECODE);
+    CHECK_INT_EQ(ck_li_pcap_walk(c.b, c.n - (16 + n) + 3, seen_cb, &s, &st), CK_ERR_DECODE);
+    c.b[24 + 8] = 0xff, c.b[24 + 9] = 0xff, c.b[24 + 10] = 0x05; /* caplen 0x5ffff */
+    CHECK_INT_EQ(ck_li_pcap_walk(c.b, c.n, seen_cb, &s, &st), CK_ERR_DECODE);
+    {
+        static const uint8_t ng[28] = {0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a};
+        CHECK_INT_EQ(ck_li_pcap_walk(ng, sizeof(ng), seen_cb, &s, &st), CK_ERR_DECODE);
+        CHECK_INT_EQ(ck_li_pcap_walk(c.b, 20, seen_cb, &s, &st), CK_ERR_DECODE);
+    }
+    /* A UDP length beyond the IP packet: skipped, never read past. */
+    cap_header(&c, false, 0xa1b2c3d4u, 101);
+    n = ip4_udp(f, 0, 17);
+    f[25] = 200;
+    cap_record(&c, f, n);
+    s.n = 0;
+    CHECK_OK(ck_li_pcap_walk(c.b, c.n, seen_cb, &s, &st));
+    CHECK(s.n == 0 && st.skipped == 1);
+}
+
 static void
 test_orders(void)
 {
@@ -521,7 +724,8 @@ test_zz_cleanup(void)
     }
 }
 
-CK_TEST_MAIN("intercept", CK_TEST_CASE(test_record_roundtrip), CK_TEST_CASE(test_orders),
+CK_TEST_MAIN("intercept", CK_TEST_CASE(test_record_roundtrip), CK_TEST_CASE(test_record_vector),
+             CK_TEST_CASE(test_pcap_reader), CK_TEST_CASE(test_orders),
              CK_TEST_CASE(test_permissions), CK_TEST_CASE(test_escrow_match),
              CK_TEST_CASE(test_escrow_ec_p12_purge), CK_TEST_CASE(test_bad_cert_kinds),
              CK_TEST_CASE(test_zz_cleanup))
