@@ -50,7 +50,7 @@ static const struct option li_opts[] = {
 };
 
 static const char li_help[] =
-    "usage: cablekey intercept SUBCOMMAND --db FILE [--actor TEXT] ... (intercept administrator)\n"
+    "usage: cablekey intercept SUBCOMMAND --db PATH [--actor TEXT] ... (intercept administrator)\n"
     "       cablekey intercept open|decrypt --record FILE --key FILE ... (law enforcement)\n"
     "\n"
     "  add (--number N | --mac MAC) --from TIME --until TIME --authority TEXT --cert FILE\n"
@@ -189,7 +189,7 @@ open_db(const char *what, const struct liopts *o, unsigned flags, ck_li **li)
     int ret;
 
     if (o->db == NULL)
-        return cli_usage_error(what, "--db FILE is required");
+        return cli_usage_error(what, "--db PATH is required");
     if (o->actor != NULL && (*o->actor == '\0' || strlen(o->actor) > 128))
         return cli_usage_error(what, "--actor: 1 to 128 characters");
     if ((ret = ck_li_open(o->db, flags, li)) != 0)
