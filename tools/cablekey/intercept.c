@@ -606,11 +606,11 @@ on_udp(void *arg, const struct ck_li_udp *u)
     size_t len = u->len;
     int ret;
 
-    if (addr_is(&x->src, u->family, u->src, u->sport) &&
-        addr_is(&x->dst, u->family, u->dst, u->dport))
+    /* By where it goes: an end need not send from the port it receives on (no symmetric RTP
+     * assumed), but each end's media address is where the other sends. */
+    if (addr_is(&x->dst, u->family, u->dst, u->dport))
         d = &x->sd;
-    else if (addr_is(&x->dst, u->family, u->src, u->sport) &&
-             addr_is(&x->src, u->family, u->dst, u->dport))
+    else if (addr_is(&x->src, u->family, u->dst, u->dport))
         d = &x->ds;
     else
         return 0;
