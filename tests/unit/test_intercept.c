@@ -593,6 +593,25 @@ test_escrow_match(void)
     ck_strlcpy(c.caller_mac, "0011223344cc", sizeof(c.caller_mac));
     escrow_one(li, &c, T0 + DAY + 6, dir, 2);
     CHECK_INT_EQ(dir_count(dir), 5);
+    /* A drop that fails for the second order: nothing escrowed, the first file removed. */
+    {
+        char blocker[600];
+        size_t n = 99;
+
+        snprintf(blocker, sizeof(blocker), "%s/%lld-c8.p7m", dir, (long long)id_mac);
+        CHECK(mkdir(blocker, 0700) == 0);
+        call_make(&c, "c8", "5551001", "5552001");
+        ck_strlcpy(c.caller_mac, "0011223344cc", sizeof(c.caller_mac));
+        CHECK(ck_li_escrow(li, &c, T0 + DAY + 7, 90 * DAY, dir, &n) != 0);
+        CHECK_INT_EQ(n, 0);
+        CHECK_INT_EQ(dir_count(dir), 6); /* the five, and the blocker */
+        CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM records WHERE call_id = 'c8'"), 0);
+        rmdir(blocker);
+        /* A drop directory that does not exist: refused the same way. */
+        snprintf(blocker, sizeof(blocker), "%s/missing", dir);
+        CHECK(ck_li_escrow(li, &c, T0 + DAY + 7, 90 * DAY, blocker, &n) != 0);
+        CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM records WHERE call_id = 'c8'"), 0);
+    }
     CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM records"), 5);
     CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM audit WHERE action = 'record.escrow'"), 5);
     /* Nothing of the unmatched calls is kept, not even in the audit. */

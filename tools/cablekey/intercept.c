@@ -202,6 +202,7 @@ static int
 read_small(const char *path, size_t max, uint8_t **out, size_t *len)
 {
     uint8_t *buf = NULL;
+    struct stat sb;
     int fd, ret;
 
     *out = NULL;
@@ -209,6 +210,14 @@ read_small(const char *path, size_t max, uint8_t **out, size_t *len)
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND : CK_ERR_IO, "%s: %s", path,
                             strerror(errno));
+    /* A regular file's size bounds the buffer (a capture limit is large); a pipe gets max. */
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        if ((uint64_t)sb.st_size > max) {
+            close(fd);
+            return ck_error_set(CK_ERR_LIMIT, "%s: larger than %zu bytes", path, max);
+        }
+        max = (size_t)sb.st_size;
+    }
     if ((buf = malloc(max + 2)) == NULL) {
         close(fd);
         return ck_error_set(CK_ERR_NOMEM, "%s: out of memory", path);
