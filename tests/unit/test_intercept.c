@@ -395,8 +395,54 @@ test_pcap_reader(void)
     CHECK_INT_EQ(ck_li_pcap_walk(c.b, c.n, seen_cb, &s, &st), CK_ERR_DECODE);
     {
         static const uint8_t ng[28] = {0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b, 0x1a};
+        /* a pcapng section whose trailing length is missing */
         CHECK_INT_EQ(ck_li_pcap_walk(ng, sizeof(ng), seen_cb, &s, &st), CK_ERR_DECODE);
         CHECK_INT_EQ(ck_li_pcap_walk(c.b, 20, seen_cb, &s, &st), CK_ERR_DECODE);
+    }
+    /* pcapng: a section (little-endian), a raw-IP interface, one Enhanced Packet Block, an
+     * unknown block skipped, then a big-endian section with an Ethernet interface. */
+    {
+        static const uint8_t shb_le[28] = {0x0a, 0x0d, 0x0d, 0x0a, 28, 0, 0, 0, 0x4d, 0x3c, 0x2b,
+                                           0x1a, 1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                           0xff, 0xff, 28, 0, 0, 0};
+        static const uint8_t idb_le[20] = {1, 0, 0, 0, 20, 0, 0, 0, 101, 0, 0, 0,
+                                           0, 0, 0, 0, 20, 0, 0, 0};
+        static const uint8_t unk_le[16] = {0x99, 0, 0, 0, 16, 0, 0, 0, 1, 2, 3, 4, 16, 0, 0, 0};
+        static const uint8_t shb_be[28] = {0x0a, 0x0d, 0x0d, 0x0a, 0, 0, 0, 28, 0x1a, 0x2b, 0x3c,
+                                           0x4d, 0, 1, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                           0xff, 0xff, 0, 0, 0, 28};
+        static const uint8_t idb_be[20] = {0, 0, 0, 1, 0, 0, 0, 20, 0, 1, 0, 0,
+                                           0, 0, 0, 0, 0, 0, 0, 20};
+        uint8_t epb[128];
+        struct cap g;
+
+        memset(&g, 0, sizeof(g));
+        cap_put(&g, shb_le, sizeof(shb_le));
+        cap_put(&g, idb_le, sizeof(idb_le));
+        cap_put(&g, unk_le, sizeof(unk_le));
+        memset(epb, 0, sizeof(epb));
+        n = ip4_udp(epb + 28, 0, 17);                 /* 31 bytes, padded to 32 */
+        epb[0] = 6, epb[4] = 64, epb[20] = 31, epb[24] = 31, epb[60] = 64;
+        cap_put(&g, epb, 64);
+        cap_put(&g, shb_be, sizeof(shb_be));
+        cap_put(&g, idb_be, sizeof(idb_be));
+        memset(epb, 0, sizeof(epb));
+        epb[3] = 6, epb[7] = 80, epb[23] = 45, epb[27] = 45, epb[79] = 80;
+        epb[28 + 12] = 0x08;                          /* Ethernet, IPv4 */
+        n = ip4_udp(epb + 28 + 14, 0, 17);            /* 14 + 31 = 45, padded to 48 */
+        cap_put(&g, epb, 80);
+        s.n = 0;
+        CHECK_OK(ck_li_pcap_walk(g.b, g.n, seen_cb, &s, &st));
+        CHECK(s.n == 2 && st.records == 2);
+        /* A packet of an interface the section has not declared; a bad trailing length. */
+        g.b[g.n - 80 - 20 + 0] = 0x99; /* the big-endian IDB becomes an unknown block */
+        CHECK_INT_EQ(ck_li_pcap_walk(g.b, g.n, seen_cb, &s, &st), CK_ERR_DECODE);
+        g.b[g.n - 80 - 20 + 0] = 0;
+        g.b[g.n - 1] = 81;
+        CHECK_INT_EQ(ck_li_pcap_walk(g.b, g.n, seen_cb, &s, &st), CK_ERR_DECODE);
+        g.b[g.n - 1] = 80;
+        g.b[g.n - 80 + 23] = 49;                     /* captured length beyond the block */
+        CHECK_INT_EQ(ck_li_pcap_walk(g.b, g.n, seen_cb, &s, &st), CK_ERR_DECODE);
     }
     /* A UDP length beyond the IP packet: skipped, never read past. */
     cap_header(&c, false, 0xa1b2c3d4u, 101);

@@ -74,7 +74,7 @@ static const char li_help[] =
     "(recorded with the Unix user running the command) or the Unix user alone. TIME is epoch\n"
     "seconds, YYYY-MM-DD or 'YYYY-MM-DD HH:MM[:SS]' (UTC). MAC: aa:bb:cc:dd:ee:ff,\n"
     "aa-bb-cc-dd-ee-ff or aabbccddeeff. --key is the certificate holder's private key: a PEM\n"
-    "file, or PKCS#12 (its password in --pass-file). CAP is a classic pcap file (Ethernet,\n"
+    "file, or PKCS#12 (its password in --pass-file). CAP is a pcap or pcapng file (Ethernet,\n"
     "loopback, raw IP or Linux cooked). See docs/cablekey-intercept.md.\n";
 
 struct liopts {
