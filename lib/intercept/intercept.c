@@ -183,6 +183,7 @@ li_check_file(const char *path, bool create, bool *created)
 static int
 li_schema(ck_li *li, bool created)
 {
+    char pragma[64];
     int64_t version, appid;
     int ret;
 
@@ -206,8 +207,8 @@ li_schema(ck_li *li, bool created)
                 sqlite3_exec(li->db, "ROLLBACK", NULL, NULL, NULL);
                 return ret;
             }
-        if ((ret = li_exec(li, "PRAGMA application_id = 1129008201")) != 0 ||
-            (ret = li_exec(li, "COMMIT")) != 0) {
+        snprintf(pragma, sizeof(pragma), "PRAGMA application_id = %d", LI_APPLICATION_ID);
+        if ((ret = li_exec(li, pragma)) != 0 || (ret = li_exec(li, "COMMIT")) != 0) {
             sqlite3_exec(li->db, "ROLLBACK", NULL, NULL, NULL);
             return ret;
         }
