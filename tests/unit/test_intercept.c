@@ -475,6 +475,12 @@ test_orders(void)
     CHECK_OK(ck_li_order_add(li, CK_LI_TARGET_MAC, "00-11-22-33-44-AA", T0, T0 + DAY, "Court Y",
                              l.cert_pem, "uid 0 (lia)", T0, &id2));
     CHECK(id1 > 0 && id2 > id1);
+    {
+        int64_t id3 = 0;
+        CHECK_OK(ck_li_order_add(li, CK_LI_TARGET_NUMBER, "5550000", T0 - 10 * DAY, T0 + DAY,
+                                 "Court W", l.cert_pem, "uid 0 (lia)", T0, &id3));
+        CHECK_OK(ck_li_order_revoke(li, id3, "uid 0 (lia)", T0));
+    }
     /* Refusals: bad number, bad MAC, inverted window, no authority, no actor, cert not
      * covering the window, garbage cert. */
     {
@@ -493,17 +499,23 @@ test_orders(void)
                                      l.cert_pem, "", T0, &id), CK_ERR_INVAL);
         CHECK_INT_EQ(ck_li_order_add(li, CK_LI_TARGET_NUMBER, "5551001", T0, T0 + 400 * DAY,
                                      "a", l.cert_pem, "x", T0, &id), CK_ERR_INVAL);
+        /* A window that started before the certificate: only the rest of it matters (no
+         * record is ever made in the past), so it is refused only while it lies ahead. */
+        CHECK_INT_EQ(ck_li_order_add(li, CK_LI_TARGET_NUMBER, "5551001", T0 - 10 * DAY,
+                                     T0 + DAY, "a", l.cert_pem, "x", T0 - 5 * DAY, &id),
+                     CK_ERR_INVAL);
         CHECK_INT_EQ(ck_li_order_add(li, CK_LI_TARGET_NUMBER, "5551001", T0, T0 + DAY, "a",
                                      "-----BEGIN CERTIFICATE-----\nAAAA\n", "x", T0, &id),
                      CK_ERR_INVAL);
         CHECK(id == 0);
     }
     CHECK_OK(ck_li_order_list(li, "uid 0 (lia)", T0 + 1, &o, &n));
-    CHECK_INT_EQ(n, 2);
-    if (n == 2) {
+    CHECK_INT_EQ(n, 3);
+    if (n == 3) {
         CHECK(o[0].id == id1 && o[0].kind == CK_LI_TARGET_NUMBER);
         CHECK(strcmp(o[0].target, "5551001") == 0);
         CHECK(strcmp(o[1].target, "0011223344aa") == 0); /* canonical MAC */
+        CHECK(o[2].revoked == T0 && o[2].not_before == T0 - 10 * DAY);
         CHECK(strcmp(o[0].authority, "Court X, order 17/2027") == 0);
         CHECK(strstr(o[0].cert_subject, "lea-orders") != NULL);
         CHECK(strlen(o[0].cert_sha256) == 64);
@@ -515,15 +527,15 @@ test_orders(void)
     CHECK_INT_EQ(ck_li_order_revoke(li, id2, "uid 0 (lia)", T0 + 3), CK_ERR_EXISTS);
     CHECK_INT_EQ(ck_li_order_revoke(li, 999, "uid 0 (lia)", T0 + 3), CK_ERR_NOTFOUND);
     CHECK_OK(ck_li_order_list(li, "uid 0 (lia)", T0 + 4, &o, &n));
-    CHECK(n == 2 && o[1].revoked == T0 + 2 && o[0].revoked == 0);
+    CHECK(n == 3 && o[1].revoked == T0 + 2 && o[0].revoked == 0);
     free(o);
     ck_li_close(li);
-    /* Audit: add x2, list x2, revoke x1 (refusals and failed revocations leave nothing). */
-    CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM audit WHERE action = 'order.add'"), 2);
+    /* Audit: add x3, list x2, revoke x2 (refusals and failed revocations leave nothing). */
+    CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM audit WHERE action = 'order.add'"), 3);
     CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM audit WHERE action = 'order.list'"), 2);
     CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM audit WHERE action = 'order.revoke' AND "
                                "actor = 'uid 0 (lia)' AND time = 1800000002"), 1);
-    CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM audit"), 5);
+    CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM audit"), 7);
     /* A read-only handle cannot audit, so it cannot list. */
     CHECK_OK(ck_li_open(db, CK_LI_READONLY, &li));
     CHECK_INT_EQ(ck_li_order_list(li, "x", T0, &o, &n), CK_ERR_PERM);
