@@ -88,6 +88,17 @@ int ck_li_purge(ck_li *li, const char *actor, int64_t now, size_t *n_purged);
 int ck_li_record_get(ck_li *li, int64_t order_id, const char *call_id, const char *actor,
                      int64_t now, uint8_t **der, size_t *der_len);
 
+/* Stored records, oldest first (no key material: which order, which call, when, how long
+ * kept); *out is malloc'd; audited. */
+struct ck_li_record_info {
+    int64_t order_id;
+    char call_id[CK_CALL_MAX_ID + 1];
+    int64_t created, expires;
+    size_t der_len;
+};
+int ck_li_record_list(ck_li *li, const char *actor, int64_t now, struct ck_li_record_info **out,
+                      size_t *n);
+
 /* The law-enforcement side: decrypts a record with the private key (PEM or PKCS#12 file; the
  * passphrase may be NULL) into *out. CK_ERR_INTEGRITY when the key is not the recipient's or the
  * record was altered. */

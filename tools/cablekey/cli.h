@@ -36,6 +36,7 @@ int cli_realm(int argc, char **argv);
 int cli_db(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_policy(int argc, char **argv);
+int cli_intercept(int argc, char **argv); /* intercept.c: lawful intercept */
 
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */
