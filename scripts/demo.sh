@@ -2,7 +2,8 @@
 # `make demo`: a throwaway realm on SQLite, our KDC on a loopback port, stock MIT kinit/klist/kvno
 # against it with a password and with a certificate (PKINIT), a phone adapter (MTA) logging in with
 # its manufacturer certificate through the device table and keying its signaling with a signaling
-# controller (cablekey-cms: a Kerberos AP exchange on UDP 1293, then ESP-protected NCS), live
+# controller (cablekey-cms: a Kerberos AP exchange on UDP 1293, then ESP-protected NCS), a call
+# between two phone adapters with per-call keys and SRTP audio, its lawful-intercept escrow, live
 # revocation, the KDC's log lines for those requests, and how to run it for real.
 #   usage: bash scripts/demo.sh BUILD_DIR
 # Exits 0 when every step worked, non-zero with a clear message naming the step that failed.
@@ -27,7 +28,10 @@ if [ -t 1 ]; then B=$'\e[1m'; G=$'\e[32m'; R=$'\e[31m'; D=$'\e[2m'; N=$'\e[0m'; 
 WORK="$(mktemp -d /tmp/cablekey-demo.XXXXXX)"
 KDC_PID=""
 CMS_PID=""
+CAP_PID=""
+B_PID=""
 cleanup() {
+    for p in $CAP_PID $B_PID; do kill -KILL "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
     if [ -n "$KDC_PID" ]; then kill -KILL "$KDC_PID" 2>/dev/null; wait "$KDC_PID" 2>/dev/null; fi
     if [ -n "$CMS_PID" ]; then kill -KILL "$CMS_PID" 2>/dev/null; wait "$CMS_PID" 2>/dev/null; fi
     rm -rf "$WORK"
@@ -63,7 +67,7 @@ run() {
     [ $rc -eq 0 ] || fail "'$*' exited $rc"
 }
 
-for tool in kinit klist kvno kdestroy python3; do
+for tool in kinit klist kvno kdestroy python3 openssl espeak-ng dumpcap; do
     command -v "$tool" >/dev/null 2>&1 || fail "$tool is not installed (run: bash scripts/install-deps.sh)"
 done
 [ -x "$CLI" ] || fail "$CLI not built (run: make build)"
@@ -114,6 +118,7 @@ step "Operator PKI: service-provider and manufacturer hierarchies, a user and a 
 PKI="$WORK/pki"
 MAC=00:11:22:33:44:55
 MTA=mta-001122334455
+MTA_B=mta-0011223344bb
 printf 'demo-pki-password\n' >"$WORK/pki.pw"; chmod 600 "$WORK/pki.pw"
 run "$CLI" pki init --dir "$PKI" --realm "$REALM" --org "Demo Cable" --password-file "$WORK/pki.pw"
 ls -l "$PKI" | sed 's/^/    /'
@@ -216,11 +221,36 @@ run klist -c "FILE:$WORK/mta.ccache"
 run env KRB5CCNAME="FILE:$WORK/mta.ccache" kvno "$SVC"
 run "$CLI" device show --db "$DB" --mac "$MAC"
 
-step "The signaling controller: its service key in a keytab, cablekey-cms started"
+step "Lawful intercept: the intercept administrator's order on 5551002 (a separate database)"
+echo "    (calls of the target are escrowed to the law-enforcement certificate; no other call is)"
+run openssl req -x509 -newkey rsa:2048 -nodes -keyout "$WORK/lea.key" -out "$WORK/lea.pem" \
+    -days 30 -subj "/CN=Demo Law Enforcement Agency"
+LI_DB="$WORK/intercept.db"
+NOW=$(date -u +%s)
+run "$CLI" intercept add --db "$LI_DB" --actor "demo intercept admin" --number 5551002 \
+    --from $((NOW - 60)) --until $((NOW + 3600)) --authority "Demo court, order 2026-42" \
+    --cert "$WORK/lea.pem"
+run "$CLI" intercept list --db "$LI_DB"
+
+step "The signaling controller: its service key in a keytab, two phone lines, cablekey-cms started"
 run "$CLI" principal add --db "$DB" "$CMS_SVC" --random
 run "$CLI" keytab export --db "$DB" --out "$WORK/cms.keytab" "$CMS_SVC"
-show "$CMS --keytab $WORK/cms.keytab --listen 127.0.0.1:$CMS_PORT --signaling-listen 127.0.0.1:$SIG_PORT --log $WORK/cms.log --log-level info &"
-"$CMS" --keytab "$WORK/cms.keytab" --listen "127.0.0.1:$CMS_PORT" \
+mkdir -m 700 "$WORK/escrow"
+cat >"$WORK/cms.conf" <<EOF
+[cms]
+    keytab = $WORK/cms.keytab
+    kdc = 127.0.0.1:$PORT
+    # phone A is the MTA that logged in with its certificate; phone B a second adapter
+    line = 5551001 $MTA@$REALM mac=001122334455
+    line = 5551002 $MTA_B@$REALM mac=0011223344bb
+    media = srtp-aes-cm
+    call_ipsec_suite = sha1-aes128
+    intercept_db = $LI_DB
+    escrow_dir = $WORK/escrow
+EOF
+sed 's/^/    /' "$WORK/cms.conf"
+show "$CMS -c $WORK/cms.conf --listen 127.0.0.1:$CMS_PORT --signaling-listen 127.0.0.1:$SIG_PORT --log $WORK/cms.log --log-level info &"
+"$CMS" -c "$WORK/cms.conf" --listen "127.0.0.1:$CMS_PORT" \
     --signaling-listen "127.0.0.1:$SIG_PORT" --log "$WORK/cms.log" --log-level info \
     >"$WORK/cms.stderr" 2>&1 </dev/null &
 CMS_PID=$!
@@ -240,6 +270,78 @@ run "$CLI" mta kmm --ccache "$WORK/mta.ccache" --kdc "127.0.0.1:$PORT" \
 sleep 0.3
 echo "    what cablekey-cms logged:"
 { grep -E "KMM " "$WORK/cms.log"; grep -E "SIG " "$WORK/cms.log" | head -n 4; } | sed 's/^/    /'
+
+step "A call: phone A (5551001, the MTA) calls phone B (5551002); per-call keys, SRTP audio"
+echo "    (the controller makes the call's sub-key and SPI, delivers them to B then A inside their"
+echo "    ESP channels and checks each end's ACK; the ends key a direct ESP pair and SRTP from it)"
+espeak-ng -w "$WORK/speech.wav" "Hello from cable key. This call is encrypted end to end." \
+    >"$WORK/out" 2>&1 || { cat "$WORK/out"; fail "espeak-ng"; }
+python3 - "$WORK/speech.wav" "$WORK/speech8k.wav" <<'EOF' || fail "resample the speech to 8 kHz"
+import struct, sys, wave
+with wave.open(sys.argv[1], "rb") as w:
+    rate, raw = w.getframerate(), w.readframes(w.getnframes())
+s = struct.unpack("<%dh" % (len(raw) // 2), raw)
+out = [s[min(int(i * rate / 8000), len(s) - 1)] for i in range(int(len(s) * 8000 / rate))]
+with wave.open(sys.argv[2], "wb") as w:
+    w.setnchannels(1); w.setsampwidth(2); w.setframerate(8000)
+    w.writeframes(struct.pack("<%dh" % len(out), *out))
+EOF
+run "$CLI" principal add --db "$DB" "$MTA_B" --random
+run "$CLI" keytab export --db "$DB" --out "$WORK/mta-b.keytab" "$MTA_B"
+run kinit -k -t "$WORK/mta-b.keytab" -c "FILE:$WORK/mta-b.ccache" "$MTA_B"
+MEDIA_A=$(free_port "$PORT" "$KPORT" "$CMS_PORT" "$SIG_PORT")
+DIRECT_A=$(free_port "$PORT" "$KPORT" "$CMS_PORT" "$SIG_PORT" "$MEDIA_A")
+MEDIA_B=$(free_port "$PORT" "$KPORT" "$CMS_PORT" "$SIG_PORT" "$MEDIA_A" "$DIRECT_A")
+DIRECT_B=$(free_port "$PORT" "$KPORT" "$CMS_PORT" "$SIG_PORT" "$MEDIA_A" "$DIRECT_A" "$MEDIA_B")
+show "dumpcap -i lo -w $WORK/call.pcapng &      (a capture of the call, for the intercept step)"
+dumpcap -q -i lo -f "udp" -w "$WORK/call.pcapng" >"$WORK/dumpcap.log" 2>&1 </dev/null &
+CAP_PID=$!
+for _ in $(seq 1 50); do [ -s "$WORK/call.pcapng" ] && break; sleep 0.1; done
+show "$CLI mta phone --ccache $WORK/mta-b.ccache ... --answer --answer-after 300 --record $WORK/b.wav &"
+timeout -k 5 60 "$CLI" mta phone --ccache "$WORK/mta-b.ccache" --kdc "127.0.0.1:$PORT" \
+    --cms "127.0.0.1:$CMS_PORT" --sig-port "$SIG_PORT" --service "$CMS_SVC@$REALM" \
+    --media "127.0.0.1:$MEDIA_B" --direct-port "$DIRECT_B" --answer --answer-after 300 \
+    --record "$WORK/b.wav" --verbose >"$WORK/b.out" 2>"$WORK/b.err" </dev/null &
+B_PID=$!
+for _ in $(seq 1 100); do
+    grep -q "phone: registered" "$WORK/b.err" 2>/dev/null && break
+    kill -0 "$B_PID" 2>/dev/null || break
+    sleep 0.1
+done
+grep -q "phone: registered" "$WORK/b.err" || { cat "$WORK/b.err"; fail "phone B did not register"; }
+run "$CLI" mta phone --ccache "$WORK/mta.ccache" --kdc "127.0.0.1:$PORT" \
+    --cms "127.0.0.1:$CMS_PORT" --sig-port "$SIG_PORT" --service "$CMS_SVC@$REALM" \
+    --media "127.0.0.1:$MEDIA_A" --direct-port "$DIRECT_A" --dial 5551002 --talk 3 \
+    --audio "$WORK/speech8k.wav"
+wait "$B_PID"; rc=$?
+echo "    phone B:"; sed 's/^/    /' "$WORK/b.out"
+[ $rc -eq 0 ] || { cat "$WORK/b.err"; fail "phone B exited $rc"; }
+sleep 0.3
+kill -TERM "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
+echo "    what cablekey-cms logged for the call:"
+for _ in $(seq 1 50); do grep -qE "call [0-9A-Fa-f]+ from" "$WORK/cms.log" && break; sleep 0.1; done
+grep -E "call [0-9A-Fa-f]+ from" "$WORK/cms.log" | sed 's/^/    /'
+grep -qE "call [0-9A-Fa-f]+ from 5551001 to 5551002 .*escrow=1" "$WORK/cms.log" \
+    || fail "the controller did not log the call with its escrow"
+
+step "Law enforcement: the escrowed record opens only with the agency's key and decrypts the call"
+run "$CLI" intercept records --db "$LI_DB" --actor "demo intercept admin"
+ls -l "$WORK/escrow" | sed 's/^/    /'
+REC=$(ls "$WORK/escrow"/*.p7m | head -n 1)
+run "$CLI" intercept open --record "$REC" --key "$WORK/lea.key"
+run "$CLI" intercept decrypt --record "$REC" --key "$WORK/lea.key" --pcap "$WORK/call.pcapng" \
+    --out-prefix "$WORK/li"
+python3 - "$WORK/li-sd.wav" "$WORK/b.wav" <<'EOF' || fail "the intercepted audio differs from what phone B heard"
+import sys, wave
+def pcm(p):
+    with wave.open(p, "rb") as w:
+        return w.readframes(w.getnframes())
+li, heard = pcm(sys.argv[1]), pcm(sys.argv[2])
+n = min(len(li), len(heard))
+if n == 0 or li[:n] != heard[:n]:
+    sys.exit("    decrypted %d bytes, phone B recorded %d: they differ" % (len(li), len(heard)))
+print("    the decrypted A->B audio equals what phone B played out: %d samples (%.1f s)" % (n // 2, n / 16000))
+EOF
 
 step "Revoke the device: its next login is refused at once, no KDC restart"
 run "$CLI" device revoke --db "$DB" --mac "$MAC"
