@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # bench/cms_run.sh BUILD_DIR — key management (issue 7): N simulated endpoints key against one
 # cablekey-cms, and MIT's krb5_rd_req + krb5_mk_rep over the same tickets as the per-core
-# reference, in the same run; plus ESP protect/unprotect from BUILD_DIR/esp_bench if it is built.
+# reference, in the same run; plus ESP protect/unprotect from BUILD_DIR/esp_bench and media
+# (SRTP, RTP-3DES) protect/unprotect beside libsrtp2 from BUILD_DIR/srtp_bench if they are built.
 #
 # For each N of the ladder:
 #   1. a fresh cablekey-cms (its own keytab for cms/bench.test@BENCH.TEST, aes256-cts-hmac-sha1-96,
@@ -32,6 +33,7 @@
 #   BENCH_CMS_SELFTEST=1 the in-process responder instead of cablekey-cms
 #   BENCH_CMS_ESP=0      skip esp_bench
 #   BENCH_CMS_CALLS=0    skip call_setup_bench (BENCH_CALLS_N calls, default 5000)
+#   BENCH_CMS_SRTP=0     skip srtp_bench
 #   BENCH_CMS_CALLGRIND=1  also count instructions per exchange under callgrind (user space only,
 #                        so not disturbed by the other tenants of a shared machine): cablekey-cms
 #                        and krb5_rd_req each at N = 300 and N = 1300, the difference / 1000 (so
@@ -49,6 +51,7 @@ CK_CMS=$BUILD/cablekey-cms
 KMM_LOAD=$BUILD/kmm_load
 RD_REQ=$BUILD/krb5_rd_req
 ESP_BENCH=$BUILD/esp_bench
+SRTP_BENCH=$BUILD/srtp_bench
 LADDER=${BENCH_CMS_N:-1000 10000 100000}
 SOCKETS=${BENCH_CMS_SOCKETS:-256}
 ROUNDS=${BENCH_CMS_ROUNDS:-1}
@@ -320,5 +323,19 @@ if [ "${BENCH_CMS_CALLS:-1}" != 0 ]; then
         timeout 600 "$BUILD/call_setup_bench" "${BENCH_CALLS_N:-5000}" 2>&1 | sed 's/^/    /'
     else
         echo "Calls: $BUILD/call_setup_bench is not built: not measured."
+    fi
+fi
+
+# ---------------------------------------------------------------------------------------------
+# Media (issue 8): SRTP protect/unprotect per core beside libsrtp2.
+if [ "${BENCH_CMS_SRTP:-1}" != 0 ]; then
+    echo
+    if [ -x "$SRTP_BENCH" ]; then
+        say "srtp_bench"
+        echo "Media (BUILD_DIR/srtp_bench; goal: ≥ 200,000 SRTP packets/s per core at 20 ms G.711 frames):"
+        echo
+        timeout 300 "$SRTP_BENCH" 2>&1 | sed 's/^/    /'
+    else
+        echo "Media: $SRTP_BENCH is not built: not measured."
     fi
 fi

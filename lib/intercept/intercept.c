@@ -183,6 +183,7 @@ li_check_file(const char *path, bool create, bool *created)
 static int
 li_schema(ck_li *li, bool created)
 {
+    char pragma[64];
     int64_t version, appid;
     int ret;
 
@@ -206,8 +207,8 @@ li_schema(ck_li *li, bool created)
                 sqlite3_exec(li->db, "ROLLBACK", NULL, NULL, NULL);
                 return ret;
             }
-        if ((ret = li_exec(li, "PRAGMA application_id = 1129008201")) != 0 ||
-            (ret = li_exec(li, "COMMIT")) != 0) {
+        snprintf(pragma, sizeof(pragma), "PRAGMA application_id = %d", LI_APPLICATION_ID);
+        if ((ret = li_exec(li, pragma)) != 0 || (ret = li_exec(li, "COMMIT")) != 0) {
             sqlite3_exec(li->db, "ROLLBACK", NULL, NULL, NULL);
             return ret;
         }
@@ -795,6 +796,16 @@ drop_write(const char *dir, int64_t order_id, const char *call_id, const uint8_t
     return ck_file_write_atomic(path, der, len, CK_WRITE_REPLACE);
 }
 
+static void
+drop_unlink(const char *dir, int64_t order_id, const char *call_id)
+{
+    char path[4096];
+    int n = snprintf(path, sizeof(path), "%s/%" PRId64 "-%s.p7m", dir, order_id, call_id);
+
+    if (n > 0 && (size_t)n < sizeof(path))
+        unlink(path);
+}
+
 int
 ck_li_escrow(ck_li *li, const struct ck_li_call *call, int64_t now, int64_t retention,
              const char *drop_dir, size_t *n_escrowed)
@@ -869,14 +880,20 @@ ck_li_escrow(ck_li *li, const struct ck_li_call *call, int64_t now, int64_t rete
         der = NULL;
         written++;
     }
-    ret = li_end(li, 0);
-    in_txn = false;
+    ret = li_end(li, 0); /* a failed commit rolls back: in_txn stays, for the drop files */
     li->snap_valid = false; /* our own commit does not move data_version */
-    if (ret == 0)
+    if (ret == 0) {
+        in_txn = false;
         *n_escrowed = written;
+    }
 out:
-    if (in_txn)
+    if (in_txn) {
         li_end(li, ret != 0 ? ret : CK_ERR_DB);
+        /* Rolled back: the drop files already written would be records the database does
+         * not know (nor purge). */
+        for (size_t h = 0; drop_dir != NULL && h < written; h++)
+            drop_unlink(drop_dir, li->snap[hits[h]].id, call->call_id);
+    }
     sqlite3_finalize(st);
     pthread_mutex_unlock(&li->mu);
     OPENSSL_free(der);

@@ -36,12 +36,14 @@ int ck_li_unenvelope(const uint8_t *der, size_t len, EVP_PKEY *key, X509 *cert, 
  * allowing key transport or agreement. CK_ERR_INVAL with the reason otherwise. */
 int ck_li_cert_check(X509 *cert);
 
-/* ---- classic libpcap captures (the LEA side's `cablekey intercept decrypt`) ----
- * Both byte orders, microsecond and nanosecond magics; link types NULL/loopback (0), Ethernet
+/* ---- captures (the LEA side's `cablekey intercept decrypt`) ----
+ * Classic pcap (both byte orders, microsecond and nanosecond magics) and pcapng (sections of
+ * either byte order, up to 64 interfaces, Enhanced and Simple Packet Blocks); link types
+ * NULL/loopback (0), Ethernet
  * (1, up to two 802.1Q tags), raw IP (12, 101, 228, 229), Linux cooked (113, 276). Only
  * unfragmented UDP over IPv4 or IPv6 (no extension headers) is reported; everything else is
- * counted as skipped. A record longer than the file's snap length or CK_LI_PCAP_MAX_SNAP, or a
- * truncated file, is CK_ERR_DECODE. */
+ * counted as skipped. A record longer than the file's snap length or CK_LI_PCAP_MAX_SNAP, a
+ * bad block length, or a truncated file, is CK_ERR_DECODE. */
 #define CK_LI_PCAP_MAX_SNAP 262144
 #define CK_LI_PCAP_MAX_FILE (256u * 1024u * 1024u)
 

@@ -1,6 +1,6 @@
-/* A bounded reader of classic libpcap captures (the file format of tcpdump and tshark -F pcap),
- * enough to find a call's RTP/SRTP datagrams: every length comes from the capture and is checked
- * against what is left before it is used. */
+/* A bounded reader of libpcap captures (classic pcap as tcpdump writes, pcapng as tshark and
+ * dumpcap write by default), enough to find a call's RTP/SRTP datagrams: every length comes
+ * from the capture and is checked against what is left before it is used. */
 #include <string.h>
 
 #include "cablekey/error.h"
@@ -140,16 +140,180 @@ link_ip(uint32_t link, const uint8_t *p, size_t len, const uint8_t **ip,
     return 0;
 }
 
+/* One captured frame: reported when it holds a whole unfragmented UDP datagram. */
+static int
+frame(uint32_t link, const uint8_t *pkt, size_t caplen, size_t origlen, ck_li_udp_cb cb,
+      void *ctx, struct ck_li_pcap_stats *stats)
+{
+    const uint8_t *ip;
+    size_t ip_len;
+    struct ck_li_udp u;
+
+    stats->records++;
+    memset(&u, 0, sizeof(u));
+    /* A packet cut by the snap length has no whole datagram. */
+    if (caplen < origlen || link_ip(link, pkt, caplen, &ip, &ip_len) != 0 ||
+        parse_ip(ip, ip_len, &u) != 0) {
+        stats->skipped++;
+        return 0;
+    }
+    stats->udp++;
+    return cb(ctx, &u);
+}
+
+static int
+walk_classic(ck_reader *r, bool swap, ck_li_udp_cb cb, void *ctx,
+             struct ck_li_pcap_stats *stats)
+{
+    const uint8_t *ign, *pkt;
+    uint32_t snap, link, caplen, origlen;
+    uint16_t vmaj;
+    int ret;
+
+    /* version major, minor, thiszone, sigfigs, snaplen, network */
+    if (ck_reader_u16be(r, &vmaj) != 0 || ck_reader_bytes(r, 2, &ign) != 0 ||
+        ck_reader_bytes(r, 8, &ign) != 0 || rd_u32(r, swap, &snap) != 0 ||
+        rd_u32(r, swap, &link) != 0)
+        return ck_error_set(CK_ERR_DECODE, "capture: truncated file header");
+    if ((swap ? __builtin_bswap16(vmaj) : vmaj) != 2)
+        return ck_error_set(CK_ERR_DECODE, "capture: pcap version is not 2");
+    link &= 0x0fffffff; /* the upper bits carry FCS information */
+    if (snap == 0 || snap > CK_LI_PCAP_MAX_SNAP)
+        snap = CK_LI_PCAP_MAX_SNAP;
+    while (ck_reader_remaining(r) > 0) {
+        if (ck_reader_bytes(r, 8, &ign) != 0 || rd_u32(r, swap, &caplen) != 0 ||
+            rd_u32(r, swap, &origlen) != 0)
+            return ck_error_set(CK_ERR_DECODE, "capture: truncated record header after %llu "
+                                               "records", (unsigned long long)stats->records);
+        if (caplen > snap)
+            return ck_error_set(CK_ERR_DECODE, "capture: record %llu longer than the snap "
+                                               "length", (unsigned long long)stats->records + 1);
+        if (ck_reader_bytes(r, caplen, &pkt) != 0)
+            return ck_error_set(CK_ERR_DECODE, "capture: record %llu truncated",
+                                (unsigned long long)stats->records + 1);
+        if ((ret = frame(link, pkt, caplen, origlen, cb, ctx, stats)) != 0)
+            return ret;
+    }
+    return 0;
+}
+
+/* pcapng (draft-ietf-opsawg-pcapng): what tshark and dumpcap write by default. Blocks are
+ * type, total length, body, total length again; a Section Header Block fixes the byte order
+ * and starts a new list of interfaces, each Interface Description Block gives one interface's
+ * link type; packets are Enhanced (6) or Simple (3) Packet Blocks. Other blocks are skipped. */
+#define NG_SHB 0x0a0d0d0au
+#define NG_IDB 1u
+#define NG_SPB 3u
+#define NG_EPB 6u
+#define NG_BOM 0x1a2b3c4du
+#define NG_MAX_IFACES 64
+#define NG_MAX_BLOCK (CK_LI_PCAP_MAX_SNAP + 4096)
+
+static uint32_t
+ng_u32(const uint8_t *p, bool swap)
+{
+    uint32_t v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+
+    return swap ? __builtin_bswap32(v) : v;
+}
+
+static int
+walk_ng(const uint8_t *buf, size_t len, ck_li_udp_cb cb, void *ctx,
+        struct ck_li_pcap_stats *stats)
+{
+    uint32_t links[NG_MAX_IFACES], snaps[NG_MAX_IFACES];
+    size_t n_if = 0, off = 0;
+    bool swap = false, have_shb = false;
+    int ret;
+
+    while (off < len) {
+        const uint8_t *b = buf + off, *body;
+        uint32_t type, blen;
+        size_t body_len;
+
+        if (len - off < 12)
+            return ck_error_set(CK_ERR_DECODE, "capture: truncated pcapng block");
+        if (ng_u32(b, false) == NG_SHB) {
+            uint32_t bom;
+            if (len - off < 28)
+                return ck_error_set(CK_ERR_DECODE, "capture: truncated section header");
+            bom = ng_u32(b + 8, false);
+            if (bom == NG_BOM)
+                swap = false;
+            else if (__builtin_bswap32(bom) == NG_BOM)
+                swap = true;
+            else
+                return ck_error_set(CK_ERR_DECODE, "capture: bad pcapng byte-order magic");
+            have_shb = true;
+            n_if = 0;
+        } else if (!have_shb) {
+            return ck_error_set(CK_ERR_DECODE, "capture: not a pcap or pcapng file");
+        }
+        type = ng_u32(b, swap);
+        blen = ng_u32(b + 4, swap);
+        if (blen < 12 || (blen & 3) != 0 || blen > len - off || blen > NG_MAX_BLOCK ||
+            ng_u32(b + blen - 4, swap) != blen)
+            return ck_error_set(CK_ERR_DECODE, "capture: bad pcapng block length");
+        body = b + 8;
+        body_len = blen - 12;
+        switch (type) {
+        case NG_IDB:
+            if (body_len < 8)
+                return ck_error_set(CK_ERR_DECODE, "capture: short interface description");
+            if (n_if == NG_MAX_IFACES)
+                return ck_error_set(CK_ERR_LIMIT, "capture: more than %d interfaces",
+                                    NG_MAX_IFACES);
+            links[n_if] = swap ? (uint32_t)(body[1] << 8 | body[0])
+                               : (uint32_t)(body[0] << 8 | body[1]);
+            snaps[n_if] = ng_u32(body + 4, swap);
+            if (snaps[n_if] == 0 || snaps[n_if] > CK_LI_PCAP_MAX_SNAP)
+                snaps[n_if] = CK_LI_PCAP_MAX_SNAP;
+            n_if++;
+            break;
+        case NG_EPB: {
+            uint32_t ifc, caplen, origlen;
+            if (body_len < 20)
+                return ck_error_set(CK_ERR_DECODE, "capture: short packet block");
+            ifc = ng_u32(body, swap);
+            caplen = ng_u32(body + 12, swap);
+            origlen = ng_u32(body + 16, swap);
+            if (ifc >= n_if)
+                return ck_error_set(CK_ERR_DECODE, "capture: packet of an undeclared "
+                                                   "interface");
+            if (caplen > body_len - 20 || caplen > snaps[ifc])
+                return ck_error_set(CK_ERR_DECODE, "capture: packet longer than its block");
+            if ((ret = frame(links[ifc], body + 20, caplen, origlen, cb, ctx, stats)) != 0)
+                return ret;
+            break;
+        }
+        case NG_SPB: {
+            uint32_t origlen, caplen;
+            if (body_len < 4 || n_if == 0)
+                return ck_error_set(CK_ERR_DECODE, "capture: bad simple packet block");
+            origlen = ng_u32(body, swap);
+            caplen = origlen;
+            if (caplen > snaps[0])
+                caplen = snaps[0];
+            if (caplen > body_len - 4)
+                return ck_error_set(CK_ERR_DECODE, "capture: packet longer than its block");
+            if ((ret = frame(links[0], body + 4, caplen, origlen, cb, ctx, stats)) != 0)
+                return ret;
+            break;
+        }
+        default:
+            break;
+        }
+        off += blen;
+    }
+    return 0;
+}
+
 int
 ck_li_pcap_walk(const uint8_t *buf, size_t len, ck_li_udp_cb cb, void *ctx,
                 struct ck_li_pcap_stats *stats)
 {
     ck_reader r;
-    uint32_t magic, snap, link, caplen, origlen, skip;
-    const uint8_t *ign;
-    uint16_t vmaj;
-    bool swap;
-    int ret;
+    uint32_t magic;
 
     memset(stats, 0, sizeof(*stats));
     if (len > CK_LI_PCAP_MAX_FILE)
@@ -158,49 +322,10 @@ ck_li_pcap_walk(const uint8_t *buf, size_t len, ck_li_udp_cb cb, void *ctx,
     if (ck_reader_u32be(&r, &magic) != 0)
         return ck_error_set(CK_ERR_DECODE, "capture: not a pcap file (too short)");
     if (magic == PCAP_MAGIC_US || magic == PCAP_MAGIC_NS)
-        swap = false;
-    else if (__builtin_bswap32(magic) == PCAP_MAGIC_US || __builtin_bswap32(magic) == PCAP_MAGIC_NS)
-        swap = true;
-    else
-        return ck_error_set(CK_ERR_DECODE, "capture: not a classic pcap file (pcapng? convert "
-                                           "it with 'editcap -F pcap')");
-    /* version major, minor, thiszone, sigfigs, snaplen, network */
-    if (ck_reader_u16be(&r, &vmaj) != 0 || ck_reader_bytes(&r, 2, &ign) != 0 ||
-        ck_reader_bytes(&r, 8, &ign) != 0 || rd_u32(&r, swap, &snap) != 0 ||
-        rd_u32(&r, swap, &link) != 0)
-        return ck_error_set(CK_ERR_DECODE, "capture: truncated file header");
-    if ((swap ? __builtin_bswap16(vmaj) : vmaj) != 2)
-        return ck_error_set(CK_ERR_DECODE, "capture: pcap version is not 2");
-    link &= 0x0fffffff; /* the upper bits carry FCS information */
-    if (snap == 0 || snap > CK_LI_PCAP_MAX_SNAP)
-        snap = CK_LI_PCAP_MAX_SNAP;
-    while (ck_reader_remaining(&r) > 0) {
-        const uint8_t *pkt, *ip;
-        size_t ip_len;
-        struct ck_li_udp u;
-
-        if (ck_reader_bytes(&r, 8, &ign) != 0 ||
-            rd_u32(&r, swap, &caplen) != 0 || rd_u32(&r, swap, &origlen) != 0)
-            return ck_error_set(CK_ERR_DECODE, "capture: truncated record header after %llu "
-                                               "records", (unsigned long long)stats->records);
-        if (caplen > snap)
-            return ck_error_set(CK_ERR_DECODE, "capture: record %llu longer than the snap "
-                                               "length", (unsigned long long)stats->records + 1);
-        if (ck_reader_bytes(&r, caplen, &pkt) != 0)
-            return ck_error_set(CK_ERR_DECODE, "capture: record %llu truncated",
-                                (unsigned long long)stats->records + 1);
-        stats->records++;
-        /* A packet cut by the snap length has no whole datagram. */
-        skip = caplen < origlen;
-        memset(&u, 0, sizeof(u));
-        if (skip || link_ip(link, pkt, caplen, &ip, &ip_len) != 0 ||
-            parse_ip(ip, ip_len, &u) != 0) {
-            stats->skipped++;
-            continue;
-        }
-        stats->udp++;
-        if ((ret = cb(ctx, &u)) != 0)
-            return ret;
-    }
-    return 0;
+        return walk_classic(&r, false, cb, ctx, stats);
+    if (__builtin_bswap32(magic) == PCAP_MAGIC_US || __builtin_bswap32(magic) == PCAP_MAGIC_NS)
+        return walk_classic(&r, true, cb, ctx, stats);
+    if (magic == NG_SHB)
+        return walk_ng(buf, len, cb, ctx, stats);
+    return ck_error_set(CK_ERR_DECODE, "capture: not a pcap or pcapng file");
 }

@@ -114,8 +114,9 @@ v_record(const ck_vctx *c, const void *v, int tag)
         return rc;
     if (r->started < 0)
         return ck_asn1_fail(c, "started", "is negative");
-    if (r->compat_seq != 0 && r->compat_seq != 1)
-        return ck_asn1_fail(c, "compatSeq", "is not a boolean");
+    /* OpenSSL keeps a BOOLEAN's content octet as it came; DER allows only 0x00 and 0xff. */
+    if (r->compat_seq != 0 && r->compat_seq != 0xff)
+        return ck_asn1_fail(c, "compatSeq", "is not a DER boolean");
     if (r->k_call == NULL || r->k_call->length != CK_CALL_KEY_LEN)
         return ck_asn1_fail(c, "kCall", "is not 32 bytes");
     return 0;
@@ -144,7 +145,7 @@ ck_li_record_encode(const struct ck_li_call *call, uint8_t **der, size_t *len)
     r->version = CK_LI_RECORD_VERSION;
     r->started = call->started;
     r->spi = call->spi;
-    r->compat_seq = call->compat_seq ? 1 : 0;
+    r->compat_seq = call->compat_seq ? 0xff : 0; /* written as is: DER's TRUE */
     /* The struct's strings are NUL-terminated by contract; a missing terminator is cut by
      * the encoder's length check rather than read past. */
     if ((ret = set_text(&r->call_id, call->call_id)) != 0 ||

@@ -1,4 +1,4 @@
-/* Fuzzes the classic-pcap reader of `cablekey intercept decrypt` (lib/intercept/pcap.c): every
+/* Fuzzes the capture reader (pcap and pcapng) of `cablekey intercept decrypt` (lib/intercept/pcap.c): every
  * datagram it reports must lie inside the input, which the callback checks by reading it. */
 #include <stdint.h>
 #include <stdlib.h>

@@ -10,7 +10,7 @@
 
 require_tool "openssl" openssl
 require_tool "sqlite3 (package sqlite3)" sqlite3
-require_tool "tshark" tshark
+require_tool "tshark, editcap (package tshark)" tshark editcap
 LI_CALL="$CK_BUILD/li_call"
 [ -x "$LI_CALL" ] || bail "li_call test tool built" "$LI_CALL missing (ninja li_call)"
 
@@ -152,6 +152,14 @@ expect_output "decrypt the SRTP call with the record and the LEA key only" \
 if cmp -s "$tmp/a1-out-sd.wav" "$tmp/a1-ref-sd.wav" && cmp -s "$tmp/a1-out-ds.wav" "$tmp/a1-ref-ds.wav"; then
     ok "both directions sample-exact against the µ-law-quantised reference"
 else not_ok "both directions sample-exact"; fi
+editcap -F pcapng "$tmp/a1.pcap" "$tmp/a1.pcapng" || bail "editcap: a pcapng copy of the capture"
+expect_output "decrypt the same call from pcapng (tshark's default format)" \
+    "sd=50/50 ds=50/50 failed=0 replayed=0" \
+    li decrypt --record "$DROP/1-a1.p7m" --key "$tmp/lea/lea.key" --pcap "$tmp/a1.pcapng" \
+    --out-prefix "$tmp/a1ng-out"
+if cmp -s "$tmp/a1ng-out-sd.wav" "$tmp/a1-ref-sd.wav" && cmp -s "$tmp/a1ng-out-ds.wav" "$tmp/a1-ref-ds.wav"; then
+    ok "pcapng: both directions sample-exact"
+else not_ok "pcapng: both directions sample-exact"; fi
 if [ "$(stat -c %a "$tmp/a1-out-sd.wav")" = 600 ]; then ok "the decrypted audio is 0600"
 else not_ok "the decrypted audio is 0600"; fi
 expect_failure "decrypt with another key: refused" "cannot be opened with this key" \
@@ -166,7 +174,7 @@ call a2 5552001 5551001 srtp-aes-cm || bail "li_call a2" "$(cat "$tmp/a2.out")"
 expect_failure "decrypt another call's capture with this record: packets fail" "did not decrypt" \
     li decrypt --record "$DROP/1-a1.p7m" --key "$tmp/lea/lea.key" --pcap "$tmp/a2.pcap" \
     --out-prefix "$tmp/x"
-expect_failure "decrypt a file that is not a pcap" "not a classic pcap" \
+expect_failure "decrypt a file that is not a capture" "not a pcap or pcapng file" \
     li decrypt --record "$DROP/1-a1.p7m" --key "$tmp/lea/lea.key" --pcap "$DROP/1-a1.p7m" \
     --out-prefix "$tmp/x"
 for mode in srtp-gcm rtp-3des rtp-3des-mac rtp; do

@@ -33,7 +33,8 @@ int
 main(int argc, char **argv)
 {
     static const uint8_t lo[4] = {127, 0, 0, 1};
-    struct pcap_udp4 sd_addr = {lo, lo, 16000, 16002}, ds_addr = {lo, lo, 16002, 16000};
+    /* The source sends from its media port (symmetric RTP), the destination from another. */
+    struct pcap_udp4 sd_addr = {lo, lo, 16000, 16002}, ds_addr = {lo, lo, 41000, 16000};
     struct pcap_udp4 noise_addr = {lo, lo, 16000, 17000};
     struct ck_li_call call;
     enum ck_media_mode mode;

@@ -516,7 +516,7 @@ test_rtp3des_vectors(void)
     if (f == NULL)
         return;
     while (vec_next(f, &v)) {
-        uint8_t buf[CK_RTP_MAX_PACKET + CK_RTP3DES_MAX_OVERHEAD];
+        uint8_t buf[CK_RTP_MAX_PACKET + CK_MEDIA_MAX_OVERHEAD];
         ck_rtp3des *tx = NULL, *rx = NULL;
         size_t len = v.in_len;
 
@@ -538,12 +538,35 @@ test_rtp3des_vectors(void)
         CHECK_MEM_EQ(buf, len, v.back, v.back_len);
         ck_rtp3des_free(tx);
         ck_rtp3des_free(rx);
+        if (strcmp(v.name, "call-source-sd-mac") == 0) {
+            /* The media context picks the s->d half of ck_call_derive_3des for a source's send
+             * direction and a destination's receive direction (K_call and SPI of the "Call
+             * keys" vectors). */
+            uint8_t k_call[CK_CALL_KEY_LEN];
+            ck_media_ctx *src_tx = NULL, *dst_rx = NULL;
+
+            for (size_t i = 0; i < sizeof(k_call); i++)
+                k_call[i] = (uint8_t)(0x40 + i);
+            CHECK_OK(ck_media_ctx_new(CK_MEDIA_RTP_3DES_MAC, CK_SRTP_SEND, true, k_call,
+                                      sizeof(k_call), 0xc0de, &src_tx));
+            CHECK_OK(ck_media_ctx_new(CK_MEDIA_RTP_3DES_MAC, CK_SRTP_RECV, false, k_call,
+                                      sizeof(k_call), 0xc0de, &dst_rx));
+            memcpy(buf, v.in, v.in_len);
+            len = v.in_len;
+            CHECK_OK(ck_media_protect(src_tx, buf, &len, sizeof(buf)));
+            CHECK_MEM_EQ(buf, len, v.out, v.out_len);
+            CHECK_OK(ck_media_unprotect(dst_rx, buf, &len));
+            CHECK_MEM_EQ(buf, len, v.back, v.back_len);
+            ck_media_ctx_free(src_tx);
+            ck_media_ctx_free(dst_rx);
+            count += 100;
+        }
         count++;
     }
     vec_clear(&v);
     fclose(f);
-    CHECK_INT_EQ(count, 5);
-    CHECK_INT_EQ(with_mac, 3);
+    CHECK_INT_EQ(count, 6 + 100);
+    CHECK_INT_EQ(with_mac, 4);
 }
 
 static const uint8_t des_key[24] = {0x10, 0x32, 0x54, 0x76, 0x98, 0xba, 0xdc, 0xfe,
@@ -696,8 +719,10 @@ test_rtp3des_padding(void)
     CHECK_INT_EQ(ck_rtp3des_protect(tx, pkt, &len, len + 8), CK_ERR_INVAL);
     CHECK_INT_EQ(ck_rtp3des_protect(rx, pkt, &len, sizeof(pkt)), CK_ERR_INVAL);
     CHECK_INT_EQ(ck_rtp3des_unprotect(tx, pkt, &len), CK_ERR_INVAL);
+    ck_rtp3des_free(rx);
     CHECK_INT_EQ(ck_rtp3des_new((enum ck_srtp_direction)0, des_key, NULL, &rx), CK_ERR_INVAL);
     CHECK(rx == NULL);
+    CHECK_INT_EQ(ck_rtp3des_new(CK_SRTP_SEND, NULL, NULL, &rx), CK_ERR_INVAL);
     ck_rtp3des_free(tx);
     ck_rtp3des_free(NULL);
     {

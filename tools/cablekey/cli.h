@@ -27,6 +27,8 @@ int cli_device(int argc, char **argv);
 int cli_pki(int argc, char **argv);
 int cli_mta(int argc, char **argv);
 int cli_mta_kmm(int argc, char **argv); /* mta_kmm.c: `cablekey mta kmm` */
+int cli_mta_router_auth(int argc, char **argv); /* router.c: `cablekey mta router-auth` */
+int cli_router(int argc, char **argv);          /* router.c: `cablekey router serve` */
 /* One --kdc ADDR of the mta verbs into kdcs (at most CK_KDC_MAX_KDCS, none empty): CLI_OK or
  * a usage error. */
 int cli_mta_add_kdc(const char *what, const char *addr, const char **kdcs, size_t *n_kdcs);

@@ -50,7 +50,7 @@ static const struct option li_opts[] = {
 };
 
 static const char li_help[] =
-    "usage: cablekey intercept SUBCOMMAND --db FILE [--actor TEXT] ... (intercept administrator)\n"
+    "usage: cablekey intercept SUBCOMMAND --db PATH [--actor TEXT] ... (intercept administrator)\n"
     "       cablekey intercept open|decrypt --record FILE --key FILE ... (law enforcement)\n"
     "\n"
     "  add (--number N | --mac MAC) --from TIME --until TIME --authority TEXT --cert FILE\n"
@@ -74,7 +74,7 @@ static const char li_help[] =
     "(recorded with the Unix user running the command) or the Unix user alone. TIME is epoch\n"
     "seconds, YYYY-MM-DD or 'YYYY-MM-DD HH:MM[:SS]' (UTC). MAC: aa:bb:cc:dd:ee:ff,\n"
     "aa-bb-cc-dd-ee-ff or aabbccddeeff. --key is the certificate holder's private key: a PEM\n"
-    "file, or PKCS#12 (its password in --pass-file). CAP is a classic pcap file (Ethernet,\n"
+    "file, or PKCS#12 (its password in --pass-file). CAP is a pcap or pcapng file (Ethernet,\n"
     "loopback, raw IP or Linux cooked). See docs/cablekey-intercept.md.\n";
 
 struct liopts {
@@ -189,7 +189,7 @@ open_db(const char *what, const struct liopts *o, unsigned flags, ck_li **li)
     int ret;
 
     if (o->db == NULL)
-        return cli_usage_error(what, "--db FILE is required");
+        return cli_usage_error(what, "--db PATH is required");
     if (o->actor != NULL && (*o->actor == '\0' || strlen(o->actor) > 128))
         return cli_usage_error(what, "--actor: 1 to 128 characters");
     if ((ret = ck_li_open(o->db, flags, li)) != 0)
@@ -202,6 +202,7 @@ static int
 read_small(const char *path, size_t max, uint8_t **out, size_t *len)
 {
     uint8_t *buf = NULL;
+    struct stat sb;
     int fd, ret;
 
     *out = NULL;
@@ -209,6 +210,14 @@ read_small(const char *path, size_t max, uint8_t **out, size_t *len)
     if ((fd = open(path, O_RDONLY | O_CLOEXEC)) < 0)
         return ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND : CK_ERR_IO, "%s: %s", path,
                             strerror(errno));
+    /* A regular file's size bounds the buffer (a capture limit is large); a pipe gets max. */
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode)) {
+        if ((uint64_t)sb.st_size > max) {
+            close(fd);
+            return ck_error_set(CK_ERR_LIMIT, "%s: larger than %zu bytes", path, max);
+        }
+        max = (size_t)sb.st_size;
+    }
     if ((buf = malloc(max + 2)) == NULL) {
         close(fd);
         return ck_error_set(CK_ERR_NOMEM, "%s: out of memory", path);
@@ -606,11 +615,11 @@ on_udp(void *arg, const struct ck_li_udp *u)
     size_t len = u->len;
     int ret;
 
-    if (addr_is(&x->src, u->family, u->src, u->sport) &&
-        addr_is(&x->dst, u->family, u->dst, u->dport))
+    /* By where it goes: an end need not send from the port it receives on (no symmetric RTP
+     * assumed), but each end's media address is where the other sends. */
+    if (addr_is(&x->dst, u->family, u->dst, u->dport))
         d = &x->sd;
-    else if (addr_is(&x->dst, u->family, u->src, u->sport) &&
-             addr_is(&x->src, u->family, u->dst, u->dport))
+    else if (addr_is(&x->src, u->family, u->dst, u->dport))
         d = &x->ds;
     else
         return 0;

@@ -41,6 +41,8 @@ static const struct {
      "the audit log is not in the admin API: run it on the KDC host with --db"},
     {"policy", cli_policy, "password policies and lockout rules: add, modify, show, list, delete",
      NULL},
+    {"router", cli_router, "router simulator for address authentication with AH (serve)",
+     "it runs a router simulator, not a realm"},
     {"intercept", cli_intercept, "lawful intercept: orders, escrowed call records, decryption",
      "the intercept database is the intercept administrator's own file: run it where it is"},
 };

@@ -83,7 +83,9 @@ static const char mta_help[] =
     "CMS and sends protected signaling (see 'cablekey mta kmm --help').\n"
     "cablekey mta phone --ccache FILE --cms ADDR[:PORT] --media ADDR:PORT --direct-port N ...\n"
     "places or answers calls with per-call keys and encrypted audio (see\n"
-    "'cablekey mta phone --help').\n";
+    "'cablekey mta phone --help').\n"
+    "cablekey mta router-auth --ccache FILE --router ADDR:PORT --send N ... keys AH with a\n"
+    "router and sends AH-protected datagrams (see 'cablekey mta router-auth --help').\n";
 
 struct mopts {
     const char *identity, *password_file, *realm, *principal, *ccache, *prov_server;
@@ -469,5 +471,7 @@ cli_mta(int argc, char **argv)
         return cli_mta_kmm(argc - 1, argv + 1);
     if (strcmp(argv[1], "phone") == 0)
         return cli_mta_phone(argc - 1, argv + 1);
+    if (strcmp(argv[1], "router-auth") == 0)
+        return cli_mta_router_auth(argc - 1, argv + 1);
     return cli_unknown_verb("mta", argv[1]);
 }

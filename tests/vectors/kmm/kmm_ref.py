@@ -6,7 +6,7 @@ so that the vectors in docs/PROTOCOL.md and tests/unit/test_kmm_kdf.c do not com
 they test.
 
   kmm_ref.py vectors          print every vector of docs/PROTOCOL.md as "name hex" (key
-                              management, then call keys)
+                              management, call keys, then router AH keys and packet)
   kmm_ref.py check-hmacs      read "<kmmid> <doi> <hex>" lines (kmm_pcap --hex) on stdin and
                               check each HMAC under the fixed test keys; exit 1 on a mismatch
 """
@@ -106,6 +106,54 @@ def call_vectors():
         print("call-ack-%s" % role, hmac.new(ack_key, msg, hashlib.sha1).digest().hex())
 
 
+# Router address authentication (docs/PROTOCOL.md, "Router address authentication"): AH keys
+# from the AP Reply sub-key K above, and the ICV of one AH packet built here byte by byte from
+# RFC 791 and RFC 4302 (mutable IPv4 fields zeroed, ICV field zeroed, HMAC-SHA-1 cut to 12).
+AH_SPI_DEVICE, AH_SPI_ROUTER = 0x00001001, 0x00002002
+AH_PAYLOAD = bytes.fromhex("d4310009000c0000") + b"ping"   # UDP 54321 -> 9, 12 bytes, csum 0
+
+
+def ah_keys():
+    block = prf(K, "cablekey router ah keys", be32(AH_SPI_DEVICE) + be32(AH_SPI_ROUTER), 40)
+    return block[:20], block[20:]
+
+
+def ah_packet(key, spi, seq, src, dst, ident, ttl, tos):
+    total = 20 + 24 + len(AH_PAYLOAD)
+    ip = bytes([0x45, tos]) + total.to_bytes(2, "big") + ident.to_bytes(2, "big") + \
+        b"\x00\x00" + bytes([ttl, 51]) + b"\x00\x00" + bytes(src) + bytes(dst)
+    ah = bytes([17, 4, 0, 0]) + be32(spi) + be32(seq)
+    mutable_zeroed = bytes([0x45, 0]) + ip[2:6] + b"\x00\x00" + bytes([0, 51]) + b"\x00\x00" + ip[12:]
+    icv = hmac.new(key, mutable_zeroed + ah + bytes(12) + AH_PAYLOAD, hashlib.sha1).digest()[:12]
+    s = sum(int.from_bytes(ip[i:i + 2], "big") for i in range(0, 20, 2))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    ip = ip[:10] + (~s & 0xffff).to_bytes(2, "big") + ip[12:]
+    return ip + ah + icv + AH_PAYLOAD
+
+
+def ah6_packet(key, spi, seq, src, dst, hop):
+    plen = 24 + len(AH_PAYLOAD)
+    ip = bytes([0x60, 0, 0, 0]) + plen.to_bytes(2, "big") + bytes([51, hop]) + src + dst
+    ah = bytes([17, 4, 0, 0]) + be32(spi) + be32(seq)
+    mutable_zeroed = bytes([0x60, 0, 0, 0]) + ip[4:7] + b"\x00" + ip[8:]
+    icv = hmac.new(key, mutable_zeroed + ah + bytes(12) + AH_PAYLOAD, hashlib.sha1).digest()[:12]
+    return ip + ah + icv + AH_PAYLOAD
+
+
+def ah_vectors():
+    d2r, r2d = ah_keys()
+    print("ah-key-d2r", d2r.hex())
+    print("ah-key-r2d", r2d.hex())
+    pkt = ah_packet(d2r, AH_SPI_ROUTER, 1, (10, 77, 1, 2), (10, 77, 1, 1), 0x1234, 64, 0)
+    print("ah-packet", pkt.hex())
+    print("ah-icv", pkt[32:44].hex())
+    pkt6 = ah6_packet(d2r, AH_SPI_ROUTER, 1, bytes.fromhex("20010db8000000000000000000000002"),
+                      bytes.fromhex("20010db8000000000000000000000001"), 64)
+    print("ah6-packet", pkt6.hex())
+    print("ah6-icv", pkt6[52:64].hex())
+
+
 def check_hmacs():
     keys = {2: hmac_key("ap-request"), 3: hmac_key("ap-reply"), 5: hmac_key("rekey")}
     spr_key, last_rep, n, bad = hmac_key("sp-recovered"), None, 0, 0
@@ -132,6 +180,7 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["vectors"]:
         vectors()
         call_vectors()
+        ah_vectors()
     elif sys.argv[1:] == ["check-hmacs"]:
         sys.exit(check_hmacs())
     else:
