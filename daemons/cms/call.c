@@ -12,7 +12,12 @@
  *
  * Calls are few next to the messages they see, so lookups by transaction id walk the live calls;
  * call ids hash. A released call stays a while as a tombstone (keys wiped) so that a
- * retransmitted XSET gets its cached answer instead of a second installation. */
+ * retransmitted XSET gets its cached answer instead of a second installation.
+ *
+ * The escrow (a CMS EnvelopedData and a database row, about a millisecond) is queued under the
+ * lock and written after it is released, by the thread that queued it, so that other calls'
+ * signaling never waits for it; a call released meanwhile logs its summary once the escrow
+ * count is known. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -89,6 +94,13 @@ struct call {
     size_t xset_resp_len;
     char reason[REASON_MAX];
     size_t escrowed;
+    bool escrow_pending, summary_deferred;
+    int64_t released_at;
+};
+
+struct escrow_job {
+    struct ck_li_call lc;             /* holds K_call: wiped once written */
+    int64_t now_s;
 };
 
 struct line_state {
@@ -121,7 +133,11 @@ struct cms_call_core {
     size_t n_live, n_tomb;
     uint32_t txid_next;
     struct cms_call_stats st;
+    struct escrow_job *jobs;          /* FIFO, written by run_escrows outside the lock */
+    size_t n_jobs, cap_jobs;
 };
+
+#define MAX_ESCROW_JOBS 4096
 
 /* ---- small helpers ---------------------------------------------------------------------- */
 
@@ -464,14 +480,18 @@ media_from_sdp(const struct ck_sdp *s, struct media_addr *m)
 /* ---- release ---------------------------------------------------------------------------- */
 
 static void
-log_summary(struct cms_call_core *c, struct call *x, int64_t now)
+log_summary(struct cms_call_core *c, struct call *x)
 {
     char line[512], sb[32];
     const char *result = x->connected                      ? "connected"
                          : strcmp(x->reason, "hangup") == 0 ? "released"
                                                             : "failed";
-    int64_t setup = (x->setup_done != 0 ? x->setup_done : now) - x->start;
+    int64_t setup = (x->setup_done != 0 ? x->setup_done : x->released_at) - x->start;
 
+    if (x->escrow_pending) {
+        x->summary_deferred = true;   /* run_escrows logs it with the count */
+        return;
+    }
     snprintf(line, sizeof(line),
              "call %s from %s to %s result %s reason=%s setup_ms=%lld media=%s ipsec=%s "
              "escrow=%zu",
@@ -514,8 +534,9 @@ release(struct cms_call_core *c, struct call *x, const char *reason, unsigned sk
     x->released = true;
     x->state = ST_RELEASED;
     ck_strlcpy(x->reason, reason, sizeof(x->reason));
+    x->released_at = now;
     wipe_key(x);
-    log_summary(c, x, now);
+    log_summary(c, x);
     release_params(x, p);
     if (x->a_line >= 0 && !(skip & SKIP_A) && c->ls[x->a_line].spi != 0)
         (void)line_command(c, x, (size_t)x->a_line, "DLCX", p, 2, NULL, PU_DLCX, now);
@@ -729,11 +750,71 @@ escrow(struct cms_call_core *c, struct call *x, int64_t now)
              (unsigned)x->b.port);
     if (x->keyed)
         memcpy(lc.k_call, x->k, sizeof(lc.k_call));
-    if (c->io.escrow(c->io.arg, &lc, now / 1000, &n) != 0)
-        ck_log_err("call %s: escrow failed: %s", x->id, ck_error_context());
-    x->escrowed = n;
-    c->st.escrowed += n;
+    if (c->n_jobs == c->cap_jobs && c->n_jobs < MAX_ESCROW_JOBS) {
+        size_t cap = c->cap_jobs == 0 ? 16 : 2 * c->cap_jobs;
+        struct escrow_job *j = calloc(cap, sizeof(*j));
+        if (j != NULL) {
+            if (c->n_jobs > 0)
+                memcpy(j, c->jobs, c->n_jobs * sizeof(*j));
+            ck_memzero(c->jobs, c->cap_jobs * sizeof(*j));
+            free(c->jobs);
+            c->jobs = j;
+            c->cap_jobs = cap;
+        }
+    }
+    if (c->n_jobs < c->cap_jobs) {
+        c->jobs[c->n_jobs].lc = lc;
+        c->jobs[c->n_jobs].now_s = now / 1000;
+        c->n_jobs++;
+        x->escrow_pending = true;
+    } else {
+        /* No room to queue: written here, under the lock (slower, never skipped). */
+        if (c->io.escrow(c->io.arg, &lc, now / 1000, &n) != 0)
+            ck_log_err("call %s: escrow failed: %s", x->id, ck_error_context());
+        x->escrowed = n;
+        c->st.escrowed += n;
+    }
     ck_li_call_clear(&lc);
+}
+
+/* The queued escrows, written without the lock (ck_li is thread-safe); each call gets its count
+ * and, if it was released meanwhile, its summary line. */
+static void
+run_escrows(struct cms_call_core *c)
+{
+    struct escrow_job job;
+    struct call *x;
+    size_t n;
+
+    if (c->io.escrow == NULL)
+        return;
+    for (;;) {
+        pthread_mutex_lock(&c->lock);
+        if (c->n_jobs == 0) {
+            pthread_mutex_unlock(&c->lock);
+            return;
+        }
+        job = c->jobs[0];
+        memmove(c->jobs, c->jobs + 1, (c->n_jobs - 1) * sizeof(*c->jobs));
+        c->n_jobs--;
+        ck_memzero(&c->jobs[c->n_jobs], sizeof(*c->jobs));
+        pthread_mutex_unlock(&c->lock);
+        n = 0;
+        if (c->io.escrow(c->io.arg, &job.lc, job.now_s, &n) != 0)
+            ck_log_err("call %s: escrow failed: %s", job.lc.call_id, ck_error_context());
+        pthread_mutex_lock(&c->lock);
+        if ((x = find_call(c, job.lc.call_id)) != NULL && x->src && x->escrow_pending) {
+            x->escrowed = n;
+            x->escrow_pending = false;
+            c->st.escrowed += n;
+            if (x->summary_deferred) {
+                x->summary_deferred = false;
+                log_summary(c, x);
+            }
+        }
+        pthread_mutex_unlock(&c->lock);
+        ck_li_call_clear(&job.lc);
+    }
 }
 
 static void
@@ -1187,6 +1268,7 @@ out:
     ck_mgcp_msg_clear(m);
     free(m);
     pthread_mutex_unlock(&c->lock);
+    run_escrows(c);
     return 0;
 }
 
@@ -1209,6 +1291,7 @@ out:
     ck_mgcp_msg_clear(m);
     free(m);
     pthread_mutex_unlock(&c->lock);
+    run_escrows(c);
     return 0;
 }
 
@@ -1276,6 +1359,7 @@ cms_call_on_timer(struct cms_call_core *c, int64_t now)
         call_free(x);
     }
     pthread_mutex_unlock(&c->lock);
+    run_escrows(c);
     return 0;
 }
 
@@ -1372,6 +1456,10 @@ cms_call_core_free(struct cms_call_core *c)
             nx = x->next;
             call_free(x);
         }
+    }
+    if (c->jobs != NULL) {
+        ck_memzero(c->jobs, c->cap_jobs * sizeof(*c->jobs));
+        free(c->jobs);
     }
     free(c->lines);
     free(c->ls);

@@ -87,6 +87,7 @@ struct w_escrow {
     const char *target;              /* number under an order (NULL: none) */
     uint8_t key[CK_CALL_KEY_LEN];
     ck_li *li;                       /* a real intercept database (then target is unused) */
+    bool hangup_inside;              /* A hangs up while its escrow is being written */
     const char *drop_dir;
 };
 
@@ -239,6 +240,13 @@ w_escrow(void *arg, const struct ck_li_call *call, int64_t now_s, size_t *n)
     if (both)
         w->esc.after_both_acks++;
     memcpy(w->esc.key, call->k_call, CK_CALL_KEY_LEN);
+    if (w->esc.hangup_inside) {
+        /* Another thread's work while the escrow is written outside the core's lock. */
+        static const char hu[] = "NTFY 900 aaln/1@a MGCP 1.0 NCS 1.0\r\nX: 1\r\nO: hu\r\n";
+        w->esc.hangup_inside = false;
+        cms_call_on_message(w->core[0], "mta/a@R", 0x1001, (const uint8_t *)hu,
+                            sizeof(hu) - 1, w->now);
+    }
     if (w->esc.li != NULL)
         return ck_li_escrow(w->esc.li, call, now_s, 86400, w->esc.drop_dir, n);
     if (w->esc.target != NULL && (strcmp(call->caller, w->esc.target) == 0 ||

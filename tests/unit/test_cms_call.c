@@ -92,6 +92,33 @@ test_remote_call(void)
     w_fini(&w);
 }
 
+/* The escrow is written outside call control's lock: a hang-up processed meanwhile (another
+ * thread) releases the call at once (keys wiped, DLCX/XREL out), and the summary line waits for
+ * the escrow count. */
+static void
+test_release_during_escrow(void)
+{
+    uint8_t k[CK_CALL_KEY_LEN];
+    char id[40] = "";
+    bool keyed = true;
+
+    CHECK_OK(w_init(&w, false, true, 500, 4));
+    w.esc.target = "5552001";
+    w.esc.hangup_inside = true;
+    CHECK_OK(w_dial(&w, A, "5552001"));
+    w_pump(&w);
+    CHECK_INT_EQ(w.esc.calls, 1);
+    CHECK_INT_EQ(w.esc.after_both_acks, 1);
+    CHECK_INT_EQ(w_log_count(&w, 0, "result released reason=hangup"), 1);
+    CHECK_INT_EQ(w_log_count(&w, 0, "escrow=1"), 1);
+    CHECK_INT_EQ(w.n_log[0], 1);
+    CHECK_INT_EQ(w.ph[A].dlcx, 1);
+    CHECK_INT_EQ(w.ph[B].dlcx, 1);
+    CHECK(call_id_from_log(&w, 0, id));
+    CHECK(cms_call_test_key(w.core[0], id, k, &keyed) && !keyed);
+    w_fini(&w);
+}
+
 /* The callee hangs up: XREL to CA, DLCX to A with the reason. A second call works after. */
 static void
 test_remote_callee_hangs_up(void)
@@ -464,6 +491,7 @@ test_intercept_real(void)
 }
 
 CK_TEST_MAIN("cms_call", CK_TEST_CASE(test_intercept_real), CK_TEST_CASE(test_remote_call),
+             CK_TEST_CASE(test_release_during_escrow),
              CK_TEST_CASE(test_remote_callee_hangs_up),
              CK_TEST_CASE(test_local_call), CK_TEST_CASE(test_mg_call), CK_TEST_CASE(test_sgcp),
              CK_TEST_CASE(test_ack_mismatch), CK_TEST_CASE(test_lost_ack_retried),
