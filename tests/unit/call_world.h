@@ -587,12 +587,13 @@ w_init(struct world *w, bool sgcp, bool escrow, int64_t retry_ms, int tries)
     return 0;
 }
 
-/* A self-signed law-enforcement certificate (EC P-256, no key usage) valid around now_s, its
- * key written to key_path (0600). Returns the PEM (malloc'd) or NULL. */
+/* A self-signed law-enforcement certificate (EC P-256, or RSA-2048 when rsa; no key usage)
+ * valid around now_s, its key written to key_path (0600). Returns the PEM (malloc'd) or NULL. */
 static char *
-w_lea_make(int64_t now_s, const char *key_path)
+w_lea_make_key(int64_t now_s, const char *key_path, bool rsa)
 {
-    EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+    EVP_PKEY *key = rsa ? EVP_PKEY_Q_keygen(NULL, NULL, "RSA", (size_t)2048)
+                        : EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
     X509 *cert = X509_new();
     X509_NAME *n;
     BIO *b = BIO_new(BIO_s_mem());
@@ -627,6 +628,12 @@ out:
     X509_free(cert);
     EVP_PKEY_free(key);
     return pem;
+}
+
+static char *
+w_lea_make(int64_t now_s, const char *key_path)
+{
+    return w_lea_make_key(now_s, key_path, false);
 }
 
 static void
