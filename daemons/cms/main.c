@@ -71,6 +71,8 @@ struct daemon {
     bool srv_up;
     pthread_t maint;
     bool maint_up;
+    int64_t next_purge;                /* maintenance thread only */
+    atomic_bool purge_now;             /* SIGHUP: purge at the next maintenance round */
     atomic_bool stopping;
     int64_t log_flush_ms;
     struct call_glue glue;
@@ -94,8 +96,8 @@ usage(FILE *out)
             "      --foreground        accepted for compatibility (never forks)\n"
             "      --log-flush-ms MS   write request lines in batches at most MS late\n"
             "                          (default 0: each line at once)\n"
-            "SIGHUP re-reads the configuration and the keytab and reopens the log; SIGUSR1 sends\n"
-            "Rekey to every SA; SIGTERM stops.\n");
+            "SIGHUP re-reads the configuration and the keytab, reopens the log and purges expired\n"
+            "escrow records; SIGUSR1 sends Rekey to every SA; SIGTERM stops.\n");
 }
 
 static void
@@ -490,6 +492,27 @@ keytab_poll(struct daemon *d, bool force)
     }
 }
 
+/* Escrow records are kept for escrow_retention only: the first maintenance round, every
+ * CMS_ESCROW_PURGE_INTERVAL seconds after it, and the round after a SIGHUP delete what has
+ * expired, drop files included. */
+#define CMS_ESCROW_PURGE_INTERVAL 600
+
+static void
+escrow_purge(struct daemon *d)
+{
+    int64_t now = (int64_t)time(NULL);
+    size_t records = 0, files = 0;
+
+    if (d->glue.li == NULL || (now < d->next_purge && !atomic_exchange(&d->purge_now, false)))
+        return;
+    d->next_purge = now + CMS_ESCROW_PURGE_INTERVAL;
+    if (ck_li_purge_drops(d->glue.li, CMS_PROG, now, d->glue.escrow_dir, &records, &files) != 0)
+        ck_log_err("intercept: retention purge: %s", ck_error_context());
+    else if (records > 0 || files > 0)
+        ck_log_notice("intercept: retention purge: %zu record%s, %zu drop file%s removed", records,
+                      records == 1 ? "" : "s", files, files == 1 ? "" : "s");
+}
+
 static void *
 maintenance(void *arg)
 {
@@ -514,6 +537,7 @@ maintenance(void *arg)
         }
         keytab_poll(d, false);
         (void)cms_maintenance(&d->srv, false);
+        escrow_purge(d);
     }
     ck_crypto_thread_cleanup();
     return NULL;
@@ -605,6 +629,7 @@ reload(void *arg, char *status, size_t status_size)
     d->cfg.n_suites = nc.n_suites;
     cms_config_free(&nc);
     keytab_poll(d, true);
+    atomic_store(&d->purge_now, true); /* the maintenance thread purges expired escrow now */
     ck_log_notice("SIGHUP: configuration reloaded (%d setting%s needing a restart)", restart,
                   restart == 1 ? "" : "s");
     snprintf(status, status_size, "serving; reloaded (%d need a restart)", restart);

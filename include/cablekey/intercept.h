@@ -99,6 +99,12 @@ struct ck_li_record_info {
 int ck_li_record_list(ck_li *li, const char *actor, int64_t now, struct ck_li_record_info **out,
                       size_t *n);
 
+/* Retention: ck_li_purge, and when drop_dir is not NULL the drop files of the records it
+ * deletes (drop_dir/<order id>-<call id>.p7m). *n_files counts the files removed; a file that
+ * cannot be removed (other than already gone) is an error after the records are purged. */
+int ck_li_purge_drops(ck_li *li, const char *actor, int64_t now, const char *drop_dir,
+                      size_t *n_purged, size_t *n_files);
+
 /* The law-enforcement side: decrypts a record with the private key (PEM or PKCS#12 file; the
  * passphrase may be NULL) into *out. CK_ERR_INTEGRITY when the key is not the recipient's or the
  * record was altered. */

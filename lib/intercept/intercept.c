@@ -1071,3 +1071,34 @@ out:
     *n = count;
     return 0;
 }
+
+int
+ck_li_purge_drops(ck_li *li, const char *actor, int64_t now, const char *drop_dir,
+                  size_t *n_purged, size_t *n_files)
+{
+    struct ck_li_record_info *v = NULL;
+    size_t n = 0;
+    char path[4096];
+    int ret, failed = 0;
+
+    *n_files = 0;
+    /* The drop files of what is about to expire: the same rule as ck_li_purge (expires <=
+     * now). A record written between the two calls expires later, so is not touched. */
+    if (drop_dir != NULL && (ret = ck_li_record_list(li, actor, now, &v, &n)) != 0)
+        return ret;
+    if ((ret = ck_li_purge(li, actor, now, n_purged)) != 0)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i].expires > now)
+            continue;
+        snprintf(path, sizeof(path), "%s/%" PRId64 "-%s.p7m", drop_dir, v[i].order_id,
+                 v[i].call_id);
+        if (unlink(path) == 0)
+            (*n_files)++;
+        else if (errno != ENOENT && failed++ == 0)
+            ret = ck_error_set(CK_ERR_IO, "intercept purge: %s: %s", path, strerror(errno));
+    }
+out:
+    free(v);
+    return ret;
+}

@@ -702,6 +702,21 @@ test_escrow_match(void)
     CHECK_INT_EQ(ck_li_record_get(li, id_num, "c3", "lia", T0 + 20, &der, &der_len),
                  CK_ERR_NOTFOUND);
     CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM audit WHERE action = 'record.get'"), 1);
+    /* Retention (what cablekey-cms runs): nothing expired keeps everything; past the records
+     * of T0 + 10/11 (90 days on), those two go with their drop files and the others stay. */
+    {
+        size_t purged = 99, files = 99;
+
+        CHECK_OK(ck_li_purge_drops(li, "cms", T0 + 90 * DAY, dir, &purged, &files));
+        CHECK(purged == 0 && files == 0 && dir_count(dir) == 5);
+        CHECK_OK(ck_li_purge_drops(li, "cms", T0 + 11 + 90 * DAY, dir, &purged, &files));
+        CHECK(purged == 2 && files == 2 && dir_count(dir) == 3);
+        CHECK(stat(drop, &sb) != 0);
+        CHECK_INT_EQ(sql_count(db, "SELECT count(*) FROM records"), 3);
+        /* Without a drop directory only the database is purged. */
+        CHECK_OK(ck_li_purge_drops(li, "cms", T0 + 3 * DAY + 90 * DAY, NULL, &purged, &files));
+        CHECK(purged == 3 && files == 0 && dir_count(dir) == 3);
+    }
     ck_li_close(li);
     ck_li_call_clear(&d);
     lea_free(&l);

@@ -402,10 +402,8 @@ static int
 do_purge(const char *what, const struct liopts *o)
 {
     ck_li *li = NULL;
-    struct ck_li_record_info *v = NULL;
-    size_t n = 0, purged = 0, files = 0;
-    char actor[512], path[4096];
-    int64_t now = now_sec();
+    size_t purged = 0, files = 0;
+    char actor[512];
     int rc, ret;
 
     if ((rc = only(what, o, " db actor escrow-dir ")) != CLI_OK ||
@@ -414,32 +412,15 @@ do_purge(const char *what, const struct liopts *o)
     if ((rc = open_db(what, o, 0, &li)) != CLI_OK)
         return rc;
     actor_of(o, actor, sizeof(actor));
-    /* The drop files of what is about to expire: the same rule as ck_li_purge (expires <=
-     * now). A record written between the two calls expires later, so is not touched. */
-    if (o->escrow_dir != NULL && (ret = ck_li_record_list(li, actor, now, &v, &n)) != 0) {
+    if ((ret = ck_li_purge_drops(li, actor, now_sec(), o->escrow_dir, &purged, &files)) != 0) {
         rc = cli_fail(what, ret);
         goto out;
-    }
-    if ((ret = ck_li_purge(li, actor, now, &purged)) != 0) {
-        rc = cli_fail(what, ret);
-        goto out;
-    }
-    for (size_t i = 0; i < n; i++) {
-        if (v[i].expires > now)
-            continue;
-        snprintf(path, sizeof(path), "%s/%" PRId64 "-%s.p7m", o->escrow_dir, v[i].order_id,
-                 v[i].call_id);
-        if (unlink(path) == 0)
-            files++;
-        else if (errno != ENOENT)
-            fprintf(stderr, "cablekey: %s: %s: %s\n", what, path, strerror(errno));
     }
     printf("%zu records purged", purged);
     if (o->escrow_dir != NULL)
         printf(", %zu drop files removed", files);
     printf("\n");
 out:
-    free(v);
     ck_li_close(li);
     return rc;
 }
