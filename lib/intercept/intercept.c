@@ -412,6 +412,53 @@ li_end(ck_li *li, int ret)
     return ret;
 }
 
+/* Every operator read or write is one IMMEDIATE transaction holding the access and its audit
+ * row, so neither commits without the other. li_op_begin takes the lock (only on success);
+ * li_op_end writes the audit row when the body succeeded (ret 0), commits or rolls back,
+ * finalizes the body's statement and unlocks. */
+static int
+li_op_begin(ck_li *li, const char *actor)
+{
+    int ret;
+
+    if ((ret = check_text("intercept: actor", actor, CK_LI_MAX_ACTOR)) != 0)
+        return ret;
+    pthread_mutex_lock(&li->mu);
+    if ((ret = li_begin(li)) != 0)
+        pthread_mutex_unlock(&li->mu);
+    return ret;
+}
+
+static int
+li_op_end(ck_li *li, int ret, sqlite3_stmt *st, int64_t now, const char *actor,
+          const char *action, const char *detail)
+{
+    if (ret == 0)
+        ret = li_audit(li, now, actor, action, detail);
+    ret = li_end(li, ret);
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&li->mu);
+    return ret;
+}
+
+/* The array v (of *cap elements) with a zeroed element at index count, grown by doubling when
+ * full; NULL (error set, v untouched) when out of memory. */
+static void *
+li_grow(void *v, size_t *cap, size_t count, size_t elem)
+{
+    if (count == *cap) {
+        size_t ncap = *cap ? *cap * 2 : 16;
+
+        if ((v = realloc(v, ncap * elem)) == NULL) {
+            ck_error_set(CK_ERR_NOMEM, "intercept: out of memory");
+            return NULL;
+        }
+        *cap = ncap;
+    }
+    memset((char *)v + count * elem, 0, elem);
+    return v;
+}
+
 /* ---- orders ---- */
 
 static int
@@ -496,7 +543,6 @@ ck_li_order_add(ck_li *li, enum ck_li_target_kind kind, const char *target, int6
     char canon[CK_LI_MAX_TARGET + 1], subject[256], sha256[65], detail[1024];
     sqlite3_stmt *st = NULL;
     X509 *cert = NULL;
-    bool locked = false;
     int ret;
 
     if (id != NULL)
@@ -528,9 +574,7 @@ ck_li_order_add(ck_li *li, enum ck_li_target_kind kind, const char *target, int6
         goto out;
     cert_describe(cert, subject, sizeof(subject), sha256);
 
-    pthread_mutex_lock(&li->mu);
-    locked = true;
-    if ((ret = li_begin(li)) != 0)
+    if ((ret = li_op_begin(li, actor)) != 0)
         goto out;
     if ((ret = li_prepare(li, "INSERT INTO orders(kind, target, not_before, not_after, "
                               "authority, cert_pem, cert_subject, cert_sha256, created, "
@@ -556,16 +600,12 @@ ck_li_order_add(ck_li *li, enum ck_li_target_kind kind, const char *target, int6
              "sha256 %s",
              *id, kind == CK_LI_TARGET_NUMBER ? "number" : "mac", canon, not_before, not_after,
              authority, sha256);
-    ret = li_audit(li, now, actor, "order.add", detail);
 txn:
-    ret = li_end(li, ret);
-    li->snap_valid = false;
+    li->snap_valid = false; /* our own commit: data_version does not change for it */
+    ret = li_op_end(li, ret, st, now, actor, "order.add", detail);
     if (ret != 0)
         *id = 0;
 out:
-    sqlite3_finalize(st);
-    if (locked)
-        pthread_mutex_unlock(&li->mu);
     X509_free(cert);
     return ret;
 }
@@ -580,11 +620,8 @@ ck_li_order_revoke(ck_li *li, int64_t id, const char *actor, int64_t now)
 
     if (li == NULL)
         return ck_error_set(CK_ERR_INVAL, "intercept: no database");
-    if ((ret = check_text("intercept: actor", actor, CK_LI_MAX_ACTOR)) != 0)
+    if ((ret = li_op_begin(li, actor)) != 0)
         return ret;
-    pthread_mutex_lock(&li->mu);
-    if ((ret = li_begin(li)) != 0)
-        goto out;
     if ((ret = li_prepare(li, "SELECT revoked FROM orders WHERE id = ?", &st)) != 0)
         goto txn;
     sqlite3_bind_int64(st, 1, id);
@@ -611,14 +648,9 @@ ck_li_order_revoke(ck_li *li, int64_t id, const char *actor, int64_t now)
         goto txn;
     }
     snprintf(detail, sizeof(detail), "order %" PRId64, id);
-    ret = li_audit(li, now, actor, "order.revoke", detail);
 txn:
-    ret = li_end(li, ret);
-    li->snap_valid = false;
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&li->mu);
-    return ret;
+    li->snap_valid = false; /* our own commit: data_version does not change for it */
+    return li_op_end(li, ret, st, now, actor, "order.revoke", detail);
 }
 
 static void
@@ -629,12 +661,20 @@ col_text(sqlite3_stmt *st, int col, char *dst, size_t size)
     ck_strlcpy(dst, s != NULL ? (const char *)s : "", size);
 }
 
-int
-ck_li_order_list(ck_li *li, const char *actor, int64_t now, struct ck_li_order **out,
-                 size_t *n)
+/* An audited list: every row of sql, each read by row into a zeroed element of elem bytes;
+ * the audit detail counts them as noun. */
+struct li_list {
+    const char *sql, *what, *action, *noun;
+    size_t elem;
+    void (*row)(sqlite3_stmt *st, void *dst);
+};
+
+static int
+li_list(ck_li *li, const struct li_list *l, const char *actor, int64_t now, void **out,
+        size_t *n)
 {
     sqlite3_stmt *st = NULL;
-    struct ck_li_order *v = NULL, *tmp;
+    void *v = NULL, *tmp;
     size_t count = 0, cap = 0;
     char detail[64];
     int ret, rc;
@@ -643,58 +683,70 @@ ck_li_order_list(ck_li *li, const char *actor, int64_t now, struct ck_li_order *
     *n = 0;
     if (li == NULL)
         return ck_error_set(CK_ERR_INVAL, "intercept: no database");
-    if ((ret = check_text("intercept: actor", actor, CK_LI_MAX_ACTOR)) != 0)
+    if ((ret = li_op_begin(li, actor)) != 0)
         return ret;
-    pthread_mutex_lock(&li->mu);
-    if ((ret = li_begin(li)) != 0)
-        goto out;
-    if ((ret = li_prepare(li, "SELECT id, kind, target, not_before, not_after, authority, "
-                              "cert_subject, cert_sha256, created, revoked, created_by "
-                              "FROM orders ORDER BY id", &st)) != 0)
+    if ((ret = li_prepare(li, l->sql, &st)) != 0)
         goto txn;
     while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct ck_li_order *o;
-
-        if (count == cap) {
-            cap = cap ? cap * 2 : 16;
-            if ((tmp = realloc(v, cap * sizeof(*v))) == NULL) {
-                ret = ck_error_set(CK_ERR_NOMEM, "intercept: out of memory");
-                goto txn;
-            }
-            v = tmp;
+        if ((tmp = li_grow(v, &cap, count, l->elem)) == NULL) {
+            ret = CK_ERR_NOMEM;
+            goto txn;
         }
-        o = &v[count++];
-        memset(o, 0, sizeof(*o));
-        o->id = sqlite3_column_int64(st, 0);
-        o->kind = (enum ck_li_target_kind)sqlite3_column_int(st, 1);
-        col_text(st, 2, o->target, sizeof(o->target));
-        o->not_before = sqlite3_column_int64(st, 3);
-        o->not_after = sqlite3_column_int64(st, 4);
-        col_text(st, 5, o->authority, sizeof(o->authority));
-        col_text(st, 6, o->cert_subject, sizeof(o->cert_subject));
-        col_text(st, 7, o->cert_sha256, sizeof(o->cert_sha256));
-        o->created = sqlite3_column_int64(st, 8);
-        o->revoked = sqlite3_column_int64(st, 9);
-        col_text(st, 10, o->created_by, sizeof(o->created_by));
+        v = tmp;
+        l->row(st, (char *)v + count++ * l->elem);
     }
     if (rc != SQLITE_DONE) {
-        ret = li_sq_error(li, "list orders");
+        ret = li_sq_error(li, l->what);
         goto txn;
     }
-    snprintf(detail, sizeof(detail), "%zu orders", count);
-    ret = li_audit(li, now, actor, "order.list", detail);
+    snprintf(detail, sizeof(detail), "%zu %s", count, l->noun);
 txn:
-    ret = li_end(li, ret);
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&li->mu);
-    if (ret != 0) {
+    if ((ret = li_op_end(li, ret, st, now, actor, l->action, detail)) != 0) {
         free(v);
         return ret;
     }
     *out = v;
     *n = count;
     return 0;
+}
+
+static void
+order_row(sqlite3_stmt *st, void *dst)
+{
+    struct ck_li_order *o = dst;
+
+    o->id = sqlite3_column_int64(st, 0);
+    o->kind = (enum ck_li_target_kind)sqlite3_column_int(st, 1);
+    col_text(st, 2, o->target, sizeof(o->target));
+    o->not_before = sqlite3_column_int64(st, 3);
+    o->not_after = sqlite3_column_int64(st, 4);
+    col_text(st, 5, o->authority, sizeof(o->authority));
+    col_text(st, 6, o->cert_subject, sizeof(o->cert_subject));
+    col_text(st, 7, o->cert_sha256, sizeof(o->cert_sha256));
+    o->created = sqlite3_column_int64(st, 8);
+    o->revoked = sqlite3_column_int64(st, 9);
+    col_text(st, 10, o->created_by, sizeof(o->created_by));
+}
+
+int
+ck_li_order_list(ck_li *li, const char *actor, int64_t now, struct ck_li_order **out,
+                 size_t *n)
+{
+    static const struct li_list l = {
+        .sql = "SELECT id, kind, target, not_before, not_after, authority, cert_subject, "
+               "cert_sha256, created, revoked, created_by FROM orders ORDER BY id",
+        .what = "list orders",
+        .action = "order.list",
+        .noun = "orders",
+        .elem = sizeof(struct ck_li_order),
+        .row = order_row,
+    };
+
+    void *v;
+    int ret = li_list(li, &l, actor, now, &v, n);
+
+    *out = v;
+    return ret;
 }
 
 /* ---- escrow ---- */
@@ -719,16 +771,12 @@ snap_reload(ck_li *li)
                                LI_MAX_ORDERS);
             goto out;
         }
-        if (count == cap) {
-            cap = cap ? cap * 2 : 16;
-            if ((tmp = realloc(v, cap * sizeof(*v))) == NULL) {
-                ret = ck_error_set(CK_ERR_NOMEM, "intercept: out of memory");
-                goto out;
-            }
-            v = tmp;
+        if ((tmp = li_grow(v, &cap, count, sizeof(*v))) == NULL) {
+            ret = CK_ERR_NOMEM;
+            goto out;
         }
+        v = tmp;
         s = &v[count];
-        memset(s, 0, sizeof(*s));
         s->id = sqlite3_column_int64(st, 0);
         s->kind = (enum ck_li_target_kind)sqlite3_column_int(st, 1);
         col_text(st, 2, s->target, sizeof(s->target));
@@ -931,11 +979,8 @@ ck_li_purge(ck_li *li, const char *actor, int64_t now, size_t *n_purged)
         *n_purged = 0;
     if (li == NULL || n_purged == NULL)
         return ck_error_set(CK_ERR_INVAL, "intercept: missing argument");
-    if ((ret = check_text("intercept: actor", actor, CK_LI_MAX_ACTOR)) != 0)
+    if ((ret = li_op_begin(li, actor)) != 0)
         return ret;
-    pthread_mutex_lock(&li->mu);
-    if ((ret = li_begin(li)) != 0)
-        goto out;
     if ((ret = li_prepare(li, "DELETE FROM records WHERE expires <= ?", &st)) != 0)
         goto txn;
     sqlite3_bind_int64(st, 1, now);
@@ -945,14 +990,9 @@ ck_li_purge(ck_li *li, const char *actor, int64_t now, size_t *n_purged)
     }
     *n_purged = (size_t)sqlite3_changes(li->db);
     snprintf(detail, sizeof(detail), "%zu records", *n_purged);
-    ret = li_audit(li, now, actor, "record.purge", detail);
 txn:
-    ret = li_end(li, ret);
-    if (ret != 0)
+    if ((ret = li_op_end(li, ret, st, now, actor, "record.purge", detail)) != 0)
         *n_purged = 0;
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&li->mu);
     return ret;
 }
 
@@ -970,11 +1010,8 @@ ck_li_record_get(ck_li *li, int64_t order_id, const char *call_id, const char *a
     if (li == NULL || call_id == NULL)
         return ck_error_set(CK_ERR_INVAL, "intercept: missing argument");
     if ((ret = check_text("intercept: actor", actor, CK_LI_MAX_ACTOR)) != 0 ||
-        (ret = check_call_id(call_id)) != 0)
+        (ret = check_call_id(call_id)) != 0 || (ret = li_op_begin(li, actor)) != 0)
         return ret;
-    pthread_mutex_lock(&li->mu);
-    if ((ret = li_begin(li)) != 0)
-        goto out;
     if ((ret = li_prepare(li, "SELECT der FROM records WHERE order_id = ? AND call_id = ?",
                           &st)) != 0)
         goto txn;
@@ -997,79 +1034,46 @@ ck_li_record_get(ck_li *li, int64_t order_id, const char *call_id, const char *a
     }
     *der_len = (size_t)len;
     snprintf(detail, sizeof(detail), "order %" PRId64 " call %s", order_id, call_id);
-    ret = li_audit(li, now, actor, "record.get", detail);
 txn:
-    ret = li_end(li, ret);
-    if (ret != 0) {
+    if ((ret = li_op_end(li, ret, st, now, actor, "record.get", detail)) != 0) {
         free(*der);
         *der = NULL;
         *der_len = 0;
     }
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&li->mu);
     return ret;
+}
+
+static void
+record_row(sqlite3_stmt *st, void *dst)
+{
+    struct ck_li_record_info *r = dst;
+
+    r->order_id = sqlite3_column_int64(st, 0);
+    col_text(st, 1, r->call_id, sizeof(r->call_id));
+    r->created = sqlite3_column_int64(st, 2);
+    r->expires = sqlite3_column_int64(st, 3);
+    r->der_len = (size_t)sqlite3_column_int64(st, 4);
 }
 
 int
 ck_li_record_list(ck_li *li, const char *actor, int64_t now, struct ck_li_record_info **out,
                   size_t *n)
 {
-    sqlite3_stmt *st = NULL;
-    struct ck_li_record_info *v = NULL, *tmp;
-    size_t count = 0, cap = 0;
-    char detail[64];
-    int ret, rc;
+    static const struct li_list l = {
+        .sql = "SELECT order_id, call_id, created, expires, length(der) FROM records "
+               "ORDER BY created, order_id, call_id",
+        .what = "list records",
+        .action = "record.list",
+        .noun = "records",
+        .elem = sizeof(struct ck_li_record_info),
+        .row = record_row,
+    };
 
-    *out = NULL;
-    *n = 0;
-    if (li == NULL)
-        return ck_error_set(CK_ERR_INVAL, "intercept: no database");
-    if ((ret = check_text("intercept: actor", actor, CK_LI_MAX_ACTOR)) != 0)
-        return ret;
-    pthread_mutex_lock(&li->mu);
-    if ((ret = li_begin(li)) != 0)
-        goto out;
-    if ((ret = li_prepare(li, "SELECT order_id, call_id, created, expires, length(der) "
-                              "FROM records ORDER BY created, order_id, call_id", &st)) != 0)
-        goto txn;
-    while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-        struct ck_li_record_info *r;
+    void *v;
+    int ret = li_list(li, &l, actor, now, &v, n);
 
-        if (count == cap) {
-            cap = cap ? cap * 2 : 16;
-            if ((tmp = realloc(v, cap * sizeof(*v))) == NULL) {
-                ret = ck_error_set(CK_ERR_NOMEM, "intercept: out of memory");
-                goto txn;
-            }
-            v = tmp;
-        }
-        r = &v[count++];
-        memset(r, 0, sizeof(*r));
-        r->order_id = sqlite3_column_int64(st, 0);
-        col_text(st, 1, r->call_id, sizeof(r->call_id));
-        r->created = sqlite3_column_int64(st, 2);
-        r->expires = sqlite3_column_int64(st, 3);
-        r->der_len = (size_t)sqlite3_column_int64(st, 4);
-    }
-    if (rc != SQLITE_DONE) {
-        ret = li_sq_error(li, "list records");
-        goto txn;
-    }
-    snprintf(detail, sizeof(detail), "%zu records", count);
-    ret = li_audit(li, now, actor, "record.list", detail);
-txn:
-    ret = li_end(li, ret);
-out:
-    sqlite3_finalize(st);
-    pthread_mutex_unlock(&li->mu);
-    if (ret != 0) {
-        free(v);
-        return ret;
-    }
     *out = v;
-    *n = count;
-    return 0;
+    return ret;
 }
 
 int
