@@ -183,8 +183,10 @@ now_sec(void)
     return s;
 }
 
+/* The database, and who is acting on it (every access is audited with the actor). */
 static int
-open_db(const char *what, const struct liopts *o, unsigned flags, ck_li **li)
+open_db(const char *what, const struct liopts *o, unsigned flags, ck_li **li, char *actor,
+        size_t actor_size)
 {
     int ret;
 
@@ -194,7 +196,19 @@ open_db(const char *what, const struct liopts *o, unsigned flags, ck_li **li)
         return cli_usage_error(what, "--actor: 1 to 128 characters");
     if ((ret = ck_li_open(o->db, flags, li)) != 0)
         return cli_fail(what, ret);
+    actor_of(o, actor, actor_size);
     return CLI_OK;
+}
+
+/* A verb that takes only options (those in allowed), no argument. */
+static int
+options_only(const char *what, const struct liopts *o, const char *allowed)
+{
+    int rc;
+
+    if ((rc = only(what, o, allowed)) != CLI_OK)
+        return rc;
+    return cli_no_more_args(what, o->n_args ? o->args[0] : NULL);
 }
 
 /* A whole small file into memory (at most max bytes). */
@@ -256,9 +270,8 @@ do_add(const char *what, const struct liopts *o)
         return cli_usage_error(what, "unexpected argument '%s'", o->args[0]);
     if ((ret = read_small(o->cert, CK_LI_MAX_CERT, &pem, &pem_len)) != 0)
         return cli_fail(what, ret);
-    if ((rc = open_db(what, o, CK_LI_CREATE, &li)) != CLI_OK)
+    if ((rc = open_db(what, o, CK_LI_CREATE, &li, actor, sizeof(actor))) != CLI_OK)
         goto out;
-    actor_of(o, actor, sizeof(actor));
     ret = ck_li_order_add(li, o->number != NULL ? CK_LI_TARGET_NUMBER : CK_LI_TARGET_MAC,
                           o->number != NULL ? o->number : o->mac, o->from, o->until,
                           o->authority, (const char *)pem, actor, now_sec(), &id);
@@ -296,12 +309,10 @@ do_list(const char *what, const struct liopts *o)
     int64_t now = now_sec();
     int rc, ret;
 
-    if ((rc = only(what, o, " db actor ")) != CLI_OK ||
-        (rc = cli_no_more_args(what, o->n_args ? o->args[0] : NULL)) != CLI_OK)
+    if ((rc = options_only(what, o, " db actor ")) != CLI_OK)
         return rc;
-    if ((rc = open_db(what, o, 0, &li)) != CLI_OK)
+    if ((rc = open_db(what, o, 0, &li, actor, sizeof(actor))) != CLI_OK)
         return rc;
-    actor_of(o, actor, sizeof(actor));
     if ((ret = ck_li_order_list(li, actor, now, &v, &n)) != 0) {
         rc = cli_fail(what, ret);
         goto out;
@@ -331,9 +342,8 @@ do_revoke(const char *what, const struct liopts *o)
         return rc;
     if (o->n_args != 1 || ck_parse_int64(o->args[0], 1, INT64_MAX, &id) != 0)
         return cli_usage_error(what, "expected one order id");
-    if ((rc = open_db(what, o, 0, &li)) != CLI_OK)
+    if ((rc = open_db(what, o, 0, &li, actor, sizeof(actor))) != CLI_OK)
         return rc;
-    actor_of(o, actor, sizeof(actor));
     if ((ret = ck_li_order_revoke(li, id, actor, now_sec())) != 0)
         rc = cli_fail(what, ret);
     else
@@ -351,12 +361,10 @@ do_records(const char *what, const struct liopts *o)
     char actor[512], t1[64], t2[64];
     int rc, ret;
 
-    if ((rc = only(what, o, " db actor ")) != CLI_OK ||
-        (rc = cli_no_more_args(what, o->n_args ? o->args[0] : NULL)) != CLI_OK)
+    if ((rc = options_only(what, o, " db actor ")) != CLI_OK)
         return rc;
-    if ((rc = open_db(what, o, 0, &li)) != CLI_OK)
+    if ((rc = open_db(what, o, 0, &li, actor, sizeof(actor))) != CLI_OK)
         return rc;
-    actor_of(o, actor, sizeof(actor));
     if ((ret = ck_li_record_list(li, actor, now_sec(), &v, &n)) != 0) {
         rc = cli_fail(what, ret);
         goto out;
@@ -382,14 +390,12 @@ do_get(const char *what, const struct liopts *o)
     char actor[512];
     int rc, ret;
 
-    if ((rc = only(what, o, " db actor order call out ")) != CLI_OK ||
-        (rc = cli_no_more_args(what, o->n_args ? o->args[0] : NULL)) != CLI_OK)
+    if ((rc = options_only(what, o, " db actor order call out ")) != CLI_OK)
         return rc;
     if (!o->has_order || o->call == NULL || o->out == NULL)
         return cli_usage_error(what, "--order, --call and --out are required");
-    if ((rc = open_db(what, o, 0, &li)) != CLI_OK)
+    if ((rc = open_db(what, o, 0, &li, actor, sizeof(actor))) != CLI_OK)
         return rc;
-    actor_of(o, actor, sizeof(actor));
     if ((ret = ck_li_record_get(li, o->order, o->call, actor, now_sec(), &der, &len)) != 0 ||
         (ret = ck_file_write_atomic(o->out, der, len, CK_WRITE_REPLACE)) != 0)
         rc = cli_fail(what, ret);
@@ -406,12 +412,10 @@ do_purge(const char *what, const struct liopts *o)
     char actor[512];
     int rc, ret;
 
-    if ((rc = only(what, o, " db actor escrow-dir ")) != CLI_OK ||
-        (rc = cli_no_more_args(what, o->n_args ? o->args[0] : NULL)) != CLI_OK)
+    if ((rc = options_only(what, o, " db actor escrow-dir ")) != CLI_OK)
         return rc;
-    if ((rc = open_db(what, o, 0, &li)) != CLI_OK)
+    if ((rc = open_db(what, o, 0, &li, actor, sizeof(actor))) != CLI_OK)
         return rc;
-    actor_of(o, actor, sizeof(actor));
     if ((ret = ck_li_purge_drops(li, actor, now_sec(), o->escrow_dir, &purged, &files)) != 0) {
         rc = cli_fail(what, ret);
         goto out;
@@ -455,8 +459,7 @@ do_open(const char *what, const struct liopts *o)
     char t[64];
     int rc;
 
-    if ((rc = only(what, o, " record key pass-file show-key ")) != CLI_OK ||
-        (rc = cli_no_more_args(what, o->n_args ? o->args[0] : NULL)) != CLI_OK)
+    if ((rc = options_only(what, o, " record key pass-file show-key ")) != CLI_OK)
         return rc;
     if ((rc = open_record(what, o, &c)) != CLI_OK)
         return rc;
@@ -657,8 +660,7 @@ do_decrypt(const char *what, const struct liopts *o)
     memset(&x, 0, sizeof(x));
     x.sd.name = "sd";
     x.ds.name = "ds";
-    if ((rc = only(what, o, " record key pass-file pcap out-prefix ")) != CLI_OK ||
-        (rc = cli_no_more_args(what, o->n_args ? o->args[0] : NULL)) != CLI_OK)
+    if ((rc = options_only(what, o, " record key pass-file pcap out-prefix ")) != CLI_OK)
         return rc;
     if (o->pcap == NULL || o->out_prefix == NULL)
         return cli_usage_error(what, "--pcap and --out-prefix are required");
