@@ -153,6 +153,13 @@ int ck_kmm_decode(const uint8_t *buf, size_t len, struct ck_kmm_msg *out);
  * CK_ERR_INVAL for a type/doi pair the protocol does not define. */
 int ck_kmm_encode(const struct ck_kmm_msg *m, uint8_t *buf, size_t cap, size_t *len);
 
+/* An Error Reply (KMMID 0x05) into out: a KRB-ERROR of code from service (a principal name, its
+ * realm optional; name type NT-SRV-INST) stamped now/usec, with e_text unless NULL. A doi this
+ * library does not define is carried back as is (CONTRACT7). *out_len is 0 on failure. */
+int ck_kmm_error_reply_encode(const char *service, int32_t code, const char *e_text, int64_t now,
+                              int32_t usec, uint8_t doi, uint8_t *out, size_t cap,
+                              size_t *out_len);
+
 /* Short name of a KMMID ("AP Request"), DOI ("IPsec") or code point ("HMAC-SHA-1-96",
  * "AES-128-CBC", ...; doi decides the table); "unknown" otherwise. */
 const char *ck_kmm_type_name(uint8_t type);

@@ -126,52 +126,12 @@ static int
 error_reply(const struct router *r, int32_t code, const char *e_text, uint8_t *out, size_t cap,
             size_t *out_len)
 {
-    CK_KRB_ERROR_MSG *err = CK_KRB_ERROR_MSG_new();
-    CK_PRINCIPAL_NAME *sname = NULL;
-    ASN1_GENERALSTRING *realm = NULL;
-    struct ck_kmm_msg m;
-    uint8_t *der = NULL;
-    size_t der_len = 0;
     int64_t now;
     int32_t usec;
-    int rc;
 
-    *out_len = 0;
-    if (err == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "KRB-ERROR");
     ck_now(&now, &usec);
-    err->pvno = CK_KRB5_PVNO;
-    err->msg_type = CK_KRB_ERROR;
-    err->susec = usec;
-    err->error_code = code;
-    if ((rc = ck_asn1_principal_parse(r->service != NULL ? r->service : "router",
-                                      CK_NT_SRV_INST, &sname, &realm)) != 0)
-        goto out;
-    CK_PRINCIPAL_NAME_free(err->sname);
-    err->sname = sname;
-    sname = NULL;
-    if (realm != NULL) {
-        ASN1_GENERALSTRING_free(err->realm);
-        err->realm = realm;
-        realm = NULL;
-    }
-    if ((rc = ck_asn1_time_set(&err->stime, now)) != 0 ||
-        (rc = ck_asn1_kstring_set(&err->e_text, e_text)) != 0 ||
-        (rc = ck_asn1_krb_error_encode(err, &der, &der_len)) != 0)
-        goto out;
-    memset(&m, 0, sizeof(m));
-    m.type = CK_KMM_ERROR_REPLY;
-    m.doi = CK_KMM_DOI_IPSEC;
-    m.version = CK_KMM_VERSION;
-    m.krb = der;
-    m.krb_len = der_len;
-    rc = ck_kmm_encode(&m, out, cap, out_len);
-out:
-    ck_asn1_free_der(der, der_len);
-    CK_KRB_ERROR_MSG_free(err);
-    CK_PRINCIPAL_NAME_free(sname);
-    ASN1_GENERALSTRING_free(realm);
-    return rc;
+    return ck_kmm_error_reply_encode(r->service != NULL ? r->service : "router", code, e_text,
+                                     now, usec, CK_KMM_DOI_IPSEC, out, cap, out_len);
 }
 
 static int
