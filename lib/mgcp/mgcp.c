@@ -358,33 +358,26 @@ ck_mgcp_param(const struct ck_mgcp_msg *m, const char *name)
 
 /* ---- builders ---- */
 
-/* The message is assembled here, checked against CK_MGCP_MAX_MSG, then handed to the writer in
- * one piece, so a refused message leaves the writer as it was. It may hold a key: wiped. */
-struct textbuf {
-    char data[CK_MGCP_MAX_MSG];
-    size_t len;
-    bool overflow;
-};
-
-static void
-tb_add(struct textbuf *b, const char *s, size_t n)
+void
+ck_text_add(struct ck_text_buf *b, const char *s, size_t n)
 {
-    if (b->overflow || n > sizeof(b->data) - b->len) {
+    if (b->overflow || n >= b->size - b->len) { /* keep room for the NUL */
         b->overflow = true;
         return;
     }
-    memcpy(b->data + b->len, s, n);
+    memcpy(b->p + b->len, s, n);
     b->len += n;
+    b->p[b->len] = '\0';
 }
 
-static void
-tb_str(struct textbuf *b, const char *s)
+void
+ck_text_str(struct ck_text_buf *b, const char *s)
 {
-    tb_add(b, s, strlen(s));
+    ck_text_add(b, s, strlen(s));
 }
 
-static void
-tb_uint(struct textbuf *b, uint64_t v)
+void
+ck_text_uint(struct ck_text_buf *b, uint64_t v)
 {
     char tmp[24];
     size_t i = sizeof(tmp);
@@ -393,7 +386,7 @@ tb_uint(struct textbuf *b, uint64_t v)
         tmp[--i] = (char)('0' + v % 10);
         v /= 10;
     } while (v != 0);
-    tb_add(b, tmp + i, sizeof(tmp) - i);
+    ck_text_add(b, tmp + i, sizeof(tmp) - i);
 }
 
 static int
@@ -420,33 +413,37 @@ check_params(const struct ck_mgcp_param *params, size_t n_params)
     return 0;
 }
 
+/* The message is assembled in a buffer of CK_MGCP_MAX_MSG bytes (and its NUL), checked, then
+ * handed to the writer in one piece, so a refused message leaves the writer as it was. It may
+ * hold a key: wiped. */
 static int
-finish(struct textbuf *b, const struct ck_mgcp_param *params, size_t n_params, const char *sdp,
+finish(struct ck_text_buf *b, const struct ck_mgcp_param *params, size_t n_params, const char *sdp,
        ck_writer *w)
 {
     int rc;
 
     for (size_t i = 0; i < n_params; i++) {
-        tb_str(b, params[i].name);
-        tb_str(b, ": ");
-        tb_str(b, params[i].value);
-        tb_str(b, "\r\n");
+        ck_text_str(b, params[i].name);
+        ck_text_str(b, ": ");
+        ck_text_str(b, params[i].value);
+        ck_text_str(b, "\r\n");
     }
     if (sdp != NULL && sdp[0] != '\0') {
         size_t n = strnlen(sdp, CK_MGCP_MAX_MSG + 1);
 
-        tb_str(b, "\r\n");
+        ck_text_str(b, "\r\n");
         if (n > CK_MGCP_MAX_MSG)
             b->overflow = true;
         else
-            tb_add(b, sdp, n);
+            ck_text_add(b, sdp, n);
     }
     if (b->overflow) {
         rc = ck_error_set(CK_ERR_LIMIT, "MGCP: message longer than %d bytes", CK_MGCP_MAX_MSG);
         goto out;
     }
-    rc = ck_writer_bytes(w, b->data, b->len);
+    rc = ck_writer_bytes(w, b->p, b->len);
 out:
+    ck_memzero(b->p, b->size);
     ck_memzero(b, sizeof(*b));
     return rc;
 }
@@ -456,7 +453,8 @@ ck_mgcp_build_command(const char *verb, uint32_t txid, const char *endpoint,
                       const struct ck_mgcp_param *params, size_t n_params, const char *sdp,
                       ck_writer *w)
 {
-    struct textbuf b;
+    char data[CK_MGCP_MAX_MSG + 1];
+    struct ck_text_buf b = {data, 0, sizeof(data), false};
     int rc;
 
     if (verb == NULL || endpoint == NULL || w == NULL)
@@ -470,13 +468,13 @@ ck_mgcp_build_command(const char *verb, uint32_t txid, const char *endpoint,
         return ck_error_set(CK_ERR_INVAL, "MGCP: bad endpoint name");
     if ((rc = check_params(params, n_params)) != 0)
         return rc;
-    memset(&b, 0, sizeof(b));
-    tb_str(&b, verb);
-    tb_str(&b, " ");
-    tb_uint(&b, txid);
-    tb_str(&b, " ");
-    tb_str(&b, endpoint);
-    tb_str(&b, " MGCP 1.0 NCS 1.0\r\n");
+    data[0] = '\0';
+    ck_text_str(&b, verb);
+    ck_text_str(&b, " ");
+    ck_text_uint(&b, txid);
+    ck_text_str(&b, " ");
+    ck_text_str(&b, endpoint);
+    ck_text_str(&b, " MGCP 1.0 NCS 1.0\r\n");
     return finish(&b, params, n_params, sdp, w);
 }
 
@@ -485,7 +483,8 @@ ck_mgcp_build_response(int code, uint32_t txid, const char *comment,
                        const struct ck_mgcp_param *params, size_t n_params, const char *sdp,
                        ck_writer *w)
 {
-    struct textbuf b;
+    char data[CK_MGCP_MAX_MSG + 1];
+    struct ck_text_buf b = {data, 0, sizeof(data), false};
     size_t clen;
     int rc;
 
@@ -503,15 +502,15 @@ ck_mgcp_build_response(int code, uint32_t txid, const char *comment,
         return ck_error_set(CK_ERR_INVAL, "MGCP: bad response text");
     if ((rc = check_params(params, n_params)) != 0)
         return rc;
-    memset(&b, 0, sizeof(b));
-    tb_uint(&b, (uint64_t)code);
-    tb_str(&b, " ");
-    tb_uint(&b, txid);
+    data[0] = '\0';
+    ck_text_uint(&b, (uint64_t)code);
+    ck_text_str(&b, " ");
+    ck_text_uint(&b, txid);
     if (clen > 0) {
-        tb_str(&b, " ");
-        tb_str(&b, comment);
+        ck_text_str(&b, " ");
+        ck_text_str(&b, comment);
     }
-    tb_str(&b, "\r\n");
+    ck_text_str(&b, "\r\n");
     return finish(&b, params, n_params, sdp, w);
 }
 

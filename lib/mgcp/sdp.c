@@ -451,52 +451,15 @@ out:
 
 /* ---- builder ---- */
 
-struct sbuf {
-    char *p;
-    size_t len, size;
-    bool overflow;
-};
-
 static void
-sb_add(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->overflow || n >= b->size - b->len) { /* keep room for the NUL */
-        b->overflow = true;
-        return;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void
-sb_str(struct sbuf *b, const char *s)
-{
-    sb_add(b, s, strlen(s));
-}
-
-static void
-sb_uint(struct sbuf *b, uint64_t v)
-{
-    char tmp[24];
-    size_t i = sizeof(tmp);
-
-    do {
-        tmp[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0);
-    sb_add(b, tmp + i, sizeof(tmp) - i);
-}
-
-static void
-sb_hex(struct sbuf *b, const uint8_t *p, size_t n)
+text_hex(struct ck_text_buf *b, const uint8_t *p, size_t n)
 {
     static const char digits[] = "0123456789abcdef";
 
     for (size_t i = 0; i < n; i++) {
         char h[2] = {digits[p[i] >> 4], digits[p[i] & 0xf]};
 
-        sb_add(b, h, 2);
+        ck_text_add(b, h, 2);
     }
 }
 
@@ -530,7 +493,7 @@ check_build(const struct ck_sdp *s)
 int
 ck_sdp_build(const struct ck_sdp *s, char *buf, size_t size, size_t *len)
 {
-    struct sbuf b = {buf, 0, size, false};
+    struct ck_text_buf b = {buf, 0, size, false};
     const char *ip = "IP4", *addr = "0.0.0.0";
     int rc;
 
@@ -543,67 +506,67 @@ ck_sdp_build(const struct ck_sdp *s, char *buf, size_t size, size_t *len)
         ip = s->family == 4 ? "IP4" : "IP6";
         addr = s->addr;
     }
-    sb_str(&b, "v=0\r\no=- ");
-    sb_uint(&b, s->session_id);
-    sb_str(&b, " ");
-    sb_uint(&b, s->session_id);
-    sb_str(&b, " IN ");
-    sb_str(&b, ip);
-    sb_str(&b, " ");
-    sb_str(&b, addr);
-    sb_str(&b, "\r\ns=-\r\n");
+    ck_text_str(&b, "v=0\r\no=- ");
+    ck_text_uint(&b, s->session_id);
+    ck_text_str(&b, " ");
+    ck_text_uint(&b, s->session_id);
+    ck_text_str(&b, " IN ");
+    ck_text_str(&b, ip);
+    ck_text_str(&b, " ");
+    ck_text_str(&b, addr);
+    ck_text_str(&b, "\r\ns=-\r\n");
     if (s->family != 0) {
-        sb_str(&b, "c=IN ");
-        sb_str(&b, ip);
-        sb_str(&b, " ");
-        sb_str(&b, addr);
-        sb_str(&b, "\r\n");
+        ck_text_str(&b, "c=IN ");
+        ck_text_str(&b, ip);
+        ck_text_str(&b, " ");
+        ck_text_str(&b, addr);
+        ck_text_str(&b, "\r\n");
     }
-    sb_str(&b, "t=0 0\r\nm=audio ");
-    sb_uint(&b, s->media_port);
-    sb_str(&b, s->secure_profile ? " RTP/SAVP 0\r\n" : " RTP/AVP 0\r\n");
-    sb_str(&b, "a=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n");
+    ck_text_str(&b, "t=0 0\r\nm=audio ");
+    ck_text_uint(&b, s->media_port);
+    ck_text_str(&b, s->secure_profile ? " RTP/SAVP 0\r\n" : " RTP/AVP 0\r\n");
+    ck_text_str(&b, "a=rtpmap:0 PCMU/8000\r\na=ptime:20\r\n");
     if (s->has_key) {
         char b64[SDP_B64_KEY_LEN + 1];
 
         EVP_EncodeBlock((unsigned char *)b64, s->key, CK_CALL_KEY_LEN);
-        sb_str(&b, "a=X-ck-secret:base64:");
-        sb_add(&b, b64, SDP_B64_KEY_LEN);
-        sb_str(&b, "\r\n");
+        ck_text_str(&b, "a=X-ck-secret:base64:");
+        ck_text_add(&b, b64, SDP_B64_KEY_LEN);
+        ck_text_str(&b, "\r\n");
         ck_memzero(b64, sizeof(b64));
     }
     if (s->has_spi) {
         uint8_t spi[4] = {(uint8_t)(s->spi >> 24), (uint8_t)(s->spi >> 16),
                           (uint8_t)(s->spi >> 8), (uint8_t)s->spi};
 
-        sb_str(&b, "a=X-ck-spi:");
-        sb_hex(&b, spi, sizeof(spi));
-        sb_str(&b, "\r\n");
+        ck_text_str(&b, "a=X-ck-spi:");
+        text_hex(&b, spi, sizeof(spi));
+        ck_text_str(&b, "\r\n");
     }
     if (s->role != 0) {
-        sb_str(&b, "a=X-ck-role:");
-        sb_str(&b, s->role == CK_CALL_ACK_SOURCE ? "source" : "destination");
-        sb_str(&b, "\r\n");
+        ck_text_str(&b, "a=X-ck-role:");
+        ck_text_str(&b, s->role == CK_CALL_ACK_SOURCE ? "source" : "destination");
+        ck_text_str(&b, "\r\n");
     }
     if (s->media != CK_SDP_MEDIA_NONE) {
-        sb_str(&b, "a=X-ck-media:");
-        sb_str(&b, ck_sdp_media_name(s->media));
-        sb_str(&b, "\r\n");
+        ck_text_str(&b, "a=X-ck-media:");
+        ck_text_str(&b, ck_sdp_media_name(s->media));
+        ck_text_str(&b, "\r\n");
     }
     if (s->has_ipsec) {
-        sb_str(&b, "a=X-ck-ipsec:");
-        sb_str(&b, ck_kmm_suite_short_name(CK_KMM_DOI_IPSEC, s->ipsec_suite));
-        sb_str(&b, s->compat_seq ? " compat-seq\r\n" : "\r\n");
+        ck_text_str(&b, "a=X-ck-ipsec:");
+        ck_text_str(&b, ck_kmm_suite_short_name(CK_KMM_DOI_IPSEC, s->ipsec_suite));
+        ck_text_str(&b, s->compat_seq ? " compat-seq\r\n" : "\r\n");
     }
     if (s->sig_port != 0) {
-        sb_str(&b, "a=X-ck-sig:");
-        sb_uint(&b, s->sig_port);
-        sb_str(&b, "\r\n");
+        ck_text_str(&b, "a=X-ck-sig:");
+        ck_text_uint(&b, s->sig_port);
+        ck_text_str(&b, "\r\n");
     }
     if (s->has_ack) {
-        sb_str(&b, "a=X-ck-ack:");
-        sb_hex(&b, s->ack, CK_CALL_ACK_LEN);
-        sb_str(&b, "\r\n");
+        ck_text_str(&b, "a=X-ck-ack:");
+        text_hex(&b, s->ack, CK_CALL_ACK_LEN);
+        ck_text_str(&b, "\r\n");
     }
     if (b.overflow || b.len > CK_MGCP_MAX_MSG) {
         ck_memzero(buf, size);
