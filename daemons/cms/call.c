@@ -339,14 +339,10 @@ line_command(struct cms_call_core *c, struct call *x, size_t l, const char *verb
         ck_writer_free(&w);
         return rc;
     }
-    p->active = true;
-    p->kind = P_LINE;
-    p->idx = l;
-    p->txid = txid;
-    p->purpose = pu;
+    /* A free slot is all zero (pending_clear): nothing to free before overwriting it. */
+    *p = (struct pending){.active = true, .kind = P_LINE, .idx = l, .txid = txid, .purpose = pu,
+                          .sent = 1, .next = now + c->retry_ms};
     p->text = (char *)ck_writer_take(&w, &p->len);
-    p->sent = 1;
-    p->next = now + c->retry_ms;
     send_text(c, c->lines[l].principal, c->ls[l].spi, p->text, p->len);
     return 0;
 }
@@ -380,13 +376,8 @@ peer_command(struct cms_call_core *c, struct call *x, size_t peer, const char *v
     }
     if ((rc = c->io.peer_command(c->io.arg, peer, verb, body + 2, &txid)) != 0)
         goto out;
-    p->active = true;
-    p->kind = P_PEER;
-    p->idx = peer;
-    p->txid = txid;
-    p->purpose = pu;
-    p->sent = 1;
-    p->next = now + 2 * c->retry_ms * c->tries;
+    *p = (struct pending){.active = true, .kind = P_PEER, .idx = peer, .txid = txid,
+                          .purpose = pu, .sent = 1, .next = now + 2 * c->retry_ms * c->tries};
 out:
     ck_writer_free(&w);
     return rc;
