@@ -514,6 +514,25 @@ if [ "$(li_count)" = 1 ] && [ "$(ls "$DROP" | wc -l)" = 1 ]; then
 else
     not_ok "the call under the revoked order leaves no record" "$(li records --db "$LI_DB" 2>&1); $(ls "$DROP")"
 fi
+# Nothing about an unescrowed call is kept, not even its id; the escrow itself is audited.
+LI_NEG="$(sed -n 's/^call \([0-9A-F]\{32\}\) connected .*/\1/p' "$tmp/li_mga.out" "$tmp/li_ra.out" | tr '\n' ' ')"
+if "$CK_PY" - "$LI_DB" "$LI_CALL" $LI_NEG <<'PYEOF' >"$tmp/li_audit.out" 2>&1
+import glob, sqlite3, sys
+db, hit, others = sys.argv[1], sys.argv[2], sys.argv[3:]
+assert len(others) == 2, "the two unescrowed calls' ids: %r" % others
+data = b"".join(open(p, "rb").read() for p in glob.glob(db + "*"))
+kept = [c for c in others if c.encode() in data]
+assert not kept, "the database keeps the unescrowed calls %s" % kept
+con = sqlite3.connect(db)
+rows = con.execute("SELECT actor, detail FROM audit WHERE action = 'record.escrow'").fetchall()
+assert rows == [("controller", "order 1 call " + hit)], "record.escrow audit rows: %r" % rows
+print("audit: %r" % rows)
+PYEOF
+then
+    ok "the intercept database keeps no trace of the unescrowed calls; its audit has the one escrow (actor controller)"
+else
+    not_ok "no trace of the unescrowed calls, one audited escrow" "$(cat "$tmp/li_audit.out")"
+fi
 stop_pair
 ca_summary "CA's final counters: 3 calls connected, 1 escrowed" \
     "calls: started 3 connected 3 .* escrowed 1$"
