@@ -12,7 +12,11 @@
 # the esp_sa records the controllers and phones exported, decrypts the signaling and shows the
 # MGCP verbs inside it and the HELLOs of the direct SAs, decodes RTP headers with no malformed
 # packet, and the capture holds no plaintext of the audio (while the SGCP gateway call, plain RTP
-# by design, does: the control that shows the search works).
+# by design, does: the control that shows the search works). Lawful intercept: CA, with an
+# intercept database and an escrow directory, escrows the call to a number under an order in its
+# window (escrow=1) and nothing else (a gateway call, orders outside their window, a revoked
+# order: escrow=0, no record); `cablekey intercept decrypt` with only that record, the
+# law-enforcement key and a capture gives back both directions sample for sample.
 . "$(dirname "$0")/lib.sh"
 
 if is_mit; then
@@ -121,7 +125,9 @@ espeak-ng -w "$tmp/speech.wav" "Cable key calls carry encrypted audio between tw
 "$CK_PY" "$tmp/wav.py" tone "$tmp/ref_b.wav" 2.1 || bail "generate the tone"
 
 # ---- controllers -----------------------------------------------------------------------------
-# start_pair MODE MEDIA [extra config lines for both]: (re)starts CA and CB.
+# start_pair MODE MEDIA [extra config lines for both]: (re)starts CA and CB; CA_CONF: lines for
+# CA only.
+CA_CONF=()
 CMS_PIDS=()
 SAN_REPORTS=""
 stop_pair() {
@@ -164,7 +170,8 @@ start_pair() {
     stop_pair
     start_one ca "$tmp/ca.keytab" "$SVC_A" "$KPA" "$SPA" "call_mode = $mode" "media = $media" \
         "line = 5551001 mta1@$REALM mac=0011223344aa" "line = 5559000 mg1@$REALM server" \
-        "route = 5552 $SVC_B 127.0.0.1:$KPB sig=$SPB" "call_retry_ms = 300" "call_tries = 3" "$@"
+        "route = 5552 $SVC_B 127.0.0.1:$KPB sig=$SPB" "call_retry_ms = 300" "call_tries = 3" "$@" \
+        ${CA_CONF[@]+"${CA_CONF[@]}"}
     start_one cb "$tmp/cb.keytab" "$SVC_B" "$KPB" "$SPB" "call_mode = $mode" "media = $media" \
         "line = 5552001 mta2@$REALM mac=0011223344bb" \
         "route = 5551 $SVC_A 127.0.0.1:$KPA sig=$SPA" "call_retry_ms = 300" "call_tries = 3" "$@"
@@ -363,6 +370,173 @@ if echo "$pt" | grep -Eq "^([1-9][0-9]*) of \1 frames found$"; then
 else
     not_ok "control: plain RTP audio visible" "$pt"
 fi
+# ---- 6. lawful intercept ----
+# The intercept administrator's database (created 0600 by `cablekey intercept add`) holds an
+# order on B's number over a window around now, an order on A's MAC whose window is in the
+# future and one on the gateway's number whose window has passed. CA (only CA) has it as
+# intercept_db with an escrow_dir: the A->B call is escrowed exactly once, to the RSA
+# law-enforcement certificate; with only that record, the LEA key and a capture of the call,
+# `cablekey intercept decrypt` gives back both directions sample for sample. A call to the
+# gateway (no order in its window covers either party) and an A->B call after the order is
+# revoked leave no record.
+require_tool "t_call: lawful intercept" openssl
+LI_DB="$tmp/li/intercept.db" DROP="$tmp/escrow"
+mkdir -m 700 "$tmp/li" "$DROP" "$tmp/lea"
+li() { timeout -k 5 60 "$CK_CLI" intercept "$@"; }
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/lea/lea.key" -out "$tmp/lea/lea.pem" \
+    -days 30 -subj "/O=Agency/CN=LEA collection" -addext "keyUsage=critical,keyEncipherment" \
+    >"$tmp/openssl.log" 2>&1 || bail "openssl: the LEA key and certificate" "$(cat "$tmp/openssl.log")"
+openssl req -x509 -newkey rsa:2048 -nodes -keyout "$tmp/lea/other.key" -out "$tmp/lea/other.pem" \
+    -days 30 -subj "/CN=someone else" >"$tmp/openssl.log" 2>&1 ||
+    bail "openssl: another key" "$(cat "$tmp/openssl.log")"
+NOW=$(date +%s)
+expect_output "intercept add: order 1 on B's number 5552001, window around now" "^order 1 added$" \
+    li add --db "$LI_DB" --number 5552001 --from $((NOW - 3600)) --until $((NOW + 86400)) \
+    --authority "District Court X, order 17/2027" --cert "$tmp/lea/lea.pem" --actor "officer 7"
+expect_output "intercept add: order 2 on A's MAC, window in the future" "^order 2 added$" \
+    li add --db "$LI_DB" --mac 00:11:22:33:44:AA --from $((NOW + 7 * 86400)) \
+    --until $((NOW + 14 * 86400)) --authority "Court Y, order 3" --cert "$tmp/lea/lea.pem"
+expect_output "intercept add: order 3 on the gateway's number 5559000, window in the past" \
+    "^order 3 added$" li add --db "$LI_DB" --number 5559000 --from $((NOW - 2 * 86400)) \
+    --until $((NOW - 86400)) --authority "Court Z, order 9" --cert "$tmp/lea/lea.pem"
+if [ "$(stat -c '%a %u' "$LI_DB")" = "600 $(id -u)" ] &&
+    li list --db "$LI_DB" >"$tmp/li_list.out" 2>&1 &&
+    grep -q "^1	active	number:5552001	" "$tmp/li_list.out" &&
+    grep -q "^2	pending	mac:0011223344aa	" "$tmp/li_list.out" &&
+    grep -q "^3	expired	number:5559000	" "$tmp/li_list.out"; then
+    ok "the intercept database is 0600, owned by the administrator; orders active, pending, expired"
+else
+    not_ok "intercept database mode and orders" "$(stat -c '%a %U' "$LI_DB"); $(cat "$tmp/li_list.out")"
+fi
+li_count() { li records --db "$LI_DB" 2>/dev/null | grep -c .; }
+
+CA_CONF=("intercept_db = $LI_DB" "escrow_dir = $DROP" "escrow_retention = 2d")
+start_pair ncs srtp-aes-cm
+CA_CONF=()
+ca_summary "CA started with lawful intercept on" "calls: .* lawful intercept on"
+dumpcap -q -P -i lo -f udp -w "$tmp/li.pcap" >"$tmp/dumpcap3.log" 2>&1 &
+CAP_PID=$!
+CK_BG_PIDS+=($CAP_PID)
+for i in $(seq 1 50); do grep -q "Capturing on" "$tmp/dumpcap3.log" 2>/dev/null && break; sleep 0.1; done
+callee li_b && caller li_a 5552001
+check_call "intercepted call A -> B (SRTP AES-CM)" li_a li_b srtp-aes-cm sha1-aes128 ok
+sleep 0.3
+kill -INT "$CAP_PID" 2>/dev/null; wait "$CAP_PID" 2>/dev/null
+LI_CALL=$(sed -n 's/^call \([0-9A-F]\{32\}\) connected .*/\1/p' "$tmp/li_a.out" | head -n 1)
+LI_SPI=$(sed -n 's/^call [0-9A-F]* connected .* spi=\(0x[0-9a-f]*\) .*/\1/p' "$tmp/li_a.out" | head -n 1)
+REC="$DROP/1-$LI_CALL.p7m"
+ca_summary "CA's summary line of the intercepted call: escrow=1" \
+    "call $LI_CALL from 5551001 to 5552001 result connected reason=hangup setup_ms=[0-9]+ media=srtp-aes-cm ipsec=sha1-aes128 escrow=1$"
+if wait_file_grep "$tmp/cb.log" "call $LI_CALL from 5551001 to 5552001 result connected .* escrow=0$"; then
+    ok "CB (the destination controller, no intercept_db) escrows nothing: escrow=0"
+else
+    not_ok "CB's summary escrow=0" "$(grep -E "call [0-9A-F]+ from" "$tmp/cb.log" | tail -n 2)"
+fi
+li records --db "$LI_DB" >"$tmp/li_rec.out" 2>&1
+if [ -n "$LI_CALL" ] && [ "$(grep -c . "$tmp/li_rec.out")" = 1 ] &&
+    grep -Eq "^1	$LI_CALL	[^	]+	[^	]+	[0-9]+$" "$tmp/li_rec.out" &&
+    [ "$(ls "$DROP")" = "1-$LI_CALL.p7m" ] && [ "$(stat -c %a "$REC")" = 600 ] &&
+    [ $(( $(date -d "$(cut -f4 "$tmp/li_rec.out")" +%s) - $(date -d "$(cut -f3 "$tmp/li_rec.out")" +%s) )) = 172800 ]; then
+    ok "one escrow record (order 1, the call's id, kept escrow_retention = 2d) in the database and in the drop directory (0600)"
+else
+    not_ok "one escrow record, drop file 0600" "call $LI_CALL; records: $(cat "$tmp/li_rec.out"); drop: $(ls -l "$DROP")"
+fi
+expect_failure "intercept open without the LEA key is refused" "--record and --key are required" \
+    li open --record "$REC"
+expect_failure "intercept open with another key fails" \
+    "cannot be opened with this key \(not its recipient, or altered\)" \
+    li open --record "$REC" --key "$tmp/lea/other.key" --show-key
+li open --record "$REC" --key "$tmp/lea/lea.key" --show-key >"$tmp/li_open.out" 2>&1
+LI_K=$(sed -n 's/^k-call: \([0-9a-f]\{64\}\)$/\1/p' "$tmp/li_open.out")
+if [ ${#LI_K} = 64 ] && grep -qx "call-id: $LI_CALL" "$tmp/li_open.out" &&
+    grep -qx "caller: 5551001" "$tmp/li_open.out" && grep -qx "callee: 5552001" "$tmp/li_open.out" &&
+    grep -qx "caller-mac: 0011223344aa" "$tmp/li_open.out" && grep -qx "spi: $LI_SPI" "$tmp/li_open.out" &&
+    grep -qx "media: srtp-aes-cm" "$tmp/li_open.out" && grep -qx "ipsec: sha1-aes128" "$tmp/li_open.out" &&
+    grep -qx "source-media: 127.0.0.1 $MA" "$tmp/li_open.out" &&
+    grep -qx "destination-media: 127.0.0.1 $MB" "$tmp/li_open.out"; then
+    ok "the LEA key opens the record: the call's id, parties, A's MAC, A's SPI ($LI_SPI), media addresses, K_call"
+else
+    not_ok "the LEA key opens the record" "$(sed 's/^k-call: .*/k-call: .../' "$tmp/li_open.out")"
+fi
+# K_call, raw or in hex, in nothing the operator or a database thief can read.
+if [ ${#LI_K} = 64 ] && "$CK_PY" - "$LI_K" "$LI_DB" "$LI_DB-wal" "$REC" "$tmp/ca.log" "$tmp/ca.stderr" \
+    "$tmp/cb.log" "$tmp/ca.esp_sa" "$tmp/cb.esp_sa" "$PHONE_SA" "$tmp/li_a.out" "$tmp/li_a.err" \
+    "$tmp/li_b.out" "$tmp/li_b.err" <<'PYEOF' >"$tmp/li_k.out" 2>&1
+import os, sys
+k = bytes.fromhex(sys.argv[1])
+needles = (k, sys.argv[1].encode(), sys.argv[1].upper().encode())
+bad = [p for p in sys.argv[2:] if os.path.exists(p) and any(n in open(p, "rb").read() for n in needles)]
+print("K_call found in: " + " ".join(bad) if bad else "not found")
+sys.exit(1 if bad else 0)
+PYEOF
+then
+    ok "K_call is in neither the intercept database (nor its WAL), the drop file, the controllers' logs nor the esp_sa exports"
+else
+    not_ok "K_call nowhere in clear" "$(cat "$tmp/li_k.out")"
+fi
+if li decrypt --record "$REC" --key "$tmp/lea/lea.key" --pcap "$tmp/li.pcap" --out-prefix "$tmp/li_dec" \
+    >"$tmp/li_dec.out" 2>&1 &&
+    grep -Eq "^decrypt media=srtp-aes-cm packets=[0-9]+ sd=([1-9][0-9]+)/\1 ds=([1-9][0-9]+)/\2 failed=0 replayed=0 samples_sd=[1-9][0-9]* samples_ds=[1-9][0-9]*$" "$tmp/li_dec.out"; then
+    ok "intercept decrypt with the record and the LEA key: every media datagram of the capture decrypted ($(cat "$tmp/li_dec.out"))"
+else
+    not_ok "intercept decrypt of the captured call" "$(cat "$tmp/li_dec.out")"
+fi
+if "$CK_PY" "$tmp/wav.py" compare "$tmp/li_dec-sd.wav" "$tmp/ref_a.wav" >"$tmp/cmp.out" 2>&1 &&
+    [ "$(stat -c %a "$tmp/li_dec-sd.wav")" = 600 ]; then
+    ok "intercepted A -> B audio is the u-law-quantised speech, sample for sample ($(cat "$tmp/cmp.out")), WAV 0600"
+else
+    not_ok "intercepted A -> B audio sample-exact" "$(cat "$tmp/cmp.out"); mode $(stat -c %a "$tmp/li_dec-sd.wav" 2>&1)"
+fi
+if "$CK_PY" "$tmp/wav.py" compare "$tmp/li_dec-ds.wav" "$tmp/ref_b.wav" >"$tmp/cmp.out" 2>&1; then
+    ok "intercepted B -> A audio is the u-law-quantised tone, sample for sample ($(cat "$tmp/cmp.out"))"
+else
+    not_ok "intercepted B -> A audio sample-exact" "$(cat "$tmp/cmp.out")"
+fi
+
+# Negative: no active order covers the gateway call (order 1 is on B; A's MAC is only under the
+# future order 2, the gateway's number only under the expired order 3).
+callee li_mg --mg && caller li_mga 5559000
+check_call "call A -> gateway under no active order" li_mga li_mg srtp-aes-cm sha1-aes128 ok
+ca_summary "CA's summary line of the gateway call: escrow=0" \
+    "call [0-9A-F]{32} from 5551001 to 5559000 result connected reason=hangup .* escrow=0$"
+if [ "$(li_count)" = 1 ] && [ "$(ls "$DROP" | wc -l)" = 1 ]; then
+    ok "the gateway call (only orders outside their window match it) leaves no record and no drop file"
+else
+    not_ok "the gateway call leaves no record" "$(li records --db "$LI_DB" 2>&1); $(ls "$DROP")"
+fi
+expect_output "intercept revoke 1" "^order 1 revoked$" li revoke --db "$LI_DB" --actor "officer 7" 1
+callee li_rb && caller li_ra 5552001
+check_call "call A -> B after its order was revoked" li_ra li_rb srtp-aes-cm sha1-aes128 ok
+ca_summary "CA's summary line of the call under the revoked order: escrow=0" \
+    "call [0-9A-F]{32} from 5551001 to 5552001 result connected reason=hangup .* escrow=0$"
+if [ "$(li_count)" = 1 ] && [ "$(ls "$DROP" | wc -l)" = 1 ]; then
+    ok "the call under the revoked order leaves no record and no drop file (the controller re-read the orders)"
+else
+    not_ok "the call under the revoked order leaves no record" "$(li records --db "$LI_DB" 2>&1); $(ls "$DROP")"
+fi
+# Nothing about an unescrowed call is kept, not even its id; the escrow itself is audited.
+LI_NEG="$(sed -n 's/^call \([0-9A-F]\{32\}\) connected .*/\1/p' "$tmp/li_mga.out" "$tmp/li_ra.out" | tr '\n' ' ')"
+if "$CK_PY" - "$LI_DB" "$LI_CALL" $LI_NEG <<'PYEOF' >"$tmp/li_audit.out" 2>&1
+import glob, sqlite3, sys
+db, hit, others = sys.argv[1], sys.argv[2], sys.argv[3:]
+assert len(others) == 2, "the two unescrowed calls' ids: %r" % others
+data = b"".join(open(p, "rb").read() for p in glob.glob(db + "*"))
+kept = [c for c in others if c.encode() in data]
+assert not kept, "the database keeps the unescrowed calls %s" % kept
+con = sqlite3.connect(db)
+rows = con.execute("SELECT actor, detail FROM audit WHERE action = 'record.escrow'").fetchall()
+assert rows == [("controller", "order 1 call " + hit)], "record.escrow audit rows: %r" % rows
+print("audit: %r" % rows)
+PYEOF
+then
+    ok "the intercept database keeps no trace of the unescrowed calls; its audit has the one escrow (actor controller)"
+else
+    not_ok "no trace of the unescrowed calls, one audited escrow" "$(cat "$tmp/li_audit.out")"
+fi
+stop_pair
+ca_summary "CA's final counters: 3 calls connected, 1 escrowed" \
+    "calls: started 3 connected 3 .* escrowed 1$"
+
 stop_pair
 if [ -z "$SAN_REPORTS" ]; then
     ok "both controllers stopped cleanly after every configuration (exit 0, no sanitizer report)"
