@@ -250,7 +250,7 @@ CB: $(grep -E "call |ERR|WARN" "$tmp/cb.log" | tail -n 5)"
 }
 ca_summary() { # ca_summary DESC REGEX (the summary line in CA's log)
     if wait_file_grep "$tmp/ca.log" "$2"; then ok "$1"; else
-        not_ok "$1" "no /$2/ in CA's log: $(grep -E "call [0-9a-f]+ from" "$tmp/ca.log" | tail -n 3)"; fi
+        not_ok "$1" "no /$2/ in CA's log: $(grep -E "call [0-9A-Fa-f]+ from" "$tmp/ca.log" | tail -n 3)"; fi
 }
 
 # ---- 1. NCS, SRTP AES-CM, captured ------------------------------------------------------------
@@ -336,7 +336,7 @@ wait "$CALLEE_PID"
 if [ "$CALLER_RC" -ne 0 ] && grep -q "^call failed reason=no-ack-destination$" "$tmp/lostall_a.out"; then
     ok "an ACK never delivered: the call is torn down with reason no-ack-destination"
 else
-    not_ok "ACK never delivered" "A exit $CALLER_RC: $(cat "$tmp/lostall_a.out"); CA: $(grep -E "call [0-9a-f]+ from" "$tmp/ca.log" | tail -n 2)"
+    not_ok "ACK never delivered" "A exit $CALLER_RC: $(cat "$tmp/lostall_a.out"); CA: $(grep -E "call [0-9A-Fa-f]+ from" "$tmp/ca.log" | tail -n 2)"
 fi
 
 # ---- 3. the gateway (CTA-to-server sub-key, local to CA) -----------------------------------------
