@@ -537,6 +537,32 @@ stop_pair
 ca_summary "CA's final counters: 3 calls connected, 1 escrowed" \
     "calls: started 3 connected 3 .* escrowed 1$"
 
+# Retention: with escrow_retention = 1s a new record expires at once; the SIGHUP after it makes
+# the controller purge it and its drop file, and only it (the first record is kept for 2 days).
+expect_output "intercept add: order 4 on B's number, window around now" "^order 4 added$" \
+    li add --db "$LI_DB" --number 5552001 --from $((NOW - 3600)) --until $((NOW + 86400)) \
+    --authority "District Court X, order 18/2027" --cert "$tmp/lea/lea.pem" --actor "officer 7"
+CA_CONF=("intercept_db = $LI_DB" "escrow_dir = $DROP" "escrow_retention = 1s")
+start_pair ncs srtp-aes-cm
+CA_CONF=()
+callee li_tb && caller li_ta 5552001
+check_call "call A -> B under order 4 (retention 1 s)" li_ta li_tb srtp-aes-cm sha1-aes128 ok
+LI_T=$(sed -n 's/^call \([0-9A-F]\{32\}\) connected .*/\1/p' "$tmp/li_ta.out" | head -n 1)
+if [ -n "$LI_T" ] && [ "$(li_count)" = 2 ] && [ -f "$DROP/4-$LI_T.p7m" ]; then
+    ok "the call under order 4 is escrowed: a second record and drop file"
+else
+    not_ok "second record" "$(li records --db "$LI_DB" 2>&1); $(ls "$DROP")"
+fi
+sleep 1.2
+kill -HUP "${CMS_PIDS[0]}"
+if wait_file_grep "$tmp/ca.log" "intercept: retention purge: 1 record, 1 drop file removed" &&
+    [ "$(li_count)" = 1 ] && [ ! -e "$DROP/4-$LI_T.p7m" ] && [ -f "$REC" ]; then
+    ok "after its retention the controller purges the record and its drop file (SIGHUP), and keeps the unexpired one"
+else
+    not_ok "retention purge" "$(grep -E "retention|SIGHUP" "$tmp/ca.log" | tail -n 3); $(li records --db "$LI_DB" 2>&1); $(ls "$DROP")"
+fi
+stop_pair
+
 stop_pair
 if [ -z "$SAN_REPORTS" ]; then
     ok "both controllers stopped cleanly after every configuration (exit 0, no sanitizer report)"
