@@ -93,4 +93,32 @@ void ck_now(int64_t *sec, int32_t *usec);
 /* Monotonic milliseconds. */
 int64_t ck_monotonic_ms(void);
 
+/* Big-endian 32-bit store and load (wire fields, PRF seeds). */
+static inline void
+ck_put_be32(uint8_t *p, uint32_t v)
+{
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+}
+
+static inline uint32_t
+ck_get_be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The earlier of two deadlines where a negative one means "none" (the timer queries of the
+ * injected-clock state machines). */
+static inline int64_t
+ck_deadline_min(int64_t a, int64_t b)
+{
+    if (a < 0)
+        return b;
+    if (b < 0)
+        return a;
+    return a < b ? a : b;
+}
+
 #endif

@@ -1132,16 +1132,6 @@ ck_endpoint_start(ck_endpoint *ep, int64_t now)
     return exchange_start(ep, 0, 0, false, WHY_START, now);
 }
 
-static int64_t
-earliest(int64_t a, int64_t b)
-{
-    if (a < 0)
-        return b;
-    if (b < 0)
-        return a;
-    return a < b ? a : b;
-}
-
 /* The absolute time of the next thing to do, or -1. */
 static int64_t
 next_deadline(const ck_endpoint *ep)
@@ -1151,20 +1141,20 @@ next_deadline(const ck_endpoint *ep)
     if (ep->state == CK_ENDPOINT_FAILED || ep->state == CK_ENDPOINT_IDLE)
         return -1;
     if (ep->ex.active)
-        t = earliest(t, ep->ex.next_ms);
+        t = ck_deadline_min(t, ep->ex.next_ms);
     if (ep->sa.live) {
         if (!ep->ex.active)
-            t = earliest(t, ep->sa.rekey_at_ms);
-        t = earliest(t, ep->sa.expires_ms);
+            t = ck_deadline_min(t, ep->sa.rekey_at_ms);
+        t = ck_deadline_min(t, ep->sa.expires_ms);
         for (size_t i = 0; i < ep->n_cmds; i++) {
             if (ep->cmds[i].sent)
-                t = earliest(t, ep->cmds[i].next_ms);
+                t = ck_deadline_min(t, ep->cmds[i].next_ms);
             else if (ep->sa.hold_until_ms > 0)
-                t = earliest(t, ep->sa.hold_until_ms);
+                t = ck_deadline_min(t, ep->sa.hold_until_ms);
         }
     }
     if (ep->prev_in != NULL)
-        t = earliest(t, ep->prev_in_expires_ms);
+        t = ck_deadline_min(t, ep->prev_in_expires_ms);
     return t;
 }
 

@@ -117,16 +117,6 @@ plog(ck_phone *ph, const char *fmt, ...)
     ph->p.on_log(ph->p.cb_arg, buf);
 }
 
-static int64_t
-earliest(int64_t a, int64_t b)
-{
-    if (a < 0)
-        return b;
-    if (b < 0)
-        return a;
-    return a < b ? a : b;
-}
-
 static socklen_t
 ss_len(const struct sockaddr_storage *ss)
 {
@@ -1013,14 +1003,14 @@ ck_phone_next_timeout_ms(const ck_phone *ph, int64_t now)
         if (!c->used)
             continue;
         if (!c->caller && !c->answered && c->answer_at_ms >= 0)
-            t = earliest(t, c->answer_at_ms);
+            t = ck_deadline_min(t, c->answer_at_ms);
         if (c->media_on)
-            t = earliest(t, c->next_frame_ms);
+            t = ck_deadline_min(t, c->next_frame_ms);
         if (c->caller && c->hangup_at_ms >= 0 && !c->onhook_sent)
-            t = earliest(t, c->hangup_at_ms);
+            t = ck_deadline_min(t, c->hangup_at_ms);
         if (c->ipsec && c->is_source && !c->hello_rx && c->hello_tries > 0 &&
             c->hello_tries < CK_PHONE_HELLO_TRIES)
-            t = earliest(t, c->hello_next_ms);
+            t = ck_deadline_min(t, c->hello_next_ms);
     }
     if (t >= 0)
         t = t > now ? t - now : 0;

@@ -114,21 +114,6 @@ algorithms(void)
     return 0;
 }
 
-static inline void
-put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static inline uint32_t
-get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 int
 ck_esp_sa_new(const struct ck_esp_sa_params *p, ck_esp_sa **out)
 {
@@ -446,8 +431,8 @@ ck_esp_protect(ck_esp_engine *eng, ck_esp_sa *sa, uint8_t next_header, const uin
     tail[rest + pad] = (uint8_t)pad;
     tail[rest + pad + 1] = next_header;
 
-    put_be32(pkt, sa->spi);
-    put_be32(pkt + 4, sa->seq + 1);
+    ck_put_be32(pkt, sa->spi);
+    ck_put_be32(pkt + 4, sa->seq + 1);
     if (sa->enc == CK_KMM_ENC_NULL) {
         if (len > 0)
             memmove(pkt + off, payload, len);
@@ -538,12 +523,12 @@ ck_esp_unprotect(ck_esp_engine *eng, ck_esp_sa *sa, const uint8_t *pkt, size_t l
     if (ct_len % sa->block != 0)
         return ck_error_set(CK_ERR_DECODE, "ESP: ciphertext of %zu bytes is not whole blocks",
                             ct_len);
-    if (get_be32(pkt) != sa->spi)
-        return ck_error_set(CK_ERR_DECODE, "ESP: SPI 0x%08x, expected 0x%08x", get_be32(pkt),
+    if (ck_get_be32(pkt) != sa->spi)
+        return ck_error_set(CK_ERR_DECODE, "ESP: SPI 0x%08x, expected 0x%08x", ck_get_be32(pkt),
                             sa->spi);
     if (expired(sa, now))
         return ck_error_set(CK_ERR_EXPIRED, "ESP: SA 0x%08x past its lifetime", sa->spi);
-    seq = get_be32(pkt + 4);
+    seq = ck_get_be32(pkt + 4);
     /* RFC 4303 §3.4.3: the cheap duplicate check first, the window update only after the ICV
      * (and everything else) verified. */
     if (!window_check(sa, seq)) {
@@ -636,11 +621,11 @@ ck_esp_udp_classify(const uint8_t *buf, size_t len, uint32_t *spi)
 {
     if (len == 1 && buf[0] == 0xff)
         return CK_ESP_UDP_KEEPALIVE;
-    if (len >= 4 && get_be32(buf) == 0)
+    if (len >= 4 && ck_get_be32(buf) == 0)
         return CK_ESP_UDP_NON_ESP;
     if (len < ESP_HDR_LEN)
         return CK_ESP_UDP_INVALID;
-    *spi = get_be32(buf);
+    *spi = ck_get_be32(buf);
     return CK_ESP_UDP_ESP;
 }
 

@@ -12,21 +12,6 @@
 #define SRTP_MAX_KEY 16
 #define SRTP_MAX_SALT 14
 
-static void
-put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
-static uint32_t
-get_be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* SPI and SPI+1 must both be usable SPIs: 0..255 are reserved (RFC 4303 §2.1) and SPI+1 must not
  * wrap. */
 static int
@@ -49,7 +34,7 @@ check_inputs(const uint8_t *k_call, size_t k_len, uint32_t spi, const void *out)
 static uint32_t
 compat_seq(const uint8_t *p)
 {
-    return (get_be32(p) & 0x7fffffffu) + 1;
+    return (ck_get_be32(p) & 0x7fffffffu) + 1;
 }
 
 int
@@ -65,8 +50,8 @@ ck_call_derive_esp(const uint8_t *k_call, size_t k_len, struct ck_kmm_suite suit
     if ((rc = check_inputs(k_call, k_len, spi, out)) != 0 ||
         (rc = ck_kmm_suite_key_lengths(CK_KMM_DOI_IPSEC, suite, &e, &a)) != 0)
         return rc;
-    put_be32(seed, spi);
-    put_be32(seed + 4, spi + 1);
+    ck_put_be32(seed, spi);
+    ck_put_be32(seed + 4, spi + 1);
     if ((rc = ck_kmm_prf(k_call, k_len, "cablekey call esp keys", seed, sizeof(seed), block,
                          2 * (e + a))) != 0)
         goto out;
@@ -120,7 +105,7 @@ ck_call_derive_srtp(const uint8_t *k_call, size_t k_len, enum ck_call_srtp_profi
         return ck_error_set(CK_ERR_UNSUPPORTED, "call keys: SRTP profile %d", (int)profile);
     }
     /* The profile is in the seed so that the two profiles' keys never overlap. */
-    put_be32(seed, spi);
+    ck_put_be32(seed, spi);
     seed[4] = (uint8_t)profile;
     if ((rc = ck_kmm_prf(k_call, k_len, "cablekey call srtp keys", seed, sizeof(seed), block,
                          2 * (k + s))) != 0)
@@ -149,7 +134,7 @@ ck_call_derive_3des(const uint8_t *k_call, size_t k_len, uint32_t spi, bool mac,
         memset(out, 0, sizeof(*out));
     if ((rc = check_inputs(k_call, k_len, spi, out)) != 0)
         return rc;
-    put_be32(seed, spi);
+    ck_put_be32(seed, spi);
     seed[4] = mac ? 1 : 0;
     if ((rc = ck_kmm_prf(k_call, k_len, "cablekey call rtp-3des keys", seed, sizeof(seed), block,
                          n)) != 0)
@@ -183,7 +168,7 @@ ck_call_ack_compute(const uint8_t *k_call, size_t k_len, enum ck_call_ack_role r
         return ck_error_set(CK_ERR_INVAL, "call ACK: call id of 1..%d bytes needed",
                             CK_CALL_MAX_ID);
     msg[0] = (uint8_t)role;
-    put_be32(msg + 1, spi);
+    ck_put_be32(msg + 1, spi);
     msg[5] = (uint8_t)call_id_len;
     memcpy(msg + 6, call_id, call_id_len);
     if ((rc = ck_kmm_prf(k_call, k_len, "cablekey call ack", NULL, 0, key, sizeof(key))) != 0)

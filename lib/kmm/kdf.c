@@ -254,15 +254,6 @@ ck_kmm_sp_recovered_verify(const uint8_t *buf, size_t len,
  * SA keys.
  */
 
-static void
-put_be32(uint8_t *p, uint32_t v)
-{
-    p[0] = (uint8_t)(v >> 24);
-    p[1] = (uint8_t)(v >> 16);
-    p[2] = (uint8_t)(v >> 8);
-    p[3] = (uint8_t)v;
-}
-
 static int
 check_subkey(const ck_key *k)
 {
@@ -285,8 +276,8 @@ ck_kmm_derive_ipsec(const ck_key *subkey, struct ck_kmm_suite suite, uint32_t sp
     if ((rc = check_subkey(subkey)) != 0 ||
         (rc = ck_kmm_suite_key_lengths(CK_KMM_DOI_IPSEC, suite, &e, &a)) != 0)
         return rc;
-    put_be32(seed, spi_c);
-    put_be32(seed + 4, spi_s);
+    ck_put_be32(seed, spi_c);
+    ck_put_be32(seed + 4, spi_s);
     if ((rc = ck_kmm_prf(subkey->contents, subkey->length, "cablekey kmm ipsec keys", seed,
                          sizeof(seed), block, 2 * (e + a))) != 0)
         goto out;
