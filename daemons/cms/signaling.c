@@ -221,8 +221,10 @@ protect_text(struct sig_ctx *c, struct cms_sa *sa, const char *text, size_t len,
     if ((rc = ck_esp_udp_wrap(CMS_MGCP_CA_PORT, CMS_MGCP_GW_PORT, (const uint8_t *)text, len,
                               inner, sizeof(inner), &inner_len)) != 0)
         return rc;
-    return ck_esp_protect(c->eng, sa->out, CK_ESP_NEXT_HEADER_UDP, inner, inner_len, c->now, out,
-                          cap, out_len);
+    rc = ck_esp_protect(c->eng, sa->out, CK_ESP_NEXT_HEADER_UDP, inner, inner_len, c->now, out,
+                        cap, out_len);
+    ck_memzero(inner, inner_len); /* a CRCX/MDCX carries the call's sub-key */
+    return rc;
 }
 
 static int

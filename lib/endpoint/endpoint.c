@@ -290,10 +290,11 @@ sa_clear(struct sa_pair *sa)
     ck_memzero(sa, sizeof(*sa));
 }
 
+/* A command may carry a call's sub-key (a controller's XSET): its text is wiped when dropped. */
 static void
 command_drop(ck_endpoint *ep, size_t i)
 {
-    free(ep->cmds[i].text);
+    ck_free_secret(ep->cmds[i].text, ep->cmds[i].len);
     memmove(&ep->cmds[i], &ep->cmds[i + 1], (ep->n_cmds - i - 1) * sizeof(ep->cmds[0]));
     ep->n_cmds--;
 }
@@ -804,6 +805,7 @@ esp_send(ck_endpoint *ep, const char *text, size_t len, int64_t now)
         return rc;
     rc = ck_esp_protect(ep->eng, ep->sa.out, CK_ESP_NEXT_HEADER_UDP, inner, inner_len, now / 1000,
                         pkt, sizeof(pkt), &pkt_len);
+    ck_memzero(inner, inner_len); /* the plaintext may carry a call's sub-key */
     if (rc != 0)
         return rc;
     addr_with_port(&ep->cms[ep->sa.cms], ep->cms[ep->sa.cms].sig_port, &to);
@@ -878,7 +880,9 @@ ck_endpoint_send_command(ck_endpoint *ep, const char *verb, const char *params, 
         return ck_error_set(CK_ERR_LIMIT, "command longer than %d bytes", CK_ENDPOINT_MAX_SIGNAL);
     c = &ep->cmds[ep->n_cmds];
     memset(c, 0, sizeof(*c));
-    if ((c->text = ck_memdup(buf, (size_t)n)) == NULL)
+    c->text = ck_memdup(buf, (size_t)n);
+    ck_memzero(buf, sizeof(buf)); /* it may hold a call's sub-key */
+    if (c->text == NULL)
         return ck_error_set(CK_ERR_NOMEM, "command");
     c->len = (size_t)n;
     c->txid = ep->next_txid;
@@ -1097,9 +1101,13 @@ on_esp(ck_endpoint *ep, const uint8_t *buf, size_t len, int64_t now)
         ck_esp_udp_unwrap(payload, plen, &sport, &dport, &data, &dlen) != 0 ||
         dport != CK_ENDPOINT_MGCP_GW_PORT) {
         ep->st.dropped++;
-        return 0;
+        rc = 0;
+        goto out;
     }
-    return on_signal(ep, data, dlen, now);
+    rc = on_signal(ep, data, dlen, now);
+out:
+    ck_memzero(payload, plen); /* a CRCX/MDCX carries the call's sub-key */
+    return rc;
 }
 
 int
