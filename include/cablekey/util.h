@@ -93,6 +93,14 @@ void ck_now(int64_t *sec, int32_t *usec);
 /* Monotonic milliseconds. */
 int64_t ck_monotonic_ms(void);
 
+/* Anti-replay window (RFC 4303 §3.4.3, RFC 4302 §3.4.3) over a ring of nbits bits indexed by
+ * sequence number mod nbits: nbits a power of two, a multiple of 64 and at least the window; top
+ * is the highest sequence number accepted. Check before the ICV, update only after it verified. */
+enum ck_replay_verdict { CK_REPLAY_NEW = 0, CK_REPLAY_TOO_OLD, CK_REPLAY_SEEN };
+enum ck_replay_verdict ck_replay_check(const uint64_t *ring, uint32_t nbits, uint32_t top,
+                                       uint32_t window, uint32_t seq);
+void ck_replay_update(uint64_t *ring, uint32_t nbits, uint32_t *top, uint32_t seq);
+
 /* Big-endian 32-bit store and load (wire fields, PRF seeds). */
 static inline void
 ck_put_be32(uint8_t *p, uint32_t v)

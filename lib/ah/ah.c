@@ -2,9 +2,8 @@
  *
  * Each SA keeps its own keyed EVP_MAC context and restarts it per packet with
  * EVP_MAC_init(ctx, NULL, ...), as lib/esp does: re-keying HMAC per packet costs two extra
- * compression-function calls for nothing. The replay window is a plain bit array shifted on
- * every new highest sequence number: at most 1024 bits (16 words), so the shift is cheaper than
- * the HMAC it follows. */
+ * compression-function calls for nothing. The replay window is the one ESP uses
+ * (ck_replay_check in lib/util) over a ring of CK_AH_MAX_WINDOW bits. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -26,7 +25,7 @@ struct ck_ah_sa {
     uint32_t window;
     bool exhausted;
     uint64_t packets, bytes, replayed, bad_icv;
-    uint64_t bits[WORDS];     /* bit i set: seq - i was accepted (i < window) */
+    uint64_t bits[WORDS];     /* the replay ring (ck_replay_check), CK_AH_MAX_WINDOW bits */
     uint8_t key[CK_AH_KEY_LEN];
     EVP_MAC_CTX *mac;         /* keyed with key */
 };
@@ -392,62 +391,22 @@ ck_ah_protect_ipv6(ck_ah_sa *sa, const uint8_t src[16], const uint8_t dst[16],
 
 /* ---- inbound ------------------------------------------------------------------------------ */
 
-static bool
-window_get(const ck_ah_sa *sa, uint32_t i)
-{
-    return (sa->bits[i / 64] >> (i % 64)) & 1u;
-}
-
 /* 0 if seq may be new, else CK_ERR_REPLAY (RFC 4302 §3.4.3). */
 static int
 replay_check(const ck_ah_sa *sa, uint32_t seq)
 {
     if (seq == 0)
         return ck_error_set(CK_ERR_REPLAY, "AH SA 0x%08x: sequence number 0", sa->spi);
-    if (seq > sa->seq)
-        return 0;
-    if (sa->seq - seq >= sa->window)
+    switch (ck_replay_check(sa->bits, CK_AH_MAX_WINDOW, sa->seq, sa->window, seq)) {
+    case CK_REPLAY_TOO_OLD:
         return ck_error_set(CK_ERR_REPLAY, "AH SA 0x%08x: sequence number %u left of the window",
                             sa->spi, seq);
-    if (window_get(sa, sa->seq - seq))
+    case CK_REPLAY_SEEN:
         return ck_error_set(CK_ERR_REPLAY, "AH SA 0x%08x: sequence number %u replayed", sa->spi,
                             seq);
-    return 0;
-}
-
-/* Shifts the window up by n (bit i moves to bit i + n). */
-static void
-window_shift(ck_ah_sa *sa, uint32_t n)
-{
-    uint32_t words = n / 64, bits = n % 64;
-
-    if (n >= CK_AH_MAX_WINDOW) {
-        memset(sa->bits, 0, sizeof(sa->bits));
-        return;
+    default:
+        return 0;
     }
-    for (int i = WORDS - 1; i >= 0; i--) {
-        uint64_t v = 0;
-        int from = i - (int)words;
-        if (from >= 0) {
-            v = sa->bits[from] << bits;
-            if (bits != 0 && from >= 1)
-                v |= sa->bits[from - 1] >> (64 - bits);
-        }
-        sa->bits[i] = v;
-    }
-}
-
-static void
-replay_update(ck_ah_sa *sa, uint32_t seq)
-{
-    uint32_t i;
-
-    if (seq > sa->seq) {
-        window_shift(sa, seq - sa->seq);
-        sa->seq = seq;
-    }
-    i = sa->seq - seq;
-    sa->bits[i / 64] |= (uint64_t)1 << (i % 64);
 }
 
 int
@@ -474,7 +433,7 @@ ck_ah_verify(ck_ah_sa *sa, const uint8_t *pkt, size_t len, struct ck_ah_info *in
         sa->bad_icv++;
         return ck_error_set(CK_ERR_INTEGRITY, "AH SA 0x%08x: ICV does not verify", sa->spi);
     }
-    replay_update(sa, info->seq);
+    ck_replay_update(sa->bits, CK_AH_MAX_WINDOW, &sa->seq, info->seq);
     sa->packets++;
     sa->bytes += info->payload_len;
     return 0;

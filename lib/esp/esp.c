@@ -459,49 +459,6 @@ out:
     return ret;
 }
 
-static inline bool
-window_bit(const ck_esp_sa *sa, uint32_t seq)
-{
-    uint32_t b = seq & (uint32_t)(sa->bitmap_bits - 1);
-
-    return (sa->bitmap[b / 64] >> (b % 64)) & 1;
-}
-
-/* RFC 4303 §3.4.3: is seq new and not left of the window? */
-static bool
-window_check(const ck_esp_sa *sa, uint32_t seq)
-{
-    if (seq > sa->seq)
-        return true;
-    if (sa->seq - seq >= sa->window)
-        return false;
-    return !window_bit(sa, seq);
-}
-
-static void
-window_update(ck_esp_sa *sa, uint32_t seq)
-{
-    uint32_t b;
-
-    if (seq > sa->seq) {
-        uint32_t diff = seq - sa->seq;
-
-        if (diff >= sa->bitmap_bits) {
-            memset(sa->bitmap, 0, sa->bitmap_bits / 8);
-        } else {
-            /* Clear the bits of the numbers the window skipped over (their ring slots still
-             * hold numbers that are now left of the window). */
-            for (uint32_t s = sa->seq + 1; s != seq; s++) {
-                b = s & (uint32_t)(sa->bitmap_bits - 1);
-                sa->bitmap[b / 64] &= ~((uint64_t)1 << (b % 64));
-            }
-        }
-        sa->seq = seq;
-    }
-    b = seq & (uint32_t)(sa->bitmap_bits - 1);
-    sa->bitmap[b / 64] |= (uint64_t)1 << (b % 64);
-}
-
 int
 ck_esp_unprotect(ck_esp_engine *eng, ck_esp_sa *sa, const uint8_t *pkt, size_t len,
                  int64_t now, uint8_t *payload, size_t cap, size_t *payload_len,
@@ -531,7 +488,8 @@ ck_esp_unprotect(ck_esp_engine *eng, ck_esp_sa *sa, const uint8_t *pkt, size_t l
     seq = ck_get_be32(pkt + 4);
     /* RFC 4303 §3.4.3: the cheap duplicate check first, the window update only after the ICV
      * (and everything else) verified. */
-    if (!window_check(sa, seq)) {
+    if (ck_replay_check(sa->bitmap, sa->bitmap_bits, sa->seq, sa->window, seq) !=
+        CK_REPLAY_NEW) {
         sa->replayed++;
         return ck_error_set(CK_ERR_REPLAY, "ESP: SA 0x%08x sequence number %u replayed or too old",
                             sa->spi, seq);
@@ -605,7 +563,7 @@ ck_esp_unprotect(ck_esp_engine *eng, ck_esp_sa *sa, const uint8_t *pkt, size_t l
     }
     *next_header = trailer[tail_len - 1];
     *payload_len = plen;
-    window_update(sa, seq);
+    ck_replay_update(sa->bitmap, sa->bitmap_bits, &sa->seq, seq);
     sa->packets++;
     sa->bytes += plen;
     ret = 0;
@@ -818,7 +776,7 @@ ck_esp_test_set_seq(ck_esp_sa *sa, uint32_t seq)
 {
     memset(sa->bitmap, 0, sa->bitmap_bits / 8);
     sa->seq = seq;
-    window_update(sa, seq);
+    ck_replay_update(sa->bitmap, sa->bitmap_bits, &sa->seq, seq);
 }
 
 int
