@@ -52,9 +52,11 @@ member_key_matches(const struct lkh_tree *t, struct lkh_member *m)
 /* A removed member must fail in lkh_member_apply, and none of the batch's wraps may open under
  * any key it holds (hashed forward to the version the wrap names): checked by trying them all. */
 static int
-locked_out(struct lkh_member *m, const struct lkh_batch_result *r)
+locked_out(const struct lkh_tree *t, struct lkh_member *m, const struct lkh_batch_result *r)
 {
     struct lkh_member copy = *m;
+    uint8_t gk[LKH_KEY_LEN], mk[LKH_KEY_LEN];
+    uint32_t v;
     EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "id-aes128-wrap", NULL);
     EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
     int ok = 1;
@@ -65,6 +67,15 @@ locked_out(struct lkh_member *m, const struct lkh_batch_result *r)
         ok = 0;
     if (memcmp(&copy, m, sizeof(copy)) != 0)
         ok = 0; /* a failed apply leaves the member unchanged */
+    /* no key it holds is the new group key, nor hashes forward to it */
+    if (lkh_group_key(t, gk, &v) != 0)
+        abort();
+    for (uint32_t l = 0; l <= m->height; l++)
+        if (memcmp(m->path[l].key, gk, LKH_KEY_LEN) == 0)
+            ok = 0;
+    if (lkh_member_group_key(&copy, v, mk) == 0 && memcmp(mk, gk, LKH_KEY_LEN) == 0)
+        ok = 0;
+    copy = *m;
     for (size_t i = 0; i < r->n_wraps && ok; i++) {
         for (uint32_t l = 0; l <= m->height; l++) {
             struct lkh_member one = *m;
@@ -136,7 +147,7 @@ run_degree(uint32_t d)
         CHECK(v > v_old && memcmp(gk, gk_old, LKH_KEY_LEN) != 0);
         CHECK(r.n_wraps > 0);
         for (size_t i = 0; i < n_leave; i++) {
-            CHECK(locked_out(&mem[leave[i]], &r));
+            CHECK(locked_out(t, &mem[leave[i]], &r));
             alive[leave[i]] = 0;
             lkh_member_clear(&mem[leave[i]]);
         }
@@ -363,7 +374,7 @@ test_revoke_one_of_million(void)
         CHECK_OK(lkh_member_apply(&m[i], r.wraps, r.n_wraps));
         CHECK(member_key_matches(t, &m[i]));
     }
-    CHECK(locked_out(&m[3], &r));
+    CHECK(locked_out(t, &m[3], &r));
     lkh_batch_result_clear(&r);
     for (int i = 0; i < 4; i++)
         lkh_member_clear(&m[i]);
@@ -400,7 +411,7 @@ test_batch_1000_of_million(void)
         CHECK(member_key_matches(t, &m[i]));
     }
     for (size_t i = 0; i < 8; i++) /* each tries all 18k wraps under all its keys */
-        CHECK(locked_out(&m[i], &r));
+        CHECK(locked_out(t, &m[i], &r));
     lkh_batch_result_clear(&r);
 out:
     for (size_t i = 0; i < L + S; i++)
