@@ -13,6 +13,7 @@
 
 #define NONE UINT32_MAX
 #define JOIN_LABEL "cablekey lkh+ join"
+#define KEY_POOL 64
 
 /* flag bits, per node, only set during a batch */
 #define F_TOUCHED 1u
@@ -34,6 +35,8 @@ struct lkh_tree {
     uint32_t n_free;
     EVP_CIPHER *wrap_cipher;
     EVP_CIPHER_CTX *cctx;
+    uint8_t pool[KEY_POOL][LKH_KEY_LEN];
+    uint32_t pool_left;
 };
 
 static uint32_t
@@ -79,11 +82,20 @@ out:
     return rc;
 }
 
+/* Fresh node keys come from a pool refilled 64 keys at a time: RAND_priv_bytes costs about 2 us a
+ * call whatever the length up to 1 KiB, which was a third of a batch's CPU at one call per key.
+ * Each pooled key is handed out once and wiped from the pool as it is taken. */
 static int
-fresh_key(uint8_t key[LKH_KEY_LEN])
+fresh_key(struct lkh_tree *t, uint8_t key[LKH_KEY_LEN])
 {
-    if (RAND_priv_bytes(key, LKH_KEY_LEN) != 1)
-        return ck_error_set_ssl(CK_ERR_CRYPTO, "lkh: RAND_priv_bytes");
+    if (t->pool_left == 0) {
+        if (RAND_priv_bytes(t->pool[0], (int)sizeof(t->pool)) != 1)
+            return ck_error_set_ssl(CK_ERR_CRYPTO, "lkh: RAND_priv_bytes");
+        t->pool_left = KEY_POOL;
+    }
+    t->pool_left--;
+    memcpy(key, t->pool[t->pool_left], LKH_KEY_LEN);
+    OPENSSL_cleanse(t->pool[t->pool_left], LKH_KEY_LEN);
     return 0;
 }
 
@@ -186,6 +198,7 @@ lkh_tree_free(struct lkh_tree *t)
     free(t->free_ids);
     EVP_CIPHER_CTX_free(t->cctx);
     EVP_CIPHER_free(t->wrap_cipher);
+    OPENSSL_cleanse(t->pool, sizeof(t->pool));
     free(t);
 }
 
@@ -290,7 +303,7 @@ lkh_join(struct lkh_tree *t, uint32_t *member_id)
 
     if ((leaf = find_empty_leaf(t)) == NONE || t->n_free == 0)
         return ck_error_set(CK_ERR_FULL, "lkh: tree full (%u members)", t->n_members);
-    if ((rc = fresh_key(t->key[leaf])) != 0)
+    if ((rc = fresh_key(t, t->key[leaf])) != 0)
         return rc;
     t->version[leaf]++;
     t->count[leaf] = 1;
@@ -298,7 +311,7 @@ lkh_join(struct lkh_tree *t, uint32_t *member_id)
     while (node != 0) {
         node = parent_of(t, node);
         t->version[node]++;
-        rc = t->count[node] == 0 ? fresh_key(t->key[node])
+        rc = t->count[node] == 0 ? fresh_key(t, t->key[node])
                                  : hash_forward(t->key[node], node, t->version[node]);
         if (rc != 0)
             return rc; /* a crypto failure: keys below are new, the caller must rekey */
@@ -416,7 +429,7 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
         t->n_members--;
         changed[n_changed++] = leaf;
         if (i < n_join) {
-            if ((rc = fresh_key(t->key[leaf])) != 0)
+            if ((rc = fresh_key(t, t->key[leaf])) != 0)
                 goto out;
             t->version[leaf]++;
             t->flag[leaf] |= F_CHANGED | F_REPLACE;
@@ -449,7 +462,7 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
                 rc = ck_error_set(CK_ERR_FULL, "lkh: tree full");
                 goto out;
             }
-            if ((rc = fresh_key(t->key[leaf])) != 0)
+            if ((rc = fresh_key(t, t->key[leaf])) != 0)
                 goto out;
             t->version[leaf]++;
             t->count[leaf] = 1;
@@ -492,7 +505,7 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
         } else {
             res->n_update++;
         }
-        if ((rc = fresh_key(t->key[node])) != 0)
+        if ((rc = fresh_key(t, t->key[node])) != 0)
             goto out;
         t->version[node]++;
         if (res->n_wraps + t->degree > cap_wraps) {
