@@ -116,11 +116,7 @@ main(int argc, char **argv)
         return fail("build", rc);
     build = cpu_seconds() - t0;
     rss1 = rss_kib();
-    slots = 1;
-    for (uint32_t h = 0; h < lkh_tree_height(t); h++)
-        slots *= degree;
-    if (slots > n)
-        slots = n; /* IDs handed out again stay below n: the group size never grows */
+    slots = n; /* member IDs are below max_members = n */
 
     /* revoke one (a batch of one leave), then an LKH+ join to keep n members */
     for (size_t i = 0; i < revokes; i++) {

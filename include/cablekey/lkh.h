@@ -4,9 +4,11 @@
  * Definitions.
  * - The tree has degree d (2..16, default 4) and a fixed height h: the smallest h with
  *   d^h >= max_members given at creation. Nodes are numbered heap-style (root 0, children of i
- *   are d*i+1 .. d*i+d), leaves are the d^h nodes of depth h. All state lives in flat arrays
- *   indexed by node id (key 16 B, version 4 B, member count 4 B, flag 1 B) plus two 4-byte
- *   arrays per leaf slot (leaf -> member, member -> leaf): about 36 B per leaf slot for d = 4.
+ *   are d*i+1 .. d*i+d); leaves are at depth h, and only the first max_members of the d^h leaf
+ *   positions exist (the arrays end at the last one). All state lives in flat arrays indexed by
+ *   node id (key 16 B, version 4 B, member count 4 B, flag 1 B) plus three 4-byte arrays per leaf
+ *   slot (leaf -> member, member -> leaf, free IDs): about 46 B per member at 10^6, d = 4.
+ *   The capacity is fixed at creation (growing means a new tree and re-registration).
  *   A node is EMPTY when no member is below it; an empty node has no key.
  * - Member IDs are allocated by the tree (from a free list, < the number of leaf slots), stable
  *   while the member is in the group, and handed out again only after the batch that removed the

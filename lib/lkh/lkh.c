@@ -140,6 +140,11 @@ lkh_tree_new(uint32_t degree, uint32_t max_members, struct lkh_tree **out)
     } while (leaves < max_members);
     if (h > LKH_MAX_HEIGHT || nodes > UINT32_MAX - 1)
         return ck_error_set(CK_ERR_LIMIT, "lkh: tree too large");
+    /* Only the first max_members leaves exist: the arrays stop after the last of them (heap
+     * order keeps every internal node before the first leaf), so a tree that is d^h slots wide
+     * but far from full costs little more than its members. */
+    nodes = nodes - leaves + max_members;
+    leaves = max_members;
     if ((t = calloc(1, sizeof(*t))) == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "lkh: tree");
         goto out;
@@ -227,20 +232,35 @@ lkh_tree_memory(const struct lkh_tree *t)
            (size_t)t->n_leaves * 3 * sizeof(uint32_t);
 }
 
-/* Leftmost leaf whose slot is free (count 0), descending by subtree counts. */
+/* How many existing leaf slots a subtree has: its leaves are [lo, lo + span) of the full
+ * width, and only the first n_leaves exist. */
+static uint64_t
+capacity(const struct lkh_tree *t, uint64_t lo, uint64_t span)
+{
+    if (lo >= t->n_leaves)
+        return 0;
+    return t->n_leaves - lo < span ? t->n_leaves - lo : span;
+}
+
+/* Leftmost leaf whose slot is free (count 0), descending by subtree counts against capacities. */
 static uint32_t
 find_empty_leaf(const struct lkh_tree *t)
 {
     uint32_t node = 0;
-    uint64_t cap = t->n_leaves;
+    uint64_t lo = 0, span = 1;
 
-    if (t->count[0] >= cap)
+    for (uint32_t i = 0; i < t->height; i++)
+        span *= t->degree;
+    if (t->count[0] >= t->n_leaves)
         return NONE;
     while (node < t->first_leaf) {
         uint32_t c = first_child(t, node);
-        cap /= t->degree;
-        while (t->count[c] >= cap)
+        span /= t->degree;
+        /* the parent has room, so some existing child has: the scan stops before the end */
+        while (t->count[c] >= capacity(t, lo, span)) {
             c++;
+            lo += span;
+        }
         node = c;
     }
     return node;
@@ -413,7 +433,11 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
         t->flag[leaf] |= F_DEPARTED;
     }
     changed = malloc((n_leave + n_join + 1) * sizeof(uint32_t));
-    touched = malloc(((n_leave + n_join) * t->height + 1) * sizeof(uint32_t));
+    n_touched = (n_leave + n_join) * t->height; /* each changed leaf's ancestors, at most */
+    if (n_touched > t->first_leaf)
+        n_touched = t->first_leaf;
+    touched = malloc((n_touched + 1) * sizeof(uint32_t));
+    n_touched = 0;
     res->joined = malloc((n_join + 1) * sizeof(uint32_t));
     if (changed == NULL || touched == NULL || res->joined == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "lkh: batch of %zu", n_leave + n_join);
@@ -494,7 +518,7 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
             res->n_pruned++;
             continue;
         }
-        for (uint32_t c = c0; c < c0 + t->degree; c++) {
+        for (uint32_t c = c0; c < c0 + t->degree && c < t->n_nodes; c++) {
             /* a pruned or replaced child, or a marked REPLACE child: a leaver knew our key */
             if ((t->flag[c] & (F_DEPARTED | F_REPLACE)) != 0)
                 replace = true;
@@ -520,7 +544,7 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
             res->wraps = w;
             cap_wraps = nc;
         }
-        for (uint32_t c = c0; c < c0 + t->degree; c++) {
+        for (uint32_t c = c0; c < c0 + t->degree && c < t->n_nodes; c++) {
             struct lkh_wrap *w;
             if (t->count[c] == 0)
                 continue;

@@ -344,6 +344,50 @@ test_bad_input(void)
     lkh_tree_free(t);
 }
 
+/* A tree whose capacity is not a power of its degree: only max_members leaves exist (degree 3,
+ * 10 members: height 3, leaf nodes 13..22 of the 27 positions), joins fill them and stop. */
+static void
+test_partial_capacity(void)
+{
+    struct lkh_tree *t = NULL;
+    struct lkh_batch_result r;
+    struct lkh_member m[10];
+    uint32_t id, leave[3] = {2, 5, 9};
+
+    CHECK_OK(lkh_tree_new(3, 10, &t));
+    if (t == NULL)
+        return;
+    CHECK_INT_EQ(lkh_tree_height(t), 3);
+    for (uint32_t i = 0; i < 10; i++) {
+        CHECK_OK(lkh_join(t, &id));
+        CHECK_INT_EQ(id, i);
+        CHECK_OK(lkh_member_export(t, id, &m[i]));
+        CHECK_INT_EQ(m[i].path[0].node, 13 + i);
+    }
+    CHECK_INT_EQ(lkh_join(t, &id), CK_ERR_FULL);
+    CHECK_INT_EQ(lkh_batch(t, leave, 3, 4, &r), CK_ERR_FULL);
+    CHECK_OK(lkh_batch(t, leave, 3, 2, &r));
+    for (uint32_t i = 0; i < 10; i++) {
+        if (i == 2 || i == 5 || i == 9) {
+            CHECK(locked_out(t, &m[i], &r));
+            continue;
+        }
+        CHECK_OK(lkh_member_apply(&m[i], r.wraps, r.n_wraps));
+        CHECK(member_key_matches(t, &m[i]));
+    }
+    CHECK_INT_EQ(r.n_joined, 2);
+    lkh_batch_result_clear(&r);
+    /* the pruned leaf (member 9's, node 22) is the one free slot left */
+    CHECK_OK(lkh_join(t, &id));
+    CHECK_OK(lkh_member_export(t, id, &m[9]));
+    CHECK_INT_EQ(m[9].path[0].node, 22);
+    CHECK(member_key_matches(t, &m[9]));
+    CHECK_INT_EQ(lkh_join(t, &id), CK_ERR_FULL);
+    for (uint32_t i = 0; i < 10; i++)
+        lkh_member_clear(&m[i]);
+    lkh_tree_free(t);
+}
+
 /* One revoke in a 10^6-member degree-4 tree (height 10): a leaf in a full subtree costs
  * (d-1) + d*(h-1) = d*log_d(4^10) - 1 = 39 wraps; 10 keys change. */
 static void
@@ -424,5 +468,6 @@ out:
 CK_TEST_MAIN("lkh", CK_TEST_CASE(test_degree_2), CK_TEST_CASE(test_degree_3),
              CK_TEST_CASE(test_degree_4), CK_TEST_CASE(test_degree_8),
              CK_TEST_CASE(test_join_hash_forward), CK_TEST_CASE(test_rfc3394_vector),
-             CK_TEST_CASE(test_bad_input), CK_TEST_CASE(test_revoke_one_of_million),
+             CK_TEST_CASE(test_bad_input), CK_TEST_CASE(test_partial_capacity),
+             CK_TEST_CASE(test_revoke_one_of_million),
              CK_TEST_CASE(test_batch_1000_of_million))
