@@ -1,5 +1,6 @@
 /* Logical Key Hierarchy core: flat arrays indexed by node id, LKH+ joins, batch rekeying by the
  * marking algorithm (definitions in include/cablekey/lkh.h). */
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -326,17 +327,22 @@ lkh_join(struct lkh_tree *t, uint32_t *member_id)
     if ((rc = fresh_key(t, t->key[leaf])) != 0)
         return rc;
     t->version[leaf]++;
-    t->count[leaf] = 1;
     node = leaf;
     while (node != 0) {
         node = parent_of(t, node);
         t->version[node]++;
         rc = t->count[node] == 0 ? fresh_key(t, t->key[node])
                                  : hash_forward(t->key[node], node, t->version[node]);
-        if (rc != 0)
-            return rc; /* a crypto failure: keys below are new, the caller must rekey */
-        t->count[node]++;
+        if (rc != 0) {
+            /* No member added. The ancestors already advanced keep their new key and version,
+             * which the members reach by hashing forward as after any join. */
+            OPENSSL_cleanse(t->key[leaf], LKH_KEY_LEN);
+            return rc;
+        }
     }
+    for (node = leaf; node != 0; node = parent_of(t, node))
+        t->count[node]++;
+    t->count[0]++;
     *member_id = alloc_member(t, leaf);
     return 0;
 }
@@ -405,12 +411,39 @@ touch_path(struct lkh_tree *t, uint32_t leaf, uint32_t *list, size_t *n)
     }
 }
 
+/* A batch's fresh keys, drawn at once; each is wiped from the buffer as it is taken. */
+struct keybuf {
+    uint8_t *buf;
+    size_t n, used;
+};
+
+static void
+take_key(struct keybuf *kb, uint8_t key[LKH_KEY_LEN])
+{
+    uint8_t *k = kb->buf + kb->used * LKH_KEY_LEN;
+
+    /* the buffer holds one key per joiner and per possibly touched node: never exhausted */
+    memcpy(key, k, LKH_KEY_LEN);
+    OPENSSL_cleanse(k, LKH_KEY_LEN);
+    kb->used++;
+}
+
+static void
+keybuf_free(struct keybuf *kb)
+{
+    if (kb->buf != NULL) {
+        OPENSSL_cleanse(kb->buf, kb->n * LKH_KEY_LEN);
+        free(kb->buf);
+    }
+}
+
 int
 lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_join,
           struct lkh_batch_result *res)
 {
     uint32_t *changed = NULL, *touched = NULL;
-    size_t n_changed = 0, n_touched = 0, cap_wraps = 0, i;
+    size_t n_changed = 0, n_touched = 0, max_touched, i;
+    struct keybuf kb = {NULL, 0, 0};
     bool reuse_now;
     int rc = 0;
 
@@ -432,15 +465,28 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
         }
         t->flag[leaf] |= F_DEPARTED;
     }
+    /* Everything that can fail short of a wrap is done before the tree changes: buffers at their
+     * bounds, and every fresh key the batch can need drawn in one CSPRNG call. */
+    max_touched = (n_leave + n_join) * t->height; /* each changed leaf's ancestors, at most */
+    if (max_touched > t->first_leaf)
+        max_touched = t->first_leaf;
     changed = malloc((n_leave + n_join + 1) * sizeof(uint32_t));
-    n_touched = (n_leave + n_join) * t->height; /* each changed leaf's ancestors, at most */
-    if (n_touched > t->first_leaf)
-        n_touched = t->first_leaf;
-    touched = malloc((n_touched + 1) * sizeof(uint32_t));
-    n_touched = 0;
+    touched = malloc((max_touched + 1) * sizeof(uint32_t));
     res->joined = malloc((n_join + 1) * sizeof(uint32_t));
-    if (changed == NULL || touched == NULL || res->joined == NULL) {
+    res->wraps = malloc((max_touched * t->degree + 1) * sizeof(struct lkh_wrap));
+    kb.n = n_join + max_touched;
+    if (kb.n > INT_MAX / LKH_KEY_LEN) {
+        rc = ck_error_set(CK_ERR_LIMIT, "lkh: batch of %zu too large", n_leave + n_join);
+        goto undo_flags;
+    }
+    kb.buf = malloc(kb.n * LKH_KEY_LEN + 1);
+    if (changed == NULL || touched == NULL || res->joined == NULL || res->wraps == NULL ||
+        kb.buf == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "lkh: batch of %zu", n_leave + n_join);
+        goto undo_flags;
+    }
+    if (kb.n > 0 && RAND_priv_bytes(kb.buf, (int)(kb.n * LKH_KEY_LEN)) != 1) {
+        rc = ck_error_set_ssl(CK_ERR_CRYPTO, "lkh: RAND_priv_bytes");
         goto undo_flags;
     }
 
@@ -453,8 +499,7 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
         t->n_members--;
         changed[n_changed++] = leaf;
         if (i < n_join) {
-            if ((rc = fresh_key(t, t->key[leaf])) != 0)
-                goto out;
+            take_key(&kb, t->key[leaf]);
             t->version[leaf]++;
             t->flag[leaf] |= F_CHANGED | F_REPLACE;
             res->n_replace++;
@@ -482,12 +527,8 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
             leaf = changed[i];
         } else {
             uint32_t node;
-            if ((leaf = find_empty_leaf(t)) == NONE) {
-                rc = ck_error_set(CK_ERR_FULL, "lkh: tree full");
-                goto out;
-            }
-            if ((rc = fresh_key(t, t->key[leaf])) != 0)
-                goto out;
+            leaf = find_empty_leaf(t); /* there is room: checked above */
+            take_key(&kb, t->key[leaf]);
             t->version[leaf]++;
             t->count[leaf] = 1;
             t->flag[leaf] |= F_CHANGED;
@@ -529,21 +570,8 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
         } else {
             res->n_update++;
         }
-        if ((rc = fresh_key(t, t->key[node])) != 0)
-            goto out;
+        take_key(&kb, t->key[node]);
         t->version[node]++;
-        if (res->n_wraps + t->degree > cap_wraps) {
-            size_t nc = cap_wraps == 0 ? 64 : cap_wraps * 2;
-            struct lkh_wrap *w;
-            while (nc < res->n_wraps + t->degree)
-                nc *= 2;
-            if ((w = realloc(res->wraps, nc * sizeof(*w))) == NULL) {
-                rc = ck_error_set(CK_ERR_NOMEM, "lkh: %zu wraps", nc);
-                goto out;
-            }
-            res->wraps = w;
-            cap_wraps = nc;
-        }
         for (uint32_t c = c0; c < c0 + t->degree && c < t->n_nodes; c++) {
             struct lkh_wrap *w;
             if (t->count[c] == 0)
@@ -560,12 +588,15 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
     }
 
 out:
+    /* Only a wrap can fail here. The tree is then consistent (members, counts, keys) but the
+     * new keys were never sent: the caller rekeys the group before using it. */
     for (i = 0; i < n_touched; i++)
         t->flag[touched[i]] = 0;
     for (i = 0; i < n_changed; i++)
         t->flag[changed[i]] = 0;
     free(changed);
     free(touched);
+    keybuf_free(&kb);
     if (rc != 0)
         lkh_batch_result_clear(res);
     return rc;
@@ -578,6 +609,7 @@ undo_flags:
     }
     free(changed);
     free(touched);
+    keybuf_free(&kb);
     lkh_batch_result_clear(res);
     return rc;
 }
