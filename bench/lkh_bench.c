@@ -105,7 +105,7 @@ main(int argc, char **argv)
     long rss0, rss1;
     int rc;
 
-    if (n == 0 || revokes == 0)
+    if (n < 2 || revokes == 0)
         return fprintf(stderr, "usage: lkh_bench [members] [degree] [revokes]\n"), 2;
     rev = calloc(revokes, sizeof(double));
     join = calloc(revokes, sizeof(double));

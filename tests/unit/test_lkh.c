@@ -344,6 +344,53 @@ test_bad_input(void)
     lkh_tree_free(t);
 }
 
+/* Hostile batches (random node ids, versions and ciphertexts, in valid order) never crash and
+ * never change the member unless the call succeeds. */
+static void
+test_member_apply_garbage(void)
+{
+    struct lkh_tree *t = NULL;
+    struct lkh_member m, before;
+    struct lkh_wrap w[8];
+    uint32_t id;
+
+    CHECK_OK(lkh_tree_new(2, 8, &t));
+    if (t == NULL)
+        return;
+    for (int i = 0; i < 8; i++)
+        CHECK_OK(lkh_join(t, &id));
+    CHECK_OK(lkh_member_export(t, 5, &m));
+    for (int iter = 0; iter < 3000; iter++) {
+        size_t n = 1 + rng(8);
+        int rc;
+        for (size_t i = 0; i < n; i++) {
+            w[i].node = rng(16);
+            w[i].child = rng(16);
+            w[i].child_version = m.path[0].version + rng(3);
+            w[i].new_version = rng(30);
+            for (size_t b = 0; b < LKH_WRAP_LEN; b++)
+                w[i].wrapped[b] = (uint8_t)rng(256);
+        }
+        /* sort by node descending, child ascending, drop duplicates */
+        for (size_t i = 0; i < n; i++)
+            for (size_t j = i + 1; j < n; j++)
+                if (w[j].node > w[i].node || (w[j].node == w[i].node && w[j].child < w[i].child)) {
+                    struct lkh_wrap x = w[i];
+                    w[i] = w[j];
+                    w[j] = x;
+                }
+        before = m;
+        rc = lkh_member_apply(&m, w, n);
+        if (rc != 0)
+            CHECK(memcmp(&m, &before, sizeof(m)) == 0);
+        else
+            m = before; /* a batch that misses the member's path: nothing to apply */
+    }
+    lkh_member_clear(&m);
+    lkh_member_clear(&before);
+    lkh_tree_free(t);
+}
+
 /* A tree whose capacity is not a power of its degree: only max_members leaves exist (degree 3,
  * 10 members: height 3, leaf nodes 13..22 of the 27 positions), joins fill them and stop. */
 static void
@@ -469,5 +516,6 @@ CK_TEST_MAIN("lkh", CK_TEST_CASE(test_degree_2), CK_TEST_CASE(test_degree_3),
              CK_TEST_CASE(test_degree_4), CK_TEST_CASE(test_degree_8),
              CK_TEST_CASE(test_join_hash_forward), CK_TEST_CASE(test_rfc3394_vector),
              CK_TEST_CASE(test_bad_input), CK_TEST_CASE(test_partial_capacity),
+             CK_TEST_CASE(test_member_apply_garbage),
              CK_TEST_CASE(test_revoke_one_of_million),
              CK_TEST_CASE(test_batch_1000_of_million))
