@@ -15,6 +15,8 @@
  *   member (within the same batch only when the tree is nearly full).
  * - Every node key is an AES-128 key from the OpenSSL CSPRNG, with a 32-bit version that grows
  *   by one each time the key changes (fresh or hashed forward). The group key is the root key.
+ *   Versions are not checked for wrap-around at 2^32 (a root version moves once per join and
+ *   per batch); the KSV must re-create the group long before.
  * - Join (LKH+): the joiner takes the leftmost empty leaf and gets a fresh leaf key; every
  *   non-empty ancestor advances its key by a one-way function
  *       K(v+1) = first 16 bytes of HMAC-SHA-256(K(v), "cablekey lkh+ join" || be32(node) || be32(v+1))
