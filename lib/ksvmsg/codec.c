@@ -477,7 +477,8 @@ get_sa(ck_reader *r, struct ck_ksv_sa *sa)
     if ((ret = ck_reader_u8(r, &sa->direction)) != 0 || (ret = ck_reader_u8(r, &sa->proto)) != 0 ||
         (ret = ck_reader_u8(r, &sa->mode)) != 0 ||
         (ret = get_addr(r, &sa->peer, false, "SA peer")) != 0 ||
-        (ret = ck_reader_u32be(r, &sa->spi)) != 0 || (ret = ck_reader_u16be(r, &sa->enc_alg)) != 0 ||
+        (ret = ck_reader_u32be(r, &sa->spi)) != 0 ||
+        (ret = ck_reader_u16be(r, &sa->enc_alg)) != 0 ||
         (ret = ck_reader_u16be(r, &sa->auth_alg)) != 0 ||
         (ret = ck_reader_u32be(r, &sa->life_sec)) != 0 ||
         (ret = ck_reader_u32be(r, &sa->life_kbytes)) != 0 ||
