@@ -29,7 +29,8 @@
  *       keying  = lkh | ek | hybrid        default lkh
  *   }
  *
- * Nodes, policies, groups and KSVs may be referenced before the line that declares them.
+ * Tokens are separated by blanks ("a => b p", not "a=>b p"); inside a block, "KEY=VALUE" needs
+ * none. Nodes, policies, groups and KSVs may be referenced before the line that declares them.
  * Node names are [A-Za-z0-9][A-Za-z0-9._-]*, at most 63 bytes (the same for every name).
  *
  * Errors: every problem found is reported as "FILE:LINE: message" (the parser does not stop at

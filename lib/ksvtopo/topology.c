@@ -290,9 +290,13 @@ parse_address(struct parser *p, const char *s, bool multicast, const char **out)
         return PERR(p, "group address %s is not a multicast address", s);
     if (!multicast && mc)
         return PERR(p, "node address %s is a multicast address", s);
-    if (!multicast && af == AF_INET && (a[0] == 0 || (a[0] == 255 && a[1] == 255 &&
-                                                      a[2] == 255 && a[3] == 255)))
-        return PERR(p, "node address %s is not a unicast address", s);
+    if (!multicast) {
+        static const unsigned char zero[16], v4bcast[4] = {255, 255, 255, 255};
+        bool bad = af == AF_INET ? a[0] == 0 || memcmp(a, v4bcast, 4) == 0
+                                 : memcmp(a, zero, 16) == 0;
+        if (bad)
+            return PERR(p, "node address %s is not a unicast address", s);
+    }
     if (inet_ntop(af, a, txt, sizeof(txt)) == NULL)
         return PERR(p, "\"%s\": cannot format the address", s);
     if ((*out = sdup(p, txt)) == NULL)
@@ -470,6 +474,8 @@ policy_finish(struct parser *p, struct pol *po)
     }
     if (!po->has_sec)
         perr_at(p, line, CK_ERR_CONFIG, "policy %s: LIFE-SEC missing", po->pub.name);
+    if (xf->trans == 0)
+        return; /* TRANS-TYPE was refused: its line already says why */
     if (xf->trans == CK_KSVTOPO_AH) {
         if (po->has_enc)
             perr_at(p, line, CK_ERR_CONFIG, "policy %s: AH takes no ENC-ALG", po->pub.name);

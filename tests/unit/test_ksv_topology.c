@@ -319,6 +319,8 @@ test_conflicts(void)
     EXPECT_ERRORS("ksv k\nnode a 10.0.0.1 ksv k,other\n", "2 node a: unknown ksv other");
     EXPECT_ERRORS("ksv k\nksv k\n", "2 ksv k already declared at line 1");
     EXPECT_ERRORS("node m 239.0.0.1\n", "1 node address 239.0.0.1 is a multicast address");
+    EXPECT_ERRORS("node m ::\nnode n 0.1.2.3\n", "1 node address :: is not a unicast address",
+                  "2 node address 0.1.2.3 is not a unicast address");
     EXPECT_ERRORS("node m 10.0.0.300\n", "1 \"10.0.0.300\" is not an IPv4 or IPv6 address");
 }
 
@@ -334,7 +336,10 @@ test_policy_errors(void)
     EXPECT_ERRORS("policy p {\nTRANS-TYPE = ESP\nLIFE-SEC = 1h\n}\n", "3 LIFE-SEC = \"1h\"");
     EXPECT_ERRORS("policy p {\nLIFE-SEC = 100\nLIFE-KBYTE = 4294967296\n}\n",
                   "1 policy p: TRANS-TYPE missing", "3 LIFE-KBYTE = \"4294967296\"");
-    EXPECT_ERRORS("policy p {\nTRANS-TYPE = GRE\nLIFE-SEC = 100\n}\n", "2 TRANS-TYPE = \"GRE\": AH or ESP");
+    /* A refused TRANS-TYPE is reported once, not again as a bad transform. */
+    EXPECT_ERRORS("policy p {\nTRANS-TYPE = GRE\nLIFE-SEC = 100\nENC-ALG = null\n"
+                  "AUTH-ALG = none\n}\n",
+                  "2 TRANS-TYPE = \"GRE\": AH or ESP");
     EXPECT_ERRORS("policy p {\nTRANS-TYPE = ESP\nLIFE-SEC = 100\nLIFE-SEC = 200\n}\n",
                   "4 LIFE-SEC given twice");
     /* Transforms that make no sense. */
