@@ -302,7 +302,8 @@ test_conflicts(void)
         ck_ksvtopo_free(t);
     }
     /* A group without members, without address or policy, with an unknown policy or node. */
-    EXPECT_ERRORS(BASE "group g {\naddress = 239.1.1.1\npolicy = p\n}\n", "8 group g has no members");
+    EXPECT_ERRORS(BASE "group g {\naddress = 239.1.1.1\npolicy = p\n}\n",
+                  "8 group g has no members");
     EXPECT_ERRORS(BASE "group g {\nmembers = a\n}\n", "8 group g: address missing",
                   "8 group g: policy missing");
     EXPECT_ERRORS(BASE "group g {\naddress = 239.1.1.1\npolicy = q\nmembers = a zz\n}\n",
@@ -438,7 +439,8 @@ test_limits(void)
         size_t off = 0, cap = CK_KSVTOPO_MAX_FILE;
         const int n = 20000;
         struct ck_ksvtopo_view v;
-        off += (size_t)snprintf(s + off, cap - off, "policy p {\nTRANS-TYPE = ESP\nLIFE-SEC = 60\n}\n");
+        off += (size_t)snprintf(s + off, cap - off,
+                                "policy p {\nTRANS-TYPE = ESP\nLIFE-SEC = 60\n}\n");
         for (int i = 0; i < n; i++)
             off += (size_t)snprintf(s + off, cap - off, "node n%d 10.%d.%d.1\n", i, i / 256,
                                     i % 256);
