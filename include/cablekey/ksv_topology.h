@@ -204,22 +204,30 @@ const char *ck_ksvtopo_dir_name(enum ck_ksvtopo_dir d);
 
 enum ck_ksvtopo_change_kind { CK_KSVTOPO_ADDED, CK_KSVTOPO_REMOVED, CK_KSVTOPO_CHANGED };
 
-/* One change for one node: an SA (sa_old/sa_new; peer and direction identify it) or a group
- * membership (grp_old/grp_new). ADDED has only the new side, REMOVED only the old, CHANGED both.
- * An SA changes when its transform (ck_ksvtopo_transform_equal) or its peer's address changes; a
- * renamed policy with the same content changes nothing. A membership changes when the group's
- * address, transform, degree or keying changes. Pointers go into the two topologies. */
+/* One change for one node. Three sorts:
+ *  - the node itself (is_node; node_old/node_new): it appeared, disappeared (its registration
+ *    ends), or its address, principal or KSV list changed (it may have to re-register, or no
+ *    longer may register here);
+ *  - an SA (sa_old/sa_new; peer and direction identify it): it changes when its transform
+ *    (ck_ksvtopo_transform_equal), its peer's address or the node's own address changes; a
+ *    renamed policy with the same content changes nothing;
+ *  - a group membership (is_group; grp_old/grp_new): it changes when the group's address,
+ *    transform, degree or keying changes.
+ * ADDED has only the new side, REMOVED only the old, CHANGED both. Pointers go into the two
+ * topologies. */
 struct ck_ksvtopo_change {
     const char *node;
     enum ck_ksvtopo_change_kind kind;
-    bool is_group;
+    bool is_node, is_group;
+    const struct ck_ksvtopo_node *node_old, *node_new;
     const struct ck_ksvtopo_sa *sa_old, *sa_new;
     const struct ck_ksvtopo_membership *grp_old, *grp_new;
 };
 
 struct ck_ksvtopo_diff {
     size_t n;
-    struct ck_ksvtopo_change *changes; /* sorted by node, then SAs (peer, direction), then groups */
+    struct ck_ksvtopo_change *changes; /* by node name; per node: the node, its SAs (by peer, then
+                                        * direction), its groups (by name) */
 };
 
 /* Every change between old and new (either may be NULL: an empty topology). The diff's pointers

@@ -1515,13 +1515,47 @@ group_same(const struct ck_ksvtopo_group *a, const struct ck_ksvtopo_group *b)
            a->degree == b->degree && a->keying == b->keying;
 }
 
+static bool
+opt_equal(const char *a, const char *b)
+{
+    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+static bool
+node_same(const struct ck_ksvtopo_node *a, const struct ck_ksvtopo_node *b)
+{
+    if (strcmp(a->address, b->address) != 0 || !opt_equal(a->principal, b->principal) ||
+        a->n_ksv != b->n_ksv)
+        return false;
+    /* The KSV list is a set: "ksv a,b" and "ksv b,a" say the same. */
+    for (size_t i = 0; i < a->n_ksv; i++) {
+        bool found = false;
+        for (size_t j = 0; j < b->n_ksv && !found; j++)
+            found = strcmp(a->ksv[i], b->ksv[j]) == 0;
+        if (!found)
+            return false;
+    }
+    return true;
+}
+
 static int
 diff_node(struct ck_ksvtopo_diff *d, size_t *cap, const char *name,
           const struct ck_ksvtopo_view *o, const struct ck_ksvtopo_view *n)
 {
     size_t i = 0, j = 0;
+    bool moved = o->node != NULL && n->node != NULL &&
+                 strcmp(o->node->address, n->node->address) != 0;
     int rc;
 
+    if (o->node == NULL || n->node == NULL || !node_same(o->node, n->node)) {
+        struct ck_ksvtopo_change c = {.node = name, .is_node = true, .node_old = o->node,
+                                      .node_new = n->node};
+        c.kind = o->node == NULL   ? CK_KSVTOPO_ADDED
+                 : n->node == NULL ? CK_KSVTOPO_REMOVED
+                                   : CK_KSVTOPO_CHANGED;
+        if ((rc = push_change(d, cap, &c)) != 0)
+            return rc;
+    }
     while (i < o->n_sa || j < n->n_sa) {
         struct ck_ksvtopo_change c = {.node = name};
         int k = i == o->n_sa ? 1 : j == n->n_sa ? -1 : cmp_sa_key(&o->sa[i], &n->sa[j]);
@@ -1533,7 +1567,7 @@ diff_node(struct ck_ksvtopo_diff *d, size_t *cap, const char *name,
             c.sa_new = &n->sa[j++];
         } else {
             const struct ck_ksvtopo_sa *a = &o->sa[i++], *b = &n->sa[j++];
-            if (ck_ksvtopo_transform_equal(&a->policy->xf, &b->policy->xf) &&
+            if (!moved && ck_ksvtopo_transform_equal(&a->policy->xf, &b->policy->xf) &&
                 strcmp(a->peer->address, b->peer->address) == 0)
                 continue;
             c.kind = CK_KSVTOPO_CHANGED;

@@ -479,6 +479,14 @@ render_diff(const struct ck_ksvtopo_diff *d, char *buf, size_t size)
     buf[0] = '\0';
     for (size_t i = 0; i < d->n; i++) {
         const struct ck_ksvtopo_change *c = &d->changes[i];
+        if (c->is_node) {
+            off += (size_t)snprintf(buf + off, size - off, "%s%s%s:node", i ? " " : "",
+                                    kinds[c->kind], c->node);
+            if ((c->kind == CK_KSVTOPO_ADDED) != (c->node_old == NULL) ||
+                (c->kind == CK_KSVTOPO_REMOVED) != (c->node_new == NULL))
+                off += (size_t)snprintf(buf + off, size - off, "!");
+            continue;
+        }
         if (c->is_group) {
             const struct ck_ksvtopo_membership *m = c->grp_new != NULL ? c->grp_new : c->grp_old;
             off += (size_t)snprintf(buf + off, size - off, "%s%s%s:group:%s", i ? " " : "",
@@ -552,11 +560,17 @@ test_diff(void)
                 "a => b p\nb <-> c p\n" GROUP("a b"),
                 "~a:out:b ~a:group:g ~b:in:a ~b:out:c ~b:in:c ~b:group:g ~c:out:b ~c:in:b",
                 __LINE__);
-    /* A peer's address changed: the SAs toward it change, at its peers. */
+    /* A node's address changed: the SAs toward it change at its peers, and all of its own. */
     expect_diff(base,
                 POLICIES "node a 10.0.0.1\nnode b 10.0.0.2\nnode c 10.0.0.33\n"
                          "a => b p\nb <-> c p\n" GROUP("a b"),
-                "~b:out:c ~b:in:c", __LINE__);
+                "~b:out:c ~b:in:c ~c:node ~c:out:b ~c:in:b", __LINE__);
+    /* Principal or KSV list changed: the node only (a reordered KSV list is the same). */
+    expect_diff("ksv k1\nksv k2\n" POLICIES NODES "node d 10.0.0.4 ksv k1,k2\na => b p\n",
+                "ksv k1\nksv k2\n" POLICIES
+                "node a 10.0.0.1 principal host/a@R\nnode b 10.0.0.2\nnode c 10.0.0.3 ksv k2\n"
+                "node d 10.0.0.4 ksv k2,k1\na => b p\n",
+                "~a:node ~c:node", __LINE__);
     /* Group membership: a member joins, another leaves; a group's address moves. */
     expect_diff(base, POLICIES NODES "a => b p\nb <-> c p\n" GROUP("b c"),
                 "-a:group:g +c:group:g", __LINE__);
@@ -566,11 +580,11 @@ test_diff(void)
                 "~a:group:g ~b:group:g", __LINE__);
     /* A node removed with its links; a topology from nothing; to nothing. */
     expect_diff(base, POLICIES "node a 10.0.0.1\nnode b 10.0.0.2\na => b p\n" GROUP("a b"),
-                "-b:out:c -b:in:c -c:out:b -c:in:b", __LINE__);
-    expect_diff(NULL, POLICIES NODES "a <-> b p\n", "+a:out:b +a:in:b +b:out:a +b:in:a",
-                __LINE__);
-    expect_diff(POLICIES NODES "a <-> b p\n", NULL, "-a:out:b -a:in:b -b:out:a -b:in:a",
-                __LINE__);
+                "-b:out:c -b:in:c -c:node -c:out:b -c:in:b", __LINE__);
+    expect_diff(NULL, POLICIES NODES "a <-> b p\n",
+                "+a:node +a:out:b +a:in:b +b:node +b:out:a +b:in:a +c:node", __LINE__);
+    expect_diff(POLICIES NODES "a <-> b p\n", NULL,
+                "-a:node -a:out:b -a:in:b -b:node -b:out:a -b:in:a -c:node", __LINE__);
 }
 
 /* The documented example loads and says what its comments say. */
