@@ -147,13 +147,16 @@ struct ck_ksvtopo_view {
     const struct ck_ksvtopo_membership *groups;
 };
 
+struct ck_ksvtopo_error {
+    int line;
+    char msg[320];             /* "FILE:LINE: ..." */
+};
+
+/* Every error of a parse, sorted by line (then text). */
 struct ck_ksvtopo_report {
     size_t n;                  /* messages kept */
     size_t dropped;            /* errors beyond CK_KSVTOPO_MAX_ERRORS */
-    struct {
-        int line;
-        char msg[320];         /* "FILE:LINE: ..." */
-    } err[CK_KSVTOPO_MAX_ERRORS];
+    struct ck_ksvtopo_error err[CK_KSVTOPO_MAX_ERRORS];
 };
 
 struct ck_ksvtopo;

@@ -218,6 +218,14 @@ sdup(struct parser *p, const char *s)
     return r;
 }
 
+/* qsort with nothing to sort: the tables start out NULL, and qsort's base is declared nonnull. */
+static void
+sort_n(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *))
+{
+    if (n > 1)
+        qsort(base, n, size, cmp);
+}
+
 /* ---- lexical ----------------------------------------------------------------------------- */
 
 static bool
@@ -931,7 +939,7 @@ cmp_addr_key(const void *a, const void *b)
 static int
 check_unique(struct parser *p, struct addr_key *k, size_t n, const char *what)
 {
-    qsort(k, n, sizeof(*k), cmp_addr_key);
+    sort_n(k, n, sizeof(*k), cmp_addr_key);
     for (size_t i = 1; i < n; i++)
         if (strcmp(k[i].key, k[i - 1].key) == 0)
             perr_at(p, k[i].line, CK_ERR_CONFIG, "%s %s of node %s already belongs to %s (line %d)",
@@ -1007,11 +1015,11 @@ resolve(struct parser *p)
     int rc = 0;
 
     /* Names: sorted, and declared once. */
-    qsort(t->nodes, t->n_nodes, sizeof(*t->nodes), cmp_node);
-    qsort(t->pols, t->n_pols, sizeof(*t->pols), cmp_pol);
-    qsort(t->ksvs, t->n_ksvs, sizeof(*t->ksvs), cmp_ksv);
+    sort_n(t->nodes, t->n_nodes, sizeof(*t->nodes), cmp_node);
+    sort_n(t->pols, t->n_pols, sizeof(*t->pols), cmp_pol);
+    sort_n(t->ksvs, t->n_ksvs, sizeof(*t->ksvs), cmp_ksv);
     /* Groups: remember where each file-order group went, for the raw members. */
-    qsort(t->grps, t->n_grps, sizeof(*t->grps), cmp_grp);
+    sort_n(t->grps, t->n_grps, sizeof(*t->grps), cmp_grp);
     if ((grp_pos = calloc(t->n_grps + 1, sizeof(*grp_pos))) == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "topology: out of memory");
         goto out;
@@ -1094,7 +1102,7 @@ resolve(struct parser *p)
                      CK_KSVTOPO_MAX_LINKS);
         goto out;
     }
-    qsort(dl, nd, sizeof(*dl), cmp_dlink);
+    sort_n(dl, nd, sizeof(*dl), cmp_dlink);
     {
         size_t w = 0;
         for (size_t i = 0; i < nd; i++) {
@@ -1126,7 +1134,7 @@ resolve(struct parser *p)
         }
         mk[nm++] = (struct mkey){ni, gi, t->grps[gi].pub.address, m->line};
     }
-    qsort(mk, nm, sizeof(*mk), cmp_mkey);
+    sort_n(mk, nm, sizeof(*mk), cmp_mkey);
     {
         size_t w = 0;
         for (size_t i = 0; i < nm; i++) {
@@ -1174,7 +1182,7 @@ resolve(struct parser *p)
         sr[2 * i + 1] = (struct sa_rec){dl[i].to, {CK_KSVTOPO_IN, &t->nodes[dl[i].from].pub,
                                                    po, dl[i].line}, dl[i].from};
     }
-    qsort(sr, 2 * nd, sizeof(*sr), cmp_sa_rec);
+    sort_n(sr, 2 * nd, sizeof(*sr), cmp_sa_rec);
     t->n_sas = 2 * nd;
     for (size_t i = 0; i < t->n_sas; i++) {
         struct node_rec *nr = &t->nodes[sr[i].node];
@@ -1186,7 +1194,7 @@ resolve(struct parser *p)
     /* mk is sorted by node, address, group; the view wants node, group name. */
     for (size_t i = 0; i < nm; i++)
         mk[i].address = NULL;
-    qsort(mk, nm, sizeof(*mk), cmp_mkey);
+    sort_n(mk, nm, sizeof(*mk), cmp_mkey);
     t->n_mships = nm;
     for (size_t i = 0; i < nm; i++) {
         struct node_rec *nr = &t->nodes[mk[i].node];
@@ -1208,7 +1216,7 @@ resolve(struct parser *p)
             t->members_by_group[g->first_member + g->pub.n_members++] = &t->nodes[mk[i].node].pub;
         }
         for (size_t g = 0; g < t->n_grps; g++)
-            qsort(t->members_by_group + t->grps[g].first_member, t->grps[g].pub.n_members,
+            sort_n(t->members_by_group + t->grps[g].first_member, t->grps[g].pub.n_members,
                   sizeof(*t->members_by_group), cmp_member_ptr);
     }
 
@@ -1223,11 +1231,15 @@ out:
 
 /* ---- entry points ------------------------------------------------------------------------ */
 
+/* By line, then by text: the same file always lists its errors in the same order. */
 static int
 cmp_report(const void *a, const void *b)
 {
-    const int *x = a, *y = b; /* line is the first member of each entry */
-    return (*x > *y) - (*x < *y);
+    const struct ck_ksvtopo_error *x = a, *y = b;
+
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    return strcmp(x->msg, y->msg);
 }
 
 void
@@ -1271,7 +1283,7 @@ ck_ksvtopo_parse(const char *text, size_t len, const char *name, struct ck_ksvto
         rc = perr_at(p, 0, CK_ERR_LIMIT, "larger than %d bytes", CK_KSVTOPO_MAX_FILE);
         goto out;
     }
-    if (memchr(text, '\0', len) != NULL) {
+    if (len > 0 && memchr(text, '\0', len) != NULL) {
         rc = perr_at(p, 0, CK_ERR_CONFIG, "contains a NUL byte");
         goto out;
     }
@@ -1311,7 +1323,7 @@ out:
     if (p != NULL) {
         if (rc == 0 || rc == CK_ERR_CONFIG || rc == CK_ERR_LIMIT)
             rc = p->first_err;
-        qsort(p->rep->err, p->rep->n, sizeof(p->rep->err[0]), cmp_report);
+        sort_n(p->rep->err, p->rep->n, sizeof(p->rep->err[0]), cmp_report);
         if (rc == CK_ERR_CONFIG && p->rep->n > 0)
             ck_error_set(rc, "%s", p->rep->err[0].msg);
         ck_ksvtopo_free(p->t);
