@@ -417,6 +417,31 @@ test_limits(void)
         CHECK_INT_EQ(ck_ksvtopo_parse(s, off, "t.conf", &t, &rep), CK_ERR_LIMIT);
         CHECK(strstr(ck_error_context(), "t.conf:65: more than 64 KSVs") != NULL);
     }
+    /* Too many groups, too many nodes. */
+    {
+        size_t off = 0;
+        for (int i = 0; i <= CK_KSVTOPO_MAX_GROUPS; i++)
+            off += (size_t)snprintf(s + off, 64, "group g%d {\n}\n", i);
+        CHECK_INT_EQ(ck_ksvtopo_parse(s, off, "t.conf", &t, &rep), CK_ERR_LIMIT);
+        CHECK(strstr(ck_error_context(), "t.conf:2049: more than 1024 groups") != NULL);
+        off = 0;
+        for (int i = 0; i <= CK_KSVTOPO_MAX_NODES; i++)
+            off += (size_t)snprintf(s + off, 64, "node n%d 10.%d.%d.1\n", i, i / 256 % 256,
+                                    i % 256);
+        CHECK_INT_EQ(ck_ksvtopo_parse(s, off, "t.conf", &t, &rep), CK_ERR_LIMIT);
+        CHECK(strstr(ck_error_context(), "t.conf:65537: more than 65536 nodes") != NULL);
+        CHECK(t == NULL);
+    }
+    /* Too many directed links: <-> counts two. */
+    {
+        size_t off = (size_t)snprintf(s, 128, "policy p {\nTRANS-TYPE = AH\nLIFE-SEC = 60\n}\n"
+                                              "node a 10.0.0.1\nnode b 10.0.0.2\n");
+        for (int i = 0; i <= CK_KSVTOPO_MAX_LINKS / 2; i++)
+            off += (size_t)snprintf(s + off, 64, "a <-> b p\n");
+        CHECK_INT_EQ(ck_ksvtopo_parse(s, off, "t.conf", &t, &rep), CK_ERR_LIMIT);
+        CHECK(strstr(ck_error_context(), "more than 262144 directed links") != NULL);
+        CHECK(t == NULL);
+    }
     /* A name too long. */
     {
         char line[128];
