@@ -36,9 +36,10 @@
  * Errors: every problem found is reported as "FILE:LINE: message" (the parser does not stop at
  * the first one, so --check can list them all): syntax, unknown node/policy/group/KSV, a
  * directed link defined twice (A => B twice, or A => B and A <-> B, with the line of the first),
- * a link from a node to itself, a node in two groups of one address, a node listed twice in one
- * group, a group without members, two nodes with one address, a name declared twice, bad or
- * missing lifetimes, a transform that makes no sense (AH with a cipher, AEAD with AUTH-ALG).
+ * a link from a node to itself or between an IPv4 and an IPv6 node, a node in two groups of one
+ * address, a node listed twice in one group, a group without members, two nodes with one
+ * address, a name declared twice, bad or missing lifetimes, a transform that makes no sense (AH
+ * with a cipher, AEAD with AUTH-ALG).
  * The first error is returned (CK_ERR_CONFIG; CK_ERR_LIMIT when a limit is hit, which stops the
  * parse) with its message in ck_error_context().
  *

@@ -1091,6 +1091,14 @@ resolve(struct parser *p)
             ok = perr_at(p, l->line, CK_ERR_CONFIG, "unknown policy %s", l->policy) == 0;
         if (ok && a == b)
             ok = perr_at(p, l->line, CK_ERR_CONFIG, "link from %s to itself", l->from) == 0;
+        /* An SA's addresses are its ends' (the outer header's, in tunnel mode): one family. */
+        if (ok && t->nodes[a].pub.address != NULL && t->nodes[b].pub.address != NULL &&
+            (strchr(t->nodes[a].pub.address, ':') == NULL) !=
+                (strchr(t->nodes[b].pub.address, ':') == NULL))
+            ok = perr_at(p, l->line, CK_ERR_CONFIG, "link %s %s %s: %s is %s, %s is %s",
+                         l->from, l->both ? "<->" : "=>", l->to, l->from,
+                         strchr(t->nodes[a].pub.address, ':') ? "IPv6" : "IPv4", l->to,
+                         strchr(t->nodes[b].pub.address, ':') ? "IPv6" : "IPv4") == 0;
         if (!ok)
             continue;
         dl[nd++] = (struct dlink){a, b, pi, l->line};
@@ -1130,6 +1138,14 @@ resolve(struct parser *p)
         if (ni == SIZE_MAX) {
             perr_at(p, m->line, CK_ERR_CONFIG, "group %s: unknown node %s",
                     t->grps[gi].pub.name, m->node);
+            continue;
+        }
+        if (t->grps[gi].pub.address != NULL && t->nodes[ni].pub.address != NULL &&
+            (strchr(t->grps[gi].pub.address, ':') == NULL) !=
+                (strchr(t->nodes[ni].pub.address, ':') == NULL)) {
+            perr_at(p, m->line, CK_ERR_CONFIG, "group %s (%s): node %s has an %s address",
+                    t->grps[gi].pub.name, t->grps[gi].pub.address, m->node,
+                    strchr(t->nodes[ni].pub.address, ':') ? "IPv6" : "IPv4");
             continue;
         }
         mk[nm++] = (struct mkey){ni, gi, t->grps[gi].pub.address, m->line};

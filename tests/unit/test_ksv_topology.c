@@ -192,7 +192,7 @@ test_policy_defaults(void)
     struct ck_ksvtopo *t = parse_ok("policy p {\nTRANS-TYPE = ESP\nLIFE-SEC = 3600\n}\n"
                                     "policy q {\nTRANS-TYPE = ESP\nLIFE-SEC = 10\n"
                                     "ENC-ALG = null\nAUTH-ALG = hmac-sha512-256\n}\n"
-                                    "node x 10.0.0.1\nnode y 2001:DB8::1\nx => y p\ny => x q\n");
+                                    "node x 2001:db8::2\nnode y 2001:DB8::1\nx => y p\ny => x q\n");
     const struct ck_ksvtopo_policy *p, *q;
     struct ck_ksvtopo_view v;
 
@@ -280,6 +280,8 @@ test_conflicts(void)
     EXPECT_ERRORS(BASE "a => b nope\n", "8 unknown policy nope");
     EXPECT_ERRORS(BASE "a => zz p\n", "8 unknown node zz");
     EXPECT_ERRORS(BASE "a <-> a p\n", "8 link from a to itself");
+    EXPECT_ERRORS(BASE "node v6 2001:db8::1\na => b p\nv6 <-> a p\n",
+                  "10 link v6 <-> a: v6 is IPv6, a is IPv4");
     /* A node in two groups of one address; in one group twice; groups of different addresses
      * may share members. */
     EXPECT_ERRORS(BASE "group g1 {\naddress = 239.1.1.1\npolicy = p\nmembers = a b\n}\n"
@@ -291,16 +293,19 @@ test_conflicts(void)
     {
         struct ck_ksvtopo *t = parse_ok(
             BASE "group g1 {\naddress = 239.1.1.1\npolicy = p\nmembers = a b\n}\n"
-                 "group g2 {\naddress = ff05::1:3\npolicy = p\nmembers = b\nkeying = hybrid\n"
+                 "group g2 {\naddress = 239.1.1.2\npolicy = p\nmembers = b\nkeying = hybrid\n"
                  "degree = 2\n}\n");
         CHECK_VIEW(t, "b", " | g1 g2");
         if (t != NULL) {
             const struct ck_ksvtopo_group *g2 = ck_ksvtopo_group_find(t, "g2");
             CHECK(g2 != NULL && g2->keying == CK_KSVTOPO_HYBRID && g2->degree == 2 &&
-                  g2->index == 1 && strcmp(g2->address, "ff05::1:3") == 0);
+                  g2->index == 1 && strcmp(g2->address, "239.1.1.2") == 0);
         }
         ck_ksvtopo_free(t);
     }
+    EXPECT_ERRORS(BASE "node v6 2001:db8::1\n"
+                       "group g {\naddress = FF05::1:3\npolicy = p\nmembers = v6 a\n}\n",
+                  "12 group g (ff05::1:3): node a has an IPv4 address");
     /* A group without members, without address or policy, with an unknown policy or node. */
     EXPECT_ERRORS(BASE "group g {\naddress = 239.1.1.1\npolicy = p\n}\n",
                   "8 group g has no members");
