@@ -681,6 +681,9 @@ stmt_node(struct parser *p, char **tok, size_t n)
                     *comma = '\0';
                 if (!valid_name(s))
                     return PERR(p, "node %s: ksv \"%s\" is not a valid name", tok[1], s);
+                for (size_t k = 0; k < nr->pub.n_ksv; k++)
+                    if (strcmp(nr->pub.ksv[k], s) == 0)
+                        return PERR(p, "node %s: ksv %s listed twice", tok[1], s);
                 if (nr->pub.n_ksv == CK_KSVTOPO_MAX_NODE_KSVS)
                     return perr_at(p, p->line, CK_ERR_LIMIT, "node %s: more than %d KSVs",
                                    tok[1], CK_KSVTOPO_MAX_NODE_KSVS);

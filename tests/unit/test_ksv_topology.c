@@ -324,6 +324,7 @@ test_conflicts(void)
                   "2 principal x@R of node b already belongs to a");
     EXPECT_ERRORS("ksv k\nnode a 10.0.0.1 ksv k,other\n", "2 node a: unknown ksv other");
     EXPECT_ERRORS("ksv k\nksv k\n", "2 ksv k already declared at line 1");
+    EXPECT_ERRORS("ksv k\nnode a 10.0.0.1 ksv k,k\n", "2 node a: ksv k listed twice");
     EXPECT_ERRORS("node m 239.0.0.1\n", "1 node address 239.0.0.1 is a multicast address");
     EXPECT_ERRORS("node m ::\nnode n 0.1.2.3\n", "1 node address :: is not a unicast address",
                   "2 node address 0.1.2.3 is not a unicast address");
