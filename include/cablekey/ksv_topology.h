@@ -38,10 +38,15 @@
  * directed link defined twice (A => B twice, or A => B and A <-> B, with the line of the first),
  * a link from a node to itself or between an IPv4 and an IPv6 node, a node in two groups of one
  * address, a node listed twice in one group, a group without members, two nodes with one
- * address, a name declared twice, bad or missing lifetimes, a transform that makes no sense (AH
- * with a cipher, AEAD with AUTH-ALG).
- * The first error is returned (CK_ERR_CONFIG; CK_ERR_LIMIT when a limit is hit, which stops the
- * parse) with its message in ck_error_context().
+ * address or principal, a name declared twice, bad or missing lifetimes, a transform that makes
+ * no sense (AH with a cipher, AEAD with AUTH-ALG, CBC without AUTH-ALG). The error on the
+ * earliest line is returned (CK_ERR_CONFIG; CK_ERR_LIMIT when a limit below is hit, which stops
+ * the parse and is the one returned) with its message in ck_error_context().
+ *
+ * A group is one SA shared by its members (seed 3.5: the group SPI is both the sending and the
+ * receiving SPI), so the expansion lists it as a membership, not as SAs; group->index is the
+ * group's position in the file, the leading "X" of the seed's member IDs (3.6); it moves when a
+ * group is inserted above, so IDs that must survive a reload belong in the store, by name.
  *
  * Expansion: ck_ksvtopo_node_view gives a node's SAs (one per direction and peer), sorted by peer
  * name then direction (out before in), and its group memberships sorted by group name: the order
