@@ -1006,15 +1006,14 @@ cmp_member_ptr(const void *a, const void *b)
     return strcmp((*x)->name, (*y)->name);
 }
 
+/* Sorts the tables by name and checks names, addresses, principals and references to KSVs and
+ * policies. *grp_pos_out maps a group's file position to its sorted index. */
 static int
-resolve(struct parser *p)
+resolve_names(struct parser *p, size_t **grp_pos_out)
 {
     struct ck_ksvtopo *t = p->t;
     struct addr_key *keys = NULL;
-    struct dlink *dl = NULL;
-    struct mkey *mk = NULL;
-    struct sa_rec *sr = NULL;
-    size_t *grp_pos = NULL, n, nd = 0, nm = 0;
+    size_t *grp_pos = NULL, n;
     int rc = 0;
 
     /* Names: sorted, and declared once. */
@@ -1023,7 +1022,7 @@ resolve(struct parser *p)
     sort_n(t->ksvs, t->n_ksvs, sizeof(*t->ksvs), cmp_ksv);
     /* Groups: remember where each file-order group went, for the raw members. */
     sort_n(t->grps, t->n_grps, sizeof(*t->grps), cmp_grp);
-    if ((grp_pos = calloc(t->n_grps + 1, sizeof(*grp_pos))) == NULL) {
+    if ((*grp_pos_out = grp_pos = calloc(t->n_grps + 1, sizeof(*grp_pos))) == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "topology: out of memory");
         goto out;
     }
@@ -1076,8 +1075,22 @@ resolve(struct parser *p)
             g->pub.policy = &t->pols[pi].pub;
     }
 
+out:
+    free(keys);
+    return rc;
+}
+
+/* Every link as directed pairs, each pair once, sorted by (from, to). */
+static int
+resolve_links(struct parser *p, struct dlink **dl_out, size_t *nd_out)
+{
+    struct ck_ksvtopo *t = p->t;
+    struct dlink *dl;
+    size_t nd = 0;
+    int rc = 0;
+
     /* Links: every directed pair once. */
-    if ((dl = calloc(2 * t->n_rlinks + 1, sizeof(*dl))) == NULL) {
+    if ((*dl_out = dl = calloc(2 * t->n_rlinks + 1, sizeof(*dl))) == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "topology: out of memory");
         goto out;
     }
@@ -1130,8 +1143,22 @@ resolve(struct parser *p)
     }
     t->n_directed = nd;
 
+out:
+    *nd_out = nd;
+    return rc;
+}
+
+/* Every membership once, with the conflicts of one node in one address. */
+static int
+resolve_members(struct parser *p, const size_t *grp_pos, struct mkey **mk_out, size_t *nm_out)
+{
+    struct ck_ksvtopo *t = p->t;
+    struct mkey *mk;
+    size_t nm = 0;
+    int rc = 0;
+
     /* Memberships. */
-    if ((mk = calloc(t->n_rmembers + 1, sizeof(*mk))) == NULL) {
+    if ((*mk_out = mk = calloc(t->n_rmembers + 1, sizeof(*mk))) == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "topology: out of memory");
         goto out;
     }
@@ -1183,8 +1210,18 @@ resolve(struct parser *p)
         }
         nm = w;
     }
-    if (p->first_err != 0)
-        goto out; /* no expansion of a topology with errors */
+out:
+    *nm_out = nm;
+    return rc;
+}
+
+/* The per-node SA and membership slices, and each group's sorted member list. */
+static int
+build_views(struct parser *p, const struct dlink *dl, size_t nd, struct mkey *mk, size_t nm)
+{
+    struct ck_ksvtopo *t = p->t;
+    struct sa_rec *sr = NULL;
+    int rc = 0;
 
     /* The expansion tables. */
     if ((sr = calloc(2 * nd + 1, sizeof(*sr))) == NULL ||
@@ -1240,10 +1277,26 @@ resolve(struct parser *p)
     }
 
 out:
-    free(keys);
+    free(sr);
+    return rc;
+}
+
+static int
+resolve(struct parser *p)
+{
+    struct dlink *dl = NULL;
+    struct mkey *mk = NULL;
+    size_t *grp_pos = NULL, nd = 0, nm = 0;
+    int rc;
+
+    if ((rc = resolve_names(p, &grp_pos)) != 0 || (rc = resolve_links(p, &dl, &nd)) != 0 ||
+        (rc = resolve_members(p, grp_pos, &mk, &nm)) != 0)
+        goto out;
+    if (p->first_err == 0) /* no expansion of a topology with errors */
+        rc = build_views(p, dl, nd, mk, nm);
+out:
     free(dl);
     free(mk);
-    free(sr);
     free(grp_pos);
     return rc;
 }
