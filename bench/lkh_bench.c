@@ -1,0 +1,223 @@
+/* LKH core costs on the key server (issue 11's performance goals): revoke 1 of n, a batch of
+ * 1,000 leaves, an LKH+ join, a member's CPU per rekey, and the tree's memory per member.
+ * Server CPU only (lib/lkh): no signature, packing, store or network yet.
+ *
+ * Times are the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so a busy shared machine lowers the
+ * numbers less than wall time would. The tree stays at n members: every revoke is followed by a
+ * join (timed separately), every 1,000-leave batch by a 1,000-join batch (untimed).
+ *
+ * Usage: lkh_bench [members (default 1000000)] [degree (default 4)] [revokes (default 2000)] */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cablekey/error.h"
+#include "cablekey/lkh.h"
+
+#define BATCH_LEAVES 1000
+#define BATCH_ROUNDS 5
+
+static double
+cpu_seconds(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static long
+rss_kib(void)
+{
+    char line[256];
+    long kib = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0)
+            kib = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kib;
+}
+
+static uint64_t rng_state = 0x2545f4914f6cdd1dull;
+
+static uint32_t
+rng(uint32_t bound)
+{
+    rng_state ^= rng_state >> 12;
+    rng_state ^= rng_state << 25;
+    rng_state ^= rng_state >> 27;
+    return (uint32_t)((rng_state * 0x2545f4914f6cdd1dull) >> 33) % bound;
+}
+
+static int
+cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double
+pct(double *v, size_t n, double p)
+{
+    qsort(v, n, sizeof(double), cmp_double);
+    return v[(size_t)(p * (double)(n - 1))];
+}
+
+static int
+fail(const char *what, int rc)
+{
+    fprintf(stderr, "lkh_bench: %s: %s: %s\n", what, ck_strerror(rc), ck_error_context());
+    return 1;
+}
+
+/* A member ID currently in the group: IDs are dense below n_slots, probe until one exports. */
+static uint32_t
+random_member(const struct lkh_tree *t, uint32_t n_slots, struct lkh_member *m)
+{
+    for (;;) {
+        uint32_t id = rng(n_slots);
+        if (lkh_member_export(t, id, m) == 0)
+            return id;
+    }
+}
+
+int
+main(int argc, char **argv)
+{
+    uint32_t n = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 10) : 1000000;
+    uint32_t degree = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 4;
+    size_t revokes = argc > 3 ? (size_t)strtoul(argv[3], NULL, 10) : 2000;
+    struct lkh_tree *t = NULL;
+    struct lkh_batch_result r;
+    struct lkh_member m, victim;
+    struct lkh_member sib;
+    double *sib_cpu = NULL;
+    size_t n_sib = 0;
+    int have_sib;
+    double *rev = NULL, *join = NULL, *mem_cpu = NULL, t0, build, bmin = 1e9, bsum = 0;
+    size_t wraps_min = SIZE_MAX, wraps_max = 0, bwraps = 0;
+    uint32_t *leave = NULL, slots;
+    long rss0, rss1;
+    int rc;
+
+    if (n < 2 || revokes == 0)
+        return fprintf(stderr, "usage: lkh_bench [members] [degree] [revokes]\n"), 2;
+    rev = calloc(revokes, sizeof(double));
+    join = calloc(revokes, sizeof(double));
+    mem_cpu = calloc(revokes, sizeof(double));
+    sib_cpu = calloc(revokes, sizeof(double));
+    leave = calloc(BATCH_LEAVES, sizeof(uint32_t));
+    if (rev == NULL || join == NULL || mem_cpu == NULL || sib_cpu == NULL || leave == NULL)
+        return fail("calloc", CK_ERR_NOMEM);
+
+    rss0 = rss_kib();
+    t0 = cpu_seconds();
+    if ((rc = lkh_tree_new(degree, n, &t)) != 0 || (rc = lkh_tree_populate(t, n)) != 0)
+        return fail("build", rc);
+    build = cpu_seconds() - t0;
+    rss1 = rss_kib();
+    slots = n; /* member IDs are below max_members = n */
+
+    /* revoke one (a batch of one leave), then an LKH+ join to keep n members */
+    for (size_t i = 0; i < revokes; i++) {
+        uint32_t id = random_member(t, slots, &victim), nid;
+        double a;
+        do
+            random_member(t, slots, &m);
+        while (m.member_id == id && n > 1);
+        have_sib = lkh_member_export(t, id ^ 1, &sib) == 0 && sib.path[1].node == victim.path[1].node;
+        a = cpu_seconds();
+        if ((rc = lkh_batch(t, &id, 1, 0, &r)) != 0)
+            return fail("revoke", rc);
+        rev[i] = cpu_seconds() - a;
+        if (r.n_wraps < wraps_min)
+            wraps_min = r.n_wraps;
+        if (r.n_wraps > wraps_max)
+            wraps_max = r.n_wraps;
+        a = cpu_seconds();
+        if ((rc = lkh_member_apply(&m, r.wraps, r.n_wraps)) != 0)
+            return fail("member apply", rc);
+        mem_cpu[i] = cpu_seconds() - a;
+        if (have_sib) {
+            /* the victim's sibling: every key of its path changes, the member's worst case */
+            a = cpu_seconds();
+            if ((rc = lkh_member_apply(&sib, r.wraps, r.n_wraps)) != 0)
+                return fail("sibling apply", rc);
+            sib_cpu[n_sib++] = cpu_seconds() - a;
+        }
+        lkh_member_clear(&sib);
+        lkh_batch_result_clear(&r);
+        a = cpu_seconds();
+        if ((rc = lkh_join(t, &nid)) != 0)
+            return fail("join", rc);
+        join[i] = cpu_seconds() - a;
+    }
+    lkh_member_clear(&m);
+    lkh_member_clear(&victim);
+
+    /* batches of 1,000 random leaves, refilled by 1,000 joins (untimed) */
+    for (int b = 0; b < BATCH_ROUNDS && n > 2 * BATCH_LEAVES; b++) {
+        size_t k = 0;
+        double a, d;
+        while (k < BATCH_LEAVES) {
+            uint32_t id = random_member(t, slots, &m), j;
+            for (j = 0; j < k && leave[j] != id; j++)
+                ;
+            if (j == k)
+                leave[k++] = id;
+        }
+        a = cpu_seconds();
+        if ((rc = lkh_batch(t, leave, BATCH_LEAVES, 0, &r)) != 0)
+            return fail("batch", rc);
+        d = cpu_seconds() - a;
+        bwraps += r.n_wraps;
+        bsum += d;
+        if (d < bmin)
+            bmin = d;
+        lkh_batch_result_clear(&r);
+        if ((rc = lkh_batch(t, NULL, 0, BATCH_LEAVES, &r)) != 0)
+            return fail("refill", rc);
+        lkh_batch_result_clear(&r);
+    }
+    lkh_member_clear(&m);
+
+    printf("LKH core, n = %u, degree %u, height %u, %zu revokes (CPU time of this thread)\n", n,
+           degree, lkh_tree_height(t), revokes);
+    printf("| measure | value |\n|---|---|\n");
+    printf("| tree build (populate) | %.1f ms |\n", build * 1e3);
+    printf("| tree arrays | %zu bytes = %.1f bytes/member |\n", lkh_tree_memory(t),
+           (double)lkh_tree_memory(t) / n);
+    printf("| process RSS growth | %ld KiB = %.1f bytes/member |\n", rss1 - rss0,
+           (double)(rss1 - rss0) * 1024.0 / n);
+    printf("| revoke 1: wraps | %zu..%zu (%zu..%zu B at 24 B wrap + 8 B ids) |\n", wraps_min,
+           wraps_max, wraps_min * 32, wraps_max * 32);
+    printf("| revoke 1: server CPU p50 / p99 | %.1f / %.1f us |\n", pct(rev, revokes, 0.5) * 1e6,
+           pct(rev, revokes, 0.99) * 1e6);
+    {
+        double s = 0;
+        for (size_t i = 0; i < revokes; i++)
+            s += rev[i];
+        printf("| revokes per CPU-second | %.0f |\n", (double)revokes / s);
+    }
+    printf("| LKH+ join: server CPU p50 / p99 | %.1f / %.1f us (0 multicast bytes) |\n",
+           pct(join, revokes, 0.5) * 1e6, pct(join, revokes, 0.99) * 1e6);
+    printf("| member CPU per revoke (apply) p50 | %.1f us |\n", pct(mem_cpu, revokes, 0.5) * 1e6);
+    if (n_sib > 0)
+        printf("| member CPU per revoke, victim's sibling (%u unwraps) p50 | %.1f us |\n",
+               lkh_tree_height(t), pct(sib_cpu, n_sib, 0.5) * 1e6);
+    if (bsum > 0)
+        printf("| batch of %d leaves: wraps (mean) / CPU min / mean | %zu / %.2f / %.2f ms |\n",
+               BATCH_LEAVES, bwraps / BATCH_ROUNDS, bmin * 1e3, bsum / BATCH_ROUNDS * 1e3);
+    lkh_tree_free(t);
+    free(rev);
+    free(join);
+    free(mem_cpu);
+    free(sib_cpu);
+    free(leave);
+    return 0;
+}
