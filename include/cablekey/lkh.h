@@ -136,4 +136,35 @@ int lkh_member_group_key(struct lkh_member *m, uint32_t version, uint8_t key[LKH
 
 void lkh_member_clear(struct lkh_member *m);
 
+/* ---- persistence (issue 11 contract; the KSV store keeps these rows) --------------------- */
+
+/* One node's state: an empty node has present = 0 (no key). */
+struct lkh_node_state {
+    uint32_t node;
+    uint32_t version;
+    uint8_t present;
+    uint8_t key[LKH_KEY_LEN];
+};
+
+/* One member's place: its stable ID and its leaf (heap node id). */
+struct lkh_member_place {
+    uint32_t member_id;
+    uint32_t leaf;
+};
+
+/* Nodes whose key or version changed since the last lkh_tree_clear_dirty (a bitmap, one bit a
+ * node): *nodes is malloc'd (free()), ascending. Joins, batches and populate mark nodes. */
+int lkh_tree_dirty(const struct lkh_tree *t, uint32_t **nodes, size_t *n);
+void lkh_tree_clear_dirty(struct lkh_tree *t);
+int lkh_tree_node_get(const struct lkh_tree *t, uint32_t node, struct lkh_node_state *out);
+int lkh_member_leaf(const struct lkh_tree *t, uint32_t member_id, uint32_t *leaf);
+/* Every member's place (for a full save); *out malloc'd. */
+int lkh_tree_members_list(const struct lkh_tree *t, struct lkh_member_place **out, size_t *n);
+/* Rebuilds a tree from saved rows (the nodes not listed are empty). Checks consistency: every
+ * member's leaf exists and is unique, every ancestor of a member has a key, counts are
+ * recomputed; CK_ERR_DECODE otherwise. The dirty set of the result is empty. */
+int lkh_tree_restore(uint32_t degree, uint32_t max_members, const struct lkh_node_state *nodes,
+                     size_t n_nodes, const struct lkh_member_place *members, size_t n_members,
+                     struct lkh_tree **out);
+
 #endif

@@ -1,0 +1,152 @@
+/* The keying server's persistent state (issue 11): SPIs and link SAs, groups with their LKH trees
+ * and epochs, the signed datagrams of recent epochs (resend after a crash, unicast recovery),
+ * revocations, alarms and registrations. One SQLite file (WAL, synchronous=FULL), its own schema
+ * (the KDC's store is not involved); `--db PATH` or `--db sqlite:PATH`. Every key (SA keys, LKH
+ * node keys, the signing key) is encrypted at rest under a 32-byte master key read from a 0600
+ * key file (AES-256-GCM, the table, row identity and version inside the AAD); the key file is
+ * created with the database (`ck_ksv_store_open(..., create = true)`) and refused when others
+ * can read it.
+ *
+ * Crash safety: every multi-row change is one transaction. A group's epoch only grows:
+ * ck_ksv_store_group_commit refuses an epoch <= the stored one, and stores the node keys, the
+ * member changes and the batch's signed datagrams together, so after kill -9 either all of a
+ * batch is durable (and the KSV re-sends its datagrams) or none of it was (and nothing of it was
+ * sent, since the KSV sends only after the commit returns).
+ *
+ * Several processes may open the file (the daemon and the `cablekey ksv` CLI); the CLI's writes
+ * (revocations) are seen by the daemon through ck_ksv_store_changed (SQLite data_version).
+ *
+ * Errors: CK_ERR_DB, CK_ERR_NOTFOUND, CK_ERR_EXISTS, CK_ERR_INVAL, CK_ERR_PERM (key file mode),
+ * CK_ERR_INTEGRITY (a key that does not decrypt: wrong master key), CK_ERR_NOMEM. */
+#ifndef CABLEKEY_KSV_STORE_H
+#define CABLEKEY_KSV_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cablekey/lkh.h"
+
+#define CK_KSV_STORE_NAME 64     /* node, group, policy names: <= 63 bytes + NUL */
+#define CK_KSV_STORE_KEY 64
+#define CK_KSV_STORE_KEEP_EPOCHS 16 /* signed datagrams kept per group */
+
+struct ck_ksv_store;
+
+/* uri: "PATH" or "sqlite:PATH". key_file NULL: PATH + ".key". */
+int ck_ksv_store_open(const char *uri, const char *key_file, bool create,
+                      struct ck_ksv_store **out);
+void ck_ksv_store_close(struct ck_ksv_store *st);
+/* True once since the last call when another connection wrote (data_version). */
+int ck_ksv_store_changed(struct ck_ksv_store *st, bool *changed);
+
+/* The KSV's Ed25519 signing key (raw 32 bytes), created on first call. */
+int ck_ksv_store_signing_key(struct ck_ksv_store *st, uint8_t priv[32]);
+
+/* ---- link SAs ---------------------------------------------------------------------------- */
+/* One SA of a directed link src -> dst. The SPI is the receiver's (dst's): unique among every
+ * SA dst receives, never 0 or < 256, random, allocated by sa_put when spi == 0. */
+struct ck_ksv_sa_row {
+    int64_t id;                          /* set by sa_put */
+    char src[CK_KSV_STORE_NAME], dst[CK_KSV_STORE_NAME];
+    char policy[CK_KSV_STORE_NAME];
+    uint32_t spi;
+    uint8_t enc_key[CK_KSV_STORE_KEY], auth_key[CK_KSV_STORE_KEY];
+    uint8_t enc_key_len, auth_key_len;
+    int64_t created, expires;            /* seconds */
+    uint32_t generation;                 /* 1, 2, ... per link: a re-key is a new row */
+};
+int ck_ksv_store_sa_put(struct ck_ksv_store *st, struct ck_ksv_sa_row *row);
+/* Rows where node is src or dst (NULL: all), oldest first; free with ck_ksv_store_sa_free. */
+int ck_ksv_store_sa_list(struct ck_ksv_store *st, const char *node, struct ck_ksv_sa_row **rows,
+                         size_t *n);
+int ck_ksv_store_sa_delete(struct ck_ksv_store *st, int64_t id);
+void ck_ksv_store_sa_free(struct ck_ksv_sa_row *rows, size_t n); /* wipes */
+
+/* ---- groups ------------------------------------------------------------------------------ */
+enum ck_ksv_member_state { CK_KSV_MEMBER_ACTIVE = 1, CK_KSV_MEMBER_LEFT = 2 };
+
+struct ck_ksv_group_row {
+    uint32_t group_id;                   /* persistent, allocated by name */
+    char name[CK_KSV_STORE_NAME];
+    uint64_t epoch;
+    uint32_t degree, capacity;
+    int keying;                          /* enum ck_ksvtopo_keying */
+    uint32_t spi;                        /* the group SA's SPI */
+};
+struct ck_ksv_member_row {
+    char node[CK_KSV_STORE_NAME];
+    uint32_t member_id, leaf;
+    int state;                           /* enum ck_ksv_member_state */
+};
+
+/* The group by name, created (new id, epoch 0, new SPI) when absent. */
+int ck_ksv_store_group_get(struct ck_ksv_store *st, const char *name, uint32_t degree,
+                           uint32_t capacity, int keying, struct ck_ksv_group_row *out);
+int ck_ksv_store_group_list(struct ck_ksv_store *st, struct ck_ksv_group_row **rows, size_t *n);
+/* The whole saved tree and the members of a group (nodes: free with ck_ksv_store_nodes_free). */
+int ck_ksv_store_group_load(struct ck_ksv_store *st, uint32_t group_id,
+                            struct lkh_node_state **nodes, size_t *n_nodes,
+                            struct ck_ksv_member_row **members, size_t *n_members);
+void ck_ksv_store_nodes_free(struct lkh_node_state *nodes, size_t n); /* wipes */
+
+/* One transaction: epoch (must be > the stored epoch, or == for a join, which sends no
+ * datagram), node rows (upsert), member rows (upsert by node), the datagrams of this epoch
+ * (older ones beyond CK_KSV_STORE_KEEP_EPOCHS dropped). */
+struct ck_ksv_group_commit {
+    uint32_t group_id;
+    uint64_t epoch;
+    const struct lkh_node_state *nodes;
+    size_t n_nodes;
+    const struct ck_ksv_member_row *members;
+    size_t n_members;
+    uint8_t *const *dgrams;
+    const size_t *dgram_lens;
+    size_t n_dgrams;
+};
+int ck_ksv_store_group_commit(struct ck_ksv_store *st, const struct ck_ksv_group_commit *c);
+/* The datagrams of one stored epoch (free each and the arrays with free()). */
+int ck_ksv_store_epoch_dgrams(struct ck_ksv_store *st, uint32_t group_id, uint64_t epoch,
+                              uint8_t ***dgrams, size_t **lens, size_t *n);
+
+/* ---- revocations (persist until lifted) --------------------------------------------------- */
+struct ck_ksv_revocation {
+    char group[CK_KSV_STORE_NAME], node[CK_KSV_STORE_NAME];
+    int64_t when;
+    char actor[CK_KSV_STORE_NAME];
+    bool applied;                        /* the daemon's batch removed the member */
+};
+int ck_ksv_store_revoke(struct ck_ksv_store *st, const char *group, const char *node,
+                        const char *actor, int64_t now);
+int ck_ksv_store_revoke_lift(struct ck_ksv_store *st, const char *group, const char *node);
+int ck_ksv_store_revoke_mark_applied(struct ck_ksv_store *st, const char *group,
+                                     const char *node);
+int ck_ksv_store_is_revoked(struct ck_ksv_store *st, const char *group, const char *node,
+                            bool *revoked);
+int ck_ksv_store_revocations(struct ck_ksv_store *st, struct ck_ksv_revocation **rows,
+                             size_t *n);
+
+/* ---- alarms and registrations (operator view) --------------------------------------------- */
+struct ck_ksv_alarm_row {
+    int64_t id, when;
+    char node[CK_KSV_STORE_NAME];
+    char type[32];                       /* "SA_EXPIRED", ... or a KSV-side cause */
+    char detail[256];
+};
+int ck_ksv_store_alarm_add(struct ck_ksv_store *st, int64_t when, const char *node,
+                           const char *type, const char *detail);
+/* Newest first, at most max. */
+int ck_ksv_store_alarm_list(struct ck_ksv_store *st, size_t max, struct ck_ksv_alarm_row **rows,
+                            size_t *n);
+
+struct ck_ksv_node_row {
+    char node[CK_KSV_STORE_NAME];
+    char addr[64];                       /* where it registered from */
+    int64_t registered, last_seen;
+    uint32_t key_id;
+    uint32_t n_sas;
+};
+int ck_ksv_store_node_seen(struct ck_ksv_store *st, const struct ck_ksv_node_row *row);
+int ck_ksv_store_node_list(struct ck_ksv_store *st, struct ck_ksv_node_row **rows, size_t *n);
+
+#endif

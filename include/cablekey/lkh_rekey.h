@@ -1,0 +1,95 @@
+/* Group rekey datagrams (issue 11): what the KSV multicasts after an LKH batch, and what a
+ * member checks before it touches a key.
+ *
+ * - A batch's wraps (lkh.h) are packed into datagrams of at most max_dgram bytes (default
+ *   1,400) so that every member finds ALL the wraps it needs in exactly ONE datagram (R-BFA
+ *   style: wraps are grouped by subtree, and a wrap needed by members of several datagrams is
+ *   repeated). Each datagram names the leaf range it serves; a member opens only the datagram
+ *   whose range holds its leaf, and if that datagram rekeys a node of its path without a wrap it
+ *   can open, the member was removed.
+ * - One Ed25519 signature per batch: over "cablekey ksv rekey v1" || group_id || epoch ||
+ *   root_version || n_datagrams || the root of a SHA-256 hash tree whose leaves are the
+ *   datagrams' signed parts. Every datagram carries the signature and its own authentication
+ *   path, so each one verifies alone (a member needs one datagram, whichever arrives).
+ * - The epoch is the group's 64-bit monotonic counter (persisted by the KSV before sending);
+ *   members reject an epoch <= the last one they applied (the caller keeps that number).
+ * - A revoke of 1 of 10^6 at degree 4 (39 wraps) fits one datagram of <= 1,400 bytes, signed.
+ * The layout is in docs/PROTOCOL.md "Group rekey datagram"; it starts with the KSV envelope
+ * header of ksv_wire.h (kind REKEY).
+ *
+ * Errors: CK_ERR_DECODE (malformed, truncated, trailing bytes), CK_ERR_INTEGRITY (signature or
+ * authentication path does not verify), CK_ERR_LIMIT, CK_ERR_INVAL, CK_ERR_CRYPTO. */
+#ifndef CABLEKEY_LKH_REKEY_H
+#define CABLEKEY_LKH_REKEY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cablekey/lkh.h"
+
+#define LKH_REKEY_DEFAULT_DGRAM 1400u
+#define LKH_REKEY_MIN_DGRAM 512u
+#define LKH_REKEY_MAX_DGRAM 65000u
+#define LKH_REKEY_MAX_DGRAMS 65535u
+#define LKH_ED25519_PUB_LEN 32u
+#define LKH_ED25519_SIG_LEN 64u
+#define LKH_REKEY_F_ACK_REQD 0x01u /* members acknowledge (RFC 8263 style) */
+
+/* The KSV's signing key (Ed25519, an EVP_PKEY inside). */
+struct lkh_signer;
+int lkh_signer_generate(struct lkh_signer **out);
+/* From/to a raw 32-byte private key (the store keeps it encrypted under its master key). */
+int lkh_signer_from_raw(const uint8_t priv[32], struct lkh_signer **out);
+int lkh_signer_raw(const struct lkh_signer *s, uint8_t priv[32]);
+int lkh_signer_public(const struct lkh_signer *s, uint8_t pub[LKH_ED25519_PUB_LEN]);
+void lkh_signer_free(struct lkh_signer *s);
+
+struct lkh_rekey_params {
+    uint32_t group_id;
+    uint64_t epoch;
+    uint32_t root_version;  /* the group key's version after the batch */
+    uint8_t flags;          /* LKH_REKEY_F_* */
+    uint32_t degree, height;/* of the tree (to group wraps by subtree) */
+    size_t max_dgram;       /* 0: LKH_REKEY_DEFAULT_DGRAM */
+};
+
+struct lkh_rekey_out {
+    size_t n;
+    uint8_t **dgrams;       /* each malloc'd */
+    size_t *lens;
+};
+
+/* Packs and signs one batch. A batch without wraps (only joins, or an empty group) gives one
+ * datagram with no wraps, still signed (it announces the new epoch and root version). */
+int lkh_rekey_pack(const struct lkh_rekey_params *p, const struct lkh_wrap *wraps, size_t n_wraps,
+                   const struct lkh_signer *signer, struct lkh_rekey_out *out);
+void lkh_rekey_out_clear(struct lkh_rekey_out *out);
+
+/* Member side: a parsed datagram (points into nothing; wraps are copied). */
+struct lkh_rekey_view {
+    uint32_t group_id;
+    uint64_t epoch;
+    uint32_t root_version;
+    uint8_t flags;
+    uint16_t n_dgrams, index;
+    uint32_t leaf_lo, leaf_hi; /* leaves (heap node ids) this datagram serves, inclusive */
+    struct lkh_wrap *wraps;    /* n_wraps, in lkh_member_apply order */
+    size_t n_wraps;
+};
+
+/* Parses strictly (no signature check). */
+int lkh_rekey_parse(const uint8_t *buf, size_t len, struct lkh_rekey_view *out);
+/* Verifies the datagram's authentication path and signature under the KSV's public key. */
+int lkh_rekey_verify(const uint8_t *buf, size_t len, const uint8_t pub[LKH_ED25519_PUB_LEN]);
+void lkh_rekey_view_clear(struct lkh_rekey_view *v);
+
+/* The group data SA's keys at a root version: HKDF-SHA-256(group key, salt "cablekey ksv group
+ * sa", info be32(group_id) || be32(version)), out_len bytes (<= 64). Both the KSV and members
+ * derive it, so a member's group SA changes exactly when the group key does. */
+int lkh_group_sa_key(const uint8_t group_key[LKH_KEY_LEN], uint32_t group_id, uint32_t version,
+                     uint8_t *out, size_t out_len);
+/* An 8-byte check value of a group key for logs and tests ("key-check"), never the key:
+ * first 8 bytes of HMAC-SHA-256(group key, "cablekey ksv key check" || be32(version)). */
+int lkh_group_key_check(const uint8_t group_key[LKH_KEY_LEN], uint32_t version, uint8_t out[8]);
+
+#endif
