@@ -1144,6 +1144,11 @@ cli_node(int argc, char **argv)
     p.ccache = o.ccache;
     p.kdc.kdcs = o.kdcs;
     p.kdc.n_kdcs = o.n_kdcs;
+    /* A TGS exchange blocks the loop: keep an unreachable KDC's cost to seconds (the HELLO
+     * backoff retries anyway). */
+    p.kdc.timeout_ms = 1000;
+    p.kdc.max_timeout_ms = 2000;
+    p.kdc.max_tries = 2;
     p.cb.arg = r;
     p.cb.send = on_send;
     p.cb.sa_install = on_sa_install;
