@@ -466,6 +466,15 @@ print_sa(struct runner *r, const struct ck_ksvnode_sa *s, bool add)
         if (esp_sa_from(&s->sa, &e) != 0 || ck_esp_xfrm_format(e, &d, buf, sizeof(buf), &used) != 0)
             used = 0;
         ck_esp_sa_free(e);
+        /* lib/esp writes the sender's policy; an inbound SA's is the receiver's. */
+        if (used > 0 && s->sa.direction == CK_KSV_DIR_IN) {
+            char *dir = strstr(buf, " dir out tmpl ");
+            if (dir != NULL) {
+                memmove(dir + 7, dir + 8, strlen(dir + 8) + 1);
+                memcpy(dir + 5, "in", 2);
+                used--;
+            }
+        }
     }
     if (used == 0)
         xfrm_generic(s, src, dst, buf, sizeof(buf), &used);
