@@ -140,6 +140,7 @@ struct runner {
     struct sockaddr_storage esp_local;
     struct mcast_sock mc[MAX_MCAST];
     size_t n_mc;
+    int64_t join_retry_ms;         /* a join failed: not again before this */
     struct in_addr mcast_if4;
     unsigned mcast_ifindex;
     char self4[INET_ADDRSTRLEN], self6[INET6_ADDRSTRLEN];
@@ -615,12 +616,14 @@ mcast_reconcile(struct runner *r)
             continue;
         for (size_t i = 0; i < r->n_mc && !have; i++)
             have = ksv_addr_eq(&g[j].mcast, &r->mc[i].addr) && g[j].mcast_port == r->mc[i].port;
-        if (have || r->n_mc >= MAX_MCAST)
+        if (have || r->n_mc >= MAX_MCAST || ck_endpoint_now_ms() < r->join_retry_ms)
             continue;
         ksv_addr_to_text(&g[j].mcast, a, sizeof(a));
         if ((fd = mcast_open(r, &g[j].mcast, g[j].mcast_port)) < 0) {
+            /* Retried on a later event, not on every one (the interface may come up later). */
             fprintf(stderr, "cablekey: node: joining %s port %u: %s\n", a, g[j].mcast_port,
                     strerror(errno));
+            r->join_retry_ms = ck_endpoint_now_ms() + 5000;
             continue;
         }
         if (r->o->verbose)
@@ -987,6 +990,10 @@ loop(const char *what, struct runner *r)
         int64_t now = ck_endpoint_now_ms(), t;
         int timeout;
 
+        if (r->join_retry_ms != 0 && now >= r->join_retry_ms) {
+            r->join_retry_ms = 0;
+            r->changed = true;
+        }
         if (r->changed) {
             r->changed = false;
             mcast_reconcile(r);
