@@ -161,6 +161,24 @@ write_ccache(int64_t life)
     ck_creds_free(c[1]);
 }
 
+/* New tickets in the same ccache file, issued at the system clock's time (the KSV checks the
+ * ticket against it) for life seconds. */
+static void
+rewrite_ccache(int64_t life)
+{
+    int64_t saved = vnow, real;
+    ck_creds *c[2];
+
+    ck_now(&real, NULL);
+    vnow = real * 1000;
+    c[0] = make_creds("ksv1.test", life);
+    c[1] = make_creds("ksv2.test", life);
+    vnow = saved;
+    CHECK_OK(ck_ccache_write(ccache_path, (const ck_creds *const *)c, 2));
+    ck_creds_free(c[0]);
+    ck_creds_free(c[1]);
+}
+
 static int
 key_fn(void *arg, const CK_TICKET *ticket, int32_t etype, uint32_t kvno, ck_key *key,
        int32_t *krb_error)
@@ -1391,10 +1409,47 @@ test_node_esp(void)
     ck_memzero(&sa, sizeof(sa));
 }
 
+/* An alarm raised while the node has no session (its ticket ended, the KSV did not answer)
+ * waits for the next registration and goes under the new session. */
+static void
+test_alarm_waits_for_session(void)
+{
+    struct ck_ksv_msg *m;
+    struct ck_ksv_sa a = make_sa(CK_KSV_DIR_OUT, 2, 0x2001, 1200);
+    const struct ck_ksv_msg *al;
+
+    setup(1, 1000);
+    start();
+    m = new_register(CK_KSV_F_REFRESH);
+    CHECK_OK(ck_ksv_msg_add_sa(m, &a));
+    ksv_send(0, m);
+    ck_ksv_msg_free(m);
+    ksv[0].up = false;
+    advance(1001 * 1000);
+    CHECK(!ck_ksvnode_registered(node, 0));
+    /* The SA runs out with no session: nothing can be sent yet. */
+    advance(200 * 1000);
+    CHECK_INT_EQ(count_alarms(0, CK_KSV_ALARM_SA_EXPIRED), 0);
+    /* New tickets and the KSV back: the next HELLO registers, the alarm follows. */
+    rewrite_ccache(86400);
+    ksv[0].up = true;
+    advance(31 * 1000);
+    CHECK_INT_EQ(ksv[0].hellos, 2);
+    CHECK(count_alarms(0, CK_KSV_ALARM_SA_EXPIRED) >= 1);
+    al = last_in(0, CK_KSV_ALARM);
+    if (al != NULL) {
+        CHECK_INT_EQ(al->alarm_spi, 0x2001);
+        CHECK_INT_EQ(al->key_id, ksv[0].key_id);
+    }
+    ck_memzero(&a, sizeof(a));
+    teardown();
+}
+
 CK_TEST_MAIN("ksv_node", CK_TEST_CASE(test_register_ack), CK_TEST_CASE(test_refresh_and_delete),
              CK_TEST_CASE(test_sa_expiry), CK_TEST_CASE(test_server_conflict),
              CK_TEST_CASE(test_rekeys), CK_TEST_CASE(test_forged_and_truncated),
              CK_TEST_CASE(test_missed_epoch_recover), CK_TEST_CASE(test_revoked),
              CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hello_backoff_and_nudge),
              CK_TEST_CASE(test_reregister_before_ticket_end), CK_TEST_CASE(test_hostile_sealed),
-             CK_TEST_CASE(test_random_datagrams), CK_TEST_CASE(test_node_esp))
+             CK_TEST_CASE(test_random_datagrams), CK_TEST_CASE(test_node_esp),
+             CK_TEST_CASE(test_alarm_waits_for_session))
