@@ -397,9 +397,10 @@ group_sa_install(ck_ksvnode *n, const struct group *g, int64_t now_ms)
     size_t el, al;
     int ret;
 
-    group_sa_remove(n, g);
-    if (g->spi == 0 || g->removed)
+    if (g->spi == 0 || g->removed) {
+        group_sa_remove(n, g);
         return 0;
+    }
     if (!transform_key_lens(g->proto, g->enc_alg, g->auth_alg, &el, &al))
         return ck_error_set(CK_ERR_UNSUPPORTED, "node: group %u transform", g->group_id);
     /* lkh_group_sa_key gives at most 64 bytes: a long HMAC key is shortened (still >= 28). */
@@ -426,6 +427,15 @@ group_sa_install(ck_ksvnode *n, const struct group *g, int64_t now_ms)
     s.expires_ms = 0; /* changes with the group key, not with time */
     s.group = true;
     s.group_id = g->group_id;
+    for (size_t i = 0; i < n->n_sas; i++) {
+        const struct ck_ksvnode_sa *o = &n->sas[i];
+        /* The same key again (a refresh, a recovery that found nothing new): keep it. */
+        if (o->group && o->ksv == g->ksv && o->group_id == g->group_id && o->sa.spi == s.sa.spi &&
+            addr_eq(&o->sa.peer, &s.sa.peer) && sa_same_transform(&o->sa, &s.sa) &&
+            sa_same_keys(&o->sa, &s.sa))
+            goto out;
+    }
+    group_sa_remove(n, g);
     ret = sa_add(n, &s);
 out:
     ck_memzero(keys, sizeof(keys));

@@ -634,8 +634,11 @@ test_register_ack(void)
     ksv_reset_inbox(&ksv[0]);
     register_full(0, 0);
     CHECK_INT_EQ(count_in(0, CK_KSV_ACK), 0);
-    /* The same SPIs with new keys replace the old SAs. */
+    /* The same SPIs with new keys replace the old SAs; the group key did not change, so its
+     * SA stays as it was. */
     CHECK_INT_EQ(ck_ksvnode_sas(node, &sas), 3);
+    CHECK_INT_EQ(n_install, 5);
+    CHECK_INT_EQ(n_delete, 2);
     ck_ksvnode_get_stats(node, &st);
     CHECK_INT_EQ(st.registrations, 1);
     CHECK_INT_EQ(st.acks_sent, 1);
