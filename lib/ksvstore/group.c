@@ -187,28 +187,32 @@ out:
     return ret;
 }
 
+/* Grows a row array by doubling; the old block is wiped before it is freed (node rows hold
+ * keys, so no realloc that could leave a copy behind). */
 static int
-ks_count(struct ck_ksv_store *st, const char *sql, uint32_t group_id, size_t *n)
+ks_grow(void **v, size_t *cap, size_t count, size_t elem, bool secret)
 {
-    sqlite3_stmt *q = NULL;
-    int ret;
+    size_t ncap = *cap ? *cap * 2 : 1024;
+    void *nv;
 
-    if ((ret = ks_prepare(st, sql, &q)) != 0)
-        return ret;
-    sqlite3_bind_int64(q, 1, group_id);
-    if (sqlite3_step(q) != SQLITE_ROW)
-        ret = ks_error(st, "group load");
-    else if (sqlite3_column_int64(q, 0) > (int64_t)KS_MAX_ROWS)
-        ret = ck_error_set(CK_ERR_LIMIT, "group %u: more than %u rows", group_id, KS_MAX_ROWS);
+    if (ncap > KS_MAX_ROWS)
+        return ck_error_set(CK_ERR_LIMIT, "group: more than %u rows", KS_MAX_ROWS);
+    if ((nv = malloc(ncap * elem)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "group: out of memory for %zu rows", ncap);
+    if (count != 0)
+        memcpy(nv, *v, count * elem);
+    if (secret)
+        ck_free_secret(*v, *cap * elem);
     else
-        *n = (size_t)sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    return ret;
+        free(*v);
+    *v = nv;
+    *cap = ncap;
+    return 0;
 }
 
 static int
-ks_load_nodes(struct ck_ksv_store *st, uint32_t group_id, struct lkh_node_state *v, size_t cap,
-              size_t *n)
+ks_load_nodes(struct ck_ksv_store *st, uint32_t group_id, struct lkh_node_state **out,
+              size_t *cap, size_t *n)
 {
     struct ks_aad aad;
     sqlite3_stmt *q = NULL;
@@ -221,20 +225,17 @@ ks_load_nodes(struct ck_ksv_store *st, uint32_t group_id, struct lkh_node_state 
     sqlite3_bind_int64(q, 1, group_id);
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         struct lkh_node_state *s;
-        const void *sealed;
-        size_t len;
 
-        if (count == cap) {
-            ret = ck_error_set(CK_ERR_DB, "group %u: node rows changed while loading", group_id);
+        if (count == *cap && (ret = ks_grow((void **)out, cap, count, sizeof(**out), true)) != 0)
             goto out;
-        }
-        s = &v[count];
+        s = &(*out)[count];
         memset(s, 0, sizeof(*s));
         s->node = (uint32_t)sqlite3_column_int64(q, 0);
         s->version = (uint32_t)sqlite3_column_int64(q, 1);
         if (sqlite3_column_type(q, 2) != SQLITE_NULL) {
-            sealed = sqlite3_column_blob(q, 2);
-            len = (size_t)sqlite3_column_bytes(q, 2);
+            const void *sealed = sqlite3_column_blob(q, 2);
+            size_t len = (size_t)sqlite3_column_bytes(q, 2);
+
             if (len != LKH_KEY_LEN + KS_SEAL_OVERHEAD || sealed == NULL) {
                 ret = ck_error_set(CK_ERR_INTEGRITY, "group %u node %u: malformed key",
                                    group_id, s->node);
@@ -260,8 +261,8 @@ out:
 }
 
 static int
-ks_load_members(struct ck_ksv_store *st, uint32_t group_id, struct ck_ksv_member_row *v,
-                size_t cap, size_t *n)
+ks_load_members(struct ck_ksv_store *st, uint32_t group_id, struct ck_ksv_member_row **out,
+                size_t *cap, size_t *n)
 {
     sqlite3_stmt *q = NULL;
     size_t count = 0;
@@ -272,16 +273,16 @@ ks_load_members(struct ck_ksv_store *st, uint32_t group_id, struct ck_ksv_member
         return ret;
     sqlite3_bind_int64(q, 1, group_id);
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (count == cap) {
-            ret = ck_error_set(CK_ERR_DB, "group %u: member rows changed while loading",
-                               group_id);
+        struct ck_ksv_member_row *m;
+
+        if (count == *cap && (ret = ks_grow((void **)out, cap, count, sizeof(**out), false)) != 0)
             goto out;
-        }
-        memset(&v[count], 0, sizeof(v[count]));
-        ks_col_text(q, 0, v[count].node, sizeof(v[count].node));
-        v[count].member_id = (uint32_t)sqlite3_column_int64(q, 1);
-        v[count].leaf = (uint32_t)sqlite3_column_int64(q, 2);
-        v[count].state = sqlite3_column_int(q, 3);
+        m = &(*out)[count];
+        memset(m, 0, sizeof(*m));
+        ks_col_text(q, 0, m->node, sizeof(m->node));
+        m->member_id = (uint32_t)sqlite3_column_int64(q, 1);
+        m->leaf = (uint32_t)sqlite3_column_int64(q, 2);
+        m->state = sqlite3_column_int(q, 3);
         count++;
     }
     if (rc != SQLITE_DONE)
@@ -319,7 +320,7 @@ ck_ksv_store_group_load(struct ck_ksv_store *st, uint32_t group_id,
 {
     struct lkh_node_state *nv = NULL;
     struct ck_ksv_member_row *mv = NULL;
-    size_t nn = 0, nm = 0, got_n = 0, got_m = 0;
+    size_t ncap = 0, mcap = 0, got_n = 0, got_m = 0;
     uint64_t epoch;
     int ret;
 
@@ -333,19 +334,8 @@ ck_ksv_store_group_load(struct ck_ksv_store *st, uint32_t group_id,
     if ((ret = ks_exec(st, "BEGIN")) != 0)
         goto unlock;
     if ((ret = ks_group_exists(st, group_id, &epoch)) != 0 ||
-        (ret = ks_count(st, "SELECT count(*) FROM lkh_node WHERE group_id = ?", group_id,
-                        &nn)) != 0 ||
-        (ret = ks_count(st, "SELECT count(*) FROM member WHERE group_id = ?", group_id,
-                        &nm)) != 0)
-        goto out;
-    if ((nv = calloc(nn ? nn : 1, sizeof(*nv))) == NULL ||
-        (mv = calloc(nm ? nm : 1, sizeof(*mv))) == NULL) {
-        ret = ck_error_set(CK_ERR_NOMEM, "group %u: out of memory for %zu nodes, %zu members",
-                           group_id, nn, nm);
-        goto out;
-    }
-    if ((ret = ks_load_nodes(st, group_id, nv, nn, &got_n)) != 0 ||
-        (ret = ks_load_members(st, group_id, mv, nm, &got_m)) != 0)
+        (ret = ks_load_nodes(st, group_id, &nv, &ncap, &got_n)) != 0 ||
+        (ret = ks_load_members(st, group_id, &mv, &mcap, &got_m)) != 0)
         goto out;
     *nodes = nv;
     *n_nodes = got_n;
@@ -357,7 +347,7 @@ out:
     ks_end(st, 0);
 unlock:
     ks_unlock(st);
-    ck_free_secret(nv, nn * sizeof(*nv));
+    ck_free_secret(nv, ncap * sizeof(*nv));
     free(mv);
     return ret;
 }
