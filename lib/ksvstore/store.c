@@ -349,6 +349,17 @@ ks_check_db_file(const char *path, bool create, bool *created)
                             "keying server store %s has mode %04o: group or others may access "
                             "it; it must be 0600: chmod go= %s",
                             path, (unsigned)(sb.st_mode & 07777), path);
+    if (sb.st_size == 0 && create) {
+        /* A creation killed before its first commit leaves an empty file (the WAL switch
+         * writes the header, so a store with anything committed is never empty, even with
+         * its pages still in the WAL): finish the creation instead of refusing forever. */
+        char wal[4096];
+        struct stat wb;
+
+        snprintf(wal, sizeof(wal), "%s-wal", path);
+        if (lstat(wal, &wb) != 0 || wb.st_size == 0)
+            *created = true;
+    }
     return 0;
 }
 

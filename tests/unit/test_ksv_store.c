@@ -142,6 +142,17 @@ test_open_create(void)
     ck_ksv_store_close(st);
     st = NULL;
 
+    /* A creation killed before its first commit: an empty file, maybe a key file. */
+    tmp_path(path, sizeof(path), "empty.db");
+    CHECK_OK(ck_file_write_atomic(path, "", 0, 0));
+    CHECK_INT_EQ(ck_ksv_store_open(path, NULL, false, &st), CK_ERR_NOTFOUND); /* no key */
+    CHECK_OK(ck_ksv_store_open(path, NULL, true, &st));
+    ck_ksv_store_close(st);
+    st = NULL;
+    CHECK_OK(ck_ksv_store_open(path, NULL, false, &st));
+    ck_ksv_store_close(st);
+    st = NULL;
+
     tmp_path(path, sizeof(path), "absent.db");
     CHECK_INT_EQ(ck_ksv_store_open(path, NULL, false, &st), CK_ERR_NOTFOUND);
     CHECK(st == NULL);
