@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -496,6 +497,74 @@ test_spi_unique(void)
     ck_ksv_store_close(st);
 }
 
+/* Two connections (the daemon and a CLI, or two daemons by mistake) and two threads on each
+ * handle allocate SPIs for one receiver at once: every put succeeds and no SPI repeats. */
+#define PAR_THREADS 4
+#define PAR_PUTS 300
+
+struct par_arg {
+    struct ck_ksv_store *st;
+    int idx;
+    uint32_t spis[PAR_PUTS];
+    int errors;
+};
+
+static void *
+par_worker(void *p)
+{
+    struct par_arg *a = p;
+    struct ck_ksv_sa_row r;
+
+    for (int i = 0; i < PAR_PUTS; i++) {
+        char src[32];
+
+        snprintf(src, sizeof(src), "t%d", a->idx);
+        sa_fill(&r, src, "hub", (uint32_t)i + 1, (uint8_t)i);
+        if (ck_ksv_store_sa_put(a->st, &r) != 0) {
+            fprintf(stderr, "  thread %d put %d: %s\n", a->idx, i, ck_error_context());
+            a->errors++;
+        }
+        a->spis[i] = r.spi;
+    }
+    return NULL;
+}
+
+static void
+test_spi_concurrent(void)
+{
+    char path[256];
+    struct ck_ksv_store *st[2] = {fresh("par.db", path, sizeof(path)), NULL};
+    static struct par_arg args[PAR_THREADS];
+    pthread_t th[PAR_THREADS];
+    uint32_t all[PAR_THREADS * PAR_PUTS];
+    size_t dups = 0;
+    int errors = 0;
+
+    CHECK_OK(ck_ksv_store_open(path, NULL, false, &st[1]));
+    for (int i = 0; i < 2; i++)
+        CHECK(sqlite3_exec(st[i]->db, "PRAGMA synchronous = OFF", NULL, NULL, NULL) ==
+              SQLITE_OK);
+    for (int i = 0; i < PAR_THREADS; i++) {
+        memset(&args[i], 0, sizeof(args[i]));
+        args[i].st = st[i % 2];
+        args[i].idx = i;
+        CHECK(pthread_create(&th[i], NULL, par_worker, &args[i]) == 0);
+    }
+    for (int i = 0; i < PAR_THREADS; i++) {
+        pthread_join(th[i], NULL);
+        errors += args[i].errors;
+        memcpy(all + i * PAR_PUTS, args[i].spis, sizeof(args[i].spis));
+    }
+    CHECK_INT_EQ(errors, 0);
+    qsort(all, PAR_THREADS * PAR_PUTS, sizeof(all[0]), cmp_u32);
+    for (size_t i = 1; i < PAR_THREADS * PAR_PUTS; i++)
+        if (all[i] == all[i - 1])
+            dups++;
+    CHECK_INT_EQ(dups, 0);
+    ck_ksv_store_close(st[0]);
+    ck_ksv_store_close(st[1]);
+}
+
 /* ---- groups --------------------------------------------------------------------------------- */
 
 static void
@@ -916,6 +985,25 @@ test_alarms(void)
     free(rows);
     CHECK_OK(ck_ksv_store_alarm_list(st, 100, &rows, &n));
     CHECK(n == 3 && strcmp(rows[2].detail, "spi=0x1234") == 0);
+    free(rows);
+    /* Bounded: with KEEP_ALARMS rows present (written past the store, for speed), one more
+     * drops the oldest. */
+    CHECK(sqlite3_exec(st->db, "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c"
+                               " WHERE i < 100000) INSERT INTO alarm(time, node, type, detail)"
+                               " SELECT 100 + i, 'bulk', 'X', '' FROM c", NULL, NULL,
+                       NULL) == SQLITE_OK);
+    CHECK_OK(ck_ksv_store_alarm_add(st, 999999, "last", "NO_ACK", "newest"));
+    {
+        sqlite3_stmt *q = NULL;
+        CHECK(sqlite3_prepare_v2(st->db, "SELECT count(*), min(time) FROM alarm", -1, &q,
+                                 NULL) == SQLITE_OK);
+        CHECK(sqlite3_step(q) == SQLITE_ROW);
+        CHECK_INT_EQ(sqlite3_column_int64(q, 0), CK_KSV_STORE_KEEP_ALARMS);
+        CHECK_INT_EQ(sqlite3_column_int64(q, 1), 102); /* the first 3 and bulk row 1 gone */
+        sqlite3_finalize(q);
+    }
+    CHECK_OK(ck_ksv_store_alarm_list(st, 1, &rows, &n));
+    CHECK(n == 1 && strcmp(rows[0].node, "last") == 0);
     free(rows);
     ck_ksv_store_close(st);
 }
@@ -1350,6 +1438,7 @@ CK_TEST_MAIN("ksv_store", CK_TEST_CASE(test_open_create), CK_TEST_CASE(test_not_
              CK_TEST_CASE(test_key_file_mode), CK_TEST_CASE(test_wrong_master_key),
              CK_TEST_CASE(test_signing_key), CK_TEST_CASE(test_sa),
              CK_TEST_CASE(test_sa_key_at_rest), CK_TEST_CASE(test_spi_unique),
+             CK_TEST_CASE(test_spi_concurrent),
              CK_TEST_CASE(test_group_get_list), CK_TEST_CASE(test_group_commit_load),
              CK_TEST_CASE(test_epoch_monotonic), CK_TEST_CASE(test_group_key_at_rest),
              CK_TEST_CASE(test_revocations), CK_TEST_CASE(test_alarms), CK_TEST_CASE(test_nodes),
