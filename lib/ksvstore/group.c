@@ -261,39 +261,6 @@ out:
 }
 
 static int
-ks_load_members(struct ck_ksv_store *st, uint32_t group_id, struct ck_ksv_member_row **out,
-                size_t *cap, size_t *n)
-{
-    sqlite3_stmt *q = NULL;
-    size_t count = 0;
-    int rc, ret;
-
-    if ((ret = ks_prepare(st, "SELECT node, member_id, leaf, state FROM member"
-                              " WHERE group_id = ? ORDER BY node", &q)) != 0)
-        return ret;
-    sqlite3_bind_int64(q, 1, group_id);
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        struct ck_ksv_member_row *m;
-
-        if (count == *cap && (ret = ks_grow((void **)out, cap, count, sizeof(**out), false)) != 0)
-            goto out;
-        m = &(*out)[count];
-        memset(m, 0, sizeof(*m));
-        ks_col_text(q, 0, m->node, sizeof(m->node));
-        m->member_id = (uint32_t)sqlite3_column_int64(q, 1);
-        m->leaf = (uint32_t)sqlite3_column_int64(q, 2);
-        m->state = sqlite3_column_int(q, 3);
-        count++;
-    }
-    if (rc != SQLITE_DONE)
-        ret = ks_error(st, "group load");
-out:
-    sqlite3_finalize(q);
-    *n = count;
-    return ret;
-}
-
-static int
 ks_group_exists(struct ck_ksv_store *st, uint32_t group_id, uint64_t *epoch)
 {
     sqlite3_stmt *q = NULL;
@@ -313,43 +280,113 @@ ks_group_exists(struct ck_ksv_store *st, uint32_t group_id, uint64_t *epoch)
     return ret;
 }
 
+/* Hands every member row of the group to fn (ordered by node name); fn's non-zero return
+ * stops the walk and is returned. */
+static int
+ks_walk_members(struct ck_ksv_store *st, uint32_t group_id,
+                int (*fn)(void *arg, const struct ck_ksv_member_row *m), void *arg)
+{
+    struct ck_ksv_member_row m;
+    sqlite3_stmt *q = NULL;
+    int rc, ret;
+
+    if ((ret = ks_prepare(st, "SELECT node, member_id, leaf, state FROM member"
+                              " WHERE group_id = ? ORDER BY node", &q)) != 0)
+        return ret;
+    sqlite3_bind_int64(q, 1, group_id);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        memset(&m, 0, sizeof(m));
+        ks_col_text(q, 0, m.node, sizeof(m.node));
+        m.member_id = (uint32_t)sqlite3_column_int64(q, 1);
+        m.leaf = (uint32_t)sqlite3_column_int64(q, 2);
+        m.state = sqlite3_column_int(q, 3);
+        if ((ret = fn(arg, &m)) != 0)
+            goto out;
+    }
+    if (rc != SQLITE_DONE)
+        ret = ks_error(st, "group load");
+out:
+    sqlite3_finalize(q);
+    return ret;
+}
+
+struct ks_member_vec {
+    struct ck_ksv_member_row *v;
+    size_t n, cap;
+};
+
+static int
+ks_member_append(void *arg, const struct ck_ksv_member_row *m)
+{
+    struct ks_member_vec *mv = arg;
+    int ret;
+
+    if (mv->n == mv->cap &&
+        (ret = ks_grow((void **)&mv->v, &mv->cap, mv->n, sizeof(*mv->v), false)) != 0)
+        return ret;
+    mv->v[mv->n++] = *m;
+    return 0;
+}
+
 int
-ck_ksv_store_group_load(struct ck_ksv_store *st, uint32_t group_id,
+ck_ksv_store_group_walk(struct ck_ksv_store *st, uint32_t group_id,
                         struct lkh_node_state **nodes, size_t *n_nodes,
-                        struct ck_ksv_member_row **members, size_t *n_members)
+                        int (*member)(void *arg, const struct ck_ksv_member_row *m), void *arg)
 {
     struct lkh_node_state *nv = NULL;
-    struct ck_ksv_member_row *mv = NULL;
-    size_t ncap = 0, mcap = 0, got_n = 0, got_m = 0;
+    size_t ncap = 0, got_n = 0;
     uint64_t epoch;
     int ret;
 
-    if (st == NULL || nodes == NULL || n_nodes == NULL || members == NULL || n_members == NULL)
-        return ck_error_set(CK_ERR_INVAL, "group load: no store");
-    *nodes = NULL;
-    *members = NULL;
-    *n_nodes = *n_members = 0;
+    if (st == NULL || (nodes == NULL) != (n_nodes == NULL) || (nodes == NULL && member == NULL))
+        return ck_error_set(CK_ERR_INVAL, "group load: no store or nothing to load");
+    if (nodes != NULL) {
+        *nodes = NULL;
+        *n_nodes = 0;
+    }
     ks_lock(st);
     /* One read transaction: nodes and members of the same commit. */
     if ((ret = ks_exec(st, "BEGIN")) != 0)
         goto unlock;
-    if ((ret = ks_group_exists(st, group_id, &epoch)) != 0 ||
-        (ret = ks_load_nodes(st, group_id, &nv, &ncap, &got_n)) != 0 ||
-        (ret = ks_load_members(st, group_id, &mv, &mcap, &got_m)) != 0)
+    if ((ret = ks_group_exists(st, group_id, &epoch)) != 0)
         goto out;
-    *nodes = nv;
-    *n_nodes = got_n;
-    *members = mv;
-    *n_members = got_m;
-    nv = NULL;
-    mv = NULL;
+    if (nodes != NULL && (ret = ks_load_nodes(st, group_id, &nv, &ncap, &got_n)) != 0)
+        goto out;
+    if (member != NULL && (ret = ks_walk_members(st, group_id, member, arg)) != 0)
+        goto out;
+    if (nodes != NULL) {
+        *nodes = nv;
+        *n_nodes = got_n;
+        nv = NULL;
+    }
 out:
     ks_end(st, 0);
 unlock:
     ks_unlock(st);
     ck_free_secret(nv, ncap * sizeof(*nv));
-    free(mv);
     return ret;
+}
+
+int
+ck_ksv_store_group_load(struct ck_ksv_store *st, uint32_t group_id,
+                        struct lkh_node_state **nodes, size_t *n_nodes,
+                        struct ck_ksv_member_row **members, size_t *n_members)
+{
+    struct ks_member_vec mv = {0};
+    int ret;
+
+    if (st == NULL || nodes == NULL || n_nodes == NULL || members == NULL || n_members == NULL)
+        return ck_error_set(CK_ERR_INVAL, "group load: no store");
+    *members = NULL;
+    *n_members = 0;
+    ret = ck_ksv_store_group_walk(st, group_id, nodes, n_nodes, ks_member_append, &mv);
+    if (ret != 0) {
+        free(mv.v);
+        return ret;
+    }
+    *members = mv.v;
+    *n_members = mv.n;
+    return 0;
 }
 
 void
