@@ -1507,6 +1507,17 @@ test_crash_control(void)
     CHECK(r.torn > 0);
 }
 
+static void
+test_zz_cleanup(void)
+{
+    char cmd[128];
+
+    if (tmpdir[0] != '\0') {
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+        CHECK(system(cmd) == 0);
+    }
+}
+
 CK_TEST_MAIN("ksv_store", CK_TEST_CASE(test_open_create), CK_TEST_CASE(test_not_a_store),
              CK_TEST_CASE(test_key_file_mode), CK_TEST_CASE(test_wrong_master_key),
              CK_TEST_CASE(test_signing_key), CK_TEST_CASE(test_sa),
@@ -1516,4 +1527,5 @@ CK_TEST_MAIN("ksv_store", CK_TEST_CASE(test_open_create), CK_TEST_CASE(test_not_
              CK_TEST_CASE(test_epoch_monotonic), CK_TEST_CASE(test_group_key_at_rest),
              CK_TEST_CASE(test_revocations), CK_TEST_CASE(test_alarms), CK_TEST_CASE(test_nodes),
              CK_TEST_CASE(test_changed), CK_TEST_CASE(test_load_large),
-             CK_TEST_CASE(test_crash_atomic), CK_TEST_CASE(test_crash_control))
+             CK_TEST_CASE(test_crash_atomic), CK_TEST_CASE(test_crash_control),
+             CK_TEST_CASE(test_zz_cleanup))
