@@ -1149,8 +1149,12 @@ test_load_large(void)
     size_t members = 100000, internal = 0, level = 1, n_nodes, nn = 0, nm = 0, bad = 0;
     double t0, t1, t2;
 
-    if (env != NULL && atol(env) > 0)
-        members = (size_t)strtoul(env, NULL, 10);
+    if (env != NULL) {
+        int64_t v = 0;
+        if (ck_parse_int64(env, 1, 20000000, &v) != 0)
+            abort();
+        members = (size_t)v;
+    }
     /* Internal nodes of a degree-4 tree over `members` leaves: sum of 4^k below 4^h. */
     while (level < members) {
         internal += level;
@@ -1475,13 +1479,17 @@ crash_run(const char *name, bool split, int kills, uint64_t seed, bool stop_on_t
 static void
 test_crash_atomic(void)
 {
+    const char *env = getenv("CK_KSV_STORE_KILLS"); /* more for a soak run */
+    int64_t kills = 30;
     struct crash_result r;
 
-    crash_run("crash.db", false, 30, UINT64_C(0x6b73746f7265), false, &r);
+    if (env != NULL && ck_parse_int64(env, 1, 1000000, &kills) != 0)
+        abort();
+    crash_run("crash.db", false, (int)kills, UINT64_C(0x6b73746f7265), false, &r);
     fprintf(stderr, "# ksv store crash: %d kills, %llu commits reported, %llu batches found, "
                     "%d torn\n", r.kills, (unsigned long long)r.commits,
             (unsigned long long)r.epochs, r.torn);
-    CHECK_INT_EQ(r.kills, 30);
+    CHECK_INT_EQ(r.kills, kills);
     CHECK_INT_EQ(r.child_errors, 0);
     CHECK_INT_EQ(r.verify_errors, 0);
     CHECK_INT_EQ(r.regressions, 0);
@@ -1499,7 +1507,8 @@ test_crash_control(void)
 {
     struct crash_result r;
 
-    crash_run("control.db", true, 60, UINT64_C(0x636f6e74726f6c), true, &r);
+    /* About one kill in three lands between the two halves; stops at the first seen. */
+    crash_run("control.db", true, 100, UINT64_C(0x636f6e74726f6c), true, &r);
     fprintf(stderr, "# ksv store crash control (split commit): torn batch seen after %d kills\n",
             r.kills);
     CHECK_INT_EQ(r.child_errors, 0);
