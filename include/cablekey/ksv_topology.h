@@ -25,7 +25,7 @@
  *       address = MULTICAST-ADDRESS        required (224.0.0.0/4 or ff00::/8)
  *       policy  = POLICY                   required
  *       members = NODE [NODE...]           required; may be repeated, each adds members
- *       degree  = 2 .. 64                  LKH tree degree, default 4
+ *       degree  = 2 .. 16                  LKH tree degree, default 4 (LKH_MAX_DEGREE)
  *       keying  = lkh | ek | hybrid        default lkh
  *   }
  *

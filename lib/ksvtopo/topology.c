@@ -21,6 +21,7 @@
 
 #include "cablekey/error.h"
 #include "cablekey/ksv_topology.h"
+#include "cablekey/lkh.h"
 #include "cablekey/util.h"
 
 /* ---- string arena: every name lives as long as the topology ------------------------------ */
@@ -533,8 +534,8 @@ group_key(struct parser *p, struct grp *g, size_t gi, const char *key, char *val
     if (strcasecmp(key, "degree") == 0) {
         if ((rc = set_once(p, &g->has_degree, "degree")) != 0)
             return rc;
-        if (ck_parse_int64(val, 2, 64, &v) != 0)
-            return PERR(p, "degree = \"%s\": from 2 to 64", val);
+        if (ck_parse_int64(val, 2, LKH_MAX_DEGREE, &v) != 0)
+            return PERR(p, "degree = \"%s\": from 2 to %u", val, (unsigned)LKH_MAX_DEGREE);
         g->pub.degree = (unsigned)v;
         return 0;
     }

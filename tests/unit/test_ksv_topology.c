@@ -268,6 +268,9 @@ test_conflicts(void)
     EXPECT_ERRORS(BASE "a => b p\nb => c p\na => b p\n",
                   "10 link a => b defined twice (first at line 8)");
     EXPECT_ERRORS(BASE "b => a p\na <-> b p\n", "9 link b => a defined twice (first at line 8)");
+    /* The tree degree is bounded by what the LKH module and the REGISTER codec carry. */
+    EXPECT_ERRORS(BASE "group g {\naddress = 239.1.1.1\npolicy = p\nmembers = a b\ndegree = 17\n}\n",
+                  "12 degree = \"17\": from 2 to 16");
     EXPECT_ERRORS(BASE "a <-> b p\nb <-> a p\n", "9 link a => b defined twice (first at line 8)",
                   "9 link b => a defined twice (first at line 8)");
     /* a => b and b => a are two different SAs, not a conflict. */
