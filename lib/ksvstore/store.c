@@ -608,6 +608,7 @@ ck_ksv_store_open(const char *uri, const char *key_file, bool create,
     *out = st;
     st = NULL;
 out:
+    ck_ksv_store_close(st);
     if (ret != 0 && db_created) {
         /* Nothing half-made is left behind for the next start to trip over. */
         char side[4096];
@@ -620,7 +621,6 @@ out:
             unlink(kpath);
     }
     free(kpath);
-    ck_ksv_store_close(st);
     return ret;
 }
 

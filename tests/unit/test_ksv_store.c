@@ -154,6 +154,12 @@ test_open_create(void)
     ck_ksv_store_close(st);
     st = NULL;
 
+    /* A creation that fails (no directory for the key file) leaves nothing behind. */
+    tmp_path(path, sizeof(path), "nokey.db");
+    CHECK(ck_ksv_store_open(path, "/nonexistent-ck-dir/k", true, &st) != 0);
+    CHECK(st == NULL);
+    CHECK(access(path, F_OK) != 0);
+
     tmp_path(path, sizeof(path), "absent.db");
     CHECK_INT_EQ(ck_ksv_store_open(path, NULL, false, &st), CK_ERR_NOTFOUND);
     CHECK(st == NULL);
