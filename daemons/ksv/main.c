@@ -474,7 +474,8 @@ serve(struct daemon *d, int sfd)
             if (fd == tfd) {
                 uint64_t ticks;
                 int64_t t = now_ms();
-                (void)read(tfd, &ticks, sizeof(ticks));
+                if (read(tfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+                    ck_log_debug("timerfd: %s", strerror(errno));
                 if (t - last_keytab >= 1000) {
                     bool changed = false;
                     last_keytab = t;
