@@ -440,7 +440,7 @@ push_all(struct ksv_core *k, struct ksv_node *n, size_t *n_sas, size_t *n_groups
     if ((rc = ksv_groups_for_node(k, n->name, groups, KSV_MAX_NODE_GROUPS, &ng, now_ms)) != 0 || k->crashed)
         goto out;
     do {
-        size_t before;
+        size_t before, gbefore = gi;
         if ((rc = ck_ksv_msg_new(CK_KSV_REGISTER, &m)) != 0)
             goto out;
         m->flags = CK_KSV_F_ACK_REQD | (first ? CK_KSV_F_REFRESH : 0);
@@ -462,6 +462,8 @@ push_all(struct ksv_core *k, struct ksv_node *n, size_t *n_sas, size_t *n_groups
         ck_ksv_msg_free(m);
         m = NULL;
         first = false;
+        if (si == before && gi == gbefore)
+            break; /* nothing more fits or exists: never loop without progress */
     } while (si < total || gi < ng);
 out:
     ck_ksv_msg_free(m);

@@ -598,7 +598,8 @@ int
 ksv_groups_reconcile(struct ksv_core *k, int64_t now_ms)
 {
     struct ck_ksv_revocation *rev = NULL;
-    size_t n_rev = 0;
+    const struct ck_ksvtopo_node **tmembers = NULL;
+    size_t n_rev = 0, n_tm = 0;
     int rc;
 
     if ((rc = ck_ksv_store_revocations(k->p.store, &rev, &n_rev)) != 0)
@@ -633,12 +634,18 @@ ksv_groups_reconcile(struct ksv_core *k, int64_t now_ms)
         /* Members to admit: configured, registered, not revoked, not yet in. */
         if ((tg = ck_ksvtopo_group_find(k->topo, g->name)) == NULL)
             continue;
-        for (size_t j = 0; j < ck_ksvtopo_n_nodes(k->topo); j++) {
-            const struct ck_ksvtopo_node *tn = ck_ksvtopo_node_at(k->topo, j);
+        free(tmembers);
+        if ((tmembers = calloc(tg->n_members + 1, sizeof(*tmembers))) == NULL) {
+            rc = ck_error_set(CK_ERR_NOMEM, "members");
+            goto out;
+        }
+        n_tm = ck_ksvtopo_group_members(k->topo, tg, tmembers, tg->n_members);
+        for (size_t j = 0; j < n_tm; j++) {
+            const struct ck_ksvtopo_node *tn = tmembers[j];
             struct ksv_node *n = ksv_node_find(k, tn->name);
             bool revoked = false;
             if (n == NULL || !n->registered || member_find(g, tn->name) != NULL ||
-                leave_queued(g, tn->name) || !topo_member(k->topo, g->name, tn->name))
+                leave_queued(g, tn->name))
                 continue;
             for (size_t r = 0; r < n_rev && !revoked; r++)
                 revoked = strcmp(rev[r].group, g->name) == 0 && strcmp(rev[r].node, tn->name) == 0;
@@ -652,6 +659,7 @@ ksv_groups_reconcile(struct ksv_core *k, int64_t now_ms)
         }
     }
 out:
+    free(tmembers);
     free(rev);
     return rc;
 }
