@@ -985,6 +985,30 @@ out:
     return rc;
 }
 
+int
+ksv_core_test_session(struct ksv_core *k, const char *node, const ck_key *subkey,
+                      uint32_t key_id, const struct sockaddr *from, socklen_t from_len,
+                      int64_t end_ms)
+{
+    struct ksv_node *n = ksv_node_get(k, node);
+    int rc;
+
+    if (n == NULL || from_len > sizeof(n->addr))
+        return ck_error_set(CK_ERR_INVAL, "test session");
+    session_drop(k, n);
+    if ((rc = ck_ksv_seal_init(&n->seal, subkey, key_id, true)) != 0)
+        return rc;
+    n->registered = true;
+    memcpy(&n->addr, from, from_len);
+    n->addr_len = from_len;
+    n->session_end_ms = end_ms;
+    if ((rc = session_add(k, n)) != 0) {
+        n->registered = false;
+        ck_ksv_seal_clear(&n->seal);
+    }
+    return rc;
+}
+
 bool
 ksv_core_crashed(const struct ksv_core *k)
 {

@@ -231,6 +231,12 @@ int ksv_sockaddr_from_text(const char *text, uint16_t port, struct sockaddr_stor
 void ksv_xf_wire(const struct ck_ksvtopo_transform *xf, uint8_t *proto, uint8_t *mode,
                  uint16_t *enc_alg, uint16_t *auth_alg, uint8_t *enc_len, uint8_t *auth_len);
 
+/* Fuzzing and tests: a session for node as if it had registered from `from` under a sub-key the
+ * caller also holds (no HELLO, nothing sent). */
+int ksv_core_test_session(struct ksv_core *k, const char *node, const ck_key *subkey,
+                          uint32_t key_id, const struct sockaddr *from, socklen_t from_len,
+                          int64_t end_ms);
+
 /* links.c */
 int ksv_links_load(struct ksv_core *k);
 int ksv_links_reconcile(struct ksv_core *k, int64_t now_ms);
