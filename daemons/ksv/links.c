@@ -91,7 +91,8 @@ ksv_links_load(struct ksv_core *k)
         k->sas[k->n_sas].superseded = false;
         k->n_sas++;
     }
-    qsort(k->sas, k->n_sas, sizeof(*k->sas), sa_cmp);
+    if (k->n_sas > 1)
+        qsort(k->sas, k->n_sas, sizeof(*k->sas), sa_cmp);
     for (size_t i = 0; i + 1 < k->n_sas; i++)
         if (strcmp(k->sas[i].row.src, k->sas[i + 1].row.src) == 0 &&
             strcmp(k->sas[i].row.dst, k->sas[i + 1].row.dst) == 0)
