@@ -19,6 +19,7 @@
 #include "cablekey/crypto.h"
 #include "cablekey/keytab.h"
 #include "cablekey/krb5_asn1.h"
+#include "cablekey/ksv_node.h"
 #include "cablekey/principal.h"
 #include "cablekey/util.h"
 #include "ksv.h"
@@ -1346,9 +1347,249 @@ test_hostile(void)
     fx_down(&f);
 }
 
+/* ---- end to end with the node agent library (lib/ksvnode) ----------------------------------- */
+
+struct agent {
+    struct fx *f;
+    const char *name;
+    struct sockaddr_in addr;
+    ck_ksvnode *node;
+    ck_creds *creds;
+    size_t seen;                     /* fixture sent[] delivered up to */
+    uint8_t *out[64];
+    size_t out_len[64], n_out;
+    size_t installs, deletes, group_updates;
+};
+
+static int
+agent_send(void *arg, unsigned ksv, const uint8_t *buf, size_t len)
+{
+    struct agent *a = arg;
+
+    (void)ksv;
+    if (a->n_out == 64)
+        return CK_ERR_LIMIT;
+    a->out[a->n_out] = ck_memdup(buf, len);
+    a->out_len[a->n_out++] = len;
+    return 0;
+}
+
+static void
+agent_install(void *arg, const struct ck_ksvnode_sa *sa)
+{
+    (void)sa;
+    ((struct agent *)arg)->installs++;
+}
+
+static void
+agent_delete(void *arg, const struct ck_ksvnode_sa *sa)
+{
+    (void)sa;
+    ((struct agent *)arg)->deletes++;
+}
+
+static void
+agent_group(void *arg, const struct ck_ksvnode_group_status *g)
+{
+    (void)g;
+    ((struct agent *)arg)->group_updates++;
+}
+
+static void
+agent_log(void *arg, int level, const char *line)
+{
+    (void)level;
+    if (getenv("KSV_TEST_LOG") != NULL)
+        fprintf(stderr, "    %s: %s\n", ((struct agent *)arg)->name, line);
+}
+
+static void
+agent_up(struct fx *f, struct agent *a, const char *name, const char *addr)
+{
+    struct ck_ksvnode_params p;
+
+    memset(a, 0, sizeof(*a));
+    a->f = f;
+    a->name = name;
+    a->addr.sin_family = AF_INET;
+    a->addr.sin_port = htons(KSV_DEFAULT_NODE_PORT);
+    inet_pton(AF_INET, addr, &a->addr.sin_addr);
+    a->creds = make_creds(f, name, f->now / 1000 - 10, f->now / 1000 + 36000);
+    a->seen = f->n_sent;
+    memset(&p, 0, sizeof(p));
+    p.name = name;
+    p.n_ksv = 1;
+    p.ksv_service[0] = SERVICE;
+    p.creds[0] = a->creds;
+    p.cb.arg = a;
+    p.cb.send = agent_send;
+    p.cb.sa_install = agent_install;
+    p.cb.sa_delete = agent_delete;
+    p.cb.group_update = agent_group;
+    p.cb.log = agent_log;
+    p.rng_seed = 7;
+    CHECK_OK(ck_ksvnode_new(&p, &a->node));
+}
+
+static void
+agent_down(struct agent *a)
+{
+    ck_ksvnode_free(a->node);
+    ck_creds_free(a->creds);
+    for (size_t i = 0; i < a->n_out; i++)
+        free(a->out[i]);
+    memset(a, 0, sizeof(*a));
+}
+
+/* Delivers everything in flight both ways until nothing moves. Multicast goes to every agent. */
+static void
+pump(struct fx *f, struct agent *ag, size_t n)
+{
+    for (int round = 0; round < 1000; round++) {
+        bool moved = false;
+        for (size_t i = 0; i < n; i++) {
+            struct agent *a = &ag[i];
+            for (size_t j = 0; j < a->n_out; j++) {
+                CHECK_OK(ksv_core_on_datagram(f->k, a->out[j], a->out_len[j],
+                                              (struct sockaddr *)&a->addr, sizeof(a->addr),
+                                              f->now));
+                free(a->out[j]);
+                moved = true;
+            }
+            a->n_out = 0;
+            for (; a->seen < f->n_sent; a->seen++) {
+                struct sent *s = &f->sent[a->seen];
+                if (s->mcast)
+                    CHECK_OK(ck_ksvnode_on_datagram(a->node, CK_KSVNODE_FROM_GROUP, s->buf,
+                                                    s->len, f->now));
+                else if (s->to.sin_addr.s_addr == a->addr.sin_addr.s_addr)
+                    CHECK_OK(ck_ksvnode_on_datagram(a->node, 0, s->buf, s->len, f->now));
+                else
+                    continue;
+                moved = true;
+            }
+        }
+        if (!moved)
+            return;
+    }
+    CHECK(!"pump: no quiescence");
+}
+
+/* Advances the shared clock through every core and agent timer. */
+static void
+advance_all(struct fx *f, struct agent *ag, size_t n, int64_t ms)
+{
+    int64_t end = f->now + ms;
+
+    for (int guard = 0; guard < 100000; guard++) {
+        int64_t t = ksv_core_next_timeout_ms(f->k, f->now);
+        for (size_t i = 0; i < n; i++) {
+            int64_t u = ck_ksvnode_next_timeout_ms(ag[i].node, f->now);
+            if (u >= 0 && (t < 0 || u < t))
+                t = u;
+        }
+        if (t < 0 || f->now + t > end)
+            break;
+        f->now += t > 0 ? t : 1;
+        CHECK_OK(ksv_core_on_timer(f->k, f->now));
+        for (size_t i = 0; i < n; i++)
+            CHECK_OK(ck_ksvnode_on_timer(ag[i].node, f->now));
+        pump(f, ag, n);
+    }
+    f->now = end;
+    CHECK_OK(ksv_core_on_timer(f->k, f->now));
+    for (size_t i = 0; i < n; i++)
+        CHECK_OK(ck_ksvnode_on_timer(ag[i].node, f->now));
+    pump(f, ag, n);
+}
+
+static size_t
+agent_sas(struct agent *a)
+{
+    const struct ck_ksvnode_sa *sas;
+
+    return ck_ksvnode_sas(a->node, &sas);
+}
+
+static bool
+agent_group_status(struct agent *a, struct ck_ksvnode_group_status *st)
+{
+    return ck_ksvnode_groups(a->node, st, 1) == 1;
+}
+
+/* The real node agent against the real core: registration from the start-up NUDGE, the SAs each
+ * agent installs, the group keys they hold (key-check equal), a revocation the revoked agent
+ * does not follow, GROUP_ACKs that spare the others a unicast recovery. */
+static void
+test_e2e_node_agent(void)
+{
+    struct fx f;
+    struct agent ag[4];
+    struct ck_ksvnode_group_status st[4];
+    struct ck_ksv_store *cli = NULL;
+    struct ksv_stats ks;
+    const char *names[] = {"n1", "n2", "n3", "n4"};
+    const char *addrs[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"};
+    /* Link SAs, plus the group SA the agent installs. */
+    const size_t want_sas[] = {3 + 1, 2 + 1, 1 + 1, 0 + 1};
+    uint64_t epoch = 0;
+
+    fx_up(&f, TOPO);
+    for (int i = 0; i < 4; i++)
+        agent_up(&f, &ag[i], names[i], addrs[i]);
+    /* The KSV's start-up NUDGEs are in sent[]: the agents answer them with HELLO. */
+    for (int i = 0; i < 4; i++) {
+        ag[i].seen = 0;
+        CHECK_OK(ck_ksvnode_start(ag[i].node, f.now));
+    }
+    pump(&f, ag, 4);
+    advance_all(&f, ag, 4, 2000);
+    for (int i = 0; i < 4; i++) {
+        CHECK(ck_ksvnode_registered(ag[i].node, 0));
+        CHECK(ksv_core_node_registered(f.k, names[i]));
+        CHECK_INT_EQ(agent_sas(&ag[i]), want_sas[i]);
+        CHECK(agent_group_status(&ag[i], &st[i]));
+    }
+    /* LKH+ joins send nothing to the others: each agent holds the group key at the version of
+     * its own join (earlier members hash forward when they meet a newer version). */
+    for (int i = 1; i < 4; i++) {
+        CHECK_INT_EQ(st[i].group_id, st[0].group_id);
+        CHECK_INT_EQ(st[i].root_version, st[i - 1].root_version + 1);
+    }
+    /* Every REGISTER was acknowledged: nothing pending, no NO_ACK later. */
+    advance_all(&f, ag, 4, 40000);
+    CHECK_INT_EQ(logged(&f, "type=NO_ACK", NULL), 0);
+    ksv_core_stats(f.k, &ks);
+    CHECK(ks.acks >= 4);
+    /* Revoke n4. */
+    CHECK_OK(ck_ksv_store_open(f.db, NULL, false, &cli));
+    CHECK_OK(ck_ksv_store_revoke(cli, "g1", "n4", "test", f.now / 1000));
+    advance_all(&f, ag, 4, 1500);
+    CHECK_OK(ksv_core_group_epoch(f.k, "g1", &epoch));
+    for (int i = 0; i < 4; i++)
+        CHECK(agent_group_status(&ag[i], &st[i]));
+    /* After the batch every remaining agent holds the same group key, at the same version. */
+    for (int i = 0; i < 3; i++) {
+        CHECK_INT_EQ(st[i].epoch, epoch);
+        CHECK_INT_EQ(st[i].root_version, st[0].root_version);
+        CHECK_MEM_EQ(st[i].key_check, 8, st[0].key_check, 8);
+    }
+    CHECK(st[0].root_version > st[3].root_version || st[3].removed);
+    CHECK(st[3].removed || memcmp(st[3].key_check, st[0].key_check, 8) != 0);
+    /* The members acknowledged the epoch: nobody needed a unicast recovery. */
+    advance_all(&f, ag, 4, 3000);
+    ksv_core_stats(f.k, &ks);
+    CHECK(ks.group_acks >= 3);
+    CHECK_INT_EQ(ks.recoveries, 0);
+    ck_ksv_store_close(cli);
+    for (int i = 0; i < 4; i++)
+        agent_down(&ag[i]);
+    fx_down(&f);
+}
+
 CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas), CK_TEST_CASE(test_retransmit),
              CK_TEST_CASE(test_ack_matching), CK_TEST_CASE(test_rekey_and_expiry),
              CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_reload_links),
              CK_TEST_CASE(test_revoke_batch), CK_TEST_CASE(test_crash_points),
              CK_TEST_CASE(test_crash_join), CK_TEST_CASE(test_ek_group),
-             CK_TEST_CASE(test_hostile))
+             CK_TEST_CASE(test_hostile), CK_TEST_CASE(test_e2e_node_agent))
