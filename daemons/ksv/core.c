@@ -977,6 +977,12 @@ ksv_core_reload(struct ksv_core *k, struct ck_ksvtopo *topo, int64_t now_ms)
         (rc = ksv_links_reconcile(k, now_ms)) != 0 || k->crashed ||
         (rc = ksv_groups_reconcile(k, now_ms)) != 0)
         goto out;
+    for (size_t i = 0; i < d.n && !k->crashed; i++) {
+        const struct ck_ksvtopo_change *c = &d.changes[i];
+        if (c->is_group && c->kind == CK_KSVTOPO_CHANGED && c->grp_new != NULL &&
+            (rc = ksv_groups_push(k, c->grp_new->group->name, c->node, now_ms)) != 0)
+            goto out;
+    }
     ksv_log(k, LOG_NOTICE, "ksv reload: %zu change%s", d.n, d.n == 1 ? "" : "s");
 out:
     ck_ksvtopo_diff_free(&d);

@@ -901,6 +901,28 @@ ksv_groups_on_recover(struct ksv_core *k, const char *node, uint32_t group_id, u
 }
 
 int
+ksv_groups_push(struct ksv_core *k, const char *group, const char *node, int64_t now_ms)
+{
+    const struct ck_ksvtopo_group *tg = ck_ksvtopo_group_find(k->topo, group);
+    int gi = ksv_groups_find(k, group);
+    struct ksv_group *g;
+    struct ksv_member *mb;
+    int keying;
+
+    if (gi < 0 || tg == NULL || k->groups[gi].broken)
+        return 0;
+    g = &k->groups[gi];
+    keying = tg->keying == CK_KSVTOPO_EK ? CK_KSVTOPO_EK : CK_KSVTOPO_LKH;
+    if (tg->degree != g->degree || keying != g->keying)
+        ksv_log(k, LOG_WARNING, "ksv group %s: degree or keying changed in the topology: the "
+                "group keeps degree %u and %s until it is re-created", g->name, g->degree,
+                mode_name(g->keying));
+    if ((mb = member_find(g, node)) == NULL || leave_queued(g, node))
+        return 0;
+    return unicast_group(k, g, mb, now_ms);
+}
+
+int
 ksv_core_group_epoch(const struct ksv_core *k, const char *group, uint64_t *epoch)
 {
     int gi = ksv_groups_find(k, group);

@@ -264,6 +264,8 @@ int ksv_groups_on_ack(struct ksv_core *k, const char *node, uint32_t group_id, u
                       int64_t now_ms);
 int ksv_groups_on_recover(struct ksv_core *k, const char *node, uint32_t group_id,
                           uint64_t epoch, int64_t now_ms);
+/* Reload: the group's new parameters (address, transform) to one member by unicast. */
+int ksv_groups_push(struct ksv_core *k, const char *group, const char *node, int64_t now_ms);
 void ksv_groups_free(struct ksv_core *k);
 int ksv_groups_find(const struct ksv_core *k, const char *name);
 

@@ -972,6 +972,65 @@ test_reload_links(void)
     fx_down(&f);
 }
 
+/* A reload that moves the group to another address: every registered member gets the group
+ * again (unicast, no REFRESH) with the new address; a member removed from the group leaves in
+ * the next batch; one added joins at once. */
+static void
+test_reload_group(void)
+{
+    struct fx f;
+    struct tnode n[4];
+    struct ck_ksv_msg *m[8];
+    const char *names[] = {"n1", "n2", "n3", "n4"};
+    const char *addrs[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"};
+    char *t2 = strdup(TOPO), *p;
+    struct ck_ksv_addr want;
+    size_t got;
+    uint32_t mid;
+
+    fx_up(&f, TOPO);
+    for (int i = 0; i < 4; i++) {
+        tn_init(&f, &n[i], names[i], addrs[i]);
+        got = tn_register(&f, &n[i], m, 8, true);
+        msgs_free(m, got);
+    }
+    p = strstr(t2, "239.1.1.1");
+    p[8] = '2';
+    p = strstr(t2, "members = n1 n2 n3 n4");
+    memcpy(p, "members = n1 n2 n3   ", 21);
+    CHECK_OK(ksv_core_reload(f.k, topo(t2), f.now));
+    CHECK_OK(ksv_addr_from_text("239.1.1.2", &want));
+    for (int i = 0; i < 3; i++) {
+        got = tn_msgs(&f, &n[i], m, 8);
+        CHECK_INT_EQ(got, 1);
+        if (got == 1) {
+            CHECK(m[0]->type == CK_KSV_REGISTER && m[0]->n_groups == 1 &&
+                  !(m[0]->flags & CK_KSV_F_REFRESH));
+            CHECK(memcmp(&m[0]->groups[0].mcast, &want, sizeof(want)) == 0);
+            tn_ack(&f, &n[i], m[0]);
+        }
+        msgs_free(m, got);
+    }
+    CHECK_INT_EQ(logged(&f, "ksv leave queued group=g1 node=n4", NULL), 1);
+    advance(&f, 1100);
+    CHECK_INT_EQ(logged(&f, "ksv rekey group=g1 ", "leaves=1", NULL), 1);
+    CHECK(ksv_core_member_id(f.k, "g1", "n4", &mid) == CK_ERR_NOTFOUND);
+    /* Back in the topology (not revoked): n4 joins at once and gets the group. */
+    for (int i = 0; i < 4; i++)
+        msgs_free(m, tn_msgs(&f, &n[i], m, 8));
+    p = strstr(t2, "members = n1 n2 n3   ");
+    memcpy(p, "members = n1 n2 n3 n4", 21);
+    CHECK_OK(ksv_core_reload(f.k, topo(t2), f.now));
+    CHECK_OK(ksv_core_member_id(f.k, "g1", "n4", &mid));
+    got = tn_msgs(&f, &n[3], m, 8);
+    CHECK(got == 1 && m[0]->n_groups == 1 && m[0]->groups[0].member_index == mid);
+    msgs_free(m, got);
+    free(t2);
+    for (int i = 0; i < 4; i++)
+        tn_free(&n[i]);
+    fx_down(&f);
+}
+
 /* ---- groups -------------------------------------------------------------------------------- */
 
 /* Revoking n4 (through the CLI's path: a second store handle): one batch, one signed datagram
@@ -1589,7 +1648,7 @@ test_e2e_node_agent(void)
 
 CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas), CK_TEST_CASE(test_retransmit),
              CK_TEST_CASE(test_ack_matching), CK_TEST_CASE(test_rekey_and_expiry),
-             CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_reload_links),
+             CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_reload_links), CK_TEST_CASE(test_reload_group),
              CK_TEST_CASE(test_revoke_batch), CK_TEST_CASE(test_crash_points),
              CK_TEST_CASE(test_crash_join), CK_TEST_CASE(test_ek_group),
              CK_TEST_CASE(test_hostile), CK_TEST_CASE(test_e2e_node_agent))
