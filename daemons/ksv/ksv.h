@@ -41,6 +41,7 @@
 #define KSV_NUDGE_FIRST_MS 2000      /* unregistered nodes: nudged again after 2, 4 ... s */
 #define KSV_NUDGE_MAX_MS 300000
 #define KSV_STORE_POLL_MS 200
+#define KSV_SA_EXPIRED_MIN_AGE 5      /* s: SA_EXPIRED re-keys a generation at least this old */
 #define KSV_MIN_CAPACITY 64
 #define KSV_MAX_CRASH_POINT 32
 #define KSV_MAX_NODE_GROUPS 64      /* groups one node is a member of */

@@ -320,9 +320,14 @@ ksv_links_rekey_spi(struct ksv_core *k, const char *node, uint32_t spi, int64_t 
 {
     for (size_t i = 0; i < k->n_sas; i++) {
         const struct ck_ksv_sa_row *r = &k->sas[i].row;
-        if (r->spi == spi && (strcmp(r->src, node) == 0 || strcmp(r->dst, node) == 0) &&
-            !k->sas[i].superseded)
-            return rekey(k, i, now_ms);
+        if (r->spi != spi || (strcmp(r->src, node) != 0 && strcmp(r->dst, node) != 0) ||
+            k->sas[i].superseded)
+            continue;
+        /* An authenticated node repeating the alarm must not make the KSV write and push a
+         * generation per datagram. */
+        if (now_ms / 1000 - r->created < KSV_SA_EXPIRED_MIN_AGE)
+            return 0;
+        return rekey(k, i, now_ms);
     }
     return 0;
 }

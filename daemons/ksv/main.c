@@ -629,6 +629,24 @@ main(int argc, char **argv)
 out:
     /* Every store write is its own transaction: stopping between two leaves nothing half done;
      * sessions are dropped (nodes re-register on the next KSV's NUDGE answer). */
+    if (served && d->core != NULL) {
+        struct ksv_stats st;
+        ksv_core_stats(d->core, &st);
+        ck_log_notice("stats: datagrams %llu dropped %llu hellos ok %llu refused %llu sealed ok "
+                      "%llu bad %llu nudges %llu registers %llu deletes %llu retransmits %llu "
+                      "acks %llu no-acks %llu alarms %llu rekey batches %llu datagrams %llu "
+                      "group acks %llu recoveries %llu sa rekeys %llu sa deletes %llu",
+                      (unsigned long long)st.dgrams_in, (unsigned long long)st.dropped,
+                      (unsigned long long)st.hellos_ok, (unsigned long long)st.hellos_refused,
+                      (unsigned long long)st.sealed_ok, (unsigned long long)st.sealed_bad,
+                      (unsigned long long)st.nudges_sent, (unsigned long long)st.registers_sent,
+                      (unsigned long long)st.deletes_sent, (unsigned long long)st.retransmits,
+                      (unsigned long long)st.acks, (unsigned long long)st.no_acks,
+                      (unsigned long long)st.alarms, (unsigned long long)st.rekey_batches,
+                      (unsigned long long)st.rekey_dgrams, (unsigned long long)st.group_acks,
+                      (unsigned long long)st.recoveries, (unsigned long long)st.sa_rekeys,
+                      (unsigned long long)st.sa_deletes);
+    }
     ksv_core_free(d->core);
     ck_ksvtopo_free(topo);
     ck_ksv_store_close(d->store);
