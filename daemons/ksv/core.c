@@ -437,7 +437,8 @@ push_all(struct ksv_core *k, struct ksv_node *n, size_t *n_sas, size_t *n_groups
     *n_groups = 0;
     if ((groups = calloc(KSV_MAX_NODE_GROUPS, sizeof(*groups))) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "groups");
-    if ((rc = ksv_groups_for_node(k, n->name, groups, KSV_MAX_NODE_GROUPS, &ng, now_ms)) != 0 || k->crashed)
+    if ((rc = ksv_groups_for_node(k, n->name, groups, KSV_MAX_NODE_GROUPS, &ng, now_ms)) != 0 ||
+        k->crashed)
         goto out;
     do {
         size_t before, gbefore = gi;
