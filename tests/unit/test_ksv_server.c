@@ -1648,8 +1648,8 @@ test_e2e_node_agent(void)
 
 CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas), CK_TEST_CASE(test_retransmit),
              CK_TEST_CASE(test_ack_matching), CK_TEST_CASE(test_rekey_and_expiry),
-             CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_reload_links), CK_TEST_CASE(test_reload_group),
-             CK_TEST_CASE(test_revoke_batch), CK_TEST_CASE(test_crash_points),
-             CK_TEST_CASE(test_crash_join), CK_TEST_CASE(test_ek_group),
-             CK_TEST_CASE(test_hostile),
+             CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_reload_links),
+             CK_TEST_CASE(test_reload_group), CK_TEST_CASE(test_revoke_batch),
+             CK_TEST_CASE(test_crash_points), CK_TEST_CASE(test_crash_join),
+             CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hostile),
              CK_TEST_CASE(test_e2e_node_agent))
