@@ -182,7 +182,12 @@ group_restore(struct ksv_core *k, struct ksv_group *g)
     size_t n_nodes = 0, n_members = 0, n_places = 0, n_rows = 0;
     int rc;
 
-    group_clear(g);
+    /* The queued leaves and the GROUP_ACK wait stay: they are still to be done. */
+    lkh_tree_free(g->tree);
+    g->tree = NULL;
+    free(g->members);
+    g->members = NULL;
+    g->n_members = g->cap_members = 0;
     if ((rc = ck_ksv_store_group_list(k->p.store, &rows, &n_rows)) != 0)
         goto out;
     for (size_t i = 0; i < n_rows; i++)
@@ -785,17 +790,17 @@ fail:
     ksv_log(k, LOG_ERR, "ksv group %s: batch for epoch %llu failed: %s (retried)", g->name,
             (unsigned long long)epoch, ck_error_context());
     /* Nothing was sent: the tree goes back to the store's and the leaves stay queued. */
-    {
-        struct ksv_member *keep = g->leaves;
-        size_t nk = g->n_leaves, ck = g->cap_leaves;
-        g->leaves = NULL;
-        g->n_leaves = g->cap_leaves = 0;
-        (void)group_restore(k, g);
-        free(g->leaves);
-        g->leaves = keep;
-        g->n_leaves = nk;
-        g->cap_leaves = ck;
-        g->first_queued_ms = now_ms;
+    (void)group_restore(k, g);
+    g->first_queued_ms = now_ms;
+    /* A queued leave of someone the store does not hold as a member would fail forever. */
+    for (size_t i = 0; i < g->n_leaves;) {
+        const struct ksv_member *mb = member_find(g, g->leaves[i].node);
+        if (mb != NULL && mb->member_id == g->leaves[i].member_id) {
+            i++;
+            continue;
+        }
+        memmove(&g->leaves[i], &g->leaves[i + 1], (g->n_leaves - i - 1) * sizeof(*g->leaves));
+        g->n_leaves--;
     }
     rc = 0;
 out:
