@@ -76,7 +76,8 @@ struct fx {
     char crashed_at[32];
     int64_t now;
     const char *crash;
-    bool quiet;
+    size_t batch_size;
+    int64_t batch_interval_ms;
 };
 
 static int
@@ -198,6 +199,8 @@ core_up(struct fx *f, const char *text)
     p.key_arg = f->ks;
     p.store = f->st;
     p.crash = f->crash;
+    p.batch_size = f->batch_size;
+    p.batch_interval_ms = f->batch_interval_ms;
     p.no_start_nudge = false;
     p.cb.arg = f;
     p.cb.send = cb_send;
@@ -1130,6 +1133,52 @@ test_revoke_batch(void)
     fx_down(&f);
 }
 
+/* The size trigger: with batch_size 2 and a 10 s interval, two revocations make one batch at
+ * once; a single one waits for the interval. */
+static void
+test_batch_triggers(void)
+{
+    struct fx f;
+    struct tnode n[4];
+    struct ck_ksv_msg *m[8];
+    struct ck_ksv_store *cli = NULL;
+    const char *names[] = {"n1", "n2", "n3", "n4"};
+    const char *addrs[] = {"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"};
+    uint64_t e0 = 0, e = 0;
+    size_t got;
+
+    fx_up(&f, TOPO);
+    ksv_core_free(f.k);
+    f.k = NULL;
+    f.batch_size = 2;
+    f.batch_interval_ms = 10000;
+    CHECK_OK(core_up(&f, TOPO));
+    for (int i = 0; i < 4; i++) {
+        tn_init(&f, &n[i], names[i], addrs[i]);
+        got = tn_register(&f, &n[i], m, 8, true);
+        msgs_free(m, got);
+    }
+    CHECK_OK(ksv_core_group_epoch(f.k, "g1", &e0));
+    CHECK_OK(ck_ksv_store_open(f.db, NULL, false, &cli));
+    CHECK_OK(ck_ksv_store_revoke(cli, "g1", "n3", "test", f.now / 1000));
+    CHECK_OK(ck_ksv_store_revoke(cli, "g1", "n4", "test", f.now / 1000));
+    advance(&f, 250);
+    CHECK_OK(ksv_core_group_epoch(f.k, "g1", &e));
+    CHECK_INT_EQ(e, e0 + 1);
+    CHECK_INT_EQ(logged(&f, "ksv rekey group=g1 ", "leaves=2", NULL), 1);
+    CHECK_OK(ck_ksv_store_revoke(cli, "g1", "n2", "test", f.now / 1000));
+    advance(&f, 5000);
+    CHECK_OK(ksv_core_group_epoch(f.k, "g1", &e));
+    CHECK_INT_EQ(e, e0 + 1);
+    advance(&f, 5300); /* 10 s after the poll that queued it */
+    CHECK_OK(ksv_core_group_epoch(f.k, "g1", &e));
+    CHECK_INT_EQ(e, e0 + 2);
+    ck_ksv_store_close(cli);
+    for (int i = 0; i < 4; i++)
+        tn_free(&n[i]);
+    fx_down(&f);
+}
+
 /* kill -9 before the commit: after the restart the batch is redone under the next epoch and no
  * epoch is sent twice; kill -9 after the commit: the stored epoch's datagrams are sent again and
  * the next batch is higher still. */
@@ -1650,6 +1699,7 @@ CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas), CK_TEST_CASE(test_re
              CK_TEST_CASE(test_ack_matching), CK_TEST_CASE(test_rekey_and_expiry),
              CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_reload_links),
              CK_TEST_CASE(test_reload_group), CK_TEST_CASE(test_revoke_batch),
+             CK_TEST_CASE(test_batch_triggers),
              CK_TEST_CASE(test_crash_points), CK_TEST_CASE(test_crash_join),
              CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hostile),
              CK_TEST_CASE(test_e2e_node_agent))
