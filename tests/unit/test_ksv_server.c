@@ -1115,6 +1115,22 @@ test_revoke_batch(void)
     }
     msgs_free(m, got);
     CHECK_INT_EQ(tn_msgs(&f, &n[3], m, 8), 0);
+    /* RECOVER: the current path by unicast; from the revoked n4, nothing. */
+    for (int i = 0; i < 4; i += 3) {
+        struct ck_ksv_msg *a = NULL;
+        CHECK_OK(ck_ksv_msg_new(CK_KSV_RECOVER, &a));
+        a->grp_id = n[i].g[0].id;
+        a->grp_epoch = epoch0;
+        tn_send(&f, &n[i], a);
+        ck_ksv_msg_free(a);
+        got = tn_msgs(&f, &n[i], m, 8);
+        CHECK_INT_EQ(got, i == 0 ? 1 : 0);
+        if (got == 1) {
+            CHECK(m[0]->n_groups == 1 && m[0]->groups[0].epoch == epoch1);
+            CHECK(m[0]->groups[0].member_index == n[0].g[0].m.member_id);
+        }
+        msgs_free(m, got);
+    }
     /* Reload and re-registration: n4 stays out until the revocation is lifted. */
     CHECK_OK(ksv_core_reload(f.k, topo(TOPO), f.now));
     CHECK(ksv_core_member_id(f.k, "g1", "n4", &mid) == CK_ERR_NOTFOUND);
