@@ -280,7 +280,7 @@ advance(struct fx *f, int64_t ms)
         if (f->k->crashed)
             return;
         if (t == 0 && ksv_core_next_timeout_ms(f->k, f->now) == 0)
-            f->now += 1;
+            break; /* still due at once: the final tick below */
     }
     f->now = end;
     CHECK_OK(ksv_core_on_timer(f->k, f->now));
@@ -709,6 +709,58 @@ test_register_sas(void)
         msgs_free(m[i], got[i]);
         tn_free(&n[i]);
     }
+    fx_down(&f);
+}
+
+/* Unregistered nodes are nudged at start, then after 2, 4, 8 ... s; a session ends with its
+ * ticket, and the node is nudged to come back. */
+static void
+test_nudges_and_session_end(void)
+{
+    struct fx f;
+    struct tnode n1, n2;
+    struct ck_ksv_msg *m[8];
+    uint64_t ts = 0;
+    char name[CK_KSV_MAX_NAME + 1];
+    size_t got;
+
+    fx_up(&f, TOPO);
+    tn_init(&f, &n1, "n1", "10.0.0.1");
+    tn_init(&f, &n2, "n2", "10.0.0.2");
+    n1.seen = n2.seen = 0;
+    advance(&f, 0); /* the start's nudges go at the first timer */
+    CHECK_INT_EQ(count_to(&f, &n2, 0, CK_KSV_K_NUDGE), 1);
+    for (size_t i = 0; i < f.n_sent; i++)
+        if (to_node(&f.sent[i], &n2) && kind_of(&f.sent[i]) == CK_KSV_K_NUDGE) {
+            CHECK_OK(ck_ksv_nudge_parse(f.sent[i].buf, f.sent[i].len, &ts, name));
+            CHECK(strcmp(name, "ksv1") == 0 && ts == (uint64_t)f.now * 1000);
+            CHECK_INT_EQ(ntohs(f.sent[i].to.sin_port), KSV_DEFAULT_NODE_PORT);
+        }
+    advance(&f, 1999);
+    CHECK_INT_EQ(count_to(&f, &n2, 0, CK_KSV_K_NUDGE), 1);
+    advance(&f, 1);
+    CHECK_INT_EQ(count_to(&f, &n2, 0, CK_KSV_K_NUDGE), 2);
+    advance(&f, 4000);
+    CHECK_INT_EQ(count_to(&f, &n2, 0, CK_KSV_K_NUDGE), 3);
+    advance(&f, 8000);
+    CHECK_INT_EQ(count_to(&f, &n2, 0, CK_KSV_K_NUDGE), 4);
+    /* n1 registers with a ticket that ends in 60 s: no more nudges, then the session ends. */
+    ck_creds_free(n1.creds);
+    n1.creds = make_creds(&f, "n1", f.now / 1000 - 10, f.now / 1000 + 60);
+    got = tn_register(&f, &n1, m, 8, true);
+    msgs_free(m, got);
+    {
+        size_t before = f.n_sent;
+        advance(&f, 59000);
+        CHECK(ksv_core_node_registered(f.k, "n1"));
+        CHECK_INT_EQ(count_to(&f, &n1, before, CK_KSV_K_NUDGE), 0);
+        advance(&f, 2000);
+        CHECK(!ksv_core_node_registered(f.k, "n1"));
+        CHECK_INT_EQ(count_to(&f, &n1, before, CK_KSV_K_NUDGE), 1);
+        CHECK_INT_EQ(ksv_core_sessions(f.k), 0);
+    }
+    tn_free(&n1);
+    tn_free(&n2);
     fx_down(&f);
 }
 
@@ -1711,7 +1763,8 @@ test_e2e_node_agent(void)
     fx_down(&f);
 }
 
-CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas), CK_TEST_CASE(test_retransmit),
+CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas),
+             CK_TEST_CASE(test_nudges_and_session_end), CK_TEST_CASE(test_retransmit),
              CK_TEST_CASE(test_ack_matching), CK_TEST_CASE(test_rekey_and_expiry),
              CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_reload_links),
              CK_TEST_CASE(test_reload_group), CK_TEST_CASE(test_revoke_batch),
