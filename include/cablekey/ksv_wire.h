@@ -119,7 +119,9 @@ struct ck_ksv_hello_ctx {
 
 /* Builds a HELLO from creds for the KSV's service principal (a service ticket from the TGS, as
  * lib/endpoint gets its CMS ticket): a random node_nonce and sub-key (the session key's enctype),
- * MUTUAL-REQUIRED. CK_ERR_EXPIRED when creds ended at now_sec. On failure ctx is cleared. */
+ * MUTUAL-REQUIRED. CK_ERR_EXPIRED when creds ended at now_sec. On failure ctx is cleared.
+ * Retransmit by building a new HELLO (new authenticator and nonce): the same bytes again are a
+ * replay to the KSV's replay cache (HELLO_ERR AUTH, KRB_AP_ERR_REPEAT). */
 int ck_ksv_hello_build(const ck_creds *creds, const char *node_name, int64_t now_sec,
                        struct ck_ksv_hello_ctx *ctx, uint8_t **out, size_t *out_len);
 /* Checks a HELLO_REP against ctx and sets up the session (s). *krb_error (may be NULL) on AP

@@ -875,6 +875,75 @@ test_hello_rep_refusals(void)
     ck_creds_free(c);
 }
 
+/* An AP-REP that verifies but carries no sub-key, no key id or key id 0 opens no session. */
+static void
+test_hello_rep_incomplete(void)
+{
+    int64_t now = now_sec();
+    ck_creds *c = make_creds("ksv1.test", now - 10, now + 3600);
+    struct ck_ksv_hello_ctx ctx;
+    struct ck_ksv_seal ns;
+    uint8_t *h = NULL;
+    size_t hl = 0;
+    ck_key sub;
+    uint32_t zero_id = 0, id = 5;
+    int32_t krb = 0;
+
+    CHECK_OK(ck_ksv_hello_build(c, "n1", now, &ctx, &h, &hl));
+    CHECK_OK(ck_random_key(CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &sub));
+    for (int variant = 0; variant < 4; variant++) {
+        uint8_t *der = NULL, *r;
+        size_t der_len = 0;
+        const ck_key *k = variant == 0 ? NULL : &sub;
+        const uint32_t *seq = variant == 1 ? NULL : variant == 2 ? &zero_id : &id;
+        CHECK_OK(ck_ap_rep_build(&c->session_key, ctx.ctime, ctx.cusec, k, seq, &der, &der_len));
+        r = malloc(14 + der_len);
+        if (r == NULL)
+            abort();
+        memcpy(r, "CKSV\x01\x02\x00\x00", 8);
+        ck_put_be32(r + 8, ctx.node_nonce);
+        r[12] = (uint8_t)(der_len >> 8);
+        r[13] = (uint8_t)der_len;
+        memcpy(r + 14, der, der_len);
+        if (variant < 3) {
+            CHECK_INT_EQ(ck_ksv_hello_rep_open(&ctx, r, 14 + der_len, &ns, &krb), CK_ERR_PROTO);
+            CHECK(all_zero(&ns, sizeof(ns)));
+        } else {
+            /* The same built by hand with everything: opens, under key id 5. */
+            CHECK_OK(ck_ksv_hello_rep_open(&ctx, r, 14 + der_len, &ns, &krb));
+            CHECK_INT_EQ(ns.key_id, 5);
+        }
+        free(r);
+        ck_asn1_free_der(der, der_len);
+    }
+    /* An AP-REP under another session key: MODIFIED. */
+    {
+        uint8_t *der = NULL, *r;
+        size_t der_len = 0;
+        ck_key other;
+        CHECK_OK(ck_random_key(CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &other));
+        CHECK_OK(ck_ap_rep_build(&other, ctx.ctime, ctx.cusec, &sub, &id, &der, &der_len));
+        r = malloc(14 + der_len);
+        if (r == NULL)
+            abort();
+        memcpy(r, "CKSV\x01\x02\x00\x00", 8);
+        ck_put_be32(r + 8, ctx.node_nonce);
+        r[12] = (uint8_t)(der_len >> 8);
+        r[13] = (uint8_t)der_len;
+        memcpy(r + 14, der, der_len);
+        CHECK(ck_ksv_hello_rep_open(&ctx, r, 14 + der_len, &ns, &krb) < 0);
+        CHECK_INT_EQ(krb, CK_KRB_AP_ERR_MODIFIED);
+        free(r);
+        ck_asn1_free_der(der, der_len);
+        ck_key_clear(&other);
+    }
+    ck_key_clear(&sub);
+    ck_ksv_seal_clear(&ns);
+    ck_ksv_hello_ctx_clear(&ctx);
+    free(h);
+    ck_creds_free(c);
+}
+
 static void
 test_hello_err(void)
 {
@@ -1032,5 +1101,5 @@ CK_TEST_MAIN("ksv_wire", CK_TEST_CASE(test_setup), CK_TEST_CASE(test_kind),
              CK_TEST_CASE(test_exchange), CK_TEST_CASE(test_wrong_key),
              CK_TEST_CASE(test_replay_window), CK_TEST_CASE(test_tampered),
              CK_TEST_CASE(test_authentic_garbage), CK_TEST_CASE(test_hello_refusals),
-             CK_TEST_CASE(test_hello_without_mutual), CK_TEST_CASE(test_hello_rep_refusals),
+             CK_TEST_CASE(test_hello_without_mutual), CK_TEST_CASE(test_hello_rep_refusals), CK_TEST_CASE(test_hello_rep_incomplete),
              CK_TEST_CASE(test_hello_err), CK_TEST_CASE(test_nudge), CK_TEST_CASE(test_wipe))
