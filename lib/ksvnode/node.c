@@ -64,6 +64,7 @@ struct group {
     unsigned ksv;
     uint32_t group_id;
     uint8_t keying, gflags, proto, mode;
+    bool ek;                       /* keyed by unicast only (no path, no rekey datagrams) */
     struct ck_ksv_addr mcast;
     uint16_t mcast_port;
     uint8_t sign_pub[LKH_ED25519_PUB_LEN];
@@ -497,6 +498,14 @@ group_removed(ck_ksvnode *n, struct group *g)
     group_notify(n, g);
 }
 
+/* Whether a group's keys come as the group key alone (EK; a hybrid group may be keyed either
+ * way, lkh_rekey.h leaves it to the KSV) rather than as an LKH path. */
+static bool
+ek_shaped(const struct ck_ksv_group *g)
+{
+    return g->keying == KEYING_EK || (g->keying == KEYING_HYBRID && g->id_len == 0);
+}
+
 /* Checks a group of a REGISTER beyond the codec: the path is a heap path of the tree, keys are
  * LKH keys, the group SA's transform is one the node can derive. */
 static int
@@ -513,7 +522,7 @@ check_group(const struct ck_ksv_group *g)
          !transform_key_lens(g->proto, g->enc_alg, g->auth_alg, &el, &al) || el + al > 64 ||
          g->life_sec == 0))
         return ck_error_set(CK_ERR_DECODE, "group %u: group SA", g->group_id);
-    if (g->keying == KEYING_EK) {
+    if (ek_shaped(g)) {
         if (g->n_keys != 1 || g->keys[0].level != 0 || g->keys[0].key_len != LKH_KEY_LEN)
             return ck_error_set(CK_ERR_DECODE, "group %u: EK wants the group key alone",
                                 g->group_id);
@@ -572,7 +581,8 @@ group_load(ck_ksvnode *n, struct group *g, unsigned k, const struct ck_ksv_group
     g->root_version = in->root_version;
     g->removed = false;
     lkh_member_clear(&g->m);
-    if (in->keying == KEYING_EK) {
+    g->ek = ek_shaped(in);
+    if (g->ek) {
         memcpy(g->key, in->keys[0].key, LKH_KEY_LEN);
     } else {
         uint32_t h = in->id_len;
@@ -1215,7 +1225,7 @@ on_rekey(ck_ksvnode *n, const uint8_t *buf, size_t len, int64_t now_ms)
         goto out;
     }
     g = rekey_group(n, &v);
-    if (g == NULL || g->removed || g->keying == KEYING_EK) {
+    if (g == NULL || g->removed || g->ek) {
         n->st.rekeys_ignored++;
         goto out;
     }

@@ -1041,6 +1041,18 @@ test_ek_group(void)
     CHECK_MEM_EQ(node_group().key_check, 8, check, 8);
     CHECK_INT_EQ(node_group().epoch, 5);
     CHECK_INT_EQ(count_in(0, CK_KSV_ACK), 2);
+    /* A hybrid group keyed the EK way (the group key alone) is taken as such. */
+    g.keying = CK_KSV_KEYING_HYBRID;
+    g.epoch = 6;
+    CHECK(RAND_bytes(g.keys[0].key, LKH_KEY_LEN) == 1);
+    m = new_register(0);
+    CHECK_OK(ck_ksv_msg_add_group(m, &g));
+    ksv_send(0, m);
+    ck_ksv_msg_free(m);
+    CHECK_OK(lkh_group_key_check(g.keys[0].key, 2, check));
+    CHECK_MEM_EQ(node_group().key_check, 8, check, 8);
+    CHECK_INT_EQ(node_group().keying, CK_KSV_KEYING_HYBRID);
+    CHECK_INT_EQ(count_alarms(0, CK_KSV_ALARM_MALFORMED_PACKET), 0);
     ck_memzero(&g, sizeof(g));
     teardown();
 }

@@ -140,6 +140,7 @@ struct runner {
     struct sockaddr_storage esp_local;
     struct mcast_sock mc[MAX_MCAST];
     size_t n_mc;
+    int64_t join_retry_ms;         /* a join failed: not again before this */
     struct in_addr mcast_if4;
     unsigned mcast_ifindex;
     char self4[INET_ADDRSTRLEN], self6[INET6_ADDRSTRLEN];
@@ -466,6 +467,15 @@ print_sa(struct runner *r, const struct ck_ksvnode_sa *s, bool add)
         if (esp_sa_from(&s->sa, &e) != 0 || ck_esp_xfrm_format(e, &d, buf, sizeof(buf), &used) != 0)
             used = 0;
         ck_esp_sa_free(e);
+        /* lib/esp writes the sender's policy; an inbound SA's is the receiver's. */
+        if (used > 0 && s->sa.direction == CK_KSV_DIR_IN) {
+            char *dir = strstr(buf, " dir out tmpl ");
+            if (dir != NULL) {
+                memmove(dir + 7, dir + 8, strlen(dir + 8) + 1);
+                memcpy(dir + 5, "in", 2);
+                used--;
+            }
+        }
     }
     if (used == 0)
         xfrm_generic(s, src, dst, buf, sizeof(buf), &used);
@@ -606,12 +616,14 @@ mcast_reconcile(struct runner *r)
             continue;
         for (size_t i = 0; i < r->n_mc && !have; i++)
             have = ksv_addr_eq(&g[j].mcast, &r->mc[i].addr) && g[j].mcast_port == r->mc[i].port;
-        if (have || r->n_mc >= MAX_MCAST)
+        if (have || r->n_mc >= MAX_MCAST || ck_endpoint_now_ms() < r->join_retry_ms)
             continue;
         ksv_addr_to_text(&g[j].mcast, a, sizeof(a));
         if ((fd = mcast_open(r, &g[j].mcast, g[j].mcast_port)) < 0) {
+            /* Retried on a later event, not on every one (the interface may come up later). */
             fprintf(stderr, "cablekey: node: joining %s port %u: %s\n", a, g[j].mcast_port,
                     strerror(errno));
+            r->join_retry_ms = ck_endpoint_now_ms() + 5000;
             continue;
         }
         if (r->o->verbose)
@@ -879,6 +891,34 @@ bind_udp(const struct sockaddr_storage *ss, socklen_t len)
     return fd;
 }
 
+/* With a specific --listen address, the node speaks to its KSVs from it too (several nodes on
+ * one host each keep their topology address). */
+static int
+bind_source(int fd, const struct sockaddr_storage *listen)
+{
+    struct sockaddr_storage ss = *listen;
+    struct sockaddr_storage own;
+    socklen_t len = sizeof(own);
+
+    if (getsockname(fd, (struct sockaddr *)&own, &len) != 0 || own.ss_family != ss.ss_family)
+        return 0;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *s4 = (struct sockaddr_in *)(void *)&ss;
+        if (s4->sin_addr.s_addr == htonl(INADDR_ANY))
+            return 0;
+        s4->sin_port = 0;
+        return bind(fd, (struct sockaddr *)&ss, sizeof(*s4));
+    }
+    if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)(void *)&ss;
+        if (IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr))
+            return 0;
+        s6->sin6_port = 0;
+        return bind(fd, (struct sockaddr *)&ss, sizeof(*s6));
+    }
+    return 0;
+}
+
 /* Which KSV a datagram on the listen socket is from: by address (any port), or the only one. */
 static unsigned
 ksv_of(const struct runner *r, const struct sockaddr_storage *from)
@@ -978,6 +1018,10 @@ loop(const char *what, struct runner *r)
         int64_t now = ck_endpoint_now_ms(), t;
         int timeout;
 
+        if (r->join_retry_ms != 0 && now >= r->join_retry_ms) {
+            r->join_retry_ms = 0;
+            r->changed = true;
+        }
         if (r->changed) {
             r->changed = false;
             mcast_reconcile(r);
@@ -1092,6 +1136,9 @@ cli_node(int argc, char **argv)
     for (size_t k = 0; k < CK_KSVNODE_MAX_KSV; k++)
         r->ksv_fd[k] = -1;
     memset(&p, 0, sizeof(p));
+    if ((rc = resolve(what, "--listen", o.listen != NULL ? o.listen : "0.0.0.0", NODE_DEFAULT_PORT,
+                      true, &lss, &llen, host, sizeof(host))) != CLI_OK)
+        goto out;
     for (size_t k = 0; k < o.n_ksv; k++) {
         if ((rc = resolve(what, "--ksv", o.ksv_spec[k], CK_KSV_DEFAULT_PORT, false,
                           &r->ksv_addr[k], &r->ksv_len[k], host, sizeof(host))) != CLI_OK)
@@ -1103,15 +1150,13 @@ cli_node(int argc, char **argv)
         p.ksv_service[k] = r->service_buf[k];
         if ((r->ksv_fd[k] = socket(r->ksv_addr[k].ss_family,
                                    SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0)) < 0 ||
+            bind_source(r->ksv_fd[k], &lss) != 0 ||
             connect(r->ksv_fd[k], (struct sockaddr *)&r->ksv_addr[k], r->ksv_len[k]) != 0) {
             rc = cli_fail(what, ck_error_set(CK_ERR_IO, "socket to %s: %s", o.ksv_spec[k],
                                              strerror(errno)));
             goto out;
         }
     }
-    if ((rc = resolve(what, "--listen", o.listen != NULL ? o.listen : "0.0.0.0", NODE_DEFAULT_PORT,
-                      true, &lss, &llen, host, sizeof(host))) != CLI_OK)
-        goto out;
     if ((r->listen_fd = bind_udp(&lss, llen)) < 0) {
         rc = cli_fail(what, ck_error_set(CK_ERR_IO, "--listen %s: %s",
                                          o.listen != NULL ? o.listen : "0.0.0.0:7442",
