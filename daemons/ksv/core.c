@@ -155,6 +155,7 @@ ksv_xf_wire(const struct ck_ksvtopo_transform *xf, uint8_t *proto, uint8_t *mode
         break;
     case CK_KSVTOPO_AUTH_HMAC_SHA512_256: *auth_alg = KSV_AUTH_HMAC_SHA2_512_256; *auth_len = 64;
         break;
+    case CK_KSVTOPO_AUTH_HMAC_SHA1_96: *auth_alg = KSV_AUTH_HMAC_SHA1_96; *auth_len = 20; break;
     default: *auth_alg = 0; *auth_len = 0; break;
     }
 }

@@ -336,6 +336,7 @@ static const struct {
     {"hmac-sha256-128", CK_KSVTOPO_AUTH_HMAC_SHA256_128},
     {"hmac-sha384-192", CK_KSVTOPO_AUTH_HMAC_SHA384_192},
     {"hmac-sha512-256", CK_KSVTOPO_AUTH_HMAC_SHA512_256},
+    {"hmac-sha1-96", CK_KSVTOPO_AUTH_HMAC_SHA1_96},
 };
 
 const char *
