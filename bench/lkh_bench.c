@@ -20,7 +20,7 @@
 #include "cablekey/lkh_rekey.h"
 
 #define BATCH_LEAVES 1000
-#define BATCH_ROUNDS 5
+#define BATCH_ROUNDS 11
 
 static double
 cpu_seconds(void)
@@ -104,7 +104,7 @@ main(int argc, char **argv)
     size_t n_sib = 0;
     int have_sib;
     double *rev = NULL, *join = NULL, *mem_cpu = NULL, t0, build, bmin = 1e9, bsum = 0;
-    double *pack = NULL, *vfy = NULL, bpack = 0;
+    double *pack = NULL, *vfy = NULL, bpack = 0, bcpu[BATCH_ROUNDS];
     size_t wraps_min = SIZE_MAX, wraps_max = 0, bwraps = 0, dg_min = SIZE_MAX, dg_max = 0;
     size_t bdgrams = 0, bbytes = 0, bdg_max = 0, multi = 0;
     struct lkh_signer *signer = NULL;
@@ -174,11 +174,14 @@ main(int argc, char **argv)
         multi += out.n > 1;
         a = cpu_seconds();
         {
-            /* the member's whole work: find its datagram (one here), parse, verify, unwrap */
+            /* the member's whole work: every datagram of the batch reaches it; it parses each
+             * until the one serving its leaf, then verifies and unwraps */
             uint64_t last = epoch - 1;
             uint32_t rv;
-            if ((rc = lkh_rekey_member_apply(&m, 1, pub, &last, out.dgrams[0], out.lens[0],
-                                             &rv)) != 0)
+            rc = CK_ERR_NOTFOUND;
+            for (size_t k = 0; k < out.n && rc == CK_ERR_NOTFOUND; k++)
+                rc = lkh_rekey_member_apply(&m, 1, pub, &last, out.dgrams[k], out.lens[k], &rv);
+            if (rc != 0)
                 return fail("member apply", rc);
         }
         mem_cpu[i] = cpu_seconds() - a;
@@ -237,6 +240,7 @@ main(int argc, char **argv)
         bsum += d;
         if (d < bmin)
             bmin = d;
+        bcpu[b] = d;
         lkh_batch_result_clear(&r);
         if ((rc = lkh_batch(t, NULL, 0, BATCH_LEAVES, &r)) != 0)
             return fail("refill", rc);
@@ -280,8 +284,9 @@ main(int argc, char **argv)
                bwraps / BATCH_ROUNDS);
         printf("| batch of %d leaves: datagrams (mean) / bytes (mean) / largest | %zu / %zu / %zu |\n",
                BATCH_LEAVES, bdgrams / BATCH_ROUNDS, bbytes / BATCH_ROUNDS, bdg_max);
-        printf("| batch of %d leaves: server CPU (batch + pack + sign) min / mean | %.2f / %.2f ms |\n",
-               BATCH_LEAVES, bmin * 1e3, bsum / BATCH_ROUNDS * 1e3);
+        printf("| batch of %d leaves: server CPU (batch + pack + sign) min / p50 / mean of %d | "
+               "%.2f / %.2f / %.2f ms |\n", BATCH_LEAVES, BATCH_ROUNDS, bmin * 1e3,
+               pct(bcpu, BATCH_ROUNDS, 0.5) * 1e3, bsum / BATCH_ROUNDS * 1e3);
         printf("| batch of %d leaves: of which pack + sign (mean) | %.2f ms |\n", BATCH_LEAVES,
                bpack / BATCH_ROUNDS * 1e3);
     }
