@@ -37,8 +37,9 @@
 
 /* Layout sizes (docs/PROTOCOL.md "Group rekey datagram"): a 42-byte header (the 8-byte KSV
  * envelope included), per rekeyed node 10 bytes (id, new version, bitmap of the wrapped
- * children), per wrap 28 bytes (child version, RFC 3394 wrap), then the 64-byte signature, a
- * 1-byte path length and 32 bytes per hash of the authentication path. */
+ * children), per wrap 28 bytes (child version with a "rekeyed too" top bit, RFC 3394 wrap), then
+ * the 64-byte signature, a 1-byte path length and 32 bytes per hash of the authentication path.
+ * Versions on the wire are below 2^31 (lkh_rekey_pack refuses others: CK_ERR_INVAL). */
 #define LKH_REKEY_HDR_LEN 42u
 #define LKH_REKEY_NODE_LEN 10u
 #define LKH_REKEY_WRAP_LEN 28u
@@ -84,9 +85,10 @@ struct lkh_rekey_view {
     uint32_t leaf_lo, leaf_hi; /* leaves (heap node ids) this datagram serves, inclusive */
     struct lkh_wrap *wraps;    /* n_wraps, in lkh_member_apply order */
     size_t n_wraps;
-    uint32_t *nodes;           /* n_nodes: every node the datagram rekeys, descending, including
-                                * those named without a wrap here (see PROTOCOL.md: a member
-                                * below one of them without a wrap was removed) */
+    uint32_t *nodes;           /* n_nodes: every node the datagram says the batch rekeyed,
+                                * descending: its entries and the children flagged in their
+                                * parent's wrap (PROTOCOL.md: a member below one of them without
+                                * a wrap for itself was removed) */
     size_t n_nodes;
 };
 
