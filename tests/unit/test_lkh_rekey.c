@@ -584,6 +584,9 @@ test_pack_edges(void)
         struct lkh_wrap x[2] = {w[1], w[0]}; /* out of order */
         CHECK_INT_EQ(lkh_rekey_pack(&p, x, 2, s, &o), CK_ERR_INVAL);
     }
+    w[0].child_version = 0x80000000u; /* versions on the wire stay below 2^31 */
+    CHECK_INT_EQ(lkh_rekey_pack(&p, w, 2, s, &o), CK_ERR_INVAL);
+    w[0].child_version = 0;
     w[0].child = 9; /* not a child of node 1 */
     CHECK_INT_EQ(lkh_rekey_pack(&p, w, 2, s, &o), CK_ERR_INVAL);
     w[0].child = 6;
