@@ -70,6 +70,8 @@ struct lkh_wrap {
     uint32_t child_version;
     uint32_t new_version;
     uint8_t wrapped[LKH_WRAP_LEN];
+    uint8_t child_rekeyed; /* the batch rekeyed the (internal) child too: set by lkh_batch and
+                            * lkh_rekey_parse, derived again by lkh_rekey_pack */
 };
 
 struct lkh_batch_result {
@@ -128,9 +130,13 @@ int lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t 
 void lkh_batch_result_clear(struct lkh_batch_result *res);
 
 /* Member side: applies a batch's wraps to the member's path keys. Returns CK_ERR_PERM if the
- * batch rekeys the member's path without a wrap for it (it was removed), CK_ERR_INTEGRITY if a
- * wrap does not open under its key, CK_ERR_PROTO on an inconsistent batch. The member is left
- * unchanged on any error. A batch that does not touch the member's path is a no-op. */
+ * batch rekeys the member's path without a wrap for it (it was removed): a node of its path has
+ * wraps but none for its child, its leaf was rekeyed, or a wrap flags its child as rekeyed while
+ * the list has no wrap of that child for the member (the wraps can be one rekey datagram's: the
+ * datagram holds every wrap a member of its leaf range needs); CK_ERR_INTEGRITY if a wrap does
+ * not open under its key (the member missed a batch), CK_ERR_PROTO on an inconsistent batch. The
+ * member is left unchanged on any error. A batch that does not touch the member's path is a
+ * no-op. */
 int lkh_member_apply(struct lkh_member *m, const struct lkh_wrap *wraps, size_t n_wraps);
 
 /* Member side: the group key at `version` (>= the member's), hashing forward over joins. */

@@ -744,6 +744,7 @@ parse_frame(const uint8_t *buf, size_t len, struct frame *f, struct lkh_rekey_vi
             w->child = (uint32_t)child;
             w->new_version = ver;
             w->child_version = lkh_get_be32(buf + o) & ~CHILD_REKEYED;
+            w->child_rekeyed = fl[v->n_wraps - 1];
             memcpy(w->wrapped, buf + o + 4, LKH_WRAP_LEN);
             o += LKH_REKEY_WRAP_LEN;
         }
