@@ -171,4 +171,20 @@ int lkh_hybrid_member_export(const struct lkh_hybrid *h, uint32_t member_id,
 const struct lkh_tree *lkh_hybrid_tree(const struct lkh_hybrid *h);
 uint32_t lkh_hybrid_members(const struct lkh_hybrid *h);
 
+/* Persistence: the tree's rows (lkh.h: lkh_tree_dirty/lkh_tree_node_get on lkh_hybrid_tree,
+ * then lkh_hybrid_clear_dirty), the clusters' places (lkh_tree_members_list of the tree: a
+ * cluster's tree member ID and leaf) and every member's place (its hybrid ID and its cluster's
+ * leaf: the store's member rows). Restore checks, besides lkh_tree_restore's rules, that every
+ * member's leaf is a cluster's, member IDs are in range and used once, no cluster holds more
+ * than `cluster` members and none is empty; CK_ERR_DECODE otherwise. Clusters are renumbered in
+ * leaf order (only the joiners' placement depends on the numbering). */
+void lkh_hybrid_clear_dirty(struct lkh_hybrid *h);
+int lkh_hybrid_members_list(const struct lkh_hybrid *h, struct lkh_member_place **out,
+                            size_t *n);
+int lkh_hybrid_restore(uint32_t degree, uint32_t cluster, uint32_t max_members,
+                       const struct lkh_node_state *nodes, size_t n_nodes,
+                       const struct lkh_member_place *clusters, size_t n_clusters,
+                       const struct lkh_member_place *members, size_t n_members,
+                       struct lkh_hybrid **out);
+
 #endif
