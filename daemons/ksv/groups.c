@@ -2,7 +2,9 @@
  * unicast, leaves and revocations batched (interval and size triggers) into signed rekey
  * datagrams (lkh_rekey.h) that are committed before they are multicast, GROUP_ACK tracking with
  * unicast recovery, RECOVER, and the explicit keying (EK) mode where every change sends the new
- * group key to each member by sealed unicast. Hybrid groups run as LKH (--check says so). */
+ * group key to each member by sealed unicast. Hybrid groups (lkh_rekey.h) keep an lkh_hybrid:
+ * members of a changed cluster get their new path by sealed unicast, everyone else the signed
+ * multicast; a joiner is a batch of its own (its cluster is replaced or opened). */
 #define KSV_INTERNAL
 #include <openssl/crypto.h>
 #include <stdio.h>
@@ -18,7 +20,23 @@
 static const char *
 mode_name(int keying)
 {
-    return keying == CK_KSVTOPO_EK ? "ek" : "lkh";
+    return keying == CK_KSVTOPO_EK ? "ek" : keying == CK_KSVTOPO_HYBRID ? "hybrid" : "lkh";
+}
+
+/* The LKH tree of a group: its own, or a hybrid's tree over clusters. */
+static const struct lkh_tree *
+gtree(const struct ksv_group *g)
+{
+    return g->hy != NULL ? lkh_hybrid_tree(g->hy) : g->tree;
+}
+
+static void
+gclear_dirty(struct ksv_group *g)
+{
+    if (g->hy != NULL)
+        lkh_hybrid_clear_dirty(g->hy);
+    else
+        lkh_tree_clear_dirty(g->tree);
 }
 
 int
@@ -149,6 +167,8 @@ group_clear(struct ksv_group *g)
 {
     lkh_tree_free(g->tree);
     g->tree = NULL;
+    lkh_hybrid_free(g->hy);
+    g->hy = NULL;
     free(g->members);
     g->members = NULL;
     g->n_members = g->cap_members = 0;
@@ -171,6 +191,47 @@ ksv_groups_free(struct ksv_core *k)
     k->n_groups = k->cap_groups = 0;
 }
 
+static int
+cmp_place_leaf(const void *a, const void *b)
+{
+    uint32_t x = ((const struct lkh_member_place *)a)->leaf;
+    uint32_t y = ((const struct lkh_member_place *)b)->leaf;
+
+    return x < y ? -1 : x > y;
+}
+
+/* A hybrid group from the store's rows as they are: a member row holds the member's hybrid ID
+ * and its cluster's leaf, so the clusters are the distinct leaves of the active members. Their
+ * tree member IDs are not stored and need not be: they only name the leaves inside the tree
+ * (numbered here in leaf order, as lkh_hybrid_restore renumbers the clusters). */
+static int
+hybrid_restore(struct ksv_group *g, const struct lkh_node_state *nodes, size_t n_nodes,
+               const struct lkh_member_place *places, size_t n_places)
+{
+    struct lkh_member_place *cl = NULL;
+    size_t n_cl = 0;
+    int rc;
+
+    if (n_nodes == 0 && n_places == 0)
+        return lkh_hybrid_new(g->degree, KSV_HYBRID_CLUSTER, g->capacity, &g->hy);
+    if ((cl = calloc(n_places + 1, sizeof(*cl))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "clusters");
+    for (size_t i = 0; i < n_places; i++)
+        cl[i].leaf = places[i].leaf;
+    qsort(cl, n_places, sizeof(*cl), cmp_place_leaf);
+    for (size_t i = 0; i < n_places; i++) {
+        if (n_cl > 0 && cl[n_cl - 1].leaf == cl[i].leaf)
+            continue;
+        cl[n_cl].leaf = cl[i].leaf;
+        cl[n_cl].member_id = (uint32_t)n_cl;
+        n_cl++;
+    }
+    rc = lkh_hybrid_restore(g->degree, KSV_HYBRID_CLUSTER, g->capacity, nodes, n_nodes, cl, n_cl,
+                            places, n_places, &g->hy);
+    free(cl);
+    return rc;
+}
+
 /* The tree and members from the store (epoch and SPI from its row). */
 static int
 group_restore(struct ksv_core *k, struct ksv_group *g)
@@ -185,6 +246,8 @@ group_restore(struct ksv_core *k, struct ksv_group *g)
     /* The queued leaves and the GROUP_ACK wait stay: they are still to be done. */
     lkh_tree_free(g->tree);
     g->tree = NULL;
+    lkh_hybrid_free(g->hy);
+    g->hy = NULL;
     free(g->members);
     g->members = NULL;
     g->n_members = g->cap_members = 0;
@@ -209,13 +272,15 @@ group_restore(struct ksv_core *k, struct ksv_group *g)
         if ((rc = member_add(g, members[i].node, members[i].member_id, members[i].leaf)) != 0)
             goto out;
     }
-    if (n_nodes == 0 && n_places == 0)
+    if (g->keying == CK_KSVTOPO_HYBRID)
+        rc = hybrid_restore(g, nodes, n_nodes, places, n_places);
+    else if (n_nodes == 0 && n_places == 0)
         rc = lkh_tree_new(g->degree, g->capacity, &g->tree);
     else
         rc = lkh_tree_restore(g->degree, g->capacity, nodes, n_nodes, places, n_places,
                               &g->tree);
-    if (rc == 0 && lkh_tree_height(g->tree) > CK_KSV_MAX_DEPTH)
-        rc = ck_error_set(CK_ERR_LIMIT, "tree height %u", lkh_tree_height(g->tree));
+    if (rc == 0 && lkh_tree_height(gtree(g)) > CK_KSV_MAX_DEPTH)
+        rc = ck_error_set(CK_ERR_LIMIT, "tree height %u", lkh_tree_height(gtree(g)));
 out:
     if (rc != 0)
         ksv_log(k, LOG_ERR, "ksv group %s: cannot load: %s", g->name, ck_error_context());
@@ -257,7 +322,7 @@ group_open(struct ksv_core *k, const struct ck_ksvtopo_group *tg, struct ksv_gro
     memset(g, 0, sizeof(*g));
     ck_strlcpy(g->name, tg->name, sizeof(g->name));
     g->live = true;
-    g->keying = tg->keying == CK_KSVTOPO_EK ? CK_KSVTOPO_EK : CK_KSVTOPO_LKH;
+    g->keying = (int)tg->keying;
     k->n_groups++;
     if (tg->degree < CK_KSV_MIN_DEGREE || tg->degree > CK_KSV_MAX_DEGREE ||
         tg->degree > LKH_MAX_DEGREE) {
@@ -278,6 +343,11 @@ group_open(struct ksv_core *k, const struct ck_ksvtopo_group *tg, struct ksv_gro
     g->degree = row.degree;
     g->capacity = row.capacity;
     g->spi = row.spi;
+    /* The stored group keeps the keying it was created with: its rows are shaped by it. */
+    if (row.keying == CK_KSVTOPO_EK || row.keying == CK_KSVTOPO_HYBRID)
+        g->keying = row.keying;
+    else
+        g->keying = CK_KSVTOPO_LKH;
     (void)group_restore(k, g);
     *out = g;
     return 0;
@@ -342,9 +412,9 @@ static int
 group_key(const struct ksv_group *g, uint8_t key[LKH_KEY_LEN], uint32_t *version)
 {
     struct lkh_node_state root;
-    int rc = lkh_group_key(g->tree, key, version);
+    int rc = lkh_group_key(gtree(g), key, version);
 
-    if (rc == CK_ERR_NOTFOUND && lkh_tree_node_get(g->tree, 0, &root) == 0) {
+    if (rc == CK_ERR_NOTFOUND && lkh_tree_node_get(gtree(g), 0, &root) == 0) {
         *version = root.version;
         OPENSSL_cleanse(&root, sizeof(root));
     }
@@ -368,7 +438,9 @@ group_wire(struct ksv_core *k, const struct ksv_group *g, const struct ksv_membe
     out->group_id = g->group_id;
     out->epoch = g->epoch;
     out->member_index = mb->member_id;
-    out->keying = g->keying == CK_KSVTOPO_EK ? CK_KSV_KEYING_EK : CK_KSV_KEYING_LKH;
+    out->keying = g->keying == CK_KSVTOPO_EK       ? CK_KSV_KEYING_EK
+                  : g->keying == CK_KSVTOPO_HYBRID ? CK_KSV_KEYING_HYBRID
+                                                   : CK_KSV_KEYING_LKH;
     out->gflags = tg->policy->xf.ack_reqd ? CK_KSV_GF_WANT_ACK : 0;
     if ((rc = ksv_addr_from_text(tg->address, &out->mcast)) != 0)
         goto out;
@@ -393,7 +465,10 @@ group_wire(struct ksv_core *k, const struct ksv_group *g, const struct ksv_membe
         memcpy(out->keys[0].key, key, LKH_KEY_LEN);
         goto out;
     }
-    if ((rc = lkh_member_export(g->tree, mb->member_id, &lm)) != 0 ||
+    /* Hybrid: the cluster's path, under the member's own ID. */
+    rc = g->hy != NULL ? lkh_hybrid_member_export(g->hy, mb->member_id, &lm)
+                       : lkh_member_export(g->tree, mb->member_id, &lm);
+    if (rc != 0 ||
         (rc = ck_ksv_leaf_digits(out->degree, lm.path[0].node, out->member_id, &out->id_len)) !=
             0)
         goto out;
@@ -468,14 +543,14 @@ dirty_nodes(const struct ksv_group *g, struct lkh_node_state **out, size_t *n)
 
     *out = NULL;
     *n = 0;
-    if ((rc = lkh_tree_dirty(g->tree, &ids, &n_ids)) != 0)
+    if ((rc = lkh_tree_dirty(gtree(g), &ids, &n_ids)) != 0)
         return rc;
     if (n_ids > 0 && (*out = calloc(n_ids, sizeof(**out))) == NULL) {
         free(ids);
         return ck_error_set(CK_ERR_NOMEM, "dirty nodes");
     }
     for (size_t i = 0; i < n_ids; i++)
-        if ((rc = lkh_tree_node_get(g->tree, ids[i], &(*out)[i])) != 0)
+        if ((rc = lkh_tree_node_get(gtree(g), ids[i], &(*out)[i])) != 0)
             break;
     *n = n_ids;
     free(ids);
@@ -487,6 +562,234 @@ nodes_free(struct lkh_node_state *s, size_t n)
 {
     if (s != NULL)
         ck_free_secret(s, n * sizeof(*s));
+}
+
+static int64_t
+cpu_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* A batch that could not be committed: nothing was sent, so the tree goes back to the store's
+ * and the leaves stay queued. */
+static void
+batch_failed(struct ksv_core *k, struct ksv_group *g, uint64_t epoch, int64_t now_ms)
+{
+    ksv_log(k, LOG_ERR, "ksv group %s: batch for epoch %llu failed: %s (retried)", g->name,
+            (unsigned long long)epoch, ck_error_context());
+    (void)group_restore(k, g);
+    g->first_queued_ms = now_ms;
+    /* A queued leave of someone the store does not hold as a member would fail forever. */
+    for (size_t i = 0; i < g->n_leaves;) {
+        const struct ksv_member *mb = member_find(g, g->leaves[i].node);
+        if (mb != NULL && mb->member_id == g->leaves[i].member_id) {
+            i++;
+            continue;
+        }
+        memmove(&g->leaves[i], &g->leaves[i + 1], (g->n_leaves - i - 1) * sizeof(*g->leaves));
+        g->n_leaves--;
+    }
+}
+
+static const char *
+member_node_by_id(const struct ksv_group *g, uint32_t member_id)
+{
+    for (size_t i = 0; i < g->n_members; i++)
+        if (g->members[i].member_id == member_id)
+            return g->members[i].node;
+    return NULL;
+}
+
+static bool
+id_listed(const uint32_t *ids, size_t n, uint32_t id)
+{
+    for (size_t i = 0; i < n; i++)
+        if (ids[i] == id)
+            return true;
+    return false;
+}
+
+/* Hybrid: the queued leaves and at most one joiner in one lkh_hybrid_batch. The members of the
+ * clusters it replaced or opened get their new path by sealed unicast (the joiner's goes in its
+ * REGISTER, by the caller), everyone else the signed multicast when the batch has one. The
+ * epoch grows unless the batch is a joiner alone without a multicast (an LKH+ join of a new
+ * cluster). Committed before anything is sent: the tree rows, the leavers' rows and the rows of
+ * every member whose cluster moved (its leaf is its cluster's), and the datagrams. */
+static int
+hybrid_batch(struct ksv_core *k, struct ksv_group *g, const char *joiner, int64_t now_ms)
+{
+    const struct ck_ksvtopo_group *tg = ck_ksvtopo_group_find(k->topo, g->name);
+    struct lkh_hybrid_result res;
+    struct lkh_rekey_out out;
+    struct ck_ksv_group_commit c;
+    struct ck_ksv_member_row *rows = NULL;
+    struct lkh_node_state *nodes = NULL;
+    struct lkh_member lm;
+    uint32_t *ids = NULL;
+    size_t n_nodes = 0, n_leaves = g->n_leaves, n_rows = 0, bytes = 0;
+    uint64_t epoch = g->epoch + 1;
+    uint8_t key[LKH_KEY_LEN];
+    uint32_t version = 0;
+    bool ack = tg != NULL && tg->policy->xf.ack_reqd;
+    int64_t t0 = cpu_us(), spent;
+    int rc;
+
+    memset(&res, 0, sizeof(res));
+    memset(&out, 0, sizeof(out));
+    memset(&lm, 0, sizeof(lm));
+    if ((ids = calloc(n_leaves + 1, sizeof(*ids))) == NULL) {
+        rc = ck_error_set(CK_ERR_NOMEM, "batch");
+        goto out;
+    }
+    for (size_t i = 0; i < n_leaves; i++)
+        ids[i] = g->leaves[i].member_id;
+    if ((rc = lkh_hybrid_batch(g->hy, ids, n_leaves, joiner != NULL ? 1 : 0, &res)) != 0) {
+        if (rc == CK_ERR_FULL && n_leaves == 0) {
+            ksv_log(k, LOG_ERR, "ksv group %s: join of %s: %s", g->name, joiner,
+                    ck_error_context());
+            rc = 0;
+            goto out;
+        }
+        goto fail;
+    }
+    if (n_leaves == 0 && !res.multicast)
+        epoch = g->epoch;
+    if ((rows = calloc(n_leaves + res.n_unicast + 1, sizeof(*rows))) == NULL) {
+        rc = ck_error_set(CK_ERR_NOMEM, "batch");
+        goto fail;
+    }
+    for (size_t i = 0; i < n_leaves; i++) {
+        ck_strlcpy(rows[i].node, g->leaves[i].node, sizeof(rows[i].node));
+        rows[i].member_id = g->leaves[i].member_id;
+        rows[i].leaf = g->leaves[i].leaf;
+        rows[i].state = CK_KSV_MEMBER_LEFT;
+    }
+    n_rows = n_leaves;
+    for (size_t i = 0; i < res.n_unicast; i++) {
+        uint32_t id = res.unicast[i];
+        const char *node = joiner != NULL && res.n_joined == 1 && res.joined[0] == id
+                               ? joiner
+                               : member_node_by_id(g, id);
+        if (node == NULL) {
+            rc = ck_error_set(CK_ERR_INVAL, "hybrid member %u has no node", id);
+            goto fail;
+        }
+        if ((rc = lkh_hybrid_member_export(g->hy, id, &lm)) != 0)
+            goto fail;
+        ck_strlcpy(rows[n_rows].node, node, sizeof(rows[n_rows].node));
+        rows[n_rows].member_id = id;
+        rows[n_rows].leaf = lm.path[0].node;
+        rows[n_rows].state = CK_KSV_MEMBER_ACTIVE;
+        n_rows++;
+        lkh_member_clear(&lm);
+    }
+    (void)group_key(g, key, &version);
+    if (res.multicast) {
+        struct lkh_rekey_params p = {
+            .group_id = g->group_id,
+            .epoch = epoch,
+            .root_version = version,
+            .flags = ack ? LKH_REKEY_F_ACK_REQD : 0,
+            .degree = g->degree,
+            .height = lkh_tree_height(gtree(g)),
+            .max_dgram = 0,
+        };
+        if ((rc = lkh_rekey_pack(&p, res.lkh.wraps, res.lkh.n_wraps, k->signer, &out)) != 0)
+            goto fail;
+    }
+    spent = cpu_us() - t0;
+    if ((rc = dirty_nodes(g, &nodes, &n_nodes)) != 0)
+        goto fail;
+    if (joiner == NULL && ksv_crash(k, "batch-before-commit"))
+        goto out;
+    memset(&c, 0, sizeof(c));
+    c.group_id = g->group_id;
+    c.epoch = epoch;
+    c.nodes = nodes;
+    c.n_nodes = n_nodes;
+    c.members = rows;
+    c.n_members = n_rows;
+    c.dgrams = out.dgrams;
+    c.dgram_lens = out.lens;
+    c.n_dgrams = out.n;
+    if ((rc = ck_ksv_store_group_commit(k->p.store, &c)) != 0)
+        goto fail;
+    if (ksv_crash(k, joiner != NULL ? "join-after-commit" : "batch-after-commit"))
+        goto out;
+    gclear_dirty(g);
+    g->epoch = epoch;
+    for (size_t i = 0; i < n_leaves; i++) {
+        member_remove(g, rows[i].node);
+        (void)ck_ksv_store_revoke_mark_applied(k->p.store, g->name, rows[i].node);
+    }
+    g->n_leaves = 0;
+    for (size_t i = n_leaves; i < n_rows; i++)
+        if ((rc = member_add(g, rows[i].node, rows[i].member_id, rows[i].leaf)) != 0)
+            goto out;
+    if (joiner != NULL && res.n_joined == 1)
+        ksv_log(k, LOG_INFO, "ksv join group=%s node=%s member=%u epoch=%llu", g->name, joiner,
+                res.joined[0], (unsigned long long)epoch);
+    for (size_t i = 0; i < out.n; i++)
+        bytes += out.lens[i];
+    k->st.rekey_batches++;
+    k->st.rekey_dgrams += out.n;
+    /* The unicasts first: a member that applies its new path before the multicast arrives
+     * takes the datagram for a replay instead of a rekey that left it out. */
+    for (size_t i = n_leaves; i < n_rows; i++) {
+        const struct ksv_member *mb;
+        if (joiner != NULL && strcmp(rows[i].node, joiner) == 0)
+            continue;
+        if ((mb = member_find(g, rows[i].node)) != NULL &&
+            (rc = unicast_group(k, g, mb, now_ms)) != 0)
+            goto out;
+    }
+    if (res.multicast) {
+        (void)send_dgrams(k, g, out.dgrams, out.lens, out.n, joiner == NULL);
+        if (k->crashed)
+            goto out;
+    }
+    ksv_log(k, LOG_NOTICE, "ksv rekey group=%s epoch=%llu mode=hybrid leaves=%zu joins=%zu "
+            "wraps=%zu dgrams=%zu bytes=%zu cpu_us=%lld unicasts=%zu", g->name,
+            (unsigned long long)epoch, n_leaves, res.n_joined, res.multicast ? res.lkh.n_wraps : 0,
+            out.n, bytes, (long long)spent, n_rows - n_leaves);
+    if (!res.multicast)
+        goto out;
+    /* GROUP_ACK is asked of the members the multicast was for (the others got a sealed
+     * REGISTER, acknowledged and retransmitted on its own). */
+    free(g->ack_wait);
+    g->ack_wait = NULL;
+    g->n_ack_wait = 0;
+    g->ack_deadline = 0;
+    if (ack && g->n_members > 0) {
+        if ((g->ack_wait = calloc(g->n_members, sizeof(*g->ack_wait))) == NULL) {
+            rc = ck_error_set(CK_ERR_NOMEM, "acks");
+            goto out;
+        }
+        for (size_t i = 0; i < g->n_members; i++)
+            if (!id_listed(res.unicast, res.n_unicast, g->members[i].member_id))
+                ck_strlcpy(g->ack_wait[g->n_ack_wait++], g->members[i].node,
+                           sizeof(g->ack_wait[0]));
+        g->ack_epoch = epoch;
+        g->ack_deadline = g->n_ack_wait > 0 ? now_ms + KSV_GROUP_ACK_MS : 0;
+    }
+    goto out;
+fail:
+    if (joiner != NULL)
+        ksv_log(k, LOG_ERR, "ksv group %s: join of %s not committed", g->name, joiner);
+    batch_failed(k, g, epoch, now_ms);
+    rc = 0;
+out:
+    OPENSSL_cleanse(key, sizeof(key));
+    lkh_member_clear(&lm);
+    nodes_free(nodes, n_nodes);
+    lkh_hybrid_result_clear(&res);
+    lkh_rekey_out_clear(&out);
+    free(ids);
+    free(rows);
+    return rc;
 }
 
 /* LKH+ join (EK: a new epoch and the key to everyone else), committed before anything goes
@@ -502,6 +805,8 @@ join(struct ksv_core *k, struct ksv_group *g, const char *node, int64_t now_ms)
     uint64_t epoch = g->epoch + (g->keying == CK_KSVTOPO_EK ? 1 : 0);
     int rc;
 
+    if (g->hy != NULL)
+        return hybrid_batch(k, g, node, now_ms);
     if ((rc = lkh_join(g->tree, &mid)) != 0) {
         ksv_log(k, LOG_ERR, "ksv group %s: join of %s: %s", g->name, node, ck_error_context());
         return rc == CK_ERR_FULL ? 0 : rc;
@@ -527,7 +832,7 @@ join(struct ksv_core *k, struct ksv_group *g, const char *node, int64_t now_ms)
     nodes = NULL;
     if (ksv_crash(k, "join-after-commit"))
         return 0;
-    lkh_tree_clear_dirty(g->tree);
+    gclear_dirty(g);
     g->epoch = epoch;
     if ((rc = member_add(g, node, mid, leaf)) != 0)
         return rc;
@@ -677,15 +982,6 @@ out:
 
 /* ---- batches -------------------------------------------------------------------------------- */
 
-static int64_t
-cpu_us(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
-
 static int
 run_batch(struct ksv_core *k, struct ksv_group *g, int64_t now_ms)
 {
@@ -704,6 +1000,8 @@ run_batch(struct ksv_core *k, struct ksv_group *g, int64_t now_ms)
     int64_t t0 = cpu_us(), spent;
     int rc;
 
+    if (g->hy != NULL)
+        return hybrid_batch(k, g, NULL, now_ms);
     memset(&res, 0, sizeof(res));
     memset(&out, 0, sizeof(out));
     if ((ids = calloc(n_leaves, sizeof(*ids))) == NULL ||
@@ -728,7 +1026,7 @@ run_batch(struct ksv_core *k, struct ksv_group *g, int64_t now_ms)
             .root_version = version,
             .flags = ack ? LKH_REKEY_F_ACK_REQD : 0,
             .degree = g->degree,
-            .height = lkh_tree_height(g->tree),
+            .height = lkh_tree_height(gtree(g)),
             .max_dgram = 0,
         };
         if ((rc = lkh_rekey_pack(&p, res.wraps, res.n_wraps, k->signer, &out)) != 0)
@@ -753,7 +1051,7 @@ run_batch(struct ksv_core *k, struct ksv_group *g, int64_t now_ms)
         goto fail;
     if (ksv_crash(k, "batch-after-commit"))
         goto out;
-    lkh_tree_clear_dirty(g->tree);
+    gclear_dirty(g);
     g->epoch = epoch;
     for (size_t i = 0; i < n_leaves; i++) {
         member_remove(g, rows[i].node);
@@ -793,21 +1091,7 @@ run_batch(struct ksv_core *k, struct ksv_group *g, int64_t now_ms)
     }
     goto out;
 fail:
-    ksv_log(k, LOG_ERR, "ksv group %s: batch for epoch %llu failed: %s (retried)", g->name,
-            (unsigned long long)epoch, ck_error_context());
-    /* Nothing was sent: the tree goes back to the store's and the leaves stay queued. */
-    (void)group_restore(k, g);
-    g->first_queued_ms = now_ms;
-    /* A queued leave of someone the store does not hold as a member would fail forever. */
-    for (size_t i = 0; i < g->n_leaves;) {
-        const struct ksv_member *mb = member_find(g, g->leaves[i].node);
-        if (mb != NULL && mb->member_id == g->leaves[i].member_id) {
-            i++;
-            continue;
-        }
-        memmove(&g->leaves[i], &g->leaves[i + 1], (g->n_leaves - i - 1) * sizeof(*g->leaves));
-        g->n_leaves--;
-    }
+    batch_failed(k, g, epoch, now_ms);
     rc = 0;
 out:
     OPENSSL_cleanse(key, sizeof(key));
@@ -923,7 +1207,7 @@ ksv_groups_push(struct ksv_core *k, const char *group, const char *node, int64_t
     if (gi < 0 || tg == NULL || k->groups[gi].broken)
         return 0;
     g = &k->groups[gi];
-    keying = tg->keying == CK_KSVTOPO_EK ? CK_KSVTOPO_EK : CK_KSVTOPO_LKH;
+    keying = (int)tg->keying;
     if (tg->degree != g->degree || keying != g->keying)
         ksv_log(k, LOG_WARNING, "ksv group %s: degree or keying changed in the topology: the "
                 "group keeps degree %u and %s until it is re-created", g->name, g->degree,

@@ -43,6 +43,9 @@
 #define KSV_STORE_POLL_MS 200
 #define KSV_SA_EXPIRED_MIN_AGE 5      /* s: SA_EXPIRED re-keys a generation at least this old */
 #define KSV_MIN_CAPACITY 64
+/* Members per cluster of a hybrid group (lkh_rekey.h): fixed, since the stored member rows are
+ * only meaningful with the cluster size they were made with (docs/cablekey-ksv.md). */
+#define KSV_HYBRID_CLUSTER 4u
 #define KSV_MAX_CRASH_POINT 32
 #define KSV_MAX_NODE_GROUPS 64      /* groups one node is a member of */
 
@@ -171,9 +174,10 @@ struct ksv_group {
     uint32_t group_id;
     uint64_t epoch;
     uint32_t degree, capacity;
-    int keying;                    /* enum ck_ksvtopo_keying as run (hybrid runs as LKH) */
+    int keying;                    /* enum ck_ksvtopo_keying, the stored group's */
     uint32_t spi;
-    struct lkh_tree *tree;
+    struct lkh_tree *tree;         /* LKH and EK groups */
+    struct lkh_hybrid *hy;         /* hybrid groups (tree NULL) */
     struct ksv_member *members;    /* ACTIVE, sorted by node name */
     size_t n_members, cap_members;
     struct ksv_member *leaves;     /* queued for the next batch */

@@ -192,9 +192,6 @@ topology_warnings(const struct ck_ksvtopo *t, FILE *out)
 {
     for (size_t i = 0; i < ck_ksvtopo_n_groups(t); i++) {
         const struct ck_ksvtopo_group *g = ck_ksvtopo_group_at(t, i);
-        if (g->keying == CK_KSVTOPO_HYBRID)
-            fprintf(out, "warning: group %s: keying hybrid runs as lkh in the daemon\n",
-                    g->name);
         if (g->degree > CK_KSV_MAX_DEGREE)
             fprintf(out, "warning: group %s: degree %u over %u: the group is skipped\n", g->name,
                     g->degree, CK_KSV_MAX_DEGREE);

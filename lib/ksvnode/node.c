@@ -1169,6 +1169,16 @@ apply_rekey(ck_ksvnode *n, struct group *g, const struct lkh_rekey_view *v, int6
 
     tmp = g->m;
     ret = lkh_member_apply(&tmp, v->wraps, v->n_wraps);
+    if (ret == CK_ERR_PERM && g->keying == KEYING_HYBRID) {
+        /* Hybrid: a rekey of this member's leaf without a wrap for it means its cluster was
+         * replaced (lkh_rekey.h), and the new path comes by sealed unicast (a REGISTER, which
+         * replaces the path); a removed member cannot tell itself apart. Keep the keys and
+         * ask for the path, in case the unicast was lost: the KSV answers only a member. */
+        logf_(n, LOG_INFO, "node group %u epoch=%" PRIu64 " cluster replaced: path by unicast",
+              g->group_id, v->epoch);
+        ret = ask_recover(n, g, now_ms);
+        goto out;
+    }
     if (ret == CK_ERR_PERM) {
         logf_(n, LOG_NOTICE, "node group %u epoch=%" PRIu64 " member %u removed", g->group_id,
               v->epoch, g->m.member_id);

@@ -1429,6 +1429,209 @@ test_ek_group(void)
     fx_down(&f);
 }
 
+/* Hybrid: what the node agent does with each part, played by the test: sealed REGISTERs replace
+ * the path, then the multicast datagrams apply to it. */
+static void
+tn_sync(struct fx *f, struct tnode *n, size_t *n_unicast, size_t *n_applied)
+{
+    struct ck_ksv_msg *m[8];
+    size_t got = tn_msgs(f, n, m, 8);
+
+    *n_unicast = 0;
+    for (size_t j = 0; j < got; j++) {
+        *n_unicast += m[j]->type == CK_KSV_REGISTER && m[j]->n_groups == 1;
+        tn_take_groups(n, m[j]);
+        if (m[j]->flags & CK_KSV_F_ACK_REQD)
+            tn_ack(f, n, m[j]);
+    }
+    msgs_free(m, got);
+    *n_applied = 0;
+    if (n->n_g == 1)
+        (void)tn_rekeys(f, n, &n->g[0], n_applied);
+}
+
+/* Hybrid EK+LKH: clusters of KSV_HYBRID_CLUSTER members as the tree's leaves. A revocation
+ * sends the rest of the member's cluster their new path by sealed unicast and the other
+ * clusters the signed multicast; everyone left holds the new group key, the revoked member
+ * cannot get it; a restart from the store keeps the tree, the clusters and the member IDs. */
+static void
+test_hybrid_group(void)
+{
+    static const char hy[] =
+        "ksv ksv1\n"
+        "policy p {\n TRANS-TYPE = ESP\n LIFE-SEC = 600\n}\n"
+        "node a 10.0.2.1\nnode b 10.0.2.2\nnode c 10.0.2.3\nnode d 10.0.2.4\n"
+        "node e 10.0.2.5\nnode f 10.0.2.6\n"
+        "group h {\n address = 239.3.3.3\n policy = p\n members = a b c d e f\n"
+        " keying = hybrid\n}\n";
+    struct fx f;
+    struct tnode n[6];
+    struct ck_ksv_msg *m[8];
+    struct ck_ksv_store *cli = NULL;
+    const char *names[] = {"a", "b", "c", "d", "e", "f"};
+    const char *addrs[] = {"10.0.2.1", "10.0.2.2", "10.0.2.3", "10.0.2.4", "10.0.2.5",
+                           "10.0.2.6"};
+    uint8_t k0[LKH_KEY_LEN], k1[LKH_KEY_LEN], k2[LKH_KEY_LEN];
+    uint32_t ids[6], id = 0;
+    uint64_t e0 = 0, e1 = 0, e2 = 0;
+    size_t got, uni, app, mstart;
+
+    fx_up(&f, hy);
+    for (int i = 0; i < 6; i++) {
+        tn_init(&f, &n[i], names[i], addrs[i]);
+        got = tn_register(&f, &n[i], m, 8, true);
+        CHECK(got == 1 && m[0]->n_groups == 1 &&
+              m[0]->groups[0].keying == CK_KSV_KEYING_HYBRID && m[0]->groups[0].id_len >= 1 &&
+              m[0]->groups[0].n_keys == m[0]->groups[0].id_len + 1);
+        msgs_free(m, got);
+        /* The earlier members take what this join sent them. */
+        for (int j = 0; j < i; j++)
+            tn_sync(&f, &n[j], &uni, &app);
+        n[i].mseen = f.n_sent;
+    }
+    /* a..d share cluster 0's leaf, e and f cluster 1's. */
+    for (int i = 1; i < 6; i++)
+        CHECK_INT_EQ(n[i].g[0].m.path[0].node == n[0].g[0].m.path[0].node, i < 4);
+    CHECK_INT_EQ(n[5].g[0].m.path[0].node, n[4].g[0].m.path[0].node);
+    group_key_of(&n[0].g[0], k0);
+    for (int i = 1; i < 6; i++) {
+        group_key_of(&n[i].g[0], k1);
+        CHECK_MEM_EQ(k0, LKH_KEY_LEN, k1, LKH_KEY_LEN);
+    }
+    for (int i = 0; i < 6; i++) {
+        CHECK_OK(ksv_core_member_id(f.k, "h", names[i], &ids[i]));
+        CHECK_INT_EQ(ids[i], n[i].g[0].m.member_id);
+    }
+    CHECK_OK(ksv_core_group_epoch(f.k, "h", &e0));
+
+    /* Revoke b: a, c, d by unicast, e and f by the multicast. */
+    mstart = f.n_sent;
+    CHECK_OK(ck_ksv_store_open(f.db, NULL, false, &cli));
+    CHECK_OK(ck_ksv_store_revoke(cli, "h", "b", "test", f.now / 1000));
+    advance(&f, 1500);
+    CHECK_OK(ksv_core_group_epoch(f.k, "h", &e1));
+    CHECK_INT_EQ(e1, e0 + 1);
+    CHECK_INT_EQ(logged(&f, "ksv rekey group=h ", "mode=hybrid leaves=1 joins=0", "dgrams=1",
+                        "unicasts=3", NULL), 1);
+    {
+        size_t mc = 0;
+        for (size_t i = mstart; i < f.n_sent; i++)
+            mc += f.sent[i].mcast;
+        CHECK_INT_EQ(mc, 1);
+    }
+    for (int i = 0; i < 6; i++) {
+        if (i == 1)
+            continue;
+        tn_sync(&f, &n[i], &uni, &app);
+        CHECK_INT_EQ(uni, i < 4 ? 1 : 0);
+        CHECK_INT_EQ(app, i < 4 ? 0 : 1);
+        CHECK_INT_EQ(n[i].g[0].epoch, e1);
+    }
+    group_key_of(&n[0].g[0], k1);
+    CHECK(memcmp(k0, k1, LKH_KEY_LEN) != 0);
+    for (int i = 2; i < 6; i++) {
+        group_key_of(&n[i].g[0], k2);
+        CHECK_MEM_EQ(k1, LKH_KEY_LEN, k2, LKH_KEY_LEN);
+    }
+    /* b gets no unicast, and the datagram has nothing it can open. */
+    {
+        int rc;
+        CHECK_INT_EQ(tn_msgs(&f, &n[1], m, 8), 0);
+        rc = tn_rekeys(&f, &n[1], &n[1].g[0], &app);
+        CHECK(rc == CK_ERR_PERM || rc == CK_ERR_INTEGRITY);
+        CHECK_INT_EQ(app, 0);
+        group_key_of(&n[1].g[0], k2);
+        CHECK(memcmp(k1, k2, LKH_KEY_LEN) != 0);
+    }
+    CHECK(ksv_core_member_id(f.k, "h", "b", &id) == CK_ERR_NOTFOUND);
+    /* RECOVER from b: nothing. */
+    {
+        struct ck_ksv_msg *a = NULL;
+        CHECK_OK(ck_ksv_msg_new(CK_KSV_RECOVER, &a));
+        a->grp_id = n[1].g[0].id;
+        a->grp_epoch = e0;
+        tn_send(&f, &n[1], a);
+        ck_ksv_msg_free(a);
+        CHECK_INT_EQ(tn_msgs(&f, &n[1], m, 8), 0);
+    }
+
+    /* kill -9 and restart from the store: same epoch, members, IDs and group key. */
+    fx_restart(&f, hy);
+    CHECK_OK(ksv_core_group_epoch(f.k, "h", &e2));
+    CHECK_INT_EQ(e2, e1);
+    CHECK(ksv_core_member_id(f.k, "h", "b", &id) == CK_ERR_NOTFOUND);
+    for (int i = 0; i < 6; i++) {
+        if (i == 1)
+            continue;
+        CHECK_OK(ksv_core_member_id(f.k, "h", names[i], &id));
+        CHECK_INT_EQ(id, ids[i]);
+        got = tn_register(&f, &n[i], m, 8, true);
+        CHECK(got == 1 && m[0]->n_groups == 1 && m[0]->groups[0].epoch == e1 &&
+              m[0]->groups[0].member_index == ids[i]);
+        msgs_free(m, got);
+        group_key_of(&n[i].g[0], k2);
+        CHECK_MEM_EQ(k1, LKH_KEY_LEN, k2, LKH_KEY_LEN);
+        n[i].mseen = f.n_sent;
+    }
+    /* The restored tree rekeys: revoke e; f by unicast, a, c, d by the multicast. */
+    CHECK_OK(ck_ksv_store_revoke(cli, "h", "e", "test", f.now / 1000));
+    advance(&f, 1500);
+    CHECK_OK(ksv_core_group_epoch(f.k, "h", &e2));
+    CHECK_INT_EQ(e2, e1 + 1);
+    for (int i = 0; i < 6; i++) {
+        if (i == 1 || i == 4)
+            continue;
+        tn_sync(&f, &n[i], &uni, &app);
+        CHECK_INT_EQ(uni, i == 5 ? 1 : 0);
+        CHECK_INT_EQ(app, i == 5 ? 0 : 1);
+        CHECK_INT_EQ(n[i].g[0].epoch, e2);
+    }
+    group_key_of(&n[0].g[0], k2);
+    CHECK(memcmp(k1, k2, LKH_KEY_LEN) != 0);
+    for (int i = 2; i < 6; i++) {
+        if (i == 4)
+            continue;
+        group_key_of(&n[i].g[0], k0);
+        CHECK_MEM_EQ(k2, LKH_KEY_LEN, k0, LKH_KEY_LEN);
+    }
+    CHECK_INT_EQ(tn_msgs(&f, &n[4], m, 8), 0);
+    {
+        int rc = tn_rekeys(&f, &n[4], &n[4].g[0], &app);
+        CHECK(rc == CK_ERR_PERM || rc == CK_ERR_INTEGRITY);
+        CHECK_INT_EQ(app, 0);
+    }
+    /* Lifting b's revocation: b joins cluster 0 again (a, c, d get their new path by unicast,
+     * f the multicast) and everyone agrees. */
+    CHECK_OK(ck_ksv_store_revoke_lift(cli, "h", "b"));
+    got = tn_register(&f, &n[1], m, 8, true);
+    msgs_free(m, got);
+    advance(&f, 300);
+    {
+        uint64_t e3 = 0;
+        CHECK_OK(ksv_core_group_epoch(f.k, "h", &e3));
+        CHECK_INT_EQ(e3, e2 + 1);
+    }
+    tn_sync(&f, &n[1], &uni, &app);
+    for (int i = 0; i < 6; i++) {
+        if (i == 1 || i == 4)
+            continue;
+        tn_sync(&f, &n[i], &uni, &app);
+        CHECK_INT_EQ(uni + app, 1);
+    }
+    group_key_of(&n[1].g[0], k0);
+    CHECK(memcmp(k0, k2, LKH_KEY_LEN) != 0);
+    for (int i = 0; i < 6; i++) {
+        if (i == 1 || i == 4)
+            continue;
+        group_key_of(&n[i].g[0], k1);
+        CHECK_MEM_EQ(k0, LKH_KEY_LEN, k1, LKH_KEY_LEN);
+    }
+    ck_ksv_store_close(cli);
+    for (int i = 0; i < 6; i++)
+        tn_free(&n[i]);
+    fx_down(&f);
+}
+
 /* Hostile datagrams through every parser path: nothing crashes, nothing is answered except a
  * NUDGE or a HELLO_ERR, the session survives. */
 static void
@@ -1770,5 +1973,6 @@ CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas),
              CK_TEST_CASE(test_reload_group), CK_TEST_CASE(test_revoke_batch),
              CK_TEST_CASE(test_batch_triggers),
              CK_TEST_CASE(test_crash_points), CK_TEST_CASE(test_crash_join),
-             CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hostile),
+             CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hybrid_group),
+             CK_TEST_CASE(test_hostile),
              CK_TEST_CASE(test_e2e_node_agent))
