@@ -1429,6 +1429,15 @@ test_ek_group(void)
     fx_down(&f);
 }
 
+/* Six nodes in one hybrid group: a..d fill cluster 0, e and f cluster 1. */
+static const char HYBRID_TOPO[] =
+    "ksv ksv1\n"
+    "policy p {\n TRANS-TYPE = ESP\n LIFE-SEC = 600\n}\n"
+    "node a 10.0.2.1\nnode b 10.0.2.2\nnode c 10.0.2.3\nnode d 10.0.2.4\n"
+    "node e 10.0.2.5\nnode f 10.0.2.6\n"
+    "group h {\n address = 239.3.3.3\n policy = p\n members = a b c d e f\n"
+    " keying = hybrid\n}\n";
+
 /* Hybrid: what the node agent does with each part, played by the test: sealed REGISTERs replace
  * the path, then the multicast datagrams apply to it. */
 static void
@@ -1457,13 +1466,7 @@ tn_sync(struct fx *f, struct tnode *n, size_t *n_unicast, size_t *n_applied)
 static void
 test_hybrid_group(void)
 {
-    static const char hy[] =
-        "ksv ksv1\n"
-        "policy p {\n TRANS-TYPE = ESP\n LIFE-SEC = 600\n}\n"
-        "node a 10.0.2.1\nnode b 10.0.2.2\nnode c 10.0.2.3\nnode d 10.0.2.4\n"
-        "node e 10.0.2.5\nnode f 10.0.2.6\n"
-        "group h {\n address = 239.3.3.3\n policy = p\n members = a b c d e f\n"
-        " keying = hybrid\n}\n";
+    const char *hy = HYBRID_TOPO;
     struct fx f;
     struct tnode n[6];
     struct ck_ksv_msg *m[8];
@@ -1966,6 +1969,76 @@ test_e2e_node_agent(void)
     fx_down(&f);
 }
 
+/* A hybrid group with the real node agents: they agree on the group key after the joins and
+ * after a revocation (unicast inside the revoked member's cluster, multicast to the other), the
+ * revoked agent does not follow; an agent that sees the multicast before its unicast (its cluster
+ * was replaced) keeps its keys, asks RECOVER, and ends with the same key. */
+static void
+test_e2e_hybrid(void)
+{
+    struct fx f;
+    struct agent ag[6];
+    struct ck_ksvnode_group_status st[6];
+    struct ck_ksv_store *cli = NULL;
+    struct ck_ksvnode_stats ns;
+    const char *names[] = {"a", "b", "c", "d", "e", "f"};
+    const char *addrs[] = {"10.0.2.1", "10.0.2.2", "10.0.2.3", "10.0.2.4", "10.0.2.5",
+                           "10.0.2.6"};
+    uint64_t epoch = 0;
+    size_t mark;
+
+    fx_up(&f, HYBRID_TOPO);
+    for (int i = 0; i < 6; i++)
+        agent_up(&f, &ag[i], names[i], addrs[i]);
+    for (int i = 0; i < 6; i++) {
+        ag[i].seen = 0;
+        CHECK_OK(ck_ksvnode_start(ag[i].node, f.now));
+    }
+    pump(&f, ag, 6);
+    advance_all(&f, ag, 6, 2000);
+    CHECK_OK(ksv_core_group_epoch(f.k, "h", &epoch));
+    for (int i = 0; i < 6; i++) {
+        CHECK(ck_ksvnode_registered(ag[i].node, 0));
+        CHECK(agent_group_status(&ag[i], &st[i]));
+        CHECK_INT_EQ(st[i].keying, CK_KSV_KEYING_HYBRID);
+        CHECK(!st[i].removed);
+        CHECK_INT_EQ(st[i].epoch, epoch);
+        CHECK_INT_EQ(st[i].root_version, st[0].root_version);
+        CHECK_MEM_EQ(st[i].key_check, 8, st[0].key_check, 8);
+    }
+    /* Revoke b. The core runs the batch; a sees the multicast before its unicast. */
+    CHECK_OK(ck_ksv_store_open(f.db, NULL, false, &cli));
+    CHECK_OK(ck_ksv_store_revoke(cli, "h", "b", "test", f.now / 1000));
+    mark = f.n_sent;
+    advance(&f, 1500);
+    for (size_t i = mark; i < f.n_sent; i++)
+        if (f.sent[i].mcast)
+            CHECK_OK(ck_ksvnode_on_datagram(ag[0].node, CK_KSVNODE_FROM_GROUP, f.sent[i].buf,
+                                            f.sent[i].len, f.now));
+    CHECK(agent_group_status(&ag[0], &st[0]));
+    CHECK(!st[0].removed);
+    ck_ksvnode_get_stats(ag[0].node, &ns);
+    CHECK_INT_EQ(ns.recovers_sent, 1);
+    advance_all(&f, ag, 6, 3000);
+    CHECK_OK(ksv_core_group_epoch(f.k, "h", &epoch));
+    for (int i = 0; i < 6; i++)
+        CHECK(agent_group_status(&ag[i], &st[i]));
+    for (int i = 0; i < 6; i++) {
+        if (i == 1)
+            continue;
+        CHECK(!st[i].removed);
+        CHECK_INT_EQ(st[i].epoch, epoch);
+        CHECK_INT_EQ(st[i].root_version, st[0].root_version);
+        CHECK_MEM_EQ(st[i].key_check, 8, st[0].key_check, 8);
+    }
+    CHECK(st[1].epoch < epoch);
+    CHECK(memcmp(st[1].key_check, st[0].key_check, 8) != 0);
+    ck_ksv_store_close(cli);
+    for (int i = 0; i < 6; i++)
+        agent_down(&ag[i]);
+    fx_down(&f);
+}
+
 CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas),
              CK_TEST_CASE(test_nudges_and_session_end), CK_TEST_CASE(test_retransmit),
              CK_TEST_CASE(test_ack_matching), CK_TEST_CASE(test_rekey_and_expiry),
@@ -1975,4 +2048,4 @@ CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas),
              CK_TEST_CASE(test_crash_points), CK_TEST_CASE(test_crash_join),
              CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hybrid_group),
              CK_TEST_CASE(test_hostile),
-             CK_TEST_CASE(test_e2e_node_agent))
+             CK_TEST_CASE(test_e2e_node_agent), CK_TEST_CASE(test_e2e_hybrid))
