@@ -387,17 +387,17 @@ make_sa(uint8_t dir, uint8_t last_octet, uint32_t spi, uint32_t life)
 
 /* The node's membership of the test group, as the KSV sends it. */
 static void
-make_group(struct ck_ksv_group *g, const struct lkh_signer *s)
+make_group_of(struct ck_ksv_group *g, const struct lkh_signer *s, uint32_t member)
 {
     struct lkh_member m;
     uint32_t leaf;
 
     memset(g, 0, sizeof(*g));
-    CHECK_OK(lkh_member_export(tree, NODE_MEMBER, &m));
-    CHECK_OK(lkh_member_leaf(tree, NODE_MEMBER, &leaf));
+    CHECK_OK(lkh_member_export(tree, member, &m));
+    CHECK_OK(lkh_member_leaf(tree, member, &leaf));
     g->group_id = GROUP_ID;
     g->epoch = epoch;
-    g->member_index = NODE_MEMBER;
+    g->member_index = member;
     g->keying = CK_KSV_KEYING_LKH;
     set_v4(&g->mcast, 239, 1, 2, 3);
     g->mcast_port = 7443;
@@ -422,6 +422,12 @@ make_group(struct ck_ksv_group *g, const struct lkh_signer *s)
     }
     g->root_version = g->keys[0].version;
     lkh_member_clear(&m);
+}
+
+static void
+make_group(struct ck_ksv_group *g, const struct lkh_signer *s)
+{
+    make_group_of(g, s, NODE_MEMBER);
 }
 
 static struct ck_ksv_msg *
@@ -1078,6 +1084,92 @@ test_ek_group(void)
     teardown();
 }
 
+/* Hybrid with a path: datagrams apply as LKH; a batch that replaced the node's cluster (its leaf
+ * rekeyed without a wrap for it; played here by a leave and a join of the node's leaf) does not
+ * mark it removed: the node keeps its keys, asks RECOVER, and takes the sealed unicast path. When
+ * the unicast comes first, the datagram of the same epoch is a replay. */
+static void
+test_hybrid_group(void)
+{
+    struct lkh_batch_result res;
+    struct lkh_rekey_params p;
+    struct lkh_rekey_out out;
+    struct ck_ksvnode_stats ns;
+    struct ck_ksv_msg *m;
+    struct ck_ksv_group g;
+    uint8_t check[8], before[8], key[LKH_KEY_LEN];
+    uint32_t version, leave, replaced;
+
+    setup(1, 86400);
+    start();
+    m = new_register(CK_KSV_F_REFRESH);
+    make_group(&g, signer);
+    g.keying = CK_KSV_KEYING_HYBRID;
+    CHECK_OK(ck_ksv_msg_add_group(m, &g));
+    ksv_send(0, m);
+    ck_ksv_msg_free(m);
+    CHECK_INT_EQ(node_group().keying, CK_KSV_KEYING_HYBRID);
+    /* Another cluster changes: the multicast applies. */
+    leave = 6;
+    batch(&leave, 1, 0, signer, &out);
+    deliver(&out);
+    lkh_rekey_out_clear(&out);
+    tree_key_check(check, &version);
+    CHECK_MEM_EQ(node_group().key_check, 8, check, 8);
+    memcpy(before, check, 8);
+    /* The node's cluster is replaced: its leaf goes to the replacement at once. */
+    memset(&res, 0, sizeof(res));
+    leave = NODE_MEMBER;
+    CHECK_OK(lkh_batch(tree, &leave, 1, 1, &res));
+    CHECK_INT_EQ(res.n_joined, 1);
+    replaced = res.joined[0];
+    CHECK_OK(lkh_group_key(tree, key, &version));
+    memset(&p, 0, sizeof(p));
+    p.group_id = GROUP_ID;
+    p.epoch = ++epoch;
+    p.root_version = version;
+    p.degree = lkh_tree_degree(tree);
+    p.height = lkh_tree_height(tree);
+    CHECK_OK(lkh_rekey_pack(&p, res.wraps, res.n_wraps, signer, &out));
+    lkh_batch_result_clear(&res);
+    ksv_reset_inbox(&ksv[0]);
+    deliver(&out);
+    CHECK(!node_group().removed);
+    CHECK_MEM_EQ(node_group().key_check, 8, before, 8);
+    CHECK_INT_EQ(node_group().epoch, epoch - 1);
+    CHECK_INT_EQ(count_in(0, CK_KSV_RECOVER), 1);
+    /* The unicast path of the replaced cluster. */
+    m = new_register(CK_KSV_F_ACK_REQD);
+    make_group_of(&g, signer, replaced);
+    g.keying = CK_KSV_KEYING_HYBRID;
+    CHECK_OK(ck_ksv_msg_add_group(m, &g));
+    ksv_send(0, m);
+    ck_ksv_msg_free(m);
+    tree_key_check(check, &version);
+    CHECK_MEM_EQ(node_group().key_check, 8, check, 8);
+    CHECK_INT_EQ(node_group().epoch, epoch);
+    CHECK(!node_group().removed);
+    /* The same datagram again is a replay now. */
+    ck_ksvnode_get_stats(node, &ns);
+    {
+        uint64_t replayed = ns.rekeys_replayed;
+        deliver(&out);
+        ck_ksvnode_get_stats(node, &ns);
+        CHECK_INT_EQ(ns.rekeys_replayed, replayed + out.n);
+    }
+    lkh_rekey_out_clear(&out);
+    /* And the next multicast applies to the new path. */
+    leave = 7;
+    batch(&leave, 1, 0, signer, &out);
+    deliver(&out);
+    lkh_rekey_out_clear(&out);
+    tree_key_check(check, &version);
+    CHECK_MEM_EQ(node_group().key_check, 8, check, 8);
+    OPENSSL_cleanse(key, sizeof(key));
+    ck_memzero(&g, sizeof(g));
+    teardown();
+}
+
 static void
 test_hello_backoff_and_nudge(void)
 {
@@ -1452,7 +1544,8 @@ CK_TEST_MAIN("ksv_node", CK_TEST_CASE(test_register_ack), CK_TEST_CASE(test_refr
              CK_TEST_CASE(test_sa_expiry), CK_TEST_CASE(test_server_conflict),
              CK_TEST_CASE(test_rekeys), CK_TEST_CASE(test_forged_and_truncated),
              CK_TEST_CASE(test_missed_epoch_recover), CK_TEST_CASE(test_revoked),
-             CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hello_backoff_and_nudge),
+             CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hybrid_group),
+             CK_TEST_CASE(test_hello_backoff_and_nudge),
              CK_TEST_CASE(test_reregister_before_ticket_end), CK_TEST_CASE(test_hostile_sealed),
              CK_TEST_CASE(test_random_datagrams), CK_TEST_CASE(test_node_esp),
              CK_TEST_CASE(test_alarm_waits_for_session))
