@@ -394,9 +394,12 @@ ksv_groups_load(struct ksv_core *k, int64_t now_ms)
         /* The last epoch may have been cut short by a crash: send it again, once. */
         if (ck_ksv_store_epoch_dgrams(k->p.store, g->group_id, g->epoch, &dg, &lens, &n) != 0)
             continue;
-        ksv_log(k, LOG_INFO, "ksv group %s: resending epoch %llu (%zu datagram%s)", g->name,
-                (unsigned long long)g->epoch, n, n == 1 ? "" : "s");
-        (void)send_dgrams(k, g, dg, lens, n, false);
+        /* (A hybrid epoch may have gone by unicast alone: nothing to resend.) */
+        if (n > 0) {
+            ksv_log(k, LOG_INFO, "ksv group %s: resending epoch %llu (%zu datagram%s)", g->name,
+                    (unsigned long long)g->epoch, n, n == 1 ? "" : "s");
+            (void)send_dgrams(k, g, dg, lens, n, false);
+        }
         for (size_t j = 0; j < n; j++)
             free(dg[j]);
         free(dg);
@@ -754,7 +757,7 @@ hybrid_batch(struct ksv_core *k, struct ksv_group *g, const char *joiner, int64_
     ksv_log(k, LOG_NOTICE, "ksv rekey group=%s epoch=%llu mode=hybrid leaves=%zu joins=%zu "
             "wraps=%zu dgrams=%zu bytes=%zu cpu_us=%lld unicasts=%zu", g->name,
             (unsigned long long)epoch, n_leaves, res.n_joined, res.multicast ? res.lkh.n_wraps : 0,
-            out.n, bytes, (long long)spent, n_rows - n_leaves);
+            out.n, bytes, (long long)spent, n_rows - n_leaves - res.n_joined);
     if (!res.multicast)
         goto out;
     /* GROUP_ACK is asked of the members the multicast was for (the others got a sealed

@@ -1506,6 +1506,11 @@ test_hybrid_group(void)
         CHECK_INT_EQ(ids[i], n[i].g[0].m.member_id);
     }
     CHECK_OK(ksv_core_group_epoch(f.k, "h", &e0));
+    /* d's join replaced cluster 0 (a, b, c by unicast, nothing multicast: the tree's other
+     * leaves were empty); f's replaced cluster 1 (e by unicast, a..d by the multicast). */
+    CHECK_INT_EQ(logged(&f, "ksv join group=h node=d ", NULL), 1);
+    CHECK_INT_EQ(logged(&f, "mode=hybrid leaves=0 joins=1 ", "dgrams=0", "unicasts=3", NULL), 1);
+    CHECK_INT_EQ(logged(&f, "mode=hybrid leaves=0 joins=1 ", "dgrams=1", "unicasts=1", NULL), 1);
 
     /* Revoke b: a, c, d by unicast, e and f by the multicast. */
     mstart = f.n_sent;
