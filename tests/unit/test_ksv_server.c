@@ -1366,69 +1366,6 @@ test_crash_join(void)
     fx_down(&f);
 }
 
-/* EK: the group key itself to each member by sealed unicast, a new epoch per change. */
-static void
-test_ek_group(void)
-{
-    static const char ek[] =
-        "ksv ksv1\n"
-        "policy p {\n TRANS-TYPE = ESP\n LIFE-SEC = 600\n}\n"
-        "node a 10.0.1.1\nnode b 10.0.1.2\nnode c 10.0.1.3\n"
-        "group e {\n address = 239.2.2.2\n policy = p\n members = a b c\n keying = ek\n}\n";
-    struct fx f;
-    struct tnode n[3];
-    struct ck_ksv_msg *m[8];
-    struct ck_ksv_store *cli = NULL;
-    const char *names[] = {"a", "b", "c"};
-    const char *addrs[] = {"10.0.1.1", "10.0.1.2", "10.0.1.3"};
-    uint8_t k0[LKH_KEY_LEN], k1[LKH_KEY_LEN];
-    size_t got;
-
-    fx_up(&f, ek);
-    for (int i = 0; i < 3; i++) {
-        tn_init(&f, &n[i], names[i], addrs[i]);
-        got = tn_register(&f, &n[i], m, 8, true);
-        CHECK(got == 1 && m[0]->n_groups == 1 && m[0]->groups[0].keying == CK_KSV_KEYING_EK &&
-              m[0]->groups[0].n_keys == 1);
-        msgs_free(m, got);
-    }
-    /* Each join re-keyed the earlier members: all hold the same key now. */
-    for (int i = 0; i < 2; i++) {
-        got = tn_msgs(&f, &n[i], m, 8);
-        for (size_t j = 0; j < got; j++)
-            tn_take_groups(&n[i], m[j]);
-        msgs_free(m, got);
-    }
-    group_key_of(&n[0].g[0], k0);
-    group_key_of(&n[2].g[0], k1);
-    CHECK_MEM_EQ(k0, LKH_KEY_LEN, k1, LKH_KEY_LEN);
-    CHECK_OK(ck_ksv_store_open(f.db, NULL, false, &cli));
-    CHECK_OK(ck_ksv_store_revoke(cli, "e", "c", "test", f.now / 1000));
-    advance(&f, 1500);
-    for (int i = 0; i < 3; i++) {
-        got = tn_msgs(&f, &n[i], m, 8);
-        CHECK_INT_EQ(got, i < 2 ? 1 : 0);
-        for (size_t j = 0; j < got; j++)
-            tn_take_groups(&n[i], m[j]);
-        msgs_free(m, got);
-    }
-    group_key_of(&n[0].g[0], k1);
-    CHECK(memcmp(k0, k1, LKH_KEY_LEN) != 0);
-    group_key_of(&n[1].g[0], k0);
-    CHECK_MEM_EQ(k0, LKH_KEY_LEN, k1, LKH_KEY_LEN);
-    CHECK_INT_EQ(logged(&f, "ksv rekey group=e ", "mode=ek leaves=1", NULL), 1);
-    {
-        size_t mc = 0;
-        for (size_t i = 0; i < f.n_sent; i++)
-            mc += f.sent[i].mcast;
-        CHECK_INT_EQ(mc, 0);
-    }
-    ck_ksv_store_close(cli);
-    for (int i = 0; i < 3; i++)
-        tn_free(&n[i]);
-    fx_down(&f);
-}
-
 /* Six nodes in one hybrid group: a..d fill cluster 0, e and f cluster 1. */
 static const char HYBRID_TOPO[] =
     "ksv ksv1\n"
@@ -1636,6 +1573,69 @@ test_hybrid_group(void)
     }
     ck_ksv_store_close(cli);
     for (int i = 0; i < 6; i++)
+        tn_free(&n[i]);
+    fx_down(&f);
+}
+
+/* EK: the group key itself to each member by sealed unicast, a new epoch per change. */
+static void
+test_ek_group(void)
+{
+    static const char ek[] =
+        "ksv ksv1\n"
+        "policy p {\n TRANS-TYPE = ESP\n LIFE-SEC = 600\n}\n"
+        "node a 10.0.1.1\nnode b 10.0.1.2\nnode c 10.0.1.3\n"
+        "group e {\n address = 239.2.2.2\n policy = p\n members = a b c\n keying = ek\n}\n";
+    struct fx f;
+    struct tnode n[3];
+    struct ck_ksv_msg *m[8];
+    struct ck_ksv_store *cli = NULL;
+    const char *names[] = {"a", "b", "c"};
+    const char *addrs[] = {"10.0.1.1", "10.0.1.2", "10.0.1.3"};
+    uint8_t k0[LKH_KEY_LEN], k1[LKH_KEY_LEN];
+    size_t got;
+
+    fx_up(&f, ek);
+    for (int i = 0; i < 3; i++) {
+        tn_init(&f, &n[i], names[i], addrs[i]);
+        got = tn_register(&f, &n[i], m, 8, true);
+        CHECK(got == 1 && m[0]->n_groups == 1 && m[0]->groups[0].keying == CK_KSV_KEYING_EK &&
+              m[0]->groups[0].n_keys == 1);
+        msgs_free(m, got);
+    }
+    /* Each join re-keyed the earlier members: all hold the same key now. */
+    for (int i = 0; i < 2; i++) {
+        got = tn_msgs(&f, &n[i], m, 8);
+        for (size_t j = 0; j < got; j++)
+            tn_take_groups(&n[i], m[j]);
+        msgs_free(m, got);
+    }
+    group_key_of(&n[0].g[0], k0);
+    group_key_of(&n[2].g[0], k1);
+    CHECK_MEM_EQ(k0, LKH_KEY_LEN, k1, LKH_KEY_LEN);
+    CHECK_OK(ck_ksv_store_open(f.db, NULL, false, &cli));
+    CHECK_OK(ck_ksv_store_revoke(cli, "e", "c", "test", f.now / 1000));
+    advance(&f, 1500);
+    for (int i = 0; i < 3; i++) {
+        got = tn_msgs(&f, &n[i], m, 8);
+        CHECK_INT_EQ(got, i < 2 ? 1 : 0);
+        for (size_t j = 0; j < got; j++)
+            tn_take_groups(&n[i], m[j]);
+        msgs_free(m, got);
+    }
+    group_key_of(&n[0].g[0], k1);
+    CHECK(memcmp(k0, k1, LKH_KEY_LEN) != 0);
+    group_key_of(&n[1].g[0], k0);
+    CHECK_MEM_EQ(k0, LKH_KEY_LEN, k1, LKH_KEY_LEN);
+    CHECK_INT_EQ(logged(&f, "ksv rekey group=e ", "mode=ek leaves=1", NULL), 1);
+    {
+        size_t mc = 0;
+        for (size_t i = 0; i < f.n_sent; i++)
+            mc += f.sent[i].mcast;
+        CHECK_INT_EQ(mc, 0);
+    }
+    ck_ksv_store_close(cli);
+    for (int i = 0; i < 3; i++)
         tn_free(&n[i]);
     fx_down(&f);
 }
@@ -2049,8 +2049,8 @@ CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas),
              CK_TEST_CASE(test_ack_matching), CK_TEST_CASE(test_rekey_and_expiry),
              CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_reload_links),
              CK_TEST_CASE(test_reload_group), CK_TEST_CASE(test_revoke_batch),
-             CK_TEST_CASE(test_batch_triggers),
+             CK_TEST_CASE(test_batch_triggers), CK_TEST_CASE(test_hybrid_group),
+             CK_TEST_CASE(test_e2e_hybrid),
              CK_TEST_CASE(test_crash_points), CK_TEST_CASE(test_crash_join),
-             CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hybrid_group),
-             CK_TEST_CASE(test_hostile),
-             CK_TEST_CASE(test_e2e_node_agent), CK_TEST_CASE(test_e2e_hybrid))
+             CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hostile),
+             CK_TEST_CASE(test_e2e_node_agent))
