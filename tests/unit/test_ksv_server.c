@@ -1577,6 +1577,80 @@ test_hybrid_group(void)
     fx_down(&f);
 }
 
+/* Hybrid and kill -9 right after a batch's commit (nothing of it sent): the restart rebuilds the
+ * group from the rows that batch wrote (the replaced cluster's members), re-sends the stored
+ * multicast, and the members re-registering get their current path: all converge. */
+static void
+test_hybrid_crash(void)
+{
+    struct fx f;
+    struct tnode n[6];
+    struct ck_ksv_msg *m[8];
+    struct ck_ksv_store *cli = NULL;
+    const char *names[] = {"a", "b", "c", "d", "e", "f"};
+    const char *addrs[] = {"10.0.2.1", "10.0.2.2", "10.0.2.3", "10.0.2.4", "10.0.2.5",
+                           "10.0.2.6"};
+    uint8_t k0[LKH_KEY_LEN], k1[LKH_KEY_LEN];
+    uint64_t e0 = 0, e1 = 0;
+    uint32_t mid = 0;
+    size_t got, uni, app;
+
+    fx_up(&f, HYBRID_TOPO);
+    for (int i = 0; i < 6; i++) {
+        tn_init(&f, &n[i], names[i], addrs[i]);
+        got = tn_register(&f, &n[i], m, 8, true);
+        msgs_free(m, got);
+        for (int j = 0; j < i; j++)
+            tn_sync(&f, &n[j], &uni, &app);
+        n[i].mseen = f.n_sent;
+    }
+    CHECK_OK(ksv_core_group_epoch(f.k, "h", &e0));
+    ksv_core_free(f.k);
+    f.k = NULL;
+    f.crash = "batch-after-commit:1";
+    CHECK_OK(core_up(&f, HYBRID_TOPO));
+    CHECK_OK(ck_ksv_store_open(f.db, NULL, false, &cli));
+    CHECK_OK(ck_ksv_store_revoke(cli, "h", "c", "test", f.now / 1000));
+    advance(&f, 1500);
+    CHECK(strcmp(f.crashed_at, "batch-after-commit") == 0);
+    f.crash = NULL;
+    fx_restart(&f, HYBRID_TOPO);
+    CHECK_OK(ksv_core_group_epoch(f.k, "h", &e1));
+    CHECK_INT_EQ(e1, e0 + 1);
+    {
+        char line[64];
+        snprintf(line, sizeof(line), "ksv group h: resending epoch %llu ",
+                 (unsigned long long)e1);
+        CHECK_INT_EQ(logged(&f, line, NULL), 1);
+    }
+    for (int i = 0; i < 6; i++) {
+        if (i == 2)
+            continue;
+        /* e, f take the re-sent multicast; a, b, d their path at registration. */
+        tn_sync(&f, &n[i], &uni, &app);
+        if (i >= 4)
+            CHECK_INT_EQ(app, 1);
+        got = tn_register(&f, &n[i], m, 8, true);
+        CHECK(got == 1 && m[0]->n_groups == 1 && m[0]->groups[0].epoch == e1);
+        msgs_free(m, got);
+        CHECK_INT_EQ(n[i].g[0].epoch, e1);
+    }
+    group_key_of(&n[0].g[0], k0);
+    for (int i = 1; i < 6; i++) {
+        if (i == 2)
+            continue;
+        group_key_of(&n[i].g[0], k1);
+        CHECK_MEM_EQ(k0, LKH_KEY_LEN, k1, LKH_KEY_LEN);
+    }
+    group_key_of(&n[2].g[0], k1);
+    CHECK(memcmp(k0, k1, LKH_KEY_LEN) != 0);
+    CHECK(ksv_core_member_id(f.k, "h", "c", &mid) == CK_ERR_NOTFOUND);
+    ck_ksv_store_close(cli);
+    for (int i = 0; i < 6; i++)
+        tn_free(&n[i]);
+    fx_down(&f);
+}
+
 /* EK: the group key itself to each member by sealed unicast, a new epoch per change. */
 static void
 test_ek_group(void)
@@ -2050,7 +2124,7 @@ CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas),
              CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_reload_links),
              CK_TEST_CASE(test_reload_group), CK_TEST_CASE(test_revoke_batch),
              CK_TEST_CASE(test_batch_triggers), CK_TEST_CASE(test_hybrid_group),
-             CK_TEST_CASE(test_e2e_hybrid),
+             CK_TEST_CASE(test_e2e_hybrid), CK_TEST_CASE(test_hybrid_crash),
              CK_TEST_CASE(test_crash_points), CK_TEST_CASE(test_crash_join),
              CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hostile),
              CK_TEST_CASE(test_e2e_node_agent))
