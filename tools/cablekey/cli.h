@@ -47,6 +47,7 @@ int cli_db(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_policy(int argc, char **argv);
 int cli_intercept(int argc, char **argv); /* intercept.c: lawful intercept */
+int cli_ksv(int argc, char **argv);       /* ksv.c: keying server operator view */
 
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */
