@@ -65,7 +65,7 @@ expect_output "--check: the alarm topology is valid" "OK" "$CK_KSVD" --config "$
 
 ksv_start ksv1 127.0.0.1:7441 "$tmp/topo1.conf" --batch-interval-ms 300
 for n in a b c; do node_start "$n" "${ADDR[$n]}" ksv1; done
-has_short_sa() { ksv_js "$1" "any(s['life_sec'] == 10 for s in d['sas'])"; }
+has_short_sa() { ksv_jqe "$1" 'any(.sas[]; .life_sec == 10)'; }
 ab_ready() { registered a && registered b && has_short_sa a && has_short_sa b; }
 ksv_wait 20 ab_ready || bail "a and b registered with the 10 s SA" "$(ksv_diag_nodes a b; tail -n 20 "$tmp/ksv1.log")"
 
@@ -75,11 +75,11 @@ kill -STOP "$(ksv_pid ksv1)"
 if [ "$(ps -o stat= -p "$(ksv_pid ksv1)" | cut -c1)" = T ] && ! grep -q "ksv sa link=a=>b .*action=rekey" "$tmp/ksv1.log"; then
     ok "KSV stopped (SIGSTOP) before the 10 s SA's re-key"
 else not_ok "KSV stopped (SIGSTOP) before the 10 s SA's re-key" "$(grep 'ksv sa' "$tmp/ksv1.log")"; fi
-extended() { ksv_js "$1" "any(s['extended'] for s in d['sas'] if s['life_sec'] == 10) and d['alarms_sent'].get('SA_EXPIRED', 0) >= 1"; }
+extended() { ksv_jqe "$1" 'any(.sas[]; .life_sec == 10 and .extended) and ((.alarms_sent.SA_EXPIRED // 0) >= 1)'; }
 if ksv_wait 25 extended a; then ok "a extended its expired SA and sent SA_EXPIRED (its status)"
 else not_ok "a extended its expired SA and sent SA_EXPIRED (its status)" "$(ksv_diag_nodes a)"; fi
 assert_file_grep "a's log: node alarm sent type=SA_EXPIRED" "node alarm sent type=SA_EXPIRED" "$tmp/a.log"
-if ksv_js a "len([s for s in d['sas'] if s['life_sec'] == 10]) == 2" >/dev/null; then
+if ksv_jqe a '[.sas[] | select(.life_sec == 10)] | length == 2'; then
     ok "a still holds both directions of the extended SA"
 else not_ok "a still holds both directions of the extended SA" "$(ksv_diag_nodes a)"; fi
 kill -CONT "$(ksv_pid ksv1)"
@@ -88,7 +88,7 @@ if ksv_wait 15 alarm_seen ksv1 '(a|b)' SA_EXPIRED; then ok "after SIGCONT: cable
 else not_ok "after SIGCONT: cablekey ksv alarms shows SA_EXPIRED" "$(cat "$tmp/cli.out" "$tmp/cli.err"; tail -n 10 "$tmp/ksv1.log")"; fi
 assert_file_grep "KSV log: ksv alarm ... type=SA_EXPIRED" "ksv alarm node=(a|b) type=SA_EXPIRED" "$tmp/ksv1.log"
 rekeyed() { ksv_cli ksv1 sas a && grep -Eq "^link=a=>b .* gen=([2-9]|[1-9][0-9]+) " "$tmp/cli.out" &&
-    ksv_js a "not any(s['extended'] for s in d['sas'])"; }
+    ksv_jqe a 'any(.sas[]; .extended) | not'; }
 if ksv_wait 20 rekeyed; then ok "the KSV re-keyed the link (generation >= 2) and a runs on fresh SAs"
 else not_ok "the KSV re-keyed the link (generation >= 2) and a runs on fresh SAs" "$(cat "$tmp/cli.out"; ksv_diag_nodes a)"; fi
 
@@ -99,8 +99,8 @@ ksv_wait 20 same_kc "$GID" a b c || bail "a, b, c share the group key" "$(ksv_di
 ok "a, b, c share the group key of g (id $GID)"
 kc0=$(kc a "$GID")
 EP=$(ksv_group_epoch ksv1 g)
-counter() { ksv_js "$1" "d['rekeys']['$2']"; }
-alarm_count() { ksv_js "$1" "d['alarms_sent'].get('$2', 0)"; }
+counter() { ksv_jq "$1" ".rekeys.$2 // empty"; }
+alarm_count() { ksv_jq "$1" ".alarms_sent.$2 // 0"; }
 
 # ---- SIGN_FAILED: signed with another key ------------------------------------------------------
 ck_run "$FORGE" forge "$GID" $((EP + 100)) 1000 "$tmp/forged.bin" ||

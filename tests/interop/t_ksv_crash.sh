@@ -91,7 +91,7 @@ ksv_alive() { local p; p=$(ksv_pid ksv1); [ -n "$p" ] && kill -0 "$p" 2>/dev/nul
 dead_or() { ! ksv_alive || "$@"; }
 store_epoch() { ksv_group_epoch ksv1 g; }
 n4_back() { [ "$(g_removed n4 "$GID")" = false ] && [ "$(g_epoch n4 "$GID")" = "$(store_epoch)" ]; }
-has_link13() { ksv_js n1 "any(s['dir'] == 'out' and s['peer'] == '${ADDR[n3]}' for s in d['sas'])"; }
+has_link13() { ksv_jqe n1 "any(.sas[]; .dir == \"out\" and .peer == \"${ADDR[n3]}\")"; }
 
 ksv_mark
 ksv_start ksv1 127.0.0.1:7441 "$tmp/topo.conf" --batch-interval-ms 200
