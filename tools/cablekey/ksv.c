@@ -351,7 +351,7 @@ do_members(const char *what, const struct ksvopts *o, struct ck_ksv_store *st)
     struct ck_ksv_group_row g;
     struct ck_ksv_member_row *m = NULL;
     struct ck_ksv_revocation *revs = NULL;
-    size_t n_m = 0, n_revs = 0;
+    size_t n_m = 0, n_revs = 0, extra = 0;
     int ret, rc;
 
     if ((rc = find_group(what, st, o->args[0], &g)) != CLI_OK)
@@ -394,10 +394,10 @@ do_members(const char *what, const struct ksvopts *o, struct ck_ksv_store *st)
         if (listed)
             continue;
         if (o->json) {
-            printf("%s{\"node\":", n_m ? "," : "");
+            printf("%s{\"node\":", n_m > 0 || extra > 0 ? "," : "");
             put_json(revs[i].node);
             printf(",\"state\":\"none\",\"revoked\":\"%s\"}", revs[i].applied ? "yes" : "pending");
-            n_m++; /* only for the JSON separator */
+            extra++;
         } else {
             printf("node=");
             put_text(revs[i].node);
