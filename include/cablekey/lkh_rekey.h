@@ -35,6 +35,15 @@
 #define LKH_ED25519_SIG_LEN 64u
 #define LKH_REKEY_F_ACK_REQD 0x01u /* members acknowledge (RFC 8263 style) */
 
+/* Layout sizes (docs/PROTOCOL.md "Group rekey datagram"): a 42-byte header (the 8-byte KSV
+ * envelope included), per rekeyed node 10 bytes (id, new version, bitmap of the wrapped
+ * children), per wrap 28 bytes (child version, RFC 3394 wrap), then the 64-byte signature, a
+ * 1-byte path length and 32 bytes per hash of the authentication path. */
+#define LKH_REKEY_HDR_LEN 42u
+#define LKH_REKEY_NODE_LEN 10u
+#define LKH_REKEY_WRAP_LEN 28u
+#define LKH_REKEY_MAX_PATH 16u    /* ceil(log2(LKH_REKEY_MAX_DGRAMS)) */
+
 /* The KSV's signing key (Ed25519, an EVP_PKEY inside). */
 struct lkh_signer;
 int lkh_signer_generate(struct lkh_signer **out);
@@ -75,6 +84,10 @@ struct lkh_rekey_view {
     uint32_t leaf_lo, leaf_hi; /* leaves (heap node ids) this datagram serves, inclusive */
     struct lkh_wrap *wraps;    /* n_wraps, in lkh_member_apply order */
     size_t n_wraps;
+    uint32_t *nodes;           /* n_nodes: every node the datagram rekeys, descending, including
+                                * those named without a wrap here (see PROTOCOL.md: a member
+                                * below one of them without a wrap was removed) */
+    size_t n_nodes;
 };
 
 /* Parses strictly (no signature check). */
@@ -82,6 +95,21 @@ int lkh_rekey_parse(const uint8_t *buf, size_t len, struct lkh_rekey_view *out);
 /* Verifies the datagram's authentication path and signature under the KSV's public key. */
 int lkh_rekey_verify(const uint8_t *buf, size_t len, const uint8_t pub[LKH_ED25519_PUB_LEN]);
 void lkh_rekey_view_clear(struct lkh_rekey_view *v);
+
+/* Member side in one call: parse, then (cheapest checks first) the group, the leaf range, the
+ * epoch against *last_epoch, the signature, the tree shape against m, and lkh_member_apply. On
+ * success *last_epoch = the datagram's epoch, *root_version = the group key's version (then
+ * lkh_member_group_key). Errors, the member left unchanged:
+ *   CK_ERR_NOTFOUND   another group's datagram, or one serving other leaves: ignore it;
+ *   CK_ERR_REPLAY     epoch <= *last_epoch;
+ *   CK_ERR_DECODE     malformed;  CK_ERR_INTEGRITY  signature or authentication path;
+ *   CK_ERR_PERM       the member was removed (its path rekeyed without a wrap for it);
+ *   CK_ERR_EXPIRED    the member's keys are too old for this batch (it missed an epoch that
+ *                     changed its path): it asks for unicast recovery (RECOVER);
+ *   CK_ERR_PROTO      the datagram's tree shape is not the member's. */
+int lkh_rekey_member_apply(struct lkh_member *m, uint32_t group_id,
+                           const uint8_t pub[LKH_ED25519_PUB_LEN], uint64_t *last_epoch,
+                           const uint8_t *buf, size_t len, uint32_t *root_version);
 
 /* The group data SA's keys at a root version: HKDF-SHA-256(group key, salt "cablekey ksv group
  * sa", info be32(group_id) || be32(version)), out_len bytes (<= 64). Both the KSV and members

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "ck_test.h"
@@ -512,10 +513,314 @@ out:
     lkh_tree_free(t);
 }
 
+/* A toy store: node rows by id (upserted from the dirty set), as the KSV's store keeps them. */
+enum { STORE_MAX = 1024 };
+struct toy_store {
+    struct lkh_node_state row[STORE_MAX];
+    uint8_t used[STORE_MAX];
+};
+
+static void
+store_save(struct toy_store *st, struct lkh_tree *t)
+{
+    uint32_t *dirty = NULL;
+    size_t n = 0;
+
+    CHECK_OK(lkh_tree_dirty(t, &dirty, &n));
+    for (size_t i = 0; i < n; i++) {
+        if (dirty[i] >= STORE_MAX || (i > 0 && dirty[i] <= dirty[i - 1]))
+            abort();
+        CHECK_OK(lkh_tree_node_get(t, dirty[i], &st->row[dirty[i]]));
+        st->used[dirty[i]] = 1;
+    }
+    free(dirty);
+    lkh_tree_clear_dirty(t);
+    CHECK_OK(lkh_tree_dirty(t, &dirty, &n));
+    CHECK_INT_EQ(n, 0);
+    free(dirty);
+}
+
+static size_t
+store_rows(const struct toy_store *st, struct lkh_node_state *rows)
+{
+    size_t n = 0;
+
+    for (uint32_t i = 0; i < STORE_MAX; i++)
+        if (st->used[i])
+            rows[n++] = st->row[i];
+    return n;
+}
+
+static int
+trees_equal(const struct lkh_tree *a, const struct lkh_tree *b)
+{
+    struct lkh_member_place *pa = NULL, *pb = NULL;
+    size_t na = 0, nb = 0;
+    uint8_t ka[LKH_KEY_LEN], kb[LKH_KEY_LEN];
+    uint32_t va = 0, vb = 0;
+    int ok = 1;
+
+    if (lkh_group_key(a, ka, &va) != 0 || lkh_group_key(b, kb, &vb) != 0 || va != vb ||
+        memcmp(ka, kb, LKH_KEY_LEN) != 0)
+        ok = 0;
+    if (lkh_tree_members(a) != lkh_tree_members(b) || lkh_tree_members_list(a, &pa, &na) != 0 ||
+        lkh_tree_members_list(b, &pb, &nb) != 0 || na != nb ||
+        memcmp(pa, pb, na * sizeof(*pa)) != 0)
+        ok = 0;
+    for (size_t i = 0; ok && i < na; i++) {
+        struct lkh_member ma, mb;
+        uint32_t leaf = 0;
+        if (lkh_member_export(a, pa[i].member_id, &ma) != 0 ||
+            lkh_member_export(b, pa[i].member_id, &mb) != 0 || memcmp(&ma, &mb, sizeof(ma)) != 0)
+            ok = 0;
+        if (lkh_member_leaf(b, pa[i].member_id, &leaf) != 0 || leaf != pa[i].leaf ||
+            ma.path[0].node != leaf)
+            ok = 0;
+        lkh_member_clear(&ma);
+        lkh_member_clear(&mb);
+    }
+    free(pa);
+    free(pb);
+    return ok;
+}
+
+/* Saved incrementally (dirty rows after every step) through joins, batches and a join that
+ * reuses a pruned leaf, the rows restore the same tree: same group key and version, same members
+ * on the same leaves, same path keys; the restored tree goes on rekeying for members exported
+ * from the original. */
+static void
+test_persistence_restore(void)
+{
+    struct toy_store *st = calloc(1, sizeof(*st));
+    struct lkh_node_state *rows = calloc(STORE_MAX, sizeof(*rows));
+    struct lkh_member_place *places = NULL;
+    struct lkh_tree *t = NULL, *r = NULL;
+    struct lkh_batch_result br;
+    struct lkh_member m[100];
+    uint32_t id, leave1[10] = {3, 7, 11, 12, 20, 33, 34, 35, 50, 59}, leave2[3] = {0, 1, 2};
+    uint32_t *dirty = NULL;
+    size_t n_rows, n_places = 0, n_dirty = 0;
+
+    if (st == NULL || rows == NULL)
+        abort();
+    CHECK_OK(lkh_tree_new(3, 100, &t));
+    if (t == NULL)
+        goto out;
+    for (int i = 0; i < 60; i++)
+        CHECK_OK(lkh_join(t, &id));
+    store_save(st, t);
+    CHECK_OK(lkh_batch(t, leave1, 10, 5, &br));
+    lkh_batch_result_clear(&br);
+    store_save(st, t);
+    CHECK_OK(lkh_batch(t, leave2, 3, 0, &br));
+    lkh_batch_result_clear(&br);
+    /* a join right after the batch, saved together with it */
+    CHECK_OK(lkh_join(t, &id));
+    CHECK_OK(lkh_join(t, &id));
+    store_save(st, t);
+
+    n_rows = store_rows(st, rows);
+    CHECK_OK(lkh_tree_members_list(t, &places, &n_places));
+    CHECK_INT_EQ(n_places, 60 - 10 + 5 - 3 + 2);
+    CHECK_OK(lkh_tree_restore(3, 100, rows, n_rows, places, n_places, &r));
+    if (r == NULL)
+        goto out;
+    CHECK(trees_equal(t, r));
+    CHECK_INT_EQ(lkh_tree_degree(r), 3);
+    CHECK_INT_EQ(lkh_tree_height(r), lkh_tree_height(t));
+    CHECK_OK(lkh_tree_dirty(r, &dirty, &n_dirty));
+    CHECK_INT_EQ(n_dirty, 0);
+    free(dirty);
+
+    /* members exported from the original follow the restored tree's next batch */
+    for (size_t i = 0; i < n_places; i++)
+        CHECK_OK(lkh_member_export(t, places[i].member_id, &m[i]));
+    {
+        uint32_t gone[2] = {places[4].member_id, places[17].member_id};
+        CHECK_OK(lkh_batch(r, gone, 2, 1, &br));
+        for (size_t i = 0; i < n_places; i++) {
+            if (i == 4 || i == 17) {
+                CHECK(locked_out(r, &m[i], &br));
+                continue;
+            }
+            CHECK_OK(lkh_member_apply(&m[i], br.wraps, br.n_wraps));
+            CHECK(member_key_matches(r, &m[i]));
+        }
+        /* the joiner got an ID nobody holds */
+        CHECK_INT_EQ(br.n_joined, 1);
+        for (size_t i = 0; i < n_places; i++)
+            if (i != 4 && i != 17)
+                CHECK(br.joined[0] != places[i].member_id);
+        lkh_batch_result_clear(&br);
+    }
+    CHECK_OK(lkh_tree_dirty(r, &dirty, &n_dirty));
+    CHECK(n_dirty > 0);
+    free(dirty);
+    for (size_t i = 0; i < n_places; i++)
+        lkh_member_clear(&m[i]);
+out:
+    free(places);
+    if (rows != NULL)
+        OPENSSL_cleanse(rows, STORE_MAX * sizeof(*rows));
+    free(rows);
+    free(st);
+    lkh_tree_free(t);
+    lkh_tree_free(r);
+}
+
+/* Rows that do not describe a consistent tree are refused, each for its own reason. */
+static void
+test_persistence_corrupt(void)
+{
+    struct toy_store *st = calloc(1, sizeof(*st));
+    struct lkh_node_state *rows = calloc(STORE_MAX + 1, sizeof(*rows)), *bad;
+    struct lkh_member_place *places = NULL, *pbad;
+    struct lkh_tree *t = NULL, *r = NULL;
+    struct lkh_node_state ns;
+    uint32_t id, leaf, root_row = 0, empty_row = UINT32_MAX;
+    size_t n_rows, n_places = 0;
+    struct lkh_batch_result br;
+    uint32_t leave[2] = {8, 9};
+
+    if (st == NULL || rows == NULL)
+        abort();
+    CHECK_OK(lkh_tree_new(2, 16, &t));
+    if (t == NULL)
+        goto out;
+    for (int i = 0; i < 10; i++)
+        CHECK_OK(lkh_join(t, &id));
+    CHECK_OK(lkh_batch(t, leave, 2, 0, &br)); /* prunes leaves 8, 9 and their parent */
+    lkh_batch_result_clear(&br);
+    store_save(st, t);
+    n_rows = store_rows(st, rows);
+    CHECK_OK(lkh_tree_members_list(t, &places, &n_places));
+    CHECK_INT_EQ(n_places, 8);
+    for (size_t i = 0; i < n_rows; i++) {
+        if (rows[i].node == 0)
+            root_row = (uint32_t)i;
+        if (!rows[i].present && empty_row == UINT32_MAX)
+            empty_row = (uint32_t)i;
+    }
+    CHECK(empty_row != UINT32_MAX);
+    CHECK_OK(lkh_tree_restore(2, 16, rows, n_rows, places, n_places, &r));
+    CHECK(r != NULL && trees_equal(t, r));
+    lkh_tree_free(r);
+    r = NULL;
+
+    bad = calloc(n_rows + 1, sizeof(*bad));
+    pbad = calloc(n_places + 1, sizeof(*pbad));
+    if (bad == NULL || pbad == NULL)
+        abort();
+#define RESTORE_FAILS(nr, np)                                                                      \
+    do {                                                                                           \
+        r = (struct lkh_tree *)&r;                                                                 \
+        CHECK_INT_EQ(lkh_tree_restore(2, 16, bad, (nr), pbad, (np), &r), CK_ERR_DECODE);           \
+        CHECK(r == NULL);                                                                          \
+        memcpy(bad, rows, n_rows * sizeof(*bad));                                                  \
+        memcpy(pbad, places, n_places * sizeof(*pbad));                                            \
+    } while (0)
+    memcpy(bad, rows, n_rows * sizeof(*bad));
+    memcpy(pbad, places, n_places * sizeof(*pbad));
+    /* the root's row lost */
+    bad[root_row] = bad[n_rows - 1];
+    RESTORE_FAILS(n_rows - 1, n_places);
+    /* a node row repeated */
+    bad[n_rows] = bad[0];
+    RESTORE_FAILS(n_rows + 1, n_places);
+    /* a node id beyond the tree */
+    bad[0].node = 1000;
+    RESTORE_FAILS(n_rows, n_places);
+    /* a key on an empty node (a stale row) */
+    bad[empty_row].present = 1;
+    RESTORE_FAILS(n_rows, n_places);
+    /* a key with version 0, present flag not boolean */
+    bad[root_row].version = 0;
+    RESTORE_FAILS(n_rows, n_places);
+    bad[root_row].present = 2;
+    RESTORE_FAILS(n_rows, n_places);
+    /* two members on one leaf, one member twice, a member on an internal node or beyond the
+     * leaves, a member ID beyond the capacity, a member on a leaf without a key */
+    pbad[1].leaf = pbad[0].leaf;
+    RESTORE_FAILS(n_rows, n_places);
+    pbad[1].member_id = pbad[0].member_id;
+    RESTORE_FAILS(n_rows, n_places);
+    pbad[0].leaf = 3;
+    RESTORE_FAILS(n_rows, n_places);
+    pbad[0].leaf = 31;
+    RESTORE_FAILS(n_rows, n_places);
+    pbad[0].member_id = 16;
+    RESTORE_FAILS(n_rows, n_places);
+    CHECK_OK(lkh_member_leaf(t, 7, &leaf));
+    pbad[n_places].member_id = 15;
+    pbad[n_places].leaf = 15 + 8; /* member 8's pruned leaf: no key row */
+    RESTORE_FAILS(n_rows, n_places + 1);
+    /* a member lost: its leaf keeps a key nobody uses */
+    RESTORE_FAILS(n_rows, n_places - 1);
+    /* the wrong shape */
+    r = (struct lkh_tree *)&r;
+    CHECK(lkh_tree_restore(4, 16, rows, n_rows, places, n_places, &r) != 0 && r == NULL);
+#undef RESTORE_FAILS
+
+    CHECK_INT_EQ(lkh_tree_node_get(t, 31, &ns), CK_ERR_NOTFOUND);
+    CHECK_OK(lkh_tree_node_get(t, 30, &ns));
+    CHECK_INT_EQ(ns.present, 0);
+    CHECK_INT_EQ(lkh_member_leaf(t, 8, &leaf), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(lkh_member_leaf(t, 99, &leaf), CK_ERR_NOTFOUND);
+    free(bad);
+    free(pbad);
+out:
+    free(places);
+    free(rows);
+    free(st);
+    lkh_tree_free(t);
+}
+
+/* The library's wraps are RFC 3394 as OpenSSL's own id-aes128-wrap cipher makes them. */
+static void
+test_wrap_matches_evp(void)
+{
+    struct lkh_tree *t = NULL;
+    struct lkh_batch_result br;
+    struct lkh_member m;
+    EVP_CIPHER *c = EVP_CIPHER_fetch(NULL, "id-aes128-wrap", NULL);
+    EVP_CIPHER_CTX *ctx = EVP_CIPHER_CTX_new();
+    uint8_t out[LKH_WRAP_LEN + 16], gk[LKH_KEY_LEN];
+    uint32_t id, gone = 1, v;
+    int n = 0, f = 0;
+
+    if (c == NULL || ctx == NULL)
+        abort();
+    CHECK_OK(lkh_tree_new(2, 4, &t));
+    if (t == NULL)
+        goto out;
+    for (int i = 0; i < 4; i++)
+        CHECK_OK(lkh_join(t, &id));
+    CHECK_OK(lkh_member_export(t, 0, &m));
+    CHECK_OK(lkh_batch(t, &gone, 1, 0, &br));
+    /* wraps: node 1 under leaf 3 (member 0), then the root under node 1 and node 2 */
+    CHECK_INT_EQ(br.n_wraps, 3);
+    CHECK_INT_EQ(br.wraps[0].child, 3);
+    CHECK(EVP_CipherInit_ex2(ctx, c, m.path[0].key, NULL, 0, NULL) &&
+          EVP_CipherUpdate(ctx, out, &n, br.wraps[0].wrapped, LKH_WRAP_LEN) &&
+          EVP_CipherFinal_ex(ctx, out + n, &f));
+    CHECK_INT_EQ(n + f, LKH_KEY_LEN);
+    CHECK_OK(lkh_member_apply(&m, br.wraps, br.n_wraps));
+    CHECK_MEM_EQ(out, LKH_KEY_LEN, m.path[1].key, LKH_KEY_LEN);
+    CHECK_OK(lkh_group_key(t, gk, &v));
+    CHECK_MEM_EQ(m.path[2].key, LKH_KEY_LEN, gk, LKH_KEY_LEN);
+    lkh_batch_result_clear(&br);
+    lkh_member_clear(&m);
+out:
+    EVP_CIPHER_CTX_free(ctx);
+    EVP_CIPHER_free(c);
+    lkh_tree_free(t);
+}
+
 CK_TEST_MAIN("lkh", CK_TEST_CASE(test_degree_2), CK_TEST_CASE(test_degree_3),
              CK_TEST_CASE(test_degree_4), CK_TEST_CASE(test_degree_8),
              CK_TEST_CASE(test_join_hash_forward), CK_TEST_CASE(test_rfc3394_vector),
              CK_TEST_CASE(test_bad_input), CK_TEST_CASE(test_partial_capacity),
              CK_TEST_CASE(test_member_apply_garbage),
              CK_TEST_CASE(test_revoke_one_of_million),
-             CK_TEST_CASE(test_batch_1000_of_million))
+             CK_TEST_CASE(test_batch_1000_of_million), CK_TEST_CASE(test_persistence_restore),
+             CK_TEST_CASE(test_persistence_corrupt), CK_TEST_CASE(test_wrap_matches_evp))
