@@ -103,7 +103,8 @@ counter() { ksv_jq "$1" ".rekeys.$2 // empty"; }
 alarm_count() { ksv_jq "$1" ".alarms_sent.$2 // 0"; }
 
 # ---- SIGN_FAILED: signed with another key ------------------------------------------------------
-ck_run "$FORGE" forge "$GID" $((EP + 100)) 1000 "$tmp/forged.bin" ||
+GDEG=$(ksv_group_field ksv1 g degree); GCAP=$(ksv_group_field ksv1 g capacity)
+ck_run "$FORGE" forge "$GID" $((EP + 100)) "$GDEG" "$GCAP" "$tmp/forged.bin" ||
     bail "ksv_forge forge" "$(ck_last_output)"
 ok "forged a rekey datagram for group $GID epoch $((EP + 100)) ($(cat "$tmp/last.out"))"
 for n in a b c; do eval "bs0_$n=$(counter $n bad_sig || echo 0)"; done
