@@ -393,7 +393,8 @@ cat >"$WORK/topology.conf" <<EOF
 policy demo-esp {
     TRANS-TYPE = ESP
     LIFE-SEC   = 3600
-    ENC-ALG    = aes-256-gcm
+    ENC-ALG    = aes-128-cbc
+    AUTH-ALG   = hmac-sha256-128
     ACK-REQD   = yes
 }
 node node1 127.0.0.21

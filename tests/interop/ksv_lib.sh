@@ -19,6 +19,7 @@
 #                                    stderr $tmp/NAME.stderr), waits until it listens
 #   ksv_stop NAME [DESC]             SIGTERM; with DESC one TAP case (exit 0, no sanitizer report)
 #   ksv_kill NAME                    SIGKILL, no check
+#   ksv_reap NAME                    waits for an exited KSV, status in KSV_RC
 #   ksv_pid NAME / node_pid NODE
 #   node_start NODE ADDR "KSVNAME..." [extra agent args]
 #                                    `cablekey node` for NODE at ADDR registered with the KSVs
@@ -135,13 +136,14 @@ ksv_start() { # ksv_start NAME ADDR:PORT TOPO [extra args]
     bail "cablekey-ksv $name started" "$(tail -n 20 "$tmp/$name.log" "$tmp/$name.stderr" 2>/dev/null)"
 }
 
-# ksv_reap NAME: waits for an exited KSV; prints its status.
+# ksv_reap NAME: waits for an exited KSV; its exit status in KSV_RC (not in a $(...): the
+# subshell could neither wait for it nor forget its pid).
 ksv_reap() {
-    local pid=${KSV_PIDS[$1]:-} rc
-    [ -n "$pid" ] || { echo 0; return; }
-    wait "$pid" 2>/dev/null; rc=$?
+    local pid=${KSV_PIDS[$1]:-}
+    KSV_RC=0
+    [ -n "$pid" ] || return 0
+    wait "$pid" 2>/dev/null; KSV_RC=$?
     KSV_PIDS[$1]=""
-    echo "$rc"
 }
 
 ksv_stop() { # ksv_stop NAME [DESC]
@@ -253,7 +255,18 @@ same_kc() {
     return 0
 }
 
-# kc_not GID VALUE NODE...: every node reports a key_check other than VALUE (and the same one).
+# same_epoch GID NODE...: every node holds GID at one epoch, not removed. (LKH+ joins are not
+# multicast: each member holds the root key at the version of its own join and hashes forward
+# only when it meets a higher one, so key_checks agree only after a batch.)
+same_epoch() {
+    local gid=$1 e n; shift
+    e=$(g_epoch "$1" "$gid"); [ -n "$e" ] || return 1
+    for n in "$@"; do
+        [ "$(g_epoch "$n" "$gid")" = "$e" ] && [ "$(g_removed "$n" "$gid")" = false ] || return 1
+    done
+}
+
+# kc_moved GID VALUE NODE...: every node reports a key_check other than VALUE (and the same one).
 kc_moved() {
     local gid=$1 old=$2; shift 2
     same_kc "$gid" "$@" || return 1
@@ -261,8 +274,9 @@ kc_moved() {
 }
 
 # ksv_check_sas SPECFILE: SPECFILE has lines "NODE ADDR dir:peer_addr:proto:life" (and "NODE
-# ADDR -" for a node without SAs). Every node's SA set must be exactly that, and every SA's SPI
-# must match the other end's (out at A to B == in at B from A). Prints the differences.
+# ADDR -" for a node without SAs). Every node's link SA set must be exactly that (group SAs
+# aside), each lifetime at most 2 minutes short of the policy's, and every SA's SPI and
+# transform must match the other end's (out at A to B == in at B from A). Prints the differences.
 ksv_check_sas() {
     "$CK_PY" - "$1" "$tmp" <<'PYEOF'
 import json, sys
@@ -284,10 +298,20 @@ for n in want:
     except (OSError, ValueError) as e:
         bad.append("%s: no status (%s)" % (n, e))
         continue
-    have[n] = d["sas"]
-    got = sorted("%s:%s:%s:%s" % (s["dir"], s["peer"], s["proto"], s["life_sec"]) for s in d["sas"])
-    if got != sorted(want[n]):
-        bad.append("%s: SAs %s, expected %s" % (n, got, sorted(want[n])))
+    # Link SAs only: a group's SA is listed with its group id.
+    sas = [s for s in d["sas"] if "group" not in s]
+    have[n] = sas
+    got = sorted("%s:%s:%s" % (s["dir"], s["peer"], s["proto"]) for s in sas)
+    exp = sorted(w.rsplit(":", 1)[0] for w in want[n])
+    if got != exp:
+        bad.append("%s: SAs %s, expected %s" % (n, got, exp))
+        continue
+    # The lifetime is what is left of the policy's LIFE-SEC when the SA was pushed.
+    life = {w.rsplit(":", 1)[0]: int(w.rsplit(":", 1)[1]) for w in want[n]}
+    for s in sas:
+        L = life["%s:%s:%s" % (s["dir"], s["peer"], s["proto"])]
+        if not (L - 120 <= s["life_sec"] <= L):
+            bad.append("%s %s %s: life_sec %d, policy %d" % (n, s["dir"], s["peer"], s["life_sec"], L))
 byaddr = {a: n for n, a in addr.items()}
 for n, sas in have.items():
     for s in sas:
@@ -308,7 +332,7 @@ PYEOF
 }
 
 # ksv_sa_spis NODE: "dir:peer:spi" lines (to compare before/after a reload).
-ksv_sa_spis() { ksv_jq "$1" '.sas[] | "\(.dir):\(.peer):\(.spi)"' | sort; }
+ksv_sa_spis() { ksv_jq "$1" '.sas[] | select(has("group") | not) | "\(.dir):\(.peer):\(.spi)"' | sort; }
 
 # ksv_group_log_check NODE...: from the agents' "node group G epoch=E version=V key-check=HEX"
 # lines: per node and group, (epoch, version) strictly increases line after line (equal lines are

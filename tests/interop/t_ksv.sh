@@ -30,7 +30,8 @@ ksv ksv1 127.0.0.1
 policy fast {
     TRANS-TYPE = ESP
     LIFE-SEC   = 3600
-    ENC-ALG    = aes-256-gcm
+    ENC-ALG    = aes-128-cbc
+    AUTH-ALG   = hmac-sha256-128
     ACK-REQD   = yes
 }
 policy auth {
@@ -41,7 +42,7 @@ policy auth {
 policy media {
     TRANS-TYPE = ESP
     LIFE-SEC   = 900
-    ENC-ALG    = chacha20-poly1305
+    ENC-ALG    = aes-128-gcm
 }
 
 node n1 127.0.0.11
@@ -208,10 +209,10 @@ else not_ok "cablekey ksv members glkh: five active members" "$(cat "$tmp/cli.ou
 spi_out=$(ksv_jq n1 "[.sas[] | select(.dir == \"out\" and .peer == \"${ADDR[n2]}\") | .spi][0] // empty")
 if ksv_cli ksv1 sas n1 && [ -n "$spi_out" ] &&
    grep -Eq "^link=n1=>n2 spi=$(printf '0x%08x' "$spi_out") gen=1 policy=fast created=[0-9T:Z-]+ expires=[0-9T:Z-]+$" "$tmp/cli.out" &&
-   [ "$(wc -l <"$tmp/cli.out")" = 4 ] && ! grep -qiE "key" "$tmp/cli.out"; then
-    ok "cablekey ksv sas n1: its 4 link SAs with the SPIs the nodes hold, no key"
-else not_ok "cablekey ksv sas n1: its 4 link SAs with the SPIs the nodes hold, no key" "spi_out=$spi_out; $(cat "$tmp/cli.out" "$tmp/cli.err")"; fi
-expect_output "cablekey ksv alarms runs (exit 0)" "" "$CK_CLI" ksv alarms --db "$tmp/ksv1.db" --max 5
+   [ "$(wc -l <"$tmp/cli.out")" = 3 ] && ! grep -qiE "key" "$tmp/cli.out"; then
+    ok "cablekey ksv sas n1: its 3 link SAs with the SPIs the nodes hold, no key"
+else not_ok "cablekey ksv sas n1: its 3 link SAs with the SPIs the nodes hold, no key" "spi_out=$spi_out; $(cat "$tmp/cli.out" "$tmp/cli.err")"; fi
+expect_success "cablekey ksv alarms runs (exit 0)" "$CK_CLI" ksv alarms --db "$tmp/ksv1.db" --max 5
 expect_output "cablekey ksv status --json is JSON" '"groups":\[' "$CK_CLI" ksv status --db "$tmp/ksv1.db" --json
 expect_failure "cablekey ksv members of an unknown group: exit 1" "no group 'nosuch'" \
     "$CK_CLI" ksv members nosuch --db "$tmp/ksv1.db"
@@ -222,8 +223,11 @@ expect_failure "ksv status on a missing store: exit 1" "no KSV store" \
     "$CK_CLI" ksv status --db "$tmp/nosuch.db"
 
 # ---- groups: one key for all members ------------------------------------------------------------
-if ksv_wait 20 same_kc "$GL" $NODES; then ok "glkh: all five members report one key_check"; else
-    not_ok "glkh: all five members report one key_check" "$(ksv_diag_nodes $NODES)"; fi
+# LKH+ joins are not multicast: each member holds the root key at the version of its own join
+# and hashes forward only when it meets a higher one, so the members' key_checks agree after the
+# first batch (below), not before. Here: all hold the group, at one epoch, none removed.
+if ksv_wait 20 same_epoch "$GL" $NODES; then ok "glkh: all five members hold the group key at one epoch"; else
+    not_ok "glkh: all five members hold the group key at one epoch" "$(ksv_diag_nodes $NODES)"; fi
 if ksv_wait 20 same_kc "$GE" n1 n2 n4; then ok "gek (EK): n1, n2, n4 report one key_check"; else
     not_ok "gek (EK): n1, n2, n4 report one key_check" "$(ksv_diag_nodes n1 n2 n4)"; fi
 if [ -z "$(kc n3 "$GE")" ] && [ -z "$(kc n5 "$GE")" ]; then ok "gek: n3 and n5 (not members) hold no key"
@@ -249,13 +253,15 @@ for n in $NODES; do
     done <"$tmp/spis-before-$n"
 done
 if [ -z "$moved" ]; then ok "reload: every other SA kept its SPI"; else not_ok "reload: every other SA kept its SPI" "$moved"; fi
-if [ "$(kc n1 "$GL")" = "$kc_before" ] && same_kc "$GL" $NODES; then ok "reload without group change: no rekey"
+if [ "$(kc n1 "$GL")" = "$kc_before" ] && [ "$(g_epoch n1 "$GL")" = "$(ksv_group_epoch ksv1 glkh)" ] &&
+   same_epoch "$GL" $NODES; then ok "reload without group change: no rekey"
 else not_ok "reload without group change: no rekey" "$(ksv_diag_nodes n1)"; fi
 assert_file_grep "KSV log: the deleted link" "ksv sa link=n1=>n3 spi=0x[0-9a-f]+ gen=[0-9]+ action=delete" "$tmp/ksv1.log"
 assert_file_grep "KSV log: the pushed link" "ksv sa link=n5=>n1 spi=0x[0-9a-f]+ gen=[0-9]+ action=push" "$tmp/ksv1.log"
 
 # ---- revocation, measured by the members -------------------------------------------------------
 kc0=$(kc n1 "$GL")
+kc0_n3=$(kc n3 "$GL")
 ep0=$(g_epoch n1 "$GL")
 expect_output "cablekey ksv revoke glkh n3 (actor recorded)" "^revoked group=glkh node=n3 actor=\"?uid [0-9]+" \
     "$CK_CLI" ksv revoke glkh n3 --db "$tmp/ksv1.db"
@@ -265,7 +271,7 @@ if ksv_wait 20 kc_moved "$GL" "$kc0" n1 n2 n4 n5; then
     ok "after the batch n1, n2, n4, n5 hold a new common key_check"
 else not_ok "after the batch n1, n2, n4, n5 hold a new common key_check" "$(ksv_diag_nodes n1 n2 n4 n5)"; fi
 sleep 1
-if [ "$(kc n3 "$GL")" = "$kc0" ] || [ "$(g_removed n3 "$GL")" = true ]; then
+if [ "$(kc n3 "$GL")" = "$kc0_n3" ] || [ "$(g_removed n3 "$GL")" = true ]; then
     ok "the revoked n3 still holds the old key_check or reports removed=true"
 else not_ok "the revoked n3 still holds the old key_check or reports removed=true" "$(ksv_diag_nodes n3)"; fi
 if [ "$(kc n3 "$GL")" != "$(kc n1 "$GL")" ]; then ok "n3 does not have the new group key"
@@ -295,7 +301,8 @@ else not_ok "a reload does not re-admit the revoked n3" "$(ksv_diag_nodes n3 n1;
 expect_output "cablekey ksv revoke --lift glkh n3" "^lifted group=glkh node=n3" \
     "$CK_CLI" ksv revoke glkh n3 --lift --db "$tmp/ksv1.db"
 ksv_reload ksv1
-n3_back() { [ "$(g_removed n3 "$GL")" = false ] && [ -n "$(kc n3 "$GL")" ] && [ "$(kc n3 "$GL")" != "$kc0" ]; }
+n3_back() { [ "$(g_removed n3 "$GL")" = false ] && [ -n "$(kc n3 "$GL")" ] && [ "$(kc n3 "$GL")" != "$kc0_n3" ] &&
+    [ "$(g_epoch n3 "$GL")" = "$(ksv_group_epoch ksv1 glkh)" ]; }
 if ksv_wait 20 n3_back; then ok "after --lift and a reload n3 is a member again (not removed, a new key)"
 else not_ok "after --lift and a reload n3 is a member again (not removed, a new key)" "$(ksv_diag_nodes n3)"; fi
 
@@ -335,7 +342,7 @@ else not_ok "agent logs: per member (epoch, version) only grows; one key-check p
 regs_ok=1; detail=""
 for n in $NODES; do
     nreg=$(grep -c "node registered ksv=0" "$tmp/$n.log")
-    nlog=$(grep -Ec "ksv register node=$n addr=[0-9.]+ key_id=0x[0-9a-f]+ sas=[0-9]+ groups=[0-9]+ result=ok" "$tmp/ksv1.log")
+    nlog=$(grep -Ec "ksv register node=$n addr=[^ ]+ key_id=0x[0-9a-f]+ sas=[0-9]+ groups=[0-9]+ result=ok" "$tmp/ksv1.log")
     if [ "$nreg" -lt 1 ] || [ "$nreg" != "$nlog" ]; then regs_ok=0; detail="$detail $n: agent $nreg, KSV $nlog;"; fi
 done
 if [ $regs_ok = 1 ]; then ok "KSV log: one register line per registration"; else not_ok "KSV log: one register line per registration" "$detail"; fi

@@ -35,11 +35,13 @@ ksv ksv1 127.0.0.1
 policy p {
     TRANS-TYPE = ESP
     LIFE-SEC   = 3600
+    ENC-ALG    = aes-128-gcm
     ACK-REQD   = yes
 }
 policy grp {
     TRANS-TYPE = ESP
     LIFE-SEC   = 3600
+    ENC-ALG    = aes-128-gcm
     ACK-REQD   = yes
 }
 node n1 ${ADDR[n1]}
@@ -99,8 +101,8 @@ for n in $NODES; do node_start "$n" "${ADDR[$n]}" ksv1; done
 ksv_wait 30 all_registered_since || bail "all nodes registered" "$(ksv_diag_nodes $NODES; tail -n 20 "$tmp/ksv1.log")"
 GID=$(ksv_group_id ksv1 g)
 [ -n "$GID" ] || bail "group id" "$(cat "$tmp/cli.out" "$tmp/cli.err")"
-ksv_wait 20 same_kc "$GID" $NODES || bail "the four members share the group key" "$(ksv_diag_nodes $NODES)"
-ok "setup: four nodes registered, one group key (group $GID)"
+ksv_wait 20 same_epoch "$GID" $NODES || bail "the four members hold the group" "$(ksv_diag_nodes $NODES)"
+ok "setup: four nodes registered, all members of group $GID"
 
 # One event that reaches POINT; returns once its effect is seen or the KSV died.
 event() { # event POINT
@@ -152,7 +154,7 @@ for ((r = 0; r < ROUNDS; r++)); do
         not_ok "$tag: the KSV reached the crash point" "still running after $((nth + 2)) events"
         continue
     fi
-    rc=$(ksv_reap ksv1)
+    ksv_reap ksv1; rc=$KSV_RC
     if [ "$rc" = 137 ]; then ok "$tag: the KSV died by SIGKILL at its crash point"
     else not_ok "$tag: the KSV died by SIGKILL at its crash point" "exit status $rc; $(tail -n 10 "$tmp/ksv1.stderr" "$tmp/ksv1.log")"; fi
     crash_epoch=$(store_epoch)
