@@ -20,7 +20,7 @@
 #define KSV_ALARMS_DEFAULT 100
 #define KSV_ALARMS_MAX 100000
 /* `status` counts alarms by listing them: past this it prints "N+" rather than read them all. */
-#define KSV_ALARM_COUNT_CAP 100000
+#define KSV_ALARM_COUNT_CAP 10000
 
 enum { OPT_DB = 256, OPT_KEY_FILE, OPT_JSON, OPT_MAX, OPT_LIFT, OPT_HELP };
 
