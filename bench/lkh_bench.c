@@ -1,6 +1,9 @@
-/* LKH core costs on the key server (issue 11's performance goals): revoke 1 of n, a batch of
- * 1,000 leaves, an LKH+ join, a member's CPU per rekey, and the tree's memory per member.
- * Server CPU only (lib/lkh): no signature, packing, store or network yet.
+/* LKH costs on the key server (issue 11's performance goals): revoke 1 of n, a batch of 1,000
+ * leaves, an LKH+ join, a member's CPU per rekey, and the tree's memory per member. Server CPU
+ * is lkh_batch plus lkh_rekey_pack (R-BFA packing into <= 1,400-byte datagrams and the one
+ * Ed25519 signature over the batch's hash tree); the member's is lkh_rekey_member_apply (parse,
+ * verify, unwrap) of the one datagram it needs. No store or network (bench/ksv_table2.c has
+ * sockets).
  *
  * Times are the thread's CPU time (CLOCK_THREAD_CPUTIME_ID), so a busy shared machine lowers the
  * numbers less than wall time would. The tree stays at n members: every revoke is followed by a
@@ -14,9 +17,10 @@
 
 #include "cablekey/error.h"
 #include "cablekey/lkh.h"
+#include "cablekey/lkh_rekey.h"
 
 #define BATCH_LEAVES 1000
-#define BATCH_ROUNDS 5
+#define BATCH_ROUNDS 11
 
 static double
 cpu_seconds(void)
@@ -100,7 +104,14 @@ main(int argc, char **argv)
     size_t n_sib = 0;
     int have_sib;
     double *rev = NULL, *join = NULL, *mem_cpu = NULL, t0, build, bmin = 1e9, bsum = 0;
-    size_t wraps_min = SIZE_MAX, wraps_max = 0, bwraps = 0;
+    double *pack = NULL, *vfy = NULL, bpack = 0, bcpu[BATCH_ROUNDS];
+    size_t wraps_min = SIZE_MAX, wraps_max = 0, bwraps = 0, dg_min = SIZE_MAX, dg_max = 0;
+    size_t bdgrams = 0, bbytes = 0, bdg_max = 0, multi = 0;
+    struct lkh_signer *signer = NULL;
+    struct lkh_rekey_out out;
+    struct lkh_rekey_params rp;
+    uint8_t pub[LKH_ED25519_PUB_LEN], gk[LKH_KEY_LEN];
+    uint64_t epoch = 0;
     uint32_t *leave = NULL, slots;
     long rss0, rss1;
     int rc;
@@ -112,8 +123,15 @@ main(int argc, char **argv)
     mem_cpu = calloc(revokes, sizeof(double));
     sib_cpu = calloc(revokes, sizeof(double));
     leave = calloc(BATCH_LEAVES, sizeof(uint32_t));
-    if (rev == NULL || join == NULL || mem_cpu == NULL || sib_cpu == NULL || leave == NULL)
+    pack = calloc(revokes, sizeof(double));
+    vfy = calloc(revokes, sizeof(double));
+    if (rev == NULL || join == NULL || mem_cpu == NULL || sib_cpu == NULL || leave == NULL ||
+        pack == NULL || vfy == NULL)
         return fail("calloc", CK_ERR_NOMEM);
+    if ((rc = lkh_signer_generate(&signer)) != 0 || (rc = lkh_signer_public(signer, pub)) != 0)
+        return fail("signer", rc);
+    memset(&rp, 0, sizeof(rp));
+    rp.group_id = 1;
 
     rss0 = rss_kib();
     t0 = cpu_seconds();
@@ -134,15 +152,44 @@ main(int argc, char **argv)
         a = cpu_seconds();
         if ((rc = lkh_batch(t, &id, 1, 0, &r)) != 0)
             return fail("revoke", rc);
+        {
+            double b = cpu_seconds();
+            rp.epoch = ++epoch;
+            rp.degree = degree;
+            rp.height = lkh_tree_height(t);
+            if ((rc = lkh_group_key(t, gk, &rp.root_version)) != 0 ||
+                (rc = lkh_rekey_pack(&rp, r.wraps, r.n_wraps, signer, &out)) != 0)
+                return fail("pack", rc);
+            pack[i] = cpu_seconds() - b;
+        }
         rev[i] = cpu_seconds() - a;
         if (r.n_wraps < wraps_min)
             wraps_min = r.n_wraps;
         if (r.n_wraps > wraps_max)
             wraps_max = r.n_wraps;
+        for (size_t k = 0; k < out.n; k++) {
+            dg_min = out.lens[k] < dg_min ? out.lens[k] : dg_min;
+            dg_max = out.lens[k] > dg_max ? out.lens[k] : dg_max;
+        }
+        multi += out.n > 1;
         a = cpu_seconds();
-        if ((rc = lkh_member_apply(&m, r.wraps, r.n_wraps)) != 0)
-            return fail("member apply", rc);
+        {
+            /* the member's whole work: every datagram of the batch reaches it; it parses each
+             * until the one serving its leaf, then verifies and unwraps */
+            uint64_t last = epoch - 1;
+            uint32_t rv;
+            rc = CK_ERR_NOTFOUND;
+            for (size_t k = 0; k < out.n && rc == CK_ERR_NOTFOUND; k++)
+                rc = lkh_rekey_member_apply(&m, 1, pub, &last, out.dgrams[k], out.lens[k], &rv);
+            if (rc != 0)
+                return fail("member apply", rc);
+        }
         mem_cpu[i] = cpu_seconds() - a;
+        a = cpu_seconds();
+        if ((rc = lkh_rekey_verify(out.dgrams[0], out.lens[0], pub)) != 0)
+            return fail("verify", rc);
+        vfy[i] = cpu_seconds() - a;
+        lkh_rekey_out_clear(&out);
         if (have_sib) {
             /* the victim's sibling: every key of its path changes, the member's worst case */
             a = cpu_seconds();
@@ -174,15 +221,31 @@ main(int argc, char **argv)
         a = cpu_seconds();
         if ((rc = lkh_batch(t, leave, BATCH_LEAVES, 0, &r)) != 0)
             return fail("batch", rc);
+        {
+            double p0 = cpu_seconds();
+            rp.epoch = ++epoch;
+            if ((rc = lkh_group_key(t, gk, &rp.root_version)) != 0 ||
+                (rc = lkh_rekey_pack(&rp, r.wraps, r.n_wraps, signer, &out)) != 0)
+                return fail("pack", rc);
+            bpack += cpu_seconds() - p0;
+        }
         d = cpu_seconds() - a;
+        bdgrams += out.n;
+        for (size_t x = 0; x < out.n; x++) {
+            bbytes += out.lens[x];
+            bdg_max = out.lens[x] > bdg_max ? out.lens[x] : bdg_max;
+        }
+        lkh_rekey_out_clear(&out);
         bwraps += r.n_wraps;
         bsum += d;
         if (d < bmin)
             bmin = d;
+        bcpu[b] = d;
         lkh_batch_result_clear(&r);
         if ((rc = lkh_batch(t, NULL, 0, BATCH_LEAVES, &r)) != 0)
             return fail("refill", rc);
         lkh_batch_result_clear(&r);
+        epoch++; /* the refill's own epoch (not packed here) */
     }
     lkh_member_clear(&m);
 
@@ -194,10 +257,13 @@ main(int argc, char **argv)
            (double)lkh_tree_memory(t) / n);
     printf("| process RSS growth | %ld KiB = %.1f bytes/member |\n", rss1 - rss0,
            (double)(rss1 - rss0) * 1024.0 / n);
-    printf("| revoke 1: wraps | %zu..%zu (%zu..%zu B at 24 B wrap + 8 B ids) |\n", wraps_min,
-           wraps_max, wraps_min * 32, wraps_max * 32);
-    printf("| revoke 1: server CPU p50 / p99 | %.1f / %.1f us |\n", pct(rev, revokes, 0.5) * 1e6,
-           pct(rev, revokes, 0.99) * 1e6);
+    printf("| revoke 1: wraps | %zu..%zu |\n", wraps_min, wraps_max);
+    printf("| revoke 1: datagrams | %s (%zu of %zu revokes needed more than one) |\n",
+           multi == 0 ? "1" : "1..n", multi, revokes);
+    printf("| revoke 1: datagram size, signed | %zu..%zu bytes |\n", dg_min, dg_max);
+    printf("| revoke 1: server CPU (batch + pack + sign) p50 / p99 | %.1f / %.1f us |\n",
+           pct(rev, revokes, 0.5) * 1e6, pct(rev, revokes, 0.99) * 1e6);
+    printf("| revoke 1: of which pack + sign p50 | %.1f us |\n", pct(pack, revokes, 0.5) * 1e6);
     {
         double s = 0;
         for (size_t i = 0; i < revokes; i++)
@@ -206,14 +272,28 @@ main(int argc, char **argv)
     }
     printf("| LKH+ join: server CPU p50 / p99 | %.1f / %.1f us (0 multicast bytes) |\n",
            pct(join, revokes, 0.5) * 1e6, pct(join, revokes, 0.99) * 1e6);
-    printf("| member CPU per revoke (apply) p50 | %.1f us |\n", pct(mem_cpu, revokes, 0.5) * 1e6);
+    printf("| member CPU per revoke (parse + verify + apply) p50 | %.1f us |\n",
+           pct(mem_cpu, revokes, 0.5) * 1e6);
+    printf("| of which the signature check (lkh_rekey_verify) p50 | %.1f us |\n",
+           pct(vfy, revokes, 0.5) * 1e6);
     if (n_sib > 0)
         printf("| member CPU per revoke, victim's sibling (%u unwraps) p50 | %.1f us |\n",
                lkh_tree_height(t), pct(sib_cpu, n_sib, 0.5) * 1e6);
-    if (bsum > 0)
-        printf("| batch of %d leaves: wraps (mean) / CPU min / mean | %zu / %.2f / %.2f ms |\n",
-               BATCH_LEAVES, bwraps / BATCH_ROUNDS, bmin * 1e3, bsum / BATCH_ROUNDS * 1e3);
+    if (bsum > 0) {
+        printf("| batch of %d leaves: wraps (mean) | %zu |\n", BATCH_LEAVES,
+               bwraps / BATCH_ROUNDS);
+        printf("| batch of %d leaves: datagrams (mean) / bytes (mean) / largest | %zu / %zu / %zu |\n",
+               BATCH_LEAVES, bdgrams / BATCH_ROUNDS, bbytes / BATCH_ROUNDS, bdg_max);
+        printf("| batch of %d leaves: server CPU (batch + pack + sign) min / p50 / mean of %d | "
+               "%.2f / %.2f / %.2f ms |\n", BATCH_LEAVES, BATCH_ROUNDS, bmin * 1e3,
+               pct(bcpu, BATCH_ROUNDS, 0.5) * 1e3, bsum / BATCH_ROUNDS * 1e3);
+        printf("| batch of %d leaves: of which pack + sign (mean) | %.2f ms |\n", BATCH_LEAVES,
+               bpack / BATCH_ROUNDS * 1e3);
+    }
     lkh_tree_free(t);
+    lkh_signer_free(signer);
+    free(pack);
+    free(vfy);
     free(rev);
     free(join);
     free(mem_cpu);

@@ -5,12 +5,11 @@
  * SPI and suites) or is recomputed (the server nonce is an HMAC of the endpoint address and a time
  * window, never stored). Pieces:
  *   config.c     [cms] profile section, flags over it, ciphersuite names and choice
- *   keyset.c     the service keys from the keytab, re-read when the file changes
  *   nonce.c      the stateless server nonce (CONTRACT7)
  *   sa_table.c   SAs keyed by the server's inbound SPI, striped locks, endpoint index
  *   kmm.c        the KMM handler (AP Request, SP Recovered), Error Reply, Wake Up, Rekey
  *   signaling.c  UDP-encapsulated ESP carrying MGCP-shaped signaling, xfrm export
- *   main.c       the daemon on lib/daemon and lib/net
+ *   main.c       the daemon on lib/daemon and lib/net (service keys: ck_keyset, lib/krb)
  * Operator documentation: docs/cablekey-cms.md. */
 #ifndef CABLEKEY_CMS_H
 #define CABLEKEY_CMS_H
@@ -25,6 +24,7 @@
 #include "cablekey/ap.h"
 #include "cablekey/daemon.h"
 #include "cablekey/esp.h"
+#include "cablekey/keyset.h"
 #include "cablekey/kmm.h"
 #include "cablekey/mgcp.h"
 #include "cablekey/profile.h"
@@ -174,25 +174,7 @@ const char *cms_addr_format(const struct cms_addr *a, char *buf, size_t size);
 /* The numeric address only. */
 const char *cms_addr_host(const struct cms_addr *a, char *buf, size_t size);
 
-/* ---- service keys (keyset.c) ------------------------------------------------------------ */
-
-struct cms_keyset;
-
-/* Reads the keytab; service NULL takes the principal of its first entry. The keytab must hold a
- * key of a supported enctype for the service. */
-int cms_keyset_new(const char *path, const char *service, struct cms_keyset **out);
-void cms_keyset_free(struct cms_keyset *ks);
-const char *cms_keyset_service(const struct cms_keyset *ks);
-/* Re-reads the keytab if its inode, mtime or size changed since it was read (force: whatever
- * the stat says). The new keys replace the old only if the file decodes and still holds the
- * service; otherwise the old ones stay and an error says why (reported once per file version).
- * *changed tells whether the key set was replaced. */
-int cms_keyset_refresh(struct cms_keyset *ks, bool force, bool *changed);
-/* ck_ap_key_fn over the current key set (arg: struct cms_keyset *). */
-int cms_keyset_key_fn(void *arg, const CK_TICKET *ticket, int32_t etype, uint32_t kvno,
-                      ck_key *key, int32_t *krb_error);
-/* Keys (entries) of the service in the current set, and its highest kvno. */
-void cms_keyset_describe(struct cms_keyset *ks, size_t *n_keys, uint32_t *max_kvno);
+/* ---- service keys: ck_keyset (include/cablekey/keyset.h, lib/krb/keyset.c) -------------- */
 
 /* ---- server nonce (nonce.c) ------------------------------------------------------------- */
 
@@ -305,7 +287,7 @@ struct cms_call_core;
 struct cms_server {
     pthread_rwlock_t params_lock;
     struct cms_params params;
-    struct cms_keyset *keys;           /* not owned */
+    ck_keyset *keys;           /* not owned */
     char service[CMS_MAX_PRINCIPAL];
     ck_rcache *rcache;                 /* owned */
     struct cms_sa_table *sas;          /* owned */
@@ -329,7 +311,7 @@ struct cms_server {
 };
 
 /* Everything but keys, send callback and xfrm: the caller sets those. */
-int cms_server_init(struct cms_server *s, const struct cms_config *cfg, struct cms_keyset *keys);
+int cms_server_init(struct cms_server *s, const struct cms_config *cfg, ck_keyset *keys);
 void cms_server_fini(struct cms_server *s);
 void cms_params_from_config(struct cms_params *p, const struct cms_config *cfg);
 void cms_server_set_params(struct cms_server *s, const struct cms_params *p);

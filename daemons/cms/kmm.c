@@ -44,7 +44,7 @@ cms_params_from_config(struct cms_params *p, const struct cms_config *cfg)
 }
 
 int
-cms_server_init(struct cms_server *s, const struct cms_config *cfg, struct cms_keyset *keys)
+cms_server_init(struct cms_server *s, const struct cms_config *cfg, ck_keyset *keys)
 {
     int rc;
 
@@ -52,7 +52,7 @@ cms_server_init(struct cms_server *s, const struct cms_config *cfg, struct cms_k
     s->xfrm_fd = -1;
     s->wireshark_fd = -1;
     s->keys = keys;
-    ck_strlcpy(s->service, cms_keyset_service(keys), sizeof(s->service));
+    ck_strlcpy(s->service, ck_keyset_service(keys), sizeof(s->service));
     cms_params_from_config(&s->params, cfg);
     pthread_rwlock_init(&s->params_lock, NULL);
     pthread_mutex_init(&s->wake_lock, NULL);
@@ -404,7 +404,7 @@ ap_request(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
     uint8_t hkey[CK_KMM_HMAC_KEY_LEN];
     int rc;
 
-    rc = ck_ap_req_verify_at(r->msg.krb, r->msg.krb_len, cms_keyset_key_fn, s->keys, s->service,
+    rc = ck_ap_req_verify_at(r->msg.krb, r->msg.krb_len, ck_keyset_key_fn, s->keys, s->service,
                              NULL, r->p.clockskew, CK_KU_AP_REQ_AUTH, r->now, &r->ap);
     client_name(r);
     if (rc != 0)

@@ -66,7 +66,7 @@ struct daemon {
     struct cms_sig_server *sig;
     struct send_sock send[CK_NET_MAX_ADDRS];
     size_t n_send;
-    struct cms_keyset *keys;
+    ck_keyset *keys;
     struct cms_server srv;
     bool srv_up;
     pthread_t maint;
@@ -259,7 +259,7 @@ check_config(struct daemon *d)
     const struct cms_config *cfg = &d->cfg;
     struct ck_net_config ncfg;
     struct cms_sig_server *sig = NULL;
-    struct cms_keyset *ks = NULL;
+    ck_keyset *ks = NULL;
     char listen[4200], logd[4200];
     size_t n_keys = 0;
     uint32_t kvno = 0;
@@ -288,14 +288,14 @@ check_config(struct daemon *d)
         return 1;
     if (cfg->user != NULL && ck_daemon_check_user(CMS_PROG, cfg->user, true, NULL) != 0)
         return 1;
-    if (cms_keyset_new(cfg->keytab, cfg->service, &ks) != 0) {
+    if (ck_keyset_new(cfg->keytab, cfg->service, &ks) != 0) {
         print_error("keytab");
         return 1;
     }
-    cms_keyset_describe(ks, &n_keys, &kvno);
+    ck_keyset_describe(ks, &n_keys, &kvno);
     printf("keytab: %s\nservice: %s (%zu key%s, newest kvno %u)\n", cfg->keytab,
-           cms_keyset_service(ks), n_keys, n_keys == 1 ? "" : "s", kvno);
-    cms_keyset_free(ks);
+           ck_keyset_service(ks), n_keys, n_keys == 1 ? "" : "s", kvno);
+    ck_keyset_free(ks);
     print_suites(cfg, stdout);
     printf("sa_lifetime: %llds, grace: %llds, rekey margin: %llds, ack_required: %s\n",
            (long long)cfg->sa_lifetime, (long long)cfg->grace,
@@ -481,14 +481,14 @@ keytab_poll(struct daemon *d, bool force)
     size_t n = 0;
     uint32_t kvno = 0;
 
-    if (cms_keyset_refresh(d->keys, force, &changed) != 0) {
+    if (ck_keyset_refresh(d->keys, force, &changed) != 0) {
         ck_log_err("keytab %s: %s; the keys in use are kept", d->cfg.keytab, ck_error_context());
         return;
     }
     if (changed) {
-        cms_keyset_describe(d->keys, &n, &kvno);
+        ck_keyset_describe(d->keys, &n, &kvno);
         ck_log_notice("keytab %s re-read: %zu key%s of %s, newest kvno %u", d->cfg.keytab, n,
-                      n == 1 ? "" : "s", cms_keyset_service(d->keys), kvno);
+                      n == 1 ? "" : "s", ck_keyset_service(d->keys), kvno);
     }
 }
 
@@ -669,7 +669,7 @@ calls_init(struct daemon *d)
 {
     struct cms_call_io io;
     char self[CK_MGCP_MAX_ENDPOINT];
-    const char *service = cms_keyset_service(d->keys);
+    const char *service = ck_keyset_service(d->keys);
     int rc;
 
     if (d->cfg.n_lines == 0 && d->cfg.n_routes == 0)
@@ -857,7 +857,7 @@ main(int argc, char **argv)
     }
 
     /* 3. Keys, state, workers. */
-    if (cms_keyset_new(d->cfg.keytab, d->cfg.service, &d->keys) != 0 ||
+    if (ck_keyset_new(d->cfg.keytab, d->cfg.service, &d->keys) != 0 ||
         cms_server_init(&d->srv, &d->cfg, d->keys) != 0) {
         ck_log_err("%s", ck_error_context());
         goto out;
@@ -906,7 +906,7 @@ main(int argc, char **argv)
     d->maint_up = true;
     ck_net_server_describe(d->net, kmm_addrs, sizeof(kmm_addrs));
     cms_sig_server_describe(d->sig, sig_addrs, sizeof(sig_addrs));
-    ck_log_notice("service %s, keytab %s, %d workers", cms_keyset_service(d->keys),
+    ck_log_notice("service %s, keytab %s, %d workers", ck_keyset_service(d->keys),
                   d->cfg.keytab, workers);
     ck_log_notice(CMS_PROG " ready: kmm %s signaling %s", kmm_addrs, sig_addrs);
     if (ck_daemon_notify("READY=1\nSTATUS=kmm %s signaling %s", kmm_addrs, sig_addrs) != 0)
@@ -929,7 +929,7 @@ out:
             log_stats(&d->srv);
         cms_server_fini(&d->srv);
     }
-    cms_keyset_free(d->keys);
+    ck_keyset_free(d->keys);
     if (pid_written)
         ck_daemon_pidfile_remove(d->cfg.pid_file);
     if (sfd >= 0)

@@ -3,12 +3,13 @@
  * ACK (the node's confirmation of a message sent with ACK_REQD) and ALARM (SA_EXPIRED,
  * MALFORMED_PACKET, SERVER_CONFLICT, SIGN_FAILED). The seed carried them as private ISAKMP
  * notification types; cablekey keeps its numbers (ACK = 32768 ... ALARM = 32771) and flags
- * (REFRESH, ACK_REQD) in a fixed binary layout of its own (docs/PROTOCOL.md, "Keying server
- * messages (draft)").
+ * (REFRESH, ACK_REQD) in a fixed binary layout of its own (docs/PROTOCOL.md, "Keying server").
+ * Two types are cablekey additions for group keying: GROUP_ACK (a member confirms a rekey epoch,
+ * RFC 8263 style) and RECOVER (a member that missed epochs asks for its current path by unicast).
  *
- * This module is the codec only: no protection. The messages will travel inside a KRB-PRIV-like
- * wrapper under the sub-key of the node's Kerberos AP exchange with the KSV; the header's key_id
- * names that key (0 until protection exists) so a receiver can pick the key before decrypting.
+ * This module is the codec only: no protection. The messages travel sealed (ksv_wire.h) under
+ * keys derived from the node's Kerberos AP exchange with the KSV; the header's key_id repeats the
+ * session's key id (the sealing layer checks that they agree).
  *
  * Parsing is strict and total: the declared length must equal the bytes given, every count is
  * bounded (CK_KSV_MAX_*), every enumerated field, reserved byte and flag bit is checked, and the
@@ -35,6 +36,9 @@
 #define CK_KSV_REGISTER 32769u
 #define CK_KSV_DELETE 32770u
 #define CK_KSV_ALARM 32771u
+/* cablekey additions (node -> KSV): group id and epoch only. */
+#define CK_KSV_GROUP_ACK 32772u /* the member applied this epoch's rekey */
+#define CK_KSV_RECOVER 32773u   /* the member's last applied epoch; it wants its current path */
 
 /* Header flags. REFRESH (REGISTER only): the SAs are the node's complete set; every SA from an
  * earlier registration that is not in it is deleted. ACK_REQD (REGISTER, DELETE): the node
@@ -65,7 +69,7 @@
 #define CK_KSV_MIN_SPI 256u        /* SPIs 1..255 are reserved (RFC 4303 §2.1) */
 
 /* Limits. A full REGISTER (64 SAs with two 64-byte keys, 4 groups with 33 path keys of 64
- * bytes) is about 20 KB, under CK_KSV_MAX_MSG. */
+ * bytes) is about 21 KB, under CK_KSV_MAX_MSG. */
 #define CK_KSV_MAX_MSG 32768u     /* bytes, the whole message */
 #define CK_KSV_MAX_SAS 64u        /* SAs per REGISTER, entries per DELETE */
 #define CK_KSV_MAX_GROUPS 4u      /* group memberships per REGISTER */
@@ -95,18 +99,41 @@ struct ck_ksv_sa {
     uint8_t auth_key[CK_KSV_MAX_KEY];
 };
 
-/* One key on a member's path in the LKH tree. The key's node ID is the member ID's first `level`
+/* Group keying modes and flags. */
+#define CK_KSV_KEYING_LKH 0u
+#define CK_KSV_KEYING_EK 1u     /* explicit keying: the group key alone (n_keys 1, level 0) */
+#define CK_KSV_KEYING_HYBRID 2u
+#define CK_KSV_GF_WANT_ACK 0x01u /* rekeys of this group want a GROUP_ACK */
+
+/* One key on a member's path in the LKH tree. The key's position is the member ID's first `level`
  * digits (the seed's "X10" for the parent of "X100"): level 0 is the root (the group key),
- * level id_len the member's leaf key. */
+ * level id_len the member's leaf key. `node` is the same position as a heap node id (lkh.h: root
+ * 0, child c of n is n * degree + 1 + c); the codec refuses a node that does not match the
+ * digits (ck_ksv_path_node computes it). */
 struct ck_ksv_path_key {
     uint8_t level;
-    uint8_t key_len; /* 1..CK_KSV_MAX_KEY */
+    uint8_t key_len;  /* 1..CK_KSV_MAX_KEY */
+    uint32_t node;    /* LKH heap node id */
+    uint32_t version; /* the key's version (lkh.h); level 0: == the group's root_version */
     uint8_t key[CK_KSV_MAX_KEY];
 };
 
 struct ck_ksv_group {
     uint32_t group_id;  /* the seed's leading "X" */
     uint64_t epoch;     /* the group's key epoch these keys belong to */
+    uint32_t member_index; /* the member's stable LKH member id */
+    uint32_t root_version; /* the group key's version */
+    uint8_t keying;     /* CK_KSV_KEYING_* */
+    uint8_t gflags;     /* CK_KSV_GF_*; other bits zero */
+    struct ck_ksv_addr mcast; /* the rekey (and data) multicast address: IPv4 224/4, IPv6 ff00::/8 */
+    uint16_t mcast_port;      /* non-zero */
+    uint8_t sign_pub[32];     /* the KSV's Ed25519 key for this group's rekeys */
+    /* The group SA (one SPI for every member, seed 3.5). Its keys are NOT sent: members derive
+     * them from the group key (lkh_group_sa_key). Same rules as struct ck_ksv_sa's fields. */
+    uint32_t spi;       /* >= CK_KSV_MIN_SPI */
+    uint16_t enc_alg, auth_alg;
+    uint8_t proto, mode;
+    uint32_t life_sec, life_kbytes;
     uint8_t degree;     /* tree degree, CK_KSV_MIN_DEGREE..CK_KSV_MAX_DEGREE */
     uint8_t id_len;     /* member ID digits ("ID len") */
     uint8_t member_id[CK_KSV_MAX_DEPTH]; /* branch indices from the root, each < degree */
@@ -122,7 +149,7 @@ struct ck_ksv_delete {
 
 struct ck_ksv_msg {
     /* Header. */
-    uint16_t type;      /* CK_KSV_ACK .. CK_KSV_ALARM */
+    uint16_t type;      /* CK_KSV_ACK .. CK_KSV_RECOVER */
     uint16_t flags;     /* CK_KSV_F_* allowed for the type */
     uint32_t key_id;    /* protection key (sub-key epoch); 0 = unprotected draft */
     uint32_t msg_id;    /* sender's message sequence number */
@@ -135,6 +162,9 @@ struct ck_ksv_msg {
     struct ck_ksv_addr alarm_peer; /* AF_NONE allowed */
     uint32_t alarm_spi;    /* the SA concerned (SA_EXPIRED), else 0 */
     uint32_t alarm_ref_id; /* the msg_id of the message concerned, else 0 */
+    /* GROUP_ACK (the epoch applied) and RECOVER (the last epoch applied). */
+    uint32_t grp_id;
+    uint64_t grp_epoch;
     /* REGISTER. */
     uint8_t n_sas, n_groups;
     struct ck_ksv_sa sas[CK_KSV_MAX_SAS];
@@ -161,6 +191,15 @@ int ck_ksv_msg_add_delete(struct ck_ksv_msg *m, const struct ck_ksv_delete *d);
 int ck_ksv_msg_encode(const struct ck_ksv_msg *m, uint8_t **out, size_t *out_len);
 /* Parses one whole message into a new structure (free with ck_ksv_msg_free). */
 int ck_ksv_msg_parse(const uint8_t *buf, size_t len, struct ck_ksv_msg **out);
+
+/* The heap node id (lkh.h numbering) of the path key at `level` of a member ID: CK_ERR_INVAL for
+ * a level over the ID's length, a digit >= degree or a node id over 32 bits. */
+int ck_ksv_path_node(uint8_t degree, const uint8_t *member_id, uint8_t level, uint32_t *node);
+/* The member ID digits of an LKH leaf (heap node id) in a tree of that degree, root first (a
+ * 32-bit node id never needs more than CK_KSV_MAX_DEPTH digits): CK_ERR_INVAL for a bad
+ * degree. */
+int ck_ksv_leaf_digits(uint8_t degree, uint32_t leaf, uint8_t member_id[CK_KSV_MAX_DEPTH],
+                       uint8_t *id_len);
 
 /* Static names for logs: "REGISTER", "SA_EXPIRED"...; "unknown" otherwise. */
 const char *ck_ksv_type_name(uint16_t type);

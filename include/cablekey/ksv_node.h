@@ -17,7 +17,25 @@
  * Replays: a rekey epoch <= the last applied is dropped (counted, not alarmed); sealed messages
  * have their own window (ksv_wire.h). Timers: HELLO retransmission with backoff
  * (1, 2, 4 ... max 30 s, then start over), re-registration before the session's ticket ends,
- * SA expiry, nudges honoured at most once a second. */
+ * SA expiry, nudges honoured at most once a second.
+ *
+ * Details of this implementation (lib/ksvnode):
+ * - An SA another KSV already gave differently is not installed (the first KSV's stays); the
+ *   alarm names its peer and SPI. The same group from two KSVs with different signing keys,
+ *   multicast address or group SA is a conflict too (the first stays).
+ * - A group's data SA is not sent: it is derived (lkh_group_sa_key) from the group key at its
+ *   root version, enc key then auth key in one output of the transform's lengths (ESP AES-CBC
+ *   16, 3DES 24, NULL 0, AES-GCM/CTR 20 with salt; HMAC-MD5-96 16, HMAC-SHA1-96 20,
+ *   HMAC-SHA2-256/384/512 32/48/64), and handed to sa_install as an OUT SA to the multicast
+ *   address (the seed's one bidirectional group SA) with `group` set. It has no timer: it changes
+ *   when the group key does (sa_delete of the old one, sa_install of the new one).
+ * - A rekey datagram is verified only when its epoch is new; the datagrams of an epoch that do
+ *   not serve the node's leaf are then ignored. When an epoch was skipped and the datagram did
+ *   not rekey the root, the node cannot know whether its key is current and asks RECOVER.
+ * - Alarms and RECOVER wait (at most CK_KSVNODE_MAX_PENDING per KSV) for a session; MALFORMED_PACKET
+ *   and SIGN_FAILED go at most once a second per KSV (the others are counted in
+ *   alarms_suppressed). RECOVER goes at most once a second per group.
+ * - LIFE-KBYTE is not enforced here (the node library sees no traffic). */
 #ifndef CABLEKEY_KSV_NODE_H
 #define CABLEKEY_KSV_NODE_H
 
@@ -29,7 +47,11 @@
 #include "cablekey/ksv_msg.h"
 
 #define CK_KSVNODE_MAX_KSV 4
-#define CK_KSVNODE_MAX_GROUPS CK_KSV_MAX_GROUPS
+#define CK_KSVNODE_MAX_GROUPS CK_KSV_MAX_GROUPS  /* per KSV */
+#define CK_KSVNODE_MAX_SAS 512                   /* installed, all KSVs, group SAs included */
+#define CK_KSVNODE_MAX_PENDING 16
+#define CK_KSVNODE_NUDGE_MIN_MS 1000
+#define CK_KSVNODE_HELLO_MAX_BACKOFF_MS 30000
 
 typedef struct ck_ksvnode ck_ksvnode;
 
@@ -39,6 +61,8 @@ struct ck_ksvnode_sa {
     unsigned ksv;          /* which KSV gave it */
     int64_t installed_ms, expires_ms;
     bool extended;         /* SA_EXPIRED raised, running on borrowed time */
+    bool group;            /* a group's data SA (peer = the multicast address) */
+    uint32_t group_id;     /* when group */
 };
 
 struct ck_ksvnode_group_status {
@@ -50,6 +74,8 @@ struct ck_ksvnode_group_status {
     struct ck_ksv_addr mcast;
     uint16_t mcast_port;
     uint32_t spi;          /* the group SA */
+    unsigned ksv;          /* which KSV gave it */
+    uint8_t keying;        /* 0 lkh, 1 ek, 2 hybrid */
 };
 
 struct ck_ksvnode_callbacks {
@@ -73,6 +99,9 @@ struct ck_ksvnode_params {
     ck_kdc_transport kdc;                 /* for the TGS exchange */
     struct ck_ksvnode_callbacks cb;
     uint32_t rng_seed;                    /* 0: random jitter; else deterministic (tests) */
+    /* Optional: the ticket for KSV i instead of the ccache (tests, or a caller that has one);
+     * copied. ccache may then be NULL. */
+    const ck_creds *creds[CK_KSVNODE_MAX_KSV];
 };
 
 int ck_ksvnode_new(const struct ck_ksvnode_params *p, ck_ksvnode **out);
@@ -90,6 +119,9 @@ int64_t ck_ksvnode_next_timeout_ms(const ck_ksvnode *n, int64_t now_ms);
 struct ck_ksvnode_stats {
     uint64_t registrations, hellos_sent, sealed_in, sealed_bad, rekeys_applied, rekeys_replayed,
         rekeys_bad_sig, rekeys_malformed, recovers_sent, alarms_sent[5], acks_sent;
+    /* Additions of lib/ksvnode. */
+    uint64_t group_acks_sent, nudges, nudges_ignored, dropped, sas_extended, conflicts,
+        alarms_suppressed, rekeys_ignored;
 };
 void ck_ksvnode_get_stats(const ck_ksvnode *n, struct ck_ksvnode_stats *out);
 /* Snapshots (arrays owned by the node, valid until the next call into it). */

@@ -5,7 +5,7 @@
  * node keys, the signing key) is encrypted at rest under a 32-byte master key read from a 0600
  * key file (AES-256-GCM, the table, row identity and version inside the AAD); the key file is
  * created with the database (`ck_ksv_store_open(..., create = true)`) and refused when others
- * can read it.
+ * can read it (group or others).
  *
  * The master key file holds exactly 32 bytes. With create and no database, an existing key file
  * is used (an operator may provision it), else a new random one is written. A key file that does
@@ -115,6 +115,13 @@ int ck_ksv_store_group_load(struct ck_ksv_store *st, uint32_t group_id,
                             struct lkh_node_state **nodes, size_t *n_nodes,
                             struct ck_ksv_member_row **members, size_t *n_members);
 void ck_ksv_store_nodes_free(struct lkh_node_state *nodes, size_t n); /* wipes */
+/* The same, without the member array (76 bytes a member, 76 MB at 10^6): member() sees each
+ * member row in turn (its non-zero return stops the load and is returned). nodes and n_nodes
+ * NULL: the members only (no key is decrypted: `cablekey ksv members`). */
+int ck_ksv_store_group_walk(struct ck_ksv_store *st, uint32_t group_id,
+                            struct lkh_node_state **nodes, size_t *n_nodes,
+                            int (*member)(void *arg, const struct ck_ksv_member_row *m),
+                            void *arg);
 
 /* One transaction: epoch (must be > the stored epoch, or == for a join, which sends no
  * datagram; else CK_ERR_INVAL), node rows (upsert by node id; present = 0 stores no key),

@@ -13,7 +13,7 @@
  *       LIFE-KBYTE = KBYTES                0 (default: no volume limit) .. 4294967295
  *       ENC-ALG    = aes-128-gcm | aes-256-gcm | chacha20-poly1305 | aes-128-cbc |
  *                    aes-256-cbc | null    ESP only; default aes-256-gcm
- *       AUTH-ALG   = hmac-sha256-128 | hmac-sha384-192 | hmac-sha512-256 | none
+ *       AUTH-ALG   = hmac-sha256-128 | hmac-sha384-192 | hmac-sha512-256 | hmac-sha1-96 | none
  *                    default: none for an AEAD cipher, hmac-sha256-128 otherwise (and for AH);
  *                    an AEAD cipher takes none, every other ESP cipher and AH need one
  *       MODE       = transport | tunnel    default transport
@@ -25,7 +25,7 @@
  *       address = MULTICAST-ADDRESS        required (224.0.0.0/4 or ff00::/8)
  *       policy  = POLICY                   required
  *       members = NODE [NODE...]           required; may be repeated, each adds members
- *       degree  = 2 .. 64                  LKH tree degree, default 4
+ *       degree  = 2 .. 16                  LKH tree degree, default 4 (LKH_MAX_DEGREE)
  *       keying  = lkh | ek | hybrid        default lkh
  *   }
  *
@@ -89,6 +89,7 @@ enum ck_ksvtopo_auth {
     CK_KSVTOPO_AUTH_HMAC_SHA256_128,
     CK_KSVTOPO_AUTH_HMAC_SHA384_192,
     CK_KSVTOPO_AUTH_HMAC_SHA512_256,
+    CK_KSVTOPO_AUTH_HMAC_SHA1_96,  /* RFC 2404; what cablekey's userspace ESP (lib/esp) runs */
 };
 enum ck_ksvtopo_mode { CK_KSVTOPO_TRANSPORT = 0, CK_KSVTOPO_TUNNEL = 1 };
 enum ck_ksvtopo_keying { CK_KSVTOPO_LKH = 0, CK_KSVTOPO_EK = 1, CK_KSVTOPO_HYBRID = 2 };

@@ -120,4 +120,53 @@ int lkh_group_sa_key(const uint8_t group_key[LKH_KEY_LEN], uint32_t group_id, ui
  * first 8 bytes of HMAC-SHA-256(group key, "cablekey ksv key check" || be32(version)). */
 int lkh_group_key_check(const uint8_t group_key[LKH_KEY_LEN], uint32_t version, uint8_t out[8]);
 
+/* ---- explicit keying (EK) and hybrid EK+LKH (docs/PROTOCOL.md "Group rekey datagram") -------
+ * EK (keying 1, the seed's explicit keying): every change gives the remaining members a fresh
+ * group key, each by its own sealed unicast (ksv_wire.h SEALED REGISTER, n_keys = 1): n - 1
+ * messages, no signature (each is sealed for one member), no multicast.
+ * Hybrid (keying 2, the seed's "future work"): members are grouped in clusters of at most
+ * `cluster` members (filled in order); the LKH tree's leaves are clusters and a cluster's leaf
+ * key is shared by its members, so a member's path is its cluster's. A batch:
+ *   - a cluster that loses a member but keeps others, or receives a joiner, is REPLACEd (lkh_batch
+ *     gives its leaf a fresh key and rekeys every ancestor by the marking algorithm): its
+ *     remaining members (joiners included) get their new path by sealed unicast (EK inside the
+ *     cluster, no signature);
+ *   - a cluster left empty is pruned (an LKH leave); a joiner with no cluster that has room opens
+ *     a new cluster (an LKH+ join: no multicast);
+ *   - everyone else takes the new keys from the signed LKH multicast (lkh_rekey_pack of the
+ *     batch's wraps), which is skipped when no member needs it (every remaining member got a
+ *     unicast).
+ * With cluster = 1 this is LKH (plus the joiner's unicast); with cluster >= the group size it is
+ * EK (one cluster: the tree is a root over one leaf, nothing is multicast); in between, a revoke
+ * costs cluster - 1 sealed unicasts and one signed multicast of about degree * log_degree(n /
+ * cluster) wraps. EK is implemented as exactly that: lkh_ek_new = a hybrid with one cluster.
+ * Member IDs are the hybrid's own (stable, < max_members); lkh_hybrid_member_export gives the
+ * cluster's path with the member's ID. */
+struct lkh_hybrid;
+
+struct lkh_hybrid_result {
+    struct lkh_batch_result lkh; /* the tree's batch: wraps for the multicast (over clusters) */
+    int multicast;               /* 1: lkh_rekey_pack(lkh.wraps) goes to the group */
+    uint32_t *unicast;           /* members that get their new path by sealed unicast */
+    size_t n_unicast;
+    uint32_t *joined;            /* member IDs given to the batch's joiners */
+    size_t n_joined;
+};
+
+int lkh_hybrid_new(uint32_t degree, uint32_t cluster, uint32_t max_members,
+                   struct lkh_hybrid **out);
+/* EK: a hybrid with one cluster of max_members. */
+int lkh_ek_new(uint32_t max_members, struct lkh_hybrid **out);
+void lkh_hybrid_free(struct lkh_hybrid *h);
+/* Removes the n_leave members (no duplicates) and admits n_join; same error rules as
+ * lkh_batch (the state is unchanged on a bad argument). */
+int lkh_hybrid_batch(struct lkh_hybrid *h, const uint32_t *leave, size_t n_leave, size_t n_join,
+                     struct lkh_hybrid_result *res);
+void lkh_hybrid_result_clear(struct lkh_hybrid_result *res);
+int lkh_hybrid_member_export(const struct lkh_hybrid *h, uint32_t member_id,
+                             struct lkh_member *out);
+/* The tree over clusters (group key, persistence, lkh_rekey_params' degree and height). */
+const struct lkh_tree *lkh_hybrid_tree(const struct lkh_hybrid *h);
+uint32_t lkh_hybrid_members(const struct lkh_hybrid *h);
+
 #endif

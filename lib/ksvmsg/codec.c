@@ -1,5 +1,5 @@
 /* Keying server messages (contract: cablekey/ksv_msg.h; layout: docs/PROTOCOL.md, "Keying
- * server messages (draft)").
+ * server", "Messages").
  *
  * One set of checks (check_*) serves both directions: the parser runs them on what it read
  * (refusing with CK_ERR_DECODE), the encoder on what it was given (refusing with CK_ERR_INVAL),
@@ -29,8 +29,13 @@ allowed_flags(uint16_t type)
 static bool
 known_type(uint16_t type)
 {
-    return type == CK_KSV_ACK || type == CK_KSV_REGISTER || type == CK_KSV_DELETE ||
-           type == CK_KSV_ALARM;
+    return type >= CK_KSV_ACK && type <= CK_KSV_RECOVER;
+}
+
+static bool
+group_type(uint16_t type)
+{
+    return type == CK_KSV_GROUP_ACK || type == CK_KSV_RECOVER;
 }
 
 const char *
@@ -45,6 +50,10 @@ ck_ksv_type_name(uint16_t type)
         return "DELETE";
     case CK_KSV_ALARM:
         return "ALARM";
+    case CK_KSV_GROUP_ACK:
+        return "GROUP_ACK";
+    case CK_KSV_RECOVER:
+        return "RECOVER";
     default:
         return "unknown";
     }
@@ -89,6 +98,26 @@ check_addr(const struct ck_ksv_addr *a, bool none_ok, int err, const char *what)
     return 0;
 }
 
+/* What a link SA and a group SA share: protocol, mode, SPI, algorithms, lifetime. */
+static int
+check_xform(uint8_t proto, uint8_t mode, uint32_t spi, uint16_t enc_alg, uint16_t auth_alg,
+            uint32_t life_sec, int err, const char *what)
+{
+    if (proto != CK_KSV_PROTO_ESP && proto != CK_KSV_PROTO_AH)
+        return ck_error_set(err, "KSV %s: protocol %u", what, proto);
+    if (mode != CK_KSV_MODE_TRANSPORT && mode != CK_KSV_MODE_TUNNEL)
+        return ck_error_set(err, "KSV %s: mode %u", what, mode);
+    if (spi < CK_KSV_MIN_SPI)
+        return ck_error_set(err, "KSV %s: SPI %u is reserved", what, spi);
+    if (proto == CK_KSV_PROTO_AH && (enc_alg != 0 || auth_alg == 0))
+        return ck_error_set(err, "KSV %s: AH takes an integrity algorithm only", what);
+    if (proto == CK_KSV_PROTO_ESP && enc_alg == 0)
+        return ck_error_set(err, "KSV %s: ESP without an encryption algorithm", what);
+    if (life_sec == 0)
+        return ck_error_set(err, "KSV %s: zero lifetime", what);
+    return 0;
+}
+
 static int
 check_sa(const struct ck_ksv_sa *sa, int err)
 {
@@ -98,23 +127,17 @@ check_sa(const struct ck_ksv_sa *sa, int err)
         return ck_error_set(err, "KSV SA: direction %u", sa->direction);
     if (sa->proto != CK_KSV_PROTO_ESP && sa->proto != CK_KSV_PROTO_AH)
         return ck_error_set(err, "KSV SA: protocol %u", sa->proto);
-    if (sa->mode != CK_KSV_MODE_TRANSPORT && sa->mode != CK_KSV_MODE_TUNNEL)
-        return ck_error_set(err, "KSV SA: mode %u", sa->mode);
     if ((ret = check_addr(&sa->peer, false, err, "SA peer")) != 0)
         return ret;
-    if (sa->spi < CK_KSV_MIN_SPI)
-        return ck_error_set(err, "KSV SA: SPI %u is reserved", sa->spi);
     if (sa->enc_key_len > CK_KSV_MAX_KEY || sa->auth_key_len > CK_KSV_MAX_KEY)
         return ck_error_set(CK_ERR_LIMIT, "KSV SA: key over %u bytes", CK_KSV_MAX_KEY);
-    if (sa->proto == CK_KSV_PROTO_AH &&
-        (sa->enc_alg != 0 || sa->enc_key_len != 0 || sa->auth_alg == 0 || sa->auth_key_len == 0))
+    if ((ret = check_xform(sa->proto, sa->mode, sa->spi, sa->enc_alg, sa->auth_alg, sa->life_sec,
+                           err, "SA")) != 0)
+        return ret;
+    if (sa->proto == CK_KSV_PROTO_AH && sa->enc_key_len != 0)
         return ck_error_set(err, "KSV SA: AH takes an integrity algorithm and key only");
-    if (sa->proto == CK_KSV_PROTO_ESP && sa->enc_alg == 0)
-        return ck_error_set(err, "KSV SA: ESP without an encryption algorithm");
     if ((sa->auth_alg == 0) != (sa->auth_key_len == 0))
         return ck_error_set(err, "KSV SA: integrity key and algorithm must come together");
-    if (sa->life_sec == 0)
-        return ck_error_set(err, "KSV SA: zero lifetime");
     for (size_t i = sa->enc_key_len; i < CK_KSV_MAX_KEY; i++)
         if (sa->enc_key[i] != 0)
             return ck_error_set(err, "KSV SA: bytes beyond the encryption key");
@@ -124,9 +147,74 @@ check_sa(const struct ck_ksv_sa *sa, int err)
     return 0;
 }
 
+int
+ck_ksv_path_node(uint8_t degree, const uint8_t *member_id, uint8_t level, uint32_t *node)
+{
+    uint64_t n = 0;
+
+    if (node == NULL || (member_id == NULL && level > 0) || degree < CK_KSV_MIN_DEGREE ||
+        degree > CK_KSV_MAX_DEGREE || level > CK_KSV_MAX_DEPTH)
+        return ck_error_set(CK_ERR_INVAL, "KSV path node: bad arguments");
+    for (size_t i = 0; i < level; i++) {
+        if (member_id[i] >= degree)
+            return ck_error_set(CK_ERR_INVAL, "KSV path node: digit %u >= degree %u",
+                                member_id[i], degree);
+        n = n * degree + 1 + member_id[i];
+        if (n > UINT32_MAX)
+            return ck_error_set(CK_ERR_INVAL, "KSV path node: level %u is past 32-bit node ids",
+                                level);
+    }
+    *node = (uint32_t)n;
+    return 0;
+}
+
+int
+ck_ksv_leaf_digits(uint8_t degree, uint32_t leaf, uint8_t member_id[CK_KSV_MAX_DEPTH],
+                   uint8_t *id_len)
+{
+    uint8_t rev[CK_KSV_MAX_DEPTH];
+    size_t n = 0;
+
+    if (member_id == NULL || id_len == NULL || degree < CK_KSV_MIN_DEGREE ||
+        degree > CK_KSV_MAX_DEGREE)
+        return ck_error_set(CK_ERR_INVAL, "KSV leaf digits: bad arguments");
+    while (leaf != 0) {
+        if (n == CK_KSV_MAX_DEPTH)
+            return ck_error_set(CK_ERR_LIMIT, "KSV leaf %u: deeper than %u levels", leaf,
+                                CK_KSV_MAX_DEPTH);
+        rev[n++] = (uint8_t)((leaf - 1) % degree);
+        leaf = (leaf - 1) / degree;
+    }
+    memset(member_id, 0, CK_KSV_MAX_DEPTH);
+    for (size_t i = 0; i < n; i++)
+        member_id[i] = rev[n - 1 - i];
+    *id_len = (uint8_t)n;
+    return 0;
+}
+
+static bool
+multicast_addr(const struct ck_ksv_addr *a)
+{
+    return (a->family == CK_KSV_AF_IPV4 && (a->addr[0] & 0xf0) == 0xe0) ||
+           (a->family == CK_KSV_AF_IPV6 && a->addr[0] == 0xff);
+}
+
 static int
 check_group(const struct ck_ksv_group *g, int err)
 {
+    int ret;
+
+    if (g->keying > CK_KSV_KEYING_HYBRID)
+        return ck_error_set(err, "KSV group %u: keying %u", g->group_id, g->keying);
+    if (g->gflags & ~CK_KSV_GF_WANT_ACK)
+        return ck_error_set(err, "KSV group %u: flags 0x%02x", g->group_id, g->gflags);
+    if ((ret = check_addr(&g->mcast, false, err, "group address")) != 0)
+        return ret;
+    if (!multicast_addr(&g->mcast) || g->mcast_port == 0)
+        return ck_error_set(err, "KSV group %u: not a multicast address and port", g->group_id);
+    if ((ret = check_xform(g->proto, g->mode, g->spi, g->enc_alg, g->auth_alg, g->life_sec, err,
+                           "group SA")) != 0)
+        return ret;
     if (g->degree < CK_KSV_MIN_DEGREE || g->degree > CK_KSV_MAX_DEGREE)
         return ck_error_set(err, "KSV group %u: degree %u", g->group_id, g->degree);
     if (g->id_len > CK_KSV_MAX_DEPTH)
@@ -141,15 +229,23 @@ check_group(const struct ck_ksv_group *g, int err)
         const struct ck_ksv_path_key *k = &g->keys[i];
         if (i >= g->n_keys) {
             /* Unused slots stay zero (see check_addr). */
-            if (k->level != 0 || k->key_len != 0 || k->key[0] != 0 ||
+            if (k->level != 0 || k->key_len != 0 || k->node != 0 || k->version != 0 ||
+                k->key[0] != 0 ||
                 memcmp(k->key, k->key + 1, sizeof(k->key) - 1) != 0)
                 return ck_error_set(err, "KSV group %u: data in unused key slot %zu",
                                     g->group_id, i);
             continue;
         }
+        uint32_t node = 0;
         if (k->level > g->id_len || (i > 0 && k->level <= g->keys[i - 1].level))
             return ck_error_set(err, "KSV group %u: path key levels must increase within the ID",
                                 g->group_id);
+        if (ck_ksv_path_node(g->degree, g->member_id, k->level, &node) != 0 || node != k->node)
+            return ck_error_set(err, "KSV group %u: path key node %u is not level %u of the ID",
+                                g->group_id, k->node, k->level);
+        if (k->level == 0 && k->version != g->root_version)
+            return ck_error_set(err, "KSV group %u: group key version %u, root version %u",
+                                g->group_id, k->version, g->root_version);
         if (k->key_len == 0)
             return ck_error_set(err, "KSV group %u: empty path key", g->group_id);
         if (k->key_len > CK_KSV_MAX_KEY)
@@ -159,6 +255,9 @@ check_group(const struct ck_ksv_group *g, int err)
             if (k->key[j] != 0)
                 return ck_error_set(err, "KSV group %u: bytes beyond a path key", g->group_id);
     }
+    if (g->keying == CK_KSV_KEYING_EK && (g->n_keys != 1 || g->keys[0].level != 0))
+        return ck_error_set(err, "KSV group %u: explicit keying sends the group key alone",
+                            g->group_id);
     return 0;
 }
 
@@ -197,6 +296,9 @@ check_msg(const struct ck_ksv_msg *m, int err)
         return ck_error_set(err, "KSV %s: deletions outside DELETE", ck_ksv_type_name(m->type));
     if (m->type != CK_KSV_ACK && (m->reflected_ts != 0 || m->acked_msg_id != 0))
         return ck_error_set(err, "KSV %s: ACK fields set", ck_ksv_type_name(m->type));
+    if (!group_type(m->type) && (m->grp_id != 0 || m->grp_epoch != 0))
+        return ck_error_set(err, "KSV %s: GROUP_ACK/RECOVER fields set",
+                            ck_ksv_type_name(m->type));
     if (m->type == CK_KSV_ALARM) {
         if (m->alarm < CK_KSV_ALARM_SA_EXPIRED || m->alarm > CK_KSV_ALARM_SIGN_FAILED)
             return ck_error_set(err, "KSV ALARM: alarm type %u", m->alarm);
@@ -355,13 +457,25 @@ put_group(ck_writer *w, const struct ck_ksv_group *g)
     int ret;
 
     if ((ret = ck_writer_u32be(w, g->group_id)) != 0 || (ret = put_u64(w, g->epoch)) != 0 ||
+        (ret = ck_writer_u32be(w, g->member_index)) != 0 ||
+        (ret = ck_writer_u32be(w, g->root_version)) != 0 ||
         (ret = ck_writer_u8(w, g->degree)) != 0 || (ret = ck_writer_u8(w, g->id_len)) != 0 ||
-        (ret = ck_writer_u8(w, g->n_keys)) != 0 || (ret = ck_writer_u8(w, 0)) != 0 ||
+        (ret = ck_writer_u8(w, g->n_keys)) != 0 || (ret = ck_writer_u8(w, g->keying)) != 0 ||
+        (ret = ck_writer_u8(w, g->gflags)) != 0 || (ret = ck_writer_u8(w, g->proto)) != 0 ||
+        (ret = ck_writer_u8(w, g->mode)) != 0 || (ret = ck_writer_u8(w, 0)) != 0 ||
+        (ret = ck_writer_u32be(w, g->spi)) != 0 || (ret = ck_writer_u16be(w, g->enc_alg)) != 0 ||
+        (ret = ck_writer_u16be(w, g->auth_alg)) != 0 ||
+        (ret = ck_writer_u32be(w, g->life_sec)) != 0 ||
+        (ret = ck_writer_u32be(w, g->life_kbytes)) != 0 ||
+        (ret = ck_writer_u16be(w, g->mcast_port)) != 0 || (ret = put_addr(w, &g->mcast)) != 0 ||
+        (ret = ck_writer_bytes(w, g->sign_pub, sizeof(g->sign_pub))) != 0 ||
         (ret = ck_writer_bytes(w, g->member_id, g->id_len)) != 0)
         return ret;
     for (size_t i = 0; i < g->n_keys; i++) {
         const struct ck_ksv_path_key *k = &g->keys[i];
         if ((ret = ck_writer_u8(w, k->level)) != 0 || (ret = ck_writer_u8(w, k->key_len)) != 0 ||
+            (ret = ck_writer_u32be(w, k->node)) != 0 ||
+            (ret = ck_writer_u32be(w, k->version)) != 0 ||
             (ret = ck_writer_bytes(w, k->key, k->key_len)) != 0)
             return ret;
     }
@@ -378,6 +492,11 @@ put_body(ck_writer *w, const struct ck_ksv_msg *m)
         if ((ret = put_u64(w, m->reflected_ts)) != 0)
             return ret;
         return ck_writer_u32be(w, m->acked_msg_id);
+    case CK_KSV_GROUP_ACK:
+    case CK_KSV_RECOVER:
+        if ((ret = ck_writer_u32be(w, m->grp_id)) != 0)
+            return ret;
+        return put_u64(w, m->grp_epoch);
     case CK_KSV_ALARM:
         if ((ret = ck_writer_u16be(w, m->alarm)) != 0 || (ret = put_addr(w, &m->alarm_peer)) != 0 ||
             (ret = ck_writer_u32be(w, m->alarm_spi)) != 0)
@@ -500,8 +619,20 @@ get_group(ck_reader *r, struct ck_ksv_group *g)
     int ret;
 
     if ((ret = ck_reader_u32be(r, &g->group_id)) != 0 || (ret = get_u64(r, &g->epoch)) != 0 ||
+        (ret = ck_reader_u32be(r, &g->member_index)) != 0 ||
+        (ret = ck_reader_u32be(r, &g->root_version)) != 0 ||
         (ret = ck_reader_u8(r, &g->degree)) != 0 || (ret = ck_reader_u8(r, &g->id_len)) != 0 ||
-        (ret = ck_reader_u8(r, &g->n_keys)) != 0 || (ret = ck_reader_u8(r, &reserved)) != 0)
+        (ret = ck_reader_u8(r, &g->n_keys)) != 0 || (ret = ck_reader_u8(r, &g->keying)) != 0 ||
+        (ret = ck_reader_u8(r, &g->gflags)) != 0 || (ret = ck_reader_u8(r, &g->proto)) != 0 ||
+        (ret = ck_reader_u8(r, &g->mode)) != 0 || (ret = ck_reader_u8(r, &reserved)) != 0 ||
+        (ret = ck_reader_u32be(r, &g->spi)) != 0 ||
+        (ret = ck_reader_u16be(r, &g->enc_alg)) != 0 ||
+        (ret = ck_reader_u16be(r, &g->auth_alg)) != 0 ||
+        (ret = ck_reader_u32be(r, &g->life_sec)) != 0 ||
+        (ret = ck_reader_u32be(r, &g->life_kbytes)) != 0 ||
+        (ret = ck_reader_u16be(r, &g->mcast_port)) != 0 ||
+        (ret = get_addr(r, &g->mcast, false, "group address")) != 0 ||
+        (ret = ck_reader_copy(r, g->sign_pub, sizeof(g->sign_pub))) != 0)
         return ret;
     if (reserved != 0)
         return ck_error_set(CK_ERR_DECODE, "KSV group %u: reserved byte set", g->group_id);
@@ -514,7 +645,9 @@ get_group(ck_reader *r, struct ck_ksv_group *g)
         return ret;
     for (size_t i = 0; i < g->n_keys; i++) {
         struct ck_ksv_path_key *k = &g->keys[i];
-        if ((ret = ck_reader_u8(r, &k->level)) != 0 || (ret = ck_reader_u8(r, &k->key_len)) != 0)
+        if ((ret = ck_reader_u8(r, &k->level)) != 0 || (ret = ck_reader_u8(r, &k->key_len)) != 0 ||
+            (ret = ck_reader_u32be(r, &k->node)) != 0 ||
+            (ret = ck_reader_u32be(r, &k->version)) != 0)
             return ret;
         if (k->key_len > CK_KSV_MAX_KEY)
             return ck_error_set(CK_ERR_LIMIT, "KSV group %u: key over %u bytes", g->group_id,
@@ -536,6 +669,11 @@ get_body(ck_reader *r, struct ck_ksv_msg *m)
         if ((ret = get_u64(r, &m->reflected_ts)) != 0)
             return ret;
         return ck_reader_u32be(r, &m->acked_msg_id);
+    case CK_KSV_GROUP_ACK:
+    case CK_KSV_RECOVER:
+        if ((ret = ck_reader_u32be(r, &m->grp_id)) != 0)
+            return ret;
+        return get_u64(r, &m->grp_epoch);
     case CK_KSV_ALARM:
         if ((ret = ck_reader_u16be(r, &m->alarm)) != 0 ||
             (ret = get_addr(r, &m->alarm_peer, true, "ALARM peer")) != 0 ||

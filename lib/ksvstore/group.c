@@ -187,28 +187,32 @@ out:
     return ret;
 }
 
+/* Grows a row array by doubling; the old block is wiped before it is freed (node rows hold
+ * keys, so no realloc that could leave a copy behind). */
 static int
-ks_count(struct ck_ksv_store *st, const char *sql, uint32_t group_id, size_t *n)
+ks_grow(void **v, size_t *cap, size_t count, size_t elem, bool secret)
 {
-    sqlite3_stmt *q = NULL;
-    int ret;
+    size_t ncap = *cap ? *cap * 2 : 1024;
+    void *nv;
 
-    if ((ret = ks_prepare(st, sql, &q)) != 0)
-        return ret;
-    sqlite3_bind_int64(q, 1, group_id);
-    if (sqlite3_step(q) != SQLITE_ROW)
-        ret = ks_error(st, "group load");
-    else if (sqlite3_column_int64(q, 0) > (int64_t)KS_MAX_ROWS)
-        ret = ck_error_set(CK_ERR_LIMIT, "group %u: more than %u rows", group_id, KS_MAX_ROWS);
+    if (ncap > KS_MAX_ROWS)
+        return ck_error_set(CK_ERR_LIMIT, "group: more than %u rows", KS_MAX_ROWS);
+    if ((nv = malloc(ncap * elem)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "group: out of memory for %zu rows", ncap);
+    if (count != 0)
+        memcpy(nv, *v, count * elem);
+    if (secret)
+        ck_free_secret(*v, *cap * elem);
     else
-        *n = (size_t)sqlite3_column_int64(q, 0);
-    sqlite3_finalize(q);
-    return ret;
+        free(*v);
+    *v = nv;
+    *cap = ncap;
+    return 0;
 }
 
 static int
-ks_load_nodes(struct ck_ksv_store *st, uint32_t group_id, struct lkh_node_state *v, size_t cap,
-              size_t *n)
+ks_load_nodes(struct ck_ksv_store *st, uint32_t group_id, struct lkh_node_state **out,
+              size_t *cap, size_t *n)
 {
     struct ks_aad aad;
     sqlite3_stmt *q = NULL;
@@ -221,20 +225,17 @@ ks_load_nodes(struct ck_ksv_store *st, uint32_t group_id, struct lkh_node_state 
     sqlite3_bind_int64(q, 1, group_id);
     while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
         struct lkh_node_state *s;
-        const void *sealed;
-        size_t len;
 
-        if (count == cap) {
-            ret = ck_error_set(CK_ERR_DB, "group %u: node rows changed while loading", group_id);
+        if (count == *cap && (ret = ks_grow((void **)out, cap, count, sizeof(**out), true)) != 0)
             goto out;
-        }
-        s = &v[count];
+        s = &(*out)[count];
         memset(s, 0, sizeof(*s));
         s->node = (uint32_t)sqlite3_column_int64(q, 0);
         s->version = (uint32_t)sqlite3_column_int64(q, 1);
         if (sqlite3_column_type(q, 2) != SQLITE_NULL) {
-            sealed = sqlite3_column_blob(q, 2);
-            len = (size_t)sqlite3_column_bytes(q, 2);
+            const void *sealed = sqlite3_column_blob(q, 2);
+            size_t len = (size_t)sqlite3_column_bytes(q, 2);
+
             if (len != LKH_KEY_LEN + KS_SEAL_OVERHEAD || sealed == NULL) {
                 ret = ck_error_set(CK_ERR_INTEGRITY, "group %u node %u: malformed key",
                                    group_id, s->node);
@@ -249,39 +250,6 @@ ks_load_nodes(struct ck_ksv_store *st, uint32_t group_id, struct lkh_node_state 
             }
             s->present = 1;
         }
-        count++;
-    }
-    if (rc != SQLITE_DONE)
-        ret = ks_error(st, "group load");
-out:
-    sqlite3_finalize(q);
-    *n = count;
-    return ret;
-}
-
-static int
-ks_load_members(struct ck_ksv_store *st, uint32_t group_id, struct ck_ksv_member_row *v,
-                size_t cap, size_t *n)
-{
-    sqlite3_stmt *q = NULL;
-    size_t count = 0;
-    int rc, ret;
-
-    if ((ret = ks_prepare(st, "SELECT node, member_id, leaf, state FROM member"
-                              " WHERE group_id = ? ORDER BY node", &q)) != 0)
-        return ret;
-    sqlite3_bind_int64(q, 1, group_id);
-    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
-        if (count == cap) {
-            ret = ck_error_set(CK_ERR_DB, "group %u: member rows changed while loading",
-                               group_id);
-            goto out;
-        }
-        memset(&v[count], 0, sizeof(v[count]));
-        ks_col_text(q, 0, v[count].node, sizeof(v[count].node));
-        v[count].member_id = (uint32_t)sqlite3_column_int64(q, 1);
-        v[count].leaf = (uint32_t)sqlite3_column_int64(q, 2);
-        v[count].state = sqlite3_column_int(q, 3);
         count++;
     }
     if (rc != SQLITE_DONE)
@@ -312,54 +280,113 @@ ks_group_exists(struct ck_ksv_store *st, uint32_t group_id, uint64_t *epoch)
     return ret;
 }
 
+/* Hands every member row of the group to fn (ordered by node name); fn's non-zero return
+ * stops the walk and is returned. */
+static int
+ks_walk_members(struct ck_ksv_store *st, uint32_t group_id,
+                int (*fn)(void *arg, const struct ck_ksv_member_row *m), void *arg)
+{
+    struct ck_ksv_member_row m;
+    sqlite3_stmt *q = NULL;
+    int rc, ret;
+
+    if ((ret = ks_prepare(st, "SELECT node, member_id, leaf, state FROM member"
+                              " WHERE group_id = ? ORDER BY node", &q)) != 0)
+        return ret;
+    sqlite3_bind_int64(q, 1, group_id);
+    while ((rc = sqlite3_step(q)) == SQLITE_ROW) {
+        memset(&m, 0, sizeof(m));
+        ks_col_text(q, 0, m.node, sizeof(m.node));
+        m.member_id = (uint32_t)sqlite3_column_int64(q, 1);
+        m.leaf = (uint32_t)sqlite3_column_int64(q, 2);
+        m.state = sqlite3_column_int(q, 3);
+        if ((ret = fn(arg, &m)) != 0)
+            goto out;
+    }
+    if (rc != SQLITE_DONE)
+        ret = ks_error(st, "group load");
+out:
+    sqlite3_finalize(q);
+    return ret;
+}
+
+struct ks_member_vec {
+    struct ck_ksv_member_row *v;
+    size_t n, cap;
+};
+
+static int
+ks_member_append(void *arg, const struct ck_ksv_member_row *m)
+{
+    struct ks_member_vec *mv = arg;
+    int ret;
+
+    if (mv->n == mv->cap &&
+        (ret = ks_grow((void **)&mv->v, &mv->cap, mv->n, sizeof(*mv->v), false)) != 0)
+        return ret;
+    mv->v[mv->n++] = *m;
+    return 0;
+}
+
+int
+ck_ksv_store_group_walk(struct ck_ksv_store *st, uint32_t group_id,
+                        struct lkh_node_state **nodes, size_t *n_nodes,
+                        int (*member)(void *arg, const struct ck_ksv_member_row *m), void *arg)
+{
+    struct lkh_node_state *nv = NULL;
+    size_t ncap = 0, got_n = 0;
+    uint64_t epoch;
+    int ret;
+
+    if (st == NULL || (nodes == NULL) != (n_nodes == NULL) || (nodes == NULL && member == NULL))
+        return ck_error_set(CK_ERR_INVAL, "group load: no store or nothing to load");
+    if (nodes != NULL) {
+        *nodes = NULL;
+        *n_nodes = 0;
+    }
+    ks_lock(st);
+    /* One read transaction: nodes and members of the same commit. */
+    if ((ret = ks_exec(st, "BEGIN")) != 0)
+        goto unlock;
+    if ((ret = ks_group_exists(st, group_id, &epoch)) != 0)
+        goto out;
+    if (nodes != NULL && (ret = ks_load_nodes(st, group_id, &nv, &ncap, &got_n)) != 0)
+        goto out;
+    if (member != NULL && (ret = ks_walk_members(st, group_id, member, arg)) != 0)
+        goto out;
+    if (nodes != NULL) {
+        *nodes = nv;
+        *n_nodes = got_n;
+        nv = NULL;
+    }
+out:
+    ks_end(st, 0);
+unlock:
+    ks_unlock(st);
+    ck_free_secret(nv, ncap * sizeof(*nv));
+    return ret;
+}
+
 int
 ck_ksv_store_group_load(struct ck_ksv_store *st, uint32_t group_id,
                         struct lkh_node_state **nodes, size_t *n_nodes,
                         struct ck_ksv_member_row **members, size_t *n_members)
 {
-    struct lkh_node_state *nv = NULL;
-    struct ck_ksv_member_row *mv = NULL;
-    size_t nn = 0, nm = 0, got_n = 0, got_m = 0;
-    uint64_t epoch;
+    struct ks_member_vec mv = {0};
     int ret;
 
     if (st == NULL || nodes == NULL || n_nodes == NULL || members == NULL || n_members == NULL)
         return ck_error_set(CK_ERR_INVAL, "group load: no store");
-    *nodes = NULL;
     *members = NULL;
-    *n_nodes = *n_members = 0;
-    ks_lock(st);
-    /* One read transaction: nodes and members of the same commit. */
-    if ((ret = ks_exec(st, "BEGIN")) != 0)
-        goto unlock;
-    if ((ret = ks_group_exists(st, group_id, &epoch)) != 0 ||
-        (ret = ks_count(st, "SELECT count(*) FROM lkh_node WHERE group_id = ?", group_id,
-                        &nn)) != 0 ||
-        (ret = ks_count(st, "SELECT count(*) FROM member WHERE group_id = ?", group_id,
-                        &nm)) != 0)
-        goto out;
-    if ((nv = calloc(nn ? nn : 1, sizeof(*nv))) == NULL ||
-        (mv = calloc(nm ? nm : 1, sizeof(*mv))) == NULL) {
-        ret = ck_error_set(CK_ERR_NOMEM, "group %u: out of memory for %zu nodes, %zu members",
-                           group_id, nn, nm);
-        goto out;
+    *n_members = 0;
+    ret = ck_ksv_store_group_walk(st, group_id, nodes, n_nodes, ks_member_append, &mv);
+    if (ret != 0) {
+        free(mv.v);
+        return ret;
     }
-    if ((ret = ks_load_nodes(st, group_id, nv, nn, &got_n)) != 0 ||
-        (ret = ks_load_members(st, group_id, mv, nm, &got_m)) != 0)
-        goto out;
-    *nodes = nv;
-    *n_nodes = got_n;
-    *members = mv;
-    *n_members = got_m;
-    nv = NULL;
-    mv = NULL;
-out:
-    ks_end(st, 0);
-unlock:
-    ks_unlock(st);
-    ck_free_secret(nv, nn * sizeof(*nv));
-    free(mv);
-    return ret;
+    *members = mv.v;
+    *n_members = mv.n;
+    return 0;
 }
 
 void

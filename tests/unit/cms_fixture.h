@@ -40,7 +40,7 @@ struct fx {
     CK_TICKET *ticket;
     CK_PRINCIPAL_NAME *client;
     struct cms_config cfg;
-    struct cms_keyset *ks;
+    ck_keyset *ks;
     struct cms_server s;
     bool up;
     struct fx_sent sent[FX_SENT_MAX];
@@ -124,7 +124,7 @@ fx_down(struct fx *f)
 
     if (f->up)
         cms_server_fini(&f->s);
-    cms_keyset_free(f->ks);
+    ck_keyset_free(f->ks);
     cms_config_free(&f->cfg);
     CK_TICKET_free(f->ticket);
     CK_PRINCIPAL_NAME_free(f->client);
@@ -175,7 +175,7 @@ fx_up(struct fx *f, const struct fx_opts *o, int64_t now)
         (rc = fx_write_keytab(f->keytab, &f->service_key, FX_KVNO, NULL)) != 0 ||
         (rc = fx_ticket(f, &f->service_key, FX_KVNO, now, &f->ticket)) != 0 ||
         (rc = ck_asn1_principal_new(CK_NT_PRINCIPAL, cli, 1, &f->client)) != 0 ||
-        (rc = cms_keyset_new(f->keytab, FX_SERVICE, &f->ks)) != 0 ||
+        (rc = ck_keyset_new(f->keytab, FX_SERVICE, &f->ks)) != 0 ||
         (rc = cms_server_init(&f->s, &f->cfg, f->ks)) != 0)
         return rc;
     f->up = true;

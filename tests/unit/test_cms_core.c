@@ -360,7 +360,7 @@ static void
 test_keyset_reload(void)
 {
     char dir[] = "/tmp/ck-cms-ks.XXXXXX", path[128];
-    struct cms_keyset *ks = NULL;
+    ck_keyset *ks = NULL;
     ck_key k1, k2;
     bool changed = true;
     size_t n = 0;
@@ -372,34 +372,34 @@ test_keyset_reload(void)
     CHECK_OK(ck_random_key(FX_ETYPE, &k1));
     CHECK_OK(ck_random_key(FX_ETYPE, &k2));
     CHECK_OK(fx_write_keytab(path, &k1, 3, NULL));
-    CHECK_INT_EQ(cms_keyset_new(path, "other/x@TEST.REALM", &ks), CK_ERR_NOTFOUND);
-    CHECK_OK(cms_keyset_new(path, NULL, &ks)); /* the first principal */
-    CHECK(strcmp(cms_keyset_service(ks), FX_SERVICE) == 0);
-    CHECK_OK(cms_keyset_refresh(ks, false, &changed));
+    CHECK_INT_EQ(ck_keyset_new(path, "other/x@TEST.REALM", &ks), CK_ERR_NOTFOUND);
+    CHECK_OK(ck_keyset_new(path, NULL, &ks)); /* the first principal */
+    CHECK(strcmp(ck_keyset_service(ks), FX_SERVICE) == 0);
+    CHECK_OK(ck_keyset_refresh(ks, false, &changed));
     CHECK(!changed);
     /* Garbage: refused once, old keys kept, then not reported again. */
     CHECK((fd = open(path, O_WRONLY | O_TRUNC)) >= 0);
     CHECK(write(fd, "\x05\x02garbage", 9) == 9);
     close(fd);
-    CHECK(cms_keyset_refresh(ks, false, &changed) != 0);
+    CHECK(ck_keyset_refresh(ks, false, &changed) != 0);
     CHECK(!changed);
-    CHECK_OK(cms_keyset_refresh(ks, false, &changed));
-    cms_keyset_describe(ks, &n, &kvno);
+    CHECK_OK(ck_keyset_refresh(ks, false, &changed));
+    ck_keyset_describe(ks, &n, &kvno);
     CHECK_INT_EQ(n, 1);
     CHECK_INT_EQ(kvno, 3);
     /* A good one: both kvnos. */
     CHECK_OK(fx_write_keytab(path, &k2, 4, &k1));
-    CHECK_OK(cms_keyset_refresh(ks, false, &changed));
+    CHECK_OK(ck_keyset_refresh(ks, false, &changed));
     CHECK(changed);
-    cms_keyset_describe(ks, &n, &kvno);
+    ck_keyset_describe(ks, &n, &kvno);
     CHECK_INT_EQ(n, 2);
     CHECK_INT_EQ(kvno, 4);
     /* Deleted: an error, keys kept. */
     unlink(path);
-    CHECK(cms_keyset_refresh(ks, true, &changed) != 0);
-    cms_keyset_describe(ks, &n, &kvno);
+    CHECK(ck_keyset_refresh(ks, true, &changed) != 0);
+    ck_keyset_describe(ks, &n, &kvno);
     CHECK_INT_EQ(n, 2);
-    cms_keyset_free(ks);
+    ck_keyset_free(ks);
     rmdir(dir);
     ck_key_clear(&k1);
     ck_key_clear(&k2);

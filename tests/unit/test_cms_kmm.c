@@ -578,7 +578,7 @@ test_key_rotation(void)
     CHECK_OK(ck_random_key(FX_ETYPE, &next));
     /* kvno 4 new, kvno 3 (the old key) kept. */
     CHECK_OK(fx_write_keytab(f.keytab, &next, FX_KVNO + 1, &f.service_key));
-    CHECK_OK(cms_keyset_refresh(f.ks, false, &changed));
+    CHECK_OK(ck_keyset_refresh(f.ks, false, &changed));
     CHECK(changed);
     CHECK_OK(fx_apreq(&f, &q, req, sizeof(req), &len));
     rl = handle(&f, req, len, PEER, 46000, reply, sizeof(reply));

@@ -214,6 +214,16 @@ test_policy_defaults(void)
     CHECK(strcmp(v.node->address, "2001:db8::1") == 0);
     CHECK_VIEW(t, "x", "y:out:p y:in:q |");
     ck_ksvtopo_free(t);
+    /* AES-CBC with HMAC-SHA-1-96: the transform cablekey's userspace ESP runs. */
+    t = parse_ok("policy r {\nTRANS-TYPE = ESP\nLIFE-SEC = 60\nENC-ALG = aes-128-cbc\n"
+                 "AUTH-ALG = HMAC-SHA1-96\n}\nnode x 10.0.0.1\nnode y 10.0.0.2\nx => y r\n");
+    if (t == NULL)
+        return;
+    p = ck_ksvtopo_policy_find(t, "r");
+    CHECK(p != NULL && p->xf.auth == CK_KSVTOPO_AUTH_HMAC_SHA1_96 &&
+          p->xf.enc == CK_KSVTOPO_ENC_AES128_CBC);
+    CHECK(strcmp(ck_ksvtopo_auth_name(CK_KSVTOPO_AUTH_HMAC_SHA1_96), "hmac-sha1-96") == 0);
+    ck_ksvtopo_free(t);
 }
 
 /* Parses text that must fail; checks the returned code, that the report holds exactly the
@@ -268,6 +278,9 @@ test_conflicts(void)
     EXPECT_ERRORS(BASE "a => b p\nb => c p\na => b p\n",
                   "10 link a => b defined twice (first at line 8)");
     EXPECT_ERRORS(BASE "b => a p\na <-> b p\n", "9 link b => a defined twice (first at line 8)");
+    /* The tree degree is bounded by what the LKH module and the REGISTER codec carry. */
+    EXPECT_ERRORS(BASE "group g {\naddress = 239.1.1.1\npolicy = p\nmembers = a b\ndegree = 17\n}\n",
+                  "12 degree = \"17\": from 2 to 16");
     EXPECT_ERRORS(BASE "a <-> b p\nb <-> a p\n", "9 link a => b defined twice (first at line 8)",
                   "9 link b => a defined twice (first at line 8)");
     /* a => b and b => a are two different SAs, not a conflict. */

@@ -681,7 +681,99 @@ out:
     lkh_signer_free(s);
 }
 
+/* Hybrid over 10 members, clusters of 4, degree 2: a revoke REPLACEs the victim's cluster (its
+ * other members get their path by unicast), the others use the signed multicast; a cluster left
+ * empty is pruned; a joiner fills the cluster with room. EK: everything by unicast. */
+static void
+test_hybrid_and_ek(void)
+{
+    struct lkh_hybrid *h = NULL, *ek = NULL;
+    struct lkh_hybrid_result r;
+    struct lkh_rekey_params p;
+    struct lkh_rekey_out o;
+    struct lkh_signer *s = signer();
+    struct lkh_member m[10];
+    uint8_t pub[32], gk[LKH_KEY_LEN], mk[LKH_KEY_LEN];
+    uint32_t v, gone = 9, gone2[2] = {8, 3};
+    uint64_t last[10] = {0};
+
+    CHECK_OK(lkh_signer_public(s, pub));
+    CHECK_OK(lkh_hybrid_new(2, 4, 16, &h));
+    if (h == NULL)
+        goto out;
+    CHECK_OK(lkh_hybrid_batch(h, NULL, 0, 10, &r));
+    CHECK_INT_EQ(r.n_joined, 10);
+    CHECK_INT_EQ(r.n_unicast, 10); /* three new clusters: everyone by unicast */
+    CHECK_INT_EQ(r.multicast, 0);
+    lkh_hybrid_result_clear(&r);
+    for (uint32_t i = 0; i < 10; i++)
+        CHECK_OK(lkh_hybrid_member_export(h, i, &m[i]));
+    CHECK_INT_EQ(m[0].path[0].node, m[3].path[0].node); /* one cluster, one leaf */
+    CHECK(m[3].path[0].node != m[4].path[0].node);
+
+    CHECK_OK(lkh_hybrid_batch(h, &gone, 1, 0, &r));
+    CHECK_INT_EQ(r.n_unicast, 1);
+    CHECK_INT_EQ(r.unicast[0], 8);
+    CHECK_INT_EQ(r.multicast, 1);
+    params_for(&p, lkh_hybrid_tree(h), 1);
+    CHECK_OK(lkh_rekey_pack(&p, r.lkh.wraps, r.lkh.n_wraps, s, &o));
+    CHECK_INT_EQ(o.n, 1);
+    CHECK_OK(lkh_group_key(lkh_hybrid_tree(h), gk, &v));
+    for (uint32_t i = 0; i < 10 && o.n == 1; i++) {
+        uint32_t rv = 0;
+        int rc = lkh_rekey_member_apply(&m[i], 77, pub, &last[i], o.dgrams[0], o.lens[0], &rv);
+        if (i == 8 || i == 9) {
+            /* 8 could not open it (its cluster's leaf key changed) and takes the unicast; 9 is
+             * out */
+            CHECK_INT_EQ(rc, CK_ERR_PERM);
+            continue;
+        }
+        CHECK_OK(rc);
+        CHECK_OK(lkh_member_group_key(&m[i], v, mk));
+        CHECK_MEM_EQ(mk, LKH_KEY_LEN, gk, LKH_KEY_LEN);
+    }
+    CHECK_OK(lkh_hybrid_member_export(h, 8, &m[8]));
+    CHECK_OK(lkh_member_group_key(&m[8], v, mk));
+    CHECK_MEM_EQ(mk, LKH_KEY_LEN, gk, LKH_KEY_LEN);
+    CHECK_INT_EQ(lkh_hybrid_member_export(h, 9, &m[9]), CK_ERR_NOTFOUND);
+    lkh_rekey_out_clear(&o);
+    lkh_hybrid_result_clear(&r);
+
+    /* 8 and 3 leave: cluster {8} is pruned, {0,1,2,3} REPLACEd; a joiner then goes to {0,1,2} */
+    CHECK_OK(lkh_hybrid_batch(h, gone2, 2, 0, &r));
+    CHECK_INT_EQ(r.n_unicast, 3);
+    CHECK_INT_EQ(r.multicast, 1);
+    CHECK_INT_EQ(lkh_hybrid_members(h), 7);
+    lkh_hybrid_result_clear(&r);
+    CHECK_OK(lkh_hybrid_batch(h, NULL, 0, 1, &r));
+    CHECK_INT_EQ(r.n_joined, 1);
+    CHECK_INT_EQ(r.n_unicast, 4);
+    lkh_hybrid_result_clear(&r);
+    CHECK_INT_EQ(lkh_hybrid_batch(h, &gone, 1, 0, &r), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(lkh_hybrid_batch(h, NULL, 0, 9, &r), CK_ERR_FULL);
+
+    /* EK */
+    CHECK_OK(lkh_ek_new(10, &ek));
+    if (ek != NULL) {
+        CHECK_OK(lkh_hybrid_batch(ek, NULL, 0, 10, &r));
+        lkh_hybrid_result_clear(&r);
+        CHECK_OK(lkh_hybrid_batch(ek, &gone, 1, 0, &r));
+        CHECK_INT_EQ(r.n_unicast, 9);
+        CHECK_INT_EQ(r.multicast, 0);
+        CHECK_INT_EQ(lkh_tree_height(lkh_hybrid_tree(ek)), 1);
+        lkh_hybrid_result_clear(&r);
+    }
+out:
+    for (int i = 0; i < 10; i++)
+        lkh_member_clear(&m[i]);
+    lkh_hybrid_free(h);
+    lkh_hybrid_free(ek);
+    lkh_hybrid_free(NULL);
+    lkh_signer_free(s);
+}
+
 CK_TEST_MAIN("lkh_rekey", CK_TEST_CASE(test_signer), CK_TEST_CASE(test_sa_key_and_check),
              CK_TEST_CASE(test_round_trip), CK_TEST_CASE(test_every_member_one_datagram),
              CK_TEST_CASE(test_rejected), CK_TEST_CASE(test_missed_epoch),
-             CK_TEST_CASE(test_pack_edges), CK_TEST_CASE(test_million_sizes))
+             CK_TEST_CASE(test_pack_edges), CK_TEST_CASE(test_million_sizes),
+             CK_TEST_CASE(test_hybrid_and_ek))

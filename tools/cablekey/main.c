@@ -43,6 +43,8 @@ static const struct {
      NULL},
     {"router", cli_router, "router simulator for address authentication with AH (serve)",
      "it runs a router simulator, not a realm"},
+    {"node", cli_node, "keying server node agent: register, install pushed SAs and group keys",
+     "it runs a node agent, not a realm"},
     {"intercept", cli_intercept, "lawful intercept: orders, escrowed call records, decryption",
      "the intercept database is the intercept administrator's own file: run it where it is"},
     {"ksv", cli_ksv, "keying server: status, groups, members, revoke, alarms, SAs",

@@ -1,9 +1,5 @@
-/* The service keys: the whole keytab, every kvno and enctype in it, so that a key rotation never
- * breaks endpoints still holding tickets under the previous kvno. The file is watched (inode,
- * mtime, size; the caller polls at most once a second and on SIGHUP) and a new version replaces
- * the key set only when it decodes and still holds the service; a broken or unreadable file keeps
- * the old keys in use, reported once per file version. Lookups take a read lock and copy the key
- * out, so a reload never frees a key a worker is using. */
+/* A service's keys from a keytab (include/cablekey/keyset.h), shared by the servers that verify
+ * AP-REQs. Moved from cablekey-cms, which first needed it. */
 #include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -14,7 +10,7 @@
 #include "cablekey/keytab.h"
 #include "cablekey/principal.h"
 #include "cablekey/util.h"
-#include "cms.h"
+#include "cablekey/keyset.h"
 
 struct file_id {
     dev_t dev;
@@ -23,13 +19,13 @@ struct file_id {
     struct timespec mtime;
 };
 
-struct cms_keyset {
+struct ck_keyset {
     pthread_rwlock_t lock;
     pthread_mutex_t refresh_lock; /* one refresh at a time (poll thread and SIGHUP) */
     ck_keytab *kt;                /* under lock */
     char *path;
     ck_principal *service;
-    char service_name[CMS_MAX_PRINCIPAL];
+    char service_name[CK_KEYSET_MAX_NAME];
     struct file_id loaded;        /* the version in use */
     struct file_id refused;       /* the last version refused (reported once) */
     bool have_refused;
@@ -105,9 +101,9 @@ out:
 }
 
 int
-cms_keyset_new(const char *path, const char *service, struct cms_keyset **out)
+ck_keyset_new(const char *path, const char *service, ck_keyset **out)
 {
-    struct cms_keyset *ks = calloc(1, sizeof(*ks));
+    ck_keyset *ks = calloc(1, sizeof(*ks));
     size_t len = 0;
     int rc;
 
@@ -138,12 +134,12 @@ cms_keyset_new(const char *path, const char *service, struct cms_keyset **out)
     *out = ks;
     ks = NULL;
 out:
-    cms_keyset_free(ks);
+    ck_keyset_free(ks);
     return rc;
 }
 
 void
-cms_keyset_free(struct cms_keyset *ks)
+ck_keyset_free(ck_keyset *ks)
 {
     if (ks == NULL)
         return;
@@ -156,13 +152,13 @@ cms_keyset_free(struct cms_keyset *ks)
 }
 
 const char *
-cms_keyset_service(const struct cms_keyset *ks)
+ck_keyset_service(const ck_keyset *ks)
 {
     return ks->service_name;
 }
 
 static int
-refresh(struct cms_keyset *ks, bool force, bool *changed)
+refresh(ck_keyset *ks, bool force, bool *changed)
 {
     struct file_id id;
     ck_keytab *kt = NULL, *old;
@@ -194,7 +190,7 @@ refresh(struct cms_keyset *ks, bool force, bool *changed)
 }
 
 int
-cms_keyset_refresh(struct cms_keyset *ks, bool force, bool *changed)
+ck_keyset_refresh(ck_keyset *ks, bool force, bool *changed)
 {
     int rc;
 
@@ -205,10 +201,10 @@ cms_keyset_refresh(struct cms_keyset *ks, bool force, bool *changed)
 }
 
 int
-cms_keyset_key_fn(void *arg, const CK_TICKET *ticket, int32_t etype, uint32_t kvno, ck_key *key,
+ck_keyset_key_fn(void *arg, const CK_TICKET *ticket, int32_t etype, uint32_t kvno, ck_key *key,
                   int32_t *krb_error)
 {
-    struct cms_keyset *ks = arg;
+    ck_keyset *ks = arg;
     int rc;
 
     pthread_rwlock_rdlock(&ks->lock);
@@ -218,7 +214,7 @@ cms_keyset_key_fn(void *arg, const CK_TICKET *ticket, int32_t etype, uint32_t kv
 }
 
 void
-cms_keyset_describe(struct cms_keyset *ks, size_t *n_keys, uint32_t *max_kvno)
+ck_keyset_describe(ck_keyset *ks, size_t *n_keys, uint32_t *max_kvno)
 {
     *n_keys = 0;
     *max_kvno = 0;
