@@ -183,13 +183,14 @@ transform_key_lens(uint8_t proto, uint16_t enc, uint16_t auth, size_t *el, size_
         case 12: *el = 16; break;          /* AES-CBC-128 */
         case 13: *el = 20; break;          /* AES-CTR-128 + nonce */
         case 20: *el = 20; break;          /* AES-GCM-16 128 + salt */
+        case 28: *el = 36; break;          /* ChaCha20-Poly1305 + salt */
         default: return false;
         }
     } else if (proto != CK_KSV_PROTO_AH || enc != 0) {
         return false;
     }
     switch (auth) {
-    case 0: return proto == CK_KSV_PROTO_ESP && enc == 20; /* combined mode only */
+    case 0: return proto == CK_KSV_PROTO_ESP && (enc == 20 || enc == 28); /* AEAD only */
     case 1: *al = 16; break;
     case 2: *al = 20; break;
     case 12: *al = 32; break;
@@ -197,7 +198,7 @@ transform_key_lens(uint8_t proto, uint16_t enc, uint16_t auth, size_t *el, size_
     case 14: *al = 64; break;
     default: return false;
     }
-    return proto == CK_KSV_PROTO_AH || enc != 20;
+    return proto == CK_KSV_PROTO_AH || (enc != 20 && enc != 28);
 }
 
 static bool
@@ -396,11 +397,15 @@ group_sa_install(ck_ksvnode *n, const struct group *g, int64_t now_ms)
     size_t el, al;
     int ret;
 
-    group_sa_remove(n, g);
-    if (g->spi == 0 || g->removed)
+    if (g->spi == 0 || g->removed) {
+        group_sa_remove(n, g);
         return 0;
-    if (!transform_key_lens(g->proto, g->enc_alg, g->auth_alg, &el, &al) || el + al > 64)
+    }
+    if (!transform_key_lens(g->proto, g->enc_alg, g->auth_alg, &el, &al))
         return ck_error_set(CK_ERR_UNSUPPORTED, "node: group %u transform", g->group_id);
+    /* lkh_group_sa_key gives at most 64 bytes: a long HMAC key is shortened (still >= 28). */
+    if (el + al > 64)
+        al = 64 - el;
     memset(&s, 0, sizeof(s));
     if ((ret = lkh_group_sa_key(g->key, g->group_id, g->root_version, keys, el + al)) != 0)
         goto out;
@@ -422,6 +427,15 @@ group_sa_install(ck_ksvnode *n, const struct group *g, int64_t now_ms)
     s.expires_ms = 0; /* changes with the group key, not with time */
     s.group = true;
     s.group_id = g->group_id;
+    for (size_t i = 0; i < n->n_sas; i++) {
+        const struct ck_ksvnode_sa *o = &n->sas[i];
+        /* The same key again (a refresh, a recovery that found nothing new): keep it. */
+        if (o->group && o->ksv == g->ksv && o->group_id == g->group_id && o->sa.spi == s.sa.spi &&
+            addr_eq(&o->sa.peer, &s.sa.peer) && sa_same_transform(&o->sa, &s.sa) &&
+            sa_same_keys(&o->sa, &s.sa))
+            goto out;
+    }
+    group_sa_remove(n, g);
     ret = sa_add(n, &s);
 out:
     ck_memzero(keys, sizeof(keys));
@@ -519,8 +533,7 @@ check_group(const struct ck_ksv_group *g)
         return ck_error_set(CK_ERR_DECODE, "group %u: no multicast address", g->group_id);
     if (g->spi != 0 &&
         (g->spi < CK_KSV_MIN_SPI ||
-         !transform_key_lens(g->proto, g->enc_alg, g->auth_alg, &el, &al) || el + al > 64 ||
-         g->life_sec == 0))
+         !transform_key_lens(g->proto, g->enc_alg, g->auth_alg, &el, &al) || g->life_sec == 0))
         return ck_error_set(CK_ERR_DECODE, "group %u: group SA", g->group_id);
     if (ek_shaped(g)) {
         if (g->n_keys != 1 || g->keys[0].level != 0 || g->keys[0].key_len != LKH_KEY_LEN)

@@ -161,6 +161,24 @@ write_ccache(int64_t life)
     ck_creds_free(c[1]);
 }
 
+/* New tickets in the same ccache file, issued at the system clock's time (the KSV checks the
+ * ticket against it) for life seconds. */
+static void
+rewrite_ccache(int64_t life)
+{
+    int64_t saved = vnow, real;
+    ck_creds *c[2];
+
+    ck_now(&real, NULL);
+    vnow = real * 1000;
+    c[0] = make_creds("ksv1.test", life);
+    c[1] = make_creds("ksv2.test", life);
+    vnow = saved;
+    CHECK_OK(ck_ccache_write(ccache_path, (const ck_creds *const *)c, 2));
+    ck_creds_free(c[0]);
+    ck_creds_free(c[1]);
+}
+
 static int
 key_fn(void *arg, const CK_TICKET *ticket, int32_t etype, uint32_t kvno, ck_key *key,
        int32_t *krb_error)
@@ -616,8 +634,11 @@ test_register_ack(void)
     ksv_reset_inbox(&ksv[0]);
     register_full(0, 0);
     CHECK_INT_EQ(count_in(0, CK_KSV_ACK), 0);
-    /* The same SPIs with new keys replace the old SAs. */
+    /* The same SPIs with new keys replace the old SAs; the group key did not change, so its
+     * SA stays as it was. */
     CHECK_INT_EQ(ck_ksvnode_sas(node, &sas), 3);
+    CHECK_INT_EQ(n_install, 5);
+    CHECK_INT_EQ(n_delete, 2);
     ck_ksvnode_get_stats(node, &st);
     CHECK_INT_EQ(st.registrations, 1);
     CHECK_INT_EQ(st.acks_sent, 1);
@@ -1272,10 +1293,166 @@ test_random_datagrams(void)
     teardown();
 }
 
+/* The node's own ESP for the topology's transforms: packets made independently (Python
+ * `cryptography`, RFC 4106 / 7634 / 4868 framing) are opened, deterministic ones are produced
+ * byte for byte, and tampering, replays and a wrong SPI are refused. */
+static void
+esp_sa(struct ck_ksv_sa *sa, uint16_t enc, uint16_t auth, const uint8_t *ek, size_t el,
+       const uint8_t *ak, size_t al)
+{
+    memset(sa, 0, sizeof(*sa));
+    sa->direction = CK_KSV_DIR_IN;
+    sa->proto = CK_KSV_PROTO_ESP;
+    sa->mode = CK_KSV_MODE_TRANSPORT;
+    sa->spi = 0x1234;
+    sa->enc_alg = enc;
+    sa->auth_alg = auth;
+    sa->life_sec = 60;
+    sa->enc_key_len = (uint8_t)el;
+    sa->auth_key_len = (uint8_t)al;
+    if (el > 0)
+        memcpy(sa->enc_key, ek, el);
+    if (al > 0)
+        memcpy(sa->auth_key, ak, al);
+}
+
+static void
+test_node_esp(void)
+{
+    static const struct {
+        uint16_t enc, auth;
+        size_t el, al;
+        bool deterministic;
+        const char *hex;
+    } v[] = {
+        {20, 0, 20, 0, true,
+         "0000123400000001000000000000000103eb0e87c303cc0ce18e69eae5fbb546227cd3585b9a7e2305606a81"},
+        {28, 0, 36, 0, true,
+         "00001234000000010000000000000001201cadd9ca02a96e87fea668dbef4031ca1227e3fe55cc8b3fa60b32"},
+        {12, 12, 32, 32, false,
+         "0000123400000001a0a1a2a3a4a5a6a7a8a9aaabacadaeaf2e13365a916107cf8e114d9245308f3173a41bbb"
+         "a70fe704577eaf0c0a9ac01b"},
+        {11, 14, 0, 64, true,
+         "000012340000000168656c6c6f20657370010111fdd72303c896ec08d08d3959ceeb6787618467027aa9d54b"
+         "eabb3e1baf9840ea"},
+    };
+    uint8_t k16[16], k32[32], salt[4] = {0xca, 0xfe, 0xba, 0xbe}, ak[32], ak64[64];
+    uint8_t ek[40], out[256], pkt[256];
+    struct ck_ksv_sa sa;
+
+    for (int i = 0; i < 16; i++)
+        k16[i] = (uint8_t)(0x10 + i);
+    for (int i = 0; i < 32; i++) {
+        k32[i] = (uint8_t)(0x40 + i);
+        ak[i] = (uint8_t)(0x60 + i);
+    }
+    for (int i = 0; i < 64; i++)
+        ak64[i] = (uint8_t)i;
+    for (size_t t = 0; t < sizeof(v) / sizeof(v[0]); t++) {
+        ck_ksvnode_esp *rx = NULL, *tx = NULL;
+        size_t len, plen, olen;
+        uint8_t nh = 0, *ref = ck_test_hex(v[t].hex, &len);
+        if (v[t].enc == 20) {
+            memcpy(ek, k16, 16);
+            memcpy(ek + 16, salt, 4);
+        } else if (v[t].enc == 28) {
+            memcpy(ek, k32, 32);
+            memcpy(ek + 32, salt, 4);
+        } else {
+            memcpy(ek, k32, 32);
+        }
+        esp_sa(&sa, v[t].enc, v[t].auth, ek, v[t].el, v[t].auth == 14 ? ak64 : ak, v[t].al);
+        CHECK_OK(ck_ksvnode_esp_new(&sa, &rx));
+        CHECK_OK(ck_ksvnode_esp_new(&sa, &tx));
+        if (rx == NULL || tx == NULL) {
+            free(ref);
+            continue;
+        }
+        CHECK_OK(ck_ksvnode_esp_unprotect(rx, ref, len, out, sizeof(out), &plen, &nh));
+        CHECK_MEM_EQ(out, plen, "hello esp", 9);
+        CHECK_INT_EQ(nh, 17);
+        /* The same packet again: a replay. */
+        CHECK_INT_EQ(ck_ksvnode_esp_unprotect(rx, ref, len, out, sizeof(out), &plen, &nh),
+                     CK_ERR_REPLAY);
+        CHECK_OK(ck_ksvnode_esp_protect(tx, 17, (const uint8_t *)"hello esp", 9, pkt,
+                                        sizeof(pkt), &olen));
+        if (v[t].deterministic)
+            CHECK_MEM_EQ(pkt, olen, ref, len);
+        /* Sequence 2 from our sender opens; a flipped bit anywhere does not. */
+        CHECK_OK(ck_ksvnode_esp_protect(tx, 17, (const uint8_t *)"second", 6, pkt, sizeof(pkt),
+                                        &olen));
+        for (size_t b = 8; b < olen; b += 7) {
+            pkt[b] ^= 0x01;
+            CHECK(ck_ksvnode_esp_unprotect(rx, pkt, olen, out, sizeof(out), &plen, &nh) != 0);
+            pkt[b] ^= 0x01;
+        }
+        CHECK_INT_EQ(ck_ksvnode_esp_unprotect(rx, pkt, olen - 1, out, sizeof(out), &plen, &nh) <
+                         0,
+                     1);
+        CHECK_OK(ck_ksvnode_esp_unprotect(rx, pkt, olen, out, sizeof(out), &plen, &nh));
+        CHECK_MEM_EQ(out, plen, "second", 6);
+        pkt[3] ^= 1;
+        CHECK_INT_EQ(ck_ksvnode_esp_unprotect(rx, pkt, olen, out, sizeof(out), &plen, &nh),
+                     CK_ERR_DECODE);
+        ck_ksvnode_esp_free(rx);
+        ck_ksvnode_esp_free(tx);
+        free(ref);
+    }
+    /* Transforms it does not run. */
+    {
+        ck_ksvnode_esp *e = NULL;
+        esp_sa(&sa, 20, 12, k16, 16, ak, 32); /* AEAD with an HMAC */
+        CHECK_INT_EQ(ck_ksvnode_esp_new(&sa, &e), CK_ERR_UNSUPPORTED);
+        esp_sa(&sa, 12, 0, k16, 16, NULL, 0); /* CBC without integrity */
+        CHECK_INT_EQ(ck_ksvnode_esp_new(&sa, &e), CK_ERR_UNSUPPORTED);
+        esp_sa(&sa, 12, 12, k32, 24, ak, 32); /* AES-192 */
+        CHECK_INT_EQ(ck_ksvnode_esp_new(&sa, &e), CK_ERR_UNSUPPORTED);
+        CHECK(e == NULL);
+    }
+    ck_memzero(&sa, sizeof(sa));
+}
+
+/* An alarm raised while the node has no session (its ticket ended, the KSV did not answer)
+ * waits for the next registration and goes under the new session. */
+static void
+test_alarm_waits_for_session(void)
+{
+    struct ck_ksv_msg *m;
+    struct ck_ksv_sa a = make_sa(CK_KSV_DIR_OUT, 2, 0x2001, 1200);
+    const struct ck_ksv_msg *al;
+
+    setup(1, 1000);
+    start();
+    m = new_register(CK_KSV_F_REFRESH);
+    CHECK_OK(ck_ksv_msg_add_sa(m, &a));
+    ksv_send(0, m);
+    ck_ksv_msg_free(m);
+    ksv[0].up = false;
+    advance(1001 * 1000);
+    CHECK(!ck_ksvnode_registered(node, 0));
+    /* The SA runs out with no session: nothing can be sent yet. */
+    advance(200 * 1000);
+    CHECK_INT_EQ(count_alarms(0, CK_KSV_ALARM_SA_EXPIRED), 0);
+    /* New tickets and the KSV back: the next HELLO registers, the alarm follows. */
+    rewrite_ccache(86400);
+    ksv[0].up = true;
+    advance(31 * 1000);
+    CHECK_INT_EQ(ksv[0].hellos, 2);
+    CHECK(count_alarms(0, CK_KSV_ALARM_SA_EXPIRED) >= 1);
+    al = last_in(0, CK_KSV_ALARM);
+    if (al != NULL) {
+        CHECK_INT_EQ(al->alarm_spi, 0x2001);
+        CHECK_INT_EQ(al->key_id, ksv[0].key_id);
+    }
+    ck_memzero(&a, sizeof(a));
+    teardown();
+}
+
 CK_TEST_MAIN("ksv_node", CK_TEST_CASE(test_register_ack), CK_TEST_CASE(test_refresh_and_delete),
              CK_TEST_CASE(test_sa_expiry), CK_TEST_CASE(test_server_conflict),
              CK_TEST_CASE(test_rekeys), CK_TEST_CASE(test_forged_and_truncated),
              CK_TEST_CASE(test_missed_epoch_recover), CK_TEST_CASE(test_revoked),
              CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hello_backoff_and_nudge),
              CK_TEST_CASE(test_reregister_before_ticket_end), CK_TEST_CASE(test_hostile_sealed),
-             CK_TEST_CASE(test_random_datagrams))
+             CK_TEST_CASE(test_random_datagrams), CK_TEST_CASE(test_node_esp),
+             CK_TEST_CASE(test_alarm_waits_for_session))

@@ -120,7 +120,8 @@ struct esp_entry {
     uint8_t dir;
     uint32_t spi;
     struct ck_ksv_addr peer;
-    ck_esp_sa *sa;
+    ck_esp_sa *sa;                 /* lib/esp's transforms */
+    ck_ksvnode_esp *own;           /* the others (include/cablekey/ksv_node.h) */
 };
 
 struct mcast_sock {
@@ -384,8 +385,8 @@ append_hex(char *buf, size_t size, size_t *used, const uint8_t *p, size_t n)
 
 /* For the transforms lib/esp does not run: the same command shape, written here. */
 static void
-xfrm_generic(const struct ck_ksvnode_sa *s, const char *src, const char *dst, char *buf,
-             size_t size, size_t *used)
+xfrm_generic(const struct ck_ksvnode_sa *s, const char *src, const char *dst, uint16_t port,
+             char *buf, size_t size, size_t *used)
 {
     static const struct {
         uint16_t id;
@@ -416,8 +417,10 @@ xfrm_generic(const struct ck_ksvnode_sa *s, const char *src, const char *dst, ch
         case 13: enc = "rfc3686(ctr(aes))"; break;
         default: break;
         }
-        if (sa->enc_alg == 20 && *used < size) {
-            *used += (size_t)snprintf(buf + *used, size - *used, " aead 'rfc4106(gcm(aes))' ");
+        if ((sa->enc_alg == 20 || sa->enc_alg == 28) && *used < size) {
+            *used += (size_t)snprintf(buf + *used, size - *used, " aead '%s' ",
+                                      sa->enc_alg == 20 ? "rfc4106(gcm(aes))"
+                                                        : "rfc7539esp(chacha20,poly1305)");
             append_hex(buf, size, used, sa->enc_key, sa->enc_key_len);
             if (*used < size)
                 *used += (size_t)snprintf(buf + *used, size - *used, " 128");
@@ -429,8 +432,19 @@ xfrm_generic(const struct ck_ksvnode_sa *s, const char *src, const char *dst, ch
                 *used += (size_t)snprintf(buf + *used, size - *used, "\"\"");
         }
     }
+    /* As lib/esp's lines: ESP in UDP, and the policy of the side that uses the SA. */
+    if (sa->proto == CK_KSV_PROTO_ESP && *used < size)
+        *used += (size_t)snprintf(buf + *used, size - *used, " encap espinudp %u %u %s", port,
+                                  port, strchr(src, ':') != NULL ? "::" : "0.0.0.0");
     if (*used < size)
-        *used += (size_t)snprintf(buf + *used, size - *used, "\n");
+        *used += (size_t)snprintf(
+            buf + *used, size - *used,
+            "\nip xfrm policy add src %s/%s dst %s/%s proto udp dir %s tmpl src %s dst %s proto %s "
+            "reqid %u mode %s\n",
+            src, strchr(src, ':') != NULL ? "128" : "32", dst, strchr(dst, ':') != NULL ? "128" : "32",
+            sa->direction == CK_KSV_DIR_IN ? "in" : "out", src, dst,
+            sa->proto == CK_KSV_PROTO_AH ? "ah" : "esp", sa->spi,
+            sa->mode == CK_KSV_MODE_TUNNEL ? "tunnel" : "transport");
     if (*used >= size)
         *used = size - 1;
 }
@@ -478,7 +492,7 @@ print_sa(struct runner *r, const struct ck_ksvnode_sa *s, bool add)
         }
     }
     if (used == 0)
-        xfrm_generic(s, src, dst, buf, sizeof(buf), &used);
+        xfrm_generic(s, src, dst, r->esp_port, buf, sizeof(buf), &used);
     fputs(buf, stdout);
     fflush(stdout);
     ck_memzero(buf, sizeof(buf));
@@ -497,20 +511,32 @@ esp_find(struct runner *r, uint8_t dir, uint32_t spi, const struct ck_ksv_addr *
 }
 
 static void
+esp_entry_clear(struct esp_entry *e)
+{
+    ck_esp_sa_free(e->sa);
+    ck_ksvnode_esp_free(e->own);
+    memset(e, 0, sizeof(*e));
+}
+
+static void
 on_sa_install(void *arg, const struct ck_ksvnode_sa *s)
 {
     struct runner *r = arg;
 
     r->changed = true;
     print_sa(r, s, true);
-    if (r->eng == NULL || !esp_compatible(&s->sa))
+    if (r->eng == NULL || s->sa.proto != CK_KSV_PROTO_ESP)
         return;
     for (size_t i = 0; i < MAX_ESP_SAS; i++) {
         struct esp_entry *e = &r->esp[i];
+        int ret;
         if (e->used)
             continue;
-        if (esp_sa_from(&s->sa, &e->sa) != 0) {
-            fprintf(stderr, "cablekey: node: ESP SA 0x%08x: %s\n", s->sa.spi, ck_error_context());
+        ret = esp_compatible(&s->sa) ? esp_sa_from(&s->sa, &e->sa)
+                                     : ck_ksvnode_esp_new(&s->sa, &e->own);
+        if (ret != 0) {
+            printf("node esp spi=0x%08x not installed: %s\n", s->sa.spi, ck_error_context());
+            fflush(stdout);
             return;
         }
         e->used = true;
@@ -529,10 +555,8 @@ on_sa_delete(void *arg, const struct ck_ksvnode_sa *s)
 
     r->changed = true;
     print_sa(r, s, false);
-    if ((e = esp_find(r, s->sa.direction, s->sa.spi, &s->sa.peer)) != NULL) {
-        ck_esp_sa_free(e->sa);
-        memset(e, 0, sizeof(*e));
-    }
+    if ((e = esp_find(r, s->sa.direction, s->sa.spi, &s->sa.peer)) != NULL)
+        esp_entry_clear(e);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -805,8 +829,10 @@ esp_receive(struct runner *r, const uint8_t *buf, size_t len, int64_t now_ms)
             printf("esp drop len=%zu: no inbound SA\n", len);
         return;
     }
-    if (ck_esp_unprotect(r->eng, e->sa, buf, len, now_ms / 1000, payload, sizeof(payload), &plen,
-                         &nh) != 0 ||
+    if ((e->sa != NULL ? ck_esp_unprotect(r->eng, e->sa, buf, len, now_ms / 1000, payload,
+                                          sizeof(payload), &plen, &nh)
+                       : ck_ksvnode_esp_unprotect(e->own, buf, len, payload, sizeof(payload),
+                                                  &plen, &nh)) != 0 ||
         nh != CK_ESP_NEXT_HEADER_UDP ||
         ck_esp_udp_unwrap(payload, plen, &sp, &dp, &data, &dlen) != 0 ||
         (nl = memchr(data, '\n', dlen)) == NULL || nl == data ||
@@ -855,8 +881,10 @@ esp_send_pending(struct runner *r, int64_t now_ms)
         memcpy(inner + nl + 1, s->text, tl);
         if (ck_esp_udp_wrap(ESP_INNER_PORT, ESP_INNER_PORT, inner, nl + 1 + tl, wrapped,
                             sizeof(wrapped), &wl) != 0 ||
-            ck_esp_protect(r->eng, e->sa, CK_ESP_NEXT_HEADER_UDP, wrapped, wl, now_ms / 1000,
-                           pkt, sizeof(pkt), &pl) != 0) {
+            (e->sa != NULL ? ck_esp_protect(r->eng, e->sa, CK_ESP_NEXT_HEADER_UDP, wrapped, wl,
+                                            now_ms / 1000, pkt, sizeof(pkt), &pl)
+                           : ck_ksvnode_esp_protect(e->own, CK_ESP_NEXT_HEADER_UDP, wrapped, wl,
+                                                    pkt, sizeof(pkt), &pl)) != 0) {
             fprintf(stderr, "cablekey: node: esp send: %s\n", ck_error_context());
             s->done = true;
             continue;
@@ -1215,7 +1243,7 @@ cli_node(int argc, char **argv)
 out:
     ck_ksvnode_free(r->node);
     for (size_t i = 0; i < MAX_ESP_SAS; i++)
-        ck_esp_sa_free(r->esp[i].sa);
+        esp_entry_clear(&r->esp[i]);
     ck_esp_engine_free(r->eng);
     for (size_t k = 0; k < CK_KSVNODE_MAX_KSV; k++)
         if (r->ksv_fd[k] >= 0)
