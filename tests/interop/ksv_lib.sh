@@ -214,13 +214,13 @@ node_stop() { # node_stop NODE
 ksv_jq() { jq -r "$2" "$tmp/$1.json" 2>/dev/null; }
 ksv_jqe() { jq -e "$2" "$tmp/$1.json" >/dev/null 2>&1; }
 
-ksv_wait() { # ksv_wait SECONDS cmd...
-    local limit=$(( $1 * 5 )) i; shift
-    for ((i = 0; i < limit; i++)); do
+ksv_wait() { # ksv_wait SECONDS cmd...  (wall-clock bound: a probe may itself take a while)
+    local end=$((SECONDS + $1)); shift
+    while :; do
         "$@" >/dev/null 2>&1 && return 0
+        [ "$SECONDS" -lt "$end" ] || return 1
         sleep 0.2
     done
-    return 1
 }
 
 ksv_cli() { # ksv_cli NAME VERB [args]: output in $tmp/cli.out / cli.err
