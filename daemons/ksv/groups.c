@@ -636,6 +636,12 @@ ksv_groups_reconcile(struct ksv_core *k, int64_t now_ms)
             if (gone && (rc = queue_leave(k, g, mb, now_ms)) != 0)
                 goto out;
         }
+        /* A revocation whose batch committed but was not yet marked applied (kill -9 between
+         * the two): the member is already out of the tree, so the revocation is done. */
+        for (size_t r = 0; r < n_rev; r++)
+            if (!rev[r].applied && strcmp(rev[r].group, g->name) == 0 &&
+                member_find(g, rev[r].node) == NULL && !leave_queued(g, rev[r].node))
+                (void)ck_ksv_store_revoke_mark_applied(k->p.store, g->name, rev[r].node);
         /* Members to admit: configured, registered, not revoked, not yet in. */
         if ((tg = ck_ksvtopo_group_find(k->topo, g->name)) == NULL)
             continue;

@@ -38,7 +38,9 @@
  *   about L*d*log_d(n/L) (1,000 of 10^6 at d = 4: about 18,200).
  * - A member that missed a batch may still open a later one (only the keys that changed matter);
  *   when it cannot, lkh_member_apply fails (CK_ERR_INTEGRITY) and it needs unicast recovery.
- * - Wrap cipher: AES key wrap (RFC 3394, EVP_aes_128_wrap): 24 bytes per 16-byte key against 44 for
+ * - Wrap cipher: AES key wrap (RFC 3394; OpenSSL's CRYPTO_128_wrap over EVP AES-128-ECB, so
+ *   AES-NI is used: 0.4 us a wrap where OpenSSL 3.0's id-aes128-wrap takes 1.6, same bytes; see
+ *   lib/lkh/lkh.c): 24 bytes per 16-byte key against 44 for
  *   AES-GCM with nonce and tag, so a revoke of 1 in 10^6 (39 wraps) fits one 1,400-byte datagram
  *   with its node ids; it is deterministic and needs no nonce (every wrapped key is random and
  *   used once), and its integrity check tells a member that it holds the wrong key. The wrap does
@@ -68,6 +70,8 @@ struct lkh_wrap {
     uint32_t child_version;
     uint32_t new_version;
     uint8_t wrapped[LKH_WRAP_LEN];
+    uint8_t child_rekeyed; /* the batch rekeyed the (internal) child too: set by lkh_batch and
+                            * lkh_rekey_parse, derived again by lkh_rekey_pack */
 };
 
 struct lkh_batch_result {
@@ -126,9 +130,13 @@ int lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t 
 void lkh_batch_result_clear(struct lkh_batch_result *res);
 
 /* Member side: applies a batch's wraps to the member's path keys. Returns CK_ERR_PERM if the
- * batch rekeys the member's path without a wrap for it (it was removed), CK_ERR_INTEGRITY if a
- * wrap does not open under its key, CK_ERR_PROTO on an inconsistent batch. The member is left
- * unchanged on any error. A batch that does not touch the member's path is a no-op. */
+ * batch rekeys the member's path without a wrap for it (it was removed): a node of its path has
+ * wraps but none for its child, its leaf was rekeyed, or a wrap flags its child as rekeyed while
+ * the list has no wrap of that child for the member (the wraps can be one rekey datagram's: the
+ * datagram holds every wrap a member of its leaf range needs); CK_ERR_INTEGRITY if a wrap does
+ * not open under its key (the member missed a batch), CK_ERR_PROTO on an inconsistent batch. The
+ * member is left unchanged on any error. A batch that does not touch the member's path is a
+ * no-op. */
 int lkh_member_apply(struct lkh_member *m, const struct lkh_wrap *wraps, size_t n_wraps);
 
 /* Member side: the group key at `version` (>= the member's), hashing forward over joins. */
@@ -153,16 +161,21 @@ struct lkh_member_place {
 };
 
 /* Nodes whose key or version changed since the last lkh_tree_clear_dirty (a bitmap, one bit a
- * node): *nodes is malloc'd (free()), ascending. Joins, batches and populate mark nodes. */
+ * node): *nodes is malloc'd (free()), ascending. Joins, batches and populate mark nodes, including
+ * nodes a batch emptied (their row becomes present = 0, version kept): saving lkh_tree_node_get of
+ * every dirty node after each change keeps a store's rows exactly the tree's. */
 int lkh_tree_dirty(const struct lkh_tree *t, uint32_t **nodes, size_t *n);
 void lkh_tree_clear_dirty(struct lkh_tree *t);
 int lkh_tree_node_get(const struct lkh_tree *t, uint32_t node, struct lkh_node_state *out);
 int lkh_member_leaf(const struct lkh_tree *t, uint32_t member_id, uint32_t *leaf);
 /* Every member's place (for a full save); *out malloc'd. */
 int lkh_tree_members_list(const struct lkh_tree *t, struct lkh_member_place **out, size_t *n);
-/* Rebuilds a tree from saved rows (the nodes not listed are empty). Checks consistency: every
- * member's leaf exists and is unique, every ancestor of a member has a key, counts are
- * recomputed; CK_ERR_DECODE otherwise. The dirty set of the result is empty. */
+/* Rebuilds a tree from saved rows (the nodes not listed are empty, version 0). Checks consistency:
+ * node ids in range and not repeated, a present node has a version >= 1, every member ID and leaf
+ * in range and used once, and exactly the nodes with a member below them have keys (a key on an
+ * empty node is a stale row, a missing one a lost row); counts are recomputed; CK_ERR_DECODE
+ * otherwise (CK_ERR_INVAL/LIMIT for a bad degree or capacity). Free member IDs are handed out
+ * lowest first afterwards. The dirty set of the result is empty. */
 int lkh_tree_restore(uint32_t degree, uint32_t max_members, const struct lkh_node_state *nodes,
                      size_t n_nodes, const struct lkh_member_place *members, size_t n_members,
                      struct lkh_tree **out);

@@ -37,8 +37,9 @@
 
 /* Layout sizes (docs/PROTOCOL.md "Group rekey datagram"): a 42-byte header (the 8-byte KSV
  * envelope included), per rekeyed node 10 bytes (id, new version, bitmap of the wrapped
- * children), per wrap 28 bytes (child version, RFC 3394 wrap), then the 64-byte signature, a
- * 1-byte path length and 32 bytes per hash of the authentication path. */
+ * children), per wrap 28 bytes (child version with a "rekeyed too" top bit, RFC 3394 wrap), then
+ * the 64-byte signature, a 1-byte path length and 32 bytes per hash of the authentication path.
+ * Versions on the wire are below 2^31 (lkh_rekey_pack refuses others: CK_ERR_INVAL). */
 #define LKH_REKEY_HDR_LEN 42u
 #define LKH_REKEY_NODE_LEN 10u
 #define LKH_REKEY_WRAP_LEN 28u
@@ -84,9 +85,10 @@ struct lkh_rekey_view {
     uint32_t leaf_lo, leaf_hi; /* leaves (heap node ids) this datagram serves, inclusive */
     struct lkh_wrap *wraps;    /* n_wraps, in lkh_member_apply order */
     size_t n_wraps;
-    uint32_t *nodes;           /* n_nodes: every node the datagram rekeys, descending, including
-                                * those named without a wrap here (see PROTOCOL.md: a member
-                                * below one of them without a wrap was removed) */
+    uint32_t *nodes;           /* n_nodes: every node the datagram says the batch rekeyed,
+                                * descending: its entries and the children flagged in their
+                                * parent's wrap (PROTOCOL.md: a member below one of them without
+                                * a wrap for itself was removed) */
     size_t n_nodes;
 };
 
@@ -168,5 +170,21 @@ int lkh_hybrid_member_export(const struct lkh_hybrid *h, uint32_t member_id,
 /* The tree over clusters (group key, persistence, lkh_rekey_params' degree and height). */
 const struct lkh_tree *lkh_hybrid_tree(const struct lkh_hybrid *h);
 uint32_t lkh_hybrid_members(const struct lkh_hybrid *h);
+
+/* Persistence: the tree's rows (lkh.h: lkh_tree_dirty/lkh_tree_node_get on lkh_hybrid_tree,
+ * then lkh_hybrid_clear_dirty), the clusters' places (lkh_tree_members_list of the tree: a
+ * cluster's tree member ID and leaf) and every member's place (its hybrid ID and its cluster's
+ * leaf: the store's member rows). Restore checks, besides lkh_tree_restore's rules, that every
+ * member's leaf is a cluster's, member IDs are in range and used once, no cluster holds more
+ * than `cluster` members and none is empty; CK_ERR_DECODE otherwise. Clusters are renumbered in
+ * leaf order (only the joiners' placement depends on the numbering). */
+void lkh_hybrid_clear_dirty(struct lkh_hybrid *h);
+int lkh_hybrid_members_list(const struct lkh_hybrid *h, struct lkh_member_place **out,
+                            size_t *n);
+int lkh_hybrid_restore(uint32_t degree, uint32_t cluster, uint32_t max_members,
+                       const struct lkh_node_state *nodes, size_t n_nodes,
+                       const struct lkh_member_place *clusters, size_t n_clusters,
+                       const struct lkh_member_place *members, size_t n_members,
+                       struct lkh_hybrid **out);
 
 #endif

@@ -283,3 +283,120 @@ out:
     free(tleave);
     return rc;
 }
+
+/* Persistence */
+
+void
+lkh_hybrid_clear_dirty(struct lkh_hybrid *h)
+{
+    lkh_tree_clear_dirty(h->tree);
+}
+
+int
+lkh_hybrid_members_list(const struct lkh_hybrid *h, struct lkh_member_place **out, size_t *n)
+{
+    struct lkh_member_place *p;
+    size_t k = 0;
+    int rc;
+
+    *out = NULL;
+    *n = 0;
+    if ((p = malloc(((size_t)h->n_members + 1) * sizeof(*p))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "lkh hybrid: %u members", h->n_members);
+    for (uint32_t id = 0; id < h->max_members; id++) {
+        if (h->member_cluster[id] == NONE)
+            continue;
+        p[k].member_id = id;
+        if ((rc = lkh_member_leaf(h->tree, h->tid[h->member_cluster[id]], &p[k].leaf)) != 0) {
+            free(p);
+            return rc;
+        }
+        k++;
+    }
+    *out = p;
+    *n = k;
+    return 0;
+}
+
+static int
+cmp_place_leaf(const void *a, const void *b)
+{
+    uint32_t x = ((const struct lkh_member_place *)a)->leaf;
+    uint32_t y = ((const struct lkh_member_place *)b)->leaf;
+    return x < y ? -1 : x > y;
+}
+
+int
+lkh_hybrid_restore(uint32_t degree, uint32_t cluster, uint32_t max_members,
+                   const struct lkh_node_state *nodes, size_t n_nodes,
+                   const struct lkh_member_place *clusters, size_t n_clusters,
+                   const struct lkh_member_place *members, size_t n_members,
+                   struct lkh_hybrid **out)
+{
+    struct lkh_hybrid *h = NULL;
+    struct lkh_member_place *cl = NULL;
+    int rc;
+
+    *out = NULL;
+    if ((rc = lkh_hybrid_new(degree, cluster, max_members, &h)) != 0)
+        return rc;
+    lkh_tree_free(h->tree);
+    h->tree = NULL;
+    if ((rc = lkh_tree_restore(degree, h->n_clusters, nodes, n_nodes, clusters, n_clusters,
+                               &h->tree)) != 0)
+        goto out;
+    /* lkh_tree_restore checked the clusters' IDs and leaves (in range, unique) */
+    if ((cl = malloc((n_clusters + 1) * sizeof(*cl))) == NULL) {
+        rc = ck_error_set(CK_ERR_NOMEM, "lkh hybrid restore");
+        goto out;
+    }
+    if (n_clusters > 0)
+        memcpy(cl, clusters, n_clusters * sizeof(*cl));
+    qsort(cl, n_clusters, sizeof(*cl), cmp_place_leaf);
+    for (size_t c = 0; c < n_clusters; c++)
+        h->tid[c] = cl[c].member_id;
+    if (n_members > max_members) {
+        rc = ck_error_set(CK_ERR_DECODE, "lkh hybrid restore: %zu members", n_members);
+        goto out;
+    }
+    for (size_t i = 0; i < n_members; i++) {
+        uint32_t id = members[i].member_id, c;
+        size_t lo = 0, hi = n_clusters;
+        while (lo < hi) {
+            size_t mid = lo + (hi - lo) / 2;
+            if (cl[mid].leaf < members[i].leaf)
+                lo = mid + 1;
+            else
+                hi = mid;
+        }
+        if (lo == n_clusters || cl[lo].leaf != members[i].leaf || id >= max_members ||
+            h->member_cluster[id] != NONE || h->count[lo] >= h->cluster) {
+            rc = ck_error_set(CK_ERR_DECODE, "lkh hybrid restore: member %u at leaf %u: no "
+                              "cluster there, repeated, or the cluster is full", id,
+                              members[i].leaf);
+            goto out;
+        }
+        c = (uint32_t)lo;
+        h->slots[(size_t)c * h->cluster + h->count[c]] = id;
+        h->member_slot[id] = h->count[c];
+        h->member_cluster[id] = c;
+        h->count[c]++;
+        h->n_members++;
+    }
+    for (size_t c = 0; c < n_clusters; c++)
+        if (h->count[c] == 0) {
+            rc = ck_error_set(CK_ERR_DECODE, "lkh hybrid restore: cluster at leaf %u is empty",
+                              cl[c].leaf);
+            goto out;
+        }
+    h->n_free = 0;
+    for (uint32_t id = max_members; id-- > 0;)
+        if (h->member_cluster[id] == NONE)
+            h->free_ids[h->n_free++] = id;
+    *out = h;
+    h = NULL;
+out:
+    free(cl);
+    lkh_hybrid_free(h);
+    return rc;
+}

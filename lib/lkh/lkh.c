@@ -634,6 +634,7 @@ lkh_batch(struct lkh_tree *t, const uint32_t *leave, size_t n_leave, size_t n_jo
             w = &res->wraps[res->n_wraps++];
             w->node = node;
             w->child = c;
+            w->child_rekeyed = c < t->first_leaf && (t->flag[c] & F_TOUCHED) != 0;
             w->child_version = t->version[c];
             w->new_version = t->version[node];
             if ((rc = aes_wrap(t->cctx, 1, t->key[c], t->key[node], w->wrapped)) != 0)
@@ -731,13 +732,29 @@ lkh_member_apply(struct lkh_member *m, const struct lkh_wrap *wraps, size_t n_wr
         rc = ck_error_set_ssl(CK_ERR_CRYPTO, "lkh: AES-128 not available");
         goto out;
     }
-    for (uint32_t lvl = 1; lvl <= tmp.height; lvl++) {
+    for (uint32_t lvl = 1, below_found = 0; lvl <= tmp.height; lvl++) {
         const struct lkh_wrap *w;
         size_t end = 0, idx;
-        uint32_t child = tmp.path[lvl - 1].node;
+        uint32_t child = tmp.path[lvl - 1].node, found_here;
         uint8_t newkey[LKH_KEY_LEN];
 
-        if ((w = find_node(wraps, n_wraps, tmp.path[lvl].node, &end)) == NULL)
+        w = find_node(wraps, n_wraps, tmp.path[lvl].node, &end);
+        found_here = w != NULL;
+        if (w != NULL) {
+            idx = (size_t)(w - wraps);
+            while (idx < end && wraps[idx].child != child)
+                idx++;
+            /* the child was rekeyed in this batch but the list has no wrap of it for us: a list
+             * holding our path's wraps would (a rekey datagram holds its range's) */
+            if (idx < end && wraps[idx].child_rekeyed && lvl >= 2 && !below_found) {
+                rc = ck_error_set(CK_ERR_PERM, "lkh: member %u removed (node %u rekeyed "
+                                  "without a wrap for node %u)", tmp.member_id, child,
+                                  tmp.path[lvl - 2].node);
+                goto out;
+            }
+        }
+        below_found = found_here;
+        if (w == NULL)
             continue; /* this node kept its key (or only hashed forward) */
         idx = (size_t)(w - wraps);
         while (idx < end && wraps[idx].child != child)

@@ -23,6 +23,7 @@
 #define TRAILER_LEN(path) (LKH_ED25519_SIG_LEN + 1u + HASH_LEN * (size_t)(path))
 #define MAX_PACK_WRAPS (1u << 28)
 #define NONE UINT32_MAX
+#define CHILD_REKEYED 0x80000000u /* in a wrap's child version on the wire */
 
 /* Offsets in the 42-byte header. */
 enum {
@@ -157,8 +158,7 @@ struct winfo {
 struct dgram_plan {
     uint32_t leaf_lo, leaf_hi;
     size_t first, count;   /* slice of items */
-    size_t mfirst, mcount; /* slice of markers */
-    size_t n_nodes;        /* entries with wraps */
+    size_t n_nodes;        /* node entries */
 };
 
 struct packer {
@@ -173,8 +173,6 @@ struct packer {
     uint32_t *grp_first; /* first wrap of each rekeyed node */
     size_t n_grp;
     uint32_t *seen;      /* by grp: 1 + the datagram holding one of its wraps */
-    uint32_t *markers;   /* grps named without wraps, datagram after datagram */
-    size_t n_markers;
     struct dgram_plan *dg;
     size_t n_dg, cap_dg;
 };
@@ -297,10 +295,10 @@ add_item(struct packer *pk, uint32_t w, size_t *size)
  * wraps starting at one leaf (a chain) go together; the datagram is cut before a chain that does
  * not fit, and the next one starts at that leaf, carrying the chains' open ancestors. */
 static int
-pack_pass(struct packer *pk, size_t max_dgram, size_t path, size_t reserve)
+pack_pass(struct packer *pk, size_t max_dgram, size_t path)
 {
     uint32_t open[LKH_MAX_HEIGHT + 1];
-    size_t fixed = LKH_REKEY_HDR_LEN + TRAILER_LEN(path) + reserve, budget, size = 0;
+    size_t fixed = LKH_REKEY_HDR_LEN + TRAILER_LEN(path), budget, size = 0;
     bool added = false;
     int rc;
 
@@ -366,7 +364,7 @@ index_wraps(struct packer *pk, uint32_t root_version)
         uint64_t lo, hi, c0 = (uint64_t)w->node * pk->g.d + 1;
 
         if (w->node >= pk->g.first_leaf || w->child < c0 || w->child >= c0 + pk->g.d ||
-            w->new_version == 0)
+            w->new_version == 0 || ((w->new_version | w->child_version) & CHILD_REKEYED) != 0)
             return ck_error_set(CK_ERR_INVAL, "lkh rekey: wrap %zu (node %u child %u) not of a "
                                 "degree-%u height-%u tree", i, w->node, w->child, pk->g.d,
                                 pk->g.h);
@@ -411,17 +409,10 @@ index_wraps(struct packer *pk, uint32_t root_version)
     return sort_by_leaf(pk);
 }
 
-/* A member removed from below a rekeyed node C finds in its datagram the wrap of C's parent
- * under C's new key, but none of C's own wraps when all of C's children inside the datagram's
- * range are empty: it could not tell "removed" from "my key is stale". Such a C is named in the
- * datagram without wraps (a marker entry, 10 bytes), so every rekeyed node of its path is named.
- * Markers only appear where a datagram's range cuts through C's subtree. Sorts each datagram's
- * items into lkh_member_apply order; *fits is false if a datagram outgrows max_dgram. */
+/* Sorts each datagram's items into lkh_member_apply order and counts its node entries. */
 static int
-plan_markers(struct packer *pk, size_t max_dgram, size_t path, bool *fits)
+finish_plan(struct packer *pk, size_t max_dgram)
 {
-    *fits = true;
-    pk->n_markers = 0;
     memset(pk->seen, 0, (pk->n_grp + 1) * sizeof(uint32_t));
     for (size_t k = 0; k < pk->n_dg; k++) {
         struct dgram_plan *d = &pk->dg[k];
@@ -437,23 +428,11 @@ plan_markers(struct packer *pk, size_t max_dgram, size_t path, bool *fits)
                 d->n_nodes++;
             pk->seen[pk->info[it[i]].grp] = (uint32_t)(k + 1);
         }
-        d->mfirst = pk->n_markers;
-        d->mcount = 0;
-        for (size_t i = 0; i < d->count; i++) {
-            uint32_t cg = pk->info[it[i]].child_grp;
-            if (cg == NONE || pk->seen[cg] == k + 1)
-                continue;
-            pk->markers[pk->n_markers++] = cg; /* a child has one parent wrap: no repeats */
-            d->mcount++;
-        }
-        /* markers in node order (descending node = ascending grp) for the merge at encoding */
-        sort_small(pk->markers + d->mfirst, d->mcount);
-        size = LKH_REKEY_HDR_LEN + (d->n_nodes + d->mcount) * LKH_REKEY_NODE_LEN +
+        size = LKH_REKEY_HDR_LEN + d->n_nodes * LKH_REKEY_NODE_LEN +
                d->count * LKH_REKEY_WRAP_LEN + TRAILER_LEN(path_len((uint32_t)k, (uint32_t)pk->n_dg));
-        if (size > max_dgram)
-            *fits = false;
+        if (size > max_dgram) /* pack_pass counted the same bytes: cannot happen */
+            return ck_error_set(CK_ERR_LIMIT, "lkh rekey: datagram %zu of %zu bytes", k, size);
     }
-    (void)path;
     return 0;
 }
 
@@ -480,28 +459,19 @@ encode_signed(const struct packer *pk, const struct lkh_rekey_params *p, size_t 
     lkh_put_be16(buf + OFF_INDEX, (uint16_t)k);
     lkh_put_be32(buf + OFF_LEAF_LO, d->leaf_lo);
     lkh_put_be32(buf + OFF_LEAF_HI, d->leaf_hi);
-    for (size_t i = 0, mi = 0; i < d->count || mi < d->mcount;) {
-        const struct lkh_wrap *w0;
+    for (size_t i = 0; i < d->count;) {
+        const struct lkh_wrap *w0 = &pk->w[it[i]];
         size_t j = i, node_off = o;
         uint16_t bits = 0;
 
-        if (mi < d->mcount &&
-            (i == d->count || pk->markers[d->mfirst + mi] < pk->info[it[i]].grp)) {
-            const struct lkh_wrap *m = &pk->w[pk->grp_first[pk->markers[d->mfirst + mi]]];
-            lkh_put_be32(buf + o, m->node);
-            lkh_put_be32(buf + o + 4, m->new_version);
-            lkh_put_be16(buf + o + 8, 0);
-            o += LKH_REKEY_NODE_LEN;
-            n_nodes++;
-            mi++;
-            continue;
-        }
-        w0 = &pk->w[it[i]];
         o += LKH_REKEY_NODE_LEN;
         while (j < d->count && pk->w[it[j]].node == w0->node) {
             const struct lkh_wrap *w = &pk->w[it[j]];
             bits |= (uint16_t)(1u << (w->child - (w->node * pk->g.d + 1)));
-            lkh_put_be32(buf + o, w->child_version);
+            /* top bit: the batch rekeyed this child too (its entry is where a member of the
+             * range needs it; a member that finds no entry for it was removed) */
+            lkh_put_be32(buf + o, w->child_version |
+                                      (pk->info[it[j]].child_grp != NONE ? CHILD_REKEYED : 0));
             memcpy(buf + o + 4, w->wrapped, LKH_WRAP_LEN);
             o += LKH_REKEY_WRAP_LEN;
             j++;
@@ -536,8 +506,7 @@ lkh_rekey_pack(const struct lkh_rekey_params *p, const struct lkh_wrap *wraps, s
                const struct lkh_signer *signer, struct lkh_rekey_out *out)
 {
     struct packer pk;
-    size_t max_dgram = p->max_dgram ? p->max_dgram : LKH_REKEY_DEFAULT_DGRAM, path = 0,
-           reserve = 0;
+    size_t max_dgram = p->max_dgram ? p->max_dgram : LKH_REKEY_DEFAULT_DGRAM, path = 0;
     uint8_t (*hash)[HASH_LEN] = NULL, sig[LKH_ED25519_SIG_LEN], msg[SIG_MSG_LEN];
     size_t *lvl_off = NULL;
     EVP_MD *md = NULL;
@@ -569,27 +538,15 @@ lkh_rekey_pack(const struct lkh_rekey_params *p, const struct lkh_wrap *wraps, s
      * the path the previous pass needed until it fits (twice at most in practice). */
     for (;;) {
         size_t need;
-        bool fits;
-        if ((rc = pack_pass(&pk, max_dgram, path, reserve)) != 0)
+        if ((rc = pack_pass(&pk, max_dgram, path)) != 0)
             goto out;
         need = max_path_len((uint32_t)pk.n_dg);
-        if (need > path) {
-            path = need;
-            continue;
-        }
-        free(pk.markers);
-        if ((pk.markers = malloc((pk.n_items + 1) * sizeof(uint32_t))) == NULL) {
-            rc = ck_error_set(CK_ERR_NOMEM, "lkh rekey: packing");
-            goto out;
-        }
-        if ((rc = plan_markers(&pk, max_dgram, path, &fits)) != 0)
-            goto out;
-        if (fits)
+        if (need <= path)
             break;
-        /* rare (a datagram cut through subtrees, full to the byte): room for a marker per
-         * depth, then more */
-        reserve += LKH_REKEY_NODE_LEN * pk.g.h;
+        path = need;
     }
+    if ((rc = finish_plan(&pk, max_dgram)) != 0)
+        goto out;
 
     out->dgrams = calloc(pk.n_dg, sizeof(uint8_t *));
     out->lens = calloc(pk.n_dg, sizeof(size_t));
@@ -609,7 +566,7 @@ lkh_rekey_pack(const struct lkh_rekey_params *p, const struct lkh_wrap *wraps, s
     for (size_t k = 0; k < pk.n_dg; k++) {
         size_t plen = path_len((uint32_t)k, (uint32_t)pk.n_dg), slen;
         size_t cap = LKH_REKEY_HDR_LEN +
-                     (pk.dg[k].n_nodes + pk.dg[k].mcount) * LKH_REKEY_NODE_LEN +
+                     pk.dg[k].n_nodes * LKH_REKEY_NODE_LEN +
                      pk.dg[k].count * LKH_REKEY_WRAP_LEN + TRAILER_LEN(plen);
         if ((out->dgrams[k] = malloc(cap)) == NULL) {
             rc = ck_error_set(CK_ERR_NOMEM, "lkh rekey: datagram");
@@ -667,7 +624,6 @@ out:
     free(pk.dg);
     free(pk.grp_first);
     free(pk.seen);
-    free(pk.markers);
     return rc;
 }
 
@@ -680,11 +636,11 @@ struct frame {
     size_t path_len;
 };
 
-/* Rekeyed node's new version in a datagram's node list (descending), or 0. */
+/* Rekeyed node's new version among the first n entries of a datagram (descending), or 0. */
 static uint32_t
-entry_version(const struct lkh_rekey_view *v, const uint32_t *nv, uint32_t node)
+entry_version(const struct lkh_rekey_view *v, size_t n, const uint32_t *nv, uint32_t node)
 {
-    size_t lo = 0, hi = v->n_nodes;
+    size_t lo = 0, hi = n;
 
     while (lo < hi) {
         size_t mid = lo + (hi - lo) / 2;
@@ -693,7 +649,7 @@ entry_version(const struct lkh_rekey_view *v, const uint32_t *nv, uint32_t node)
         else
             hi = mid;
     }
-    return lo < v->n_nodes && v->nodes[lo] == node ? nv[lo] : 0;
+    return lo < n && v->nodes[lo] == node ? nv[lo] : 0;
 }
 
 /* The wrap (node -> child) of a view, or NULL. */
@@ -715,12 +671,21 @@ find_wrap(const struct lkh_rekey_view *v, uint32_t node, uint32_t child)
     return NULL;
 }
 
+static int
+cmp_desc(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
 /* The strict parse behind lkh_rekey_parse and lkh_rekey_verify. v->wraps and v->nodes have room
- * for what len can hold; nv (new versions, parallel to v->nodes) too. */
+ * for what len can hold; nv (new versions, parallel to v->nodes) and fl (per wrap: child
+ * rekeyed) too. */
 static int
 parse_frame(const uint8_t *buf, size_t len, struct frame *f, struct lkh_rekey_view *v,
-            uint32_t *nv)
+            uint32_t *nv, uint8_t *fl)
 {
+    size_t n_entries_parsed;
     uint32_t n_dg, index, leaf_lo, leaf_hi, rootv;
     size_t n_entries, o = LKH_REKEY_HDR_LEN;
 
@@ -754,7 +719,8 @@ parse_frame(const uint8_t *buf, size_t len, struct frame *f, struct lkh_rekey_vi
         bits = lkh_get_be16(buf + o + 8);
         o += LKH_REKEY_NODE_LEN;
         if ((e > 0 && node >= v->nodes[e - 1]) || node >= f->g.first_leaf || ver == 0 ||
-            (bits >> f->g.d) != 0 || (node == 0 && (ver != rootv || bits == 0)))
+            (ver & CHILD_REKEYED) != 0 || bits == 0 || (bits >> f->g.d) != 0 ||
+            (node == 0 && ver != rootv))
             return ck_error_set(CK_ERR_DECODE, "lkh rekey: bad node entry %zu (node %u)", e,
                                 node);
         v->nodes[e] = node;
@@ -772,11 +738,13 @@ parse_frame(const uint8_t *buf, size_t len, struct frame *f, struct lkh_rekey_vi
                 return ck_error_set(CK_ERR_DECODE,
                                     "lkh rekey: wrap for child %llu outside leaves %u..%u",
                                     (unsigned long long)child, leaf_lo, leaf_hi);
+            fl[v->n_wraps] = (buf[o] & 0x80) != 0;
             w = &v->wraps[v->n_wraps++];
             w->node = node;
             w->child = (uint32_t)child;
             w->new_version = ver;
-            w->child_version = lkh_get_be32(buf + o);
+            w->child_version = lkh_get_be32(buf + o) & ~CHILD_REKEYED;
+            w->child_rekeyed = fl[v->n_wraps - 1];
             memcpy(w->wrapped, buf + o + 4, LKH_WRAP_LEN);
             o += LKH_REKEY_WRAP_LEN;
         }
@@ -788,26 +756,21 @@ parse_frame(const uint8_t *buf, size_t len, struct frame *f, struct lkh_rekey_vi
     if (f->path_len != path_len(index, n_dg) || len - o != TRAILER_LEN(f->path_len))
         return ck_error_set(CK_ERR_DECODE, "lkh rekey: authentication path or length wrong "
                             "(%zu hashes, %zu bytes after the entries)", f->path_len, len - o);
-    /* A wrap under a child this datagram rekeys uses the child's new version; a node named
-     * without wraps (a marker) is such a child. */
+    /* A child the batch rekeyed is flagged in its parent's wrap; when the datagram has its entry,
+     * at the version the wrap names. Flagged children without an entry here join the view's
+     * node list: a member below one of them without a wrap for itself was removed. */
+    n_entries_parsed = v->n_nodes;
     for (size_t i = 0; i < v->n_wraps; i++) {
-        uint32_t cv = entry_version(v, nv, v->wraps[i].child);
-        if (cv != 0 && cv != v->wraps[i].child_version)
-            return ck_error_set(CK_ERR_DECODE, "lkh rekey: child %u at two versions",
-                                v->wraps[i].child);
+        uint32_t c = v->wraps[i].child, cv = entry_version(v, n_entries_parsed, nv, c);
+        if (fl[i] ? (c >= f->g.first_leaf || (cv != 0 && cv != v->wraps[i].child_version))
+                  : cv != 0)
+            return ck_error_set(CK_ERR_DECODE, "lkh rekey: child %u: rekey flag or version "
+                                "inconsistent", c);
+        if (fl[i] && cv == 0)
+            v->nodes[v->n_nodes++] = c;
     }
-    for (size_t e = 0; e < v->n_nodes; e++) {
-        uint32_t node = v->nodes[e];
-        if (find_wrap(v, node, node * f->g.d + 1) == NULL) {
-            /* no wrap of its first child: check it has some wrap, or is a marker */
-            size_t i;
-            for (i = 0; i < v->n_wraps && v->wraps[i].node != node; i++)
-                ;
-            if (i == v->n_wraps &&
-                (node == 0 || find_wrap(v, (node - 1) / f->g.d, node) == NULL))
-                return ck_error_set(CK_ERR_DECODE, "lkh rekey: node %u named for nothing", node);
-        }
-    }
+    if (v->n_nodes > n_entries_parsed)
+        qsort(v->nodes, v->n_nodes, sizeof(uint32_t), cmp_desc);
     v->group_id = lkh_get_be32(buf + OFF_GROUP);
     v->epoch = lkh_get_be64(buf + OFF_EPOCH);
     v->root_version = rootv;
@@ -823,6 +786,7 @@ static int
 parse_into(const uint8_t *buf, size_t len, struct frame *f, struct lkh_rekey_view *out)
 {
     uint32_t *nv = NULL;
+    uint8_t *fl = NULL;
     int rc;
 
     memset(out, 0, sizeof(*out));
@@ -830,11 +794,13 @@ parse_into(const uint8_t *buf, size_t len, struct frame *f, struct lkh_rekey_vie
     out->wraps = malloc((len / LKH_REKEY_WRAP_LEN + 1) * sizeof(struct lkh_wrap));
     out->nodes = malloc((len / LKH_REKEY_NODE_LEN + 1) * sizeof(uint32_t));
     nv = malloc((len / LKH_REKEY_NODE_LEN + 1) * sizeof(uint32_t));
-    if (out->wraps == NULL || out->nodes == NULL || nv == NULL)
+    fl = malloc(len / LKH_REKEY_WRAP_LEN + 1);
+    if (out->wraps == NULL || out->nodes == NULL || nv == NULL || fl == NULL)
         rc = ck_error_set(CK_ERR_NOMEM, "lkh rekey: parse");
     else
-        rc = parse_frame(buf, len, f, out, nv);
+        rc = parse_frame(buf, len, f, out, nv, fl);
     free(nv);
+    free(fl);
     if (rc != 0)
         lkh_rekey_view_clear(out);
     return rc;

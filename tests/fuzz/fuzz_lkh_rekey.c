@@ -56,6 +56,7 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct lkh_rekey_view v;
+    size_t entries;
     int rc, vr;
 
     if (!have_pub)
@@ -67,8 +68,11 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         return 0;
     }
-    if (v.leaf_lo > v.leaf_hi || v.index >= v.n_dgrams || v.epoch == 0 ||
-        LKH_REKEY_HDR_LEN + v.n_nodes * LKH_REKEY_NODE_LEN + v.n_wraps * LKH_REKEY_WRAP_LEN +
+    /* node entries on the wire (the view's node list adds rekeyed children named only in
+     * their parent's wrap) */
+    entries = (size_t)((data[40] << 8) | data[41]);
+    if (v.leaf_lo > v.leaf_hi || v.index >= v.n_dgrams || v.epoch == 0 || v.n_nodes < entries ||
+        LKH_REKEY_HDR_LEN + entries * LKH_REKEY_NODE_LEN + v.n_wraps * LKH_REKEY_WRAP_LEN +
                 LKH_ED25519_SIG_LEN + 1 > size)
         abort();
     for (size_t i = 1; i < v.n_wraps; i++)

@@ -369,6 +369,7 @@ test_member_apply_garbage(void)
             w[i].child = rng(16);
             w[i].child_version = m.path[0].version + rng(3);
             w[i].new_version = rng(30);
+            w[i].child_rekeyed = (uint8_t)rng(2);
             for (size_t b = 0; b < LKH_WRAP_LEN; b++)
                 w[i].wrapped[b] = (uint8_t)rng(256);
         }

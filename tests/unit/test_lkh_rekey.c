@@ -189,7 +189,11 @@ test_round_trip(void)
         for (size_t i = 0; i < v.n_wraps; i++) {
             size_t j;
             for (j = 0; j < r.n_wraps; j++)
-                if (memcmp(&r.wraps[j], &v.wraps[i], sizeof(struct lkh_wrap)) == 0)
+                if (r.wraps[j].node == v.wraps[i].node && r.wraps[j].child == v.wraps[i].child &&
+                    r.wraps[j].child_version == v.wraps[i].child_version &&
+                    r.wraps[j].new_version == v.wraps[i].new_version &&
+                    r.wraps[j].child_rekeyed == v.wraps[i].child_rekeyed &&
+                    memcmp(r.wraps[j].wrapped, v.wraps[i].wrapped, LKH_WRAP_LEN) == 0)
                     break;
             CHECK(j < r.n_wraps);
             if (j < r.n_wraps && !found[j]) {
@@ -274,6 +278,13 @@ test_every_member_one_datagram(void)
         CHECK_INT_EQ(count, 1);
         if (k < 0)
             continue;
+        if (gone[i]) {
+            /* the wraps of its datagram alone (as a node agent applies them) say "removed" */
+            struct lkh_member before = m[i];
+            CHECK_INT_EQ(lkh_member_apply(&m[i], views[k].wraps, views[k].n_wraps), CK_ERR_PERM);
+            CHECK(memcmp(&before, &m[i], sizeof(before)) == 0);
+            lkh_member_clear(&before);
+        }
         if (i % 97 == 0 || gone[i]) {
             uint64_t last = 0;
             uint32_t rv = 0;
@@ -584,6 +595,9 @@ test_pack_edges(void)
         struct lkh_wrap x[2] = {w[1], w[0]}; /* out of order */
         CHECK_INT_EQ(lkh_rekey_pack(&p, x, 2, s, &o), CK_ERR_INVAL);
     }
+    w[0].child_version = 0x80000000u; /* versions on the wire stay below 2^31 */
+    CHECK_INT_EQ(lkh_rekey_pack(&p, w, 2, s, &o), CK_ERR_INVAL);
+    w[0].child_version = 0;
     w[0].child = 9; /* not a child of node 1 */
     CHECK_INT_EQ(lkh_rekey_pack(&p, w, 2, s, &o), CK_ERR_INVAL);
     w[0].child = 6;
@@ -772,8 +786,109 @@ out:
     lkh_signer_free(s);
 }
 
+/* A hybrid saved (tree rows, cluster places, member places) restores to the same group: same
+ * group key, same paths for every member; inconsistent member rows are refused. */
+static void
+test_hybrid_restore(void)
+{
+    struct lkh_hybrid *h = NULL, *r = NULL;
+    struct lkh_hybrid_result res;
+    struct lkh_node_state *rows = NULL;
+    struct lkh_member_place *cl = NULL, *mem = NULL, *bad = NULL;
+    uint32_t *dirty = NULL, leave[3] = {2, 9, 10};
+    size_t n_dirty = 0, n_cl = 0, n_mem = 0;
+    uint8_t k1[LKH_KEY_LEN], k2[LKH_KEY_LEN];
+    uint32_t v1 = 0, v2 = 0;
+
+    CHECK_OK(lkh_hybrid_new(3, 4, 40, &h));
+    if (h == NULL)
+        return;
+    CHECK_OK(lkh_hybrid_batch(h, NULL, 0, 23, &res));
+    lkh_hybrid_result_clear(&res);
+    CHECK_OK(lkh_hybrid_batch(h, leave, 3, 2, &res));
+    lkh_hybrid_result_clear(&res);
+    CHECK_OK(lkh_tree_dirty(lkh_hybrid_tree(h), &dirty, &n_dirty));
+    rows = calloc(n_dirty + 1, sizeof(*rows));
+    if (rows == NULL)
+        abort();
+    for (size_t i = 0; i < n_dirty; i++)
+        CHECK_OK(lkh_tree_node_get(lkh_hybrid_tree(h), dirty[i], &rows[i]));
+    lkh_hybrid_clear_dirty(h);
+    CHECK_OK(lkh_tree_members_list(lkh_hybrid_tree(h), &cl, &n_cl));
+    CHECK_OK(lkh_hybrid_members_list(h, &mem, &n_mem));
+    CHECK_INT_EQ(n_mem, 22);
+    CHECK_INT_EQ(n_cl, 6);
+    CHECK_OK(lkh_hybrid_restore(3, 4, 40, rows, n_dirty, cl, n_cl, mem, n_mem, &r));
+    if (r == NULL)
+        goto out;
+    CHECK_INT_EQ(lkh_hybrid_members(r), 22);
+    CHECK_OK(lkh_group_key(lkh_hybrid_tree(h), k1, &v1));
+    CHECK_OK(lkh_group_key(lkh_hybrid_tree(r), k2, &v2));
+    CHECK(v1 == v2 && memcmp(k1, k2, LKH_KEY_LEN) == 0);
+    for (size_t i = 0; i < n_mem; i++) {
+        struct lkh_member a, b;
+        CHECK_OK(lkh_hybrid_member_export(h, mem[i].member_id, &a));
+        CHECK_OK(lkh_hybrid_member_export(r, mem[i].member_id, &b));
+        CHECK(memcmp(&a, &b, sizeof(a)) == 0);
+        lkh_member_clear(&a);
+        lkh_member_clear(&b);
+    }
+    /* the restored group goes on: a revoke REPLACEs the victim's cluster */
+    CHECK_OK(lkh_hybrid_batch(r, &mem[0].member_id, 1, 0, &res));
+    CHECK(res.n_unicast >= 1 && res.n_unicast <= 3 && res.multicast == 1);
+    lkh_hybrid_result_clear(&res);
+
+    bad = calloc(n_mem + 2, sizeof(*bad));
+    if (bad == NULL)
+        abort();
+    {
+        struct lkh_hybrid *x = (struct lkh_hybrid *)&x;
+        memcpy(bad, mem, n_mem * sizeof(*bad));
+        bad[0].leaf = 1; /* no cluster there */
+        CHECK_INT_EQ(lkh_hybrid_restore(3, 4, 40, rows, n_dirty, cl, n_cl, bad, n_mem, &x),
+                     CK_ERR_DECODE);
+        CHECK(x == NULL);
+        memcpy(bad, mem, n_mem * sizeof(*bad));
+        bad[1].member_id = bad[0].member_id; /* one ID twice */
+        CHECK_INT_EQ(lkh_hybrid_restore(3, 4, 40, rows, n_dirty, cl, n_cl, bad, n_mem, &x),
+                     CK_ERR_DECODE);
+        memcpy(bad, mem, n_mem * sizeof(*bad));
+        bad[n_mem] = bad[0];
+        bad[n_mem].member_id = 39; /* a fifth member in a cluster of four, or the cluster full */
+        for (size_t i = 1; i < n_mem; i++)
+            if (bad[i].leaf == bad[0].leaf)
+                bad[n_mem].leaf = bad[0].leaf;
+        {
+            size_t in_cluster = 0;
+            for (size_t i = 0; i < n_mem; i++)
+                in_cluster += bad[i].leaf == bad[0].leaf;
+            if (in_cluster == 4)
+                CHECK_INT_EQ(lkh_hybrid_restore(3, 4, 40, rows, n_dirty, cl, n_cl, bad, n_mem + 1,
+                                                &x),
+                             CK_ERR_DECODE);
+        }
+        /* a cluster with no member left */
+        {
+            size_t k = 0;
+            for (size_t i = 0; i < n_mem; i++)
+                if (mem[i].leaf != mem[0].leaf)
+                    bad[k++] = mem[i];
+            CHECK_INT_EQ(lkh_hybrid_restore(3, 4, 40, rows, n_dirty, cl, n_cl, bad, k, &x),
+                         CK_ERR_DECODE);
+        }
+    }
+out:
+    free(bad);
+    free(dirty);
+    free(rows);
+    free(cl);
+    free(mem);
+    lkh_hybrid_free(h);
+    lkh_hybrid_free(r);
+}
+
 CK_TEST_MAIN("lkh_rekey", CK_TEST_CASE(test_signer), CK_TEST_CASE(test_sa_key_and_check),
              CK_TEST_CASE(test_round_trip), CK_TEST_CASE(test_every_member_one_datagram),
              CK_TEST_CASE(test_rejected), CK_TEST_CASE(test_missed_epoch),
              CK_TEST_CASE(test_pack_edges), CK_TEST_CASE(test_million_sizes),
-             CK_TEST_CASE(test_hybrid_and_ek))
+             CK_TEST_CASE(test_hybrid_and_ek), CK_TEST_CASE(test_hybrid_restore))
