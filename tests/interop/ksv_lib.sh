@@ -26,6 +26,7 @@
 #                                    named (their --listen, --service); status $tmp/NODE.json,
 #                                    output $tmp/NODE.log
 #   node_stop NODE                   SIGTERM (SIGKILL after 5 s)
+#   nodes_stop DESC NODE...          node_stop each; one TAP case: no sanitizer report in their logs
 #   ksv_jq NODE FILTER               jq -r FILTER on the node's status JSON (nothing if none yet)
 #   ksv_jqe NODE FILTER              jq -e: true when FILTER gives a true value
 #   ksv_wait SECONDS cmd...          polls cmd (every 0.2 s) until it succeeds; status 1 on timeout
@@ -375,6 +376,18 @@ if bad:
     print("\n".join(bad))
 sys.exit(1 if bad else 0)
 PYEOF
+}
+
+# nodes_stop DESC NODE...: stops the agents; one TAP case: none left a sanitizer report (the
+# agents are the CLI, built with ASan in an ASan build).
+nodes_stop() {
+    local desc=$1 n rep=""; shift
+    for n in "$@"; do node_stop "$n"; done
+    for n in "$@"; do
+        rep="$rep$(grep -Eh "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error|SUMMARY: (Address|Undefined|Leak)" \
+            "$tmp/$n.log" 2>/dev/null | head -n 3)"
+    done
+    if [ -z "$rep" ]; then ok "$desc"; else not_ok "$desc" "$rep"; fi
 }
 
 # TAP wrappers.

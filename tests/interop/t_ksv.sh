@@ -359,7 +359,7 @@ if grep -qiE "key=[0-9a-f]{32}|enc_key|auth_key" "$tmp/ksv1.log"; then
 else ok "no key material in the logs"; fi
 
 # ---- shutdown --------------------------------------------------------------------------------------
-for n in $NODES; do node_stop "$n"; done
+nodes_stop "the node agents stop (no sanitizer report)" $NODES
 ksv_stop ksv1 "cablekey-ksv stops cleanly on SIGTERM (exit 0, no sanitizer report)"
 realm_stop_kdc
 done_testing

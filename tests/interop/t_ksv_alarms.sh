@@ -74,9 +74,10 @@ ksv_wait 20 ab_ready || bail "a and b registered with the 10 s SA" "$(ksv_diag_n
 # ---- SA_EXPIRED ----------------------------------------------------------------------------------
 # Stopped now, the KSV cannot re-key at 75% of the 10 s: the nodes must extend.
 kill -STOP "$(ksv_pid ksv1)"
-if [ "$(ps -o stat= -p "$(ksv_pid ksv1)" | cut -c1)" = T ] && ! grep -q "ksv sa link=a=>b .*action=rekey" "$tmp/ksv1.log"; then
-    ok "KSV stopped (SIGSTOP) before the 10 s SA's re-key"
-else not_ok "KSV stopped (SIGSTOP) before the 10 s SA's re-key" "$(grep 'ksv sa' "$tmp/ksv1.log")"; fi
+# (A slow start, as under ASan, may let one re-key through first: its SA expires instead.)
+if [ "$(ps -o stat= -p "$(ksv_pid ksv1)" | cut -c1)" = T ] && has_short_sa a && has_short_sa b; then
+    ok "KSV stopped (SIGSTOP) while a and b hold the 10 s SA"
+else not_ok "KSV stopped (SIGSTOP) while a and b hold the 10 s SA" "$(grep 'ksv sa' "$tmp/ksv1.log")"; fi
 extended() { ksv_jqe "$1" 'any(.sas[]; .life_sec == 10 and .extended) and ((.alarms_sent.SA_EXPIRED // 0) >= 1)'; }
 if ksv_wait 25 extended a; then ok "a extended its expired SA and sent SA_EXPIRED (its status)"
 else not_ok "a extended its expired SA and sent SA_EXPIRED (its status)" "$(ksv_diag_nodes a)"; fi
@@ -182,7 +183,7 @@ if ksv_cli ksv1 status && grep -Eq "^alarms count=([4-9]|[1-9][0-9]+)\+?$" "$tmp
 else not_ok "cablekey ksv status counts the alarms" "$(cat "$tmp/cli.out")"; fi
 
 # ---- shutdown -------------------------------------------------------------------------------------
-for n in a b c d; do node_stop "$n"; done
+nodes_stop "the node agents stop (no sanitizer report)" a b c d
 ksv_stop ksv1 "KSV 1 stops cleanly on SIGTERM (exit 0, no sanitizer report)"
 ksv_stop ksv2 "KSV 2 stops cleanly on SIGTERM (exit 0, no sanitizer report)"
 realm_stop_kdc

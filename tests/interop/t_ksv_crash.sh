@@ -198,7 +198,7 @@ else not_ok "all rounds: per member (epoch, version) only grows, one key-check p
 if [ -z "$(ksv_sanitizer ksv1)" ]; then ok "no sanitizer report from any KSV run"
 else not_ok "no sanitizer report from any KSV run" "$(ksv_sanitizer ksv1)"; fi
 
-for n in $NODES; do node_stop "$n"; done
+nodes_stop "the node agents stop (no sanitizer report)" $NODES
 ksv_stop ksv1 "cablekey-ksv stops cleanly on SIGTERM (exit 0)"
 realm_stop_kdc
 done_testing
