@@ -5,7 +5,7 @@ FUZZ_BUILD ?= build-fuzz
 PREFIX     ?= /usr/local
 DESTDIR    ?=
 
-.PHONY: all deps build asan fuzz demo test bench install clean
+.PHONY: all deps build asan fuzz demo test soak bench install clean
 
 all: build
 
@@ -30,6 +30,12 @@ demo: build
 
 test:
 	@bash tests/run.sh
+
+# Long runs of the tests that sample a space `make test` only touches: 1000 kill -9 rounds of
+# the keying server at its seeded crash points (CK_KSV_CRASH_SEED to draw other rounds).
+SOAK_ROUNDS ?= 1000
+soak: build
+	@CK_BUILD=$(abspath $(BUILD)) CK_KSV_CRASH_ROUNDS=$(SOAK_ROUNDS) bash tests/interop/t_ksv_crash.sh
 
 bench: build
 	@bash bench/run.sh $(BUILD)

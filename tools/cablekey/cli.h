@@ -43,6 +43,7 @@ void cli_mta_hostname(char *host, size_t size);
 /* Binds fd to the wildcard address of family, an ephemeral port: 0 or -1 (errno). */
 int cli_mta_bind_any(int fd, int family);
 int cli_realm(int argc, char **argv);
+int cli_ksv(int argc, char **argv); /* ksv.c: the keying server's operator view */
 int cli_db(int argc, char **argv);
 int cli_audit(int argc, char **argv);
 int cli_policy(int argc, char **argv);
