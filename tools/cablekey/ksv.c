@@ -203,21 +203,45 @@ find_group(const char *what, struct ck_ksv_store *st, const char *name,
     return rc;
 }
 
-/* Members of a group (the tree's node keys are loaded with them and wiped at once). */
+/* Members of a group, walked without the tree: no node key is read or decrypted. */
+struct member_acc {
+    struct ck_ksv_member_row *rows;
+    size_t n, cap;
+};
+
+static int
+collect_member(void *arg, const struct ck_ksv_member_row *m)
+{
+    struct member_acc *acc = arg;
+
+    if (acc->n == acc->cap) {
+        size_t cap = acc->cap == 0 ? 64 : acc->cap * 2;
+        struct ck_ksv_member_row *rows = realloc(acc->rows, cap * sizeof(*rows));
+        if (rows == NULL)
+            return ck_error_set(CK_ERR_NOMEM, "members");
+        acc->rows = rows;
+        acc->cap = cap;
+    }
+    acc->rows[acc->n++] = *m;
+    return 0;
+}
+
 static int
 load_members(const char *what, struct ck_ksv_store *st, uint32_t group_id,
              struct ck_ksv_member_row **members, size_t *n)
 {
-    struct lkh_node_state *nodes = NULL;
-    size_t n_nodes = 0;
+    struct member_acc acc = {NULL, 0, 0};
     int ret;
 
     *members = NULL;
     *n = 0;
-    ret = ck_ksv_store_group_load(st, group_id, &nodes, &n_nodes, members, n);
-    ck_ksv_store_nodes_free(nodes, n_nodes);
-    if (ret != 0)
+    ret = ck_ksv_store_group_walk(st, group_id, NULL, NULL, collect_member, &acc);
+    if (ret != 0) {
+        free(acc.rows);
         return cli_fail(what, ret);
+    }
+    *members = acc.rows;
+    *n = acc.n;
     return CLI_OK;
 }
 
