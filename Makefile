@@ -36,11 +36,14 @@ test:
 SOAK_ROUNDS ?= 1000
 soak: build
 	@CK_BUILD=$(abspath $(BUILD)) CK_KSV_CRASH_ROUNDS=$(SOAK_ROUNDS) bash tests/interop/t_ksv_crash.sh
+	@cd tests && CK_KSV_STORE_KILLS=$(SOAK_ROUNDS) $(abspath $(BUILD))/test_ksv_store
 
 bench: build
 	@bash bench/run.sh $(BUILD)
 	@bash bench/pkinit_run.sh $(BUILD)
 	@bash bench/cms_run.sh $(BUILD)
+	@$(BUILD)/lkh_bench 1000000 4 2000
+	@$(BUILD)/ksv_table2 11 4
 
 # Installs cablekey-kdc, cablekey-admind, cablekey-cms (sbin), cablekey (bin), the docs and the systemd units under
 # $(DESTDIR)$(PREFIX). Builds $(BUILD) first if it was never configured; an existing build
