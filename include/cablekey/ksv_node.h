@@ -131,22 +131,4 @@ size_t ck_ksvnode_sas(const ck_ksvnode *n, const struct ck_ksvnode_sa **sas);
 size_t ck_ksvnode_groups(const ck_ksvnode *n, struct ck_ksvnode_group_status *out, size_t max);
 bool ck_ksvnode_registered(const ck_ksvnode *n, unsigned ksv);
 
-/* ---- ESP for the node's SAs -------------------------------------------------------------
- * lib/esp runs KMM's transforms (AES-128-CBC/3DES/NULL with HMAC-SHA1-96/MD5-96); a KSV
- * topology configures others. This is RFC 4303 transport-mode ESP, the packet a whole UDP
- * payload as lib/esp frames it, for: AES-GCM-16 (enc 20, key 16 or 32 + 4-byte salt, RFC 4106;
- * the 8-byte IV is the sequence number), ChaCha20-Poly1305 (enc 28, key 32 + 4, RFC 7634),
- * AES-CBC (enc 12, key 16 or 32, random IV) or NULL (enc 11) with HMAC-SHA1-96 (auth 2) or
- * HMAC-SHA2-256-128/384-192/512-256 (auth 12/13/14, RFC 4868). No lifetimes (the node agent
- * keeps them); 64-packet replay window; an SA never wraps its sequence number.
- * Errors: CK_ERR_UNSUPPORTED (another transform), CK_ERR_DECODE, CK_ERR_INTEGRITY, CK_ERR_REPLAY,
- * CK_ERR_LIMIT, CK_ERR_EXPIRED (sequence numbers used up), CK_ERR_CRYPTO, CK_ERR_NOMEM. */
-typedef struct ck_ksvnode_esp ck_ksvnode_esp;
-int ck_ksvnode_esp_new(const struct ck_ksv_sa *sa, ck_ksvnode_esp **out);
-void ck_ksvnode_esp_free(ck_ksvnode_esp *e); /* wipes the keys; accepts NULL */
-int ck_ksvnode_esp_protect(ck_ksvnode_esp *e, uint8_t next_header, const uint8_t *payload,
-                           size_t len, uint8_t *pkt, size_t cap, size_t *pkt_len);
-int ck_ksvnode_esp_unprotect(ck_ksvnode_esp *e, const uint8_t *pkt, size_t len, uint8_t *payload,
-                             size_t cap, size_t *payload_len, uint8_t *next_header);
-
 #endif
