@@ -53,7 +53,7 @@ make_xf(uint16_t enc, uint16_t auth, size_t el, size_t al, int *err)
     p.auth_alg = auth;
     p.enc_key = ek;
     p.enc_key_len = el;
-    p.auth_key = al == 64 ? ak64 : ak;
+    p.auth_key = al > sizeof(ak) ? ak64 : ak;
     p.auth_key_len = al;
     *err = ck_esp_xf_new(&p, &x);
     ck_memzero(ek, sizeof(ek));
