@@ -24,12 +24,15 @@
  *   alarm names its peer and SPI. The same group from two KSVs with different signing keys,
  *   multicast address or group SA is a conflict too (the first stays).
  * - A group's data SA is not sent: it is derived (lkh_group_sa_key) from the group key at its
- *   root version, enc key then auth key in one output of the transform's lengths (ESP AES-CBC
- *   16, 3DES 24, NULL 0, AES-GCM/CTR 20 with salt, ChaCha20-Poly1305 36; HMAC-MD5-96 16,
- *   HMAC-SHA1-96 20, HMAC-SHA2-256/384/512 32/48/64, shortened so that the whole is at most the
- *   64 bytes lkh_group_sa_key gives). ck_ksv_group carries no key length, so AES group SAs are
- *   128-bit. The SA is handed to sa_install as an OUT SA to the multicast
- *   address (the seed's one bidirectional group SA) with `group` set. It has no timer: it changes
+ *   root version, enc key then auth key in one output of exactly the lengths the group carries
+ *   (ck_ksv_group enc_key_len, auth_key_len). The group is refused (MALFORMED_PACKET) when they
+ *   do not fit its transform: the encryption key one it takes (ESP AES-CBC 16/24/32, AES-GCM/CTR
+ *   20/28/36 with salt, 3DES 24, ChaCha20-Poly1305 36, NULL 0), the HMAC key 16 bytes up to its
+ *   own length (MD5 16, SHA1 20, SHA2-256/384/512 32/48/64: the KSV shortens it so that both fit),
+ *   and together no more than the 64 bytes lkh_group_sa_key gives. A second KSV giving the same
+ *   group other algorithms or key lengths is a conflict. The SA is handed to sa_install as an
+ *   OUT SA to the multicast address (the seed's one bidirectional group SA) with `group` set.
+ *   It has no timer: it changes
  *   when the group key does (sa_delete of the old one, sa_install of the new one).
  * - A rekey datagram is verified only when its epoch is new; the datagrams of an epoch that do
  *   not serve the node's leaf are then ignored. When an epoch was skipped and the datagram did

@@ -403,8 +403,10 @@ make_group(struct ck_ksv_group *g, const struct lkh_signer *s)
     g->mcast_port = 7443;
     CHECK_OK(lkh_signer_public(s, g->sign_pub));
     g->spi = 0x4000;
-    g->enc_alg = 12;
+    g->enc_alg = 12; /* AES-256-CBC: only the key length tells it from AES-128-CBC */
     g->auth_alg = 2;
+    g->enc_key_len = 32;
+    g->auth_key_len = 20;
     g->proto = CK_KSV_PROTO_ESP;
     g->mode = CK_KSV_MODE_TRANSPORT;
     g->life_sec = 3600;
@@ -623,11 +625,12 @@ test_register_ack(void)
     for (size_t i = 0; i < ck_ksvnode_sas(node, &sas); i++) {
         if (!sas[i].group)
             continue;
-        uint8_t key[LKH_KEY_LEN], derived[36];
+        uint8_t key[LKH_KEY_LEN], derived[52];
         CHECK_OK(lkh_group_key(tree, key, &version));
-        CHECK_OK(lkh_group_sa_key(key, GROUP_ID, version, derived, 36));
-        CHECK_MEM_EQ(sas[i].sa.enc_key, sas[i].sa.enc_key_len, derived, 16);
-        CHECK_MEM_EQ(sas[i].sa.auth_key, sas[i].sa.auth_key_len, derived + 16, 20);
+        CHECK_OK(lkh_group_sa_key(key, GROUP_ID, version, derived, 52));
+        /* Exactly the lengths the KSV sent: 32 + 20, one derivation. */
+        CHECK_MEM_EQ(sas[i].sa.enc_key, sas[i].sa.enc_key_len, derived, 32);
+        CHECK_MEM_EQ(sas[i].sa.auth_key, sas[i].sa.auth_key_len, derived + 32, 20);
         CHECK_INT_EQ(sas[i].sa.spi, 0x4000);
     }
     /* Without ACK_REQD: no ACK. */
@@ -1032,8 +1035,10 @@ test_ek_group(void)
     g.mcast_port = 7443;
     CHECK_OK(lkh_signer_public(signer, g.sign_pub));
     g.spi = 0x4100;
-    g.enc_alg = 12;
-    g.auth_alg = 2;
+    g.enc_alg = 20; /* AES-256-GCM: the same IKEv2 ID as AES-128-GCM, told by its length */
+    g.auth_alg = 0;
+    g.enc_key_len = 36;
+    g.auth_key_len = 0;
     g.proto = CK_KSV_PROTO_ESP;
     g.mode = CK_KSV_MODE_TRANSPORT;
     g.life_sec = 600;
@@ -1049,6 +1054,22 @@ test_ek_group(void)
     CHECK_OK(lkh_group_key_check(g.keys[0].key, 1, check));
     CHECK_MEM_EQ(node_group().key_check, 8, check, 8);
     CHECK_INT_EQ(node_group().keying, CK_KSV_KEYING_EK);
+    {
+        const struct ck_ksvnode_sa *sas = NULL, *gs = NULL;
+        uint8_t derived[36];
+
+        for (size_t i = 0; i < ck_ksvnode_sas(node, &sas); i++)
+            if (sas[i].group)
+                gs = &sas[i];
+        CHECK(gs != NULL);
+        CHECK_OK(lkh_group_sa_key(g.keys[0].key, 9, 1, derived, 36));
+        if (gs != NULL) {
+            CHECK_INT_EQ(gs->sa.enc_alg, 20);
+            CHECK_MEM_EQ(gs->sa.enc_key, gs->sa.enc_key_len, derived, 36);
+            CHECK_INT_EQ(gs->sa.auth_key_len, 0);
+        }
+        ck_memzero(derived, sizeof(derived));
+    }
     /* A member left: the new key by unicast, epoch + 1. */
     g.epoch = 5;
     g.root_version = 2;
@@ -1200,7 +1221,7 @@ test_hostile_sealed(void)
     pump();
     CHECK_INT_EQ(count_alarms(0, CK_KSV_ALARM_MALFORMED_PACKET), ++alarms);
     /* Parses but does not apply: each refused whole (no ACK, nothing changed), alarmed. */
-    for (int c = 0; c < 5; c++) {
+    for (int c = 0; c < 8; c++) {
         vnow += 1100;
         m = new_register(CK_KSV_F_REFRESH | CK_KSV_F_ACK_REQD);
         make_group(&g, signer);
@@ -1209,6 +1230,9 @@ test_hostile_sealed(void)
         case 1: g.keying = 7; break;                   /* unknown keying */
         case 2: g.enc_alg = 999; break;                /* a group SA it cannot derive */
         case 3: g.root_version = 0; g.keys[0].version = 5; break;
+        case 4: g.enc_key_len = 20; break;             /* a key AES-CBC does not take */
+        case 5: g.auth_key_len = 21; break;            /* over HMAC-SHA1's */
+        case 6: g.auth_key_len = 8; break;             /* a short HMAC key */
         default: memset(g.sign_pub, 0, sizeof(g.sign_pub)); break;
         }
         if (ck_ksv_msg_add_group(m, &g) != 0) {
