@@ -452,6 +452,13 @@ group_wire(struct ksv_core *k, const struct ksv_group *g, const struct ksv_membe
     out->spi = g->spi;
     ksv_xf_wire(&tg->policy->xf, &out->proto, &out->mode, &out->enc_alg, &out->auth_alg, &el,
                 &al);
+    /* Members derive the group SA's keys (lkh_group_sa_key, at most CK_KSV_GROUP_SA_MAX_KEYS
+     * bytes, enc key then auth key): a transform wanting more (AES-256-CBC with HMAC-SHA-512,
+     * 96 bytes) gets a shortened HMAC key, still at least 32 bytes, and says so on the wire. */
+    if ((unsigned)el + al > CK_KSV_GROUP_SA_MAX_KEYS)
+        al = (uint8_t)(CK_KSV_GROUP_SA_MAX_KEYS - el);
+    out->enc_key_len = el;
+    out->auth_key_len = al;
     out->life_sec = tg->policy->xf.life_sec;
     out->life_kbytes = tg->policy->xf.life_kbyte;
     out->degree = (uint8_t)g->degree;

@@ -141,4 +141,64 @@ int ck_esp_xfrm_format(const ck_esp_sa *sa, const struct ck_esp_xfrm_desc *d, ch
 int ck_esp_wireshark_sa_format(const ck_esp_sa *sa, const char *src, const char *dst, char *buf,
                                size_t size, size_t *used);
 
+/* ---- IKEv2 transforms -------------------------------------------------------------------
+ * The same ESP (transport mode, the packet a whole UDP payload, RFC 3948 framing as above) for
+ * SAs whose transforms are named by IKEv2 transform IDs (RFC 7296 §3.3.2, IANA "Transform Type
+ * 1/3"), as the keying server pushes them (ksv_msg.h carries these IDs; this header does not
+ * depend on it):
+ *   AES-GCM with a 16-byte ICV  enc 20, key 16 or 32 bytes then a 4-byte salt (RFC 4106);
+ *   ChaCha20-Poly1305           enc 28, key 32 then a 4-byte salt (RFC 7634);
+ *     (AEAD: auth 0 and no authentication key; the 8-byte IV is the sequence number, which is
+ *     unique per key since an SA never wraps)
+ *   AES-CBC                     enc 12, key 16 or 32, random IV (RFC 3602),
+ *   NULL                        enc 11, no key (RFC 2410),
+ *     with HMAC-SHA1-96 (auth 2, RFC 2404) or HMAC-SHA2-256-128 / 384-192 / 512-256 (auth 12 /
+ *     13 / 14, RFC 4868), an authentication key of 1..CK_ESP_XF_MAX_KEY bytes.
+ * KMM's AES-128-CBC/3DES/NULL with HMAC-SHA1-96/MD5-96 run on ck_esp_sa above (faster: per-thread
+ * engine, compact SAs); an IKEv2 SA of those transforms may run on either.
+ * Inbound: ICV verified (in constant time) before anything is decrypted, padding checked, the
+ * anti-replay window moved only for packets that verified entirely. No lifetimes here: the
+ * caller (the node agent) keeps them. Errors: CK_ERR_UNSUPPORTED (another transform or key
+ * length), CK_ERR_INVAL (SPI 0, window), CK_ERR_DECODE, CK_ERR_INTEGRITY, CK_ERR_REPLAY,
+ * CK_ERR_LIMIT, CK_ERR_EXPIRED (sequence numbers used up: make a new SA), CK_ERR_CRYPTO,
+ * CK_ERR_NOMEM. An SA may be used by one thread at a time. */
+#define CK_ESP_XF_ENC_NULL 11
+#define CK_ESP_XF_ENC_AES_CBC 12
+#define CK_ESP_XF_ENC_AES_GCM_16 20
+#define CK_ESP_XF_ENC_CHACHA20_POLY1305 28
+#define CK_ESP_XF_AUTH_NONE 0
+#define CK_ESP_XF_AUTH_HMAC_SHA1_96 2
+#define CK_ESP_XF_AUTH_HMAC_SHA2_256_128 12
+#define CK_ESP_XF_AUTH_HMAC_SHA2_384_192 13
+#define CK_ESP_XF_AUTH_HMAC_SHA2_512_256 14
+#define CK_ESP_XF_MAX_KEY 64              /* authentication key bytes */
+
+struct ck_esp_xf_params {
+    uint32_t spi;                    /* non-zero */
+    uint16_t enc_alg, auth_alg;      /* IKEv2 transform IDs (CK_ESP_XF_*) */
+    const uint8_t *enc_key;          /* AEAD: the key then the 4-byte salt */
+    size_t enc_key_len;
+    const uint8_t *auth_key;         /* NULL / 0 for AEAD */
+    size_t auth_key_len;
+    uint32_t replay_window;          /* inbound; 0 = CK_ESP_DEFAULT_WINDOW, max CK_ESP_MAX_WINDOW */
+};
+
+typedef struct ck_esp_xf ck_esp_xf;
+
+/* Copies the keys. */
+int ck_esp_xf_new(const struct ck_esp_xf_params *p, ck_esp_xf **out);
+/* Wipes the keys. Accepts NULL. */
+void ck_esp_xf_free(ck_esp_xf *x);
+uint32_t ck_esp_xf_spi(const ck_esp_xf *x);
+void ck_esp_xf_stats(const ck_esp_xf *x, struct ck_esp_sa_stats *out);
+/* Output size of protecting len payload bytes (header, IV, padding, trailer, ICV). */
+size_t ck_esp_xf_protected_size(const ck_esp_xf *x, size_t len);
+/* As ck_esp_protect / ck_esp_unprotect, without lifetimes. payload and pkt must not overlap.
+ * Unprotect writes nothing to payload and does not move the window unless the packet verified
+ * entirely (wrong SPI: CK_ERR_DECODE). */
+int ck_esp_xf_protect(ck_esp_xf *x, uint8_t next_header, const uint8_t *payload, size_t len,
+                      uint8_t *pkt, size_t cap, size_t *pkt_len);
+int ck_esp_xf_unprotect(ck_esp_xf *x, const uint8_t *pkt, size_t len, uint8_t *payload,
+                        size_t cap, size_t *payload_len, uint8_t *next_header);
+
 #endif

@@ -76,6 +76,7 @@
 #define CK_KSV_MAX_DEPTH 32u      /* member ID digits (tree depth) */
 #define CK_KSV_MAX_KEYS (CK_KSV_MAX_DEPTH + 1u) /* path keys per group: leaf .. root */
 #define CK_KSV_MAX_KEY 64u        /* bytes per key */
+#define CK_KSV_GROUP_SA_MAX_KEYS 64u /* a group SA's enc + auth key bytes (lkh_group_sa_key) */
 #define CK_KSV_MIN_DEGREE 2u
 #define CK_KSV_MAX_DEGREE 16u
 
@@ -129,11 +130,15 @@ struct ck_ksv_group {
     uint16_t mcast_port;      /* non-zero */
     uint8_t sign_pub[32];     /* the KSV's Ed25519 key for this group's rekeys */
     /* The group SA (one SPI for every member, seed 3.5). Its keys are NOT sent: members derive
-     * them from the group key (lkh_group_sa_key). Same rules as struct ck_ksv_sa's fields. */
+     * them from the group key (lkh_group_sa_key), enc key then auth key, of exactly the lengths
+     * given here (an IKEv2 ID alone does not tell AES-128-GCM from AES-256-GCM). Same rules as
+     * struct ck_ksv_sa's fields, and the two lengths add up to at most CK_KSV_GROUP_SA_MAX_KEYS
+     * (what members can derive). */
     uint32_t spi;       /* >= CK_KSV_MIN_SPI */
     uint16_t enc_alg, auth_alg;
     uint8_t proto, mode;
     uint32_t life_sec, life_kbytes;
+    uint8_t enc_key_len, auth_key_len;
     uint8_t degree;     /* tree degree, CK_KSV_MIN_DEGREE..CK_KSV_MAX_DEGREE */
     uint8_t id_len;     /* member ID digits ("ID len") */
     uint8_t member_id[CK_KSV_MAX_DEPTH]; /* branch indices from the root, each < degree */

@@ -24,12 +24,15 @@
  *   alarm names its peer and SPI. The same group from two KSVs with different signing keys,
  *   multicast address or group SA is a conflict too (the first stays).
  * - A group's data SA is not sent: it is derived (lkh_group_sa_key) from the group key at its
- *   root version, enc key then auth key in one output of the transform's lengths (ESP AES-CBC
- *   16, 3DES 24, NULL 0, AES-GCM/CTR 20 with salt, ChaCha20-Poly1305 36; HMAC-MD5-96 16,
- *   HMAC-SHA1-96 20, HMAC-SHA2-256/384/512 32/48/64, shortened so that the whole is at most the
- *   64 bytes lkh_group_sa_key gives). ck_ksv_group carries no key length, so AES group SAs are
- *   128-bit. The SA is handed to sa_install as an OUT SA to the multicast
- *   address (the seed's one bidirectional group SA) with `group` set. It has no timer: it changes
+ *   root version, enc key then auth key in one output of exactly the lengths the group carries
+ *   (ck_ksv_group enc_key_len, auth_key_len). The group is refused (MALFORMED_PACKET) when they
+ *   do not fit its transform: the encryption key one it takes (ESP AES-CBC 16/24/32, AES-GCM/CTR
+ *   20/28/36 with salt, 3DES 24, ChaCha20-Poly1305 36, NULL 0), the HMAC key 16 bytes up to its
+ *   own length (MD5 16, SHA1 20, SHA2-256/384/512 32/48/64: the KSV shortens it so that both fit),
+ *   and together no more than the 64 bytes lkh_group_sa_key gives. A second KSV giving the same
+ *   group other algorithms or key lengths is a conflict. The SA is handed to sa_install as an
+ *   OUT SA to the multicast address (the seed's one bidirectional group SA) with `group` set.
+ *   It has no timer: it changes
  *   when the group key does (sa_delete of the old one, sa_install of the new one).
  * - A rekey datagram is verified only when its epoch is new; the datagrams of an epoch that do
  *   not serve the node's leaf are then ignored. When an epoch was skipped and the datagram did
@@ -130,23 +133,5 @@ void ck_ksvnode_get_stats(const ck_ksvnode *n, struct ck_ksvnode_stats *out);
 size_t ck_ksvnode_sas(const ck_ksvnode *n, const struct ck_ksvnode_sa **sas);
 size_t ck_ksvnode_groups(const ck_ksvnode *n, struct ck_ksvnode_group_status *out, size_t max);
 bool ck_ksvnode_registered(const ck_ksvnode *n, unsigned ksv);
-
-/* ---- ESP for the node's SAs -------------------------------------------------------------
- * lib/esp runs KMM's transforms (AES-128-CBC/3DES/NULL with HMAC-SHA1-96/MD5-96); a KSV
- * topology configures others. This is RFC 4303 transport-mode ESP, the packet a whole UDP
- * payload as lib/esp frames it, for: AES-GCM-16 (enc 20, key 16 or 32 + 4-byte salt, RFC 4106;
- * the 8-byte IV is the sequence number), ChaCha20-Poly1305 (enc 28, key 32 + 4, RFC 7634),
- * AES-CBC (enc 12, key 16 or 32, random IV) or NULL (enc 11) with HMAC-SHA1-96 (auth 2) or
- * HMAC-SHA2-256-128/384-192/512-256 (auth 12/13/14, RFC 4868). No lifetimes (the node agent
- * keeps them); 64-packet replay window; an SA never wraps its sequence number.
- * Errors: CK_ERR_UNSUPPORTED (another transform), CK_ERR_DECODE, CK_ERR_INTEGRITY, CK_ERR_REPLAY,
- * CK_ERR_LIMIT, CK_ERR_EXPIRED (sequence numbers used up), CK_ERR_CRYPTO, CK_ERR_NOMEM. */
-typedef struct ck_ksvnode_esp ck_ksvnode_esp;
-int ck_ksvnode_esp_new(const struct ck_ksv_sa *sa, ck_ksvnode_esp **out);
-void ck_ksvnode_esp_free(ck_ksvnode_esp *e); /* wipes the keys; accepts NULL */
-int ck_ksvnode_esp_protect(ck_ksvnode_esp *e, uint8_t next_header, const uint8_t *payload,
-                           size_t len, uint8_t *pkt, size_t cap, size_t *pkt_len);
-int ck_ksvnode_esp_unprotect(ck_ksvnode_esp *e, const uint8_t *pkt, size_t len, uint8_t *payload,
-                             size_t cap, size_t *payload_len, uint8_t *next_header);
 
 #endif

@@ -33,7 +33,7 @@
 #include "cablekey/util.h"
 #include "esp/esp_int.h"
 
-#define ESP_HDR_LEN 8         /* SPI + sequence number */
+#define ESP_HDR_LEN CK_ESP_HDR_LEN
 #define ESP_MAX_IV 16
 #define ESP_MAX_BLOCK 16
 #define ESP_NULL_ALIGN 4      /* RFC 4303 §2.4: the ICV starts on a 4-byte boundary */
@@ -117,10 +117,11 @@ algorithms(void)
 int
 ck_esp_sa_new(const struct ck_esp_sa_params *p, ck_esp_sa **out)
 {
-    size_t want_enc, want_auth, bits;
-    uint32_t window;
+    size_t want_enc, want_auth;
+    uint16_t window = 0, bits = 0;
     uint8_t iv_len, block;
     ck_esp_sa *sa;
+    int ret;
 
     *out = NULL;
     switch (p->enc) {
@@ -154,12 +155,8 @@ ck_esp_sa_new(const struct ck_esp_sa_params *p, ck_esp_sa **out)
                             p->auth_key_len, want_auth);
     if (p->spi == 0)
         return ck_error_set(CK_ERR_INVAL, "ESP: SPI 0 is reserved");
-    window = p->replay_window == 0 ? CK_ESP_DEFAULT_WINDOW : p->replay_window;
-    if (window > CK_ESP_MAX_WINDOW)
-        return ck_error_set(CK_ERR_INVAL, "ESP: replay window %u over %u", window,
-                            CK_ESP_MAX_WINDOW);
-    for (bits = 64; bits < window; bits <<= 1)
-        ;
+    if ((ret = ck_esp_int_window(p->replay_window, &window, &bits)) != 0)
+        return ret;
     sa = calloc(1, sizeof(*sa) + bits / 8);
     if (sa == NULL)
         return ck_error_set(CK_ERR_NOMEM, "ESP: SA");
@@ -167,8 +164,8 @@ ck_esp_sa_new(const struct ck_esp_sa_params *p, ck_esp_sa **out)
     sa->spi = p->spi;
     sa->expires = p->expires;
     sa->life_bytes = p->life_bytes;
-    sa->window = (uint16_t)window;
-    sa->bitmap_bits = (uint16_t)bits;
+    sa->window = window;
+    sa->bitmap_bits = bits;
     sa->enc = p->enc;
     sa->auth = p->auth;
     sa->enc_key_len = (uint8_t)want_enc;
@@ -366,10 +363,65 @@ next_iv(ck_esp_engine *eng, uint8_t *iv, size_t len)
     return 0;
 }
 
+void
+ck_esp_int_header(uint8_t *pkt, uint32_t spi, uint32_t seq)
+{
+    ck_put_be32(pkt, spi);
+    ck_put_be32(pkt + 4, seq);
+}
+
+size_t
+ck_esp_int_padded_len(size_t len, size_t block)
+{
+    return (len + 2 + block - 1) / block * block;
+}
+
+void
+ck_esp_int_trailer(uint8_t *dst, size_t pad, uint8_t next_header)
+{
+    for (size_t i = 0; i < pad; i++)
+        dst[i] = (uint8_t)(i + 1);
+    dst[pad] = (uint8_t)pad;
+    dst[pad + 1] = next_header;
+}
+
+int
+ck_esp_int_check_trailer(const uint8_t *tail, size_t tail_len, size_t *pad)
+{
+    size_t n;
+
+    *pad = 0;
+    if (tail_len < 2)
+        return ck_error_set(CK_ERR_DECODE, "ESP: no trailer");
+    n = tail[tail_len - 2];
+    if (n + 2 > tail_len)
+        return ck_error_set(CK_ERR_DECODE, "ESP: pad length %zu over the packet", n);
+    /* RFC 4303 §2.4: the default padding is 1, 2, 3...; anything else is refused. */
+    for (size_t i = 0; i < n; i++)
+        if (tail[tail_len - 2 - n + i] != (uint8_t)(i + 1))
+            return ck_error_set(CK_ERR_DECODE, "ESP: bad padding");
+    *pad = n;
+    return 0;
+}
+
+int
+ck_esp_int_window(uint32_t requested, uint16_t *window, uint16_t *bits)
+{
+    uint32_t w = requested == 0 ? CK_ESP_DEFAULT_WINDOW : requested, b;
+
+    if (w > CK_ESP_MAX_WINDOW)
+        return ck_error_set(CK_ERR_INVAL, "ESP: replay window %u over %u", w, CK_ESP_MAX_WINDOW);
+    for (b = 64; b < w; b <<= 1)
+        ;
+    *window = (uint16_t)w;
+    *bits = (uint16_t)b;
+    return 0;
+}
+
 static size_t
 padded_len(const ck_esp_sa *sa, size_t len)
 {
-    return (len + 2 + sa->block - 1) / sa->block * sa->block;
+    return ck_esp_int_padded_len(len, sa->block);
 }
 
 size_t
@@ -426,13 +478,9 @@ ck_esp_protect(ck_esp_engine *eng, ck_esp_sa *sa, uint8_t next_header, const uin
     /* The partial last block of payload, the padding 1, 2, 3... and the trailer. */
     if (rest > 0)
         memcpy(tail, payload + full, rest);
-    for (size_t i = 0; i < pad; i++)
-        tail[rest + i] = (uint8_t)(i + 1);
-    tail[rest + pad] = (uint8_t)pad;
-    tail[rest + pad + 1] = next_header;
+    ck_esp_int_trailer(tail + rest, pad, next_header);
 
-    ck_put_be32(pkt, sa->spi);
-    ck_put_be32(pkt + 4, sa->seq + 1);
+    ck_esp_int_header(pkt, sa->spi, sa->seq + 1);
     if (sa->enc == CK_KMM_ENC_NULL) {
         if (len > 0)
             memmove(pkt + off, payload, len);
@@ -528,18 +576,8 @@ ck_esp_unprotect(ck_esp_engine *eng, ck_esp_sa *sa, const uint8_t *pkt, size_t l
         }
         trailer = tbuf + ESP_TAIL_MAX - tail_len;
     }
-    pad = trailer[tail_len - 2];
-    if (pad + 2 > tail_len) {
-        ret = ck_error_set(CK_ERR_DECODE, "ESP: pad length %zu over the packet", pad);
+    if ((ret = ck_esp_int_check_trailer(trailer, tail_len, &pad)) != 0)
         goto out;
-    }
-    /* RFC 4303 §2.4: the default padding is 1, 2, 3...; anything else is refused. */
-    for (size_t i = 0; i < pad; i++) {
-        if (trailer[tail_len - 2 - pad + i] != (uint8_t)(i + 1)) {
-            ret = ck_error_set(CK_ERR_DECODE, "ESP: bad padding");
-            goto out;
-        }
-    }
     plen = ct_len - 2 - pad;
     if (plen > cap) {
         ret = ck_error_set(CK_ERR_LIMIT, "ESP: payload of %zu bytes, buffer of %zu", plen, cap);

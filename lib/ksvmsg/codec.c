@@ -215,6 +215,19 @@ check_group(const struct ck_ksv_group *g, int err)
     if ((ret = check_xform(g->proto, g->mode, g->spi, g->enc_alg, g->auth_alg, g->life_sec, err,
                            "group SA")) != 0)
         return ret;
+    if (g->enc_key_len > CK_KSV_MAX_KEY || g->auth_key_len > CK_KSV_MAX_KEY)
+        return ck_error_set(CK_ERR_LIMIT, "KSV group %u: group SA key over %u bytes", g->group_id,
+                            CK_KSV_MAX_KEY);
+    if (g->proto == CK_KSV_PROTO_AH && g->enc_key_len != 0)
+        return ck_error_set(err, "KSV group %u: AH group SA with an encryption key", g->group_id);
+    if ((g->auth_alg == 0) != (g->auth_key_len == 0))
+        return ck_error_set(err, "KSV group %u: group SA integrity key and algorithm must come "
+                            "together", g->group_id);
+    /* Members derive both keys from one lkh_group_sa_key output: more could not be derived. */
+    if ((unsigned)g->enc_key_len + g->auth_key_len > CK_KSV_GROUP_SA_MAX_KEYS)
+        return ck_error_set(err, "KSV group %u: group SA keys of %u + %u bytes over %u",
+                            g->group_id, g->enc_key_len, g->auth_key_len,
+                            CK_KSV_GROUP_SA_MAX_KEYS);
     if (g->degree < CK_KSV_MIN_DEGREE || g->degree > CK_KSV_MAX_DEGREE)
         return ck_error_set(err, "KSV group %u: degree %u", g->group_id, g->degree);
     if (g->id_len > CK_KSV_MAX_DEPTH)
@@ -467,6 +480,8 @@ put_group(ck_writer *w, const struct ck_ksv_group *g)
         (ret = ck_writer_u16be(w, g->auth_alg)) != 0 ||
         (ret = ck_writer_u32be(w, g->life_sec)) != 0 ||
         (ret = ck_writer_u32be(w, g->life_kbytes)) != 0 ||
+        (ret = ck_writer_u8(w, g->enc_key_len)) != 0 ||
+        (ret = ck_writer_u8(w, g->auth_key_len)) != 0 ||
         (ret = ck_writer_u16be(w, g->mcast_port)) != 0 || (ret = put_addr(w, &g->mcast)) != 0 ||
         (ret = ck_writer_bytes(w, g->sign_pub, sizeof(g->sign_pub))) != 0 ||
         (ret = ck_writer_bytes(w, g->member_id, g->id_len)) != 0)
@@ -630,6 +645,8 @@ get_group(ck_reader *r, struct ck_ksv_group *g)
         (ret = ck_reader_u16be(r, &g->auth_alg)) != 0 ||
         (ret = ck_reader_u32be(r, &g->life_sec)) != 0 ||
         (ret = ck_reader_u32be(r, &g->life_kbytes)) != 0 ||
+        (ret = ck_reader_u8(r, &g->enc_key_len)) != 0 ||
+        (ret = ck_reader_u8(r, &g->auth_key_len)) != 0 ||
         (ret = ck_reader_u16be(r, &g->mcast_port)) != 0 ||
         (ret = get_addr(r, &g->mcast, false, "group address")) != 0 ||
         (ret = ck_reader_copy(r, g->sign_pub, sizeof(g->sign_pub))) != 0)

@@ -70,6 +70,7 @@ struct group {
     uint8_t sign_pub[LKH_ED25519_PUB_LEN];
     uint32_t spi, life_sec, life_kbytes;
     uint16_t enc_alg, auth_alg;
+    uint8_t enc_key_len, auth_key_len; /* the group SA's, as the KSV gave them */
     uint64_t epoch;
     uint32_t root_version;
     struct lkh_member m;           /* LKH / hybrid */
@@ -199,6 +200,29 @@ transform_key_lens(uint8_t proto, uint16_t enc, uint16_t auth, size_t *el, size_
     default: return false;
     }
     return proto == CK_KSV_PROTO_AH || (enc != 20 && enc != 28);
+}
+
+/* A group SA's key lengths as the KSV sent them (ck_ksv_group) fit its transform: an encryption
+ * key the transform takes (AES 128/192/256 bits, with the 4-byte salt or nonce for GCM and CTR),
+ * an integrity key of 16 bytes up to the transform's own length (the KSV shortens it so that both
+ * fit in what lkh_group_sa_key derives), and together no more than that. */
+static bool
+group_sa_lens_ok(uint8_t proto, uint16_t enc, uint16_t auth, size_t el, size_t al)
+{
+    size_t want_el, want_al;
+
+    if (!transform_key_lens(proto, enc, auth, &want_el, &want_al) ||
+        el + al > CK_KSV_GROUP_SA_MAX_KEYS)
+        return false;
+    if (want_al == 0 ? al != 0 : (al < 16 || al > want_al))
+        return false;
+    if (proto != CK_KSV_PROTO_ESP)
+        return el == 0;
+    switch (enc) {
+    case 12: return el == 16 || el == 24 || el == 32;             /* AES-CBC */
+    case 13: case 20: return el == 20 || el == 28 || el == 36;    /* AES-CTR, AES-GCM + 4 */
+    default: return el == want_el;                                /* 3DES, NULL, ChaCha20 */
+    }
 }
 
 static bool
@@ -393,19 +417,18 @@ static int
 group_sa_install(ck_ksvnode *n, const struct group *g, int64_t now_ms)
 {
     struct ck_ksvnode_sa s;
-    uint8_t keys[CK_KSV_MAX_KEY * 2];
-    size_t el, al;
+    uint8_t keys[CK_KSV_GROUP_SA_MAX_KEYS];
+    size_t el = g->enc_key_len, al = g->auth_key_len;
     int ret;
 
     if (g->spi == 0 || g->removed) {
         group_sa_remove(n, g);
         return 0;
     }
-    if (!transform_key_lens(g->proto, g->enc_alg, g->auth_alg, &el, &al))
-        return ck_error_set(CK_ERR_UNSUPPORTED, "node: group %u transform", g->group_id);
-    /* lkh_group_sa_key gives at most 64 bytes: a long HMAC key is shortened (still >= 28). */
-    if (el + al > 64)
-        al = 64 - el;
+    /* Exactly the lengths the KSV sent (checked at load), never more than can be derived. */
+    if (!group_sa_lens_ok(g->proto, g->enc_alg, g->auth_alg, el, al))
+        return ck_error_set(CK_ERR_UNSUPPORTED, "node: group %u transform %u/%u with keys of "
+                            "%zu + %zu bytes", g->group_id, g->enc_alg, g->auth_alg, el, al);
     memset(&s, 0, sizeof(s));
     if ((ret = lkh_group_sa_key(g->key, g->group_id, g->root_version, keys, el + al)) != 0)
         goto out;
@@ -525,15 +548,14 @@ ek_shaped(const struct ck_ksv_group *g)
 static int
 check_group(const struct ck_ksv_group *g)
 {
-    size_t el, al;
-
     if (g->keying > KEYING_HYBRID)
         return ck_error_set(CK_ERR_DECODE, "group %u: keying %u", g->group_id, g->keying);
     if (g->mcast.family != CK_KSV_AF_IPV4 && g->mcast.family != CK_KSV_AF_IPV6)
         return ck_error_set(CK_ERR_DECODE, "group %u: no multicast address", g->group_id);
     if (g->spi != 0 &&
         (g->spi < CK_KSV_MIN_SPI ||
-         !transform_key_lens(g->proto, g->enc_alg, g->auth_alg, &el, &al) || g->life_sec == 0))
+         !group_sa_lens_ok(g->proto, g->enc_alg, g->auth_alg, g->enc_key_len, g->auth_key_len) ||
+         g->life_sec == 0))
         return ck_error_set(CK_ERR_DECODE, "group %u: group SA", g->group_id);
     if (ek_shaped(g)) {
         if (g->n_keys != 1 || g->keys[0].level != 0 || g->keys[0].key_len != LKH_KEY_LEN)
@@ -565,7 +587,9 @@ group_params_differ(const struct group *a, const struct ck_ksv_group *b)
 {
     return !ck_ct_equal(a->sign_pub, b->sign_pub, sizeof(a->sign_pub)) ||
            !addr_eq(&a->mcast, &b->mcast) || a->mcast_port != b->mcast_port ||
-           a->spi != b->spi || a->keying != b->keying;
+           a->spi != b->spi || a->keying != b->keying || a->enc_alg != b->enc_alg ||
+           a->auth_alg != b->auth_alg || a->enc_key_len != b->enc_key_len ||
+           a->auth_key_len != b->auth_key_len;
 }
 
 /* Sets g from a REGISTER's group (checked): keys, key check, group SA. */
@@ -590,6 +614,8 @@ group_load(ck_ksvnode *n, struct group *g, unsigned k, const struct ck_ksv_group
     g->life_kbytes = in->life_kbytes;
     g->enc_alg = in->enc_alg;
     g->auth_alg = in->auth_alg;
+    g->enc_key_len = in->enc_key_len;
+    g->auth_key_len = in->auth_key_len;
     g->epoch = in->epoch;
     g->root_version = in->root_version;
     g->removed = false;

@@ -350,6 +350,7 @@ gen_sealed(const char *dir)
             g.proto = CK_KSV_PROTO_ESP;
             g.mode = CK_KSV_MODE_TRANSPORT;
             g.enc_alg = 20;
+            g.enc_key_len = 20;
             g.life_sec = 3600;
             g.degree = 4;
             g.id_len = 2;

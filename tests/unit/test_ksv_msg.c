@@ -20,19 +20,19 @@
  * Written by a separate script (Python struct.pack) from the layout in the document:
  *   sa  = pack(">BBBB4sIHHIIBB", 2, 50, 1, 4, ip(10.0.0.2), 0x1001, 20, 0, 100, 10000, 20, 0)
  *         + bytes(range(20))
- *   grp = pack(">IQIIBBBBBBBBIHHIIH", 1, 5, 9, 3, 4, 2, 3, 0, 1, 50, 1, 0, 0x2001, 20, 0, 3600,
- *              0, 7443) + [4, 239, 1, 1, 1] + bytes(range(0xe0, 0x100)) + [1, 0]
+ *   grp = pack(">IQIIBBBBBBBBIHHIIBBH", 1, 5, 9, 3, 4, 2, 3, 0, 1, 50, 1, 0, 0x2001, 20, 0,
+ *              3600, 0, 36, 0, 7443) + [4, 239, 1, 1, 1] + bytes(range(0xe0, 0x100)) + [1, 0]
  *         + for (level, node, version, k) in (0, 0, 3, a0..), (1, 2, 7, b0..), (2, 9, 1, c0..):
  *               pack(">BBII", level, 16, node, version) + 16 key bytes
- *   reg = pack(">HHHBBIIQ", 32769, 3, 237, 1, 0, 0, 7, TS) + pack(">BBH", 1, 1, 0) + sa + grp */
+ *   reg = pack(">HHHBBIIQ", 32769, 3, 239, 1, 0, 0, 7, TS) + pack(">BBH", 1, 1, 0) + sa + grp */
 static const char *reg_hex =
-    "8001000300ed01000000000000000007000644f37b802000"
+    "8001000300ef01000000000000000007000644f37b802000"
     "01010000"
     "023201040a000002000010010014000000000064000027101400"
     "000102030405060708090a0b0c0d0e0f10111213"
     "0000000100000000000000050000000900000003"
     "0402030001320100"
-    "0000200100140000" "00000e1000000000"
+    "0000200100140000" "00000e1000000000" "2400"
     "1d1304ef010101"
     "e0e1e2e3e4e5e6e7e8e9eaebecedeeeff0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"
     "0100"
@@ -109,6 +109,7 @@ group_base(struct ck_ksv_group *g, uint32_t id)
     g->proto = CK_KSV_PROTO_ESP;
     g->mode = CK_KSV_MODE_TRANSPORT;
     g->enc_alg = 20;
+    g->enc_key_len = 20; /* AES-128-GCM and its salt */
     g->life_sec = 3600;
 }
 
@@ -118,6 +119,7 @@ doc_group(struct ck_ksv_group *g)
     static const uint32_t nodes[] = {0, 2, 9}, versions[] = {3, 7, 1};
 
     group_base(g, 1);
+    g->enc_key_len = 36; /* AES-256-GCM and its salt: the same IKEv2 ID as AES-128-GCM */
     g->epoch = 5;
     g->member_index = 9;
     g->root_version = 3;
@@ -221,7 +223,9 @@ big_register(void)
     g.proto = CK_KSV_PROTO_AH;
     g.mode = CK_KSV_MODE_TUNNEL;
     g.enc_alg = 0;
+    g.enc_key_len = 0;
     g.auth_alg = 12;
+    g.auth_key_len = 32;
     g.spi = UINT32_MAX;
     g.life_kbytes = UINT32_MAX;
     g.degree = CK_KSV_MAX_DEGREE;
@@ -365,7 +369,8 @@ msg_eq(const struct ck_ksv_msg *a, const struct ck_ksv_msg *b)
             memcmp(x->sign_pub, y->sign_pub, sizeof(x->sign_pub)) != 0 || x->spi != y->spi ||
             x->enc_alg != y->enc_alg || x->auth_alg != y->auth_alg || x->proto != y->proto ||
             x->mode != y->mode || x->life_sec != y->life_sec ||
-            x->life_kbytes != y->life_kbytes ||
+            x->life_kbytes != y->life_kbytes || x->enc_key_len != y->enc_key_len ||
+            x->auth_key_len != y->auth_key_len ||
             memcmp(x->member_id, y->member_id, sizeof(x->member_id)) != 0)
             return false;
         for (size_t k = 0; k < CK_KSV_MAX_KEYS; k++)
@@ -438,7 +443,7 @@ test_vector(void)
     struct ck_ksv_msg *m = doc_register(), *a = sample_ack(), *p = NULL;
     struct ck_ksv_msg *ga = sample_group_msg(CK_KSV_GROUP_ACK);
 
-    CHECK_INT_EQ(rlen, 237);
+    CHECK_INT_EQ(rlen, 239);
     CHECK_INT_EQ(glen, 36);
     CHECK_INT_EQ(alen, 36);
     CHECK_OK(ck_ksv_msg_encode(m, &b, &len));
@@ -450,6 +455,7 @@ test_vector(void)
     CHECK(p != NULL && p->groups[0].keys[2].key[15] == 0xcf && p->sas[0].spi == 0x1001);
     CHECK(p != NULL && p->groups[0].keys[2].node == 9 && p->groups[0].mcast_port == 7443 &&
           p->groups[0].sign_pub[31] == 0xff && p->groups[0].member_index == 9);
+    CHECK(p != NULL && p->groups[0].enc_key_len == 36 && p->groups[0].auth_key_len == 0);
     ck_ksv_msg_free(p);
     p = NULL;
     CHECK_OK(ck_ksv_msg_encode(a, &b, &len));
@@ -536,6 +542,10 @@ test_full_message(void)
     sa.spi = 5000;
     CHECK_INT_EQ(ck_ksv_msg_add_sa(m, &sa), CK_ERR_LIMIT);
     group_base(&g, 0);
+    g.enc_alg = 12; /* AES-256-CBC with HMAC-SHA-512-256, its key shortened to fit the 64 */
+    g.auth_alg = 14;
+    g.enc_key_len = 32;
+    g.auth_key_len = 32;
     set_v6(&g.mcast, 1);
     g.mcast.addr[0] = 0xff;
     g.degree = 2;
@@ -722,8 +732,9 @@ test_flag_bits(void)
  * life_kbytes 48, key lengths 52, 53, key 54..73); the group at 74 (id 74, epoch 78, member
  * index 86, root version 90, degree 94, id_len 95, n_keys 96, keying 97, gflags 98, protocol 99,
  * mode 100, reserved 101, SPI 102, enc_alg 106, auth_alg 108, life_sec 110, life_kbytes 114,
- * port 118, family 120, address 121..124, sign_pub 125..156, member ID 157, 158, keys at 159,
- * 185, 211 (level, length, node 4, version 4, 16 bytes)). */
+ * enc key length 118, auth key length 119, port 120, family 122, address 123..126, sign_pub
+ * 127..158, member ID 159, 160, keys at 161, 187, 213 (level, length, node 4, version 4, 16
+ * bytes)). */
 #define ANY 1 /* refused, whichever check sees it first */
 
 static void
@@ -785,33 +796,41 @@ test_field_refusals(void)
         {101, 1, CK_ERR_DECODE},           /* reserved */
         {104, 0, CK_ERR_DECODE},           /* group SPI 1: reserved */
         {107, 0, CK_ERR_DECODE},           /* ESP without an encryption algorithm */
-        {120, 0, CK_ERR_DECODE},           /* group address: none */
-        {120, 5, CK_ERR_DECODE},
-        {121, 10, CK_ERR_DECODE},          /* 10.1.1.1 is not multicast */
-        {121, 0xdf, CK_ERR_DECODE},        /* 223.1.1.1 neither */
-        {157, 4, CK_ERR_DECODE},           /* member ID digit >= degree */
-        {158, 0xff, CK_ERR_DECODE},
-        {158, 1, CK_ERR_DECODE},           /* "11": the nodes are those of "10" */
-        {159, 1, CK_ERR_DECODE},           /* levels 1, 1, 2: not increasing */
-        {160, 0, ANY},                     /* empty path key, then misparsed */
-        {160, CK_KSV_MAX_KEY + 1, CK_ERR_LIMIT},
-        {160, 17, ANY},
-        {164, 1, CK_ERR_DECODE},           /* root node 1 */
-        {185, 3, CK_ERR_DECODE},           /* levels 0, 3, 2 */
-        {185, 0, CK_ERR_DECODE},           /* levels 0, 0, 2 */
-        {190, 3, CK_ERR_DECODE},           /* node "1" is heap node 2, not 3 */
-        {213, 0x80, CK_ERR_DECODE},        /* leaf "10" is heap node 9 */
-        {216, 8, CK_ERR_DECODE},
+        {118, CK_KSV_MAX_KEY + 1, CK_ERR_LIMIT}, /* group SA encryption key length */
+        {118, 0xff, CK_ERR_LIMIT},
+        {119, 1, CK_ERR_DECODE},           /* group SA integrity key without its algorithm */
+        {119, 64, CK_ERR_DECODE},
+        {119, CK_KSV_MAX_KEY + 1, CK_ERR_LIMIT},
+        {122, 0, CK_ERR_DECODE},           /* group address: none */
+        {122, 5, CK_ERR_DECODE},
+        {123, 10, CK_ERR_DECODE},          /* 10.1.1.1 is not multicast */
+        {123, 0xdf, CK_ERR_DECODE},        /* 223.1.1.1 neither */
+        {159, 4, CK_ERR_DECODE},           /* member ID digit >= degree */
+        {160, 0xff, CK_ERR_DECODE},
+        {160, 1, CK_ERR_DECODE},           /* "11": the nodes are those of "10" */
+        {161, 1, CK_ERR_DECODE},           /* levels 1, 1, 2: not increasing */
+        {162, 0, ANY},                     /* empty path key, then misparsed */
+        {162, CK_KSV_MAX_KEY + 1, CK_ERR_LIMIT},
+        {162, 17, ANY},
+        {166, 1, CK_ERR_DECODE},           /* root node 1 */
+        {187, 3, CK_ERR_DECODE},           /* levels 0, 3, 2 */
+        {187, 0, CK_ERR_DECODE},           /* levels 0, 0, 2 */
+        {192, 3, CK_ERR_DECODE},           /* node "1" is heap node 2, not 3 */
+        {215, 0x80, CK_ERR_DECODE},        /* leaf "10" is heap node 9 */
+        {218, 8, CK_ERR_DECODE},
     };
 
-    CHECK_INT_EQ(len, 237);
+    CHECK_INT_EQ(len, 239);
     /* Fields any value of which is valid: member index, path key versions (not the root's),
-     * the signing key, the group port and lifetimes (non-zero). */
+     * the signing key, the group port and lifetimes (non-zero), the encryption key length up
+     * to what a member can derive (the codec does not know transforms). */
     CHECK_OK(parse_with(b, len, 86, 0xff));
-    CHECK_OK(parse_with(b, len, 194, 0));
-    CHECK_OK(parse_with(b, len, 217, 0xff));
-    CHECK_OK(parse_with(b, len, 140, 0));
+    CHECK_OK(parse_with(b, len, 196, 0));
+    CHECK_OK(parse_with(b, len, 219, 0xff));
+    CHECK_OK(parse_with(b, len, 142, 0));
+    CHECK_OK(parse_with(b, len, 120, 0));
     CHECK_OK(parse_with(b, len, 118, 0));
+    CHECK_OK(parse_with(b, len, 118, CK_KSV_GROUP_SA_MAX_KEYS));
     CHECK_OK(parse_with(b, len, 114, 0xff));
     CHECK_OK(parse_with(b, len, 97, CK_KSV_KEYING_HYBRID));
     CHECK_OK(parse_with(b, len, 98, 0));
@@ -910,6 +929,28 @@ test_encoder_refusals(void)
     g.mcast.addr[4] = 1; /* garbage past an IPv4 address */
     CHECK_INT_EQ(ck_ksv_msg_add_group(r, &g), CK_ERR_INVAL);
     g.mcast.addr[4] = 0;
+    /* Group SA key lengths: each at most CK_KSV_MAX_KEY, an integrity key exactly with its
+     * algorithm, no encryption key under AH, and no more than a member can derive. */
+    g.enc_key_len = CK_KSV_MAX_KEY + 1;
+    CHECK_INT_EQ(ck_ksv_msg_add_group(r, &g), CK_ERR_LIMIT);
+    g.enc_key_len = 32;
+    g.enc_alg = 12;
+    g.auth_alg = 14;
+    g.auth_key_len = 0;
+    CHECK_INT_EQ(ck_ksv_msg_add_group(r, &g), CK_ERR_INVAL);
+    g.auth_key_len = 64; /* AES-256-CBC with a whole HMAC-SHA-512 key: 96 bytes */
+    CHECK_INT_EQ(ck_ksv_msg_add_group(r, &g), CK_ERR_INVAL);
+    g.auth_key_len = 33;
+    CHECK_INT_EQ(ck_ksv_msg_add_group(r, &g), CK_ERR_INVAL);
+    g.auth_key_len = 32;
+    g.proto = CK_KSV_PROTO_AH;
+    g.enc_alg = 0;
+    CHECK_INT_EQ(ck_ksv_msg_add_group(r, &g), CK_ERR_INVAL); /* AH with an encryption key */
+    g.proto = CK_KSV_PROTO_ESP;
+    g.enc_alg = 20;
+    g.auth_alg = 0;
+    g.auth_key_len = 0;
+    g.enc_key_len = 36;
     g.keys[2].node = 10;
     CHECK_INT_EQ(ck_ksv_msg_add_group(r, &g), CK_ERR_INVAL);
     g.keys[2].node = 9;

@@ -685,6 +685,10 @@ test_register_sas(void)
         CHECK(m[i][0]->groups[0].mcast_port == KSV_DEFAULT_MCAST_PORT);
         CHECK(m[i][0]->groups[0].spi >= CK_KSV_STORE_GROUP_SPI_MIN);
         CHECK_INT_EQ(m[i][0]->groups[0].root_version, m[i][0]->groups[0].keys[0].version);
+        /* aes-128-gcm: the key and its salt, no integrity key. */
+        CHECK_INT_EQ(m[i][0]->groups[0].enc_alg, KSV_ENCR_AES_GCM_16);
+        CHECK_INT_EQ(m[i][0]->groups[0].enc_key_len, 20);
+        CHECK_INT_EQ(m[i][0]->groups[0].auth_key_len, 0);
     }
     {
         uint8_t k0[LKH_KEY_LEN], k1[LKH_KEY_LEN];
@@ -1675,6 +1679,9 @@ test_ek_group(void)
         got = tn_register(&f, &n[i], m, 8, true);
         CHECK(got == 1 && m[0]->n_groups == 1 && m[0]->groups[0].keying == CK_KSV_KEYING_EK &&
               m[0]->groups[0].n_keys == 1);
+        /* The default aes-256-gcm: the same IKEv2 ID as aes-128-gcm, told by its key length. */
+        CHECK(got == 1 && m[0]->groups[0].enc_alg == KSV_ENCR_AES_GCM_16 &&
+              m[0]->groups[0].enc_key_len == 36 && m[0]->groups[0].auth_key_len == 0);
         msgs_free(m, got);
     }
     /* Each join re-keyed the earlier members: all hold the same key now. */
@@ -1711,6 +1718,52 @@ test_ek_group(void)
     ck_ksv_store_close(cli);
     for (int i = 0; i < 3; i++)
         tn_free(&n[i]);
+    fx_down(&f);
+}
+
+/* The group SA's key lengths on the wire: what the policy's transform takes, the HMAC key
+ * shortened when both would not fit in what members derive (CK_KSV_GROUP_SA_MAX_KEYS). */
+static void
+test_group_sa_key_lengths(void)
+{
+    static const char topo[] =
+        "ksv ksv1\n"
+        "policy big {\n TRANS-TYPE = ESP\n LIFE-SEC = 600\n ENC-ALG = aes-256-cbc\n"
+        " AUTH-ALG = hmac-sha512-256\n}\n"
+        "policy mid {\n TRANS-TYPE = ESP\n LIFE-SEC = 600\n ENC-ALG = aes-128-cbc\n"
+        " AUTH-ALG = hmac-sha384-192\n}\n"
+        "policy ah {\n TRANS-TYPE = AH\n LIFE-SEC = 600\n AUTH-ALG = hmac-sha512-256\n}\n"
+        "node a 10.0.1.1\nnode b 10.0.1.2\n"
+        "group g1 {\n address = 239.3.3.1\n policy = big\n members = a\n}\n"
+        "group g2 {\n address = 239.3.3.2\n policy = mid\n members = a\n}\n"
+        "group g3 {\n address = 239.3.3.3\n policy = ah\n members = a\n}\n";
+    static const struct {
+        uint16_t enc, auth;
+        uint8_t el, al;
+    } want[3] = {{KSV_ENCR_AES_CBC, KSV_AUTH_HMAC_SHA2_512_256, 32, 32},
+                 {KSV_ENCR_AES_CBC, KSV_AUTH_HMAC_SHA2_384_192, 16, 48},
+                 {0, KSV_AUTH_HMAC_SHA2_512_256, 0, 64}};
+    struct fx f;
+    struct tnode n;
+    struct ck_ksv_msg *m[8];
+    size_t got, seen = 0;
+
+    fx_up(&f, topo);
+    tn_init(&f, &n, "a", "10.0.1.1");
+    got = tn_register(&f, &n, m, 8, true);
+    CHECK(got == 1 && m[0]->n_groups == 3);
+    for (size_t i = 0; got == 1 && i < m[0]->n_groups; i++) {
+        const struct ck_ksv_group *g = &m[0]->groups[i];
+        size_t w = (g->mcast.addr[3] - 1u) % 3u;
+        CHECK_INT_EQ(g->enc_alg, want[w].enc);
+        CHECK_INT_EQ(g->auth_alg, want[w].auth);
+        CHECK_INT_EQ(g->enc_key_len, want[w].el);
+        CHECK_INT_EQ(g->auth_key_len, want[w].al);
+        seen |= (size_t)1 << w;
+    }
+    CHECK_INT_EQ(seen, 7);
+    msgs_free(m, got);
+    tn_free(&n);
     fx_down(&f);
 }
 
@@ -2126,5 +2179,6 @@ CK_TEST_MAIN("ksv_server", CK_TEST_CASE(test_register_sas),
              CK_TEST_CASE(test_batch_triggers), CK_TEST_CASE(test_hybrid_group),
              CK_TEST_CASE(test_e2e_hybrid), CK_TEST_CASE(test_hybrid_crash),
              CK_TEST_CASE(test_crash_points), CK_TEST_CASE(test_crash_join),
-             CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_hostile),
+             CK_TEST_CASE(test_ek_group), CK_TEST_CASE(test_group_sa_key_lengths),
+             CK_TEST_CASE(test_hostile),
              CK_TEST_CASE(test_e2e_node_agent))

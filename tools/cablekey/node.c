@@ -121,7 +121,7 @@ struct esp_entry {
     uint32_t spi;
     struct ck_ksv_addr peer;
     ck_esp_sa *sa;                 /* lib/esp's transforms */
-    ck_ksvnode_esp *own;           /* the others (include/cablekey/ksv_node.h) */
+    ck_esp_xf *xf;                 /* the other IKEv2 transforms (ck_esp_xf_*) */
 };
 
 struct mcast_sock {
@@ -367,6 +367,22 @@ esp_sa_from(const struct ck_ksv_sa *sa, ck_esp_sa **out)
     return ck_esp_sa_new(&p, out);
 }
 
+static int
+esp_xf_from(const struct ck_ksv_sa *sa, ck_esp_xf **out)
+{
+    struct ck_esp_xf_params p;
+
+    memset(&p, 0, sizeof(p));
+    p.spi = sa->spi;
+    p.enc_alg = sa->enc_alg;
+    p.auth_alg = sa->auth_alg;
+    p.enc_key = sa->enc_key;
+    p.enc_key_len = sa->enc_key_len;
+    p.auth_key = sa->auth_key;
+    p.auth_key_len = sa->auth_key_len;
+    return ck_esp_xf_new(&p, out);
+}
+
 static const char *
 self_addr(const struct runner *r, uint8_t family)
 {
@@ -514,7 +530,7 @@ static void
 esp_entry_clear(struct esp_entry *e)
 {
     ck_esp_sa_free(e->sa);
-    ck_ksvnode_esp_free(e->own);
+    ck_esp_xf_free(e->xf);
     memset(e, 0, sizeof(*e));
 }
 
@@ -533,7 +549,7 @@ on_sa_install(void *arg, const struct ck_ksvnode_sa *s)
         if (e->used)
             continue;
         ret = esp_compatible(&s->sa) ? esp_sa_from(&s->sa, &e->sa)
-                                     : ck_ksvnode_esp_new(&s->sa, &e->own);
+                                     : esp_xf_from(&s->sa, &e->xf);
         if (ret != 0) {
             printf("node esp spi=0x%08x not installed: %s\n", s->sa.spi, ck_error_context());
             fflush(stdout);
@@ -831,8 +847,8 @@ esp_receive(struct runner *r, const uint8_t *buf, size_t len, int64_t now_ms)
     }
     if ((e->sa != NULL ? ck_esp_unprotect(r->eng, e->sa, buf, len, now_ms / 1000, payload,
                                           sizeof(payload), &plen, &nh)
-                       : ck_ksvnode_esp_unprotect(e->own, buf, len, payload, sizeof(payload),
-                                                  &plen, &nh)) != 0 ||
+                       : ck_esp_xf_unprotect(e->xf, buf, len, payload, sizeof(payload), &plen,
+                                             &nh)) != 0 ||
         nh != CK_ESP_NEXT_HEADER_UDP ||
         ck_esp_udp_unwrap(payload, plen, &sp, &dp, &data, &dlen) != 0 ||
         (nl = memchr(data, '\n', dlen)) == NULL || nl == data ||
@@ -883,8 +899,8 @@ esp_send_pending(struct runner *r, int64_t now_ms)
                             sizeof(wrapped), &wl) != 0 ||
             (e->sa != NULL ? ck_esp_protect(r->eng, e->sa, CK_ESP_NEXT_HEADER_UDP, wrapped, wl,
                                             now_ms / 1000, pkt, sizeof(pkt), &pl)
-                           : ck_ksvnode_esp_protect(e->own, CK_ESP_NEXT_HEADER_UDP, wrapped, wl,
-                                                    pkt, sizeof(pkt), &pl)) != 0) {
+                           : ck_esp_xf_protect(e->xf, CK_ESP_NEXT_HEADER_UDP, wrapped, wl, pkt,
+                                               sizeof(pkt), &pl)) != 0) {
             fprintf(stderr, "cablekey: node: esp send: %s\n", ck_error_context());
             s->done = true;
             continue;

@@ -1,5 +1,5 @@
-/* Fuzzes the node agent's ESP decapsulation (ck_ksvnode_esp_unprotect) for every transform it
- * runs. The first input byte picks the transform (bits 0-2) and whether the harness makes the
+/* Fuzzes lib/esp's decapsulation for IKEv2 transforms (ck_esp_xf_unprotect, xform.c) for every
+ * transform it runs. The first input byte picks the transform (bits 0-2) and whether the harness makes the
  * packet authentic (bit 3): a fuzzer cannot forge a tag or an HMAC, so in that mode the rest of
  * the input is the plaintext body (payload, padding, pad length, next header) sealed here with
  * the SA's keys, and the padding and trailer checks behind the ICV get exercised too. Anything
@@ -11,7 +11,7 @@
 #include <openssl/evp.h>
 
 #include "cablekey/error.h"
-#include "cablekey/ksv_node.h"
+#include "cablekey/esp.h"
 #include "cablekey/util.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -104,8 +104,8 @@ int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static uint8_t pkt[MAX_PKT + 64], out[MAX_PKT], again[MAX_PKT + 64], back[MAX_PKT];
-    struct ck_ksv_sa sa;
-    ck_ksvnode_esp *rx = NULL, *tx = NULL;
+    struct ck_esp_xf_params sa;
+    ck_esp_xf *rx = NULL, *tx = NULL;
     size_t len, out_len = 0, again_len = 0, back_len = 0;
     uint8_t nh = 0, nh2 = 0;
     int t;
@@ -114,18 +114,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     t = data[0] & 7;
     memset(&sa, 0, sizeof(sa));
-    sa.direction = CK_KSV_DIR_IN;
-    sa.proto = CK_KSV_PROTO_ESP;
-    sa.mode = CK_KSV_MODE_TRANSPORT;
     sa.spi = FUZZ_SPI;
     sa.enc_alg = xf[t].enc;
     sa.auth_alg = xf[t].auth;
-    sa.life_sec = 60;
+    sa.enc_key = key;
     sa.enc_key_len = xf[t].el;
+    sa.auth_key = key;
     sa.auth_key_len = xf[t].al;
-    memcpy(sa.enc_key, key, xf[t].el);
-    memcpy(sa.auth_key, key, xf[t].al);
-    if (ck_ksvnode_esp_new(&sa, &rx) != 0 || ck_ksvnode_esp_new(&sa, &tx) != 0)
+    if (ck_esp_xf_new(&sa, &rx) != 0 || ck_esp_xf_new(&sa, &tx) != 0)
         abort();
     len = size - 1;
     if (data[0] & 8) {
@@ -136,19 +132,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         memcpy(pkt, data + 1, len);
     }
-    if (ck_ksvnode_esp_unprotect(rx, pkt, len, out, sizeof(out), &out_len, &nh) != 0)
+    if (ck_esp_xf_unprotect(rx, pkt, len, out, sizeof(out), &out_len, &nh) != 0)
         goto out;
     /* Accepted: the same payload sealed again opens to the same bytes. */
-    if (ck_ksvnode_esp_protect(tx, nh, out, out_len, again, sizeof(again), &again_len) != 0)
+    if (ck_esp_xf_protect(tx, nh, out, out_len, again, sizeof(again), &again_len) != 0)
         abort();
-    ck_ksvnode_esp_free(rx);
+    ck_esp_xf_free(rx);
     rx = NULL;
-    if (ck_ksvnode_esp_new(&sa, &rx) != 0 ||
-        ck_ksvnode_esp_unprotect(rx, again, again_len, back, sizeof(back), &back_len, &nh2) != 0 ||
+    if (ck_esp_xf_new(&sa, &rx) != 0 ||
+        ck_esp_xf_unprotect(rx, again, again_len, back, sizeof(back), &back_len, &nh2) != 0 ||
         back_len != out_len || nh2 != nh || memcmp(back, out, out_len) != 0)
         abort();
 out:
-    ck_ksvnode_esp_free(rx);
-    ck_ksvnode_esp_free(tx);
+    ck_esp_xf_free(rx);
+    ck_esp_xf_free(tx);
     return 0;
 }
