@@ -89,15 +89,31 @@ for t in tests/interop/t_*.sh; do
     done
 done
 
-echo "== fuzz smoke (${FUZZ_SECONDS}s each)"
-for f in build-fuzz/fuzz_*; do
-    [ -x "$f" ] || continue
+# The targets are single-threaded: one per CPU at a time, results reported in name order.
+FUZZ_JOBS="${CK_FUZZ_JOBS:-$(nproc)}"
+echo "== fuzz smoke (${FUZZ_SECONDS}s each, $FUZZ_JOBS at a time)"
+fuzz_one() { # fuzz_one TARGET: runs it, leaves its exit status in $LOG_DIR/NAME.rc
+    local f=$1 n corpus work
     n=$(basename "$f")
     corpus="tests/fuzz/corpus/${n#fuzz_}"
     work="$LOG_DIR/corpus-$n"; mkdir -p "$work"
     [ -d "$corpus" ] && cp -r "$corpus"/. "$work"/ 2>/dev/null
-    if "$f" -max_total_time="$FUZZ_SECONDS" -max_len=8192 -rss_limit_mb=2048 -timeout=10 \
-            "$work" >"$LOG_DIR/$n.log" 2>&1; then
+    "$f" -max_total_time="$FUZZ_SECONDS" -max_len=8192 -rss_limit_mb=2048 -timeout=10 \
+        "$work" >"$LOG_DIR/$n.log" 2>&1
+    echo $? >"$LOG_DIR/$n.rc"
+}
+fuzz_targets=()
+for f in build-fuzz/fuzz_*; do
+    [ -x "$f" ] && fuzz_targets+=("$f")
+done
+for f in "${fuzz_targets[@]}"; do
+    while [ "$(jobs -rp | wc -l)" -ge "$FUZZ_JOBS" ]; do wait -n; done
+    fuzz_one "$f" &
+done
+wait
+for f in "${fuzz_targets[@]}"; do
+    n=$(basename "$f")
+    if [ "$(cat "$LOG_DIR/$n.rc" 2>/dev/null)" = 0 ]; then
         record ok "fuzz $n: $(grep -oE 'Done [0-9]+ runs in [0-9]+ second' "$LOG_DIR/$n.log" | head -n1)s"
     else
         record fail "fuzz $n (see $LOG_DIR/$n.log)"; tail -n 30 "$LOG_DIR/$n.log"
