@@ -601,6 +601,36 @@ history_check(void)
     fixture_down();
 }
 
+/* A restore over a live realm whose principals use a password policy: the policy table is
+ * emptied and refilled with them (SQLite's deferred foreign-key count must end at zero). */
+static void
+restore_with_policy(void)
+{
+    ck_store_restore_info ri;
+    ck_policy pol;
+    ck_store *s;
+
+    fixture_up();
+    s = fixture_open(db);
+    memset(&pol, 0, sizeof(pol));
+    ck_strlcpy(pol.name, "strict", sizeof(pol.name));
+    pol.history = 2;
+    CHECK_OK(ck_store_create_policy(s, &pol));
+    add_princ(s, "alice@" REALM, "alice pw", 0, 0);
+    CHECK_OK(ck_store_set_principal_policy(s, "alice@" REALM, "strict"));
+    ck_store_close(s);
+    CHECK_OK(ck_store_backup(db, bak, false, NULL));
+    CHECK_OK(ck_store_restore(db, NULL, bak, CK_RESTORE_FORCE, "tester", &ri));
+    CHECK_INT_EQ(ri.principals, 2); /* alice and the fixture's krbtgt */
+    s = fixture_open(db);
+    memset(&pol, 0, sizeof(pol));
+    CHECK_OK(ck_store_get_policy(s, "strict", &pol));
+    CHECK_INT_EQ(pol.ref_count, 1); /* alice still uses it */
+    ck_store_close(s);
+    fixture_down();
+}
+
 CK_TEST_MAIN("store_maint", CK_TEST_CASE(backup_restore_identical),
              CK_TEST_CASE(restore_live_flushes_cache), CK_TEST_CASE(restore_validation),
-             CK_TEST_CASE(integrity_check), CK_TEST_CASE(history_check))
+             CK_TEST_CASE(integrity_check), CK_TEST_CASE(history_check),
+             CK_TEST_CASE(restore_with_policy))
