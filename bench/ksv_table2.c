@@ -104,6 +104,9 @@ seal(const uint8_t key[32], uint32_t key_id, uint64_t seq, const uint8_t *pt, si
     return 20 + len + 16;
 }
 
+/* The KSV's Ed25519 public key, made once at start. */
+static uint8_t sign_pub[LKH_ED25519_PUB_LEN];
+
 /* A REGISTER with one group: the member's path keys (EK: the group key alone). */
 static size_t
 register_msg(const struct lkh_member *m, int ek, uint64_t epoch, uint32_t msg_id, uint8_t *out)
@@ -124,6 +127,19 @@ register_msg(const struct lkh_member *m, int ek, uint64_t epoch, uint32_t msg_id
     g = &msg->groups[0];
     g->group_id = GROUP_ID;
     g->epoch = epoch;
+    g->member_index = m->member_id;
+    g->root_version = m->path[m->height].version;
+    g->keying = ek ? CK_KSV_KEYING_EK : CK_KSV_KEYING_LKH;
+    g->mcast.family = CK_KSV_AF_IPV4;
+    memcpy(g->mcast.addr, "\xef\xc0\x00\x01", 4); /* 239.192.0.1 */
+    g->mcast_port = 7443;
+    memcpy(g->sign_pub, sign_pub, sizeof(g->sign_pub));
+    g->spi = 0x80000001u;
+    g->proto = CK_KSV_PROTO_ESP;
+    g->mode = CK_KSV_MODE_TRANSPORT;
+    g->enc_alg = 20; /* ENCR_AES_GCM_16 */
+    g->enc_key_len = 20;
+    g->life_sec = 600;
     g->degree = (uint8_t)m->degree;
     g->id_len = ek ? 0 : (uint8_t)m->height;
     for (uint32_t j = 0; j < g->id_len; j++)
@@ -132,6 +148,8 @@ register_msg(const struct lkh_member *m, int ek, uint64_t epoch, uint32_t msg_id
     for (uint32_t l = 0; l < g->n_keys; l++) {
         g->keys[l].level = (uint8_t)l;
         g->keys[l].key_len = LKH_KEY_LEN;
+        g->keys[l].node = m->path[m->height - l].node;
+        g->keys[l].version = m->path[m->height - l].version;
         memcpy(g->keys[l].key, m->path[m->height - l].key, LKH_KEY_LEN);
     }
     if ((rc = ck_ksv_msg_encode(msg, &buf, &len)) != 0)
@@ -168,7 +186,6 @@ static int n_done, n_expect;
 static uint32_t target_v;
 static uint8_t target_k[LKH_KEY_LEN];
 static atomic_int stop;
-static uint8_t sign_pub[LKH_ED25519_PUB_LEN];
 
 static void
 check_done(struct receiver *r)
@@ -413,14 +430,18 @@ median(double *v, int n)
 int
 main(int argc, char **argv)
 {
-    int reps = argc > 1 ? atoi(argv[1]) : 11;
-    uint32_t cluster = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 4;
+    int64_t reps64 = 11, cluster64 = 4;
     static double res[3][N_MODES][N_REV][7][MAX_REPS];
     struct lkh_signer *s = NULL;
+    int reps;
+    uint32_t cluster;
     int rc;
 
-    if (reps < 1 || reps > MAX_REPS || cluster < 1)
+    if ((argc > 1 && ck_parse_int64(argv[1], 1, MAX_REPS, &reps64) != 0) ||
+        (argc > 2 && ck_parse_int64(argv[2], 1, UINT32_MAX, &cluster64) != 0))
         return fprintf(stderr, "usage: ksv_table2 [reps 1..%d] [cluster]\n", MAX_REPS), 2;
+    reps = (int)reps64;
+    cluster = (uint32_t)cluster64;
     if ((rc = lkh_signer_generate(&s)) != 0 || (rc = lkh_signer_public(s, sign_pub)) != 0)
         die("signer", rc);
     if ((server_fd = socket(AF_INET, SOCK_DGRAM, 0)) < 0)

@@ -17,6 +17,7 @@
 
 #include "cablekey/error.h"
 #include "cablekey/lkh.h"
+#include "cablekey/util.h"
 #include "cablekey/lkh_rekey.h"
 
 #define BATCH_LEAVES 1000
@@ -93,9 +94,9 @@ random_member(const struct lkh_tree *t, uint32_t n_slots, struct lkh_member *m)
 int
 main(int argc, char **argv)
 {
-    uint32_t n = argc > 1 ? (uint32_t)strtoul(argv[1], NULL, 10) : 1000000;
-    uint32_t degree = argc > 2 ? (uint32_t)strtoul(argv[2], NULL, 10) : 4;
-    size_t revokes = argc > 3 ? (size_t)strtoul(argv[3], NULL, 10) : 2000;
+    int64_t arg_n = 1000000, arg_degree = 4, arg_revokes = 2000;
+    uint32_t n, degree;
+    size_t revokes;
     struct lkh_tree *t = NULL;
     struct lkh_batch_result r;
     struct lkh_member m, victim;
@@ -116,6 +117,15 @@ main(int argc, char **argv)
     long rss0, rss1;
     int rc;
 
+    if ((argc > 1 && ck_parse_int64(argv[1], 1, LKH_MAX_MEMBERS, &arg_n) != 0) ||
+        (argc > 2 && ck_parse_int64(argv[2], 2, LKH_MAX_DEGREE, &arg_degree) != 0) ||
+        (argc > 3 && ck_parse_int64(argv[3], 1, 100000000, &arg_revokes) != 0)) {
+        fprintf(stderr, "usage: lkh_bench [members] [degree 2..%u] [revokes]\n", LKH_MAX_DEGREE);
+        return 2;
+    }
+    n = (uint32_t)arg_n;
+    degree = (uint32_t)arg_degree;
+    revokes = (size_t)arg_revokes;
     if (n < 2 || revokes == 0)
         return fprintf(stderr, "usage: lkh_bench [members] [degree] [revokes]\n"), 2;
     rev = calloc(revokes, sizeof(double));
