@@ -15,21 +15,24 @@
 #include "cablekey/util.h"
 #include "store/store_int.h"
 
-static char *
-stash_for(const char *db_path, const char *stash_path)
+static int
+stash_for(const char *db_path, const char *stash_path, char **out)
 {
-    size_t n;
-    char *s;
+    *out = NULL;
+    if (stash_path == NULL)
+        return ck_store_default_stash(db_path, out);
+    if ((*out = strdup(stash_path)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "stash path");
+    return 0;
+}
 
-    if (stash_path != NULL)
-        return strdup(stash_path);
-    n = strlen(db_path);
-    s = malloc(n + sizeof(".stash"));
-    if (s != NULL) {
-        memcpy(s, db_path, n);
-        memcpy(s + n, ".stash", sizeof(".stash"));
-    }
-    return s;
+/* The backend of db_path; CK_ERR_UNSUPPORTED if it lacks a maintenance operation (has is
+ * whether it has it). */
+static int
+no_op(const ck_store_uri *u, const char *what)
+{
+    return ck_error_set(CK_ERR_UNSUPPORTED, "%s is not available for a %s database (use its own "
+                        "tools, or db dump / db load)", what, u->backend);
 }
 
 int
@@ -37,11 +40,19 @@ ck_store_backup(const char *db_path, const char *out_path, bool overwrite,
                 ck_store_backup_info *info)
 {
     ck_store_backup_info local;
+    ck_store_uri u;
+    int ret;
 
     if (db_path == NULL || out_path == NULL || *out_path == '\0')
         return ck_error_set(CK_ERR_INVAL, "backup: database and output paths are required");
-    return ck_store_sqlite_ops.backup(db_path, out_path, overwrite,
-                                      info != NULL ? info : &local);
+    if ((ret = ck_store_uri_parse(db_path, &u)) != 0)
+        return ret;
+    if (u.ops->backup == NULL)
+        ret = no_op(&u, "db backup");
+    else
+        ret = u.ops->backup(u.location, out_path, overwrite, info != NULL ? info : &local);
+    ck_store_uri_clear(&u);
+    return ret;
 }
 
 /* ---- key verification ---- */
@@ -152,6 +163,7 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
 {
     ck_store_check_result local;
     ck_store *store = NULL;
+    ck_store_uri u;
     char *stash = NULL;
     int64_t principals = 0, keys = 0, history_keys = 0;
     int ret;
@@ -159,11 +171,17 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
     if (res == NULL)
         res = &local;
     memset(res, 0, sizeof(*res));
+    memset(&u, 0, sizeof(u));
     if (db_path == NULL)
         return ck_error_set(CK_ERR_INVAL, "check: no database path");
-    if ((stash = stash_for(db_path, stash_path)) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "stash path");
-    if ((ret = ck_store_sqlite_ops.check_db(db_path, cb, arg, res)) != 0)
+    if ((ret = ck_store_uri_parse(db_path, &u)) != 0 ||
+        (ret = stash_for(db_path, stash_path, &stash)) != 0)
+        goto out;
+    if (u.ops->check_db == NULL) {
+        ret = no_op(&u, "db check");
+        goto out;
+    }
+    if ((ret = u.ops->check_db(u.location, cb, arg, res)) != 0)
         goto out;
     /* The keys need the master key: without a usable stash they cannot be checked, and that
      * is a problem in itself (a database without its stash is useless). */
@@ -198,6 +216,7 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
 out:
     ck_store_close(store);
     free(stash);
+    ck_store_uri_clear(&u);
     if (ret == 0 && res->problems > 0)
         ret = ck_error_set(CK_ERR_INTEGRITY, "%s: %zu problem%s found", db_path, res->problems,
                            res->problems == 1 ? "" : "s");
@@ -248,7 +267,8 @@ int
 ck_store_restore(const char *db_path, const char *stash_path, const char *in_path,
                  unsigned flags, const char *actor, ck_store_restore_info *info)
 {
-    const struct ck_store_ops *ops = &ck_store_sqlite_ops;
+    const struct ck_store_ops *ops;
+    ck_store_uri u;
     ck_store_restore_info local;
     struct ck_store_audit audit;
     ck_store *store = NULL;
@@ -266,18 +286,36 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
     memset(&audit, 0, sizeof(audit));
     if (db_path == NULL || in_path == NULL)
         return ck_error_set(CK_ERR_INVAL, "restore: database and backup paths are required");
-    if (stat(in_path, &st) != 0)
-        return ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND : CK_ERR_IO, "backup %s: %s",
-                            in_path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return ck_error_set(CK_ERR_INVAL, "backup %s is not a regular file", in_path);
+    if ((ret = ck_store_uri_parse(db_path, &u)) != 0)
+        return ret;
+    ops = u.ops;
+    /* A restore goes through a private copy of the backup beside the database: a file-based
+     * backend's business; the others load a dump. */
+    if (ops->holder == NULL || ops->restore_prepare == NULL || ops->restore_commit == NULL) {
+        ret = no_op(&u, "db restore");
+        ck_store_uri_clear(&u);
+        return ret;
+    }
+    if ((ret = stash_for(db_path, stash_path, &stash)) != 0)
+        goto out;
+    db_path = u.location;
+    if (stat(in_path, &st) != 0) {
+        ret = ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND : CK_ERR_IO, "backup %s: %s",
+                           in_path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ret = ck_error_set(CK_ERR_INVAL, "backup %s is not a regular file", in_path);
+        goto out;
+    }
     {
         struct stat dst;
-        if (stat(db_path, &dst) == 0 && dst.st_dev == st.st_dev && dst.st_ino == st.st_ino)
-            return ck_error_set(CK_ERR_INVAL, "%s is the database itself", in_path);
+        if (stat(db_path, &dst) == 0 && dst.st_dev == st.st_dev && dst.st_ino == st.st_ino) {
+            ret = ck_error_set(CK_ERR_INVAL, "%s is the database itself", in_path);
+            goto out;
+        }
     }
-    if ((stash = stash_for(db_path, stash_path)) == NULL ||
-        (tmpl = restore_template(db_path)) == NULL) {
+    if ((tmpl = restore_template(db_path)) == NULL) {
         ret = ck_error_set(CK_ERR_NOMEM, "restore");
         goto out;
     }
@@ -321,7 +359,20 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
         goto out;
 
     /* 2. The stash opens it (master key check value) and decrypts every key. */
-    if ((ret = ck_store_open(tmp, stash, CK_STORE_READONLY, &store)) != 0) {
+    {
+        /* The copy is a location of the same backend; the scheme keeps a ':' in its directory
+         * name from reading as one. */
+        size_t n = strlen(u.backend) + 1 + strlen(tmp) + 1;
+        char *loc = malloc(n);
+        if (loc == NULL) {
+            ret = ck_error_set(CK_ERR_NOMEM, "restore");
+            goto out;
+        }
+        snprintf(loc, n, "%s:%s", u.backend, tmp);
+        ret = ck_store_open(loc, stash, CK_STORE_READONLY, &store);
+        free(loc);
+    }
+    if (ret != 0) {
         ret = ck_error_set(ret, "backup %s: %s", in_path, ck_error_context());
         goto out;
     }
@@ -390,5 +441,6 @@ out:
     free(tmp);
     free(tmpl);
     free(stash);
+    ck_store_uri_clear(&u);
     return ret;
 }
