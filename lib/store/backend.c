@@ -130,7 +130,7 @@ static const struct store_backend backends[] = {
     {"postgresql", postgresql_schemes, postgresql_locate, &ck_store_postgresql_ops, NULL},
 #else
     {"postgresql", postgresql_schemes, postgresql_locate, NULL,
-     "this cablekey was built without the PostgreSQL backend (libpq)"},
+     "this cablekey was built without libpq"},
 #endif
 };
 
@@ -195,8 +195,8 @@ ck_store_uri_parse(const char *uri, ck_store_uri *out)
             char scheme[33];
             ck_strlcpy(scheme, uri, slen + 1 < sizeof(scheme) ? slen + 1 : sizeof(scheme));
             return ck_error_set(CK_ERR_UNSUPPORTED,
-                                "unknown database scheme \"%s:\" (known: sqlite:PATH, "
-                                "postgresql://...; a file whose name has a colon: ./%s...)",
+                                "unknown database scheme \"%s\" (known: sqlite, postgresql, "
+                                "postgres; for a file whose name has a colon, write ./%s:...)",
                                 scheme, scheme);
         }
         rest = uri + slen + 1;
@@ -206,7 +206,7 @@ ck_store_uri_parse(const char *uri, ck_store_uri *out)
     out->backend = b->name;
     out->ops = b->ops;
     if (b->ops == NULL) {
-        ret = ck_error_set(CK_ERR_UNSUPPORTED, "%s database: backend not built (%s)", b->name,
+        ret = ck_error_set(CK_ERR_UNSUPPORTED, "%s database: backend not built: %s", b->name,
                            b->missing);
         ck_store_uri_clear(out);
         return ret;
