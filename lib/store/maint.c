@@ -2,7 +2,6 @@
  * key-by-key verification (which needs the master key, so it cannot live in a backend). The
  * SQL is in sqlite_maint.c. */
 #include <errno.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -244,25 +243,6 @@ process_name(long pid, char *buf, size_t size)
     fclose(f);
 }
 
-/* "/dir/.name.restore-XXXXXX": the private copy lives next to the database (same file system,
- * so a new database can be moved into place atomically). */
-static char *
-restore_template(const char *db_path)
-{
-    char *a = strdup(db_path), *b = strdup(db_path), *t = NULL;
-
-    if (a != NULL && b != NULL) {
-        const char *dir = dirname(a), *base = basename(b);
-        size_t n = strlen(dir) + strlen(base) + 32;
-        t = malloc(n);
-        if (t != NULL)
-            snprintf(t, n, "%s/.%s.restore-", dir, base);
-    }
-    free(a);
-    free(b);
-    return t;
-}
-
 int
 ck_store_restore(const char *db_path, const char *stash_path, const char *in_path,
                  unsigned flags, const char *actor, ck_store_restore_info *info)
@@ -272,13 +252,13 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
     ck_store_restore_info local;
     struct ck_store_audit audit;
     ck_store *store = NULL;
-    char *stash = NULL, *tmpl = NULL, *tmp = NULL;
+    char *stash = NULL, *tmp = NULL;
     struct stat st;
     uint64_t backup_gen = 0;
     long holder = 0;
     size_t problems = 0;
     int64_t principals = 0, keys = 0;
-    int version = 0, fd, ret;
+    int version = 0, ret;
 
     if (info == NULL)
         info = &local;
@@ -291,7 +271,8 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
     ops = u.ops;
     /* A restore goes through a private copy of the backup beside the database: a file-based
      * backend's business; the others load a dump. */
-    if (ops->holder == NULL || ops->restore_prepare == NULL || ops->restore_commit == NULL) {
+    if (ops->holder == NULL || ops->restore_tmp == NULL || ops->restore_prepare == NULL ||
+        ops->restore_commit == NULL || ops->discard == NULL) {
         ret = no_op(&u, "db restore");
         ck_store_uri_clear(&u);
         return ret;
@@ -315,10 +296,6 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
             goto out;
         }
     }
-    if ((tmpl = restore_template(db_path)) == NULL) {
-        ret = ck_error_set(CK_ERR_NOMEM, "restore");
-        goto out;
-    }
     /* Before this process opens the database (see ops->holder). */
     if ((ret = ops->holder(db_path, &holder)) != 0)
         goto out;
@@ -332,29 +309,8 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
     }
 
     /* 1. A private copy, checked and upgraded by the backend. */
-    {
-        size_t n = strlen(tmpl) + 8;
-        tmp = malloc(n);
-        if (tmp == NULL) {
-            ret = ck_error_set(CK_ERR_NOMEM, "restore");
-            goto out;
-        }
-        snprintf(tmp, n, "%sXXXXXX", tmpl);
-    }
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        ret = ck_error_set(errno == EACCES ? CK_ERR_PERM : CK_ERR_IO,
-                           "cannot create a file next to %s: %s", db_path, strerror(errno));
-        free(tmp);
-        tmp = NULL;
+    if ((ret = ops->restore_tmp(db_path, &tmp)) != 0)
         goto out;
-    }
-    if (fchmod(fd, 0600) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "%s: chmod: %s", tmp, strerror(errno));
-        close(fd);
-        goto out;
-    }
-    close(fd);
     if ((ret = ops->restore_prepare(in_path, tmp, &version)) != 0)
         goto out;
 
@@ -422,24 +378,9 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
     info->keys_checked = keys;
 out:
     ck_store_close(store);
-    if (tmp != NULL) {
-        unlink(tmp);
-        {
-            size_t n = strlen(tmp) + 16;
-            char *j = malloc(n);
-            if (j != NULL) {
-                snprintf(j, n, "%s-journal", tmp);
-                unlink(j);
-                snprintf(j, n, "%s-wal", tmp);
-                unlink(j);
-                snprintf(j, n, "%s-shm", tmp);
-                unlink(j);
-            }
-            free(j);
-        }
-    }
+    if (tmp != NULL)
+        ops->discard(tmp);
     free(tmp);
-    free(tmpl);
     free(stash);
     ck_store_uri_clear(&u);
     return ret;

@@ -1427,6 +1427,7 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .backup = sqlite_backup,
     .holder = sqlite_holder,
     .check_db = sqlite_check_db,
+    .restore_tmp = sqlite_restore_tmp,
     .restore_prepare = sqlite_restore_prepare,
     .restore_commit = sqlite_restore_commit,
     .policy_put = sq_policy_put,

@@ -206,7 +206,8 @@ struct ck_store_ops {
     int (*audit_get_retention)(void *be, ck_audit_retention *r);
     int (*audit_set_retention)(void *be, const ck_audit_retention *r);
 
-    /* Maintenance (sqlite_maint.c); these work on paths, not on an open backend. */
+    /* Maintenance (sqlite_maint.c); these work on locations, not on an open backend. NULL: the
+     * backend has no such operation (CK_ERR_UNSUPPORTED names it). */
     /* A consistent copy of db_path into out_path, mode 0600, atomic (see ck_store_backup). */
     int (*backup)(const char *db_path, const char *out_path, bool overwrite,
                   ck_store_backup_info *info);
@@ -216,6 +217,9 @@ struct ck_store_ops {
     /* The database-level checks of ck_store_check; every problem goes to cb. */
     int (*check_db)(const char *db_path, ck_store_check_cb cb, void *arg,
                     ck_store_check_result *res);
+    /* Creates the empty private place (*out, malloc'd; a location of this backend, removed with
+     * discard) that restore_prepare fills: for SQLite a 0600 file beside the database. */
+    int (*restore_tmp)(const char *db_path, char **out);
     /* Makes a private, validated copy of a backup at tmp_path (created 0600) and upgrades it
      * to the current schema; refuses a damaged file or a newer schema. */
     int (*restore_prepare)(const char *in_path, const char *tmp_path, int *schema_version);
