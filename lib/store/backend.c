@@ -34,10 +34,9 @@ scheme_len(const char *uri)
 static int
 sqlite_locate(const char *uri, const char *rest, char **location)
 {
-    (void)uri;
-    if (rest == NULL)
+    if (rest == NULL) {
         rest = uri; /* bare path */
-    else if (strncmp(rest, "//", 2) == 0) {
+    } else if (strncmp(rest, "//", 2) == 0) {
         /* sqlite:///abs/path; anything between the slashes would be a host. */
         if (rest[2] != '/')
             return ck_error_set(CK_ERR_INVAL, "an sqlite: location names a local file "
@@ -87,6 +86,8 @@ postgresql_locate(const char *uri, const char *rest, char **location)
         if (auth[i] == '@')
             at = i;
     }
+    /* libpq ends the user part at the first '@'; any ':' before the last one is refused,
+     * which covers that and more. */
     if (at != SIZE_MAX && memchr(auth, ':', at) != NULL)
         return ck_error_set(CK_ERR_POLICY, "the PostgreSQL URI holds a password: give it in "
                                            "PGPASSFILE (~/.pgpass) or a service file, never in "

@@ -552,10 +552,12 @@ sqlite_open(const char *path, unsigned flags, bool create, void **out)
 
     *out = NULL;
     if (create && (ret = create_db_file(path)) != 0)
-        return ret;
+        return ret; /* not ours: nothing to discard */
     be = calloc(1, sizeof(*be));
-    if (be == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "sqlite backend");
+    if (be == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "sqlite backend");
+        goto out;
+    }
     be->readonly = (flags & CK_STORE_READONLY) != 0 && !create;
     oflags |= be->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
     /* SQLite opens lazily and says only "unable to open database file": ask the system first,
