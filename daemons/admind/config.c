@@ -9,6 +9,7 @@
 #include "admind.h"
 #include "cablekey/error.h"
 #include "cablekey/profile.h"
+#include "cablekey/store.h"
 #include "cablekey/util.h"
 
 #define S "admind"
@@ -129,8 +130,8 @@ admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg)
     if ((rc = ck_conf_validate(prof, schema, sizeof(schema) / sizeof(schema[0]))) != 0)
         goto out;
     if ((rc = dup_opt(prof, "realm", NULL, &cfg->realm)) != 0 ||
-        (rc = dup_opt(prof, "database", NULL, &cfg->database)) != 0 ||
-        (rc = dup_opt(prof, "stash", NULL, &cfg->stash)) != 0 ||
+        (rc = dup_opt(prof, "database", o->db, &cfg->database)) != 0 ||
+        (rc = dup_opt(prof, "stash", o->stash, &cfg->stash)) != 0 ||
         (rc = dup_opt(prof, "keytab", NULL, &cfg->keytab)) != 0 ||
         (rc = dup_opt(prof, "acl_file", NULL, &cfg->acl_file)) != 0 ||
         (rc = dup_opt(prof, "tls_certificate", NULL, &cfg->tls_certificate)) != 0 ||
@@ -142,10 +143,22 @@ admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg)
     for (const char *const *req = (const char *const[]){"realm", "database", "keytab",
                                                         "acl_file", NULL};
          *req != NULL; req++) {
+        if (strcmp(*req, "database") == 0 && o->db != NULL)
+            continue;
         if (ck_profile_get(prof, S, *req, NULL) == NULL) {
             rc = ck_error_set(CK_ERR_CONFIG, "%s: [admind] %s is required", path, *req);
             goto out;
         }
+    }
+    {
+        /* A bad location (unknown scheme, a PostgreSQL password) fails --check and a reload
+         * here, in the front too, which never opens the store. */
+        ck_store_uri u;
+        if ((rc = ck_store_uri_parse(cfg->database, &u)) != 0) {
+            rc = ck_error_set(rc, "%s: [admind] database (--db): %s", path, ck_error_context());
+            goto out;
+        }
+        ck_store_uri_clear(&u);
     }
     if ((cfg->tls_certificate == NULL) != (cfg->tls_key == NULL)) {
         rc = ck_conf_error(prof, CK_ERR_CONFIG, "tls_certificate and tls_key go together", S,

@@ -28,7 +28,11 @@ usage(FILE *out)
 {
     fprintf(out, "usage: " ADMIND_PROG " [options]\n");
     ck_daemon_usage_common(out, ADMIND_DEFAULT_CONFIG);
-    fprintf(out, "The flags override their [admind] keys (log, log_level, pid_file, user).\n"
+    fprintf(out, "      --db PATH|URI       the realm store: PATH or sqlite:PATH (SQLite), or\n"
+                 "                          postgresql://HOST/DB (password from PGPASSFILE)\n"
+                 "      --stash FILE        master key stash (default for SQLite: PATH.stash)\n");
+    fprintf(out, "The flags override their [admind] keys (log, log_level, pid_file, user,\n"
+                 "database, stash).\n"
                  "SIGHUP re-reads the configuration (ACL, log) and reopens the logs; SIGTERM "
                  "stops.\n");
 }
@@ -43,14 +47,25 @@ print_error(const char *what)
 static int
 parse_args(int argc, char **argv, struct ck_daemon_opts *o)
 {
+    enum { OPT_DB = 0x200, OPT_STASH };
     static const struct option longopts[] = {
         CK_DAEMON_LONGOPTS,
+        {"db", required_argument, NULL, OPT_DB},
+        {"stash", required_argument, NULL, OPT_STASH},
         {NULL, 0, NULL, 0},
     };
     int c;
 
     memset(o, 0, sizeof(*o));
     while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        if (c == OPT_DB) {
+            o->db = optarg;
+            continue;
+        }
+        if (c == OPT_STASH) {
+            o->stash = optarg;
+            continue;
+        }
         if (!ck_daemon_opt(o, c, optarg)) {
             usage(stderr);
             return 2;

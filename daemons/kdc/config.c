@@ -11,6 +11,7 @@
 #include "cablekey/log.h"
 #include "cablekey/net.h"
 #include "cablekey/profile.h"
+#include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "config.h"
 #include "kpasswd.h"
@@ -656,14 +657,17 @@ kdc_daemon_config_finish(struct kdc_daemon_config *dc)
     }
     if (dc->kdc.db_path == NULL && (rc = set_string(&dc->kdc.db_path, KDC_DEFAULT_DB)) != 0)
         return rc;
-    if (dc->kdc.stash_path == NULL) {
-        size_t n = strlen(dc->kdc.db_path) + sizeof(".stash");
-        char *s = malloc(n);
-        if (s == NULL)
-            return ck_error_set(CK_ERR_NOMEM, "config");
-        snprintf(s, n, "%s.stash", dc->kdc.db_path);
-        dc->kdc.stash_path = s;
+    {
+        /* A bad location (unknown scheme, a password in a PostgreSQL URI) is a configuration
+         * error now, for --check, not at the first worker's open. */
+        ck_store_uri u;
+        if ((rc = ck_store_uri_parse(dc->kdc.db_path, &u)) != 0)
+            return ck_error_set(rc, "database (database_name, --db): %s", ck_error_context());
+        ck_store_uri_clear(&u);
     }
+    if (dc->kdc.stash_path == NULL &&
+        (rc = ck_store_default_stash(dc->kdc.db_path, &dc->kdc.stash_path)) != 0)
+        return ck_error_set(rc, "key_stash_file (--stash): %s", ck_error_context());
     if (dc->kdc.max_renewable_life != 0 && dc->kdc.max_renewable_life < dc->kdc.max_life)
         ck_log_warn("max_renewable_life is shorter than max_life");
     if (dc->workers < 0 || dc->workers > CK_NET_MAX_WORKERS)

@@ -553,9 +553,7 @@ refresh_cache(struct kdc_worker *w)
     if (now - w->last_refresh_ms < KDC_REFRESH_MIN_MS)
         return false;
     w->last_refresh_ms = now;
-    ck_store_cache_configure(w->store, w->cache_max, 0);
-    ck_store_cache_begin(w->store);
-    ck_store_cache_configure(w->store, w->cache_max, w->cache_check_ms);
+    ck_store_cache_refresh(w->store);
     return true;
 }
 

@@ -58,6 +58,9 @@ struct ck_daemon_opts {
     const char *pid_file;
     const char *user;
     bool version, help;
+    /* A daemon that opens the realm store parses --db PATH|URI and --stash FILE itself (they
+     * override its configuration); NULL: not given. */
+    const char *db, *stash;
 };
 
 /* Takes one getopt result: true if it was a common flag (stored in o). */

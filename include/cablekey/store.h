@@ -127,6 +127,31 @@ typedef struct ck_realm_mod {
 
 typedef struct ck_store ck_store;
 
+/* ---- where the store lives: `--db PATH|URI` ----
+ *
+ * Every function below that takes db_path takes a location:
+ *   PATH, sqlite:PATH, sqlite:///ABSOLUTE/PATH   an SQLite file (a bare path is the default)
+ *   postgresql://[USER@]HOST[:PORT]/DBNAME[?PARAMS] (or postgres://)   PostgreSQL via libpq
+ * A scheme is letters, digits, '+', '-', '.' before the first ':' (so "/srv/a:b" is a path).
+ * Errors: CK_ERR_UNSUPPORTED for an unknown scheme (named) or a backend not built into this
+ * binary; CK_ERR_POLICY for a PostgreSQL URI with a password (user:pw@ or password=): passwords
+ * come from libpq's PGPASSFILE or a service file, never from a command line. */
+#define CK_STORE_URI_MAX 4096
+
+struct ck_store_ops;
+typedef struct ck_store_uri {
+    const char *backend;            /* registry name: "sqlite", "postgresql" (static string) */
+    char *location;                 /* what the backend opens: the file for sqlite, the whole URI
+                                     * for postgresql */
+    const struct ck_store_ops *ops; /* the backend (lib/store internal) */
+} ck_store_uri;
+
+int ck_store_uri_parse(const char *uri, ck_store_uri *out);
+void ck_store_uri_clear(ck_store_uri *u);
+/* The stash file a location uses when none is named (sqlite: PATH + ".stash"); CK_ERR_INVAL for
+ * a backend without files (PostgreSQL: name the stash). The caller frees *out. */
+int ck_store_default_stash(const char *uri, char **out);
+
 /* Creates a new realm: the database (schema, realm row, master key check value,
  * krbtgt/REALM@REALM with random keys for every enctype) and the stash file (mode 0600) holding a
  * fresh random aes256-cts-hmac-sha1-96 master key. Refuses (CK_ERR_EXISTS) if either file exists.
@@ -135,7 +160,8 @@ int ck_store_init_realm(const char *db_path, const char *stash_path, const char 
                         const int32_t *enctypes, size_t n_enctypes, int64_t max_life,
                         int64_t max_renew);
 
-/* Opens an existing database; stash_path NULL means db_path + ".stash". The stash must be a
+/* Opens an existing database (db_path: a location, see above); stash_path NULL means the
+ * backend's default (ck_store_default_stash). The stash must be a
  * regular file owned by the current user with no group/other permission bits (else CK_ERR_PERM),
  * and must match the database's master key check (else CK_ERR_INTEGRITY). */
 int ck_store_open(const char *db_path, const char *stash_path, unsigned flags, ck_store **out);
@@ -340,6 +366,10 @@ void ck_db_keys_free(ck_db_key *keys, size_t n_keys);
 void ck_store_cache_begin(ck_store *store);
 int ck_store_get_principal_cached(ck_store *store, const char *name,
                                   const ck_db_principal **out);
+/* As ck_store_cache_begin, but reads the change counter now whatever the interval ("check
+ * now"): the KDC's re-check before a refusal that a stale entry could explain. Records obtained
+ * before are invalid afterwards. */
+void ck_store_cache_refresh(ck_store *store);
 /* Drops every cache entry, principals and devices (they stay valid until the next
  * ck_store_cache_begin). */
 void ck_store_cache_flush(ck_store *store);

@@ -1,4 +1,8 @@
-/* Per-connection record caches for the KDC hot path: principals and devices.
+/* Per-connection record caches for the KDC hot path: principals and devices. This file knows
+ * nothing of the store: a cache reads through its source's "load" callback, learns of changes
+ * through its source's change feed (polled by ck_store_cache_check, at once by
+ * ck_store_cache_check_now), which calls ck_store_cache_changed, the "changed" callback.
+ * store_cache.c wires both caches to a ck_store.
  *
  * Each is a chained hash table keyed by SipHash-2-4 of the name under a random key (names come
  * from the network, so an attacker must not be able to aim them all at one bucket), bounded
@@ -15,7 +19,6 @@
 #include <string.h>
 
 #include "cablekey/error.h"
-#include "cablekey/principal.h"
 #include "cablekey/util.h"
 #include "store/store_int.h"
 
@@ -115,13 +118,14 @@ free_retired(struct ck_store_cache *c)
 
 int
 ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind,
-                    void (*free_rec)(void *rec), size_t max_entries)
+                    const struct ck_cache_source *src, size_t max_entries)
 {
     uint64_t k[2];
 
     memset(c, 0, sizeof(*c));
     c->kind = kind;
-    c->free_rec = free_rec;
+    c->src = *src;
+    c->free_rec = src->free_rec;
     c->buckets = calloc(CACHE_INITIAL_BUCKETS, sizeof(*c->buckets));
     if (c->buckets == NULL)
         return ck_error_set(CK_ERR_NOMEM, "record cache");
@@ -238,8 +242,10 @@ grow(struct ck_store_cache *c)
     c->n_buckets = nb;
 }
 
-static void
-change_cb(enum ck_store_change_kind kind, const char *key, void *arg)
+/* The "changed" callback: what a change feed calls for each change it reports (a polled change
+ * log today; a pushed notification is the same call). */
+void
+ck_store_cache_changed(enum ck_store_change_kind kind, const char *key, void *arg)
 {
     struct ck_store_cache *c = arg;
 
@@ -249,22 +255,35 @@ change_cb(enum ck_store_change_kind kind, const char *key, void *arg)
         ck_store_cache_invalidate(c, key);
 }
 
-/* Brings c up to date with the change log. */
-static void
-cache_sync(ck_store *store, struct ck_store_cache *c)
+void
+ck_store_cache_flush_all(struct ck_store_cache *c)
+{
+    cache_flush_all(c);
+}
+
+void
+ck_store_cache_release(struct ck_store_cache *c)
+{
+    free_retired(c);
+}
+
+/* Brings c up to date with its source's change feed. */
+void
+ck_store_cache_check_now(struct ck_store_cache *c)
 {
     uint64_t cur = 0;
 
+    c->last_check_ms = ck_monotonic_ms();
     if (!c->generation_known) {
         /* Everything cached so far predates a generation we never read: start clean. */
-        if (store->ops->generation(store->be, &cur) == 0) {
+        if (c->src.generation(c->src.ctx, &cur) == 0) {
             cache_flush_all(c);
             c->generation = cur;
             c->generation_known = true;
         }
         return;
     }
-    if (store->ops->changes_since(store->be, c->generation, &cur, change_cb, c) != 0) {
+    if (c->src.changes(c->src.ctx, c->generation, &cur, ck_store_cache_changed, c) != 0) {
         /* Database trouble: serve nothing stale; read through until it recovers. */
         cache_flush_all(c);
         c->generation_known = false;
@@ -273,53 +292,13 @@ cache_sync(ck_store *store, struct ck_store_cache *c)
     c->generation = cur;
 }
 
-/* Checks the principal cache against the change counter if the interval has passed. */
-static void
-cache_check(ck_store *store)
+/* The interval check: at most every check_ms (always while the counter is unknown). */
+void
+ck_store_cache_check(struct ck_store_cache *c)
 {
-    struct ck_store_cache *c = &store->cache;
-    int64_t now = ck_monotonic_ms();
-
-    if (c->generation_known && now - c->last_check_ms < c->check_ms)
+    if (c->generation_known && ck_monotonic_ms() - c->last_check_ms < c->check_ms)
         return;
-    c->last_check_ms = now;
-    cache_sync(store, c);
-}
-
-void
-ck_store_cache_begin(ck_store *store)
-{
-    free_retired(&store->cache);
-    free_retired(&store->dev_cache);
-    cache_check(store);
-}
-
-void
-ck_store_cache_flush(ck_store *store)
-{
-    cache_flush_all(&store->cache);
-    cache_flush_all(&store->dev_cache);
-}
-
-void
-ck_store_cache_configure(ck_store *store, size_t max_entries, int64_t check_ms)
-{
-    store->cache.max_entries = max_entries > 0 ? max_entries : 1;
-    store->cache.check_ms = check_ms < 0 ? 0 : check_ms;
-}
-
-void
-ck_store_cache_get_stats(const ck_store *store, ck_store_cache_stats *out)
-{
-    *out = store->cache.stats;
-    out->entries = store->cache.count;
-}
-
-void
-ck_store_device_cache_get_stats(const ck_store *store, ck_store_cache_stats *out)
-{
-    *out = store->dev_cache.stats;
-    out->entries = store->dev_cache.count;
+    ck_store_cache_check_now(c);
 }
 
 static void
@@ -372,77 +351,31 @@ cache_add(struct ck_store_cache *c, const char *key, size_t len, uint64_t h, voi
 }
 
 int
-ck_store_get_principal_cached(ck_store *store, const char *name, const ck_db_principal **out)
+ck_store_cache_lookup(struct ck_store_cache *c, const char *key, size_t len, void **out)
 {
-    struct ck_store_cache *c = &store->cache;
     struct ck_cache_entry *e;
-    ck_db_principal *rec = NULL;
-    size_t len;
+    void *rec = NULL;
     uint64_t h;
     int ret;
 
     *out = NULL;
-    if (name == NULL)
-        return ck_error_set(CK_ERR_INVAL, "no principal name");
-    len = strlen(name);
-    if (len >= CK_PRINCIPAL_MAX_TEXT)
-        return ck_error_set(CK_ERR_NOTFOUND, "principal name too long");
-    cache_check(store);
-    h = siphash24(c->sip_k0, c->sip_k1, (const uint8_t *)name, len);
-    e = c->generation_known ? cache_find(c, name, len, h) : NULL;
+    h = siphash24(c->sip_k0, c->sip_k1, (const uint8_t *)key, len);
+    e = c->generation_known ? cache_find(c, key, len, h) : NULL;
     if (e != NULL) {
         c->stats.hits++;
         if (e->rec == NULL)
-            return ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
+            return CK_ERR_NOTFOUND;
         *out = e->rec;
         return 0;
     }
     c->stats.misses++;
-    ret = ck_store_load_principal(store, name, &rec);
+    ret = c->src.load(c->src.ctx, key, &rec);
     if (ret != 0 && ret != CK_ERR_NOTFOUND)
         return ret;
-    if ((ret = cache_add(c, name, len, h, rec)) != 0)
+    if ((ret = cache_add(c, key, len, h, rec)) != 0)
         return ret;
     if (rec == NULL)
-        return ck_error_set(CK_ERR_NOTFOUND, "principal %s not found", name);
-    *out = rec;
-    return 0;
-}
-
-int
-ck_store_get_device_cached(ck_store *store, const char *mac, const ck_db_device **out)
-{
-    struct ck_store_cache *c = &store->dev_cache;
-    struct ck_cache_entry *e;
-    ck_db_device *rec = NULL;
-    char canon[CK_DEVICE_MAC_LEN + 1];
-    uint64_t h;
-    int ret;
-
-    *out = NULL;
-    if (mac == NULL)
-        return ck_error_set(CK_ERR_INVAL, "no MAC address");
-    if ((ret = ck_device_mac_parse(mac, canon)) != 0)
-        return ret;
-    /* Every lookup, no interval: this is what makes a revocation take effect at once. */
-    cache_sync(store, c);
-    h = siphash24(c->sip_k0, c->sip_k1, (const uint8_t *)canon, CK_DEVICE_MAC_LEN);
-    e = c->generation_known ? cache_find(c, canon, CK_DEVICE_MAC_LEN, h) : NULL;
-    if (e != NULL) {
-        c->stats.hits++;
-        if (e->rec == NULL)
-            return ck_error_set(CK_ERR_NOTFOUND, "device %s not found", canon);
-        *out = e->rec;
-        return 0;
-    }
-    c->stats.misses++;
-    ret = ck_store_load_device(store, canon, &rec);
-    if (ret != 0 && ret != CK_ERR_NOTFOUND)
-        return ret;
-    if ((ret = cache_add(c, canon, CK_DEVICE_MAC_LEN, h, rec)) != 0)
-        return ret;
-    if (rec == NULL)
-        return ck_error_set(CK_ERR_NOTFOUND, "device %s not found", canon);
+        return CK_ERR_NOTFOUND;
     *out = rec;
     return 0;
 }

@@ -2,7 +2,6 @@
  * key-by-key verification (which needs the master key, so it cannot live in a backend). The
  * SQL is in sqlite_maint.c. */
 #include <errno.h>
-#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -15,21 +14,24 @@
 #include "cablekey/util.h"
 #include "store/store_int.h"
 
-static char *
-stash_for(const char *db_path, const char *stash_path)
+static int
+stash_for(const char *db_path, const char *stash_path, char **out)
 {
-    size_t n;
-    char *s;
+    *out = NULL;
+    if (stash_path == NULL)
+        return ck_store_default_stash(db_path, out);
+    if ((*out = strdup(stash_path)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "stash path");
+    return 0;
+}
 
-    if (stash_path != NULL)
-        return strdup(stash_path);
-    n = strlen(db_path);
-    s = malloc(n + sizeof(".stash"));
-    if (s != NULL) {
-        memcpy(s, db_path, n);
-        memcpy(s + n, ".stash", sizeof(".stash"));
-    }
-    return s;
+/* The backend of db_path; CK_ERR_UNSUPPORTED if it lacks a maintenance operation (has is
+ * whether it has it). */
+static int
+no_op(const ck_store_uri *u, const char *what)
+{
+    return ck_error_set(CK_ERR_UNSUPPORTED, "%s is not available for a %s database (use its own "
+                        "tools, or db dump / db load)", what, u->backend);
 }
 
 int
@@ -37,11 +39,19 @@ ck_store_backup(const char *db_path, const char *out_path, bool overwrite,
                 ck_store_backup_info *info)
 {
     ck_store_backup_info local;
+    ck_store_uri u;
+    int ret;
 
     if (db_path == NULL || out_path == NULL || *out_path == '\0')
         return ck_error_set(CK_ERR_INVAL, "backup: database and output paths are required");
-    return ck_store_sqlite_ops.backup(db_path, out_path, overwrite,
-                                      info != NULL ? info : &local);
+    if ((ret = ck_store_uri_parse(db_path, &u)) != 0)
+        return ret;
+    if (u.ops->backup == NULL)
+        ret = no_op(&u, "db backup");
+    else
+        ret = u.ops->backup(u.location, out_path, overwrite, info != NULL ? info : &local);
+    ck_store_uri_clear(&u);
+    return ret;
 }
 
 /* ---- key verification ---- */
@@ -152,6 +162,7 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
 {
     ck_store_check_result local;
     ck_store *store = NULL;
+    ck_store_uri u;
     char *stash = NULL;
     int64_t principals = 0, keys = 0, history_keys = 0;
     int ret;
@@ -159,11 +170,17 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
     if (res == NULL)
         res = &local;
     memset(res, 0, sizeof(*res));
+    memset(&u, 0, sizeof(u));
     if (db_path == NULL)
         return ck_error_set(CK_ERR_INVAL, "check: no database path");
-    if ((stash = stash_for(db_path, stash_path)) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "stash path");
-    if ((ret = ck_store_sqlite_ops.check_db(db_path, cb, arg, res)) != 0)
+    if ((ret = ck_store_uri_parse(db_path, &u)) != 0 ||
+        (ret = stash_for(db_path, stash_path, &stash)) != 0)
+        goto out;
+    if (u.ops->check_db == NULL) {
+        ret = no_op(&u, "db check");
+        goto out;
+    }
+    if ((ret = u.ops->check_db(u.location, cb, arg, res)) != 0)
         goto out;
     /* The keys need the master key: without a usable stash they cannot be checked, and that
      * is a problem in itself (a database without its stash is useless). */
@@ -198,6 +215,7 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
 out:
     ck_store_close(store);
     free(stash);
+    ck_store_uri_clear(&u);
     if (ret == 0 && res->problems > 0)
         ret = ck_error_set(CK_ERR_INTEGRITY, "%s: %zu problem%s found", db_path, res->problems,
                            res->problems == 1 ? "" : "s");
@@ -225,40 +243,22 @@ process_name(long pid, char *buf, size_t size)
     fclose(f);
 }
 
-/* "/dir/.name.restore-XXXXXX": the private copy lives next to the database (same file system,
- * so a new database can be moved into place atomically). */
-static char *
-restore_template(const char *db_path)
-{
-    char *a = strdup(db_path), *b = strdup(db_path), *t = NULL;
-
-    if (a != NULL && b != NULL) {
-        const char *dir = dirname(a), *base = basename(b);
-        size_t n = strlen(dir) + strlen(base) + 32;
-        t = malloc(n);
-        if (t != NULL)
-            snprintf(t, n, "%s/.%s.restore-", dir, base);
-    }
-    free(a);
-    free(b);
-    return t;
-}
-
 int
 ck_store_restore(const char *db_path, const char *stash_path, const char *in_path,
                  unsigned flags, const char *actor, ck_store_restore_info *info)
 {
-    const struct ck_store_ops *ops = &ck_store_sqlite_ops;
+    const struct ck_store_ops *ops;
+    ck_store_uri u;
     ck_store_restore_info local;
     struct ck_store_audit audit;
     ck_store *store = NULL;
-    char *stash = NULL, *tmpl = NULL, *tmp = NULL;
+    char *stash = NULL, *tmp = NULL;
     struct stat st;
     uint64_t backup_gen = 0;
     long holder = 0;
     size_t problems = 0;
     int64_t principals = 0, keys = 0;
-    int version = 0, fd, ret;
+    int version = 0, ret;
 
     if (info == NULL)
         info = &local;
@@ -266,20 +266,35 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
     memset(&audit, 0, sizeof(audit));
     if (db_path == NULL || in_path == NULL)
         return ck_error_set(CK_ERR_INVAL, "restore: database and backup paths are required");
-    if (stat(in_path, &st) != 0)
-        return ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND : CK_ERR_IO, "backup %s: %s",
-                            in_path, strerror(errno));
-    if (!S_ISREG(st.st_mode))
-        return ck_error_set(CK_ERR_INVAL, "backup %s is not a regular file", in_path);
+    if ((ret = ck_store_uri_parse(db_path, &u)) != 0)
+        return ret;
+    ops = u.ops;
+    /* A restore goes through a private copy of the backup beside the database: a file-based
+     * backend's business; the others load a dump. */
+    if (ops->holder == NULL || ops->restore_tmp == NULL || ops->restore_prepare == NULL ||
+        ops->restore_commit == NULL || ops->discard == NULL) {
+        ret = no_op(&u, "db restore");
+        ck_store_uri_clear(&u);
+        return ret;
+    }
+    if ((ret = stash_for(db_path, stash_path, &stash)) != 0)
+        goto out;
+    db_path = u.location;
+    if (stat(in_path, &st) != 0) {
+        ret = ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND : CK_ERR_IO, "backup %s: %s",
+                           in_path, strerror(errno));
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        ret = ck_error_set(CK_ERR_INVAL, "backup %s is not a regular file", in_path);
+        goto out;
+    }
     {
         struct stat dst;
-        if (stat(db_path, &dst) == 0 && dst.st_dev == st.st_dev && dst.st_ino == st.st_ino)
-            return ck_error_set(CK_ERR_INVAL, "%s is the database itself", in_path);
-    }
-    if ((stash = stash_for(db_path, stash_path)) == NULL ||
-        (tmpl = restore_template(db_path)) == NULL) {
-        ret = ck_error_set(CK_ERR_NOMEM, "restore");
-        goto out;
+        if (stat(db_path, &dst) == 0 && dst.st_dev == st.st_dev && dst.st_ino == st.st_ino) {
+            ret = ck_error_set(CK_ERR_INVAL, "%s is the database itself", in_path);
+            goto out;
+        }
     }
     /* Before this process opens the database (see ops->holder). */
     if ((ret = ops->holder(db_path, &holder)) != 0)
@@ -294,34 +309,26 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
     }
 
     /* 1. A private copy, checked and upgraded by the backend. */
-    {
-        size_t n = strlen(tmpl) + 8;
-        tmp = malloc(n);
-        if (tmp == NULL) {
-            ret = ck_error_set(CK_ERR_NOMEM, "restore");
-            goto out;
-        }
-        snprintf(tmp, n, "%sXXXXXX", tmpl);
-    }
-    fd = mkstemp(tmp);
-    if (fd < 0) {
-        ret = ck_error_set(errno == EACCES ? CK_ERR_PERM : CK_ERR_IO,
-                           "cannot create a file next to %s: %s", db_path, strerror(errno));
-        free(tmp);
-        tmp = NULL;
+    if ((ret = ops->restore_tmp(db_path, &tmp)) != 0)
         goto out;
-    }
-    if (fchmod(fd, 0600) != 0) {
-        ret = ck_error_set(CK_ERR_IO, "%s: chmod: %s", tmp, strerror(errno));
-        close(fd);
-        goto out;
-    }
-    close(fd);
     if ((ret = ops->restore_prepare(in_path, tmp, &version)) != 0)
         goto out;
 
     /* 2. The stash opens it (master key check value) and decrypts every key. */
-    if ((ret = ck_store_open(tmp, stash, CK_STORE_READONLY, &store)) != 0) {
+    {
+        /* The copy is a location of the same backend; the scheme keeps a ':' in its directory
+         * name from reading as one. */
+        size_t n = strlen(u.backend) + 1 + strlen(tmp) + 1;
+        char *loc = malloc(n);
+        if (loc == NULL) {
+            ret = ck_error_set(CK_ERR_NOMEM, "restore");
+            goto out;
+        }
+        snprintf(loc, n, "%s:%s", u.backend, tmp);
+        ret = ck_store_open(loc, stash, CK_STORE_READONLY, &store);
+        free(loc);
+    }
+    if (ret != 0) {
         ret = ck_error_set(ret, "backup %s: %s", in_path, ck_error_context());
         goto out;
     }
@@ -371,24 +378,10 @@ ck_store_restore(const char *db_path, const char *stash_path, const char *in_pat
     info->keys_checked = keys;
 out:
     ck_store_close(store);
-    if (tmp != NULL) {
-        unlink(tmp);
-        {
-            size_t n = strlen(tmp) + 16;
-            char *j = malloc(n);
-            if (j != NULL) {
-                snprintf(j, n, "%s-journal", tmp);
-                unlink(j);
-                snprintf(j, n, "%s-wal", tmp);
-                unlink(j);
-                snprintf(j, n, "%s-shm", tmp);
-                unlink(j);
-            }
-            free(j);
-        }
-    }
+    if (tmp != NULL)
+        ops->discard(tmp);
     free(tmp);
-    free(tmpl);
     free(stash);
+    ck_store_uri_clear(&u);
     return ret;
 }

@@ -3,6 +3,7 @@
  * timeout, one connection per backend object (SQLITE_OPEN_NOMUTEX: the caller serializes). The
  * hot-path statements (principal and key lookup, generation) are prepared once at open. */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -490,6 +491,58 @@ check_db_file(const char *path, bool readonly)
     return 0;
 }
 
+/* A new database file: O_EXCL closes the race with a concurrent init (and refuses a symlink
+ * planted at the name), and mode 0600 keeps even the encrypted keys away from other users. */
+static int
+create_db_file(const char *path)
+{
+    struct stat st;
+    int fd;
+
+    if (lstat(path, &st) == 0)
+        return ck_error_set(CK_ERR_EXISTS, "database %s already exists", path);
+    fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0)
+        return ck_error_set(errno == EEXIST ? CK_ERR_EXISTS : CK_ERR_IO, "database %s: %s", path,
+                            strerror(errno));
+    close(fd);
+    return 0;
+}
+
+/* Undoes create_db_file after a failed init: the file and what SQLite put beside it. */
+static void
+sqlite_discard(const char *path)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    size_t n = strlen(path);
+    char *p = malloc(n + 16);
+
+    if (p == NULL)
+        return;
+    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+        memcpy(p, path, n);
+        memcpy(p + n, suffix[i], strlen(suffix[i]) + 1);
+        unlink(p);
+    }
+    free(p);
+}
+
+/* The stash beside the file: PATH.stash. */
+static int
+sqlite_default_stash(const char *path, char **out)
+{
+    size_t n = strlen(path);
+    char *st = malloc(n + sizeof(".stash"));
+
+    *out = NULL;
+    if (st == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "stash path");
+    memcpy(st, path, n);
+    memcpy(st + n, ".stash", sizeof(".stash"));
+    *out = st;
+    return 0;
+}
+
 static int
 sqlite_open(const char *path, unsigned flags, bool create, void **out)
 {
@@ -498,9 +551,13 @@ sqlite_open(const char *path, unsigned flags, bool create, void **out)
     int rc, ret = 0;
 
     *out = NULL;
+    if (create && (ret = create_db_file(path)) != 0)
+        return ret; /* not ours: nothing to discard */
     be = calloc(1, sizeof(*be));
-    if (be == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "sqlite backend");
+    if (be == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "sqlite backend");
+        goto out;
+    }
     be->readonly = (flags & CK_STORE_READONLY) != 0 && !create;
     oflags |= be->readonly ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE;
     /* SQLite opens lazily and says only "unable to open database file": ask the system first,
@@ -532,6 +589,8 @@ sqlite_open(const char *path, unsigned flags, bool create, void **out)
     be = NULL;
 out:
     sqlite_close(be);
+    if (ret != 0 && create)
+        sqlite_discard(path);
     return ret;
 }
 
@@ -1344,6 +1403,8 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .name = "sqlite",
     .open = sqlite_open,
     .close = sqlite_close,
+    .discard = sqlite_discard,
+    .default_stash = sqlite_default_stash,
     .init_schema = sqlite_init_schema,
     .load_realm = sqlite_load_realm,
     .get = sqlite_get,
@@ -1368,6 +1429,7 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .backup = sqlite_backup,
     .holder = sqlite_holder,
     .check_db = sqlite_check_db,
+    .restore_tmp = sqlite_restore_tmp,
     .restore_prepare = sqlite_restore_prepare,
     .restore_commit = sqlite_restore_commit,
     .policy_put = sq_policy_put,

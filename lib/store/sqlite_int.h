@@ -147,6 +147,7 @@ int sqlite_backup(const char *db_path, const char *out_path, bool overwrite,
 int sqlite_holder(const char *db_path, long *pid);
 int sqlite_check_db(const char *db_path, ck_store_check_cb cb, void *arg,
                     ck_store_check_result *res);
+int sqlite_restore_tmp(const char *db_path, char **out);
 int sqlite_restore_prepare(const char *in_path, const char *tmp_path, int *schema_version);
 int sqlite_restore_commit(const char *db_path, const char *tmp_path,
                           struct ck_store_audit *audit, ck_store_restore_info *info);

@@ -571,6 +571,50 @@ out:
 
 /* ---- restore ---- */
 
+/* "/dir/.name.restore-XXXXXX", mode 0600: the private copy lives next to the database (same
+ * file system, so a new database can be moved into place atomically). */
+int
+sqlite_restore_tmp(const char *db_path, char **out)
+{
+    char *a = strdup(db_path), *b = strdup(db_path), *t = NULL;
+    int fd, ret = 0;
+
+    *out = NULL;
+    if (a == NULL || b == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "restore");
+        goto out;
+    }
+    {
+        const char *dir = dirname(a), *base = basename(b);
+        size_t n = strlen(dir) + strlen(base) + 32;
+        if ((t = malloc(n)) == NULL) {
+            ret = ck_error_set(CK_ERR_NOMEM, "restore");
+            goto out;
+        }
+        snprintf(t, n, "%s/.%s.restore-XXXXXX", dir, base);
+    }
+    fd = mkstemp(t);
+    if (fd < 0) {
+        ret = ck_error_set(errno == EACCES ? CK_ERR_PERM : CK_ERR_IO,
+                           "cannot create a file next to %s: %s", db_path, strerror(errno));
+        goto out;
+    }
+    if (fchmod(fd, 0600) != 0) {
+        ret = ck_error_set(CK_ERR_IO, "%s: chmod: %s", t, strerror(errno));
+        close(fd);
+        unlink(t);
+        goto out;
+    }
+    close(fd);
+    *out = t;
+    t = NULL;
+out:
+    free(t);
+    free(a);
+    free(b);
+    return ret;
+}
+
 int
 sqlite_restore_prepare(const char *in_path, const char *tmp_path, int *schema_version)
 {

@@ -561,29 +561,20 @@ ck_store_close(ck_store *store)
     ck_free_secret(store, sizeof(*store));
 }
 
-static char *
-default_stash(const char *db_path)
+/* The stash named, or the backend's default for the location. */
+static int
+stash_for(const ck_store_uri *u, const char *stash_path, char **out)
 {
-    size_t n = strlen(db_path);
-    char *s = malloc(n + sizeof(".stash"));
-
-    if (s != NULL) {
-        memcpy(s, db_path, n);
-        memcpy(s + n, ".stash", sizeof(".stash"));
+    *out = NULL;
+    if (stash_path != NULL) {
+        if ((*out = strdup(stash_path)) == NULL)
+            return ck_error_set(CK_ERR_NOMEM, "stash path");
+        return 0;
     }
-    return s;
-}
-
-static void
-principal_free_rec(void *rec)
-{
-    ck_db_principal_free(rec);
-}
-
-static void
-device_free_rec(void *rec)
-{
-    ck_db_device_free(rec);
+    if (u->ops->default_stash == NULL)
+        return ck_error_set(CK_ERR_INVAL, "a %s database has no default stash file: name one "
+                                          "(--stash FILE, key_stash_file)", u->backend);
+    return u->ops->default_stash(u->location, out);
 }
 
 /* Every write transaction of the backend reads the store's actor and pending action. */
@@ -610,11 +601,7 @@ store_attach(ck_store *store, const char *stash_path)
         goto out;
     if ((ret = mkey_verify(&store->mkey, store->mkvno, &store->realm, &mrow, stash_path)) != 0)
         goto out;
-    if ((ret = ck_store_cache_init(&store->cache, CK_CHANGE_PRINCIPAL, principal_free_rec,
-                                   CK_STORE_CACHE_MAX_ENTRIES)) != 0)
-        goto out;
-    ret = ck_store_cache_init(&store->dev_cache, CK_CHANGE_DEVICE, device_free_rec,
-                              CK_STORE_DEVICE_CACHE_MAX_ENTRIES);
+    ret = ck_store_caches_init(store);
 out:
     ck_store_mkey_row_clear(&mrow);
     return ret;
@@ -624,33 +611,32 @@ int
 ck_store_open(const char *db_path, const char *stash_path, unsigned flags, ck_store **out)
 {
     ck_store *store = NULL;
-    char *stash_alloc = NULL;
+    ck_store_uri u;
+    char *stash = NULL;
     int ret;
 
     *out = NULL;
-    if (db_path == NULL)
-        return ck_error_set(CK_ERR_INVAL, "no database path");
-    if (stash_path == NULL) {
-        stash_path = stash_alloc = default_stash(db_path);
-        if (stash_alloc == NULL)
-            return ck_error_set(CK_ERR_NOMEM, "stash path");
-    }
+    if ((ret = ck_store_uri_parse(db_path, &u)) != 0)
+        return ret;
+    if ((ret = stash_for(&u, stash_path, &stash)) != 0)
+        goto out;
     store = calloc(1, sizeof(*store));
     if (store == NULL) {
         ret = ck_error_set(CK_ERR_NOMEM, "store");
         goto out;
     }
     store->readonly = (flags & CK_STORE_READONLY) != 0;
-    if ((ret = ck_store_sqlite_ops.open(db_path, flags, false, &store->be)) != 0)
+    if ((ret = u.ops->open(u.location, flags, false, &store->be)) != 0)
         goto out;
-    store->ops = &ck_store_sqlite_ops;
-    if ((ret = store_attach(store, stash_path)) != 0)
+    store->ops = u.ops;
+    if ((ret = store_attach(store, stash)) != 0)
         goto out;
     *out = store;
     store = NULL;
 out:
     ck_store_close(store);
-    free(stash_alloc);
+    free(stash);
+    ck_store_uri_clear(&u);
     return ret;
 }
 
@@ -666,23 +652,6 @@ ck_store_generation(ck_store *store, uint64_t *out)
     return store->ops->generation(store->be, out);
 }
 
-static void
-unlink_db_files(const char *db_path)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    size_t n = strlen(db_path);
-    char *p = malloc(n + 16);
-
-    if (p == NULL)
-        return;
-    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
-        memcpy(p, db_path, n);
-        memcpy(p + n, suffix[i], strlen(suffix[i]) + 1);
-        unlink(p);
-    }
-    free(p);
-}
-
 int
 ck_store_init_realm(const char *db_path, const char *stash_path, const char *realm,
                     const int32_t *enctypes, size_t n_enctypes, int64_t max_life,
@@ -693,21 +662,23 @@ ck_store_init_realm(const char *db_path, const char *stash_path, const char *rea
     ck_store *store = NULL;
     ck_principal *tgs = NULL;
     ck_db_principal *rec = NULL;
-    char *stash_alloc = NULL;
+    char *stash = NULL;
     bool created_db = false, created_stash = false;
     struct stat st;
+    ck_store_uri u;
     ck_realm_info info;
-    int fd, ret;
+    int ret;
 
     memset(&mrow, 0, sizeof(mrow));
     memset(&info, 0, sizeof(info));
+    memset(&u, 0, sizeof(u));
     if (db_path == NULL || realm == NULL)
         return ck_error_set(CK_ERR_INVAL, "database path and realm are required");
-    if (stash_path == NULL) {
-        stash_path = stash_alloc = default_stash(db_path);
-        if (stash_alloc == NULL)
-            return ck_error_set(CK_ERR_NOMEM, "stash path");
-    }
+    if ((ret = ck_store_uri_parse(db_path, &u)) != 0)
+        return ret;
+    if ((ret = stash_for(&u, stash_path, &stash)) != 0)
+        goto out;
+    stash_path = stash;
     /* Validates the realm name with the principal rules (length, no NUL, non-empty). */
     {
         const char *comps[] = {CK_TGS_NAME, realm};
@@ -736,18 +707,20 @@ ck_store_init_realm(const char *db_path, const char *stash_path, const char *rea
     info.master_kvno = 1;
     info.default_attributes = CK_REALM_DEFAULT_ATTRIBUTES;
     ck_strlcpy(info.name, realm, sizeof(info.name));
-    if (lstat(db_path, &st) == 0) {
-        ret = ck_error_set(CK_ERR_EXISTS, "database %s already exists", db_path);
-        goto out;
-    }
-    if (lstat(stash_path, &st) == 0) {
-        ret = ck_error_set(CK_ERR_EXISTS, "stash %s already exists", stash_path);
-        goto out;
-    }
 
     store = calloc(1, sizeof(*store));
     if (store == NULL) {
         ret = ck_error_set(CK_ERR_NOMEM, "store");
+        goto out;
+    }
+    /* The backend makes the new, empty database (refusing one that exists) by its own rules:
+     * for SQLite, a 0600 file created exclusively. */
+    if ((ret = u.ops->open(u.location, 0, true, &store->be)) != 0)
+        goto out;
+    store->ops = u.ops;
+    created_db = true;
+    if (lstat(stash_path, &st) == 0) {
+        ret = ck_error_set(CK_ERR_EXISTS, "stash %s already exists", stash_path);
         goto out;
     }
     store->mkvno = 1;
@@ -760,20 +733,6 @@ ck_store_init_realm(const char *db_path, const char *stash_path, const char *rea
     mrow.enctype = mk_enctype;
     if ((ret = mkey_make_check(&store->mkey, realm, &mrow.check, &mrow.check_len)) != 0)
         goto out;
-
-    /* Create the file ourselves: O_EXCL closes the race with a concurrent init, and the mode
-     * keeps even the encrypted keys away from other users. */
-    fd = open(db_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        ret = ck_error_set(errno == EEXIST ? CK_ERR_EXISTS : CK_ERR_IO, "database %s: %s",
-                           db_path, strerror(errno));
-        goto out;
-    }
-    close(fd);
-    created_db = true;
-    if ((ret = ck_store_sqlite_ops.open(db_path, 0, true, &store->be)) != 0)
-        goto out;
-    store->ops = &ck_store_sqlite_ops;
     store_audit_attach(store);
     store_audit_begin(store, "realm.create", realm, "%zu enctype%s, master key kvno %u",
                       n_enctypes, n_enctypes == 1 ? "" : "s", store->mkvno);
@@ -802,14 +761,15 @@ out:
     ck_db_principal_free(rec);
     ck_store_close(store);
     if (ret != 0) {
-        if (created_db)
-            unlink_db_files(db_path);
+        if (created_db && u.ops->discard != NULL)
+            u.ops->discard(u.location);
         if (created_stash)
             unlink(stash_path);
     }
     ck_store_mkey_row_clear(&mrow);
     ck_principal_free(tgs);
-    free(stash_alloc);
+    free(stash);
+    ck_store_uri_clear(&u);
     return ret;
 }
 

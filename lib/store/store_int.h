@@ -1,5 +1,6 @@
 /* Internal interface between the generic store layer (store.c: validation, master-key
- * encryption, stash, cache) and database backends (sqlite.c). Backends see only encrypted key
+ * encryption, stash; store_cache.c; backend.c: locations and the registry) and database
+ * backends (sqlite.c). Backends see only encrypted key
  * blobs and never the master key. Only the files in lib/store include this header. */
 #ifndef CK_STORE_INT_H
 #define CK_STORE_INT_H
@@ -121,9 +122,16 @@ enum ck_store_device_update {
 
 struct ck_store_ops {
     const char *name;
-    /* create: make the schema in a new, empty database. */
-    int (*open)(const char *path, unsigned flags, bool create, void **be);
+    /* location: what the registry made of the URI (backend.c; the file for sqlite, the whole
+     * URI for postgresql). create: make a new, empty database for init_schema, refusing
+     * (CK_ERR_EXISTS) one that exists; the backend owns its naming and permission rules. */
+    int (*open)(const char *location, unsigned flags, bool create, void **be);
     void (*close)(void *be);
+    /* Removes what a create made, after a failed init (ck_store_init_realm). */
+    void (*discard)(const char *location);
+    /* The stash file used when none is named (malloc'd into *out); NULL: none, the operator
+     * names one. */
+    int (*default_stash)(const char *location, char **out);
     int (*init_schema)(void *be, const ck_realm_info *realm, const struct ck_store_mkey_row *mkey,
                        int64_t now);
     /* Fills realm (name, enctypes, lifetimes, master_kvno) and the active master key row. */
@@ -198,7 +206,8 @@ struct ck_store_ops {
     int (*audit_get_retention)(void *be, ck_audit_retention *r);
     int (*audit_set_retention)(void *be, const ck_audit_retention *r);
 
-    /* Maintenance (sqlite_maint.c); these work on paths, not on an open backend. */
+    /* Maintenance (sqlite_maint.c); these work on locations, not on an open backend. NULL: the
+     * backend has no such operation (CK_ERR_UNSUPPORTED names it). */
     /* A consistent copy of db_path into out_path, mode 0600, atomic (see ck_store_backup). */
     int (*backup)(const char *db_path, const char *out_path, bool overwrite,
                   ck_store_backup_info *info);
@@ -208,6 +217,9 @@ struct ck_store_ops {
     /* The database-level checks of ck_store_check; every problem goes to cb. */
     int (*check_db)(const char *db_path, ck_store_check_cb cb, void *arg,
                     ck_store_check_result *res);
+    /* Creates the empty private place (*out, malloc'd; a location of this backend, removed with
+     * discard) that restore_prepare fills: for SQLite a 0600 file beside the database. */
+    int (*restore_tmp)(const char *db_path, char **out);
     /* Makes a private, validated copy of a backup at tmp_path (created 0600) and upgrades it
      * to the current schema; refuses a damaged file or a newer schema. */
     int (*restore_prepare)(const char *in_path, const char *tmp_path, int *schema_version);
@@ -219,16 +231,38 @@ struct ck_store_ops {
                           ck_store_restore_info *info);
 };
 
+/* The backends. The registry (backend.c) is the only place that names them: add a backend
+ * there, one line. */
 extern const struct ck_store_ops ck_store_sqlite_ops;
+#ifdef CK_STORE_WITH_POSTGRESQL
+extern const struct ck_store_ops ck_store_postgresql_ops;
+#endif
+/* The ops registered under name ("sqlite"); NULL if unknown or not built. */
+const struct ck_store_ops *ck_store_backend_find(const char *name);
 
 void ck_store_princ_row_clear(struct ck_store_princ_row *row);
 void ck_store_mkey_row_clear(struct ck_store_mkey_row *row);
 void ck_store_device_row_clear(struct ck_store_device_row *row);
 
-/* The record caches (cache.c): one for principals, one for devices, same structure. */
+/* The record caches (cache.c): one for principals, one for devices, same structure. A cache
+ * knows only its source; store_cache.c makes a ck_store the source of its two caches. */
+struct ck_cache_source {
+    void *ctx;
+    /* "load": reads key's record into *rec (0), or CK_ERR_NOTFOUND (cached as absent), or
+     * another error (nothing cached). */
+    int (*load)(void *ctx, const char *key, void **rec);
+    void (*free_rec)(void *rec);
+    /* The change feed: the current counter, and the changes in (since, *current] reported to
+     * changed (ck_store_cache_changed with the cache as arg). */
+    int (*generation)(void *ctx, uint64_t *gen);
+    int (*changes)(void *ctx, uint64_t since, uint64_t *current, ck_store_change_cb changed,
+                   void *changed_arg);
+};
+
 struct ck_cache_entry;
 struct ck_store_cache {
     enum ck_store_change_kind kind;  /* which change-log entries concern this cache */
+    struct ck_cache_source src;
     void (*free_rec)(void *rec);
     struct ck_cache_entry **buckets;
     size_t n_buckets;             /* power of two */
@@ -256,10 +290,26 @@ struct ck_store {
 };
 
 int ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind,
-                        void (*free_rec)(void *rec), size_t max_entries);
+                        const struct ck_cache_source *src, size_t max_entries);
 void ck_store_cache_destroy(struct ck_store_cache *c);
 /* Drops one key (after a write through this store). */
 void ck_store_cache_invalidate(struct ck_store_cache *c, const char *key);
+/* The "changed" callback (arg: the cache): drops key, or everything for CK_CHANGE_ALL. */
+void ck_store_cache_changed(enum ck_store_change_kind kind, const char *key, void *arg);
+/* Drops every entry (they stay valid until the next ck_store_cache_release). */
+void ck_store_cache_flush_all(struct ck_store_cache *c);
+/* Frees the entries retired since the last call (records handed out before become invalid). */
+void ck_store_cache_release(struct ck_store_cache *c);
+/* Reads the change feed if check_ms passed since the last look (ck_store_cache_check), or now
+ * ("check now"). On a feed error the cache empties and reads through until it recovers. */
+void ck_store_cache_check(struct ck_store_cache *c);
+void ck_store_cache_check_now(struct ck_store_cache *c);
+/* The record under key (len bytes, NUL-terminated), loaded through the source on a miss;
+ * CK_ERR_NOTFOUND (no context set) for an absent record. Valid until ck_store_cache_release. */
+int ck_store_cache_lookup(struct ck_store_cache *c, const char *key, size_t len, void **out);
+
+/* Sets up store->cache and store->dev_cache on the store (store_cache.c). */
+int ck_store_caches_init(ck_store *store);
 
 /* store.c's helpers for store_policy.c: name check, key encryption under the master key. */
 int ck_store_check_name_int(const ck_store *store, const char *name);

@@ -56,6 +56,17 @@ expect_output "--check prints what a start uses and says OK" \
 grep -q "configuration OK" "$tmp/last.out" && grep -q "acl: .*(2 entries)" "$tmp/last.out" &&
     ok "--check: configuration OK, ACL with 2 entries" ||
     not_ok "--check: configuration OK, ACL with 2 entries" "$(ck_last_output)"
+# database takes a location, and --db/--stash override the file.
+sed "s|database = .*|database = sqlite:$DB|" "$tmp/admind.conf" >"$tmp/uri.conf"
+expect_output "--check: database = sqlite:PATH" "^database: sqlite:$DB" \
+    "$CK_ADMIND" --check -c "$tmp/uri.conf"
+expect_output "--check: --db sqlite:PATH and --stash override the file" "^database: sqlite:$DB" \
+    "$CK_ADMIND" --check -c "$tmp/admind.conf" --db "sqlite:$DB" --stash "$STASH"
+sed "s|database = .*|database = mysql://h/kdc|" "$tmp/admind.conf" >"$tmp/uri.conf"
+expect_failure "--check: an unknown database scheme is named" 'unknown database scheme "mysql"' \
+    "$CK_ADMIND" --check -c "$tmp/uri.conf"
+expect_failure "--check: a PostgreSQL password in --db is refused" 'PGPASSFILE' \
+    "$CK_ADMIND" --check -c "$tmp/admind.conf" --db "postgresql://kdc:s3cret@h/kdc"
 write_admind_conf "$tmp/typo.conf" "listen = 127.0.0.1:$APORT" "lisen = 127.0.0.1:1"
 expect_failure "--check: an unknown key is an error with file:line" \
     'typo\.conf:11: unknown key "lisen" in \[admind\] \(did you mean listen\?\)' \

@@ -84,4 +84,29 @@ if [ "$(stat -c %a "$tmp/a.keytab")" = 600 ]; then ok "keytab is mode 0600"
 else not_ok "keytab is mode 0600" "mode $(stat -c %a "$tmp/a.keytab")"; fi
 printf 'garbage' >"$tmp/db-garbage"
 cli_fails "a file that is not a database" 1 "." principal list --db "$tmp/db-garbage" --stash "$DB.stash"
+
+# --db PATH|URI: the same realm through sqlite: URIs; bad locations are one clear error.
+cli_ok "--db sqlite:PATH" principal list --db "sqlite:$DB"
+if grep -q 'alice@CLI.TEST' "$tmp/cli.out"; then ok "sqlite:PATH opens the same realm"
+else not_ok "sqlite:PATH opens the same realm" "$(cat "$tmp/cli.out")"; fi
+cli_ok "--db sqlite:///ABSOLUTE" principal show --db "sqlite://$DB" alice
+cli_fails "an unknown scheme is named" 1 'unknown database scheme "mysql"' principal list --db mysql://h/kdc
+cli_fails "a PostgreSQL URI with a password is refused" 1 "PGPASSFILE" \
+    principal list --db "postgresql://kdc:s3cret@h/kdc" --stash "$DB.stash"
+if grep -q s3cret "$tmp/cli.err"; then not_ok "the refused password is not echoed"
+else ok "the refused password is not echoed"; fi
+cli_fails "password= in a PostgreSQL URI is refused" 1 "password=" \
+    principal list --db "postgresql://h/kdc?password=s3cret" --stash "$DB.stash"
+kdc_check() { # kdc_check DESC WANT_RC PATTERN args...
+    local desc=$1 want=$2 pat=$3 rc; shift 3
+    timeout 30 "$CK_KDC" --check "$@" </dev/null >"$tmp/kdc.out" 2>"$tmp/kdc.err"; rc=$?
+    if [ "$rc" = "$want" ] && grep -Eq -- "$pat" "$tmp/kdc.out" "$tmp/kdc.err"; then ok "$desc"
+    else not_ok "$desc" "exit $rc (want $want): $(head -n 5 "$tmp/kdc.err")"; fi
+}
+kdc_check "cablekey-kdc --check --db sqlite:PATH (stash beside the file)" 0 "stash: $DB.stash" \
+    --db "sqlite:$DB" --listen 127.0.0.1:1
+kdc_check "cablekey-kdc: an unknown scheme is a configuration error" 1 '"mysql"' \
+    --db mysql://h/kdc --listen 127.0.0.1:1
+kdc_check "cablekey-kdc: a PostgreSQL password in --db is refused" 1 "PGPASSFILE" \
+    --db "postgresql://kdc:s3cret@h/kdc" --listen 127.0.0.1:1
 done_testing

@@ -171,6 +171,21 @@ done
 cli_fails "db backup refuses to overwrite without --overwrite" 1 "already exists" \
     db backup --db "$DB" "$tmp/backup1.db"
 
+# --db takes a location (PATH or URI): backup, check and restore through sqlite: URIs.
+cli_ok "db backup --db sqlite:PATH" db backup --db "sqlite:$DB" "$tmp/backup-uri.db"
+cli_ok "db check --db sqlite:///ABSOLUTE" db check --db "sqlite://$tmp/backup-uri.db" --stash "$STASH"
+cli_fails "db backup from an unknown scheme names it" 1 '"mysql"' \
+    db backup --db mysql://h/kdc "$tmp/x.db"
+mkdir -p "$tmp/restored-uri"
+cp "$STASH" "$tmp/restored-uri/kdc.db.stash"
+chmod 600 "$tmp/restored-uri/kdc.db.stash"
+cli_ok "db restore --db sqlite:PATH (stash beside the file)" \
+    db restore --db "sqlite:$tmp/restored-uri/kdc.db" "$tmp/backup-uri.db"
+[ -f "$tmp/restored-uri/kdc.db" ] && ! ls -a "$tmp/restored-uri" | grep -q restore- &&
+    ok "the URI restore made the file, no temporary left" ||
+    not_ok "the URI restore made the file, no temporary left" "$(ls -a "$tmp/restored-uri")"
+rm -rf "$tmp/restored-uri" "$tmp/backup-uri.db"
+
 # --- restore into a new path, serve it ------------------------------------------------------
 mkdir -p "$tmp/restored"
 RDB="$tmp/restored/kdc.db"

@@ -38,6 +38,161 @@ add_user(ck_store *s, const char *name, const char *pw, uint32_t attrs)
     ck_db_principal_free(p);
 }
 
+/* ========================================================================= locations (--db) */
+
+#ifdef CK_STORE_WITH_POSTGRESQL
+#define PG_OK 0
+#else
+#define PG_OK CK_ERR_UNSUPPORTED /* "backend not built" */
+#endif
+
+static void
+uri_parse(void)
+{
+    static const struct {
+        const char *uri;
+        int ret;
+        const char *backend, *location; /* when ret == 0 */
+        const char *context;            /* when ret != 0: a substring of the error context */
+    } t[] = {
+        /* Bare paths: SQLite, the default; a ':' after a '/' or a leading '.' is a path. */
+        {"/var/lib/cablekey/kdc.db", 0, "sqlite", "/var/lib/cablekey/kdc.db", NULL},
+        {"kdc.db", 0, "sqlite", "kdc.db", NULL},
+        {"./a:b.db", 0, "sqlite", "./a:b.db", NULL},
+        {"/srv/a:b", 0, "sqlite", "/srv/a:b", NULL},
+        {"1x:y", 0, "sqlite", "1x:y", NULL}, /* a scheme starts with a letter */
+        /* sqlite: */
+        {"sqlite:/x/kdc.db", 0, "sqlite", "/x/kdc.db", NULL},
+        {"sqlite:rel.db", 0, "sqlite", "rel.db", NULL},
+        {"SQLite:/x", 0, "sqlite", "/x", NULL},
+        {"sqlite:///x/kdc.db", 0, "sqlite", "/x/kdc.db", NULL},
+        {"sqlite://host/x", CK_ERR_INVAL, NULL, NULL, "local file"},
+        {"sqlite:", CK_ERR_INVAL, NULL, NULL, "file name"},
+        /* Bad and unknown. */
+        {"", CK_ERR_INVAL, NULL, NULL, NULL},
+        {"a\nb", CK_ERR_INVAL, NULL, NULL, "control"},
+        {"foo:bar", CK_ERR_UNSUPPORTED, NULL, NULL, "\"foo\""},
+        {"mysql://h/db", CK_ERR_UNSUPPORTED, NULL, NULL, "\"mysql\""},
+        {"ldap:x", CK_ERR_UNSUPPORTED, NULL, NULL, "known: sqlite, postgresql"},
+        /* PostgreSQL: checked whether or not the backend is built. */
+        {"postgresql://db.example/kdc", PG_OK, "postgresql", "postgresql://db.example/kdc",
+         "not built"},
+        {"postgres://kdc@db.example:5432/kdc?sslmode=verify-full", PG_OK, "postgresql",
+         "postgres://kdc@db.example:5432/kdc?sslmode=verify-full", "not built"},
+        {"postgresql://[::1]:5432/kdc", PG_OK, "postgresql", "postgresql://[::1]:5432/kdc",
+         "not built"},
+        {"postgresql:///kdc?host=/run/pg&passfile=/etc/ck/pgpass", PG_OK, "postgresql",
+         "postgresql:///kdc?host=/run/pg&passfile=/etc/ck/pgpass", "not built"},
+        {"PostgreSQL://h/kdc", PG_OK, "postgresql", "PostgreSQL://h/kdc", "not built"},
+        {"postgresql:kdc", CK_ERR_INVAL, NULL, NULL, "postgresql://"},
+        /* Passwords are refused (and never repeated in the message). */
+        {"postgresql://kdc:s3cret@h/kdc", CK_ERR_POLICY, NULL, NULL, "PGPASSFILE"},
+        {"postgres://kdc:@h/kdc", CK_ERR_POLICY, NULL, NULL, "PGPASSFILE"},
+        {"postgresql://h/kdc?password=s3cret", CK_ERR_POLICY, NULL, NULL, "password="},
+        {"postgresql://h/kdc?sslmode=require&%70assword=s3cret", CK_ERR_POLICY, NULL, NULL,
+         "password="},
+    };
+    char long_uri[CK_STORE_URI_MAX + 2];
+    ck_store_uri u;
+    char *st = NULL;
+
+    for (size_t i = 0; i < sizeof(t) / sizeof(t[0]); i++) {
+        int ret = ck_store_uri_parse(t[i].uri, &u);
+        if (ret != t[i].ret)
+            fprintf(stderr, "  uri %zu '%s': %d (%s)\n", i, t[i].uri, ret, ck_error_context());
+        CHECK_INT_EQ(ret, t[i].ret);
+        if (ret == 0 && t[i].ret == 0) {
+            CHECK(strcmp(u.backend, t[i].backend) == 0);
+            CHECK(strcmp(u.location, t[i].location) == 0);
+            CHECK(u.ops != NULL);
+        } else if (ret != 0) {
+            CHECK(u.location == NULL && u.ops == NULL);
+            if (t[i].context != NULL)
+                CHECK(strstr(ck_error_context(), t[i].context) != NULL);
+            CHECK(strstr(ck_error_context(), "s3cret") == NULL);
+        }
+        ck_store_uri_clear(&u);
+    }
+    CHECK_INT_EQ(ck_store_uri_parse(NULL, &u), CK_ERR_INVAL);
+    memset(long_uri, 'a', sizeof(long_uri) - 1);
+    long_uri[sizeof(long_uri) - 1] = '\0';
+    CHECK_INT_EQ(ck_store_uri_parse(long_uri, &u), CK_ERR_LIMIT);
+    long_uri[CK_STORE_URI_MAX] = '\0';
+    CHECK_OK(ck_store_uri_parse(long_uri, &u));
+    ck_store_uri_clear(&u);
+    ck_store_uri_clear(NULL);
+
+    /* The default stash is the backend's rule: beside an SQLite file, none for PostgreSQL. */
+    CHECK_OK(ck_store_default_stash("sqlite:/x/kdc.db", &st));
+    CHECK(st != NULL && strcmp(st, "/x/kdc.db.stash") == 0);
+    free(st);
+    CHECK_OK(ck_store_default_stash("/x/a:b", &st));
+    CHECK(st != NULL && strcmp(st, "/x/a:b.stash") == 0);
+    free(st);
+    CHECK(ck_store_default_stash("postgresql://h/kdc", &st) != 0);
+    CHECK(st == NULL);
+    CHECK_INT_EQ(ck_store_default_stash("nosuch:x", &st), CK_ERR_UNSUPPORTED);
+}
+
+/* The store opens, creates and checks through locations. */
+static void
+uri_open(void)
+{
+    char uri[200], file[160], fstash[200];
+    ck_store *s = NULL;
+    struct stat sb;
+    ck_store_check_result res;
+
+    fixture_up();
+    snprintf(uri, sizeof(uri), "sqlite:%s", db);
+    CHECK_OK(ck_store_open(uri, NULL, CK_STORE_READONLY, &s)); /* default stash: db.stash */
+    CHECK(s != NULL && strcmp(ck_store_realm(s)->name, REALM) == 0);
+    ck_store_close(s);
+    s = NULL;
+    snprintf(uri, sizeof(uri), "sqlite://%s", db); /* db is absolute: sqlite:///... */
+    CHECK_OK(ck_store_open(uri, NULL, 0, &s));
+    ck_store_close(s);
+    s = NULL;
+    CHECK_INT_EQ(ck_store_open("nosuch:/x", NULL, 0, &s), CK_ERR_UNSUPPORTED);
+    CHECK(s == NULL);
+    CHECK_INT_EQ(ck_store_open("postgresql://u:pw@h/kdc", stash, 0, &s), CK_ERR_POLICY);
+#ifndef CK_STORE_WITH_POSTGRESQL
+    CHECK_INT_EQ(ck_store_open("postgresql://h/kdc", stash, 0, &s), CK_ERR_UNSUPPORTED);
+    CHECK(strstr(ck_error_context(), "not built") != NULL);
+#endif
+    /* Without a stash, a PostgreSQL location has no default to fall back on. */
+    CHECK(ck_store_open("postgresql://h/kdc", NULL, 0, &s) != 0);
+    CHECK(s == NULL);
+
+    /* init through a URI; the stash defaults beside the file. */
+    snprintf(file, sizeof(file), "%s/uri.db", dir);
+    snprintf(fstash, sizeof(fstash), "%s.stash", file);
+    snprintf(uri, sizeof(uri), "sqlite:%s", file);
+    CHECK_OK(ck_store_init_realm(uri, NULL, "URI.REALM", all_enctypes, 1, 0, 0));
+    CHECK(stat(file, &sb) == 0 && (sb.st_mode & 0077) == 0);
+    CHECK(stat(fstash, &sb) == 0 && (sb.st_mode & 0777) == 0600);
+    /* Again: refused (the database exists), and the existing stash is untouched. */
+    CHECK_INT_EQ(ck_store_init_realm(uri, NULL, "URI.REALM", all_enctypes, 1, 0, 0),
+                 CK_ERR_EXISTS);
+    CHECK_OK(ck_store_open(file, NULL, 0, &s));
+    ck_store_close(s);
+    s = NULL;
+    /* A stash that exists stops init, and the database it had begun is removed. */
+    snprintf(file, sizeof(file), "%s/second.db", dir);
+    snprintf(uri, sizeof(uri), "sqlite:%s", file);
+    CHECK_INT_EQ(ck_store_init_realm(uri, fstash, "X.REALM", all_enctypes, 1, 0, 0),
+                 CK_ERR_EXISTS);
+    CHECK(stat(file, &sb) != 0);
+    CHECK_INT_EQ(ck_store_init_realm("nosuch:x", NULL, "X.REALM", all_enctypes, 1, 0, 0),
+                 CK_ERR_UNSUPPORTED);
+    /* Maintenance takes locations too. */
+    snprintf(uri, sizeof(uri), "sqlite:%s", db);
+    CHECK_OK(ck_store_check(uri, NULL, NULL, NULL, &res));
+    CHECK(res.keys_checked);
+    CHECK_INT_EQ(ck_store_check("nosuch:x", NULL, NULL, NULL, &res), CK_ERR_UNSUPPORTED);
+    fixture_down();
+}
+
 static void
 init_realm(void)
 {
@@ -480,6 +635,23 @@ cache(void)
     CHECK(r2 != NULL && strcmp(r2->name, "bob@" REALM) == 0);
     ck_store_cache_get_stats(a, &st);
     CHECK_INT_EQ(st.flushes, 0); /* per-name invalidation, not a full flush */
+
+    /* "Check now": within a long interval, begin keeps serving the old record; refresh reads
+     * the change log at once (the KDC's re-check before a refusal). */
+    ck_store_cache_configure(a, 1000, 60000);
+    ck_store_cache_begin(a);
+    CHECK_OK(ck_store_get_principal_cached(a, "alice@" REALM, &r2));
+    CHECK(r2 != NULL && r2->kvno == 2);
+    CHECK_OK(ck_db_keys_make("alice@" REALM, NULL, 0, all_enctypes, N_ENCTYPES, 0, &keys, &n));
+    CHECK_OK(ck_store_rotate_keys(b, "alice@" REALM, keys, n, 0, NULL));
+    ck_db_keys_free(keys, n);
+    ck_store_cache_begin(a);
+    CHECK_OK(ck_store_get_principal_cached(a, "alice@" REALM, &r2));
+    CHECK(r2 != NULL && r2->kvno == 2);
+    ck_store_cache_refresh(a);
+    CHECK_OK(ck_store_get_principal_cached(a, "alice@" REALM, &r2));
+    CHECK(r2 != NULL && r2->kvno == 3);
+    ck_store_cache_configure(a, 1000, 100);
 
     /* Deleting through the same connection is seen at once. */
     CHECK_OK(ck_store_delete_principal(a, "bob@" REALM));
@@ -1290,7 +1462,7 @@ rename_and_realm(void)
     fixture_down();
 }
 
-CK_TEST_MAIN("store", CK_TEST_CASE(init_realm), CK_TEST_CASE(stash_checks),
+CK_TEST_MAIN("store", CK_TEST_CASE(uri_parse), CK_TEST_CASE(uri_open), CK_TEST_CASE(init_realm), CK_TEST_CASE(stash_checks),
              CK_TEST_CASE(principal_crud), CK_TEST_CASE(rotation),
              CK_TEST_CASE(no_plaintext_keys), CK_TEST_CASE(key_binding), CK_TEST_CASE(cache),
              CK_TEST_CASE(mac_parse), CK_TEST_CASE(pin_hex), CK_TEST_CASE(device_crud),

@@ -974,7 +974,7 @@ cli_executor_open(const char *what, const char *db, const char *stash, const cha
     if (ca == NULL)
         ca = cli_global_ca;
     if (server != NULL && db != NULL)
-        return cli_usage_error(what, "--server and --db exclude each other: --db FILE runs the "
+        return cli_usage_error(what, "--server and --db exclude each other: --db PATH|URI runs the "
                                "verb on a local database, --server URL on cablekey-admind");
     if (server != NULL && stash != NULL)
         return cli_usage_error(what, "--stash applies to a local database (--db) only");

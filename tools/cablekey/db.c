@@ -48,26 +48,26 @@ static const char stash_reminder[] =
     "the master key), and protect it as the key it is: mode 0600, not next to the backups.\n";
 
 static const char db_help[] =
-    "usage: cablekey db SUBCOMMAND --db FILE ...\n"
+    "usage: cablekey db SUBCOMMAND --db PATH|URI ...\n"
     "\n"
-    "  backup --db FILE [--overwrite] OUT\n"
+    "  backup --db PATH|URI [--overwrite] OUT\n"
     "      a consistent copy of the database, taken while KDCs and the CLI keep working\n"
     "      (SQLite online backup); OUT is written atomically with mode 0600\n"
-    "  restore --db FILE [--stash FILE] [--force] IN\n"
+    "  restore --db PATH|URI [--stash FILE] [--force] IN\n"
     "      replaces the realm in FILE by the backup IN, after checking IN (integrity, schema\n"
     "      version, master key check value and every key against the stash). Refused while\n"
     "      another process (a KDC) has FILE open, unless --force: running KDCs then switch to\n"
     "      the restored realm at their next request and drop every cached record. FILE may\n"
     "      not exist yet (it is created). The audit log of FILE is kept and records the restore.\n"
-    "  check --db FILE [--stash FILE]\n"
+    "  check --db PATH|URI [--stash FILE]\n"
     "      SQLite integrity and foreign keys, schema version, realm rows, and that the master\n"
     "      key decrypts every stored key; prints each problem, exit 1 if there is any\n"
     "\n"
-    "--stash defaults to FILE.stash.\n"
+    "--stash defaults to PATH.stash.\n"
     "\n";
 
 static const char audit_help[] =
-    "usage: cablekey audit SUBCOMMAND --db FILE [--stash FILE] ...\n"
+    "usage: cablekey audit SUBCOMMAND --db PATH|URI [--stash FILE] ...\n"
     "\n"
     "  list [--since TIME|AGO] [--limit N] [--principal NAME | --mac MAC] [--action A]\n"
     "      the newest N (default 1000) matching changes, oldest first, one per line:\n"
@@ -179,7 +179,7 @@ only(const char *what, const struct dbopts *o, const char *allowed, const char *
             return cli_usage_error(what, "option --%s does not apply here", used[i].name);
     }
     if (o->db == NULL)
-        return cli_usage_error(what, "--db FILE is required");
+        return cli_usage_error(what, "--db PATH|URI is required");
     if (file != NULL && o->file == NULL)
         return cli_usage_error(what, "%s is required", file);
     return file == NULL ? cli_no_more_args(what, o->file) : CLI_OK;

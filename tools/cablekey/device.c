@@ -61,7 +61,7 @@ struct dopts {
 };
 
 static const char device_help[] =
-    "usage: cablekey device SUBCOMMAND --db FILE [--stash FILE] ...\n"
+    "usage: cablekey device SUBCOMMAND --db PATH|URI [--stash FILE] ...\n"
     "       cablekey device list|show --server URL [--ca FILE] ...\n"
     "\n"
     "  add --mac MAC --principal NAME [--comment TEXT]\n"

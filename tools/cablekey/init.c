@@ -19,12 +19,12 @@ static void
 init_usage(FILE *f)
 {
     fprintf(f,
-            "usage: cablekey init --db FILE --realm REALM [--stash FILE] [--enctypes LIST]\n"
+            "usage: cablekey init --db PATH|URI --realm REALM [--stash FILE] [--enctypes LIST]\n"
             "                     [--max-life DURATION] [--max-renew DURATION]\n"
-            "       cablekey init --db FILE [--stash FILE] --add-changepw\n"
+            "       cablekey init --db PATH|URI [--stash FILE] --add-changepw\n"
             "\n"
             "Creates a new realm database and a random master key in the stash file (mode\n"
-            "0600; default FILE.stash), plus krbtgt/REALM@REALM and kadmin/changepw@REALM\n"
+            "0600; default PATH.stash), plus krbtgt/REALM@REALM and kadmin/changepw@REALM\n"
             "(the password-change service) with random keys. Refuses to overwrite an existing\n"
             "database or stash. --add-changepw adds kadmin/changepw to an existing realm.\n"
             "  --enctypes LIST     default: aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96,\n"
@@ -114,20 +114,26 @@ cli_init(int argc, char **argv)
         return ret;
     if (changepw_only) {
         if (db == NULL)
-            return cli_usage_error("init", "--add-changepw needs --db FILE");
+            return cli_usage_error("init", "--add-changepw needs --db PATH|URI");
         if ((ret = add_changepw(db, stash)) != 0)
             return cli_fail("init", ret);
         printf("Added kadmin/changepw to %s\n", db);
         return CLI_OK;
     }
     if (db == NULL || realm == NULL)
-        return cli_usage_error("init", "--db FILE and --realm REALM are required");
+        return cli_usage_error("init", "--db PATH|URI and --realm REALM are required");
     ret = ck_store_init_realm(db, stash, realm, enctypes, n_enctypes, max_life, max_renew);
     if (ret == 0)
         ret = add_changepw(db, stash);
     if (ret != 0)
         return cli_fail("init", ret);
-    printf("Initialized realm %s in %s (stash %s%s)\n", realm, db, stash ? stash : db,
-           stash ? "" : ".stash");
+    {
+        char *dflt = NULL;
+        if (stash == NULL && ck_store_default_stash(db, &dflt) != 0)
+            ck_error_clear();
+        printf("Initialized realm %s in %s (stash %s)\n", realm, db,
+               stash != NULL ? stash : dflt != NULL ? dflt : "?");
+        free(dflt);
+    }
     return CLI_OK;
 }

@@ -16,7 +16,7 @@
 static const char keytab_help[] =
     "usage: cablekey keytab SUBCOMMAND ...\n"
     "\n"
-    "  export --db FILE [--stash FILE] --out KEYTAB [--all-kvnos] NAME...\n"
+    "  export --db PATH|URI [--stash FILE] --out KEYTAB [--all-kvnos] NAME...\n"
     "      writes the keys of each NAME (current kvno, or every stored kvno with --all-kvnos)\n"
     "  remove KEYTAB NAME (--kvno N | --old | --all) [--enctype E]\n"
     "      removes NAME's entries: of kvno N, all but the newest kvno (--old), or all;\n"

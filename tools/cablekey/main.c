@@ -59,7 +59,9 @@ usage(FILE *f)
         fprintf(f, "  %-10s %s\n", commands[i].name, commands[i].help);
     fprintf(f, "\nRun 'cablekey COMMAND --help' or 'cablekey help COMMAND [VERB]' for a command's\n"
                "options, 'cablekey --version' for the version. Commands that open a realm\n"
-               "database take --db FILE and --stash FILE (default: FILE.stash).\n"
+               "database take --db PATH|URI and --stash FILE (default: PATH.stash): a file\n"
+               "(SQLite; also sqlite:PATH) or postgresql://[USER@]HOST[:PORT]/DB, whose\n"
+               "password comes from PGPASSFILE or a service file, never from --db.\n"
                "\nRemote administration: 'cablekey --server URL [--ca FILE] principal|realm|policy\n"
                "...' and 'device list|show' (or --server URL after the verb) run the verb on\n"
                "cablekey-admind with your Kerberos ticket (kinit first). URL is\n"
@@ -154,9 +156,10 @@ cli_open_store(const char *what, const char *db, const char *stash, bool readonl
 
     *out = NULL;
     if (db == NULL)
-        return cli_usage_error(what, "--db FILE is required");
+        return cli_usage_error(what, "--db PATH|URI is required");
     ret = ck_store_open(db, stash, readonly ? CK_STORE_READONLY : 0, out);
-    if (ret != 0 && access(db, F_OK) != 0 && errno == ENOENT) {
+    /* Only a missing SQLite file gets the hint (never echo a URI that was refused). */
+    if (ret == CK_ERR_NOTFOUND && access(db, F_OK) != 0 && errno == ENOENT) {
         /* The likely cause on a first day: no realm yet, or a wrong path. */
         fprintf(stderr, "cablekey: %s: %s (create a realm with 'cablekey init --db %s --realm "
                         "REALM')\n", what, ck_error_context(), db);
@@ -227,10 +230,11 @@ cli_verb_help(FILE *f, const char *family, const char *help, const char *verb)
         return false;
     /* Families whose verbs all open the database say so on their first line. */
     if (strstr(help, "--server URL") != NULL && strstr(help, "--server URL") < strchr(help, '\n'))
-        fprintf(f, "\nEvery verb takes --db FILE [--stash FILE], or --server URL [--ca FILE]\n"
+        fprintf(f, "\nEvery verb takes --db PATH|URI [--stash FILE], or --server URL [--ca FILE]\n"
                    "to run on cablekey-admind (see 'cablekey --help').\n");
-    else if (strstr(help, "--db FILE") != NULL && strstr(help, "--db FILE") < strchr(help, '\n'))
-        fprintf(f, "\nEvery verb takes --db FILE [--stash FILE].\n");
+    else if (strstr(help, "--db PATH|URI") != NULL &&
+             strstr(help, "--db PATH|URI") < strchr(help, '\n'))
+        fprintf(f, "\nEvery verb takes --db PATH|URI [--stash FILE].\n");
     if (notes != NULL && *notes != '\0')
         fprintf(f, "\n%s", notes);
     return true;

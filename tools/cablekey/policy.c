@@ -37,7 +37,8 @@ static const struct option policy_opts[] = {
 };
 
 static const char policy_help[] =
-    "usage: cablekey policy SUBCOMMAND (--db FILE [--stash FILE] | --server URL [--ca FILE]) ...\n"
+    "usage: cablekey policy SUBCOMMAND (--db PATH|URI [--stash FILE] | --server URL "
+    "[--ca FILE]) ...\n"
     "\n"
     "  add NAME [RULES]       create a password policy (rules not given are off)\n"
     "  modify NAME RULES      change the given rules of a policy\n"

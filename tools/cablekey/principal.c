@@ -69,7 +69,8 @@ struct popts {
 };
 
 static const char principal_help[] =
-    "usage: cablekey principal SUBCOMMAND (--db FILE [--stash FILE] | --server URL [--ca FILE]) ...\n"
+    "usage: cablekey principal SUBCOMMAND (--db PATH|URI [--stash FILE] | --server URL "
+    "[--ca FILE]) ...\n"
     "\n"
     "  add NAME (--password PW | --password-stdin | --random) [FLAGS] [--enctypes LIST]\n"
     "      [--max-life D] [--max-renew D] [--expires TIME] [--pw-expires TIME]\n"

@@ -31,7 +31,8 @@ static const struct option fixed_opts[] = {
 #define MAX_FLAGS 16
 
 static const char realm_help[] =
-    "usage: cablekey realm SUBCOMMAND (--db FILE [--stash FILE] | --server URL [--ca FILE]) ...\n"
+    "usage: cablekey realm SUBCOMMAND (--db PATH|URI [--stash FILE] | --server URL "
+    "[--ca FILE]) ...\n"
     "\n"
     "  show\n"
     "  modify [--max-life D] [--max-renew D] [--enctypes LIST] [FLAGS]\n"
