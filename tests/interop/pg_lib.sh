@@ -11,7 +11,8 @@
 #   ("postgresql:///DB?host=...&port=...&user=..." without a password), CK_PG_SUPERUSER.
 # pg_stop (also installed as an EXIT trap by pg_start unless CK_PG_NO_TRAP=1) stops the server
 # and removes the directory (kept if CK_KEEP_TMP=1). Authentication is scram-sha-256 for every
-# role, so a wrong or missing password is refused as in production.
+# role, so a wrong or missing password is refused as in production; the role ck_wrongpw exists
+# but the password file holds a wrong password for it (for tests of a refused login).
 # A missing PostgreSQL binary is an error (return 1 with a message), never a skip.
 #
 # CK_PG_BIN   directory of initdb/pg_ctl/postgres (default: /usr/lib/postgresql/NN/bin, newest)
@@ -84,10 +85,12 @@ pg_start() {
     export PGHOST="$CK_PG_DIR/sock" PGPORT PGDATABASE=cablekey PGUSER=cablekey
     export PGPASSFILE="$CK_PG_DIR/pgpass"
     ( umask 077
-      printf '*:*:*:%s:%s\n' "$CK_PG_SUPERUSER" "$supw" "cablekey" "$rolepw" >"$PGPASSFILE" )
+      printf '*:*:*:%s:%s\n' "$CK_PG_SUPERUSER" "$supw" "cablekey" "$rolepw" \
+          ck_wrongpw not-its-password >"$PGPASSFILE" )
     chmod 600 "$PGPASSFILE"
     if ! psql -X -q -v ON_ERROR_STOP=1 -U "$CK_PG_SUPERUSER" -d postgres \
             -c "CREATE ROLE cablekey LOGIN PASSWORD '$rolepw'" \
+            -c "CREATE ROLE ck_wrongpw LOGIN PASSWORD '$supw$rolepw'" \
             -c "CREATE DATABASE cablekey OWNER cablekey" >"$CK_PG_DIR/setup.log" 2>&1; then
         echo "pg_lib: cannot create the role and database:" >&2; cat "$CK_PG_DIR/setup.log" >&2
         return 1
