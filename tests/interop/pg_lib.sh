@@ -9,7 +9,8 @@
 #   PGHOST (the socket directory), PGPORT, PGDATABASE, PGUSER, PGPASSFILE (0600, the role's
 #   password: passwords come from libpq's usual places, never from a URI), CK_PG_URI
 #   ("postgresql:///DB?host=...&port=...&user=..." without a password), CK_PG_SUPERUSER.
-# pg_stop (also installed as an EXIT trap by pg_start unless CK_PG_NO_TRAP=1) stops the server
+# pg_stop (also installed as an EXIT trap by pg_start unless CK_PG_NO_TRAP=1: a script that has
+# an EXIT trap of its own, such as lib.sh's, sets it and calls pg_stop from there) stops the server
 # and removes the directory (kept if CK_KEEP_TMP=1). Authentication is scram-sha-256 for every
 # role, so a wrong or missing password is refused as in production; the role ck_wrongpw exists
 # but the password file holds a wrong password for it (for tests of a refused login).
