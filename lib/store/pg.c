@@ -163,6 +163,48 @@ pg_result_error(struct pg_be *be, const char *what, const PGresult *r)
     return ck_error_set(CK_ERR_DB, "%s: database error: %s", what, line);
 }
 
+/* ---- connection ---- */
+
+static int session_setup(struct pg_be *be);
+
+/* A connection lost between transactions (server restart, failover, an idle connection cut by
+ * a firewall) is re-established once, transparently: prepared statements and LISTEN are
+ * session state and are set up again, and the next wait_change reports a change, since
+ * notifications sent meanwhile are lost. Inside a transaction the loss is an error: the
+ * transaction is gone, the caller's write failed as a whole. */
+static int
+pg_reconnect(struct pg_be *be, const char *what)
+{
+    char line[512];
+    int ret;
+
+    /* One attempt per call: a server that drops us again during the setup is an error. */
+    if (be->reconnecting)
+        return ck_error_set(CK_ERR_DB, "%s: PostgreSQL connection lost while reconnecting",
+                            what);
+    PQreset(be->conn);
+    if (PQstatus(be->conn) != CONNECTION_OK) {
+        first_line(PQerrorMessage(be->conn), line, sizeof(line));
+        return ck_error_set(CK_ERR_DB, "%s: PostgreSQL unreachable: %s", what, line);
+    }
+    be->n_stmt = 0;
+    be->missed = true;
+    be->reconnecting = true;
+    ret = session_setup(be);
+    be->reconnecting = false;
+    return ret;
+}
+
+static int
+pg_ready(struct pg_be *be, const char *what)
+{
+    if (PQstatus(be->conn) == CONNECTION_OK)
+        return 0;
+    if (be->in_tx)
+        return ck_error_set(CK_ERR_DB, "%s: PostgreSQL connection lost in a transaction", what);
+    return pg_reconnect(be, what);
+}
+
 /* ---- statements ---- */
 
 /* The name of the prepared statement for sql ("ck" + index), preparing it on first use. */
@@ -233,11 +275,24 @@ pg_exec_args(struct pg_be *be, const char *what, const char *sql, const struct p
             break;
         }
     }
-    if ((ret = pg_statement(be, what, sql, (int)n, name)) != 0)
-        return ret;
-    r = PQexecPrepared(be->conn, name, (int)n, values, lengths, formats, 0);
-    st = PQresultStatus(r);
-    if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK) {
+    /* Outside a transaction only reads run (every write is inside BEGIN ... COMMIT), so a
+     * statement that met a connection lost since the last one is retried once, reconnected. */
+    for (int attempt = 0;; attempt++) {
+        if ((ret = pg_ready(be, what)) != 0)
+            return ret;
+        if ((ret = pg_statement(be, what, sql, (int)n, name)) != 0) {
+            if (attempt == 0 && !be->in_tx && PQstatus(be->conn) != CONNECTION_OK)
+                continue;
+            return ret;
+        }
+        r = PQexecPrepared(be->conn, name, (int)n, values, lengths, formats, 0);
+        st = PQresultStatus(r);
+        if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+            break;
+        if (attempt == 0 && !be->in_tx && PQstatus(be->conn) != CONNECTION_OK) {
+            PQclear(r);
+            continue;
+        }
         ret = pg_result_error(be, what, r);
         PQclear(r);
         return ret;
@@ -287,11 +342,23 @@ pg_run(struct pg_be *be, const char *what, const char *sql, const struct pg_arg 
 static int
 pg_simple(struct pg_be *be, const char *what, const char *sql)
 {
-    PGresult *r = PQexec(be->conn, sql);
-    int ret = 0;
+    PGresult *r;
+    int ret;
 
-    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+    for (int attempt = 0;; attempt++) {
+        if ((ret = pg_ready(be, what)) != 0)
+            return ret;
+        r = PQexec(be->conn, sql);
+        if (PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK)
+            break;
+        /* BEGIN and session settings, never COMMIT (in_tx is still set then). */
+        if (attempt == 0 && !be->in_tx && PQstatus(be->conn) != CONNECTION_OK) {
+            PQclear(r);
+            continue;
+        }
         ret = pg_result_error(be, what, r);
+        break;
+    }
     PQclear(r);
     return ret;
 }
@@ -332,12 +399,15 @@ pg_end_write(struct pg_be *be, int ret)
         be->audit->pending = false;
     if (!be->in_tx)
         return ret;
-    be->in_tx = false;
+    /* Still in_tx during COMMIT: a connection lost there must fail the write (it may or may
+     * not have committed), never be retried on a new connection. */
     if (ret == 0)
-        return pg_simple(be, "commit", "COMMIT");
-    /* Keep the first error: a failed rollback only means the connection is gone, and the
-     * server then rolls back by itself. */
-    PQclear(PQexec(be->conn, "ROLLBACK"));
+        ret = pg_simple(be, "commit", "COMMIT");
+    else
+        /* Keep the first error: a failed rollback only means the connection is gone, and the
+         * server then rolls back by itself. */
+        PQclear(PQexec(be->conn, "ROLLBACK"));
+    be->in_tx = false;
     return ret;
 }
 
@@ -541,6 +611,22 @@ connect_error(PGconn *conn)
                         line);
 }
 
+/* Session state, set again after a reconnection: fixed settings whatever the server's or
+ * role's defaults (no notices, standard strings, the read-only promise enforced by the server
+ * as well) and the LISTEN that change notifications need. */
+static int
+session_setup(struct pg_be *be)
+{
+    int ret;
+
+    if ((ret = pg_simple(be, "session", "SET client_min_messages = warning")) != 0 ||
+        (ret = pg_simple(be, "session", "SET standard_conforming_strings = on")) != 0 ||
+        (be->readonly &&
+         (ret = pg_simple(be, "session", "SET default_transaction_read_only = on")) != 0))
+        return ret;
+    return pg_simple(be, "listen", "LISTEN " PG_NOTIFY_CHANNEL);
+}
+
 static int
 read_schema_version(struct pg_be *be, int *version)
 {
@@ -603,12 +689,7 @@ pg_open(const char *path, unsigned flags, bool create, void **out)
         goto out;
     }
     PQsetNoticeProcessor(be->conn, pg_quiet, NULL);
-    /* Fixed settings, whatever the server's or role's defaults: UTC-independent integers,
-     * standard strings, and the read-only promise enforced by the server as well. */
-    if ((ret = pg_simple(be, "session", "SET client_min_messages = warning")) != 0 ||
-        (ret = pg_simple(be, "session", "SET standard_conforming_strings = on")) != 0 ||
-        (be->readonly &&
-         (ret = pg_simple(be, "session", "SET default_transaction_read_only = on")) != 0))
+    if ((ret = session_setup(be)) != 0)
         goto out;
     if (create) {
         ret = read_schema_version(be, &version);
@@ -631,8 +712,6 @@ pg_open(const char *path, unsigned flags, bool create, void **out)
             goto out;
         }
     }
-    if ((ret = pg_simple(be, "listen", "LISTEN " PG_NOTIFY_CHANNEL)) != 0)
-        goto out;
     *out = be;
     be = NULL;
 out:
@@ -1163,6 +1242,16 @@ pg_wait_change(void *arg, int timeout_ms, bool *changed)
     *changed = false;
     if (be->in_tx)
         return ck_error_set(CK_ERR_INVAL, "wait_change inside a transaction");
+    if (PQstatus(be->conn) != CONNECTION_OK) {
+        int ret = pg_ready(be, "wait for changes");
+        if (ret != 0)
+            return ret;
+    }
+    if (be->missed) {
+        be->missed = false;
+        *changed = true;
+        return 0;
+    }
     /* Notifications that arrived with the results of earlier statements are queued already. */
     if (drain_notifies(be)) {
         *changed = true;
@@ -1185,12 +1274,27 @@ pg_wait_change(void *arg, int timeout_ms, bool *changed)
             return ck_error_set(CK_ERR_IO, "poll: %s", strerror(errno));
         if (rc > 0) {
             if (!PQconsumeInput(be->conn)) {
-                char line[256];
+                /* Lost while waiting: reconnect now, and what was missed counts as a change. */
+                int ret;
 
-                first_line(PQerrorMessage(be->conn), line, sizeof(line));
-                return ck_error_set(CK_ERR_DB, "PostgreSQL connection lost: %s", line);
+                ret = pg_reconnect(be, "wait for changes");
+
+                if (ret != 0)
+                    return ret;
+                be->missed = false;
+                *changed = true;
+                return 0;
             }
             if (drain_notifies(be)) {
+                *changed = true;
+                return 0;
+            }
+            if (PQstatus(be->conn) != CONNECTION_OK) {
+                int ret = pg_reconnect(be, "wait for changes");
+
+                if (ret != 0)
+                    return ret;
+                be->missed = false;
                 *changed = true;
                 return 0;
             }

@@ -40,7 +40,8 @@ struct pg_be {
     size_t n_stmt;
     struct ck_store_audit *audit;   /* the store's actor and pending action (NULL: none) */
     bool audit_written;             /* the current write transaction has its audit row */
-    uint64_t notified;              /* notifications received and not yet reported */
+    bool missed;                    /* reconnected: notifications may have been lost */
+    bool reconnecting;              /* inside pg_reconnect's session setup */
 };
 
 enum pg_type { PG_INT, PG_TEXT, PG_BLOB, PG_NULL };

@@ -622,6 +622,42 @@ pg_login_refused(void)
     CHECK_INT_EQ(T->ops->open("not a conninfo ===", 0, false, &be), CK_ERR_CONFIG);
 }
 
+/* The server drops the connections (restart, failover, an idle cut): reads and writes go on
+ * over a new connection, and a waiting cache is told that it may have missed changes. */
+static void
+pg_reconnect_after_loss(void)
+{
+    void *a = make_realm(), *b = reopen(0);
+    struct ck_store_princ_row row;
+    char kill[256];
+    const char *su = getenv("CK_PG_SUPERUSER");
+    PGconn *c;
+    PGresult *r;
+    bool changed = false;
+
+    CHECK_OK(put_simple(a, "frank@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_OK(T->ops->wait_change(b, 5000, &changed));
+    CHECK(changed);
+    snprintf(kill, sizeof(kill), "user=%s dbname=postgres", su != NULL ? su : "");
+    c = PQconnectdb(kill);
+    r = PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                  " WHERE application_name = 'cablekey'");
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 2);
+    PQclear(r);
+    PQfinish(c);
+    changed = false;
+    CHECK_OK(T->ops->wait_change(b, 5000, &changed));
+    CHECK(changed);
+    CHECK_OK(T->ops->get(a, "frank@CONF.TEST", &row));
+    ck_store_princ_row_clear(&row);
+    CHECK_OK(put_simple(a, "grace@CONF.TEST", 1, CK_PUT_CREATE));
+    changed = false;
+    CHECK_OK(T->ops->wait_change(b, 5000, &changed)); /* b LISTENs again */
+    CHECK(changed);
+    T->ops->close(a);
+    T->ops->close(b);
+}
+
 static void
 pg_readonly(void)
 {
@@ -651,6 +687,7 @@ BOTH(wrong_schema_refused)
 ON(pg, pg_change_notification)
 ON(pg, pg_login_refused)
 ON(pg, pg_readonly)
+ON(pg, pg_reconnect_after_loss)
 
 int
 main(int argc, char **argv)
@@ -673,6 +710,7 @@ main(int argc, char **argv)
         CK_TEST_CASE(pg_change_notification_pg),
         CK_TEST_CASE(pg_login_refused_pg),
         CK_TEST_CASE(pg_readonly_pg),
+        CK_TEST_CASE(pg_reconnect_after_loss_pg),
     };
     char cmd[128];
     int rc;
