@@ -534,6 +534,118 @@ devices_and_policies(void)
     T->ops->close(be);
 }
 
+/* The KDC's lockout counters (no generation bump, merged with concurrent writers), the
+ * administrative unlock, a password change with history, a rename, realm settings and the
+ * audit retention: the same results on every backend. */
+static void
+lockout_password_rename_realm(void)
+{
+    void *be = make_realm();
+    struct ck_store_princ_row row;
+    struct ck_store_key_row *hist = NULL;
+    size_t n_hist = 0;
+    uint8_t b1[40];
+    struct ck_store_key_row k2 = key_row(2, enctypes[0], 0x60, b1, sizeof(b1));
+    ck_lockout_update u;
+    ck_realm_info realm;
+    struct ck_store_mkey_row mk;
+    ck_audit_retention ret_in = {.keep_rows = 500, .keep_days = 30}, ret_out;
+    uint64_t g0;
+
+    CHECK_OK(put_simple(be, "henry@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_OK(T->ops->get(be, "henry@CONF.TEST", &row));
+    memset(&u, 0, sizeof(u));
+    u.name = "henry@CONF.TEST";
+    u.created = row.created;
+    u.epoch = row.lockout.epoch;
+    u.fails = 2;
+    u.first_failed = 1700000500;
+    u.last_failed = 1700000510;
+    ck_store_princ_row_clear(&row);
+    g0 = gen_of(be);
+    CHECK_OK(T->ops->record_auth(be, &u, 1));
+    CHECK_OK(T->ops->record_auth(be, &u, 1)); /* adds up */
+    CHECK_INT_EQ(gen_of(be), g0);
+    CHECK_OK(T->ops->get(be, "henry@CONF.TEST", &row));
+    CHECK_INT_EQ(row.lockout.fail_count, 4);
+    CHECK_INT_EQ(row.lockout.last_failed, 1700000510);
+    ck_store_princ_row_clear(&row);
+    CHECK_OK(T->ops->unlock(be, "henry@CONF.TEST", 1700000600));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_OK(T->ops->record_auth(be, &u, 1)); /* stale epoch: void */
+    CHECK_OK(T->ops->get(be, "henry@CONF.TEST", &row));
+    CHECK_INT_EQ(row.lockout.fail_count, 0);
+    CHECK_INT_EQ(row.lockout.epoch, 1);
+    ck_store_princ_row_clear(&row);
+
+    /* Password change: kvno 1's first key joins the history; CK_ERR_DB on a stale kvno. */
+    CHECK_OK(T->ops->change_password(be, "henry@CONF.TEST", 1, 2, &k2, 1, 1, 3, 1800000000,
+                                     0x80, 1700000700));
+    CHECK(T->ops->change_password(be, "henry@CONF.TEST", 1, 2, &k2, 1, 1, 3, 0, 0, 1) ==
+          CK_ERR_DB);
+    CHECK_OK(T->ops->get(be, "henry@CONF.TEST", &row));
+    CHECK_INT_EQ(row.kvno, 2);
+    CHECK_INT_EQ(row.n_keys, 1);
+    CHECK_INT_EQ(row.attributes, 0);
+    CHECK_INT_EQ(row.last_pwd_change, 1700000700);
+    ck_store_princ_row_clear(&row);
+    CHECK_OK(T->ops->pw_history(be, "henry@CONF.TEST", 10, &hist, &n_hist));
+    CHECK_INT_EQ(n_hist, 1);
+    if (n_hist == 1) {
+        uint8_t b0[60];
+        struct ck_store_key_row k1 = key_row(1, enctypes[0], 0x10, b0, sizeof(b0));
+
+        CHECK_INT_EQ(hist[0].kvno, 1);
+        CHECK_MEM_EQ(hist[0].key_enc, hist[0].key_enc_len, k1.key_enc, k1.key_enc_len);
+    }
+
+    /* Rename with its device, keys and history re-encrypted (here: the same blobs). */
+    {
+        struct ck_store_device_row d = {.mac = "00:11:22:33:44:66",
+                                        .principal = "henry@CONF.TEST",
+                                        .state = CK_DEVICE_ACTIVE, .comment = ""};
+        struct ck_store_device_row got;
+
+        CHECK_OK(T->ops->device_add(be, &d, 5));
+        CHECK_OK(put_simple(be, "ivy@CONF.TEST", 1, CK_PUT_CREATE));
+        CHECK_INT_EQ(T->ops->rename(be, "henry@CONF.TEST", "ivy@CONF.TEST", 2, &k2, 1, hist,
+                                    n_hist, 1700000800), CK_ERR_EXISTS);
+        CHECK_INT_EQ(T->ops->rename(be, "henry@CONF.TEST", "jack@CONF.TEST", 1, &k2, 1, hist,
+                                    n_hist, 1700000800), CK_ERR_POLICY);
+        CHECK_OK(T->ops->rename(be, "henry@CONF.TEST", "jack@CONF.TEST", 2, &k2, 1, hist,
+                                n_hist, 1700000800));
+        CHECK_INT_EQ(T->ops->get(be, "henry@CONF.TEST", &row), CK_ERR_NOTFOUND);
+        CHECK_OK(T->ops->get(be, "jack@CONF.TEST", &row));
+        CHECK_INT_EQ(row.kvno, 2);
+        ck_store_princ_row_clear(&row);
+        CHECK_OK(T->ops->device_get(be, d.mac, &got));
+        CHECK(strcmp(got.principal, "jack@CONF.TEST") == 0);
+        CHECK_INT_EQ(got.generation, gen_of(be));
+        ck_store_device_row_clear(&got);
+    }
+    ck_store_free_key_rows_int(hist, n_hist);
+
+    CHECK_OK(T->ops->load_realm(be, &realm, &mk));
+    ck_store_mkey_row_clear(&mk);
+    realm.max_life = 1234;
+    realm.n_enctypes = 1;
+    realm.default_attributes = 0;
+    CHECK_OK(T->ops->realm_modify(be, &realm));
+    memset(&realm, 0, sizeof(realm));
+    CHECK_OK(T->ops->load_realm(be, &realm, &mk));
+    ck_store_mkey_row_clear(&mk);
+    CHECK_INT_EQ(realm.max_life, 1234);
+    CHECK_INT_EQ(realm.n_enctypes, 1);
+    CHECK_INT_EQ(realm.default_attributes, 0);
+    g0 = gen_of(be);
+    CHECK_OK(T->ops->audit_set_retention(be, &ret_in));
+    CHECK_OK(T->ops->audit_get_retention(be, &ret_out));
+    CHECK_INT_EQ(ret_out.keep_rows, 500);
+    CHECK_INT_EQ(ret_out.keep_days, 30);
+    CHECK_INT_EQ(gen_of(be), g0); /* audited, nothing cached changed */
+    T->ops->close(be);
+}
+
 static void
 wrong_schema_refused(void)
 {
@@ -683,6 +795,7 @@ BOTH(rotate_one_transaction)
 BOTH(rotate_failure_atomic)
 BOTH(keys_encrypted_at_rest)
 BOTH(devices_and_policies)
+BOTH(lockout_password_rename_realm)
 BOTH(wrong_schema_refused)
 ON(pg, pg_change_notification)
 ON(pg, pg_login_refused)
@@ -705,6 +818,8 @@ main(int argc, char **argv)
         CK_TEST_CASE(keys_encrypted_at_rest_pg),
         CK_TEST_CASE(devices_and_policies_sqlite),
         CK_TEST_CASE(devices_and_policies_pg),
+        CK_TEST_CASE(lockout_password_rename_realm_sqlite),
+        CK_TEST_CASE(lockout_password_rename_realm_pg),
         CK_TEST_CASE(wrong_schema_refused_sqlite),
         CK_TEST_CASE(wrong_schema_refused_pg),
         CK_TEST_CASE(pg_change_notification_pg),
