@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -646,6 +647,136 @@ lockout_password_rename_realm(void)
     T->ops->close(be);
 }
 
+/* A process that holds the database's write lock from outside the backend (raw connection)
+ * until told to let go, so that two writers started meanwhile really run at the same time once
+ * it does. A process of its own: an SQLite lock must not cross a fork. */
+struct locker {
+    pid_t pid;
+    int release_fd;
+};
+
+static struct locker
+hold_write_lock(void)
+{
+    struct locker l = {.pid = -1, .release_fd = -1};
+    int ready[2], release[2];
+    char c = 0;
+
+    if (pipe(ready) != 0 || pipe(release) != 0)
+        abort();
+    fflush(NULL);
+    l.pid = fork();
+    if (l.pid == 0) {
+        int ok;
+
+        close(ready[0]);
+        close(release[1]);
+        if (T == &t_sqlite) {
+            sqlite3 *db = NULL;
+
+            ok = sqlite3_open(T->path, &db) == SQLITE_OK &&
+                 sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+            if (write(ready[1], ok ? "y" : "n", 1) != 1 || read(release[0], &c, 1) != 1)
+                _exit(1);
+            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+            sqlite3_close(db);
+        } else {
+            PGconn *pc = PQconnectdb(T->path);
+            PGresult *r = PQexec(pc, "BEGIN; LOCK TABLE generation, principal, key IN "
+                                     "EXCLUSIVE MODE");
+
+            ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            PQclear(r);
+            if (write(ready[1], ok ? "y" : "n", 1) != 1 || read(release[0], &c, 1) != 1)
+                _exit(1);
+            PQclear(PQexec(pc, "COMMIT"));
+            PQfinish(pc);
+        }
+        _exit(ok ? 0 : 1);
+    }
+    if (l.pid < 0)
+        abort();
+    close(ready[1]);
+    close(release[0]);
+    CHECK(read(ready[0], &c, 1) == 1 && c == 'y');
+    close(ready[0]);
+    l.release_fd = release[1];
+    return l;
+}
+
+static void
+release_write_lock(struct locker l)
+{
+    int st = 0;
+
+    CHECK(write(l.release_fd, "r", 1) == 1);
+    close(l.release_fd);
+    waitpid(l.pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Two processes rotate the same principal from the same kvno, released at the same moment,
+ * ten times: each time exactly one wins and the other is refused (CK_ERR_POLICY), never both,
+ * never a half-applied rotation; the counter moves once per round. */
+#define RACE_ROUNDS 10
+static void
+concurrent_rotation(void)
+{
+    void *be = make_realm();
+    struct ck_store_princ_row row;
+    uint8_t b1[40];
+    uint64_t g0;
+    int wins = 0, refused = 0, other = 0;
+
+    CHECK_OK(put_simple(be, "race@CONF.TEST", 1, CK_PUT_CREATE));
+    g0 = gen_of(be);
+    for (uint32_t k = 1; k <= RACE_ROUNDS; k++) {
+        struct ck_store_key_row key = key_row(k + 1, enctypes[0], (uint8_t)k, b1, sizeof(b1));
+        struct locker lock = hold_write_lock();
+        pid_t pid[2];
+
+        fflush(NULL);
+        for (int i = 0; i < 2; i++) {
+            pid[i] = fork();
+            if (pid[i] == 0) {
+                void *mine = NULL;
+                int ret;
+
+                /* Never the parent's connection: each its own. */
+                if (T->ops->open(T->path, 0, false, &mine) != 0)
+                    _exit(3);
+                ret = T->ops->rotate(mine, "race@CONF.TEST", k, k + 1, &key, 1, 3, 1);
+                if (ret != 0 && ret != CK_ERR_POLICY)
+                    fprintf(stderr, "  round %u: %s\n", k, ck_error_context());
+                T->ops->close(mine);
+                _exit(ret == 0 ? 0 : ret == CK_ERR_POLICY ? 1 : 2);
+            }
+            if (pid[i] < 0)
+                abort();
+        }
+        usleep(300000); /* both connected and blocked on the lock */
+        release_write_lock(lock);
+        for (int i = 0; i < 2; i++) {
+            int st = 0, r;
+
+            waitpid(pid[i], &st, 0);
+            r = WIFEXITED(st) ? WEXITSTATUS(st) : 2;
+            wins += r == 0;
+            refused += r == 1;
+            other += r > 1;
+        }
+    }
+    CHECK_INT_EQ(wins, RACE_ROUNDS);
+    CHECK_INT_EQ(refused, RACE_ROUNDS);
+    CHECK_INT_EQ(other, 0);
+    CHECK_INT_EQ(gen_of(be), g0 + RACE_ROUNDS);
+    CHECK_OK(T->ops->get(be, "race@CONF.TEST", &row));
+    CHECK_INT_EQ(row.kvno, RACE_ROUNDS + 1);
+    CHECK_INT_EQ(row.n_keys, 3); /* keep 3 */
+    ck_store_princ_row_clear(&row);
+    T->ops->close(be);
+}
+
 static void
 wrong_schema_refused(void)
 {
@@ -796,6 +927,7 @@ BOTH(rotate_failure_atomic)
 BOTH(keys_encrypted_at_rest)
 BOTH(devices_and_policies)
 BOTH(lockout_password_rename_realm)
+BOTH(concurrent_rotation)
 BOTH(wrong_schema_refused)
 ON(pg, pg_change_notification)
 ON(pg, pg_login_refused)
@@ -820,6 +952,8 @@ main(int argc, char **argv)
         CK_TEST_CASE(devices_and_policies_pg),
         CK_TEST_CASE(lockout_password_rename_realm_sqlite),
         CK_TEST_CASE(lockout_password_rename_realm_pg),
+        CK_TEST_CASE(concurrent_rotation_sqlite),
+        CK_TEST_CASE(concurrent_rotation_pg),
         CK_TEST_CASE(wrong_schema_refused_sqlite),
         CK_TEST_CASE(wrong_schema_refused_pg),
         CK_TEST_CASE(pg_change_notification_pg),
