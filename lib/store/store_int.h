@@ -229,12 +229,25 @@ struct ck_store_ops {
      * row `audit`. */
     int (*restore_commit)(const char *db_path, const char *tmp_path, struct ck_store_audit *audit,
                           ck_store_restore_info *info);
+
+    /* Push notification of changes (optional: NULL for a backend that has none, such as
+     * SQLite, whose caches poll `generation`). change_fd: a descriptor that becomes readable
+     * (poll POLLIN) when another writer may have committed a change, -1 if none.
+     * wait_change: waits at most timeout_ms (0: just looks) for such a notice and drains what
+     * arrived; *changed says whether any did, after which the caller runs changes_since. A
+     * notice may be spurious (the caller's own writes), never missing for a committed change
+     * while the connection stays up; an error means the connection is lost. */
+    int (*change_fd)(void *be);
+    int (*wait_change)(void *be, int timeout_ms, bool *changed);
 };
 
 /* The backends. The registry (backend.c) is the only place that names them: add a backend
  * there, one line. */
 extern const struct ck_store_ops ck_store_sqlite_ops;
 #ifdef CK_STORE_WITH_POSTGRESQL
+/* PostgreSQL (lib/store/pg*.c). open's path: a libpq URI (postgresql://...) or conninfo string;
+ * "" uses libpq's environment (PGHOST, PGSERVICE...). A password in it is refused: passwords
+ * come from PGPASSFILE or a service file. */
 extern const struct ck_store_ops ck_store_postgresql_ops;
 #endif
 /* The ops registered under name ("sqlite"); NULL if unknown or not built. */

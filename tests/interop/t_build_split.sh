@@ -14,7 +14,7 @@ for f in "$EP" "$SRV" "$CHECK"; do
 done
 
 # External symbols (defined or referenced) that belong to the server side.
-FORBIDDEN='^(sqlite3_|ck_store_|ck_net_server_|ck_net_check_listen|ck_daemon_|ck_conf_|kdc_|kpasswd_|cms_|json_)'
+FORBIDDEN='^(sqlite3_|PQ[a-z]|ck_store_|ck_net_server_|ck_net_check_listen|ck_daemon_|ck_conf_|kdc_|kpasswd_|cms_|json_)'
 
 nm_syms() { # every symbol name, defined or undefined, of an archive
     nm -A -g "$1" 2>/dev/null | awk '{ print $NF }' | sort -u
@@ -34,9 +34,9 @@ fi
 # (b) Nothing server-side in the endpoint library, defined or referenced.
 bad="$(nm -A -g "$EP" | awk '{ print $1, $NF }' | awk -v re="$FORBIDDEN" '$2 ~ re')"
 if [ -z "$bad" ] && [ -n "$(nm_syms "$EP")" ]; then
-    ok "endpoint library: no sqlite3_, ck_store_, ck_net_server_, ck_daemon_, ck_conf_, kdc_ symbol"
+    ok "endpoint library: no sqlite3_, PQ*, ck_store_, ck_net_server_, ck_daemon_, ck_conf_, kdc_ symbol"
 else
-    not_ok "endpoint library: no sqlite3_, ck_store_, ck_net_server_, ck_daemon_, ck_conf_, kdc_ symbol" \
+    not_ok "endpoint library: no sqlite3_, PQ*, ck_store_, ck_net_server_, ck_daemon_, ck_conf_, kdc_ symbol" \
         "$(printf '%s\n' "$bad" | head -20)"
 fi
 
@@ -76,10 +76,10 @@ fi
 
 # (e) A program linked with the endpoint library alone runs and loads no SQLite (nor jansson).
 libs="$(ldd "$CHECK" 2>&1)"
-if [ $? -eq 0 ] && grep -q 'libcrypto' <<<"$libs" && ! grep -Eq 'libsqlite3|libjansson' <<<"$libs"; then
-    ok "ck_endpoint_linkcheck: ldd shows libcrypto and no libsqlite3/libjansson"
+if [ $? -eq 0 ] && grep -q 'libcrypto' <<<"$libs" && ! grep -Eq 'libsqlite3|libjansson|libpq' <<<"$libs"; then
+    ok "ck_endpoint_linkcheck: ldd shows libcrypto and no libsqlite3/libjansson/libpq"
 else
-    not_ok "ck_endpoint_linkcheck: ldd shows libcrypto and no libsqlite3/libjansson" "$libs"
+    not_ok "ck_endpoint_linkcheck: ldd shows libcrypto and no libsqlite3/libjansson/libpq" "$libs"
 fi
 expect_output "ck_endpoint_linkcheck runs" "^endpoint linkcheck: ok$" "$CHECK"
 

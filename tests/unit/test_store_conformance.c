@@ -1,0 +1,991 @@
+/* The store backend conformance suite: the same cases against every backend (SQLite and
+ * PostgreSQL), through struct ck_store_ops, so that a KDC sees one behaviour whatever its
+ * database: open/create, principal CRUD, keys that stay encrypted at rest, kvno bump in one
+ * transaction (a failed one leaves nothing), change counter + change log + audit row with each
+ * write, devices and policies, a wrong schema version refused. PostgreSQL only: change
+ * notification to a second connection, a refused login as one clear error, read-only opens.
+ *
+ * PostgreSQL comes from tests/interop/pg_run.sh: run without CK_PG_URI in the environment, this
+ * binary re-executes itself through that script, which starts a throw-away server (initdb in a
+ * temp dir, private socket) and removes it afterwards. A missing PostgreSQL fails the run. */
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include "ck_test.h"
+#include "cablekey/store.h"
+#include "cablekey/util.h"
+#include "store/store_int.h"
+
+struct target {
+    const char *name;
+    const struct ck_store_ops *ops;
+    char path[256];
+};
+
+static char tmpdir[64];
+static struct target t_sqlite = {.name = "sqlite", .ops = &ck_store_sqlite_ops};
+static struct target t_pg = {.name = "postgresql", .ops = &ck_store_postgresql_ops};
+static struct target *T; /* the backend of the running case */
+
+/* ---- per-backend raw access (what only a test does: bypass the backend) ---- */
+
+static int
+raw_sql(const char *sql)
+{
+    int ok = 0;
+
+    if (T == &t_sqlite) {
+        sqlite3 *db = NULL;
+
+        ok = sqlite3_open(T->path, &db) == SQLITE_OK &&
+             sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK;
+        if (!ok)
+            fprintf(stderr, "  raw sqlite: %s\n", db != NULL ? sqlite3_errmsg(db) : "open");
+        sqlite3_close(db);
+    } else {
+        PGconn *c = PQconnectdb(T->path);
+        PGresult *r = NULL;
+
+        if (PQstatus(c) == CONNECTION_OK) {
+            r = PQexec(c, sql);
+            ok = PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK;
+        }
+        if (!ok)
+            fprintf(stderr, "  raw pg: %s", PQerrorMessage(c));
+        PQclear(r);
+        PQfinish(c);
+    }
+    return ok ? 0 : -1;
+}
+
+/* An empty database for the running backend. */
+static void
+reset_db(void)
+{
+    if (T == &t_sqlite) {
+        char p[300];
+        int fd;
+
+        for (const char *sfx = ""; sfx != NULL;
+             sfx = *sfx == '\0' ? "-wal" : strcmp(sfx, "-wal") == 0 ? "-shm" : NULL) {
+            snprintf(p, sizeof(p), "%s%s", T->path, sfx);
+            unlink(p);
+        }
+        fd = open(T->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
+        if (fd < 0)
+            abort();
+        close(fd);
+    } else {
+        /* The role owns the database, hence its public schema. */
+        if (raw_sql("SET client_min_messages = warning; DROP SCHEMA public CASCADE;"
+                    " CREATE SCHEMA public") != 0)
+            abort();
+    }
+}
+
+static const int32_t enctypes[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96,
+                                   CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96};
+
+/* A new realm in an empty database, opened. */
+static void *
+make_realm(void)
+{
+    static const uint8_t check[] = {0x00, 0x01, 0xfe, 0xff, 0x00, 0x42};
+    struct ck_store_mkey_row mk = {.kvno = 1, .enctype = CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96,
+                                   .check = (uint8_t *)check, .check_len = sizeof(check)};
+    ck_realm_info realm;
+    void *be = NULL;
+
+    memset(&realm, 0, sizeof(realm));
+    ck_strlcpy(realm.name, "CONF.TEST", sizeof(realm.name));
+    realm.enctypes[0] = enctypes[0];
+    realm.enctypes[1] = enctypes[1];
+    realm.n_enctypes = 2;
+    realm.max_life = 36000;
+    realm.max_renew = 604800;
+    realm.master_kvno = 1;
+    reset_db();
+    CHECK_OK(T->ops->open(T->path, 0, true, &be));
+    if (be == NULL)
+        abort();
+    CHECK_OK(T->ops->init_schema(be, &realm, &mk, 1700000000));
+    return be;
+}
+
+static void *
+reopen(unsigned flags)
+{
+    void *be = NULL;
+
+    CHECK_OK(T->ops->open(T->path, flags, false, &be));
+    if (be == NULL)
+        abort();
+    return be;
+}
+
+/* A key row whose encrypted blob holds NUL and 0xff bytes (binary safety). */
+static struct ck_store_key_row
+key_row(uint32_t kvno, int32_t enctype, uint8_t fill, uint8_t *buf, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        buf[i] = (uint8_t)(i % 3 == 0 ? 0 : fill + i);
+    return (struct ck_store_key_row){.kvno = kvno, .enctype = enctype, .salt_type = 3,
+                                     .salt = (uint8_t *)"CONF.TESTuser", .salt_len = 13,
+                                     .mkvno = 1, .key_enc = buf, .key_enc_len = len};
+}
+
+static int
+put_simple(void *be, const char *name, uint32_t kvno, enum ck_store_put_mode mode)
+{
+    uint8_t b1[60], b2[44];
+    struct ck_store_key_row keys[2] = {key_row(kvno, enctypes[0], 0x10, b1, sizeof(b1)),
+                                       key_row(kvno, enctypes[1], 0x20, b2, sizeof(b2))};
+    struct ck_store_princ_row row = {.name = (char *)name, .attributes = 0x80,
+                                     .max_life = 3600, .max_renew = 7200, .expires = 0,
+                                     .pw_expires = 1800000000, .kvno = kvno, .n_keys = 2,
+                                     .keys = keys};
+
+    return T->ops->put(be, &row, mode, 1700000100);
+}
+
+static uint64_t
+gen_of(void *be)
+{
+    uint64_t g = 0;
+
+    CHECK_OK(T->ops->generation(be, &g));
+    return g;
+}
+
+struct seen {
+    int n, all;
+    char last[128];
+};
+
+static void
+on_change(enum ck_store_change_kind kind, const char *key, void *arg)
+{
+    struct seen *s = arg;
+
+    s->n++;
+    if (kind == CK_CHANGE_ALL)
+        s->all++;
+    else
+        ck_strlcpy(s->last, key, sizeof(s->last));
+}
+
+static int
+count_audit(const ck_audit_entry *e, void *arg)
+{
+    (void)e;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static int
+audit_rows(void *be, const char *object)
+{
+    ck_audit_filter f = {.since = 0, .object = object, .action = NULL, .limit = 1000};
+    int n = 0;
+
+    CHECK_OK(T->ops->audit_list(be, &f, count_audit, &n));
+    return n;
+}
+
+static int
+collect_name(const char *name, void *arg)
+{
+    char *buf = arg;
+    size_t n = strlen(buf);
+
+    snprintf(buf + n, 256 - n, "%s;", name);
+    return 0;
+}
+
+/* ---- cases, each run against every backend ---- */
+
+static void
+create_open(void)
+{
+    struct ck_store_mkey_row mk;
+    ck_realm_info realm;
+    void *be = make_realm(), *be2 = NULL;
+    int ret;
+
+    T->ops->close(be);
+    be = reopen(0);
+    memset(&realm, 0, sizeof(realm));
+    CHECK_OK(T->ops->load_realm(be, &realm, &mk));
+    CHECK(strcmp(realm.name, "CONF.TEST") == 0);
+    CHECK_INT_EQ(realm.n_enctypes, 2);
+    CHECK_INT_EQ(realm.enctypes[0], enctypes[0]);
+    CHECK_INT_EQ(realm.enctypes[1], enctypes[1]);
+    CHECK_INT_EQ(realm.max_life, 36000);
+    CHECK_INT_EQ(realm.max_renew, 604800);
+    CHECK_INT_EQ(realm.master_kvno, 1);
+    CHECK_INT_EQ(realm.default_attributes, 128);
+    CHECK_INT_EQ(mk.kvno, 1);
+    CHECK_MEM_EQ(mk.check, mk.check_len, "\x00\x01\xfe\xff\x00\x42", 6);
+    ck_store_mkey_row_clear(&mk);
+    CHECK_INT_EQ(gen_of(be), 1);
+    T->ops->close(be);
+    /* A second realm on the same database is refused, and changes nothing. */
+    ret = T->ops->open(T->path, 0, true, &be2);
+    if (ret == 0) {
+        ck_realm_info r2 = realm;
+        struct ck_store_mkey_row m2 = {.kvno = 1, .enctype = 18, .check = (uint8_t *)"x",
+                                       .check_len = 1};
+        ret = T->ops->init_schema(be2, &r2, &m2, 1);
+        T->ops->close(be2);
+    }
+    CHECK(ret != 0);
+    be = reopen(0);
+    CHECK_INT_EQ(gen_of(be), 1);
+    T->ops->close(be);
+}
+
+static void
+principal_crud(void)
+{
+    void *be = make_realm();
+    struct ck_store_princ_row row;
+    struct ck_store_princ_row upd = {.name = "alice@CONF.TEST", .attributes = 0x1,
+                                     .max_life = 10, .max_renew = 20, .expires = 30,
+                                     .pw_expires = 40};
+    char names[256] = "";
+    uint64_t g0 = gen_of(be);
+
+    CHECK_OK(put_simple(be, "alice@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_OK(put_simple(be, "bob@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_INT_EQ(put_simple(be, "alice@CONF.TEST", 1, CK_PUT_CREATE), CK_ERR_EXISTS);
+    CHECK_INT_EQ(gen_of(be), g0 + 2);
+    CHECK_OK(T->ops->get(be, "alice@CONF.TEST", &row));
+    CHECK(row.name != NULL && strcmp(row.name, "alice@CONF.TEST") == 0);
+    CHECK_INT_EQ(row.attributes, 0x80);
+    CHECK_INT_EQ(row.max_life, 3600);
+    CHECK_INT_EQ(row.pw_expires, 1800000000);
+    CHECK_INT_EQ(row.kvno, 1);
+    CHECK_INT_EQ(row.created, 1700000100);
+    CHECK_INT_EQ(row.n_keys, 2);
+    if (row.n_keys == 2) {
+        uint8_t b1[60], b2[44];
+        struct ck_store_key_row k1 = key_row(1, enctypes[0], 0x10, b1, sizeof(b1));
+        struct ck_store_key_row k2 = key_row(1, enctypes[1], 0x20, b2, sizeof(b2));
+
+        /* Insertion order within a kvno; binary blobs intact. */
+        CHECK_INT_EQ(row.keys[0].enctype, enctypes[0]);
+        CHECK_INT_EQ(row.keys[1].enctype, enctypes[1]);
+        CHECK_MEM_EQ(row.keys[0].key_enc, row.keys[0].key_enc_len, k1.key_enc, k1.key_enc_len);
+        CHECK_MEM_EQ(row.keys[1].key_enc, row.keys[1].key_enc_len, k2.key_enc, k2.key_enc_len);
+        CHECK_MEM_EQ(row.keys[0].salt, row.keys[0].salt_len, "CONF.TESTuser", 13);
+        CHECK_INT_EQ(row.keys[0].salt_type, 3);
+        CHECK_INT_EQ(row.keys[0].mkvno, 1);
+    }
+    ck_store_princ_row_clear(&row);
+    CHECK_INT_EQ(T->ops->get(be, "nobody@CONF.TEST", &row), CK_ERR_NOTFOUND);
+
+    CHECK_OK(T->ops->put(be, &upd, CK_PUT_UPDATE_FIELDS, 1700000200));
+    CHECK_OK(T->ops->get(be, "alice@CONF.TEST", &row));
+    CHECK_INT_EQ(row.attributes, 1);
+    CHECK_INT_EQ(row.expires, 30);
+    CHECK_INT_EQ(row.modified, 1700000200);
+    CHECK_INT_EQ(row.n_keys, 2); /* fields only */
+    ck_store_princ_row_clear(&row);
+    upd.name = "nobody@CONF.TEST";
+    CHECK_INT_EQ(T->ops->put(be, &upd, CK_PUT_UPDATE_FIELDS, 1), CK_ERR_NOTFOUND);
+
+    CHECK_OK(put_simple(be, "alice@CONF.TEST", 7, CK_PUT_REPLACE));
+    CHECK_OK(T->ops->get(be, "alice@CONF.TEST", &row));
+    CHECK_INT_EQ(row.kvno, 7);
+    CHECK_INT_EQ(row.n_keys, 2);
+    CHECK(row.n_keys == 2 && row.keys[0].kvno == 7 && row.keys[1].kvno == 7);
+    ck_store_princ_row_clear(&row);
+
+    CHECK_OK(T->ops->list(be, collect_name, names));
+    CHECK(strcmp(names, "alice@CONF.TEST;bob@CONF.TEST;") == 0);
+    CHECK_OK(T->ops->del(be, "bob@CONF.TEST"));
+    CHECK_INT_EQ(T->ops->del(be, "bob@CONF.TEST"), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(T->ops->get(be, "bob@CONF.TEST", &row), CK_ERR_NOTFOUND);
+    T->ops->close(be);
+}
+
+static void
+rotate_one_transaction(void)
+{
+    void *be = make_realm();
+    struct ck_store_princ_row row;
+    struct seen s;
+    uint8_t b1[40], b2[40], b3[40];
+    struct ck_store_key_row k2[2] = {key_row(2, enctypes[0], 0x30, b1, sizeof(b1)),
+                                     key_row(2, enctypes[1], 0x40, b2, sizeof(b2))};
+    struct ck_store_key_row k3 = key_row(3, enctypes[0], 0x50, b3, sizeof(b3));
+    uint64_t g0, cur = 0;
+    int a0;
+
+    CHECK_OK(put_simple(be, "svc/host@CONF.TEST", 1, CK_PUT_CREATE));
+    g0 = gen_of(be);
+    a0 = audit_rows(be, "svc/host@CONF.TEST");
+    CHECK_OK(T->ops->rotate(be, "svc/host@CONF.TEST", 1, 2, k2, 2, 2, 1700000300));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_INT_EQ(audit_rows(be, "svc/host@CONF.TEST"), a0 + 1);
+    memset(&s, 0, sizeof(s));
+    CHECK_OK(T->ops->changes_since(be, g0, &cur, on_change, &s));
+    CHECK_INT_EQ(cur, g0 + 1);
+    CHECK_INT_EQ(s.n, 1);
+    CHECK_INT_EQ(s.all, 0);
+    CHECK(strcmp(s.last, "svc/host@CONF.TEST") == 0);
+    CHECK_OK(T->ops->get(be, "svc/host@CONF.TEST", &row));
+    CHECK_INT_EQ(row.kvno, 2);
+    CHECK_INT_EQ(row.n_keys, 4); /* kvno 2 first, then kvno 1 (keep 2) */
+    CHECK(row.n_keys == 4 && row.keys[0].kvno == 2 && row.keys[2].kvno == 1);
+    ck_store_princ_row_clear(&row);
+
+    /* A writer that read kvno 1 comes second: refused, nothing written. */
+    CHECK_INT_EQ(T->ops->rotate(be, "svc/host@CONF.TEST", 1, 2, k2, 2, 2, 1), CK_ERR_POLICY);
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+
+    /* keep 1: only kvno 3 stays. */
+    CHECK_OK(T->ops->rotate(be, "svc/host@CONF.TEST", 2, 3, &k3, 1, 1, 1700000400));
+    CHECK_OK(T->ops->get(be, "svc/host@CONF.TEST", &row));
+    CHECK_INT_EQ(row.kvno, 3);
+    CHECK_INT_EQ(row.n_keys, 1);
+    ck_store_princ_row_clear(&row);
+    CHECK_INT_EQ(gen_of(be), g0 + 2);
+    T->ops->close(be);
+}
+
+/* A rotation whose key insert fails half-way (a duplicate enctype within the kvno violates the
+ * key table's primary key) leaves the principal, the counter and the audit log as they were. */
+static void
+rotate_failure_atomic(void)
+{
+    void *be = make_realm();
+    struct ck_store_princ_row row;
+    uint8_t b1[40], b2[40];
+    struct ck_store_key_row dup[2] = {key_row(2, enctypes[0], 0x30, b1, sizeof(b1)),
+                                      key_row(2, enctypes[0], 0x40, b2, sizeof(b2))};
+    uint64_t g0;
+    int a0;
+
+    CHECK_OK(put_simple(be, "svc/host@CONF.TEST", 1, CK_PUT_CREATE));
+    g0 = gen_of(be);
+    a0 = audit_rows(be, NULL);
+    CHECK_INT_EQ(T->ops->rotate(be, "svc/host@CONF.TEST", 1, 2, dup, 2, 2, 1), CK_ERR_DB);
+    CHECK_INT_EQ(gen_of(be), g0);
+    CHECK_INT_EQ(audit_rows(be, NULL), a0);
+    CHECK_OK(T->ops->get(be, "svc/host@CONF.TEST", &row));
+    CHECK_INT_EQ(row.kvno, 1);
+    CHECK_INT_EQ(row.n_keys, 2);
+    CHECK(row.n_keys == 2 && row.keys[0].kvno == 1 && row.keys[1].kvno == 1);
+    ck_store_princ_row_clear(&row);
+    /* The connection is usable after the rollback. */
+    CHECK_OK(T->ops->rotate(be, "svc/host@CONF.TEST", 1, 2, dup, 1, 2, 1));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    T->ops->close(be);
+}
+
+/* What the backend stores is the master-key ciphertext the generic layer made: the plaintext
+ * key appears nowhere in it, and it decrypts only for its own principal. The master key is a
+ * throw-away SQLite realm's (ck_store_init_realm), the backend under test only stores. */
+static void
+keys_encrypted_at_rest(void)
+{
+    char kdb[128], kstash[160];
+    ck_store *ks = NULL;
+    ck_db_principal *p = NULL;
+    struct ck_store_key_row *rows = NULL;
+    struct ck_store_princ_row row;
+    ck_db_key k;
+    void *be = make_realm();
+
+    snprintf(kdb, sizeof(kdb), "%s/mkey.db", tmpdir);
+    snprintf(kstash, sizeof(kstash), "%s/mkey.db.stash", tmpdir);
+    unlink(kdb);
+    unlink(kstash);
+    CHECK_OK(ck_store_init_realm(kdb, kstash, "CONF.TEST", enctypes, 2, 0, 0));
+    CHECK_OK(ck_store_open(kdb, kstash, 0, &ks));
+    CHECK_OK(ck_db_principal_new("carol@CONF.TEST", &p));
+    if (ks == NULL || p == NULL)
+        abort();
+    CHECK_OK(ck_db_keys_make("carol@CONF.TEST", "s3cret-pw", 9, enctypes, 2, 1, &p->keys,
+                             &p->n_keys));
+    CHECK_OK(ck_store_encrypt_keys_int(ks, "carol@CONF.TEST", p->keys, p->n_keys, 0, &rows));
+    {
+        struct ck_store_princ_row in = {.name = "carol@CONF.TEST", .kvno = 1,
+                                        .n_keys = p->n_keys, .keys = rows};
+        CHECK_OK(T->ops->put(be, &in, CK_PUT_CREATE, 1));
+    }
+    CHECK_OK(T->ops->get(be, "carol@CONF.TEST", &row));
+    CHECK_INT_EQ(row.n_keys, p->n_keys);
+    for (size_t i = 0; i < row.n_keys && i < p->n_keys; i++) {
+        const ck_key *plain = &p->keys[i].key;
+
+        CHECK_MEM_EQ(row.keys[i].key_enc, row.keys[i].key_enc_len, rows[i].key_enc,
+                     rows[i].key_enc_len);
+        CHECK(memmem(row.keys[i].key_enc, row.keys[i].key_enc_len, plain->contents,
+                     plain->length) == NULL);
+        memset(&k, 0, sizeof(k));
+        CHECK_OK(ck_store_decrypt_key_row(ks, "carol@CONF.TEST", &row.keys[i], &k));
+        CHECK_MEM_EQ(k.key.contents, k.key.length, plain->contents, plain->length);
+        free(k.salt);
+        ck_key_clear(&k.key);
+        /* Bound to its principal: the same blob under another name does not decrypt. */
+        memset(&k, 0, sizeof(k));
+        CHECK_INT_EQ(ck_store_decrypt_key_row(ks, "mallory@CONF.TEST", &row.keys[i], &k),
+                     CK_ERR_INTEGRITY);
+        free(k.salt);
+        ck_key_clear(&k.key);
+    }
+    ck_store_princ_row_clear(&row);
+    ck_store_free_key_rows_int(rows, p->n_keys);
+    ck_db_principal_free(p);
+    ck_store_close(ks);
+    T->ops->close(be);
+}
+
+static int
+count_dev(const struct ck_store_device_row *row, void *arg)
+{
+    (void)row;
+    (*(int *)arg)++;
+    return 0;
+}
+
+static void
+devices_and_policies(void)
+{
+    void *be = make_realm();
+    struct ck_store_device_row d = {.mac = "00:11:22:33:44:55", .principal = "mta@CONF.TEST",
+                                    .state = CK_DEVICE_ACTIVE, .comment = "lab"};
+    struct ck_store_device_row got;
+    ck_policy pol, pget;
+    enum ck_device_pin_result pr;
+    uint8_t pin[CK_DEVICE_SPKI_HASH_LEN];
+    uint64_t gen = 0;
+    size_t n = 0;
+    bool changed = false;
+    int count = 0;
+
+    memset(pin, 0xa5, sizeof(pin));
+    CHECK_INT_EQ(T->ops->device_add(be, &d, 5), CK_ERR_NOTFOUND); /* no such principal */
+    CHECK_OK(put_simple(be, "mta@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_OK(T->ops->device_add(be, &d, 5));
+    CHECK_INT_EQ(T->ops->device_add(be, &d, 5), CK_ERR_EXISTS);
+    CHECK_OK(T->ops->device_get(be, d.mac, &got));
+    CHECK(strcmp(got.principal, "mta@CONF.TEST") == 0 && strcmp(got.comment, "lab") == 0);
+    CHECK(!got.has_pin);
+    CHECK_INT_EQ(got.generation, gen_of(be));
+    ck_store_device_row_clear(&got);
+    CHECK_OK(T->ops->device_pin_check(be, d.mac, pin, &pr, &gen, 6));
+    CHECK_INT_EQ(pr, CK_DEVICE_PIN_SET);
+    CHECK_OK(T->ops->device_pin_check(be, d.mac, pin, &pr, &gen, 7));
+    CHECK_INT_EQ(pr, CK_DEVICE_PIN_MATCH);
+    pin[0] ^= 1;
+    CHECK_OK(T->ops->device_pin_check(be, d.mac, pin, &pr, &gen, 7));
+    CHECK_INT_EQ(pr, CK_DEVICE_PIN_MISMATCH);
+    CHECK_OK(T->ops->device_update(be, d.mac, CK_DEV_SET_STATE, CK_DEVICE_REVOKED, NULL, 8,
+                                   &changed));
+    CHECK(changed);
+    CHECK_OK(T->ops->device_update(be, d.mac, CK_DEV_SET_STATE, CK_DEVICE_REVOKED, NULL, 9,
+                                   &changed));
+    CHECK(!changed);
+    CHECK_OK(T->ops->device_get(be, d.mac, &got));
+    CHECK_INT_EQ(got.revoked, 8);
+    CHECK(got.has_pin);
+    ck_store_device_row_clear(&got);
+    CHECK_OK(T->ops->device_list(be, "mta@CONF.TEST", NULL, 10, count_dev, &count, &n));
+    CHECK_INT_EQ(n, 1);
+    CHECK_INT_EQ(T->ops->del(be, "mta@CONF.TEST"), CK_ERR_POLICY); /* a device maps to it */
+    CHECK_OK(T->ops->device_del(be, d.mac));
+    CHECK_INT_EQ(T->ops->device_del(be, d.mac), CK_ERR_NOTFOUND);
+
+    memset(&pol, 0, sizeof(pol));
+    ck_strlcpy(pol.name, "strict", sizeof(pol.name));
+    pol.min_length = 12;
+    pol.max_failure = 5;
+    pol.failure_interval = 60;
+    pol.lockout_duration = 600;
+    CHECK_OK(T->ops->policy_put(be, &pol, true, 10));
+    CHECK_INT_EQ(T->ops->policy_put(be, &pol, true, 10), CK_ERR_EXISTS);
+    CHECK_OK(T->ops->set_policy(be, "mta@CONF.TEST", "strict", 11));
+    CHECK_OK(T->ops->policy_get(be, "strict", &pget));
+    CHECK_INT_EQ(pget.min_length, 12);
+    CHECK_INT_EQ(pget.ref_count, 1);
+    CHECK_INT_EQ(T->ops->policy_del(be, "strict"), CK_ERR_POLICY); /* in use */
+    {
+        struct ck_store_princ_row row;
+
+        CHECK_OK(T->ops->get(be, "mta@CONF.TEST", &row));
+        CHECK(row.policy != NULL && strcmp(row.policy, "strict") == 0);
+        CHECK_INT_EQ(row.lockout.max_failure, 5);
+        ck_store_princ_row_clear(&row);
+    }
+    CHECK_OK(T->ops->set_policy(be, "mta@CONF.TEST", NULL, 12));
+    CHECK_OK(T->ops->policy_del(be, "strict"));
+    CHECK_INT_EQ(T->ops->policy_get(be, "strict", &pget), CK_ERR_NOTFOUND);
+    T->ops->close(be);
+}
+
+/* The KDC's lockout counters (no generation bump, merged with concurrent writers), the
+ * administrative unlock, a password change with history, a rename, realm settings and the
+ * audit retention: the same results on every backend. */
+static void
+lockout_password_rename_realm(void)
+{
+    void *be = make_realm();
+    struct ck_store_princ_row row;
+    struct ck_store_key_row *hist = NULL;
+    size_t n_hist = 0;
+    uint8_t b1[40];
+    struct ck_store_key_row k2 = key_row(2, enctypes[0], 0x60, b1, sizeof(b1));
+    ck_lockout_update u;
+    ck_realm_info realm;
+    struct ck_store_mkey_row mk;
+    ck_audit_retention ret_in = {.keep_rows = 500, .keep_days = 30}, ret_out;
+    uint64_t g0;
+
+    CHECK_OK(put_simple(be, "henry@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_OK(T->ops->get(be, "henry@CONF.TEST", &row));
+    memset(&u, 0, sizeof(u));
+    u.name = "henry@CONF.TEST";
+    u.created = row.created;
+    u.epoch = row.lockout.epoch;
+    u.fails = 2;
+    u.first_failed = 1700000500;
+    u.last_failed = 1700000510;
+    ck_store_princ_row_clear(&row);
+    g0 = gen_of(be);
+    CHECK_OK(T->ops->record_auth(be, &u, 1));
+    CHECK_OK(T->ops->record_auth(be, &u, 1)); /* adds up */
+    CHECK_INT_EQ(gen_of(be), g0);
+    CHECK_OK(T->ops->get(be, "henry@CONF.TEST", &row));
+    CHECK_INT_EQ(row.lockout.fail_count, 4);
+    CHECK_INT_EQ(row.lockout.last_failed, 1700000510);
+    ck_store_princ_row_clear(&row);
+    CHECK_OK(T->ops->unlock(be, "henry@CONF.TEST", 1700000600));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_OK(T->ops->record_auth(be, &u, 1)); /* stale epoch: void */
+    CHECK_OK(T->ops->get(be, "henry@CONF.TEST", &row));
+    CHECK_INT_EQ(row.lockout.fail_count, 0);
+    CHECK_INT_EQ(row.lockout.epoch, 1);
+    ck_store_princ_row_clear(&row);
+
+    /* Password change: kvno 1's first key joins the history; CK_ERR_DB on a stale kvno. */
+    CHECK_OK(T->ops->change_password(be, "henry@CONF.TEST", 1, 2, &k2, 1, 1, 3, 1800000000,
+                                     0x80, 1700000700));
+    CHECK(T->ops->change_password(be, "henry@CONF.TEST", 1, 2, &k2, 1, 1, 3, 0, 0, 1) ==
+          CK_ERR_DB);
+    CHECK_OK(T->ops->get(be, "henry@CONF.TEST", &row));
+    CHECK_INT_EQ(row.kvno, 2);
+    CHECK_INT_EQ(row.n_keys, 1);
+    CHECK_INT_EQ(row.attributes, 0);
+    CHECK_INT_EQ(row.last_pwd_change, 1700000700);
+    ck_store_princ_row_clear(&row);
+    CHECK_OK(T->ops->pw_history(be, "henry@CONF.TEST", 10, &hist, &n_hist));
+    CHECK_INT_EQ(n_hist, 1);
+    if (n_hist == 1) {
+        uint8_t b0[60];
+        struct ck_store_key_row k1 = key_row(1, enctypes[0], 0x10, b0, sizeof(b0));
+
+        CHECK_INT_EQ(hist[0].kvno, 1);
+        CHECK_MEM_EQ(hist[0].key_enc, hist[0].key_enc_len, k1.key_enc, k1.key_enc_len);
+    }
+
+    /* Rename with its device, keys and history re-encrypted (here: the same blobs). */
+    {
+        struct ck_store_device_row d = {.mac = "00:11:22:33:44:66",
+                                        .principal = "henry@CONF.TEST",
+                                        .state = CK_DEVICE_ACTIVE, .comment = ""};
+        struct ck_store_device_row got;
+
+        CHECK_OK(T->ops->device_add(be, &d, 5));
+        CHECK_OK(put_simple(be, "ivy@CONF.TEST", 1, CK_PUT_CREATE));
+        CHECK_INT_EQ(T->ops->rename(be, "henry@CONF.TEST", "ivy@CONF.TEST", 2, &k2, 1, hist,
+                                    n_hist, 1700000800), CK_ERR_EXISTS);
+        CHECK_INT_EQ(T->ops->rename(be, "henry@CONF.TEST", "jack@CONF.TEST", 1, &k2, 1, hist,
+                                    n_hist, 1700000800), CK_ERR_POLICY);
+        CHECK_OK(T->ops->rename(be, "henry@CONF.TEST", "jack@CONF.TEST", 2, &k2, 1, hist,
+                                n_hist, 1700000800));
+        CHECK_INT_EQ(T->ops->get(be, "henry@CONF.TEST", &row), CK_ERR_NOTFOUND);
+        CHECK_OK(T->ops->get(be, "jack@CONF.TEST", &row));
+        CHECK_INT_EQ(row.kvno, 2);
+        ck_store_princ_row_clear(&row);
+        CHECK_OK(T->ops->device_get(be, d.mac, &got));
+        CHECK(strcmp(got.principal, "jack@CONF.TEST") == 0);
+        CHECK_INT_EQ(got.generation, gen_of(be));
+        ck_store_device_row_clear(&got);
+    }
+    ck_store_free_key_rows_int(hist, n_hist);
+
+    CHECK_OK(T->ops->load_realm(be, &realm, &mk));
+    ck_store_mkey_row_clear(&mk);
+    realm.max_life = 1234;
+    realm.n_enctypes = 1;
+    realm.default_attributes = 0;
+    CHECK_OK(T->ops->realm_modify(be, &realm));
+    memset(&realm, 0, sizeof(realm));
+    CHECK_OK(T->ops->load_realm(be, &realm, &mk));
+    ck_store_mkey_row_clear(&mk);
+    CHECK_INT_EQ(realm.max_life, 1234);
+    CHECK_INT_EQ(realm.n_enctypes, 1);
+    CHECK_INT_EQ(realm.default_attributes, 0);
+    g0 = gen_of(be);
+    CHECK_OK(T->ops->audit_set_retention(be, &ret_in));
+    CHECK_OK(T->ops->audit_get_retention(be, &ret_out));
+    CHECK_INT_EQ(ret_out.keep_rows, 500);
+    CHECK_INT_EQ(ret_out.keep_days, 30);
+    CHECK_INT_EQ(gen_of(be), g0); /* audited, nothing cached changed */
+    T->ops->close(be);
+}
+
+/* A process that holds the database's write lock from outside the backend (raw connection)
+ * until told to let go, so that two writers started meanwhile really run at the same time once
+ * it does. A process of its own: an SQLite lock must not cross a fork. */
+struct locker {
+    pid_t pid;
+    int release_fd;
+};
+
+static struct locker
+hold_write_lock(void)
+{
+    struct locker l = {.pid = -1, .release_fd = -1};
+    int ready[2], release[2];
+    char c = 0;
+
+    if (pipe(ready) != 0 || pipe(release) != 0)
+        abort();
+    fflush(NULL);
+    l.pid = fork();
+    if (l.pid == 0) {
+        int ok;
+
+        close(ready[0]);
+        close(release[1]);
+        if (T == &t_sqlite) {
+            sqlite3 *db = NULL;
+
+            ok = sqlite3_open(T->path, &db) == SQLITE_OK &&
+                 sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, NULL) == SQLITE_OK;
+            if (write(ready[1], ok ? "y" : "n", 1) != 1 || read(release[0], &c, 1) != 1)
+                _exit(1);
+            sqlite3_exec(db, "COMMIT", NULL, NULL, NULL);
+            sqlite3_close(db);
+        } else {
+            PGconn *pc = PQconnectdb(T->path);
+            PGresult *r = PQexec(pc, "BEGIN; LOCK TABLE generation, principal, key IN "
+                                     "EXCLUSIVE MODE");
+
+            ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+            PQclear(r);
+            if (write(ready[1], ok ? "y" : "n", 1) != 1 || read(release[0], &c, 1) != 1)
+                _exit(1);
+            PQclear(PQexec(pc, "COMMIT"));
+            PQfinish(pc);
+        }
+        _exit(ok ? 0 : 1);
+    }
+    if (l.pid < 0)
+        abort();
+    close(ready[1]);
+    close(release[0]);
+    CHECK(read(ready[0], &c, 1) == 1 && c == 'y');
+    close(ready[0]);
+    l.release_fd = release[1];
+    return l;
+}
+
+static void
+release_write_lock(struct locker l)
+{
+    int st = 0;
+
+    CHECK(write(l.release_fd, "r", 1) == 1);
+    close(l.release_fd);
+    waitpid(l.pid, &st, 0);
+    CHECK(WIFEXITED(st) && WEXITSTATUS(st) == 0);
+}
+
+/* Two processes rotate the same principal from the same kvno, released at the same moment,
+ * ten times: each time exactly one wins and the other is refused (CK_ERR_POLICY), never both,
+ * never a half-applied rotation; the counter moves once per round. */
+#define RACE_ROUNDS 10
+static void
+concurrent_rotation(void)
+{
+    void *be = make_realm();
+    struct ck_store_princ_row row;
+    uint8_t b1[40];
+    uint64_t g0;
+    int wins = 0, refused = 0, other = 0;
+
+    CHECK_OK(put_simple(be, "race@CONF.TEST", 1, CK_PUT_CREATE));
+    g0 = gen_of(be);
+    for (uint32_t k = 1; k <= RACE_ROUNDS; k++) {
+        struct ck_store_key_row key = key_row(k + 1, enctypes[0], (uint8_t)k, b1, sizeof(b1));
+        struct locker lock = hold_write_lock();
+        pid_t pid[2];
+
+        fflush(NULL);
+        for (int i = 0; i < 2; i++) {
+            pid[i] = fork();
+            if (pid[i] == 0) {
+                void *mine = NULL;
+                int ret;
+
+                /* Never the parent's connection: each its own. */
+                if (T->ops->open(T->path, 0, false, &mine) != 0)
+                    _exit(3);
+                ret = T->ops->rotate(mine, "race@CONF.TEST", k, k + 1, &key, 1, 3, 1);
+                if (ret != 0 && ret != CK_ERR_POLICY)
+                    fprintf(stderr, "  round %u: %s\n", k, ck_error_context());
+                T->ops->close(mine);
+                _exit(ret == 0 ? 0 : ret == CK_ERR_POLICY ? 1 : 2);
+            }
+            if (pid[i] < 0)
+                abort();
+        }
+        usleep(300000); /* both connected and blocked on the lock */
+        release_write_lock(lock);
+        for (int i = 0; i < 2; i++) {
+            int st = 0, r;
+
+            waitpid(pid[i], &st, 0);
+            r = WIFEXITED(st) ? WEXITSTATUS(st) : 2;
+            wins += r == 0;
+            refused += r == 1;
+            other += r > 1;
+        }
+    }
+    CHECK_INT_EQ(wins, RACE_ROUNDS);
+    CHECK_INT_EQ(refused, RACE_ROUNDS);
+    CHECK_INT_EQ(other, 0);
+    CHECK_INT_EQ(gen_of(be), g0 + RACE_ROUNDS);
+    CHECK_OK(T->ops->get(be, "race@CONF.TEST", &row));
+    CHECK_INT_EQ(row.kvno, RACE_ROUNDS + 1);
+    CHECK_INT_EQ(row.n_keys, 3); /* keep 3 */
+    ck_store_princ_row_clear(&row);
+    T->ops->close(be);
+}
+
+static void
+wrong_schema_refused(void)
+{
+    void *be = make_realm(), *be2 = NULL;
+
+    T->ops->close(be);
+    CHECK(raw_sql("UPDATE schema_version SET version = 99") == 0);
+    CHECK_INT_EQ(T->ops->open(T->path, 0, false, &be2), CK_ERR_UNSUPPORTED);
+    CHECK(strstr(ck_error_context(), "99") != NULL);
+    CHECK(be2 == NULL);
+    /* A database without the schema at all: not a cablekey database. */
+    reset_db();
+    CHECK(T->ops->open(T->path, 0, false, &be2) != 0);
+    CHECK(be2 == NULL);
+}
+
+/* ---- PostgreSQL only ---- */
+
+static int64_t
+now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* A write on one connection reaches another one's wait_change without polling; generous
+ * timeout, the latency is only reported. */
+static void
+pg_change_notification(void)
+{
+    void *a = make_realm(), *b = reopen(0);
+    struct seen s;
+    uint64_t since, cur = 0;
+    bool changed = true;
+    int64_t t0, t1;
+
+    CHECK(T->ops->change_fd != NULL && T->ops->wait_change != NULL);
+    CHECK(T->ops->change_fd(b) >= 0);
+    since = gen_of(b);
+    CHECK_OK(T->ops->wait_change(b, 0, &changed));
+    CHECK(!changed);
+    t0 = now_ms();
+    CHECK_OK(put_simple(a, "dave@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_OK(T->ops->wait_change(b, 10000, &changed));
+    t1 = now_ms();
+    CHECK(changed);
+    fprintf(stderr, "  # notification after %lld ms\n", (long long)(t1 - t0));
+    memset(&s, 0, sizeof(s));
+    CHECK_OK(T->ops->changes_since(b, since, &cur, on_change, &s));
+    CHECK_INT_EQ(s.n, 1);
+    CHECK(strcmp(s.last, "dave@CONF.TEST") == 0);
+    /* Nothing else pending; a failed write notifies nobody. */
+    CHECK_OK(T->ops->wait_change(b, 0, &changed));
+    CHECK(!changed);
+    CHECK_INT_EQ(put_simple(a, "dave@CONF.TEST", 1, CK_PUT_CREATE), CK_ERR_EXISTS);
+    CHECK_OK(T->ops->wait_change(b, 300, &changed));
+    CHECK(!changed);
+    T->ops->close(a);
+    T->ops->close(b);
+}
+
+static void
+pg_login_refused(void)
+{
+    void *be = NULL;
+
+    T->ops->close(make_realm());
+    CHECK_INT_EQ(T->ops->open("user=ck_no_such_role", 0, false, &be), CK_ERR_PERM);
+    CHECK(be == NULL);
+    CHECK(strstr(ck_error_context(), "refused login for user ck_no_such_role") != NULL);
+    fprintf(stderr, "  # %s\n", ck_error_context());
+    /* The role exists, the password file's password for it is wrong. */
+    CHECK_INT_EQ(T->ops->open("user=ck_wrongpw", 0, false, &be), CK_ERR_PERM);
+    CHECK(strstr(ck_error_context(), "password authentication failed") != NULL);
+    fprintf(stderr, "  # %s\n", ck_error_context());
+    /* A password typed into the URI is refused before any connection. */
+    CHECK_INT_EQ(T->ops->open("postgresql://cablekey:pw@localhost/cablekey", 0, false, &be),
+                 CK_ERR_CONFIG);
+    CHECK_INT_EQ(T->ops->open("password=pw", 0, false, &be), CK_ERR_CONFIG);
+    CHECK(be == NULL);
+    /* No server there: a connection error, not a login refusal. */
+    CHECK_INT_EQ(T->ops->open("host=/nonexistent-ck-dir port=1", 0, false, &be), CK_ERR_DB);
+    CHECK(strstr(ck_error_context(), "cannot connect") != NULL);
+    CHECK_INT_EQ(T->ops->open("not a conninfo ===", 0, false, &be), CK_ERR_CONFIG);
+}
+
+/* The server drops the connections (restart, failover, an idle cut): reads and writes go on
+ * over a new connection, and a waiting cache is told that it may have missed changes. */
+static void
+pg_reconnect_after_loss(void)
+{
+    void *a = make_realm(), *b = reopen(0);
+    struct ck_store_princ_row row;
+    char kill[256];
+    const char *su = getenv("CK_PG_SUPERUSER");
+    PGconn *c;
+    PGresult *r;
+    bool changed = false;
+
+    CHECK_OK(put_simple(a, "frank@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_OK(T->ops->wait_change(b, 5000, &changed));
+    CHECK(changed);
+    snprintf(kill, sizeof(kill), "user=%s dbname=postgres", su != NULL ? su : "");
+    c = PQconnectdb(kill);
+    r = PQexec(c, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                  " WHERE application_name = 'cablekey'");
+    CHECK(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 2);
+    PQclear(r);
+    PQfinish(c);
+    changed = false;
+    CHECK_OK(T->ops->wait_change(b, 5000, &changed));
+    CHECK(changed);
+    CHECK_OK(T->ops->get(a, "frank@CONF.TEST", &row));
+    ck_store_princ_row_clear(&row);
+    CHECK_OK(put_simple(a, "grace@CONF.TEST", 1, CK_PUT_CREATE));
+    changed = false;
+    CHECK_OK(T->ops->wait_change(b, 5000, &changed)); /* b LISTENs again */
+    CHECK(changed);
+    T->ops->close(a);
+    T->ops->close(b);
+}
+
+static void
+pg_readonly(void)
+{
+    void *be;
+
+    T->ops->close(make_realm());
+    be = reopen(CK_STORE_READONLY);
+    CHECK_INT_EQ(put_simple(be, "eve@CONF.TEST", 1, CK_PUT_CREATE), CK_ERR_PERM);
+    CHECK_INT_EQ(gen_of(be), 1);
+    T->ops->close(be);
+}
+
+#define ON(target, fn)                                                                        \
+    static void fn##_##target(void)                                                          \
+    {                                                                                        \
+        T = &t_##target;                                                                     \
+        fn();                                                                                \
+    }
+#define BOTH(fn) ON(sqlite, fn) ON(pg, fn)
+BOTH(create_open)
+BOTH(principal_crud)
+BOTH(rotate_one_transaction)
+BOTH(rotate_failure_atomic)
+BOTH(keys_encrypted_at_rest)
+BOTH(devices_and_policies)
+BOTH(lockout_password_rename_realm)
+BOTH(concurrent_rotation)
+BOTH(wrong_schema_refused)
+ON(pg, pg_change_notification)
+ON(pg, pg_login_refused)
+ON(pg, pg_readonly)
+ON(pg, pg_reconnect_after_loss)
+
+int
+main(int argc, char **argv)
+{
+    static const struct ck_test_case cases[] = {
+        CK_TEST_CASE(create_open_sqlite),
+        CK_TEST_CASE(create_open_pg),
+        CK_TEST_CASE(principal_crud_sqlite),
+        CK_TEST_CASE(principal_crud_pg),
+        CK_TEST_CASE(rotate_one_transaction_sqlite),
+        CK_TEST_CASE(rotate_one_transaction_pg),
+        CK_TEST_CASE(rotate_failure_atomic_sqlite),
+        CK_TEST_CASE(rotate_failure_atomic_pg),
+        CK_TEST_CASE(keys_encrypted_at_rest_sqlite),
+        CK_TEST_CASE(keys_encrypted_at_rest_pg),
+        CK_TEST_CASE(devices_and_policies_sqlite),
+        CK_TEST_CASE(devices_and_policies_pg),
+        CK_TEST_CASE(lockout_password_rename_realm_sqlite),
+        CK_TEST_CASE(lockout_password_rename_realm_pg),
+        CK_TEST_CASE(concurrent_rotation_sqlite),
+        CK_TEST_CASE(concurrent_rotation_pg),
+        CK_TEST_CASE(wrong_schema_refused_sqlite),
+        CK_TEST_CASE(wrong_schema_refused_pg),
+        CK_TEST_CASE(pg_change_notification_pg),
+        CK_TEST_CASE(pg_login_refused_pg),
+        CK_TEST_CASE(pg_readonly_pg),
+        CK_TEST_CASE(pg_reconnect_after_loss_pg),
+    };
+    char cmd[128];
+    int rc;
+
+    (void)argc;
+    if (getenv("CK_PG_URI") == NULL) {
+        /* Run again under a throw-away server; a second time without one is a failure. */
+        if (getenv("CK_PG_REEXEC") != NULL) {
+            printf("not ok 1 - store conformance: no PostgreSQL server (CK_PG_URI unset)\n");
+            return 1;
+        }
+        setenv("CK_PG_REEXEC", "1", 1);
+        execl("/bin/bash", "bash", "interop/pg_run.sh", argv[0], (char *)NULL);
+        printf("not ok 1 - store conformance: cannot run interop/pg_run.sh (cwd must be "
+               "tests/)\n");
+        return 1;
+    }
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/ck-conformance-XXXXXX");
+    if (mkdtemp(tmpdir) == NULL)
+        abort();
+    snprintf(t_sqlite.path, sizeof(t_sqlite.path), "%s/kdc.db", tmpdir);
+    /* The role, database, socket and password file come from libpq's environment. */
+    t_pg.path[0] = '\0';
+    rc = ck_test_run("store conformance", cases, sizeof(cases) / sizeof(cases[0]));
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", tmpdir);
+    if (system(cmd) != 0)
+        fprintf(stderr, "could not remove %s\n", tmpdir);
+    return rc;
+}
