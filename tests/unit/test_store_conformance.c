@@ -73,17 +73,13 @@ reset_db(void)
 {
     if (T == &t_sqlite) {
         char p[300];
-        int fd;
 
         for (const char *sfx = ""; sfx != NULL;
              sfx = *sfx == '\0' ? "-wal" : strcmp(sfx, "-wal") == 0 ? "-shm" : NULL) {
             snprintf(p, sizeof(p), "%s%s", T->path, sfx);
             unlink(p);
         }
-        fd = open(T->path, O_WRONLY | O_CREAT | O_EXCL, 0600);
-        if (fd < 0)
-            abort();
-        close(fd);
+        /* open(create) makes the file itself (exclusively, 0600). */
     } else {
         /* The role owns the database, hence its public schema. */
         if (raw_sql("SET client_min_messages = warning; DROP SCHEMA public CASCADE;"
