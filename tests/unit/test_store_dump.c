@@ -433,6 +433,7 @@ refusals(void)
         free(bad);
         free(edited);
     }
+    free(line);
     bad = replace(t, "attributes=128 ", "attributes=0 ");
     CHECK_INT_EQ(load_text(bad, NULL), CK_ERR_INTEGRITY);
     CHECK(strstr(ck_error_context(), "SHA-256 mismatch") != NULL);
