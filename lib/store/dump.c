@@ -156,6 +156,7 @@ struct dump_ctx {
     ck_store_dump_info info;
     char **names;
     size_t n_names, cap_names;
+    char last_mac[CK_DEVICE_MAC_LEN + 1]; /* device paging */
 };
 
 static int
@@ -267,6 +268,7 @@ dump_device(const struct ck_store_device_row *row, void *arg)
     w_int(w, "revoked", row->revoked);
     w_text(w, "comment", row->comment);
     w_end(w, true);
+    ck_strlcpy(d->last_mac, row->mac, sizeof(d->last_mac));
     d->info.devices++;
     return w->err;
 }
@@ -284,7 +286,6 @@ dump_walk(void *arg)
     ck_audit_retention rt;
     uint8_t md[32];
     unsigned md_len = 0;
-    char after[CK_DEVICE_MAC_LEN + 1] = "";
     int ret;
 
     memset(&mrow, 0, sizeof(mrow));
@@ -328,20 +329,16 @@ dump_walk(void *arg)
             goto out;
     }
     for (;;) {
+        char after[CK_DEVICE_MAC_LEN + 1];
         size_t n = 0;
-        struct dump_ctx *dd = d;
 
+        /* A copy: the backend may read `after` while the callback moves last_mac on. */
+        ck_strlcpy(after, d->last_mac, sizeof(after));
         if ((ret = ops->device_list(be, NULL, after[0] ? after : NULL, DUMP_DEVICE_PAGE,
-                                    dump_device, dd, &n)) != 0)
+                                    dump_device, d, &n)) != 0)
             goto out;
         if (n < DUMP_DEVICE_PAGE)
             break;
-        /* The last MAC written is the page's last: page on after it. */
-        {
-            const char *last = w->line + strlen("device mac=");
-            memcpy(after, last, CK_DEVICE_MAC_LEN);
-            after[CK_DEVICE_MAC_LEN] = '\0';
-        }
     }
     if (EVP_DigestFinal_ex(w->md, md, &md_len) != 1 || md_len != sizeof(md)) {
         ret = ck_error_set(CK_ERR_CRYPTO, "dump: SHA-256");

@@ -552,4 +552,39 @@ refusals(void)
     fixture_down();
 }
 
-CK_TEST_MAIN("store_dump", CK_TEST_CASE(round_trip), CK_TEST_CASE(refusals))
+/* More devices than one page of the backend's device listing: all of them, in order, once. */
+static void
+many_devices(void)
+{
+    ck_store_dump_info info, l;
+    ck_store *s;
+    char *t1, *t2, *b1, *b2;
+
+    build_realm();
+    s = fixture_open(db);
+    for (int i = 0; i < 2100; i++) {
+        char mac[CK_DEVICE_MAC_LEN + 1];
+        snprintf(mac, sizeof(mac), "02:00:00:00:%02x:%02x", (i >> 8) & 0xff, i & 0xff);
+        CHECK_OK(fixture_add_device(s, mac, "alice@" REALM, NULL, NULL));
+    }
+    ck_store_close(s);
+    dump_to(db, path_dump, &info);
+    CHECK_INT_EQ(info.devices, 2103);
+    copy_stash();
+    CHECK_OK(ck_store_load(path_db2, NULL, path_dump, "test", &l));
+    CHECK_INT_EQ(l.devices, 2103);
+    dump_to(path_db2, path_dump2, NULL);
+    t1 = slurp(path_dump);
+    t2 = slurp(path_dump2);
+    b1 = body(t1);
+    b2 = body(t2);
+    CHECK(strcmp(b1, b2) == 0);
+    free(b1);
+    free(b2);
+    free(t1);
+    free(t2);
+    fixture_down();
+}
+
+CK_TEST_MAIN("store_dump", CK_TEST_CASE(round_trip), CK_TEST_CASE(refusals),
+             CK_TEST_CASE(many_devices))
