@@ -48,4 +48,14 @@ int ck_store_dump(ck_store *store, FILE *out, ck_store_dump_info *info);
 int ck_store_load(const char *db_path, const char *stash_path, const char *in_path,
                   const char *actor, ck_store_dump_info *info);
 
+/* `db load --replace`: replaces the realm at db_path (which must exist) by the dump, through a
+ * new database loaded beside it (ck_store_load, with db_path's stash) and ck_store_restore of that
+ * (restore_flags: CK_RESTORE_FORCE), so the replacement has the restore's guarantees: every check
+ * before any write, one write transaction on the live file, the change counter moved past both
+ * states (running KDCs drop every cached record), the live audit log kept with a "db.restore"
+ * row. The temporary database is removed. rinfo may be NULL. */
+int ck_store_load_replace(const char *db_path, const char *stash_path, const char *in_path,
+                          unsigned restore_flags, const char *actor, ck_store_dump_info *info,
+                          ck_store_restore_info *rinfo);
+
 #endif

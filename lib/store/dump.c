@@ -1270,3 +1270,47 @@ out:
     free(stash_alloc);
     return ret;
 }
+
+/* --replace: the dump goes into a new database beside db_path, then through ck_store_restore,
+ * which already is the safe way to replace a live realm (validated copy, one write transaction,
+ * change counter past both states, audit row kept in the live log). */
+int
+ck_store_load_replace(const char *db_path, const char *stash_path, const char *in_path,
+                      unsigned restore_flags, const char *actor, ck_store_dump_info *info,
+                      ck_store_restore_info *rinfo)
+{
+    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
+    char *stash_alloc = NULL, *tmp = NULL;
+    size_t n;
+    int ret;
+
+    if (db_path == NULL || in_path == NULL)
+        return ck_error_set(CK_ERR_INVAL, "database and dump paths are required");
+    n = strlen(db_path) + 64;
+    if ((tmp = malloc(n)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "load");
+    snprintf(tmp, n, "%s.load-%ld", db_path, (long)getpid());
+    if (stash_path == NULL) {
+        size_t m = strlen(db_path);
+        if ((stash_alloc = malloc(m + sizeof(".stash"))) == NULL) {
+            free(tmp);
+            return ck_error_set(CK_ERR_NOMEM, "stash path");
+        }
+        memcpy(stash_alloc, db_path, m);
+        memcpy(stash_alloc + m, ".stash", sizeof(".stash"));
+        stash_path = stash_alloc;
+    }
+    /* The live database's stash: a dump under another master key stops here. */
+    if ((ret = ck_store_load(tmp, stash_path, in_path, actor, info)) == 0) {
+        ret = ck_store_restore(db_path, stash_path, tmp, restore_flags, actor, rinfo);
+        /* A failed load removed what it created; this one is ours to remove. */
+        for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
+            char p[4096];
+            snprintf(p, sizeof(p), "%s%s", tmp, suffix[i]);
+            unlink(p);
+        }
+    }
+    free(tmp);
+    free(stash_alloc);
+    return ret;
+}

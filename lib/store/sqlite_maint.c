@@ -694,6 +694,17 @@ copy_tables(struct sqlite_be *be)
     if (ret == 0 && rc != SQLITE_DONE)
         ret = sq_error(be, "restore: list tables");
     sqlite3_finalize(st);
+    /* Creation order is parents first except for policy, which principal references through a
+     * column added later (schema 5): SQLite's deferred foreign-key count does not recover from a
+     * parent deleted before its children, so policy goes first. */
+    for (size_t i = 1; ret == 0 && i < n; i++) {
+        if (strcmp(names[i], "policy") == 0) {
+            char *pol = names[i];
+            memmove(&names[1], &names[0], i * sizeof(names[0]));
+            names[0] = pol;
+            break;
+        }
+    }
     /* Children before parents out, parents before children in; the foreign keys are checked at
      * commit (defer_foreign_keys). */
     for (size_t i = n; ret == 0 && i > 0; i--) {

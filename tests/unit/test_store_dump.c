@@ -586,5 +586,69 @@ many_devices(void)
     fixture_down();
 }
 
+/* --replace: the live realm becomes the dump's (a principal added after the dump is gone, one
+ * deleted is back), the change counter moves past both, no temporary is left; a dump under
+ * another master key is refused and the live realm is unchanged. */
+static void
+replace_live(void)
+{
+    ck_store_restore_info r;
+    ck_store_dump_info info;
+    ck_store *s;
+    ck_db_principal *p = NULL;
+    uint64_t gen_before = 0;
+    char other_db[200], other_dump[200], *t0, *t1, *b0, *b1;
+
+    build_realm();
+    s = fixture_open(db);
+    add_princ(s, "late@" REALM, NULL);
+    CHECK_OK(ck_store_delete_principal(s, "-@" REALM));
+    CHECK_OK(ck_store_generation(s, &gen_before));
+    ck_store_close(s);
+
+    /* Another realm's dump (same name, other master key): refused, live realm untouched. */
+    snprintf(other_db, sizeof(other_db), "%s/other.db", dir);
+    snprintf(other_dump, sizeof(other_dump), "%s/other.dump", dir);
+    CHECK_OK(ck_store_init_realm(other_db, NULL, REALM, enctypes, N_ENCTYPES, 0, 0));
+    dump_to(other_db, other_dump, NULL);
+    dump_to(db, path_dump2, NULL);
+    t0 = slurp(path_dump2);
+    CHECK_INT_EQ(ck_store_load_replace(db, NULL, other_dump, 0, "test", NULL, NULL),
+                 CK_ERR_INTEGRITY);
+    dump_to(db, path_dump2, NULL);
+    t1 = slurp(path_dump2);
+    b0 = body(t0);
+    b1 = body(t1);
+    CHECK(strcmp(b0, b1) == 0);
+    free(b0);
+    free(b1);
+    free(t0);
+    free(t1);
+
+    CHECK_OK(ck_store_load_replace(db, NULL, path_dump, 0, "test", &info, &r));
+    CHECK(r.generation > gen_before);
+    s = fixture_open(db);
+    CHECK_INT_EQ(ck_store_get_principal(s, "late@" REALM, &p), CK_ERR_NOTFOUND);
+    CHECK_OK(ck_store_get_principal(s, "-@" REALM, &p));
+    ck_db_principal_free(p);
+    ck_store_close(s);
+    dump_to(db, path_dump2, NULL);
+    t0 = slurp(path_dump);
+    t1 = slurp(path_dump2);
+    b0 = body(t0);
+    b1 = body(t1);
+    CHECK(strcmp(b0, b1) == 0);
+    free(b0);
+    free(b1);
+    free(t0);
+    free(t1);
+    {
+        char cmd[300];
+        snprintf(cmd, sizeof(cmd), "ls '%s' | grep -q load-", dir);
+        CHECK(system(cmd) != 0);
+    }
+    fixture_down();
+}
+
 CK_TEST_MAIN("store_dump", CK_TEST_CASE(round_trip), CK_TEST_CASE(refusals),
-             CK_TEST_CASE(many_devices))
+             CK_TEST_CASE(many_devices), CK_TEST_CASE(replace_live))

@@ -17,7 +17,7 @@
 
 enum {
     OPT_DB = 256, OPT_STASH, OPT_FORCE, OPT_OVERWRITE, OPT_SINCE, OPT_LIMIT, OPT_PRINCIPAL,
-    OPT_MAC, OPT_ACTION, OPT_KEEP_ROWS, OPT_KEEP_DAYS, OPT_OUT, OPT_HELP,
+    OPT_MAC, OPT_ACTION, OPT_KEEP_ROWS, OPT_KEEP_DAYS, OPT_OUT, OPT_REPLACE, OPT_HELP,
 };
 
 static const struct option all_opts[] = {
@@ -33,13 +33,14 @@ static const struct option all_opts[] = {
     {"keep-rows", required_argument, NULL, OPT_KEEP_ROWS},
     {"keep-days", required_argument, NULL, OPT_KEEP_DAYS},
     {"out", required_argument, NULL, OPT_OUT},
+    {"replace", no_argument, NULL, OPT_REPLACE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
 
 struct dbopts {
     const char *db, *stash, *principal, *action, *file, *out;
-    bool force, overwrite, has_since, has_mac;
+    bool force, overwrite, has_since, has_mac, replace;
     char mac[CK_DEVICE_MAC_LEN + 1];
     int64_t since, limit, keep_rows, keep_days; /* keep_*: -1 unset */
 };
@@ -68,12 +69,13 @@ static const char db_help[] =
     "      the realm as versioned text (docs/dump-format.md) on stdout or in OUT (written\n"
     "      atomically, mode 0600): settings, policies, principals, devices, lockout and\n"
     "      password history; keys stay encrypted under the master key, as stored\n"
-    "  load --db FILE [--stash FILE] IN\n"
+    "  load --db FILE [--stash FILE] [--replace [--force]] IN\n"
     "      creates the database FILE (which must not exist) from the dump IN, in one\n"
     "      transaction, after checking all of IN: format version, order, counts, SHA-256,\n"
     "      and that the stash holds the master key the dump was made under (copy the source\n"
     "      realm's stash to FILE.stash first) and decrypts every key. Nothing is written\n"
-    "      when any check fails\n"
+    "      when any check fails. --replace: FILE exists and is replaced as by restore (the\n"
+    "      dump is loaded beside it, then restored; --force as for restore)\n"
     "\n"
     "--stash defaults to FILE.stash.\n"
     "\n";
@@ -129,6 +131,7 @@ parse_opts(const char *what, const char *help, int argc, char **argv, struct dbo
         case OPT_FORCE: o->force = true; break;
         case OPT_OVERWRITE: o->overwrite = true; break;
         case OPT_OUT: o->out = optarg; break;
+        case OPT_REPLACE: o->replace = true; break;
         case OPT_PRINCIPAL: o->principal = optarg; break;
         case OPT_ACTION: o->action = optarg; break;
         case OPT_SINCE: {
@@ -183,7 +186,7 @@ only(const char *what, const struct dbopts *o, const char *allowed, const char *
         {o->limit != 0, "limit"},          {o->principal != NULL, "principal"},
         {o->has_mac, "mac"},               {o->action != NULL, "action"},
         {o->keep_rows >= 0, "keep-rows"},  {o->keep_days >= 0, "keep-days"},
-        {o->out != NULL, "out"},
+        {o->out != NULL, "out"},           {o->replace, "replace"},
     };
 
     for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
@@ -317,6 +320,22 @@ do_load(const char *what, const struct dbopts *o)
     int ret;
 
     cli_actor(actor, sizeof(actor));
+    if (o->force && !o->replace)
+        return cli_usage_error(what, "--force needs --replace");
+    if (o->replace) {
+        ck_store_restore_info r;
+        ret = ck_store_load_replace(o->db, o->stash, o->file, o->force ? CK_RESTORE_FORCE : 0,
+                                    actor, &info, &r);
+        if (ret != 0)
+            return cli_fail(what, ret);
+        printf("Replaced realm %s in %s by the dump %s: %lld policies, %lld principals, %lld "
+               "keys, %lld devices; change counter %llu -> %llu: running KDCs drop every "
+               "cached record at their next request.\n", info.realm, o->db, o->file,
+               (long long)info.policies, (long long)info.principals, (long long)info.keys,
+               (long long)info.devices, (unsigned long long)r.old_generation,
+               (unsigned long long)r.generation);
+        return CLI_OK;
+    }
     if ((ret = ck_store_load(o->db, o->stash, o->file, actor, &info)) != 0)
         return cli_fail(what, ret);
     printf("Loaded realm %s from %s into %s: master key kvno %u, %lld policies, %lld "
@@ -339,7 +358,7 @@ cli_db(int argc, char **argv)
         {"restore", do_restore, " stash force ", "IN (the backup file)"},
         {"check", do_check, " stash ", NULL},
         {"dump", do_dump, " stash overwrite out ", NULL},
-        {"load", do_load, " stash ", "IN (the dump file)"},
+        {"load", do_load, " stash replace force ", "IN (the dump file)"},
     };
     char what[64];
     struct dbopts o;
