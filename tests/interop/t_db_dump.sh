@@ -7,7 +7,9 @@
 #   - cablekey-kdc serving the LOADED database issues tickets to MIT kinit (password and
 #     keytab exported from the SOURCE realm), and the policy still refuses a former password;
 #   - a truncated dump, an edited byte, a wrong stash and an existing target are refused with one
-#     clear line, exit 1, and no database left behind.
+#     clear line, exit 1, and no database left behind;
+#   - `load --replace --force` replaces the realm under the running KDC, which serves the
+#     dump's state at once.
 . "$(dirname "$0")/lib.sh"
 
 if is_mit; then
@@ -133,6 +135,23 @@ expect_failure "the former password does not work on the loaded realm" \
     kinit_pw "alice@$REALM" "$PW1"
 cli_fails "the policy's password history came along" "used before" \
     principal rotate --db "$NDB" alice --password "$PW1"
+
+# --- load --replace into the live database while the KDC serves it --------------------------
+cli principal add --db "$NDB" late --random
+cli principal rotate --db "$NDB" alice --password 'Alice-Third-Pw-3'
+cli_fails "load --replace is refused while the KDC has the database open" "in use by process" \
+    db load --db "$NDB" --replace "$tmp/realm.dump"
+cli_ok "load --replace --force into the served database" \
+    db load --db "$NDB" --replace --force "$tmp/realm.dump"
+cli_ok "dump after the replace" db dump --db "$NDB" --out "$tmp/replaced.dump"
+if cmp -s <(sed '1d;$d' "$tmp/replaced.dump") <(sed '1d;$d' "$tmp/realm.dump"); then
+    ok "after --replace the realm is the dump's (the later principal and password are gone)"
+else not_ok "after --replace the realm is the dump's" "$(diff "$tmp/realm.dump" "$tmp/replaced.dump" | head)"; fi
+rm -f "$tmp/ccache"
+expect_success "the running KDC serves the replaced realm: the dump's password works" \
+    kinit_pw "alice@$REALM" "$PW2"
+if ls "$tmp/new" | grep -q 'load-'; then not_ok "no temporary database left" "$(ls "$tmp/new")"
+else ok "no temporary database left"; fi
 kdc_alive "KDC on the loaded database still running"
 realm_stop_kdc
 done_testing
