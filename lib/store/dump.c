@@ -533,7 +533,8 @@ get_hex(struct load_ctx *c, const char *what, const char *v, uint8_t **out, size
     if ((b = malloc(n / 2)) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "dump");
     for (size_t i = 0; i < n / 2; i++) {
-        int hi = ck_hex_digit((unsigned char)v[2 * i]), lo = ck_hex_digit((unsigned char)v[2 * i + 1]);
+        int hi = ck_hex_digit((unsigned char)v[2 * i]);
+        int lo = ck_hex_digit((unsigned char)v[2 * i + 1]);
         if (hi < 0 || lo < 0) {
             free(b);
             return lerr(c, CK_ERR_DECODE, "%s: not hex", what);

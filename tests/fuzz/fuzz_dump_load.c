@@ -3,7 +3,6 @@
  * `cablekey db dump` from a realm with this stash) was written under, so mutations get past the
  * master-key check to the records, the key decryption and the trailer. A load that succeeds is
  * removed again; one that fails must leave no database behind. */
-#include <fcntl.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -650,5 +650,22 @@ replace_live(void)
     fixture_down();
 }
 
+/* Regression (found through --replace): a plain db restore of a realm whose principals use a
+ * policy failed at COMMIT on the foreign key principal.policy -> policy. */
+static void
+restore_with_policies(void)
+{
+    char bak[200];
+    ck_store_restore_info r;
+
+    build_realm();
+    snprintf(bak, sizeof(bak), "%s/backup.db", dir);
+    CHECK_OK(ck_store_backup(db, bak, false, NULL));
+    CHECK_OK(ck_store_restore(db, NULL, bak, 0, "test", &r));
+    CHECK_INT_EQ(r.principals, 5);
+    fixture_down();
+}
+
 CK_TEST_MAIN("store_dump", CK_TEST_CASE(round_trip), CK_TEST_CASE(refusals),
-             CK_TEST_CASE(many_devices), CK_TEST_CASE(replace_live))
+             CK_TEST_CASE(many_devices), CK_TEST_CASE(replace_live),
+             CK_TEST_CASE(restore_with_policies))
