@@ -1441,6 +1441,8 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .change_password = sq_change_password,
     .record_auth = sq_record_auth,
     .unlock = sq_unlock,
+    .snapshot = sq_snapshot,
+    .load_dump = sq_load_dump,
 };
 
 /* For sqlite_maint.c: an ordinary open (schema upgraded unless read-only), and the schema

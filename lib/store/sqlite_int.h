@@ -151,6 +151,11 @@ int sqlite_restore_tmp(const char *db_path, char **out);
 int sqlite_restore_prepare(const char *in_path, const char *tmp_path, int *schema_version);
 int sqlite_restore_commit(const char *db_path, const char *tmp_path,
                           struct ck_store_audit *audit, ck_store_restore_info *info);
+/* sqlite_dump.c: ck_store_ops.snapshot and .load_dump. */
+int sq_snapshot(void *be, int (*fn)(void *arg), void *arg);
+int sq_load_dump(void *be, const ck_realm_info *realm, const ck_audit_retention *retention,
+                 int (*feed)(void *arg, const struct ck_store_load_sink *sink, void *sink_be),
+                 void *arg);
 /* sqlite.c's open and close, for the maintenance code. */
 int sqlite_open_path(const char *path, unsigned flags, struct sqlite_be **out);
 void sqlite_close_be(struct sqlite_be *be);

@@ -418,6 +418,18 @@ mkey_verify(const ck_key *mkey, uint32_t mkvno, const ck_realm_info *realm,
     return ret;
 }
 
+int
+ck_store_stash_check_int(const char *stash_path, const ck_realm_info *realm,
+                         const struct ck_store_mkey_row *row, ck_key *mkey, uint32_t *mkvno)
+{
+    int ret;
+
+    if ((ret = stash_read(stash_path, mkvno, mkey)) == 0 &&
+        (ret = mkey_verify(mkey, *mkvno, realm, row, stash_path)) != 0)
+        ck_key_clear(mkey);
+    return ret;
+}
+
 /* ---- key encryption ---- */
 
 static int

@@ -120,6 +120,17 @@ enum ck_store_device_update {
     CK_DEV_SET_PIN,   /* pin = hash, or cleared if hash is NULL */
 };
 
+/* Where a load writes its records, inside load_dump's transaction (be: load_dump's sink_be).
+ * principal: the row with its key rows as stored (created, modified, policy, last_pwd_change
+ * kept; lockout ignored); lockout and history name a principal written before. */
+struct ck_store_load_sink {
+    int (*policy)(void *be, const ck_policy *pol);
+    int (*principal)(void *be, const struct ck_store_princ_row *row);
+    int (*lockout)(void *be, const char *name, const ck_db_lockout *l);
+    int (*history)(void *be, const char *name, const struct ck_store_key_row *row);
+    int (*device)(void *be, const struct ck_store_device_row *row); /* generation ignored */
+};
+
 struct ck_store_ops {
     const char *name;
     /* location: what the registry made of the URI (backend.c; the file for sqlite, the whole
@@ -239,6 +250,17 @@ struct ck_store_ops {
      * while the connection stays up; an error means the connection is lost. */
     int (*change_fd)(void *be);
     int (*wait_change)(void *be, int timeout_ms, bool *changed);
+
+    /* Dump and load (dump.c; the SQLite side in sqlite_dump.c). snapshot: runs fn inside one
+     * read transaction, so every read op it makes sees one consistent state. load_dump: one
+     * write transaction on a database that init_schema just created: the realm settings and
+     * audit retention, then whatever feed passes to the sink (records exactly as given:
+     * timestamps, encrypted keys), a generation bump with a full-flush change-log entry and the
+     * pending audit row; feed's error rolls everything back. */
+    int (*snapshot)(void *be, int (*fn)(void *arg), void *arg);
+    int (*load_dump)(void *be, const ck_realm_info *realm, const ck_audit_retention *retention,
+                     int (*feed)(void *arg, const struct ck_store_load_sink *sink, void *sink_be),
+                     void *arg);
 };
 
 /* The backends. The registry (backend.c) is the only place that names them: add a backend
@@ -330,6 +352,11 @@ int ck_store_encrypt_keys_int(const ck_store *store, const char *name, const ck_
                               size_t n, uint32_t kvno_override, struct ck_store_key_row **out);
 void ck_store_free_key_rows_int(struct ck_store_key_row *rows, size_t n);
 int64_t ck_store_now_int(void);
+
+/* Reads the stash at stash_path and checks it against a master key row of realm (store.c,
+ * for dump.c's load before anything exists): CK_ERR_INTEGRITY if it is not that key. */
+int ck_store_stash_check_int(const char *stash_path, const ck_realm_info *realm,
+                             const struct ck_store_mkey_row *row, ck_key *mkey, uint32_t *mkvno);
 
 /* Reads a record through the backend and decrypts its keys (store.c). */
 int ck_store_load_principal(ck_store *store, const char *name, ck_db_principal **out);

@@ -9,6 +9,7 @@
 
 #include "cablekey/error.h"
 #include "cablekey/store.h"
+#include "cablekey/store_dump.h"
 #include "cablekey/util.h"
 #include "cli.h"
 
@@ -16,7 +17,7 @@
 
 enum {
     OPT_DB = 256, OPT_STASH, OPT_FORCE, OPT_OVERWRITE, OPT_SINCE, OPT_LIMIT, OPT_PRINCIPAL,
-    OPT_MAC, OPT_ACTION, OPT_KEEP_ROWS, OPT_KEEP_DAYS, OPT_HELP,
+    OPT_MAC, OPT_ACTION, OPT_KEEP_ROWS, OPT_KEEP_DAYS, OPT_OUT, OPT_REPLACE, OPT_HELP,
 };
 
 static const struct option all_opts[] = {
@@ -31,13 +32,15 @@ static const struct option all_opts[] = {
     {"action", required_argument, NULL, OPT_ACTION},
     {"keep-rows", required_argument, NULL, OPT_KEEP_ROWS},
     {"keep-days", required_argument, NULL, OPT_KEEP_DAYS},
+    {"out", required_argument, NULL, OPT_OUT},
+    {"replace", no_argument, NULL, OPT_REPLACE},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
 
 struct dbopts {
-    const char *db, *stash, *principal, *action, *file;
-    bool force, overwrite, has_since, has_mac;
+    const char *db, *stash, *principal, *action, *file, *out;
+    bool force, overwrite, has_since, has_mac, replace;
     char mac[CK_DEVICE_MAC_LEN + 1];
     int64_t since, limit, keep_rows, keep_days; /* keep_*: -1 unset */
 };
@@ -62,6 +65,17 @@ static const char db_help[] =
     "  check --db PATH|URI [--stash FILE]\n"
     "      SQLite integrity and foreign keys, schema version, realm rows, and that the master\n"
     "      key decrypts every stored key; prints each problem, exit 1 if there is any\n"
+    "  dump --db FILE [--stash FILE] [--overwrite] [--out OUT]\n"
+    "      the realm as versioned text (docs/dump-format.md) on stdout or in OUT (written\n"
+    "      atomically, mode 0600): settings, policies, principals, devices, lockout and\n"
+    "      password history; keys stay encrypted under the master key, as stored\n"
+    "  load --db FILE [--stash FILE] [--replace [--force]] IN\n"
+    "      creates the database FILE (which must not exist) from the dump IN, in one\n"
+    "      transaction, after checking all of IN: format version, order, counts, SHA-256,\n"
+    "      and that the stash holds the master key the dump was made under (copy the source\n"
+    "      realm's stash to FILE.stash first) and decrypts every key. Nothing is written\n"
+    "      when any check fails. --replace: FILE exists and is replaced as by restore (the\n"
+    "      dump is loaded beside it, then restored; --force as for restore)\n"
     "\n"
     "--stash defaults to PATH.stash.\n"
     "\n";
@@ -116,6 +130,8 @@ parse_opts(const char *what, const char *help, int argc, char **argv, struct dbo
         case OPT_STASH: o->stash = optarg; break;
         case OPT_FORCE: o->force = true; break;
         case OPT_OVERWRITE: o->overwrite = true; break;
+        case OPT_OUT: o->out = optarg; break;
+        case OPT_REPLACE: o->replace = true; break;
         case OPT_PRINCIPAL: o->principal = optarg; break;
         case OPT_ACTION: o->action = optarg; break;
         case OPT_SINCE: {
@@ -170,6 +186,7 @@ only(const char *what, const struct dbopts *o, const char *allowed, const char *
         {o->limit != 0, "limit"},          {o->principal != NULL, "principal"},
         {o->has_mac, "mac"},               {o->action != NULL, "action"},
         {o->keep_rows >= 0, "keep-rows"},  {o->keep_days >= 0, "keep-days"},
+        {o->out != NULL, "out"},           {o->replace, "replace"},
     };
 
     for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
@@ -255,6 +272,80 @@ do_check(const char *what, const struct dbopts *o)
     return CLI_OK;
 }
 
+static int
+do_dump(const char *what, const struct dbopts *o)
+{
+    ck_store_dump_info info;
+    ck_store *store = NULL;
+    char *buf = NULL;
+    size_t len = 0;
+    FILE *out = stdout;
+    int rc, ret;
+
+    if (o->overwrite && o->out == NULL)
+        return cli_usage_error(what, "--overwrite needs --out");
+    if ((rc = cli_open_store(what, o->db, o->stash, true, &store)) != CLI_OK)
+        return rc;
+    /* A file is written whole or not at all: the dump goes to memory first. */
+    if (o->out != NULL && (out = open_memstream(&buf, &len)) == NULL) {
+        ck_store_close(store);
+        return cli_fail(what, ck_error_set(CK_ERR_NOMEM, "dump buffer"));
+    }
+    ret = ck_store_dump(store, out, &info);
+    ck_store_close(store);
+    if (o->out != NULL) {
+        if (fclose(out) != 0 && ret == 0)
+            ret = ck_error_set(CK_ERR_NOMEM, "dump buffer");
+        if (ret == 0)
+            ret = ck_file_write_atomic(o->out, buf, len, o->overwrite ? CK_WRITE_REPLACE : 0);
+        free(buf);
+    }
+    if (ret != 0)
+        return cli_fail(what, ret);
+    fprintf(o->out != NULL ? stdout : stderr,
+            "Dump of realm %s%s%s: master key kvno %u, %lld policies, %lld principals, %lld "
+            "keys, %lld lockout records, %lld history keys, %lld devices.\n", info.realm,
+            o->out != NULL ? " written to " : "", o->out != NULL ? o->out : "",
+            info.master_kvno, (long long)info.policies, (long long)info.principals,
+            (long long)info.keys, (long long)info.lockouts, (long long)info.history,
+            (long long)info.devices);
+    return CLI_OK;
+}
+
+static int
+do_load(const char *what, const struct dbopts *o)
+{
+    ck_store_dump_info info;
+    char actor[256];
+    int ret;
+
+    cli_actor(actor, sizeof(actor));
+    if (o->force && !o->replace)
+        return cli_usage_error(what, "--force needs --replace");
+    if (o->replace) {
+        ck_store_restore_info r;
+        ret = ck_store_load_replace(o->db, o->stash, o->file, o->force ? CK_RESTORE_FORCE : 0,
+                                    actor, &info, &r);
+        if (ret != 0)
+            return cli_fail(what, ret);
+        printf("Replaced realm %s in %s by the dump %s: %lld policies, %lld principals, %lld "
+               "keys, %lld devices; change counter %llu -> %llu: running KDCs drop every "
+               "cached record at their next request.\n", info.realm, o->db, o->file,
+               (long long)info.policies, (long long)info.principals, (long long)info.keys,
+               (long long)info.devices, (unsigned long long)r.old_generation,
+               (unsigned long long)r.generation);
+        return CLI_OK;
+    }
+    if ((ret = ck_store_load(o->db, o->stash, o->file, actor, &info)) != 0)
+        return cli_fail(what, ret);
+    printf("Loaded realm %s from %s into %s: master key kvno %u, %lld policies, %lld "
+           "principals, %lld keys (all decrypt with the stash), %lld lockout records, %lld "
+           "history keys, %lld devices.\n", info.realm, o->file, o->db, info.master_kvno,
+           (long long)info.policies, (long long)info.principals, (long long)info.keys,
+           (long long)info.lockouts, (long long)info.history, (long long)info.devices);
+    return CLI_OK;
+}
+
 int
 cli_db(int argc, char **argv)
 {
@@ -266,6 +357,8 @@ cli_db(int argc, char **argv)
         {"backup", do_backup, " overwrite ", "OUT (the backup file)"},
         {"restore", do_restore, " stash force ", "IN (the backup file)"},
         {"check", do_check, " stash ", NULL},
+        {"dump", do_dump, " stash overwrite out ", NULL},
+        {"load", do_load, " stash replace force ", "IN (the dump file)"},
     };
     char what[64];
     struct dbopts o;
