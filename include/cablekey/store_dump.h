@@ -45,7 +45,7 @@ int ck_store_dump(ck_store *store, FILE *out, ck_store_dump_info *info);
  * starts with a "db.load" row by actor (NULL: "uid N"). Errors name the dump's line:
  * CK_ERR_DECODE (syntax, order, limits), CK_ERR_UNSUPPORTED (format version),
  * CK_ERR_INTEGRITY (truncated, checksum or counts wrong, stash or a key not matching). */
-int ck_store_load(const char *db_path, const char *stash_path, const char *in_path,
+int ck_store_load(const char *db_uri, const char *stash_path, const char *in_path,
                   const char *actor, ck_store_dump_info *info);
 
 /* `db load --replace`: replaces the realm at db_path (which must exist) by the dump, through a

@@ -1168,43 +1168,30 @@ load_feed(void *arg, const struct ck_store_load_sink *sink, void *sink_be)
     return load_pass(c);
 }
 
-static void
-unlink_target(const char *db_path)
-{
-    static const char *const suffix[] = {"", "-wal", "-shm", "-journal"};
-    size_t n = strlen(db_path);
-    char *p = malloc(n + 16);
-
-    if (p == NULL)
-        return;
-    for (size_t i = 0; i < sizeof(suffix) / sizeof(suffix[0]); i++) {
-        memcpy(p, db_path, n);
-        memcpy(p + n, suffix[i], strlen(suffix[i]) + 1);
-        unlink(p);
-    }
-    free(p);
-}
-
 int
-ck_store_load(const char *db_path, const char *stash_path, const char *in_path,
+ck_store_load(const char *db_uri, const char *stash_path, const char *in_path,
               const char *actor, ck_store_dump_info *info)
 {
     struct load_ctx c;
     ck_store *store = NULL;
+    ck_store_uri u;
     char *stash_alloc = NULL;
     bool created = false;
-    struct stat st;
-    int fd, ret;
+    int ret;
 
     memset(&c, 0, sizeof(c));
-    if (db_path == NULL || in_path == NULL)
+    memset(&u, 0, sizeof(u));
+    if (db_uri == NULL || in_path == NULL)
         return ck_error_set(CK_ERR_INVAL, "database and dump paths are required");
+    if ((ret = ck_store_uri_parse(db_uri, &u)) != 0)
+        return ret;
+    if (u.ops->load_dump == NULL || u.ops->snapshot == NULL) {
+        ret = ck_error_set(CK_ERR_UNSUPPORTED, "a %s database cannot load a dump", u.backend);
+        goto out;
+    }
     if (stash_path == NULL) {
-        size_t n = strlen(db_path);
-        if ((stash_alloc = malloc(n + sizeof(".stash"))) == NULL)
-            return ck_error_set(CK_ERR_NOMEM, "stash path");
-        memcpy(stash_alloc, db_path, n);
-        memcpy(stash_alloc + n, ".stash", sizeof(".stash"));
+        if ((ret = ck_store_default_stash(db_uri, &stash_alloc)) != 0)
+            goto out;
         stash_path = stash_alloc;
     }
     c.path = in_path;
@@ -1217,11 +1204,6 @@ ck_store_load(const char *db_path, const char *stash_path, const char *in_path,
         goto out;
     }
     c.vstore = store;
-    if (lstat(db_path, &st) == 0) {
-        ret = ck_error_set(CK_ERR_EXISTS, "database %s already exists: a dump loads into a "
-                           "new database only", db_path);
-        goto out;
-    }
     if ((c.in = fopen(in_path, "re")) == NULL) {
         ret = ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND : CK_ERR_IO, "dump %s: %s", in_path,
                            strerror(errno));
@@ -1231,17 +1213,15 @@ ck_store_load(const char *db_path, const char *stash_path, const char *in_path,
     if ((ret = load_pass(&c)) != 0)
         goto out;
 
-    fd = open(db_path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) {
-        ret = ck_error_set(errno == EEXIST ? CK_ERR_EXISTS : CK_ERR_IO, "database %s: %s",
-                           db_path, strerror(errno));
+    /* open(create) refuses a database that exists: a dump loads into a new one only. */
+    if ((ret = u.ops->open(u.location, 0, true, &store->be)) != 0) {
+        if (ret == CK_ERR_EXISTS)
+            ret = ck_error_set(CK_ERR_EXISTS, "%s: a dump loads into a new database only",
+                               ck_error_context());
         goto out;
     }
-    close(fd);
     created = true;
-    if ((ret = ck_store_sqlite_ops.open(db_path, 0, true, &store->be)) != 0)
-        goto out;
-    store->ops = &ck_store_sqlite_ops;
+    store->ops = u.ops;
     ck_store_set_actor(store, actor);
     store->ops->audit_attach(store->be, &store->audit);
     store_audit_begin(store, "realm.create", store->realm.name, "for a load from %s", in_path);
@@ -1266,8 +1246,9 @@ out:
     free(c.line);
     EVP_MD_CTX_free(c.md);
     ck_store_close(store);
-    if (ret != 0 && created)
-        unlink_target(db_path);
+    if (ret != 0 && created && u.ops->discard != NULL)
+        u.ops->discard(u.location);
+    ck_store_uri_clear(&u);
     free(stash_alloc);
     return ret;
 }
