@@ -63,7 +63,7 @@ check_exposition(const char *text)
         regcomp(&re_label, RE_LNAME "=" RE_LVAL, REG_EXTENDED) != 0)
         abort();
     if (text[0] != '\0' && text[strlen(text) - 1] != '\n')
-        return -1; /* the last line must end with a newline */
+        bad = -1; /* the last line must end with a newline */
     while (*p != '\0' && bad == 0) {
         const char *nl = strchr(p, '\n');
         char line[2048];
