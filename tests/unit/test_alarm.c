@@ -774,6 +774,31 @@ webhook(void)
     pthread_mutex_unlock(&rv.lock);
     ck_alarm_mgr_free(m);
 
+    /* The webhook's queue bound: five alarms queued before start into two places, the two
+     * newest reach the receiver, three are counted as dropped. */
+    {
+        struct ck_alarm_conf c1 = {.queue_max = 2};
+        char subj[16];
+        m = new_mgr(NULL, &c1);
+        CHECK_OK(ck_alarm_sink_webhook(&wc, &s));
+        CHECK_OK(ck_alarm_mgr_add_sink(m, &s));
+        for (int i = 0; i < 5; i++) {
+            snprintf(subj, sizeof(subj), "q%d", i);
+            CHECK_OK(ck_alarm_raise(m, CK_ALARM_CERT_EXPIRY, CK_ALARM_WARNING, subj, "soon"));
+        }
+        CHECK_OK(ck_alarm_sink_stats(m, 0, &ss));
+        CHECK_INT_EQ(ss.dropped_full, 3);
+        CHECK_OK(ck_alarm_mgr_start(m));
+        CHECK_INT_EQ(wait_requests(&rv, m, 5), 5);
+        sleep_ms(100);
+        CHECK_INT_EQ(atomic_load(&rv.requests), 5);
+        CHECK_INT_EQ(atomic_load(&rv.good_sig), 5);
+        pthread_mutex_lock(&rv.lock);
+        CHECK(strcmp(rv.last_subject, "q4") == 0);
+        pthread_mutex_unlock(&rv.lock);
+        ck_alarm_mgr_free(m);
+    }
+
     /* A receiver that is gone: each attempt fails fast; shutdown stays within its bound. */
     MHD_stop_daemon(d);
     {
