@@ -2,7 +2,9 @@
  * sink by one background thread with a bounded queue and a retry schedule per sink.
  *
  * Locking: one mutex guards the records, the queues and the statistics. A worker's raise holds it
- * for a scan of at most max_alarms records and a copy into each sink's queue. The delivery thread
+ * for a hash lookup (records are chained by a hash of code+subject, so a KDC raising an alarm per
+ * request does not scan every record) and a copy into each sink's queue; only creating a record
+ * when all max_alarms are in use scans them, for the least recently seen. The delivery thread
  * never holds it while a sink runs: it copies the head entry out, unlocks, delivers, relocks and
  * pops the head only if it is still the same entry (a raise may have dropped it meanwhile). */
 #include <pthread.h>
@@ -20,6 +22,7 @@
 #include "cablekey/util.h"
 
 #define MAX_SINKS 8
+#define NONE SIZE_MAX
 
 static const char *const code_names[CK_ALARM_CODE_COUNT] = {
     [CK_ALARM_KVNO_MISSING] = "kvno-missing",     [CK_ALARM_CLOCK_SKEW] = "clock-skew",
@@ -35,6 +38,8 @@ static const char *const severity_names[CK_ALARM_SEVERITY_COUNT] = {
 
 struct rec {
     struct ck_alarm a;
+    uint64_t hash;
+    size_t next;           /* next record in the hash chain, or NONE */
     bool used;
     bool pending;          /* raised inside the window since the last delivery */
     int64_t delivered_ms;  /* when the last copy was queued */
@@ -63,6 +68,8 @@ struct ck_alarm_mgr {
     pthread_t thread;
     bool started, stopping;
     struct rec *recs;
+    size_t *chains;        /* n_chains heads, each a record index or NONE */
+    size_t n_chains;       /* a power of two >= max_alarms */
     struct sinkq sinks[MAX_SINKS];
     size_t n_sinks;
     struct ck_alarm_stats st;
@@ -168,10 +175,17 @@ ck_alarm_mgr_new(const struct ck_alarm_conf *conf, struct ck_alarm_mgr **out)
     copy_clean(m->host, sizeof(m->host), host);
     m->conf.host = NULL; /* the caller's string may go away; m->host is the copy */
     m->recs = calloc(m->conf.max_alarms, sizeof(*m->recs));
-    if (m->recs == NULL) {
+    for (m->n_chains = 1; m->n_chains < m->conf.max_alarms; m->n_chains *= 2)
+        ;
+    m->chains = malloc(m->n_chains * sizeof(*m->chains));
+    if (m->recs == NULL || m->chains == NULL) {
+        free(m->recs);
+        free(m->chains);
         free(m);
         return ck_error_set(CK_ERR_NOMEM, "alarm records");
     }
+    for (size_t i = 0; i < m->n_chains; i++)
+        m->chains[i] = NONE;
     pthread_mutex_init(&m->lock, NULL);
     {
         pthread_condattr_t ca;
@@ -244,33 +258,70 @@ enqueue_all(struct ck_alarm_mgr *m, const struct ck_alarm *a, int64_t now)
     pthread_cond_signal(&m->cond);
 }
 
-static struct rec *
-find_rec(struct ck_alarm_mgr *m, enum ck_alarm_code code, const char *subject)
+/* FNV-1a over the code and the subject: the table is bounded, so a collision costs a longer
+ * chain, never memory. */
+static uint64_t
+rec_hash(enum ck_alarm_code code, const char *subject)
 {
-    for (size_t i = 0; i < m->conf.max_alarms; i++) {
+    uint64_t h = 0xcbf29ce484222325ull;
+
+    h = (h ^ (uint64_t)code) * 0x100000001b3ull;
+    for (const unsigned char *p = (const unsigned char *)subject; *p != '\0'; p++)
+        h = (h ^ *p) * 0x100000001b3ull;
+    return h;
+}
+
+static struct rec *
+find_rec(struct ck_alarm_mgr *m, enum ck_alarm_code code, const char *subject, uint64_t h)
+{
+    for (size_t i = m->chains[h & (m->n_chains - 1)]; i != NONE; i = m->recs[i].next) {
         struct rec *r = &m->recs[i];
-        if (r->used && r->a.code == code && strcmp(r->a.subject, subject) == 0)
+        if (r->hash == h && r->a.code == code && strcmp(r->a.subject, subject) == 0)
             return r;
     }
     return NULL;
 }
 
-/* A free record, else the least recently seen one (cleared ones first). */
-static struct rec *
-take_rec(struct ck_alarm_mgr *m)
+static void
+unlink_rec(struct ck_alarm_mgr *m, size_t idx)
 {
-    struct rec *victim = NULL;
+    size_t *link = &m->chains[m->recs[idx].hash & (m->n_chains - 1)];
+
+    while (*link != NONE && *link != idx)
+        link = &m->recs[*link].next;
+    if (*link == idx)
+        *link = m->recs[idx].next;
+}
+
+/* A free record, else the least recently seen one (cleared ones first), cleared and chained
+ * under h. */
+static struct rec *
+take_rec(struct ck_alarm_mgr *m, uint64_t h)
+{
+    size_t victim = NONE;
+    struct rec *r;
 
     for (size_t i = 0; i < m->conf.max_alarms; i++) {
-        struct rec *r = &m->recs[i];
-        if (!r->used)
-            return r;
-        if (victim == NULL || (r->a.cleared && !victim->a.cleared) ||
-            (r->a.cleared == victim->a.cleared && r->a.last_seen_ms < victim->a.last_seen_ms))
-            victim = r;
+        const struct rec *c = &m->recs[i], *v = victim != NONE ? &m->recs[victim] : NULL;
+        if (!c->used) {
+            victim = i;
+            break;
+        }
+        if (v == NULL || (c->a.cleared && !v->a.cleared) ||
+            (c->a.cleared == v->a.cleared && c->a.last_seen_ms < v->a.last_seen_ms))
+            victim = i;
     }
-    m->st.evicted++;
-    return victim;
+    r = &m->recs[victim];
+    if (r->used) {
+        unlink_rec(m, victim);
+        m->st.evicted++;
+    }
+    memset(r, 0, sizeof(*r));
+    r->used = true;
+    r->hash = h;
+    r->next = m->chains[h & (m->n_chains - 1)];
+    m->chains[h & (m->n_chains - 1)] = victim;
+    return r;
 }
 
 int
@@ -279,6 +330,7 @@ ck_alarm_raise(struct ck_alarm_mgr *m, enum ck_alarm_code code, enum ck_alarm_se
 {
     char subj[CK_ALARM_SUBJECT_MAX], raw[CK_ALARM_CAUSE_MAX], cause[CK_ALARM_CAUSE_MAX];
     struct rec *r;
+    uint64_t h;
     int64_t now;
     va_list ap;
 
@@ -290,11 +342,12 @@ ck_alarm_raise(struct ck_alarm_mgr *m, enum ck_alarm_code code, enum ck_alarm_se
     vsnprintf(raw, sizeof(raw), cause_fmt, ap);
     va_end(ap);
     copy_clean(cause, sizeof(cause), raw);
+    h = rec_hash(code, subj);
 
     pthread_mutex_lock(&m->lock);
     now = now_ms(m);
     m->st.raised++;
-    r = find_rec(m, code, subj);
+    r = find_rec(m, code, subj, h);
     if (r != NULL && !r->a.cleared) {
         r->a.count++;
         r->a.last_seen_ms = now;
@@ -311,9 +364,7 @@ ck_alarm_raise(struct ck_alarm_mgr *m, enum ck_alarm_code code, enum ck_alarm_se
         goto out;
     }
     if (r == NULL) {
-        r = take_rec(m);
-        memset(r, 0, sizeof(*r));
-        r->used = true;
+        r = take_rec(m, h);
         r->a.code = code;
         ck_strlcpy(r->a.subject, subj, sizeof(r->a.subject));
         ck_strlcpy(r->a.host, m->host, sizeof(r->a.host));
@@ -350,7 +401,7 @@ ck_alarm_clear(struct ck_alarm_mgr *m, enum ck_alarm_code code, const char *subj
     va_end(ap);
 
     pthread_mutex_lock(&m->lock);
-    r = find_rec(m, code, subj);
+    r = find_rec(m, code, subj, rec_hash(code, subj));
     if (r == NULL || r->a.cleared) {
         rc = ck_error_set(CK_ERR_NOTFOUND, "alarm %s for %s is not active",
                           ck_alarm_code_name(code), subj);
@@ -378,7 +429,7 @@ ck_alarm_get(struct ck_alarm_mgr *m, enum ck_alarm_code code, const char *subjec
 
     copy_clean(subj, sizeof(subj), subject);
     pthread_mutex_lock(&m->lock);
-    r = find_rec(m, code, subj);
+    r = find_rec(m, code, subj, rec_hash(code, subj));
     if (r == NULL)
         rc = ck_error_set(CK_ERR_NOTFOUND, "no alarm %s for %s", ck_alarm_code_name(code), subj);
     else
@@ -570,6 +621,7 @@ ck_alarm_mgr_free(struct ck_alarm_mgr *m)
     pthread_cond_destroy(&m->cond);
     pthread_mutex_destroy(&m->lock);
     free(m->recs);
+    free(m->chains);
     free(m);
 }
 

@@ -277,6 +277,31 @@ eviction(void)
     CHECK_OK(ck_alarm_get(m, CK_ALARM_KDC_DOWN, "kdc1", &a));
     CHECK_OK(ck_alarm_get(m, CK_ALARM_KDC_DOWN, "kdc3", &a));
     ck_alarm_mgr_free(m);
+
+    /* Many subjects through a small table: the hash chains stay consistent under eviction. */
+    conf = (struct ck_alarm_conf){.max_alarms = 64};
+    m = new_mgr(NULL, &conf);
+    for (int i = 0; i < 500; i++) {
+        char subj[32];
+        snprintf(subj, sizeof(subj), "svc/%d@R", i);
+        atomic_store(&fake_now, T0 + i);
+        CHECK_OK(ck_alarm_raise(m, (enum ck_alarm_code)(i % CK_ALARM_CODE_COUNT),
+                                CK_ALARM_MINOR, subj, "c"));
+    }
+    ck_alarm_mgr_stats(m, &st);
+    CHECK_INT_EQ(st.evicted, 500 - 64);
+    CHECK_INT_EQ(st.active, 64);
+    for (int i = 0; i < 500; i++) {
+        char subj[32];
+        snprintf(subj, sizeof(subj), "svc/%d@R", i);
+        CHECK_INT_EQ(ck_alarm_get(m, (enum ck_alarm_code)(i % CK_ALARM_CODE_COUNT), subj, &a),
+                     i < 500 - 64 ? CK_ERR_NOTFOUND : 0);
+    }
+    CHECK_OK(ck_alarm_raise(m, (enum ck_alarm_code)(499 % CK_ALARM_CODE_COUNT), CK_ALARM_MINOR,
+                            "svc/499@R", "again"));
+    CHECK_OK(ck_alarm_get(m, (enum ck_alarm_code)(499 % CK_ALARM_CODE_COUNT), "svc/499@R", &a));
+    CHECK_INT_EQ(a.count, 2);
+    ck_alarm_mgr_free(m);
 }
 
 /* ---- queue bound ------------------------------------------------------------------------- */
