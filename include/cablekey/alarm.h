@@ -130,7 +130,8 @@ int ck_alarm_mgr_new(const struct ck_alarm_conf *conf, struct ck_alarm_mgr **out
 int ck_alarm_mgr_add_sink(struct ck_alarm_mgr *m, const struct ck_alarm_sink *sink);
 /* Starts the delivery thread. Call after the privilege drop (the thread keeps the identity). */
 int ck_alarm_mgr_start(struct ck_alarm_mgr *m);
-/* Flushes (at most conf.shutdown_ms), stops the thread, frees the sinks. Accepts NULL. */
+/* Flushes (at most conf.shutdown_ms), stops the thread, frees the sinks. A manager never started
+ * delivers nothing. Accepts NULL. */
 void ck_alarm_mgr_free(struct ck_alarm_mgr *m);
 
 /* Raises code for subject with a cause (printf format). Thread-safe. Before start the alarm is
