@@ -90,6 +90,12 @@ uint64_t ck_metric_hist_count(const struct ck_metric *m, size_t series);
 double ck_metric_hist_sum(const struct ck_metric *m, size_t series);
 uint64_t ck_metrics_rejected(const struct ck_metrics *r);
 
+/* Called at the start of every render, before anything is read: the place to sample gauges
+ * (cache size, queued alarms) instead of keeping them current on the hot path. It runs on the
+ * rendering thread (the HTTP server's), outside the registry's lock; one hook, set before
+ * serving (NULL removes it). */
+void ck_metrics_set_collect(struct ck_metrics *r, void (*fn)(void *arg), void *arg);
+
 /* The whole registry in the text format 0.0.4, families in registration order: a malloc'd
  * NUL-terminated string (*len without the NUL). */
 int ck_metrics_render(struct ck_metrics *r, char **out, size_t *len);

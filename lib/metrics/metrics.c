@@ -47,6 +47,8 @@ struct ck_metrics {
     struct ck_metric *fam[CK_METRICS_MAX_FAMILIES];
     size_t n_fam;
     _Atomic uint64_t rejected;
+    void (*collect)(void *arg);
+    void *collect_arg;
 };
 
 static _Atomic unsigned shard_next;
@@ -576,14 +578,31 @@ render_one(ck_writer *w, const struct ck_metric *m)
     return rc;
 }
 
+void
+ck_metrics_set_collect(struct ck_metrics *r, void (*fn)(void *arg), void *arg)
+{
+    pthread_mutex_lock(&r->lock);
+    r->collect = fn;
+    r->collect_arg = arg;
+    pthread_mutex_unlock(&r->lock);
+}
+
 int
 ck_metrics_render(struct ck_metrics *r, char **out, size_t *len)
 {
+    void (*collect)(void *arg);
+    void *collect_arg;
     ck_writer w;
     int rc = 0;
 
     *out = NULL;
     *len = 0;
+    pthread_mutex_lock(&r->lock);
+    collect = r->collect;
+    collect_arg = r->collect_arg;
+    pthread_mutex_unlock(&r->lock);
+    if (collect != NULL)
+        collect(collect_arg);
     ck_writer_init(&w, RENDER_MAX, false);
     pthread_mutex_lock(&r->lock);
     for (size_t i = 0; i < r->n_fam && rc == 0; i++)

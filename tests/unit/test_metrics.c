@@ -597,8 +597,16 @@ fetch(int port, const char *path, bool post, struct body *b, char *ctype, size_t
 }
 
 static void
+collect_hook(void *arg)
+{
+    static int scrapes;
+    ck_metric_set(arg, 0, ++scrapes);
+}
+
+static void
 http_endpoint(void)
 {
+    struct ck_metric *sampled = NULL;
     struct ck_metrics *r = NULL;
     struct ck_metric *c = NULL;
     struct ck_metrics_http *h = NULL;
@@ -629,6 +637,17 @@ http_endpoint(void)
         CHECK_MEM_EQ(b.buf, b.len, text, len);
     CHECK(strstr(b.buf, "ck_req_total{type=\"tgs\",result=\"ok\"} 42\n") != NULL);
     CHECK_INT_EQ(check_exposition(b.buf), 0);
+    /* The collect hook samples a gauge at each scrape. */
+    {
+        struct ck_metric_desc dg = {"ck_sampled", "s", CK_METRIC_GAUGE, NULL, 0, NULL, 0};
+        CHECK_OK(ck_metrics_register(r, &dg, &sampled));
+        ck_metrics_set_collect(r, collect_hook, sampled);
+        CHECK_INT_EQ(fetch(port, "/metrics", false, &b, NULL, 0), 200);
+        CHECK(strstr(b.buf, "\nck_sampled 1\n") != NULL);
+        CHECK_INT_EQ(fetch(port, "/metrics", false, &b, NULL, 0), 200);
+        CHECK(strstr(b.buf, "\nck_sampled 2\n") != NULL);
+        ck_metrics_set_collect(r, NULL, NULL);
+    }
     CHECK_INT_EQ(fetch(port, "/", false, &b, NULL, 0), 404);
     CHECK_INT_EQ(fetch(port, "/metrics/x", false, &b, NULL, 0), 404);
     CHECK_INT_EQ(fetch(port, "/metrics", true, &b, NULL, 0), 405);
