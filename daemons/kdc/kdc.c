@@ -77,6 +77,8 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
     }
     w->clock = cfg->clock;
     w->clock_ctx = cfg->clock_ctx;
+    w->alarms = cfg->alarms;
+    w->metrics = cfg->metrics;
     w->cache_max = CK_STORE_CACHE_MAX_ENTRIES;
     w->cache_check_ms = CK_STORE_CACHE_CHECK_MS;
     if (cfg->lookaside &&

@@ -50,6 +50,10 @@ struct kdc_config {
     bool disable_lockout;
     bool disable_last_success;
     int64_t lockout_flush_ms;
+    /* Shared with main.c, which owns them (NULL: none). Alarms (alarm.h) are raised from any
+     * worker; metrics (metrics.h) are registered once by main.c and counted per request. */
+    struct ck_alarm_mgr *alarms;
+    struct ck_metrics *metrics;
 };
 
 enum kdc_transport { KDC_TRANSPORT_UDP, KDC_TRANSPORT_TCP };

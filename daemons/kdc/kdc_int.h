@@ -99,6 +99,9 @@ struct kdc_worker {
     size_t n_pa;
     /* Failed pre-authentication counting (lockout.c); NULL when disabled. */
     struct kdc_lockout *lockout;
+    /* From kdc_config (NULL: none); not owned. */
+    struct ck_alarm_mgr *alarms;
+    struct ck_metrics *metrics;
 };
 
 /* One request in flight. The as/tgs handlers fill either `reply` (an encoded AS-REP/TGS-REP) or
