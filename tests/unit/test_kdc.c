@@ -1161,7 +1161,9 @@ test_log_batched(void)
     config_defaults(&cfg);
     cfg.log_flush_ms = 50;
     w = worker_with(&cfg);
-    CHECK_INT_EQ(kdc_worker_idle(w), -1); /* nothing waiting: no deadline */
+    /* Nothing waiting: only the database heartbeat's deadline (k9fleet: fleet.c). */
+    wait = kdc_worker_idle(w);
+    CHECK(wait >= 1 && wait <= CK_STORE_CACHE_CHECK_MS);
     build_as_req(&o, &der, &len);
     ask(w, der, len, KDC_TRANSPORT_TCP);
     ask(w, der, len, KDC_TRANSPORT_TCP);
@@ -1171,7 +1173,8 @@ test_log_batched(void)
     wait = kdc_worker_idle(w);
     CHECK(wait > 0 && wait <= 50);
     nanosleep(&ms60, NULL);
-    CHECK_INT_EQ(kdc_worker_idle(w), -1);
+    wait = kdc_worker_idle(w);
+    CHECK(wait >= 1 && wait <= CK_STORE_CACHE_CHECK_MS);
     log = slurp(path, &loglen);
     CHECK(log != NULL);
     if (log != NULL) {
