@@ -225,6 +225,8 @@ error_message(int32_t code)
     case CK_KDC_ERR_ETYPE_NOSUPP: return "KDC has no support for encryption type";
     case CK_KDC_ERR_PADATA_TYPE_NOSUPP: return "KDC has no support for padata type";
     case CK_KDC_ERR_CLIENT_REVOKED: return "Client's credentials have been revoked";
+    case CK_KDC_ERR_SVC_UNAVAILABLE: return "A service is not available that is required to "
+                                            "process the request";
     case CK_KDC_ERR_KEY_EXPIRED: return "Password has expired";
     case CK_KDC_ERR_PREAUTH_FAILED: return "Preauthentication failed";
     case CK_KDC_ERR_PREAUTH_REQUIRED: return "Additional pre-authentication required";
