@@ -19,6 +19,15 @@
 #define PG_CHANGES_MAX 1000
 /* A connection attempt that hangs (a black-holed address) must not stall a KDC forever. */
 #define PG_CONNECT_TIMEOUT "10"
+/* KDC fleet (docs/fleet.md): a server that vanishes without closing the connection (a network
+ * partition, a powered-off host) is noticed within about 10 s instead of the kernel's minutes, so
+ * the KDC's caches start counting their staleness and reconnect: TCP keepalives on an idle
+ * connection, and a bound on unacknowledged data for a busy one. Ignored on Unix sockets; the
+ * connection string may override each. */
+#define PG_KEEPALIVES_IDLE "5"
+#define PG_KEEPALIVES_INTERVAL "2"
+#define PG_KEEPALIVES_COUNT "3"
+#define PG_TCP_USER_TIMEOUT "10000" /* ms */
 
 /* The whole schema, created in one transaction. It carries the content of the SQLite schema
  * version 5 (same tables, columns and constraints), in PostgreSQL types; its own version
@@ -675,8 +684,12 @@ pg_open(const char *path, unsigned flags, bool create, void **out)
     {
         /* Our defaults first: what the caller's string sets (expanded from dbname, later in
          * the list) overrides them. */
-        const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-        const char *const vals[] = {PG_CONNECT_TIMEOUT, "cablekey", conninfo, NULL};
+        const char *const keys[] = {"connect_timeout", "application_name", "keepalives",
+                                    "keepalives_idle", "keepalives_interval",
+                                    "keepalives_count", "tcp_user_timeout", "dbname", NULL};
+        const char *const vals[] = {PG_CONNECT_TIMEOUT, "cablekey", "1",
+                                    PG_KEEPALIVES_IDLE, PG_KEEPALIVES_INTERVAL,
+                                    PG_KEEPALIVES_COUNT, PG_TCP_USER_TIMEOUT, conninfo, NULL};
 
         be->conn = PQconnectdbParams(keys, vals, 1);
     }
