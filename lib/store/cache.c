@@ -500,11 +500,10 @@ ck_store_cache_lookup(struct ck_store_cache *c, const char *key, size_t len, voi
 {
     struct ck_cache_entry *e;
     void *rec = NULL;
-    uint64_t h;
-    int ret;
-
     struct ck_cache_contact *ct = c->contact;
     int64_t now = ck_cache_contact_now(ct);
+    uint64_t h;
+    int ret;
 
     *out = NULL;
     if (ct->down && !ck_cache_contact_serving(ct, now))
