@@ -42,6 +42,7 @@ struct pg_be {
     bool audit_written;             /* the current write transaction has its audit row */
     bool missed;                    /* reconnected: notifications may have been lost */
     bool reconnecting;              /* inside pg_reconnect's session setup */
+    char *conninfo;                 /* k9fleet: the caller's string, for reconnections */
 };
 
 enum pg_type { PG_INT, PG_TEXT, PG_BLOB, PG_NULL };
