@@ -23,8 +23,10 @@
 
 #include "ck_test.h"
 #include "cablekey/alarm.h"
+#include "cablekey/profile.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "config.h"
 #include "kdc.h"
 #include "kdc_int.h"
 #include "store/store_int.h"
@@ -360,6 +362,43 @@ feed_error_not_outage(void)
     scripted_done();
 }
 
+/* db_max_staleness in kdc.conf: a duration in [kdcdefaults] or a realm (the realm's wins), 0
+ * meaning "never serve stale" (stored as -1: 0 in kdc_config is the default), bad values named. */
+static int
+conf_staleness(const char *text, int64_t *ms)
+{
+    struct kdc_daemon_config dc;
+    struct ck_profile *p = NULL;
+    int rc;
+
+    kdc_daemon_config_init(&dc);
+    if ((rc = ck_profile_parse_string(text, "t.conf", &p)) == 0)
+        rc = kdc_daemon_config_load(&dc, p, NULL);
+    *ms = dc.kdc.db_max_staleness_ms;
+    ck_profile_free(p);
+    kdc_daemon_config_free(&dc);
+    return rc;
+}
+
+static void
+config_db_max_staleness(void)
+{
+    int64_t ms = 1;
+
+    CHECK_OK(conf_staleness("[realms]\nA.TEST = {\n}\n", &ms));
+    CHECK_INT_EQ(ms, 0);
+    CHECK_OK(conf_staleness("[kdcdefaults]\ndb_max_staleness = 2m\n", &ms));
+    CHECK_INT_EQ(ms, 120000);
+    CHECK_OK(conf_staleness("[kdcdefaults]\ndb_max_staleness = 2m\n[realms]\nA.TEST = {\n"
+                            "db_max_staleness = 30\n}\n", &ms));
+    CHECK_INT_EQ(ms, 30000);
+    CHECK_OK(conf_staleness("[realms]\nA.TEST = {\ndb_max_staleness = 0\n}\n", &ms));
+    CHECK_INT_EQ(ms, -1);
+    CHECK_INT_EQ(conf_staleness("[kdcdefaults]\ndb_max_staleness = soon\n", &ms), CK_ERR_CONFIG);
+    CHECK(strstr(ck_error_context(), "db_max_staleness") != NULL);
+    CHECK_INT_EQ(conf_staleness("[kdcdefaults]\ndb_max_staleness = 2d\n", &ms), CK_ERR_CONFIG);
+}
+
 /* ---- part two: PostgreSQL ---- */
 
 static char tmpdir[64], stash[128];
@@ -561,7 +600,8 @@ static void
 pg_worker_alarm(void)
 {
     struct kdc_config cfg;
-    struct kdc_worker *w = NULL;
+    struct kdc_worker *w = NULL, *w0 = NULL;
+    struct kdc_request r;
     struct ck_alarm_mgr *m = NULL;
     struct ck_alarm_sink sink;
     struct ck_alarm al;
@@ -576,14 +616,29 @@ pg_worker_alarm(void)
     cfg.alarms = m;
     cfg.db_max_staleness_ms = 30000;
     CHECK_OK(kdc_worker_new(&cfg, &w));
-    if (w == NULL)
+    cfg.db_max_staleness_ms = -1; /* kdc.conf's 0: never serve stale */
+    CHECK_OK(kdc_worker_new(&cfg, &w0));
+    if (w == NULL || w0 == NULL)
         abort();
     ck_store_cache_set_clock(w->store, fake_clock, NULL);
+    ck_store_cache_set_clock(w0->store, fake_clock, NULL);
     kdc_fleet_begin(w);
     CHECK_INT_EQ(ck_alarm_get(m, CK_ALARM_DB_UNREACHABLE, cfg.db_path, &al), CK_ERR_NOTFOUND);
+    memset(&r, 0, sizeof(r));
+    r.w = w;
+    CHECK(!kdc_fleet_refuse(&r));
     pg_outage(true);
     fake_now += 1000;
     (void)kdc_fleet_idle(w);
+    kdc_fleet_begin(w0);
+    CHECK(w0->fleet_down);
+    CHECK(w0->fleet_refusing);
+    memset(&r, 0, sizeof(r));
+    r.w = w0;
+    CHECK(kdc_fleet_refuse(&r));
+    CHECK_INT_EQ(r.error_code, CK_KDC_ERR_SVC_UNAVAILABLE);
+    CHECK(r.e_text != NULL && strstr(r.e_text, "db_max_staleness") != NULL);
+    kdc_worker_free(w0);
     CHECK_OK(ck_alarm_get(m, CK_ALARM_DB_UNREACHABLE, cfg.db_path, &al));
     CHECK(!al.cleared);
     CHECK(strstr(al.cause, "30 s") != NULL);
@@ -617,6 +672,7 @@ main(int argc, char **argv)
         CK_TEST_CASE(recovery_catches_up),
         CK_TEST_CASE(staleness_zero),
         CK_TEST_CASE(feed_error_not_outage),
+        CK_TEST_CASE(config_db_max_staleness),
         CK_TEST_CASE(pg_push_invalidation),
         CK_TEST_CASE(pg_outage_and_recovery),
         CK_TEST_CASE(pg_worker_alarm),
