@@ -501,12 +501,13 @@ ck_store_cache_lookup(struct ck_store_cache *c, const char *key, size_t len, voi
     struct ck_cache_entry *e;
     void *rec = NULL;
     struct ck_cache_contact *ct = c->contact;
-    int64_t now = ck_cache_contact_now(ct);
+    int64_t now = 0;
     uint64_t h;
     int ret;
 
     *out = NULL;
-    if (ct->down && !ck_cache_contact_serving(ct, now))
+    /* The clock is read only off the hit path or during an outage. */
+    if (ct->down && !ck_cache_contact_serving(ct, now = ck_cache_contact_now(ct)))
         return ck_error_set(CK_ERR_DB, "database unreachable for %lld ms, last contact %lld ms "
                             "ago (staleness limit %lld ms): cached records not served",
                             (long long)(now - ct->down_since_ms),
@@ -521,6 +522,7 @@ ck_store_cache_lookup(struct ck_store_cache *c, const char *key, size_t len, voi
         return 0;
     }
     c->stats.misses++;
+    now = ck_cache_contact_now(ct);
     if (!contact_may_try(ct, now))
         return ck_error_set(CK_ERR_DB, "database unreachable and record not cached (next "
                             "reconnection attempt in %lld ms)",
