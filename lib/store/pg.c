@@ -672,6 +672,7 @@ pg_open(const char *path, unsigned flags, bool create, void **out)
     if (be == NULL)
         return ck_error_set(CK_ERR_NOMEM, "postgresql backend");
     be->readonly = (flags & CK_STORE_READONLY) != 0 && !create;
+    be->load_target = create && (flags & CK_STORE_OPEN_LOAD_TARGET) != 0; /* pg_dump.c */
     {
         /* Our defaults first: what the caller's string sets (expanded from dbname, later in
          * the list) overrides them. */
@@ -770,6 +771,12 @@ pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey
         goto out;
     ret = pg_bump_generation(be, CK_CHANGE_ALL, NULL, NULL);
 out:
+    /* pg_dump.c: a load's target keeps the transaction open; load_dump commits or rolls back
+     * the schema together with the records. */
+    if (ret == 0 && be->load_target) {
+        be->schema_open = true;
+        return 0;
+    }
     return pg_end_write(be, ret);
 }
 
@@ -1342,4 +1349,6 @@ const struct ck_store_ops ck_store_postgresql_ops = {
      * PostgreSQL realm is backed up with `db dump` (to come) or the server's own tools. */
     .change_fd = pg_change_fd,
     .wait_change = pg_wait_change,
+    .snapshot = pg_snapshot,   /* pg_dump.c */
+    .load_dump = pg_load_dump, /* pg_dump.c */
 };
