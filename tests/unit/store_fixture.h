@@ -10,50 +10,17 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
 #include <sqlite3.h>
 
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "pg_fixture.h"
 
 static char dir[64], db[128], stash[sizeof(db) + sizeof(".stash")];
 
-/* ---- PostgreSQL mode (k9pgdump) ----
- * With CK_STORE_FIXTURE=postgresql in the environment (and CK_PG_URI, as interop/pg_run.sh
- * sets it: tests/interop/t_unit_pg.sh runs the suites that make sense so), the realm goes into
- * the throw-away server's database instead of a file: db holds the URI, the stash stays in the
- * temp dir, and the database is emptied before the realm is made and by fixture_down. A case
- * that reaches into the SQLite file itself cannot run so (t_unit_pg.sh lists the cases). */
-static inline bool
-store_fixture_pg(void)
-{
-    const char *m = getenv("CK_STORE_FIXTURE");
-
-    return m != NULL && strcmp(m, "postgresql") == 0;
-}
-
-/* Drops every table of the test database (the role owns it, hence its public schema). */
-static inline void
-store_fixture_pg_reset(void)
-{
-    PGconn *c = PQconnectdb("");
-    PGresult *r = NULL;
-    bool ok = false;
-
-    if (PQstatus(c) == CONNECTION_OK) {
-        r = PQexec(c, "SET client_min_messages = warning; DROP SCHEMA public CASCADE;"
-                      " CREATE SCHEMA public");
-        ok = PQresultStatus(r) == PGRES_COMMAND_OK;
-    }
-    if (!ok) {
-        fprintf(stderr, "  store fixture: cannot empty the PostgreSQL database: %s",
-                PQerrorMessage(c));
-        abort();
-    }
-    PQclear(r);
-    PQfinish(c);
-}
-
+/* PostgreSQL mode (pg_fixture.h, k9pgdump): the realm goes into the throw-away server's
+ * database instead of a file (db holds the URI, the stash stays in the temp dir), emptied
+ * before the realm is made and by fixture_down. */
 /* tag names the directory (/tmp/ck-TAG-XXXXXX), so a leftover says which test left it. */
 static inline void
 store_fixture_up(const char *tag, const char *realm, const int32_t *enctypes, size_t n)
@@ -63,17 +30,7 @@ store_fixture_up(const char *tag, const char *realm, const int32_t *enctypes, si
         abort();
     snprintf(db, sizeof(db), "%s/kdc.db", dir);
     snprintf(stash, sizeof(stash), "%s.stash", db);
-    if (store_fixture_pg()) {
-        const char *uri = getenv("CK_PG_URI");
-
-        if (uri == NULL || strlen(uri) >= sizeof(db)) {
-            fprintf(stderr, "  store fixture: CK_STORE_FIXTURE=postgresql needs CK_PG_URI "
-                            "(interop/pg_run.sh)\n");
-            abort();
-        }
-        store_fixture_pg_reset();
-        ck_strlcpy(db, uri, sizeof(db));
-    }
+    ck_test_store_location(db, sizeof(db));
     CHECK_OK(ck_store_init_realm(db, stash, realm, enctypes, n, 0, 0));
 }
 
@@ -85,8 +42,8 @@ fixture_down(void)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "  could not remove %s\n", dir);
-    if (store_fixture_pg())
-        store_fixture_pg_reset();
+    if (ck_test_store_pg())
+        ck_test_store_pg_reset();
 }
 
 /* The database at path, read-write with its default stash (the fixture's stash for the
@@ -96,7 +53,7 @@ fixture_open(const char *path)
 {
     ck_store *s = NULL;
 
-    CHECK_OK(ck_store_open(path, store_fixture_pg() && strcmp(path, db) == 0 ? stash : NULL, 0,
+    CHECK_OK(ck_store_open(path, ck_test_store_pg() && strcmp(path, db) == 0 ? stash : NULL, 0,
                            &s));
     if (s == NULL)
         abort();
