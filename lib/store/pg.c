@@ -1346,7 +1346,7 @@ const struct ck_store_ops ck_store_postgresql_ops = {
     .audit_get_retention = pg_audit_get_retention,
     .audit_set_retention = pg_audit_set_retention,
     /* backup, holder, check_db, restore_*: file-level operations of the SQLite backend; a
-     * PostgreSQL realm is backed up with `db dump` (to come) or the server's own tools. */
+     * PostgreSQL realm is backed up with `db dump` or the server's own tools. */
     .change_fd = pg_change_fd,
     .wait_change = pg_wait_change,
     .snapshot = pg_snapshot,   /* pg_dump.c */
