@@ -713,6 +713,7 @@ pg_open(const char *path, unsigned flags, bool create, void **out)
     if (be == NULL)
         return ck_error_set(CK_ERR_NOMEM, "postgresql backend");
     be->readonly = (flags & CK_STORE_READONLY) != 0 && !create;
+    be->load_target = create && (flags & CK_STORE_OPEN_LOAD_TARGET) != 0; /* pg_dump.c */
     if ((be->conninfo = strdup(conninfo)) == NULL) {
         ret = ck_error_set(CK_ERR_NOMEM, "postgresql backend");
         goto out;
@@ -808,6 +809,12 @@ pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey
         goto out;
     ret = pg_bump_generation(be, CK_CHANGE_ALL, NULL, NULL);
 out:
+    /* pg_dump.c: a load's target keeps the transaction open; load_dump commits or rolls back
+     * the schema together with the records. */
+    if (ret == 0 && be->load_target) {
+        be->schema_open = true;
+        return 0;
+    }
     return pg_end_write(be, ret);
 }
 
@@ -1377,7 +1384,9 @@ const struct ck_store_ops ck_store_postgresql_ops = {
     .audit_get_retention = pg_audit_get_retention,
     .audit_set_retention = pg_audit_set_retention,
     /* backup, holder, check_db, restore_*: file-level operations of the SQLite backend; a
-     * PostgreSQL realm is backed up with `db dump` (to come) or the server's own tools. */
+     * PostgreSQL realm is backed up with `db dump` or the server's own tools. */
     .change_fd = pg_change_fd,
     .wait_change = pg_wait_change,
+    .snapshot = pg_snapshot,   /* pg_dump.c */
+    .load_dump = pg_load_dump, /* pg_dump.c */
 };

@@ -263,6 +263,11 @@ struct ck_store_ops {
                      void *arg);
 };
 
+/* open() flag of ck_store_load (dump.c), never public: the new database is a load's target.
+ * A backend with transactional DDL (PostgreSQL) may then keep init_schema's transaction open
+ * and commit it with load_dump's records, so that a failed or killed load leaves no tables. */
+#define CK_STORE_OPEN_LOAD_TARGET 0x100
+
 /* The backends. The registry (backend.c) is the only place that names them: add a backend
  * there, one line. */
 extern const struct ck_store_ops ck_store_sqlite_ops;

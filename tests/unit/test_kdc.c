@@ -15,6 +15,7 @@
 
 #include "ck_test.h"
 #include "cablekey/log.h"
+#include "pg_fixture.h"
 
 #define REALM "TEST.REALM"
 #define TGS_NAME "krbtgt/TEST.REALM@TEST.REALM"
@@ -25,7 +26,7 @@ static const int32_t all_enctypes[] = {
     CK_ENCTYPE_AES256_CTS_HMAC_SHA384_192, CK_ENCTYPE_AES128_CTS_HMAC_SHA256_128};
 #define N_ENCTYPES (sizeof(all_enctypes) / sizeof(all_enctypes[0]))
 
-static char dir[64], db[128];
+static char dir[64], db[128], stash[128];
 static ck_store *tstore;  /* the test's own connection (reads keys, changes principals) */
 static uint8_t reply[65536];
 
@@ -63,8 +64,10 @@ realm_up(void)
     if (mkdtemp(dir) == NULL)
         abort();
     snprintf(db, sizeof(db), "%s/kdc.db", dir);
-    CHECK_OK(ck_store_init_realm(db, NULL, REALM, all_enctypes, N_ENCTYPES, 0, 0));
-    CHECK_OK(ck_store_open(db, NULL, 0, &tstore));
+    snprintf(stash, sizeof(stash), "%s/kdc.db.stash", dir);
+    ck_test_store_location(db, sizeof(db)); /* PostgreSQL mode: pg_fixture.h */
+    CHECK_OK(ck_store_init_realm(db, stash, REALM, all_enctypes, N_ENCTYPES, 0, 0));
+    CHECK_OK(ck_store_open(db, stash, 0, &tstore));
     if (tstore == NULL)
         abort();
     ck_now(&now, &usec);
@@ -97,6 +100,7 @@ config_defaults(struct kdc_config *cfg)
 {
     kdc_config_defaults(cfg);
     cfg->db_path = db;
+    cfg->stash_path = stash;
 }
 
 static struct kdc_worker *
