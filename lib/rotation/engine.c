@@ -211,6 +211,26 @@ out:
 }
 
 int
+ck_rotation_tick_one(ck_store *store, const char *principal, int64_t now,
+                     struct ck_alarm_mgr *alarms, ck_rotation_report *report)
+{
+    ck_rotation_policy *pol;
+    ck_rotation_report rep;
+    int ret;
+
+    memset(&rep, 0, sizeof(rep));
+    if ((pol = malloc(sizeof(*pol))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "rotation policy");
+    /* The policy's absence is the caller's error here, unlike in a pass over all of them. */
+    if ((ret = ck_store_rotation_policy_get(store, principal, pol)) == 0)
+        rotate_one(store, principal, now, alarms, &rep);
+    free(pol);
+    if (report != NULL)
+        *report = rep;
+    return ret;
+}
+
+int
 ck_rotation_force(ck_store *store, const char *principal, int64_t now)
 {
     ck_rotation_policy pol;
