@@ -16,7 +16,7 @@
 
 enum {
     OPT_DB = 256, OPT_STASH, OPT_JSON, OPT_FORCE, OPT_PERIOD, OPT_OLD_VALID, OPT_CONFIRM,
-    OPT_HOSTS, OPT_SETTLE, OPT_CONFIRM_TIMEOUT, OPT_KEEP, OPT_HELP,
+    OPT_HOSTS, OPT_SETTLE, OPT_CONFIRM_TIMEOUT, OPT_KEEP, OPT_HELP, OPT_HOST, OPT_KVNO,
 };
 
 static const struct option rot_opts[] = {
@@ -31,6 +31,8 @@ static const struct option rot_opts[] = {
     {"settle", required_argument, NULL, OPT_SETTLE},
     {"confirm-timeout", required_argument, NULL, OPT_CONFIRM_TIMEOUT},
     {"keep", required_argument, NULL, OPT_KEEP},
+    {"host", required_argument, NULL, OPT_HOST},
+    {"kvno", required_argument, NULL, OPT_KVNO},
     {"help", no_argument, NULL, OPT_HELP},
     {NULL, 0, NULL, 0},
 };
@@ -52,6 +54,9 @@ static const char rotation_help[] =
     "  run [PRINCIPAL] [--force]\n"
     "                         one engine pass now (every policy, or one service); --force\n"
     "                         stages PRINCIPAL's next kvno now, whatever its period\n"
+    "  confirm PRINCIPAL --host H --kvno N\n"
+    "                         record that host H holds kvno N (a host whose keytab is not kept\n"
+    "                         by a keytab-agent, updated by hand)\n"
     "  master-key ...         master-key rotation (cablekey rotation master-key --help)\n"
     "\n"
     "--period: from one activation to the next staging (at least 1m). --old-valid: how long a\n"
@@ -71,6 +76,8 @@ struct rotopts {
     enum ck_rot_confirm confirm;
     unsigned keep;
     const char *hosts;
+    const char *host;  /* confirm */
+    uint32_t kvno;     /* confirm; 0: not given */
     const char **args;
     size_t n_args;
 };
@@ -134,6 +141,12 @@ parse_opts(const char *what, int argc, char **argv, struct rotopts *o)
             o->keep = (unsigned)v;
             o->has_keep = true;
             break;
+        case OPT_HOST: o->host = optarg; break;
+        case OPT_KVNO:
+            if (ck_parse_int64(optarg, 1, UINT32_MAX, &v) != 0)
+                rc = cli_usage_error(what, "--kvno: '%s' is not a kvno", optarg);
+            o->kvno = (uint32_t)v;
+            break;
         default: return cli_getopt_other(what, c, OPT_HELP, argv, rotation_help);
         }
     }
@@ -155,6 +168,8 @@ only(const char *what, const struct rotopts *o, bool policy_opts, bool json, boo
         return cli_usage_error(what, "--json is not an option of this subcommand");
     if (!force && o->force)
         return cli_usage_error(what, "--force is for 'rotation run PRINCIPAL' only");
+    if (o->host != NULL || o->kvno != 0)
+        return cli_usage_error(what, "--host and --kvno are for 'rotation confirm' only");
     return CLI_OK;
 }
 
@@ -661,6 +676,29 @@ do_run(const char *what, const struct rotopts *o, ck_store *store)
     return ret != 0 ? cli_fail(what, ret) : CLI_OK;
 }
 
+static int
+do_confirm(const char *what, const struct rotopts *o, ck_store *store)
+{
+    struct rotopts rest = *o;
+    char *name = NULL;
+    int64_t now = 0;
+    int rc, ret;
+
+    if (o->host == NULL || o->kvno == 0)
+        return cli_usage_error(what, "--host and --kvno are required");
+    rest.host = NULL;
+    rest.kvno = 0;
+    if ((rc = only(what, &rest, false, false, false)) != CLI_OK ||
+        (rc = principal_arg(what, o, 0, false, store, &name)) != CLI_OK)
+        return rc;
+    ck_now(&now, NULL);
+    ret = ck_store_key_confirm(store, name, o->host, o->kvno, now);
+    if (ret == 0)
+        printf("Host %s holds kvno %u of %s.\n", o->host, o->kvno, name);
+    free(name);
+    return ret != 0 ? cli_fail(what, ret) : CLI_OK;
+}
+
 typedef int (*verb_fn)(const char *what, const struct rotopts *o, ck_store *store);
 
 static int
@@ -692,6 +730,7 @@ cli_rotation(int argc, char **argv)
     } subs[] = {
         {"status", do_status, true},   {"pause", do_pause_on, false},
         {"resume", do_resume, false},  {"run", do_run, false},
+        {"confirm", do_confirm, false},
     };
     static const struct {
         const char *name;
