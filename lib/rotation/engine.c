@@ -66,7 +66,10 @@ raise_unconfirmed(struct ck_alarm_mgr *alarms, const ck_rotation_status *st,
             break;
         len += (size_t)w;
     }
-    ck_log(LOG_WARNING, "rotation unconfirmed principal=%s kvno=%u missing=%s", st->principal,
+    /* With an alarm manager its log sink says it, deduplicated; without one this line is the
+     * operator's only signal, once per pass. */
+    ck_log(alarms != NULL ? LOG_DEBUG : LOG_WARNING,
+           "rotation unconfirmed principal=%s kvno=%u missing=%s", st->principal,
            st->staged_kvno, plan->n_missing > 0 ? hosts : "(any host)");
     if (alarms == NULL)
         return;

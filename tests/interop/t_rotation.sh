@@ -10,7 +10,8 @@
 #     and after the confirmation the KDC activates and issues under the new kvno, while a ticket
 #     of the old kvno still decrypts with the keytab holding both;
 #   - the crash point CK_KDC_CRASH=rot-after-activate:1 kills the KDC right after an activation;
-#     restarted, it serves the new kvno and nothing is lost.
+#     restarted, it serves the new kvno and nothing is lost;
+#   - the krbtgt rotation under load again with the realm on a throw-away PostgreSQL server.
 # Ports: 21100-21199 (this test's range).
 . "$(dirname "$0")/lib.sh"
 
@@ -199,6 +200,47 @@ expect_failure "a host name with a space is refused" "host name" \
     rot confirm "$SVC" --host "bad host" --kvno 2
 expect_output "rotation policy delete" "deleted" rot policy delete "$SVC"
 expect_failure "rotation status of an unknown principal" "not found" rot status nobody
-
 realm_stop_kdc
+
+# ---- the same krbtgt rotation on PostgreSQL ----------------------------------------------
+. "$CK_INTEROP_DIR/pg_lib.sh"
+CK_PG_NO_TRAP=1
+trap 'pg_stop >/dev/null 2>&1; ck_cleanup' EXIT
+pg_start >"$tmp/pg.log" 2>&1 || bail "start a throw-away PostgreSQL server" "$(tail -n 5 "$tmp/pg.log")"
+REALM=ROTPG.TEST
+TGT="krbtgt/ROTPG.TEST@ROTPG.TEST"
+SVC="host/svc.rot.test@ROTPG.TEST"
+DB="$CK_PG_URI"
+STASH="$tmp/pg.stash"
+write_krb5_conf "$KRB5_CONFIG" "127.0.0.1:$PORT"
+timeout 60 "$CK_CLI" init --db "$DB" --stash "$STASH" --realm "$REALM" >"$tmp/init.log" 2>&1 </dev/null ||
+    bail "cablekey init on PostgreSQL" "$(cat "$tmp/init.log")"
+realm_addprinc alice alicepw --stash "$STASH"
+realm_addprinc "$SVC" --random --stash "$STASH"
+rot() { timeout 30 "$CK_CLI" rotation "$@" --db "$DB" --stash "$STASH" </dev/null; }
+realm_start_kdc_conf
+expect_output "PostgreSQL: rotation policy on krbtgt" "policy of $TGT set" \
+    rot policy set "$TGT" --period 1d --old-valid 8d --confirm none
+expect_success "PostgreSQL: kinit alice before the rotation" kinit_pw alice alicepw -c "FILE:$tmp/oldpg.cc"
+rm -f "$tmp/stop" "$tmp"/loop*.ok "$tmp"/loop*.fail
+loop 1 & CK_BG_PIDS+=($!)
+wait_iterations 3 || not_ok "PostgreSQL: load loop running" "$(tail -n 5 "$tmp/loop1.err" 2>/dev/null)"
+expect_output "PostgreSQL: rotation run --force stages krbtgt kvno 2" "Staged kvno 2 of $TGT" \
+    rot run "$TGT" --force
+if wait_kvno "$TGT" 2; then ok "PostgreSQL: the KDC's engine activates krbtgt kvno 2"
+else not_ok "PostgreSQL: the KDC's engine activates krbtgt kvno 2" "$(rot status "$TGT" 2>&1)"; fi
+wait_iterations 5 || not_ok "PostgreSQL: load loop keeps running" "$(tail -n 5 "$tmp/loop1.err" 2>/dev/null)"
+touch "$tmp/stop"
+for p in "${CK_BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
+CK_BG_PIDS=()
+if [ "$(cat "$tmp/loop1.fail")" = 0 ] && [ "$(iterations)" -ge 8 ]; then
+    ok "PostgreSQL: MIT kinit/kvno loop through the krbtgt rotation: $(iterations) exchanges, 0 failures"
+else
+    not_ok "PostgreSQL: MIT kinit/kvno loop through the krbtgt rotation: 0 failures" \
+        "$(cat "$tmp/loop1.fail") failures: $(tail -n 5 "$tmp/loop1.err" 2>/dev/null)"
+fi
+KRB5CCNAME="FILE:$tmp/oldpg.cc" expect_success "PostgreSQL: a TGT of kvno 1 is still accepted by the TGS" \
+    timeout "$CK_TIMEOUT" kvno "$SVC"
+realm_stop_kdc
+pg_stop >/dev/null 2>&1
 done_testing
