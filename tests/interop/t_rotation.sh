@@ -84,13 +84,16 @@ loop() { # loop N: kinit + kvno until $tmp/stop exists; counts in $tmp/loopN.{ok
         else
             fail=$((fail + 1))
         fi
-        echo "$ok" >"$tmp/loop$n.ok"; echo "$fail" >"$tmp/loop$n.fail"
+        # Renamed into place: a reader never sees a half-written count.
+        echo "$ok" >"$tmp/loop$n.ok.new" && mv -f "$tmp/loop$n.ok.new" "$tmp/loop$n.ok"
+        echo "$fail" >"$tmp/loop$n.fail.new" && mv -f "$tmp/loop$n.fail.new" "$tmp/loop$n.fail"
     done
 }
 loop 1 & CK_BG_PIDS+=($!)
 loop 2 & CK_BG_PIDS+=($!)
 # iterations: the sum of both loops' successes so far.
-iterations() { echo $(( $(cat "$tmp/loop1.ok" 2>/dev/null || echo 0) + $(cat "$tmp/loop2.ok" 2>/dev/null || echo 0) )); }
+count() { local v; v=$(cat "$1" 2>/dev/null); echo "${v:-0}"; }
+iterations() { echo $(( $(count "$tmp/loop1.ok") + $(count "$tmp/loop2.ok") )); }
 wait_iterations() { # wait_iterations N: until both loops together succeeded N more times
     local target=$(( $(iterations) + $1 )) i
     for i in $(seq 1 600); do
@@ -111,7 +114,7 @@ wait_iterations 10 || not_ok "load loops keep running after the activation" "$(c
 touch "$tmp/stop"
 for p in "${CK_BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
 CK_BG_PIDS=()
-fails=$(( $(cat "$tmp/loop1.fail") + $(cat "$tmp/loop2.fail") ))
+fails=$(( $(count "$tmp/loop1.fail") + $(count "$tmp/loop2.fail") ))
 if [ "$fails" = 0 ] && [ "$(iterations)" -ge 16 ]; then
     ok "MIT kinit/kvno loops through the krbtgt rotation: $(iterations) exchanges, 0 failures"
 else
@@ -165,6 +168,7 @@ expect_output "audit log: stage, confirm, activate" "rotation\.activate" \
 # ---- crash point after an activation ----------------------------------------------------
 realm_stop_kdc
 CK_KDC_CRASH=rot-after-activate:1 realm_start_kdc_conf
+disown "$KDC_PID" # its SIGKILL is expected: no "Killed" job notice in the TAP output
 expect_output "rotation run --force stages krbtgt kvno 3" "Staged kvno 3 of $TGT" rot run "$TGT" --force
 dead=0
 for i in $(seq 1 100); do
@@ -172,7 +176,6 @@ for i in $(seq 1 100); do
     sleep 0.1
 done
 if [ "$dead" = 1 ]; then
-    wait "$KDC_PID" 2>/dev/null
     KDC_PID=""
     ok "CK_KDC_CRASH=rot-after-activate:1 kills the KDC after the activation"
 else
@@ -233,11 +236,11 @@ wait_iterations 5 || not_ok "PostgreSQL: load loop keeps running" "$(tail -n 5 "
 touch "$tmp/stop"
 for p in "${CK_BG_PIDS[@]}"; do wait "$p" 2>/dev/null; done
 CK_BG_PIDS=()
-if [ "$(cat "$tmp/loop1.fail")" = 0 ] && [ "$(iterations)" -ge 8 ]; then
+if [ "$(count "$tmp/loop1.fail")" = 0 ] && [ "$(iterations)" -ge 8 ]; then
     ok "PostgreSQL: MIT kinit/kvno loop through the krbtgt rotation: $(iterations) exchanges, 0 failures"
 else
     not_ok "PostgreSQL: MIT kinit/kvno loop through the krbtgt rotation: 0 failures" \
-        "$(cat "$tmp/loop1.fail") failures: $(tail -n 5 "$tmp/loop1.err" 2>/dev/null)"
+        "$(count "$tmp/loop1.fail") failures: $(tail -n 5 "$tmp/loop1.err" 2>/dev/null)"
 fi
 KRB5CCNAME="FILE:$tmp/oldpg.cc" expect_success "PostgreSQL: a TGT of kvno 1 is still accepted by the TGS" \
     timeout "$CK_TIMEOUT" kvno "$SVC"
