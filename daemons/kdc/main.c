@@ -654,6 +654,8 @@ report_restart_only(const struct daemon *d, const struct kdc_daemon_config *nd)
         od->tcp_idle_timeout != nd->tcp_idle_timeout || od->cpu_affinity != nd->cpu_affinity ||
         oc->max_request != nc->max_request)
         RESTART("workers or TCP/request limits", "...", "...");
+    if (od->rotation != nd->rotation || od->rotation_interval != nd->rotation_interval) /* k9rot */
+        RESTART("rotation or rotation_interval", "...", "...");
 #undef RESTART
     return n;
 }
