@@ -236,18 +236,24 @@ ck_rotation_tick_one(ck_store *store, const char *principal, int64_t now,
 int
 ck_rotation_force(ck_store *store, const char *principal, int64_t now)
 {
-    ck_rotation_policy pol;
+    ck_rotation_policy *pol;
     uint32_t kvno = 0;
     int ret;
 
-    if ((ret = ck_store_rotation_policy_get(store, principal, &pol)) != 0)
-        return ret;
-    if (pol.paused)
-        return ck_error_set(CK_ERR_POLICY, "rotation of %s is paused: resume it first",
-                            principal);
+    if ((pol = malloc(sizeof(*pol))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "rotation policy");
+    if ((ret = ck_store_rotation_policy_get(store, principal, pol)) != 0)
+        goto out;
+    if (pol->paused) {
+        ret = ck_error_set(CK_ERR_POLICY, "rotation of %s is paused: resume it first",
+                           principal);
+        goto out;
+    }
     if ((ret = stage_new(store, principal, now, &kvno)) != 0)
-        return ret;
+        goto out;
     ck_log(LOG_NOTICE, "rotation stage principal=%s kvno=%u forced=yes", principal, kvno);
     stepped("stage", principal, kvno);
-    return 0;
+out:
+    free(pol);
+    return ret;
 }

@@ -205,6 +205,18 @@ expect_output "rotation policy delete" "deleted" rot policy delete "$SVC"
 expect_failure "rotation status of an unknown principal" "not found" rot status nobody
 realm_stop_kdc
 
+# rotation = false: this KDC runs no engine (it still serves).
+CK_KDCDEFAULTS_EXTRA=("rotation = false")
+realm_start_kdc_conf
+expect_success "rotation = false: the KDC serves" kinit_pw alice alicepw
+if grep -q "rotation: engine running" "$tmp/kdc.log"; then
+    not_ok "rotation = false: no engine thread" "$(grep rotation "$tmp/kdc.log" | head -n 3)"
+else
+    ok "rotation = false: no engine thread"
+fi
+realm_stop_kdc
+CK_KDCDEFAULTS_EXTRA=("rotation_interval = 1")
+
 # ---- the same krbtgt rotation on PostgreSQL ----------------------------------------------
 . "$CK_INTEROP_DIR/pg_lib.sh"
 CK_PG_NO_TRAP=1
