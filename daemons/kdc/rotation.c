@@ -22,6 +22,7 @@
 
 struct kdc_rotation {
     pthread_t thread;
+    int64_t skew;                /* CK_KDC_ROTATION_CLOCK_SKEW: tests only, 0 in production */
     pthread_mutex_t lock;
     pthread_cond_t cond;         /* CLOCK_MONOTONIC: a wall clock step neither skips nor
                                   * repeats ticks */
@@ -118,7 +119,7 @@ run(void *arg)
             ck_store_set_actor(st, "cablekey-kdc rotation");
         }
         ck_now(&now, NULL);
-        if (ck_rotation_tick(st, now, r->alarms, &rep) != 0) {
+        if (ck_rotation_tick(st, now + r->skew, r->alarms, &rep) != 0) {
             ck_log_err("rotation: tick failed: %s", ck_error_context());
             /* A fresh connection next time (the backend reconnects too; this also covers a
              * database file replaced under us). */
@@ -160,6 +161,19 @@ kdc_rotation_start(const char *db_path, const char *stash_path, int64_t interval
     pthread_cond_init(&r->cond, &ca);
     pthread_condattr_destroy(&ca);
     crash_init();
+    /* The engine's clock, moved forward for tests that must see a period or old_valid pass
+     * (the KDC itself keeps the real clock). Injected like the crash points. */
+    {
+        const char *v = getenv("CK_KDC_ROTATION_CLOCK_SKEW");
+
+        if (v != NULL && ck_parse_int64(v, 0, 10LL * 366 * 86400, &r->skew) != 0) {
+            ret = ck_error_set(CK_ERR_CONFIG, "CK_KDC_ROTATION_CLOCK_SKEW: \"%s\" is not a "
+                               "number of seconds", v);
+            pthread_cond_destroy(&r->cond);
+            pthread_mutex_destroy(&r->lock);
+            goto fail;
+        }
+    }
     ck_rotation_set_hook(on_step, NULL);
     if (pthread_create(&r->thread, NULL, run, r) != 0) {
         ret = ck_error_set(CK_ERR_NOMEM, "rotation: cannot start its thread");
@@ -168,8 +182,9 @@ kdc_rotation_start(const char *db_path, const char *stash_path, int64_t interval
         ck_rotation_set_hook(NULL, NULL);
         goto fail;
     }
-    ck_log_notice("rotation: engine running every %llds%s", (long long)interval,
-                  crash_point[0] != '\0' ? " (crash point armed)" : "");
+    ck_log_notice("rotation: engine running every %llds%s%s", (long long)interval,
+                  crash_point[0] != '\0' ? " (crash point armed)" : "",
+                  r->skew != 0 ? " (test clock skew)" : "");
     *out = r;
     return 0;
 fail:

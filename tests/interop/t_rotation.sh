@@ -10,7 +10,8 @@
 #     and after the confirmation the KDC activates and issues under the new kvno, while a ticket
 #     of the old kvno still decrypts with the keytab holding both;
 #   - the crash point CK_KDC_CRASH=rot-after-activate:1 kills the KDC right after an activation;
-#     restarted, it serves the new kvno and nothing is lost;
+#     restarted, it serves the new kvno and nothing is lost; rot-after-stage and rot-after-purge
+#     likewise, with the engine's clock moved forward (CK_KDC_ROTATION_CLOCK_SKEW);
 #   - the krbtgt rotation under load again with the realm on a throw-away PostgreSQL server.
 # Ports: 21100-21199 (this test's range).
 . "$(dirname "$0")/lib.sh"
@@ -190,6 +191,55 @@ expect_success "restarted: kinit alice" kinit_pw alice alicepw
 k=$(ticket_kvno "$TGT")
 if [ "$k" = 3 ]; then ok "restarted: new tickets for krbtgt come from kvno 3"
 else not_ok "restarted: new tickets for krbtgt come from kvno 3" "kvno reports '$k'"; fi
+
+# ---- crash points after stage and purge, with the engine's clock moved forward -----------
+# wait_dead: true once the KDC (killed by its crash point) is gone; bounded.
+wait_dead() {
+    local i
+    for i in $(seq 1 150); do
+        if ! kill -0 "$KDC_PID" 2>/dev/null; then KDC_PID=""; return 0; fi
+        sleep 0.1
+    done
+    return 1
+}
+kvno_list() { # kvno_list PRINC: "3,2" (newest first)
+    rot status "$1" --json 2>/dev/null |
+        "$CK_PY" -c 'import json,sys; print(",".join(str(k["kvno"]) for k in json.load(sys.stdin)["kvnos"]))'
+}
+CRASH="host/crash.rot.test@ROT.TEST"
+realm_addprinc "$CRASH" --random
+realm_stop_kdc
+expect_success "krbtgt paused for this part" rot pause "$TGT"
+expect_output "policy: confirm none, period 1d, keep 1" "policy of $CRASH set" \
+    rot policy set "$CRASH" --period 1d --old-valid 8d --confirm none --keep 1
+CK_KDC_ROTATION_CLOCK_SKEW=$((2 * 86400)) CK_KDC_CRASH=rot-after-stage:1 realm_start_kdc_conf
+disown "$KDC_PID"
+if wait_dead; then ok "CK_KDC_CRASH=rot-after-stage:1 kills the KDC after the engine staged"
+else not_ok "CK_KDC_CRASH=rot-after-stage:1 kills the KDC after the engine staged" "$(tail -n 5 "$tmp/kdc.log")"; fi
+if [ "$(kvno_list "$CRASH")" = "2,1" ] && [ "$(current_kvno "$CRASH")" = 1 ]; then
+    ok "the staged kvno 2 committed before the kill, kvno 1 still current"
+else
+    not_ok "the staged kvno 2 committed before the kill" "$(rot status "$CRASH" 2>&1)"
+fi
+CK_KDC_ROTATION_CLOCK_SKEW=$((2 * 86400)) realm_start_kdc_conf
+if wait_kvno "$CRASH" 2; then ok "restarted: the engine activates the staged kvno 2 (not re-staged)"
+else not_ok "restarted: the engine activates the staged kvno 2" "$(rot status "$CRASH" 2>&1)"; fi
+realm_stop_kdc
+CK_KDC_ROTATION_CLOCK_SKEW=$((11 * 86400)) CK_KDC_CRASH=rot-after-purge:1 realm_start_kdc_conf
+disown "$KDC_PID"
+if wait_dead; then ok "CK_KDC_CRASH=rot-after-purge:1 kills the KDC after the engine purged"
+else not_ok "CK_KDC_CRASH=rot-after-purge:1 kills the KDC after the engine purged" "$(tail -n 5 "$tmp/kdc.log")"; fi
+if [ "$(kvno_list "$CRASH")" = "3,2" ] && [ "$(current_kvno "$CRASH")" = 3 ]; then
+    ok "kvno 1 purged (8d + grace after its retirement), kvno 2 kept (keep 1), kvno 3 current"
+else
+    not_ok "kvno 1 purged, kvno 2 kept, kvno 3 current" "$(rot status "$CRASH" 2>&1)"
+fi
+realm_start_kdc_conf
+expect_success "restarted: kinit alice" kinit_pw alice alicepw
+k=$(ticket_kvno "$CRASH")
+if [ "$k" = 3 ]; then ok "restarted: service tickets come from kvno 3"
+else not_ok "restarted: service tickets come from kvno 3" "kvno reports '$k'"; fi
+expect_success "krbtgt resumed" rot resume "$TGT"
 
 # ---- operator verbs ----------------------------------------------------------------------
 expect_output "rotation pause" "Rotation of $SVC paused" rot pause "$SVC"
