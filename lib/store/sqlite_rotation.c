@@ -51,7 +51,8 @@ const char *const sq_schema_rotation[] = {
 #define ROT_COLUMNS                                                                            \
     "p.name, r.period, r.old_valid, r.confirm_timeout, r.settle, r.confirm, r.keep_min,"      \
     " r.paused, r.hosts"
-#define ROT_SELECT "SELECT " ROT_COLUMNS " FROM rotation_policy r JOIN principal p ON p.id = r.principal_id"
+#define ROT_SELECT                                                                             \
+    "SELECT " ROT_COLUMNS " FROM rotation_policy r JOIN principal p ON p.id = r.principal_id"
 
 static int
 read_rot_row(sqlite3_stmt *st, ck_rotation_policy *pol)
