@@ -106,8 +106,8 @@ int ck_store_key_confirm(ck_store *store, const char *principal, const char *hos
 /* Makes the staged kvno current (the previous current one is retired at now). CK_ERR_POLICY if
  * kvno is not the staged one (a concurrent activation won: the engine re-reads). */
 int ck_store_key_activate(ck_store *store, const char *principal, uint32_t kvno, int64_t now);
-/* Removes retired kvnos whose retired + old_valid <= now, keeping the newest keep_min retired
- * ones; *n_purged may be NULL. */
+/* Removes retired kvnos whose retired + old_valid (+ CK_ROT_PURGE_GRACE, k9rot) <= now,
+ * keeping the newest keep_min retired ones; *n_purged may be NULL. */
 int ck_store_key_purge(ck_store *store, const char *principal, int64_t old_valid,
                        unsigned keep_min, int64_t now, size_t *n_purged);
 int ck_store_rotation_status(ck_store *store, const char *principal, ck_rotation_status *out);
