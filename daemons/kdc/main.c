@@ -31,6 +31,7 @@
 #include "kdc.h"
 #include "kpasswd.h"
 #include "pkinit_kdc.h"
+#include "rotation.h" /* k9rot */
 
 #define PROG "cablekey-kdc"
 #define LISTEN_LOG_MAX 1024
@@ -292,6 +293,7 @@ struct daemon {
      * for its lifetime (its settings change only with a restart). */
     struct kpasswd_server *kpw;
     struct kdc_gen *kpw_gen;
+    struct kdc_rotation *rot; /* k9rot: the service-key rotation thread (NULL: off) */
 };
 
 static void
@@ -652,6 +654,8 @@ report_restart_only(const struct daemon *d, const struct kdc_daemon_config *nd)
         od->tcp_idle_timeout != nd->tcp_idle_timeout || od->cpu_affinity != nd->cpu_affinity ||
         oc->max_request != nc->max_request)
         RESTART("workers or TCP/request limits", "...", "...");
+    if (od->rotation != nd->rotation || od->rotation_interval != nd->rotation_interval) /* k9rot */
+        RESTART("rotation or rotation_interval", "...", "...");
 #undef RESTART
     return n;
 }
@@ -906,12 +910,20 @@ main(int argc, char **argv)
         kpasswd_server_describe(d->kpw, kl, sizeof(kl));
         ck_log_notice("kpasswd: listening on %s (udp+tcp)", kl);
     }
+    /* k9rot: service-key rotation, on its own thread and store connection. */
+    if (d->dc.rotation &&
+        kdc_rotation_start(d->gen->cfg.db_path, d->gen->cfg.stash_path, d->dc.rotation_interval,
+                           d->gen->cfg.alarms, &d->rot) != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
+    }
     if (ck_daemon_notify("READY=1\nSTATUS=serving on %s", listeners) != 0)
         ck_log_warn("%s", ck_error_context());
 
     served = true;
     status = ck_daemon_loop(sfd, reload, d) < 0 ? 1 : 0;
 out:
+    kdc_rotation_stop(d->rot); /* k9rot */
     kpasswd_server_free(d->kpw);
     gen_unref(d->kpw_gen);
     ck_net_server_free(d->srv);
