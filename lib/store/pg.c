@@ -755,6 +755,9 @@ pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey
         if ((ret = pg_simple(be, "create schema", *sql)) != 0)
             goto out;
     }
+    for (const char *const *sql = pg_schema_mkey; *sql != NULL; sql++) /* master-key rotation */
+        if ((ret = pg_simple(be, "create schema", *sql)) != 0)
+            goto out;
     if ((ret = pg_run(be, "schema version", "INSERT INTO schema_version(version) VALUES ($1)",
                       PARGS(P_INT(PG_SCHEMA_VERSION)), NULL)) != 0 ||
         (ret = pg_run(be, "realm",
@@ -1342,4 +1345,11 @@ const struct ck_store_ops ck_store_postgresql_ops = {
      * PostgreSQL realm is backed up with `db dump` (to come) or the server's own tools. */
     .change_fd = pg_change_fd,
     .wait_change = pg_wait_change,
+    /* Master-key rotation (pg_mkey.c). */
+    .mkey_list = pg_mkey_list,
+    .mkey_add = pg_mkey_add,
+    .mkey_activate = pg_mkey_activate,
+    .mkey_count = pg_mkey_count,
+    .mkey_reencrypt = pg_mkey_reencrypt,
+    .mkey_retire = pg_mkey_retire,
 };

@@ -138,4 +138,18 @@ int pg_audit_list(void *be, const ck_audit_filter *f, ck_store_audit_cb cb, void
 int pg_audit_get_retention(void *be, ck_audit_retention *r);
 int pg_audit_set_retention(void *be, const ck_audit_retention *r);
 
+/* pg_mkey.c: master-key rotation (ck_store_ops.mkey_*) and its schema step, which
+ * pg_init_schema runs after pg_schema. */
+extern const char *const pg_schema_mkey[];
+int pg_mkey_list(void *be, struct ck_store_mkey_row **rows, size_t *n);
+int pg_mkey_add(void *be, const struct ck_store_mkey_row *row, int64_t now);
+int pg_mkey_activate(void *be, uint32_t kvno, int64_t now);
+int pg_mkey_count(void *be, uint32_t mkvno, uint32_t only, uint64_t *keys, uint64_t *hist);
+int pg_mkey_reencrypt(void *be, uint32_t mkvno, size_t limit,
+                      int (*rewrap)(void *arg, const char *name,
+                                    const struct ck_store_key_row *in,
+                                    struct ck_store_key_row *out),
+                      void *arg, size_t *done, int64_t now);
+int pg_mkey_retire(void *be, uint32_t kvno, int64_t now);
+
 #endif

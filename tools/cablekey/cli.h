@@ -49,6 +49,9 @@ int cli_audit(int argc, char **argv);
 int cli_policy(int argc, char **argv);
 int cli_intercept(int argc, char **argv); /* intercept.c: lawful intercept */
 int cli_node(int argc, char **argv);      /* node.c: the keying server's node agent */
+/* rotation_mkey.c: `cablekey rotation master-key VERB ...` (argv[0] "master-key"), dispatched
+ * by the rotation family. */
+int cli_rotation_master_key(int argc, char **argv);
 
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */

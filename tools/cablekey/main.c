@@ -360,6 +360,11 @@ main(int argc, char **argv)
         printf("cablekey %s\n", CK_VERSION);
         return CLI_OK;
     }
+#ifndef CK_HAVE_ROTATION_CLI
+    /* k9mkey, until the `rotation` family (k9rot) dispatches it: remove at merge. */
+    if (argc >= 3 && strcmp(argv[1], "rotation") == 0 && strcmp(argv[2], "master-key") == 0)
+        return cli_rotation_master_key(argc - 2, argv + 2);
+#endif
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++) {
         if (strcmp(argv[1], commands[i].name) != 0)
             continue;
