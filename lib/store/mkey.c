@@ -130,14 +130,6 @@ find_row(const struct ck_store_mkey_row *rows, size_t n, uint32_t kvno)
     return NULL;
 }
 
-static void
-file_clear(struct ck_store_keyring *file)
-{
-    for (size_t i = 0; i < file->n; i++)
-        ck_key_clear(&file->keys[i].key);
-    file->n = 0;
-}
-
 /* Fresh view: the stash file as it is now (file: what other processes read; the store's ring
  * also keeps keys it held before), the rows and the active kvno. */
 static int
@@ -208,7 +200,7 @@ ck_store_mkey_status(ck_store *store, ck_mkey_status *out)
         out->pending = k + h;
     }
 out:
-    file_clear(&file);
+    ck_store_ring_clear_int(&file);
     ck_store_mkey_rows_free(rows, n);
     return ret;
 }
@@ -337,8 +329,8 @@ ck_store_mkey_add(ck_store *store, int32_t enctype, uint32_t *kvno_out, bool *cr
         *created = true;
     ret = hook("after-add");
 out:
-    file_clear(&next);
-    file_clear(&file);
+    ck_store_ring_clear_int(&next);
+    ck_store_ring_clear_int(&file);
     ck_store_mkey_rows_free(rows, n);
     unlock_stash(lock);
     return ret;
@@ -389,7 +381,7 @@ ck_store_mkey_activate(ck_store *store, uint32_t kvno)
     store->realm.master_kvno = kvno;
     ret = hook("after-activate");
 out:
-    file_clear(&file);
+    ck_store_ring_clear_int(&file);
     ck_store_mkey_rows_free(rows, n);
     return ret;
 }
@@ -515,7 +507,7 @@ stash_drop(ck_store *store, const struct ck_store_keyring *file, const uint32_t 
         }
         ring->n = keep;
     }
-    file_clear(&next);
+    ck_store_ring_clear_int(&next);
     return ret;
 }
 
@@ -581,7 +573,7 @@ ck_store_mkey_retire(ck_store *store, uint32_t kvno, size_t *n_out)
     if (n_out != NULL)
         *n_out = n_drop;
 out:
-    file_clear(&file);
+    ck_store_ring_clear_int(&file);
     ck_store_mkey_rows_free(rows, n);
     unlock_stash(lock);
     return ret;

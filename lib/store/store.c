@@ -20,6 +20,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "cablekey/error.h"
 #include "cablekey/principal.h"
 #include "cablekey/store.h"
@@ -255,8 +257,8 @@ out:
 
 /* Format 2 (master-key rotation): "CKMK" | u16 2 | u16 n | n x (u32 mkvno | u32 enctype |
  * u16 key length | key), kvno ascending, distinct. Format 1 (one key, no count) is still read. */
-static int
-stash_encode(const struct ck_store_keyring *ring, uint8_t **out, size_t *out_len)
+int
+ck_store_stash_encode_int(const struct ck_store_keyring *ring, uint8_t **out, size_t *out_len)
 {
     ck_writer w;
     int ret;
@@ -294,7 +296,7 @@ stash_write(const char *path, const struct ck_store_keyring *ring, unsigned flag
     size_t len = 0;
     int ret;
 
-    if ((ret = stash_encode(ring, &buf, &len)) != 0)
+    if ((ret = ck_store_stash_encode_int(ring, &buf, &len)) != 0)
         goto out;
     if ((ret = ck_file_write_atomic(path, buf, len, flags)) != 0)
         ret = ck_error_set(ret, "stash %s", ck_error_context());
@@ -310,8 +312,8 @@ ck_store_stash_write_int(const char *path, const struct ck_store_keyring *ring)
     return stash_write(path, ring, CK_WRITE_REPLACE);
 }
 
-static void
-ring_clear_keys(struct ck_store_keyring *ring)
+void
+ck_store_ring_clear_int(struct ck_store_keyring *ring)
 {
     for (size_t i = 0; i < ring->n; i++)
         ck_key_clear(&ring->keys[i].key);
@@ -358,8 +360,9 @@ ck_store_ring_find(const struct ck_store_keyring *ring, uint32_t kvno)
     return NULL;
 }
 
-static int
-stash_parse(const uint8_t *buf, size_t len, const char *path, struct ck_store_keyring *ring)
+int
+ck_store_stash_parse_int(const uint8_t *buf, size_t len, const char *path,
+                         struct ck_store_keyring *ring)
 {
     const uint8_t *p = NULL;
     ck_reader r;
@@ -436,9 +439,9 @@ ck_store_stash_read_int(const char *path, struct ck_store_keyring *ring)
         ret = ck_error_set(CK_ERR_DECODE, "stash %s: too large", path);
         goto out;
     }
-    if ((ret = stash_parse(buf, len, path, &tmp)) != 0)
+    if ((ret = ck_store_stash_parse_int(buf, len, path, &tmp)) != 0)
         goto out;
-    ring_clear_keys(ring);
+    ck_store_ring_clear_int(ring);
     ring->n = tmp.n;
     memcpy(ring->keys, tmp.keys, sizeof(ring->keys));
 out:
@@ -567,7 +570,7 @@ ck_store_stash_check_int(const char *stash_path, const ck_realm_info *realm,
         ret = ck_key_copy(mkey, ck_store_ring_find(&ring, row->kvno));
         *mkvno = row->kvno;
     }
-    ring_clear_keys(&ring);
+    ck_store_ring_clear_int(&ring);
     return ret;
 }
 
@@ -628,7 +631,7 @@ ring_reload(const ck_store *store)
                                ring->stash_path)) != 0)
             goto out;
     }
-    ring_clear_keys(ring);
+    ck_store_ring_clear_int(ring);
     ring->n = fresh.n;
     memcpy(ring->keys, fresh.keys, sizeof(ring->keys));
     ck_memzero(fresh.keys, sizeof(fresh.keys));
@@ -638,7 +641,7 @@ ring_reload(const ck_store *store)
         ck_store_ring_find(ring, realm.master_kvno) != NULL)
         ring->active = realm.master_kvno;
 out:
-    ring_clear_keys(&fresh);
+    ck_store_ring_clear_int(&fresh);
     ck_store_mkey_row_clear(&mrow);
     return ret;
 }
@@ -653,19 +656,24 @@ ck_store_mkey_reload_int(const ck_store *store)
 
 /* The master key of kvno mkvno; a store that lacks it re-reads its stash first, at most once
  * per reread_ms (a row under a kvno nobody has must not turn every request into a file read). */
+static bool
+reread_allowed(const struct ck_store_keyring *ring)
+{
+    return ring->last_reread_ms == 0 ||
+           ck_monotonic_ms() - ring->last_reread_ms >= ring->reread_ms;
+}
+
 static const ck_key *
 key_for(const ck_store *store, uint32_t mkvno)
 {
     struct ck_store_keyring *ring = store->ring;
     const ck_key *k;
-    int64_t now;
 
     if (ring == NULL)
         return mkvno == store->mkvno ? &store->mkey : NULL;
     if ((k = ck_store_ring_find(ring, mkvno)) != NULL)
         return k;
-    now = ck_monotonic_ms();
-    if (ring->last_reread_ms != 0 && now - ring->last_reread_ms < ring->reread_ms)
+    if (!reread_allowed(ring))
         return NULL;
     (void)ring_reload(store);
     return ck_store_ring_find(ring, mkvno);
@@ -810,6 +818,22 @@ ck_store_decrypt_key_row(const ck_store *store, const char *name,
         return ck_error_set(CK_ERR_NOMEM, "key decryption");
     ret = ck_decrypt(mkey, CK_USAGE_DB_KEY, row->key_enc, row->key_enc_len, plain,
                      row->key_enc_len, &plen);
+    if (ret == CK_ERR_INTEGRITY && store->ring != NULL && reread_allowed(store->ring)) {
+        /* This store's key of that kvno may be stale (an add abandoned and its kvno used
+         * again): the stash file decides, once. */
+        ck_key held;
+        if (ck_key_copy(&held, mkey) == 0) {
+            const ck_key *now_key;
+            (void)ring_reload(store);
+            now_key = ck_store_ring_find(store->ring, row->mkvno);
+            if (now_key != NULL && (now_key->length != held.length ||
+                                    CRYPTO_memcmp(now_key->contents, held.contents,
+                                                  held.length) != 0))
+                ret = ck_decrypt(now_key, CK_USAGE_DB_KEY, row->key_enc, row->key_enc_len,
+                                 plain, row->key_enc_len, &plen);
+            ck_key_clear(&held);
+        }
+    }
     if (ret != 0) {
         ret = ck_error_set(ret == CK_ERR_INTEGRITY ? CK_ERR_INTEGRITY : ret,
                            "principal %s kvno %u enctype %d: key does not decrypt under the "
@@ -861,7 +885,7 @@ ck_store_close(ck_store *store)
         store->ops->close(store->be);
     ck_key_clear(&store->mkey);
     if (store->ring != NULL) {
-        ring_clear_keys(store->ring);
+        ck_store_ring_clear_int(store->ring);
         free(store->ring->stash_path);
         ck_free_secret(store->ring, sizeof(*store->ring));
     }
@@ -1054,7 +1078,7 @@ ck_store_init_realm(const char *db_path, const char *stash_path, const char *rea
         /* Never replaces an existing stash (or a symlink planted at its name). */
         if (ret == 0)
             ret = stash_write(stash_path, &one, 0);
-        ring_clear_keys(&one);
+        ck_store_ring_clear_int(&one);
         if (ret != 0)
             goto out;
     }

@@ -408,6 +408,14 @@ int ck_store_stash_check_int(const char *stash_path, const ck_realm_info *realm,
 /* ---- master-key rotation (k9mkey): the stash and the keyring (store.c) ---- */
 /* Reads a stash file (format 1 or 2) into ring->keys (not stash_path or active). */
 int ck_store_stash_read_int(const char *path, struct ck_store_keyring *ring);
+/* The bytes of a stash file (format 1 or 2; path names it in errors) into ring->keys, which
+ * must be empty; and ring's keys as format 2 (*out: ck_free_secret it). */
+int ck_store_stash_parse_int(const uint8_t *buf, size_t len, const char *path,
+                             struct ck_store_keyring *ring);
+int ck_store_stash_encode_int(const struct ck_store_keyring *ring, uint8_t **out,
+                              size_t *out_len);
+/* Wipes the keys of a ring (n = 0); stash_path and the rest stay. */
+void ck_store_ring_clear_int(struct ck_store_keyring *ring);
 /* Replaces the stash file atomically (format 2, 0600) with the keys of ring. */
 int ck_store_stash_write_int(const char *path, const struct ck_store_keyring *ring);
 /* The key of kvno in ring, or NULL. */

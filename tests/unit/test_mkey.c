@@ -600,7 +600,40 @@ refusals(void)
     fixture_down();
 }
 
+/* An added key abandoned (retired before activation) and its kvno used again by the next add:
+ * a store that still holds the abandoned key re-reads the stash when a row does not decrypt. */
+static void
+reused_kvno_reread(void)
+{
+    ck_store *cli, *kdc;
+    ck_db_principal *p = NULL;
+    ck_mkey_status st;
+    uint8_t before[256];
+    size_t len;
+    uint32_t kvno = 0;
+
+    make_realm();
+    len = read_file(stash, before, sizeof(before));
+    cli = fixture_open(db);
+    kdc = fixture_open(db);
+    ck_store_mkey_set_reread_interval(kdc, 0);
+    CHECK_OK(ck_store_mkey_add(cli, 0, &kvno, NULL));
+    CHECK_INT_EQ(kvno, 2);
+    CHECK_OK(ck_store_mkey_status(kdc, &st)); /* the KDC now holds this kvno 2 */
+    write_file(stash, before, len, 0600);     /* the add is abandoned ... */
+    CHECK_OK(ck_store_mkey_retire(cli, 2, NULL));
+    CHECK_OK(ck_store_mkey_add(cli, 0, &kvno, NULL)); /* ... and kvno 2 made again */
+    CHECK_INT_EQ(kvno, 2);
+    CHECK_OK(ck_store_mkey_activate(cli, 2));
+    CHECK_OK(ck_store_mkey_reencrypt(cli, 0, NULL, NULL, NULL));
+    CHECK_OK(ck_store_get_principal(kdc, "alice@" REALM, &p));
+    ck_db_principal_free(p);
+    ck_store_close(cli);
+    ck_store_close(kdc);
+    fixture_down();
+}
+
 CK_TEST_MAIN("mkey", CK_TEST_CASE(stash_v1_still_read), CK_TEST_CASE(stash_hostile),
              CK_TEST_CASE(full_rotation_online), CK_TEST_CASE(reread_rate_limited),
              CK_TEST_CASE(write_under_retired_refused), CK_TEST_CASE(resume_after_each_point),
-             CK_TEST_CASE(refusals))
+             CK_TEST_CASE(refusals), CK_TEST_CASE(reused_kvno_reread))
