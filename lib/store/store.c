@@ -1358,6 +1358,7 @@ history_for_rename(ck_store *store, const char *old_name, const char *new_name,
 
     *out = NULL;
     *n_out = 0;
+    ring_follow_active(store); /* the history is encrypted again: under the active master key */
     if ((ret = store->ops->pw_history(store->be, old_name, CK_POLICY_MAX_HISTORY, &rows, &n)) != 0)
         return ret;
     for (size_t i = 0; i < n && ret == 0; i++) {

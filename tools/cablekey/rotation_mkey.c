@@ -114,7 +114,7 @@ crash_setup(const char *what)
 /* ---- options ---- */
 
 static int
-parse_opts(const char *what, int argc, char **argv, struct mkopts *o)
+parse_opts(const char *what, const char *verb, int argc, char **argv, struct mkopts *o)
 {
     int64_t v = 0;
     int c;
@@ -127,6 +127,12 @@ parse_opts(const char *what, int argc, char **argv, struct mkopts *o)
         case OPT_DB: o->db = optarg; break;
         case OPT_STASH: o->stash = optarg; break;
         case OPT_JSON: o->json = true; break;
+        case 'h':
+        case OPT_HELP:
+            /* The family is two words: only this verb's lines. */
+            if (!cli_verb_help(stdout, "rotation master-key", mkey_help, verb))
+                fputs(mkey_help, stdout);
+            return CLI_HELP_SHOWN;
         case OPT_KVNO:
             if (ck_parse_int64(optarg, 1, UINT32_MAX, &v) != 0)
                 return cli_usage_error(what, "--kvno: a number from 1 to %u", UINT32_MAX);
@@ -401,7 +407,7 @@ cli_rotation_master_key(int argc, char **argv)
         if (strcmp(argv[1], subs[i].name) != 0)
             continue;
         snprintf(what, sizeof(what), "rotation master-key %s", subs[i].name);
-        rc = parse_opts(what, argc - 1, argv + 1, &o);
+        rc = parse_opts(what, subs[i].name, argc - 1, argv + 1, &o);
         if (rc < 0)
             return CLI_OK; /* --help */
         if (rc != CLI_OK || (rc = only(what, &o, subs[i].allowed)) != CLI_OK ||
