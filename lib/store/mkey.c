@@ -413,8 +413,9 @@ rewrap(void *arg, const char *name, const struct ck_store_key_row *in,
     ck_store_cache_invalidate(&c->store->cache, name);
     c->batch_done++;
     /* The audit row is written when the batch commits: its detail carries the final count. */
-    store_audit_begin(c->store, "mkey.reencrypt", NULL, "%llu keys to master key kvno %u",
-                      (unsigned long long)c->batch_done, c->mkvno);
+    store_audit_begin(c->store, "mkey.reencrypt", NULL, "%llu key%s to master key kvno %u",
+                      (unsigned long long)c->batch_done, c->batch_done == 1 ? "" : "s",
+                      c->mkvno);
     return 0;
 }
 

@@ -204,7 +204,7 @@ pg_mkey_reencrypt(void *arg, uint32_t mkvno, size_t limit,
     for (int i = 0; i < n; i++) {
         struct ck_store_key_row in, fresh;
         const char *name = PQgetvalue(r, i, 6);
-        int64_t pid = 0, hid = 0, next_pid = 0;
+        int64_t pid = 0, hid = 0;
 
         memset(&in, 0, sizeof(in));
         memset(&fresh, 0, sizeof(fresh));
@@ -236,10 +236,18 @@ pg_mkey_reencrypt(void *arg, uint32_t mkvno, size_t limit,
         ck_free_secret(fresh.key_enc, fresh.key_enc_len);
         if (ret != 0)
             goto out;
-        if (i + 1 < n && pg_col_int(r, i + 1, 7, &next_pid) != 0)
-            next_pid = 0;
+    }
+    /* After every rewrap: the first bump writes the audit row, whose detail has the count. */
+    for (int i = 0; i < n; i++) {
+        int64_t pid = 0, next_pid = 0;
+
+        if (pg_col_int(r, i, 7, &pid) != 0 ||
+            (i + 1 < n && pg_col_int(r, i + 1, 7, &next_pid) != 0)) {
+            ret = ck_error_set(CK_ERR_DB, "keys to re-encrypt: malformed row");
+            goto out;
+        }
         if ((i + 1 == n || next_pid != pid) &&
-            (ret = pg_bump_generation(be, CK_CHANGE_PRINCIPAL, name, NULL)) != 0)
+            (ret = pg_bump_generation(be, CK_CHANGE_PRINCIPAL, PQgetvalue(r, i, 6), NULL)) != 0)
             goto out;
     }
     *done = (size_t)n;

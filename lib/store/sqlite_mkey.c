@@ -275,10 +275,12 @@ sq_mkey_reencrypt(void *arg, uint32_t mkvno, size_t limit,
         ck_free_secret(fresh.key_enc, fresh.key_enc_len);
         if (ret != 0)
             goto out;
-        if (i + 1 == n || items[i + 1].principal_id != it->principal_id) {
-            if ((ret = sq_bump_generation(be, CK_CHANGE_PRINCIPAL, it->name, NULL)) != 0)
-                goto out;
-        }
+    }
+    /* After every rewrap: the first bump writes the audit row, whose detail has the count. */
+    for (size_t i = 0; i < n; i++) {
+        if ((i + 1 == n || items[i + 1].principal_id != items[i].principal_id) &&
+            (ret = sq_bump_generation(be, CK_CHANGE_PRINCIPAL, items[i].name, NULL)) != 0)
+            goto out;
     }
     *done = n;
 out:

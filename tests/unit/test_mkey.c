@@ -257,6 +257,21 @@ count_progress(uint64_t done, void *arg)
     return 0;
 }
 
+struct audit_seen {
+    int rows, four;
+};
+
+static int
+audit_cb(const ck_audit_entry *e, void *arg)
+{
+    struct audit_seen *a = arg;
+
+    a->rows++;
+    if (strcmp(e->detail, "4 keys to master key kvno 2") == 0)
+        a->four++;
+    return 0;
+}
+
 /* add -> activate -> reencrypt -> retire while a second store (a running KDC) serves: it keeps
  * reading every principal, re-reads its stash once when it meets the new kvno, and the keys it
  * sees never change. */
@@ -330,10 +345,19 @@ full_rotation_online(void)
     CHECK(strstr(ck_error_context(), "reencrypt first") != NULL);
     CHECK_INT_EQ(ck_store_mkey_retire(cli, 2, NULL), CK_ERR_POLICY);
 
-    /* reencrypt in batches of 2, the progress called after each. */
-    CHECK_OK(ck_store_mkey_reencrypt(cli, 2, count_progress, &batches, &done));
+    /* reencrypt in batches of 4, the progress called after each; one audit row per batch,
+     * counting its keys (a batch spans principals). */
+    CHECK_OK(ck_store_mkey_reencrypt(cli, 4, count_progress, &batches, &done));
     CHECK_INT_EQ(done, 6 * NE + 2);
-    CHECK_INT_EQ(batches, (6 * NE + 2 + 1) / 2);
+    CHECK_INT_EQ(batches, (6 * NE + 2 + 3) / 4);
+    {
+        ck_audit_filter f = {.since = 0, .object = NULL, .action = "mkey.reencrypt",
+                             .limit = 100};
+        struct audit_seen a = {0, 0};
+        CHECK_OK(ck_store_audit_list(cli, &f, audit_cb, &a));
+        CHECK_INT_EQ(a.rows, batches);
+        CHECK_INT_EQ(a.four, (6 * NE + 2) / 4);
+    }
     CHECK_OK(ck_store_mkey_status(cli, &st));
     CHECK_INT_EQ(st.pending, 0);
     CHECK_INT_EQ(st.keys[0].keys + st.keys[0].history, 0);
