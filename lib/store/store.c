@@ -367,28 +367,38 @@ ck_store_stash_parse_int(const uint8_t *buf, size_t len, const char *path,
     const uint8_t *p = NULL;
     ck_reader r;
     uint16_t version = 0, count = 1, klen = 0;
-    int ret;
+    int ret = 0;
 
     ck_reader_init(&r, buf, len);
     if (ck_reader_bytes(&r, 4, &p) != 0 || memcmp(p, STASH_MAGIC, 4) != 0 ||
-        ck_reader_u16be(&r, &version) != 0)
-        return ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
-    if (version != 1 && version != STASH_VERSION)
-        return ck_error_set(CK_ERR_UNSUPPORTED, "stash %s: version %u", path, version);
+        ck_reader_u16be(&r, &version) != 0) {
+        ret = ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
+        goto out;
+    }
+    if (version != 1 && version != STASH_VERSION) {
+        ret = ck_error_set(CK_ERR_UNSUPPORTED, "stash %s: version %u", path, version);
+        goto out;
+    }
     if (version == STASH_VERSION &&
-        (ck_reader_u16be(&r, &count) != 0 || count == 0 || count > CK_STASH_MAX_KEYS))
-        return ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
-    for (uint16_t i = 0; i < count; i++) {
+        (ck_reader_u16be(&r, &count) != 0 || count == 0 || count > CK_STASH_MAX_KEYS)) {
+        ret = ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
+        goto out;
+    }
+    for (uint16_t i = 0; i < count && ret == 0; i++) {
         uint32_t kvno = 0, enctype = 0;
         if (ck_reader_u32be(&r, &kvno) != 0 || ck_reader_u32be(&r, &enctype) != 0 ||
             ck_reader_u16be(&r, &klen) != 0 || ck_reader_bytes(&r, klen, &p) != 0)
-            return ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
-        if ((ret = ring_insert(ring, kvno, (int32_t)enctype, p, klen, path)) != 0)
-            return ret;
+            ret = ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
+        else
+            ret = ring_insert(ring, kvno, (int32_t)enctype, p, klen, path);
     }
-    if (ck_reader_remaining(&r) != 0)
-        return ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
-    return 0;
+    if (ret == 0 && ck_reader_remaining(&r) != 0)
+        ret = ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
+out:
+    /* Nothing half-parsed stays (the keys read so far are secrets). */
+    if (ret != 0)
+        ck_store_ring_clear_int(ring);
+    return ret;
 }
 
 int
