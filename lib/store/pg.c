@@ -795,6 +795,7 @@ pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey
             goto out;
     }
     for (const char *const *sql = pg_schema_rotation; *sql != NULL; sql++) /* k9rot */
+    for (const char *const *sql = pg_schema_mkey; *sql != NULL; sql++) /* master-key rotation */
         if ((ret = pg_simple(be, "create schema", *sql)) != 0)
             goto out;
     if ((ret = pg_run(be, "schema version", "INSERT INTO schema_version(version) VALUES ($1)",
@@ -1403,4 +1404,11 @@ const struct ck_store_ops ck_store_postgresql_ops = {
     .key_activate = pg_key_activate,
     .key_purge = pg_key_purge,
     .rot_status = pg_rot_status,
+    /* Master-key rotation (pg_mkey.c). */
+    .mkey_list = pg_mkey_list,
+    .mkey_add = pg_mkey_add,
+    .mkey_activate = pg_mkey_activate,
+    .mkey_count = pg_mkey_count,
+    .mkey_reencrypt = pg_mkey_reencrypt,
+    .mkey_retire = pg_mkey_retire,
 };

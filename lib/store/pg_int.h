@@ -163,5 +163,18 @@ int pg_key_confirm(void *be, const char *name, const char *host, uint32_t kvno, 
 int pg_key_activate(void *be, const char *name, uint32_t kvno, int64_t now);
 int pg_key_purge(void *be, const char *name, uint32_t cur_kvno, const uint32_t *kvnos, size_t n);
 int pg_rot_status(void *be, const char *name, ck_rotation_status *out);
+/* pg_mkey.c: master-key rotation (ck_store_ops.mkey_*) and its schema step, which
+ * pg_init_schema runs after pg_schema. */
+extern const char *const pg_schema_mkey[];
+int pg_mkey_list(void *be, struct ck_store_mkey_row **rows, size_t *n);
+int pg_mkey_add(void *be, const struct ck_store_mkey_row *row, int64_t now);
+int pg_mkey_activate(void *be, uint32_t kvno, int64_t now);
+int pg_mkey_count(void *be, uint32_t mkvno, uint32_t only, uint64_t *keys, uint64_t *hist);
+int pg_mkey_reencrypt(void *be, uint32_t mkvno, size_t limit,
+                      int (*rewrap)(void *arg, const char *name,
+                                    const struct ck_store_key_row *in,
+                                    struct ck_store_key_row *out),
+                      void *arg, size_t *done, int64_t now);
+int pg_mkey_retire(void *be, uint32_t kvno, int64_t now);
 
 #endif

@@ -843,6 +843,8 @@ sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *
     sqlite3_stmt *st = NULL;
     int ret;
 
+    if ((ret = sq_mkey_guard(be, keys, n)) != 0) /* master-key rotation: no key under a retired kvno */
+        return ret;
     if ((ret = sq_prepare(be, "INSERT INTO key(principal_id, kvno, enctype, ord, salt_type, salt,"
                            " mkvno, key_enc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &st)) != 0)
         return ret;
@@ -1455,6 +1457,13 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .key_activate = sq_key_activate,
     .key_purge = sq_key_purge,
     .rot_status = sq_rot_status,
+    /* Master-key rotation (sqlite_mkey.c). */
+    .mkey_list = sq_mkey_list,
+    .mkey_add = sq_mkey_add,
+    .mkey_activate = sq_mkey_activate,
+    .mkey_count = sq_mkey_count,
+    .mkey_reencrypt = sq_mkey_reencrypt,
+    .mkey_retire = sq_mkey_retire,
 };
 
 /* For sqlite_maint.c: an ordinary open (schema upgraded unless read-only), and the schema

@@ -1127,6 +1127,174 @@ rotation_steps(void)
 }
 /* ==== end of service-key rotation cases ==== */
 
+/* ---- master-key rotation (k9mkey): the mkey_* ops ---- */
+
+struct fake_rewrap {
+    int calls, fail_at;
+    uint32_t mkvno;
+    char names[512];
+};
+
+/* Stands for the generic layer: a new blob (the old one with its first byte flipped) under
+ * mkvno; fail_at makes the n-th call fail. */
+static int
+fake_rewrap(void *arg, const char *name, const struct ck_store_key_row *in,
+            struct ck_store_key_row *out)
+{
+    struct fake_rewrap *f = arg;
+    size_t n = strlen(f->names);
+
+    if (++f->calls == f->fail_at)
+        return ck_error_set(CK_ERR_INTEGRITY, "rewrap refused");
+    memset(out, 0, sizeof(*out));
+    out->kvno = in->kvno;
+    out->enctype = in->enctype;
+    out->mkvno = f->mkvno;
+    out->key_enc = malloc(in->key_enc_len);
+    if (out->key_enc == NULL)
+        return CK_ERR_NOMEM;
+    memcpy(out->key_enc, in->key_enc, in->key_enc_len);
+    out->key_enc[0] ^= 0xff;
+    out->key_enc_len = in->key_enc_len;
+    snprintf(f->names + n, sizeof(f->names) - n, "%s;", name);
+    return 0;
+}
+
+static uint64_t
+not_under(void *be, uint32_t mkvno)
+{
+    uint64_t k = 0, h = 0;
+
+    CHECK_OK(T->ops->mkey_count(be, mkvno, 0, &k, &h));
+    return k + h;
+}
+
+static void
+mkey_ops(void)
+{
+    static const uint8_t check2[] = {0xff, 0x00, 0x02};
+    struct ck_store_mkey_row mk2 = {.kvno = 2, .enctype = CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96,
+                                    .check = (uint8_t *)check2, .check_len = sizeof(check2)};
+    struct ck_store_mkey_row *rows = NULL, mrow;
+    struct ck_store_princ_row row;
+    struct fake_rewrap f;
+    ck_realm_info realm;
+    void *be = make_realm(), *other = reopen(0);
+    uint64_t k = 0, h = 0, g;
+    size_t n = 0, done = 0;
+    struct seen seen;
+    uint8_t b1[60], b2[44];
+    struct ck_store_key_row nk[2];
+
+    CHECK_OK(put_simple(be, "alice@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_OK(put_simple(be, "bob@CONF.TEST", 1, CK_PUT_CREATE));
+    /* A password change puts alice's kvno-1 key into the history (also under mkvno 1). */
+    nk[0] = key_row(2, enctypes[0], 0x30, b1, sizeof(b1));
+    nk[1] = key_row(2, enctypes[1], 0x40, b2, sizeof(b2));
+    CHECK_OK(T->ops->change_password(be, "alice@CONF.TEST", 1, 2, nk, 2, 3, 5, 0, 0,
+                                     1700000300));
+    CHECK_OK(T->ops->mkey_list(be, &rows, &n));
+    CHECK_INT_EQ(n, 1);
+    CHECK(n == 1 && rows[0].kvno == 1 && rows[0].created == 1700000000);
+    ck_store_mkey_rows_free(rows, n);
+
+    /* add: a row, one generation, one audit row; the same kvno twice is refused. */
+    g = gen_of(be);
+    CHECK_OK(T->ops->mkey_add(be, &mk2, 1700000400));
+    CHECK_INT_EQ(gen_of(be), g + 1);
+    CHECK_INT_EQ(T->ops->mkey_add(be, &mk2, 1700000401), CK_ERR_EXISTS);
+    CHECK_INT_EQ(gen_of(be), g + 1);
+    CHECK_OK(T->ops->mkey_list(be, &rows, &n));
+    CHECK_INT_EQ(n, 2);
+    if (n == 2) {
+        CHECK_INT_EQ(rows[1].kvno, 2);
+        CHECK_INT_EQ(rows[1].enctype, CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96);
+        CHECK_INT_EQ(rows[1].created, 1700000400);
+        CHECK_MEM_EQ(rows[1].check, rows[1].check_len, check2, sizeof(check2));
+    }
+    ck_store_mkey_rows_free(rows, n);
+
+    /* activate: only a kvno with a row; load_realm then gives the new row. */
+    CHECK_INT_EQ(T->ops->mkey_activate(be, 3, 1700000500), CK_ERR_NOTFOUND);
+    CHECK_OK(T->ops->mkey_activate(be, 2, 1700000500));
+    CHECK_INT_EQ(gen_of(be), g + 2);
+    memset(&realm, 0, sizeof(realm));
+    CHECK_OK(T->ops->load_realm(other, &realm, &mrow));
+    CHECK_INT_EQ(realm.master_kvno, 2);
+    CHECK_INT_EQ(mrow.kvno, 2);
+    ck_store_mkey_row_clear(&mrow);
+
+    /* count: 4 keys of alice (kvnos 1, 2), 2 of bob, 1 history row, all under mkvno 1. */
+    CHECK_OK(T->ops->mkey_count(be, 0, 1, &k, &h));
+    CHECK_INT_EQ(k, 6);
+    CHECK_INT_EQ(h, 1);
+    CHECK_INT_EQ(not_under(be, 2), 7);
+    CHECK_INT_EQ(not_under(be, 1), 0);
+    /* retire: not the active kvno, not one still in use, not an unknown one. */
+    CHECK_INT_EQ(T->ops->mkey_retire(be, 2, 1700000600), CK_ERR_POLICY);
+    CHECK_INT_EQ(T->ops->mkey_retire(be, 1, 1700000600), CK_ERR_POLICY);
+    CHECK_INT_EQ(T->ops->mkey_retire(be, 9, 1700000600), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(gen_of(be), g + 2);
+
+    /* A failing rewrap rolls its whole batch back. */
+    memset(&f, 0, sizeof(f));
+    f.mkvno = 2;
+    f.fail_at = 3;
+    CHECK(T->ops->mkey_reencrypt(be, 2, 5, fake_rewrap, &f, &done, 1700000700) != 0);
+    CHECK_INT_EQ(done, 0);
+    CHECK_INT_EQ(not_under(be, 2), 7);
+    CHECK_INT_EQ(gen_of(be), g + 2);
+
+    /* Batches of 3: 3 + 3 + 1, then nothing left; each touched principal's cache entry is
+     * announced through the change log. */
+    memset(&f, 0, sizeof(f));
+    f.mkvno = 2;
+    CHECK_OK(T->ops->mkey_reencrypt(be, 2, 3, fake_rewrap, &f, &done, 1700000700));
+    CHECK_INT_EQ(done, 3);
+    CHECK_INT_EQ(not_under(be, 2), 4);
+    memset(&seen, 0, sizeof(seen));
+    CHECK_OK(T->ops->changes_since(other, g + 2, &k, on_change, &seen));
+    CHECK(seen.n >= 1 && seen.all == 0);
+    CHECK_OK(T->ops->mkey_reencrypt(be, 2, 3, fake_rewrap, &f, &done, 1700000701));
+    CHECK_INT_EQ(done, 3);
+    CHECK_OK(T->ops->mkey_reencrypt(be, 2, 3, fake_rewrap, &f, &done, 1700000702));
+    CHECK_INT_EQ(done, 1);
+    g = gen_of(be);
+    CHECK_OK(T->ops->mkey_reencrypt(be, 2, 3, fake_rewrap, &f, &done, 1700000703));
+    CHECK_INT_EQ(done, 0);
+    CHECK_INT_EQ(gen_of(be), g);
+    CHECK_INT_EQ(f.calls, 7);
+    CHECK(strstr(f.names, "alice@CONF.TEST") != NULL && strstr(f.names, "bob@CONF.TEST") != NULL);
+    CHECK_INT_EQ(not_under(be, 2), 0);
+    /* The rows were rewritten: new mkvno, new blob, nothing else. */
+    CHECK_OK(T->ops->get(other, "bob@CONF.TEST", &row));
+    CHECK_INT_EQ(row.n_keys, 2);
+    if (row.n_keys == 2) {
+        uint8_t e1[60];
+        struct ck_store_key_row k1 = key_row(1, enctypes[0], 0x10, e1, sizeof(e1));
+        k1.key_enc[0] ^= 0xff;
+        CHECK_INT_EQ(row.keys[0].mkvno, 2);
+        CHECK_MEM_EQ(row.keys[0].key_enc, row.keys[0].key_enc_len, k1.key_enc, k1.key_enc_len);
+        CHECK_MEM_EQ(row.keys[0].salt, row.keys[0].salt_len, "CONF.TESTuser", 13);
+    }
+    ck_store_princ_row_clear(&row);
+
+    /* retire kvno 1 now: the row goes, one generation; a key under it can no longer be
+     * written (the schema refuses it), and nothing of the refused write stays. */
+    g = gen_of(be);
+    CHECK_OK(T->ops->mkey_retire(be, 1, 1700000800));
+    CHECK_INT_EQ(gen_of(be), g + 1);
+    CHECK_OK(T->ops->mkey_list(be, &rows, &n));
+    CHECK(n == 1 && rows[0].kvno == 2);
+    ck_store_mkey_rows_free(rows, n);
+    CHECK(put_simple(be, "carol@CONF.TEST", 1, CK_PUT_CREATE) != 0); /* key_row: mkvno 1 */
+    CHECK_INT_EQ(T->ops->get(be, "carol@CONF.TEST", &row), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(gen_of(be), g + 1);
+    CHECK(audit_rows(be, NULL) >= 1);
+    T->ops->close(other);
+    T->ops->close(be);
+}
+
 #define ON(target, fn)                                                                        \
     static void fn##_##target(void)                                                          \
     {                                                                                        \
@@ -1149,6 +1317,7 @@ ON(pg, pg_readonly)
 ON(pg, pg_reconnect_after_loss)
 BOTH(rotation_policies) /* k9rot */
 BOTH(rotation_steps)    /* k9rot */
+BOTH(mkey_ops) /* master-key rotation (k9mkey) */
 
 int
 main(int argc, char **argv)
@@ -1181,6 +1350,9 @@ main(int argc, char **argv)
         CK_TEST_CASE(rotation_policies_pg),
         CK_TEST_CASE(rotation_steps_sqlite),
         CK_TEST_CASE(rotation_steps_pg),
+        /* master-key rotation (k9mkey) */
+        CK_TEST_CASE(mkey_ops_sqlite),
+        CK_TEST_CASE(mkey_ops_pg),
     };
     char cmd[128];
     int rc;

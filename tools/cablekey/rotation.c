@@ -746,12 +746,7 @@ cli_rotation(int argc, char **argv)
     if (cli_family_help(argc, argv, rotation_help, NULL, &rc))
         return rc;
     if (strcmp(argv[1], "master-key") == 0) {
-#ifdef CK_HAVE_MKEY_CLI
         return cli_rotation_master_key(argc - 1, argv + 1);
-#else
-        fprintf(stderr, "cablekey: rotation master-key: not in this build\n");
-        return CLI_FAIL;
-#endif
     }
     if (strcmp(argv[1], "policy") == 0) {
         if (argc < 3 || argv[2][0] == '-')
