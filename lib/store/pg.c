@@ -775,6 +775,10 @@ format_enctypes(const int32_t *enctypes, size_t n_enctypes, char *buf, size_t si
 
 #define PG_ENCTYPE_LIST_SIZE (CK_STORE_MAX_ENCTYPES * 12 + 1)
 
+/* The schema, in creation order: the core tables, then each feature's own (service-key rotation
+ * in pg_rotation.c, master-key rotation in pg_mkey.c). */
+static const char *const *const pg_schema_parts[] = {pg_schema, pg_schema_rotation, pg_schema_mkey};
+
 static int
 pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey_row *mkey,
                int64_t now)
@@ -790,14 +794,12 @@ pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey
         return ret;
     /* Two inits racing on one database: the second fails on CREATE TABLE and leaves
      * nothing, as the schema is created in this one transaction. */
-    for (const char *const *sql = pg_schema; *sql != NULL; sql++) {
-        if ((ret = pg_simple(be, "create schema", *sql)) != 0)
-            goto out;
+    for (size_t part = 0; part < sizeof(pg_schema_parts) / sizeof(pg_schema_parts[0]); part++) {
+        for (const char *const *sql = pg_schema_parts[part]; *sql != NULL; sql++) {
+            if ((ret = pg_simple(be, "create schema", *sql)) != 0)
+                goto out;
+        }
     }
-    for (const char *const *sql = pg_schema_rotation; *sql != NULL; sql++) /* k9rot */
-    for (const char *const *sql = pg_schema_mkey; *sql != NULL; sql++) /* master-key rotation */
-        if ((ret = pg_simple(be, "create schema", *sql)) != 0)
-            goto out;
     if ((ret = pg_run(be, "schema version", "INSERT INTO schema_version(version) VALUES ($1)",
                       PARGS(P_INT(PG_SCHEMA_VERSION)), NULL)) != 0 ||
         (ret = pg_run(be, "realm",
