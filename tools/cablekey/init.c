@@ -1,5 +1,6 @@
 /* cablekey init: creates the realm database, the master key stash, krbtgt/REALM@REALM and
- * kadmin/changepw@REALM (the kpasswd service); --add-changepw adds the latter to a realm made
+ * kadmin/changepw@REALM (the kpasswd service), keyagent/REALM@REALM (the key version service,
+ * keyagent.h); --add-changepw adds the latter to a realm made
  * before it existed. */
 #include <getopt.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "cablekey/crypto.h"
 #include "cablekey/error.h"
+#include "cablekey/keyagent.h"
 #include "cablekey/store.h"
 #include "cli.h"
 
@@ -25,7 +27,8 @@ init_usage(FILE *f)
             "\n"
             "Creates a new realm database and a random master key in the stash file (mode\n"
             "0600; default PATH.stash), plus krbtgt/REALM@REALM and kadmin/changepw@REALM\n"
-            "(the password-change service) with random keys. Refuses to overwrite an existing\n"
+            "(the password-change service) and keyagent/REALM@REALM (the key version service\n"
+            "of keytab-agent) with random keys. Refuses to overwrite an existing\n"
             "database or stash. --add-changepw adds kadmin/changepw to an existing realm.\n"
             "  --enctypes LIST     default: aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96,\n"
             "                      aes256-cts-hmac-sha384-192,aes128-cts-hmac-sha256-128\n"
@@ -125,6 +128,8 @@ cli_init(int argc, char **argv)
     ret = ck_store_init_realm(db, stash, realm, enctypes, n_enctypes, max_life, max_renew);
     if (ret == 0)
         ret = add_changepw(db, stash);
+    if (ret == 0) /* the key version service (keyagent.h) */
+        ret = ck_keyagent_service_create(db, stash);
     if (ret != 0)
         return cli_fail("init", ret);
     {
