@@ -321,8 +321,9 @@ ck_keyagent_round_run(const ck_keyagent_cfg *cfg, ck_keyagent_round *out)
     }
     for (size_t i = 0; i < cfg->n_kdcs; i++) {
         rc = round_one_kdc(cfg, i, p, kt, out);
-        /* A refusal of the principal is the realm's answer, not one KDC's trouble. */
-        if (rc == 0 || rc == CK_ERR_POLICY)
+        /* A refusal of the principal is the realm's answer, not one KDC's trouble; and once a
+         * KDC answered the FETCH, the keytab is its answer's: the next round goes on. */
+        if (rc == 0 || rc == CK_ERR_POLICY || out->kdc_index >= 0)
             goto out;
         if (first_rc == 0) {
             first_rc = rc;
