@@ -97,6 +97,8 @@ set_result(struct req_state *st, int result, const char *text, const char *detai
     ck_strlcpy(st->detail, detail != NULL ? detail : "", sizeof(st->detail));
 }
 
+static int check_service(struct keyagent_worker *w, struct req_state *st);
+
 /* ---- set-up ------------------------------------------------------------------------------ */
 
 static int
@@ -163,6 +165,14 @@ keyagent_worker_new(struct keyagent_server *srv, struct keyagent_worker **out)
         goto out;
     }
     snprintf(w->service, sizeof(w->service), CK_KEYAGENT_SERVICE "/%s@%s", w->realm, w->realm);
+    {
+        /* Said at start, not only at the first request an operator may never look for. */
+        struct req_state st;
+
+        memset(&st, 0, sizeof(st));
+        if (check_service(w, &st) == CK_ERR_NOTFOUND)
+            ck_error_clear();
+    }
 out:
     if (rc != 0) {
         keyagent_worker_free(w);
@@ -226,9 +236,9 @@ check_service(struct keyagent_worker *w, struct req_state *st)
         ck_strlcpy(st->detail, "service principal missing", sizeof(st->detail));
         if (!atomic_exchange(&w->srv->missing_logged, true))
             ck_log_err("keyagent: %s is not in the database: the key version service refuses "
-                       "every request; create it with \"cablekey principal add --db %s %s "
-                       "--random --disallow-tgt-based\" (cablekey init makes it for new realms)",
-                       w->service, w->srv->db_path, w->service);
+                       "every request; create it with \"cablekey init --db %s --add-keyagent\" "
+                       "(cablekey init makes it for new realms)",
+                       w->service, w->srv->db_path);
     } else {
         st->e_text = "database unavailable";
         ck_strlcpy(st->detail, ck_error_context(), sizeof(st->detail));

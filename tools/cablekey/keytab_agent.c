@@ -155,12 +155,14 @@ cli_keytab_agent(int argc, char **argv)
             failures = 0;
             delay = interval * 1000;
         } else {
+            if (once)
+                return cli_fail(what, rc);
             fprintf(stderr, "cablekey keytab-agent: round failed: %s\n", ck_error_context());
             fflush(stderr);
             delay = ck_keyagent_backoff_ms(failures++, interval * 1000);
         }
         if (once)
-            return rc == 0 ? CLI_OK : cli_fail(what, rc);
+            return CLI_OK;
         if (wait_or_stop(&set, delay))
             break;
     }
