@@ -1,0 +1,187 @@
+#!/bin/bash
+# The key version service end to end (docs/keytab-agent.md): cablekey-kdc serving it,
+# cablekey-cms holding the keytab that `cablekey keytab-agent` maintains, and endpoints
+# (`cablekey mta kmm`, each run with a fresh service ticket) authenticating to the CMS in a loop
+# while a staged rotation of the CMS's key goes through: stage -> the agent fetches, rewrites the
+# keytab, the CMS re-reads it, the agent confirms -> activate -> purge, the agent drops the
+# purged kvno. Zero failures allowed. Then the refusals: a disabled principal gets no keys (and
+# the agent says why), a keytab without the current key gets none, keyagent/REALM missing is
+# logged by the KDC; SIGTERM stops the agent cleanly. The rotation steps are made through the
+# store API (tests/tools/ck_rotstep.c) so that the test does not wait for the engine's schedule.
+# shellcheck source=tests/interop/lib.sh
+. "$(dirname "$0")/lib.sh"
+
+if is_mit; then
+    skip_case "key version service" "cablekey-only test"
+    done_testing
+fi
+CK_CMS="$CK_BUILD/cablekey-cms"
+ROTSTEP="$CK_BUILD/ck_rotstep"
+require_tool "t_keyagent" kvno klist
+for b in "$CK_CMS" "$ROTSTEP"; do [ -x "$b" ] || bail "$b not built"; done
+
+SVC_NAME=cms/cms1.test
+realm_init TEST.REALM
+SVC="$SVC_NAME@$REALM"
+realm_addprinc mta1 mta1-pw
+realm_addprinc "$SVC_NAME" --random
+realm_ktexport "$tmp/cms.keytab" "$SVC_NAME" || bail "export the CMS keytab"
+KAPORT=$(free_port) || bail "free port"
+realm_start_kdc --keyagent-listen "127.0.0.1:$KAPORT"
+
+rotstep() { "$ROTSTEP" --db "$DB" --stash "$STASH" "$@"; }
+agent() { # agent ARGS...: one keytab-agent run (output in $tmp/agent.out)
+    timeout -k 5 60 "$CK_CLI" keytab-agent --keytab "$tmp/cms.keytab" --principal "$SVC" \
+        --kdc "127.0.0.1:$PORT" --service-port "$KAPORT" --host cms1 "$@" \
+        >"$tmp/agent.out" 2>&1 </dev/null
+}
+kt_kvnos() { klist -k "$tmp/cms.keytab" 2>/dev/null | awk '$1 ~ /^[0-9]+$/ {print $1}' | sort -nu | tr '\n' ' '; }
+
+# ---- 0. The realm has the service principal; the KDC serves the service -------------------
+expect_output "cablekey init made keyagent/$REALM@$REALM" "^keyagent/$REALM@$REALM\$" \
+    "$CK_CLI" principal list --db "$DB"
+assert_file_grep "the KDC listens for the key version service" \
+    "keyagent: listening on 127\.0\.0\.1:$KAPORT \(tcp\)" "$tmp/kdc.log"
+
+# ---- 1. Up to date: nothing written ---------------------------------------------------------
+sum0=$(sha256sum "$tmp/cms.keytab")
+if agent --once && grep -q "^keytab-agent: kdc=127.0.0.1:$PORT current=1 staged=0 had=1 added=0 removed=0 confirmed=0" "$tmp/agent.out" &&
+    [ "$(sha256sum "$tmp/cms.keytab")" = "$sum0" ]; then
+    ok "agent --once with nothing staged: up to date, keytab untouched"
+else
+    not_ok "agent up to date" "$(cat "$tmp/agent.out")"
+fi
+assert_file_grep "the KDC logged the FETCH (one line, no key)" \
+    "KEYAGENT 127\.0\.0\.1:[0-9]+ client=$SVC op=fetch kvno=1 host=cms1 result=0 \(ok\)" "$tmp/kdc.log"
+
+# ---- 2. cablekey-cms on the keytab, the agent in the background, endpoints in a loop ----------
+KP=$(free_port) || bail "free port"
+SP=$(free_port) || bail "free port"
+: >"$tmp/cms.log"
+"$CK_CMS" --keytab "$tmp/cms.keytab" --service "$SVC" --listen "127.0.0.1:$KP" \
+    --signaling-listen "127.0.0.1:$SP" --log "$tmp/cms.log" --log-level debug \
+    >"$tmp/cms.stderr" 2>&1 </dev/null &
+CMS_PID=$!
+CK_BG_PIDS+=($CMS_PID)
+wait_file_grep "$tmp/cms.log" "cablekey-cms ready:" || bail "cablekey-cms started" "$(tail -n 20 "$tmp/cms.log" "$tmp/cms.stderr")"
+kinit_pw mta1 mta1-pw -c "$tmp/mta1.cc" >/dev/null 2>&1 || bail "kinit mta1"
+
+"$CK_CLI" keytab-agent --keytab "$tmp/cms.keytab" --principal "$SVC" --kdc "127.0.0.1:$PORT" \
+    --service-port "$KAPORT" --host cms1 --interval 1s >"$tmp/agent-bg.out" 2>&1 </dev/null &
+AGENT_PID=$!
+CK_BG_PIDS+=($AGENT_PID)
+
+# The loop: each round a fresh copy of the TGT cache, so the endpoint asks the KDC for a new
+# service ticket (under whatever kvno is current) and authenticates to the CMS with it.
+loop() {
+    local i=0
+    while [ ! -e "$tmp/loop.stop" ]; do
+        i=$((i + 1))
+        cp "$tmp/mta1.cc" "$tmp/loop.cc"
+        if timeout -k 5 30 "$CK_CLI" mta kmm --ccache "$tmp/loop.cc" --service "$SVC" \
+            --signaling-port "$SP" --cms "127.0.0.1:$KP" --count 1 --timeout 300 \
+            >"$tmp/loop.out" 2>&1 </dev/null && grep -q "^kmm: ok " "$tmp/loop.out"; then
+            echo "ok $i" >>"$tmp/loop.log"
+        else
+            echo "FAIL $i $(tr '\n' ' ' <"$tmp/loop.out")" >>"$tmp/loop.log"
+        fi
+    done
+}
+: >"$tmp/loop.log"
+loop &
+LOOP_PID=$!
+CK_BG_PIDS+=($LOOP_PID)
+loop_count() { grep -c "^ok " "$tmp/loop.log" 2>/dev/null || true; }
+wait_loop() { # wait_loop N: N more successful rounds (bounded wait)
+    local want=$(($(loop_count) + $1)) i
+    for i in $(seq 1 300); do [ "$(loop_count)" -ge "$want" ] && return 0; sleep 0.1; done
+    return 1
+}
+wait_loop 3 || bail "the endpoint loop authenticates" "$(tail -n 5 "$tmp/loop.log")"
+
+# ---- 3. A staged rotation -------------------------------------------------------------------
+new=$(rotstep stage "$SVC") || bail "stage a new kvno of $SVC"
+if [ "$new" = 2 ]; then ok "kvno 2 staged (the KDC keeps issuing kvno 1)"; else not_ok "kvno 2 staged" "$new"; fi
+confirmed=no
+for i in $(seq 1 200); do
+    if rotstep confirmed "$SVC" cms1 2; then confirmed=yes; break; fi
+    sleep 0.1
+done
+if [ $confirmed = yes ] && [ "$(kt_kvnos)" = "1 2 " ]; then
+    ok "the agent fetched kvno 2, wrote it beside kvno 1 and confirmed it"
+else
+    not_ok "agent fetch + confirm" "keytab kvnos: $(kt_kvnos); $(tail -n 5 "$tmp/agent-bg.out")"
+fi
+if [ "$(stat -c %a "$tmp/cms.keytab")" = 600 ]; then ok "the rewritten keytab is mode 0600"
+else not_ok "keytab mode 0600" "$(stat -c %a "$tmp/cms.keytab")"; fi
+if wait_file_grep "$tmp/cms.log" "keytab .* re-read: .* newest kvno 2"; then
+    ok "cablekey-cms re-read the keytab (newest kvno 2) without a restart"
+else
+    not_ok "cms re-read" "$(tail -n 5 "$tmp/cms.log")"
+fi
+wait_loop 3 || not_ok "loop keeps running while staged" "$(tail -n 3 "$tmp/loop.log")"
+rotstep activate "$SVC" 2 || bail "activate kvno 2"
+ck_settle
+KRB5CCNAME="FILE:$tmp/mta1.cc" timeout 20 kvno "$SVC" >"$tmp/kvno.out" 2>&1
+cp "$tmp/mta1.cc" "$tmp/check.cc"
+if KRB5CCNAME="FILE:$tmp/check.cc" timeout 20 kvno -k "$tmp/cms.keytab" "$SVC" >"$tmp/kvno.out" 2>&1 &&
+    grep -q "kvno = 2" "$tmp/kvno.out"; then
+    ok "after activation the KDC issues kvno 2, and the agent's keytab decrypts it"
+else
+    not_ok "kvno 2 issued and decrypted" "$(cat "$tmp/kvno.out")"
+fi
+wait_loop 5 || not_ok "loop keeps running after activation" "$(tail -n 3 "$tmp/loop.log")"
+rotstep purge "$SVC" >/dev/null || bail "purge"
+gone=no
+for i in $(seq 1 200); do [ "$(kt_kvnos)" = "2 " ] && { gone=yes; break; }; sleep 0.1; done
+if [ $gone = yes ]; then ok "kvno 1 purged on the KDC: the agent dropped it from the keytab"
+else not_ok "purged kvno dropped" "keytab kvnos: $(kt_kvnos)"; fi
+wait_loop 3 || not_ok "loop keeps running after the purge" "$(tail -n 3 "$tmp/loop.log")"
+touch "$tmp/loop.stop"
+wait "$LOOP_PID" 2>/dev/null
+total=$(grep -c . "$tmp/loop.log")
+fails=$(grep -c "^FAIL" "$tmp/loop.log")
+if [ "$fails" = 0 ] && [ "$total" -ge 10 ]; then
+    ok "no endpoint failed through the whole rotation ($total authentications)"
+else
+    not_ok "zero failures through the rotation" "$fails of $total failed: $(grep -m 3 FAIL "$tmp/loop.log")"
+fi
+
+# ---- 4. SIGTERM stops the agent cleanly -----------------------------------------------------
+kill -TERM "$AGENT_PID"
+for i in $(seq 1 50); do kill -0 "$AGENT_PID" 2>/dev/null || break; sleep 0.1; done
+wait "$AGENT_PID"; rc=$?
+if [ $rc = 0 ] && grep -q "^keytab-agent: stopped" "$tmp/agent-bg.out"; then
+    ok "SIGTERM: the agent stops between rounds, exit 0"
+else
+    not_ok "agent SIGTERM" "exit $rc; $(tail -n 3 "$tmp/agent-bg.out")"
+fi
+
+# ---- 5. Refusals ----------------------------------------------------------------------------
+new=$(rotstep stage "$SVC") || bail "stage kvno 3"
+realm_modprinc "$SVC_NAME" --disallow-all-tix || bail "disable $SVC"
+expect_failure "a disabled principal gets no keys (its AS exchange fails)" \
+    "keytab-agent: .*(revoked|disabled|policy|error 18|error 12)" agent --once
+cat "$tmp/agent.out" >>"$tmp/last.err"
+if ! grep -q "^ *3 " <(klist -k "$tmp/cms.keytab" 2>/dev/null); then
+    ok "nothing of kvno 3 reached the disabled principal's keytab"
+else
+    not_ok "disabled principal keytab" "$(kt_kvnos)"
+fi
+realm_modprinc "$SVC_NAME" --allow-tix || bail "re-enable $SVC"
+cp "$tmp/cms.keytab" "$tmp/cms.keytab.keep"
+realm_ktexport "$tmp/cms.keytab" mta1 >/dev/null
+expect_failure "a keytab without a key of the principal is refused with the reason" \
+    "holds no key of $SVC" agent --once
+mv "$tmp/cms.keytab.keep" "$tmp/cms.keytab"
+if agent --once && grep -q "added=[1-9].* confirmed=3" "$tmp/agent.out"; then
+    ok "re-enabled: the next round fetches and confirms kvno 3"
+else
+    not_ok "re-enabled agent" "$(cat "$tmp/agent.out")"
+fi
+
+kill -TERM "$CMS_PID" 2>/dev/null; wait "$CMS_PID" 2>/dev/null
+realm_stop_kdc
+rep=$(grep -Eh "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error" "$tmp/agent.out" "$tmp/agent-bg.out" "$tmp/cms.stderr" 2>/dev/null | head -n 3)
+if [ -z "$rep" ]; then ok "no sanitizer report from the agent or the CMS"; else not_ok "sanitizer" "$rep"; fi
+done_testing
