@@ -124,9 +124,16 @@ int ck_keyagent_service_create(const char *db, const char *stash);
 /* ---- the client ------------------------------------------------------------------------- */
 
 /* The AS exchange of step 1: a ticket for keyagent/REALM@REALM with principal's current key
- * from kt (principal: "name@REALM"). kdc: the KDC's transport. */
+ * from kt (principal: "name@REALM"). kdc: the KDC's transport.
+ * Which kvno of the keytab is current is not written in it: once the agent has stored a staged
+ * kvno, the newest one is not current until the KDC activates it. So the exchange is tried with
+ * one kvno at a time: kvno_hint first (the current kvno a previous FETCH reported; 0: none),
+ * then the keytab's kvnos newest first, at most CK_KEYAGENT_LOGIN_TRIES of them, going on only
+ * when the KDC refused the key (PREAUTH_FAILED) or the reply did not decrypt. *used_kvno (may
+ * be NULL) receives the kvno that worked. */
+#define CK_KEYAGENT_LOGIN_TRIES 3
 int ck_keyagent_login(const ck_kdc_transport *kdc, const char *principal, const ck_keytab *kt,
-                      ck_creds **out);
+                      uint32_t kvno_hint, ck_creds **out, uint32_t *used_kvno);
 /* One exchange with the key version service (svc: its transport, always TCP): sends req under
  * creds (from ck_keyagent_login), verifies the AP-REP and the reply's KRB-PRIV and decodes it
  * into rep (clear it with ck_keyagent_rep_clear). A KRB-ERROR reply is CK_ERR_KRB with the
@@ -150,6 +157,7 @@ typedef struct ck_keyagent_cfg {
     size_t n_kdcs;
     uint16_t service_port;         /* the key version service on each KDC host (0: 7464) */
     int timeout_ms;                /* per exchange (0: 3000) */
+    uint32_t kvno_hint;            /* the current kvno the previous round saw (0: none) */
     /* Tests: replace the network (kdc_index: which KDC of the list is meant). */
     int (*send_as)(void *arg, int kdc_index, const uint8_t *req, size_t req_len,
                    uint8_t **reply, size_t *reply_len);

@@ -233,7 +233,7 @@ round_one_kdc(const ck_keyagent_cfg *cfg, size_t i, const ck_principal *p, ck_ke
         svc.send_fn = shim_send;
         svc.send_arg = &svc_shim;
     }
-    if ((rc = ck_keyagent_login(&kdc, cfg->principal, kt, &creds)) != 0)
+    if ((rc = ck_keyagent_login(&kdc, cfg->principal, kt, cfg->kvno_hint, &creds, NULL)) != 0)
         goto out;
     memset(&req, 0, sizeof(req));
     req.type = CK_KEYAGENT_FETCH;

@@ -577,7 +577,7 @@ test_refusals(void)
     svc = kdc;
     svc.send_fn = svc_fn;
     CHECK_OK(ck_keytab_read(w.keytab, &kt));
-    CHECK_OK(ck_keyagent_login(&kdc, SVC, kt, &creds));
+    CHECK_OK(ck_keyagent_login(&kdc, SVC, kt, 0, &creds, NULL));
     set_attrs(&w, SVC, CK_ATTR_DISALLOW_ALL_TIX, 0);
     memset(&req, 0, sizeof(req));
     req.type = CK_KEYAGENT_FETCH;
@@ -590,14 +590,14 @@ test_refusals(void)
     }
     ck_creds_free(creds);
     creds = NULL;
-    CHECK(ck_keyagent_login(&kdc, SVC, kt, &creds) == CK_ERR_KRB);
+    CHECK(ck_keyagent_login(&kdc, SVC, kt, 0, &creds, NULL) == CK_ERR_KRB);
     CHECK(creds == NULL);
     CHECK(ck_keyagent_round_run(&w.acfg, &r) != 0);
     CHECK_INT_EQ(keytab_count(&w, 2), 0);
     set_attrs(&w, SVC, 0, CK_ATTR_DISALLOW_ALL_TIX);
 
     /* An expired principal: DENIED by the re-check as well. */
-    CHECK_OK(ck_keyagent_login(&kdc, SVC, kt, &creds));
+    CHECK_OK(ck_keyagent_login(&kdc, SVC, kt, 0, &creds, NULL));
     {
         ck_db_principal *p = NULL;
         CHECK_OK(ck_store_get_principal(w.store, SVC, &p));
@@ -621,7 +621,7 @@ test_refusals(void)
     }
 
     /* keyagent/REALM deleted after the ticket was issued: SVC_UNAVAILABLE, no keys. */
-    CHECK_OK(ck_keyagent_login(&kdc, SVC, kt, &creds));
+    CHECK_OK(ck_keyagent_login(&kdc, SVC, kt, 0, &creds, NULL));
     CHECK_OK(ck_store_delete_principal(w.store, "keyagent/" REALM "@" REALM));
     if (creds != NULL) {
         CHECK(ck_keyagent_exchange(&svc, creds, &req, &rep) == CK_ERR_KRB);

@@ -152,6 +152,7 @@ cli_keytab_agent(int argc, char **argv)
         rc = ck_keyagent_round_run(&cfg, &r);
         if (rc == 0) {
             print_round(&cfg, &r);
+            cfg.kvno_hint = r.current_kvno;
             failures = 0;
             delay = interval * 1000;
         } else {
