@@ -695,6 +695,43 @@ fail:
 }
 
 int
+keyagent_check(const struct kdc_daemon_config *dc, FILE *out)
+{
+    char *list[KDC_MAX_LISTEN];
+    size_t n = 0;
+    bool dflt = false;
+    ck_store *store = NULL;
+    ck_db_principal *p = NULL;
+    char name[600];
+    int rc;
+
+    if ((rc = keyagent_listen_resolve(dc, list, KDC_MAX_LISTEN, &n, &dflt)) != 0)
+        return rc;
+    if (n == 0) {
+        fprintf(out, "keyagent: off (keyagent_listen = none)\n");
+        return 0;
+    }
+    fprintf(out, "keyagent listen:");
+    for (size_t i = 0; i < n; i++)
+        fprintf(out, " %s", list[i]);
+    fprintf(out, " (tcp)%s\n", dflt ? ", the default: off if another KDC has it" : "");
+    free_list(list, n);
+    if (ck_store_open(dc->kdc.db_path, dc->kdc.stash_path, CK_STORE_READONLY, &store) != 0) {
+        ck_error_clear();
+        return 0; /* the database check reports it */
+    }
+    snprintf(name, sizeof(name), CK_KEYAGENT_SERVICE "/%s@%s", ck_store_realm(store)->name,
+             ck_store_realm(store)->name);
+    if (ck_store_get_principal(store, name, &p) == CK_ERR_NOTFOUND)
+        fprintf(out, "warning: %s is missing: the key version service will refuse every "
+                     "request (cablekey init --db %s --add-keyagent)\n", name, dc->kdc.db_path);
+    ck_db_principal_free(p);
+    ck_store_close(store);
+    ck_error_clear();
+    return 0;
+}
+
+int
 keyagent_server_bind(const struct kdc_daemon_config *dc, struct keyagent_server **out)
 {
     struct keyagent_server *srv = NULL;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "config.h"
 #include "kdc.h"
@@ -43,6 +44,10 @@ int keyagent_server_run(struct keyagent_server *srv, const struct kdc_config *kd
 void keyagent_server_describe(const struct keyagent_server *srv, char *buf, size_t size);
 /* Stops the network server if any, then frees. Accepts NULL. */
 void keyagent_server_free(struct keyagent_server *srv);
+
+/* --check: prints the addresses the service will use ("keyagent listen: ..." or "keyagent:
+ * off") and whether keyagent/REALM exists (a warning line if not); non-zero for a bad setting. */
+int keyagent_check(const struct kdc_daemon_config *dc, FILE *out);
 
 /* Computes the listen list a keyagent_listen setting means (see keyagent_server_bind):
  * *n 0 when off; *dflt tells whether it is the default. Entries are malloc'd into list. */

@@ -547,6 +547,10 @@ check_config(const struct options *o, struct kdc_daemon_config *dc)
     } else {
         printf("kpasswd: off (no kpasswd_listen)\n");
     }
+    if (keyagent_check(dc, stdout) != 0) { /* keyagent.c */
+        print_error("keyagent listen");
+        return 1;
+    }
     printf("log: %s, level %s\n", ck_log_target_describe(&dc->log, logd, sizeof(logd)),
            ck_log_level_name(dc->log_level));
     if (ck_log_target_check(&dc->log) != 0) {
