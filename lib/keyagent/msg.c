@@ -126,7 +126,9 @@ ck_keyagent_req_decode(const uint8_t *data, size_t len, ck_keyagent_req *out)
     if (out->type != CK_KEYAGENT_FETCH && out->type != CK_KEYAGENT_CONFIRM)
         return ck_error_set(CK_ERR_DECODE, "keyagent request: unknown type %u",
                             (unsigned)out->type);
-    if ((hl > 0 || out->type == CK_KEYAGENT_CONFIRM) && !ck_keyagent_host_ok(out->host))
+    /* strlen: a NUL inside the host would hide the bytes after it from every check. */
+    if ((hl > 0 || out->type == CK_KEYAGENT_CONFIRM) &&
+        (strlen(out->host) != hl || !ck_keyagent_host_ok(out->host)))
         return ck_error_set(CK_ERR_DECODE, "keyagent request: bad host name");
     if (out->type == CK_KEYAGENT_CONFIRM && out->kvno == 0)
         return ck_error_set(CK_ERR_DECODE, "keyagent request: CONFIRM of kvno 0");

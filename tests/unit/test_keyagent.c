@@ -82,6 +82,8 @@ test_req_codec(void)
         /* A host with a byte outside the allowed set, an unknown type, CONFIRM of kvno 0. */
         longer[7] = ' ';
         CHECK(ck_keyagent_req_decode(longer, len, &back) == CK_ERR_DECODE);
+        longer[7] = '\0'; /* a NUL inside the host (found by fuzz_keyagent) */
+        CHECK(ck_keyagent_req_decode(longer, len, &back) == CK_ERR_DECODE);
         memcpy(longer, der, len);
         longer[0] = 3;
         CHECK(ck_keyagent_req_decode(longer, len, &back) == CK_ERR_DECODE);
