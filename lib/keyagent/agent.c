@@ -15,6 +15,7 @@
 
 #include "cablekey/error.h"
 #include "cablekey/keyagent.h"
+#include "cablekey/krb5_asn1.h"
 #include "cablekey/log.h"
 #include "cablekey/net.h"
 #include "cablekey/principal.h"
@@ -233,8 +234,18 @@ round_one_kdc(const ck_keyagent_cfg *cfg, size_t i, const ck_principal *p, ck_ke
         svc.send_fn = shim_send;
         svc.send_arg = &svc_shim;
     }
-    if ((rc = ck_keyagent_login(&kdc, cfg->principal, kt, cfg->kvno_hint, &creds, NULL)) != 0)
+    if ((rc = ck_keyagent_login(&kdc, cfg->principal, kt, cfg->kvno_hint, &creds, NULL)) != 0) {
+        int code = ck_error_krb_code();
+        /* The realm's answer about the principal (disabled, expired, unknown, not this key):
+         * asking the other KDCs would only repeat it. */
+        if (rc == CK_ERR_KRB &&
+            (code == CK_KDC_ERR_CLIENT_REVOKED || code == CK_KDC_ERR_C_PRINCIPAL_UNKNOWN ||
+             code == CK_KDC_ERR_NAME_EXP || code == CK_KDC_ERR_POLICY ||
+             code == CK_KDC_ERR_PREAUTH_FAILED))
+            rc = ck_error_set(CK_ERR_POLICY, "the KDC refused %s: %s", cfg->principal,
+                              ck_error_context());
         goto out;
+    }
     memset(&req, 0, sizeof(req));
     req.type = CK_KEYAGENT_FETCH;
     req.kvno = out->had_kvno;
@@ -330,7 +341,7 @@ ck_keyagent_round_run(const ck_keyagent_cfg *cfg, ck_keyagent_round *out)
             snprintf(first_err, sizeof(first_err), "%s: %s", cfg->kdcs[i], ck_error_context());
         }
     }
-    rc = ck_error_set(first_rc, "no KDC answered (%zu tried; first: %s)", cfg->n_kdcs,
+    rc = ck_error_set(first_rc, "no KDC served the round (%zu tried; first: %s)", cfg->n_kdcs,
                       first_err);
 out:
     ck_keytab_free(kt);
