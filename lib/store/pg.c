@@ -755,6 +755,9 @@ pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey
         if ((ret = pg_simple(be, "create schema", *sql)) != 0)
             goto out;
     }
+    for (const char *const *sql = pg_schema_rotation; *sql != NULL; sql++) /* k9rot */
+        if ((ret = pg_simple(be, "create schema", *sql)) != 0)
+            goto out;
     if ((ret = pg_run(be, "schema version", "INSERT INTO schema_version(version) VALUES ($1)",
                       PARGS(P_INT(PG_SCHEMA_VERSION)), NULL)) != 0 ||
         (ret = pg_run(be, "realm",
@@ -1342,4 +1345,15 @@ const struct ck_store_ops ck_store_postgresql_ops = {
      * PostgreSQL realm is backed up with `db dump` (to come) or the server's own tools. */
     .change_fd = pg_change_fd,
     .wait_change = pg_wait_change,
+    /* Service-key rotation (k9rot, pg_rotation.c). */
+    .rot_policy_put = pg_rot_policy_put,
+    .rot_policy_get = pg_rot_policy_get,
+    .rot_policy_del = pg_rot_policy_del,
+    .rot_pause = pg_rot_pause,
+    .rot_policy_list = pg_rot_policy_list,
+    .key_stage = pg_key_stage,
+    .key_confirm = pg_key_confirm,
+    .key_activate = pg_key_activate,
+    .key_purge = pg_key_purge,
+    .rot_status = pg_rot_status,
 };

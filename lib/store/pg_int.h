@@ -138,4 +138,20 @@ int pg_audit_list(void *be, const ck_audit_filter *f, ck_store_audit_cb cb, void
 int pg_audit_get_retention(void *be, ck_audit_retention *r);
 int pg_audit_set_retention(void *be, const ck_audit_retention *r);
 
+/* pg_rotation.c: service-key rotation (k9rot). pg_init_schema runs pg_schema_rotation after
+ * pg_schema. */
+extern const char *const pg_schema_rotation[];
+int pg_rot_policy_put(void *be, const ck_rotation_policy *pol, int64_t now);
+int pg_rot_policy_get(void *be, const char *principal, ck_rotation_policy *out);
+int pg_rot_policy_del(void *be, const char *principal);
+int pg_rot_pause(void *be, const char *principal, bool paused, int64_t now);
+int pg_rot_policy_list(void *be, ck_store_rotation_cb cb, void *arg);
+int pg_key_stage(void *be, const char *name, uint32_t cur_kvno, uint32_t new_kvno,
+                 const struct ck_store_key_row *keys, size_t n_keys, int64_t now,
+                 uint32_t *staged);
+int pg_key_confirm(void *be, const char *name, const char *host, uint32_t kvno, int64_t now);
+int pg_key_activate(void *be, const char *name, uint32_t kvno, int64_t now);
+int pg_key_purge(void *be, const char *name, uint32_t cur_kvno, const uint32_t *kvnos, size_t n);
+int pg_rot_status(void *be, const char *name, ck_rotation_status *out);
+
 #endif

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cablekey/rotation.h"
 #include "cablekey/store.h"
 
 /* One stored key as the backend sees it. */
@@ -261,6 +262,37 @@ struct ck_store_ops {
     int (*load_dump)(void *be, const ck_realm_info *realm, const ck_audit_retention *retention,
                      int (*feed)(void *arg, const struct ck_store_load_sink *sink, void *sink_be),
                      void *arg);
+
+    /* Service-key rotation (k9rot: store_rotation.c, sqlite_rotation.c, pg_rotation.c; see
+     * cablekey/rotation.h). Rotation state lives in side tables keyed by the principal's row,
+     * so a rename keeps it and a delete drops it. Every write below is one transaction; all
+     * but key_confirm bump the change counter (CK_CHANGE_PRINCIPAL) with their audit row.
+     * rot_policy_put: pol arrives checked; CK_ERR_NOTFOUND for an unknown principal; records
+     * the current kvno's activation time as now if rotation never saw it (the reference of
+     * the first period). */
+    int (*rot_policy_put)(void *be, const ck_rotation_policy *pol, int64_t now);
+    int (*rot_policy_get)(void *be, const char *principal, ck_rotation_policy *out);
+    int (*rot_policy_del)(void *be, const char *principal);
+    int (*rot_pause)(void *be, const char *principal, bool paused, int64_t now);
+    int (*rot_policy_list)(void *be, ck_store_rotation_cb cb, void *arg);
+    /* Adds keys (kvno new_kvno = cur_kvno + 1, encrypted for it) as the staged kvno if the
+     * principal's kvno is still cur_kvno (else CK_ERR_POLICY) and no kvno above it exists
+     * (else CK_ERR_EXISTS, *staged = that kvno). */
+    int (*key_stage)(void *be, const char *name, uint32_t cur_kvno, uint32_t new_kvno,
+                     const struct ck_store_key_row *keys, size_t n_keys, int64_t now,
+                     uint32_t *staged);
+    /* CK_ERR_NOTFOUND if the principal has no key of kvno; keeps the newest kvno per host. One
+     * audit row, no counter bump. */
+    int (*key_confirm)(void *be, const char *name, const char *host, uint32_t kvno, int64_t now);
+    /* CK_ERR_POLICY unless kvno is the highest stored kvno and above the current one. */
+    int (*key_activate)(void *be, const char *name, uint32_t kvno, int64_t now);
+    /* Removes the key rows of kvnos (all below cur_kvno; CK_ERR_POLICY if the current kvno
+     * moved or a kvno is not below it) and their rotation rows. */
+    int (*key_purge)(void *be, const char *name, uint32_t cur_kvno, const uint32_t *kvnos,
+                     size_t n);
+    /* Fills principal, has_policy/policy, current/staged kvno, kvnos (newest first, those
+     * with keys) and confirmations; next_due is the generic layer's. */
+    int (*rot_status)(void *be, const char *name, ck_rotation_status *out);
 };
 
 /* The backends. The registry (backend.c) is the only place that names them: add a backend
