@@ -42,9 +42,6 @@
 #include "keyagent.h"
 
 #define NAME_MAX_LEN 1024
-/* ck_store_key_confirm comes with the store's key versioning (h/k9rot); until it is merged the
- * service answers CONFIRM with UNAVAILABLE. */
-#define KEYAGENT_HAVE_CONFIRM 0
 
 struct keyagent_server {
     char *db_path, *stash_path, *realm;
@@ -347,13 +344,7 @@ answer(struct keyagent_worker *w, struct req_state *st, const ck_db_principal *p
         set_result(st, CK_KEYAGENT_NOTFOUND, "the principal has no such kvno", "kvno not held");
         return;
     }
-#if KEYAGENT_HAVE_CONFIRM
     rc = ck_store_key_confirm(w->store, st->client, st->req.host, st->req.kvno, now);
-#else
-    (void)w;
-    (void)now;
-    rc = ck_error_set(CK_ERR_UNSUPPORTED, "store without key versioning");
-#endif
     if (rc == 0)
         set_result(st, CK_KEYAGENT_OK, "confirmed", NULL);
     else if (rc == CK_ERR_NOTFOUND)

@@ -384,12 +384,6 @@ world_down(struct world *w)
     fixture_down();
 }
 
-/* The store's key versioning (rotation.h) comes from h/k9rot: the cases that stage, activate
- * and purge kvnos are built once it is merged (a whole-record write cannot store a kvno above
- * the current one). */
-#define HAVE_ROTATION_STORE 0
-
-#if HAVE_ROTATION_STORE
 /* Stores a new kvno beside the current one without making it current. */
 static uint32_t
 stage(struct world *w, const char *name)
@@ -410,13 +404,15 @@ activate(struct world *w, const char *name, uint32_t kvno)
     CHECK_OK(ck_store_key_activate(w->store, name, kvno, time(NULL)));
 }
 
-/* Removes every retired kvno (as the engine does once they expired). */
+/* Removes the retired kvnos but the newest (keep_min 1), as the engine does once they expired. */
 static void
 purge(struct world *w, const char *name)
 {
-    CHECK_OK(ck_store_key_purge(w->store, name, 0, 0, time(NULL) + 10, NULL));
+    size_t n = 0;
+
+    CHECK_OK(ck_store_key_purge(w->store, name, 0, 0, time(NULL) + CK_ROT_PURGE_GRACE + 10, &n));
+    CHECK_INT_EQ(n, 1);
 }
-#endif
 
 static void
 test_round_up_to_date(void)
@@ -439,7 +435,6 @@ test_round_up_to_date(void)
     world_down(&w);
 }
 
-#if HAVE_ROTATION_STORE
 static void
 test_round_staged(void)
 {
@@ -451,11 +446,7 @@ test_round_staged(void)
     /* Two KDCs: the first one does not answer. */
     w.kdcs[1] = "127.0.0.2:1";
     w.acfg.n_kdcs = 2;
-#if HAVE_ROTATION_STORE
     CHECK_OK(ck_keyagent_round_run(&w.acfg, &r));
-#else
-    CHECK(ck_keyagent_round_run(&w.acfg, &r) == CK_ERR_PROTO); /* CONFIRM: UNAVAILABLE */
-#endif
     CHECK_INT_EQ(r.kdc_index, 1);
     CHECK_INT_EQ(r.current_kvno, 1);
     CHECK_INT_EQ(r.staged_kvno, 2);
@@ -463,7 +454,6 @@ test_round_staged(void)
     CHECK(r.written);
     CHECK_INT_EQ(keytab_count(&w, 1), 2);
     CHECK_INT_EQ(keytab_count(&w, 2), 2);
-#if HAVE_ROTATION_STORE
     {
         ck_rotation_status rs;
 
@@ -476,19 +466,32 @@ test_round_staged(void)
     /* A second round writes nothing and confirms again (a lost CONFIRM is repeated). */
     CHECK_OK(ck_keyagent_round_run(&w.acfg, &r));
     CHECK(!r.written && r.added == 0 && r.confirmed == 2);
-#endif
-    /* Activated and the old kvno purged on the KDC: the keytab drops kvno 1. */
+    /* Activated: the next round logs in with kvno 2 (the hint, then newest first) and has
+     * nothing to do. */
     activate(&w, SVC, 2);
-    purge(&w, SVC);
     w.acfg.n_kdcs = 1;
     w.kdcs[1] = NULL;
     CHECK_OK(ck_keyagent_round_run(&w.acfg, &r));
-    CHECK_INT_EQ(r.current_kvno, 2);
+    CHECK(r.current_kvno == 2 && r.staged_kvno == 0 && !r.written && r.confirmed == 0);
+    /* The next rotation; kvno 3 staged and in the keytab, the agent still logs in (with kvno 2:
+     * the newest is not current yet). */
+    CHECK_INT_EQ(stage(&w, SVC), 3);
+    CHECK_OK(ck_keyagent_round_run(&w.acfg, &r));
+    CHECK(r.added == 2 && r.confirmed == 3);
+    CHECK_OK(ck_keyagent_round_run(&w.acfg, &r));
+    CHECK(r.added == 0 && r.confirmed == 3);
+    /* Activated, and kvno 1 purged on the KDC (kvno 2 is kept: keep_min 1): the keytab drops
+     * kvno 1 and keeps 2 and 3. */
+    activate(&w, SVC, 3);
+    purge(&w, SVC);
+    CHECK_OK(ck_keyagent_round_run(&w.acfg, &r));
+    CHECK_INT_EQ(r.current_kvno, 3);
     CHECK_INT_EQ(r.staged_kvno, 0);
     CHECK_INT_EQ(r.removed, 2);
     CHECK(r.written);
     CHECK_INT_EQ(keytab_count(&w, 1), 0);
     CHECK_INT_EQ(keytab_count(&w, 2), 2);
+    CHECK_INT_EQ(keytab_count(&w, 3), 2);
     world_down(&w);
 }
 
@@ -509,18 +512,12 @@ test_round_catch_up(void)
     CHECK(ck_keyagent_round_run(&w.acfg, &r) != 0);
     CHECK_INT_EQ(keytab_count(&w, 2), 0);
     export_keytab(&w, SVC, 2);
-#if HAVE_ROTATION_STORE
     CHECK_OK(ck_keyagent_round_run(&w.acfg, &r));
     CHECK_INT_EQ(r.confirmed, 3);
-#else
-    CHECK(ck_keyagent_round_run(&w.acfg, &r) == CK_ERR_PROTO);
-#endif
     CHECK_INT_EQ(r.added, 2);
     CHECK_INT_EQ(keytab_count(&w, 3), 2);
     world_down(&w);
 }
-
-#endif
 
 static int
 as_fn(void *arg, const uint8_t *req, size_t req_len, uint8_t **reply, size_t *reply_len)
@@ -559,17 +556,11 @@ test_refusals(void)
     ck_keyagent_rep rep;
 
     world_up(&w, true);
-#if HAVE_ROTATION_STORE
     /* A tampered reply fails the round; nothing is written. */
     CHECK_INT_EQ(stage(&w, SVC), 2);
     w.tamper = true;
     CHECK(ck_keyagent_round_run(&w.acfg, &r) != 0);
     CHECK_INT_EQ(keytab_count(&w, 2), 0);
-#else
-    w.tamper = true;
-    CHECK(ck_keyagent_round_run(&w.acfg, &r) != 0);
-    CHECK(!w.tamper);
-#endif
 
     /* A ticket obtained before the principal was disabled gets DENIED: the server re-checks;
      * once disabled, the AS exchange itself fails. */
@@ -675,7 +666,5 @@ test_server_direct(void)
 CK_TEST_MAIN("keyagent", CK_TEST_CASE(test_req_codec), CK_TEST_CASE(test_rep_codec),
              CK_TEST_CASE(test_frame), CK_TEST_CASE(test_backoff),
              CK_TEST_CASE(test_listen_default), CK_TEST_CASE(test_round_up_to_date),
-#if HAVE_ROTATION_STORE
              CK_TEST_CASE(test_round_staged), CK_TEST_CASE(test_round_catch_up),
-#endif
              CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_server_direct))
