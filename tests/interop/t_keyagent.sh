@@ -4,9 +4,10 @@
 # (`cablekey mta kmm`, each run with a fresh service ticket) authenticating to the CMS in a loop
 # while two staged rotations of the CMS's key go through: stage -> the agent fetches, rewrites
 # the keytab, the CMS re-reads it, the agent confirms -> activate; then purge (the store keeps
-# the newest retired kvno) -> the agent drops the purged kvno. Zero failures allowed. Then the refusals: a disabled principal gets no keys (and
-# the agent says why), a keytab without the current key gets none, keyagent/REALM missing is
-# logged by the KDC; SIGTERM stops the agent cleanly. The rotation steps are made through the
+# the newest retired kvno) -> the agent drops the purged kvno. Zero failures allowed. Then the
+# refusals: a disabled principal gets no keys (and the agent says why), a keytab without a key of
+# the principal gets none, keyagent/REALM missing is said by the KDC at start; SIGTERM stops the
+# agent cleanly. The rotation steps are made through the
 # store API (tests/tools/ck_rotstep.c) so that the test does not wait for the engine's schedule.
 # shellcheck source=tests/interop/lib.sh
 . "$(dirname "$0")/lib.sh"
@@ -186,6 +187,18 @@ else
 fi
 
 kill -TERM "$CMS_PID" 2>/dev/null; wait "$CMS_PID" 2>/dev/null
+realm_stop_kdc
+
+# ---- 6. keyagent/REALM missing --------------------------------------------------------------
+timeout 30 "$CK_CLI" principal delete --db "$DB" "keyagent/$REALM@$REALM" --yes >/dev/null 2>&1 </dev/null ||
+    bail "delete keyagent/$REALM"
+realm_start_kdc --keyagent-listen "127.0.0.1:$KAPORT"
+if wait_file_grep "$tmp/kdc.log" "keyagent: keyagent/$REALM@$REALM is not in the database: .*cablekey init --db .* --add-keyagent"; then
+    ok "keyagent/REALM missing: the KDC says so at start, naming the command that adds it"
+else
+    not_ok "keyagent/REALM missing logged" "$(tail -n 5 "$tmp/kdc.log")"
+fi
+expect_failure "the agent is refused (server unknown to the KDC)" "error 7|not found" agent_cmd --once
 realm_stop_kdc
 rep=$(grep -Eh "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error" "$tmp/agent.out" "$tmp/agent-bg.out" "$tmp/cms.stderr" 2>/dev/null | head -n 3)
 if [ -z "$rep" ]; then ok "no sanitizer report from the agent or the CMS"; else not_ok "sanitizer" "$rep"; fi
