@@ -41,8 +41,11 @@ kt_kvnos() { klist -k "$tmp/cms.keytab" 2>/dev/null | awk '$1 ~ /^[0-9]+$/ {prin
 # ---- 0. The realm has the service principal; the KDC serves the service -------------------
 expect_output "cablekey init made keyagent/$REALM@$REALM" "^keyagent/$REALM@$REALM\$" \
     "$CK_CLI" principal list --db "$DB"
-assert_file_grep "the KDC listens for the key version service" \
-    "keyagent: listening on 127\.0\.0\.1:$KAPORT \(tcp\)" "$tmp/kdc.log"
+if wait_file_grep "$tmp/kdc.log" "keyagent: listening on 127\.0\.0\.1:$KAPORT \(tcp\)"; then
+    ok "the KDC listens for the key version service"
+else
+    not_ok "the KDC listens for the key version service" "$(tail -n 5 "$tmp/kdc.log")"
+fi
 
 # ---- 1. Up to date: nothing written ---------------------------------------------------------
 sum0=$(sha256sum "$tmp/cms.keytab")
