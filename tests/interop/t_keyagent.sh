@@ -202,6 +202,11 @@ else
     not_ok "keyagent/REALM missing logged" "$(tail -n 5 "$tmp/kdc.log")"
 fi
 expect_failure "the agent is refused (server unknown to the KDC)" "error 7|not found" agent_cmd --once
+expect_output "cablekey init --add-keyagent adds it to the existing realm" "Added keyagent" \
+    "$CK_CLI" init --db "$DB" --add-keyagent
+ck_settle
+expect_output "the service works again without a KDC restart" "^keytab-agent: kdc=.* confirmed=" \
+    agent_cmd --once
 realm_stop_kdc
 rep=$(grep -Eh "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error" "$tmp/agent.out" "$tmp/agent-bg.out" "$tmp/cms.stderr" 2>/dev/null | head -n 3)
 if [ -z "$rep" ]; then ok "no sanitizer report from the agent or the CMS"; else not_ok "sanitizer" "$rep"; fi
