@@ -103,11 +103,14 @@ wait_loop() { # wait_loop N: N more successful rounds (bounded wait)
 }
 wait_loop 3 || bail "the endpoint loop authenticates" "$(tail -n 5 "$tmp/loop.log")"
 
-# ---- 3. Two staged rotations ----------------------------------------------------------------
+# ---- 3. Two staged rotations by the rotation engine, with a policy on the CMS principal ------
+# The policy names this agent's host; `force` stages as `cablekey rotation run --force` does, and
+# the engine's passes (`tick`, as every KDC runs them) activate once the host has confirmed.
+rotstep policy "$SVC" cms1 || bail "rotation policy on $SVC"
 # rotate N: stage kvno N, wait for the agent's confirmation (keytab re-read by the CMS), activate.
 rotate() {
     local want=$1 new i confirmed=no
-    new=$(rotstep stage "$SVC") || bail "stage a new kvno of $SVC"
+    new=$(rotstep force "$SVC") || bail "stage a new kvno of $SVC"
     if [ "$new" = "$want" ]; then ok "kvno $want staged (the KDC keeps issuing kvno $((want - 1)))"
     else not_ok "kvno $want staged" "$new"; fi
     for i in $(seq 1 200); do
@@ -125,7 +128,11 @@ rotate() {
         not_ok "cms re-read kvno $want" "$(tail -n 5 "$tmp/cms.log")"
     fi
     wait_loop 3 || not_ok "loop keeps running while kvno $want is staged" "$(tail -n 3 "$tmp/loop.log")"
-    rotstep activate "$SVC" "$want" || bail "activate kvno $want"
+    if [ "$(rotstep tick "$SVC")" = "staged=0 activated=1 purged=0 unconfirmed=0 errors=0" ]; then
+        ok "confirmed by the policy's host: the engine activates kvno $want"
+    else
+        not_ok "engine activation of kvno $want" "$(rotstep kvnos "$SVC")"
+    fi
     ck_settle
     cp "$tmp/mta1.cc" "$tmp/check.cc"
     if KRB5CCNAME="FILE:$tmp/check.cc" timeout 20 kvno -k "$tmp/cms.keytab" "$SVC" >"$tmp/kvno.out" 2>&1 &&
@@ -140,8 +147,13 @@ rotate 2
 if [ "$(stat -c %a "$tmp/cms.keytab")" = 600 ]; then ok "the rewritten keytab is mode 0600"
 else not_ok "keytab mode 0600" "$(stat -c %a "$tmp/cms.keytab")"; fi
 rotate 3
-# kvno 1 goes (the newest retired one, 2, is always kept): the agent drops it from the keytab.
-rotstep purge "$SVC" >/dev/null || bail "purge"
+# Eight days and the purge grace later kvno 1 goes (the newest retired one, 2, is always kept):
+# the agent drops it from the keytab.
+if [ "$(rotstep tick "$SVC" $((8 * 86400 + 700)))" = "staged=0 activated=0 purged=1 unconfirmed=0 errors=0" ]; then
+    ok "once old_valid has passed the engine purges kvno 1"
+else
+    not_ok "engine purge" "$(rotstep kvnos "$SVC")"
+fi
 gone=no
 for i in $(seq 1 200); do [ "$(kt_kvnos)" = "2 3 " ] && { gone=yes; break; }; sleep 0.1; done
 if [ $gone = yes ]; then ok "kvno 1 purged on the KDC: the agent dropped it from the keytab (2 3 kept)"

@@ -9,6 +9,12 @@
  *   ck_rotstep --db DB [--stash FILE] confirmed PRINCIPAL HOST KVNO   exit 0 if HOST confirmed
  *                                                            KVNO (or a newer one), else 3
  *   ck_rotstep --db DB [--stash FILE] kvnos PRINCIPAL        "current=C staged=S held=a,b,c"
+ * and through the rotation engine (lib/rotation), with a policy:
+ *   ck_rotstep --db DB [--stash FILE] policy PRINCIPAL HOST  confirm agent by HOST, period 30 days,
+ *                                                            old kvnos valid 8 days
+ *   ck_rotstep --db DB [--stash FILE] force PRINCIPAL        stage now (prints the kvno)
+ *   ck_rotstep --db DB [--stash FILE] tick PRINCIPAL [SECONDS]  one engine pass, SECONDS from
+ *                                                            now (prints what it did)
  * Exit status 0, 1 with one line on stderr on failure. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -118,6 +124,49 @@ main(int argc, char **argv)
                 printf("%s%u", k == 0 ? "" : ",", p->keys[k].kvno);
         printf("\n");
         ck_db_principal_free(p);
+    } else if (strcmp(verb, "policy") == 0 && argc - i == 3) {
+        ck_rotation_policy *pol = calloc(1, sizeof(*pol));
+
+        if (pol == NULL) {
+            rc = CK_ERR_NOMEM;
+            goto failed;
+        }
+        ck_strlcpy(pol->principal, name, sizeof(pol->principal));
+        pol->period = 30 * 86400; /* a pass 8 days on purges without staging again */
+        pol->old_valid = 8 * 86400; /* above the realm's renewable life (7 days) */
+        pol->confirm_timeout = 3600;
+        pol->confirm = CK_ROT_CONFIRM_AGENT;
+        pol->keep_min = 1;
+        pol->n_hosts = 1;
+        ck_strlcpy(pol->hosts[0], argv[i + 2], sizeof(pol->hosts[0]));
+        rc = ck_store_rotation_policy_set(store, pol);
+        free(pol);
+        if (rc != 0)
+            goto failed;
+    } else if (strcmp(verb, "force") == 0) {
+        ck_rotation_status *st = calloc(1, sizeof(*st));
+
+        if (st == NULL || (rc = ck_rotation_force(store, name, now)) != 0 ||
+            (rc = ck_store_rotation_status(store, name, st)) != 0) {
+            free(st);
+            rc = rc != 0 ? rc : CK_ERR_NOMEM;
+            goto failed;
+        }
+        printf("%u\n", st->staged_kvno);
+        free(st);
+    } else if (strcmp(verb, "tick") == 0 && argc - i <= 3) {
+        ck_rotation_report rep;
+        int64_t off = 0;
+
+        if (argc - i == 3 && ck_parse_int64(argv[i + 2], 0, INT32_MAX, &off) != 0) {
+            rc = ck_error_set(CK_ERR_INVAL, "bad offset");
+            goto failed;
+        }
+        memset(&rep, 0, sizeof(rep));
+        if ((rc = ck_rotation_tick(store, now + off, NULL, &rep)) != 0)
+            goto failed;
+        printf("staged=%zu activated=%zu purged=%zu unconfirmed=%zu errors=%zu\n", rep.staged,
+               rep.activated, rep.purged, rep.unconfirmed, rep.errors);
     } else {
         fprintf(stderr, "ck_rotstep: unknown verb or arguments: %s\n", verb);
         status = 2;
