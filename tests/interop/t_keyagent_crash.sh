@@ -2,8 +2,9 @@
 # The kill -9 loop of the key version service (issue 9, "Bad input and failures"): on SQLite and
 # on a throw-away PostgreSQL, rotation after rotation of a service key, the keytab-agent is
 # SIGKILLed at a seeded crash point (CK_AGENT_CRASH: after-fetch, after-write, before-confirm)
-# and, when the KDC has them, cablekey-kdc at the rotation engine's points (CK_KDC_CRASH:
-# rot-after-stage, rot-after-activate, rot-after-purge; see docs/rotation.md). After every kill:
+# and cablekey-kdc is kill -9'd and restarted at a seeded moment of the rotation (staged,
+# confirmed, activated, or not at all; the rotation engine's own CK_KDC_CRASH points come with
+# the KDC's rotation tick, docs/rotation.md). After every kill:
 # the keytab still decodes, still holds the kvno the KDC issues tickets under (MIT kvno -k
 # decrypts a fresh service ticket with it), and the next agent round completes the rotation. No
 # key is ever lost: every kvno the KDC holds that was confirmed is in the keytab.
@@ -28,6 +29,9 @@ CK_PG_NO_TRAP=1
 trap 'pg_stop; ck_cleanup' EXIT
 
 AGENT_POINTS=(after-fetch after-write before-confirm)
+# Moments of a rotation at which the KDC is kill -9'd and restarted (the rotation steps are made
+# by ck_rotstep here: the engine's own CK_KDC_CRASH points belong to the KDC's rotation tick).
+KDC_MOMENTS=(none staged confirmed activated)
 SVC_NAME=cms/cms1.test
 
 cli() { timeout 60 "$CK_CLI" "$@" --db "$DB" --stash "$STASH" </dev/null >"$tmp/cli.out" 2>&1 ||
@@ -46,9 +50,20 @@ decrypts() {
     KRB5CCNAME="FILE:$tmp/check.cc" timeout 20 kvno -k "$tmp/cms.keytab" "$SVC" >"$tmp/kvno.out" 2>&1
 }
 
+# kdc_kill MOMENT NOW: kill -9 the KDC and start it again when MOMENT is NOW.
+kdc_kill() {
+    [ "$1" = "$2" ] || return 0
+    kill -KILL "$KDC_PID" 2>/dev/null
+    wait "$KDC_PID" 2>/dev/null
+    KDC_PID=""
+    kdc_kills=$((kdc_kills + 1))
+    realm_start_kdc --keyagent-listen "127.0.0.1:$KAPORT"
+}
+
 # run_backend NAME: the realm at $DB/$STASH exists; rotations with kills.
 run_backend() {
-    local be=$1 r point staged bad=0 kills=0 drawn=""
+    local be=$1 r point moment staged bad=0 kills=0 drawn=""
+    kdc_kills=0
     SVC="$SVC_NAME@$REALM"
     cli principal add "$SVC_NAME" --random
     cli principal add user1 --password user1-pw
@@ -62,7 +77,9 @@ run_backend() {
         # them all), the rest are drawn.
         if [ "$r" -le ${#AGENT_POINTS[@]} ]; then point=${AGENT_POINTS[$((r - 1))]}
         else point=${AGENT_POINTS[$((RANDOM % ${#AGENT_POINTS[@]}))]}; fi
+        moment=${KDC_MOMENTS[$((RANDOM % ${#KDC_MOMENTS[@]}))]}
         staged=$(rotstep stage "$SVC") || { bad=1; ck_diag "stage: $staged"; break; }
+        kdc_kill "$moment" staged
         agent CK_AGENT_CRASH="$point:1"
         rc=$?
         if [ $rc != 137 ]; then
@@ -77,7 +94,9 @@ run_backend() {
         if ! agent || ! grep -q "confirmed=$staged" "$tmp/agent.out"; then
             bad=1; ck_diag "round $r ($point): the next round: $(cat "$tmp/agent.out")"; break
         fi
+        kdc_kill "$moment" confirmed
         rotstep activate "$SVC" "$staged" || { bad=1; ck_diag "activate $staged"; break; }
+        kdc_kill "$moment" activated
         ck_settle
         if ! decrypts || ! grep -q "kvno = $staged" "$tmp/kvno.out"; then
             bad=1; ck_diag "round $r ($point): kvno $staged issued but: $(cat "$tmp/kvno.out")"; break
@@ -85,7 +104,7 @@ run_backend() {
         rotstep purge "$SVC" >/dev/null || { bad=1; ck_diag "purge"; break; }
     done
     if [ $bad = 0 ]; then
-        ok "$be: $ROUNDS rotations, the agent killed $kills times at seeded points: every ticket the KDC issued decrypted with the keytab"
+        ok "$be: $ROUNDS rotations, the agent killed $kills times at seeded points, the KDC $kdc_kills times: every ticket the KDC issued decrypted with the keytab"
         ck_diag "points drawn:$(for p in "${AGENT_POINTS[@]}"; do printf ' %s=%s' "$p" "$(grep -o "$p" <<<"$drawn" | wc -l)"; done)"
     else
         not_ok "$be: kill -9 loop" "$(tail -n 5 "$tmp/kdc.log")"
