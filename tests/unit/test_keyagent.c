@@ -18,6 +18,7 @@
 #include "cablekey/keyagent.h"
 #include "cablekey/keytab.h"
 #include "cablekey/kpasswd.h"
+#include "cablekey/nametypes.h"
 #include "cablekey/principal.h"
 #include "cablekey/rotation.h"
 #include "cablekey/store.h"
@@ -663,8 +664,116 @@ test_server_direct(void)
     world_down(&w);
 }
 
+/* A ticket for keyagent/REALM sealed here with the service key from the database: with or
+ * without INITIAL, for SVC. */
+static ck_creds *
+forged_creds(struct world *w, bool initial)
+{
+    static const char *const svc[] = {CK_KEYAGENT_SERVICE, REALM};
+    static const char *const cname[] = {"cms", "cms.test"};
+    CK_ENC_TICKET_PART *etp = CK_ENC_TICKET_PART_new();
+    CK_TICKET *t = CK_TICKET_new();
+    ck_db_principal *ka = NULL;
+    ck_creds *c = calloc(1, sizeof(*c));
+    uint8_t *der = NULL;
+    size_t der_len = 0;
+    int64_t now = time(NULL);
+
+    CHECK_OK(ck_store_get_principal(w->store, "keyagent/" REALM "@" REALM, &ka));
+    CHECK_OK(ck_random_key(CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &c->session_key));
+    CHECK_OK(ck_asn1_flags_set(&etp->flags, initial ? CK_TKT_FLG_INITIAL : 0));
+    CHECK_OK(ck_key_to_asn1(&c->session_key, &etp->key));
+    CHECK_OK(ck_asn1_kstring_set(&etp->crealm, REALM));
+    CHECK_OK(ck_asn1_principal_set(etp->cname, CK_NT_SRV_INST, cname, 2));
+    etp->transited->tr_type = 1;
+    CHECK_OK(ck_asn1_time_set(&etp->authtime, now));
+    CHECK_OK(ck_asn1_time_set(&etp->endtime, now + 300));
+    CHECK_OK(ck_asn1_kstring_set(&t->realm, REALM));
+    CHECK_OK(ck_asn1_principal_set(t->sname, CK_NT_SRV_INST, svc, 2));
+    if (ka != NULL)
+        CHECK_OK(ck_ticket_seal(t, etp, &ck_db_principal_find_key(
+                                              ka, 0, CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96)->key,
+                                ka->kvno));
+    CHECK_OK(ck_asn1_ticket_encode(t, &der, &der_len));
+    c->ticket = ck_memdup(der, der_len);
+    c->ticket_len = der_len;
+    ck_asn1_free_der(der, der_len);
+    CHECK_OK(ck_principal_parse(SVC, NULL, 0, &c->client));
+    ck_db_principal_free(ka);
+    CK_TICKET_free(t);
+    CK_ENC_TICKET_PART_free(etp);
+    return c;
+}
+
+/* The last request the service got, for the replay case. */
+static uint8_t last_req[65536];
+static size_t last_req_len;
+
+static int
+svc_record_fn(void *arg, const uint8_t *req, size_t req_len, uint8_t **reply, size_t *reply_len)
+{
+    if (req_len <= sizeof(last_req)) {
+        memcpy(last_req, req, req_len);
+        last_req_len = req_len;
+    }
+    return send_svc(arg, 0, req, req_len, reply, reply_len);
+}
+
+static void
+test_ticket_checks(void)
+{
+    struct world w;
+    ck_kdc_transport svc;
+    ck_keyagent_req req;
+    ck_keyagent_rep rep;
+    ck_creds *c;
+    size_t n = 0;
+
+    world_up(&w, true);
+    memset(&svc, 0, sizeof(svc));
+    svc.send_fn = svc_record_fn;
+    svc.send_arg = &w;
+    memset(&req, 0, sizeof(req));
+    req.type = CK_KEYAGENT_FETCH;
+    /* A ticket from the TGS (no INITIAL) is refused: a stolen TGT is not the service key. */
+    c = forged_creds(&w, false);
+    CHECK(ck_keyagent_exchange(&svc, c, &req, &rep) == CK_ERR_KRB);
+    CHECK_INT_EQ(ck_error_krb_code(), CK_KDC_ERR_POLICY);
+    ck_creds_free(c);
+    /* The same, INITIAL: served; the request sent again verbatim is a replay. */
+    c = forged_creds(&w, true);
+    CHECK_OK(ck_keyagent_exchange(&svc, c, &req, &rep));
+    CHECK_INT_EQ(rep.result, CK_KEYAGENT_OK);
+    CHECK_INT_EQ(rep.current_kvno, 1);
+    ck_keyagent_rep_clear(&rep);
+    CHECK_OK(keyagent_handle_request(w.ka, last_req, last_req_len, NULL, reply_buf,
+                                     sizeof(reply_buf), &n));
+    {
+        ck_kpasswd_rep fr;
+        CK_KRB_ERROR_MSG *err = NULL;
+
+        CHECK_OK(ck_kpasswd_rep_parse(reply_buf, n, &fr));
+        CHECK(fr.is_error);
+        if (fr.is_error) {
+            CHECK_OK(ck_asn1_krb_error_decode(fr.body, fr.body_len, &err));
+            CHECK(err != NULL && err->error_code == CK_KRB_AP_ERR_REPEAT);
+            CK_KRB_ERROR_MSG_free(err);
+        }
+    }
+    /* A CONFIRM of a kvno the principal does not have: NOTFOUND. */
+    req.type = CK_KEYAGENT_CONFIRM;
+    req.kvno = 9;
+    ck_strlcpy(req.host, "cms1", sizeof(req.host));
+    CHECK_OK(ck_keyagent_exchange(&svc, c, &req, &rep));
+    CHECK_INT_EQ(rep.result, CK_KEYAGENT_NOTFOUND);
+    ck_keyagent_rep_clear(&rep);
+    ck_creds_free(c);
+    world_down(&w);
+}
+
 CK_TEST_MAIN("keyagent", CK_TEST_CASE(test_req_codec), CK_TEST_CASE(test_rep_codec),
              CK_TEST_CASE(test_frame), CK_TEST_CASE(test_backoff),
              CK_TEST_CASE(test_listen_default), CK_TEST_CASE(test_round_up_to_date),
              CK_TEST_CASE(test_round_staged), CK_TEST_CASE(test_round_catch_up),
-             CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_server_direct))
+             CK_TEST_CASE(test_refusals), CK_TEST_CASE(test_server_direct),
+             CK_TEST_CASE(test_ticket_checks))
