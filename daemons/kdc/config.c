@@ -61,6 +61,8 @@ kdc_daemon_config_init(struct kdc_daemon_config *dc)
     dc->log.dest = CK_LOG_STDERR;
     dc->log.level = -1;
     dc->log_level = LOG_INFO;
+    dc->rotation = true;                                  /* k9rot */
+    dc->rotation_interval = KDC_DEFAULT_ROTATION_INTERVAL; /* k9rot */
 }
 
 static void
@@ -321,6 +323,11 @@ const struct ck_conf_key kdc_conf_keys[] = {
     REALM("pkinit_eku_checking"),
     REALM("pkinit_cert_cache_size"),
     REALM("pkinit_thumbprint_cache_size"),
+    /* Service-key rotation (k9rot, rotation.c; docs/cablekey-kdc.md "Service-key rotation"). */
+    DEFAULTS("rotation"),
+    DEFAULTS("rotation_interval"),
+    REALM("rotation"),
+    REALM("rotation_interval"),
     LOGGING("kdc"),
     LOGGING("default"),
     LOGGING("admin_server"),               /* kadmind's; accepted without effect */
@@ -490,6 +497,19 @@ load_listen(struct kdc_daemon_config *dc, const struct ck_profile *prof, const c
 
 /* ---- sections --------------------------------------------------------------------------- */
 
+/* k9rot: rotation and rotation_interval, in [kdcdefaults] (sub NULL) or a realm's entry. */
+static int
+load_rotation(struct kdc_daemon_config *dc, const struct ck_profile *prof, const char *section,
+              const char *sub)
+{
+    int rc;
+
+    if ((rc = get_bool(prof, section, sub, "rotation", &dc->rotation)) != 0)
+        return rc;
+    return get_duration(prof, section, sub, "rotation_interval", 1, 86400,
+                        &dc->rotation_interval);
+}
+
 static int
 load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
 {
@@ -525,7 +545,8 @@ load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
     if ((rc = get_int(prof, S, NULL, "kdc_workers", 1, CK_NET_MAX_WORKERS, &n)) != 0)
         return rc;
     dc->workers = (int)n;
-    if ((rc = get_bool(prof, S, NULL, "kdc_cpu_affinity", &dc->cpu_affinity)) != 0)
+    if ((rc = get_bool(prof, S, NULL, "kdc_cpu_affinity", &dc->cpu_affinity)) != 0 ||
+        (rc = load_rotation(dc, prof, S, NULL)) != 0) /* k9rot */
         return rc;
     if ((v = get(prof, S, NULL, "kdc_user")) != NULL) {
         if (v[0] == '\0')
@@ -565,7 +586,8 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
     if ((rc = get_bool(prof, S, r, "disable_lockout", &dc->kdc.disable_lockout)) != 0 ||
         (rc = get_bool(prof, S, r, "disable_last_success", &dc->kdc.disable_last_success)) != 0)
         return rc;
-    if ((rc = kdc_pkinit_config_load(&dc->kdc.pkinit, prof, r)) != 0)
+    if ((rc = kdc_pkinit_config_load(&dc->kdc.pkinit, prof, r)) != 0 ||
+        (rc = load_rotation(dc, prof, S, r)) != 0) /* k9rot */
         return rc;
     if ((v = get(prof, S, r, "kpasswd_listen")) != NULL &&
         (rc = kdc_config_set_kpasswd_listen(dc, v, true)) != 0)

@@ -40,7 +40,11 @@ struct kdc_daemon_config {
     char *keyagent_listen;
     char *user;                      /* kdc_user / --user: run as this user after binding */
     bool max_life_set, max_renew_set; /* kdc.conf named them (compared with the database's caps) */
+    /* Service-key rotation (k9rot, rotation.c): the engine's tick on its own thread. */
+    bool rotation;                   /* rotation = false: this KDC runs no tick */
+    int64_t rotation_interval;       /* seconds between ticks (KDC_DEFAULT_ROTATION_INTERVAL) */
 };
+#define KDC_DEFAULT_ROTATION_INTERVAL 60 /* k9rot */
 
 /* Every key cablekey-kdc reads from kdc.conf, one line each: anything else is an error with its
  * file and line (ck_conf_validate). */

@@ -32,6 +32,7 @@
 #include "keyagent.h"
 #include "kpasswd.h"
 #include "pkinit_kdc.h"
+#include "rotation.h" /* k9rot */
 
 #define PROG "cablekey-kdc"
 #define LISTEN_LOG_MAX 1024
@@ -302,6 +303,7 @@ struct daemon {
     struct kpasswd_server *kpw;
     struct kdc_gen *kpw_gen;
     struct keyagent_server *kas;  /* key version service (keyagent.c); NULL: off */
+    struct kdc_rotation *rot; /* k9rot: the service-key rotation thread (NULL: off) */
 };
 
 static void
@@ -934,6 +936,13 @@ main(int argc, char **argv)
         keyagent_server_describe(d->kas, kl, sizeof(kl));
         ck_log_notice("keyagent: listening on %s (tcp)", kl);
     }
+    /* k9rot: service-key rotation, on its own thread and store connection. */
+    if (d->dc.rotation &&
+        kdc_rotation_start(d->gen->cfg.db_path, d->gen->cfg.stash_path, d->dc.rotation_interval,
+                           d->gen->cfg.alarms, &d->rot) != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
+    }
     if (ck_daemon_notify("READY=1\nSTATUS=serving on %s", listeners) != 0)
         ck_log_warn("%s", ck_error_context());
 
@@ -941,6 +950,7 @@ main(int argc, char **argv)
     status = ck_daemon_loop(sfd, reload, d) < 0 ? 1 : 0;
 out:
     keyagent_server_free(d->kas);
+    kdc_rotation_stop(d->rot); /* k9rot */
     kpasswd_server_free(d->kpw);
     gen_unref(d->kpw_gen);
     ck_net_server_free(d->srv);

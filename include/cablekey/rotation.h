@@ -147,6 +147,9 @@ typedef struct ck_rotation_report {
  * Logs one line per step taken. Returns 0 unless the store itself failed. */
 int ck_rotation_tick(ck_store *store, int64_t now, struct ck_alarm_mgr *alarms,
                      ck_rotation_report *report);
+/* k9rot's extension: ck_rotation_tick for one service (`cablekey rotation run PRINCIPAL`). */
+int ck_rotation_tick_one(ck_store *store, const char *principal, int64_t now,
+                         struct ck_alarm_mgr *alarms, ck_rotation_report *report);
 /* Stages principal now, whatever its period (`cablekey rotation run PRINCIPAL`).
  * CK_ERR_NOTFOUND without a policy, CK_ERR_POLICY while paused, CK_ERR_EXISTS while a kvno is
  * staged. */

@@ -66,7 +66,10 @@ raise_unconfirmed(struct ck_alarm_mgr *alarms, const ck_rotation_status *st,
             break;
         len += (size_t)w;
     }
-    ck_log(LOG_WARNING, "rotation unconfirmed principal=%s kvno=%u missing=%s", st->principal,
+    /* With an alarm manager its log sink says it, deduplicated; without one this line is the
+     * operator's only signal, once per pass. */
+    ck_log(alarms != NULL ? LOG_DEBUG : LOG_WARNING,
+           "rotation unconfirmed principal=%s kvno=%u missing=%s", st->principal,
            st->staged_kvno, plan->n_missing > 0 ? hosts : "(any host)");
     if (alarms == NULL)
         return;
@@ -205,6 +208,26 @@ out:
     for (size_t i = 0; i < ns.n; i++)
         free(ns.v[i]);
     free(ns.v);
+    if (report != NULL)
+        *report = rep;
+    return ret;
+}
+
+int
+ck_rotation_tick_one(ck_store *store, const char *principal, int64_t now,
+                     struct ck_alarm_mgr *alarms, ck_rotation_report *report)
+{
+    ck_rotation_policy *pol;
+    ck_rotation_report rep;
+    int ret;
+
+    memset(&rep, 0, sizeof(rep));
+    if ((pol = malloc(sizeof(*pol))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "rotation policy");
+    /* The policy's absence is the caller's error here, unlike in a pass over all of them. */
+    if ((ret = ck_store_rotation_policy_get(store, principal, pol)) == 0)
+        rotate_one(store, principal, now, alarms, &rep);
+    free(pol);
     if (report != NULL)
         *report = rep;
     return ret;

@@ -391,8 +391,8 @@ pg_rot_status(void *arg, const char *name, ck_rotation_status *out)
     if ((ret = pg_query(be, "rotation status",
                         "SELECT p.id, p.kvno, k.kvno, coalesce(v.staged, 0),"
                         " coalesce(v.activated, 0), coalesce(v.retired, 0) FROM principal p"
-                        " LEFT JOIN (SELECT DISTINCT principal_id, kvno FROM key) k"
-                        " ON k.principal_id = p.id LEFT JOIN key_version v"
+                        " LEFT JOIN LATERAL (SELECT DISTINCT kvno FROM key"
+                        "  WHERE principal_id = p.id) k ON true LEFT JOIN key_version v"
                         " ON v.principal_id = p.id AND v.kvno = k.kvno WHERE p.name = $1"
                         " ORDER BY k.kvno DESC LIMIT $2",
                         PARGS(P_TEXT(name), P_INT(CK_STORE_MAX_KEYS)), &r)) != 0)

@@ -50,6 +50,12 @@ int cli_policy(int argc, char **argv);
 int cli_intercept(int argc, char **argv); /* intercept.c: lawful intercept */
 int cli_node(int argc, char **argv);      /* node.c: the keying server's node agent */
 int cli_keytab_agent(int argc, char **argv); /* keytab_agent.c: `cablekey keytab-agent` */
+/* k9rot: rotation.c, `cablekey rotation ...`; `rotation master-key ...` goes to k9mkey's
+ * rotation_mkey.c (dispatch under CK_HAVE_MKEY_CLI until it lands). */
+int cli_rotation(int argc, char **argv);
+#ifdef CK_HAVE_MKEY_CLI
+int cli_rotation_master_key(int argc, char **argv);
+#endif
 
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */

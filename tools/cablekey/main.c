@@ -49,6 +49,8 @@ static const struct {
      "it runs a node agent, not a realm"},
     {"intercept", cli_intercept, "lawful intercept: orders, escrowed call records, decryption",
      "the intercept database is the intercept administrator's own file: run it where it is"},
+    {"rotation", cli_rotation, "service-key versioning: status, policy, pause, resume, run",
+     "rotation is not in the admin API: run it on the KDC host with --db"}, /* k9rot */
     {"ksv", cli_ksv, "keying server: status, groups, members, revoke, alarms, SAs",
      "it works on the keying server's store: run it on the KSV host with --db"},
 };
