@@ -85,6 +85,8 @@ kdc_daemon_config_free(struct kdc_daemon_config *dc)
     dc->n_kpasswd_listen = 0;
     free(dc->kpasswd_admins);
     dc->kpasswd_admins = NULL;
+    free(dc->keyagent_listen);  /* keyagent.c */
+    dc->keyagent_listen = NULL;
     free(dc->user);
     dc->user = NULL;
 }
@@ -274,6 +276,7 @@ const struct ck_conf_key kdc_conf_keys[] = {
     DEFAULTS("kdc_tcp_listen"),            /* MIT: accepted when equal to kdc_listen */
     DEFAULTS("kdc_tcp_ports"),
     DEFAULTS("kpasswd_listen"),            /* the kpasswd service */
+    DEFAULTS("keyagent_listen"),           /* the key version service (keyagent.c) */
     DEFAULTS("kdc_max_dgram_reply_size"),
     DEFAULTS("kdc_max_request_size"),
     DEFAULTS("kdc_tcp_max_connections"),
@@ -295,6 +298,7 @@ const struct ck_conf_key kdc_conf_keys[] = {
     REALM("kdc_tcp_ports"),
     REALM("kpasswd_listen"),
     REALM("kpasswd_admins"),               /* who may set others' passwords (kpasswd.c) */
+    REALM("keyagent_listen"),              /* the key version service (keyagent.c) */
     REALM("disable_lockout"),              /* lockout.c; MIT has it in [dbmodules] */
     REALM("disable_last_success"),
     REALM("db_max_staleness"),             /* KDC fleet: a realm's value wins */
@@ -534,6 +538,9 @@ load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
     if ((v = get(prof, S, NULL, "kpasswd_listen")) != NULL &&
         (rc = kdc_config_set_kpasswd_listen(dc, v, true)) != 0)
         return bad(prof, S, NULL, "kpasswd_listen", ck_error_context());
+    if ((v = get(prof, S, NULL, "keyagent_listen")) != NULL &&
+        (rc = set_string(&dc->keyagent_listen, v)) != 0)
+        return rc;
     if ((rc = load_listen(dc, prof, S, NULL)) != 0)
         return rc;
     n = (int64_t)dc->kdc.max_dgram_reply;
@@ -609,6 +616,9 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
         return bad(prof, S, r, "kpasswd_listen", ck_error_context());
     if ((v = get(prof, S, r, "kpasswd_admins")) != NULL &&
         (rc = set_string(&dc->kpasswd_admins, v)) != 0)
+        return rc;
+    if ((v = get(prof, S, r, "keyagent_listen")) != NULL &&
+        (rc = set_string(&dc->keyagent_listen, v)) != 0)
         return rc;
     /* As in MIT, a realm's own listen settings win over [kdcdefaults]. */
     return load_listen(dc, prof, S, r);

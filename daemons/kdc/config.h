@@ -36,6 +36,8 @@ struct kdc_daemon_config {
     char *kpasswd_listen[KDC_MAX_LISTEN];
     size_t n_kpasswd_listen;
     char *kpasswd_admins;            /* who may set others' passwords (NULL: nobody) */
+    /* Key version service (keyagent.c): NULL = port 7464 on the KDC's hosts, "none" = off. */
+    char *keyagent_listen;
     char *user;                      /* kdc_user / --user: run as this user after binding */
     bool max_life_set, max_renew_set; /* kdc.conf named them (compared with the database's caps) */
     /* Service-key rotation (k9rot, rotation.c): the engine's tick on its own thread. */

@@ -28,6 +28,8 @@ static const struct {
      NULL},
     {"keytab", cli_keytab, "export keys to MIT-format keytab files, remove entries",
      "the admin API never hands out key material: run it on the KDC host with --db"},
+    {"keytab-agent", cli_keytab_agent, "keep a service's keytab in step with key rotation",
+     "it runs on the application server and talks to the KDCs"},
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them",
      "the admin API does not change devices (only list and show run remotely): run it on the "
      "KDC host with --db"},
