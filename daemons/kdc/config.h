@@ -38,6 +38,13 @@ struct kdc_daemon_config {
     char *kpasswd_admins;            /* who may set others' passwords (NULL: nobody) */
     char *user;                      /* kdc_user / --user: run as this user after binding */
     bool max_life_set, max_renew_set; /* kdc.conf named them (compared with the database's caps) */
+    /* ---- admission control (issue 9, mass reset: admission.c, docs/cablekey-kdc.md) ---- */
+    bool admission;                  /* kdc_admission */
+    int admission_window_ms;         /* kdc_admission_window_ms */
+    int admission_prefix4;           /* kdc_admission_prefix4 */
+    int admission_prefix6;           /* kdc_admission_prefix6 */
+    int admission_sources;           /* kdc_admission_sources (per worker) */
+    int udp_rcvbuf;                  /* kdc_udp_rcvbuf (bytes per UDP socket) */
 };
 
 /* Every key cablekey-kdc reads from kdc.conf, one line each: anything else is an error with its
