@@ -16,8 +16,8 @@
 # to the last KDC's refusal. For the SQLite KDC the same with its one KDC.
 # The throw-away PostgreSQL is tests/interop/pg_lib.sh's (initdb in a temp dir, Unix socket).
 #
-# Environment: BENCH_FLEET_DURATION (4), BENCH_FLEET_INFLIGHT (48), BENCH_FLEET_WORKERS (2 per
-# KDC), BENCH_FLEET_TRIALS (20), BENCH_FLEET_PORT (first port, 21560; k9storm's range
+# Environment: BENCH_FLEET_DURATION (4), BENCH_FLEET_INFLIGHT (48), BENCH_FLEET_REQUESTS
+# (prepared per run, 60000), BENCH_FLEET_WORKERS (2 per KDC), BENCH_FLEET_TRIALS (20), BENCH_FLEET_PORT (first port, 21560; k9storm's range
 # 21500-21599), BENCH_KEEP_TMP=1.
 set -uo pipefail
 export LC_ALL=C TZ=UTC
@@ -123,19 +123,21 @@ for k in 1 2 3; do
     PG_PORTS+=("$LAST_PORT"); PG_PIDS+=("$LAST_PID")
 done
 
-# load OUT PORT PID MODE INFLIGHT: one kdc_loadgen run.
+# load OUT PORT PID MODE INFLIGHT: one kdc_loadgen run (REQUESTS prepared: enough for the
+# duration on this machine; building them is not timed but takes a while).
+REQUESTS=${BENCH_FLEET_REQUESTS:-60000}
 load() {
-    timeout -k 5 $((DURATION + 60)) "$LOADGEN" --kdc "127.0.0.1:$2" --realm "$REALM" --client "$CLIENT" \
-        --password "$PASSWORD" --service "$SERVICE" --mode "$4" --requests 400000 --inflight "$5" \
+    timeout -k 5 $((DURATION + 120)) "$LOADGEN" --kdc "127.0.0.1:$2" --realm "$REALM" --client "$CLIENT" \
+        --password "$PASSWORD" --service "$SERVICE" --mode "$4" --requests "$REQUESTS" --inflight "$5" \
         --duration-max "$DURATION" --kdc-pid "$3" --label "$(basename "$1")" >"$1" 2>&1
 }
 field() { sed -n "s/.* $2=\([^ ]*\).*/\1/p" "$1" | tail -n 1; }
 
 say "warm-up (every KDC caches the principals) ..."
 for mode in as tgs; do
-    DURATION=1 load "$tmp/warm-sq-$mode" "$SQ_PORT" "$SQ_PID" "$mode" 8 || die "warm-up" "$tmp/warm-sq-$mode"
+    REQUESTS=500 DURATION=1 load "$tmp/warm-sq-$mode" "$SQ_PORT" "$SQ_PID" "$mode" 8 || die "warm-up" "$tmp/warm-sq-$mode"
     for k in 0 1 2; do
-        DURATION=1 load "$tmp/warm-pg$k-$mode" "${PG_PORTS[$k]}" "${PG_PIDS[$k]}" "$mode" 8 ||
+        REQUESTS=500 DURATION=1 load "$tmp/warm-pg$k-$mode" "${PG_PORTS[$k]}" "${PG_PIDS[$k]}" "$mode" 8 ||
             die "warm-up" "$tmp/warm-pg$k-$mode"
     done
 done
@@ -151,10 +153,12 @@ for mode in as tgs; do
     PG_CPU=$(field "$tmp/pg1-$mode" cpu_us_per_req)
     ROWS+=("| $mode | postgresql ×1 | $(field "$tmp/pg1-$mode" rps) | $PG_CPU | $(awk -v a="$PG_CPU" -v b="$SQ_CPU" 'BEGIN { if (b > 0) printf "%+.1f %%", (a / b - 1) * 100 }') | $(field "$tmp/pg1-$mode" p99_us) | $(field "$tmp/pg1-$mode" errors)+$(field "$tmp/pg1-$mode" lost) | $(field "$tmp/pg1-$mode" other_cores) |")
     say "$mode: pg x3 ..."
+    LPIDS=()
     for k in 0 1 2; do
         load "$tmp/pg3-$k-$mode" "${PG_PORTS[$k]}" "${PG_PIDS[$k]}" "$mode" $((INFLIGHT / 3)) &
+        LPIDS+=($!)
     done
-    wait
+    wait "${LPIDS[@]}"
     ROWS+=("$(awk -v mode="$mode" -v sq="$SQ_CPU" '
         /^RESULT / { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
                      rps += v["rps"]; ok += v["ok"]; cpu += v["cpu_us_per_req"] * v["ok"]
@@ -180,9 +184,10 @@ done
 inval_row() { # inval_row LABEL FILE
     grep '^RESULT ' "$2" | sed -n 's/.* max_ms=\([^ ]*\).* each_ms=\([^ ]*\).*/\1/p' | sort -g |
         awk -v label="$1" -v trials="$TRIALS" '{ v[n++] = $1; if ($1 < 0) bad++ }
-            END { if (n == 0) { printf "| %s | 0 of %d | | | |", label, trials; exit }
+            END { if (n == 0) { printf "| %s | 0 of %d | | | |\n", label, trials; exit }
                   printf "| %s | %d of %d | %.1f | %.1f | %.1f |", label, n - bad, trials,
                          v[int(0.5 * (n - 1))], v[int(0.99 * (n - 1))], v[n - 1] }'
+    echo
 }
 
 echo

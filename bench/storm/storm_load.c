@@ -2,12 +2,15 @@
  *
  * N clients (MTAs after a segment reboot) start at evenly spaced instants within --ramp seconds.
  * Each sends one AS-REQ over UDP from an address of its own (client i from 127.(1 + i / 65536).
- * (i / 256 % 256).(i % 256): a KDC's fair share sees them as hosts of ~N/256 /24s) and, like
- * MIT's client, sends the same datagram again when no answer came within --timeout-ms (1000),
- * then after twice that, and so on up to --max-timeout-ms (8000), moving to the next KDC of the
- * --kdc list each time, until an answer arrives or --deadline passes. An AS-REP (first byte 0x6b)
- * means the client holds its ticket; a KRB-ERROR (0x7e) is counted as an error (its code kept)
- * and ends the client. Late answers to an earlier send are taken (the socket stays open).
+ * (i / 256 % 256).(i % 256): a KDC's fair share sees them as hosts of ~N/256 /24s) and retries
+ * on MIT's schedule (lib/krb5/os/sendto_kdc.c, k5_sendto): three passes over the --kdc list,
+ * each KDC given --timeout-ms (1000) before the next, and at the end of pass 1, 2, 3 a further
+ * 2, 4, 8 times that; late answers to any earlier send are taken (the socket stays open). With
+ * one KDC: sends at 0, 3 and 8 s, given up at 17 s. A client that gives up starts the exchange
+ * again at once (an MTA keeps trying; the same request bytes), until an answer arrives or
+ * --deadline passes. Client i starts its list at KDC i mod n (as SRV weights or differently
+ * ordered krb5.conf files would spread them). An AS-REP (first byte 0x6b) means the client holds
+ * its ticket; a KRB-ERROR (0x7e) is counted as an error (its code kept) and ends the client.
  *
  * Requests are built before the clock starts, with lib/client's own code (the first AS-REQ of
  * ck_client_as_key / ck_client_as_pkinit with preauth_first, captured through a transport
@@ -31,7 +34,7 @@
  *
  * Usage: storm_load --kdc HOST:PORT [--kdc ...] --realm R --client NAME
  *                   (--mode keytab --password PW | --mode pkinit --identity ID... --anchors PEM)
- *                   [--clients N] [--ramp S] [--timeout-ms MS] [--max-timeout-ms MS]
+ *                   [--clients N] [--ramp S] [--timeout-ms MS]
  *                   [--deadline S] [--procs P] [--kdc-pid PID]... [--calibrate K] [--label L] */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -62,7 +65,8 @@
 
 #define MAX_KDCS 8
 #define MAX_IDS 1024
-#define MAX_TRIES 16
+#define MAX_PASS 3
+#define N_WAITS (1 + MAX_PASS)   /* the per-KDC wait, and each pass's end */
 #define PER_PROC 15000
 #define MAX_CLIENTS 1000000
 
@@ -77,7 +81,7 @@ struct opts {
     ck_pkinit_group group;
     long clients;
     double ramp, deadline;
-    int timeout_ms, max_timeout_ms, procs, calibrate;
+    int timeout_ms, procs, calibrate;
     struct proc_pids kdc_pids;
 };
 
@@ -95,7 +99,8 @@ struct client {
     uint8_t *req;
     size_t req_len;
     int fd;
-    int tries;
+    int tries;          /* datagrams sent */
+    int step;           /* sends in the current exchange (0 .. MAX_PASS * n_kdcs) */
     int64_t next_ns;    /* when to send again (monotonic) */
     int64_t start_ns;   /* scheduled start */
     struct outcome out;
@@ -278,14 +283,14 @@ fifo_push(struct fifo *f, long x)
     return 0;
 }
 
+/* After the send numbered step (0-based) of an exchange: which wait (FIFO) and how long. */
 static int
-timeout_of(int tries)
+wait_after(int step, int *q)
 {
-    int64_t t = o.timeout_ms;
+    int pass = step / o.n_kdcs, last = step % o.n_kdcs == o.n_kdcs - 1;
 
-    for (int k = 1; k < tries && t < o.max_timeout_ms; k++)
-        t *= 2;
-    return (int)(t < o.max_timeout_ms ? t : o.max_timeout_ms);
+    *q = last ? 1 + pass : 0;
+    return o.timeout_ms + (last ? (o.timeout_ms * 2) << pass : 0);
 }
 
 static void
@@ -300,7 +305,7 @@ src_addr(long i, struct sockaddr_in *sin)
 static int
 client_send(struct client *c, long gi, const struct sockaddr_in *kdcs, int epfd, long li)
 {
-    const struct sockaddr_in *k = &kdcs[(gi + c->tries) % o.n_kdcs];
+    const struct sockaddr_in *k = &kdcs[(gi + c->step) % o.n_kdcs];
 
     if (c->fd < 0) {
         struct sockaddr_in src;
@@ -323,7 +328,24 @@ client_send(struct client *c, long gi, const struct sockaddr_in *kdcs, int epfd,
         errno != EAGAIN && errno != ENOBUFS)
         return -1;
     c->tries++;
+    c->step++;
     return 0;
+}
+
+/* Sends (a new exchange after the last wait of the previous one) and queues the next wait. */
+static int
+client_step(struct client *c, long gi, const struct sockaddr_in *kdcs, int epfd, long li,
+            struct fifo *waits, int64_t now)
+{
+    int q, ms;
+
+    if (c->step >= MAX_PASS * o.n_kdcs)
+        c->step = 0;  /* given up: the device starts over */
+    if (client_send(c, gi, kdcs, epfd, li) != 0)
+        return -1;
+    ms = wait_after(c->step - 1, &q);
+    c->next_ns = now + (int64_t)ms * 1000000;
+    return fifo_push(&waits[q], li);
 }
 
 /* Runs this process's clients (global indexes proc, proc + P, ...) from start_ns; writes the
@@ -334,7 +356,7 @@ child_run(int proc, int nprocs, int ready_fd, int go_fd, int out_fd)
     struct sockaddr_in kdcs[MAX_KDCS];
     struct builder b;
     struct client *cl = NULL;
-    struct fifo retry[MAX_TRIES + 1];
+    struct fifo retry[N_WAITS];
     long n = 0, next_start = 0, active = 0, finished = 0;
     int epfd = -1, rc = 1;
     int64_t start_ns, end_ns;
@@ -372,6 +394,12 @@ child_run(int proc, int nprocs, int ready_fd, int go_fd, int out_fd)
         goto out;
     if (read(go_fd, &start_ns, sizeof(start_ns)) != (ssize_t)sizeof(start_ns))
         goto out;
+    {
+        struct timespec at = {(time_t)(start_ns / 1000000000), (long)(start_ns % 1000000000)};
+
+        while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &at, NULL) == EINTR)
+            ;
+    }
     end_ns = start_ns + (int64_t)(o.deadline * 1e9);
     for (long li = 0; li < n; li++) {
         long gi = proc + li * nprocs;
@@ -391,10 +419,7 @@ child_run(int proc, int nprocs, int ready_fd, int go_fd, int out_fd)
             struct client *c = &cl[next_start];
 
             c->out.first_ms = (float)((double)(now - start_ns) / 1e6);
-            if (client_send(c, proc + next_start * nprocs, kdcs, epfd, next_start) != 0)
-                goto out;
-            c->next_ns = now + (int64_t)timeout_of(c->tries) * 1000000;
-            if (fifo_push(&retry[1], next_start) != 0)
+            if (client_step(c, proc + next_start * nprocs, kdcs, epfd, next_start, retry, now) != 0)
                 goto out;
             next_start++;
             active++;
@@ -402,14 +427,16 @@ child_run(int proc, int nprocs, int ready_fd, int go_fd, int out_fd)
         if (next_start < n && limit == 0 && cl[next_start].start_ns < wake)
             wake = cl[next_start].start_ns;
         /* Retries due. */
-        for (int k = 1; k <= MAX_TRIES; k++) {
+        for (int k = 0; k < N_WAITS; k++) {
             struct fifo *f = &retry[k];
 
+            /* One entry per waiting client (the one its last send queued): in deadline order
+             * within a FIFO, since all its entries waited as long. */
             while (f->len > 0) {
                 long li = f->v[f->head];
                 struct client *c = &cl[li];
 
-                if (c->fd < 0 || c->tries != k) {  /* answered, or moved on */
+                if (c->fd < 0) {  /* answered */
                     f->head = (f->head + 1) % f->cap;
                     f->len--;
                     continue;
@@ -421,10 +448,7 @@ child_run(int proc, int nprocs, int ready_fd, int go_fd, int out_fd)
                 }
                 f->head = (f->head + 1) % f->cap;
                 f->len--;
-                if (client_send(c, proc + li * nprocs, kdcs, epfd, li) != 0)
-                    goto out;
-                c->next_ns = now + (int64_t)timeout_of(c->tries) * 1000000;
-                if (fifo_push(&retry[c->tries < MAX_TRIES ? c->tries : MAX_TRIES], li) != 0)
+                if (client_step(c, proc + li * nprocs, kdcs, epfd, li, retry, now) != 0)
                     goto out;
             }
         }
@@ -452,7 +476,7 @@ child_run(int proc, int nprocs, int ready_fd, int go_fd, int out_fd)
                 }
                 c->out.ok = buf[0] == 0x6b;
                 c->out.done_ms = (float)((double)(now - start_ns) / 1e6);
-                c->out.tries = (uint8_t)c->tries;
+                c->out.tries = (uint8_t)(c->tries < 255 ? c->tries : 255);
                 epoll_ctl(epfd, EPOLL_CTL_DEL, c->fd, NULL);
                 close(c->fd);
                 c->fd = -1;
@@ -465,7 +489,7 @@ child_run(int proc, int nprocs, int ready_fd, int go_fd, int out_fd)
     for (long li = 0; li < n; li++) {
         if (cl[li].fd >= 0)
             close(cl[li].fd);
-        cl[li].out.tries = (uint8_t)cl[li].tries;
+        cl[li].out.tries = (uint8_t)(cl[li].tries < 255 ? cl[li].tries : 255);
     }
     {
         double cpu = proc_cpu_s();
@@ -483,7 +507,7 @@ out:
         for (long li = 0; li < n; li++)
             free(cl[li].req);
     free(cl);
-    for (int k = 0; k <= MAX_TRIES; k++)
+    for (int k = 0; k < N_WAITS; k++)
         free(retry[k].v);
     if (epfd >= 0)
         close(epfd);
@@ -523,7 +547,7 @@ usage(void)
             "usage: storm_load --kdc HOST:PORT [--kdc ...] --realm R --client NAME\n"
             "                  (--mode keytab --password PW | --mode pkinit --identity ID... "
             "--anchors PEM [--kx p256|p384|modp2048|rsa])\n"
-            "                  [--clients N] [--ramp S] [--timeout-ms MS] [--max-timeout-ms MS]\n"
+            "                  [--clients N] [--ramp S] [--timeout-ms MS]\n"
             "                  [--deadline S] [--procs P] [--kdc-pid PID]... [--calibrate K] "
             "[--label L]\n");
 }
@@ -538,7 +562,6 @@ parse_args(int argc, char **argv)
         {"anchors", required_argument, NULL, 'a'},  {"kx", required_argument, NULL, 'x'},
         {"clients", required_argument, NULL, 'n'},  {"ramp", required_argument, NULL, 'R'},
         {"timeout-ms", required_argument, NULL, 't'},
-        {"max-timeout-ms", required_argument, NULL, 'T'},
         {"deadline", required_argument, NULL, 'd'}, {"procs", required_argument, NULL, 'P'},
         {"kdc-pid", required_argument, NULL, 'K'},  {"calibrate", required_argument, NULL, 'C'},
         {"label", required_argument, NULL, 'l'},    {NULL, 0, NULL, 0},
@@ -549,7 +572,6 @@ parse_args(int argc, char **argv)
     o.ramp = 10;
     o.deadline = 300;
     o.timeout_ms = 1000;
-    o.max_timeout_ms = 8000;
     o.kx = CK_PKINIT_KX_DH;
     o.group = CK_PKINIT_GROUP_P256;
     o.label = "cablekey";
@@ -595,7 +617,6 @@ parse_args(int argc, char **argv)
         case 'n': o.clients = atol(optarg); break;
         case 'R': o.ramp = atof(optarg); break;
         case 't': o.timeout_ms = atoi(optarg); break;
-        case 'T': o.max_timeout_ms = atoi(optarg); break;
         case 'd': o.deadline = atof(optarg); break;
         case 'P': o.procs = atoi(optarg); break;
         case 'K':
@@ -609,7 +630,7 @@ parse_args(int argc, char **argv)
     }
     if (optind != argc || o.n_kdcs == 0 || o.realm == NULL || o.client == NULL ||
         o.clients < 1 || o.clients > MAX_CLIENTS || o.ramp < 0 || o.deadline <= 0 ||
-        o.timeout_ms < 10 || o.max_timeout_ms < o.timeout_ms || o.procs < 0 || o.procs > 256 ||
+        o.timeout_ms < 10 || o.procs < 0 || o.procs > 256 ||
         o.calibrate < 0 || (o.pkinit ? (o.n_ids == 0 || o.anchors == NULL) : o.password == NULL))
         return -1;
     if (o.procs == 0)

@@ -196,7 +196,8 @@ for mode in $MODES; do
                 cpu = n * c / 1e6 / w; bound = cpu > ramp ? cpu : ramp
                 ratio = (ok == n && bound > 0) ? sprintf("%.2f×", all / bound) : "not all"
                 goal = (ok == n && all <= 1.3 * bound) ? "met" : "missed"
-                printf "| %s | %s | %d | %s | %s | %.1f (%s) | %s %s | %s | %s | %s / %s / %s | %s | %s | %s | %s |", mode, adm, ok, un + err, all, bound, cpu > ramp ? "CPU" : "ramp", ratio, goal, shed, rt, p50, p99, mx, kc, c, gen, oth
+                by = (cpu > ramp) ? "CPU" : "ramp"
+                printf "| %s | %s | %d | %s | %s | %.1f (%s) | %s %s | %s | %s | %s / %s / %s | %s | %s | %s | %s |", mode, adm, ok, un + err, all, bound, by, ratio, goal, shed, rt, p50, p99, mx, kc, c, gen, oth
             }')")
     done
 done

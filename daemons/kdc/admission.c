@@ -15,9 +15,9 @@ kdc_admission_defaults(struct kdc_daemon_config *dc)
     dc->admission_prefix4 = 24;
     dc->admission_prefix6 = 64;
     dc->admission_sources = CK_ADMISSION_DEFAULT_SOURCES;
-    /* A window's worth of requests must fit in the socket's queue, or the kernel drops them
-     * (unfairly, at the tail) before admission control sees them: ~200 KB, the usual default,
-     * holds a few hundred. */
+    /* The usual default queue (~200 KB) holds a few hundred requests, a few ms of work for
+     * cheap exchanges: a burst beyond it is dropped by the kernel at the tail, before admission
+     * control sees it. 4 MB holds about a second of PKINIT on one worker. */
     dc->udp_rcvbuf = KDC_DEFAULT_UDP_RCVBUF;
 }
 

@@ -114,15 +114,19 @@ typedef int (*ck_net_idle_fn)(void *worker_state);
 
 /* ---- admission control (UDP; issue 9, the mass reset) --------------------------------------
  *
- * When more datagrams arrive than a worker can answer, the kernel queue grows until every answer
- * comes after the client has given up waiting for it (MIT's first UDP retry is after 1 s): the
- * KDC then spends all its CPU on answers nobody reads. Admission control keeps the work a worker
- * does to what it can answer in time, and decides before anything is decoded:
+ * When more datagrams arrive than a worker can answer, its queue grows; an answer that comes
+ * after its client stopped listening is CPU spent for nothing, and a flooding source can fill the
+ * queue so that nobody else is answered. Admission control decides before anything is decoded:
  *   - stale: a datagram that waited in the queue so long (kernel receive time, SO_TIMESTAMPNS)
  *     that with the measured time per answer it could not be answered within `window_ms` of its
- *     arrival is dropped;
- *   - share: while the queue holds more than `congest_ms` of waiting, each source (IPv4 /prefix4,
- *     IPv6 /prefix6) gets a token bucket refilled at the worker's measured capacity divided by the
+ *     arrival is dropped (the estimated cost counts for at most half the window, and a datagram
+ *     that did not wait is always taken). The window is how long clients keep listening: MIT's
+ *     client resends after 1 s per KDC (3 s with one KDC) but takes a late answer to any earlier
+ *     send until it gives up (17 s with one KDC, lib/krb5/os/sendto_kdc.c), so dropping at the
+ *     first resend would only make it wait for the resend (measured: docs/PERFORMANCE.md, "Mass
+ *     reset"); the default, 8 s, is the shortest wait left to a datagram MIT sends (its third);
+ *   - share: while datagrams wait more than `congest_ms`, each source (IPv4 /prefix4, IPv6
+ *     /prefix6) gets a token bucket refilled at the worker's measured capacity divided by the
  *     sources active in the last window; a source without a token is dropped, so a flooding source
  *     cannot crowd the others out of the queue. Without congestion nothing is dropped for share.
  * Per worker; the source table has max_sources entries (fixed at start: bounded memory whatever
@@ -130,7 +134,8 @@ typedef int (*ck_net_idle_fn)(void *worker_state);
  * the least recently seen entry. Spoofed source addresses defeat per-source fairness (a fresh
  * source starts with a full bucket); staleness still bounds the work. TCP has its own limits
  * (tcp_max_conns). */
-#define CK_ADMISSION_DEFAULT_WINDOW_MS 1000
+#define CK_ADMISSION_DEFAULT_WINDOW_MS 8000
+#define CK_ADMISSION_DEFAULT_CONGEST_MS 100  /* or half the window if that is less */
 #define CK_ADMISSION_MAX_WINDOW_MS 60000
 #define CK_ADMISSION_DEFAULT_SOURCES 4096
 #define CK_ADMISSION_MAX_SOURCES (1u << 20)
@@ -159,7 +164,7 @@ typedef void (*ck_admission_report_fn)(void *arg, const struct ck_admission_stat
 struct ck_admission_config {
     bool enabled;
     int window_ms;             /* 0: CK_ADMISSION_DEFAULT_WINDOW_MS */
-    int congest_ms;            /* 0: window_ms / 8 */
+    int congest_ms;            /* 0: CK_ADMISSION_DEFAULT_CONGEST_MS */
     int prefix4;               /* 0: 24 (1..32) */
     int prefix6;               /* 0: 64 (1..128) */
     size_t max_sources;        /* 0: CK_ADMISSION_DEFAULT_SOURCES (16..CK_ADMISSION_MAX_SOURCES) */

@@ -95,7 +95,10 @@ ck_admission_new(const struct ck_admission_config *cfg, uint64_t seed, struct ck
         return ck_error_set(CK_ERR_NOMEM, "admission control");
     a->window_ns = (int64_t)(cfg->window_ms > 0 ? cfg->window_ms
                                                 : CK_ADMISSION_DEFAULT_WINDOW_MS) * 1000000;
-    a->congest_ns = cfg->congest_ms > 0 ? (int64_t)cfg->congest_ms * 1000000 : a->window_ns / 8;
+    a->congest_ns = cfg->congest_ms > 0 ? (int64_t)cfg->congest_ms * 1000000
+                    : a->window_ns / 2 < CK_ADMISSION_DEFAULT_CONGEST_MS * 1000000LL
+                        ? a->window_ns / 2
+                        : CK_ADMISSION_DEFAULT_CONGEST_MS * 1000000LL;
     a->prefix4 = cfg->prefix4 > 0 ? cfg->prefix4 : 24;
     a->prefix6 = cfg->prefix6 > 0 ? cfg->prefix6 : 64;
     a->fair = !cfg->no_fairness;

@@ -102,6 +102,7 @@ test_stale(void)
 
     memset(&c, 0, sizeof(c));
     c.enabled = true;
+    c.window_ms = 1000;
     CHECK_OK(ck_admission_new(&c, 7, &a));
     if (a == NULL)
         return;
@@ -236,6 +237,7 @@ test_bounded_table(void)
 #define FLOOD_X 20
 #define LIGHT 10
 #define SIM_NS (20 * SEC)
+#define WINDOW_MS 1000  /* a light request answered later than this counts as failed */
 
 struct sim_pkt {
     int src;        /* -1: the flooder */
@@ -260,6 +262,7 @@ simulate(bool fair, struct sim_result *r)
     memset(r, 0, sizeof(*r));
     memset(&c, 0, sizeof(c));
     c.enabled = true;
+    c.window_ms = WINDOW_MS;
     c.no_fairness = !fair;
     if (q == NULL || ck_admission_new(&c, 99, &a) != 0) {
         CHECK(!"simulation set-up");
@@ -321,7 +324,7 @@ simulate(bool fair, struct sim_result *r)
                 r->admitted++;
                 if (p.src < 0)
                     r->flood_admitted++;
-                else if (now - p.arrival <= CK_ADMISSION_DEFAULT_WINDOW_MS * MS)
+                else if (now - p.arrival <= WINDOW_MS * MS)
                     r->light_ok++;
             } else {
                 now += DROP;
@@ -509,12 +512,12 @@ test_kdc_config(void)
     struct ck_net_config n;
     char desc[256];
 
-    /* Defaults: on, 1 s, /24 and /64, a queue that holds a window's worth. */
+    /* Defaults: on, 8 s, /24 and /64, a larger queue. */
     CHECK_OK(load_conf("[kdcdefaults]\n kdc_workers = 1\n", &dc));
     memset(&n, 0, sizeof(n));
     kdc_admission_net_config(&dc, &n);
     CHECK(n.admission.enabled);
-    CHECK_INT_EQ(n.admission.window_ms, 1000);
+    CHECK_INT_EQ(n.admission.window_ms, 8000);
     CHECK_INT_EQ(n.admission.prefix4, 24);
     CHECK_INT_EQ(n.admission.prefix6, 64);
     CHECK_INT_EQ(n.udp_rcvbuf, KDC_DEFAULT_UDP_RCVBUF);
