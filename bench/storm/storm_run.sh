@@ -121,9 +121,11 @@ rm -f "$tmp/cold/ca-key.pem"
 "$CK_CLI" principal add --db "$tmp/kdc.db" "$CLIENT" --password "$PASSWORD" --enctypes "$ENCTYPE" \
     >>"$tmp/setup.log" 2>&1 </dev/null || die "principal add" "$tmp/setup.log"
 
-# start_kdc on|off: a fresh cablekey-kdc (log level warning: the admission lines, no request lines).
+# start_kdc on|off LOG: a fresh cablekey-kdc (log level warning: the admission lines, no request
+# lines) logging to $tmp/LOG.
 start_kdc() {
     PORT=$((PORT + 1))
+    KDC_LOG=$tmp/$2
     cat >"$tmp/kdc.conf" <<EOF
 [kdcdefaults]
     kdc_workers = $WORKERS
@@ -145,10 +147,10 @@ start_kdc() {
         pkinit_cert_cache_size = 16
     }
 EOF
-    : >"$tmp/kdc.log"
-    "$CK_KDC" -c "$tmp/kdc.conf" --log "$tmp/kdc.log" --log-level warning >"$tmp/kdc.stderr" 2>&1 </dev/null &
+    : >"$KDC_LOG"
+    "$CK_KDC" -c "$tmp/kdc.conf" --log "$KDC_LOG" --log-level warning >"$tmp/kdc.stderr" 2>&1 </dev/null &
     KDC_PID=$!
-    wait_udp "$PORT" || die "cablekey-kdc did not start" "$tmp/kdc.stderr" "$tmp/kdc.log"
+    wait_udp "$PORT" || die "cablekey-kdc did not start" "$tmp/kdc.stderr" "$KDC_LOG"
 }
 stop_kdc() {
     kill -TERM "$KDC_PID" 2>/dev/null
@@ -168,7 +170,7 @@ ROWS=()
 for mode in $MODES; do
     # shellcheck disable=SC2046
     read -r -a largs <<<"$(load_args "$mode")"
-    start_kdc on
+    start_kdc on "kdc-calib-$mode.log"
     say "$mode: calibration, $CALIB clients, 16 in flight ..."
     timeout -k 5 300 "$LOAD" --kdc "127.0.0.1:$PORT" --realm "$REALM" --client "$CLIENT" "${largs[@]}" \
         --clients "$CALIB" --calibrate 16 --kdc-pid "$KDC_PID" --label calib >"$tmp/calib-$mode.out" 2>&1 ||
@@ -176,7 +178,7 @@ for mode in $MODES; do
     stop_kdc
     C_US=$(field "$tmp/calib-$mode.out" kdc_cpu_us_per_ok)
     for adm in $ADMISSION; do
-        start_kdc "$adm"
+        start_kdc "$adm" "kdc-$mode-$adm.log"
         say "$mode, admission $adm: $N clients within $RAMP s ..."
         timeout -k 5 $((DEADLINE + 600)) "$LOAD" --kdc "127.0.0.1:$PORT" --realm "$REALM" --client "$CLIENT" \
             "${largs[@]}" --clients "$N" --ramp "$RAMP" --deadline "$DEADLINE" --kdc-pid "$KDC_PID" \
@@ -185,7 +187,7 @@ for mode in $MODES; do
         stop_kdc
         cat "$tmp/storm-$mode-$adm.out" >&2
         out=$tmp/storm-$mode-$adm.out
-        shed=$(grep -o 'admission shed stale=[0-9]* share=[0-9]*' "$tmp/kdc.log" |
+        shed=$(grep -o 'admission shed stale=[0-9]* share=[0-9]*' "$KDC_LOG" |
                awk -F'[= ]' '{ st += $4; sh += $6 } END { printf "%d / %d", st, sh }')
         [ "$adm" = off ] && shed="(off)"
         ROWS+=("$(awk -v mode="$mode" -v adm="$adm" -v n="$N" -v ramp="$RAMP" -v c="$C_US" -v w="$WORKERS" \
@@ -197,7 +199,8 @@ for mode in $MODES; do
                 ratio = (ok == n && bound > 0) ? sprintf("%.2f×", all / bound) : "not all"
                 goal = (ok == n && all <= 1.3 * bound) ? "met" : "missed"
                 by = (cpu > ramp) ? "CPU" : "ramp"
-                printf "| %s | %s | %d | %s | %s | %.1f (%s) | %s %s | %s | %s | %s / %s / %s | %s | %s | %s | %s |", mode, adm, ok, un + err, all, bound, by, ratio, goal, shed, rt, p50, p99, mx, kc, c, gen, oth
+                cr = (c > 0) ? sprintf("%.2f×", kc / c) : ""
+                printf "| %s | %s | %d | %s | %s | %.1f (%s) | %s %s | %s | %s | %s / %s / %s | %s | %s | %s | %s | %s |", mode, adm, ok, un + err, all, bound, by, ratio, goal, shed, rt, p50, p99, mx, kc, c, cr, gen, oth
             }')")
     done
 done
@@ -205,6 +208,6 @@ done
 echo
 echo "Reset storm: $N clients within $RAMP s, cablekey-kdc $WORKERS workers (SQLite), $(nproc) vCPUs, load average at the end $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| load | admission | tickets | not served | all held after (s) | bound (s) | ratio vs bound (goal ≤ 1.3×) | shed stale / share | client retries | p50 / p99 / max (ms) | KDC CPU µs per ticket (storm) | KDC CPU µs per exchange (calibration) | generator CPU (s) | other CPU (cores) |"
-echo "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|"
+echo "| load | admission | tickets | not served | all held after (s) | bound (s) | ratio vs bound (goal ≤ 1.3×) | shed stale / share | client retries | p50 / p99 / max (ms) | KDC CPU µs per ticket (storm) | KDC CPU µs per exchange (calibration) | storm ÷ calibration | generator CPU (s) | other CPU (cores) |"
+echo "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 for r in "${ROWS[@]}"; do echo "$r"; done
