@@ -246,6 +246,7 @@ struct sim_pkt {
 
 struct sim_result {
     uint64_t light_sent, light_ok, flood_admitted, admitted, tail_drops;
+    struct ck_admission_stats st;
 };
 
 static void
@@ -332,6 +333,7 @@ simulate(bool fair, struct sim_result *r)
         }
         ck_admission_served(a, admitted, now - start);
     }
+    ck_admission_get_stats(a, &r->st);
     ck_admission_free(a);
     free(q);
 }
@@ -356,6 +358,9 @@ test_fairness(void)
     CHECK(fair.light_ok * 100 >= fair.light_sent * 95);
     /* ...while without fair shares the flood crowds them out of the queue. */
     CHECK(unfair.light_ok * 100 <= unfair.light_sent * 50);
+    /* It is the fair share that did it: drops for share with it, none without. */
+    CHECK(fair.st.dropped_share > 0);
+    CHECK_INT_EQ(unfair.st.dropped_share, 0);
     /* Fair shares do not idle the worker: the flooder gets what the light ones leave. */
     CHECK(fair.admitted * 100 >= capacity * 80);
     CHECK(fair.flood_admitted * 100 >= capacity * 50);
