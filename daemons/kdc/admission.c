@@ -42,6 +42,7 @@ kdc_admission_net_config(const struct kdc_daemon_config *dc, struct ck_net_confi
         return;
     ncfg->admission.enabled = true;
     ncfg->admission.window_ms = dc->admission_window_ms;
+    ncfg->admission.congest_ms = dc->admission_congest_ms;
     ncfg->admission.prefix4 = dc->admission_prefix4;
     ncfg->admission.prefix6 = dc->admission_prefix6;
     ncfg->admission.max_sources = (size_t)dc->admission_sources;
@@ -60,9 +61,14 @@ kdc_admission_describe(const struct kdc_daemon_config *dc, char *buf, size_t siz
     if (!dc->admission)
         snprintf(buf, size, "off, UDP queue %s", q);
     else
-        snprintf(buf, size, "on, window %d ms, sources /%d /%d (%d per worker), UDP queue %s",
-                 dc->admission_window_ms, dc->admission_prefix4, dc->admission_prefix6,
-                 dc->admission_sources, q);
+        snprintf(buf, size, "on, window %d ms, congestion %d ms, sources /%d /%d (%d per worker), "
+                 "UDP queue %s",
+                 dc->admission_window_ms,
+                 dc->admission_congest_ms > 0 ? dc->admission_congest_ms
+                 : dc->admission_window_ms / 2 < CK_ADMISSION_DEFAULT_CONGEST_MS
+                     ? dc->admission_window_ms / 2
+                     : CK_ADMISSION_DEFAULT_CONGEST_MS,
+                 dc->admission_prefix4, dc->admission_prefix6, dc->admission_sources, q);
 }
 
 /* ---- /metrics ---------------------------------------------------------------------------- */

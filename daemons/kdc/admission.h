@@ -17,7 +17,8 @@ struct kdc_daemon_config;
 void kdc_admission_defaults(struct kdc_daemon_config *dc);
 /* Fills ncfg->admission and ncfg->udp_rcvbuf from dc; the report logs one warning line. */
 void kdc_admission_net_config(const struct kdc_daemon_config *dc, struct ck_net_config *ncfg);
-/* "on, window 8000 ms, sources /24 /64 (4096 per worker), UDP queue 4194304 bytes" for --check. */
+/* "on, window 8000 ms, congestion 100 ms, sources /24 /64 (4096 per worker), UDP queue 4194304
+ * bytes" for --check. */
 void kdc_admission_describe(const struct kdc_daemon_config *dc, char *buf, size_t size);
 
 /* /metrics (the registry is k9alarmw's, daemons/kdc/metrics.c): registers

@@ -284,6 +284,7 @@ const struct ck_conf_key kdc_conf_keys[] = {
     /* Admission control (issue 9, mass reset; admission.c). */
     DEFAULTS("kdc_admission"),
     DEFAULTS("kdc_admission_window_ms"),
+    DEFAULTS("kdc_admission_congest_ms"),
     DEFAULTS("kdc_admission_prefix4"),
     DEFAULTS("kdc_admission_prefix6"),
     DEFAULTS("kdc_admission_sources"),
@@ -500,19 +501,25 @@ load_admission(struct kdc_daemon_config *dc, const struct ck_profile *prof)
 {
     const char *S = "kdcdefaults";
     int64_t w = dc->admission_window_ms, p4 = dc->admission_prefix4, p6 = dc->admission_prefix6;
+    int64_t cg = dc->admission_congest_ms;
     int64_t n = dc->admission_sources, rb = dc->udp_rcvbuf;
     int rc;
 
     if ((rc = get_bool(prof, S, NULL, "kdc_admission", &dc->admission)) != 0 ||
         (rc = get_int(prof, S, NULL, "kdc_admission_window_ms", 10, CK_ADMISSION_MAX_WINDOW_MS,
                       &w)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_congest_ms", 1, CK_ADMISSION_MAX_WINDOW_MS,
+                      &cg)) != 0 ||
         (rc = get_int(prof, S, NULL, "kdc_admission_prefix4", 1, 32, &p4)) != 0 ||
         (rc = get_int(prof, S, NULL, "kdc_admission_prefix6", 1, 128, &p6)) != 0 ||
         (rc = get_int(prof, S, NULL, "kdc_admission_sources", 16, CK_ADMISSION_MAX_SOURCES,
                       &n)) != 0 ||
         (rc = get_int(prof, S, NULL, "kdc_udp_rcvbuf", 0, CK_NET_MAX_RCVBUF, &rb)) != 0)
         return rc;
+    if (cg > w)
+        return bad(prof, S, NULL, "kdc_admission_congest_ms", "more than kdc_admission_window_ms");
     dc->admission_window_ms = (int)w;
+    dc->admission_congest_ms = (int)cg;
     dc->admission_prefix4 = (int)p4;
     dc->admission_prefix6 = (int)p6;
     dc->admission_sources = (int)n;

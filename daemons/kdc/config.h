@@ -41,6 +41,7 @@ struct kdc_daemon_config {
     /* ---- admission control (issue 9, mass reset: admission.c, docs/cablekey-kdc.md) ---- */
     bool admission;                  /* kdc_admission */
     int admission_window_ms;         /* kdc_admission_window_ms */
+    int admission_congest_ms;        /* kdc_admission_congest_ms (0: the engine's default) */
     int admission_prefix4;           /* kdc_admission_prefix4 */
     int admission_prefix6;           /* kdc_admission_prefix6 */
     int admission_sources;           /* kdc_admission_sources (per worker) */

@@ -52,7 +52,7 @@ start_kdc() { # start_kdc on|off
 CK_KDCDEFAULTS_EXTRA=("kdc_admission_window_ms = $WINDOW_MS" "kdc_admission_prefix4 = 32")
 write_kdc_conf "$tmp/check.conf"
 expect_output "--check prints the admission settings" \
-    "admission: on, window $WINDOW_MS ms, sources /32 /64 \(4096 per worker\), UDP queue 4194304 bytes" \
+    "admission: on, window $WINDOW_MS ms, congestion 100 ms, sources /32 /64 \(4096 per worker\), UDP queue 4194304 bytes" \
     "$CK_KDC" --check -c "$tmp/check.conf"
 CK_KDCDEFAULTS_EXTRA=("kdc_admission_window_ms = 5")
 write_kdc_conf "$tmp/bad.conf"

@@ -531,17 +531,20 @@ test_kdc_config(void)
     kdc_daemon_config_free(&dc);
 
     CHECK_OK(load_conf("[kdcdefaults]\n kdc_admission_window_ms = 2500\n"
+                       " kdc_admission_congest_ms = 1000\n"
                        " kdc_admission_prefix4 = 32\n kdc_admission_prefix6 = 56\n"
                        " kdc_admission_sources = 100\n kdc_udp_rcvbuf = 0\n", &dc));
     memset(&n, 0, sizeof(n));
     kdc_admission_net_config(&dc, &n);
     CHECK_INT_EQ(n.admission.window_ms, 2500);
+    CHECK_INT_EQ(n.admission.congest_ms, 1000);
     CHECK_INT_EQ(n.admission.prefix4, 32);
     CHECK_INT_EQ(n.admission.prefix6, 56);
     CHECK_INT_EQ(n.admission.max_sources, 100);
     CHECK_INT_EQ(n.udp_rcvbuf, 0);
     kdc_admission_describe(&dc, desc, sizeof(desc));
-    CHECK(strstr(desc, "window 2500 ms") != NULL && strstr(desc, "/32 /56") != NULL);
+    CHECK(strstr(desc, "window 2500 ms, congestion 1000 ms") != NULL &&
+          strstr(desc, "/32 /56") != NULL);
     kdc_daemon_config_free(&dc);
 
     CHECK_OK(load_conf("[kdcdefaults]\n kdc_admission = false\n", &dc));
@@ -557,6 +560,10 @@ test_kdc_config(void)
     CHECK(strstr(ck_error_context(), "kdc_admission_window_ms") != NULL);
     kdc_daemon_config_free(&dc);
     CHECK_INT_EQ(load_conf("[kdcdefaults]\n kdc_admission_prefix4 = 33\n", &dc), CK_ERR_CONFIG);
+    kdc_daemon_config_free(&dc);
+    CHECK_INT_EQ(load_conf("[kdcdefaults]\n kdc_admission_window_ms = 500\n"
+                           " kdc_admission_congest_ms = 501\n", &dc), CK_ERR_CONFIG);
+    CHECK(strstr(ck_error_context(), "kdc_admission_congest_ms") != NULL);
     kdc_daemon_config_free(&dc);
     CHECK_INT_EQ(load_conf("[kdcdefaults]\n kdc_admission_sources = 8\n", &dc), CK_ERR_CONFIG);
     kdc_daemon_config_free(&dc);
