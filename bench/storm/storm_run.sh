@@ -19,7 +19,8 @@
 # Environment: BENCH_STORM_CLIENTS (100000), BENCH_STORM_RAMP (10), BENCH_STORM_MODES
 # ("pkinit keytab"), BENCH_STORM_ADMISSION ("on off"), BENCH_STORM_CALIBRATE (3000),
 # BENCH_STORM_DEADLINE (seconds per storm, 240), BENCH_STORM_COLD (128), BENCH_STORM_WORKERS (2),
-# BENCH_STORM_PORT (first port, 21540; k9storm's range 21500-21599), BENCH_KEEP_TMP=1.
+# BENCH_STORM_PORT (first port, 21540; k9storm's range 21500-21599), BENCH_STORM_CONGEST_MS
+# (kdc_admission_congest_ms of the "on" rows; empty: the default), BENCH_KEEP_TMP=1.
 set -uo pipefail
 export LC_ALL=C TZ=UTC
 
@@ -37,6 +38,7 @@ DEADLINE=${BENCH_STORM_DEADLINE:-240}
 COLD=${BENCH_STORM_COLD:-128}
 WORKERS=${BENCH_STORM_WORKERS:-2}
 PORT=${BENCH_STORM_PORT:-21540}
+CONGEST=${BENCH_STORM_CONGEST_MS:-}
 REALM=STORM.TEST
 CLIENT=mta
 PASSWORD=storm-bench-pw
@@ -130,6 +132,7 @@ start_kdc() {
 [kdcdefaults]
     kdc_workers = $WORKERS
     kdc_admission = $([ "$1" = on ] && echo true || echo false)
+    ${CONGEST:+kdc_admission_congest_ms = $CONGEST}
     kdc_max_dgram_reply_size = 65507
 [realms]
     $REALM = {
