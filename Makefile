@@ -46,6 +46,8 @@ bench: build
 	@bash bench/cms_run.sh $(BUILD)
 	@$(BUILD)/lkh_bench 1000000 4 2000
 	@$(BUILD)/ksv_table2 11 4
+	@bash bench/fleet_bench.sh $(BUILD)      # issue 9: KDC fleet (k9storm)
+	@bash bench/storm/storm_run.sh $(BUILD)  # issue 9: reset storm (k9storm)
 
 # Installs cablekey-kdc, cablekey-admind, cablekey-cms (sbin), cablekey (bin), the docs and the systemd units under
 # $(DESTDIR)$(PREFIX). Builds $(BUILD) first if it was never configured; an existing build

@@ -13,6 +13,7 @@
 #include "cablekey/profile.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "admission.h"
 #include "config.h"
 #include "kpasswd.h"
 #include "pkinit_kdc.h"
@@ -63,6 +64,7 @@ kdc_daemon_config_init(struct kdc_daemon_config *dc)
     dc->log_level = LOG_INFO;
     dc->rotation = true;                                  /* k9rot */
     dc->rotation_interval = KDC_DEFAULT_ROTATION_INTERVAL; /* k9rot */
+    kdc_admission_defaults(dc);
 }
 
 static void
@@ -285,6 +287,14 @@ const struct ck_conf_key kdc_conf_keys[] = {
     DEFAULTS("kdc_cpu_affinity"),
     DEFAULTS("kdc_user"),
     DEFAULTS("db_max_staleness"),          /* KDC fleet (fleet.c, docs/fleet.md) */
+    /* Admission control (issue 9, mass reset; admission.c). */
+    DEFAULTS("kdc_admission"),
+    DEFAULTS("kdc_admission_window_ms"),
+    DEFAULTS("kdc_admission_congest_ms"),
+    DEFAULTS("kdc_admission_prefix4"),
+    DEFAULTS("kdc_admission_prefix6"),
+    DEFAULTS("kdc_admission_sources"),
+    DEFAULTS("kdc_udp_rcvbuf"),
     REALM("database_name"),
     REALM("key_stash_file"),
     REALM("max_life"),
@@ -513,6 +523,39 @@ load_listen(struct kdc_daemon_config *dc, const struct ck_profile *prof, const c
     return 0;
 }
 
+/* ---- admission control (issue 9, mass reset; admission.c) ------------------------------- */
+
+static int
+load_admission(struct kdc_daemon_config *dc, const struct ck_profile *prof)
+{
+    const char *S = "kdcdefaults";
+    int64_t w = dc->admission_window_ms, p4 = dc->admission_prefix4, p6 = dc->admission_prefix6;
+    int64_t cg = dc->admission_congest_ms;
+    int64_t n = dc->admission_sources, rb = dc->udp_rcvbuf;
+    int rc;
+
+    if ((rc = get_bool(prof, S, NULL, "kdc_admission", &dc->admission)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_window_ms", 10, CK_ADMISSION_MAX_WINDOW_MS,
+                      &w)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_congest_ms", 1, CK_ADMISSION_MAX_WINDOW_MS,
+                      &cg)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_prefix4", 1, 32, &p4)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_prefix6", 1, 128, &p6)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_sources", 16, CK_ADMISSION_MAX_SOURCES,
+                      &n)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_udp_rcvbuf", 0, CK_NET_MAX_RCVBUF, &rb)) != 0)
+        return rc;
+    if (cg > w)
+        return bad(prof, S, NULL, "kdc_admission_congest_ms", "more than kdc_admission_window_ms");
+    dc->admission_window_ms = (int)w;
+    dc->admission_congest_ms = (int)cg;
+    dc->admission_prefix4 = (int)p4;
+    dc->admission_prefix6 = (int)p6;
+    dc->admission_sources = (int)n;
+    dc->udp_rcvbuf = (int)rb;
+    return 0;
+}
+
 /* ---- sections --------------------------------------------------------------------------- */
 
 /* k9rot: rotation and rotation_interval, in [kdcdefaults] (sub NULL) or a realm's entry. */
@@ -567,6 +610,8 @@ load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
         (rc = load_rotation(dc, prof, S, NULL)) != 0) /* k9rot */
         return rc;
     if ((rc = get_staleness(prof, S, NULL, &dc->kdc.db_max_staleness_ms)) != 0)
+        return rc;
+    if ((rc = load_admission(dc, prof)) != 0)
         return rc;
     if ((v = get(prof, S, NULL, "kdc_user")) != NULL) {
         if (v[0] == '\0')

@@ -43,6 +43,14 @@ struct kdc_daemon_config {
     /* Service-key rotation (k9rot, rotation.c): the engine's tick on its own thread. */
     bool rotation;                   /* rotation = false: this KDC runs no tick */
     int64_t rotation_interval;       /* seconds between ticks (KDC_DEFAULT_ROTATION_INTERVAL) */
+    /* ---- admission control (issue 9, mass reset: admission.c, docs/cablekey-kdc.md) ---- */
+    bool admission;                  /* kdc_admission */
+    int admission_window_ms;         /* kdc_admission_window_ms */
+    int admission_congest_ms;        /* kdc_admission_congest_ms (0: the engine's default) */
+    int admission_prefix4;           /* kdc_admission_prefix4 */
+    int admission_prefix6;           /* kdc_admission_prefix6 */
+    int admission_sources;           /* kdc_admission_sources (per worker) */
+    int udp_rcvbuf;                  /* kdc_udp_rcvbuf (bytes per UDP socket) */
 };
 #define KDC_DEFAULT_ROTATION_INTERVAL 60 /* k9rot */
 

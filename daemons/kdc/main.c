@@ -27,6 +27,7 @@
 #include "cablekey/profile.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "admission.h"
 #include "config.h"
 #include "kdc.h"
 #include "keyagent.h"
@@ -440,6 +441,7 @@ net_config(const struct kdc_daemon_config *dc, int workers, struct ck_net_config
     ncfg->cpu_affinity = dc->cpu_affinity;
     /* kdc_tcp_max_connections is for the whole process; each worker gets its share. */
     ncfg->tcp_max_conns = (dc->tcp_max_connections + workers - 1) / workers;
+    kdc_admission_net_config(dc, ncfg);  /* issue 9: mass reset (admission.c) */
 }
 
 static int
@@ -535,6 +537,8 @@ check_config(const struct options *o, struct kdc_daemon_config *dc)
     printf("listen: %s (udp+tcp)\n", listen);
     if (dc->listen_note[0] != '\0')
         printf("note: %s\n", dc->listen_note);
+    kdc_admission_describe(dc, logd, sizeof(logd));  /* issue 9: mass reset (admission.c) */
+    printf("admission: %s\n", logd);
     if (dc->n_kpasswd_listen > 0) {
         memset(&ncfg, 0, sizeof(ncfg));
         ncfg.listen = (const char *const *)dc->kpasswd_listen;
