@@ -525,6 +525,9 @@ ck_wait_kdc_ready() {
         if ! kill -0 "$KDC_PID" 2>/dev/null; then
             wait "$KDC_PID"; local rc=$?
             KDC_PID=""
+            # A start that arms a crash point reached at once (CK_KDC_MAY_EXIT=1): the caller
+            # checks the exit itself.
+            [ -z "${CK_KDC_MAY_EXIT:-}" ] || return 0
             bail "KDC started" "the KDC exited with status $rc during startup; log:
 $(tail -n 20 "$tmp/kdc.log" 2>/dev/null)
 stderr:
