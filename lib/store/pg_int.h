@@ -138,4 +138,10 @@ int pg_audit_list(void *be, const ck_audit_filter *f, ck_store_audit_cb cb, void
 int pg_audit_get_retention(void *be, ck_audit_retention *r);
 int pg_audit_set_retention(void *be, const ck_audit_retention *r);
 
+/* pg_alarm.c (k9alarmw): the alarm table; pg_init_schema runs pg_schema_alarm after pg_schema. */
+extern const char *const pg_schema_alarm[];
+int pg_alarm_record(void *be, const ck_alarm_row *row, int64_t keep);
+int pg_alarm_list(void *be, const ck_alarm_filter *f, ck_store_alarm_cb cb, void *arg);
+int pg_alarm_clear(void *be, const ck_alarm_filter *f, const char *by, int64_t now_ms,
+                   uint64_t *n);
 #endif

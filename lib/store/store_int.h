@@ -261,6 +261,14 @@ struct ck_store_ops {
     int (*load_dump)(void *be, const ck_realm_info *realm, const ck_audit_retention *retention,
                      int (*feed)(void *arg, const struct ck_store_load_sink *sink, void *sink_be),
                      void *arg);
+    /* Alarm table (k9alarmw: store_alarm.c, sqlite_alarm.c, pg_alarm.c; see store.h). row and
+     * filter arrive checked. alarm_record: not administrative (no bump, no audit row), one
+     * transaction that also trims cleared rows beyond `keep`. alarm_clear: administrative (one
+     * transaction, bump with a full flush, the pending audit row), by = who; *n rows cleared. */
+    int (*alarm_record)(void *be, const ck_alarm_row *row, int64_t keep);
+    int (*alarm_list)(void *be, const ck_alarm_filter *f, ck_store_alarm_cb cb, void *arg);
+    int (*alarm_clear)(void *be, const ck_alarm_filter *f, const char *by, int64_t now_ms,
+                       uint64_t *n);
 };
 
 /* The backends. The registry (backend.c) is the only place that names them: add a backend

@@ -1,0 +1,144 @@
+/* Generic store layer of the alarm table (store.h "alarm table"): checks what the daemons and the
+ * CLI hand in, then the backend's alarm operations do the storage (sqlite_alarm.c,
+ * pg_alarm.c). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cablekey/alarm.h"
+#include "cablekey/error.h"
+#include "cablekey/store.h"
+#include "cablekey/util.h"
+#include "store/store_int.h"
+
+static int
+unsupported(const ck_store *store, const char *what)
+{
+    return ck_error_set(CK_ERR_UNSUPPORTED, "the %s backend has no alarm table (%s)",
+                        store->ops->name, what);
+}
+
+/* A terminated field of printable ASCII (what alarm.h produces; anything else did not come from
+ * an alarm manager). empty_ok: may be "". */
+static int
+check_text(const char *field, const char *v, size_t size, bool empty_ok)
+{
+    size_t n = strnlen(v, size);
+
+    if (n == size)
+        return ck_error_set(CK_ERR_INVAL, "alarm %s: not terminated", field);
+    if (n == 0 && !empty_ok)
+        return ck_error_set(CK_ERR_INVAL, "alarm %s: empty", field);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)v[i];
+        if (c < 0x20 || c >= 0x7f)
+            return ck_error_set(CK_ERR_INVAL, "alarm %s: not printable ASCII", field);
+    }
+    return 0;
+}
+
+static int
+check_code(const char *code)
+{
+    if (ck_alarm_code_from_name(code) < 0)
+        return ck_error_set(CK_ERR_INVAL, "unknown alarm code \"%.40s\"", code);
+    return 0;
+}
+
+int
+ck_store_alarm_record(ck_store *store, const ck_alarm_row *row)
+{
+    bool sev_ok = false;
+    int ret;
+
+    if (store->ops->alarm_record == NULL)
+        return unsupported(store, "record");
+    if (store->readonly)
+        return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    if ((ret = check_text("code", row->code, sizeof(row->code), false)) != 0 ||
+        (ret = check_code(row->code)) != 0 ||
+        (ret = check_text("severity", row->severity, sizeof(row->severity), false)) != 0 ||
+        (ret = check_text("subject", row->subject, sizeof(row->subject), false)) != 0 ||
+        (ret = check_text("host", row->host, sizeof(row->host), false)) != 0 ||
+        (ret = check_text("cause", row->cause, sizeof(row->cause), true)) != 0)
+        return ret;
+    for (int s = 0; s < CK_ALARM_SEVERITY_COUNT; s++)
+        sev_ok = sev_ok || strcmp(row->severity, ck_alarm_severity_name(s)) == 0;
+    if (!sev_ok)
+        return ck_error_set(CK_ERR_INVAL, "unknown alarm severity \"%s\"", row->severity);
+    if (row->first_seen < 0 || row->last_seen < row->first_seen)
+        return ck_error_set(CK_ERR_INVAL, "alarm times out of order");
+    return store->ops->alarm_record(store->be, row, CK_ALARM_TABLE_KEEP);
+}
+
+static int
+check_filter(const ck_alarm_filter *f)
+{
+    int ret;
+
+    if (f->id < 0 || f->since < 0)
+        return ck_error_set(CK_ERR_INVAL, "alarm filter: negative id or time");
+    if (f->code != NULL && (ret = check_code(f->code)) != 0)
+        return ret;
+    if (f->subject != NULL &&
+        (ret = check_text("subject", f->subject, CK_ALARM_ROW_SUBJECT_MAX, false)) != 0)
+        return ret;
+    if (f->limit > CK_ALARM_LIST_MAX)
+        return ck_error_set(CK_ERR_INVAL, "alarm list limit above %d", CK_ALARM_LIST_MAX);
+    return 0;
+}
+
+int
+ck_store_alarm_list(ck_store *store, const ck_alarm_filter *filter, ck_store_alarm_cb cb,
+                    void *arg)
+{
+    ck_alarm_filter f = *filter;
+    int ret;
+
+    if (store->ops->alarm_list == NULL)
+        return unsupported(store, "list");
+    if (cb == NULL)
+        return ck_error_set(CK_ERR_INVAL, "no callback");
+    if ((ret = check_filter(&f)) != 0)
+        return ret;
+    if (f.limit == 0)
+        f.limit = CK_ALARM_LIST_MAX;
+    return store->ops->alarm_list(store->be, &f, cb, arg);
+}
+
+int
+ck_store_alarm_clear(ck_store *store, const ck_alarm_filter *filter, uint64_t *n)
+{
+    ck_alarm_filter f = *filter;
+    uint64_t cleared = 0;
+    int64_t sec;
+    int32_t usec;
+    int ret;
+
+    if (n != NULL)
+        *n = 0;
+    if (store->ops->alarm_clear == NULL)
+        return unsupported(store, "clear");
+    if (store->readonly)
+        return ck_error_set(CK_ERR_PERM, "database opened read-only");
+    if ((ret = check_filter(&f)) != 0)
+        return ret;
+    if (f.id == 0 && f.code == NULL)
+        return ck_error_set(CK_ERR_INVAL, "alarm clear: name an alarm id or a code");
+    f.active_only = true;
+    if (f.id != 0)
+        store_audit_begin(store, "alarm.clear", f.subject != NULL ? f.subject : "",
+                          "alarm %lld", (long long)f.id);
+    else
+        store_audit_begin(store, "alarm.clear", f.subject != NULL ? f.subject : "", "code %s",
+                          f.code);
+    ck_now(&sec, &usec);
+    ret = store->ops->alarm_clear(store->be, &f, store->audit.actor, sec * 1000 + usec / 1000,
+                                  &cleared);
+    store_audit_end(store);
+    if (ret == 0 && cleared == 0)
+        ret = ck_error_set(CK_ERR_NOTFOUND, "no active alarm matches");
+    if (n != NULL)
+        *n = cleared;
+    return ret;
+}
