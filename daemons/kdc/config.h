@@ -10,6 +10,7 @@
 #include "cablekey/daemon.h"
 #include "cablekey/log.h"
 #include "cablekey/profile.h"
+#include "alarms.h"
 #include "kdc.h"
 
 #define KDC_DEFAULT_CONFIG "/etc/cablekey/kdc.conf"
@@ -38,6 +39,7 @@ struct kdc_daemon_config {
     char *kpasswd_admins;            /* who may set others' passwords (NULL: nobody) */
     char *user;                      /* kdc_user / --user: run as this user after binding */
     bool max_life_set, max_renew_set; /* kdc.conf named them (compared with the database's caps) */
+    struct kdc_alarm_config alarm;   /* alarms and metrics ([kdcdefaults], alarms.c) */
 };
 
 /* Every key cablekey-kdc reads from kdc.conf, one line each: anything else is an error with its

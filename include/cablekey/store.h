@@ -719,4 +719,23 @@ int ck_store_alarm_list(ck_store *store, const ck_alarm_filter *filter, ck_store
  * cleared; none is CK_ERR_NOTFOUND. */
 int ck_store_alarm_clear(ck_store *store, const ck_alarm_filter *filter, uint64_t *n);
 
+/* Database latency for /metrics (k9alarmw): once installed, every database call the store's two
+ * caches make (record loads on a miss, the change-counter check, the change-log read) is timed
+ * and reported to fn (on the calling thread) with its outcome. obs is the caller's memory and
+ * must stay in place until ck_store_close; fn must be cheap and must not use the store. One
+ * observer per store (a second call replaces the first); NULL fn: reporting stops. */
+enum ck_store_db_op {
+    CK_STORE_DB_PRINCIPAL_LOAD = 0,
+    CK_STORE_DB_DEVICE_LOAD,
+    CK_STORE_DB_CHANGE_CHECK,
+    CK_STORE_DB_CHANGE_READ,
+    CK_STORE_DB_OP_COUNT
+};
+typedef struct ck_store_db_observer {
+    void (*fn)(void *arg, enum ck_store_db_op op, int64_t ns, int rc);
+    void *arg;
+    void *priv[12]; /* the store's own: the wrapped sources */
+} ck_store_db_observer;
+void ck_store_observe_db(ck_store *store, ck_store_db_observer *obs);
+
 #endif

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "cablekey/alarm.h"
 #include "cablekey/error.h"
@@ -141,4 +142,104 @@ ck_store_alarm_clear(ck_store *store, const ck_alarm_filter *filter, uint64_t *n
     if (n != NULL)
         *n = cleared;
     return ret;
+}
+
+/* ---- database latency observer ---- */
+
+/* What the observer's private area holds: the caches' original sources, so the wrappers can
+ * call through. */
+struct observed {
+    ck_store_db_observer *obs;
+    struct ck_cache_source principal, device;
+};
+_Static_assert(sizeof(struct observed) <= sizeof(((ck_store_db_observer *)0)->priv),
+               "ck_store_db_observer.priv too small");
+
+static int64_t
+mono_ns(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+static void
+report(const struct observed *o, enum ck_store_db_op op, int64_t t0, int rc)
+{
+    if (o->obs->fn != NULL)
+        o->obs->fn(o->obs->arg, op, mono_ns() - t0, rc);
+}
+
+static int
+obs_load_principal(void *ctx, const char *key, void **rec)
+{
+    struct observed *o = ctx;
+    int64_t t0 = mono_ns();
+    int rc = o->principal.load(o->principal.ctx, key, rec);
+
+    report(o, CK_STORE_DB_PRINCIPAL_LOAD, t0, rc == CK_ERR_NOTFOUND ? 0 : rc);
+    return rc;
+}
+
+static int
+obs_load_device(void *ctx, const char *key, void **rec)
+{
+    struct observed *o = ctx;
+    int64_t t0 = mono_ns();
+    int rc = o->device.load(o->device.ctx, key, rec);
+
+    report(o, CK_STORE_DB_DEVICE_LOAD, t0, rc == CK_ERR_NOTFOUND ? 0 : rc);
+    return rc;
+}
+
+/* Both caches share one feed (the store's), so the generation and change-log wrappers call the
+ * principal cache's original. */
+static int
+obs_generation(void *ctx, uint64_t *gen)
+{
+    struct observed *o = ctx;
+    int64_t t0 = mono_ns();
+    int rc = o->principal.generation(o->principal.ctx, gen);
+
+    report(o, CK_STORE_DB_CHANGE_CHECK, t0, rc);
+    return rc;
+}
+
+static int
+obs_changes(void *ctx, uint64_t since, uint64_t *current, ck_store_change_cb changed,
+            void *changed_arg)
+{
+    struct observed *o = ctx;
+    int64_t t0 = mono_ns();
+    int rc = o->principal.changes(o->principal.ctx, since, current, changed, changed_arg);
+
+    report(o, CK_STORE_DB_CHANGE_READ, t0, rc);
+    return rc;
+}
+
+void
+ck_store_observe_db(ck_store *store, ck_store_db_observer *obs)
+{
+    struct observed *o = (struct observed *)(void *)obs->priv;
+
+    /* Installed once per observer memory: a second call only changes fn/arg. */
+    if (store->cache.src.load == obs_load_principal) {
+        struct observed *cur = store->cache.src.ctx;
+        cur->obs->fn = obs->fn;
+        cur->obs->arg = obs->arg;
+        return;
+    }
+    memset(o, 0, sizeof(*o));
+    o->obs = obs;
+    o->principal = store->cache.src;
+    o->device = store->dev_cache.src;
+    store->cache.src.ctx = o;
+    store->cache.src.load = obs_load_principal;
+    store->cache.src.generation = obs_generation;
+    store->cache.src.changes = obs_changes;
+    store->dev_cache.src.ctx = o;
+    store->dev_cache.src.load = obs_load_device;
+    store->dev_cache.src.generation = obs_generation;
+    store->dev_cache.src.changes = obs_changes;
 }

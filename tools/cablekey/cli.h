@@ -49,6 +49,7 @@ int cli_audit(int argc, char **argv);
 int cli_policy(int argc, char **argv);
 int cli_intercept(int argc, char **argv); /* intercept.c: lawful intercept */
 int cli_node(int argc, char **argv);      /* node.c: the keying server's node agent */
+int cli_alarms(int argc, char **argv);    /* alarms.c: the KDCs' alarm table */
 
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */
