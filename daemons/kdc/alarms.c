@@ -341,6 +341,7 @@ kdc_alarms_test_setup(int64_t (*fn)(void *), void *arg, const struct kdc_alarm_c
                       const char *realm)
 {
     pthread_mutex_lock(&S.lock);
+    S.m = NULL; /* the next kdc_alarms_tick names the manager */
     S.now_ms = fn;
     S.now_arg = arg;
     if (S.pa == NULL)
