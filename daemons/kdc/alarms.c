@@ -191,7 +191,8 @@ kdc_alarm_config_load(struct kdc_alarm_config *c, const struct ck_profile *prof)
         (rc = conf_duration(prof, "alarm_clock_skew_window", 1, 86400, &c->skew_window)) ||
         (rc = conf_int(prof, "alarm_preauth_threshold", 1, 1000000000, &c->preauth_threshold)) ||
         (rc = conf_duration(prof, "alarm_preauth_window", 1, 86400, &c->preauth_window)) ||
-        (rc = conf_duration(prof, "cert_expiry_warn", 0, 3650LL * 86400, &c->cert_expiry_warn)) ||
+        (rc = conf_duration(prof, "cert_expiry_warn", 0, CK_PROFILE_MAX_DURATION,
+                            &c->cert_expiry_warn)) ||
         (rc = conf_duration(prof, "fleet_probe_interval", 1, 86400, &c->probe_interval)) ||
         (rc = conf_int(prof, "fleet_probe_tries", 1, 1000, &c->probe_tries)))
         return rc;
