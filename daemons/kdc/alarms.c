@@ -223,6 +223,13 @@ kdc_alarm_config_load(struct kdc_alarm_config *c, const struct ck_profile *prof)
 int
 kdc_alarm_config_finish(const struct kdc_alarm_config *c)
 {
+    char host[256];
+    uint16_t port;
+
+    if (c->metrics_listen != NULL &&
+        ck_net_parse_listen(c->metrics_listen, 9188, host, sizeof(host), &port) != 0)
+        return ck_error_set(CK_ERR_CONFIG, "metrics_listen %s: %s", c->metrics_listen,
+                            ck_error_context());
     if ((c->webhook_url != NULL) != (c->webhook_secret_file != NULL))
         return ck_error_set(CK_ERR_CONFIG, "alarm_webhook_url and alarm_webhook_secret_file go "
                             "together (the webhook's posts are signed)");
