@@ -976,6 +976,32 @@ kdc_alarms_stop(struct ck_alarm_mgr *m)
     ck_alarm_mgr_free(m);
 }
 
+/* ---- log levels ------------------------------------------------------------------------- */
+
+int
+kdc_log_level_for(const struct kdc_request *r, int level)
+{
+    if (level != LOG_INFO)
+        return level;
+    switch (r->error_code) {
+    case CK_KDC_ERR_PREAUTH_FAILED:    /* wrong password or key; PKINIT signature, chain */
+    case CK_KDC_ERR_CLIENT_REVOKED:    /* locked out, disallowed, device revoked */
+    case CK_KRB_AP_ERR_BAD_INTEGRITY:  /* a ticket under a key it was not made with */
+    case CK_KRB_AP_ERR_MODIFIED:       /* an authenticator or request body altered */
+    case CK_KDC_ERR_INVALID_SIG:       /* PKINIT: the AuthPack's signature does not verify */
+    case CK_KDC_ERR_INVALID_CERTIFICATE:   /* PKINIT: a certificate's signature is bad */
+    case CK_KDC_ERR_REVOKED_CERTIFICATE:   /* PKINIT: in a CRL */
+        return LOG_WARNING;
+    default:
+        break;
+    }
+    /* PKINIT refusals that say someone presents what is not theirs. */
+    if (r->status != NULL &&
+        (strcmp(r->status, "POSSIBLE_CLONE") == 0 || strstr(r->status, "NAME_MISMATCH") != NULL))
+        return LOG_WARNING;
+    return level;
+}
+
 /* ---- run-time log level ----------------------------------------------------------------- */
 
 int

@@ -99,7 +99,12 @@ void kdc_alarms_tick(struct ck_alarm_mgr *m);
 void kdc_alarms_check_certs(struct ck_alarm_mgr *m, const struct kdc_pkinit_config *pc,
                             int64_t warn, int64_t now);
 
-/* ---- run-time log level (alarms.c) ------------------------------------------------------ */
+/* ---- log levels (alarms.c; docs/logging.md) --------------------------------------------- */
+
+/* The level of a request's log line: info (one line per request, for a technician), raised to
+ * warning for the refusals a security expert must see (a wrong key or password, a locked,
+ * disallowed or revoked client or device, a revoked certificate, a forged or altered ticket). */
+int kdc_log_level_for(const struct kdc_request *r, int level);
 
 /* Blocks SIGUSR1 and SIGUSR2 in the calling thread: call before any thread is created. */
 int kdc_loglevel_signals_block(void);

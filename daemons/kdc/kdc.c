@@ -722,6 +722,7 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
         r->reply = NULL;
     }
 log:
+    level = kdc_log_level_for(r, level); /* alarms.h: security refusals at warning */
     log_request(r, peer, level);
     kdc_metrics_request(w, r, t0_ns); /* alarms.h: metrics and alarm detectors */
     kdc_alarm_request(w, r, peer);
