@@ -281,7 +281,21 @@ static struct {
     pthread_t thread;
     pthread_cond_t cond;
     bool running, stopping;
+    /* What only a restart changes, as started: "metrics_listen|webhook|table|host". */
+    char started_as[2048];
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void
+restart_only(const struct kdc_alarm_config *c, char *buf, size_t size)
+{
+    snprintf(buf, size, "metrics_listen=%s alarm_webhook_url=%s alarm_webhook_secret_file=%s "
+             "alarm_webhook_ca_file=%s alarm_table=%s alarm_host=%s",
+             c->metrics_off ? "none" : c->metrics_listen != NULL ? c->metrics_listen : "(default)",
+             c->webhook_url != NULL ? c->webhook_url : "(none)",
+             c->webhook_secret_file != NULL ? c->webhook_secret_file : "(none)",
+             c->webhook_ca_file != NULL ? c->webhook_ca_file : "(none)",
+             c->table ? "yes" : "no", c->host != NULL ? c->host : "(host name)");
+}
 
 static int64_t
 now_ms(void)
@@ -906,6 +920,7 @@ kdc_alarms_start(const struct kdc_daemon_config *dc, const char *realm,
         rc = certs_copy(&S.certs, dc->kdc.pkinit);
     }
     S.m = m;
+    restart_only(c, S.started_as, sizeof(S.started_as));
     S.skew_start = now_ms();
     S.certs_due = true;
     S.probe_next = now_ms() + S.cfg.probe_interval * 1000;
@@ -938,7 +953,13 @@ out:
 void
 kdc_alarms_reload(const struct kdc_daemon_config *dc)
 {
+    char now_as[sizeof(S.started_as)];
+
+    restart_only(&dc->alarm, now_as, sizeof(now_as));
     pthread_mutex_lock(&S.lock);
+    if (S.m != NULL && strcmp(now_as, S.started_as) != 0)
+        ck_log_warn("SIGHUP: alarm sinks or metrics_listen changed (%s -> %s): needs a restart, "
+                    "not applied", S.started_as, now_as);
     if (S.m != NULL) {
         if (apply_config(&dc->alarm, NULL) != 0 ||
             (certs_clear(&S.certs), certs_copy(&S.certs, dc->kdc.pkinit)) != 0)

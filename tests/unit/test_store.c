@@ -10,6 +10,7 @@
 
 #include "ck_test.h"
 #include "store_fixture.h"
+#include "store/sqlite_int.h" /* sqlite_schema_version: the newest */
 #include "cablekey/principal.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
@@ -246,7 +247,8 @@ init_realm(void)
     CHECK(sqlite3_open_v2(db, &raw, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     CHECK(sqlite3_prepare_v2(raw, "SELECT version FROM schema_version", -1, &q, NULL) ==
           SQLITE_OK);
-    CHECK(q != NULL && sqlite3_step(q) == SQLITE_ROW && sqlite3_column_int(q, 0) == 5);
+    CHECK(q != NULL && sqlite3_step(q) == SQLITE_ROW &&
+          sqlite3_column_int(q, 0) == sqlite_schema_version());
     sqlite3_finalize(q);
     sqlite3_close(raw);
 
@@ -1346,7 +1348,7 @@ schema_migration(void)
 
     /* A read-write open upgrades, keeping every row; then a second connection opens normally. */
     CHECK_OK(ck_store_open(db, NULL, 0, &s));
-    CHECK_INT_EQ(schema_version_of(db), 5);
+    CHECK_INT_EQ(schema_version_of(db), sqlite_schema_version());
     CHECK_OK(ck_store_open(db, NULL, 0, &s2));
     if (s != NULL && s2 != NULL) {
         CHECK_OK(ck_store_generation(s, &gen));
