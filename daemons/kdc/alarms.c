@@ -25,6 +25,7 @@
 #include "cablekey/daemon.h"
 #include "cablekey/error.h"
 #include "cablekey/log.h"
+#include "cablekey/metrics.h"
 #include "cablekey/net.h"
 #include "cablekey/pki.h"
 #include "cablekey/store.h"
@@ -948,6 +949,36 @@ kdc_alarms_start(const struct kdc_daemon_config *dc, const char *realm,
 out:
     ck_alarm_mgr_free(m);
     return rc;
+}
+
+int
+kdc_alarms_check(const struct kdc_daemon_config *dc, FILE *out)
+{
+    const struct kdc_alarm_config *c = &dc->alarm;
+
+    if (c->webhook_url != NULL) {
+        struct ck_alarm_webhook_conf wc = {.url = c->webhook_url,
+                                           .secret_file = c->webhook_secret_file,
+                                           .ca_file = c->webhook_ca_file};
+        struct ck_alarm_sink sink;
+        int rc;
+
+        if ((rc = ck_alarm_sink_webhook(&wc, &sink)) != 0)
+            return ck_error_set(rc, "alarm_webhook: %s", ck_error_context());
+        if (sink.free != NULL)
+            sink.free(sink.arg);
+    }
+    fprintf(out, "alarms: sinks log%s%s%s; clock-skew %lld in %llds, preauth-spike %lld in %llds, "
+            "cert-expiry %lld days, %zu fleet peer%s\n", c->table ? ", table" : "",
+            c->webhook_url != NULL ? ", webhook " : "",
+            c->webhook_url != NULL ? c->webhook_url : "", (long long)c->skew_threshold,
+            (long long)c->skew_window, (long long)c->preauth_threshold,
+            (long long)c->preauth_window, (long long)(c->cert_expiry_warn / 86400),
+            c->n_fleet_peers, c->n_fleet_peers == 1 ? "" : "s");
+    fprintf(out, "metrics: %s\n", c->metrics_off ? "off (metrics_listen = none)"
+                                  : c->metrics_listen != NULL ? c->metrics_listen
+                                                              : CK_METRICS_DEFAULT_BIND);
+    return 0;
 }
 
 void

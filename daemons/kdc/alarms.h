@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include "cablekey/ap.h"
 #include "cablekey/profile.h"
@@ -77,6 +78,9 @@ struct ck_metrics;
  * drop: the threads keep the identity. realm: for subjects and the probes. */
 int kdc_alarms_start(const struct kdc_daemon_config *dc, const char *realm,
                      struct ck_alarm_mgr **out);
+/* --check: prints "alarms: ..." and "metrics: ..." lines; the webhook's secret file must be
+ * readable (as the user running the check) and private, as at start. */
+int kdc_alarms_check(const struct kdc_daemon_config *dc, FILE *out);
 /* SIGHUP: new thresholds, certificate files and peers (checked again at once). */
 void kdc_alarms_reload(const struct kdc_daemon_config *dc);
 /* Stops the monitor, flushes and frees the manager. Accepts NULL. */

@@ -590,6 +590,10 @@ check_config(const struct options *o, struct kdc_daemon_config *dc)
             return 1;
         }
     }
+    if (kdc_alarms_check(dc, stdout) != 0) { /* alarms.h: sinks and metrics_listen */
+        print_error("alarms");
+        return 1;
+    }
     printf("configuration OK\n");
     return 0;
 }

@@ -214,5 +214,21 @@ for i in 1 2 3; do kinit_pw bob "wrong-$i" >/dev/null 2>&1; done
 wait_log 'alarm preauth-spike minor subject=bob@ALARM\.TEST .*count=1:' \
     "at notice, an alarm (warning) is still logged"
 
+# ---- --check -----------------------------------------------------------------------------------
+check() {
+    KRB5_CONFIG="$tmp/krb5-kdc-side.conf" timeout 60 "$CK_KDC" -c "$tmp/kdc.conf" --check \
+        --log stderr --pkinit-identity "$tmp/pki/kdc.p12" --pkinit-password-file "$tmp/pw" \
+        --pkinit-anchors "$tmp/pki/sp-root.pem,$tmp/pki/mfg-root.pem"
+}
+expect_output "--check names the alarm sinks" \
+    "alarms: sinks log, table, webhook http://127\.0\.0\.1:$HOOK_PORT/alarms; .*1 fleet peer" check
+expect_output "--check names the metrics address" "metrics: 127\.0\.0\.1:$METRICS_PORT" check
+chmod 644 "$tmp/hook.secret"
+expect_failure "--check refuses a webhook secret others can read" 'alarm_webhook: .*0600' check
+chmod 600 "$tmp/hook.secret"
+sed -i '/alarm_webhook_secret_file/d' "$tmp/kdc.conf"
+expect_failure "--check refuses a webhook URL without its secret" \
+    'alarm_webhook_url and alarm_webhook_secret_file go together' check
+
 realm_stop_kdc
 done_testing
