@@ -284,6 +284,7 @@ static struct {
     bool running, stopping;
     /* What only a restart changes, as started: "metrics_listen|webhook|table|host". */
     char started_as[2048];
+    atomic_bool realm_known;              /* S.realm is set (read without the lock) */
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void
@@ -353,8 +354,10 @@ apply_config(const struct kdc_alarm_config *c, const char *realm)
         return rc;
     kdc_alarm_config_free(&S.cfg);
     S.cfg = copy;
-    if (realm != NULL)
+    if (realm != NULL) {
         ck_strlcpy(S.realm, realm, sizeof(S.realm));
+        atomic_store(&S.realm_known, S.realm[0] != '\0');
+    }
     memset(S.probe_fail, 0, sizeof(S.probe_fail));
     return 0;
 }
@@ -554,10 +557,12 @@ kdc_alarm_request(struct kdc_worker *w, const struct kdc_request *r, const struc
         return;
     if (peer != NULL)
         ck_peer_format_host(peer, addr, sizeof(addr));
-    if (S.realm[0] == '\0') { /* the realm came from the database */
+    if (!atomic_load_explicit(&S.realm_known, memory_order_acquire)) {
+        /* The realm came from a database the start could not read: the workers know it. */
         pthread_mutex_lock(&S.lock);
         if (S.realm[0] == '\0')
             ck_strlcpy(S.realm, w->realm_name, sizeof(S.realm));
+        atomic_store(&S.realm_known, true);
         pthread_mutex_unlock(&S.lock);
     }
     if (note && (r->error_code == CK_KRB_AP_ERR_BADKEYVER ||
