@@ -142,10 +142,17 @@ count_cache(struct kdc_worker *w)
         memset(&W, 0, sizeof(W));
         W.store = w->store;
         W.obs.fn = store_observer;
-        ck_store_observe_db(w->store, &W.obs);
     }
+    /* Installs the observer on a store that has none yet: also a reload's new store that
+     * malloc placed where the old one was (same pointer, counters from zero). */
+    ck_store_observe_db(w->store, &W.obs);
     ck_store_cache_get_stats(w->store, &p);
     ck_store_device_cache_get_stats(w->store, &d);
+    if (p.hits < W.p.hits || p.misses < W.p.misses || d.hits < W.d.hits ||
+        d.misses < W.d.misses) {
+        memset(&W.p, 0, sizeof(W.p));
+        memset(&W.d, 0, sizeof(W.d));
+    }
     if (p.hits > W.p.hits)
         ck_metric_add(M.cache, 0, p.hits - W.p.hits);
     if (p.misses > W.p.misses)

@@ -85,6 +85,20 @@ scrape
 expect_value "... and are counted as client_unknown" \
     'kdc_requests_total{type="as",result="client_unknown"}' 20
 
+# A reload builds new workers: the counters go on (one registry for the process).
+ok_before=$(value 'kdc_requests_total{type="as",result="ok"}')
+hits_before=$(value 'kdc_cache_lookups_total{cache="principal",result="hit"}')
+kill -HUP "$KDC_PID"
+for _ in $(seq 1 100); do grep -q 'SIGHUP: configuration reloaded' "$tmp/kdc.log" && break; sleep 0.1; done
+kinit_pw alice 'alice-pw-1' >/dev/null 2>&1
+sleep 0.2
+scrape
+expect_value "after SIGHUP the AS ok counter goes on from $ok_before" \
+    'kdc_requests_total{type="as",result="ok"}' $((ok_before + 1))
+v=$(value 'kdc_cache_lookups_total{cache="principal",result="hit"}')
+[ "${v:-0}" -gt "$hits_before" ] && ok "after SIGHUP the new workers' cache hits add up ($hits_before -> $v)" ||
+    not_ok "after SIGHUP the new workers' cache hits add up" "$hits_before -> ${v:-absent}"
+
 expect_output "Content-Type is the text format 0.0.4" 'text/plain; version=0\.0\.4' \
     curl -sS -o /dev/null -D - --max-time 10 "$URL"
 expect_output "another path is 404" '^404$' \
