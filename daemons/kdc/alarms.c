@@ -285,6 +285,7 @@ static struct {
     /* What only a restart changes, as started: "metrics_listen|webhook|table|host". */
     char started_as[2048];
     atomic_bool realm_known;              /* S.realm is set (read without the lock) */
+    atomic_bool quit;                     /* stopping, for the probe loop (without the lock) */
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static void
@@ -707,7 +708,8 @@ static void
 probe_all(struct ck_alarm_mgr *m, const struct kdc_alarm_config *c, const char *realm,
           uint64_t *fails)
 {
-    for (size_t i = 0; i < c->n_fleet_peers; i++) {
+    /* A stop does not wait for every silent peer's timeout: at most one probe's. */
+    for (size_t i = 0; i < c->n_fleet_peers && !atomic_load(&S.quit); i++) {
         int rc = probe_peer(c->fleet_peers[i], realm);
 
         if (rc == 0) {
@@ -931,6 +933,7 @@ kdc_alarms_start(const struct kdc_daemon_config *dc, const char *realm,
     S.certs_due = true;
     S.probe_next = now_ms() + S.cfg.probe_interval * 1000;
     S.stopping = false;
+    atomic_store(&S.quit, false);
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&S.cond, &ca);
@@ -1013,6 +1016,7 @@ kdc_alarms_stop(struct ck_alarm_mgr *m)
 {
     if (m == NULL)
         return;
+    atomic_store(&S.quit, true);
     pthread_mutex_lock(&S.lock);
     S.stopping = true;
     if (S.running)
