@@ -281,6 +281,7 @@ const struct ck_conf_key kdc_conf_keys[] = {
     DEFAULTS("kdc_workers"),
     DEFAULTS("kdc_cpu_affinity"),
     DEFAULTS("kdc_user"),
+    DEFAULTS("db_max_staleness"),          /* KDC fleet (fleet.c, docs/fleet.md) */
     REALM("database_name"),
     REALM("key_stash_file"),
     REALM("max_life"),
@@ -296,6 +297,7 @@ const struct ck_conf_key kdc_conf_keys[] = {
     REALM("kpasswd_admins"),               /* who may set others' passwords (kpasswd.c) */
     REALM("disable_lockout"),              /* lockout.c; MIT has it in [dbmodules] */
     REALM("disable_last_success"),
+    REALM("db_max_staleness"),             /* KDC fleet: a realm's value wins */
     /* MIT keys accepted without effect, so an MIT realm's kdc.conf loads: they concern kadmind
      * and kdb5_util, not the KDC. */
     REALM("acl_file"),
@@ -406,6 +408,22 @@ get_bool(const struct ck_profile *prof, const char *section, const char *sub, co
 
     if (v != NULL && ck_parse_bool(v, out) != 0)
         return bad(prof, section, sub, key, "expected yes or no");
+    return 0;
+}
+
+/* KDC fleet: db_max_staleness, a duration; 0 (never serve stale) is stored as -1, since 0 in
+ * kdc_config means the default. */
+static int
+get_staleness(const struct ck_profile *prof, const char *section, const char *sub,
+              int64_t *out_ms)
+{
+    int64_t d = -1;
+    int rc;
+
+    if ((rc = get_duration(prof, section, sub, "db_max_staleness", 0, 86400, &d)) != 0)
+        return rc;
+    if (d >= 0)
+        *out_ms = d == 0 ? -1 : d * 1000;
     return 0;
 }
 
@@ -537,6 +555,8 @@ load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
     dc->workers = (int)n;
     if ((rc = get_bool(prof, S, NULL, "kdc_cpu_affinity", &dc->cpu_affinity)) != 0)
         return rc;
+    if ((rc = get_staleness(prof, S, NULL, &dc->kdc.db_max_staleness_ms)) != 0)
+        return rc;
     if ((v = get(prof, S, NULL, "kdc_user")) != NULL) {
         if (v[0] == '\0')
             return bad(prof, S, NULL, "kdc_user", "empty user name");
@@ -574,6 +594,8 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
     /* MIT has these two in [dbmodules]; here they belong to the realm's KDC (Lockout). */
     if ((rc = get_bool(prof, S, r, "disable_lockout", &dc->kdc.disable_lockout)) != 0 ||
         (rc = get_bool(prof, S, r, "disable_last_success", &dc->kdc.disable_last_success)) != 0)
+        return rc;
+    if ((rc = get_staleness(prof, S, r, &dc->kdc.db_max_staleness_ms)) != 0)
         return rc;
     if ((rc = kdc_pkinit_config_load(&dc->kdc.pkinit, prof, r)) != 0)
         return rc;

@@ -46,6 +46,7 @@ kdc_worker_new(const struct kdc_config *cfg, struct kdc_worker **out)
         goto out;
     /* The KDC's own writes (a device's first-login pin) are audited under its name. */
     ck_store_set_actor(w->store, "cablekey-kdc");
+    kdc_fleet_init(w, cfg);
     w->realm = ck_store_realm(w->store);
     if (cfg->realm != NULL && strcmp(cfg->realm, w->realm->name) != 0) {
         rc = ck_error_set(CK_ERR_CONFIG, "kdc: realm %s configured, the database holds %s",
@@ -120,6 +121,7 @@ kdc_worker_free(struct kdc_worker *w)
     }
     if (w->lockout != NULL && w->store != NULL)
         kdc_lockout_flush(w);
+    kdc_fleet_fini(w);
     kdc_lockout_free(w->lockout);
     kdc_preauth_fini(w);
     kdc_reply_free(w->reply);
@@ -224,6 +226,8 @@ error_message(int32_t code)
     case CK_KDC_ERR_ETYPE_NOSUPP: return "KDC has no support for encryption type";
     case CK_KDC_ERR_PADATA_TYPE_NOSUPP: return "KDC has no support for padata type";
     case CK_KDC_ERR_CLIENT_REVOKED: return "Client's credentials have been revoked";
+    case CK_KDC_ERR_SVC_UNAVAILABLE: return "A service is not available that is required to "
+                                            "process the request";
     case CK_KDC_ERR_KEY_EXPIRED: return "Password has expired";
     case CK_KDC_ERR_PREAUTH_FAILED: return "Preauthentication failed";
     case CK_KDC_ERR_PREAUTH_REQUIRED: return "Additional pre-authentication required";
@@ -519,9 +523,10 @@ kdc_worker_idle(struct kdc_worker *w)
         return -1;
     a = log_idle(w);
     b = kdc_lockout_idle(w);
-    if (a < 0)
-        return b;
-    return b < 0 || a < b ? a : b;
+    if (a < 0 || (b >= 0 && b < a))
+        a = b;
+    b = kdc_fleet_idle(w);
+    return a < 0 || b < a ? b : a;
 }
 
 /* Refusals that may come from a stale cache entry: the principal cache sees other processes'
@@ -621,7 +626,7 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
         w->clock(w->clock_ctx, &r->now, &r->now_usec);
     else
         ck_now(&r->now, &r->now_usec);
-    ck_store_cache_begin(w->store);
+    kdc_fleet_begin(w);
 
     if (transport == KDC_TRANSPORT_UDP && w->lookaside != NULL && !oversized) {
         now_ms = ck_monotonic_ms();
@@ -648,6 +653,8 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
     if (oversized || req_len > w->max_request) {
         kdc_fail(r, CK_KRB_ERR_FIELD_TOOLONG, "REQUEST_TOO_BIG", "%zu bytes", req_len);
         r->silent = transport == KDC_TRANSPORT_UDP;
+    } else if ((mt == CK_KRB_AS_REQ || mt == CK_KRB_TGS_REQ) && kdc_fleet_refuse(r)) {
+        /* Database gone for longer than db_max_staleness: r holds the KRB-ERROR. */
     } else if (mt == CK_KRB_AS_REQ || mt == CK_KRB_TGS_REQ) {
         void (*process)(struct kdc_request *, const uint8_t *, size_t) =
             mt == CK_KRB_AS_REQ ? kdc_process_as : kdc_process_tgs;

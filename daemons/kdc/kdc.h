@@ -54,6 +54,10 @@ struct kdc_config {
      * worker; metrics (metrics.h) are registered once by main.c and counted per request. */
     struct ck_alarm_mgr *alarms;
     struct ck_metrics *metrics;
+    /* KDC fleet (fleet.c, docs/fleet.md): how long cached records are served while the database
+     * is unreachable (db_max_staleness), in ms. 0: the default, CK_STORE_DEFAULT_MAX_STALENESS_S;
+     * negative: never (refuse as soon as the database is unreachable). */
+    int64_t db_max_staleness_ms;
 };
 
 enum kdc_transport { KDC_TRANSPORT_UDP, KDC_TRANSPORT_TCP };

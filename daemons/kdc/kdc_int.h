@@ -102,6 +102,10 @@ struct kdc_worker {
     /* From kdc_config (NULL: none); not owned. */
     struct ck_alarm_mgr *alarms;
     struct ck_metrics *metrics;
+    /* KDC fleet (fleet.c): this worker's view of the database. */
+    bool fleet_down;                     /* counted in the process's unreachable workers */
+    bool fleet_refusing;                 /* counted in the process's refusing workers */
+    char fleet_db[256];                  /* the database location, for logs and the alarm */
 };
 
 /* One request in flight. The as/tgs handlers fill either `reply` (an encoded AS-REP/TGS-REP) or
@@ -177,6 +181,21 @@ int kdc_lockout_flush(struct kdc_worker *w);
 int kdc_lockout_idle(struct kdc_worker *w);
 /* Principals with unwritten events (tests). */
 size_t kdc_lockout_pending(const struct kdc_worker *w);
+
+/* KDC fleet (fleet.c): the database's reachability as the worker's caches see it. */
+void kdc_fleet_init(struct kdc_worker *w, const struct kdc_config *cfg);
+void kdc_fleet_fini(struct kdc_worker *w);
+/* Replaces ck_store_cache_begin at the start of a request: checks for changes (pushed notices
+ * at once) and notes the database going away or coming back (log line, alarm db-unreachable). */
+void kdc_fleet_begin(struct kdc_worker *w);
+/* True when the request must be refused because the database has been unreachable for longer
+ * than db_max_staleness: r then holds KDC_ERR_SVC_UNAVAILABLE with an e-text. */
+bool kdc_fleet_refuse(struct kdc_request *r);
+/* The idle step: change notices, heartbeat, reconnection; ms until due again. */
+int kdc_fleet_idle(struct kdc_worker *w);
+/* For the db staleness gauge (any thread): ms since the process last reached its database while
+ * it is unreachable, 0 while it is reachable. */
+int64_t kdc_fleet_staleness_ms(void);
 
 /* Shared helpers (kdc.c). */
 bool kdc_enctype_permitted(const struct kdc_worker *w, int32_t etype);

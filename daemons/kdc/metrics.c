@@ -9,6 +9,7 @@
  * worker replaces the old one on that same thread (main.c, slot_worker) after the old one's
  * store is closed. */
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <string.h>
 #include <time.h>
 
@@ -41,7 +42,7 @@ static const char *const outcome_values[] = {"hit", "miss", NULL};
 /* The store's observed calls (enum ck_store_db_op order), then the KDC's own. */
 enum { OP_ALARM_WRITE = CK_STORE_DB_OP_COUNT, OP_COUNT };
 static const char *const op_values[] = {"principal_load", "device_load", "change_check",
-                                        "change_read", "alarm_write", NULL};
+                                        "change_read", "change_wait", "alarm_write", NULL};
 static const char *const reason_values[] = {"queue", "fair_share", NULL};
 
 static const double req_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
@@ -56,6 +57,7 @@ static struct {
     struct ck_metric *requests, *latency, *cache, *db, *db_errors, *staleness, *alarms_active,
         *admission;
     atomic_int_fast64_t last_db_ok_ms;   /* monotonic; 0: never */
+    atomic_int_fast64_t last_db_fail_ms; /* monotonic; 0: never */
     uint64_t (*admission_fn)(void *, enum kdc_admission_reason);
     void *admission_arg;
     uint64_t admission_last[KDC_ADMISSION_REASON_COUNT];
@@ -73,13 +75,20 @@ kdc_metrics_now(void)
 static void
 db_observe(unsigned op, int64_t ns, int rc)
 {
+    bool contact = op != OP_ALARM_WRITE;
+
     if (M.db == NULL)
         return;
-    ck_metric_observe(M.db, op, (double)ns / 1e9);
-    if (rc != 0)
+    /* Draining push notices reads a socket buffer, not the database: no latency to show. */
+    if (op != CK_STORE_DB_CHANGE_WAIT)
+        ck_metric_observe(M.db, op, (double)ns / 1e9);
+    if (rc != 0) {
         ck_metric_inc(M.db_errors, op);
-    else if (op == CK_STORE_DB_CHANGE_CHECK || op == CK_STORE_DB_CHANGE_READ)
+        if (contact)
+            atomic_store_explicit(&M.last_db_fail_ms, ck_monotonic_ms(), memory_order_relaxed);
+    } else if (contact && op != CK_STORE_DB_CHANGE_WAIT) {
         atomic_store_explicit(&M.last_db_ok_ms, ck_monotonic_ms(), memory_order_relaxed);
+    }
 }
 
 static void
@@ -195,13 +204,15 @@ kdc_metrics_admission(uint64_t (*dropped)(void *arg, enum kdc_admission_reason r
 static void
 collect(void *arg)
 {
-    int64_t last = atomic_load_explicit(&M.last_db_ok_ms, memory_order_relaxed);
+    int64_t ok = atomic_load_explicit(&M.last_db_ok_ms, memory_order_relaxed);
+    int64_t fail = atomic_load_explicit(&M.last_db_fail_ms, memory_order_relaxed);
 
     (void)arg;
-    /* Since the last successful look at the database by any worker: on a busy KDC under a
-     * second (the caches check every few hundred ms); it grows while the database is
-     * unreachable, and on an idle KDC, which has no reason to look. */
-    ck_metric_set(M.staleness, 0, last > 0 ? (double)(ck_monotonic_ms() - last) / 1000.0 : -1);
+    /* As ck_store_cache_staleness says it for one store, for the whole KDC: 0 while the
+     * database answers; since the last successful contact of any worker when the newest
+     * access failed (the caches serve from memory for at most db_max_staleness). Computed
+     * from what the workers' observers saw: a worker's store is its own thread's. */
+    ck_metric_set(M.staleness, 0, fail > ok ? (double)(ck_monotonic_ms() - ok) / 1000.0 : 0);
     if (M.alarms != NULL) {
         struct ck_alarm_stats st;
         ck_alarm_mgr_stats(M.alarms, &st);
@@ -262,7 +273,8 @@ kdc_metrics_start(const struct kdc_daemon_config *dc, struct ck_alarm_mgr *alarm
         (rc = reg(r, "kdc_db_errors_total", "Database calls that failed, by operation",
                   CK_METRIC_COUNTER, op_label, 1, NULL, 0, &M.db_errors)) != 0 ||
         (rc = reg(r, "kdc_db_staleness_seconds",
-                  "Seconds since a worker last read the database's change counter (-1: never)",
+                  "While the database is unreachable: seconds since the last successful contact "
+                  "(0 while it answers)",
                   CK_METRIC_GAUGE, NULL, 0, NULL, 0, &M.staleness)) != 0 ||
         (rc = reg(r, "kdc_alarms_active", "Alarms raised by this KDC and not cleared",
                   CK_METRIC_GAUGE, NULL, 0, NULL, 0, &M.alarms_active)) != 0 ||

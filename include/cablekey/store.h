@@ -385,6 +385,49 @@ void ck_store_cache_get_stats(const ck_store *store, ck_store_cache_stats *out);
 /* The same counters for the device cache (ck_store_get_device_cached). */
 void ck_store_device_cache_get_stats(const ck_store *store, ck_store_cache_stats *out);
 
+/* --- KDC fleet: change notices and database contact (k9fleet; docs/fleet.md) ---
+ *
+ * On a backend that pushes change notices (PostgreSQL LISTEN/NOTIFY) ck_store_cache_begin drains
+ * them without waiting and re-reads the change log at once when one arrived; the interval check
+ * remains as a heartbeat. SQLite has no push: its caches poll the counter as before.
+ *
+ * Every read the caches make is a contact with the database. When one fails the caches keep
+ * their records and serve them for at most the staleness limit after the last successful
+ * contact (db_max_staleness: a revocation made through another KDC cannot reach this one
+ * meanwhile); after that, and for a record not cached, lookups fail with CK_ERR_DB. The database
+ * is tried again on a doubling backoff (CK_STORE_RECONNECT_MIN_MS .. MAX_MS), never per request,
+ * and the caches catch up from the change log when it answers. All of these act on the calling
+ * thread's store: a store is used by one thread at a time. */
+#define CK_STORE_DEFAULT_MAX_STALENESS_S 300
+#define CK_STORE_RECONNECT_MIN_MS 100
+#define CK_STORE_RECONNECT_MAX_MS 5000
+
+typedef struct ck_store_contact_info {
+    bool push;                   /* the backend pushes change notices */
+    bool reachable;              /* the last access to the database succeeded */
+    bool serving;                /* cached records may be served (reachable, or within the limit) */
+    int64_t since_contact_ms;    /* since the last successful access */
+    int64_t down_ms;             /* since the first failure of the current outage (0: none) */
+    int64_t next_attempt_ms;     /* until the next reconnection attempt (0: none pending) */
+    int64_t max_staleness_ms;
+    uint64_t failures;           /* failed accesses */
+    uint64_t recoveries;         /* outages ended */
+    char error[160];             /* why the last access failed ("" if none did) */
+} ck_store_contact_info;
+void ck_store_cache_contact(const ck_store *store, ck_store_contact_info *out);
+/* For the staleness gauge: ms since the last successful contact while the database is
+ * unreachable, 0 while it is reachable. */
+int64_t ck_store_cache_staleness(const ck_store *store);
+/* The staleness limit in ms (0: refuse as soon as the database is unreachable). */
+void ck_store_cache_set_max_staleness(ck_store *store, int64_t ms);
+/* The reconnection backoff (tests; 0 keeps a value). */
+void ck_store_cache_set_backoff(ck_store *store, int64_t min_ms, int64_t max_ms);
+/* The caches' monotonic clock in ms (tests; NULL: the system's). Counts as a contact now. */
+void ck_store_cache_set_clock(ck_store *store, int64_t (*now_ms)(void *ctx), void *ctx);
+/* The idle step of a long-lived reader (a KDC worker): drains change notices, runs the heartbeat
+ * or a due reconnection attempt. Returns the ms until it is due again (>= 1). */
+int ck_store_cache_idle(ck_store *store);
+
 /* ===================================================================================== audit log
  *
  * Every administrative change (principals: add, modify, delete, rotate, password change,
@@ -720,7 +763,8 @@ int ck_store_alarm_list(ck_store *store, const ck_alarm_filter *filter, ck_store
 int ck_store_alarm_clear(ck_store *store, const ck_alarm_filter *filter, uint64_t *n);
 
 /* Database latency for /metrics (k9alarmw): once installed, every database call the store's two
- * caches make (record loads on a miss, the change-counter check, the change-log read) is timed
+ * caches make (record loads on a miss, the change-counter check, the change-log read, draining
+ * push notices) is timed
  * and reported to fn (on the calling thread) with its outcome. obs is the caller's memory and
  * must stay in place until ck_store_close; fn must be cheap and must not use the store. One
  * observer per store (a second call replaces the first); NULL fn: reporting stops. */
@@ -729,12 +773,13 @@ enum ck_store_db_op {
     CK_STORE_DB_DEVICE_LOAD,
     CK_STORE_DB_CHANGE_CHECK,
     CK_STORE_DB_CHANGE_READ,
+    CK_STORE_DB_CHANGE_WAIT, /* draining push notices (not a round trip: errors only matter) */
     CK_STORE_DB_OP_COUNT
 };
 typedef struct ck_store_db_observer {
     void (*fn)(void *arg, enum ck_store_db_op op, int64_t ns, int rc);
     void *arg;
-    void *priv[12]; /* the store's own: the wrapped sources */
+    void *priv[24]; /* the store's own: the wrapped sources */
 } ck_store_db_observer;
 void ck_store_observe_db(ck_store *store, ck_store_db_observer *obs);
 

@@ -14,7 +14,16 @@
  * The two caches differ only in when they look at the change counter: the principal cache at most
  * every check_ms (a few hundred milliseconds of staleness is the documented price of a KDC that
  * does no query per request), the device cache on every lookup, because a revoked device must be
- * refused at its very next login. */
+ * refused at its very next login.
+ *
+ * KDC fleet (docs/fleet.md). A source that pushes notices (PostgreSQL LISTEN/NOTIFY) is drained
+ * without waiting at every check, so the principal cache learns of a change in milliseconds and
+ * the interval poll becomes a heartbeat. Every call to the source is also a contact with the
+ * database: when one fails the cache keeps its entries and serves them for at most the
+ * contact's max_stale_ms after the last successful call (a revocation made elsewhere cannot
+ * reach it meanwhile, so past that it refuses), and calls the source again only on a doubling
+ * backoff schedule: a KDC facing a dead database neither hammers it nor waits on it per
+ * request. When a call succeeds again the change feed catches up from the last counter seen. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -116,6 +125,75 @@ free_retired(struct ck_store_cache *c)
     }
 }
 
+/* ---- database contact ---- */
+
+int64_t
+ck_cache_contact_now(const struct ck_cache_contact *ct)
+{
+    return ct->now_ms != NULL ? ct->now_ms(ct->clock_ctx) : ck_monotonic_ms();
+}
+
+void
+ck_cache_contact_init(struct ck_cache_contact *ct)
+{
+    memset(ct, 0, sizeof(*ct));
+    ct->max_stale_ms = (int64_t)CK_STORE_DEFAULT_MAX_STALENESS_S * 1000;
+    ct->backoff_min_ms = CK_STORE_RECONNECT_MIN_MS;
+    ct->backoff_max_ms = CK_STORE_RECONNECT_MAX_MS;
+    /* A store is opened by reading its realm: that was contact. */
+    ct->last_ok_ms = ck_cache_contact_now(ct);
+}
+
+bool
+ck_cache_contact_serving(const struct ck_cache_contact *ct, int64_t now)
+{
+    return !ct->down || (ct->max_stale_ms > 0 && now - ct->last_ok_ms <= ct->max_stale_ms);
+}
+
+static bool
+contact_may_try(const struct ck_cache_contact *ct, int64_t now)
+{
+    return !ct->down || now >= ct->next_try_ms;
+}
+
+/* Errors that say the database was not reached (as opposed to a record it refused). */
+static bool
+contact_error(int ret)
+{
+    return ret == CK_ERR_DB || ret == CK_ERR_IO;
+}
+
+static void
+contact_ok(struct ck_cache_contact *ct, int64_t now)
+{
+    if (ct->down) {
+        ct->down = false;
+        ct->recoveries++;
+        ct->backoff_ms = 0;
+    }
+    ct->last_ok_ms = now;
+}
+
+static void
+contact_fail(struct ck_cache_contact *ct, int64_t now)
+{
+    ct->failures++;
+    ck_strlcpy(ct->error, ck_error_context(), sizeof(ct->error));
+    if (!ct->down) {
+        /* One failure may be a blip (a statement cut by a server restart): the next call may
+         * try again at once; the backoff starts with the second. */
+        ct->down = true;
+        ct->down_since_ms = now;
+        ct->backoff_ms = 0;
+    } else if (ct->backoff_ms == 0) {
+        ct->backoff_ms = ct->backoff_min_ms > 0 ? ct->backoff_min_ms : 1;
+    } else {
+        ct->backoff_ms = ct->backoff_ms > ct->backoff_max_ms / 2 ? ct->backoff_max_ms
+                                                                 : ct->backoff_ms * 2;
+    }
+    ct->next_try_ms = now + ct->backoff_ms;
+}
+
 int
 ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind,
                     const struct ck_cache_source *src, size_t max_entries)
@@ -132,6 +210,12 @@ ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind,
     c->n_buckets = CACHE_INITIAL_BUCKETS;
     c->max_entries = max_entries;
     c->check_ms = CK_STORE_CACHE_CHECK_MS;
+    if (src->contact != NULL) {
+        c->contact = src->contact;
+    } else {
+        ck_cache_contact_init(&c->own_contact);
+        c->contact = &c->own_contact;
+    }
     if (ck_random_bytes(k, sizeof(k)) != 0) {
         free(c->buckets);
         c->buckets = NULL;
@@ -267,38 +351,99 @@ ck_store_cache_release(struct ck_store_cache *c)
     free_retired(c);
 }
 
-/* Brings c up to date with its source's change feed. */
+/* Brings c up to date with its source's change feed (while the database is unreachable: only
+ * when the backoff allows an attempt). */
 void
 ck_store_cache_check_now(struct ck_store_cache *c)
 {
+    struct ck_cache_contact *ct = c->contact;
+    int64_t now = ck_cache_contact_now(ct);
     uint64_t cur = 0;
+    int ret;
 
-    c->last_check_ms = ck_monotonic_ms();
+    c->last_check_ms = now;
+    if (!contact_may_try(ct, now))
+        return;
     if (!c->generation_known) {
         /* Everything cached so far predates a generation we never read: start clean. */
-        if (c->src.generation(c->src.ctx, &cur) == 0) {
+        if ((ret = c->src.generation(c->src.ctx, &cur)) == 0) {
             cache_flush_all(c);
             c->generation = cur;
             c->generation_known = true;
+            contact_ok(ct, now);
+        } else if (contact_error(ret)) {
+            contact_fail(ct, now);
         }
         return;
     }
-    if (c->src.changes(c->src.ctx, c->generation, &cur, ck_store_cache_changed, c) != 0) {
-        /* Database trouble: serve nothing stale; read through until it recovers. */
+    if ((ret = c->src.changes(c->src.ctx, c->generation, &cur, ck_store_cache_changed, c)) != 0) {
+        if (contact_error(ret)) {
+            /* Unreachable: keep the entries (served within max_stale_ms) and the counter, from
+             * which the feed catches up once the database answers again. */
+            contact_fail(ct, now);
+            return;
+        }
+        /* A change log we cannot read: serve nothing stale; read through until it recovers. */
         cache_flush_all(c);
         c->generation_known = false;
         return;
     }
     c->generation = cur;
+    contact_ok(ct, now);
 }
 
-/* The interval check: at most every check_ms (always while the counter is unknown). */
+/* Drains pushed notices: 1 if the feed must be read now, 0 if none arrived (or the source has no
+ * push), -1 if the connection is lost (a failed attempt: nothing more to try now). */
+static int
+push_pending(struct ck_store_cache *c, int64_t now)
+{
+    struct ck_cache_contact *ct = c->contact;
+    bool changed = false;
+    int ret;
+
+    if (c->src.wait_change == NULL || !c->generation_known || !contact_may_try(ct, now))
+        return 0;
+    if ((ret = c->src.wait_change(c->src.ctx, 0, &changed)) != 0) {
+        if (!contact_error(ret))
+            return 0;
+        contact_fail(ct, now);
+        c->last_check_ms = now;
+        return -1;
+    }
+    return changed ? 1 : 0;
+}
+
+/* The interval check: pushed notices at once, the feed at most every check_ms (always while the
+ * counter is unknown). */
 void
 ck_store_cache_check(struct ck_store_cache *c)
 {
-    if (c->generation_known && ck_monotonic_ms() - c->last_check_ms < c->check_ms)
+    int64_t now = ck_cache_contact_now(c->contact);
+    int push = push_pending(c, now);
+
+    if (push < 0)
+        return;
+    if (push == 0 && c->generation_known && now - c->last_check_ms < c->check_ms)
         return;
     ck_store_cache_check_now(c);
+}
+
+int64_t
+ck_store_cache_poll(struct ck_store_cache *c)
+{
+    struct ck_cache_contact *ct = c->contact;
+    int64_t now = ck_cache_contact_now(ct);
+    /* An idle heartbeat even when requests check on every begin (check_ms 0, tests). */
+    int64_t interval = c->check_ms > 0 ? c->check_ms : CK_STORE_CACHE_CHECK_MS;
+    int64_t wait;
+    int push = push_pending(c, now);
+
+    if (push > 0 || (push == 0 && now - c->last_check_ms >= interval))
+        ck_store_cache_check_now(c);
+    now = ck_cache_contact_now(ct);
+    /* While unreachable only the next attempt matters (earlier checks are not made). */
+    wait = ct->down ? ct->next_try_ms - now : c->last_check_ms + interval - now;
+    return wait < 1 ? 1 : wait;
 }
 
 static void
@@ -355,10 +500,18 @@ ck_store_cache_lookup(struct ck_store_cache *c, const char *key, size_t len, voi
 {
     struct ck_cache_entry *e;
     void *rec = NULL;
+    struct ck_cache_contact *ct = c->contact;
+    int64_t now = 0;
     uint64_t h;
     int ret;
 
     *out = NULL;
+    /* The clock is read only off the hit path or during an outage. */
+    if (ct->down && !ck_cache_contact_serving(ct, now = ck_cache_contact_now(ct)))
+        return ck_error_set(CK_ERR_DB, "database unreachable for %lld ms, last contact %lld ms "
+                            "ago (staleness limit %lld ms): cached records not served",
+                            (long long)(now - ct->down_since_ms),
+                            (long long)(now - ct->last_ok_ms), (long long)ct->max_stale_ms);
     h = siphash24(c->sip_k0, c->sip_k1, (const uint8_t *)key, len);
     e = c->generation_known ? cache_find(c, key, len, h) : NULL;
     if (e != NULL) {
@@ -369,9 +522,18 @@ ck_store_cache_lookup(struct ck_store_cache *c, const char *key, size_t len, voi
         return 0;
     }
     c->stats.misses++;
+    now = ck_cache_contact_now(ct);
+    if (!contact_may_try(ct, now))
+        return ck_error_set(CK_ERR_DB, "database unreachable and record not cached (next "
+                            "reconnection attempt in %lld ms)",
+                            (long long)(ct->next_try_ms - now));
     ret = c->src.load(c->src.ctx, key, &rec);
-    if (ret != 0 && ret != CK_ERR_NOTFOUND)
+    if (ret != 0 && ret != CK_ERR_NOTFOUND) {
+        if (contact_error(ret))
+            contact_fail(ct, now);
         return ret;
+    }
+    contact_ok(ct, now);
     if ((ret = cache_add(c, key, len, h, rec)) != 0)
         return ret;
     if (rec == NULL)

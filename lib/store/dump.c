@@ -1214,7 +1214,7 @@ ck_store_load(const char *db_uri, const char *stash_path, const char *in_path,
         goto out;
 
     /* open(create) refuses a database that exists: a dump loads into a new one only. */
-    if ((ret = u.ops->open(u.location, 0, true, &store->be)) != 0) {
+    if ((ret = u.ops->open(u.location, CK_STORE_OPEN_LOAD_TARGET, true, &store->be)) != 0) {
         if (ret == CK_ERR_EXISTS)
             ret = ck_error_set(CK_ERR_EXISTS, "%s: a dump loads into a new database only",
                                ck_error_context());
@@ -1268,6 +1268,24 @@ ck_store_load_replace(const char *db_path, const char *stash_path, const char *i
 
     if (db_path == NULL || in_path == NULL)
         return ck_error_set(CK_ERR_INVAL, "database and dump paths are required");
+    /* The temporary beside the database and the restore are a file backend's (SQLite). */
+    {
+        ck_store_uri u;
+        bool file_backend;
+
+        if ((ret = ck_store_uri_parse(db_path, &u)) != 0)
+            return ret;
+        file_backend = u.ops->restore_commit != NULL && u.ops->restore_tmp != NULL;
+        if (!file_backend)
+            ret = ck_error_set(CK_ERR_UNSUPPORTED,
+                               "db load --replace works on an SQLite file only; a %s realm "
+                               "is replaced by loading the dump into a new, empty database "
+                               "(db load --db NEW-URI) and pointing the KDCs at it",
+                               u.backend);
+        ck_store_uri_clear(&u);
+        if (ret != 0)
+            return ret;
+    }
     n = strlen(db_path) + 64;
     if ((tmp = malloc(n)) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "load");

@@ -30,8 +30,27 @@ stash_for(const char *db_path, const char *stash_path, char **out)
 static int
 no_op(const ck_store_uri *u, const char *what)
 {
-    return ck_error_set(CK_ERR_UNSUPPORTED, "%s is not available for a %s database (use its own "
-                        "tools, or db dump / db load)", what, u->backend);
+    /* What to use instead, per operation (k9pgdump): the operator came to do a job. */
+    static const struct {
+        const char *op, *instead;
+    } alt[] = {
+        {"db backup", "use 'cablekey db dump --db URI --stash FILE --out FILE' (a consistent "
+                      "snapshot, keys still under the master key), or the server's own tools "
+                      "(pg_dump, streaming replication)"},
+        {"db restore", "load a dump into a new, empty database with 'cablekey db load --db "
+                       "NEW-URI --stash FILE DUMP' and point the KDCs at it"},
+        {"db check", "the server checks its own pages; 'cablekey db dump' of the realm loaded "
+                     "with 'cablekey db load' into a scratch database decrypts and checks every "
+                     "key"},
+    };
+    const char *instead = "use its own tools, or db dump / db load";
+
+    for (size_t i = 0; i < sizeof(alt) / sizeof(alt[0]); i++) {
+        if (strcmp(alt[i].op, what) == 0)
+            instead = alt[i].instead;
+    }
+    return ck_error_set(CK_ERR_UNSUPPORTED, "%s is not available for a %s database: %s", what,
+                        u->backend, instead);
 }
 
 int
@@ -173,13 +192,15 @@ ck_store_check(const char *db_path, const char *stash_path, ck_store_check_cb cb
     memset(&u, 0, sizeof(u));
     if (db_path == NULL)
         return ck_error_set(CK_ERR_INVAL, "check: no database path");
-    if ((ret = ck_store_uri_parse(db_path, &u)) != 0 ||
-        (ret = stash_for(db_path, stash_path, &stash)) != 0)
+    if ((ret = ck_store_uri_parse(db_path, &u)) != 0)
         goto out;
+    /* Before the stash: a backend without the check says so, not "name a stash". */
     if (u.ops->check_db == NULL) {
         ret = no_op(&u, "db check");
         goto out;
     }
+    if ((ret = stash_for(db_path, stash_path, &stash)) != 0)
+        goto out;
     if ((ret = u.ops->check_db(u.location, cb, arg, res)) != 0)
         goto out;
     /* The keys need the master key: without a usable stash they cannot be checked, and that

@@ -19,6 +19,18 @@
 #define PG_CHANGES_MAX 1000
 /* A connection attempt that hangs (a black-holed address) must not stall a KDC forever. */
 #define PG_CONNECT_TIMEOUT "10"
+/* KDC fleet (docs/fleet.md): a server that vanishes without closing the connection (a network
+ * partition, a powered-off host) is noticed within about 10 s instead of the kernel's minutes, so
+ * the KDC's caches start counting their staleness and reconnect: TCP keepalives on an idle
+ * connection, and a bound on unacknowledged data for a busy one. Ignored on Unix sockets; the
+ * connection string may override each. */
+#define PG_KEEPALIVES_IDLE "5"
+#define PG_KEEPALIVES_INTERVAL "2"
+#define PG_KEEPALIVES_COUNT "3"
+#define PG_TCP_USER_TIMEOUT "10000" /* ms */
+/* A reconnection runs on a KDC worker between requests: a black-holed host may hold it this long
+ * per attempt (libpq's minimum), once per backoff step of the caller. */
+#define PG_RECONNECT_TIMEOUT "2"
 
 /* The whole schema, created in one transaction. It carries the content of the SQLite schema
  * version 5 (same tables, columns and constraints), in PostgreSQL types; its own version
@@ -166,6 +178,22 @@ pg_result_error(struct pg_be *be, const char *what, const PGresult *r)
 /* ---- connection ---- */
 
 static int session_setup(struct pg_be *be);
+static void pg_quiet(void *arg, const char *message);
+
+/* A new connection: our defaults first, what the caller's string sets (expanded from dbname,
+ * later in the list) overrides them. NULL only when out of memory. */
+static PGconn *
+pg_connect(const char *conninfo, const char *connect_timeout)
+{
+    const char *const keys[] = {"connect_timeout", "application_name", "keepalives",
+                                "keepalives_idle", "keepalives_interval", "keepalives_count",
+                                "tcp_user_timeout", "dbname", NULL};
+    const char *const vals[] = {connect_timeout, "cablekey", "1", PG_KEEPALIVES_IDLE,
+                                PG_KEEPALIVES_INTERVAL, PG_KEEPALIVES_COUNT, PG_TCP_USER_TIMEOUT,
+                                conninfo, NULL};
+
+    return PQconnectdbParams(keys, vals, 1);
+}
 
 /* A connection lost between transactions (server restart, failover, an idle connection cut by
  * a firewall) is re-established once, transparently: prepared statements and LISTEN are
@@ -182,10 +210,22 @@ pg_reconnect(struct pg_be *be, const char *what)
     if (be->reconnecting)
         return ck_error_set(CK_ERR_DB, "%s: PostgreSQL connection lost while reconnecting",
                             what);
-    PQreset(be->conn);
-    if (PQstatus(be->conn) != CONNECTION_OK) {
-        first_line(PQerrorMessage(be->conn), line, sizeof(line));
-        return ck_error_set(CK_ERR_DB, "%s: PostgreSQL unreachable: %s", what, line);
+    {
+        /* A new connection rather than PQreset: a shorter connect timeout than at open, and the
+         * dead one is kept until a live one replaces it. A multi-host string finds the host that
+         * is now writable (target_session_attrs). */
+        PGconn *c = pg_connect(be->conninfo != NULL ? be->conninfo : "", PG_RECONNECT_TIMEOUT);
+
+        if (c == NULL)
+            return ck_error_set(CK_ERR_NOMEM, "%s: PostgreSQL reconnection", what);
+        if (PQstatus(c) != CONNECTION_OK) {
+            first_line(PQerrorMessage(c), line, sizeof(line));
+            PQfinish(c);
+            return ck_error_set(CK_ERR_DB, "%s: PostgreSQL unreachable: %s", what, line);
+        }
+        PQfinish(be->conn);
+        be->conn = c;
+        PQsetNoticeProcessor(be->conn, pg_quiet, NULL);
     }
     be->n_stmt = 0;
     be->missed = true;
@@ -539,6 +579,7 @@ pg_close(void *arg)
     if (be == NULL)
         return;
     PQfinish(be->conn);
+    free(be->conninfo);
     free(be);
 }
 
@@ -672,14 +713,12 @@ pg_open(const char *path, unsigned flags, bool create, void **out)
     if (be == NULL)
         return ck_error_set(CK_ERR_NOMEM, "postgresql backend");
     be->readonly = (flags & CK_STORE_READONLY) != 0 && !create;
-    {
-        /* Our defaults first: what the caller's string sets (expanded from dbname, later in
-         * the list) overrides them. */
-        const char *const keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-        const char *const vals[] = {PG_CONNECT_TIMEOUT, "cablekey", conninfo, NULL};
-
-        be->conn = PQconnectdbParams(keys, vals, 1);
+    be->load_target = create && (flags & CK_STORE_OPEN_LOAD_TARGET) != 0; /* pg_dump.c */
+    if ((be->conninfo = strdup(conninfo)) == NULL) {
+        ret = ck_error_set(CK_ERR_NOMEM, "postgresql backend");
+        goto out;
     }
+    be->conn = pg_connect(conninfo, PG_CONNECT_TIMEOUT);
     if (be->conn == NULL) {
         ret = ck_error_set(CK_ERR_NOMEM, "postgresql connection");
         goto out;
@@ -773,6 +812,12 @@ pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey
         goto out;
     ret = pg_bump_generation(be, CK_CHANGE_ALL, NULL, NULL);
 out:
+    /* pg_dump.c: a load's target keeps the transaction open; load_dump commits or rolls back
+     * the schema together with the records. */
+    if (ret == 0 && be->load_target) {
+        be->schema_open = true;
+        return 0;
+    }
     return pg_end_write(be, ret);
 }
 
@@ -1346,7 +1391,9 @@ const struct ck_store_ops ck_store_postgresql_ops = {
     .alarm_list = pg_alarm_list,
     .alarm_clear = pg_alarm_clear,
     /* backup, holder, check_db, restore_*: file-level operations of the SQLite backend; a
-     * PostgreSQL realm is backed up with `db dump` (to come) or the server's own tools. */
+     * PostgreSQL realm is backed up with `db dump` or the server's own tools. */
     .change_fd = pg_change_fd,
     .wait_change = pg_wait_change,
+    .snapshot = pg_snapshot,   /* pg_dump.c */
+    .load_dump = pg_load_dump, /* pg_dump.c */
 };

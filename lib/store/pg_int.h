@@ -42,6 +42,11 @@ struct pg_be {
     bool audit_written;             /* the current write transaction has its audit row */
     bool missed;                    /* reconnected: notifications may have been lost */
     bool reconnecting;              /* inside pg_reconnect's session setup */
+    char *conninfo;                 /* k9fleet: the caller's string, for reconnections */
+    /* pg_dump.c: opened by ck_store_load (CK_STORE_OPEN_LOAD_TARGET); schema_open: init_schema
+     * left its transaction open for load_dump. */
+    bool load_target;
+    bool schema_open;
 };
 
 enum pg_type { PG_INT, PG_TEXT, PG_BLOB, PG_NULL };
@@ -137,6 +142,12 @@ void pg_audit_attach(void *be, struct ck_store_audit *audit);
 int pg_audit_list(void *be, const ck_audit_filter *f, ck_store_audit_cb cb, void *arg);
 int pg_audit_get_retention(void *be, ck_audit_retention *r);
 int pg_audit_set_retention(void *be, const ck_audit_retention *r);
+
+/* pg_dump.c: the snapshot of `db dump` and the one transaction of `db load`. */
+int pg_snapshot(void *be, int (*fn)(void *arg), void *arg);
+int pg_load_dump(void *be, const ck_realm_info *realm, const ck_audit_retention *retention,
+                 int (*feed)(void *arg, const struct ck_store_load_sink *sink, void *sink_be),
+                 void *arg);
 
 /* pg_alarm.c (k9alarmw): the alarm table; pg_init_schema runs pg_schema_alarm after pg_schema. */
 extern const char *const pg_schema_alarm[];

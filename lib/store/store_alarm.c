@@ -207,6 +207,17 @@ obs_generation(void *ctx, uint64_t *gen)
 }
 
 static int
+obs_wait_change(void *ctx, int timeout_ms, bool *changed)
+{
+    struct observed *o = ctx;
+    int64_t t0 = mono_ns();
+    int rc = o->principal.wait_change(o->principal.ctx, timeout_ms, changed);
+
+    report(o, CK_STORE_DB_CHANGE_WAIT, t0, rc);
+    return rc;
+}
+
+static int
 obs_changes(void *ctx, uint64_t since, uint64_t *current, ck_store_change_cb changed,
             void *changed_arg)
 {
@@ -238,8 +249,13 @@ ck_store_observe_db(ck_store *store, ck_store_db_observer *obs)
     store->cache.src.load = obs_load_principal;
     store->cache.src.generation = obs_generation;
     store->cache.src.changes = obs_changes;
+    if (o->principal.wait_change != NULL)
+        store->cache.src.wait_change = obs_wait_change;
     store->dev_cache.src.ctx = o;
     store->dev_cache.src.load = obs_load_device;
     store->dev_cache.src.generation = obs_generation;
     store->dev_cache.src.changes = obs_changes;
+    /* Every callback sees ctx = o now: one the wrapper does not know would get the wrong
+     * context, so the device cache's push callback goes through the same wrapper. */
+    store->dev_cache.src.wait_change = o->device.wait_change != NULL ? obs_wait_change : NULL;
 }

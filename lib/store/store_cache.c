@@ -6,6 +6,7 @@
 #include "cablekey/error.h"
 #include "cablekey/principal.h"
 #include "cablekey/store.h"
+#include "cablekey/util.h"
 #include "store/store_int.h"
 
 static int
@@ -57,6 +58,14 @@ feed_changes(void *ctx, uint64_t since, uint64_t *current, ck_store_change_cb ch
     return store->ops->changes_since(store->be, since, current, changed, changed_arg);
 }
 
+static int
+feed_wait_change(void *ctx, int timeout_ms, bool *changed)
+{
+    ck_store *store = ctx;
+
+    return store->ops->wait_change(store->be, timeout_ms, changed);
+}
+
 int
 ck_store_caches_init(ck_store *store)
 {
@@ -66,8 +75,15 @@ ck_store_caches_init(ck_store *store)
         .free_rec = principal_free_rec,
         .generation = feed_generation,
         .changes = feed_changes,
+        .contact = &store->contact,
     };
     int ret;
+
+    ck_cache_contact_init(&store->contact);
+    /* Push where the backend has it and this connection can receive it. */
+    if (store->ops->wait_change != NULL && store->ops->change_fd != NULL &&
+        store->ops->change_fd(store->be) >= 0)
+        src.wait_change = feed_wait_change;
 
     if ((ret = ck_store_cache_init(&store->cache, CK_CHANGE_PRINCIPAL, &src,
                                    CK_STORE_CACHE_MAX_ENTRIES)) != 0)
@@ -162,4 +178,71 @@ ck_store_get_device_cached(ck_store *store, const char *mac, const ck_db_device 
         return ck_error_set(CK_ERR_NOTFOUND, "device %s not found", canon);
     *out = rec;
     return ret;
+}
+
+/* ---- KDC fleet: database contact (k9fleet) ---- */
+
+void
+ck_store_cache_contact(const ck_store *store, ck_store_contact_info *out)
+{
+    const struct ck_cache_contact *ct = &store->contact;
+    int64_t now = ck_cache_contact_now(ct);
+
+    memset(out, 0, sizeof(*out));
+    out->push = store->cache.src.wait_change != NULL;
+    out->reachable = !ct->down;
+    out->serving = ck_cache_contact_serving(ct, now);
+    out->since_contact_ms = now - ct->last_ok_ms;
+    out->down_ms = ct->down ? now - ct->down_since_ms : 0;
+    out->next_attempt_ms = ct->down && ct->next_try_ms > now ? ct->next_try_ms - now : 0;
+    out->max_staleness_ms = ct->max_stale_ms;
+    out->failures = ct->failures;
+    out->recoveries = ct->recoveries;
+    ck_strlcpy(out->error, ct->error, sizeof(out->error));
+}
+
+int64_t
+ck_store_cache_staleness(const ck_store *store)
+{
+    const struct ck_cache_contact *ct = &store->contact;
+
+    return ct->down ? ck_cache_contact_now(ct) - ct->last_ok_ms : 0;
+}
+
+void
+ck_store_cache_set_max_staleness(ck_store *store, int64_t ms)
+{
+    store->contact.max_stale_ms = ms < 0 ? 0 : ms;
+}
+
+void
+ck_store_cache_set_backoff(ck_store *store, int64_t min_ms, int64_t max_ms)
+{
+    if (min_ms > 0)
+        store->contact.backoff_min_ms = min_ms;
+    if (max_ms > 0)
+        store->contact.backoff_max_ms = max_ms;
+    if (store->contact.backoff_max_ms < store->contact.backoff_min_ms)
+        store->contact.backoff_max_ms = store->contact.backoff_min_ms;
+}
+
+void
+ck_store_cache_set_clock(ck_store *store, int64_t (*now_ms)(void *ctx), void *ctx)
+{
+    struct ck_cache_contact *ct = &store->contact;
+
+    ct->now_ms = now_ms;
+    ct->clock_ctx = ctx;
+    ct->last_ok_ms = ck_cache_contact_now(ct);
+    /* Times measured on the old clock mean nothing on the new one. */
+    store->cache.last_check_ms = store->dev_cache.last_check_ms = ct->last_ok_ms;
+    ct->next_try_ms = ct->down_since_ms = ct->last_ok_ms;
+}
+
+int
+ck_store_cache_idle(ck_store *store)
+{
+    int64_t wait = ck_store_cache_poll(&store->cache);
+
+    return wait > INT32_MAX ? INT32_MAX : (int)wait;
 }

@@ -271,6 +271,11 @@ struct ck_store_ops {
                        uint64_t *n);
 };
 
+/* open() flag of ck_store_load (dump.c), never public: the new database is a load's target.
+ * A backend with transactional DDL (PostgreSQL) may then keep init_schema's transaction open
+ * and commit it with load_dump's records, so that a failed or killed load leaves no tables. */
+#define CK_STORE_OPEN_LOAD_TARGET 0x100
+
 /* The backends. The registry (backend.c) is the only place that names them: add a backend
  * there, one line. */
 extern const struct ck_store_ops ck_store_sqlite_ops;
@@ -287,6 +292,26 @@ void ck_store_princ_row_clear(struct ck_store_princ_row *row);
 void ck_store_mkey_row_clear(struct ck_store_mkey_row *row);
 void ck_store_device_row_clear(struct ck_store_device_row *row);
 
+/* ---- KDC fleet (k9fleet): database contact, shared by a store's two caches (cache.c) ----
+ * Every call a cache makes to its source either reaches the database (contact) or fails with a
+ * database error (CK_ERR_DB, CK_ERR_IO). After a failure the source is called again only on a
+ * backoff schedule (reconnection attempts, doubling from backoff_min_ms to backoff_max_ms), and
+ * cached records keep being served for at most max_stale_ms after the last contact: the time
+ * during which a revocation made elsewhere could have been missed. */
+struct ck_cache_contact {
+    int64_t (*now_ms)(void *ctx);   /* monotonic ms; NULL: ck_monotonic_ms (tests inject) */
+    void *clock_ctx;
+    int64_t max_stale_ms;           /* 0: refuse as soon as the database is unreachable */
+    int64_t backoff_min_ms, backoff_max_ms;
+    bool down;                      /* the last call to the source failed */
+    int64_t last_ok_ms;             /* the last successful call */
+    int64_t down_since_ms;          /* the first failure of the current outage */
+    int64_t next_try_ms;            /* while down: no call to the source before this */
+    int64_t backoff_ms;             /* the current delay between attempts */
+    uint64_t failures, recoveries;  /* failed calls; outages ended */
+    char error[160];                /* the last failure's message (no secret: libpq's reason) */
+};
+
 /* The record caches (cache.c): one for principals, one for devices, same structure. A cache
  * knows only its source; store_cache.c makes a ck_store the source of its two caches. */
 struct ck_cache_source {
@@ -300,6 +325,12 @@ struct ck_cache_source {
     int (*generation)(void *ctx, uint64_t *gen);
     int (*changes)(void *ctx, uint64_t since, uint64_t *current, ck_store_change_cb changed,
                    void *changed_arg);
+    /* k9fleet: push notices (NULL: the source has none; the cache polls `generation` every
+     * check_ms). wait_change looks for notices without waiting (timeout 0) and drains them; an
+     * error means the connection is lost. contact: shared with the store's other cache (NULL:
+     * the cache keeps its own). */
+    int (*wait_change)(void *ctx, int timeout_ms, bool *changed);
+    struct ck_cache_contact *contact;
 };
 
 struct ck_cache_entry;
@@ -318,6 +349,8 @@ struct ck_store_cache {
     int64_t check_ms;
     uint64_t sip_k0, sip_k1;      /* random hash key: principal names are attacker-chosen */
     ck_store_cache_stats stats;
+    struct ck_cache_contact *contact; /* k9fleet: src.contact or own_contact */
+    struct ck_cache_contact own_contact;
 };
 
 struct ck_store {
@@ -330,6 +363,7 @@ struct ck_store {
     struct ck_store_cache cache;     /* principals, checked at most every check_ms */
     struct ck_store_cache dev_cache; /* devices, checked on every lookup */
     struct ck_store_audit audit;     /* the actor and the pending audit action */
+    struct ck_cache_contact contact; /* k9fleet: database contact of both caches */
 };
 
 int ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind,
@@ -348,8 +382,18 @@ void ck_store_cache_release(struct ck_store_cache *c);
 void ck_store_cache_check(struct ck_store_cache *c);
 void ck_store_cache_check_now(struct ck_store_cache *c);
 /* The record under key (len bytes, NUL-terminated), loaded through the source on a miss;
- * CK_ERR_NOTFOUND (no context set) for an absent record. Valid until ck_store_cache_release. */
+ * CK_ERR_NOTFOUND (no context set) for an absent record. Valid until ck_store_cache_release.
+ * CK_ERR_DB while the database is unreachable and the record is not cached, or cached longer
+ * ago than the contact's max_stale_ms allows. */
 int ck_store_cache_lookup(struct ck_store_cache *c, const char *key, size_t len, void **out);
+/* k9fleet. Push: drains the source's notices without waiting and checks now if any arrived,
+ * else checks when check_ms passed (the heartbeat that also proves contact). Returns the ms
+ * until the next heartbeat or reconnection attempt is due. */
+int64_t ck_store_cache_poll(struct ck_store_cache *c);
+/* The contact's clock, and whether cached records may be served now. */
+int64_t ck_cache_contact_now(const struct ck_cache_contact *ct);
+bool ck_cache_contact_serving(const struct ck_cache_contact *ct, int64_t now);
+void ck_cache_contact_init(struct ck_cache_contact *ct);
 
 /* Sets up store->cache and store->dev_cache on the store (store_cache.c). */
 int ck_store_caches_init(ck_store *store);

@@ -95,12 +95,49 @@ ck_test_hex(const char *hex, size_t *len)
     return out;
 }
 
+/* CK_TEST_CASES=NAME,NAME...: runs only those cases of the suite, and fails the run for a name
+ * that is no case of it (tests/interop/t_unit_pg.sh runs the cases that make sense on
+ * PostgreSQL so). Unset: every case. */
+static inline int
+ck_test_selected(const char *name)
+{
+    const char *list = getenv("CK_TEST_CASES"), *p;
+    size_t n = strlen(name);
+
+    if (list == NULL)
+        return 1;
+    for (p = list; (p = strstr(p, name)) != NULL; p += n) {
+        if ((p == list || p[-1] == ',') && (p[n] == '\0' || p[n] == ','))
+            return 1;
+    }
+    return 0;
+}
+
 static inline int
 ck_test_run(const char *suite, const struct ck_test_case *cases, size_t n)
 {
     int passed = 0, failed = 0;
+    const char *list = getenv("CK_TEST_CASES");
 
+    /* Every selected name must exist: a typo must not pass as "nothing to run". */
+    for (const char *p = list; p != NULL && *p != '\0';) {
+        size_t len = strcspn(p, ","), i;
+
+        for (i = 0; i < n; i++) {
+            if (strlen(cases[i].name) == len && strncmp(cases[i].name, p, len) == 0)
+                break;
+        }
+        if (i == n) {
+            printf("not ok - %s: CK_TEST_CASES names no case \"%.*s\"\n", suite, (int)len, p);
+            failed++;
+        }
+        p += len;
+        if (*p == ',')
+            p++;
+    }
     for (size_t i = 0; i < n; i++) {
+        if (!ck_test_selected(cases[i].name))
+            continue;
         ck_test_case_failed = 0;
         ck_error_clear();
         cases[i].fn();

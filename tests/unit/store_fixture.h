@@ -14,9 +14,13 @@
 
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "pg_fixture.h"
 
 static char dir[64], db[128], stash[sizeof(db) + sizeof(".stash")];
 
+/* PostgreSQL mode (pg_fixture.h, k9pgdump): the realm goes into the throw-away server's
+ * database instead of a file (db holds the URI, the stash stays in the temp dir), emptied
+ * before the realm is made and by fixture_down. */
 /* tag names the directory (/tmp/ck-TAG-XXXXXX), so a leftover says which test left it. */
 static inline void
 store_fixture_up(const char *tag, const char *realm, const int32_t *enctypes, size_t n)
@@ -26,6 +30,7 @@ store_fixture_up(const char *tag, const char *realm, const int32_t *enctypes, si
         abort();
     snprintf(db, sizeof(db), "%s/kdc.db", dir);
     snprintf(stash, sizeof(stash), "%s.stash", db);
+    ck_test_store_location(db, sizeof(db));
     CHECK_OK(ck_store_init_realm(db, stash, realm, enctypes, n, 0, 0));
 }
 
@@ -37,15 +42,19 @@ fixture_down(void)
     snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "  could not remove %s\n", dir);
+    if (ck_test_store_pg())
+        ck_test_store_pg_reset();
 }
 
-/* The database at path, read-write with its default stash; a test cannot go on without it. */
+/* The database at path, read-write with its default stash (the fixture's stash for the
+ * fixture's PostgreSQL database, which has no default); a test cannot go on without it. */
 static inline ck_store *
 fixture_open(const char *path)
 {
     ck_store *s = NULL;
 
-    CHECK_OK(ck_store_open(path, NULL, 0, &s));
+    CHECK_OK(ck_store_open(path, ck_test_store_pg() && strcmp(path, db) == 0 ? stash : NULL, 0,
+                           &s));
     if (s == NULL)
         abort();
     return s;

@@ -19,6 +19,7 @@
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "kpasswd.h"
+#include "pg_fixture.h"
 
 #define REALM "TEST.REALM"
 #define CORPUS "fuzz/corpus/kpasswd/"
@@ -420,8 +421,9 @@ realm_up(struct realm *r)
     CHECK(mkdtemp(r->dir) != NULL);
     snprintf(r->db, sizeof(r->db), "%s/kdc.db", r->dir);
     snprintf(r->stash, sizeof(r->stash), "%s/kdc.db.stash", r->dir);
-    CHECK_OK(ck_store_init_realm(r->db, NULL, REALM, enctypes, 2, 0, 0));
-    CHECK_OK(ck_store_open(r->db, NULL, 0, &r->store));
+    ck_test_store_location(r->db, sizeof(r->db)); /* PostgreSQL mode: pg_fixture.h */
+    CHECK_OK(ck_store_init_realm(r->db, r->stash, REALM, enctypes, 2, 0, 0));
+    CHECK_OK(ck_store_open(r->db, r->stash, 0, &r->store));
     add_princ(r, "kadmin/changepw@" REALM, NULL,
               CK_ATTR_PWCHANGE_SERVICE | CK_ATTR_DISALLOW_TGT_BASED, 0);
     add_princ(r, "alice@" REALM, "alicepw", CK_ATTR_REQUIRES_PREAUTH | CK_ATTR_REQUIRES_PWCHANGE,
@@ -437,6 +439,7 @@ realm_up(struct realm *r)
     ck_db_principal_free(svc);
     kdc_config_defaults(&r->cfg);
     r->cfg.db_path = strdup(r->db);
+    r->cfg.stash_path = strdup(r->stash);
 }
 
 static void

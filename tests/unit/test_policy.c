@@ -500,6 +500,7 @@ lockout_worker(void)
 
     kdc_config_defaults(&cfg);
     cfg.db_path = db;
+    cfg.stash_path = stash; /* SQLite: the default; PostgreSQL has none (store_fixture.h) */
     cfg.clock = fixed_clock;
     cfg.clock_ctx = &kdc_now;
     cfg.lockout_flush_ms = 3600 * 1000; /* only the explicit flushes below write */
@@ -818,6 +819,7 @@ lockout_disabled(void)
 
     kdc_config_defaults(&cfg);
     cfg.db_path = db;
+    cfg.stash_path = stash; /* SQLite: the default; PostgreSQL has none (store_fixture.h) */
     cfg.clock = fixed_clock;
     cfg.clock_ctx = &kdc_now;
     cfg.disable_lockout = true;

@@ -419,7 +419,7 @@ principal_crud(void)
     ck_store_close(s);
 
     /* Read-only connections cannot write. */
-    CHECK_OK(ck_store_open(db, NULL, CK_STORE_READONLY, &s));
+    CHECK_OK(ck_store_open(db, stash, CK_STORE_READONLY, &s));
     if (s != NULL) {
         CHECK_OK(ck_store_get_principal(s, TGS, &q));
         ck_db_principal_free(q);
@@ -942,7 +942,7 @@ device_crud(void)
     ck_store_close(s);
 
     /* Survives reopening; a read-only connection reads but cannot write. */
-    CHECK_OK(ck_store_open(db, NULL, CK_STORE_READONLY, &ro));
+    CHECK_OK(ck_store_open(db, stash, CK_STORE_READONLY, &ro));
     if (ro != NULL) {
         uint8_t h[32];
         enum ck_device_pin_result res;
@@ -1039,7 +1039,7 @@ race_pin(void *arg)
     ck_store *s = NULL;
     char mac[CK_DEVICE_MAC_LEN + 1];
 
-    if (ck_store_open(db, NULL, 0, &s) != 0) {
+    if (ck_store_open(db, stash, 0, &s) != 0) {
         r->errors++;
         return NULL;
     }
@@ -1449,7 +1449,7 @@ rename_and_realm(void)
     mod.default_attributes = CK_ATTR_REQUIRES_PREAUTH | CK_ATTR_DISALLOW_PROXIABLE;
     CHECK_OK(ck_store_realm_modify(s, &mod));
     CHECK_INT_EQ(ck_store_realm(s)->max_life, 30 * 3600);
-    CHECK_OK(ck_store_open(db, NULL, CK_STORE_READONLY, &s2));
+    CHECK_OK(ck_store_open(db, stash, CK_STORE_READONLY, &s2));
     if (s2 != NULL) {
         const ck_realm_info *ri = ck_store_realm(s2);
         CHECK_INT_EQ(ri->max_life, 30 * 3600);
