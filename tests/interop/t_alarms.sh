@@ -8,6 +8,8 @@
 #   cert-expiry    the PKINIT identity and anchors checked at start (cert_expiry_warn 20000d:
 #                  every certificate is "close")
 #   kdc-down       fleet_peers names a port nobody answers; a second KDC started there clears it
+#   db-unreachable (k9fleet's code raises it) a KDC on a throw-away PostgreSQL that is stopped:
+#                  in the log and the webhook at once, in the table once it is started again
 # Then: `alarms show --json`, `alarms clear` (audited), run-time log levels (SIGUSR1/SIGUSR2 and
 # SIGHUP re-reading [logging] level). Ports 21400-21429.
 # shellcheck source=tests/interop/lib.sh
@@ -231,4 +233,74 @@ expect_failure "--check refuses a webhook URL without its secret" \
     'alarm_webhook_url and alarm_webhook_secret_file go together' check
 
 realm_stop_kdc
+
+# ---- db-unreachable (k9fleet's alarm) on PostgreSQL: log and webhook at once, the table once
+# the database answers again ---------------------------------------------------------------------
+# shellcheck source=tests/interop/pg_lib.sh
+. "$CK_INTEROP_DIR/pg_lib.sh"
+# pg_start must not install its own EXIT trap: ours stops the server and does lib.sh's cleanup.
+CK_PG_NO_TRAP=1
+PG_KDC_PID=""
+alarms_cleanup() {
+    [ "$BASHPID" = "$CK_MAIN_PID" ] || return 0
+    [ -n "$PG_KDC_PID" ] && { kill -KILL "$PG_KDC_PID" 2>/dev/null; wait "$PG_KDC_PID" 2>/dev/null; }
+    pg_stop
+    ck_cleanup
+}
+trap alarms_cleanup EXIT
+pg_start || bail "start a throw-away PostgreSQL server"
+PG_OPTS="-c listen_addresses='' -c unix_socket_directories='$CK_PG_DIR/sock' -p $PGPORT -c fsync=off"
+pg_down() { pg_as "$CK_PG_BIN/pg_ctl" -D "$CK_PG_DIR/data" -m fast -w -t 30 stop >/dev/null 2>&1; }
+pg_up() {
+    pg_as "$CK_PG_BIN/pg_ctl" -D "$CK_PG_DIR/data" -l "$CK_PG_DIR/log/server.log" -w -t 60 \
+        -o "$PG_OPTS" start >/dev/null 2>&1
+}
+PGSTASH="$tmp/pg.stash"
+pgcli() { timeout 30 "$CK_CLI" "$@" --db "$CK_PG_URI" --stash "$PGSTASH" </dev/null; }
+pgcli init --realm "$REALM" >"$tmp/pginit.log" 2>&1 ||
+    bail "cablekey init on PostgreSQL" "$(cat "$tmp/pginit.log")"
+pgcli principal add carol --password 'carol-pw-1' >>"$tmp/pginit.log" 2>&1 || bail "add carol"
+{
+    echo "[kdcdefaults]"
+    echo "    kdc_listen = 127.0.0.1:$PORT"
+    echo "    metrics_listen = none"
+    echo "    alarm_host = kdc-pg.alarm.test"
+    echo "    alarm_webhook_url = http://127.0.0.1:$HOOK_PORT/alarms"
+    echo "    alarm_webhook_secret_file = $tmp/hook.secret"
+    echo "[realms]"
+    echo "    $REALM = {"
+    echo "        database_name = $CK_PG_URI"
+    echo "        key_stash_file = $PGSTASH"
+    echo "    }"
+} >"$tmp/kdc-pg.conf"
+: >"$tmp/kdc-pg.log"
+"$CK_KDC" -c "$tmp/kdc-pg.conf" --log "$tmp/kdc-pg.log" --log-flush-ms 0 \
+    >"$tmp/kdc-pg.stderr" 2>&1 </dev/null &
+PG_KDC_PID=$!
+for _ in $(seq 1 100); do ck_tcp_probe "127.0.0.1:$PORT" && break; sleep 0.1; done
+expect_success "KDC on PostgreSQL: carol gets a ticket" kinit_pw carol 'carol-pw-1'
+pg_down || bail "stop PostgreSQL"
+kinit_pw carol 'carol-pw-1' >/dev/null 2>&1
+wait_for "db-unreachable: logged at crit by the KDC on PostgreSQL" grep -Eq \
+    'cablekey-kdc\[crit\]: alarm db-unreachable critical subject=[^ ]+ host=kdc-pg\.alarm\.test count=1: ' \
+    "$tmp/kdc-pg.log"
+wait_for "db-unreachable: posted to the webhook while the database is down" \
+    hook_has '"code":"db-unreachable".*"host":"kdc-pg.alarm.test"'
+pg_up || bail "start PostgreSQL again"
+for _ in $(seq 1 20); do kinit_pw carol 'carol-pw-1' >/dev/null 2>&1 && break; sleep 0.5; done
+wait_for "db-unreachable: cleared when the database answers again" grep -Eq \
+    'alarm db-unreachable critical subject=[^ ]+ host=kdc-pg\.alarm\.test count=[0-9]+ cleared' \
+    "$tmp/kdc-pg.log"
+# The table write failed while the database was down; the sink retries on its backoff (1, 2,
+# 4, 8... s), so the row arrives once the database answers.
+found=0
+for _ in $(seq 1 90); do
+    pgcli alarms list --code db-unreachable 2>/dev/null | grep -q 'host=kdc-pg.alarm.test' &&
+        { found=1; break; }
+    sleep 1
+done
+[ $found = 1 ] && ok "db-unreachable: in the PostgreSQL alarm table after the outage" ||
+    not_ok "db-unreachable: in the PostgreSQL alarm table after the outage" "$(pgcli alarms list 2>&1)"
+kill -TERM "$PG_KDC_PID"; wait "$PG_KDC_PID"; rc=$?; PG_KDC_PID=""
+[ $rc = 0 ] && ok "KDC on PostgreSQL stops cleanly" || not_ok "KDC on PostgreSQL stops cleanly" "exit $rc"
 done_testing
