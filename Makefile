@@ -32,11 +32,13 @@ test:
 	@bash tests/run.sh
 
 # Long runs of the tests that sample a space `make test` only touches: 1000 kill -9 rounds of
-# the keying server at its seeded crash points (CK_KSV_CRASH_SEED to draw other rounds).
+# the keying server at its seeded crash points (CK_KSV_CRASH_SEED to draw other rounds), and
+# 1000 rotations with the keytab-agent killed at seeded points (CK_SOAK_SEED).
 SOAK_ROUNDS ?= 1000
 soak: build
 	@CK_BUILD=$(abspath $(BUILD)) CK_KSV_CRASH_ROUNDS=$(SOAK_ROUNDS) bash tests/interop/t_ksv_crash.sh
 	@cd tests && CK_KSV_STORE_KILLS=$(SOAK_ROUNDS) $(abspath $(BUILD))/test_ksv_store
+	@CK_BUILD=$(abspath $(BUILD)) CK_SOAK_ROUNDS=$(SOAK_ROUNDS) bash tests/interop/t_keyagent_crash.sh
 
 bench: build
 	@bash bench/run.sh $(BUILD)
@@ -44,6 +46,8 @@ bench: build
 	@bash bench/cms_run.sh $(BUILD)
 	@$(BUILD)/lkh_bench 1000000 4 2000
 	@$(BUILD)/ksv_table2 11 4
+	@bash bench/fleet_bench.sh $(BUILD)      # issue 9: KDC fleet (k9storm)
+	@bash bench/storm/storm_run.sh $(BUILD)  # issue 9: reset storm (k9storm)
 
 # Installs cablekey-kdc, cablekey-admind, cablekey-cms (sbin), cablekey (bin), the docs and the systemd units under
 # $(DESTDIR)$(PREFIX). Builds $(BUILD) first if it was never configured; an existing build

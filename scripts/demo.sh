@@ -100,6 +100,7 @@ KPORT=$(free_port "$PORT") || fail "no free port for kpasswd"
 CMS_PORT=$(free_port "$PORT" "$KPORT") || fail "no free port for cablekey-cms"
 SIG_PORT=$(free_port "$PORT" "$KPORT" "$CMS_PORT") || fail "no free port for the signaling"
 [ -n "$CMS_PORT" ] && [ -n "$SIG_PORT" ] || fail "no free port for cablekey-cms"
+KA_PORT=$(free_port "$PORT" "$KPORT" "$CMS_PORT" "$SIG_PORT") || fail "no free port for the key version service"
 
 printf '%scablekey demo%s: realm %s, SQLite database in %s, KDC on 127.0.0.1:%s\n' "$B" "$N" "$REALM" "$WORK" "$PORT"
 
@@ -143,6 +144,7 @@ cat >"$WORK/kdc.conf" <<EOF
 [kdcdefaults]
     kdc_listen = 127.0.0.1:$PORT
     kpasswd_listen = 127.0.0.1:$KPORT
+    keyagent_listen = 127.0.0.1:$KA_PORT
 
 [realms]
     $REALM = {
@@ -274,6 +276,27 @@ run "$CLI" mta kmm --ccache "$WORK/mta.ccache" --kdc "127.0.0.1:$PORT" \
 sleep 0.3
 echo "    what cablekey-cms logged:"
 { grep -E "KMM " "$WORK/cms.log"; grep -E "SIG " "$WORK/cms.log" | head -n 4; } | sed 's/^/    /'
+
+step "Service-key versioning: the controller's key rotates while it runs (keytab-agent, no restart)"
+echo "    (staged: the KDC keeps issuing under kvno 1 until the controller's host has fetched kvno 2"
+echo "    into its keytab and confirmed; cablekey-kdc runs this engine by itself every minute)"
+run "$CLI" rotation policy set --db "$DB" "$CMS_SVC" --period 30d --old-valid 8d --hosts cms1.demo
+run "$CLI" rotation run --db "$DB" "$CMS_SVC" --force
+run "$CLI" keytab-agent --keytab "$WORK/cms.keytab" --principal "$CMS_SVC@$REALM" \
+    --kdc "127.0.0.1:$PORT" --service-port "$KA_PORT" --host cms1.demo --once
+run "$CLI" rotation run --db "$DB"
+run "$CLI" rotation status --db "$DB" "$CMS_SVC"
+run klist -k "$WORK/cms.keytab"
+show "echo demo-password-2 | kinit alice; kvno $CMS_SVC@$REALM   (a new ticket: kvno 2)"
+printf 'demo-password-2\n' | timeout -k 5 30 kinit alice >"$WORK/out" 2>&1 || {
+    sed 's/^/    /' "$WORK/out"; fail "kinit alice"; }
+timeout -k 5 30 kvno "$CMS_SVC@$REALM" >"$WORK/out" 2>&1
+sed 's/^/    /' "$WORK/out"
+grep -q "kvno = 2" "$WORK/out" || fail "the new service ticket is not under kvno 2"
+run kdestroy
+echo "    the MTA keys its signaling again: cablekey-cms re-read its keytab, no restart"
+run "$CLI" mta kmm --ccache "$WORK/mta.ccache" --kdc "127.0.0.1:$PORT" \
+    --cms "127.0.0.1:$CMS_PORT" --signaling-port "$SIG_PORT" --service "$CMS_SVC@$REALM" --count 2
 
 step "A call: phone A (5551001, the MTA) calls phone B (5551002); per-call keys, SRTP audio"
 echo "    (the controller makes the call's sub-key and SPI, delivers them to B then A inside their"

@@ -131,12 +131,10 @@ int64_t kdc_metrics_now(void);
 void kdc_metrics_request(struct kdc_worker *w, const struct kdc_request *r, int64_t t0_ns);
 /* A database call timed by the alarm table sink (op "alarm_write"). */
 void kdc_metrics_db(const char *op, int64_t ns, int rc);
-/* Admission control (k9storm): a function returning the cumulative count of requests shed for
- * a reason ("queue": over what the worker can answer in time, "fair_share": a source over its
- * share), sampled at every scrape as kdc_admission_dropped_total{reason}. */
-enum kdc_admission_reason { KDC_ADMISSION_QUEUE = 0, KDC_ADMISSION_FAIR_SHARE,
-                            KDC_ADMISSION_REASON_COUNT };
-void kdc_metrics_admission(uint64_t (*dropped)(void *arg, enum kdc_admission_reason reason),
-                           void *arg);
+/* Admission control (k9storm, admission.c): its counters (kdc_admission_dropped_total{reason},
+ * kdc_admission_admitted_total) are registered with the others and sampled from srv at every
+ * scrape. */
+struct ck_net_server;
+void kdc_metrics_admission(const struct ck_net_server *srv);
 
 #endif

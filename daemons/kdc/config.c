@@ -13,6 +13,7 @@
 #include "cablekey/profile.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "admission.h"
 #include "config.h"
 #include "kpasswd.h"
 #include "pkinit_kdc.h"
@@ -61,6 +62,9 @@ kdc_daemon_config_init(struct kdc_daemon_config *dc)
     dc->log.dest = CK_LOG_STDERR;
     dc->log.level = -1;
     dc->log_level = LOG_INFO;
+    dc->rotation = true;                                  /* k9rot */
+    dc->rotation_interval = KDC_DEFAULT_ROTATION_INTERVAL; /* k9rot */
+    kdc_admission_defaults(dc);
     kdc_alarm_config_init(&dc->alarm);
 }
 
@@ -84,6 +88,8 @@ kdc_daemon_config_free(struct kdc_daemon_config *dc)
     dc->n_kpasswd_listen = 0;
     free(dc->kpasswd_admins);
     dc->kpasswd_admins = NULL;
+    free(dc->keyagent_listen);  /* keyagent.c */
+    dc->keyagent_listen = NULL;
     free(dc->user);
     dc->user = NULL;
     kdc_alarm_config_free(&dc->alarm);
@@ -274,6 +280,7 @@ const struct ck_conf_key kdc_conf_keys[] = {
     DEFAULTS("kdc_tcp_listen"),            /* MIT: accepted when equal to kdc_listen */
     DEFAULTS("kdc_tcp_ports"),
     DEFAULTS("kpasswd_listen"),            /* the kpasswd service */
+    DEFAULTS("keyagent_listen"),           /* the key version service (keyagent.c) */
     DEFAULTS("kdc_max_dgram_reply_size"),
     DEFAULTS("kdc_max_request_size"),
     DEFAULTS("kdc_tcp_max_connections"),
@@ -282,6 +289,14 @@ const struct ck_conf_key kdc_conf_keys[] = {
     DEFAULTS("kdc_cpu_affinity"),
     DEFAULTS("kdc_user"),
     DEFAULTS("db_max_staleness"),          /* KDC fleet (fleet.c, docs/fleet.md) */
+    /* Admission control (issue 9, mass reset; admission.c). */
+    DEFAULTS("kdc_admission"),
+    DEFAULTS("kdc_admission_window_ms"),
+    DEFAULTS("kdc_admission_congest_ms"),
+    DEFAULTS("kdc_admission_prefix4"),
+    DEFAULTS("kdc_admission_prefix6"),
+    DEFAULTS("kdc_admission_sources"),
+    DEFAULTS("kdc_udp_rcvbuf"),
     REALM("database_name"),
     REALM("key_stash_file"),
     REALM("max_life"),
@@ -295,6 +310,7 @@ const struct ck_conf_key kdc_conf_keys[] = {
     REALM("kdc_tcp_ports"),
     REALM("kpasswd_listen"),
     REALM("kpasswd_admins"),               /* who may set others' passwords (kpasswd.c) */
+    REALM("keyagent_listen"),              /* the key version service (keyagent.c) */
     REALM("disable_lockout"),              /* lockout.c; MIT has it in [dbmodules] */
     REALM("disable_last_success"),
     REALM("db_max_staleness"),             /* KDC fleet: a realm's value wins */
@@ -321,6 +337,11 @@ const struct ck_conf_key kdc_conf_keys[] = {
     REALM("pkinit_eku_checking"),
     REALM("pkinit_cert_cache_size"),
     REALM("pkinit_thumbprint_cache_size"),
+    /* Service-key rotation (k9rot, rotation.c; docs/cablekey-kdc.md "Service-key rotation"). */
+    DEFAULTS("rotation"),
+    DEFAULTS("rotation_interval"),
+    REALM("rotation"),
+    REALM("rotation_interval"),
     /* Alarms and metrics (alarms.c: KDC_ALARM_CONFIG_KEYS). */
     DEFAULTS("metrics_listen"),
     DEFAULTS("alarm_webhook_url"),
@@ -519,7 +540,53 @@ load_listen(struct kdc_daemon_config *dc, const struct ck_profile *prof, const c
     return 0;
 }
 
+/* ---- admission control (issue 9, mass reset; admission.c) ------------------------------- */
+
+static int
+load_admission(struct kdc_daemon_config *dc, const struct ck_profile *prof)
+{
+    const char *S = "kdcdefaults";
+    int64_t w = dc->admission_window_ms, p4 = dc->admission_prefix4, p6 = dc->admission_prefix6;
+    int64_t cg = dc->admission_congest_ms;
+    int64_t n = dc->admission_sources, rb = dc->udp_rcvbuf;
+    int rc;
+
+    if ((rc = get_bool(prof, S, NULL, "kdc_admission", &dc->admission)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_window_ms", 10, CK_ADMISSION_MAX_WINDOW_MS,
+                      &w)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_congest_ms", 1, CK_ADMISSION_MAX_WINDOW_MS,
+                      &cg)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_prefix4", 1, 32, &p4)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_prefix6", 1, 128, &p6)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_admission_sources", 16, CK_ADMISSION_MAX_SOURCES,
+                      &n)) != 0 ||
+        (rc = get_int(prof, S, NULL, "kdc_udp_rcvbuf", 0, CK_NET_MAX_RCVBUF, &rb)) != 0)
+        return rc;
+    if (cg > w)
+        return bad(prof, S, NULL, "kdc_admission_congest_ms", "more than kdc_admission_window_ms");
+    dc->admission_window_ms = (int)w;
+    dc->admission_congest_ms = (int)cg;
+    dc->admission_prefix4 = (int)p4;
+    dc->admission_prefix6 = (int)p6;
+    dc->admission_sources = (int)n;
+    dc->udp_rcvbuf = (int)rb;
+    return 0;
+}
+
 /* ---- sections --------------------------------------------------------------------------- */
+
+/* k9rot: rotation and rotation_interval, in [kdcdefaults] (sub NULL) or a realm's entry. */
+static int
+load_rotation(struct kdc_daemon_config *dc, const struct ck_profile *prof, const char *section,
+              const char *sub)
+{
+    int rc;
+
+    if ((rc = get_bool(prof, section, sub, "rotation", &dc->rotation)) != 0)
+        return rc;
+    return get_duration(prof, section, sub, "rotation_interval", 1, 86400,
+                        &dc->rotation_interval);
+}
 
 static int
 load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
@@ -531,6 +598,9 @@ load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
     if ((v = get(prof, S, NULL, "kpasswd_listen")) != NULL &&
         (rc = kdc_config_set_kpasswd_listen(dc, v, true)) != 0)
         return bad(prof, S, NULL, "kpasswd_listen", ck_error_context());
+    if ((v = get(prof, S, NULL, "keyagent_listen")) != NULL &&
+        (rc = set_string(&dc->keyagent_listen, v)) != 0)
+        return rc;
     if ((rc = load_listen(dc, prof, S, NULL)) != 0)
         return rc;
     n = (int64_t)dc->kdc.max_dgram_reply;
@@ -553,9 +623,12 @@ load_kdcdefaults(struct kdc_daemon_config *dc, const struct ck_profile *prof)
     if ((rc = get_int(prof, S, NULL, "kdc_workers", 1, CK_NET_MAX_WORKERS, &n)) != 0)
         return rc;
     dc->workers = (int)n;
-    if ((rc = get_bool(prof, S, NULL, "kdc_cpu_affinity", &dc->cpu_affinity)) != 0)
+    if ((rc = get_bool(prof, S, NULL, "kdc_cpu_affinity", &dc->cpu_affinity)) != 0 ||
+        (rc = load_rotation(dc, prof, S, NULL)) != 0) /* k9rot */
         return rc;
     if ((rc = get_staleness(prof, S, NULL, &dc->kdc.db_max_staleness_ms)) != 0)
+        return rc;
+    if ((rc = load_admission(dc, prof)) != 0)
         return rc;
     if ((v = get(prof, S, NULL, "kdc_user")) != NULL) {
         if (v[0] == '\0')
@@ -597,13 +670,17 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
         return rc;
     if ((rc = get_staleness(prof, S, r, &dc->kdc.db_max_staleness_ms)) != 0)
         return rc;
-    if ((rc = kdc_pkinit_config_load(&dc->kdc.pkinit, prof, r)) != 0)
+    if ((rc = kdc_pkinit_config_load(&dc->kdc.pkinit, prof, r)) != 0 ||
+        (rc = load_rotation(dc, prof, S, r)) != 0) /* k9rot */
         return rc;
     if ((v = get(prof, S, r, "kpasswd_listen")) != NULL &&
         (rc = kdc_config_set_kpasswd_listen(dc, v, true)) != 0)
         return bad(prof, S, r, "kpasswd_listen", ck_error_context());
     if ((v = get(prof, S, r, "kpasswd_admins")) != NULL &&
         (rc = set_string(&dc->kpasswd_admins, v)) != 0)
+        return rc;
+    if ((v = get(prof, S, r, "keyagent_listen")) != NULL &&
+        (rc = set_string(&dc->keyagent_listen, v)) != 0)
         return rc;
     /* As in MIT, a realm's own listen settings win over [kdcdefaults]. */
     return load_listen(dc, prof, S, r);

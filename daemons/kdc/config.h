@@ -37,10 +37,24 @@ struct kdc_daemon_config {
     char *kpasswd_listen[KDC_MAX_LISTEN];
     size_t n_kpasswd_listen;
     char *kpasswd_admins;            /* who may set others' passwords (NULL: nobody) */
+    /* Key version service (keyagent.c): NULL = port 7464 on the KDC's hosts, "none" = off. */
+    char *keyagent_listen;
     char *user;                      /* kdc_user / --user: run as this user after binding */
     bool max_life_set, max_renew_set; /* kdc.conf named them (compared with the database's caps) */
+    /* Service-key rotation (k9rot, rotation.c): the engine's tick on its own thread. */
+    bool rotation;                   /* rotation = false: this KDC runs no tick */
+    int64_t rotation_interval;       /* seconds between ticks (KDC_DEFAULT_ROTATION_INTERVAL) */
+    /* ---- admission control (issue 9, mass reset: admission.c, docs/cablekey-kdc.md) ---- */
+    bool admission;                  /* kdc_admission */
+    int admission_window_ms;         /* kdc_admission_window_ms */
+    int admission_congest_ms;        /* kdc_admission_congest_ms (0: the engine's default) */
+    int admission_prefix4;           /* kdc_admission_prefix4 */
+    int admission_prefix6;           /* kdc_admission_prefix6 */
+    int admission_sources;           /* kdc_admission_sources (per worker) */
+    int udp_rcvbuf;                  /* kdc_udp_rcvbuf (bytes per UDP socket) */
     struct kdc_alarm_config alarm;   /* alarms and metrics ([kdcdefaults], alarms.c) */
 };
+#define KDC_DEFAULT_ROTATION_INTERVAL 60 /* k9rot */
 
 /* Every key cablekey-kdc reads from kdc.conf, one line each: anything else is an error with its
  * file and line (ck_conf_validate). */

@@ -27,11 +27,14 @@
 #include "cablekey/profile.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "admission.h"
 #include "alarms.h"
 #include "config.h"
 #include "kdc.h"
+#include "keyagent.h"
 #include "kpasswd.h"
 #include "pkinit_kdc.h"
+#include "rotation.h" /* k9rot */
 
 #define PROG "cablekey-kdc"
 #define LISTEN_LOG_MAX 1024
@@ -48,6 +51,7 @@ struct options {
     size_t n_listen;
     const char *kpasswd_listen[KDC_MAX_LISTEN];
     size_t n_kpasswd_listen;
+    const char *keyagent_listen;  /* keyagent.c */
     /* PKINIT flags: kdc.conf key and value, applied over the file's settings. */
     struct {
         const char *key, *value;
@@ -58,7 +62,8 @@ struct options {
 enum {
     OPT_LISTEN = 256, OPT_DB, OPT_STASH, OPT_WORKERS, OPT_PKINIT_IDENTITY,
     OPT_PKINIT_PASSWORD_FILE, OPT_PKINIT_ANCHORS, OPT_PKINIT_DEVICE_ANCHORS,
-    OPT_PKINIT_PACKETCABLE_ANCHORS, OPT_PKINIT_POOL, OPT_LOG_FLUSH_MS, OPT_KPASSWD_LISTEN
+    OPT_PKINIT_PACKETCABLE_ANCHORS, OPT_PKINIT_POOL, OPT_LOG_FLUSH_MS, OPT_KPASSWD_LISTEN,
+    OPT_KEYAGENT_LISTEN
 };
 
 static void
@@ -71,6 +76,8 @@ usage(FILE *out)
             "      --listen ADDR[:PORT] listen address (repeatable; default port 88)\n"
             "      --kpasswd-listen ADDR[:PORT] serve kpasswd here (repeatable; default port\n"
             "                          464; default: kpasswd off)\n"
+            "      --keyagent-listen ADDR[:PORT][,...]|none key version service (default:\n"
+            "                          port 7464 on the --listen hosts)\n"
             "      --db PATH|URI       principal database: PATH or sqlite:PATH (SQLite), or\n"
             "                          postgresql://HOST/DB (password from PGPASSFILE)\n"
             "      --stash FILE        master key stash (default for SQLite: PATH.stash)\n"
@@ -102,6 +109,7 @@ parse_args(int argc, char **argv, struct options *o)
         {"realm", required_argument, NULL, 'r'},
         {"listen", required_argument, NULL, OPT_LISTEN},
         {"kpasswd-listen", required_argument, NULL, OPT_KPASSWD_LISTEN},
+        {"keyagent-listen", required_argument, NULL, OPT_KEYAGENT_LISTEN},
         {"db", required_argument, NULL, OPT_DB},
         {"stash", required_argument, NULL, OPT_STASH},
         {"workers", required_argument, NULL, OPT_WORKERS},
@@ -136,6 +144,7 @@ parse_args(int argc, char **argv, struct options *o)
             }
             o->kpasswd_listen[o->n_kpasswd_listen++] = optarg;
             break;
+        case OPT_KEYAGENT_LISTEN: o->keyagent_listen = optarg; break;
         case OPT_DB: o->db = optarg; break;
         case OPT_STASH: o->stash = optarg; break;
         case OPT_WORKERS: o->workers = optarg; break;
@@ -208,7 +217,9 @@ build_config(const struct options *o, struct kdc_daemon_config *dc)
         dc->listen_note[0] = '\0';
     if ((o->db != NULL && (rc = set_path(&dc->kdc.db_path, o->db)) != 0) ||
         (o->stash != NULL && (rc = set_path(&dc->kdc.stash_path, o->stash)) != 0) ||
-        (o->common.user != NULL && (rc = set_path(&dc->user, o->common.user)) != 0))
+        (o->common.user != NULL && (rc = set_path(&dc->user, o->common.user)) != 0) ||
+        (o->keyagent_listen != NULL &&
+         (rc = set_path(&dc->keyagent_listen, o->keyagent_listen)) != 0))
         goto out;
     if (o->common.log != NULL && (rc = kdc_config_set_log(dc, o->common.log)) != 0) {
         rc = ck_error_set(rc, "--log %s", ck_error_context());
@@ -293,6 +304,8 @@ struct daemon {
      * for its lifetime (its settings change only with a restart). */
     struct kpasswd_server *kpw;
     struct kdc_gen *kpw_gen;
+    struct keyagent_server *kas;  /* key version service (keyagent.c); NULL: off */
+    struct kdc_rotation *rot; /* k9rot: the service-key rotation thread (NULL: off) */
     /* Alarms and metrics (alarms.c, metrics.c), shared by every generation's workers. */
     struct ck_alarm_mgr *alarms;
     struct ck_metrics *metrics;
@@ -432,6 +445,7 @@ net_config(const struct kdc_daemon_config *dc, int workers, struct ck_net_config
     ncfg->cpu_affinity = dc->cpu_affinity;
     /* kdc_tcp_max_connections is for the whole process; each worker gets its share. */
     ncfg->tcp_max_conns = (dc->tcp_max_connections + workers - 1) / workers;
+    kdc_admission_net_config(dc, ncfg);  /* issue 9: mass reset (admission.c) */
 }
 
 static int
@@ -527,6 +541,8 @@ check_config(const struct options *o, struct kdc_daemon_config *dc)
     printf("listen: %s (udp+tcp)\n", listen);
     if (dc->listen_note[0] != '\0')
         printf("note: %s\n", dc->listen_note);
+    kdc_admission_describe(dc, logd, sizeof(logd));  /* issue 9: mass reset (admission.c) */
+    printf("admission: %s\n", logd);
     if (dc->n_kpasswd_listen > 0) {
         memset(&ncfg, 0, sizeof(ncfg));
         ncfg.listen = (const char *const *)dc->kpasswd_listen;
@@ -540,6 +556,10 @@ check_config(const struct options *o, struct kdc_daemon_config *dc)
         printf("kpasswd listen: %s (udp+tcp)\n", listen);
     } else {
         printf("kpasswd: off (no kpasswd_listen)\n");
+    }
+    if (keyagent_check(dc, stdout) != 0) { /* keyagent.c */
+        print_error("keyagent listen");
+        return 1;
     }
     printf("log: %s, level %s\n", ck_log_target_describe(&dc->log, logd, sizeof(logd)),
            ck_log_level_name(dc->log_level));
@@ -660,6 +680,8 @@ report_restart_only(const struct daemon *d, const struct kdc_daemon_config *nd)
         od->tcp_idle_timeout != nd->tcp_idle_timeout || od->cpu_affinity != nd->cpu_affinity ||
         oc->max_request != nc->max_request)
         RESTART("workers or TCP/request limits", "...", "...");
+    if (od->rotation != nd->rotation || od->rotation_interval != nd->rotation_interval) /* k9rot */
+        RESTART("rotation or rotation_interval", "...", "...");
 #undef RESTART
     return n;
 }
@@ -871,6 +893,10 @@ main(int argc, char **argv)
         ck_log_err("%s", ck_error_context());
         goto out;
     }
+    if (keyagent_server_bind(&d->dc, &d->kas) != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
+    }
 
     /* 2. Drop privileges, before the database, the stash and any key is opened. */
     if (d->have_user) {
@@ -894,6 +920,7 @@ main(int argc, char **argv)
         ck_log_err("%s", ck_error_context());
         goto out;
     }
+    kdc_metrics_admission(d->srv); /* admission control's counters on /metrics */
     d->dc.kdc.alarms = d->alarms;
     d->dc.kdc.metrics = d->metrics;
 
@@ -928,12 +955,31 @@ main(int argc, char **argv)
         kpasswd_server_describe(d->kpw, kl, sizeof(kl));
         ck_log_notice("kpasswd: listening on %s (udp+tcp)", kl);
     }
+    if (d->kas != NULL) {
+        char kl[LISTEN_LOG_MAX];
+
+        if (keyagent_server_run(d->kas, &d->gen->cfg) != 0) {
+            ck_log_err("%s", ck_error_context());
+            goto out;
+        }
+        keyagent_server_describe(d->kas, kl, sizeof(kl));
+        ck_log_notice("keyagent: listening on %s (tcp)", kl);
+    }
+    /* k9rot: service-key rotation, on its own thread and store connection. */
+    if (d->dc.rotation &&
+        kdc_rotation_start(d->gen->cfg.db_path, d->gen->cfg.stash_path, d->dc.rotation_interval,
+                           d->gen->cfg.alarms, &d->rot) != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
+    }
     if (ck_daemon_notify("READY=1\nSTATUS=serving on %s", listeners) != 0)
         ck_log_warn("%s", ck_error_context());
 
     served = true;
     status = ck_daemon_loop(sfd, reload, d) < 0 ? 1 : 0;
 out:
+    keyagent_server_free(d->kas);
+    kdc_rotation_stop(d->rot); /* k9rot */
     kpasswd_server_free(d->kpw);
     gen_unref(d->kpw_gen);
     ck_net_server_free(d->srv);

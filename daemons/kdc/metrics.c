@@ -19,6 +19,7 @@
 #include "cablekey/metrics.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "admission.h"
 #include "alarms.h"
 #include "config.h"
 #include "kdc_int.h"
@@ -43,7 +44,6 @@ static const char *const outcome_values[] = {"hit", "miss", NULL};
 enum { OP_ALARM_WRITE = CK_STORE_DB_OP_COUNT, OP_COUNT };
 static const char *const op_values[] = {"principal_load", "device_load", "change_check",
                                         "change_read", "change_wait", "alarm_write", NULL};
-static const char *const reason_values[] = {"queue", "fair_share", NULL};
 
 static const double req_buckets[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01,
                                       0.025,  0.05,    0.1,    0.25,  0.5,    1,    2.5};
@@ -54,13 +54,10 @@ static struct {
     struct ck_metrics *reg;
     struct ck_metrics_http *http;
     struct ck_alarm_mgr *alarms;
-    struct ck_metric *requests, *latency, *cache, *db, *db_errors, *staleness, *alarms_active,
-        *admission;
+    struct ck_metric *requests, *latency, *cache, *db, *db_errors, *staleness, *alarms_active;
     atomic_int_fast64_t last_db_ok_ms;   /* monotonic; 0: never */
     atomic_int_fast64_t last_db_fail_ms; /* monotonic; 0: never */
-    uint64_t (*admission_fn)(void *, enum kdc_admission_reason);
-    void *admission_arg;
-    uint64_t admission_last[KDC_ADMISSION_REASON_COUNT];
+    const struct ck_net_server *srv;     /* admission control's counters (NULL: none) */
 } M;
 
 int64_t
@@ -192,11 +189,9 @@ kdc_metrics_request(struct kdc_worker *w, const struct kdc_request *r, int64_t t
 }
 
 void
-kdc_metrics_admission(uint64_t (*dropped)(void *arg, enum kdc_admission_reason reason),
-                      void *arg)
+kdc_metrics_admission(const struct ck_net_server *srv)
 {
-    M.admission_fn = dropped;
-    M.admission_arg = arg;
+    M.srv = srv;
 }
 
 /* ---- scrape-time gauges ----------------------------------------------------------------- */
@@ -218,12 +213,8 @@ collect(void *arg)
         ck_alarm_mgr_stats(M.alarms, &st);
         ck_metric_set(M.alarms_active, 0, (double)st.active);
     }
-    for (unsigned i = 0; M.admission_fn != NULL && i < KDC_ADMISSION_REASON_COUNT; i++) {
-        uint64_t v = M.admission_fn(M.admission_arg, (enum kdc_admission_reason)i);
-        if (v > M.admission_last[i])
-            ck_metric_add(M.admission, i, v - M.admission_last[i]);
-        M.admission_last[i] = v;
-    }
+    if (M.srv != NULL)
+        kdc_admission_metrics_collect(M.srv);
 }
 
 /* ---- start and stop --------------------------------------------------------------------- */
@@ -250,7 +241,6 @@ kdc_metrics_start(const struct kdc_daemon_config *dc, struct ck_alarm_mgr *alarm
     static const struct ck_metric_label cache_labels[] = {{"cache", cache_values},
                                                           {"result", outcome_values}};
     static const struct ck_metric_label op_label[] = {{"op", op_values}};
-    static const struct ck_metric_label reason_label[] = {{"reason", reason_values}};
     struct ck_metrics *r = NULL;
     int rc;
 
@@ -278,9 +268,7 @@ kdc_metrics_start(const struct kdc_daemon_config *dc, struct ck_alarm_mgr *alarm
                   CK_METRIC_GAUGE, NULL, 0, NULL, 0, &M.staleness)) != 0 ||
         (rc = reg(r, "kdc_alarms_active", "Alarms raised by this KDC and not cleared",
                   CK_METRIC_GAUGE, NULL, 0, NULL, 0, &M.alarms_active)) != 0 ||
-        (rc = reg(r, "kdc_admission_dropped_total",
-                  "Requests shed by admission control before decoding, by reason",
-                  CK_METRIC_COUNTER, reason_label, 1, NULL, 0, &M.admission)) != 0)
+        (rc = kdc_admission_metrics_register(r)) != 0) /* k9storm's admission.c */
         goto out;
     M.alarms = alarms;
     M.reg = r;

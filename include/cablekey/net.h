@@ -112,6 +112,88 @@ struct ck_net_callbacks {
  * worker may then sleep before calling it again, in milliseconds (-1: until the next event). */
 typedef int (*ck_net_idle_fn)(void *worker_state);
 
+/* ---- admission control (UDP; issue 9, the mass reset) --------------------------------------
+ *
+ * When more datagrams arrive than a worker can answer, its queue grows; an answer that comes
+ * after its client stopped listening is CPU spent for nothing, and a flooding source can fill the
+ * queue so that nobody else is answered. Admission control decides before anything is decoded:
+ *   - stale: a datagram that waited in the queue so long (kernel receive time, SO_TIMESTAMPNS)
+ *     that with the measured time per answer it could not be answered within `window_ms` of its
+ *     arrival is dropped (the estimated cost counts for at most half the window, and a datagram
+ *     that did not wait is always taken). The window is how long clients keep listening: MIT's
+ *     client resends after 1 s per KDC (3 s with one KDC) but takes a late answer to any earlier
+ *     send until it gives up (17 s with one KDC, lib/krb5/os/sendto_kdc.c), so dropping at the
+ *     first resend would only make it wait for the resend (measured: docs/PERFORMANCE.md, "Mass
+ *     reset"); the default, 8 s, is the shortest wait left to a datagram MIT sends (its third);
+ *   - share: while datagrams wait more than `congest_ms`, each source (IPv4 /prefix4, IPv6
+ *     /prefix6) gets a token bucket refilled at the worker's measured capacity divided by the
+ *     sources active in the last window; a source without a token is dropped, so a flooding source
+ *     cannot crowd the others out of the queue. Without congestion nothing is dropped for share.
+ * Per worker; the source table has max_sources entries (fixed at start: bounded memory whatever
+ * the sources), keyed by a hash with a random per-worker seed, with a bounded probe that evicts
+ * the least recently seen entry. Spoofed source addresses defeat per-source fairness (a fresh
+ * source starts with a full bucket); staleness still bounds the work. TCP has its own limits
+ * (tcp_max_conns). */
+#define CK_ADMISSION_DEFAULT_WINDOW_MS 8000
+#define CK_ADMISSION_DEFAULT_CONGEST_MS 100  /* or half the window if that is less */
+#define CK_ADMISSION_MAX_WINDOW_MS 60000
+#define CK_ADMISSION_DEFAULT_SOURCES 4096
+#define CK_ADMISSION_MAX_SOURCES (1u << 20)
+
+enum ck_admission_verdict {
+    CK_ADMIT = 0,
+    CK_DROP_STALE,   /* could not be answered within the window any more */
+    CK_DROP_SHARE,   /* congested, and its source used its share */
+};
+
+/* Totals since start (or, in a report, since the previous report). */
+struct ck_admission_stats {
+    uint64_t admitted;
+    uint64_t dropped_stale;
+    uint64_t dropped_share;
+    uint64_t evicted;          /* source entries reused while still in the last window */
+    uint64_t service_ns;       /* current estimate of one answer's cost (wall ns; largest worker) */
+    uint64_t sources;          /* sources active in the current window (sum over workers) */
+};
+
+/* Called at most once per second (from a worker thread, one at a time) while drops happen, and
+ * once more after they stop: a log line's worth. */
+typedef void (*ck_admission_report_fn)(void *arg, const struct ck_admission_stats *since_last,
+                                       const struct ck_admission_stats *total);
+
+struct ck_admission_config {
+    bool enabled;
+    int window_ms;             /* 0: CK_ADMISSION_DEFAULT_WINDOW_MS */
+    int congest_ms;            /* 0: CK_ADMISSION_DEFAULT_CONGEST_MS */
+    int prefix4;               /* 0: 24 (1..32) */
+    int prefix6;               /* 0: 64 (1..128) */
+    size_t max_sources;        /* 0: CK_ADMISSION_DEFAULT_SOURCES (16..CK_ADMISSION_MAX_SOURCES) */
+    bool no_fairness;          /* staleness only (for comparisons) */
+    ck_admission_report_fn report;  /* optional */
+    void *report_arg;
+};
+
+/* The per-worker decision engine, usable on its own with any clock (times are nanoseconds on
+ * one clock, e.g. CLOCK_REALTIME for kernel receive timestamps; arrival 0 = unknown, i.e. now). */
+struct ck_admission;
+
+/* Checks cfg's ranges; CK_ERR_CONFIG naming the field. */
+int ck_admission_config_check(const struct ck_admission_config *cfg);
+/* seed: hashing of sources (0: random from the DRBG). */
+int ck_admission_new(const struct ck_admission_config *cfg, uint64_t seed,
+                     struct ck_admission **out);
+void ck_admission_free(struct ck_admission *a);  /* accepts NULL */
+/* One datagram from src (IPv4/IPv6; other families share one source) that arrived at arrival_ns,
+ * looked at now_ns. */
+enum ck_admission_verdict ck_admission_check(struct ck_admission *a, const struct sockaddr *src,
+                                             int64_t arrival_ns, int64_t now_ns);
+/* n admitted datagrams took elapsed_ns to answer (a batch): feeds the cost estimate. */
+void ck_admission_served(struct ck_admission *a, unsigned n, int64_t elapsed_ns);
+/* Counters (safe from another thread: relaxed atomics). */
+void ck_admission_get_stats(const struct ck_admission *a, struct ck_admission_stats *st);
+/* Entries the source table holds (never more than max_sources). */
+size_t ck_admission_table_size(const struct ck_admission *a);
+
 /* Largest udp_rcvbuf accepted (the kernel doubles the value it is given). */
 #define CK_NET_MAX_RCVBUF (256 * 1024 * 1024)
 
@@ -144,6 +226,8 @@ struct ck_net_config {
      * then SO_RCVBUF (capped); a smaller buffer than asked is not an error. Datagrams that
      * arrive while the queue is full are dropped by the kernel. At most CK_NET_MAX_RCVBUF. */
     int udp_rcvbuf;
+    /* Admission control for UDP (see above); off unless admission.enabled. */
+    struct ck_admission_config admission;
 };
 
 struct ck_net_server;
@@ -187,6 +271,9 @@ void ck_net_server_describe(const struct ck_net_server *srv, char *buf, size_t s
  * because arrivals did not spread (a worker saturated while another idled). suspensions may be
  * NULL; it is read without synchronization (a statistic). */
 bool ck_net_server_steering(const struct ck_net_server *srv, uint64_t *suspensions);
+/* Admission control totals over all workers (zeros when it is off); see ck_admission_config. */
+void ck_net_server_admission_stats(const struct ck_net_server *srv,
+                                   struct ck_admission_stats *st);
 
 /* Parses one listen entry into host (without brackets; "" = any) and port. */
 int ck_net_parse_listen(const char *spec, uint16_t default_port, char *host, size_t host_size,

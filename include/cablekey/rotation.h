@@ -106,11 +106,32 @@ int ck_store_key_confirm(ck_store *store, const char *principal, const char *hos
 /* Makes the staged kvno current (the previous current one is retired at now). CK_ERR_POLICY if
  * kvno is not the staged one (a concurrent activation won: the engine re-reads). */
 int ck_store_key_activate(ck_store *store, const char *principal, uint32_t kvno, int64_t now);
-/* Removes retired kvnos whose retired + old_valid <= now, keeping the newest keep_min retired
- * ones; *n_purged may be NULL. */
+/* Removes retired kvnos whose retired + old_valid (+ CK_ROT_PURGE_GRACE, k9rot) <= now,
+ * keeping the newest keep_min retired ones; *n_purged may be NULL. */
 int ck_store_key_purge(ck_store *store, const char *principal, int64_t old_valid,
                        unsigned keep_min, int64_t now, size_t *n_purged);
 int ck_store_rotation_status(ck_store *store, const char *principal, ck_rotation_status *out);
+
+/* ---- what is due (k9rot's extension: shared by status, purge and the engine) ---- */
+
+/* A KDC of a fleet may issue tickets under a retired kvno for as long as its cache lags
+ * (db_max_staleness, default 300 s): a retired kvno is purged this long after retired +
+ * old_valid. */
+#define CK_ROT_PURGE_GRACE 600
+
+typedef struct ck_rotation_plan {
+    bool activate;           /* the staged kvno may become current now */
+    bool stage;              /* a new kvno is due (none staged, period over) */
+    bool unconfirmed;        /* staged, confirm_timeout passed, hosts missing */
+    size_t n_purge;          /* retired kvnos that may be removed now */
+    uint32_t purge[CK_STORE_MAX_KEYS];
+    size_t n_missing;        /* CK_ROT_CONFIRM_AGENT: named hosts that have not confirmed */
+    const char *missing[CK_ROT_HOSTS_MAX]; /* point into the status */
+    int64_t next_due;        /* the earliest time something becomes due (0: nothing) */
+} ck_rotation_plan;
+
+/* Computes from a status what is due at now; without a policy, or paused: nothing. */
+void ck_rotation_plan_compute(const ck_rotation_status *st, int64_t now, ck_rotation_plan *plan);
 
 /* ---- the engine (lib/rotation) ---- */
 
@@ -126,7 +147,19 @@ typedef struct ck_rotation_report {
  * Logs one line per step taken. Returns 0 unless the store itself failed. */
 int ck_rotation_tick(ck_store *store, int64_t now, struct ck_alarm_mgr *alarms,
                      ck_rotation_report *report);
-/* Stages principal now, whatever its period (`cablekey rotation run PRINCIPAL`). */
+/* k9rot's extension: ck_rotation_tick for one service (`cablekey rotation run PRINCIPAL`). */
+int ck_rotation_tick_one(ck_store *store, const char *principal, int64_t now,
+                         struct ck_alarm_mgr *alarms, ck_rotation_report *report);
+/* Stages principal now, whatever its period (`cablekey rotation run PRINCIPAL`).
+ * CK_ERR_NOTFOUND without a policy, CK_ERR_POLICY while paused, CK_ERR_EXISTS while a kvno is
+ * staged. */
 int ck_rotation_force(ck_store *store, const char *principal, int64_t now);
+
+/* k9rot's extension: called after each step the engine committed ("stage", "activate",
+ * "purge"), process-wide; the KDC's crash points (CK_KDC_CRASH=rot-after-stage...) hang here.
+ * NULL removes it. Set it before any tick runs. */
+typedef void (*ck_rotation_step_hook)(const char *step, const char *principal, uint32_t kvno,
+                                      void *arg);
+void ck_rotation_set_hook(ck_rotation_step_hook hook, void *arg);
 
 #endif

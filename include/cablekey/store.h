@@ -706,6 +706,65 @@ int ck_store_device_pin_check(ck_store *store, const char *mac, const uint8_t *s
 int ck_store_get_device_cached(ck_store *store, const char *mac, const ck_db_device **out);
 void ck_db_device_free(ck_db_device *dev);
 
+/* ---- Master-key rotation (lib/store/mkey.c; docs/master-key.md) ----
+ * The stash may hold several master keys. A rotation goes: add (a new key into the stash and a
+ * master_key row, not used yet) -> activate (realm.master_kvno: new writes go under it) ->
+ * reencrypt (online, batches of one transaction each: principal keys and password history;
+ * the principals' cache entries are invalidated everywhere) -> retire (the old key leaves the
+ * database and the stash; refused while any stored key is still under it). Every step is
+ * resumable: run again after a crash, it continues where it stopped. A running store meeting
+ * a key under a kvno its stash copy lacks re-reads the stash (at most once a second). */
+#define CK_MKEY_LIST_MAX 16            /* master keys a status reports (database and stash) */
+#define CK_MKEY_BATCH_DEFAULT 100      /* stored keys per re-encryption transaction */
+#define CK_MKEY_BATCH_MAX 10000
+
+typedef struct ck_mkey_info {
+    uint32_t kvno;
+    int32_t enctype;
+    int64_t created;          /* when its row was added (0: no database row) */
+    bool in_db, in_stash;     /* a master_key row; a key in this store's stash */
+    bool active;              /* realm.master_kvno */
+    uint64_t keys, history;   /* stored keys under it (principal keys, password history) */
+} ck_mkey_info;
+
+typedef struct ck_mkey_status {
+    uint32_t active;
+    size_t n;
+    ck_mkey_info keys[CK_MKEY_LIST_MAX]; /* kvno ascending */
+    uint64_t pending;                    /* stored keys not under the active kvno */
+} ck_mkey_status;
+
+/* Database rows, the stash (re-read now) and the use of each master key. */
+int ck_store_mkey_status(ck_store *store, ck_mkey_status *out);
+/* Makes a new master key of enctype (0: aes256-cts-hmac-sha1-96) with the next kvno: stash
+ * first (atomic rewrite, 0600), then its row. A key added before and not activated yet (kvno
+ * above the active one, also one a crash left in the stash only) is returned instead with
+ * *created false. */
+int ck_store_mkey_add(ck_store *store, int32_t enctype, uint32_t *kvno, bool *created);
+/* realm.master_kvno = kvno (0: the newest added key); this store's stash must hold it.
+ * Activating the active kvno does nothing. */
+int ck_store_mkey_activate(ck_store *store, uint32_t kvno);
+/* Re-encrypts every stored key not under the active master key, batch (0: default) keys per
+ * transaction, until none is left; progress (may be NULL) after each committed batch with the
+ * running total (non-zero stops with that value). *done (may be NULL): keys re-encrypted. */
+typedef int (*ck_mkey_progress_cb)(uint64_t done, void *arg);
+int ck_store_mkey_reencrypt(ck_store *store, size_t batch, ck_mkey_progress_cb progress,
+                            void *arg, uint64_t *done);
+/* Retires kvno (0: every master key older than the active one): its row and its stash entry
+ * go. CK_ERR_POLICY for the active kvno or while any stored key is still under it. *n (may be
+ * NULL): keys retired. */
+int ck_store_mkey_retire(ck_store *store, uint32_t kvno, size_t *n);
+/* Test and crash hook: called at the named points of the steps above ("add-stash": the new
+ * key is in the stash, not yet in the database; "after-add", "after-activate",
+ * "mid-reencrypt": after each committed batch; "before-retire"; "retire-db": the row is gone,
+ * the stash not yet rewritten). A non-zero return makes the step return it at once, as if the
+ * process had died there. Process-wide; NULL removes it. */
+typedef int (*ck_mkey_hook)(const char *point, void *arg);
+void ck_store_mkey_set_hook(ck_mkey_hook hook, void *arg);
+/* Test support: the store's minimum interval between stash re-reads (default 1000 ms) and the
+ * number of re-reads done. */
+void ck_store_mkey_set_reread_interval(ck_store *store, int64_t ms);
+uint64_t ck_store_mkey_rereads(const ck_store *store);
 /* ============================================================= alarm table (k9alarmw)
  *
  * What the daemons' alarm managers delivered (include/cablekey/alarm.h, sink "table"), for

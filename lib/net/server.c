@@ -70,9 +70,10 @@ struct conn {
     bool close_after_write;
 };
 
-/* Room for one IP_PKTINFO or IPV6_PKTINFO message (checked in worker_setup). The alignment
- * member is not struct cmsghdr because glibc gives it a flexible array member. */
-#define CTRL_SIZE 64
+/* Room for one IP_PKTINFO or IPV6_PKTINFO message and, with admission control, a receive
+ * timestamp (checked in worker_setup). The alignment member is not struct cmsghdr because glibc
+ * gives it a flexible array member. */
+#define CTRL_SIZE 128
 
 union ctrl_buf {
     size_t align;
@@ -109,6 +110,7 @@ struct worker {
     const struct sock *rmsg_for;  /* socket the receive headers are set up for (NULL: none) */
     _Atomic uint64_t udp_requests; /* datagrams received (read by worker 0's steering check) */
     int rmsg_dirty;               /* leading headers the last recvmmsg may have written */
+    struct ck_admission *adm;     /* admission control (admission.c); NULL: off */
     struct conn *lru_head, *lru_tail;
     struct conn *graveyard;      /* closed during this event batch, freed after it */
     int n_conns;
@@ -140,6 +142,12 @@ struct ck_net_server {
     uint64_t steer_cpu_ns[CK_NET_MAX_WORKERS]; /* each worker's CPU time at the last check */
     uint64_t steer_reqs[CK_NET_MAX_WORKERS];   /* and its datagram count */
     uint64_t steer_suspensions;
+    /* Admission reports (admission_report): drops counted by the workers, those reported, when
+     * last reported (monotonic ms), who is reporting, the totals then. */
+    _Atomic uint64_t adm_drops, adm_drops_reported;
+    _Atomic int64_t adm_report_ms;
+    atomic_flag adm_reporting;
+    struct ck_admission_stats adm_last;
 };
 
 /* ---- helpers ---------------------------------------------------------------------------- */
@@ -784,6 +792,82 @@ udp_set_source(struct msghdr *mh, union ctrl_buf *cb, const struct sockaddr_stor
     }
 }
 
+/* ---- admission control hooks (admission.c decides) --------------------------------------- */
+
+#define ADM_REPORT_MS 1000
+
+static int64_t
+clock_ns(clockid_t id)
+{
+    struct timespec ts;
+
+    clock_gettime(id, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* The kernel's receive time of a datagram (SO_TIMESTAMPNS, CLOCK_REALTIME), 0 if absent. */
+static int64_t
+udp_arrival_ns(const struct msghdr *mh)
+{
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(mh); cm != NULL;
+         cm = CMSG_NXTHDR((struct msghdr *)mh, cm)) {
+        if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_TIMESTAMPNS) {
+            struct timespec ts;
+
+            memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+            return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+        }
+    }
+    return 0;
+}
+
+/* Calls the report function with what was dropped since the last report, at most once per
+ * ADM_REPORT_MS, by one worker at a time. */
+static void
+admission_report(struct ck_net_server *srv)
+{
+    struct ck_admission_stats tot, since;
+    int64_t now = ck_monotonic_ms();
+    uint64_t drops = atomic_load_explicit(&srv->adm_drops, memory_order_relaxed);
+
+    if (srv->cfg.admission.report == NULL ||
+        drops == atomic_load_explicit(&srv->adm_drops_reported, memory_order_relaxed) ||
+        now - atomic_load_explicit(&srv->adm_report_ms, memory_order_relaxed) < ADM_REPORT_MS ||
+        atomic_flag_test_and_set(&srv->adm_reporting))
+        return;
+    ck_net_server_admission_stats(srv, &tot);
+    since = tot;
+    since.admitted -= srv->adm_last.admitted;
+    since.dropped_stale -= srv->adm_last.dropped_stale;
+    since.dropped_share -= srv->adm_last.dropped_share;
+    since.evicted -= srv->adm_last.evicted;
+    srv->adm_last = tot;
+    atomic_store_explicit(&srv->adm_drops_reported, drops, memory_order_relaxed);
+    atomic_store_explicit(&srv->adm_report_ms, now, memory_order_relaxed);
+    srv->cfg.admission.report(srv->cfg.admission.report_arg, &since, &tot);
+    atomic_flag_clear(&srv->adm_reporting);
+}
+
+/* How long the worker may sleep so that drops not yet reported are reported in time. */
+static int
+admission_idle(struct worker *w, int timeout)
+{
+    struct ck_net_server *srv = w->srv;
+    int64_t left;
+
+    if (w->adm == NULL || srv->cfg.admission.report == NULL ||
+        atomic_load_explicit(&srv->adm_drops, memory_order_relaxed) ==
+            atomic_load_explicit(&srv->adm_drops_reported, memory_order_relaxed))
+        return timeout;
+    left = ADM_REPORT_MS - (ck_monotonic_ms() -
+                            atomic_load_explicit(&srv->adm_report_ms, memory_order_relaxed));
+    if (left <= 0) {
+        admission_report(srv);
+        left = ADM_REPORT_MS;
+    }
+    return timeout < 0 || timeout > left ? (int)left : timeout;
+}
+
 static void
 udp_ready(struct worker *w, struct sock *s)
 {
@@ -794,6 +878,10 @@ udp_ready(struct worker *w, struct sock *s)
          * lengths, flags) needs resetting, and only in the entries it used. One request per
          * wake-up is the common case at low load, and rewriting all UDP_BATCH headers each time
          * cost a few cache lines per request. */
+        bool ctrl = s->wildcard || w->adm != NULL;
+        int64_t now_rt = 0, t0 = 0;
+        unsigned admitted = 0, dropped = 0;
+
         prep = w->rmsg_for == s ? w->rmsg_dirty : UDP_BATCH;
         for (int i = 0; i < prep; i++) {
             struct msghdr *mh = &w->rmsg[i].msg_hdr;
@@ -802,8 +890,8 @@ udp_ready(struct worker *w, struct sock *s)
             mh->msg_namelen = sizeof(w->slots[i].peer.addr);
             mh->msg_iov = &w->slots[i].riov;
             mh->msg_iovlen = 1;
-            mh->msg_control = s->wildcard ? w->slots[i].rctrl.buf : NULL;
-            mh->msg_controllen = s->wildcard ? sizeof(w->slots[i].rctrl.buf) : 0;
+            mh->msg_control = ctrl ? w->slots[i].rctrl.buf : NULL;
+            mh->msg_controllen = ctrl ? sizeof(w->slots[i].rctrl.buf) : 0;
             mh->msg_flags = 0;
             w->rmsg[i].msg_len = 0;
         }
@@ -815,6 +903,10 @@ udp_ready(struct worker *w, struct sock *s)
         if (n <= 0)
             return;
         atomic_fetch_add_explicit(&w->udp_requests, (uint64_t)n, memory_order_relaxed);
+        if (w->adm != NULL) {
+            now_rt = clock_ns(CLOCK_REALTIME);
+            t0 = clock_ns(CLOCK_MONOTONIC);
+        }
         for (int i = 0; i < n; i++) {
             struct msghdr *mh = &w->rmsg[i].msg_hdr;
             struct msghdr *sh = &w->smsg[nsend].msg_hdr;
@@ -829,6 +921,16 @@ udp_ready(struct worker *w, struct sock *s)
             /* Longer than max_dgram: not a request we would accept. */
             if ((mh->msg_flags & MSG_TRUNC) != 0)
                 continue;
+            /* Admission control: shed before anything is decoded. */
+            if (w->adm != NULL) {
+                w->slots[i].peer.addr_len = mh->msg_namelen;
+                if (ck_admission_check(w->adm, (const struct sockaddr *)&w->slots[i].peer.addr,
+                                       udp_arrival_ns(mh), now_rt) != CK_ADMIT) {
+                    dropped++;
+                    continue;
+                }
+                admitted++;
+            }
             if (s->wildcard)
                 have_src = udp_local_addr(mh, s, &local, &local_len, &ifindex);
             if (!have_src) {
@@ -870,6 +972,13 @@ udp_ready(struct worker *w, struct sock *s)
                 continue;
             }
             off += r;
+        }
+        if (w->adm != NULL) {
+            ck_admission_served(w->adm, admitted, clock_ns(CLOCK_MONOTONIC) - t0);
+            if (dropped > 0) {
+                atomic_fetch_add_explicit(&w->srv->adm_drops, dropped, memory_order_relaxed);
+                admission_report(w->srv);
+            }
         }
         if (n < UDP_BATCH)
             return;
@@ -1045,7 +1154,7 @@ worker_main(void *arg)
 
 
     for (;;) {
-        int timeout = w->srv->idle != NULL ? w->srv->idle(w->state) : -1;
+        int timeout = admission_idle(w, w->srv->idle != NULL ? w->srv->idle(w->state) : -1);
         int n = epoll_wait(w->epfd, evs, MAX_EVENTS, timeout);
         bool stop = false;
 
@@ -1134,6 +1243,8 @@ worker_cleanup(struct worker *w)
     free(w->slots);
     free(w->rmsg);
     free(w->smsg);
+    ck_admission_free(w->adm);
+    w->adm = NULL;
     w->rbufs = w->sbufs = w->tcp_reply = NULL;
     w->slots = NULL;
     w->rmsg = w->smsg = NULL;
@@ -1192,6 +1303,11 @@ worker_setup(struct ck_net_server *srv, struct worker *w)
             if (rc != 0)
                 return rc;
             set_rcvbuf(u->ev.fd, cfg->udp_rcvbuf);
+            /* Admission control needs each datagram's arrival time. */
+            if (cfg->admission.enabled &&
+                (rc = set_int_opt(u->ev.fd, SOL_SOCKET, SO_TIMESTAMPNS, 1, "SO_TIMESTAMPNS",
+                                  "udp")) != 0)
+                return rc;
             if ((rc = epoll_add(w, &u->ev)) != 0)
                 return rc;
         }
@@ -1210,9 +1326,13 @@ worker_setup(struct ck_net_server *srv, struct worker *w)
     }
 
     if (!cfg->no_udp) {
-        if (CMSG_SPACE(sizeof(struct in6_pktinfo)) > CTRL_SIZE ||
-            CMSG_SPACE(sizeof(struct in_pktinfo)) > CTRL_SIZE)
+        if (CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(struct timespec)) >
+                CTRL_SIZE ||
+            CMSG_SPACE(sizeof(struct in_pktinfo)) + CMSG_SPACE(sizeof(struct timespec)) >
+                CTRL_SIZE)
             return ck_error_set(CK_ERR_UNSUPPORTED, "pktinfo control message too large");
+        if (cfg->admission.enabled && (rc = ck_admission_new(&cfg->admission, 0, &w->adm)) != 0)
+            return rc;
         w->udp_reply_cap = cfg->max_reply < UDP_MAX_PAYLOAD ? cfg->max_reply : UDP_MAX_PAYLOAD;
         /* Both limits are checked in ck_net_server_new; the products are checked again here
          * because an overflow would make every slot after the first point past the buffer. */
@@ -1283,12 +1403,15 @@ ck_net_server_new(const struct ck_net_config *cfg, const struct ck_net_callbacks
         return ck_error_set(CK_ERR_CONFIG, "max datagram size above 65535");
     if (cfg->tcp_max_conns < 0 || cfg->tcp_idle_timeout_ms < 0 || cfg->tcp_backlog < 0)
         return ck_error_set(CK_ERR_CONFIG, "negative TCP limit");
+    if (cfg->admission.enabled && (rc = ck_admission_config_check(&cfg->admission)) != 0)
+        return rc;
 
     srv = calloc(1, sizeof(*srv));
     if (srv == NULL)
         return ck_error_set(CK_ERR_NOMEM, "net server");
     srv->stop_fd = -1;
     srv->steer_timer.fd = -1;
+    atomic_flag_clear(&srv->adm_reporting);
     srv->cfg = *cfg;
     srv->cb = *cb;
     srv->listen = calloc(cfg->n_listen, sizeof(char *));
@@ -1672,4 +1795,22 @@ ck_net_server_steering(const struct ck_net_server *srv, uint64_t *suspensions)
     if (suspensions != NULL)
         *suspensions = srv->steer_suspensions;
     return srv->steer;
+}
+
+void
+ck_net_server_admission_stats(const struct ck_net_server *srv, struct ck_admission_stats *st)
+{
+    memset(st, 0, sizeof(*st));
+    for (int i = 0; srv != NULL && srv->workers != NULL && i < srv->n_workers; i++) {
+        struct ck_admission_stats one;
+
+        ck_admission_get_stats(srv->workers[i].adm, &one);
+        st->admitted += one.admitted;
+        st->dropped_stale += one.dropped_stale;
+        st->dropped_share += one.dropped_share;
+        st->evicted += one.evicted;
+        st->sources += one.sources;
+        if (one.service_ns > st->service_ns)
+            st->service_ns = one.service_ns;
+    }
 }

@@ -849,7 +849,8 @@ do_key(struct load_ctx *c, struct fields *f)
                     CK_STORE_MAX_KEYS);
     if ((ret = read_key_row(c, f, p->name, false, &k)) != 0)
         goto fail;
-    if (k.kvno > p->kvno) {
+    /* One kvno above the current one is a staged rotation (cablekey/rotation.h, k9rot). */
+    if (k.kvno > p->kvno && (p->kvno == UINT32_MAX || k.kvno != p->kvno + 1)) {
         ret = lerr(c, CK_ERR_DECODE, "principal %s: key kvno %u above the principal's %u",
                    p->name, k.kvno, p->kvno);
         goto fail;

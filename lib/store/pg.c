@@ -775,6 +775,10 @@ format_enctypes(const int32_t *enctypes, size_t n_enctypes, char *buf, size_t si
 
 #define PG_ENCTYPE_LIST_SIZE (CK_STORE_MAX_ENCTYPES * 12 + 1)
 
+/* The schema, in creation order: the core tables, then each feature's own (service-key rotation
+ * in pg_rotation.c, master-key rotation in pg_mkey.c). */
+static const char *const *const pg_schema_parts[] = {pg_schema, pg_schema_rotation, pg_schema_mkey};
+
 static int
 pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey_row *mkey,
                int64_t now)
@@ -790,9 +794,11 @@ pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey
         return ret;
     /* Two inits racing on one database: the second fails on CREATE TABLE and leaves
      * nothing, as the schema is created in this one transaction. */
-    for (const char *const *sql = pg_schema; *sql != NULL; sql++) {
-        if ((ret = pg_simple(be, "create schema", *sql)) != 0)
-            goto out;
+    for (size_t part = 0; part < sizeof(pg_schema_parts) / sizeof(pg_schema_parts[0]); part++) {
+        for (const char *const *sql = pg_schema_parts[part]; *sql != NULL; sql++) {
+            if ((ret = pg_simple(be, "create schema", *sql)) != 0)
+                goto out;
+        }
     }
     for (const char *const *sql = pg_schema_alarm; *sql != NULL; sql++) /* k9alarmw */
         if ((ret = pg_simple(be, "create schema (alarms)", *sql)) != 0)
@@ -1396,4 +1402,22 @@ const struct ck_store_ops ck_store_postgresql_ops = {
     .wait_change = pg_wait_change,
     .snapshot = pg_snapshot,   /* pg_dump.c */
     .load_dump = pg_load_dump, /* pg_dump.c */
+    /* Service-key rotation (k9rot, pg_rotation.c). */
+    .rot_policy_put = pg_rot_policy_put,
+    .rot_policy_get = pg_rot_policy_get,
+    .rot_policy_del = pg_rot_policy_del,
+    .rot_pause = pg_rot_pause,
+    .rot_policy_list = pg_rot_policy_list,
+    .key_stage = pg_key_stage,
+    .key_confirm = pg_key_confirm,
+    .key_activate = pg_key_activate,
+    .key_purge = pg_key_purge,
+    .rot_status = pg_rot_status,
+    /* Master-key rotation (pg_mkey.c). */
+    .mkey_list = pg_mkey_list,
+    .mkey_add = pg_mkey_add,
+    .mkey_activate = pg_mkey_activate,
+    .mkey_count = pg_mkey_count,
+    .mkey_reencrypt = pg_mkey_reencrypt,
+    .mkey_retire = pg_mkey_retire,
 };

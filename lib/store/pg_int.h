@@ -148,6 +148,34 @@ int pg_snapshot(void *be, int (*fn)(void *arg), void *arg);
 int pg_load_dump(void *be, const ck_realm_info *realm, const ck_audit_retention *retention,
                  int (*feed)(void *arg, const struct ck_store_load_sink *sink, void *sink_be),
                  void *arg);
+/* pg_rotation.c: service-key rotation (k9rot). pg_init_schema runs pg_schema_rotation after
+ * pg_schema. */
+extern const char *const pg_schema_rotation[];
+int pg_rot_policy_put(void *be, const ck_rotation_policy *pol, int64_t now);
+int pg_rot_policy_get(void *be, const char *principal, ck_rotation_policy *out);
+int pg_rot_policy_del(void *be, const char *principal);
+int pg_rot_pause(void *be, const char *principal, bool paused, int64_t now);
+int pg_rot_policy_list(void *be, ck_store_rotation_cb cb, void *arg);
+int pg_key_stage(void *be, const char *name, uint32_t cur_kvno, uint32_t new_kvno,
+                 const struct ck_store_key_row *keys, size_t n_keys, int64_t now,
+                 uint32_t *staged);
+int pg_key_confirm(void *be, const char *name, const char *host, uint32_t kvno, int64_t now);
+int pg_key_activate(void *be, const char *name, uint32_t kvno, int64_t now);
+int pg_key_purge(void *be, const char *name, uint32_t cur_kvno, const uint32_t *kvnos, size_t n);
+int pg_rot_status(void *be, const char *name, ck_rotation_status *out);
+/* pg_mkey.c: master-key rotation (ck_store_ops.mkey_*) and its schema step, which
+ * pg_init_schema runs after pg_schema. */
+extern const char *const pg_schema_mkey[];
+int pg_mkey_list(void *be, struct ck_store_mkey_row **rows, size_t *n);
+int pg_mkey_add(void *be, const struct ck_store_mkey_row *row, int64_t now);
+int pg_mkey_activate(void *be, uint32_t kvno, int64_t now);
+int pg_mkey_count(void *be, uint32_t mkvno, uint32_t only, uint64_t *keys, uint64_t *hist);
+int pg_mkey_reencrypt(void *be, uint32_t mkvno, size_t limit,
+                      int (*rewrap)(void *arg, const char *name,
+                                    const struct ck_store_key_row *in,
+                                    struct ck_store_key_row *out),
+                      void *arg, size_t *done, int64_t now);
+int pg_mkey_retire(void *be, uint32_t kvno, int64_t now);
 
 /* pg_alarm.c (k9alarmw): the alarm table; pg_init_schema runs pg_schema_alarm after pg_schema. */
 extern const char *const pg_schema_alarm[];

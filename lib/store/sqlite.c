@@ -16,7 +16,7 @@
 #include "cablekey/util.h"
 #include "store/sqlite_int.h"
 
-#define SQLITE_SCHEMA_VERSION 6
+#define SQLITE_SCHEMA_VERSION 7
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 /* Change log rows kept; a cache further behind than this flushes everything. */
 #define SQLITE_CHANGELOG_KEEP 10000
@@ -120,7 +120,8 @@ static const char *const schema_3_to_4[] = {
 /* migrations[v - 1] takes a database from version v to v + 1. */
 static const char *const *const migrations[] = {schema_1_to_2, schema_2_to_3, schema_3_to_4,
                                                 sq_schema_policy,
-                                                sq_schema_alarm /* 5 -> 6: alarms */};
+                                                sq_schema_rotation /* k9rot */,
+                                                sq_schema_alarm /* 6 -> 7: alarms (k9alarmw) */};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -843,6 +844,8 @@ sq_insert_keys(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *
     sqlite3_stmt *st = NULL;
     int ret;
 
+    if ((ret = sq_mkey_guard(be, keys, n)) != 0) /* master-key rotation: no key under a retired kvno */
+        return ret;
     if ((ret = sq_prepare(be, "INSERT INTO key(principal_id, kvno, enctype, ord, salt_type, salt,"
                            " mkvno, key_enc) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", &st)) != 0)
         return ret;
@@ -1448,6 +1451,24 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .unlock = sq_unlock,
     .snapshot = sq_snapshot,
     .load_dump = sq_load_dump,
+    /* Service-key rotation (k9rot, sqlite_rotation.c). */
+    .rot_policy_put = sq_rot_policy_put,
+    .rot_policy_get = sq_rot_policy_get,
+    .rot_policy_del = sq_rot_policy_del,
+    .rot_pause = sq_rot_pause,
+    .rot_policy_list = sq_rot_policy_list,
+    .key_stage = sq_key_stage,
+    .key_confirm = sq_key_confirm,
+    .key_activate = sq_key_activate,
+    .key_purge = sq_key_purge,
+    .rot_status = sq_rot_status,
+    /* Master-key rotation (sqlite_mkey.c). */
+    .mkey_list = sq_mkey_list,
+    .mkey_add = sq_mkey_add,
+    .mkey_activate = sq_mkey_activate,
+    .mkey_count = sq_mkey_count,
+    .mkey_reencrypt = sq_mkey_reencrypt,
+    .mkey_retire = sq_mkey_retire,
 };
 
 /* For sqlite_maint.c: an ordinary open (schema upgraded unless read-only), and the schema

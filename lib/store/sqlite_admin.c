@@ -44,7 +44,7 @@ static int
 rename_history(struct sqlite_be *be, int64_t id, const struct ck_store_key_row *hist,
                size_t n_hist)
 {
-    int ret = 0;
+    int ret = sq_mkey_guard(be, hist, n_hist); /* master-key rotation: no retired kvno */
 
     for (size_t i = 0; i < n_hist && ret == 0; i++) {
         ret = sq_run(be, "rename password history",

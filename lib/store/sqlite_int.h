@@ -156,6 +156,37 @@ int sq_snapshot(void *be, int (*fn)(void *arg), void *arg);
 int sq_load_dump(void *be, const ck_realm_info *realm, const ck_audit_retention *retention,
                  int (*feed)(void *arg, const struct ck_store_load_sink *sink, void *sink_be),
                  void *arg);
+/* ---- service-key rotation (sqlite_rotation.c, k9rot) ---- */
+
+/* Schema step (self-contained, renumber freely when merging): rotation_policy, key_version,
+ * key_confirm. */
+extern const char *const sq_schema_rotation[];
+int sq_rot_policy_put(void *be, const ck_rotation_policy *pol, int64_t now);
+int sq_rot_policy_get(void *be, const char *principal, ck_rotation_policy *out);
+int sq_rot_policy_del(void *be, const char *principal);
+int sq_rot_pause(void *be, const char *principal, bool paused, int64_t now);
+int sq_rot_policy_list(void *be, ck_store_rotation_cb cb, void *arg);
+int sq_key_stage(void *be, const char *name, uint32_t cur_kvno, uint32_t new_kvno,
+                 const struct ck_store_key_row *keys, size_t n_keys, int64_t now,
+                 uint32_t *staged);
+int sq_key_confirm(void *be, const char *name, const char *host, uint32_t kvno, int64_t now);
+int sq_key_activate(void *be, const char *name, uint32_t kvno, int64_t now);
+int sq_key_purge(void *be, const char *name, uint32_t cur_kvno, const uint32_t *kvnos, size_t n);
+int sq_rot_status(void *be, const char *name, ck_rotation_status *out);
+
+/* sqlite_mkey.c: master-key rotation (ck_store_ops.mkey_*). sq_mkey_guard: inside a write
+ * transaction, CK_ERR_POLICY if a key row names a master kvno without a master_key row. */
+int sq_mkey_guard(struct sqlite_be *be, const struct ck_store_key_row *keys, size_t n);
+int sq_mkey_list(void *be, struct ck_store_mkey_row **rows, size_t *n);
+int sq_mkey_add(void *be, const struct ck_store_mkey_row *row, int64_t now);
+int sq_mkey_activate(void *be, uint32_t kvno, int64_t now);
+int sq_mkey_count(void *be, uint32_t mkvno, uint32_t only, uint64_t *keys, uint64_t *hist);
+int sq_mkey_reencrypt(void *be, uint32_t mkvno, size_t limit,
+                      int (*rewrap)(void *arg, const char *name,
+                                    const struct ck_store_key_row *in,
+                                    struct ck_store_key_row *out),
+                      void *arg, size_t *done, int64_t now);
+int sq_mkey_retire(void *be, uint32_t kvno, int64_t now);
 /* sqlite.c's open and close, for the maintenance code. */
 int sqlite_open_path(const char *path, unsigned flags, struct sqlite_be **out);
 void sqlite_close_be(struct sqlite_be *be);

@@ -7,15 +7,20 @@
  * means a key row copied onto another principal or kvno fails to load (CK_ERR_INTEGRITY) instead
  * of silently giving one principal another's key.
  *
- * Stash file (mode 0600): "CKMK" | u16 version (1) | u32 mkvno | u32 enctype | u16 key length |
- * key. The database keeps only the master kvno and a check value: the master key encrypting
- * "cablekey master key check:" + realm, so a stash of another realm or a damaged one is refused. */
+ * Stash file (mode 0600): "CKMK" | u16 version | the master keys (kvno, enctype, key): one in
+ * version 1, a counted list in version 2 (master-key rotation, mkey.c). The database keeps only
+ * each master key's kvno and a check value: the master key encrypting
+ * "cablekey master key check:" + realm, so a stash of another realm or a damaged one is refused.
+ * Keys are encrypted under the realm's master kvno and decrypted under the kvno their row names. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <openssl/crypto.h>
 
 #include "cablekey/error.h"
 #include "cablekey/principal.h"
@@ -24,8 +29,8 @@
 #include "store/store_int.h"
 
 #define STASH_MAGIC "CKMK"
-#define STASH_VERSION 1
-#define STASH_MAX_SIZE 128
+#define STASH_VERSION 2
+#define STASH_MAX_SIZE 1024
 #define KEY_PLAIN_MAGIC "CKK1"
 #define MKEY_CHECK_PREFIX "cablekey master key check:"
 #define KEY_PLAIN_MAX (4 + 2 + CK_PRINCIPAL_MAX_TEXT + 4 + 4 + 2 + CK_KEY_MAX)
@@ -250,48 +255,162 @@ out:
 
 /* ---- stash ---- */
 
-static int
-stash_write(const char *path, uint32_t mkvno, const ck_key *mkey)
+/* Format 2 (master-key rotation): "CKMK" | u16 2 | u16 n | n x (u32 mkvno | u32 enctype |
+ * u16 key length | key), kvno ascending, distinct. Format 1 (one key, no count) is still read. */
+int
+ck_store_stash_encode_int(const struct ck_store_keyring *ring, uint8_t **out, size_t *out_len)
 {
     ck_writer w;
-    uint8_t *buf = NULL;
-    size_t len = 0;
     int ret;
 
+    *out = NULL;
+    *out_len = 0;
+    if (ring->n == 0 || ring->n > CK_STASH_MAX_KEYS)
+        return ck_error_set(CK_ERR_LIMIT, "stash: %zu master keys (1..%d)", ring->n,
+                            CK_STASH_MAX_KEYS);
     ck_writer_init(&w, STASH_MAX_SIZE, true);
     if ((ret = ck_writer_bytes(&w, STASH_MAGIC, 4)) != 0 ||
         (ret = ck_writer_u16be(&w, STASH_VERSION)) != 0 ||
-        (ret = ck_writer_u32be(&w, mkvno)) != 0 ||
-        (ret = ck_writer_u32be(&w, (uint32_t)mkey->enctype)) != 0 ||
-        (ret = ck_writer_u16be(&w, (uint16_t)mkey->length)) != 0 ||
-        (ret = ck_writer_bytes(&w, mkey->contents, mkey->length)) != 0)
+        (ret = ck_writer_u16be(&w, (uint16_t)ring->n)) != 0)
         goto out;
-    buf = ck_writer_take(&w, &len);
-    if (buf == NULL) {
-        ret = ck_error_set(CK_ERR_NOMEM, "stash");
-        goto out;
+    for (size_t i = 0; i < ring->n; i++) {
+        const struct ck_store_mkey *m = &ring->keys[i];
+        if ((ret = ck_writer_u32be(&w, m->kvno)) != 0 ||
+            (ret = ck_writer_u32be(&w, (uint32_t)m->key.enctype)) != 0 ||
+            (ret = ck_writer_u16be(&w, (uint16_t)m->key.length)) != 0 ||
+            (ret = ck_writer_bytes(&w, m->key.contents, m->key.length)) != 0)
+            goto out;
     }
-    /* Never replaces an existing stash (or a symlink planted at its name). */
-    if ((ret = ck_file_write_atomic(path, buf, len, 0)) != 0)
-        ret = ck_error_set(ret, "stash %s", ck_error_context());
+    *out = ck_writer_take(&w, out_len);
+    if (*out == NULL)
+        ret = ck_error_set(CK_ERR_NOMEM, "stash");
 out:
-    ck_free_secret(buf, len);
     ck_writer_free(&w);
     return ret;
 }
 
 static int
-stash_read(const char *path, uint32_t *mkvno, ck_key *mkey)
+stash_write(const char *path, const struct ck_store_keyring *ring, unsigned flags)
+{
+    uint8_t *buf = NULL;
+    size_t len = 0;
+    int ret;
+
+    if ((ret = ck_store_stash_encode_int(ring, &buf, &len)) != 0)
+        goto out;
+    if ((ret = ck_file_write_atomic(path, buf, len, flags)) != 0)
+        ret = ck_error_set(ret, "stash %s", ck_error_context());
+out:
+    ck_free_secret(buf, len);
+    return ret;
+}
+
+int
+ck_store_stash_write_int(const char *path, const struct ck_store_keyring *ring)
+{
+    /* Replaces by rename: a KDC re-reading it sees the old set or the new one, never a mix. */
+    return stash_write(path, ring, CK_WRITE_REPLACE);
+}
+
+void
+ck_store_ring_clear_int(struct ck_store_keyring *ring)
+{
+    for (size_t i = 0; i < ring->n; i++)
+        ck_key_clear(&ring->keys[i].key);
+    ring->n = 0;
+}
+
+/* Adds (kvno, key) in kvno order; CK_ERR_DECODE for a kvno 0 or one already present. */
+static int
+ring_insert(struct ck_store_keyring *ring, uint32_t kvno, int32_t enctype, const uint8_t *key,
+            size_t len, const char *path)
+{
+    size_t i;
+    int ret;
+
+    if (kvno == 0 || ck_store_ring_find(ring, kvno) != NULL)
+        return ck_error_set(CK_ERR_DECODE, "stash %s: master key kvno %u twice or zero", path,
+                            kvno);
+    if (ring->n >= CK_STASH_MAX_KEYS)
+        return ck_error_set(CK_ERR_LIMIT, "stash %s: more than %d master keys", path,
+                            CK_STASH_MAX_KEYS);
+    for (i = ring->n; i > 0 && ring->keys[i - 1].kvno > kvno; i--)
+        ring->keys[i] = ring->keys[i - 1];
+    memset(&ring->keys[i], 0, sizeof(ring->keys[i]));
+    ring->keys[i].kvno = kvno;
+    ring->n++;
+    if ((ret = ck_key_init(&ring->keys[i].key, enctype, key, len)) != 0) {
+        /* Keep the ring well-formed: take the half-made slot out again. */
+        for (; i + 1 < ring->n; i++)
+            ring->keys[i] = ring->keys[i + 1];
+        ring->n--;
+        ck_memzero(&ring->keys[ring->n], sizeof(ring->keys[ring->n]));
+        return ck_error_set(ret, "stash %s: master key kvno %u: %s", path, kvno,
+                            ck_error_context());
+    }
+    return 0;
+}
+
+const ck_key *
+ck_store_ring_find(const struct ck_store_keyring *ring, uint32_t kvno)
+{
+    for (size_t i = 0; ring != NULL && i < ring->n; i++)
+        if (ring->keys[i].kvno == kvno)
+            return &ring->keys[i].key;
+    return NULL;
+}
+
+int
+ck_store_stash_parse_int(const uint8_t *buf, size_t len, const char *path,
+                         struct ck_store_keyring *ring)
+{
+    const uint8_t *p = NULL;
+    ck_reader r;
+    uint16_t version = 0, count = 1, klen = 0;
+    int ret = 0;
+
+    ck_reader_init(&r, buf, len);
+    if (ck_reader_bytes(&r, 4, &p) != 0 || memcmp(p, STASH_MAGIC, 4) != 0 ||
+        ck_reader_u16be(&r, &version) != 0) {
+        ret = ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
+        goto out;
+    }
+    if (version != 1 && version != STASH_VERSION) {
+        ret = ck_error_set(CK_ERR_UNSUPPORTED, "stash %s: version %u", path, version);
+        goto out;
+    }
+    if (version == STASH_VERSION &&
+        (ck_reader_u16be(&r, &count) != 0 || count == 0 || count > CK_STASH_MAX_KEYS)) {
+        ret = ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
+        goto out;
+    }
+    for (uint16_t i = 0; i < count && ret == 0; i++) {
+        uint32_t kvno = 0, enctype = 0;
+        if (ck_reader_u32be(&r, &kvno) != 0 || ck_reader_u32be(&r, &enctype) != 0 ||
+            ck_reader_u16be(&r, &klen) != 0 || ck_reader_bytes(&r, klen, &p) != 0)
+            ret = ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
+        else
+            ret = ring_insert(ring, kvno, (int32_t)enctype, p, klen, path);
+    }
+    if (ret == 0 && ck_reader_remaining(&r) != 0)
+        ret = ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
+out:
+    /* Nothing half-parsed stays (the keys read so far are secrets). */
+    if (ret != 0)
+        ck_store_ring_clear_int(ring);
+    return ret;
+}
+
+int
+ck_store_stash_read_int(const char *path, struct ck_store_keyring *ring)
 {
     uint8_t buf[STASH_MAX_SIZE + 1];
-    const uint8_t *p = NULL;
+    struct ck_store_keyring tmp;
     size_t len = 0;
     struct stat st;
-    ck_reader r;
-    uint32_t kvno = 0, enctype = 0;
-    uint16_t version = 0, klen = 0;
     int fd, ret = 0;
 
+    memset(&tmp, 0, sizeof(tmp));
     fd = open(path, O_RDONLY | O_NOFOLLOW | O_CLOEXEC);
     if (fd < 0)
         return ck_error_set(errno == ENOENT ? CK_ERR_NOTFOUND : CK_ERR_IO, "stash %s: %s", path,
@@ -330,25 +449,31 @@ stash_read(const char *path, uint32_t *mkvno, ck_key *mkey)
         ret = ck_error_set(CK_ERR_DECODE, "stash %s: too large", path);
         goto out;
     }
-    ck_reader_init(&r, buf, len);
-    if (ck_reader_bytes(&r, 4, &p) != 0 || memcmp(p, STASH_MAGIC, 4) != 0 ||
-        ck_reader_u16be(&r, &version) != 0 || ck_reader_u32be(&r, &kvno) != 0 ||
-        ck_reader_u32be(&r, &enctype) != 0 || ck_reader_u16be(&r, &klen) != 0 ||
-        ck_reader_bytes(&r, klen, &p) != 0 || ck_reader_remaining(&r) != 0) {
-        ret = ck_error_set(CK_ERR_DECODE, "stash %s: not a cablekey stash file", path);
+    if ((ret = ck_store_stash_parse_int(buf, len, path, &tmp)) != 0)
         goto out;
-    }
-    if (version != STASH_VERSION) {
-        ret = ck_error_set(CK_ERR_UNSUPPORTED, "stash %s: version %u", path, version);
-        goto out;
-    }
-    if ((ret = ck_key_init(mkey, (int32_t)enctype, p, klen)) != 0)
-        goto out;
-    *mkvno = kvno;
+    ck_store_ring_clear_int(ring);
+    ring->n = tmp.n;
+    memcpy(ring->keys, tmp.keys, sizeof(ring->keys));
 out:
+    ck_memzero(&tmp, sizeof(tmp));
     ck_memzero(buf, sizeof(buf));
     close(fd);
     return ret;
+}
+
+/* A list "1, 2" of the ring's kvnos, for messages. */
+static void
+ring_kvnos(const struct ck_store_keyring *ring, char *buf, size_t size)
+{
+    size_t off = 0;
+
+    buf[0] = '\0';
+    for (size_t i = 0; i < ring->n && off < size; i++) {
+        int n = snprintf(buf + off, size - off, "%s%u", i ? ", " : "", ring->keys[i].kvno);
+        if (n < 0)
+            break;
+        off += (size_t)n;
+    }
 }
 
 static int
@@ -364,8 +489,9 @@ mkey_check_plain(const char *realm, uint8_t *buf, size_t size, size_t *len)
     return 0;
 }
 
-static int
-mkey_make_check(const ck_key *mkey, const char *realm, uint8_t **out, size_t *out_len)
+int
+ck_store_mkey_make_check_int(const ck_key *mkey, const char *realm, uint8_t **out,
+                             size_t *out_len)
 {
     uint8_t plain[64 + CK_REALM_MAX_LEN];
     size_t plen = 0, clen;
@@ -387,9 +513,9 @@ mkey_make_check(const ck_key *mkey, const char *realm, uint8_t **out, size_t *ou
     return 0;
 }
 
-static int
-mkey_verify(const ck_key *mkey, uint32_t mkvno, const ck_realm_info *realm,
-            const struct ck_store_mkey_row *row, const char *stash_path)
+int
+ck_store_mkey_verify_int(const ck_key *mkey, uint32_t mkvno, const char *realm,
+                         const struct ck_store_mkey_row *row, const char *stash_path)
 {
     uint8_t expect[64 + CK_REALM_MAX_LEN];
     uint8_t *plain = NULL;
@@ -401,7 +527,7 @@ mkey_verify(const ck_key *mkey, uint32_t mkvno, const ck_realm_info *realm,
                             "stash %s holds master key kvno %u enctype %d; the database uses "
                             "kvno %u enctype %d", stash_path, mkvno, (int)mkey->enctype,
                             row->kvno, (int)row->enctype);
-    if ((ret = mkey_check_plain(realm->name, expect, sizeof(expect), &elen)) != 0)
+    if ((ret = mkey_check_plain(realm, expect, sizeof(expect), &elen)) != 0)
         return ret;
     plain = malloc(row->check_len);
     if (plain == NULL)
@@ -413,21 +539,173 @@ mkey_verify(const ck_key *mkey, uint32_t mkvno, const ck_realm_info *realm,
     if (ret != 0)
         ret = ck_error_set(CK_ERR_INTEGRITY,
                            "stash %s does not hold the master key of realm %s (wrong stash?)",
-                           stash_path, realm->name);
+                           stash_path, realm);
     free(plain);
     return ret;
+}
+
+/* The key of row's kvno from the stash, checked against row (CK_ERR_INTEGRITY if the stash
+ * lacks it or holds another key under that kvno). */
+static int
+ring_check_row(const struct ck_store_keyring *ring, const char *realm,
+               const struct ck_store_mkey_row *row, const char *stash_path)
+{
+    const ck_key *k = ck_store_ring_find(ring, row->kvno);
+    char have[96];
+
+    if (k == NULL) {
+        ring_kvnos(ring, have, sizeof(have));
+        if (ring->n == 1)
+            return ck_error_set(CK_ERR_INTEGRITY,
+                                "stash %s holds master key kvno %u enctype %d; the database "
+                                "uses kvno %u enctype %d", stash_path, ring->keys[0].kvno,
+                                (int)ring->keys[0].key.enctype, row->kvno, (int)row->enctype);
+        return ck_error_set(CK_ERR_INTEGRITY,
+                            "stash %s holds master key kvnos %s; the database uses kvno %u",
+                            stash_path, have, row->kvno);
+    }
+    return ck_store_mkey_verify_int(k, row->kvno, realm, row, stash_path);
 }
 
 int
 ck_store_stash_check_int(const char *stash_path, const ck_realm_info *realm,
                          const struct ck_store_mkey_row *row, ck_key *mkey, uint32_t *mkvno)
 {
+    struct ck_store_keyring ring;
     int ret;
 
-    if ((ret = stash_read(stash_path, mkvno, mkey)) == 0 &&
-        (ret = mkey_verify(mkey, *mkvno, realm, row, stash_path)) != 0)
-        ck_key_clear(mkey);
+    memset(&ring, 0, sizeof(ring));
+    if ((ret = ck_store_stash_read_int(stash_path, &ring)) == 0 &&
+        (ret = ring_check_row(&ring, realm->name, row, stash_path)) == 0) {
+        ret = ck_key_copy(mkey, ck_store_ring_find(&ring, row->kvno));
+        *mkvno = row->kvno;
+    }
+    ck_store_ring_clear_int(&ring);
     return ret;
+}
+
+void
+ck_store_mkey_rows_free(struct ck_store_mkey_row *rows, size_t n)
+{
+    if (rows == NULL)
+        return;
+    for (size_t i = 0; i < n; i++)
+        ck_store_mkey_row_clear(&rows[i]);
+    free(rows);
+}
+
+/* Checks every key of ring that has a master_key row against it: a stash holding another key
+ * under a kvno the database knows is refused. Backends without mkey_list check nothing more. */
+static int
+ring_check_all(const ck_store *store, const struct ck_store_keyring *ring)
+{
+    struct ck_store_mkey_row *rows = NULL;
+    size_t n = 0;
+    int ret = 0;
+
+    if (store->ops->mkey_list == NULL)
+        return 0;
+    if ((ret = store->ops->mkey_list(store->be, &rows, &n)) != 0)
+        return ret;
+    for (size_t i = 0; i < n && ret == 0; i++)
+        if (ck_store_ring_find(ring, rows[i].kvno) != NULL)
+            ret = ring_check_row(ring, store->realm.name, &rows[i], store->ring->stash_path);
+    ck_store_mkey_rows_free(rows, n);
+    return ret;
+}
+
+/* Re-reads the stash into the ring (keys it held before and the new stash lacks stay: a
+ * key never becomes unusable to a running store) and the realm's master kvno, which becomes
+ * the key new writes use once the ring holds it. */
+static int
+ring_reload(const ck_store *store)
+{
+    struct ck_store_keyring *ring = store->ring;
+    struct ck_store_keyring fresh;
+    struct ck_store_mkey_row mrow;
+    ck_realm_info realm;
+    int ret;
+
+    memset(&fresh, 0, sizeof(fresh));
+    memset(&mrow, 0, sizeof(mrow));
+    ring->rereads++;
+    ring->last_reread_ms = ck_monotonic_ms();
+    fresh.stash_path = ring->stash_path;
+    if ((ret = ck_store_stash_read_int(ring->stash_path, &fresh)) != 0 ||
+        (ret = ring_check_all(store, &fresh)) != 0)
+        goto out;
+    for (size_t i = 0; i < ring->n && fresh.n < CK_STASH_MAX_KEYS; i++) {
+        const struct ck_store_mkey *m = &ring->keys[i];
+        if (ck_store_ring_find(&fresh, m->kvno) == NULL &&
+            (ret = ring_insert(&fresh, m->kvno, m->key.enctype, m->key.contents, m->key.length,
+                               ring->stash_path)) != 0)
+            goto out;
+    }
+    ck_store_ring_clear_int(ring);
+    ring->n = fresh.n;
+    memcpy(ring->keys, fresh.keys, sizeof(ring->keys));
+    ck_memzero(fresh.keys, sizeof(fresh.keys));
+    fresh.n = 0;
+    memset(&realm, 0, sizeof(realm));
+    if ((ret = store->ops->load_realm(store->be, &realm, &mrow)) == 0 &&
+        ck_store_ring_find(ring, realm.master_kvno) != NULL)
+        ring->active = realm.master_kvno;
+out:
+    ck_store_ring_clear_int(&fresh);
+    ck_store_mkey_row_clear(&mrow);
+    return ret;
+}
+
+int
+ck_store_mkey_reload_int(const ck_store *store)
+{
+    if (store->ring == NULL)
+        return ck_error_set(CK_ERR_INVAL, "store without a stash keyring");
+    return ring_reload(store);
+}
+
+/* The master key of kvno mkvno; a store that lacks it re-reads its stash first, at most once
+ * per reread_ms (a row under a kvno nobody has must not turn every request into a file read). */
+static bool
+reread_allowed(const struct ck_store_keyring *ring)
+{
+    return ring->last_reread_ms == 0 ||
+           ck_monotonic_ms() - ring->last_reread_ms >= ring->reread_ms;
+}
+
+static const ck_key *
+key_for(const ck_store *store, uint32_t mkvno)
+{
+    struct ck_store_keyring *ring = store->ring;
+    const ck_key *k;
+
+    if (ring == NULL)
+        return mkvno == store->mkvno ? &store->mkey : NULL;
+    if ((k = ck_store_ring_find(ring, mkvno)) != NULL)
+        return k;
+    if (!reread_allowed(ring))
+        return NULL;
+    (void)ring_reload(store);
+    return ck_store_ring_find(ring, mkvno);
+}
+
+/* Before a write: the realm's master kvno may have moved (another process activated a new
+ * master key); new keys go under it as soon as this store holds it. */
+static void
+ring_follow_active(const ck_store *store)
+{
+    struct ck_store_keyring *ring = store->ring;
+    struct ck_store_mkey_row mrow;
+    ck_realm_info realm;
+
+    if (ring == NULL)
+        return;
+    memset(&mrow, 0, sizeof(mrow));
+    memset(&realm, 0, sizeof(realm));
+    if (store->ops->load_realm(store->be, &realm, &mrow) == 0 &&
+        realm.master_kvno != ring->active && key_for(store, realm.master_kvno) != NULL)
+        ring->active = realm.master_kvno;
+    ck_store_mkey_row_clear(&mrow);
 }
 
 /* ---- key encryption ---- */
@@ -451,15 +729,18 @@ key_plain(const char *name, uint32_t kvno, const ck_key *key, ck_writer *w)
 }
 
 static int
-encrypt_key(const ck_store *store, const char *name, const ck_db_key *k,
-            struct ck_store_key_row *row)
+encrypt_key_under(const ck_store *store, const char *name, const ck_db_key *k, uint32_t mkvno,
+                  struct ck_store_key_row *row)
 {
+    const ck_key *mkey = key_for(store, mkvno);
     ck_writer w;
     uint8_t *plain = NULL, *c = NULL;
     size_t plen = 0, clen, outlen = 0;
     int ret;
 
     memset(row, 0, sizeof(*row));
+    if (mkey == NULL)
+        return ck_error_set(CK_ERR_NOTFOUND, "master key kvno %u is not in the stash", mkvno);
     ck_writer_init(&w, KEY_PLAIN_MAX, true);
     if ((ret = key_plain(name, k->kvno, &k->key, &w)) != 0)
         goto out;
@@ -468,13 +749,13 @@ encrypt_key(const ck_store *store, const char *name, const ck_db_key *k,
         ret = ck_error_set(CK_ERR_NOMEM, "key encryption");
         goto out;
     }
-    clen = ck_encrypt_length(store->mkey.enctype, plen);
+    clen = ck_encrypt_length(mkey->enctype, plen);
     c = malloc(clen);
     if (c == NULL) {
         ret = ck_error_set(CK_ERR_NOMEM, "key encryption");
         goto out;
     }
-    if ((ret = ck_encrypt(&store->mkey, CK_USAGE_DB_KEY, plain, plen, c, clen, &outlen)) != 0)
+    if ((ret = ck_encrypt(mkey, CK_USAGE_DB_KEY, plain, plen, c, clen, &outlen)) != 0)
         goto out;
     if (k->salt_len > 0) {
         row->salt = ck_memdup(k->salt, k->salt_len);
@@ -487,21 +768,42 @@ encrypt_key(const ck_store *store, const char *name, const ck_db_key *k,
     row->kvno = k->kvno;
     row->enctype = k->enctype;
     row->salt_type = k->salt_type;
-    row->mkvno = store->mkvno;
+    row->mkvno = mkvno;
     row->key_enc = c;
     row->key_enc_len = outlen;
     c = NULL;
 out:
+    if (ret != 0) {
+        free(row->salt);
+        memset(row, 0, sizeof(*row));
+    }
     free(c);
     ck_free_secret(plain, plen);
     ck_writer_free(&w);
     return ret;
 }
 
+/* Under the realm's master key as this store knows it (new writes). */
+static int
+encrypt_key(const ck_store *store, const char *name, const ck_db_key *k,
+            struct ck_store_key_row *row)
+{
+    return encrypt_key_under(store, name, k, store->ring != NULL ? store->ring->active
+                                                                 : store->mkvno, row);
+}
+
+int
+ck_store_encrypt_key_under_int(const ck_store *store, const char *name, const ck_db_key *k,
+                               uint32_t mkvno, struct ck_store_key_row *row)
+{
+    return encrypt_key_under(store, name, k, mkvno, row);
+}
+
 int
 ck_store_decrypt_key_row(const ck_store *store, const char *name,
                          const struct ck_store_key_row *row, ck_db_key *k)
 {
+    const ck_key *mkey;
     uint8_t *plain = NULL;
     const uint8_t *p = NULL;
     size_t plen = 0;
@@ -511,15 +813,37 @@ ck_store_decrypt_key_row(const ck_store *store, const char *name,
     int ret;
 
     memset(k, 0, sizeof(*k));
-    if (row->mkvno != store->mkvno)
+    if ((mkey = key_for(store, row->mkvno)) == NULL) {
+        char have[96];
+        if (store->ring != NULL)
+            ring_kvnos(store->ring, have, sizeof(have));
+        else
+            snprintf(have, sizeof(have), "%u", store->mkvno);
         return ck_error_set(CK_ERR_UNSUPPORTED,
-                            "principal %s: key under master kvno %u, stash has kvno %u", name,
-                            row->mkvno, store->mkvno);
+                            "principal %s: key under master kvno %u, the stash holds kvno %s",
+                            name, row->mkvno, have);
+    }
     plain = malloc(row->key_enc_len);
     if (plain == NULL)
         return ck_error_set(CK_ERR_NOMEM, "key decryption");
-    ret = ck_decrypt(&store->mkey, CK_USAGE_DB_KEY, row->key_enc, row->key_enc_len, plain,
+    ret = ck_decrypt(mkey, CK_USAGE_DB_KEY, row->key_enc, row->key_enc_len, plain,
                      row->key_enc_len, &plen);
+    if (ret == CK_ERR_INTEGRITY && store->ring != NULL && reread_allowed(store->ring)) {
+        /* This store's key of that kvno may be stale (an add abandoned and its kvno used
+         * again): the stash file decides, once. */
+        ck_key held;
+        if (ck_key_copy(&held, mkey) == 0) {
+            const ck_key *now_key;
+            (void)ring_reload(store);
+            now_key = ck_store_ring_find(store->ring, row->mkvno);
+            if (now_key != NULL && (now_key->length != held.length ||
+                                    CRYPTO_memcmp(now_key->contents, held.contents,
+                                                  held.length) != 0))
+                ret = ck_decrypt(now_key, CK_USAGE_DB_KEY, row->key_enc, row->key_enc_len,
+                                 plain, row->key_enc_len, &plen);
+            ck_key_clear(&held);
+        }
+    }
     if (ret != 0) {
         ret = ck_error_set(ret == CK_ERR_INTEGRITY ? CK_ERR_INTEGRITY : ret,
                            "principal %s kvno %u enctype %d: key does not decrypt under the "
@@ -570,6 +894,11 @@ ck_store_close(ck_store *store)
     if (store->ops != NULL)
         store->ops->close(store->be);
     ck_key_clear(&store->mkey);
+    if (store->ring != NULL) {
+        ck_store_ring_clear_int(store->ring);
+        free(store->ring->stash_path);
+        ck_free_secret(store->ring, sizeof(*store->ring));
+    }
     ck_free_secret(store, sizeof(*store));
 }
 
@@ -609,10 +938,22 @@ store_attach(ck_store *store, const char *stash_path)
     store_audit_attach(store);
     if ((ret = store->ops->load_realm(store->be, &store->realm, &mrow)) != 0)
         goto out;
-    if ((ret = stash_read(stash_path, &store->mkvno, &store->mkey)) != 0)
+    if (store->ring == NULL) {
+        store->ring = calloc(1, sizeof(*store->ring));
+        if (store->ring == NULL || (store->ring->stash_path = strdup(stash_path)) == NULL) {
+            ret = ck_error_set(CK_ERR_NOMEM, "store");
+            goto out;
+        }
+        store->ring->reread_ms = CK_MKEY_REREAD_MS;
+    }
+    if ((ret = ck_store_stash_read_int(stash_path, store->ring)) != 0)
         goto out;
-    if ((ret = mkey_verify(&store->mkey, store->mkvno, &store->realm, &mrow, stash_path)) != 0)
+    /* The stash must hold the realm's master key; other keys it holds (a rotation under way)
+     * must be the ones the database knows under their kvnos. */
+    if ((ret = ring_check_row(store->ring, store->realm.name, &mrow, stash_path)) != 0 ||
+        (ret = ring_check_all(store, store->ring)) != 0)
         goto out;
+    store->ring->active = mrow.kvno;
     ret = ck_store_caches_init(store);
 out:
     ck_store_mkey_row_clear(&mrow);
@@ -738,12 +1079,24 @@ ck_store_init_realm(const char *db_path, const char *stash_path, const char *rea
     store->mkvno = 1;
     if ((ret = ck_random_key(mk_enctype, &store->mkey)) != 0)
         goto out;
-    if ((ret = stash_write(stash_path, store->mkvno, &store->mkey)) != 0)
-        goto out;
+    {
+        struct ck_store_keyring one;
+        memset(&one, 0, sizeof(one));
+        one.n = 1;
+        one.keys[0].kvno = store->mkvno;
+        ret = ck_key_copy(&one.keys[0].key, &store->mkey);
+        /* Never replaces an existing stash (or a symlink planted at its name). */
+        if (ret == 0)
+            ret = stash_write(stash_path, &one, 0);
+        ck_store_ring_clear_int(&one);
+        if (ret != 0)
+            goto out;
+    }
     created_stash = true;
     mrow.kvno = store->mkvno;
     mrow.enctype = mk_enctype;
-    if ((ret = mkey_make_check(&store->mkey, realm, &mrow.check, &mrow.check_len)) != 0)
+    if ((ret = ck_store_mkey_make_check_int(&store->mkey, realm, &mrow.check, &mrow.check_len)) !=
+        0)
         goto out;
     store_audit_attach(store);
     store_audit_begin(store, "realm.create", realm, "%zu enctype%s, master key kvno %u",
@@ -873,6 +1226,7 @@ encrypt_keys(const ck_store *store, const char *name, const ck_db_key *keys, siz
     rows = calloc(n, sizeof(*rows));
     if (rows == NULL)
         return ck_error_set(CK_ERR_NOMEM, "key rows");
+    ring_follow_active(store);
     for (size_t i = 0; i < n && ret == 0; i++) {
         ck_db_key k = keys[i];
         if (kvno_override != 0)
@@ -1014,6 +1368,7 @@ history_for_rename(ck_store *store, const char *old_name, const char *new_name,
 
     *out = NULL;
     *n_out = 0;
+    ring_follow_active(store); /* the history is encrypted again: under the active master key */
     if ((ret = store->ops->pw_history(store->be, old_name, CK_POLICY_MAX_HISTORY, &rows, &n)) != 0)
         return ret;
     for (size_t i = 0; i < n && ret == 0; i++) {

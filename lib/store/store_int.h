@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cablekey/rotation.h"
 #include "cablekey/store.h"
 
 /* One stored key as the backend sees it. */
@@ -43,6 +44,7 @@ struct ck_store_mkey_row {
     int32_t enctype;
     uint8_t *check;
     size_t check_len;
+    int64_t created;      /* mkey_list only */
 };
 
 enum ck_store_put_mode {
@@ -261,6 +263,61 @@ struct ck_store_ops {
     int (*load_dump)(void *be, const ck_realm_info *realm, const ck_audit_retention *retention,
                      int (*feed)(void *arg, const struct ck_store_load_sink *sink, void *sink_be),
                      void *arg);
+
+    /* Service-key rotation (k9rot: store_rotation.c, sqlite_rotation.c, pg_rotation.c; see
+     * cablekey/rotation.h). Rotation state lives in side tables keyed by the principal's row,
+     * so a rename keeps it and a delete drops it. Every write below is one transaction; all
+     * but key_confirm bump the change counter (CK_CHANGE_PRINCIPAL) with their audit row.
+     * rot_policy_put: pol arrives checked; CK_ERR_NOTFOUND for an unknown principal; records
+     * the current kvno's activation time as now if rotation never saw it (the reference of
+     * the first period). */
+    int (*rot_policy_put)(void *be, const ck_rotation_policy *pol, int64_t now);
+    int (*rot_policy_get)(void *be, const char *principal, ck_rotation_policy *out);
+    int (*rot_policy_del)(void *be, const char *principal);
+    int (*rot_pause)(void *be, const char *principal, bool paused, int64_t now);
+    int (*rot_policy_list)(void *be, ck_store_rotation_cb cb, void *arg);
+    /* Adds keys (kvno new_kvno = cur_kvno + 1, encrypted for it) as the staged kvno if the
+     * principal's kvno is still cur_kvno (else CK_ERR_POLICY) and no kvno above it exists
+     * (else CK_ERR_EXISTS, *staged = that kvno). */
+    int (*key_stage)(void *be, const char *name, uint32_t cur_kvno, uint32_t new_kvno,
+                     const struct ck_store_key_row *keys, size_t n_keys, int64_t now,
+                     uint32_t *staged);
+    /* CK_ERR_NOTFOUND if the principal has no key of kvno; keeps the newest kvno per host. One
+     * audit row, no counter bump. */
+    int (*key_confirm)(void *be, const char *name, const char *host, uint32_t kvno, int64_t now);
+    /* CK_ERR_POLICY unless kvno is the highest stored kvno and above the current one. */
+    int (*key_activate)(void *be, const char *name, uint32_t kvno, int64_t now);
+    /* Removes the key rows of kvnos (all below cur_kvno; CK_ERR_POLICY if the current kvno
+     * moved or a kvno is not below it) and their rotation rows. */
+    int (*key_purge)(void *be, const char *name, uint32_t cur_kvno, const uint32_t *kvnos,
+                     size_t n);
+    /* Fills principal, has_policy/policy, current/staged kvno, kvnos (newest first, those
+     * with keys) and confirmations; next_due is the generic layer's. */
+    int (*rot_status)(void *be, const char *name, ck_rotation_status *out);
+    /* ---- Master-key rotation (k9mkey: mkey.c, sqlite_mkey.c, pg_mkey.c) ----
+     * Every write is one transaction with a generation bump and the pending audit row. A key
+     * row (principal key or password history) can only name a master kvno that has a
+     * master_key row (the schema enforces it), so mkey_retire cannot strand a key. */
+    /* Every master_key row, kvno ascending (*rows malloc'd; ck_store_mkey_rows_free). */
+    int (*mkey_list)(void *be, struct ck_store_mkey_row **rows, size_t *n);
+    /* Inserts a master key row that is not used yet (CK_ERR_EXISTS if the kvno has one). */
+    int (*mkey_add)(void *be, const struct ck_store_mkey_row *row, int64_t now);
+    /* realm.master_kvno = kvno (CK_ERR_NOTFOUND without its master_key row). */
+    int (*mkey_activate)(void *be, uint32_t kvno, int64_t now);
+    /* Stored keys (principal keys and password history) under a master kvno other than mkvno,
+     * or under `only` if it is not 0. */
+    int (*mkey_count)(void *be, uint32_t mkvno, uint32_t only, uint64_t *keys, uint64_t *hist);
+    /* One transaction: at most limit stored keys not under mkvno, each handed to rewrap, which
+     * fills out (under mkvno; the backend frees its key_enc and salt); the rows are rewritten,
+     * each principal touched gets a change-log entry. *done: rows rewritten (0: none left). */
+    int (*mkey_reencrypt)(void *be, uint32_t mkvno, size_t limit,
+                          int (*rewrap)(void *arg, const char *name,
+                                        const struct ck_store_key_row *in,
+                                        struct ck_store_key_row *out),
+                          void *arg, size_t *done, int64_t now);
+    /* Deletes the master_key row of kvno: CK_ERR_POLICY while it is the realm's master kvno or
+     * any stored key is under it; CK_ERR_NOTFOUND if there is none. */
+    int (*mkey_retire)(void *be, uint32_t kvno, int64_t now);
     /* Alarm table (k9alarmw: store_alarm.c, sqlite_alarm.c, pg_alarm.c; see store.h). row and
      * filter arrive checked. alarm_record: not administrative (no bump, no audit row), one
      * transaction that also trims cleared rows beyond `keep`. alarm_clear: administrative (one
@@ -353,12 +410,33 @@ struct ck_store_cache {
     struct ck_cache_contact own_contact;
 };
 
+/* The master keys of a stash (store.c, k9mkey). The stash may hold several (rotation): keys
+ * are encrypted under `active` and decrypted under the kvno their row names. A key under a kvno
+ * the ring lacks makes the store re-read its stash, at most once per reread_ms. */
+#define CK_STASH_MAX_KEYS 8
+#define CK_MKEY_REREAD_MS 1000
+struct ck_store_mkey {
+    uint32_t kvno;
+    ck_key key;
+};
+struct ck_store_keyring {
+    size_t n;
+    struct ck_store_mkey keys[CK_STASH_MAX_KEYS]; /* kvno ascending */
+    uint32_t active;                              /* realm.master_kvno as last read */
+    char *stash_path;
+    int64_t last_reread_ms;                       /* ck_monotonic_ms of the last re-read */
+    int64_t reread_ms;                            /* minimum interval (tests set 0) */
+    uint64_t rereads;                             /* re-reads done */
+};
+
 struct ck_store {
     const struct ck_store_ops *ops;
     void *be;
     bool readonly;
+    /* Without a ring (dump.c's verification store): the one master key. */
     ck_key mkey;
     uint32_t mkvno;
+    struct ck_store_keyring *ring;   /* every master key of the stash (ck_store_open) */
     ck_realm_info realm;
     struct ck_store_cache cache;     /* principals, checked at most every check_ms */
     struct ck_store_cache dev_cache; /* devices, checked on every lookup */
@@ -409,6 +487,34 @@ int64_t ck_store_now_int(void);
  * for dump.c's load before anything exists): CK_ERR_INTEGRITY if it is not that key. */
 int ck_store_stash_check_int(const char *stash_path, const ck_realm_info *realm,
                              const struct ck_store_mkey_row *row, ck_key *mkey, uint32_t *mkvno);
+
+/* ---- master-key rotation (k9mkey): the stash and the keyring (store.c) ---- */
+/* Reads a stash file (format 1 or 2) into ring->keys (not stash_path or active). */
+int ck_store_stash_read_int(const char *path, struct ck_store_keyring *ring);
+/* The bytes of a stash file (format 1 or 2; path names it in errors) into ring->keys, which
+ * must be empty; and ring's keys as format 2 (*out: ck_free_secret it). */
+int ck_store_stash_parse_int(const uint8_t *buf, size_t len, const char *path,
+                             struct ck_store_keyring *ring);
+int ck_store_stash_encode_int(const struct ck_store_keyring *ring, uint8_t **out,
+                              size_t *out_len);
+/* Wipes the keys of a ring (n = 0); stash_path and the rest stay. */
+void ck_store_ring_clear_int(struct ck_store_keyring *ring);
+/* Replaces the stash file atomically (format 2, 0600) with the keys of ring. */
+int ck_store_stash_write_int(const char *path, const struct ck_store_keyring *ring);
+/* The key of kvno in ring, or NULL. */
+const ck_key *ck_store_ring_find(const struct ck_store_keyring *ring, uint32_t kvno);
+/* The check value of a master key (a constant encrypted under it) and its verification
+ * (CK_ERR_INTEGRITY: not that realm's key of that kvno). */
+int ck_store_mkey_make_check_int(const ck_key *mkey, const char *realm, uint8_t **out,
+                                 size_t *out_len);
+int ck_store_mkey_verify_int(const ck_key *mkey, uint32_t mkvno, const char *realm,
+                             const struct ck_store_mkey_row *row, const char *stash_path);
+/* Encrypts one key for principal name under the master key of kvno mkvno (held by the ring). */
+int ck_store_encrypt_key_under_int(const ck_store *store, const char *name, const ck_db_key *k,
+                                   uint32_t mkvno, struct ck_store_key_row *row);
+/* Re-reads the stash now (whatever the rate limit) and the realm's master kvno. */
+int ck_store_mkey_reload_int(const ck_store *store);
+void ck_store_mkey_rows_free(struct ck_store_mkey_row *rows, size_t n);
 
 /* Reads a record through the backend and decrypts its keys (store.c). */
 int ck_store_load_principal(ck_store *store, const char *name, ck_db_principal **out);

@@ -63,7 +63,7 @@ cli_ok "db dump --out" db dump --db "$DB" --out "$tmp/realm.dump"
 if [ "$(stat -c %a "$tmp/realm.dump")" = 600 ]; then ok "the dump file is mode 0600"
 else not_ok "the dump file is mode 0600" "mode $(stat -c %a "$tmp/realm.dump")"; fi
 if head -n 1 "$tmp/realm.dump" | grep -q '^cablekey-dump version=1 realm=DUMP.TEST ' &&
-    tail -n 1 "$tmp/realm.dump" | grep -Eq '^end policies=1 principals=5 keys=[0-9]+ lockouts=1 history=1 devices=2 sha256=[0-9a-f]{64}$'; then
+    tail -n 1 "$tmp/realm.dump" | grep -Eq '^end policies=1 principals=6 keys=[0-9]+ lockouts=1 history=1 devices=2 sha256=[0-9a-f]{64}$'; then
     ok "header and trailer: version, realm, counts, SHA-256"
 else
     not_ok "header and trailer" "$(head -n 1 "$tmp/realm.dump"; tail -n 1 "$tmp/realm.dump")"
@@ -110,7 +110,7 @@ cli_fails "load onto an existing database is refused" "already exists" \
 # --- load, check, dump again ------------------------------------------------------------------
 cli_ok "db load into a new database" db load --db "$NDB" "$tmp/realm.dump"
 assert_file_grep "load says what it loaded" \
-    "Loaded realm DUMP.TEST .* 1 policies, 5 principals, .* 1 history keys, 2 devices" \
+    "Loaded realm DUMP.TEST .* 1 policies, 6 principals, .* 1 history keys, 2 devices" \
     "$tmp/cli.out"
 cli_ok "the loaded database passes db check" db check --db "$NDB"
 cli_ok "dump of the loaded database" db dump --db "$NDB" --out "$tmp/again.dump"

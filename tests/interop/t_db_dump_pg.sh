@@ -153,7 +153,7 @@ cli_fails "load into PostgreSQL without --stash names the option" "no default st
     db load --db "$PGURI" "$tmp/sqlite.dump"
 cli_ok "db load into PostgreSQL" db load --db "$PGURI" --stash "$STASH" "$tmp/sqlite.dump"
 assert_file_grep "load says what it loaded" \
-    "Loaded realm DUMP.TEST from .* into postgresql:///cablekey.* 1 policies, 8 principals, .* 2 devices" \
+    "Loaded realm DUMP.TEST from .* into postgresql:///cablekey.* 1 policies, 9 principals, .* 2 devices" \
     "$tmp/cli.out"
 cli_ok "db dump of the PostgreSQL realm" db dump --db "$PGURI" --stash "$STASH" \
     --out "$tmp/pg.dump"
@@ -314,7 +314,7 @@ expect_failure "cablekey-kdc refuses to serve it" "schema version 99" \
     timeout 20 "$CK_KDC" --listen "127.0.0.1:$PORT" --db "$NEWURI" --stash "$STASH" --log stderr
 cli_fails "a load over it is refused" "already holds a cablekey realm" \
     db load --db "$NEWURI" --stash "$STASH" "$tmp/sqlite.dump"
-if [ "$(psql_role "SELECT count(*) FROM principal" ckload)" = 8 ]; then ok "the tampered database was not written"
+if [ "$(psql_role "SELECT count(*) FROM principal" ckload)" = 9 ]; then ok "the tampered database was not written"
 else not_ok "the tampered database was not written" "$(psql_role "SELECT count(*) FROM principal" ckload)"; fi
 
 # What to use instead.

@@ -10,10 +10,10 @@
 
 #include "ck_test.h"
 #include "store_fixture.h"
-#include "store/sqlite_int.h" /* sqlite_schema_version: the newest */
 #include "cablekey/principal.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "store/sqlite_int.h" /* sqlite_schema_version() */
 
 #define REALM "TEST.REALM"
 #define TGS "krbtgt/TEST.REALM@TEST.REALM"
@@ -1348,7 +1348,7 @@ schema_migration(void)
 
     /* A read-write open upgrades, keeping every row; then a second connection opens normally. */
     CHECK_OK(ck_store_open(db, NULL, 0, &s));
-    CHECK_INT_EQ(schema_version_of(db), sqlite_schema_version());
+    CHECK_INT_EQ(schema_version_of(db), sqlite_schema_version()); /* the newest */
     CHECK_OK(ck_store_open(db, NULL, 0, &s2));
     if (s != NULL && s2 != NULL) {
         CHECK_OK(ck_store_generation(s, &gen));

@@ -21,6 +21,7 @@
 #include <sqlite3.h>
 
 #include "ck_test.h"
+#include "cablekey/rotation.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "store/store_int.h"
@@ -909,6 +910,391 @@ pg_readonly(void)
     T->ops->close(be);
 }
 
+/* ==== service-key rotation (k9rot): rotation_policy, key_version, key_confirm ==== */
+
+static void
+rot_policy_fill(ck_rotation_policy *pol, const char *name)
+{
+    memset(pol, 0, sizeof(*pol));
+    ck_strlcpy(pol->principal, name, sizeof(pol->principal));
+    pol->period = 86400;
+    pol->old_valid = 7 * 86400;
+    pol->confirm_timeout = 3600;
+    pol->settle = 0;
+    pol->confirm = CK_ROT_CONFIRM_AGENT;
+    pol->keep_min = 2;
+    pol->n_hosts = 2;
+    ck_strlcpy(pol->hosts[0], "cms1.conf.test", CK_ROT_HOST_MAX);
+    ck_strlcpy(pol->hosts[1], "cms2.conf.test", CK_ROT_HOST_MAX);
+}
+
+static int
+collect_rot(const ck_rotation_policy *pol, void *arg)
+{
+    char *buf = arg;
+    size_t n = strlen(buf);
+
+    snprintf(buf + n, 256 - n, "%s%s;", pol->principal, pol->paused ? "(p)" : "");
+    return 0;
+}
+
+static void
+rotation_policies(void)
+{
+    void *be = make_realm();
+    ck_rotation_policy *pol = calloc(1, sizeof(*pol)), *got = calloc(1, sizeof(*got));
+    ck_rotation_status *st = calloc(1, sizeof(*st));
+    char names[256] = "";
+    uint64_t g0;
+    int a0;
+
+    if (pol == NULL || got == NULL || st == NULL)
+        abort();
+    CHECK_OK(put_simple(be, "svc/host@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_OK(put_simple(be, "other@CONF.TEST", 4, CK_PUT_CREATE));
+    rot_policy_fill(pol, "nobody@CONF.TEST");
+    CHECK_INT_EQ(T->ops->rot_policy_put(be, pol, 1700001000), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(T->ops->rot_policy_get(be, "svc/host@CONF.TEST", got), CK_ERR_NOTFOUND);
+
+    rot_policy_fill(pol, "svc/host@CONF.TEST");
+    g0 = gen_of(be);
+    a0 = audit_rows(be, "svc/host@CONF.TEST");
+    CHECK_OK(T->ops->rot_policy_put(be, pol, 1700001000));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_INT_EQ(audit_rows(be, "svc/host@CONF.TEST"), a0 + 1);
+    CHECK_OK(T->ops->rot_policy_get(be, "svc/host@CONF.TEST", got));
+    CHECK(strcmp(got->principal, "svc/host@CONF.TEST") == 0);
+    CHECK_INT_EQ(got->period, 86400);
+    CHECK_INT_EQ(got->old_valid, 7 * 86400);
+    CHECK_INT_EQ(got->confirm_timeout, 3600);
+    CHECK_INT_EQ(got->confirm, CK_ROT_CONFIRM_AGENT);
+    CHECK_INT_EQ(got->keep_min, 2);
+    CHECK(!got->paused);
+    CHECK_INT_EQ(got->n_hosts, 2);
+    CHECK(strcmp(got->hosts[0], "cms1.conf.test") == 0 &&
+          strcmp(got->hosts[1], "cms2.conf.test") == 0);
+
+    /* Replace: one row, new values; the current kvno's reference time is not moved. */
+    pol->confirm = CK_ROT_CONFIRM_NONE;
+    pol->n_hosts = 0;
+    pol->settle = 300;
+    CHECK_OK(T->ops->rot_policy_put(be, pol, 1700002000));
+    CHECK_OK(T->ops->rot_policy_get(be, "svc/host@CONF.TEST", got));
+    CHECK_INT_EQ(got->confirm, CK_ROT_CONFIRM_NONE);
+    CHECK_INT_EQ(got->settle, 300);
+    CHECK_INT_EQ(got->n_hosts, 0);
+    CHECK_OK(T->ops->rot_status(be, "svc/host@CONF.TEST", st));
+    CHECK(st->has_policy);
+    CHECK_INT_EQ(st->current_kvno, 1);
+    CHECK_INT_EQ(st->staged_kvno, 0);
+    CHECK_INT_EQ(st->n_kvnos, 1);
+    CHECK(st->n_kvnos == 1 && st->kvnos[0].kvno == 1 && st->kvnos[0].activated == 1700001000 &&
+          st->kvnos[0].staged == 0 && st->kvnos[0].retired == 0);
+
+    rot_policy_fill(pol, "other@CONF.TEST");
+    CHECK_OK(T->ops->rot_policy_put(be, pol, 1700003000));
+    g0 = gen_of(be);
+    CHECK_OK(T->ops->rot_pause(be, "other@CONF.TEST", true, 1700003100));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_OK(T->ops->rot_policy_list(be, collect_rot, names));
+    CHECK(strcmp(names, "other@CONF.TEST(p);svc/host@CONF.TEST;") == 0);
+    CHECK_OK(T->ops->rot_pause(be, "other@CONF.TEST", false, 1700003200));
+    CHECK_OK(T->ops->rot_policy_get(be, "other@CONF.TEST", got));
+    CHECK(!got->paused);
+
+    /* A rename keeps the policy; a delete drops it with the principal. */
+    CHECK_OK(T->ops->rename(be, "other@CONF.TEST", "renamed@CONF.TEST", 4, NULL, 0, NULL, 0,
+                            1700003300));
+    CHECK_OK(T->ops->rot_policy_get(be, "renamed@CONF.TEST", got));
+    CHECK_OK(T->ops->del(be, "renamed@CONF.TEST"));
+    names[0] = '\0';
+    CHECK_OK(T->ops->rot_policy_list(be, collect_rot, names));
+    CHECK(strcmp(names, "svc/host@CONF.TEST;") == 0);
+
+    g0 = gen_of(be);
+    CHECK_OK(T->ops->rot_policy_del(be, "svc/host@CONF.TEST"));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_INT_EQ(T->ops->rot_policy_del(be, "svc/host@CONF.TEST"), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(T->ops->rot_pause(be, "svc/host@CONF.TEST", true, 1), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_INT_EQ(T->ops->rot_status(be, "nobody@CONF.TEST", st), CK_ERR_NOTFOUND);
+    free(pol);
+    free(got);
+    free(st);
+    T->ops->close(be);
+}
+
+static void
+rotation_steps(void)
+{
+    void *be = make_realm();
+    ck_rotation_status *st = calloc(1, sizeof(*st));
+    struct ck_store_princ_row row;
+    uint8_t b1[40], b2[40], b3[40];
+    struct ck_store_key_row k2[2] = {key_row(2, enctypes[0], 0x30, b1, sizeof(b1)),
+                                     key_row(2, enctypes[1], 0x40, b2, sizeof(b2))};
+    struct ck_store_key_row k3 = key_row(3, enctypes[0], 0x50, b3, sizeof(b3));
+    const char *svc = "svc/host@CONF.TEST";
+    uint32_t staged = 0, purge1[] = {1}, purge3[] = {3};
+    uint64_t g0;
+    int a0;
+
+    if (st == NULL)
+        abort();
+    CHECK_OK(put_simple(be, svc, 1, CK_PUT_CREATE));
+    CHECK_INT_EQ(T->ops->key_stage(be, "nobody@CONF.TEST", 1, 2, k2, 2, 1, &staged),
+                 CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(T->ops->key_stage(be, svc, 5, 6, k2, 2, 1, &staged), CK_ERR_POLICY);
+
+    /* Stage: a second kvno beside the current one, which stays current. */
+    g0 = gen_of(be);
+    a0 = audit_rows(be, svc);
+    CHECK_OK(T->ops->key_stage(be, svc, 1, 2, k2, 2, 1700010000, &staged));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_INT_EQ(audit_rows(be, svc), a0 + 1);
+    CHECK_OK(T->ops->get(be, svc, &row));
+    CHECK_INT_EQ(row.kvno, 1);
+    CHECK(row.n_keys == 4 && row.keys[0].kvno == 2 && row.keys[3].kvno == 1);
+    ck_store_princ_row_clear(&row);
+    /* A second KDC of the fleet stages too: told which kvno is staged, nothing written. */
+    CHECK_INT_EQ(T->ops->key_stage(be, svc, 1, 2, k2, 2, 1700010001, &staged), CK_ERR_EXISTS);
+    CHECK_INT_EQ(staged, 2);
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_OK(T->ops->rot_status(be, svc, st));
+    CHECK_INT_EQ(st->current_kvno, 1);
+    CHECK_INT_EQ(st->staged_kvno, 2);
+    CHECK(st->n_kvnos == 2 && st->kvnos[0].kvno == 2 && st->kvnos[0].staged == 1700010000 &&
+          st->kvnos[0].activated == 0 && st->kvnos[1].kvno == 1);
+    CHECK(!st->has_policy);
+
+    /* Confirm: an audit row, no counter bump; older kvnos do not move a host back. */
+    a0 = audit_rows(be, svc);
+    CHECK_OK(T->ops->key_confirm(be, svc, "cms1.conf.test", 2, 1700010100));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_INT_EQ(audit_rows(be, svc), a0 + 1);
+    CHECK_OK(T->ops->key_confirm(be, svc, "cms1.conf.test", 1, 1700010200));
+    CHECK_INT_EQ(T->ops->key_confirm(be, svc, "cms1.conf.test", 9, 1700010300), CK_ERR_NOTFOUND);
+    CHECK_OK(T->ops->rot_status(be, svc, st));
+    CHECK_INT_EQ(st->n_confirmations, 1);
+    CHECK(st->n_confirmations == 1 && strcmp(st->confirmations[0].host, "cms1.conf.test") == 0 &&
+          st->confirmations[0].kvno == 2 && st->confirmations[0].confirmed == 1700010100);
+
+    /* Activate: only the staged kvno, once. */
+    CHECK_INT_EQ(T->ops->key_activate(be, svc, 3, 1700011000), CK_ERR_POLICY);
+    CHECK_INT_EQ(T->ops->key_activate(be, svc, 1, 1700011000), CK_ERR_POLICY);
+    g0 = gen_of(be);
+    CHECK_OK(T->ops->key_activate(be, svc, 2, 1700011000));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_INT_EQ(T->ops->key_activate(be, svc, 2, 1700011001), CK_ERR_POLICY);
+    CHECK_OK(T->ops->get(be, svc, &row));
+    CHECK_INT_EQ(row.kvno, 2);
+    ck_store_princ_row_clear(&row);
+    CHECK_OK(T->ops->rot_status(be, svc, st));
+    CHECK_INT_EQ(st->current_kvno, 2);
+    CHECK_INT_EQ(st->staged_kvno, 0);
+    CHECK(st->n_kvnos == 2 && st->kvnos[0].activated == 1700011000 &&
+          st->kvnos[0].retired == 0 && st->kvnos[1].retired == 1700011000);
+
+    /* Purge: retired kvnos only, against the kvno it was computed for, all or nothing. */
+    CHECK_OK(T->ops->key_stage(be, svc, 2, 3, &k3, 1, 1700012000, &staged));
+    CHECK_OK(T->ops->key_activate(be, svc, 3, 1700013000));
+    CHECK_INT_EQ(T->ops->key_purge(be, svc, 2, purge1, 1), CK_ERR_POLICY);
+    CHECK_INT_EQ(T->ops->key_purge(be, svc, 3, purge3, 1), CK_ERR_POLICY);
+    g0 = gen_of(be);
+    CHECK_OK(T->ops->key_purge(be, svc, 3, purge1, 1));
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_OK(T->ops->get(be, svc, &row));
+    CHECK_INT_EQ(row.kvno, 3);
+    CHECK(row.n_keys == 3 && row.keys[0].kvno == 3 && row.keys[1].kvno == 2 &&
+          row.keys[2].kvno == 2);
+    ck_store_princ_row_clear(&row);
+    CHECK_OK(T->ops->rot_status(be, svc, st));
+    CHECK(st->n_kvnos == 2 && st->kvnos[0].kvno == 3 && st->kvnos[1].kvno == 2 &&
+          st->kvnos[1].retired == 1700013000);
+
+    /* Confirmation rows stay bounded: the least recently confirmed host goes. */
+    for (int i = 0; i < CK_ROT_HOSTS_MAX + 5; i++) {
+        char host[32];
+
+        snprintf(host, sizeof(host), "h%03d.conf.test", i);
+        CHECK_OK(T->ops->key_confirm(be, svc, host, 3, 1700020000 + i));
+    }
+    CHECK_OK(T->ops->rot_status(be, svc, st));
+    CHECK_INT_EQ(st->n_confirmations, CK_ROT_HOSTS_MAX);
+    CHECK(strcmp(st->confirmations[0].host, "h005.conf.test") == 0);
+    free(st);
+    T->ops->close(be);
+}
+/* ==== end of service-key rotation cases ==== */
+
+/* ---- master-key rotation (k9mkey): the mkey_* ops ---- */
+
+struct fake_rewrap {
+    int calls, fail_at;
+    uint32_t mkvno;
+    char names[512];
+};
+
+/* Stands for the generic layer: a new blob (the old one with its first byte flipped) under
+ * mkvno; fail_at makes the n-th call fail. */
+static int
+fake_rewrap(void *arg, const char *name, const struct ck_store_key_row *in,
+            struct ck_store_key_row *out)
+{
+    struct fake_rewrap *f = arg;
+    size_t n = strlen(f->names);
+
+    if (++f->calls == f->fail_at)
+        return ck_error_set(CK_ERR_INTEGRITY, "rewrap refused");
+    memset(out, 0, sizeof(*out));
+    out->kvno = in->kvno;
+    out->enctype = in->enctype;
+    out->mkvno = f->mkvno;
+    out->key_enc = malloc(in->key_enc_len);
+    if (out->key_enc == NULL)
+        return CK_ERR_NOMEM;
+    memcpy(out->key_enc, in->key_enc, in->key_enc_len);
+    out->key_enc[0] ^= 0xff;
+    out->key_enc_len = in->key_enc_len;
+    snprintf(f->names + n, sizeof(f->names) - n, "%s;", name);
+    return 0;
+}
+
+static uint64_t
+not_under(void *be, uint32_t mkvno)
+{
+    uint64_t k = 0, h = 0;
+
+    CHECK_OK(T->ops->mkey_count(be, mkvno, 0, &k, &h));
+    return k + h;
+}
+
+static void
+mkey_ops(void)
+{
+    static const uint8_t check2[] = {0xff, 0x00, 0x02};
+    struct ck_store_mkey_row mk2 = {.kvno = 2, .enctype = CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96,
+                                    .check = (uint8_t *)check2, .check_len = sizeof(check2)};
+    struct ck_store_mkey_row *rows = NULL, mrow;
+    struct ck_store_princ_row row;
+    struct fake_rewrap f;
+    ck_realm_info realm;
+    void *be = make_realm(), *other = reopen(0);
+    uint64_t k = 0, h = 0, g;
+    size_t n = 0, done = 0;
+    struct seen seen;
+    uint8_t b1[60], b2[44];
+    struct ck_store_key_row nk[2];
+
+    CHECK_OK(put_simple(be, "alice@CONF.TEST", 1, CK_PUT_CREATE));
+    CHECK_OK(put_simple(be, "bob@CONF.TEST", 1, CK_PUT_CREATE));
+    /* A password change puts alice's kvno-1 key into the history (also under mkvno 1). */
+    nk[0] = key_row(2, enctypes[0], 0x30, b1, sizeof(b1));
+    nk[1] = key_row(2, enctypes[1], 0x40, b2, sizeof(b2));
+    CHECK_OK(T->ops->change_password(be, "alice@CONF.TEST", 1, 2, nk, 2, 3, 5, 0, 0,
+                                     1700000300));
+    CHECK_OK(T->ops->mkey_list(be, &rows, &n));
+    CHECK_INT_EQ(n, 1);
+    CHECK(n == 1 && rows[0].kvno == 1 && rows[0].created == 1700000000);
+    ck_store_mkey_rows_free(rows, n);
+
+    /* add: a row, one generation, one audit row; the same kvno twice is refused. */
+    g = gen_of(be);
+    CHECK_OK(T->ops->mkey_add(be, &mk2, 1700000400));
+    CHECK_INT_EQ(gen_of(be), g + 1);
+    CHECK_INT_EQ(T->ops->mkey_add(be, &mk2, 1700000401), CK_ERR_EXISTS);
+    CHECK_INT_EQ(gen_of(be), g + 1);
+    CHECK_OK(T->ops->mkey_list(be, &rows, &n));
+    CHECK_INT_EQ(n, 2);
+    if (n == 2) {
+        CHECK_INT_EQ(rows[1].kvno, 2);
+        CHECK_INT_EQ(rows[1].enctype, CK_ENCTYPE_AES128_CTS_HMAC_SHA1_96);
+        CHECK_INT_EQ(rows[1].created, 1700000400);
+        CHECK_MEM_EQ(rows[1].check, rows[1].check_len, check2, sizeof(check2));
+    }
+    ck_store_mkey_rows_free(rows, n);
+
+    /* activate: only a kvno with a row; load_realm then gives the new row. */
+    CHECK_INT_EQ(T->ops->mkey_activate(be, 3, 1700000500), CK_ERR_NOTFOUND);
+    CHECK_OK(T->ops->mkey_activate(be, 2, 1700000500));
+    CHECK_INT_EQ(gen_of(be), g + 2);
+    memset(&realm, 0, sizeof(realm));
+    CHECK_OK(T->ops->load_realm(other, &realm, &mrow));
+    CHECK_INT_EQ(realm.master_kvno, 2);
+    CHECK_INT_EQ(mrow.kvno, 2);
+    ck_store_mkey_row_clear(&mrow);
+
+    /* count: 4 keys of alice (kvnos 1, 2), 2 of bob, 1 history row, all under mkvno 1. */
+    CHECK_OK(T->ops->mkey_count(be, 0, 1, &k, &h));
+    CHECK_INT_EQ(k, 6);
+    CHECK_INT_EQ(h, 1);
+    CHECK_INT_EQ(not_under(be, 2), 7);
+    CHECK_INT_EQ(not_under(be, 1), 0);
+    /* retire: not the active kvno, not one still in use, not an unknown one. */
+    CHECK_INT_EQ(T->ops->mkey_retire(be, 2, 1700000600), CK_ERR_POLICY);
+    CHECK_INT_EQ(T->ops->mkey_retire(be, 1, 1700000600), CK_ERR_POLICY);
+    CHECK_INT_EQ(T->ops->mkey_retire(be, 9, 1700000600), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(gen_of(be), g + 2);
+
+    /* A failing rewrap rolls its whole batch back. */
+    memset(&f, 0, sizeof(f));
+    f.mkvno = 2;
+    f.fail_at = 3;
+    CHECK(T->ops->mkey_reencrypt(be, 2, 5, fake_rewrap, &f, &done, 1700000700) != 0);
+    CHECK_INT_EQ(done, 0);
+    CHECK_INT_EQ(not_under(be, 2), 7);
+    CHECK_INT_EQ(gen_of(be), g + 2);
+
+    /* Batches of 3: 3 + 3 + 1, then nothing left; each touched principal's cache entry is
+     * announced through the change log. */
+    memset(&f, 0, sizeof(f));
+    f.mkvno = 2;
+    CHECK_OK(T->ops->mkey_reencrypt(be, 2, 3, fake_rewrap, &f, &done, 1700000700));
+    CHECK_INT_EQ(done, 3);
+    CHECK_INT_EQ(not_under(be, 2), 4);
+    memset(&seen, 0, sizeof(seen));
+    CHECK_OK(T->ops->changes_since(other, g + 2, &k, on_change, &seen));
+    CHECK(seen.n >= 1 && seen.all == 0);
+    CHECK_OK(T->ops->mkey_reencrypt(be, 2, 3, fake_rewrap, &f, &done, 1700000701));
+    CHECK_INT_EQ(done, 3);
+    CHECK_OK(T->ops->mkey_reencrypt(be, 2, 3, fake_rewrap, &f, &done, 1700000702));
+    CHECK_INT_EQ(done, 1);
+    g = gen_of(be);
+    CHECK_OK(T->ops->mkey_reencrypt(be, 2, 3, fake_rewrap, &f, &done, 1700000703));
+    CHECK_INT_EQ(done, 0);
+    CHECK_INT_EQ(gen_of(be), g);
+    CHECK_INT_EQ(f.calls, 7);
+    CHECK(strstr(f.names, "alice@CONF.TEST") != NULL && strstr(f.names, "bob@CONF.TEST") != NULL);
+    CHECK_INT_EQ(not_under(be, 2), 0);
+    /* The rows were rewritten: new mkvno, new blob, nothing else. */
+    CHECK_OK(T->ops->get(other, "bob@CONF.TEST", &row));
+    CHECK_INT_EQ(row.n_keys, 2);
+    if (row.n_keys == 2) {
+        uint8_t e1[60];
+        struct ck_store_key_row k1 = key_row(1, enctypes[0], 0x10, e1, sizeof(e1));
+        k1.key_enc[0] ^= 0xff;
+        CHECK_INT_EQ(row.keys[0].mkvno, 2);
+        CHECK_MEM_EQ(row.keys[0].key_enc, row.keys[0].key_enc_len, k1.key_enc, k1.key_enc_len);
+        CHECK_MEM_EQ(row.keys[0].salt, row.keys[0].salt_len, "CONF.TESTuser", 13);
+    }
+    ck_store_princ_row_clear(&row);
+
+    /* retire kvno 1 now: the row goes, one generation; a key under it can no longer be
+     * written (the schema refuses it), and nothing of the refused write stays. */
+    g = gen_of(be);
+    CHECK_OK(T->ops->mkey_retire(be, 1, 1700000800));
+    CHECK_INT_EQ(gen_of(be), g + 1);
+    CHECK_OK(T->ops->mkey_list(be, &rows, &n));
+    CHECK(n == 1 && rows[0].kvno == 2);
+    ck_store_mkey_rows_free(rows, n);
+    CHECK(put_simple(be, "carol@CONF.TEST", 1, CK_PUT_CREATE) != 0); /* key_row: mkvno 1 */
+    CHECK_INT_EQ(T->ops->get(be, "carol@CONF.TEST", &row), CK_ERR_NOTFOUND);
+    CHECK_INT_EQ(gen_of(be), g + 1);
+    CHECK(audit_rows(be, NULL) >= 1);
+    T->ops->close(other);
+    T->ops->close(be);
+}
+
 #define ON(target, fn)                                                                        \
     static void fn##_##target(void)                                                          \
     {                                                                                        \
@@ -929,6 +1315,9 @@ ON(pg, pg_change_notification)
 ON(pg, pg_login_refused)
 ON(pg, pg_readonly)
 ON(pg, pg_reconnect_after_loss)
+BOTH(rotation_policies) /* k9rot */
+BOTH(rotation_steps)    /* k9rot */
+BOTH(mkey_ops) /* master-key rotation (k9mkey) */
 
 /* ---- alarm table (k9alarmw) ---- */
 
@@ -1136,6 +1525,14 @@ main(int argc, char **argv)
         CK_TEST_CASE(pg_login_refused_pg),
         CK_TEST_CASE(pg_readonly_pg),
         CK_TEST_CASE(pg_reconnect_after_loss_pg),
+        /* service-key rotation (k9rot) */
+        CK_TEST_CASE(rotation_policies_sqlite),
+        CK_TEST_CASE(rotation_policies_pg),
+        CK_TEST_CASE(rotation_steps_sqlite),
+        CK_TEST_CASE(rotation_steps_pg),
+        /* master-key rotation (k9mkey) */
+        CK_TEST_CASE(mkey_ops_sqlite),
+        CK_TEST_CASE(mkey_ops_pg),
         /* alarm table (k9alarmw) */
         CK_TEST_CASE(alarm_record_list_sqlite),
         CK_TEST_CASE(alarm_record_list_pg),

@@ -14,9 +14,9 @@
 
 #include "ck_test.h"
 #include "store_fixture.h"
-#include "store/sqlite_int.h" /* sqlite_schema_version: the newest */
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "store/sqlite_int.h" /* sqlite_schema_version() */
 
 #define REALM "MAINT.TEST"
 
@@ -250,7 +250,8 @@ backup_restore_identical(void)
         snprintf(old, sizeof(old), "%s/v2.db", dir);
         copy_file(bak, old);
         /* Back to version 2: no audit tables, no policy tables or principal columns. */
-        sql(old, "DROP TABLE audit; DROP TABLE audit_retention;"
+        sql(old, "DROP TABLE key_confirm; DROP TABLE key_version; DROP TABLE rotation_policy;"
+                 " DROP TABLE audit; DROP TABLE audit_retention;"
                  " ALTER TABLE realm DROP COLUMN default_attributes;"
                  " DROP TABLE pw_history; DROP TABLE lockout; DROP INDEX principal_policy;"
                  " CREATE TABLE principal_v2 AS SELECT id, name, attributes, max_life,"
@@ -499,7 +500,7 @@ integrity_check(void)
     CHECK_INT_EQ(res.principals, 5);
     CHECK_INT_EQ(res.keys, 14);
     CHECK_INT_EQ(res.devices, 3);
-    CHECK_INT_EQ(res.schema_version, sqlite_schema_version());
+    CHECK_INT_EQ(res.schema_version, sqlite_schema_version()); /* the newest */
 
     /* Missing stash: reported, with the reminder. */
     snprintf(path, sizeof(path), "%s/missing.stash", dir);

@@ -49,6 +49,11 @@ int cli_audit(int argc, char **argv);
 int cli_policy(int argc, char **argv);
 int cli_intercept(int argc, char **argv); /* intercept.c: lawful intercept */
 int cli_node(int argc, char **argv);      /* node.c: the keying server's node agent */
+int cli_keytab_agent(int argc, char **argv); /* keytab_agent.c: `cablekey keytab-agent` */
+/* rotation.c: `cablekey rotation ...`; `rotation master-key VERB ...` (argv[0] "master-key")
+ * goes to rotation_mkey.c. */
+int cli_rotation(int argc, char **argv);
+int cli_rotation_master_key(int argc, char **argv);
 int cli_alarms(int argc, char **argv);    /* alarms.c: the KDCs' alarm table */
 
 

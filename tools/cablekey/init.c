@@ -1,5 +1,6 @@
 /* cablekey init: creates the realm database, the master key stash, krbtgt/REALM@REALM and
- * kadmin/changepw@REALM (the kpasswd service); --add-changepw adds the latter to a realm made
+ * kadmin/changepw@REALM (the kpasswd service), keyagent/REALM@REALM (the key version service,
+ * keyagent.h); --add-changepw adds the latter to a realm made
  * before it existed. */
 #include <getopt.h>
 #include <stdio.h>
@@ -8,6 +9,7 @@
 
 #include "cablekey/crypto.h"
 #include "cablekey/error.h"
+#include "cablekey/keyagent.h"
 #include "cablekey/store.h"
 #include "cli.h"
 
@@ -22,11 +24,14 @@ init_usage(FILE *f)
             "usage: cablekey init --db PATH|URI --realm REALM [--stash FILE] [--enctypes LIST]\n"
             "                     [--max-life DURATION] [--max-renew DURATION]\n"
             "       cablekey init --db PATH|URI [--stash FILE] --add-changepw\n"
+            "       cablekey init --db PATH|URI [--stash FILE] --add-keyagent\n"
             "\n"
             "Creates a new realm database and a random master key in the stash file (mode\n"
             "0600; default PATH.stash), plus krbtgt/REALM@REALM and kadmin/changepw@REALM\n"
-            "(the password-change service) with random keys. Refuses to overwrite an existing\n"
-            "database or stash. --add-changepw adds kadmin/changepw to an existing realm.\n"
+            "(the password-change service) and keyagent/REALM@REALM (the key version service\n"
+            "of keytab-agent) with random keys. Refuses to overwrite an existing\n"
+            "database or stash. --add-changepw adds kadmin/changepw to an existing realm,\n"
+            "--add-keyagent keyagent/REALM (for cablekey keytab-agent).\n"
             "  --enctypes LIST     default: aes256-cts-hmac-sha1-96,aes128-cts-hmac-sha1-96,\n"
             "                      aes256-cts-hmac-sha384-192,aes128-cts-hmac-sha256-128\n"
             "  --max-life D        realm ticket lifetime cap (seconds or 10h, 1d...; default 10h)\n"
@@ -75,13 +80,14 @@ cli_init(int argc, char **argv)
         {"realm", required_argument, NULL, 'r'},    {"enctypes", required_argument, NULL, 'e'},
         {"max-life", required_argument, NULL, 'l'}, {"max-renew", required_argument, NULL, 'R'},
         {"add-changepw", no_argument, NULL, 'A'},
+        {"add-keyagent", no_argument, NULL, 'K'}, /* keyagent.h */
         {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     const char *db = NULL, *stash = NULL, *realm = NULL;
     int32_t enctypes[CK_STORE_MAX_ENCTYPES];
     size_t n_enctypes = sizeof(default_enctypes) / sizeof(default_enctypes[0]);
     int64_t max_life = 0, max_renew = 0;
-    bool changepw_only = false;
+    bool changepw_only = false, keyagent_only = false;
     int c, ret;
 
     memcpy(enctypes, default_enctypes, sizeof(default_enctypes));
@@ -105,6 +111,7 @@ cli_init(int argc, char **argv)
                 return cli_usage_error("init", "--max-renew: %s", ck_error_context());
             break;
         case 'A': changepw_only = true; break;
+        case 'K': keyagent_only = true; break;
         case 'h': init_usage(stdout); return CLI_OK;
         default: return cli_usage_error("init", "unknown or incomplete option '%s'",
                                         argv[optind - 1]);
@@ -112,6 +119,14 @@ cli_init(int argc, char **argv)
     }
     if ((ret = cli_no_more_args("init", optind < argc ? argv[optind] : NULL)) != CLI_OK)
         return ret;
+    if (keyagent_only) {
+        if (db == NULL)
+            return cli_usage_error("init", "--add-keyagent needs --db PATH|URI");
+        if ((ret = ck_keyagent_service_create(db, stash)) != 0)
+            return cli_fail("init", ret);
+        printf("Added keyagent/REALM to %s\n", db);
+        return CLI_OK;
+    }
     if (changepw_only) {
         if (db == NULL)
             return cli_usage_error("init", "--add-changepw needs --db PATH|URI");
@@ -125,6 +140,8 @@ cli_init(int argc, char **argv)
     ret = ck_store_init_realm(db, stash, realm, enctypes, n_enctypes, max_life, max_renew);
     if (ret == 0)
         ret = add_changepw(db, stash);
+    if (ret == 0) /* the key version service (keyagent.h) */
+        ret = ck_keyagent_service_create(db, stash);
     if (ret != 0)
         return cli_fail("init", ret);
     {

@@ -28,6 +28,8 @@ static const struct {
      NULL},
     {"keytab", cli_keytab, "export keys to MIT-format keytab files, remove entries",
      "the admin API never hands out key material: run it on the KDC host with --db"},
+    {"keytab-agent", cli_keytab_agent, "keep a service's keytab in step with key rotation",
+     "it runs on the application server and talks to the KDCs"},
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them",
      "the admin API does not change devices (only list and show run remotely): run it on the "
      "KDC host with --db"},
@@ -49,6 +51,8 @@ static const struct {
      "it runs a node agent, not a realm"},
     {"intercept", cli_intercept, "lawful intercept: orders, escrowed call records, decryption",
      "the intercept database is the intercept administrator's own file: run it where it is"},
+    {"rotation", cli_rotation, "service-key versioning: status, policy, pause, resume, run",
+     "rotation is not in the admin API: run it on the KDC host with --db"}, /* k9rot */
     {"ksv", cli_ksv, "keying server: status, groups, members, revoke, alarms, SAs",
      "it works on the keying server's store: run it on the KSV host with --db"},
 };
