@@ -73,6 +73,7 @@ CK_KDCDEFAULTS_EXTRA=(
     "fleet_peers = 127.0.0.1:$PEER_PORT"
     "fleet_probe_interval = 1s"
     "fleet_probe_tries = 2"
+    "keyagent_listen = none"
 )
 # Started by hand, not with realm_start_kdc_conf: its --log-level flag would override the
 # [logging] level that the SIGHUP case below changes.
@@ -165,6 +166,7 @@ cat >"$tmp/kdc-b.conf" <<EOF
     kdc_listen = 127.0.0.1:$PEER_PORT
     metrics_listen = none
     alarm_table = no
+    keyagent_listen = none
 [realms]
     $REALM = {
         database_name = $DB
@@ -264,6 +266,7 @@ pgcli principal add carol --password 'carol-pw-1' >>"$tmp/pginit.log" 2>&1 || ba
     echo "[kdcdefaults]"
     echo "    kdc_listen = 127.0.0.1:$PORT"
     echo "    metrics_listen = none"
+    echo "    keyagent_listen = none"
     echo "    alarm_host = kdc-pg.alarm.test"
     echo "    alarm_webhook_url = http://127.0.0.1:$HOOK_PORT/alarms"
     echo "    alarm_webhook_secret_file = $tmp/hook.secret"

@@ -16,7 +16,7 @@ CK_LISTEN=("127.0.0.1:$PORT")
 write_krb5_conf "$KRB5_CONFIG" "127.0.0.1:$PORT"
 realm_addprinc alice 'alice-pw-1'
 realm_addprinc host/svc.test --random
-CK_KDCDEFAULTS_EXTRA=("metrics_listen = 127.0.0.1:$METRICS_PORT")
+CK_KDCDEFAULTS_EXTRA=("metrics_listen = 127.0.0.1:$METRICS_PORT" "keyagent_listen = none")
 realm_start_kdc_conf
 
 URL="http://127.0.0.1:$METRICS_PORT/metrics"
@@ -111,7 +111,7 @@ expect_output "POST is 405" '^405$' \
 realm_stop_kdc
 
 # metrics_listen = none: nothing listens.
-CK_KDCDEFAULTS_EXTRA=("metrics_listen = none")
+CK_KDCDEFAULTS_EXTRA=("metrics_listen = none" "keyagent_listen = none")
 realm_start_kdc_conf
 expect_failure "metrics_listen = none: nothing listens" '.' \
     curl -sS --max-time 5 "$URL"
@@ -124,11 +124,11 @@ s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
 s.bind(("127.0.0.1", int(sys.argv[1]))); s.listen(1); time.sleep(60)' "$PORT2" &
 CK_BG_PIDS+=($!)
 for _ in $(seq 1 50); do ck_tcp_probe "127.0.0.1:$PORT2" && break; sleep 0.1; done
-CK_KDCDEFAULTS_EXTRA=("metrics_listen = 127.0.0.1:$PORT2")
+CK_KDCDEFAULTS_EXTRA=("metrics_listen = 127.0.0.1:$PORT2" "keyagent_listen = none")
 write_kdc_conf "$tmp/kdc.conf"
 expect_failure "a taken metrics_listen fails the start, naming it" \
     "metrics_listen 127\.0\.0\.1:$PORT2" timeout 20 "$CK_KDC" -c "$tmp/kdc.conf" --log stderr
-CK_KDCDEFAULTS_EXTRA=("metrics_listen = 127.0.0.1:notaport")
+CK_KDCDEFAULTS_EXTRA=("metrics_listen = 127.0.0.1:notaport" "keyagent_listen = none")
 write_kdc_conf "$tmp/kdc.conf"
 expect_failure "a malformed metrics_listen is a configuration error (--check)" \
     'metrics_listen' timeout 20 "$CK_KDC" -c "$tmp/kdc.conf" --check --log stderr
