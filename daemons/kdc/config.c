@@ -65,6 +65,7 @@ kdc_daemon_config_init(struct kdc_daemon_config *dc)
     dc->rotation = true;                                  /* k9rot */
     dc->rotation_interval = KDC_DEFAULT_ROTATION_INTERVAL; /* k9rot */
     kdc_admission_defaults(dc);
+    kdc_alarm_config_init(&dc->alarm);
 }
 
 static void
@@ -91,6 +92,7 @@ kdc_daemon_config_free(struct kdc_daemon_config *dc)
     dc->keyagent_listen = NULL;
     free(dc->user);
     dc->user = NULL;
+    kdc_alarm_config_free(&dc->alarm);
 }
 
 static int
@@ -340,6 +342,21 @@ const struct ck_conf_key kdc_conf_keys[] = {
     DEFAULTS("rotation_interval"),
     REALM("rotation"),
     REALM("rotation_interval"),
+    /* Alarms and metrics (alarms.c: KDC_ALARM_CONFIG_KEYS). */
+    DEFAULTS("metrics_listen"),
+    DEFAULTS("alarm_webhook_url"),
+    DEFAULTS("alarm_webhook_secret_file"),
+    DEFAULTS("alarm_webhook_ca_file"),
+    DEFAULTS("alarm_table"),
+    DEFAULTS("alarm_host"),
+    DEFAULTS("alarm_clock_skew_threshold"),
+    DEFAULTS("alarm_clock_skew_window"),
+    DEFAULTS("alarm_preauth_threshold"),
+    DEFAULTS("alarm_preauth_window"),
+    DEFAULTS("cert_expiry_warn"),
+    DEFAULTS("fleet_peers"),
+    DEFAULTS("fleet_probe_interval"),
+    DEFAULTS("fleet_probe_tries"),
     LOGGING("kdc"),
     LOGGING("default"),
     LOGGING("admin_server"),               /* kadmind's; accepted without effect */
@@ -720,6 +737,8 @@ kdc_daemon_config_load(struct kdc_daemon_config *dc, const struct ck_profile *pr
         return rc;
     if ((rc = load_kdcdefaults(dc, prof)) != 0 || (rc = load_logging(dc, prof)) != 0)
         return rc;
+    if ((rc = kdc_alarm_config_load(&dc->alarm, prof)) != 0) /* alarms.c */
+        return rc;
     n = ck_profile_subsections(prof, names, MAX_NAMES, "realms", NULL);
     if (realm == NULL) {
         /* One realm per process: the file may name one, or the database decides. */
@@ -773,5 +792,7 @@ kdc_daemon_config_finish(struct kdc_daemon_config *dc)
         return ck_error_set(CK_ERR_CONFIG, "workers must be 1..%d", CK_NET_MAX_WORKERS);
     if (dc->tcp_idle_timeout > 86400)
         return ck_error_set(CK_ERR_CONFIG, "kdc_tcp_idle_timeout: more than a day");
+    if ((rc = kdc_alarm_config_finish(&dc->alarm)) != 0) /* alarms.c */
+        return rc;
     return kdc_pkinit_config_finish(dc->kdc.pkinit);
 }

@@ -10,6 +10,7 @@
 #include "cablekey/daemon.h"
 #include "cablekey/log.h"
 #include "cablekey/profile.h"
+#include "alarms.h"
 #include "kdc.h"
 
 #define KDC_DEFAULT_CONFIG "/etc/cablekey/kdc.conf"
@@ -51,6 +52,7 @@ struct kdc_daemon_config {
     int admission_prefix6;           /* kdc_admission_prefix6 */
     int admission_sources;           /* kdc_admission_sources (per worker) */
     int udp_rcvbuf;                  /* kdc_udp_rcvbuf (bytes per UDP socket) */
+    struct kdc_alarm_config alarm;   /* alarms and metrics ([kdcdefaults], alarms.c) */
 };
 #define KDC_DEFAULT_ROTATION_INTERVAL 60 /* k9rot */
 

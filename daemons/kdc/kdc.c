@@ -24,6 +24,7 @@
 #include "cablekey/log.h"
 #include "cablekey/net.h"
 #include "cablekey/util.h"
+#include "alarms.h"
 #include "kdc_int.h"
 
 int
@@ -602,6 +603,7 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
     uint64_t la_hash = 0;
     bool la_hashed = false;
     int mt, level = LOG_INFO;
+    int64_t t0_ns = kdc_metrics_now(); /* alarms.h: request latency */
 
     *reply_len = 0;
     if (w == NULL || (req == NULL && req_len != 0 && !oversized))
@@ -727,7 +729,10 @@ handle_request(struct kdc_worker *w, const uint8_t *req, size_t req_len, bool ov
         r->reply = NULL;
     }
 log:
+    level = kdc_log_level_for(r, level); /* alarms.h: security refusals at warning */
     log_request(r, peer, level);
+    kdc_metrics_request(w, r, t0_ns); /* alarms.h: metrics and alarm detectors */
+    kdc_alarm_request(w, r, peer);
     /* Wire messages (the reply, a KRB-ERROR) are public: no need to wipe them. */
     OPENSSL_free(err_der);
     OPENSSL_free(r->reply);

@@ -28,6 +28,7 @@
 #include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "admission.h"
+#include "alarms.h"
 #include "config.h"
 #include "kdc.h"
 #include "keyagent.h"
@@ -305,6 +306,9 @@ struct daemon {
     struct kdc_gen *kpw_gen;
     struct keyagent_server *kas;  /* key version service (keyagent.c); NULL: off */
     struct kdc_rotation *rot; /* k9rot: the service-key rotation thread (NULL: off) */
+    /* Alarms and metrics (alarms.c, metrics.c), shared by every generation's workers. */
+    struct ck_alarm_mgr *alarms;
+    struct ck_metrics *metrics;
 };
 
 static void
@@ -606,6 +610,10 @@ check_config(const struct options *o, struct kdc_daemon_config *dc)
             return 1;
         }
     }
+    if (kdc_alarms_check(dc, stdout) != 0) { /* alarms.h: sinks and metrics_listen */
+        print_error("alarms");
+        return 1;
+    }
     printf("configuration OK\n");
     return 0;
 }
@@ -749,6 +757,8 @@ reload(void *arg, char *status, size_t status_size)
     if (d->gen->cfg.realm != NULL && (rc = set_path(&nd.kdc.realm, d->gen->cfg.realm)) != 0)
         goto refused;
     nd.kdc.max_request = d->gen->cfg.max_request;
+    nd.kdc.alarms = d->alarms; /* alarms.h: the same manager and registry */
+    nd.kdc.metrics = d->metrics;
     /* Every step that can fail comes before anything is swapped in: new workers (database,
      * PKINIT identity and anchors as the service user), then the log destination. */
     if ((units = calloc((size_t)d->workers, sizeof(*units))) == NULL) {
@@ -776,6 +786,7 @@ reload(void *arg, char *status, size_t status_size)
     d->dc.max_life_set = nd.max_life_set;
     d->dc.max_renew_set = nd.max_renew_set;
     warn_caps(&d->dc, &d->gen->cfg, NULL);
+    kdc_alarms_reload(&nd); /* alarms.h: thresholds, certificates, peers */
     ck_log_notice("SIGHUP: configuration reloaded and log reopened (%d change%s applied, %d "
                   "needing a restart)", applied, applied == 1 ? "" : "s", restart);
     snprintf(status, status_size, "serving; reloaded (%d applied, %d need a restart)", applied,
@@ -846,7 +857,7 @@ main(int argc, char **argv)
         print_error("log");
         goto out;
     }
-    if (ck_daemon_signals_init(&sfd) != 0) {
+    if (ck_daemon_signals_init(&sfd) != 0 || kdc_loglevel_signals_block() != 0) {
         ck_log_err("%s", ck_error_context());
         goto out;
     }
@@ -900,6 +911,18 @@ main(int argc, char **argv)
         ck_log_notice("running as user %s (uid %u, gid %u)", d->user.name,
                       (unsigned)d->user.uid, (unsigned)d->user.gid);
     }
+
+    /* Alarms, metrics and the SIGUSR1/SIGUSR2 log level (alarms.h), before the workers, which
+     * carry the manager and the registry. */
+    if (kdc_alarms_start(&d->dc, d->dc.kdc.realm, &d->alarms) != 0 ||
+        kdc_metrics_start(&d->dc, d->alarms, &d->metrics) != 0 ||
+        kdc_loglevel_signals_start() != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
+    }
+    kdc_metrics_admission(d->srv); /* admission control's counters on /metrics */
+    d->dc.kdc.alarms = d->alarms;
+    d->dc.kdc.metrics = d->metrics;
 
     /* 3. Open the database through the workers and start them. */
     /* The slots' alignment keeps workers off each other's cache lines: calloc does not give it. */
@@ -960,6 +983,8 @@ out:
     kpasswd_server_free(d->kpw);
     gen_unref(d->kpw_gen);
     ck_net_server_free(d->srv);
+    kdc_metrics_stop(d->metrics); /* alarms.h */
+    kdc_alarms_stop(d->alarms);
     free(d->slots);
     gen_unref(d->gen);
     if (pid_written)

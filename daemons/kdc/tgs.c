@@ -26,6 +26,7 @@
 #include "cablekey/error.h"
 #include "cablekey/principal.h"
 #include "cablekey/util.h"
+#include "alarms.h"
 #include "kdc_int.h"
 
 struct tgs_lookup {
@@ -164,6 +165,7 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
     if (rc != 0) {
         kdc_fail(r, ap.krb_error ? ap.krb_error : CK_KRB_ERR_GENERIC, ap_status(ap.krb_error),
                  "%s", ck_error_context());
+        kdc_alarm_ap_failure(r, &ap); /* alarms.h: kvno-missing */
         goto out;
     }
     tgt = ap.enc_ticket;

@@ -765,5 +765,81 @@ void ck_store_mkey_set_hook(ck_mkey_hook hook, void *arg);
  * number of re-reads done. */
 void ck_store_mkey_set_reread_interval(ck_store *store, int64_t ms);
 uint64_t ck_store_mkey_rereads(const ck_store *store);
+/* ============================================================= alarm table (k9alarmw)
+ *
+ * What the daemons' alarm managers delivered (include/cablekey/alarm.h, sink "table"), for
+ * `cablekey alarms`. One row per occurrence of an alarm: code + subject + host while it is
+ * active; a raise after a clear starts a new row, so the table is also the alarms' history.
+ * Codes and severities are the names of alarm.h ("kvno-missing", "major"). Times are ms since
+ * the epoch. Recording is not an administrative change (like the KDC's lockout counters: no
+ * change-counter bump, no audit row); an operator's clear is (one transaction, bump, audit row
+ * "alarm.clear"). Cleared rows beyond the newest CK_ALARM_TABLE_KEEP are trimmed at the next
+ * record. */
+#define CK_ALARM_TABLE_KEEP 10000
+#define CK_ALARM_LIST_MAX 100000
+#define CK_ALARM_ROW_CODE_MAX 32
+#define CK_ALARM_ROW_SEVERITY_MAX 16
+#define CK_ALARM_ROW_SUBJECT_MAX 256
+#define CK_ALARM_ROW_HOST_MAX 128
+#define CK_ALARM_ROW_CAUSE_MAX 512
+#define CK_ALARM_ROW_BY_MAX 256
+
+typedef struct ck_alarm_row {
+    int64_t id;                               /* increasing; 0 in a record call */
+    char code[CK_ALARM_ROW_CODE_MAX];
+    char severity[CK_ALARM_ROW_SEVERITY_MAX];
+    char subject[CK_ALARM_ROW_SUBJECT_MAX];
+    char host[CK_ALARM_ROW_HOST_MAX];         /* the host that raised it */
+    char cause[CK_ALARM_ROW_CAUSE_MAX];       /* the newest cause */
+    int64_t first_seen, last_seen;
+    uint64_t count;
+    bool cleared;
+    int64_t cleared_at;                       /* 0 while active */
+    char cleared_by[CK_ALARM_ROW_BY_MAX];     /* "condition" or the operator (store actor) */
+} ck_alarm_row;
+
+typedef struct ck_alarm_filter {
+    int64_t id;            /* one row (0: any) */
+    const char *code;      /* NULL: any */
+    const char *subject;   /* NULL: any */
+    bool active_only;      /* only rows not cleared */
+    int64_t since;         /* rows with last_seen >= since (ms; 0: all) */
+    size_t limit;          /* list: the newest `limit` rows (1..CK_ALARM_LIST_MAX; 0: max) */
+} ck_alarm_filter;
+
+/* The alarm sink's write: a row that is not cleared updates the active row of its code +
+ * subject + host (count, last_seen, cause, severity) or starts a new one; a cleared row closes
+ * the active one (cleared_by "condition"; nothing to close: nothing written). Text fields must
+ * be printable ASCII (alarm.h cleans them); CK_ERR_INVAL otherwise. */
+int ck_store_alarm_record(ck_store *store, const ck_alarm_row *row);
+/* Calls cb for the matching rows, oldest first (valid during the call only). */
+typedef int (*ck_store_alarm_cb)(const ck_alarm_row *row, void *arg);
+int ck_store_alarm_list(ck_store *store, const ck_alarm_filter *filter, ck_store_alarm_cb cb,
+                        void *arg);
+/* The operator's clear of the active rows that match (id, code, subject; at least one of id
+ * and code must be given: CK_ERR_INVAL), cleared_by = the store's actor. *n (may be NULL): rows
+ * cleared; none is CK_ERR_NOTFOUND. */
+int ck_store_alarm_clear(ck_store *store, const ck_alarm_filter *filter, uint64_t *n);
+
+/* Database latency for /metrics (k9alarmw): once installed, every database call the store's two
+ * caches make (record loads on a miss, the change-counter check, the change-log read, draining
+ * push notices) is timed
+ * and reported to fn (on the calling thread) with its outcome. obs is the caller's memory and
+ * must stay in place until ck_store_close; fn must be cheap and must not use the store. One
+ * observer per store (a second call replaces the first); NULL fn: reporting stops. */
+enum ck_store_db_op {
+    CK_STORE_DB_PRINCIPAL_LOAD = 0,
+    CK_STORE_DB_DEVICE_LOAD,
+    CK_STORE_DB_CHANGE_CHECK,
+    CK_STORE_DB_CHANGE_READ,
+    CK_STORE_DB_CHANGE_WAIT, /* draining push notices (not a round trip: errors only matter) */
+    CK_STORE_DB_OP_COUNT
+};
+typedef struct ck_store_db_observer {
+    void (*fn)(void *arg, enum ck_store_db_op op, int64_t ns, int rc);
+    void *arg;
+    void *priv[24]; /* the store's own: the wrapped sources */
+} ck_store_db_observer;
+void ck_store_observe_db(ck_store *store, ck_store_db_observer *obs);
 
 #endif

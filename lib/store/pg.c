@@ -800,6 +800,9 @@ pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey
                 goto out;
         }
     }
+    for (const char *const *sql = pg_schema_alarm; *sql != NULL; sql++) /* k9alarmw */
+        if ((ret = pg_simple(be, "create schema (alarms)", *sql)) != 0)
+            goto out;
     if ((ret = pg_run(be, "schema version", "INSERT INTO schema_version(version) VALUES ($1)",
                       PARGS(P_INT(PG_SCHEMA_VERSION)), NULL)) != 0 ||
         (ret = pg_run(be, "realm",
@@ -1389,6 +1392,10 @@ const struct ck_store_ops ck_store_postgresql_ops = {
     .audit_list = pg_audit_list,
     .audit_get_retention = pg_audit_get_retention,
     .audit_set_retention = pg_audit_set_retention,
+    /* the alarm table (pg_alarm.c) */
+    .alarm_record = pg_alarm_record,
+    .alarm_list = pg_alarm_list,
+    .alarm_clear = pg_alarm_clear,
     /* backup, holder, check_db, restore_*: file-level operations of the SQLite backend; a
      * PostgreSQL realm is backed up with `db dump` or the server's own tools. */
     .change_fd = pg_change_fd,

@@ -177,4 +177,10 @@ int pg_mkey_reencrypt(void *be, uint32_t mkvno, size_t limit,
                       void *arg, size_t *done, int64_t now);
 int pg_mkey_retire(void *be, uint32_t kvno, int64_t now);
 
+/* pg_alarm.c (k9alarmw): the alarm table; pg_init_schema runs pg_schema_alarm after pg_schema. */
+extern const char *const pg_schema_alarm[];
+int pg_alarm_record(void *be, const ck_alarm_row *row, int64_t keep);
+int pg_alarm_list(void *be, const ck_alarm_filter *f, ck_store_alarm_cb cb, void *arg);
+int pg_alarm_clear(void *be, const ck_alarm_filter *f, const char *by, int64_t now_ms,
+                   uint64_t *n);
 #endif

@@ -16,7 +16,7 @@
 #include "cablekey/util.h"
 #include "store/sqlite_int.h"
 
-#define SQLITE_SCHEMA_VERSION 6
+#define SQLITE_SCHEMA_VERSION 7
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 /* Change log rows kept; a cache further behind than this flushes everything. */
 #define SQLITE_CHANGELOG_KEEP 10000
@@ -120,7 +120,8 @@ static const char *const schema_3_to_4[] = {
 /* migrations[v - 1] takes a database from version v to v + 1. */
 static const char *const *const migrations[] = {schema_1_to_2, schema_2_to_3, schema_3_to_4,
                                                 sq_schema_policy,
-                                                sq_schema_rotation /* k9rot */};
+                                                sq_schema_rotation /* k9rot */,
+                                                sq_schema_alarm /* 6 -> 7: alarms (k9alarmw) */};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -1443,6 +1444,10 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .pw_history = sq_pw_history,
     .change_password = sq_change_password,
     .record_auth = sq_record_auth,
+    /* the alarm table (sqlite_alarm.c) */
+    .alarm_record = sq_alarm_record,
+    .alarm_list = sq_alarm_list,
+    .alarm_clear = sq_alarm_clear,
     .unlock = sq_unlock,
     .snapshot = sq_snapshot,
     .load_dump = sq_load_dump,

@@ -192,4 +192,13 @@ int sqlite_open_path(const char *path, unsigned flags, struct sqlite_be **out);
 void sqlite_close_be(struct sqlite_be *be);
 int sqlite_schema_version(void);
 
+/* ---- alarm table (sqlite_alarm.c, k9alarmw) ---- */
+
+/* Schema step: the alarm table (self-contained, renumber freely when merging). */
+extern const char *const sq_schema_alarm[];
+int sq_alarm_record(void *be, const ck_alarm_row *row, int64_t keep);
+int sq_alarm_list(void *be, const ck_alarm_filter *f, ck_store_alarm_cb cb, void *arg);
+int sq_alarm_clear(void *be, const ck_alarm_filter *f, const char *by, int64_t now_ms,
+                   uint64_t *n);
+
 #endif

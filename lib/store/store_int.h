@@ -318,6 +318,14 @@ struct ck_store_ops {
     /* Deletes the master_key row of kvno: CK_ERR_POLICY while it is the realm's master kvno or
      * any stored key is under it; CK_ERR_NOTFOUND if there is none. */
     int (*mkey_retire)(void *be, uint32_t kvno, int64_t now);
+    /* Alarm table (k9alarmw: store_alarm.c, sqlite_alarm.c, pg_alarm.c; see store.h). row and
+     * filter arrive checked. alarm_record: not administrative (no bump, no audit row), one
+     * transaction that also trims cleared rows beyond `keep`. alarm_clear: administrative (one
+     * transaction, bump with a full flush, the pending audit row), by = who; *n rows cleared. */
+    int (*alarm_record)(void *be, const ck_alarm_row *row, int64_t keep);
+    int (*alarm_list)(void *be, const ck_alarm_filter *f, ck_store_alarm_cb cb, void *arg);
+    int (*alarm_clear)(void *be, const ck_alarm_filter *f, const char *by, int64_t now_ms,
+                       uint64_t *n);
 };
 
 /* open() flag of ck_store_load (dump.c), never public: the new database is a load's target.

@@ -1319,6 +1319,186 @@ BOTH(rotation_policies) /* k9rot */
 BOTH(rotation_steps)    /* k9rot */
 BOTH(mkey_ops) /* master-key rotation (k9mkey) */
 
+/* ---- alarm table (k9alarmw) ---- */
+
+struct alarm_seen {
+    int n;
+    ck_alarm_row rows[8];
+};
+
+static int
+collect_alarm(const ck_alarm_row *r, void *arg)
+{
+    struct alarm_seen *s = arg;
+
+    if (s->n < 8)
+        s->rows[s->n] = *r;
+    s->n++;
+    return 0;
+}
+
+static ck_alarm_row
+alarm_row(const char *code, const char *subject, const char *host, int64_t t, uint64_t count)
+{
+    ck_alarm_row r;
+
+    memset(&r, 0, sizeof(r));
+    ck_strlcpy(r.code, code, sizeof(r.code));
+    ck_strlcpy(r.severity, "major", sizeof(r.severity));
+    ck_strlcpy(r.subject, subject, sizeof(r.subject));
+    ck_strlcpy(r.host, host, sizeof(r.host));
+    snprintf(r.cause, sizeof(r.cause), "cause at %lld", (long long)t);
+    r.first_seen = 1700000000000 + t;
+    r.last_seen = 1700000000000 + t;
+    r.count = count;
+    return r;
+}
+
+static struct alarm_seen
+alarm_query(void *be, int64_t id, const char *code, const char *subject, bool active,
+            int64_t since, size_t limit)
+{
+    ck_alarm_filter f = {.id = id, .code = code, .subject = subject, .active_only = active,
+                         .since = since, .limit = limit};
+    struct alarm_seen s;
+
+    memset(&s, 0, sizeof(s));
+    CHECK_OK(T->ops->alarm_list(be, &f, collect_alarm, &s));
+    return s;
+}
+
+/* The sink's writes: one active row per code + subject + host, updated in place; a clear closes
+ * it, a later raise opens a new row; nothing of it is an administrative change. */
+static void
+alarm_record_list(void)
+{
+    void *be = make_realm();
+    uint64_t g0 = gen_of(be);
+    ck_alarm_row r = alarm_row("kvno-missing", "HTTP/a@CONF.TEST", "kdc1", 0, 1);
+    struct alarm_seen s;
+
+    CHECK_OK(T->ops->alarm_record(be, &r, 100));
+    r.count = 3;
+    r.last_seen += 5000;
+    ck_strlcpy(r.cause, "client 10.0.0.1 asked for kvno 4", sizeof(r.cause));
+    CHECK_OK(T->ops->alarm_record(be, &r, 100));
+    s = alarm_query(be, 0, NULL, NULL, false, 0, 100);
+    CHECK_INT_EQ(s.n, 1);
+    CHECK_INT_EQ(s.rows[0].count, 3);
+    CHECK_INT_EQ(s.rows[0].first_seen, 1700000000000);
+    CHECK_INT_EQ(s.rows[0].last_seen, 1700000005000);
+    CHECK(strcmp(s.rows[0].cause, "client 10.0.0.1 asked for kvno 4") == 0);
+    CHECK(!s.rows[0].cleared);
+    /* Another KDC raising the same alarm has its own row. */
+    r = alarm_row("kvno-missing", "HTTP/a@CONF.TEST", "kdc2", 10, 1);
+    CHECK_OK(T->ops->alarm_record(be, &r, 100));
+    /* The condition is gone on kdc1: its row closes; a clear without an active row is a
+     * no-op. */
+    r = alarm_row("kvno-missing", "HTTP/a@CONF.TEST", "kdc1", 20, 3);
+    r.cleared = true;
+    CHECK_OK(T->ops->alarm_record(be, &r, 100));
+    r = alarm_row("clock-skew", "CONF.TEST", "kdc1", 20, 1);
+    r.cleared = true;
+    CHECK_OK(T->ops->alarm_record(be, &r, 100));
+    s = alarm_query(be, 0, NULL, NULL, false, 0, 100);
+    CHECK_INT_EQ(s.n, 2);
+    CHECK(s.rows[0].cleared);
+    CHECK(strcmp(s.rows[0].cleared_by, "condition") == 0);
+    CHECK_INT_EQ(s.rows[0].cleared_at, 1700000000020);
+    /* Raised again after the clear: a new occurrence, a new row. */
+    r = alarm_row("kvno-missing", "HTTP/a@CONF.TEST", "kdc1", 30, 1);
+    CHECK_OK(T->ops->alarm_record(be, &r, 100));
+    r = alarm_row("preauth-spike", "bob@CONF.TEST", "kdc1", 40, 1);
+    CHECK_OK(T->ops->alarm_record(be, &r, 100));
+    s = alarm_query(be, 0, NULL, NULL, false, 0, 100);
+    CHECK_INT_EQ(s.n, 4);
+    CHECK(s.rows[0].id < s.rows[1].id && s.rows[1].id < s.rows[2].id &&
+          s.rows[2].id < s.rows[3].id);
+    /* Filters. */
+    CHECK_INT_EQ(alarm_query(be, 0, NULL, NULL, true, 0, 100).n, 3);
+    CHECK_INT_EQ(alarm_query(be, 0, "kvno-missing", NULL, false, 0, 100).n, 3);
+    CHECK_INT_EQ(alarm_query(be, 0, "kvno-missing", NULL, true, 0, 100).n, 2);
+    CHECK_INT_EQ(alarm_query(be, 0, NULL, "bob@CONF.TEST", false, 0, 100).n, 1);
+    CHECK_INT_EQ(alarm_query(be, 0, NULL, NULL, false, 1700000000030, 100).n, 3); /* kdc1 seen at +5 s */
+    CHECK_INT_EQ(alarm_query(be, 0, NULL, NULL, false, 1700000005001, 100).n, 0);
+    CHECK_INT_EQ(alarm_query(be, s.rows[3].id, NULL, NULL, false, 0, 100).n, 1);
+    CHECK_INT_EQ(alarm_query(be, 999999, NULL, NULL, false, 0, 100).n, 0);
+    s = alarm_query(be, 0, NULL, NULL, false, 0, 2); /* the newest two, oldest first */
+    CHECK_INT_EQ(s.n, 2);
+    CHECK(strcmp(s.rows[0].code, "kvno-missing") == 0);
+    CHECK(strcmp(s.rows[1].code, "preauth-spike") == 0);
+    /* Text survives as given (quotes, percent, backslash). */
+    r = alarm_row("cert-expiry", "/etc/k'dc\\%_.pem", "kdc1", 50, 1);
+    CHECK_OK(T->ops->alarm_record(be, &r, 100));
+    s = alarm_query(be, 0, "cert-expiry", NULL, false, 0, 100);
+    CHECK_INT_EQ(s.n, 1);
+    CHECK(strcmp(s.rows[0].subject, "/etc/k'dc\\%_.pem") == 0);
+    CHECK_INT_EQ(gen_of(be), g0);
+    T->ops->close(be);
+}
+
+/* An operator's clear: one transaction, counter bump, audit row; only active rows; cleared rows
+ * beyond the retention are trimmed by the next record. */
+static void
+alarm_clear_trim(void)
+{
+    void *be = make_realm();
+    struct ck_store_audit audit;
+    ck_alarm_filter f;
+    ck_alarm_row r;
+    uint64_t g0, n = 99;
+
+    for (int i = 0; i < 3; i++) {
+        char subj[32];
+
+        snprintf(subj, sizeof(subj), "svc%d@CONF.TEST", i);
+        r = alarm_row("kvno-missing", subj, "kdc1", i, 1);
+        CHECK_OK(T->ops->alarm_record(be, &r, 100));
+    }
+    r = alarm_row("kdc-down", "kdc9.example.net", "kdc1", 5, 1);
+    CHECK_OK(T->ops->alarm_record(be, &r, 100));
+    memset(&audit, 0, sizeof(audit));
+    ck_strlcpy(audit.actor, "alice/admin", sizeof(audit.actor));
+    audit.pending = true;
+    ck_strlcpy(audit.action, "alarm.clear", sizeof(audit.action));
+    ck_strlcpy(audit.object, "svc1@CONF.TEST", sizeof(audit.object));
+    T->ops->audit_attach(be, &audit);
+    g0 = gen_of(be);
+    memset(&f, 0, sizeof(f));
+    f.code = "kvno-missing";
+    f.subject = "svc1@CONF.TEST";
+    CHECK_OK(T->ops->alarm_clear(be, &f, "alice/admin", 1700000009000, &n));
+    CHECK_INT_EQ(n, 1);
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    CHECK_INT_EQ(audit_rows(be, "svc1@CONF.TEST"), 1);
+    {
+        struct alarm_seen s = alarm_query(be, 0, NULL, "svc1@CONF.TEST", false, 0, 100);
+        CHECK_INT_EQ(s.n, 1);
+        CHECK(s.rows[0].cleared);
+        CHECK(strcmp(s.rows[0].cleared_by, "alice/admin") == 0);
+        CHECK_INT_EQ(s.rows[0].cleared_at, 1700000009000);
+    }
+    /* Again: nothing active matches, nothing written. */
+    CHECK_OK(T->ops->alarm_clear(be, &f, "alice/admin", 1700000009000, &n));
+    CHECK_INT_EQ(n, 0);
+    CHECK_INT_EQ(gen_of(be), g0 + 1);
+    /* By code: the two other kvno-missing rows, not kdc-down. */
+    f.subject = NULL;
+    CHECK_OK(T->ops->alarm_clear(be, &f, "alice/admin", 1700000009500, &n));
+    CHECK_INT_EQ(n, 2);
+    CHECK_INT_EQ(alarm_query(be, 0, NULL, NULL, true, 0, 100).n, 1);
+    /* Retention: keep 1 cleared row (by id distance); the next record trims the older. */
+    r = alarm_row("clock-skew", "CONF.TEST", "kdc1", 60, 1);
+    CHECK_OK(T->ops->alarm_record(be, &r, 1));
+    CHECK_INT_EQ(alarm_query(be, 0, NULL, NULL, false, 0, 100).n, 2);
+    CHECK_INT_EQ(alarm_query(be, 0, NULL, NULL, true, 0, 100).n, 2);
+    T->ops->close(be);
+}
+
+BOTH(alarm_record_list)
+BOTH(alarm_clear_trim)
+/* ---- end of the alarm table block ---- */
+
 int
 main(int argc, char **argv)
 {
@@ -1353,6 +1533,11 @@ main(int argc, char **argv)
         /* master-key rotation (k9mkey) */
         CK_TEST_CASE(mkey_ops_sqlite),
         CK_TEST_CASE(mkey_ops_pg),
+        /* alarm table (k9alarmw) */
+        CK_TEST_CASE(alarm_record_list_sqlite),
+        CK_TEST_CASE(alarm_record_list_pg),
+        CK_TEST_CASE(alarm_clear_trim_sqlite),
+        CK_TEST_CASE(alarm_clear_trim_pg),
     };
     char cmd[128];
     int rc;

@@ -262,7 +262,7 @@ backup_restore_identical(void)
                  " NULL, expires INTEGER NOT NULL, pw_expires INTEGER NOT NULL, kvno INTEGER NOT"
                  " NULL, created INTEGER NOT NULL, modified INTEGER NOT NULL);"
                  " INSERT INTO principal SELECT * FROM principal_v2; DROP TABLE principal_v2;"
-                 " DROP TABLE policy;"
+                 " DROP TABLE policy; DROP TABLE alarm;"
                  " UPDATE schema_version SET version = 2");
         CHECK_OK(ck_store_restore(db, NULL, old, 0, "tester", &ri));
         CHECK_INT_EQ(ri.backup_schema_version, 2);

@@ -54,6 +54,7 @@ int cli_keytab_agent(int argc, char **argv); /* keytab_agent.c: `cablekey keytab
  * goes to rotation_mkey.c. */
 int cli_rotation(int argc, char **argv);
 int cli_rotation_master_key(int argc, char **argv);
+int cli_alarms(int argc, char **argv);    /* alarms.c: the KDCs' alarm table */
 
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */

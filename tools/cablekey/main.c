@@ -41,6 +41,8 @@ static const struct {
      "it works on the database file: run it on the KDC host"},
     {"audit", cli_audit, "list the audit log of administrative changes; its retention",
      "the audit log is not in the admin API: run it on the KDC host with --db"},
+    {"alarms", cli_alarms, "the alarms the KDCs raised: list, show, clear",
+     "the alarm table is not in the admin API: run it on a KDC host with --db"},
     {"policy", cli_policy, "password policies and lockout rules: add, modify, show, list, delete",
      NULL},
     {"router", cli_router, "router simulator for address authentication with AH (serve)",
