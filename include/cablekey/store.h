@@ -49,6 +49,10 @@
 #define CK_STORE_MAX_SALT 1024
 #define CK_STORE_CACHE_MAX_ENTRIES 100000
 #define CK_STORE_CACHE_CHECK_MS 200
+/* Pushed change notices (PostgreSQL) are drained at most this often per cache: under load a
+ * drain per request (a poll system call) cost more than the cache saved; a change still reaches
+ * a busy worker within a few milliseconds. */
+#define CK_STORE_CACHE_PUSH_MS 2
 
 /* Key usage numbers for master-key encryption (application range, RFC 4120 §7.5.1 leaves
  * 1024+ to applications). */

@@ -403,6 +403,10 @@ push_pending(struct ck_store_cache *c, int64_t now)
 
     if (c->src.wait_change == NULL || !c->generation_known || !contact_may_try(ct, now))
         return 0;
+    /* Healthy: at most one drain per CK_STORE_CACHE_PUSH_MS. Down: the backoff decides. */
+    if (!ct->down && now - c->last_push_ms < CK_STORE_CACHE_PUSH_MS && now >= c->last_push_ms)
+        return 0;
+    c->last_push_ms = now;
     if ((ret = c->src.wait_change(c->src.ctx, 0, &changed)) != 0) {
         if (!contact_error(ret))
             return 0;

@@ -403,6 +403,7 @@ struct ck_store_cache {
     uint64_t generation;
     bool generation_known;
     int64_t last_check_ms;
+    int64_t last_push_ms;     /* last drain of pushed notices (at most every CK_STORE_CACHE_PUSH_MS) */
     int64_t check_ms;
     uint64_t sip_k0, sip_k1;      /* random hash key: principal names are attacker-chosen */
     ck_store_cache_stats stats;

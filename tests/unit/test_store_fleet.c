@@ -181,6 +181,9 @@ push_read_at_once(void)
     S.notice = true;
     ck_store_cache_release(&cache);
     ck_store_cache_check(&cache);
+    CHECK_INT_EQ(S.feeds, feeds); /* drained at most every CK_STORE_CACHE_PUSH_MS */
+    fake_now += CK_STORE_CACHE_PUSH_MS;
+    ck_store_cache_check(&cache);
     CHECK_INT_EQ(S.feeds, feeds + 1);
     r = get("alice", &rc);
     CHECK_INT_EQ(S.loads, 2); /* invalidated by the pushed change, loaded again */
