@@ -76,8 +76,7 @@ done
 # already look for. CK_INTEROP_ASAN=all runs every script twice (CI time grows by about half).
 ASAN_INTEROP="t_negative t_transport t_kdc_daemon t_kdc_config t_mit_kinit t_heimdal t_pkinit_kdc
     t_kpasswd t_admind t_cms t_mta_kmm t_esp_tshark t_kmm_tshark t_call t_ah_router t_ksv t_ksv_alarms
-    t_fleet t_mkey"
-    t_fleet t_alarms t_metrics"
+    t_fleet t_mkey t_alarms t_metrics t_keyagent"
 echo "== interop and negative tests"
 for t in tests/interop/t_*.sh; do
     [ -f "$t" ] || continue
