@@ -32,6 +32,7 @@
 #include "cablekey/client.h"
 #include "cablekey/crypto.h"
 #include "cablekey/error.h"
+#include "cablekey/util.h"
 
 #define MAX_KDCS 8
 
@@ -103,6 +104,7 @@ connect_udp(const char *hp)
     struct sockaddr_in sin;
     char host[64];
     const char *colon = strrchr(hp, ':');
+    int64_t port;
     size_t n;
     int fd;
 
@@ -112,7 +114,9 @@ connect_udp(const char *hp)
     host[n] = '\0';
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
-    sin.sin_port = htons((uint16_t)atoi(colon + 1));
+    if (ck_parse_int64(colon + 1, 1, 65535, &port) != 0)
+        return -1;
+    sin.sin_port = htons((uint16_t)port);
     if (inet_pton(AF_INET, host, &sin.sin_addr) != 1)
         return -1;
     fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -148,7 +152,14 @@ main(int argc, char **argv)
         case 'r': realm = optarg; break;
         case 'c': client = optarg; break;
         case 'p': password = optarg; break;
-        case 'm': max_wait_ms = atol(optarg); break;
+        case 'm': {
+            int64_t v;
+
+            if (ck_parse_int64(optarg, 1, 3600000, &v) != 0)
+                return 2;
+            max_wait_ms = (long)v;
+            break;
+        }
         default: return 2;
         }
     }

@@ -61,6 +61,7 @@
 #include "cablekey/pki.h"
 #include "cablekey/pkinit.h"
 #include "cablekey/pkinit_client.h"
+#include "cablekey/util.h"
 #include "../proc_cpu.h"
 
 #define MAX_KDCS 8
@@ -129,6 +130,7 @@ parse_hostport(const char *s, struct sockaddr_in *sin)
 {
     char host[64];
     const char *colon = strrchr(s, ':');
+    int64_t port;
     size_t n;
 
     if (colon == NULL || (n = (size_t)(colon - s)) >= sizeof(host))
@@ -137,7 +139,9 @@ parse_hostport(const char *s, struct sockaddr_in *sin)
     host[n] = '\0';
     memset(sin, 0, sizeof(*sin));
     sin->sin_family = AF_INET;
-    sin->sin_port = htons((uint16_t)atoi(colon + 1));
+    if (ck_parse_int64(colon + 1, 1, 65535, &port) != 0)
+        return -1;
+    sin->sin_port = htons((uint16_t)port);
     return inet_pton(AF_INET, host, &sin->sin_addr) == 1 ? 0 : -1;
 }
 
@@ -566,6 +570,7 @@ parse_args(int argc, char **argv)
         {"kdc-pid", required_argument, NULL, 'K'},  {"calibrate", required_argument, NULL, 'C'},
         {"label", required_argument, NULL, 'l'},    {NULL, 0, NULL, 0},
     };
+    int64_t v;
     int c;
 
     o.clients = 100000;
@@ -614,16 +619,33 @@ parse_args(int argc, char **argv)
                 return -1;
             }
             break;
-        case 'n': o.clients = atol(optarg); break;
+        case 'n':
+            if (ck_parse_int64(optarg, 1, MAX_CLIENTS, &v) != 0)
+                return -1;
+            o.clients = (long)v;
+            break;
         case 'R': o.ramp = atof(optarg); break;
-        case 't': o.timeout_ms = atoi(optarg); break;
+        case 't':
+            if (ck_parse_int64(optarg, 1, INT_MAX, &v) != 0)
+                return -1;
+            o.timeout_ms = (int)v;
+            break;
         case 'd': o.deadline = atof(optarg); break;
-        case 'P': o.procs = atoi(optarg); break;
+        case 'P':
+            if (ck_parse_int64(optarg, 0, INT_MAX, &v) != 0)
+                return -1;
+            o.procs = (int)v;
+            break;
         case 'K':
-            if (proc_pids_add(&o.kdc_pids, atoi(optarg)) != 0)
+            if (ck_parse_int64(optarg, 1, INT_MAX, &v) != 0 ||
+                proc_pids_add(&o.kdc_pids, (int)v) != 0)
                 return -1;
             break;
-        case 'C': o.calibrate = atoi(optarg); break;
+        case 'C':
+            if (ck_parse_int64(optarg, 0, INT_MAX, &v) != 0)
+                return -1;
+            o.calibrate = (int)v;
+            break;
         case 'l': o.label = optarg; break;
         default: return -1;
         }
