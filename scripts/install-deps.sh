@@ -10,7 +10,8 @@ PKGS=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev
       libwind0-heimdal libheimbase1-heimdal libhcrypto5-heimdal libgssapi3-heimdal
       libheimntlm0-heimdal libkafs0-heimdal libsl0-heimdal libhdb9-heimdal libotp0-heimdal
       krb5-pkinit libkrb5-dev tshark faketime procps iproute2 jq
-      libmicrohttpd-dev libjansson-dev libsrtp2-dev postgresql libpq-dev espeak-ng libcurl4-openssl-dev curl systemd)
+      libmicrohttpd-dev libjansson-dev libsrtp2-dev postgresql libpq-dev espeak-ng libcurl4-openssl-dev curl systemd
+      chromium chromium-driver python3-selenium)
 
 missing=()
 for p in "${PKGS[@]}"; do

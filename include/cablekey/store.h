@@ -636,10 +636,11 @@ int ck_store_check(const char *db_path, const char *stash_path, ck_store_check_c
 enum ck_device_state {
     CK_DEVICE_ACTIVE = 1,  /* may log in */
     CK_DEVICE_REVOKED = 2, /* refused; the record (and its pin) is kept for the audit trail */
-    /* 3 is reserved for CK_DEVICE_UNPROVISIONED (the provisioning issue): a device known only
-     * from its manufacturer certificate, admitted with restricted tickets. No operation of this
-     * version writes it; a record holding a state this version does not know loads as
+    /* A device known only from its manufacturer certificate (prov.h): admitted with
+     * restricted tickets (prov_ad.h). Written by ck_prov_admit_unprovisioned and the
+     * provisioning actions; a record holding a state this version does not know loads as
      * CK_ERR_UNSUPPORTED, which the KDC refuses. */
+    CK_DEVICE_UNPROVISIONED = 3,
 };
 
 typedef struct ck_db_device {
@@ -651,6 +652,10 @@ typedef struct ck_db_device {
     int64_t created, modified, revoked;
     uint64_t generation;
     char *comment;                                /* never NULL in records the store returns */
+    /* The one operator certificate (SHA-256 of its DER) the KDC accepts for this device's full
+     * service (prov.h); has_cert false: none. Written only by the provisioning actions. */
+    bool has_cert;
+    uint8_t cert_sha256[32];
 } ck_db_device;
 
 enum ck_device_pin_result {

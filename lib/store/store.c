@@ -1624,6 +1624,7 @@ ck_device_state_name(enum ck_device_state state)
     switch (state) {
     case CK_DEVICE_ACTIVE: return "active";
     case CK_DEVICE_REVOKED: return "revoked";
+    case CK_DEVICE_UNPROVISIONED: return "unprovisioned";
     }
     return "unknown";
 }
