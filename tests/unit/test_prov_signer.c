@@ -39,16 +39,12 @@ tpath(char *buf, size_t size, const char *name)
     snprintf(buf, size, "%s/%s", tmpdir, name);
 }
 
+/* A test file with a given mode (the code under test checks modes). */
 static void
 write_file(const char *path, const void *data, size_t len, mode_t mode)
 {
-    int fd;
-
-    unlink(path);
-    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, mode);
-    if (fd < 0 || write(fd, data, len) != (ssize_t)len || fchmod(fd, mode) != 0)
+    if (ck_file_write_atomic(path, data, len, CK_WRITE_REPLACE) != 0 || chmod(path, mode) != 0)
         abort();
-    close(fd);
 }
 
 /* ------------------------------------------------------------------------------------------- */
