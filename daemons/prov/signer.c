@@ -377,27 +377,28 @@ prov_signer_answer(struct prov_signer_keys *k, const uint8_t *msg, size_t len, i
         rc = ck_error_set(CK_ERR_NOMEM, "signer response");
 out:
     ck_writer_free(&w);
-    if (rc != 0 && rc != CK_ERR_NOMEM)
+    if (rc != 0)  /* refused, or out of memory on the way: an error response either way */
         return error_response(q.type, rc, resp, resp_len);
-    return rc;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------------------------- */
 /* The child */
 
-/* Keeps fd (moved to 3) and /dev/null on 0-2; closes everything else the daemon had open. */
+/* Keeps fd (moved to 3) and /dev/null on 0-2; closes everything else the daemon had open. The
+ * socket moves first, so that /dev/null cannot land on 3 and be replaced by it. */
 static int
 close_other_fds(int fd)
 {
-    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    int null;
 
-    if (null < 0)
-        return -1;
     if (fd != 3) {
         if (dup2(fd, 3) < 0)
             return -1;
         close(fd);
     }
+    if ((null = open("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+        return -1;
     for (int i = 0; i < 3; i++) {
         if (null != i && dup2(null, i) < 0)
             return -1;

@@ -115,7 +115,7 @@ job_clear(struct prov_webhooks *w, struct job *j)
     memset(j, 0, sizeof(*j));
 }
 
-static void
+static int
 record(struct prov_webhooks *w, int64_t id, int status, bool delivered, int64_t next,
        int64_t now)
 {
@@ -124,6 +124,7 @@ record(struct prov_webhooks *w, int64_t id, int status, bool delivered, int64_t 
     if (rc != 0)
         ck_log_err("webhook delivery %" PRId64 ": recording the attempt: %s", id,
                    ck_error_context());
+    return rc;
 }
 
 /* A delivery that cannot be attempted at all (its target is no longer configured, its body is
@@ -252,25 +253,27 @@ fetch(struct prov_webhooks *w)
         record(w, c.give_up[i].id, c.give_up[i].status, false, PROV_WEBHOOK_GAVE_UP, c.now);
 }
 
-/* A transfer ended: a 2xx is a delivery; anything else is retried later or given up. */
-static void
+/* A transfer ended: a 2xx is a delivery; anything else is retried later or given up. Returns
+ * whether the outcome was recorded (a row whose attempt could not be recorded is still due: it is
+ * looked at again on the next poll, not at once, so a broken store is not hammered). */
+static bool
 finish(struct prov_webhooks *w, struct job *j, CURLcode cc)
 {
     struct target *t = &w->targets[j->target];
     int64_t now = w->now();
     long http = 0;
-    int status = -1, attempts = j->attempts + 1;
+    int status = -1, attempts = j->attempts + 1, rc;
 
     if (cc == CURLE_OK && curl_easy_getinfo(j->easy, CURLINFO_RESPONSE_CODE, &http) == CURLE_OK &&
         http > 0 && http < 1000)
         status = (int)http;
     if (status >= 200 && status <= 299) {
-        record(w, j->id, status, true, 0, now);
+        rc = record(w, j->id, status, true, 0, now);
     } else if (now - j->created >= PROV_WEBHOOK_GIVE_UP) {
         ck_log_warn("webhook delivery %" PRId64 " to '%s': given up after %d attempts in %" PRId64
                     " s (last: %s)", j->id, t->name, attempts, now - j->created,
                     cc != CURLE_OK ? curl_easy_strerror(cc) : "an HTTP error status");
-        record(w, j->id, status, false, PROV_WEBHOOK_GAVE_UP, now);
+        rc = record(w, j->id, status, false, PROV_WEBHOOK_GAVE_UP, now);
     } else {
         int64_t delay = prov_webhook_backoff(attempts);
         char why[96];
@@ -280,9 +283,10 @@ finish(struct prov_webhooks *w, struct job *j, CURLcode cc)
             snprintf(why, sizeof(why), "HTTP status %ld", http);
         ck_log_info("webhook delivery %" PRId64 " to '%s': attempt %d failed (%s), next in %"
                     PRId64 " s", j->id, t->name, attempts, why, delay);
-        record(w, j->id, status, false, now + delay, now);
+        rc = record(w, j->id, status, false, now + delay, now);
     }
     job_clear(w, j);
+    return rc == 0;
 }
 
 static void *
@@ -308,10 +312,9 @@ run(void *arg)
             if (m->msg != CURLMSG_DONE)
                 continue;
             curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&j);
-            if (j != NULL) {
-                finish(w, j, m->data.result);
-                refetch = true; /* a slot is free: more may be due */
-            }
+            /* A slot is free: more may be due. */
+            if (j != NULL && finish(w, j, m->data.result))
+                refetch = true;
         }
         if (!refetch)
             curl_multi_poll(w->multi, NULL, 0, running > 0 ? 100 : PROV_WEBHOOK_POLL_MS, NULL);

@@ -3,6 +3,7 @@
  * issuing a certificate that carries the manufacturer certificate's key, the MAC as CN and the
  * phone IDs, and that chains to sp-root through prov-ca; refusals (wrong MAC, too long a
  * validity, too many numbers, bad keys at start) and garbage on its socket. */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -555,6 +556,45 @@ signer_garbage(void)
     prov_signer_stop(s);
 }
 
+/* The signer's descriptors: /dev/null on 0-2, its socket on 3, nothing else. A process that is
+ * not dumpable has a root-owned /proc/PID/fd: only root reads it (the pipe check in
+ * signer_process covers the other cases). */
+static void
+check_child_fds(pid_t pid)
+{
+    char path[64], target[256];
+    struct dirent *e;
+    DIR *d;
+    int n = 0;
+
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+    if ((d = opendir(path)) == NULL) {
+        CHECK(errno == EACCES && geteuid() != 0);
+        return;
+    }
+    while ((e = readdir(d)) != NULL) {
+        ssize_t len;
+        char link[sizeof(path) + sizeof(e->d_name) + 2];
+        if (e->d_name[0] == '.')
+            continue;
+        n++;
+        snprintf(link, sizeof(link), "%s/%s", path, e->d_name);
+        len = readlink(link, target, sizeof(target) - 1);
+        target[len > 0 ? len : 0] = '\0';
+        if (strcmp(e->d_name, "3") == 0)
+            CHECK(strncmp(target, "socket:", 7) == 0);
+        else if (strcmp(e->d_name, "0") == 0 || strcmp(e->d_name, "1") == 0 ||
+                 strcmp(e->d_name, "2") == 0)
+            CHECK(strcmp(target, "/dev/null") == 0);
+        else {
+            fprintf(stderr, "  the signer keeps fd %s -> %s\n", e->d_name, target);
+            ck_test_case_failed = 1;
+        }
+    }
+    closedir(d);
+    CHECK_INT_EQ(n, 4);
+}
+
 static void
 signer_process(void)
 {
@@ -579,6 +619,7 @@ signer_process(void)
     if (s == NULL)
         return;
     pid = prov_signer_pid(s);
+    check_child_fds(pid);
     prov_signer_stop(s);
     /* Reaped: no such child any more. */
     CHECK(waitpid(pid, NULL, WNOHANG) < 0 && errno == ECHILD);
