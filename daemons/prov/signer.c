@@ -262,8 +262,7 @@ prov_signer_keys_load(const struct prov_config *cfg, struct prov_signer_keys **o
         goto out;
     if ((rc = ck_pki_phone_id_key_load(cfg->phone_id_key, phone_key)) != 0)
         goto out;
-    rc = prov_signer_keys_new(sk_X509_value(certs, 0), key, phone_key,
-                              max + PROV_SIGNER_BACKDATE_MAX, out);
+    rc = prov_signer_keys_new(sk_X509_value(certs, 0), key, phone_key, max, out);
 out:
     ck_memzero(phone_key, sizeof(phone_key));
     ck_pki_password_free(pw);
@@ -294,6 +293,8 @@ error_response(uint8_t type, int err, uint8_t **resp, size_t *resp_len)
     return *resp != NULL ? 0 : ck_error_set(CK_ERR_NOMEM, "signer response");
 }
 
+/* A certificate ends at most max_validity after now (cert_days, or repair_cert_hours when that
+ * is longer), whatever its backdated start. */
 static int
 check_validity(const struct prov_signer_keys *k, const struct prov_signer_request *q,
                int64_t now)
@@ -303,10 +304,10 @@ check_validity(const struct prov_signer_keys *k, const struct prov_signer_reques
     if (q->not_before < now - PROV_SIGNER_SKEW_MAX || q->not_before > now + PROV_SIGNER_SKEW_MAX)
         return ck_error_set(CK_ERR_POLICY, "validity: not_before is more than %d s from now",
                             PROV_SIGNER_SKEW_MAX);
-    /* Compared as a difference of two values both within a day of now: no overflow. */
-    if (q->not_after - q->not_before > k->max_validity)
-        return ck_error_set(CK_ERR_POLICY, "validity: longer than the configured %lld s",
-                            (long long)k->max_validity);
+    /* not_after > not_before >= now - a day > 0: no overflow. */
+    if (q->not_after - now > k->max_validity + PROV_SIGNER_SLACK)
+        return ck_error_set(CK_ERR_POLICY, "validity: ends more than the configured %lld s "
+                                           "from now", (long long)k->max_validity);
     return 0;
 }
 

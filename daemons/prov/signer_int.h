@@ -36,10 +36,11 @@
     (PROV_SIGNER_HDR + 2 + CK_PROV_CERT_MAX + 6 + 1 +                                           \
      CK_PROV_MAX_NUMBERS * (1 + CK_PROV_NUMBER_MAX) + 16)
 #define PROV_SIGNER_ERRMSG_MAX 200
-/* How far not_before may lie from the signer's clock, and the slack on top of the longest
- * validity (cert_days) for a backdated start. */
+/* How far not_before may lie from the signer's clock (a backdated start for devices whose
+ * clock lags), and the slack on not_after beyond now + the longest validity (the back took its
+ * `now` a moment before the signer looks at the clock). */
 #define PROV_SIGNER_SKEW_MAX 86400
-#define PROV_SIGNER_BACKDATE_MAX 3600
+#define PROV_SIGNER_SLACK 300
 
 struct prov_signer_request {
     uint8_t type;
@@ -60,7 +61,8 @@ struct prov_signer_keys;
 /* From the configuration (ca_cert, ca_key, ca_password_file, phone_id_key, cert_days,
  * repair_cert_hours). */
 int prov_signer_keys_load(const struct prov_config *cfg, struct prov_signer_keys **out);
-/* From parts (takes its own references; the phone-ID key is copied). max_validity: seconds. */
+/* From parts (takes its own references; the phone-ID key is copied). max_validity: seconds from
+ * now that a certificate may stay valid. */
 int prov_signer_keys_new(X509 *ca, EVP_PKEY *ca_key, const uint8_t phone_key[32],
                          int64_t max_validity, struct prov_signer_keys **out);
 void prov_signer_keys_free(struct prov_signer_keys *k); /* wipes */

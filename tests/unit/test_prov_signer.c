@@ -456,6 +456,11 @@ signer_refuses(void)
     req.mfg_cert_len = dev_der_len;
     req.not_after = now + 366 * 86400 + 3600; /* longer than cert_days */
     CHECK_INT_EQ(prov_signer_issue(s, &req, &der, &der_len), CK_ERR_POLICY);
+    req.not_before = now - 3 * 3600;          /* backdated three hours: fine */
+    req.not_after = now + 365 * 86400;
+    CHECK_OK(prov_signer_issue(s, &req, &der, &der_len));
+    free(der);
+    der = NULL;
     req.not_before = now - 3 * 86400;         /* far from now */
     req.not_after = now + 86400;
     CHECK_INT_EQ(prov_signer_issue(s, &req, &der, &der_len), CK_ERR_POLICY);
