@@ -435,6 +435,15 @@ send_ready(int fd, int rc)
     free(msg);
 }
 
+/* recv() returns 0 both for an empty packet and at the end; only the latter hangs up. */
+static bool
+peer_closed(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+
+    return poll(&p, 1, 0) != 0 && (p.revents & (POLLHUP | POLLERR)) != 0;
+}
+
 static void
 serve(int fd, struct prov_signer_keys *k)
 {
@@ -447,7 +456,7 @@ serve(int fd, struct prov_signer_keys *k)
 
         if (n < 0 && errno == EINTR)
             continue;
-        if (n <= 0)
+        if (n < 0 || (n == 0 && peer_closed(fd)))
             break;  /* the parent closed its end (or died): stop */
         /* An oversized packet is truncated to MSG_MAX + 1 bytes, which the decoder refuses. */
         if (prov_signer_answer(k, buf, (size_t)n, (int64_t)time(NULL), &resp, &resp_len) != 0)

@@ -531,6 +531,7 @@ signer_garbage(void)
         return;
     fd = prov_signer_fd(s);
     CHECK(raw_exchange(fd, "x", 1) > 0);
+    CHECK(raw_exchange(fd, "", 0) > 0);       /* an empty packet is not the end */
     CHECK(raw_exchange(fd, header_only, sizeof(header_only)) > 0);
     CHECK(raw_exchange(fd, bad_len, sizeof(bad_len)) > 0);
     CHECK(raw_exchange(fd, bad_version, sizeof(bad_version)) > 0);
