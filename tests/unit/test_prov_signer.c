@@ -382,29 +382,47 @@ phone_ids_hostile(void)
 
 /* ------------------------------------------------------------------------------------------- */
 
-static void
-signer_issues(void)
+/* A signer on the test's files, and a request for the test device. */
+static struct prov_signer *
+start_signer(void)
 {
     struct prov_config cfg;
     struct prov_signer *s = NULL;
-    const char *nums[] = {"15551230001", "15551230002"};
-    struct prov_sign_req req = {0};
-    int64_t now = (int64_t)time(NULL);
-    uint8_t *der = NULL, id[32], want[32];
-    size_t der_len = 0;
 
     setup();
     config(&cfg);
     CHECK_OK(prov_signer_start(&cfg, &s));
-    if (s == NULL)
-        return;
+    return s;
+}
+
+static struct prov_sign_req
+device_req(const char *const *nums, size_t n, int64_t not_before, int64_t not_after)
+{
+    struct prov_sign_req req = {0};
+
     req.mfg_cert_der = dev_der;
     req.mfg_cert_len = dev_der_len;
-    req.mac = "00-11-22-33-44-55";
+    req.mac = "00:11:22:33:44:55";
     req.numbers = nums;
-    req.n_numbers = 2;
-    req.not_before = now - 300;
-    req.not_after = now + 365 * 86400;
+    req.n_numbers = n;
+    req.not_before = not_before;
+    req.not_after = not_after;
+    return req;
+}
+
+static void
+signer_issues(void)
+{
+    const char *nums[] = {"15551230001", "15551230002"};
+    int64_t now = (int64_t)time(NULL);
+    struct prov_sign_req req = device_req(nums, 2, now - 300, now + 365 * 86400);
+    struct prov_signer *s = start_signer();
+    uint8_t *der = NULL, id[32], want[32];
+    size_t der_len = 0;
+
+    if (s == NULL)
+        return;
+    req.mac = "00-11-22-33-44-55";   /* any form the project parses */
     CHECK_OK(prov_signer_issue(s, &req, &der, &der_len));
     if (der != NULL)
         check_operator_cert(der, der_len, nums, 2);
@@ -429,26 +447,17 @@ signer_issues(void)
 static void
 signer_refuses(void)
 {
-    struct prov_config cfg;
-    struct prov_signer *s = NULL;
     const char *nums[9] = {"1", "2", "3", "4", "5", "6", "7", "8", "9"};
-    struct prov_sign_req req = {0};
     int64_t now = (int64_t)time(NULL);
+    struct prov_sign_req req = device_req(nums, 1, now, now + 86400);
+    struct prov_signer *s = start_signer();
     uint8_t *der = NULL;
     size_t der_len = 0;
 
-    setup();
-    config(&cfg);
-    CHECK_OK(prov_signer_start(&cfg, &s));
     if (s == NULL)
         return;
     req.mfg_cert_der = other_der; /* 00:11:22:33:44:66's certificate */
     req.mfg_cert_len = other_der_len;
-    req.mac = "00:11:22:33:44:55";
-    req.numbers = nums;
-    req.n_numbers = 1;
-    req.not_before = now;
-    req.not_after = now + 86400;
     CHECK_INT_EQ(prov_signer_issue(s, &req, &der, &der_len), CK_ERR_POLICY);
     CHECK(strstr(ck_error_context(), "00:11:22:33:44:66") != NULL);
     CHECK(der == NULL && der_len == 0);
@@ -513,8 +522,7 @@ raw_exchange(int fd, const void *msg, size_t len)
 static void
 signer_garbage(void)
 {
-    struct prov_config cfg;
-    struct prov_signer *s = NULL;
+    struct prov_signer *s = start_signer();
     uint8_t big[PROV_SIGNER_MSG_MAX + 100], junk[256], id[32];
     const uint8_t header_only[8] = {1, 2, 0, 0, 0, 0, 0, 0};
     const uint8_t bad_len[10] = {1, 2, 0, 0, 0, 0, 0, 9, 1, '1'};
@@ -524,9 +532,6 @@ signer_garbage(void)
     const uint8_t good[10] = {1, 2, 0, 0, 0, 0, 0, 2, 1, '1'};
     int fd;
 
-    setup();
-    config(&cfg);
-    CHECK_OK(prov_signer_start(&cfg, &s));
     if (s == NULL)
         return;
     fd = prov_signer_fd(s);
