@@ -329,7 +329,7 @@ received(int i)
 /* ------------------------------------------------------------------------------------------- */
 /* Configuration */
 
-static char dir[64], secret_path[128], url_ok[96], url_down[96], url_slow[96];
+static char hook_dir[64], secret_path[128], url_ok[96], url_down[96], url_slow[96];
 static struct prov_config cfg;
 
 static void
@@ -359,12 +359,12 @@ setup(void)
 {
     int down_port, fd;
 
-    if (dir[0] != '\0')
+    if (hook_dir[0] != '\0')
         return;
-    ck_strlcpy(dir, "/tmp/ck-provhook-XXXXXX", sizeof(dir));
-    if (mkdtemp(dir) == NULL)
+    ck_strlcpy(hook_dir, "/tmp/ck-provhook-XXXXXX", sizeof(hook_dir));
+    if (mkdtemp(hook_dir) == NULL)
         abort();
-    snprintf(secret_path, sizeof(secret_path), "%s/secret", dir);
+    snprintf(secret_path, sizeof(secret_path), "%s/secret", hook_dir);
     write_file(secret_path, SECRET "\n", 0600);
     /* Nothing listens on a port just released: connections are refused. */
     fd = listen_loopback(&down_port);
@@ -607,8 +607,8 @@ start_failures(void)
     char loose[128], shortf[128];
 
     setup();
-    snprintf(loose, sizeof(loose), "%s/loose", dir);
-    snprintf(shortf, sizeof(shortf), "%s/short", dir);
+    snprintf(loose, sizeof(loose), "%s/loose", hook_dir);
+    snprintf(shortf, sizeof(shortf), "%s/short", hook_dir);
     write_file(loose, SECRET "\n", 0644);
     write_file(shortf, "short\n", 0600);
     memset(&cfg, 0, sizeof(cfg));
@@ -643,8 +643,8 @@ cleanup(void)
 {
     char cmd[128];
 
-    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
-    CHECK(dir[0] != '\0' && system(cmd) == 0);
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", hook_dir);
+    CHECK(hook_dir[0] != '\0' && system(cmd) == 0);
 }
 
 CK_TEST_MAIN("prov_webhook", CK_TEST_CASE(backoff_schedule), CK_TEST_CASE(delivers_signed),
