@@ -777,7 +777,8 @@ format_enctypes(const int32_t *enctypes, size_t n_enctypes, char *buf, size_t si
 
 /* The schema, in creation order: the core tables, then each feature's own (service-key rotation
  * in pg_rotation.c, master-key rotation in pg_mkey.c). */
-static const char *const *const pg_schema_parts[] = {pg_schema, pg_schema_rotation, pg_schema_mkey};
+static const char *const *const pg_schema_parts[] = {pg_schema, pg_schema_rotation, pg_schema_mkey,
+                                                     pg_schema_prov /* issue 10 */};
 
 static int
 pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey_row *mkey,
@@ -1396,6 +1397,13 @@ const struct ck_store_ops ck_store_postgresql_ops = {
     .alarm_record = pg_alarm_record,
     .alarm_list = pg_alarm_list,
     .alarm_clear = pg_alarm_clear,
+    .prov_begin = pg_prov_begin,
+    .prov_end = pg_prov_end,
+    .prov_bump = pg_prov_bump,
+    .prov_audit = pg_prov_audit,
+    .prov_exec = pg_prov_exec,
+    .prov_query = pg_prov_query,
+    .prov_principal_ensure = pg_prov_principal_ensure,
     /* backup, holder, check_db, restore_*: file-level operations of the SQLite backend; a
      * PostgreSQL realm is backed up with `db dump` or the server's own tools. */
     .change_fd = pg_change_fd,
