@@ -30,7 +30,7 @@
 /* Distinct statements a connection prepares (each SQL literal of lib/store/pg*.c at most once). */
 #define PG_MAX_STATEMENTS 256
 /* Parameters of one statement. */
-#define PG_MAX_PARAMS 16
+#define PG_MAX_PARAMS 24
 
 struct pg_be {
     PGconn *conn;
@@ -193,6 +193,8 @@ int pg_prov_exec(void *be, const char *what, const char *sql, const struct ck_pr
                  size_t n, uint64_t *affected);
 int pg_prov_query(void *be, const char *what, const char *sql, const struct ck_prov_arg *a,
                   size_t n, int (*cb)(const struct ck_prov_row *r, void *arg), void *arg);
+/* After a load: the identity columns of the provisioning tables past their largest id. */
+int pg_prov_after_load(struct pg_be *be);
 int pg_prov_principal_ensure(void *be, const struct ck_store_princ_row *row, int64_t now,
                              bool *created);
 #endif

@@ -237,3 +237,25 @@ pg_prov_principal_ensure(void *arg, const struct ck_store_princ_row *row, int64_
     *created = true;
     return 0;
 }
+
+int
+pg_prov_after_load(struct pg_be *be)
+{
+    static const char *const sql[] = {
+        "SELECT setval(pg_get_serial_sequence('prov_customer', 'id'),"
+        " (SELECT coalesce(max(id), 0) + 1 FROM prov_customer), false)",
+        "SELECT setval(pg_get_serial_sequence('prov_cert', 'id'),"
+        " (SELECT coalesce(max(id), 0) + 1 FROM prov_cert), false)",
+        "SELECT setval(pg_get_serial_sequence('prov_event', 'id'),"
+        " (SELECT coalesce(max(id), 0) + 1 FROM prov_event), false)",
+        "SELECT setval(pg_get_serial_sequence('prov_outbox', 'id'),"
+        " (SELECT coalesce(max(id), 0) + 1 FROM prov_outbox), false)",
+    };
+    int ret;
+
+    for (size_t i = 0; i < sizeof(sql) / sizeof(sql[0]); i++) {
+        if ((ret = pg_run(be, "load: identity columns", sql[i], PNOARGS, NULL)) != 0)
+            return ret;
+    }
+    return 0;
+}

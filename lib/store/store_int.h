@@ -104,6 +104,26 @@ void store_audit_describe_keys(char *buf, size_t size, const ck_db_key *keys, si
 /* Change callback. */
 typedef void (*ck_store_change_cb)(enum ck_store_change_kind kind, const char *key, void *arg);
 
+/* Provisioning statements' parameters and result rows (store_prov.c; the backends convert). */
+enum ck_prov_arg_type { CK_PA_INT, CK_PA_TEXT, CK_PA_BLOB, CK_PA_NULL };
+struct ck_prov_arg {
+    enum ck_prov_arg_type type;
+    int64_t i;
+    const char *s;  /* CK_PA_TEXT: NUL-terminated; NULL binds SQL NULL */
+    const void *p;  /* CK_PA_BLOB (NULL binds SQL NULL) */
+    size_t len;
+};
+/* One result row: integers (0 for NULL), NULL test, text and blobs as malloc'd copies (text
+ * NULL for SQL NULL or no memory; blob: *p NULL, *len 0 for SQL NULL). */
+struct ck_prov_row {
+    const void *impl;
+    int row;
+    int64_t (*i64)(const struct ck_prov_row *r, int col);
+    bool (*null)(const struct ck_prov_row *r, int col);
+    char *(*text)(const struct ck_prov_row *r, int col);
+    int (*blob)(const struct ck_prov_row *r, int col, uint8_t **p, size_t *len);
+};
+
 /* One device as the backend stores it (store.c validates before and after). */
 struct ck_store_device_row {
     char *mac;
@@ -135,26 +155,10 @@ struct ck_store_load_sink {
     int (*lockout)(void *be, const char *name, const ck_db_lockout *l);
     int (*history)(void *be, const char *name, const struct ck_store_key_row *row);
     int (*device)(void *be, const struct ck_store_device_row *row); /* generation ignored */
-};
-
-/* Provisioning statements' parameters and result rows (store_prov.c; the backends convert). */
-enum ck_prov_arg_type { CK_PA_INT, CK_PA_TEXT, CK_PA_BLOB, CK_PA_NULL };
-struct ck_prov_arg {
-    enum ck_prov_arg_type type;
-    int64_t i;
-    const char *s;  /* CK_PA_TEXT: NUL-terminated; NULL binds SQL NULL */
-    const void *p;  /* CK_PA_BLOB (NULL binds SQL NULL) */
-    size_t len;
-};
-/* One result row: integers (0 for NULL), NULL test, text and blobs as malloc'd copies (text
- * NULL for SQL NULL or no memory; blob: *p NULL, *len 0 for SQL NULL). */
-struct ck_prov_row {
-    const void *impl;
-    int row;
-    int64_t (*i64)(const struct ck_prov_row *r, int col);
-    bool (*null)(const struct ck_prov_row *r, int col);
-    char *(*text)(const struct ck_prov_row *r, int col);
-    int (*blob)(const struct ck_prov_row *r, int col, uint8_t **p, size_t *len);
+    /* issue 10: one row of a provisioning table (sql: ck_prov_dump_tables[].insert_sql), and
+     * after the last one (optional: NULL) whatever the backend must do once they are in. */
+    int (*prov)(void *be, const char *sql, const struct ck_prov_arg *a, size_t n);
+    int (*prov_done)(void *be);
 };
 
 struct ck_store_ops {
@@ -495,6 +499,27 @@ struct ck_store {
 
 /* Frees store->prov (ck_store_close). */
 void ck_store_prov_free_int(ck_store *store);
+
+/* The provisioning tables in a dump (store_prov.c; dump.c writes and reads them, format 2):
+ * one record type per table, one field per column (the column's name as key), paged by the
+ * first column (the primary key): page_sql takes $1 = the last key seen (integer keys: 0 first,
+ * text keys: "" first) and $2 = a page size, and selects the columns in order. insert_sql takes
+ * the columns in order. A text column that is not nullable reads "" for a dump's "-". */
+struct ck_prov_dump_col {
+    const char *name;
+    enum ck_prov_arg_type type;
+    bool nullable;
+};
+struct ck_prov_dump_table {
+    const char *record;          /* "prov-customer" */
+    const char *page_sql;
+    const char *insert_sql;
+    const struct ck_prov_dump_col *cols;
+    size_t n_cols;
+};
+#define CK_PROV_DUMP_KEY_MAX 160 /* a text primary key (the idempotency key is the longest) */
+extern const struct ck_prov_dump_table ck_prov_dump_tables[];
+extern const size_t ck_prov_dump_n_tables;
 
 int ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind,
                         const struct ck_cache_source *src, size_t max_entries);

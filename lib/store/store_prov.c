@@ -2646,3 +2646,74 @@ ck_prov_outbox_list(ck_store *store, int64_t before, size_t limit, ck_prov_deliv
                   QARGS(Q_INT(before), Q_INT(limit)), cb_delivery, &l);
     return deliveries_deliver(&l, ret, cb, arg, n_out);
 }
+
+/* --------------------------------------------------------------------------- dump tables */
+
+#define C_INT(n) {n, CK_PA_INT, false}
+#define C_TEXT(n) {n, CK_PA_TEXT, false}
+#define C_NTEXT(n) {n, CK_PA_TEXT, true}
+#define C_BLOB(n) {n, CK_PA_BLOB, true}
+
+static const struct ck_prov_dump_col cols_customer[] = {
+    C_INT("id"), C_INT("type"), C_TEXT("name"), C_TEXT("address"), C_NTEXT("email"),
+    C_TEXT("segment"), C_TEXT("services"), C_INT("created"), C_INT("modified")};
+static const struct ck_prov_dump_col cols_device[] = {
+    C_TEXT("mac"), C_INT("state"), C_TEXT("principal"), C_INT("customer_id"),
+    C_INT("owner_id"), C_NTEXT("loaner_for"), C_TEXT("segment"), C_TEXT("fqdn"), C_INT("ipv4"),
+    C_TEXT("unprov_ip"), C_NTEXT("reported_by"), C_BLOB("mfg_cert"), C_BLOB("spki_sha256"),
+    C_INT("cert_id"), C_INT("first_seen"), C_INT("last_seen"), C_INT("modified")};
+static const struct ck_prov_dump_col cols_number[] = {
+    C_TEXT("number"), C_TEXT("segment"), C_NTEXT("mac"), C_INT("slot"), C_INT("assigned")};
+static const struct ck_prov_dump_col cols_cert[] = {
+    C_INT("id"), C_TEXT("mac"), C_BLOB("der"), C_BLOB("sha256"), C_INT("not_before"),
+    C_INT("not_after"), C_INT("issued"), C_INT("acked"), C_INT("superseded")};
+static const struct ck_prov_dump_col cols_event[] = {
+    C_INT("id"), C_INT("time"), C_TEXT("mac"), C_INT("customer_id"), C_TEXT("action"),
+    C_TEXT("actor"), C_TEXT("detail")};
+static const struct ck_prov_dump_col cols_idem[] = {
+    C_TEXT("key"), C_BLOB("request"), C_INT("event_id"), C_INT("created")};
+static const struct ck_prov_dump_col cols_outbox[] = {
+    C_INT("id"), C_INT("event_id"), C_TEXT("target"), C_TEXT("body"), C_INT("attempts"),
+    C_INT("next_attempt"), C_INT("created"), C_INT("delivered"), C_INT("last_status")};
+
+#define NCOLS(a) (sizeof(a) / sizeof(a[0]))
+
+const struct ck_prov_dump_table ck_prov_dump_tables[] = {
+    {"prov-customer",
+     "SELECT " CUSTOMER_COLUMNS " FROM prov_customer WHERE id > $1 ORDER BY id LIMIT $2",
+     "INSERT INTO prov_customer(" CUSTOMER_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+     " $9)",
+     cols_customer, NCOLS(cols_customer)},
+    {"prov-device",
+     "SELECT mac, state, principal, customer_id, owner_id, loaner_for, segment, fqdn, ipv4,"
+     " unprov_ip, reported_by, mfg_cert, spki_sha256, cert_id, first_seen, last_seen, modified"
+     " FROM prov_device WHERE mac > $1 ORDER BY mac LIMIT $2",
+     "INSERT INTO prov_device(mac, state, principal, customer_id, owner_id, loaner_for, segment,"
+     " fqdn, ipv4, unprov_ip, reported_by, mfg_cert, spki_sha256, cert_id, first_seen,"
+     " last_seen, modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13,"
+     " $14, $15, $16, $17)",
+     cols_device, NCOLS(cols_device)},
+    {"prov-number",
+     "SELECT number, segment, mac, slot, assigned FROM prov_number WHERE number > $1"
+     " ORDER BY number LIMIT $2",
+     "INSERT INTO prov_number(number, segment, mac, slot, assigned) VALUES ($1, $2, $3, $4, $5)",
+     cols_number, NCOLS(cols_number)},
+    {"prov-cert",
+     "SELECT " CERT_COLUMNS " FROM prov_cert WHERE id > $1 ORDER BY id LIMIT $2",
+     "INSERT INTO prov_cert(" CERT_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+     cols_cert, NCOLS(cols_cert)},
+    {"prov-event",
+     "SELECT " EVENT_COLUMNS " FROM prov_event WHERE id > $1 ORDER BY id LIMIT $2",
+     "INSERT INTO prov_event(" EVENT_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7)",
+     cols_event, NCOLS(cols_event)},
+    {"prov-idem",
+     "SELECT key, request, event_id, created FROM prov_idem WHERE key > $1 ORDER BY key"
+     " LIMIT $2",
+     "INSERT INTO prov_idem(key, request, event_id, created) VALUES ($1, $2, $3, $4)",
+     cols_idem, NCOLS(cols_idem)},
+    {"prov-outbox",
+     "SELECT " DELIVERY_COLUMNS " FROM prov_outbox WHERE id > $1 ORDER BY id LIMIT $2",
+     "INSERT INTO prov_outbox(" DELIVERY_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+     cols_outbox, NCOLS(cols_outbox)},
+};
+const size_t ck_prov_dump_n_tables = NCOLS(ck_prov_dump_tables);
