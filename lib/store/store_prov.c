@@ -653,11 +653,12 @@ idem_record(struct txn *t, int64_t event_id, int64_t now)
 
     if (t->who->idem_key == NULL)
         return 0;
-    /* An expired record with the same key is replaced; older ones are dropped here too. */
-    if ((ret = q_exec(t->store, "idempotency",
-                      "DELETE FROM prov_idem WHERE created < $1 OR key = $2",
-                      QARGS(Q_INT(now - CK_PROV_IDEM_RETENTION), Q_TEXT(t->who->idem_key)),
-                      NULL)) != 0)
+    /* An expired record with the same key is replaced; older ones are dropped here too (two
+     * statements: each uses its index). */
+    if ((ret = q_exec(t->store, "idempotency", "DELETE FROM prov_idem WHERE key = $1",
+                      QARGS(Q_TEXT(t->who->idem_key)), NULL)) != 0 ||
+        (ret = q_exec(t->store, "idempotency", "DELETE FROM prov_idem WHERE created < $1",
+                      QARGS(Q_INT(now - CK_PROV_IDEM_RETENTION)), NULL)) != 0)
         return ret;
     return q_exec(t->store, "idempotency",
                   "INSERT INTO prov_idem(key, request, event_id, created) VALUES ($1, $2, $3, $4)",

@@ -116,6 +116,26 @@ admit(ck_store *s, int i)
     return ck_prov_admit_unprovisioned(s, mac, princ, spki, cert, sizeof(cert), 1700000000);
 }
 
+/* In a child with its own connection: admits first..last; exits with the number admitted, or
+ * 200 on any answer other than success or CK_ERR_EXISTS. */
+static int
+admit_range(int first, int last)
+{
+    ck_store *s = NULL;
+    int n = 0, ret;
+
+    if (ck_store_open(db, stash, 0, &s) != 0)
+        return 200;
+    for (int i = first; i <= last; i++) {
+        if ((ret = admit(s, i)) == 0)
+            n++;
+        else if (ret != CK_ERR_EXISTS)
+            n = 200;
+    }
+    ck_store_close(s);
+    return n > 200 ? 200 : n;
+}
+
 static int64_t
 add_customer(ck_store *s, const char *name, const char *segment,
              enum ck_prov_account_type type)
@@ -237,6 +257,27 @@ admit_and_customers(void)
         dev.state = CK_DEVICE_ACTIVE;
         CHECK_OK(ck_store_add_device(s, &dev));
         CHECK_INT_EQ(admit(s, 2), CK_ERR_EXISTS);
+    }
+    /* two KDC processes admitting the same 20 devices at once: each admitted once, the loser
+     * told CK_ERR_EXISTS */
+    {
+        pid_t pids[2];
+        int status = 0, total = 0;
+
+        for (int k = 0; k < 2; k++) {
+            if ((pids[k] = fork()) == 0)
+                _exit(admit_range(100, 119));
+        }
+        for (int k = 0; k < 2; k++) {
+            CHECK(waitpid(pids[k], &status, 0) == pids[k]);
+            CHECK(WIFEXITED(status) && WEXITSTATUS(status) <= 20);
+            total += WIFEXITED(status) ? WEXITSTATUS(status) : 100;
+        }
+        CHECK_INT_EQ(total, 20);
+        for (int i = 100; i <= 119; i++) {
+            mac_of(i, mac);
+            CHECK_INT_EQ(n_events(s, mac), 1);
+        }
     }
     /* customers */
     id = add_customer(s, "Alice Example", "seg-a", CK_PROV_ACCOUNT_CUSTOMER);
