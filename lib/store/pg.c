@@ -699,6 +699,39 @@ read_schema_version(struct pg_be *be, int *version)
     return 0;
 }
 
+/* Schema 1 -> 2 (issue 10): the provisioning tables and device.cert_sha256 (pg_prov.c). One
+ * transaction under an exclusive lock on schema_version, so that two openers (a KDC fleet
+ * starting) upgrade once; a read-only opener cannot, and says so. */
+static int
+upgrade_schema_1(struct pg_be *be, int *version)
+{
+    int ret;
+
+    if (be->readonly)
+        return ck_error_set(CK_ERR_UNSUPPORTED,
+                            "PostgreSQL database %s has cablekey schema version 1 and needs the "
+                            "upgrade to %d: open it read-write once (any cablekey command or "
+                            "daemon does it)", PQdb(be->conn), PG_SCHEMA_VERSION);
+    if ((ret = pg_begin_plain(be)) != 0)
+        return ret;
+    if ((ret = pg_simple(be, "schema upgrade",
+                         "LOCK TABLE schema_version IN ACCESS EXCLUSIVE MODE")) != 0 ||
+        (ret = read_schema_version(be, version)) != 0)
+        goto out;
+    if (*version != 1)
+        goto out; /* another opener upgraded it meanwhile */
+    for (const char *const *sql = pg_schema_prov; *sql != NULL; sql++) {
+        if ((ret = pg_simple(be, "schema upgrade", *sql)) != 0)
+            goto out;
+    }
+    if ((ret = pg_run(be, "schema upgrade", "UPDATE schema_version SET version = $1",
+                      PARGS(P_INT(PG_SCHEMA_VERSION)), NULL)) != 0)
+        goto out;
+    *version = PG_SCHEMA_VERSION;
+out:
+    return pg_end_write(be, ret);
+}
+
 static int
 pg_open(const char *path, unsigned flags, bool create, void **out)
 {
@@ -742,6 +775,8 @@ pg_open(const char *path, unsigned flags, bool create, void **out)
         ret = 0;
     } else {
         if ((ret = read_schema_version(be, &version)) != 0)
+            goto out;
+        if (version == 1 && (ret = upgrade_schema_1(be, &version)) != 0) /* issue 10 */
             goto out;
         if (version != PG_SCHEMA_VERSION) {
             ret = ck_error_set(CK_ERR_UNSUPPORTED,

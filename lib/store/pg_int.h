@@ -25,7 +25,8 @@
 
 #include "store/store_int.h"
 
-#define PG_SCHEMA_VERSION 1
+/* 2 (issue 10): the provisioning tables; pg_open upgrades a version 1 database. */
+#define PG_SCHEMA_VERSION 2
 #define PG_NOTIFY_CHANNEL "ck_change"
 /* Distinct statements a connection prepares (each SQL literal of lib/store/pg*.c at most once). */
 #define PG_MAX_STATEMENTS 256

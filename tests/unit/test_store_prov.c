@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include <libpq-fe.h>
+#include <sqlite3.h>
 #include <openssl/evp.h>
 
 #include "ck_test.h"
@@ -1096,6 +1097,54 @@ dump_load(void)
     ck_store_close(l);
 }
 
+/* A database from before issue 10 (SQLite schema 7, PostgreSQL schema 1) is upgraded when
+ * opened read-write: its devices keep working and the provisioning tables appear. */
+static void
+schema_upgrade(void)
+{
+    static const char *const drop =
+        "DROP TABLE prov_customer; DROP TABLE prov_device; DROP TABLE prov_number;"
+        " DROP TABLE prov_cert; DROP TABLE prov_event; DROP TABLE prov_idem;"
+        " DROP TABLE prov_outbox; ALTER TABLE device DROP COLUMN cert_sha256;";
+    ck_store *s = new_realm(), *ro = NULL;
+    ck_db_device dev, *d = NULL;
+    char sql[600];
+
+    memset(&dev, 0, sizeof(dev));
+    mac_of(7, dev.mac);
+    dev.principal = (char *)"krbtgt/PROV.TEST@PROV.TEST";
+    dev.state = CK_DEVICE_ACTIVE;
+    CHECK_OK(ck_store_add_device(s, &dev));
+    ck_store_close(s);
+    snprintf(sql, sizeof(sql), "%s UPDATE schema_version SET version = %d", drop, on_pg ? 1 : 7);
+    if (on_pg) {
+        PGconn *c = PQconnectdb("");
+        PGresult *r = PQexec(c, sql);
+
+        CHECK(PQresultStatus(r) == PGRES_COMMAND_OK);
+        PQclear(r);
+        PQfinish(c);
+        /* read-only cannot upgrade: a clear refusal */
+        CHECK_INT_EQ(ck_store_open(db, stash, CK_STORE_READONLY, &ro), CK_ERR_UNSUPPORTED);
+        CHECK(strstr(ck_error_context(), "upgrade") != NULL);
+    } else {
+        sqlite3 *raw = NULL;
+
+        CHECK(sqlite3_open(db, &raw) == SQLITE_OK);
+        CHECK(sqlite3_exec(raw, sql, NULL, NULL, NULL) == SQLITE_OK);
+        sqlite3_close(raw);
+    }
+    s = other_conn();
+    CHECK_OK(ck_store_get_device(s, dev.mac, &d));
+    CHECK(d != NULL && d->state == CK_DEVICE_ACTIVE && !d->has_cert);
+    ck_db_device_free(d);
+    CHECK(add_customer(s, "After Upgrade", "seg-a", CK_PROV_ACCOUNT_CUSTOMER) == 1);
+    CHECK_OK(admit(s, 8));
+    ck_store_close(s);
+    CHECK_OK(ck_store_open(db, stash, CK_STORE_READONLY, &ro));
+    ck_store_close(ro);
+}
+
 #define BOTH(fn)                                                                              \
     static void fn##_sqlite(void)                                                            \
     {                                                                                        \
@@ -1113,6 +1162,7 @@ BOTH(idempotency_and_outbox)
 BOTH(numbers)
 BOTH(atomic_and_cache)
 BOTH(dump_load)
+BOTH(schema_upgrade)
 
 int
 main(int argc, char **argv)
@@ -1124,12 +1174,14 @@ main(int argc, char **argv)
         CK_TEST_CASE(numbers_sqlite),
         CK_TEST_CASE(atomic_and_cache_sqlite),
         CK_TEST_CASE(dump_load_sqlite),
+        CK_TEST_CASE(schema_upgrade_sqlite),
         CK_TEST_CASE(admit_and_customers_pg),
         CK_TEST_CASE(lifecycle_pg),
         CK_TEST_CASE(idempotency_and_outbox_pg),
         CK_TEST_CASE(numbers_pg),
         CK_TEST_CASE(atomic_and_cache_pg),
         CK_TEST_CASE(dump_load_pg),
+        CK_TEST_CASE(schema_upgrade_pg),
     };
     char cmd[128];
     int rc;
