@@ -117,11 +117,7 @@ void prov_webhooks_stop(struct prov_webhooks *w);   /* bounded: at most 2 s */
  * (X-Cablekey-Event). */
 #define PROV_WEBHOOK_BACKOFF_MAX 3600
 #define PROV_WEBHOOK_GIVE_UP (72 * 3600)
-#ifdef CK_PROV_OUTBOX_GIVEN_UP   /* the store's name for it, once the store defines one */
 #define PROV_WEBHOOK_GAVE_UP CK_PROV_OUTBOX_GIVEN_UP
-#else
-#define PROV_WEBHOOK_GAVE_UP INT64_MAX
-#endif
 
 /* ---- the UDP servers (fqdn.c, devchan.c), in the back process: each a ck_net_server on its
  * own store connection and the keytab's mtafqdn/ prov/ keys ---- */

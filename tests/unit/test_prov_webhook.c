@@ -16,13 +16,16 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "ck_test.h"
+#include "cablekey/crypto.h"
 #include "cablekey/prov.h"
+#include "cablekey/store.h"
 #include "cablekey/util.h"
 #include "prov.h"
 #include "webhook_int.h"
@@ -638,6 +641,126 @@ start_failures(void)
     prov_webhooks_stop(NULL);
 }
 
+/* The real outbox: an action in the store (a customer added) queues the row, the thread started
+ * by prov_webhooks_start on its own connection delivers it on the system clock, and the store's
+ * delivery log records each attempt. */
+struct log_row {
+    int64_t id, delivered, next_attempt;
+    int attempts, last_status;
+    char body[256];
+};
+
+static int
+log_cb(const ck_prov_delivery *d, void *arg)
+{
+    struct log_row *r = arg;
+
+    r->id = d->id;
+    r->delivered = d->delivered;
+    r->next_attempt = d->next_attempt;
+    r->attempts = d->attempts;
+    r->last_status = d->last_status;
+    ck_strlcpy(r->body, d->body, sizeof(r->body));
+    return 0;
+}
+
+/* The newest delivery of the log once it has at least attempts attempts (bounded wait). */
+static struct log_row
+wait_logged(ck_store *s, struct prov_webhooks *w, int attempts)
+{
+    struct log_row r;
+
+    for (int i = 0; i < 500; i++) {
+        size_t n = 0;
+        memset(&r, 0, sizeof(r));
+        CHECK_OK(ck_prov_outbox_list(s, 0, 1, log_cb, &r, &n));
+        if (n > 0 && r.attempts >= attempts)
+            break;
+        if (i % 20 == 0)
+            prov_webhooks_kick(w);
+        sleep_ms(10);
+    }
+    return r;
+}
+
+static void
+store_outbox(void)
+{
+    static const int32_t et[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96};
+    static const char *const targets[] = {"billing"};
+    ck_prov_actor who = {.actor = "csr1@PROV.TEST"};
+    struct prov_webhooks *w = NULL;
+    char db[160], stash[176];
+    ck_prov_customer c;
+    ck_store *s = NULL;
+    struct log_row r;
+    struct request q;
+    int64_t t = 0, now;
+
+    setup();
+    receiver_start();
+    snprintf(db, sizeof(db), "%s/realm.db", hook_dir);
+    snprintf(stash, sizeof(stash), "%s.stash", db);
+    CHECK_OK(ck_store_init_realm(db, stash, "PROV.TEST", et, 1, 0, 0));
+    CHECK_OK(ck_store_open(db, stash, 0, &s));
+    if (s == NULL)
+        goto out;
+    CHECK_OK(ck_prov_outbox_targets(s, targets, 1));
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.database = db;
+    cfg.stash = stash;
+    snprintf(url_ok, sizeof(url_ok), "http://127.0.0.1:%d/hooks/billing", rcv.port);
+    set_target(0, "billing", url_ok);
+    CHECK_OK(prov_webhooks_start(&cfg, NULL, &w));
+    if (w == NULL)
+        goto out;
+
+    memset(&c, 0, sizeof(c));
+    c.type = CK_PROV_ACCOUNT_CUSTOMER;
+    c.name = (char *)"Alice Example";
+    c.address = (char *)"1 Main St";
+    ck_strlcpy(c.segment, "seg-a", sizeof(c.segment));
+    c.services = (char *)"{}";
+    CHECK_OK(ck_prov_customer_add(s, &who, &c, NULL));
+    prov_webhooks_kick(w);     /* what the back does after the action's commit */
+    r = wait_logged(s, w, 1);
+    now = (int64_t)time(NULL);
+    CHECK_INT_EQ(r.attempts, 1);
+    CHECK_INT_EQ(r.last_status, 200);
+    CHECK(r.delivered > 0 && r.delivered <= now);
+    CHECK_INT_EQ(atomic_load(&rcv.count), 1);
+    q = received(0);
+    CHECK(strcmp(q.event, "customer.added") == 0);
+    CHECK(signature_valid(&q, SECRET, &t));
+    CHECK(t >= now - 10 && t <= now);
+    CHECK(strstr(q.body, "\"event\":\"customer.added\"") != NULL);
+    {
+        char id[32];
+        snprintf(id, sizeof(id), "%lld", (long long)r.id);
+        CHECK(strcmp(q.delivery, id) == 0);
+    }
+
+    /* The receiver fails: the log shows the attempt and the next one a second later. */
+    atomic_store(&rcv.status, 500);
+    c.name = (char *)"Bob Example";
+    CHECK_OK(ck_prov_customer_add(s, &who, &c, NULL));
+    prov_webhooks_kick(w);
+    r = wait_logged(s, w, 1);
+    CHECK_INT_EQ(r.attempts, 1);
+    CHECK_INT_EQ(r.last_status, 500);
+    CHECK(r.delivered == 0);
+    CHECK(r.next_attempt > 0 && r.next_attempt <= (int64_t)time(NULL) + 1);
+    atomic_store(&rcv.status, 200);
+    r = wait_logged(s, w, 2);   /* due again within a second or two of real time */
+    CHECK_INT_EQ(r.attempts, 2);
+    CHECK_INT_EQ(r.last_status, 200);
+    CHECK(r.delivered > 0);
+    prov_webhooks_stop(w);
+out:
+    ck_store_close(s);
+    receiver_stop();
+}
+
 static void
 cleanup(void)
 {
@@ -649,4 +772,4 @@ cleanup(void)
 
 CK_TEST_MAIN("prov_webhook", CK_TEST_CASE(backoff_schedule), CK_TEST_CASE(delivers_signed),
              CK_TEST_CASE(retries_and_gives_up), CK_TEST_CASE(slow_target_blocks_nothing),
-             CK_TEST_CASE(start_failures), CK_TEST_CASE(cleanup))
+             CK_TEST_CASE(start_failures), CK_TEST_CASE(store_outbox), CK_TEST_CASE(cleanup))
