@@ -109,6 +109,17 @@ int ck_mtafqdn_reply_read(const uint8_t *dgram, size_t len, ck_mtafqdn_client *s
                           int64_t clockskew, int64_t now, ck_mtafqdn_msg *rep);
 void ck_mtafqdn_client_clear(ck_mtafqdn_client *state);
 
+/* An FQDN as the reply carries it: 1..253 bytes, labels of 1..63 [A-Za-z0-9-], dot-separated. */
+bool ck_mtafqdn_fqdn_ok(const char *fqdn);
+/* The ticket the KDC mints for the request (it is the KDC: no TGS exchange): for server
+ * ("mtafqdn/<host>@REALM") sealed under service_key/kvno, client CK_MTAFQDN_CLIENT (the
+ * realm's krbtgt: the server refuses any other client), flags INITIAL|PRE-AUTHENT, valid from
+ * now for lifetime seconds, with a fresh session key of the service key's enctype. */
+#define CK_MTAFQDN_CLIENT "krbtgt"      /* krbtgt/REALM@REALM */
+int ck_mtafqdn_ticket_mint(const char *server, const ck_key *service_key, uint32_t kvno,
+                           const char *client, int64_t now, int64_t lifetime,
+                           CK_TICKET **ticket, ck_key *session_key);
+
 /* ---- the device channel ------------------------------------------------------------------ */
 #define CK_PROVDEV_VERSION 0xCB02
 #define CK_PROVDEV_PORT 7467

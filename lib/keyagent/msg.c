@@ -2,6 +2,7 @@
  * carried in KRB-PRIV user data, on the bounded reader and writer. */
 #include <string.h>
 
+#include "cablekey/apenv.h"
 #include "cablekey/error.h"
 #include "cablekey/keyagent.h"
 #include "cablekey/kpasswd.h"
@@ -49,35 +50,19 @@ ck_keyagent_host_ok(const char *host)
 int
 ck_keyagent_frame_parse(const uint8_t *msg, size_t len, ck_keyagent_frame *out)
 {
-    ck_reader r;
-    uint16_t msg_len, ap_len;
+    ck_apenv_frame fr;
     int rc;
 
-    if (out == NULL || (msg == NULL && len > 0))
-        return ck_error_set(CK_ERR_INVAL, "keyagent request: no input or output");
-    memset(out, 0, sizeof(*out));
-    if (len < CK_KPASSWD_HEADER_LEN || len > CK_KEYAGENT_MAX_MSG)
-        return ck_error_set(CK_ERR_DECODE, "keyagent request: %zu bytes", len);
-    ck_reader_init(&r, msg, len);
-    if ((rc = ck_reader_u16be(&r, &msg_len)) != 0 ||
-        (rc = ck_reader_u16be(&r, &out->version)) != 0 ||
-        (rc = ck_reader_u16be(&r, &ap_len)) != 0)
-        return rc;
-    if (msg_len != len)
-        return ck_error_set(CK_ERR_DECODE, "keyagent request: length field %u but %zu bytes",
-                            (unsigned)msg_len, len);
-    if (out->version != CK_KEYAGENT_VERSION)
-        return ck_error_set(CK_ERR_UNSUPPORTED, "keyagent request: protocol version 0x%04x",
-                            (unsigned)out->version);
-    if (ap_len == 0 || (size_t)ap_len >= ck_reader_remaining(&r))
-        return ck_error_set(CK_ERR_DECODE,
-                            "keyagent request: AP-REQ length %u in %zu bytes leaves no KRB-PRIV",
-                            (unsigned)ap_len, ck_reader_remaining(&r));
-    if ((rc = ck_reader_bytes(&r, ap_len, &out->ap_req)) != 0)
-        return rc;
-    out->ap_req_len = ap_len;
-    out->priv_len = ck_reader_remaining(&r);
-    return ck_reader_bytes(&r, out->priv_len, &out->priv);
+    memset(&fr, 0, sizeof(fr));
+    if (out == NULL)
+        return ck_error_set(CK_ERR_INVAL, "keyagent request: no output");
+    rc = ck_apenv_frame_parse(msg, len, CK_KEYAGENT_VERSION, "keyagent request", &fr);
+    out->version = fr.version;
+    out->ap_req = fr.ap_req;
+    out->ap_req_len = fr.ap_req_len;
+    out->priv = fr.priv;
+    out->priv_len = fr.priv_len;
+    return rc;
 }
 
 int
