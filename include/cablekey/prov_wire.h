@@ -116,6 +116,9 @@ bool ck_mtafqdn_fqdn_ok(const char *fqdn);
  * realm's krbtgt: the server refuses any other client), flags INITIAL|PRE-AUTHENT, valid from
  * now for lifetime seconds, with a fresh session key of the service key's enctype. */
 #define CK_MTAFQDN_CLIENT "krbtgt"      /* krbtgt/REALM@REALM */
+/* The request's key hash: SHA-1 of the certificate's DER SubjectPublicKeyInfo (the same for
+ * the manufacturer and the operator certificate: they certify one key). */
+int ck_mtafqdn_spki_sha1(const uint8_t *cert_der, size_t cert_len, uint8_t out[20]);
 int ck_mtafqdn_ticket_mint(const char *server, const ck_key *service_key, uint32_t kvno,
                            const char *client, int64_t now, int64_t lifetime,
                            CK_TICKET **ticket, ck_key *session_key);

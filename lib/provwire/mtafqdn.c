@@ -18,6 +18,8 @@
 #include <string.h>
 
 #include <openssl/asn1.h>
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "cablekey/apenv.h"
 #include "cablekey/error.h"
@@ -224,6 +226,28 @@ ck_mtafqdn_split(const uint8_t *dgram, size_t len, size_t *first_len)
         return ck_error_set(CK_ERR_DECODE, "MTA-FQDN datagram: %zu trailing bytes", len - a - b);
     *first_len = a;
     return 0;
+}
+
+int
+ck_mtafqdn_spki_sha1(const uint8_t *cert_der, size_t cert_len, uint8_t out[20])
+{
+    const unsigned char *p = cert_der;
+    X509 *x = NULL;
+    unsigned char *spki = NULL;
+    unsigned int n = 0;
+    int len, rc = 0;
+
+    if (cert_der == NULL || cert_len == 0 || cert_len > LONG_MAX ||
+        (x = d2i_X509(NULL, &p, (long)cert_len)) == NULL || p != cert_der + cert_len) {
+        X509_free(x);
+        return ck_error_set(CK_ERR_DECODE, "certificate: not one DER X.509 certificate");
+    }
+    if ((len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &spki)) <= 0 ||
+        EVP_Digest(spki, (size_t)len, out, &n, EVP_sha1(), NULL) != 1 || n != 20)
+        rc = ck_error_set(CK_ERR_CRYPTO, "certificate: SHA-1 of the public key");
+    OPENSSL_free(spki);
+    X509_free(x);
+    return rc;
 }
 
 /* ---- tickets ----------------------------------------------------------------------------- */
