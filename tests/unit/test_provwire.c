@@ -8,6 +8,16 @@
 #include <time.h>
 
 #include "ck_test.h"
+#include "store_fixture.h"
+
+#include <poll.h>
+#include <pthread.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <openssl/evp.h>
+#include <openssl/x509.h>
 
 #include "cablekey/ap.h"
 #include "cablekey/apenv.h"
@@ -18,6 +28,8 @@
 #include "cablekey/principal.h"
 #include "cablekey/prov_wire.h"
 #include "cablekey/util.h"
+#include "kdc.h"
+#include "mta_fqdn.h"
 
 #define REALM "TEST.REALM"
 #define FQDN_SVC "mtafqdn/prov.test@" REALM
@@ -756,8 +768,285 @@ test_provdev_serve_direct(void)
     world_down(&d.w);
 }
 
+/* ---- the KDC's client against a loopback UDP responder built on ck_mtafqdn_serve ---------- */
+
+enum resp_mode { RESP_NORMAL, RESP_SILENT, RESP_WRONG_FQDN };
+
+struct responder {
+    int fd;
+    uint16_t port;
+    pthread_t thread;
+    volatile int stop;
+    volatile enum resp_mode mode;
+    volatile int received;
+    ck_keytab *kt;
+    ck_rcache *rc;
+    uint8_t spki_sha1[20];
+};
+
+static int
+resp_lookup(void *arg, const ck_mtafqdn_msg *req, ck_mtafqdn_msg *rep)
+{
+    struct responder *r = arg;
+
+    if (memcmp(req->mac, MAC, 6) != 0) {
+        rep->type = CK_MTAFQDN_ERROR;
+        rep->error = CK_MTAFQDN_ERR_UNKNOWN_DEVICE;
+        ck_strlcpy(rep->text, "unknown device", sizeof(rep->text));
+    } else if (memcmp(req->spki_sha1, r->spki_sha1, 20) != 0) {
+        rep->type = CK_MTAFQDN_ERROR;
+        rep->error = CK_MTAFQDN_ERR_KEY_MISMATCH;
+        ck_strlcpy(rep->text, "key", sizeof(rep->text));
+    } else {
+        rep->type = CK_MTAFQDN_REPLY;
+        ck_strlcpy(rep->fqdn,
+                   r->mode == RESP_WRONG_FQDN ? "mta-00112233445f.mta.example.net"
+                                              : "MTA-001122334455.mta.example.net",
+                   sizeof(rep->fqdn));
+        rep->ipv4[0] = 10;
+    }
+    return 0;
+}
+
+static void *
+resp_main(void *arg)
+{
+    struct responder *r = arg;
+    uint8_t buf[CK_MTAFQDN_MAX_DGRAM];
+
+    while (!r->stop) {
+        struct pollfd pfd = {.fd = r->fd, .events = POLLIN};
+        struct sockaddr_in from;
+        socklen_t fl = sizeof(from);
+        uint8_t *out = NULL;
+        size_t out_len = 0;
+        ssize_t n;
+
+        if (poll(&pfd, 1, 50) <= 0)
+            continue;
+        n = recvfrom(r->fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+        if (n <= 0)
+            continue;
+        r->received++;
+        if (r->mode == RESP_SILENT)
+            continue;
+        if (ck_mtafqdn_serve(buf, (size_t)n, ck_ap_keytab_key_fn, r->kt, NULL, r->rc, 300,
+                             time(NULL), resp_lookup, r, &out, &out_len) == 0)
+            (void)sendto(r->fd, out, out_len, 0, (struct sockaddr *)&from, fl);
+        free(out);
+    }
+    return NULL;
+}
+
+static void
+responder_up(struct responder *r, ck_store *store, const char *service)
+{
+    struct sockaddr_in a;
+    socklen_t al = sizeof(a);
+    ck_db_principal *p = NULL;
+    ck_principal *pp = NULL;
+
+    memset(r, 0, sizeof(*r));
+    CHECK_OK(ck_keytab_new(&r->kt));
+    CHECK_OK(ck_store_get_principal(store, service, &p));
+    CHECK_OK(ck_principal_parse(service, NULL, 0, &pp));
+    for (size_t i = 0; p != NULL && i < p->n_keys; i++)
+        CHECK_OK(ck_keytab_add(r->kt, pp, p->keys[i].kvno, 0, &p->keys[i].key));
+    ck_db_principal_free(p);
+    ck_principal_free(pp);
+    CHECK_OK(ck_rcache_new(0, 600, &r->rc));
+    r->fd = socket(AF_INET, SOCK_DGRAM, 0);
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    CHECK(bind(r->fd, (struct sockaddr *)&a, sizeof(a)) == 0);
+    CHECK(getsockname(r->fd, (struct sockaddr *)&a, &al) == 0);
+    r->port = ntohs(a.sin_port);
+    CHECK(pthread_create(&r->thread, NULL, resp_main, r) == 0);
+}
+
+static void
+responder_down(struct responder *r)
+{
+    r->stop = 1;
+    pthread_join(r->thread, NULL);
+    close(r->fd);
+    ck_keytab_free(r->kt);
+    ck_rcache_free(r->rc);
+}
+
+static X509 *
+device_cert(void)
+{
+    EVP_PKEY *k = EVP_EC_gen("P-256");
+    X509 *x = X509_new();
+
+    X509_set_version(x, 2);
+    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
+    X509_NAME_add_entry_by_txt(X509_get_subject_name(x), "CN", MBSTRING_ASC,
+                               (const unsigned char *)"00:11:22:33:44:55", -1, -1, 0);
+    X509_set_issuer_name(x, X509_get_subject_name(x));
+    X509_gmtime_adj(X509_getm_notBefore(x), 0);
+    X509_gmtime_adj(X509_getm_notAfter(x), 3600);
+    X509_set_pubkey(x, k);
+    X509_sign(x, k, EVP_sha256());
+    EVP_PKEY_free(k);
+    return x;
+}
+
+static void
+kdc_config_for(struct kdc_mta_fqdn_config *c, char *server, size_t size, uint16_t port,
+               int64_t timeout_ms)
+{
+    snprintf(server, size, "127.0.0.1:%u", (unsigned)port);
+    c->server = server;
+    c->timeout_ms = timeout_ms;
+    c->cache_seconds = 60;
+}
+
+static void
+test_kdc_client(void)
+{
+    static const int32_t et[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96};
+    struct responder r;
+    struct kdc_mta_fqdn_config c;
+    struct kdc_mta_fqdn *m = NULL;
+    struct kdc_mta_fqdn_query q;
+    struct kdc_mta_fqdn_result res;
+    char server[64];
+    ck_store *store;
+    ck_db_principal *p;
+    X509 *cert = device_cert();
+    uint8_t *der = NULL;
+    int der_len = i2d_X509(cert, &der);
+    int64_t now = time(NULL);
+
+    store_fixture_up("provwire", REALM, et, 1);
+    store = fixture_open(db);
+    p = fixture_principal("mtafqdn/127.0.0.1@" REALM, NULL, 0, et, 1);
+    CHECK_OK(ck_store_create_principal(store, p));
+    ck_db_principal_free(p);
+    responder_up(&r, store, "mtafqdn/127.0.0.1@" REALM);
+    CHECK_OK(ck_mtafqdn_spki_sha1(der, (size_t)der_len, r.spki_sha1));
+    kdc_config_for(&c, server, sizeof(server), r.port, 1000);
+    CHECK_OK(kdc_mta_fqdn_new_from(&c, &m));
+    CHECK(m != NULL);
+    memset(&q, 0, sizeof(q));
+    q.mac = "00-11-22-33-44-55";
+    q.principal = DEVICE;
+    q.cert = cert;
+    q.generation = 7;
+
+    /* Confirmed (the label compares without regard to case), then from the cache. */
+    CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, now, &res));
+    CHECK(res.confirmed && !res.cached);
+    CHECK(strcmp(res.reason, KDC_MTA_FQDN_R_CONFIRMED) == 0);
+    CHECK(strcmp(res.fqdn, "MTA-001122334455.mta.example.net") == 0);
+    CHECK_INT_EQ(r.received, 1);
+    CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, now + 10, &res));
+    CHECK(res.confirmed && res.cached);
+    CHECK_INT_EQ(r.received, 1);
+    /* Expired, or another generation of the device row: asked again. */
+    CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, now + 61, &res));
+    CHECK(res.confirmed && !res.cached);
+    CHECK_INT_EQ(r.received, 2);
+    q.generation = 8;
+    CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, now + 61, &res));
+    CHECK(res.confirmed && !res.cached);
+    CHECK_INT_EQ(r.received, 3);
+
+    /* A FQDN naming another device. */
+    r.mode = RESP_WRONG_FQDN;
+    q.generation = 9;
+    CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, now, &res));
+    CHECK(!res.confirmed);
+    CHECK(strcmp(res.reason, KDC_MTA_FQDN_R_FQDN) == 0);
+    /* Refusals are not cached. */
+    r.mode = RESP_NORMAL;
+    q.mac = "001122334456";
+    CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, now, &res));
+    CHECK(!res.confirmed);
+    CHECK(strcmp(res.reason, KDC_MTA_FQDN_R_UNKNOWN) == 0);
+    CHECK(strstr(res.detail, "unknown device") != NULL);
+    CHECK_INT_EQ(r.received, 5);
+
+    /* Silence: one retry, then PROV_TIMEOUT. */
+    kdc_mta_fqdn_free(m);
+    kdc_config_for(&c, server, sizeof(server), r.port, 100);
+    CHECK_OK(kdc_mta_fqdn_new_from(&c, &m));
+    r.mode = RESP_SILENT;
+    q.mac = "00:11:22:33:44:55";
+    q.generation = 10;
+    CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, now, &res));
+    CHECK(!res.confirmed);
+    CHECK(strcmp(res.reason, KDC_MTA_FQDN_R_TIMEOUT) == 0);
+    CHECK_INT_EQ(r.received, 7);
+
+    /* The prov keytab holds another key: its KRB-ERROR refuses. */
+    r.mode = RESP_NORMAL;
+    {
+        ck_key other;
+        CHECK_OK(ck_random_key(CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &other));
+        for (size_t i = 0; i < r.kt->n_entries; i++)
+            ck_key_copy(&r.kt->entries[i].key, &other);
+        ck_key_clear(&other);
+    }
+    CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, now, &res));
+    CHECK(!res.confirmed);
+    CHECK(strcmp(res.reason, KDC_MTA_FQDN_R_REFUSED) == 0);
+    kdc_mta_fqdn_free(m);
+
+    /* No mtafqdn/<host> principal in the database. */
+    snprintf(server, sizeof(server), "localhost:%u", (unsigned)r.port);
+    CHECK_OK(kdc_mta_fqdn_new_from(&c, &m));
+    CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, now, &res));
+    CHECK(!res.confirmed);
+    CHECK(strcmp(res.reason, KDC_MTA_FQDN_R_NOKEY) == 0);
+    CHECK(kdc_mta_fqdn_confirm(m, store, NULL, now, &res) == CK_ERR_INVAL);
+    CHECK(strcmp(res.reason, KDC_MTA_FQDN_R_ERROR) == 0);
+    kdc_mta_fqdn_free(m);
+
+    responder_down(&r);
+    OPENSSL_free(der);
+    X509_free(cert);
+    ck_store_close(store);
+    fixture_down();
+}
+
+static void
+test_kdc_config(void)
+{
+    struct ck_profile *prof = NULL;
+    struct kdc_mta_fqdn_config *c = NULL;
+    struct kdc_mta_fqdn *m = NULL;
+
+    CHECK_OK(ck_profile_parse_string("[realms]\n " REALM " = {\n"
+                                     "  pkinit_mta_fqdn_server = prov.example.net\n"
+                                     "  pkinit_mta_fqdn_cache_seconds = 0\n }\n",
+                                     "t", &prof));
+    CHECK_OK(kdc_mta_fqdn_config_load(&c, prof, REALM));
+    CHECK(c != NULL && strcmp(c->server, "prov.example.net") == 0);
+    CHECK(c != NULL && c->timeout_ms == KDC_MTA_FQDN_DEFAULT_TIMEOUT_MS && c->cache_seconds == 0);
+    CHECK_OK(kdc_mta_fqdn_new_from(c, &m));
+    CHECK(m != NULL);
+    kdc_mta_fqdn_free(m);
+    kdc_mta_fqdn_config_free(c);
+    c = NULL;
+    CHECK_OK(kdc_mta_fqdn_config_load(&c, prof, "OTHER.REALM"));
+    CHECK(c == NULL);
+    ck_profile_free(prof);
+    CHECK_OK(ck_profile_parse_string("[realms]\n " REALM " = {\n"
+                                     "  pkinit_mta_fqdn_server = prov:2246\n"
+                                     "  pkinit_mta_fqdn_timeout_ms = 0\n }\n",
+                                     "t", &prof));
+    CHECK(kdc_mta_fqdn_config_load(&c, prof, REALM) == CK_ERR_CONFIG);
+    CHECK(c == NULL);
+    ck_profile_free(prof);
+}
+
 CK_TEST_MAIN("provwire", CK_TEST_CASE(test_payload_request), CK_TEST_CASE(test_payload_reply),
              CK_TEST_CASE(test_payload_error), CK_TEST_CASE(test_exchange),
              CK_TEST_CASE(test_malformed_payload), CK_TEST_CASE(test_ap_failures),
              CK_TEST_CASE(test_split_and_garbage), CK_TEST_CASE(test_provdev_codec),
-             CK_TEST_CASE(test_provdev_exchange), CK_TEST_CASE(test_provdev_serve_direct))
+             CK_TEST_CASE(test_provdev_exchange), CK_TEST_CASE(test_provdev_serve_direct),
+             CK_TEST_CASE(test_kdc_client), CK_TEST_CASE(test_kdc_config))
