@@ -19,8 +19,6 @@
 #include <string.h>
 #include <strings.h>
 
-#include <openssl/evp.h>
-
 #include "cablekey/client.h"
 #include "cablekey/error.h"
 #include "cablekey/net.h"
@@ -237,20 +235,6 @@ mac_bytes(const char *mac, uint8_t out[6])
     return 0;
 }
 
-static int
-spki_sha1(X509 *cert, uint8_t out[20])
-{
-    unsigned char *der = NULL;
-    unsigned int n = 0;
-    int len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &der);
-    int rc = 0;
-
-    if (len <= 0 || EVP_Digest(der, (size_t)len, out, &n, EVP_sha1(), NULL) != 1 || n != 20)
-        rc = ck_error_set(CK_ERR_CRYPTO, "SHA-1 of the device key");
-    OPENSSL_free(der);
-    return rc;
-}
-
 /* Judges a verified reply. */
 static void
 judge(const ck_mtafqdn_msg *rep, const char *principal, struct kdc_mta_fqdn_result *res)
@@ -311,7 +295,7 @@ kdc_mta_fqdn_confirm(struct kdc_mta_fqdn *m, ck_store *store,
     req.enterprise = CK_MTAFQDN_ENTERPRISE;
     req.version = CK_MTAFQDN_VERSION;
     req.mfg_revoked = q->mfg_revoked;
-    if (spki_sha1(q->cert, req.spki_sha1) != 0) {
+    if (ck_mtafqdn_spki_sha1_cert(q->cert, req.spki_sha1) != 0) {
         verdict(res, false, KDC_MTA_FQDN_R_ERROR, "%s", ck_error_context());
         return 0;
     }

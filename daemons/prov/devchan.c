@@ -189,16 +189,8 @@ handle(struct prov_wire_ctx *ctx, const uint8_t *req, size_t len, const struct c
     ck_error_clear();
     rc = ck_provdev_serve(req, len, ck_keyset_key_fn, ctx->keys, ctx->service, ctx->rcache,
                           ctx->clockskew, now, handle_req, &cl, out, out_len);
-    ck_peer_format(peer, addr, sizeof(addr));
-    if (rc != 0) {
-        ck_log_info("PROVDEV %s: %zu bytes not answered: %s", addr, len, ck_error_context());
+    if (prov_wire_log_unhandled("PROVDEV", peer, len, rc, cl.called, addr, sizeof(addr)))
         return rc;
-    }
-    if (!cl.called) {
-        prov_wire_log_escape(ck_error_context(), why, sizeof(why));
-        ck_log_notice("PROVDEV %s refused: %s", addr, why[0] != '\0' ? why : "KRB-ERROR");
-        return 0;
-    }
     prov_wire_log_escape(cl.detail, why, sizeof(why));
     ck_log_notice("PROVDEV %s client=%s mac=%s op=%s: %s", addr, cl.client,
                   cl.mac[0] != '\0' ? cl.mac : "-", op_name(cl.type), why);

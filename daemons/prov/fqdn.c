@@ -149,16 +149,8 @@ handle(struct prov_wire_ctx *ctx, const uint8_t *req, size_t len, const struct c
     ck_error_clear();
     rc = ck_mtafqdn_serve(req, len, ck_keyset_key_fn, ctx->keys, ctx->service, ctx->rcache,
                           ctx->clockskew, now, lookup, &ls, out, out_len);
-    ck_peer_format(peer, addr, sizeof(addr));
-    if (rc != 0) {
-        ck_log_info("MTAFQDN %s: %zu bytes not answered: %s", addr, len, ck_error_context());
+    if (prov_wire_log_unhandled("MTAFQDN", peer, len, rc, ls.called, addr, sizeof(addr)))
         return rc;
-    }
-    if (!ls.called) {
-        prov_wire_log_escape(ck_error_context(), why, sizeof(why));
-        ck_log_notice("MTAFQDN %s refused: %s", addr, why[0] != '\0' ? why : "policy");
-        return 0;
-    }
     prov_wire_log_escape(ls.detail, why, sizeof(why));
     ck_log_notice("MTAFQDN %s mac=%s: %s", addr, ls.mac, why);
     return 0;

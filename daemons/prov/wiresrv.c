@@ -46,6 +46,21 @@ prov_wire_log_escape(const char *in, char *out, size_t size)
     out[i] = '\0';
 }
 
+bool
+prov_wire_log_unhandled(const char *tag, const struct ck_peer *peer, size_t len, int rc,
+                        bool called, char *addr, size_t addr_size)
+{
+    char why[256];
+
+    ck_peer_format(peer, addr, addr_size);
+    prov_wire_log_escape(ck_error_context(), why, sizeof(why));
+    if (rc != 0)
+        ck_log_info("%s %s: %zu bytes not answered: %s", tag, addr, len, why);
+    else if (!called)
+        ck_log_notice("%s %s refused: %s", tag, addr, why[0] != '\0' ? why : "KRB-ERROR");
+    return rc != 0 || !called;
+}
+
 int
 prov_wire_keytab_service(const char *keytab, const char *service, const char *realm,
                          char *out, size_t size)

@@ -52,6 +52,11 @@ int prov_wire_start(const struct prov_config *cfg, const struct prov_wire_def *d
 void prov_wire_stop(struct prov_wire_server *s);
 /* The bound addresses, for logs and tests. */
 void prov_wire_describe(const struct prov_wire_server *s, char *buf, size_t size);
+/* After a serve call: formats peer into addr and, when the request got no answer (rc != 0) or
+ * was refused before the handler ran (!called), logs it as "TAG addr ..." and returns true;
+ * false: the caller logs its own line. */
+bool prov_wire_log_unhandled(const char *tag, const struct ck_peer *peer, size_t len, int rc,
+                             bool called, char *addr, size_t addr_size);
 /* Printable ASCII copy of in for a log line ('?' for anything else). */
 void prov_wire_log_escape(const char *in, char *out, size_t size);
 /* The keytab's principal whose first component is service (and realm, if not NULL):

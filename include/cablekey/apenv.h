@@ -13,6 +13,7 @@
 
 #include "cablekey/ap.h"
 #include "cablekey/client.h"
+#include "cablekey/util.h"
 
 #define CK_APENV_MAX_MSG 65535   /* the length field is 16 bits */
 
@@ -54,6 +55,14 @@ int ck_apenv_reply_seal(const ck_ap_req_result *ap, uint16_t version, const uint
 int ck_apenv_reply_error(uint16_t version, const char *service, int32_t code,
                          const char *e_text, int64_t now, int32_t usec, uint8_t *reply,
                          size_t cap, size_t *reply_len);
+
+/* The head both protocols' replies start with: result (2) | text length (2, <= max) | text.
+ * write: text cut to max bytes. read: text (max + 1 bytes) NUL-terminated with bytes outside
+ * printable ASCII replaced by '?' (it ends up in logs); CK_ERR_DECODE when truncated or over
+ * max. */
+int ck_apenv_result_write(ck_writer *w, uint16_t result, const char *text, size_t max);
+int ck_apenv_result_read(ck_reader *r, size_t max, uint16_t *result, char *text,
+                         const char *what);
 
 /* A KRB-ERROR (RFC 4120 §5.9.1) from service ("svc/host@REALM": sname and realm), e_text may be
  * NULL. *der: free with ck_asn1_free_der(). */

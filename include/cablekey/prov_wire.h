@@ -37,6 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/x509.h>
+
 #include "cablekey/ap.h"
 #include "cablekey/client.h"
 #include "cablekey/crypto.h"
@@ -119,6 +121,7 @@ bool ck_mtafqdn_fqdn_ok(const char *fqdn);
 /* The request's key hash: SHA-1 of the certificate's DER SubjectPublicKeyInfo (the same for
  * the manufacturer and the operator certificate: they certify one key). */
 int ck_mtafqdn_spki_sha1(const uint8_t *cert_der, size_t cert_len, uint8_t out[20]);
+int ck_mtafqdn_spki_sha1_cert(X509 *cert, uint8_t out[20]);
 int ck_mtafqdn_ticket_mint(const char *server, const ck_key *service_key, uint32_t kvno,
                            const char *client, int64_t now, int64_t lifetime,
                            CK_TICKET **ticket, ck_key *session_key);

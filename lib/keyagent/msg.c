@@ -136,9 +136,7 @@ ck_keyagent_rep_encode(const ck_keyagent_rep *rep, uint8_t **out, size_t *out_le
                             rep->n_keys);
     /* Secret: the writer wipes what it reallocates and frees. */
     ck_writer_init(&w, REP_MAX, true);
-    if ((rc = ck_writer_u16be(&w, rep->result)) != 0 ||
-        (rc = ck_writer_u16be(&w, (uint16_t)tl)) != 0 ||
-        (rc = ck_writer_bytes(&w, rep->text, tl)) != 0 ||
+    if ((rc = ck_apenv_result_write(&w, rep->result, rep->text, tl)) != 0 ||
         (rc = ck_writer_u32be(&w, rep->current_kvno)) != 0 ||
         (rc = ck_writer_u32be(&w, rep->staged_kvno)) != 0 ||
         (rc = ck_writer_u8(&w, (uint8_t)rep->n_held)) != 0)
@@ -166,25 +164,16 @@ int
 ck_keyagent_rep_decode(const uint8_t *data, size_t len, ck_keyagent_rep *out)
 {
     ck_reader r;
-    uint16_t tl, kl;
+    uint16_t kl;
     uint8_t n;
     const uint8_t *p;
     int rc;
 
     memset(out, 0, sizeof(*out));
     ck_reader_init(&r, data, len);
-    if ((rc = ck_reader_u16be(&r, &out->result)) != 0 || (rc = ck_reader_u16be(&r, &tl)) != 0)
-        goto trunc;
-    if (tl > CK_KEYAGENT_TEXT_MAX) {
-        rc = ck_error_set(CK_ERR_DECODE, "keyagent reply: text of %u bytes", (unsigned)tl);
+    if ((rc = ck_apenv_result_read(&r, CK_KEYAGENT_TEXT_MAX, &out->result, out->text,
+                                   "keyagent reply")) != 0)
         goto out;
-    }
-    if ((rc = ck_reader_bytes(&r, tl, &p)) != 0)
-        goto trunc;
-    /* The text ends up in logs: printable ASCII only. */
-    for (size_t i = 0; i < tl; i++)
-        out->text[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-    out->text[tl] = '\0';
     if ((rc = ck_reader_u32be(&r, &out->current_kvno)) != 0 ||
         (rc = ck_reader_u32be(&r, &out->staged_kvno)) != 0 || (rc = ck_reader_u8(&r, &n)) != 0)
         goto trunc;

@@ -52,6 +52,35 @@ ck_apenv_frame_parse(const uint8_t *msg, size_t len, uint16_t version, const cha
 }
 
 int
+ck_apenv_result_write(ck_writer *w, uint16_t result, const char *text, size_t max)
+{
+    size_t tl = strnlen(text, max);
+    int rc;
+
+    if ((rc = ck_writer_u16be(w, result)) != 0 || (rc = ck_writer_u16be(w, (uint16_t)tl)) != 0)
+        return rc;
+    return ck_writer_bytes(w, text, tl);
+}
+
+int
+ck_apenv_result_read(ck_reader *r, size_t max, uint16_t *result, char *text, const char *what)
+{
+    const uint8_t *p;
+    uint16_t tl;
+
+    if (ck_reader_u16be(r, result) != 0 || ck_reader_u16be(r, &tl) != 0)
+        return ck_error_set(CK_ERR_DECODE, "%s: truncated", what);
+    if (tl > max)
+        return ck_error_set(CK_ERR_DECODE, "%s: text of %u bytes", what, (unsigned)tl);
+    if (ck_reader_bytes(r, tl, &p) != 0)
+        return ck_error_set(CK_ERR_DECODE, "%s: truncated", what);
+    for (size_t i = 0; i < tl; i++)
+        text[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
+    text[tl] = '\0';
+    return 0;
+}
+
+int
 ck_krb_error_reply(const uint8_t *der, size_t len, const char *what)
 {
     CK_KRB_ERROR_MSG *err = NULL;

@@ -229,23 +229,32 @@ ck_mtafqdn_split(const uint8_t *dgram, size_t len, size_t *first_len)
 }
 
 int
+ck_mtafqdn_spki_sha1_cert(X509 *cert, uint8_t out[20])
+{
+    unsigned char *spki = NULL;
+    unsigned int n = 0;
+    int len, rc = 0;
+
+    if ((len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(cert), &spki)) <= 0 ||
+        EVP_Digest(spki, (size_t)len, out, &n, EVP_sha1(), NULL) != 1 || n != 20)
+        rc = ck_error_set(CK_ERR_CRYPTO, "certificate: SHA-1 of the public key");
+    OPENSSL_free(spki);
+    return rc;
+}
+
+int
 ck_mtafqdn_spki_sha1(const uint8_t *cert_der, size_t cert_len, uint8_t out[20])
 {
     const unsigned char *p = cert_der;
     X509 *x = NULL;
-    unsigned char *spki = NULL;
-    unsigned int n = 0;
-    int len, rc = 0;
+    int rc;
 
     if (cert_der == NULL || cert_len == 0 || cert_len > LONG_MAX ||
         (x = d2i_X509(NULL, &p, (long)cert_len)) == NULL || p != cert_der + cert_len) {
         X509_free(x);
         return ck_error_set(CK_ERR_DECODE, "certificate: not one DER X.509 certificate");
     }
-    if ((len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &spki)) <= 0 ||
-        EVP_Digest(spki, (size_t)len, out, &n, EVP_sha1(), NULL) != 1 || n != 20)
-        rc = ck_error_set(CK_ERR_CRYPTO, "certificate: SHA-1 of the public key");
-    OPENSSL_free(spki);
+    rc = ck_mtafqdn_spki_sha1_cert(x, out);
     X509_free(x);
     return rc;
 }
@@ -309,6 +318,29 @@ out:
     ASN1_GENERALSTRING_free(srealm);
     ASN1_GENERALSTRING_free(crealm);
     return rc;
+}
+
+/* Reads a KRB-SAFE of this exchange: keyed with the subkey, a timestamp within clockskew of
+ * now, sequence number seq, sender address directional dir. */
+static int
+read_safe(const ck_key *subkey, uint32_t dir, uint32_t seq, int64_t clockskew, int64_t now,
+          const uint8_t *der, size_t len, uint8_t **data, size_t *data_len,
+          ck_krb_msg_info *info)
+{
+    ck_krb_address sender;
+    ck_krb_msg_check check;
+    int rc;
+
+    if ((rc = ck_krb_address_directional(dir, &sender)) != 0)
+        return rc;
+    memset(&check, 0, sizeof(check));
+    check.s_address = &sender;
+    check.require_timestamp = true;
+    check.clockskew = clockskew;
+    check.now = now;
+    check.check_seq = true;
+    check.seq = seq;
+    return ck_krb_safe_read(subkey, der, len, &check, data, data_len, info);
 }
 
 /* ---- the server -------------------------------------------------------------------------- */
@@ -396,9 +428,7 @@ ck_mtafqdn_serve(const uint8_t *dgram, size_t len, ck_ap_key_fn key_fn, void *ke
                  ck_mtafqdn_lookup_fn lookup, void *lookup_arg, uint8_t **out, size_t *out_len)
 {
     ck_ap_req_result ap;
-    ck_krb_msg_check check;
     ck_krb_msg_info info;
-    ck_krb_address dir0;
     ck_mtafqdn_msg req, rep;
     uint8_t *data = NULL;
     size_t first = 0, data_len = 0;
@@ -432,17 +462,8 @@ ck_mtafqdn_serve(const uint8_t *dgram, size_t len, ck_ap_key_fn key_fn, void *ke
                           out_len);
         goto out;
     }
-    if ((ret = ck_krb_address_directional(0, &dir0)) != 0)
-        goto out;
-    memset(&check, 0, sizeof(check));
-    check.s_address = &dir0;
-    check.require_timestamp = true;
-    check.clockskew = clockskew;
-    check.now = now;
-    check.check_seq = true;
-    check.seq = ap.seq_number;
-    if (ck_krb_safe_read(&ap.subkey, dgram + first, len - first, &check, &data, &data_len,
-                         &info) != 0) {
+    if (read_safe(&ap.subkey, 0, ap.seq_number, clockskew, now, dgram + first, len - first,
+                  &data, &data_len, &info) != 0) {
         ret = error_dgram(expected_server,
                           info.krb_error != 0 ? info.krb_error : CK_KRB_AP_ERR_MODIFIED, NULL,
                           now, out, out_len);
@@ -548,8 +569,6 @@ ck_mtafqdn_reply_read(const uint8_t *dgram, size_t len, ck_mtafqdn_client *state
                       int64_t clockskew, int64_t now, ck_mtafqdn_msg *rep)
 {
     ck_ap_rep_result aprep;
-    ck_krb_msg_check check;
-    ck_krb_address dir1;
     uint8_t *data = NULL;
     size_t first = 0, data_len = 0;
     int rc;
@@ -567,17 +586,9 @@ ck_mtafqdn_reply_read(const uint8_t *dgram, size_t len, ck_mtafqdn_client *state
         rc = ck_error_set(CK_ERR_INTEGRITY, "MTA-FQDN reply: AP-REP: %s", ck_error_context());
         goto out;
     }
-    if ((rc = ck_krb_address_directional(1, &dir1)) != 0)
-        goto out;
-    memset(&check, 0, sizeof(check));
-    check.s_address = &dir1;
-    check.require_timestamp = true;
-    check.clockskew = clockskew;
-    check.now = now;
-    check.check_seq = true;
-    check.seq = aprep.has_seq_number ? aprep.seq_number : 0;
-    if ((rc = ck_krb_safe_read(&state->subkey, dgram + first, len - first, &check, &data,
-                               &data_len, NULL)) != 0) {
+    if ((rc = read_safe(&state->subkey, 1, aprep.has_seq_number ? aprep.seq_number : 0,
+                        clockskew, now, dgram + first, len - first, &data, &data_len,
+                        NULL)) != 0) {
         rc = ck_error_set(rc == CK_ERR_SKEW ? rc : CK_ERR_INTEGRITY, "MTA-FQDN reply: KRB-SAFE: %s",
                           ck_error_context());
         goto out;

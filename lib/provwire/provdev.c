@@ -162,9 +162,7 @@ ck_provdev_rep_encode(const ck_provdev_rep *rep, uint8_t **out, size_t *out_len)
                                 i, rep->cert_lens[i]);
     /* The KRB-PRIV that carries it holds at most CK_KRB_MSG_MAX_DATA bytes. */
     ck_writer_init(&w, REP_MAX < CK_KRB_MSG_MAX_DATA ? REP_MAX : CK_KRB_MSG_MAX_DATA, false);
-    if ((rc = ck_writer_u16be(&w, rep->result)) != 0 ||
-        (rc = ck_writer_u16be(&w, (uint16_t)tl)) != 0 ||
-        (rc = ck_writer_bytes(&w, rep->text, tl)) != 0 ||
+    if ((rc = ck_apenv_result_write(&w, rep->result, rep->text, tl)) != 0 ||
         (rc = ck_writer_u8(&w, rep->instruction)) != 0 || (rc = put_u64(&w, rep->cert_id)) != 0 ||
         (rc = ck_writer_u8(&w, (uint8_t)rep->n_certs)) != 0)
         goto out;
@@ -183,24 +181,15 @@ ck_provdev_rep_decode(const uint8_t *data, size_t len, ck_provdev_rep *out)
 {
     ck_reader r;
     const uint8_t *p;
-    uint16_t tl, cl;
+    uint16_t cl;
     uint8_t n;
     int rc;
 
     memset(out, 0, sizeof(*out));
     ck_reader_init(&r, data, len);
-    if (ck_reader_u16be(&r, &out->result) != 0 || ck_reader_u16be(&r, &tl) != 0)
-        goto trunc;
-    if (tl > CK_PROVDEV_TEXT_MAX) {
-        rc = ck_error_set(CK_ERR_DECODE, "device channel reply: text of %u bytes", (unsigned)tl);
+    if ((rc = ck_apenv_result_read(&r, CK_PROVDEV_TEXT_MAX, &out->result, out->text,
+                                   "device channel reply")) != 0)
         goto out;
-    }
-    if (ck_reader_bytes(&r, tl, &p) != 0)
-        goto trunc;
-    /* The text ends up in logs: printable ASCII only. */
-    for (size_t i = 0; i < tl; i++)
-        out->text[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-    out->text[tl] = '\0';
     if (ck_reader_u8(&r, &out->instruction) != 0)
         goto trunc;
     if (out->instruction > CK_PROVDEV_DROP) {
