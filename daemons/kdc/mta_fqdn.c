@@ -40,6 +40,7 @@ struct kdc_mta_fqdn {
     char host[256];
     int timeout_ms;
     int64_t cache_seconds;
+    int64_t clockskew;             /* for the reply's KRB-SAFE timestamp */
     struct cache_entry cache[KDC_MTA_FQDN_CACHE_MAX];
     size_t next;                   /* round-robin victim when no entry has expired */
 };
@@ -125,6 +126,7 @@ kdc_mta_fqdn_new_from(const struct kdc_mta_fqdn_config *c, struct kdc_mta_fqdn *
              m->host, (unsigned)port);
     m->timeout_ms = c->timeout_ms > 0 ? (int)c->timeout_ms : KDC_MTA_FQDN_DEFAULT_TIMEOUT_MS;
     m->cache_seconds = c->cache_seconds;
+    m->clockskew = KDC_DEFAULT_CLOCKSKEW;
     *out = m;
     return 0;
 }
@@ -132,8 +134,16 @@ kdc_mta_fqdn_new_from(const struct kdc_mta_fqdn_config *c, struct kdc_mta_fqdn *
 int
 kdc_mta_fqdn_new(const struct kdc_config *cfg, struct kdc_mta_fqdn **out)
 {
+    int rc;
+
     *out = NULL;
-    return cfg != NULL ? kdc_mta_fqdn_new_from(cfg->mta_fqdn, out) : 0;
+    if (cfg == NULL)
+        return 0;
+    if ((rc = kdc_mta_fqdn_new_from(cfg->mta_fqdn, out)) != 0 || *out == NULL)
+        return rc;
+    if (cfg->clockskew > 0)
+        (*out)->clockskew = cfg->clockskew;
+    return 0;
 }
 
 void
@@ -334,7 +344,7 @@ kdc_mta_fqdn_confirm(struct kdc_mta_fqdn *m, ck_store *store,
                 "%s: %s", m->server, ck_error_context());
         goto out;
     }
-    rc = ck_mtafqdn_reply_read(reply, reply_len, &st, 300, now, &rep);
+    rc = ck_mtafqdn_reply_read(reply, reply_len, &st, m->clockskew, now, &rep);
     if (rc == CK_ERR_KRB) {
         verdict(res, false, KDC_MTA_FQDN_R_REFUSED, "%s", ck_error_context());
         goto out;
