@@ -186,6 +186,9 @@ ck_provdev_rep_decode(const uint8_t *data, size_t len, ck_provdev_rep *out)
     int rc;
 
     memset(out, 0, sizeof(*out));
+    /* What one KRB-PRIV can carry, as the encoder's limit. */
+    if (len > CK_KRB_MSG_MAX_DATA)
+        return ck_error_set(CK_ERR_DECODE, "device channel reply: %zu bytes", len);
     ck_reader_init(&r, data, len);
     if ((rc = ck_apenv_result_read(&r, CK_PROVDEV_TEXT_MAX, &out->result, out->text,
                                    "device channel reply")) != 0)

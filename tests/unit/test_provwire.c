@@ -599,6 +599,36 @@ test_provdev_codec(void)
         CHECK(ck_provdev_rep_decode(big, sizeof(big), &r) == CK_ERR_DECODE);
     }
     CHECK(strcmp(ck_provdev_result_name(CK_PROVDEV_NO_CERT), "no certificate issued") == 0);
+
+    /* The largest certificates: 3 of 8192 bytes fit one KRB-PRIV, 4 do not (32768 bytes). */
+    {
+        uint8_t *big = calloc(1, CK_PROVDEV_CERT_MAX);
+        big[0] = 0x30;
+        big[1] = 0x82;
+        big[2] = (CK_PROVDEV_CERT_MAX - 4) >> 8;
+        big[3] = (CK_PROVDEV_CERT_MAX - 4) & 0xff;
+        memset(&rep, 0, sizeof(rep));
+        for (int i = 0; i < CK_PROVDEV_MAX_CERTS; i++) {
+            rep.certs[i] = big;
+            rep.cert_lens[i] = CK_PROVDEV_CERT_MAX;
+        }
+        rep.n_certs = 3;
+        CHECK_OK(ck_provdev_rep_encode(&rep, &der, &len));
+        CHECK_OK(ck_provdev_rep_decode(der, len, &r));
+        CHECK_INT_EQ(r.n_certs, 3);
+        CHECK_MEM_EQ(r.certs[2], r.cert_lens[2], big, CK_PROVDEV_CERT_MAX);
+        ck_provdev_rep_clear(&r);
+        free(der);
+        rep.n_certs = 4;
+        CHECK(ck_provdev_rep_encode(&rep, &der, &len) == CK_ERR_LIMIT);
+        rep.cert_lens[0] = CK_PROVDEV_CERT_MAX + 1;
+        rep.n_certs = 1;
+        CHECK(ck_provdev_rep_encode(&rep, &der, &len) == CK_ERR_LIMIT);
+        free(big);
+        big = calloc(1, 32769);
+        CHECK(ck_provdev_rep_decode(big, 32769, &r) == CK_ERR_DECODE);
+        free(big);
+    }
 }
 
 struct dev_world {
