@@ -21,34 +21,19 @@ int
 ck_apenv_frame_parse(const uint8_t *msg, size_t len, uint16_t version, const char *what,
                      ck_apenv_frame *out)
 {
-    ck_reader r;
-    uint16_t msg_len, ap_len;
+    ck_kpasswd_req fr;
     int rc;
 
-    if (out == NULL || (msg == NULL && len > 0))
-        return ck_error_set(CK_ERR_INVAL, "%s: no input or output", what);
-    memset(out, 0, sizeof(*out));
-    if (len < CK_KPASSWD_HEADER_LEN || len > CK_APENV_MAX_MSG)
-        return ck_error_set(CK_ERR_DECODE, "%s: %zu bytes", what, len);
-    ck_reader_init(&r, msg, len);
-    if ((rc = ck_reader_u16be(&r, &msg_len)) != 0 ||
-        (rc = ck_reader_u16be(&r, &out->version)) != 0 ||
-        (rc = ck_reader_u16be(&r, &ap_len)) != 0)
-        return rc;
-    if (msg_len != len)
-        return ck_error_set(CK_ERR_DECODE, "%s: length field %u but %zu bytes", what,
-                            (unsigned)msg_len, len);
-    if (out->version != version)
-        return ck_error_set(CK_ERR_UNSUPPORTED, "%s: protocol version 0x%04x", what,
-                            (unsigned)out->version);
-    if (ap_len == 0 || (size_t)ap_len >= ck_reader_remaining(&r))
-        return ck_error_set(CK_ERR_DECODE, "%s: AP-REQ length %u in %zu bytes leaves no KRB-PRIV",
-                            what, (unsigned)ap_len, ck_reader_remaining(&r));
-    if ((rc = ck_reader_bytes(&r, ap_len, &out->ap_req)) != 0)
-        return rc;
-    out->ap_req_len = ap_len;
-    out->priv_len = ck_reader_remaining(&r);
-    return ck_reader_bytes(&r, out->priv_len, &out->priv);
+    if (out == NULL)
+        return ck_error_set(CK_ERR_INVAL, "%s: no output", what);
+    memset(&fr, 0, sizeof(fr));
+    rc = ck_kpasswd_frame_parse(msg, len, what, &version, 1, &fr);
+    out->version = fr.version;
+    out->ap_req = fr.ap_req;
+    out->ap_req_len = fr.ap_req_len;
+    out->priv = fr.priv;
+    out->priv_len = fr.priv_len;
+    return rc;
 }
 
 int
