@@ -30,6 +30,7 @@
 #include "cablekey/util.h"
 #include "kdc.h"
 #include "mta_fqdn.h"
+#include "wiresrv.h"
 
 #define REALM "TEST.REALM"
 #define FQDN_SVC "mtafqdn/prov.test@" REALM
@@ -1074,9 +1075,118 @@ test_kdc_config(void)
     ck_profile_free(prof);
 }
 
+/* cablekey-prov's server frame (wiresrv.c) on loopback UDP with an MTA-FQDN handler, asked by
+ * the KDC's client: keytab keys, a store per worker, the shared replay cache. */
+static int
+wire_handler(struct prov_wire_ctx *ctx, const uint8_t *req, size_t len,
+             const struct ck_peer *peer, int64_t now, uint8_t **out, size_t *out_len)
+{
+    struct responder *r = ctx->arg;
+
+    (void)peer;
+    r->received++;
+    CHECK(ctx->store != NULL);
+    return ck_mtafqdn_serve(req, len, ck_keyset_key_fn, ctx->keys, ctx->service, ctx->rcache,
+                            ctx->clockskew, now, resp_lookup, r, out, out_len);
+}
+
+static void
+test_wire_server(void)
+{
+    static const int32_t et[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96};
+    struct responder r;
+    struct prov_config cfg;
+    struct prov_wire_def def;
+    struct prov_wire_server *srv = NULL;
+    struct kdc_mta_fqdn_config c;
+    struct kdc_mta_fqdn *m = NULL;
+    struct kdc_mta_fqdn_query q;
+    struct kdc_mta_fqdn_result res;
+    char keytab[256], server[64], desc[128], name[256];
+    char *listen[1] = {"127.0.0.1:0"}, *none[1] = {"none"};
+    const char *colon;
+    ck_store *store;
+    ck_db_principal *p;
+    ck_keytab *kt = NULL;
+    ck_principal *pp = NULL;
+    X509 *cert = device_cert();
+    int64_t port = 0;
+
+    store_fixture_up("provwire-srv", REALM, et, 1);
+    store = fixture_open(db);
+    p = fixture_principal("mtafqdn/127.0.0.1@" REALM, NULL, 0, et, 1);
+    CHECK_OK(ck_store_create_principal(store, p));
+    CHECK_OK(ck_keytab_new(&kt));
+    CHECK_OK(ck_principal_parse(p->name, NULL, 0, &pp));
+    for (size_t i = 0; i < p->n_keys; i++)
+        CHECK_OK(ck_keytab_add(kt, pp, p->keys[i].kvno, 0, &p->keys[i].key));
+    snprintf(keytab, sizeof(keytab), "%s/prov.keytab", dir);
+    CHECK_OK(ck_keytab_write(keytab, kt));
+    ck_keytab_free(kt);
+    ck_principal_free(pp);
+    ck_db_principal_free(p);
+
+    memset(&r, 0, sizeof(r));
+    CHECK_OK(ck_mtafqdn_spki_sha1_cert(cert, r.spki_sha1));
+    CHECK_OK(prov_wire_keytab_service(keytab, "mtafqdn", NULL, name, sizeof(name)));
+    CHECK(strcmp(name, "mtafqdn/127.0.0.1@" REALM) == 0);
+    CHECK(prov_wire_keytab_service(keytab, "prov", NULL, name, sizeof(name)) == CK_ERR_NOTFOUND);
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.database = db;
+    cfg.stash = stash;
+    cfg.keytab = keytab;
+    memset(&def, 0, sizeof(def));
+    def.what = "mtafqdn-test";
+    def.service = CK_MTAFQDN_SERVICE;
+    def.port = CK_MTAFQDN_PORT;
+    def.max_request = CK_MTAFQDN_MAX_DGRAM;
+    def.max_reply = CK_MTAFQDN_MAX_DGRAM;
+    def.handler = wire_handler;
+    def.arg = &r;
+    CHECK_OK(prov_wire_start(&cfg, &def, none, 1, &srv));
+    CHECK(srv == NULL);
+    def.service = CK_PROVDEV_SERVICE; /* the keytab has no prov/ key */
+    CHECK(prov_wire_start(&cfg, &def, listen, 1, &srv) == CK_ERR_NOTFOUND && srv == NULL);
+    def.service = CK_MTAFQDN_SERVICE;
+    CHECK_OK(prov_wire_start(&cfg, &def, listen, 1, &srv));
+    prov_wire_describe(srv, desc, sizeof(desc));
+    colon = strrchr(desc, ':');
+    CHECK(colon != NULL && ck_parse_int64(colon + 1, 1, 65535, &port) == 0);
+
+    memset(&c, 0, sizeof(c));
+    c.server = server;
+    snprintf(server, sizeof(server), "127.0.0.1:%u", (unsigned)port);
+    c.timeout_ms = 2000;
+    CHECK_OK(kdc_mta_fqdn_new_from(&c, &m));
+    memset(&q, 0, sizeof(q));
+    q.mac = "00:11:22:33:44:55";
+    q.principal = DEVICE;
+    q.cert = cert;
+    CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, time(NULL), &res));
+    CHECK(res.confirmed);
+    CHECK(strcmp(res.reason, KDC_MTA_FQDN_R_CONFIRMED) == 0);
+    CHECK_INT_EQ(r.received, 1);
+    /* Another key for the same MAC: KEY_MISMATCH from the server, refused. */
+    {
+        X509 *other = device_cert();
+        q.cert = other;
+        CHECK_OK(kdc_mta_fqdn_confirm(m, store, &q, time(NULL), &res));
+        CHECK(!res.confirmed);
+        CHECK(strcmp(res.reason, KDC_MTA_FQDN_R_KEY) == 0);
+        X509_free(other);
+    }
+    kdc_mta_fqdn_free(m);
+    prov_wire_stop(srv);
+    X509_free(cert);
+    ck_store_close(store);
+    fixture_down();
+}
+
 CK_TEST_MAIN("provwire", CK_TEST_CASE(test_payload_request), CK_TEST_CASE(test_payload_reply),
              CK_TEST_CASE(test_payload_error), CK_TEST_CASE(test_exchange),
              CK_TEST_CASE(test_malformed_payload), CK_TEST_CASE(test_ap_failures),
              CK_TEST_CASE(test_split_and_garbage), CK_TEST_CASE(test_provdev_codec),
              CK_TEST_CASE(test_provdev_exchange), CK_TEST_CASE(test_provdev_serve_direct),
-             CK_TEST_CASE(test_kdc_client), CK_TEST_CASE(test_kdc_config))
+             CK_TEST_CASE(test_kdc_client), CK_TEST_CASE(test_kdc_config),
+             CK_TEST_CASE(test_wire_server))
