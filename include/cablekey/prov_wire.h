@@ -188,8 +188,9 @@ int ck_provdev_serve(const uint8_t *msg, size_t len, ck_ap_key_fn key_fn, void *
                      ck_provdev_handle_fn handle, void *handle_arg, uint8_t **out,
                      size_t *out_len);
 
-/* Client side (`cablekey mta`): one exchange over svc (TCP or UDP, lib/krb transport) with a
- * ticket for prov/<host>@REALM from creds. */
+/* Client side (`cablekey mta`): one exchange over svc (lib/krb transport, always TCP: its UDP
+ * path takes only Kerberos-tagged datagrams; the server answers UDP too, for other clients)
+ * with a ticket for prov/<host>@REALM from creds. A send_fn in svc replaces the network. */
 int ck_provdev_exchange(const ck_kdc_transport *svc, const ck_creds *creds,
                         const ck_provdev_req *req, int64_t clockskew, ck_provdev_rep *rep);
 

@@ -354,9 +354,14 @@ ck_provdev_exchange(const ck_kdc_transport *svc, const ck_creds *creds,
     size_t inner_len = 0, data_len = 0;
     int rc;
 
+    ck_kdc_transport t = *svc;
+
     memset(rep, 0, sizeof(*rep));
+    /* TCP: the transport takes only datagrams that start with a Kerberos tag, and this
+     * framing starts with its length (the key version service's client does the same). */
+    t.tcp_only = true;
     if ((rc = ck_provdev_req_encode(req, &inner, &inner_len)) != 0 ||
-        (rc = ck_apenv_exchange(svc, creds, CK_PROVDEV_VERSION, "device channel", inner,
+        (rc = ck_apenv_exchange(&t, creds, CK_PROVDEV_VERSION, "device channel", inner,
                                 inner_len, clockskew, &data, &data_len)) != 0)
         goto out;
     rc = ck_provdev_rep_decode(data, data_len, rep);

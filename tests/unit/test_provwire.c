@@ -1183,10 +1183,134 @@ test_wire_server(void)
     fixture_down();
 }
 
+/* One datagram to 127.0.0.1:port and its answer (the device channel's UDP side). */
+static int
+udp_roundtrip(void *arg, const uint8_t *req, size_t req_len, uint8_t **reply, size_t *reply_len)
+{
+    const int64_t *port = arg;
+    struct sockaddr_in a;
+    struct pollfd pfd;
+    uint8_t buf[CK_PROVDEV_MAX_MSG];
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+    ssize_t n = -1;
+
+    memset(&a, 0, sizeof(a));
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    a.sin_port = htons((uint16_t)*port);
+    pfd.fd = fd;
+    pfd.events = POLLIN;
+    if (sendto(fd, req, req_len, 0, (struct sockaddr *)&a, sizeof(a)) == (ssize_t)req_len &&
+        poll(&pfd, 1, 3000) == 1)
+        n = recv(fd, buf, sizeof(buf), 0);
+    close(fd);
+    if (n <= 0)
+        return CK_ERR_TIMEOUT;
+    *reply = ck_memdup(buf, (size_t)n);
+    *reply_len = (size_t)n;
+    return 0;
+}
+
+/* The same frame serving the device channel over TCP and UDP. */
+static int
+devchan_handler(struct prov_wire_ctx *ctx, const uint8_t *req, size_t len,
+                const struct ck_peer *peer, int64_t now, uint8_t **out, size_t *out_len)
+{
+    (void)peer;
+    return ck_provdev_serve(req, len, ck_keyset_key_fn, ctx->keys, ctx->service, ctx->rcache,
+                            ctx->clockskew, now, handle, ctx->arg, out, out_len);
+}
+
+static void
+test_wire_server_devchan(void)
+{
+    static const int32_t et[] = {CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96};
+    struct dev_world d;
+    struct prov_config cfg;
+    struct prov_wire_def def;
+    struct prov_wire_server *srv = NULL;
+    char keytab[256], desc[128], addr[64];
+    char *listen[1] = {"127.0.0.1:0"};
+    const char *kdcs[1] = {addr};
+    const char *colon;
+    ck_store *store;
+    ck_db_principal *p;
+    ck_keytab *kt = NULL;
+    ck_principal *pp = NULL;
+    ck_kdc_transport t;
+    ck_creds c;
+    ck_provdev_req req;
+    ck_provdev_rep rep;
+    int64_t port = 0;
+
+    memset(&d, 0, sizeof(d));
+    store_fixture_up("provwire-dev", REALM, et, 1);
+    store = fixture_open(db);
+    p = fixture_principal("prov/127.0.0.1@" REALM, NULL, 0, et, 1);
+    CHECK_OK(ck_store_create_principal(store, p));
+    CHECK_OK(ck_keytab_new(&kt));
+    CHECK_OK(ck_principal_parse(p->name, NULL, 0, &pp));
+    CHECK_OK(ck_keytab_add(kt, pp, p->keys[0].kvno, 0, &p->keys[0].key));
+    snprintf(keytab, sizeof(keytab), "%s/prov.keytab", dir);
+    CHECK_OK(ck_keytab_write(keytab, kt));
+    d.w.now = time(NULL);
+    CHECK_OK(ck_mtafqdn_ticket_mint(p->name, &p->keys[0].key, p->keys[0].kvno, DEVICE, d.w.now,
+                                    300, &d.w.ticket, &d.w.session_key));
+    ck_keytab_free(kt);
+    ck_principal_free(pp);
+    ck_db_principal_free(p);
+
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.database = db;
+    cfg.stash = stash;
+    cfg.keytab = keytab;
+    memset(&def, 0, sizeof(def));
+    def.what = "devchan-test";
+    def.service = CK_PROVDEV_SERVICE;
+    def.port = CK_PROVDEV_PORT;
+    def.tcp = true;
+    def.max_request = CK_PROVDEV_MAX_MSG;
+    def.max_reply = CK_PROVDEV_MAX_MSG;
+    def.handler = devchan_handler;
+    def.arg = &d;
+    CHECK_OK(prov_wire_start(&cfg, &def, listen, 1, &srv));
+    prov_wire_describe(srv, desc, sizeof(desc));
+    colon = strrchr(desc, ':');
+    CHECK(colon != NULL && ck_parse_int64(colon + 1, 1, 65535, &port) == 0);
+    snprintf(addr, sizeof(addr), "127.0.0.1:%u", (unsigned)port);
+
+    dev_creds(&d, &c);
+    memset(&t, 0, sizeof(t));
+    t.kdcs = kdcs;
+    t.n_kdcs = 1;
+    t.timeout_ms = 2000;
+    memset(&req, 0, sizeof(req));
+    req.type = CK_PROVDEV_FETCH;
+    for (int tcp = 0; tcp < 2; tcp++) {
+        t.send_fn = tcp ? NULL : udp_roundtrip;
+        t.send_arg = &port;
+        CHECK_OK(ck_provdev_exchange(&t, &c, &req, 300, &rep));
+        CHECK_INT_EQ(rep.result, CK_PROVDEV_OK);
+        CHECK_INT_EQ(rep.cert_id, 7);
+        CHECK_MEM_EQ(rep.certs[0], rep.cert_lens[0], CERT1, sizeof(CERT1));
+        ck_provdev_rep_clear(&rep);
+    }
+    CHECK_INT_EQ(d.calls, 2);
+    CHECK(strcmp(d.client, DEVICE) == 0);
+    ck_principal_free(c.client);
+    ck_key_clear(&c.session_key);
+    free(c.ticket);
+    prov_wire_stop(srv);
+    CK_TICKET_free(d.w.ticket);
+    ck_key_clear(&d.w.session_key);
+    ck_store_close(store);
+    fixture_down();
+}
+
 CK_TEST_MAIN("provwire", CK_TEST_CASE(test_payload_request), CK_TEST_CASE(test_payload_reply),
              CK_TEST_CASE(test_payload_error), CK_TEST_CASE(test_exchange),
              CK_TEST_CASE(test_malformed_payload), CK_TEST_CASE(test_ap_failures),
              CK_TEST_CASE(test_split_and_garbage), CK_TEST_CASE(test_provdev_codec),
              CK_TEST_CASE(test_provdev_exchange), CK_TEST_CASE(test_provdev_serve_direct),
              CK_TEST_CASE(test_kdc_client), CK_TEST_CASE(test_kdc_config),
-             CK_TEST_CASE(test_wire_server))
+             CK_TEST_CASE(test_wire_server), CK_TEST_CASE(test_wire_server_devchan))
