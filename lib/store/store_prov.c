@@ -1422,7 +1422,7 @@ kdc_row_write(ck_store *store, const char *mac, enum ck_device_state state,
     uint64_t n = 0;
     int ret;
 
-    if ((ret = store->ops->prov_bump(store->be, mac, gen)) != 0)
+    if ((ret = store->ops->prov_bump(store->be, CK_CHANGE_DEVICE, mac, gen)) != 0)
         return ret;
     if ((ret = q_exec(store, "device",
                       "UPDATE device SET state = $1, revoked = $2, cert_sha256 = $3, modified = $4,"
@@ -2021,8 +2021,12 @@ ck_prov_admit_unprovisioned(ck_store *store, const char *mac, const char *princi
         ret = ck_error_set(CK_ERR_EXISTS, "device %s already exists", canon);
         goto out;
     }
+    /* A new principal is a change of its own: other connections' principal caches may hold
+     * its absence (the device asked for its cname before). */
     if ((ret = store->ops->prov_principal_ensure(store->be, &prow, now, &created)) != 0 ||
-        (ret = store->ops->prov_bump(store->be, canon, &gen)) != 0 ||
+        (created &&
+         (ret = store->ops->prov_bump(store->be, CK_CHANGE_PRINCIPAL, principal, NULL)) != 0) ||
+        (ret = store->ops->prov_bump(store->be, CK_CHANGE_DEVICE, canon, &gen)) != 0 ||
         (ret = q_exec(store, "admit device",
                       "INSERT INTO device(mac, principal, state, spki_sha256, created, modified,"
                       " revoked, generation, comment) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)",

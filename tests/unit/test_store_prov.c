@@ -906,6 +906,24 @@ atomic_and_cache(void)
     ck_store_cache_begin(kdc);
     CHECK_OK(ck_store_get_device_cached(kdc, mac, &cd));
     CHECK(cd != NULL && cd->state == CK_DEVICE_UNPROVISIONED && !cd->has_cert);
+    /* the other connection knew the next device's principal as absent; admission creates it
+     * and that connection sees it at its next check */
+    {
+        const ck_db_principal *cp = NULL;
+        char m9[CK_DEVICE_MAC_LEN + 1];
+
+        mac_of(9, m9);
+        CHECK_INT_EQ(ck_store_get_principal_cached(kdc, "mta-001122330009@PROV.TEST", &cp),
+                     CK_ERR_NOTFOUND);
+        CHECK_INT_EQ(ck_store_get_device_cached(kdc, m9, &cd), CK_ERR_NOTFOUND);
+        CHECK_OK(admit(s, 9));
+        ck_store_cache_refresh(kdc);
+        CHECK_OK(ck_store_get_device_cached(kdc, m9, &cd));
+        CHECK(cd != NULL && cd->state == CK_DEVICE_UNPROVISIONED && cd->has_pin);
+        CHECK_OK(ck_store_get_principal_cached(kdc, "mta-001122330009@PROV.TEST", &cp));
+        CHECK(cp != NULL && (cp->attributes & CK_ATTR_REQUIRES_PREAUTH));
+        ck_store_cache_begin(kdc);
+    }
     memset(&a, 0, sizeof(a));
     a.mac = mac;
     a.customer_id = cust;
