@@ -247,8 +247,6 @@ int ck_prov_cert_current(ck_store *store, const char *mac, ck_prov_cert **out);
 int ck_prov_cert_status(ck_store *store, const char *mac, const uint8_t sha256[32], bool *known,
                         bool *current);
 
-/* (P1 addition) The lowest free number check and the signer: see ck_prov_number_next above. */
-
 /* ---- history ---- */
 typedef struct ck_prov_event {
     int64_t id, time;
