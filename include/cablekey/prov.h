@@ -168,7 +168,9 @@ int ck_prov_device_list(ck_store *store, const ck_prov_device_query *q, ck_prov_
  * device table does not know: creates the principal (random keys, requires-preauth) when
  * missing, the KDC's device row (UNPROVISIONED, pinned to spki_sha256) and the provisioning row
  * (UNPROVISIONED, the manufacturer certificate kept), one event "admitted". CK_ERR_EXISTS if the
- * MAC is known by then (another KDC won: re-read the device). */
+ * MAC is known by then (another KDC won: re-read the device). A provisioning record left by an
+ * operator's `cablekey device delete` is started afresh (numbers freed, certificates
+ * superseded, history kept), except a REVOKED one: CK_ERR_POLICY. */
 int ck_prov_admit_unprovisioned(ck_store *store, const char *mac, const char *principal,
                                 const uint8_t spki_sha256[32], const uint8_t *mfg_cert_der,
                                 size_t mfg_cert_len, int64_t now);
