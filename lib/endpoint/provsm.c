@@ -51,7 +51,7 @@ ck_provsm_event_name(enum ck_provsm_event_type t)
     case CK_PROVSM_EV_PKINIT_FAILED: return "PKINIT failed";
     case CK_PROVSM_EV_TICKET_EXPIRED: return "ticket expired";
     case CK_PROVSM_EV_KMM_OK: return "KMM AP-REP ok";
-    case CK_PROVSM_EV_KMM_FAILED: return "KMM AP-REQ failed";
+    case CK_PROVSM_EV_KMM_FAILED: return "KMM AP-REP failed";
     case CK_PROVSM_EV_SA_EXPIRED: return "SA expired";
     case CK_PROVSM_EV_CSR_CALL_FAILED: return "CSR call failed";
     case CK_PROVSM_EV_CERT_RECEIVED: return "operator certificate received and acknowledged";
