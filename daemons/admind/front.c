@@ -24,38 +24,24 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gssapi/gssapi.h>
-#include <gssapi/gssapi_ext.h>
-#include <gssapi/gssapi_krb5.h>
-#include <krb5.h>
 #include <microhttpd.h>
-#include <openssl/evp.h>
 
 #include "admin/admin_int.h"
+#include "admin/httpd.h"
+#include "admin/spnego.h"
 #include "admind.h"
 #include "cablekey/error.h"
 #include "cablekey/net.h"
 #include "cablekey/principal.h"
 #include "cablekey/util.h"
 
-#define MAX_TOKEN (48 * 1024) /* base64 Negotiate token; a ticket with a large PAC fits */
 #define MAX_SEGMENTS 6
-
-/* The service keys, copied from the keytab file into a MEMORY keytab of this process, so that the
- * front needs no file access for them after start (it may have switched to front_user, who
- * cannot read the keytab file). The handle stays open for the process's lifetime: MIT frees a
- * memory keytab with its last handle. */
-struct acceptor {
-    krb5_context kctx;
-    krb5_keytab mem;
-    gss_cred_id_t cred;
-};
 
 struct front {
     const struct admind_config *cfg;
     struct admind_config *live;  /* the same, writable: SIGHUP (main thread) changes acl_file and
                                     the log settings; NULL in --check */
-    struct acceptor acc;
+    struct ck_spnego_acceptor acc; /* the HTTP/ service keys (lib/admin/spnego.c) */
     pthread_mutex_t lock;        /* the back channel and the ACL pointer */
     struct ck_admin_acl *acl;
     int back_fd;
@@ -77,63 +63,19 @@ struct request {
 
 /* ===================================================================== listen addresses */
 
-/* Resolves one listen entry (numeric addresses only: a name could resolve to something else at
- * the next start). Refuses a non-loopback address without TLS. */
+/* Binds every listen address; with none configured, 127.0.0.1 and ::1 (the latter skipped if the
+ * host has no IPv6 loopback). */
+/* Numeric addresses only; a non-loopback one needs TLS (lib/admin/httpd.c). */
 static int
 resolve_listen(const struct admind_config *cfg, const char *spec, struct sockaddr_storage *ss,
                socklen_t *sslen)
 {
-    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-                             .ai_socktype = SOCK_STREAM};
-    struct addrinfo *ai = NULL;
-    char host[256], port_s[8];
-    uint16_t port;
-    int rc;
-
-    if ((rc = ck_net_parse_listen(spec, ADMIND_DEFAULT_PORT, host, sizeof(host), &port)) != 0)
-        return ck_error_set(CK_ERR_CONFIG, "listen \"%s\": %s", spec, ck_error_context());
-    snprintf(port_s, sizeof(port_s), "%u", port);
-    if (host[0] == '\0' || getaddrinfo(host, port_s, &hints, &ai) != 0 || ai == NULL)
-        return ck_error_set(CK_ERR_CONFIG, "listen \"%s\": give a numeric address "
-                            "(127.0.0.1, [::1], or a local address with TLS)", spec);
-    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-    *sslen = ai->ai_addrlen;
-    freeaddrinfo(ai);
-    if (cfg->tls_certificate == NULL && !ck_net_addr_is_loopback((struct sockaddr *)ss))
-        return ck_error_set(CK_ERR_CONFIG,
-                            "listen \"%s\": not a loopback address and TLS is not configured. "
-                            "Admin requests carry passwords and Kerberos authenticators, which "
-                            "must not cross a network in clear text: set tls_certificate and "
-                            "tls_key, or listen on 127.0.0.1 / [::1]", spec);
-    return 0;
+    return ck_admin_listen_resolve(spec, ADMIND_DEFAULT_PORT, cfg->tls_certificate != NULL,
+                                   "Admin requests carry passwords and Kerberos authenticators, "
+                                   "which must not cross a network in clear text: set "
+                                   "tls_certificate and tls_key", ss, sslen);
 }
 
-static int
-bind_one(const struct sockaddr_storage *ss, socklen_t sslen, int *fd_out)
-{
-    char buf[CK_NET_ADDRSTRLEN];
-    int fd, one = 1;
-
-    fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return ck_error_set(CK_ERR_IO, "socket: %s", strerror(errno));
-    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (ss->ss_family == AF_INET6)
-        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (const struct sockaddr *)ss, sslen) != 0 || listen(fd, 64) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return ck_error_set(CK_ERR_IO, "listen on %s: %s",
-                            ck_net_addr_format((const struct sockaddr *)ss, buf, sizeof(buf)),
-                            strerror(e));
-    }
-    *fd_out = fd;
-    return 0;
-}
-
-/* Binds every listen address; with none configured, 127.0.0.1 and ::1 (the latter skipped if the
- * host has no IPv6 loopback). */
 static int
 setup_listen(struct front *f, bool bind_them)
 {
@@ -152,7 +94,7 @@ setup_listen(struct front *f, bool bind_them)
             return rc;
         if (!bind_them)
             continue;
-        rc = bind_one(&ss, sslen, &fd);
+        rc = ck_admin_listen_bind(&ss, sslen, &fd);
         if (rc != 0 && cfg->n_listen == 0 && ss.ss_family == AF_INET6) {
             ck_log_notice("no IPv6 loopback (%s); listening on IPv4 only", ck_error_context());
             continue;
@@ -167,230 +109,6 @@ setup_listen(struct front *f, bool bind_them)
     return 0;
 }
 
-/* ===================================================================== GSSAPI */
-
-static void
-gss_error(const char *what, OM_uint32 major, OM_uint32 minor, char *out, size_t size)
-{
-    OM_uint32 min, ctx = 0;
-    gss_buffer_desc msg = GSS_C_EMPTY_BUFFER;
-    size_t n;
-
-    n = (size_t)snprintf(out, size, "%s", what);
-    /* The minor (mechanism) status says why: wrong key, skew, replay... */
-    if (minor != 0 && gss_display_status(&min, minor, GSS_C_MECH_CODE, GSS_C_NO_OID, &ctx,
-                                         &msg) == GSS_S_COMPLETE) {
-        if (n < size)
-            snprintf(out + n, size - n, ": %.*s", (int)msg.length, (const char *)msg.value);
-        gss_release_buffer(&min, &msg);
-    } else if (gss_display_status(&min, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &ctx, &msg) ==
-               GSS_S_COMPLETE) {
-        if (n < size)
-            snprintf(out + n, size - n, ": %.*s", (int)msg.length, (const char *)msg.value);
-        gss_release_buffer(&min, &msg);
-    }
-}
-
-static int
-krb5_fail(krb5_context kctx, krb5_error_code ret, const char *what, const char *keytab)
-{
-    const char *msg = kctx != NULL ? krb5_get_error_message(kctx, ret) : NULL;
-    int rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: %s: %s", keytab, what,
-                          msg != NULL ? msg : "krb5 error");
-
-    if (msg != NULL)
-        krb5_free_error_message(kctx, msg);
-    return rc;
-}
-
-static void
-acceptor_free(struct acceptor *a)
-{
-    OM_uint32 minor;
-
-    if (a->cred != GSS_C_NO_CREDENTIAL)
-        gss_release_cred(&minor, &a->cred);
-    if (a->mem != NULL)
-        krb5_kt_close(a->kctx, a->mem);
-    if (a->kctx != NULL)
-        krb5_free_context(a->kctx);
-    memset(a, 0, sizeof(*a));
-}
-
-static int
-acceptor_init(const char *keytab, struct acceptor *a)
-{
-    char memname[64], why[256];
-    krb5_keytab file = NULL;
-    krb5_kt_cursor cur;
-    krb5_keytab_entry ent;
-    krb5_error_code ret;
-    size_t n = 0;
-    OM_uint32 major, minor;
-    int rc;
-
-    memset(a, 0, sizeof(*a));
-    a->cred = GSS_C_NO_CREDENTIAL;
-    if (access(keytab, R_OK) != 0)
-        return ck_error_set(CK_ERR_IO, "keytab %s: %s", keytab, strerror(errno));
-    snprintf(memname, sizeof(memname), "MEMORY:cablekey-admind-%ld", (long)getpid());
-    if ((ret = krb5_init_context(&a->kctx)) != 0) {
-        a->kctx = NULL;
-        return krb5_fail(NULL, ret, "krb5_init_context", keytab);
-    }
-    if ((ret = krb5_kt_resolve(a->kctx, keytab, &file)) != 0) {
-        rc = krb5_fail(a->kctx, ret, "open", keytab);
-        goto fail;
-    }
-    if ((ret = krb5_kt_resolve(a->kctx, memname, &a->mem)) != 0) {
-        rc = krb5_fail(a->kctx, ret, "memory keytab", keytab);
-        goto fail;
-    }
-    if ((ret = krb5_kt_start_seq_get(a->kctx, file, &cur)) != 0) {
-        rc = krb5_fail(a->kctx, ret, "read", keytab);
-        goto fail;
-    }
-    while ((ret = krb5_kt_next_entry(a->kctx, file, &ent, &cur)) == 0) {
-        krb5_error_code r2 = krb5_kt_add_entry(a->kctx, a->mem, &ent);
-        krb5_free_keytab_entry_contents(a->kctx, &ent);
-        if (r2 != 0) {
-            ret = r2;
-            break;
-        }
-        n++;
-    }
-    krb5_kt_end_seq_get(a->kctx, file, &cur);
-    if (ret != KRB5_KT_END) {
-        rc = krb5_fail(a->kctx, ret, "read", keytab);
-        goto fail;
-    }
-    if (n == 0) {
-        rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: holds no keys", keytab);
-        goto fail;
-    }
-    {
-        gss_key_value_element_desc el = {.key = "keytab", .value = memname};
-        gss_key_value_set_desc store = {.count = 1, .elements = &el};
-
-        major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                                      GSS_C_ACCEPT, &store, &a->cred, NULL, NULL);
-    }
-    if (GSS_ERROR(major)) {
-        gss_error("acquiring acceptor credentials", major, minor, why, sizeof(why));
-        rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: %s", keytab, why);
-        goto fail;
-    }
-    krb5_kt_close(a->kctx, file);
-    return 0;
-fail:
-    if (file != NULL)
-        krb5_kt_close(a->kctx, file);
-    acceptor_free(a);
-    return rc;
-}
-
-static int
-b64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
-{
-    unsigned char *buf;
-    int n;
-
-    /* Padding only at the end: "x=y=" is not base64. */
-    if (len == 0 || len % 4 != 0 || len > MAX_TOKEN || strcspn(in, "=") < len - 2 ||
-        (in[len - 2] == '=' && in[len - 1] != '='))
-        return -1;
-    if ((buf = malloc(len / 4 * 3 + 1)) == NULL)
-        return -1;
-    if ((n = EVP_DecodeBlock(buf, (const unsigned char *)in, (int)len)) < 0) {
-        free(buf);
-        return -1;
-    }
-    /* EVP_DecodeBlock counts the padding as data. */
-    if (in[len - 1] == '=')
-        n--;
-    if (in[len - 2] == '=')
-        n--;
-    *out = buf;
-    *out_len = (size_t)n;
-    return 0;
-}
-
-static char *
-b64_encode(const void *in, size_t len)
-{
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
-
-    if (out != NULL)
-        EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-    return out;
-}
-
-/* Accepts a Negotiate token. 1: no (usable) Authorization header; 0: *who is the authenticated
- * principal and *mutual the reply token in base64 (may be NULL); -1: the token was refused
- * (why says what GSSAPI said). */
-static int
-negotiate(struct front *f, struct MHD_Connection *c, char **who, char **mutual, char *why,
-          size_t why_size)
-{
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    gss_ctx_id_t ctx = GSS_C_NO_CONTEXT;
-    gss_buffer_desc in = GSS_C_EMPTY_BUFFER, out = GSS_C_EMPTY_BUFFER, dn = GSS_C_EMPTY_BUFFER;
-    gss_name_t src = GSS_C_NO_NAME;
-    OM_uint32 major, minor, flags = 0;
-    unsigned char *tok = NULL;
-    size_t tok_len;
-    int rc = -1;
-
-    *who = *mutual = NULL;
-    if (h == NULL || strncasecmp(h, "Negotiate ", 10) != 0)
-        return 1;
-    h += 10;
-    while (*h == ' ')
-        h++;
-    if (b64_decode(h, strlen(h), &tok, &tok_len) != 0) {
-        snprintf(why, why_size, "malformed Negotiate token");
-        return -1;
-    }
-    in.value = tok;
-    in.length = tok_len;
-    major = gss_accept_sec_context(&minor, &ctx, f->acc.cred, &in, GSS_C_NO_CHANNEL_BINDINGS, &src,
-                                   NULL, &out, &flags, NULL, NULL);
-    if (major == GSS_S_CONTINUE_NEEDED) {
-        /* Kerberos finishes in one round; a mechanism that needs more (NTLM) is not offered. */
-        snprintf(why, why_size, "multi-round negotiation is not supported");
-        goto out;
-    }
-    if (GSS_ERROR(major)) {
-        gss_error("Negotiate", major, minor, why, why_size);
-        goto out;
-    }
-    if (flags & GSS_C_ANON_FLAG) {
-        snprintf(why, why_size, "anonymous principals are not accepted");
-        goto out;
-    }
-    if (GSS_ERROR(gss_display_name(&minor, src, &dn, NULL)) || dn.length == 0 ||
-        dn.length > CK_PRINCIPAL_MAX_TEXT || memchr(dn.value, '\0', dn.length) != NULL) {
-        snprintf(why, why_size, "cannot name the client principal");
-        goto out;
-    }
-    if ((*who = strndup(dn.value, dn.length)) == NULL)
-        goto out;
-    if (out.length > 0 && (*mutual = b64_encode(out.value, out.length)) == NULL) {
-        free(*who);
-        *who = NULL;
-        goto out;
-    }
-    rc = 0;
-out:
-    gss_release_buffer(&minor, &out);
-    gss_release_buffer(&minor, &dn);
-    gss_release_name(&minor, &src);
-    if (ctx != GSS_C_NO_CONTEXT)
-        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
-    free(tok);
-    return rc;
-}
-
 /* ===================================================================== responses */
 
 static enum MHD_Result
@@ -399,7 +117,7 @@ respond(struct MHD_Connection *c, int status, json_t *body, const char *mutual,
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
-    char *text = NULL, hdr[MAX_TOKEN + 16];
+    char *text = NULL, hdr[CK_SPNEGO_MAX_TOKEN + 16];
     size_t len = 0;
 
     if (body != NULL && ck_admin_json_dump(body, &text, &len) == 0) {
@@ -499,27 +217,6 @@ out:
 
 /* ===================================================================== routing */
 
-/* Decodes %XX in place; refuses bad escapes and NUL. */
-static int
-pct_decode(char *s)
-{
-    char *o = s;
-
-    for (char *p = s; *p != '\0'; p++) {
-        if (*p == '%') {
-            int hi = ck_hex_digit((unsigned char)p[1]), lo = hi < 0 ? -1 : ck_hex_digit((unsigned char)p[2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return -1;
-            *o++ = (char)(hi << 4 | lo);
-            p += 2;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-    return 0;
-}
-
 static size_t
 no_unescape(void *cls, struct MHD_Connection *c, char *s)
 {
@@ -536,7 +233,7 @@ query(struct MHD_Connection *c, const char *key, char *buf, size_t size, bool *b
 
     if (v == NULL)
         return NULL;
-    if (ck_strlcpy(buf, v, size) >= size || pct_decode(buf) != 0 || buf[0] == '\0') {
+    if (ck_strlcpy(buf, v, size) >= size || ck_admin_pct_decode(buf) != 0 || buf[0] == '\0') {
         *bad = true;
         return NULL;
     }
@@ -631,7 +328,7 @@ route(const struct front *f, const char *method, const char *url, struct route *
     if (ck_strlcpy(path, url, sizeof(path)) >= sizeof(path) || path[0] != '/')
         return 404;
     for (s = strtok_r(path, "/", &save); s != NULL; s = strtok_r(NULL, "/", &save)) {
-        if (n == MAX_SEGMENTS || pct_decode(s) != 0)
+        if (n == MAX_SEGMENTS || ck_admin_pct_decode(s) != 0)
             return 404;
         seg[n++] = s;
     }
@@ -960,7 +657,9 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
     }
 
     /* Authentication first: nothing about the API is told to an unauthenticated client. */
-    rc = negotiate(f, c, &who, &mutual, why, sizeof(why));
+    rc = ck_spnego_accept(&f->acc, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                           MHD_HTTP_HEADER_AUTHORIZATION),
+                          &who, &mutual, why, sizeof(why));
     if (rc != 0) {
         status = 401;
         log_request(c, NULL, method, url, NULL, 401, rc > 0 ? "no Negotiate credentials" : why);
@@ -1139,25 +838,6 @@ swap_acl(struct front *f, struct ck_admin_acl *acl)
     pthread_mutex_unlock(&f->lock);
 }
 
-/* libmicrohttpd's own messages (TLS handshake failures, connection limits, oversized headers)
- * go to our log at info level, not to stderr. */
-static void
-mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char msg[512];
-    size_t n;
-
-    (void)cls;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        msg[--n] = '\0';
-    for (char *p = msg; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    ck_log_info("http: %s", msg);
-}
-
 static int
 start_http(struct front *f)
 {
@@ -1167,7 +847,7 @@ start_http(struct front *f)
         flags |= MHD_USE_TLS;
     for (size_t i = 0; i < f->n_lfd; i++) {
         f->mhd[i] = MHD_start_daemon(
-            flags, 0, NULL, NULL, handle, f, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+            flags, 0, NULL, NULL, handle, f, MHD_OPTION_EXTERNAL_LOGGER, ck_admin_mhd_log, NULL,
             MHD_OPTION_LISTEN_SOCKET, f->lfd[i],
             MHD_OPTION_CONNECTION_LIMIT, f->cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, f->cfg->timeout,
@@ -1219,16 +899,16 @@ admind_front_check(const struct admind_config *cfg)
 {
     struct front f = {.cfg = cfg};
     struct ck_admin_acl *acl = NULL;
-    struct acceptor acc;
+    struct ck_spnego_acceptor acc; /* the HTTP/ service keys (lib/admin/spnego.c) */
     int rc;
 
     if ((rc = ck_admin_acl_load(cfg->acl_file, cfg->realm, &acl)) != 0)
         return rc;
     printf("acl: %s (%zu entries)\n", cfg->acl_file, ck_admin_acl_entries(acl));
     ck_admin_acl_free(acl);
-    if ((rc = acceptor_init(cfg->keytab, &acc)) != 0)
+    if ((rc = ck_spnego_acceptor_init(cfg->keytab, ADMIND_PROG, &acc)) != 0)
         return rc;
-    acceptor_free(&acc);
+    ck_spnego_acceptor_free(&acc);
     printf("keytab: %s\n", cfg->keytab);
     if ((rc = setup_listen(&f, false)) != 0)
         return rc;
@@ -1465,7 +1145,7 @@ admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
      * sockets; then the drop, and the log opened as the final user. libmicrohttpd's threads
      * start after that, with the signal mask the daemon layer set. */
     if ((rc = ck_admin_acl_load(cfg->acl_file, cfg->realm, &f.acl)) != 0 ||
-        (rc = acceptor_init(cfg->keytab, &f.acc)) != 0 || (rc = setup_tls(&f)) != 0 ||
+        (rc = ck_spnego_acceptor_init(cfg->keytab, ADMIND_PROG, &f.acc)) != 0 || (rc = setup_tls(&f)) != 0 ||
         (rc = setup_listen(&f, true)) != 0 || (rc = drop_privileges(&f)) != 0)
         goto fail;
     if ((rc = ck_log_reconfigure(cfg->log.dest, cfg->log.path, cfg->log_level)) != 0) {
@@ -1497,7 +1177,7 @@ stop:
     close(back_fd);
     if (f.back_pid > 0 && waitpid(f.back_pid, &st, 0) == f.back_pid && st != 0 && status == 0)
         ck_log_warn("the back process exited with status %d", st);
-    acceptor_free(&f.acc);
+    ck_spnego_acceptor_free(&f.acc);
     ck_admin_acl_free(f.acl);
     free(f.tls_cert);
     if (f.tls_key != NULL)
