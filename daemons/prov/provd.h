@@ -9,6 +9,8 @@
 
 #include <jansson.h>
 
+#include "cablekey/admin.h"
+#include "cablekey/util.h"
 #include "prov.h"
 
 /* Store calls P1 adds to cablekey/prov.h (declared here, identically, until that lands; then
