@@ -227,7 +227,7 @@ prov_json_parse(const char *text, size_t len, json_t **out, char *why, size_t wh
 int
 prov_request_hash(const char *action, const json_t *body, uint8_t out[32])
 {
-    char *text = json_dumps(body, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENSURE_ASCII);
+    char *text = prov_json_text(body, JSON_SORT_KEYS | JSON_COMPACT | JSON_ENSURE_ASCII);
     EVP_MD_CTX *md = EVP_MD_CTX_new();
     unsigned int n = 0;
     int rc = CK_ERR_CRYPTO;
@@ -398,7 +398,7 @@ services(struct dec *d, const json_t *o, bool required, json_t **out)
         return required ? fail(d, "services", "required") : 0;
     if (!json_is_object(v))
         return fail(d, "services", "expected an object");
-    if ((t = json_dumps(v, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
+    if ((t = prov_json_text(v, JSON_COMPACT | JSON_SORT_KEYS)) == NULL)
         return fail(d, "services", "cannot be encoded");
     n = strlen(t);
     free(t);

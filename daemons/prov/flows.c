@@ -526,7 +526,7 @@ op_customer_write(struct prov_flows *fl, const json_t *msg, bool modify)
             c.address = (char *)json_string_value(json_object_get(req, "address"));
         if (json_object_get(req, "email") != NULL)
             c.email = (char *)json_string_value(json_object_get(req, "email"));
-        if (sv != NULL && (services = json_dumps(sv, JSON_COMPACT | JSON_SORT_KEYS)) != NULL)
+        if (sv != NULL && (services = prov_json_text(sv, JSON_COMPACT | JSON_SORT_KEYS)) != NULL)
             c.services = services;
         rc = ck_prov_customer_modify(fl->store, &who, &c, &replayed);
         ck_prov_customer_free(cur);
@@ -538,7 +538,7 @@ op_customer_write(struct prov_flows *fl, const json_t *msg, bool modify)
         c.email = (char *)json_string_value(json_object_get(req, "email"));
         ck_strlcpy(c.segment, json_string_value(json_object_get(req, "segment")),
                    sizeof(c.segment));
-        services = json_dumps(sv != NULL ? sv : json_object(), JSON_COMPACT | JSON_SORT_KEYS);
+        services = sv != NULL ? prov_json_text(sv, JSON_COMPACT | JSON_SORT_KEYS) : strdup("{}");
         c.services = services != NULL ? services : "{}";
         rc = ck_prov_customer_add(fl->store, &who, &c, &replayed);
     }
@@ -707,7 +707,7 @@ op_device_act(struct prov_flows *fl, const json_t *msg)
         ck_strlcpy(number, json_string_value(json_object_get(req, "number")), sizeof(number));
     {
         char *sv = json_object_get(req, "services") != NULL
-                       ? json_dumps(json_object_get(req, "services"),
+                       ? prov_json_text(json_object_get(req, "services"),
                                     JSON_COMPACT | JSON_SORT_KEYS)
                        : NULL;
         a.services = sv;

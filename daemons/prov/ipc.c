@@ -93,6 +93,23 @@ prov_error(int status, const char *code, const char *field, const char *fmt, ...
     return json_pack("{s:i,s:o}", "status", status, "error", e);
 }
 
+char *
+prov_json_text(const json_t *v, size_t flags)
+{
+    json_malloc_t m;
+    json_free_t f;
+    char *t = json_dumps(v, flags), *out;
+
+    /* jansson's allocator may be the wiping one (ck_admin_json_secure_alloc): give its buffer
+     * back to it, and the caller a plain malloc'd copy. */
+    if (t == NULL)
+        return NULL;
+    out = strdup(t);
+    json_get_alloc_funcs(&m, &f);
+    f(t);
+    return out;
+}
+
 int
 prov_error_from_ck(int rc, const char **code)
 {

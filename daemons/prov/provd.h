@@ -32,6 +32,8 @@ int prov_ipc_answer(int fd, json_t *reply); /* steals reply */
 /* {"status":s,"error":{"code","field"?,"message"}} (new reference). */
 json_t *prov_error(int status, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+/* json_dumps as a malloc'd string (free()). */
+char *prov_json_text(const json_t *v, size_t flags);
 /* The status and error code an error of the store (CK_ERR_*) maps to. */
 int prov_error_from_ck(int rc, const char **code);
 
