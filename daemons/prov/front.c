@@ -31,7 +31,10 @@
 #include "admin/httpd.h"
 #include "admin/spnego.h"
 #include "cablekey/admin.h"
+#include "cablekey/ap.h"
 #include "cablekey/client.h"
+#include "cablekey/keytab.h"
+#include "cablekey/krb5_asn1.h"
 #include "cablekey/error.h"
 #include "cablekey/net.h"
 #include "cablekey/principal.h"
@@ -76,6 +79,8 @@ struct front {
     size_t tls_key_len;
     char **kdcs;                 /* console logins: the `kdc` addresses, or NULL: krb5.conf */
     size_t n_kdcs;
+    ck_keytab *kt;               /* the same keys, to verify the console logins' tickets */
+    char login_service[CK_PRINCIPAL_MAX_TEXT]; /* "HTTP/host": the AS tickets' service */
 };
 
 struct request {
@@ -476,6 +481,66 @@ session_end(struct front *f, size_t slot)
     pthread_mutex_unlock(&f->slock);
 }
 
+/* A reply that decrypts with the password proves only that whoever answered knew the
+ * password, or chose it: a forged KDC could answer any password. The AS exchange therefore asks
+ * for a ticket to our own HTTP/ service, and the login counts only if that ticket decrypts with
+ * our keytab (an AP-REQ built with it verifies), which only the real KDC could have made. */
+static int
+verify_login_ticket(struct front *f, const ck_creds *cr)
+{
+    CK_TICKET *ticket = NULL;
+    CK_PRINCIPAL_NAME *cname = NULL;
+    ck_ap_req_result res;
+    uint8_t *der = NULL;
+    size_t der_len = 0;
+    int rc;
+
+    memset(&res, 0, sizeof(res));
+    if ((rc = ck_asn1_ticket_decode(cr->ticket, cr->ticket_len, &ticket)) != 0 ||
+        (rc = ck_asn1_principal_new(cr->client->name_type,
+                                    (const char *const *)cr->client->components,
+                                    cr->client->n_components, &cname)) != 0 ||
+        (rc = ck_ap_req_build(ticket, &cr->session_key, cr->client->realm, cname, 0, NULL,
+                              CK_KU_AP_REQ_AUTH, NULL, NULL, NULL, NULL, &der, &der_len)) != 0)
+        goto out;
+    if ((rc = ck_ap_req_verify(der, der_len, ck_ap_keytab_key_fn, f->kt, NULL, NULL,
+                               f->cfg->clockskew, CK_KU_AP_REQ_AUTH, &res)) != 0)
+        rc = ck_error_set(CK_ERR_INTEGRITY, "the KDC's ticket for %s does not decrypt with our "
+                          "keytab (a forged KDC reply?)", f->login_service);
+out:
+    ck_ap_req_result_clear(&res);
+    ck_asn1_free_der(der, der_len);
+    CK_PRINCIPAL_NAME_free(cname);
+    CK_TICKET_free(ticket);
+    return rc;
+}
+
+/* The console logins' service: the keytab's first HTTP/ key of the realm (else its first key
+ * of the realm). */
+static int
+setup_login_keys(struct front *f)
+{
+    const ck_keytab_entry *pick = NULL;
+    size_t n;
+    int rc;
+
+    if ((rc = ck_keytab_read(f->cfg->keytab, &f->kt)) != 0)
+        return ck_error_set(rc, "keytab %s: %s", f->cfg->keytab, ck_error_context());
+    for (size_t i = 0; i < f->kt->n_entries; i++) {
+        const ck_principal *p = f->kt->entries[i].principal;
+        if (strcmp(p->realm, f->realm) != 0 || p->n_components == 0)
+            continue;
+        if (pick == NULL || (strcmp(pick->principal->components[0], "HTTP") != 0 &&
+                             strcmp(p->components[0], "HTTP") == 0))
+            pick = &f->kt->entries[i];
+    }
+    if (pick == NULL)
+        return ck_error_set(CK_ERR_CONFIG, "keytab %s: no key of realm %s", f->cfg->keytab,
+                            f->realm);
+    return ck_principal_unparse_buf(pick->principal, CK_PRINCIPAL_UNPARSE_NO_REALM,
+                                    f->login_service, sizeof(f->login_service), &n);
+}
+
 /* The console password check: an AS exchange with the KDC for the principal (our own client,
  * lib/krb). Success means the KDC accepted the password and its reply decrypted with it. */
 static int
@@ -500,7 +565,9 @@ password_check(struct front *f, const char *principal, const char *password, cha
     }
     ck_principal_free(p);
     ap.client = canon;
-    rc = ck_client_as_password(&ap, password, &cr);
+    ap.service = f->login_service;
+    if ((rc = ck_client_as_password(&ap, password, &cr)) == 0)
+        rc = verify_login_ticket(f, cr);
     ck_creds_free(cr);
     return rc;
 }
@@ -959,6 +1026,7 @@ front_free(struct front *f)
     free(f->tls_cert);
     if (f->tls_key != NULL)
         ck_free_secret(f->tls_key, f->tls_key_len + 1);
+    ck_keytab_free(f->kt);
     for (size_t i = 0; i < f->n_kdcs; i++)
         free(f->kdcs[i]);
     free(f->kdcs);
@@ -1115,8 +1183,8 @@ prov_front_run(struct prov_config *cfg, int sfd, int back_fd, int back_pid)
     if ((rc = fetch_realm(&f)) != 0 ||
         (rc = ck_admin_acl_load(cfg->acl_file, f.realm, &f.acl)) != 0 ||
         (rc = ck_spnego_acceptor_init(cfg->keytab, PROV_PROG, &f.acc)) != 0 ||
-        (rc = setup_tls(&f)) != 0 || (rc = setup_kdcs(&f)) != 0 ||
-        (rc = setup_listen(&f, true)) != 0)
+        (rc = setup_login_keys(&f)) != 0 || (rc = setup_tls(&f)) != 0 ||
+        (rc = setup_kdcs(&f)) != 0 || (rc = setup_listen(&f, true)) != 0)
         goto fail;
     (void)prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0);
     if (cfg->user != NULL) {
