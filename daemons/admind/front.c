@@ -54,12 +54,6 @@ struct front {
     size_t tls_key_len;
 };
 
-/* Per-request state, from the first callback to the completion notice. */
-struct request {
-    char *body;
-    size_t len;
-    bool too_large;
-};
 
 /* ===================================================================== listen addresses */
 
@@ -217,14 +211,6 @@ out:
 
 /* ===================================================================== routing */
 
-static size_t
-no_unescape(void *cls, struct MHD_Connection *c, char *s)
-{
-    (void)cls;
-    (void)c;
-    return strlen(s);
-}
-
 /* A query parameter, percent-decoded into buf; NULL if absent. *bad on a bad escape. */
 static const char *
 query(struct MHD_Connection *c, const char *key, char *buf, size_t size, bool *bad)
@@ -241,28 +227,6 @@ query(struct MHD_Connection *c, const char *key, char *buf, size_t size, bool *b
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *bad = true;
     return buf;
-}
-
-struct query_check {
-    const char *const *allowed;
-    const char *unknown;
-};
-
-static enum MHD_Result
-query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    struct query_check *qc = cls;
-
-    (void)kind;
-    if (value == NULL) { /* "?pattern" alone must not mean "no pattern" */
-        qc->unknown = key;
-        return MHD_NO;
-    }
-    for (size_t i = 0; qc->allowed[i] != NULL; i++)
-        if (strcmp(key, qc->allowed[i]) == 0)
-            return MHD_YES;
-    qc->unknown = key;
-    return MHD_NO;
 }
 
 /* One request, resolved: what the log line says and what the back process gets. */
@@ -514,19 +478,6 @@ add_list_query(const struct front *f, struct MHD_Connection *c, const struct rou
 
 /* ===================================================================== the request handler */
 
-/* A copy for the log: cut, control characters replaced. Principal names may hold any byte but
- * NUL (MIT escapes only some), and JSON member names quoted in error texts come from the client:
- * neither may forge a log line. */
-static const char *
-log_safe(char *dst, size_t size, const char *src)
-{
-    ck_strlcpy(dst, src, size);
-    for (char *p = dst; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    return dst;
-}
-
 static void
 log_request(struct MHD_Connection *c, const char *who, const char *method, const char *url,
             const struct route *rt, int status, const char *detail)
@@ -546,16 +497,16 @@ log_request(struct MHD_Connection *c, const char *who, const char *method, const
     ck_log(status >= 400 || (rt != NULL && rt->perm != CK_ADMIN_PERM_INQUIRE &&
                              rt->perm != CK_ADMIN_PERM_LIST) ? LOG_NOTICE : LOG_INFO,
            "request client=%s principal=%s op=%s target=%s status=%d%s%s", addr,
-           log_safe(who_s, sizeof(who_s), who != NULL ? who : "-"),
-           log_safe(op_s, sizeof(op_s), routed ? rt->op : method),
-           log_safe(target_s, sizeof(target_s), target), status, detail[0] != '\0' ? ": " : "",
-           log_safe(detail_s, sizeof(detail_s), detail));
+           ck_admin_log_safe(who_s, sizeof(who_s), who != NULL ? who : "-"),
+           ck_admin_log_safe(op_s, sizeof(op_s), routed ? rt->op : method),
+           ck_admin_log_safe(target_s, sizeof(target_s), target), status, detail[0] != '\0' ? ": " : "",
+           ck_admin_log_safe(detail_s, sizeof(detail_s), detail));
 }
 
 /* The bodies of the realm change and the rename, decoded and added to msg for the back process.
  * Returns 0 or the HTTP status to refuse with (why says why). */
 static int
-add_other_body(struct front *f, const struct route *rt, const struct request *req,
+add_other_body(struct front *f, const struct route *rt, const struct ck_admin_http_body *req,
                const char *who, json_t *msg, char *why, size_t why_size)
 {
     const char *text = req->body != NULL ? req->body : "";
@@ -608,7 +559,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
        const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
     struct front *f = cls;
-    struct request *req = *con_cls;
+    struct ck_admin_http_body *req = *con_cls;
     struct route rt;
     struct ck_admin_principal_req body = {0};
     char why[512] = "", *who = NULL, *mutual = NULL;
@@ -618,42 +569,18 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
     unsigned line = 0;
 
     (void)version;
-    if (req == NULL) {
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-        int64_t n;
-
-        if ((req = calloc(1, sizeof(*req))) == NULL)
-            return MHD_NO;
-        *con_cls = req;
-        /* Refuse a declared oversize body before reading it (and before 100-continue). */
-        if (cl != NULL && (ck_parse_int64(cl, 0, INT64_MAX, &n) != 0 ||
-                           (uint64_t)n > f->cfg->max_body)) {
-            req->too_large = true;
-            log_request(c, NULL, method, url, NULL, 413, "declared body too large");
-            return respond(c, 413, error_body("too_large", "request body larger than %zu bytes",
-                                              f->cfg->max_body), NULL, NULL);
-        }
+    switch (ck_admin_http_body(c, con_cls, upload_data, upload_data_size, f->cfg->max_body,
+                               &req)) {
+    case CK_ADMIN_BODY_MORE:
         return MHD_YES;
-    }
-    if (*upload_data_size > 0) {
-        if (!req->too_large && req->len + *upload_data_size <= f->cfg->max_body) {
-            char *nb = realloc(req->body, req->len + *upload_data_size + 1);
-            if (nb == NULL)
-                return MHD_NO;
-            req->body = nb;
-            memcpy(req->body + req->len, upload_data, *upload_data_size);
-            req->len += *upload_data_size;
-        } else {
-            req->too_large = true;
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (req->too_large) {
+    case CK_ADMIN_BODY_NOMEM:
+        return MHD_NO;
+    case CK_ADMIN_BODY_TOO_LARGE:
         log_request(c, NULL, method, url, NULL, 413, "body too large");
         return respond(c, 413, error_body("too_large", "request body larger than %zu bytes",
                                           f->cfg->max_body), NULL, NULL);
+    default:
+        break;
     }
 
     /* Authentication first: nothing about the API is told to an unauthenticated client. */
@@ -679,11 +606,10 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         goto done;
     }
     {
-        struct query_check qc = {.allowed = rt.query};
-        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_iter, &qc);
-        if (qc.unknown != NULL) {
+        const char *unknown = ck_admin_http_unknown_query(c, rt.query);
+        if (unknown != NULL) {
             snprintf(why, sizeof(why), "unknown query parameter or one without a value "
-                     "\"%.64s\"", qc.unknown);
+                     "\"%.64s\"", unknown);
             status = 400;
             goto refuse;
         }
@@ -770,22 +696,6 @@ done:
     return ret;
 }
 
-static void
-completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
-{
-    struct request *req = *con_cls;
-
-    (void)cls;
-    (void)c;
-    (void)t;
-    if (req == NULL)
-        return;
-    if (req->body != NULL)
-        ck_free_secret(req->body, req->len + 1); /* may hold a password */
-    free(req);
-    *con_cls = NULL;
-}
-
 /* ===================================================================== setup and main loop */
 
 static int
@@ -852,8 +762,8 @@ start_http(struct front *f)
             MHD_OPTION_CONNECTION_LIMIT, f->cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, f->cfg->timeout,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIND_HEADER_MEMORY,
-            MHD_OPTION_NOTIFY_COMPLETED, completed, f,
-            MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+            MHD_OPTION_NOTIFY_COMPLETED, ck_admin_http_completed, f,
+            MHD_OPTION_UNESCAPE_CALLBACK, ck_admin_http_no_unescape, NULL,
             f->tls_cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, f->tls_cert,
             MHD_OPTION_HTTPS_MEM_KEY, f->tls_key, MHD_OPTION_END);
         if (f->mhd[i] == NULL)
@@ -1068,73 +978,11 @@ out:
 
 /* ===================================================================== the back process */
 
-/* Watches the channel to the back process: if it hangs up (the back died or was killed after a
- * protocol error), the daemon stops, with status 1, through the signal loop. */
-struct watcher {
-    struct front *f;
-    int stop[2];                 /* a byte on stop[1] ends the watch */
-    pthread_t thread;
-    bool running;
-    atomic_bool fired;           /* read by the main thread once the loop ends */
-};
-
-static void *
-watch_back(void *arg)
-{
-    struct watcher *w = arg;
-    struct pollfd p[2] = {{.fd = w->f->back_fd, .events = 0}, {.fd = w->stop[0], .events = POLLIN}};
-
-    for (;;) {
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            return NULL;
-        }
-        if (p[1].revents != 0)
-            return NULL;
-        if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
-            ck_log_err("the back (store) process is gone; stopping");
-            atomic_store(&w->fired, true);
-            kill(getpid(), SIGTERM);
-            return NULL;
-        }
-    }
-}
-
-static int
-watcher_start(struct watcher *w, struct front *f)
-{
-    int rc;
-
-    w->f = f;
-    if (pipe2(w->stop, O_CLOEXEC) != 0)
-        return ck_error_set(CK_ERR_IO, "pipe: %s", strerror(errno));
-    if ((rc = pthread_create(&w->thread, NULL, watch_back, w)) != 0) {
-        close(w->stop[0]);
-        close(w->stop[1]);
-        return ck_error_set(CK_ERR_IO, "pthread_create: %s", strerror(rc));
-    }
-    w->running = true;
-    return 0;
-}
-
-static void
-watcher_stop(struct watcher *w)
-{
-    if (!w->running)
-        return;
-    (void)!write(w->stop[1], "x", 1);
-    pthread_join(w->thread, NULL);
-    close(w->stop[0]);
-    close(w->stop[1]);
-    w->running = false;
-}
-
 int
 admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
 {
     struct front f = {.cfg = cfg, .live = cfg, .back_fd = back_fd, .back_pid = back_pid};
-    struct watcher w = {0};
+    struct ck_admin_watch w = {0}; /* the back hanging up stops the daemon */
     int status = 1, rc, st;
     bool log_moved = false;      /* the log left stderr (until then errors are on stderr) */
 
@@ -1153,7 +1001,7 @@ admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
         goto fail;
     }
     log_moved = cfg->log.dest != CK_LOG_STDERR;
-    if ((rc = start_http(&f)) != 0 || (rc = watcher_start(&w, &f)) != 0)
+    if ((rc = start_http(&f)) != 0 || (rc = ck_admin_watch_start(&w, f.back_fd)) != 0)
         goto fail;
     ck_log_notice("serving realm %s (ACL %s, %zu entries; back process %d)", cfg->realm,
                   cfg->acl_file, ck_admin_acl_entries(f.acl), back_pid);
@@ -1172,7 +1020,7 @@ stop:
         if (f.lfd[i] >= 0)
             close(f.lfd[i]);
     }
-    watcher_stop(&w);
+    ck_admin_watch_stop(&w);
     /* Closing the channel tells the back process to close the store and exit. */
     close(back_fd);
     if (f.back_pid > 0 && waitpid(f.back_pid, &st, 0) == f.back_pid && st != 0 && status == 0)

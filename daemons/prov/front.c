@@ -83,11 +83,6 @@ struct front {
     char login_service[CK_PRINCIPAL_MAX_TEXT]; /* "HTTP/host": the AS tickets' service */
 };
 
-struct request {
-    char *body;
-    size_t len;
-    bool too_large;
-};
 
 /* ===================================================================== listening */
 
@@ -574,16 +569,6 @@ password_check(struct front *f, const char *principal, const char *password, cha
 
 /* ===================================================================== logging */
 
-static const char *
-log_safe(char *dst, size_t size, const char *src)
-{
-    ck_strlcpy(dst, src != NULL ? src : "-", size);
-    for (char *p = dst; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    return dst;
-}
-
 static void
 log_request(struct MHD_Connection *c, const char *who, const char *method, const char *url,
             const struct prov_route *rt, int status, const char *detail, int64_t ms)
@@ -597,13 +582,13 @@ log_request(struct MHD_Connection *c, const char *who, const char *method, const
         ck_net_addr_format(ci->client_addr, addr, sizeof(addr));
     ck_log(status >= 400 || write ? LOG_NOTICE : LOG_INFO,
            "request client=%s principal=%s method=%s path=%s op=%s status=%d time=%lldms%s%s",
-           addr, log_safe(who_s, sizeof(who_s), who), log_safe(op_s, sizeof(op_s), method),
-           log_safe(url_s, sizeof(url_s), url),
-           log_safe(op_s, sizeof(op_s),
+           addr, ck_admin_log_safe(who_s, sizeof(who_s), who), ck_admin_log_safe(op_s, sizeof(op_s), method),
+           ck_admin_log_safe(url_s, sizeof(url_s), url),
+           ck_admin_log_safe(op_s, sizeof(op_s),
                     rt != NULL && rt->op != NULL
                         ? (rt->action != NULL ? rt->action : rt->op) : "-"),
            status, (long long)ms, detail != NULL && detail[0] != '\0' ? ": " : "",
-           log_safe(d_s, sizeof(d_s), detail != NULL ? detail : ""));
+           ck_admin_log_safe(d_s, sizeof(d_s), detail != NULL ? detail : ""));
 }
 
 static int64_t
@@ -621,28 +606,6 @@ static const char *
 query_fn(void *arg, const char *key)
 {
     return MHD_lookup_connection_value(arg, MHD_GET_ARGUMENT_KIND, key);
-}
-
-struct query_check {
-    const char *const *allowed;
-    const char *unknown;
-};
-
-static enum MHD_Result
-query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    struct query_check *qc = cls;
-
-    (void)kind;
-    if (value == NULL) {
-        qc->unknown = key;
-        return MHD_NO;
-    }
-    for (size_t i = 0; qc->allowed[i] != NULL; i++)
-        if (strcmp(key, qc->allowed[i]) == 0)
-            return MHD_YES;
-    qc->unknown = key;
-    return MHD_NO;
 }
 
 /* A browser names the page that sent a request in Origin: a cross-site page must not drive the
@@ -667,7 +630,7 @@ origin_ok(struct MHD_Connection *c)
 /* POST/GET/DELETE /api/v1/session. */
 static enum MHD_Result
 handle_session(struct front *f, struct MHD_Connection *c, const char *method, const char *url,
-               const struct request *req, const struct prov_route *rt, int64_t t0)
+               const struct ck_admin_http_body *req, const struct prov_route *rt, int64_t t0)
 {
     char *who = NULL, csrf[65] = "", cookie[65], hdr[256], canon[CK_PRINCIPAL_MAX_TEXT];
     char *principal = NULL, *password = NULL, field[64], why[256];
@@ -776,7 +739,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
        const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
     struct front *f = cls;
-    struct request *req = *con_cls;
+    struct ck_admin_http_body *req = NULL;
     struct prov_route rt;
     char why[512] = "", *who = NULL, *mutual = NULL, csrf[65] = "";
     json_t *msg = NULL, *reply = NULL, *err = NULL;
@@ -788,41 +751,18 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
     bool by_session = false;
 
     (void)version;
-    if (req == NULL) {
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-        int64_t n;
-        if ((req = calloc(1, sizeof(*req))) == NULL)
-            return MHD_NO;
-        *con_cls = req;
-        if (cl != NULL && (ck_parse_int64(cl, 0, INT64_MAX, &n) != 0 ||
-                           (uint64_t)n > f->cfg->max_body)) {
-            req->too_large = true;
-            log_request(c, NULL, method, url, NULL, 413, "declared body too large", 0);
-            snprintf(why, sizeof(why), "request body larger than %zu bytes", f->cfg->max_body);
-            return respond(c, 413, error_body(413, "too_large", NULL, why), NULL, NULL, NULL);
-        }
+    switch (ck_admin_http_body(c, con_cls, upload_data, upload_data_size, f->cfg->max_body,
+                               &req)) {
+    case CK_ADMIN_BODY_MORE:
         return MHD_YES;
-    }
-    if (*upload_data_size > 0) {
-        if (!req->too_large && req->len + *upload_data_size <= f->cfg->max_body) {
-            char *nb = realloc(req->body, req->len + *upload_data_size + 1);
-            if (nb == NULL)
-                return MHD_NO;
-            req->body = nb;
-            memcpy(req->body + req->len, upload_data, *upload_data_size);
-            req->len += *upload_data_size;
-            req->body[req->len] = '\0';
-        } else {
-            req->too_large = true;
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (req->too_large) {
+    case CK_ADMIN_BODY_NOMEM:
+        return MHD_NO;
+    case CK_ADMIN_BODY_TOO_LARGE:
         log_request(c, NULL, method, url, NULL, 413, "body too large", mono_ms() - t0);
         snprintf(why, sizeof(why), "request body larger than %zu bytes", f->cfg->max_body);
         return respond(c, 413, error_body(413, "too_large", NULL, why), NULL, NULL, NULL);
+    default:
+        break;
     }
     if ((status = prov_route(method, url, &rt, why, sizeof(why))) != 0 &&
         rt.kind != PROV_R_BACK) {
@@ -879,11 +819,10 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         }
     }
     {
-        struct query_check qc = {.allowed = rt.query};
-        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_iter, &qc);
-        if (qc.unknown != NULL) {
+        const char *unknown = ck_admin_http_unknown_query(c, rt.query);
+        if (unknown != NULL) {
             status = 400;
-            snprintf(why, sizeof(why), "unknown query parameter \"%.64s\"", qc.unknown);
+            snprintf(why, sizeof(why), "unknown query parameter \"%.64s\"", unknown);
             err = error_body(400, "invalid_field", NULL, why);
             goto refuse;
         }
@@ -938,30 +877,6 @@ done:
     return ret;
 }
 
-static void
-completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
-{
-    struct request *req = *con_cls;
-
-    (void)cls;
-    (void)c;
-    (void)t;
-    if (req == NULL)
-        return;
-    if (req->body != NULL)
-        ck_free_secret(req->body, req->len + 1); /* may hold a password */
-    free(req);
-    *con_cls = NULL;
-}
-
-static size_t
-no_unescape(void *cls, struct MHD_Connection *c, char *s)
-{
-    (void)cls;
-    (void)c;
-    return strlen(s);
-}
-
 static int
 start_http(struct front *f)
 {
@@ -977,8 +892,8 @@ start_http(struct front *f)
             MHD_OPTION_CONNECTION_LIMIT, f->cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, f->cfg->timeout,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
-            MHD_OPTION_NOTIFY_COMPLETED, completed, f,
-            MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+            MHD_OPTION_NOTIFY_COMPLETED, ck_admin_http_completed, f,
+            MHD_OPTION_UNESCAPE_CALLBACK, ck_admin_http_no_unescape, NULL,
             f->tls_cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, f->tls_cert,
             MHD_OPTION_HTTPS_MEM_KEY, f->tls_key, MHD_OPTION_END);
         if (f->mhd[i] == NULL)
@@ -1114,38 +1029,6 @@ reload(void *arg, char *status, size_t status_size)
 
 /* ===================================================================== run */
 
-struct watcher {
-    struct front *f;
-    int stop[2];
-    pthread_t thread;
-    bool running;
-    atomic_bool fired;
-};
-
-static void *
-watch_back(void *arg)
-{
-    struct watcher *w = arg;
-    struct pollfd p[2] = {{.fd = w->f->back_fd, .events = 0},
-                          {.fd = w->stop[0], .events = POLLIN}};
-
-    for (;;) {
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            return NULL;
-        }
-        if (p[1].revents != 0)
-            return NULL;
-        if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
-            ck_log_err("the back (store) process is gone; stopping");
-            atomic_store(&w->fired, true);
-            kill(getpid(), SIGTERM);
-            return NULL;
-        }
-    }
-}
-
 static int
 fetch_realm(struct front *f)
 {
@@ -1168,7 +1051,7 @@ int
 prov_front_run(struct prov_config *cfg, int sfd, int back_fd, int back_pid)
 {
     struct front f = {.cfg = cfg, .live = cfg, .back_fd = back_fd, .back_pid = back_pid};
-    struct watcher w = {0};
+    struct ck_admin_watch w = {0}; /* the back hanging up stops the daemon */
     int status = 1, rc, st;
 
     pthread_mutex_init(&f.lock, NULL);
@@ -1197,12 +1080,8 @@ prov_front_run(struct prov_config *cfg, int sfd, int back_fd, int back_pid)
         goto fail;
     if ((rc = start_http(&f)) != 0)
         goto fail;
-    w.f = &f;
-    if (pipe2(w.stop, O_CLOEXEC) != 0 || pthread_create(&w.thread, NULL, watch_back, &w) != 0) {
-        rc = ck_error_set(CK_ERR_IO, "watcher thread");
+    if ((rc = ck_admin_watch_start(&w, back_fd)) != 0)
         goto fail;
-    }
-    w.running = true;
     ck_log_notice("serving realm %s (ACL %s, %zu entries; back process %d)", f.realm,
                   cfg->acl_file, ck_admin_acl_entries(f.acl), back_pid);
     if (ck_daemon_notify("READY=1\nSTATUS=serving realm %s", f.realm) != 0)
@@ -1220,12 +1099,7 @@ stop:
         if (f.lfd[i] >= 0)
             close(f.lfd[i]);
     }
-    if (w.running) {
-        (void)!write(w.stop[1], "x", 1);
-        pthread_join(w.thread, NULL);
-        close(w.stop[0]);
-        close(w.stop[1]);
-    }
+    ck_admin_watch_stop(&w);
     close(back_fd); /* the back closes the store, stops its servers and the signer, exits */
     if (back_pid > 0 && waitpid(back_pid, &st, 0) == back_pid && st != 0 && status == 0)
         ck_log_warn("the back process exited with status %d", st);
