@@ -335,12 +335,12 @@ id(struct dec *d, const json_t *o, const char *m, bool required, int64_t *out)
     return 0;
 }
 
-static bool
-segment_ok(const char *s)
+bool
+prov_token_ok(const char *s, size_t max)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > CK_PROV_SEGMENT_MAX)
+    if (n == 0 || n > max)
         return false;
     for (; *s != '\0'; s++)
         if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
@@ -349,17 +349,14 @@ segment_ok(const char *s)
     return true;
 }
 
-static bool
-number_ok(const char *s)
+bool
+prov_digits_ok(const char *s, size_t max)
 {
     size_t n = strlen(s);
 
-    if (n == 0 || n > CK_PROV_NUMBER_MAX)
+    if (n == 0 || n > max)
         return false;
-    for (; *s != '\0'; s++)
-        if (*s < '0' || *s > '9')
-            return false;
-    return true;
+    return strspn(s, "0123456789") == n;
 }
 
 static int
@@ -369,7 +366,7 @@ segment(struct dec *d, const json_t *o, const char *m, bool required, const char
 
     if ((st = text(d, o, m, CK_PROV_SEGMENT_MAX, required, out)) != 0)
         return st;
-    if (*out != NULL && !segment_ok(*out))
+    if (*out != NULL && !prov_token_ok(*out, CK_PROV_SEGMENT_MAX))
         return fail(d, m, "expected 1..%d of A-Z a-z 0-9 . _ -", CK_PROV_SEGMENT_MAX);
     return 0;
 }
@@ -381,7 +378,7 @@ number(struct dec *d, const json_t *o, const char *m, const char **out)
 
     if ((st = text(d, o, m, CK_PROV_NUMBER_MAX, false, out)) != 0)
         return st;
-    if (*out != NULL && !number_ok(*out))
+    if (*out != NULL && !prov_digits_ok(*out, CK_PROV_NUMBER_MAX))
         return fail(d, m, "expected 1..%d digits (E.164 without '+')", CK_PROV_NUMBER_MAX);
     return 0;
 }
@@ -639,7 +636,7 @@ decode_query(struct dec *d, const struct prov_route *rt, prov_query_fn q, void *
         if ((st = qval(d, q, qarg, "number", b1, sizeof(b1), &v)) != 0)
             return st;
         if (v != NULL) {
-            if (!number_ok(v))
+            if (!prov_digits_ok(v, CK_PROV_NUMBER_MAX))
                 return fail(d, "number", "expected digits");
             json_object_set_new(req, "number", json_string(v));
             given++;

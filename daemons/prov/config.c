@@ -10,7 +10,7 @@
 #include "cablekey/profile.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
-#include "prov.h"
+#include "provd.h"
 
 #define S "prov"
 
@@ -109,40 +109,6 @@ get_duration(const struct ck_profile *prof, const char *key, int64_t min, int64_
     return 0;
 }
 
-static int
-get_log(const struct ck_profile *prof, const struct ck_daemon_opts *o, struct prov_config *cfg)
-{
-    const char *v = NULL;
-    int rc;
-
-    if (o != NULL && o->log != NULL) {
-        if (ck_log_target_parse(o->log, true, &cfg->log) != 0)
-            return ck_error_set(CK_ERR_CONFIG, "--log: %s", ck_error_context());
-    } else {
-        if ((rc = ck_conf_get_one(prof, S, "log", &v)) != 0)
-            return rc;
-        if (v != NULL && ck_log_target_parse(v, v[0] == '/', &cfg->log) != 0) {
-            char why[512];
-            ck_strlcpy(why, ck_error_context(), sizeof(why));
-            return ck_conf_error(prof, CK_ERR_CONFIG, why, S, "log", NULL);
-        }
-    }
-    if (o != NULL && o->log_level != NULL) {
-        if ((cfg->log_level = ck_log_level_from_name(o->log_level)) < 0)
-            return ck_error_set(CK_ERR_CONFIG, "--log-level %s: expected err, warning, notice, "
-                                "info or debug", o->log_level);
-        return 0;
-    }
-    if ((rc = ck_conf_get_one(prof, S, "log_level", &v)) != 0)
-        return rc;
-    if (v != NULL && (cfg->log_level = ck_log_level_from_name(v)) < 0)
-        return ck_conf_error(prof, CK_ERR_CONFIG, "expected err, warning, notice, info or debug",
-                             S, "log_level", NULL);
-    if (v == NULL && cfg->log.level >= 0)
-        cfg->log_level = cfg->log.level;
-    return 0;
-}
-
 /* Every value of a repeatable key, copied; more than max is an error. */
 static int
 get_list(const struct ck_profile *prof, const char *key, char **out, size_t max, size_t *n_out)
@@ -181,33 +147,6 @@ split_words(const char *v, char **out[], size_t n)
     return *p == '\0' ? 0 : 1;
 }
 
-static bool
-name_ok(const char *s, size_t max)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > max)
-        return false;
-    for (; *s != '\0'; s++)
-        if (!((*s >= 'A' && *s <= 'Z') || (*s >= 'a' && *s <= 'z') || (*s >= '0' && *s <= '9') ||
-              *s == '_' || *s == '-' || *s == '.'))
-            return false;
-    return true;
-}
-
-static bool
-digits_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n == 0 || n > CK_PROV_NUMBER_MAX)
-        return false;
-    for (; *s != '\0'; s++)
-        if (*s < '0' || *s > '9')
-            return false;
-    return true;
-}
-
 /* webhook = NAME URL SECRET_FILE; pool = SEGMENT FIRST LAST. */
 static int
 get_webhooks_pools(const struct ck_profile *prof, struct prov_config *cfg)
@@ -222,7 +161,7 @@ get_webhooks_pools(const struct ck_profile *prof, struct prov_config *cfg)
     for (size_t i = 0; i < n; i++) {
         struct prov_webhook *w = &cfg->webhooks[cfg->n_webhooks++];
         char **parts[3] = {&w->name, &w->url, &w->secret_file};
-        if ((rc = split_words(vals[i], parts, 3)) != 0 || !name_ok(w->name, 63) ||
+        if ((rc = split_words(vals[i], parts, 3)) != 0 || !prov_token_ok(w->name, 63) ||
             (strncmp(w->url, "http://", 7) != 0 && strncmp(w->url, "https://", 8) != 0))
             return rc < 0 ? rc
                    : ck_conf_error(prof, CK_ERR_CONFIG, "expected NAME http(s)://URL "
@@ -240,8 +179,9 @@ get_webhooks_pools(const struct ck_profile *prof, struct prov_config *cfg)
         struct prov_pool *p = &cfg->pools[cfg->n_pools++];
         char **parts[3] = {&p->segment, &p->first, &p->last};
         if ((rc = split_words(vals[i], parts, 3)) != 0 ||
-            !name_ok(p->segment, CK_PROV_SEGMENT_MAX) || !digits_ok(p->first) ||
-            !digits_ok(p->last) || strlen(p->first) != strlen(p->last) ||
+            !prov_token_ok(p->segment, CK_PROV_SEGMENT_MAX) ||
+            !prov_digits_ok(p->first, CK_PROV_NUMBER_MAX) ||
+            !prov_digits_ok(p->last, CK_PROV_NUMBER_MAX) || strlen(p->first) != strlen(p->last) ||
             strcmp(p->first, p->last) > 0)
             return rc < 0 ? rc
                    : ck_conf_error(prof, CK_ERR_CONFIG, "expected SEGMENT FIRST LAST (numbers "
@@ -315,7 +255,7 @@ prov_config_load(const struct ck_daemon_opts *o, struct prov_config *cfg)
                        &cfg->n_fqdn_listen)) != 0 ||
         (rc = get_list(prof, "devchan_listen", cfg->devchan_listen, PROV_MAX_LISTEN,
                        &cfg->n_devchan_listen)) != 0 ||
-        (rc = get_webhooks_pools(prof, cfg)) != 0 || (rc = get_log(prof, o, cfg)) != 0)
+        (rc = get_webhooks_pools(prof, cfg)) != 0 || (rc = ck_conf_get_log(prof, S, o, &cfg->log, &cfg->log_level)) != 0)
         goto out;
     if ((rc = get_duration(prof, "session_lifetime", 60, 86400, &cfg->session_lifetime)) < 0 ||
         (rc = get_duration(prof, "clockskew", 1, 3600, &cfg->clockskew)) < 0 ||

@@ -88,6 +88,9 @@ int prov_api_build(const struct prov_route *rt, const char *actor, prov_query_fn
                    const char *body, size_t body_len, const char *idem_key, json_t **msg,
                    json_t **err);
 
+/* Segment and webhook names: 1..max of A-Z a-z 0-9 . _ -; numbers: 1..max digits. */
+bool prov_token_ok(const char *s, size_t max);
+bool prov_digits_ok(const char *s, size_t max);
 /* Parses a body: an object, at most PROV_JSON_MAX_DEPTH deep, no duplicate keys. */
 int prov_json_parse(const char *text, size_t len, json_t **out, char *why, size_t why_size);
 /* SHA-256 of action "\n" canonical JSON (sorted keys, compact) of body. */
