@@ -33,6 +33,7 @@
 #include "cablekey/admin.h"
 #include "cablekey/ap.h"
 #include "cablekey/client.h"
+#include "cablekey/endpoint.h"
 #include "cablekey/keytab.h"
 #include "cablekey/krb5_asn1.h"
 #include "cablekey/error.h"
@@ -911,8 +912,25 @@ setup_kdcs(struct front *f)
 {
     const char *p = f->cfg->kdc;
 
-    if (p == NULL)
-        return 0; /* ck_kdc_send finds the realm's KDCs in krb5.conf */
+    if (p == NULL) {
+        /* The realm's KDCs in krb5.conf (as MIT's tools find them), looked up once. */
+        const char *k[8];
+        char buf[2048];
+        size_t n = 0;
+        if (f->realm[0] == '\0')
+            return 0; /* --check: the realm is the store's, not known here */
+        if (ck_krb5conf_kdcs(f->realm, buf, sizeof(buf), k, 8, &n) != 0 || n == 0) {
+            ck_log_warn("no KDC for realm %s in krb5.conf and no kdc key: console logins "
+                        "will fail", f->realm);
+            return 0;
+        }
+        if ((f->kdcs = calloc(n, sizeof(*f->kdcs))) == NULL)
+            return CK_ERR_NOMEM;
+        for (size_t i = 0; i < n; i++)
+            if ((f->kdcs[f->n_kdcs++] = strdup(k[i])) == NULL)
+                return CK_ERR_NOMEM;
+        return 0;
+    }
     while (*p != '\0') {
         size_t n;
         char **nk;

@@ -56,7 +56,6 @@ write_prov_conf() { # write_prov_conf FILE [extra lines]
         echo "    stash = $STASH"
         echo "    keytab = $tmp/http.keytab"
         echo "    acl_file = $tmp/prov.acl"
-        echo "    kdc = 127.0.0.1:$PORT"
         echo "    ca_cert = $tmp/pki/prov-ca.pem"
         echo "    ca_key = $tmp/pki/prov-ca-key.pem"
         echo "    ca_password_file = $tmp/pki.pw"
