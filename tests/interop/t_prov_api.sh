@@ -283,6 +283,14 @@ check "logout" 200 "$st"
 st=$(api GET /devices "" -b "$tmp/jar")
 check "the session is gone after logout: 401" 401 "$st"
 
+# --- the console's static files (daemons/prov/console.c): no data, no authentication ---------
+code=$(curl -s -D "$tmp/hdr" -o "$tmp/index" -w '%{http_code}' "http://localhost:$PPORT/")
+if [ "$code" = 200 ] && grep -qi "^Content-Security-Policy: default-src 'self'" "$tmp/hdr" &&
+   grep -qi '<html' "$tmp/index"; then ok "GET / serves the console with CSP default-src 'self'"
+else not_ok "GET / serves the console with CSP default-src 'self'" "$code $(cat "$tmp/hdr")"; fi
+code=$(curl -s -o /dev/null -w '%{http_code}' "http://localhost:$PPORT/../etc/passwd")
+[ "$code" = 404 ] && ok "any other path: 404" || not_ok "any other path: 404" "$code"
+
 # --- the daemon survived it all ---------------------------------------------------------------
 kill -0 "$PROV_PID" 2>/dev/null && ok "cablekey-prov still serving" || not_ok "cablekey-prov still serving"
 n=$(grep -c ' request client=' "$tmp/prov.log" || true)
