@@ -301,5 +301,25 @@ wait "$PROV_PID"; rc=$?
 if grep -Eq "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error|SUMMARY: " "$tmp/prov.out"; then
     not_ok "no sanitizer report" "$(grep -A5 -i sanitizer "$tmp/prov.out" | head -20)"
 else ok "no sanitizer report"; fi
+# --- TLS from a PKCS#12 identity (`cablekey pki issue-server`) ---------------------------------
+timeout 60 "$CK_CLI" pki issue-server --dir "$tmp/pki" --dns localhost --out "$tmp/https.p12" \
+    --password-file "$tmp/pki.pw" --key ec-p256 >>"$tmp/pki.log" 2>&1 || bail "issue the HTTPS identity"
+write_prov_conf "$tmp/prov.conf" "listen = 127.0.0.1:$PPORT" "tls_identity = $tmp/https.p12" \
+    "tls_password_file = $tmp/pki.pw"
+start_prov
+kinit_pw csr1 csr1pw >/dev/null 2>&1 || bail "kinit csr1"
+code=$(curl -s -o "$tmp/body" -w '%{http_code}' --max-time 20 --cacert "$tmp/pki/sp-root.pem" \
+    --negotiate -u : "https://localhost:$PPORT/api/v1/pools")
+[ "$code" = 200 ] && ok "TLS (PKCS#12 identity): SPNEGO over HTTPS" ||
+    not_ok "TLS (PKCS#12 identity): SPNEGO over HTTPS" "$code $(cat "$tmp/body")"
+curl -s -o /dev/null -D "$tmp/hdr" --max-time 20 --cacert "$tmp/pki/sp-root.pem" \
+    -H 'Content-Type: application/json' -d '{"principal":"csr1","password":"csr1pw"}' \
+    "https://localhost:$PPORT/api/v1/session"
+grep -qi '^Set-Cookie: ck_session=.*; Secure' "$tmp/hdr" && ok "under TLS the session cookie is Secure" ||
+    not_ok "under TLS the session cookie is Secure" "$(grep -i cookie "$tmp/hdr")"
+code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 5 "http://localhost:$PPORT/api/v1/pools")
+[ "$code" = 000 ] && ok "plain HTTP on the TLS port gets no answer" || not_ok "plain HTTP on the TLS port" "$code"
+kdestroy >/dev/null 2>&1
+kill -TERM "$PROV_PID"; wait "$PROV_PID"
 realm_stop_kdc
 done_testing
