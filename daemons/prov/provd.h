@@ -13,11 +13,6 @@
 #include "cablekey/util.h"
 #include "prov.h"
 
-/* Store calls P1 adds to cablekey/prov.h (declared here, identically, until that lands; then
- * these lines go). */
-int ck_prov_number_next(ck_store *store, const char *segment, char out[CK_PROV_NUMBER_MAX + 1]);
-int ck_prov_event_last(ck_store *store, int64_t *id);
-
 /* ----------------------------------------------------------------------- ipc.c */
 
 /* Front <-> back frames: a 4-byte big-endian length and that many bytes of JSON (lib/admin's
