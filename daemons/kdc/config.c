@@ -337,6 +337,16 @@ const struct ck_conf_key kdc_conf_keys[] = {
     REALM("pkinit_eku_checking"),
     REALM("pkinit_cert_cache_size"),
     REALM("pkinit_thumbprint_cache_size"),
+    /* Provisioning (issue 10): per realm, or once in [kdcdefaults]. */
+    REALM("pkinit_operator_anchors"),
+    REALM("pkinit_provisioning"),
+    REALM("pkinit_unprovisioned_calls"),
+    REALM("pkinit_mta_fqdn_server"),
+    REALM("pkinit_mta_fqdn_timeout_ms"),
+    DEFAULTS("pkinit_provisioning"),
+    DEFAULTS("pkinit_unprovisioned_calls"),
+    DEFAULTS("pkinit_mta_fqdn_server"),
+    DEFAULTS("pkinit_mta_fqdn_timeout_ms"),
     /* Service-key rotation (k9rot, rotation.c; docs/cablekey-kdc.md "Service-key rotation"). */
     DEFAULTS("rotation"),
     DEFAULTS("rotation_interval"),
