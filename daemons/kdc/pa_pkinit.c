@@ -235,7 +235,9 @@ pkinit_init(const struct kdc_pa_env *env, void **out)
     int rc;
 
     *out = NULL;
-    if (pc == NULL)
+    /* No identity: only [kdcdefaults] provisioning relations, PKINIT itself not configured
+     * (kdc_pkinit_config_finish refuses every other combination). */
+    if (pc == NULL || pc->identity == NULL)
         return KDC_PA_DISABLED;
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "pkinit");

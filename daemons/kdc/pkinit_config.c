@@ -407,9 +407,9 @@ kdc_pkinit_config_load(struct kdc_pkinit_config **pc, const struct ck_profile *p
             if ((strcmp(keys[k], "pkinit_revoke") == 0) != (pass == 1))
                 continue;
             n = ck_profile_get_all(prof, vals, MAX_VALUES, "realms", realm, keys[k], NULL);
-            /* The provisioning relations may be set once for every realm (the contract's
-             * [kdcdefaults] form); only for a realm that does PKINIT at all. */
-            if (n == 0 && *pc != NULL && is_prov_default(keys[k]))
+            /* The provisioning relations may be set once for every realm ([kdcdefaults]);
+             * the realm's own win. */
+            if (n == 0 && is_prov_default(keys[k]))
                 n = ck_profile_get_all(prof, vals, MAX_VALUES, "kdcdefaults", keys[k], NULL);
             if (n > MAX_VALUES)
                 return ck_error_set(CK_ERR_CONFIG, "%s: more than %d values", keys[k],
@@ -441,6 +441,11 @@ kdc_pkinit_config_finish(struct kdc_pkinit_config *pc)
 
     if (pc == NULL)
         return 0;
+    if (pc->identity == NULL && pc->n_anchors == 0 && pc->provisioning)
+        return ck_error_set(CK_ERR_CONFIG, "pkinit_provisioning needs PKINIT: no "
+                            "pkinit_identity and no anchors");
+    if (pc->identity == NULL && pc->n_anchors == 0 && !pc->provisioning)
+        return 0; /* only provisioning relations, switched off: no PKINIT */
     if (pc->identity == NULL)
         return ck_error_set(CK_ERR_CONFIG, "PKINIT: anchors are set but no pkinit_identity "
                             "(--pkinit-identity)");
@@ -601,7 +606,7 @@ kdc_pkinit_config_check(const struct kdc_pkinit_config *pc, const char *realm, F
     size_t n_kinds = 0, n_pc = 0;
     int rc;
 
-    if (pc == NULL)
+    if (pc == NULL || pc->identity == NULL)
         return 0;
     if ((rc = kdc_pkinit_load_identity(pc, &id)) != 0)
         goto out;
