@@ -30,6 +30,16 @@
 #include "cablekey/util.h"
 #include "pkinit_kdc.h"
 
+/* The MTA-FQDN client (package P3) joins the build as soon as its header is in this directory;
+ * until then operator certificates are never confirmed over MTA-FQDN (no configuration key
+ * for it exists without it either). */
+#if defined(__has_include)
+#if __has_include("mta_fqdn.h")
+#include "mta_fqdn.h"
+#define KDC_HAVE_MTA_FQDN 1
+#endif
+#endif
+
 #define FRESHNESS_VERSION 1
 #define FRESHNESS_HDR (1 + 8 + 4 + 4)
 #define FRESHNESS_MAX (FRESHNESS_HDR + CK_CHECKSUM_MAX)
@@ -140,6 +150,9 @@ ctx_free(struct kdc_pkinit_ctx *c)
     ck_pkinit_tpcache_free(c->tp);
     OPENSSL_free(c->td_trusted);
     OPENSSL_free(c->td_dh);
+#ifdef KDC_HAVE_MTA_FQDN
+    kdc_mta_fqdn_free(c->mta_fqdn);
+#endif
     free(c);
 }
 
@@ -266,9 +279,6 @@ pkinit_init(const struct kdc_pa_env *env, void **out)
     c->provisioning = pc->provisioning;
     memcpy(c->unprov_calls, pc->unprov_calls, sizeof(c->unprov_calls));
     c->n_unprov_calls = pc->n_unprov_calls;
-    c->mta_fqdn_timeout_ms = pc->mta_fqdn_timeout_ms;
-    if (pc->mta_fqdn_server != NULL)
-        ck_strlcpy(c->mta_fqdn_server, pc->mta_fqdn_server, sizeof(c->mta_fqdn_server));
     if (c->have_packetcable_anchors && !c->id_is_rsa) {
         rc = ck_error_set(CK_ERR_CONFIG, "pkinit_packetcable_anchors need an RSA KDC identity "
                           "(PacketCable replies are RSA signatures without signed attributes)");
@@ -276,6 +286,10 @@ pkinit_init(const struct kdc_pa_env *env, void **out)
     }
     if ((rc = make_td_trusted(c)) != 0 || (rc = make_td_dh(c)) != 0)
         goto out;
+#ifdef KDC_HAVE_MTA_FQDN
+    if ((rc = kdc_mta_fqdn_new(env->cfg, &c->mta_fqdn)) != 0)
+        goto out;
+#endif
     *out = c;
     c = NULL;
     rc = 0;

@@ -53,7 +53,6 @@ kdc_pkinit_config_new(struct kdc_pkinit_config **out)
     memcpy(pc->unprov_calls[0], "611", 4);
     memcpy(pc->unprov_calls[1], "911", 4);
     pc->n_unprov_calls = 2;
-    pc->mta_fqdn_timeout_ms = KDC_PKINIT_DEFAULT_MTA_FQDN_TIMEOUT_MS;
     *out = pc;
     return 0;
 }
@@ -72,7 +71,6 @@ kdc_pkinit_config_free(struct kdc_pkinit_config *pc)
     for (size_t i = 0; i < pc->n_pool; i++)
         free(pc->pool[i]);
     free(pc->revoke_all);
-    free(pc->mta_fqdn_server);
     free(pc);
 }
 
@@ -365,18 +363,6 @@ kdc_pkinit_config_set(struct kdc_pkinit_config **pcp, const char *key, const cha
         return set_bool(key, value, &pc->provisioning);
     if (strcmp(key, "pkinit_unprovisioned_calls") == 0)
         return set_calls(pc, key, value);
-    if (strcmp(key, "pkinit_mta_fqdn_server") == 0) {
-        if (strlen(value) >= 256 || strchr(value, ':') == NULL)
-            return ck_error_set(CK_ERR_CONFIG, "%s = \"%.64s\": expected host:port", key,
-                                value);
-        return set_str(&pc->mta_fqdn_server, key, value);
-    }
-    if (strcmp(key, "pkinit_mta_fqdn_timeout_ms") == 0) {
-        if ((rc = set_size(key, value, 10, 60000, &n)) != 0)
-            return rc;
-        pc->mta_fqdn_timeout_ms = (unsigned)n;
-        return 0;
-    }
     return ck_error_set(CK_ERR_CONFIG, "unknown PKINIT setting %s", key);
 }
 
@@ -467,9 +453,6 @@ kdc_pkinit_config_finish(struct kdc_pkinit_config *pc)
         return ck_error_set(CK_ERR_CONFIG, "pkinit_provisioning: no manufacturer anchor "
                             "(pkinit_device_anchors, pkinit_packetcable_anchors) to admit "
                             "devices with");
-    if (pc->mta_fqdn_server != NULL && n_op == 0)
-        return ck_error_set(CK_ERR_CONFIG, "pkinit_mta_fqdn_server: confirms operator "
-                            "certificates, but there is no pkinit_operator_anchors");
     if (pc->revoke_all != NULL && n_client == 0)
         return ck_error_set(CK_ERR_CONFIG, "pkinit_revoke = %s: there is no client anchor "
                             "(pkinit_anchors) for it; name the anchor: pkinit_revoke = CRL "
@@ -638,9 +621,6 @@ kdc_pkinit_config_check(const struct kdc_pkinit_config *pc, const char *realm, F
         for (size_t i = 0; i < pc->n_unprov_calls; i++)
             fprintf(out, " %s", pc->unprov_calls[i]);
         fprintf(out, "\n");
-        if (pc->mta_fqdn_server != NULL)
-            fprintf(out, "pkinit: MTA-FQDN confirmation with %s (timeout %u ms)\n",
-                    pc->mta_fqdn_server, pc->mta_fqdn_timeout_ms);
     }
     if (n_pc > 0 && !EVP_PKEY_is_a(id->key, "RSA")) {
         rc = ck_error_set(CK_ERR_CONFIG, "pkinit_packetcable_anchors need an RSA KDC identity "

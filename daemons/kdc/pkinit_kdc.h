@@ -48,6 +48,8 @@ struct kdc_pkinit_anchor_file {
 };
 
 /* The relations of the realm section, under MIT's names where MIT has the setting. */
+struct kdc_mta_fqdn;
+
 struct kdc_pkinit_config {
     char *identity;                    /* pkinit_identity: FILE.p12, PKCS12:FILE, FILE:cert,key */
     char *password_file;               /* pkinit_password_file (NULL: unencrypted PEM key) */
@@ -67,8 +69,6 @@ struct kdc_pkinit_config {
     bool provisioning;                 /* pkinit_provisioning (default false: today's KDC) */
     char unprov_calls[CK_AD_RESTRICTED_MAX_NUMBERS][CK_AD_RESTRICTED_NUMBER_MAX + 1];
     size_t n_unprov_calls;             /* pkinit_unprovisioned_calls (default "611 911") */
-    char *mta_fqdn_server;             /* pkinit_mta_fqdn_server host:port, or NULL */
-    unsigned mta_fqdn_timeout_ms;      /* pkinit_mta_fqdn_timeout_ms (default 1000) */
 };
 
 /* The relation names load() understands, for config.c's list of known realm settings. */
@@ -77,13 +77,10 @@ struct kdc_pkinit_config {
         "pkinit_packetcable_anchors", "pkinit_pool", "pkinit_revoke", "pkinit_dh_min_bits",   \
         "pkinit_require_freshness", "pkinit_allow_rsa_key_transport", "pkinit_eku_checking",  \
         "pkinit_cert_cache_size", "pkinit_thumbprint_cache_size", "pkinit_operator_anchors",   \
-        "pkinit_provisioning", "pkinit_unprovisioned_calls", "pkinit_mta_fqdn_server",        \
-        "pkinit_mta_fqdn_timeout_ms"
-/* The provisioning relations, also read from [kdcdefaults] when the realm lacks them. */
-#define KDC_PKINIT_PROV_DEFAULTS_KEYS                                                          \
-    "pkinit_provisioning", "pkinit_unprovisioned_calls", "pkinit_mta_fqdn_server",            \
-        "pkinit_mta_fqdn_timeout_ms"
-#define KDC_PKINIT_DEFAULT_MTA_FQDN_TIMEOUT_MS 1000
+        "pkinit_provisioning", "pkinit_unprovisioned_calls"
+/* The provisioning relations, also read from [kdcdefaults] when the realm lacks them. (The
+ * MTA-FQDN relations pkinit_mta_fqdn_* are mta_fqdn.c's, package P3.) */
+#define KDC_PKINIT_PROV_DEFAULTS_KEYS "pkinit_provisioning", "pkinit_unprovisioned_calls"
 
 /* A configuration with the defaults (nothing loaded, RSA key transport allowed, DH >= 2048). */
 int kdc_pkinit_config_new(struct kdc_pkinit_config **out);
@@ -148,8 +145,8 @@ struct kdc_pkinit_ctx {
     bool provisioning;
     char unprov_calls[CK_AD_RESTRICTED_MAX_NUMBERS][CK_AD_RESTRICTED_NUMBER_MAX + 1];
     size_t n_unprov_calls;
-    char mta_fqdn_server[256];         /* "" none */
-    unsigned mta_fqdn_timeout_ms;
+    /* MTA-FQDN client (mta_fqdn.h, package P3), NULL when not configured or not built in. */
+    struct kdc_mta_fqdn *mta_fqdn;
     STACK_OF(X509) *pool;
     ck_pkinit_certcache *certs;
     ck_pkinit_tpcache *tp;

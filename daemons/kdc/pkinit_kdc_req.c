@@ -38,6 +38,16 @@
 #include "cablekey/util.h"
 #include "pkinit_kdc.h"
 
+/* The MTA-FQDN client (package P3) joins the build as soon as its header is in this directory;
+ * until then operator certificates are never confirmed over MTA-FQDN (no configuration key
+ * for it exists without it either). */
+#if defined(__has_include)
+#if __has_include("mta_fqdn.h")
+#include "mta_fqdn.h"
+#define KDC_HAVE_MTA_FQDN 1
+#endif
+#endif
+
 #define SHA1_LEN 20
 #define MD5_LEN 16
 #define CKSUMTYPE_SHA1 14 /* RFC 3961 unkeyed sha1 */
@@ -563,25 +573,45 @@ admit_unprovisioned_device(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *c
     return 0;
 }
 
-/* MTA-FQDN confirmation of an operator-certificate login (PROTOCOL-NOTES §3.5).
- * P3 CALL SITE: daemons/kdc/mta_fqdn.h (kdc_mta_fqdn_confirm) is not on this branch yet; until
- * it is, a KDC configured with pkinit_mta_fqdn_server refuses operator certificates (fail
- * closed) rather than skip the confirmation it was asked to make. */
+/* MTA-FQDN confirmation of an operator-certificate login from a PacketCable anchor
+ * (PROTOCOL-NOTES §3.5; mta_fqdn.h): the provisioning server must know the device as
+ * provisioned, with this key, else the login is refused with its reason. */
 static int
-confirm_mta_fqdn(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call, const char *mac,
-                 const ck_db_device *dev, const uint8_t spki[CK_PKINIT_PIN_LEN],
+confirm_mta_fqdn(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
+                 const ck_db_device *dev, X509 *cert, const ck_pkinit_chain_result *res,
                  struct kdc_pa_error *err, struct note *note)
 {
+#ifdef KDC_HAVE_MTA_FQDN
+    struct kdc_mta_fqdn_query q;
+    struct kdc_mta_fqdn_result r;
+
+    if (c->mta_fqdn == NULL || !(res->anchor_flags & CK_PKINIT_ANCHOR_PACKETCABLE))
+        return 0;
+    memset(&q, 0, sizeof(q));
+    memset(&r, 0, sizeof(r));
+    q.mac = dev->mac;
+    q.principal = dev->principal;
+    q.cert = cert;
+    q.generation = dev->generation;
+    kdc_mta_fqdn_confirm(c->mta_fqdn, call->store, &q, call->now, &r);
+    if (!r.confirmed) {
+        kdc_pa_fail(err, CK_KDC_ERR_CLIENT_NOT_TRUSTED,
+                    r.reason != NULL ? r.reason : KDC_MTA_FQDN_R_ERROR,
+                    "device %s: MTA-FQDN: %s", dev->mac, r.detail);
+        return KDC_PA_REFUSED;
+    }
+    note_add(note, ", mta-fqdn %s%s", r.fqdn, r.cached ? " (cached)" : "");
+    return 0;
+#else
+    (void)c;
     (void)call;
     (void)dev;
-    (void)spki;
+    (void)cert;
+    (void)res;
+    (void)err;
     (void)note;
-    if (c->mta_fqdn_server[0] == '\0')
-        return 0;
-    kdc_pa_fail(err, CK_KDC_ERR_CLIENT_NOT_TRUSTED, "PROV_UNAVAILABLE",
-                "device %s: MTA-FQDN confirmation with %s is not built into this KDC", mac,
-                c->mta_fqdn_server);
-    return KDC_PA_REFUSED;
+    return 0;
+#endif
 }
 
 static void
@@ -736,7 +766,7 @@ map_and_verify_chain(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
                 rc = KDC_PA_REFUSED;
                 goto out;
             }
-            if ((rc = confirm_mta_fqdn(c, call, mac, dev, spki, err, note)) != 0)
+            if ((rc = confirm_mta_fqdn(c, call, dev, leaf, &res, err, note)) != 0)
                 goto out;
             note_add(note, ", operator cert");
         } else if (c->provisioning) {

@@ -753,7 +753,6 @@ test_config(void)
     CHECK(!pc->provisioning);
     CHECK_INT_EQ(pc->n_unprov_calls, 2);
     CHECK(strcmp(pc->unprov_calls[0], "611") == 0 && strcmp(pc->unprov_calls[1], "911") == 0);
-    CHECK_INT_EQ(pc->mta_fqdn_timeout_ms, 1000);
     /* The list. */
     CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_unprovisioned_calls", "18005550199, 911",
                                    false));
@@ -774,27 +773,26 @@ test_config(void)
     CHECK(strcmp(pc->unprov_calls[0], "18005550199") == 0); /* unchanged by the failures */
     CHECK_INT_EQ(kdc_pkinit_config_set(&pc, "pkinit_provisioning", "maybe", false),
                  CK_ERR_CONFIG);
-    CHECK_INT_EQ(kdc_pkinit_config_set(&pc, "pkinit_mta_fqdn_timeout_ms", "0", false),
-                 CK_ERR_CONFIG);
-    CHECK_INT_EQ(kdc_pkinit_config_set(&pc, "pkinit_mta_fqdn_server", "nohostport", false),
+    /* The MTA-FQDN relations are mta_fqdn.c's, not PKINIT's. */
+    CHECK_INT_EQ(kdc_pkinit_config_set(&pc, "pkinit_mta_fqdn_server", "127.0.0.1:2246", false),
                  CK_ERR_CONFIG);
     /* Cross checks: operator anchors need provisioning; provisioning needs a manufacturer
-     * anchor; MTA-FQDN needs operator anchors. */
+     * anchor, and PKINIT. */
     CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_operator_anchors", "/op.pem", false));
     CHECK_INT_EQ(kdc_pkinit_config_finish(pc), CK_ERR_CONFIG);
     CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_provisioning", "true", false));
     CHECK_INT_EQ(kdc_pkinit_config_finish(pc), CK_ERR_CONFIG);
     CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_device_anchors", "/m.pem", false));
     CHECK_OK(kdc_pkinit_config_finish(pc));
-    CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_mta_fqdn_server", "127.0.0.1:2246", false));
-    CHECK_OK(kdc_pkinit_config_finish(pc));
-    CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_operator_anchors", "/other.pem", true));
-    CHECK_OK(kdc_pkinit_config_finish(pc));
+    /* An anchor file is of one kind only. */
+    CHECK_INT_EQ(kdc_pkinit_config_set(&pc, "pkinit_operator_anchors", "/m.pem", false),
+                 CK_ERR_CONFIG);
     kdc_pkinit_config_free(pc);
     pc = NULL;
-    CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_identity", "/k.p12", false));
-    CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_device_anchors", "/m.pem", false));
-    CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_mta_fqdn_server", "127.0.0.1:2246", false));
+    /* Provisioning relations alone (from [kdcdefaults]) without PKINIT: off is no PKINIT,
+     * on is an error. */
+    CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_unprovisioned_calls", "611", false));
+    CHECK_OK(kdc_pkinit_config_finish(pc));
     CHECK_OK(kdc_pkinit_config_set(&pc, "pkinit_provisioning", "yes", false));
     CHECK_INT_EQ(kdc_pkinit_config_finish(pc), CK_ERR_CONFIG);
     kdc_pkinit_config_free(pc);
