@@ -166,7 +166,7 @@ decode_limits(void)
     static const char *const fifteen_digits[] = {"123456789012345"};
     static const char *const empty[] = {""};
     const char *many[CK_AD_RESTRICTED_MAX_NUMBERS + 1];
-    char store[CK_AD_RESTRICTED_MAX_NUMBERS + 1][8];
+    char store[CK_AD_RESTRICTED_MAX_NUMBERS + 1][16];
     ck_ad_restricted r;
     struct buf b;
 
@@ -190,7 +190,7 @@ decode_limits(void)
     build(&b, 1, 6, 33, one, 1);
     CHECK_INT_EQ(ck_ad_restricted_decode(b.b, b.n, &r), CK_ERR_DECODE);
     for (int i = 0; i <= CK_AD_RESTRICTED_MAX_NUMBERS; i++) {
-        snprintf(store[i], sizeof(store[i]), "%d", 100 + i);
+        snprintf(store[i], sizeof(store[i]), "%u", (unsigned)(100 + i));
         many[i] = store[i];
     }
     build(&b, 1, 6, 32, many, CK_AD_RESTRICTED_MAX_NUMBERS);
