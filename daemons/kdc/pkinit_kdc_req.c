@@ -776,11 +776,17 @@ map_and_verify_chain(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
                 if ((rc = admit_unprovisioned_device(c, call, mac, leaf, spki, &dev, err,
                                                      note)) != 0)
                     goto out;
-                if (dev->state == CK_DEVICE_REVOKED ||
-                    (dev->has_pin && !ck_ct_equal(spki, dev->spki_sha256, sizeof(spki)))) {
+                /* Admitted by another KDC meanwhile: its row decides, as for a known one. */
+                if (dev->state == CK_DEVICE_REVOKED) {
+                    kdc_pa_fail(err, CK_KDC_ERR_CLIENT_REVOKED, "DEVICE_REVOKED",
+                                "device %s (%s) was revoked meanwhile", mac, dev->principal);
+                    rc = KDC_PA_REFUSED;
+                    goto out;
+                }
+                if (dev->has_pin && !ck_ct_equal(spki, dev->spki_sha256, sizeof(spki))) {
                     kdc_pa_fail(err, CK_KDC_ERR_CLIENT_NOT_TRUSTED, "POSSIBLE_CLONE",
-                                "device %s (%s) admitted meanwhile with another key or "
-                                "revoked", mac, dev->principal);
+                                "possible clone: device %s (%s) was admitted meanwhile with "
+                                "another key", mac, dev->principal);
                     rc = KDC_PA_REFUSED;
                     goto out;
                 }

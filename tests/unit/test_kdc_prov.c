@@ -705,6 +705,86 @@ test_revoked(void)
     kdc_worker_free(w);
 }
 
+/* Reseals tgt's ticket under the krbtgt key after changing its authorization data: the TGS
+ * must refuse a TGT whose restriction it cannot read, or that carries it twice (a KDC bug or a
+ * krbtgt key compromise, never a client's doing, but still not a ticket to extend). */
+static void
+reseal_tgt(struct creds *tgt, bool duplicate)
+{
+    ck_db_principal *p = NULL;
+    const ck_db_key *k;
+    CK_ENC_TICKET_PART *etp = NULL;
+    const CK_TICKET *t = tgt->rep->ticket;
+    uint32_t kvno = ck_asn1_uint32_get(t->enc_part->kvno, 0);
+
+    CHECK_OK(ck_store_get_principal(tstore, TGS_NAME, &p));
+    if (p == NULL)
+        return;
+    k = ck_db_principal_find_key(p, kvno, t->enc_part->etype);
+    CHECK(k != NULL);
+    if (k != NULL && ck_ticket_open(t, &k->key, &etp) == 0) {
+        if (duplicate) {
+            ck_ad_restricted ad;
+            bool found = false;
+
+            CHECK_OK(ck_ad_restricted_find(etp->authorization_data, &ad, &found));
+            CHECK_OK(ck_ad_restricted_add(&etp->authorization_data, &ad));
+        } else {
+            /* The element's ad-data with its last digit turned into a letter. */
+            CK_AUTHORIZATION_DATA *inner = NULL;
+            CK_AD_ENTRY *e = sk_CK_AD_ENTRY_value(etp->authorization_data, 0);
+            CK_AD_ENTRY *ie;
+            uint8_t *der = NULL;
+            size_t len = 0;
+
+            CHECK_OK(ck_asn1_authorization_data_decode(e->ad_data->data,
+                                                       (size_t)e->ad_data->length, &inner));
+            ie = sk_CK_AD_ENTRY_value(inner, 0);
+            ie->ad_data->data[ie->ad_data->length - 1] = 'x';
+            CHECK_OK(ck_asn1_authorization_data_encode(inner, &der, &len));
+            CHECK_OK(ck_asn1_octets_set(&e->ad_data, der, len));
+            ck_asn1_free_der(der, len);
+            CK_AUTHORIZATION_DATA_free(inner);
+        }
+        CHECK_OK(ck_ticket_seal(tgt->rep->ticket, etp, &k->key, kvno));
+    }
+    CK_ENC_TICKET_PART_free(etp);
+    ck_db_principal_free(p);
+}
+
+static void
+test_tgs_unreadable_restriction(void)
+{
+    struct kdc_worker *w;
+    struct creds tgt, st;
+
+    setup();
+    w = worker_with(true, NULL);
+    CHECK_INT_EQ(login(w, NAME3, P.id_dev3, &tgt), 0);
+    if (tgt.code == 0) {
+        reseal_tgt(&tgt, false);
+        CHECK_INT_EQ(tgs(w, &tgt, SVC, &st), CK_KDC_ERR_POLICY);
+        CHECK(log_has("RESTRICTED_AD_INVALID"));
+        creds_free(&st);
+    }
+    creds_free(&tgt);
+    CHECK_INT_EQ(login(w, NAME3, P.id_dev3, &tgt), 0);
+    if (tgt.code == 0) {
+        reseal_tgt(&tgt, true);
+        CHECK_INT_EQ(tgs(w, &tgt, SVC, &st), CK_KDC_ERR_POLICY);
+        CHECK(log_has("RESTRICTED_AD_INVALID"));
+        creds_free(&st);
+    }
+    creds_free(&tgt);
+    CHECK_INT_EQ(login(w, NAME3, P.id_dev3, &tgt), 0);
+    if (tgt.code == 0) {
+        CHECK_INT_EQ(tgs(w, &tgt, SVC, &st), 0);
+        creds_free(&st);
+    }
+    creds_free(&tgt);
+    kdc_worker_free(w);
+}
+
 /* Provisioning off: today's KDC. */
 static void
 test_provisioning_off(void)
@@ -806,5 +886,6 @@ test_done(void)
 
 CK_TEST_MAIN("kdc_prov", CK_TEST_CASE(test_config), CK_TEST_CASE(test_admission),
              CK_TEST_CASE(test_known_device_restricted), CK_TEST_CASE(test_operator_cert),
-             CK_TEST_CASE(test_revoked), CK_TEST_CASE(test_provisioning_off),
+             CK_TEST_CASE(test_revoked), CK_TEST_CASE(test_tgs_unreadable_restriction),
+             CK_TEST_CASE(test_provisioning_off),
              CK_TEST_CASE(test_done))
