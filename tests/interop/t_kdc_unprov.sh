@@ -137,12 +137,14 @@ expect_success "MIT kinit as $NAME1 with the manufacturer certificate: admitted"
     kinit_p12 "$NAME1" "$tmp/dev1.p12"
 last_log "logged: admitted, restricted" \
     "ISSUE: .*$NAME1@$R for krbtgt/$R@$R, pkinit.*, unprovisioned device $MAC1 admitted, unprovisioned \\(restricted calls\\), device $MAC1, chain verified"
-expect_output "the device table has it, pinned" "$MAC1.*$NAME1@$R" "$CK_CLI" device list --db "$DB"
+want_key=$(spki_hash "$tmp/dev1.p12")
+expect_output "the device table has it: unprovisioned, pinned to the certificate's key" \
+    "$MAC1[[:space:]]+unprovisioned[[:space:]]+$want_key[[:space:]]+$NAME1@$R" \
+    "$CK_CLI" device list --db "$DB"
 expect_output "the principal exists" "$NAME1@$R" "$CK_CLI" principal list --db "$DB"
 expect_success "kvno $SVC with the restricted TGT" kvno "$SVC@$R"
 last_log "logged: service ticket for an unprovisioned device" \
     "ISSUE: .*$NAME1@$R for $SVC@$R.*unprovisioned device $MAC1, restricted calls"
-want_key=$(spki_hash "$tmp/dev1.p12")
 expect_output "the service ticket carries the restriction (read with the service's keytab)" \
     "^RESTRICTED mac=$MAC1 key=$want_key numbers=611,911$" \
     "$ADREAD" "${KRB5CCNAME#FILE:}" "$tmp/svc.keytab" "$SVC@$R"
