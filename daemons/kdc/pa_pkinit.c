@@ -28,17 +28,8 @@
 #include "cablekey/pkinit_asn1.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
-#include "pkinit_kdc.h"
-
-/* The MTA-FQDN client (package P3) joins the build as soon as its header is in this directory;
- * until then operator certificates are never confirmed over MTA-FQDN (no configuration key
- * for it exists without it either). */
-#if defined(__has_include)
-#if __has_include("mta_fqdn.h")
 #include "mta_fqdn.h"
-#define KDC_HAVE_MTA_FQDN 1
-#endif
-#endif
+#include "pkinit_kdc.h"
 
 #define FRESHNESS_VERSION 1
 #define FRESHNESS_HDR (1 + 8 + 4 + 4)
@@ -150,9 +141,7 @@ ctx_free(struct kdc_pkinit_ctx *c)
     ck_pkinit_tpcache_free(c->tp);
     OPENSSL_free(c->td_trusted);
     OPENSSL_free(c->td_dh);
-#ifdef KDC_HAVE_MTA_FQDN
     kdc_mta_fqdn_free(c->mta_fqdn);
-#endif
     free(c);
 }
 
@@ -286,10 +275,8 @@ pkinit_init(const struct kdc_pa_env *env, void **out)
     }
     if ((rc = make_td_trusted(c)) != 0 || (rc = make_td_dh(c)) != 0)
         goto out;
-#ifdef KDC_HAVE_MTA_FQDN
     if ((rc = kdc_mta_fqdn_new(env->cfg, &c->mta_fqdn)) != 0)
         goto out;
-#endif
     *out = c;
     c = NULL;
     rc = 0;

@@ -145,7 +145,7 @@ struct kdc_pkinit_ctx {
     bool provisioning;
     char unprov_calls[CK_AD_RESTRICTED_MAX_NUMBERS][CK_AD_RESTRICTED_NUMBER_MAX + 1];
     size_t n_unprov_calls;
-    /* MTA-FQDN client (mta_fqdn.h, package P3), NULL when not configured or not built in. */
+    /* MTA-FQDN client (mta_fqdn.h), NULL when pkinit_mta_fqdn_server is not set. */
     struct kdc_mta_fqdn *mta_fqdn;
     STACK_OF(X509) *pool;
     ck_pkinit_certcache *certs;

@@ -36,17 +36,8 @@
 #include "cablekey/prov.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
-#include "pkinit_kdc.h"
-
-/* The MTA-FQDN client (package P3) joins the build as soon as its header is in this directory;
- * until then operator certificates are never confirmed over MTA-FQDN (no configuration key
- * for it exists without it either). */
-#if defined(__has_include)
-#if __has_include("mta_fqdn.h")
 #include "mta_fqdn.h"
-#define KDC_HAVE_MTA_FQDN 1
-#endif
-#endif
+#include "pkinit_kdc.h"
 
 #define SHA1_LEN 20
 #define MD5_LEN 16
@@ -581,7 +572,6 @@ confirm_mta_fqdn(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
                  const ck_db_device *dev, X509 *cert, const ck_pkinit_chain_result *res,
                  struct kdc_pa_error *err, struct note *note)
 {
-#ifdef KDC_HAVE_MTA_FQDN
     struct kdc_mta_fqdn_query q;
     struct kdc_mta_fqdn_result r;
 
@@ -602,16 +592,6 @@ confirm_mta_fqdn(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
     }
     note_add(note, ", mta-fqdn %s%s", r.fqdn, r.cached ? " (cached)" : "");
     return 0;
-#else
-    (void)c;
-    (void)call;
-    (void)dev;
-    (void)cert;
-    (void)res;
-    (void)err;
-    (void)note;
-    return 0;
-#endif
 }
 
 static void

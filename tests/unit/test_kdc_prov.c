@@ -11,8 +11,10 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/x509v3.h>
 
@@ -26,6 +28,7 @@
 #include "ck_test.h"
 #include "config.h"
 #include "kdc_int.h"
+#include "mta_fqdn.h"
 #include "pkinit_kdc.h"
 
 #include "../tools/pkinit_asreq.h"
@@ -276,7 +279,7 @@ teardown(void)
 /* Client anchors (sp-root), the manufacturer as a PacketCable anchor and, with provisioning,
  * the provisioning CA as the operator anchor. extra: more key, value pairs (NULL-ended). */
 static struct kdc_worker *
-worker_with(bool provisioning, const char *const *extra)
+worker_fqdn(bool provisioning, const char *const *extra, const char *mta_fqdn_server)
 {
     struct kdc_config cfg;
     struct kdc_worker *w = NULL;
@@ -284,6 +287,14 @@ worker_with(bool provisioning, const char *const *extra)
     kdc_config_defaults(&cfg);
     cfg.db_path = db;
     cfg.clock = fixed_clock;
+    if (mta_fqdn_server != NULL) {
+        /* What kdc_mta_fqdn_config_load makes of pkinit_mta_fqdn_server (mta_fqdn.h). */
+        cfg.mta_fqdn = calloc(1, sizeof(*cfg.mta_fqdn));
+        if (cfg.mta_fqdn == NULL || (cfg.mta_fqdn->server = strdup(mta_fqdn_server)) == NULL)
+            abort();
+        cfg.mta_fqdn->timeout_ms = 50;
+        cfg.mta_fqdn->cache_seconds = 0;
+    }
     CHECK_OK(kdc_pkinit_config_set(&cfg.pkinit, "pkinit_identity", P.kdc_p12, false));
     CHECK_OK(kdc_pkinit_config_set(&cfg.pkinit, "pkinit_password_file", P.pwfile, false));
     CHECK_OK(kdc_pkinit_config_set(&cfg.pkinit, "pkinit_anchors", P.sp_root_pem, false));
@@ -304,6 +315,12 @@ worker_with(bool provisioning, const char *const *extra)
         abort();
     ck_store_cache_configure(w->store, w->cache_max, 0);
     return w;
+}
+
+static struct kdc_worker *
+worker_with(bool provisioning, const char *const *extra)
+{
+    return worker_fqdn(provisioning, extra, NULL);
 }
 
 static size_t
@@ -668,6 +685,37 @@ test_operator_cert(void)
         if (tgt.code == 0)
             expect_restricted(tgt.rep->ticket, TGS_NAME, P.k_dev3, MAC3);
         creds_free(&tgt);
+        {
+            /* With MTA-FQDN configured (the operator anchor takes PacketCable forms: this
+             * realm has PacketCable anchors), the current operator certificate still needs
+             * the provisioning server's confirmation: without the service key, and with a
+             * server that never answers, the login is refused with the reason. The
+             * manufacturer certificate is not asked about. */
+            struct sockaddr_in sin;
+            socklen_t sl = sizeof(sin);
+            char server[64];
+            int fd = socket(AF_INET, SOCK_DGRAM, 0);
+            struct kdc_worker *wf;
+
+            /* A bound UDP socket nobody reads: the server that never answers. */
+            memset(&sin, 0, sizeof(sin));
+            sin.sin_family = AF_INET;
+            sin.sin_addr.s_addr = htonl(0x7f000001);
+            CHECK(fd >= 0 && bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 &&
+                  getsockname(fd, (struct sockaddr *)&sin, &sl) == 0);
+            snprintf(server, sizeof(server), "127.0.0.1:%u", (unsigned)ntohs(sin.sin_port));
+            wf = worker_fqdn(true, NULL, server);
+            CHECK_INT_EQ(login(wf, NAME3, P.id_op3, &tgt), CK_KDC_ERR_CLIENT_NOT_TRUSTED);
+            CHECK(log_has("PROV_NO_SERVICE_KEY"));
+            put_princ("mtafqdn/127.0.0.1@" REALM, 0);
+            CHECK_INT_EQ(login(wf, NAME3, P.id_op3, &tgt), CK_KDC_ERR_CLIENT_NOT_TRUSTED);
+            CHECK(log_has("PROV_TIMEOUT"));
+            CHECK_INT_EQ(login(wf, NAME3, P.id_dev3, &tgt), 0);
+            creds_free(&tgt);
+            kdc_worker_free(wf);
+            if (fd >= 0)
+                close(fd);
+        }
     }
 #endif
     /* Another device's operator certificate (same CN form, not this row's hash). */
