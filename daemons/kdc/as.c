@@ -51,7 +51,9 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     struct kdc_worker *w = r->w;
     CK_KDC_REQ_BODY *b;
     const ck_db_principal *client = NULL, *server = NULL;
+    ck_db_principal placeholder;
     const ck_db_key *client_key = NULL, *tkt_key;
+    CK_AUTHORIZATION_DATA *authz = NULL;
     struct kdc_ticket_times times;
     struct kdc_pa_call call;
     struct kdc_pa_run run;
@@ -85,6 +87,16 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     }
     r->error_with_client = true;
     rc = ck_store_get_principal_cached(w->store, r->cname, &client);
+    if (rc == CK_ERR_NOTFOUND && kdc_preauth_may_create_client(w, r->cname)) {
+        /* Provisioning: a device the realm has never seen asks for the name admission gives
+         * it. It can only get a ticket through the mechanism that creates it (keyless, pre-
+         * authentication required); the real record is read once that mechanism accepted. */
+        memset(&placeholder, 0, sizeof(placeholder));
+        placeholder.name = r->cname;
+        placeholder.attributes = CK_ATTR_REQUIRES_PREAUTH;
+        client = &placeholder;
+        rc = 0;
+    }
     if (rc != 0) {
         if (rc == CK_ERR_NOTFOUND)
             kdc_fail(r, CK_KDC_ERR_C_PRINCIPAL_UNKNOWN, "CLIENT_NOT_FOUND", NULL);
@@ -178,8 +190,8 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
     pa = kdc_preauth_verify(w, &call, &run);
     if (pa < 0) {
         /* Counted as MIT counts: a wrong key, not a skewed clock or a malformed request. */
-        if (run.err.code == CK_KDC_ERR_PREAUTH_FAILED ||
-            run.err.code == CK_KRB_AP_ERR_BAD_INTEGRITY) {
+        if ((run.err.code == CK_KDC_ERR_PREAUTH_FAILED ||
+             run.err.code == CK_KRB_AP_ERR_BAD_INTEGRITY) && client != &placeholder) {
             r->auth_client = client;
             r->auth_event = KDC_AUTH_FAILED;
         }
@@ -194,6 +206,22 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
             snprintf(r->detail, sizeof(r->detail), "no offers: %s", ck_error_context());
         goto out;
     }
+
+    if (client == &placeholder) {
+        /* The mechanism created the client (device admission): read its record now. The
+         * flush keeps the records already handed out valid (the server's). */
+        ck_store_cache_flush(w->store);
+        if ((rc = ck_store_get_principal_cached(w->store, r->cname, &client)) != 0) {
+            client = NULL;
+            kdc_fail(r, CK_KRB_ERR_GENERIC, "LOOKING_UP_CLIENT", "admitted %s: %s", r->cname,
+                     ck_error_context());
+            goto out;
+        }
+        call.client = client;
+    }
+    /* Authorization data the mechanism requires (provisioning: restricted calls). */
+    if ((rc = kdc_preauth_authz(w, &call, &run, &authz)) != 0)
+        goto fail;
 
     if ((r->ses_etype = kdc_session_etype(w, r, server)) == 0) {
         kdc_fail(r, CK_KDC_ERR_ETYPE_NOSUPP, "BAD_ENCRYPTION_TYPE", "no session enctype");
@@ -257,6 +285,7 @@ kdc_process_as(struct kdc_request *r, const uint8_t *der, size_t len)
         (rc = kdc_reply_set_server(rb, b->sname, w->realm_name)) != 0 ||
         (rc = kdc_reply_set_addresses(rb, b->addresses)) != 0 ||
         (rc = kdc_reply_set_transited(rb, NULL)) != 0 ||
+        (rc = kdc_reply_set_authz(rb, authz)) != 0 ||
         (rc = kdc_reply_seal_ticket(rb, &times, flags, &session, tkt_key)) != 0 ||
         (rc = kdc_reply_set_part(rb, b->nonce, r->now, client->pw_expires)) != 0)
         goto fail;
@@ -291,6 +320,7 @@ fail:
     kdc_fail(r, CK_KRB_ERR_GENERIC, "INTERNAL_ERROR", "%s (%s)", ck_strerror(rc),
              ck_error_context());
 out:
+    CK_AUTHORIZATION_DATA_free(authz);
     kdc_reply_release(w, rb);
     kdc_preauth_run_done(w, &run);
     ck_key_clear(&session);

@@ -334,6 +334,12 @@ const struct ck_conf_key kdc_conf_keys[] = {
     REALM("pkinit_packetcable_anchors"),
     REALM("pkinit_pool"),
     REALM("pkinit_revoke"),
+    /* Provisioning (issue 10, pkinit_config.c): per realm, or once in [kdcdefaults]. */
+    REALM("pkinit_operator_anchors"),
+    REALM("pkinit_provisioning"),
+    REALM("pkinit_unprovisioned_calls"),
+    DEFAULTS("pkinit_provisioning"),
+    DEFAULTS("pkinit_unprovisioned_calls"),
     REALM("pkinit_dh_min_bits"),
     REALM("pkinit_require_freshness"),
     REALM("pkinit_allow_rsa_key_transport"),

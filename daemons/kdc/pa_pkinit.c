@@ -28,6 +28,7 @@
 #include "cablekey/pkinit_asn1.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "mta_fqdn.h"
 #include "pkinit_kdc.h"
 
 #define FRESHNESS_VERSION 1
@@ -140,6 +141,7 @@ ctx_free(struct kdc_pkinit_ctx *c)
     ck_pkinit_tpcache_free(c->tp);
     OPENSSL_free(c->td_trusted);
     OPENSSL_free(c->td_dh);
+    kdc_mta_fqdn_free(c->mta_fqdn);
     free(c);
 }
 
@@ -235,7 +237,9 @@ pkinit_init(const struct kdc_pa_env *env, void **out)
     int rc;
 
     *out = NULL;
-    if (pc == NULL)
+    /* No identity: only [kdcdefaults] provisioning relations, PKINIT itself not configured
+     * (kdc_pkinit_config_finish refuses every other combination). */
+    if (pc == NULL || pc->identity == NULL)
         return KDC_PA_DISABLED;
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "pkinit");
@@ -259,13 +263,19 @@ pkinit_init(const struct kdc_pa_env *env, void **out)
     for (size_t i = 0; i < c->n_anchor_kind; i++) {
         c->have_device_anchors |= c->anchor_kind[i] != KDC_PKINIT_ANCHOR_CLIENT;
         c->have_packetcable_anchors |= c->anchor_kind[i] == KDC_PKINIT_ANCHOR_PACKETCABLE;
+        c->have_operator_anchors |= c->anchor_kind[i] == KDC_PKINIT_ANCHOR_OPERATOR;
     }
+    c->provisioning = pc->provisioning;
+    memcpy(c->unprov_calls, pc->unprov_calls, sizeof(c->unprov_calls));
+    c->n_unprov_calls = pc->n_unprov_calls;
     if (c->have_packetcable_anchors && !c->id_is_rsa) {
         rc = ck_error_set(CK_ERR_CONFIG, "pkinit_packetcable_anchors need an RSA KDC identity "
                           "(PacketCable replies are RSA signatures without signed attributes)");
         goto out;
     }
     if ((rc = make_td_trusted(c)) != 0 || (rc = make_td_dh(c)) != 0)
+        goto out;
+    if ((rc = kdc_mta_fqdn_new(env->cfg, &c->mta_fqdn)) != 0)
         goto out;
     *out = c;
     c = NULL;
@@ -349,6 +359,39 @@ pkinit_cleanup(void *ctx, void *state)
     kdc_pkinit_req_free(state);
 }
 
+static int
+pkinit_authz(void *ctx, const struct kdc_pa_call *call, void *state, CK_AUTHORIZATION_DATA **ad)
+{
+    struct kdc_pkinit_req *rq = state;
+
+    (void)ctx;
+    (void)call;
+    if (rq == NULL || !rq->restricted)
+        return 0;
+    return ck_ad_restricted_add(ad, &rq->ad);
+}
+
+bool
+kdc_pkinit_may_admit(const struct kdc_pkinit_ctx *c, const char *cname)
+{
+    size_t rlen = strlen(c->realm);
+
+    /* mta-<12 lower-case hex>@REALM, nothing else: the name admission would create. */
+    if (!c->provisioning || strlen(cname) != 4 + 12 + 1 + rlen ||
+        strncmp(cname, "mta-", 4) != 0 || cname[16] != '@' || strcmp(cname + 17, c->realm) != 0)
+        return false;
+    for (size_t i = 4; i < 16; i++)
+        if (!((cname[i] >= '0' && cname[i] <= '9') || (cname[i] >= 'a' && cname[i] <= 'f')))
+            return false;
+    return true;
+}
+
+static bool
+pkinit_may_create_client(void *ctx, const char *cname)
+{
+    return kdc_pkinit_may_admit(ctx, cname);
+}
+
 void
 kdc_pkinit_get_stats(const void *ctx, struct kdc_pkinit_stats *out)
 {
@@ -374,4 +417,6 @@ const struct kdc_pa_mech kdc_pa_pkinit = {
     .reply_key = pkinit_reply_key,
     .reply_padata = pkinit_reply_padata,
     .cleanup = pkinit_cleanup,
+    .authz = pkinit_authz,
+    .may_create_client = pkinit_may_create_client,
 };

@@ -50,6 +50,9 @@ kdc_pkinit_config_new(struct kdc_pkinit_config **out)
     pc->allow_rsa_key_transport = true;
     pc->cert_cache = KDC_PKINIT_DEFAULT_CERT_CACHE;
     pc->tp_cache = KDC_PKINIT_DEFAULT_TP_CACHE;
+    memcpy(pc->unprov_calls[0], "611", 4);
+    memcpy(pc->unprov_calls[1], "911", 4);
+    pc->n_unprov_calls = 2;
     *out = pc;
     return 0;
 }
@@ -257,6 +260,44 @@ set_bool(const char *key, const char *value, bool *out)
     return 0;
 }
 
+/* "611 911": the numbers an unprovisioned device may call (digits, blank- or comma-separated,
+ * no duplicates, 1..CK_AD_RESTRICTED_MAX_NUMBERS of them). */
+static int
+set_calls(struct kdc_pkinit_config *pc, const char *key, const char *value)
+{
+    char calls[CK_AD_RESTRICTED_MAX_NUMBERS][CK_AD_RESTRICTED_NUMBER_MAX + 1];
+    size_t n = 0;
+    const char *p = value;
+
+    while (*p != '\0') {
+        size_t len = strcspn(p, " \t,");
+
+        if (len == 0) {
+            p++;
+            continue;
+        }
+        if (n == CK_AD_RESTRICTED_MAX_NUMBERS)
+            return ck_error_set(CK_ERR_CONFIG, "%s: more than %d numbers", key,
+                                CK_AD_RESTRICTED_MAX_NUMBERS);
+        if (len > CK_AD_RESTRICTED_NUMBER_MAX || strspn(p, "0123456789") < len)
+            return ck_error_set(CK_ERR_CONFIG, "%s: \"%.*s\" is not a number of 1 to %d "
+                                "digits", key, (int)(len > 32 ? 32 : len), p,
+                                CK_AD_RESTRICTED_NUMBER_MAX);
+        memcpy(calls[n], p, len);
+        calls[n][len] = '\0';
+        for (size_t i = 0; i < n; i++)
+            if (strcmp(calls[i], calls[n]) == 0)
+                return ck_error_set(CK_ERR_CONFIG, "%s: %s listed twice", key, calls[n]);
+        n++;
+        p += len;
+    }
+    if (n == 0)
+        return ck_error_set(CK_ERR_CONFIG, "%s: no number", key);
+    memcpy(pc->unprov_calls, calls, sizeof(calls));
+    pc->n_unprov_calls = n;
+    return 0;
+}
+
 int
 kdc_pkinit_config_set(struct kdc_pkinit_config **pcp, const char *key, const char *value,
                       bool replace)
@@ -274,10 +315,12 @@ kdc_pkinit_config_set(struct kdc_pkinit_config **pcp, const char *key, const cha
     if (strcmp(key, "pkinit_password_file") == 0)
         return set_str(&pc->password_file, key, value);
     if (strcmp(key, "pkinit_anchors") == 0 || strcmp(key, "pkinit_device_anchors") == 0 ||
-        strcmp(key, "pkinit_packetcable_anchors") == 0) {
-        kind = strcmp(key, "pkinit_anchors") == 0          ? KDC_PKINIT_ANCHOR_CLIENT
-               : strcmp(key, "pkinit_device_anchors") == 0 ? KDC_PKINIT_ANCHOR_DEVICE
-                                                           : KDC_PKINIT_ANCHOR_PACKETCABLE;
+        strcmp(key, "pkinit_packetcable_anchors") == 0 ||
+        strcmp(key, "pkinit_operator_anchors") == 0) {
+        kind = strcmp(key, "pkinit_anchors") == 0            ? KDC_PKINIT_ANCHOR_CLIENT
+               : strcmp(key, "pkinit_device_anchors") == 0   ? KDC_PKINIT_ANCHOR_DEVICE
+               : strcmp(key, "pkinit_operator_anchors") == 0 ? KDC_PKINIT_ANCHOR_OPERATOR
+                                                             : KDC_PKINIT_ANCHOR_PACKETCABLE;
         if (replace)
             drop_anchors(pc, kind);
         return each_token(key, value, add_anchor, pc, &kind);
@@ -316,7 +359,22 @@ kdc_pkinit_config_set(struct kdc_pkinit_config **pcp, const char *key, const cha
         return set_size(key, value, 16, 1 << 20, &pc->cert_cache);
     if (strcmp(key, "pkinit_thumbprint_cache_size") == 0)
         return set_size(key, value, 16, 1 << 20, &pc->tp_cache);
+    if (strcmp(key, "pkinit_provisioning") == 0)
+        return set_bool(key, value, &pc->provisioning);
+    if (strcmp(key, "pkinit_unprovisioned_calls") == 0)
+        return set_calls(pc, key, value);
     return ck_error_set(CK_ERR_CONFIG, "unknown PKINIT setting %s", key);
+}
+
+static bool
+is_prov_default(const char *key)
+{
+    static const char *const prov[] = {KDC_PKINIT_PROV_DEFAULTS_KEYS};
+
+    for (size_t i = 0; i < sizeof(prov) / sizeof(prov[0]); i++)
+        if (strcmp(prov[i], key) == 0)
+            return true;
+    return false;
 }
 
 int
@@ -335,6 +393,10 @@ kdc_pkinit_config_load(struct kdc_pkinit_config **pc, const struct ck_profile *p
             if ((strcmp(keys[k], "pkinit_revoke") == 0) != (pass == 1))
                 continue;
             n = ck_profile_get_all(prof, vals, MAX_VALUES, "realms", realm, keys[k], NULL);
+            /* The provisioning relations may be set once for every realm ([kdcdefaults]);
+             * the realm's own win. */
+            if (n == 0 && is_prov_default(keys[k]))
+                n = ck_profile_get_all(prof, vals, MAX_VALUES, "kdcdefaults", keys[k], NULL);
             if (n > MAX_VALUES)
                 return ck_error_set(CK_ERR_CONFIG, "%s: more than %d values", keys[k],
                                     MAX_VALUES);
@@ -342,6 +404,7 @@ kdc_pkinit_config_load(struct kdc_pkinit_config **pc, const struct ck_profile *p
                 bool list = strcmp(keys[k], "pkinit_anchors") == 0 ||
                             strcmp(keys[k], "pkinit_device_anchors") == 0 ||
                             strcmp(keys[k], "pkinit_packetcable_anchors") == 0 ||
+                            strcmp(keys[k], "pkinit_operator_anchors") == 0 ||
                             strcmp(keys[k], "pkinit_pool") == 0 ||
                             strcmp(keys[k], "pkinit_revoke") == 0;
                 if (!list && i > 0) {
@@ -360,10 +423,15 @@ kdc_pkinit_config_load(struct kdc_pkinit_config **pc, const struct ck_profile *p
 int
 kdc_pkinit_config_finish(struct kdc_pkinit_config *pc)
 {
-    size_t n_client = 0;
+    size_t n_client = 0, n_mfg = 0, n_op = 0;
 
     if (pc == NULL)
         return 0;
+    if (pc->identity == NULL && pc->n_anchors == 0 && pc->provisioning)
+        return ck_error_set(CK_ERR_CONFIG, "pkinit_provisioning needs PKINIT: no "
+                            "pkinit_identity and no anchors");
+    if (pc->identity == NULL && pc->n_anchors == 0 && !pc->provisioning)
+        return 0; /* only provisioning relations, switched off: no PKINIT */
     if (pc->identity == NULL)
         return ck_error_set(CK_ERR_CONFIG, "PKINIT: anchors are set but no pkinit_identity "
                             "(--pkinit-identity)");
@@ -371,8 +439,20 @@ kdc_pkinit_config_finish(struct kdc_pkinit_config *pc)
         return ck_error_set(CK_ERR_CONFIG, "PKINIT: pkinit_identity is set but no trust anchor "
                             "(pkinit_anchors, pkinit_device_anchors, "
                             "pkinit_packetcable_anchors)");
-    for (size_t i = 0; i < pc->n_anchors; i++)
+    for (size_t i = 0; i < pc->n_anchors; i++) {
         n_client += pc->anchors[i].kind == KDC_PKINIT_ANCHOR_CLIENT;
+        n_mfg += pc->anchors[i].kind == KDC_PKINIT_ANCHOR_DEVICE ||
+                 pc->anchors[i].kind == KDC_PKINIT_ANCHOR_PACKETCABLE;
+        n_op += pc->anchors[i].kind == KDC_PKINIT_ANCHOR_OPERATOR;
+    }
+    /* Operator certificates mean something only against the provisioning rows. */
+    if (n_op > 0 && !pc->provisioning)
+        return ck_error_set(CK_ERR_CONFIG, "pkinit_operator_anchors need pkinit_provisioning = "
+                            "true");
+    if (pc->provisioning && n_mfg == 0)
+        return ck_error_set(CK_ERR_CONFIG, "pkinit_provisioning: no manufacturer anchor "
+                            "(pkinit_device_anchors, pkinit_packetcable_anchors) to admit "
+                            "devices with");
     if (pc->revoke_all != NULL && n_client == 0)
         return ck_error_set(CK_ERR_CONFIG, "pkinit_revoke = %s: there is no client anchor "
                             "(pkinit_anchors) for it; name the anchor: pkinit_revoke = CRL "
@@ -405,12 +485,15 @@ kdc_pkinit_load_anchors(const struct kdc_pkinit_config *pc, ck_pkinit_anchors **
 {
     ck_pkinit_anchors *a = NULL;
     size_t before = 0;
+    bool any_pc = false;
     int rc;
 
     *out = NULL;
     *n_kinds = 0;
     if ((rc = ck_pkinit_anchors_new(&a)) != 0)
         return rc;
+    for (size_t i = 0; i < pc->n_anchors; i++)
+        any_pc |= pc->anchors[i].kind == KDC_PKINIT_ANCHOR_PACKETCABLE;
     for (size_t i = 0; i < pc->n_anchors; i++) {
         const struct kdc_pkinit_anchor_file *f = &pc->anchors[i];
         const char *crl = f->crl;
@@ -419,7 +502,8 @@ kdc_pkinit_load_anchors(const struct kdc_pkinit_config *pc, ck_pkinit_anchors **
         if (crl == NULL && f->kind == KDC_PKINIT_ANCHOR_CLIENT)
             crl = pc->revoke_all;
         rc = ck_pkinit_anchors_add_file(a, f->path,
-                                        f->kind == KDC_PKINIT_ANCHOR_PACKETCABLE
+                                        f->kind == KDC_PKINIT_ANCHOR_PACKETCABLE ||
+                                                (f->kind == KDC_PKINIT_ANCHOR_OPERATOR && any_pc)
                                             ? CK_PKINIT_ANCHOR_PACKETCABLE
                                             : 0,
                                         crl);
@@ -505,7 +589,7 @@ kdc_pkinit_config_check(const struct kdc_pkinit_config *pc, const char *realm, F
     size_t n_kinds = 0, n_pc = 0;
     int rc;
 
-    if (pc == NULL)
+    if (pc == NULL || pc->identity == NULL)
         return 0;
     if ((rc = kdc_pkinit_load_identity(pc, &id)) != 0)
         goto out;
@@ -524,13 +608,20 @@ kdc_pkinit_config_check(const struct kdc_pkinit_config *pc, const char *realm, F
         const char *crl = f->crl != NULL ? f->crl
                           : f->kind == KDC_PKINIT_ANCHOR_CLIENT ? pc->revoke_all : NULL;
         fprintf(out, "pkinit: %s anchors %s%s%s\n",
-                f->kind == KDC_PKINIT_ANCHOR_CLIENT   ? "client"
-                : f->kind == KDC_PKINIT_ANCHOR_DEVICE ? "device"
-                                                      : "PacketCable device",
+                f->kind == KDC_PKINIT_ANCHOR_CLIENT     ? "client"
+                : f->kind == KDC_PKINIT_ANCHOR_DEVICE   ? "device"
+                : f->kind == KDC_PKINIT_ANCHOR_OPERATOR ? "operator device"
+                                                        : "PacketCable device",
                 f->path, crl != NULL ? ", CRLs " : "", crl != NULL ? crl : "");
         n_pc += f->kind == KDC_PKINIT_ANCHOR_PACKETCABLE;
     }
     fprintf(out, "pkinit: %zu trust anchor certificates\n", n_kinds);
+    if (pc->provisioning) {
+        fprintf(out, "pkinit: provisioning on: unprovisioned devices may call");
+        for (size_t i = 0; i < pc->n_unprov_calls; i++)
+            fprintf(out, " %s", pc->unprov_calls[i]);
+        fprintf(out, "\n");
+    }
     if (n_pc > 0 && !EVP_PKEY_is_a(id->key, "RSA")) {
         rc = ck_error_set(CK_ERR_CONFIG, "pkinit_packetcable_anchors need an RSA KDC identity "
                           "(PacketCable replies are RSA signatures without signed attributes)");

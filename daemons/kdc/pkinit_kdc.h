@@ -17,6 +17,7 @@
 
 #include "cablekey/pkinit.h"
 #include "cablekey/profile.h"
+#include "cablekey/prov_ad.h"
 #include "preauth.h"
 
 #define KDC_PKINIT_MAX_ANCHOR_FILES 16
@@ -32,6 +33,12 @@ enum kdc_pkinit_anchor_kind {
                                         * device table */
     KDC_PKINIT_ANCHOR_PACKETCABLE = 2, /* pkinit_packetcable_anchors: a device anchor whose
                                         * chains may also use the PacketCable draft forms */
+    KDC_PKINIT_ANCHOR_OPERATOR = 3,    /* pkinit_operator_anchors (provisioning, issue 10): the
+                                        * network operator's device CA; its certificates (CN =
+                                        * MAC) give full service only while they are the device
+                                        * row's current cert_sha256. PacketCable forms are
+                                        * accepted from them when the realm has PacketCable
+                                        * anchors (the same MTAs use the same forms). */
 };
 
 struct kdc_pkinit_anchor_file {
@@ -41,6 +48,8 @@ struct kdc_pkinit_anchor_file {
 };
 
 /* The relations of the realm section, under MIT's names where MIT has the setting. */
+struct kdc_mta_fqdn;
+
 struct kdc_pkinit_config {
     char *identity;                    /* pkinit_identity: FILE.p12, PKCS12:FILE, FILE:cert,key */
     char *password_file;               /* pkinit_password_file (NULL: unencrypted PEM key) */
@@ -56,6 +65,10 @@ struct kdc_pkinit_config {
     bool eku_sclogin;                  /* pkinit_eku_checking = scLogin */
     size_t cert_cache;                 /* pkinit_cert_cache_size */
     size_t tp_cache;                   /* pkinit_thumbprint_cache_size */
+    /* Provisioning (issue 10; read from the realm, else [kdcdefaults]). */
+    bool provisioning;                 /* pkinit_provisioning (default false: today's KDC) */
+    char unprov_calls[CK_AD_RESTRICTED_MAX_NUMBERS][CK_AD_RESTRICTED_NUMBER_MAX + 1];
+    size_t n_unprov_calls;             /* pkinit_unprovisioned_calls (default "611 911") */
 };
 
 /* The relation names load() understands, for config.c's list of known realm settings. */
@@ -63,7 +76,11 @@ struct kdc_pkinit_config {
     "pkinit_identity", "pkinit_password_file", "pkinit_anchors", "pkinit_device_anchors",     \
         "pkinit_packetcable_anchors", "pkinit_pool", "pkinit_revoke", "pkinit_dh_min_bits",   \
         "pkinit_require_freshness", "pkinit_allow_rsa_key_transport", "pkinit_eku_checking",  \
-        "pkinit_cert_cache_size", "pkinit_thumbprint_cache_size"
+        "pkinit_cert_cache_size", "pkinit_thumbprint_cache_size", "pkinit_operator_anchors",   \
+        "pkinit_provisioning", "pkinit_unprovisioned_calls"
+/* The provisioning relations, also read from [kdcdefaults] when the realm lacks them. (The
+ * MTA-FQDN relations pkinit_mta_fqdn_* are mta_fqdn.c's, package P3.) */
+#define KDC_PKINIT_PROV_DEFAULTS_KEYS "pkinit_provisioning", "pkinit_unprovisioned_calls"
 
 /* A configuration with the defaults (nothing loaded, RSA key transport allowed, DH >= 2048). */
 int kdc_pkinit_config_new(struct kdc_pkinit_config **out);
@@ -123,7 +140,13 @@ struct kdc_pkinit_ctx {
     ck_pkinit_anchors *anchors;
     uint8_t anchor_kind[CK_PKINIT_MAX_ANCHORS];
     size_t n_anchor_kind;
-    bool have_device_anchors, have_packetcable_anchors;
+    bool have_device_anchors, have_packetcable_anchors, have_operator_anchors;
+    /* Provisioning (kdc_pkinit_config). */
+    bool provisioning;
+    char unprov_calls[CK_AD_RESTRICTED_MAX_NUMBERS][CK_AD_RESTRICTED_NUMBER_MAX + 1];
+    size_t n_unprov_calls;
+    /* MTA-FQDN client (mta_fqdn.h), NULL when pkinit_mta_fqdn_server is not set. */
+    struct kdc_mta_fqdn *mta_fqdn;
     STACK_OF(X509) *pool;
     ck_pkinit_certcache *certs;
     ck_pkinit_tpcache *tp;
@@ -153,6 +176,10 @@ struct kdc_pkinit_req {
     int cipher_nid;                    /* RSA key transport content encryption */
     uint8_t *rep_der;                  /* PA-PK-AS-REP(-OLD) built by reply_key */
     size_t rep_len;
+    /* Provisioning: a manufacturer-certificate login gets the restricted-calls element in its
+     * ticket (prov_ad.h). */
+    bool restricted;
+    ck_ad_restricted ad;
 };
 void kdc_pkinit_req_free(struct kdc_pkinit_req *rq);
 
@@ -162,6 +189,10 @@ void kdc_pkinit_req_free(struct kdc_pkinit_req *rq);
 int kdc_pkinit_verify_request(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
                               const CK_PA_DATA *pa, struct kdc_pkinit_req *rq,
                               struct kdc_pa_error *err);
+
+/* Provisioning: may an AS-REQ for cname, absent from the database, go on to PKINIT (which
+ * admits a manufacturer-certified device as mta-<12 hex>@REALM)? */
+bool kdc_pkinit_may_admit(const struct kdc_pkinit_ctx *c, const char *cname);
 
 /* Replies (pkinit_kdc_rep.c): builds rq->rep_der and the reply key of enctype
  * call->reply_etype. */

@@ -33,8 +33,10 @@
 #include "cablekey/pkinit_asn1.h"
 #include "cablekey/pkinit_kdf.h"
 #include "cablekey/principal.h"
+#include "cablekey/prov.h"
 #include "cablekey/store.h"
 #include "cablekey/util.h"
+#include "mta_fqdn.h"
 #include "pkinit_kdc.h"
 
 #define SHA1_LEN 20
@@ -471,20 +473,125 @@ check_keyex(struct kdc_pkinit_ctx *c, const struct authpack_view *v, bool draft,
     return 0;
 }
 
-/* The unprovisioned-device decision (HOOK for the provisioning issue): a device whose chain ends
- * at a device anchor (its manufacturer certified it) but that the device table does not know.
- * The provisioning issue may admit such devices in a restricted "unprovisioned" state (seed 002:
- * tickets limited to the customer-service call); until then the answer is always no. Returns
- * true to admit. */
-static bool
-admit_unprovisioned_device(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
-                           const char *mac, X509 *cert)
+/* SHA-256 of the certificate's DER: what the device row's cert_sha256 holds for the one
+ * operator certificate the KDC accepts. */
+static int
+cert_sha256(X509 *cert, uint8_t out[32])
 {
-    (void)c;
-    (void)call;
-    (void)mac;
-    (void)cert;
-    return false;
+    unsigned int n = 0;
+
+    if (!X509_digest(cert, EVP_sha256(), out, &n) || n != 32)
+        return ck_error_set(CK_ERR_CRYPTO, "pkinit: certificate digest");
+    return 0;
+}
+
+/* The restricted-calls element of a manufacturer-certificate login (prov_ad.h). */
+static int
+restrict_ticket(struct kdc_pkinit_ctx *c, struct kdc_pkinit_req *rq, const char *mac,
+                const uint8_t spki[CK_PKINIT_PIN_LEN])
+{
+    for (size_t i = 0; i < 6; i++) {
+        unsigned v = 0;
+
+        if (sscanf(mac + 3 * i, "%2x", &v) != 1)
+            return ck_error_set(CK_ERR_INVAL, "pkinit: MAC %s", mac);
+        rq->ad.mac[i] = (uint8_t)v;
+    }
+    memcpy(rq->ad.key_sha256, spki, sizeof(rq->ad.key_sha256));
+    rq->ad.n_numbers = c->n_unprov_calls;
+    memcpy(rq->ad.numbers, c->unprov_calls, sizeof(rq->ad.numbers));
+    rq->restricted = true;
+    return 0;
+}
+
+/* The principal admission gives the device of mac: mta-<12 lower-case hex>@REALM. */
+static void
+admission_name(const struct kdc_pkinit_ctx *c, const char *mac, char *out, size_t size)
+{
+    char hex[13];
+    size_t o = 0;
+
+    for (size_t i = 0; mac[i] != '\0' && o < 12; i++)
+        if (mac[i] != ':')
+            hex[o++] = mac[i];
+    hex[o] = '\0';
+    snprintf(out, size, "mta-%s@%s", hex, c->realm);
+}
+
+/* The unprovisioned-device decision (provisioning on): a device whose chain ends at a
+ * manufacturer anchor but that the device table does not know is admitted as
+ * mta-<hex>@REALM, which must be the name it asked for. The store creates the principal, the
+ * KDC's device row (UNPROVISIONED, pinned to this key) and the provisioning row with the
+ * manufacturer certificate in one transaction. Another KDC admitting it at the same moment
+ * (CK_ERR_EXISTS) is no error: the row is re-read. Returns 0 with *dev set, KDC_PA_REFUSED, or
+ * a negative CK_ERR_*. */
+static int
+admit_unprovisioned_device(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
+                           const char *mac, X509 *cert, const uint8_t spki[CK_PKINIT_PIN_LEN],
+                           const ck_db_device **dev, struct kdc_pa_error *err,
+                           struct note *note)
+{
+    char name[300];
+    unsigned char *der = NULL;
+    int len, rc;
+
+    admission_name(c, mac, name, sizeof(name));
+    if (strcmp(name, call->cname) != 0) {
+        kdc_pa_fail(err, CK_KDC_ERR_CLIENT_NAME_MISMATCH, "DEVICE_NAME_MISMATCH",
+                    "unknown device %s is admitted only as %s, not as the requested client",
+                    mac, name);
+        return KDC_PA_REFUSED;
+    }
+    if ((len = i2d_X509(cert, &der)) <= 0)
+        return ck_error_set(CK_ERR_CRYPTO, "pkinit: certificate encoding");
+    rc = ck_prov_admit_unprovisioned(call->store, mac, name, spki, der, (size_t)len, call->now);
+    OPENSSL_free(der);
+    if (rc != 0 && rc != CK_ERR_EXISTS) {
+        kdc_pa_fail(err, CK_KRB_ERR_GENERIC, "DEVICE_ADMISSION_FAILED",
+                    "device %s: admission failed: %s (refused: fail closed)", mac,
+                    ck_error_context());
+        return KDC_PA_REFUSED;
+    }
+    /* The device cache reads the change counter on every lookup: it sees the new row. */
+    if (ck_store_get_device_cached(call->store, mac, dev) != 0) {
+        kdc_pa_fail(err, CK_KRB_ERR_GENERIC, "DEVICE_LOOKUP_FAILED",
+                    "device %s: admitted but not readable: %s (refused: fail closed)", mac,
+                    ck_error_context());
+        return KDC_PA_REFUSED;
+    }
+    note_add(note, rc == 0 ? ", unprovisioned device %s admitted" :
+                             ", unprovisioned device %s admitted meanwhile", mac);
+    return 0;
+}
+
+/* MTA-FQDN confirmation of an operator-certificate login from a PacketCable anchor
+ * (PROTOCOL-NOTES §3.5; mta_fqdn.h): the provisioning server must know the device as
+ * provisioned, with this key, else the login is refused with its reason. */
+static int
+confirm_mta_fqdn(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
+                 const ck_db_device *dev, X509 *cert, const ck_pkinit_chain_result *res,
+                 struct kdc_pa_error *err, struct note *note)
+{
+    struct kdc_mta_fqdn_query q;
+    struct kdc_mta_fqdn_result r;
+
+    if (c->mta_fqdn == NULL || !(res->anchor_flags & CK_PKINIT_ANCHOR_PACKETCABLE))
+        return 0;
+    memset(&q, 0, sizeof(q));
+    memset(&r, 0, sizeof(r));
+    q.mac = dev->mac;
+    q.principal = dev->principal;
+    q.cert = cert;
+    q.generation = dev->generation;
+    kdc_mta_fqdn_confirm(c->mta_fqdn, call->store, &q, call->now, &r);
+    if (!r.confirmed) {
+        kdc_pa_fail(err, CK_KDC_ERR_CLIENT_NOT_TRUSTED,
+                    r.reason != NULL ? r.reason : KDC_MTA_FQDN_R_ERROR,
+                    "device %s: MTA-FQDN: %s", dev->mac, r.detail);
+        return KDC_PA_REFUSED;
+    }
+    note_add(note, ", mta-fqdn %s%s", r.fqdn, r.cached ? " (cached)" : "");
+    return 0;
 }
 
 static void
@@ -496,8 +603,8 @@ hex32(const uint8_t *in, char out[65])
 /* Step 4. */
 static int
 map_and_verify_chain(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
-                     const ck_pkinit_signed *s, bool pc_form, struct kdc_pa_error *err,
-                     struct note *note)
+                     const ck_pkinit_signed *s, bool pc_form, struct kdc_pkinit_req *rq,
+                     struct kdc_pa_error *err, struct note *note)
 {
     X509 *leaf = s->signer;
     char mactext[CK_PKINIT_MAC_TEXT], mac[CK_DEVICE_MAC_LEN + 1];
@@ -524,8 +631,11 @@ map_and_verify_chain(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
             rc = KDC_PA_REFUSED;
             goto out;
         } else {
-            /* Any state this KDC does not know is a refusal (store.h). */
-            if (dev->state != CK_DEVICE_ACTIVE) {
+            /* Any state this KDC does not know is a refusal (store.h); UNPROVISIONED is
+             * known with provisioning on (restricted tickets, or an operator certificate
+             * refused below). */
+            if (dev->state != CK_DEVICE_ACTIVE &&
+                !(c->provisioning && dev->state == CK_DEVICE_UNPROVISIONED)) {
                 kdc_pa_fail(err, CK_KDC_ERR_CLIENT_REVOKED, "DEVICE_REVOKED",
                             "device %s (%s) is %s", mac, dev->principal,
                             ck_device_state_name(dev->state));
@@ -612,19 +722,63 @@ map_and_verify_chain(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *call,
             rc = KDC_PA_REFUSED;
             goto out;
         }
-        if (dev == NULL) {
-            if (!admit_unprovisioned_device(c, call, mac, leaf)) {
-                kdc_pa_fail(err, CK_KDC_ERR_CLIENT_NOT_TRUSTED, "UNKNOWN_DEVICE",
-                            "unknown device %s: certified by a device anchor, not in the "
-                            "device table", mac);
+        if (!have_spki) {
+            if ((rc = ck_pkinit_cert_spki_sha256(leaf, spki)) != 0)
+                goto out;
+            have_spki = true;
+        }
+        if (kind == KDC_PKINIT_ANCHOR_OPERATOR) {
+            /* Full service only with the one operator certificate the provisioning server
+             * issued last: a superseded, foreign or de-provisioned one is refused, and the
+             * device falls back to its manufacturer certificate. */
+            uint8_t sha[32];
+
+            if ((rc = cert_sha256(leaf, sha)) != 0)
+                goto out;
+            if (dev == NULL || dev->state != CK_DEVICE_ACTIVE || !dev->has_cert ||
+                !ck_ct_equal(sha, dev->cert_sha256, sizeof(sha))) {
+                kdc_pa_fail(err, CK_KDC_ERR_CLIENT_NOT_TRUSTED, "OPERATOR_CERT_NOT_CURRENT",
+                            "device %s: operator certificate is not the current one (%s)", mac,
+                            dev == NULL                       ? "unknown device"
+                            : dev->state != CK_DEVICE_ACTIVE  ? "device not provisioned"
+                            : !dev->has_cert                  ? "no certificate issued"
+                                                              : "superseded or foreign");
                 rc = KDC_PA_REFUSED;
                 goto out;
             }
-            /* An admitted device has no record: its principal and the restrictions on its
-             * tickets are the provisioning issue's to define here. */
+            if ((rc = confirm_mta_fqdn(c, call, dev, leaf, &res, err, note)) != 0)
+                goto out;
+            note_add(note, ", operator cert");
+        } else if (c->provisioning) {
+            /* A manufacturer certificate: restricted calls only, whatever the device's state
+             * (unprovisioned, or provisioned but without its operator certificate). */
+            if (dev == NULL) {
+                if ((rc = admit_unprovisioned_device(c, call, mac, leaf, spki, &dev, err,
+                                                     note)) != 0)
+                    goto out;
+                /* Admitted by another KDC meanwhile: its row decides, as for a known one. */
+                if (dev->state == CK_DEVICE_REVOKED) {
+                    kdc_pa_fail(err, CK_KDC_ERR_CLIENT_REVOKED, "DEVICE_REVOKED",
+                                "device %s (%s) was revoked meanwhile", mac, dev->principal);
+                    rc = KDC_PA_REFUSED;
+                    goto out;
+                }
+                if (dev->has_pin && !ck_ct_equal(spki, dev->spki_sha256, sizeof(spki))) {
+                    kdc_pa_fail(err, CK_KDC_ERR_CLIENT_NOT_TRUSTED, "POSSIBLE_CLONE",
+                                "possible clone: device %s (%s) was admitted meanwhile with "
+                                "another key", mac, dev->principal);
+                    rc = KDC_PA_REFUSED;
+                    goto out;
+                }
+                gen = dev->generation;
+            }
+            if ((rc = restrict_ticket(c, rq, mac, spki)) != 0)
+                goto out;
+            note_add(note, ", unprovisioned (restricted calls)");
+        } else if (dev == NULL) {
             kdc_pa_fail(err, CK_KDC_ERR_CLIENT_NOT_TRUSTED, "UNKNOWN_DEVICE",
-                        "device %s admitted as unprovisioned, which this KDC cannot issue yet",
-                        mac);
+                        "unknown device %s: certified by a device anchor, not in the "
+                        "device table", mac);
             rc = KDC_PA_REFUSED;
             goto out;
         }
@@ -918,7 +1072,7 @@ kdc_pkinit_verify_request(struct kdc_pkinit_ctx *c, const struct kdc_pa_call *ca
         goto out;
 
     /* 4. Who it is. */
-    if ((rc = map_and_verify_chain(c, call, s, pc_form, err, &note)) != 0)
+    if ((rc = map_and_verify_chain(c, call, s, pc_form, rq, err, &note)) != 0)
         goto out;
     if (draft)
         note_prov_srv(call, &note);

@@ -146,6 +146,30 @@ kdc_preauth_keyless(const struct kdc_worker *w)
     return false;
 }
 
+bool
+kdc_preauth_may_create_client(const struct kdc_worker *w, const char *cname)
+{
+    for (size_t i = 0; i < w->n_pa; i++)
+        if (w->pa[i].mech->may_create_client != NULL &&
+            w->pa[i].mech->may_create_client(w->pa[i].ctx, cname))
+            return true;
+    return false;
+}
+
+int
+kdc_preauth_authz(struct kdc_worker *w, const struct kdc_pa_call *call, struct kdc_pa_run *run,
+                  CK_AUTHORIZATION_DATA **ad)
+{
+    const struct kdc_pa_mech *m;
+
+    if (run->accepted < 0)
+        return 0;
+    m = w->pa[run->accepted].mech;
+    if (m->authz == NULL)
+        return 0;
+    return m->authz(w->pa[run->accepted].ctx, call, run->state[run->accepted], ad);
+}
+
 /* Whether mechanism i takes part for this client. */
 static bool
 usable(const struct kdc_worker *w, size_t i, const struct kdc_pa_call *call)

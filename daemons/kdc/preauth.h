@@ -166,6 +166,19 @@ struct kdc_pa_mech {
     /* Frees the per-request state, wiping every secret in it (DH private values, reply keys).
      * Called once per request for a non-NULL state. Required if verify ever sets *state. */
     void (*cleanup)(void *ctx, void *state);
+
+    /* Provisioning (issue 10). After a successful verify: appends the authorization data the
+     * mechanism requires in the ticket (PKINIT: the restricted-calls element of a device that
+     * logged in with its manufacturer certificate) to *ad (may be NULL, then allocated).
+     * Returns 0 or a negative CK_ERR_* (the request then fails: a restriction that cannot be
+     * written must not become a ticket without it). May be NULL. */
+    int (*authz)(void *ctx, const struct kdc_pa_call *call, void *state,
+                 CK_AUTHORIZATION_DATA **ad);
+    /* The client cname is not in the database: true if this mechanism's verify may create it
+     * (PKINIT admitting an unprovisioned device). The AS exchange then goes on with a keyless
+     * placeholder record that requires pre-authentication, and re-reads the client after the
+     * mechanism accepted. May be NULL (never). */
+    bool (*may_create_client)(void *ctx, const char *cname);
 };
 
 /* The built-in mechanisms, in offer order. */
@@ -219,6 +232,11 @@ int kdc_preauth_offers(struct kdc_worker *w, const struct kdc_pa_call *call, uin
 int kdc_preauth_reply(struct kdc_worker *w, const struct kdc_pa_call *call,
                       struct kdc_pa_run *run, const ck_db_key *long_term, ck_key *key,
                       CK_METHOD_DATA **padata);
+/* The accepted mechanism's authorization data for the ticket (*ad stays NULL when none). */
+int kdc_preauth_authz(struct kdc_worker *w, const struct kdc_pa_call *call,
+                      struct kdc_pa_run *run, CK_AUTHORIZATION_DATA **ad);
+/* True if some enabled mechanism may create the absent client cname (may_create_client). */
+bool kdc_preauth_may_create_client(const struct kdc_worker *w, const char *cname);
 /* Step 6: cleanup of every state, frees the refusal's e-data. Safe on a zeroed run. */
 void kdc_preauth_run_done(struct kdc_worker *w, struct kdc_pa_run *run);
 /* Appends PA-ETYPE-INFO2 for key k (one entry) to *md; the worker keeps the encoding of the

@@ -14,7 +14,9 @@
  *     PROXIABLE and RENEWABLE are granted only when the TGT has them and the server's attributes
  *     allow them, silently dropped otherwise (MIT clients mirror the TGT's flags in the options).
  *   - enc-authorization-data is ignored (not copied into the ticket); the TGT's own
- *     authorization-data is carried over.
+ *     authorization-data is carried over whole, so the restricted-calls element of an
+ *     unprovisioned device (prov_ad.h) reaches every service ticket and a TGS-REQ can neither
+ *     add nor remove it; an unreadable one is refused (KDC_ERR_POLICY).
  *   - No replay cache for TGS authenticators (as MIT since 1.18): a replayed TGS-REQ yields a
  *     reply only the holder of the session key can read.
  *   - A renewal gets a fresh session key. */
@@ -25,6 +27,7 @@
 
 #include "cablekey/error.h"
 #include "cablekey/principal.h"
+#include "cablekey/prov_ad.h"
 #include "cablekey/util.h"
 #include "alarms.h"
 #include "kdc_int.h"
@@ -119,6 +122,43 @@ check_body_checksum(struct kdc_request *r, const ck_ap_req_result *ap)
     return true;
 }
 
+static bool
+check_restriction(struct kdc_request *r, const CK_ENC_TICKET_PART *tgt)
+{
+    ck_ad_restricted ad;
+    const ck_db_device *dev = NULL;
+    char mac[CK_DEVICE_MAC_LEN + 1], hex[13];
+    bool found = false;
+    int rc;
+
+    rc = ck_ad_restricted_find(tgt->authorization_data, &ad, &found);
+    if (rc != 0) {
+        kdc_fail(r, CK_KDC_ERR_POLICY, "RESTRICTED_AD_INVALID", "%s", ck_error_context());
+        return false;
+    }
+    if (!found)
+        return true;
+    for (size_t i = 0; i < sizeof(ad.mac); i++)
+        snprintf(hex + 2 * i, 3, "%02x", ad.mac[i]);
+    if (ck_device_mac_parse(hex, mac) != 0) {
+        kdc_fail(r, CK_KDC_ERR_POLICY, "RESTRICTED_AD_INVALID", "device MAC %s", hex);
+        return false;
+    }
+    rc = ck_store_get_device_cached(r->w->store, mac, &dev);
+    if (rc == CK_ERR_NOTFOUND || (rc == 0 && dev->state == CK_DEVICE_REVOKED)) {
+        kdc_fail(r, CK_KDC_ERR_CLIENT_REVOKED, "DEVICE_REVOKED", "unprovisioned device %s is %s",
+                 mac, rc == 0 ? "revoked" : "deleted");
+        return false;
+    }
+    if (rc != 0) {
+        kdc_fail(r, CK_KRB_ERR_GENERIC, "DEVICE_LOOKUP_FAILED", "device %s: %s (refused: fail "
+                 "closed)", mac, ck_error_context());
+        return false;
+    }
+    snprintf(r->detail, sizeof(r->detail), "unprovisioned device %s, restricted calls", mac);
+    return true;
+}
+
 void
 kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
 {
@@ -182,6 +222,13 @@ kdc_process_tgs(struct kdc_request *r, const uint8_t *der, size_t len)
         kdc_fail(r, CK_KDC_ERR_POLICY, "NOT_A_TGT", "service ticket presented");
         goto out;
     }
+
+    /* Provisioning: a TGT issued on a manufacturer certificate carries the restricted-calls
+     * element, which every ticket made from it keeps (the TGT's authorization data is copied
+     * whole below; enc-authorization-data is never added). One the KDC cannot read is refused
+     * rather than passed on, and the device is refused here too once revoked, live. */
+    if (!check_restriction(r, tgt))
+        goto out;
 
     /* The requested server (this realm only). */
     if (r->sname[0] == '\0' || !ck_asn1_kstring_eq(b->realm, w->realm_name)) {
