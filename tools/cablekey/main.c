@@ -11,6 +11,7 @@
 #include "cablekey/error.h"
 #include "cablekey/principal.h"
 #include "cli.h"
+#include "prov_remote.h"
 
 /* local_only: why the family has no remote counterpart (refused with --server); NULL for the
  * families that run on cablekey-admind too. */
@@ -33,6 +34,8 @@ static const struct {
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them",
      "the admin API does not change devices (only list and show run remotely): run it on the "
      "KDC host with --db"},
+    {"customer", cli_customer, "provisioning customers on cablekey-prov: add, show, list, modify",
+     NULL},
     {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify",
      "it works on local CA files, not on a realm"},
     {"mta", cli_mta, "endpoint: PKINIT login to a ccache (login), IPsec keying with a CMS (kmm)",
@@ -327,7 +330,8 @@ refuses_server(size_t cmd, int argc, char **argv)
         return false;
     /* The device family's read verbs run remotely; its changes do not. */
     if (strcmp(commands[cmd].name, "device") == 0 && argc > 1 &&
-        (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "show") == 0))
+        (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "show") == 0 ||
+         cli_device_prov_verb(argv[1])))
         return false;
     /* `mta phone --server` is that verb's own option (a media gateway), not the global one. */
     if (opt == NULL && strcmp(commands[cmd].name, "mta") == 0 && argc > 1 &&
