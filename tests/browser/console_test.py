@@ -100,7 +100,8 @@ def main():
         return driver.find_element(By.ID, i)
 
     def txt(i):
-        return el(i).text.strip()
+        # textContent, not .text: the page styles some values in upper case.
+        return (el(i).get_attribute("textContent") or "").strip()
 
     def wait(desc, cond):
         try:
@@ -162,7 +163,8 @@ def main():
         el(button).click()
         ok = wait(desc, lambda: safe_txt("status").startswith(done_prefix) and not busy())
         if ok:
-            check(desc, lambda: txt("device-state") == expect_state,
+            check("%s: state %s" % (desc, expect_state),
+                  lambda: txt("device-state") == expect_state,
                   lambda: "state %r" % safe_txt("device-state"))
         return ok
 

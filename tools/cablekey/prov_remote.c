@@ -188,18 +188,29 @@ prov_escape(const char *s)
     return p;
 }
 
+/* A path segment: the unreserved characters and ':' as they are (a canonical MAC stays
+ * readable in the server's logs), everything else %-escaped. */
 char *
 prov_path(const char *prefix, const char *item, const char *suffix)
 {
-    char *esc = curl_easy_escape(NULL, item, 0), *p = NULL;
-    size_t n;
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen("/api/v1/") + strlen(prefix) + 1 + 3 * strlen(item) + strlen(suffix) + 1;
+    char *p = malloc(n), *w;
 
-    if (esc == NULL)
+    if (p == NULL)
         return NULL;
-    n = strlen("/api/v1/") + strlen(prefix) + 1 + strlen(esc) + strlen(suffix) + 1;
-    if ((p = malloc(n)) != NULL)
-        snprintf(p, n, "/api/v1/%s/%s%s", prefix, esc, suffix);
-    curl_free(esc);
+    w = p + snprintf(p, n, "/api/v1/%s/", prefix);
+    for (const unsigned char *c = (const unsigned char *)item; *c != '\0'; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("-._~:", *c) != NULL) {
+            *w++ = (char)*c;
+        } else {
+            *w++ = '%';
+            *w++ = hex[*c >> 4];
+            *w++ = hex[*c & 15];
+        }
+    }
+    snprintf(w, n - (size_t)(w - p), "%s", suffix);
     return p;
 }
 

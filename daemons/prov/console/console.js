@@ -31,6 +31,9 @@
     return s;
   }
 
+  /* A path segment; a canonical MAC keeps its colons (readable in the server's logs). */
+  function seg(s) { return encodeURIComponent(String(s)).replace(/%3A/gi, ':'); }
+
   function fmtTime(t) {
     if (t === null || t === undefined || t === 0) return '-';
     return new Date(t * 1000).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
@@ -245,7 +248,7 @@
   /* ------------------------------------------------------------- device */
 
   function loadDevice(mac) {
-    return api('GET', API + '/devices/' + encodeURIComponent(mac)).then(function (res) {
+    return api('GET', API + '/devices/' + seg(mac)).then(function (res) {
       renderDevice(res.body);
     });
   }
@@ -258,6 +261,18 @@
     }, function (e) {
       showError(e.message);
     }).then(function () { busy = false; });
+  }
+
+  /* The search result's row of this device follows its record. */
+  function updateRow(d) {
+    var rows = $('search-results-body').querySelectorAll('tr');
+    for (var i = 0; i < rows.length; i++) {
+      if (rows[i].getAttribute('data-mac') !== d.mac) continue;
+      var c = rows[i].children;
+      stateCell(c[1], d.state);
+      c[2].textContent = text(d.numbers);
+      c[3].textContent = text(d.customer);
+    }
   }
 
   function renderCert(c) {
@@ -284,8 +299,9 @@
     $('device-unprov-ip').textContent = text(d.unprov_ip);
     $('device-reported-by').textContent = text(d.reported_by);
     $('device-cert').textContent = renderCert(d.cert);
+    updateRow(d);
     if (d.customer) {
-      api('GET', API + '/customers/' + encodeURIComponent(d.customer)).then(function (res) {
+      api('GET', API + '/customers/' + seg(d.customer)).then(function (res) {
         if (current && current.mac === d.mac && res.body)
           $('device-customer').textContent = res.body.name + ' (#' + res.body.id + ', ' +
                                               res.body.type + ')';
@@ -325,7 +341,7 @@
   function deviceAction(button, action, body, doneMsg) {
     if (!current) { showError('Open a device first.'); return; }
     var mac = current.mac;
-    var path = API + '/devices/' + encodeURIComponent(mac) + '/' + action;
+    var path = API + '/devices/' + seg(mac) + '/' + action;
     act(button, action + ' ' + mac + ' ' + JSON.stringify(body), 'POST', path, body,
         function (res) {
       var replayed = res.body && res.body.replayed;
