@@ -202,9 +202,8 @@ build_body(const char *what, const char *verb, const struct popts *o, json_t **o
         ok = ok && json_object_set_new(b, "segment", json_string(o->segment)) == 0;
     if (o->loaner_for[0] != '\0')
         ok = ok && json_object_set_new(b, "for", json_string(o->loaner_for)) == 0;
-    if (strcmp(verb, "deprovision") == 0)
-        ok = ok && json_object_set_new(b, "reason",
-                                       json_string(o->reason != NULL ? o->reason : "")) == 0;
+    if (o->reason != NULL)
+        ok = ok && json_object_set_new(b, "reason", json_string(o->reason)) == 0;
     if (!ok) {
         json_decref(b);
         /* json_string refuses text that is not UTF-8. */

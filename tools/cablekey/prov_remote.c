@@ -437,6 +437,18 @@ time_str(const json_t *o, const char *key, char *buf, size_t size)
         cli_format_time((int64_t)json_integer_value(v), buf, size);
 }
 
+/* A flag the API gives as a boolean (or as the time it happened): "yes"/"no" or the time. */
+static void
+flag_str(const json_t *o, const char *key, char *buf, size_t size)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (json_is_integer(v) && json_integer_value(v) > 0)
+        cli_format_time((int64_t)json_integer_value(v), buf, size);
+    else
+        snprintf(buf, size, "%s", json_is_true(v) ? "yes" : "no");
+}
+
 /* The numbers as "a,b" or "-". */
 static void
 numbers_str(const json_t *d, char *buf, size_t size)
@@ -593,8 +605,8 @@ prov_print_certs(const json_t *certs)
         id_str(c, "id", id, sizeof(id));
         time_str(c, "not_before", nb, sizeof(nb));
         time_str(c, "not_after", na, sizeof(na));
-        time_str(c, "acked", ack, sizeof(ack));
-        time_str(c, "superseded", sup, sizeof(sup));
+        flag_str(c, "acked", ack, sizeof(ack));
+        flag_str(c, "superseded", sup, sizeof(sup));
         printf("cert\t%s\t%s\t%s\t%s\t%s\t%s\n", id, str_or(c, "sha256", "-"), nb, na, ack, sup);
     }
 }

@@ -39,6 +39,12 @@
     return new Date(t * 1000).toISOString().replace('T', ' ').slice(0, 19) + ' UTC';
   }
 
+  /* A flag the API gives as a boolean (or as the time it happened). */
+  function yesNo(v) {
+    if (typeof v === 'number' && v > 0) return fmtTime(v);
+    return v ? 'yes' : 'no';
+  }
+
   function text(v) {
     if (v === null || v === undefined || v === '') return '-';
     if (Array.isArray(v)) return v.length ? v.join(', ') : '-';
@@ -316,8 +322,8 @@
         cell(tr, c.sha256, 'hash');
         cell(tr, fmtTime(c.not_before));
         cell(tr, fmtTime(c.not_after));
-        cell(tr, c.acked ? fmtTime(c.acked) : 'no');
-        cell(tr, c.superseded ? fmtTime(c.superseded) : 'no');
+        cell(tr, yesNo(c.acked));
+        cell(tr, yesNo(c.superseded));
         ct.appendChild(tr);
       });
     }
