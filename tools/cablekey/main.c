@@ -34,8 +34,6 @@ static const struct {
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them",
      "the admin API does not change devices (only list and show run remotely): run it on the "
      "KDC host with --db"},
-    {"customer", cli_customer, "provisioning customers on cablekey-prov: add, show, list, modify",
-     NULL},
     {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify",
      "it works on local CA files, not on a realm"},
     {"mta", cli_mta, "endpoint: PKINIT login to a ccache (login), IPsec keying with a CMS (kmm)",
@@ -47,6 +45,8 @@ static const struct {
     {"alarms", cli_alarms, "the alarms the KDCs raised: list, show, clear",
      "the alarm table is not in the admin API: run it on a KDC host with --db"},
     {"policy", cli_policy, "password policies and lockout rules: add, modify, show, list, delete",
+     NULL},
+    {"customer", cli_customer, "provisioning customers on cablekey-prov: add, show, list, modify",
      NULL},
     {"router", cli_router, "router simulator for address authentication with AH (serve)",
      "it runs a router simulator, not a realm"},
