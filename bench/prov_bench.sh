@@ -102,6 +102,7 @@ done
 cat >"$tmp/kdc.conf" <<EOF
 [kdcdefaults]
     kdc_listen = 127.0.0.1:$KPORT
+    pkinit_provisioning = true
 [realms]
     $REALM = {
         database_name = $DB
@@ -109,9 +110,9 @@ cat >"$tmp/kdc.conf" <<EOF
         pkinit_identity = $PKI/kdc.p12
         pkinit_password_file = $tmp/pw
         pkinit_anchors = $PKI/sp-root.pem
-        pkinit_device_anchors = $PKI/mfg-root.pem
-        pkinit_operator_anchors = $PKI/sp-root.pem
-        pkinit_provisioning = true
+        pkinit_packetcable_anchors = $PKI/mfg-root.pem
+        pkinit_pool = $PKI/sp-ca.pem $PKI/mfg-ca.pem
+        pkinit_operator_anchors = $PKI/prov-ca.pem
     }
 EOF
 "$CK_KDC" -c "$tmp/kdc.conf" --log "$tmp/kdc.log" --log-level warning >"$tmp/kdc.out" 2>&1 </dev/null &

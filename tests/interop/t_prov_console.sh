@@ -56,7 +56,10 @@ pki issue-device --dir "$PKI" --mac "$MAC" --out "$tmp/dev.p12" --ca-password-fi
 for f in prov-ca.pem prov-ca-key.pem phone-id.key; do
     [ -f "$PKI/$f" ] || bail "cablekey pki init wrote no $f"
 done
-realm_pkinit "$PKI" "$tmp/pw"
+# The device's kinit: the KDC's anchor, and its own chain (the manufacturer CA and root).
+write_krb5_conf "$KRB5_CONFIG" "127.0.0.1:$PORT" "pkinit_anchors = FILE:$PKI/sp-root.pem" \
+    "pkinit_anchors = FILE:$PKI/mfg-root.pem" \
+    "pkinit_pool = FILE:$PKI/sp-ca.pem" "pkinit_pool = FILE:$PKI/mfg-ca.pem"
 
 realm_addprinc csr1 "$(cat "$tmp/csr1.pw")"
 realm_addprinc ops opspw
@@ -78,6 +81,8 @@ write_kdc_conf() {
     cat >"$f" <<EOF
 [kdcdefaults]
     kdc_listen = $listen
+    pkinit_provisioning = true
+    pkinit_unprovisioned_calls = 611 911
 [realms]
     $REALM = {
         database_name = $DB
@@ -85,10 +90,9 @@ write_kdc_conf() {
         pkinit_identity = $PKI/kdc.p12
         pkinit_password_file = $tmp/pw
         pkinit_anchors = $PKI/sp-root.pem
-        pkinit_device_anchors = $PKI/mfg-root.pem
-        pkinit_operator_anchors = $PKI/sp-root.pem
-        pkinit_provisioning = true
-        pkinit_unprovisioned_calls = 611 911
+        pkinit_packetcable_anchors = $PKI/mfg-root.pem
+        pkinit_pool = $PKI/sp-ca.pem $PKI/mfg-ca.pem
+        pkinit_operator_anchors = $PKI/prov-ca.pem
     }
 EOF
 }
@@ -174,7 +178,7 @@ export KRB5CCNAME="FILE:$tmp/cms.cc"
 kinit -k -t "$tmp/cms.keytab" "cms/localhost@$REALM" >"$tmp/kinit-cms.log" 2>&1 ||
     bail "kinit the controller" "$(cat "$tmp/kinit-cms.log")"
 code=$(curl -s -o "$tmp/report.json" -w '%{http_code}' --negotiate -u : \
-    -H 'Content-Type: application/json' -H "Idempotency-Key: report-$MACHEX" \
+    -H 'Content-Type: application/json' \
     -d "{\"mac\":\"$MAC\",\"key_sha256\":\"$KEYHASH\",\"ip\":\"$UNPROV_IP\",\"controller\":\"cms1\"}" \
     "$LURL/api/v1/devices/report")
 [ "$code" = 200 ] || bail "the controller reports the device (POST /api/v1/devices/report)" \

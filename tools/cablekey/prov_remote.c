@@ -307,7 +307,7 @@ prov_client_call(struct prov_client *c, const char *what, const char *method,
         rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "request"));
         goto out;
     }
-    if (strcmp(method, "POST") == 0) {
+    if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) {
         char key[40] = "cli-";
         uint8_t rnd[16];
 

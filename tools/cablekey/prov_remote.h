@@ -21,7 +21,7 @@ int prov_client_open(const char *what, const char *url, const char *ca,
 void prov_client_close(struct prov_client *c);
 
 /* One request: method on path (already escaped, "/api/v1/..."), body a JSON value or NULL (not
- * stolen). POSTs carry Idempotency-Key idem (NULL: a fresh random key, so every run is its own
+ * stolen). POSTs and PATCHes carry Idempotency-Key idem (NULL: a fresh random key, so every run is its own
  * action; a script that retries passes the same key with --idempotency-key). On 2xx, CLI_OK and
  * *out the decoded answer (json_decref it; may be NULL for an empty answer). Otherwise
  * CLI_FAIL, with the API's error ({"error":{"code","field","message"}}) printed on stderr as

@@ -129,7 +129,10 @@
     var key = pending[sig] || newKey();
     pending[sig] = key;
     showStatus('Working...');
-    api(method, path, body, method === 'POST' ? key : undefined).then(function (res) {
+    /* Every action is idempotent on the server but the sign-in, which takes no key. */
+    var idem = (method === 'POST' || method === 'PATCH') && path !== API + '/session' ? key
+                                                                                      : undefined;
+    api(method, path, body, idem).then(function (res) {
       delete pending[sig];
       return done(res);
     }).catch(function (e) {
