@@ -16,6 +16,7 @@
 #include "admission.h"
 #include "config.h"
 #include "kpasswd.h"
+#include "mta_fqdn.h"
 #include "pkinit_kdc.h"
 
 #define MAX_NAMES 64
@@ -49,6 +50,8 @@ kdc_config_free_contents(struct kdc_config *cfg)
     cfg->realm = cfg->db_path = cfg->stash_path = NULL;
     kdc_pkinit_config_free(cfg->pkinit);
     cfg->pkinit = NULL;
+    kdc_mta_fqdn_config_free(cfg->mta_fqdn); /* mta_fqdn.c */
+    cfg->mta_fqdn = NULL;
 }
 
 void
@@ -337,6 +340,10 @@ const struct ck_conf_key kdc_conf_keys[] = {
     REALM("pkinit_eku_checking"),
     REALM("pkinit_cert_cache_size"),
     REALM("pkinit_thumbprint_cache_size"),
+    /* MTA-FQDN (mta_fqdn.c, issue 10). */
+    REALM("pkinit_mta_fqdn_server"),
+    REALM("pkinit_mta_fqdn_timeout_ms"),
+    REALM("pkinit_mta_fqdn_cache_seconds"),
     /* Service-key rotation (k9rot, rotation.c; docs/cablekey-kdc.md "Service-key rotation"). */
     DEFAULTS("rotation"),
     DEFAULTS("rotation_interval"),
@@ -669,6 +676,8 @@ load_realm(struct kdc_daemon_config *dc, const struct ck_profile *prof, const ch
         (rc = get_bool(prof, S, r, "disable_last_success", &dc->kdc.disable_last_success)) != 0)
         return rc;
     if ((rc = get_staleness(prof, S, r, &dc->kdc.db_max_staleness_ms)) != 0)
+        return rc;
+    if ((rc = kdc_mta_fqdn_config_load(&dc->kdc.mta_fqdn, prof, r)) != 0) /* mta_fqdn.c */
         return rc;
     if ((rc = kdc_pkinit_config_load(&dc->kdc.pkinit, prof, r)) != 0 ||
         (rc = load_rotation(dc, prof, S, r)) != 0) /* k9rot */

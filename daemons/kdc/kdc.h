@@ -58,12 +58,16 @@ struct kdc_config {
      * is unreachable (db_max_staleness), in ms. 0: the default, CK_STORE_DEFAULT_MAX_STALENESS_S;
      * negative: never (refuse as soon as the database is unreachable). */
     int64_t db_max_staleness_ms;
+    /* MTA-FQDN (mta_fqdn.h): the provisioning server the KDC asks; NULL: off. Owned:
+     * kdc_config_free_contents frees it. */
+    struct kdc_mta_fqdn_config *mta_fqdn;
 };
 
 enum kdc_transport { KDC_TRANSPORT_UDP, KDC_TRANSPORT_TCP };
 
 struct kdc_worker;
 struct kdc_pkinit_config;
+struct kdc_mta_fqdn_config;
 struct ck_peer;
 
 /* Per-worker state (own database connection, principal cache, lookaside cache). */

@@ -27,6 +27,7 @@
 #include <openssl/crypto.h>
 
 #include "cablekey/ap.h"
+#include "cablekey/apenv.h"
 #include "cablekey/client.h"
 #include "cablekey/error.h"
 #include "cablekey/keyagent.h"
@@ -367,69 +368,29 @@ static int
 build_error_reply(struct keyagent_worker *w, struct req_state *st, uint8_t *reply, size_t cap,
                   size_t *reply_len)
 {
-    CK_KRB_ERROR_MSG *err = NULL;
-    const char *svc[2] = {CK_KEYAGENT_SERVICE, w->realm};
-    uint8_t *der = NULL;
-    size_t der_len = 0;
     int32_t usec;
     int64_t now = now_sec(w->srv, &usec);
-    int rc;
 
-    if ((err = CK_KRB_ERROR_MSG_new()) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "KRB-ERROR");
-    err->pvno = CK_KRB5_PVNO;
-    err->msg_type = CK_KRB_ERROR;
-    err->susec = usec;
-    err->error_code = st->krb_error != 0 ? st->krb_error : CK_KRB_ERR_GENERIC;
-    CK_PRINCIPAL_NAME_free(err->sname);
-    err->sname = NULL;
-    if ((rc = ck_asn1_time_set(&err->stime, now)) != 0 ||
-        (rc = ck_asn1_kstring_set(&err->realm, w->realm)) != 0 ||
-        (rc = ck_asn1_principal_new(CK_NT_SRV_INST, svc, 2, &err->sname)) != 0 ||
-        (st->e_text != NULL && (rc = ck_asn1_kstring_set(&err->e_text, st->e_text)) != 0) ||
-        (rc = ck_asn1_krb_error_encode(err, &der, &der_len)) != 0)
-        goto out;
-    rc = ck_kpasswd_rep_build(CK_KEYAGENT_VERSION, NULL, 0, der, der_len, reply, cap, reply_len);
-out:
-    ck_asn1_free_der(der, der_len);
-    CK_KRB_ERROR_MSG_free(err);
-    return rc;
+    return ck_apenv_reply_error(CK_KEYAGENT_VERSION, w->service,
+                                st->krb_error != 0 ? st->krb_error : CK_KRB_ERR_GENERIC,
+                                st->e_text, now, usec, reply, cap, reply_len);
 }
 
 static int
 build_priv_reply(struct keyagent_worker *w, struct req_state *st, const ck_ap_req_result *ap,
                  uint8_t *reply, size_t cap, size_t *reply_len)
 {
-    const ck_key *key = ap->has_subkey ? &ap->subkey : &ap->session_key;
-    ck_krb_address dir1;
-    ck_krb_msg_params params;
-    uint8_t *aprep = NULL, *inner = NULL, *priv = NULL;
-    size_t aprep_len = 0, inner_len = 0, priv_len = 0;
-    uint32_t seq;
+    uint8_t *inner = NULL;
+    size_t inner_len = 0;
+    int32_t usec;
+    int64_t now = now_sec(w->srv, &usec);
     int rc;
 
-    if ((rc = ck_random_bytes(&seq, sizeof(seq))) != 0)
+    if ((rc = ck_keyagent_rep_encode(&st->rep, &inner, &inner_len)) != 0)
         return rc;
-    seq &= 0x3fffffffu;
-    if ((rc = ck_krb_address_directional(1, &dir1)) != 0)
-        return rc;
-    memset(&params, 0, sizeof(params));
-    params.use_timestamp = true;
-    params.timestamp = now_sec(w->srv, &params.usec);
-    params.use_seq = true;
-    params.seq = seq;
-    params.s_address = &dir1;
-    if ((rc = ck_ap_rep_build(&ap->session_key, ap->ctime, ap->cusec, NULL, &seq, &aprep,
-                              &aprep_len)) != 0 ||
-        (rc = ck_keyagent_rep_encode(&st->rep, &inner, &inner_len)) != 0 ||
-        (rc = ck_krb_priv_build(key, inner, inner_len, &params, &priv, &priv_len)) != 0)
-        goto out;
-    rc = ck_kpasswd_rep_build(CK_KEYAGENT_VERSION, aprep, aprep_len, priv, priv_len, reply, cap,
-                              reply_len);
-out:
-    ck_asn1_free_der(aprep, aprep_len);
+    rc = ck_apenv_reply_seal(ap, CK_KEYAGENT_VERSION, inner, inner_len, now, usec, reply, cap,
+                             reply_len);
     ck_free_secret(inner, inner_len);
-    free(priv);
     return rc;
 }
 
@@ -440,40 +401,28 @@ static int
 read_request(struct keyagent_worker *w, struct req_state *st, const ck_keyagent_frame *fr,
              const ck_ap_req_result *ap)
 {
-    ck_krb_msg_check check;
-    ck_krb_msg_info info;
+    ck_apenv_frame env;
     uint8_t *data = NULL;
     size_t data_len = 0;
     int rc;
 
-    if (!ap->has_subkey) {
-        set_result(st, CK_KEYAGENT_AUTHERROR, "the authenticator must carry a subkey",
-                   "no subkey");
-        return CK_ERR_PROTO;
-    }
-    memset(&check, 0, sizeof(check));
-    check.clockskew = w->srv->clockskew;
-    check.now = now_sec(w->srv, NULL);
-    check.require_timestamp = true;
-    if ((rc = ck_krb_priv_read(&ap->subkey, fr->priv, fr->priv_len, &check, &data, &data_len,
-                               &info)) != 0) {
-        set_result(st, CK_KEYAGENT_AUTHERROR, "failed decrypting request", ck_error_context());
+    memset(&env, 0, sizeof(env));
+    env.version = fr->version;
+    env.priv = fr->priv;
+    env.priv_len = fr->priv_len;
+    if ((rc = ck_apenv_read_request(ap, &env, w->srv->clockskew, now_sec(w->srv, NULL), &data,
+                                    &data_len)) != 0) {
+        set_result(st, CK_KEYAGENT_AUTHERROR,
+                   ap->has_subkey ? "failed decrypting request"
+                                  : "the authenticator must carry a subkey",
+                   ck_error_context());
         return rc;
     }
-    if (ap->has_seq_number && info.has_seq && info.seq != ap->seq_number) {
-        set_result(st, CK_KEYAGENT_AUTHERROR, "failed decrypting request",
-                   "KRB-PRIV sequence number differs from the authenticator's");
-        rc = CK_ERR_PROTO;
-        goto out;
-    }
-    if ((rc = ck_keyagent_req_decode(data, data_len, &st->req)) != 0) {
+    if ((rc = ck_keyagent_req_decode(data, data_len, &st->req)) != 0)
         set_result(st, CK_KEYAGENT_MALFORMED, "malformed request", ck_error_context());
-        goto out;
-    }
-    st->have_req = true;
-out:
-    if (data != NULL)
-        ck_free_secret(data, data_len);
+    else
+        st->have_req = true;
+    ck_free_secret(data, data_len);
     return rc;
 }
 

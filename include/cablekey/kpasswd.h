@@ -83,6 +83,10 @@ typedef struct ck_kpasswd_req {
  * an empty or overlong AP-REQ, or an empty KRB-PRIV; CK_ERR_UNSUPPORTED for any other version
  * (out->version is still set, so the server can name it). */
 int ck_kpasswd_req_parse(const uint8_t *msg, size_t len, ck_kpasswd_req *out);
+/* The same framing for the protocols that borrow it (the key version service, the provisioning
+ * device channel: apenv.h) with their own versions; what names the protocol in errors. */
+int ck_kpasswd_frame_parse(const uint8_t *msg, size_t len, const char *what,
+                           const uint16_t *versions, size_t n_versions, ck_kpasswd_req *out);
 /* Builds a request; *out is malloc'd (free()). CK_ERR_LIMIT beyond CK_KPASSWD_MAX_MSG. */
 int ck_kpasswd_req_build(uint16_t version, const uint8_t *ap_req, size_t ap_req_len,
                          const uint8_t *priv, size_t priv_len, uint8_t **out, size_t *out_len);

@@ -140,6 +140,14 @@ int ck_prov_pool_add(ck_store *store, const ck_prov_actor *who, const char *segm
                      const char *first, const char *last, size_t *added);
 typedef struct ck_prov_pool_stats { size_t free, assigned; } ck_prov_pool_stats;
 int ck_prov_pool_stats_get(ck_store *store, const char *segment, ck_prov_pool_stats *out);
+/* Every segment with numbers, in name order (at most CK_PROV_LIST_MAX). */
+typedef int (*ck_prov_pool_cb)(const char *segment, const ck_prov_pool_stats *st, void *arg);
+int ck_prov_pool_list(ck_store *store, ck_prov_pool_cb cb, void *arg);
+/* The lowest free number of segment (text order: numbers of one length order numerically),
+ * NOT reserved: the signer can put its phone ID in a certificate before the action takes it;
+ * the action then fails with CK_ERR_EXISTS if another took it meanwhile (pick again).
+ * CK_ERR_FULL when the segment has none left (an action without a number fails the same way). */
+int ck_prov_number_next(ck_store *store, const char *segment, char out[CK_PROV_NUMBER_MAX + 1]);
 
 /* ---- devices ---- */
 int ck_prov_device_get(ck_store *store, const char *mac, ck_prov_device **out);
@@ -241,6 +249,11 @@ typedef int (*ck_prov_event_cb)(const ck_prov_event *e, void *arg);
  * (0: from the newest). */
 int ck_prov_event_list(ck_store *store, const char *mac, int64_t customer_id, int64_t before,
                        size_t limit, ck_prov_event_cb cb, void *arg, size_t *n_out);
+/* (P1 addition) With mac NULL and customer_id 0 above: every event. Every event with id > after,
+ * oldest first (the change feed of GET /api/v1/lines), and the newest event id (0: none). */
+int ck_prov_event_since(ck_store *store, int64_t after, size_t limit, ck_prov_event_cb cb,
+                        void *arg, size_t *n_out);
+int ck_prov_event_last(ck_store *store, int64_t *id);
 
 /* ---- webhook outbox: one row per (event, target) written by the action's transaction ---- */
 typedef struct ck_prov_delivery {
@@ -261,7 +274,10 @@ typedef int (*ck_prov_delivery_cb)(const ck_prov_delivery *d, void *arg);
 /* Pending deliveries due at now (next_attempt <= now), oldest first. */
 int ck_prov_outbox_due(ck_store *store, int64_t now, size_t limit, ck_prov_delivery_cb cb,
                        void *arg, size_t *n_out);
-/* Records an attempt: delivered (status 2xx) or the next attempt time. */
+/* Records an attempt: delivered (status 2xx) or the next attempt time; next_attempt =
+ * CK_PROV_OUTBOX_GIVEN_UP: given up (never due again, kept in the log as failed).
+ * CK_ERR_NOTFOUND for an unknown or already delivered id. Not an audited action. */
+#define CK_PROV_OUTBOX_GIVEN_UP INT64_MAX
 int ck_prov_outbox_attempt(ck_store *store, int64_t id, int status, bool delivered,
                            int64_t next_attempt, int64_t now);
 /* The delivery log: every delivery (pending and done) newest first, id < before. */
@@ -274,5 +290,16 @@ int ck_prov_outbox_list(ck_store *store, int64_t before, size_t limit, ck_prov_d
  * its cache on the store's change feed (ck_store_generation). */
 int ck_prov_number_lookup(ck_store *store, const char *number, char **principal,
                           char mac[CK_DEVICE_MAC_LEN + 1]);
+/* (P1 addition) Every line (a number held by a PROVISIONED/REPAIR device), number order after
+ * `after` (NULL/"" from the first): the full snapshot of GET /api/v1/lines. */
+typedef struct ck_prov_line {
+    char number[CK_PROV_NUMBER_MAX + 1];
+    char mac[CK_DEVICE_MAC_LEN + 1];
+    char principal[CK_PROV_ACTOR_MAX + 1];
+    enum ck_prov_state state;
+} ck_prov_line;
+typedef int (*ck_prov_line_cb)(const ck_prov_line *l, void *arg);
+int ck_prov_line_list(ck_store *store, const char *after, size_t limit, ck_prov_line_cb cb,
+                      void *arg, size_t *n_out);
 
 #endif

@@ -37,6 +37,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <openssl/x509.h>
+
 #include "cablekey/ap.h"
 #include "cablekey/client.h"
 #include "cablekey/crypto.h"
@@ -109,6 +111,21 @@ int ck_mtafqdn_reply_read(const uint8_t *dgram, size_t len, ck_mtafqdn_client *s
                           int64_t clockskew, int64_t now, ck_mtafqdn_msg *rep);
 void ck_mtafqdn_client_clear(ck_mtafqdn_client *state);
 
+/* An FQDN as the reply carries it: 1..253 bytes, labels of 1..63 [A-Za-z0-9-], dot-separated. */
+bool ck_mtafqdn_fqdn_ok(const char *fqdn);
+/* The ticket the KDC mints for the request (it is the KDC: no TGS exchange): for server
+ * ("mtafqdn/<host>@REALM") sealed under service_key/kvno, client CK_MTAFQDN_CLIENT (the
+ * realm's krbtgt: the server refuses any other client), flags INITIAL|PRE-AUTHENT, valid from
+ * now for lifetime seconds, with a fresh session key of the service key's enctype. */
+#define CK_MTAFQDN_CLIENT "krbtgt"      /* krbtgt/REALM@REALM */
+/* The request's key hash: SHA-1 of the certificate's DER SubjectPublicKeyInfo (the same for
+ * the manufacturer and the operator certificate: they certify one key). */
+int ck_mtafqdn_spki_sha1(const uint8_t *cert_der, size_t cert_len, uint8_t out[20]);
+int ck_mtafqdn_spki_sha1_cert(X509 *cert, uint8_t out[20]);
+int ck_mtafqdn_ticket_mint(const char *server, const ck_key *service_key, uint32_t kvno,
+                           const char *client, int64_t now, int64_t lifetime,
+                           CK_TICKET **ticket, ck_key *session_key);
+
 /* ---- the device channel ------------------------------------------------------------------ */
 #define CK_PROVDEV_VERSION 0xCB02
 #define CK_PROVDEV_PORT 7467
@@ -171,8 +188,9 @@ int ck_provdev_serve(const uint8_t *msg, size_t len, ck_ap_key_fn key_fn, void *
                      ck_provdev_handle_fn handle, void *handle_arg, uint8_t **out,
                      size_t *out_len);
 
-/* Client side (`cablekey mta`): one exchange over svc (TCP or UDP, lib/krb transport) with a
- * ticket for prov/<host>@REALM from creds. */
+/* Client side (`cablekey mta`): one exchange over svc (lib/krb transport, always TCP: its UDP
+ * path takes only Kerberos-tagged datagrams; the server answers UDP too, for other clients)
+ * with a ticket for prov/<host>@REALM from creds. A send_fn in svc replaces the network. */
 int ck_provdev_exchange(const ck_kdc_transport *svc, const ck_creds *creds,
                         const ck_provdev_req *req, int64_t clockskew, ck_provdev_rep *rep);
 

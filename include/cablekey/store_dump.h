@@ -22,7 +22,9 @@
 
 #include "cablekey/store.h"
 
-#define CK_DUMP_FORMAT_VERSION 1
+/* 2 (issue 10): device records carry cert=, the provisioning tables' prov-* records follow the
+ * devices, the end record counts them (prov=). Version 1 dumps still load. */
+#define CK_DUMP_FORMAT_VERSION 2
 #define CK_DUMP_LINE_MAX 65536      /* bytes per line, newline included */
 #define CK_DUMP_MAX_RECORDS 100000000 /* per record type */
 
@@ -32,6 +34,7 @@ typedef struct ck_store_dump_info {
     int64_t created;             /* when the dump was written (header) */
     uint64_t generation;         /* the source's change counter at the dump (header) */
     int64_t policies, principals, keys, lockouts, history, devices;
+    int64_t prov_rows;           /* rows of the provisioning tables (format 2) */
 } ck_store_dump_info;
 
 /* Writes a dump of store to out, from one consistent snapshot of the database (KDCs and the CLI

@@ -1,15 +1,12 @@
 /* The client side of the key version service (keyagent.h): the AS exchange with the service's
- * own key, and one AP-REQ + KRB-PRIV exchange with a KDC's key version service.
- *
- * The reply's keys are secret: the KRB-PRIV is read under the fresh subkey this exchange put in
- * its authenticator, after the AP-REP proved the server holds the keyagent service key (only a
- * KDC does); its sequence number must be the one the AP-REP announced, its timestamp within
- * the clock skew. */
+ * own key, and one exchange in the AP-REQ + KRB-PRIV envelope (apenv.h) with a KDC's key
+ * version service: the reply's keys are read under the fresh subkey of this exchange, after the
+ * AP-REP proved the server holds the keyagent service key (only a KDC does). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "cablekey/ap.h"
+#include "cablekey/apenv.h"
 #include "cablekey/error.h"
 #include "cablekey/keyagent.h"
 #include "cablekey/kpasswd.h"
@@ -120,114 +117,27 @@ out:
     return rc;
 }
 
-/* A KRB-ERROR reply: CK_ERR_KRB with its code and e-text. */
-static int
-krb_error_reply(const uint8_t *der, size_t len)
-{
-    CK_KRB_ERROR_MSG *err = NULL;
-    const char *text;
-    int rc;
-
-    if (ck_asn1_krb_error_decode(der, len, &err) != 0)
-        return ck_error_set(CK_ERR_PROTO, "keyagent: undecodable KRB-ERROR reply");
-    text = err->e_text != NULL ? ck_asn1_kstring_get(err->e_text) : NULL;
-    rc = ck_error_set(CK_ERR_KRB, "key version service refused: error %d%s%s",
-                      (int)err->error_code, text != NULL ? ": " : "", text != NULL ? text : "");
-    ck_error_set_krb_code((int)err->error_code);
-    CK_KRB_ERROR_MSG_free(err);
-    return rc;
-}
-
 int
 ck_keyagent_exchange(const ck_kdc_transport *svc, const ck_creds *creds,
                      const ck_keyagent_req *req, ck_keyagent_rep *rep)
 {
     ck_kdc_transport t;
-    CK_TICKET *ticket = NULL;
-    CK_PRINCIPAL_NAME *cname = NULL;
-    const ck_principal *c = creds->client;
-    ck_key subkey;
-    ck_krb_address dir0;
-    ck_krb_msg_params params;
-    ck_krb_msg_check check;
-    ck_krb_msg_info info;
-    ck_ap_rep_result aprep;
-    ck_kpasswd_rep fr;
-    uint8_t *apreq = NULL, *inner = NULL, *priv = NULL, *msg = NULL, *reply = NULL, *data = NULL;
-    size_t apreq_len = 0, inner_len = 0, priv_len = 0, msg_len = 0, reply_len = 0, data_len = 0;
-    int64_t ctime = 0;
-    int32_t cusec = 0;
-    uint32_t seq;
+    uint8_t *inner = NULL, *data = NULL;
+    size_t inner_len = 0, data_len = 0;
     int rc;
 
     memset(rep, 0, sizeof(*rep));
-    memset(&subkey, 0, sizeof(subkey));
-    memset(&aprep, 0, sizeof(aprep));
-    /* 30 bits: MIT encodes sequence numbers as signed 32-bit integers. */
-    if ((rc = ck_random_bytes(&seq, sizeof(seq))) != 0)
-        goto out;
-    seq &= 0x3fffffffu;
-    if ((rc = ck_asn1_ticket_decode(creds->ticket, creds->ticket_len, &ticket)) != 0 ||
-        (rc = ck_asn1_principal_new(c->name_type, (const char *const *)c->components,
-                                    c->n_components, &cname)) != 0 ||
-        (rc = ck_random_key(creds->session_key.enctype, &subkey)) != 0 ||
-        (rc = ck_ap_req_build(ticket, &creds->session_key, c->realm, cname,
-                              CK_AP_OPT_MUTUAL_REQUIRED, NULL, CK_KU_AP_REQ_AUTH, &subkey, &seq,
-                              &ctime, &cusec, &apreq, &apreq_len)) != 0 ||
-        (rc = ck_keyagent_req_encode(req, &inner, &inner_len)) != 0 ||
-        (rc = ck_krb_address_directional(0, &dir0)) != 0)
-        goto out;
-    memset(&params, 0, sizeof(params));
-    params.use_timestamp = true;
-    params.use_seq = true;
-    params.seq = seq;
-    params.s_address = &dir0;
-    if ((rc = ck_krb_priv_build(&subkey, inner, inner_len, &params, &priv, &priv_len)) != 0 ||
-        (rc = ck_kpasswd_req_build(CK_KEYAGENT_VERSION, apreq, apreq_len, priv, priv_len, &msg,
-                                   &msg_len)) != 0)
+    if ((rc = ck_keyagent_req_encode(req, &inner, &inner_len)) != 0)
         goto out;
     t = *svc;
     t.tcp_only = true;
-    if ((rc = ck_kdc_send(&t, msg, msg_len, &reply, &reply_len, NULL)) != 0)
+    if ((rc = ck_apenv_exchange(&t, creds, CK_KEYAGENT_VERSION, "keyagent", inner, inner_len, 0,
+                                &data, &data_len)) != 0)
         goto out;
-    if ((rc = ck_kpasswd_rep_parse(reply, reply_len, &fr)) != 0) {
-        rc = ck_error_set(CK_ERR_PROTO, "keyagent reply: %s", ck_error_context());
-        goto out;
-    }
-    if (fr.is_error) {
-        rc = krb_error_reply(fr.body, fr.body_len);
-        goto out;
-    }
-    if (fr.version != CK_KEYAGENT_VERSION) {
-        rc = ck_error_set(CK_ERR_PROTO, "keyagent reply: version 0x%04x", (unsigned)fr.version);
-        goto out;
-    }
-    if ((rc = ck_ap_rep_verify(fr.ap_rep, fr.ap_rep_len, &creds->session_key, ctime, cusec,
-                               &aprep)) != 0) {
-        rc = ck_error_set(CK_ERR_PROTO, "keyagent reply: AP-REP: %s", ck_error_context());
-        goto out;
-    }
-    memset(&check, 0, sizeof(check));
-    check.require_timestamp = true;
-    check.check_seq = true;
-    check.seq = aprep.has_seq_number ? aprep.seq_number : 0;
-    if ((rc = ck_krb_priv_read(&subkey, fr.body, fr.body_len, &check, &data, &data_len,
-                               &info)) != 0) {
-        rc = ck_error_set(rc, "keyagent reply: KRB-PRIV: %s", ck_error_context());
-        goto out;
-    }
     rc = ck_keyagent_rep_decode(data, data_len, rep);
 out:
     if (data != NULL)
         ck_free_secret(data, data_len);
     ck_free_secret(inner, inner_len);
-    ck_asn1_free_der(apreq, apreq_len);
-    free(priv);
-    free(msg);
-    free(reply);
-    ck_ap_rep_result_clear(&aprep);
-    ck_key_clear(&subkey);
-    CK_TICKET_free(ticket);
-    CK_PRINCIPAL_NAME_free(cname);
     return rc;
 }

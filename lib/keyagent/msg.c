@@ -2,6 +2,7 @@
  * carried in KRB-PRIV user data, on the bounded reader and writer. */
 #include <string.h>
 
+#include "cablekey/apenv.h"
 #include "cablekey/error.h"
 #include "cablekey/keyagent.h"
 #include "cablekey/kpasswd.h"
@@ -49,35 +50,19 @@ ck_keyagent_host_ok(const char *host)
 int
 ck_keyagent_frame_parse(const uint8_t *msg, size_t len, ck_keyagent_frame *out)
 {
-    ck_reader r;
-    uint16_t msg_len, ap_len;
+    ck_apenv_frame fr;
     int rc;
 
-    if (out == NULL || (msg == NULL && len > 0))
-        return ck_error_set(CK_ERR_INVAL, "keyagent request: no input or output");
-    memset(out, 0, sizeof(*out));
-    if (len < CK_KPASSWD_HEADER_LEN || len > CK_KEYAGENT_MAX_MSG)
-        return ck_error_set(CK_ERR_DECODE, "keyagent request: %zu bytes", len);
-    ck_reader_init(&r, msg, len);
-    if ((rc = ck_reader_u16be(&r, &msg_len)) != 0 ||
-        (rc = ck_reader_u16be(&r, &out->version)) != 0 ||
-        (rc = ck_reader_u16be(&r, &ap_len)) != 0)
-        return rc;
-    if (msg_len != len)
-        return ck_error_set(CK_ERR_DECODE, "keyagent request: length field %u but %zu bytes",
-                            (unsigned)msg_len, len);
-    if (out->version != CK_KEYAGENT_VERSION)
-        return ck_error_set(CK_ERR_UNSUPPORTED, "keyagent request: protocol version 0x%04x",
-                            (unsigned)out->version);
-    if (ap_len == 0 || (size_t)ap_len >= ck_reader_remaining(&r))
-        return ck_error_set(CK_ERR_DECODE,
-                            "keyagent request: AP-REQ length %u in %zu bytes leaves no KRB-PRIV",
-                            (unsigned)ap_len, ck_reader_remaining(&r));
-    if ((rc = ck_reader_bytes(&r, ap_len, &out->ap_req)) != 0)
-        return rc;
-    out->ap_req_len = ap_len;
-    out->priv_len = ck_reader_remaining(&r);
-    return ck_reader_bytes(&r, out->priv_len, &out->priv);
+    memset(&fr, 0, sizeof(fr));
+    if (out == NULL)
+        return ck_error_set(CK_ERR_INVAL, "keyagent request: no output");
+    rc = ck_apenv_frame_parse(msg, len, CK_KEYAGENT_VERSION, "keyagent request", &fr);
+    out->version = fr.version;
+    out->ap_req = fr.ap_req;
+    out->ap_req_len = fr.ap_req_len;
+    out->priv = fr.priv;
+    out->priv_len = fr.priv_len;
+    return rc;
 }
 
 int
@@ -151,9 +136,7 @@ ck_keyagent_rep_encode(const ck_keyagent_rep *rep, uint8_t **out, size_t *out_le
                             rep->n_keys);
     /* Secret: the writer wipes what it reallocates and frees. */
     ck_writer_init(&w, REP_MAX, true);
-    if ((rc = ck_writer_u16be(&w, rep->result)) != 0 ||
-        (rc = ck_writer_u16be(&w, (uint16_t)tl)) != 0 ||
-        (rc = ck_writer_bytes(&w, rep->text, tl)) != 0 ||
+    if ((rc = ck_apenv_result_write(&w, rep->result, rep->text, tl)) != 0 ||
         (rc = ck_writer_u32be(&w, rep->current_kvno)) != 0 ||
         (rc = ck_writer_u32be(&w, rep->staged_kvno)) != 0 ||
         (rc = ck_writer_u8(&w, (uint8_t)rep->n_held)) != 0)
@@ -181,25 +164,16 @@ int
 ck_keyagent_rep_decode(const uint8_t *data, size_t len, ck_keyagent_rep *out)
 {
     ck_reader r;
-    uint16_t tl, kl;
+    uint16_t kl;
     uint8_t n;
     const uint8_t *p;
     int rc;
 
     memset(out, 0, sizeof(*out));
     ck_reader_init(&r, data, len);
-    if ((rc = ck_reader_u16be(&r, &out->result)) != 0 || (rc = ck_reader_u16be(&r, &tl)) != 0)
-        goto trunc;
-    if (tl > CK_KEYAGENT_TEXT_MAX) {
-        rc = ck_error_set(CK_ERR_DECODE, "keyagent reply: text of %u bytes", (unsigned)tl);
+    if ((rc = ck_apenv_result_read(&r, CK_KEYAGENT_TEXT_MAX, &out->result, out->text,
+                                   "keyagent reply")) != 0)
         goto out;
-    }
-    if ((rc = ck_reader_bytes(&r, tl, &p)) != 0)
-        goto trunc;
-    /* The text ends up in logs: printable ASCII only. */
-    for (size_t i = 0; i < tl; i++)
-        out->text[i] = (p[i] >= 0x20 && p[i] < 0x7f) ? (char)p[i] : '?';
-    out->text[tl] = '\0';
     if ((rc = ck_reader_u32be(&r, &out->current_kvno)) != 0 ||
         (rc = ck_reader_u32be(&r, &out->staged_kvno)) != 0 || (rc = ck_reader_u8(&r, &n)) != 0)
         goto trunc;

@@ -50,35 +50,46 @@ read_header(ck_reader *r, size_t len, uint16_t *version, const char *what)
 }
 
 int
-ck_kpasswd_req_parse(const uint8_t *msg, size_t len, ck_kpasswd_req *out)
+ck_kpasswd_frame_parse(const uint8_t *msg, size_t len, const char *what,
+                       const uint16_t *versions, size_t n_versions, ck_kpasswd_req *out)
 {
     ck_reader r;
     uint16_t ap_len;
+    bool known = false;
     int rc;
 
     if (out == NULL || (msg == NULL && len > 0))
-        return ck_error_set(CK_ERR_INVAL, "kpasswd request: no input or output");
+        return ck_error_set(CK_ERR_INVAL, "%s: no input or output", what);
     memset(out, 0, sizeof(*out));
     ck_reader_init(&r, msg, len);
-    if ((rc = read_header(&r, len, &out->version, "kpasswd request")) != 0)
+    if ((rc = read_header(&r, len, &out->version, what)) != 0)
         return rc;
-    if (out->version != CK_KPASSWD_VERSION_CHANGEPW && out->version != CK_KPASSWD_VERSION_SETPW)
-        return ck_error_set(CK_ERR_UNSUPPORTED, "kpasswd request: protocol version 0x%04x",
+    for (size_t i = 0; i < n_versions; i++)
+        known = known || out->version == versions[i];
+    if (!known)
+        return ck_error_set(CK_ERR_UNSUPPORTED, "%s: protocol version 0x%04x", what,
                             (unsigned)out->version);
     if ((rc = ck_reader_u16be(&r, &ap_len)) != 0)
         return rc;
     if (ap_len == 0)
-        return ck_error_set(CK_ERR_DECODE, "kpasswd request: empty AP-REQ");
+        return ck_error_set(CK_ERR_DECODE, "%s: empty AP-REQ", what);
     /* The KRB-PRIV must follow: an AP-REQ that reaches the end leaves no room for it. */
     if ((size_t)ap_len >= ck_reader_remaining(&r))
-        return ck_error_set(CK_ERR_DECODE,
-                            "kpasswd request: AP-REQ length %u leaves no KRB-PRIV in %zu bytes",
-                            (unsigned)ap_len, ck_reader_remaining(&r));
+        return ck_error_set(CK_ERR_DECODE, "%s: AP-REQ length %u leaves no KRB-PRIV in %zu bytes",
+                            what, (unsigned)ap_len, ck_reader_remaining(&r));
     if ((rc = ck_reader_bytes(&r, ap_len, &out->ap_req)) != 0)
         return rc;
     out->ap_req_len = ap_len;
     out->priv_len = ck_reader_remaining(&r);
     return ck_reader_bytes(&r, out->priv_len, &out->priv);
+}
+
+int
+ck_kpasswd_req_parse(const uint8_t *msg, size_t len, ck_kpasswd_req *out)
+{
+    static const uint16_t versions[] = {CK_KPASSWD_VERSION_CHANGEPW, CK_KPASSWD_VERSION_SETPW};
+
+    return ck_kpasswd_frame_parse(msg, len, "kpasswd request", versions, 2, out);
 }
 
 int

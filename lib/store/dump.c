@@ -21,9 +21,10 @@
 #include "store/store_int.h"
 
 #define DUMP_MAGIC "cablekey-dump"
-#define DUMP_MAX_FIELDS 12
-#define DUMP_MAX_BLOB 4096 /* hex-decoded bytes of one field (keys, salts, check value) */
+#define DUMP_MAX_FIELDS 20
+#define DUMP_MAX_BLOB 8192 /* hex-decoded bytes of one field (keys, salts, certificates) */
 #define DUMP_DEVICE_PAGE 1000
+#define DUMP_PROV_PAGE 1000
 
 /* ------------------------------------------------------------------------------ writing */
 
@@ -267,10 +268,97 @@ dump_device(const struct ck_store_device_row *row, void *arg)
     w_int(w, "modified", row->modified);
     w_int(w, "revoked", row->revoked);
     w_text(w, "comment", row->comment);
+    w_hex(w, "cert", row->has_cert ? row->cert_sha256 : NULL, 32);
     w_end(w, true);
     ck_strlcpy(d->last_mac, row->mac, sizeof(d->last_mac));
     d->info.devices++;
     return w->err;
+}
+
+/* issue 10: one provisioning row as a prov-* record; remembers its key for the next page. */
+struct prov_page {
+    struct dump_ctx *d;
+    const struct ck_prov_dump_table *t;
+    int64_t last_int;
+    char last_text[CK_PROV_DUMP_KEY_MAX];
+    size_t n;
+};
+
+static int
+dump_prov_row(const struct ck_prov_row *r, void *arg)
+{
+    struct prov_page *pp = arg;
+    struct dump_writer *w = &pp->d->w;
+    int ret = 0;
+
+    w_begin(w, pp->t->record);
+    for (size_t i = 0; i < pp->t->n_cols && ret == 0; i++) {
+        const struct ck_prov_dump_col *col = &pp->t->cols[i];
+
+        if (col->type == CK_PA_INT) {
+            w_int(w, col->name, r->i64(r, (int)i));
+        } else if (col->type == CK_PA_TEXT) {
+            char *t = r->null(r, (int)i) ? NULL : r->text(r, (int)i);
+
+            if (t == NULL && !r->null(r, (int)i))
+                ret = ck_error_set(CK_ERR_NOMEM, "dump");
+            w_text(w, col->name, t);
+            free(t);
+        } else {
+            uint8_t *p = NULL;
+            size_t len = 0;
+
+            ret = r->blob(r, (int)i, &p, &len);
+            w_hex(w, col->name, p, len);
+            free(p);
+        }
+    }
+    w_end(w, true);
+    if (pp->t->cols[0].type == CK_PA_INT) {
+        pp->last_int = r->i64(r, 0);
+    } else {
+        char *t = r->text(r, 0);
+
+        if (t == NULL || strlen(t) >= sizeof(pp->last_text))
+            ret = ret != 0 ? ret : ck_error_set(CK_ERR_DB, "dump: %s key", pp->t->record);
+        else
+            ck_strlcpy(pp->last_text, t, sizeof(pp->last_text));
+        free(t);
+    }
+    pp->n++;
+    pp->d->info.prov_rows++;
+    return ret != 0 ? ret : w->err;
+}
+
+static int
+dump_prov(struct dump_ctx *d)
+{
+    const struct ck_store_ops *ops = d->store->ops;
+    int ret;
+
+    if (ops->prov_query == NULL)
+        return 0;
+    for (size_t t = 0; t < ck_prov_dump_n_tables; t++) {
+        struct prov_page pp = {.d = d, .t = &ck_prov_dump_tables[t]};
+
+        do {
+            struct ck_prov_arg a[2] = {
+                pp.t->cols[0].type == CK_PA_INT
+                    ? (struct ck_prov_arg){.type = CK_PA_INT, .i = pp.last_int}
+                    : (struct ck_prov_arg){.type = CK_PA_TEXT, .s = pp.last_text},
+                {.type = CK_PA_INT, .i = DUMP_PROV_PAGE}};
+            char last[CK_PROV_DUMP_KEY_MAX];
+
+            /* The key is bound by pointer: a copy, as the callback moves it on. */
+            ck_strlcpy(last, pp.last_text, sizeof(last));
+            a[0].s = last;
+            pp.n = 0;
+            if ((ret = ops->prov_query(d->store->be, "dump", pp.t->page_sql, a, 2,
+                                       dump_prov_row, &pp)) != 0)
+                return ret;
+        } while (pp.n == DUMP_PROV_PAGE);
+    }
+    return 0;
 }
 
 /* Everything, inside the backend's snapshot. */
@@ -340,6 +428,8 @@ dump_walk(void *arg)
         if (n < DUMP_DEVICE_PAGE)
             break;
     }
+    if ((ret = dump_prov(d)) != 0)
+        goto out;
     if (EVP_DigestFinal_ex(w->md, md, &md_len) != 1 || md_len != sizeof(md)) {
         ret = ck_error_set(CK_ERR_CRYPTO, "dump: SHA-256");
         goto out;
@@ -351,6 +441,7 @@ dump_walk(void *arg)
     w_int(w, "lockouts", d->info.lockouts);
     w_int(w, "history", d->info.history);
     w_int(w, "devices", d->info.devices);
+    w_int(w, "prov", d->info.prov_rows);
     w_hex(w, "sha256", md, sizeof(md));
     w_end(w, false);
     ret = w->err;
@@ -395,7 +486,9 @@ out:
 
 /* ------------------------------------------------------------------------------ reading */
 
-enum section { S_HEADER, S_MKEY, S_REALM, S_RETENTION, S_POLICY, S_PRINCIPAL, S_DEVICE, S_END };
+enum section {
+    S_HEADER, S_MKEY, S_REALM, S_RETENTION, S_POLICY, S_PRINCIPAL, S_DEVICE, S_PROV, S_END
+};
 
 struct load_ctx {
     const char *path;
@@ -420,6 +513,7 @@ struct load_ctx {
     int sub;                   /* within a principal: 0 keys, 1 lockout seen, 2 history */
     char *last_name;           /* order checks: last policy, principal, device */
     char *mkey_check_hex;
+    int64_t version;           /* the dump's format version (1 or 2) */
 };
 
 static int
@@ -641,15 +735,14 @@ do_header(struct load_ctx *c, char *line)
             memcpy(num, v, n);
             num[n] = '\0';
             if (ck_parse_int64(num, 0, INT32_MAX, &version) == 0 &&
-                version != CK_DUMP_FORMAT_VERSION)
+                (version < 1 || version > CK_DUMP_FORMAT_VERSION))
                 return lerr(c, CK_ERR_UNSUPPORTED,
-                            "dump format version %lld; this cablekey reads version %d",
+                            "dump format version %lld; this cablekey reads versions 1 to %d",
                             (long long)version, CK_DUMP_FORMAT_VERSION);
         }
     }
     if ((ret = split_fields(c, line, keys, &f)) != 0 ||
-        (ret = get_int(c, "version", f.val[0], CK_DUMP_FORMAT_VERSION, CK_DUMP_FORMAT_VERSION,
-                       &version)) != 0 ||
+        (ret = get_int(c, "version", f.val[0], 1, CK_DUMP_FORMAT_VERSION, &version)) != 0 ||
         (ret = get_text(c, "realm", f.val[1], &realm)) != 0 ||
         (ret = get_int(c, "created", f.val[2], 0, INT64_MAX, &created)) != 0 ||
         (ret = get_int(c, "generation", f.val[3], 0, INT64_MAX, &gen)) != 0)
@@ -660,6 +753,7 @@ do_header(struct load_ctx *c, char *line)
         return lerr(c, CK_ERR_INTEGRITY, "the dump changed while it was loaded");
     ck_strlcpy(c->vstore->realm.name, realm, sizeof(c->vstore->realm.name));
     ck_strlcpy(c->info.realm, realm, sizeof(c->info.realm));
+    c->version = version;
     c->info.created = created;
     c->info.generation = (uint64_t)gen;
     return 0;
@@ -938,7 +1032,8 @@ do_device(struct load_ctx *c, struct fields *f)
     memset(&d, 0, sizeof(d));
     if ((ret = get_text(c, "mac", f->val[0], &m)) != 0 ||
         (ret = get_text(c, "principal", f->val[1], &pr)) != 0 ||
-        (ret = get_int(c, "state", f->val[2], CK_DEVICE_ACTIVE, CK_DEVICE_REVOKED, &state)) != 0 ||
+        (ret = get_int(c, "state", f->val[2], CK_DEVICE_ACTIVE,
+                       c->version >= 2 ? CK_DEVICE_UNPROVISIONED : CK_DEVICE_REVOKED, &state)) != 0 ||
         (ret = get_int(c, "created", f->val[4], 0, INT64_MAX, &v[0])) != 0 ||
         (ret = get_int(c, "modified", f->val[5], 0, INT64_MAX, &v[1])) != 0 ||
         (ret = get_int(c, "revoked", f->val[6], 0, INT64_MAX, &v[2])) != 0 ||
@@ -967,6 +1062,21 @@ do_device(struct load_ctx *c, struct fields *f)
     if (pin != NULL)
         memcpy(d.spki_sha256, pin, CK_DEVICE_SPKI_HASH_LEN);
     free(pin);
+    if (c->version >= 2) {
+        uint8_t *cert = NULL;
+        size_t cert_len = 0;
+
+        if ((ret = get_hex(c, "cert", f->val[8], &cert, &cert_len)) != 0)
+            return ret;
+        if (cert != NULL && cert_len != 32) {
+            free(cert);
+            return lerr(c, CK_ERR_DECODE, "device %s: the certificate hash is not a SHA-256", mac);
+        }
+        d.has_cert = cert != NULL;
+        if (cert != NULL)
+            memcpy(d.cert_sha256, cert, 32);
+        free(cert);
+    }
     d.created = v[0];
     d.modified = v[1];
     d.revoked = v[2];
@@ -980,19 +1090,21 @@ do_device(struct load_ctx *c, struct fields *f)
 static int
 do_end(struct load_ctx *c, struct fields *f)
 {
-    int64_t counts[6];
-    const int64_t have[6] = {c->info.policies, c->info.principals, c->info.keys,
-                             c->info.lockouts, c->info.history, c->info.devices};
+    int64_t counts[7] = {0};
+    const int64_t have[7] = {c->info.policies, c->info.principals, c->info.keys,
+                             c->info.lockouts, c->info.history, c->info.devices,
+                             c->info.prov_rows};
+    const size_t n_counts = c->version >= 2 ? 7 : 6; /* format 2 counts the prov rows */
     uint8_t md[32], *sum = NULL;
     size_t sum_len = 0;
     unsigned md_len = 0;
     int ret;
 
-    for (size_t i = 0; i < 6; i++) {
+    for (size_t i = 0; i < n_counts; i++) {
         if ((ret = get_int(c, "count", f->val[i], 0, CK_DUMP_MAX_RECORDS, &counts[i])) != 0)
             return ret;
     }
-    if ((ret = get_hex(c, "sha256", f->val[6], &sum, &sum_len)) != 0)
+    if ((ret = get_hex(c, "sha256", f->val[n_counts], &sum, &sum_len)) != 0)
         return ret;
     if (EVP_DigestFinal_ex(c->md, md, &md_len) != 1 || md_len != sizeof(md)) {
         free(sum);
@@ -1004,7 +1116,44 @@ do_end(struct load_ctx *c, struct fields *f)
         return lerr(c, CK_ERR_INTEGRITY, "SHA-256 mismatch: the dump was changed or damaged");
     if (memcmp(counts, have, sizeof(counts)) != 0)
         return lerr(c, CK_ERR_INTEGRITY, "the record counts do not match the records");
+    if (c->second && c->sink->prov_done != NULL && (ret = c->sink->prov_done(c->sink_be)) != 0)
+        return lerr(c, ret, "provisioning tables: %s", ck_error_context());
     return 0;
+}
+
+/* issue 10: a prov-* record (format 2) into its table's row, as given. */
+static int
+do_prov(struct load_ctx *c, const struct ck_prov_dump_table *t, struct fields *f)
+{
+    struct ck_prov_arg a[DUMP_MAX_FIELDS];
+    uint8_t *blobs[DUMP_MAX_FIELDS] = {0};
+    int ret = 0;
+
+    for (size_t i = 0; i < t->n_cols && ret == 0; i++) {
+        const struct ck_prov_dump_col *col = &t->cols[i];
+        char *text = NULL;
+        size_t len = 0;
+
+        memset(&a[i], 0, sizeof(a[i]));
+        a[i].type = col->type;
+        if (col->type == CK_PA_INT) {
+            ret = get_int(c, col->name, f->val[i], INT64_MIN, INT64_MAX, &a[i].i);
+        } else if (col->type == CK_PA_TEXT) {
+            if ((ret = get_text(c, col->name, f->val[i], &text)) == 0)
+                a[i].s = text != NULL ? text : col->nullable ? NULL : "";
+        } else if ((ret = get_hex(c, col->name, f->val[i], &blobs[i], &len)) == 0) {
+            a[i].p = blobs[i];
+            a[i].len = len;
+        }
+    }
+    if (ret == 0) {
+        c->info.prov_rows++;
+        if (c->second && (ret = c->sink->prov(c->sink_be, t->insert_sql, a, t->n_cols)) != 0)
+            ret = lerr(c, ret, "%s: %s", t->record, ck_error_context());
+    }
+    for (size_t i = 0; i < t->n_cols; i++)
+        free(blobs[i]);
+    return ret;
 }
 
 /* One line (without its newline) in the current section. */
@@ -1028,8 +1177,12 @@ do_line(struct load_ctx *c, char *line)
                                          NULL};
     static const char *const k_dev[] = {"mac", "principal", "state", "pin", "created",
                                         "modified", "revoked", "comment", NULL};
+    static const char *const k_dev2[] = {"mac", "principal", "state", "pin", "created",
+                                         "modified", "revoked", "comment", "cert", NULL};
     static const char *const k_end[] = {"policies", "principals", "keys", "lockouts", "history",
                                         "devices", "sha256", NULL};
+    static const char *const k_end2[] = {"policies", "principals", "keys", "lockouts", "history",
+                                         "devices", "prov", "sha256", NULL};
     static const struct {
         const char *type;
         const char *const *keys;
@@ -1055,8 +1208,31 @@ do_line(struct load_ctx *c, char *line)
         if (strlen(types[t].type) == tlen && strncmp(line, types[t].type, tlen) == 0)
             break;
     }
-    if (t == sizeof(types) / sizeof(types[0]))
-        return lerr(c, CK_ERR_DECODE, "unknown record type");
+    if (t == sizeof(types) / sizeof(types[0])) {
+        /* issue 10: the provisioning tables (format 2), after the devices. */
+        const struct ck_prov_dump_table *pt = NULL;
+        const char *keys[DUMP_MAX_FIELDS + 1];
+
+        for (size_t i = 0; c->version >= 2 && i < ck_prov_dump_n_tables; i++) {
+            if (strlen(ck_prov_dump_tables[i].record) == tlen &&
+                strncmp(line, ck_prov_dump_tables[i].record, tlen) == 0)
+                pt = &ck_prov_dump_tables[i];
+        }
+        if (pt == NULL || pt->n_cols > DUMP_MAX_FIELDS)
+            return lerr(c, CK_ERR_DECODE, "unknown record type");
+        if (c->sec < S_POLICY || c->sec > S_PROV)
+            return lerr(c, CK_ERR_DECODE, "%s record out of order", pt->record);
+        if ((ret = flush_principal(c)) != 0)
+            return ret;
+        c->sec = S_PROV;
+        for (size_t i = 0; i < pt->n_cols; i++)
+            keys[i] = pt->cols[i].name;
+        keys[pt->n_cols] = NULL;
+        f.type = pt->record;
+        if ((ret = split_fields(c, line, keys, &f)) != 0)
+            return ret;
+        return do_prov(c, pt, &f);
+    }
     /* The header's three records once each, in order; then the sections in order. */
     if (c->sec < S_POLICY && types[t].sec != c->sec)
         return lerr(c, CK_ERR_DECODE, "%s record where the %s record belongs", types[t].type,
@@ -1075,7 +1251,11 @@ do_line(struct load_ctx *c, char *line)
         c->sec = types[t].sec;
     }
     f.type = types[t].type;
-    if ((ret = split_fields(c, line, types[t].keys, &f)) != 0)
+    if ((ret = split_fields(c, line,
+                            c->version < 2 ? types[t].keys
+                            : types[t].keys == k_dev ? k_dev2
+                            : types[t].keys == k_end ? k_end2 : types[t].keys,
+                            &f)) != 0)
         return ret;
     switch (t) {
     case 0:

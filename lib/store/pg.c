@@ -699,6 +699,39 @@ read_schema_version(struct pg_be *be, int *version)
     return 0;
 }
 
+/* Schema 1 -> 2 (issue 10): the provisioning tables and device.cert_sha256 (pg_prov.c). One
+ * transaction under an exclusive lock on schema_version, so that two openers (a KDC fleet
+ * starting) upgrade once; a read-only opener cannot, and says so. */
+static int
+upgrade_schema_1(struct pg_be *be, int *version)
+{
+    int ret;
+
+    if (be->readonly)
+        return ck_error_set(CK_ERR_UNSUPPORTED,
+                            "PostgreSQL database %s has cablekey schema version 1 and needs the "
+                            "upgrade to %d: open it read-write once (any cablekey command or "
+                            "daemon does it)", PQdb(be->conn), PG_SCHEMA_VERSION);
+    if ((ret = pg_begin_plain(be)) != 0)
+        return ret;
+    if ((ret = pg_simple(be, "schema upgrade",
+                         "LOCK TABLE schema_version IN ACCESS EXCLUSIVE MODE")) != 0 ||
+        (ret = read_schema_version(be, version)) != 0)
+        goto out;
+    if (*version != 1)
+        goto out; /* another opener upgraded it meanwhile */
+    for (const char *const *sql = pg_schema_prov; *sql != NULL; sql++) {
+        if ((ret = pg_simple(be, "schema upgrade", *sql)) != 0)
+            goto out;
+    }
+    if ((ret = pg_run(be, "schema upgrade", "UPDATE schema_version SET version = $1",
+                      PARGS(P_INT(PG_SCHEMA_VERSION)), NULL)) != 0)
+        goto out;
+    *version = PG_SCHEMA_VERSION;
+out:
+    return pg_end_write(be, ret);
+}
+
 static int
 pg_open(const char *path, unsigned flags, bool create, void **out)
 {
@@ -743,6 +776,8 @@ pg_open(const char *path, unsigned flags, bool create, void **out)
     } else {
         if ((ret = read_schema_version(be, &version)) != 0)
             goto out;
+        if (version == 1 && (ret = upgrade_schema_1(be, &version)) != 0) /* issue 10 */
+            goto out;
         if (version != PG_SCHEMA_VERSION) {
             ret = ck_error_set(CK_ERR_UNSUPPORTED,
                                "PostgreSQL database %s has cablekey schema version %d, this "
@@ -777,7 +812,8 @@ format_enctypes(const int32_t *enctypes, size_t n_enctypes, char *buf, size_t si
 
 /* The schema, in creation order: the core tables, then each feature's own (service-key rotation
  * in pg_rotation.c, master-key rotation in pg_mkey.c). */
-static const char *const *const pg_schema_parts[] = {pg_schema, pg_schema_rotation, pg_schema_mkey};
+static const char *const *const pg_schema_parts[] = {pg_schema, pg_schema_rotation, pg_schema_mkey,
+                                                     pg_schema_prov /* issue 10 */};
 
 static int
 pg_init_schema(void *arg, const ck_realm_info *realm, const struct ck_store_mkey_row *mkey,
@@ -1396,6 +1432,13 @@ const struct ck_store_ops ck_store_postgresql_ops = {
     .alarm_record = pg_alarm_record,
     .alarm_list = pg_alarm_list,
     .alarm_clear = pg_alarm_clear,
+    .prov_begin = pg_prov_begin,
+    .prov_end = pg_prov_end,
+    .prov_bump = pg_prov_bump,
+    .prov_audit = pg_prov_audit,
+    .prov_exec = pg_prov_exec,
+    .prov_query = pg_prov_query,
+    .prov_principal_ensure = pg_prov_principal_ensure,
     /* backup, holder, check_db, restore_*: file-level operations of the SQLite backend; a
      * PostgreSQL realm is backed up with `db dump` or the server's own tools. */
     .change_fd = pg_change_fd,

@@ -10,8 +10,10 @@
 #include "cablekey/util.h"
 #include "store/pg_int.h"
 
-#define DEVICE_COLUMNS                                                                         \
+#define DEVICE_INSERT_COLUMNS                                                                  \
     "mac, principal, state, spki_sha256, created, modified, revoked, generation, comment"
+/* What a read returns: the inserted columns and the operator certificate's hash (prov.h). */
+#define DEVICE_COLUMNS DEVICE_INSERT_COLUMNS ", cert_sha256"
 
 static int
 read_device_row(const PGresult *r, int i, struct ck_store_device_row *row)
@@ -40,6 +42,21 @@ read_device_row(const PGresult *r, int i, struct ck_store_device_row *row)
         }
         memcpy(row->spki_sha256, pin, CK_DEVICE_SPKI_HASH_LEN);
         row->has_pin = true;
+    }
+    free(pin);
+    pin = NULL;
+    if ((ret = pg_col_bytea(r, i, 9, &pin, &pin_len)) != 0) {
+        ck_store_device_row_clear(row);
+        return ret;
+    }
+    if (!pg_col_null(r, i, 9)) {
+        if (pin_len != 32) {
+            free(pin);
+            ck_store_device_row_clear(row);
+            return ck_error_set(CK_ERR_DB, "device row: malformed certificate hash");
+        }
+        memcpy(row->cert_sha256, pin, 32);
+        row->has_cert = true;
     }
     free(pin);
     row->state = (int)pg_col_i64(r, i, 2);
@@ -129,7 +146,7 @@ pg_device_add(void *arg, const struct ck_store_device_row *row, int64_t now)
     if ((ret = pg_bump_generation(be, CK_CHANGE_DEVICE, row->mac, &gen)) != 0)
         goto out;
     ret = pg_run(be, "add device",
-                 "INSERT INTO device(" DEVICE_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, 0, $7,"
+                 "INSERT INTO device(" DEVICE_INSERT_COLUMNS ") VALUES ($1, $2, $3, $4, $5, $6, 0, $7,"
                  " $8)",
                  PARGS(P_TEXT(row->mac), P_TEXT(row->principal), P_INT(row->state),
                        row->has_pin ? P_BLOB(row->spki_sha256, CK_DEVICE_SPKI_HASH_LEN) : P_NULL,

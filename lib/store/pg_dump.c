@@ -152,13 +152,33 @@ load_device(void *arg, const struct ck_store_device_row *row)
 
     return pg_run(lb->be, "load device",
                   "INSERT INTO device(mac, principal, state, spki_sha256, created, modified,"
-                  " revoked, generation, comment) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                  " revoked, generation, comment, cert_sha256) VALUES ($1, $2, $3, $4, $5, $6,"
+                  " $7, $8, $9, $10)",
                   PARGS(P_TEXT(row->mac), P_TEXT(row->principal), P_INT(row->state),
                         row->has_pin ? P_BLOB(row->spki_sha256, CK_DEVICE_SPKI_HASH_LEN)
                                      : P_NULL,
                         P_INT(row->created), P_INT(row->modified), P_INT(row->revoked),
-                        P_INT(lb->gen), P_TEXT(row->comment != NULL ? row->comment : "")),
+                        P_INT(lb->gen), P_TEXT(row->comment != NULL ? row->comment : ""),
+                        row->has_cert ? P_BLOB(row->cert_sha256, 32) : P_NULL),
                   NULL);
+}
+
+/* issue 10: a provisioning table's row (store_prov.c's statement), and afterwards the identity
+ * columns moved past the loaded ids (rows given an id do not advance them). */
+static int
+load_prov(void *arg, const char *sql, const struct ck_prov_arg *a, size_t n)
+{
+    struct load_be *lb = arg;
+
+    return pg_prov_exec(lb->be, "load provisioning row", sql, a, n, NULL);
+}
+
+static int
+load_prov_done(void *arg)
+{
+    struct load_be *lb = arg;
+
+    return pg_prov_after_load(lb->be);
 }
 
 static const struct ck_store_load_sink pg_sink = {
@@ -167,6 +187,8 @@ static const struct ck_store_load_sink pg_sink = {
     .lockout = load_lockout,
     .history = load_history,
     .device = load_device,
+    .prov = load_prov,
+    .prov_done = load_prov_done,
 };
 
 #define PG_LOAD_ENCTYPE_LIST_SIZE (CK_STORE_MAX_ENCTYPES * 12 + 1)

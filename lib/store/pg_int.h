@@ -25,12 +25,13 @@
 
 #include "store/store_int.h"
 
-#define PG_SCHEMA_VERSION 1
+/* 2 (issue 10): the provisioning tables; pg_open upgrades a version 1 database. */
+#define PG_SCHEMA_VERSION 2
 #define PG_NOTIFY_CHANNEL "ck_change"
 /* Distinct statements a connection prepares (each SQL literal of lib/store/pg*.c at most once). */
-#define PG_MAX_STATEMENTS 128
+#define PG_MAX_STATEMENTS 256
 /* Parameters of one statement. */
-#define PG_MAX_PARAMS 16
+#define PG_MAX_PARAMS 24
 
 struct pg_be {
     PGconn *conn;
@@ -183,4 +184,18 @@ int pg_alarm_record(void *be, const ck_alarm_row *row, int64_t keep);
 int pg_alarm_list(void *be, const ck_alarm_filter *f, ck_store_alarm_cb cb, void *arg);
 int pg_alarm_clear(void *be, const ck_alarm_filter *f, const char *by, int64_t now_ms,
                    uint64_t *n);
+/* pg_prov.c (issue 10): the customer database; pg_init_schema runs pg_schema_prov last. */
+extern const char *const pg_schema_prov[];
+int pg_prov_begin(void *be);
+int pg_prov_end(void *be, int ret);
+int pg_prov_bump(void *be, const char *mac, uint64_t *gen);
+int pg_prov_audit(void *be, const char *object);
+int pg_prov_exec(void *be, const char *what, const char *sql, const struct ck_prov_arg *a,
+                 size_t n, uint64_t *affected);
+int pg_prov_query(void *be, const char *what, const char *sql, const struct ck_prov_arg *a,
+                  size_t n, int (*cb)(const struct ck_prov_row *r, void *arg), void *arg);
+/* After a load: the identity columns of the provisioning tables past their largest id. */
+int pg_prov_after_load(struct pg_be *be);
+int pg_prov_principal_ensure(void *be, const struct ck_store_princ_row *row, int64_t now,
+                             bool *created);
 #endif

@@ -16,7 +16,7 @@
 #include "cablekey/util.h"
 #include "store/sqlite_int.h"
 
-#define SQLITE_SCHEMA_VERSION 7
+#define SQLITE_SCHEMA_VERSION 8
 #define SQLITE_BUSY_TIMEOUT_MS 5000
 /* Change log rows kept; a cache further behind than this flushes everything. */
 #define SQLITE_CHANGELOG_KEEP 10000
@@ -121,7 +121,8 @@ static const char *const schema_3_to_4[] = {
 static const char *const *const migrations[] = {schema_1_to_2, schema_2_to_3, schema_3_to_4,
                                                 sq_schema_policy,
                                                 sq_schema_rotation /* k9rot */,
-                                                sq_schema_alarm /* 6 -> 7: alarms (k9alarmw) */};
+                                                sq_schema_alarm /* 6 -> 7: alarms (k9alarmw) */,
+                                                sq_schema_prov /* 7 -> 8: provisioning (issue 10) */};
 _Static_assert(sizeof(migrations) / sizeof(migrations[0]) + 1 == SQLITE_SCHEMA_VERSION,
                "one migration per schema version");
 
@@ -370,6 +371,7 @@ sqlite_close(void *arg)
     sqlite3_finalize(be->get_keys);
     sqlite3_finalize(be->get_gen);
     sqlite3_finalize(be->get_dev);
+    sq_prov_cache_free(be);
     sqlite3_close(be->db);
     free(be);
 }
@@ -468,7 +470,7 @@ prepare_hot(struct sqlite_be *be)
         (ret = sq_prepare(be, "SELECT value FROM generation WHERE id = 1", &be->get_gen)) != 0 ||
         (ret = sq_prepare(be,
                        "SELECT mac, principal, state, spki_sha256, created, modified, revoked,"
-                       " generation, comment FROM device WHERE mac = ?",
+                       " generation, comment, cert_sha256 FROM device WHERE mac = ?",
                        &be->get_dev)) != 0)
         return ret;
     return 0;
@@ -1125,8 +1127,10 @@ out:
 
 /* ---- devices ---- */
 
-#define DEVICE_COLUMNS                                                                         \
+#define DEVICE_INSERT_COLUMNS                                                                  \
     "mac, principal, state, spki_sha256, created, modified, revoked, generation, comment"
+/* What a read returns: the inserted columns and the operator certificate's hash (prov.h). */
+#define DEVICE_COLUMNS DEVICE_INSERT_COLUMNS ", cert_sha256"
 
 char *
 sq_column_strdup(sqlite3_stmt *st, int col)
@@ -1158,6 +1162,14 @@ read_device_row(sqlite3_stmt *st, struct ck_store_device_row *row)
         }
         memcpy(row->spki_sha256, pin, CK_DEVICE_SPKI_HASH_LEN);
         row->has_pin = true;
+    }
+    if (sqlite3_column_type(st, 9) != SQLITE_NULL) {
+        if (sqlite3_column_bytes(st, 9) != 32) {
+            ck_store_device_row_clear(row);
+            return ck_error_set(CK_ERR_DB, "device row: malformed certificate hash");
+        }
+        memcpy(row->cert_sha256, sqlite3_column_blob(st, 9), 32);
+        row->has_cert = true;
     }
     row->state = sqlite3_column_int(st, 2);
     row->created = sqlite3_column_int64(st, 4);
@@ -1245,7 +1257,7 @@ sqlite_device_add(void *arg, const struct ck_store_device_row *row, int64_t now)
     }
     if ((ret = sq_bump_generation(be, CK_CHANGE_DEVICE, row->mac, &gen)) != 0 ||
         (ret = sq_run(be, "add device",
-                       "INSERT INTO device(" DEVICE_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                       "INSERT INTO device(" DEVICE_INSERT_COLUMNS ") VALUES (?, ?, ?, ?, ?, ?, 0, ?, ?)",
                        ARGS(A_TEXT(row->mac), A_TEXT(row->principal), A_INT(row->state),
                             row->has_pin ? A_BLOB(row->spki_sha256, CK_DEVICE_SPKI_HASH_LEN)
                                          : A_NULL,
@@ -1448,6 +1460,13 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .alarm_record = sq_alarm_record,
     .alarm_list = sq_alarm_list,
     .alarm_clear = sq_alarm_clear,
+    .prov_begin = sq_prov_begin,
+    .prov_end = sq_prov_end,
+    .prov_bump = sq_prov_bump,
+    .prov_audit = sq_prov_audit,
+    .prov_exec = sq_prov_exec,
+    .prov_query = sq_prov_query,
+    .prov_principal_ensure = sq_prov_principal_ensure,
     .unlock = sq_unlock,
     .snapshot = sq_snapshot,
     .load_dump = sq_load_dump,

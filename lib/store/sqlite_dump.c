@@ -98,11 +98,22 @@ load_device(void *arg, const struct ck_store_device_row *row)
 
     return sq_run(lb->be, "load device",
                   "INSERT INTO device(mac, principal, state, spki_sha256, created, modified,"
-                  " revoked, generation, comment) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  " revoked, generation, comment, cert_sha256) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?,"
+                  " ?)",
                   ARGS(A_TEXT(row->mac), A_TEXT(row->principal), A_INT(row->state),
                        row->has_pin ? A_BLOB(row->spki_sha256, CK_DEVICE_SPKI_HASH_LEN) : A_NULL,
                        A_INT(row->created), A_INT(row->modified), A_INT(row->revoked),
-                       A_INT(lb->gen), A_TEXT(row->comment != NULL ? row->comment : "")));
+                       A_INT(lb->gen), A_TEXT(row->comment != NULL ? row->comment : ""),
+                       row->has_cert ? A_BLOB(row->cert_sha256, 32) : A_NULL));
+}
+
+/* issue 10: a provisioning table's row (store_prov.c's statement). */
+static int
+load_prov(void *arg, const char *sql, const struct ck_prov_arg *a, size_t n)
+{
+    struct load_be *lb = arg;
+
+    return sq_prov_exec(lb->be, "load provisioning row", sql, a, n, NULL);
 }
 
 static const struct ck_store_load_sink sqlite_sink = {
@@ -111,6 +122,7 @@ static const struct ck_store_load_sink sqlite_sink = {
     .lockout = load_lockout,
     .history = load_history,
     .device = load_device,
+    .prov = load_prov,
 };
 
 int

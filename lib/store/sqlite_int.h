@@ -22,6 +22,7 @@ struct sqlite_be {
     sqlite3_stmt *get_dev;
     struct ck_store_audit *audit;   /* the store's actor and pending action (NULL: none) */
     bool audit_written;             /* the current write transaction has its audit row */
+    struct sq_prov_cache *prov;     /* sqlite_prov.c: its prepared statements */
 };
 
 /* ---- typed, checked parameter binding ----
@@ -200,5 +201,22 @@ int sq_alarm_record(void *be, const ck_alarm_row *row, int64_t keep);
 int sq_alarm_list(void *be, const ck_alarm_filter *f, ck_store_alarm_cb cb, void *arg);
 int sq_alarm_clear(void *be, const ck_alarm_filter *f, const char *by, int64_t now_ms,
                    uint64_t *n);
+
+/* ---- provisioning (sqlite_prov.c, issue 10) ---- */
+
+/* Schema step 7 -> 8: the customer database and device.cert_sha256. */
+extern const char *const sq_schema_prov[];
+int sq_prov_begin(void *be);
+int sq_prov_end(void *be, int ret);
+int sq_prov_bump(void *be, const char *mac, uint64_t *gen);
+int sq_prov_audit(void *be, const char *object);
+int sq_prov_exec(void *be, const char *what, const char *sql, const struct ck_prov_arg *a,
+                 size_t n, uint64_t *affected);
+int sq_prov_query(void *be, const char *what, const char *sql, const struct ck_prov_arg *a,
+                  size_t n, int (*cb)(const struct ck_prov_row *r, void *arg), void *arg);
+int sq_prov_principal_ensure(void *be, const struct ck_store_princ_row *row, int64_t now,
+                             bool *created);
+/* The statement cache of sqlite_prov.c, finalized by sqlite_close. */
+void sq_prov_cache_free(struct sqlite_be *be);
 
 #endif

@@ -891,6 +891,7 @@ ck_store_close(ck_store *store)
         return;
     ck_store_cache_destroy(&store->cache);
     ck_store_cache_destroy(&store->dev_cache);
+    ck_store_prov_free_int(store);
     if (store->ops != NULL)
         store->ops->close(store->be);
     ck_key_clear(&store->mkey);
@@ -1742,7 +1743,8 @@ device_from_row(struct ck_store_device_row *row, bool borrow, ck_db_device *dev)
     if (row->mac == NULL || ck_device_mac_parse(row->mac, canon) != 0 ||
         strcmp(canon, row->mac) != 0 || row->principal == NULL || row->comment == NULL)
         return ck_error_set(CK_ERR_DB, "device row malformed");
-    if (row->state != CK_DEVICE_ACTIVE && row->state != CK_DEVICE_REVOKED)
+    if (row->state != CK_DEVICE_ACTIVE && row->state != CK_DEVICE_REVOKED &&
+        row->state != CK_DEVICE_UNPROVISIONED)
         return ck_error_set(CK_ERR_UNSUPPORTED, "device %s: state %d unknown to this version",
                             row->mac, row->state);
     memcpy(dev->mac, canon, sizeof(dev->mac));
@@ -1753,6 +1755,8 @@ device_from_row(struct ck_store_device_row *row, bool borrow, ck_db_device *dev)
     dev->modified = row->modified;
     dev->revoked = row->revoked;
     dev->generation = row->generation;
+    dev->has_cert = row->has_cert;
+    memcpy(dev->cert_sha256, row->cert_sha256, sizeof(dev->cert_sha256));
     dev->principal = row->principal;
     dev->comment = row->comment;
     if (!borrow) {

@@ -104,6 +104,26 @@ void store_audit_describe_keys(char *buf, size_t size, const ck_db_key *keys, si
 /* Change callback. */
 typedef void (*ck_store_change_cb)(enum ck_store_change_kind kind, const char *key, void *arg);
 
+/* Provisioning statements' parameters and result rows (store_prov.c; the backends convert). */
+enum ck_prov_arg_type { CK_PA_INT, CK_PA_TEXT, CK_PA_BLOB, CK_PA_NULL };
+struct ck_prov_arg {
+    enum ck_prov_arg_type type;
+    int64_t i;
+    const char *s;  /* CK_PA_TEXT: NUL-terminated; NULL binds SQL NULL */
+    const void *p;  /* CK_PA_BLOB (NULL binds SQL NULL) */
+    size_t len;
+};
+/* One result row: integers (0 for NULL), NULL test, text and blobs as malloc'd copies (text
+ * NULL for SQL NULL or no memory; blob: *p NULL, *len 0 for SQL NULL). */
+struct ck_prov_row {
+    const void *impl;
+    int row;
+    int64_t (*i64)(const struct ck_prov_row *r, int col);
+    bool (*null)(const struct ck_prov_row *r, int col);
+    char *(*text)(const struct ck_prov_row *r, int col);
+    int (*blob)(const struct ck_prov_row *r, int col, uint8_t **p, size_t *len);
+};
+
 /* One device as the backend stores it (store.c validates before and after). */
 struct ck_store_device_row {
     char *mac;
@@ -114,6 +134,10 @@ struct ck_store_device_row {
     int64_t created, modified, revoked;
     uint64_t generation;
     char *comment;
+    /* issue 10 (prov.h): the current operator certificate's SHA-256, written only by the
+     * provisioning actions (store_prov.c); a load keeps it. */
+    bool has_cert;
+    uint8_t cert_sha256[32];
 };
 
 /* Device updates a backend applies in one transaction (with the generation bump). */
@@ -131,6 +155,10 @@ struct ck_store_load_sink {
     int (*lockout)(void *be, const char *name, const ck_db_lockout *l);
     int (*history)(void *be, const char *name, const struct ck_store_key_row *row);
     int (*device)(void *be, const struct ck_store_device_row *row); /* generation ignored */
+    /* issue 10: one row of a provisioning table (sql: ck_prov_dump_tables[].insert_sql), and
+     * after the last one (optional: NULL) whatever the backend must do once they are in. */
+    int (*prov)(void *be, const char *sql, const struct ck_prov_arg *a, size_t n);
+    int (*prov_done)(void *be);
 };
 
 struct ck_store_ops {
@@ -326,6 +354,29 @@ struct ck_store_ops {
     int (*alarm_list)(void *be, const ck_alarm_filter *f, ck_store_alarm_cb cb, void *arg);
     int (*alarm_clear)(void *be, const ck_alarm_filter *f, const char *by, int64_t now_ms,
                        uint64_t *n);
+
+    /* ---- Provisioning (issue 10, cablekey/prov.h: store_prov.c, sqlite_prov.c, pg_prov.c) ----
+     * The generic layer holds every rule and every statement (a portable SQL subset with
+     * numbered parameters $1..$n, see store_prov.c); a backend only runs them. prov_begin: a
+     * write transaction serialized with every other writer (BEGIN IMMEDIATE / the generation
+     * row's lock), so read-then-write sequences (the lowest free number) cannot race.
+     * prov_end: commit if ret == 0, else roll back; returns ret or the commit's error.
+     * prov_bump: inside it, the device change (counter, change log naming mac, the pending
+     * audit row); *gen the new counter. prov_audit: the pending audit row without a bump (a
+     * change the KDC does not read). prov_exec / prov_query: one statement; *affected (may be
+     * NULL) the rows changed; cb gets each result row (a non-zero return stops and is
+     * returned). prov_principal_ensure: inside the transaction, inserts row (a new principal,
+     * keys encrypted) unless the name exists (*created false). */
+    int (*prov_begin)(void *be);
+    int (*prov_end)(void *be, int ret);
+    int (*prov_bump)(void *be, const char *mac, uint64_t *gen);
+    int (*prov_audit)(void *be, const char *object);
+    int (*prov_exec)(void *be, const char *what, const char *sql, const struct ck_prov_arg *a,
+                     size_t n, uint64_t *affected);
+    int (*prov_query)(void *be, const char *what, const char *sql, const struct ck_prov_arg *a,
+                      size_t n, int (*cb)(const struct ck_prov_row *r, void *arg), void *arg);
+    int (*prov_principal_ensure)(void *be, const struct ck_store_princ_row *row, int64_t now,
+                                 bool *created);
 };
 
 /* open() flag of ck_store_load (dump.c), never public: the new database is a load's target.
@@ -443,7 +494,32 @@ struct ck_store {
     struct ck_store_cache dev_cache; /* devices, checked on every lookup */
     struct ck_store_audit audit;     /* the actor and the pending audit action */
     struct ck_cache_contact contact; /* k9fleet: database contact of both caches */
+    struct ck_store_prov *prov;      /* issue 10: the outbox targets (store_prov.c) */
 };
+
+/* Frees store->prov (ck_store_close). */
+void ck_store_prov_free_int(ck_store *store);
+
+/* The provisioning tables in a dump (store_prov.c; dump.c writes and reads them, format 2):
+ * one record type per table, one field per column (the column's name as key), paged by the
+ * first column (the primary key): page_sql takes $1 = the last key seen (integer keys: 0 first,
+ * text keys: "" first) and $2 = a page size, and selects the columns in order. insert_sql takes
+ * the columns in order. A text column that is not nullable reads "" for a dump's "-". */
+struct ck_prov_dump_col {
+    const char *name;
+    enum ck_prov_arg_type type;
+    bool nullable;
+};
+struct ck_prov_dump_table {
+    const char *record;          /* "prov-customer" */
+    const char *page_sql;
+    const char *insert_sql;
+    const struct ck_prov_dump_col *cols;
+    size_t n_cols;
+};
+#define CK_PROV_DUMP_KEY_MAX 160 /* a text primary key (the idempotency key is the longest) */
+extern const struct ck_prov_dump_table ck_prov_dump_tables[];
+extern const size_t ck_prov_dump_n_tables;
 
 int ck_store_cache_init(struct ck_store_cache *c, enum ck_store_change_kind kind,
                         const struct ck_cache_source *src, size_t max_entries);

@@ -62,8 +62,8 @@ realm_ktexport "$tmp/svc.keytab" host/svc.dump.test
 cli_ok "db dump --out" db dump --db "$DB" --out "$tmp/realm.dump"
 if [ "$(stat -c %a "$tmp/realm.dump")" = 600 ]; then ok "the dump file is mode 0600"
 else not_ok "the dump file is mode 0600" "mode $(stat -c %a "$tmp/realm.dump")"; fi
-if head -n 1 "$tmp/realm.dump" | grep -q '^cablekey-dump version=1 realm=DUMP.TEST ' &&
-    tail -n 1 "$tmp/realm.dump" | grep -Eq '^end policies=1 principals=6 keys=[0-9]+ lockouts=1 history=1 devices=2 sha256=[0-9a-f]{64}$'; then
+if head -n 1 "$tmp/realm.dump" | grep -q '^cablekey-dump version=2 realm=DUMP.TEST ' &&
+    tail -n 1 "$tmp/realm.dump" | grep -Eq '^end policies=1 principals=6 keys=[0-9]+ lockouts=1 history=1 devices=2 prov=0 sha256=[0-9a-f]{64}$'; then
     ok "header and trailer: version, realm, counts, SHA-256"
 else
     not_ok "header and trailer" "$(head -n 1 "$tmp/realm.dump"; tail -n 1 "$tmp/realm.dump")"
@@ -99,7 +99,7 @@ cli_fails "a truncated dump is refused" "line 9: the dump is truncated" \
 sed 's/^\(principal name=mta1@DUMP.TEST attributes=\)128/\10/' "$tmp/realm.dump" >"$tmp/edit.dump"
 cmp -s "$tmp/edit.dump" "$tmp/realm.dump" && bail "the edit did not change the dump"
 cli_fails "an edited dump is refused" "SHA-256 mismatch" db load --db "$NDB" "$tmp/edit.dump"
-sed '1s/version=1/version=7/' "$tmp/realm.dump" >"$tmp/ver.dump"
+sed '1s/version=2/version=7/' "$tmp/realm.dump" >"$tmp/ver.dump"
 cli_fails "a newer format version is refused" "format version 7" \
     db load --db "$NDB" "$tmp/ver.dump"
 if [ ! -e "$NDB" ] && [ ! -e "$NDB-wal" ]; then ok "refused loads created no database"

@@ -306,7 +306,7 @@ else not_ok "the existing realm was untouched" "$(diff "$tmp/pg-before.dump" "$t
 cli_ok "load into the new database" db load --db "$NEWURI" --stash "$STASH" "$tmp/sqlite.dump"
 psql_role "UPDATE schema_version SET version = 99" ckload >/dev/null
 cli_fails "db dump refuses a schema of another version" \
-    "schema version 99, this cablekey knows version 1 only" \
+    "schema version 99, this cablekey knows version 2 only" \
     db dump --db "$NEWURI" --stash "$STASH" --out "$tmp/v99.dump"
 cli_fails "principal list refuses it too" "schema version 99" \
     principal list --db "$NEWURI" --stash "$STASH"

@@ -725,7 +725,8 @@ mac_parse(void)
     CHECK_INT_EQ(ck_device_mac_parse(NULL, out), CK_ERR_INVAL);
     CHECK(strcmp(ck_device_state_name(CK_DEVICE_ACTIVE), "active") == 0);
     CHECK(strcmp(ck_device_state_name(CK_DEVICE_REVOKED), "revoked") == 0);
-    CHECK(strcmp(ck_device_state_name((enum ck_device_state)3), "unknown") == 0);
+    CHECK(strcmp(ck_device_state_name(CK_DEVICE_UNPROVISIONED), "unprovisioned") == 0);
+    CHECK(strcmp(ck_device_state_name((enum ck_device_state)9), "unknown") == 0);
 }
 
 static void
@@ -1248,10 +1249,9 @@ device_hostile(void)
     d = NULL;
     ck_store_close(s);
 
-    /* A hand-edited database: a state this version does not know (the reserved unprovisioned
-     * value, say) fails closed; so does a non-canonical MAC. The KDC refuses both. */
+    /* A hand-edited database: a state this version does not know (9, say) fails closed; so does a non-canonical MAC. The KDC refuses both. */
     CHECK(sqlite3_open(db, &raw) == SQLITE_OK);
-    CHECK(sqlite3_exec(raw, "UPDATE device SET state = 3 WHERE mac = '" MAC1 "';"
+    CHECK(sqlite3_exec(raw, "UPDATE device SET state = 9 WHERE mac = '" MAC1 "';"
                             "INSERT INTO device(mac, principal, state, created, modified,"
                             " generation) VALUES ('00:10:18:AA:BB:03', 'mta@TEST.REALM', 1, 1, 1,"
                             " 1)",

@@ -341,7 +341,7 @@ round_trip(void)
     CHECK(strstr(t1, "\nprincipal name=host/mta%201.example.com@" REALM " ") != NULL);
     CHECK(strstr(t1, "\nprincipal name=-@" REALM " ") != NULL);
     CHECK(strstr(t1, "name=svc/100%25-@" REALM " ") != NULL);
-    CHECK(strstr(t1, "comment=%2D\n") != NULL);
+    CHECK(strstr(t1, "comment=%2D cert=-\n") != NULL);
     CHECK(strstr(t1, "\nlockout fail-count=2 last-failed=1900000300 ") != NULL);
     CHECK(strstr(t1, "\nlockout fail-count=0 last-failed=0 last-success=0 epoch=1\n") != NULL);
     CHECK(strstr(t1, "\nrealm enctypes=18,19 max-life=7200 ") != NULL);
@@ -500,10 +500,32 @@ refusals(void)
     free(line);
 
     /* Wrong version, unknown record, wrong checksum, counts, trailing data. */
-    bad = replace(t, "version=1 ", "version=2 ");
+    bad = replace(t, "version=2 ", "version=3 ");
     CHECK_INT_EQ(load_text(bad, NULL), CK_ERR_UNSUPPORTED);
-    CHECK(strstr(ck_error_context(), "version 2") != NULL);
+    CHECK(strstr(ck_error_context(), "version 3") != NULL);
     free(bad);
+    /* Format 1 (before the provisioning tables): no cert= on devices, no prov= count; it loads.
+     * A format 2 header over format 1 records is refused. */
+    {
+        char *v1 = replace(t, "version=2 ", "version=1 "), *next;
+
+        while (strstr(v1, " cert=-\n") != NULL) {
+            next = replace(v1, " cert=-\n", "\n");
+            free(v1);
+            v1 = next;
+        }
+        next = replace(v1, " prov=0 ", " ");
+        free(v1);
+        v1 = next;
+        reseal(v1);
+        CHECK_OK(load_text(v1, NULL));
+        unlink(path_db2);
+        next = replace(v1, "version=1 ", "version=2 ");
+        reseal(next);
+        CHECK_INT_EQ(load_text(next, NULL), CK_ERR_DECODE);
+        free(next);
+        free(v1);
+    }
     bad = replace(t, "\nrealm ", "\nrealm2 ");
     reseal(bad);
     CHECK_INT_EQ(load_text(bad, NULL), CK_ERR_DECODE);

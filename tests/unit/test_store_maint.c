@@ -263,6 +263,9 @@ backup_restore_identical(void)
                  " NULL, created INTEGER NOT NULL, modified INTEGER NOT NULL);"
                  " INSERT INTO principal SELECT * FROM principal_v2; DROP TABLE principal_v2;"
                  " DROP TABLE policy; DROP TABLE alarm;"
+                 " DROP TABLE prov_customer; DROP TABLE prov_device; DROP TABLE prov_number;"
+                 " DROP TABLE prov_cert; DROP TABLE prov_event; DROP TABLE prov_idem;"
+                 " DROP TABLE prov_outbox; ALTER TABLE device DROP COLUMN cert_sha256;"
                  " UPDATE schema_version SET version = 2");
         CHECK_OK(ck_store_restore(db, NULL, old, 0, "tester", &ri));
         CHECK_INT_EQ(ri.backup_schema_version, 2);
