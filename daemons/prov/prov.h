@@ -109,6 +109,15 @@ int prov_webhooks_start(const struct prov_config *cfg, int64_t (*now_fn)(void),
                         struct prov_webhooks **out);
 void prov_webhooks_kick(struct prov_webhooks *w);   /* an action committed: look now */
 void prov_webhooks_stop(struct prov_webhooks *w);   /* bounded: at most 2 s */
+/* The retry schedule (docs/prov-signer-webhooks.md): after the n-th failed attempt the next one
+ * is min(2^(n-1), PROV_WEBHOOK_BACKOFF_MAX) seconds later; a delivery still failing
+ * PROV_WEBHOOK_GIVE_UP seconds after its creation is given up: recorded (ck_prov_outbox_attempt)
+ * with next_attempt = PROV_WEBHOOK_GAVE_UP and delivered false, so it is never due again and the
+ * delivery log shows it as failed. The body's top-level "event" member names the event
+ * (X-Cablekey-Event). */
+#define PROV_WEBHOOK_BACKOFF_MAX 3600
+#define PROV_WEBHOOK_GIVE_UP (72 * 3600)
+#define PROV_WEBHOOK_GAVE_UP CK_PROV_OUTBOX_GIVEN_UP
 
 /* ---- the UDP servers (fqdn.c, devchan.c), in the back process: each a ck_net_server on its
  * own store connection and the keytab's mtafqdn/ prov/ keys ---- */

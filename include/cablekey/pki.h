@@ -97,6 +97,9 @@ typedef enum ck_pki_profile {
     CK_PKI_PROFILE_DEVICE,
     CK_PKI_PROFILE_SERVER,
     CK_PKI_PROFILE_SIGNALING,
+    CK_PKI_PROFILE_OPERATOR_DEVICE, /* an MTA's operator certificate (issue 10): CN = MAC,
+                                     * id-pkinit-KPClientAuth + clientAuth, the phone-ID
+                                     * extension (spec->phone_ids); see ck_pki_operator_issue */
 } ck_pki_profile;
 
 #define CK_PKI_MAX_DNS_NAMES 16
@@ -113,6 +116,8 @@ typedef struct ck_pki_cert_spec {
     int path_len;              /* CAs: pathLenConstraint, -1 for none */
     int64_t not_before;        /* validity, epoch seconds; not_after is clamped to the issuer's */
     int64_t not_after;
+    const uint8_t (*phone_ids)[32]; /* OPERATOR_DEVICE: the phone IDs (ck_pki_phone_id) */
+    size_t n_phone_ids;             /* 0..CK_PKI_MAX_PHONE_IDS */
 } ck_pki_cert_spec;
 
 /* Issues a certificate for subject_key (its public half) signed by issuer_key; issuer NULL makes a
@@ -171,5 +176,46 @@ int ck_pki_certs_write_pem(const char *path, X509 *cert, STACK_OF(X509) *more, u
  * KDF is OpenSSL's EVP_BytesToKey (one MD5 round), far weaker than PBKDF2. */
 #define CK_PKI_PEM_TRADITIONAL 0x4
 int ck_pki_key_write_pem(const char *path, EVP_PKEY *key, const char *password, unsigned flags);
+
+/* ---------------------------------------------------------------------------------------------
+ * Operator device certificates and phone IDs (issue 10, cablekey-prov; docs/cablekey.md "pki").
+ *
+ * The provisioning CA (pki init's prov-ca, under sp-root) certifies the SAME public key the
+ * manufacturer certified, with subject C/O/OU copied from the provisioning CA and CN = the MAC
+ * ("xx:xx:xx:xx:xx:xx", as the manufacturer writes it), EKU id-pkinit-KPClientAuth + clientAuth,
+ * and the non-critical extension
+ *     id-cablekey-phone-ids OBJECT IDENTIFIER ::= { 2 25 178893561123004519330412342127154437651 }
+ *     PhoneIds ::= SEQUENCE SIZE (0..8) OF OCTET STRING (SIZE (32))
+ * Each phone ID is HMAC-SHA-256(phone-ID key, "cablekey phone-id v1" || number digits): a keyed
+ * one-way function, so the certificate never reveals the number (an unkeyed hash of a 10-digit
+ * number is reversed by trying them all) while the operator, who holds the key, can match a
+ * number to a certificate. */
+#define CK_PKI_PHONE_IDS_OID "2.25.178893561123004519330412342127154437651"
+#define CK_PKI_PHONE_ID_LEN 32
+#define CK_PKI_PHONE_ID_KEY_LEN 32
+#define CK_PKI_MAX_PHONE_IDS 8
+#define CK_PKI_NUMBER_MAX 15 /* E.164 digits, no '+' */
+
+/* The phone ID of number (1..CK_PKI_NUMBER_MAX ASCII digits; anything else CK_ERR_INVAL). */
+int ck_pki_phone_id(const uint8_t key[CK_PKI_PHONE_ID_KEY_LEN], const char *number,
+                    uint8_t out[CK_PKI_PHONE_ID_LEN]);
+/* The phone-ID key file: exactly CK_PKI_PHONE_ID_KEY_LEN bytes, a regular file of this user that
+ * group and others cannot access (CK_ERR_PERM). create: CK_PKI_PHONE_ID_KEY_LEN random bytes, mode
+ * 0600, exclusive (an existing file is CK_ERR_EXISTS and is left alone), fsync'd. */
+int ck_pki_phone_id_key_load(const char *path, uint8_t key[CK_PKI_PHONE_ID_KEY_LEN]);
+int ck_pki_phone_id_key_create(const char *path);
+
+/* Issues the operator certificate of the device certified by mfg_cert (its key, its MAC): checks
+ * that mfg_cert's CN is a MAC equal to mac (CK_ERR_POLICY otherwise), then ck_pki_cert_issue with
+ * the OPERATOR_DEVICE profile, signed by issuer/issuer_key (the provisioning CA). */
+int ck_pki_operator_issue(X509 *mfg_cert, const uint8_t mac[6],
+                          const uint8_t (*phone_ids)[CK_PKI_PHONE_ID_LEN], size_t n_phone_ids,
+                          int64_t not_before, int64_t not_after, X509 *issuer,
+                          EVP_PKEY *issuer_key, X509 **out);
+/* The phone IDs of a certificate's id-cablekey-phone-ids extension, in order. No extension:
+ * CK_ERR_NOTFOUND; a malformed one (not strict DER, an ID not 32 bytes, more than max):
+ * CK_ERR_DECODE / CK_ERR_LIMIT. */
+int ck_pki_cert_phone_ids(X509 *cert, uint8_t (*ids)[CK_PKI_PHONE_ID_LEN], size_t max,
+                          size_t *n);
 
 #endif

@@ -168,7 +168,9 @@ int ck_prov_device_list(ck_store *store, const ck_prov_device_query *q, ck_prov_
  * device table does not know: creates the principal (random keys, requires-preauth) when
  * missing, the KDC's device row (UNPROVISIONED, pinned to spki_sha256) and the provisioning row
  * (UNPROVISIONED, the manufacturer certificate kept), one event "admitted". CK_ERR_EXISTS if the
- * MAC is known by then (another KDC won: re-read the device). */
+ * MAC is known by then (another KDC won: re-read the device). A provisioning record left by an
+ * operator's `cablekey device delete` is started afresh (numbers freed, certificates
+ * superseded, history kept), except a REVOKED one: CK_ERR_POLICY. */
 int ck_prov_admit_unprovisioned(ck_store *store, const char *mac, const char *principal,
                                 const uint8_t spki_sha256[32], const uint8_t *mfg_cert_der,
                                 size_t mfg_cert_len, int64_t now);
@@ -183,7 +185,20 @@ int ck_prov_device_report(ck_store *store, const ck_prov_actor *who, const char 
 /* The actions. Each checks the state (CK_ERR_POLICY names it), then in one transaction writes
  * the KDC's device row, the provisioning rows, the certificate (cert_der: signed beforehand by
  * the signer; NULL when the action needs none), one event, the outbox rows for `event` and the
- * idempotency record. *event_id is the new event. */
+ * idempotency record. *event_id is the new event.
+ * As implemented (P1): fields are checked before the state (CK_ERR_INVAL names the field:
+ * customer for provision/loaner/repair, segment for move, services-or-certificate for
+ * change-service, for for loaner). A new certificate becomes the device's only current one
+ * (the others superseded) and its hash the KDC row's cert_sha256; provision, loaner and
+ * change-service without one keep what the device has (none for a new device); move, repair and
+ * return without one leave it none (the old one names the old number or account). Numbers:
+ * `number` must be free in that segment's pool (CK_ERR_EXISTS taken, CK_ERR_NOTFOUND in no
+ * pool, CK_ERR_INVAL another segment's); none given: the lowest free one (CK_ERR_FULL when the
+ * segment has none). The KDC row: PROVISIONED/REPAIR -> ACTIVE, UNPROVISIONED -> UNPROVISIONED,
+ * REVOKED -> REVOKED; CK_ERR_NOTFOUND if an operator deleted it (`cablekey device delete`).
+ * Revoke frees the numbers and supersedes the certificates, keeping the customer for the
+ * record; reinstate and deprovision clear the customer. A loaner must name a device the
+ * database knows. */
 typedef struct ck_prov_action {
     const char *mac;
     int64_t customer_id;         /* provision, loaner, repair (the facility's account) */

@@ -221,6 +221,10 @@ add_eku(X509 *x, const ck_pki_cert_spec *spec)
         nids[n++] = NID_client_auth; /* the same certificate may serve TLS client login */
         break;
     case CK_PKI_PROFILE_DEVICE: nids[n++] = NID_pkInitClientAuth; break;
+    case CK_PKI_PROFILE_OPERATOR_DEVICE:
+        nids[n++] = NID_pkInitClientAuth;
+        nids[n++] = NID_client_auth; /* the device channel may use it for TLS client login */
+        break;
     case CK_PKI_PROFILE_SERVER: nids[n++] = NID_server_auth; break;
     case CK_PKI_PROFILE_SIGNALING:
         nids[n++] = NID_server_auth;
@@ -445,6 +449,9 @@ ck_pki_cert_issue(const ck_pki_cert_spec *spec, EVP_PKEY *subject_key, X509 *iss
     }
     if (spec->not_before >= not_after)
         return ck_error_set(CK_ERR_INVAL, "certificate: validity period is empty");
+    if (spec->n_phone_ids > 0 && spec->profile != CK_PKI_PROFILE_OPERATOR_DEVICE)
+        return ck_error_set(CK_ERR_INVAL, "certificate: only an operator device certificate "
+                                          "carries phone IDs");
     if ((ret = build_subject(spec, &subject)) != 0)
         goto out;
     if ((x = X509_new()) == NULL) {
@@ -462,6 +469,9 @@ ck_pki_cert_issue(const ck_pki_cert_spec *spec, EVP_PKEY *subject_key, X509 *iss
     if ((ret = set_random_serial(x)) != 0 || (ret = add_basic_constraints(x, spec)) != 0 ||
         (ret = add_key_usage(x, spec, subject_key)) != 0 || (ret = add_eku(x, spec)) != 0 ||
         (ret = add_san(x, spec)) != 0 || (ret = add_key_ids(x, issuer)) != 0)
+        goto out;
+    if (spec->profile == CK_PKI_PROFILE_OPERATOR_DEVICE &&
+        (ret = ck_pki_phone_ids_ext(x, spec->phone_ids, spec->n_phone_ids)) != 0)
         goto out;
     if (X509_sign(x, issuer_key, signing_digest(issuer_key)) <= 0) {
         ret = ck_error_set_ssl(CK_ERR_CRYPTO, "signing the certificate");

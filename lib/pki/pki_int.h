@@ -21,4 +21,7 @@ int ck_pki_chain_order(X509 *cert, STACK_OF(X509) *certs, STACK_OF(X509) **out);
 int ck_pki_certs_from_pem(const uint8_t *buf, size_t len, size_t max, const char *name,
                           STACK_OF(X509) **out);
 
+/* Adds the id-cablekey-phone-ids extension (non-critical) holding ids (operator.c). */
+int ck_pki_phone_ids_ext(X509 *x, const uint8_t (*ids)[32], size_t n);
+
 #endif

@@ -192,9 +192,9 @@ pg_prov_end(void *arg, int ret)
 }
 
 int
-pg_prov_bump(void *arg, const char *mac, uint64_t *gen)
+pg_prov_bump(void *arg, enum ck_store_change_kind kind, const char *key, uint64_t *gen)
 {
-    return pg_bump_generation(arg, CK_CHANGE_DEVICE, mac, gen);
+    return pg_bump_generation(arg, kind, key, gen);
 }
 
 int

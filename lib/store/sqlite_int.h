@@ -208,7 +208,7 @@ int sq_alarm_clear(void *be, const ck_alarm_filter *f, const char *by, int64_t n
 extern const char *const sq_schema_prov[];
 int sq_prov_begin(void *be);
 int sq_prov_end(void *be, int ret);
-int sq_prov_bump(void *be, const char *mac, uint64_t *gen);
+int sq_prov_bump(void *be, enum ck_store_change_kind kind, const char *key, uint64_t *gen);
 int sq_prov_audit(void *be, const char *object);
 int sq_prov_exec(void *be, const char *what, const char *sql, const struct ck_prov_arg *a,
                  size_t n, uint64_t *affected);

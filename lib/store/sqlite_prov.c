@@ -288,9 +288,9 @@ sq_prov_end(void *arg, int ret)
 }
 
 int
-sq_prov_bump(void *arg, const char *mac, uint64_t *gen)
+sq_prov_bump(void *arg, enum ck_store_change_kind kind, const char *key, uint64_t *gen)
 {
-    return sq_bump_generation(arg, CK_CHANGE_DEVICE, mac, gen);
+    return sq_bump_generation(arg, kind, key, gen);
 }
 
 int

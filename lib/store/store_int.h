@@ -369,7 +369,7 @@ struct ck_store_ops {
      * keys encrypted) unless the name exists (*created false). */
     int (*prov_begin)(void *be);
     int (*prov_end)(void *be, int ret);
-    int (*prov_bump)(void *be, const char *mac, uint64_t *gen);
+    int (*prov_bump)(void *be, enum ck_store_change_kind kind, const char *key, uint64_t *gen);
     int (*prov_audit)(void *be, const char *object);
     int (*prov_exec)(void *be, const char *what, const char *sql, const struct ck_prov_arg *a,
                      size_t n, uint64_t *affected);

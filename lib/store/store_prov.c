@@ -1422,7 +1422,7 @@ kdc_row_write(ck_store *store, const char *mac, enum ck_device_state state,
     uint64_t n = 0;
     int ret;
 
-    if ((ret = store->ops->prov_bump(store->be, mac, gen)) != 0)
+    if ((ret = store->ops->prov_bump(store->be, CK_CHANGE_DEVICE, mac, gen)) != 0)
         return ret;
     if ((ret = q_exec(store, "device",
                       "UPDATE device SET state = $1, revoked = $2, cert_sha256 = $3, modified = $4,"
@@ -1992,9 +1992,10 @@ ck_prov_admit_unprovisioned(ck_store *store, const char *mac, const char *princi
     struct ck_store_princ_row prow;
     char canon[CK_DEVICE_MAC_LEN + 1];
     ck_prov_device d;
+    ck_prov_device *old = NULL;
     struct txn t;
     uint64_t gen = 0;
-    int64_t ev = 0;
+    int64_t ev = 0, first_seen = now;
     bool known = false, created = false;
     int ret;
 
@@ -2013,16 +2014,36 @@ ck_prov_admit_unprovisioned(ck_store *store, const char *mac, const char *princi
     if ((ret = txn_begin(&t, store, &kdc, "prov.admit", canon, "principal %s", principal)) != 0)
         goto done;
     if ((ret = q_query(store, "device", "SELECT mac FROM device WHERE mac = $1",
-                       QARGS(Q_TEXT(canon)), cb_found, &known)) != 0 ||
-        (!known && (ret = q_query(store, "device", "SELECT mac FROM prov_device WHERE mac = $1",
-                                  QARGS(Q_TEXT(canon)), cb_found, &known)) != 0))
+                       QARGS(Q_TEXT(canon)), cb_found, &known)) != 0)
         goto out;
     if (known) {
         ret = ck_error_set(CK_ERR_EXISTS, "device %s already exists", canon);
         goto out;
     }
+    /* A provisioning record without the KDC's row: an operator deleted the device (`cablekey
+     * device delete`), which forgets it; it comes back as a new device, its history kept.
+     * Never a revoked one: a stolen device stays refused until someone reinstates it. */
+    ret = device_load(store, canon, &old);
+    if (ret == 0 && old->state == CK_PROV_REVOKED) {
+        ret = ck_error_set(CK_ERR_POLICY, "device %s is revoked: cannot admit it", canon);
+        goto out;
+    }
+    if (ret == 0) {
+        if ((ret = numbers_release(store, old)) != 0 ||
+            (ret = certs_supersede(store, canon)) != 0 ||
+            (ret = q_exec(store, "admit device", "DELETE FROM prov_device WHERE mac = $1",
+                          QARGS(Q_TEXT(canon)), NULL)) != 0)
+            goto out;
+        first_seen = old->first_seen;
+    } else if (ret != CK_ERR_NOTFOUND) {
+        goto out;
+    }
+    /* A new principal is a change of its own: other connections' principal caches may hold
+     * its absence (the device asked for its cname before). */
     if ((ret = store->ops->prov_principal_ensure(store->be, &prow, now, &created)) != 0 ||
-        (ret = store->ops->prov_bump(store->be, canon, &gen)) != 0 ||
+        (created &&
+         (ret = store->ops->prov_bump(store->be, CK_CHANGE_PRINCIPAL, principal, NULL)) != 0) ||
+        (ret = store->ops->prov_bump(store->be, CK_CHANGE_DEVICE, canon, &gen)) != 0 ||
         (ret = q_exec(store, "admit device",
                       "INSERT INTO device(mac, principal, state, spki_sha256, created, modified,"
                       " revoked, generation, comment) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)",
@@ -2035,16 +2056,21 @@ ck_prov_admit_unprovisioned(ck_store *store, const char *mac, const char *princi
                       " first_seen, last_seen, modified) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                       QARGS(Q_TEXT(canon), Q_INT(CK_PROV_UNPROVISIONED), Q_TEXT(principal),
                             mfg_cert_der != NULL ? Q_BLOB(mfg_cert_der, mfg_cert_len) : Q_NULL,
-                            Q_BLOB(spki_sha256, 32), Q_INT(now), Q_INT(now), Q_INT(now)),
+                            Q_BLOB(spki_sha256, 32), Q_INT(first_seen), Q_INT(now), Q_INT(now)),
                       NULL)) != 0)
         goto out;
     memset(&d, 0, sizeof(d));
     ck_strlcpy(d.mac, canon, sizeof(d.mac));
     d.principal = (char *)principal;
     d.state = CK_PROV_UNPROVISIONED;
-    ret = device_event(&t, &d, CK_PROV_UNPROVISIONED, "admitted", "device.admitted",
-                       created ? "principal created" : NULL, NULL, now, &ev);
+    ret = device_event(&t, &d, old != NULL ? old->state : CK_PROV_UNPROVISIONED, "admitted",
+                       "device.admitted",
+                       old != NULL ? "re-admitted: its KDC record had been deleted"
+                       : created  ? "principal created"
+                                  : NULL,
+                       NULL, now, &ev);
 out:
+    ck_prov_device_free(old);
     ret = txn_end(&t, ret);
     if (ret == 0) {
         ck_store_cache_invalidate(&store->dev_cache, canon);

@@ -64,7 +64,8 @@ cli_ok "pki init (RSA-2048, service-provider and manufacturer hierarchies)" \
     pki init --dir "$PKI" --realm "$R" --org "Cable Test Co" --password-file "$tmp/pw" \
     --ca-password-file "$tmp/capw" --country US
 FILES=(pki.conf sp-root.pem sp-root-key.pem sp-ca.pem sp-ca-key.pem mfg-root.pem mfg-root-key.pem
-       mfg-ca.pem mfg-ca-key.pem kdc.p12 kdc.pem cms.p12 cms.pem prov.p12 prov.pem issued.log)
+       mfg-ca.pem mfg-ca-key.pem kdc.p12 kdc.pem cms.p12 cms.pem prov.p12 prov.pem issued.log
+       prov-ca.pem prov-ca-key.pem phone-id.key)
 missing=""
 for f in "${FILES[@]}"; do [ -s "$PKI/$f" ] || missing="$missing $f"; done
 if [ -z "$missing" ]; then ok "init wrote ${#FILES[@]} files"; else not_ok "init wrote every file" "missing:$missing"; fi
@@ -73,7 +74,7 @@ file_mode "every file in it is 0600" 600 "$PKI"/*
 cli_fails "init refuses a directory that already holds a PKI" 1 "already holds a PKI" \
     pki init --dir "$PKI" --realm "$R" --org X --password-file "$tmp/pw"
 
-for k in sp-root sp-ca mfg-root mfg-ca; do
+for k in sp-root sp-ca mfg-root mfg-ca prov-ca; do
     if head -n1 "$PKI/$k-key.pem" | grep -q 'BEGIN ENCRYPTED PRIVATE KEY' &&
        openssl pkey -in "$PKI/$k-key.pem" -passin "file:$tmp/capw" -noout 2>/dev/null &&
        ! openssl pkey -in "$PKI/$k-key.pem" -passin "file:$tmp/pw" -noout 2>/dev/null; then
@@ -88,6 +89,46 @@ if openssl asn1parse -in "$PKI/sp-ca-key.pem" | grep -q ':0186A0' &&
 else
     not_ok "CA key: AES-256-CBC with 100000 PBKDF2 iterations" "$(openssl asn1parse -in "$PKI/sp-ca-key.pem" | head -20)"
 fi
+
+# ---------------------------------------------------------------------------------------------
+# The provisioning CA and the phone-ID key (issue 10)
+
+ossl_match "openssl verify -x509_strict: prov-ca.pem chains to sp-root.pem" "prov-ca.pem: OK" \
+    verify -x509_strict -CAfile "$PKI/sp-root.pem" "$PKI/prov-ca.pem"
+ossl_match "prov-ca is a CA with path length 0" "CA:TRUE, pathlen:0" \
+    x509 -in "$PKI/prov-ca.pem" -noout -text
+if [ "$(stat -c %s "$PKI/phone-id.key")" = 32 ]; then ok "phone-id.key holds 32 bytes"
+else not_ok "phone-id.key holds 32 bytes" "$(stat -c %s "$PKI/phone-id.key") bytes"; fi
+# The phone ID is HMAC-SHA-256(key, "cablekey phone-id v1" || digits): OpenSSL's own HMAC agrees.
+cli_ok "pki phone-id --key phone-id.key 15551230001" \
+    pki phone-id --key "$PKI/phone-id.key" 15551230001
+PHONE_ID=$(cat "$tmp/cli.out")
+KEYHEX=$(od -An -tx1 -v "$PKI/phone-id.key" | tr -d ' \n')
+WANT=$(printf 'cablekey phone-id v1%s' 15551230001 |
+       openssl mac -digest SHA256 -macopt "hexkey:$KEYHEX" HMAC | tr 'A-F' 'a-f')
+if [ -n "$WANT" ] && [ "$PHONE_ID" = "$WANT" ]; then ok "pki phone-id equals openssl mac HMAC ($WANT)"
+else not_ok "pki phone-id equals openssl mac HMAC" "cablekey '$PHONE_ID', openssl '$WANT'"; fi
+if grep -rqF "$KEYHEX" "$tmp/all.out"; then not_ok "the phone-ID key never reaches the output"
+else ok "the phone-ID key never reaches the output"; fi
+cli_fails "pki phone-id refuses a number with a non-digit" 1 "1\.\.15 digits" \
+    pki phone-id --key "$PKI/phone-id.key" +15551230001
+cli_fails "pki phone-id needs --key" 2 "expected --key FILE" pki phone-id 15551230001
+cp "$PKI/phone-id.key" "$tmp/open-phone-id.key"; chmod 644 "$tmp/open-phone-id.key"
+cli_fails "pki phone-id refuses a key others can read" 1 "must be 0600" \
+    pki phone-id --key "$tmp/open-phone-id.key" 611
+# pki show reads the phone IDs of an operator certificate that OpenSSL made (the extension
+# encoded by OpenSSL's config parser, not by our template).
+openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$tmp/op-key.pem" \
+    -subj "/O=Cable Test Co/CN=00:1a:2b:3c:4d:5e" -out "$tmp/op.csr" 2>/dev/null
+printf '[ext]\nbasicConstraints = critical,CA:FALSE\nextendedKeyUsage = 1.3.6.1.5.2.3.4, clientAuth\n%s = DER:30:22:04:20:%s\n' \
+    2.25.178893561123004519330412342127154437651 "$PHONE_ID" >"$tmp/op-ext.cnf"
+openssl x509 -req -in "$tmp/op.csr" -CA "$PKI/prov-ca.pem" -CAkey "$PKI/prov-ca-key.pem" \
+    -passin "file:$tmp/capw" -extfile "$tmp/op-ext.cnf" -extensions ext -days 30 \
+    -out "$tmp/op.pem" 2>"$tmp/op.err" || not_ok "openssl signs a test operator certificate" "$(cat "$tmp/op.err")"
+cli_ok "pki show (operator certificate)" pki show "$tmp/op.pem"
+assert_file_grep "pki show prints the operator certificate's phone ID" "Phone IDs: +$PHONE_ID" "$tmp/cli.out"
+ossl_match "openssl verify: the operator certificate chains to sp-root through prov-ca" "op.pem: OK" \
+    verify -CAfile "$PKI/sp-root.pem" -untrusted "$PKI/prov-ca.pem" "$tmp/op.pem"
 
 # ---------------------------------------------------------------------------------------------
 # What OpenSSL says about them

@@ -906,6 +906,24 @@ atomic_and_cache(void)
     ck_store_cache_begin(kdc);
     CHECK_OK(ck_store_get_device_cached(kdc, mac, &cd));
     CHECK(cd != NULL && cd->state == CK_DEVICE_UNPROVISIONED && !cd->has_cert);
+    /* the other connection knew the next device's principal as absent; admission creates it
+     * and that connection sees it at its next check */
+    {
+        const ck_db_principal *cp = NULL;
+        char m9[CK_DEVICE_MAC_LEN + 1];
+
+        mac_of(9, m9);
+        CHECK_INT_EQ(ck_store_get_principal_cached(kdc, "mta-001122330009@PROV.TEST", &cp),
+                     CK_ERR_NOTFOUND);
+        CHECK_INT_EQ(ck_store_get_device_cached(kdc, m9, &cd), CK_ERR_NOTFOUND);
+        CHECK_OK(admit(s, 9));
+        ck_store_cache_refresh(kdc);
+        CHECK_OK(ck_store_get_device_cached(kdc, m9, &cd));
+        CHECK(cd != NULL && cd->state == CK_DEVICE_UNPROVISIONED && cd->has_pin);
+        CHECK_OK(ck_store_get_principal_cached(kdc, "mta-001122330009@PROV.TEST", &cp));
+        CHECK(cp != NULL && (cp->attributes & CK_ATTR_REQUIRES_PREAUTH));
+        ck_store_cache_begin(kdc);
+    }
     memset(&a, 0, sizeof(a));
     a.mac = mac;
     a.customer_id = cust;
@@ -949,6 +967,18 @@ atomic_and_cache(void)
         CHECK_OK(ck_prov_cert_status(s, mac, sha, &known, &current));
         CHECK(!known && !current);
     }
+    /* the deleted device comes back as a new one at its next login, its history kept */
+    CHECK_OK(admit(s, 2));
+    {
+        ck_prov_device *d2 = NULL;
+
+        CHECK_OK(ck_prov_device_get(s, mac, &d2));
+        CHECK(d2 != NULL && d2->state == CK_PROV_UNPROVISIONED && d2->n_numbers == 0 &&
+              d2->customer_id == 0);
+        ck_prov_device_free(d2);
+    }
+    CHECK_INT_EQ(n_events(s, mac), 2);
+    CHECK_INT_EQ(admit(s, 2), CK_ERR_EXISTS);
     /* unknown MAC, bad MAC, read-only store */
     a.mac = "00:11:22:33:99:99";
     CHECK_INT_EQ(act(s, CK_PROV_ACT_PROVISION, &a, NULL), CK_ERR_NOTFOUND);
@@ -992,6 +1022,14 @@ atomic_and_cache(void)
                                            1700002000),
                      CK_ERR_NOTFOUND);
     }
+    /* a revoked device whose KDC record an operator deleted is not admitted again */
+    mac_of(1, mac);
+    a.mac = mac;
+    CHECK_OK(act(s, CK_PROV_ACT_REVOKE, &a, NULL));
+    CHECK_OK(ck_store_delete_device(s, mac));
+    CHECK_INT_EQ(admit(s, 1), CK_ERR_POLICY);
+    CHECK(strstr(ck_error_context(), "revoked") != NULL);
+    CHECK_INT_EQ(ck_store_get_device(s, mac, &(ck_db_device *){NULL}), CK_ERR_NOTFOUND);
     ck_store_close(kdc);
     ck_store_close(s);
 }

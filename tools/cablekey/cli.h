@@ -33,6 +33,9 @@ int cli_router(int argc, char **argv);          /* router.c: `cablekey router se
  * a usage error. */
 int cli_mta_add_kdc(const char *what, const char *addr, const char **kdcs, size_t *n_kdcs);
 int cli_mta_phone(int argc, char **argv); /* mta_phone.c: `cablekey mta phone` */
+/* mta_prov.c: the provisioning verbs (`mta boot|fetch-cert|status|...`); argv[0] is the verb. */
+bool cli_mta_prov_verb(const char *verb);
+int cli_mta_prov(int argc, char **argv);
 /* --cms ADDR[:PORT][,ADDR[:PORT]...] (port 1293 if none; one address family) resolved into out
  * (at most CK_ENDPOINT_MAX_CMS), each with the given ESP port: CLI_OK or a usage error. */
 struct ck_endpoint_cms;

@@ -34,7 +34,7 @@ static const struct {
     {"device", cli_device, "map device MAC addresses to principals, pin and revoke them",
      "the admin API does not change devices (only list and show run remotely): run it on the "
      "KDC host with --db"},
-    {"pki", cli_pki, "certificate authority for PKINIT: init, issue-*, import, show, verify",
+    {"pki", cli_pki, "PKINIT certificate authority: init, issue-*, import, show, verify, phone-id",
      "it works on local CA files, not on a realm"},
     {"mta", cli_mta, "endpoint: PKINIT login to a ccache (login), IPsec keying with a CMS (kmm)",
      "it logs in to a KDC; it does not administer a realm"},

@@ -85,7 +85,10 @@ static const char mta_help[] =
     "places or answers calls with per-call keys and encrypted audio (see\n"
     "'cablekey mta phone --help').\n"
     "cablekey mta router-auth --ccache FILE --router ADDR:PORT --send N ... keys AH with a\n"
-    "router and sends AH-protected datagrams (see 'cablekey mta router-auth --help').\n";
+    "router and sends AH-protected datagrams (see 'cablekey mta router-auth --help').\n"
+    "cablekey mta hfc-register|boot|fetch-cert|status|reboot|reset-cert --device DIR ... the\n"
+    "provisioning life of a device directory, seed 002 FIG. 5A/5B (see 'cablekey mta boot\n"
+    "--help').\n";
 
 struct mopts {
     const char *identity, *password_file, *realm, *principal, *ccache, *prov_server;
@@ -473,5 +476,7 @@ cli_mta(int argc, char **argv)
         return cli_mta_phone(argc - 1, argv + 1);
     if (strcmp(argv[1], "router-auth") == 0)
         return cli_mta_router_auth(argc - 1, argv + 1);
+    if (cli_mta_prov_verb(argv[1]))
+        return cli_mta_prov(argc - 1, argv + 1);
     return cli_unknown_verb("mta", argv[1]);
 }

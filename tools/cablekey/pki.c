@@ -7,6 +7,9 @@
  *   sp-ca.pem     sp-ca-key.pem      service-provider CA: issues KDC, server and client certs
  *   mfg-root.pem  mfg-root-key.pem   MTA root CA (trust anchor for device certificates)
  *   mfg-ca.pem    mfg-ca-key.pem     manufacturer CA: issues MTA device certificates
+ *   prov-ca.pem   prov-ca-key.pem    provisioning CA (under sp-root): cablekey-prov's signer
+ *                                    issues the operator device certificates with it
+ *   phone-id.key                     32 random bytes: the HMAC key of the phone IDs
  *   kdc.p12 kdc.pem                  KDC identity (id-pkinit-KPKdc, krbtgt/REALM@REALM)
  *   cms.p12 prov.p12                 signaling controller and provisioning server identities
  *   issued.log                       one line per certificate issued (serial, subject, expiry)
@@ -88,7 +91,7 @@ static const struct option all_opts[] = {
 struct pki_opts {
     const char *dir, *realm, *org, *mfg_org, *country;
     const char *password_file, *ca_password_file;
-    const char *key;
+    const char *key;            /* --key TYPE; for phone-id: the key file */
     ck_pki_key_type key_type;
     bool has_days, has_not_before, has_not_after, legacy, force, pem_nopass;
     int64_t days, not_before, not_after;
@@ -118,19 +121,24 @@ static const char pki_help[] =
     "  export FILE.p12 --pem-out PREFIX --password-file F [--pem-nopass] [--legacy] [--force]\n"
     "  show FILE [--password-file F]\n"
     "  verify FILE --anchors PEM[,PEM...] [--untrusted PEM] [--password-file F]\n"
+    "  phone-id --key FILE NUMBER\n"
     "\n"
     "init makes the service-provider hierarchy (root -> CA -> KDC, signaling controller,\n"
     "provisioning server) and the manufacturer hierarchy (MTA root -> manufacturer CA) in DIR\n"
     "(mode 0700, files 0600): trust anchors DIR/sp-root.pem and DIR/mfg-root.pem, the KDC\n"
-    "identity DIR/kdc.p12. CA keys are encrypted with the --ca-password-file password (default:\n"
-    "the --password-file one); PKCS#12 files with the --password-file password. Without\n"
+    "identity DIR/kdc.p12, the provisioning CA DIR/prov-ca.pem (under sp-root; it issues the\n"
+    "operator device certificates) and the phone-ID key DIR/phone-id.key. CA keys are\n"
+    "encrypted with the --ca-password-file password (default: the --password-file one);\n"
+    "PKCS#12 files with the --password-file password. Without\n"
     "--password-file, a terminal prompts (no echo); passwords are never taken from argv.\n"
     "TYPE: rsa (rsa-2048, the default), rsa-3072, ec-p256, ec-p384. --days: end-entity\n"
     "validity (default 365). --legacy: 3DES and a SHA-1 MAC in PKCS#12 (for old devices)\n"
     "instead of AES-256/PBKDF2 and SHA-256. --pem-out PREFIX also writes\n"
     "PREFIX-cert.pem and PREFIX-key.pem (key encrypted unless --pem-nopass; with --legacy in\n"
     "the traditional PEM form Heimdal reads, whose password KDF is weak). An existing\n"
-    "output file is kept unless --force. TIME is epoch seconds or 'YYYY-MM-DD[ HH:MM:SS]' UTC.\n";
+    "output file is kept unless --force. TIME is epoch seconds or 'YYYY-MM-DD[ HH:MM:SS]' UTC.\n"
+    "phone-id prints the phone ID of NUMBER (digits) under the key FILE (DIR/phone-id.key) as\n"
+    "hex: what an operator device certificate carries for that number.\n";
 
 static int
 parse_opts(const char *what, int argc, char **argv, struct pki_opts *o)
@@ -150,6 +158,11 @@ parse_opts(const char *what, int argc, char **argv, struct pki_opts *o)
         case OPT_PASSWORD_FILE: o->password_file = optarg; break;
         case OPT_CA_PASSWORD_FILE: o->ca_password_file = optarg; break;
         case OPT_KEY:
+            /* phone-id's --key names the phone-ID key file, not a key type. */
+            if (strcmp(what, "pki phone-id") == 0) {
+                o->key = optarg;
+                break;
+            }
             if (ck_pki_key_type_parse(optarg, &o->key_type) != 0)
                 return cli_usage_error(what, "--key: %s", ck_error_context());
             o->key = optarg;
@@ -663,7 +676,7 @@ do_init(const char *what, const struct pki_opts *o)
 {
     struct pki_conf conf = {0};
     struct created cr = {{0}, 0};
-    struct ca sp_root = {0}, sp_ca = {0}, mfg_root = {0}, mfg_ca = {0};
+    struct ca sp_root = {0}, sp_ca = {0}, mfg_root = {0}, mfg_ca = {0}, prov_ca = {0};
     ck_pki_identity *kdc = NULL, *cms = NULL, *prov = NULL;
     char *pw = NULL, *ca_pw = NULL, kdc_princ[600], cms_dns[300], prov_dns[300];
     char cn[200], path[4096];
@@ -732,6 +745,10 @@ do_init(const char *what, const struct pki_opts *o)
              "%s Root Device Certificate Authority", "mfg-root", -1, ROOT_DAYS},
             {&mfg_ca, &mfg_root, CK_PKI_PROFILE_CA, conf.mfg_org, "%s MTA Manufacturer CA",
              "mfg-ca", 0, CA_DAYS},
+            /* Beside sp-ca, not under it: a KDC can trust the operator's device certificates
+             * (pkinit_operator_anchors) without trusting every server certificate as one. */
+            {&prov_ca, &sp_root, CK_PKI_PROFILE_CA, conf.org, "%s Provisioning CA", "prov-ca",
+             0, CA_DAYS},
         };
         for (size_t i = 0; i < sizeof(cas) / sizeof(cas[0]); i++) {
             ck_pki_cert_spec spec = {0};
@@ -818,6 +835,10 @@ do_init(const char *what, const struct pki_opts *o)
                 goto fail;
         }
     }
+    if ((rc = path_in(what, o->dir, "phone-id.key", path, sizeof(path))) != CLI_OK)
+        goto out;
+    if ((ret = ck_pki_phone_id_key_create(path)) != 0 || (ret = created_add(&cr, path)) != 0)
+        goto fail;
     /* pki.conf last: its presence means a complete directory. */
     if ((rc = path_in(what, o->dir, "pki.conf", path, sizeof(path))) != CLI_OK)
         goto out;
@@ -831,6 +852,8 @@ do_init(const char *what, const struct pki_opts *o)
     printf("  KDC identity:    %s/kdc.p12 (krbtgt/%s@%s)\n", o->dir, conf.realm, conf.realm);
     printf("  servers:         %s/cms.p12 (%s), %s/prov.p12 (%s)\n", o->dir, cms_dns, o->dir,
            prov_dns);
+    printf("  provisioning:    %s/prov-ca.pem (operator device certificates), %s/phone-id.key\n",
+           o->dir, o->dir);
     printf("  CA keys:         %s/*-key.pem (encrypted; move the root keys offline)\n", o->dir);
     rc = CLI_OK;
     goto out;
@@ -850,6 +873,7 @@ out:
     ca_free(&sp_ca);
     ca_free(&mfg_root);
     ca_free(&mfg_ca);
+    ca_free(&prov_ca);
     ck_pki_password_free(pw);
     ck_pki_password_free(ca_pw);
     pki_conf_free(&conf);
@@ -1384,6 +1408,36 @@ print_key(EVP_PKEY *pkey)
 }
 
 static void
+print_hex(const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        printf("%02x", p[i]);
+}
+
+/* An operator certificate's phone IDs (keyed hashes: the numbers themselves are not in it). */
+static void
+show_phone_ids(X509 *x)
+{
+    uint8_t ids[CK_PKI_MAX_PHONE_IDS][CK_PKI_PHONE_ID_LEN];
+    size_t n = 0;
+    int ret = ck_pki_cert_phone_ids(x, ids, CK_PKI_MAX_PHONE_IDS, &n);
+
+    if (ret == CK_ERR_NOTFOUND)
+        return;
+    if (ret != 0) {
+        printf("  %-14s (malformed: %s)\n", "Phone IDs:", ck_error_context());
+        return;
+    }
+    if (n == 0)
+        printf("  %-14s (none)\n", "Phone IDs:");
+    for (size_t i = 0; i < n; i++) {
+        printf("  %-14s ", i == 0 ? "Phone IDs:" : "");
+        print_hex(ids[i], CK_PKI_PHONE_ID_LEN);
+        putchar('\n');
+    }
+}
+
+static void
 show_cert(X509 *x, const char *role)
 {
     static const struct {
@@ -1418,8 +1472,7 @@ show_cert(X509 *x, const char *role)
     putchar('\n');
     if (ck_pki_spki_sha256(x, spki) == 0) {
         printf("  %-14s ", "SPKI SHA-256:");
-        for (int i = 0; i < 32; i++)
-            printf("%02x", spki[i]);
+        print_hex(spki, sizeof(spki));
         putchar('\n');
     }
     if (X509_get_extension_flags(x) & EXFLAG_CA) {
@@ -1498,6 +1551,7 @@ show_cert(X509 *x, const char *role)
         ck_pki_mac_format(mac, macbuf);
         printf("  %-14s %s\n", "MAC address:", macbuf);
     }
+    show_phone_ids(x);
     ERR_clear_error();
     OPENSSL_free(serial);
     BN_free(bn);
@@ -1646,6 +1700,27 @@ out:
     return rc;
 }
 
+static int
+do_phone_id(const char *what, const struct pki_opts *o)
+{
+    uint8_t key[CK_PKI_PHONE_ID_KEY_LEN], id[CK_PKI_PHONE_ID_LEN];
+    int rc, ret;
+
+    if ((rc = only(what, o, " key ")) != CLI_OK)
+        return rc;
+    if (o->key == NULL || o->n_args != 1)
+        return cli_usage_error(what, "expected --key FILE and one NUMBER");
+    if ((ret = ck_pki_phone_id_key_load(o->key, key)) != 0)
+        return cli_fail(what, ret);
+    ret = ck_pki_phone_id(key, o->args[0], id);
+    ck_memzero(key, sizeof(key));
+    if (ret != 0)
+        return cli_fail(what, ret);
+    print_hex(id, sizeof(id));
+    putchar('\n');
+    return CLI_OK;
+}
+
 int
 cli_pki(int argc, char **argv)
 {
@@ -1657,6 +1732,7 @@ cli_pki(int argc, char **argv)
         {"issue-client", do_issue_client}, {"issue-server", do_issue_server},
         {"import", do_import},       {"export", do_export},
         {"show", do_show},           {"verify", do_verify},
+        {"phone-id", do_phone_id},
     };
     char what[64];
     struct pki_opts o;
