@@ -33,12 +33,14 @@ test:
 
 # Long runs of the tests that sample a space `make test` only touches: 1000 kill -9 rounds of
 # the keying server at its seeded crash points (CK_KSV_CRASH_SEED to draw other rounds), and
-# 1000 rotations with the keytab-agent killed at seeded points (CK_SOAK_SEED).
+# 1000 rotations with the keytab-agent killed at seeded points (CK_SOAK_SEED), and 1000
+# provisioning actions with cablekey-prov killed at its seeded crash points (CK_PROV_CRASH_SEED).
 SOAK_ROUNDS ?= 1000
 soak: build
 	@CK_BUILD=$(abspath $(BUILD)) CK_KSV_CRASH_ROUNDS=$(SOAK_ROUNDS) bash tests/interop/t_ksv_crash.sh
 	@cd tests && CK_KSV_STORE_KILLS=$(SOAK_ROUNDS) $(abspath $(BUILD))/test_ksv_store
 	@CK_BUILD=$(abspath $(BUILD)) CK_SOAK_ROUNDS=$(SOAK_ROUNDS) bash tests/interop/t_keyagent_crash.sh
+	@CK_BUILD=$(abspath $(BUILD)) CK_PROV_CRASH_ROUNDS=$(SOAK_ROUNDS) bash tests/interop/t_prov_crash.sh
 
 bench: build
 	@bash bench/run.sh $(BUILD)

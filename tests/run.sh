@@ -76,7 +76,7 @@ done
 # already look for. CK_INTEROP_ASAN=all runs every script twice (CI time grows by about half).
 ASAN_INTEROP="t_negative t_transport t_kdc_daemon t_kdc_config t_mit_kinit t_heimdal t_pkinit_kdc
     t_kpasswd t_admind t_cms t_mta_kmm t_esp_tshark t_kmm_tshark t_call t_ah_router t_ksv t_ksv_alarms
-    t_metrics t_keyagent"
+    t_metrics t_keyagent t_prov_api"
 # Not in the list although they start daemons: t_fleet, t_mkey and t_alarms drive the CLI,
 # PostgreSQL and MIT clients (about two minutes under ASan); the code they reach is under ASan in
 # test_store_conformance, test_mkey and test_kdc_alarms.

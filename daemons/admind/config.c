@@ -66,44 +66,6 @@ get_uint(const struct ck_profile *prof, const char *key, int64_t min, int64_t ma
     return 0;
 }
 
-/* log: MIT's [logging] syntax (FILE:/path, FILE=/path, SYSLOG[:LEVEL[:FACILITY]], STDERR,
- * CONSOLE); a bare absolute path, accepted by earlier versions, is still a file. */
-static int
-get_log(const struct ck_profile *prof, const struct ck_daemon_opts *o, struct admind_config *cfg)
-{
-    const char *v = NULL;
-    int rc;
-
-    if (o->log != NULL) {
-        if (ck_log_target_parse(o->log, true, &cfg->log) != 0)
-            return ck_error_set(CK_ERR_CONFIG, "--log: %s", ck_error_context());
-    } else {
-        if ((rc = get_one(prof, "log", &v)) != 0)
-            return rc;
-        if (v != NULL && ck_log_target_parse(v, v[0] == '/', &cfg->log) != 0) {
-            char why[512];
-            ck_strlcpy(why, ck_error_context(), sizeof(why));
-            return ck_conf_error(prof, CK_ERR_CONFIG, why, S, "log", NULL);
-        }
-    }
-    if (o->log_level != NULL) {
-        if ((cfg->log_level = ck_log_level_from_name(o->log_level)) < 0)
-            return ck_error_set(CK_ERR_CONFIG, "--log-level %s: expected err, warning, notice, "
-                                "info or debug", o->log_level);
-    } else {
-        if ((rc = get_one(prof, "log_level", &v)) != 0)
-            return rc;
-        if (v != NULL && (cfg->log_level = ck_log_level_from_name(v)) < 0)
-            return ck_conf_error(prof, CK_ERR_CONFIG,
-                                 "expected err, warning, notice, info or debug", S, "log_level",
-                                 NULL);
-        /* SYSLOG:LEVEL names the level when log_level does not. */
-        if (v == NULL && cfg->log.level >= 0)
-            cfg->log_level = cfg->log.level;
-    }
-    return 0;
-}
-
 int
 admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg)
 {
@@ -176,7 +138,7 @@ admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg)
             rc = ck_error_set(CK_ERR_NOMEM, "configuration");
             goto out;
         }
-    if ((rc = get_log(prof, o, cfg)) != 0)
+    if ((rc = ck_conf_get_log(prof, S, o, &cfg->log, &cfg->log_level)) != 0)
         goto out;
     if ((rc = get_uint(prof, "max_body", 1024, ADMIND_MAX_MAX_BODY, &i)) < 0)
         goto out;

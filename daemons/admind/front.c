@@ -24,38 +24,24 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <gssapi/gssapi.h>
-#include <gssapi/gssapi_ext.h>
-#include <gssapi/gssapi_krb5.h>
-#include <krb5.h>
 #include <microhttpd.h>
-#include <openssl/evp.h>
 
 #include "admin/admin_int.h"
+#include "admin/httpd.h"
+#include "admin/spnego.h"
 #include "admind.h"
 #include "cablekey/error.h"
 #include "cablekey/net.h"
 #include "cablekey/principal.h"
 #include "cablekey/util.h"
 
-#define MAX_TOKEN (48 * 1024) /* base64 Negotiate token; a ticket with a large PAC fits */
 #define MAX_SEGMENTS 6
-
-/* The service keys, copied from the keytab file into a MEMORY keytab of this process, so that the
- * front needs no file access for them after start (it may have switched to front_user, who
- * cannot read the keytab file). The handle stays open for the process's lifetime: MIT frees a
- * memory keytab with its last handle. */
-struct acceptor {
-    krb5_context kctx;
-    krb5_keytab mem;
-    gss_cred_id_t cred;
-};
 
 struct front {
     const struct admind_config *cfg;
     struct admind_config *live;  /* the same, writable: SIGHUP (main thread) changes acl_file and
                                     the log settings; NULL in --check */
-    struct acceptor acc;
+    struct ck_spnego_acceptor acc; /* the HTTP/ service keys (lib/admin/spnego.c) */
     pthread_mutex_t lock;        /* the back channel and the ACL pointer */
     struct ck_admin_acl *acl;
     int back_fd;
@@ -68,72 +54,22 @@ struct front {
     size_t tls_key_len;
 };
 
-/* Per-request state, from the first callback to the completion notice. */
-struct request {
-    char *body;
-    size_t len;
-    bool too_large;
-};
 
 /* ===================================================================== listen addresses */
 
-/* Resolves one listen entry (numeric addresses only: a name could resolve to something else at
- * the next start). Refuses a non-loopback address without TLS. */
+/* Binds every listen address; with none configured, 127.0.0.1 and ::1 (the latter skipped if the
+ * host has no IPv6 loopback). */
+/* Numeric addresses only; a non-loopback one needs TLS (lib/admin/httpd.c). */
 static int
 resolve_listen(const struct admind_config *cfg, const char *spec, struct sockaddr_storage *ss,
                socklen_t *sslen)
 {
-    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE,
-                             .ai_socktype = SOCK_STREAM};
-    struct addrinfo *ai = NULL;
-    char host[256], port_s[8];
-    uint16_t port;
-    int rc;
-
-    if ((rc = ck_net_parse_listen(spec, ADMIND_DEFAULT_PORT, host, sizeof(host), &port)) != 0)
-        return ck_error_set(CK_ERR_CONFIG, "listen \"%s\": %s", spec, ck_error_context());
-    snprintf(port_s, sizeof(port_s), "%u", port);
-    if (host[0] == '\0' || getaddrinfo(host, port_s, &hints, &ai) != 0 || ai == NULL)
-        return ck_error_set(CK_ERR_CONFIG, "listen \"%s\": give a numeric address "
-                            "(127.0.0.1, [::1], or a local address with TLS)", spec);
-    memcpy(ss, ai->ai_addr, ai->ai_addrlen);
-    *sslen = ai->ai_addrlen;
-    freeaddrinfo(ai);
-    if (cfg->tls_certificate == NULL && !ck_net_addr_is_loopback((struct sockaddr *)ss))
-        return ck_error_set(CK_ERR_CONFIG,
-                            "listen \"%s\": not a loopback address and TLS is not configured. "
-                            "Admin requests carry passwords and Kerberos authenticators, which "
-                            "must not cross a network in clear text: set tls_certificate and "
-                            "tls_key, or listen on 127.0.0.1 / [::1]", spec);
-    return 0;
+    return ck_admin_listen_resolve(spec, ADMIND_DEFAULT_PORT, cfg->tls_certificate != NULL,
+                                   "Admin requests carry passwords and Kerberos authenticators, "
+                                   "which must not cross a network in clear text: set "
+                                   "tls_certificate and tls_key", ss, sslen);
 }
 
-static int
-bind_one(const struct sockaddr_storage *ss, socklen_t sslen, int *fd_out)
-{
-    char buf[CK_NET_ADDRSTRLEN];
-    int fd, one = 1;
-
-    fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    if (fd < 0)
-        return ck_error_set(CK_ERR_IO, "socket: %s", strerror(errno));
-    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    if (ss->ss_family == AF_INET6)
-        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-    if (bind(fd, (const struct sockaddr *)ss, sslen) != 0 || listen(fd, 64) != 0) {
-        int e = errno;
-        close(fd);
-        errno = e;
-        return ck_error_set(CK_ERR_IO, "listen on %s: %s",
-                            ck_net_addr_format((const struct sockaddr *)ss, buf, sizeof(buf)),
-                            strerror(e));
-    }
-    *fd_out = fd;
-    return 0;
-}
-
-/* Binds every listen address; with none configured, 127.0.0.1 and ::1 (the latter skipped if the
- * host has no IPv6 loopback). */
 static int
 setup_listen(struct front *f, bool bind_them)
 {
@@ -152,7 +88,7 @@ setup_listen(struct front *f, bool bind_them)
             return rc;
         if (!bind_them)
             continue;
-        rc = bind_one(&ss, sslen, &fd);
+        rc = ck_admin_listen_bind(&ss, sslen, &fd);
         if (rc != 0 && cfg->n_listen == 0 && ss.ss_family == AF_INET6) {
             ck_log_notice("no IPv6 loopback (%s); listening on IPv4 only", ck_error_context());
             continue;
@@ -167,230 +103,6 @@ setup_listen(struct front *f, bool bind_them)
     return 0;
 }
 
-/* ===================================================================== GSSAPI */
-
-static void
-gss_error(const char *what, OM_uint32 major, OM_uint32 minor, char *out, size_t size)
-{
-    OM_uint32 min, ctx = 0;
-    gss_buffer_desc msg = GSS_C_EMPTY_BUFFER;
-    size_t n;
-
-    n = (size_t)snprintf(out, size, "%s", what);
-    /* The minor (mechanism) status says why: wrong key, skew, replay... */
-    if (minor != 0 && gss_display_status(&min, minor, GSS_C_MECH_CODE, GSS_C_NO_OID, &ctx,
-                                         &msg) == GSS_S_COMPLETE) {
-        if (n < size)
-            snprintf(out + n, size - n, ": %.*s", (int)msg.length, (const char *)msg.value);
-        gss_release_buffer(&min, &msg);
-    } else if (gss_display_status(&min, major, GSS_C_GSS_CODE, GSS_C_NO_OID, &ctx, &msg) ==
-               GSS_S_COMPLETE) {
-        if (n < size)
-            snprintf(out + n, size - n, ": %.*s", (int)msg.length, (const char *)msg.value);
-        gss_release_buffer(&min, &msg);
-    }
-}
-
-static int
-krb5_fail(krb5_context kctx, krb5_error_code ret, const char *what, const char *keytab)
-{
-    const char *msg = kctx != NULL ? krb5_get_error_message(kctx, ret) : NULL;
-    int rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: %s: %s", keytab, what,
-                          msg != NULL ? msg : "krb5 error");
-
-    if (msg != NULL)
-        krb5_free_error_message(kctx, msg);
-    return rc;
-}
-
-static void
-acceptor_free(struct acceptor *a)
-{
-    OM_uint32 minor;
-
-    if (a->cred != GSS_C_NO_CREDENTIAL)
-        gss_release_cred(&minor, &a->cred);
-    if (a->mem != NULL)
-        krb5_kt_close(a->kctx, a->mem);
-    if (a->kctx != NULL)
-        krb5_free_context(a->kctx);
-    memset(a, 0, sizeof(*a));
-}
-
-static int
-acceptor_init(const char *keytab, struct acceptor *a)
-{
-    char memname[64], why[256];
-    krb5_keytab file = NULL;
-    krb5_kt_cursor cur;
-    krb5_keytab_entry ent;
-    krb5_error_code ret;
-    size_t n = 0;
-    OM_uint32 major, minor;
-    int rc;
-
-    memset(a, 0, sizeof(*a));
-    a->cred = GSS_C_NO_CREDENTIAL;
-    if (access(keytab, R_OK) != 0)
-        return ck_error_set(CK_ERR_IO, "keytab %s: %s", keytab, strerror(errno));
-    snprintf(memname, sizeof(memname), "MEMORY:cablekey-admind-%ld", (long)getpid());
-    if ((ret = krb5_init_context(&a->kctx)) != 0) {
-        a->kctx = NULL;
-        return krb5_fail(NULL, ret, "krb5_init_context", keytab);
-    }
-    if ((ret = krb5_kt_resolve(a->kctx, keytab, &file)) != 0) {
-        rc = krb5_fail(a->kctx, ret, "open", keytab);
-        goto fail;
-    }
-    if ((ret = krb5_kt_resolve(a->kctx, memname, &a->mem)) != 0) {
-        rc = krb5_fail(a->kctx, ret, "memory keytab", keytab);
-        goto fail;
-    }
-    if ((ret = krb5_kt_start_seq_get(a->kctx, file, &cur)) != 0) {
-        rc = krb5_fail(a->kctx, ret, "read", keytab);
-        goto fail;
-    }
-    while ((ret = krb5_kt_next_entry(a->kctx, file, &ent, &cur)) == 0) {
-        krb5_error_code r2 = krb5_kt_add_entry(a->kctx, a->mem, &ent);
-        krb5_free_keytab_entry_contents(a->kctx, &ent);
-        if (r2 != 0) {
-            ret = r2;
-            break;
-        }
-        n++;
-    }
-    krb5_kt_end_seq_get(a->kctx, file, &cur);
-    if (ret != KRB5_KT_END) {
-        rc = krb5_fail(a->kctx, ret, "read", keytab);
-        goto fail;
-    }
-    if (n == 0) {
-        rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: holds no keys", keytab);
-        goto fail;
-    }
-    {
-        gss_key_value_element_desc el = {.key = "keytab", .value = memname};
-        gss_key_value_set_desc store = {.count = 1, .elements = &el};
-
-        major = gss_acquire_cred_from(&minor, GSS_C_NO_NAME, GSS_C_INDEFINITE, GSS_C_NO_OID_SET,
-                                      GSS_C_ACCEPT, &store, &a->cred, NULL, NULL);
-    }
-    if (GSS_ERROR(major)) {
-        gss_error("acquiring acceptor credentials", major, minor, why, sizeof(why));
-        rc = ck_error_set(CK_ERR_CONFIG, "keytab %s: %s", keytab, why);
-        goto fail;
-    }
-    krb5_kt_close(a->kctx, file);
-    return 0;
-fail:
-    if (file != NULL)
-        krb5_kt_close(a->kctx, file);
-    acceptor_free(a);
-    return rc;
-}
-
-static int
-b64_decode(const char *in, size_t len, unsigned char **out, size_t *out_len)
-{
-    unsigned char *buf;
-    int n;
-
-    /* Padding only at the end: "x=y=" is not base64. */
-    if (len == 0 || len % 4 != 0 || len > MAX_TOKEN || strcspn(in, "=") < len - 2 ||
-        (in[len - 2] == '=' && in[len - 1] != '='))
-        return -1;
-    if ((buf = malloc(len / 4 * 3 + 1)) == NULL)
-        return -1;
-    if ((n = EVP_DecodeBlock(buf, (const unsigned char *)in, (int)len)) < 0) {
-        free(buf);
-        return -1;
-    }
-    /* EVP_DecodeBlock counts the padding as data. */
-    if (in[len - 1] == '=')
-        n--;
-    if (in[len - 2] == '=')
-        n--;
-    *out = buf;
-    *out_len = (size_t)n;
-    return 0;
-}
-
-static char *
-b64_encode(const void *in, size_t len)
-{
-    char *out = malloc(4 * ((len + 2) / 3) + 1);
-
-    if (out != NULL)
-        EVP_EncodeBlock((unsigned char *)out, in, (int)len);
-    return out;
-}
-
-/* Accepts a Negotiate token. 1: no (usable) Authorization header; 0: *who is the authenticated
- * principal and *mutual the reply token in base64 (may be NULL); -1: the token was refused
- * (why says what GSSAPI said). */
-static int
-negotiate(struct front *f, struct MHD_Connection *c, char **who, char **mutual, char *why,
-          size_t why_size)
-{
-    const char *h = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    gss_ctx_id_t ctx = GSS_C_NO_CONTEXT;
-    gss_buffer_desc in = GSS_C_EMPTY_BUFFER, out = GSS_C_EMPTY_BUFFER, dn = GSS_C_EMPTY_BUFFER;
-    gss_name_t src = GSS_C_NO_NAME;
-    OM_uint32 major, minor, flags = 0;
-    unsigned char *tok = NULL;
-    size_t tok_len;
-    int rc = -1;
-
-    *who = *mutual = NULL;
-    if (h == NULL || strncasecmp(h, "Negotiate ", 10) != 0)
-        return 1;
-    h += 10;
-    while (*h == ' ')
-        h++;
-    if (b64_decode(h, strlen(h), &tok, &tok_len) != 0) {
-        snprintf(why, why_size, "malformed Negotiate token");
-        return -1;
-    }
-    in.value = tok;
-    in.length = tok_len;
-    major = gss_accept_sec_context(&minor, &ctx, f->acc.cred, &in, GSS_C_NO_CHANNEL_BINDINGS, &src,
-                                   NULL, &out, &flags, NULL, NULL);
-    if (major == GSS_S_CONTINUE_NEEDED) {
-        /* Kerberos finishes in one round; a mechanism that needs more (NTLM) is not offered. */
-        snprintf(why, why_size, "multi-round negotiation is not supported");
-        goto out;
-    }
-    if (GSS_ERROR(major)) {
-        gss_error("Negotiate", major, minor, why, why_size);
-        goto out;
-    }
-    if (flags & GSS_C_ANON_FLAG) {
-        snprintf(why, why_size, "anonymous principals are not accepted");
-        goto out;
-    }
-    if (GSS_ERROR(gss_display_name(&minor, src, &dn, NULL)) || dn.length == 0 ||
-        dn.length > CK_PRINCIPAL_MAX_TEXT || memchr(dn.value, '\0', dn.length) != NULL) {
-        snprintf(why, why_size, "cannot name the client principal");
-        goto out;
-    }
-    if ((*who = strndup(dn.value, dn.length)) == NULL)
-        goto out;
-    if (out.length > 0 && (*mutual = b64_encode(out.value, out.length)) == NULL) {
-        free(*who);
-        *who = NULL;
-        goto out;
-    }
-    rc = 0;
-out:
-    gss_release_buffer(&minor, &out);
-    gss_release_buffer(&minor, &dn);
-    gss_release_name(&minor, &src);
-    if (ctx != GSS_C_NO_CONTEXT)
-        gss_delete_sec_context(&minor, &ctx, GSS_C_NO_BUFFER);
-    free(tok);
-    return rc;
-}
-
 /* ===================================================================== responses */
 
 static enum MHD_Result
@@ -399,7 +111,7 @@ respond(struct MHD_Connection *c, int status, json_t *body, const char *mutual,
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
-    char *text = NULL, hdr[MAX_TOKEN + 16];
+    char *text = NULL, hdr[CK_SPNEGO_MAX_TOKEN + 16];
     size_t len = 0;
 
     if (body != NULL && ck_admin_json_dump(body, &text, &len) == 0) {
@@ -499,35 +211,6 @@ out:
 
 /* ===================================================================== routing */
 
-/* Decodes %XX in place; refuses bad escapes and NUL. */
-static int
-pct_decode(char *s)
-{
-    char *o = s;
-
-    for (char *p = s; *p != '\0'; p++) {
-        if (*p == '%') {
-            int hi = ck_hex_digit((unsigned char)p[1]), lo = hi < 0 ? -1 : ck_hex_digit((unsigned char)p[2]);
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0))
-                return -1;
-            *o++ = (char)(hi << 4 | lo);
-            p += 2;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
-    return 0;
-}
-
-static size_t
-no_unescape(void *cls, struct MHD_Connection *c, char *s)
-{
-    (void)cls;
-    (void)c;
-    return strlen(s);
-}
-
 /* A query parameter, percent-decoded into buf; NULL if absent. *bad on a bad escape. */
 static const char *
 query(struct MHD_Connection *c, const char *key, char *buf, size_t size, bool *bad)
@@ -536,7 +219,7 @@ query(struct MHD_Connection *c, const char *key, char *buf, size_t size, bool *b
 
     if (v == NULL)
         return NULL;
-    if (ck_strlcpy(buf, v, size) >= size || pct_decode(buf) != 0 || buf[0] == '\0') {
+    if (ck_strlcpy(buf, v, size) >= size || ck_admin_pct_decode(buf) != 0 || buf[0] == '\0') {
         *bad = true;
         return NULL;
     }
@@ -544,28 +227,6 @@ query(struct MHD_Connection *c, const char *key, char *buf, size_t size, bool *b
         if ((unsigned char)*p < 0x20 || *p == 0x7f)
             *bad = true;
     return buf;
-}
-
-struct query_check {
-    const char *const *allowed;
-    const char *unknown;
-};
-
-static enum MHD_Result
-query_iter(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
-{
-    struct query_check *qc = cls;
-
-    (void)kind;
-    if (value == NULL) { /* "?pattern" alone must not mean "no pattern" */
-        qc->unknown = key;
-        return MHD_NO;
-    }
-    for (size_t i = 0; qc->allowed[i] != NULL; i++)
-        if (strcmp(key, qc->allowed[i]) == 0)
-            return MHD_YES;
-    qc->unknown = key;
-    return MHD_NO;
 }
 
 /* One request, resolved: what the log line says and what the back process gets. */
@@ -631,7 +292,7 @@ route(const struct front *f, const char *method, const char *url, struct route *
     if (ck_strlcpy(path, url, sizeof(path)) >= sizeof(path) || path[0] != '/')
         return 404;
     for (s = strtok_r(path, "/", &save); s != NULL; s = strtok_r(NULL, "/", &save)) {
-        if (n == MAX_SEGMENTS || pct_decode(s) != 0)
+        if (n == MAX_SEGMENTS || ck_admin_pct_decode(s) != 0)
             return 404;
         seg[n++] = s;
     }
@@ -817,19 +478,6 @@ add_list_query(const struct front *f, struct MHD_Connection *c, const struct rou
 
 /* ===================================================================== the request handler */
 
-/* A copy for the log: cut, control characters replaced. Principal names may hold any byte but
- * NUL (MIT escapes only some), and JSON member names quoted in error texts come from the client:
- * neither may forge a log line. */
-static const char *
-log_safe(char *dst, size_t size, const char *src)
-{
-    ck_strlcpy(dst, src, size);
-    for (char *p = dst; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    return dst;
-}
-
 static void
 log_request(struct MHD_Connection *c, const char *who, const char *method, const char *url,
             const struct route *rt, int status, const char *detail)
@@ -849,16 +497,16 @@ log_request(struct MHD_Connection *c, const char *who, const char *method, const
     ck_log(status >= 400 || (rt != NULL && rt->perm != CK_ADMIN_PERM_INQUIRE &&
                              rt->perm != CK_ADMIN_PERM_LIST) ? LOG_NOTICE : LOG_INFO,
            "request client=%s principal=%s op=%s target=%s status=%d%s%s", addr,
-           log_safe(who_s, sizeof(who_s), who != NULL ? who : "-"),
-           log_safe(op_s, sizeof(op_s), routed ? rt->op : method),
-           log_safe(target_s, sizeof(target_s), target), status, detail[0] != '\0' ? ": " : "",
-           log_safe(detail_s, sizeof(detail_s), detail));
+           ck_admin_log_safe(who_s, sizeof(who_s), who != NULL ? who : "-"),
+           ck_admin_log_safe(op_s, sizeof(op_s), routed ? rt->op : method),
+           ck_admin_log_safe(target_s, sizeof(target_s), target), status, detail[0] != '\0' ? ": " : "",
+           ck_admin_log_safe(detail_s, sizeof(detail_s), detail));
 }
 
 /* The bodies of the realm change and the rename, decoded and added to msg for the back process.
  * Returns 0 or the HTTP status to refuse with (why says why). */
 static int
-add_other_body(struct front *f, const struct route *rt, const struct request *req,
+add_other_body(struct front *f, const struct route *rt, const struct ck_admin_http_body *req,
                const char *who, json_t *msg, char *why, size_t why_size)
 {
     const char *text = req->body != NULL ? req->body : "";
@@ -911,7 +559,7 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
        const char *version, const char *upload_data, size_t *upload_data_size, void **con_cls)
 {
     struct front *f = cls;
-    struct request *req = *con_cls;
+    struct ck_admin_http_body *req = *con_cls;
     struct route rt;
     struct ck_admin_principal_req body = {0};
     char why[512] = "", *who = NULL, *mutual = NULL;
@@ -921,46 +569,24 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
     unsigned line = 0;
 
     (void)version;
-    if (req == NULL) {
-        const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND,
-                                                     MHD_HTTP_HEADER_CONTENT_LENGTH);
-        int64_t n;
-
-        if ((req = calloc(1, sizeof(*req))) == NULL)
-            return MHD_NO;
-        *con_cls = req;
-        /* Refuse a declared oversize body before reading it (and before 100-continue). */
-        if (cl != NULL && (ck_parse_int64(cl, 0, INT64_MAX, &n) != 0 ||
-                           (uint64_t)n > f->cfg->max_body)) {
-            req->too_large = true;
-            log_request(c, NULL, method, url, NULL, 413, "declared body too large");
-            return respond(c, 413, error_body("too_large", "request body larger than %zu bytes",
-                                              f->cfg->max_body), NULL, NULL);
-        }
+    switch (ck_admin_http_body(c, con_cls, upload_data, upload_data_size, f->cfg->max_body,
+                               &req)) {
+    case CK_ADMIN_BODY_MORE:
         return MHD_YES;
-    }
-    if (*upload_data_size > 0) {
-        if (!req->too_large && req->len + *upload_data_size <= f->cfg->max_body) {
-            char *nb = realloc(req->body, req->len + *upload_data_size + 1);
-            if (nb == NULL)
-                return MHD_NO;
-            req->body = nb;
-            memcpy(req->body + req->len, upload_data, *upload_data_size);
-            req->len += *upload_data_size;
-        } else {
-            req->too_large = true;
-        }
-        *upload_data_size = 0;
-        return MHD_YES;
-    }
-    if (req->too_large) {
+    case CK_ADMIN_BODY_NOMEM:
+        return MHD_NO;
+    case CK_ADMIN_BODY_TOO_LARGE:
         log_request(c, NULL, method, url, NULL, 413, "body too large");
         return respond(c, 413, error_body("too_large", "request body larger than %zu bytes",
                                           f->cfg->max_body), NULL, NULL);
+    default:
+        break;
     }
 
     /* Authentication first: nothing about the API is told to an unauthenticated client. */
-    rc = negotiate(f, c, &who, &mutual, why, sizeof(why));
+    rc = ck_spnego_accept(&f->acc, MHD_lookup_connection_value(c, MHD_HEADER_KIND,
+                                                           MHD_HTTP_HEADER_AUTHORIZATION),
+                          &who, &mutual, why, sizeof(why));
     if (rc != 0) {
         status = 401;
         log_request(c, NULL, method, url, NULL, 401, rc > 0 ? "no Negotiate credentials" : why);
@@ -980,11 +606,10 @@ handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
         goto done;
     }
     {
-        struct query_check qc = {.allowed = rt.query};
-        MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, query_iter, &qc);
-        if (qc.unknown != NULL) {
+        const char *unknown = ck_admin_http_unknown_query(c, rt.query);
+        if (unknown != NULL) {
             snprintf(why, sizeof(why), "unknown query parameter or one without a value "
-                     "\"%.64s\"", qc.unknown);
+                     "\"%.64s\"", unknown);
             status = 400;
             goto refuse;
         }
@@ -1071,22 +696,6 @@ done:
     return ret;
 }
 
-static void
-completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t)
-{
-    struct request *req = *con_cls;
-
-    (void)cls;
-    (void)c;
-    (void)t;
-    if (req == NULL)
-        return;
-    if (req->body != NULL)
-        ck_free_secret(req->body, req->len + 1); /* may hold a password */
-    free(req);
-    *con_cls = NULL;
-}
-
 /* ===================================================================== setup and main loop */
 
 static int
@@ -1139,25 +748,6 @@ swap_acl(struct front *f, struct ck_admin_acl *acl)
     pthread_mutex_unlock(&f->lock);
 }
 
-/* libmicrohttpd's own messages (TLS handshake failures, connection limits, oversized headers)
- * go to our log at info level, not to stderr. */
-static void
-mhd_log(void *cls, const char *fmt, va_list ap)
-{
-    char msg[512];
-    size_t n;
-
-    (void)cls;
-    vsnprintf(msg, sizeof(msg), fmt, ap);
-    n = strlen(msg);
-    while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
-        msg[--n] = '\0';
-    for (char *p = msg; *p != '\0'; p++)
-        if ((unsigned char)*p < 0x20 || *p == 0x7f)
-            *p = '?';
-    ck_log_info("http: %s", msg);
-}
-
 static int
 start_http(struct front *f)
 {
@@ -1167,13 +757,13 @@ start_http(struct front *f)
         flags |= MHD_USE_TLS;
     for (size_t i = 0; i < f->n_lfd; i++) {
         f->mhd[i] = MHD_start_daemon(
-            flags, 0, NULL, NULL, handle, f, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, NULL,
+            flags, 0, NULL, NULL, handle, f, MHD_OPTION_EXTERNAL_LOGGER, ck_admin_mhd_log, NULL,
             MHD_OPTION_LISTEN_SOCKET, f->lfd[i],
             MHD_OPTION_CONNECTION_LIMIT, f->cfg->max_connections,
             MHD_OPTION_CONNECTION_TIMEOUT, f->cfg->timeout,
             MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIND_HEADER_MEMORY,
-            MHD_OPTION_NOTIFY_COMPLETED, completed, f,
-            MHD_OPTION_UNESCAPE_CALLBACK, no_unescape, NULL,
+            MHD_OPTION_NOTIFY_COMPLETED, ck_admin_http_completed, f,
+            MHD_OPTION_UNESCAPE_CALLBACK, ck_admin_http_no_unescape, NULL,
             f->tls_cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, f->tls_cert,
             MHD_OPTION_HTTPS_MEM_KEY, f->tls_key, MHD_OPTION_END);
         if (f->mhd[i] == NULL)
@@ -1219,16 +809,16 @@ admind_front_check(const struct admind_config *cfg)
 {
     struct front f = {.cfg = cfg};
     struct ck_admin_acl *acl = NULL;
-    struct acceptor acc;
+    struct ck_spnego_acceptor acc; /* the HTTP/ service keys (lib/admin/spnego.c) */
     int rc;
 
     if ((rc = ck_admin_acl_load(cfg->acl_file, cfg->realm, &acl)) != 0)
         return rc;
     printf("acl: %s (%zu entries)\n", cfg->acl_file, ck_admin_acl_entries(acl));
     ck_admin_acl_free(acl);
-    if ((rc = acceptor_init(cfg->keytab, &acc)) != 0)
+    if ((rc = ck_spnego_acceptor_init(cfg->keytab, ADMIND_PROG, &acc)) != 0)
         return rc;
-    acceptor_free(&acc);
+    ck_spnego_acceptor_free(&acc);
     printf("keytab: %s\n", cfg->keytab);
     if ((rc = setup_listen(&f, false)) != 0)
         return rc;
@@ -1388,73 +978,11 @@ out:
 
 /* ===================================================================== the back process */
 
-/* Watches the channel to the back process: if it hangs up (the back died or was killed after a
- * protocol error), the daemon stops, with status 1, through the signal loop. */
-struct watcher {
-    struct front *f;
-    int stop[2];                 /* a byte on stop[1] ends the watch */
-    pthread_t thread;
-    bool running;
-    atomic_bool fired;           /* read by the main thread once the loop ends */
-};
-
-static void *
-watch_back(void *arg)
-{
-    struct watcher *w = arg;
-    struct pollfd p[2] = {{.fd = w->f->back_fd, .events = 0}, {.fd = w->stop[0], .events = POLLIN}};
-
-    for (;;) {
-        if (poll(p, 2, -1) < 0) {
-            if (errno == EINTR)
-                continue;
-            return NULL;
-        }
-        if (p[1].revents != 0)
-            return NULL;
-        if (p[0].revents & (POLLHUP | POLLERR | POLLNVAL)) {
-            ck_log_err("the back (store) process is gone; stopping");
-            atomic_store(&w->fired, true);
-            kill(getpid(), SIGTERM);
-            return NULL;
-        }
-    }
-}
-
-static int
-watcher_start(struct watcher *w, struct front *f)
-{
-    int rc;
-
-    w->f = f;
-    if (pipe2(w->stop, O_CLOEXEC) != 0)
-        return ck_error_set(CK_ERR_IO, "pipe: %s", strerror(errno));
-    if ((rc = pthread_create(&w->thread, NULL, watch_back, w)) != 0) {
-        close(w->stop[0]);
-        close(w->stop[1]);
-        return ck_error_set(CK_ERR_IO, "pthread_create: %s", strerror(rc));
-    }
-    w->running = true;
-    return 0;
-}
-
-static void
-watcher_stop(struct watcher *w)
-{
-    if (!w->running)
-        return;
-    (void)!write(w->stop[1], "x", 1);
-    pthread_join(w->thread, NULL);
-    close(w->stop[0]);
-    close(w->stop[1]);
-    w->running = false;
-}
-
 int
 admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
 {
     struct front f = {.cfg = cfg, .live = cfg, .back_fd = back_fd, .back_pid = back_pid};
-    struct watcher w = {0};
+    struct ck_admin_watch w = {0}; /* the back hanging up stops the daemon */
     int status = 1, rc, st;
     bool log_moved = false;      /* the log left stderr (until then errors are on stderr) */
 
@@ -1465,7 +993,7 @@ admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
      * sockets; then the drop, and the log opened as the final user. libmicrohttpd's threads
      * start after that, with the signal mask the daemon layer set. */
     if ((rc = ck_admin_acl_load(cfg->acl_file, cfg->realm, &f.acl)) != 0 ||
-        (rc = acceptor_init(cfg->keytab, &f.acc)) != 0 || (rc = setup_tls(&f)) != 0 ||
+        (rc = ck_spnego_acceptor_init(cfg->keytab, ADMIND_PROG, &f.acc)) != 0 || (rc = setup_tls(&f)) != 0 ||
         (rc = setup_listen(&f, true)) != 0 || (rc = drop_privileges(&f)) != 0)
         goto fail;
     if ((rc = ck_log_reconfigure(cfg->log.dest, cfg->log.path, cfg->log_level)) != 0) {
@@ -1473,7 +1001,7 @@ admind_front_run(struct admind_config *cfg, int sfd, int back_fd, int back_pid)
         goto fail;
     }
     log_moved = cfg->log.dest != CK_LOG_STDERR;
-    if ((rc = start_http(&f)) != 0 || (rc = watcher_start(&w, &f)) != 0)
+    if ((rc = start_http(&f)) != 0 || (rc = ck_admin_watch_start(&w, f.back_fd)) != 0)
         goto fail;
     ck_log_notice("serving realm %s (ACL %s, %zu entries; back process %d)", cfg->realm,
                   cfg->acl_file, ck_admin_acl_entries(f.acl), back_pid);
@@ -1492,12 +1020,12 @@ stop:
         if (f.lfd[i] >= 0)
             close(f.lfd[i]);
     }
-    watcher_stop(&w);
+    ck_admin_watch_stop(&w);
     /* Closing the channel tells the back process to close the store and exit. */
     close(back_fd);
     if (f.back_pid > 0 && waitpid(f.back_pid, &st, 0) == f.back_pid && st != 0 && status == 0)
         ck_log_warn("the back process exited with status %d", st);
-    acceptor_free(&f.acc);
+    ck_spnego_acceptor_free(&f.acc);
     ck_admin_acl_free(f.acl);
     free(f.tls_cert);
     if (f.tls_key != NULL)

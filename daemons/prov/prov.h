@@ -27,6 +27,15 @@
 #define PROV_DEFAULT_HTTP "127.0.0.1:8088"  /* loopback by default: see docs (TLS otherwise) */
 #define PROV_DEFAULT_CERT_DAYS 365
 #define PROV_DEFAULT_REPAIR_CERT_HOURS 48
+#define PROV_PROG "cablekey-prov"
+#define PROV_DEFAULT_CONFIG "/etc/cablekey/prov.conf"
+#define PROV_DEFAULT_PORT 8088
+#define PROV_DEFAULT_MAX_BODY (64 * 1024)
+#define PROV_MAX_MAX_BODY (256 * 1024)
+#define PROV_DEFAULT_MAX_CONNECTIONS 64
+#define PROV_DEFAULT_TIMEOUT 30
+#define PROV_DEFAULT_SESSION_LIFETIME 3600
+#define PROV_DEFAULT_MAX_SESSIONS 1024
 
 struct prov_webhook {
     char *name;                 /* [A-Za-z0-9_-]{1,63} */
@@ -70,6 +79,11 @@ struct prov_config {
     struct ck_log_target log;
     int log_level;
     char *pid_file, *user;
+    /* Added by P2 (the daemon itself). */
+    const struct ck_daemon_opts *opts;  /* the flags it was loaded with (NULL: a test's) */
+    size_t max_body;                    /* request body limit (413 beyond) */
+    unsigned max_connections, timeout;  /* libmicrohttpd: connections, idle seconds */
+    size_t max_sessions;                /* console sessions held by the front */
 };
 
 extern const struct ck_conf_key prov_conf_keys[];

@@ -15,9 +15,10 @@
  * (a C comment cannot hold it: its pattern starts with a star and a slash).
  *
  * PERMISSIONS letters (MIT meanings): a add, d delete, m modify, c change keys/password,
- * i inquire, l list, p propagate, s set explicit keys, e extract keys; the upper-case letter
- * denies the same operation (wherever it stands in the field); x and * mean "admcilsp" (not e,
- * as in MIT).
+ * i inquire, l list, p propagate, s set explicit keys, e extract keys; r revoke (cablekey-prov:
+ * revoke/reinstate a device; no admind operation needs it); the upper-case letter denies the
+ * same operation (wherever it stands in the field); x and * mean "admcilsp" (not e, as in
+ * MIT; not r: revoking a device is granted by name).
  *
  * The FIRST entry whose PRINCIPAL matches the caller and whose TARGET (if any) matches the
  * target decides: the operation is allowed if that entry grants every requested letter and
@@ -53,6 +54,7 @@
 #define CK_ADMIN_PERM_PROPAGATE 0x040u /* p */
 #define CK_ADMIN_PERM_SETKEY 0x080u    /* s */
 #define CK_ADMIN_PERM_EXTRACT 0x100u   /* e */
+#define CK_ADMIN_PERM_REVOKE 0x200u    /* r (cablekey-prov) */
 #define CK_ADMIN_PERM_ALL 0x0ffu       /* x or *: admcilsp */
 
 #define CK_ADMIN_ACL_MAX_FILE (1024 * 1024)

@@ -103,6 +103,13 @@ int ck_conf_get_one(const struct ck_profile *prof, const char *section, const ch
 
 /* ---- logging ----------------------------------------------------------------------------- */
 
+struct ck_log_target;
+/* The keys log (MIT's [logging] syntax: FILE:/path, FILE=/path, SYSLOG[:LEVEL[:FACILITY]],
+ * STDERR, CONSOLE; a bare absolute path is still a file) and log_level of a daemon's section,
+ * with --log and --log-level (o, may be NULL) over them. Errors name file:line. */
+int ck_conf_get_log(const struct ck_profile *prof, const char *section,
+                    const struct ck_daemon_opts *o, struct ck_log_target *log, int *level);
+
 struct ck_log_target {
     enum ck_log_dest dest;
     char path[4096];       /* CK_LOG_FILE */

@@ -39,6 +39,7 @@ static const struct {
     {'a', CK_ADMIN_PERM_ADD},      {'d', CK_ADMIN_PERM_DELETE},  {'m', CK_ADMIN_PERM_MODIFY},
     {'c', CK_ADMIN_PERM_CHANGEPW}, {'i', CK_ADMIN_PERM_INQUIRE}, {'l', CK_ADMIN_PERM_LIST},
     {'p', CK_ADMIN_PERM_PROPAGATE}, {'s', CK_ADMIN_PERM_SETKEY}, {'e', CK_ADMIN_PERM_EXTRACT},
+    {'r', CK_ADMIN_PERM_REVOKE},
 };
 
 static int

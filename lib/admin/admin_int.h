@@ -32,4 +32,10 @@ int ck_admin_json_parse_object(const char *text, size_t len, json_t **out);
 /* Compact serialisation; *out is malloc'd. */
 int ck_admin_json_dump(const json_t *obj, char **out, size_t *out_len);
 
+/* Frames between the processes of one daemon (lib/admin/ipc.c): a 4-byte big-endian length,
+ * then that many bytes. send refuses a frame over max (CK_ERR_LIMIT); recv's *out is malloc'd
+ * and NUL-terminated, CK_ERR_NOTFOUND at a clean end of stream, CK_ERR_PROTO past max. */
+int ck_admin_ipc_send(int fd, const char *buf, size_t len, size_t max);
+int ck_admin_ipc_recv(int fd, size_t max, char **out, size_t *out_len);
+
 #endif

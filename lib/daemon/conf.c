@@ -246,3 +246,40 @@ ck_conf_get_one(const struct ck_profile *prof, const char *section, const char *
     *out = vals[0];
     return 0;
 }
+
+int
+ck_conf_get_log(const struct ck_profile *prof, const char *section,
+                const struct ck_daemon_opts *o, struct ck_log_target *log, int *level)
+{
+    const char *v = NULL;
+    int rc;
+
+    if (o != NULL && o->log != NULL) {
+        if (ck_log_target_parse(o->log, true, log) != 0)
+            return ck_error_set(CK_ERR_CONFIG, "--log: %s", ck_error_context());
+    } else {
+        if ((rc = ck_conf_get_one(prof, section, "log", &v)) != 0)
+            return rc;
+        if (v != NULL && ck_log_target_parse(v, v[0] == '/', log) != 0) {
+            char why[512];
+            ck_strlcpy(why, ck_error_context(), sizeof(why));
+            return ck_conf_error(prof, CK_ERR_CONFIG, why, section, "log", NULL);
+        }
+    }
+    if (o != NULL && o->log_level != NULL) {
+        if ((*level = ck_log_level_from_name(o->log_level)) < 0)
+            return ck_error_set(CK_ERR_CONFIG, "--log-level %s: expected err, warning, notice, "
+                                "info or debug", o->log_level);
+    } else {
+        if ((rc = ck_conf_get_one(prof, section, "log_level", &v)) != 0)
+            return rc;
+        if (v != NULL && (*level = ck_log_level_from_name(v)) < 0)
+            return ck_conf_error(prof, CK_ERR_CONFIG,
+                                 "expected err, warning, notice, info or debug", section,
+                                 "log_level", NULL);
+        /* SYSLOG:LEVEL names the level when log_level does not. */
+        if (v == NULL && log->level >= 0)
+            *level = log->level;
+    }
+    return 0;
+}

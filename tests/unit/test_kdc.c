@@ -1154,7 +1154,7 @@ test_log_batched(void)
     struct kdc_config cfg;
     struct kdc_worker *w;
     struct as_opts o = {.cname = "nobody", .sname = "krbtgt/" REALM};
-    struct timespec ms60 = {0, 60 * 1000 * 1000};
+    struct timespec ms60 = {0, 60 * 1000 * 1000}, t0, t1;
     char path[160], *log;
     uint8_t *der = NULL;
     size_t len = 0, loglen = 0;
@@ -1169,13 +1169,20 @@ test_log_batched(void)
     wait = kdc_worker_idle(w);
     CHECK(wait >= 1 && wait <= CK_STORE_CACHE_CHECK_MS);
     build_as_req(&o, &der, &len);
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     ask(w, der, len, KDC_TRANSPORT_TCP);
     ask(w, der, len, KDC_TRANSPORT_TCP);
     log = slurp(path, &loglen);
     CHECK(log != NULL && loglen == 0);
     free(log);
     wait = kdc_worker_idle(w);
-    CHECK(wait > 0 && wait <= 50);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    /* Within the 50 ms the lines wait for their batch; on a machine so loaded that 50 ms have
+     * passed already, this idle step has written them and waits for the heartbeat instead. */
+    if ((t1.tv_sec - t0.tv_sec) * 1000 + (t1.tv_nsec - t0.tv_nsec) / 1000000 < 45)
+        CHECK(wait > 0 && wait <= 50);
+    else
+        CHECK(wait >= 1 && wait <= CK_STORE_CACHE_CHECK_MS);
     nanosleep(&ms60, NULL);
     wait = kdc_worker_idle(w);
     CHECK(wait >= 1 && wait <= CK_STORE_CACHE_CHECK_MS);

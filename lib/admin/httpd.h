@@ -1,0 +1,71 @@
+/* Pieces shared by the daemons' HTTP fronts (cablekey-admind, cablekey-prov): listen addresses,
+ * URL decoding, libmicrohttpd's log (lib/admin/httpd.c). */
+#ifndef CABLEKEY_ADMIN_HTTPD_H
+#define CABLEKEY_ADMIN_HTTPD_H
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <microhttpd.h>
+
+/* Resolves one listen entry ("127.0.0.1", "[::1]:8088", ...): numeric addresses only (a name
+ * could resolve to something else at the next start). Without tls a non-loopback address is
+ * refused (CK_ERR_CONFIG), the message ending with cleartext_why. */
+int ck_admin_listen_resolve(const char *spec, uint16_t default_port, bool tls,
+                            const char *cleartext_why, struct sockaddr_storage *ss,
+                            socklen_t *sslen);
+/* A listening TCP socket (close-on-exec, SO_REUSEADDR, v6-only for IPv6). */
+int ck_admin_listen_bind(const struct sockaddr_storage *ss, socklen_t sslen, int *fd_out);
+/* Decodes %XX in place; -1 on a bad escape or an encoded NUL. */
+int ck_admin_pct_decode(char *s);
+/* MHD_OPTION_EXTERNAL_LOGGER: libmicrohttpd's messages to our log (info), control characters
+ * replaced. */
+void ck_admin_mhd_log(void *cls, const char *fmt, va_list ap);
+
+/* A log-safe copy: cut to size, control characters replaced (client text must not forge a log
+ * line). NULL src gives "-". Returns dst. */
+const char *ck_admin_log_safe(char *dst, size_t size, const char *src);
+
+/* ---- a request body, gathered across libmicrohttpd's calls (the connection's con_cls) ---- */
+struct ck_admin_http_body {
+    char *body;                  /* NUL-terminated; may hold a password: wiped on free */
+    size_t len;
+    bool too_large;
+};
+enum {
+    CK_ADMIN_BODY_DONE = 0,      /* *out is the whole body: handle the request */
+    CK_ADMIN_BODY_MORE = 1,      /* return MHD_YES */
+    CK_ADMIN_BODY_TOO_LARGE = 2, /* answer 413 (declared or sent larger than max) */
+    CK_ADMIN_BODY_NOMEM = -1,    /* return MHD_NO */
+};
+/* The start of a request callback: gathers the body up to max bytes (a Content-Length over max
+ * is refused before anything is read). */
+int ck_admin_http_body(struct MHD_Connection *c, void **con_cls, const char *upload,
+                       size_t *upload_size, size_t max, struct ck_admin_http_body **out);
+/* MHD_OPTION_NOTIFY_COMPLETED: frees (and wipes) the body. */
+void ck_admin_http_completed(void *cls, struct MHD_Connection *c, void **con_cls,
+                             enum MHD_RequestTerminationCode t);
+/* MHD_OPTION_UNESCAPE_CALLBACK: no unescaping (the daemons decode what they use). */
+size_t ck_admin_http_no_unescape(void *cls, struct MHD_Connection *c, char *s);
+/* The first query parameter not in allowed (NULL-terminated), or one without a value; NULL if
+ * none. */
+const char *ck_admin_http_unknown_query(struct MHD_Connection *c, const char *const *allowed);
+
+/* ---- the back process watch: a front whose back process hangs up stops (SIGTERM to itself,
+ * so the signal loop ends; fired says why) ---- */
+struct ck_admin_watch {
+    int fd;
+    int stop[2];
+    pthread_t thread;
+    bool running;
+    atomic_bool fired;
+};
+int ck_admin_watch_start(struct ck_admin_watch *w, int fd);
+void ck_admin_watch_stop(struct ck_admin_watch *w);
+
+#endif
