@@ -7,7 +7,7 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TOP=$(pwd)
-LOG_DIR="$TOP/.test-tmp"
+export LOG_DIR="$TOP/.test-tmp"  # t_prov_console.sh saves screenshots in $LOG_DIR/artifacts
 rm -rf "$LOG_DIR"; mkdir -p "$LOG_DIR"
 FUZZ_SECONDS="${CK_FUZZ_SECONDS:-8}"
 passed=0; failed=0; failed_names=()

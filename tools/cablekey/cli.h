@@ -58,6 +58,7 @@ int cli_keytab_agent(int argc, char **argv); /* keytab_agent.c: `cablekey keytab
 int cli_rotation(int argc, char **argv);
 int cli_rotation_master_key(int argc, char **argv);
 int cli_alarms(int argc, char **argv);    /* alarms.c: the KDCs' alarm table */
+int cli_customer(int argc, char **argv);  /* customer.c: cablekey-prov's customer accounts */
 
 
 /* Prints "cablekey: <what>: <message>" where message is the error context (or its name). */

@@ -22,6 +22,7 @@
 #include "cablekey/util.h"
 #include "admin_ops.h"
 #include "cli.h"
+#include "prov_remote.h"
 
 #define CERT_FILE_MAX (1 << 20)  /* a certificate or a device PKCS#12 is a few KiB */
 #define LIST_PAGE 1000
@@ -580,8 +581,11 @@ cli_device(int argc, char **argv)
     struct cli_executor ex;
     int rc;
 
-    if (cli_family_help(argc, argv, device_help, NULL, &rc))
+    if (cli_family_help(argc, argv, device_help, cli_device_prov_help, &rc))
         return rc;
+    /* The provisioning verbs go to cablekey-prov (device_prov.c). */
+    if (cli_device_prov_verb(argv[1]))
+        return cli_device_prov(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
         if (strcmp(argv[1], subs[i].name) != 0)
             continue;

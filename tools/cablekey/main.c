@@ -11,6 +11,7 @@
 #include "cablekey/error.h"
 #include "cablekey/principal.h"
 #include "cli.h"
+#include "prov_remote.h"
 
 /* local_only: why the family has no remote counterpart (refused with --server); NULL for the
  * families that run on cablekey-admind too. */
@@ -44,6 +45,8 @@ static const struct {
     {"alarms", cli_alarms, "the alarms the KDCs raised: list, show, clear",
      "the alarm table is not in the admin API: run it on a KDC host with --db"},
     {"policy", cli_policy, "password policies and lockout rules: add, modify, show, list, delete",
+     NULL},
+    {"customer", cli_customer, "provisioning customers on cablekey-prov: add, show, list, modify",
      NULL},
     {"router", cli_router, "router simulator for address authentication with AH (serve)",
      "it runs a router simulator, not a realm"},
@@ -327,7 +330,8 @@ refuses_server(size_t cmd, int argc, char **argv)
         return false;
     /* The device family's read verbs run remotely; its changes do not. */
     if (strcmp(commands[cmd].name, "device") == 0 && argc > 1 &&
-        (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "show") == 0))
+        (strcmp(argv[1], "list") == 0 || strcmp(argv[1], "show") == 0 ||
+         cli_device_prov_verb(argv[1])))
         return false;
     /* `mta phone --server` is that verb's own option (a media gateway), not the global one. */
     if (opt == NULL && strcmp(commands[cmd].name, "mta") == 0 && argc > 1 &&

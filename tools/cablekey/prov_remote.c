@@ -1,0 +1,612 @@
+/* The client of cablekey-prov's API (prov_remote.h). */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <openssl/rand.h>
+
+#include "cablekey/error.h"
+#include "cablekey/net.h"
+#include "cablekey/prov.h"
+#include "cli.h"
+#include "prov_remote.h"
+
+#ifndef CK_VERSION
+#define CK_VERSION "unknown"
+#endif
+
+#define PROV_CONNECT_TIMEOUT 10L
+#define PROV_TIMEOUT 60L
+#define PROV_MAX_ANSWER (4 << 20)  /* a page of 1000 devices with their fields */
+
+struct prov_client {
+    char *base;        /* "scheme://host:port" */
+    char *ca_file;
+    bool tls;
+    bool refused_addr;
+};
+
+struct body_buf {
+    char *data;
+    size_t len;
+    bool too_large;
+};
+
+static bool
+host_is_loopback(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+    char buf[64];
+    size_t n = strlen(host);
+
+    if (strcmp(host, "localhost") == 0)
+        return true;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (n > 2 && n < sizeof(buf) && host[0] == '[' && host[n - 1] == ']') {
+        memcpy(buf, host + 1, n - 2);
+        buf[n - 2] = '\0';
+        if (inet_pton(AF_INET6, buf, &a6) == 1)
+            return IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    return false;
+}
+
+/* The URL reduced to scheme://host:port; a usage error for anything else. */
+static int
+parse_server(const char *what, const char *url, struct prov_client *c)
+{
+    CURLU *u = curl_url();
+    char *scheme = NULL, *host = NULL, *path = NULL, *port = NULL, *base = NULL, *v = NULL;
+    int rc = CLI_USAGE;
+
+    if (u == NULL) {
+        rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "URL"));
+        goto out;
+    }
+    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || *host == '\0') {
+        cli_usage_error(what, "--server %s: not a URL (https://HOST[:PORT])", url);
+        goto out;
+    }
+    if (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0) {
+        cli_usage_error(what, "--server %s: the scheme must be https (or http to loopback)",
+                        url);
+        goto out;
+    }
+    c->tls = strcmp(scheme, "https") == 0;
+    if ((curl_url_get(u, CURLUPART_USER, &v, 0) == CURLUE_OK && v != NULL) ||
+        curl_url_get(u, CURLUPART_QUERY, &v, 0) == CURLUE_OK ||
+        (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path != NULL &&
+         *path != '\0' && strcmp(path, "/") != 0)) {
+        cli_usage_error(what, "--server %s: give the server's base URL (https://HOST[:PORT]) "
+                        "without user, path or query", url);
+        goto out;
+    }
+    if (!c->tls && !host_is_loopback(host)) {
+        cli_usage_error(what, "--server %s: plain http only to a loopback address: requests "
+                        "carry Kerberos authenticators and customer data; use https://", url);
+        goto out;
+    }
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK &&
+        curl_url_set(u, CURLUPART_PORT, PROV_REMOTE_DEFAULT_PORT, 0) != CURLUE_OK) {
+        rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "URL"));
+        goto out;
+    }
+    if (curl_url_set(u, CURLUPART_PATH, NULL, 0) != CURLUE_OK ||
+        curl_url_get(u, CURLUPART_URL, &base, 0) != CURLUE_OK) {
+        cli_usage_error(what, "--server %s: not a URL", url);
+        goto out;
+    }
+    if (strlen(base) > 0 && base[strlen(base) - 1] == '/')
+        base[strlen(base) - 1] = '\0';
+    if ((c->base = strdup(base)) == NULL) {
+        rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "URL"));
+        goto out;
+    }
+    rc = CLI_OK;
+out:
+    curl_free(scheme);
+    curl_free(host);
+    curl_free(path);
+    curl_free(port);
+    curl_free(base);
+    curl_free(v);
+    curl_url_cleanup(u);
+    return rc;
+}
+
+int
+prov_client_open(const char *what, const char *url, const char *ca, struct prov_client **out)
+{
+    struct prov_client *c;
+    int rc;
+
+    *out = NULL;
+    if ((c = calloc(1, sizeof(*c))) == NULL)
+        return cli_fail(what, ck_error_set(CK_ERR_NOMEM, "client"));
+    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+        free(c);
+        return cli_fail(what, ck_error_set(CK_ERR_IO, "libcurl: initialisation failed"));
+    }
+    if ((rc = parse_server(what, url, c)) != CLI_OK)
+        goto fail;
+    if (ca != NULL) {
+        if (!c->tls) {
+            rc = cli_usage_error(what, "--ca applies to https:// servers only");
+            goto fail;
+        }
+        if (access(ca, R_OK) != 0 || (c->ca_file = strdup(ca)) == NULL) {
+            rc = cli_fail(what, ck_error_set(CK_ERR_IO, "--ca %s: not readable", ca));
+            goto fail;
+        }
+    }
+    *out = c;
+    return CLI_OK;
+fail:
+    prov_client_close(c);
+    return rc;
+}
+
+void
+prov_client_close(struct prov_client *c)
+{
+    if (c == NULL)
+        return;
+    free(c->base);
+    free(c->ca_file);
+    free(c);
+    curl_global_cleanup();
+}
+
+bool
+prov_idem_key_valid(const char *k)
+{
+    size_t n = strlen(k);
+
+    if (n == 0 || n > CK_PROV_IDEM_KEY_MAX)
+        return false;
+    return strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == n;
+}
+
+char *
+prov_escape(const char *s)
+{
+    char *esc = curl_easy_escape(NULL, s, 0), *p;
+
+    if (esc == NULL)
+        return NULL;
+    p = strdup(esc);
+    curl_free(esc);
+    return p;
+}
+
+/* A path segment: the unreserved characters and ':' as they are (a canonical MAC stays
+ * readable in the server's logs), everything else %-escaped. */
+char *
+prov_path(const char *prefix, const char *item, const char *suffix)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    size_t n = strlen("/api/v1/") + strlen(prefix) + 1 + 3 * strlen(item) + strlen(suffix) + 1;
+    char *p = malloc(n), *w;
+
+    if (p == NULL)
+        return NULL;
+    w = p + snprintf(p, n, "/api/v1/%s/", prefix);
+    for (const unsigned char *c = (const unsigned char *)item; *c != '\0'; c++) {
+        if ((*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+            strchr("-._~:", *c) != NULL) {
+            *w++ = (char)*c;
+        } else {
+            *w++ = '%';
+            *w++ = hex[*c >> 4];
+            *w++ = hex[*c & 15];
+        }
+    }
+    snprintf(w, n - (size_t)(w - p), "%s", suffix);
+    return p;
+}
+
+static size_t
+write_cb(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct body_buf *b = arg;
+    size_t n = size * nmemb;
+    char *nb;
+
+    if (n > PROV_MAX_ANSWER - b->len) {
+        b->too_large = true;
+        return 0;
+    }
+    if ((nb = realloc(b->data, b->len + n + 1)) == NULL)
+        return 0;
+    b->data = nb;
+    memcpy(b->data + b->len, data, n);
+    b->len += n;
+    b->data[b->len] = '\0';
+    return n;
+}
+
+static curl_socket_t
+open_socket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
+{
+    struct prov_client *c = arg;
+
+    (void)purpose;
+    if (!c->tls && !ck_net_addr_is_loopback(&addr->addr)) {
+        c->refused_addr = true;
+        return CURL_SOCKET_BAD;
+    }
+    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
+}
+
+static bool
+append(struct curl_slist **l, const char *h)
+{
+    struct curl_slist *n = curl_slist_append(*l, h);
+
+    if (n == NULL)
+        return false;
+    *l = n;
+    return true;
+}
+
+/* The API's error answer on stderr. */
+static void
+print_api_error(const struct prov_client *c, const char *what, long status,
+                const struct body_buf *b)
+{
+    json_t *j = b->data != NULL ? json_loadb(b->data, b->len, 0, NULL) : NULL;
+    json_t *e = json_object_get(j, "error");
+    const char *code = json_string_value(json_object_get(e, "code"));
+    const char *msg = json_string_value(json_object_get(e, "message"));
+    const char *field = json_string_value(json_object_get(e, "field"));
+
+    if (msg == NULL) {
+        fprintf(stderr, "cablekey: %s: %s: HTTP %ld, not an answer of cablekey-prov's API\n",
+                what, c->base, status);
+    } else {
+        fprintf(stderr, "cablekey: %s: %s%s%s%s%s\n", what, msg, field != NULL ? " (field " : "",
+                field != NULL ? field : "", field != NULL ? ")" : "",
+                status == 401 ? " (no valid Kerberos ticket? run kinit)" : "");
+        (void)code;
+    }
+    json_decref(j);
+}
+
+int
+prov_client_call(struct prov_client *c, const char *what, const char *method,
+                 const char *path, json_t *body, const char *idem, json_t **out)
+{
+    char errbuf[CURL_ERROR_SIZE] = "", *url = NULL, *text = NULL, hdr[64 + CK_PROV_IDEM_KEY_MAX];
+    struct body_buf b = {0};
+    struct curl_slist *hdrs = NULL;
+    CURL *h = NULL;
+    CURLcode cc;
+    long status = 0;
+    size_t n = strlen(c->base) + strlen(path) + 1;
+    int rc = CLI_FAIL;
+
+    *out = NULL;
+    c->refused_addr = false;
+    if ((url = malloc(n)) == NULL || (h = curl_easy_init()) == NULL ||
+        (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL)) {
+        rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "request"));
+        goto out;
+    }
+    snprintf(url, n, "%s%s", c->base, path);
+    if (!append(&hdrs, "Accept: application/json") || !append(&hdrs, "Expect:") ||
+        (text != NULL && !append(&hdrs, "Content-Type: application/json"))) {
+        rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "request"));
+        goto out;
+    }
+    if (strcmp(method, "POST") == 0 || strcmp(method, "PATCH") == 0) {
+        char key[40] = "cli-";
+        uint8_t rnd[16];
+
+        if (idem == NULL) {
+            if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+                rc = cli_fail(what, ck_error_set(CK_ERR_CRYPTO, "random idempotency key"));
+                goto out;
+            }
+            for (size_t i = 0; i < sizeof(rnd); i++)
+                snprintf(key + 4 + 2 * i, 3, "%02x", rnd[i]);
+            idem = key;
+        }
+        snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", idem);
+        if (!append(&hdrs, hdr)) {
+            rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "request"));
+            goto out;
+        }
+    }
+    /* A fresh handle per request: Negotiate authenticates every request (a reused connection
+     * would carry no token). */
+    if (curl_easy_setopt(h, CURLOPT_URL, url) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, c->tls ? "https" : "http") != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_PROXY, "") != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_NOPROXY, "*") != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_NEGOTIATE) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_USERPWD, ":") != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, PROV_CONNECT_TIMEOUT) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_TIMEOUT, PROV_TIMEOUT) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
+        (c->ca_file != NULL && curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file) != CURLE_OK) ||
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, c) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_USERAGENT, "cablekey/" CK_VERSION) != CURLE_OK ||
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK ||
+        (text != NULL &&
+         (curl_easy_setopt(h, CURLOPT_POSTFIELDS, text) != CURLE_OK ||
+          curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text)) !=
+              CURLE_OK))) {
+        rc = cli_fail(what, ck_error_set(CK_ERR_UNSUPPORTED, "libcurl: an option this client "
+                                         "needs is not supported (%s)", errbuf));
+        goto out;
+    }
+    if ((cc = curl_easy_perform(h)) != CURLE_OK) {
+        if (c->refused_addr)
+            rc = cli_fail(what, ck_error_set(CK_ERR_PERM, "%s resolves to an address that is "
+                                             "not loopback; use https://", c->base));
+        else if (b.too_large)
+            rc = cli_fail(what, ck_error_set(CK_ERR_LIMIT, "%s: answer larger than %d bytes",
+                                             c->base, PROV_MAX_ANSWER));
+        else
+            rc = cli_fail(what, ck_error_set(CK_ERR_IO, "%s: %s (is cablekey-prov running "
+                                             "there?)", c->base, errbuf[0] != '\0' ? errbuf :
+                                             curl_easy_strerror(cc)));
+        goto out;
+    }
+    (void)curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+    if (status < 200 || status > 299) {
+        print_api_error(c, what, status, &b);
+        rc = CLI_FAIL;
+        goto out;
+    }
+    if (b.len > 0 && (*out = json_loadb(b.data, b.len, 0, NULL)) == NULL) {
+        rc = cli_fail(what, ck_error_set(CK_ERR_PROTO, "%s: the answer is not JSON", c->base));
+        goto out;
+    }
+    rc = CLI_OK;
+out:
+    curl_easy_cleanup(h);
+    curl_slist_free_all(hdrs);
+    free(url);
+    free(text);
+    free(b.data);
+    return rc;
+}
+
+/* ===================================================================== printers */
+
+static const char *
+str_or(const json_t *o, const char *key, const char *dflt)
+{
+    const json_t *v = json_object_get(o, key);
+
+    return json_is_string(v) && json_string_length(v) > 0 ? json_string_value(v) : dflt;
+}
+
+/* An id (integer) or "-". */
+static void
+print_id(const char *label, const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (json_is_integer(v))
+        printf("%s: %lld\n", label, (long long)json_integer_value(v));
+    else
+        printf("%s: -\n", label);
+}
+
+static void
+print_time(const char *label, const json_t *o, const char *key)
+{
+    const json_t *v = json_object_get(o, key);
+    char buf[64];
+
+    if (!json_is_integer(v) || json_integer_value(v) == 0) {
+        printf("%s: -\n", label);
+        return;
+    }
+    cli_format_time((int64_t)json_integer_value(v), buf, sizeof(buf));
+    printf("%s: %s\n", label, buf);
+}
+
+static void
+time_str(const json_t *o, const char *key, char *buf, size_t size)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (!json_is_integer(v) || json_integer_value(v) == 0)
+        snprintf(buf, size, "-");
+    else
+        cli_format_time((int64_t)json_integer_value(v), buf, size);
+}
+
+/* A flag the API gives as a boolean (or as the time it happened): "yes"/"no" or the time. */
+static void
+flag_str(const json_t *o, const char *key, char *buf, size_t size)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (json_is_integer(v) && json_integer_value(v) > 0)
+        cli_format_time((int64_t)json_integer_value(v), buf, size);
+    else
+        snprintf(buf, size, "%s", json_is_true(v) ? "yes" : "no");
+}
+
+/* The numbers as "a,b" or "-". */
+static void
+numbers_str(const json_t *d, char *buf, size_t size)
+{
+    const json_t *a = json_object_get(d, "numbers"), *v;
+    size_t i, off = 0;
+
+    buf[0] = '\0';
+    json_array_foreach(a, i, v) {
+        if (!json_is_string(v))
+            continue;
+        int w = snprintf(buf + off, size - off, "%s%s", off > 0 ? "," : "",
+                         json_string_value(v));
+        if (w < 0 || (size_t)w >= size - off)
+            break;
+        off += (size_t)w;
+    }
+    if (off == 0)
+        snprintf(buf, size, "-");
+}
+
+static void
+id_str(const json_t *o, const char *key, char *buf, size_t size)
+{
+    const json_t *v = json_object_get(o, key);
+
+    if (json_is_integer(v))
+        snprintf(buf, size, "%lld", (long long)json_integer_value(v));
+    else
+        snprintf(buf, size, "-");
+}
+
+void
+prov_print_device_line(const json_t *d)
+{
+    char nums[512], cust[32];
+
+    numbers_str(d, nums, sizeof(nums));
+    id_str(d, "customer", cust, sizeof(cust));
+    printf("%s\t%s\t%s\t%s\t%s\t%s\n", str_or(d, "mac", "-"), str_or(d, "state", "-"), nums,
+           cust, str_or(d, "unprov_ip", "-"), str_or(d, "principal", "-"));
+}
+
+void
+prov_print_device(const json_t *d)
+{
+    const json_t *cert = json_object_get(d, "cert");
+    char nums[512];
+
+    numbers_str(d, nums, sizeof(nums));
+    printf("Device: %s\n", str_or(d, "mac", "-"));
+    printf("State: %s\n", str_or(d, "state", "-"));
+    printf("KDC state: %s\n", str_or(d, "kdc_state", "-"));
+    printf("Principal: %s\n", str_or(d, "principal", "-"));
+    print_id("Customer", d, "customer");
+    print_id("Owner", d, "owner");
+    printf("Loaner for: %s\n", str_or(d, "loaner_for", "-"));
+    printf("Numbers: %s\n", nums);
+    printf("Segment: %s\n", str_or(d, "segment", "-"));
+    printf("FQDN: %s\n", str_or(d, "fqdn", "-"));
+    printf("IPv4: %s\n", str_or(d, "ipv4", "-"));
+    printf("Unprovisioned IP: %s\n", str_or(d, "unprov_ip", "-"));
+    printf("Reported by: %s\n", str_or(d, "reported_by", "-"));
+    print_time("First seen", d, "first_seen");
+    print_time("Last seen", d, "last_seen");
+    if (json_is_object(cert)) {
+        char nb[64], na[64];
+
+        time_str(cert, "not_before", nb, sizeof(nb));
+        time_str(cert, "not_after", na, sizeof(na));
+        printf("Certificate: #%lld SHA-256 %s, %s to %s, %s\n",
+               (long long)json_integer_value(json_object_get(cert, "id")),
+               str_or(cert, "sha256", "-"), nb, na,
+               json_is_true(json_object_get(cert, "acked")) ||
+                       (json_is_integer(json_object_get(cert, "acked")) &&
+                        json_integer_value(json_object_get(cert, "acked")) != 0)
+                   ? "fetched by the device" : "not yet fetched");
+    } else {
+        printf("Certificate: [none: manufacturer certificate only]\n");
+    }
+    if (json_is_true(json_object_get(d, "replayed")))
+        printf("Replayed: yes (the same request was already done; nothing changed)\n");
+}
+
+void
+prov_print_customer_line(const json_t *u)
+{
+    char id[32];
+
+    id_str(u, "id", id, sizeof(id));
+    printf("%s\t%s\t%s\t%s\t%s\n", id, str_or(u, "type", "-"), str_or(u, "segment", "-"),
+           str_or(u, "name", "-"), str_or(u, "address", "-"));
+}
+
+void
+prov_print_customer(const json_t *u)
+{
+    const json_t *devs = json_object_get(u, "devices"), *v;
+    char *svc = json_dumps(json_object_get(u, "services"), JSON_COMPACT | JSON_SORT_KEYS);
+    size_t i;
+
+    print_id("Customer", u, "id");
+    printf("Type: %s\n", str_or(u, "type", "-"));
+    printf("Name: %s\n", str_or(u, "name", "-"));
+    printf("Address: %s\n", str_or(u, "address", "-"));
+    printf("E-mail: %s\n", str_or(u, "email", "-"));
+    printf("Segment: %s\n", str_or(u, "segment", "-"));
+    printf("Services: %s\n", svc != NULL ? svc : "{}");
+    print_time("Created", u, "created");
+    print_time("Last modified", u, "modified");
+    if (json_is_array(devs)) {
+        printf("Devices:");
+        if (json_array_size(devs) == 0)
+            printf(" -");
+        json_array_foreach(devs, i, v)
+            if (json_is_string(v))
+                printf(" %s", json_string_value(v));
+        printf("\n");
+    }
+    if (json_is_true(json_object_get(u, "replayed")))
+        printf("Replayed: yes (the same request was already done; nothing changed)\n");
+    free(svc);
+}
+
+/* TIME ACTION ACTOR MAC CUSTOMER DETAIL, tab separated, newest first. */
+void
+prov_print_history(const json_t *events)
+{
+    const json_t *e;
+    size_t i;
+
+    json_array_foreach(events, i, e) {
+        char t[64], cust[32], *detail = json_dumps(json_object_get(e, "detail"),
+                                                   JSON_COMPACT | JSON_SORT_KEYS);
+
+        time_str(e, "time", t, sizeof(t));
+        id_str(e, "customer", cust, sizeof(cust));
+        printf("%s\t%s\t%s\t%s\t%s\t%s\n", t, str_or(e, "action", "-"), str_or(e, "actor", "-"),
+               str_or(e, "mac", "-"), cust, detail != NULL ? detail : "{}");
+        free(detail);
+    }
+}
+
+/* ID SHA256 NOT_BEFORE NOT_AFTER ACKED SUPERSEDED. */
+void
+prov_print_certs(const json_t *certs)
+{
+    const json_t *c;
+    size_t i;
+
+    json_array_foreach(certs, i, c) {
+        char id[32], nb[64], na[64], ack[64], sup[64];
+
+        id_str(c, "id", id, sizeof(id));
+        time_str(c, "not_before", nb, sizeof(nb));
+        time_str(c, "not_after", na, sizeof(na));
+        flag_str(c, "acked", ack, sizeof(ack));
+        flag_str(c, "superseded", sup, sizeof(sup));
+        printf("cert\t%s\t%s\t%s\t%s\t%s\t%s\n", id, str_or(c, "sha256", "-"), nb, na, ack, sup);
+    }
+}
