@@ -42,10 +42,7 @@
 #include "cablekey/util.h"
 #include "provd.h"
 
-#if __has_include("console.h")
 #include "console.h"
-#define HAVE_CONSOLE 1
-#endif
 
 #define HEADER_MEMORY (64 * 1024)
 #define COOKIE "ck_session"
@@ -290,7 +287,6 @@ error_body(int status, const char *code, const char *field, const char *msg)
 static enum MHD_Result
 serve_static(struct MHD_Connection *c, const char *url)
 {
-#ifdef HAVE_CONSOLE
     const struct prov_asset *a = prov_console_asset(url);
 
     if (a != NULL) {
@@ -306,9 +302,6 @@ serve_static(struct MHD_Connection *c, const char *url)
         MHD_destroy_response(resp);
         return ret;
     }
-#else
-    (void)url;
-#endif
     return respond(c, 404, error_body(404, "not_found", NULL, "no such resource"), NULL, NULL,
                    NULL);
 }
