@@ -109,6 +109,8 @@ struct line_state {
     bool offhook;
     struct call *call;
     uint32_t last_ntfy;
+    bool restricted;                  /* its ticket restricts calls to restriction's numbers */
+    ck_ad_restricted restriction;
 };
 
 struct cms_call_core {
@@ -667,6 +669,16 @@ start_call(struct cms_call_core *c, size_t l, const char *digits, int64_t now)
         fail(c, x, "unknown-number", 0, now);
         return;
     }
+    if (c->ls[l].restricted && !ck_ad_restricted_allows(&c->ls[l].restriction, digits)) {
+        const uint8_t *m = c->ls[l].restriction.mac;
+
+        ck_log_warn("call from %s (device %02x:%02x:%02x:%02x:%02x:%02x) to %s refused: "
+                    "restricted-calls ticket", c->lines[l].number, m[0], m[1], m[2], m[3], m[4],
+                    m[5], digits);
+        c->st.restricted_refused++;
+        fail(c, x, "unknown-number", 0, now);
+        return;
+    }
     dl = line_of_number(c, digits);
     if (dl >= 0 && (size_t)dl != l) {
         if (c->ls[dl].call != NULL) {
@@ -1219,6 +1231,24 @@ on_peer_command(struct cms_call_core *c, size_t peer, const struct ck_mgcp_msg *
     }
     send_response(c, who, spi, 504, m->txid, "Unknown command", NULL, NULL);
     c->st.dropped++;
+}
+
+void
+cms_call_set_restriction(struct cms_call_core *c, const char *client, const ck_ad_restricted *r)
+{
+    ssize_t l;
+
+    if (c == NULL)
+        return;
+    pthread_mutex_lock(&c->lock);
+    if ((l = line_of_principal(c, client)) >= 0) {
+        c->ls[l].restricted = r != NULL;
+        if (r != NULL)
+            c->ls[l].restriction = *r;
+        else
+            memset(&c->ls[l].restriction, 0, sizeof(c->ls[l].restriction));
+    }
+    pthread_mutex_unlock(&c->lock);
 }
 
 int

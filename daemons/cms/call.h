@@ -55,6 +55,7 @@ struct cms_call_stats {
     uint64_t started, connected, released, failed;
     uint64_t dropped;                 /* messages that fit no call or state */
     uint64_t retransmissions, spi_retries, escrowed, ack_mismatch;
+    uint64_t restricted_refused;      /* calls a restricted-calls ticket did not allow */
 };
 
 struct cms_call_core;
@@ -69,6 +70,11 @@ void cms_call_core_free(struct cms_call_core *c);
 /* Whether messages from this client principal belong to the core (a line or a route peer). */
 bool cms_call_is_party(const struct cms_call_core *c, const char *client);
 
+/* The restriction of the ticket that keyed client's newest SA (NULL: none); a restricted line
+ * may call only the numbers in it (the others are refused as unknown numbers, logged with the
+ * device MAC). */
+void cms_call_set_restriction(struct cms_call_core *c, const char *client,
+                              const ck_ad_restricted *r);
 /* One decrypted message (command or response) from the server-side SA spi_in, client principal
  * client. Hostile input is dropped and counted; returns 0 unless memory ran out. */
 int cms_call_on_message(struct cms_call_core *c, const char *client, uint32_t spi_in,

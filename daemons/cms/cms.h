@@ -28,6 +28,7 @@
 #include "cablekey/kmm.h"
 #include "cablekey/mgcp.h"
 #include "cablekey/profile.h"
+#include "cablekey/prov_ad.h"
 
 #define CMS_PROG "cablekey-cms"
 #define CMS_DEFAULT_CONFIG "/etc/cablekey/cms.conf"
@@ -221,6 +222,9 @@ struct cms_sa {
                                         * are derived from it when needed (wiped on free) */
     uint8_t aprep_hmac[CK_KMM_HMAC_LEN];     /* the AP Reply's HMAC, which SP Recovered covers */
     ck_esp_sa *in, *out;
+    /* The ticket's restricted-calls element (prov_ad.h), NULL when the ticket has none: the
+     * client may call only its numbers (call.c refuses the rest). Owned, freed with the SA. */
+    struct ck_ad_restricted *restriction;
     char client[];                     /* client principal, NUL-terminated */
 };
 

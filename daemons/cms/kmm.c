@@ -175,6 +175,8 @@ struct req {
     char why[160];
     struct ck_kmm_suite suite;
     uint32_t spi_in;
+    bool restricted;
+    ck_ad_restricted restriction;
 };
 
 static int
@@ -301,6 +303,15 @@ answer_ipsec(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
         if ((sa = cms_sa_alloc(r->client)) == NULL) {
             rc = ck_error_set(CK_ERR_NOMEM, "SA");
             goto internal;
+        }
+        if (r->restricted) {
+            if ((sa->restriction = malloc(sizeof(*sa->restriction))) == NULL) {
+                cms_sa_free(sa);
+                sa = NULL;
+                rc = ck_error_set(CK_ERR_NOMEM, "SA restriction");
+                goto internal;
+            }
+            *sa->restriction = r->restriction;
         }
         sa->spi_in = r->spi_in;
         sa->spi_out = r->msg.spi;
@@ -429,6 +440,11 @@ ap_request(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
         return fail(r, CK_KRB_ERR_GENERIC, CK_AP_ETEXT_RCACHE_FULL);
     if (rc != 0)
         return fail(r, CK_KRB_ERR_GENERIC, ck_error_context());
+    /* A restriction the controller cannot read is not "no restriction" (prov_ad.h). */
+    if (r->ap.enc_ticket != NULL &&
+        ck_ad_restricted_find(r->ap.enc_ticket->authorization_data, &r->restriction,
+                              &r->restricted) != 0)
+        return fail(r, CK_KDC_ERR_POLICY, "restricted-calls authorization data unreadable");
     if (r->msg.server_nonce != 0 &&
         !cms_nonce_check(&s->nonce, &r->peer, r->msg.server_nonce, r->now))
         return fail(r, CK_KRB_AP_ERR_MODIFIED, "server nonce unknown or stale");

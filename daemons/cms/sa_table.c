@@ -65,6 +65,7 @@ cms_sa_free(struct cms_sa *sa)
         return;
     ck_esp_sa_free(sa->in);
     ck_esp_sa_free(sa->out);
+    free(sa->restriction);
     ck_memzero(sa, sizeof(*sa));
     free(sa);
 }

@@ -143,6 +143,8 @@ struct sig_ctx {
     char log[256];
     /* For call control, handled once the SA lock is released: */
     bool to_calls;
+    bool restricted;                  /* the SA's ticket restricts calls (restriction) */
+    ck_ad_restricted restriction;
     uint32_t spi;
     char client[CMS_MAX_PRINCIPAL];
     char text[SIG_MAX_TEXT];
@@ -291,6 +293,8 @@ sig_on_sa(struct cms_sa *sa, void *arg)
         c->to_calls = true;
         c->spi = sa->spi_in;
         ck_strlcpy(c->client, sa->client, sizeof(c->client));
+        if ((c->restricted = sa->restriction != NULL))
+            c->restriction = *sa->restriction;
         memcpy(c->text, text, text_len);
         c->text_len = text_len;
     }
@@ -330,6 +334,8 @@ calls:
     c->to_calls = true;
     c->spi = sa->spi_in;
     ck_strlcpy(c->client, sa->client, sizeof(c->client));
+    if ((c->restricted = sa->restriction != NULL))
+        c->restriction = *sa->restriction;
     memcpy(c->text, text, text_len);
     c->text_len = text_len;
     snprintf(c->log, sizeof(c->log), "SIG %s spi 0x%08x: %s %u (call control)", sa->client,
@@ -393,6 +399,7 @@ cms_sig_handle(struct cms_server *s, ck_esp_engine *eng, const uint8_t *pkt, siz
         ck_log(*reply_len > 0 ? LOG_INFO : LOG_DEBUG, "%s from %s", c.log,
                cms_addr_format(&from, p, sizeof(p)));
     if (c.to_calls) {
+        cms_call_set_restriction(s->calls, c.client, c.restricted ? &c.restriction : NULL);
         cms_call_on_message(s->calls, c.client, c.spi, (const uint8_t *)c.text, c.text_len,
                             s->fixed_now != 0 ? s->fixed_now * 1000 : ck_endpoint_now_ms());
         ck_memzero(c.text, c.text_len);
