@@ -114,6 +114,7 @@ struct cms_config {
     /* provisioning (issue 10): cablekey-prov's API base, NULL: off */
     char *provisioning_url, *provisioning_ca;
     bool provisioning_lines;           /* learn lines from it (default true) */
+    int64_t provisioning_retry_max;    /* seconds: the longest backoff (default 60) */
 };
 
 /* The flags, kept for SIGHUP (they override the file again). */

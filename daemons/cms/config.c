@@ -49,6 +49,7 @@ const struct ck_conf_key cms_conf_keys[] = {
     {S, "provisioning_url", CK_CONF_TOP},
     {S, "provisioning_ca", CK_CONF_TOP},
     {S, "provisioning_lines", CK_CONF_TOP},
+    {S, "provisioning_retry_max", CK_CONF_TOP},
 };
 const size_t cms_conf_n_keys = sizeof(cms_conf_keys) / sizeof(cms_conf_keys[0]);
 
@@ -182,6 +183,7 @@ cms_config_init(struct cms_config *cfg)
     cfg->call_tries = CMS_DEFAULT_CALL_TRIES;
     cfg->escrow_retention = CMS_DEFAULT_ESCROW_RETENTION;
     cfg->provisioning_lines = true;
+    cfg->provisioning_retry_max = 60;
 }
 
 static void
@@ -656,6 +658,9 @@ call_keys(struct cms_config *cfg, const struct ck_profile *prof)
     if (v != NULL && ck_parse_bool(v, &cfg->provisioning_lines) != 0)
         return ck_conf_error(prof, CK_ERR_CONFIG, "expected true or false", S,
                              "provisioning_lines", NULL);
+    if ((rc = get_duration(prof, "provisioning_retry_max", 1, 3600,
+                           &cfg->provisioning_retry_max)) != 0)
+        return rc;
     cfg->n_lines = 0;
     cfg->n_routes = 0;
     if (ck_profile_walk(prof, multi_walk, &m) != 0 || m.rc != 0)

@@ -262,6 +262,8 @@ check_calls(const struct cms_config *cfg)
                cfg->provisioning_ca != NULL ? ", ca " : "",
                cfg->provisioning_ca != NULL ? cfg->provisioning_ca : "",
                cfg->provisioning_lines ? "learnt from it" : "off");
+    if (cfg->provisioning_url != NULL)
+        printf("provisioning_retry_max: %llds\n", (long long)cfg->provisioning_retry_max);
     else
         printf("provisioning: off\n");
     return 0;
@@ -625,7 +627,8 @@ reload(void *arg, char *status, size_t status_size)
             "call settings (call_mode, media, lines, routes, intercept ...)");
     RESTART(!same_str(d->cfg.provisioning_url, nc.provisioning_url) ||
             !same_str(d->cfg.provisioning_ca, nc.provisioning_ca) ||
-            d->cfg.provisioning_lines != nc.provisioning_lines,
+            d->cfg.provisioning_lines != nc.provisioning_lines ||
+            d->cfg.provisioning_retry_max != nc.provisioning_retry_max,
             "provisioning (provisioning_url, provisioning_ca, provisioning_lines)");
 #undef RESTART
     if ((rc = ck_log_reconfigure(nc.log.dest, nc.log.path, nc.log_level)) != 0) {
@@ -769,6 +772,8 @@ prov_init(struct daemon *d)
     memset(&o, 0, sizeof(o));
     o.controller = cms_prov_http_principal(d->http_rep);
     o.lines = d->cfg.provisioning_lines;
+    o.backoff_min_ms = 1000;
+    o.backoff_max_ms = d->cfg.provisioning_retry_max * 1000;
     rep = (struct cms_prov_transport){cms_prov_http_request, d->http_rep};
     lines = (struct cms_prov_transport){cms_prov_http_request, d->http_lines};
     if ((rc = cms_prov_new(&o, &rep, o.lines ? &lines : NULL, NULL, NULL, d->calls,
