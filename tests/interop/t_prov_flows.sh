@@ -171,6 +171,7 @@ line "A: 540 -> 580 on operator PKINIT" "-> Provisioned Telephony Access (PKINIT
 kdc_last "KDC: A full service, confirmed over MTA-FQDN" "$PR_A" \
     "ISSUE: .*mta-fqdn $PR_A\\.mta\\.flows\\.test, operator cert"
 pl_agree "FIG 7 full service" A "$MAC_A" active provisioned 580
+answerer bob "$tmp/bob.cc"
 call "A (full service) calls $PL_BOB_NUMBER: connected" "$(pl_devdir A)/ccache" "$PL_BOB_NUMBER" connected
 pl_phone_stop
 answerer A "$(pl_devdir A)/ccache"
@@ -234,6 +235,8 @@ line "A: dropped on the authenticated instruction" "(authenticated DROP instruct
 [ "$KDC_PID" = "$KDC_START_PID" ] && kill -0 "$KDC_PID" && ok "no restart: the same KDC process" ||
     not_ok "no restart: the same KDC process"
 pl_agree "FIG 8 device unprovisioned" A "$MAC_A" unprovisioned unprovisioned 550
+expect_success "A: the head-end registers it again" pl_mta A hfc-register --ip 10.1.0.11
+line "A: HFC 502 -> 510 after the DROP" "hfc: HFC Not Configured -> Unprovisioned HFC Access"
 
 # Provisioned again (to the same customer) for the next flows.
 provision_cycle() { # provision_cycle NAME MAC : fetch, reboot, boot with the operator cert
@@ -271,7 +274,8 @@ pl_agree "FIG 9" A "$MAC_A" active provisioned 580
 OLD_NUM=$NUM_A
 expect_success "A on a new segment: registered with a new unprovisioned address" \
     pl_mta A hfc-register --ip 10.2.0.5
-line "A: HFC de-provisioned on the new head-end" "(de-provisioning)"
+line "A: the new head-end does not provision it (HFC 530 -> 502)" "hfc: Provisioned HFC Access -> HFC Not Configured (de-provisioning)"
+line "A: and registers it unprovisioned (502 -> 510)" "hfc: HFC Not Configured -> Unprovisioned HFC Access"
 expect_output "cablekey device move --segment south" "^State: provisioned" \
     cli_as csr1 device move --mac "$MAC_A" --segment south
 NUM_A=$(number_of "$MAC_A")
@@ -313,6 +317,7 @@ expect_output "cablekey device loaner --for A" "^State: provisioned" \
 webhook device.loaner "$MAC_B"
 provision_cycle B "$MAC_B"
 pl_agree "loaner B" B "$MAC_B" active provisioned 580
+answerer bob "$tmp/bob.cc"
 call "the loaner calls $PL_BOB_NUMBER: connected" "$(pl_devdir B)/ccache" "$PL_BOB_NUMBER" connected
 pl_phone_stop
 # The return with the owner's certificate.
