@@ -141,6 +141,14 @@ def main():
             report(False, "after %s: the device acted, every view agrees" % step,
                    "the hook took more than %ss" % args.hook_timeout)
 
+    def device_side(step):
+        """After the hook: the device fetched its certificate; the page, refreshed, says so."""
+        el("device-refresh").click()
+        if wait("after %s: the page shows the certificate fetched by the device" % step,
+                lambda: "fetched by the device" in txt("device-cert")):
+            report(True, "after %s: the page shows the certificate fetched by the device" % step)
+        shot(step + "-device")
+
     def history_actions():
         return [r.get_attribute("data-action")
                 for r in driver.find_elements(By.CSS_SELECTOR, "#device-history-body tr")]
@@ -265,6 +273,7 @@ def main():
         first_number = safe_txt("device-numbers")
         shot("provisioned")
         hook("provisioned")
+        device_side("provisioned")
 
         # -- move to another segment with a new number -----------------------------------------
         fill("move-segment", args.move_segment)
@@ -278,6 +287,7 @@ def main():
                                                      safe_txt("device-numbers"), first_number))
         shot("moved")
         hook("moved")
+        device_side("moved")
 
         # -- repair: a repair-facility account, then repair ------------------------------------
         fill("cust-name", "Repair Depot")
@@ -300,6 +310,7 @@ def main():
               lambda: "customer %r owner %r" % (safe_txt("device-customer"), safe_txt("device-owner")))
         shot("repair")
         hook("repair")
+        device_side("repair")
 
         # -- return from repair ----------------------------------------------------------------
         if act_and_wait("return-btn", "the device returns to its owner", "provisioned",
@@ -310,6 +321,7 @@ def main():
               lambda: safe_txt("device-customer"))
         shot("returned")
         hook("returned")
+        device_side("returned")
 
         # -- de-provision ----------------------------------------------------------------------
         fill("deprov-reason", "customer cancelled")

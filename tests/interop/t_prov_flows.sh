@@ -134,6 +134,9 @@ else not_ok "the CSR finds A by its unprovisioned IP" "$st $(head -c 300 "$tmp/b
 # Restricted calls: the CSR yes, anyone else no.
 answerer csr "$tmp/csr1.cc"
 call "A (restricted) calls the CSR ($PL_CSR_NUMBER): connected" "$(pl_devdir A)/ccache" "$PL_CSR_NUMBER" connected
+wait_file_grep "$tmp/cms.log" "call [0-9A-F]{32} from 001a2b00000a to $PL_CSR_NUMBER result connected" &&
+    ok "cablekey-cms: the guest's caller id is its MAC" ||
+    not_ok "cablekey-cms: the guest's caller id is its MAC" "$(grep -E 'call [0-9A-F]{32} from' "$tmp/cms.log" | tail -n 2)"
 pl_phone_stop
 answerer bob "$tmp/bob.cc"
 call "A (restricted) calls $PL_BOB_NUMBER: refused" "$(pl_devdir A)/ccache" "$PL_BOB_NUMBER" unknown-number
@@ -159,8 +162,10 @@ st=$(pl_api GET "/devices/$MAC_A")
 if [ "$(pl_json "d['cert']['acked'] and d['cert']['sha256']=='$(cert_sha A)'")" = True ]; then
     ok "prov: the certificate A holds is the current one, acknowledged"
 else not_ok "prov: the certificate A holds is the current one, acknowledged" "$(head -c 400 "$tmp/body")"; fi
-grep -q "prov/localhost\|FETCH" "$tmp/prov.log" && ok "prov logged the device-channel exchange" ||
-    not_ok "prov logged the device-channel exchange" "$(tail -n 5 "$tmp/prov.log")"
+if grep -Eq "PROVDEV .* client=$PR_A@$REALM mac=$MAC_A op=fetch: cert=[0-9]+" "$tmp/prov.log" &&
+   grep -Eq "PROVDEV .* client=$PR_A@$REALM mac=$MAC_A op=ack: cert=[0-9]+ acked" "$tmp/prov.log"; then
+    ok "prov: FETCH and ACK from A's own ticket (device channel)"
+else not_ok "prov: FETCH and ACK from A's own ticket (device channel)" "$(grep PROVDEV "$tmp/prov.log" | tail -n 3)"; fi
 phone_ids=$(openssl x509 -in "$(pl_devdir A)/operator.pem" -noout -text 2>/dev/null | grep -c "2.25.178893561123004519330412342127154437651")
 [ "$phone_ids" -ge 1 ] && ! openssl x509 -in "$(pl_devdir A)/operator.pem" -noout -text | grep -q "$NUM_A" &&
     ok "the operator certificate carries a phone ID, not the number" ||
@@ -170,6 +175,9 @@ expect_success "A boots with the operator certificate" pl_mta A boot "${PL_CMS_O
 line "A: 540 -> 580 on operator PKINIT" "-> Provisioned Telephony Access (PKINIT ok with the operator certificate)"
 kdc_last "KDC: A full service, confirmed over MTA-FQDN" "$PR_A" \
     "ISSUE: .*mta-fqdn $PR_A\\.mta\\.flows\\.test, operator cert"
+grep -Eq "MTAFQDN .* mac=$MAC_A: fqdn=$PR_A\.mta\.flows\.test" "$tmp/prov.log" &&
+    ok "prov answered the KDC's MTA-FQDN request for A" ||
+    not_ok "prov answered the KDC's MTA-FQDN request for A" "$(grep MTAFQDN "$tmp/prov.log" | tail -n 3)"
 pl_agree "FIG 7 full service" A "$MAC_A" active provisioned 580
 answerer bob "$tmp/bob.cc"
 call "A (full service) calls $PL_BOB_NUMBER: connected" "$(pl_devdir A)/ccache" "$PL_BOB_NUMBER" connected
