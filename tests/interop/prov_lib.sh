@@ -340,7 +340,7 @@ pl_phone_dial() { pl_phone "$1" "$2" --dial "$3" --talk 1; }
 
 # pl_stop: stops prov and cms (one TAP case each: exit 0 on SIGTERM) and the KDC.
 pl_stop() {
-    local p n rc
+    local p n rc rep
     pl_phone_stop
     for n in prov cms; do
         if [ $n = prov ]; then p=$PROV_PID; else p=$CMS_PID; fi
@@ -349,5 +349,9 @@ pl_stop() {
         [ "$rc" = 0 ] && ok "cablekey-$n stops cleanly on SIGTERM" ||
             not_ok "cablekey-$n stops cleanly on SIGTERM" "exit $rc"
     done
+    rep=$(grep -Eh "ERROR: (AddressSanitizer|LeakSanitizer)|runtime error|SUMMARY: (Address|Undefined|Leak)" \
+        "$tmp/prov.out" "$tmp/cms.stderr" "$tmp/prov.log" "$tmp/cms.log" 2>/dev/null | head -n 5)
+    [ -z "$rep" ] && ok "no sanitizer report from cablekey-prov or cablekey-cms" ||
+        not_ok "no sanitizer report from cablekey-prov or cablekey-cms" "$rep"
     realm_stop_kdc
 }
