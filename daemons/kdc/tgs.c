@@ -122,6 +122,48 @@ check_body_checksum(struct kdc_request *r, const ck_ap_req_result *ap)
     return true;
 }
 
+/* A full-service TGT of a device (issued on its operator certificate while the device row was
+ * active: the only way to an unrestricted device TGT) is honoured only while the row stays
+ * active: a device revoked or de-provisioned since gets no new ticket, live, as a restricted
+ * TGT's device gets none once revoked. Devices are found by the name the KDC gives them,
+ * mta-<12 hex>@REALM; a principal that only looks like one (no row, or a row naming another
+ * principal) is not a device. */
+static bool
+check_device_client(struct kdc_request *r)
+{
+    const ck_db_device *dev = NULL;
+    char mac[CK_DEVICE_MAC_LEN + 1], hex[13];
+    size_t i;
+    int rc;
+
+    if (strncmp(r->cname, "mta-", 4) != 0)
+        return true;
+    for (i = 0; i < 12; i++) {
+        char c = r->cname[4 + i];
+        if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+            return true;
+        hex[i] = c;
+    }
+    hex[12] = '\0';
+    if (r->cname[16] != '@' || ck_device_mac_parse(hex, mac) != 0)
+        return true;
+    rc = ck_store_get_device_cached(r->w->store, mac, &dev);
+    if (rc == CK_ERR_NOTFOUND)
+        return true;
+    if (rc != 0) {
+        kdc_fail(r, CK_KRB_ERR_GENERIC, "DEVICE_LOOKUP_FAILED", "device %s: %s (refused: fail "
+                 "closed)", mac, ck_error_context());
+        return false;
+    }
+    if (strcmp(dev->principal, r->cname) != 0 || dev->state == CK_DEVICE_ACTIVE)
+        return true;
+    kdc_fail(r, CK_KDC_ERR_CLIENT_REVOKED,
+             dev->state == CK_DEVICE_REVOKED ? "DEVICE_REVOKED" : "DEVICE_NOT_PROVISIONED",
+             "device %s is %s since its full-service TGT was issued", mac,
+             ck_device_state_name(dev->state));
+    return false;
+}
+
 static bool
 check_restriction(struct kdc_request *r, const CK_ENC_TICKET_PART *tgt)
 {
@@ -137,7 +179,7 @@ check_restriction(struct kdc_request *r, const CK_ENC_TICKET_PART *tgt)
         return false;
     }
     if (!found)
-        return true;
+        return check_device_client(r);
     for (size_t i = 0; i < sizeof(ad.mac); i++)
         snprintf(hex + 2 * i, 3, "%02x", ad.mac[i]);
     if (ck_device_mac_parse(hex, mac) != 0) {

@@ -34,6 +34,7 @@ STUB="$CK_BUILD/provdev_stub"
 [ -x "$STUB" ] || bail "tests/tools/provdev_stub not built at $STUB"
 
 pl_setup FLOWS.TEST
+realm_addprinc host/other.flows.test --random
 KDC_START_PID=$KDC_PID
 [ "$PL_CMS_PROV" = 1 ] && ok "cablekey-cms accepts provisioning_url" ||
     not_ok "cablekey-cms accepts provisioning_url (h/cmsprov)" "$(cat "$tmp/cms-check.log")"
@@ -231,9 +232,13 @@ expect_output "cablekey device deprovision --server: A" "^State: unprovisioned" 
 pl_agree "FIG 8 de-provisioned, device not yet told" A "$MAC_A" unprovisioned unprovisioned 580
 webhook device.deprovisioned "$MAC_A"
 cms_remove "$NUM_A"
-answerer A "$(pl_devdir A)/ccache"
 call "bob calls A's old number: unknown" "$tmp/bob.cc" "$NUM_A" unknown-number
 pl_phone_stop
+KRB5CCNAME="FILE:$(pl_devdir A)/ccache" expect_failure \
+    "A's full-service TGT gets no new ticket once de-provisioned (TGS, live)" "." \
+    kvno "host/other.flows.test@$REALM"
+grep -Eq "TGS_REQ.*DEVICE_NOT_PROVISIONED: $PR_A@" "$tmp/kdc.log" && ok "KDC: TGS refused, DEVICE_NOT_PROVISIONED" ||
+    not_ok "KDC: TGS refused, DEVICE_NOT_PROVISIONED" "$(grep "TGS_REQ.*$PR_A" "$tmp/kdc.log" | tail -n 2)"
 expect_success "A's next login" pl_mta A boot "${PL_PROV_OPTS[@]}"
 kdc_last "KDC: the operator certificate refused on the next login (OPERATOR_CERT_NOT_CURRENT)" "$PR_A" \
     "OPERATOR_CERT_NOT_CURRENT|ISSUE: .*unprovisioned \\(restricted calls\\)"
@@ -340,6 +345,11 @@ pl_agree "FIG 11 returned" A "$MAC_A" active provisioned 580
 # Revocation, live.
 st=$(pl_api POST "/devices/$MAC_B/revoke" '{"reason":"loaner lost"}')
 [ "$st" = 200 ] && ok "ops revokes the loaner" || not_ok "ops revokes the loaner" "$st $(cat "$tmp/body")"
+KRB5CCNAME="FILE:$(pl_devdir B)/ccache" expect_failure \
+    "the loaner's full-service TGT gets no new ticket once revoked (TGS, live)" "." \
+    kvno "host/other.flows.test@$REALM"
+grep -Eq "TGS_REQ.*DEVICE_REVOKED: $PR_B@" "$tmp/kdc.log" && ok "KDC: TGS refused, DEVICE_REVOKED" ||
+    not_ok "KDC: TGS refused, DEVICE_REVOKED" "$(grep "TGS_REQ.*$PR_B" "$tmp/kdc.log" | tail -n 2)"
 expect_failure "the revoked loaner's next login is refused" "failed" pl_mta B boot
 grep -Eq "DEVICE_REVOKED: $PR_B" "$tmp/kdc.log" && ok "KDC: DEVICE_REVOKED, live" ||
     not_ok "KDC: DEVICE_REVOKED, live" "$(grep "$PR_B" "$tmp/kdc.log" | tail -n 2)"
