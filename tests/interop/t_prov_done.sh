@@ -68,6 +68,22 @@ call_bob() { # call_bob DESC connected|unknown-number : the device calls bob's l
             not_ok "$1" "exit $rc: $(cat "$tmp/phone-dev.out"; tail -n 4 "$tmp/phone-dev.err")"
     fi
 }
+bob_calls() { # bob_calls DESC NUMBER connected|unknown-number : bob dials the device's number
+    local rc
+    if [ "$3" = connected ]; then
+        pl_phone_answer dev-answer "$(pl_devdir D)/ccache" ||
+            not_ok "the device registers to answer" "$(tail -n 5 "$tmp/phone-dev-answer.err")"
+    fi
+    pl_phone_dial bob "$tmp/bob.cc" "$2"; rc=$?
+    if [ "$3" = connected ]; then
+        [ $rc -eq 0 ] && grep -Eq '^call [0-9A-F]{32} connected ' "$tmp/phone-bob.out" && ok "$1" ||
+            not_ok "$1" "exit $rc: $(cat "$tmp/phone-bob.out"; tail -n 4 "$tmp/phone-bob.err")"
+        pl_phone_stop
+    else
+        grep -Eq "^call failed reason=$3" "$tmp/phone-bob.out" && ok "$1" ||
+            not_ok "$1" "exit $rc: $(cat "$tmp/phone-bob.out"; tail -n 4 "$tmp/phone-bob.err")"
+    fi
+}
 operator_login() { # the device fetches its certificate, reboots, logs in with it (FIG. 7)
     expect_success "$1: the device fetches its certificate (device channel) and acknowledges it" \
         pl_mta D fetch-cert
@@ -104,6 +120,8 @@ hook_step() { # hook_step STEP : the device acts, the views are compared
             line "moved: the superseded certificate is dropped on prov's instruction" "(authenticated DROP instruction)"
             operator_login moved
             pl_agree "moved" D "$MAC" active provisioned 580
+            bob_calls "moved: bob reaches the device at its new number" "$NUM" connected
+            bob_calls "moved: the old number is gone" "$old" unknown-number
             ;;
         repair)
             expect_success "repair: the technician wipes the certificate" pl_mta D reset-cert
@@ -132,6 +150,7 @@ hook_step() { # hook_step STEP : the device acts, the views are compared
             line "de-provisioned: the certificate dropped on prov's instruction" "(authenticated DROP instruction)"
             [ "$KDC_PID" = "$KDC_START_PID" ] && ok "de-provisioned: no KDC restart" || not_ok "de-provisioned: no KDC restart"
             pl_agree "de-provisioned" D "$MAC" unprovisioned unprovisioned 560
+            bob_calls "de-provisioned: the number is gone" "$NUM" unknown-number
             ;;
         *) not_ok "hook: unknown step $1" ;;
     esac
