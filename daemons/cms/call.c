@@ -136,6 +136,11 @@ struct cms_call_core {
     size_t n_lines;                   /* slots in use (static first, then dynamic and guests) */
     size_t n_static, cap_lines, n_guests;
     struct line_state *ls;
+    /* Hash chains over the slots by number (guests: none) and by principal, so that a table
+     * of many learnt lines costs no scan per signaling message: heads per bucket, next per
+     * slot (-1 ends). A removed slot stays in its chains until reused (lookups skip it). */
+    size_t n_buckets;                 /* a power of two, >= cap_lines */
+    int32_t *num_head, *pr_head, *num_next, *pr_next;
     struct cms_route *routes;
     size_t n_routes;
     size_t *peer_of;                  /* route -> the first route with the same principal */
@@ -238,29 +243,119 @@ next_txid(struct cms_call_core *c)
     return t;
 }
 
-/* A line (static or dynamic) before a guest slot of the same principal. */
+static size_t
+name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static void
+index_add(struct cms_call_core *c, size_t l)
+{
+    size_t b;
+
+    if (!c->ls[l].guest && c->lines[l].number[0] != '\0') {
+        b = name_hash(c->lines[l].number) & (c->n_buckets - 1);
+        c->num_next[l] = c->num_head[b];
+        c->num_head[b] = (int32_t)l;
+    }
+    b = name_hash(c->lines[l].principal) & (c->n_buckets - 1);
+    c->pr_next[l] = c->pr_head[b];
+    c->pr_head[b] = (int32_t)l;
+}
+
+static void
+unlink_from(int32_t *head, int32_t *next, size_t b, size_t l)
+{
+    for (int32_t *pp = &head[b]; *pp >= 0; pp = &next[*pp])
+        if ((size_t)*pp == l) {
+            *pp = next[l];
+            return;
+        }
+}
+
+static void
+index_del(struct cms_call_core *c, size_t l)
+{
+    if (!c->ls[l].guest && c->lines[l].number[0] != '\0')
+        unlink_from(c->num_head, c->num_next,
+                    name_hash(c->lines[l].number) & (c->n_buckets - 1), l);
+    unlink_from(c->pr_head, c->pr_next, name_hash(c->lines[l].principal) & (c->n_buckets - 1),
+                l);
+}
+
+/* (Re)sizes the index for cap slots and rebuilds it. */
+static int
+index_build(struct cms_call_core *c, size_t cap)
+{
+    size_t nb = 64;
+    int32_t *nh, *ph, *nn, *pn;
+
+    while (nb < cap)
+        nb *= 2;
+    nh = malloc(nb * sizeof(*nh));
+    ph = malloc(nb * sizeof(*ph));
+    nn = malloc(cap * sizeof(*nn));
+    pn = malloc(cap * sizeof(*pn));
+    if (nh == NULL || ph == NULL || nn == NULL || pn == NULL) {
+        free(nh);
+        free(ph);
+        free(nn);
+        free(pn);
+        return ck_error_set(CK_ERR_NOMEM, "line index");
+    }
+    free(c->num_head);
+    free(c->pr_head);
+    free(c->num_next);
+    free(c->pr_next);
+    c->num_head = nh;
+    c->pr_head = ph;
+    c->num_next = nn;
+    c->pr_next = pn;
+    c->n_buckets = nb;
+    memset(nh, 0xff, nb * sizeof(*nh));
+    memset(ph, 0xff, nb * sizeof(*ph));
+    /* In reverse, so that each chain lists its slots in index order (static lines first). */
+    for (size_t i = c->n_lines; i-- > 0;)
+        index_add(c, i);
+    return 0;
+}
+
+/* A line (static first, then learnt) before a guest slot of the same principal. */
 static ssize_t
 line_of_principal(const struct cms_call_core *c, const char *client)
 {
-    ssize_t guest = -1;
+    ssize_t best = -1, guest = -1;
 
-    for (size_t i = 0; i < c->n_lines; i++)
+    for (int32_t i = c->pr_head[name_hash(client) & (c->n_buckets - 1)]; i >= 0;
+         i = c->pr_next[i])
         if (!c->ls[i].removed && strcmp(c->lines[i].principal, client) == 0) {
-            if (!c->ls[i].guest)
-                return (ssize_t)i;
-            guest = (ssize_t)i;
+            if (!c->ls[i].guest) {
+                if (best < 0 || i < best)
+                    best = i;
+            } else {
+                guest = i;
+            }
         }
-    return guest;
+    return best >= 0 ? best : guest;
 }
 
 /* Guests have no number: they cannot be called. */
 static ssize_t
 line_of_number(const struct cms_call_core *c, const char *number)
 {
-    for (size_t i = 0; i < c->n_lines; i++)
-        if (!c->ls[i].removed && !c->ls[i].guest && strcmp(c->lines[i].number, number) == 0)
-            return (ssize_t)i;
-    return -1;
+    ssize_t best = -1;
+
+    for (int32_t i = c->num_head[name_hash(number) & (c->n_buckets - 1)]; i >= 0;
+         i = c->num_next[i])
+        if (!c->ls[i].removed && !c->ls[i].guest && strcmp(c->lines[i].number, number) == 0 &&
+            (best < 0 || i < best))
+            best = i;
+    return best;
 }
 
 /* What a line's calls show as the caller: its number, or a guest's MAC (12 hex digits). */
@@ -1286,6 +1381,7 @@ slot_new(struct cms_call_core *c)
         if (c->ls[i].removed && c->ls[i].call == NULL) {
             if (c->ls[i].guest)
                 c->n_guests--;
+            index_del(c, i);
             memset(&c->lines[i], 0, sizeof(c->lines[i]));
             memset(&c->ls[i], 0, sizeof(c->ls[i]));
             return (ssize_t)i;
@@ -1308,6 +1404,9 @@ slot_new(struct cms_call_core *c)
             return -1;
         }
         c->ls = ls;
+        /* The index first: cap_lines only grows with an index that covers it. */
+        if (index_build(c, cap) != 0)
+            return -1;
         c->cap_lines = cap;
     }
     memset(&c->lines[c->n_lines], 0, sizeof(c->lines[0]));
@@ -1344,6 +1443,7 @@ cms_call_set_restriction(struct cms_call_core *c, const char *client, const ck_a
         ck_strlcpy(c->lines[l].mac, mac, sizeof(c->lines[l].mac));
         c->ls[l].guest = true;
         c->n_guests++;
+        index_add(c, (size_t)l);
         ck_log_info("call: %s is an unprovisioned guest (restricted calls, caller id %s)", client,
                     mac);
     }
@@ -1431,6 +1531,7 @@ cms_call_set_dynamic_lines(struct cms_call_core *c, struct cms_dyn_line *v, size
         ck_strlcpy(c->lines[l].principal, v[j].principal, sizeof(c->lines[l].principal));
         ck_strlcpy(c->lines[l].mac, v[j].mac, sizeof(c->lines[l].mac));
         c->ls[l].dynamic = true;
+        index_add(c, (size_t)l);
         if (had_guest && was.call == NULL) {
             c->ls[l].spi = was.spi;
             ck_strlcpy(c->ls[l].endpoint, was.endpoint, sizeof(c->ls[l].endpoint));
@@ -1650,6 +1751,8 @@ cms_call_core_new(const struct cms_config *cfg, const char *self_name,
         memcpy(c->lines, cfg->lines, cfg->n_lines * sizeof(*c->lines));
     if (cfg->n_routes > 0)
         memcpy(c->routes, cfg->routes, cfg->n_routes * sizeof(*c->routes));
+    if ((rc = index_build(c, c->cap_lines)) != 0)
+        goto out;
     for (size_t i = 0; i < c->n_routes; i++) {
         c->peer_of[i] = i;
         for (size_t j = 0; j < i; j++)
@@ -1693,6 +1796,10 @@ cms_call_core_free(struct cms_call_core *c)
     }
     free(c->lines);
     free(c->ls);
+    free(c->num_head);
+    free(c->pr_head);
+    free(c->num_next);
+    free(c->pr_next);
     free(c->routes);
     free(c->peer_of);
     free(c->peer_spi);

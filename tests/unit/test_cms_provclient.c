@@ -8,6 +8,7 @@
 
 #include "ck_test.h"
 #include "call_world.h"
+#include "cablekey/log.h"
 #include "cablekey/prov_ad.h"
 #include "provclient.h"
 
@@ -508,7 +509,70 @@ test_guest_calls_csr_only(void)
     w_fini(&w);
 }
 
-CK_TEST_MAIN("cms_provclient", CK_TEST_CASE(test_report_coalesced_and_sent),
+/* Many learnt lines: the index grows, removed slots are reused, lookups stay exact. */
+static void
+test_many_dynamic_lines(void)
+{
+    enum { N = 5000 };
+    struct cms_config cfg;
+    struct cms_call_core *core = NULL;
+    struct cms_call_io io;
+    struct cms_dyn_line *v = calloc(N, sizeof(*v));
+    size_t added, removed, k;
+    char name[64];
+
+    CHECK(v != NULL);
+    /* 12,500 "prov line" notices are not worth reading. */
+    ck_log_open("test", CK_LOG_STDERR, NULL, LOG_WARNING);
+    cms_config_init(&cfg);
+    CHECK_OK(w_add_line(&cfg, "5551001", "mta/static@R", "", false));
+    memset(&io, 0, sizeof(io));
+    CHECK_OK(cms_call_core_new(&cfg, "cms@test", &io, &core));
+    for (size_t i = 0; i < N; i++) {
+        snprintf(v[i].number, sizeof(v[i].number), "56%05zu", i);
+        snprintf(v[i].principal, sizeof(v[i].principal), "mta-%012zx@R", i);
+    }
+    CHECK_OK(cms_call_set_dynamic_lines(core, v, N, &added, &removed));
+    CHECK_INT_EQ(added, N);
+    CHECK_INT_EQ(cms_call_dynamic_lines(core), N);
+    for (size_t i = 0; i < N; i += 97) {
+        snprintf(name, sizeof(name), "mta-%012zx@R", i);
+        CHECK(cms_call_is_party(core, name));
+    }
+    /* Keep the even ones. */
+    for (size_t i = k = 0; i < N; i++) {
+        snprintf(v[k].number, sizeof(v[k].number), "56%05zu", i);
+        snprintf(v[k].principal, sizeof(v[k].principal), "mta-%012zx@R", i);
+        if (i % 2 == 0)
+            k++;
+    }
+    CHECK_OK(cms_call_set_dynamic_lines(core, v, k, &added, &removed));
+    CHECK_INT_EQ(added, 0);
+    CHECK_INT_EQ(removed, N / 2);
+    for (size_t i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "mta-%012zx@R", i);
+        CHECK(cms_call_is_party(core, name) == (i % 2 == 0));
+    }
+    /* New devices take the freed slots. */
+    for (size_t i = 0; i < N / 2; i++) {
+        snprintf(v[k + i].number, sizeof(v[k + i].number), "57%05zu", i);
+        snprintf(v[k + i].principal, sizeof(v[k + i].principal), "mta-%012zx@R", i + N);
+    }
+    CHECK_OK(cms_call_set_dynamic_lines(core, v, k + N / 2, &added, &removed));
+    CHECK_INT_EQ(added, N / 2);
+    CHECK_INT_EQ(removed, 0);
+    CHECK_INT_EQ(cms_call_dynamic_lines(core), N);
+    snprintf(name, sizeof(name), "mta-%012zx@R", (size_t)N + 17);
+    CHECK(cms_call_is_party(core, name));
+    CHECK(!cms_call_is_party(core, "mta-000000000001@R"));
+    CHECK(cms_call_is_party(core, "mta/static@R"));
+    free(v);
+    cms_call_core_free(core);
+    cms_config_free(&cfg);
+    ck_log_open("test", CK_LOG_STDERR, NULL, LOG_INFO);
+}
+
+CK_TEST_MAIN("cms_provclient", CK_TEST_CASE(test_many_dynamic_lines), CK_TEST_CASE(test_report_coalesced_and_sent),
              CK_TEST_CASE(test_report_backoff), CK_TEST_CASE(test_report_bounded_and_refused),
              CK_TEST_CASE(test_lines_parse_hostile), CK_TEST_CASE(test_lines_poll),
              CK_TEST_CASE(test_dynamic_line_routed_and_removed),
