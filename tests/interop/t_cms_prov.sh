@@ -295,7 +295,10 @@ check "prov saw the new report (history)" 200 "$st" \
     "sum(1 for h in d.get('history',[]) if 'report' in json.dumps(h))>=2"
 if kill -0 "$CMS_PID" 2>/dev/null; then ok "cablekey-cms kept serving throughout"
 else not_ok "cablekey-cms kept serving throughout" "$(tail -n 20 "$tmp/cms.stderr")"; fi
-kill -TERM "$CMS_PID" 2>/dev/null; wait "$CMS_PID" 2>/dev/null
+kill -TERM "$CMS_PID" 2>/dev/null; wait "$CMS_PID"; cms_rc=$?
+if [ "$cms_rc" -eq 0 ] && ! grep -q "Sanitizer" "$tmp/cms.stderr"; then
+    ok "cablekey-cms stops cleanly (both provisioning threads joined, no sanitizer report)"
+else not_ok "cablekey-cms stops cleanly" "exit $cms_rc: $(tail -n 30 "$tmp/cms.stderr")"; fi
 log_has "the controller's stop summary counts the reports" \
     "provisioning: reports queued [0-9]+ coalesced [0-9]+ ok [1-9][0-9]* retries [1-9]" 10
 stop_prov
