@@ -115,6 +115,7 @@ struct line_state {
      * restricted device without a line (guest: it may call, it cannot be called, its number
      * is empty). A removed slot routes nothing and is reused once no call refers to it. */
     bool dynamic, guest, removed;
+    uint64_t heard;                   /* guests: when last heard (the core's counter) */
 };
 
 struct cms_call_core {
@@ -135,6 +136,8 @@ struct cms_call_core {
     struct cms_line *lines;
     size_t n_lines;                   /* slots in use (static first, then dynamic and guests) */
     size_t n_static, cap_lines, n_guests;
+    uint64_t guest_clock;
+    size_t n_removed, free_hint;      /* removed slots not reused yet; where to look first */
     struct line_state *ls;
     /* Hash chains over the slots by number (guests: none) and by principal, so that a table
      * of many learnt lines costs no scan per signaling message: heads per bucket, next per
@@ -1377,15 +1380,20 @@ guest_name_ok(const char *client, char mac[13])
 static ssize_t
 slot_new(struct cms_call_core *c)
 {
-    for (size_t i = c->n_static; i < c->n_lines; i++)
+    /* Removed slots are reused from free_hint up (amortised: a big snapshot that replaces
+     * half the table does not rescan it per line); a removed slot still in a call is skipped,
+     * and found again by a later scan from the start. */
+    for (size_t i = c->free_hint > c->n_static ? c->free_hint : c->n_static;
+         c->n_removed > 0 && i < c->n_lines; i++)
         if (c->ls[i].removed && c->ls[i].call == NULL) {
-            if (c->ls[i].guest)
-                c->n_guests--;
+            c->n_removed--;
+            c->free_hint = i + 1;
             index_del(c, i);
             memset(&c->lines[i], 0, sizeof(c->lines[i]));
             memset(&c->ls[i], 0, sizeof(c->ls[i]));
             return (ssize_t)i;
         }
+    c->free_hint = c->n_static;
     if (c->n_lines - c->n_static >= CMS_CALL_MAX_DYNAMIC) {
         ck_error_set(CK_ERR_LIMIT, "more than %d dynamic lines and guests", CMS_CALL_MAX_DYNAMIC);
         return -1;
@@ -1419,7 +1427,35 @@ slot_remove(struct cms_call_core *c, size_t l)
 {
     /* The slot keeps its names while a call refers to it (the call ends normally); nothing
      * finds it any more, so no new call starts to or from it. */
+    if (c->ls[l].removed)
+        return;
+    if (c->ls[l].guest)
+        c->n_guests--;
     c->ls[l].removed = true;
+    c->n_removed++;
+    if (l < c->free_hint)
+        c->free_hint = l;
+}
+
+/* Room for one more guest: at the bound, the least recently heard guest not in a call gives
+ * way (a device gone for good must not keep a newer one from reaching the CSR). */
+static bool
+guest_room(struct cms_call_core *c)
+{
+    ssize_t lru = -1;
+
+    if (c->n_guests < CMS_CALL_MAX_GUESTS)
+        return true;
+    for (size_t i = c->n_static; i < c->n_lines; i++)
+        if (c->ls[i].guest && !c->ls[i].removed && c->ls[i].call == NULL &&
+            (lru < 0 || c->ls[i].heard < c->ls[lru].heard))
+            lru = (ssize_t)i;
+    if (lru < 0)
+        return false;
+    ck_log_info("call: guest %s forgotten (more than %d guests)", c->lines[lru].principal,
+                CMS_CALL_MAX_GUESTS);
+    slot_remove(c, (size_t)lru);
+    return true;
 }
 
 void
@@ -1437,8 +1473,8 @@ cms_call_set_restriction(struct cms_call_core *c, const char *client, const ck_a
         /* An unrestricted ticket without a line: no longer a guest (and not a party). */
         slot_remove(c, (size_t)l);
         l = -1;
-    } else if (l < 0 && r != NULL && guest_name_ok(client, mac) &&
-               c->n_guests < CMS_CALL_MAX_GUESTS && (l = slot_new(c)) >= 0) {
+    } else if (l < 0 && r != NULL && guest_name_ok(client, mac) && guest_room(c) &&
+               (l = slot_new(c)) >= 0) {
         ck_strlcpy(c->lines[l].principal, client, sizeof(c->lines[l].principal));
         ck_strlcpy(c->lines[l].mac, mac, sizeof(c->lines[l].mac));
         c->ls[l].guest = true;
@@ -1448,6 +1484,7 @@ cms_call_set_restriction(struct cms_call_core *c, const char *client, const ck_a
                     mac);
     }
     if (l >= 0) {
+        c->ls[l].heard = ++c->guest_clock;
         c->ls[l].restricted = r != NULL;
         if (r != NULL)
             c->ls[l].restriction = *r;

@@ -296,6 +296,16 @@ parse_fail(char *why, size_t size, const char *fmt, const char *what)
     return ck_error_set(CK_ERR_PROTO, "lines answer: %s", why);
 }
 
+/* No blanks or control characters: a principal name goes into log lines. */
+static bool
+printable(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s == 0x7f)
+            return false;
+    return true;
+}
+
 int
 cms_prov_lines_parse(const char *text, size_t len, struct cms_dyn_line **v, size_t *n,
                      int64_t *cursor, bool *full, char *why, size_t why_size)
@@ -362,8 +372,7 @@ cms_prov_lines_parse(const char *text, size_t len, struct cms_dyn_line **v, size
             rc = parse_fail(why, why_size, "%s.number is not 1..15 digits", what);
             goto out;
         }
-        if (pr == NULL || pr[0] == '\0' || strlen(pr) >= CMS_MAX_PRINCIPAL ||
-            strspn(pr, " \t\r\n") > 0 || strcspn(pr, "\r\n\t") != strlen(pr)) {
+        if (pr == NULL || pr[0] == '\0' || strlen(pr) >= CMS_MAX_PRINCIPAL || !printable(pr)) {
             rc = parse_fail(why, why_size, "%s.principal is not a principal name", what);
             goto out;
         }

@@ -572,7 +572,45 @@ test_many_dynamic_lines(void)
     ck_log_open("test", CK_LOG_STDERR, NULL, LOG_INFO);
 }
 
-CK_TEST_MAIN("cms_provclient", CK_TEST_CASE(test_many_dynamic_lines), CK_TEST_CASE(test_report_coalesced_and_sent),
+/* Guests are bounded: past CMS_CALL_MAX_GUESTS the least recently heard one gives way. */
+static void
+test_guests_bounded(void)
+{
+    struct cms_config cfg;
+    struct cms_call_core *core = NULL;
+    struct cms_call_io io;
+    ck_ad_restricted r;
+    char name[64];
+
+    ck_log_open("test", CK_LOG_STDERR, NULL, LOG_WARNING);
+    cms_config_init(&cfg);
+    memset(&io, 0, sizeof(io));
+    memset(&r, 0, sizeof(r));
+    r.n_numbers = 1;
+    ck_strlcpy(r.numbers[0], "611", sizeof(r.numbers[0]));
+    CHECK_OK(cms_call_core_new(&cfg, "cms@test", &io, &core));
+    for (size_t i = 0; i < CMS_CALL_MAX_GUESTS; i++) {
+        snprintf(name, sizeof(name), "mta-%012zx@R", i);
+        cms_call_set_restriction(core, name, &r);
+    }
+    CHECK(cms_call_is_party(core, "mta-000000000000@R"));
+    /* Device 0 is heard again: device 1 is now the least recently heard. */
+    cms_call_set_restriction(core, "mta-000000000000@R", &r);
+    cms_call_set_restriction(core, "mta-0000000fffff@R", &r);
+    CHECK(cms_call_is_party(core, "mta-0000000fffff@R"));
+    CHECK(cms_call_is_party(core, "mta-000000000000@R"));
+    CHECK(!cms_call_is_party(core, "mta-000000000001@R"));
+    CHECK(cms_call_is_party(core, "mta-000000000002@R"));
+    /* And device 1 comes back in the place of device 2. */
+    cms_call_set_restriction(core, "mta-000000000001@R", &r);
+    CHECK(cms_call_is_party(core, "mta-000000000001@R"));
+    CHECK(!cms_call_is_party(core, "mta-000000000002@R"));
+    cms_call_core_free(core);
+    cms_config_free(&cfg);
+    ck_log_open("test", CK_LOG_STDERR, NULL, LOG_INFO);
+}
+
+CK_TEST_MAIN("cms_provclient", CK_TEST_CASE(test_guests_bounded), CK_TEST_CASE(test_many_dynamic_lines), CK_TEST_CASE(test_report_coalesced_and_sent),
              CK_TEST_CASE(test_report_backoff), CK_TEST_CASE(test_report_bounded_and_refused),
              CK_TEST_CASE(test_lines_parse_hostile), CK_TEST_CASE(test_lines_poll),
              CK_TEST_CASE(test_dynamic_line_routed_and_removed),
