@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "cablekey/error.h"
+#include "cablekey/log.h"
 #include "cablekey/util.h"
 #include "provclient.h"
 
@@ -146,7 +147,8 @@ acquire(struct cms_prov_http *h)
                                   GSS_C_INITIATE, &store, &h->cred, NULL, NULL);
     gss_release_name(&minor, &name);
     if (GSS_ERROR(major)) {
-        gss_why("acquiring initiator credentials", major, minor, why, sizeof(why));
+        gss_why("no ticket-granting ticket from the keytab (does the KDC in krb5.conf answer?)",
+                major, minor, why, sizeof(why));
         return ck_error_set(CK_ERR_CONFIG, "%s: %s", h->principal, why);
     }
     return 0;
@@ -242,8 +244,12 @@ cms_prov_http_new(const char *url, const char *ca_file, const char *keytab, cons
         rc = ck_error_set(CK_ERR_CONFIG, "krb5_init_context failed (krb5.conf?)");
         goto out;
     }
-    if ((rc = load_keytab(h, keytab)) != 0 || (rc = acquire(h)) != 0)
+    if ((rc = load_keytab(h, keytab)) != 0)
         goto out;
+    /* Credentials may need the KDC (the first ticket-granting ticket): a KDC that is down now
+     * must not keep the controller from starting; the first request tries again. */
+    if (acquire(h) != 0)
+        ck_log_warn("provisioning: %s; trying again with the first request", ck_error_context());
 out:
     curl_free(host);
     curl_free(scheme);
@@ -276,6 +282,8 @@ negotiate_header(struct cms_prov_http *h, char **hdr)
     int rc = 0;
 
     *hdr = NULL;
+    if (h->cred == GSS_C_NO_CREDENTIAL && (rc = acquire(h)) != 0)
+        return rc;
     major = gss_import_name(&minor, &nb, GSS_C_NT_HOSTBASED_SERVICE, &target);
     if (GSS_ERROR(major)) {
         gss_why("importing the server's name", major, minor, why, sizeof(why));
