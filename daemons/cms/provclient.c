@@ -313,7 +313,7 @@ cms_prov_lines_parse(const char *text, size_t len, struct cms_dyn_line **v, size
     json_error_t err;
     json_t *j = NULL, *arr, *cur, *fl;
     struct cms_dyn_line *out = NULL;
-    size_t cnt = 0, i;
+    size_t cnt = 0, i, skipped = 0;
     int rc = 0;
 
     *v = NULL;
@@ -372,7 +372,13 @@ cms_prov_lines_parse(const char *text, size_t len, struct cms_dyn_line **v, size
             rc = parse_fail(why, why_size, "%s.number is not 1..15 digits", what);
             goto out;
         }
-        if (pr == NULL || pr[0] == '\0' || strlen(pr) >= CMS_MAX_PRINCIPAL || !printable(pr)) {
+        if (pr != NULL && pr[0] == '\0') {
+            /* A number of a device the KDC has no name for yet: nothing to route it to; the
+             * rest of the table is still good. */
+            skipped++;
+            continue;
+        }
+        if (pr == NULL || strlen(pr) >= CMS_MAX_PRINCIPAL || !printable(pr)) {
             rc = parse_fail(why, why_size, "%s.principal is not a principal name", what);
             goto out;
         }
@@ -380,20 +386,24 @@ cms_prov_lines_parse(const char *text, size_t len, struct cms_dyn_line **v, size
             rc = parse_fail(why, why_size, "%s.mac is not a MAC address", what);
             goto out;
         }
-        ck_strlcpy(out[i].number, num, sizeof(out[i].number));
-        ck_strlcpy(out[i].principal, pr, sizeof(out[i].principal));
+        struct cms_dyn_line *d = &out[i - skipped];
+        ck_strlcpy(d->number, num, sizeof(d->number));
+        ck_strlcpy(d->principal, pr, sizeof(d->principal));
         /* "aa:bb:cc:dd:ee:ff" -> "aabbccddeeff" (escrow records); anything else: unknown. */
         for (const char *c = mac; c != NULL && *c != '\0' && k < 12; c++)
             if ((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))
-                out[i].mac[k++] = *c;
+                d->mac[k++] = *c;
             else if (*c != ':')
                 break;
-        out[i].mac[k == 12 ? 12 : 0] = '\0';
+        d->mac[k == 12 ? 12 : 0] = '\0';
     }
+    if (skipped > 0)
+        ck_log_warn("prov lines: %zu number%s without a device principal skipped", skipped,
+                    skipped == 1 ? "" : "s");
     *cursor = (int64_t)json_integer_value(cur);
     *full = json_is_true(fl);
     *v = out;
-    *n = cnt;
+    *n = cnt - skipped;
     out = NULL;
 out:
     free(out);

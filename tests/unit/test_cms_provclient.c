@@ -225,7 +225,8 @@ test_lines_parse_hostile(void)
         "{\"lines\":[{\"number\":\"1234567890123456\",\"principal\":\"p@R\"}],\"cursor\":1}",
         "{\"lines\":[{\"number\":\"\",\"principal\":\"p@R\"}],\"cursor\":1}",
         "{\"lines\":[{\"number\":5551000,\"principal\":\"p@R\"}],\"cursor\":1}",
-        "{\"lines\":[{\"number\":\"5551000\",\"principal\":\"\"}],\"cursor\":1}",
+        "{\"lines\":[{\"number\":\"5551000\",\"principal\":\"a b\"}],\"cursor\":1}",
+        "{\"lines\":[{\"number\":\"5551000\",\"principal\":\"a\\u0001b\"}],\"cursor\":1}",
         "{\"lines\":[{\"number\":\"5551000\",\"principal\":\"a\\nb\"}],\"cursor\":1}",
         "{\"lines\":[{\"number\":\"5551000\"}],\"cursor\":1}",
         "{\"lines\":[],\"lines\":[],\"cursor\":1}",
@@ -264,6 +265,7 @@ test_lines_parse_hostile(void)
     {
         const char *ok = "{\"lines\":[{\"number\":\"15550100000\",\"principal\":\"mta-001122334455@R\","
                          "\"mac\":\"00:11:22:33:44:55\",\"state\":\"provisioned\"},"
+                         "{\"number\":\"15550100002\",\"principal\":\"\"},"
                          "{\"number\":\"15550100001\",\"principal\":\"mta-001122334466@R\"}],"
                          "\"removed\":[],\"cursor\":42,\"full\":true}";
         CHECK_OK(cms_prov_lines_parse(ok, strlen(ok), &v, &n, &cursor, &full, why, sizeof(why)));
