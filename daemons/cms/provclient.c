@@ -31,8 +31,8 @@ struct cms_prov {
 
     pthread_mutex_t lock;
     pthread_cond_t cond;              /* a report was queued, or stop */
-    struct rep *q;                    /* FIFO, q[0] oldest */
-    size_t n;
+    struct rep *q;                    /* FIFO ring of max_queue: q[head] oldest, n entries */
+    size_t head, n;
     int64_t next_try, backoff;        /* reports: the whole client backs off (prov is down) */
     int64_t lines_backoff;
     int64_t cursor;
@@ -135,12 +135,19 @@ log_result(const struct rep *r, const char *result, const char *why)
         ck_log_info("prov report mac=%s ip=%s result=%s", mac, r->ip, result);
 }
 
+/* The ring slot of the k-th oldest entry. */
+static size_t
+at(const struct cms_prov *p, size_t k)
+{
+    return (p->head + k) % p->o.max_queue;
+}
+
 static ssize_t
 find_mac(const struct cms_prov *p, const uint8_t mac[6])
 {
-    for (size_t i = 0; i < p->n; i++)
-        if (memcmp(p->q[i].mac, mac, 6) == 0)
-            return (ssize_t)i;
+    for (size_t k = 0; k < p->n; k++)
+        if (memcmp(p->q[at(p, k)].mac, mac, 6) == 0)
+            return (ssize_t)at(p, k);
     return -1;
 }
 
@@ -163,7 +170,8 @@ cms_prov_report(struct cms_prov *p, const uint8_t mac[6], const char *ip,
         p->q[i] = r;
         p->st.coalesced++;
     } else if (p->n < p->o.max_queue) {
-        p->q[p->n++] = r;
+        p->q[at(p, p->n)] = r;
+        p->n++;
         p->st.queued++;
         pthread_cond_signal(&p->cond);
     } else {
@@ -222,8 +230,8 @@ cms_prov_report_step(struct cms_prov *p)
         pthread_mutex_unlock(&p->lock);
         return due;
     }
-    r = p->q[0];
-    memmove(p->q, p->q + 1, (p->n - 1) * sizeof(*p->q));
+    r = p->q[p->head];
+    p->head = at(p, 1);
     p->n--;
     pthread_mutex_unlock(&p->lock);
 
@@ -272,8 +280,8 @@ done:
         if (find_mac(p, r.mac) >= 0) {
             snprintf(why + strlen(why), sizeof(why) - strlen(why), "; superseded");
         } else if (p->n < p->o.max_queue) {
-            memmove(p->q + 1, p->q, p->n * sizeof(*p->q));
-            p->q[0] = r;
+            p->head = (p->head + p->o.max_queue - 1) % p->o.max_queue;
+            p->q[p->head] = r;
             p->n++;
         } else {
             res = DROP;

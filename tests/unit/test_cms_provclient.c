@@ -206,6 +206,39 @@ test_report_bounded_and_refused(void)
     cms_prov_report(NULL, MAC1, "10.0.0.1", KEY);
 }
 
+/* The queue is a ring: order kept across wrap-around, a failed report back at the head. */
+static void
+test_report_ring_order(void)
+{
+    static const uint8_t MAC4[6] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x88};
+    struct fake f = {.now = 7};
+    struct cms_prov *p;
+    struct cms_prov_stats st;
+
+    script(&f, 0, 200, "{}");
+    script(&f, -1, 0, NULL);
+    script(&f, 0, 200, "{}");
+    CHECK((p = new_client(&f, 3, NULL)) != NULL);
+    cms_prov_report(p, MAC1, "10.0.0.1", KEY);
+    cms_prov_report(p, MAC2, "10.0.0.2", KEY);
+    CHECK_INT_EQ(cms_prov_report_step(p), 0);                /* MAC1 ok */
+    cms_prov_report(p, MAC3, "10.0.0.3", KEY);
+    cms_prov_report(p, MAC4, "10.0.0.4", KEY);               /* wraps around */
+    cms_prov_get_stats(p, &st);
+    CHECK_INT_EQ(st.pending, 3);
+    CHECK_INT_EQ(cms_prov_report_step(p), 1000);             /* MAC2 fails: back at the head */
+    cms_prov_report(p, MAC4, "10.0.0.44", KEY);              /* coalesced in its place */
+    f.now += 1000;
+    CHECK_INT_EQ(cms_prov_report_step(p), 0);
+    CHECK_INT_EQ(cms_prov_report_step(p), 0);
+    CHECK_INT_EQ(cms_prov_report_step(p), -1);
+    CHECK(strstr(f.body[1], "00:11:22:33:44:66") != NULL);
+    CHECK(strstr(f.body[2], "00:11:22:33:44:66") != NULL);
+    CHECK(strstr(f.body[3], "00:11:22:33:44:77") != NULL);
+    CHECK(strstr(f.body[4], "\"ip\":\"10.0.0.44\"") != NULL);
+    cms_prov_free(p);
+}
+
 /* ---- lines ------------------------------------------------------------------------------ */
 
 static void
@@ -613,7 +646,8 @@ test_guests_bounded(void)
 }
 
 CK_TEST_MAIN("cms_provclient", CK_TEST_CASE(test_guests_bounded), CK_TEST_CASE(test_many_dynamic_lines), CK_TEST_CASE(test_report_coalesced_and_sent),
-             CK_TEST_CASE(test_report_backoff), CK_TEST_CASE(test_report_bounded_and_refused),
+             CK_TEST_CASE(test_report_backoff),
+             CK_TEST_CASE(test_report_ring_order), CK_TEST_CASE(test_report_bounded_and_refused),
              CK_TEST_CASE(test_lines_parse_hostile), CK_TEST_CASE(test_lines_poll),
              CK_TEST_CASE(test_dynamic_line_routed_and_removed),
              CK_TEST_CASE(test_guest_calls_csr_only))
