@@ -9,6 +9,7 @@
 #include "ck_test.h"
 #include "call_world.h"
 #include "cablekey/log.h"
+#include "cablekey/profile.h"
 #include "cablekey/prov_ad.h"
 #include "provclient.h"
 
@@ -89,6 +90,51 @@ new_client(struct fake *f, size_t max_queue, struct cms_call_core *calls)
     if (cms_prov_new(&o, &t, &t, f_clock, f, calls, &p) != 0)
         return NULL;
     return p;
+}
+
+/* ---- configuration ---------------------------------------------------------------------- */
+
+static int
+apply(const char *text, struct cms_config *cfg)
+{
+    struct ck_profile *p = NULL;
+    int rc;
+
+    cms_config_init(cfg);
+    if ((rc = ck_profile_parse_string(text, "cms.conf", &p)) != 0)
+        return rc;
+    rc = cms_config_apply_profile(cfg, p);
+    ck_profile_free(p);
+    return rc;
+}
+
+static void
+test_config_keys(void)
+{
+    struct cms_config cfg;
+
+    CHECK_OK(apply("[cms]\n", &cfg));
+    CHECK(cfg.provisioning_url == NULL);
+    CHECK(cfg.provisioning_lines);
+    CHECK_INT_EQ(cfg.provisioning_retry_max, 60);
+    cms_config_free(&cfg);
+    CHECK_OK(apply("[cms]\n provisioning_url = https://prov.example.net:8460\n"
+                   " provisioning_ca = /etc/ca.pem\n provisioning_lines = false\n"
+                   " provisioning_retry_max = 5s\n", &cfg));
+    CHECK(strcmp(cfg.provisioning_url, "https://prov.example.net:8460") == 0);
+    CHECK(strcmp(cfg.provisioning_ca, "/etc/ca.pem") == 0);
+    CHECK(!cfg.provisioning_lines);
+    CHECK_INT_EQ(cfg.provisioning_retry_max, 5);
+    cms_config_free(&cfg);
+    CHECK(apply("[cms]\n provisioning_url = ftp://x\n", &cfg) != 0);
+    CHECK(strstr(ck_error_context(), "provisioning_url") != NULL);
+    cms_config_free(&cfg);
+    CHECK(apply("[cms]\n provisioning_url = http://a b\n", &cfg) != 0);
+    cms_config_free(&cfg);
+    CHECK(apply("[cms]\n provisioning_lines = maybe\n", &cfg) != 0);
+    cms_config_free(&cfg);
+    CHECK(apply("[cms]\n provisioning_retry_max = 0\n", &cfg) != 0);
+    cms_config_free(&cfg);
 }
 
 /* ---- reports ---------------------------------------------------------------------------- */
@@ -645,7 +691,7 @@ test_guests_bounded(void)
     ck_log_open("test", CK_LOG_STDERR, NULL, LOG_INFO);
 }
 
-CK_TEST_MAIN("cms_provclient", CK_TEST_CASE(test_guests_bounded), CK_TEST_CASE(test_many_dynamic_lines), CK_TEST_CASE(test_report_coalesced_and_sent),
+CK_TEST_MAIN("cms_provclient", CK_TEST_CASE(test_config_keys), CK_TEST_CASE(test_guests_bounded), CK_TEST_CASE(test_many_dynamic_lines), CK_TEST_CASE(test_report_coalesced_and_sent),
              CK_TEST_CASE(test_report_backoff),
              CK_TEST_CASE(test_report_ring_order), CK_TEST_CASE(test_report_bounded_and_refused),
              CK_TEST_CASE(test_lines_parse_hostile), CK_TEST_CASE(test_lines_poll),
