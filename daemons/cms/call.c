@@ -115,6 +115,7 @@ struct line_state {
      * restricted device without a line (guest: it may call, it cannot be called, its number
      * is empty). A removed slot routes nothing and is reused once no call refers to it. */
     bool dynamic, guest, removed;
+    uint64_t heard;                   /* guests: when last heard (the core's counter) */
 };
 
 struct cms_call_core {
@@ -135,7 +136,14 @@ struct cms_call_core {
     struct cms_line *lines;
     size_t n_lines;                   /* slots in use (static first, then dynamic and guests) */
     size_t n_static, cap_lines, n_guests;
+    uint64_t guest_clock;
+    size_t n_removed, free_hint;      /* removed slots not reused yet; where to look first */
     struct line_state *ls;
+    /* Hash chains over the slots by number (guests: none) and by principal, so that a table
+     * of many learnt lines costs no scan per signaling message: heads per bucket, next per
+     * slot (-1 ends). A removed slot stays in its chains until reused (lookups skip it). */
+    size_t n_buckets;                 /* a power of two, >= cap_lines */
+    int32_t *num_head, *pr_head, *num_next, *pr_next;
     struct cms_route *routes;
     size_t n_routes;
     size_t *peer_of;                  /* route -> the first route with the same principal */
@@ -238,29 +246,119 @@ next_txid(struct cms_call_core *c)
     return t;
 }
 
-/* A line (static or dynamic) before a guest slot of the same principal. */
+static size_t
+name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static void
+index_add(struct cms_call_core *c, size_t l)
+{
+    size_t b;
+
+    if (!c->ls[l].guest && c->lines[l].number[0] != '\0') {
+        b = name_hash(c->lines[l].number) & (c->n_buckets - 1);
+        c->num_next[l] = c->num_head[b];
+        c->num_head[b] = (int32_t)l;
+    }
+    b = name_hash(c->lines[l].principal) & (c->n_buckets - 1);
+    c->pr_next[l] = c->pr_head[b];
+    c->pr_head[b] = (int32_t)l;
+}
+
+static void
+unlink_from(int32_t *head, int32_t *next, size_t b, size_t l)
+{
+    for (int32_t *pp = &head[b]; *pp >= 0; pp = &next[*pp])
+        if ((size_t)*pp == l) {
+            *pp = next[l];
+            return;
+        }
+}
+
+static void
+index_del(struct cms_call_core *c, size_t l)
+{
+    if (!c->ls[l].guest && c->lines[l].number[0] != '\0')
+        unlink_from(c->num_head, c->num_next,
+                    name_hash(c->lines[l].number) & (c->n_buckets - 1), l);
+    unlink_from(c->pr_head, c->pr_next, name_hash(c->lines[l].principal) & (c->n_buckets - 1),
+                l);
+}
+
+/* (Re)sizes the index for cap slots and rebuilds it. */
+static int
+index_build(struct cms_call_core *c, size_t cap)
+{
+    size_t nb = 64;
+    int32_t *nh, *ph, *nn, *pn;
+
+    while (nb < cap)
+        nb *= 2;
+    nh = malloc(nb * sizeof(*nh));
+    ph = malloc(nb * sizeof(*ph));
+    nn = malloc(cap * sizeof(*nn));
+    pn = malloc(cap * sizeof(*pn));
+    if (nh == NULL || ph == NULL || nn == NULL || pn == NULL) {
+        free(nh);
+        free(ph);
+        free(nn);
+        free(pn);
+        return ck_error_set(CK_ERR_NOMEM, "line index");
+    }
+    free(c->num_head);
+    free(c->pr_head);
+    free(c->num_next);
+    free(c->pr_next);
+    c->num_head = nh;
+    c->pr_head = ph;
+    c->num_next = nn;
+    c->pr_next = pn;
+    c->n_buckets = nb;
+    memset(nh, 0xff, nb * sizeof(*nh));
+    memset(ph, 0xff, nb * sizeof(*ph));
+    /* In reverse, so that each chain lists its slots in index order (static lines first). */
+    for (size_t i = c->n_lines; i-- > 0;)
+        index_add(c, i);
+    return 0;
+}
+
+/* A line (static first, then learnt) before a guest slot of the same principal. */
 static ssize_t
 line_of_principal(const struct cms_call_core *c, const char *client)
 {
-    ssize_t guest = -1;
+    ssize_t best = -1, guest = -1;
 
-    for (size_t i = 0; i < c->n_lines; i++)
+    for (int32_t i = c->pr_head[name_hash(client) & (c->n_buckets - 1)]; i >= 0;
+         i = c->pr_next[i])
         if (!c->ls[i].removed && strcmp(c->lines[i].principal, client) == 0) {
-            if (!c->ls[i].guest)
-                return (ssize_t)i;
-            guest = (ssize_t)i;
+            if (!c->ls[i].guest) {
+                if (best < 0 || i < best)
+                    best = i;
+            } else {
+                guest = i;
+            }
         }
-    return guest;
+    return best >= 0 ? best : guest;
 }
 
 /* Guests have no number: they cannot be called. */
 static ssize_t
 line_of_number(const struct cms_call_core *c, const char *number)
 {
-    for (size_t i = 0; i < c->n_lines; i++)
-        if (!c->ls[i].removed && !c->ls[i].guest && strcmp(c->lines[i].number, number) == 0)
-            return (ssize_t)i;
-    return -1;
+    ssize_t best = -1;
+
+    for (int32_t i = c->num_head[name_hash(number) & (c->n_buckets - 1)]; i >= 0;
+         i = c->num_next[i])
+        if (!c->ls[i].removed && !c->ls[i].guest && strcmp(c->lines[i].number, number) == 0 &&
+            (best < 0 || i < best))
+            best = i;
+    return best;
 }
 
 /* What a line's calls show as the caller: its number, or a guest's MAC (12 hex digits). */
@@ -1282,14 +1380,20 @@ guest_name_ok(const char *client, char mac[13])
 static ssize_t
 slot_new(struct cms_call_core *c)
 {
-    for (size_t i = c->n_static; i < c->n_lines; i++)
+    /* Removed slots are reused from free_hint up (amortised: a big snapshot that replaces
+     * half the table does not rescan it per line); a removed slot still in a call is skipped,
+     * and found again by a later scan from the start. */
+    for (size_t i = c->free_hint > c->n_static ? c->free_hint : c->n_static;
+         c->n_removed > 0 && i < c->n_lines; i++)
         if (c->ls[i].removed && c->ls[i].call == NULL) {
-            if (c->ls[i].guest)
-                c->n_guests--;
+            c->n_removed--;
+            c->free_hint = i + 1;
+            index_del(c, i);
             memset(&c->lines[i], 0, sizeof(c->lines[i]));
             memset(&c->ls[i], 0, sizeof(c->ls[i]));
             return (ssize_t)i;
         }
+    c->free_hint = c->n_static;
     if (c->n_lines - c->n_static >= CMS_CALL_MAX_DYNAMIC) {
         ck_error_set(CK_ERR_LIMIT, "more than %d dynamic lines and guests", CMS_CALL_MAX_DYNAMIC);
         return -1;
@@ -1308,6 +1412,9 @@ slot_new(struct cms_call_core *c)
             return -1;
         }
         c->ls = ls;
+        /* The index first: cap_lines only grows with an index that covers it. */
+        if (index_build(c, cap) != 0)
+            return -1;
         c->cap_lines = cap;
     }
     memset(&c->lines[c->n_lines], 0, sizeof(c->lines[0]));
@@ -1320,7 +1427,35 @@ slot_remove(struct cms_call_core *c, size_t l)
 {
     /* The slot keeps its names while a call refers to it (the call ends normally); nothing
      * finds it any more, so no new call starts to or from it. */
+    if (c->ls[l].removed)
+        return;
+    if (c->ls[l].guest)
+        c->n_guests--;
     c->ls[l].removed = true;
+    c->n_removed++;
+    if (l < c->free_hint)
+        c->free_hint = l;
+}
+
+/* Room for one more guest: at the bound, the least recently heard guest not in a call gives
+ * way (a device gone for good must not keep a newer one from reaching the CSR). */
+static bool
+guest_room(struct cms_call_core *c)
+{
+    ssize_t lru = -1;
+
+    if (c->n_guests < CMS_CALL_MAX_GUESTS)
+        return true;
+    for (size_t i = c->n_static; i < c->n_lines; i++)
+        if (c->ls[i].guest && !c->ls[i].removed && c->ls[i].call == NULL &&
+            (lru < 0 || c->ls[i].heard < c->ls[lru].heard))
+            lru = (ssize_t)i;
+    if (lru < 0)
+        return false;
+    ck_log_info("call: guest %s forgotten (more than %d guests)", c->lines[lru].principal,
+                CMS_CALL_MAX_GUESTS);
+    slot_remove(c, (size_t)lru);
+    return true;
 }
 
 void
@@ -1338,16 +1473,18 @@ cms_call_set_restriction(struct cms_call_core *c, const char *client, const ck_a
         /* An unrestricted ticket without a line: no longer a guest (and not a party). */
         slot_remove(c, (size_t)l);
         l = -1;
-    } else if (l < 0 && r != NULL && guest_name_ok(client, mac) &&
-               c->n_guests < CMS_CALL_MAX_GUESTS && (l = slot_new(c)) >= 0) {
+    } else if (l < 0 && r != NULL && guest_name_ok(client, mac) && guest_room(c) &&
+               (l = slot_new(c)) >= 0) {
         ck_strlcpy(c->lines[l].principal, client, sizeof(c->lines[l].principal));
         ck_strlcpy(c->lines[l].mac, mac, sizeof(c->lines[l].mac));
         c->ls[l].guest = true;
         c->n_guests++;
+        index_add(c, (size_t)l);
         ck_log_info("call: %s is an unprovisioned guest (restricted calls, caller id %s)", client,
                     mac);
     }
     if (l >= 0) {
+        c->ls[l].heard = ++c->guest_clock;
         c->ls[l].restricted = r != NULL;
         if (r != NULL)
             c->ls[l].restriction = *r;
@@ -1431,6 +1568,7 @@ cms_call_set_dynamic_lines(struct cms_call_core *c, struct cms_dyn_line *v, size
         ck_strlcpy(c->lines[l].principal, v[j].principal, sizeof(c->lines[l].principal));
         ck_strlcpy(c->lines[l].mac, v[j].mac, sizeof(c->lines[l].mac));
         c->ls[l].dynamic = true;
+        index_add(c, (size_t)l);
         if (had_guest && was.call == NULL) {
             c->ls[l].spi = was.spi;
             ck_strlcpy(c->ls[l].endpoint, was.endpoint, sizeof(c->ls[l].endpoint));
@@ -1650,6 +1788,8 @@ cms_call_core_new(const struct cms_config *cfg, const char *self_name,
         memcpy(c->lines, cfg->lines, cfg->n_lines * sizeof(*c->lines));
     if (cfg->n_routes > 0)
         memcpy(c->routes, cfg->routes, cfg->n_routes * sizeof(*c->routes));
+    if ((rc = index_build(c, c->cap_lines)) != 0)
+        goto out;
     for (size_t i = 0; i < c->n_routes; i++) {
         c->peer_of[i] = i;
         for (size_t j = 0; j < i; j++)
@@ -1693,6 +1833,10 @@ cms_call_core_free(struct cms_call_core *c)
     }
     free(c->lines);
     free(c->ls);
+    free(c->num_head);
+    free(c->pr_head);
+    free(c->num_next);
+    free(c->pr_next);
     free(c->routes);
     free(c->peer_of);
     free(c->peer_spi);

@@ -77,8 +77,8 @@ bool cms_call_is_party(struct cms_call_core *c, const char *client);
 bool cms_call_is_party_sa(struct cms_call_core *c, const char *client, bool restricted);
 
 /* Dynamic lines (cablekey-prov's GET /api/v1/lines snapshot): number -> principal. */
-#define CMS_CALL_MAX_DYNAMIC (1 << 20)   /* dynamic lines and guests together */
-#define CMS_CALL_MAX_GUESTS 65536
+#define CMS_CALL_MAX_DYNAMIC 300000      /* dynamic lines and guests together */
+#define CMS_CALL_MAX_GUESTS 65536        /* then the least recently heard idle guest goes */
 struct cms_dyn_line {
     char number[CMS_MAX_NUMBER + 1];
     char principal[CMS_MAX_PRINCIPAL];

@@ -31,8 +31,8 @@ struct cms_prov {
 
     pthread_mutex_t lock;
     pthread_cond_t cond;              /* a report was queued, or stop */
-    struct rep *q;                    /* FIFO, q[0] oldest */
-    size_t n;
+    struct rep *q;                    /* FIFO ring of max_queue: q[head] oldest, n entries */
+    size_t head, n;
     int64_t next_try, backoff;        /* reports: the whole client backs off (prov is down) */
     int64_t lines_backoff;
     int64_t cursor;
@@ -135,12 +135,19 @@ log_result(const struct rep *r, const char *result, const char *why)
         ck_log_info("prov report mac=%s ip=%s result=%s", mac, r->ip, result);
 }
 
+/* The ring slot of the k-th oldest entry. */
+static size_t
+at(const struct cms_prov *p, size_t k)
+{
+    return (p->head + k) % p->o.max_queue;
+}
+
 static ssize_t
 find_mac(const struct cms_prov *p, const uint8_t mac[6])
 {
-    for (size_t i = 0; i < p->n; i++)
-        if (memcmp(p->q[i].mac, mac, 6) == 0)
-            return (ssize_t)i;
+    for (size_t k = 0; k < p->n; k++)
+        if (memcmp(p->q[at(p, k)].mac, mac, 6) == 0)
+            return (ssize_t)at(p, k);
     return -1;
 }
 
@@ -163,7 +170,8 @@ cms_prov_report(struct cms_prov *p, const uint8_t mac[6], const char *ip,
         p->q[i] = r;
         p->st.coalesced++;
     } else if (p->n < p->o.max_queue) {
-        p->q[p->n++] = r;
+        p->q[at(p, p->n)] = r;
+        p->n++;
         p->st.queued++;
         pthread_cond_signal(&p->cond);
     } else {
@@ -222,8 +230,8 @@ cms_prov_report_step(struct cms_prov *p)
         pthread_mutex_unlock(&p->lock);
         return due;
     }
-    r = p->q[0];
-    memmove(p->q, p->q + 1, (p->n - 1) * sizeof(*p->q));
+    r = p->q[p->head];
+    p->head = at(p, 1);
     p->n--;
     pthread_mutex_unlock(&p->lock);
 
@@ -272,8 +280,8 @@ done:
         if (find_mac(p, r.mac) >= 0) {
             snprintf(why + strlen(why), sizeof(why) - strlen(why), "; superseded");
         } else if (p->n < p->o.max_queue) {
-            memmove(p->q + 1, p->q, p->n * sizeof(*p->q));
-            p->q[0] = r;
+            p->head = (p->head + p->o.max_queue - 1) % p->o.max_queue;
+            p->q[p->head] = r;
             p->n++;
         } else {
             res = DROP;
@@ -296,6 +304,16 @@ parse_fail(char *why, size_t size, const char *fmt, const char *what)
     return ck_error_set(CK_ERR_PROTO, "lines answer: %s", why);
 }
 
+/* No blanks or control characters: a principal name goes into log lines. */
+static bool
+printable(const char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s <= 0x20 || (unsigned char)*s == 0x7f)
+            return false;
+    return true;
+}
+
 int
 cms_prov_lines_parse(const char *text, size_t len, struct cms_dyn_line **v, size_t *n,
                      int64_t *cursor, bool *full, char *why, size_t why_size)
@@ -303,7 +321,7 @@ cms_prov_lines_parse(const char *text, size_t len, struct cms_dyn_line **v, size
     json_error_t err;
     json_t *j = NULL, *arr, *cur, *fl;
     struct cms_dyn_line *out = NULL;
-    size_t cnt = 0, i;
+    size_t cnt = 0, i, skipped = 0;
     int rc = 0;
 
     *v = NULL;
@@ -362,8 +380,13 @@ cms_prov_lines_parse(const char *text, size_t len, struct cms_dyn_line **v, size
             rc = parse_fail(why, why_size, "%s.number is not 1..15 digits", what);
             goto out;
         }
-        if (pr == NULL || pr[0] == '\0' || strlen(pr) >= CMS_MAX_PRINCIPAL ||
-            strspn(pr, " \t\r\n") > 0 || strcspn(pr, "\r\n\t") != strlen(pr)) {
+        if (pr != NULL && pr[0] == '\0') {
+            /* A number of a device the KDC has no name for yet: nothing to route it to; the
+             * rest of the table is still good. */
+            skipped++;
+            continue;
+        }
+        if (pr == NULL || strlen(pr) >= CMS_MAX_PRINCIPAL || !printable(pr)) {
             rc = parse_fail(why, why_size, "%s.principal is not a principal name", what);
             goto out;
         }
@@ -371,20 +394,24 @@ cms_prov_lines_parse(const char *text, size_t len, struct cms_dyn_line **v, size
             rc = parse_fail(why, why_size, "%s.mac is not a MAC address", what);
             goto out;
         }
-        ck_strlcpy(out[i].number, num, sizeof(out[i].number));
-        ck_strlcpy(out[i].principal, pr, sizeof(out[i].principal));
+        struct cms_dyn_line *d = &out[i - skipped];
+        ck_strlcpy(d->number, num, sizeof(d->number));
+        ck_strlcpy(d->principal, pr, sizeof(d->principal));
         /* "aa:bb:cc:dd:ee:ff" -> "aabbccddeeff" (escrow records); anything else: unknown. */
         for (const char *c = mac; c != NULL && *c != '\0' && k < 12; c++)
             if ((*c >= '0' && *c <= '9') || (*c >= 'a' && *c <= 'f'))
-                out[i].mac[k++] = *c;
+                d->mac[k++] = *c;
             else if (*c != ':')
                 break;
-        out[i].mac[k == 12 ? 12 : 0] = '\0';
+        d->mac[k == 12 ? 12 : 0] = '\0';
     }
+    if (skipped > 0)
+        ck_log_warn("prov lines: %zu number%s without a device principal skipped", skipped,
+                    skipped == 1 ? "" : "s");
     *cursor = (int64_t)json_integer_value(cur);
     *full = json_is_true(fl);
     *v = out;
-    *n = cnt;
+    *n = cnt - skipped;
     out = NULL;
 out:
     free(out);

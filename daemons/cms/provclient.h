@@ -28,8 +28,8 @@
 #define CMS_PROV_DEFAULT_BACKOFF_MIN_MS 1000
 #define CMS_PROV_DEFAULT_BACKOFF_MAX_MS 60000
 #define CMS_PROV_DEFAULT_WAIT 25          /* the long poll's wait, seconds (prov: 0..30) */
-#define CMS_PROV_MAX_ANSWER (64u << 20)   /* a lines snapshot larger than this is refused */
-#define CMS_PROV_MAX_LINES (1u << 20)
+#define CMS_PROV_MAX_ANSWER (32u << 20)   /* a lines snapshot larger than this is refused */
+#define CMS_PROV_MAX_LINES 200000         /* numbers in one snapshot (about 110 MB parsed) */
 
 /* One HTTP request to cablekey-prov: path is everything after the base URL ("/api/v1/...").
  * 0 when an answer came (*status its HTTP status, *answer its body, malloc'd, NUL-terminated,

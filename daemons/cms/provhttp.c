@@ -23,6 +23,7 @@
 #include <openssl/evp.h>
 
 #include "cablekey/error.h"
+#include "cablekey/log.h"
 #include "cablekey/util.h"
 #include "provclient.h"
 
@@ -32,7 +33,10 @@ struct cms_prov_http {
     bool tls;
     char target[300];                 /* "HTTP@host" */
     char principal[CMS_MAX_PRINCIPAL];
-    char ktname[96], ccname[96];
+    char ktname[128], ccname[128];
+    char *keytab;                     /* the file, re-read when a ticket cannot be had */
+    char tag[32];
+    unsigned gen;
     krb5_context kctx;
     krb5_keytab mem;                  /* kept open: a MEMORY keytab lives while a handle does */
     gss_cred_id_t cred;
@@ -56,6 +60,8 @@ gss_why(const char *what, OM_uint32 major, OM_uint32 minor, char *out, size_t si
     }
 }
 
+static void drop_creds(struct cms_prov_http *h);
+
 void
 cms_prov_http_free(struct cms_prov_http *h)
 {
@@ -63,18 +69,15 @@ cms_prov_http_free(struct cms_prov_http *h)
 
     if (h == NULL)
         return;
-    if (h->cred != GSS_C_NO_CREDENTIAL)
-        gss_release_cred(&minor, &h->cred);
     if (h->kctx != NULL) {
-        krb5_ccache cc;
-        if (h->ccname[0] != '\0' && krb5_cc_resolve(h->kctx, h->ccname, &cc) == 0)
-            krb5_cc_destroy(h->kctx, cc);
-        if (h->mem != NULL)
-            krb5_kt_close(h->kctx, h->mem);
+        drop_creds(h);
         krb5_free_context(h->kctx);
+    } else if (h->cred != GSS_C_NO_CREDENTIAL) {
+        gss_release_cred(&minor, &h->cred);
     }
     free(h->base);
     free(h->ca_file);
+    free(h->keytab);
     free(h);
 }
 
@@ -144,9 +147,57 @@ acquire(struct cms_prov_http *h)
                                   GSS_C_INITIATE, &store, &h->cred, NULL, NULL);
     gss_release_name(&minor, &name);
     if (GSS_ERROR(major)) {
-        gss_why("acquiring initiator credentials", major, minor, why, sizeof(why));
+        gss_why("no ticket-granting ticket from the keytab (does the KDC in krb5.conf answer?)",
+                major, minor, why, sizeof(why));
         return ck_error_set(CK_ERR_CONFIG, "%s: %s", h->principal, why);
     }
+    return 0;
+}
+
+static void
+set_names(struct cms_prov_http *h)
+{
+    static atomic_uint seq;
+    unsigned n = atomic_fetch_add(&seq, 1);
+
+    snprintf(h->ktname, sizeof(h->ktname), "MEMORY:cablekey-cms-prov-%ld-%u-%s",
+             (long)getpid(), n, h->tag);
+    snprintf(h->ccname, sizeof(h->ccname), "MEMORY:cablekey-cms-prov-%ld-%u-%s",
+             (long)getpid(), n, h->tag);
+}
+
+/* Drops the credentials, the in-memory ccache and keytab. */
+static void
+drop_creds(struct cms_prov_http *h)
+{
+    OM_uint32 minor;
+    krb5_ccache cc;
+
+    if (h->cred != GSS_C_NO_CREDENTIAL)
+        gss_release_cred(&minor, &h->cred);
+    h->cred = GSS_C_NO_CREDENTIAL;
+    if (h->ccname[0] != '\0' && krb5_cc_resolve(h->kctx, h->ccname, &cc) == 0)
+        krb5_cc_destroy(h->kctx, cc);
+    if (h->mem != NULL)
+        krb5_kt_close(h->kctx, h->mem);
+    h->mem = NULL;
+    h->principal[0] = '\0';
+}
+
+static int load_keytab(struct cms_prov_http *h, const char *keytab);
+static int acquire(struct cms_prov_http *h);
+
+/* The keytab file again (the controller's key was rotated: the old one no longer gets a
+ * ticket-granting ticket), into fresh in-memory stores. */
+static int
+reload(struct cms_prov_http *h)
+{
+    int rc;
+
+    drop_creds(h);
+    set_names(h);
+    if ((rc = load_keytab(h, h->keytab)) != 0 || (rc = acquire(h)) != 0)
+        return rc;
     return 0;
 }
 
@@ -154,11 +205,9 @@ int
 cms_prov_http_new(const char *url, const char *ca_file, const char *keytab, const char *tag,
                   atomic_bool *stop, struct cms_prov_http **out)
 {
-    static atomic_uint seq;
     struct cms_prov_http *h = calloc(1, sizeof(*h));
     CURLU *u = NULL;
     char *host = NULL, *scheme = NULL;
-    unsigned n = atomic_fetch_add(&seq, 1);
     size_t len;
     int rc = 0;
 
@@ -181,24 +230,26 @@ cms_prov_http_new(const char *url, const char *ca_file, const char *keytab, cons
         snprintf(h->target, sizeof(h->target), "HTTP@%.*s", (int)(len - 2), host + 1);
     else
         snprintf(h->target, sizeof(h->target), "HTTP@%s", host);
-    if ((h->base = strdup(url)) == NULL ||
+    if ((h->base = strdup(url)) == NULL || (h->keytab = strdup(keytab)) == NULL ||
         (ca_file != NULL && (h->ca_file = strdup(ca_file)) == NULL)) {
         rc = ck_error_set(CK_ERR_NOMEM, "provisioning client");
         goto out;
     }
     while ((len = strlen(h->base)) > 0 && h->base[len - 1] == '/')
         h->base[len - 1] = '\0';
-    snprintf(h->ktname, sizeof(h->ktname), "MEMORY:cablekey-cms-prov-%ld-%u-%s",
-             (long)getpid(), n, tag);
-    snprintf(h->ccname, sizeof(h->ccname), "MEMORY:cablekey-cms-prov-%ld-%u-%s",
-             (long)getpid(), n, tag);
+    ck_strlcpy(h->tag, tag, sizeof(h->tag));
+    set_names(h);
     if (krb5_init_context(&h->kctx) != 0) {
         h->kctx = NULL;
         rc = ck_error_set(CK_ERR_CONFIG, "krb5_init_context failed (krb5.conf?)");
         goto out;
     }
-    if ((rc = load_keytab(h, keytab)) != 0 || (rc = acquire(h)) != 0)
+    if ((rc = load_keytab(h, keytab)) != 0)
         goto out;
+    /* Credentials may need the KDC (the first ticket-granting ticket): a KDC that is down now
+     * must not keep the controller from starting; the first request tries again. */
+    if (acquire(h) != 0)
+        ck_log_warn("provisioning: %s; trying again with the first request", ck_error_context());
 out:
     curl_free(host);
     curl_free(scheme);
@@ -231,6 +282,8 @@ negotiate_header(struct cms_prov_http *h, char **hdr)
     int rc = 0;
 
     *hdr = NULL;
+    if (h->cred == GSS_C_NO_CREDENTIAL && (rc = acquire(h)) != 0)
+        return rc;
     major = gss_import_name(&minor, &nb, GSS_C_NT_HOSTBASED_SERVICE, &target);
     if (GSS_ERROR(major)) {
         gss_why("importing the server's name", major, minor, why, sizeof(why));
@@ -322,8 +375,13 @@ cms_prov_http_request(void *arg, const char *method, const char *path, const cha
     *answer_len = 0;
     if (h->stop != NULL && atomic_load(h->stop))
         return ck_error_set(CK_ERR_IO, "stopping");
-    if ((rc = negotiate_header(h, &auth)) != 0)
-        return rc;
+    if ((rc = negotiate_header(h, &auth)) != 0) {
+        /* Perhaps the key changed: read the keytab again, once. */
+        char why[512];
+        ck_strlcpy(why, ck_error_context(), sizeof(why));
+        if (reload(h) != 0 || negotiate_header(h, &auth) != 0)
+            return ck_error_set(rc, "%s", why);
+    }
     n = strlen(h->base) + strlen(path) + 1;
     if ((url = malloc(n)) == NULL || (c = curl_easy_init()) == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "request");

@@ -15,6 +15,8 @@
 static struct cms_call_core *core;
 static struct cms_config cfg;
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
 int
 LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -12,7 +12,9 @@
 #     add"), and a call from another line to that number is routed to it; de-provisioning
 #     removes the number live ("prov line remove"), and the next call to it is refused;
 #   - with cablekey-prov stopped, reports are retried ("result=retry") and delivered once it is
-#     back ("result=ok"), and the lines poll resumes.
+#     back ("result=ok");
+#   - over HTTPS (cablekey-prov with a `cablekey pki issue-server` identity), provisioning_ca
+#     verifies the server and the report is delivered; a CA that did not sign it is refused.
 . "$(dirname "$0")/lib.sh"
 
 if is_mit; then
@@ -151,19 +153,22 @@ printf '[cms]\n    keytab = %s\n    provisioning_url = ftp://x\n' "$tmp/cms.keyt
 expect_failure "a provisioning_url that is not http(s) is refused" "provisioning_url" \
     "$CK_CMS" --check -c "$tmp/bad.conf"
 : >"$tmp/cms.log"
-# Only krb5.conf reaches the controller: no ccache, no client keytab in its environment.
-env -u KRB5CCNAME -u KRB5_CLIENT_KTNAME -u KRB5_KTNAME "$CK_CMS" -c "$tmp/cms.conf" \
-    --listen "127.0.0.1:$KP" --signaling-listen "127.0.0.1:$SP" --log "$tmp/cms.log" \
-    --log-level debug --log-flush-ms 50 >"$tmp/cms.stderr" 2>&1 </dev/null &
-CMS_PID=$!
-CK_BG_PIDS+=("$CMS_PID")
-for _ in $(seq 1 300); do
-    grep -q "cablekey-cms ready" "$tmp/cms.log" 2>/dev/null && break
-    kill -0 "$CMS_PID" 2>/dev/null || break
-    sleep 0.1
-done
-grep -q "cablekey-cms ready" "$tmp/cms.log" ||
-    bail "cablekey-cms started" "$(tail -n 20 "$tmp/cms.stderr" "$tmp/cms.log")"
+start_cms() { # start_cms NAME CONF KMM_PORT SIG_PORT: CMS_PID; only krb5.conf reaches it (no
+              # ccache, no client keytab in its environment)
+    : >"$tmp/$1.log"
+    env -u KRB5CCNAME -u KRB5_CLIENT_KTNAME -u KRB5_KTNAME "$CK_CMS" -c "$2" \
+        --listen "127.0.0.1:$3" --signaling-listen "127.0.0.1:$4" --log "$tmp/$1.log" \
+        --log-level debug --log-flush-ms 50 >"$tmp/$1.stderr" 2>&1 </dev/null &
+    CMS_PID=$!
+    CK_BG_PIDS+=("$CMS_PID")
+    for _ in $(seq 1 300); do
+        grep -q "cablekey-cms ready" "$tmp/$1.log" 2>/dev/null && return 0
+        kill -0 "$CMS_PID" 2>/dev/null || break
+        sleep 0.1
+    done
+    bail "cablekey-cms $1 started" "$(tail -n 20 "$tmp/$1.stderr" "$tmp/$1.log")"
+}
+start_cms cms "$tmp/cms.conf" "$KP" "$SP"
 
 wait_log() { # wait_log FILE ERE [SECONDS]: bounded poll for a line
     local i n=$(( ${3:-60} * 10 ))
@@ -295,9 +300,41 @@ check "prov saw the new report (history)" 200 "$st" \
     "sum(1 for h in d.get('history',[]) if 'report' in json.dumps(h))>=2"
 if kill -0 "$CMS_PID" 2>/dev/null; then ok "cablekey-cms kept serving throughout"
 else not_ok "cablekey-cms kept serving throughout" "$(tail -n 20 "$tmp/cms.stderr")"; fi
-kill -TERM "$CMS_PID" 2>/dev/null; wait "$CMS_PID" 2>/dev/null
+kill -TERM "$CMS_PID" 2>/dev/null; wait "$CMS_PID"; cms_rc=$?
+if [ "$cms_rc" -eq 0 ] && ! grep -q "Sanitizer" "$tmp/cms.stderr"; then
+    ok "cablekey-cms stops cleanly (both provisioning threads joined, no sanitizer report)"
+else not_ok "cablekey-cms stops cleanly" "exit $cms_rc: $(tail -n 30 "$tmp/cms.stderr")"; fi
 log_has "the controller's stop summary counts the reports" \
     "provisioning: reports queued [0-9]+ coalesced [0-9]+ ok [1-9][0-9]* retries [1-9]" 10
+stop_prov
+
+# ---- 6. HTTPS with provisioning_ca ----------------------------------------------------------
+timeout 60 "$CK_CLI" pki issue-server --dir "$PKI" --dns localhost --out "$tmp/https.p12" \
+    --password-file "$tmp/pw" --key ec-p256 >>"$tmp/pki.log" 2>&1 || bail "issue the HTTPS identity"
+printf '    tls_identity = %s\n    tls_password_file = %s\n' "$tmp/https.p12" "$tmp/pw" \
+    >>"$tmp/prov.conf"
+start_prov
+KP2=$(free_port); SP2=$(free_port)
+sed -e "s|^    provisioning_url = .*|    provisioning_url = https://localhost:$PPORT|" \
+    -e "\$a\    provisioning_ca = $PKI/sp-root.pem" "$tmp/cms.conf" >"$tmp/tls.conf"
+sed -e "s|^    provisioning_ca = .*|    provisioning_ca = $PKI/mfg-root.pem|" "$tmp/tls.conf" \
+    >"$tmp/badca.conf"
+start_cms tls "$tmp/tls.conf" "$KP2" "$SP2"
+TLS_PID=$CMS_PID
+expect_success "the device logs in with the controller that reaches cablekey-prov over HTTPS" \
+    timeout 90 "${MTA[@]}" boot --device "$DEV" --kdc "127.0.0.1:$PORT" --realm "$R" \
+    --anchors "$PKI/sp-root.pem" --cms "127.0.0.1:$KP2" --cms-service cms/cms.test
+if wait_log "$tmp/tls.log" "prov report mac=$MAC ip=127\.0\.0\.1 result=ok" 60; then
+    ok "HTTPS (provisioning_ca verifies cablekey-prov): the report is delivered"
+else not_ok "HTTPS: the report is delivered" "$(grep -E 'prov |WARN|ERR' "$tmp/tls.log" | tail -n 6)"; fi
+kill -TERM "$TLS_PID" 2>/dev/null; wait "$TLS_PID" 2>/dev/null
+KP3=$(free_port); SP3=$(free_port)
+start_cms badca "$tmp/badca.conf" "$KP3" "$SP3"
+BAD_PID=$CMS_PID
+if wait_log "$tmp/badca.log" "prov lines: .*(SSL|certificate)" 60; then
+    ok "HTTPS with a CA that did not sign prov's certificate: refused, logged"
+else not_ok "HTTPS with the wrong CA refused" "$(grep -E 'prov |WARN|ERR' "$tmp/badca.log" | tail -n 6)"; fi
+kill -TERM "$BAD_PID" 2>/dev/null; wait "$BAD_PID" 2>/dev/null
 stop_prov
 realm_stop_kdc
 done_testing

@@ -8,6 +8,8 @@
 
 #include "ck_test.h"
 #include "call_world.h"
+#include "cablekey/log.h"
+#include "cablekey/profile.h"
 #include "cablekey/prov_ad.h"
 #include "provclient.h"
 
@@ -88,6 +90,51 @@ new_client(struct fake *f, size_t max_queue, struct cms_call_core *calls)
     if (cms_prov_new(&o, &t, &t, f_clock, f, calls, &p) != 0)
         return NULL;
     return p;
+}
+
+/* ---- configuration ---------------------------------------------------------------------- */
+
+static int
+apply(const char *text, struct cms_config *cfg)
+{
+    struct ck_profile *p = NULL;
+    int rc;
+
+    cms_config_init(cfg);
+    if ((rc = ck_profile_parse_string(text, "cms.conf", &p)) != 0)
+        return rc;
+    rc = cms_config_apply_profile(cfg, p);
+    ck_profile_free(p);
+    return rc;
+}
+
+static void
+test_config_keys(void)
+{
+    struct cms_config cfg;
+
+    CHECK_OK(apply("[cms]\n", &cfg));
+    CHECK(cfg.provisioning_url == NULL);
+    CHECK(cfg.provisioning_lines);
+    CHECK_INT_EQ(cfg.provisioning_retry_max, 60);
+    cms_config_free(&cfg);
+    CHECK_OK(apply("[cms]\n provisioning_url = https://prov.example.net:8460\n"
+                   " provisioning_ca = /etc/ca.pem\n provisioning_lines = false\n"
+                   " provisioning_retry_max = 5s\n", &cfg));
+    CHECK(strcmp(cfg.provisioning_url, "https://prov.example.net:8460") == 0);
+    CHECK(strcmp(cfg.provisioning_ca, "/etc/ca.pem") == 0);
+    CHECK(!cfg.provisioning_lines);
+    CHECK_INT_EQ(cfg.provisioning_retry_max, 5);
+    cms_config_free(&cfg);
+    CHECK(apply("[cms]\n provisioning_url = ftp://x\n", &cfg) != 0);
+    CHECK(strstr(ck_error_context(), "provisioning_url") != NULL);
+    cms_config_free(&cfg);
+    CHECK(apply("[cms]\n provisioning_url = http://a b\n", &cfg) != 0);
+    cms_config_free(&cfg);
+    CHECK(apply("[cms]\n provisioning_lines = maybe\n", &cfg) != 0);
+    cms_config_free(&cfg);
+    CHECK(apply("[cms]\n provisioning_retry_max = 0\n", &cfg) != 0);
+    cms_config_free(&cfg);
 }
 
 /* ---- reports ---------------------------------------------------------------------------- */
@@ -205,6 +252,39 @@ test_report_bounded_and_refused(void)
     cms_prov_report(NULL, MAC1, "10.0.0.1", KEY);
 }
 
+/* The queue is a ring: order kept across wrap-around, a failed report back at the head. */
+static void
+test_report_ring_order(void)
+{
+    static const uint8_t MAC4[6] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x88};
+    struct fake f = {.now = 7};
+    struct cms_prov *p;
+    struct cms_prov_stats st;
+
+    script(&f, 0, 200, "{}");
+    script(&f, -1, 0, NULL);
+    script(&f, 0, 200, "{}");
+    CHECK((p = new_client(&f, 3, NULL)) != NULL);
+    cms_prov_report(p, MAC1, "10.0.0.1", KEY);
+    cms_prov_report(p, MAC2, "10.0.0.2", KEY);
+    CHECK_INT_EQ(cms_prov_report_step(p), 0);                /* MAC1 ok */
+    cms_prov_report(p, MAC3, "10.0.0.3", KEY);
+    cms_prov_report(p, MAC4, "10.0.0.4", KEY);               /* wraps around */
+    cms_prov_get_stats(p, &st);
+    CHECK_INT_EQ(st.pending, 3);
+    CHECK_INT_EQ(cms_prov_report_step(p), 1000);             /* MAC2 fails: back at the head */
+    cms_prov_report(p, MAC4, "10.0.0.44", KEY);              /* coalesced in its place */
+    f.now += 1000;
+    CHECK_INT_EQ(cms_prov_report_step(p), 0);
+    CHECK_INT_EQ(cms_prov_report_step(p), 0);
+    CHECK_INT_EQ(cms_prov_report_step(p), -1);
+    CHECK(strstr(f.body[1], "00:11:22:33:44:66") != NULL);
+    CHECK(strstr(f.body[2], "00:11:22:33:44:66") != NULL);
+    CHECK(strstr(f.body[3], "00:11:22:33:44:77") != NULL);
+    CHECK(strstr(f.body[4], "\"ip\":\"10.0.0.44\"") != NULL);
+    cms_prov_free(p);
+}
+
 /* ---- lines ------------------------------------------------------------------------------ */
 
 static void
@@ -224,7 +304,8 @@ test_lines_parse_hostile(void)
         "{\"lines\":[{\"number\":\"1234567890123456\",\"principal\":\"p@R\"}],\"cursor\":1}",
         "{\"lines\":[{\"number\":\"\",\"principal\":\"p@R\"}],\"cursor\":1}",
         "{\"lines\":[{\"number\":5551000,\"principal\":\"p@R\"}],\"cursor\":1}",
-        "{\"lines\":[{\"number\":\"5551000\",\"principal\":\"\"}],\"cursor\":1}",
+        "{\"lines\":[{\"number\":\"5551000\",\"principal\":\"a b\"}],\"cursor\":1}",
+        "{\"lines\":[{\"number\":\"5551000\",\"principal\":\"a\\u0001b\"}],\"cursor\":1}",
         "{\"lines\":[{\"number\":\"5551000\",\"principal\":\"a\\nb\"}],\"cursor\":1}",
         "{\"lines\":[{\"number\":\"5551000\"}],\"cursor\":1}",
         "{\"lines\":[],\"lines\":[],\"cursor\":1}",
@@ -263,6 +344,7 @@ test_lines_parse_hostile(void)
     {
         const char *ok = "{\"lines\":[{\"number\":\"15550100000\",\"principal\":\"mta-001122334455@R\","
                          "\"mac\":\"00:11:22:33:44:55\",\"state\":\"provisioned\"},"
+                         "{\"number\":\"15550100002\",\"principal\":\"\"},"
                          "{\"number\":\"15550100001\",\"principal\":\"mta-001122334466@R\"}],"
                          "\"removed\":[],\"cursor\":42,\"full\":true}";
         CHECK_OK(cms_prov_lines_parse(ok, strlen(ok), &v, &n, &cursor, &full, why, sizeof(why)));
@@ -508,8 +590,110 @@ test_guest_calls_csr_only(void)
     w_fini(&w);
 }
 
-CK_TEST_MAIN("cms_provclient", CK_TEST_CASE(test_report_coalesced_and_sent),
-             CK_TEST_CASE(test_report_backoff), CK_TEST_CASE(test_report_bounded_and_refused),
+/* Many learnt lines: the index grows, removed slots are reused, lookups stay exact. */
+static void
+test_many_dynamic_lines(void)
+{
+    enum { N = 5000 };
+    struct cms_config cfg;
+    struct cms_call_core *core = NULL;
+    struct cms_call_io io;
+    struct cms_dyn_line *v = calloc(N, sizeof(*v));
+    size_t added, removed, k;
+    char name[64];
+
+    CHECK(v != NULL);
+    /* 12,500 "prov line" notices are not worth reading. */
+    ck_log_open("test", CK_LOG_STDERR, NULL, LOG_WARNING);
+    cms_config_init(&cfg);
+    CHECK_OK(w_add_line(&cfg, "5551001", "mta/static@R", "", false));
+    memset(&io, 0, sizeof(io));
+    CHECK_OK(cms_call_core_new(&cfg, "cms@test", &io, &core));
+    for (size_t i = 0; i < N; i++) {
+        snprintf(v[i].number, sizeof(v[i].number), "56%05zu", i);
+        snprintf(v[i].principal, sizeof(v[i].principal), "mta-%012zx@R", i);
+    }
+    CHECK_OK(cms_call_set_dynamic_lines(core, v, N, &added, &removed));
+    CHECK_INT_EQ(added, N);
+    CHECK_INT_EQ(cms_call_dynamic_lines(core), N);
+    for (size_t i = 0; i < N; i += 97) {
+        snprintf(name, sizeof(name), "mta-%012zx@R", i);
+        CHECK(cms_call_is_party(core, name));
+    }
+    /* Keep the even ones. */
+    for (size_t i = k = 0; i < N; i++) {
+        snprintf(v[k].number, sizeof(v[k].number), "56%05zu", i);
+        snprintf(v[k].principal, sizeof(v[k].principal), "mta-%012zx@R", i);
+        if (i % 2 == 0)
+            k++;
+    }
+    CHECK_OK(cms_call_set_dynamic_lines(core, v, k, &added, &removed));
+    CHECK_INT_EQ(added, 0);
+    CHECK_INT_EQ(removed, N / 2);
+    for (size_t i = 0; i < 200; i++) {
+        snprintf(name, sizeof(name), "mta-%012zx@R", i);
+        CHECK(cms_call_is_party(core, name) == (i % 2 == 0));
+    }
+    /* New devices take the freed slots. */
+    for (size_t i = 0; i < N / 2; i++) {
+        snprintf(v[k + i].number, sizeof(v[k + i].number), "57%05zu", i);
+        snprintf(v[k + i].principal, sizeof(v[k + i].principal), "mta-%012zx@R", i + N);
+    }
+    CHECK_OK(cms_call_set_dynamic_lines(core, v, k + N / 2, &added, &removed));
+    CHECK_INT_EQ(added, N / 2);
+    CHECK_INT_EQ(removed, 0);
+    CHECK_INT_EQ(cms_call_dynamic_lines(core), N);
+    snprintf(name, sizeof(name), "mta-%012zx@R", (size_t)N + 17);
+    CHECK(cms_call_is_party(core, name));
+    CHECK(!cms_call_is_party(core, "mta-000000000001@R"));
+    CHECK(cms_call_is_party(core, "mta/static@R"));
+    free(v);
+    cms_call_core_free(core);
+    cms_config_free(&cfg);
+    ck_log_open("test", CK_LOG_STDERR, NULL, LOG_INFO);
+}
+
+/* Guests are bounded: past CMS_CALL_MAX_GUESTS the least recently heard one gives way. */
+static void
+test_guests_bounded(void)
+{
+    struct cms_config cfg;
+    struct cms_call_core *core = NULL;
+    struct cms_call_io io;
+    ck_ad_restricted r;
+    char name[64];
+
+    ck_log_open("test", CK_LOG_STDERR, NULL, LOG_WARNING);
+    cms_config_init(&cfg);
+    memset(&io, 0, sizeof(io));
+    memset(&r, 0, sizeof(r));
+    r.n_numbers = 1;
+    ck_strlcpy(r.numbers[0], "611", sizeof(r.numbers[0]));
+    CHECK_OK(cms_call_core_new(&cfg, "cms@test", &io, &core));
+    for (size_t i = 0; i < CMS_CALL_MAX_GUESTS; i++) {
+        snprintf(name, sizeof(name), "mta-%012zx@R", i);
+        cms_call_set_restriction(core, name, &r);
+    }
+    CHECK(cms_call_is_party(core, "mta-000000000000@R"));
+    /* Device 0 is heard again: device 1 is now the least recently heard. */
+    cms_call_set_restriction(core, "mta-000000000000@R", &r);
+    cms_call_set_restriction(core, "mta-0000000fffff@R", &r);
+    CHECK(cms_call_is_party(core, "mta-0000000fffff@R"));
+    CHECK(cms_call_is_party(core, "mta-000000000000@R"));
+    CHECK(!cms_call_is_party(core, "mta-000000000001@R"));
+    CHECK(cms_call_is_party(core, "mta-000000000002@R"));
+    /* And device 1 comes back in the place of device 2. */
+    cms_call_set_restriction(core, "mta-000000000001@R", &r);
+    CHECK(cms_call_is_party(core, "mta-000000000001@R"));
+    CHECK(!cms_call_is_party(core, "mta-000000000002@R"));
+    cms_call_core_free(core);
+    cms_config_free(&cfg);
+    ck_log_open("test", CK_LOG_STDERR, NULL, LOG_INFO);
+}
+
+CK_TEST_MAIN("cms_provclient", CK_TEST_CASE(test_config_keys), CK_TEST_CASE(test_guests_bounded), CK_TEST_CASE(test_many_dynamic_lines), CK_TEST_CASE(test_report_coalesced_and_sent),
+             CK_TEST_CASE(test_report_backoff),
+             CK_TEST_CASE(test_report_ring_order), CK_TEST_CASE(test_report_bounded_and_refused),
              CK_TEST_CASE(test_lines_parse_hostile), CK_TEST_CASE(test_lines_poll),
              CK_TEST_CASE(test_dynamic_line_routed_and_removed),
              CK_TEST_CASE(test_guest_calls_csr_only))
