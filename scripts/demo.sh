@@ -51,6 +51,12 @@ trap 'exit 130' INT TERM
 step_no=0
 step() { step_no=$((step_no + 1)); printf '\n%s[%d] %s%s\n' "$B" "$step_no" "$1" "$N"; }
 show() { printf '%s$ %s%s\n' "$D" "$*" "$N"; }
+# show_argv CMD...: shows a command line, quoting the arguments that hold blanks
+show_argv() {
+    local a out=()
+    for a in "$@"; do [[ $a == *[[:space:]]* ]] && out+=("\"$a\"") || out+=("$a"); done
+    show "${out[*]}"
+}
 fail() {
     printf '\n%sdemo FAILED at step %d: %s%s\n' "$R" "$step_no" "$1" "$N" >&2
     if [ -s "$WORK/kdc.log" ]; then
@@ -73,7 +79,7 @@ fail() {
 }
 # run CMD...: shows the command, runs it (bounded to 30 s), indents its output; fails the demo on error.
 run() {
-    show "$@"
+    show_argv "$@"
     timeout -k 5 30 "$@" </dev/null >"$WORK/out" 2>&1
     local rc=$?
     sed 's/^/    /' "$WORK/out"
@@ -82,7 +88,7 @@ run() {
 # run_key REGEX CMD...: as run, but shows only the output lines matching REGEX (grep -E)
 run_key() {
     local re=$1; shift
-    show "$@"
+    show_argv "$@"
     timeout -k 5 30 "$@" </dev/null >"$WORK/out" 2>&1
     local rc=$?
     if [ $rc -eq 0 ]; then grep -E -- "$re" "$WORK/out" | sed 's/^/    /'; else sed 's/^/    /' "$WORK/out"; fi
@@ -644,7 +650,7 @@ answer_phone() {
     show "$CLI mta phone --ccache $2 ... --answer &   ($1)"
     timeout -k 5 60 "$CLI" mta phone --ccache "$2" --kdc "127.0.0.1:$PORT" \
         --cms "127.0.0.1:$CMS_PORT" --sig-port "$SIG_PORT" --service "$CMS_SVC@$REALM" \
-        --media "127.0.0.1:$m" --direct-port "$d" --answer --answer-after 200 \
+        --media "127.0.0.1:$m" --direct-port "$d" --answer --answer-after 200 --verbose \
         >"$WORK/$1.out" 2>"$WORK/$1.err" </dev/null &
     ANS_PID=$!
     for _ in $(seq 1 100); do
@@ -666,11 +672,11 @@ dial() {
     dial_rc=$?
     sed 's/^/    /' "$WORK/out"
 }
-answered() { # answered NAME: the background phone took its call
+answered() { # answered NAME LABEL: the background phone NAME took its call
     wait "$ANS_PID"; local rc=$?
     ANS_PID=""
-    echo "    $1:"; sed 's/^/    /' "$WORK/$1.out"
-    [ $rc -eq 0 ] || { tail -n 5 "$WORK/$1.err"; fail "$1 exited $rc"; }
+    echo "    $2:"; sed 's/^/    /' "$WORK/$1.out"
+    [ $rc -eq 0 ] || { tail -n 5 "$WORK/$1.err"; fail "$2 exited $rc"; }
 }
 
 MAC_C=00:11:22:33:44:66
@@ -694,7 +700,7 @@ timeout 30 kinit -k -t "$WORK/csr-desk.keytab" -c "FILE:$WORK/csr-desk.ccache" c
 answer_phone csr-desk "$WORK/csr-desk.ccache"
 dial "$DEV/ccache" 611
 [ $dial_rc -eq 0 ] || fail "the unprovisioned adapter could not call customer service"
-answered "the CSR's desk phone (611)"
+answered csr-desk "the CSR's desk phone (611)"
 dial "$DEV/ccache" 5551002
 [ $dial_rc -ne 0 ] || fail "the unprovisioned adapter called 5551002"
 echo "    what cablekey-cms logged:"
@@ -741,7 +747,7 @@ logged "$WORK/cms.log" "prov line add $NUMBER " "cablekey-cms did not learn $NUM
 answer_phone adapter "$DEV/ccache"
 dial "$WORK/mta-b.ccache" "$NUMBER"
 [ $dial_rc -eq 0 ] || fail "the call to $NUMBER failed"
-answered "the adapter ($NUMBER)"
+answered adapter "the adapter ($NUMBER)"
 
 step "De-provision: the adapter's next login with the operator certificate is refused, live"
 printf 'csr-password\n' | timeout -k 5 30 kinit csr1 >"$WORK/out" 2>&1 || {
