@@ -111,10 +111,19 @@ struct line_state {
     uint32_t last_ntfy;
     bool restricted;                  /* its ticket restricts calls to restriction's numbers */
     ck_ad_restricted restriction;
+    /* Slots past the static lines: learnt from cablekey-prov (dynamic) or an unprovisioned
+     * restricted device without a line (guest: it may call, it cannot be called, its number
+     * is empty). A removed slot routes nothing and is reused once no call refers to it. */
+    bool dynamic, guest, removed;
 };
 
 struct cms_call_core {
     pthread_mutex_t lock;
+    /* The line names and slots (lines, n_lines, ls[].guest/removed) change under lock AND a
+     * write hold of names; cms_call_is_party reads them under a read hold of names alone. It
+     * runs under an SA's lock, which the core takes (sending) while holding lock: names is a
+     * leaf lock, never held while calling out. */
+    pthread_rwlock_t names;
     struct cms_call_io io;
     char self[CK_MGCP_MAX_ENDPOINT];
     enum cms_call_mode mode;
@@ -124,8 +133,14 @@ struct cms_call_core {
     int64_t retry_ms;
     int tries;
     struct cms_line *lines;
-    size_t n_lines;
+    size_t n_lines;                   /* slots in use (static first, then dynamic and guests) */
+    size_t n_static, cap_lines, n_guests;
     struct line_state *ls;
+    /* Hash chains over the slots by number (guests: none) and by principal, so that a table
+     * of many learnt lines costs no scan per signaling message: heads per bucket, next per
+     * slot (-1 ends). A removed slot stays in its chains until reused (lookups skip it). */
+    size_t n_buckets;                 /* a power of two, >= cap_lines */
+    int32_t *num_head, *pr_head, *num_next, *pr_next;
     struct cms_route *routes;
     size_t n_routes;
     size_t *peer_of;                  /* route -> the first route with the same principal */
@@ -228,22 +243,126 @@ next_txid(struct cms_call_core *c)
     return t;
 }
 
+static size_t
+name_hash(const char *s)
+{
+    uint32_t h = 2166136261u;
+
+    for (; *s != '\0'; s++)
+        h = (h ^ (uint8_t)*s) * 16777619u;
+    return h;
+}
+
+static void
+index_add(struct cms_call_core *c, size_t l)
+{
+    size_t b;
+
+    if (!c->ls[l].guest && c->lines[l].number[0] != '\0') {
+        b = name_hash(c->lines[l].number) & (c->n_buckets - 1);
+        c->num_next[l] = c->num_head[b];
+        c->num_head[b] = (int32_t)l;
+    }
+    b = name_hash(c->lines[l].principal) & (c->n_buckets - 1);
+    c->pr_next[l] = c->pr_head[b];
+    c->pr_head[b] = (int32_t)l;
+}
+
+static void
+unlink_from(int32_t *head, int32_t *next, size_t b, size_t l)
+{
+    for (int32_t *pp = &head[b]; *pp >= 0; pp = &next[*pp])
+        if ((size_t)*pp == l) {
+            *pp = next[l];
+            return;
+        }
+}
+
+static void
+index_del(struct cms_call_core *c, size_t l)
+{
+    if (!c->ls[l].guest && c->lines[l].number[0] != '\0')
+        unlink_from(c->num_head, c->num_next,
+                    name_hash(c->lines[l].number) & (c->n_buckets - 1), l);
+    unlink_from(c->pr_head, c->pr_next, name_hash(c->lines[l].principal) & (c->n_buckets - 1),
+                l);
+}
+
+/* (Re)sizes the index for cap slots and rebuilds it. */
+static int
+index_build(struct cms_call_core *c, size_t cap)
+{
+    size_t nb = 64;
+    int32_t *nh, *ph, *nn, *pn;
+
+    while (nb < cap)
+        nb *= 2;
+    nh = malloc(nb * sizeof(*nh));
+    ph = malloc(nb * sizeof(*ph));
+    nn = malloc(cap * sizeof(*nn));
+    pn = malloc(cap * sizeof(*pn));
+    if (nh == NULL || ph == NULL || nn == NULL || pn == NULL) {
+        free(nh);
+        free(ph);
+        free(nn);
+        free(pn);
+        return ck_error_set(CK_ERR_NOMEM, "line index");
+    }
+    free(c->num_head);
+    free(c->pr_head);
+    free(c->num_next);
+    free(c->pr_next);
+    c->num_head = nh;
+    c->pr_head = ph;
+    c->num_next = nn;
+    c->pr_next = pn;
+    c->n_buckets = nb;
+    memset(nh, 0xff, nb * sizeof(*nh));
+    memset(ph, 0xff, nb * sizeof(*ph));
+    /* In reverse, so that each chain lists its slots in index order (static lines first). */
+    for (size_t i = c->n_lines; i-- > 0;)
+        index_add(c, i);
+    return 0;
+}
+
+/* A line (static first, then learnt) before a guest slot of the same principal. */
 static ssize_t
 line_of_principal(const struct cms_call_core *c, const char *client)
 {
-    for (size_t i = 0; i < c->n_lines; i++)
-        if (strcmp(c->lines[i].principal, client) == 0)
-            return (ssize_t)i;
-    return -1;
+    ssize_t best = -1, guest = -1;
+
+    for (int32_t i = c->pr_head[name_hash(client) & (c->n_buckets - 1)]; i >= 0;
+         i = c->pr_next[i])
+        if (!c->ls[i].removed && strcmp(c->lines[i].principal, client) == 0) {
+            if (!c->ls[i].guest) {
+                if (best < 0 || i < best)
+                    best = i;
+            } else {
+                guest = i;
+            }
+        }
+    return best >= 0 ? best : guest;
 }
 
+/* Guests have no number: they cannot be called. */
 static ssize_t
 line_of_number(const struct cms_call_core *c, const char *number)
 {
-    for (size_t i = 0; i < c->n_lines; i++)
-        if (strcmp(c->lines[i].number, number) == 0)
-            return (ssize_t)i;
-    return -1;
+    ssize_t best = -1;
+
+    for (int32_t i = c->num_head[name_hash(number) & (c->n_buckets - 1)]; i >= 0;
+         i = c->num_next[i])
+        if (!c->ls[i].removed && !c->ls[i].guest && strcmp(c->lines[i].number, number) == 0 &&
+            (best < 0 || i < best))
+            best = i;
+    return best;
+}
+
+/* What a line's calls show as the caller: its number, or a guest's MAC (12 hex digits). */
+static const char *
+line_caller(const struct cms_call_core *c, size_t l)
+{
+    return c->ls[l].guest ? c->lines[l].mac : c->lines[l].number;
 }
 
 static ssize_t
@@ -657,10 +776,10 @@ start_call(struct cms_call_core *c, size_t l, const char *digits, int64_t now)
     ssize_t dl, r;
 
     if (x == NULL) {
-        ck_log_warn("call from %s: %s", c->lines[l].number, ck_error_context());
+        ck_log_warn("call from %s: %s", line_caller(c, l), ck_error_context());
         return;
     }
-    ck_strlcpy(x->from, c->lines[l].number, sizeof(x->from));
+    ck_strlcpy(x->from, line_caller(c, l), sizeof(x->from));
     ck_strlcpy(x->to, digits, sizeof(x->to));
     x->a_line = (ssize_t)l;
     c->ls[l].call = x;
@@ -673,7 +792,7 @@ start_call(struct cms_call_core *c, size_t l, const char *digits, int64_t now)
         const uint8_t *m = c->ls[l].restriction.mac;
 
         ck_log_warn("call from %s (device %02x:%02x:%02x:%02x:%02x:%02x) to %s refused: "
-                    "restricted-calls ticket", c->lines[l].number, m[0], m[1], m[2], m[3], m[4],
+                    "restricted-calls ticket", line_caller(c, l), m[0], m[1], m[2], m[3], m[4],
                     m[5], digits);
         c->st.restricted_refused++;
         fail(c, x, "unknown-number", 0, now);
@@ -1233,22 +1352,211 @@ on_peer_command(struct cms_call_core *c, size_t peer, const struct ck_mgcp_msg *
     c->st.dropped++;
 }
 
+/* ---- dynamic lines and guests ---------------------------------------------------------- */
+
+/* mta-<12 hex>@REALM: the name the KDC gives a device it admitted unprovisioned. */
+static bool
+guest_name_ok(const char *client, char mac[13])
+{
+    const char *at;
+
+    if (strncmp(client, "mta-", 4) != 0 || (at = strchr(client, '@')) == NULL ||
+        at - client != 16 || at[1] == '\0')
+        return false;
+    for (size_t i = 0; i < 12; i++) {
+        char ch = client[4 + i];
+        if (!((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'f')))
+            return false;
+        mac[i] = ch;
+    }
+    mac[12] = '\0';
+    return true;
+}
+
+/* A slot for a dynamic line or a guest: a removed one no call refers to, or a new one. */
+static ssize_t
+slot_new(struct cms_call_core *c)
+{
+    for (size_t i = c->n_static; i < c->n_lines; i++)
+        if (c->ls[i].removed && c->ls[i].call == NULL) {
+            if (c->ls[i].guest)
+                c->n_guests--;
+            index_del(c, i);
+            memset(&c->lines[i], 0, sizeof(c->lines[i]));
+            memset(&c->ls[i], 0, sizeof(c->ls[i]));
+            return (ssize_t)i;
+        }
+    if (c->n_lines - c->n_static >= CMS_CALL_MAX_DYNAMIC) {
+        ck_error_set(CK_ERR_LIMIT, "more than %d dynamic lines and guests", CMS_CALL_MAX_DYNAMIC);
+        return -1;
+    }
+    if (c->n_lines == c->cap_lines) {
+        size_t cap = c->cap_lines < 16 ? 16 : 2 * c->cap_lines;
+        struct cms_line *l = realloc(c->lines, cap * sizeof(*l));
+        if (l == NULL) {
+            ck_error_set(CK_ERR_NOMEM, "dynamic lines");
+            return -1;
+        }
+        c->lines = l;
+        struct line_state *ls = realloc(c->ls, cap * sizeof(*ls));
+        if (ls == NULL) {
+            ck_error_set(CK_ERR_NOMEM, "dynamic lines");
+            return -1;
+        }
+        c->ls = ls;
+        /* The index first: cap_lines only grows with an index that covers it. */
+        if (index_build(c, cap) != 0)
+            return -1;
+        c->cap_lines = cap;
+    }
+    memset(&c->lines[c->n_lines], 0, sizeof(c->lines[0]));
+    memset(&c->ls[c->n_lines], 0, sizeof(c->ls[0]));
+    return (ssize_t)c->n_lines++;
+}
+
+static void
+slot_remove(struct cms_call_core *c, size_t l)
+{
+    /* The slot keeps its names while a call refers to it (the call ends normally); nothing
+     * finds it any more, so no new call starts to or from it. */
+    c->ls[l].removed = true;
+}
+
 void
 cms_call_set_restriction(struct cms_call_core *c, const char *client, const ck_ad_restricted *r)
 {
     ssize_t l;
+    char mac[13];
 
     if (c == NULL)
         return;
     pthread_mutex_lock(&c->lock);
-    if ((l = line_of_principal(c, client)) >= 0) {
+    pthread_rwlock_wrlock(&c->names);
+    l = line_of_principal(c, client);
+    if (l >= 0 && c->ls[l].guest && r == NULL) {
+        /* An unrestricted ticket without a line: no longer a guest (and not a party). */
+        slot_remove(c, (size_t)l);
+        l = -1;
+    } else if (l < 0 && r != NULL && guest_name_ok(client, mac) &&
+               c->n_guests < CMS_CALL_MAX_GUESTS && (l = slot_new(c)) >= 0) {
+        ck_strlcpy(c->lines[l].principal, client, sizeof(c->lines[l].principal));
+        ck_strlcpy(c->lines[l].mac, mac, sizeof(c->lines[l].mac));
+        c->ls[l].guest = true;
+        c->n_guests++;
+        index_add(c, (size_t)l);
+        ck_log_info("call: %s is an unprovisioned guest (restricted calls, caller id %s)", client,
+                    mac);
+    }
+    if (l >= 0) {
         c->ls[l].restricted = r != NULL;
         if (r != NULL)
             c->ls[l].restriction = *r;
         else
             memset(&c->ls[l].restriction, 0, sizeof(c->ls[l].restriction));
     }
+    pthread_rwlock_unlock(&c->names);
     pthread_mutex_unlock(&c->lock);
+}
+
+static int
+dyn_cmp(const void *a, const void *b)
+{
+    const struct cms_dyn_line *x = a, *y = b;
+    int r = strcmp(x->number, y->number);
+
+    return r != 0 ? r : strcmp(x->principal, y->principal);
+}
+
+static bool
+number_ok(const char *n)
+{
+    size_t len = strlen(n);
+
+    return len > 0 && len <= CMS_MAX_NUMBER && strspn(n, "0123456789") == len;
+}
+
+int
+cms_call_set_dynamic_lines(struct cms_call_core *c, struct cms_dyn_line *v, size_t n,
+                           size_t *added, size_t *removed)
+{
+    int rc = 0;
+
+    *added = *removed = 0;
+    if (n > 1)
+        qsort(v, n, sizeof(*v), dyn_cmp);
+    pthread_mutex_lock(&c->lock);
+    pthread_rwlock_wrlock(&c->names);
+    /* 1. Dynamic lines not in the snapshot go (at once: nothing routes to them any more). */
+    for (size_t i = c->n_static; i < c->n_lines; i++) {
+        struct cms_dyn_line key;
+        if (!c->ls[i].dynamic || c->ls[i].removed)
+            continue;
+        memset(&key, 0, sizeof(key));
+        ck_strlcpy(key.number, c->lines[i].number, sizeof(key.number));
+        ck_strlcpy(key.principal, c->lines[i].principal, sizeof(key.principal));
+        if (n > 0 && bsearch(&key, v, n, sizeof(*v), dyn_cmp) != NULL)
+            continue;
+        slot_remove(c, i);
+        ck_log_notice("prov line remove %s", c->lines[i].number);
+        (*removed)++;
+    }
+    /* 2. New ones come; a static line's number stays the static line's. */
+    for (size_t j = 0; j < n; j++) {
+        ssize_t l, g;
+        if (!number_ok(v[j].number) || v[j].principal[0] == '\0' ||
+            (j > 0 && strcmp(v[j].number, v[j - 1].number) == 0))
+            continue;
+        if ((l = line_of_number(c, v[j].number)) >= 0) {
+            if (!c->ls[l].dynamic)
+                ck_log_debug("prov line %s: the static line wins", v[j].number);
+            else if (strcmp(c->lines[l].principal, v[j].principal) != 0)
+                ck_log_warn("prov line %s: already %s", v[j].number, c->lines[l].principal);
+            continue;
+        }
+        /* The device's guest slot (unprovisioned until now) gives way to its line, which
+         * takes over where the device signals from (reachable at once). */
+        struct line_state was;
+        bool had_guest = false;
+        if ((g = line_of_principal(c, v[j].principal)) >= 0 && c->ls[g].guest) {
+            was = c->ls[g];
+            had_guest = true;
+            slot_remove(c, (size_t)g);
+        }
+        if ((l = slot_new(c)) < 0) {
+            rc = CK_ERR_LIMIT;
+            ck_log_err("prov line add %s: %s", v[j].number, ck_error_context());
+            break;
+        }
+        ck_strlcpy(c->lines[l].number, v[j].number, sizeof(c->lines[l].number));
+        ck_strlcpy(c->lines[l].principal, v[j].principal, sizeof(c->lines[l].principal));
+        ck_strlcpy(c->lines[l].mac, v[j].mac, sizeof(c->lines[l].mac));
+        c->ls[l].dynamic = true;
+        index_add(c, (size_t)l);
+        if (had_guest && was.call == NULL) {
+            c->ls[l].spi = was.spi;
+            ck_strlcpy(c->ls[l].endpoint, was.endpoint, sizeof(c->ls[l].endpoint));
+            c->ls[l].restricted = was.restricted;
+            c->ls[l].restriction = was.restriction;
+        }
+        ck_log_notice("prov line add %s %s", v[j].number, v[j].principal);
+        (*added)++;
+    }
+    pthread_rwlock_unlock(&c->names);
+    pthread_mutex_unlock(&c->lock);
+    return rc;
+}
+
+size_t
+cms_call_dynamic_lines(struct cms_call_core *c)
+{
+    size_t n = 0;
+
+    pthread_mutex_lock(&c->lock);
+    for (size_t i = c->n_static; i < c->n_lines; i++)
+        if (c->ls[i].dynamic && !c->ls[i].removed)
+            n++;
+    pthread_mutex_unlock(&c->lock);
+    return n;
 }
 
 int
@@ -1415,6 +1723,7 @@ cms_call_core_new(const struct cms_config *cfg, const char *self_name,
     if (c == NULL)
         return ck_error_set(CK_ERR_NOMEM, "call core");
     pthread_mutex_init(&c->lock, NULL);
+    pthread_rwlock_init(&c->names, NULL);
     list_init(&c->live);
     list_init(&c->tomb);
     c->io = *io;
@@ -1425,10 +1734,11 @@ cms_call_core_new(const struct cms_config *cfg, const char *self_name,
     c->compat_seq = cfg->compat_seq;
     c->retry_ms = cfg->call_retry_ms > 0 ? cfg->call_retry_ms : CMS_DEFAULT_CALL_RETRY_MS;
     c->tries = cfg->call_tries > 0 ? (int)cfg->call_tries : CMS_DEFAULT_CALL_TRIES;
-    c->n_lines = cfg->n_lines;
+    c->n_lines = c->n_static = cfg->n_lines;
+    c->cap_lines = cfg->n_lines + 1;
     c->n_routes = cfg->n_routes;
-    c->lines = calloc(cfg->n_lines + 1, sizeof(*c->lines));
-    c->ls = calloc(cfg->n_lines + 1, sizeof(*c->ls));
+    c->lines = calloc(c->cap_lines, sizeof(*c->lines));
+    c->ls = calloc(c->cap_lines, sizeof(*c->ls));
     c->routes = calloc(cfg->n_routes + 1, sizeof(*c->routes));
     c->peer_of = calloc(cfg->n_routes + 1, sizeof(*c->peer_of));
     c->peer_spi = calloc(cfg->n_routes + 1, sizeof(*c->peer_spi));
@@ -1441,6 +1751,8 @@ cms_call_core_new(const struct cms_config *cfg, const char *self_name,
         memcpy(c->lines, cfg->lines, cfg->n_lines * sizeof(*c->lines));
     if (cfg->n_routes > 0)
         memcpy(c->routes, cfg->routes, cfg->n_routes * sizeof(*c->routes));
+    if ((rc = index_build(c, c->cap_lines)) != 0)
+        goto out;
     for (size_t i = 0; i < c->n_routes; i++) {
         c->peer_of[i] = i;
         for (size_t j = 0; j < i; j++)
@@ -1484,17 +1796,37 @@ cms_call_core_free(struct cms_call_core *c)
     }
     free(c->lines);
     free(c->ls);
+    free(c->num_head);
+    free(c->pr_head);
+    free(c->num_next);
+    free(c->pr_next);
     free(c->routes);
     free(c->peer_of);
     free(c->peer_spi);
     pthread_mutex_destroy(&c->lock);
+    pthread_rwlock_destroy(&c->names);
     free(c);
 }
 
 bool
-cms_call_is_party(const struct cms_call_core *c, const char *client)
+cms_call_is_party(struct cms_call_core *c, const char *client)
 {
-    return c != NULL && (line_of_principal(c, client) >= 0 || peer_of_principal(c, client) >= 0);
+    bool r;
+
+    if (c == NULL)
+        return false;
+    pthread_rwlock_rdlock(&c->names);
+    r = line_of_principal(c, client) >= 0 || peer_of_principal(c, client) >= 0;
+    pthread_rwlock_unlock(&c->names);
+    return r;
+}
+
+bool
+cms_call_is_party_sa(struct cms_call_core *c, const char *client, bool restricted)
+{
+    char mac[13];
+
+    return cms_call_is_party(c, client) || (c != NULL && restricted && guest_name_ok(client, mac));
 }
 
 void

@@ -67,8 +67,31 @@ int cms_call_core_new(const struct cms_config *cfg, const char *self_name,
 /* Wipes every key. Accepts NULL. */
 void cms_call_core_free(struct cms_call_core *c);
 
-/* Whether messages from this client principal belong to the core (a line or a route peer). */
-bool cms_call_is_party(const struct cms_call_core *c, const char *client);
+/* Whether messages from this client principal belong to the core (a line, static or learnt
+ * from cablekey-prov, a guest, or a route peer). */
+bool cms_call_is_party(struct cms_call_core *c, const char *client);
+/* The same for an SA: also true for a client whose SA is restricted (restricted-calls ticket)
+ * and whose name is an unprovisioned device's (mta-<12 hex>@REALM) while it has no line: it
+ * becomes a guest of the core (cms_call_set_restriction) that may call the numbers its
+ * restriction allows, shows its MAC (12 hex digits) as caller id, and cannot be called. */
+bool cms_call_is_party_sa(struct cms_call_core *c, const char *client, bool restricted);
+
+/* Dynamic lines (cablekey-prov's GET /api/v1/lines snapshot): number -> principal. */
+#define CMS_CALL_MAX_DYNAMIC (1 << 20)   /* dynamic lines and guests together */
+#define CMS_CALL_MAX_GUESTS 65536
+struct cms_dyn_line {
+    char number[CMS_MAX_NUMBER + 1];
+    char principal[CMS_MAX_PRINCIPAL];
+    char mac[13];                        /* 12 lower-case hex digits, "" unknown */
+};
+/* Makes the dynamic lines exactly the snapshot v (sorted in place): lines not in it stop
+ * routing at once (a call in progress ends normally), new ones route at once. A number a
+ * static line has stays the static line's; invalid entries (number not 1..15 digits, empty
+ * principal) and a second entry for a number are skipped. Logs (notice) "prov line add NUMBER
+ * PRINCIPAL" / "prov line remove NUMBER" per change. */
+int cms_call_set_dynamic_lines(struct cms_call_core *c, struct cms_dyn_line *v, size_t n,
+                               size_t *added, size_t *removed);
+size_t cms_call_dynamic_lines(struct cms_call_core *c);
 
 /* The restriction of the ticket that keyed client's newest SA (NULL: none); a restricted line
  * may call only the numbers in it (the others are refused as unknown numbers, logged with the

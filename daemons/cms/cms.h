@@ -111,6 +111,10 @@ struct cms_config {
     char *intercept_db, *escrow_dir;
     int64_t escrow_retention;          /* seconds */
     char *export_wireshark;
+    /* provisioning (issue 10): cablekey-prov's API base, NULL: off */
+    char *provisioning_url, *provisioning_ca;
+    bool provisioning_lines;           /* learn lines from it (default true) */
+    int64_t provisioning_retry_max;    /* seconds: the longest backoff (default 60) */
 };
 
 /* The flags, kept for SIGHUP (they override the file again). */
@@ -287,6 +291,7 @@ typedef int (*cms_send_fn)(void *arg, const struct sockaddr *peer, socklen_t pee
 #define CMS_WAKE_SLOTS 4096
 
 struct cms_call_core;
+struct cms_prov;
 
 struct cms_server {
     pthread_rwlock_t params_lock;
@@ -310,6 +315,7 @@ struct cms_server {
     uint16_t signaling_port;           /* for the exported encapsulation */
     int wireshark_fd;                  /* export_wireshark (under xfrm_lock); -1: off */
     struct cms_call_core *calls;       /* call control (issue 8); NULL: every command gets 200 */
+    struct cms_prov *prov;             /* provisioning reports (provclient.h); NULL: off */
     int64_t fixed_now;                 /* tests: a fixed clock (0: the wall clock) */
     struct cms_stats stats;
 };

@@ -46,6 +46,10 @@ const struct ck_conf_key cms_conf_keys[] = {
     {S, "escrow_dir", CK_CONF_TOP},
     {S, "escrow_retention", CK_CONF_TOP},
     {S, "export_wireshark", CK_CONF_TOP},
+    {S, "provisioning_url", CK_CONF_TOP},
+    {S, "provisioning_ca", CK_CONF_TOP},
+    {S, "provisioning_lines", CK_CONF_TOP},
+    {S, "provisioning_retry_max", CK_CONF_TOP},
 };
 const size_t cms_conf_n_keys = sizeof(cms_conf_keys) / sizeof(cms_conf_keys[0]);
 
@@ -178,6 +182,8 @@ cms_config_init(struct cms_config *cfg)
     cfg->call_retry_ms = CMS_DEFAULT_CALL_RETRY_MS;
     cfg->call_tries = CMS_DEFAULT_CALL_TRIES;
     cfg->escrow_retention = CMS_DEFAULT_ESCROW_RETENTION;
+    cfg->provisioning_lines = true;
+    cfg->provisioning_retry_max = 60;
 }
 
 static void
@@ -209,6 +215,8 @@ cms_config_free(struct cms_config *cfg)
     free(cfg->intercept_db);
     free(cfg->escrow_dir);
     free(cfg->export_wireshark);
+    free(cfg->provisioning_url);
+    free(cfg->provisioning_ca);
     memset(cfg, 0, sizeof(*cfg));
 }
 
@@ -631,6 +639,27 @@ call_keys(struct cms_config *cfg, const struct ck_profile *prof)
         (v != NULL && (rc = set_str(&cfg->escrow_dir, v)) != 0) ||
         (rc = get_one(prof, "export_wireshark", &v)) != 0 ||
         (v != NULL && (rc = set_str(&cfg->export_wireshark, v)) != 0))
+        return rc;
+    if ((rc = get_one(prof, "provisioning_url", &v)) != 0)
+        return rc;
+    if (v != NULL) {
+        if ((strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0) ||
+            strlen(v) > 1024 || strcspn(v, " \t\r\n") != strlen(v))
+            return ck_conf_error(prof, CK_ERR_CONFIG, "expected http://HOST:PORT or "
+                                 "https://HOST:PORT", S, "provisioning_url", NULL);
+        if ((rc = set_str(&cfg->provisioning_url, v)) != 0)
+            return rc;
+    }
+    if ((rc = get_one(prof, "provisioning_ca", &v)) != 0 ||
+        (v != NULL && (rc = set_str(&cfg->provisioning_ca, v)) != 0))
+        return rc;
+    if ((rc = get_one(prof, "provisioning_lines", &v)) != 0)
+        return rc;
+    if (v != NULL && ck_parse_bool(v, &cfg->provisioning_lines) != 0)
+        return ck_conf_error(prof, CK_ERR_CONFIG, "expected true or false", S,
+                             "provisioning_lines", NULL);
+    if ((rc = get_duration(prof, "provisioning_retry_max", 1, 3600,
+                           &cfg->provisioning_retry_max)) != 0)
         return rc;
     cfg->n_lines = 0;
     cfg->n_routes = 0;

@@ -22,6 +22,7 @@
 #include "cablekey/log.h"
 #include "cablekey/util.h"
 #include "cms.h"
+#include "provclient.h"
 
 #define SPI_MIN 256u
 #define SPI_TRIES 16
@@ -339,6 +340,13 @@ answer_ipsec(struct req *r, uint8_t *reply, size_t cap, size_t *reply_len)
             cms_xfrm_export(s, sa);
             cms_wireshark_export(s, sa);
             sa = NULL;
+            /* An unprovisioned device keyed an SA: cablekey-prov hears of it (its thread
+             * sends; this only queues). */
+            if (r->restricted && s->prov != NULL) {
+                char ip[CMS_ADDRSTRLEN];
+                cms_prov_report(s->prov, r->restriction.mac, cms_addr_host(&r->peer, ip,
+                                sizeof(ip)), r->restriction.key_sha256);
+            }
             break;
         }
         cms_sa_free(sa);

@@ -34,6 +34,10 @@
 #include "call.h"
 #include "cms.h"
 #include "peer.h"
+#include "provclient.h"
+#include "provhttp.h"
+
+#include <curl/curl.h>
 
 #define LISTEN_LOG_MAX 1024
 
@@ -77,6 +81,10 @@ struct daemon {
     int64_t log_flush_ms;
     struct call_glue glue;
     struct cms_call_core *calls;
+    /* provisioning_url: reports and lines (provclient.h), one HTTP transport per thread */
+    struct cms_prov *prov;
+    struct cms_prov_http *http_rep, *http_lines;
+    atomic_bool prov_stop;
 };
 
 static void
@@ -249,6 +257,15 @@ check_calls(const struct cms_config *cfg)
             return 1;
         printf("export-wireshark: %s\n", cfg->export_wireshark);
     }
+    if (cfg->provisioning_url != NULL)
+        printf("provisioning: %s%s%s, lines %s\n", cfg->provisioning_url,
+               cfg->provisioning_ca != NULL ? ", ca " : "",
+               cfg->provisioning_ca != NULL ? cfg->provisioning_ca : "",
+               cfg->provisioning_lines ? "learnt from it" : "off");
+    if (cfg->provisioning_url != NULL)
+        printf("provisioning_retry_max: %llds\n", (long long)cfg->provisioning_retry_max);
+    else
+        printf("provisioning: off\n");
     return 0;
 }
 
@@ -608,6 +625,11 @@ reload(void *arg, char *status, size_t status_size)
             d->cfg.escrow_retention != nc.escrow_retention ||
             !same_str(d->cfg.export_wireshark, nc.export_wireshark),
             "call settings (call_mode, media, lines, routes, intercept ...)");
+    RESTART(!same_str(d->cfg.provisioning_url, nc.provisioning_url) ||
+            !same_str(d->cfg.provisioning_ca, nc.provisioning_ca) ||
+            d->cfg.provisioning_lines != nc.provisioning_lines ||
+            d->cfg.provisioning_retry_max != nc.provisioning_retry_max,
+            "provisioning (provisioning_url, provisioning_ca, provisioning_lines)");
 #undef RESTART
     if ((rc = ck_log_reconfigure(nc.log.dest, nc.log.path, nc.log_level)) != 0) {
         ck_log_err("SIGHUP: log: %s; the running configuration is kept", ck_error_context());
@@ -672,7 +694,8 @@ calls_init(struct daemon *d)
     const char *service = ck_keyset_service(d->keys);
     int rc;
 
-    if (d->cfg.n_lines == 0 && d->cfg.n_routes == 0)
+    if (d->cfg.n_lines == 0 && d->cfg.n_routes == 0 &&
+        !(d->cfg.provisioning_url != NULL && d->cfg.provisioning_lines))
         return 0;
     d->glue.out.s = &d->srv;
     d->glue.out.ss = d->sig;
@@ -727,6 +750,63 @@ calls_fini(struct daemon *d)
     d->glue.li = NULL;
     ck_esp_engine_free(d->glue.out.eng);
     d->glue.out.eng = NULL;
+}
+
+/* ---- provisioning (cablekey-prov) ------------------------------------------------------- */
+
+static int
+prov_init(struct daemon *d)
+{
+    struct cms_prov_opts o;
+    struct cms_prov_transport rep, lines;
+    int rc;
+
+    if (d->cfg.provisioning_url == NULL)
+        return 0;
+    if ((rc = cms_prov_http_new(d->cfg.provisioning_url, d->cfg.provisioning_ca, d->cfg.keytab,
+                                "report", &d->prov_stop, &d->http_rep)) != 0 ||
+        (d->cfg.provisioning_lines &&
+         (rc = cms_prov_http_new(d->cfg.provisioning_url, d->cfg.provisioning_ca,
+                                 d->cfg.keytab, "lines", &d->prov_stop, &d->http_lines)) != 0))
+        return ck_error_set(rc, "provisioning_url: %s", ck_error_context());
+    memset(&o, 0, sizeof(o));
+    o.controller = cms_prov_http_principal(d->http_rep);
+    o.lines = d->cfg.provisioning_lines;
+    o.backoff_min_ms = 1000;
+    o.backoff_max_ms = d->cfg.provisioning_retry_max * 1000;
+    rep = (struct cms_prov_transport){cms_prov_http_request, d->http_rep};
+    lines = (struct cms_prov_transport){cms_prov_http_request, d->http_lines};
+    if ((rc = cms_prov_new(&o, &rep, o.lines ? &lines : NULL, NULL, NULL, d->calls,
+                           &d->prov)) != 0)
+        return rc;
+    d->srv.prov = d->prov;
+    ck_log_notice("provisioning: %s as %s, reports on, lines %s", d->cfg.provisioning_url,
+                  o.controller, o.lines ? "learnt from it" : "off");
+    return 0;
+}
+
+static void
+prov_fini(struct daemon *d)
+{
+    struct cms_prov_stats st;
+
+    if (d->prov != NULL) {
+        cms_prov_stop(d->prov);
+        cms_prov_get_stats(d->prov, &st);
+        ck_log_notice("provisioning: reports queued %llu coalesced %llu ok %llu retries %llu "
+                      "dropped %llu pending %zu; line polls %llu errors %llu, %zu lines, "
+                      "cursor %lld", (unsigned long long)st.queued,
+                      (unsigned long long)st.coalesced, (unsigned long long)st.ok,
+                      (unsigned long long)st.retries, (unsigned long long)st.dropped, st.pending,
+                      (unsigned long long)st.polls, (unsigned long long)st.poll_errors, st.lines,
+                      (long long)st.cursor);
+    }
+    d->srv.prov = NULL;
+    cms_prov_free(d->prov);
+    d->prov = NULL;
+    cms_prov_http_free(d->http_rep);
+    cms_prov_http_free(d->http_lines);
+    d->http_rep = d->http_lines = NULL;
 }
 
 /* ---- start ------------------------------------------------------------------------------ */
@@ -791,6 +871,8 @@ main(int argc, char **argv)
     if ((rc = parse_args(argc, argv, &d->flags, &d->log_flush_ms)) >= 0)
         return rc;
     ck_log_open(CMS_PROG, CK_LOG_STDERR, NULL, LOG_INFO);
+    /* Before any thread: libcurl's global state (the provisioning client). */
+    curl_global_init(CURL_GLOBAL_DEFAULT);
     if (cms_config_load(&d->flags, &d->cfg) != 0) {
         print_error("configuration");
         goto out;
@@ -885,6 +967,10 @@ main(int argc, char **argv)
         ck_log_err("calls: %s", ck_error_context());
         goto out;
     }
+    if (prov_init(d) != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
+    }
     log_footprint(d);
     if (ck_net_server_run(d->net) != 0) {
         ck_log_err("%s", ck_error_context());
@@ -896,6 +982,10 @@ main(int argc, char **argv)
         goto out;
     }
     if (d->glue.peers != NULL && cms_peers_run(d->glue.peers) != 0) {
+        ck_log_err("%s", ck_error_context());
+        goto out;
+    }
+    if (d->prov != NULL && cms_prov_start(d->prov, &d->prov_stop) != 0) {
         ck_log_err("%s", ck_error_context());
         goto out;
     }
@@ -921,6 +1011,7 @@ out:
     }
     ck_net_server_free(d->net);
     cms_sig_server_free(d->sig);
+    prov_fini(d);
     calls_fini(d);
     for (size_t i = 0; i < d->n_send; i++)
         close(d->send[i].fd);
@@ -938,5 +1029,6 @@ out:
     if (served)
         ck_log_notice("stopped");
     ck_log_close();
+    curl_global_cleanup();
     return status;
 }

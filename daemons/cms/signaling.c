@@ -271,7 +271,7 @@ sig_on_sa(struct cms_sa *sa, void *arg)
             atomic_fetch_add(&s->stats.rqnt_acked, 1);
             snprintf(c->log, sizeof(c->log), "SIG %s spi 0x%08x: %s %u (RQNT acknowledged)",
                      sa->client, sa->spi_in, l.verb, l.txid);
-        } else if (s->calls != NULL && cms_call_is_party(s->calls, sa->client)) {
+        } else if (s->calls != NULL && cms_call_is_party_sa(s->calls, sa->client, sa->restriction != NULL)) {
             goto calls;
         }
         goto out;
@@ -287,9 +287,9 @@ sig_on_sa(struct cms_sa *sa, void *arg)
      * lock is released: it may send under other SAs). RSIP keeps its answer and RQNT here,
      * and call control learns where the line is from it. */
     if (s->calls != NULL && strcmp(l.verb, "RSIP") != 0 &&
-        cms_call_is_party(s->calls, sa->client))
+        cms_call_is_party_sa(s->calls, sa->client, sa->restriction != NULL))
         goto calls;
-    if (s->calls != NULL && cms_call_is_party(s->calls, sa->client)) {
+    if (s->calls != NULL && cms_call_is_party_sa(s->calls, sa->client, sa->restriction != NULL)) {
         c->to_calls = true;
         c->spi = sa->spi_in;
         ck_strlcpy(c->client, sa->client, sizeof(c->client));

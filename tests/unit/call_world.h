@@ -34,7 +34,9 @@
 
 #define W_QUEUE 256
 #define W_LOG 64
+#ifndef W_PHONES
 #define W_PHONES 4
+#endif
 
 enum w_dest { W_TO_CORE, W_TO_CORE_PEER_RESP, W_TO_PHONE };
 
