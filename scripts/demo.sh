@@ -568,10 +568,7 @@ done
 echo "    csr1, HTTP/localhost, prov/localhost, mtafqdn/localhost, csr-desk added"
 run "$CLI" keytab export --db "$DB" --out "$WORK/prov.keytab" HTTP/localhost prov/localhost mtafqdn/localhost
 run "$CLI" keytab export --db "$DB" --out "$WORK/csr-desk.keytab" csr-desk
-cat >"$WORK/prov.acl" <<EOF
-csr1@$REALM                iap
-$CMS_SVC@$REALM     ic
-EOF
+printf '%-40s %s\n' "csr1@$REALM" iap "$CMS_SVC@$REALM" ic >"$WORK/prov.acl"
 cat >"$WORK/prov.conf" <<EOF
 [prov]
     database = $DB
@@ -623,6 +620,8 @@ for _ in $(seq 1 100); do
 done
 grep "SIGHUP: configuration reloaded" "$WORK/kdc.log" | tail -n 1 | sed 's/^/    /'
 [ "$(grep -c "SIGHUP: configuration reloaded" "$WORK/kdc.log")" -gt "$n" ] || fail "the KDC did not reload"
+echo "    (that count covers lifetimes, enctypes and the log; every worker rebuilds its PKINIT"
+echo "    settings, provisioning included, from the new file)"
 printf '[domain_realm]\n    localhost = %s\n' "$REALM" >>"$KRB5_CONFIG"
 echo "    cms.conf gains (cablekey-cms restarted):"
 cat >>"$WORK/cms.conf" <<EOF
@@ -675,7 +674,8 @@ dial() {
 answered() { # answered NAME LABEL: the background phone NAME took its call
     wait "$ANS_PID"; local rc=$?
     ANS_PID=""
-    echo "    $2:"; sed 's/^/    /' "$WORK/$1.out"
+    sed -n "s/^call \([0-9A-F]*\) connected .* sent=\([0-9]*\) received=\([0-9]*\).*/    $2 answered call \1: sent \2, received \3 packets/p" \
+        "$WORK/$1.out"
     [ $rc -eq 0 ] || { tail -n 5 "$WORK/$1.err"; fail "$2 exited $rc"; }
 }
 
@@ -759,40 +759,25 @@ run "$CLI" "${BOOT[@]}" --prov "127.0.0.1:$DC_PORT" --prov-principal prov/localh
 logged "$WORK/kdc.log" "OPERATOR_CERT_NOT_CURRENT: $MTA_C@" "the KDC did not refuse the operator certificate"
 run "$CLI" mta status --device "$DEV"
 
-step "Stop cablekey-prov, cablekey-cms and the KDC (SIGTERM)"
-show "kill -TERM $PROV_PID"
-kill -TERM "$PROV_PID"
-for _ in $(seq 1 50); do
-    kill -0 "$PROV_PID" 2>/dev/null || break
-    [ "$(ps -o stat= -p "$PROV_PID" 2>/dev/null | cut -c1)" = Z ] && break
-    sleep 0.1
-done
-kill -KILL "$PROV_PID" 2>/dev/null
-wait "$PROV_PID"; rc=$?
-PROV_PID=""
-[ $rc -eq 0 ] || fail "cablekey-prov exited with status $rc on SIGTERM (137: did not stop within 5 s)"
-show "kill -TERM $CMS_PID"
-kill -TERM "$CMS_PID"
-for _ in $(seq 1 50); do
-    kill -0 "$CMS_PID" 2>/dev/null || break
-    [ "$(ps -o stat= -p "$CMS_PID" 2>/dev/null | cut -c1)" = Z ] && break
-    sleep 0.1
-done
-kill -KILL "$CMS_PID" 2>/dev/null
-wait "$CMS_PID"; rc=$?
-CMS_PID=""
-[ $rc -eq 0 ] || fail "cablekey-cms exited with status $rc on SIGTERM (137: did not stop within 5 s)"
-show "kill -TERM $KDC_PID"
-kill -TERM "$KDC_PID"
-for _ in $(seq 1 50); do
-    kill -0 "$KDC_PID" 2>/dev/null || break
-    [ "$(ps -o stat= -p "$KDC_PID" 2>/dev/null | cut -c1)" = Z ] && break
-    sleep 0.1
-done
-kill -KILL "$KDC_PID" 2>/dev/null
-wait "$KDC_PID"; rc=$?
-KDC_PID=""
-[ $rc -eq 0 ] || fail "the KDC exited with status $rc on SIGTERM (137: did not stop within 5 s)"
+step "Stop cablekey-cms, cablekey-prov and the KDC (SIGTERM)"
+# stop PID NAME: SIGTERM, then up to 5 s for a clean exit (status 0)
+stop() {
+    local rc
+    show "kill -TERM $1"
+    kill -TERM "$1"
+    for _ in $(seq 1 50); do
+        kill -0 "$1" 2>/dev/null || break
+        [ "$(ps -o stat= -p "$1" 2>/dev/null | cut -c1)" = Z ] && break
+        sleep 0.1
+    done
+    kill -KILL "$1" 2>/dev/null
+    wait "$1"; rc=$?
+    [ $rc -eq 0 ] || fail "$2 exited with status $rc on SIGTERM (137: did not stop within 5 s)"
+}
+# The controller first: its long poll of cablekey-prov ends with it.
+stop "$CMS_PID" cablekey-cms; CMS_PID=""
+stop "$PROV_PID" cablekey-prov; PROV_PID=""
+stop "$KDC_PID" "the KDC"; KDC_PID=""
 tail -n 2 "$WORK/kdc.log" | sed 's/^/    /'
 timeout 10 kdestroy >/dev/null 2>&1
 
