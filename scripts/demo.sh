@@ -291,7 +291,7 @@ start_cms() { # starts cablekey-cms on $WORK/cms.conf and waits for its "ready" 
     CMS_PID=$!
     for _ in $(seq 1 100); do
         kill -0 "$CMS_PID" 2>/dev/null || { wait "$CMS_PID"; CMS_PID=""; fail "cablekey-cms exited during startup"; }
-        if [ "$(grep -c "cablekey-cms ready" "$WORK/cms.log" 2>/dev/null)" -gt "${n:-0}" ]; then
+        if [ "$(cat "$WORK/cms.log" 2>/dev/null | grep -c "cablekey-cms ready")" -gt "${n:-0}" ]; then
             grep "cablekey-cms ready" "$WORK/cms.log" | tail -n 1 | sed 's/^/    /'
             return 0
         fi
