@@ -109,35 +109,9 @@ static enum MHD_Result
 respond(struct MHD_Connection *c, int status, json_t *body, const char *mutual,
         const char *allow)
 {
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
-    char *text = NULL, hdr[CK_SPNEGO_MAX_TOKEN + 16];
-    size_t len = 0;
+    const struct ck_admin_http_reply r = {.mutual = mutual, .allow = allow};
 
-    if (body != NULL && ck_admin_json_dump(body, &text, &len) == 0) {
-        text[len] = '\n'; /* the NUL's place: curl output ends with a newline */
-        resp = MHD_create_response_from_buffer(len + 1, text, MHD_RESPMEM_MUST_FREE);
-    } else {
-        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-        free(text);
-    }
-    json_decref(body);
-    if (resp == NULL)
-        return MHD_NO;
-    if (status != 204)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (status == 401) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Negotiate");
-    } else if (mutual != NULL) {
-        snprintf(hdr, sizeof(hdr), "Negotiate %s", mutual);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, hdr);
-    }
-    if (allow != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    ret = MHD_queue_response(c, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return ck_admin_http_respond(c, status, body, &r);
 }
 
 static json_t *

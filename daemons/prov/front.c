@@ -224,47 +224,18 @@ out:
 static void
 common_headers(struct MHD_Response *resp)
 {
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    ck_admin_http_common_headers(resp, true);
 }
 
 static enum MHD_Result
 respond(struct MHD_Connection *c, int status, json_t *body, const char *mutual,
         const char *allow, const char *cookie)
 {
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
-    char *text = NULL, hdr[CK_SPNEGO_MAX_TOKEN + 16];
-    size_t len = 0;
+    const struct ck_admin_http_reply r = {
+        .content_type = "application/json; charset=utf-8", .mutual = mutual, .allow = allow,
+        .cookie = cookie, .hardened = true};
 
-    if (body != NULL && ck_admin_json_dump(body, &text, &len) == 0) {
-        text[len] = '\n';
-        resp = MHD_create_response_from_buffer(len + 1, text, MHD_RESPMEM_MUST_FREE);
-    } else {
-        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-        free(text);
-    }
-    json_decref(body);
-    if (resp == NULL)
-        return MHD_NO;
-    if (status != 204)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "application/json; charset=utf-8");
-    common_headers(resp);
-    if (status == 401) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Negotiate");
-    } else if (mutual != NULL) {
-        snprintf(hdr, sizeof(hdr), "Negotiate %s", mutual);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, hdr);
-    }
-    if (allow != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    if (cookie != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, cookie);
-    ret = MHD_queue_response(c, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return ck_admin_http_respond(c, status, body, &r);
 }
 
 /* The error body of the API: {"error":{"code","field"?,"message"}} from a prov_error reply. */

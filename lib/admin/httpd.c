@@ -10,7 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin/admin_int.h"
 #include "admin/httpd.h"
+#include "admin/spnego.h"
 #include "cablekey/error.h"
 #include "cablekey/log.h"
 #include "cablekey/net.h"
@@ -264,4 +266,55 @@ ck_admin_watch_stop(struct ck_admin_watch *w)
     close(w->stop[0]);
     close(w->stop[1]);
     w->running = false;
+}
+
+void
+ck_admin_http_common_headers(struct MHD_Response *resp, bool hardened)
+{
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (hardened) {
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    }
+}
+
+enum MHD_Result
+ck_admin_http_respond(struct MHD_Connection *c, int status, json_t *body,
+                      const struct ck_admin_http_reply *r)
+{
+    static const struct ck_admin_http_reply none;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    char *text = NULL, hdr[CK_SPNEGO_MAX_TOKEN + 16];
+    size_t len = 0;
+
+    if (r == NULL)
+        r = &none;
+    if (body != NULL && ck_admin_json_dump(body, &text, &len) == 0) {
+        text[len] = '\n'; /* the NUL's place: curl output ends with a newline */
+        resp = MHD_create_response_from_buffer(len + 1, text, MHD_RESPMEM_MUST_FREE);
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        free(text);
+    }
+    json_decref(body);
+    if (resp == NULL)
+        return MHD_NO;
+    if (status != 204)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                r->content_type != NULL ? r->content_type : "application/json");
+    ck_admin_http_common_headers(resp, r->hardened);
+    if (status == 401) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Negotiate");
+    } else if (r->mutual != NULL) {
+        snprintf(hdr, sizeof(hdr), "Negotiate %s", r->mutual);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, hdr);
+    }
+    if (r->allow != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->cookie != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, r->cookie);
+    ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
 }

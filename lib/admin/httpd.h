@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <jansson.h>
 #include <microhttpd.h>
 
 /* Resolves one listen entry ("127.0.0.1", "[::1]:8088", ...): numeric addresses only (a name
@@ -55,6 +56,22 @@ size_t ck_admin_http_no_unescape(void *cls, struct MHD_Connection *c, char *s);
 /* The first query parameter not in allowed (NULL-terminated), or one without a value; NULL if
  * none. */
 const char *ck_admin_http_unknown_query(struct MHD_Connection *c, const char *const *allowed);
+
+/* ---- a JSON answer (both daemons' API) ---- */
+struct ck_admin_http_reply {
+    const char *content_type; /* NULL: "application/json" */
+    const char *mutual;       /* the Negotiate token of a mutual authentication, or NULL */
+    const char *allow;        /* Allow (a 405), or NULL */
+    const char *cookie;       /* Set-Cookie, or NULL */
+    bool hardened;            /* also X-Content-Type-Options: nosniff, X-Frame-Options: DENY */
+};
+/* Cache-Control: no-store, and with hardened the two headers a browser-facing server adds. */
+void ck_admin_http_common_headers(struct MHD_Response *resp, bool hardened);
+/* Queues status with body (taken: decref'd; NULL or unencodable: an empty body) followed by a
+ * newline; a 401 carries "WWW-Authenticate: Negotiate", otherwise a mutual token is sent as
+ * "Negotiate <token>". r may be NULL (no extra headers). */
+enum MHD_Result ck_admin_http_respond(struct MHD_Connection *c, int status, json_t *body,
+                                      const struct ck_admin_http_reply *r);
 
 /* ---- the back process watch: a front whose back process hangs up stops (SIGTERM to itself,
  * so the signal loop ends; fired says why) ---- */
