@@ -89,31 +89,15 @@ setup_listen(struct front *f, bool bind_them)
 {
     const struct prov_config *cfg = f->cfg;
     static const char *const defaults[] = {PROV_DEFAULT_HTTP};
-    const char *const *specs = cfg->n_listen > 0 ? (const char *const *)cfg->listen : defaults;
-    size_t n = cfg->n_listen > 0 ? cfg->n_listen : 1;
-    char buf[CK_NET_ADDRSTRLEN];
+    const struct ck_admin_listen_set ls = {
+        .specs = (const char *const *)cfg->listen, .n_specs = cfg->n_listen,
+        .defaults = defaults, .n_defaults = 1, .default_port = PROV_DEFAULT_PORT,
+        .tls = cfg->tls_identity != NULL,
+        .cleartext_why = "The API carries console passwords, session cookies and Kerberos "
+                         "authenticators: set tls_identity",
+        .cleartext_note = " (loopback, no TLS)"};
 
-    for (size_t i = 0; i < n; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sslen = 0;
-        int rc, fd = -1;
-
-        if ((rc = ck_admin_listen_resolve(specs[i], PROV_DEFAULT_PORT,
-                                          cfg->tls_identity != NULL,
-                                          "The API carries console passwords, session cookies "
-                                          "and Kerberos authenticators: set tls_identity", &ss,
-                                          &sslen)) != 0)
-            return rc;
-        if (!bind_them)
-            continue;
-        if ((rc = ck_admin_listen_bind(&ss, sslen, &fd)) != 0)
-            return rc;
-        f->lfd[f->n_lfd++] = fd;
-        ck_log_info("listening on %s%s",
-                    ck_net_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)),
-                    cfg->tls_identity != NULL ? " (TLS)" : " (loopback, no TLS)");
-    }
-    return 0;
+    return ck_admin_listen_setup(&ls, bind_them, f->lfd, PROV_MAX_LISTEN, &f->n_lfd);
 }
 
 /* ===================================================================== TLS identity */
@@ -845,28 +829,13 @@ done:
 static int
 start_http(struct front *f)
 {
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    const struct ck_admin_http_server srv = {
+        .handler = handle, .arg = f, .thread_per_connection = true,
+        .max_connections = f->cfg->max_connections, .timeout = f->cfg->timeout,
+        .header_memory = HEADER_MEMORY, .tls_cert = f->tls_cert, .tls_key = f->tls_key,
+        .tls_hint = "; check the TLS identity"};
 
-    if (f->tls_cert != NULL)
-        flags |= MHD_USE_TLS;
-    for (size_t i = 0; i < f->n_lfd; i++) {
-        f->mhd[i] = MHD_start_daemon(
-            flags, 0, NULL, NULL, handle, f, MHD_OPTION_EXTERNAL_LOGGER, ck_admin_mhd_log, NULL,
-            MHD_OPTION_LISTEN_SOCKET, f->lfd[i],
-            MHD_OPTION_CONNECTION_LIMIT, f->cfg->max_connections,
-            MHD_OPTION_CONNECTION_TIMEOUT, f->cfg->timeout,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
-            MHD_OPTION_NOTIFY_COMPLETED, ck_admin_http_completed, f,
-            MHD_OPTION_UNESCAPE_CALLBACK, ck_admin_http_no_unescape, NULL,
-            f->tls_cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, f->tls_cert,
-            MHD_OPTION_HTTPS_MEM_KEY, f->tls_key, MHD_OPTION_END);
-        if (f->mhd[i] == NULL)
-            return ck_error_set(CK_ERR_IO, "cannot start the HTTP server (libmicrohttpd)%s",
-                                f->tls_cert != NULL ? "; check the TLS identity" : "");
-        f->lfd[i] = -1;
-    }
-    return 0;
+    return ck_admin_http_start(&srv, f->lfd, f->n_lfd, f->mhd);
 }
 
 /* ===================================================================== setup */

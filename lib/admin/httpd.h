@@ -57,6 +57,35 @@ size_t ck_admin_http_no_unescape(void *cls, struct MHD_Connection *c, char *s);
  * none. */
 const char *ck_admin_http_unknown_query(struct MHD_Connection *c, const char *const *allowed);
 
+/* ---- the listening sockets and the servers on them ---- */
+struct ck_admin_listen_set {
+    const char *const *specs;       /* the configured addresses; n_specs 0: the defaults */
+    size_t n_specs;
+    const char *const *defaults;    /* an IPv6 default the host cannot bind is skipped */
+    size_t n_defaults;
+    uint16_t default_port;
+    bool tls;
+    const char *cleartext_why;      /* ck_admin_listen_resolve's message without TLS */
+    const char *cleartext_note;     /* after "listening on ADDR" without TLS ("" for none) */
+};
+/* Resolves every address (the check: bind_them false) or also binds them, appending the sockets
+ * to lfd (room for max) and logging each. */
+int ck_admin_listen_setup(const struct ck_admin_listen_set *ls, bool bind_them, int *lfd,
+                          size_t max, size_t *n_lfd);
+struct ck_admin_http_server {
+    MHD_AccessHandlerCallback handler;
+    void *arg;                      /* the handler's and ck_admin_http_completed's */
+    bool thread_per_connection;     /* a long poll must not hold up the other requests */
+    unsigned max_connections, timeout;
+    size_t header_memory;           /* per connection: request line and headers */
+    const char *tls_cert, *tls_key; /* PEM in memory, or NULL (no TLS) */
+    const char *tls_hint;           /* added to the error when a TLS server does not start */
+};
+/* One libmicrohttpd server per listening socket (each socket then belongs to its server: its
+ * lfd entry becomes -1). */
+int ck_admin_http_start(const struct ck_admin_http_server *srv, int *lfd, size_t n,
+                        struct MHD_Daemon **mhd);
+
 /* ---- a JSON answer (both daemons' API) ---- */
 struct ck_admin_http_reply {
     const char *content_type; /* NULL: "application/json" */
