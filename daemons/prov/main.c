@@ -134,46 +134,38 @@ run_check(const struct prov_config *cfg)
     return 0;
 }
 
-/* Forks the back process before the front has a socket, a keytab or a TLS key, and waits until
- * it has started the signer and opened the store. */
+/* The back process (ck_daemon_split_run forks it before the front has a socket, a keytab or a
+ * TLS key): it starts the signer and opens the store, then says {"ready":"ok"}. */
+static void
+back_main(void *arg, int fd)
+{
+    prov_back_main(arg, fd);
+}
+
 static int
-start_back(const struct prov_config *cfg, int sfd, int *fd_out, pid_t *pid_out)
+back_ready(void *arg, int fd)
 {
     json_t *msg = NULL;
-    int sv[2];
-    pid_t pid;
+    const char *ready;
+    int rc = -1;
 
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        ck_log_err("socketpair: %s", strerror(errno));
-        return -1;
-    }
-    fflush(NULL);
-    if ((pid = fork()) < 0) {
-        ck_log_err("fork: %s", strerror(errno));
-        close(sv[0]);
-        close(sv[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        close(sv[0]);
-        close(sfd);
-        prov_back_main(cfg, sv[1]);
-    }
-    close(sv[1]);
-    if (prov_ipc_next(sv[0], &msg) != 0 ||
-        strcmp(json_string_value(json_object_get(msg, "ready")) != NULL
-                   ? json_string_value(json_object_get(msg, "ready")) : "", "ok") != 0) {
-        const char *why = json_string_value(json_object_get(msg, "ready"));
-        ck_log_err("the back process did not start: %s", why != NULL ? why : "it died");
-        json_decref(msg);
-        close(sv[0]);
-        waitpid(pid, NULL, 0);
-        return -1;
+    (void)arg;
+    if (prov_ipc_next(fd, &msg) == 0 &&
+        (ready = json_string_value(json_object_get(msg, "ready"))) != NULL &&
+        strcmp(ready, "ok") == 0) {
+        rc = 0;
+    } else {
+        ready = json_string_value(json_object_get(msg, "ready"));
+        ck_log_err("the back process did not start: %s", ready != NULL ? ready : "it died");
     }
     json_decref(msg);
-    *fd_out = sv[0];
-    *pid_out = pid;
-    return 0;
+    return rc;
+}
+
+static int
+front_run(void *arg, int sfd, int back_fd, pid_t back_pid)
+{
+    return prov_front_run(arg, sfd, back_fd, back_pid);
 }
 
 int
@@ -181,9 +173,7 @@ main(int argc, char **argv)
 {
     static struct ck_daemon_opts o;
     struct prov_config cfg;
-    int rc, status = 1, sfd = -1, back_fd = -1;
-    bool pid_written = false;
-    pid_t back_pid = -1;
+    int rc, status = 1;
 
     prov_config_init(&cfg);
     if ((rc = parse_args(argc, argv, &o)) >= 0)
@@ -205,30 +195,11 @@ main(int argc, char **argv)
         status = run_check(&cfg);
         goto out;
     }
-    if (ck_log_open(PROV_PROG, cfg.log.dest == CK_LOG_FILE ? CK_LOG_STDERR : cfg.log.dest, NULL,
-                    cfg.log_level) != 0) {
-        print_error("log");
-        goto out;
-    }
-    if (ck_daemon_signals_init(&sfd) != 0) {
-        print_error("signals");
-        goto out;
-    }
-    if (cfg.pid_file != NULL) {
-        if (ck_daemon_pidfile_write(cfg.pid_file) != 0) {
-            print_error("cannot start");
-            goto out;
-        }
-        pid_written = true;
-    }
-    if (start_back(&cfg, sfd, &back_fd, &back_pid) != 0)
-        goto out;
-    status = prov_front_run(&cfg, sfd, back_fd, back_pid);
+    status = ck_daemon_split_run(&(struct ck_daemon_split){
+        .prog = PROV_PROG, .log = &cfg.log, .log_level = cfg.log_level,
+        .pid_file = cfg.pid_file, .back_main = back_main, .back_ready = back_ready,
+        .front_run = front_run, .arg = &cfg});
 out:
-    if (pid_written)
-        ck_daemon_pidfile_remove(cfg.pid_file);
-    if (sfd >= 0)
-        close(sfd);
     ck_log_close();
     prov_config_free(&cfg);
     return status;

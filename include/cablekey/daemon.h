@@ -179,4 +179,24 @@ typedef int (*ck_daemon_reload_fn)(void *arg, char *status, size_t status_size);
  * returning the signal that stopped it. */
 int ck_daemon_loop(int sfd, ck_daemon_reload_fn reload, void *arg);
 
+/* ---- a daemon split into a front and a back process (cablekey-admind, cablekey-prov) ----- */
+
+/* The start once the configuration is loaded and checked: the log (a file one goes to stderr
+ * until each process opens it as its final user), the signals, the pid file, then the back
+ * process forked over a socketpair before the front has a socket, a keytab or a TLS key; the
+ * front runs once the back has said it is ready. The pid file is removed on the way out.
+ * Returns the exit status (front_run's, or 1). */
+struct ck_daemon_split {
+    const char *prog;
+    const struct ck_log_target *log;
+    int log_level;
+    const char *pid_file;                                   /* NULL: none */
+    void (*back_main)(void *arg, int fd);                   /* the child; never returns */
+    int (*back_ready)(void *arg, int fd);                   /* 0: the back's first message
+                                                             * says it started (else logged) */
+    int (*front_run)(void *arg, int sfd, int back_fd, pid_t back_pid);
+    void *arg;
+};
+int ck_daemon_split_run(const struct ck_daemon_split *s);
+
 #endif
