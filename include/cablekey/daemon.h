@@ -23,6 +23,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -100,6 +101,20 @@ int ck_conf_error(const struct ck_profile *prof, int code, const char *msg, ...)
  * more than once, or empty, is a configuration error naming file:line. */
 int ck_conf_get_one(const struct ck_profile *prof, const char *section, const char *key,
                     const char **out);
+/* *out = a copy of flag when given (a command-line flag wins), else of the key's single value;
+ * left alone when neither is there. */
+int ck_conf_dup(const struct ck_profile *prof, const char *section, const char *key,
+                const char *flag, char **out);
+/* An integer in min..max ("expected MIN..MAX" otherwise); a duration ("90s", "1h", seconds) in
+ * min..max seconds. Both return 1 when the key is absent (*out untouched), 0 when set. */
+int ck_conf_get_int(const struct ck_profile *prof, const char *section, const char *key,
+                    int64_t min, int64_t max, int64_t *out);
+int ck_conf_get_duration(const struct ck_profile *prof, const char *section, const char *key,
+                         int64_t min, int64_t max, int64_t *out);
+/* Every value of a repeatable key, copied to out[*n_out...] (the caller frees them); more than
+ * max values is an error. */
+int ck_conf_get_list(const struct ck_profile *prof, const char *section, const char *key,
+                     char **out, size_t max, size_t *n_out);
 
 /* ---- logging ----------------------------------------------------------------------------- */
 

@@ -73,6 +73,90 @@ ck_daemon_print_error(const char *prog, const char *what)
     fprintf(stderr, "%s: %s%s%s\n", prog, what, ctx[0] != '\0' ? ": " : "", ctx);
 }
 
+/* ---- typed values of a flat section ------------------------------------------------------ */
+
+int
+ck_conf_dup(const struct ck_profile *prof, const char *section, const char *key,
+            const char *flag, char **out)
+{
+    const char *v = NULL;
+    int rc;
+
+    if ((rc = ck_conf_get_one(prof, section, key, &v)) != 0)
+        return rc;
+    if (flag != NULL)
+        v = flag;
+    if (v != NULL && (*out = strdup(v)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "configuration");
+    return 0;
+}
+
+int
+ck_conf_get_int(const struct ck_profile *prof, const char *section, const char *key,
+                int64_t min, int64_t max, int64_t *out)
+{
+    const char *v = NULL;
+    char msg[64];
+    int rc;
+
+    if ((rc = ck_conf_get_one(prof, section, key, &v)) != 0)
+        return rc;
+    if (v == NULL)
+        return 1;
+    if (ck_parse_int64(v, min, max, out) != 0) {
+        snprintf(msg, sizeof(msg), "expected %lld..%lld", (long long)min, (long long)max);
+        return ck_conf_error(prof, CK_ERR_CONFIG, msg, section, key, NULL);
+    }
+    return 0;
+}
+
+int
+ck_conf_get_duration(const struct ck_profile *prof, const char *section, const char *key,
+                     int64_t min, int64_t max, int64_t *out)
+{
+    const char *v = NULL;
+    char msg[64];
+    int64_t d;
+    int rc;
+
+    if ((rc = ck_conf_get_one(prof, section, key, &v)) != 0)
+        return rc;
+    if (v == NULL)
+        return 1;
+    if (ck_parse_duration(v, &d) != 0 || d < min || d > max) {
+        snprintf(msg, sizeof(msg), "expected a duration of %llds..%llds", (long long)min,
+                 (long long)max);
+        return ck_conf_error(prof, CK_ERR_CONFIG, msg, section, key, NULL);
+    }
+    *out = d;
+    return 0;
+}
+
+int
+ck_conf_get_list(const struct ck_profile *prof, const char *section, const char *key,
+                 char **out, size_t max, size_t *n_out)
+{
+    const char **vals;
+    size_t n;
+    int rc = 0;
+
+    if ((vals = calloc(max + 1, sizeof(*vals))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "configuration");
+    n = ck_profile_get_all(prof, vals, max + 1, section, key, NULL);
+    if (n > max) {
+        rc = ck_conf_error(prof, CK_ERR_CONFIG, "given too many times", section, key, NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((out[(*n_out)++] = strdup(vals[i])) == NULL) {
+            rc = ck_error_set(CK_ERR_NOMEM, "configuration");
+            goto out;
+        }
+out:
+    free(vals);
+    return rc;
+}
+
 /* ---- schema ----------------------------------------------------------------------------- */
 
 /* Levenshtein distance, capped: only "close enough to suggest" matters. */
