@@ -13,6 +13,7 @@
 #include "cablekey/error.h"
 #include "cablekey/net.h"
 #include "cablekey/prov.h"
+#include "cablekey/util.h"
 #include "cli.h"
 #include "http_remote.h"
 #include "prov_remote.h"
@@ -65,6 +66,56 @@ prov_idem_key_valid(const char *k)
     if (n == 0 || n > CK_PROV_IDEM_KEY_MAX)
         return false;
     return strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == n;
+}
+
+int
+prov_opt_limit(const char *what, const char *arg, int64_t *out)
+{
+    if (ck_parse_int64(arg, 1, CK_PROV_LIST_MAX, out) != 0)
+        return cli_usage_error(what, "--limit: a number from 1 to %d", CK_PROV_LIST_MAX);
+    return CLI_OK;
+}
+
+int
+prov_opt_idem(const char *what, const char *arg, const char **out)
+{
+    if (!prov_idem_key_valid(arg))
+        return cli_usage_error(what, "--idempotency-key: 1 to %d characters of "
+                               "[A-Za-z0-9._:-]", CK_PROV_IDEM_KEY_MAX);
+    *out = arg;
+    return CLI_OK;
+}
+
+int
+prov_opt_services(const char *what, const char *arg, json_t **out)
+{
+    json_error_t jerr;
+    json_t *svc = json_loads(arg, JSON_REJECT_DUPLICATES, &jerr);
+
+    *out = NULL;
+    if (!json_is_object(svc)) {
+        json_decref(svc);
+        return cli_usage_error(what, "--services: a JSON object, e.g. '{\"voicemail\":true}'"
+                               "%s%s", svc == NULL ? ": " : "", svc == NULL ? jerr.text : "");
+    }
+    *out = svc;
+    return CLI_OK;
+}
+
+int
+prov_opt_check(const char *what, const struct prov_opt_use *used, size_t n,
+               const char *allowed, const char *required)
+{
+    char key[40];
+
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), " %s ", used[i].name);
+        if (used[i].set && strstr(allowed, key) == NULL)
+            return cli_usage_error(what, "option --%s does not apply here", used[i].name);
+        if (!used[i].set && strstr(required, key) != NULL)
+            return cli_usage_error(what, "--%s is required", used[i].name);
+    }
+    return CLI_OK;
 }
 
 char *
