@@ -71,26 +71,14 @@ admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg)
         (rc = dup_opt(prof, "user", o->user, &cfg->user)) != 0 ||
         (rc = dup_opt(prof, "front_user", NULL, &cfg->front_user)) != 0)
         goto out;
-    for (const char *const *req = (const char *const[]){"realm", "database", "keytab",
-                                                        "acl_file", NULL};
-         *req != NULL; req++) {
-        if (strcmp(*req, "database") == 0 && o->db != NULL)
-            continue;
-        if (ck_profile_get(prof, S, *req, NULL) == NULL) {
-            rc = ck_error_set(CK_ERR_CONFIG, "%s: [admind] %s is required", path, *req);
-            goto out;
-        }
-    }
-    {
-        /* A bad location (unknown scheme, a PostgreSQL password) fails --check and a reload
-         * here, in the front too, which never opens the store. */
-        ck_store_uri u;
-        if ((rc = ck_store_uri_parse(cfg->database, &u)) != 0) {
-            rc = ck_error_set(rc, "%s: [admind] database (--db): %s", path, ck_error_context());
-            goto out;
-        }
-        ck_store_uri_clear(&u);
-    }
+    /* --db stands for the database key. */
+    if ((rc = ck_conf_require(prof, path, S,
+                              o->db != NULL
+                                  ? (const char *const[]){"realm", "keytab", "acl_file", NULL}
+                                  : (const char *const[]){"realm", "database", "keytab",
+                                                          "acl_file", NULL})) != 0 ||
+        (rc = ck_conf_check_database(path, S, cfg->database)) != 0)
+        goto out;
     if ((cfg->tls_certificate == NULL) != (cfg->tls_key == NULL)) {
         rc = ck_conf_error(prof, CK_ERR_CONFIG, "tls_certificate and tls_key go together", S,
                            cfg->tls_key == NULL ? "tls_certificate" : "tls_key", NULL);

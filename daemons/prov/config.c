@@ -181,23 +181,11 @@ prov_config_load(const struct ck_daemon_opts *o, struct prov_config *cfg)
         rc = ck_error_set(CK_ERR_CONFIG, "%s: [prov] database (or --db) is required", path);
         goto out;
     }
-    for (const char *const *req = (const char *const[]){"keytab", "acl_file", "ca_cert",
-                                                        "ca_key", "phone_id_key",
-                                                        "fqdn_domain", NULL};
-         *req != NULL; req++)
-        if (ck_profile_get(prof, S, *req, NULL) == NULL) {
-            rc = ck_error_set(CK_ERR_CONFIG, "%s: [prov] %s is required", path, *req);
-            goto out;
-        }
-    {
-        /* A bad location fails --check here, in the front too, which never opens the store. */
-        ck_store_uri u;
-        if ((rc = ck_store_uri_parse(cfg->database, &u)) != 0) {
-            rc = ck_error_set(rc, "%s: [prov] database (--db): %s", path, ck_error_context());
-            goto out;
-        }
-        ck_store_uri_clear(&u);
-    }
+    if ((rc = ck_conf_require(prof, path, S,
+                              (const char *const[]){"keytab", "acl_file", "ca_cert", "ca_key",
+                                                    "phone_id_key", "fqdn_domain", NULL})) != 0 ||
+        (rc = ck_conf_check_database(path, S, cfg->database)) != 0)
+        goto out;
     if (cfg->tls_password_file != NULL && cfg->tls_identity == NULL) {
         rc = ck_conf_error(prof, CK_ERR_CONFIG, "needs tls_identity", S, "tls_password_file",
                            NULL);

@@ -111,6 +111,13 @@ int ck_conf_get_int(const struct ck_profile *prof, const char *section, const ch
                     int64_t min, int64_t max, int64_t *out);
 int ck_conf_get_duration(const struct ck_profile *prof, const char *section, const char *key,
                          int64_t min, int64_t max, int64_t *out);
+/* Each of keys (NULL-terminated) must be in the section: "PATH: [SECTION] KEY is required". */
+int ck_conf_require(const struct ck_profile *prof, const char *path, const char *section,
+                    const char *const *keys);
+/* A store location (the database key or --db) that does not parse (an unknown scheme, a
+ * PostgreSQL password in it) fails --check and a reload here, in a front too, which never opens
+ * the store: "PATH: [SECTION] database (--db): why". */
+int ck_conf_check_database(const char *path, const char *section, const char *database);
 /* Every value of a repeatable key, copied to out[*n_out...] (the caller frees them); more than
  * max values is an error. */
 int ck_conf_get_list(const struct ck_profile *prof, const char *section, const char *key,

@@ -11,6 +11,7 @@
 
 #include "cablekey/daemon.h"
 #include "cablekey/error.h"
+#include "cablekey/store.h"
 #include "cablekey/util.h"
 
 bool
@@ -155,6 +156,29 @@ ck_conf_get_list(const struct ck_profile *prof, const char *section, const char 
 out:
     free(vals);
     return rc;
+}
+
+int
+ck_conf_require(const struct ck_profile *prof, const char *path, const char *section,
+                const char *const *keys)
+{
+    for (; *keys != NULL; keys++)
+        if (ck_profile_get(prof, section, *keys, NULL) == NULL)
+            return ck_error_set(CK_ERR_CONFIG, "%s: [%s] %s is required", path, section, *keys);
+    return 0;
+}
+
+int
+ck_conf_check_database(const char *path, const char *section, const char *database)
+{
+    ck_store_uri u;
+    int rc;
+
+    if ((rc = ck_store_uri_parse(database, &u)) != 0)
+        return ck_error_set(rc, "%s: [%s] database (--db): %s", path, section,
+                            ck_error_context());
+    ck_store_uri_clear(&u);
+    return 0;
 }
 
 /* ---- schema ----------------------------------------------------------------------------- */
