@@ -28,9 +28,7 @@ usage(FILE *out)
 {
     fprintf(out, "usage: " ADMIND_PROG " [options]\n");
     ck_daemon_usage_common(out, ADMIND_DEFAULT_CONFIG);
-    fprintf(out, "      --db PATH|URI       the realm store: PATH or sqlite:PATH (SQLite), or\n"
-                 "                          postgresql://HOST/DB (password from PGPASSFILE)\n"
-                 "      --stash FILE        master key stash (default for SQLite: PATH.stash)\n");
+    ck_daemon_usage_store(out);
     fprintf(out, "The flags override their [admind] keys (log, log_level, pid_file, user,\n"
                  "database, stash).\n"
                  "SIGHUP re-reads the configuration (ACL, log) and reopens the logs; SIGTERM "
@@ -43,36 +41,6 @@ print_error(const char *what)
     ck_daemon_print_error(ADMIND_PROG, what);
 }
 
-/* Returns -1 to go on, else the exit status. */
-static int
-parse_args(int argc, char **argv, struct ck_daemon_opts *o)
-{
-    enum { OPT_DB = 0x200, OPT_STASH };
-    static const struct option longopts[] = {
-        CK_DAEMON_LONGOPTS,
-        {"db", required_argument, NULL, OPT_DB},
-        {"stash", required_argument, NULL, OPT_STASH},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-
-    memset(o, 0, sizeof(*o));
-    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-        if (c == OPT_DB) {
-            o->db = optarg;
-            continue;
-        }
-        if (c == OPT_STASH) {
-            o->stash = optarg;
-            continue;
-        }
-        if (!ck_daemon_opt(o, c, optarg)) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    return ck_daemon_opts_finish(o, ADMIND_PROG, usage, argc, argv, optind);
-}
 
 /* --check: everything a start needs, in this process (nothing is served). What the front needs
  * (ACL, keytab, TLS files, listen addresses, pid file directory) is checked as the starting user;
@@ -176,7 +144,7 @@ main(int argc, char **argv)
     int rc, status = 1;
 
     memset(&cfg, 0, sizeof(cfg));
-    if ((rc = parse_args(argc, argv, &o)) >= 0)
+    if ((rc = ck_daemon_parse_store_args(argc, argv, &o, ADMIND_PROG, usage)) >= 0)
         return rc;
     /* Passwords pass through jansson: make it wipe what it frees (both processes). */
     ck_admin_json_secure_alloc();

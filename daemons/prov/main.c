@@ -29,9 +29,7 @@ usage(FILE *out)
 {
     fprintf(out, "usage: " PROV_PROG " [options]\n");
     ck_daemon_usage_common(out, PROV_DEFAULT_CONFIG);
-    fprintf(out, "      --db PATH|URI       the realm store: PATH or sqlite:PATH (SQLite), or\n"
-                 "                          postgresql://HOST/DB (password from PGPASSFILE)\n"
-                 "      --stash FILE        master key stash (default for SQLite: PATH.stash)\n");
+    ck_daemon_usage_store(out);
     fprintf(out, "The flags override their [prov] keys (log, log_level, pid_file, user,\n"
                  "database, stash).\n"
                  "SIGHUP re-reads the ACL and reopens the logs; SIGTERM stops.\n");
@@ -43,32 +41,6 @@ print_error(const char *what)
     ck_daemon_print_error(PROV_PROG, what);
 }
 
-/* Returns -1 to go on, else the exit status. */
-static int
-parse_args(int argc, char **argv, struct ck_daemon_opts *o)
-{
-    enum { OPT_DB = 0x200, OPT_STASH };
-    static const struct option longopts[] = {
-        CK_DAEMON_LONGOPTS,
-        {"db", required_argument, NULL, OPT_DB},
-        {"stash", required_argument, NULL, OPT_STASH},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-
-    memset(o, 0, sizeof(*o));
-    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-        if (c == OPT_DB)
-            o->db = optarg;
-        else if (c == OPT_STASH)
-            o->stash = optarg;
-        else if (!ck_daemon_opt(o, c, optarg)) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    return ck_daemon_opts_finish(o, PROV_PROG, usage, argc, argv, optind);
-}
 
 /* A file the signer or the back reads at start: readable now, as the user that will read it. */
 static int
@@ -176,7 +148,7 @@ main(int argc, char **argv)
     int rc, status = 1;
 
     prov_config_init(&cfg);
-    if ((rc = parse_args(argc, argv, &o)) >= 0)
+    if ((rc = ck_daemon_parse_store_args(argc, argv, &o, PROV_PROG, usage)) >= 0)
         return rc;
     /* Console passwords pass through jansson: make it wipe what it frees (every process). */
     ck_admin_json_secure_alloc();

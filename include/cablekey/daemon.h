@@ -73,6 +73,13 @@ void ck_daemon_usage_common(FILE *out, const char *default_config);
  * is getopt's optind. */
 int ck_daemon_opts_finish(const struct ck_daemon_opts *o, const char *prog,
                           void (*usage)(FILE *out), int argc, char **argv, int first_operand);
+/* The usage lines of --db and --stash (a daemon that opens the realm store). */
+void ck_daemon_usage_store(FILE *out);
+/* The whole command line of a daemon whose flags are the common ones plus --db and --stash
+ * (cablekey-admind, cablekey-prov): o is reset first. A wrong flag prints usage(stderr) and
+ * ends with 2. Returns -1 to go on, else the exit status (ck_daemon_opts_finish). */
+int ck_daemon_parse_store_args(int argc, char **argv, struct ck_daemon_opts *o, const char *prog,
+                               void (*usage)(FILE *out));
 /* "PROG: what: <error context>" on stderr: how every daemon reports a failed start or check. */
 void ck_daemon_print_error(const char *prog, const char *what);
 

@@ -31,6 +31,41 @@ ck_daemon_opt(struct ck_daemon_opts *o, int c, const char *arg)
 }
 
 void
+ck_daemon_usage_store(FILE *out)
+{
+    fprintf(out, "      --db PATH|URI       the realm store: PATH or sqlite:PATH (SQLite), or\n"
+                 "                          postgresql://HOST/DB (password from PGPASSFILE)\n"
+                 "      --stash FILE        master key stash (default for SQLite: PATH.stash)\n");
+}
+
+int
+ck_daemon_parse_store_args(int argc, char **argv, struct ck_daemon_opts *o, const char *prog,
+                           void (*usage)(FILE *out))
+{
+    enum { OPT_DB = 0x200, OPT_STASH };
+    static const struct option longopts[] = {
+        CK_DAEMON_LONGOPTS,
+        {"db", required_argument, NULL, OPT_DB},
+        {"stash", required_argument, NULL, OPT_STASH},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        if (c == OPT_DB) {
+            o->db = optarg;
+        } else if (c == OPT_STASH) {
+            o->stash = optarg;
+        } else if (!ck_daemon_opt(o, c, optarg)) {
+            usage(stderr);
+            return 2;
+        }
+    }
+    return ck_daemon_opts_finish(o, prog, usage, argc, argv, optind);
+}
+
+void
 ck_daemon_usage_common(FILE *out, const char *default_config)
 {
     fprintf(out,
