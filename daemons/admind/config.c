@@ -32,18 +32,11 @@ dup_opt(const struct ck_profile *prof, const char *key, const char *flag, char *
     return ck_conf_dup(prof, S, key, flag, out);
 }
 
-static int
-get_uint(const struct ck_profile *prof, const char *key, int64_t min, int64_t max, int64_t *out)
-{
-    return ck_conf_get_int(prof, S, key, min, max, out);
-}
-
 int
 admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg)
 {
     const char *path = o->config != NULL ? o->config : ADMIND_DEFAULT_CONFIG;
     struct ck_profile *prof = NULL;
-    int64_t i;
     int rc;
 
     memset(cfg, 0, sizeof(*cfg));
@@ -89,18 +82,9 @@ admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg)
         goto out;
     if ((rc = ck_conf_get_log(prof, S, o, &cfg->log, &cfg->log_level)) != 0)
         goto out;
-    if ((rc = get_uint(prof, "max_body", 1024, ADMIND_MAX_MAX_BODY, &i)) < 0)
+    if ((rc = ck_conf_get_http_limits(prof, S, ADMIND_MAX_MAX_BODY, &cfg->max_body,
+                                      &cfg->max_connections, &cfg->timeout)) != 0)
         goto out;
-    if (rc == 0)
-        cfg->max_body = (size_t)i;
-    if ((rc = get_uint(prof, "max_connections", 1, 1024, &i)) < 0)
-        goto out;
-    if (rc == 0)
-        cfg->max_connections = (unsigned)i;
-    if ((rc = ck_conf_get_duration(prof, S, "timeout", 1, 3600, &i)) < 0)
-        goto out;
-    if (rc == 0)
-        cfg->timeout = (unsigned)i;
     rc = 0;
 out:
     ck_profile_free(prof);

@@ -207,18 +207,9 @@ prov_config_load(const struct ck_daemon_opts *o, struct prov_config *cfg)
         goto out;
     if (rc == 0)
         cfg->max_sessions = (size_t)i;
-    if ((rc = get_int(prof, "max_body", 1024, PROV_MAX_MAX_BODY, &i)) < 0)
+    if ((rc = ck_conf_get_http_limits(prof, S, PROV_MAX_MAX_BODY, &cfg->max_body,
+                                      &cfg->max_connections, &cfg->timeout)) != 0)
         goto out;
-    if (rc == 0)
-        cfg->max_body = (size_t)i;
-    if ((rc = get_int(prof, "max_connections", 1, 1024, &i)) < 0)
-        goto out;
-    if (rc == 0)
-        cfg->max_connections = (unsigned)i;
-    if ((rc = get_duration(prof, "timeout", 1, 3600, &i)) < 0)
-        goto out;
-    if (rc == 0)
-        cfg->timeout = (unsigned)i;
     rc = 0;
 out:
     ck_profile_free(prof);

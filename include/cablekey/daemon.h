@@ -118,6 +118,12 @@ int ck_conf_get_int(const struct ck_profile *prof, const char *section, const ch
                     int64_t min, int64_t max, int64_t *out);
 int ck_conf_get_duration(const struct ck_profile *prof, const char *section, const char *key,
                          int64_t min, int64_t max, int64_t *out);
+/* The limits of an HTTP front (cablekey-admind, cablekey-prov): max_body (1 KiB..max_max_body
+ * bytes), max_connections (1..1024), timeout (a duration, 1 s..1 h). A key that is absent
+ * leaves its value (the caller's default) alone. */
+int ck_conf_get_http_limits(const struct ck_profile *prof, const char *section,
+                            size_t max_max_body, size_t *max_body, unsigned *max_connections,
+                            unsigned *timeout);
 /* Each of keys (NULL-terminated) must be in the section: "PATH: [SECTION] KEY is required". */
 int ck_conf_require(const struct ck_profile *prof, const char *path, const char *section,
                     const char *const *keys);

@@ -194,6 +194,29 @@ out:
 }
 
 int
+ck_conf_get_http_limits(const struct ck_profile *prof, const char *section,
+                        size_t max_max_body, size_t *max_body, unsigned *max_connections,
+                        unsigned *timeout)
+{
+    int64_t i;
+    int rc;
+
+    if ((rc = ck_conf_get_int(prof, section, "max_body", 1024, (int64_t)max_max_body, &i)) < 0)
+        return rc;
+    if (rc == 0)
+        *max_body = (size_t)i;
+    if ((rc = ck_conf_get_int(prof, section, "max_connections", 1, 1024, &i)) < 0)
+        return rc;
+    if (rc == 0)
+        *max_connections = (unsigned)i;
+    if ((rc = ck_conf_get_duration(prof, section, "timeout", 1, 3600, &i)) < 0)
+        return rc;
+    if (rc == 0)
+        *timeout = (unsigned)i;
+    return 0;
+}
+
+int
 ck_conf_require(const struct ck_profile *prof, const char *path, const char *section,
                 const char *const *keys)
 {

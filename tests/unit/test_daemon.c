@@ -561,6 +561,20 @@ test_conf_values(void)
     CHECK(ck_conf_check_database("v.conf", "d", "gopher://x/y") != 0);
     CHECK(context_has("v.conf: [d] database (--db): "));
     ck_profile_free(p);
+    p = NULL;
+
+    /* An HTTP front's limits: given ones set, absent ones keep the caller's default. */
+    {
+        size_t body = 7;
+        unsigned conns = 8, tmo = 9;
+        CHECK_OK(ck_profile_parse_string("[h]\n max_body = 2048\n timeout = 2m\n", "h.conf",
+                                         &p));
+        CHECK_OK(ck_conf_get_http_limits(p, "h", 4096, &body, &conns, &tmo));
+        CHECK(body == 2048 && conns == 8 && tmo == 120);
+        CHECK(ck_conf_get_http_limits(p, "h", 1024, &body, &conns, &tmo) == CK_ERR_CONFIG);
+        CHECK(context_has("max_body"));
+        ck_profile_free(p);
+    }
 }
 
 CK_TEST_MAIN("daemon", CK_TEST_CASE(test_unknown_sections_and_keys),
