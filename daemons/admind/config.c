@@ -25,45 +25,11 @@ static const struct ck_conf_key schema[] = {
     {S, "max_connections", CK_CONF_TOP}, {S, "timeout", CK_CONF_TOP},
 };
 
-/* The single value of key in [S], or NULL; a repeated or empty key is an error. */
-static int
-get_one(const struct ck_profile *prof, const char *key, const char **out)
-{
-    return ck_conf_get_one(prof, S, key, out);
-}
-
-/* Copies the flag if given, else the key's value (if any) into *out. */
+/* This section's values (lib/daemon/conf.c). */
 static int
 dup_opt(const struct ck_profile *prof, const char *key, const char *flag, char **out)
 {
-    const char *v = NULL;
-    int rc;
-
-    if ((rc = get_one(prof, key, &v)) != 0)
-        return rc;
-    if (flag != NULL)
-        v = flag;
-    if (v != NULL && (*out = strdup(v)) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "configuration");
-    return 0;
-}
-
-static int
-get_uint(const struct ck_profile *prof, const char *key, int64_t min, int64_t max, int64_t *out)
-{
-    const char *v = NULL;
-    char msg[64];
-    int rc;
-
-    if ((rc = get_one(prof, key, &v)) != 0)
-        return rc;
-    if (v == NULL)
-        return 1;
-    if (ck_parse_int64(v, min, max, out) != 0) {
-        snprintf(msg, sizeof(msg), "expected %lld..%lld", (long long)min, (long long)max);
-        return ck_conf_error(prof, CK_ERR_CONFIG, msg, S, key, NULL);
-    }
-    return 0;
+    return ck_conf_dup(prof, S, key, flag, out);
 }
 
 int
@@ -71,10 +37,6 @@ admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg)
 {
     const char *path = o->config != NULL ? o->config : ADMIND_DEFAULT_CONFIG;
     struct ck_profile *prof = NULL;
-    const char *names[ADMIND_MAX_LISTEN + 1];
-    const char *v;
-    size_t n;
-    int64_t i;
     int rc;
 
     memset(cfg, 0, sizeof(*cfg));
@@ -102,61 +64,27 @@ admind_config_load(const struct ck_daemon_opts *o, struct admind_config *cfg)
         (rc = dup_opt(prof, "user", o->user, &cfg->user)) != 0 ||
         (rc = dup_opt(prof, "front_user", NULL, &cfg->front_user)) != 0)
         goto out;
-    for (const char *const *req = (const char *const[]){"realm", "database", "keytab",
-                                                        "acl_file", NULL};
-         *req != NULL; req++) {
-        if (strcmp(*req, "database") == 0 && o->db != NULL)
-            continue;
-        if (ck_profile_get(prof, S, *req, NULL) == NULL) {
-            rc = ck_error_set(CK_ERR_CONFIG, "%s: [admind] %s is required", path, *req);
-            goto out;
-        }
-    }
-    {
-        /* A bad location (unknown scheme, a PostgreSQL password) fails --check and a reload
-         * here, in the front too, which never opens the store. */
-        ck_store_uri u;
-        if ((rc = ck_store_uri_parse(cfg->database, &u)) != 0) {
-            rc = ck_error_set(rc, "%s: [admind] database (--db): %s", path, ck_error_context());
-            goto out;
-        }
-        ck_store_uri_clear(&u);
-    }
+    /* --db stands for the database key. */
+    if ((rc = ck_conf_require(prof, path, S,
+                              o->db != NULL
+                                  ? (const char *const[]){"realm", "keytab", "acl_file", NULL}
+                                  : (const char *const[]){"realm", "database", "keytab",
+                                                          "acl_file", NULL})) != 0 ||
+        (rc = ck_conf_check_database(path, S, cfg->database)) != 0)
+        goto out;
     if ((cfg->tls_certificate == NULL) != (cfg->tls_key == NULL)) {
         rc = ck_conf_error(prof, CK_ERR_CONFIG, "tls_certificate and tls_key go together", S,
                            cfg->tls_key == NULL ? "tls_certificate" : "tls_key", NULL);
         goto out;
     }
-    n = ck_profile_get_all(prof, names, ADMIND_MAX_LISTEN + 1, S, "listen", NULL);
-    if (n > ADMIND_MAX_LISTEN) {
-        rc = ck_error_set(CK_ERR_CONFIG, "%s: more than %d listen addresses", path,
-                          ADMIND_MAX_LISTEN);
+    if ((rc = ck_conf_get_list(prof, S, "listen", cfg->listen, ADMIND_MAX_LISTEN,
+                               &cfg->n_listen)) != 0)
         goto out;
-    }
-    for (size_t k = 0; k < n; k++)
-        if ((cfg->listen[cfg->n_listen++] = strdup(names[k])) == NULL) {
-            rc = ck_error_set(CK_ERR_NOMEM, "configuration");
-            goto out;
-        }
     if ((rc = ck_conf_get_log(prof, S, o, &cfg->log, &cfg->log_level)) != 0)
         goto out;
-    if ((rc = get_uint(prof, "max_body", 1024, ADMIND_MAX_MAX_BODY, &i)) < 0)
+    if ((rc = ck_conf_get_http_limits(prof, S, ADMIND_MAX_MAX_BODY, &cfg->max_body,
+                                      &cfg->max_connections, &cfg->timeout)) != 0)
         goto out;
-    if (rc == 0)
-        cfg->max_body = (size_t)i;
-    if ((rc = get_uint(prof, "max_connections", 1, 1024, &i)) < 0)
-        goto out;
-    if (rc == 0)
-        cfg->max_connections = (unsigned)i;
-    if ((rc = get_one(prof, "timeout", &v)) != 0)
-        goto out;
-    if (v != NULL) {
-        if (ck_parse_duration(v, &i) != 0 || i < 1 || i > 3600) {
-            rc = ck_conf_error(prof, CK_ERR_CONFIG, "expected 1s..1h", S, "timeout", NULL);
-            goto out;
-        }
-        cfg->timeout = (unsigned)i;
-    }
     rc = 0;
 out:
     ck_profile_free(prof);

@@ -58,49 +58,23 @@ struct front {
 /* ===================================================================== listen addresses */
 
 /* Binds every listen address; with none configured, 127.0.0.1 and ::1 (the latter skipped if the
- * host has no IPv6 loopback). */
-/* Numeric addresses only; a non-loopback one needs TLS (lib/admin/httpd.c). */
-static int
-resolve_listen(const struct admind_config *cfg, const char *spec, struct sockaddr_storage *ss,
-               socklen_t *sslen)
-{
-    return ck_admin_listen_resolve(spec, ADMIND_DEFAULT_PORT, cfg->tls_certificate != NULL,
-                                   "Admin requests carry passwords and Kerberos authenticators, "
-                                   "which must not cross a network in clear text: set "
-                                   "tls_certificate and tls_key", ss, sslen);
-}
-
+ * host has no IPv6 loopback). Numeric addresses only; a non-loopback one needs TLS
+ * (lib/admin/httpd.c). */
 static int
 setup_listen(struct front *f, bool bind_them)
 {
     const struct admind_config *cfg = f->cfg;
     static const char *const defaults[] = {"127.0.0.1", "[::1]"};
-    const char *const *specs = cfg->n_listen > 0 ? (const char *const *)cfg->listen : defaults;
-    size_t n = cfg->n_listen > 0 ? cfg->n_listen : 2;
-    char buf[CK_NET_ADDRSTRLEN];
+    const struct ck_admin_listen_set ls = {
+        .specs = (const char *const *)cfg->listen, .n_specs = cfg->n_listen,
+        .defaults = defaults, .n_defaults = 2, .default_port = ADMIND_DEFAULT_PORT,
+        .tls = cfg->tls_certificate != NULL,
+        .cleartext_why = "Admin requests carry passwords and Kerberos authenticators, which "
+                         "must not cross a network in clear text: set tls_certificate and "
+                         "tls_key",
+        .cleartext_note = ""};
 
-    for (size_t i = 0; i < n; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sslen = 0;
-        int rc, fd = -1;
-
-        if ((rc = resolve_listen(cfg, specs[i], &ss, &sslen)) != 0)
-            return rc;
-        if (!bind_them)
-            continue;
-        rc = ck_admin_listen_bind(&ss, sslen, &fd);
-        if (rc != 0 && cfg->n_listen == 0 && ss.ss_family == AF_INET6) {
-            ck_log_notice("no IPv6 loopback (%s); listening on IPv4 only", ck_error_context());
-            continue;
-        }
-        if (rc != 0)
-            return rc;
-        f->lfd[f->n_lfd++] = fd;
-        ck_log_info("listening on %s%s",
-                    ck_net_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)),
-                    cfg->tls_certificate != NULL ? " (TLS)" : "");
-    }
-    return 0;
+    return ck_admin_listen_setup(&ls, bind_them, f->lfd, ADMIND_MAX_LISTEN, &f->n_lfd);
 }
 
 /* ===================================================================== responses */
@@ -109,35 +83,9 @@ static enum MHD_Result
 respond(struct MHD_Connection *c, int status, json_t *body, const char *mutual,
         const char *allow)
 {
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
-    char *text = NULL, hdr[CK_SPNEGO_MAX_TOKEN + 16];
-    size_t len = 0;
+    const struct ck_admin_http_reply r = {.mutual = mutual, .allow = allow};
 
-    if (body != NULL && ck_admin_json_dump(body, &text, &len) == 0) {
-        text[len] = '\n'; /* the NUL's place: curl output ends with a newline */
-        resp = MHD_create_response_from_buffer(len + 1, text, MHD_RESPMEM_MUST_FREE);
-    } else {
-        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-        free(text);
-    }
-    json_decref(body);
-    if (resp == NULL)
-        return MHD_NO;
-    if (status != 204)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    if (status == 401) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Negotiate");
-    } else if (mutual != NULL) {
-        snprintf(hdr, sizeof(hdr), "Negotiate %s", mutual);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, hdr);
-    }
-    if (allow != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    ret = MHD_queue_response(c, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return ck_admin_http_respond(c, status, body, &r);
 }
 
 static json_t *
@@ -751,27 +699,13 @@ swap_acl(struct front *f, struct ck_admin_acl *acl)
 static int
 start_http(struct front *f)
 {
-    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    const struct ck_admin_http_server srv = {
+        .handler = handle, .arg = f, .max_connections = f->cfg->max_connections,
+        .timeout = f->cfg->timeout, .header_memory = ADMIND_HEADER_MEMORY,
+        .tls_cert = f->tls_cert, .tls_key = f->tls_key,
+        .tls_hint = "; check the TLS certificate and key"};
 
-    if (f->tls_cert != NULL)
-        flags |= MHD_USE_TLS;
-    for (size_t i = 0; i < f->n_lfd; i++) {
-        f->mhd[i] = MHD_start_daemon(
-            flags, 0, NULL, NULL, handle, f, MHD_OPTION_EXTERNAL_LOGGER, ck_admin_mhd_log, NULL,
-            MHD_OPTION_LISTEN_SOCKET, f->lfd[i],
-            MHD_OPTION_CONNECTION_LIMIT, f->cfg->max_connections,
-            MHD_OPTION_CONNECTION_TIMEOUT, f->cfg->timeout,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)ADMIND_HEADER_MEMORY,
-            MHD_OPTION_NOTIFY_COMPLETED, ck_admin_http_completed, f,
-            MHD_OPTION_UNESCAPE_CALLBACK, ck_admin_http_no_unescape, NULL,
-            f->tls_cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, f->tls_cert,
-            MHD_OPTION_HTTPS_MEM_KEY, f->tls_key, MHD_OPTION_END);
-        if (f->mhd[i] == NULL)
-            return ck_error_set(CK_ERR_IO, "cannot start the HTTP server (libmicrohttpd)%s",
-                                f->tls_cert != NULL ? "; check the TLS certificate and key" : "");
-        f->lfd[i] = -1; /* libmicrohttpd owns it now */
-    }
-    return 0;
+    return ck_admin_http_start(&srv, f->lfd, f->n_lfd, f->mhd);
 }
 
 /* After binding: the front becomes front_user when one is set (then even code execution in the

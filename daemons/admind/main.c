@@ -28,9 +28,7 @@ usage(FILE *out)
 {
     fprintf(out, "usage: " ADMIND_PROG " [options]\n");
     ck_daemon_usage_common(out, ADMIND_DEFAULT_CONFIG);
-    fprintf(out, "      --db PATH|URI       the realm store: PATH or sqlite:PATH (SQLite), or\n"
-                 "                          postgresql://HOST/DB (password from PGPASSFILE)\n"
-                 "      --stash FILE        master key stash (default for SQLite: PATH.stash)\n");
+    ck_daemon_usage_store(out);
     fprintf(out, "The flags override their [admind] keys (log, log_level, pid_file, user,\n"
                  "database, stash).\n"
                  "SIGHUP re-reads the configuration (ACL, log) and reopens the logs; SIGTERM "
@@ -43,36 +41,6 @@ print_error(const char *what)
     ck_daemon_print_error(ADMIND_PROG, what);
 }
 
-/* Returns -1 to go on, else the exit status. */
-static int
-parse_args(int argc, char **argv, struct ck_daemon_opts *o)
-{
-    enum { OPT_DB = 0x200, OPT_STASH };
-    static const struct option longopts[] = {
-        CK_DAEMON_LONGOPTS,
-        {"db", required_argument, NULL, OPT_DB},
-        {"stash", required_argument, NULL, OPT_STASH},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-
-    memset(o, 0, sizeof(*o));
-    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-        if (c == OPT_DB) {
-            o->db = optarg;
-            continue;
-        }
-        if (c == OPT_STASH) {
-            o->stash = optarg;
-            continue;
-        }
-        if (!ck_daemon_opt(o, c, optarg)) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    return ck_daemon_opts_finish(o, ADMIND_PROG, usage, argc, argv, optind);
-}
 
 /* --check: everything a start needs, in this process (nothing is served). What the front needs
  * (ACL, keytab, TLS files, listen addresses, pid file directory) is checked as the starting user;
@@ -138,44 +106,34 @@ run_check(const struct admind_config *cfg)
     return 0;
 }
 
-/* Forks the back process first, before the front has a socket, a keytab or a TLS key, and
- * waits until it has opened the store. */
-static int
-start_back(const struct admind_config *cfg, int sfd, int *fd_out, pid_t *pid_out)
+/* The back process (ck_daemon_split_run forks it before the front has a socket, a keytab or a
+ * TLS key): it opens the store, then says "ok". */
+static void
+back_main(void *arg, int fd)
 {
-    int sv[2];
+    admind_back_main(arg, fd);
+}
+
+static int
+back_ready(void *arg, int fd)
+{
     char *msg = NULL;
     size_t len = 0;
-    pid_t pid;
+    int rc = -1;
 
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        ck_log_err("socketpair: %s", strerror(errno));
-        return -1;
-    }
-    fflush(NULL);
-    if ((pid = fork()) < 0) {
-        ck_log_err("fork: %s", strerror(errno));
-        close(sv[0]);
-        close(sv[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        close(sv[0]);
-        close(sfd);
-        admind_back_main(cfg, sv[1]);
-    }
-    close(sv[1]);
-    if (admind_ipc_recv(sv[0], 4096, &msg, &len) != 0 || strcmp(msg, "ok") != 0) {
+    (void)arg;
+    if (admind_ipc_recv(fd, 4096, &msg, &len) == 0 && strcmp(msg, "ok") == 0)
+        rc = 0;
+    else
         ck_log_err("the store could not be opened: %s", msg != NULL ? msg : "back process died");
-        free(msg);
-        close(sv[0]);
-        waitpid(pid, NULL, 0);
-        return -1;
-    }
     free(msg);
-    *fd_out = sv[0];
-    *pid_out = pid;
-    return 0;
+    return rc;
+}
+
+static int
+front_run(void *arg, int sfd, int back_fd, pid_t back_pid)
+{
+    return admind_front_run(arg, sfd, back_fd, back_pid);
 }
 
 int
@@ -183,12 +141,10 @@ main(int argc, char **argv)
 {
     static struct ck_daemon_opts o;
     struct admind_config cfg;
-    int rc, status = 1, sfd = -1, back_fd = -1;
-    bool pid_written = false;
-    pid_t back_pid = -1;
+    int rc, status = 1;
 
     memset(&cfg, 0, sizeof(cfg));
-    if ((rc = parse_args(argc, argv, &o)) >= 0)
+    if ((rc = ck_daemon_parse_store_args(argc, argv, &o, ADMIND_PROG, usage)) >= 0)
         return rc;
     /* Passwords pass through jansson: make it wipe what it frees (both processes). */
     ck_admin_json_secure_alloc();
@@ -209,30 +165,11 @@ main(int argc, char **argv)
     }
     /* A file log is opened by each process once it runs as its final user (so that reopening it
      * after a rotation needs nothing more); until then messages go to stderr. */
-    if (ck_log_open(ADMIND_PROG, cfg.log.dest == CK_LOG_FILE ? CK_LOG_STDERR : cfg.log.dest,
-                    NULL, cfg.log_level) != 0) {
-        print_error("log");
-        goto out;
-    }
-    if (ck_daemon_signals_init(&sfd) != 0) {
-        print_error("signals");
-        goto out;
-    }
-    if (cfg.pid_file != NULL) {
-        if (ck_daemon_pidfile_write(cfg.pid_file) != 0) {
-            print_error("cannot start");
-            goto out;
-        }
-        pid_written = true;
-    }
-    if (start_back(&cfg, sfd, &back_fd, &back_pid) != 0)
-        goto out;
-    status = admind_front_run(&cfg, sfd, back_fd, back_pid);
+    status = ck_daemon_split_run(&(struct ck_daemon_split){
+        .prog = ADMIND_PROG, .log = &cfg.log, .log_level = cfg.log_level,
+        .pid_file = cfg.pid_file, .back_main = back_main, .back_ready = back_ready,
+        .front_run = front_run, .arg = &cfg});
 out:
-    if (pid_written)
-        ck_daemon_pidfile_remove(cfg.pid_file);
-    if (sfd >= 0)
-        close(sfd);
     ck_log_close();
     admind_config_free(&cfg);
     return status;

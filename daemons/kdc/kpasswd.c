@@ -35,6 +35,7 @@
 #include <openssl/crypto.h>
 
 #include "cablekey/ap.h"
+#include "cablekey/apenv.h"
 #include "cablekey/client.h"
 #include "cablekey/error.h"
 #include "cablekey/kpasswd.h"
@@ -324,39 +325,28 @@ static int
 build_error_reply(struct kpasswd_worker *w, struct kpasswd_req_state *st, uint8_t *reply,
                   size_t cap, size_t *reply_len)
 {
-    CK_KRB_ERROR_MSG *err = NULL;
-    static const char *const svc[] = {"kadmin", "changepw"};
+    char service[512];
     uint8_t *result = NULL, *der = NULL;
     size_t result_len = 0, der_len = 0;
     int32_t usec;
     int64_t now = now_sec(w->srv, &usec);
     int rc;
 
+    /* RFC 3244: a KRB-ERROR from kadmin/changepw@REALM whose e-data is the result. */
+    if ((size_t)snprintf(service, sizeof(service), "kadmin/changepw@%s", w->realm) >=
+        sizeof(service))
+        return ck_error_set(CK_ERR_LIMIT, "kpasswd: realm name too long");
     if ((rc = ck_kpasswd_result_build((uint16_t)st->result, st->result_string, &result,
-                                      &result_len)) != 0)
-        goto out;
-    if ((err = CK_KRB_ERROR_MSG_new()) == NULL) {
-        rc = ck_error_set(CK_ERR_NOMEM, "KRB-ERROR");
-        goto out;
-    }
-    err->pvno = CK_KRB5_PVNO;
-    err->msg_type = CK_KRB_ERROR;
-    err->susec = usec;
-    err->error_code = st->krb_error != 0 ? st->krb_error : CK_KRB_ERR_GENERIC;
-    CK_PRINCIPAL_NAME_free(err->sname);
-    err->sname = NULL;
-    if ((rc = ck_asn1_time_set(&err->stime, now)) != 0 ||
-        (rc = ck_asn1_kstring_set(&err->realm, w->realm)) != 0 ||
-        (rc = ck_asn1_principal_new(CK_NT_SRV_INST, svc, 2, &err->sname)) != 0 ||
-        (st->e_text != NULL && (rc = ck_asn1_kstring_set(&err->e_text, st->e_text)) != 0) ||
-        (rc = ck_asn1_octets_set(&err->e_data, result, result_len)) != 0 ||
-        (rc = ck_asn1_krb_error_encode(err, &der, &der_len)) != 0)
+                                      &result_len)) != 0 ||
+        (rc = ck_krb_error_build_data(service, st->krb_error != 0 ? st->krb_error
+                                                                  : CK_KRB_ERR_GENERIC,
+                                      st->e_text, result, result_len, now, usec, &der,
+                                      &der_len)) != 0)
         goto out;
     rc = ck_kpasswd_rep_build(CK_KPASSWD_VERSION_CHANGEPW, NULL, 0, der, der_len, reply, cap,
                               reply_len);
 out:
     ck_asn1_free_der(der, der_len);
-    CK_KRB_ERROR_MSG_free(err);
     free(result);
     return rc;
 }

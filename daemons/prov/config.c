@@ -51,77 +51,30 @@ prov_config_init(struct prov_config *cfg)
     cfg->timeout = PROV_DEFAULT_TIMEOUT;
 }
 
-/* Copies the flag if given, else the key's single value (if any). */
+/* This section's values (lib/daemon/conf.c). */
 static int
 dup_opt(const struct ck_profile *prof, const char *key, const char *flag, char **out)
 {
-    const char *v = NULL;
-    int rc;
-
-    if ((rc = ck_conf_get_one(prof, S, key, &v)) != 0)
-        return rc;
-    if (flag != NULL)
-        v = flag;
-    if (v != NULL && (*out = strdup(v)) == NULL)
-        return ck_error_set(CK_ERR_NOMEM, "configuration");
-    return 0;
+    return ck_conf_dup(prof, S, key, flag, out);
 }
 
-/* 1: absent; 0: *out set; <0: error. */
 static int
 get_int(const struct ck_profile *prof, const char *key, int64_t min, int64_t max, int64_t *out)
 {
-    const char *v = NULL;
-    char msg[64];
-    int rc;
-
-    if ((rc = ck_conf_get_one(prof, S, key, &v)) != 0)
-        return rc;
-    if (v == NULL)
-        return 1;
-    if (ck_parse_int64(v, min, max, out) != 0) {
-        snprintf(msg, sizeof(msg), "expected %lld..%lld", (long long)min, (long long)max);
-        return ck_conf_error(prof, CK_ERR_CONFIG, msg, S, key, NULL);
-    }
-    return 0;
+    return ck_conf_get_int(prof, S, key, min, max, out);
 }
 
-/* A duration key ("1h", "3600"), 1: absent. */
 static int
 get_duration(const struct ck_profile *prof, const char *key, int64_t min, int64_t max,
              int64_t *out)
 {
-    const char *v = NULL;
-    char msg[64];
-    int64_t d;
-    int rc;
-
-    if ((rc = ck_conf_get_one(prof, S, key, &v)) != 0)
-        return rc;
-    if (v == NULL)
-        return 1;
-    if (ck_parse_duration(v, &d) != 0 || d < min || d > max) {
-        snprintf(msg, sizeof(msg), "expected a duration of %llds..%llds", (long long)min,
-                 (long long)max);
-        return ck_conf_error(prof, CK_ERR_CONFIG, msg, S, key, NULL);
-    }
-    *out = d;
-    return 0;
+    return ck_conf_get_duration(prof, S, key, min, max, out);
 }
 
-/* Every value of a repeatable key, copied; more than max is an error. */
 static int
 get_list(const struct ck_profile *prof, const char *key, char **out, size_t max, size_t *n_out)
 {
-    const char *vals[PROV_MAX_POOLS + 1];
-    size_t n = ck_profile_get_all(prof, vals, max + 1, S, key, NULL);
-
-    if (n > max)
-        return ck_conf_error(prof, CK_ERR_CONFIG, "given too many times", S, key, NULL);
-    for (size_t i = 0; i < n; i++)
-        if ((out[(*n_out)++] = strdup(vals[i])) == NULL)
-            return ck_error_set(CK_ERR_NOMEM, "configuration");
-    return 0;
+    return ck_conf_get_list(prof, S, key, out, max, n_out);
 }
 
 /* Splits "a b c" (blank-separated) into exactly n words copied into out[]: 0, 1 when the
@@ -228,23 +181,11 @@ prov_config_load(const struct ck_daemon_opts *o, struct prov_config *cfg)
         rc = ck_error_set(CK_ERR_CONFIG, "%s: [prov] database (or --db) is required", path);
         goto out;
     }
-    for (const char *const *req = (const char *const[]){"keytab", "acl_file", "ca_cert",
-                                                        "ca_key", "phone_id_key",
-                                                        "fqdn_domain", NULL};
-         *req != NULL; req++)
-        if (ck_profile_get(prof, S, *req, NULL) == NULL) {
-            rc = ck_error_set(CK_ERR_CONFIG, "%s: [prov] %s is required", path, *req);
-            goto out;
-        }
-    {
-        /* A bad location fails --check here, in the front too, which never opens the store. */
-        ck_store_uri u;
-        if ((rc = ck_store_uri_parse(cfg->database, &u)) != 0) {
-            rc = ck_error_set(rc, "%s: [prov] database (--db): %s", path, ck_error_context());
-            goto out;
-        }
-        ck_store_uri_clear(&u);
-    }
+    if ((rc = ck_conf_require(prof, path, S,
+                              (const char *const[]){"keytab", "acl_file", "ca_cert", "ca_key",
+                                                    "phone_id_key", "fqdn_domain", NULL})) != 0 ||
+        (rc = ck_conf_check_database(path, S, cfg->database)) != 0)
+        goto out;
     if (cfg->tls_password_file != NULL && cfg->tls_identity == NULL) {
         rc = ck_conf_error(prof, CK_ERR_CONFIG, "needs tls_identity", S, "tls_password_file",
                            NULL);
@@ -266,18 +207,9 @@ prov_config_load(const struct ck_daemon_opts *o, struct prov_config *cfg)
         goto out;
     if (rc == 0)
         cfg->max_sessions = (size_t)i;
-    if ((rc = get_int(prof, "max_body", 1024, PROV_MAX_MAX_BODY, &i)) < 0)
+    if ((rc = ck_conf_get_http_limits(prof, S, PROV_MAX_MAX_BODY, &cfg->max_body,
+                                      &cfg->max_connections, &cfg->timeout)) != 0)
         goto out;
-    if (rc == 0)
-        cfg->max_body = (size_t)i;
-    if ((rc = get_int(prof, "max_connections", 1, 1024, &i)) < 0)
-        goto out;
-    if (rc == 0)
-        cfg->max_connections = (unsigned)i;
-    if ((rc = get_duration(prof, "timeout", 1, 3600, &i)) < 0)
-        goto out;
-    if (rc == 0)
-        cfg->timeout = (unsigned)i;
     rc = 0;
 out:
     ck_profile_free(prof);

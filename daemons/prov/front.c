@@ -89,31 +89,15 @@ setup_listen(struct front *f, bool bind_them)
 {
     const struct prov_config *cfg = f->cfg;
     static const char *const defaults[] = {PROV_DEFAULT_HTTP};
-    const char *const *specs = cfg->n_listen > 0 ? (const char *const *)cfg->listen : defaults;
-    size_t n = cfg->n_listen > 0 ? cfg->n_listen : 1;
-    char buf[CK_NET_ADDRSTRLEN];
+    const struct ck_admin_listen_set ls = {
+        .specs = (const char *const *)cfg->listen, .n_specs = cfg->n_listen,
+        .defaults = defaults, .n_defaults = 1, .default_port = PROV_DEFAULT_PORT,
+        .tls = cfg->tls_identity != NULL,
+        .cleartext_why = "The API carries console passwords, session cookies and Kerberos "
+                         "authenticators: set tls_identity",
+        .cleartext_note = " (loopback, no TLS)"};
 
-    for (size_t i = 0; i < n; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sslen = 0;
-        int rc, fd = -1;
-
-        if ((rc = ck_admin_listen_resolve(specs[i], PROV_DEFAULT_PORT,
-                                          cfg->tls_identity != NULL,
-                                          "The API carries console passwords, session cookies "
-                                          "and Kerberos authenticators: set tls_identity", &ss,
-                                          &sslen)) != 0)
-            return rc;
-        if (!bind_them)
-            continue;
-        if ((rc = ck_admin_listen_bind(&ss, sslen, &fd)) != 0)
-            return rc;
-        f->lfd[f->n_lfd++] = fd;
-        ck_log_info("listening on %s%s",
-                    ck_net_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)),
-                    cfg->tls_identity != NULL ? " (TLS)" : " (loopback, no TLS)");
-    }
-    return 0;
+    return ck_admin_listen_setup(&ls, bind_them, f->lfd, PROV_MAX_LISTEN, &f->n_lfd);
 }
 
 /* ===================================================================== TLS identity */
@@ -224,47 +208,18 @@ out:
 static void
 common_headers(struct MHD_Response *resp)
 {
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
-    MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
-    MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    ck_admin_http_common_headers(resp, true);
 }
 
 static enum MHD_Result
 respond(struct MHD_Connection *c, int status, json_t *body, const char *mutual,
         const char *allow, const char *cookie)
 {
-    struct MHD_Response *resp;
-    enum MHD_Result ret;
-    char *text = NULL, hdr[CK_SPNEGO_MAX_TOKEN + 16];
-    size_t len = 0;
+    const struct ck_admin_http_reply r = {
+        .content_type = "application/json; charset=utf-8", .mutual = mutual, .allow = allow,
+        .cookie = cookie, .hardened = true};
 
-    if (body != NULL && ck_admin_json_dump(body, &text, &len) == 0) {
-        text[len] = '\n';
-        resp = MHD_create_response_from_buffer(len + 1, text, MHD_RESPMEM_MUST_FREE);
-    } else {
-        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-        free(text);
-    }
-    json_decref(body);
-    if (resp == NULL)
-        return MHD_NO;
-    if (status != 204)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
-                                "application/json; charset=utf-8");
-    common_headers(resp);
-    if (status == 401) {
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Negotiate");
-    } else if (mutual != NULL) {
-        snprintf(hdr, sizeof(hdr), "Negotiate %s", mutual);
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, hdr);
-    }
-    if (allow != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, allow);
-    if (cookie != NULL)
-        MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, cookie);
-    ret = MHD_queue_response(c, (unsigned)status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    return ck_admin_http_respond(c, status, body, &r);
 }
 
 /* The error body of the API: {"error":{"code","field"?,"message"}} from a prov_error reply. */
@@ -874,28 +829,13 @@ done:
 static int
 start_http(struct front *f)
 {
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD |
-                     MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+    const struct ck_admin_http_server srv = {
+        .handler = handle, .arg = f, .thread_per_connection = true,
+        .max_connections = f->cfg->max_connections, .timeout = f->cfg->timeout,
+        .header_memory = HEADER_MEMORY, .tls_cert = f->tls_cert, .tls_key = f->tls_key,
+        .tls_hint = "; check the TLS identity"};
 
-    if (f->tls_cert != NULL)
-        flags |= MHD_USE_TLS;
-    for (size_t i = 0; i < f->n_lfd; i++) {
-        f->mhd[i] = MHD_start_daemon(
-            flags, 0, NULL, NULL, handle, f, MHD_OPTION_EXTERNAL_LOGGER, ck_admin_mhd_log, NULL,
-            MHD_OPTION_LISTEN_SOCKET, f->lfd[i],
-            MHD_OPTION_CONNECTION_LIMIT, f->cfg->max_connections,
-            MHD_OPTION_CONNECTION_TIMEOUT, f->cfg->timeout,
-            MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)HEADER_MEMORY,
-            MHD_OPTION_NOTIFY_COMPLETED, ck_admin_http_completed, f,
-            MHD_OPTION_UNESCAPE_CALLBACK, ck_admin_http_no_unescape, NULL,
-            f->tls_cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, f->tls_cert,
-            MHD_OPTION_HTTPS_MEM_KEY, f->tls_key, MHD_OPTION_END);
-        if (f->mhd[i] == NULL)
-            return ck_error_set(CK_ERR_IO, "cannot start the HTTP server (libmicrohttpd)%s",
-                                f->tls_cert != NULL ? "; check the TLS identity" : "");
-        f->lfd[i] = -1;
-    }
-    return 0;
+    return ck_admin_http_start(&srv, f->lfd, f->n_lfd, f->mhd);
 }
 
 /* ===================================================================== setup */

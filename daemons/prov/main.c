@@ -29,9 +29,7 @@ usage(FILE *out)
 {
     fprintf(out, "usage: " PROV_PROG " [options]\n");
     ck_daemon_usage_common(out, PROV_DEFAULT_CONFIG);
-    fprintf(out, "      --db PATH|URI       the realm store: PATH or sqlite:PATH (SQLite), or\n"
-                 "                          postgresql://HOST/DB (password from PGPASSFILE)\n"
-                 "      --stash FILE        master key stash (default for SQLite: PATH.stash)\n");
+    ck_daemon_usage_store(out);
     fprintf(out, "The flags override their [prov] keys (log, log_level, pid_file, user,\n"
                  "database, stash).\n"
                  "SIGHUP re-reads the ACL and reopens the logs; SIGTERM stops.\n");
@@ -43,32 +41,6 @@ print_error(const char *what)
     ck_daemon_print_error(PROV_PROG, what);
 }
 
-/* Returns -1 to go on, else the exit status. */
-static int
-parse_args(int argc, char **argv, struct ck_daemon_opts *o)
-{
-    enum { OPT_DB = 0x200, OPT_STASH };
-    static const struct option longopts[] = {
-        CK_DAEMON_LONGOPTS,
-        {"db", required_argument, NULL, OPT_DB},
-        {"stash", required_argument, NULL, OPT_STASH},
-        {NULL, 0, NULL, 0},
-    };
-    int c;
-
-    memset(o, 0, sizeof(*o));
-    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
-        if (c == OPT_DB)
-            o->db = optarg;
-        else if (c == OPT_STASH)
-            o->stash = optarg;
-        else if (!ck_daemon_opt(o, c, optarg)) {
-            usage(stderr);
-            return 2;
-        }
-    }
-    return ck_daemon_opts_finish(o, PROV_PROG, usage, argc, argv, optind);
-}
 
 /* A file the signer or the back reads at start: readable now, as the user that will read it. */
 static int
@@ -134,46 +106,38 @@ run_check(const struct prov_config *cfg)
     return 0;
 }
 
-/* Forks the back process before the front has a socket, a keytab or a TLS key, and waits until
- * it has started the signer and opened the store. */
+/* The back process (ck_daemon_split_run forks it before the front has a socket, a keytab or a
+ * TLS key): it starts the signer and opens the store, then says {"ready":"ok"}. */
+static void
+back_main(void *arg, int fd)
+{
+    prov_back_main(arg, fd);
+}
+
 static int
-start_back(const struct prov_config *cfg, int sfd, int *fd_out, pid_t *pid_out)
+back_ready(void *arg, int fd)
 {
     json_t *msg = NULL;
-    int sv[2];
-    pid_t pid;
+    const char *ready;
+    int rc = -1;
 
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
-        ck_log_err("socketpair: %s", strerror(errno));
-        return -1;
-    }
-    fflush(NULL);
-    if ((pid = fork()) < 0) {
-        ck_log_err("fork: %s", strerror(errno));
-        close(sv[0]);
-        close(sv[1]);
-        return -1;
-    }
-    if (pid == 0) {
-        close(sv[0]);
-        close(sfd);
-        prov_back_main(cfg, sv[1]);
-    }
-    close(sv[1]);
-    if (prov_ipc_next(sv[0], &msg) != 0 ||
-        strcmp(json_string_value(json_object_get(msg, "ready")) != NULL
-                   ? json_string_value(json_object_get(msg, "ready")) : "", "ok") != 0) {
-        const char *why = json_string_value(json_object_get(msg, "ready"));
-        ck_log_err("the back process did not start: %s", why != NULL ? why : "it died");
-        json_decref(msg);
-        close(sv[0]);
-        waitpid(pid, NULL, 0);
-        return -1;
+    (void)arg;
+    if (prov_ipc_next(fd, &msg) == 0 &&
+        (ready = json_string_value(json_object_get(msg, "ready"))) != NULL &&
+        strcmp(ready, "ok") == 0) {
+        rc = 0;
+    } else {
+        ready = json_string_value(json_object_get(msg, "ready"));
+        ck_log_err("the back process did not start: %s", ready != NULL ? ready : "it died");
     }
     json_decref(msg);
-    *fd_out = sv[0];
-    *pid_out = pid;
-    return 0;
+    return rc;
+}
+
+static int
+front_run(void *arg, int sfd, int back_fd, pid_t back_pid)
+{
+    return prov_front_run(arg, sfd, back_fd, back_pid);
 }
 
 int
@@ -181,12 +145,10 @@ main(int argc, char **argv)
 {
     static struct ck_daemon_opts o;
     struct prov_config cfg;
-    int rc, status = 1, sfd = -1, back_fd = -1;
-    bool pid_written = false;
-    pid_t back_pid = -1;
+    int rc, status = 1;
 
     prov_config_init(&cfg);
-    if ((rc = parse_args(argc, argv, &o)) >= 0)
+    if ((rc = ck_daemon_parse_store_args(argc, argv, &o, PROV_PROG, usage)) >= 0)
         return rc;
     /* Console passwords pass through jansson: make it wipe what it frees (every process). */
     ck_admin_json_secure_alloc();
@@ -205,30 +167,11 @@ main(int argc, char **argv)
         status = run_check(&cfg);
         goto out;
     }
-    if (ck_log_open(PROV_PROG, cfg.log.dest == CK_LOG_FILE ? CK_LOG_STDERR : cfg.log.dest, NULL,
-                    cfg.log_level) != 0) {
-        print_error("log");
-        goto out;
-    }
-    if (ck_daemon_signals_init(&sfd) != 0) {
-        print_error("signals");
-        goto out;
-    }
-    if (cfg.pid_file != NULL) {
-        if (ck_daemon_pidfile_write(cfg.pid_file) != 0) {
-            print_error("cannot start");
-            goto out;
-        }
-        pid_written = true;
-    }
-    if (start_back(&cfg, sfd, &back_fd, &back_pid) != 0)
-        goto out;
-    status = prov_front_run(&cfg, sfd, back_fd, back_pid);
+    status = ck_daemon_split_run(&(struct ck_daemon_split){
+        .prog = PROV_PROG, .log = &cfg.log, .log_level = cfg.log_level,
+        .pid_file = cfg.pid_file, .back_main = back_main, .back_ready = back_ready,
+        .front_run = front_run, .arg = &cfg});
 out:
-    if (pid_written)
-        ck_daemon_pidfile_remove(cfg.pid_file);
-    if (sfd >= 0)
-        close(sfd);
     ck_log_close();
     prov_config_free(&cfg);
     return status;

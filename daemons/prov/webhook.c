@@ -23,6 +23,7 @@
 #include "cablekey/log.h"
 #include "cablekey/util.h"
 #include "cablekey/webhook.h"
+#include "provd.h"
 #include "webhook_int.h"
 
 #define FETCH_LIMIT 64
@@ -268,6 +269,9 @@ finish(struct prov_webhooks *w, struct job *j, CURLcode cc)
         http > 0 && http < 1000)
         status = (int)http;
     if (status >= 200 && status <= 299) {
+        /* The receiver has it and the outbox does not know yet: a crash here must lead to a
+         * second delivery after the restart (at least once), never to a lost one. */
+        prov_crash_point("webhook-before-mark");
         rc = record(w, j->id, status, true, 0, now);
     } else if (now - j->created >= PROV_WEBHOOK_GIVE_UP) {
         ck_log_warn("webhook delivery %" PRId64 " to '%s': given up after %d attempts in %" PRId64

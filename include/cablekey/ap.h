@@ -90,6 +90,14 @@ int ck_ap_req_build(const CK_TICKET *ticket, const ck_key *session_key, const ch
                     const CK_CHECKSUM *cksum, int32_t key_usage, const ck_key *subkey,
                     const uint32_t *seq_number, int64_t *ctime_out, int32_t *cusec_out,
                     uint8_t **der, size_t *der_len);
+/* The same at a time the caller gives (an injected clock): ctime = now, cusec = now_usec
+ * (0..999999); now 0 means the system clock, as ck_ap_req_build. */
+int ck_ap_req_build_at(const CK_TICKET *ticket, const ck_key *session_key,
+                       const char *client_realm, const CK_PRINCIPAL_NAME *client_name,
+                       uint32_t ap_options, const CK_CHECKSUM *cksum, int32_t key_usage,
+                       const ck_key *subkey, const uint32_t *seq_number, int64_t now,
+                       int32_t now_usec, int64_t *ctime_out, int32_t *cusec_out, uint8_t **der,
+                       size_t *der_len);
 
 /* Makes a keyed Checksum (cksumtype 0 = the key's mandatory type) over data, for the
  * authenticator's cksum field (e.g. usage 6 over the KDC-REQ-BODY of a TGS-REQ). */

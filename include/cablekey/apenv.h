@@ -68,6 +68,11 @@ int ck_apenv_result_read(ck_reader *r, size_t max, uint16_t *result, char *text,
  * NULL. *der: free with ck_asn1_free_der(). */
 int ck_krb_error_build(const char *service, int32_t code, const char *e_text, int64_t now,
                        int32_t usec, uint8_t **der, size_t *der_len);
+/* The same with e-data (e_data_len bytes; NULL: none), as kpasswd's error replies carry the
+ * result (RFC 3244). */
+int ck_krb_error_build_data(const char *service, int32_t code, const char *e_text,
+                            const uint8_t *e_data, size_t e_data_len, int64_t now, int32_t usec,
+                            uint8_t **der, size_t *der_len);
 /* A KRB-ERROR reply: CK_ERR_KRB with its code (ck_error_krb_code) and e-text in the context;
  * CK_ERR_PROTO when it does not decode. what: "keyagent", ... */
 int ck_krb_error_reply(const uint8_t *der, size_t len, const char *what);

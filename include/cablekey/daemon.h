@@ -23,6 +23,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <sys/types.h>
 
@@ -72,6 +73,13 @@ void ck_daemon_usage_common(FILE *out, const char *default_config);
  * is getopt's optind. */
 int ck_daemon_opts_finish(const struct ck_daemon_opts *o, const char *prog,
                           void (*usage)(FILE *out), int argc, char **argv, int first_operand);
+/* The usage lines of --db and --stash (a daemon that opens the realm store). */
+void ck_daemon_usage_store(FILE *out);
+/* The whole command line of a daemon whose flags are the common ones plus --db and --stash
+ * (cablekey-admind, cablekey-prov): o is reset first. A wrong flag prints usage(stderr) and
+ * ends with 2. Returns -1 to go on, else the exit status (ck_daemon_opts_finish). */
+int ck_daemon_parse_store_args(int argc, char **argv, struct ck_daemon_opts *o, const char *prog,
+                               void (*usage)(FILE *out));
 /* "PROG: what: <error context>" on stderr: how every daemon reports a failed start or check. */
 void ck_daemon_print_error(const char *prog, const char *what);
 
@@ -100,6 +108,33 @@ int ck_conf_error(const struct ck_profile *prof, int code, const char *msg, ...)
  * more than once, or empty, is a configuration error naming file:line. */
 int ck_conf_get_one(const struct ck_profile *prof, const char *section, const char *key,
                     const char **out);
+/* *out = a copy of flag when given (a command-line flag wins), else of the key's single value;
+ * left alone when neither is there. */
+int ck_conf_dup(const struct ck_profile *prof, const char *section, const char *key,
+                const char *flag, char **out);
+/* An integer in min..max ("expected MIN..MAX" otherwise); a duration ("90s", "1h", seconds) in
+ * min..max seconds. Both return 1 when the key is absent (*out untouched), 0 when set. */
+int ck_conf_get_int(const struct ck_profile *prof, const char *section, const char *key,
+                    int64_t min, int64_t max, int64_t *out);
+int ck_conf_get_duration(const struct ck_profile *prof, const char *section, const char *key,
+                         int64_t min, int64_t max, int64_t *out);
+/* The limits of an HTTP front (cablekey-admind, cablekey-prov): max_body (1 KiB..max_max_body
+ * bytes), max_connections (1..1024), timeout (a duration, 1 s..1 h). A key that is absent
+ * leaves its value (the caller's default) alone. */
+int ck_conf_get_http_limits(const struct ck_profile *prof, const char *section,
+                            size_t max_max_body, size_t *max_body, unsigned *max_connections,
+                            unsigned *timeout);
+/* Each of keys (NULL-terminated) must be in the section: "PATH: [SECTION] KEY is required". */
+int ck_conf_require(const struct ck_profile *prof, const char *path, const char *section,
+                    const char *const *keys);
+/* A store location (the database key or --db) that does not parse (an unknown scheme, a
+ * PostgreSQL password in it) fails --check and a reload here, in a front too, which never opens
+ * the store: "PATH: [SECTION] database (--db): why". */
+int ck_conf_check_database(const char *path, const char *section, const char *database);
+/* Every value of a repeatable key, copied to out[*n_out...] (the caller frees them); more than
+ * max values is an error. */
+int ck_conf_get_list(const struct ck_profile *prof, const char *section, const char *key,
+                     char **out, size_t max, size_t *n_out);
 
 /* ---- logging ----------------------------------------------------------------------------- */
 
@@ -178,5 +213,25 @@ typedef int (*ck_daemon_reload_fn)(void *arg, char *status, size_t status_size);
  * MONOTONIC_USEC), calls reload and sends READY=1 with its status. Sends STOPPING=1 before
  * returning the signal that stopped it. */
 int ck_daemon_loop(int sfd, ck_daemon_reload_fn reload, void *arg);
+
+/* ---- a daemon split into a front and a back process (cablekey-admind, cablekey-prov) ----- */
+
+/* The start once the configuration is loaded and checked: the log (a file one goes to stderr
+ * until each process opens it as its final user), the signals, the pid file, then the back
+ * process forked over a socketpair before the front has a socket, a keytab or a TLS key; the
+ * front runs once the back has said it is ready. The pid file is removed on the way out.
+ * Returns the exit status (front_run's, or 1). */
+struct ck_daemon_split {
+    const char *prog;
+    const struct ck_log_target *log;
+    int log_level;
+    const char *pid_file;                                   /* NULL: none */
+    void (*back_main)(void *arg, int fd);                   /* the child; never returns */
+    int (*back_ready)(void *arg, int fd);                   /* 0: the back's first message
+                                                             * says it started (else logged) */
+    int (*front_run)(void *arg, int sfd, int back_fd, pid_t back_pid);
+    void *arg;
+};
+int ck_daemon_split_run(const struct ck_daemon_split *s);
 
 #endif

@@ -36,6 +36,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "cablekey/apenv.h"
 #include "cablekey/client.h"
 #include "cablekey/crypto.h"
 #include "cablekey/keytab.h"
@@ -108,13 +109,7 @@ void ck_keyagent_rep_clear(ck_keyagent_rep *rep);
  * CK_KEYAGENT_VERSION). The parser points into msg. CK_ERR_DECODE for a length field that
  * disagrees with len, an empty AP-REQ or KRB-PRIV; CK_ERR_UNSUPPORTED for another version
  * (*version is still set). */
-typedef struct ck_keyagent_frame {
-    uint16_t version;
-    const uint8_t *ap_req;
-    size_t ap_req_len;
-    const uint8_t *priv;
-    size_t priv_len;
-} ck_keyagent_frame;
+typedef ck_apenv_frame ck_keyagent_frame; /* the AP-REQ envelope's frame (apenv.h) */
 int ck_keyagent_frame_parse(const uint8_t *msg, size_t len, ck_keyagent_frame *out);
 
 /* Creates keyagent/REALM@REALM (random keys, DISALLOW_TGT_BASED, 10-minute tickets) in the

@@ -93,7 +93,9 @@ int ck_mtafqdn_serve(const uint8_t *dgram, size_t len, ck_ap_key_fn key_fn, void
                      size_t *out_len);
 
 /* Client side (the KDC): builds the request datagram from a ticket and session key the caller
- * minted, and reads the reply. *state keeps the subkey and sequence numbers between the two. */
+ * minted, and reads the reply. *state keeps the subkey and sequence numbers between the two.
+ * now is the caller's clock (the KDC's, injectable): the authenticator's ctime and the KRB-SAFE
+ * timestamp are both now (0: the system clock). */
 typedef struct ck_mtafqdn_client {
     ck_key subkey;
     uint32_t seq;

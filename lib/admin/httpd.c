@@ -10,7 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "admin/admin_int.h"
 #include "admin/httpd.h"
+#include "admin/spnego.h"
 #include "cablekey/error.h"
 #include "cablekey/log.h"
 #include "cablekey/net.h"
@@ -264,4 +266,121 @@ ck_admin_watch_stop(struct ck_admin_watch *w)
     close(w->stop[0]);
     close(w->stop[1]);
     w->running = false;
+}
+
+void
+ck_admin_http_common_headers(struct MHD_Response *resp, bool hardened)
+{
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL, "no-store");
+    if (hardened) {
+        MHD_add_response_header(resp, "X-Content-Type-Options", "nosniff");
+        MHD_add_response_header(resp, "X-Frame-Options", "DENY");
+    }
+}
+
+enum MHD_Result
+ck_admin_http_respond(struct MHD_Connection *c, int status, json_t *body,
+                      const struct ck_admin_http_reply *r)
+{
+    static const struct ck_admin_http_reply none;
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+    char *text = NULL, hdr[CK_SPNEGO_MAX_TOKEN + 16];
+    size_t len = 0;
+
+    if (r == NULL)
+        r = &none;
+    if (body != NULL && ck_admin_json_dump(body, &text, &len) == 0) {
+        text[len] = '\n'; /* the NUL's place: curl output ends with a newline */
+        resp = MHD_create_response_from_buffer(len + 1, text, MHD_RESPMEM_MUST_FREE);
+    } else {
+        resp = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+        free(text);
+    }
+    json_decref(body);
+    if (resp == NULL)
+        return MHD_NO;
+    if (status != 204)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+                                r->content_type != NULL ? r->content_type : "application/json");
+    ck_admin_http_common_headers(resp, r->hardened);
+    if (status == 401) {
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Negotiate");
+    } else if (r->mutual != NULL) {
+        snprintf(hdr, sizeof(hdr), "Negotiate %s", r->mutual);
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE, hdr);
+    }
+    if (r->allow != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW, r->allow);
+    if (r->cookie != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_SET_COOKIE, r->cookie);
+    ret = MHD_queue_response(c, (unsigned)status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+int
+ck_admin_listen_setup(const struct ck_admin_listen_set *ls, bool bind_them, int *lfd,
+                      size_t max, size_t *n_lfd)
+{
+    bool dflt = ls->n_specs == 0;
+    const char *const *specs = dflt ? ls->defaults : ls->specs;
+    size_t n = dflt ? ls->n_defaults : ls->n_specs;
+    char buf[CK_NET_ADDRSTRLEN];
+
+    for (size_t i = 0; i < n; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sslen = 0;
+        int rc, fd = -1;
+
+        if ((rc = ck_admin_listen_resolve(specs[i], ls->default_port, ls->tls,
+                                          ls->cleartext_why, &ss, &sslen)) != 0)
+            return rc;
+        if (!bind_them)
+            continue;
+        if (*n_lfd >= max)
+            return ck_error_set(CK_ERR_LIMIT, "more than %zu listen addresses", max);
+        rc = ck_admin_listen_bind(&ss, sslen, &fd);
+        if (rc != 0 && dflt && ss.ss_family == AF_INET6) {
+            ck_log_notice("no IPv6 loopback (%s); listening on IPv4 only", ck_error_context());
+            continue;
+        }
+        if (rc != 0)
+            return rc;
+        lfd[(*n_lfd)++] = fd;
+        ck_log_info("listening on %s%s",
+                    ck_net_addr_format((struct sockaddr *)&ss, buf, sizeof(buf)),
+                    ls->tls ? " (TLS)" : ls->cleartext_note);
+    }
+    return 0;
+}
+
+int
+ck_admin_http_start(const struct ck_admin_http_server *srv, int *lfd, size_t n,
+                    struct MHD_Daemon **mhd)
+{
+    unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_AUTO | MHD_USE_ERROR_LOG;
+
+    if (srv->thread_per_connection)
+        flags |= MHD_USE_THREAD_PER_CONNECTION;
+    if (srv->tls_cert != NULL)
+        flags |= MHD_USE_TLS;
+    for (size_t i = 0; i < n; i++) {
+        mhd[i] = MHD_start_daemon(
+            flags, 0, NULL, NULL, srv->handler, srv->arg, MHD_OPTION_EXTERNAL_LOGGER,
+            ck_admin_mhd_log, NULL, MHD_OPTION_LISTEN_SOCKET, lfd[i],
+            MHD_OPTION_CONNECTION_LIMIT, srv->max_connections,
+            MHD_OPTION_CONNECTION_TIMEOUT, srv->timeout,
+            MHD_OPTION_CONNECTION_MEMORY_LIMIT, srv->header_memory,
+            MHD_OPTION_NOTIFY_COMPLETED, ck_admin_http_completed, srv->arg,
+            MHD_OPTION_UNESCAPE_CALLBACK, ck_admin_http_no_unescape, NULL,
+            srv->tls_cert != NULL ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, srv->tls_cert,
+            MHD_OPTION_HTTPS_MEM_KEY, srv->tls_key, MHD_OPTION_END);
+        if (mhd[i] == NULL)
+            return ck_error_set(CK_ERR_IO, "cannot start the HTTP server (libmicrohttpd)%s",
+                                srv->tls_cert != NULL && srv->tls_hint != NULL ? srv->tls_hint
+                                                                               : "");
+        lfd[i] = -1; /* libmicrohttpd owns it now */
+    }
+    return 0;
 }

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <sys/socket.h>
 
+#include <jansson.h>
 #include <microhttpd.h>
 
 /* Resolves one listen entry ("127.0.0.1", "[::1]:8088", ...): numeric addresses only (a name
@@ -55,6 +56,51 @@ size_t ck_admin_http_no_unescape(void *cls, struct MHD_Connection *c, char *s);
 /* The first query parameter not in allowed (NULL-terminated), or one without a value; NULL if
  * none. */
 const char *ck_admin_http_unknown_query(struct MHD_Connection *c, const char *const *allowed);
+
+/* ---- the listening sockets and the servers on them ---- */
+struct ck_admin_listen_set {
+    const char *const *specs;       /* the configured addresses; n_specs 0: the defaults */
+    size_t n_specs;
+    const char *const *defaults;    /* an IPv6 default the host cannot bind is skipped */
+    size_t n_defaults;
+    uint16_t default_port;
+    bool tls;
+    const char *cleartext_why;      /* ck_admin_listen_resolve's message without TLS */
+    const char *cleartext_note;     /* after "listening on ADDR" without TLS ("" for none) */
+};
+/* Resolves every address (the check: bind_them false) or also binds them, appending the sockets
+ * to lfd (room for max) and logging each. */
+int ck_admin_listen_setup(const struct ck_admin_listen_set *ls, bool bind_them, int *lfd,
+                          size_t max, size_t *n_lfd);
+struct ck_admin_http_server {
+    MHD_AccessHandlerCallback handler;
+    void *arg;                      /* the handler's and ck_admin_http_completed's */
+    bool thread_per_connection;     /* a long poll must not hold up the other requests */
+    unsigned max_connections, timeout;
+    size_t header_memory;           /* per connection: request line and headers */
+    const char *tls_cert, *tls_key; /* PEM in memory, or NULL (no TLS) */
+    const char *tls_hint;           /* added to the error when a TLS server does not start */
+};
+/* One libmicrohttpd server per listening socket (each socket then belongs to its server: its
+ * lfd entry becomes -1). */
+int ck_admin_http_start(const struct ck_admin_http_server *srv, int *lfd, size_t n,
+                        struct MHD_Daemon **mhd);
+
+/* ---- a JSON answer (both daemons' API) ---- */
+struct ck_admin_http_reply {
+    const char *content_type; /* NULL: "application/json" */
+    const char *mutual;       /* the Negotiate token of a mutual authentication, or NULL */
+    const char *allow;        /* Allow (a 405), or NULL */
+    const char *cookie;       /* Set-Cookie, or NULL */
+    bool hardened;            /* also X-Content-Type-Options: nosniff, X-Frame-Options: DENY */
+};
+/* Cache-Control: no-store, and with hardened the two headers a browser-facing server adds. */
+void ck_admin_http_common_headers(struct MHD_Response *resp, bool hardened);
+/* Queues status with body (taken: decref'd; NULL or unencodable: an empty body) followed by a
+ * newline; a 401 carries "WWW-Authenticate: Negotiate", otherwise a mutual token is sent as
+ * "Negotiate <token>". r may be NULL (no extra headers). */
+enum MHD_Result ck_admin_http_respond(struct MHD_Connection *c, int status, json_t *body,
+                                      const struct ck_admin_http_reply *r);
 
 /* ---- the back process watch: a front whose back process hangs up stops (SIGTERM to itself,
  * so the signal loop ends; fired says why) ---- */

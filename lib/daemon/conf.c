@@ -11,6 +11,7 @@
 
 #include "cablekey/daemon.h"
 #include "cablekey/error.h"
+#include "cablekey/store.h"
 #include "cablekey/util.h"
 
 bool
@@ -27,6 +28,41 @@ ck_daemon_opt(struct ck_daemon_opts *o, int c, const char *arg)
     case 'h': o->help = true; return true;
     default: return false;
     }
+}
+
+void
+ck_daemon_usage_store(FILE *out)
+{
+    fprintf(out, "      --db PATH|URI       the realm store: PATH or sqlite:PATH (SQLite), or\n"
+                 "                          postgresql://HOST/DB (password from PGPASSFILE)\n"
+                 "      --stash FILE        master key stash (default for SQLite: PATH.stash)\n");
+}
+
+int
+ck_daemon_parse_store_args(int argc, char **argv, struct ck_daemon_opts *o, const char *prog,
+                           void (*usage)(FILE *out))
+{
+    enum { OPT_DB = 0x200, OPT_STASH };
+    static const struct option longopts[] = {
+        CK_DAEMON_LONGOPTS,
+        {"db", required_argument, NULL, OPT_DB},
+        {"stash", required_argument, NULL, OPT_STASH},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+
+    memset(o, 0, sizeof(*o));
+    while ((c = getopt_long(argc, argv, "c:h", longopts, NULL)) != -1) {
+        if (c == OPT_DB) {
+            o->db = optarg;
+        } else if (c == OPT_STASH) {
+            o->stash = optarg;
+        } else if (!ck_daemon_opt(o, c, optarg)) {
+            usage(stderr);
+            return 2;
+        }
+    }
+    return ck_daemon_opts_finish(o, prog, usage, argc, argv, optind);
 }
 
 void
@@ -71,6 +107,136 @@ ck_daemon_print_error(const char *prog, const char *what)
     const char *ctx = ck_error_context();
 
     fprintf(stderr, "%s: %s%s%s\n", prog, what, ctx[0] != '\0' ? ": " : "", ctx);
+}
+
+/* ---- typed values of a flat section ------------------------------------------------------ */
+
+int
+ck_conf_dup(const struct ck_profile *prof, const char *section, const char *key,
+            const char *flag, char **out)
+{
+    const char *v = NULL;
+    int rc;
+
+    if ((rc = ck_conf_get_one(prof, section, key, &v)) != 0)
+        return rc;
+    if (flag != NULL)
+        v = flag;
+    if (v != NULL && (*out = strdup(v)) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "configuration");
+    return 0;
+}
+
+int
+ck_conf_get_int(const struct ck_profile *prof, const char *section, const char *key,
+                int64_t min, int64_t max, int64_t *out)
+{
+    const char *v = NULL;
+    char msg[64];
+    int rc;
+
+    if ((rc = ck_conf_get_one(prof, section, key, &v)) != 0)
+        return rc;
+    if (v == NULL)
+        return 1;
+    if (ck_parse_int64(v, min, max, out) != 0) {
+        snprintf(msg, sizeof(msg), "expected %lld..%lld", (long long)min, (long long)max);
+        return ck_conf_error(prof, CK_ERR_CONFIG, msg, section, key, NULL);
+    }
+    return 0;
+}
+
+int
+ck_conf_get_duration(const struct ck_profile *prof, const char *section, const char *key,
+                     int64_t min, int64_t max, int64_t *out)
+{
+    const char *v = NULL;
+    char msg[64];
+    int64_t d;
+    int rc;
+
+    if ((rc = ck_conf_get_one(prof, section, key, &v)) != 0)
+        return rc;
+    if (v == NULL)
+        return 1;
+    if (ck_parse_duration(v, &d) != 0 || d < min || d > max) {
+        snprintf(msg, sizeof(msg), "expected a duration of %llds..%llds", (long long)min,
+                 (long long)max);
+        return ck_conf_error(prof, CK_ERR_CONFIG, msg, section, key, NULL);
+    }
+    *out = d;
+    return 0;
+}
+
+int
+ck_conf_get_list(const struct ck_profile *prof, const char *section, const char *key,
+                 char **out, size_t max, size_t *n_out)
+{
+    const char **vals;
+    size_t n;
+    int rc = 0;
+
+    if ((vals = calloc(max + 1, sizeof(*vals))) == NULL)
+        return ck_error_set(CK_ERR_NOMEM, "configuration");
+    n = ck_profile_get_all(prof, vals, max + 1, section, key, NULL);
+    if (n > max) {
+        rc = ck_conf_error(prof, CK_ERR_CONFIG, "given too many times", section, key, NULL);
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++)
+        if ((out[(*n_out)++] = strdup(vals[i])) == NULL) {
+            rc = ck_error_set(CK_ERR_NOMEM, "configuration");
+            goto out;
+        }
+out:
+    free(vals);
+    return rc;
+}
+
+int
+ck_conf_get_http_limits(const struct ck_profile *prof, const char *section,
+                        size_t max_max_body, size_t *max_body, unsigned *max_connections,
+                        unsigned *timeout)
+{
+    int64_t i;
+    int rc;
+
+    if ((rc = ck_conf_get_int(prof, section, "max_body", 1024, (int64_t)max_max_body, &i)) < 0)
+        return rc;
+    if (rc == 0)
+        *max_body = (size_t)i;
+    if ((rc = ck_conf_get_int(prof, section, "max_connections", 1, 1024, &i)) < 0)
+        return rc;
+    if (rc == 0)
+        *max_connections = (unsigned)i;
+    if ((rc = ck_conf_get_duration(prof, section, "timeout", 1, 3600, &i)) < 0)
+        return rc;
+    if (rc == 0)
+        *timeout = (unsigned)i;
+    return 0;
+}
+
+int
+ck_conf_require(const struct ck_profile *prof, const char *path, const char *section,
+                const char *const *keys)
+{
+    for (; *keys != NULL; keys++)
+        if (ck_profile_get(prof, section, *keys, NULL) == NULL)
+            return ck_error_set(CK_ERR_CONFIG, "%s: [%s] %s is required", path, section, *keys);
+    return 0;
+}
+
+int
+ck_conf_check_database(const char *path, const char *section, const char *database)
+{
+    ck_store_uri u;
+    int rc;
+
+    if ((rc = ck_store_uri_parse(database, &u)) != 0)
+        return ck_error_set(rc, "%s: [%s] database (--db): %s", path, section,
+                            ck_error_context());
+    ck_store_uri_clear(&u);
+    return 0;
 }
 
 /* ---- schema ----------------------------------------------------------------------------- */

@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 #include <pthread.h>
@@ -303,4 +304,75 @@ ck_daemon_loop(int sfd, ck_daemon_reload_fn reload, void *arg)
         notify_or_log("notify", ck_daemon_notify("STOPPING=1"));
         return (int)si.ssi_signo;
     }
+}
+
+/* ---- a front and a back process --------------------------------------------------------- */
+
+/* Forks the back process and waits until it says it is ready. */
+static int
+start_back(const struct ck_daemon_split *s, int sfd, int *fd_out, pid_t *pid_out)
+{
+    int sv[2];
+    pid_t pid;
+
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+        ck_log_err("socketpair: %s", strerror(errno));
+        return -1;
+    }
+    fflush(NULL);
+    if ((pid = fork()) < 0) {
+        ck_log_err("fork: %s", strerror(errno));
+        close(sv[0]);
+        close(sv[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        close(sv[0]);
+        close(sfd);
+        s->back_main(s->arg, sv[1]);
+        _exit(1); /* back_main does not return; should it, the child must not run the front */
+    }
+    close(sv[1]);
+    if (s->back_ready(s->arg, sv[0]) != 0) {
+        close(sv[0]);
+        waitpid(pid, NULL, 0);
+        return -1;
+    }
+    *fd_out = sv[0];
+    *pid_out = pid;
+    return 0;
+}
+
+int
+ck_daemon_split_run(const struct ck_daemon_split *s)
+{
+    int status = 1, sfd = -1, back_fd = -1;
+    bool pid_written = false;
+    pid_t back_pid = -1;
+
+    if (ck_log_open(s->prog, s->log->dest == CK_LOG_FILE ? CK_LOG_STDERR : s->log->dest, NULL,
+                    s->log_level) != 0) {
+        ck_daemon_print_error(s->prog, "log");
+        goto out;
+    }
+    if (ck_daemon_signals_init(&sfd) != 0) {
+        ck_daemon_print_error(s->prog, "signals");
+        goto out;
+    }
+    if (s->pid_file != NULL) {
+        if (ck_daemon_pidfile_write(s->pid_file) != 0) {
+            ck_daemon_print_error(s->prog, "cannot start");
+            goto out;
+        }
+        pid_written = true;
+    }
+    if (start_back(s, sfd, &back_fd, &back_pid) != 0)
+        goto out;
+    status = s->front_run(s->arg, sfd, back_fd, back_pid);
+out:
+    if (pid_written)
+        ck_daemon_pidfile_remove(s->pid_file);
+    if (sfd >= 0)
+        close(sfd);
+    return status;
 }

@@ -50,19 +50,7 @@ ck_keyagent_host_ok(const char *host)
 int
 ck_keyagent_frame_parse(const uint8_t *msg, size_t len, ck_keyagent_frame *out)
 {
-    ck_apenv_frame fr;
-    int rc;
-
-    memset(&fr, 0, sizeof(fr));
-    if (out == NULL)
-        return ck_error_set(CK_ERR_INVAL, "keyagent request: no output");
-    rc = ck_apenv_frame_parse(msg, len, CK_KEYAGENT_VERSION, "keyagent request", &fr);
-    out->version = fr.version;
-    out->ap_req = fr.ap_req;
-    out->ap_req_len = fr.ap_req_len;
-    out->priv = fr.priv;
-    out->priv_len = fr.priv_len;
-    return rc;
+    return ck_apenv_frame_parse(msg, len, CK_KEYAGENT_VERSION, "keyagent request", out);
 }
 
 int

@@ -37,6 +37,18 @@ ck_ap_req_build(const CK_TICKET *ticket, const ck_key *session_key, const char *
                 const uint32_t *seq_number, int64_t *ctime_out, int32_t *cusec_out,
                 uint8_t **der, size_t *der_len)
 {
+    return ck_ap_req_build_at(ticket, session_key, client_realm, client_name, ap_options, cksum,
+                              key_usage, subkey, seq_number, 0, 0, ctime_out, cusec_out, der,
+                              der_len);
+}
+
+int
+ck_ap_req_build_at(const CK_TICKET *ticket, const ck_key *session_key, const char *client_realm,
+                   const CK_PRINCIPAL_NAME *client_name, uint32_t ap_options,
+                   const CK_CHECKSUM *cksum, int32_t key_usage, const ck_key *subkey,
+                   const uint32_t *seq_number, int64_t now, int32_t now_usec, int64_t *ctime_out,
+                   int32_t *cusec_out, uint8_t **der, size_t *der_len)
+{
     CK_AUTHENTICATOR *auth = NULL;
     CK_AP_REQ *req = NULL;
     CK_PRINCIPAL_NAME *cname = NULL;
@@ -51,11 +63,18 @@ ck_ap_req_build(const CK_TICKET *ticket, const ck_key *session_key, const char *
     *der_len = 0;
     if (ticket == NULL || session_key == NULL || client_realm == NULL || client_name == NULL)
         return ck_error_set(CK_ERR_INVAL, "AP-REQ: missing argument");
+    if (now != 0 && (now_usec < 0 || now_usec > 999999))
+        return ck_error_set(CK_ERR_INVAL, "AP-REQ: usec %d", (int)now_usec);
     if ((auth = CK_AUTHENTICATOR_new()) == NULL || (req = CK_AP_REQ_new()) == NULL) {
         rc = ck_error_set(CK_ERR_NOMEM, "AP-REQ");
         goto out;
     }
-    ck_now(&sec, &usec);
+    if (now != 0) {
+        sec = now;
+        usec = now_usec;
+    } else {
+        ck_now(&sec, &usec);
+    }
     auth->authenticator_vno = CK_KRB5_PVNO;
     if ((rc = ck_asn1_kstring_set(&auth->crealm, client_realm)) != 0)
         goto out;

@@ -258,6 +258,14 @@ int
 ck_krb_error_build(const char *service, int32_t code, const char *e_text, int64_t now,
                    int32_t usec, uint8_t **der, size_t *der_len)
 {
+    return ck_krb_error_build_data(service, code, e_text, NULL, 0, now, usec, der, der_len);
+}
+
+int
+ck_krb_error_build_data(const char *service, int32_t code, const char *e_text,
+                        const uint8_t *e_data, size_t e_data_len, int64_t now, int32_t usec,
+                        uint8_t **der, size_t *der_len)
+{
     CK_KRB_ERROR_MSG *err = NULL;
     CK_PRINCIPAL_NAME *sname = NULL;
     ASN1_GENERALSTRING *realm = NULL;
@@ -284,7 +292,8 @@ ck_krb_error_build(const char *service, int32_t code, const char *e_text, int64_
         realm = NULL;
     }
     if ((rc = ck_asn1_time_set(&err->stime, now)) != 0 ||
-        (e_text != NULL && (rc = ck_asn1_kstring_set(&err->e_text, e_text)) != 0))
+        (e_text != NULL && (rc = ck_asn1_kstring_set(&err->e_text, e_text)) != 0) ||
+        (e_data != NULL && (rc = ck_asn1_octets_set(&err->e_data, e_data, e_data_len)) != 0))
         goto out;
     rc = ck_asn1_krb_error_encode(err, der, der_len);
 out:

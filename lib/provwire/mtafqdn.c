@@ -528,10 +528,12 @@ ck_mtafqdn_request_build(const CK_TICKET *ticket, const ck_key *session_key,
     if ((rc = ck_asn1_principal_parse(client_name, CK_NT_SRV_INST, &cname, &ignored)) != 0 ||
         (rc = ck_key_copy(&state->session_key, session_key)) != 0 ||
         (rc = ck_random_key(session_key->enctype, &state->subkey)) != 0 ||
-        (rc = ck_ap_req_build(ticket, session_key, client_realm, cname,
-                              CK_AP_OPT_MUTUAL_REQUIRED, NULL, CK_KU_AP_REQ_AUTH, &state->subkey,
-                              &state->seq, &state->ctime, &state->cusec, &apreq,
-                              &apreq_len)) != 0 ||
+        /* The authenticator's time is the caller's (the KDC's injected clock), as the KRB-SAFE
+         * timestamp below: no part of the request reads the system clock of its own. */
+        (rc = ck_ap_req_build_at(ticket, session_key, client_realm, cname,
+                                 CK_AP_OPT_MUTUAL_REQUIRED, NULL, CK_KU_AP_REQ_AUTH,
+                                 &state->subkey, &state->seq, now, 0, &state->ctime,
+                                 &state->cusec, &apreq, &apreq_len)) != 0 ||
         (rc = ck_mtafqdn_payload_encode(&m, &payload, &payload_len)) != 0 ||
         (rc = ck_krb_address_directional(0, &dir0)) != 0)
         goto out;

@@ -509,9 +509,77 @@ test_log_reopen_while_logging(void)
     CHECK_INT_EQ(total, (long)LOG_THREADS * LOG_LINES);
 }
 
+/* The typed key readers the daemons share (lib/daemon/conf.c): absent = 1, a flag over the key,
+ * range errors with file:line, a repeated key over its limit, required keys, a store location
+ * that does not parse. */
+static void
+test_conf_values(void)
+{
+    struct ck_profile *p = NULL;
+    char *v = NULL, *list[3] = {NULL, NULL, NULL};
+    size_t n = 0;
+    int64_t i = 0;
+
+    CHECK_OK(ck_profile_parse_string("[d]\n n = 42\n big = 99999\n t = 90s\n l = a\n l = b\n"
+                                     " l = c\n s = x\n",
+                                     "v.conf", &p));
+    CHECK_INT_EQ(ck_conf_get_int(p, "d", "n", 1, 100, &i), 0);
+    CHECK_INT_EQ(i, 42);
+    CHECK_INT_EQ(ck_conf_get_int(p, "d", "absent", 1, 100, &i), 1);
+    CHECK_INT_EQ(i, 42);
+    CHECK(ck_conf_get_int(p, "d", "big", 1, 100, &i) == CK_ERR_CONFIG);
+    CHECK(context_has("v.conf:3") && context_has("expected 1..100"));
+    CHECK_INT_EQ(ck_conf_get_duration(p, "d", "t", 1, 3600, &i), 0);
+    CHECK_INT_EQ(i, 90);
+    CHECK(ck_conf_get_duration(p, "d", "t", 1, 60, &i) == CK_ERR_CONFIG);
+    CHECK(context_has("expected a duration of 1s..60s"));
+    CHECK(ck_conf_get_list(p, "d", "l", list, 2, &n) == CK_ERR_CONFIG);
+    CHECK(context_has("given too many times"));
+    for (size_t k = 0; k < n; k++)
+        free(list[k]);
+    n = 0;
+    CHECK_OK(ck_conf_get_list(p, "d", "l", list, 3, &n));
+    CHECK_INT_EQ(n, 3);
+    CHECK(n == 3 && strcmp(list[0], "a") == 0 && strcmp(list[2], "c") == 0);
+    for (size_t k = 0; k < n; k++)
+        free(list[k]);
+    CHECK_OK(ck_conf_dup(p, "d", "s", NULL, &v));
+    CHECK(v != NULL && strcmp(v, "x") == 0);
+    free(v);
+    v = NULL;
+    CHECK_OK(ck_conf_dup(p, "d", "s", "flag", &v));
+    CHECK(v != NULL && strcmp(v, "flag") == 0);
+    free(v);
+    v = NULL;
+    CHECK_OK(ck_conf_dup(p, "d", "absent", NULL, &v));
+    CHECK(v == NULL);
+    CHECK_OK(ck_conf_require(p, "v.conf", "d", (const char *const[]){"n", "s", NULL}));
+    CHECK(ck_conf_require(p, "v.conf", "d", (const char *const[]){"n", "keytab", NULL}) ==
+          CK_ERR_CONFIG);
+    CHECK(context_has("v.conf: [d] keytab is required"));
+    CHECK_OK(ck_conf_check_database("v.conf", "d", "/var/lib/x.db"));
+    CHECK(ck_conf_check_database("v.conf", "d", "gopher://x/y") != 0);
+    CHECK(context_has("v.conf: [d] database (--db): "));
+    ck_profile_free(p);
+    p = NULL;
+
+    /* An HTTP front's limits: given ones set, absent ones keep the caller's default. */
+    {
+        size_t body = 7;
+        unsigned conns = 8, tmo = 9;
+        CHECK_OK(ck_profile_parse_string("[h]\n max_body = 2048\n timeout = 2m\n", "h.conf",
+                                         &p));
+        CHECK_OK(ck_conf_get_http_limits(p, "h", 4096, &body, &conns, &tmo));
+        CHECK(body == 2048 && conns == 8 && tmo == 120);
+        CHECK(ck_conf_get_http_limits(p, "h", 1024, &body, &conns, &tmo) == CK_ERR_CONFIG);
+        CHECK(context_has("max_body"));
+        ck_profile_free(p);
+    }
+}
+
 CK_TEST_MAIN("daemon", CK_TEST_CASE(test_unknown_sections_and_keys),
              CK_TEST_CASE(test_known_keys_table), CK_TEST_CASE(test_kdc_ports),
              CK_TEST_CASE(test_logging_forms), CK_TEST_CASE(test_profile_locations),
              CK_TEST_CASE(test_notify), CK_TEST_CASE(test_pidfile_and_user),
              CK_TEST_CASE(test_check_listen), CK_TEST_CASE(test_bind_then_run),
-             CK_TEST_CASE(test_log_reopen_while_logging))
+             CK_TEST_CASE(test_log_reopen_while_logging), CK_TEST_CASE(test_conf_values))

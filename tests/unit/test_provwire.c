@@ -224,13 +224,15 @@ struct world {
     bool lookup_fails;
 };
 
+#define FIXED_NOW INT64_C(1500000000) /* 2017-07-14: not today, whatever today is */
+
 static void
-world_up(struct world *w, const char *service, const char *client)
+world_up_at(struct world *w, const char *service, const char *client, int64_t now)
 {
     ck_principal *p = NULL;
 
     memset(w, 0, sizeof(*w));
-    w->now = time(NULL);
+    w->now = now;
     CHECK_OK(ck_random_key(CK_ENCTYPE_AES256_CTS_HMAC_SHA1_96, &w->service_key));
     CHECK_OK(ck_keytab_new(&w->kt));
     CHECK_OK(ck_principal_parse(service, NULL, 0, &p));
@@ -239,6 +241,15 @@ world_up(struct world *w, const char *service, const char *client)
     CHECK_OK(ck_rcache_new(0, 600, &w->rc));
     CHECK_OK(ck_mtafqdn_ticket_mint(service, &w->service_key, 3, client, w->now, 300,
                                     &w->ticket, &w->session_key));
+}
+
+/* MTA-FQDN worlds run at a fixed time years from the calendar: every exchange passes only if no
+ * part of the request, the server or the reply reads the system clock instead of the time
+ * given. (The device channel's client is a device: it reads its own clock, world_up_at.) */
+static void
+world_up(struct world *w, const char *service, const char *client)
+{
+    world_up_at(w, service, client, FIXED_NOW);
 }
 
 static void
@@ -456,6 +467,47 @@ test_ap_failures(void)
     CHECK(ck_mtafqdn_reply_read(ans, ans_len, &st, 300, w.now, &rep) == CK_ERR_KRB);
     CHECK(ck_error_krb_code() == CK_KRB_AP_ERR_SKEW ||
           ck_error_krb_code() == CK_KRB_AP_ERR_TKT_EXPIRED);
+    free(ans);
+    free(dg);
+    ck_mtafqdn_client_clear(&st);
+    world_down(&w);
+}
+
+/* The authenticator's time is the one the client side was given: at a fixed injected server
+ * time, a request built 400 s earlier (skew 300) is refused with KRB_AP_ERR_SKEW before any
+ * lookup, one built 250 s later is answered, and its authenticator carries exactly that time. */
+static void
+test_authenticator_injected_clock(void)
+{
+    struct world w;
+    ck_mtafqdn_client st;
+    ck_mtafqdn_msg req, rep;
+    uint8_t *dg = NULL, *ans = NULL;
+    size_t dg_len = 0, ans_len = 0;
+
+    world_up(&w, FQDN_SVC, KDC_CLIENT);
+    fill_req(&req);
+    CHECK_OK(ck_mtafqdn_request_build(w.ticket, &w.session_key, REALM, "krbtgt/" REALM, &req,
+                                      FIXED_NOW - 400, &st, &dg, &dg_len));
+    CHECK(st.ctime == FIXED_NOW - 400);
+    CHECK_OK(serve(&w, dg, dg_len, &ans, &ans_len));
+    CHECK_INT_EQ(w.lookups, 0);
+    CHECK(ans_len > 0 && ans[0] == 0x7e);
+    CHECK(ck_mtafqdn_reply_read(ans, ans_len, &st, 300, FIXED_NOW, &rep) == CK_ERR_KRB);
+    CHECK_INT_EQ(ck_error_krb_code(), CK_KRB_AP_ERR_SKEW);
+    free(ans);
+    ans = NULL;
+    free(dg);
+    dg = NULL;
+    ck_mtafqdn_client_clear(&st);
+
+    CHECK_OK(ck_mtafqdn_request_build(w.ticket, &w.session_key, REALM, "krbtgt/" REALM, &req,
+                                      FIXED_NOW + 250, &st, &dg, &dg_len));
+    CHECK(st.ctime == FIXED_NOW + 250);
+    CHECK_OK(serve(&w, dg, dg_len, &ans, &ans_len));
+    CHECK_INT_EQ(w.lookups, 1);
+    CHECK_OK(ck_mtafqdn_reply_read(ans, ans_len, &st, 300, FIXED_NOW + 250, &rep));
+    CHECK_INT_EQ(rep.type, CK_MTAFQDN_REPLY);
     free(ans);
     free(dg);
     ck_mtafqdn_client_clear(&st);
@@ -702,7 +754,7 @@ test_provdev_exchange(void)
     ck_provdev_rep rep;
 
     memset(&d, 0, sizeof(d));
-    world_up(&d.w, PROV_SVC, DEVICE);
+    world_up_at(&d.w, PROV_SVC, DEVICE, time(NULL));
     d.server_now = d.w.now;
     dev_creds(&d, &c);
     memset(&t, 0, sizeof(t));
@@ -760,8 +812,8 @@ test_provdev_serve_direct(void)
 
     memset(&d, 0, sizeof(d));
     memset(&other, 0, sizeof(other));
-    world_up(&d.w, PROV_SVC, DEVICE);
-    world_up(&other.w, PROV_SVC, DEVICE);
+    world_up_at(&d.w, PROV_SVC, DEVICE, time(NULL));
+    world_up_at(&other.w, PROV_SVC, DEVICE, time(NULL));
     memset(noise, 0x41, sizeof(noise));
     CHECK(ck_provdev_serve(noise, sizeof(noise), ck_ap_keytab_key_fn, d.w.kt, PROV_SVC, d.w.rc,
                            300, d.w.now, handle, &d, &out, &out_len) < 0 &&
@@ -1310,6 +1362,7 @@ test_wire_server_devchan(void)
 CK_TEST_MAIN("provwire", CK_TEST_CASE(test_payload_request), CK_TEST_CASE(test_payload_reply),
              CK_TEST_CASE(test_payload_error), CK_TEST_CASE(test_exchange),
              CK_TEST_CASE(test_malformed_payload), CK_TEST_CASE(test_ap_failures),
+             CK_TEST_CASE(test_authenticator_injected_clock),
              CK_TEST_CASE(test_split_and_garbage), CK_TEST_CASE(test_provdev_codec),
              CK_TEST_CASE(test_provdev_exchange), CK_TEST_CASE(test_provdev_serve_direct),
              CK_TEST_CASE(test_kdc_client), CK_TEST_CASE(test_kdc_config),

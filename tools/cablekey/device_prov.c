@@ -127,14 +127,12 @@ parse(const char *what, int argc, char **argv, struct popts *o)
                 return rc;
             break;
         case OPT_LIMIT:
-            if (ck_parse_int64(optarg, 1, CK_PROV_LIST_MAX, &o->limit) != 0)
-                return cli_usage_error(what, "--limit: a number from 1 to %d", CK_PROV_LIST_MAX);
+            if ((rc = prov_opt_limit(what, optarg, &o->limit)) != CLI_OK)
+                return rc;
             break;
         case OPT_IDEM:
-            if (!prov_idem_key_valid(optarg))
-                return cli_usage_error(what, "--idempotency-key: 1 to %d characters of "
-                                       "[A-Za-z0-9._:-]", CK_PROV_IDEM_KEY_MAX);
-            o->idem = optarg;
+            if ((rc = prov_opt_idem(what, optarg, &o->idem)) != CLI_OK)
+                return rc;
             break;
         default: return cli_getopt_other(what, c, OPT_HELP, argv, cli_device_prov_help);
         }
@@ -146,10 +144,7 @@ parse(const char *what, int argc, char **argv, struct popts *o)
 static int
 check(const char *what, const struct popts *o, const char *allowed, const char *required)
 {
-    struct {
-        bool set;
-        const char *name;
-    } used[] = {
+    const struct prov_opt_use used[] = {
         {o->mac[0] != '\0', "mac"},       {o->customer != 0, "customer"},
         {o->number != NULL, "number"},    {o->segment != NULL, "segment"},
         {o->services != NULL, "services"}, {o->reissue, "reissue"},
@@ -158,16 +153,8 @@ check(const char *what, const struct popts *o, const char *allowed, const char *
         {o->state != NULL, "state"},      {o->after[0] != '\0', "after"},
         {o->limit != 0, "limit"},         {o->idem != NULL, "idempotency-key"},
     };
-    char key[40];
 
-    for (size_t i = 0; i < sizeof(used) / sizeof(used[0]); i++) {
-        snprintf(key, sizeof(key), " %s ", used[i].name);
-        if (used[i].set && strstr(allowed, key) == NULL)
-            return cli_usage_error(what, "option --%s does not apply here", used[i].name);
-        if (!used[i].set && strstr(required, key) != NULL)
-            return cli_usage_error(what, "--%s is required", used[i].name);
-    }
-    return CLI_OK;
+    return prov_opt_check(what, used, sizeof(used) / sizeof(used[0]), allowed, required);
 }
 
 /* A JSON object body from the verb's options; NULL when out of memory or --services is not a
@@ -176,17 +163,14 @@ static int
 build_body(const char *what, const char *verb, const struct popts *o, json_t **out)
 {
     json_t *b = json_object(), *svc = NULL;
-    json_error_t jerr;
     bool ok = b != NULL;
 
     *out = NULL;
     if (o->services != NULL) {
-        svc = json_loads(o->services, JSON_REJECT_DUPLICATES, &jerr);
-        if (!json_is_object(svc)) {
-            json_decref(svc);
+        int rc = prov_opt_services(what, o->services, &svc);
+        if (rc != CLI_OK) {
             json_decref(b);
-            return cli_usage_error(what, "--services: a JSON object, e.g. '{\"voicemail\":true}'"
-                                   "%s%s", svc == NULL ? ": " : "", svc == NULL ? jerr.text : "");
+            return rc;
         }
         ok = ok && json_object_set_new(b, "services", svc) == 0;
     }

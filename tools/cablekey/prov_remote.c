@@ -13,115 +13,21 @@
 #include "cablekey/error.h"
 #include "cablekey/net.h"
 #include "cablekey/prov.h"
+#include "cablekey/util.h"
 #include "cli.h"
+#include "http_remote.h"
 #include "prov_remote.h"
 
-#ifndef CK_VERSION
-#define CK_VERSION "unknown"
-#endif
-
-#define PROV_CONNECT_TIMEOUT 10L
-#define PROV_TIMEOUT 60L
 #define PROV_MAX_ANSWER (4 << 20)  /* a page of 1000 devices with their fields */
 
 struct prov_client {
-    char *base;        /* "scheme://host:port" */
-    char *ca_file;
-    bool tls;
-    bool refused_addr;
+    struct http_remote *h;
+    const char *base;  /* h->base: "scheme://host:port" */
 };
 
-struct body_buf {
-    char *data;
-    size_t len;
-    bool too_large;
-};
-
-static bool
-host_is_loopback(const char *host)
-{
-    struct in_addr a4;
-    struct in6_addr a6;
-    char buf[64];
-    size_t n = strlen(host);
-
-    if (strcmp(host, "localhost") == 0)
-        return true;
-    if (inet_pton(AF_INET, host, &a4) == 1)
-        return (ntohl(a4.s_addr) >> 24) == 127;
-    if (n > 2 && n < sizeof(buf) && host[0] == '[' && host[n - 1] == ']') {
-        memcpy(buf, host + 1, n - 2);
-        buf[n - 2] = '\0';
-        if (inet_pton(AF_INET6, buf, &a6) == 1)
-            return IN6_IS_ADDR_LOOPBACK(&a6);
-    }
-    return false;
-}
-
-/* The URL reduced to scheme://host:port; a usage error for anything else. */
-static int
-parse_server(const char *what, const char *url, struct prov_client *c)
-{
-    CURLU *u = curl_url();
-    char *scheme = NULL, *host = NULL, *path = NULL, *port = NULL, *base = NULL, *v = NULL;
-    int rc = CLI_USAGE;
-
-    if (u == NULL) {
-        rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "URL"));
-        goto out;
-    }
-    if (curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK || *host == '\0') {
-        cli_usage_error(what, "--server %s: not a URL (https://HOST[:PORT])", url);
-        goto out;
-    }
-    if (strcmp(scheme, "https") != 0 && strcmp(scheme, "http") != 0) {
-        cli_usage_error(what, "--server %s: the scheme must be https (or http to loopback)",
-                        url);
-        goto out;
-    }
-    c->tls = strcmp(scheme, "https") == 0;
-    if ((curl_url_get(u, CURLUPART_USER, &v, 0) == CURLUE_OK && v != NULL) ||
-        curl_url_get(u, CURLUPART_QUERY, &v, 0) == CURLUE_OK ||
-        (curl_url_get(u, CURLUPART_PATH, &path, 0) == CURLUE_OK && path != NULL &&
-         *path != '\0' && strcmp(path, "/") != 0)) {
-        cli_usage_error(what, "--server %s: give the server's base URL (https://HOST[:PORT]) "
-                        "without user, path or query", url);
-        goto out;
-    }
-    if (!c->tls && !host_is_loopback(host)) {
-        cli_usage_error(what, "--server %s: plain http only to a loopback address: requests "
-                        "carry Kerberos authenticators and customer data; use https://", url);
-        goto out;
-    }
-    if (curl_url_get(u, CURLUPART_PORT, &port, 0) != CURLUE_OK &&
-        curl_url_set(u, CURLUPART_PORT, PROV_REMOTE_DEFAULT_PORT, 0) != CURLUE_OK) {
-        rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "URL"));
-        goto out;
-    }
-    if (curl_url_set(u, CURLUPART_PATH, NULL, 0) != CURLUE_OK ||
-        curl_url_get(u, CURLUPART_URL, &base, 0) != CURLUE_OK) {
-        cli_usage_error(what, "--server %s: not a URL", url);
-        goto out;
-    }
-    if (strlen(base) > 0 && base[strlen(base) - 1] == '/')
-        base[strlen(base) - 1] = '\0';
-    if ((c->base = strdup(base)) == NULL) {
-        rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "URL"));
-        goto out;
-    }
-    rc = CLI_OK;
-out:
-    curl_free(scheme);
-    curl_free(host);
-    curl_free(path);
-    curl_free(port);
-    curl_free(base);
-    curl_free(v);
-    curl_url_cleanup(u);
-    return rc;
-}
+static const struct http_remote_def prov_def = {
+    .service = "cablekey-prov", .default_port = PROV_REMOTE_DEFAULT_PORT,
+    .carries = "Kerberos authenticators and customer data", .max_answer = PROV_MAX_ANSWER};
 
 int
 prov_client_open(const char *what, const char *url, const char *ca, struct prov_client **out)
@@ -132,27 +38,15 @@ prov_client_open(const char *what, const char *url, const char *ca, struct prov_
     *out = NULL;
     if ((c = calloc(1, sizeof(*c))) == NULL)
         return cli_fail(what, ck_error_set(CK_ERR_NOMEM, "client"));
-    if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+    if ((rc = http_remote_open(&prov_def, url, ca, &c->h)) != 0) {
         free(c);
-        return cli_fail(what, ck_error_set(CK_ERR_IO, "libcurl: initialisation failed"));
+        /* A --server or --ca the user got wrong is a usage error (exit 2). */
+        return rc == CK_ERR_INVAL ? cli_usage_error(what, "%s", ck_error_context())
+                                  : cli_fail(what, rc);
     }
-    if ((rc = parse_server(what, url, c)) != CLI_OK)
-        goto fail;
-    if (ca != NULL) {
-        if (!c->tls) {
-            rc = cli_usage_error(what, "--ca applies to https:// servers only");
-            goto fail;
-        }
-        if (access(ca, R_OK) != 0 || (c->ca_file = strdup(ca)) == NULL) {
-            rc = cli_fail(what, ck_error_set(CK_ERR_IO, "--ca %s: not readable", ca));
-            goto fail;
-        }
-    }
+    c->base = c->h->base;
     *out = c;
     return CLI_OK;
-fail:
-    prov_client_close(c);
-    return rc;
 }
 
 void
@@ -160,10 +54,8 @@ prov_client_close(struct prov_client *c)
 {
     if (c == NULL)
         return;
-    free(c->base);
-    free(c->ca_file);
+    http_remote_close(c->h);
     free(c);
-    curl_global_cleanup();
 }
 
 bool
@@ -174,6 +66,56 @@ prov_idem_key_valid(const char *k)
     if (n == 0 || n > CK_PROV_IDEM_KEY_MAX)
         return false;
     return strspn(k, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._:-") == n;
+}
+
+int
+prov_opt_limit(const char *what, const char *arg, int64_t *out)
+{
+    if (ck_parse_int64(arg, 1, CK_PROV_LIST_MAX, out) != 0)
+        return cli_usage_error(what, "--limit: a number from 1 to %d", CK_PROV_LIST_MAX);
+    return CLI_OK;
+}
+
+int
+prov_opt_idem(const char *what, const char *arg, const char **out)
+{
+    if (!prov_idem_key_valid(arg))
+        return cli_usage_error(what, "--idempotency-key: 1 to %d characters of "
+                               "[A-Za-z0-9._:-]", CK_PROV_IDEM_KEY_MAX);
+    *out = arg;
+    return CLI_OK;
+}
+
+int
+prov_opt_services(const char *what, const char *arg, json_t **out)
+{
+    json_error_t jerr;
+    json_t *svc = json_loads(arg, JSON_REJECT_DUPLICATES, &jerr);
+
+    *out = NULL;
+    if (!json_is_object(svc)) {
+        json_decref(svc);
+        return cli_usage_error(what, "--services: a JSON object, e.g. '{\"voicemail\":true}'"
+                               "%s%s", svc == NULL ? ": " : "", svc == NULL ? jerr.text : "");
+    }
+    *out = svc;
+    return CLI_OK;
+}
+
+int
+prov_opt_check(const char *what, const struct prov_opt_use *used, size_t n,
+               const char *allowed, const char *required)
+{
+    char key[40];
+
+    for (size_t i = 0; i < n; i++) {
+        snprintf(key, sizeof(key), " %s ", used[i].name);
+        if (used[i].set && strstr(allowed, key) == NULL)
+            return cli_usage_error(what, "option --%s does not apply here", used[i].name);
+        if (!used[i].set && strstr(required, key) != NULL)
+            return cli_usage_error(what, "--%s is required", used[i].name);
+    }
+    return CLI_OK;
 }
 
 char *
@@ -214,56 +156,12 @@ prov_path(const char *prefix, const char *item, const char *suffix)
     return p;
 }
 
-static size_t
-write_cb(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct body_buf *b = arg;
-    size_t n = size * nmemb;
-    char *nb;
-
-    if (n > PROV_MAX_ANSWER - b->len) {
-        b->too_large = true;
-        return 0;
-    }
-    if ((nb = realloc(b->data, b->len + n + 1)) == NULL)
-        return 0;
-    b->data = nb;
-    memcpy(b->data + b->len, data, n);
-    b->len += n;
-    b->data[b->len] = '\0';
-    return n;
-}
-
-static curl_socket_t
-open_socket_cb(void *arg, curlsocktype purpose, struct curl_sockaddr *addr)
-{
-    struct prov_client *c = arg;
-
-    (void)purpose;
-    if (!c->tls && !ck_net_addr_is_loopback(&addr->addr)) {
-        c->refused_addr = true;
-        return CURL_SOCKET_BAD;
-    }
-    return socket(addr->family, addr->socktype | SOCK_CLOEXEC, addr->protocol);
-}
-
-static bool
-append(struct curl_slist **l, const char *h)
-{
-    struct curl_slist *n = curl_slist_append(*l, h);
-
-    if (n == NULL)
-        return false;
-    *l = n;
-    return true;
-}
-
 /* The API's error answer on stderr. */
 static void
 print_api_error(const struct prov_client *c, const char *what, long status,
-                const struct body_buf *b)
+                const struct http_answer *b)
 {
-    json_t *j = b->data != NULL ? json_loadb(b->data, b->len, 0, NULL) : NULL;
+    json_t *j = b->body != NULL ? json_loadb(b->body, b->len, 0, NULL) : NULL;
     json_t *e = json_object_get(j, "error");
     const char *code = json_string_value(json_object_get(e, "code"));
     const char *msg = json_string_value(json_object_get(e, "message"));
@@ -285,25 +183,13 @@ int
 prov_client_call(struct prov_client *c, const char *what, const char *method,
                  const char *path, json_t *body, const char *idem, json_t **out)
 {
-    char errbuf[CURL_ERROR_SIZE] = "", *url = NULL, *text = NULL, hdr[64 + CK_PROV_IDEM_KEY_MAX];
-    struct body_buf b = {0};
-    struct curl_slist *hdrs = NULL;
-    CURL *h = NULL;
-    CURLcode cc;
-    long status = 0;
-    size_t n = strlen(c->base) + strlen(path) + 1;
+    char *text = NULL, hdr[64 + CK_PROV_IDEM_KEY_MAX];
+    const char *headers[2] = {NULL, NULL};
+    struct http_answer b = {0};
     int rc = CLI_FAIL;
 
     *out = NULL;
-    c->refused_addr = false;
-    if ((url = malloc(n)) == NULL || (h = curl_easy_init()) == NULL ||
-        (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL)) {
-        rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "request"));
-        goto out;
-    }
-    snprintf(url, n, "%s%s", c->base, path);
-    if (!append(&hdrs, "Accept: application/json") || !append(&hdrs, "Expect:") ||
-        (text != NULL && !append(&hdrs, "Content-Type: application/json"))) {
+    if (body != NULL && (text = json_dumps(body, JSON_COMPACT)) == NULL) {
         rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "request"));
         goto out;
     }
@@ -321,72 +207,26 @@ prov_client_call(struct prov_client *c, const char *what, const char *method,
             idem = key;
         }
         snprintf(hdr, sizeof(hdr), "Idempotency-Key: %s", idem);
-        if (!append(&hdrs, hdr)) {
-            rc = cli_fail(what, ck_error_set(CK_ERR_NOMEM, "request"));
-            goto out;
-        }
+        headers[0] = hdr;
     }
-    /* A fresh handle per request: Negotiate authenticates every request (a reused connection
-     * would carry no token). */
-    if (curl_easy_setopt(h, CURLOPT_URL, url) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, c->tls ? "https" : "http") != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, errbuf) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_PROXY, "") != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_NOPROXY, "*") != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_HTTPAUTH, (long)CURLAUTH_NEGOTIATE) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_USERPWD, ":") != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT, PROV_CONNECT_TIMEOUT) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_TIMEOUT, PROV_TIMEOUT) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, 1L) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, 2L) != CURLE_OK ||
-        (c->ca_file != NULL && curl_easy_setopt(h, CURLOPT_CAINFO, c->ca_file) != CURLE_OK) ||
-        curl_easy_setopt(h, CURLOPT_OPENSOCKETFUNCTION, open_socket_cb) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_OPENSOCKETDATA, c) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, write_cb) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &b) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_USERAGENT, "cablekey/" CK_VERSION) != CURLE_OK ||
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, method) != CURLE_OK ||
-        (text != NULL &&
-         (curl_easy_setopt(h, CURLOPT_POSTFIELDS, text) != CURLE_OK ||
-          curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)strlen(text)) !=
-              CURLE_OK))) {
-        rc = cli_fail(what, ck_error_set(CK_ERR_UNSUPPORTED, "libcurl: an option this client "
-                                         "needs is not supported (%s)", errbuf));
+    if ((rc = http_remote_perform(c->h, method, path, headers, text,
+                                  text != NULL ? strlen(text) : 0, &b)) != 0) {
+        rc = cli_fail(what, rc);
         goto out;
     }
-    if ((cc = curl_easy_perform(h)) != CURLE_OK) {
-        if (c->refused_addr)
-            rc = cli_fail(what, ck_error_set(CK_ERR_PERM, "%s resolves to an address that is "
-                                             "not loopback; use https://", c->base));
-        else if (b.too_large)
-            rc = cli_fail(what, ck_error_set(CK_ERR_LIMIT, "%s: answer larger than %d bytes",
-                                             c->base, PROV_MAX_ANSWER));
-        else
-            rc = cli_fail(what, ck_error_set(CK_ERR_IO, "%s: %s (is cablekey-prov running "
-                                             "there?)", c->base, errbuf[0] != '\0' ? errbuf :
-                                             curl_easy_strerror(cc)));
-        goto out;
-    }
-    (void)curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-    if (status < 200 || status > 299) {
-        print_api_error(c, what, status, &b);
+    if (b.status < 200 || b.status > 299) {
+        print_api_error(c, what, b.status, &b);
         rc = CLI_FAIL;
         goto out;
     }
-    if (b.len > 0 && (*out = json_loadb(b.data, b.len, 0, NULL)) == NULL) {
+    if (b.len > 0 && (*out = json_loadb(b.body, b.len, 0, NULL)) == NULL) {
         rc = cli_fail(what, ck_error_set(CK_ERR_PROTO, "%s: the answer is not JSON", c->base));
         goto out;
     }
     rc = CLI_OK;
 out:
-    curl_easy_cleanup(h);
-    curl_slist_free_all(hdrs);
-    free(url);
     free(text);
-    free(b.data);
+    http_answer_clear(&b);
     return rc;
 }
 

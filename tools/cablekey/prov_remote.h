@@ -6,6 +6,7 @@
 #define CABLEKEY_CLI_PROV_REMOTE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <jansson.h>
@@ -31,6 +32,23 @@ int prov_client_call(struct prov_client *c, const char *what, const char *method
 
 /* Checks an --idempotency-key value: [A-Za-z0-9._:-]{1,128}. */
 bool prov_idem_key_valid(const char *k);
+
+/* Options both families of provisioning verbs take (customer.c, device_prov.c); each returns
+ * CLI_OK or a usage error (printed). */
+/* --limit N: 1..CK_PROV_LIST_MAX. */
+int prov_opt_limit(const char *what, const char *arg, int64_t *out);
+/* --idempotency-key K: prov_idem_key_valid. */
+int prov_opt_idem(const char *what, const char *arg, const char **out);
+/* --services JSON: a JSON object (a new reference in *out). */
+int prov_opt_services(const char *what, const char *arg, json_t **out);
+/* Only the options a verb documents (allowed: " name name ") and all the required ones
+ * (" name "): used[] says which options were given. */
+struct prov_opt_use {
+    bool set;
+    const char *name;
+};
+int prov_opt_check(const char *what, const struct prov_opt_use *used, size_t n,
+                   const char *allowed, const char *required);
 
 /* s %-escaped for a URL path segment or query value; malloc'd, NULL when out of memory. */
 char *prov_escape(const char *s);
