@@ -17,8 +17,17 @@
 # instead (a service ticket from kinit; the server's SPNEGO acceptance per call is then part of
 # the cost).
 #
+# Then (BENCH_PROV_LOGIN=1, the default) the second half: every provisioned device logs in to
+# the KDC with its operator certificate (build/prov_load login: PKINIT, ECDH P-256, the device's
+# P-256 key; requests built first, then BENCH_PROV_LOGIN_CONCURRENCY (16) in flight over UDP),
+# and the logins/s against the bound the KDC's measured CPU per login allows (N x CPU per login /
+# workers, as bench/storm/storm_run.sh; the goal is at most 1.3x that).
+# Quick run: BENCH_PROV_DEVICES=3000 (about a minute).
+#
 # Environment: BENCH_PROV_DEVICES (100000), BENCH_PROV_CONCURRENCY (16), BENCH_PROV_CUSTOMERS
-# (100), BENCH_PROV_AUTH (session), BENCH_PROV_PORT (first port, 21650; P7's range 21640-21679),
+# (100), BENCH_PROV_AUTH (session), BENCH_PROV_CA_KEY (ec-p256: the provisioning CA re-made with a
+# P-256 key; rsa: `cablekey pki init`'s RSA-2048), BENCH_PROV_LOGIN (1), BENCH_PROV_KDC_WORKERS
+# (2), BENCH_PROV_LOGIN_CONCURRENCY (16), BENCH_PROV_PORT (first port, 21650; P7's range 21640-21679),
 # BENCH_KEEP_TMP=1.
 set -uo pipefail
 export LC_ALL=C TZ=UTC
