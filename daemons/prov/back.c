@@ -94,9 +94,8 @@ prov_back_main(const struct prov_config *cfg, int fd)
     int rc, status = 1;
 
     /* Every action allocates and frees a few hundred KB (JSON, rows, certificates): without
-     * this glibc gives the top of the heap back to the kernel after most requests and faults
-     * it in again on the next (madvise/brk and page faults were ~10 % of the back's CPU). The
-     * signer inherits the setting. */
+     * this glibc may give the top of the heap back to the kernel after a request and fault it
+     * in again on the next. The signer inherits the setting. */
     (void)mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
     (void)mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024);
     /* The signer first: it inherits nothing worth having. */
