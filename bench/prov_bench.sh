@@ -17,8 +17,17 @@
 # instead (a service ticket from kinit; the server's SPNEGO acceptance per call is then part of
 # the cost).
 #
+# Then (BENCH_PROV_LOGIN=1, the default) the second half: every provisioned device logs in to
+# the KDC with its operator certificate (build/prov_load login: PKINIT, ECDH P-256, the device's
+# P-256 key; requests built first, then BENCH_PROV_LOGIN_CONCURRENCY (16) in flight over UDP),
+# and the logins/s against the bound the KDC's measured CPU per login allows (N x CPU per login /
+# workers, as bench/storm/storm_run.sh; the goal is at most 1.3x that).
+# Quick run: BENCH_PROV_DEVICES=3000 (about a minute).
+#
 # Environment: BENCH_PROV_DEVICES (100000), BENCH_PROV_CONCURRENCY (16), BENCH_PROV_CUSTOMERS
-# (100), BENCH_PROV_AUTH (session), BENCH_PROV_PORT (first port, 21650; P7's range 21640-21679),
+# (100), BENCH_PROV_AUTH (session), BENCH_PROV_CA_KEY (ec-p256: the provisioning CA re-made with a
+# P-256 key; rsa: `cablekey pki init`'s RSA-2048), BENCH_PROV_LOGIN (1), BENCH_PROV_KDC_WORKERS
+# (2), BENCH_PROV_LOGIN_CONCURRENCY (16), BENCH_PROV_PORT (first port, 21650; P7's range 21640-21679),
 # BENCH_KEEP_TMP=1.
 set -uo pipefail
 export LC_ALL=C TZ=UTC
@@ -33,6 +42,10 @@ N=${BENCH_PROV_DEVICES:-100000}
 CONC=${BENCH_PROV_CONCURRENCY:-16}
 NCUST=${BENCH_PROV_CUSTOMERS:-100}
 AUTH=${BENCH_PROV_AUTH:-session}
+CAKEY=${BENCH_PROV_CA_KEY:-ec-p256}
+LOGIN=${BENCH_PROV_LOGIN:-1}
+LCONC=${BENCH_PROV_LOGIN_CONCURRENCY:-16}
+KWORKERS=${BENCH_PROV_KDC_WORKERS:-2}
 PORT=${BENCH_PROV_PORT:-21650}
 KPORT=$PORT; HPORT=$((PORT + 1)); FPORT=$((PORT + 2)); DPORT=$((PORT + 3))
 REALM=PROVBENCH.TEST
@@ -62,6 +75,14 @@ wait_tcp() { # wait_tcp PORT PID
     done
     return 1
 }
+cpu_ticks() { # cpu_ticks PID: utime + stime (all threads) in clock ticks
+    awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0
+}
+prov_cpu() { # "front back signer" CPU ticks of cablekey-prov's three processes
+    local back signer
+    back=$(pgrep -P "$PROV_PID" | head -n 1); signer=$(pgrep -P "${back:-0}" | head -n 1)
+    echo "$(cpu_ticks "$PROV_PID") $(cpu_ticks "${back:-0}") $(cpu_ticks "${signer:-0}")"
+}
 db_size() { # bytes of the database and its WAL
     du -cb "$tmp/kdc.db" "$tmp/kdc.db-wal" 2>/dev/null | tail -n 1 | cut -f1
 }
@@ -90,6 +111,26 @@ echo "== setup: realm, PKI, KDC ($N devices)"
 "$CK_CLI" init --db "$DB" --realm "$REALM" >"$tmp/setup.log" 2>&1 || die "init: $(cat "$tmp/setup.log")"
 "$CK_CLI" pki init --dir "$PKI" --realm "$REALM" --org "Prov Bench" --password-file "$tmp/pw" \
     --ca-password-file "$tmp/capw" >>"$tmp/setup.log" 2>&1 || die "pki init: $(tail -5 "$tmp/setup.log")"
+if [ "$CAKEY" = ec-p256 ]; then
+    # The provisioning CA re-made with an ECDSA P-256 key under the same sp-root (the rest of
+    # the PKI stays RSA-2048: a KDC with pkinit_packetcable_anchors needs an RSA identity).
+    # One RSA-2048 signature costs ~1 ms of CPU, one P-256 signature ~0.03 ms: with RSA the
+    # signer alone caps provisioning near 1,000/s per core.
+    printf '%s\n' '[ ca ]' 'basicConstraints = critical, CA:TRUE, pathlen:0' \
+        'keyUsage = critical, digitalSignature, keyCertSign, cRLSign' \
+        'subjectKeyIdentifier = hash' 'authorityKeyIdentifier = keyid' >"$tmp/provca.cnf"
+    openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -aes-256-cbc \
+        -pass "file:$tmp/capw" -out "$PKI/prov-ca-key.pem" 2>>"$tmp/setup.log" &&
+    openssl req -new -key "$PKI/prov-ca-key.pem" -passin "file:$tmp/capw" \
+        -subj "/O=Prov Bench/OU=PacketCable/CN=Prov Bench Provisioning CA" \
+        -out "$tmp/provca.csr" 2>>"$tmp/setup.log" &&
+    openssl x509 -req -in "$tmp/provca.csr" -CA "$PKI/sp-root.pem" -CAkey "$PKI/sp-root-key.pem" \
+        -passin "file:$tmp/capw" -set_serial "0x$(openssl rand -hex 8)" -days 3650 -sha256 \
+        -extfile "$tmp/provca.cnf" -extensions ca -out "$PKI/prov-ca.pem" \
+        >>"$tmp/setup.log" 2>&1 || die "P-256 provisioning CA: $(tail -3 "$tmp/setup.log")"
+elif [ "$CAKEY" != rsa ]; then
+    die "BENCH_PROV_CA_KEY: ec-p256 or rsa"
+fi
 for p in oss HTTP/localhost prov/localhost mtafqdn/localhost; do
     if [ "$p" = oss ]; then
         "$CK_CLI" principal add --db "$DB" "$p" --password-stdin <"$tmp/oss.pw" >>"$tmp/setup.log" 2>&1
@@ -102,6 +143,8 @@ done
 cat >"$tmp/kdc.conf" <<EOF
 [kdcdefaults]
     kdc_listen = 127.0.0.1:$KPORT
+    kdc_workers = $KWORKERS
+    kdc_max_dgram_reply_size = 65507
     pkinit_provisioning = true
 [realms]
     $REALM = {
@@ -123,7 +166,7 @@ kill -0 "${PIDS[0]}" 2>/dev/null || die "the KDC did not start: $(cat "$tmp/kdc.
 echo "== setup: admitting $N factory devices in bulk"
 size0=$(db_size)
 "$LOAD" admit --db "$DB" --stash "$STASH" --pki "$PKI" --ca-password-file "$tmp/capw" \
-    --count "$N" | tee "$tmp/admit.out" || die "admit failed"
+    --count "$N" --key-out "$tmp/device-key.pem" | tee "$tmp/admit.out" || die "admit failed"
 size1=$(db_size)
 
 echo "== cablekey-prov"
@@ -166,12 +209,35 @@ else
 fi
 
 echo "== provisioning $N devices through the API ($CONC in flight, auth $AUTH)"
+read -r f0 b0 s0 <<<"$(prov_cpu)"
 "$LOAD" provision "${args[@]}" | tee "$tmp/provision.out"
 lrc=${PIPESTATUS[0]}
+read -r f1 b1 s1 <<<"$(prov_cpu)"
+HZ=$(getconf CLK_TCK)
+cpu_line=$(awk -v n="$N" -v hz="$HZ" -v f="$((f1 - f0))" -v b="$((b1 - b0))" -v s="$((s1 - s0))" 'BEGIN {
+    printf "prov CPU per device (us): front %.0f, back %.0f, signer %.0f, total %.0f", f / hz / n * 1e6, b / hz / n * 1e6, s / hz / n * 1e6, (f + b + s) / hz / n * 1e6 }')
 size2=$(db_size)
 echo "== result"
-grep -h '^phase=' "$tmp/admit.out" "$tmp/provision.out"
+grep -h '^phase=' "$tmp/admit.out" "$tmp/provision.out" "$tmp/login.out" 2>/dev/null
+echo "$cpu_line"
+if [ "$LOGIN" = 1 ] && [ "$lrc" -eq 0 ]; then
+    echo "== $N endpoint logins with their operator certificates (PKINIT, ECDH P-256; $LCONC in flight; KDC $KWORKERS workers)"
+    "$LOAD" login --db "$DB" --stash "$STASH" --key "$tmp/device-key.pem" \
+        --anchors "$PKI/sp-root.pem" --kdc "127.0.0.1:$KPORT" --count "$N" \
+        --concurrency "$LCONC" --kdc-pid "${PIDS[0]}" | tee "$tmp/login.out"
+    [ "${PIPESTATUS[0]}" -eq 0 ] || echo "prov bench: some logins failed (see above)" >&2
+fi
 printf 'database bytes: empty realm %s, %s devices admitted %s, all provisioned %s (%.0f bytes per device)\n' \
     "$size0" "$N" "$size1" "$size2" "$(echo "($size2 - $size0) / $N" | bc -l)"
+if [ -s "$tmp/login.out" ]; then
+    # The bound (as bench/storm): N logins cannot take less than N x c / workers, c the KDC's
+    # measured CPU per login; the goal is at most 1.3x that.
+    awk -v n="$N" -v w="$KWORKERS" -v cpus="$(nproc)" '/^phase=login / {
+        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        ww = w < cpus ? w : cpus
+        bound = n * v["kdc_cpu_us_per_login"] / 1e6 / ww
+        printf "logins: %d of %d in %.1f s (%s/s); KDC CPU %s us per login; bound %.1f s (%d x %s us / %d workers); ratio %.2fx (goal <= 1.3x: %s)\n", v["ok"], n, v["seconds"], v["per_s"], v["kdc_cpu_us_per_login"], bound, n, v["kdc_cpu_us_per_login"], ww, (bound > 0 ? v["seconds"] / bound : 0), ((v["ok"] == n && v["seconds"] <= 1.3 * bound) ? "met" : "missed")
+    }' "$tmp/login.out"
+fi
 echo "machine: $(nproc) CPUs, load average $(cut -d' ' -f1-3 /proc/loadavg); total ${SECONDS} s"
 [ "$lrc" -eq 0 ] || die "some provisioning calls failed (see above)"

@@ -14,6 +14,15 @@
  *       then provisions devices I..I+N-1 round-robin to them, C calls in flight (libcurl multi,
  *       keep-alive connections), and prints devices/s and the latency percentiles per call.
  *
+ *   prov_load login --db DB [--stash S] --key PEM --anchors PEM --kdc HOST:PORT --count N
+ *       [--first I] [--concurrency C] [--kdc-pid PID]
+ *       the second half: each provisioned device logs in to the KDC with its operator
+ *       certificate (PKINIT, ECDH P-256, the device's P-256 key from admit --key-out, its
+ *       principal mta-<12 hex>). The N AS-REQs are built first (lib/client's own first request,
+ *       captured before it is sent: a fresh ECDH key, nonce and signature each; the current
+ *       certificate read from the store), then sent over UDP, C in flight (one thread and
+ *       socket each; 5 s timeout, 3 tries); an AS-REP counts as a login, a KRB-ERROR as an
+ *       error. Prints logins/s, per-login latency and the KDC's CPU per login (--kdc-pid).
  * Output: one "key=value ..." line per phase on stdout (the script parses it); errors on stderr
  * with the server's answer. Exit 0 when every call succeeded. */
 #include <errno.h>
@@ -24,6 +33,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include <pthread.h>
+#include <stdatomic.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <curl/curl.h>
 #include <jansson.h>
 #include <openssl/evp.h>
@@ -33,7 +49,11 @@
 #include "cablekey/pki.h"
 #include "cablekey/prov.h"
 #include "cablekey/store.h"
+#include "cablekey/client.h"
+#include "cablekey/pkinit.h"
+#include "cablekey/pkinit_client.h"
 #include "cablekey/util.h"
+#include "proc_cpu.h"
 
 #define MAX_INFLIGHT 256
 #define MAX_COUNT 10000000
@@ -91,6 +111,7 @@ do_admit(int argc, char **argv)
     const char *db = arg(argc, argv, "--db", NULL), *stash = arg(argc, argv, "--stash", NULL);
     const char *pki = arg(argc, argv, "--pki", NULL);
     const char *capw_file = arg(argc, argv, "--ca-password-file", NULL);
+    const char *key_out = arg(argc, argv, "--key-out", NULL);
     char path[4096], mac[CK_DEVICE_MAC_LEN + 1], hex[13], princ[512], *capw = NULL;
     STACK_OF(X509) *certs = NULL;
     EVP_PKEY *ca_key = NULL, *dev_key = NULL;
@@ -105,7 +126,7 @@ do_admit(int argc, char **argv)
         arg_int(argc, argv, "--count", 0, 1, MAX_COUNT, &count) != 0 || count == 0 ||
         arg_int(argc, argv, "--first", 0, 0, MAX_COUNT, &first) != 0) {
         fprintf(stderr, "usage: prov_load admit --db DB [--stash S] --pki DIR "
-                        "--ca-password-file F --count N [--first I]\n");
+                        "--ca-password-file F --count N [--first I] [--key-out PEM]\n");
         return 2;
     }
     snprintf(path, sizeof(path), "%s/mfg-ca.pem", pki);
@@ -119,6 +140,10 @@ do_admit(int argc, char **argv)
         (ret = ck_pki_key_generate(CK_PKI_KEY_EC_P256, &dev_key)) != 0) {
         fprintf(stderr, "prov_load: the manufacturer CA or the device key: %s\n",
                 ck_error_context());
+        goto out;
+    }
+    if (key_out != NULL && (ret = ck_pki_key_write_pem(key_out, dev_key, NULL, 0)) != 0) {
+        fprintf(stderr, "prov_load: --key-out %s: %s\n", key_out, ck_error_context());
         goto out;
     }
     if ((ret = ck_store_open(db, stash, 0, &store)) != 0) {
@@ -480,6 +505,222 @@ out:
     return rc;
 }
 
+/* ===================================================================== login */
+
+struct login_req {
+    uint8_t *req;
+    size_t len;
+    double ms;          /* latency of the login, or < 0 when it failed */
+};
+
+struct login_run {
+    struct login_req *r;
+    int64_t n;
+    atomic_long next;
+    atomic_long ok, errors, timeouts, retries;
+    struct sockaddr_in kdc;
+};
+
+/* The transport callback that keeps the first request and ends the exchange there. */
+static int
+capture_send(void *arg, const uint8_t *req, size_t req_len, uint8_t **reply, size_t *reply_len)
+{
+    struct login_req *c = arg;
+
+    *reply = NULL;
+    *reply_len = 0;
+    if (c->req == NULL && (c->req = malloc(req_len)) != NULL) {
+        memcpy(c->req, req, req_len);
+        c->len = req_len;
+    }
+    return ck_error_set(CK_ERR_TIMEOUT, "captured");
+}
+
+static void *
+login_worker(void *arg)
+{
+    struct login_run *run = arg;
+    uint8_t buf[65536];
+    struct timeval tv = {.tv_sec = 5};
+    int fd = socket(AF_INET, SOCK_DGRAM, 0);
+
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)) != 0 ||
+        connect(fd, (struct sockaddr *)&run->kdc, sizeof(run->kdc)) != 0) {
+        perror("prov_load: login socket");
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    for (;;) {
+        long i = atomic_fetch_add(&run->next, 1);
+        struct login_req *q;
+        double t0;
+        int tries;
+
+        if (i >= run->n)
+            break;
+        q = &run->r[i];
+        q->ms = -1;
+        t0 = now_s();
+        for (tries = 0; tries < 3; tries++) {
+            ssize_t got;
+            if (tries > 0)
+                atomic_fetch_add(&run->retries, 1);
+            if (send(fd, q->req, q->len, 0) != (ssize_t)q->len)
+                continue;
+            got = recv(fd, buf, sizeof(buf), 0);
+            if (got <= 0)
+                continue;
+            if (buf[0] == 0x6b) {
+                q->ms = (now_s() - t0) * 1000.0;
+                atomic_fetch_add(&run->ok, 1);
+            } else {
+                if (atomic_fetch_add(&run->errors, 1) < 3)
+                    fprintf(stderr, "prov_load: login %ld: a KRB-ERROR (%zd bytes) instead of "
+                                    "an AS-REP\n", i, got);
+            }
+            break;
+        }
+        if (tries == 3)
+            atomic_fetch_add(&run->timeouts, 1);
+    }
+    close(fd);
+    return NULL;
+}
+
+static int
+do_login(int argc, char **argv)
+{
+    const char *db = arg(argc, argv, "--db", NULL), *stash = arg(argc, argv, "--stash", NULL);
+    const char *keyf = arg(argc, argv, "--key", NULL), *anch = arg(argc, argv, "--anchors", NULL);
+    const char *kdc = arg(argc, argv, "--kdc", NULL);
+    struct login_run run;
+    ck_pkinit_anchors *anchors = NULL;
+    ck_store *store = NULL;
+    EVP_PKEY *key = NULL;
+    pthread_t th[MAX_INFLIGHT];
+    int64_t count, first, conc, kpid;
+    char host[64], mac[CK_DEVICE_MAC_LEN + 1], hex[13], princ[512];
+    const char *colon;
+    double *lat = NULL, t0, prep0, el;
+    unsigned long long k0 = 0, k1 = 0;
+    size_t nl = 0;
+    int rc = 1, ret, nth = 0;
+
+    memset(&run, 0, sizeof(run));
+    if (db == NULL || keyf == NULL || anch == NULL || kdc == NULL ||
+        arg_int(argc, argv, "--count", 0, 1, MAX_COUNT, &count) != 0 || count == 0 ||
+        arg_int(argc, argv, "--first", 0, 0, MAX_COUNT, &first) != 0 ||
+        arg_int(argc, argv, "--concurrency", 16, 1, MAX_INFLIGHT, &conc) != 0 ||
+        arg_int(argc, argv, "--kdc-pid", 0, 0, INT32_MAX, &kpid) != 0 ||
+        (colon = strrchr(kdc, ':')) == NULL || (size_t)(colon - kdc) >= sizeof(host)) {
+        fprintf(stderr, "usage: prov_load login --db DB [--stash S] --key PEM --anchors PEM "
+                        "--kdc HOST:PORT --count N [--first I] [--concurrency C] "
+                        "[--kdc-pid PID]\n");
+        return 2;
+    }
+    {
+        int64_t port;
+        memcpy(host, kdc, (size_t)(colon - kdc));
+        host[colon - kdc] = '\0';
+        run.kdc.sin_family = AF_INET;
+        if (ck_parse_int64(colon + 1, 1, 65535, &port) != 0 ||
+            inet_pton(AF_INET, host, &run.kdc.sin_addr) != 1) {
+            fprintf(stderr, "prov_load: --kdc %s: HOST:PORT (IPv4) expected\n", kdc);
+            return 2;
+        }
+        run.kdc.sin_port = htons((uint16_t)port);
+    }
+    if ((ret = ck_pki_key_load_pem(keyf, NULL, &key)) != 0 ||
+        (ret = ck_pkinit_anchors_new(&anchors)) != 0 ||
+        (ret = ck_pkinit_anchors_add_file(anchors, anch, 0, NULL)) != 0 ||
+        (ret = ck_store_open(db, stash, CK_STORE_READONLY, &store)) != 0) {
+        fprintf(stderr, "prov_load: key, anchors or store: %s\n", ck_error_context());
+        goto out;
+    }
+    if ((run.r = calloc((size_t)count, sizeof(*run.r))) == NULL ||
+        (lat = calloc((size_t)count, sizeof(*lat))) == NULL)
+        goto out;
+    run.n = count;
+    /* Every request first: the clock measures the KDC, not the devices' own signatures. */
+    prep0 = now_s();
+    for (int64_t i = 0; i < count; i++) {
+        ck_prov_cert *c = NULL;
+        ck_pki_identity *id = NULL;
+        const uint8_t *p;
+        X509 *x = NULL;
+        ck_creds *creds = NULL;
+        ck_kdc_transport t = {.send_fn = capture_send, .send_arg = &run.r[i]};
+        ck_as_params as = {.realm = ck_store_realm(store)->name, .client = princ,
+                           .preauth_first = true, .transport = &t};
+        ck_pkinit_client_params pp = {.as = &as, .anchors = anchors, .kx = CK_PKINIT_KX_DH,
+                                      .group = CK_PKINIT_GROUP_P256};
+
+        mac_of(first + i, mac, hex);
+        snprintf(princ, sizeof(princ), "mta-%s", hex);
+        if ((ret = ck_prov_cert_current(store, mac, &c)) != 0) {
+            fprintf(stderr, "prov_load: %s: %s\n", mac, ck_error_context());
+            goto out;
+        }
+        p = c->der;
+        x = d2i_X509(NULL, &p, (long)c->der_len);
+        ck_prov_cert_free(c);
+        if (x == NULL || (ret = ck_pki_identity_new(key, x, NULL, &id)) != 0) {
+            fprintf(stderr, "prov_load: %s: the operator certificate: %s\n", mac,
+                    ck_error_context());
+            X509_free(x);
+            goto out;
+        }
+        X509_free(x);
+        pp.identity = id;
+        (void)ck_client_as_pkinit(&pp, &creds, NULL);
+        ck_creds_free(creds);
+        ck_pki_identity_free(id);
+        if (run.r[i].req == NULL) {
+            fprintf(stderr, "prov_load: %s: no AS-REQ built: %s\n", mac, ck_error_context());
+            goto out;
+        }
+    }
+    printf("phase=login-prepare devices=%" PRId64 " seconds=%.2f\n", count, now_s() - prep0);
+    fflush(stdout);
+    if (kpid > 0)
+        proc_cpu_ticks((int)kpid, &k0);
+    t0 = now_s();
+    for (nth = 0; nth < conc; nth++)
+        if (pthread_create(&th[nth], NULL, login_worker, &run) != 0)
+            break;
+    for (int i = 0; i < nth; i++)
+        pthread_join(th[i], NULL);
+    el = now_s() - t0;
+    if (kpid > 0)
+        proc_cpu_ticks((int)kpid, &k1);
+    for (int64_t i = 0; i < count; i++)
+        if (run.r[i].ms >= 0)
+            lat[nl++] = run.r[i].ms;
+    qsort(lat, nl, sizeof(*lat), cmp_double);
+    {
+        double kcpu = (double)(k1 - k0) / (double)sysconf(_SC_CLK_TCK);
+        long ok = atomic_load(&run.ok);
+        printf("phase=login devices=%" PRId64 " ok=%ld errors=%ld timeouts=%ld retries=%ld "
+               "concurrency=%" PRId64 " seconds=%.2f per_s=%.0f p50_ms=%.2f p99_ms=%.2f "
+               "max_ms=%.2f kdc_cpu_s=%.2f kdc_cpu_us_per_login=%.0f\n",
+               count, ok, atomic_load(&run.errors), atomic_load(&run.timeouts),
+               atomic_load(&run.retries), conc, el, (double)ok / el,
+               nl ? lat[nl / 2] : 0, nl ? lat[(size_t)((double)nl * 0.99)] : 0,
+               nl ? lat[nl - 1] : 0, kcpu, ok > 0 ? kcpu * 1e6 / (double)ok : 0);
+        rc = ok == count ? 0 : 1;
+    }
+out:
+    for (int64_t i = 0; run.r != NULL && i < run.n; i++)
+        free(run.r[i].req);
+    free(run.r);
+    free(lat);
+    ck_store_close(store);
+    ck_pkinit_anchors_free(anchors);
+    EVP_PKEY_free(key);
+    return rc;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -487,6 +728,8 @@ main(int argc, char **argv)
         return do_admit(argc, argv);
     if (argc >= 2 && strcmp(argv[1], "provision") == 0)
         return do_provision(argc, argv);
-    fprintf(stderr, "usage: prov_load admit|provision ... (see bench/prov_load.c)\n");
+    if (argc >= 2 && strcmp(argv[1], "login") == 0)
+        return do_login(argc, argv);
+    fprintf(stderr, "usage: prov_load admit|provision|login ... (see bench/prov_load.c)\n");
     return 2;
 }

@@ -5,6 +5,7 @@
  * one at a time (flows.c). It never parses HTTP: the front sends validated JSON. When the
  * front closes the channel it stops everything and exits. */
 #include <errno.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -92,6 +93,11 @@ prov_back_main(const struct prov_config *cfg, int fd)
     char why[600];
     int rc, status = 1;
 
+    /* Every action allocates and frees a few hundred KB (JSON, rows, certificates): without
+     * this glibc may give the top of the heap back to the kernel after a request and fault it
+     * in again on the next. The signer inherits the setting. */
+    (void)mallopt(M_TRIM_THRESHOLD, 64 * 1024 * 1024);
+    (void)mallopt(M_MMAP_THRESHOLD, 16 * 1024 * 1024);
     /* The signer first: it inherits nothing worth having. */
     if ((rc = prov_signer_start(cfg, &signer)) != 0) {
         snprintf(why, sizeof(why), "signer: %s", ck_error_context());

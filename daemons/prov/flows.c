@@ -18,6 +18,7 @@
 #include "provd.h"
 
 #define HISTORY_MAX 50
+#define CERTS_MAX 50         /* certificates in a device record, the newest first */
 #define NUMBER_RETRIES 4       /* another action took the free number we picked: pick again */
 
 void
@@ -234,22 +235,38 @@ op_device_list(struct prov_flows *fl, const json_t *req)
                              n == q.limit && n > 0 ? json_string(l.last) : json_null()));
 }
 
+struct cert_list {
+    json_t *arr;
+    int64_t current;
+};
+
+static int
+cert_list_cb(const ck_prov_cert *c, void *arg)
+{
+    struct cert_list *l = arg;
+    json_t *o = cert_json(c, true);
+
+    if (o == NULL)
+        return CK_ERR_NOMEM;
+    json_object_set_new(o, "current", json_boolean(l->current > 0 && c->id == l->current));
+    return json_array_append_new(l->arr, o) == 0 ? 0 : CK_ERR_NOMEM;
+}
+
 static json_t *
 device_full(struct prov_flows *fl, const ck_prov_device *d)
 {
     json_t *o = device_json(fl->store, d), *hist = json_array(), *certs = json_array();
-    ck_prov_cert *c = NULL;
+    struct cert_list cl = {.arr = certs, .current = d->has_cert ? d->cert_id : 0};
     size_t n = 0;
 
     if (o == NULL || hist == NULL || certs == NULL)
         goto fail;
     if (ck_prov_event_list(fl->store, d->mac, 0, 0, HISTORY_MAX, event_cb, hist, &n) != 0)
         goto fail;
-    /* The store keeps every certificate; the record names the current one. */
-    if (ck_prov_cert_current(fl->store, d->mac, &c) == 0) {
-        json_array_append_new(certs, cert_json(c, true));
-        ck_prov_cert_free(c);
-    }
+    /* Every certificate the device was issued, the newest first; "current" marks the one
+     * the record names (none after a de-provisioning). */
+    if (ck_prov_cert_list(fl->store, d->mac, CERTS_MAX, cert_list_cb, &cl, &n) != 0)
+        goto fail;
     json_object_set_new(o, "history", hist);
     json_object_set_new(o, "certs", certs);
     return o;

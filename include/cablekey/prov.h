@@ -243,6 +243,10 @@ int ck_prov_cert_ack(ck_store *store, const char *mac, int64_t cert_id, int64_t 
 int ck_prov_cert_get(ck_store *store, int64_t cert_id, ck_prov_cert **out);
 /* The current certificate of a device, CK_ERR_NOTFOUND when none. */
 int ck_prov_cert_current(ck_store *store, const char *mac, ck_prov_cert **out);
+/* Every certificate issued to a device, the newest first (at most limit, 0 or more than
+ * CK_PROV_LIST_MAX: CK_PROV_LIST_MAX); cb's non-zero return stops the walk and is returned. */
+int ck_prov_cert_list(ck_store *store, const char *mac, size_t limit,
+                      int (*cb)(const ck_prov_cert *c, void *arg), void *arg, size_t *n);
 /* Is this operator certificate (by SHA-256 of its DER) one that a de-provisioning, move or
  * re-issue superseded for this device, or one this realm never issued? *known: issued here at
  * some time; *current: it is the device's current one. Used for the re-use instruction. */

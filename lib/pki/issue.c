@@ -404,6 +404,49 @@ out:
     return ret;
 }
 
+/* Copies src (algorithm, parameters, key bits) into x's SubjectPublicKeyInfo without decoding
+ * or encoding a key. 0, or -1 for parameters of an unexpected kind (the caller re-encodes). */
+static int
+copy_spki(X509 *x, const X509_PUBKEY *src)
+{
+    const ASN1_OBJECT *obj = NULL;
+    const unsigned char *bits = NULL;
+    const void *pval = NULL;
+    X509_ALGOR *alg = NULL;
+    ASN1_OBJECT *aobj = NULL;
+    void *pv = NULL;
+    unsigned char *enc = NULL;
+    int len = 0, ptype = V_ASN1_UNDEF;
+
+    if (!X509_PUBKEY_get0_param(NULL, &bits, &len, &alg, src) || bits == NULL || len <= 0)
+        return -1;
+    X509_ALGOR_get0(&obj, &ptype, &pval, alg);
+    if ((aobj = OBJ_dup(obj)) == NULL)
+        return -1;
+    if (ptype == V_ASN1_OBJECT)       /* EC: the named curve */
+        pv = OBJ_dup(pval);
+    else if (ptype == V_ASN1_SEQUENCE) /* explicit parameters */
+        pv = ASN1_STRING_dup(pval);
+    else if (ptype != V_ASN1_NULL && ptype != V_ASN1_UNDEF) /* RSA: NULL */
+        goto fail;
+    if ((ptype == V_ASN1_OBJECT || ptype == V_ASN1_SEQUENCE) && pv == NULL)
+        goto fail;
+    if ((enc = OPENSSL_memdup(bits, (size_t)len)) == NULL)
+        goto fail;
+    if (!X509_PUBKEY_set0_param(X509_get_X509_PUBKEY(x), aobj, ptype, pv, enc, len))
+        goto fail;
+    return 0;
+fail:
+    ASN1_OBJECT_free(aobj);
+    if (ptype == V_ASN1_OBJECT)
+        ASN1_OBJECT_free(pv);
+    else if (ptype == V_ASN1_SEQUENCE)
+        ASN1_STRING_free(pv);
+    OPENSSL_free(enc);
+    ERR_clear_error();
+    return -1;
+}
+
 static const EVP_MD *
 signing_digest(EVP_PKEY *issuer_key)
 {
@@ -460,7 +503,8 @@ ck_pki_cert_issue(const ck_pki_cert_spec *spec, EVP_PKEY *subject_key, X509 *iss
     }
     if (!X509_set_version(x, X509_VERSION_3) || !X509_set_subject_name(x, subject) ||
         !X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : subject) ||
-        !X509_set_pubkey(x, subject_key) ||
+        ((spec->spki == NULL || copy_spki(x, spec->spki) != 0) &&
+         !X509_set_pubkey(x, subject_key)) ||
         ASN1_TIME_set(X509_getm_notBefore(x), (time_t)spec->not_before) == NULL ||
         ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) == NULL) {
         ret = ck_error_set_ssl(CK_ERR_ENCODE, "certificate");

@@ -317,6 +317,7 @@ ck_pki_operator_issue(X509 *mfg_cert, const uint8_t mac[6],
     spec.not_after = not_after;
     spec.phone_ids = phone_ids;
     spec.n_phone_ids = n_phone_ids;
+    spec.spki = X509_get_X509_PUBKEY(mfg_cert); /* the same key, as the manufacturer wrote it */
     if (spec.org == NULL)
         return ck_error_set(CK_ERR_INVAL, "provisioning CA subject has no organization");
     return ck_pki_cert_issue(&spec, pub, issuer, issuer_key, out);

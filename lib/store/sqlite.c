@@ -267,15 +267,7 @@ int
 sq_run(struct sqlite_be *be, const char *what, const char *sql, const struct sql_arg *a,
        size_t n)
 {
-    sqlite3_stmt *st = NULL;
-    int ret;
-
-    if ((ret = sq_prepare(be, sql, &st)) != 0)
-        return ret;
-    if ((ret = sq_bind(be, st, what, a, n)) == 0 && sqlite3_step(st) != SQLITE_DONE)
-        ret = sq_error(be, what);
-    sqlite3_finalize(st);
-    return ret;
+    return sq_run_cached(be, what, sql, a, n);
 }
 
 int
@@ -343,7 +335,8 @@ sq_bump_generation(struct sqlite_be *be, enum ck_store_change_kind kind, const c
     uint64_t value = 0;
     int ret;
 
-    if ((ret = sq_exec(be, "UPDATE generation SET value = value + 1 WHERE id = 1")) != 0 ||
+    if ((ret = sq_run(be, "generation", "UPDATE generation SET value = value + 1 WHERE id = 1",
+                      NULL, 0)) != 0 ||
         (ret = sq_run(be, "changelog",
                        "INSERT INTO changelog(generation, name, kind) "
                        "SELECT value, ?, ? FROM generation WHERE id = 1",

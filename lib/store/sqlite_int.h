@@ -218,5 +218,8 @@ int sq_prov_principal_ensure(void *be, const struct ck_store_princ_row *row, int
                              bool *created);
 /* The statement cache of sqlite_prov.c, finalized by sqlite_close. */
 void sq_prov_cache_free(struct sqlite_be *be);
+/* sq_run on a statement kept prepared (sqlite_prov.c's cache) */
+int sq_run_cached(struct sqlite_be *be, const char *what, const char *sql,
+                  const struct sql_arg *a, size_t n);
 
 #endif

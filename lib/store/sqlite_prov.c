@@ -100,9 +100,13 @@ const char *const sq_schema_prov[] = {
 };
 
 /* Prepared statements, keyed by the address of their SQL literal in store_prov.c (each text is
- * one literal, so the address names it). Beyond the cache's size a statement is prepared per
- * use. */
-#define SQ_PROV_CACHE 96
+ * one literal, so the address names it) and checked against the statement's text (sq_run's
+ * callers in sqlite*.c may pass a built buffer, whose address another text can reuse). Beyond
+ * the cache's size a statement is prepared per use. The KDC's own writes in a provisioning
+ * action (the device row, the generation, the changelog, the audit) come through sq_run: each
+ * was prepared per call; with them cached the back's CPU per action fell by about a quarter
+ * (docs/PERFORMANCE.md "Provisioning"). */
+#define SQ_PROV_CACHE 160
 struct sq_prov_cache {
     const char *sql[SQ_PROV_CACHE];
     sqlite3_stmt *st[SQ_PROV_CACHE];
@@ -131,7 +135,7 @@ prov_prepare(struct sqlite_be *be, const char *sql, sqlite3_stmt **st, bool *cac
     if (c == NULL && (c = be->prov = calloc(1, sizeof(*c))) == NULL)
         return ck_error_set(CK_ERR_NOMEM, "statement cache");
     for (size_t i = 0; i < c->n; i++) {
-        if (c->sql[i] == sql) {
+        if (c->sql[i] == sql && strcmp(sqlite3_sql(c->st[i]), sql) == 0) {
             *st = c->st[i];
             *cached = true;
             return 0;
@@ -156,6 +160,22 @@ prov_done(sqlite3_stmt *st, bool cached)
     } else {
         sqlite3_finalize(st);
     }
+}
+
+int
+sq_run_cached(struct sqlite_be *be, const char *what, const char *sql, const struct sql_arg *a,
+              size_t n)
+{
+    sqlite3_stmt *st = NULL;
+    bool cached = false;
+    int ret;
+
+    if ((ret = prov_prepare(be, sql, &st, &cached)) != 0)
+        return ret;
+    if ((ret = sq_bind(be, st, what, a, n)) == 0 && sqlite3_step(st) != SQLITE_DONE)
+        ret = sq_error(be, what);
+    prov_done(st, cached);
+    return ret;
 }
 
 /* Binds a[i] to the parameter named "$i+1"; every parameter must be used. */

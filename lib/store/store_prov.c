@@ -2229,6 +2229,53 @@ ck_prov_cert_current(ck_store *store, const char *mac, ck_prov_cert **out)
     return 0;
 }
 
+struct cert_list {
+    int (*cb)(const ck_prov_cert *c, void *arg);
+    void *arg;
+    size_t n;
+};
+
+static int
+cb_cert_list(const struct ck_prov_row *r, void *arg)
+{
+    struct cert_list *l = arg;
+    ck_prov_cert *c = NULL;
+    int ret;
+
+    if ((ret = cb_cert(r, &c)) != 0)
+        return ret;
+    ret = l->cb(c, l->arg);
+    ck_prov_cert_free(c);
+    l->n++;
+    return ret;
+}
+
+int
+ck_prov_cert_list(ck_store *store, const char *mac, size_t limit,
+                  int (*cb)(const ck_prov_cert *c, void *arg), void *arg, size_t *n)
+{
+    char canon[CK_DEVICE_MAC_LEN + 1];
+    struct cert_list l = {.cb = cb, .arg = arg};
+    int ret;
+
+    if (n != NULL)
+        *n = 0;
+    if (cb == NULL)
+        return ck_error_set(CK_ERR_INVAL, "certificate list: no callback");
+    if ((ret = prov_usable(store, false)) != 0 || (ret = check_mac(mac, canon)) != 0)
+        return ret;
+    if (limit == 0 || limit > CK_PROV_LIST_MAX)
+        limit = CK_PROV_LIST_MAX;
+    /* Ids grow with issuance: the newest first (prov_cert_mac covers mac, id). */
+    ret = q_query(store, "certificates",
+                  "SELECT " CERT_COLUMNS " FROM prov_cert WHERE mac = $1 ORDER BY id DESC"
+                  " LIMIT $2",
+                  QARGS(Q_TEXT(canon), Q_INT((int64_t)limit)), cb_cert_list, &l);
+    if (n != NULL)
+        *n = l.n;
+    return ret;
+}
+
 struct cert_status {
     bool known, current;
 };

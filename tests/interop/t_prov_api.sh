@@ -196,6 +196,10 @@ st=$(neg POST /devices/001122334401/repair "{\"facility\":$FAC}")
 check "repair: short certificate, facility account" 200 "$st" "d['state']=='repair' and d['customer']==$FAC"
 st=$(neg POST /devices/001122334401/return '{}')
 check "return from repair: the owner's account back" 200 "$st" "d['state']=='provisioned' and d['customer']==$CUST"
+# provision, move, repair, return: four certificates, the newest first, only it current.
+st=$(neg GET /devices/001122334401)
+check "device record: all four certificates, newest first, only the newest current" 200 "$st" \
+    "len(d['certs'])==4 and [c['id'] for c in d['certs']]==sorted([c['id'] for c in d['certs']],reverse=True) and d['certs'][0]['id']==d['cert']['id'] and [c['current'] for c in d['certs']]==[True,False,False,False] and all(c['superseded'] for c in d['certs'][1:])"
 st=$(neg POST /devices/001122334403/loaner "{\"customer\":$CUST,\"for\":\"00:11:22:33:44:01\"}")
 check "loaner" 200 "$st" "d['state']=='provisioned' and d['loaner_for']=='00:11:22:33:44:01'"
 st=$(neg POST /devices/001122334402/revoke '{"reason":"stolen"}')
