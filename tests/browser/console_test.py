@@ -14,6 +14,12 @@ check the other systems' view (the KDC's device table, the CLI).
 Output: one line per check, "STEP ok DESC" or "STEP fail DESC: DETAIL", for the shell to turn
 into TAP. Exit status 0 when every check passed. A missing selenium, chromium or driver is a
 failure, never a skip.
+
+With --device-side (tests/interop/t_prov_done.sh, the issue's "Done when" with the whole system
+running: cablekey-kdc, cablekey-prov, cablekey-cms, a `cablekey mta` phone adapter) the hook
+makes the device act as the seed says (fetch its certificate, reboot, log in again) and checks
+that the device table, the KDC, cablekey-cms and the device agree, and the refreshed page must
+then show the certificate as fetched by the device.
 """
 import argparse
 import os
@@ -49,6 +55,10 @@ def main():
     ap.add_argument("--chromium", default="/usr/bin/chromium")
     ap.add_argument("--driver", default="/usr/bin/chromedriver")
     ap.add_argument("--timeout", type=float, default=20.0)
+    ap.add_argument("--hook-timeout", type=float, default=300.0)
+    ap.add_argument("--device-side", action="store_true",
+                    help="after each hook, the page must show the certificate fetched")
+    ap.add_argument("--shot-prefix", default="console", help="screenshot file name prefix")
     args = ap.parse_args()
 
     try:
@@ -90,7 +100,8 @@ def main():
 
     def shot(name):
         shot_n[0] += 1
-        path = os.path.join(args.artifacts, "console-%02d-%s.png" % (shot_n[0], name))
+        path = os.path.join(args.artifacts,
+                            "%s-%02d-%s.png" % (args.shot_prefix, shot_n[0], name))
         try:
             driver.save_screenshot(path)
         except Exception as e:
@@ -131,10 +142,24 @@ def main():
     def hook(step):
         if not args.hook:
             return
-        r = subprocess.run(args.hook + " " + step, shell=True, capture_output=True, text=True,
-                           timeout=60)
-        report(r.returncode == 0, "after %s: the other systems agree" % step,
-               (r.stdout + r.stderr).strip())
+        try:
+            r = subprocess.run(args.hook + " " + step, shell=True, capture_output=True,
+                               text=True, timeout=args.hook_timeout)
+            report(r.returncode == 0, "after %s: the device acted, every view agrees" % step,
+                   (r.stdout + r.stderr).strip())
+        except subprocess.TimeoutExpired:
+            report(False, "after %s: the device acted, every view agrees" % step,
+                   "the hook took more than %ss" % args.hook_timeout)
+
+    def device_side(step):
+        """After the hook: the device fetched its certificate; the page, refreshed, says so."""
+        if not args.device_side:
+            return
+        el("device-refresh").click()
+        if wait("after %s: the page shows the certificate fetched by the device" % step,
+                lambda: "fetched by the device" in txt("device-cert")):
+            report(True, "after %s: the page shows the certificate fetched by the device" % step)
+        shot(step + "-device")
 
     def history_actions():
         return [r.get_attribute("data-action")
@@ -260,6 +285,7 @@ def main():
         first_number = safe_txt("device-numbers")
         shot("provisioned")
         hook("provisioned")
+        device_side("provisioned")
 
         # -- move to another segment with a new number -----------------------------------------
         fill("move-segment", args.move_segment)
@@ -273,6 +299,7 @@ def main():
                                                      safe_txt("device-numbers"), first_number))
         shot("moved")
         hook("moved")
+        device_side("moved")
 
         # -- repair: a repair-facility account, then repair ------------------------------------
         fill("cust-name", "Repair Depot")
@@ -295,6 +322,7 @@ def main():
               lambda: "customer %r owner %r" % (safe_txt("device-customer"), safe_txt("device-owner")))
         shot("repair")
         hook("repair")
+        device_side("repair")
 
         # -- return from repair ----------------------------------------------------------------
         if act_and_wait("return-btn", "the device returns to its owner", "provisioned",
@@ -305,6 +333,7 @@ def main():
               lambda: safe_txt("device-customer"))
         shot("returned")
         hook("returned")
+        device_side("returned")
 
         # -- de-provision ----------------------------------------------------------------------
         fill("deprov-reason", "customer cancelled")
@@ -319,7 +348,11 @@ def main():
         hook("deprovisioned")
 
         # -- an action the state forbids: a clear error, nothing changed -----------------------
-        before = history_actions()
+        # A controller's report of the device may land meanwhile (--device-side: the device is
+        # live); what must not appear is an action.
+        def actions():
+            return [a for a in history_actions() if a != "reported"]
+        before = actions()
         el("return-btn").click()
         if wait("an action in the wrong state shows the API's error",
                 lambda: el("error").is_displayed() and txt("error") != "" and not busy()):
@@ -330,8 +363,8 @@ def main():
         time.sleep(0.5)
         wait("the refresh completes", lambda: txt("device-mac") == args.mac)
         check("nothing changed (same history, still unprovisioned)",
-              lambda: history_actions() == before and txt("device-state") == "unprovisioned",
-              lambda: "%r -> %r" % (before, history_actions()))
+              lambda: actions() == before and txt("device-state") == "unprovisioned",
+              lambda: "%r -> %r" % (before, actions()))
         shot("wrong-state")
 
         # -- the history holds every step ------------------------------------------------------

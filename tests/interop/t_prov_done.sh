@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Issue 10's "Done when": a device goes factory -> unprovisioned -> provisioned -> moved ->
 # repaired (and returned) -> de-provisioned, driven from cablekey-prov's web console in a real
-# browser (tests/browser/done_test.py: headless chromium through chromium-driver), with the whole
-# system on loopback (tests/interop/prov_lib.sh: cablekey-kdc with provisioning and MTA-FQDN,
-# cablekey-prov, cablekey-cms with provisioning_url, a `cablekey mta` phone adapter). After each
-# console action the browser test calls a hook; this script answers it (a FIFO handshake, so
-# that each check is one TAP case here): the device does what the seed says it does (fetches its
-# certificate over the device channel, reboots, logs in again, drops a certificate on
+# browser (tests/browser/console_test.py --device-side: headless chromium through chromium-driver),
+# with the whole system on loopback (tests/interop/prov_lib.sh: cablekey-kdc with provisioning and
+# MTA-FQDN, cablekey-prov, cablekey-cms with provisioning_url, a `cablekey mta` phone adapter).
+# After each console action the browser test calls a hook; this script answers it (a FIFO
+# handshake, so that each check is one TAP case here): the device does what the seed says it does
+# (fetches its certificate over the device channel, reboots, logs in again, drops a certificate on
 # cablekey-prov's authenticated instruction), then the device table, cablekey-prov's record, the
 # KDC's answer to the login, cablekey-cms's line table and the device's own state must agree.
 # Screenshots: $LOG_DIR/artifacts (tests/run.sh), else a directory printed below.
@@ -181,7 +181,7 @@ echo "\$res"
 EOF
 chmod +x "$tmp/hook.sh"
 exec 3<>"$tmp/hook.req"
-"$CK_PY" "$TOP/tests/browser/done_test.py" --url "http://127.0.0.1:$HPORT" --principal csr1 \
+"$CK_PY" "$TOP/tests/browser/console_test.py" --device-side --shot-prefix done --url "http://127.0.0.1:$HPORT" --principal csr1 \
     --password-file "$tmp/csr1.pw" --ip 127.0.0.1 --mac "$MAC" --segment north \
     --move-segment south --artifacts "$ART" --hook "$tmp/hook.sh" --timeout 30 \
     --hook-timeout 400 >"$tmp/browser.out" 2>"$tmp/browser.err" &
