@@ -620,8 +620,6 @@ for _ in $(seq 1 100); do
 done
 grep "SIGHUP: configuration reloaded" "$WORK/kdc.log" | tail -n 1 | sed 's/^/    /'
 [ "$(grep -c "SIGHUP: configuration reloaded" "$WORK/kdc.log")" -gt "$n" ] || fail "the KDC did not reload"
-echo "    (that count covers lifetimes, enctypes and the log; every worker rebuilds its PKINIT"
-echo "    settings, provisioning included, from the new file)"
 printf '[domain_realm]\n    localhost = %s\n' "$REALM" >>"$KRB5_CONFIG"
 echo "    cms.conf gains (cablekey-cms restarted):"
 cat >>"$WORK/cms.conf" <<EOF

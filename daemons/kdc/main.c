@@ -787,8 +787,11 @@ reload(void *arg, char *status, size_t status_size)
     d->dc.max_renew_set = nd.max_renew_set;
     warn_caps(&d->dc, &d->gen->cfg, NULL);
     kdc_alarms_reload(&nd); /* alarms.h: thresholds, certificates, peers */
-    ck_log_notice("SIGHUP: configuration reloaded and log reopened (%d change%s applied, %d "
-                  "needing a restart)", applied, applied == 1 ? "" : "s", restart);
+    /* report_applied logs the scalar settings one by one; the PKINIT (provisioning included)
+     * and alarm settings are rebuilt whole from the file, so they are not in the count. */
+    ck_log_notice("SIGHUP: configuration reloaded and log reopened (%d change%s logged above, "
+                  "PKINIT and alarm settings rebuilt from the file, %d needing a restart)",
+                  applied, applied == 1 ? "" : "s", restart);
     snprintf(status, status_size, "serving; reloaded (%d applied, %d need a restart)", applied,
              restart);
     goto out;

@@ -614,6 +614,23 @@ ring_check_all(const ck_store *store, const struct ck_store_keyring *ring)
     return ret;
 }
 
+/* Identifies the stash file as it is now (zeros and -1 when it cannot be stat'ed). */
+static void
+stash_identity(const char *path, uint64_t *dev, uint64_t *ino, int64_t *size, int64_t *mtime_ns)
+{
+    struct stat st;
+
+    if (stat(path, &st) != 0) {
+        *dev = *ino = 0;
+        *size = *mtime_ns = -1;
+        return;
+    }
+    *dev = (uint64_t)st.st_dev;
+    *ino = (uint64_t)st.st_ino;
+    *size = (int64_t)st.st_size;
+    *mtime_ns = (int64_t)st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
+}
+
 /* Re-reads the stash into the ring (keys it held before and the new stash lacks stay: a
  * key never becomes unusable to a running store) and the realm's master kvno, which becomes
  * the key new writes use once the ring holds it. */
@@ -630,6 +647,9 @@ ring_reload(const ck_store *store)
     memset(&mrow, 0, sizeof(mrow));
     ring->rereads++;
     ring->last_reread_ms = ck_monotonic_ms();
+    /* Before the read: a replacement racing with it is seen as a change next time. */
+    stash_identity(ring->stash_path, &ring->stash_dev, &ring->stash_ino, &ring->stash_size,
+                   &ring->stash_mtime_ns);
     fresh.stash_path = ring->stash_path;
     if ((ret = ck_store_stash_read_int(ring->stash_path, &fresh)) != 0 ||
         (ret = ring_check_all(store, &fresh)) != 0)
@@ -651,6 +671,11 @@ ring_reload(const ck_store *store)
         ck_store_ring_find(ring, realm.master_kvno) != NULL)
         ring->active = realm.master_kvno;
 out:
+    /* Kept for the refusal that follows (key_decrypt): an unreadable stash must be named. */
+    if (ret != 0)
+        snprintf(ring->reread_error, sizeof(ring->reread_error), "%s", ck_error_context());
+    else
+        ring->reread_error[0] = '\0';
     ck_store_ring_clear_int(&fresh);
     ck_store_mkey_row_clear(&mrow);
     return ret;
@@ -666,11 +691,21 @@ ck_store_mkey_reload_int(const ck_store *store)
 
 /* The master key of kvno mkvno; a store that lacks it re-reads its stash first, at most once
  * per reread_ms (a row under a kvno nobody has must not turn every request into a file read). */
+/* The interval keeps a row under a kvno nobody has from turning every request into a file
+ * read; a stash replaced since the last read (a master-key add, an atomic rename) is read at
+ * once: a rotation that follows another within the interval must not leave a window of
+ * refusals. The check is one stat(2), on this miss path only. */
 static bool
 reread_allowed(const struct ck_store_keyring *ring)
 {
-    return ring->last_reread_ms == 0 ||
-           ck_monotonic_ms() - ring->last_reread_ms >= ring->reread_ms;
+    uint64_t dev, ino;
+    int64_t size, mtime_ns;
+
+    if (ring->last_reread_ms == 0 || ck_monotonic_ms() - ring->last_reread_ms >= ring->reread_ms)
+        return true;
+    stash_identity(ring->stash_path, &dev, &ino, &size, &mtime_ns);
+    return dev != ring->stash_dev || ino != ring->stash_ino || size != ring->stash_size ||
+           mtime_ns != ring->stash_mtime_ns;
 }
 
 static const ck_key *
@@ -820,8 +855,11 @@ ck_store_decrypt_key_row(const ck_store *store, const char *name,
         else
             snprintf(have, sizeof(have), "%u", store->mkvno);
         return ck_error_set(CK_ERR_UNSUPPORTED,
-                            "principal %s: key under master kvno %u, the stash holds kvno %s",
-                            name, row->mkvno, have);
+                            "principal %s: key under master kvno %u, the stash holds kvno %s%s%s",
+                            name, row->mkvno, have,
+                            store->ring != NULL && store->ring->reread_error[0] != '\0'
+                                ? "; its last re-read failed: " : "",
+                            store->ring != NULL ? store->ring->reread_error : "");
     }
     plain = malloc(row->key_enc_len);
     if (plain == NULL)

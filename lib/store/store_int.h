@@ -479,6 +479,11 @@ struct ck_store_keyring {
     int64_t last_reread_ms;                       /* ck_monotonic_ms of the last re-read */
     int64_t reread_ms;                            /* minimum interval (tests set 0) */
     uint64_t rereads;                             /* re-reads done */
+    char reread_error[200];                       /* why the last re-read failed ("" ok) */
+    /* The stash file as of the last re-read (device, inode, size, mtime): a file replaced
+     * since then is read again at once, whatever reread_ms says. */
+    uint64_t stash_dev, stash_ino;
+    int64_t stash_size, stash_mtime_ns;
 };
 
 struct ck_store {
