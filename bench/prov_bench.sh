@@ -192,6 +192,7 @@ cat >"$tmp/prov.conf" <<EOF
     pool = bench 20$(printf '%08d' "$first") 20$(printf '%08d' "$last")
     log = FILE:$tmp/prov.log
     log_level = warning
+    workers = ${BENCH_PROV_WORKERS:-2}
 EOF
 "$CK_PROV" -c "$tmp/prov.conf" >"$tmp/prov.out" 2>&1 </dev/null &
 PROV_PID=$!

@@ -2,14 +2,19 @@
  * (while it holds nothing: no store, no keytab, no socket but the channel), then becomes the
  * service user, opens its log and the store, starts the MTA-FQDN and device-channel servers and
  * the webhook deliveries (each on its own store connection), and serves the front's requests
- * one at a time (flows.c). It never parses HTTP: the front sends validated JSON. When the
- * front closes the channel it stops everything and exits. */
+ * (flows.c) on `workers` channels, each served by a thread, so that one worker waits for the
+ * signer while another reads and commits (the first channel is the one
+ * ck_daemon_split_run made; the others are handed to the front at start, "channels"). It never
+ * parses HTTP: the front sends validated JSON. When the front closes the first channel it
+ * stops everything and exits. */
 #include <errno.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -81,6 +86,236 @@ reload(const struct prov_config *cfg)
     return r;
 }
 
+/* A worker beyond the first: its channel (the back's end), its own store connection. */
+struct back_worker {
+    pthread_t thread;
+    int fd;
+    struct prov_flows fl;
+};
+
+struct back {
+    const struct prov_config *cfg;
+    int fd;                                   /* the first channel */
+    struct prov_flows fl;                     /* worker 0, this thread */
+    struct prov_workers_shared shared;
+    struct back_worker workers[PROV_MAX_WORKERS];
+    size_t n_workers;                         /* started beyond the first */
+    int front_ends[PROV_MAX_WORKERS];         /* the channels' other ends, until sent */
+    bool channels_done;
+};
+
+static void
+workers_stop(struct back *b)
+{
+    /* The front has closed its ends at a normal stop; shutdown wakes a worker whose front
+     * end is still open (the back stopping on an error). */
+    for (size_t i = 0; i < b->n_workers; i++)
+        (void)shutdown(b->workers[i].fd, SHUT_RDWR);
+    for (size_t i = 0; i < b->n_workers; i++) {
+        pthread_join(b->workers[i].thread, NULL);
+        close(b->workers[i].fd);
+    }
+    b->n_workers = 0;
+}
+
+static void *worker_run(void *arg);
+
+/* The write-ahead log is copied into the database by this thread on a connection of its own,
+ * every CKPT_INTERVAL_MS, instead of by the commit that fills it: that copy ends with fsyncs,
+ * and a commit holds the workers' store connection (provd.h) while it waits for them. Once the
+ * log is CKPT_RESTART_FRAMES long, a restart with the workers' lock held makes the next write
+ * start it from its beginning instead of letting it grow (a reader that started after the last
+ * write would otherwise keep it from restarting); by then little is left to copy. */
+#define CKPT_INTERVAL_MS 100
+#define CKPT_RESTART_FRAMES 4096 /* 16 MB of 4 KB pages */
+
+struct checkpointer {
+    pthread_t thread;
+    bool running, stop;
+    ck_store *store;
+    pthread_mutex_t lock;
+    pthread_cond_t cv;
+    pthread_mutex_t *store_lock;
+};
+
+static void *
+ckpt_run(void *arg)
+{
+    struct checkpointer *c = arg;
+    int64_t last_err = 0;
+
+    pthread_mutex_lock(&c->lock);
+    while (!c->stop) {
+        struct timespec until;
+        bool complete = true;
+        int rc, frames = 0;
+
+        clock_gettime(CLOCK_REALTIME, &until);
+        until.tv_nsec += CKPT_INTERVAL_MS * 1000000L;
+        until.tv_sec += until.tv_nsec / 1000000000L;
+        until.tv_nsec %= 1000000000L;
+        (void)pthread_cond_timedwait(&c->cv, &c->lock, &until);
+        if (c->stop)
+            break;
+        pthread_mutex_unlock(&c->lock);
+        /* The bulk of the copy (and its fsyncs) without the workers' lock; once the log is
+         * long, a restart with the lock held, which has little left to copy. */
+        if ((rc = ck_store_checkpoint(c->store, false, &complete, &frames)) == 0 &&
+            frames >= CKPT_RESTART_FRAMES) {
+            pthread_mutex_lock(c->store_lock);
+            rc = ck_store_checkpoint(c->store, true, &complete, &frames);
+            pthread_mutex_unlock(c->store_lock);
+        }
+        if (rc != 0 && time(NULL) - last_err >= 60) { /* a full disk: once a minute */
+            ck_log_err("database checkpoint: %s", ck_error_context());
+            last_err = time(NULL);
+        }
+        pthread_mutex_lock(&c->lock);
+    }
+    pthread_mutex_unlock(&c->lock);
+    return NULL;
+}
+
+/* 0, or an error and the workers' connection keeps checkpointing by itself. */
+static int
+ckpt_start(struct checkpointer *c, const struct prov_config *cfg, ck_store *workers_store,
+           pthread_mutex_t *store_lock)
+{
+    int rc;
+
+    memset(c, 0, sizeof(*c));
+    pthread_mutex_init(&c->lock, NULL);
+    pthread_cond_init(&c->cv, NULL);
+    c->store_lock = store_lock;
+    if ((rc = ck_store_open(cfg->database, cfg->stash, 0, &c->store)) != 0)
+        return ck_error_set(rc, "checkpoint connection: %s", ck_error_context());
+    if ((rc = pthread_create(&c->thread, NULL, ckpt_run, c)) != 0) {
+        ck_store_close(c->store);
+        c->store = NULL;
+        return ck_error_set(CK_ERR_IO, "checkpoint thread: %s", strerror(rc));
+    }
+    c->running = true;
+    if ((rc = ck_store_wal_manual(workers_store)) != 0)
+        ck_log_warn("the workers' commits keep checkpointing: %s", ck_error_context());
+    return 0;
+}
+
+static void
+ckpt_stop(struct checkpointer *c)
+{
+    if (c->running) {
+        pthread_mutex_lock(&c->lock);
+        c->stop = true;
+        pthread_cond_signal(&c->cv);
+        pthread_mutex_unlock(&c->lock);
+        pthread_join(c->thread, NULL);
+        c->running = false;
+    }
+    ck_store_close(c->store);
+    c->store = NULL;
+}
+
+/* "channels" (once, on the first channel): start workers 1..workers-1, each on a new socket
+ * pair and its own store connection, and answer how many; channels_send then hands the front
+ * their other ends. */
+static json_t *
+channels(struct back *b)
+{
+    size_t want = b->cfg->workers > 0 ? b->cfg->workers - 1 : 0;
+    int rc;
+
+    if (b->channels_done)
+        return prov_error(500, "internal", NULL, "channels: already handed out");
+    b->channels_done = true;
+    for (size_t i = 0; i < want; i++) {
+        struct back_worker *w = &b->workers[b->n_workers];
+        int sv[2];
+
+        if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) {
+            rc = ck_error_set(CK_ERR_IO, "socketpair: %s", strerror(errno));
+            goto fail;
+        }
+        w->fl = b->fl;
+        w->fl.worker = i + 1;
+        w->fd = sv[0];
+        if ((rc = pthread_create(&w->thread, NULL, worker_run, w)) != 0) {
+            ck_error_set(CK_ERR_IO, "worker %zu: pthread_create: %s", i + 1, strerror(rc));
+            close(sv[0]);
+            close(sv[1]);
+            goto fail;
+        }
+        b->front_ends[b->n_workers++] = sv[1];
+    }
+    ck_log_notice("%zu request workers", b->n_workers + 1);
+    return json_pack("{s:i,s:{s:I}}", "status", 200, "body", "channels",
+                     (json_int_t)b->n_workers);
+fail:
+    ck_log_err("request workers: %s", ck_error_context());
+    for (size_t i = 0; i < b->n_workers; i++)
+        close(b->front_ends[i]);
+    workers_stop(b);
+    return prov_error(500, "internal", NULL, "request workers: %s", ck_error_context());
+}
+
+static int
+channels_send(struct back *b)
+{
+    int rc = 0;
+
+    if (b->n_workers > 0)
+        rc = prov_ipc_send_fds(b->fd, b->front_ends, b->n_workers);
+    for (size_t i = 0; i < b->n_workers; i++)
+        close(b->front_ends[i]);
+    return rc;
+}
+
+/* Serves one channel until the front closes it: 0 at a clean end. b: the first channel's
+ * (the only one that hands out the others), NULL for a worker's. */
+static int
+serve(const struct prov_config *cfg, int fd, struct prov_flows *fl, struct back *b)
+{
+    for (;;) {
+        json_t *req = NULL, *reply;
+        const char *op;
+        bool handed = false;
+        int rc;
+
+        if ((rc = prov_ipc_next(fd, &req)) != 0) {
+            if (rc != CK_ERR_NOTFOUND)
+                ck_log_err("front channel: %s", ck_error_context());
+            return rc == CK_ERR_NOTFOUND ? 0 : rc;
+        }
+        op = json_string_value(json_object_get(req, "op"));
+        if (op != NULL && strcmp(op, "reload") == 0) {
+            reply = reload(cfg);
+        } else if (op != NULL && strcmp(op, "channels") == 0) {
+            reply = b != NULL ? channels(b)
+                              : prov_error(500, "internal", NULL, "channels: first channel only");
+            handed = b != NULL && json_integer_value(json_object_get(reply, "status")) == 200;
+        } else {
+            if (fl->shared != NULL)
+                pthread_mutex_lock(&fl->shared->store_lock);
+            reply = prov_flows_handle(fl, req);
+            if (fl->shared != NULL)
+                pthread_mutex_unlock(&fl->shared->store_lock);
+        }
+        json_decref(req);
+        if ((rc = prov_ipc_answer(fd, reply)) != 0 || (handed && (rc = channels_send(b)) != 0)) {
+            ck_log_err("front channel: %s", ck_error_context());
+            return rc;
+        }
+    }
+}
+
+static void *
+worker_run(void *arg)
+{
+    struct back_worker *w = arg;
+
+    (void)serve(w->fl.cfg, w->fd, &w->fl, NULL);
+    return NULL;
+}
+
 void
 prov_back_main(const struct prov_config *cfg, int fd)
 {
@@ -89,6 +324,8 @@ prov_back_main(const struct prov_config *cfg, int fd)
     struct prov_devchan_server *devchan = NULL;
     struct prov_webhooks *hooks = NULL;
     struct prov_flows fl = {.cfg = cfg, .now = system_now};
+    static struct back b; /* the workers' table: one per process, not on the stack */
+    static struct checkpointer ckpt;
     ck_store *store = NULL;
     char why[600];
     int rc, status = 1;
@@ -145,31 +382,23 @@ prov_back_main(const struct prov_config *cfg, int fd)
     fl.webhooks = hooks;
     ck_log_info("back process %ld: store %s (realm %s) open", (long)getpid(), cfg->database,
                 ck_store_realm(store)->name);
+    b.cfg = cfg;
+    b.fd = fd;
+    b.fl = fl;
+    pthread_mutex_init(&b.shared.store_lock, NULL);
+    pthread_mutex_init(&b.shared.picks_lock, NULL);
+    b.fl.shared = &b.shared;
+    if (ckpt_start(&ckpt, cfg, store, &b.shared.store_lock) != 0)
+        ck_log_warn("%s: commits checkpoint the database themselves", ck_error_context());
     ready(fd, "ok");
-    for (;;) {
-        json_t *req = NULL, *reply;
-        const char *op;
-
-        if ((rc = prov_ipc_next(fd, &req)) != 0) {
-            if (rc != CK_ERR_NOTFOUND)
-                ck_log_err("front channel: %s", ck_error_context());
-            status = rc == CK_ERR_NOTFOUND ? 0 : 1;
-            break;
-        }
-        op = json_string_value(json_object_get(req, "op"));
-        reply = op != NULL && strcmp(op, "reload") == 0 ? reload(cfg)
-                                                        : prov_flows_handle(&fl, req);
-        json_decref(req);
-        if (prov_ipc_answer(fd, reply) != 0) {
-            ck_log_err("front channel: %s", ck_error_context());
-            break;
-        }
-    }
+    status = serve(cfg, fd, &b.fl, &b) == 0 ? 0 : 1;
     goto stop;
 fail:
     ck_log_err("cannot start: %s", why);
     ready(fd, why);
 stop:
+    workers_stop(&b);
+    ckpt_stop(&ckpt);
     if (hooks != NULL)
         prov_webhooks_stop(hooks);
     if (devchan != NULL)

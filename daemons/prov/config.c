@@ -28,6 +28,7 @@ const struct ck_conf_key prov_conf_keys[] = {
     {S, "fqdn_domain", CK_CONF_TOP},    {S, "webhook", CK_CONF_TOP},
     {S, "pool", CK_CONF_TOP},           {S, "csr_numbers", CK_CONF_TOP},
     {S, "clockskew", CK_CONF_TOP},      {S, "log", CK_CONF_TOP},
+    {S, "workers", CK_CONF_TOP},
     {S, "log_level", CK_CONF_TOP},      {S, "pid_file", CK_CONF_TOP},
     {S, "user", CK_CONF_TOP},           {S, "max_body", CK_CONF_TOP},
     {S, "max_connections", CK_CONF_TOP}, {S, "timeout", CK_CONF_TOP},
@@ -43,6 +44,7 @@ prov_config_init(struct prov_config *cfg)
     cfg->log_level = LOG_INFO;
     cfg->session_lifetime = PROV_DEFAULT_SESSION_LIFETIME;
     cfg->max_sessions = PROV_DEFAULT_MAX_SESSIONS;
+    cfg->workers = PROV_DEFAULT_WORKERS;
     cfg->cert_days = PROV_DEFAULT_CERT_DAYS;
     cfg->repair_cert_hours = PROV_DEFAULT_REPAIR_CERT_HOURS;
     cfg->clockskew = 300;
@@ -207,6 +209,10 @@ prov_config_load(const struct ck_daemon_opts *o, struct prov_config *cfg)
         goto out;
     if (rc == 0)
         cfg->max_sessions = (size_t)i;
+    if ((rc = get_int(prof, "workers", 1, PROV_MAX_WORKERS, &i)) < 0)
+        goto out;
+    if (rc == 0)
+        cfg->workers = (size_t)i;
     if ((rc = ck_conf_get_http_limits(prof, S, PROV_MAX_MAX_BODY, &cfg->max_body,
                                       &cfg->max_connections, &cfg->timeout)) != 0)
         goto out;

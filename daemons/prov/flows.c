@@ -21,6 +21,63 @@
 #define CERTS_MAX 50         /* certificates in a device record, the newest first */
 #define NUMBER_RETRIES 4       /* another action took the free number we picked: pick again */
 
+/* The store connection is the worker's for the whole request but for the signer's time
+ * (provd.h: prov_workers_shared). */
+static void
+store_release(struct prov_flows *fl)
+{
+    if (fl->shared != NULL)
+        pthread_mutex_unlock(&fl->shared->store_lock);
+}
+
+static void
+store_take(struct prov_flows *fl)
+{
+    if (fl->shared != NULL)
+        pthread_mutex_lock(&fl->shared->store_lock);
+}
+
+/* The lowest free number of seg that no other worker has picked for an action in flight; this
+ * worker's pick is recorded until pick_release. With one worker: the lowest free number. */
+static int
+pick_number(struct prov_flows *fl, const char *seg, char number[CK_PROV_NUMBER_MAX + 1])
+{
+    struct prov_workers_shared *sh = fl->shared;
+    char after[CK_PROV_NUMBER_MAX + 1] = "";
+    int rc;
+
+    if (sh == NULL)
+        return ck_prov_number_next(fl->store, seg, number);
+    /* At most one pick per other worker can be in the way. */
+    for (size_t tries = 0; tries <= PROV_MAX_WORKERS; tries++) {
+        bool taken = false;
+
+        if ((rc = ck_prov_number_next_after(fl->store, seg, after[0] != '\0' ? after : NULL,
+                                            number)) != 0)
+            return rc;
+        pthread_mutex_lock(&sh->picks_lock);
+        for (size_t w = 0; w < PROV_MAX_WORKERS && !taken; w++)
+            taken = w != fl->worker && strcmp(sh->picks[w], number) == 0;
+        if (!taken)
+            ck_strlcpy(sh->picks[fl->worker], number, sizeof(sh->picks[fl->worker]));
+        pthread_mutex_unlock(&sh->picks_lock);
+        if (!taken)
+            return 0;
+        ck_strlcpy(after, number, sizeof(after));
+    }
+    return ck_error_set(CK_ERR_FULL, "segment %s: every free number is picked by a worker", seg);
+}
+
+static void
+pick_release(struct prov_flows *fl)
+{
+    if (fl->shared == NULL)
+        return;
+    pthread_mutex_lock(&fl->shared->picks_lock);
+    fl->shared->picks[fl->worker][0] = '\0';
+    pthread_mutex_unlock(&fl->shared->picks_lock);
+}
+
 void
 prov_crash_point(const char *point)
 {
@@ -756,7 +813,7 @@ op_device_act(struct prov_flows *fl, const json_t *msg)
         const char *nums[CK_PROV_MAX_NUMBERS];
         size_t n_nums = 0;
 
-        if (auto_number && (rc = ck_prov_number_next(fl->store, seg, number)) != 0) {
+        if (auto_number && (rc = pick_number(fl, seg, number)) != 0) {
             r = rc == CK_ERR_FULL || rc == CK_ERR_NOTFOUND
                     ? prov_error(409, "conflict", "segment", "segment %s has no free number", seg)
                     : store_error(rc, "number");
@@ -783,7 +840,10 @@ op_device_act(struct prov_flows *fl, const json_t *msg)
                                      : now + fl->cfg->cert_days * 86400;
             free(der);
             der = NULL;
-            if ((rc = prov_signer_issue(fl->signer, &sr, &der, &der_len)) != 0) {
+            store_release(fl);
+            rc = prov_signer_issue(fl->signer, &sr, &der, &der_len);
+            store_take(fl);
+            if (rc != 0) {
                 ck_log_err("signer: %s: %s", d->mac, ck_error_context());
                 r = prov_error(500, "internal", NULL, "the signer refused: see the log");
                 goto out;
@@ -823,6 +883,8 @@ op_device_act(struct prov_flows *fl, const json_t *msg)
     }
     r = ok(200, device_json(fl->store, out));
 out:
+    if (auto_number)
+        pick_release(fl);
     free((char *)a.services);
     free(der);
     ck_prov_device_free(d);

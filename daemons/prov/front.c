@@ -63,10 +63,15 @@ struct front {
     struct prov_config *live;    /* SIGHUP (main thread) changes the ACL and the log */
     char realm[256];             /* the store's realm, from the back */
     struct ck_spnego_acceptor acc;
-    pthread_mutex_t lock;        /* the back channel and the ACL pointer */
+    pthread_mutex_t lock;        /* the back channels' use and the ACL pointer */
     struct ck_admin_acl *acl;
     int back_fd, back_pid;
     bool back_broken;
+    /* One channel per back worker (chan[0] is back_fd): a request takes a free one. */
+    int chan[PROV_MAX_WORKERS];
+    bool chan_busy[PROV_MAX_WORKERS];
+    size_t n_chan;
+    pthread_cond_t chan_free;
     pthread_mutex_t slock;       /* the session table */
     struct session *sessions;
     size_t n_sessions;
@@ -263,21 +268,47 @@ serve_static(struct MHD_Connection *c, const char *url)
 
 /* ===================================================================== the back channel */
 
-/* The back's reply to msg (new reference): {"status", "body"|"error"}. A broken channel is
- * fatal for the daemon: the back is killed, the watcher stops the main loop, this gets 503. */
+/* The back's reply to msg (new reference): {"status", "body"|"error"}, on the first free
+ * channel. A broken channel is fatal for the daemon: the back is killed, the watcher stops the
+ * main loop, this gets 503. */
 static json_t *
 back_call(struct front *f, const json_t *msg)
 {
     json_t *r = NULL;
+    size_t i = 0;
     int rc;
 
     pthread_mutex_lock(&f->lock);
-    if (!f->back_broken && (rc = prov_ipc_call(f->back_fd, msg, &r)) != 0) {
-        ck_log_err("back process channel: %s; stopping",
-                   rc == CK_ERR_NOTFOUND ? "closed by the back process" : ck_error_context());
-        f->back_broken = true;
-        kill(f->back_pid, SIGKILL);
-        r = NULL;
+    for (;;) {
+        if (f->back_broken)
+            break;
+        for (i = 0; i < f->n_chan && f->chan_busy[i]; i++)
+            ;
+        if (i < f->n_chan)
+            break;
+        pthread_cond_wait(&f->chan_free, &f->lock);
+    }
+    if (!f->back_broken) {
+        f->chan_busy[i] = true;
+        pthread_mutex_unlock(&f->lock);
+        rc = prov_ipc_call(f->chan[i], msg, &r);
+        pthread_mutex_lock(&f->lock);
+        f->chan_busy[i] = false;
+        if (rc != 0) {
+            r = NULL;
+            if (!f->back_broken) {
+                ck_log_err("back process channel: %s; stopping",
+                           rc == CK_ERR_NOTFOUND ? "closed by the back process"
+                                                 : ck_error_context());
+                f->back_broken = true;
+                kill(f->back_pid, SIGKILL);
+            }
+        }
+        /* One channel is free again: one waiter can have it (all of them when broken). */
+        if (f->back_broken)
+            pthread_cond_broadcast(&f->chan_free);
+        else
+            pthread_cond_signal(&f->chan_free);
     }
     pthread_mutex_unlock(&f->lock);
     if (r == NULL)
@@ -998,6 +1029,36 @@ fetch_realm(struct front *f)
     return rc;
 }
 
+/* The back's other workers' channels (cfg->workers - 1), once at start. */
+static int
+fetch_channels(struct front *f)
+{
+    json_t *m, *r;
+    json_int_t n;
+    int rc;
+
+    if (f->cfg->workers <= 1)
+        return 0;
+    if ((m = json_pack("{s:s}", "op", "channels")) == NULL)
+        return CK_ERR_NOMEM;
+    r = back_call(f, m);
+    json_decref(m);
+    n = json_integer_value(json_object_get(json_object_get(r, "body"), "channels"));
+    if (reply_status(r) != 200 || n < 0 || (size_t)n + 1 > PROV_MAX_WORKERS) {
+        const char *why = json_string_value(json_object_get(json_object_get(r, "error"),
+                                                            "message"));
+        rc = ck_error_set(CK_ERR_IO, "the back process started no request workers: %s",
+                          why != NULL ? why : "no answer");
+        json_decref(r);
+        return rc;
+    }
+    json_decref(r);
+    if (n > 0 && (rc = prov_ipc_recv_fds(f->back_fd, f->chan + 1, (size_t)n)) != 0)
+        return rc;
+    f->n_chan = 1 + (size_t)n;
+    return 0;
+}
+
 int
 prov_front_run(struct prov_config *cfg, int sfd, int back_fd, int back_pid)
 {
@@ -1007,6 +1068,9 @@ prov_front_run(struct prov_config *cfg, int sfd, int back_fd, int back_pid)
 
     pthread_mutex_init(&f.lock, NULL);
     pthread_mutex_init(&f.slock, NULL);
+    pthread_cond_init(&f.chan_free, NULL);
+    f.chan[0] = back_fd;
+    f.n_chan = 1;
     for (size_t i = 0; i < PROV_MAX_LISTEN; i++)
         f.lfd[i] = -1;
     f.n_sessions = cfg->max_sessions;
@@ -1014,7 +1078,7 @@ prov_front_run(struct prov_config *cfg, int sfd, int back_fd, int back_pid)
         rc = ck_error_set(CK_ERR_NOMEM, "sessions");
         goto fail;
     }
-    if ((rc = fetch_realm(&f)) != 0 ||
+    if ((rc = fetch_realm(&f)) != 0 || (rc = fetch_channels(&f)) != 0 ||
         (rc = ck_admin_acl_load(cfg->acl_file, f.realm, &f.acl)) != 0 ||
         (rc = ck_spnego_acceptor_init(cfg->keytab, PROV_PROG, &f.acc)) != 0 ||
         (rc = setup_login_keys(&f)) != 0 || (rc = setup_tls(&f)) != 0 ||
@@ -1051,11 +1115,14 @@ stop:
             close(f.lfd[i]);
     }
     ck_admin_watch_stop(&w);
+    for (size_t i = 1; i < f.n_chan; i++)
+        close(f.chan[i]);
     close(back_fd); /* the back closes the store, stops its servers and the signer, exits */
     if (back_pid > 0 && waitpid(back_pid, &st, 0) == back_pid && st != 0 && status == 0)
         ck_log_warn("the back process exited with status %d", st);
     front_free(&f);
     pthread_mutex_destroy(&f.lock);
     pthread_mutex_destroy(&f.slock);
+    pthread_cond_destroy(&f.chan_free);
     return status;
 }

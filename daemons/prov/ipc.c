@@ -1,10 +1,14 @@
 /* cablekey-prov's front <-> back messages: JSON objects in lib/admin's frames. The error
  * vocabulary of the API (CONTRACT: invalid_json, invalid_field, ..., internal) is built here so
  * that the front and the back answer alike. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "admin/admin_int.h"
 #include "cablekey/error.h"
@@ -138,4 +142,85 @@ prov_error_from_ck(int rc, const char **code)
         *code = "internal";
         return 500;
     }
+}
+
+/* One byte of payload carries the descriptors: a stream socket needs data for the ancillary
+ * part to travel with. */
+int
+prov_ipc_send_fds(int fd, const int *fds, size_t n)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * PROV_MAX_WORKERS)];
+        struct cmsghdr align;
+    } u;
+    char byte = 'C';
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *cm;
+    ssize_t w;
+
+    if (n == 0 || n > PROV_MAX_WORKERS)
+        return ck_error_set(CK_ERR_INVAL, "ipc: %zu channels (1..%d)", n, PROV_MAX_WORKERS);
+    memset(&u, 0, sizeof(u));
+    mh.msg_control = u.buf;
+    mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+    cm = CMSG_FIRSTHDR(&mh);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+    memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+    do
+        w = sendmsg(fd, &mh, MSG_NOSIGNAL);
+    while (w < 0 && errno == EINTR);
+    if (w != 1)
+        return ck_error_set(CK_ERR_IO, "ipc: sending the channels: %s",
+                            w < 0 ? strerror(errno) : "short write");
+    return 0;
+}
+
+int
+prov_ipc_recv_fds(int fd, int *fds, size_t n)
+{
+    union {
+        char buf[CMSG_SPACE(sizeof(int) * PROV_MAX_WORKERS)];
+        struct cmsghdr align;
+    } u;
+    char byte = 0;
+    struct iovec iov = {.iov_base = &byte, .iov_len = 1};
+    struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
+    struct cmsghdr *cm;
+    size_t got = 0;
+    ssize_t r;
+
+    if (n == 0 || n > PROV_MAX_WORKERS)
+        return ck_error_set(CK_ERR_INVAL, "ipc: %zu channels (1..%d)", n, PROV_MAX_WORKERS);
+    memset(&u, 0, sizeof(u));
+    mh.msg_control = u.buf;
+    mh.msg_controllen = sizeof(u.buf);
+    do
+        r = recvmsg(fd, &mh, MSG_CMSG_CLOEXEC);
+    while (r < 0 && errno == EINTR);
+    if (r != 1 || byte != 'C')
+        return ck_error_set(CK_ERR_PROTO, "ipc: no channels from the back process%s%s",
+                            r < 0 ? ": " : "", r < 0 ? strerror(errno) : "");
+    for (cm = CMSG_FIRSTHDR(&mh); cm != NULL; cm = CMSG_NXTHDR(&mh, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+            continue;
+        size_t k = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < k; i++) {
+            int one;
+            memcpy(&one, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+            if (got < n)
+                fds[got++] = one;
+            else
+                close(one);
+        }
+    }
+    if (got != n || (mh.msg_flags & MSG_CTRUNC)) {
+        for (size_t i = 0; i < got; i++)
+            close(fds[i]);
+        return ck_error_set(CK_ERR_PROTO, "ipc: %zu of %zu channels from the back process", got,
+                            n);
+    }
+    return 0;
 }

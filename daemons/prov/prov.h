@@ -36,6 +36,8 @@
 #define PROV_DEFAULT_TIMEOUT 30
 #define PROV_DEFAULT_SESSION_LIFETIME 3600
 #define PROV_DEFAULT_MAX_SESSIONS 1024
+#define PROV_DEFAULT_WORKERS 2        /* the back's request workers: one signs while one commits */
+#define PROV_MAX_WORKERS 16
 
 struct prov_webhook {
     char *name;                 /* [A-Za-z0-9_-]{1,63} */
@@ -84,6 +86,7 @@ struct prov_config {
     size_t max_body;                    /* request body limit (413 beyond) */
     unsigned max_connections, timeout;  /* libmicrohttpd: connections, idle seconds */
     size_t max_sessions;                /* console sessions held by the front */
+    size_t workers;                     /* the back's request workers (channels from the front) */
 };
 
 extern const struct ck_conf_key prov_conf_keys[];

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pthread.h>
 
 #include <jansson.h>
 
@@ -24,6 +25,10 @@ int prov_ipc_call(int fd, const json_t *req, json_t **reply);
 /* The back's side: the next request (CK_ERR_NOTFOUND at a clean end), and its answer. */
 int prov_ipc_next(int fd, json_t **req);
 int prov_ipc_answer(int fd, json_t *reply); /* steals reply */
+/* The back's extra worker channels, handed to the front once at start ({"op":"channels"}):
+ * n socket descriptors in one SCM_RIGHTS message after the JSON reply. */
+int prov_ipc_send_fds(int fd, const int *fds, size_t n);
+int prov_ipc_recv_fds(int fd, int *fds, size_t n);
 /* {"status":s,"error":{"code","field"?,"message"}} (new reference). */
 json_t *prov_error(int status, const char *code, const char *field, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
@@ -110,6 +115,21 @@ struct prov_flows {
     struct prov_signer *signer;
     struct prov_webhooks *webhooks;
     int64_t (*now)(void);
+    struct prov_workers_shared *shared; /* NULL: the only worker (the unit tests) */
+    size_t worker;                      /* this worker's index in shared */
+};
+
+/* What the back's workers share (back.c sets it up). The store connection: a worker holds it
+ * for a whole request except while it waits for the signer, so that one worker signs while
+ * another reads and commits (one connection, not one per worker: SQLite drops a connection's
+ * page cache whenever another connection has committed, which cost more than the overlap
+ * gained). The numbers each worker has picked for an action not yet committed: the others
+ * skip them instead of signing a certificate for a number their action would be refused
+ * (the action re-checks its number in its transaction either way). */
+struct prov_workers_shared {
+    pthread_mutex_t store_lock;
+    pthread_mutex_t picks_lock;
+    char picks[PROV_MAX_WORKERS][CK_PROV_NUMBER_MAX + 1];
 };
 json_t *prov_flows_handle(struct prov_flows *fl, const json_t *req);
 /* Crash points (CK_PROV_CRASH=<point>): _exit(137) at that point, for the kill -9 tests. */

@@ -148,6 +148,10 @@ int ck_prov_pool_list(ck_store *store, ck_prov_pool_cb cb, void *arg);
  * the action then fails with CK_ERR_EXISTS if another took it meanwhile (pick again).
  * CK_ERR_FULL when the segment has none left (an action without a number fails the same way). */
 int ck_prov_number_next(ck_store *store, const char *segment, char out[CK_PROV_NUMBER_MAX + 1]);
+/* The same, the lowest free number above `after` (text order): a back with several workers skips
+ * the numbers its other workers are about to take. */
+int ck_prov_number_next_after(ck_store *store, const char *segment, const char *after,
+                              char out[CK_PROV_NUMBER_MAX + 1]);
 
 /* ---- devices ---- */
 int ck_prov_device_get(ck_store *store, const char *mac, ck_prov_device **out);

@@ -182,6 +182,17 @@ int ck_store_realm_modify(ck_store *store, const ck_realm_mod *mod);
 
 /* Current value of the change counter (from the database, not the cache). */
 int ck_store_generation(ck_store *store, uint64_t *out);
+/* Checkpoints off a busy writer's path (SQLite; PostgreSQL has none: both return 0 and do
+ * nothing). ck_store_wal_manual: this connection's commits stop copying the write-ahead log into
+ * the database file (SQLite's automatic checkpoint, with its fsyncs), except as a safety net
+ * when the log passes CK_STORE_WAL_SAFETY_PAGES; another connection then calls
+ * ck_store_checkpoint, which copies what it can without blocking writers; *complete when
+ * nothing was left, *frames the log's length in pages. restart: also wait a few milliseconds
+ * for the log's readers to move on, so that the next write starts the log from its beginning
+ * (blocks writers meanwhile; not complete if they did not). */
+#define CK_STORE_WAL_SAFETY_PAGES 20000
+int ck_store_wal_manual(ck_store *store);
+int ck_store_checkpoint(ck_store *store, bool restart, bool *complete, int *frames);
 
 /* --- principal records (all copies; the caller frees with ck_db_principal_free) --- */
 

@@ -1408,6 +1408,46 @@ out:
     return ret;
 }
 
+static int
+sqlite_wal_manual(void *arg)
+{
+    struct sqlite_be *be = arg;
+    char sql[64];
+
+    snprintf(sql, sizeof(sql), "PRAGMA wal_autocheckpoint = %d", CK_STORE_WAL_SAFETY_PAGES);
+    return sq_exec(be, sql);
+}
+
+/* restart: also wait (briefly: the caller tries again later) for the readers of the log to
+ * move to the database file, so that the next write starts the log from its beginning; a
+ * reader that began after the last write and is still reading otherwise keeps the log growing.
+ * *frames: the log's length before. */
+#define CKPT_RESTART_WAIT_MS 20
+
+static int
+sqlite_checkpoint(void *arg, bool restart, bool *complete, int *frames)
+{
+    struct sqlite_be *be = arg;
+    int log = 0, done = 0, rc;
+
+    *complete = false;
+    *frames = 0;
+    if (restart)
+        sqlite3_busy_timeout(be->db, CKPT_RESTART_WAIT_MS);
+    rc = sqlite3_wal_checkpoint_v2(be->db, NULL,
+                                   restart ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE,
+                                   &log, &done);
+    if (restart)
+        sqlite3_busy_timeout(be->db, SQLITE_BUSY_TIMEOUT_MS);
+    if (rc == SQLITE_BUSY) /* another checkpoint, or readers still on the log: later */
+        return 0;
+    if (rc != SQLITE_OK)
+        return ck_error_set(CK_ERR_DB, "checkpoint: %s", sqlite3_errmsg(be->db));
+    *complete = log >= 0 && done == log;
+    *frames = log > 0 ? log : 0;
+    return 0;
+}
+
 const struct ck_store_ops ck_store_sqlite_ops = {
     .name = "sqlite",
     .open = sqlite_open,
@@ -1424,6 +1464,8 @@ const struct ck_store_ops ck_store_sqlite_ops = {
     .realm_modify = sqlite_realm_modify,
     .rename = sqlite_rename,
     .generation = sqlite_generation,
+    .wal_manual = sqlite_wal_manual,
+    .checkpoint = sqlite_checkpoint,
     .changes_since = sqlite_changes_since,
     .device_get = sqlite_device_get,
     .device_add = sqlite_device_add,

@@ -1045,6 +1045,22 @@ ck_store_generation(ck_store *store, uint64_t *out)
 }
 
 int
+ck_store_wal_manual(ck_store *store)
+{
+    return store->ops->wal_manual != NULL ? store->ops->wal_manual(store->be) : 0;
+}
+
+int
+ck_store_checkpoint(ck_store *store, bool restart, bool *complete, int *frames)
+{
+    *complete = true;
+    *frames = 0;
+    return store->ops->checkpoint != NULL
+               ? store->ops->checkpoint(store->be, restart, complete, frames)
+               : 0;
+}
+
+int
 ck_store_init_realm(const char *db_path, const char *stash_path, const char *realm,
                     const int32_t *enctypes, size_t n_enctypes, int64_t max_life,
                     int64_t max_renew)

@@ -198,6 +198,10 @@ struct ck_store_ops {
                   const struct ck_store_key_row *keys, size_t n_keys,
                   const struct ck_store_key_row *hist, size_t n_hist, int64_t now);
     int (*generation)(void *be, uint64_t *gen);
+    /* Optional (NULL: nothing to do, PostgreSQL). wal_manual: this connection's commits no
+     * longer copy the write-ahead log into the database; checkpoint: copy it now (store.h). */
+    int (*wal_manual)(void *be);
+    int (*checkpoint)(void *be, bool restart, bool *complete, int *frames);
     /* Reports changes with generation in (since, current] and sets *current. Reads the counter
      * first and returns at once if it did not move. */
     int (*changes_since)(void *be, uint64_t since, uint64_t *current, ck_store_change_cb cb,

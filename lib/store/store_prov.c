@@ -1183,15 +1183,32 @@ cb_text_found(const struct ck_prov_row *r, void *arg)
 int
 ck_prov_number_next(ck_store *store, const char *segment, char out[CK_PROV_NUMBER_MAX + 1])
 {
+    return ck_prov_number_next_after(store, segment, NULL, out);
+}
+
+int
+ck_prov_number_next_after(ck_store *store, const char *segment, const char *after,
+                          char out[CK_PROV_NUMBER_MAX + 1])
+{
     int ret;
 
     out[0] = '\0';
     if ((ret = prov_usable(store, false)) != 0 || (ret = check_segment(segment)) != 0)
         return ret;
-    if ((ret = q_query(store, "free number",
-                       "SELECT number FROM prov_number WHERE segment = $1 AND mac IS NULL"
-                       " ORDER BY number LIMIT 1",
-                       QARGS(Q_TEXT(segment)), cb_text_found, out)) != 0)
+    if (after != NULL && (after[0] == '\0' || strlen(after) > CK_PROV_NUMBER_MAX))
+        return ck_error_set(CK_ERR_INVAL, "free number after: 1..%d characters expected",
+                            CK_PROV_NUMBER_MAX);
+    if (after == NULL)
+        ret = q_query(store, "free number",
+                      "SELECT number FROM prov_number WHERE segment = $1 AND mac IS NULL"
+                      " ORDER BY number LIMIT 1",
+                      QARGS(Q_TEXT(segment)), cb_text_found, out);
+    else
+        ret = q_query(store, "free number",
+                      "SELECT number FROM prov_number WHERE segment = $1 AND mac IS NULL"
+                      " AND number > $2 ORDER BY number LIMIT 1",
+                      QARGS(Q_TEXT(segment), Q_TEXT(after)), cb_text_found, out);
+    if (ret != 0)
         return ret;
     if (out[0] == '\0')
         return ck_error_set(CK_ERR_FULL, "segment %s has no free number", segment);
