@@ -121,12 +121,15 @@ typedef struct ck_pki_cert_spec {
     /* Optional: subject_key's SubjectPublicKeyInfo as another certificate holds it (the
      * manufacturer certificate of an operator certificate), copied as it is instead of
      * re-encoding subject_key (OpenSSL 3's encoder + decoder round trip: ~40 % of a P-256
-     * operator certificate's cost). The caller vouches that it is subject_key's. */
+     * operator certificate's cost). The caller vouches that it is subject_key's. With a
+     * subject_key of NULL (issued certificates only, not a self-signed root) it is the key:
+     * nothing decodes it, and keyUsage's keyEncipherment follows its algorithm (rsaEncryption). */
     const X509_PUBKEY *spki;
 } ck_pki_cert_spec;
 
 /* Issues a certificate for subject_key (its public half) signed by issuer_key; issuer NULL makes a
- * self-signed certificate (ROOT_CA only, issuer_key must be subject_key). Serial: 128 random bits.
+ * self-signed certificate (ROOT_CA only, issuer_key must be subject_key). subject_key may be NULL
+ * when spec->spki is given and issuer is not NULL. Serial: 128 random bits.
  * Extensions: the profile's, subjectKeyIdentifier, authorityKeyIdentifier (keyid). Signature
  * sha256WithRSAEncryption / ecdsa-with-SHA256 (SHA-384 for P-384 issuers). */
 int ck_pki_cert_issue(const ck_pki_cert_spec *spec, EVP_PKEY *subject_key, X509 *issuer,
@@ -150,6 +153,8 @@ void ck_pki_mac_format(const uint8_t mac[6], char out[CK_PKI_MAC_TEXT]);
 /* The MAC address in a device certificate's subject CN (exactly one CN, in the form above or
  * upper case). CK_ERR_NOTFOUND if the CN is not a MAC address. */
 int ck_pki_cert_device_mac(X509 *cert, uint8_t mac[6]);
+/* The same, from a subject name (what ck_pki_operator_issue_der has without an X509). */
+int ck_pki_name_device_mac(const X509_NAME *name, uint8_t mac[6]);
 
 /* SHA-256 of the DER SubjectPublicKeyInfo (what a device record pins). */
 int ck_pki_spki_sha256(X509 *cert, uint8_t out[32]);
@@ -217,6 +222,17 @@ int ck_pki_operator_issue(X509 *mfg_cert, const uint8_t mac[6],
                           const uint8_t (*phone_ids)[CK_PKI_PHONE_ID_LEN], size_t n_phone_ids,
                           int64_t not_before, int64_t not_after, X509 *issuer,
                           EVP_PKEY *issuer_key, X509 **out);
+/* The same certificate from the manufacturer certificate's DER (mfg_len bytes, exactly one
+ * certificate: trailing bytes are CK_ERR_DECODE; more than CK_PKI_MAX_FILE CK_ERR_LIMIT), without
+ * decoding its public key: the SubjectPublicKeyInfo is copied as it is. Only rsaEncryption and
+ * id-ecPublicKey with a named curve are accepted (another algorithm or explicit EC parameters:
+ * CK_ERR_POLICY). What the signer uses: OpenSSL 3's d2i_X509 decodes the key through the
+ * provider decoders, most of the cost of an issue. Nothing here verifies the manufacturer's
+ * signature or the key (the caller admitted the certificate; see operator.c). */
+int ck_pki_operator_issue_der(const uint8_t *mfg_der, size_t mfg_len, const uint8_t mac[6],
+                              const uint8_t (*phone_ids)[CK_PKI_PHONE_ID_LEN],
+                              size_t n_phone_ids, int64_t not_before, int64_t not_after,
+                              X509 *issuer, EVP_PKEY *issuer_key, X509 **out);
 /* The phone IDs of a certificate's id-cablekey-phone-ids extension, in order. No extension:
  * CK_ERR_NOTFOUND; a malformed one (not strict DER, an ID not 32 bytes, more than max):
  * CK_ERR_DECODE / CK_ERR_LIMIT. */

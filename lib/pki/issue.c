@@ -179,6 +179,21 @@ out:
     return ret;
 }
 
+/* Whether the subject key is RSA: from the key when there is one, else from the algorithm of
+ * spec->spki (ck_pki_cert_issue without a key). rsaEncryption only, as EVP_PKEY_is_a(key, "RSA")
+ * answers: an RSA-PSS key is restricted to signatures and gets no keyEncipherment either way. */
+static bool
+subject_is_rsa(const ck_pki_cert_spec *spec, EVP_PKEY *key)
+{
+    ASN1_OBJECT *obj = NULL;
+
+    if (key != NULL)
+        return EVP_PKEY_is_a(key, "RSA");
+    if (spec->spki == NULL || !X509_PUBKEY_get0_param(&obj, NULL, NULL, NULL, spec->spki))
+        return false;
+    return OBJ_obj2nid(obj) == NID_rsaEncryption;
+}
+
 static int
 add_key_usage(X509 *x, const ck_pki_cert_spec *spec, EVP_PKEY *key)
 {
@@ -193,7 +208,7 @@ add_key_usage(X509 *x, const ck_pki_cert_spec *spec, EVP_PKEY *key)
         bits[n++] = 0; /* digitalSignature: OCSP responses and CMS signed by the CA itself */
     } else {
         bits[n++] = 0; /* digitalSignature */
-        if (EVP_PKEY_is_a(key, "RSA"))
+        if (subject_is_rsa(spec, key))
             bits[n++] = 2; /* keyEncipherment */
     }
     for (int i = 0; i < n; i++) {
@@ -465,7 +480,10 @@ ck_pki_cert_issue(const ck_pki_cert_spec *spec, EVP_PKEY *subject_key, X509 *iss
     int ret;
 
     *out = NULL;
-    if (spec == NULL || subject_key == NULL || issuer_key == NULL)
+    /* Without subject_key, spec->spki is the key; a self-signed root needs the key itself (it is
+     * compared with issuer_key). */
+    if (spec == NULL || issuer_key == NULL ||
+        (subject_key == NULL && (spec->spki == NULL || issuer == NULL)))
         return ck_error_set(CK_ERR_INVAL, "certificate: missing key");
     if ((issuer == NULL) != (spec->profile == CK_PKI_PROFILE_ROOT_CA))
         return ck_error_set(CK_ERR_INVAL, "certificate: only a root CA is self-signed");
@@ -502,10 +520,20 @@ ck_pki_cert_issue(const ck_pki_cert_spec *spec, EVP_PKEY *subject_key, X509 *iss
         goto out;
     }
     if (!X509_set_version(x, X509_VERSION_3) || !X509_set_subject_name(x, subject) ||
-        !X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : subject) ||
-        ((spec->spki == NULL || copy_spki(x, spec->spki) != 0) &&
-         !X509_set_pubkey(x, subject_key)) ||
-        ASN1_TIME_set(X509_getm_notBefore(x), (time_t)spec->not_before) == NULL ||
+        !X509_set_issuer_name(x, issuer != NULL ? X509_get_subject_name(issuer) : subject)) {
+        ret = ck_error_set_ssl(CK_ERR_ENCODE, "certificate");
+        goto out;
+    }
+    /* The SPKI as given; re-encoding subject_key is the fallback, and there is none without it. */
+    if ((spec->spki == NULL || copy_spki(x, spec->spki) != 0) &&
+        (subject_key == NULL || !X509_set_pubkey(x, subject_key))) {
+        ret = subject_key == NULL
+                  ? ck_error_set(CK_ERR_ENCODE, "certificate: the subject public key info cannot "
+                                                "be copied (unexpected algorithm parameters)")
+                  : ck_error_set_ssl(CK_ERR_ENCODE, "certificate: subject public key");
+        goto out;
+    }
+    if (ASN1_TIME_set(X509_getm_notBefore(x), (time_t)spec->not_before) == NULL ||
         ASN1_TIME_set(X509_getm_notAfter(x), (time_t)not_after) == NULL) {
         ret = ck_error_set_ssl(CK_ERR_ENCODE, "certificate");
         goto out;

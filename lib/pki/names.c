@@ -224,10 +224,9 @@ ck_pki_mac_format(const uint8_t mac[6], char out[CK_PKI_MAC_TEXT])
 }
 
 int
-ck_pki_cert_device_mac(X509 *cert, uint8_t mac[6])
+ck_pki_name_device_mac(const X509_NAME *name, uint8_t mac[6])
 {
-    const X509_NAME *name = X509_get_subject_name(cert);
-    int idx = X509_NAME_get_index_by_NID(name, NID_commonName, -1);
+    int idx = name != NULL ? X509_NAME_get_index_by_NID(name, NID_commonName, -1) : -1;
     const ASN1_STRING *cn;
     char text[CK_PKI_MAC_TEXT];
     int len;
@@ -249,6 +248,12 @@ ck_pki_cert_device_mac(X509 *cert, uint8_t mac[6])
         return ck_error_set(CK_ERR_NOTFOUND, "device certificate: CN is not a valid MAC "
                                              "address");
     return 0;
+}
+
+int
+ck_pki_cert_device_mac(X509 *cert, uint8_t mac[6])
+{
+    return ck_pki_name_device_mac(X509_get_subject_name(cert), mac);
 }
 
 int

@@ -276,23 +276,13 @@ name_entry(const X509_NAME *name, int nid, char *buf, size_t size)
     return buf;
 }
 
-int
-ck_pki_operator_issue(X509 *mfg_cert, const uint8_t mac[6],
-                      const uint8_t (*phone_ids)[CK_PKI_PHONE_ID_LEN], size_t n_phone_ids,
-                      int64_t not_before, int64_t not_after, X509 *issuer, EVP_PKEY *issuer_key,
-                      X509 **out)
+/* The manufacturer certificate must be for the MAC asked for (the subject's one CN). */
+static int
+check_mfg_mac(const X509_NAME *subject, const uint8_t mac[6])
 {
-    ck_pki_cert_spec spec = {0};
     uint8_t cert_mac[6];
-    char cn[CK_PKI_MAC_TEXT], c[8], o[80], ou[80];
-    const X509_NAME *iname;
-    EVP_PKEY *pub;
-    int ret;
 
-    *out = NULL;
-    if (mfg_cert == NULL || issuer == NULL || issuer_key == NULL || mac == NULL)
-        return ck_error_set(CK_ERR_INVAL, "operator certificate: missing argument");
-    if ((ret = ck_pki_cert_device_mac(mfg_cert, cert_mac)) != 0)
+    if (ck_pki_name_device_mac(subject, cert_mac) != 0)
         return ck_error_set(CK_ERR_POLICY, "manufacturer certificate: %s", ck_error_context());
     if (!ck_ct_equal(cert_mac, mac, 6)) {
         char want[CK_PKI_MAC_TEXT], got[CK_PKI_MAC_TEXT];
@@ -301,11 +291,21 @@ ck_pki_operator_issue(X509 *mfg_cert, const uint8_t mac[6],
         return ck_error_set(CK_ERR_POLICY, "manufacturer certificate is for MAC %s, not %s", got,
                             want);
     }
-    if ((pub = X509_get0_pubkey(mfg_cert)) == NULL) {
-        ERR_clear_error();
-        return ck_error_set(CK_ERR_DECODE, "manufacturer certificate: unreadable public key");
-    }
-    iname = X509_get_subject_name(issuer);
+    return 0;
+}
+
+/* The OPERATOR_DEVICE profile, for both entry points: spki is the manufacturer's
+ * SubjectPublicKeyInfo, copied as it is; pub its decoded key, or NULL when only spki is known. */
+static int
+operator_issue(const X509_PUBKEY *spki, EVP_PKEY *pub, const uint8_t mac[6],
+               const uint8_t (*phone_ids)[CK_PKI_PHONE_ID_LEN], size_t n_phone_ids,
+               int64_t not_before, int64_t not_after, X509 *issuer, EVP_PKEY *issuer_key,
+               X509 **out)
+{
+    ck_pki_cert_spec spec = {0};
+    char cn[CK_PKI_MAC_TEXT], c[8], o[80], ou[80];
+    const X509_NAME *iname = X509_get_subject_name(issuer);
+
     ck_pki_mac_format(mac, cn);
     spec.profile = CK_PKI_PROFILE_OPERATOR_DEVICE;
     spec.country = name_entry(iname, NID_countryName, c, sizeof(c));
@@ -317,8 +317,63 @@ ck_pki_operator_issue(X509 *mfg_cert, const uint8_t mac[6],
     spec.not_after = not_after;
     spec.phone_ids = phone_ids;
     spec.n_phone_ids = n_phone_ids;
-    spec.spki = X509_get_X509_PUBKEY(mfg_cert); /* the same key, as the manufacturer wrote it */
+    spec.spki = spki; /* the same key, as the manufacturer wrote it */
     if (spec.org == NULL)
         return ck_error_set(CK_ERR_INVAL, "provisioning CA subject has no organization");
     return ck_pki_cert_issue(&spec, pub, issuer, issuer_key, out);
+}
+
+int
+ck_pki_operator_issue(X509 *mfg_cert, const uint8_t mac[6],
+                      const uint8_t (*phone_ids)[CK_PKI_PHONE_ID_LEN], size_t n_phone_ids,
+                      int64_t not_before, int64_t not_after, X509 *issuer, EVP_PKEY *issuer_key,
+                      X509 **out)
+{
+    EVP_PKEY *pub;
+    int ret;
+
+    *out = NULL;
+    if (mfg_cert == NULL || issuer == NULL || issuer_key == NULL || mac == NULL)
+        return ck_error_set(CK_ERR_INVAL, "operator certificate: missing argument");
+    if ((ret = check_mfg_mac(X509_get_subject_name(mfg_cert), mac)) != 0)
+        return ret;
+    if ((pub = X509_get0_pubkey(mfg_cert)) == NULL) {
+        ERR_clear_error();
+        return ck_error_set(CK_ERR_DECODE, "manufacturer certificate: unreadable public key");
+    }
+    return operator_issue(X509_get_X509_PUBKEY(mfg_cert), pub, mac, phone_ids, n_phone_ids,
+                          not_before, not_after, issuer, issuer_key, out);
+}
+
+/* Why certifying a key nobody decoded here is safe: the signer only issues for a device the KDC
+ * has admitted, and the KDC admits a device only after its PKINIT signature verified with this
+ * very key; the store keeps the manufacturer certificate as it was admitted, byte for byte. A
+ * key that does not decode could not have signed, so it does not get here through the
+ * provisioning server; a caller that forges one (the signer verifies no manufacturer signature,
+ * with or without this path) gets a certificate for a key nobody can use. What is checked is
+ * what the new certificate's content depends on: the MAC, and an algorithm (RSA, or EC on a
+ * named curve) the profile knows. */
+int
+ck_pki_operator_issue_der(const uint8_t *mfg_der, size_t mfg_len, const uint8_t mac[6],
+                          const uint8_t (*phone_ids)[CK_PKI_PHONE_ID_LEN], size_t n_phone_ids,
+                          int64_t not_before, int64_t not_after, X509 *issuer,
+                          EVP_PKEY *issuer_key, X509 **out)
+{
+    ck_pki_mfg_cert *mfg = NULL;
+    X509_PUBKEY *spki = NULL;
+    int ret;
+
+    *out = NULL;
+    if (mfg_der == NULL || issuer == NULL || issuer_key == NULL || mac == NULL)
+        return ck_error_set(CK_ERR_INVAL, "operator certificate: missing argument");
+    if ((ret = ck_pki_mfg_cert_decode(mfg_der, mfg_len, &mfg)) != 0 ||
+        (ret = check_mfg_mac(ck_pki_mfg_cert_subject(mfg), mac)) != 0 ||
+        (ret = ck_pki_mfg_cert_spki(mfg, &spki)) != 0)
+        goto out;
+    ret = operator_issue(spki, NULL, mac, phone_ids, n_phone_ids, not_before, not_after, issuer,
+                         issuer_key, out);
+out:
+    X509_PUBKEY_free(spki);
+    ck_pki_mfg_cert_free(mfg);
+    return ret;
 }

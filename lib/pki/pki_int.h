@@ -24,4 +24,17 @@ int ck_pki_certs_from_pem(const uint8_t *buf, size_t len, size_t max, const char
 /* Adds the id-cablekey-phone-ids extension (non-critical) holding ids (operator.c). */
 int ck_pki_phone_ids_ext(X509 *x, const uint8_t (*ids)[32], size_t n);
 
+/* A manufacturer certificate decoded with a template of RFC 5280's Certificate that leaves the
+ * public key undecoded (mfgcert.c; OpenSSL's X509_PUBKEY decodes it on d2i). Nothing is
+ * verified: neither the signature nor the key. decode: exactly len bytes of one certificate
+ * (CK_ERR_DECODE otherwise). */
+typedef struct ck_pki_mfg_cert ck_pki_mfg_cert;
+int ck_pki_mfg_cert_decode(const uint8_t *der, size_t len, ck_pki_mfg_cert **out);
+void ck_pki_mfg_cert_free(ck_pki_mfg_cert *c);
+const X509_NAME *ck_pki_mfg_cert_subject(const ck_pki_mfg_cert *c);
+/* A new X509_PUBKEY holding the certificate's algorithm, parameters and key bits as they are
+ * (X509_PUBKEY_set0_param: no key is decoded). rsaEncryption (parameters NULL or absent) and
+ * id-ecPublicKey with a named curve OpenSSL implements only; anything else CK_ERR_POLICY. */
+int ck_pki_mfg_cert_spki(const ck_pki_mfg_cert *c, X509_PUBKEY **out);
+
 #endif

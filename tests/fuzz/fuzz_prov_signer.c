@@ -1,8 +1,10 @@
 /* Fuzzes cablekey-prov's signer as a hostile back process would reach it: one message on its
  * socket (daemons/prov/signer_int.h). The request decoder's bounds, then the whole handler with
- * a throw-away EC CA and phone-ID key (the embedded manufacturer certificate is parsed, its MAC
- * compared, a certificate issued): every answer must be a well-formed response of the request's
- * type, and an issued certificate must carry the MAC and as many phone IDs as asked. The seed
+ * a throw-away EC CA and phone-ID key (the embedded manufacturer certificate is decoded without
+ * its key by ck_pki_operator_issue_der, its MAC compared, a certificate issued): every answer
+ * must be a well-formed response of the request's type, and an issued certificate must carry the
+ * MAC, as many phone IDs as asked and the manufacturer's SubjectPublicKeyInfo as it was (when
+ * OpenSSL's own d2i_X509 reads the manufacturer certificate too). The seed
  * corpus (tests/fuzz/corpus/prov_signer) holds a valid ISSUE (validity around FUZZ_NOW) and a
  * valid PHONE_ID request. */
 #include <stdint.h>
@@ -81,13 +83,25 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             abort();
         if (q.type == PROV_SIGNER_ISSUE) {
             const unsigned char *p = resp + PROV_SIGNER_HDR;
-            X509 *x = d2i_X509(NULL, &p, (long)(resp_len - PROV_SIGNER_HDR));
+            X509 *x = d2i_X509(NULL, &p, (long)(resp_len - PROV_SIGNER_HDR)), *mfg;
             uint8_t mac[6], ids[CK_PKI_MAX_PHONE_IDS][32];
             size_t n = 0;
             if (x == NULL || ck_pki_cert_device_mac(x, mac) != 0 || memcmp(mac, q.mac, 6) != 0 ||
                 ck_pki_cert_phone_ids(x, ids, CK_PKI_MAX_PHONE_IDS, &n) != 0 ||
                 n != q.n_numbers)
                 abort();
+            p = q.cert;
+            mfg = d2i_X509(NULL, &p, (long)q.cert_len);
+            if (mfg != NULL && p == q.cert + q.cert_len) {
+                unsigned char *want = NULL, *got = NULL;
+                int want_len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(mfg), &want);
+                int got_len = i2d_X509_PUBKEY(X509_get_X509_PUBKEY(x), &got);
+                if (want_len <= 0 || want_len != got_len || memcmp(want, got, (size_t)got_len))
+                    abort();
+                OPENSSL_free(want);
+                OPENSSL_free(got);
+            }
+            X509_free(mfg);
             X509_free(x);
         }
     } else if (resp_len > PROV_SIGNER_HDR + PROV_SIGNER_ERRMSG_MAX) {

@@ -381,6 +381,261 @@ phone_ids_hostile(void)
 }
 
 /* ------------------------------------------------------------------------------------------- */
+/* The signer's path: the operator certificate from the manufacturer certificate's DER, its key
+ * never decoded (ck_pki_operator_issue_der). */
+
+static uint8_t *
+i2d_alloc(int (*i2d)(const void *, unsigned char **), const void *v, size_t *len)
+{
+    unsigned char *der = NULL;
+    int n = i2d(v, &der);
+
+    *len = n > 0 ? (size_t)n : 0;
+    return n > 0 ? der : NULL;
+}
+
+static int
+i2d_spki(const void *x, unsigned char **out)
+{
+    return i2d_X509_PUBKEY(X509_get_X509_PUBKEY((X509 *)x), out);
+}
+
+static int
+i2d_exts(const void *x, unsigned char **out)
+{
+    const STACK_OF(X509_EXTENSION) *exts = X509_get0_extensions(x);
+
+    return i2d_X509_EXTENSIONS((X509_EXTENSIONS *)exts, out);
+}
+
+/* The certificate issued from the DER is the one issued from the X509: subject, issuer, the
+ * manufacturer's SPKI byte for byte, validity, every extension (keyUsage with keyEncipherment for
+ * RSA only, the key identifiers, the phone IDs); only the serial and signature differ. */
+static void
+operator_der_same(ck_pki_key_type type)
+{
+    const char *nums[] = {"15551230001", "15551230002"};
+    int64_t now = (int64_t)time(NULL);
+    uint8_t ids[2][32];
+    EVP_PKEY *key = NULL;
+    X509 *mfg = NULL, *a = NULL, *b = NULL;
+    uint8_t *mfg_der = NULL, *spki_mfg = NULL, *spki_a = NULL, *spki_b = NULL, *ext_a = NULL,
+            *ext_b = NULL;
+    size_t mfg_len = 0, l_mfg = 0, l_a = 0, l_b = 0, le_a = 0, le_b = 0;
+    bool rsa = type == CK_PKI_KEY_RSA_2048 || type == CK_PKI_KEY_RSA_3072;
+
+    setup();
+    CHECK_OK(ck_pki_phone_id(phone_key, nums[0], ids[0]));
+    CHECK_OK(ck_pki_phone_id(phone_key, nums[1], ids[1]));
+    CHECK_OK(ck_pki_key_generate(type, &key));
+    if (key == NULL)
+        return;
+    mfg = issue(CK_PKI_PROFILE_DEVICE, "Test Maker", "00:11:22:33:44:55", -1, key, mfg_ca,
+                mfg_ca_key);
+    mfg_der = der_of(mfg, &mfg_len);
+    CHECK_OK(ck_pki_operator_issue(mfg, dev_mac, (const uint8_t(*)[32])ids, 2, now - 60,
+                                   now + 86400, prov_ca, prov_ca_key, &a));
+    CHECK_OK(ck_pki_operator_issue_der(mfg_der, mfg_len, dev_mac, (const uint8_t(*)[32])ids, 2,
+                                       now - 60, now + 86400, prov_ca, prov_ca_key, &b));
+    if (a == NULL || b == NULL)
+        goto out;
+    CHECK(X509_NAME_cmp(X509_get_subject_name(a), X509_get_subject_name(b)) == 0);
+    CHECK(X509_NAME_cmp(X509_get_issuer_name(a), X509_get_issuer_name(b)) == 0);
+    CHECK_INT_EQ(X509_get_version(a), X509_get_version(b));
+    CHECK(ASN1_TIME_compare(X509_get0_notBefore(a), X509_get0_notBefore(b)) == 0);
+    CHECK(ASN1_TIME_compare(X509_get0_notAfter(a), X509_get0_notAfter(b)) == 0);
+    spki_mfg = i2d_alloc(i2d_spki, mfg, &l_mfg);
+    spki_a = i2d_alloc(i2d_spki, a, &l_a);
+    spki_b = i2d_alloc(i2d_spki, b, &l_b);
+    CHECK(l_mfg > 0);
+    CHECK_MEM_EQ(spki_b, l_b, spki_a, l_a);
+    CHECK_MEM_EQ(spki_b, l_b, spki_mfg, l_mfg);
+    ext_a = i2d_alloc(i2d_exts, a, &le_a);
+    ext_b = i2d_alloc(i2d_exts, b, &le_b);
+    CHECK(le_a > 0);
+    CHECK_MEM_EQ(ext_b, le_b, ext_a, le_a);
+    CHECK(X509_get_key_usage(b) != UINT32_MAX);
+    CHECK(!!(X509_get_key_usage(b) & KU_DIGITAL_SIGNATURE));
+    CHECK_INT_EQ(!!(X509_get_key_usage(b) & KU_KEY_ENCIPHERMENT), rsa);
+    {
+        /* As a relying party reads it (a built certificate holds its key undecoded). */
+        size_t len = 0;
+        uint8_t *der = der_of(b, &len);
+        const unsigned char *p = der;
+        X509 *back = d2i_X509(NULL, &p, (long)len);
+        CHECK(back != NULL && EVP_PKEY_eq(X509_get0_pubkey(back), key) == 1);
+        X509_free(back);
+        OPENSSL_free(der);
+    }
+    CHECK(X509_verify(b, prov_ca_key) == 1);
+    CHECK(X509_verify(a, prov_ca_key) == 1);
+    if (type == CK_PKI_KEY_EC_P256) {
+        /* The test device's own certificate, through everything a relying party checks. */
+        uint8_t *der = NULL;
+        size_t len = 0;
+        X509 *c = NULL;
+        CHECK_OK(ck_pki_operator_issue_der(dev_der, dev_der_len, dev_mac,
+                                           (const uint8_t(*)[32])ids, 2, now - 60, now + 86400,
+                                           prov_ca, prov_ca_key, &c));
+        if (c != NULL) {
+            der = der_of(c, &len);
+            check_operator_cert(der, len, nums, 2);
+        }
+        OPENSSL_free(der);
+        X509_free(c);
+    }
+out:
+    OPENSSL_free(spki_mfg);
+    OPENSSL_free(spki_a);
+    OPENSSL_free(spki_b);
+    OPENSSL_free(ext_a);
+    OPENSSL_free(ext_b);
+    OPENSSL_free(mfg_der);
+    X509_free(a);
+    X509_free(b);
+    X509_free(mfg);
+    EVP_PKEY_free(key);
+}
+
+static void
+operator_der_same_rsa(void)
+{
+    operator_der_same(CK_PKI_KEY_RSA_2048);
+}
+
+static void
+operator_der_same_ec(void)
+{
+    operator_der_same(CK_PKI_KEY_EC_P256);
+}
+
+/* A device certificate for key, issued by the manufacturer CA without going through
+ * ck_pki_cert_issue's key checks (any key OpenSSL can encode). */
+static uint8_t *
+odd_device_der(EVP_PKEY *key, size_t *len)
+{
+    ck_pki_cert_spec s = {0};
+    int64_t now = (int64_t)time(NULL);
+    X509 *x = NULL;
+    uint8_t *der;
+
+    s.profile = CK_PKI_PROFILE_DEVICE;
+    s.org = "Test Maker";
+    s.common_name = "00:11:22:33:44:55";
+    s.path_len = -1;
+    s.not_before = now - 60;
+    s.not_after = now + 86400;
+    if (ck_pki_cert_issue(&s, key, mfg_ca, mfg_ca_key, &x) != 0) {
+        fprintf(stderr, "  odd device certificate: %s\n", ck_error_context());
+        ck_test_case_failed = 1;
+        *len = 0;
+        return NULL;
+    }
+    der = der_of(x, len);
+    X509_free(x);
+    return der;
+}
+
+/* Refusals of the DER path: each an error, no certificate, no crash. */
+static void
+operator_der_refuses(void)
+{
+    uint8_t other_mac[6] = {0x00, 0x11, 0x22, 0x33, 0x44, 0x66}, junk[64], *buf;
+    int64_t now = (int64_t)time(NULL);
+    EVP_PKEY *ed = NULL, *explicit_ec = NULL;
+    X509 *x = NULL;
+    uint8_t *der, *spki;
+    size_t len, spki_len;
+
+#define ISSUE_DER(d, l, m)                                                                    \
+    ck_pki_operator_issue_der((d), (l), (m), NULL, 0, now - 60, now + 86400, prov_ca,          \
+                              prov_ca_key, &x)
+    setup();
+    /* Another device's certificate. */
+    CHECK_INT_EQ(ISSUE_DER(other_der, other_der_len, dev_mac), CK_ERR_POLICY);
+    CHECK(strstr(ck_error_context(), "00:11:22:33:44:66") != NULL);
+    CHECK(x == NULL);
+    CHECK_INT_EQ(ISSUE_DER(dev_der, dev_der_len, other_mac), CK_ERR_POLICY);
+    CHECK(x == NULL);
+    /* A byte after the certificate. */
+    buf = malloc(dev_der_len + 1);
+    if (buf == NULL)
+        abort();
+    memcpy(buf, dev_der, dev_der_len);
+    buf[dev_der_len] = 0;
+    CHECK_INT_EQ(ISSUE_DER(buf, dev_der_len + 1, dev_mac), CK_ERR_DECODE);
+    CHECK(x == NULL);
+    /* Every truncation, down to nothing. */
+    for (size_t l = 0; l < dev_der_len; l++) {
+        int rc = ISSUE_DER(buf, l, dev_mac);
+        if (rc != CK_ERR_DECODE || x != NULL) {
+            fprintf(stderr, "  truncated to %zu bytes: rc %d\n", l, rc);
+            ck_test_case_failed = 1;
+            X509_free(x);
+            x = NULL;
+        }
+    }
+    free(buf);
+    /* Not a certificate: a SEQUENCE of junk, and a SubjectPublicKeyInfo. */
+    memset(junk, 0x30, sizeof(junk));
+    CHECK_INT_EQ(ISSUE_DER(junk, sizeof(junk), dev_mac), CK_ERR_DECODE);
+    spki = i2d_alloc(i2d_spki, dev_cert, &spki_len);
+    CHECK_INT_EQ(ISSUE_DER(spki, spki_len, dev_mac), CK_ERR_DECODE);
+    OPENSSL_free(spki);
+    CHECK_INT_EQ(ck_pki_operator_issue_der(NULL, 0, dev_mac, NULL, 0, now - 60, now + 86400,
+                                           prov_ca, prov_ca_key, &x), CK_ERR_INVAL);
+    CHECK(x == NULL);
+    /* An Ed25519 device key: a valid certificate, an algorithm the profile does not take. */
+    ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+    CHECK(ed != NULL);
+    if (ed != NULL && (der = odd_device_der(ed, &len)) != NULL) {
+        CHECK_INT_EQ(ISSUE_DER(der, len, dev_mac), CK_ERR_POLICY);
+        CHECK(strstr(ck_error_context(), "ED25519") != NULL);
+        CHECK(x == NULL);
+        OPENSSL_free(der);
+    }
+    /* A P-256 key written with explicit curve parameters instead of the curve's name. */
+    if ((explicit_ec = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256")) == NULL ||
+        !EVP_PKEY_set_utf8_string_param(explicit_ec, "encoding", "explicit"))
+        abort();
+    if ((der = odd_device_der(explicit_ec, &len)) != NULL) {
+        CHECK_INT_EQ(ISSUE_DER(der, len, dev_mac), CK_ERR_POLICY);
+        CHECK(strstr(ck_error_context(), "named curve") != NULL);
+        CHECK(x == NULL);
+        OPENSSL_free(der);
+    }
+#undef ISSUE_DER
+    /* ck_pki_cert_issue without a key: only with an SPKI, and never for a self-signed root. */
+    {
+        ck_pki_cert_spec s = {0};
+        s.profile = CK_PKI_PROFILE_DEVICE;
+        s.org = "X";
+        s.common_name = "00:11:22:33:44:55";
+        s.path_len = -1;
+        s.not_before = now;
+        s.not_after = now + 60;
+        CHECK_INT_EQ(ck_pki_cert_issue(&s, NULL, mfg_ca, mfg_ca_key, &x), CK_ERR_INVAL);
+        s.spki = X509_get_X509_PUBKEY(dev_cert);
+        CHECK_OK(ck_pki_cert_issue(&s, NULL, mfg_ca, mfg_ca_key, &x));
+        if (x != NULL) {
+            uint8_t *d = der_of(x, &len);
+            const unsigned char *p = d;
+            X509 *back = d2i_X509(NULL, &p, (long)len);
+            CHECK(back != NULL && EVP_PKEY_eq(X509_get0_pubkey(back), dev_key) == 1);
+            X509_free(back);
+            OPENSSL_free(d);
+        }
+        X509_free(x);
+        x = NULL;
+        s.profile = CK_PKI_PROFILE_ROOT_CA;
+        CHECK_INT_EQ(ck_pki_cert_issue(&s, NULL, NULL, dev_key, &x), CK_ERR_INVAL);
+        CHECK(x == NULL);
+    }
+    EVP_PKEY_free(explicit_ec);
+    EVP_PKEY_free(ed);
+}
+
+/* ------------------------------------------------------------------------------------------- */
 
 /* A signer on the test's files, and a request for the test device. */
 static struct prov_signer *
@@ -492,6 +747,23 @@ signer_refuses(void)
         CHECK_INT_EQ(prov_signer_issue(s, &req, &der, &der_len), CK_ERR_DECODE);
         req.mfg_cert_der = dev_der;
         req.mfg_cert_len = dev_der_len;
+    }
+    {
+        /* A key algorithm the operator profile does not take (the signer never decodes it). */
+        EVP_PKEY *ed = EVP_PKEY_Q_keygen(NULL, NULL, "ED25519");
+        size_t ed_len = 0;
+        uint8_t *ed_der = ed != NULL ? odd_device_der(ed, &ed_len) : NULL;
+        CHECK(ed_der != NULL);
+        if (ed_der != NULL) {
+            req.mfg_cert_der = ed_der;
+            req.mfg_cert_len = ed_len;
+            CHECK_INT_EQ(prov_signer_issue(s, &req, &der, &der_len), CK_ERR_POLICY);
+            CHECK(strstr(ck_error_context(), "ED25519") != NULL);
+        }
+        req.mfg_cert_der = dev_der;
+        req.mfg_cert_len = dev_der_len;
+        OPENSSL_free(ed_der);
+        EVP_PKEY_free(ed);
     }
     CHECK(der == NULL);
     /* Still serving after every refusal. */
@@ -742,6 +1014,8 @@ cleanup(void)
 
 CK_TEST_MAIN("prov_signer", CK_TEST_CASE(phone_id_vectors), CK_TEST_CASE(phone_id_key_file),
              CK_TEST_CASE(operator_profile_direct), CK_TEST_CASE(phone_ids_hostile),
+             CK_TEST_CASE(operator_der_same_rsa), CK_TEST_CASE(operator_der_same_ec),
+             CK_TEST_CASE(operator_der_refuses),
              CK_TEST_CASE(signer_issues), CK_TEST_CASE(signer_refuses),
              CK_TEST_CASE(signer_garbage), CK_TEST_CASE(signer_process),
              CK_TEST_CASE(signer_start_failures), CK_TEST_CASE(answer_direct),
