@@ -413,7 +413,9 @@ fail:
 void
 prov_webhooks_kick(struct prov_webhooks *w)
 {
-    if (w == NULL)
+    /* No target: the outbox gets no rows, and waking the thread to look would cost every
+     * action a query. */
+    if (w == NULL || w->n_targets == 0)
         return;
     atomic_store(&w->kicked, true);
     curl_multi_wakeup(w->multi);
