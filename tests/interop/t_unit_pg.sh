@@ -49,7 +49,7 @@ $(grep -v '^ok ' "$tmp/$suite.out" | tail -n 30)"
 }
 
 suite_on_pg test_store \
-    stash_checks,principal_crud,rotation,cache,device_crud,device_pin_tofu,device_pin_race,device_revocation_live,rename_and_realm
+    stash_checks,principal_crud,rotation,cache,device_crud,device_pin_tofu,device_pin_race,device_revocation_live,rename_and_realm,wal_checkpoint
 suite_on_pg test_policy \
     policy_crud,policy_change_reaches_caches,password_change,lockout_and_duration,interval_reset,admin_unlock,batching_bound,lockout_disabled
 suite_on_pg test_admin_back

@@ -817,6 +817,16 @@ numbers(void)
     CHECK_OK(ck_prov_pool_add(s, &csr, "seg-b", "0070", "0070", &added));
     CHECK_OK(ck_prov_number_next(s, "seg-a", next));
     CHECK(strcmp(next, "0040") == 0);
+    /* the back's workers skip the numbers another worker has picked */
+    CHECK_OK(ck_prov_number_next_after(s, "seg-a", "0040", next));
+    CHECK(strcmp(next, "0041") == 0);
+    CHECK_OK(ck_prov_number_next_after(s, "seg-a", "0055", next));
+    CHECK(strcmp(next, "0056") == 0);
+    CHECK_INT_EQ(ck_prov_number_next_after(s, "seg-a", "0069", next), CK_ERR_FULL);
+    CHECK_INT_EQ(ck_prov_number_next_after(s, "seg-b", "0070", next), CK_ERR_FULL);
+    CHECK_INT_EQ(ck_prov_number_next_after(s, "seg-a", "", next), CK_ERR_INVAL);
+    CHECK_OK(ck_prov_number_next_after(s, "seg-a", NULL, next));
+    CHECK(strcmp(next, "0040") == 0);
     for (int i = 1; i <= 32; i++)
         CHECK_OK(admit(s, i));
     /* two processes provisioning at once never share a number */
