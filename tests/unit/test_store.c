@@ -1490,6 +1490,7 @@ wal_checkpoint(void)
     CHECK(complete);
     if (ck_test_store_pg()) {
         CHECK_INT_EQ(frames, 0);
+        add_user(w, "after-restart@" REALM, "pw", 0);
     } else {
         struct stat st;
         char wal[sizeof(db) + 8];
