@@ -27,7 +27,8 @@
 # Environment: BENCH_PROV_DEVICES (100000), BENCH_PROV_CONCURRENCY (16), BENCH_PROV_CUSTOMERS
 # (100), BENCH_PROV_AUTH (session), BENCH_PROV_CA_KEY (ec-p256: the provisioning CA re-made with a
 # P-256 key; rsa: `cablekey pki init`'s RSA-2048), BENCH_PROV_LOGIN (1), BENCH_PROV_KDC_WORKERS
-# (2), BENCH_PROV_LOGIN_CONCURRENCY (16), BENCH_PROV_PORT (first port, 21650; P7's range 21640-21679),
+# (2), BENCH_PROV_LOGIN_CONCURRENCY (16), BENCH_PROV_WORKERS (cablekey-prov's `workers`, 2),
+# BENCH_PROV_PORT (first port, 21650; P7's range 21640-21679),
 # BENCH_KEEP_TMP=1.
 set -uo pipefail
 export LC_ALL=C TZ=UTC

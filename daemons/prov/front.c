@@ -47,6 +47,7 @@
 #define HEADER_MEMORY (64 * 1024)
 #define COOKIE "ck_session"
 #define SESSION_ID_LEN 32
+#define SESSION_SLOT_BYTES 3 /* max_sessions <= 100000 < 2^24 */
 #define LINES_POLL_MS 250      /* the long poll looks again this often */
 #define LOGIN_TIMEOUT_MS 3000
 
@@ -381,19 +382,21 @@ session_find(struct front *f, struct MHD_Connection *c, char **who, char csrf[65
 {
     uint8_t id[SESSION_ID_LEN];
     int64_t now = now_s();
-    size_t found = SIZE_MAX;
+    size_t found = SIZE_MAX, slot_of;
 
     *who = NULL;
     if (cookie_id(c, id) != 0)
         return -1;
+    /* The id names its slot (session_new): one constant-time comparison, not one per slot. */
+    slot_of = (size_t)id[0] << 16 | (size_t)id[1] << 8 | id[2];
     pthread_mutex_lock(&f->slock);
-    for (size_t i = 0; i < f->n_sessions; i++) {
-        struct session *s = &f->sessions[i];
+    if (slot_of < f->n_sessions) {
+        struct session *s = &f->sessions[slot_of];
         bool eq = ck_ct_equal(s->id, id, SESSION_ID_LEN);
         if (s->used && s->expires <= now)
             session_clear(s);
         else if (s->used && eq)
-            found = i;
+            found = slot_of;
     }
     if (found != SIZE_MAX) {
         *who = strdup(f->sessions[found].principal);
@@ -420,17 +423,22 @@ session_new(struct front *f, const char *principal, char cookie_hex[65], char cs
         return CK_ERR_CRYPTO;
     }
     pthread_mutex_lock(&f->slock);
+    /* Every expired session is wiped here (a login is rare: the whole table is walked), a
+     * free slot taken, else the one closest to expiry. */
     for (size_t i = 0; i < f->n_sessions; i++) {
         struct session *s = &f->sessions[i];
         if (s->used && s->expires <= now)
             session_clear(s);
-        if (!s->used) {
-            pick = i;
-            break;
-        }
-        if (pick == SIZE_MAX || s->expires < f->sessions[pick].expires)
+        if (pick != SIZE_MAX && !f->sessions[pick].used)
+            continue;
+        if (!s->used || pick == SIZE_MAX || s->expires < f->sessions[pick].expires)
             pick = i;
     }
+    /* The first SESSION_SLOT_BYTES of the id are the slot (not secret; the other 29 bytes
+     * are), so that a request finds its session without comparing against every slot. */
+    id[0] = (uint8_t)(pick >> 16);
+    id[1] = (uint8_t)(pick >> 8);
+    id[2] = (uint8_t)pick;
     if (f->sessions[pick].used)
         ck_log_notice("console sessions: table full (%zu), the oldest is ended", f->n_sessions);
     session_clear(&f->sessions[pick]);
